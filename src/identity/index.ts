@@ -1,0 +1,2 @@
+/** Identity URIs: templates, parsing and validation. Depends on nothing else in mtlskit. */
+export { PLACEHOLDERS, parseIdentity, renderTemplate, templatePlaceholders, type Identity, type Placeholder } from "./id.ts";
