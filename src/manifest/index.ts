@@ -1,0 +1,73 @@
+/**
+ * Manifest loading in three steps: parse (YAML and structure), normalize (defaults, durations,
+ * typed addresses, identities), then named rules. Every problem is reported at once.
+ *
+ * @example
+ * const { manifest, warnings } = loadManifest("mtlskit.yaml"); // throws InvalidInputError (exit 2)
+ */
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import * as v from "valibot";
+import { FailedError, InvalidInputError, type Problem } from "../errors.ts";
+import type { Manifest } from "./model.ts";
+import { normalize } from "./normalize.ts";
+import { parseYaml } from "./parse.ts";
+import { Context, RULES } from "./rules.ts";
+import { ManifestSchema } from "./schema.ts";
+
+export type { Address } from "./address.ts";
+export { classifyAddress, formatIp } from "./address.ts";
+export { formatDuration, parseDuration } from "./duration.ts";
+export type { CaImport, CaSpec, CertSlot, Connection, Manifest, Service } from "./model.ts";
+export { manifestJsonSchema } from "./json-schema.ts";
+export { ManifestSchema, type WrittenManifest } from "./schema.ts";
+
+/** LoadedManifest is a valid manifest and the warnings it raised. */
+export interface LoadedManifest {
+  manifest: Manifest;
+  warnings: Problem[];
+  /** lineOf locates a field of the manifest, for messages raised after loading. */
+  lineOf(path: readonly (string | number)[]): number | undefined;
+}
+
+/**
+ * parseManifest validates manifest text. `file` names it in messages; `dir` anchors relative
+ * paths (ca.import). Throws InvalidInputError with every problem found.
+ */
+export function parseManifest(text: string, file: string, dir = path.dirname(file)): LoadedManifest {
+  const { yaml, problems } = parseYaml(text, file);
+  if (problems.length > 0) throw new InvalidInputError(problems);
+  if (yaml.value === undefined || yaml.value === null) {
+    throw new InvalidInputError([{ file, path: "", message: "the manifest is empty", fix: "run `mtlskit init` to write a starter manifest" }]);
+  }
+  const ctx = new Context(file, yaml);
+  const parsed = v.safeParse(ManifestSchema, yaml.value, { abortEarly: false });
+  if (!parsed.success) {
+    for (const issue of parsed.issues) {
+      const p = (issue.path ?? []).map((s) => s.key as string | number);
+      const isKey = issue.path?.at(-1)?.type === "object" && (issue.path.at(-1) as { origin?: string }).origin === "key";
+      const missing = issue.input === undefined && issue.kind === "schema";
+      ctx.error(p, missing ? "is required" : issue.message, missing ? "add it" : isKey && issue.type === "strict_object" ? "check the spelling, or remove the key" : undefined, { key: isKey });
+    }
+    throw new InvalidInputError(ctx.problems);
+  }
+  const manifest = normalize(parsed.output, ctx, dir);
+  for (const rule of RULES) rule(manifest, parsed.output, ctx);
+  if (ctx.problems.length > 0) throw new InvalidInputError(ctx.problems);
+  return { manifest, warnings: ctx.warnings, lineOf: (p) => yaml.lineOf(p) };
+}
+
+/** loadManifest reads and validates a manifest file. */
+export function loadManifest(file: string): LoadedManifest {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") {
+      throw new InvalidInputError([{ file, path: "", message: "no such file", fix: "run `mtlskit init` to write one, or name another with -f FILE" }]);
+    }
+    throw new FailedError(`manifest: cannot read ${file}: ${(e as Error).message}`, { cause: e });
+  }
+  return parseManifest(text, file);
+}

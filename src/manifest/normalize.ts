@@ -1,0 +1,109 @@
+/**
+ * Normalization: a structurally valid WrittenManifest becomes a resolved Manifest. Defaults are
+ * applied, durations converted, addresses typed and identities rendered. Problems found on the
+ * way (an address that is neither IP nor DNS name) are collected, not thrown.
+ */
+import * as path from "node:path";
+import { renderTemplate } from "../identity/index.ts";
+import type { Subject } from "../pki/name.ts";
+import { classifyAddress, type Address } from "./address.ts";
+import { parseDuration } from "./duration.ts";
+import type { CertSlot, Connection, Manifest, Service } from "./model.ts";
+import type { Context } from "./rules.ts";
+import type { WrittenManifest } from "./schema.ts";
+
+/** DEFAULTS are the values used where the manifest says nothing; the schema's descriptions repeat them. */
+export const DEFAULTS = {
+  caKey: "ecdsa-p256",
+  caValidity: "10y",
+  key: "ecdsa-p256",
+  validity: "90d",
+} as const;
+
+/** normalize resolves a written manifest; `manifestDir` anchors relative import paths. */
+export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string): Manifest {
+  const d = w.defaults ?? {};
+  const dur = (text: string) => parseDuration(text)!; // the schema has checked the syntax
+  const services: Service[] = Object.entries(w.services).map(([name, s]) => {
+    const at = ["services", name];
+    const cn = s.cn ?? name;
+    const dns: string[] = [];
+    const ips: Extract<Address, { kind: "ip" }>[] = [];
+    const add = (a: Address) => {
+      if (a.kind === "dns") { if (!dns.includes(a.text)) dns.push(a.text); }
+      else if (!ips.some((i) => i.bytes.equals(a.bytes))) ips.push(a);
+    };
+    const cnAddress = classifyAddress(cn);
+    if ("error" in cnAddress) ctx.error([...at, "cn"], `must also be a valid SAN, but ${cnAddress.error}`, cnAddress.fix);
+    else add(cnAddress);
+    (s.addresses ?? []).forEach((text, i) => {
+      const a = classifyAddress(text);
+      if ("error" in a) ctx.error([...at, "addresses", i], a.error, a.fix);
+      else add(a);
+    });
+    const validityMs = dur(s.validity ?? d.validity ?? DEFAULTS.validity);
+    const renew = s.renewBefore ?? d.renewBefore;
+    const role = s.role ?? s.usage;
+    const split = s.split ?? false;
+    const slots: CertSlot[] =
+      split && s.usage === "dual"
+        ? [{ id: name, service: name, kind: "main", profile: "server" }, { id: `${name}/client`, service: name, kind: "client", profile: "client" }]
+        : [{ id: name, service: name, kind: "main", profile: s.usage }];
+    const subject: Subject = { ...d.subject, ...s.subject, CN: cn };
+    return {
+      name,
+      usage: s.usage,
+      role,
+      cn,
+      keyType: s.key ?? d.key ?? DEFAULTS.key,
+      validityMs,
+      renewBeforeMs: renew === undefined ? Math.floor(validityMs / 3) : dur(renew),
+      subject,
+      dns,
+      ips,
+      identity: w.identity ? renderTemplate(w.identity.uri, { cluster: w.cluster, role, name }) : undefined,
+      split,
+      slots,
+    };
+  });
+
+  const connections: Connection[] = [];
+  (w.connections ?? []).forEach((c, i) => {
+    const target = services.find((s) => s.name === c.to);
+    let address: Address | undefined;
+    if (c.address !== undefined) {
+      const a = classifyAddress(c.address);
+      if ("error" in a) ctx.error(["connections", i, "address"], a.error, a.fix);
+      else address = a;
+    } else if (target) {
+      address = target.ips[0] ?? { kind: "dns", text: target.dns[0] ?? target.cn };
+      const firstWritten = w.services[target.name]?.addresses?.[0];
+      if (firstWritten !== undefined) {
+        const a = classifyAddress(firstWritten);
+        if (!("error" in a)) address = a;
+      }
+    }
+    if (address) connections.push({ index: i, from: c.from, to: c.to, address });
+  });
+
+  const ca = w.ca ?? {};
+  return {
+    file: ctx.file,
+    cluster: w.cluster,
+    identityTemplate: w.identity?.uri,
+    ca: {
+      keyType: ca.key ?? DEFAULTS.caKey,
+      validityMs: dur(ca.validity ?? DEFAULTS.caValidity),
+      subject: ca.subject ?? { ...d.subject, CN: `${w.cluster} CA` },
+      import: ca.import
+        ? {
+            cert: path.resolve(manifestDir, ca.import.cert),
+            key: path.resolve(manifestDir, ca.import.key),
+            chain: ca.import.chain === undefined ? undefined : path.resolve(manifestDir, ca.import.chain),
+          }
+        : undefined,
+    },
+    services,
+    connections,
+  };
+}
