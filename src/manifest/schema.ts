@@ -46,9 +46,11 @@ const attr = (k: keyof typeof SUBJECT_ATTRIBUTES) =>
   v.optional(
     v.pipe(
       v.string((i) => `must be a string; got ${got(i.input)}`),
-      v.minLength(1, "must not be empty"),
+      v.regex(/./, "must not be empty"),
       v.maxLength(SUBJECT_ATTRIBUTES[k].max, (i) => `must be at most ${SUBJECT_ATTRIBUTES[k].max} characters (RFC 5280 upper bound); got ${i.received}`),
-      ...(k === "C" ? [v.regex(/^[A-Z]{2}$/, (i: v.RegexIssue<string>) => `must be a two-letter upper-case ISO 3166 country code such as US or DE; got ${got(i.input)}`)] : []),
+      v.regex(k === "C" ? /^[A-Z]{2}$/ : /^[^\u0000-\u001f]*$/, (i) =>
+        k === "C" ? `must be a two-letter upper-case ISO 3166 country code such as US or DE; got ${got(i.input)}` : "must not contain control characters",
+      ),
       v.description(SUBJECT_ATTRIBUTES[k].describe),
     ),
   );

@@ -1,0 +1,159 @@
+/**
+ * Durable file operations: atomic writes (temp file created with its final mode, fsync, rename,
+ * directory fsync), and the apply lock. Every write under a PKI directory goes through here.
+ */
+import { closeSync, constants, fchmodSync, linkSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { hostname } from "node:os";
+import * as path from "node:path";
+import { FailedError } from "../errors.ts";
+import { TEMP_MARK } from "./layout.ts";
+
+let counter = 0;
+
+/**
+ * writeFileAtomic replaces `file` with `data` so that readers see the old bytes or the new,
+ * never a mix, even across a crash (k3s#405, certinel#23). The temp file is created with `mode`
+ * (so a key is never readable by others, not even for a moment), fsynced, then renamed.
+ * The caller fsyncs the directory once after a batch of renames (syncDir).
+ */
+export function writeFileAtomic(file: string, data: string | Uint8Array, mode: number): void {
+  const tmp = path.join(path.dirname(file), `${TEMP_MARK}${process.pid}-${counter++}-${path.basename(file)}`);
+  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+  try {
+    fchmodSync(fd, mode); // the umask may have removed bits; set exactly, before any byte is written
+    writeSync(fd, typeof data === "string" ? Buffer.from(data) : data);
+    fsyncSync(fd);
+  } catch (e) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  closeSync(fd);
+  renameSync(tmp, file);
+}
+
+/** syncDir fsyncs a directory so renames and creations in it survive a power loss. */
+export function syncDir(dir: string): void {
+  const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** ensureDir creates `dir` with exactly `mode` if it is missing, and reports whether it did. */
+export function ensureDir(dir: string, mode: number): boolean {
+  try {
+    mkdirSync(dir, { mode });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") {
+      if (!statSync(dir).isDirectory()) throw new FailedError(`pki: ${dir} exists and is not a directory; move it away`);
+      return false;
+    }
+    throw e;
+  }
+  const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    fchmodSync(fd, mode); // a fresh, empty directory: set exactly what the umask may have narrowed
+  } finally {
+    closeSync(fd);
+  }
+  return true;
+}
+
+/** removeTempFiles deletes temp files a killed apply left in `dir` (call under the lock). */
+export function removeTempFiles(dir: string): number {
+  let n = 0;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    if (name.startsWith(TEMP_MARK)) {
+      rmSync(path.join(dir, name), { force: true, recursive: true });
+      n++;
+    }
+  }
+  return n;
+}
+
+/** Lock is a held apply lock. */
+export interface Lock {
+  release(): void;
+}
+
+interface LockInfo {
+  pid: number;
+  host: string;
+  since: string;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+/**
+ * acquireLock takes `file` exclusively (O_EXCL). When another apply holds it, waits up to
+ * `waitMs`, then fails naming the holder. A lock whose holder died on this host (kill -9) is
+ * taken over: it is renamed aside first, so two waiters cannot both take it over.
+ */
+export function acquireLock(file: string, opts: { waitMs?: number; now?: () => Date } = {}): Lock {
+  const waitMs = opts.waitMs ?? 5000;
+  const deadline = Date.now() + waitMs;
+  const me: LockInfo = { pid: process.pid, host: hostname(), since: (opts.now?.() ?? new Date()).toISOString() };
+  for (;;) {
+    try {
+      const fd = openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
+      writeSync(fd, JSON.stringify(me) + "\n");
+      fsyncSync(fd);
+      closeSync(fd);
+      return {
+        release: () => {
+          try {
+            unlinkSync(file);
+          } catch {
+            /* already gone: nothing to release */
+          }
+        },
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    }
+    let holder: LockInfo | undefined;
+    try {
+      holder = JSON.parse(readFileSync(file, "utf8")) as LockInfo;
+    } catch {
+      holder = undefined; // being written right now, or vanished: try again
+    }
+    if (holder && holder.host === me.host && !isAlive(holder.pid)) {
+      const aside = `${file}${TEMP_MARK}stale-${process.pid}`;
+      try {
+        renameSync(file, aside);
+        const moved = JSON.parse(readFileSync(aside, "utf8")) as LockInfo;
+        if (moved.pid === holder.pid && moved.since === holder.since) rmSync(aside, { force: true });
+        else linkSync(aside, file); // we moved a live waiter's fresh lock: put it back
+      } catch {
+        /* someone else took it over first */
+      }
+      rmSync(aside, { force: true });
+      continue;
+    }
+    if (Date.now() >= deadline) {
+      const who = holder ? `mtlskit (pid ${holder.pid} on ${holder.host}, since ${holder.since})` : "another mtlskit";
+      throw new FailedError(
+        `pki: ${who} is applying to this directory and holds ${file}; waited ${Math.round(waitMs / 1000)}s. Run apply again when it finishes. If no apply is running, remove ${file}.`,
+      );
+    }
+    sleep(50);
+  }
+}

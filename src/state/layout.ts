@@ -1,0 +1,48 @@
+/**
+ * LAYOUT: the one table of paths and modes in a PKI directory. Code and docs read it; nothing
+ * else spells a file name. Private directories are 0700; keys 0600; public material 0644.
+ *
+ *   DIR/.lock                      held while apply runs
+ *   DIR/ca/              0700
+ *   DIR/ca/ca.pem        0644      the CA certificate (the trust anchor peers install)
+ *   DIR/ca/ca-key.pem    0600      the CA private key (generated CAs only; never under services/)
+ *   DIR/ca/chain.pem     0644      imported CAs only: the issuing CA and intermediates below the root
+ *   DIR/services/        0755
+ *   DIR/services/NAME/   0700
+ *     cert.pem           0644      leaf, then any intermediates
+ *     key.pem            0600      PKCS#8
+ *     ca.pem             0644      the trust bundle a peer of NAME must trust
+ *     client.pem         0644      split: true only, the client certificate
+ *     client-key.pem     0600      split: true only
+ */
+import * as path from "node:path";
+import type { CertSlot } from "../manifest/index.ts";
+
+/** FileSpec is a file's path relative to the PKI directory, and its mode. */
+export interface FileSpec {
+  rel: string;
+  mode: number;
+}
+
+/** MODES are the modes mtlskit creates files and directories with. */
+export const MODES = { privateDir: 0o700, publicDir: 0o755, key: 0o600, public: 0o644 } as const;
+
+/** LAYOUT names every file and directory of a PKI directory. */
+export const LAYOUT = {
+  lock: ".lock",
+  caDir: { rel: "ca", mode: MODES.privateDir },
+  caCert: { rel: "ca/ca.pem", mode: MODES.public },
+  caKey: { rel: "ca/ca-key.pem", mode: MODES.key },
+  caChain: { rel: "ca/chain.pem", mode: MODES.public },
+  servicesDir: { rel: "services", mode: MODES.publicDir },
+  serviceDir: (service: string): FileSpec => ({ rel: `services/${service}`, mode: MODES.privateDir }),
+  bundle: (service: string): FileSpec => ({ rel: `services/${service}/ca.pem`, mode: MODES.public }),
+  cert: (slot: Pick<CertSlot, "service" | "kind">): FileSpec => ({ rel: `services/${slot.service}/${slot.kind === "main" ? "cert.pem" : "client.pem"}`, mode: MODES.public }),
+  key: (slot: Pick<CertSlot, "service" | "kind">): FileSpec => ({ rel: `services/${slot.service}/${slot.kind === "main" ? "key.pem" : "client-key.pem"}`, mode: MODES.key }),
+} as const;
+
+/** TEMP_MARK is in the name of every temporary file apply writes; leftovers are removed under the lock. */
+export const TEMP_MARK = ".mtlskit-tmp-";
+
+/** abs joins the PKI directory and a layout path. */
+export const abs = (dir: string, f: FileSpec | string): string => path.join(dir, typeof f === "string" ? f : f.rel);

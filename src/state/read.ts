@@ -1,0 +1,199 @@
+/**
+ * Reading a PKI directory (and an imported CA) into State: what exists, parsed, with every
+ * defect recorded as data for the planner. Reading never writes and never throws for a damaged
+ * file: a damaged leaf is a reason to re-issue it.
+ */
+import { X509Certificate, createPublicKey, type KeyObject } from "node:crypto";
+import { readFileSync, statSync } from "node:fs";
+import type { CaImport, Manifest } from "../manifest/index.ts";
+import { readCertFields, type CertFields } from "../pki/cert.ts";
+import { keyIdOf } from "../pki/issue.ts";
+import { keyTypeOf, parsePrivateKey, spkiOfPrivateKey, type KeyTypeName } from "../pki/keys.ts";
+import { encodePem, parseCertificatesPem, parsePem } from "../pki/pem.ts";
+import { decodeCertificate } from "../pki/x509.ts";
+import { abs, LAYOUT } from "./layout.ts";
+
+/** CaMaterial is a usable CA: its certificate, key and the trust bundle peers install. */
+export interface CaMaterial {
+  cert: CertFields;
+  keyType: KeyTypeName;
+  /** keyId is the CA's subject key identifier (the leaves' authority key id). */
+  keyId: Buffer;
+  publicKey: KeyObject;
+  privateKey: KeyObject;
+  /** chainPem: certificates appended to every leaf in cert.pem (an imported intermediate and those above it, not the root). */
+  chainPem: string;
+  /** bundlePem: the trust anchors written to ca/ca.pem and each service's ca.pem. */
+  bundlePem: string;
+}
+
+/** CaState is what the PKI directory says about its CA. */
+export type CaState = { status: "missing" } | { status: "ok"; ca: CaMaterial } | { status: "broken"; reason: string; fix: string };
+
+/** LeafState is what is on disk for one certificate slot. */
+export interface LeafState {
+  /** cert is the parsed leaf, or why it could not be used; undefined when the file is missing. */
+  cert: CertFields | { error: string } | undefined;
+  /** certFile is the whole cert file (leaf and chain), to compare with what would be written. */
+  certFile: string | undefined;
+  /** keySpki is the public half of key.pem, or why it could not be used; undefined when missing. */
+  keySpki: Buffer | { error: string } | undefined;
+}
+
+/** State is a PKI directory as read. */
+export interface State {
+  dir: string;
+  /** exists is false when the directory does not exist yet. */
+  exists: boolean;
+  ca: CaState;
+  /** leaves by slot id (`core`, `core/client`). */
+  leaves: Map<string, LeafState>;
+  /** bundles by service name: the current ca.pem bytes, or undefined when missing. */
+  bundles: Map<string, string | undefined>;
+}
+
+function readText(file: string): string | undefined {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+}
+
+const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+function caMaterial(certDer: Buffer, privateKey: KeyObject, chainPem: string, bundlePem: string): CaMaterial | { reason: string; fix: string } {
+  const cert = readCertFields(certDer);
+  const info = decodeCertificate(certDer);
+  if (!info.isCA) return { reason: "is not a CA certificate (basicConstraints cA is not set)", fix: "point at the CA's certificate, not a leaf" };
+  if (info.keyUsage && !info.keyUsage.includes("keyCertSign")) return { reason: "has no keyCertSign key usage, so it may not sign certificates", fix: "use a CA certificate that allows certificate signing" };
+  const publicKey = createPublicKey({ key: cert.spki, format: "der", type: "spki" });
+  const keyType = keyTypeOf(publicKey);
+  if (!keyType) return { reason: `has a key type mtlskit cannot sign with (${publicKey.asymmetricKeyType})`, fix: "use an ECDSA P-256/P-384, RSA 2048/3072/4096 or Ed25519 CA" };
+  if (!spkiOfPrivateKey(privateKey).equals(cert.spki)) return { reason: "does not match its private key", fix: "restore the CA key that belongs to this certificate" };
+  const keyId = info.subjectKeyId ? Buffer.from(info.subjectKeyId, "hex") : keyIdOf(cert.spki);
+  return { cert, keyType, keyId, publicKey, privateKey, chainPem, bundlePem };
+}
+
+/** readCa reads the generated CA in DIR/ca. A key without a certificate is an interrupted creation: missing. */
+export function readCa(dir: string): CaState {
+  const certText = readText(abs(dir, LAYOUT.caCert));
+  if (certText === undefined) return { status: "missing" };
+  const where = abs(dir, LAYOUT.caCert);
+  const keyFile = abs(dir, LAYOUT.caKey);
+  const keyText = readText(keyFile);
+  const restore = `restore ${keyFile} from backup; or, to start a new CA (every service is re-issued and peers must trust the new ca.pem), move ${abs(dir, LAYOUT.caDir)} away`;
+  if (keyText === undefined) return { status: "broken", reason: `${where} exists but its key ${keyFile} is missing`, fix: restore };
+  try {
+    const mode = statSync(keyFile).mode & 0o777;
+    if (mode & 0o077) return { status: "broken", reason: `${keyFile} has mode 0${mode.toString(8)}, readable by others`, fix: `run chmod 600 ${keyFile}, and consider the CA key exposed` };
+    const certs = parseCertificatesPem(certText);
+    if (certs.length !== 1) return { status: "broken", reason: `${where} must hold exactly one certificate, found ${certs.length}`, fix: restore };
+    const m = caMaterial(certs[0]!, parsePrivateKey(keyText), "", certText);
+    if ("reason" in m) return { status: "broken", reason: `${where} ${m.reason}`, fix: restore };
+    return { status: "ok", ca: m };
+  } catch (e) {
+    return { status: "broken", reason: `cannot read the CA in ${abs(dir, LAYOUT.caDir)}: ${errorText(e)}`, fix: restore };
+  }
+}
+
+/**
+ * loadImportedCa reads an organisation's CA named by ca.import. The issuing certificate must be a
+ * CA matching the key; its chain must lead, signature by signature, to a self-signed root.
+ * Returns a problem sentence for the manifest's ca.import field instead of throwing.
+ */
+export function loadImportedCa(imp: CaImport): CaMaterial | { field: "cert" | "key" | "chain"; reason: string; fix: string } {
+  const read = (field: "cert" | "key" | "chain", file: string) => {
+    try {
+      return readFileSync(file, "utf8");
+    } catch (e) {
+      throw { field, reason: `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? errorText(e)}`, fix: "correct the path (relative to the manifest)" };
+    }
+  };
+  try {
+    const certs = (() => {
+      try {
+        return parseCertificatesPem(read("cert", imp.cert));
+      } catch (e) {
+        if ((e as { field?: string }).field) throw e;
+        throw { field: "cert", reason: `${imp.cert}: ${errorText(e)}`, fix: "give a PEM file with the CA certificate" };
+      }
+    })();
+    if (certs.length !== 1) return { field: "cert", reason: `${imp.cert} must hold exactly one certificate, found ${certs.length}`, fix: "put the issuing CA in cert and the certificates above it in chain" };
+    let key: KeyObject;
+    try {
+      const keyText = read("key", imp.key);
+      if (!parsePem(keyText).some((b) => b.label.endsWith("PRIVATE KEY"))) throw new Error("no PRIVATE KEY block");
+      key = parsePrivateKey(keyText);
+    } catch (e) {
+      if ((e as { field?: string }).field) throw e;
+      return { field: "key", reason: `${imp.key} is not a readable unencrypted private key (${errorText(e)})`, fix: "give the CA key as unencrypted PEM (PKCS#8 or traditional), mode 0600" };
+    }
+    const mode = statSync(imp.key).mode & 0o777;
+    if (mode & 0o077) return { field: "key", reason: `${imp.key} has mode 0${mode.toString(8)}, readable by others`, fix: `run chmod 600 ${imp.key}` };
+    const chain = imp.chain === undefined ? [] : parseCertificatesPem(read("chain", imp.chain));
+    const path = [certs[0]!, ...chain].map((d) => new X509Certificate(d));
+    for (let i = 0; i + 1 < path.length; i++) {
+      if (!path[i]!.checkIssued(path[i + 1]!) || !path[i]!.verify(path[i + 1]!.publicKey)) {
+        return { field: "chain", reason: `certificate ${i + 1} of the chain (${path[i + 1]!.subject.replace(/\n/g, ", ")}) did not issue ${path[i]!.subject.replace(/\n/g, ", ")}`, fix: "order the chain from the issuing CA's issuer up to the root" };
+      }
+    }
+    const root = path[path.length - 1]!;
+    if (!root.checkIssued(root) || !root.verify(root.publicKey)) {
+      return imp.chain === undefined
+        ? { field: "cert", reason: `${imp.cert} is an intermediate CA, and peers need its root to trust it`, fix: "add ca.import.chain: a PEM file with the certificates above it, up to the root" }
+        : { field: "chain", reason: `the chain does not end in a self-signed root`, fix: "append the root certificate to the chain file" };
+    }
+    const m = caMaterial(certs[0]!, key, path.slice(0, -1).map((c) => encodePem("CERTIFICATE", c.raw)).join(""), encodePem("CERTIFICATE", root.raw));
+    return "reason" in m ? { field: "cert", reason: `${imp.cert} ${m.reason}`, fix: m.fix } : m;
+  } catch (e) {
+    if (typeof e === "object" && e !== null && "field" in e) return e as { field: "cert" | "key" | "chain"; reason: string; fix: string };
+    return { field: "cert", reason: errorText(e), fix: "check the imported CA files" };
+  }
+}
+
+function readLeaf(dir: string, slot: Manifest["services"][number]["slots"][number]): LeafState {
+  const certFile = readText(abs(dir, LAYOUT.cert(slot)));
+  let cert: LeafState["cert"];
+  if (certFile !== undefined) {
+    try {
+      const der = parseCertificatesPem(certFile)[0];
+      cert = der ? readCertFields(der) : { error: "holds no certificate" };
+    } catch (e) {
+      cert = { error: `cannot be parsed (${errorText(e)})` };
+    }
+  }
+  const keyPath = abs(dir, LAYOUT.key(slot));
+  const keyText = readText(keyPath);
+  let keySpki: LeafState["keySpki"];
+  if (keyText !== undefined) {
+    try {
+      const mode = statSync(keyPath).mode & 0o777;
+      keySpki = mode & 0o077 ? { error: `has mode 0${mode.toString(8)}, readable by others: the key may be exposed` } : spkiOfPrivateKey(parsePrivateKey(keyText));
+    } catch (e) {
+      keySpki = { error: `cannot be parsed (${errorText(e)})` };
+    }
+  }
+  return { cert, certFile, keySpki };
+}
+
+/** readState reads the PKI directory for `manifest`. The CA comes from ca.import when the manifest has one. */
+export function readState(dir: string, manifest: Manifest, importedCa?: CaMaterial): State {
+  let exists = true;
+  try {
+    statSync(dir);
+  } catch {
+    exists = false;
+  }
+  const leaves = new Map<string, LeafState>();
+  const bundles = new Map<string, string | undefined>();
+  if (exists) {
+    for (const s of manifest.services) {
+      for (const slot of s.slots) leaves.set(slot.id, readLeaf(dir, slot));
+      bundles.set(s.name, readText(abs(dir, LAYOUT.bundle(s.name))));
+    }
+  }
+  const ca: CaState = importedCa ? { status: "ok", ca: importedCa } : exists ? readCa(dir) : { status: "missing" };
+  return { dir, exists, ca, leaves, bundles };
+}
