@@ -1,0 +1,81 @@
+/** `mtlskit apply`: issue everything the manifest declares into the PKI directory. */
+import * as path from "node:path";
+import { UsageError } from "../../errors.ts";
+import { loadManifest } from "../../manifest/index.ts";
+import { apply } from "../../plan/apply.ts";
+import { parseArgs } from "node:util";
+import { COMMON_FLAGS, flags } from "../args.ts";
+import { EXIT_CODES_TEXT } from "../help.ts";
+import { paint, type Io } from "../output.ts";
+import { MANIFEST_FLAGS, planJson, REISSUE_FLAGS, renderPlan, renderWarnings, splitNames } from "./shared.ts";
+
+export const APPLY_HELP = `mtlskit apply: issue the CA and every service certificate the manifest declares.
+
+USAGE
+  mtlskit apply [-f FILE] [--pki DIR] [--reissue NAME...] [--reissue-all] [--json]
+
+Creates what is missing, keeps what still matches the manifest, and re-issues (with a new key)
+what changed, is inside renewBefore, expired, or no longer matches its key or CA. Re-running with
+an unchanged manifest changes no file. Files are written atomically; a lock keeps two applies
+apart; after a crash, running apply again converges.
+
+FLAGS
+  -f, --file FILE      manifest (default mtlskit.yaml)
+      --pki DIR        PKI directory (default ./pki)
+      --reissue NAME   re-issue these services' certificates with new keys (repeat, or a,b)
+      --reissue-all    re-issue every service certificate (the CA is kept)
+      --lock-wait SEC  wait this long for another apply to finish (default 5)
+      --json           print the result as JSON
+      --debug          show stack traces of unexpected errors
+
+LAYOUT
+  DIR/ca/ca.pem (0644)  DIR/ca/ca-key.pem (0600)
+  DIR/services/NAME/{cert.pem, key.pem (0600), ca.pem}; split services add client.pem, client-key.pem
+
+EXAMPLES
+  mtlskit apply
+  mtlskit apply -f examples/serviceradar.yaml --pki /etc/serviceradar/pki
+  mtlskit apply --reissue gateway,agent
+  mtlskit apply --json | jq '.certificates[] | select(.action != "keep")'
+
+${EXIT_CODES_TEXT}
+`;
+
+/** applyCommand runs `mtlskit apply`. */
+export async function applyCommand(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = flags("apply", () => parseArgs({ args, options: { ...COMMON_FLAGS, ...MANIFEST_FLAGS, ...REISSUE_FLAGS, "lock-wait": { type: "string", default: "5" } }, allowPositionals: true, strict: true }));
+  if (values.help) return io.out(APPLY_HELP), 0;
+  const reissue = splitNames(values.reissue, positionals);
+  if (positionals.length > 0 && values.reissue === undefined) throw new UsageError(`mtlskit apply: unexpected argument ${JSON.stringify(positionals[0])}; did you mean --reissue ${positionals[0]}?`);
+  if (values["reissue-all"] && reissue.length > 0) throw new UsageError("mtlskit apply: flag --reissue is incompatible with --reissue-all; use one");
+  const lockWait = Number(values["lock-wait"]);
+  if (!Number.isFinite(lockWait) || lockWait < 0) throw new UsageError(`mtlskit apply: --lock-wait must be a number of seconds; got ${JSON.stringify(values["lock-wait"])}`);
+  const loaded = loadManifest(values.file);
+  if (!values.json) renderWarnings(io, loaded.warnings);
+  const started = performance.now();
+  let lastDraw = 0;
+  const result = await apply(loaded, values.pki, {
+    reissue,
+    reissueAll: values["reissue-all"] ?? false,
+    lockWaitMs: lockWait * 1000,
+    onProgress: (done, total) => {
+      if (!io.tty || values.json || total < 200) return;
+      const t = performance.now();
+      if (t - lastDraw < 100 && done < total) return;
+      lastDraw = t;
+      io.err(`\r  issuing ${done}/${total}${done === total ? "\n" : ""}`);
+    },
+  });
+  const secs = ((performance.now() - started) / 1000).toFixed(2);
+  if (values.json) {
+    io.out(JSON.stringify({ ...planJson(result.plan), issued: result.issued, kept: result.kept, caCreated: result.caCreated, seconds: Number(secs) }, null, 2) + "\n");
+    return 0;
+  }
+  io.out(`mtlskit apply: ${values.file} -> ${values.pki}\n`);
+  if (result.plan.certs.length <= 200) renderPlan(io, result.plan, { create: "created", reissue: "reissued", keep: "kept" });
+  const ca = path.join(values.pki, "ca", "ca.pem");
+  const what = result.issued === 0 ? "Nothing to do: every certificate matches the manifest" : `${result.issued} certificate${result.issued === 1 ? "" : "s"} issued`;
+  io.out(`${paint(io, "bold", what)}, ${result.kept} kept${result.caCreated ? ", new CA created" : ""}, in ${secs}s.\n`);
+  io.out(`Trust anchor: ${ca}. Each service's files are in ${path.join(values.pki, "services", "NAME")}/ (cert.pem, key.pem, ca.pem).\n`);
+  return 0;
+}

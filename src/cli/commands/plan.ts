@@ -1,0 +1,53 @@
+/** `mtlskit plan`: what apply would do to each certificate, and why. Reads only. */
+import { loadManifest } from "../../manifest/index.ts";
+import { readAndPlan } from "../../plan/apply.ts";
+import { parseArgs } from "node:util";
+import { COMMON_FLAGS, flags } from "../args.ts";
+import { EXIT_CODES_TEXT } from "../help.ts";
+import type { Io } from "../output.ts";
+import { MANIFEST_FLAGS, planJson, REISSUE_FLAGS, renderPlan, renderWarnings, splitNames } from "./shared.ts";
+import { UsageError } from "../../errors.ts";
+
+export const PLAN_HELP = `mtlskit plan: show what apply would create, keep or re-issue, and why. Writes nothing.
+
+USAGE
+  mtlskit plan [-f FILE] [--pki DIR] [--reissue NAME...] [--reissue-all] [--json]
+
+Reasons: missing; spec changed (which fields); key type changed; validity changed; due for
+renewal (inside renewBefore); expired; key does not match certificate; CA changed; key file
+readable by others; --reissue.
+
+FLAGS
+  -f, --file FILE      manifest (default mtlskit.yaml)
+      --pki DIR        PKI directory (default ./pki)
+      --reissue NAME   plan re-issuing these services (repeat, or a,b)
+      --reissue-all    plan re-issuing every service certificate
+      --json           print the plan as JSON
+
+EXAMPLES
+  mtlskit plan
+  mtlskit plan -f examples/netsy.yaml --pki ./netsy-pki --json
+
+${EXIT_CODES_TEXT}
+`;
+
+/** planCommand runs `mtlskit plan`. */
+export async function planCommand(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = flags("plan", () => parseArgs({ args, options: { ...COMMON_FLAGS, ...MANIFEST_FLAGS, ...REISSUE_FLAGS }, allowPositionals: true, strict: true }));
+  if (values.help) return io.out(PLAN_HELP), 0;
+  const reissue = splitNames(values.reissue, positionals);
+  if (positionals.length > 0 && values.reissue === undefined) throw new UsageError(`mtlskit plan: unexpected argument ${JSON.stringify(positionals[0])}`);
+  if (values["reissue-all"] && reissue.length > 0) throw new UsageError("mtlskit plan: flag --reissue is incompatible with --reissue-all; use one");
+  const loaded = loadManifest(values.file);
+  const { plan } = readAndPlan(loaded, values.pki, { reissue, reissueAll: values["reissue-all"] ?? false });
+  if (values.json) {
+    io.out(JSON.stringify(planJson(plan), null, 2) + "\n");
+    return 0;
+  }
+  renderWarnings(io, loaded.warnings);
+  io.out(`mtlskit plan: ${values.file} -> ${values.pki}\n`);
+  renderPlan(io, plan, { create: "create", reissue: "reissue", keep: "keep" });
+  const n = plan.certs.filter((c) => c.action !== "keep").length + (plan.ca.action === "create" ? 1 : 0);
+  io.out(n === 0 ? "No changes. apply would change no file.\n" : `${n} certificate${n === 1 ? "" : "s"} to issue. Run \`mtlskit apply -f ${values.file} --pki ${values.pki}\` to do it.\n`);
+  return 0;
+}

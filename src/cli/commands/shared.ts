@@ -1,0 +1,61 @@
+/** Flags and rendering shared by plan and apply. */
+import { formatProblem, type Problem } from "../../errors.ts";
+import type { Plan } from "../../plan/plan.ts";
+import { paint, type Io } from "../output.ts";
+
+/** MANIFEST_FLAGS: where the manifest and the PKI directory are. */
+export const MANIFEST_FLAGS = {
+  file: { type: "string", short: "f", default: "mtlskit.yaml" },
+  pki: { type: "string", default: "./pki" },
+  json: { type: "boolean" },
+} as const;
+
+/** REISSUE_FLAGS: deliberate rotation. */
+export const REISSUE_FLAGS = {
+  reissue: { type: "string", multiple: true },
+  "reissue-all": { type: "boolean" },
+} as const;
+
+/** splitNames accepts `--reissue a --reissue b` and `--reissue a,b` and `--reissue a b` (positionals). */
+export function splitNames(values: readonly string[] | undefined, positionals: readonly string[]): string[] {
+  return [...(values ?? []), ...positionals].flatMap((v) => v.split(",")).map((v) => v.trim()).filter(Boolean);
+}
+
+/** planJson is the machine form of a plan (--json). */
+export function planJson(plan: Plan) {
+  return {
+    dir: plan.dir,
+    now: plan.now.toISOString(),
+    ca: { action: plan.ca.action, reason: plan.ca.reason },
+    certificates: plan.certs.map((c) => ({
+      id: c.id,
+      service: c.slot.service,
+      profile: c.slot.profile,
+      action: c.action,
+      reason: c.reason,
+      notAfter: c.action === "keep" ? c.currentNotAfter?.toISOString() : c.spec.notAfter.toISOString(),
+    })),
+    bundles: plan.bundles,
+    warnings: plan.warnings,
+  };
+}
+
+const ACTION_COLOR = { create: "green", keep: "dim", reissue: "yellow", import: "dim" } as const;
+
+/** renderPlan prints one line per certificate: id, action, reason. */
+export function renderPlan(io: Io, plan: Plan, verbs: { create: string; reissue: string; keep: string }): void {
+  const rows: [string, string, string][] = [["ca", plan.ca.action === "create" ? verbs.create : plan.ca.action === "import" ? "import" : verbs.keep, plan.ca.reason]];
+  for (const c of plan.certs) rows.push([c.id, verbs[c.action], c.reason]);
+  const w0 = Math.max(...rows.map((r) => r[0].length));
+  const w1 = Math.max(...rows.map((r) => r[1].length));
+  for (const [id, action, reason] of rows) {
+    const key = (Object.keys(verbs) as (keyof typeof verbs)[]).find((k) => verbs[k] === action) ?? "import";
+    io.out(`  ${id.padEnd(w0)}  ${paint(io, ACTION_COLOR[key], action.padEnd(w1))}  ${reason}\n`);
+  }
+  for (const w of plan.warnings) io.err(`${paint(io, "yellow", "warning:")} ${w}\n`);
+}
+
+/** renderWarnings prints manifest warnings on stderr. */
+export function renderWarnings(io: Io, warnings: readonly Problem[]): void {
+  for (const w of warnings) io.err(`${paint(io, "yellow", "warning:")} ${formatProblem(w)}\n`);
+}

@@ -1,0 +1,21 @@
+/** The manual: a short usage for a bare `mtlskit`, and each command's synopsis, EXAMPLES and EXIT CODES. */
+
+/** EXIT_CODES_TEXT is printed in every command's help. */
+export const EXIT_CODES_TEXT = `EXIT CODES
+  0  success
+  1  findings (reserved for check and status)
+  2  invalid input: bad flags or an invalid manifest; nothing was written
+  3  could not do the job: unreadable files, a lock held by another apply, a damaged PKI`;
+
+/** SHORT_USAGE is what a bare `mtlskit` prints. */
+export const SHORT_USAGE = `mtlskit: a manifest becomes a private CA and every service's mutual-TLS certificates.
+
+Usage:
+  mtlskit init                          write a commented starter mtlskit.yaml
+  mtlskit plan                          show what apply would create, keep or re-issue, and why
+  mtlskit apply                         issue everything into ./pki (idempotent, crash-safe)
+  mtlskit apply -f cluster.yaml --pki /etc/mtls
+  mtlskit apply --reissue gateway       rotate one service's key and certificate
+
+Commands: init, plan, apply, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
+`;

@@ -1,0 +1,63 @@
+/**
+ * The CLI's entry: argv to a command, and the only place errors become exit codes.
+ * MtlskitErrors print their message; anything else is a bug (stack with --debug).
+ */
+import { readFileSync } from "node:fs";
+import { MtlskitError, EXIT } from "../errors.ts";
+import { applyCommand } from "./commands/apply.ts";
+import { initCommand } from "./commands/init.ts";
+import { planCommand } from "./commands/plan.ts";
+import { schemaCommand } from "./commands/schema.ts";
+import { SHORT_USAGE } from "./help.ts";
+import { paint, processIo, type Io } from "./output.ts";
+
+/** COMMANDS is the command table. */
+export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number>> = {
+  init: initCommand,
+  plan: planCommand,
+  apply: applyCommand,
+  schema: schemaCommand,
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+/** run executes one CLI invocation and returns its exit code; it never calls process.exit. */
+export async function run(argv: string[], io: Io): Promise<number> {
+  const [cmd, ...rest] = argv;
+  const debug = argv.includes("--debug");
+  if (argv.includes("--no-color")) io = { ...io, color: false };
+  try {
+    if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
+      io.out(SHORT_USAGE);
+      return cmd === undefined ? EXIT.ok : EXIT.ok;
+    }
+    if (cmd === "--version" || cmd === "-v" || cmd === "version") {
+      io.out(`mtlskit ${version()}\n`);
+      return EXIT.ok;
+    }
+    const command = COMMANDS[cmd];
+    if (!command) {
+      io.err(`mtlskit: unknown command ${JSON.stringify(cmd)}; commands are: ${Object.keys(COMMANDS).join(", ")}. Run \`mtlskit --help\`.\n`);
+      return EXIT.invalid;
+    }
+    return await command(rest, io);
+  } catch (e) {
+    if (e instanceof MtlskitError) {
+      io.err(`${paint(io, "red", "error:")} ${e.message}\n`);
+      if (debug && e.cause) io.err(`${String((e.cause as Error).stack ?? e.cause)}\n`);
+      return e.exitCode;
+    }
+    io.err(`${paint(io, "red", "error:")} ${(e as Error).message}\nThis is a bug in mtlskit; please report it${debug ? "" : " (run with --debug for the stack trace)"}.\n`);
+    if (debug) io.err(`${(e as Error).stack}\n`);
+    return EXIT.failed;
+  }
+}
+
+/** main runs the CLI on process.argv and exits with the command's code. */
+export async function main(): Promise<void> {
+  const code = await run(process.argv.slice(2), processIo());
+  process.exitCode = code;
+}

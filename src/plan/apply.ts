@@ -1,0 +1,149 @@
+/**
+ * apply: the only writer of a PKI directory. Under the directory's lock it reads the state,
+ * plans, creates the CA if needed, then issues and writes every certificate the plan says to,
+ * spreading the work over worker threads when there is enough of it.
+ */
+import { createPrivateKey, createPublicKey } from "node:crypto";
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+import { FailedError, InvalidInputError } from "../errors.ts";
+import type { LoadedManifest } from "../manifest/index.ts";
+import { readCertFields } from "../pki/cert.ts";
+import { keyIdOf, newSerial, encodeTbs, signTbs } from "../pki/issue.ts";
+import { generateKey } from "../pki/keys.ts";
+import { encodeName } from "../pki/name.ts";
+import { encodePem } from "../pki/pem.ts";
+import { acquireLock, ensureDir, removeTempFiles, syncDir, writeFileAtomic } from "../state/fs.ts";
+import { abs, LAYOUT, MODES } from "../state/layout.ts";
+import { loadImportedCa, readState, type CaMaterial, type State } from "../state/read.ts";
+import { runJob, toIssuer, type IssuerData, type ServiceJob } from "./jobs.ts";
+import { bundleOf, checkReissueNames, planApply, type Plan, type PlanOptions } from "./plan.ts";
+
+/** ApplyOptions tune how apply runs. */
+export interface ApplyOptions extends PlanOptions {
+  /** workers: threads issuing certificates. Default: up to 4 (the machine's cores) for 64 or more services, else none. */
+  workers?: number;
+  /** lockWaitMs: how long to wait for another apply to finish. Default: 5000. */
+  lockWaitMs?: number;
+  /** onPlan is called with the plan before anything is written. */
+  onPlan?: (plan: Plan) => void;
+  /** onProgress is called as certificates are issued. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** ApplyResult is what apply did. */
+export interface ApplyResult {
+  plan: Plan;
+  /** issued counts certificates created or re-issued (the CA not included). */
+  issued: number;
+  kept: number;
+  caCreated: boolean;
+}
+
+/** loadCaSource returns the imported CA, or undefined for a generated one; bad imports are manifest errors (exit 2). */
+export function loadCaSource(loaded: LoadedManifest): CaMaterial | undefined {
+  const imp = loaded.manifest.ca.import;
+  if (!imp) return undefined;
+  const r = loadImportedCa(imp);
+  if ("reason" in r) {
+    const path = ["ca", "import", r.field];
+    const line = loaded.lineOf(path);
+    throw new InvalidInputError([{ file: loaded.manifest.file, ...(line === undefined ? {} : { line }), path: path.join("."), message: r.reason, fix: r.fix }]);
+  }
+  return r;
+}
+
+/** readAndPlan reads the directory and plans, without writing or locking (the `plan` command). */
+export function readAndPlan(loaded: LoadedManifest, dir: string, opts: PlanOptions = {}): { state: State; plan: Plan } {
+  const state = readState(dir, loaded.manifest, loadCaSource(loaded));
+  return { state, plan: planApply(loaded, state, opts) };
+}
+
+function createCa(dir: string, plan: Plan & { ca: { action: "create" } }): CaMaterial {
+  const spec = plan.ca.spec;
+  const key = generateKey(spec.keyType);
+  const privateKey = createPrivateKey({ key: key.pkcs8, format: "der", type: "pkcs8" });
+  const self = { subject: encodeName(spec.subject), keyId: keyIdOf(key.spki), keyType: spec.keyType, privateKey };
+  const der = signTbs(encodeTbs(spec, self, key.spki, newSerial()), self);
+  ensureDir(abs(dir, LAYOUT.caDir), LAYOUT.caDir.mode);
+  // Key first: a crash before the certificate is written leaves a key alone, which reads as "missing".
+  writeFileAtomic(abs(dir, LAYOUT.caKey), encodePem("PRIVATE KEY", key.pkcs8), LAYOUT.caKey.mode);
+  const pem = encodePem("CERTIFICATE", der);
+  writeFileAtomic(abs(dir, LAYOUT.caCert), pem, LAYOUT.caCert.mode);
+  syncDir(abs(dir, LAYOUT.caDir));
+  return { cert: readCertFields(der), keyType: spec.keyType, keyId: self.keyId, publicKey: createPublicKey({ key: key.spki, format: "der", type: "spki" }), privateKey, chainPem: "", bundlePem: pem };
+}
+
+function workerUrl(): URL {
+  // Under a TypeScript loader (tests, bench) the sources run as .ts; built, as .js.
+  return new URL(import.meta.url.endsWith(".ts") ? "./worker.ts" : "./worker.js", import.meta.url);
+}
+
+async function runInWorkers(dir: string, jobs: ServiceJob[], issuer: IssuerData, n: number, progress: (k: number) => void): Promise<void> {
+  const chunks: ServiceJob[][] = Array.from({ length: n }, () => []);
+  jobs.forEach((j, i) => chunks[i % n]!.push(j));
+  await Promise.all(
+    chunks.map(
+      (chunk) =>
+        new Promise<void>((resolve, reject) => {
+          const w = new Worker(workerUrl(), { workerData: { dir, issuer, jobs: chunk } });
+          w.on("message", (m: { done: number }) => progress(m.done));
+          w.on("error", reject);
+          w.on("exit", (code) => (code === 0 ? resolve() : reject(new FailedError(`apply: a worker exited with code ${code}`))));
+        }),
+    ),
+  );
+}
+
+/**
+ * apply brings the PKI directory `dir` in line with the manifest. Invalid input throws before
+ * anything is written (when `dir` does not exist it is not even created).
+ */
+export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOptions = {}): Promise<ApplyResult> {
+  const imported = loadCaSource(loaded);
+  checkReissueNames(loaded, opts); // before anything is created
+  ensureDir(dir, MODES.publicDir);
+  const lock = acquireLock(abs(dir, LAYOUT.lock), { waitMs: opts.lockWaitMs ?? 5000 });
+  try {
+    removeTempFiles(abs(dir, LAYOUT.caDir));
+    for (const s of loaded.manifest.services) removeTempFiles(abs(dir, LAYOUT.serviceDir(s.name)));
+    const state = readState(dir, loaded.manifest, imported);
+    const plan = planApply(loaded, state, opts);
+    opts.onPlan?.(plan);
+    let ca: CaMaterial;
+    if (plan.ca.action === "create") ca = createCa(dir, plan as Plan & { ca: { action: "create" } });
+    else if (state.ca.status === "ok") ca = state.ca.ca;
+    else throw new FailedError("apply: the plan kept a CA that could not be read; this is a bug");
+    const bundle = bundleOf(ca);
+    const jobs: ServiceJob[] = [];
+    for (const s of loaded.manifest.services) {
+      const certs = plan.certs.filter((c) => c.slot.service === s.name && c.action !== "keep").map((c) => ({ spec: c.spec, kind: c.slot.kind }));
+      const writeBundle = plan.ca.action === "create" || plan.bundles.find((b) => b.service === s.name)?.action === "write";
+      if (certs.length > 0 || writeBundle) jobs.push({ service: s.name, certs, bundlePem: writeBundle ? bundle : undefined });
+    }
+    const total = jobs.reduce((n, j) => n + j.certs.length, 0);
+    let done = 0;
+    const progress = (k: number) => {
+      done += k;
+      opts.onProgress?.(done, total);
+    };
+    if (jobs.length > 0) {
+      ensureDir(abs(dir, LAYOUT.servicesDir), LAYOUT.servicesDir.mode);
+      const issuerData: IssuerData = { subject: ca.cert.subject, keyId: ca.keyId, keyType: ca.keyType, pkcs8: ca.privateKey.export({ type: "pkcs8", format: "der" }), chainPem: ca.chainPem };
+      const workers = Math.min(opts.workers ?? (jobs.length >= 64 ? Math.min(availableParallelism(), 4) : 0), jobs.length);
+      if (workers > 1) await runInWorkers(dir, jobs, issuerData, workers, progress);
+      else {
+        const issuer = toIssuer(issuerData);
+        for (const job of jobs) {
+          runJob(dir, job, issuer);
+          progress(job.certs.length);
+        }
+      }
+      syncDir(abs(dir, LAYOUT.servicesDir));
+    }
+    syncDir(dir);
+    return { plan, issued: total, kept: plan.certs.filter((c) => c.action === "keep").length, caCreated: plan.ca.action === "create" };
+  } finally {
+    lock.release();
+  }
+}

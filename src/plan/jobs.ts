@@ -1,0 +1,57 @@
+/**
+ * Issuing and writing one service's certificates: the unit of work apply hands to worker
+ * threads (or runs in-process for small plans). Keys are written before certificates, so a
+ * crash between the two leaves a pair that planning sees as "key does not match" and re-issues.
+ */
+import { createPrivateKey } from "node:crypto";
+import { encodeTbs, newSerial, signTbs, type CertSpec, type Issuer } from "../pki/issue.ts";
+import { generateKey, type KeyTypeName } from "../pki/keys.ts";
+import { encodePem } from "../pki/pem.ts";
+import { ensureDir, syncDir, writeFileAtomic } from "../state/fs.ts";
+import { abs, LAYOUT, MODES } from "../state/layout.ts";
+
+/** ServiceJob is everything needed to bring one service's directory up to date. */
+export interface ServiceJob {
+  service: string;
+  /** certs to issue, each with its file names. */
+  certs: { spec: CertSpec; kind: "main" | "client" }[];
+  /** bundlePem is written to ca.pem when set. */
+  bundlePem: string | undefined;
+}
+
+/** IssuerData is an Issuer in a form that crosses a worker boundary (the key as PKCS#8 DER). */
+export interface IssuerData {
+  subject: Uint8Array;
+  keyId: Uint8Array;
+  keyType: KeyTypeName;
+  pkcs8: Uint8Array;
+  /** chainPem is appended to every leaf in its certificate file. */
+  chainPem: string;
+}
+
+/** toIssuer rebuilds a signing Issuer from IssuerData. */
+export function toIssuer(d: IssuerData): Issuer & { chainPem: string } {
+  return {
+    subject: Buffer.from(d.subject),
+    keyId: Buffer.from(d.keyId),
+    keyType: d.keyType,
+    privateKey: createPrivateKey({ key: Buffer.from(d.pkcs8), format: "der", type: "pkcs8" }),
+    chainPem: d.chainPem,
+  };
+}
+
+/** runJob issues and durably writes one service's files under `dir`. */
+export function runJob(dir: string, job: ServiceJob, issuer: Issuer & { chainPem: string }, serial: () => Buffer = newSerial): void {
+  const serviceDir = abs(dir, LAYOUT.serviceDir(job.service));
+  ensureDir(serviceDir, MODES.privateDir); // apply fsyncs services/ once at the end
+  for (const c of job.certs) {
+    const spec: CertSpec = { ...c.spec, notBefore: new Date(c.spec.notBefore), notAfter: new Date(c.spec.notAfter), ips: c.spec.ips.map((b) => Buffer.from(b)) };
+    const key = generateKey(spec.keyType);
+    const der = signTbs(encodeTbs(spec, issuer, key.spki, serial()), issuer);
+    const slot = { service: job.service, kind: c.kind };
+    writeFileAtomic(abs(dir, LAYOUT.key(slot)), encodePem("PRIVATE KEY", key.pkcs8), LAYOUT.key(slot).mode);
+    writeFileAtomic(abs(dir, LAYOUT.cert(slot)), encodePem("CERTIFICATE", der) + issuer.chainPem, LAYOUT.cert(slot).mode);
+  }
+  if (job.bundlePem !== undefined) writeFileAtomic(abs(dir, LAYOUT.bundle(job.service)), job.bundlePem, LAYOUT.bundle(job.service).mode);
+  syncDir(serviceDir);
+}
