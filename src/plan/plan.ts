@@ -110,7 +110,7 @@ function explainDifference(existing: CertFields, wantTbs: Buffer): string {
   try {
     const have = describe(decodeCertificate(existing.der));
     // Wrap the wanted TBS in an unsigned Certificate so the same decoder reads both.
-    const want = describe(decodeCertificate(seq(wantTbs, seq(), bitString(Buffer.alloc(0)))));
+    const want = describe(decodeCertificate(seq(wantTbs, existing.signatureAlgorithm, bitString(Buffer.alloc(0)))));
     const diffs: string[] = [];
     for (const k of Object.keys(want)) {
       if (have[k] === want[k]) continue;
