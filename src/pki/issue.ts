@@ -1,0 +1,118 @@
+/**
+ * Certificate issuance: a certificate specification plus an issuer become signed DER.
+ * Everything that varies (time, serial, keys) is a parameter, so tests pin it.
+ */
+import { createHash, randomBytes, sign, type KeyObject } from "node:crypto";
+import { bitString, bool, children, contentsOf, explicit, implicit, octetString, oid, readTlv, seq, time, tlv, TAG, uint } from "./der.ts";
+import { KEY_TYPES, type KeyTypeName } from "./keys.ts";
+import { encodeName, type Subject } from "./name.ts";
+import { EXT_KEY_USAGE_OID, KEY_USAGE_BIT, PROFILES, type KeyUsageBit, type ProfileName } from "./profiles.ts";
+
+/** CertSpec is everything that decides a certificate's content except serial, key and issuer. */
+export interface CertSpec {
+  profile: ProfileName;
+  subject: Subject;
+  /** dns SANs, in order. */
+  dns: readonly string[];
+  /** ip SANs as 4 or 16 bytes each, in order. */
+  ips: readonly Uint8Array[];
+  /** uri SANs (the identity), in order; at most one is written by mtlskit. */
+  uris: readonly string[];
+  /** keyType of the subject's key: decides RSA-only key usage bits. */
+  keyType: KeyTypeName;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+/** Issuer is what signing needs from the CA. */
+export interface Issuer {
+  /** subject is the issuer's Name DER, copied byte for byte from its certificate. */
+  subject: Buffer;
+  /** keyId is the issuer's subject key identifier, written as the leaf's authority key id. */
+  keyId: Buffer;
+  keyType: KeyTypeName;
+  privateKey: KeyObject;
+}
+
+const EXT = {
+  basicConstraints: oid("2.5.29.19"),
+  keyUsage: oid("2.5.29.15"),
+  extKeyUsage: oid("2.5.29.37"),
+  subjectKeyId: oid("2.5.29.14"),
+  authorityKeyId: oid("2.5.29.35"),
+  subjectAltName: oid("2.5.29.17"),
+};
+const V3 = explicit(0, uint(Buffer.from([2])));
+
+function extension(id: Buffer, critical: boolean, value: Buffer): Buffer {
+  return critical ? seq(id, bool(true), octetString(value)) : seq(id, octetString(value));
+}
+
+/** encodeKeyUsage encodes the KeyUsage BIT STRING, trailing zero bits dropped as DER requires. */
+export function encodeKeyUsage(bits: readonly KeyUsageBit[]): Buffer {
+  let mask = 0;
+  for (const b of bits) mask |= 0x8000 >> KEY_USAGE_BIT[b];
+  const bytes = mask & 0xff ? [mask >> 8, mask & 0xff] : [mask >> 8];
+  const last = bytes[bytes.length - 1]!;
+  let unused = 0;
+  while (unused < 7 && !(last & (1 << unused))) unused++;
+  return tlv(TAG.bitString, Buffer.from([unused, ...bytes]));
+}
+
+/** keyIdOf computes a key identifier: SHA-1 of the subjectPublicKey bits (RFC 5280 4.2.1.2 (1)). */
+export function keyIdOf(spki: Uint8Array): Buffer {
+  const top = readTlv(spki, 0);
+  const bits = children(spki, top)[1];
+  if (!bits || bits.tag !== TAG.bitString) throw new Error("pki: SubjectPublicKeyInfo has no BIT STRING");
+  return createHash("sha1").update(contentsOf(spki, bits).subarray(1)).digest();
+}
+
+/** newSerial returns 16 octets: positive, 126 random bits, minimal DER (CA/B BR 7.1 asks >= 64). */
+export function newSerial(random: (n: number) => Buffer = randomBytes): Buffer {
+  const s = random(16);
+  s[0] = (s[0]! & 0x3f) | 0x40;
+  return s;
+}
+
+/**
+ * encodeTbs builds the TBSCertificate DER. For a self-signed CA pass the CA's own subject and
+ * key id as the issuer. The extensions follow PROFILES[spec.profile] and nothing else.
+ */
+export function encodeTbs(spec: CertSpec, issuer: Pick<Issuer, "subject" | "keyId" | "keyType">, spki: Buffer, serial: Buffer): Buffer {
+  const profile = PROFILES[spec.profile];
+  const ku = KEY_TYPES[spec.keyType].family === "rsa" ? [...profile.keyUsage, ...profile.rsaKeyUsage] : profile.keyUsage;
+  const ski = keyIdOf(spki);
+  const exts: Buffer[] = [
+    extension(EXT.basicConstraints, true, profile.isCA ? seq(bool(true), ...(profile.pathLen === undefined ? [] : [uint(Buffer.from([profile.pathLen]))])) : seq()),
+    extension(EXT.keyUsage, true, encodeKeyUsage(ku)),
+  ];
+  if (profile.extKeyUsage.length > 0) {
+    exts.push(extension(EXT.extKeyUsage, false, seq(...profile.extKeyUsage.map((u) => oid(EXT_KEY_USAGE_OID[u])))));
+  }
+  exts.push(extension(EXT.subjectKeyId, false, octetString(ski)));
+  if (!profile.isCA) exts.push(extension(EXT.authorityKeyId, false, seq(implicit(0, issuer.keyId))));
+  const names = [
+    ...spec.dns.map((d) => implicit(2, Buffer.from(d, "ascii"))),
+    ...spec.ips.map((ip) => implicit(7, ip)),
+    ...spec.uris.map((u) => implicit(6, Buffer.from(u, "ascii"))),
+  ];
+  // The subject always has a CN, so the SAN extension is not critical (RFC 5280 4.2.1.6).
+  if (names.length > 0) exts.push(extension(EXT.subjectAltName, false, seq(...names)));
+  return seq(
+    V3,
+    uint(serial),
+    KEY_TYPES[issuer.keyType].signatureAlgorithm,
+    issuer.subject,
+    seq(time(spec.notBefore), time(spec.notAfter)),
+    encodeName(spec.subject),
+    spki,
+    explicit(3, seq(...exts)),
+  );
+}
+
+/** signTbs signs a TBSCertificate with the issuer's key and returns the Certificate DER. */
+export function signTbs(tbs: Buffer, issuer: Pick<Issuer, "keyType" | "privateKey">): Buffer {
+  const kt = KEY_TYPES[issuer.keyType];
+  const signature = sign(kt.hash ?? null, tbs, issuer.privateKey);
+  return seq(tbs, kt.signatureAlgorithm, bitString(signature));
+}
