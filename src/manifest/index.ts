@@ -7,13 +7,12 @@
  */
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
-import * as v from "valibot";
 import { FailedError, InvalidInputError, type Problem } from "../errors.ts";
 import type { Manifest } from "./model.ts";
 import { normalize } from "./normalize.ts";
 import { parseYaml } from "./parse.ts";
 import { Context, RULES } from "./rules.ts";
-import { ManifestSchema } from "./schema.ts";
+import { validateWritten } from "./schema.ts";
 
 export type { Address } from "./address.ts";
 export { classifyAddress, formatIp } from "./address.ts";
@@ -41,18 +40,15 @@ export function parseManifest(text: string, file: string, dir = path.dirname(fil
     throw new InvalidInputError([{ file, path: "", message: "the manifest is empty", fix: "run `mtlskit init` to write a starter manifest" }]);
   }
   const ctx = new Context(file, yaml);
-  const parsed = v.safeParse(ManifestSchema, yaml.value, { abortEarly: false });
-  if (!parsed.success) {
-    for (const issue of parsed.issues) {
-      const p = (issue.path ?? []).map((s) => s.key as string | number);
-      const isKey = issue.path?.at(-1)?.type === "object" && (issue.path.at(-1) as { origin?: string }).origin === "key";
-      const missing = issue.input === undefined && issue.kind === "schema";
-      ctx.error(p, missing ? "is required" : issue.message, missing ? "add it" : isKey && issue.type === "strict_object" ? "check the spelling, or remove the key" : undefined, { key: isKey });
+  const parsed = validateWritten(yaml.value);
+  if (!parsed.ok) {
+    for (const i of parsed.issues) {
+      ctx.error(i.path, i.missing ? "is required" : i.message, i.missing ? "add it" : i.unknownKey ? "check the spelling, or remove the key" : undefined, { key: i.atKey });
     }
     throw new InvalidInputError(ctx.problems);
   }
-  const manifest = normalize(parsed.output, ctx, dir);
-  for (const rule of RULES) rule(manifest, parsed.output, ctx);
+  const manifest = normalize(parsed.manifest, ctx, dir);
+  for (const rule of RULES) rule(manifest, parsed.manifest, ctx);
   if (ctx.problems.length > 0) throw new InvalidInputError(ctx.problems);
   return { manifest, warnings: ctx.warnings, lineOf: (p) => yaml.lineOf(p) };
 }

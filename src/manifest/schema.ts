@@ -159,3 +159,32 @@ export const ManifestSchema = v.pipe(
 
 /** WrittenManifest is the manifest as the user wrote it, after structural validation. */
 export type WrittenManifest = v.InferOutput<typeof ManifestSchema>;
+
+/** SchemaIssue is a structural problem: where (path segments, and whether a key is at fault) and what. */
+export interface SchemaIssue {
+  path: (string | number)[];
+  atKey: boolean;
+  missing: boolean;
+  unknownKey: boolean;
+  message: string;
+}
+
+/** validateWritten checks a parsed YAML value against ManifestSchema, reporting every issue. */
+export function validateWritten(value: unknown): { ok: true; manifest: WrittenManifest } | { ok: false; issues: SchemaIssue[] } {
+  const r = v.safeParse(ManifestSchema, value, { abortEarly: false });
+  if (r.success) return { ok: true, manifest: r.output };
+  return {
+    ok: false,
+    issues: r.issues.map((issue) => {
+      const last = issue.path?.at(-1) as { type?: string; origin?: string } | undefined;
+      const atKey = last?.type === "object" && last.origin === "key";
+      return {
+        path: (issue.path ?? []).map((s) => s.key as string | number),
+        atKey,
+        missing: issue.input === undefined && issue.kind === "schema",
+        unknownKey: atKey && issue.type === "strict_object",
+        message: issue.message,
+      };
+    }),
+  };
+}
