@@ -7,7 +7,7 @@
  * is outside its renewal window. That is why an unchanged manifest leaves every file identical.
  */
 import { createPublicKey } from "node:crypto";
-import { InvalidInputError, type Problem } from "../errors.ts";
+import { FailedError, InvalidInputError, type Problem } from "../errors.ts";
 import { formatDuration, type CertSlot, type LoadedManifest, type Manifest, type Service } from "../manifest/index.ts";
 import { verifySignedBy, type CertFields } from "../pki/cert.ts";
 import { bitString, seq } from "../pki/der.ts";
@@ -177,7 +177,7 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
   let ca: CaStep;
   let material: CaMaterial | undefined;
   if (state.ca.status === "broken") {
-    throw new InvalidInputError([{ file: `${state.dir}/ca`, path: "", message: state.ca.reason, fix: state.ca.fix }]);
+    throw new FailedError(`pki: ${state.ca.reason}. Fix: ${state.ca.fix}.`);
   } else if (state.ca.status === "missing") {
     ca = { action: "create", reason: "missing", spec: caSpec(m, now) };
   } else {
