@@ -2,14 +2,21 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { after } from "node:test";
 import { run } from "../../src/cli/main.ts";
 import type { Io } from "../../src/cli/output.ts";
 
-/** tempDir makes a fresh directory removed after the test file finishes. */
+const made: string[] = [];
+process.on("exit", () => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
+
+/**
+ * tempDir makes a fresh directory, removed when the test process exits (node:test's `after`
+ * would run too early when called from a `before` hook).
+ */
 export function tempDir(prefix = "mtlskit-test-"): string {
   const dir = mkdtempSync(path.join(tmpdir(), prefix));
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  made.push(dir);
   return dir;
 }
 
