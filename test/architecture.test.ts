@@ -25,6 +25,7 @@ const ALLOWED: Record<string, string[]> = {
 /** DOORS: the only file allowed to import each third-party package. */
 const DOORS: Record<string, string> = {
   yaml: "manifest/parse.ts",
+  "js-yaml": "manifest/parse.ts",
   valibot: "manifest/schema.ts",
   "@valibot/to-json-schema": "manifest/json-schema.ts",
   "@peculiar/asn1-x509": "pki/x509.ts",

