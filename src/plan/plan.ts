@@ -6,13 +6,12 @@
  * reproduces its TBSCertificate byte for byte, its key matches, the current CA signed it, and it
  * is outside its renewal window. That is why an unchanged manifest leaves every file identical.
  */
-import { createPublicKey } from "node:crypto";
 import { FailedError, InvalidInputError, type Problem } from "../errors.ts";
 import { formatDuration, type CertSlot, type LoadedManifest, type Manifest, type Service } from "../manifest/index.ts";
 import { verifySignedBy, type CertFields } from "../pki/cert.ts";
 import { bitString, seq } from "../pki/der.ts";
 import { encodeTbs, type CertSpec } from "../pki/issue.ts";
-import { keyTypeOf } from "../pki/keys.ts";
+import { keyTypeOfSpki } from "../pki/keys.ts";
 import { encodeName } from "../pki/name.ts";
 import { encodePem } from "../pki/pem.ts";
 import { decodeCertificate, type CertInfo } from "../pki/x509.ts";
@@ -138,7 +137,7 @@ function judgeLeaf(leaf: LeafState | undefined, want: CertSpec, service: Service
   if ("error" in keySpki) return { action: "reissue", reason: `key file ${keySpki.error}`, notAfter };
   if (!keySpki.equals(cert.spki)) return { action: "reissue", reason: "key does not match certificate", notAfter };
   if (!cert.issuer.equals(ca.cert.subject) || !verifySignedBy(cert, ca.publicKey, ca.keyType)) return { action: "reissue", reason: "CA changed (not signed by the current CA)", notAfter };
-  const haveType = keyTypeOf(createPublicKey({ key: cert.spki, format: "der", type: "spki" }));
+  const haveType = keyTypeOfSpki(cert.spki);
   if (haveType !== want.keyType) return { action: "reissue", reason: `key type changed: ${haveType ?? "unsupported"} -> ${want.keyType}`, notAfter };
   const wantTbs = encodeTbs({ ...want, notBefore: cert.notBefore, notAfter: cert.notAfter }, { subject: ca.cert.subject, keyId: ca.keyId, keyType: ca.keyType }, cert.spki, cert.serial);
   if (!wantTbs.equals(cert.tbs)) return { action: "reissue", reason: explainDifference(cert, wantTbs), notAfter };

@@ -8,7 +8,7 @@ import { readFileSync, statSync } from "node:fs";
 import type { CaImport, Manifest } from "../manifest/index.ts";
 import { readCertFields, type CertFields } from "../pki/cert.ts";
 import { keyIdOf } from "../pki/issue.ts";
-import { keyTypeOf, parsePrivateKey, spkiOfPrivateKey, type KeyTypeName } from "../pki/keys.ts";
+import { keyTypeOf, parsePrivateKey, spkiOfPkcs8, spkiOfPrivateKey, type KeyTypeName } from "../pki/keys.ts";
 import { encodePem, parseCertificatesPem, parsePem } from "../pki/pem.ts";
 import { decodeCertificate } from "../pki/x509.ts";
 import { abs, LAYOUT } from "./layout.ts";
@@ -170,7 +170,11 @@ function readLeaf(dir: string, slot: Manifest["services"][number]["slots"][numbe
   if (keyText !== undefined) {
     try {
       const mode = statSync(keyPath).mode & 0o777;
-      keySpki = mode & 0o077 ? { error: `has mode 0${mode.toString(8)}, readable by others: the key may be exposed` } : spkiOfPrivateKey(parsePrivateKey(keyText));
+      const block = parsePem(keyText).find((b) => b.label === "PRIVATE KEY");
+      keySpki =
+        mode & 0o077 ? { error: `has mode 0${mode.toString(8)}, readable by others: the key may be exposed` }
+        : block ? spkiOfPkcs8(block.der)
+        : spkiOfPrivateKey(parsePrivateKey(keyText));
     } catch (e) {
       keySpki = { error: `cannot be parsed (${errorText(e)})` };
     }
