@@ -43,6 +43,7 @@ const EXT = {
   subjectAltName: oid("2.5.29.17"),
 };
 const V3 = explicit(0, uint(Buffer.from([2])));
+const EKU_DER = Object.fromEntries(Object.entries(EXT_KEY_USAGE_OID).map(([k, v]) => [k, oid(v)])) as Record<keyof typeof EXT_KEY_USAGE_OID, Buffer>;
 
 function extension(id: Buffer, critical: boolean, value: Buffer): Buffer {
   return critical ? seq(id, bool(true), octetString(value)) : seq(id, octetString(value));
@@ -87,7 +88,7 @@ export function encodeTbs(spec: CertSpec, issuer: Pick<Issuer, "subject" | "keyI
     extension(EXT.keyUsage, true, encodeKeyUsage(ku)),
   ];
   if (profile.extKeyUsage.length > 0) {
-    exts.push(extension(EXT.extKeyUsage, false, seq(...profile.extKeyUsage.map((u) => oid(EXT_KEY_USAGE_OID[u])))));
+    exts.push(extension(EXT.extKeyUsage, false, seq(...profile.extKeyUsage.map((u) => EKU_DER[u]))));
   }
   exts.push(extension(EXT.subjectKeyId, false, octetString(ski)));
   if (!profile.isCA) exts.push(extension(EXT.authorityKeyId, false, seq(implicit(0, issuer.keyId))));

@@ -120,12 +120,10 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
     else if (state.ca.status === "ok") ca = state.ca.ca;
     else throw new FailedError("apply: the plan kept a CA that could not be read; this is a bug");
     const bundle = bundleOf(ca);
-    const jobs: ServiceJob[] = [];
-    for (const s of loaded.manifest.services) {
-      const certs = plan.certs.filter((c) => c.slot.service === s.name && c.action !== "keep").map((c) => ({ spec: c.spec, kind: c.slot.kind }));
-      const writeBundle = plan.ca.action === "create" || plan.bundles.find((b) => b.service === s.name)?.action === "write";
-      if (certs.length > 0 || writeBundle) jobs.push({ service: s.name, certs, bundlePem: writeBundle ? bundle : undefined });
-    }
+    const byService = new Map<string, ServiceJob>(loaded.manifest.services.map((s) => [s.name, { service: s.name, certs: [], bundlePem: undefined }]));
+    for (const c of plan.certs) if (c.action !== "keep") byService.get(c.slot.service)!.certs.push({ spec: c.spec, kind: c.slot.kind });
+    for (const b of plan.bundles) if (b.action === "write" || plan.ca.action === "create") byService.get(b.service)!.bundlePem = bundle;
+    const jobs = [...byService.values()].filter((j) => j.certs.length > 0 || j.bundlePem !== undefined);
     const total = jobs.reduce((n, j) => n + j.certs.length, 0);
     let done = 0;
     const progress = (k: number) => {
