@@ -57,6 +57,7 @@ export function classifyAddress(written: string): Address | { error: string; fix
   if (isIPv4(text)) return { kind: "ip", text, bytes: ipBytes(text) };
   if (text.includes(":") || /^\[.*\]$/.test(text)) {
     const bare = text.replace(/^\[(.*)\]$/, "$1");
+    if (bare !== text) return { error: `${JSON.stringify(written)} is in URL bracket form`, fix: `write the address without brackets: ${bare}` };
     if (isIPv6(bare) && !bare.includes("%")) {
       const bytes = ipBytes(bare);
       return { kind: "ip", text: formatIp(bytes), bytes };

@@ -94,7 +94,7 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
     ca: {
       keyType: ca.key ?? DEFAULTS.caKey,
       validityMs: dur(ca.validity ?? DEFAULTS.caValidity),
-      subject: ca.subject ?? { ...d.subject, CN: `${w.cluster} CA` },
+      subject: ca.subject ? { ...ca.subject, CN: ca.subject.CN ?? `${w.cluster} CA` } : { ...d.subject, CN: `${w.cluster} CA` },
       import: ca.import
         ? {
             cert: path.resolve(manifestDir, ca.import.cert),

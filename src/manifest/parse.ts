@@ -30,6 +30,8 @@ export function parseYaml(text: string, file: string): { yaml: ParsedYaml; probl
   let located: ReturnType<typeof locate> | undefined;
   const lazy = () => (located ??= locate(text));
   let value: unknown;
+  // js-yaml refuses an input without a document; for us that is an empty manifest (value null).
+  if (text.split("\n").every((l) => /^\s*(#.*)?$/.test(l))) return { yaml: { value: null, lineOf: () => undefined }, problems: [] };
   try {
     value = load(text, { schema: CORE_SCHEMA });
   } catch (e) {

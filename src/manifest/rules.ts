@@ -70,30 +70,58 @@ const splitNeedsDual: Rule = (m, _w, ctx) => {
   }
 };
 
+/**
+ * whereSet returns the path of the field that gave a service its value: the service's own, else
+ * the defaults', else `fallback` (the field that the built-in default must fit).
+ */
+function whereSet(w: WrittenManifest, service: string, field: "validity" | "renewBefore", fallback: (string | number)[]): (string | number)[] {
+  if (w.services[service]?.[field] !== undefined) return ["services", service, field];
+  if (w.defaults?.[field] !== undefined) return ["defaults", field];
+  return fallback;
+}
+
+/** reportGrouped reports one problem per field path, naming every service it concerns. */
+function reportGrouped(ctx: Context, found: { path: (string | number)[]; service: string }[], message: (services: string) => string, fix: string): void {
+  const groups = new Map<string, { path: (string | number)[]; services: string[] }>();
+  for (const f of found) {
+    const key = f.path.join(".");
+    const g = groups.get(key) ?? { path: f.path, services: [] };
+    g.services.push(f.service);
+    groups.set(key, g);
+  }
+  for (const g of groups.values()) {
+    const list = g.services.length > 5 ? `${g.services.slice(0, 5).join(", ")} and ${g.services.length - 5} more` : g.services.join(", ");
+    ctx.error(g.path, message(list), fix);
+  }
+}
+
 const renewBeforeShorterThanValidity: Rule = (m, w, ctx) => {
-  for (const s of m.services) {
-    if (s.renewBeforeMs >= s.validityMs) {
-      const written = w.services[s.name]?.renewBefore !== undefined;
-      ctx.error(
-        written ? ["services", s.name, "renewBefore"] : ["defaults", "renewBefore"],
-        `renewBefore (${formatDuration(s.renewBeforeMs)}) must be shorter than service ${s.name}'s validity (${formatDuration(s.validityMs)}), or every apply would re-issue it`,
-        "shorten renewBefore (a third of validity is the default)",
-      );
-    }
+  const bad = m.services.filter((s) => s.renewBeforeMs >= s.validityMs);
+  const byValues = new Map<string, typeof bad>();
+  for (const s of bad) byValues.set(`${s.renewBeforeMs}/${s.validityMs}`, [...(byValues.get(`${s.renewBeforeMs}/${s.validityMs}`) ?? []), s]);
+  for (const group of byValues.values()) {
+    const s0 = group[0]!;
+    reportGrouped(
+      ctx,
+      group.map((s) => ({ path: whereSet(w, s.name, "renewBefore", ["defaults", "renewBefore"]), service: s.name })),
+      (names) => `renewBefore (${formatDuration(s0.renewBeforeMs)}) must be shorter than the validity (${formatDuration(s0.validityMs)}) of service ${names}, or every apply would re-issue it`,
+      "shorten renewBefore (a third of validity is the default)",
+    );
   }
 };
 
 const leafWithinCa: Rule = (m, w, ctx) => {
   if (m.ca.import) return; // checked against the imported certificate when it is read
-  for (const s of m.services) {
-    if (s.validityMs > m.ca.validityMs) {
-      const written = w.services[s.name]?.validity !== undefined;
-      ctx.error(
-        written ? ["services", s.name, "validity"] : ["defaults", "validity"],
-        `service ${s.name}'s validity (${formatDuration(s.validityMs)}) is longer than the CA's (${formatDuration(m.ca.validityMs)}); a certificate cannot outlive its CA`,
-        "shorten the service validity or lengthen ca.validity",
-      );
-    }
+  const bad = m.services.filter((s) => s.validityMs > m.ca.validityMs);
+  const byValidity = new Map<number, typeof bad>();
+  for (const s of bad) byValidity.set(s.validityMs, [...(byValidity.get(s.validityMs) ?? []), s]);
+  for (const [validity, group] of byValidity) {
+    reportGrouped(
+      ctx,
+      group.map((s) => ({ path: whereSet(w, s.name, "validity", ["ca", "validity"]), service: s.name })),
+      (names) => `a validity of ${formatDuration(validity)} (service ${names}) is longer than the CA's ${formatDuration(m.ca.validityMs)}; a certificate cannot outlive its CA`,
+      "shorten the service validity or lengthen ca.validity",
+    );
   }
 };
 
@@ -126,12 +154,13 @@ const connectionsValid: Rule = (m, w, ctx) => {
   });
 };
 
-const sanSharedAcrossServices: Rule = (m, _w, ctx) => {
+const sanSharedAcrossServices: Rule = (m, w, ctx) => {
   const owner = new Map<string, string>();
   for (const s of m.services) {
-    for (const n of [...s.dns.filter((d) => d !== s.cn), ...s.ips.map((i) => i.text)]) {
+    for (const n of [...s.dns, ...s.ips.map((i) => i.text)]) {
       const other = owner.get(n);
-      if (other !== undefined && other !== s.name) ctx.warn(["services", s.name, "addresses"], `${n} is also an address of service ${other}; a client dialing it cannot tell the two apart`);
+      const field = w.services[s.name]?.addresses?.some((a) => String(a).toLowerCase() === n) ? "addresses" : "cn";
+      if (other !== undefined && other !== s.name) ctx.warn(["services", s.name, field], `${n} is also a name of service ${other}; a client dialing it cannot tell the two apart`, "give each service its own names");
       else owner.set(n, s.name);
     }
   }

@@ -10,11 +10,21 @@ import { USAGES } from "../pki/profiles.ts";
 
 const got = (input: unknown): string => (typeof input === "string" ? JSON.stringify(input) : input === null ? "null" : typeof input === "object" ? (Array.isArray(input) ? "a list" : "a mapping") : String(input));
 
+const isMapping = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
+
+/** mapping refuses lists and scalars before `schema` runs (valibot's object schemas accept arrays). */
+const mapping = <S extends v.GenericSchema>(what: string, schema: S): S =>
+  // The custom check passes values through unchanged, so the pipe's types are the schema's own.
+  v.pipe(v.custom<unknown>(isMapping, (i) => `must be a mapping (${what}); got ${got(i.input)}`), schema as v.GenericSchema) as unknown as S;
+
 /** strict is a mapping that refuses unknown keys, naming the allowed ones: a typo is never ignored. */
 function strict<E extends v.ObjectEntries>(entries: E, what: string) {
   const allowed = Object.keys(entries).join(", ");
-  return v.strictObject(entries, (issue) =>
-    issue.expected === "never" ? `unknown key ${got(issue.input)} in ${what}; allowed keys: ${allowed}` : `must be a mapping (${what}); got ${got(issue.input)}`,
+  return mapping(
+    what,
+    v.strictObject(entries, (issue) =>
+      issue.expected === "never" ? `unknown key ${got(issue.input)} in ${what}; allowed keys: ${allowed}` : `must be a mapping (${what}); got ${got(issue.input)}`,
+    ),
   );
 }
 
@@ -102,7 +112,13 @@ const DefaultsSchema = strict(
 const ServiceSchema = strict(
   {
     usage: v.pipe(v.picklist(USAGES, (i) => `must be one of ${USAGES.join(", ")}; got ${got(i.input)}`), v.description("server: accepts mTLS connections; client: makes them; dual: both.")),
-    cn: v.optional(v.pipe(v.string((i) => `must be a string; got ${got(i.input)}`), v.description("Subject CN; also written as a SAN. Default: the service name."))),
+    cn: v.optional(
+      v.pipe(
+        v.string((i) => `must be a string; got ${got(i.input)}`),
+        v.maxLength(SUBJECT_ATTRIBUTES.CN.max, (i) => `must be at most ${SUBJECT_ATTRIBUTES.CN.max} characters (RFC 5280 upper bound for a CN); got ${i.received}`),
+        v.description("Subject CN; also written as a SAN. Default: the service name."),
+      ),
+    ),
     role: v.optional(name("Fills {role} in the identity template. Default: the usage")),
     addresses: v.optional(
       v.pipe(v.array(address, (i) => `must be a list of IP addresses and DNS names; got ${got(i.input)}`), v.description("Where peers dial this service: IPs become IP SANs, names DNS SANs.")),
@@ -145,7 +161,8 @@ export const ManifestSchema = v.pipe(
       ca: v.optional(CaSchema),
       defaults: v.optional(DefaultsSchema),
       services: v.pipe(
-        v.record(name("Service name"), ServiceSchema, (i) => `must be a mapping of service names to services; got ${got(i.input)}`),
+        mapping("service names to services", v.record(name("Service name"), ServiceSchema, (i) => `must be a mapping of service names to services; got ${got(i.input)}`)),
+        v.check((m) => Object.keys(m).length > 0, "must declare at least one service"),
         v.description("The services, by name. Names become directory names and fill {name}."),
       ),
       connections: v.optional(

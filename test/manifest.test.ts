@@ -1,0 +1,1313 @@
+/**
+ * The manifest's validation rules, table-driven: every `fail/...` case parses a manifest with
+ * parseManifest, expects InvalidInputError, and pins each problem's field path, line and rule
+ * (a substring of its message, and of its fix where the fix matters). Every `ok/...` case checks
+ * the resolved manifest: defaults, typed SANs, rendered identities, certificate slots.
+ *
+ * Manifests are written with `yaml(...)`, one argument per line, so the Nth argument is line N
+ * and every expected line number can be read off the source.
+ */
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import { describe, it } from "node:test";
+import { formatProblem, InvalidInputError, type Problem } from "../src/errors.ts";
+import { loadManifest, manifestJsonSchema, parseManifest, type LoadedManifest, type Service } from "../src/manifest/index.ts";
+import { REPO, tempDir, writeManifest } from "./helpers/cli.ts";
+
+const FILE = "mtlskit.yaml";
+
+/** yaml joins its arguments as lines: argument N is line N. */
+const yaml = (...lines: string[]): string => lines.join("\n") + "\n";
+
+/** withServices is a manifest whose `services:` key is line 3, so the given lines start at line 4. */
+const withServices = (...lines: string[]): string => yaml("version: 1", "cluster: demo", "services:", ...lines);
+
+/** Want is one expected problem: exact path and line, and substrings of the message and fix. */
+interface Want {
+  path: string;
+  line: number | undefined;
+  message: string;
+  fix?: string;
+}
+
+interface FailCase {
+  name: string;
+  text: string;
+  want: Want[];
+}
+
+interface OkCase {
+  name: string;
+  text: string;
+  check: (loaded: LoadedManifest) => void;
+}
+
+/** problemsOf parses `text` and returns the problems of the InvalidInputError it must throw. */
+function problemsOf(text: string): readonly Problem[] {
+  try {
+    parseManifest(text, FILE);
+  } catch (e) {
+    if (e instanceof InvalidInputError) return e.problems;
+    throw e;
+  }
+  return assert.fail("expected InvalidInputError, but the manifest loaded");
+}
+
+const listed = (ps: readonly Problem[]) => ps.map((p) => "  " + formatProblem(p)).join("\n");
+
+/** expectProblems asserts the exact list of problems (count, paths, lines) and their wording. */
+function expectProblems(text: string, want: readonly Want[], opts: { sorted?: boolean } = {}): void {
+  let got = [...problemsOf(text)];
+  const order = (a: { line?: number | undefined; path: string }, b: { line?: number | undefined; path: string }) => (a.line ?? 0) - (b.line ?? 0) || a.path.localeCompare(b.path);
+  if (opts.sorted) got = got.sort(order);
+  const wanted = opts.sorted ? [...want].sort(order) : want;
+  assert.deepEqual(
+    got.map((p) => ({ path: p.path, line: p.line })),
+    wanted.map((w) => ({ path: w.path, line: w.line })),
+    `problems (path, line) differ; got:\n${listed(got)}`,
+  );
+  got.forEach((p, i) => {
+    const w = wanted[i]!;
+    assert.equal(p.file, FILE);
+    assert.ok(p.message.includes(w.message), `problem ${i} (${p.path}): message ${JSON.stringify(p.message)} does not contain ${JSON.stringify(w.message)}`);
+    if (w.fix !== undefined) assert.ok(p.fix?.includes(w.fix), `problem ${i} (${p.path}): fix ${JSON.stringify(p.fix)} does not contain ${JSON.stringify(w.fix)}`);
+  });
+}
+
+/** load parses a manifest that must be valid (a failure shows every problem). */
+const load = (text: string): LoadedManifest => parseManifest(text, FILE);
+
+/** service returns the resolved service `name`, failing if it is absent. */
+function service(loaded: LoadedManifest, name: string): Service {
+  const s = loaded.manifest.services.find((x) => x.name === name);
+  assert.ok(s, `service ${name} is missing; services: ${loaded.manifest.services.map((x) => x.name).join(", ")}`);
+  return s;
+}
+
+/** ipsOf returns a service's IP SANs as [text, bytes] pairs, bytes as plain arrays. */
+const ipsOf = (s: Service) => s.ips.map((ip) => [ip.kind, ip.text, [...ip.bytes]]);
+
+const failCases = (cases: readonly FailCase[]) => {
+  for (const c of cases) it(c.name, () => expectProblems(c.text, c.want));
+};
+
+const okCases = (cases: readonly OkCase[], opts: { warnings?: boolean } = {}) => {
+  for (const c of cases) {
+    it(c.name, () => {
+      const loaded = load(c.text);
+      if (!opts.warnings) assert.deepEqual(loaded.warnings, []);
+      c.check(loaded);
+    });
+  }
+};
+
+const DAY = 86_400_000;
+const HOUR = 3_600_000;
+const NAME_MSG = "must be lowercase letters, digits and single inner hyphens, starting with a letter, at most 32 characters";
+const SERVICE_KEYS = "allowed keys: usage, cn, role, addresses, split, key, validity, renewBefore, subject";
+const KEY_TYPES_MSG = "must be one of ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519";
+const DURATION_MSG = "must be a duration such as 90d, 12h, 2w or 10y";
+
+describe("manifest: YAML and the document", () => {
+  failCases([
+    {
+      name: "fail/YAML syntax error is reported at its line",
+      text: withServices("  web:", "    usage: server", "   cn: web.demo"),
+      want: [{ path: "", line: 6, message: "invalid YAML: ", fix: "correct the YAML syntax at this line" }],
+    },
+    {
+      name: "fail/tab indentation is a syntax error at its line",
+      text: withServices("  web:", "\tusage: server"),
+      want: [{ path: "", line: 5, message: "invalid YAML: Tabs are not allowed", fix: "correct the YAML syntax" }],
+    },
+    {
+      name: "fail/duplicate top-level key is reported at the repeated key",
+      text: yaml("version: 1", "cluster: demo", "cluster: other", "services:", "  web: { usage: server }"),
+      want: [{ path: "", line: 3, message: "invalid YAML: Map keys must be unique", fix: "remove or rename one of the repeated keys" }],
+    },
+    {
+      name: "fail/duplicate key inside a service",
+      text: withServices("  web:", "    usage: server", "    usage: client"),
+      want: [{ path: "", line: 6, message: "Map keys must be unique", fix: "remove or rename one of the repeated keys" }],
+    },
+    {
+      name: "fail/duplicate service name",
+      text: withServices("  web: { usage: server }", "  web: { usage: client }"),
+      want: [{ path: "", line: 5, message: "Map keys must be unique", fix: "remove or rename one of the repeated keys" }],
+    },
+    {
+      name: "fail/multi-document file is refused at the second document",
+      text: withServices("  web: { usage: server }", "---", "version: 1"),
+      want: [{ path: "", line: 5, message: "the manifest must be a single YAML document", fix: "remove the extra documents (--- separators)" }],
+    },
+    {
+      name: "fail/empty file says the manifest is empty and suggests mtlskit init",
+      text: "",
+      want: [{ path: "", line: undefined, message: "the manifest is empty", fix: "mtlskit init" }],
+    },
+    {
+      name: "fail/file with only a comment says the manifest is empty",
+      text: "# nothing here yet\n",
+      want: [{ path: "", line: undefined, message: "the manifest is empty", fix: "mtlskit init" }],
+    },
+    {
+      name: "fail/a document that is just null says the manifest is empty",
+      text: "~\n",
+      want: [{ path: "", line: undefined, message: "the manifest is empty", fix: "mtlskit init" }],
+    },
+    {
+      name: "fail/a scalar document is not a mapping",
+      text: "hello\n",
+      want: [{ path: "", line: 1, message: 'must be a mapping (the manifest); got "hello"' }],
+    },
+    {
+      name: "fail/a list document is not a mapping",
+      text: yaml("- version: 1", "- cluster: demo"),
+      want: [{ path: "", line: 1, message: "must be a mapping (the manifest); got a list" }],
+    },
+  ]);
+});
+
+describe("manifest: version and unknown keys", () => {
+  failCases([
+    {
+      name: "fail/version missing",
+      text: yaml("cluster: demo", "services:", "  web: { usage: server }"),
+      want: [{ path: "version", line: 1, message: "is required", fix: "add it" }],
+    },
+    {
+      name: "fail/version 2",
+      text: yaml("version: 2", "cluster: demo", "services:", "  web: { usage: server }"),
+      want: [{ path: "version", line: 1, message: "must be 1, the manifest version this mtlskit reads; got 2" }],
+    },
+    {
+      name: "fail/version as a string",
+      text: yaml('version: "1"', "cluster: demo", "services:", "  web: { usage: server }"),
+      want: [{ path: "version", line: 1, message: 'must be 1, the manifest version this mtlskit reads; got "1"' }],
+    },
+    {
+      name: "fail/cluster and services missing",
+      text: yaml("version: 1"),
+      want: [
+        { path: "cluster", line: 1, message: "is required", fix: "add it" },
+        { path: "services", line: 1, message: "is required", fix: "add it" },
+      ],
+    },
+    {
+      name: "fail/unknown top-level key lists the allowed keys",
+      text: yaml("version: 1", "cluster: demo", "service: {}", "services:", "  web: { usage: server }"),
+      want: [
+        {
+          path: "service",
+          line: 3,
+          message: 'unknown key "service" in the manifest; allowed keys: version, cluster, identity, ca, defaults, services, connections',
+          fix: "check the spelling, or remove the key",
+        },
+      ],
+    },
+    {
+      name: "fail/unknown key in a service (typo adresses) lists the allowed keys",
+      text: withServices("  web:", "    usage: server", "    adresses: [10.0.0.1]"),
+      want: [{ path: "services.web.adresses", line: 6, message: `unknown key "adresses" in a service; ${SERVICE_KEYS}`, fix: "check the spelling" }],
+    },
+    {
+      name: "fail/unknown key in ca",
+      text: yaml("version: 1", "cluster: demo", "ca:", "  keytype: rsa-2048", "services:", "  web: { usage: server }"),
+      want: [{ path: "ca.keytype", line: 4, message: 'unknown key "keytype" in ca; allowed keys: key, validity, subject, import' }],
+    },
+    {
+      name: "fail/unknown key in defaults",
+      text: yaml("version: 1", "cluster: demo", "defaults:", "  renew: 10d", "services:", "  web: { usage: server }"),
+      want: [{ path: "defaults.renew", line: 4, message: 'unknown key "renew" in defaults; allowed keys: key, validity, renewBefore, subject' }],
+    },
+    {
+      name: "fail/unknown key in a connection",
+      text: withServices("  web: { usage: server }", "  cli: { usage: client }", "connections:", "  - { from: cli, to: web, adress: web }"),
+      want: [{ path: "connections.0.adress", line: 7, message: 'unknown key "adress" in a connection; allowed keys: from, to, address' }],
+    },
+    {
+      name: "fail/a service that is not a mapping",
+      text: withServices("  web:"),
+      want: [{ path: "services.web", line: 4, message: "must be a mapping (a service); got null" }],
+    },
+    {
+      name: "fail/ca written as a list is not a mapping",
+      text: yaml("version: 1", "cluster: demo", "ca: []", "services:", "  web: { usage: server }"),
+      want: [{ path: "ca", line: 3, message: "must be a mapping (ca); got a list" }],
+    },
+    {
+      name: "fail/services written as a list is not a mapping",
+      text: yaml("version: 1", "cluster: demo", "services: [web]"),
+      want: [{ path: "services", line: 3, message: "must be a mapping (service names to services); got a list" }],
+    },
+  ]);
+});
+
+describe("manifest: names (cluster, services, roles)", () => {
+  const BAD: [string, string][] = [
+    ["uppercase", "Demo"],
+    ["underscore", "de_mo"],
+    ["leading digit", "1demo"],
+    ["leading hyphen", "-demo"],
+    ["trailing hyphen", "demo-"],
+    ["double hyphen", "de--mo"],
+    ["a dot", "de.mo"],
+    ["empty", ""],
+    ["33 characters", "a".repeat(33)],
+  ];
+  const GOOD: [string, string][] = [
+    ["32 characters", "a".repeat(32)],
+    ["one letter", "a"],
+    ["digits and single inner hyphens", "etcd-1-b2"],
+  ];
+
+  describe("cluster", () => {
+    failCases(
+      BAD.map(([what, n]) => ({
+        name: `fail/cluster ${what}: ${JSON.stringify(n)}`,
+        text: yaml("version: 1", `cluster: "${n}"`, "services:", "  web: { usage: server }"),
+        want: [{ path: "cluster", line: 2, message: `${NAME_MSG}; got ${JSON.stringify(n)}` }],
+      })),
+    );
+    failCases([
+      {
+        name: "fail/cluster that is a number",
+        text: yaml("version: 1", "cluster: 123", "services:", "  web: { usage: server }"),
+        want: [{ path: "cluster", line: 2, message: "must be a string (Cluster id, fills {cluster}); got 123" }],
+      },
+    ]);
+    okCases(
+      GOOD.map(([what, n]) => ({
+        name: `ok/cluster ${what}`,
+        text: yaml("version: 1", `cluster: ${n}`, "services:", "  web: { usage: server }"),
+        check: (l) => {
+          assert.equal(l.manifest.cluster, n);
+          assert.equal(l.manifest.ca.subject.CN, `${n} CA`);
+        },
+      })),
+    );
+  });
+
+  describe("service names", () => {
+    failCases(
+      BAD.map(([what, n]) => ({
+        name: `fail/service name ${what}: ${JSON.stringify(n)}`,
+        text: withServices(`  "${n}": { usage: server }`),
+        want: [{ path: `services.${n}`, line: 4, message: `${NAME_MSG}; got ${JSON.stringify(n)}` }],
+      })),
+    );
+    failCases([
+      {
+        name: "fail/bad service name in block style is reported at the name's line",
+        text: withServices("  web: { usage: server }", "  Api:", "    usage: server"),
+        want: [{ path: "services.Api", line: 5, message: `${NAME_MSG}; got "Api"` }],
+      },
+    ]);
+    okCases(
+      GOOD.map(([what, n]) => ({
+        name: `ok/service name ${what}`,
+        text: withServices(`  ${n}: { usage: server }`),
+        check: (l) => {
+          const s = service(l, n);
+          assert.equal(s.cn, n);
+          assert.deepEqual(s.slots.map((x) => x.id), [n]);
+        },
+      })),
+    );
+  });
+
+  describe("roles", () => {
+    failCases(
+      BAD.map(([what, n]) => ({
+        name: `fail/role ${what}: ${JSON.stringify(n)}`,
+        text: withServices("  web:", "    usage: server", `    role: "${n}"`),
+        want: [{ path: "services.web.role", line: 6, message: `${NAME_MSG}; got ${JSON.stringify(n)}` }],
+      })),
+    );
+    okCases(
+      GOOD.map(([what, n]) => ({
+        name: `ok/role ${what}`,
+        text: withServices("  web:", "    usage: server", `    role: ${n}`),
+        check: (l) => assert.equal(service(l, "web").role, n),
+      })),
+    );
+  });
+});
+
+describe("manifest: usage and key types", () => {
+  failCases([
+    {
+      name: "fail/usage not server, client or dual",
+      text: withServices("  web: { usage: sever }"),
+      want: [{ path: "services.web.usage", line: 4, message: 'must be one of server, client, dual; got "sever"' }],
+    },
+    {
+      name: "fail/usage missing",
+      text: withServices("  web:", "    cn: web.demo"),
+      want: [{ path: "services.web.usage", line: 5, message: "is required", fix: "add it" }],
+    },
+    {
+      name: "fail/usage in upper case",
+      text: withServices("  web: { usage: Server }"),
+      want: [{ path: "services.web.usage", line: 4, message: 'got "Server"' }],
+    },
+    {
+      name: "fail/unknown ca.key",
+      text: yaml("version: 1", "cluster: demo", "ca:", "  key: rsa-1024", "services:", "  web: { usage: server }"),
+      want: [{ path: "ca.key", line: 4, message: `${KEY_TYPES_MSG}; got "rsa-1024"` }],
+    },
+    {
+      name: "fail/unknown defaults.key",
+      text: yaml("version: 1", "cluster: demo", "defaults:", "  key: ecdsa-p521", "services:", "  web: { usage: server }"),
+      want: [{ path: "defaults.key", line: 4, message: `${KEY_TYPES_MSG}; got "ecdsa-p521"` }],
+    },
+    {
+      name: "fail/unknown services.X.key",
+      text: withServices("  web:", "    usage: server", "    key: ed448"),
+      want: [{ path: "services.web.key", line: 6, message: `${KEY_TYPES_MSG}; got "ed448"` }],
+    },
+  ]);
+
+  okCases(
+    (["server", "client", "dual"] as const).map((usage) => ({
+      name: `ok/usage ${usage} gives a ${usage} profile and role ${usage}`,
+      text: withServices(`  web: { usage: ${usage} }`),
+      check: (l) => {
+        const s = service(l, "web");
+        assert.equal(s.usage, usage);
+        assert.equal(s.role, usage);
+        assert.deepEqual(s.slots, [{ id: "web", service: "web", kind: "main", profile: usage }]);
+      },
+    })),
+  );
+  okCases([
+    {
+      name: "ok/key types: service key over defaults.key over ecdsa-p256; ca.key independent",
+      text: yaml(
+        "version: 1",
+        "cluster: demo",
+        "ca: { key: ed25519 }",
+        "defaults: { key: rsa-3072 }",
+        "services:",
+        "  a: { usage: server, key: ecdsa-p384 }",
+        "  b: { usage: server }",
+      ),
+      check: (l) => {
+        assert.equal(l.manifest.ca.keyType, "ed25519");
+        assert.equal(service(l, "a").keyType, "ecdsa-p384");
+        assert.equal(service(l, "b").keyType, "rsa-3072");
+      },
+    },
+  ]);
+});
+
+describe("manifest: addresses", () => {
+  /** addr puts one written address at line 7, services.web.addresses.0. */
+  const addr = (a: string) => withServices("  web:", "    usage: server", "    addresses:", `      - ${a}`);
+  const at = "services.web.addresses.0";
+
+  failCases([
+    { name: "fail/10.0.0.256 is an invalid IPv4 address, not a DNS name", text: addr("10.0.0.256"), want: [{ path: at, line: 7, message: '"10.0.0.256" is not a valid IPv4 address (four numbers 0-255); it is not taken as a DNS name' }] },
+    { name: "fail/1.2.3 is an invalid IPv4 address", text: addr("1.2.3"), want: [{ path: at, line: 7, message: '"1.2.3" is not a valid IPv4 address' }] },
+    { name: "fail/IPv4 with a leading zero", text: addr("010.0.0.1"), want: [{ path: at, line: 7, message: '"010.0.0.1" is not a valid IPv4 address' }] },
+    { name: "fail/invalid IPv6", text: addr('"2001:db8::g"'), want: [{ path: at, line: 7, message: '"2001:db8::g" is not a valid IPv6 address', fix: "e.g. 2001:db8::1" }] },
+    { name: "fail/IPv6 with a zone", text: addr('"fe80::1%eth0"'), want: [{ path: at, line: 7, message: '"fe80::1%eth0" is not a valid IPv6 address', fix: "without brackets, port or zone" }] },
+    { name: "fail/host with a port", text: addr('"web.demo:8443"'), want: [{ path: at, line: 7, message: '"web.demo:8443" is not a valid IPv6 address (and a DNS name has no ":")' }] },
+    {
+      // Brackets are URL syntax, not an address: the brief (and the fix text "without brackets") make [::1] an error.
+      name: "fail/IPv6 in bracket form [::1]",
+      text: addr('"[::1]"'),
+      want: [{ path: at, line: 7, message: '"[::1]"', fix: "without brackets" }],
+    },
+    { name: "fail/IPv6 in bracket form with a port", text: addr('"[::1]:8443"'), want: [{ path: at, line: 7, message: "is not a valid IPv6 address", fix: "without brackets, port or zone" }] },
+    { name: "fail/underscore in a DNS name", text: addr("my_host.demo"), want: [{ path: at, line: 7, message: '"my_host.demo" is not a valid DNS name: label "my_host"', fix: "replace underscores with hyphens" }] },
+    { name: "fail/label of 64 characters", text: addr(`${"a".repeat(64)}.demo`), want: [{ path: at, line: 7, message: `label "${"a".repeat(64)}" must be 1-63 letters, digits or inner hyphens` }] },
+    { name: "fail/label with a leading hyphen", text: addr('"-web.demo"'), want: [{ path: at, line: 7, message: 'label "-web"' }] },
+    { name: "fail/empty label", text: addr("web..demo"), want: [{ path: at, line: 7, message: 'label ""' }] },
+    { name: "fail/name of 254 characters", text: addr(`${"a".repeat(63)}.${"b".repeat(63)}.${"c".repeat(63)}.${"d".repeat(62)}`), want: [{ path: at, line: 7, message: "is longer than 253 characters", fix: "shorten the name" }] },
+    { name: "fail/trailing dot", text: addr("web.demo."), want: [{ path: at, line: 7, message: '"web.demo." ends with a dot', fix: 'write "web.demo"' }] },
+    { name: "fail/wildcard", text: addr('"*.demo"'), want: [{ path: at, line: 7, message: '"*.demo" is a wildcard; service certificates name exact hosts' }] },
+    { name: "fail/numeric last label", text: addr("web.123"), want: [{ path: at, line: 7, message: '"web.123" is not a valid DNS name: the last label is numeric' }] },
+    { name: "fail/empty string", text: addr('""'), want: [{ path: at, line: 7, message: "is empty" }] },
+    { name: "fail/a YAML integer is not taken silently", text: addr("12345"), want: [{ path: at, line: 7, message: '"12345" is not a valid IPv4 address' }] },
+    { name: "fail/a YAML float is not taken silently", text: addr("1.5"), want: [{ path: at, line: 7, message: '"1.5" is not a valid IPv4 address' }] },
+    { name: "fail/a YAML boolean", text: addr("true"), want: [{ path: at, line: 7, message: "must be an IP address or a DNS name; got true" }] },
+    {
+      name: "fail/the index of the bad entry is in the path and its own line is reported",
+      text: withServices("  web:", "    usage: server", "    addresses:", "      - 10.0.0.1", "      - web.demo", "      - bad_name"),
+      want: [{ path: "services.web.addresses.2", line: 9, message: '"bad_name"' }],
+    },
+    {
+      name: "fail/addresses not a list",
+      text: withServices("  web: { usage: server, addresses: web.demo }"),
+      want: [{ path: "services.web.addresses", line: 4, message: 'must be a list of IP addresses and DNS names; got "web.demo"' }],
+    },
+  ]);
+
+  const longest = `${"a".repeat(63)}.${"b".repeat(63)}.${"c".repeat(63)}.${"d".repeat(61)}`;
+  okCases([
+    {
+      name: "ok/IPv4 becomes an IP SAN with 4 bytes",
+      text: addr("10.0.0.1"),
+      check: (l) => {
+        const s = service(l, "web");
+        assert.deepEqual(ipsOf(s), [["ip", "10.0.0.1", [10, 0, 0, 1]]]);
+        assert.deepEqual(s.dns, ["web"]);
+      },
+    },
+    {
+      name: "ok/IPv6 becomes an IP SAN with 16 bytes",
+      text: addr('"2001:db8::1"'),
+      check: (l) => assert.deepEqual(ipsOf(service(l, "web")), [["ip", "2001:db8::1", [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]]]),
+    },
+    {
+      name: "ok/IPv6 is written in canonical form (RFC 5952)",
+      text: addr('"2001:DB8:0:0:1:0:0:1"'),
+      check: (l) => assert.deepEqual(ipsOf(service(l, "web")), [["ip", "2001:db8::1:0:0:1", [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1]]]),
+    },
+    {
+      name: "ok/upper-case DNS name is normalized to lower case",
+      text: addr("Web.Example.COM"),
+      check: (l) => assert.deepEqual(service(l, "web").dns, ["web", "web.example.com"]),
+    },
+    {
+      name: "ok/label of 63 and name of 253 characters",
+      text: withServices("  web:", "    usage: server", "    addresses:", `      - ${"a".repeat(63)}.demo`, `      - ${longest}`),
+      check: (l) => assert.deepEqual(service(l, "web").dns, ["web", `${"a".repeat(63)}.demo`, longest]),
+    },
+    {
+      name: "ok/duplicates are removed, by name case-insensitively and by IP bytes",
+      text: withServices("  web:", "    usage: server", '    addresses: [web, WEB.demo, web.demo, 10.0.0.1, "2001:db8::1", "2001:DB8:0::1", 10.0.0.1]'),
+      check: (l) => {
+        const s = service(l, "web");
+        assert.deepEqual(s.dns, ["web", "web.demo"]);
+        assert.deepEqual(s.ips.map((i) => i.text), ["10.0.0.1", "2001:db8::1"]);
+      },
+    },
+  ]);
+});
+
+describe("manifest: cn", () => {
+  const cn = (v: string) => withServices("  web:", "    usage: server", `    cn: ${v}`);
+  failCases([
+    { name: "fail/cn with a space is not a DNS name", text: cn('"Web Server"'), want: [{ path: "services.web.cn", line: 6, message: 'must also be a valid SAN, but "Web Server" is not a valid DNS name' }] },
+    { name: "fail/cn that is an invalid IP", text: cn("10.0.0.256"), want: [{ path: "services.web.cn", line: 6, message: 'must also be a valid SAN, but "10.0.0.256" is not a valid IPv4 address' }] },
+    { name: "fail/cn that is a wildcard", text: cn('"*.demo"'), want: [{ path: "services.web.cn", line: 6, message: "is a wildcard" }] },
+    { name: "fail/cn that is not a string", text: cn("10"), want: [{ path: "services.web.cn", line: 6, message: "must be a string; got 10" }] },
+    {
+      name: "fail/cn longer than 64 characters (it is the subject CN)",
+      text: cn(`${"a".repeat(60)}.example.com`),
+      want: [{ path: "services.web.cn", line: 6, message: "at most 64 characters" }],
+    },
+  ]);
+  okCases([
+    {
+      name: "ok/cn is the first DNS SAN and the subject CN, as written",
+      text: withServices("  web:", "    usage: server", "    cn: Web.Demo", "    addresses: [web.demo.svc]"),
+      check: (l) => {
+        const s = service(l, "web");
+        assert.equal(s.cn, "Web.Demo");
+        assert.equal(s.subject.CN, "Web.Demo");
+        assert.deepEqual(s.dns, ["web.demo", "web.demo.svc"]);
+      },
+    },
+    {
+      name: "ok/cn that is an IP is the first IP SAN",
+      text: withServices("  web:", "    usage: server", "    cn: 10.1.2.3", "    addresses: [10.0.0.1, web.demo]"),
+      check: (l) => {
+        const s = service(l, "web");
+        assert.deepEqual(ipsOf(s), [["ip", "10.1.2.3", [10, 1, 2, 3]], ["ip", "10.0.0.1", [10, 0, 0, 1]]]);
+        assert.deepEqual(s.dns, ["web.demo"]);
+      },
+    },
+  ]);
+});
+
+describe("manifest: durations", () => {
+  const validity = (v: string) => withServices("  web:", "    usage: server", `    validity: ${v}`);
+  const bad = (written: string, shown: string): FailCase => ({
+    name: `fail/validity ${written}`,
+    text: validity(written),
+    want: [{ path: "services.web.validity", line: 6, message: `${DURATION_MSG}${shown === "90" ? "" : " (a positive whole number and one unit h, d, w, y)"}; got ${shown}` }],
+  });
+  failCases([
+    bad("90", "90"), // a YAML integer: no unit
+    bad("90days", '"90days"'),
+    bad("0d", '"0d"'),
+    bad("-1d", '"-1d"'),
+    bad("1.5d", '"1.5d"'),
+    bad("90D", '"90D"'),
+    bad("1000000d", '"1000000d"'),
+    bad('""', '""'),
+  ]);
+
+  failCases(
+    [
+      ["ca.validity", yaml("version: 1", "cluster: demo", "ca:", "  validity: 10years", "services:", "  web: { usage: server }")],
+      ["defaults.validity", yaml("version: 1", "cluster: demo", "defaults:", "  validity: 10years", "services:", "  web: { usage: server }")],
+      ["defaults.renewBefore", yaml("version: 1", "cluster: demo", "defaults:", "  renewBefore: 10years", "services:", "  web: { usage: server }")],
+    ].map(([p, text]) => ({ name: `fail/${p} is checked too`, text: text!, want: [{ path: p!, line: 4, message: `${DURATION_MSG} (a positive whole number and one unit h, d, w, y); got "10years"` }] })),
+  );
+  failCases([
+    {
+      name: "fail/services.X.renewBefore is checked too",
+      text: withServices("  web:", "    usage: server", "    renewBefore: 1m"),
+      want: [{ path: "services.web.renewBefore", line: 6, message: 'got "1m"' }],
+    },
+  ]);
+
+  okCases(
+    (
+      [
+        ["12h", 12 * HOUR],
+        ["2w", 14 * DAY],
+        ["10y", 3650 * DAY],
+        ["999999h", 999_999 * HOUR],
+      ] as const
+    ).map(([v, ms]) => ({
+      name: `ok/validity ${v} is ${ms} ms and renewBefore defaults to a third of it`,
+      text: v === "999999h" ? yaml("version: 1", "cluster: demo", "ca: { validity: 200y }", "services:", "  web:", "    usage: server", `    validity: ${v}`) : validity(v),
+      check: (l) => {
+        const s = service(l, "web");
+        assert.equal(s.validityMs, ms);
+        assert.equal(s.renewBeforeMs, ms / 3);
+      },
+    })),
+  );
+
+  describe("renewBefore must be shorter than validity", () => {
+    failCases([
+      {
+        name: "fail/renewBefore equal to validity, both on the service",
+        text: withServices("  web:", "    usage: server", "    validity: 30d", "    renewBefore: 30d"),
+        want: [
+          {
+            path: "services.web.renewBefore",
+            line: 7,
+            message: "renewBefore (30d) must be shorter than the validity (30d) of service web, or every apply would re-issue it",
+            fix: "shorten renewBefore",
+          },
+        ],
+      },
+      {
+        name: "fail/renewBefore longer than the validity from defaults is reported on the service's renewBefore",
+        text: yaml("version: 1", "cluster: demo", "defaults:", "  validity: 30d", "services:", "  web:", "    usage: server", "    renewBefore: 5w"),
+        want: [{ path: "services.web.renewBefore", line: 8, message: "renewBefore (5w) must be shorter than the validity (30d) of service web" }],
+      },
+      {
+        name: "fail/renewBefore inherited from defaults is reported once on defaults.renewBefore, naming every service",
+        text: yaml(
+          "version: 1",
+          "cluster: demo",
+          "defaults:",
+          "  validity: 30d",
+          "  renewBefore: 60d",
+          "services:",
+          "  web: { usage: server }",
+          "  api: { usage: server, renewBefore: 1d }",
+          "  db: { usage: server, validity: 90d }",
+          "  log: { usage: server }",
+        ),
+        want: [
+          { path: "defaults.renewBefore", line: 5, message: "renewBefore (60d) must be shorter than the validity (30d) of service web, log" },
+        ],
+      },
+      {
+        name: "fail/defaults.renewBefore against a service's own shorter validity is reported on defaults.renewBefore",
+        text: yaml("version: 1", "cluster: demo", "defaults:", "  renewBefore: 10d", "services:", "  web:", "    usage: server", "    validity: 10d"),
+        want: [{ path: "defaults.renewBefore", line: 4, message: "renewBefore (10d) must be shorter than the validity (10d) of service web" }],
+      },
+    ]);
+    okCases([
+      {
+        name: "ok/renewBefore just shorter than validity",
+        text: yaml("version: 1", "cluster: demo", "defaults: { renewBefore: 29d }", "services:", "  web: { usage: server, validity: 30d }", "  api: { usage: server, validity: 2w, renewBefore: 13d }"),
+        check: (l) => {
+          assert.equal(service(l, "web").renewBeforeMs, 29 * DAY);
+          assert.equal(service(l, "api").renewBeforeMs, 13 * DAY);
+        },
+      },
+    ]);
+  });
+
+  describe("a leaf never outlives its CA", () => {
+    failCases([
+      {
+        name: "fail/service validity longer than ca.validity is reported on the service",
+        text: yaml("version: 1", "cluster: demo", "ca:", "  validity: 1y", "services:", "  web:", "    usage: server", "    validity: 2y"),
+        want: [
+          {
+            path: "services.web.validity",
+            line: 8,
+            message: "a validity of 2y (service web) is longer than the CA's 1y; a certificate cannot outlive its CA",
+            fix: "shorten the service validity or lengthen ca.validity",
+          },
+        ],
+      },
+      {
+        name: "fail/defaults.validity longer than ca.validity is reported on defaults.validity",
+        text: yaml("version: 1", "cluster: demo", "ca:", "  validity: 30d", "defaults:", "  validity: 31d", "services:", "  web: { usage: server }"),
+        want: [{ path: "defaults.validity", line: 6, message: "a validity of 31d (service web) is longer than the CA's 30d" }],
+      },
+    ]);
+    it("fail/the built-in 90d validity longer than ca.validity points at a field the manifest has", () => {
+      const text = yaml("version: 1", "cluster: demo", "ca:", "  validity: 30d", "services:", "  web: { usage: server }");
+      const ps = problemsOf(text);
+      assert.equal(ps.length, 1, listed(ps));
+      const p = ps[0]!;
+      assert.ok(p.message.includes("a validity of 90d (service web) is longer than the CA's 30d"), p.message);
+      const written: Record<string, number> = { "ca.validity": 4, "services.web": 6 };
+      assert.ok(p.path in written, `reported at ${JSON.stringify(p.path)}, which is not in the manifest; expected one of ${Object.keys(written).join(", ")}`);
+      assert.equal(p.line, written[p.path]);
+    });
+    okCases([
+      {
+        name: "ok/leaf validity equal to the CA's",
+        text: yaml("version: 1", "cluster: demo", "ca: { validity: 1y }", "services:", "  web: { usage: server, validity: 365d }"),
+        check: (l) => {
+          assert.equal(l.manifest.ca.validityMs, 365 * DAY);
+          assert.equal(service(l, "web").validityMs, 365 * DAY);
+        },
+      },
+      {
+        name: "ok/an imported CA is not compared here (its real expiry is checked when it is read)",
+        text: yaml("version: 1", "cluster: demo", "ca:", "  validity: 1d", "  import: { cert: org.pem, key: org-key.pem }", "services:", "  web: { usage: server }"),
+        check: (l) => assert.equal(service(l, "web").validityMs, 90 * DAY),
+      },
+    ]);
+  });
+});
+
+describe("manifest: subject", () => {
+  failCases([
+    {
+      name: "fail/defaults.subject.C in lower case",
+      text: yaml("version: 1", "cluster: demo", "defaults:", "  subject: { C: us }", "services:", "  web: { usage: server }"),
+      want: [{ path: "defaults.subject.C", line: 4, message: 'must be a two-letter upper-case ISO 3166 country code such as US or DE; got "us"' }],
+    },
+    {
+      name: "fail/services.X.subject.C mixed case",
+      text: withServices("  web:", "    usage: server", "    subject:", "      C: De"),
+      want: [{ path: "services.web.subject.C", line: 7, message: 'two-letter upper-case ISO 3166 country code such as US or DE; got "De"' }],
+    },
+    {
+      name: "fail/ca.subject.C with a digit",
+      text: yaml("version: 1", "cluster: demo", "ca:", "  subject: { C: U1 }", "services:", "  web: { usage: server }"),
+      want: [{ path: "ca.subject.C", line: 4, message: 'got "U1"' }],
+    },
+    {
+      name: "fail/CN in defaults.subject is an unknown key (a service's CN is its cn)",
+      text: yaml("version: 1", "cluster: demo", "defaults:", "  subject:", "    CN: demo", "services:", "  web: { usage: server }"),
+      want: [{ path: "defaults.subject.CN", line: 5, message: 'unknown key "CN" in subject (the CN of a service is set with `cn`); allowed keys: C, ST, L, O, OU' }],
+    },
+    {
+      name: "fail/CN in a service subject is an unknown key",
+      text: withServices("  web:", "    usage: server", "    subject:", "      CN: web"),
+      want: [{ path: "services.web.subject.CN", line: 7, message: 'unknown key "CN" in subject (the CN of a service is set with `cn`)', fix: "check the spelling" }],
+    },
+    {
+      name: "fail/O longer than 64",
+      text: yaml("version: 1", "cluster: demo", "defaults:", "  subject:", `    O: ${"o".repeat(65)}`, "services:", "  web: { usage: server }"),
+      want: [{ path: "defaults.subject.O", line: 5, message: "must be at most 64 characters (RFC 5280 upper bound); got 65" }],
+    },
+    {
+      name: "fail/OU of a service longer than 64",
+      text: withServices("  web:", "    usage: server", "    subject:", `      OU: ${"u".repeat(65)}`),
+      want: [{ path: "services.web.subject.OU", line: 7, message: "must be at most 64 characters" }],
+    },
+    {
+      name: "fail/ca.subject.CN longer than 64",
+      text: yaml("version: 1", "cluster: demo", "ca:", "  subject:", `    CN: ${"c".repeat(65)}`, "services:", "  web: { usage: server }"),
+      want: [{ path: "ca.subject.CN", line: 5, message: "must be at most 64 characters" }],
+    },
+    {
+      name: "fail/ST longer than 128",
+      text: yaml("version: 1", "cluster: demo", "defaults:", "  subject:", `    ST: ${"s".repeat(129)}`, "services:", "  web: { usage: server }"),
+      want: [{ path: "defaults.subject.ST", line: 5, message: "must be at most 128 characters" }],
+    },
+    {
+      name: "fail/empty attribute",
+      text: yaml("version: 1", "cluster: demo", "defaults:", "  subject:", '    O: ""', "services:", "  web: { usage: server }"),
+      want: [{ path: "defaults.subject.O", line: 5, message: "must not be empty" }],
+    },
+    {
+      name: "fail/control character in an attribute",
+      text: yaml("version: 1", "cluster: demo", "defaults:", "  subject:", '    O: "Demo\\tInc"', "services:", "  web: { usage: server }"),
+      want: [{ path: "defaults.subject.O", line: 5, message: "must not contain control characters" }],
+    },
+  ]);
+  okCases([
+    {
+      name: "ok/attributes of 64 characters; a service subject overrides defaults.subject per attribute; CN is the cn",
+      text: yaml(
+        "version: 1",
+        "cluster: demo",
+        "defaults:",
+        `  subject: { C: US, O: ${"o".repeat(64)}, OU: Ops }`,
+        "services:",
+        "  web: { usage: server, cn: web.demo, subject: { OU: Web, L: Berlin } }",
+        "  api: { usage: server }",
+      ),
+      check: (l) => {
+        assert.deepEqual(service(l, "web").subject, { C: "US", O: "o".repeat(64), OU: "Web", L: "Berlin", CN: "web.demo" });
+        assert.deepEqual(service(l, "api").subject, { C: "US", O: "o".repeat(64), OU: "Ops", CN: "api" });
+      },
+    },
+    {
+      name: "ok/CA subject defaults to defaults.subject with CN `<cluster> CA`",
+      text: yaml("version: 1", "cluster: prod-eu", "defaults:", "  subject: { C: DE, O: Demo }", "services:", "  web: { usage: server }"),
+      check: (l) => assert.deepEqual(l.manifest.ca.subject, { C: "DE", O: "Demo", CN: "prod-eu CA" }),
+    },
+    {
+      name: "ok/a written ca.subject is used as written, CN included",
+      text: yaml("version: 1", "cluster: demo", "ca:", "  subject: { O: Org, CN: Org Root }", "defaults:", "  subject: { C: US }", "services:", "  web: { usage: server }"),
+      check: (l) => assert.deepEqual(l.manifest.ca.subject, { O: "Org", CN: "Org Root" }),
+    },
+  ]);
+});
+
+describe("manifest: identity", () => {
+  /** withIdentity puts the template at line 4 (identity.uri); services start at line 6. */
+  const withIdentity = (uri: string, ...services: string[]) =>
+    yaml("version: 1", "cluster: demo", "identity:", `  uri: ${uri.includes('"') ? `'${uri}'` : `"${uri}"`}`, "services:", ...(services.length ? services : ["  web: { usage: server }"]));
+  const FIX = "fix the template (SPIFFE form: spiffe://trust-domain/path)";
+
+  failCases([
+    {
+      name: "fail/unknown placeholder {nam}",
+      text: withIdentity("spiffe://demo.example/{nam}"),
+      want: [{ path: "identity.uri", line: 4, message: "unknown placeholder {nam}; the template may use {cluster} {role} {name}", fix: "correct or remove the placeholder" }],
+    },
+    {
+      name: "fail/each unknown placeholder is reported, and the rendered URI is not judged",
+      text: withIdentity("spiffe://Demo/{nam}/{Name}"),
+      want: [
+        { path: "identity.uri", line: 4, message: "unknown placeholder {nam}" },
+        { path: "identity.uri", line: 4, message: "unknown placeholder {Name}" },
+      ],
+    },
+  ]);
+
+  failCases(
+    (
+      [
+        ["upper-case trust domain", "spiffe://Demo.example/{name}", 'renders "spiffe://Demo.example/web" for service web, which authority "Demo.example" may hold only lowercase letters'],
+        ["port in the authority", "spiffe://demo.example:8443/{name}", 'authority "demo.example:8443"'],
+        ["upper-case scheme", "Spiffe://demo.example/{name}", 'scheme "Spiffe" must be lowercase'],
+        ["no trust domain", "spiffe:///{name}", "has no authority (trust domain) after ://"],
+        ["space in a segment", "spiffe://demo.example/a b/{name}", 'path segment "a b" may hold only letters, digits, ".", "-" and "_"'],
+        ["comma in a segment", "spiffe://demo.example/a,b/{name}", 'path segment "a,b"'],
+        ["double quote in a segment", 'spiffe://demo.example/a"b/{name}', 'path segment "a"b"'],
+        ["single quote in a segment", "spiffe://demo.example/a'b/{name}", `path segment "a'b"`],
+        ["empty segment", "spiffe://demo.example//{name}", "has an empty path segment (a double or trailing slash)"],
+        ["trailing slash", "spiffe://demo.example/{name}/", "has an empty path segment"],
+        ["dot segment", "spiffe://demo.example/./{name}", 'has a "." path segment'],
+        ["query string", "spiffe://demo.example/{name}?x", "with no query or fragment"],
+        ["fragment", "spiffe://demo.example/{name}#f", "with no query or fragment"],
+        ["not a URI", "{cluster}-{name}", "must look like scheme://authority/path"],
+        ["SPIFFE URI with no path", "spiffe://demo.example", "is a bare SPIFFE trust domain; a workload identity needs a path"],
+        ["SPIFFE URI with only a slash", "spiffe://demo.example/", "has an empty path segment"],
+      ] as const
+    ).map(([what, uri, message]) => ({ name: `fail/rendered URI invalid: ${what}`, text: withIdentity(uri), want: [{ path: "identity.uri", line: 4, message, fix: FIX }] })),
+  );
+
+  failCases([
+    {
+      name: "fail/an invalid rendering is reported once, not once per service",
+      text: withIdentity("spiffe://demo.example/a b/{role}", "  web: { usage: server }", "  api: { usage: client }"),
+      want: [{ path: "identity.uri", line: 4, message: 'renders "spiffe://demo.example/a b/server" for service web' }],
+    },
+    {
+      name: "fail/template without {name}: two services sharing a role get the same identity",
+      text: withIdentity("spiffe://demo.example/{role}", "  web: { usage: server }", "  api: { usage: server }", "  db: { usage: server, role: db }"),
+      want: [
+        {
+          path: "services.api",
+          line: 7,
+          message: "has the same identity spiffe://demo.example/server as service web; an identity must name one service",
+          fix: "add {name} to identity.uri, or give the services different roles",
+        },
+      ],
+    },
+    {
+      name: "fail/every further holder of a shared identity is reported",
+      text: withIdentity("spiffe://{cluster}.example/{role}", "  web: { usage: server, role: front }", "  api: { usage: server, role: front }", "  db:", "    usage: client", "    role: front"),
+      want: [
+        { path: "services.api", line: 7, message: "has the same identity spiffe://demo.example/front as service web" },
+        { path: "services.db", line: 9, message: "has the same identity spiffe://demo.example/front as service web" },
+      ],
+    },
+  ]);
+
+  okCases([
+    {
+      name: "ok/placeholders are filled; role defaults to the usage",
+      text: withIdentity("spiffe://{cluster}.example/{role}/{name}", "  web: { usage: server }", "  core: { usage: dual, role: peer }"),
+      check: (l) => {
+        assert.equal(l.manifest.identityTemplate, "spiffe://{cluster}.example/{role}/{name}");
+        assert.equal(service(l, "web").identity, "spiffe://demo.example/server/web");
+        assert.equal(service(l, "core").identity, "spiffe://demo.example/peer/core");
+      },
+    },
+    {
+      name: "ok/a custom scheme",
+      text: withIdentity("netsy://{cluster}/{role}/{name}"),
+      check: (l) => assert.equal(service(l, "web").identity, "netsy://demo/server/web"),
+    },
+    {
+      name: "ok/a template without {name} when every role is distinct; upper case is allowed in path segments",
+      text: withIdentity("spiffe://demo.example/Prod/{role}", "  web: { usage: server }", "  api: { usage: server, role: api }"),
+      check: (l) => {
+        assert.equal(service(l, "web").identity, "spiffe://demo.example/Prod/server");
+        assert.equal(service(l, "api").identity, "spiffe://demo.example/Prod/api");
+      },
+    },
+    {
+      name: "ok/no identity section: no identity",
+      text: withServices("  web: { usage: server }"),
+      check: (l) => {
+        assert.equal(l.manifest.identityTemplate, undefined);
+        assert.equal(service(l, "web").identity, undefined);
+      },
+    },
+  ]);
+});
+
+describe("manifest: split", () => {
+  failCases(
+    (["server", "client"] as const).map((usage) => ({
+      name: `fail/split: true on a ${usage} service`,
+      text: withServices("  web:", `    usage: ${usage}`, "    split: true"),
+      want: [
+        {
+          path: "services.web.split",
+          line: 6,
+          message: `split separates a dual service's server and client certificates; this service's usage is ${usage}`,
+          fix: "remove split, or set usage: dual",
+        },
+      ],
+    })),
+  );
+  failCases([
+    {
+      name: "fail/split that is not a boolean",
+      text: withServices("  core:", "    usage: dual", '    split: "yes"'),
+      want: [{ path: "services.core.split", line: 6, message: 'must be true or false; got "yes"' }],
+    },
+  ]);
+  okCases([
+    {
+      name: "ok/split on a dual service gives two slots: core (server) and core/client (client)",
+      text: withServices("  core:", "    usage: dual", "    split: true"),
+      check: (l) => {
+        const s = service(l, "core");
+        assert.equal(s.split, true);
+        assert.deepEqual(s.slots, [
+          { id: "core", service: "core", kind: "main", profile: "server" },
+          { id: "core/client", service: "core", kind: "client", profile: "client" },
+        ]);
+      },
+    },
+    {
+      name: "ok/dual without split is one dual slot",
+      text: withServices("  core: { usage: dual }"),
+      check: (l) => assert.deepEqual(service(l, "core").slots, [{ id: "core", service: "core", kind: "main", profile: "dual" }]),
+    },
+    {
+      name: "ok/split: false on a server service is allowed",
+      text: withServices("  web:", "    usage: server", "    split: false"),
+      check: (l) => assert.deepEqual(service(l, "web").slots, [{ id: "web", service: "web", kind: "main", profile: "server" }]),
+    },
+  ]);
+});
+
+describe("manifest: connections", () => {
+  /** withConnections: four services (lines 4-14), `connections:` at line 15, entries from line 16. */
+  const withConnections = (...lines: string[]) =>
+    withServices(
+      "  core:",
+      "    usage: dual",
+      "    cn: core.demo",
+      "    addresses: [192.168.2.23, core.demo.svc]",
+      "  api:",
+      "    usage: server",
+      "    addresses: [api.demo, 10.0.0.5]",
+      "  checker:",
+      "    usage: client",
+      "  bare:",
+      "    usage: server",
+      "connections:",
+      ...lines,
+    );
+  const SERVICES = "services are: core, api, checker, bare";
+
+  failCases([
+    {
+      name: "fail/unknown from lists the services",
+      text: withConnections("  - from: chekcer", "    to: core"),
+      want: [{ path: "connections.0.from", line: 16, message: `names unknown service "chekcer"; ${SERVICES}`, fix: "use one of the service names" }],
+    },
+    {
+      name: "fail/unknown to lists the services",
+      text: withConnections("  - from: checker", "    to: cor"),
+      want: [{ path: "connections.0.to", line: 17, message: `names unknown service "cor"; ${SERVICES}`, fix: "use one of the service names" }],
+    },
+    {
+      name: "fail/unknown from and to are both reported",
+      text: withConnections("  - { from: x, to: y }"),
+      want: [
+        { path: "connections.0.from", line: 16, message: 'names unknown service "x"' },
+        { path: "connections.0.to", line: 16, message: 'names unknown service "y"' },
+      ],
+    },
+    {
+      name: "fail/from is a server-only service",
+      text: withConnections("  - { from: checker, to: core }", "  - from: api", "    to: core"),
+      want: [{ path: "connections.1.from", line: 17, message: "service api has usage server, so its certificate cannot authenticate as a client (no clientAuth)", fix: "set services.api.usage to dual" }],
+    },
+    {
+      name: "fail/to is a client-only service",
+      text: withConnections("  - from: core", "    to: checker"),
+      want: [{ path: "connections.0.to", line: 17, message: "service checker has usage client, so its certificate cannot serve TLS (no serverAuth)", fix: "set services.checker.usage to dual" }],
+    },
+    {
+      name: "fail/address not among the target's addresses; the fix says to add it",
+      text: withConnections("  - from: checker", "    to: core", "    address: 192.168.2.24"),
+      want: [
+        {
+          path: "connections.0.address",
+          line: 18,
+          message: "checker dials core at 192.168.2.24, which is not among core's addresses (core.demo, core.demo.svc, 192.168.2.23); the handshake would fail with a name mismatch",
+          fix: "add 192.168.2.24 to services.core.addresses",
+        },
+      ],
+    },
+    {
+      name: "fail/a DNS address not listed is compared in lower case",
+      text: withConnections("  - from: checker", "    to: api", "    address: Other.Demo"),
+      want: [{ path: "connections.0.address", line: 18, message: "checker dials api at other.demo, which is not among api's addresses", fix: "add other.demo to services.api.addresses" }],
+    },
+    {
+      name: "fail/invalid connection address",
+      text: withConnections("  - from: checker", "    to: core", "    address: 10.0.0.256"),
+      want: [{ path: "connections.0.address", line: 18, message: '"10.0.0.256" is not a valid IPv4 address' }],
+    },
+    {
+      name: "fail/to missing",
+      text: withConnections("  - from: checker"),
+      want: [{ path: "connections.0.to", line: 16, message: "is required", fix: "add it" }],
+    },
+    {
+      name: "fail/connections not a list",
+      text: withConnections("  from: checker"),
+      want: [{ path: "connections", line: 16, message: "must be a list of connections; got a mapping" }],
+    },
+  ]);
+
+  okCases([
+    {
+      name: "ok/address omitted defaults to the target's first address, else its cn",
+      text: withConnections("  - { from: checker, to: core }", "  - { from: checker, to: api }", "  - { from: core, to: bare }"),
+      check: (l) => {
+        const got = l.manifest.connections.map((c) => ({ index: c.index, from: c.from, to: c.to, kind: c.address.kind, text: c.address.text }));
+        assert.deepEqual(got, [
+          { index: 0, from: "checker", to: "core", kind: "ip", text: "192.168.2.23" },
+          { index: 1, from: "checker", to: "api", kind: "dns", text: "api.demo" },
+          { index: 2, from: "core", to: "bare", kind: "dns", text: "bare" },
+        ]);
+        const first = l.manifest.connections[0]!.address;
+        assert.ok(first.kind === "ip" && first.bytes.equals(Buffer.from([192, 168, 2, 23])));
+      },
+    },
+    {
+      name: "ok/address equal to the target's cn, or to an address written in another case",
+      text: withConnections("  - { from: checker, to: core, address: core.demo }", "  - { from: core, to: api, address: API.DEMO }", "  - { from: checker, to: bare, address: bare }"),
+      check: (l) => assert.deepEqual(l.manifest.connections.map((c) => c.address.text), ["core.demo", "api.demo", "bare"]),
+    },
+    {
+      name: "ok/an IPv6 address matches by bytes, whatever its written form",
+      text: withServices("  db: { usage: server, addresses: ['2001:db8::1'] }", "  app: { usage: client }", "connections:", "  - { from: app, to: db, address: '2001:DB8:0:0::1' }"),
+      check: (l) => assert.equal(l.manifest.connections[0]!.address.text, "2001:db8::1"),
+    },
+    {
+      name: "ok/dual services connect both ways",
+      text: withServices("  a: { usage: dual }", "  b: { usage: dual }", "connections:", "  - { from: a, to: b }", "  - { from: b, to: a }"),
+      check: (l) => assert.equal(l.manifest.connections.length, 2),
+    },
+  ]);
+});
+
+describe("manifest: reporting", () => {
+  it("fail/the issue's example: `mtlskit.yaml:14 services.web.usage: ...`", () => {
+    const text = yaml(
+      "# yaml-language-server: $schema=./schema/mtlskit.schema.json",
+      "version: 1",
+      "cluster: demo",
+      "identity:",
+      '  uri: "spiffe://demo.example/{role}/{name}"',
+      "defaults:",
+      "  validity: 90d",
+      "services:",
+      "  core:",
+      "    usage: dual",
+      "    addresses: [192.168.2.23]",
+      "  web:",
+      "    cn: web.demo",
+      "    usage: sever",
+    );
+    const ps = problemsOf(text);
+    assert.equal(ps.length, 1, listed(ps));
+    const expected = 'mtlskit.yaml:14 services.web.usage: must be one of server, client, dual; got "sever"';
+    assert.equal(formatProblem(ps[0]!), expected);
+    assert.throws(() => parseManifest(text, FILE), (e: unknown) => {
+      assert.ok(e instanceof InvalidInputError);
+      assert.equal(e.exitCode, 2);
+      assert.equal(e.message, `1 problem found; nothing was written:\n  ${expected}`);
+      return true;
+    });
+  });
+
+  it("fail/four structural problems are all reported in one error", () => {
+    const text = withServices("  web:", "    usage: sever", "    adresses: [10.0.0.1]", "    validity: 90days", "  Api: { usage: server }");
+    expectProblems(
+      text,
+      [
+        { path: "services.web.usage", line: 5, message: 'got "sever"' },
+        { path: "services.web.adresses", line: 6, message: 'unknown key "adresses"' },
+        { path: "services.web.validity", line: 7, message: 'got "90days"' },
+        { path: "services.Api", line: 8, message: 'got "Api"' },
+      ],
+      { sorted: true },
+    );
+  });
+
+  it("fail/four problems found after parsing (addresses and rules) are all reported in one error", () => {
+    const text = withServices(
+      "  web:",
+      "    usage: server",
+      "    split: true",
+      "    addresses: [10.0.0.256]",
+      "  api:",
+      "    usage: server",
+      "    validity: 30d",
+      "    renewBefore: 30d",
+      "connections:",
+      "  - { from: ghost, to: api }",
+    );
+    expectProblems(
+      text,
+      [
+        { path: "services.web.split", line: 6, message: "split separates" },
+        { path: "services.web.addresses.0", line: 7, message: '"10.0.0.256" is not a valid IPv4 address' },
+        { path: "services.api.renewBefore", line: 11, message: "renewBefore (30d) must be shorter" },
+        { path: "connections.0.from", line: 13, message: 'names unknown service "ghost"' },
+      ],
+      { sorted: true },
+    );
+  });
+
+  it("ok/lineOf locates fields for messages raised after loading", () => {
+    const loaded = load(withServices("  web: { usage: server }", "  api:", "    usage: client", "    key: rsa-2048"));
+    assert.equal(loaded.lineOf(["services", "api"]), 6);
+    assert.equal(loaded.lineOf(["services", "api", "key"]), 7);
+    assert.equal(loaded.lineOf(["services", "web", "usage"]), 4);
+  });
+});
+
+describe("manifest: warnings", () => {
+  it("ok/two services sharing an address: a warning, and the manifest still loads", () => {
+    const loaded = load(withServices("  a: { usage: server, addresses: [10.0.0.1, shared.demo] }", "  b:", "    usage: server", "    addresses:", "      - Shared.Demo"));
+    assert.deepEqual(
+      loaded.warnings.map((w) => ({ path: w.path, line: w.line })),
+      [{ path: "services.b.addresses", line: 8 }],
+    );
+    assert.ok(loaded.warnings[0]!.message.includes("shared.demo is also a name of service a; a client dialing it cannot tell the two apart"), loaded.warnings[0]!.message);
+    assert.deepEqual(service(loaded, "b").dns, ["b", "shared.demo"]);
+  });
+
+  it("ok/the same IPv6 address in two written forms is shared", () => {
+    const loaded = load(withServices("  a: { usage: server, addresses: ['2001:db8::1'] }", "  b: { usage: server, addresses: ['2001:DB8:0:0:0:0:0:1'] }"));
+    assert.equal(loaded.warnings.length, 1);
+    assert.ok(loaded.warnings[0]!.message.startsWith("2001:db8::1 is also a name of service a"), loaded.warnings[0]!.message);
+  });
+
+  it("ok/two services with the same cn: a warning (the cn is also a SAN)", () => {
+    const loaded = load(withServices("  a: { usage: server, cn: x.demo }", "  b: { usage: server, cn: x.demo }"));
+    assert.equal(loaded.warnings.length, 1, `warnings: ${JSON.stringify(loaded.warnings)}`);
+    assert.ok(loaded.warnings[0]!.message.includes("x.demo is also a name of service a"), loaded.warnings[0]!.message);
+  });
+
+  it("ok/distinct addresses: no warning", () => {
+    const loaded = load(withServices("  a: { usage: server, addresses: [a.demo, 10.0.0.1] }", "  b: { usage: server, addresses: [b.demo, 10.0.0.2] }"));
+    assert.deepEqual(loaded.warnings, []);
+  });
+});
+
+describe("manifest: normalization", () => {
+  it("ok/a minimal manifest gets every default", () => {
+    const { manifest } = load(withServices("  web: { usage: server }"));
+    assert.equal(manifest.file, FILE);
+    assert.equal(manifest.cluster, "demo");
+    assert.deepEqual(manifest.ca, { keyType: "ecdsa-p256", validityMs: 3650 * DAY, subject: { CN: "demo CA" }, import: undefined });
+    assert.deepEqual(manifest.connections, []);
+    assert.deepEqual(manifest.services, [
+      {
+        name: "web",
+        usage: "server",
+        role: "server",
+        cn: "web",
+        keyType: "ecdsa-p256",
+        validityMs: 7_776_000_000,
+        renewBeforeMs: 2_592_000_000,
+        subject: { CN: "web" },
+        dns: ["web"],
+        ips: [],
+        identity: undefined,
+        split: false,
+        slots: [{ id: "web", service: "web", kind: "main", profile: "server" }],
+      },
+    ]);
+  });
+
+  it("ok/the README manifest resolves field by field", () => {
+    const text = yaml(
+      "version: 1",
+      "cluster: demo",
+      "identity:",
+      '  uri: "spiffe://demo.example/{role}/{name}"',
+      "ca:",
+      "  key: ecdsa-p384",
+      "  validity: 5y",
+      "  subject: { C: US, O: Demo, OU: Operations, CN: Demo CA }",
+      "defaults:",
+      "  key: rsa-2048",
+      "  validity: 30d",
+      "  renewBefore: 10d",
+      "  subject: { O: Demo, OU: Operations }",
+      "services:",
+      "  core:",
+      "    usage: dual",
+      "    cn: core.demo",
+      "    role: peer",
+      "    addresses: [192.168.2.23, core.demo.svc, '2001:db8::17']",
+      "    key: ed25519",
+      "    subject: { OU: Core }",
+      "  etcd-1:",
+      "    usage: dual",
+      "    split: true",
+      "    validity: 2w",
+      "    renewBefore: 2d",
+      "  checker:",
+      "    usage: client",
+      "connections:",
+      "  - { from: checker, to: core, address: 192.168.2.23 }",
+      "  - { from: core, to: etcd-1 }",
+    );
+    const loaded = load(text);
+    assert.deepEqual(loaded.warnings, []);
+    const m = loaded.manifest;
+    assert.deepEqual(m.ca, { keyType: "ecdsa-p384", validityMs: 5 * 365 * DAY, subject: { C: "US", O: "Demo", OU: "Operations", CN: "Demo CA" }, import: undefined });
+
+    const core = service(loaded, "core");
+    assert.equal(core.keyType, "ed25519");
+    assert.equal(core.role, "peer");
+    assert.equal(core.validityMs, 30 * DAY);
+    assert.equal(core.renewBeforeMs, 10 * DAY);
+    assert.deepEqual(core.subject, { O: "Demo", OU: "Core", CN: "core.demo" });
+    assert.deepEqual(core.dns, ["core.demo", "core.demo.svc"]);
+    assert.deepEqual(ipsOf(core), [
+      ["ip", "192.168.2.23", [192, 168, 2, 23]],
+      ["ip", "2001:db8::17", [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x17]],
+    ]);
+    assert.equal(core.identity, "spiffe://demo.example/peer/core");
+    assert.deepEqual(core.slots, [{ id: "core", service: "core", kind: "main", profile: "dual" }]);
+
+    const etcd = service(loaded, "etcd-1");
+    assert.equal(etcd.keyType, "rsa-2048");
+    assert.equal(etcd.validityMs, 14 * DAY);
+    assert.equal(etcd.renewBeforeMs, 2 * DAY);
+    assert.equal(etcd.identity, "spiffe://demo.example/dual/etcd-1");
+    assert.deepEqual(etcd.slots.map((s) => [s.id, s.profile]), [["etcd-1", "server"], ["etcd-1/client", "client"]]);
+
+    const checker = service(loaded, "checker");
+    assert.equal(checker.role, "client");
+    assert.equal(checker.identity, "spiffe://demo.example/client/checker");
+    assert.deepEqual(checker.subject, { O: "Demo", OU: "Operations", CN: "checker" });
+
+    assert.deepEqual(m.connections.map((c) => [c.from, c.to, c.address.kind, c.address.text]), [
+      ["checker", "core", "ip", "192.168.2.23"],
+      ["core", "etcd-1", "dns", "etcd-1"],
+    ]);
+  });
+
+  it("ok/ca.import paths are resolved against the manifest's directory", () => {
+    const text = yaml("version: 1", "cluster: demo", "ca:", "  import: { cert: org/ca.pem, key: org/ca-key.pem, chain: ../root.pem }", "services:", "  web: { usage: server }");
+    const { manifest } = parseManifest(text, "conf/mtlskit.yaml", "/srv/conf");
+    assert.deepEqual(manifest.ca.import, { cert: "/srv/conf/org/ca.pem", key: "/srv/conf/org/ca-key.pem", chain: "/srv/root.pem" });
+  });
+});
+
+describe("manifest: loadManifest", () => {
+  it("fail/a missing file is invalid input that suggests mtlskit init", () => {
+    const file = path.join(tempDir(), "mtlskit.yaml");
+    assert.throws(() => loadManifest(file), (e: unknown) => {
+      assert.ok(e instanceof InvalidInputError, `got ${String(e)}`);
+      assert.equal(e.exitCode, 2);
+      assert.equal(e.problems.length, 1);
+      const p = e.problems[0]!;
+      assert.equal(p.file, file);
+      assert.equal(p.path, "");
+      assert.equal(p.message, "no such file");
+      assert.ok(p.fix?.includes("mtlskit init"), p.fix);
+      return true;
+    });
+  });
+
+  it("ok/reads a file; problems name the file as given and ca.import is relative to it", () => {
+    const dir = tempDir();
+    const file = writeManifest(dir, yaml("version: 1", "cluster: demo", "ca:", "  import: { cert: ca.pem, key: ca-key.pem }", "services:", "  web: { usage: server }"));
+    const { manifest } = loadManifest(file);
+    assert.equal(manifest.file, file);
+    assert.equal(manifest.ca.import?.cert, path.join(dir, "ca.pem"));
+
+    const bad = writeManifest(dir, withServices("  web: { usage: sever }"), "bad.yaml");
+    assert.throws(() => loadManifest(bad), (e: unknown) => e instanceof InvalidInputError && e.problems[0]?.file === bad && e.problems[0].line === 4);
+  });
+});
+
+describe("manifest: JSON Schema", () => {
+  const schema = manifestJsonSchema() as Record<string, any>;
+
+  it("ok/equals the committed schema/mtlskit.schema.json", () => {
+    const committed: unknown = JSON.parse(readFileSync(path.join(REPO, "schema", "mtlskit.schema.json"), "utf8"));
+    assert.deepEqual(schema, committed, "schema/mtlskit.schema.json is stale: run `npm run build`");
+  });
+
+  it("ok/refuses unknown keys at the top and in services", () => {
+    assert.equal(schema.type, "object");
+    assert.equal(schema.additionalProperties, false);
+    assert.deepEqual([...schema.required].sort(), ["cluster", "services", "version"]);
+    const svc = schema.properties.services.additionalProperties;
+    assert.equal(svc.type, "object");
+    assert.equal(svc.additionalProperties, false);
+    assert.deepEqual(svc.required, ["usage"]);
+    assert.deepEqual(Object.keys(svc.properties), ["usage", "cn", "role", "addresses", "split", "key", "validity", "renewBefore", "subject"]);
+    assert.equal(svc.properties.subject.additionalProperties, false);
+    assert.equal(schema.properties.connections.items.additionalProperties, false);
+  });
+
+  it("ok/usage is an enum; names and durations carry the validator's patterns", () => {
+    const svc = schema.properties.services.additionalProperties;
+    assert.deepEqual(svc.properties.usage.enum, ["server", "client", "dual"]);
+    assert.deepEqual(svc.properties.key.enum, ["ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"]);
+    const name = new RegExp(schema.properties.cluster.pattern);
+    for (const ok of ["demo", "etcd-1", "a".repeat(32)]) assert.ok(name.test(ok), ok);
+    for (const bad of ["Demo", "de_mo", "1demo", "demo-", "de--mo", "a".repeat(33)]) assert.ok(!name.test(bad), bad);
+    assert.equal(schema.properties.services.propertyNames.pattern, schema.properties.cluster.pattern);
+    const duration = new RegExp(svc.properties.validity.pattern);
+    for (const ok of ["12h", "90d", "2w", "10y"]) assert.ok(duration.test(ok), ok);
+    for (const bad of ["90", "90days", "0d", "-1d", "1.5d"]) assert.ok(!duration.test(bad), bad);
+    assert.deepEqual(schema.properties.version, { const: 1, description: "Manifest format version: 1." });
+  });
+});
