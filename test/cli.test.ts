@@ -17,6 +17,34 @@ describe("cli", () => {
     assert.equal(r.code, 0);
     assert.match(r.out, /mtlskit apply/);
   });
+  for (const cmd of ["init", "plan", "apply", "schema"]) {
+    it(`ok/${cmd} --help has a synopsis, EXAMPLES and EXIT CODES`, async () => {
+      const r = await runCli([cmd, "--help"]);
+      assert.equal(r.code, 0);
+      assert.match(r.out, new RegExp(`^mtlskit ${cmd}: `));
+      assert.match(r.out, /\nUSAGE\n[\s\S]*\nEXAMPLES\n[\s\S]*\nEXIT CODES\n  0 [\s\S]*\n  2 [\s\S]*\n  3 /);
+    });
+  }
+  it("ok/--version prints the package version", async () => {
+    const r = await runCli(["--version"]);
+    assert.match(r.out, /^mtlskit \d+\.\d+\.\d+\n$/);
+  });
+  it("fail/unknown command exits 2 and lists the commands", async () => {
+    const r = await runCli(["aply"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /unknown command "aply"; commands are: init, plan, apply, schema/);
+  });
+  it("fail/unknown flag exits 2 and points at the command's help", async () => {
+    const r = await runCli(["apply", "--reisue", "x"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /mtlskit apply: Unknown option '--reisue'.*Run `mtlskit apply --help`/);
+  });
+  it("ok/schema prints the JSON Schema", async () => {
+    const r = await runCli(["schema"]);
+    assert.equal(r.code, 0);
+    const schema = JSON.parse(r.out) as { properties: { services: unknown } };
+    assert.ok(schema.properties.services);
+  });
   it("fail/invalid manifest exits 2, names file:line and field, writes nothing", async () => {
     const dir = tempDir();
     const file = writeManifest(dir, MANIFEST);
