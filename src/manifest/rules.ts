@@ -157,8 +157,9 @@ const connectionsValid: Rule = (m, w, ctx) => {
 const sanSharedAcrossServices: Rule = (m, w, ctx) => {
   const owner = new Map<string, string>();
   for (const s of m.services) {
-    // IPs are left out: co-located services share a host's IP and are told apart by port.
-    for (const n of s.dns) {
+    // IPs are left out: co-located services share a host's IP and are told apart by port; so is
+    // localhost, which every host answers for itself.
+    for (const n of s.dns.filter((d) => d !== "localhost")) {
       const other = owner.get(n);
       const field = w.services[s.name]?.addresses?.some((a) => String(a).toLowerCase() === n) ? "addresses" : "cn";
       if (other !== undefined && other !== s.name) ctx.warn(["services", s.name, field], `${n} is also a name of service ${other}; a client dialing it cannot tell the two apart`, "give each service its own DNS names");
