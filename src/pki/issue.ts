@@ -91,7 +91,8 @@ export function encodeTbs(spec: CertSpec, issuer: Pick<Issuer, "subject" | "keyI
     exts.push(extension(EXT.extKeyUsage, false, seq(...profile.extKeyUsage.map((u) => EKU_DER[u]))));
   }
   exts.push(extension(EXT.subjectKeyId, false, octetString(ski)));
-  if (!profile.isCA) exts.push(extension(EXT.authorityKeyId, false, seq(implicit(0, issuer.keyId))));
+  // Every certificate names its issuer's key, except a self-signed root (RFC 5280 4.2.1.1).
+  if (!issuer.keyId.equals(ski)) exts.push(extension(EXT.authorityKeyId, false, seq(implicit(0, issuer.keyId))));
   const names = [
     ...spec.dns.map((d) => implicit(2, Buffer.from(d, "ascii"))),
     ...spec.ips.map((ip) => implicit(7, ip)),
