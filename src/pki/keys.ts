@@ -67,14 +67,24 @@ function encodeEcKey(curve: "P-256" | "P-384", jwk: { d?: string; x?: string; y?
   };
 }
 
+/** generateEcJwk generates an EC key pair returned as JWKs (@types/node lacks this overload). */
+const generateEcJwk = (curve: "P-256" | "P-384"): { d?: string; x?: string; y?: string } =>
+  (generateKeyPairSync as unknown as (type: "ec", options: object) => { privateKey: { d?: string; x?: string; y?: string } })("ec", {
+    namedCurve: curve,
+    privateKeyEncoding: { format: "jwk" },
+    publicKeyEncoding: { format: "jwk" },
+  }).privateKey;
+
 /** generateKey creates a new key pair of the given type. */
 export function generateKey(type: KeyTypeName): KeyPair {
   switch (type) {
     case "ecdsa-p256":
     case "ecdsa-p384": {
       const curve = type === "ecdsa-p256" ? "P-256" : "P-384";
-      const { privateKey } = generateKeyPairSync("ec", { namedCurve: curve });
-      return { type, ...encodeEcKey(curve, privateKey.export({ format: "jwk" })) };
+      // Ask for the JWK at generation: on Node 20.20, exporting a generated EC KeyObject as JWK
+      // can deadlock when garbage collection runs during the export (found by test/pki.test.ts;
+      // the thread waits on a lock it already holds).
+      return { type, ...encodeEcKey(curve, generateEcJwk(curve)) };
     }
     case "rsa-2048":
     case "rsa-3072":

@@ -32,14 +32,17 @@ export interface OpensslResult {
   output: string;
 }
 
+/** TIMEOUT_MS bounds every openssl run, so a stuck openssl fails its test instead of hanging the suite. */
+const TIMEOUT_MS = 60_000;
+
 function run(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync("openssl", args, { encoding: "utf8" });
+  const r = spawnSync("openssl", args, { encoding: "utf8", timeout: TIMEOUT_MS });
   if (r.error) throw r.error;
   return { status: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
 }
 
 function text(args: string[]): string {
-  return execFileSync("openssl", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  return execFileSync("openssl", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: TIMEOUT_MS });
 }
 
 /**
