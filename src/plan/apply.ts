@@ -4,6 +4,7 @@
  * spreading the work over worker threads when there is enough of it.
  */
 import { createPrivateKey, createPublicKey } from "node:crypto";
+import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { FailedError, InvalidInputError } from "../errors.ts";
@@ -87,17 +88,25 @@ function spawnWorker(workerData: unknown): Worker {
 async function runInWorkers(dir: string, jobs: ServiceJob[], issuer: IssuerData, n: number, progress: (k: number) => void): Promise<void> {
   const chunks: ServiceJob[][] = Array.from({ length: n }, () => []);
   jobs.forEach((j, i) => chunks[i % n]!.push(j));
-  await Promise.all(
-    chunks.map(
-      (chunk) =>
+  const workers = chunks.map((chunk) => spawnWorker({ dir, issuer, jobs: chunk }));
+  // Every worker has stopped before this returns or throws: after a failure the others are
+  // terminated and awaited, so nothing is written once apply has released the lock.
+  const results = await Promise.allSettled(
+    workers.map(
+      (w) =>
         new Promise<void>((resolve, reject) => {
-          const w = spawnWorker({ dir, issuer, jobs: chunk });
+          let failure: unknown;
           w.on("message", (m: { done: number }) => progress(m.done));
-          w.on("error", reject);
-          w.on("exit", (code) => (code === 0 ? resolve() : reject(new FailedError(`apply: a worker exited with code ${code}`))));
+          w.on("error", (e) => {
+            failure = e;
+            for (const other of workers) if (other !== w) void other.terminate();
+          });
+          w.on("exit", (code) => (failure !== undefined ? reject(failure) : code === 0 ? resolve() : reject(new FailedError(`apply: a worker stopped (exit code ${code}) because another one failed`))));
         }),
     ),
   );
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected" && !(r.reason instanceof FailedError)) ?? results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
 }
 
 /**
@@ -107,6 +116,9 @@ async function runInWorkers(dir: string, jobs: ServiceJob[], issuer: IssuerData,
 export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOptions = {}): Promise<ApplyResult> {
   const imported = loadCaSource(loaded);
   checkReissueNames(loaded, opts); // before anything is created
+  // A directory that does not exist yet is planned before it is created, so invalid input
+  // (e.g. a leaf that would outlive an imported CA) creates nothing.
+  if (!existsSync(dir)) planApply(loaded, readState(dir, loaded.manifest, imported), opts);
   ensureDir(dir, MODES.publicDir);
   const lock = acquireLock(abs(dir, LAYOUT.lock), { waitMs: opts.lockWaitMs ?? 5000 });
   try {

@@ -113,10 +113,15 @@ export function acquireLock(file: string, opts: { waitMs?: number; now?: () => D
   const me: LockInfo = { pid: process.pid, host: hostname(), since: (opts.now?.() ?? new Date()).toISOString() };
   for (;;) {
     try {
-      const fd = openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
-      writeSync(fd, JSON.stringify(me) + "\n");
-      fsyncSync(fd);
-      closeSync(fd);
+      // The lock appears with its content or not at all: written aside, then hard-linked into
+      // place (link fails if the lock exists), so a kill never leaves an empty lock behind.
+      const tmp = `${file}${TEMP_MARK}${process.pid}-${counter++}`;
+      writeFileAtomic(tmp, JSON.stringify(me) + "\n", 0o644);
+      try {
+        linkSync(tmp, file);
+      } finally {
+        rmSync(tmp, { force: true });
+      }
       return {
         release: () => {
           try {
@@ -133,7 +138,16 @@ export function acquireLock(file: string, opts: { waitMs?: number; now?: () => D
     try {
       holder = JSON.parse(readFileSync(file, "utf8")) as LockInfo;
     } catch {
-      holder = undefined; // being written right now, or vanished: try again
+      holder = undefined; // vanished, or unreadable
+      // An unreadable lock older than a minute was left by an older or killed writer: take it over.
+      try {
+        if (Date.now() - statSync(file).mtimeMs > 60_000) {
+          rmSync(file, { force: true });
+          continue;
+        }
+      } catch {
+        continue; // vanished: try again at once
+      }
     }
     if (holder && holder.host === me.host && !isAlive(holder.pid)) {
       const aside = `${file}${TEMP_MARK}stale-${process.pid}`;

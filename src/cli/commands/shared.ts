@@ -52,6 +52,11 @@ export function renderPlan(io: Io, plan: Plan, verbs: { create: string; reissue:
     const key = (Object.keys(verbs) as (keyof typeof verbs)[]).find((k) => verbs[k] === action) ?? "import";
     io.out(`  ${id.padEnd(w0)}  ${paint(io, ACTION_COLOR[key], action.padEnd(w1))}  ${reason}\n`);
   }
+  renderPlanWarnings(io, plan);
+}
+
+/** renderPlanWarnings prints the plan's warnings on stderr (also when the plan is too long to list). */
+export function renderPlanWarnings(io: Io, plan: Plan): void {
   for (const w of plan.warnings) io.err(`${paint(io, "yellow", "warning:")} ${w}\n`);
 }
 
