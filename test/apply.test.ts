@@ -1,19 +1,23 @@
 /**
- * apply end to end: the documented layout and modes, byte-identical re-runs, re-issue only of
- * what changed (with the reason), renewal by time, damaged files, the CA that is never replaced
- * silently, and the lock. Pairs are checked with node:crypto, independently of mtlskit's code.
+ * apply end to end: the documented layout with exact modes (whatever the umask), byte-identical
+ * re-runs, re-issue of exactly what changed (with the reason plan gives), deliberate rotation,
+ * renewal by time, damaged and foreign files, the CA that is never replaced silently, input that
+ * writes nothing, the lock, and the worker-thread path. Pairs and chains are checked with
+ * node:crypto (helpers/pki.ts), independently of mtlskit's own DER code.
  */
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { createPrivateKey, generateKeyPairSync, X509Certificate } from "node:crypto";
 import { hostname } from "node:os";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { loadManifest } from "../src/manifest/index.ts";
 import { apply } from "../src/plan/apply.ts";
-import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
-import { assertPairsMatch, inspectPki, tempFiles } from "./helpers/pki.ts";
+import { runCli, tempDir, writeManifest, type CliResult } from "./helpers/cli.ts";
+import { assertBundles, assertLayout, assertPairsMatch, assertUntouched, CuedCli, inspectPki, tempFiles } from "./helpers/pki.ts";
 
+/** Four key types (the default P-256, RSA 2048, Ed25519, P-384) and a split dual service: five pairs. */
 const MANIFEST = `version: 1
 cluster: demo
 identity: { uri: "spiffe://demo.test/{role}/{name}" }
@@ -21,264 +25,573 @@ services:
   api: { usage: server, addresses: [127.0.0.1, api.demo.test] }
   worker: { usage: client, key: rsa-2048 }
   etcd: { usage: dual, split: true, key: ed25519, addresses: [10.0.0.1] }
+  db: { usage: dual, key: ecdsa-p384, addresses: [db.demo.test] }
 connections:
   - { from: worker, to: api, address: api.demo.test }
+  - { from: etcd, to: db }
 `;
 
-const DAY = 86_400_000;
-type PlanJson = { certificates: { id: string; action: string; reason: string }[] };
+/** LEAF_FILES: the certificate and key files of each slot of MANIFEST. */
+const LEAF_FILES: Record<string, string[]> = {
+  api: ["services/api/cert.pem", "services/api/key.pem"],
+  worker: ["services/worker/cert.pem", "services/worker/key.pem"],
+  etcd: ["services/etcd/cert.pem", "services/etcd/key.pem"],
+  "etcd/client": ["services/etcd/client.pem", "services/etcd/client-key.pem"],
+  db: ["services/db/cert.pem", "services/db/key.pem"],
+};
+const ALL_LEAF_FILES = Object.values(LEAF_FILES).flat();
+const KEEP_ALL = { api: "keep", worker: "keep", etcd: "keep", "etcd/client": "keep", db: "keep" };
 
-async function fresh(text = MANIFEST): Promise<{ dir: string; file: string; pki: string }> {
-  const dir = tempDir();
-  const file = writeManifest(dir, text);
-  const pki = path.join(dir, "pki");
-  const r = await runCli(["apply", "-f", file, "--pki", pki]);
-  assert.equal(r.code, 0, r.err);
-  return { dir, file, pki };
+const DAY = 86_400_000;
+const BACKDATE_MS = 5 * 60_000;
+
+interface PlanJson {
+  ca: { action: string; reason: string };
+  certificates: { id: string; service: string; action: string; reason: string; notAfter: string }[];
+  bundles: { service: string; action: string }[];
+  warnings: string[];
+}
+interface ApplyJson extends PlanJson {
+  issued: number;
+  kept: number;
+  caCreated: boolean;
+  seconds: number;
 }
 
-async function planOf(file: string, pki: string, ...extra: string[]): Promise<PlanJson> {
+const actions = (p: PlanJson) => Object.fromEntries(p.certificates.map((c) => [c.id, c.action]));
+const reasons = (p: PlanJson) => Object.fromEntries(p.certificates.map((c) => [c.id, c.reason]));
+
+/** setup writes `text` as the manifest of a fresh temp dir; pki is not created. */
+function setup(text = MANIFEST): { dir: string; file: string; pki: string } {
+  const dir = tempDir();
+  return { dir, file: writeManifest(dir, text), pki: path.join(dir, "pki") };
+}
+
+/** applied is setup plus a successful apply. */
+async function applied(text = MANIFEST): Promise<{ dir: string; file: string; pki: string }> {
+  const s = setup(text);
+  const r = await runCli(["apply", "-f", s.file, "--pki", s.pki]);
+  assert.equal(r.code, 0, r.err);
+  return s;
+}
+
+async function planJson(file: string, pki: string, ...extra: string[]): Promise<PlanJson> {
   const r = await runCli(["plan", "-f", file, "--pki", pki, "--json", ...extra]);
   assert.equal(r.code, 0, r.err);
   return JSON.parse(r.out) as PlanJson;
 }
 
-const actions = (p: PlanJson) => Object.fromEntries(p.certificates.map((c) => [c.id, c.action]));
-const reasonOf = (p: PlanJson, id: string) => p.certificates.find((c) => c.id === id)!.reason;
+async function applyJson(file: string, pki: string, ...extra: string[]): Promise<ApplyJson> {
+  const r = await runCli(["apply", "-f", file, "--pki", pki, "--json", ...extra]);
+  assert.equal(r.code, 0, r.err);
+  return JSON.parse(r.out) as ApplyJson;
+}
 
-describe("apply: layout", () => {
-  for (const umask of [0o000, 0o077]) {
-    it(`ok/documented files and exact modes (umask 0${umask.toString(8)})`, async () => {
+const cert = (pki: string, rel: string) => new X509Certificate(readFileSync(path.join(pki, rel)));
+const lifetimeMs = (c: X509Certificate) => new Date(c.validTo).getTime() - new Date(c.validFrom).getTime();
+
+describe("apply: the documented layout", () => {
+  /** WANT: every path of MANIFEST's PKI directory and its exact mode; nothing else may exist. */
+  const WANT: Record<string, number> = {
+    "": 0o755,
+    ca: 0o700,
+    "ca/ca-key.pem": 0o600,
+    "ca/ca.pem": 0o644,
+    services: 0o755,
+    ...Object.fromEntries(
+      ["api", "db", "etcd", "worker"].flatMap((s) => [
+        [`services/${s}`, 0o700],
+        [`services/${s}/ca.pem`, 0o644],
+        [`services/${s}/cert.pem`, 0o644],
+        [`services/${s}/key.pem`, 0o600],
+      ]),
+    ),
+    "services/etcd/client-key.pem": 0o600,
+    "services/etcd/client.pem": 0o644,
+  };
+  const octal = (m: Record<string, number>) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, "0" + v.toString(8)]).sort((x, y) => (x[0]! < y[0]! ? -1 : 1)));
+
+  for (const umask of [0o022, 0o000, 0o077]) {
+    it(`ok/a fresh apply writes exactly the documented files with exact modes (umask 0${umask.toString(8).padStart(3, "0")})`, async () => {
+      const { file, pki } = setup();
       const old = process.umask(umask);
-      let pki: string;
+      let r: CliResult;
       try {
-        ({ pki } = await fresh());
+        r = await runCli(["apply", "-f", file, "--pki", pki]);
       } finally {
         process.umask(old);
       }
-      const files = inspectPki(pki);
-      const want: Record<string, number> = {
-        "": 0o755, ca: 0o700, "ca/ca.pem": 0o644, "ca/ca-key.pem": 0o600, services: 0o755,
-        "services/api": 0o700, "services/api/cert.pem": 0o644, "services/api/key.pem": 0o600, "services/api/ca.pem": 0o644,
-        "services/worker": 0o700, "services/worker/cert.pem": 0o644, "services/worker/key.pem": 0o600, "services/worker/ca.pem": 0o644,
-        "services/etcd": 0o700, "services/etcd/cert.pem": 0o644, "services/etcd/key.pem": 0o600, "services/etcd/ca.pem": 0o644,
-        "services/etcd/client.pem": 0o644, "services/etcd/client-key.pem": 0o600,
-      };
-      assert.deepEqual(Object.fromEntries([...files].map(([p, f]) => [p, f.mode])), want);
-      const caKey = files.get("ca/ca-key.pem")!.sha256;
-      for (const [p, f] of files) {
-        if (!p.startsWith("services/") || f.dir) continue;
-        assert.notEqual(f.sha256, caKey, `${p} is a copy of the CA key`);
-        const isKey = /key\.pem$/.test(p);
-        assert.equal(readFileSync(path.join(pki, p), "utf8").includes("PRIVATE KEY"), isKey, p);
-        if (p.endsWith("/ca.pem")) assert.equal(f.sha256, files.get("ca/ca.pem")!.sha256);
+      assert.equal(r.code, 0, r.err);
+      const snap = inspectPki(pki);
+      assert.deepEqual(octal(Object.fromEntries([...snap].map(([p, e]) => [p, e.mode]))), octal(WANT));
+      assertLayout(pki);
+      assert.deepEqual(tempFiles(pki), []);
+      assertBundles(pki);
+
+      // The CA key exists once, under ca/; no other file under services/ holds a private key.
+      const caKey = snap.get("ca/ca-key.pem")!.sha256;
+      for (const [p, e] of snap) {
+        if (!p.startsWith("services/") || e.type !== "file") continue;
+        assert.notEqual(e.sha256, caKey, `${p} is a copy of the CA key`);
+        const isKeyFile = p.endsWith("/key.pem") || p.endsWith("/client-key.pem");
+        assert.equal(readFileSync(path.join(pki, p), "utf8").includes("PRIVATE KEY"), isKeyFile, `${p}: PRIVATE KEY ${isKeyFile ? "missing" : "present"}`);
       }
-      assert.equal(assertPairsMatch(pki), 4);
+      const keyHashes = ALL_LEAF_FILES.filter((p) => p.includes("key")).map((p) => snap.get(p)!.sha256);
+      assert.equal(new Set(keyHashes).size, keyHashes.length, "two slots share a key");
+
+      assert.equal(assertPairsMatch(pki), 5);
+      // Each service got the key type the manifest asked for.
+      const key = (rel: string) => createPrivateKey(readFileSync(path.join(pki, rel)));
+      assert.equal(key("services/api/key.pem").asymmetricKeyDetails?.namedCurve, "prime256v1");
+      assert.equal(key("services/worker/key.pem").asymmetricKeyDetails?.modulusLength, 2048);
+      assert.equal(key("services/etcd/key.pem").asymmetricKeyType, "ed25519");
+      assert.equal(key("services/etcd/client-key.pem").asymmetricKeyType, "ed25519");
+      assert.equal(key("services/db/key.pem").asymmetricKeyDetails?.namedCurve, "secp384r1");
     });
   }
 });
 
-describe("apply: idempotency and re-issue", () => {
-  it("ok/an unchanged manifest changes no byte and no mtime; every certificate is kept", async () => {
-    const { file, pki } = await fresh();
+describe("apply: an unchanged manifest changes nothing", () => {
+  it("ok/a re-run keeps every certificate and leaves every file byte-identical, same inode and mtime", async () => {
+    const { file, pki } = await applied();
     const before = inspectPki(pki);
-    const r = await runCli(["apply", "-f", file, "--pki", pki, "--json"]);
-    assert.equal(r.code, 0, r.err);
-    assert.deepEqual(Object.values(actions(JSON.parse(r.out) as PlanJson)), ["keep", "keep", "keep", "keep"]);
-    const after = inspectPki(pki);
-    for (const [p, f] of before) {
-      if (f.dir) continue;
-      assert.equal(after.get(p)?.sha256, f.sha256, p);
-      assert.equal(after.get(p)?.mtimeMs, f.mtimeMs, p);
-    }
-  });
-
-  it("ok/changing one service's addresses re-issues only it, with a new key, and plan names the SAN", async () => {
-    const { file, pki } = await fresh();
-    const before = inspectPki(pki);
-    writeFileSync(file, MANIFEST.replace("[127.0.0.1, api.demo.test]", "[127.0.0.1, api.demo.test, 10.9.9.9]"));
-    const plan = await planOf(file, pki);
-    assert.deepEqual(actions(plan), { api: "reissue", worker: "keep", etcd: "keep", "etcd/client": "keep" });
-    assert.match(reasonOf(plan, "api"), /spec changed: SANs \+IP:10\.9\.9\.9/);
-    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
-    const after = inspectPki(pki);
-    for (const [p, f] of before) {
-      if (f.dir) continue;
-      const changed = p === "services/api/cert.pem" || p === "services/api/key.pem";
-      assert.equal(after.get(p)!.sha256 !== f.sha256, changed, p);
-    }
-    assertPairsMatch(pki);
-  });
-
-  it("ok/key type and validity changes are named", async () => {
-    const { file, pki } = await fresh();
-    writeFileSync(file, MANIFEST.replace("worker: { usage: client, key: rsa-2048 }", "worker: { usage: client, key: ecdsa-p384 }").replace("api: { usage: server,", "api: { usage: server, validity: 30d,"));
-    const plan = await planOf(file, pki);
-    assert.equal(reasonOf(plan, "worker"), "key type changed: rsa-2048 -> ecdsa-p384");
-    assert.equal(reasonOf(plan, "api"), "validity changed: 90d -> 30d");
-  });
-
-  it("ok/--reissue rotates one service with a new key; --reissue-all every leaf but not the CA", async () => {
-    const { file, pki } = await fresh();
-    const b = inspectPki(pki);
-    assert.equal((await runCli(["apply", "-f", file, "--pki", pki, "--reissue", "api"])).code, 0);
-    const a = inspectPki(pki);
-    assert.notEqual(a.get("services/api/key.pem")!.sha256, b.get("services/api/key.pem")!.sha256);
-    assert.equal(a.get("services/worker/key.pem")!.sha256, b.get("services/worker/key.pem")!.sha256);
-    assert.equal((await runCli(["apply", "-f", file, "--pki", pki, "--reissue-all"])).code, 0);
-    const c = inspectPki(pki);
-    for (const p of ["services/api/key.pem", "services/worker/key.pem", "services/etcd/key.pem", "services/etcd/client-key.pem"]) assert.notEqual(c.get(p)!.sha256, a.get(p)!.sha256, p);
-    assert.equal(c.get("ca/ca.pem")!.sha256, b.get("ca/ca.pem")!.sha256);
-    assert.equal(c.get("ca/ca-key.pem")!.sha256, b.get("ca/ca-key.pem")!.sha256);
-    assertPairsMatch(pki);
-  });
-
-  it("fail/--reissue of an unknown service, or with --reissue-all, exits 2 and writes nothing", async () => {
-    const dir = tempDir();
-    const file = writeManifest(dir, MANIFEST);
-    const pki = path.join(dir, "pki");
-    const r = await runCli(["apply", "-f", file, "--pki", pki, "--reissue", "nope"]);
-    assert.equal(r.code, 2);
-    assert.match(r.err, /--reissue names unknown service "nope"; services are: api, worker, etcd/);
-    const both = await runCli(["apply", "-f", file, "--pki", pki, "--reissue", "api", "--reissue-all"]);
-    assert.equal(both.code, 2);
-    assert.match(both.err, /--reissue is incompatible with --reissue-all/);
-    assert.equal(existsSync(pki), false);
-  });
-
-  it("ok/renewal follows time: kept, then due inside renewBefore, then expired", async () => {
-    const dir = tempDir();
-    const file = writeManifest(dir, MANIFEST);
-    const pki = path.join(dir, "pki");
-    const t0 = new Date("2027-03-01T00:00:00Z");
-    const loaded = loadManifest(file);
-    await apply(loaded, pki, { now: t0 });
-    const at = async (days: number) => (await apply(loaded, pki, { now: new Date(t0.getTime() + days * DAY) })).plan.certs.find((c) => c.id === "api")!;
-    assert.equal((await at(1)).action, "keep");
-    const due = await at(90 - 30 + 1);
-    assert.equal(due.action, "reissue");
-    assert.match(due.reason, /^due for renewal: expires 2027-05-30 \(renewBefore 30d\)$/);
-    const t1 = 61; // the renewal above re-issued at day 61: expired 91 days later
-    const expired = (await apply(loaded, pki, { now: new Date(t0.getTime() + (t1 + 92) * DAY) })).plan.certs.find((c) => c.id === "api")!;
-    assert.equal(expired.action, "reissue");
-    assert.match(expired.reason, /^expired /);
+    const r = await applyJson(file, pki);
+    assert.deepEqual(actions(r), KEEP_ALL);
+    assert.equal(r.ca.action, "keep");
+    assert.deepEqual(r.bundles.map((b) => b.action), ["keep", "keep", "keep", "keep"]);
+    assert.equal(r.issued, 0);
+    assert.equal(r.kept, 5);
+    assert.equal(r.caCreated, false);
+    assertUntouched(before, inspectPki(pki));
   });
 });
 
-describe("apply: damaged files", () => {
-  it("ok/a key readable by others, a truncated certificate and a foreign key are each re-issued with the reason", async () => {
-    const { file, pki } = await fresh();
+describe("apply: a changed service is re-issued alone, and plan says why", () => {
+  it("ok/an added address re-issues only that service (new key), and plan names the added SAN", async () => {
+    const { file, pki } = await applied();
+    const before = inspectPki(pki);
+    writeFileSync(file, MANIFEST.replace("[127.0.0.1, api.demo.test]", "[127.0.0.1, api.demo.test, 10.9.9.9]"));
+    const plan = await planJson(file, pki);
+    assert.deepEqual(actions(plan), { ...KEEP_ALL, api: "reissue" });
+    assert.match(reasons(plan).api!, /^spec changed: .*SANs \+IP:10\.9\.9\.9/);
+    assertUntouched(before, inspectPki(pki)); // plan wrote nothing
+    assert.deepEqual(actions(await applyJson(file, pki)), { ...KEEP_ALL, api: "reissue" });
+    assertUntouched(before, inspectPki(pki), LEAF_FILES.api);
+    assert.match(cert(pki, "services/api/cert.pem").subjectAltName!, /IP Address:10\.9\.9\.9/);
+    assertPairsMatch(pki);
+    assert.deepEqual(actions(await planJson(file, pki)), KEEP_ALL);
+  });
+
+  it("ok/a changed key type re-issues only that service with a key of the new type (\"key type changed\")", async () => {
+    const { file, pki } = await applied();
+    const before = inspectPki(pki);
+    writeFileSync(file, MANIFEST.replace("worker: { usage: client, key: rsa-2048 }", "worker: { usage: client, key: ecdsa-p384 }"));
+    const plan = await planJson(file, pki);
+    assert.deepEqual(actions(plan), { ...KEEP_ALL, worker: "reissue" });
+    assert.equal(reasons(plan).worker, "key type changed: rsa-2048 -> ecdsa-p384");
+    await applyJson(file, pki);
+    assertUntouched(before, inspectPki(pki), LEAF_FILES.worker);
+    assert.equal(createPrivateKey(readFileSync(path.join(pki, "services/worker/key.pem"))).asymmetricKeyDetails?.namedCurve, "secp384r1");
+    assertPairsMatch(pki);
+  });
+
+  it("ok/a changed validity re-issues only that service with the new lifetime (\"validity changed\")", async () => {
+    const { file, pki } = await applied();
+    const before = inspectPki(pki);
+    writeFileSync(file, MANIFEST.replace("api: { usage: server,", "api: { usage: server, validity: 30d,"));
+    const plan = await planJson(file, pki);
+    assert.deepEqual(actions(plan), { ...KEEP_ALL, api: "reissue" });
+    assert.equal(reasons(plan).api, "validity changed: 90d -> 30d");
+    await applyJson(file, pki);
+    assertUntouched(before, inspectPki(pki), LEAF_FILES.api);
+    assert.equal(lifetimeMs(cert(pki, "services/api/cert.pem")), 30 * DAY + BACKDATE_MS);
+    assertPairsMatch(pki);
+  });
+});
+
+describe("apply: deliberate rotation", () => {
+  it("ok/--reissue NAME rotates that service's certificates with new keys and touches nothing else", async () => {
+    const { file, pki } = await applied();
+    const before = inspectPki(pki);
+    const r = await applyJson(file, pki, "--reissue", "etcd");
+    assert.deepEqual(actions(r), { ...KEEP_ALL, etcd: "reissue", "etcd/client": "reissue" });
+    assert.equal(reasons(r).etcd, "--reissue");
+    assert.equal(r.issued, 2);
+    assertUntouched(before, inspectPki(pki), [...LEAF_FILES.etcd!, ...LEAF_FILES["etcd/client"]!]);
+    assertPairsMatch(pki);
+  });
+
+  it("ok/--reissue-all rotates every leaf with new keys and keeps the CA and bundles byte-identical", async () => {
+    const { file, pki } = await applied();
+    const before = inspectPki(pki);
+    const r = await applyJson(file, pki, "--reissue-all");
+    assert.deepEqual(new Set(r.certificates.map((c) => `${c.action} ${c.reason}`)), new Set(["reissue --reissue-all"]));
+    assert.equal(r.ca.action, "keep");
+    assert.equal(r.caCreated, false);
+    assertUntouched(before, inspectPki(pki), ALL_LEAF_FILES);
+    assertPairsMatch(pki);
+    assert.deepEqual(actions(await planJson(file, pki)), KEEP_ALL);
+  });
+
+  it("fail/--reissue of an unknown service exits 2 naming the services, and writes nothing", async () => {
+    const { file, pki } = await applied();
+    const before = inspectPki(pki);
+    const r = await runCli(["apply", "-f", file, "--pki", pki, "--reissue", "nope"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /--reissue names unknown service "nope"; services are: api, worker, etcd, db/);
+    assertUntouched(before, inspectPki(pki));
+    const fresh = path.join(path.dirname(file), "fresh");
+    assert.equal((await runCli(["apply", "-f", file, "--pki", fresh, "--reissue", "nope"])).code, 2);
+    assert.equal(existsSync(fresh), false, "--pki was created");
+  });
+
+  it("fail/--reissue with --reissue-all exits 2 and writes nothing", async () => {
+    const { file, pki } = await applied();
+    const before = inspectPki(pki);
+    const r = await runCli(["apply", "-f", file, "--pki", pki, "--reissue", "api", "--reissue-all"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /--reissue is incompatible with --reissue-all/);
+    assertUntouched(before, inspectPki(pki));
+    const fresh = path.join(path.dirname(file), "fresh");
+    assert.equal((await runCli(["apply", "-f", file, "--pki", fresh, "--reissue", "api", "--reissue-all"])).code, 2);
+    assert.equal(existsSync(fresh), false, "--pki was created");
+  });
+});
+
+describe("apply: renewal follows the clock (library API, apply(loaded, dir, { now }))", () => {
+  // short: validity 30d, renewBefore 10d, so due from T+20d and expired from T+30d (2027-03-31).
+  // long: the defaults, 90d and a third of it (30d), so due from T+60d.
+  const RENEWAL = `version: 1
+cluster: clock
+services:
+  short: { usage: server, validity: 30d, renewBefore: 10d }
+  long: { usage: client }
+`;
+  const T = new Date("2027-03-01T00:00:00Z");
+  const at = (days: number) => new Date(T.getTime() + days * DAY);
+
+  async function issuedAtT() {
+    const { file, pki } = setup(RENEWAL);
+    const loaded = loadManifest(file);
+    const first = await apply(loaded, pki, { now: T });
+    assert.equal(first.issued, 2);
+    return { loaded, pki, run: async (days: number) => Object.fromEntries((await apply(loaded, pki, { now: at(days) })).plan.certs.map((c) => [c.id, { action: c.action, reason: c.reason }])) };
+  }
+
+  it("ok/kept at T+1d and still at T+19d, the day before the renewal window opens", async () => {
+    const { pki, run } = await issuedAtT();
+    const before = inspectPki(pki);
+    for (const days of [1, 19]) {
+      const r = await run(days);
+      assert.equal(r.short!.action, "keep", `day ${days}: ${r.short!.reason}`);
+      assert.equal(r.short!.reason, "valid until 2027-03-31, renews from 2027-03-21");
+      assert.equal(r.long!.action, "keep");
+    }
+    assertUntouched(before, inspectPki(pki));
+  });
+
+  it("ok/at T + validity - renewBefore + 1d it is re-issued \"due for renewal\" for a full new lifetime", async () => {
+    const { pki, run } = await issuedAtT();
+    const before = inspectPki(pki);
+    const r = await run(30 - 10 + 1);
+    assert.deepEqual(r.short, { action: "reissue", reason: "due for renewal: expires 2027-03-31 (renewBefore 10d)" });
+    assert.equal(r.long!.action, "keep");
+    assertUntouched(before, inspectPki(pki), ["services/short/cert.pem", "services/short/key.pem"]);
+    const c = cert(pki, "services/short/cert.pem");
+    assert.equal(new Date(c.validFrom).getTime(), at(21).getTime() - BACKDATE_MS);
+    assert.equal(new Date(c.validTo).getTime(), at(21 + 30).getTime());
+    assertPairsMatch(pki);
+    const again = await run(21);
+    assert.equal(again.short!.action, "keep", "the renewed certificate is kept at the same moment");
+  });
+
+  it("ok/at T + validity + 1d it is re-issued \"expired\"", async () => {
+    const { pki, run } = await issuedAtT();
+    const r = await run(30 + 1);
+    assert.deepEqual(r.short, { action: "reissue", reason: "expired 2027-03-31" });
+    assert.equal(r.long!.action, "keep");
+    assert.equal(new Date(cert(pki, "services/short/cert.pem").validTo).getTime(), at(31 + 30).getTime());
+    assertPairsMatch(pki);
+  });
+});
+
+describe("apply: damaged and foreign files are re-issued, with the reason", () => {
+  it("ok/a key file chmod-ed to 0644 is re-issued (\"readable by others\") with a new 0600 key", async () => {
+    const { file, pki } = await applied();
     chmodSync(path.join(pki, "services/api/key.pem"), 0o644);
-    const cert = path.join(pki, "services/worker/cert.pem");
-    writeFileSync(cert, readFileSync(cert, "utf8").slice(0, 200));
-    writeFileSync(path.join(pki, "services/etcd/key.pem"), readFileSync(path.join(pki, "services/etcd/client-key.pem")), { mode: 0o600 });
-    const plan = await planOf(file, pki);
-    assert.match(reasonOf(plan, "api"), /key file has mode 0644, readable by others/);
-    assert.match(reasonOf(plan, "worker"), /^certificate file cannot be parsed|^certificate file holds no certificate/);
-    assert.equal(reasonOf(plan, "etcd"), "key does not match certificate");
-    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
-    assert.equal(inspectPki(pki).get("services/api/key.pem")!.mode, 0o600);
+    const before = inspectPki(pki);
+    const plan = await planJson(file, pki);
+    assert.deepEqual(actions(plan), { ...KEEP_ALL, api: "reissue" });
+    assert.match(reasons(plan).api!, /key file has mode 0644, readable by others/);
+    await applyJson(file, pki);
+    assertUntouched(before, inspectPki(pki), LEAF_FILES.api);
+    assertLayout(pki);
     assertPairsMatch(pki);
   });
 
-  it("ok/a deleted CA is created anew and every leaf re-issued", async () => {
-    const { file, pki } = await fresh();
+  it("ok/a truncated cert.pem is re-issued", async () => {
+    const { file, pki } = await applied();
+    const f = path.join(pki, "services/db/cert.pem");
+    const text = readFileSync(f, "utf8");
+    writeFileSync(f, text.slice(0, Math.floor(text.length / 2)));
+    const before = inspectPki(pki);
+    const plan = await planJson(file, pki);
+    assert.deepEqual(actions(plan), { ...KEEP_ALL, db: "reissue" });
+    assert.match(reasons(plan).db!, /^certificate file (cannot be parsed|holds no certificate)/);
+    await applyJson(file, pki);
+    assertUntouched(before, inspectPki(pki), LEAF_FILES.db);
+    assertPairsMatch(pki);
+  });
+
+  it("ok/a key.pem replaced by another valid key of the same type is re-issued (\"key does not match certificate\")", async () => {
+    const { file, pki } = await applied();
+    const other = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" });
+    writeFileSync(path.join(pki, "services/api/key.pem"), other, { mode: 0o600 });
+    const before = inspectPki(pki);
+    const plan = await planJson(file, pki);
+    assert.deepEqual(actions(plan), { ...KEEP_ALL, api: "reissue" });
+    assert.equal(reasons(plan).api, "key does not match certificate");
+    await applyJson(file, pki);
+    assertUntouched(before, inspectPki(pki), LEAF_FILES.api);
+    assertPairsMatch(pki);
+  });
+
+  it("ok/a matching pair signed by another CA of the same name is re-issued (\"CA changed\")", async () => {
+    const { file, pki } = await applied();
+    const foreign = await applied(); // same manifest, so the same CA subject, but another CA key
+    for (const f of LEAF_FILES.api!) cpSync(path.join(foreign.pki, f), path.join(pki, f));
+    const before = inspectPki(pki);
+    const plan = await planJson(file, pki);
+    assert.deepEqual(actions(plan), { ...KEEP_ALL, api: "reissue" });
+    assert.match(reasons(plan).api!, /^CA changed/);
+    await applyJson(file, pki);
+    assertUntouched(before, inspectPki(pki), LEAF_FILES.api);
+    assertPairsMatch(pki);
+  });
+});
+
+describe("apply: the CA", () => {
+  it("ok/a deleted CA is created anew and every leaf re-issued (\"CA is new\")", async () => {
+    const { file, pki } = await applied();
+    const oldCa = readFileSync(path.join(pki, "ca/ca.pem"));
     rmSync(path.join(pki, "ca"), { recursive: true });
-    const plan = await planOf(file, pki);
-    assert.deepEqual(new Set(plan.certificates.map((c) => c.reason)), new Set(["CA is new"]));
-    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+    const before = inspectPki(pki);
+    const plan = await planJson(file, pki);
+    assert.equal(plan.ca.action, "create");
+    assert.deepEqual(new Set(plan.certificates.map((c) => `${c.action} ${c.reason}`)), new Set(["reissue CA is new"]));
+    const r = await applyJson(file, pki);
+    assert.equal(r.caCreated, true);
+    assert.equal(r.issued, 5);
+    assert.ok(!readFileSync(path.join(pki, "ca/ca.pem")).equals(oldCa), "ca.pem was not replaced");
+    const after = inspectPki(pki);
+    for (const p of [...ALL_LEAF_FILES, "services/api/ca.pem"]) assert.notEqual(after.get(p)!.sha256, before.get(p)!.sha256, `${p} was not rewritten`);
+    assertBundles(pki);
+    assertLayout(pki);
     assertPairsMatch(pki);
   });
 
-  it("fail/a CA certificate without its key stops apply (exit 3) naming the key and the fix", async () => {
-    const { file, pki } = await fresh();
+  it("fail/a CA certificate without its key stops apply and plan (exit 2 or 3), naming ca-key.pem and the fix; nothing written", async () => {
+    const { file, pki } = await applied();
     rmSync(path.join(pki, "ca", "ca-key.pem"));
     const before = inspectPki(pki);
-    const r = await runCli(["apply", "-f", file, "--pki", pki]);
-    assert.equal(r.code, 3);
-    assert.match(r.err, /ca-key\.pem is missing[\s\S]*restore .*ca-key\.pem from backup/);
-    assert.deepEqual([...inspectPki(pki).keys()].sort(), [...before.keys()].sort());
+    for (const cmd of ["apply", "plan"]) {
+      const r = await runCli([cmd, "-f", file, "--pki", pki]);
+      assert.ok(r.code === 2 || r.code === 3, `${cmd} exited ${r.code}`);
+      assert.match(r.err, /ca-key\.pem is missing/);
+      assert.match(r.err, /restore \S*ca-key\.pem from backup/);
+      assert.match(r.err, /move \S*ca away/);
+    }
+    assertUntouched(before, inspectPki(pki));
   });
 
-  it("ok/a manifest whose CA section no longer matches the CA warns and keeps the CA", async () => {
-    const { file, pki } = await fresh();
-    const ca = inspectPki(pki).get("ca/ca.pem")!.sha256;
+  it("ok/an existing CA whose subject differs from the manifest is kept, with a warning", async () => {
+    const { file, pki } = await applied();
+    const before = inspectPki(pki);
     writeFileSync(file, MANIFEST.replace("cluster: demo\n", "cluster: demo\nca: { subject: { CN: Another CA } }\n"));
     const r = await runCli(["apply", "-f", file, "--pki", pki]);
     assert.equal(r.code, 0, r.err);
-    assert.match(r.err, /warning: the existing CA \(CN=demo CA.*differs from the manifest's ca section; the CA is never replaced automatically/);
-    assert.equal(inspectPki(pki).get("ca/ca.pem")!.sha256, ca);
+    assert.match(r.err, /warning: the existing CA \(CN=demo CA, ecdsa-p256\) differs from the manifest's ca section; the CA is never replaced automatically/);
+    assertUntouched(before, inspectPki(pki));
+    const j = await applyJson(file, pki);
+    assert.equal(j.warnings.length, 1);
+    assert.match(j.warnings[0]!, /differs from the manifest's ca section/);
+    assert.deepEqual(actions(j), KEEP_ALL);
   });
 
-  it("fail/a leaf that would outlive the existing CA exits 2 naming the field", async () => {
-    const dir = tempDir();
-    const file = writeManifest(dir, MANIFEST.replace("cluster: demo\n", "cluster: demo\nca: { validity: 1y }\n"));
-    const pki = path.join(dir, "pki");
-    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+  it("ok/the CA warning is printed even when the plan is too long to list (over 200 certificates)", async () => {
+    const lines = ["version: 1", "cluster: big", "services:"];
+    for (let i = 0; i < 201; i++) lines.push(`  c${i}: { usage: client, key: ed25519 }`);
+    const text = lines.join("\n") + "\n";
+    const { file, pki } = await applied(text);
+    writeFileSync(file, text.replace("cluster: big\n", "cluster: big\nca: { subject: { CN: Another CA } }\n"));
+    const r = await runCli(["apply", "-f", file, "--pki", pki]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /warning: the existing CA \(CN=big CA, ecdsa-p256\) differs from the manifest's ca section/);
+  });
+
+  it("fail/a leaf validity that would outlive the existing CA exits 2 naming services.NAME.validity; nothing written", async () => {
+    const { file, pki } = await applied(MANIFEST.replace("cluster: demo\n", "cluster: demo\nca: { validity: 1y }\n"));
+    const before = inspectPki(pki);
     writeFileSync(file, MANIFEST.replace("cluster: demo\n", "cluster: demo\nca: { validity: 10y }\n").replace("api: { usage: server,", "api: { usage: server, validity: 400d,"));
     const r = await runCli(["apply", "-f", file, "--pki", pki]);
     assert.equal(r.code, 2, r.err);
-    assert.match(r.err, /mtlskit\.yaml:6 services\.api\.validity: a 400d certificate issued now would outlive the CA, which expires/);
+    assert.match(r.err, /mtlskit\.yaml:6 services\.api\.validity: a 400d certificate issued now would outlive the CA, which expires \d{4}-\d\d-\d\d/);
+    assertUntouched(before, inspectPki(pki));
   });
 });
 
-describe("apply: lock", () => {
-  const lockFor = (pid: number) => JSON.stringify({ pid, host: hostname(), since: new Date().toISOString() });
+describe("apply: invalid input writes nothing", () => {
+  it("fail/an invalid manifest exits 2 naming file:line and field, and --pki is not created", async () => {
+    const { file, pki } = setup(MANIFEST.replace("usage: client, key: rsa-2048", "usage: clinet, key: rsa-2048"));
+    const r = await runCli(["apply", "-f", file, "--pki", pki]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /mtlskit\.yaml:6 services\.worker\.usage: must be one of server, client, dual; got "clinet"/);
+    assert.equal(existsSync(pki), false, "--pki was created");
+  });
 
-  it("fail/a lock held by a live apply: waits --lock-wait, then exits 3 naming the holder; nothing written", async () => {
-    const dir = tempDir();
-    const file = writeManifest(dir, MANIFEST);
-    const pki = path.join(dir, "pki");
-    const holder = spawn("sleep", ["30"]);
+  it("fail/an imported CA that expires before a leaf would exits 2 naming the field, and --pki is not created", async () => {
+    const { dir } = await applied(MANIFEST.replace("cluster: demo\n", "cluster: demo\nca: { validity: 1y }\n")); // a CA to import, in dir/pki
+    const file = writeManifest(dir, `version: 1\ncluster: demo\nca: { import: { cert: pki/ca/ca.pem, key: pki/ca/ca-key.pem } }\nservices:\n  api: { usage: server, validity: 400d }\n`, "imported.yaml");
+    const pki = path.join(dir, "pki2");
+    const r = await runCli(["apply", "-f", file, "--pki", pki]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /imported\.yaml:5 services\.api\.validity: a 400d certificate issued now would outlive the CA/);
+    assert.equal(existsSync(pki), false, "--pki was created although the input was refused (exit 2 promises nothing written)");
+  });
+});
+
+describe("apply: the lock", () => {
+  const lockOf = (pid: number) => JSON.stringify({ pid, host: hostname(), since: new Date().toISOString() }) + "\n";
+
+  it("fail/a lock held by a live process: apply waits --lock-wait, exits 3 naming the holder's pid and the lock; nothing written", async () => {
+    const { file, pki } = await applied();
+    const holder = spawn("sleep", ["30"], { stdio: "ignore" });
     try {
-      (await import("node:fs")).mkdirSync(pki);
-      writeFileSync(path.join(pki, ".lock"), lockFor(holder.pid!));
+      assert.ok(holder.pid, "could not start the lock holder");
+      const lock = path.join(pki, ".lock");
+      writeFileSync(lock, lockOf(holder.pid));
+      const before = inspectPki(pki);
       const t = performance.now();
-      const r = await runCli(["apply", "-f", file, "--pki", pki, "--lock-wait", "0.3"]);
+      const r = await runCli(["apply", "-f", file, "--pki", pki, "--reissue-all", "--lock-wait", "0.3"]);
       const took = performance.now() - t;
-      assert.equal(r.code, 3);
-      assert.match(r.err, new RegExp(`pid ${holder.pid} on .* holds .*\\.lock; waited 0s\\. Run apply again when it finishes`));
-      assert.ok(took >= 300 && took < 3000, `waited ${took} ms`);
-      assert.deepEqual([...inspectPki(pki).keys()].sort(), ["", ".lock"]);
+      assert.equal(r.code, 3, r.err);
+      assert.ok(r.err.includes(`pid ${holder.pid} `), r.err);
+      assert.ok(r.err.includes(lock), r.err);
+      assert.ok(took >= 290 && took < 1500, `took ${Math.round(took)} ms with --lock-wait 0.3`);
+      assertUntouched(before, inspectPki(pki)); // the holder's lock included
     } finally {
       holder.kill("SIGKILL");
     }
   });
 
-  it("ok/a lock left by a dead process is taken over", async () => {
-    const dir = tempDir();
-    const file = writeManifest(dir, MANIFEST);
-    const pki = path.join(dir, "pki");
-    const dead = spawnSync("true").pid!;
-    (await import("node:fs")).mkdirSync(pki);
-    writeFileSync(path.join(pki, ".lock"), lockFor(dead));
-    const r = await runCli(["apply", "-f", file, "--pki", pki, "--lock-wait", "0.2"]);
+  it("ok/a lock left by a process that has exited is taken over at once (even with --lock-wait 0)", async () => {
+    const { file, pki } = setup();
+    const dead = spawnSync("true").pid;
+    assert.ok(dead);
+    mkdirSync(pki);
+    writeFileSync(path.join(pki, ".lock"), lockOf(dead));
+    const r = await runCli(["apply", "-f", file, "--pki", pki, "--lock-wait", "0"]);
     assert.equal(r.code, 0, r.err);
-    assert.equal(existsSync(path.join(pki, ".lock")), false);
+    assert.equal(existsSync(path.join(pki, ".lock")), false, "the lock was not released");
+    assertPairsMatch(pki);
+    assertLayout(pki);
+  });
+
+  it("ok/an empty lock file, left by an apply killed between creating and filling it, does not block apply forever", async () => {
+    const { file, pki } = setup();
+    mkdirSync(pki);
+    const lock = path.join(pki, ".lock");
+    writeFileSync(lock, "");
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    utimesSync(lock, hourAgo, hourAgo); // not a lock being written right now
+    const r = await runCli(["apply", "-f", file, "--pki", pki, "--lock-wait", "1"]);
+    assert.equal(r.code, 0, r.err);
     assertPairsMatch(pki);
   });
 
-  it("ok/two applies started together on a fresh directory: both succeed, one CA, consistent pairs", async () => {
-    const dir = tempDir();
-    const file = writeManifest(dir, MANIFEST);
-    const pki = path.join(dir, "pki");
-    const run = () =>
-      new Promise<number>((resolve) => {
-        const c = spawn(process.execPath, ["--import", "tsx", path.join(REPO, "test/helpers/mtlskit-bin.ts"), "apply", "-f", file, "--pki", pki, "--lock-wait", "30"], { cwd: REPO, stdio: "ignore" });
-        c.on("exit", (code) => resolve(code ?? -1));
-      });
-    const codes = await Promise.all([run(), run()]);
-    assert.deepEqual(codes, [0, 0]);
-    assertPairsMatch(pki);
-    const plan = await planOf(file, pki);
-    assert.ok(plan.certificates.every((c) => c.action === "keep"));
-    assert.deepEqual(tempFiles(pki), []);
+  it("ok/two applies started at the same instant on a fresh directory both succeed: one creates, the other waits and keeps", { timeout: 120_000 }, async () => {
+    const { file, pki } = setup();
+    const children = [new CuedCli(), new CuedCli()];
+    try {
+      await Promise.all(children.map((c) => c.ready));
+      const runs = await Promise.all(children.map((c) => c.run(["apply", "-f", file, "--pki", pki, "--json", "--lock-wait", "60"], { timeoutMs: 90_000 })));
+      assert.deepEqual(runs.map((r) => r.code), [0, 0], runs.map((r) => r.err).join("\n"));
+      const [a, b] = runs.map((r) => JSON.parse(r.out) as ApplyJson) as [ApplyJson, ApplyJson];
+      const [creator, waiter] = a.caCreated ? [a, b] : [b, a];
+      assert.equal(creator.caCreated, true);
+      assert.equal(waiter.caCreated, false, "both applies created a CA");
+      assert.equal(creator.issued, 5);
+      assert.deepEqual(actions(waiter), KEEP_ALL, "the second apply did not see the first one's work");
+      assert.ok(waiter.seconds >= creator.seconds / 2, `the second apply took ${waiter.seconds}s, the first ${creator.seconds}s: it did not wait for the lock`);
+      assertPairsMatch(pki);
+      assertBundles(pki);
+      assertLayout(pki); // no lock, no temp file left
+    } finally {
+      for (const c of children) c.kill();
+    }
   });
+});
 
-  it("ok/80 services take the worker-thread path and every pair matches", async () => {
+describe("apply: worker threads (64 services or more)", () => {
+  const many = (n: number) => {
     const lines = ["version: 1", "cluster: many", "services:"];
-    for (let i = 0; i < 80; i++) lines.push(`  s${i}: { usage: ${["server", "client", "dual"][i % 3]}${i % 3 === 1 ? "" : `, addresses: [10.1.0.${i + 1}]`} }`);
-    const { pki } = await fresh(lines.join("\n") + "\n");
-    assert.equal(assertPairsMatch(pki), 80);
+    for (let i = 0; i < n; i++) lines.push(`  s${i}: { usage: ${["server", "client", "dual"][i % 3]}${i % 3 === 1 ? "" : `, addresses: [10.1.${i >> 8}.${(i % 250) + 1}]`}${i % 9 === 2 ? ", split: true" : ""}${i % 10 === 5 ? ", key: ed25519" : ""} }`);
+    return lines.join("\n") + "\n";
+  };
+  const PAIRS_80 = 80 + Array.from({ length: 80 }, (_, i) => i).filter((i) => i % 9 === 2).length;
+
+  it("ok/80 services through the CLI (strict umask 077): every pair matches, modes are exact", async () => {
+    const { file, pki } = setup(many(80));
+    const old = process.umask(0o077);
+    let r: CliResult;
+    try {
+      r = await runCli(["apply", "-f", file, "--pki", pki, "--json"]);
+    } finally {
+      process.umask(old);
+    }
+    assert.equal(r.code, 0, r.err);
+    assert.equal((JSON.parse(r.out) as ApplyJson).issued, PAIRS_80);
+    assert.equal(assertPairsMatch(pki), PAIRS_80);
+    assertBundles(pki);
+    assertLayout(pki);
+    const again = await applyJson(file, pki);
+    assert.equal(again.issued, 0);
+    assert.deepEqual(new Set(Object.values(actions(again))), new Set(["keep"]));
+  });
+
+  it("ok/the library issues 80 services off the main thread (progress arrives after apply() returns) and every pair matches", async () => {
+    const { file, pki } = setup(many(80));
+    let returned = false;
+    let late = 0;
+    let last = 0;
+    const p = apply(loadManifest(file), pki, {
+      workers: 3,
+      onProgress: (done) => {
+        if (returned) late++;
+        last = done;
+      },
+    });
+    returned = true;
+    const r = await p;
+    assert.equal(r.issued, PAIRS_80);
+    assert.equal(last, PAIRS_80);
+    assert.ok(late > 0, "every certificate was issued before apply() returned: no worker thread was used");
+    assert.equal(assertPairsMatch(pki), PAIRS_80);
+    assertLayout(pki);
+  });
+
+  it("fail/a worker that fails ends the apply: apply rejects only after every worker stopped, so nothing is written after it returns", async () => {
+    const { file, pki } = setup(many(80));
+    // services/s1 leads into a directory where no file can be created: its worker fails at once,
+    // while the other worker still has 40 services to write.
+    mkdirSync(path.join(pki, "services"), { recursive: true });
+    symlinkSync("/proc/sys/kernel", path.join(pki, "services", "s1"));
+    const certs = () => readdirSync(path.join(pki, "services")).filter((s) => s !== "s1" && existsSync(path.join(pki, "services", s, "cert.pem"))).sort();
+    await assert.rejects(apply(loadManifest(file), pki, { workers: 2 }));
+    const atReturn = certs();
+    await new Promise((r) => setTimeout(r, 1500));
+    const later = certs();
+    assert.deepEqual(later, atReturn, `${later.length - atReturn.length} services were written after apply had returned (and released the lock)`);
+    assert.equal(existsSync(path.join(pki, ".lock")), false);
   });
 });

@@ -1,25 +1,32 @@
 /**
- * The kill test: apply is killed with SIGKILL at random moments (while creating a PKI, and while
- * re-issuing everything). After every kill, each key/certificate pair on disk either matches or
- * is one that plan re-issues; re-running apply always succeeds (the dead process's lock does not
- * block it), converges to a consistent PKI with no temporary files, and is then idempotent.
+ * The kill test. apply runs as a real child process on a 150-service manifest and is killed with
+ * SIGKILL after a random delay, drawn (with a fixed-seed PRNG) between 0 and the time a full apply
+ * takes; half the kills hit the first apply of a fresh directory, half a `--reissue-all`. After
+ * every kill:
+ *   (a) each certificate slot on disk is either a sound pair (key 0600 matching its certificate,
+ *       which ca/ca.pem issued and signed, all checked with node:crypto) or one plan does not keep;
+ *       a --reissue-all kill leaves the CA byte-identical;
+ *   (b) apply run again succeeds (the killed process's lock does not block it), leaves a complete,
+ *       consistent tree with the documented modes and no temp file, and a further apply keeps
+ *       everything and changes no byte.
+ *
+ * The children are started ahead of time and cued over IPC (helpers/cli-on-cue.ts), so delays are
+ * measured from the moment apply starts, not from Node's start-up.
+ * MTLSKIT_KILL_SEED and MTLSKIT_KILLS replay or lengthen a run.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { createHash, createPrivateKey, createPublicKey, X509Certificate } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
-import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
-import { assertPairsMatch, tempFiles } from "./helpers/pki.ts";
+import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
+import { assertBundles, assertLayout, assertPairsMatch, assertUntouched, checkPair, CuedCli, inspectPki, readCa, tempFiles, type Entry } from "./helpers/pki.ts";
 
-const SERVICES = 120;
-const ITERATIONS = 24;
+const SERVICES = 150;
+const KILLS = Number(process.env.MTLSKIT_KILLS ?? 26);
 const SEED = Number(process.env.MTLSKIT_KILL_SEED ?? 20261123);
-/** PAIRS: one per service, plus a client pair for each split one (i % 9 === 2, which are dual). */
-const PAIRS = SERVICES + Array.from({ length: SERVICES }, (_, i) => i).filter((i) => i % 9 === 2).length;
 
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed with MTLSKIT_KILL_SEED. */
+/** mulberry32: a small seeded PRNG, so a failing run replays with MTLSKIT_KILL_SEED. */
 function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
@@ -31,103 +38,151 @@ function prng(seed: number): () => number {
   };
 }
 
-function manifest(): string {
-  const lines = ["version: 1", "cluster: crash", 'identity: { uri: "spiffe://crash.test/{name}" }', "services:"];
+/** Slot is one certificate of the manifest: its plan id, service and kind. */
+interface Slot {
+  id: string;
+  service: string;
+  kind: "main" | "client";
+}
+
+/** manifest: server, client and dual services in turn; every ninth a split dual; a few Ed25519 and P-384 keys. */
+function manifest(): { text: string; slots: Slot[] } {
+  const lines = ["version: 1", "cluster: crash", 'identity: { uri: "spiffe://crash.test/{role}/{name}" }', "services:"];
+  const slots: Slot[] = [];
   for (let i = 0; i < SERVICES; i++) {
-    const usage = ["server", "client", "dual"][i % 3];
-    lines.push(`  s${i}: { usage: ${usage}${usage === "client" ? "" : `, addresses: [10.2.0.${i + 1}]`}${i % 9 === 2 ? ", split: true" : ""} }`);
+    const name = `s${i}`;
+    const usage = ["server", "client", "dual"][i % 3]!;
+    const split = i % 9 === 2;
+    const key = i % 7 === 3 ? ", key: ed25519" : i % 11 === 4 ? ", key: ecdsa-p384" : "";
+    lines.push(`  ${name}: { usage: ${usage}${usage === "client" ? "" : `, addresses: [10.2.${i >> 8}.${(i % 250) + 1}, ${name}.crash.test]`}${split ? ", split: true" : ""}${key} }`);
+    slots.push({ id: name, service: name, kind: "main" });
+    if (split) slots.push({ id: `${name}/client`, service: name, kind: "client" });
   }
-  return lines.join("\n") + "\n";
+  return { text: lines.join("\n") + "\n", slots };
 }
 
-/** runApply starts apply in a child process and kills it after `killAfterMs` (never, when undefined). */
-function runApply(file: string, pki: string, extra: string[], killAfterMs?: number): Promise<{ code: number | null; killed: boolean; ms: number }> {
-  return new Promise((resolve) => {
-    const t = performance.now();
-    const c = spawn(process.execPath, ["--import", "tsx", path.join(REPO, "test/helpers/mtlskit-bin.ts"), "apply", "-f", file, "--pki", pki, "--lock-wait", "10", ...extra], { cwd: REPO, stdio: "ignore" });
-    let killed = false;
-    const timer = killAfterMs === undefined ? undefined : setTimeout(() => (killed = c.kill("SIGKILL")), killAfterMs);
-    c.on("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, killed: killed && code === null, ms: performance.now() - t });
-    });
-  });
+interface PlanJson {
+  ca: { action: string; reason: string };
+  certificates: { id: string; service: string; action: string; reason: string }[];
+}
+interface ApplyJson extends PlanJson {
+  issued: number;
+  caCreated: boolean;
 }
 
-/** certHashes maps each certificate file under services/ to a hash of its bytes. */
-function certHashes(pki: string): Map<string, string> {
-  const out = new Map<string, string>();
-  const dir = path.join(pki, "services");
-  if (!existsSync(dir)) return out;
-  for (const s of readdirSync(dir)) {
-    for (const f of ["cert.pem", "client.pem"]) {
-      const p = path.join(dir, s, f);
-      if (existsSync(p)) out.set(`${s}/${f}`, createHash("sha256").update(readFileSync(p)).digest("hex"));
-    }
-  }
-  return out;
-}
+const CA_FILES = ["ca/ca.pem", "ca/ca-key.pem"];
+const keyRel = (s: Slot) => `services/${s.service}/${s.kind === "main" ? "key.pem" : "client-key.pem"}`;
 
-/** mismatchedPairs lists slots whose key does not match their certificate (node:crypto's view). */
-function mismatchedPairs(pki: string): string[] {
-  const out: string[] = [];
-  const dir = path.join(pki, "services");
-  if (!existsSync(dir)) return out;
-  for (const s of readdirSync(dir)) {
-    for (const [cert, key, id] of [["cert.pem", "key.pem", s], ["client.pem", "client-key.pem", `${s}/client`]] as const) {
-      const c = path.join(dir, s, cert);
-      const k = path.join(dir, s, key);
-      if (!existsSync(c) || !existsSync(k)) continue;
-      try {
-        const a = new X509Certificate(readFileSync(c)).publicKey.export({ type: "spki", format: "der" });
-        const b = createPublicKey(createPrivateKey(readFileSync(k))).export({ type: "spki", format: "der" });
-        if (!a.equals(b)) out.push(id);
-      } catch {
-        out.push(id);
-      }
-    }
-  }
-  return out;
-}
-
-describe("crash safety", () => {
-  it(`ok/${ITERATIONS} SIGKILLs at random moments (seed ${SEED}); re-running apply always converges`, { timeout: 600_000 }, async () => {
+describe("crash safety: apply killed with SIGKILL", () => {
+  it(`ok/${KILLS} kills at random moments (seed ${SEED}) never leave a pair plan would keep wrongly, and apply always converges`, { timeout: 420_000 }, async (t) => {
     const random = prng(SEED);
+    const { text, slots } = manifest();
     const dir = tempDir();
-    const file = writeManifest(dir, manifest());
+    const file = writeManifest(dir, text);
     const pki = path.join(dir, "pki");
-    const full = await runApply(file, pki, []);
-    assert.equal(full.code, 0);
-    const span = full.ms * 1.1;
-    let midWrite = 0;
-    for (let i = 0; i < ITERATIONS; i++) {
-      const fromScratch = i % 2 === 0;
-      if (fromScratch) rmSync(pki, { recursive: true, force: true });
-      const before = certHashes(pki);
-      // Half the kills anywhere (start-up, lock, planning), half in the later, write-heavy part.
-      const at = i % 4 < 2 ? random() * span : span * (0.4 + 0.6 * random());
-      const r = await runApply(file, pki, fromScratch ? [] : ["--reissue-all"], Math.floor(at));
-      if (!r.killed) continue;
-      // A kill "mid-write" left some certificates new and some not yet written.
-      const after = certHashes(pki);
-      const rewritten = [...after].filter(([k, h]) => before.get(k) !== h).length;
-      if (rewritten > 0 && rewritten < PAIRS) midWrite++;
-      // Every mismatched pair the kill left must be one the plan re-issues.
-      const bad = mismatchedPairs(pki);
-      if (existsSync(path.join(pki, "ca", "ca.pem"))) {
+    const argv = (...extra: string[]) => ["apply", "-f", file, "--pki", pki, "--lock-wait", "10", ...extra];
+
+    // The next child loads while the checks of the previous kill run (not while an apply runs,
+    // which it would slow down), so each kill hits a warm process that is already inside apply.
+    let spare = new CuedCli();
+    const runNext = async (args: string[], killAfterMs?: number) => {
+      const c = spare;
+      await c.ready;
+      const r = await c.run(args, killAfterMs === undefined ? {} : { killAfterMs });
+      spare = new CuedCli();
+      return r;
+    };
+    const started = performance.now();
+    const stats = { runs: 0, killed: 0, finishedFirst: 0, beforeFirstCert: 0, midWrite: 0, tempLeft: 0, torn: 0, staleLocks: 0 };
+    try {
+      // The spans the delays are drawn from: a full apply on a fresh directory, and a full --reissue-all.
+      const fresh = await runNext(argv());
+      assert.equal(fresh.code, 0, fresh.err);
+      const reissue = await runNext(argv("--reissue-all"));
+      assert.equal(reissue.code, 0, reissue.err);
+      t.diagnostic(`seed ${SEED}; full apply ${Math.round(fresh.ms)} ms fresh, ${Math.round(reissue.ms)} ms --reissue-all (${slots.length} certificates)`);
+
+      for (let i = 0; i < KILLS; i++) {
+        const fromScratch = i % 2 === 0;
+        const what = `kill ${i + 1}/${KILLS} (${fromScratch ? "fresh directory" : "--reissue-all"}`;
+        if (fromScratch) rmSync(pki, { recursive: true, force: true });
+        const before: Map<string, Entry> | undefined = fromScratch ? undefined : inspectPki(pki);
+        const delay = Math.floor(random() * (fromScratch ? fresh.ms : reissue.ms));
+        const r = await runNext(fromScratch ? argv() : argv("--reissue-all"), delay);
+        const where = `${what}, after ${delay} ms)`;
+        stats.runs++;
+        if (r.killed) stats.killed++;
+        else {
+          assert.equal(r.code, 0, `${where}: apply finished before the kill, but failed: ${r.err}`);
+          stats.finishedFirst++;
+        }
+
+        // (a) What the kill left: every slot is a sound pair, absent, or one plan does not keep.
+        const exists = existsSync(pki);
+        if (exists && existsSync(path.join(pki, ".lock"))) stats.staleLocks++;
+        const temps = exists ? tempFiles(pki) : [];
         const plan = await runCli(["plan", "-f", file, "--pki", pki, "--json"]);
-        assert.equal(plan.code, 0, plan.err);
-        const steps = (JSON.parse(plan.out) as { certificates: { id: string; action: string }[] }).certificates;
-        for (const id of bad) assert.notEqual(steps.find((s) => s.id === id)?.action, "keep", `iteration ${i}: ${id} is mismatched but plan keeps it`);
+        assert.equal(plan.code, 0, `${where}: plan failed on what the kill left: ${plan.err}`);
+        const steps = new Map((JSON.parse(plan.out) as PlanJson).certificates.map((c) => [c.id, c]));
+        const ca = readCa(pki);
+        let written = 0;
+        let torn = 0;
+        for (const s of slots) {
+          const verdict = checkPair(pki, s.service, s.kind, ca);
+          const step = steps.get(s.id);
+          assert.ok(step, `${where}: plan has no step for ${s.id}`);
+          if (verdict === "absent") assert.equal(step.action, "create", `${where}: ${s.id} has no files but plan says ${step.action} (${step.reason})`);
+          else assert.ok(verdict === "ok" || step.action !== "keep", `${where}: plan keeps ${s.id}, but ${verdict}`);
+          if (verdict !== "ok" && verdict !== "absent") torn++;
+          if (fromScratch ? verdict !== "absent" : before!.get(keyRel(s))?.sha256 !== keyHash(pki, s)) written++;
+        }
+        if (!fromScratch) {
+          const after = inspectPki(pki);
+          for (const f of CA_FILES) assert.deepEqual(after.get(f), before!.get(f), `${where}: --reissue-all touched ${f}`);
+          assert.equal((JSON.parse(plan.out) as PlanJson).ca.action, "keep", `${where}: the CA is no longer usable`);
+        }
+        if (temps.length > 0) stats.tempLeft++;
+        if (torn > 0) stats.torn++;
+        if (r.killed && written === 0 && temps.length === 0) stats.beforeFirstCert++;
+        if (r.killed && (temps.length > 0 || (written > 0 && written < slots.length) || torn > 0)) stats.midWrite++;
+
+        // (b) apply again, to completion: the dead process's lock must not block it.
+        const again = await runCli(["apply", "-f", file, "--pki", pki, "--lock-wait", "5", "--json"]);
+        assert.equal(again.code, 0, `${where}: re-running apply failed: ${again.err}`);
+        const recovered = JSON.parse(again.out) as ApplyJson;
+        if (!fromScratch) {
+          assert.equal(recovered.caCreated, false, `${where}: recovery replaced the CA`);
+          const now = inspectPki(pki);
+          for (const f of CA_FILES) assert.deepEqual(now.get(f), before!.get(f), `${where}: recovery touched ${f}`);
+        }
+        assert.equal(assertPairsMatch(pki), slots.length, `${where}: not every pair was there after recovery`);
+        assertBundles(pki);
+        assertLayout(pki); // documented modes; no temp file, no lock left
+        assert.deepEqual(tempFiles(pki), []);
+
+        // ... and is then idempotent.
+        const settled = inspectPki(pki);
+        const idem = await runCli(["apply", "-f", file, "--pki", pki, "--json"]);
+        assert.equal(idem.code, 0, idem.err);
+        const j = JSON.parse(idem.out) as ApplyJson;
+        assert.equal(j.issued, 0, `${where}: apply after recovery issued ${j.issued} more`);
+        assert.deepEqual(new Set(j.certificates.map((c) => c.action)), new Set(["keep"]), `${where}: not idempotent after recovery`);
+        assertUntouched(settled, inspectPki(pki));
       }
-      const again = await runApply(file, pki, []);
-      assert.equal(again.code, 0, `iteration ${i}: re-running apply after the kill failed`);
-      assert.equal(assertPairsMatch(pki), PAIRS);
-      assert.deepEqual(tempFiles(pki), [], `iteration ${i}: temporary files left`);
-      const idem = await runCli(["plan", "-f", file, "--pki", pki, "--json"]);
-      assert.ok((JSON.parse(idem.out) as { certificates: { action: string }[] }).certificates.every((c) => c.action === "keep"), `iteration ${i}: not idempotent after recovery`);
+    } finally {
+      spare.kill();
+      t.diagnostic(
+        `kill test, seed ${SEED}: ${stats.killed} of ${stats.runs} runs killed while running (${stats.finishedFirst} finished first); ` +
+          `${stats.midWrite} kills landed mid-write (${stats.torn} left a torn pair, ${stats.tempLeft} left temp files), ` +
+          `${stats.beforeFirstCert} before the first certificate was written; ${stats.staleLocks} stale locks taken over; ${Math.round((performance.now() - started) / 1000)} s`,
+      );
     }
-    console.log(`# kill test: seed ${SEED}, ${ITERATIONS} kills, ${midWrite} landed while certificates were being written (full apply ${Math.round(full.ms)} ms)`);
-    assert.ok(midWrite > 0, "no kill landed in the middle of writing; the test proved nothing");
+    assert.ok(stats.midWrite >= 2, `only ${stats.midWrite} kills landed while certificates were being written: the test proved too little`);
   });
 });
+
+/** keyHash hashes a slot's key file (undefined when missing), to see which slots a kill had rewritten. */
+function keyHash(pki: string, s: Slot): string | undefined {
+  const file = path.join(pki, keyRel(s));
+  return existsSync(file) ? createHash("sha256").update(readFileSync(file)).digest("hex") : undefined;
+}
