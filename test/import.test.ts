@@ -56,6 +56,7 @@ describe("ca.import", () => {
     assert.equal(existsSync(path.join(pki, "ca", "ca-key.pem")), false, "the imported CA key must not be copied");
     const root = readFileSync(path.join(dir, "root.pem"), "utf8");
     assert.equal(readFileSync(path.join(pki, "services", "api", "ca.pem"), "utf8"), root.replace(/\r\n/g, "\n"));
+    assert.equal(readFileSync(path.join(pki, "ca", "ca.pem"), "utf8"), root.replace(/\r\n/g, "\n"), "ca/ca.pem publishes the imported root");
     const certFile = path.join(pki, "services", "api", "cert.pem");
     assert.equal((readFileSync(certFile, "utf8").match(/BEGIN CERTIFICATE/g) ?? []).length, 2, "cert.pem holds the leaf and the intermediate");
     // openssl verify reads the first certificate of certFile as the leaf; the intermediate comes from -untrusted.

@@ -4,7 +4,7 @@
  * spreading the work over worker threads when there is enough of it.
  */
 import { createPrivateKey, createPublicKey } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { FailedError, InvalidInputError } from "../errors.ts";
@@ -75,6 +75,14 @@ function createCa(dir: string, plan: Plan & { ca: { action: "create" } }): CaMat
   return { cert: readCertFields(der), keyType: spec.keyType, keyId: self.keyId, publicKey: createPublicKey({ key: key.spki, format: "der", type: "spki" }), privateKey, chainPem: "", bundlePem: pem };
 }
 
+function readTextOrUndefined(file: string): string | undefined {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
 function spawnWorker(workerData: unknown): Worker {
   if (import.meta.url.endsWith(".ts")) {
     // Running from TypeScript sources (tests, bench): Node 20 does not hand the parent's
@@ -129,7 +137,15 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
     opts.onPlan?.(plan);
     let ca: CaMaterial;
     if (plan.ca.action === "create") ca = createCa(dir, plan as Plan & { ca: { action: "create" } });
-    else if (state.ca.status === "ok") ca = state.ca.ca;
+    else if (state.ca.status === "ok") {
+      ca = state.ca.ca;
+      // An imported CA's key stays where it is; its trust anchor is published as ca/ca.pem.
+      if (plan.ca.action === "import" && readTextOrUndefined(abs(dir, LAYOUT.caCert)) !== ca.bundlePem) {
+        ensureDir(abs(dir, LAYOUT.caDir), LAYOUT.caDir.mode);
+        writeFileAtomic(abs(dir, LAYOUT.caCert), ca.bundlePem, LAYOUT.caCert.mode);
+        syncDir(abs(dir, LAYOUT.caDir));
+      }
+    }
     else throw new FailedError("apply: the plan kept a CA that could not be read; this is a bug");
     const bundle = bundleOf(ca);
     const byService = new Map<string, ServiceJob>(loaded.manifest.services.map((s) => [s.name, { service: s.name, certs: [], bundlePem: undefined }]));

@@ -4,9 +4,8 @@
  *
  *   DIR/.lock                      held while apply runs
  *   DIR/ca/              0700
- *   DIR/ca/ca.pem        0644      the CA certificate (the trust anchor peers install)
+ *   DIR/ca/ca.pem        0644      the trust anchor peers install (an imported CA's root)
  *   DIR/ca/ca-key.pem    0600      the CA private key (generated CAs only; never under services/)
- *   DIR/ca/chain.pem     0644      imported CAs only: the issuing CA and intermediates below the root
  *   DIR/services/        0755
  *   DIR/services/NAME/   0700
  *     cert.pem           0644      leaf, then any intermediates
@@ -33,7 +32,6 @@ export const LAYOUT = {
   caDir: { rel: "ca", mode: MODES.privateDir },
   caCert: { rel: "ca/ca.pem", mode: MODES.public },
   caKey: { rel: "ca/ca-key.pem", mode: MODES.key },
-  caChain: { rel: "ca/chain.pem", mode: MODES.public },
   servicesDir: { rel: "services", mode: MODES.publicDir },
   serviceDir: (service: string): FileSpec => ({ rel: `services/${service}`, mode: MODES.privateDir }),
   bundle: (service: string): FileSpec => ({ rel: `services/${service}/ca.pem`, mode: MODES.public }),
