@@ -15,7 +15,7 @@ import { describe, it } from "node:test";
 import { loadManifest } from "../src/manifest/index.ts";
 import { apply } from "../src/plan/apply.ts";
 import { runCli, tempDir, writeManifest, type CliResult } from "./helpers/cli.ts";
-import { assertBundles, assertLayout, assertPairsMatch, assertUntouched, CuedCli, inspectPki, tempFiles } from "./helpers/pki.ts";
+import { assertBundles, assertLayout, assertPairsMatch, assertUntouched, CuedCli, inspectPki, TEMP_MARK, tempFiles } from "./helpers/pki.ts";
 
 /** Four key types (the default P-256, RSA 2048, Ed25519, P-384) and a split dual service: five pairs. */
 const MANIFEST = `version: 1
@@ -90,7 +90,7 @@ async function applyJson(file: string, pki: string, ...extra: string[]): Promise
 const cert = (pki: string, rel: string) => new X509Certificate(readFileSync(path.join(pki, rel)));
 const lifetimeMs = (c: X509Certificate) => new Date(c.validTo).getTime() - new Date(c.validFrom).getTime();
 
-describe("apply: the documented layout", () => {
+describe("apply: the documented layout", { timeout: 180_000 }, () => {
   /** WANT: every path of MANIFEST's PKI directory and its exact mode; nothing else may exist. */
   const WANT: Record<string, number> = {
     "": 0o755,
@@ -151,7 +151,7 @@ describe("apply: the documented layout", () => {
   }
 });
 
-describe("apply: an unchanged manifest changes nothing", () => {
+describe("apply: an unchanged manifest changes nothing", { timeout: 180_000 }, () => {
   it("ok/a re-run keeps every certificate and leaves every file byte-identical, same inode and mtime", async () => {
     const { file, pki } = await applied();
     const before = inspectPki(pki);
@@ -166,7 +166,7 @@ describe("apply: an unchanged manifest changes nothing", () => {
   });
 });
 
-describe("apply: a changed service is re-issued alone, and plan says why", () => {
+describe("apply: a changed service is re-issued alone, and plan says why", { timeout: 180_000 }, () => {
   it("ok/an added address re-issues only that service (new key), and plan names the added SAN", async () => {
     const { file, pki } = await applied();
     const before = inspectPki(pki);
@@ -209,7 +209,7 @@ describe("apply: a changed service is re-issued alone, and plan says why", () =>
   });
 });
 
-describe("apply: deliberate rotation", () => {
+describe("apply: deliberate rotation", { timeout: 180_000 }, () => {
   it("ok/--reissue NAME rotates that service's certificates with new keys and touches nothing else", async () => {
     const { file, pki } = await applied();
     const before = inspectPki(pki);
@@ -258,7 +258,7 @@ describe("apply: deliberate rotation", () => {
   });
 });
 
-describe("apply: renewal follows the clock (library API, apply(loaded, dir, { now }))", () => {
+describe("apply: renewal follows the clock (library API, apply(loaded, dir, { now }))", { timeout: 180_000 }, () => {
   // short: validity 30d, renewBefore 10d, so due from T+20d and expired from T+30d (2027-03-31).
   // long: the defaults, 90d and a third of it (30d), so due from T+60d.
   const RENEWAL = `version: 1
@@ -315,7 +315,7 @@ services:
   });
 });
 
-describe("apply: damaged and foreign files are re-issued, with the reason", () => {
+describe("apply: damaged and foreign files are re-issued, with the reason", { timeout: 180_000 }, () => {
   it("ok/a key file chmod-ed to 0644 is re-issued (\"readable by others\") with a new 0600 key", async () => {
     const { file, pki } = await applied();
     chmodSync(path.join(pki, "services/api/key.pem"), 0o644);
@@ -370,7 +370,7 @@ describe("apply: damaged and foreign files are re-issued, with the reason", () =
   });
 });
 
-describe("apply: the CA", () => {
+describe("apply: the CA", { timeout: 180_000 }, () => {
   it("ok/a deleted CA is created anew and every leaf re-issued (\"CA is new\")", async () => {
     const { file, pki } = await applied();
     const oldCa = readFileSync(path.join(pki, "ca/ca.pem"));
@@ -440,7 +440,7 @@ describe("apply: the CA", () => {
   });
 });
 
-describe("apply: invalid input writes nothing", () => {
+describe("apply: invalid input writes nothing", { timeout: 180_000 }, () => {
   it("fail/an invalid manifest exits 2 naming file:line and field, and --pki is not created", async () => {
     const { file, pki } = setup(MANIFEST.replace("usage: client, key: rsa-2048", "usage: clinet, key: rsa-2048"));
     const r = await runCli(["apply", "-f", file, "--pki", pki]);
@@ -460,7 +460,7 @@ describe("apply: invalid input writes nothing", () => {
   });
 });
 
-describe("apply: the lock", () => {
+describe("apply: the lock", { timeout: 180_000 }, () => {
   const lockOf = (pid: number) => JSON.stringify({ pid, host: hostname(), since: new Date().toISOString() }) + "\n";
 
   it("fail/a lock held by a live process: apply waits --lock-wait, exits 3 naming the holder's pid and the lock; nothing written", async () => {
@@ -509,6 +509,20 @@ describe("apply: the lock", () => {
     assertPairsMatch(pki);
   });
 
+  it("ok/temp files a killed apply left in the PKI root, beside the lock, are removed by the next apply", async () => {
+    const { file, pki } = await applied();
+    const dead = spawnSync("true").pid;
+    assert.ok(dead);
+    // What SIGKILL leaves when it lands while the lock is being written (its own atomic write,
+    // then the file linked into place) or taken over (renamed aside): names as apply makes them.
+    const leftovers = [`.lock${TEMP_MARK}${dead}-0`, `${TEMP_MARK}${dead}-1-.lock${TEMP_MARK}${dead}-0`, `.lock${TEMP_MARK}stale-${dead}`];
+    for (const f of leftovers) writeFileSync(path.join(pki, f), lockOf(dead));
+    const r = await runCli(["apply", "-f", file, "--pki", pki, "--lock-wait", "1"]);
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(tempFiles(pki), [], "temp files in the PKI root survive every later apply");
+    assertLayout(pki);
+  });
+
   it("ok/two applies started at the same instant on a fresh directory both succeed: one creates, the other waits and keeps", { timeout: 120_000 }, async () => {
     const { file, pki } = setup();
     const children = [new CuedCli(), new CuedCli()];
@@ -532,7 +546,7 @@ describe("apply: the lock", () => {
   });
 });
 
-describe("apply: worker threads (64 services or more)", () => {
+describe("apply: worker threads (64 services or more)", { timeout: 180_000 }, () => {
   const many = (n: number) => {
     const lines = ["version: 1", "cluster: many", "services:"];
     for (let i = 0; i < n; i++) lines.push(`  s${i}: { usage: ${["server", "client", "dual"][i % 3]}${i % 3 === 1 ? "" : `, addresses: [10.1.${i >> 8}.${(i % 250) + 1}]`}${i % 9 === 2 ? ", split: true" : ""}${i % 10 === 5 ? ", key: ed25519" : ""} }`);

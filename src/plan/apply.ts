@@ -130,6 +130,7 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
   ensureDir(dir, MODES.publicDir);
   const lock = acquireLock(abs(dir, LAYOUT.lock), { waitMs: opts.lockWaitMs ?? 5000 });
   try {
+    removeTempFiles(dir);
     removeTempFiles(abs(dir, LAYOUT.caDir));
     for (const s of loaded.manifest.services) removeTempFiles(abs(dir, LAYOUT.serviceDir(s.name)));
     const state = readState(dir, loaded.manifest, imported);

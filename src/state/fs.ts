@@ -72,7 +72,7 @@ export function removeTempFiles(dir: string): number {
     return 0;
   }
   for (const name of names) {
-    if (name.startsWith(TEMP_MARK)) {
+    if (name.includes(TEMP_MARK)) {
       rmSync(path.join(dir, name), { force: true, recursive: true });
       n++;
     }
@@ -115,8 +115,14 @@ export function acquireLock(file: string, opts: { waitMs?: number; now?: () => D
     try {
       // The lock appears with its content or not at all: written aside, then hard-linked into
       // place (link fails if the lock exists), so a kill never leaves an empty lock behind.
-      const tmp = `${file}${TEMP_MARK}${process.pid}-${counter++}`;
-      writeFileAtomic(tmp, JSON.stringify(me) + "\n", 0o644);
+      const tmp = path.join(path.dirname(file), `${TEMP_MARK}lock-${process.pid}-${counter++}`);
+      const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+      try {
+        writeSync(fd, JSON.stringify(me) + "\n");
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
       try {
         linkSync(tmp, file);
       } finally {
@@ -132,7 +138,9 @@ export function acquireLock(file: string, opts: { waitMs?: number; now?: () => D
         },
       };
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") continue; // the holder swept our temp file away as a leftover: try again
+      if (code !== "EEXIST") throw e;
     }
     let holder: LockInfo | undefined;
     try {
@@ -150,7 +158,7 @@ export function acquireLock(file: string, opts: { waitMs?: number; now?: () => D
       }
     }
     if (holder && holder.host === me.host && !isAlive(holder.pid)) {
-      const aside = `${file}${TEMP_MARK}stale-${process.pid}`;
+      const aside = path.join(path.dirname(file), `${TEMP_MARK}stale-lock-${process.pid}`);
       try {
         renameSync(file, aside);
         const moved = JSON.parse(readFileSync(aside, "utf8")) as LockInfo;

@@ -37,11 +37,6 @@ export function inspectPki(dir: string): Map<string, Entry> {
   return out;
 }
 
-/** digests maps each file (not directory) of a snapshot to its sha256. */
-export function digests(snapshot: Map<string, Entry>): Record<string, string> {
-  return Object.fromEntries([...snapshot].filter(([, e]) => e.type === "file").map(([p, e]) => [p, e.sha256!]));
-}
-
 /**
  * assertUntouched checks that no file of `before` was rewritten in `after` (same bytes, inode and
  * mtime) except the paths in `changed`, which must all differ, and that no path appeared or vanished.
