@@ -32,7 +32,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
   try {
     if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
       io.out(SHORT_USAGE);
-      return cmd === undefined ? EXIT.ok : EXIT.ok;
+      return EXIT.ok;
     }
     if (cmd === "--version" || cmd === "-v" || cmd === "version") {
       io.out(`mtlskit ${version()}\n`);
