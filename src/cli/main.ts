@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { MtlskitError, EXIT } from "../errors.ts";
 import { applyCommand } from "./commands/apply.ts";
+import { checkCommand } from "./commands/check.ts";
 import { initCommand } from "./commands/init.ts";
 import { planCommand } from "./commands/plan.ts";
 import { schemaCommand } from "./commands/schema.ts";
@@ -16,6 +17,7 @@ export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number
   init: initCommand,
   plan: planCommand,
   apply: applyCommand,
+  check: checkCommand,
   schema: schemaCommand,
 };
 
@@ -58,6 +60,11 @@ export async function run(argv: string[], io: Io): Promise<number> {
 
 /** main runs the CLI on process.argv and exits with the command's code. */
 export async function main(): Promise<void> {
+  // `mtlskit check | head` closes stdout early: that is the reader's choice, not a failure.
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code !== "EPIPE") throw e;
+    process.exitCode ??= 0;
+  });
   const code = await run(process.argv.slice(2), processIo());
   process.exitCode = code;
 }

@@ -1,0 +1,111 @@
+/**
+ * Chain building and verification the way strict TLS peers do it (OpenSSL with -x509_strict, Go's
+ * crypto/x509): from the leaf, through the intermediates the certificate file carries, to an
+ * anchor of the verifier's bundle; every issuer must be a CA allowed to sign certificates, every
+ * signature must verify, and every certificate must be valid at the time of the check. Extended
+ * key usage is checked along the whole chain, as Go does: an intermediate restricted to
+ * clientAuth cannot vouch for a server.
+ */
+import type { Cert, Material } from "./material.ts";
+
+/** MAX_DEPTH bounds chain building (leaf, intermediates, anchor). */
+const MAX_DEPTH = 8;
+
+/** ChainFailure says why no trusted path exists. */
+export type ChainFailure =
+  /** no certificate in the bundle or the file's intermediates is named as the issuer. */
+  | { kind: "unknown-issuer"; cert: Cert }
+  /** a certificate named as the issuer exists, but its key did not make the signature. */
+  | { kind: "bad-signature"; cert: Cert; issuer: Cert }
+  /** the issuer is not a CA, or its keyUsage lacks keyCertSign, or its pathLen is exceeded. */
+  | { kind: "issuer-not-ca"; cert: Cert; issuer: Cert; reason: string };
+
+/** ChainResult is a trusted path (leaf first, anchor last) or why there is none. */
+export type ChainResult = { ok: true; path: Cert[] } | { ok: false; failure: ChainFailure };
+
+const sameName = (a: Buffer, b: Buffer) => a.equals(b);
+
+/** issuerProblem says why `issuer` may not sign at `depth` (number of CAs below it), or undefined. */
+function issuerProblem(issuer: Cert, casBelow: number): string | undefined {
+  const i = issuer.info;
+  if (!i.isCA) return "it is not a CA (basicConstraints cA is not set)";
+  if (i.keyUsage && !i.keyUsage.includes("keyCertSign")) return "its keyUsage lacks keyCertSign";
+  if (i.pathLen !== undefined && casBelow > i.pathLen) return `its pathLenConstraint ${i.pathLen} allows ${i.pathLen} CA${i.pathLen === 1 ? "" : "s"} below it, the chain has ${casBelow}`;
+  return undefined;
+}
+
+/** candidates orders possible issuers: key identifier matches first (a CA rollover keeps the name). */
+function candidates(cert: Cert, pool: readonly Cert[]): Cert[] {
+  const named = pool.filter((c) => sameName(c.fields.subject, cert.fields.issuer));
+  const aki = cert.info.authorityKeyId;
+  return aki === undefined ? named : [...named.filter((c) => c.info.subjectKeyId === aki), ...named.filter((c) => c.info.subjectKeyId !== aki)];
+}
+
+/**
+ * buildChain finds a trusted path from `leaf` to one of `anchors`, using `intermediates` (the
+ * rest of the leaf's file). Validity dates are not judged here (see `invalidAt`).
+ */
+export function buildChain(material: Material, leaf: Cert, intermediates: readonly Cert[], anchors: readonly Cert[]): ChainResult {
+  const path: Cert[] = [leaf];
+  let firstFailure: ChainFailure | undefined;
+  for (let cur = leaf; path.length <= MAX_DEPTH; ) {
+    // A certificate that is itself a trust anchor ends the path (OpenSSL and Go both stop there,
+    // also for a leaf placed in the bundle directly).
+    if (anchors.some((a) => a.sha256 === cur.sha256)) return { ok: true, path };
+    const casBelow = path.length - 1;
+    let next: Cert | undefined;
+    for (const pool of [anchors, intermediates]) {
+      for (const cand of candidates(cur, pool)) {
+        if (path.some((p) => p.sha256 === cand.sha256)) continue;
+        if (!material.signedBy(cur, cand)) {
+          firstFailure ??= { kind: "bad-signature", cert: cur, issuer: cand };
+          continue;
+        }
+        const problem = issuerProblem(cand, casBelow);
+        if (problem) {
+          firstFailure ??= { kind: "issuer-not-ca", cert: cur, issuer: cand, reason: problem };
+          continue;
+        }
+        if (pool === anchors) return { ok: true, path: [...path, cand] };
+        next = cand;
+        break;
+      }
+      if (next) break;
+    }
+    if (!next) return { ok: false, failure: firstFailure ?? { kind: "unknown-issuer", cert: cur } };
+    path.push(next);
+    cur = next;
+  }
+  return { ok: false, failure: firstFailure ?? { kind: "unknown-issuer", cert: path[path.length - 1]! } };
+}
+
+/** invalidAt returns the first certificate of `path` that is not valid at `now`, and how. */
+export function invalidAt(path: readonly Cert[], now: Date): { cert: Cert; how: "expired" | "not-yet-valid" } | undefined {
+  const t = now.getTime();
+  for (const c of path) {
+    if (c.fields.notAfter.getTime() < t) return { cert: c, how: "expired" };
+    if (c.fields.notBefore.getTime() > t) return { cert: c, how: "not-yet-valid" };
+  }
+  return undefined;
+}
+
+/** Purpose is the TLS role a certificate is presented in. */
+export type Purpose = "serverAuth" | "clientAuth";
+
+/**
+ * purposeProblem says why `path` may not be used for `purpose`, or undefined. The leaf needs the
+ * purpose in its extendedKeyUsage (or no extendedKeyUsage at all) and digitalSignature in its
+ * keyUsage (when present); CAs above it that carry extendedKeyUsage must include the purpose too.
+ */
+export function purposeProblem(path: readonly Cert[], purpose: Purpose): { cert: Cert; reason: string } | undefined {
+  const leaf = path[0]!;
+  const eku = leaf.info.extKeyUsage;
+  if (eku && !eku.includes(purpose)) return { cert: leaf, reason: `its extendedKeyUsage is ${eku.join(", ") || "empty"}, without ${purpose}` };
+  const ku = leaf.info.keyUsage;
+  if (ku && !ku.includes("digitalSignature")) return { cert: leaf, reason: `its keyUsage is ${ku.join(", ") || "empty"}, without digitalSignature, which every TLS handshake signature needs` };
+  for (const ca of path.slice(1)) {
+    const e = ca.info.extKeyUsage;
+    if (e && !e.includes(purpose) && !e.includes("anyExtendedKeyUsage")) return { cert: ca, reason: `the CA ${ca.info.subject} above it restricts extendedKeyUsage to ${e.join(", ")} (Go checks usage along the chain)` };
+  }
+  return undefined;
+}

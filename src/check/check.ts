@@ -1,0 +1,321 @@
+/**
+ * checkInventory: the judgement of a whole deployment, pure over what readInventory read. Three
+ * passes: every certificate on its own (lint.ts, plus its chain to its own bundle), the files as
+ * deployed (modes, owners, stray CA keys, identical bundles), then every declared connection
+ * simulated from both ends the way a TLS handshake verifies it (chain.ts).
+ */
+import * as path from "node:path";
+import type { Connection, Manifest } from "../manifest/index.ts";
+import { buildChain, invalidAt, purposeProblem, type ChainFailure, type ChainResult, type Purpose } from "./chain.ts";
+import { CODES, type Code } from "./codes.ts";
+import { finding, type About, type Finding } from "./finding.ts";
+import { isProblem, type CertFile, type FileProblem, type Inventory, type ServiceFiles, type SlotFiles } from "./inventory.ts";
+import { covers, lintCertificate, sanList, CLOCK_SKEW_MS } from "./lint.ts";
+import type { Cert, Material } from "./material.ts";
+
+/** CheckOptions set the time and how fixes are worded. */
+export interface CheckOptions {
+  /** now: the time certificates are judged at. Default: the current time. */
+  now?: Date;
+  /** skewMs: clock-skew margin on notBefore. Default: CLOCK_SKEW_MS (5 minutes). */
+  skewMs?: number;
+  /** applyCommand: the command that re-issues managed certificates, e.g. `mtlskit apply -f m.yaml --pki ./pki`. */
+  applyCommand?: string;
+}
+
+/** CertificateReport is one certificate of the inventory, for outputs such as Prometheus metrics. */
+export interface CertificateReport {
+  /** id: the slot id (`core`, `core/client`). */
+  id: string;
+  service: string;
+  file: string;
+  subject: string | undefined;
+  notAfter: Date | undefined;
+  sha256: string | undefined;
+  errors: number;
+  warnings: number;
+}
+
+/** ConnectionReport is the verdict on one declared connection. */
+export interface ConnectionReport {
+  index: number;
+  from: string;
+  to: string;
+  address: string;
+  /** ok: both ends will accept each other's certificate. */
+  ok: boolean;
+  /** causes: the codes of the connection's error findings. */
+  causes: Code[];
+}
+
+/** CaReport is one CA certificate found in a bundle or chain. */
+export interface CaReport {
+  subject: string;
+  file: string;
+  notAfter: Date;
+  sha256: string;
+}
+
+/** CheckReport is everything check found. */
+export interface CheckReport {
+  now: Date;
+  findings: Finding[];
+  certificates: CertificateReport[];
+  cas: CaReport[];
+  connections: ConnectionReport[];
+  errors: number;
+  warnings: number;
+}
+
+const DAY = 86_400_000;
+const date = (d: Date) => d.toISOString().slice(0, 10);
+
+/** Ctx carries one run's shared state. */
+class Ctx {
+  readonly findings: Finding[] = [];
+  private readonly chains = new WeakMap<readonly Cert[], Map<string, ChainResult>>();
+  constructor(
+    readonly material: Material,
+    readonly manifest: Manifest,
+    readonly inv: Inventory,
+    readonly now: Date,
+    readonly apply: string,
+  ) {}
+
+  add(code: Code, about: About, message: string, fix: string): void {
+    this.findings.push(finding(code, about, message, fix));
+  }
+
+  /** chain builds (once per leaf file and bundle) the path from a certificate file to a bundle. */
+  chain(file: CertFile, bundle: CertFile): ChainResult {
+    let byLeaf = this.chains.get(bundle.certs);
+    if (!byLeaf) this.chains.set(bundle.certs, (byLeaf = new Map()));
+    const key = file.certs.map((c) => c.sha256).join(",");
+    let r = byLeaf.get(key);
+    if (!r) byLeaf.set(key, (r = buildChain(this.material, file.certs[0]!, file.certs.slice(1), bundle.certs)));
+    return r;
+  }
+
+  /** fixFor words the fix of a certificate problem: a command for managed services, the change for external files. */
+  fixFor(sf: ServiceFiles, slot: SlotFiles["slot"], change: string): string {
+    if (!sf.external) return `run \`${this.apply} --reissue ${sf.service.name}\``;
+    const cert = sf.slots.find((s) => s.slot.id === slot.id)!.cert;
+    return `${change ? `${change}: ` : ""}re-issue ${cert.path}; or remove services.${sf.service.name}.files and let \`mtlskit apply\` issue it`;
+  }
+}
+
+function certAbout(sf: ServiceFiles, s: SlotFiles): About {
+  return { kind: "certificate", service: sf.service.name, id: s.slot.id, file: s.cert.path };
+}
+
+/** failureText words a chain failure for the certificate's own bundle or a peer's. */
+function failureText(f: ChainFailure, bundlePath: string): string {
+  switch (f.kind) {
+    case "unknown-issuer":
+      return `does not chain to ${bundlePath}: nothing there (or in the file's own chain) issued ${f.cert.info.subject} (issuer ${f.cert.info.issuer || "(empty)"}); it was signed by another CA`;
+    case "bad-signature":
+      return `does not chain to ${bundlePath}: ${f.issuer.info.subject} there has the issuer's name but not the key that signed ${f.cert.info.subject} (a CA re-created under the same name?)`;
+    case "issuer-not-ca":
+      return `does not chain to ${bundlePath}: its issuer ${f.issuer.info.subject} may not sign certificates: ${f.reason}`;
+  }
+}
+
+/** notIssued: a managed service whose files are all missing: apply has not run for it (one finding, not five). */
+const notIssued = (sf: ServiceFiles) => !sf.external && isProblem(sf.bundle) && sf.bundle.missing && sf.slots.every((s) => isProblem(s.cert) && s.cert.missing && isProblem(s.key) && s.key.missing);
+
+function lintCertificates(ctx: Ctx, skewMs: number): void {
+  for (const sf of ctx.inv.services) {
+    const s = sf.service;
+    if (notIssued(sf)) {
+      ctx.add("cert-missing", certAbout(sf, sf.slots[0]!), `${s.name} has not been issued yet: ${path.dirname(sf.slots[0]!.cert.path)} does not exist`, `run \`${ctx.apply}\``);
+      continue;
+    }
+    for (const slot of sf.slots) {
+      const about = certAbout(sf, slot);
+      if (isProblem(slot.cert)) {
+        ctx.add(slot.cert.missing ? "cert-missing" : "cert-malformed", about, `${slot.cert.path} ${slot.cert.error}`, sf.external ? `put ${s.name}'s certificate (PEM, leaf first) at ${slot.cert.path}, or correct services.${s.name}.files` : `run \`${ctx.apply}\` to issue it`);
+      }
+      if (isProblem(slot.key)) {
+        ctx.add("key-missing", about, `${slot.key.path} ${slot.key.error}`, sf.external ? `put ${s.name}'s private key at ${slot.key.path}, or correct services.${s.name}.files` : `run \`${ctx.apply} --reissue ${s.name}\` (a new key and certificate)`);
+      }
+      if (isProblem(slot.cert)) continue;
+      const leaf = slot.cert.certs[0]!;
+      if (!isProblem(slot.key) && slot.key.spki && !slot.key.spki.equals(leaf.fields.spki)) {
+        ctx.add("key-mismatch", about, `${slot.key.path} is not the private key of ${slot.cert.path}; the TLS library refuses to load the pair`, ctx.fixFor(sf, slot.slot, ""));
+      }
+      const lints = lintCertificate(leaf, { profile: slot.slot.profile, dns: slot.slot.kind === "client" ? [] : s.dns.filter((d) => d !== s.cn), ips: slot.slot.kind === "client" ? [] : s.ips, identity: ctx.manifest.identityTemplate === undefined ? null : s.identity ?? null, renewBeforeMs: s.renewBeforeMs, skewMs }, ctx.now);
+      for (const l of lints) ctx.add(l.code, about, `${slot.cert.path} ${l.message}`, ctx.fixFor(sf, slot.slot, l.change));
+      if (isProblem(sf.bundle)) continue;
+      const r = ctx.chain(slot.cert, sf.bundle);
+      if (!r.ok) {
+        ctx.add(r.failure.kind === "bad-signature" ? "bad-signature" : "untrusted", about, `${slot.cert.path} ${failureText(r.failure, sf.bundle.path)}`, sf.external ? `re-issue ${slot.cert.path} from the CA in ${sf.bundle.path}, or put the right CA in ${sf.bundle.path}` : `run \`${ctx.apply} --reissue ${s.name}\``);
+      } else {
+        const caEnd = Math.min(...r.path.slice(1).map((c) => c.fields.notAfter.getTime()));
+        if (leaf.fields.notAfter.getTime() > caEnd) {
+          ctx.add("outlives-ca", about, `${slot.cert.path} is valid until ${date(leaf.fields.notAfter)}, after its CA expires (${date(new Date(caEnd))}); it stops working then`, sf.external ? `re-issue it with notAfter before ${date(new Date(caEnd))}, and plan a CA rollover` : "plan a CA rollover before the CA expires");
+        }
+      }
+    }
+  }
+}
+
+function lintCas(ctx: Ctx): CaReport[] {
+  const seen = new Map<string, { cert: Cert; file: string }>();
+  const note = (c: Cert, file: string) => void (seen.has(c.sha256) || seen.set(c.sha256, { cert: c, file }));
+  if (ctx.inv.ca && !isProblem(ctx.inv.ca)) for (const c of ctx.inv.ca.certs) note(c, ctx.inv.ca.path);
+  for (const sf of ctx.inv.services) {
+    if (!isProblem(sf.bundle)) for (const c of sf.bundle.certs) note(c, sf.bundle.path);
+    for (const s of sf.slots) if (!isProblem(s.cert)) for (const c of s.cert.certs.slice(1)) note(c, s.cert.path);
+  }
+  const longest = Math.max(0, ...ctx.manifest.services.map((s) => s.validityMs));
+  const t = ctx.now.getTime();
+  const out: CaReport[] = [];
+  for (const { cert, file } of seen.values()) {
+    const i = cert.info;
+    const about: About = { kind: "ca", subject: i.subject, file };
+    out.push({ subject: i.subject, file, notAfter: i.notAfter, sha256: cert.sha256 });
+    const left = i.notAfter.getTime() - t;
+    if (left < 0) ctx.add("ca-expired", about, `${i.subject} in ${file} expired on ${date(i.notAfter)}; every certificate it signed is refused`, "create a new CA, re-issue every certificate and distribute the new bundle");
+    else if (left < longest) ctx.add("ca-expiring", about, `${i.subject} in ${file} expires on ${date(i.notAfter)}, in ${Math.floor(left / DAY)} days: sooner than a certificate issued today would (${Math.round(longest / DAY)} days)`, "plan a CA rollover: distribute a bundle with the old and new CA, then re-issue");
+    if (!i.isCA || (i.keyUsage && !i.keyUsage.includes("keyCertSign"))) {
+      ctx.add("ca-not-ca", about, `${i.subject} in ${file} is in a trust bundle or chain but ${!i.isCA ? "is not a CA (basicConstraints cA is not set)" : "its keyUsage lacks keyCertSign"}`, `put the CA certificate in ${file}, not a service certificate`);
+    }
+  }
+  return out;
+}
+
+function lintDeployment(ctx: Ctx): void {
+  const caSpkis = new Map<string, string>();
+  const addCa = (c: Cert) => void (c.info.isCA && caSpkis.set(c.fields.spki.toString("hex"), c.info.subject));
+  if (ctx.inv.ca && !isProblem(ctx.inv.ca)) ctx.inv.ca.certs.forEach(addCa);
+  for (const sf of ctx.inv.services) {
+    if (!isProblem(sf.bundle)) sf.bundle.certs.forEach(addCa);
+    for (const s of sf.slots) if (!isProblem(s.cert)) s.cert.certs.slice(1).forEach(addCa);
+  }
+  const caKey = ctx.inv.caKey;
+  if (caKey && !isProblem(caKey) && caKey.mode & 0o077) {
+    ctx.add("key-mode", { kind: "ca", subject: "key", file: caKey.path }, `${caKey.path} has mode 0${caKey.mode.toString(8)}: the CA key is readable by ${caKey.mode & 0o007 ? "every user" : "its group"}`, `run \`chmod 600 ${caKey.path}\`, and consider the CA key exposed`);
+  }
+  const bundleSets = new Map<string, string[]>();
+  for (const sf of ctx.inv.services) {
+    const s = sf.service;
+    const about: About = { kind: "service", service: s.name };
+    for (const slot of sf.slots) {
+      if (isProblem(slot.key)) continue;
+      const k = slot.key;
+      if (k.mode & 0o077) ctx.add("key-mode", about, `${k.path} has mode 0${k.mode.toString(8)}: readable by ${k.mode & 0o007 ? "every user" : "its group"}`, `run \`chmod 600 ${k.path}\``);
+      if (typeof sf.ownerUid === "number" && k.uid !== sf.ownerUid) ctx.add("key-owner", about, `${k.path} is owned by uid ${k.uid}, not ${s.files?.owner} (uid ${sf.ownerUid})`, `run \`chown ${s.files?.owner} ${k.path}\``);
+      if (k.spki && caSpkis.has(k.spki.toString("hex"))) ctx.add("ca-key-exposed", about, `${k.path} is the private key of the CA ${caSpkis.get(k.spki.toString("hex"))}`, `give ${s.name} its own key and certificate; move the CA key off this host`);
+    }
+    if (typeof sf.ownerUid === "object") ctx.add("key-owner", about, `services.${s.name}.files.owner: ${sf.ownerUid.error}`, "create the user, or correct files.owner");
+    for (const other of sf.otherKeys) {
+      const ca = caSpkis.get(other.spki.toString("hex"));
+      if (ca) ctx.add("ca-key-exposed", about, `${other.path} is the private key of the CA ${ca}, next to ${s.name}'s files`, `move ${other.path} off this host (keep it with the CA only), and consider the CA key exposed`);
+    }
+    if (isProblem(sf.bundle) && !notIssued(sf)) {
+      ctx.add("bundle-missing", about, `${sf.bundle.path} ${sf.bundle.error}; ${s.name} cannot verify its peers`, sf.external ? `put the CA bundle at ${sf.bundle.path}` : `run \`${ctx.apply}\` to write it`);
+    } else if (!isProblem(sf.bundle)) {
+      const key = sf.bundle.certs.map((c) => c.sha256).sort().join(",");
+      const list = bundleSets.get(key) ?? [];
+      list.push(s.name);
+      bundleSets.set(key, list);
+    }
+  }
+  if (bundleSets.size > 1) {
+    const sets = [...bundleSets.entries()].sort((a, b) => b[1].length - a[1].length);
+    const [majorityKey, majority] = sets[0]!;
+    const subjects = (key: string) => {
+      const sf = ctx.inv.services.find((x) => !isProblem(x.bundle) && (x.bundle as CertFile).certs.map((c) => c.sha256).sort().join(",") === key)!;
+      return (sf.bundle as CertFile).certs.map((c) => `${c.info.subject} (${c.sha256.slice(0, 12)})`).join(" + ");
+    };
+    for (const [key, names] of sets.slice(1)) {
+      for (const name of names) {
+        const sf = ctx.inv.services.find((x) => x.service.name === name)!;
+        ctx.add("bundle-differs", { kind: "service", service: name }, `${(sf.bundle as CertFile).path} trusts ${subjects(key)}, but ${majority.length} other service${majority.length === 1 ? "" : "s"} (${majority.slice(0, 3).join(", ")}${majority.length > 3 ? ", ..." : ""}) trust ${subjects(majorityKey)}`, sf.external ? `copy the cluster's bundle to ${(sf.bundle as CertFile).path}` : `run \`${ctx.apply}\` to rewrite it`);
+      }
+    }
+  }
+}
+
+/** presented picks the certificate a service presents in a role: a split pair's client half for clientAuth. */
+function presented(sf: ServiceFiles, purpose: Purpose): SlotFiles {
+  return purpose === "clientAuth" ? sf.slots.find((s) => s.slot.kind === "client") ?? sf.slots[0]! : sf.slots[0]!;
+}
+
+function checkConnection(ctx: Ctx, c: Connection, byName: Map<string, ServiceFiles>): ConnectionReport {
+  const address = c.address.text;
+  const about: About = { kind: "connection", index: c.index, from: c.from, to: c.to, address };
+  const causes: Code[] = [];
+  const add = (code: Code, message: string, fix: string) => {
+    ctx.add(code, about, message, fix);
+    if (CODES[code].severity === "error" && !causes.includes(code)) causes.push(code);
+  };
+  const client = byName.get(c.from)!;
+  const server = byName.get(c.to)!;
+  // One end at a time: `holder` presents its certificate for `purpose`, `verifier` judges it with its bundle.
+  const side = (holder: ServiceFiles, verifier: ServiceFiles, purpose: Purpose) => {
+    const slot = presented(holder, purpose);
+    const who = purpose === "serverAuth" ? "server" : "client";
+    if (isProblem(slot.cert) || isProblem(slot.key) || (slot.key.spki && !slot.key.spki.equals(slot.cert.certs[0]!.fields.spki))) {
+      const why = isProblem(slot.cert) ? `${slot.cert.path} ${slot.cert.error}` : isProblem(slot.key) ? `${slot.key.path} ${slot.key.error}` : `${slot.key.path} does not match ${slot.cert.path}`;
+      add("conn-missing", `${holder.service.name} (the ${who}) cannot present a certificate: ${why}`, `fix ${holder.service.name}'s certificate first (see its findings)`);
+      return undefined;
+    }
+    if (isProblem(verifier.bundle)) {
+      add("conn-missing", `${verifier.service.name} has no usable trust bundle to verify the ${who} with: ${verifier.bundle.path} ${verifier.bundle.error}`, `fix ${verifier.service.name}'s bundle first (see its findings)`);
+      return undefined;
+    }
+    const r = ctx.chain(slot.cert, verifier.bundle);
+    const cert = slot.cert.certs[0]!;
+    if (!r.ok) {
+      add(purpose === "serverAuth" ? "conn-server-untrusted" : "conn-client-untrusted", `${verifier.service.name} will refuse ${holder.service.name}'s certificate ${slot.cert.path}: it ${failureText(r.failure, verifier.bundle.path)}`, holder.external || verifier.external ? `make ${verifier.bundle.path} hold the CA that issued ${slot.cert.path}, or re-issue it from that CA` : `run \`${ctx.apply}\` (it rewrites every bundle and re-issues what the CA did not sign)`);
+      return cert;
+    }
+    const usage = purposeProblem(r.path, purpose);
+    if (usage) {
+      add(purpose === "serverAuth" ? "conn-server-usage" : "conn-client-usage", `${verifier.service.name} will refuse ${holder.service.name}'s certificate ${slot.cert.path} as a ${who} certificate: ${usage.reason}${purpose === "serverAuth" ? " (Go: x509: certificate specifies an incompatible key usage)" : ""}`, usage.cert === cert ? ctx.fixFor(holder, slot.slot, `issue it with extendedKeyUsage ${purpose}${holder.service.usage === "dual" ? ", " + (purpose === "serverAuth" ? "clientAuth" : "serverAuth") : ""}`) : `re-issue the CA ${usage.cert.info.subject} without the extendedKeyUsage restriction`);
+    }
+    const bad = invalidAt(r.path, ctx.now);
+    if (bad) {
+      const what = bad.cert === cert ? `${holder.service.name}'s certificate ${slot.cert.path}` : `the CA ${bad.cert.info.subject} in its chain`;
+      add("conn-validity", `${verifier.service.name} will refuse ${what}: ${bad.how === "expired" ? `expired on ${date(bad.cert.fields.notAfter)}` : `not valid until ${bad.cert.fields.notBefore.toISOString()}`}`, bad.cert === cert ? ctx.fixFor(holder, slot.slot, "") : "renew the CA and distribute the new bundle");
+    }
+    return cert;
+  };
+  const serverCert = side(server, client, "serverAuth");
+  if (serverCert && !covers(serverCert, c.address)) {
+    const slot = presented(server, "serverAuth");
+    add("conn-address", `${c.from} dials ${address}, but ${server.service.name}'s certificate ${(slot.cert as CertFile).path} has ${c.address.kind === "ip" ? "no IP SAN" : "no DNS SAN matching"} ${address} (SANs: ${sanList(serverCert)})`, server.external ? ctx.fixFor(server, slot.slot, `add ${c.address.kind === "ip" ? "IP" : "DNS"}:${address} to subjectAltName`) : ctx.fixFor(server, slot.slot, ""));
+  }
+  side(client, server, "clientAuth");
+  return { index: c.index, from: c.from, to: c.to, address, ok: causes.length === 0, causes };
+}
+
+/** checkInventory judges an inventory against its manifest. Pure apart from signature checks. */
+export function checkInventory(material: Material, manifest: Manifest, inv: Inventory, opts: CheckOptions = {}): CheckReport {
+  const now = opts.now ?? new Date();
+  const ctx = new Ctx(material, manifest, inv, now, opts.applyCommand ?? "mtlskit apply");
+  lintCertificates(ctx, opts.skewMs ?? CLOCK_SKEW_MS);
+  const cas = lintCas(ctx);
+  lintDeployment(ctx);
+  const byName = new Map(inv.services.map((s) => [s.service.name, s]));
+  const connections = manifest.connections.map((c) => checkConnection(ctx, c, byName));
+  const certificates: CertificateReport[] = inv.services.flatMap((sf) =>
+    sf.slots.map((s) => {
+      const leaf = isProblem(s.cert) ? undefined : s.cert.certs[0];
+      const mine = ctx.findings.filter((f) => f.about.kind === "certificate" && f.about.id === s.slot.id);
+      return {
+        id: s.slot.id,
+        service: sf.service.name,
+        file: s.cert.path,
+        subject: leaf?.info.subject,
+        notAfter: leaf?.fields.notAfter,
+        sha256: leaf?.sha256,
+        errors: mine.filter((f) => f.severity === "error").length,
+        warnings: mine.filter((f) => f.severity === "warning").length,
+      };
+    }),
+  );
+  const errors = ctx.findings.filter((f) => f.severity === "error").length;
+  return { now, findings: ctx.findings, certificates, cas, connections, errors, warnings: ctx.findings.length - errors };
+}

@@ -1,0 +1,82 @@
+/**
+ * CODES: the one table of finding codes `mtlskit check` reports. Codes are stable: scripts,
+ * dashboards and `explain` refer to them, so a code is never renamed or reused; a retired code
+ * stays here marked as such. `docs/checks.md` is generated from this table (gen-docs.ts) and a
+ * test keeps the two in sync.
+ *
+ * Severity decides the exit code: an `error` means a handshake will fail or a key is exposed;
+ * a `warning` means something will break later (renewal due, CA expiring) or a strict peer may
+ * refuse what a lenient one accepts.
+ */
+
+/** Severity of a finding: errors fail `check` (exit 1), warnings are reported only. */
+export type Severity = "error" | "warning";
+
+/** Scope says what a code is about: one certificate, one deployment of files, or one connection. */
+export type Scope = "certificate" | "ca" | "deployment" | "connection";
+
+/** CodeInfo documents one finding code. */
+export interface CodeInfo {
+  severity: Severity;
+  scope: Scope;
+  /** title is a short noun phrase for tables. */
+  title: string;
+  /** why explains what breaks and which peers refuse it, for docs and `explain`. */
+  why: string;
+}
+
+/** CODES is the table of every finding code. */
+export const CODES = {
+  // ── certificates ────────────────────────────────────────────────────────────────────────────
+  "cert-missing": { severity: "error", scope: "certificate", title: "certificate file missing or unreadable", why: "A service cannot start TLS without its certificate." },
+  "cert-malformed": { severity: "error", scope: "certificate", title: "certificate file does not parse", why: "The file is not PEM, is truncated, or holds something else than a certificate; every TLS stack refuses to load it." },
+  "key-missing": { severity: "error", scope: "certificate", title: "private key missing or unreadable", why: "A service cannot prove it holds the certificate without its private key." },
+  "key-mismatch": { severity: "error", scope: "certificate", title: "private key does not match the certificate", why: "The TLS library refuses the pair at load time (OpenSSL: `key values mismatch`; Go: `private key does not match public key`)." },
+  "untrusted": { severity: "error", scope: "certificate", title: "does not chain to the trust bundle", why: "Peers that trust the bundle reject it: Go `x509: certificate signed by unknown authority`, OpenSSL `unable to get local issuer certificate`." },
+  "bad-signature": { severity: "error", scope: "certificate", title: "signature does not verify", why: "An issuer with the right name but another key signed it (a CA re-created with the same name), or the file was altered: `certificate signature failure`." },
+  "expired": { severity: "error", scope: "certificate", title: "expired", why: "Every peer rejects it: `x509: certificate has expired or is not yet valid`, OpenSSL `certificate has expired`." },
+  "not-yet-valid": { severity: "error", scope: "certificate", title: "not yet valid", why: "Its notBefore is in the future: a clock is wrong or the certificate was issued with a future date." },
+  "renewal-due": { severity: "warning", scope: "certificate", title: "inside its renewal window", why: "It expires within renewBefore; `mtlskit apply` re-issues it." },
+  "clock-skew": { severity: "warning", scope: "certificate", title: "notBefore too recent for clock skew", why: "A peer whose clock runs a few minutes behind sees it as not yet valid." },
+  "eku-server": { severity: "error", scope: "certificate", title: "cannot serve: no serverAuth", why: "A certificate presented by a server needs extendedKeyUsage serverAuth: Go `x509: certificate specifies an incompatible key usage`, OpenSSL `unsupported certificate purpose`." },
+  "eku-client": { severity: "error", scope: "certificate", title: "cannot connect: no clientAuth", why: "A certificate presented by a client needs extendedKeyUsage clientAuth: the server answers `tls: bad certificate` and logs `incompatible key usage`." },
+  "eku-absent": { severity: "warning", scope: "certificate", title: "no extendedKeyUsage", why: "Without the extension every purpose is allowed, which is more than the certificate's role; name serverAuth and/or clientAuth." },
+  "key-usage": { severity: "error", scope: "certificate", title: "keyUsage does not fit the key", why: "TLS signs with the leaf key, so keyUsage must include digitalSignature; keyEncipherment only means something for RSA keys." },
+  "key-usage-extra": { severity: "warning", scope: "certificate", title: "keyUsage has bits the key cannot use", why: "keyEncipherment or keyAgreement on a key type that cannot do them: harmless for most peers, refused by strict ones." },
+  "san-missing": { severity: "error", scope: "certificate", title: "declared address not in SANs", why: "A peer dialing that address fails hostname verification: Go `x509: certificate is valid for X, not Y` or `doesn't contain any IP SANs`." },
+  "san-ip-as-dns": { severity: "error", scope: "certificate", title: "IP address written as a DNS SAN", why: "Clients compare an IP only with IP SANs; a DNS SAN spelling an IP never matches (`doesn't contain any IP SANs`)." },
+  "cn-not-san": { severity: "warning", scope: "certificate", title: "CN is not a SAN", why: "Go (since 1.15) and mtlskit's library ignore the CN for names; a peer dialing the CN fails unless it is also a SAN." },
+  "identity-count": { severity: "error", scope: "certificate", title: "not exactly one identity URI", why: "Peer identity is the single URI SAN (SPIFFE X509-SVID rule); none or several make identity-based authorization refuse the peer." },
+  "identity-mismatch": { severity: "error", scope: "certificate", title: "identity URI differs from the manifest", why: "Authorization by identity refuses the peer: the URI SAN is not what the manifest's identity template renders for this service." },
+  "leaf-is-ca": { severity: "error", scope: "certificate", title: "leaf is a CA or may sign certificates", why: "A service certificate with cA=true or keyCertSign can mint certificates for anyone the bundle trusts; Go refuses CA certificates as leaves of a TLS chain in some paths." },
+  "weak-key": { severity: "error", scope: "certificate", title: "weak or unsupported key", why: "RSA below 2048 bits or an unusual curve is refused by current OpenSSL security levels and Go." },
+  "weak-signature": { severity: "error", scope: "certificate", title: "weak signature algorithm", why: "SHA-1 and MD5 signatures are refused by Go (since 1.18) and OpenSSL 3 at security level 1 and above." },
+  "serial": { severity: "warning", scope: "certificate", title: "serial not positive or under 64 bits", why: "RFC 5280 requires a positive serial; short serials are predictable (CA/B BR 7.1 asks for 64 random bits)." },
+  "key-ids": { severity: "warning", scope: "certificate", title: "subject or authority key identifier missing", why: "Chain building with several CAs of the same name (a CA rollover) relies on AKI/SKI." },
+  "critical-extension": { severity: "error", scope: "certificate", title: "unknown critical extension", why: "A verifier must refuse a certificate with a critical extension it does not understand: Go `x509: unhandled critical extension`, OpenSSL `unsupported critical extension`." },
+  "outlives-ca": { severity: "warning", scope: "certificate", title: "outlives its CA", why: "The certificate stops working when the CA expires, before its own notAfter." },
+  // ── CAs and trust bundles ──────────────────────────────────────────────────────────────────
+  "ca-expired": { severity: "error", scope: "ca", title: "CA expired", why: "Every certificate it signed is rejected: `certificate has expired or is not yet valid`." },
+  "ca-expiring": { severity: "warning", scope: "ca", title: "CA expires soon", why: "It expires before the certificates it signs can be renewed; plan a CA rollover." },
+  "ca-not-ca": { severity: "error", scope: "ca", title: "trust anchor is not a CA", why: "A bundle entry without basicConstraints cA=true (or without keyCertSign) cannot issue certificates; verifiers ignore or refuse it." },
+  // ── deployments ─────────────────────────────────────────────────────────────────────────────
+  "key-mode": { severity: "error", scope: "deployment", title: "private key readable by others", why: "A key readable by group or others may be copied; keys must be mode 0600." },
+  "key-owner": { severity: "error", scope: "deployment", title: "private key has the wrong owner", why: "The service user cannot read its key, or another user can." },
+  "ca-key-exposed": { severity: "error", scope: "deployment", title: "CA private key next to service files", why: "Whoever can read a service's folder can mint certificates for the whole cluster." },
+  "bundle-missing": { severity: "error", scope: "deployment", title: "trust bundle missing or unreadable", why: "A service without its ca.pem cannot verify any peer." },
+  "bundle-differs": { severity: "warning", scope: "deployment", title: "services trust different CA sets", why: "The seeds' rule \"root.pem must be identical on every host\": a host with another root gets `unknown authority`." },
+  // ── connections ─────────────────────────────────────────────────────────────────────────────
+  "conn-server-untrusted": { severity: "error", scope: "connection", title: "client does not trust the server's certificate", why: "The client's bundle does not lead to the server's issuer: `x509: certificate signed by unknown authority`." },
+  "conn-client-untrusted": { severity: "error", scope: "connection", title: "server does not trust the client's certificate", why: "The server's bundle does not lead to the client's issuer: the client sees `remote error: tls: bad certificate` or `unknown certificate authority`." },
+  "conn-server-usage": { severity: "error", scope: "connection", title: "server's certificate may not serve", why: "It lacks serverAuth or digitalSignature: `x509: certificate specifies an incompatible key usage`." },
+  "conn-client-usage": { severity: "error", scope: "connection", title: "client's certificate may not authenticate a client", why: "It lacks clientAuth or digitalSignature: the server refuses with `bad certificate` / `unsupported certificate purpose`." },
+  "conn-address": { severity: "error", scope: "connection", title: "server's SANs do not cover the dialed address", why: "Hostname verification fails: `x509: certificate is valid for X, not Y`, `doesn't contain any IP SANs`, `Hostname/IP does not match certificate's altnames`." },
+  "conn-validity": { severity: "error", scope: "connection", title: "a certificate of the connection is not valid now", why: "One side presents an expired or not yet valid certificate, or its chain contains one: `certificate has expired or is not yet valid`." },
+  "conn-missing": { severity: "error", scope: "connection", title: "a side has no usable certificate", why: "The connection cannot be made: a certificate, key or bundle it needs is missing or broken (see that service's findings)." },
+} as const satisfies Record<string, CodeInfo>;
+
+/** Code is a finding code, a key of CODES. */
+export type Code = keyof typeof CODES;
+
+/** CODE_NAMES lists every code in table order. */
+export const CODE_NAMES = Object.keys(CODES) as Code[];

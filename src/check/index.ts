@@ -1,0 +1,31 @@
+/**
+ * check: judge every certificate and every declared connection of a deployment before it is
+ * deployed. `checkPki` reads the files (inventory.ts) and judges them (check.ts).
+ *
+ * @example
+ * const report = checkPki(loadManifest("mtlskit.yaml").manifest, "./pki");
+ * if (report.errors > 0) for (const f of report.findings) console.log(f.code, f.message, f.fix);
+ */
+import { existsSync } from "node:fs";
+import { FailedError } from "../errors.ts";
+import type { Manifest } from "../manifest/index.ts";
+import { checkInventory, type CheckOptions, type CheckReport } from "./check.ts";
+import { readInventory } from "./inventory.ts";
+import { Material } from "./material.ts";
+
+export { checkInventory, type CaReport, type CertificateReport, type CheckOptions, type CheckReport, type ConnectionReport } from "./check.ts";
+export { CODE_NAMES, CODES, type Code, type CodeInfo, type Scope, type Severity } from "./codes.ts";
+export { aboutLabel, type About, type Finding } from "./finding.ts";
+export { readInventory, type Inventory } from "./inventory.ts";
+export { CLOCK_SKEW_MS, covers, lintCertificate, type Expectations, type Lint } from "./lint.ts";
+export { Material, type Cert } from "./material.ts";
+export { nagiosStatus, prometheusText, reportJson } from "./report.ts";
+
+/** checkPki reads the files of every service of `manifest` (managed ones under `dir`) and judges them. */
+export function checkPki(manifest: Manifest, dir: string | undefined, opts: CheckOptions = {}): CheckReport {
+  if (dir !== undefined && manifest.services.some((s) => !s.files) && !existsSync(dir)) {
+    throw new FailedError(`check: the PKI directory ${dir} does not exist; run \`mtlskit apply\` first, or name the directory with --pki DIR`);
+  }
+  const material = new Material();
+  return checkInventory(material, manifest, readInventory(material, manifest, dir), opts);
+}

@@ -1,0 +1,208 @@
+/**
+ * The I/O edge of check: every file a manifest's services use, read once into an Inventory.
+ * Managed services are read from the PKI layout (state/layout.ts); external services from the
+ * paths in `services.NAME.files`. Reading never throws for a missing or damaged file: each
+ * becomes a FileProblem that the rules report with the path.
+ */
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import * as path from "node:path";
+import type { CertSlot, Manifest, Service } from "../manifest/index.ts";
+import { parsePrivateKey, spkiOfPkcs8, spkiOfPrivateKey } from "../pki/keys.ts";
+import { parsePem } from "../pki/pem.ts";
+import { abs, LAYOUT } from "../state/layout.ts";
+import { CertParseError, type Cert, type Material } from "./material.ts";
+
+/** FileProblem is a file that could not be used: missing, unreadable or unparseable. */
+export interface FileProblem {
+  path: string;
+  missing: boolean;
+  /** error says what is wrong, as a phrase after the path: "does not exist", "holds a PRIVATE KEY block ...". */
+  error: string;
+}
+
+/** CertFile is a parsed certificate file: the leaf (or first anchor) first. */
+export interface CertFile {
+  path: string;
+  certs: Cert[];
+}
+
+/** KeyFile is a private key file: where, its mode and owner, and the public key it belongs to. */
+export interface KeyFile {
+  path: string;
+  mode: number;
+  uid: number;
+  /** spki of the matching public key; undefined when the key is encrypted and cannot be compared. */
+  spki: Buffer | undefined;
+}
+
+/** SlotFiles are the files of one certificate slot. */
+export interface SlotFiles {
+  slot: CertSlot;
+  cert: CertFile | FileProblem;
+  key: KeyFile | FileProblem;
+}
+
+/** ServiceFiles is everything read for one service. */
+export interface ServiceFiles {
+  service: Service;
+  /** external: the files are named in the manifest (services.NAME.files), not managed by apply. */
+  external: boolean;
+  slots: SlotFiles[];
+  /** bundle: the CA certificates this service trusts its peers with (its ca.pem). */
+  bundle: CertFile | FileProblem;
+  /** otherKeys: private keys found in the service's folders besides its own (a copied CA key, say). */
+  otherKeys: { path: string; spki: Buffer }[];
+  /** ownerUid: the uid the manifest's files.owner names, or why it cannot be resolved. */
+  ownerUid: number | { error: string } | undefined;
+}
+
+/** Inventory is the whole deployment as read. */
+export interface Inventory {
+  /** dir: the PKI directory, when one is used (managed services, or its ca/). */
+  dir: string | undefined;
+  /** ca: the PKI directory's ca/ca.pem, when it exists. */
+  ca: CertFile | FileProblem | undefined;
+  /** caKey: the generated CA's key file, when it exists. */
+  caKey: KeyFile | FileProblem | undefined;
+  services: ServiceFiles[];
+}
+
+/** isProblem tells a FileProblem from what was read. */
+export const isProblem = (x: object): x is FileProblem => "error" in x;
+
+const MANAGED_NAMES = new Set(["cert.pem", "key.pem", "ca.pem", "client.pem", "client-key.pem"]);
+/** Files larger than this are not PEM keys; the scan for stray keys skips them. */
+const MAX_SCAN_BYTES = 1 << 20;
+
+function readText(file: string): string | FileProblem {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return { path: file, missing: true, error: "does not exist" };
+    if (code === "EISDIR") return { path: file, missing: false, error: "is a directory, not a file" };
+    if (code === "EACCES") return { path: file, missing: false, error: "cannot be read (permission denied)" };
+    return { path: file, missing: false, error: `cannot be read (${code ?? (e as Error).message})` };
+  }
+}
+
+/** readCertFile reads a PEM file of certificates. */
+export function readCertFile(material: Material, file: string): CertFile | FileProblem {
+  const text = readText(file);
+  if (typeof text !== "string") return text;
+  const certs = material.certsOfPem(text);
+  if (certs instanceof CertParseError) return { path: file, missing: false, error: certs.message };
+  return { path: file, certs };
+}
+
+/** spkiOfKeyText derives the public key of a PEM private key; undefined for an encrypted one. */
+export function spkiOfKeyText(text: string): Buffer | undefined {
+  const blocks = parsePem(text);
+  const pkcs8 = blocks.find((b) => b.label === "PRIVATE KEY");
+  if (pkcs8) return spkiOfPkcs8(pkcs8.der);
+  if (blocks.some((b) => b.label === "ENCRYPTED PRIVATE KEY")) return undefined;
+  if (!blocks.some((b) => b.label.endsWith("PRIVATE KEY"))) {
+    throw new Error(blocks.length === 0 ? "holds no PEM block (expected -----BEGIN PRIVATE KEY-----)" : `holds ${blocks.map((b) => b.label).join(", ")}, not a private key`);
+  }
+  return spkiOfPrivateKey(parsePrivateKey(text));
+}
+
+/** readKeyFile reads a private key file and its mode and owner. */
+export function readKeyFile(file: string): KeyFile | FileProblem {
+  const text = readText(file);
+  if (typeof text !== "string") return text;
+  try {
+    const st = statSync(file);
+    return { path: file, mode: st.mode & 0o777, uid: st.uid, spki: spkiOfKeyText(text) };
+  } catch (e) {
+    return { path: file, missing: false, error: `is not a usable private key (${(e as Error).message})` };
+  }
+}
+
+/** scanKeys finds private keys in `dir` other than `known` files (a copied CA key, say). */
+function scanKeys(dir: string, known: ReadonlySet<string>): { path: string; spki: Buffer }[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  const out: { path: string; spki: Buffer }[] = [];
+  for (const name of names) {
+    const file = path.join(dir, name);
+    if (known.has(file)) continue;
+    try {
+      const st = statSync(file);
+      if (!st.isFile() || st.size > MAX_SCAN_BYTES) continue;
+      const text = readFileSync(file, "utf8");
+      if (!text.includes("PRIVATE KEY-----")) continue;
+      const spki = spkiOfKeyText(text);
+      if (spki) out.push({ path: file, spki });
+    } catch {
+      // Unreadable or not a key: the scan looks for keys, it does not judge other files.
+    }
+  }
+  return out;
+}
+
+/** resolveOwner maps a user name or decimal uid to a uid, reading /etc/passwd for names. */
+function resolveOwner(owner: string, passwd: () => string | undefined): number | { error: string } {
+  if (/^[0-9]+$/.test(owner)) return Number(owner);
+  const text = passwd();
+  const line = text?.split("\n").find((l) => l.split(":")[0] === owner);
+  const uid = line?.split(":")[2];
+  return uid !== undefined && /^[0-9]+$/.test(uid) ? Number(uid) : { error: `user ${JSON.stringify(owner)} does not exist on this host` };
+}
+
+function managedFiles(material: Material, dir: string, s: Service): ServiceFiles {
+  const slots = s.slots.map((slot) => ({ slot, cert: readCertFile(material, abs(dir, LAYOUT.cert(slot))), key: readKeyFile(abs(dir, LAYOUT.key(slot))) }));
+  const folder = abs(dir, LAYOUT.serviceDir(s.name));
+  const known = new Set([...MANAGED_NAMES].map((n) => path.join(folder, n)));
+  return { service: s, external: false, slots, bundle: readCertFile(material, abs(dir, LAYOUT.bundle(s.name))), otherKeys: scanKeys(folder, known), ownerUid: undefined };
+}
+
+function externalFiles(material: Material, s: Service, files: NonNullable<Service["files"]>, scanned: Set<string>, passwd: () => string | undefined): ServiceFiles {
+  const slots = s.slots.map((slot) => {
+    const certPath = slot.kind === "main" ? files.cert : files.clientCert ?? files.cert;
+    const keyPath = slot.kind === "main" ? files.key : files.clientKey ?? files.key;
+    return { slot, cert: readCertFile(material, certPath), key: readKeyFile(keyPath) };
+  });
+  const known = new Set([files.cert, files.key, files.ca, files.clientCert, files.clientKey].filter((f): f is string => f !== undefined));
+  // Scan each folder once per run: services sharing /etc/app/certs share its findings.
+  const otherKeys = [...new Set([...known].map((f) => path.dirname(f)))].filter((d) => !scanned.has(d)).flatMap((d) => (scanned.add(d), scanKeys(d, known)));
+  return {
+    service: s,
+    external: true,
+    slots,
+    bundle: readCertFile(material, files.ca),
+    otherKeys,
+    ownerUid: files.owner === undefined ? undefined : resolveOwner(files.owner, passwd),
+  };
+}
+
+/**
+ * readInventory reads every file the manifest's services use. `dir` is the PKI directory of the
+ * managed services; it may be undefined when every service is external.
+ */
+export function readInventory(material: Material, manifest: Manifest, dir: string | undefined): Inventory {
+  let passwdText: string | undefined | null = null;
+  const passwd = () => {
+    if (passwdText === null) {
+      const t = readText("/etc/passwd");
+      passwdText = typeof t === "string" ? t : undefined;
+    }
+    return passwdText;
+  };
+  const scanned = new Set<string>();
+  const services = manifest.services.map((s) => (s.files ? externalFiles(material, s, s.files, scanned, passwd) : managedFiles(material, dir!, s)));
+  let ca: Inventory["ca"];
+  let caKey: Inventory["caKey"];
+  if (dir !== undefined) {
+    const caPath = abs(dir, LAYOUT.caCert);
+    const c = readCertFile(material, caPath);
+    ca = isProblem(c) && c.missing ? undefined : c;
+    const k = readKeyFile(abs(dir, LAYOUT.caKey));
+    caKey = isProblem(k) && k.missing ? undefined : k;
+  }
+  return { dir, ca, caKey, services };
+}

@@ -1,0 +1,152 @@
+/**
+ * Lints of one certificate, pure: a certificate, what it is expected to be, and the time go in;
+ * lints come out. Each lint names what the certificate needs (`change`), which the caller turns
+ * into a fix for its context: a `mtlskit apply` command for managed services, the change to make
+ * for files mtlskit did not issue, or the bare change for `inspect`.
+ */
+import { isIP } from "node:net";
+import type { Code } from "./codes.ts";
+import type { Cert } from "./material.ts";
+
+/** CLOCK_SKEW_MS: a peer's clock may run this far behind; mtlskit backdates notBefore by as much. */
+export const CLOCK_SKEW_MS = 5 * 60_000;
+
+/** Expectations say what a certificate is for; every field is optional (inspect knows nothing). */
+export interface Expectations {
+  /** profile: the usage the certificate must serve. */
+  profile?: "server" | "client" | "dual";
+  /** dns and ips: the addresses peers dial; every one must be a SAN (server-capable profiles). */
+  dns?: readonly string[];
+  ips?: readonly { text: string; bytes: Buffer }[];
+  /** identity: the URI SAN it must carry; null: the manifest has no identity template. */
+  identity?: string | null;
+  /** renewBeforeMs: warn inside this window before notAfter. */
+  renewBeforeMs?: number;
+  /** skewMs: warn when notBefore is less than this far in the past. Default CLOCK_SKEW_MS. */
+  skewMs?: number;
+}
+
+/** Lint is one problem of one certificate. */
+export interface Lint {
+  code: Code;
+  message: string;
+  /** change is what a corrected certificate needs, as an imperative phrase. */
+  change: string;
+}
+
+const DAY = 86_400_000;
+const days = (ms: number) => {
+  const d = Math.floor(Math.abs(ms) / DAY);
+  return d === 1 ? "1 day" : `${d} days`;
+};
+const date = (d: Date) => d.toISOString().slice(0, 16).replace("T", " ") + " UTC";
+
+/** dnsMatches tells whether `name` matches SAN `pattern`: case-insensitive, one left-most `*.` label (RFC 6125 6.4.3). */
+export function dnsMatches(pattern: string, name: string): boolean {
+  const p = pattern.toLowerCase().replace(/\.$/, "");
+  const n = name.toLowerCase().replace(/\.$/, "");
+  if (!p.startsWith("*.")) return p === n;
+  const dot = n.indexOf(".");
+  return dot > 0 && n.slice(dot) === p.slice(1) && p.split(".").length > 2;
+}
+
+/** covers tells whether the certificate's SANs include an address (IP by bytes, DNS by name); the CN never counts. */
+export function covers(c: Cert, address: { kind: "ip"; bytes: Buffer } | { kind: "dns"; text: string }): boolean {
+  if (address.kind === "ip") return c.info.sans.some((s) => s.type === "ip" && s.bytes.equals(address.bytes));
+  return c.info.sans.some((s) => s.type === "dns" && dnsMatches(s.value, address.text));
+}
+
+const canServe = (p: Expectations["profile"]) => p === "server" || p === "dual";
+const canConnect = (p: Expectations["profile"]) => p === "client" || p === "dual";
+
+/** KNOWN_EXTENSIONS are the extensions Go and OpenSSL both process, so they may be critical. */
+const KNOWN_CRITICAL = new Set(["basicConstraints", "keyUsage", "extKeyUsage", "subjectAltName", "nameConstraints", "certificatePolicies"]);
+
+/** lintCertificate judges one leaf certificate against its expectations at `now`. */
+export function lintCertificate(c: Cert, e: Expectations, now: Date): Lint[] {
+  const out: Lint[] = [];
+  const i = c.info;
+  const t = now.getTime();
+  const add = (code: Code, message: string, change: string) => out.push({ code, message, change });
+
+  // Time.
+  if (i.notAfter.getTime() < t) add("expired", `expired ${days(t - i.notAfter.getTime())} ago (notAfter ${date(i.notAfter)})`, "issue a new certificate");
+  else if (i.notBefore.getTime() > t) add("not-yet-valid", `is not valid until ${date(i.notBefore)}, ${days(i.notBefore.getTime() - t)} from now; a clock is wrong or it was issued with a future date`, "issue it with notBefore in the past, and check the issuing host's clock");
+  else {
+    if (e.renewBeforeMs !== undefined && i.notAfter.getTime() - t < e.renewBeforeMs) add("renewal-due", `expires in ${days(i.notAfter.getTime() - t)} (${date(i.notAfter)}), inside its renewal window of ${days(e.renewBeforeMs)}`, "renew it");
+    const skew = e.skewMs ?? CLOCK_SKEW_MS;
+    if (t - i.notBefore.getTime() < skew) add("clock-skew", `became valid ${Math.round((t - i.notBefore.getTime()) / 1000)} s ago (notBefore ${date(i.notBefore)}); a peer whose clock is ${Math.round(skew / 60_000)} minutes behind refuses it`, `backdate notBefore by ${Math.round(skew / 60_000)} minutes`);
+  }
+
+  // Usage.
+  const eku = i.extKeyUsage;
+  if (eku === undefined) add("eku-absent", "has no extendedKeyUsage, so it is valid for any purpose", `add extendedKeyUsage ${e.profile === "client" ? "clientAuth" : e.profile === "server" ? "serverAuth" : "serverAuth, clientAuth"}`);
+  else {
+    const want = [...(canServe(e.profile) ? ["serverAuth"] : []), ...(canConnect(e.profile) ? ["clientAuth"] : [])];
+    const missing = want.filter((u) => !eku.includes(u));
+    for (const u of missing) {
+      const code: Code = u === "serverAuth" ? "eku-server" : "eku-client";
+      const role = u === "serverAuth" ? "accepts connections" : "makes connections";
+      add(code, `is used by a service that ${role} (usage ${e.profile}), but its extendedKeyUsage is ${eku.join(", ") || "empty"}, without ${u}`, `issue it with extendedKeyUsage ${want.join(", ")}`);
+    }
+  }
+  const ku = i.keyUsage;
+  const alg = i.publicKey.algorithm;
+  if (!i.isCA && ku) {
+    if (!ku.includes("digitalSignature")) add("key-usage", `keyUsage is ${ku.join(", ") || "empty"}, without digitalSignature, which TLS needs to sign the handshake`, `issue it with keyUsage digitalSignature${alg === "rsa" ? ", keyEncipherment" : ""}`);
+    const extra = ku.filter((b) => (b === "keyEncipherment" || b === "dataEncipherment") && alg !== "rsa");
+    if (extra.length > 0) add("key-usage-extra", `keyUsage has ${extra.join(", ")}, which a ${alg.toUpperCase()} key cannot do (encryption is RSA-only)`, "issue it with keyUsage digitalSignature only");
+  }
+
+  // Names.
+  for (const s of i.sans) {
+    if (s.type === "dns" && isIP(s.value)) add("san-ip-as-dns", `has ${s.value} as a DNS SAN; clients compare an IP only with IP SANs`, `write IP:${s.value} instead of DNS:${s.value}`);
+  }
+  if (canServe(e.profile)) {
+    for (const ip of e.ips ?? []) if (!covers(c, { kind: "ip", bytes: ip.bytes })) add("san-missing", `lacks IP SAN ${ip.text}, an address peers dial (SANs: ${sanList(c)})`, `add IP:${ip.text} to subjectAltName`);
+    for (const d of e.dns ?? []) if (!covers(c, { kind: "dns", text: d })) add("san-missing", `lacks DNS SAN ${d}, a name peers dial (SANs: ${sanList(c)})`, `add DNS:${d} to subjectAltName`);
+    const cn = i.subjectAttributes.CN;
+    const cnAddress = cn === undefined ? undefined : isIP(cn) ? undefined : { kind: "dns" as const, text: cn };
+    if (cn !== undefined && !(isIP(cn) ? i.sans.some((s) => s.type === "ip" && s.value === cn) : covers(c, cnAddress!))) {
+      add("cn-not-san", `CN ${cn} is not among its SANs (${sanList(c)}); Go ignores the CN, so a peer dialing ${cn} fails`, `add ${isIP(cn) ? "IP" : "DNS"}:${cn} to subjectAltName`);
+    }
+  }
+  const uris = i.sans.filter((s) => s.type === "uri").map((s) => s.value);
+  if (e.identity !== undefined && e.identity !== null) {
+    if (uris.length !== 1) add("identity-count", `has ${uris.length === 0 ? "no URI SAN" : `${uris.length} URI SANs (${uris.join(", ")})`}; its identity must be exactly one URI SAN, ${e.identity}`, `issue it with exactly one URI SAN, URI:${e.identity}`);
+    else if (uris[0] !== e.identity) add("identity-mismatch", `has identity ${uris[0]}, but the manifest says ${e.identity}`, `issue it with URI:${e.identity}`);
+  } else if (uris.length > 1) add("identity-count", `has ${uris.length} URI SANs (${uris.join(", ")}); identity-based authorization needs exactly one`, "issue it with one URI SAN");
+
+  // Structure and strength.
+  if (i.isCA || ku?.includes("keyCertSign")) add("leaf-is-ca", i.isCA ? "is a CA certificate (basicConstraints cA=TRUE) used as a service certificate" : "has keyUsage keyCertSign: it could sign certificates", "issue it with basicConstraints CA:FALSE and without keyCertSign");
+  for (const x of i.extensions) {
+    if (x.critical && !KNOWN_CRITICAL.has(x.name ?? "")) add("critical-extension", `has the critical extension ${x.name ?? x.oid}, which Go and OpenSSL refuse as unhandled`, `issue it without ${x.name ?? x.oid}, or mark it non-critical`);
+  }
+  const weak = keyWeakness(c);
+  if (weak) add("weak-key", weak, "issue it with an ECDSA P-256/P-384, RSA 2048+ or Ed25519 key");
+  const h = i.signatureAlgorithm.hash;
+  if (h === "sha1" || h === "md5") add("weak-signature", `is signed with ${i.signatureAlgorithm.name}, which Go and OpenSSL 3 refuse`, "have the CA sign it with SHA-256 or stronger");
+  if (i.serialNegative || i.serialBits === 0) add("serial", `has a ${i.serialNegative ? "negative" : "zero"} serial number (RFC 5280 4.1.2.2 requires a positive one); Go refuses it`, "issue it with a positive random serial (openssl x509 -req without -set_serial)");
+  else if (i.serialBits < 64) add("serial", `has a ${i.serialBits}-bit serial number; 64 random bits or more make serials unpredictable (CA/B BR 7.1)`, "issue it with a random serial of at least 64 bits");
+  const selfSigned = c.fields.issuer.equals(c.fields.subject);
+  if (i.subjectKeyId === undefined || (i.authorityKeyId === undefined && !selfSigned)) {
+    const which = [i.subjectKeyId === undefined ? "subjectKeyIdentifier" : "", i.authorityKeyId === undefined && !selfSigned ? "authorityKeyIdentifier" : ""].filter(Boolean).join(" and ");
+    add("key-ids", `has no ${which}`, `issue it with ${which === "subjectKeyIdentifier" ? "subjectKeyIdentifier = hash" : which === "authorityKeyIdentifier" ? "authorityKeyIdentifier = keyid" : "subjectKeyIdentifier = hash and authorityKeyIdentifier = keyid"}`);
+  }
+  return out;
+}
+
+/** keyWeakness says why a certificate's key is too weak or unusual, or undefined. */
+export function keyWeakness(c: Cert): string | undefined {
+  const k = c.info.publicKey;
+  if (k.algorithm === "rsa" && k.bits < 2048) return `has a ${k.bits}-bit RSA key; OpenSSL at security level 2 and Go refuse RSA below 2048 bits`;
+  if (k.algorithm === "ec" && !["P-256", "P-384", "P-521"].includes(k.curve ?? "")) return `has an EC key on curve ${k.curve}, which TLS peers do not support`;
+  if (!["rsa", "ec", "ed25519", "ed448"].includes(k.algorithm)) return `has a key of algorithm ${k.algorithm}, which TLS peers do not support`;
+  return undefined;
+}
+
+/** sanList renders a certificate's SANs the way openssl prints them. */
+export function sanList(c: Cert): string {
+  const s = c.info.sans.map((x) => `${x.type === "ip" ? "IP" : x.type === "dns" ? "DNS" : x.type === "uri" ? "URI" : x.type === "email" ? "email" : "other"}:${x.value}`);
+  return s.length === 0 ? "none" : s.join(", ");
+}

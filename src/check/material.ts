@@ -1,0 +1,103 @@
+/**
+ * Certificates as check sees them: parsed once, by content, however many services and
+ * connections refer to them. Signature checks are memoized per (certificate, issuer) pair, so a
+ * cluster of 10,000 services sharing one bundle verifies each leaf once, not once per connection.
+ */
+import { createHash, createPublicKey, verify, X509Certificate, type KeyObject } from "node:crypto";
+import { readCertFields, type CertFields } from "../pki/cert.ts";
+import { parsePem } from "../pki/pem.ts";
+import { decodeFields, type CertInfo } from "../pki/x509.ts";
+
+/** Cert is a parsed certificate. */
+export interface Cert {
+  der: Buffer;
+  fields: CertFields;
+  info: CertInfo;
+  /** sha256 of the DER, hex: the certificate's identity in caches and output. */
+  sha256: string;
+}
+
+/** CertParseError says why a PEM text did not yield certificates, in words for the user. */
+export class CertParseError extends Error {}
+
+/**
+ * Material parses and caches certificates by content and memoizes signature checks. One
+ * instance serves one check run.
+ */
+export class Material {
+  private readonly byText = new Map<string, Cert[] | CertParseError>();
+  private readonly byDer = new Map<string, Cert>();
+  private readonly keys = new Map<string, KeyObject>();
+  private readonly signatures = new Map<string, boolean>();
+
+  /**
+   * certsOfPem parses every CERTIFICATE block of a PEM text, leaf first. Other block types
+   * (a key pasted into a certificate file) and undecodable certificates are a CertParseError.
+   */
+  certsOfPem(text: string): Cert[] | CertParseError {
+    const hit = this.byText.get(text);
+    if (hit) return hit;
+    let out: Cert[] | CertParseError;
+    try {
+      const blocks = parsePem(text);
+      if (blocks.length === 0) throw new CertParseError(text.trim() === "" ? "is empty" : "holds no PEM block (expected -----BEGIN CERTIFICATE-----)");
+      const other = blocks.find((b) => b.label !== "CERTIFICATE");
+      if (other) throw new CertParseError(`holds a ${other.label} block where only certificates belong`);
+      out = blocks.map((b, i) => {
+        try {
+          return this.cert(b.der);
+        } catch (e) {
+          throw new CertParseError(`certificate ${i + 1} does not parse (${(e as Error).message})`);
+        }
+      });
+    } catch (e) {
+      out = e instanceof CertParseError ? e : new CertParseError((e as Error).message);
+    }
+    this.byText.set(text, out);
+    return out;
+  }
+
+  /** cert parses one DER certificate (cached by content); it throws on malformed input. */
+  cert(der: Buffer): Cert {
+    const sha256 = createHash("sha256").update(der).digest("hex");
+    const hit = this.byDer.get(sha256);
+    if (hit) return hit;
+    const fields = readCertFields(der);
+    const c: Cert = { der, fields, info: decodeFields(fields), sha256 };
+    this.byDer.set(sha256, c);
+    return c;
+  }
+
+  /** publicKey returns the certificate's public key as a KeyObject (cached). */
+  publicKey(c: Cert): KeyObject {
+    let k = this.keys.get(c.sha256);
+    if (!k) {
+      k = createPublicKey({ key: c.fields.spki, format: "der", type: "spki" });
+      this.keys.set(c.sha256, k);
+    }
+    return k;
+  }
+
+  /** signedBy tells whether `issuer`'s key made `child`'s signature (memoized). */
+  signedBy(child: Cert, issuer: Cert): boolean {
+    const key = child.sha256 + issuer.sha256;
+    let ok = this.signatures.get(key);
+    if (ok === undefined) {
+      ok = this.verifySignature(child, issuer);
+      this.signatures.set(key, ok);
+    }
+    return ok;
+  }
+
+  private verifySignature(child: Cert, issuer: Cert): boolean {
+    try {
+      const hash = child.info.signatureAlgorithm.hash;
+      // node:crypto verifies the common algorithms straight from the TBS bytes; anything else
+      // (RSASSA-PSS with its parameters) goes through OpenSSL's own certificate verification.
+      if (hash !== undefined) return verify(hash, child.fields.tbs, this.publicKey(issuer), child.fields.signature);
+      return new X509Certificate(child.der).verify(this.publicKey(issuer));
+    } catch {
+      return false;
+    }
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * Machine forms of a CheckReport: JSON, a Prometheus textfile-collector file, and a one-line
+ * Nagios/Sensu plugin status. Pure: report in, text (and a plugin exit code) out.
+ */
+import type { CheckReport } from "./check.ts";
+import { CODES } from "./codes.ts";
+import { aboutLabel } from "./finding.ts";
+
+/** reportJson is the `--json` form: stable field names, ISO dates. */
+export function reportJson(r: CheckReport) {
+  return {
+    now: r.now.toISOString(),
+    summary: { errors: r.errors, warnings: r.warnings, certificates: r.certificates.length, connections: r.connections.length, failingConnections: r.connections.filter((c) => !c.ok).length },
+    findings: r.findings.map((f) => ({ code: f.code, severity: f.severity, scope: CODES[f.code].scope, about: f.about, label: aboutLabel(f.about), message: f.message, fix: f.fix })),
+    certificates: r.certificates.map((c) => ({ ...c, notAfter: c.notAfter?.toISOString() })),
+    cas: r.cas.map((c) => ({ ...c, notAfter: c.notAfter.toISOString() })),
+    connections: r.connections,
+  };
+}
+
+/** escapeLabel escapes a Prometheus label value (exposition format: backslash, quote, newline). */
+const escapeLabel = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+const labels = (l: Record<string, string>) => `{${Object.entries(l).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(",")}}`;
+
+/**
+ * prometheusText renders the report in the text exposition format, for node_exporter's textfile
+ * collector: certificate and CA not-after timestamps, findings per service and severity, and
+ * connection verdicts.
+ */
+export function prometheusText(r: CheckReport): string {
+  const out: string[] = [];
+  const metric = (name: string, help: string, rows: [Record<string, string>, number][]) => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
+    for (const [l, v] of rows) out.push(`${name}${labels(l)} ${v}`);
+  };
+  metric(
+    "mtlskit_certificate_not_after_timestamp_seconds",
+    "notAfter of each service certificate, as a Unix timestamp.",
+    r.certificates.filter((c) => c.notAfter).map((c) => [{ service: c.service, certificate: c.id, path: c.file }, Math.floor(c.notAfter!.getTime() / 1000)]),
+  );
+  metric("mtlskit_ca_not_after_timestamp_seconds", "notAfter of each CA certificate found in bundles and chains, as a Unix timestamp.", r.cas.map((c) => [{ subject: c.subject, sha256: c.sha256 }, Math.floor(c.notAfter.getTime() / 1000)]));
+  const services = [...new Set(r.certificates.map((c) => c.service))];
+  const count = (service: string, severity: string) =>
+    r.findings.filter((f) => f.severity === severity && ("service" in f.about ? f.about.service === service : f.about.kind === "connection" && (f.about.from === service || f.about.to === service))).length;
+  metric("mtlskit_check_findings", "Findings of mtlskit check per service and severity (connection findings count for both ends).", services.flatMap((s) => (["error", "warning"] as const).map((sev): [Record<string, string>, number] => [{ service: s, severity: sev }, count(s, sev)])));
+  metric("mtlskit_connection_ok", "1 when both ends of a declared connection will accept each other's certificate.", r.connections.map((c) => [{ from: c.from, to: c.to, address: c.address }, c.ok ? 1 : 0]));
+  metric("mtlskit_check_timestamp_seconds", "When the check ran, as a Unix timestamp.", [[{}, Math.floor(r.now.getTime() / 1000)]]);
+  return out.join("\n") + "\n";
+}
+
+/** NAGIOS: plugin exit codes (Nagios plugin guidelines; Sensu uses the same). */
+export const NAGIOS = { ok: 0, warning: 1, critical: 2, unknown: 3 } as const;
+
+/** nagiosStatus renders one plugin status line with perfdata, and the plugin exit code. */
+export function nagiosStatus(r: CheckReport): { line: string; code: number } {
+  const code = r.errors > 0 ? NAGIOS.critical : r.warnings > 0 ? NAGIOS.warning : NAGIOS.ok;
+  const word = ["OK", "WARNING", "CRITICAL"][code]!;
+  const first = r.findings.find((f) => f.severity === (r.errors > 0 ? "error" : "warning"));
+  const soonest = r.certificates.filter((c) => c.notAfter).sort((a, b) => a.notAfter!.getTime() - b.notAfter!.getTime())[0];
+  const days = soonest ? Math.floor((soonest.notAfter!.getTime() - r.now.getTime()) / 86_400_000) : undefined;
+  const summary =
+    code === NAGIOS.ok
+      ? `${r.certificates.length} certificates and ${r.connections.length} connections OK${soonest ? `; next expiry ${soonest.id} in ${days} days` : ""}`
+      : `${r.errors} error${r.errors === 1 ? "" : "s"}, ${r.warnings} warning${r.warnings === 1 ? "" : "s"}; first: ${aboutLabel(first!.about)} [${first!.code}] ${first!.message}`;
+  const perf = `errors=${r.errors} warnings=${r.warnings} failing_connections=${r.connections.filter((c) => !c.ok).length}${days === undefined ? "" : ` min_days_left=${days}`}`;
+  return { line: `MTLSKIT ${word} - ${summary.replace(/\|/g, "/").replace(/\n/g, " ")} | ${perf}`, code };
+}

@@ -1,0 +1,186 @@
+/** `mtlskit check`: every certificate and every declared connection, judged before deployment. */
+import { parseArgs } from "node:util";
+import { EXIT, MtlskitError, UsageError } from "../../errors.ts";
+import { aboutLabel, checkPki, CODES, nagiosStatus, prometheusText, reportJson, type CheckReport, type Finding } from "../../check/index.ts";
+import { loadManifest, parseDuration } from "../../manifest/index.ts";
+import { writeFileAtomic } from "../../state/fs.ts";
+import { COMMON_FLAGS, flags } from "../args.ts";
+import { paint, type Io } from "../output.ts";
+import { renderWarnings } from "./shared.ts";
+
+export const CHECK_HELP = `mtlskit check: prove every declared connection will handshake, and say exactly what to fix.
+
+USAGE
+  mtlskit check [-f FILE] [--pki DIR] [--json | --format human|json|prometheus | --nagios]
+
+Reads every service's certificate, key and trust bundle (the PKI directory for managed services,
+the paths in services.NAME.files for external ones) and reports findings, each with a stable
+code (\`mtlskit check --codes\` lists them), a severity, what it concerns, and the fix:
+  - each certificate: chain to its bundle, signature, key match, validity and renewal window,
+    clock-skew margin, extendedKeyUsage for its usage, keyUsage for its key, SANs for every
+    declared address (an IP as an IP SAN), CN also a SAN, exactly one identity URI matching the
+    template, not a CA, key and signature strength, serial, key identifiers, not outliving its CA;
+  - each CA in a bundle or chain: expired, expiring, really a CA;
+  - the deployment: key modes 0600 and owners (files.owner), no CA key next to service files,
+    every service trusting the same CA set;
+  - each connection from -> to @ address, simulated from both ends as the TLS handshake does.
+
+FLAGS
+  -f, --file FILE      manifest (default mtlskit.yaml)
+      --pki DIR        PKI directory of managed services (default ./pki)
+      --json           the report as JSON (same as --format json)
+      --format F       human (default), json, or prometheus (textfile-collector format)
+      --nagios         one status line; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios, Sensu)
+  -o, --output FILE    write the report to FILE atomically instead of stdout (for the textfile collector)
+      --at TIME        judge validity at TIME (ISO 8601, e.g. 2027-01-01) instead of now
+      --in DURATION    judge validity DURATION from now, e.g. 30d: what breaks if nobody acts
+      --skew DURATION  clock-skew margin on notBefore (default 5m, written as e.g. 1h; 0 disables)
+      --codes          list every finding code with its severity and meaning, then exit
+
+EXAMPLES
+  mtlskit check
+  mtlskit check -f examples/serviceradar.yaml --pki ./pki --json | jq '.findings[] | .code'
+  mtlskit check --format prometheus -o /var/lib/node_exporter/textfile/mtlskit.prom
+  mtlskit check --nagios --in 30d          # a Sensu/Nagios check that goes red 30 days ahead
+
+EXIT CODES
+  0  no findings at error level (warnings may be printed)
+  1  findings at error level
+  2  invalid input: bad flags or an invalid manifest
+  3  could not run: an unexpected failure
+  With --nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (invalid input or could not run).
+`;
+
+const FORMATS = ["human", "json", "prometheus"] as const;
+
+function parseWhen(at: string | undefined, inText: string | undefined): Date | undefined {
+  if (at !== undefined && inText !== undefined) throw new UsageError("mtlskit check: flag --at is incompatible with --in; use one");
+  if (at !== undefined) {
+    const d = new Date(at);
+    if (!/^\d{4}-\d{2}-\d{2}/.test(at) || Number.isNaN(d.getTime())) throw new UsageError(`mtlskit check: --at must be an ISO 8601 time such as 2027-01-01 or 2027-01-01T12:00:00Z; got ${JSON.stringify(at)}`);
+    return d;
+  }
+  if (inText !== undefined) {
+    const ms = parseDuration(inText);
+    if (ms === undefined) throw new UsageError(`mtlskit check: --in must be a duration such as 30d, 12h, 2w; got ${JSON.stringify(inText)}`);
+    return new Date(Date.now() + ms);
+  }
+  return undefined;
+}
+
+function parseSkew(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (text === "0") return 0;
+  const m = /^([1-9][0-9]{0,5})(s|m)$/.exec(text);
+  if (m) return Number(m[1]) * (m[2] === "s" ? 1000 : 60_000);
+  const ms = parseDuration(text);
+  if (ms === undefined) throw new UsageError(`mtlskit check: --skew must be a duration such as 90s, 5m or 1h (or 0); got ${JSON.stringify(text)}`);
+  return ms;
+}
+
+const SEVERITY_COLOR = { error: "red", warning: "yellow" } as const;
+
+function renderFinding(io: Io, f: Finding): void {
+  io.out(`  ${paint(io, SEVERITY_COLOR[f.severity], f.severity.padEnd(7))} ${paint(io, "bold", f.code)}: ${f.message}\n          fix: ${f.fix}\n`);
+}
+
+/** renderHuman prints findings grouped by what they concern, then connections, then a summary. */
+function renderHuman(io: Io, r: CheckReport, head: string): void {
+  io.out(`${head}\n`);
+  const groups = new Map<string, Finding[]>();
+  for (const f of r.findings) {
+    if (f.about.kind === "connection") continue;
+    const key = f.about.kind === "ca" ? aboutLabel(f.about) : f.about.service;
+    groups.set(key, [...(groups.get(key) ?? []), f]);
+  }
+  for (const [key, fs] of groups) {
+    io.out(`\n${paint(io, "bold", key)}\n`);
+    for (const f of fs) renderFinding(io, f);
+  }
+  if (r.connections.length > 0) {
+    io.out(`\n${paint(io, "bold", "connections")}\n`);
+    for (const c of r.connections) {
+      const fs = r.findings.filter((f) => f.about.kind === "connection" && f.about.index === c.index);
+      io.out(`  ${c.ok ? paint(io, "green", "ok  ") : paint(io, "red", "FAIL")}  ${c.from} -> ${c.to} @ ${c.address}\n`);
+      for (const f of fs) renderFinding(io, f);
+    }
+  }
+  const failing = r.connections.filter((c) => !c.ok).length;
+  const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? "" : "s"}`;
+  const verdict = r.errors === 0 ? paint(io, "green", "OK") : paint(io, "red", "FAIL");
+  io.out(`\n${verdict}: ${plural(r.errors, "error")}, ${plural(r.warnings, "warning")} in ${plural(r.certificates.length, "certificate")} and ${plural(r.connections.length, "connection")}${r.connections.length ? ` (${failing} failing)` : ""}.\n`);
+}
+
+/** checkCommand runs `mtlskit check`. */
+export async function checkCommand(args: string[], io: Io): Promise<number> {
+  const nagios = args.includes("--nagios");
+  try {
+    return await runCheck(args, io);
+  } catch (e) {
+    // A plugin must always print one line and exit UNKNOWN when it cannot judge.
+    if (!nagios || !(e instanceof Error)) throw e;
+    const msg = e instanceof MtlskitError ? e.message.split("\n").slice(0, 2).join(" ").replace(/\s+/g, " ") : `unexpected failure: ${e.message}`;
+    io.out(`MTLSKIT UNKNOWN - ${msg.replace(/\|/g, "/")}\n`);
+    return 3;
+  }
+}
+
+async function runCheck(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = flags("check", () =>
+    parseArgs({
+      args,
+      options: {
+        ...COMMON_FLAGS,
+        file: { type: "string", short: "f", default: "mtlskit.yaml" },
+        pki: { type: "string", default: "./pki" },
+        json: { type: "boolean" },
+        format: { type: "string" },
+        nagios: { type: "boolean" },
+        output: { type: "string", short: "o" },
+        at: { type: "string" },
+        in: { type: "string" },
+        skew: { type: "string" },
+        codes: { type: "boolean" },
+      },
+      allowPositionals: true,
+      strict: true,
+    }),
+  );
+  if (values.help) return io.out(CHECK_HELP), EXIT.ok;
+  if (values.codes) {
+    for (const [code, info] of Object.entries(CODES)) io.out(`${code.padEnd(22)} ${info.severity.padEnd(7)} ${info.scope.padEnd(11)} ${info.title}\n`);
+    return EXIT.ok;
+  }
+  if (positionals.length > 0) throw new UsageError(`mtlskit check: unexpected argument ${JSON.stringify(positionals[0])}; name the manifest with -f FILE`);
+  if (values.format !== undefined && !(FORMATS as readonly string[]).includes(values.format)) throw new UsageError(`mtlskit check: --format must be one of ${FORMATS.join(", ")}; got ${JSON.stringify(values.format)}`);
+  const chosen = [values.json ? "--json" : "", values.format !== undefined ? "--format" : "", values.nagios ? "--nagios" : ""].filter(Boolean);
+  if (chosen.length > 1) throw new UsageError(`mtlskit check: flag ${chosen[0]} is incompatible with ${chosen[1]}; use one`);
+  const format = values.nagios ? "nagios" : values.json ? "json" : (values.format ?? "human");
+  const now = parseWhen(values.at, values.in);
+  const skewMs = parseSkew(values.skew);
+
+  const loaded = loadManifest(values.file);
+  if (format === "human") renderWarnings(io, loaded.warnings);
+  const report = checkPki(loaded.manifest, values.pki, { ...(now ? { now } : {}), ...(skewMs === undefined ? {} : { skewMs }), applyCommand: `mtlskit apply -f ${values.file} --pki ${values.pki}` });
+
+  let text: string;
+  let code: number = report.errors > 0 ? EXIT.findings : EXIT.ok;
+  if (format === "json") text = JSON.stringify(reportJson(report), null, 2) + "\n";
+  else if (format === "prometheus") text = prometheusText(report);
+  else if (format === "nagios") {
+    const s = nagiosStatus(report);
+    text = s.line + "\n";
+    code = s.code;
+  } else {
+    const chunks: string[] = [];
+    renderHuman(values.output ? { ...io, color: false, out: (t) => void chunks.push(t) } : io, report, `mtlskit check: ${values.file}, ${values.pki}${now ? `, at ${now.toISOString()}` : ""}`);
+    if (!values.output) return code;
+    text = chunks.join("");
+  }
+  if (values.output) {
+    writeFileAtomic(values.output, text, 0o644);
+    if (format !== "nagios") io.err(`mtlskit check: wrote ${values.output} (${report.errors} errors, ${report.warnings} warnings)\n`);
+  }
+  if (!values.output || format === "nagios") io.out(text);
+  return code;
+}
