@@ -370,6 +370,135 @@ describe("apply: damaged and foreign files are re-issued, with the reason", { ti
   });
 });
 
+describe("apply: external services (files named in the manifest)", { timeout: 180_000 }, () => {
+  /** EXTERNAL: core is managed; dusk names existing files under certs/ (relative to the manifest), as an openssl runbook left them. */
+  const EXTERNAL = `version: 1
+cluster: demo
+services:
+  core: { usage: dual, addresses: [192.168.2.23] }
+  dusk:
+    usage: dual
+    addresses: [192.168.2.22]
+    files:
+      cert: certs/dusk.pem
+      key: certs/dusk-key.pem
+      ca: certs/root.pem
+      owner: ${process.getuid?.() ?? 0}
+connections:
+  - { from: core, to: dusk }
+  - { from: dusk, to: core }
+`;
+  const reasonFor = (certs: string) => `files named in the manifest (${path.join(certs, "dusk.pem")}); apply does not write them; run mtlskit check`;
+
+  /** withCerts is setup plus certs/ holding dusk's files (apply never parses them, so any PEM text will do). */
+  function withCerts(text = EXTERNAL): { dir: string; file: string; pki: string; certs: string } {
+    const s = setup(text);
+    const certs = path.join(s.dir, "certs");
+    mkdirSync(certs);
+    const key = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" });
+    writeFileSync(path.join(certs, "dusk-key.pem"), key, { mode: 0o600 });
+    writeFileSync(path.join(certs, "dusk.pem"), "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+    writeFileSync(path.join(certs, "root.pem"), "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n");
+    const old = new Date(Date.now() - 3_600_000); // an hour ago, so a rewrite would show in mtime
+    for (const f of readdirSync(certs)) utimesSync(path.join(certs, f), old, old);
+    return { ...s, certs };
+  }
+
+  it("ok/apply issues the managed service and writes nothing for the external one: its files stay byte-identical, same inode and mtime; no services/dusk", async () => {
+    const { file, pki, certs } = withCerts();
+    const before = inspectPki(certs);
+    const plan = await planJson(file, pki);
+    assert.deepEqual(actions(plan), { core: "create", dusk: "external" });
+    assert.equal(reasons(plan).dusk, reasonFor(certs));
+    assert.equal(existsSync(pki), false, "plan created --pki");
+
+    const r = await applyJson(file, pki);
+    assert.deepEqual(actions(r), { core: "create", dusk: "external" });
+    assert.deepEqual(r.bundles, [{ service: "core", action: "write" }]);
+    assert.equal(r.issued, 1);
+    assertUntouched(before, inspectPki(certs));
+    assert.equal(existsSync(path.join(pki, "services", "dusk")), false, "apply created services/dusk");
+    assert.deepEqual([...inspectPki(pki).keys()].filter((p) => p.startsWith("services/")), ["services/core", "services/core/ca.pem", "services/core/cert.pem", "services/core/key.pem"]);
+    assertLayout(pki);
+    assertPairsMatch(pki);
+
+    const pkiBefore = inspectPki(pki);
+    const again = await applyJson(file, pki);
+    assert.deepEqual(actions(again), { core: "keep", dusk: "external" });
+    assertUntouched(pkiBefore, inspectPki(pki));
+    assertUntouched(before, inspectPki(certs));
+  });
+
+  it("ok/plan and apply print the external service on one line with its reason, and point at mtlskit check", async () => {
+    const { file, pki, certs } = withCerts();
+    const plan = await runCli(["plan", "-f", file, "--pki", pki]);
+    assert.equal(plan.code, 0, plan.err);
+    assert.ok(plan.out.includes(`  dusk  external  ${reasonFor(certs)}\n`), plan.out);
+    assert.match(plan.out, /1 external service \(dusk\): the manifest names its files; apply does not write them\. Run `mtlskit check`/);
+    const r = await runCli(["apply", "-f", file, "--pki", pki]);
+    assert.equal(r.code, 0, r.err);
+    assert.ok(r.out.includes(`  dusk  external  ${reasonFor(certs)}\n`), r.out);
+    assert.match(r.out, /1 certificate issued, 0 kept, new CA created/);
+  });
+
+  it("ok/a service that was managed and now names files: its old services/dusk directory is left exactly as it was", async () => {
+    const { file, pki, certs } = withCerts();
+    writeFileSync(file, EXTERNAL.replace(/    files:\n(      .*\n)+/, ""));
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+    const leftover = path.join(pki, "services", "dusk", `${TEMP_MARK}1-cert.pem`);
+    writeFileSync(leftover, "half-written");
+    writeFileSync(file, EXTERNAL);
+    const before = inspectPki(pki);
+    const certsBefore = inspectPki(certs);
+    const r = await applyJson(file, pki);
+    assert.deepEqual(actions(r), { core: "keep", dusk: "external" });
+    assertUntouched(before, inspectPki(pki)); // services/dusk, its files and even its temp file stay
+    assertUntouched(certsBefore, inspectPki(certs));
+  });
+
+  it("ok/--reissue-all rotates the managed services only", async () => {
+    const { file, pki, certs } = withCerts();
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+    const before = inspectPki(certs);
+    const r = await applyJson(file, pki, "--reissue-all");
+    assert.deepEqual(actions(r), { core: "reissue", dusk: "external" });
+    assert.equal(r.issued, 1);
+    assertUntouched(before, inspectPki(certs));
+    assert.equal(existsSync(path.join(pki, "services", "dusk")), false);
+  });
+
+  it("fail/--reissue of an external service exits 2 naming services.dusk.files and why; nothing written", async () => {
+    const { file, pki, certs } = withCerts();
+    for (const cmd of ["plan", "apply"]) {
+      const r = await runCli([cmd, "-f", file, "--pki", pki, "--reissue", "dusk"]);
+      assert.equal(r.code, 2, `${cmd}: ${r.err}`);
+      assert.ok(
+        r.err.includes(`mtlskit.yaml:9 services.dusk.files: --reissue names service dusk, whose certificate files the manifest names (${path.join(certs, "dusk.pem")}); apply never writes them, so it cannot re-issue them`),
+        r.err,
+      );
+      assert.match(r.err, /fix: replace those files yourself and run mtlskit check, or remove services\.dusk\.files/);
+    }
+    assert.equal(existsSync(pki), false, "--pki was created");
+  });
+
+  it("ok/when every service is external, apply creates only the CA (files that do not exist are not looked at)", async () => {
+    const { file, pki } = setup(`version: 1
+cluster: demo
+services:
+  dusk: { usage: dual, files: { cert: certs/dusk.pem, key: certs/dusk-key.pem, ca: certs/root.pem } }
+  agent: { usage: client, files: { cert: /nonexistent/agent.pem, key: /nonexistent/agent-key.pem, ca: /nonexistent/root.pem } }
+`);
+    const plan = await planJson(file, pki);
+    assert.deepEqual(actions(plan), { dusk: "external", agent: "external" });
+    assert.equal(plan.ca.action, "create");
+    const r = await applyJson(file, pki);
+    assert.equal(r.issued, 0);
+    assert.equal(r.caCreated, true);
+    assert.deepEqual([...inspectPki(pki).keys()], ["", "ca", "ca/ca-key.pem", "ca/ca.pem"]);
+    assert.deepEqual(actions(await applyJson(file, pki)), { dusk: "external", agent: "external" });
+  });
+});
+
 describe("apply: the CA", { timeout: 180_000 }, () => {
   it("ok/a deleted CA is created anew and every leaf re-issued (\"CA is new\")", async () => {
     const { file, pki } = await applied();

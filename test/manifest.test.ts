@@ -105,7 +105,7 @@ const okCases = (cases: readonly OkCase[], opts: { warnings?: boolean } = {}) =>
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
 const NAME_MSG = "must be lowercase letters, digits and single inner hyphens, starting with a letter, at most 32 characters";
-const SERVICE_KEYS = "allowed keys: usage, cn, role, addresses, split, key, validity, renewBefore, subject";
+const SERVICE_KEYS = "allowed keys: usage, cn, role, addresses, split, key, validity, renewBefore, subject, files";
 const KEY_TYPES_MSG = "must be one of ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519";
 const DURATION_MSG = "must be a duration such as 90d, 12h, 2w or 10y";
 
@@ -922,6 +922,189 @@ describe("manifest: split", () => {
   ]);
 });
 
+describe("manifest: files (existing certificate files)", () => {
+  /** withFiles: service dusk (line 4), usage dual (5), `files:` (6), then the given lines from line 7. */
+  const withFiles = (...lines: string[]) => withServices("  dusk:", "    usage: dual", "    files:", ...lines);
+  const FILES = ["      cert: certs/dusk.pem", "      key: certs/dusk-key.pem", "      ca: certs/root.pem"];
+  const OWNER_MSG = "must be a user name (lowercase letters, digits, _ and -, starting with a letter or _, an optional final $, at most 32 characters) or a decimal uid";
+
+  failCases([
+    {
+      name: "fail/cert missing is required, at the files mapping",
+      text: withFiles("      key: k.pem", "      ca: r.pem"),
+      want: [{ path: "services.dusk.files.cert", line: 7, message: "is required", fix: "add it" }],
+    },
+    {
+      name: "fail/an empty files mapping: cert, key and ca are each required",
+      text: withServices("  dusk:", "    usage: dual", "    files: {}"),
+      want: [
+        { path: "services.dusk.files.cert", line: 6, message: "is required", fix: "add it" },
+        { path: "services.dusk.files.key", line: 6, message: "is required", fix: "add it" },
+        { path: "services.dusk.files.ca", line: 6, message: "is required", fix: "add it" },
+      ],
+    },
+    {
+      name: "fail/an empty path and a number instead of a path",
+      text: withFiles('      cert: ""', "      key: 5", "      ca: r.pem"),
+      want: [
+        { path: "services.dusk.files.cert", line: 7, message: "must not be empty" },
+        { path: "services.dusk.files.key", line: 8, message: "must be a file path; got 5" },
+      ],
+    },
+    {
+      name: "fail/files given as one path is not a mapping",
+      text: withServices("  dusk:", "    usage: dual", "    files: certs/dusk.pem"),
+      want: [{ path: "services.dusk.files", line: 6, message: 'must be a mapping (files); got "certs/dusk.pem"' }],
+    },
+    {
+      name: "fail/an unknown key in files lists the allowed keys",
+      text: withFiles(...FILES, "      certificate: x.pem"),
+      want: [{ path: "services.dusk.files.certificate", line: 10, message: 'unknown key "certificate" in files; allowed keys: cert, key, ca, clientCert, clientKey, owner', fix: "check the spelling, or remove the key" }],
+    },
+    {
+      name: "fail/split: true without clientCert and clientKey: both are required",
+      text: withServices("  dusk:", "    usage: dual", "    split: true", "    files:", ...FILES),
+      want: [
+        {
+          path: "services.dusk.files.clientCert",
+          line: 8,
+          message: "is required when split is true: the client certificate of the split pair (cert is the server certificate)",
+          fix: "add clientCert: the PEM file of dusk's client certificate, or remove split",
+        },
+        {
+          path: "services.dusk.files.clientKey",
+          line: 8,
+          message: "is required when split is true: the client certificate's key of the split pair",
+          fix: "add clientKey: the PEM file of dusk's client certificate's key, or remove split",
+        },
+      ],
+    },
+    {
+      name: "fail/split: true with clientCert but no clientKey",
+      text: withServices("  dusk:", "    usage: dual", "    split: true", "    files:", ...FILES, "      clientCert: certs/dusk-client.pem"),
+      want: [{ path: "services.dusk.files.clientKey", line: 8, message: "is required when split is true" }],
+    },
+    {
+      name: "fail/clientCert and clientKey without split are refused, each at its line",
+      text: withFiles(...FILES, "      clientCert: cc.pem", "      clientKey: ck.pem"),
+      want: [
+        {
+          path: "services.dusk.files.clientCert",
+          line: 10,
+          message: "names the client certificate of a split pair, but split is not true, so the service has one certificate (cert)",
+          fix: "remove clientCert, or set split: true (usage dual)",
+        },
+        { path: "services.dusk.files.clientKey", line: 11, message: "names the client certificate's key of a split pair, but split is not true", fix: "remove clientKey, or set split: true (usage dual)" },
+      ],
+    },
+    {
+      name: "fail/clientKey with split: false is refused",
+      text: withServices("  dusk:", "    usage: dual", "    split: false", "    files:", ...FILES, "      clientKey: ck.pem"),
+      want: [{ path: "services.dusk.files.clientKey", line: 11, message: "but split is not true", fix: "remove clientKey" }],
+    },
+    {
+      name: "fail/split on a server service with files: split is refused, and the client pair is still required",
+      text: withServices("  dusk:", "    usage: server", "    split: true", "    files:", ...FILES),
+      want: [
+        { path: "services.dusk.split", line: 6, message: "split separates a dual service's server and client certificates" },
+        { path: "services.dusk.files.clientCert", line: 8, message: "is required when split is true" },
+        { path: "services.dusk.files.clientKey", line: 8, message: "is required when split is true" },
+      ],
+    },
+    ...(
+      [
+        ["Root", 'got "Root"'],
+        ["-1", "got -1"],
+        ["1.5", "got 1.5"],
+        ["true", "got true"],
+        ["'1a'", 'got "1a"'],
+        ["'-svc'", 'got "-svc"'],
+        ["a".repeat(33), `got "${"a".repeat(33)}"`],
+        ["~", "got null"],
+      ] as const
+    ).map(([owner, got]) => ({
+      name: `fail/owner ${owner} is neither a user name nor a uid`,
+      text: withFiles(...FILES, `      owner: ${owner}`),
+      want: [{ path: "services.dusk.files.owner", line: 10, message: `${OWNER_MSG}; ${got}` }],
+    })),
+    ...(["4294967295", "'99999999999'"] as const).map((owner) => ({
+      name: `fail/owner ${owner} is larger than any uid`,
+      text: withFiles(...FILES, `      owner: ${owner}`),
+      want: [{ path: "services.dusk.files.owner", line: 10, message: "must be a uid of at most 4294967294; got " }],
+    })),
+    {
+      name: "fail/an external service is still held to its connections: a dialed address it does not list",
+      text: withFiles(...FILES, "  agent: { usage: client }", "connections:", "  - { from: agent, to: dusk, address: 192.168.2.22 }"),
+      want: [{ path: "connections.0.address", line: 12, message: "agent dials dusk at 192.168.2.22, which is not among dusk's addresses (dusk)", fix: "add 192.168.2.22 to services.dusk.addresses" }],
+    },
+    {
+      name: "fail/an external client-only service cannot be dialed (its certificate must not serve)",
+      text: withServices("  dusk:", "    usage: client", "    files:", ...FILES, "  core: { usage: dual }", "connections:", "  - { from: core, to: dusk }"),
+      want: [{ path: "connections.0.to", line: 12, message: "service dusk has usage client, so its certificate cannot serve TLS (no serverAuth)" }],
+    },
+    {
+      name: "fail/the validity rules still apply to managed services beside an external one",
+      text: yaml("version: 1", "cluster: demo", "ca: { validity: 1y }", "services:", "  dusk:", "    usage: dual", "    validity: 2y", "    files: { cert: c.pem, key: k.pem, ca: r.pem }", "  core:", "    usage: dual", "    validity: 2y"),
+      want: [{ path: "services.core.validity", line: 11, message: "a validity of 2y (service core) is longer than the CA's 1y" }],
+    },
+  ]);
+
+  okCases([
+    {
+      name: "ok/paths are resolved against the manifest's directory; owner and the client pair are absent",
+      text: withFiles(...FILES),
+      check: (l) => {
+        const s = service(l, "dusk");
+        assert.deepEqual(s.files, { cert: path.resolve("certs/dusk.pem"), key: path.resolve("certs/dusk-key.pem"), ca: path.resolve("certs/root.pem"), clientCert: undefined, clientKey: undefined, owner: undefined });
+        // The declaration still describes what the files must satisfy: profile, SANs, identity.
+        assert.deepEqual(s.slots, [{ id: "dusk", service: "dusk", kind: "main", profile: "dual" }]);
+        assert.deepEqual(s.dns, ["dusk"]);
+      },
+    },
+    {
+      name: "ok/split with clientCert and clientKey keeps both slots",
+      text: withServices("  dusk:", "    usage: dual", "    split: true", "    files:", ...FILES, "      clientCert: /etc/certs/dusk-client.pem", "      clientKey: /etc/certs/dusk-client-key.pem"),
+      check: (l) => {
+        const s = service(l, "dusk");
+        assert.equal(s.files?.clientCert, "/etc/certs/dusk-client.pem");
+        assert.equal(s.files?.clientKey, "/etc/certs/dusk-client-key.pem");
+        assert.deepEqual(s.slots.map((x) => [x.id, x.profile]), [["dusk", "server"], ["dusk/client", "client"]]);
+      },
+    },
+    ...(
+      [
+        ["serviceradar", "serviceradar"],
+        ["_svc-1$", "_svc-1$"],
+        ["1000", "1000"],
+        ["'1000'", "1000"],
+        ["0", "0"],
+        ["4294967294", "4294967294"],
+        ["a".repeat(32), "a".repeat(32)],
+      ] as const
+    ).map(([owner, want]) => ({
+      name: `ok/owner ${owner} resolves to ${JSON.stringify(want)}`,
+      text: withFiles(...FILES, `      owner: ${owner}`),
+      check: (l: LoadedManifest) => assert.equal(service(l, "dusk").files?.owner, want),
+    })),
+    {
+      name: "ok/an external service's validity is not compared with the CA's, nor with renewBefore (its file's dates decide)",
+      text: yaml("version: 1", "cluster: demo", "ca: { validity: 1y }", "services:", "  dusk:", "    usage: dual", "    validity: 2y", "    renewBefore: 3y", "    files: { cert: c.pem, key: k.pem, ca: r.pem }"),
+      check: (l) => assert.equal(service(l, "dusk").validityMs, 2 * 365 * DAY),
+    },
+    {
+      name: "ok/a connection to an external service at an address it lists",
+      text: withServices("  dusk:", "    usage: dual", "    addresses: [192.168.2.22]", "    files:", ...FILES, "  agent: { usage: client }", "connections:", "  - { from: agent, to: dusk }"),
+      check: (l) => assert.deepEqual(l.manifest.connections.map((c) => [c.from, c.to, c.address.text]), [["agent", "dusk", "192.168.2.22"]]),
+    },
+  ]);
+
+  it("ok/files paths are resolved against the manifest's directory, like ca.import", () => {
+    const text = withServices("  dusk:", "    usage: dual", "    files: { cert: certs/dusk.pem, key: /etc/serviceradar/certs/dusk-key.pem, ca: ../root.pem }");
+    const { manifest } = parseManifest(text, "conf/mtlskit.yaml", "/srv/conf");
+    assert.deepEqual(manifest.services[0]!.files, { cert: "/srv/conf/certs/dusk.pem", key: "/etc/serviceradar/certs/dusk-key.pem", ca: "/srv/root.pem", clientCert: undefined, clientKey: undefined, owner: undefined });
+  });
+});
+
 describe("manifest: connections", () => {
   /** withConnections: four services (lines 4-14), `connections:` at line 15, entries from line 16. */
   const withConnections = (...lines: string[]) =>
@@ -1166,6 +1349,7 @@ describe("manifest: normalization", () => {
         identity: undefined,
         split: false,
         slots: [{ id: "web", service: "web", kind: "main", profile: "server" }],
+        files: undefined,
       },
     ]);
   });
@@ -1292,8 +1476,11 @@ describe("manifest: JSON Schema", () => {
     assert.equal(svc.type, "object");
     assert.equal(svc.additionalProperties, false);
     assert.deepEqual(svc.required, ["usage"]);
-    assert.deepEqual(Object.keys(svc.properties), ["usage", "cn", "role", "addresses", "split", "key", "validity", "renewBefore", "subject"]);
+    assert.deepEqual(Object.keys(svc.properties), ["usage", "cn", "role", "addresses", "split", "key", "validity", "renewBefore", "subject", "files"]);
     assert.equal(svc.properties.subject.additionalProperties, false);
+    assert.equal(svc.properties.files.additionalProperties, false);
+    assert.deepEqual(svc.properties.files.required, ["cert", "key", "ca"]);
+    assert.deepEqual(Object.keys(svc.properties.files.properties), ["cert", "key", "ca", "clientCert", "clientKey", "owner"]);
     assert.equal(schema.properties.connections.items.additionalProperties, false);
   });
 

@@ -17,7 +17,8 @@ import { validateWritten } from "./schema.ts";
 export type { Address } from "./address.ts";
 export { classifyAddress, formatIp } from "./address.ts";
 export { formatDuration, parseDuration } from "./duration.ts";
-export type { CaImport, CaSpec, CertSlot, Connection, Manifest, Service } from "./model.ts";
+export type { CaImport, CaSpec, CertSlot, Connection, ExternalFiles, Manifest, Service } from "./model.ts";
+export { managedServices } from "./model.ts";
 export { manifestJsonSchema } from "./json-schema.ts";
 export { ManifestSchema, type WrittenManifest } from "./schema.ts";
 
@@ -31,7 +32,7 @@ export interface LoadedManifest {
 
 /**
  * parseManifest validates manifest text. `file` names it in messages; `dir` anchors relative
- * paths (ca.import). Throws InvalidInputError with every problem found.
+ * paths (ca.import, services.NAME.files). Throws InvalidInputError with every problem found.
  */
 export function parseManifest(text: string, file: string, dir = path.dirname(file)): LoadedManifest {
   const { yaml, problems } = parseYaml(text, file);

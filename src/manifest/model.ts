@@ -18,6 +18,18 @@ export interface CertSlot {
   profile: Exclude<ProfileName, "ca">;
 }
 
+/** ExternalFiles names a service's existing certificate files (resolved absolute paths); apply never writes them. */
+export interface ExternalFiles {
+  cert: string;
+  key: string;
+  ca: string;
+  /** clientCert and clientKey: the client half of a split pair (split: true only). */
+  clientCert: string | undefined;
+  clientKey: string | undefined;
+  /** owner: the user name or decimal uid that must own the key files, when the manifest says. */
+  owner: string | undefined;
+}
+
 /** Service is a resolved service. */
 export interface Service {
   name: string;
@@ -34,8 +46,14 @@ export interface Service {
   /** identity is the rendered identity URI, when the manifest has a template. */
   identity: string | undefined;
   split: boolean;
+  /** slots: the certificates the service holds; for an external service, the ones its files must be. */
   slots: CertSlot[];
+  /** files: existing files named in the manifest; such a service is external, and apply never writes for it. */
+  files: ExternalFiles | undefined;
 }
+
+/** managedServices are the services mtlskit issues certificates for: those without `files`. */
+export const managedServices = (m: Pick<Manifest, "services">): Service[] => m.services.filter((s) => s.files === undefined);
 
 /** Connection is a resolved connection. */
 export interface Connection {

@@ -20,10 +20,12 @@ export const DEFAULTS = {
   validity: "90d",
 } as const;
 
-/** normalize resolves a written manifest; `manifestDir` anchors relative import paths. */
+/** normalize resolves a written manifest; `manifestDir` anchors relative paths (ca.import, services.NAME.files). */
 export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string): Manifest {
   const d = w.defaults ?? {};
   const dur = (text: string) => parseDuration(text)!; // the schema has checked the syntax
+  const resolve = (file: string) => path.resolve(manifestDir, file);
+  const resolveOptional = (file: string | undefined) => (file === undefined ? undefined : resolve(file));
   const services: Service[] = Object.entries(w.services).map(([name, s]) => {
     const at = ["services", name];
     const cn = s.cn ?? name;
@@ -50,6 +52,7 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
         ? [{ id: name, service: name, kind: "main", profile: "server" }, { id: `${name}/client`, service: name, kind: "client", profile: "client" }]
         : [{ id: name, service: name, kind: "main", profile: s.usage }];
     const subject: Subject = { ...d.subject, ...s.subject, CN: cn };
+    const f = s.files;
     return {
       name,
       usage: s.usage,
@@ -64,6 +67,9 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
       identity: w.identity ? renderTemplate(w.identity.uri, { cluster: w.cluster, role, name }) : undefined,
       split,
       slots,
+      files: f
+        ? { cert: resolve(f.cert), key: resolve(f.key), ca: resolve(f.ca), clientCert: resolveOptional(f.clientCert), clientKey: resolveOptional(f.clientKey), owner: f.owner === undefined ? undefined : String(f.owner) }
+        : undefined,
     };
   });
 
@@ -95,13 +101,7 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
       keyType: ca.key ?? DEFAULTS.caKey,
       validityMs: dur(ca.validity ?? DEFAULTS.caValidity),
       subject: ca.subject ? { ...ca.subject, CN: ca.subject.CN ?? `${w.cluster} CA` } : { ...d.subject, CN: `${w.cluster} CA` },
-      import: ca.import
-        ? {
-            cert: path.resolve(manifestDir, ca.import.cert),
-            key: path.resolve(manifestDir, ca.import.key),
-            chain: ca.import.chain === undefined ? undefined : path.resolve(manifestDir, ca.import.chain),
-          }
-        : undefined,
+      import: ca.import ? { cert: resolve(ca.import.cert), key: resolve(ca.import.key), chain: resolveOptional(ca.import.chain) } : undefined,
     },
     services,
     connections,

@@ -6,7 +6,7 @@ import { parseIdentity, PLACEHOLDERS, templatePlaceholders } from "../identity/i
 import { PROFILES } from "../pki/profiles.ts";
 import type { Problem } from "../errors.ts";
 import { formatDuration } from "./duration.ts";
-import type { Manifest } from "./model.ts";
+import { managedServices, type Manifest } from "./model.ts";
 import type { ParsedYaml } from "./parse.ts";
 import type { WrittenManifest } from "./schema.ts";
 
@@ -71,6 +71,25 @@ const splitNeedsDual: Rule = (m, _w, ctx) => {
 };
 
 /**
+ * externalFilesFollowSplit: a service's files name a client pair exactly when it is split, because
+ * a split service holds two certificates (cert.pem and client.pem) and any other holds one.
+ */
+const externalFilesFollowSplit: Rule = (m, _w, ctx) => {
+  for (const s of m.services) {
+    if (!s.files) continue;
+    const at = ["services", s.name, "files"];
+    for (const field of ["clientCert", "clientKey"] as const) {
+      const what = field === "clientCert" ? "client certificate" : "client certificate's key";
+      if (s.split && s.files[field] === undefined) {
+        ctx.error([...at, field], `is required when split is true: the ${what} of the split pair (cert is the server certificate)`, `add ${field}: the PEM file of ${s.name}'s ${what}, or remove split`);
+      } else if (!s.split && s.files[field] !== undefined) {
+        ctx.error([...at, field], `names the ${what} of a split pair, but split is not true, so the service has one certificate (cert)`, `remove ${field}, or set split: true (usage dual)`);
+      }
+    }
+  }
+};
+
+/**
  * whereSet returns the path of the field that gave a service its value: the service's own, else
  * the defaults', else `fallback` (the field that the built-in default must fit).
  */
@@ -96,7 +115,8 @@ function reportGrouped(ctx: Context, found: { path: (string | number)[]; service
 }
 
 const renewBeforeShorterThanValidity: Rule = (m, w, ctx) => {
-  const bad = m.services.filter((s) => s.renewBeforeMs >= s.validityMs);
+  // Services with files are left out: apply never re-issues them, and their dates are their files'.
+  const bad = managedServices(m).filter((s) => s.renewBeforeMs >= s.validityMs);
   const byValues = new Map<string, typeof bad>();
   for (const s of bad) byValues.set(`${s.renewBeforeMs}/${s.validityMs}`, [...(byValues.get(`${s.renewBeforeMs}/${s.validityMs}`) ?? []), s]);
   for (const group of byValues.values()) {
@@ -112,7 +132,8 @@ const renewBeforeShorterThanValidity: Rule = (m, w, ctx) => {
 
 const leafWithinCa: Rule = (m, w, ctx) => {
   if (m.ca.import) return; // checked against the imported certificate when it is read
-  const bad = m.services.filter((s) => s.validityMs > m.ca.validityMs);
+  // Services with files are left out: their validity is whatever their files say.
+  const bad = managedServices(m).filter((s) => s.validityMs > m.ca.validityMs);
   const byValidity = new Map<number, typeof bad>();
   for (const s of bad) byValidity.set(s.validityMs, [...(byValidity.get(s.validityMs) ?? []), s]);
   for (const [validity, group] of byValidity) {
@@ -174,6 +195,7 @@ export const RULES: readonly Rule[] = [
   identityValid,
   identitiesUnique,
   splitNeedsDual,
+  externalFilesFollowSplit,
   renewBeforeShorterThanValidity,
   leafWithinCa,
   connectionsValid,

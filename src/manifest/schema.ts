@@ -89,6 +89,43 @@ const ImportSchema = v.pipe(
   v.description("Use an existing CA instead of generating one."),
 );
 
+/** OWNER_RULE is a user name as useradd accepts it (at most 32 characters), or a decimal uid. */
+export const OWNER_RULE = /^(?:(?=.{1,32}$)[a-z_][a-z0-9_-]*[$]?|0|[1-9][0-9]*)$/;
+const OWNER_TEXT = "a user name (lowercase letters, digits, _ and -, starting with a letter or _, an optional final $, at most 32 characters) or a decimal uid";
+/** MAX_UID: the largest uid; 4294967295 is (uid_t)-1, which chown reads as "leave unchanged". */
+const MAX_UID = 4294967294;
+const notOwner = (i: { input: unknown }) => `must be ${OWNER_TEXT}; got ${got(i.input)}`;
+const uidTooLarge = (i: { input: unknown }) => `must be a uid of at most ${MAX_UID}; got ${got(i.input)}`;
+
+const existingFile = (description: string) =>
+  v.pipe(v.string((i) => `must be a file path; got ${got(i.input)}`), v.minLength(1, "must not be empty"), v.description(description));
+
+const FilesSchema = v.pipe(
+  strict(
+    {
+      cert: existingFile("PEM file of the service's certificate, then any intermediates, relative to the manifest."),
+      key: existingFile("PEM file of the service's private key, relative to the manifest."),
+      ca: existingFile("PEM file of the trust bundle the service verifies its peers with, relative to the manifest."),
+      clientCert: v.optional(existingFile("split: true only: PEM file of the client certificate of the split pair, relative to the manifest.")),
+      clientKey: v.optional(existingFile("split: true only: PEM file of the client certificate's private key, relative to the manifest.")),
+      owner: v.optional(
+        v.pipe(
+          v.union(
+            [
+              v.pipe(v.string(), v.regex(OWNER_RULE, notOwner), v.check((o) => !/^[0-9]+$/.test(o) || Number(o) <= MAX_UID, uidTooLarge)),
+              v.pipe(v.number(), v.integer(notOwner), v.minValue(0, notOwner), v.maxValue(MAX_UID, uidTooLarge)),
+            ],
+            notOwner,
+          ),
+          v.description("The user (name or numeric uid) that must own the key files. Default: not checked."),
+        ),
+      ),
+    },
+    "files",
+  ),
+  v.description("Existing certificate files, made without mtlskit: apply never writes, creates or deletes them; `mtlskit check` judges them against this service's declaration."),
+);
+
 const CaSchema = strict(
   {
     key: v.optional(keyType("Key type of a generated CA. Default: ecdsa-p256.")),
@@ -128,6 +165,7 @@ const ServiceSchema = strict(
     validity: v.optional(duration("Lifetime. Default: defaults.validity.")),
     renewBefore: v.optional(duration("Renewal margin. Default: defaults.renewBefore.")),
     subject: v.optional(SubjectSchema),
+    files: v.optional(FilesSchema),
   },
   "a service",
 );

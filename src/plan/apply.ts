@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { FailedError, InvalidInputError } from "../errors.ts";
-import type { LoadedManifest } from "../manifest/index.ts";
+import { managedServices, type LoadedManifest } from "../manifest/index.ts";
 import { readCertFields } from "../pki/cert.ts";
 import { keyIdOf, newSerial, encodeTbs, signTbs } from "../pki/issue.ts";
 import { generateKey } from "../pki/keys.ts";
@@ -119,7 +119,9 @@ async function runInWorkers(dir: string, jobs: ServiceJob[], issuer: IssuerData,
 
 /**
  * apply brings the PKI directory `dir` in line with the manifest. Invalid input throws before
- * anything is written (when `dir` does not exist it is not even created).
+ * anything is written (when `dir` does not exist it is not even created). Services with `files`
+ * are external: nothing is read, written or removed for them; when every service is external,
+ * apply still creates (or keeps) the CA and writes nothing else.
  */
 export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOptions = {}): Promise<ApplyResult> {
   const imported = loadCaSource(loaded);
@@ -132,7 +134,8 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
   try {
     removeTempFiles(dir);
     removeTempFiles(abs(dir, LAYOUT.caDir));
-    for (const s of loaded.manifest.services) removeTempFiles(abs(dir, LAYOUT.serviceDir(s.name)));
+    const managed = managedServices(loaded.manifest); // an external service's files are never touched
+    for (const s of managed) removeTempFiles(abs(dir, LAYOUT.serviceDir(s.name)));
     const state = readState(dir, loaded.manifest, imported);
     const plan = planApply(loaded, state, opts);
     opts.onPlan?.(plan);
@@ -149,7 +152,7 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
     }
     else throw new FailedError("apply: the plan kept a CA that could not be read; this is a bug");
     const bundle = bundleOf(ca);
-    const byService = new Map<string, ServiceJob>(loaded.manifest.services.map((s) => [s.name, { service: s.name, certs: [], bundlePem: undefined }]));
+    const byService = new Map<string, ServiceJob>(managed.map((s) => [s.name, { service: s.name, certs: [], bundlePem: undefined }]));
     for (const c of plan.certs) if (c.action !== "keep") byService.get(c.slot.service)!.certs.push({ spec: c.spec, kind: c.slot.kind });
     for (const b of plan.bundles) if (b.action === "write" || plan.ca.action === "create") byService.get(b.service)!.bundlePem = bundle;
     const jobs = [...byService.values()].filter((j) => j.certs.length > 0 || j.bundlePem !== undefined);

@@ -7,7 +7,7 @@
  * is outside its renewal window. That is why an unchanged manifest leaves every file identical.
  */
 import { FailedError, InvalidInputError, type Problem } from "../errors.ts";
-import { formatDuration, type CertSlot, type LoadedManifest, type Manifest, type Service } from "../manifest/index.ts";
+import { formatDuration, managedServices, type CertSlot, type ExternalFiles, type LoadedManifest, type Manifest, type Service } from "../manifest/index.ts";
 import { verifySignedBy, type CertFields } from "../pki/cert.ts";
 import { bitString, seq } from "../pki/der.ts";
 import { encodeTbs, type CertSpec } from "../pki/issue.ts";
@@ -49,13 +49,26 @@ export interface BundleStep {
   action: "write" | "keep";
 }
 
+/** ExternalStep is a service whose files the manifest names: apply leaves them alone, `mtlskit check` judges them. */
+export interface ExternalStep {
+  service: string;
+  action: "external";
+  /** reason: "files named in the manifest (/etc/certs/dusk.pem); apply does not write them; run mtlskit check". */
+  reason: string;
+  files: ExternalFiles;
+}
+
 /** Plan is everything apply will do, in order. */
 export interface Plan {
   dir: string;
   now: Date;
   ca: CaStep;
+  /** certs: the certificates of the services apply manages (those without `files`). */
   certs: CertStep[];
+  /** bundles: the ca.pem of each managed service. */
   bundles: BundleStep[];
+  /** external: the services with `files`, one step each; nothing is written for them. */
+  external: ExternalStep[];
   /** warnings worth telling the user that change nothing (e.g. the CA spec differs from the existing CA). */
   warnings: string[];
 }
@@ -152,25 +165,39 @@ function judgeLeaf(leaf: LeafState | undefined, want: CertSpec, service: Service
   return { action: "keep", reason: `valid until ${day(cert.notAfter)}, renews from ${day(new Date(cert.notAfter.getTime() - service.renewBeforeMs))}`, notAfter };
 }
 
-/** checkReissueNames refuses --reissue names that are not services (exit 2). */
+/** checkReissueNames refuses --reissue names that are not services, or are external ones whose files apply never writes (exit 2). */
 export function checkReissueNames(loaded: LoadedManifest, opts: PlanOptions): void {
-  const names = loaded.manifest.services.map((s) => s.name);
-  const unknown = (opts.reissue ?? []).filter((r) => !names.includes(r));
-  if (unknown.length > 0) {
-    throw new InvalidInputError(
-      unknown.map((r) => ({ file: loaded.manifest.file, path: "", message: `--reissue names unknown service ${JSON.stringify(r)}; services are: ${names.join(", ")}`, fix: "use a service name from the manifest" })),
-    );
+  const m = loaded.manifest;
+  const names = m.services.map((s) => s.name);
+  const problems: Problem[] = [];
+  for (const r of opts.reissue ?? []) {
+    const s = m.services.find((x) => x.name === r);
+    if (!s) problems.push({ file: m.file, path: "", message: `--reissue names unknown service ${JSON.stringify(r)}; services are: ${names.join(", ")}`, fix: "use a service name from the manifest" });
+    else if (s.files) {
+      const path = ["services", s.name, "files"];
+      const line = loaded.lineOf(path);
+      problems.push({
+        file: m.file,
+        ...(line === undefined ? {} : { line }),
+        path: path.join("."),
+        message: `--reissue names service ${s.name}, whose certificate files the manifest names (${s.files.cert}); apply never writes them, so it cannot re-issue them`,
+        fix: `replace those files yourself and run mtlskit check, or remove services.${s.name}.files to let mtlskit issue ${s.name}'s certificates`,
+      });
+    }
   }
+  if (problems.length > 0) throw new InvalidInputError(problems);
 }
 
 /**
  * planApply computes the plan. It throws InvalidInputError (exit 2) for requests that cannot be
- * met: an unknown --reissue name, or a leaf that would outlive the existing CA.
+ * met: an unknown or external --reissue name, or a leaf that would outlive the existing CA.
+ * Services with `files` are external: no certificate or bundle of theirs is planned, only a line.
  */
 export function planApply(loaded: LoadedManifest, state: State, opts: PlanOptions = {}): Plan {
   const m = loaded.manifest;
   const now = new Date(Math.floor((opts.now ?? new Date()).getTime() / 1000) * 1000);
   checkReissueNames(loaded, opts);
+  const managed = managedServices(m);
   const problems: Problem[] = [];
   const warnings: string[] = [];
   let ca: CaStep;
@@ -191,7 +218,7 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
       }
     }
     const caEnd = material.cert.notAfter.getTime();
-    for (const s of m.services) {
+    for (const s of managed) {
       if (now.getTime() + s.validityMs > caEnd) {
         const path = ["services", s.name, "validity"];
         problems.push({
@@ -208,7 +235,7 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
 
   const requested = new Set(opts.reissue ?? []);
   const certs: CertStep[] = [];
-  for (const s of m.services) {
+  for (const s of managed) {
     for (const slot of s.slots) {
       const spec = leafSpec(s, slot, now);
       const leaf = state.leaves.get(slot.id);
@@ -222,9 +249,12 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
       certs.push({ id: slot.id, slot, action: verdict.action, reason: verdict.reason, spec, currentNotAfter: verdict.notAfter });
     }
   }
-  const bundles: BundleStep[] = m.services.map((s) => ({
+  const bundles: BundleStep[] = managed.map((s) => ({
     service: s.name,
     action: material && state.bundles.get(s.name) === bundleOf(material) ? "keep" : "write",
   }));
-  return { dir: state.dir, now, ca, certs, bundles, warnings };
+  const external = m.services.flatMap((s): ExternalStep[] =>
+    s.files ? [{ service: s.name, action: "external", reason: `files named in the manifest (${s.files.cert}); apply does not write them; run mtlskit check`, files: s.files }] : [],
+  );
+  return { dir: state.dir, now, ca, certs, bundles, external, warnings };
 }

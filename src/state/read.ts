@@ -182,7 +182,10 @@ function readLeaf(dir: string, slot: Manifest["services"][number]["slots"][numbe
   return { cert, certFile, keySpki };
 }
 
-/** readState reads the PKI directory for `manifest`. The CA comes from ca.import when the manifest has one. */
+/**
+ * readState reads the PKI directory for `manifest`. The CA comes from ca.import when the manifest
+ * has one. Services with `files` (external) are not read: apply does not manage them.
+ */
 export function readState(dir: string, manifest: Manifest, importedCa?: CaMaterial): State {
   let exists = true;
   try {
@@ -194,6 +197,7 @@ export function readState(dir: string, manifest: Manifest, importedCa?: CaMateri
   const bundles = new Map<string, string | undefined>();
   if (exists) {
     for (const s of manifest.services) {
+      if (s.files) continue;
       for (const slot of s.slots) leaves.set(slot.id, readLeaf(dir, slot));
       bundles.set(s.name, readText(abs(dir, LAYOUT.bundle(s.name))));
     }

@@ -7,7 +7,7 @@ import { parseArgs } from "node:util";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
 import { paint, type Io } from "../output.ts";
-import { MANIFEST_FLAGS, planJson, REISSUE_FLAGS, renderPlan, renderPlanWarnings, renderWarnings, splitNames } from "./shared.ts";
+import { MANIFEST_FLAGS, planJson, REISSUE_FLAGS, renderExternalNote, renderPlan, renderPlanWarnings, renderWarnings, splitNames } from "./shared.ts";
 
 export const APPLY_HELP = `mtlskit apply: issue the CA and every service certificate the manifest declares.
 
@@ -18,6 +18,11 @@ Creates what is missing, keeps what still matches the manifest, and re-issues (w
 what changed, is inside renewBefore, expired, or no longer matches its key or CA. Re-running with
 an unchanged manifest changes no file. Files are written atomically; a lock keeps two applies
 apart; after a crash, running apply again converges.
+
+A service with \`files\` names certificate files mtlskit did not make: it is \`external\`, and apply
+never writes, creates or deletes anything for it (no services/NAME directory); \`mtlskit check\`
+judges those files, and --reissue refuses it. When every service is external, apply still creates
+(or keeps) the CA in DIR/ca, so that services can later be moved under mtlskit, and writes nothing else.
 
 FLAGS
   -f, --file FILE      manifest (default mtlskit.yaml)
@@ -78,5 +83,6 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
   const what = result.issued === 0 ? "Nothing to do: every certificate matches the manifest" : `${result.issued} certificate${result.issued === 1 ? "" : "s"} issued`;
   io.out(`${paint(io, "bold", what)}, ${result.kept} kept${result.caCreated ? ", new CA created" : ""}, in ${secs}s.\n`);
   io.out(`Trust anchor: ${ca}. Each service's files are in ${path.join(values.pki, "services", "NAME")}/ (cert.pem, key.pem, ca.pem).\n`);
+  renderExternalNote(io, result.plan);
   return 0;
 }

@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
 import type { Io } from "../output.ts";
-import { MANIFEST_FLAGS, planJson, REISSUE_FLAGS, renderPlan, renderWarnings, splitNames } from "./shared.ts";
+import { MANIFEST_FLAGS, planJson, REISSUE_FLAGS, renderExternalNote, renderPlan, renderWarnings, splitNames } from "./shared.ts";
 import { UsageError } from "../../errors.ts";
 
 export const PLAN_HELP = `mtlskit plan: show what apply would create, keep or re-issue, and why. Writes nothing.
@@ -15,7 +15,8 @@ USAGE
 
 Reasons: missing; spec changed (which fields); key type changed; validity changed; due for
 renewal (inside renewBefore); expired; key does not match certificate; CA changed; key file
-readable by others; --reissue.
+readable by others; --reissue. A service with \`files\` (certificate files mtlskit did not make)
+is one line with the action \`external\`: apply never writes them; \`mtlskit check\` judges them.
 
 FLAGS
   -f, --file FILE      manifest (default mtlskit.yaml)
@@ -49,5 +50,6 @@ export async function planCommand(args: string[], io: Io): Promise<number> {
   renderPlan(io, plan, { create: "create", reissue: "reissue", keep: "keep" });
   const n = plan.certs.filter((c) => c.action !== "keep").length + (plan.ca.action === "create" ? 1 : 0);
   io.out(n === 0 ? "No changes. apply would change no file.\n" : `${n} certificate${n === 1 ? "" : "s"} to issue. Run \`mtlskit apply -f ${values.file} --pki ${values.pki}\` to do it.\n`);
+  renderExternalNote(io, plan);
   return 0;
 }

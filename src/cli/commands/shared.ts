@@ -27,32 +27,42 @@ export function planJson(plan: Plan) {
     dir: plan.dir,
     now: plan.now.toISOString(),
     ca: { action: plan.ca.action, reason: plan.ca.reason },
-    certificates: plan.certs.map((c) => ({
-      id: c.id,
-      service: c.slot.service,
-      profile: c.slot.profile,
-      action: c.action,
-      reason: c.reason,
-      notAfter: c.action === "keep" ? c.currentNotAfter?.toISOString() : c.spec.notAfter.toISOString(),
-    })),
+    certificates: [
+      ...plan.certs.map((c) => ({
+        id: c.id,
+        service: c.slot.service,
+        profile: c.slot.profile,
+        action: c.action,
+        reason: c.reason,
+        notAfter: c.action === "keep" ? c.currentNotAfter?.toISOString() : c.spec.notAfter.toISOString(),
+      })),
+      // A service with files: one entry, action "external"; apply writes nothing for it.
+      ...plan.external.map((e) => ({ id: e.service, service: e.service, action: e.action, reason: e.reason, files: e.files })),
+    ],
     bundles: plan.bundles,
     warnings: plan.warnings,
   };
 }
 
-const ACTION_COLOR = { create: "green", keep: "dim", reissue: "yellow", import: "dim" } as const;
+const ACTION_COLOR = { create: "green", keep: "dim", reissue: "yellow", import: "dim", external: "dim" } as const;
 
-/** renderPlan prints one line per certificate: id, action, reason. */
+/** renderPlan prints one line per certificate (id, action, reason), then one per external service. */
 export function renderPlan(io: Io, plan: Plan, verbs: { create: string; reissue: string; keep: string }): void {
-  const rows: [string, string, string][] = [["ca", plan.ca.action === "create" ? verbs.create : plan.ca.action === "import" ? "import" : verbs.keep, plan.ca.reason]];
-  for (const c of plan.certs) rows.push([c.id, verbs[c.action], c.reason]);
+  const rows: [string, keyof typeof ACTION_COLOR, string][] = [["ca", plan.ca.action, plan.ca.reason]];
+  for (const c of plan.certs) rows.push([c.id, c.action, c.reason]);
+  for (const e of plan.external) rows.push([e.service, e.action, e.reason]);
+  const word = (a: keyof typeof ACTION_COLOR) => (a === "import" || a === "external" ? a : verbs[a]);
   const w0 = Math.max(...rows.map((r) => r[0].length));
-  const w1 = Math.max(...rows.map((r) => r[1].length));
-  for (const [id, action, reason] of rows) {
-    const key = (Object.keys(verbs) as (keyof typeof verbs)[]).find((k) => verbs[k] === action) ?? "import";
-    io.out(`  ${id.padEnd(w0)}  ${paint(io, ACTION_COLOR[key], action.padEnd(w1))}  ${reason}\n`);
-  }
+  const w1 = Math.max(...rows.map((r) => word(r[1]).length));
+  for (const [id, action, reason] of rows) io.out(`  ${id.padEnd(w0)}  ${paint(io, ACTION_COLOR[action], word(action).padEnd(w1))}  ${reason}\n`);
   renderPlanWarnings(io, plan);
+}
+
+/** renderExternalNote says, after the plan, that external services are left to `mtlskit check`. */
+export function renderExternalNote(io: Io, plan: Plan): void {
+  const n = plan.external.length;
+  if (n === 0) return;
+  io.out(`${n} external service${n === 1 ? "" : "s"} (${plan.external.map((e) => e.service).join(", ")}): the manifest names ${n === 1 ? "its" : "their"} files; apply does not write them. Run \`mtlskit check\` to judge them.\n`);
 }
 
 /** renderPlanWarnings prints the plan's warnings on stderr (also when the plan is too long to list). */
