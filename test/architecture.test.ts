@@ -18,8 +18,11 @@ const ALLOWED: Record<string, string[]> = {
   manifest: ["identity", "pki", "errors"],
   state: ["manifest", "pki", "errors"],
   plan: ["manifest", "pki", "state", "errors"],
-  cli: ["errors", "identity", "pki", "manifest", "state", "plan"],
-  index: ["errors", "identity", "pki", "manifest", "state", "plan"],
+  check: ["manifest", "pki", "state", "errors"],
+  explain: ["check", "errors"],
+  inspect: ["check", "pki", "errors"],
+  cli: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect"],
+  index: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect"],
 };
 
 /** DOORS: the only file allowed to import each third-party package. */

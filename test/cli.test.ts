@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
+import { COMMANDS } from "../src/cli/main.ts";
 import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 
 const MANIFEST = `version: 1
@@ -17,7 +18,7 @@ describe("cli", () => {
     assert.equal(r.code, 0);
     assert.match(r.out, /mtlskit apply/);
   });
-  for (const cmd of ["init", "plan", "apply", "schema"]) {
+  for (const cmd of Object.keys(COMMANDS)) {
     it(`ok/${cmd} --help has a synopsis, EXAMPLES and EXIT CODES`, async () => {
       const r = await runCli([cmd, "--help"]);
       assert.equal(r.code, 0);
@@ -32,7 +33,7 @@ describe("cli", () => {
   it("fail/unknown command exits 2 and lists the commands", async () => {
     const r = await runCli(["aply"]);
     assert.equal(r.code, 2);
-    assert.match(r.err, /unknown command "aply"; commands are: init, plan, apply, schema/);
+    assert.ok(r.err.includes(`unknown command "aply"; commands are: ${Object.keys(COMMANDS).join(", ")}.`), r.err);
   });
   it("fail/unknown flag exits 2 and points at the command's help", async () => {
     const r = await runCli(["apply", "--reisue", "x"]);

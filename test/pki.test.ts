@@ -147,6 +147,7 @@ const serviceFor = (keyType: KeyTypeName, usage: Usage): Service => ({
   identity: IDENTITY,
   split: false,
   slots: [{ id: "api", service: "api", kind: "main", profile: usage }],
+  files: undefined,
 });
 
 interface TestLeaf {
