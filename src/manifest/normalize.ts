@@ -74,8 +74,9 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
   });
 
   const connections: Connection[] = [];
+  const byName = new Map(services.map((s) => [s.name, s]));
   (w.connections ?? []).forEach((c, i) => {
-    const target = services.find((s) => s.name === c.to);
+    const target = byName.get(c.to);
     let address: Address | undefined;
     if (c.address !== undefined) {
       const a = classifyAddress(c.address);
