@@ -2,7 +2,7 @@
  * KEY_TYPES: the closed table of key types mtlskit issues, how each is generated and encoded,
  * and which signature algorithm a CA of that type signs with.
  */
-import { createECDH, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { createECDH, createPrivateKey, createPublicKey, generateKeyPairSync, type ECDH, type KeyObject } from "node:crypto";
 import { bitString, bytesOf, children, contentsOf, explicit, octetString, oid, readTlv, seq, tlv, TAG, uint } from "./der.ts";
 
 /** KeyTypeName is a key type as written in the manifest. */
@@ -135,6 +135,8 @@ export function keyTypeOfSpki(spki: Buffer): KeyTypeName | undefined {
   }
 }
 
+const ECDH_BY_CURVE: Partial<Record<string, ECDH>> = {};
+
 /**
  * spkiOfPkcs8 derives the SubjectPublicKeyInfo that belongs to a PKCS#8 private key. For EC keys
  * the public point is recomputed from the private scalar with ECDH (about 0.05 ms) rather than
@@ -151,7 +153,8 @@ export function spkiOfPkcs8(der: Buffer): Buffer {
       const inner = contentsOf(der, priv);
       const d = children(inner, readTlv(inner, 0))[1];
       if (!d || d.tag !== TAG.octetString) break;
-      const ecdh = createECDH(ec.ecdh);
+      // One ECDH object per curve, reused: creating one costs as much as the point multiplication.
+      const ecdh = (ECDH_BY_CURVE[ec.ecdh] ??= createECDH(ec.ecdh));
       ecdh.setPrivateKey(contentsOf(inner, d));
       return seq(ec.alg, bitString(ecdh.getPublicKey()));
     }
