@@ -1,18 +1,45 @@
 /**
- * mtlskit's library API: load a manifest, plan and apply it, and the PKI tables behind them.
+ * mtlskit's library API: load a manifest, plan and apply it, check a deployment, and the PKI
+ * tables behind them.
  *
  * @example
  * import { loadManifest, apply } from "mtlskit";
  * const loaded = loadManifest("mtlskit.yaml");
  * const result = await apply(loaded, "./pki");
  * console.log(`${result.issued} issued, ${result.kept} kept`);
+ * const report = checkPki(loaded.manifest, "./pki");
+ * for (const f of report.findings) console.log(`${f.severity} ${f.code}: ${f.message}; fix: ${f.fix}`);
  */
 export { EXIT, FailedError, InvalidInputError, MtlskitError, UsageError, formatProblem, type ExitCode, type Problem } from "./errors.ts";
 export { PLACEHOLDERS, parseIdentity, renderTemplate, type Identity } from "./identity/index.ts";
-export { loadManifest, parseManifest, manifestJsonSchema, type LoadedManifest, type Manifest, type Service, type Connection, type CertSlot } from "./manifest/index.ts";
+export { loadManifest, parseManifest, manifestJsonSchema, type LoadedManifest, type Manifest, type Service, type Connection, type CertSlot, type ExternalFiles } from "./manifest/index.ts";
 export { KEY_TYPES, KEY_TYPE_NAMES, type KeyTypeName } from "./pki/keys.ts";
 export { PROFILES, USAGES, type Profile, type ProfileName, type Usage } from "./pki/profiles.ts";
-export { decodeCertificate, type CertInfo, type SanEntry } from "./pki/x509.ts";
+export { decodeCertificate, type CertInfo, type SanEntry, type KeyUsageName, type PublicKeyInfo, type ExtensionInfo } from "./pki/x509.ts";
 export { LAYOUT, MODES } from "./state/layout.ts";
 export { apply, readAndPlan, type ApplyOptions, type ApplyResult } from "./plan/apply.ts";
 export { planApply, BACKDATE_MS, type Plan, type CertStep, type CaStep, type PlanOptions } from "./plan/plan.ts";
+export {
+  checkPki,
+  checkInventory,
+  readInventory,
+  lintCertificate,
+  Material,
+  CODES,
+  CODE_NAMES,
+  prometheusText,
+  nagiosStatus,
+  reportJson,
+  type CheckOptions,
+  type CheckReport,
+  type CertificateReport,
+  type ConnectionReport,
+  type CaReport,
+  type Finding,
+  type About,
+  type Code,
+  type CodeInfo,
+  type Severity,
+  type Expectations,
+  type Lint,
+} from "./check/index.ts";
