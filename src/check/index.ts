@@ -23,7 +23,11 @@ export { nagiosStatus, prometheusText, reportJson } from "./report.ts";
 
 /** checkPki reads the files of every service of `manifest` (managed ones under `dir`) and judges them. */
 export function checkPki(manifest: Manifest, dir: string | undefined, opts: CheckOptions = {}): CheckReport {
-  if (dir !== undefined && manifest.services.some((s) => !s.files) && !existsSync(dir)) {
+  const managed = manifest.services.filter((s) => !s.files);
+  if (dir === undefined && managed.length > 0) {
+    throw new FailedError(`check: ${managed.length === 1 ? "service" : "services"} ${managed.slice(0, 3).map((s) => s.name).join(", ")}${managed.length > 3 ? ", ..." : ""} ${managed.length === 1 ? "is" : "are"} managed by mtlskit, so check needs the PKI directory`);
+  }
+  if (dir !== undefined && managed.length > 0 && !existsSync(dir)) {
     throw new FailedError(`check: the PKI directory ${dir} does not exist; run \`mtlskit apply\` first, or name the directory with --pki DIR`);
   }
   const material = new Material();
