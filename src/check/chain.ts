@@ -2,10 +2,12 @@
  * Chain building and verification the way strict TLS peers do it (OpenSSL with -x509_strict, Go's
  * crypto/x509): from the leaf, through the intermediates the certificate file carries, to an
  * anchor of the verifier's bundle; every issuer must be a CA allowed to sign certificates, every
- * signature must verify, and every certificate must be valid at the time of the check. Extended
- * key usage is checked along the whole chain, as Go does: an intermediate restricted to
- * clientAuth cannot vouch for a server.
+ * signature must verify with an algorithm they still accept (not SHA-1 or MD5), no certificate may
+ * carry a critical extension they do not process, and every certificate must be valid at the time
+ * of the check (see `invalidAt`). Extended key usage is checked along the whole chain, as Go does:
+ * an intermediate restricted to clientAuth cannot vouch for a server.
  */
+import { KNOWN_CRITICAL } from "./lint.ts";
 import type { Cert, Material } from "./material.ts";
 
 /** MAX_DEPTH bounds chain building (leaf, intermediates, anchor). */
@@ -18,7 +20,11 @@ export type ChainFailure =
   /** a certificate named as the issuer exists, but its key did not make the signature. */
   | { kind: "bad-signature"; cert: Cert; issuer: Cert }
   /** the issuer is not a CA, or its keyUsage lacks keyCertSign, or its pathLen is exceeded. */
-  | { kind: "issuer-not-ca"; cert: Cert; issuer: Cert; reason: string };
+  | { kind: "issuer-not-ca"; cert: Cert; issuer: Cert; reason: string }
+  /** the issuer's key made the signature, but with SHA-1 or MD5, which Go and OpenSSL 3 refuse. */
+  | { kind: "weak-signature"; cert: Cert; issuer: Cert; hash: string }
+  /** a certificate of the path has a critical extension neither Go nor OpenSSL processes. */
+  | { kind: "critical-extension"; cert: Cert; extension: string };
 
 /** ChainResult is a trusted path (leaf first, anchor last) or why there is none. */
 export type ChainResult = { ok: true; path: Cert[] } | { ok: false; failure: ChainFailure };
@@ -32,6 +38,29 @@ function issuerProblem(issuer: Cert, casBelow: number): string | undefined {
   if (i.keyUsage && !i.keyUsage.includes("keyCertSign")) return "its keyUsage lacks keyCertSign";
   if (i.pathLen !== undefined && casBelow > i.pathLen) return `its pathLenConstraint ${i.pathLen} allows ${i.pathLen} CA${i.pathLen === 1 ? "" : "s"} below it, the chain has ${casBelow}`;
   return undefined;
+}
+
+/**
+ * WEAK_HASHES sign nothing a peer accepts below the anchor: Go refuses SHA-1 signatures since 1.18
+ * (x509: cannot verify signature: insecure algorithm SHA1-ECDSA), and OpenSSL 3 at security level 1
+ * and above (Node's default) refuses even to load such a certificate (`ca md too weak`). An
+ * anchor's own self-signature is never checked, so a SHA-1 root still works.
+ */
+const WEAK_HASHES = new Set(["sha1", "md5"]);
+
+/** unhandledCritical names a critical extension of `c` that Go or OpenSSL would refuse, or undefined. */
+function unhandledCritical(c: Cert): string | undefined {
+  const x = c.info.extensions.find((e) => e.critical && !KNOWN_CRITICAL.has(e.name ?? ""));
+  return x && (x.name ?? x.oid);
+}
+
+/** trusted ends a path: a certificate on it with an unhandled critical extension fails it (OpenSSL, Go). */
+function trusted(path: Cert[]): ChainResult {
+  for (const cert of path) {
+    const extension = unhandledCritical(cert);
+    if (extension !== undefined) return { ok: false, failure: { kind: "critical-extension", cert, extension } };
+  }
+  return { ok: true, path };
 }
 
 /** candidates orders possible issuers: key identifier matches first (a CA rollover keeps the name). */
@@ -51,7 +80,7 @@ export function buildChain(material: Material, leaf: Cert, intermediates: readon
   for (let cur = leaf; path.length <= MAX_DEPTH; ) {
     // A certificate that is itself a trust anchor ends the path (OpenSSL and Go both stop there,
     // also for a leaf placed in the bundle directly).
-    if (anchors.some((a) => a.sha256 === cur.sha256)) return { ok: true, path };
+    if (anchors.some((a) => a.sha256 === cur.sha256)) return trusted(path);
     const casBelow = path.length - 1;
     let next: Cert | undefined;
     for (const pool of [anchors, intermediates]) {
@@ -61,12 +90,17 @@ export function buildChain(material: Material, leaf: Cert, intermediates: readon
           firstFailure ??= { kind: "bad-signature", cert: cur, issuer: cand };
           continue;
         }
+        const hash = cur.info.signatureAlgorithm.hash;
+        if (typeof hash === "string" && WEAK_HASHES.has(hash)) {
+          firstFailure ??= { kind: "weak-signature", cert: cur, issuer: cand, hash };
+          continue;
+        }
         const problem = issuerProblem(cand, casBelow);
         if (problem) {
           firstFailure ??= { kind: "issuer-not-ca", cert: cur, issuer: cand, reason: problem };
           continue;
         }
-        if (pool === anchors) return { ok: true, path: [...path, cand] };
+        if (pool === anchors) return trusted([...path, cand]);
         next = cand;
         break;
       }

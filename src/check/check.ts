@@ -117,6 +117,10 @@ function failureText(f: ChainFailure, bundlePath: string): string {
       return `does not chain to ${bundlePath}: ${f.issuer.info.subject} there has the issuer's name but not the key that signed ${f.cert.info.subject} (a CA re-created under the same name?)`;
     case "issuer-not-ca":
       return `does not chain to ${bundlePath}: its issuer ${f.issuer.info.subject} may not sign certificates: ${f.reason}`;
+    case "weak-signature":
+      return `does not chain to ${bundlePath}: ${f.cert.info.subject} is signed with ${f.cert.info.signatureAlgorithm.name}; Go refuses ${f.hash.toUpperCase()} signatures (unknown authority) and OpenSSL 3 refuses to load the certificate (ca md too weak)`;
+    case "critical-extension":
+      return `is refused by every verifier: ${f.cert.info.subject} has the critical extension ${f.extension}, which Go and OpenSSL do not process (unhandled critical extension)`;
   }
 }
 
@@ -147,9 +151,11 @@ function lintCertificates(ctx: Ctx, skewMs: number): void {
       for (const l of lints) ctx.add(l.code, about, `${slot.cert.path} ${l.message}`, ctx.fixFor(sf, slot.slot, l.change));
       if (isProblem(sf.bundle)) continue;
       const r = ctx.chain(slot.cert, sf.bundle);
-      if (!r.ok) {
+      // A weak signature or critical extension of the leaf itself is already its own lint above.
+      const ownLint = !r.ok && (r.failure.kind === "weak-signature" || r.failure.kind === "critical-extension") && r.failure.cert === leaf;
+      if (!r.ok && !ownLint) {
         ctx.add(r.failure.kind === "bad-signature" ? "bad-signature" : "untrusted", about, `${slot.cert.path} ${failureText(r.failure, sf.bundle.path)}`, sf.external ? `re-issue ${slot.cert.path} from the CA in ${sf.bundle.path}, or put the right CA in ${sf.bundle.path}` : `run \`${ctx.apply} --reissue ${s.name}\``);
-      } else {
+      } else if (r.ok) {
         const caEnd = Math.min(...r.path.slice(1).map((c) => c.fields.notAfter.getTime()));
         if (leaf.fields.notAfter.getTime() > caEnd) {
           ctx.add("outlives-ca", about, `${slot.cert.path} is valid until ${date(leaf.fields.notAfter)}, after its CA expires (${date(new Date(caEnd))}); it stops working then`, sf.external ? `re-issue it with notAfter before ${date(new Date(caEnd))}, and plan a CA rollover` : "plan a CA rollover before the CA expires");

@@ -59,8 +59,8 @@ export function covers(c: Cert, address: { kind: "ip"; bytes: Buffer } | { kind:
 const canServe = (p: Expectations["profile"]) => p === "server" || p === "dual";
 const canConnect = (p: Expectations["profile"]) => p === "client" || p === "dual";
 
-/** KNOWN_EXTENSIONS are the extensions Go and OpenSSL both process, so they may be critical. */
-const KNOWN_CRITICAL = new Set(["basicConstraints", "keyUsage", "extKeyUsage", "subjectAltName", "nameConstraints", "certificatePolicies"]);
+/** KNOWN_CRITICAL names the extensions Go and OpenSSL both process, so they may be critical. */
+export const KNOWN_CRITICAL = new Set(["basicConstraints", "keyUsage", "extKeyUsage", "subjectAltName", "nameConstraints", "certificatePolicies"]);
 
 /** lintCertificate judges one leaf certificate against its expectations at `now`. */
 export function lintCertificate(c: Cert, e: Expectations, now: Date): Lint[] {
