@@ -13,6 +13,7 @@ export const SHORT_USAGE = `mtlskit: a manifest becomes a private CA and every s
 Usage:
   mtlskit init                          write a commented starter mtlskit.yaml
   mtlskit plan                          show what apply would create, keep or re-issue, and why
+  mtlskit inspect cert.pem key.pem      show certificates, chains, keys and CSRs readably, with their lints
   mtlskit apply                         issue everything into ./pki (idempotent, crash-safe)
   mtlskit apply -f cluster.yaml --pki /etc/mtls
   mtlskit apply --reissue gateway       rotate one service's key and certificate

@@ -7,6 +7,7 @@ import { MtlskitError, EXIT } from "../errors.ts";
 import { applyCommand } from "./commands/apply.ts";
 import { checkCommand } from "./commands/check.ts";
 import { initCommand } from "./commands/init.ts";
+import { inspectCommand } from "./commands/inspect.ts";
 import { planCommand } from "./commands/plan.ts";
 import { schemaCommand } from "./commands/schema.ts";
 import { SHORT_USAGE } from "./help.ts";
@@ -19,6 +20,7 @@ export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number
   apply: applyCommand,
   check: checkCommand,
   schema: schemaCommand,
+  inspect: inspectCommand,
 };
 
 function version(): string {
