@@ -102,6 +102,7 @@ export function spkiOfKeyText(text: string): Buffer | undefined {
   if (pkcs8) return spkiOfPkcs8(pkcs8.der);
   if (blocks.some((b) => b.label === "ENCRYPTED PRIVATE KEY")) return undefined;
   if (!blocks.some((b) => b.label.endsWith("PRIVATE KEY"))) {
+    if (/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text)) throw new Error("truncated: a -----BEGIN line without its -----END line");
     throw new Error(blocks.length === 0 ? "holds no PEM block (expected -----BEGIN PRIVATE KEY-----)" : `holds ${blocks.map((b) => b.label).join(", ")}, not a private key`);
   }
   return spkiOfPrivateKey(parsePrivateKey(text));

@@ -35,9 +35,11 @@ export interface Lint {
 }
 
 const DAY = 86_400_000;
+/** days words a span in whole days, or in hours or minutes under a day (never "0 days"). */
 const days = (ms: number) => {
-  const d = Math.floor(Math.abs(ms) / DAY);
-  return d === 1 ? "1 day" : `${d} days`;
+  const a = Math.abs(ms);
+  const [n, unit] = a >= DAY ? [Math.floor(a / DAY), "day"] : a >= 3_600_000 ? [Math.floor(a / 3_600_000), "hour"] : [Math.floor(a / 60_000), "minute"];
+  return `${n} ${unit}${n === 1 ? "" : "s"}`;
 };
 const date = (d: Date) => d.toISOString().slice(0, 16).replace("T", " ") + " UTC";
 

@@ -40,6 +40,11 @@ export class Material {
     let out: Cert[] | CertParseError;
     try {
       const blocks = parsePem(text);
+      // A BEGIN line without its END line is a file cut short (a copy interrupted, a disk full);
+      // parsePem skips such a block, which would otherwise read as "no PEM block" or, in a
+      // chain, silently drop an intermediate.
+      const begun = text.match(/-----BEGIN [A-Z0-9 ]+-----/g)?.length ?? 0;
+      if (begun > blocks.length) throw new CertParseError(`is truncated: block ${blocks.length + 1} has a -----BEGIN line but no -----END line`);
       if (blocks.length === 0) throw new CertParseError(text.trim() === "" ? "is empty" : "holds no PEM block (expected -----BEGIN CERTIFICATE-----)");
       const other = blocks.find((b) => b.label !== "CERTIFICATE");
       if (other) throw new CertParseError(`holds a ${other.label} block where only certificates belong`);

@@ -20,7 +20,8 @@ export function reportJson(r: CheckReport) {
 
 /** escapeLabel escapes a Prometheus label value (exposition format: backslash, quote, newline). */
 const escapeLabel = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
-const labels = (l: Record<string, string>) => `{${Object.entries(l).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(",")}}`;
+/** labels renders a label set; none at all is written without braces, as the format's grammar has it. */
+const labels = (l: Record<string, string>) => (Object.keys(l).length === 0 ? "" : `{${Object.entries(l).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(",")}}`);
 
 /**
  * prometheusText renders the report in the text exposition format, for node_exporter's textfile
@@ -43,6 +44,9 @@ export function prometheusText(r: CheckReport): string {
   const count = (service: string, severity: string) =>
     r.findings.filter((f) => f.severity === severity && ("service" in f.about ? f.about.service === service : f.about.kind === "connection" && (f.about.from === service || f.about.to === service))).length;
   metric("mtlskit_check_findings", "Findings of mtlskit check per service and severity (connection findings count for both ends).", services.flatMap((s) => (["error", "warning"] as const).map((sev): [Record<string, string>, number] => [{ service: s, severity: sev }, count(s, sev)])));
+  // The totals also count findings about no service (an expired CA in a bundle, the CA key's mode).
+  metric("mtlskit_check_errors", "Findings at error level, in total (mtlskit check exits 1 when above 0).", [[{}, r.errors]]);
+  metric("mtlskit_check_warnings", "Findings at warning level, in total.", [[{}, r.warnings]]);
   metric("mtlskit_connection_ok", "1 when both ends of a declared connection will accept each other's certificate.", r.connections.map((c) => [{ from: c.from, to: c.to, address: c.address }, c.ok ? 1 : 0]));
   metric("mtlskit_check_timestamp_seconds", "When the check ran, as a Unix timestamp.", [[{}, Math.floor(r.now.getTime() / 1000)]]);
   return out.join("\n") + "\n";
