@@ -43,3 +43,4 @@ export {
   type Expectations,
   type Lint,
 } from "./check/index.ts";
+export { inspectText, loadInspection, matchKeys, type Inspection, type Item } from "./inspect/index.ts";

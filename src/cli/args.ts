@@ -20,3 +20,12 @@ export function flags<T>(command: string, parse: () => T): T {
     throw new UsageError(`mtlskit ${command}: ${msg}. Run \`mtlskit ${command} --help\` for usage.`);
   }
 }
+
+/** parseTimeFlag reads an `--at TIME` flag: an ISO 8601 date or time, e.g. 2027-01-01 or 2027-01-01T12:00:00Z. */
+export function parseTimeFlag(command: string, text: string): Date {
+  const d = new Date(text);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(d.getTime())) {
+    throw new UsageError(`mtlskit ${command}: --at must be an ISO 8601 time such as 2027-01-01 or 2027-01-01T12:00:00Z; got ${JSON.stringify(text)}`);
+  }
+  return d;
+}

@@ -4,7 +4,7 @@ import { EXIT, MtlskitError, UsageError } from "../../errors.ts";
 import { aboutLabel, checkPki, CODES, nagiosStatus, prometheusText, reportJson, type CheckReport, type Finding } from "../../check/index.ts";
 import { loadManifest, parseDuration } from "../../manifest/index.ts";
 import { writeFileAtomic } from "../../state/fs.ts";
-import { COMMON_FLAGS, flags } from "../args.ts";
+import { COMMON_FLAGS, flags, parseTimeFlag } from "../args.ts";
 import { paint, type Io } from "../output.ts";
 import { renderWarnings } from "./shared.ts";
 
@@ -55,11 +55,7 @@ const FORMATS = ["human", "json", "prometheus"] as const;
 
 function parseWhen(at: string | undefined, inText: string | undefined): Date | undefined {
   if (at !== undefined && inText !== undefined) throw new UsageError("mtlskit check: flag --at is incompatible with --in; use one");
-  if (at !== undefined) {
-    const d = new Date(at);
-    if (!/^\d{4}-\d{2}-\d{2}/.test(at) || Number.isNaN(d.getTime())) throw new UsageError(`mtlskit check: --at must be an ISO 8601 time such as 2027-01-01 or 2027-01-01T12:00:00Z; got ${JSON.stringify(at)}`);
-    return d;
-  }
+  if (at !== undefined) return parseTimeFlag("check", at);
   if (inText !== undefined) {
     const ms = parseDuration(inText);
     if (ms === undefined) throw new UsageError(`mtlskit check: --in must be a duration such as 30d, 12h, 2w; got ${JSON.stringify(inText)}`);

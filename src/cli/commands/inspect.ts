@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { EXIT, UsageError } from "../../errors.ts";
 import { inspectText, loadInspection, matchKeys, sanText, tally, type CertificateItem, type Inspection, type Item, type KeyInfo, type Requested } from "../../inspect/index.ts";
-import { COMMON_FLAGS, flags } from "../args.ts";
+import { COMMON_FLAGS, flags, parseTimeFlag } from "../args.ts";
 import { paint, type Io } from "../output.ts";
 
 /** INSPECT_HELP is the manual of `mtlskit inspect`. */
@@ -38,14 +38,6 @@ EXIT CODES
   2  invalid input: bad flags, no FILE
   3  a file could not be read, or nothing in it could be decoded
 `;
-
-/** parseAt reads --at. */
-function parseAt(at: string | undefined): Date {
-  if (at === undefined) return new Date();
-  const d = new Date(at);
-  if (!/^\d{4}-\d{2}-\d{2}/.test(at) || Number.isNaN(d.getTime())) throw new UsageError(`mtlskit inspect: --at must be an ISO 8601 time such as 2027-01-01 or 2027-01-01T12:00:00Z; got ${JSON.stringify(at)}`);
-  return d;
-}
 
 async function readStdin(): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -133,7 +125,7 @@ export async function inspectCommand(args: string[], io: Io): Promise<number> {
   const { values, positionals } = flags("inspect", () => parseArgs({ args, options: { ...COMMON_FLAGS, json: { type: "boolean" }, at: { type: "string" } }, allowPositionals: true, strict: true }));
   if (values.help) return io.out(INSPECT_HELP), EXIT.ok;
   if (positionals.length === 0) throw new UsageError("mtlskit inspect: name at least one FILE (or - for standard input). Run `mtlskit inspect --help` for usage.");
-  const now = parseAt(values.at);
+  const now = values.at === undefined ? new Date() : parseTimeFlag("inspect", values.at);
   const stdin = positionals.includes("-") ? await readStdin() : undefined;
   const files = matchKeys(positionals.map((p) => (p === "-" ? inspectText(stdin!, "-", now) : loadInspection(p, now))));
   const t = tally(files);
