@@ -613,6 +613,14 @@ const CASES: Case[] = [
       return { run: x, want: [{ code: "ca-not-ca", about: "CA CN=stray.example", has: [x.file("api", "root.pem"), "is not a CA"] }] };
     },
   },
+  {
+    name: "fail/ca-key-usage/a root without keyUsage (openssl req -x509 without a keyUsage line)",
+    async setup() {
+      const bare = forge({ ca: true, cn: "Bare CA", ku: null, notAfter: ahead(10 * YEAR) });
+      const x = external({ api: { usage: "server", cert: { issuer: bare } } }, { bundle: [bare] });
+      return { run: x, want: [{ code: "ca-key-usage", about: "CA CN=Bare CA", has: [x.file("api", "root.pem"), "no keyUsage extension"] }] };
+    },
+  },
   // ── deployments ──
   {
     name: "fail/key-mode/key.pem chmod 644",
@@ -852,6 +860,8 @@ describe("check: the seed's own openssl recipe", { timeout: 60_000 }, () => {
       { code: "conn-server-usage", about: conn("agent", "dusk", "192.168.2.22"), has: [f("checker.pem"), "x509: certificate specifies an incompatible key usage"], fix },
       // root-key.pem is where step 2 made it; step 4 ("Secure the CA Private Key") moves it away.
       { code: "ca-key-exposed", about: "core", has: [f("root-key.pem"), "ServiceRadar CA"] },
+      // Step 1's `openssl req -x509` root has no keyUsage: strict verifiers refuse it (judged below).
+      { code: "ca-key-usage", about: "CA CN=ServiceRadar CA, OU=Operations, O=ServiceRadar, L=Your Location, ST=Your State, C=US", has: [f("root.pem"), "no keyUsage extension"] },
       // What else the recipe yields, all true: EC keys with keyEncipherment, CNs only in the
       // subject (Go ignores them), and no backdating of notBefore.
       ...["core", "agent", "dusk"].flatMap((s): Want[] => [
@@ -865,6 +875,10 @@ describe("check: the seed's own openssl recipe", { timeout: 60_000 }, () => {
     const judge = opensslVerify({ caFile: f("root.pem"), certFile: f("checker.pem"), purpose: "sslserver" });
     assert.equal(judge.ok, false);
     assert.match(judge.output, /error 26 at 0 depth lookup: (unsuitable|unsupported) certificate purpose/);
+    // ...and refuses core's certificate, fit to serve, because the root lacks keyUsage (ca-key-usage).
+    const strict = opensslVerify({ caFile: f("root.pem"), certFile: f("core.pem"), purpose: "sslserver" });
+    assert.equal(strict.ok, false);
+    assert.match(strict.output, /CA cert does not include key usage extension/);
   });
 });
 

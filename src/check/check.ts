@@ -185,6 +185,8 @@ function lintCas(ctx: Ctx): CaReport[] {
     else if (left < longest) ctx.add("ca-expiring", about, `${i.subject} in ${file} expires on ${date(i.notAfter)}, in ${Math.floor(left / DAY)} days: sooner than a certificate issued today would (${Math.round(longest / DAY)} days)`, "plan a CA rollover: distribute a bundle with the old and new CA, then re-issue");
     if (!i.isCA || (i.keyUsage && !i.keyUsage.includes("keyCertSign"))) {
       ctx.add("ca-not-ca", about, `${i.subject} in ${file} is in a trust bundle or chain but ${!i.isCA ? "is not a CA (basicConstraints cA is not set)" : "its keyUsage lacks keyCertSign"}`, `put the CA certificate in ${file}, not a service certificate`);
+    } else if (!i.keyUsage) {
+      ctx.add("ca-key-usage", about, `${i.subject} in ${file} has no keyUsage extension; strict verifiers (openssl verify -x509_strict, RFC 5280) refuse it as a CA`, "when the CA is next renewed, give it keyUsage = critical, keyCertSign, cRLSign (openssl: add it to the [v3_ca] section)");
     }
   }
   return out;

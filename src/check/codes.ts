@@ -59,6 +59,7 @@ export const CODES = {
   "ca-expired": { severity: "error", scope: "ca", title: "CA expired", why: "Every certificate it signed is rejected: `certificate has expired or is not yet valid`." },
   "ca-expiring": { severity: "warning", scope: "ca", title: "CA expires soon", why: "It expires before the certificates it signs can be renewed; plan a CA rollover." },
   "ca-not-ca": { severity: "error", scope: "ca", title: "trust anchor is not a CA", why: "A bundle entry without basicConstraints cA=true (or without keyCertSign) cannot issue certificates; verifiers ignore or refuse it." },
+  "ca-key-usage": { severity: "warning", scope: "ca", title: "CA without keyUsage", why: "RFC 5280 4.2.1.3 requires keyUsage (keyCertSign) on a CA; `openssl verify -x509_strict` refuses it (`CA cert does not include key usage extension`), Go and default OpenSSL accept it. `openssl req -x509` without a keyUsage line makes such roots." },
   // ── deployments ─────────────────────────────────────────────────────────────────────────────
   "key-mode": { severity: "error", scope: "deployment", title: "private key readable by others", why: "A key readable by group or others may be copied; keys must be mode 0600." },
   "key-owner": { severity: "error", scope: "deployment", title: "private key has the wrong owner", why: "The service user cannot read its key, or another user can." },
