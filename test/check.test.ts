@@ -497,6 +497,25 @@ const CASES: Case[] = [
     },
   },
   {
+    name: "fail/eku-server/managed layout: the README's example, checker's files copied over dusk's",
+    async setup() {
+      const r = await serviceradar();
+      for (const f of ["cert.pem", "key.pem"]) copyFileSync(svc(r, "checker", f), svc(r, "dusk", f));
+      const cert = svc(r, "dusk", "cert.pem");
+      return {
+        run: r,
+        want: [
+          { code: "eku-server", about: "dusk", has: [cert, "usage dual", "without serverAuth"], fix: ["--reissue dusk"] },
+          { code: "san-missing", about: "dusk", has: [cert, "lacks IP SAN 192.168.2.22"] },
+          // The manifest's cn is a name peers dial (checkers dial core by its cn): a managed certificate must carry it.
+          { code: "san-missing", about: "dusk", has: [cert, "lacks DNS SAN dusk.serviceradar"] },
+          { code: "conn-server-usage", about: conn("agent", "dusk", "192.168.2.22"), has: [cert, "incompatible key usage"] },
+          { code: "conn-address", about: conn("agent", "dusk", "192.168.2.22"), has: [cert, "no IP SAN 192.168.2.22"] },
+        ],
+      };
+    },
+  },
+  {
     name: "fail/san-ip-as-dns/an IP written as a DNS SAN",
     async setup() {
       const x = external({ api: { usage: "server", addresses: ["10.0.0.1"], cert: { sans: ["DNS:api", "DNS:10.0.0.1"] } }, worker: { usage: "client" } }, { connections: ["worker -> api @ 10.0.0.1"] });

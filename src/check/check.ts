@@ -147,7 +147,7 @@ function lintCertificates(ctx: Ctx, skewMs: number): void {
       if (!isProblem(slot.key) && slot.key.spki && !slot.key.spki.equals(leaf.fields.spki)) {
         ctx.add("key-mismatch", about, `${slot.key.path} is not the private key of ${slot.cert.path}; the TLS library refuses to load the pair`, ctx.fixFor(sf, slot.slot, ""));
       }
-      const lints = lintCertificate(leaf, { profile: slot.slot.profile, dns: slot.slot.kind === "client" ? [] : s.dns.filter((d) => d !== s.cn), ips: slot.slot.kind === "client" ? [] : s.ips, identity: ctx.manifest.identityTemplate === undefined ? null : s.identity ?? null, renewBeforeMs: s.renewBeforeMs, skewMs }, ctx.now);
+      const lints = lintCertificate(leaf, { profile: slot.slot.profile, dns: slot.slot.kind === "client" ? [] : sf.external ? s.dns.filter((d) => d !== s.cn) : s.dns, ips: slot.slot.kind === "client" ? [] : s.ips, identity: ctx.manifest.identityTemplate === undefined ? null : s.identity ?? null, renewBeforeMs: s.renewBeforeMs, skewMs }, ctx.now);
       for (const l of lints) ctx.add(l.code, about, `${slot.cert.path} ${l.message}`, ctx.fixFor(sf, slot.slot, l.change));
       if (isProblem(sf.bundle)) continue;
       const r = ctx.chain(slot.cert, sf.bundle);
