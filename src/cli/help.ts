@@ -17,6 +17,7 @@ Usage:
   mtlskit apply                         issue everything into ./pki (idempotent, crash-safe)
   mtlskit apply -f cluster.yaml --pki /etc/mtls
   mtlskit apply --reissue gateway       rotate one service's key and certificate
+  mtlskit explain "x509: ..."           say what a TLS error means and how to fix it
 
-Commands: init, plan, apply, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
+Commands: init, plan, apply, check, inspect, explain, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
 `;

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { MtlskitError, EXIT } from "../errors.ts";
 import { applyCommand } from "./commands/apply.ts";
 import { checkCommand } from "./commands/check.ts";
+import { explainCommand } from "./commands/explain.ts";
 import { initCommand } from "./commands/init.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { planCommand } from "./commands/plan.ts";
@@ -19,6 +20,7 @@ export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number
   plan: planCommand,
   apply: applyCommand,
   check: checkCommand,
+  explain: explainCommand,
   schema: schemaCommand,
   inspect: inspectCommand,
 };
