@@ -44,3 +44,4 @@ export {
   type Lint,
 } from "./check/index.ts";
 export { inspectText, loadInspection, matchKeys, type Inspection, type Item } from "./inspect/index.ts";
+export { explain, CATALOGUE, type Explanation, type Match, type Entry } from "./explain/index.ts";

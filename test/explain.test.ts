@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 import { before, describe, it } from "node:test";
@@ -667,11 +667,11 @@ describe("cli: mtlskit explain", () => {
     const j = JSON.parse((await runCli(["explain", "--list", "--json"])).out) as { id: string; examples: string[] }[];
     assert.deepEqual(j.map((e) => e.id), CATALOGUE.map((e) => e.id));
   });
-  it("ok/--file reads a log; each error once, in order", async () => {
+  it("ok/--log reads a log; each error once, in order", async () => {
     const dir = tempDir();
     const log = path.join(dir, "agent.log");
     writeFileSync(log, "starting\nx509: certificate signed by unknown authority\nremote error: tls: certificate required\nx509: certificate signed by unknown authority\n");
-    const r = await runCli(["explain", "--file", log, "--json"]);
+    const r = await runCli(["explain", "--log", log, "--json"]);
     assert.equal(r.code, 0);
     const j = JSON.parse(r.out) as { matches: { id: string; line: number; count: number }[] };
     assert.deepEqual(j.matches.map((m) => [m.id, m.line, m.count]), [["unknown-authority", 2, 2], ["certificate-required", 3, 1]]);
@@ -697,12 +697,13 @@ describe("cli: mtlskit explain", () => {
   const usage: [string, string[], RegExp][] = [
     ["no message", ["explain"], /no message given/],
     ["an empty message", ["explain", "  "], /the message is empty/],
-    ["- and --file", ["explain", "-", "--file", "x.log"], /- \(standard input\) and --file are both given/],
-    ["a message and --file", ["explain", "x509: oops", "--file", "x.log"], /a message and --file are both given/],
+    ["- and --log", ["explain", "-", "--log", "x.log"], /- \(standard input\) and --log are both given/],
+    ["a message and --log", ["explain", "x509: oops", "--log", "x.log"], /a message and --log are both given/],
     ["- with a message", ["explain", "-", "more"], /give no other message/],
     ["--list with a message", ["explain", "--list", "EOF"], /--list takes no message/],
-    ["no such file", ["explain", "--file", "/nonexistent/agent.log"], /no such file \/nonexistent\/agent\.log/],
-    ["an unknown flag", ["explain", "--pki", "x"], /Unknown option '--pki'/],
+    ["no such file", ["explain", "--log", "/nonexistent/agent.log"], /no such file \/nonexistent\/agent\.log/],
+    ["an unknown flag", ["explain", "--pkix", "x"], /Unknown option '--pkix'/],
+    ["--pki without -f", ["explain", "--pki", "x", "EOF"], /--pki needs the manifest too; add -f FILE/],
   ];
   for (const [name, argv, message] of usage) {
     it(`fail/${name} exits 2`, async () => {
@@ -713,5 +714,56 @@ describe("cli: mtlskit explain", () => {
   }
   it("fail/empty standard input is a usage error (exit 2)", async () => {
     await assert.rejects(capture(["-"], "\n"), (e: Error & { exitCode?: number }) => e.exitCode === 2 && /the message is empty/.test(e.message));
+  });
+});
+
+describe("explain: -f points at the deployment", { timeout: 60_000 }, () => {
+  // The ServiceRadar runbook's failure, reproduced in a managed PKI: dusk given the checker's
+  // clientAuth-only certificate, which the agent then refuses as a server certificate.
+  let dir: string;
+  let file: string;
+  let pki: string;
+  before(async () => {
+    dir = tempDir("mtlskit-explain-deploy-");
+    file = path.join(REPO, "examples", "serviceradar.yaml");
+    pki = path.join(dir, "pki");
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+    for (const f of ["cert.pem", "key.pem"]) copyFileSync(path.join(pki, "services", "checker", f), path.join(pki, "services", "dusk", f));
+  });
+  const SEED = "transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate specifies an incompatible key usage";
+  it("ok/the seed's incompatible key usage names dusk's certificate and the agent -> dusk connection, with the fix", async () => {
+    const r = await runCli(["explain", "-f", file, "--pki", pki, SEED]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /In .*serviceradar\.yaml \(2 findings of `mtlskit check`\):/);
+    assert.match(r.out, /- dusk \[eku-server\]: .*services\/dusk\/cert\.pem/);
+    assert.match(r.out, /- agent -> dusk @ 192\.168\.2\.22 \[conn-server-usage\]/);
+    assert.match(r.out, /--reissue\s+dusk/);
+  });
+  it("ok/--json carries the deployment's findings per match", async () => {
+    const r = await runCli(["explain", "--json", "-f", file, "--pki", pki, SEED]);
+    const j = JSON.parse(r.out) as { matches: { id: string }[]; deployment: { matches: { code: string; label: string }[][] } };
+    assert.equal(j.matches[0]!.id, "incompatible-key-usage");
+    assert.deepEqual(j.deployment.matches[0]!.map((f) => `${f.code} ${f.label}`).sort(), ["conn-server-usage agent -> dusk @ 192.168.2.22", "eku-server dusk"]);
+  });
+  it("ok/a dialed address in the message narrows connection findings to that address", async () => {
+    // dusk's certificate also lacks its IP: the Go message names the address the agent dialed.
+    const r = await runCli(["explain", "--json", "-f", file, "--pki", pki, "x509: cannot validate certificate for 192.168.2.22 because it doesn't contain any IP SANs"]);
+    const j = JSON.parse(r.out) as { deployment: { matches: { code: string; label: string }[][] } };
+    const labels = j.deployment.matches[0]!.map((f) => `${f.code} ${f.label}`);
+    assert.ok(labels.includes("conn-address agent -> dusk @ 192.168.2.22"), labels.join("; "));
+    assert.ok(labels.every((l) => !l.startsWith("conn-") || l.endsWith("@ 192.168.2.22")), labels.join("; "));
+  });
+  it("ok/a healthy deployment: check finds nothing that produces the error, said plainly", async () => {
+    const healthy = path.join(dir, "healthy");
+    assert.equal((await runCli(["apply", "-f", file, "--pki", healthy])).code, 0);
+    const r = await runCli(["explain", "-f", file, "--pki", healthy, SEED]);
+    assert.equal(r.code, 0);
+    assert.match(r.out, /finds nothing that produces this error/);
+  });
+  it("fail/an invalid manifest exits 2 before explaining", async () => {
+    const bad = path.join(dir, "bad.yaml");
+    writeFileSync(bad, "version: 2\n");
+    const r = await runCli(["explain", "-f", bad, SEED]);
+    assert.equal(r.code, 2);
   });
 });

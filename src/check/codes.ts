@@ -53,7 +53,7 @@ export const CODES = {
   "weak-signature": { severity: "error", scope: "certificate", title: "weak signature algorithm", why: "SHA-1 and MD5 signatures are refused by Go (since 1.18) and OpenSSL 3 at security level 1 and above." },
   "serial": { severity: "warning", scope: "certificate", title: "serial not positive or under 64 bits", why: "RFC 5280 requires a positive serial; short serials are predictable (CA/B BR 7.1 asks for 64 random bits)." },
   "key-ids": { severity: "warning", scope: "certificate", title: "subject or authority key identifier missing", why: "Chain building with several CAs of the same name (a CA rollover) relies on AKI/SKI." },
-  "critical-extension": { severity: "error", scope: "certificate", title: "unknown critical extension", why: "A verifier must refuse a certificate with a critical extension it does not understand: Go `x509: unhandled critical extension`, OpenSSL `unsupported critical extension`." },
+  "critical-extension": { severity: "error", scope: "certificate", title: "unknown critical extension", why: "A verifier must refuse a certificate with a critical extension it does not understand: Go `x509: unhandled critical extension`, OpenSSL `unhandled critical extension`." },
   "outlives-ca": { severity: "warning", scope: "certificate", title: "outlives its CA", why: "The certificate stops working when the CA expires, before its own notAfter." },
   // ── CAs and trust bundles ──────────────────────────────────────────────────────────────────
   "ca-expired": { severity: "error", scope: "ca", title: "CA expired", why: "Every certificate it signed is rejected: `certificate has expired or is not yet valid`." },
