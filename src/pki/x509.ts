@@ -10,8 +10,9 @@
  * and takes about 0.02 ms. test/x509.test.ts checks it against @peculiar/asn1-x509 and openssl
  * on certificates from both, including ones crafted with unusual encodings.
  */
+import { isUtf8 } from "node:buffer";
 import { readCertFields, type CertFields } from "./cert.ts";
-import { children, contentsOf, readTlv, TAG, type Tlv } from "./der.ts";
+import { bytesOf, children, contentsOf, readTlv, TAG, type Tlv } from "./der.ts";
 import { formatIp } from "./ip.ts";
 import { KEY_TYPES, type KeyTypeName } from "./keys.ts";
 import { EXT_KEY_USAGE_OID, type ExtKeyUsageName } from "./profiles.ts";
@@ -63,10 +64,14 @@ export interface ExtensionInfo {
 export interface CertInfo {
   /** version: 1, 2 or 3. */
   version: number;
-  /** subject and issuer as `CN=..., O=...` strings (most specific first). */
+  /**
+   * subject and issuer as RFC 4514 strings, as `openssl x509 -nameopt RFC2253` writes them but
+   * with ", " between RDNs: `CN=a+UID=b, O=x\, y` (most specific RDN first, a multi-valued RDN's
+   * attributes joined by "+", specials escaped, a non-string value as `#` and its DER in hex).
+   */
   subject: string;
   issuer: string;
-  /** subjectAttributes maps short attribute names (CN, O, ...) to their first value. */
+  /** subjectAttributes maps short attribute names (CN, O, ...) to their first value, unescaped. */
   subjectAttributes: Record<string, string>;
   /** serialHex is the serial's magnitude in hex (no sign octet). */
   serialHex: string;
@@ -166,53 +171,135 @@ function expect(t: Tlv | undefined, tag: number, what: string): Tlv {
 
 const oidAt = (der: Uint8Array, t: Tlv | undefined, what: string) => decodeOid(contentsOf(der, expect(t, TAG.oid, what)));
 
-/** decodeString reads a DirectoryString or IA5String value to text. */
-function decodeString(der: Uint8Array, t: Tlv): string {
+/** ONE_OCTET_STRINGS: string types read one octet per character (Latin-1), as OpenSSL reads them (and @peculiar those it knows). */
+const ONE_OCTET_STRINGS = new Set([0x12, 0x13, 0x14, 0x15, 0x16, 0x19, 0x1a, 0x1b]); // Numeric, Printable, Teletex, Videotex, IA5, Graphic, Visible, General
+
+/**
+ * attributeValue reads a name attribute's value to text: a string type's characters, or `#` and
+ * the hex of the whole DER element for anything else (RFC 4514 2.4, as OpenSSL prints it).
+ */
+function attributeValue(der: Uint8Array, t: Tlv): { text: string; isString: boolean } {
   const c = contentsOf(der, t);
   switch (t.tag) {
+    case 0x0c: // UTF8String
+      if (!isUtf8(c)) throw new Error("a UTF8String is not valid UTF-8");
+      return { text: c.toString("utf8"), isString: true };
     case 0x1e: // BMPString: UTF-16BE
-      return Buffer.from(c).swap16().toString("utf16le");
+      if (c.length % 2 !== 0) throw new Error("a BMPString has an odd number of octets");
+      return { text: Buffer.from(c).swap16().toString("utf16le"), isString: true };
     case 0x1c: { // UniversalString: UTF-32BE
-      let s = "";
-      for (let i = 0; i + 3 < c.length; i += 4) s += String.fromCodePoint(c.readUInt32BE(i));
-      return s;
+      if (c.length % 4 !== 0) throw new Error("a UniversalString's length is not a multiple of 4");
+      let text = "";
+      for (let i = 0; i < c.length; i += 4) {
+        const cp = c.readUInt32BE(i);
+        if (cp > 0x10ffff) throw new Error("a UniversalString holds a character past U+10FFFF");
+        text += String.fromCodePoint(cp);
+      }
+      return { text, isString: true };
     }
-    case 0x14: // TeletexString: treated as Latin-1, as OpenSSL does
-      return c.toString("latin1");
-    default: // UTF8String, PrintableString, IA5String, NumericString, VisibleString
-      return c.toString("utf8");
+    default:
+      if (ONE_OCTET_STRINGS.has(t.tag)) return { text: c.toString("latin1"), isString: true };
+      if (t.tag & 0x20) children(der, t); // a constructed value must hold whole elements
+      return { text: `#${bytesOf(der, t).toString("hex").toUpperCase()}`, isString: false };
   }
 }
 
-function nameAttributes(der: Uint8Array): [string, string][] {
+/** escapeValue escapes a string value as RFC 4514 2.4 and OpenSSL's esc_2253 and esc_ctrl do. */
+function escapeValue(v: string): string {
+  if (!/[\\"+,;<>\x00-\x1f\x7f]|^[# ]| $/.test(v)) return v;
+  const trail = v.endsWith(" ") ? "\\ " : "";
+  const body = trail ? v.slice(0, -1) : v;
+  const lead = body.startsWith("#") || body.startsWith(" ") ? "\\" : "";
+  return lead + body.replace(/[\\"+,;<>]/g, "\\$&").replace(/[\x00-\x1f\x7f]/g, (ch) => `\\${ch.charCodeAt(0).toString(16).toUpperCase().padStart(2, "0")}`) + trail;
+}
+
+/** Rdn is one RelativeDistinguishedName: its attributes as [short name, value text, value escaped]. */
+type Rdn = [string, string, string][];
+
+function nameRdns(der: Uint8Array): Rdn[] {
   const top = readTlv(der, 0);
-  const out: [string, string][] = [];
-  for (const rdn of children(der, expect(top, TAG.sequence, "Name"))) {
-    for (const atv of children(der, expect(rdn, TAG.set, "RelativeDistinguishedName"))) {
-      const [type, value] = children(der, expect(atv, TAG.sequence, "AttributeTypeAndValue"));
-      if (!value) throw new Error("AttributeTypeAndValue has no value");
-      const o = oidAt(der, type, "attribute type");
-      out.push([ATTRIBUTE_NAMES[o] ?? o, decodeString(der, value)]);
+  const out: Rdn[] = [];
+  for (const rdnT of children(der, expect(top, TAG.sequence, "Name"))) {
+    const rdn: Rdn = [];
+    for (const atv of children(der, expect(rdnT, TAG.set, "RelativeDistinguishedName"))) {
+      const parts = children(der, expect(atv, TAG.sequence, "AttributeTypeAndValue"));
+      if (parts.length !== 2) throw new Error("an AttributeTypeAndValue is a type and one value");
+      const o = oidAt(der, parts[0], "attribute type");
+      const v = attributeValue(der, parts[1]!);
+      rdn.push([ATTRIBUTE_NAMES[o] ?? o, v.text, v.isString ? escapeValue(v.text) : v.text]);
     }
+    if (rdn.length === 0) throw new Error("a RelativeDistinguishedName is empty");
+    out.push(rdn);
   }
   return out;
 }
 
-const formatName = (attrs: [string, string][]) => attrs.slice().reverse().map(([k, v]) => `${k}=${v}`).join(", ");
+/** formatName writes RFC 4514 text: most specific RDN first, ", " between RDNs, "+" inside a multi-valued one. */
+const formatName = (rdns: Rdn[]) => rdns.map((rdn) => rdn.map(([k, , v]) => `${k}=${v}`).join("+")).reverse().join(", ");
+
+/** boolAt reads a BOOLEAN (readTlv has checked it is one octet). */
+const boolAt = (der: Uint8Array, t: Tlv | undefined, what: string): boolean => contentsOf(der, expect(t, TAG.boolean, what))[0] !== 0;
+
+/** isMinimal tells whether INTEGER contents are minimal two's complement (X.690 8.3.2). */
+const isMinimal = (c: Uint8Array) => c.length > 0 && !(c.length > 1 && ((c[0] === 0 && c[1]! < 0x80) || (c[0] === 0xff && c[1]! >= 0x80)));
+
+/** serialOf reads the serial's sign and magnitude from its INTEGER contents. */
+function serialOf(c: Buffer): { hex: string; negative: boolean; bits: number } {
+  if (!isMinimal(c)) throw new Error("serialNumber is not a minimal INTEGER");
+  const negative = (c[0]! & 0x80) !== 0;
+  let m = c;
+  if (negative) {
+    // The magnitude of a negative two's complement number: invert and add one.
+    m = Buffer.alloc(c.length);
+    let carry = 1;
+    for (let i = c.length - 1; i >= 0; i--) {
+      const v = (~c[i]! & 0xff) + carry;
+      m[i] = v & 0xff;
+      carry = v >> 8;
+    }
+  }
+  let i = 0;
+  while (i < m.length - 1 && m[i] === 0) i++;
+  m = m.subarray(i);
+  return { hex: m.toString("hex"), negative, bits: m[0] === 0 ? 0 : (m.length - 1) * 8 + (32 - Math.clz32(m[0]!)) };
+}
+
+/** smallUint reads a non-negative INTEGER that fits 31 bits (pathLenConstraint). */
+function smallUint(der: Uint8Array, t: Tlv | undefined, what: string): number {
+  const c = contentsOf(der, expect(t, TAG.integer, what));
+  if (!isMinimal(c)) throw new Error(`${what} is not a minimal INTEGER`);
+  if (c[0]! & 0x80) throw new Error(`${what} is negative`);
+  if (c.length > 4) throw new Error(`${what} is too large`);
+  return c.reduce((n, x) => n * 256 + x, 0);
+}
+
+/** only reads the single element that must fill `buf` (an extension's value, an RSA key). */
+function only(buf: Uint8Array, tag: number, what: string): Tlv {
+  if (buf.length === 0) throw new Error(`${what} is missing`);
+  const t = readTlv(buf, 0);
+  if (t.end !== buf.length) throw new Error(`${what} is followed by ${buf.length - t.end} stray octets`);
+  return expect(t, tag, what);
+}
 
 function publicKeyOf(spki: Buffer): PublicKeyInfo {
-  const [alg, bits] = children(spki, readTlv(spki, 0));
+  const parts = children(spki, readTlv(spki, 0));
+  const [alg, bits] = parts;
+  if (parts.length !== 2) throw new Error("a SubjectPublicKeyInfo is an algorithm and a key");
   const [algOid, params] = children(spki, expect(alg, TAG.sequence, "AlgorithmIdentifier"));
   const o = oidAt(spki, algOid, "public key algorithm");
-  const key = contentsOf(spki, expect(bits, TAG.bitString, "subjectPublicKey")).subarray(1);
+  const keyBits = contentsOf(spki, expect(bits, TAG.bitString, "subjectPublicKey"));
+  if (keyBits[0] !== 0) throw new Error("subjectPublicKey is empty or has unused bits");
+  const key = keyBits.subarray(1);
   if (o === "1.2.840.10045.2.1") {
-    const curveOid = params?.tag === TAG.oid ? decodeOid(contentsOf(spki, params)) : "(explicit parameters)";
+    if (params && params.tag !== TAG.oid && params.tag !== TAG.sequence) throw new Error("EC parameters are neither a named curve nor explicit parameters");
+    if (params?.tag === TAG.sequence) children(spki, params);
+    const curveOid = params?.tag === TAG.oid ? decodeOid(contentsOf(spki, params)) : params ? "(explicit parameters)" : "(no parameters)";
     const c = CURVES[curveOid];
     const keyType = c?.name === "P-256" ? "ecdsa-p256" : c?.name === "P-384" ? "ecdsa-p384" : undefined;
     return { algorithm: "ec", curve: c?.name ?? curveOid, bits: c?.bits ?? 0, keyType };
   }
   if (o === "1.2.840.113549.1.1.1") {
-    const [n] = children(key, readTlv(key, 0));
+    const [n] = children(key, only(key, TAG.sequence, "RSAPublicKey"));
     const m = contentsOf(key, expect(n, TAG.integer, "RSA modulus"));
     let i = 0;
     while (i < m.length && m[i] === 0) i++;
@@ -236,16 +323,77 @@ function generalName(der: Uint8Array, t: Tlv): SanEntry {
       return { type: "email", value: c.toString("latin1") };
     case 0x87:
       return c.length === 4 || c.length === 16 ? { type: "ip", value: formatIp(c), bytes: Buffer.from(c) } : { type: "other", value: `IP address of ${c.length} octets` };
-    case 0xa0:
+    case 0xa0: { // otherName: type-id and an [0] EXPLICIT value
+      const [typeId, value, ...rest] = children(der, t);
+      oidAt(der, typeId, "otherName type-id");
+      if (value?.tag !== 0xa0 || rest.length > 0 || children(der, value).length !== 1) throw new Error("an otherName is a type-id and an [0] value");
       return { type: "other", value: "otherName" };
-    case 0xa4:
+    }
+    case 0xa4: { // directoryName: [4] EXPLICIT Name
+      const inner = children(der, t);
+      if (inner.length !== 1) throw new Error("a directoryName holds one Name");
+      nameRdns(bytesOf(der, inner[0]!));
       return { type: "other", value: "directoryName" };
+    }
     case 0x88:
       return { type: "other", value: "registeredID" };
-    default:
+    case 0xa3: // x400Address, ediPartyName: not read, but they must hold whole elements
+    case 0xa5:
+      children(der, t);
       return { type: "other", value: `GeneralName tag 0x${t.tag.toString(16)}` };
+    default:
+      throw new Error(`a GeneralName has the tag 0x${t.tag.toString(16)}, which is none of RFC 5280's`);
   }
 }
+
+/**
+ * EXTENSION_DECODERS read the extensions mtlskit judges into CertInfo. Each value must be exactly
+ * one DER element of its type; every other extension's value stays opaque, as it does to OpenSSL
+ * and @peculiar/asn1-x509.
+ */
+const EXTENSION_DECODERS: Record<string, (v: Buffer, info: CertInfo, critical: boolean) => void> = {
+  basicConstraints(v, info, critical) {
+    const parts = children(v, only(v, TAG.sequence, "BasicConstraints"));
+    let i = 0;
+    if (parts[i]?.tag === TAG.boolean) info.isCA = boolAt(v, parts[i++], "cA");
+    if (parts[i]) info.pathLen = smallUint(v, parts[i++], "pathLenConstraint");
+    if (i !== parts.length) throw new Error("BasicConstraints holds more than cA and pathLenConstraint");
+    info.basicConstraintsCritical = critical;
+  },
+  keyUsage(v, info, critical) {
+    const c = contentsOf(v, only(v, TAG.bitString, "KeyUsage"));
+    const unused = c[0];
+    if (unused === undefined || unused > 7 || (c.length === 1 && unused !== 0)) throw new Error("KeyUsage is not a valid BIT STRING");
+    // The unused bits of the last octet are masked off, as OpenSSL and @peculiar do.
+    const at = (j: number) => (c[j + 1] ?? 0) & (j + 2 === c.length ? 0xff << unused : 0xff);
+    info.keyUsage = KEY_USAGE_NAMES.filter((_, i) => (at(i >> 3) & (0x80 >> (i & 7))) !== 0);
+    info.keyUsageCritical = critical;
+  },
+  extKeyUsage(v, info) {
+    info.extKeyUsage = children(v, only(v, TAG.sequence, "ExtKeyUsageSyntax")).map((t) => {
+      const u = oidAt(v, t, "KeyPurposeId");
+      return EKU_NAMES[u] ?? u;
+    });
+  },
+  subjectAltName(v, info) {
+    info.sans = children(v, only(v, TAG.sequence, "GeneralNames")).map((t) => generalName(v, t));
+  },
+  subjectKeyIdentifier(v, info) {
+    info.subjectKeyId = contentsOf(v, only(v, TAG.octetString, "SubjectKeyIdentifier")).toString("hex");
+  },
+  authorityKeyIdentifier(v, info) {
+    // keyIdentifier [0], authorityCertIssuer [1] GeneralNames, authorityCertSerialNumber [2], each optional, in order.
+    let last = -1;
+    for (const t of children(v, only(v, TAG.sequence, "AuthorityKeyIdentifier"))) {
+      const n = t.tag === 0x80 ? 0 : t.tag === 0xa1 ? 1 : t.tag === 0x82 ? 2 : -1;
+      if (n <= last) throw new Error(`AuthorityKeyIdentifier has an unexpected field (tag 0x${t.tag.toString(16)})`);
+      last = n;
+      if (n === 0) info.authorityKeyId = contentsOf(v, t).toString("hex");
+      else if (n === 1) for (const g of children(v, t)) generalName(v, g);
+      else if (!isMinimal(contentsOf(v, t))) throw new Error("authorityCertSerialNumber is not a minimal INTEGER");
+    }
+  },
+};
 
 /** decodeFields decodes what `readCertFields` left as bytes: names, key, extensions. */
 export function decodeFields(f: CertFields): CertInfo {
@@ -254,27 +402,27 @@ export function decodeFields(f: CertFields): CertInfo {
   const hasVersion = fieldTlvs[0]?.tag === 0xa0;
   let version = 1;
   if (hasVersion) {
-    const v = contentsOf(tbs, expect(children(tbs, fieldTlvs[0]!)[0], TAG.integer, "version"));
+    const inner = children(tbs, fieldTlvs[0]!);
+    if (inner.length !== 1) throw new Error("version is not one INTEGER");
+    const v = contentsOf(tbs, expect(inner[0], TAG.integer, "version"));
     version = v.length === 1 ? v[0]! + 1 : 0;
     if (version < 1 || version > 3) throw new Error("version is not 1, 2 or 3");
   }
   const sigOid = oidAt(f.signatureAlgorithm, children(f.signatureAlgorithm, readTlv(f.signatureAlgorithm, 0))[0], "signature algorithm");
   const sig = SIGNATURE_ALGORITHMS[sigOid];
-  const subjectAttrs = nameAttributes(f.subject);
+  const subjectRdns = nameRdns(f.subject);
   const subjectAttributes: Record<string, string> = {};
-  for (const [k, v] of subjectAttrs) subjectAttributes[k] ??= v;
-  let magnitude = f.serial;
-  if (magnitude.length > 1 && magnitude[0] === 0) magnitude = magnitude.subarray(1);
-  const serialNegative = (f.serial[0]! & 0x80) !== 0;
+  for (const rdn of subjectRdns) for (const [k, v] of rdn) subjectAttributes[k] ??= v;
+  const serial = serialOf(f.serial);
 
   const info: CertInfo = {
     version,
-    subject: formatName(subjectAttrs),
-    issuer: formatName(nameAttributes(f.issuer)),
+    subject: formatName(subjectRdns),
+    issuer: formatName(nameRdns(f.issuer)),
     subjectAttributes,
-    serialHex: magnitude.toString("hex"),
-    serialNegative,
-    serialBits: magnitude.length === 0 || (magnitude.length === 1 && magnitude[0] === 0) ? 0 : (magnitude.length - 1) * 8 + (32 - Math.clz32(magnitude[0]!)),
+    serialHex: serial.hex,
+    serialNegative: serial.negative,
+    serialBits: serial.bits,
     notBefore: f.notBefore,
     notAfter: f.notAfter,
     signatureAlgorithm: { oid: sigOid, name: sig?.name ?? sigOid, hash: sig?.hash },
@@ -293,58 +441,26 @@ export function decodeFields(f: CertFields): CertInfo {
 
   const extsWrapper = fieldTlvs.find((t) => t.tag === 0xa3);
   if (!extsWrapper) return info;
+  const wrapped = children(tbs, extsWrapper);
+  if (wrapped.length !== 1) throw new Error("[3] does not hold exactly one Extensions SEQUENCE");
   const seen = new Set<string>();
-  for (const e of children(tbs, expect(children(tbs, extsWrapper)[0], TAG.sequence, "Extensions"))) {
+  for (const e of children(tbs, expect(wrapped[0], TAG.sequence, "Extensions"))) {
     const parts = children(tbs, expect(e, TAG.sequence, "Extension"));
     const o = oidAt(tbs, parts[0], "extension id");
-    if (seen.has(o)) throw new Error(`extension ${EXTENSION_NAMES[o] ?? o} appears twice (RFC 5280 4.2)`);
-    seen.add(o);
-    const critical = parts[1]?.tag === TAG.boolean ? contentsOf(tbs, parts[1])[0] !== 0 : false;
-    const value = contentsOf(tbs, expect(parts[parts.length - 1], TAG.octetString, `extension ${o} value`));
     const name = EXTENSION_NAMES[o];
+    const label = `extension ${name ?? o}`;
+    if (parts.length < 2 || parts.length > 3) throw new Error(`${label} is not extnID, critical, extnValue`);
+    if (seen.has(o)) throw new Error(`${label} appears twice (RFC 5280 4.2)`);
+    seen.add(o);
+    const critical = parts.length === 3 ? boolAt(tbs, parts[1], `${label} critical`) : false;
+    const value = contentsOf(tbs, expect(parts[parts.length - 1], TAG.octetString, `${label} value`));
     info.extensions.push({ oid: o, name, critical });
+    const decode = name === undefined ? undefined : EXTENSION_DECODERS[name];
+    if (!decode) continue;
     try {
-      const top = value.length > 0 ? readTlv(value, 0) : undefined;
-      if (!top) throw new Error("is empty");
-      switch (name) {
-        case "basicConstraints": {
-          const [a, b] = children(value, expect(top, TAG.sequence, "BasicConstraints"));
-          let pathT = b;
-          if (a?.tag === TAG.boolean) info.isCA = contentsOf(value, a)[0] !== 0;
-          else pathT = a;
-          if (pathT) {
-            const p = contentsOf(value, expect(pathT, TAG.integer, "pathLenConstraint"));
-            info.pathLen = p.reduce((n, x) => n * 256 + x, 0);
-          }
-          info.basicConstraintsCritical = critical;
-          break;
-        }
-        case "keyUsage": {
-          const bits = contentsOf(value, expect(top, TAG.bitString, "KeyUsage")).subarray(1);
-          info.keyUsage = KEY_USAGE_NAMES.filter((_, i) => ((bits[i >> 3] ?? 0) & (0x80 >> (i & 7))) !== 0);
-          info.keyUsageCritical = critical;
-          break;
-        }
-        case "extKeyUsage":
-          info.extKeyUsage = children(value, expect(top, TAG.sequence, "ExtKeyUsageSyntax")).map((t) => {
-            const u = oidAt(value, t, "KeyPurposeId");
-            return EKU_NAMES[u] ?? u;
-          });
-          break;
-        case "subjectAltName":
-          info.sans = children(value, expect(top, TAG.sequence, "GeneralNames")).map((t) => generalName(value, t));
-          break;
-        case "subjectKeyIdentifier":
-          info.subjectKeyId = contentsOf(value, expect(top, TAG.octetString, "SubjectKeyIdentifier")).toString("hex");
-          break;
-        case "authorityKeyIdentifier": {
-          const id = children(value, expect(top, TAG.sequence, "AuthorityKeyIdentifier")).find((t) => t.tag === 0x80);
-          if (id) info.authorityKeyId = contentsOf(value, id).toString("hex");
-          break;
-        }
-      }
+      decode(value, info, critical);
     } catch (err) {
-      throw new Error(`extension ${name ?? o}: ${(err as Error).message.replace(/^der: /, "")}`, { cause: err });
+      throw new Error(`${label}: ${(err as Error).message.replace(/^der: /, "")}`, { cause: err });
     }
   }
   return info;
