@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { createPrivateKey, generateKeyPairSync, X509Certificate } from "node:crypto";
 import { hostname } from "node:os";
 import * as path from "node:path";
@@ -531,6 +531,34 @@ describe("apply: the CA", { timeout: 180_000 }, () => {
       assert.match(r.err, /move \S*ca away/);
     }
     assertUntouched(before, inspectPki(pki));
+  });
+
+  it("fail/a deleted ca/ca.pem (its key still there, services issued) stops apply and plan with the exact copy to restore; nothing written", async () => {
+    const { file, pki } = await applied();
+    rmSync(path.join(pki, "ca", "ca.pem"));
+    const before = inspectPki(pki);
+    for (const cmd of ["apply", "plan"]) {
+      const r = await runCli([cmd, "-f", file, "--pki", pki]);
+      assert.equal(r.code, 3, `${cmd} exited ${r.code}: ${r.err}`);
+      assert.match(r.err, /ca\.pem is missing, but its key \S*ca-key\.pem is there and \d+ services were issued/);
+      assert.match(r.err, /the CA certificate was deleted/);
+      assert.ok(r.err.includes(`cp ${path.join(pki, "services", "api", "ca.pem")} ${path.join(pki, "ca", "ca.pem")}`), r.err);
+    }
+    assertUntouched(before, inspectPki(pki));
+    // Following the fix restores the CA exactly: apply then keeps everything.
+    copyFileSync(path.join(pki, "services", "api", "ca.pem"), path.join(pki, "ca", "ca.pem"));
+    const j = await applyJson(file, pki);
+    assert.equal(j.issued, 0);
+    assert.equal(j.caCreated, false);
+  });
+
+  it("fail/a deleted ca/ca.pem with no copy left names the backup and the way to start over", async () => {
+    const { file, pki } = await applied();
+    rmSync(path.join(pki, "ca", "ca.pem"));
+    for (const e of readdirSync(path.join(pki, "services"))) rmSync(path.join(pki, "services", e, "ca.pem"));
+    const r = await runCli(["apply", "-f", file, "--pki", pki]);
+    assert.equal(r.code, 3, r.err);
+    assert.match(r.err, /restore \S*ca\.pem from backup; or, to start a new CA .* move \S*ca away/);
   });
 
   it("ok/an existing CA whose subject differs from the manifest is kept, with a warning", async () => {

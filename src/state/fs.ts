@@ -173,7 +173,7 @@ export function acquireLock(file: string, opts: { waitMs?: number; now?: () => D
     if (Date.now() >= deadline) {
       const who = holder ? `mtlskit (pid ${holder.pid} on ${holder.host}, since ${holder.since})` : "another mtlskit";
       throw new FailedError(
-        `pki: ${who} is applying to this directory and holds ${file}; waited ${Math.round(waitMs / 1000)}s. Run apply again when it finishes. If no apply is running, remove ${file}.`,
+        `pki: ${who} is applying to this directory and holds ${file}; waited ${waitMs < 10_000 ? Number((waitMs / 1000).toFixed(1)) : Math.round(waitMs / 1000)}s. Run apply again when it finishes. If no apply is running, remove ${file}.`,
       );
     }
     sleep(50);

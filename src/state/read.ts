@@ -4,7 +4,8 @@
  * file: a damaged leaf is a reason to re-issue it.
  */
 import { X509Certificate, createPublicKey, type KeyObject } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import * as path from "node:path";
 import type { CaImport, Manifest } from "../manifest/index.ts";
 import { readCertFields, type CertFields } from "../pki/cert.ts";
 import { keyIdOf } from "../pki/issue.ts";
@@ -76,10 +77,56 @@ function caMaterial(certDer: Buffer, privateKey: KeyObject, chainPem: string, bu
   return { cert, keyType, keyId, publicKey, privateKey, chainPem, bundlePem };
 }
 
-/** readCa reads the generated CA in DIR/ca. A key without a certificate is an interrupted creation: missing. */
+/**
+ * lostCaCert judges a CA key found without its certificate. Apply writes the key first, so a key
+ * alone in a directory where nothing was issued yet is an interrupted creation: missing, and the
+ * CA is created afresh. Once services were issued, the certificate was deleted, and replacing the
+ * CA silently would break every peer: refuse, and name the exact copy to restore when a service's
+ * bundle holds the certificate of this key.
+ */
+function lostCaCert(dir: string, keyText: string): CaState {
+  const servicesDir = abs(dir, LAYOUT.servicesDir);
+  let names: string[] = [];
+  try {
+    names = readdirSync(servicesDir).sort();
+  } catch {
+    // no services/ yet: nothing was issued
+  }
+  const issued = names.filter((n) => readText(path.join(servicesDir, n, "cert.pem")) !== undefined);
+  if (issued.length === 0) return { status: "missing" };
+  const where = abs(dir, LAYOUT.caCert);
+  let copy: string | undefined;
+  try {
+    const spki = spkiOfPrivateKey(parsePrivateKey(keyText));
+    copy = names
+      .map((n) => abs(dir, LAYOUT.bundle(n)))
+      .find((b) => {
+        try {
+          return parseCertificatesPem(readText(b) ?? "").some((der) => readCertFields(der).spki.equals(spki));
+        } catch {
+          return false;
+        }
+      });
+  } catch {
+    // an unreadable key: no copy can be matched to it
+  }
+  const n = issued.length;
+  return {
+    status: "broken",
+    reason: `${where} is missing, but its key ${abs(dir, LAYOUT.caKey)} is there and ${n} service${n === 1 ? " was" : "s were"} issued (${issued.slice(0, 3).join(", ")}${n > 3 ? ", ..." : ""}): the CA certificate was deleted`,
+    fix: copy
+      ? `restore it from a service's bundle, which holds the same certificate (its key matches): cp ${copy} ${where}`
+      : `restore ${where} from backup; or, to start a new CA (every service is re-issued and peers must trust the new ca.pem), move ${abs(dir, LAYOUT.caDir)} away`,
+  };
+}
+
+/** readCa reads the generated CA in DIR/ca; a key alone is an interrupted creation or a deleted certificate (lostCaCert). */
 export function readCa(dir: string): CaState {
   const certText = readText(abs(dir, LAYOUT.caCert));
-  if (certText === undefined) return { status: "missing" };
+  if (certText === undefined) {
+    const keyText = readText(abs(dir, LAYOUT.caKey));
+    return keyText === undefined ? { status: "missing" } : lostCaCert(dir, keyText);
+  }
   const where = abs(dir, LAYOUT.caCert);
   const keyFile = abs(dir, LAYOUT.caKey);
   const keyText = readText(keyFile);
