@@ -552,6 +552,20 @@ describe("apply: the CA", { timeout: 180_000 }, () => {
     assert.equal(j.caCreated, false);
   });
 
+  it("fail/a plain file where services/NAME belongs: apply and plan exit 3 naming it and the fix, never 'this is a bug'", async () => {
+    const { file, pki } = await applied();
+    const api = path.join(pki, "services", "api");
+    rmSync(api, { recursive: true });
+    writeFileSync(api, "not a directory\n");
+    for (const cmd of ["apply", "plan"]) {
+      const r = await runCli([cmd, "-f", file, "--pki", pki]);
+      assert.equal(r.code, 3, r.err);
+      assert.ok(r.err.includes(`${api} is not a directory`), r.err);
+      assert.ok(r.err.includes(`fix: move ${api} away`), r.err);
+      assert.doesNotMatch(r.err, /bug/);
+    }
+  });
+
   it("fail/a deleted ca/ca.pem with no copy left names the backup and the way to start over", async () => {
     const { file, pki } = await applied();
     rmSync(path.join(pki, "ca", "ca.pem"));

@@ -81,6 +81,7 @@ function readText(file: string): string | FileProblem {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT") return { path: file, missing: true, error: "does not exist" };
     if (code === "EISDIR") return { path: file, missing: false, error: "is a directory, not a file" };
+    if (code === "ENOTDIR") return { path: file, missing: false, error: `cannot be read: ${path.dirname(file)} is not a directory` };
     if (code === "EACCES") return { path: file, missing: false, error: "cannot be read (permission denied)" };
     return { path: file, missing: false, error: `cannot be read (${code ?? (e as Error).message})` };
   }

@@ -6,6 +6,7 @@
 import { X509Certificate, createPublicKey, type KeyObject } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import * as path from "node:path";
+import { FailedError } from "../errors.ts";
 import type { CaImport, Manifest } from "../manifest/index.ts";
 import { readCertFields, type CertFields } from "../pki/cert.ts";
 import { keyIdOf } from "../pki/issue.ts";
@@ -53,12 +54,18 @@ export interface State {
   bundles: Map<string, string | undefined>;
 }
 
+/** readText reads a file of the PKI directory; missing is undefined, anything else a FailedError naming the path. */
 function readText(file: string): string | undefined {
   try {
     return readFileSync(file, "utf8");
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return undefined;
+    if (code === "ENOTDIR") {
+      throw new FailedError(`pki: cannot read ${file}: ${path.dirname(file)} is not a directory\n    fix: move ${path.dirname(file)} away (apply creates the directory), then run apply again`, { cause: e });
+    }
+    if (code === "EISDIR") throw new FailedError(`pki: ${file} is a directory, where a file belongs\n    fix: move ${file} away, then run apply again`, { cause: e });
+    throw new FailedError(`pki: cannot read ${file}: ${code ?? (e as Error).message}${code === "EACCES" ? "\n    fix: run apply as the user that owns the PKI directory" : ""}`, { cause: e });
   }
 }
 
