@@ -5,6 +5,7 @@
  * for files mtlskit did not issue, or the bare change for `inspect`.
  */
 import { isIP } from "node:net";
+import { sansCover, type SanAddress } from "../pki/names.ts";
 import type { Code } from "./codes.ts";
 import type { Cert } from "./material.ts";
 
@@ -43,19 +44,9 @@ const days = (ms: number) => {
 };
 const date = (d: Date) => d.toISOString().slice(0, 16).replace("T", " ") + " UTC";
 
-/** dnsMatches tells whether `name` matches SAN `pattern`: case-insensitive, one left-most `*.` label (RFC 6125 6.4.3). */
-export function dnsMatches(pattern: string, name: string): boolean {
-  const p = pattern.toLowerCase().replace(/\.$/, "");
-  const n = name.toLowerCase().replace(/\.$/, "");
-  if (!p.startsWith("*.")) return p === n;
-  const dot = n.indexOf(".");
-  return dot > 0 && n.slice(dot) === p.slice(1) && p.split(".").length > 2;
-}
-
 /** covers tells whether the certificate's SANs include an address (IP by bytes, DNS by name); the CN never counts. */
-export function covers(c: Cert, address: { kind: "ip"; bytes: Buffer } | { kind: "dns"; text: string }): boolean {
-  if (address.kind === "ip") return c.info.sans.some((s) => s.type === "ip" && s.bytes.equals(address.bytes));
-  return c.info.sans.some((s) => s.type === "dns" && dnsMatches(s.value, address.text));
+export function covers(c: Cert, address: SanAddress): boolean {
+  return sansCover(c.info.sans, address);
 }
 
 const canServe = (p: Expectations["profile"]) => p === "server" || p === "dual";
