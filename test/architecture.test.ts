@@ -21,8 +21,9 @@ const ALLOWED: Record<string, string[]> = {
   check: ["manifest", "pki", "state", "errors"],
   explain: ["check", "errors"],
   inspect: ["check", "pki", "errors"],
-  cli: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect"],
-  index: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect"],
+  service: ["identity", "pki", "errors"],
+  cli: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service"],
+  index: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service"],
 };
 
 /** DOORS: the only file allowed to import each third-party package. */
@@ -34,6 +35,13 @@ const DOORS: Record<string, string> = {
   // @peculiar/asn1-x509 and @peculiar/asn1-schema are test-only judges of pki/x509.ts: no file
   // under src/ may import them; test/helpers/peculiar.ts is the only one that does.
 };
+
+/**
+ * SERVICE_PKI: the only pki/ files the service library may import, the decoding side. Services
+ * must start fast and small, so certificate building (pki/issue.ts, pki/name.ts) never loads.
+ */
+const SERVICE_PKI = ["pki/x509.ts", "pki/cert.ts", "pki/der.ts", "pki/pem.ts", "pki/ip.ts", "pki/profiles.ts", "pki/names.ts"];
+const SERVICE_NEVER = ["pki/issue.ts", "pki/name.ts"];
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(path.join(dir, e.name)) : e.name.endsWith(".ts") ? [path.join(dir, e.name)] : []));
@@ -65,4 +73,25 @@ describe("architecture", () => {
       }
     });
   }
+
+  it("service/ imports only the decoding side of pki/, and never loads certificate building, even indirectly", () => {
+    const rel = (f: string) => path.relative(SRC, f).split(path.sep).join("/");
+    const seen = new Set<string>();
+    const todo = files.filter((f) => rel(f).startsWith("service/"));
+    assert.ok(todo.length > 0, "src/service exists");
+    for (const f of todo) {
+      for (const spec of imports(f)) {
+        const to = rel(path.resolve(path.dirname(f), spec));
+        if (spec.startsWith(".") && to.startsWith("pki/")) assert.ok(SERVICE_PKI.includes(to), `${rel(f)} imports ${to}; the service library may import only ${SERVICE_PKI.join(", ")}`);
+      }
+    }
+    while (todo.length > 0) {
+      const f = todo.pop()!;
+      if (seen.has(rel(f))) continue;
+      seen.add(rel(f));
+      for (const spec of imports(f)) if (spec.startsWith(".")) todo.push(path.resolve(path.dirname(f), spec));
+    }
+    for (const never of SERVICE_NEVER) assert.ok(!seen.has(never), `src/service loads ${never} (certificate building)`);
+    for (const f of seen) assert.match(f, /^(service|identity|pki|errors)/, `src/service loads ${f}`);
+  });
 });

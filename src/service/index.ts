@@ -1,0 +1,33 @@
+/**
+ * The service library: mutual TLS for Node services from mtlskit's certificates. Credential
+ * sources, server and client options for tls, https and http2, peers read from DER, and
+ * authorizers. It loads only the decoding side of pki/ (never certificate building), so services
+ * start fast and small.
+ *
+ * @example
+ * import https from "node:https";
+ * import { loadStaticSource, createMtlsServer, authorizeId } from "mtlskit";
+ * const source = loadStaticSource({ certFile: "pki/services/api/cert.pem", keyFile: "pki/services/api/key.pem", caFile: "pki/services/api/ca.pem" });
+ * createMtlsServer(https.createServer, source, { authorize: authorizeId("spiffe://example.org/web") }, (req, res) => res.end("ok")).listen(8443);
+ */
+export { describePeer, peerFromDer, peerFromSocket, type NoIdentity, type Peer } from "./peer.ts";
+export {
+  AuthorizationError,
+  allOf,
+  anyOf,
+  authorizeAny,
+  authorizeId,
+  authorizeMemberOf,
+  authorizeOneOf,
+  authorizeRbac,
+  authorizeRole,
+  authorizeSubject,
+  normalizeDn,
+  pinCertificate,
+  pinSpki,
+  rbacRoles,
+  type Authorizer,
+  type RbacTable,
+} from "./authorize.ts";
+export { loadStaticSource, parseCredentials, staticSource, type CredentialNames, type CredentialSource, type Credentials, type PemInput, type StaticFiles, type StaticSourceInput } from "./source.ts";
+export { CIPHERS, authorizeServer, clientOptions, createMtlsServer, serverOptions, type ClientOptions, type MinVersion, type MtlsServerOptions, type ServerFactory, type ServerOptions } from "./options.ts";
