@@ -176,6 +176,9 @@ const CASES: Case[] = [
   // ...and without one, OpenSSL tries the namesake and the signature fails.
   { name: "fail/ca-recreated-same-name-no-aki", error: "CERT_SIGNATURE_FAILURE", findings: ["bad-signature"], atClient: ["conn-server-untrusted"], build: () => ({ server: { cert: serverLeaf({ issuer: kit.twin, aki: false }) }, client: { cert: clientLeaf() } }) },
   { name: "fail/intermediate-missing", error: "UNABLE_TO_VERIFY_LEAF_SIGNATURE", atClient: ["conn-server-untrusted"], build: () => ({ server: { cert: serverLeaf({ issuer: kit.inter }) }, client: { cert: clientLeaf() } }) },
+  // The client's bundle holds only the intermediate that issued the server's certificate: Go stops
+  // there, OpenSSL (Node) needs a self-signed root unless partial chains are enabled.
+  { name: "fail/bundle-holds-only-the-intermediate", error: "UNABLE_TO_GET_ISSUER_CERT", atClient: ["conn-server-untrusted"], build: () => ({ server: { cert: serverLeaf({ issuer: kit.inter }) }, client: { cert: clientLeaf(), bundle: [kit.inter] } }) },
   { name: "fail/pathlen-exceeded", error: "PATH_LENGTH_EXCEEDED", atClient: ["conn-server-untrusted"], build: () => ({ server: { cert: serverLeaf({ issuer: kit.subCa }), chain: [kit.subCa, kit.inter] }, client: { cert: clientLeaf() } }) },
   { name: "fail/issuer-without-keycertsign", error: "UNSPECIFIED", opensslSays: "key usage does not include certificate signing", atClient: ["conn-server-untrusted"], build: () => ({ server: { cert: serverLeaf({ issuer: kit.noSign }), chain: [kit.noSign] }, client: { cert: clientLeaf() } }) },
   // ── validity ──────────────────────────────────────────────────────────────────────────────

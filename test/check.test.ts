@@ -333,7 +333,7 @@ const CASES: Case[] = [
       return {
         run: r,
         want: [
-          { code: "untrusted", about: "dusk", has: [svc(r, "dusk", "cert.pem"), `does not chain to ${bundle}`, "signed by another CA"] },
+          { code: "untrusted", about: "dusk", has: [svc(r, "dusk", "cert.pem"), `does not chain to ${bundle}`, "does not hold the CA that issued it (CN=ServiceRadar CA", "the bundle was replaced"], fix: ["it rewrites", "the certificate is fine"] },
           { code: "bundle-differs", about: "dusk", has: [bundle, "CN=Other CA", "8 other services"] },
           // dusk verifies the agent (it serves it) and core (it dials it) with the wrong root.
           { code: "conn-client-untrusted", about: conn("agent", "dusk", "192.168.2.22"), has: ["dusk will refuse agent's certificate", svc(r, "agent", "cert.pem"), bundle] },

@@ -24,7 +24,9 @@ export type ChainFailure =
   /** the issuer's key made the signature, but with SHA-1 or MD5, which Go and OpenSSL 3 refuse. */
   | { kind: "weak-signature"; cert: Cert; issuer: Cert; hash: string }
   /** a certificate of the path has a critical extension neither Go nor OpenSSL processes. */
-  | { kind: "critical-extension"; cert: Cert; extension: string };
+  | { kind: "critical-extension"; cert: Cert; extension: string }
+  /** the path reaches the bundle only at a CA that is not a self-signed root, and its issuer is nowhere. */
+  | { kind: "anchor-not-root"; cert: Cert; anchor: Cert };
 
 /** ChainResult is a trusted path (leaf first, anchor last) or why there is none. */
 export type ChainResult = { ok: true; path: Cert[] } | { ok: false; failure: ChainFailure };
@@ -77,10 +79,16 @@ function candidates(cert: Cert, pool: readonly Cert[]): Cert[] {
 export function buildChain(material: Material, leaf: Cert, intermediates: readonly Cert[], anchors: readonly Cert[]): ChainResult {
   const path: Cert[] = [leaf];
   let firstFailure: ChainFailure | undefined;
+  // OpenSSL (and so Node) ends a path only at a self-signed root in the bundle: an intermediate
+  // alone in the bundle fails with "unable to get issuer certificate" unless partial chains are
+  // enabled, which neither Node nor the seeds' servers do. Go stops at any bundle certificate;
+  // check follows the stricter of the two.
+  let reachedAnchor: Cert | undefined;
   for (let cur = leaf; path.length <= MAX_DEPTH; ) {
-    // A certificate that is itself a trust anchor ends the path (OpenSSL and Go both stop there,
-    // also for a leaf placed in the bundle directly).
-    if (anchors.some((a) => a.sha256 === cur.sha256)) return trusted(path);
+    if (anchors.some((a) => a.sha256 === cur.sha256)) {
+      if (cur.fields.subject.equals(cur.fields.issuer)) return trusted(path);
+      reachedAnchor ??= cur;
+    }
     const casBelow = path.length - 1;
     let next: Cert | undefined;
     for (const pool of [anchors, intermediates]) {
@@ -100,13 +108,12 @@ export function buildChain(material: Material, leaf: Cert, intermediates: readon
           firstFailure ??= { kind: "issuer-not-ca", cert: cur, issuer: cand, reason: problem };
           continue;
         }
-        if (pool === anchors) return trusted([...path, cand]);
         next = cand;
         break;
       }
       if (next) break;
     }
-    if (!next) return { ok: false, failure: firstFailure ?? { kind: "unknown-issuer", cert: cur } };
+    if (!next) return { ok: false, failure: reachedAnchor ? { kind: "anchor-not-root", cert: leaf, anchor: reachedAnchor } : (firstFailure ?? { kind: "unknown-issuer", cert: cur }) };
     path.push(next);
     cur = next;
   }
@@ -126,20 +133,33 @@ export function invalidAt(path: readonly Cert[], now: Date): { cert: Cert; how: 
 /** Purpose is the TLS role a certificate is presented in. */
 export type Purpose = "serverAuth" | "clientAuth";
 
+/** UsageProblem says which certificate of a path may not be used for a purpose, why, and the change that fixes it. */
+export interface UsageProblem {
+  cert: Cert;
+  /** kind: the leaf's extendedKeyUsage, its keyUsage, or a CA's extendedKeyUsage above it. */
+  kind: "eku" | "key-usage" | "ca-eku";
+  reason: string;
+}
+
 /**
  * purposeProblem says why `path` may not be used for `purpose`, or undefined. The leaf needs the
  * purpose in its extendedKeyUsage (or no extendedKeyUsage at all) and digitalSignature in its
  * keyUsage (when present); CAs above it that carry extendedKeyUsage must include the purpose too.
+ * Who enforces what differs: OpenSSL and Go both check the leaf's extendedKeyUsage; Go checks it
+ * along the chain; OpenSSL checks keyUsage on client certificates and on ECDSA servers in TLS 1.2,
+ * Go never does (golang/go#40100). check reports the union, the strictest peer's view.
  */
-export function purposeProblem(path: readonly Cert[], purpose: Purpose): { cert: Cert; reason: string } | undefined {
+export function purposeProblem(path: readonly Cert[], purpose: Purpose): UsageProblem | undefined {
   const leaf = path[0]!;
   const eku = leaf.info.extKeyUsage;
-  if (eku && !eku.includes(purpose)) return { cert: leaf, reason: `its extendedKeyUsage is ${eku.join(", ") || "empty"}, without ${purpose}` };
+  if (eku && !eku.includes(purpose)) return { cert: leaf, kind: "eku", reason: `its extendedKeyUsage is ${eku.join(", ") || "empty"}, without ${purpose}` };
   const ku = leaf.info.keyUsage;
-  if (ku && !ku.includes("digitalSignature")) return { cert: leaf, reason: `its keyUsage is ${ku.join(", ") || "empty"}, without digitalSignature, which every TLS handshake signature needs` };
+  if (ku && !ku.includes("digitalSignature")) {
+    return { cert: leaf, kind: "key-usage", reason: `its keyUsage is ${ku.join(", ") || "empty"}, without digitalSignature, which signs the handshake (OpenSSL refuses it ${purpose === "clientAuth" ? "from a client" : "for an ECDSA server in TLS 1.2"}; Go does not check keyUsage)` };
+  }
   for (const ca of path.slice(1)) {
     const e = ca.info.extKeyUsage;
-    if (e && !e.includes(purpose) && !e.includes("anyExtendedKeyUsage")) return { cert: ca, reason: `the CA ${ca.info.subject} above it restricts extendedKeyUsage to ${e.join(", ")} (Go checks usage along the chain)` };
+    if (e && !e.includes(purpose) && !e.includes("anyExtendedKeyUsage")) return { cert: ca, kind: "ca-eku", reason: `the CA ${ca.info.subject} above it restricts extendedKeyUsage to ${e.join(", ")} (Go checks usage along the chain)` };
   }
   return undefined;
 }

@@ -108,19 +108,25 @@ function certAbout(sf: ServiceFiles, s: SlotFiles): About {
   return { kind: "certificate", service: sf.service.name, id: s.slot.id, file: s.cert.path };
 }
 
+/** shortName names a certificate by its CN when it has one (DNs repeated in every line drown the message). */
+const shortName = (c: Cert) => (c.info.subjectAttributes.CN !== undefined ? `CN=${c.info.subjectAttributes.CN}` : c.info.subject || "(empty subject)");
+const issuerName = (c: Cert) => /(?:^|, )CN=([^,]*)/.exec(c.info.issuer)?.[0]?.replace(/^, /, "") ?? (c.info.issuer || "(empty)");
+
 /** failureText words a chain failure for the certificate's own bundle or a peer's. */
 function failureText(f: ChainFailure, bundlePath: string): string {
   switch (f.kind) {
     case "unknown-issuer":
-      return `does not chain to ${bundlePath}: nothing there (or in the file's own chain) issued ${f.cert.info.subject} (issuer ${f.cert.info.issuer || "(empty)"}); it was signed by another CA`;
+      return `does not chain to ${bundlePath}: its issuer ${issuerName(f.cert)} is not there, nor in the certificate file after the leaf (where an intermediate CA belongs); it was signed by a CA this bundle does not trust`;
     case "bad-signature":
-      return `does not chain to ${bundlePath}: ${f.issuer.info.subject} there has the issuer's name but not the key that signed ${f.cert.info.subject} (a CA re-created under the same name?)`;
+      return `does not chain to ${bundlePath}: ${shortName(f.issuer)} there has the issuer's name but not the key that signed ${shortName(f.cert)} (a CA re-created under the same name?)`;
     case "issuer-not-ca":
-      return `does not chain to ${bundlePath}: its issuer ${f.issuer.info.subject} may not sign certificates: ${f.reason}`;
+      return `does not chain to ${bundlePath}: its issuer ${shortName(f.issuer)} may not sign certificates: ${f.reason}`;
     case "weak-signature":
-      return `does not chain to ${bundlePath}: ${f.cert.info.subject} is signed with ${f.cert.info.signatureAlgorithm.name}; Go refuses ${f.hash.toUpperCase()} signatures (unknown authority) and OpenSSL 3 refuses to load the certificate (ca md too weak)`;
+      return `does not chain to ${bundlePath}: ${shortName(f.cert)} is signed with ${f.cert.info.signatureAlgorithm.name}; Go refuses ${f.hash.toUpperCase()} signatures (unknown authority) and OpenSSL 3 refuses to load the certificate (ca md too weak)`;
     case "critical-extension":
-      return `is refused by every verifier: ${f.cert.info.subject} has the critical extension ${f.extension}, which Go and OpenSSL do not process (unhandled critical extension)`;
+      return `is refused by every verifier: ${shortName(f.cert)} has the critical extension ${f.extension}, which Go and OpenSSL do not process (unhandled critical extension)`;
+    case "anchor-not-root":
+      return `reaches ${bundlePath} only at ${shortName(f.anchor)}, which is not a self-signed root, and its issuer ${issuerName(f.anchor)} is nowhere: OpenSSL and Node refuse such a chain (unable to get issuer certificate), Go accepts it; add the root CA to ${bundlePath}`;
   }
 }
 
@@ -153,7 +159,12 @@ function lintCertificates(ctx: Ctx, skewMs: number): void {
       const r = ctx.chain(slot.cert, sf.bundle);
       // A weak signature or critical extension of the leaf itself is already its own lint above.
       const ownLint = !r.ok && (r.failure.kind === "weak-signature" || r.failure.kind === "critical-extension") && r.failure.cert === leaf;
-      if (!r.ok && !ownLint) {
+      // A managed certificate that chains to the PKI's own CA but not to its bundle: the bundle is what is wrong.
+      const pkiCa = ctx.inv.ca && !isProblem(ctx.inv.ca) ? ctx.inv.ca : undefined;
+      const staleBundle = !r.ok && !sf.external && pkiCa !== undefined && ctx.chain(slot.cert, pkiCa).ok;
+      if (staleBundle) {
+        ctx.add("untrusted", about, `${slot.cert.path} does not chain to ${sf.bundle.path}: that bundle does not hold the CA that issued it (${shortName(pkiCa.certs[0]!)}, in ${pkiCa.path}); the bundle was replaced`, `run \`${ctx.apply}\`: it rewrites ${sf.bundle.path} (the certificate is fine)`);
+      } else if (!r.ok && !ownLint) {
         ctx.add(r.failure.kind === "bad-signature" ? "bad-signature" : "untrusted", about, `${slot.cert.path} ${failureText(r.failure, sf.bundle.path)}`, sf.external ? `re-issue ${slot.cert.path} from the CA in ${sf.bundle.path}, or put the right CA in ${sf.bundle.path}` : `run \`${ctx.apply} --reissue ${s.name}\``);
       } else if (r.ok) {
         const caEnd = Math.min(...r.path.slice(1).map((c) => c.fields.notAfter.getTime()));
@@ -281,7 +292,12 @@ function checkConnection(ctx: Ctx, c: Connection, byName: Map<string, ServiceFil
     }
     const usage = purposeProblem(r.path, purpose);
     if (usage) {
-      add(purpose === "serverAuth" ? "conn-server-usage" : "conn-client-usage", `${verifier.service.name} will refuse ${holder.service.name}'s certificate ${slot.cert.path} as a ${who} certificate: ${usage.reason}${purpose === "serverAuth" ? " (Go: x509: certificate specifies an incompatible key usage)" : ""}`, usage.cert === cert ? ctx.fixFor(holder, slot.slot, `issue it with extendedKeyUsage ${purpose}${holder.service.usage === "dual" ? ", " + (purpose === "serverAuth" ? "clientAuth" : "serverAuth") : ""}`) : `re-issue the CA ${usage.cert.info.subject} without the extendedKeyUsage restriction`);
+      const goSays = usage.kind === "key-usage" ? "" : purpose === "serverAuth" ? " (Go: x509: certificate specifies an incompatible key usage)" : " (the server logs: incompatible key usage / unsupported certificate purpose)";
+      const change =
+        usage.kind === "eku" ? `issue it with extendedKeyUsage ${purpose}${holder.service.usage === "dual" ? ", " + (purpose === "serverAuth" ? "clientAuth" : "serverAuth") : ""}`
+        : usage.kind === "key-usage" ? `issue it with keyUsage digitalSignature${cert.info.publicKey.algorithm === "rsa" ? ", keyEncipherment" : ""}`
+        : "";
+      add(purpose === "serverAuth" ? "conn-server-usage" : "conn-client-usage", `${verifier.service.name} will refuse ${holder.service.name}'s certificate ${slot.cert.path} as a ${who} certificate: ${usage.reason}${goSays}`, usage.kind === "ca-eku" ? `re-issue the CA ${usage.cert.info.subject} without the extendedKeyUsage restriction, or issue ${slot.cert.path} from a CA without it` : ctx.fixFor(holder, slot.slot, change));
     }
     const bad = invalidAt(r.path, ctx.now);
     if (bad) {
