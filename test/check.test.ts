@@ -305,6 +305,28 @@ const CASES: Case[] = [
     },
   },
   {
+    name: "fail/key-encrypted/api's key encrypted with a passphrase, PKCS#8 and OpenSSL's traditional format",
+    async setup() {
+      const r = await quickstart();
+      const key = svc(r, "api", "key.pem");
+      execFileSync("openssl", ["pkey", "-in", key, "-out", `${key}.enc`, "-aes256", "-passout", "pass:secret"]);
+      renameSync(`${key}.enc`, key);
+      chmodSync(key, 0o600);
+      const dbKey = svc(r, "db", "key.pem");
+      execFileSync("openssl", ["ec", "-in", dbKey, "-out", `${dbKey}.enc`, "-aes256", "-passout", "pass:secret"], { stdio: "pipe" });
+      renameSync(`${dbKey}.enc`, dbKey);
+      chmodSync(dbKey, 0o600);
+      assert.match(readFileSync(dbKey, "utf8"), /Proc-Type: 4,ENCRYPTED/);
+      return {
+        run: r,
+        want: [
+          { code: "key-encrypted", about: "api", has: [`${key} is encrypted`, "cannot load an encrypted key"], fix: ["openssl pkey -in", "mode 0600"] },
+          { code: "key-encrypted", about: "db", has: [`${dbKey} is encrypted`] },
+        ],
+      };
+    },
+  },
+  {
     name: "fail/key-mismatch/key.pem swapped between api and db",
     async setup() {
       const r = await quickstart();
@@ -418,7 +440,7 @@ const CASES: Case[] = [
     name: "fail/clock-skew/a fresh PKI judged with --skew 1h (mtlskit backdates 5 minutes)",
     async setup() {
       const r = await quickstart();
-      return { run: { ...r, args: ["--skew", "1h"] }, want: ["api", "worker", "db"].map((n): Want => ({ code: "clock-skew", about: n, has: [svc(r, n, "cert.pem"), "60 minutes behind"] })) };
+      return { run: { ...r, args: ["--skew", "1h"] }, want: ["api", "worker", "db"].map((n): Want => ({ code: "clock-skew", about: n, has: [svc(r, n, "cert.pem"), "until it is 60 minutes old", "clears by itself"] })) };
     },
   },
   {
@@ -754,6 +776,20 @@ describe("check: the fixture table", { timeout: 120_000 }, () => {
     assert.equal(code, 0);
     assert.deepEqual(report.certificates.map((c) => c.id), ["api", "worker", "db", "db/client"]);
     assert.equal(report.certificates.find((c) => c.id === "db/client")!.file, x.file("db", "db-client.pem"));
+  });
+
+  it("ok/one combined file holding the certificate and its key (mode 0600) is accepted, as OpenSSL and Go's X509KeyPair accept it", async () => {
+    const x = external({ api: { usage: "server", addresses: ["10.0.0.1"] }, worker: { usage: "client" } }, { connections: ["worker -> api @ 10.0.0.1"] });
+    const combined = x.file("api", "api-combined.pem");
+    writeFileSync(combined, readFileSync(x.file("api", "api-key.pem"), "utf8") + readFileSync(x.file("api", "api.pem"), "utf8"), { mode: 0o600 });
+    writeFileSync(x.manifest, readFileSync(x.manifest, "utf8").replace("certs/api.pem", "certs/api-combined.pem").replace("certs/api-key.pem", "certs/api-combined.pem"));
+    const { code, report } = await checkJson(x);
+    assertFindings(report, []);
+    assert.equal(code, 0);
+    // ...and judged as a key file: readable by others, it is a key-mode error.
+    chmodSync(combined, 0o644);
+    const again = await checkJson(x);
+    assertFindings(again.report, [{ code: "key-mode", about: "api", has: [combined, "0644"] }]);
   });
 
   for (const c of CASES) it(c.name, () => prove(c).then(() => undefined));

@@ -150,6 +150,9 @@ function lintCertificates(ctx: Ctx, skewMs: number): void {
       }
       if (isProblem(slot.cert)) continue;
       const leaf = slot.cert.certs[0]!;
+      if (!isProblem(slot.key) && slot.key.spki === undefined) {
+        ctx.add("key-encrypted", about, `${slot.key.path} is encrypted: check cannot compare it with ${slot.cert.path}, and Go, NATS and etcd cannot load an encrypted key`, `if ${s.name} is given its passphrase, ignore this; otherwise decrypt it in place, keeping mode 0600: \`openssl pkey -in ${slot.key.path} -out ${slot.key.path}.new && mv ${slot.key.path}.new ${slot.key.path}\``);
+      }
       if (!isProblem(slot.key) && slot.key.spki && !slot.key.spki.equals(leaf.fields.spki)) {
         ctx.add("key-mismatch", about, `${slot.key.path} is not the private key of ${slot.cert.path}; the TLS library refuses to load the pair`, ctx.fixFor(sf, slot.slot, ""));
       }
@@ -241,16 +244,26 @@ function lintDeployment(ctx: Ctx): void {
     }
   }
   if (bundleSets.size > 1) {
+    // The set most services trust is the reference; each other set is told what it lacks (a
+    // host that missed a rollover) or what it adds (a host ahead in a rollover, or a stray CA).
     const sets = [...bundleSets.entries()].sort((a, b) => b[1].length - a[1].length);
     const [majorityKey, majority] = sets[0]!;
-    const subjects = (key: string) => {
-      const sf = ctx.inv.services.find((x) => !isProblem(x.bundle) && (x.bundle as CertFile).certs.map((c) => c.sha256).sort().join(",") === key)!;
-      return (sf.bundle as CertFile).certs.map((c) => `${c.info.subject} (${c.sha256.slice(0, 12)})`).join(" + ");
-    };
-    for (const [key, names] of sets.slice(1)) {
-      for (const name of names) {
+    const certsOf = (key: string) => (ctx.inv.services.find((x) => !isProblem(x.bundle) && (x.bundle as CertFile).certs.map((c) => c.sha256).sort().join(",") === key)!.bundle as CertFile).certs;
+    const reference = certsOf(majorityKey);
+    const names = (cs: readonly Cert[]) => cs.map((c) => `${shortName(c)} (${c.sha256.slice(0, 12)})`).join(" + ");
+    const others = `${majority.length} other service${majority.length === 1 ? "" : "s"} (${majority.slice(0, 3).join(", ")}${majority.length > 3 ? ", ..." : ""})`;
+    for (const [key, list] of sets.slice(1)) {
+      const mine = certsOf(key);
+      const lacks = reference.filter((c) => !mine.some((m) => m.sha256 === c.sha256));
+      const adds = mine.filter((c) => !reference.some((r) => r.sha256 === c.sha256));
+      for (const name of list) {
         const sf = ctx.inv.services.find((x) => x.service.name === name)!;
-        ctx.add("bundle-differs", { kind: "service", service: name }, `${(sf.bundle as CertFile).path} trusts ${subjects(key)}, but ${majority.length} other service${majority.length === 1 ? "" : "s"} (${majority.slice(0, 3).join(", ")}${majority.length > 3 ? ", ..." : ""}) trust ${subjects(majorityKey)}`, sf.external ? `copy the cluster's bundle to ${(sf.bundle as CertFile).path}` : `run \`${ctx.apply}\` to rewrite it`);
+        const file = (sf.bundle as CertFile).path;
+        const what = [lacks.length ? `lacks ${names(lacks)}` : "", adds.length ? `adds ${names(adds)}` : ""].filter(Boolean).join(" and ");
+        const fix = sf.external
+          ? [lacks.length ? `add ${names(lacks)} to ${file}` : "", adds.length ? `remove ${names(adds)} from ${file} unless a CA rollover is under way (then add it to every other bundle too)` : ""].filter(Boolean).join("; ")
+          : `run \`${ctx.apply}\` to rewrite it`;
+        ctx.add("bundle-differs", { kind: "service", service: name }, `${file} ${what}, compared with what ${others} trust${majority.length === 1 ? "s" : ""}`, fix);
       }
     }
   }

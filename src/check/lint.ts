@@ -68,7 +68,7 @@ export function lintCertificate(c: Cert, e: Expectations, now: Date): Lint[] {
   else {
     if (e.renewBeforeMs !== undefined && i.notAfter.getTime() - t < e.renewBeforeMs) add("renewal-due", `expires in ${days(i.notAfter.getTime() - t)} (${date(i.notAfter)}), inside its renewal window of ${days(e.renewBeforeMs)}`, "renew it");
     const skew = e.skewMs ?? CLOCK_SKEW_MS;
-    if (t - i.notBefore.getTime() < skew) add("clock-skew", `became valid ${Math.round((t - i.notBefore.getTime()) / 1000)} s ago (notBefore ${date(i.notBefore)}); a peer whose clock is ${Math.round(skew / 60_000)} minutes behind refuses it`, `backdate notBefore by ${Math.round(skew / 60_000)} minutes`);
+    if (t - i.notBefore.getTime() < skew) add("clock-skew", `became valid ${Math.round((t - i.notBefore.getTime()) / 1000)} s ago (notBefore ${date(i.notBefore)}); until it is ${Math.round(skew / 60_000)} minutes old, a peer whose clock runs that far behind refuses it (this clears by itself)`, `deploy it after ${date(new Date(i.notBefore.getTime() + skew))}, or issue it with notBefore in the past (mtlskit backdates by ${Math.round(skew / 60_000)} minutes; openssl ca -startdate does too)`);
   }
 
   // Usage.
@@ -88,7 +88,7 @@ export function lintCertificate(c: Cert, e: Expectations, now: Date): Lint[] {
   if (!i.isCA && ku) {
     if (!ku.includes("digitalSignature")) add("key-usage", `keyUsage is ${ku.join(", ") || "empty"}, without digitalSignature, which TLS needs to sign the handshake`, `issue it with keyUsage digitalSignature${alg === "rsa" ? ", keyEncipherment" : ""}`);
     const extra = ku.filter((b) => (b === "keyEncipherment" || b === "dataEncipherment") && alg !== "rsa");
-    if (extra.length > 0) add("key-usage-extra", `keyUsage has ${extra.join(", ")}, which a ${alg.toUpperCase()} key cannot do (encryption is RSA-only)`, "issue it with keyUsage digitalSignature only");
+    if (extra.length > 0) add("key-usage-extra", `keyUsage has ${extra.join(", ")}, which ${alg.startsWith("e") ? "an" : "a"} ${alg.toUpperCase()} key cannot do (encryption is RSA-only)`, "issue it with keyUsage digitalSignature only");
   }
 
   // Names.

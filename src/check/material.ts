@@ -31,8 +31,8 @@ export class Material {
   private readonly signatures = new Map<string, boolean>();
 
   /**
-   * certsOfPem parses every CERTIFICATE block of a PEM text, leaf first. Other block types
-   * (a key pasted into a certificate file) and undecodable certificates are a CertParseError.
+   * certsOfPem parses every CERTIFICATE block of a PEM text, leaf first, skipping other blocks.
+   * No certificate at all, a truncated block or an undecodable certificate is a CertParseError.
    */
   certsOfPem(text: string): Cert[] | CertParseError {
     const hit = this.byText.get(text);
@@ -46,9 +46,11 @@ export class Material {
       const begun = text.match(/-----BEGIN [A-Z0-9 ]+-----/g)?.length ?? 0;
       if (begun > blocks.length) throw new CertParseError(`is truncated: block ${blocks.length + 1} has a -----BEGIN line but no -----END line`);
       if (blocks.length === 0) throw new CertParseError(text.trim() === "" ? "is empty" : "holds no PEM block (expected -----BEGIN CERTIFICATE-----)");
-      const other = blocks.find((b) => b.label !== "CERTIFICATE");
-      if (other) throw new CertParseError(`holds a ${other.label} block where only certificates belong`);
-      out = blocks.map((b, i) => {
+      // Other blocks are skipped, as OpenSSL and Go's X509KeyPair do: a combined certificate and
+      // key file works (the key's own mode is judged as a key file's).
+      const certs = blocks.filter((b) => b.label === "CERTIFICATE");
+      if (certs.length === 0) throw new CertParseError(`holds a ${blocks[0]!.label} block but no certificate`);
+      out = certs.map((b, i) => {
         try {
           return this.cert(b.der);
         } catch (e) {

@@ -1,6 +1,7 @@
 /** `mtlskit check`: every certificate and every declared connection, judged before deployment. */
 import { parseArgs } from "node:util";
-import { EXIT, MtlskitError, UsageError } from "../../errors.ts";
+import * as path from "node:path";
+import { EXIT, FailedError, MtlskitError, UsageError } from "../../errors.ts";
 import { aboutLabel, checkPki, CODES, nagiosStatus, prometheusText, reportJson, type CheckReport, type Finding } from "../../check/index.ts";
 import { loadManifest, parseDuration } from "../../manifest/index.ts";
 import { writeFileAtomic } from "../../state/fs.ts";
@@ -34,7 +35,7 @@ FLAGS
   -o, --output FILE    write the report to FILE atomically instead of stdout (for the textfile collector)
       --at TIME        judge validity at TIME (ISO 8601, e.g. 2027-01-01) instead of now
       --in DURATION    judge validity DURATION from now, e.g. 30d: what breaks if nobody acts
-      --skew DURATION  clock-skew margin on notBefore (default 5m, written as e.g. 1h; 0 disables)
+      --skew DURATION  clock-skew margin on notBefore: 90s, 5m (the default), 1h; 0 disables
       --codes          list every finding code with its severity and meaning, then exit
 
 EXAMPLES
@@ -49,6 +50,7 @@ EXIT CODES
   2  invalid input: bad flags or an invalid manifest
   3  could not run: an unexpected failure
   With --nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (invalid input or could not run).
+  3 also when the PKI directory does not exist (run apply first) or -o cannot be written.
 `;
 
 const FORMATS = ["human", "json", "prometheus"] as const;
@@ -91,7 +93,8 @@ function renderHuman(io: Io, r: CheckReport, head: string): void {
   }
   for (const [key, fs] of groups) {
     io.out(`\n${paint(io, "bold", key)}\n`);
-    for (const f of fs) renderFinding(io, f);
+    // Errors first: what breaks a handshake before what is merely worth knowing.
+    for (const f of [...fs.filter((x) => x.severity === "error"), ...fs.filter((x) => x.severity !== "error")]) renderFinding(io, f);
   }
   if (r.connections.length > 0) {
     io.out(`\n${paint(io, "bold", "connections")}\n`);
@@ -169,12 +172,18 @@ async function runCheck(args: string[], io: Io): Promise<number> {
     code = s.code;
   } else {
     const chunks: string[] = [];
-    renderHuman(values.output ? { ...io, color: false, out: (t) => void chunks.push(t) } : io, report, `mtlskit check: ${values.file}, ${values.pki}${now ? `, at ${now.toISOString()}` : ""}`);
+    renderHuman(values.output ? { ...io, color: false, out: (t) => void chunks.push(t) } : io, report, `mtlskit check: ${values.file}, ${loaded.manifest.services.some((s) => !s.files) ? values.pki : "external files only"}${now ? `, at ${now.toISOString()}` : ""}`);
     if (!values.output) return code;
     text = chunks.join("");
   }
   if (values.output) {
-    writeFileAtomic(values.output, text, 0o644);
+    try {
+      writeFileAtomic(values.output, text, 0o644);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const dir = path.dirname(values.output);
+      throw new FailedError(`mtlskit check: cannot write ${values.output}: ${code === "ENOENT" ? `the directory ${dir} does not exist` : code === "EACCES" ? `permission denied in ${dir}` : (e as Error).message}`, { cause: e });
+    }
     if (format !== "nagios") io.err(`mtlskit check: wrote ${values.output} (${report.errors} errors, ${report.warnings} warnings)\n`);
   }
   if (!values.output || format === "nagios") io.out(text);
