@@ -552,6 +552,22 @@ describe("apply: the CA", { timeout: 180_000 }, () => {
     assert.equal(j.caCreated, false);
   });
 
+  it("ok/a replaced services/NAME/ca.pem: plan shows the rewrite (not 'No changes'), apply rewrites only it and says so", async () => {
+    const { file, pki } = await applied();
+    const other = path.join(path.dirname(pki), "other-pki");
+    assert.equal((await runCli(["apply", "-f", file, "--pki", other])).code, 0);
+    copyFileSync(path.join(other, "ca", "ca.pem"), path.join(pki, "services", "api", "ca.pem"));
+    const before = inspectPki(pki);
+    const p = await runCli(["plan", "-f", file, "--pki", pki]);
+    assert.match(p.out, /api\/ca\.pem\s+reissue\s+trust bundle differs from the CA's/);
+    assert.match(p.out, /1 trust bundle to rewrite\./);
+    const a = await runCli(["apply", "-f", file, "--pki", pki]);
+    assert.match(a.out, /1 trust bundle rewritten, \d+ kept/);
+    assertUntouched(before, inspectPki(pki), ["services/api/ca.pem"]);
+    assert.equal(readFileSync(path.join(pki, "services", "api", "ca.pem"), "utf8"), readFileSync(path.join(pki, "ca", "ca.pem"), "utf8"));
+    assert.match((await runCli(["plan", "-f", file, "--pki", pki])).out, /No changes/);
+  });
+
   it("fail/a plain file where services/NAME belongs: apply and plan exit 3 naming it and the fix, never 'this is a bug'", async () => {
     const { file, pki } = await applied();
     const api = path.join(pki, "services", "api");

@@ -7,7 +7,7 @@ import { parseArgs } from "node:util";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
 import { paint, type Io } from "../output.ts";
-import { MANIFEST_FLAGS, planJson, REISSUE_FLAGS, renderExternalNote, renderPlan, renderPlanWarnings, renderWarnings, splitNames } from "./shared.ts";
+import { MANIFEST_FLAGS, planJson, REISSUE_FLAGS, renderExternalNote, renderPlan, renderPlanWarnings, renderWarnings, splitNames, staleBundles } from "./shared.ts";
 
 export const APPLY_HELP = `mtlskit apply: issue the CA and every service certificate the manifest declares.
 
@@ -80,7 +80,11 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
   if (result.plan.certs.length <= 200) renderPlan(io, result.plan, { create: "created", reissue: "reissued", keep: "kept" });
   else renderPlanWarnings(io, result.plan);
   const ca = path.join(values.pki, "ca", "ca.pem");
-  const what = result.issued === 0 ? "Nothing to do: every certificate matches the manifest" : `${result.issued} certificate${result.issued === 1 ? "" : "s"} issued`;
+  const rewritten = staleBundles(result.plan).length;
+  const what =
+    result.issued === 0 && rewritten === 0 ? "Nothing to do: every certificate matches the manifest"
+    : result.issued === 0 ? `${rewritten} trust bundle${rewritten === 1 ? "" : "s"} rewritten`
+    : `${result.issued} certificate${result.issued === 1 ? "" : "s"} issued${rewritten ? `, ${rewritten} trust bundle${rewritten === 1 ? "" : "s"} rewritten` : ""}`;
   io.out(`${paint(io, "bold", what)}, ${result.kept} kept${result.caCreated ? ", new CA created" : ""}, in ${secs}s.\n`);
   io.out(`Trust anchor: ${ca}. Each service's files are in ${path.join(values.pki, "services", "NAME")}/ (cert.pem, key.pem, ca.pem).\n`);
   renderExternalNote(io, result.plan);

@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
 import type { Io } from "../output.ts";
-import { MANIFEST_FLAGS, planJson, REISSUE_FLAGS, renderExternalNote, renderPlan, renderWarnings, splitNames } from "./shared.ts";
+import { MANIFEST_FLAGS, planJson, REISSUE_FLAGS, renderExternalNote, renderPlan, renderWarnings, splitNames, staleBundles } from "./shared.ts";
 import { UsageError } from "../../errors.ts";
 
 export const PLAN_HELP = `mtlskit plan: show what apply would create, keep or re-issue, and why. Writes nothing.
@@ -48,8 +48,10 @@ export async function planCommand(args: string[], io: Io): Promise<number> {
   renderWarnings(io, loaded.warnings);
   io.out(`mtlskit plan: ${values.file} -> ${values.pki}\n`);
   renderPlan(io, plan, { create: "create", reissue: "reissue", keep: "keep" });
+  const bundles = staleBundles(plan).length;
   const n = plan.certs.filter((c) => c.action !== "keep").length + (plan.ca.action === "create" ? 1 : 0);
-  io.out(n === 0 ? "No changes. apply would change no file.\n" : `${n} certificate${n === 1 ? "" : "s"} to issue. Run \`mtlskit apply -f ${values.file} --pki ${values.pki}\` to do it.\n`);
+  const todo = [n > 0 ? `${n} certificate${n === 1 ? "" : "s"} to issue` : "", bundles > 0 ? `${bundles} trust bundle${bundles === 1 ? "" : "s"} to rewrite` : ""].filter(Boolean).join(" and ");
+  io.out(todo === "" ? "No changes. apply would change no file.\n" : `${todo.charAt(0).toUpperCase()}${todo.slice(1)}. Run \`mtlskit apply -f ${values.file} --pki ${values.pki}\` to do it.\n`);
   renderExternalNote(io, plan);
   return 0;
 }

@@ -50,12 +50,19 @@ const ACTION_COLOR = { create: "green", keep: "dim", reissue: "yellow", import: 
 export function renderPlan(io: Io, plan: Plan, verbs: { create: string; reissue: string; keep: string }): void {
   const rows: [string, keyof typeof ACTION_COLOR, string][] = [["ca", plan.ca.action, plan.ca.reason]];
   for (const c of plan.certs) rows.push([c.id, c.action, c.reason]);
+  // A bundle rewritten for a service whose certificates are all kept would otherwise be invisible.
+  for (const b of staleBundles(plan)) rows.push([`${b}/ca.pem`, "reissue", "trust bundle differs from the CA's; rewritten"]);
   for (const e of plan.external) rows.push([e.service, e.action, e.reason]);
   const word = (a: keyof typeof ACTION_COLOR) => (a === "import" || a === "external" ? a : verbs[a]);
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => word(r[1]).length));
   for (const [id, action, reason] of rows) io.out(`  ${id.padEnd(w0)}  ${paint(io, ACTION_COLOR[action], word(action).padEnd(w1))}  ${reason}\n`);
   renderPlanWarnings(io, plan);
+}
+
+/** staleBundles names the services whose ca.pem apply rewrites although every certificate of theirs is kept. */
+export function staleBundles(plan: Plan): string[] {
+  return plan.bundles.filter((b) => b.action === "write" && plan.certs.some((c) => c.slot.service === b.service) && plan.certs.every((c) => c.slot.service !== b.service || c.action === "keep")).map((b) => b.service);
 }
 
 /** renderExternalNote says, after the plan, that external services are left to `mtlskit check`. */
