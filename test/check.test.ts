@@ -305,6 +305,22 @@ const CASES: Case[] = [
     },
   },
   {
+    name: "fail/chain-order/the intermediate first, then the leaf: one finding, not a cascade",
+    async setup() {
+      const inter = forge({ ca: { pathLen: 0 }, cn: "Issuing CA 1", issuer: CA, notBefore: ago(DAY), notAfter: ahead(5 * YEAR) });
+      const x = external({ api: { usage: "server", addresses: ["10.0.0.1"], cert: { issuer: inter } }, worker: { usage: "client" } }, { connections: ["worker -> api @ 10.0.0.1"] });
+      const file = x.file("api", "api.pem");
+      writeFileSync(file, inter.pem + readFileSync(file, "utf8"));
+      return {
+        run: x,
+        want: [
+          { code: "chain-order", about: "api", has: [file, "starts with the CA certificate CN=Issuing CA 1", "the leaf CN=api is certificate 2"], fix: ["put the leaf first", "cat leaf.pem intermediate.pem"] },
+          { code: "conn-missing", about: conn("worker", "api", "10.0.0.1"), has: ["starts with the CA certificate"] },
+        ],
+      };
+    },
+  },
+  {
     name: "fail/key-encrypted/api's key encrypted with a passphrase, PKCS#8 and OpenSSL's traditional format",
     async setup() {
       const r = await quickstart();

@@ -130,6 +130,14 @@ function failureText(f: ChainFailure, bundlePath: string): string {
   }
 }
 
+/** orderProblem says why a certificate file does not start with its leaf: a CA first, a leaf further down. */
+function orderProblem(file: CertFile): string | undefined {
+  const [first, ...rest] = file.certs;
+  const leafAt = rest.findIndex((c) => !c.info.isCA);
+  if (!first?.info.isCA || leafAt < 0) return undefined;
+  return `starts with the CA certificate ${shortName(first)}; the leaf ${shortName(rest[leafAt]!)} is certificate ${leafAt + 2}, so the service would present the CA`;
+}
+
 /** notIssued: a managed service whose files are all missing: apply has not run for it (one finding, not five). */
 const notIssued = (sf: ServiceFiles) => !sf.external && isProblem(sf.bundle) && sf.bundle.missing && sf.slots.every((s) => isProblem(s.cert) && s.cert.missing && isProblem(s.key) && s.key.missing);
 
@@ -149,6 +157,11 @@ function lintCertificates(ctx: Ctx, skewMs: number): void {
         ctx.add("key-missing", about, `${slot.key.path} ${slot.key.error}`, sf.external ? `put ${s.name}'s private key at ${slot.key.path}, or correct services.${s.name}.files` : `run \`${ctx.apply} --reissue ${s.name}\` (a new key and certificate)`);
       }
       if (isProblem(slot.cert)) continue;
+      const order = orderProblem(slot.cert);
+      if (order) {
+        ctx.add("chain-order", about, `${slot.cert.path} ${order}`, `put the leaf first, then the intermediates: e.g. \`cat leaf.pem intermediate.pem > ${slot.cert.path}\``);
+        continue;
+      }
       const leaf = slot.cert.certs[0]!;
       if (!isProblem(slot.key) && slot.key.spki === undefined) {
         ctx.add("key-encrypted", about, `${slot.key.path} is encrypted: check cannot compare it with ${slot.cert.path}, and Go, NATS and etcd cannot load an encrypted key`, `if ${s.name} is given its passphrase, ignore this; otherwise decrypt it in place, keeping mode 0600: \`openssl pkey -in ${slot.key.path} -out ${slot.key.path}.new && mv ${slot.key.path}.new ${slot.key.path}\``);
@@ -185,7 +198,7 @@ function lintCas(ctx: Ctx): CaReport[] {
   if (ctx.inv.ca && !isProblem(ctx.inv.ca)) for (const c of ctx.inv.ca.certs) note(c, ctx.inv.ca.path);
   for (const sf of ctx.inv.services) {
     if (!isProblem(sf.bundle)) for (const c of sf.bundle.certs) note(c, sf.bundle.path);
-    for (const s of sf.slots) if (!isProblem(s.cert)) for (const c of s.cert.certs.slice(1)) note(c, s.cert.path);
+    for (const s of sf.slots) if (!isProblem(s.cert) && !orderProblem(s.cert)) for (const c of s.cert.certs.slice(1)) note(c, s.cert.path);
   }
   const longest = Math.max(0, ...ctx.manifest.services.map((s) => s.validityMs));
   const t = ctx.now.getTime();
@@ -288,8 +301,9 @@ function checkConnection(ctx: Ctx, c: Connection, byName: Map<string, ServiceFil
   const side = (holder: ServiceFiles, verifier: ServiceFiles, purpose: Purpose) => {
     const slot = presented(holder, purpose);
     const who = purpose === "serverAuth" ? "server" : "client";
-    if (isProblem(slot.cert) || isProblem(slot.key) || (slot.key.spki && !slot.key.spki.equals(slot.cert.certs[0]!.fields.spki))) {
-      const why = isProblem(slot.cert) ? `${slot.cert.path} ${slot.cert.error}` : isProblem(slot.key) ? `${slot.key.path} ${slot.key.error}` : `${slot.key.path} does not match ${slot.cert.path}`;
+    const order = isProblem(slot.cert) ? undefined : orderProblem(slot.cert);
+    if (isProblem(slot.cert) || order || isProblem(slot.key) || (slot.key.spki && !slot.key.spki.equals(slot.cert.certs[0]!.fields.spki))) {
+      const why = isProblem(slot.cert) ? `${slot.cert.path} ${slot.cert.error}` : order ? `${slot.cert.path} ${order}` : isProblem(slot.key) ? `${slot.key.path} ${slot.key.error}` : `${slot.key.path} does not match ${slot.cert.path}`;
       add("conn-missing", `${holder.service.name} (the ${who}) cannot present a certificate: ${why}`, `fix ${holder.service.name}'s certificate first (see its findings)`);
       return undefined;
     }
