@@ -719,6 +719,24 @@ const CASES: Case[] = [
     },
   },
   {
+    name: "fail/ca-key-exposed/copies in a service's backup/ subfolder and loose in services/",
+    async setup() {
+      const r = await quickstart();
+      const backup = path.join(r.pki, "services", "worker", "backup");
+      mkdirSync(backup);
+      copyFileSync(path.join(r.pki, "ca", "ca-key.pem"), path.join(backup, "old-ca-key.pem"));
+      const loose = path.join(r.pki, "services", "ca-key.pem");
+      copyFileSync(path.join(r.pki, "ca", "ca-key.pem"), loose);
+      return {
+        run: r,
+        want: [
+          { code: "ca-key-exposed", about: "worker", has: [path.join(backup, "old-ca-key.pem"), "CN=Quickstart CA"] },
+          { code: "ca-key-exposed", about: "CA CN=Quickstart CA, O=Quickstart", has: [loose, "every service's files are under"] },
+        ],
+      };
+    },
+  },
+  {
     name: "fail/bundle-missing/db's ca.pem deleted",
     async setup() {
       const r = await quickstart();

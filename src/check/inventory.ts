@@ -65,6 +65,8 @@ export interface Inventory {
   /** caKey: the generated CA's key file, when it exists. */
   caKey: KeyFile | FileProblem | undefined;
   services: ServiceFiles[];
+  /** looseKeys: private keys lying directly in DIR/services/, outside any service's folder. */
+  looseKeys: { path: string; spki: Buffer }[];
 }
 
 /** isProblem tells a FileProblem from what was read. */
@@ -127,17 +129,22 @@ export function readKeyFile(file: string): KeyFile | FileProblem {
 }
 
 /** scanKeys finds private keys in `dir` other than `known` files (a copied CA key, say). */
-function scanKeys(dir: string, known: ReadonlySet<string>): { path: string; spki: Buffer }[] {
-  let names: string[];
+function scanKeys(dir: string, known: ReadonlySet<string>, depth = 0): { path: string; spki: Buffer }[] {
+  let entries: import("node:fs").Dirent[];
   try {
-    names = readdirSync(dir);
+    entries = readdirSync(dir, { withFileTypes: true });
   } catch {
     return [];
   }
   const out: { path: string; spki: Buffer }[] = [];
-  for (const name of names) {
-    const file = path.join(dir, name);
+  for (const e of entries) {
+    const file = path.join(dir, e.name);
     if (known.has(file)) continue;
+    // Subfolders (a backup/ someone made) are searched too, without following symlinked folders.
+    if (e.isDirectory()) {
+      if (depth > 0) out.push(...scanKeys(file, known, depth - 1));
+      continue;
+    }
     try {
       const st = statSync(file);
       if (!st.isFile() || st.size > MAX_SCAN_BYTES) continue;
@@ -165,7 +172,7 @@ function managedFiles(material: Material, dir: string, s: Service): ServiceFiles
   const slots = s.slots.map((slot) => ({ slot, cert: readCertFile(material, abs(dir, LAYOUT.cert(slot))), key: readKeyFile(abs(dir, LAYOUT.key(slot))) }));
   const folder = abs(dir, LAYOUT.serviceDir(s.name));
   const known = new Set([...MANAGED_NAMES].map((n) => path.join(folder, n)));
-  return { service: s, external: false, slots, bundle: readCertFile(material, abs(dir, LAYOUT.bundle(s.name))), otherKeys: scanKeys(folder, known), ownerUid: undefined };
+  return { service: s, external: false, slots, bundle: readCertFile(material, abs(dir, LAYOUT.bundle(s.name))), otherKeys: scanKeys(folder, known, 2), ownerUid: undefined };
 }
 
 function externalFiles(material: Material, s: Service, files: NonNullable<Service["files"]>, scanned: Set<string>, passwd: () => string | undefined): ServiceFiles {
@@ -204,12 +211,14 @@ export function readInventory(material: Material, manifest: Manifest, dir: strin
   const services = manifest.services.map((s) => (s.files ? externalFiles(material, s, s.files, scanned, passwd) : managedFiles(material, dir!, s)));
   let ca: Inventory["ca"];
   let caKey: Inventory["caKey"];
+  let looseKeys: Inventory["looseKeys"] = [];
   if (dir !== undefined) {
+    looseKeys = scanKeys(abs(dir, LAYOUT.servicesDir), new Set());
     const caPath = abs(dir, LAYOUT.caCert);
     const c = readCertFile(material, caPath);
     ca = isProblem(c) && c.missing ? undefined : c;
     const k = readKeyFile(abs(dir, LAYOUT.caKey));
     caKey = isProblem(k) && k.missing ? undefined : k;
   }
-  return { dir, ca, caKey, services };
+  return { dir, ca, caKey, services, looseKeys };
 }
