@@ -1180,6 +1180,35 @@ describe("check: outputs", { timeout: 60_000 }, () => {
     assert.match(missing.err, /the PKI directory \S+nope does not exist; run `mtlskit apply` first/);
   });
 
+  it("ok/--service judges only the named services and the connections between them; --ignore drops codes, also from verdicts; --failing hides ok connections", async () => {
+    const r = await quickstart();
+    chmodSync(svc(r, "db", "key.pem"), 0o644);
+    rmSync(svc(r, "worker", "cert.pem"));
+    // On api's and db's host: worker's files are elsewhere, so worker and its connections are left out.
+    const host = await runCli(["check", "-f", r.manifest, "--pki", r.pki, "--json", "--service", "api,db"]);
+    const j = JSON.parse(host.out) as { findings: { code: string; label: string }[]; certificates: { id: string }[]; connections: unknown[] };
+    assert.deepEqual(j.certificates.map((c) => c.id), ["api", "db"]);
+    assert.deepEqual(j.findings.map((f) => `${f.code} ${f.label}`), ["key-mode db"]);
+    assert.equal(host.code, 1);
+    const ignored = await runCli(["check", "-f", r.manifest, "--pki", r.pki, "--service", "api", "--service", "db", "--ignore", "key-mode"]);
+    assert.equal(ignored.code, 0, ignored.out);
+    assert.match(ignored.out, /^mtlskit check \(services api, db\): /);
+    // Ignoring a connection's only cause makes it pass; --failing lists only what still fails.
+    const all = await runCli(["check", "-f", r.manifest, "--pki", r.pki, "--failing", "--ignore", "key-mode,cert-missing,conn-missing"]);
+    assert.equal(all.code, 0, all.out);
+    assert.doesNotMatch(all.out, /\n  ok  /);
+    assert.doesNotMatch(all.out, /\nconnections\n/);
+    const failing = await runCli(["check", "-f", r.manifest, "--pki", r.pki, "--failing"]);
+    assert.equal(failing.code, 1);
+    assert.match(failing.out, /\n  FAIL  worker -> /);
+    assert.doesNotMatch(failing.out, /\n  ok  /);
+    for (const [argv, msg] of [[["--service", "nope"], /--service nope: not a service of/], [["--ignore", "nope"], /--ignore nope: no such finding code/]] as const) {
+      const bad = await runCli(["check", "-f", r.manifest, "--pki", r.pki, ...argv]);
+      assert.equal(bad.code, 2);
+      assert.match(bad.err, msg);
+    }
+  });
+
   it("ok/human output: grouped by service, then connections, then the summary line; no colour off a TTY", async () => {
     const r = await broken();
     const res = await cli(r);

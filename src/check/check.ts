@@ -21,6 +21,8 @@ export interface CheckOptions {
   skewMs?: number;
   /** applyCommand: the command that re-issues managed certificates, e.g. `mtlskit apply -f m.yaml --pki ./pki`. */
   applyCommand?: string;
+  /** ignore: codes not reported (and not counted, nor failing a connection). Default: none. */
+  ignore?: readonly Code[];
 }
 
 /** CertificateReport is one certificate of the inventory, for outputs such as Prometheus metrics. */
@@ -80,10 +82,13 @@ class Ctx {
     readonly inv: Inventory,
     readonly now: Date,
     readonly apply: string,
+    readonly ignore: ReadonlySet<Code> = new Set(),
   ) {}
 
-  add(code: Code, about: About, message: string, fix: string): void {
+  add(code: Code, about: About, message: string, fix: string): boolean {
+    if (this.ignore.has(code)) return false;
     this.findings.push(finding(code, about, message, fix));
+    return true;
   }
 
   /** chain builds (once per leaf file and bundle) the path from a certificate file to a bundle. */
@@ -296,8 +301,7 @@ function checkConnection(ctx: Ctx, c: Connection, byName: Map<string, ServiceFil
   const about: About = { kind: "connection", index: c.index, from: c.from, to: c.to, address };
   const causes: Code[] = [];
   const add = (code: Code, message: string, fix: string) => {
-    ctx.add(code, about, message, fix);
-    if (CODES[code].severity === "error" && !causes.includes(code)) causes.push(code);
+    if (ctx.add(code, about, message, fix) && CODES[code].severity === "error" && !causes.includes(code)) causes.push(code);
   };
   const client = byName.get(c.from)!;
   const server = byName.get(c.to)!;
@@ -349,7 +353,7 @@ function checkConnection(ctx: Ctx, c: Connection, byName: Map<string, ServiceFil
 /** checkInventory judges an inventory against its manifest. Pure apart from signature checks. */
 export function checkInventory(material: Material, manifest: Manifest, inv: Inventory, opts: CheckOptions = {}): CheckReport {
   const now = opts.now ?? new Date();
-  const ctx = new Ctx(material, manifest, inv, now, opts.applyCommand ?? "mtlskit apply");
+  const ctx = new Ctx(material, manifest, inv, now, opts.applyCommand ?? "mtlskit apply", new Set(opts.ignore ?? []));
   lintCertificates(ctx, opts.skewMs ?? CLOCK_SKEW_MS);
   const cas = lintCas(ctx);
   lintDeployment(ctx);

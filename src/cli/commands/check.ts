@@ -2,8 +2,8 @@
 import { parseArgs } from "node:util";
 import * as path from "node:path";
 import { EXIT, FailedError, MtlskitError, UsageError } from "../../errors.ts";
-import { aboutLabel, checkPki, CODES, nagiosStatus, prometheusText, reportJson, type CheckReport, type Finding } from "../../check/index.ts";
-import { loadManifest, parseDuration } from "../../manifest/index.ts";
+import { aboutLabel, checkPki, CODES, nagiosStatus, prometheusText, reportJson, type CheckReport, type Code, type Finding } from "../../check/index.ts";
+import { loadManifest, parseDuration, type Manifest } from "../../manifest/index.ts";
 import { writeFileAtomic } from "../../state/fs.ts";
 import { COMMON_FLAGS, flags, parseTimeFlag } from "../args.ts";
 import { paint, type Io } from "../output.ts";
@@ -36,6 +36,10 @@ FLAGS
       --at TIME        judge validity at TIME (ISO 8601, e.g. 2027-01-01) instead of now
       --in DURATION    judge validity DURATION from now, e.g. 30d: what breaks if nobody acts
       --skew DURATION  clock-skew margin on notBefore: 90s, 5m (the default), 1h; 0 disables
+      --service NAME   judge only these services and the connections between them (repeat, or a,b):
+                       a per-host check where each host holds only its own files
+      --ignore CODE    do not report these codes (repeat, or a,b), e.g. clock-skew for openssl-made files
+      --failing        human output: list only failing connections
       --codes          list every finding code with its severity and meaning, then exit
 
 EXAMPLES
@@ -43,6 +47,7 @@ EXAMPLES
   mtlskit check -f examples/serviceradar.yaml --pki ./pki --json | jq '.findings[] | .code'
   mtlskit check --format prometheus -o /var/lib/node_exporter/textfile/mtlskit.prom
   mtlskit check --nagios --in 30d          # a Sensu/Nagios check that goes red 30 days ahead
+  mtlskit check --nagios --service agent,dusk --ignore key-usage-extra   # on the agent's host
 
 EXIT CODES
   0  no findings at error level (warnings may be printed)
@@ -83,7 +88,7 @@ function renderFinding(io: Io, f: Finding): void {
 }
 
 /** renderHuman prints findings grouped by what they concern, then connections, then a summary. */
-function renderHuman(io: Io, r: CheckReport, head: string): void {
+function renderHuman(io: Io, r: CheckReport, head: string, failingOnly = false): void {
   io.out(`${head}\n`);
   const groups = new Map<string, Finding[]>();
   for (const f of r.findings) {
@@ -96,9 +101,10 @@ function renderHuman(io: Io, r: CheckReport, head: string): void {
     // Errors first: what breaks a handshake before what is merely worth knowing.
     for (const f of [...fs.filter((x) => x.severity === "error"), ...fs.filter((x) => x.severity !== "error")]) renderFinding(io, f);
   }
-  if (r.connections.length > 0) {
+  const shown = r.connections.filter((c) => !failingOnly || !c.ok);
+  if (shown.length > 0) {
     io.out(`\n${paint(io, "bold", "connections")}\n`);
-    for (const c of r.connections) {
+    for (const c of shown) {
       const fs = r.findings.filter((f) => f.about.kind === "connection" && f.about.index === c.index);
       io.out(`  ${c.ok ? paint(io, "green", "ok  ") : paint(io, "red", "FAIL")}  ${c.from} -> ${c.to} @ ${c.address}\n`);
       for (const f of fs) renderFinding(io, f);
@@ -108,6 +114,21 @@ function renderHuman(io: Io, r: CheckReport, head: string): void {
   const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? "" : "s"}`;
   const verdict = r.errors === 0 ? paint(io, "green", "OK") : paint(io, "red", "FAIL");
   io.out(`\n${verdict}: ${plural(r.errors, "error")}, ${plural(r.warnings, "warning")} in ${plural(r.certificates.length, "certificate")} and ${plural(r.connections.length, "connection")}${r.connections.length ? ` (${failing} failing)` : ""}.\n`);
+}
+
+const splitList = (v: readonly string[] | undefined) => (v ?? []).flatMap((x) => x.split(",")).map((x) => x.trim()).filter(Boolean);
+
+/**
+ * selectServices keeps the named services and the connections between them: a per-host check
+ * (`--service agent,dusk` on the agent's host) judges the files that host has, and the connections
+ * it can judge alone.
+ */
+function selectServices(m: Manifest, names: readonly string[]): Manifest {
+  if (names.length === 0) return m;
+  const unknown = names.filter((n) => !m.services.some((s) => s.name === n));
+  if (unknown.length > 0) throw new UsageError(`mtlskit check: --service ${unknown.join(",")}: not a service of ${m.file}; services are: ${m.services.map((s) => s.name).join(", ")}`);
+  const keep = new Set(names);
+  return { ...m, services: m.services.filter((s) => keep.has(s.name)), connections: m.connections.filter((c) => keep.has(c.from) && keep.has(c.to)) };
 }
 
 /** checkCommand runs `mtlskit check`. */
@@ -140,6 +161,9 @@ async function runCheck(args: string[], io: Io): Promise<number> {
         in: { type: "string" },
         skew: { type: "string" },
         codes: { type: "boolean" },
+        service: { type: "string", multiple: true },
+        ignore: { type: "string", multiple: true },
+        failing: { type: "boolean" },
       },
       allowPositionals: true,
       strict: true,
@@ -158,9 +182,14 @@ async function runCheck(args: string[], io: Io): Promise<number> {
   const now = parseWhen(values.at, values.in);
   const skewMs = parseSkew(values.skew);
 
+  const ignore = splitList(values.ignore);
+  const unknown = ignore.filter((c) => !(c in CODES));
+  if (unknown.length > 0) throw new UsageError(`mtlskit check: --ignore ${unknown.join(",")}: no such finding code; \`mtlskit check --codes\` lists them`);
+
   const loaded = loadManifest(values.file);
   if (format === "human") renderWarnings(io, loaded.warnings);
-  const report = checkPki(loaded.manifest, values.pki, { ...(now ? { now } : {}), ...(skewMs === undefined ? {} : { skewMs }), applyCommand: `mtlskit apply -f ${values.file} --pki ${values.pki}` });
+  const manifest = selectServices(loaded.manifest, splitList(values.service));
+  const report = checkPki(manifest, values.pki, { ...(now ? { now } : {}), ...(skewMs === undefined ? {} : { skewMs }), ignore: ignore as Code[], applyCommand: `mtlskit apply -f ${values.file} --pki ${values.pki}` });
 
   let text: string;
   let code: number = report.errors > 0 ? EXIT.findings : EXIT.ok;
@@ -172,7 +201,7 @@ async function runCheck(args: string[], io: Io): Promise<number> {
     code = s.code;
   } else {
     const chunks: string[] = [];
-    renderHuman(values.output ? { ...io, color: false, out: (t) => void chunks.push(t) } : io, report, `mtlskit check: ${values.file}, ${loaded.manifest.services.some((s) => !s.files) ? values.pki : "external files only"}${now ? `, at ${now.toISOString()}` : ""}`);
+    renderHuman(values.output ? { ...io, color: false, out: (t) => void chunks.push(t) } : io, report, `mtlskit check${manifest === loaded.manifest ? "" : ` (services ${manifest.services.map((x) => x.name).join(", ")})`}: ${values.file}, ${loaded.manifest.services.some((s) => !s.files) ? values.pki : "external files only"}${now ? `, at ${now.toISOString()}` : ""}`, values.failing ?? false);
     if (!values.output) return code;
     text = chunks.join("");
   }
