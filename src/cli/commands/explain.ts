@@ -146,8 +146,13 @@ function pointAt(result: Explanation, file: string, pki: string): Pointed {
   const report = checkPki(loaded.manifest, pki, { applyCommand: `mtlskit apply -f ${file} --pki ${pki}` });
   const byMatch = result.matches.map((m) => {
     const related = report.findings.filter((f) => (m.entry.codes as readonly string[]).includes(f.code));
-    const host = m.details.host?.replace(/^\[|\]$/g, "").replace(/:\d+$/, "");
-    const narrowed = host === undefined ? related : related.filter((f) => f.about.kind !== "connection" || f.about.address === host);
+    const host = m.details.host?.replace(/^\[|\]$/g, "").replace(/:\d+$/, "").toLowerCase();
+    if (host === undefined) return related;
+    // The message names the dialed address: keep what concerns a service reached there (one
+    // that declares it, or the target of a connection to it) and the connections to it.
+    const reached = new Set(loaded.manifest.services.filter((s) => s.dns.includes(host) || s.ips.some((ip) => ip.text === host)).map((s) => s.name));
+    for (const c of loaded.manifest.connections) if (c.address.text.toLowerCase() === host) reached.add(c.to);
+    const narrowed = related.filter((f) => (f.about.kind === "connection" ? f.about.address.toLowerCase() === host : f.about.kind === "ca" || reached.has(f.about.service)));
     return narrowed.length > 0 ? narrowed : related;
   });
   return { file, pki, report, byMatch };
