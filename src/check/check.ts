@@ -71,6 +71,8 @@ export interface CheckReport {
 
 const DAY = 86_400_000;
 const date = (d: Date) => d.toISOString().slice(0, 10);
+/** when prints a date, with the time when `other` falls on the same day (so the two can be told apart). */
+const when = (d: Date, other: Date) => (date(d) === date(other) ? d.toISOString().slice(0, 16).replace("T", " ") + " UTC" : date(d));
 
 /** Ctx carries one run's shared state. */
 class Ctx {
@@ -125,7 +127,7 @@ function failureText(f: ChainFailure, bundlePath: string): string {
     case "bad-signature":
       return `does not chain to ${bundlePath}: ${shortName(f.issuer)} there has the issuer's name but not the key that signed ${shortName(f.cert)} (a CA re-created under the same name?)`;
     case "issuer-not-ca":
-      return `does not chain to ${bundlePath}: its issuer ${shortName(f.issuer)} may not sign certificates: ${f.reason}`;
+      return `does not chain to ${bundlePath}: ${shortName(f.cert)}'s issuer ${shortName(f.issuer)} may not sign certificates: ${f.reason}`;
     case "weak-signature":
       return `does not chain to ${bundlePath}: ${shortName(f.cert)} is signed with ${f.cert.info.signatureAlgorithm.name}; Go refuses ${f.hash.toUpperCase()} signatures (unknown authority) and OpenSSL 3 refuses to load the certificate (ca md too weak)`;
     case "critical-extension":
@@ -190,7 +192,7 @@ function lintCertificates(ctx: Ctx, skewMs: number): void {
       } else if (r.ok) {
         const caEnd = Math.min(...r.path.slice(1).map((c) => c.fields.notAfter.getTime()));
         if (leaf.fields.notAfter.getTime() > caEnd) {
-          ctx.add("outlives-ca", about, `${slot.cert.path} is valid until ${date(leaf.fields.notAfter)}, after its CA expires (${date(new Date(caEnd))}); it stops working then`, sf.external ? `re-issue it with notAfter before ${date(new Date(caEnd))}, and plan a CA rollover` : "plan a CA rollover before the CA expires");
+          ctx.add("outlives-ca", about, `${slot.cert.path} is valid until ${when(leaf.fields.notAfter, new Date(caEnd))}, after its CA expires (${when(new Date(caEnd), leaf.fields.notAfter)}); it stops working then`, sf.external ? `re-issue it with notAfter before ${date(new Date(caEnd))}, and plan a CA rollover` : "plan a CA rollover before the CA expires");
         }
       }
     }
@@ -213,7 +215,9 @@ function lintCas(ctx: Ctx): CaReport[] {
     const about: About = { kind: "ca", subject: i.subject, file };
     out.push({ subject: i.subject, file, notAfter: i.notAfter, sha256: cert.sha256 });
     const left = i.notAfter.getTime() - t;
-    if (left < 0) ctx.add("ca-expired", about, `${i.subject} in ${file} expired on ${date(i.notAfter)}; every certificate it signed is refused`, "create a new CA, re-issue every certificate and distribute the new bundle");
+    const managedCa = ctx.inv.dir !== undefined && ctx.inv.ca !== undefined && !isProblem(ctx.inv.ca) && ctx.inv.ca.certs.some((c) => c.sha256 === cert.sha256);
+    const newCa = managedCa ? `move ${path.join(ctx.inv.dir!, "ca")} away and run \`${ctx.apply}\`: a new CA, every service re-issued and every ca.pem rewritten` : "create a new CA, re-issue every certificate from it and distribute its bundle";
+    if (left < 0) ctx.add("ca-expired", about, `${i.subject} in ${file} expired on ${date(i.notAfter)}; every certificate it signed is refused`, newCa);
     else if (left < longest) ctx.add("ca-expiring", about, `${i.subject} in ${file} expires on ${date(i.notAfter)}, in ${Math.floor(left / DAY)} days: sooner than a certificate issued today would (${Math.round(longest / DAY)} days)`, "plan a CA rollover: distribute a bundle with the old and new CA, then re-issue");
     if (!i.isCA || (i.keyUsage && !i.keyUsage.includes("keyCertSign"))) {
       ctx.add("ca-not-ca", about, `${i.subject} in ${file} is in a trust bundle or chain but ${!i.isCA ? "is not a CA (basicConstraints cA is not set)" : "its keyUsage lacks keyCertSign"}`, `put the CA certificate in ${file}, not a service certificate`);
@@ -291,6 +295,16 @@ function lintDeployment(ctx: Ctx): void {
   }
 }
 
+/**
+ * cnFallback notes when OpenSSL and Node would still connect by falling back to the CN (no DNS
+ * SAN at all, CN equal to the name): Go since 1.15 and mtlskit's library do not, so check fails it.
+ */
+function cnFallback(c: Cert, address: Connection["address"]): string {
+  const cn = c.info.subjectAttributes.CN;
+  if (address.kind !== "dns" || cn === undefined || c.info.sans.some((s) => s.type === "dns") || cn.toLowerCase() !== address.text.toLowerCase()) return "";
+  return "; Node and OpenSSL would still connect by falling back to the CN, Go (since 1.15) and mtlskit's library refuse";
+}
+
 /** presented picks the certificate a service presents in a role: a split pair's client half for clientAuth. */
 function presented(sf: ServiceFiles, purpose: Purpose): SlotFiles {
   return purpose === "clientAuth" ? sf.slots.find((s) => s.slot.kind === "client") ?? sf.slots[0]! : sf.slots[0]!;
@@ -344,7 +358,7 @@ function checkConnection(ctx: Ctx, c: Connection, byName: Map<string, ServiceFil
   const serverCert = side(server, client, "serverAuth");
   if (serverCert && !covers(serverCert, c.address)) {
     const slot = presented(server, "serverAuth");
-    add("conn-address", `${c.from} dials ${address}, but ${server.service.name}'s certificate ${(slot.cert as CertFile).path} has ${c.address.kind === "ip" ? "no IP SAN" : "no DNS SAN matching"} ${address} (SANs: ${sanList(serverCert)})`, server.external ? ctx.fixFor(server, slot.slot, `add ${c.address.kind === "ip" ? "IP" : "DNS"}:${address} to subjectAltName`) : ctx.fixFor(server, slot.slot, ""));
+    add("conn-address", `${c.from} dials ${address}, but ${server.service.name}'s certificate ${(slot.cert as CertFile).path} has ${c.address.kind === "ip" ? "no IP SAN" : "no DNS SAN matching"} ${address} (SANs: ${sanList(serverCert)})${cnFallback(serverCert, c.address)}`, server.external ? ctx.fixFor(server, slot.slot, `add ${c.address.kind === "ip" ? "IP" : "DNS"}:${address} to subjectAltName`) : ctx.fixFor(server, slot.slot, ""));
   }
   side(client, server, "clientAuth");
   return { index: c.index, from: c.from, to: c.to, address, ok: causes.length === 0, causes };
