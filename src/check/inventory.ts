@@ -4,7 +4,7 @@
  * paths in `services.NAME.files`. Reading never throws for a missing or damaged file: each
  * becomes a FileProblem that the rules report with the path.
  */
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { lstatSync, readdirSync, readFileSync, statSync } from "node:fs";
 import * as path from "node:path";
 import type { CertSlot, Manifest, Service } from "../manifest/index.ts";
 import { parsePrivateKey, spkiOfPkcs8, spkiOfPrivateKey } from "../pki/keys.ts";
@@ -130,24 +130,26 @@ export function readKeyFile(file: string): KeyFile | FileProblem {
 
 /** scanKeys finds private keys in `dir` other than `known` files (a copied CA key, say). */
 function scanKeys(dir: string, known: ReadonlySet<string>, depth = 0): { path: string; spki: Buffer }[] {
-  let entries: import("node:fs").Dirent[];
+  let names: string[];
   try {
-    entries = readdirSync(dir, { withFileTypes: true });
+    // Names only: most folders hold just the files mtlskit wrote, which need no stat at all.
+    names = readdirSync(dir);
   } catch {
     return [];
   }
   const out: { path: string; spki: Buffer }[] = [];
-  for (const e of entries) {
-    const file = path.join(dir, e.name);
+  for (const name of names) {
+    const file = path.join(dir, name);
     if (known.has(file)) continue;
-    // Subfolders (a backup/ someone made) are searched too, without following symlinked folders.
-    if (e.isDirectory()) {
-      if (depth > 0) out.push(...scanKeys(file, known, depth - 1));
-      continue;
-    }
     try {
-      const st = statSync(file);
-      if (!st.isFile() || st.size > MAX_SCAN_BYTES) continue;
+      const st = lstatSync(file);
+      // Subfolders (a backup/ someone made) are searched too, without following symlinked folders.
+      if (st.isDirectory()) {
+        if (depth > 0) out.push(...scanKeys(file, known, depth - 1));
+        continue;
+      }
+      const real = st.isSymbolicLink() ? statSync(file) : st;
+      if (!real.isFile() || real.size > MAX_SCAN_BYTES) continue;
       const text = readFileSync(file, "utf8");
       if (!text.includes("PRIVATE KEY-----")) continue;
       const spki = spkiOfKeyText(text);
