@@ -245,6 +245,38 @@ const SOURCE_CASES: Case[] = [
   { name: "go: no such host", text: "dial tcp: lookup core.demo on 127.0.0.53:53: no such host", id: "dns-failure", details: { host: "core.demo" } },
 ];
 
+/**
+ * REVIEW_CASES pin the messages a review found unrecognised (or, for `bad decrypt`, offered only
+ * the misleading closest entry bad-signature). Wording from Go crypto/tls (tls.go X509KeyPair,
+ * alert.go), OpenSSL 3 reason strings and Node's ERR_OSSL_* / ERR_SSL_* codes, several captured
+ * from Node 20 with OpenSSL 3.0 (the handshake suite below makes them again).
+ */
+const REVIEW_CASES: Case[] = [
+  { name: "node: OpenSSL 3 cannot decode the key", text: "Error: error:1E08010C:DECODER routines::unsupported", id: "key-unsupported", side: "startup", meaning: /loading its TLS files/ },
+  { name: "node: the same with its code", text: "ERR_OSSL_UNSUPPORTED: error:1E08010C:DECODER routines::unsupported", id: "key-unsupported" },
+  { name: "go: PEM inputs switched", text: "tls: failed to find certificate PEM data in certificate input, but did find a private key; PEM inputs may have been switched", id: "pem-swapped", side: "startup" },
+  { name: "go: a certificate given as the key", text: "tls: found a certificate rather than a key in the PEM for the private key", id: "pem-swapped" },
+  { name: "go: no PRIVATE KEY block in the key input", text: 'tls: failed to find PEM block with type ending in "PRIVATE KEY" in key input after skipping PEM blocks of the following types: [CERTIFICATE REQUEST]', id: "pem-invalid" },
+  { name: "go: no CERTIFICATE block after skipping others", text: 'tls: failed to find "CERTIFICATE" PEM block in certificate input after skipping PEM blocks of the following types: [EC PARAMETERS EC PRIVATE KEY]', id: "pem-invalid" },
+  { name: "go: key of another type than the certificate's", text: "tls: private key type does not match public key type", id: "key-mismatch", side: "startup" },
+  { name: "go: certificate required, unwrapped from remote error", text: "tls: certificate required", id: "certificate-required", side: "client", meaning: /asked for a client certificate and this client sent none/ },
+  { name: "go: unknown certificate authority, unwrapped", text: "tls: unknown certificate authority", id: "peer-unknown-ca" },
+  { name: "go server: unknown certificate authority from a client", text: "http: TLS handshake error from 10.0.0.7:52814: tls: unknown certificate authority", id: "peer-unknown-ca", side: "server", details: { peer: "10.0.0.7:52814" } },
+  { name: "node: ee key too small, code only", text: "ERR_SSL_EE_KEY_TOO_SMALL", id: "weak-key" },
+  { name: "node: ee key too small", text: "Error: error:0A00018F:SSL routines::ee key too small", id: "weak-key" },
+  { name: "node: ca md too weak, code only", text: "ERR_SSL_CA_MD_TOO_WEAK", id: "weak-signature" },
+  { name: "openssl: ca md too weak", text: "error:0A00018E:SSL routines::ca md too weak", id: "weak-signature" },
+  { name: "openssl: bad decrypt is a wrong passphrase, not a bad signature", text: "error:1C800064:Provider routines::bad decrypt", id: "key-encrypted", side: "startup" },
+  { name: "openssl 1.1: bad decrypt", text: "140374473037632:error:06065064:digital envelope routines:EVP_DecryptFinal_ex:bad decrypt:evp_enc.c:610:", id: "key-encrypted" },
+  { name: "openssl CLI: unable to load private key, then the reason", text: "unable to load Private Key\n140374473037632:error:06065064:digital envelope routines:EVP_DecryptFinal_ex:bad decrypt:evp_enc.c:610:", id: "key-encrypted" },
+  { name: "openssl CLI: unable to load private key alone", text: "unable to load Private Key", id: "key-load-failed" },
+  { name: "openssl 3 CLI: could not read the key", text: "Could not read private key from /etc/mtls/services/api/key.pem", id: "key-load-failed", details: { file: "/etc/mtls/services/api/key.pem" } },
+  { name: "nginx: PEM_read_bio_PrivateKey with no start line", text: 'nginx: [emerg] cannot load certificate key "/etc/nginx/tls/key.pem": PEM_read_bio_PrivateKey() failed (SSL: error:0480006C:PEM routines::no start line:Expecting: ANY PRIVATE KEY)', id: "pem-invalid" },
+  { name: "nginx: PEM_read_bio_PrivateKey with a wrong passphrase", text: 'nginx: [emerg] cannot load certificate key "/etc/nginx/tls/key.pem": PEM_read_bio_PrivateKey() failed (SSL: error:1C800064:Provider routines::bad decrypt)', id: "key-encrypted" },
+  { name: "nginx: PEM_read_bio_PrivateKey alone", text: 'nginx: [emerg] cannot load certificate key "/etc/nginx/tls/key.pem": PEM_read_bio_PrivateKey() failed', id: "key-load-failed", details: { file: "/etc/nginx/tls/key.pem" } },
+  { name: "nginx: a missing certificate file", text: 'nginx: [emerg] cannot load certificate "/etc/nginx/tls/cert.pem": BIO_new_file() failed (SSL: error:80000002:system library::No such file or directory)', id: "file-unreadable", details: { file: "/etc/nginx/tls/cert.pem" } },
+];
+
 function checkCase(c: Case, text = c.text): void {
   const matches = explain(text).matches;
   assert.equal(matches[0]?.entry.id, c.id, `${c.name}: got ${matches.map((m) => m.entry.id).join(", ") || "nothing"}`);
@@ -256,7 +288,10 @@ function checkCase(c: Case, text = c.text): void {
 }
 
 describe("explain: real messages", () => {
-  for (const c of [...SEED_CASES, ...SOURCE_CASES]) it(`ok/${c.name}`, () => checkCase(c));
+  for (const c of [...SEED_CASES, ...SOURCE_CASES, ...REVIEW_CASES]) it(`ok/${c.name}`, () => checkCase(c));
+  it("ok/each review case is the only entry matched: no second, misleading reading", () => {
+    for (const c of REVIEW_CASES) assert.deepEqual(ids(c.text), [c.id], c.name);
+  });
 
   it("ok/connection refused says it is not a TLS problem", () => {
     const [m] = explain("dial tcp 192.168.2.23:50052: connect: connection refused").matches;
@@ -541,6 +576,16 @@ describe("explain: messages from real handshakes", () => {
     };
     checkCase({ name: "key mismatch", text: thrown({ cert: f("server.pem"), key: f("other.key") }), id: "key-mismatch", side: "startup" });
     checkCase({ name: "key given as certificate", text: thrown({ cert: f("srv.key"), key: f("srv.key") }), id: "pem-invalid" });
+    // The review's cases, made for real: Node 20 / OpenSSL 3 reports an encrypted key without its
+    // passphrase as bad decrypt, and a certificate given as the key as DECODER unsupported.
+    openssl(dir, ["pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", "srv.key", "-passout", "pass:secret", "-out", "srv-enc.key"]);
+    checkCase({ name: "encrypted key, no passphrase", text: thrown({ cert: f("server.pem"), key: f("srv-enc.key") }), id: "key-encrypted", side: "startup" });
+    checkCase({ name: "encrypted key, wrong passphrase", text: thrown({ cert: f("server.pem"), key: f("srv-enc.key"), passphrase: "nope" }), id: "key-encrypted" });
+    checkCase({ name: "certificate given as key", text: thrown({ cert: f("server.pem"), key: f("server.pem") }), id: "key-unsupported" });
+    openssl(dir, ["req", "-x509", "-newkey", "rsa:1024", "-nodes", "-keyout", "small.key", "-out", "small.pem", "-days", "2", "-subj", "/CN=small"]);
+    checkCase({ name: "RSA 1024 at security level 2", text: thrown({ cert: f("small.pem"), key: f("small.key"), ciphers: "DEFAULT@SECLEVEL=2" }), id: "weak-key" });
+    openssl(dir, ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-sha1", "-out", "sha1.pem", "-days", "2"]);
+    checkCase({ name: "SHA-1 signed certificate", text: thrown({ cert: f("sha1.pem"), key: f("srv.key") }), id: "weak-signature" });
   });
   it("ok/node: nothing listens", async () => {
     const probe = net.createServer();

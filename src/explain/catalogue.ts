@@ -185,9 +185,12 @@ export const CATALOGUE: readonly Entry[] = [
     id: "peer-unknown-ca",
     title: "the peer does not trust the CA of this side's certificate",
     stacks: ["go", "openssl", "node", "java"],
-    patterns: [/remote error: tls: unknown certificate authority/i, /alert[ _]unknown[ _]ca\b/i, /Received fatal alert: unknown_ca/i],
+    // Go's alert error reads `tls: unknown certificate authority`; the reading side wraps it as
+    // `remote error: ` (crypto/tls conn.go), and a program that unwraps the net.OpError logs it bare.
+    patterns: [/\btls: unknown certificate authority/i, /alert[ _]unknown[ _]ca\b/i, /Received fatal alert: unknown_ca/i],
     examples: [
       "remote error: tls: unknown certificate authority",
+      "tls: unknown certificate authority",
       "4037D9FA347F0000:error:0A000418:SSL routines:ssl3_read_bytes:tlsv1 alert unknown ca:../ssl/record/rec_layer_s3.c:1601:SSL alert number 48",
       "ERR_SSL_TLSV1_ALERT_UNKNOWN_CA",
       "javax.net.ssl.SSLHandshakeException: Received fatal alert: unknown_ca",
@@ -532,9 +535,13 @@ export const CATALOGUE: readonly Entry[] = [
     id: "certificate-required",
     title: "the server requires a client certificate, and the client sent none",
     stacks: ["go", "openssl", "node", "curl", "java"],
-    patterns: [/remote error: tls: certificate required/i, /alert certificate required|ALERT_CERTIFICATE_REQUIRED/i, /Received fatal alert: certificate_required/i],
+    // Only the client sees this text: Go's server sends the alert and logs `tls: client didn't
+    // provide a certificate` (no-client-certificate). The bare form is the alert unwrapped from
+    // the client's `remote error: ` net.OpError.
+    patterns: [/\btls: certificate required/i, /alert certificate required|ALERT_CERTIFICATE_REQUIRED/i, /Received fatal alert: certificate_required/i],
     examples: [
       "remote error: tls: certificate required",
+      "tls: certificate required",
       "40274AC40F7F0000:error:0A00045C:SSL routines:ssl3_read_bytes:tlsv13 alert certificate required:../ssl/record/rec_layer_s3.c:1601:SSL alert number 116",
       "curl: (56) OpenSSL SSL_read: error:0A00045C:SSL routines::tlsv13 alert certificate required, errno 0",
     ],
@@ -668,17 +675,77 @@ export const CATALOGUE: readonly Entry[] = [
     id: "key-mismatch",
     title: "the private key does not belong to the certificate",
     stacks: ["go", "nats", "openssl", "node", "nginx"],
-    patterns: [/tls: private key does not match public key/i, /key[ _]values[ _]mismatch/i],
+    patterns: [/tls: private key does not match public key/i, /tls: private key type does not match public key type/i, /key[ _]values[ _]mismatch/i],
     examples: [
       "tls: private key does not match public key",
+      "tls: private key type does not match public key type",
       "ERR_OSSL_X509_KEY_VALUES_MISMATCH error:05800074:x509 certificate routines::key values mismatch",
       'SSL_CTX_use_PrivateKey("/etc/nginx/tls/key.pem") failed (SSL: error:0B080074:x509 certificate routines:X509_check_private_key:key values mismatch)',
     ],
     seenBy: STARTUP,
-    cause: "The key file and the certificate file come from different issuances: a key generated again after the certificate, files copied from another service, or an interrupted copy.",
+    cause:
+      "The key file and the certificate file come from different issuances: a key generated again after the certificate, files copied from another service, or an interrupted copy. Go's `private key type does not match public key type` means the key is not even of the certificate's type (an RSA key with an ECDSA certificate).",
     look: "Compare public keys: `openssl x509 -noout -pubkey -in cert.pem | openssl sha256` and `openssl pkey -pubout -in key.pem | openssl sha256` must print the same.",
     fix: "Deploy cert.pem and key.pem together from the same services/NAME/ folder; `mtlskit apply` re-issues any pair whose key does not match (`mtlskit plan` says \"key does not match certificate\").",
     codes: ["key-mismatch"],
+  },
+  {
+    id: "pem-swapped",
+    title: "the certificate and key files are given the other way round",
+    stacks: ["go", "nats", "etcd"],
+    patterns: [
+      /tls: failed to find certificate PEM data in certificate input, but did find a private key/i,
+      /tls: found a certificate rather than a key in the PEM for the private key/i,
+    ],
+    examples: [
+      "tls: failed to find certificate PEM data in certificate input, but did find a private key; PEM inputs may have been switched",
+      "tls: found a certificate rather than a key in the PEM for the private key",
+    ],
+    seenBy: STARTUP,
+    cause:
+      "Go's tls.X509KeyPair found a private key where it expected the certificate, or a certificate where it expected the key: the configuration names the key file as the certificate (or the reverse), or both settings name the same file.",
+    look: "Which path the configuration gives for the certificate and which for the key (cert_file/key_file, --cert/--key, tls.crt/tls.key); `head -1` of each: the certificate starts with -----BEGIN CERTIFICATE-----.",
+    fix: "Give services/NAME/cert.pem as the certificate and services/NAME/key.pem as the key, then restart the service; `mtlskit inspect FILE` names what a file holds.",
+    codes: ["cert-malformed", "key-missing"],
+  },
+  {
+    id: "key-encrypted",
+    title: "the private key is encrypted, and the passphrase is missing or wrong",
+    stacks: ["openssl", "node", "nginx", "go"],
+    patterns: [
+      /\bbad decrypt\b|\bERR_OSSL_BAD_DECRYPT\b/i,
+      /problems getting password|bad password read|maybe wrong password/i,
+      /libcrypto routines:[a-z_]{0,40}:interrupted or cancelled|\bERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED\b/i,
+      /x509: decryption password incorrect/i,
+    ],
+    examples: [
+      "ERR_OSSL_BAD_DECRYPT: error:1C800064:Provider routines::bad decrypt",
+      "40972C35687F0000:error:04800065:PEM routines:PEM_do_header:bad decrypt:../crypto/pem/pem_lib.c:469:",
+      "140374473037632:error:06065064:digital envelope routines:EVP_DecryptFinal_ex:bad decrypt:evp_enc.c:610:",
+      'nginx: [emerg] cannot load certificate key "/etc/nginx/tls/key.pem": PEM_read_bio_PrivateKey() failed (SSL: error:0907B068:PEM routines:PEM_READ_BIO_PRIVATEKEY:bad password read)',
+      "ERR_OSSL_CRYPTO_INTERRUPTED_OR_CANCELLED: error:07880109:common libcrypto routines::interrupted or cancelled",
+    ],
+    seenBy: STARTUP,
+    cause:
+      "The key file is encrypted with a passphrase (`-----BEGIN ENCRYPTED PRIVATE KEY-----`, or `Proc-Type: 4,ENCRYPTED` under `-----BEGIN RSA PRIVATE KEY-----`), and the program was given no passphrase or the wrong one: `bad decrypt` is the decryption of the key failing. Node 20 reports a missing passphrase the same way; crypto.createPrivateKey says `interrupted or cancelled`.",
+    look: "`head -2 key.pem` shows whether it is encrypted; `openssl pkey -in key.pem -noout` asks for the passphrase and says whether it is right. `mtlskit inspect key.pem` names the cipher.",
+    fix:
+      "Give the program mtlskit's unencrypted key (services/NAME/key.pem, mode 0600), or the right passphrase (nginx ssl_password_file, Node's `passphrase`). To decrypt a key of your own: `openssl pkey -in key.pem -out key-plain.pem`, then `chmod 600 key-plain.pem`.",
+    codes: ["key-encrypted", "key-missing"],
+  },
+  {
+    id: "key-unsupported",
+    title: "OpenSSL 3 cannot decode the private key: encrypted, in an unsupported format, or not a key",
+    stacks: ["node", "openssl"],
+    patterns: [/DECODER routines:[a-z_]{0,40}:unsupported/i, /\b1E08010C\b/i],
+    examples: ["Error: error:1E08010C:DECODER routines::unsupported", "ERR_OSSL_UNSUPPORTED: error:1E08010C:DECODER routines::unsupported"],
+    seenBy: STARTUP,
+    cause:
+      "OpenSSL 3 (Node 17 and later) found no decoder for the data given as the private key. The file is not a key (a certificate, a CSR or a damaged block where the key belongs), it is encrypted and no passphrase was given, or it is in a format OpenSSL 3 does not read: a PKCS#12 bundle, an OpenSSH or PuTTY key, or a key encrypted with a legacy algorithm.",
+    look: "`mtlskit inspect key.pem` says what the file holds (and, for an encrypted key, its cipher); `openssl pkey -in key.pem -noout` tries it the way OpenSSL 3 does.",
+    fix:
+      "Give the program services/NAME/key.pem, mtlskit's unencrypted PKCS#8 key. Convert a key of your own to PKCS#8: `openssl pkey -in key.pem -out key8.pem` (add `-legacy` with OpenSSL 3 for old ciphers; `openssl pkcs12 -in FILE -nodes -nocerts` extracts a PKCS#12 key; `ssh-keygen -p -m PKCS8 -f FILE` converts an OpenSSH key), then `chmod 600`.",
+    codes: ["key-encrypted", "key-missing", "cert-malformed"],
   },
   {
     id: "pem-invalid",
@@ -687,7 +754,7 @@ export const CATALOGUE: readonly Entry[] = [
     patterns: [
       /tls: failed to find any PEM data in (?:certificate|key) input/i,
       /tls: failed to find "?CERTIFICATE"? PEM block in certificate input/i,
-      /tls: found a certificate rather than a key in the PEM for the private key/i,
+      /tls: failed to find PEM block with type ending in "?PRIVATE KEY"? in key input/i,
       /tls: failed to parse private key/i,
       /\bno start line\b|\bPEM_NO_START_LINE\b/i,
       /x509: malformed certificate/i,
@@ -695,6 +762,7 @@ export const CATALOGUE: readonly Entry[] = [
     examples: [
       "tls: failed to find any PEM data in certificate input",
       'tls: failed to find "CERTIFICATE" PEM block in certificate input after skipping PEM blocks of the following types: [PRIVATE KEY]',
+      'tls: failed to find PEM block with type ending in "PRIVATE KEY" in key input after skipping PEM blocks of the following types: [CERTIFICATE REQUEST]',
       "ERR_OSSL_PEM_NO_START_LINE error:0480006C:PEM routines::no start line",
     ],
     seenBy: STARTUP,
@@ -713,7 +781,7 @@ export const CATALOGUE: readonly Entry[] = [
       /root certificate file "(?<file>[^"\n]{1,300})" does not exist/i,
       /could not (?:open|load) (?:certificate|private key|server certificate|root certificate) file "(?<file>[^"\n]{1,300})"/i,
       /certificate present, but not private key file "(?<file>[^"\n]{1,300})"/i,
-      /cannot load certificate(?: key)? "(?<file>[^"\n]{1,300})"/i,
+      /cannot load certificate(?: key)? "(?<file>[^"\n]{1,300})": BIO_new_file\(\) failed/i,
       /could not load PEM client certificate|unable to set private key file|error setting certificate file/i,
     ],
     examples: [
@@ -727,6 +795,30 @@ export const CATALOGUE: readonly Entry[] = [
     look: "The path as the service's user: `sudo -u USER head -1 FILE`. mtlskit's layout: services/NAME/ has mode 0700 and key.pem 0600, so the folder must belong to the user that runs the service.",
     fix: "Copy the service's whole services/NAME/ folder to its host, owned by the service's user (`chown -R USER`), keeping the modes, and point the configuration at those paths; `mtlskit apply` recreates missing files in the PKI directory.",
     codes: ["cert-missing", "key-missing", "bundle-missing", "key-owner"],
+  },
+  {
+    id: "key-load-failed",
+    title: "the program could not load its private key (the reason follows, or is on the next lines)",
+    stacks: ["openssl", "nginx", "curl"],
+    level: "generic",
+    patterns: [
+      /unable to load (?:private key|key)\b/i,
+      /Could not (?:read|find) [a-z ]{0,40}key from (?<file>[^ \n]{1,300})/i,
+      /cannot load certificate key "(?<file>[^"\n]{1,300})"/i,
+      /\bPEM_read_bio_PrivateKey\b|SSL_CTX_use_PrivateKey_file/i,
+    ],
+    examples: [
+      "unable to load private key",
+      "Could not read private key from /etc/mtls/services/api/key.pem",
+      'nginx: [emerg] cannot load certificate key "/etc/nginx/tls/key.pem": PEM_read_bio_PrivateKey() failed',
+      "error:140B0009:SSL routines:SSL_CTX_use_PrivateKey_file:PEM lib",
+    ],
+    seenBy: STARTUP,
+    cause:
+      "The program could not read its private key[ ({file})], and this line does not say why. The OpenSSL lines after it do: `bad decrypt` (an encrypted key, wrong or missing passphrase), `no start line` (not PEM, or not a key), `DECODER routines::unsupported` (a format OpenSSL 3 cannot read), `No such file or directory`.",
+    look: "The error lines that follow this one (paste them all into `mtlskit explain -`), and the key file: `mtlskit inspect key.pem`, `openssl pkey -in key.pem -noout`.",
+    fix: "Give the program services/NAME/key.pem, mtlskit's unencrypted PKCS#8 key, readable by the service's user and mode 0600; `mtlskit apply` recreates a missing or damaged key (and re-issues its certificate).",
+    codes: ["key-missing", "key-encrypted", "key-owner"],
   },
   {
     id: "key-permissions",
@@ -774,16 +866,19 @@ export const CATALOGUE: readonly Entry[] = [
     stacks: ["go", "openssl", "java"],
     patterns: [
       /x509: cannot verify signature: insecure algorithm (?<algorithm>[^ \n()]{1,40})/i,
-      /ca md too weak|CA signature digest algorithm too weak/i,
+      /ca md too weak|CA signature digest algorithm too weak|\b(?:ERR_SSL_)?CA_MD_TOO_WEAK\b/i,
       /Algorithm constraints check failed on signature algorithm: (?<algorithm>[^ \n]{1,40})/i,
     ],
     examples: [
       "x509: cannot verify signature: insecure algorithm SHA1-RSA (temporarily override with GODEBUG=x509sha1=1)",
       "verify error:num=68:CA signature digest algorithm too weak",
+      "ERR_SSL_CA_MD_TOO_WEAK: error:0A00018E:SSL routines::ca md too weak",
+      "ERR_SSL_CA_MD_TOO_WEAK",
       "java.security.cert.CertPathValidatorException: Algorithm constraints check failed on signature algorithm: SHA1withRSA",
     ],
     seenBy: VERIFIED,
-    cause: "The certificate is signed with SHA-1 or MD5[ ({algorithm})], which Go (since 1.18), OpenSSL 3 at its default security level and current Java refuse.",
+    cause:
+      "The certificate is signed with SHA-1 or MD5[ ({algorithm})], which Go (since 1.18), OpenSSL 3 at its default security level and current Java refuse. `ca md too weak` (Node `ERR_SSL_CA_MD_TOO_WEAK`) at startup is OpenSSL refusing the program's own certificate or chain before any connection; during a handshake it is the peer's.",
     look: "`openssl x509 -noout -text -in cert.pem | grep 'Signature Algorithm'`.",
     fix: "Re-issue with mtlskit, which signs with SHA-256 or SHA-384 (or Ed25519): run `mtlskit apply`.",
     codes: ["weak-signature"],
@@ -793,17 +888,21 @@ export const CATALOGUE: readonly Entry[] = [
     title: "a certificate's key is too small or of an unsupported type",
     stacks: ["go", "openssl"],
     patterns: [
-      /ee key too small|ca key too small|EE certificate key too weak|CA certificate key too weak/i,
+      /ee key too small|ca key too small|EE certificate key too weak|CA certificate key too weak|\b(?:ERR_SSL_)?(?:EE|CA)_KEY_TOO_SMALL\b/i,
       /crypto\/rsa: \d{1,5}-bit keys are insecure/i,
       /certificate contains an unsupported type of public key|unsupported elliptic curve/i,
     ],
     examples: [
       "error:0A00018F:SSL routines::ee key too small",
+      "ERR_SSL_EE_KEY_TOO_SMALL: error:0A00018F:SSL routines::ee key too small",
+      "ERR_SSL_EE_KEY_TOO_SMALL",
+      "40D73F9CFE7E0000:error:0A00018F:SSL routines:SSL_CTX_use_certificate:ee key too small:../ssl/ssl_rsa.c:222:",
       "verify error:num=66:EE certificate key too weak",
       "tls: failed to parse certificate from server: crypto/rsa: 1024-bit keys are insecure (see https://go.dev/pkg/crypto/rsa#hdr-Minimum_key_size)",
     ],
     seenBy: {},
-    cause: "A key is below the verifier's minimum (RSA under 2048 bits at OpenSSL's default security level and in current Go) or a curve it does not support.",
+    cause:
+      "A key is below the verifier's minimum (RSA under 2048 bits at OpenSSL's default security level and in current Go) or a curve it does not support. `ee key too small` (Node `ERR_SSL_EE_KEY_TOO_SMALL`) at startup is OpenSSL refusing the program's own certificate before any connection; during a handshake it is the peer's.",
     look: "`openssl x509 -noout -text -in cert.pem | grep 'Public-Key'`.",
     fix: "Re-issue with a supported key type: `key: ecdsa-p256` (or rsa-2048 and larger) in defaults or on the service, then run `mtlskit apply`.",
     codes: ["weak-key"],
