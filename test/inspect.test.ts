@@ -169,31 +169,87 @@ describe("inspect", () => {
     assert.deepEqual(json.files[0].items.map((i: Json) => [i.kind, i.line]), [["certificate", 3], ["private-key", 3 + certPem.split("\n").length]]);
   });
 
-  it("ok/a chain in order: each certificate is signed by the next", async () => {
+  const ROOT_NOTE = (i: number) => `[${i}] (CN=Root) is the self-signed root: allowed in a chain file but unnecessary, since every peer verifies against the root in its own trust bundle (ca.pem), never one the chain sends`;
+
+  it("ok/a chain in order: each certificate is signed by the next; the root included is only a note", async () => {
     const root = forge({ ca: true, cn: "Root" });
     const int = forge({ ca: true, cn: "Intermediate", issuer: root });
     const leaf = forge({ cn: "leaf.test", issuer: int });
     const { code, json } = await inspectJson(write("chain.pem", leaf.pem + int.pem + root.pem));
     assert.equal(code, 0);
     assert.deepEqual(json.files[0].items.map((i: Json) => i.signedByNext), [true, true, null]);
-    assert.deepEqual(json.files[0].notes, []);
+    assert.deepEqual(json.files[0].notes, [ROOT_NOTE(3)], "a complete chain with its root: no link is missing");
+    assert.deepEqual(json.files[0].items.flatMap((i: Json) => i.lints.map((l: Json) => l.code)), []);
     const h = await inspect(at("chain.pem"));
     assert.match(h.out, /chain {8}signed by the next certificate \[2\]/);
+    assert.equal((await inspectJson(write("chain-noroot.pem", leaf.pem + int.pem))).json.files[0].notes.length, 0);
+  });
+
+  // Review: an intermediate-first file exited 0 with a false "a link is missing ... belongs
+  // between [1] and [2]". OpenSSL, Go and Node load the first certificate as the leaf, so the file
+  // serves the intermediate: an error (exit 1) on the first certificate, naming the leaf's block.
+  it("fail/intermediate first, then the leaf (and the root): an error naming the leaf's block, exit 1", async () => {
+    const root = forge({ ca: true, cn: "Root" });
+    const int = forge({ ca: true, cn: "Intermediate", issuer: root });
+    const leaf = forge({ cn: "leaf.test", issuer: int });
+    const message = "the first certificate is a CA (CN=Intermediate); the leaf CN=leaf.test is block [2]. OpenSSL, Go and Node serve the first certificate of a chain file as the leaf";
+    for (const [name, pem, order, notes] of [
+      ["int-leaf.pem", int.pem + leaf.pem, "[2], [1]", []],
+      ["int-leaf-root.pem", int.pem + leaf.pem + root.pem, "[2], [1], [3]", [ROOT_NOTE(3)]],
+    ] as const) {
+      const { code, json } = await inspectJson(write(name, pem));
+      assert.equal(code, 1, name);
+      const [first] = json.files[0].items;
+      assert.equal(first.lints.length, 1, name);
+      assert.equal(first.lints[0].code, "leaf-is-ca");
+      assert.equal(first.lints[0].severity, "error");
+      assert.ok(first.lints[0].message.startsWith(message), first.lints[0].message);
+      assert.equal(first.lints[0].change, `put the leaf first, then each issuer after what it signed: blocks ${order} in that order (cat leaf.pem intermediate.pem > FILE)`);
+      assert.deepEqual(json.files[0].notes, notes, name);
+      const h = await inspect(at(name));
+      assert.equal(h.code, 1);
+      assert.match(h.out, /error {3}leaf-is-ca: the first certificate is a CA \(CN=Intermediate\); the leaf CN=leaf\.test is block \[2\]/);
+      assert.match(h.out, /fix: put the leaf first/);
+      assert.doesNotMatch(h.out, /a link is missing/);
+      assert.match(h.out, /\nFAIL: 1 error, /);
+    }
+    const reversed = await inspectJson(write("reversed.pem", root.pem + int.pem + leaf.pem));
+    assert.equal(reversed.code, 1);
+    assert.equal(reversed.json.files[0].items[0].lints.at(-1).change, "put the leaf first, then each issuer after what it signed: blocks [3], [2], [1] in that order (cat leaf.pem intermediate.pem > FILE)");
   });
 
   it("ok/a chain in the wrong order, with a missing link, or a bundle: notes say so", async () => {
     const root = forge({ ca: true, cn: "Root" });
     const int = forge({ ca: true, cn: "Intermediate", issuer: root });
     const leaf = forge({ cn: "leaf.test", issuer: int });
-    const order = await inspectJson(write("order.pem", root.pem + leaf.pem + int.pem));
-    assert.deepEqual(order.json.files[0].items.map((i: Json) => i.signedByNext), [false, true, null]);
-    assert.deepEqual(order.json.files[0].notes, ["the order is wrong: [3] is signed by [1], which should come right after it; list the leaf first, then each issuer after what it signed"]);
+    const order = await inspectJson(write("order.pem", leaf.pem + root.pem + int.pem));
+    assert.equal(order.code, 0);
+    assert.deepEqual(order.json.files[0].items.map((i: Json) => i.signedByNext), [false, false, null]);
+    assert.deepEqual(order.json.files[0].notes, [
+      "the order is wrong: [1] is signed by [3], which should come right after it; list the leaf first, then each issuer after what it signed",
+      "the order is wrong: [3] is signed by [2], which should come right after it; list the leaf first, then each issuer after what it signed",
+      ROOT_NOTE(2),
+    ]);
     const gap = await inspectJson(write("gap.pem", leaf.pem + root.pem));
     assert.deepEqual(gap.json.files[0].notes, ["a link is missing: nothing in this file signed [1] (its issuer is CN=Intermediate); that certificate belongs between [1] and [2]"]);
     const bundle = await inspectJson(write("bundle.pem", root.pem + forge({ ca: true, cn: "Other Root" }).pem));
     assert.deepEqual(bundle.json.files[0].notes, ["no certificate in this file signed another: 2 separate certificates (a trust bundle?), not a chain"]);
+    const cas = await inspectJson(write("cas.pem", int.pem + root.pem));
+    assert.deepEqual([cas.code, cas.json.files[0].notes], [0, []], "CAs alone (a bundle with its intermediate) are no chain to serve");
     const h = await inspect(at("order.pem"));
     assert.match(h.out, /note: the order is wrong/);
+  });
+
+  // Review: `openssl pkcs12 -export` output was "not a certificate, key or certificate request".
+  it("ok/a PKCS#12 bundle is named, with the command that extracts it", async () => {
+    sh(dir, "openssl pkcs12 -export -in ec.pem -inkey ec.key -passout pass:secret -out bundle.p12");
+    const { code, json } = await inspectJson(at("bundle.p12"));
+    assert.equal(code, 0);
+    assert.deepEqual(json.files[0].items.map((i: Json) => [i.kind, i.offset]), [["other", 0]]);
+    assert.match(json.files[0].items[0].description, /^a PKCS#12 bundle \(not decoded; use openssl pkcs12 -in FILE -nodes to extract it/);
+    const h = await inspect(at("bundle.p12"));
+    assert.match(h.out, /\[1\] other: a PKCS#12 bundle/);
+    assert.doesNotMatch(h.out, /not a certificate, key or certificate request/);
   });
 
   it("ok/a CSR from openssl: subject, requested SANs and usage, signature verified, as openssl reads them", async () => {

@@ -3,7 +3,7 @@
  * and the LABELS table of what each PEM label promises. A label that promises one thing around
  * DER of another (a key inside CERTIFICATE) is reported as such, never decoded as the label says.
  */
-import { children, readTlv, TAG } from "../pki/der.ts";
+import { bytesOf, children, readTlv, TAG } from "../pki/der.ts";
 
 /** Shape is a structure inspect decodes. */
 export type Shape = "certificate" | "csr" | "pkcs8" | "encrypted-pkcs8" | "sec1" | "pkcs1-private" | "spki" | "pkcs1-public";
@@ -45,6 +45,32 @@ export const OTHER_LABELS: Readonly<Record<string, string>> = {
   "OPENSSH PRIVATE KEY": "an OpenSSH private key (not decoded; `ssh-keygen -p -m PKCS8 -f FILE` converts it to PKCS#8)",
   "ENCRYPTED PRIVATE KEY INFO": "an encrypted private key in an unusual wrapper (not decoded)",
 };
+
+/** PKCS12 describes a PKCS#12 (PFX) bundle, which inspect recognises by its outline but does not open (it needs the password). */
+export const PKCS12 = "a PKCS#12 bundle (not decoded; use openssl pkcs12 -in FILE -nodes to extract it; OpenSSL 3 needs -legacy for bundles made with RC2 by older tools)";
+
+// PKCS#7 content types a PFX's authSafe may carry: data (password integrity) or signedData (RFC 7292 4).
+const PKCS7_DATA = Buffer.from("06092a864886f70d010701", "hex");
+const PKCS7_SIGNED_DATA = Buffer.from("06092a864886f70d010702", "hex");
+
+/**
+ * isPkcs12 tells whether DER is a PFX (RFC 7292): SEQUENCE { version INTEGER 3, authSafe
+ * ContentInfo (data or signedData), macData optional }. `openssl pkcs12 -export` writes it.
+ */
+export function isPkcs12(der: Buffer): boolean {
+  try {
+    const top = readTlv(der, 0);
+    if (top.tag !== TAG.sequence) return false;
+    const [version, authSafe, ...rest] = children(der, top);
+    if (version?.tag !== TAG.integer || authSafe?.tag !== TAG.sequence || rest.length > 1 || rest.some((t) => t.tag !== TAG.sequence)) return false;
+    if (!bytesOf(der, version).equals(Buffer.from([TAG.integer, 1, 3]))) return false;
+    const type = children(der, authSafe)[0];
+    const oid = type === undefined ? undefined : bytesOf(der, type);
+    return oid !== undefined && (oid.equals(PKCS7_DATA) || oid.equals(PKCS7_SIGNED_DATA));
+  } catch {
+    return false;
+  }
+}
 
 /**
  * shapeOf tells what a complete DER object is by its outline, or undefined. Only the outline is

@@ -5,7 +5,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { Material, type Cert } from "../check/index.ts";
 import { describeCertificate } from "./certificate.ts";
-import { LABELS, OTHER_LABELS, SHAPES, shapeOf, type Shape } from "./classify.ts";
+import { isPkcs12, LABELS, OTHER_LABELS, PKCS12, SHAPES, shapeOf, type Shape } from "./classify.ts";
 import { describeCsr } from "./csr.ts";
 import type { CertificateItem, Inspection, Item, Where } from "./item.ts";
 import { describePrivateKey, describePublicKey } from "./key.ts";
@@ -36,6 +36,7 @@ function decodeRaw(raw: Block, where: Where, material: Material, now: Date, cert
   if (encrypted && promised !== "pkcs1-private" && promised !== "sec1" && promised !== "pkcs8") return problem(`the ${label} block is marked encrypted (Proc-Type: 4,ENCRYPTED), which only private keys are`);
   const kind = encrypted ? promised! : (shape ?? promised);
   const what = label === undefined ? "the DER" : `the ${label} block`;
+  if (kind === undefined && isPkcs12(raw.der)) return { kind: "other", ...where, description: PKCS12 };
   if (kind === undefined) return problem(`${what} is not a certificate, key or certificate request (its outline matches none of them)`);
   try {
     switch (kind) {

@@ -63,7 +63,7 @@ export interface Validity {
   text: string;
 }
 
-/** ItemLint is a lint of a lone certificate with its severity. */
+/** ItemLint is a lint of a certificate with its severity: its own lints, and leaf-is-ca on the first certificate of a chain file that starts with a CA (links.ts). */
 export interface ItemLint {
   code: Code;
   severity: Severity;
