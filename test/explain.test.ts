@@ -797,6 +797,13 @@ describe("explain: -f points at the deployment", { timeout: 60_000 }, () => {
     const labels = j.deployment.matches[0]!.map((f) => `${f.code} ${f.label}`);
     assert.ok(labels.includes("conn-address agent -> dusk @ 192.168.2.22"), labels.join("; "));
     assert.ok(labels.every((l) => !l.startsWith("conn-") || l.endsWith("@ 192.168.2.22")), labels.join("; "));
+    // Certificate findings too: only services reached at 192.168.2.22 (agent, dusk and sysmon declare it).
+    assert.ok(labels.every((l) => l.startsWith("conn-") || /^\S+ (agent|dusk|sysmon)$/.test(l)), labels.join("; "));
+    assert.ok(labels.includes("san-missing dusk"), labels.join("; "));
+    // The gateway's address: dusk's problems are not this error; nothing at .100 is broken.
+    const gw = await runCli(["explain", "-f", file, "--pki", pki, "x509: cannot validate certificate for 192.168.2.100 because it doesn't contain any IP SANs"]);
+    assert.match(gw.out, /finds nothing that produces this error/);
+    assert.doesNotMatch(gw.out, /dusk/);
   });
   it("ok/a healthy deployment: check finds nothing that produces the error, said plainly", async () => {
     const healthy = path.join(dir, "healthy");

@@ -153,7 +153,7 @@ function pointAt(result: Explanation, file: string, pki: string): Pointed {
     const reached = new Set(loaded.manifest.services.filter((s) => s.dns.includes(host) || s.ips.some((ip) => ip.text === host)).map((s) => s.name));
     for (const c of loaded.manifest.connections) if (c.address.text.toLowerCase() === host) reached.add(c.to);
     const narrowed = related.filter((f) => (f.about.kind === "connection" ? f.about.address.toLowerCase() === host : f.about.kind === "ca" || reached.has(f.about.service)));
-    return narrowed.length > 0 ? narrowed : related;
+    return narrowed;
   });
   return { file, pki, report, byMatch };
 }
