@@ -201,14 +201,14 @@ describe("inspect", () => {
       assert.equal(code, 1, name);
       const [first] = json.files[0].items;
       assert.equal(first.lints.length, 1, name);
-      assert.equal(first.lints[0].code, "leaf-is-ca");
+      assert.equal(first.lints[0].code, "chain-order");
       assert.equal(first.lints[0].severity, "error");
       assert.ok(first.lints[0].message.startsWith(message), first.lints[0].message);
       assert.equal(first.lints[0].change, `put the leaf first, then each issuer after what it signed: blocks ${order} in that order (cat leaf.pem intermediate.pem > FILE)`);
       assert.deepEqual(json.files[0].notes, notes, name);
       const h = await inspect(at(name));
       assert.equal(h.code, 1);
-      assert.match(h.out, /error {3}leaf-is-ca: the first certificate is a CA \(CN=Intermediate\); the leaf CN=leaf\.test is block \[2\]/);
+      assert.match(h.out, /error {3}chain-order: the first certificate is a CA \(CN=Intermediate\); the leaf CN=leaf\.test is block \[2\]/);
       assert.match(h.out, /fix: put the leaf first/);
       assert.doesNotMatch(h.out, /a link is missing/);
       assert.match(h.out, /\nFAIL: 1 error, /);

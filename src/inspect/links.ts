@@ -50,8 +50,8 @@ function flagServedCa(certs: readonly Linked[], by: readonly number[], leaf: num
   for (let i = leaf; i >= 0 && !path.includes(i); i = by[i]!) path.push(i);
   const first = certs[0]!.item;
   first.lints.push({
-    code: "leaf-is-ca",
-    severity: CODES["leaf-is-ca"].severity,
+    code: "chain-order",
+    severity: CODES["chain-order"].severity,
     message: `the first certificate is a CA (${first.subject || "(empty subject)"}); the leaf ${certs[leaf]!.item.subject || "(empty subject)"} is block ${at(leaf)}. OpenSSL, Go and Node serve the first certificate of a chain file as the leaf, so this file serves the CA, and the leaf's key does not match it (\`key values mismatch\`, \`private key does not match public key\`)`,
     change: `put the leaf first, then each issuer after what it signed: blocks ${path.map(at).join(", ")} in that order (cat leaf.pem intermediate.pem > FILE)`,
   });
