@@ -22,8 +22,9 @@ const ALLOWED: Record<string, string[]> = {
   explain: ["check", "errors"],
   inspect: ["check", "pki", "errors"],
   service: ["identity", "pki", "errors"],
-  cli: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service"],
-  index: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service"],
+  probe: ["check", "explain", "service", "manifest", "state", "pki", "errors"],
+  cli: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service", "probe"],
+  index: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service", "probe"],
 };
 
 /** DOORS: the only file allowed to import each third-party package. */

@@ -18,6 +18,7 @@ Usage:
   mtlskit apply -f cluster.yaml --pki /etc/mtls
   mtlskit apply --reissue gateway       rotate one service's key and certificate
   mtlskit explain "x509: ..."           say what a TLS error means and how to fix it
+  mtlskit probe 10.0.0.5:8443 --as api  connect to a live endpoint as a service and judge what it presents
 
-Commands: init, plan, apply, check, inspect, explain, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
+Commands: init, plan, apply, check, inspect, explain, probe, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
 `;

@@ -10,6 +10,7 @@ import { explainCommand } from "./commands/explain.ts";
 import { initCommand } from "./commands/init.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { planCommand } from "./commands/plan.ts";
+import { probeCommand } from "./commands/probe.ts";
 import { schemaCommand } from "./commands/schema.ts";
 import { SHORT_USAGE } from "./help.ts";
 import { paint, processIo, type Io } from "./output.ts";
@@ -23,6 +24,7 @@ export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number
   explain: explainCommand,
   schema: schemaCommand,
   inspect: inspectCommand,
+  probe: probeCommand,
 };
 
 function version(): string {
