@@ -91,7 +91,14 @@ const cn = (c: Cert) => (c.info.subjectAttributes.CN !== undefined ? `CN=${c.inf
 export function diagnose(error: { code: string; message: string }): Diagnosis {
   // "could not connect" is a client-side clue in explain's CONTEXTS: the side is ours.
   const m: Match | undefined = explain(`could not connect: ${error.code}: ${error.message}`).matches[0];
-  return { ...error, explained: m && { id: m.entry.id, title: m.entry.title, meaning: m.meaning, cause: m.cause, fix: m.fix } };
+  const meaning = m?.meaning?.replace(/^The client logged this: /, "");
+  return { ...error, explained: m && { id: m.entry.id, title: m.entry.title, meaning, cause: m.cause, fix: m.fix } };
+}
+
+/** briefly shortens an OpenSSL error line to its code and reason: `ERR_SSL_TLSV1_ALERT_UNKNOWN_CA (tlsv1 alert unknown ca)`. */
+export function briefly(e: { code: string; message: string }): string {
+  const reason = /SSL routines:[^:\n]*:([^:\n]+):/.exec(e.message)?.[1];
+  return reason ? `${e.code} (${reason})` : e.message.split("\n")[0]!;
 }
 
 /** failureWords says why a chain does not reach the bundle, in the words check uses for the same failure. */
@@ -147,9 +154,9 @@ export function judgeProbe(p: ProbeInput): ProbeReport {
     const refused = s.handshake || (e !== undefined && REFUSALS.has(e.id));
     const words = e ? ` ${e.meaning ?? e.cause}` : "";
     if (refused && e?.id !== "plaintext-mismatch") {
-      add("client-refused", `${where} refused ${p.as ?? "our"}${p.as ? "'s" : ""} certificate: ${refusal.message.split("\n")[0]}.${words}`, e?.fix ?? `read the server's log for its reason, and run \`mtlskit check\``);
+      add("client-refused", `${where} refused ${p.as ?? "our"}${p.as ? "'s" : ""} certificate: ${briefly(refusal)}.${words}`, e?.fix ?? `read the server's log for its reason, and run \`mtlskit check\``);
     } else {
-      add("handshake-failed", `no TLS session with ${where}: ${refusal.message.split("\n")[0]}.${words}`, e?.fix ?? "check that the port serves TLS: `openssl s_client -connect HOST:PORT`");
+      add("handshake-failed", `no TLS session with ${where}: ${briefly(refusal)}.${words}`, e?.fix ?? "check that the port serves TLS: `openssl s_client -connect HOST:PORT`");
     }
   }
 

@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { Material } from "../../check/index.ts";
 import { EXIT, UsageError } from "../../errors.ts";
 import { loadManifest, type Manifest } from "../../manifest/index.ts";
-import { judgeProbe, loadProbeFiles, observe, pathsOf, PROBE_CODES, type Diagnosis, type ProbePaths, type ProbeReport } from "../../probe/index.ts";
+import { briefly, judgeProbe, loadProbeFiles, observe, pathsOf, PROBE_CODES, type Diagnosis, type ProbePaths, type ProbeReport } from "../../probe/index.ts";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import { paint, type Io } from "../output.ts";
 import { renderWarnings } from "./shared.ts";
@@ -162,7 +162,7 @@ function renderHuman(io: Io, r: ProbeReport, paths: ProbePaths): void {
   if (s.ok) io.out(`  ${paint(io, "green", "accepted")}: ${s.protocol}, ${s.cipher}, ALPN ${s.alpn ?? "none"}\n`);
   else {
     const f = s.failure!;
-    io.out(`  ${paint(io, "red", "FAILED")}${s.protocol ? ` after a ${s.protocol} handshake (${s.cipher})` : ""}: ${f.code}: ${f.message.split("\n")[0]}\n`);
+    io.out(`  ${paint(io, "red", "FAILED")}${s.protocol ? ` after a ${s.protocol} handshake (${s.cipher})` : ""}: ${briefly(f)}\n`);
     if (f.explained) {
       io.out(`    explain: ${f.explained.id}: ${f.explained.title}.\n`);
       if (f.explained.meaning) io.out(`    ${f.explained.meaning}\n`);

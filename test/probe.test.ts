@@ -1,0 +1,236 @@
+/**
+ * mtlskit probe against real servers on loopback: `openssl s_server` (client certificates
+ * demanded with -Verify, requested with -verify, or not at all) and Node tls servers presenting
+ * forged certificates with one defect each. The client's files are the quick start's PKI.
+ */
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import * as net from "node:net";
+import * as path from "node:path";
+import * as tls from "node:tls";
+import { after, before, describe, it } from "node:test";
+import { Material } from "../src/check/index.ts";
+import { readCertFields } from "../src/pki/cert.ts";
+import { REPO, runCli, tempDir } from "./helpers/cli.ts";
+import { forge, keyFromPem, writeForged, type Forged, type ForgeSpec } from "./helpers/forge.ts";
+
+const MANIFEST = path.join(REPO, "examples/quickstart.yaml");
+const API_ID = "spiffe://quickstart.local/server/api";
+
+/** freePort finds a port nothing listens on (listen on 0, then close). */
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+const stops: (() => Promise<void>)[] = [];
+
+/** sServer starts `openssl s_server` on 127.0.0.1 and resolves its port once it prints ACCEPT (bounded: 10 s). */
+async function sServer(files: { cert: string; key: string; ca: string }, verify: string[]): Promise<number> {
+  const port = await freePort();
+  // stdin stays open: s_server ends a connection when its standard input reaches EOF.
+  const p: ChildProcess = spawn("openssl", ["s_server", "-accept", `127.0.0.1:${port}`, "-cert", files.cert, "-key", files.key, "-CAfile", files.ca, ...verify], { stdio: ["pipe", "pipe", "pipe"] });
+  stops.push(async () => {
+    if (p.exitCode === null) {
+      const gone = new Promise((r) => p.once("exit", r));
+      p.kill();
+      await gone;
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error(`s_server did not print ACCEPT in 10 s: ${out}`)), 10_000);
+    p.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      if (out.includes("ACCEPT")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    p.once("exit", (code) => reject(new Error(`s_server exited ${code}: ${out}`)));
+  });
+  return port;
+}
+
+/** nodeServer starts a Node TLS server demanding client certificates from `ca`; it keeps accepted connections open. */
+async function nodeServer(opts: { cert: string; key: string; ca: string }): Promise<number> {
+  const srv = tls.createServer({ ...opts, requestCert: true, rejectUnauthorized: true });
+  const sockets = new Set<net.Socket>();
+  srv.on("connection", (s: net.Socket) => (sockets.add(s), s.on("error", () => {})));
+  srv.on("tlsClientError", () => {});
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  stops.push(() => {
+    for (const s of sockets) s.destroy();
+    return new Promise((r) => srv.close(() => r()));
+  });
+  return (srv.address() as net.AddressInfo).port;
+}
+
+/** plaintextServer answers anything with an HTTP 400, as a plain HTTP port does. */
+async function plaintextServer(): Promise<number> {
+  const srv = net.createServer((s) => {
+    s.on("error", () => {});
+    s.once("data", () => s.end("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"));
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  stops.push(() => new Promise((r) => srv.close(() => r())));
+  return (srv.address() as net.AddressInfo).port;
+}
+
+describe("probe", () => {
+  let pki: string;
+  let dir: string;
+  let caPem: string;
+  let ca: Forged;
+  const svc = (name: string) => ({ cert: path.join(pki, "services", name, "cert.pem"), key: path.join(pki, "services", name, "key.pem"), ca: path.join(pki, "services", name, "ca.pem") });
+  const probe = (port: number, as: string, ...more: string[]) => runCli(["probe", `127.0.0.1:${port}`, "--as", as, "-f", MANIFEST, "--pki", pki, "--timeout", "3", ...more]);
+  /** apiLike forges a server certificate like api's from the quick start CA, with `spec` overriding. */
+  const apiLike = (spec: ForgeSpec = {}) => forge({ cn: "api", o: "Quickstart", issuer: ca, eku: ["serverAuth"], sans: ["DNS:api", "DNS:localhost", "IP:127.0.0.1", `URI:${API_ID}`], ...spec });
+  const serve = (leaf: Forged) => nodeServer({ cert: leaf.pem + caPem, key: leaf.key.pem, ca: caPem });
+
+  before(async () => {
+    dir = tempDir("mtlskit-probe-");
+    pki = path.join(dir, "pki");
+    const r = await runCli(["apply", "-f", MANIFEST, "--pki", pki]);
+    assert.equal(r.code, 0, r.err);
+    caPem = readFileSync(path.join(pki, "ca/ca.pem"), "utf8");
+    const der = new Material().certsOfPem(caPem) as { der: Buffer; info: { subjectKeyId?: string } }[];
+    ca = { der: der[0]!.der, pem: caPem, key: keyFromPem(readFileSync(path.join(pki, "ca/ca-key.pem"), "utf8"), "ec-p256"), subject: readCertFields(der[0]!.der).subject, ski: Buffer.from(der[0]!.info.subjectKeyId!, "hex") };
+  });
+  after(async () => {
+    for (const stop of stops.splice(0)) await stop();
+  });
+
+  it("ok/healthy mTLS (s_server -Verify 1): TLSv1.3, the cipher, the server is api as declared", async () => {
+    const port = await sServer(svc("api"), ["-Verify", "1"]);
+    const r = await probe(port, "db");
+    assert.equal(r.code, 0, r.out + r.err);
+    assert.match(r.out, /demanded: the server refused the handshake: the server requires a client certificate/);
+    assert.match(r.out, /accepted: TLSv1\.3, TLS_AES_\w+/);
+    assert.match(r.out, /verification against .*db\/ca\.pem: trusted/);
+    assert.match(r.out, new RegExp(`identity: ${API_ID} = service api`));
+    assert.match(r.out, /OK: 0 errors, 0 warnings/);
+  });
+
+  it("ok/--json shape", async () => {
+    const port = await sServer(svc("api"), ["-Verify", "1"]);
+    const r = await probe(port, "db", "--json");
+    assert.equal(r.code, 0, r.out + r.err);
+    const j = JSON.parse(r.out);
+    assert.deepEqual(j.target, { host: "127.0.0.1", port });
+    assert.equal(j.as, "db");
+    assert.equal(j.reachable, true);
+    assert.equal(j.clientCertificate.demanded, true);
+    assert.equal(j.session.ok, true);
+    assert.equal(j.session.protocol, "TLSv1.3");
+    assert.match(j.session.cipher, /^TLS_/);
+    assert.match(j.chain[0].subject, /CN=api/);
+    assert.match(j.chain[0].sha256, /^[0-9a-f]{64}$/);
+    assert.match(j.chain[0].notAfter, /^\d{4}-\d{2}-\d{2}T/);
+    assert.equal(typeof j.chain[0].daysLeft, "number");
+    assert.equal(j.verification.trusted, true);
+    assert.deepEqual(j.identity, { uri: API_ID, service: "api" });
+    assert.deepEqual(j.summary, { errors: 0, warnings: 0 });
+    assert.deepEqual(j.findings, []);
+  });
+
+  for (const [name, verify] of [["requests a certificate optionally (-verify 1)", ["-verify", "1"]], ["does not ask for one", []]] as const) {
+    it(`fail/server ${name}: server-accepts-anonymous`, async () => {
+      const port = await sServer(svc("api"), [...verify]);
+      const r = await probe(port, "db", "--json");
+      assert.equal(r.code, 1, r.out + r.err);
+      const j = JSON.parse(r.out);
+      assert.equal(j.clientCertificate.demanded, false);
+      assert.deepEqual(j.findings.map((f: { code: string }) => f.code), ["server-accepts-anonymous"]);
+    });
+  }
+
+  const broken: [string, () => Forged, string, RegExp][] = [
+    ["a server certificate from another CA", () => forge({ cn: "api", issuer: forge({ ca: true, cn: "Other CA" }), eku: ["serverAuth"], sans: ["IP:127.0.0.1", `URI:${API_ID}`] }), "server-untrusted", /does not chain to .*db\/ca\.pem: its issuer CN=Other CA is not in/],
+    ["a server certificate without the dialed IP", () => apiLike({ sans: ["DNS:api", `URI:${API_ID}`] }), "server-address", /we dialed 127\.0\.0\.1, but the server's certificate has no IP SAN 127\.0\.0\.1 \(SANs: DNS:api, URI:/],
+    ["a server certificate with clientAuth only", () => apiLike({ eku: ["clientAuth"] }), "server-usage", /may not serve: its extendedKeyUsage is clientAuth, without serverAuth/],
+    ["an expired server certificate", () => apiLike({ notBefore: new Date(Date.now() - 20 * 86_400_000), notAfter: new Date(Date.now() - 2 * 86_400_000) }), "server-validity", /the server's certificate expired on \d{4}-/],
+  ];
+  for (const [name, make, code, message] of broken) {
+    it(`fail/${name}: ${code}`, async () => {
+      const port = await serve(make());
+      const r = await probe(port, "db");
+      assert.equal(r.code, 1, r.out + r.err);
+      assert.match(r.out, new RegExp(`error +${code}: `));
+      assert.match(r.out, message);
+      assert.match(r.out, /accepted: TLSv1\.3/, "the server accepted db's certificate");
+    });
+  }
+
+  it("fail/the server at db's declared address for api is db: server-identity", async () => {
+    const port = await nodeServer({ cert: readFileSync(svc("db").cert, "utf8"), key: readFileSync(svc("db").key, "utf8"), ca: caPem });
+    const r = await probe(port, "db");
+    assert.equal(r.code, 1, r.out + r.err);
+    assert.match(r.out, /server-identity: the server at 127\.0\.0\.1 is db \(spiffe:\/\/quickstart\.local\/dual\/db\), but .*quickstart\.yaml says db dials api there/);
+  });
+
+  it("fail/the server refuses our certificate (another CA on its side): diagnosed as the server's refusal", async () => {
+    const other = forge({ ca: true, cn: "Other CA" });
+    const otherDir = tempDir("mtlskit-probe-other-");
+    const { cert } = writeForged(otherDir, "other-ca", other);
+    // -verify_return_error: without it s_server logs the verify error and carries on.
+    const port = await sServer({ ...svc("api"), ca: cert }, ["-Verify", "1", "-verify_return_error"]);
+    const r = await probe(port, "db");
+    assert.equal(r.code, 1, r.out + r.err);
+    assert.match(r.out, /FAILED after a TLSv1\.3 handshake .*alert unknown ca/);
+    assert.match(r.out, /explain: peer-unknown-ca: the peer does not trust the CA of this side's certificate/);
+    assert.match(r.out, /the SERVER refused the client's certificate because the server's trust bundle does not hold the CA that issued it/);
+    assert.match(r.out, /error +client-refused: 127\.0\.0\.1:\d+ refused db's certificate/);
+    assert.match(r.out, /verification against .*: trusted/, "the server's own certificate is still shown and judged");
+  });
+
+  it("fail/nothing listens: exit 3, in plain words", async () => {
+    const port = await freePort();
+    const r = await probe(port, "db");
+    assert.equal(r.code, 3, r.out + r.err);
+    assert.match(r.out, new RegExp(`nothing listens on 127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\); not a TLS problem`));
+    const j = JSON.parse((await probe(port, "db", "--json")).out);
+    assert.equal(j.reachable, false);
+    assert.equal(j.unreachable.code, "ECONNREFUSED");
+  });
+
+  it("fail/a plaintext server on the port: handshake-failed, one side speaks TLS, the other plaintext", async () => {
+    const port = await plaintextServer();
+    const r = await probe(port, "db");
+    assert.equal(r.code, 1, r.out + r.err);
+    assert.match(r.out, /explain: plaintext-mismatch: one side speaks TLS, the other plaintext/);
+    assert.match(r.out, /error +handshake-failed: no TLS session with 127\.0\.0\.1:\d+: .*wrong version number/);
+    assert.doesNotMatch(r.out, /server-accepts-anonymous/);
+  });
+
+  it("ok/explicit files instead of --as", async () => {
+    const port = await sServer(svc("api"), ["-Verify", "1"]);
+    const w = svc("worker");
+    const r = await runCli(["probe", `127.0.0.1:${port}`, "--cert", w.cert, "--key", w.key, "--ca", w.ca, "--timeout", "3"]);
+    assert.equal(r.code, 0, r.out + r.err);
+    assert.match(r.out, /identity: spiffe:\/\/quickstart\.local\/server\/api\n/);
+  });
+
+  for (const [name, args, message] of [
+    ["no endpoint", ["--as", "db"], /name the endpoint/],
+    ["not HOST:PORT", ["127.0.0.1", "--as", "db"], /is not HOST:PORT/],
+    ["--as and --cert", ["127.0.0.1:1", "--as", "db", "--cert", "x.pem"], /--as is incompatible with --cert/],
+    ["--cert without --key and --ca", ["127.0.0.1:1", "--cert", "x.pem"], /missing --key, --ca/],
+    ["a bad timeout", ["127.0.0.1:1", "--as", "db", "--timeout", "soon"], /--timeout must be a number/],
+  ] as const) {
+    it(`fail/usage: ${name} exits 2`, async () => {
+      const r = await runCli(["probe", ...args]);
+      assert.equal(r.code, 2, r.out + r.err);
+      assert.match(r.err, message);
+    });
+  }
+  it("fail/usage: an unknown service exits 2 and lists the services", async () => {
+    const r = await runCli(["probe", "127.0.0.1:1", "--as", "nobody", "-f", MANIFEST, "--pki", pki]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /--as nobody: not a service of .*; services are: api, worker, db/);
+  });
+});
