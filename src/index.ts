@@ -48,4 +48,5 @@ export { explain, CATALOGUE, type Explanation, type Match, type Entry } from "./
 export { describePeer, peerFromDer, peerFromSocket, type NoIdentity, type Peer } from "./service/index.ts";
 export { AuthorizationError, allOf, anyOf, authorizeAny, authorizeId, authorizeMemberOf, authorizeOneOf, authorizeRbac, authorizeRole, authorizeSubject, normalizeDn, pinCertificate, pinSpki, rbacRoles, type Authorizer, type RbacTable } from "./service/index.ts";
 export { loadStaticSource, parseCredentials, staticSource, type CredentialNames, type CredentialSource, type Credentials, type PemInput, type StaticFiles, type StaticSourceInput } from "./service/index.ts";
+export { fileSource, type FileCredentialSource, type FileSourceDir, type FileSourceOptions, type Reload } from "./service/index.ts";
 export { CIPHERS, authorizeServer, clientOptions, createMtlsServer, serverOptions, type ClientOptions, type MinVersion, type MtlsServerOptions, type ServerFactory, type ServerOptions } from "./service/index.ts";

@@ -30,4 +30,5 @@ export {
   type RbacTable,
 } from "./authorize.ts";
 export { loadStaticSource, parseCredentials, staticSource, type CredentialNames, type CredentialSource, type Credentials, type PemInput, type StaticFiles, type StaticSourceInput } from "./source.ts";
+export { fileSource, type FileCredentialSource, type FileSourceDir, type FileSourceOptions, type Reload } from "./file-source.ts";
 export { CIPHERS, authorizeServer, clientOptions, createMtlsServer, serverOptions, type ClientOptions, type MinVersion, type MtlsServerOptions, type ServerFactory, type ServerOptions } from "./options.ts";

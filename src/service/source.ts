@@ -65,6 +65,11 @@ function certificatesIn(text: string, name: string, what: string): Buffer[] {
   } catch (e) {
     throw fail(`cannot read ${what} ${name}: ${(e as Error).message.replace(/^pem: /, "")}`, "write it again from its source; the file is damaged or half-written", e);
   }
+  const begun = text.match(/-----BEGIN [^-\r\n]*-----/g)?.length ?? 0;
+  if (begun > blocks.length) {
+    const open = begun - blocks.length;
+    throw fail(`${what} ${name} is cut short: ${open === 1 ? "a PEM block has" : `${open} PEM blocks have`} no END line`, "write it again from its source; the file is half-written or truncated");
+  }
   if (blocks.length === 0) {
     throw fail(`${what} ${name} holds no PEM CERTIFICATE block`, `give the PEM form (DER converts with: openssl x509 -inform der -in FILE -out FILE.pem)`);
   }
@@ -131,6 +136,12 @@ export interface StaticFiles {
  * const source = loadStaticSource({ certFile: "pki/services/api/cert.pem", keyFile: "pki/services/api/key.pem", caFile: "pki/services/api/ca.pem" });
  */
 export function loadStaticSource(files: StaticFiles): CredentialSource {
+  const creds = readCredentials(files);
+  return { current: () => creds };
+}
+
+/** readCredentials reads the three files of `files` and parses them into one snapshot (loadStaticSource, fileSource). */
+export function readCredentials(files: StaticFiles): Credentials {
   const read = (file: string, what: string) => {
     try {
       return readFileSync(file);
@@ -139,6 +150,5 @@ export function loadStaticSource(files: StaticFiles): CredentialSource {
     }
   };
   const input = { cert: read(files.certFile, "certificate"), key: read(files.keyFile, "key"), ca: read(files.caFile, "trust bundle") };
-  const creds = parseCredentials(input, { cert: files.certFile, key: files.keyFile, ca: files.caFile });
-  return { current: () => creds };
+  return parseCredentials(input, { cert: files.certFile, key: files.keyFile, ca: files.caFile });
 }
