@@ -50,3 +50,4 @@ export { AuthorizationError, allOf, anyOf, authorizeAny, authorizeId, authorizeM
 export { loadStaticSource, parseCredentials, staticSource, type CredentialNames, type CredentialSource, type Credentials, type PemInput, type StaticFiles, type StaticSourceInput } from "./service/index.ts";
 export { fileSource, type FileCredentialSource, type FileSourceDir, type FileSourceOptions, type Reload } from "./service/index.ts";
 export { CIPHERS, authorizeServer, clientOptions, createMtlsServer, serverOptions, type ClientOptions, type MinVersion, type MtlsServerOptions, type ServerFactory, type ServerOptions } from "./service/index.ts";
+export { SelfCheckError, assertReady, selfCheck, type IdentityTemplate, type SelfCheckOptions, type SelfCheckProblem } from "./service/index.ts";

@@ -32,3 +32,4 @@ export {
 export { loadStaticSource, parseCredentials, staticSource, type CredentialNames, type CredentialSource, type Credentials, type PemInput, type StaticFiles, type StaticSourceInput } from "./source.ts";
 export { fileSource, type FileCredentialSource, type FileSourceDir, type FileSourceOptions, type Reload } from "./file-source.ts";
 export { CIPHERS, authorizeServer, clientOptions, createMtlsServer, serverOptions, type ClientOptions, type MinVersion, type MtlsServerOptions, type ServerFactory, type ServerOptions } from "./options.ts";
+export { SelfCheckError, assertReady, selfCheck, type IdentityTemplate, type SelfCheckOptions, type SelfCheckProblem } from "./self-check.ts";

@@ -26,6 +26,7 @@ import { EXIT, MtlskitError } from "../errors.ts";
 import { AuthorizationError, type Authorizer } from "./authorize.ts";
 import { describePeer, peerFromDer, peerFromSocket, type Peer } from "./peer.ts";
 import type { CredentialSource, Credentials } from "./source.ts";
+import { assertReady, type SelfCheckOptions } from "./self-check.ts";
 
 /**
  * CIPHERS is the cipher list of both ends. TLS 1.3: its three AEAD suites (all of RFC 8446's
@@ -232,13 +233,15 @@ export type ServerFactory<S extends tls.Server, L> = (options: MtlsServerOptions
 /**
  * createMtlsServer makes and binds a server in one call: `create` is tls.createServer,
  * https.createServer or http2.createSecureServer, `extra` any further options for it
- * (e.g. `{ allowHTTP1: true }`).
+ * (e.g. `{ allowHTTP1: true }`). With `selfCheck` (see self-check.ts) it first judges its own
+ * certificate and throws a SelfCheckError naming each problem and its fix instead of starting.
  *
  * @example
  * const server = createMtlsServer(https.createServer, source, { authorize: authorizeAny() }, (req, res) => res.end("ok"));
  * server.listen(8443);
  */
-export function createMtlsServer<S extends tls.Server, L>(create: ServerFactory<S, L>, source: CredentialSource, opts: ServerOptions & { extra?: object }, listener?: L): S {
+export function createMtlsServer<S extends tls.Server, L>(create: ServerFactory<S, L>, source: CredentialSource, opts: ServerOptions & { extra?: object; selfCheck?: SelfCheckOptions }, listener?: L): S {
+  if (opts?.selfCheck) assertReady(source, opts.selfCheck);
   const options = serverOptions(source, opts);
   const merged = { ...opts.extra, ...options } as MtlsServerOptions;
   return authorizeServer(listener === undefined ? create(merged) : create(merged, listener), merged);
