@@ -33,6 +33,7 @@ const DOORS: Record<string, string> = {
   "js-yaml": "manifest/parse.ts",
   valibot: "manifest/schema.ts",
   "@valibot/to-json-schema": "manifest/json-schema.ts",
+  "@grpc/grpc-js": "service/grpc.ts",
   // @peculiar/asn1-x509 and @peculiar/asn1-schema are test-only judges of pki/x509.ts: no file
   // under src/ may import them; test/helpers/peculiar.ts is the only one that does.
 };
