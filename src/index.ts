@@ -51,4 +51,3 @@ export { loadStaticSource, parseCredentials, staticSource, type CredentialNames,
 export { fileSource, type FileCredentialSource, type FileSourceDir, type FileSourceOptions, type Reload } from "./service/index.ts";
 export { CIPHERS, authorizeServer, clientOptions, createMtlsServer, serverOptions, type ClientOptions, type MinVersion, type MtlsServerOptions, type ServerFactory, type ServerOptions } from "./service/index.ts";
 export { SelfCheckError, assertReady, selfCheck, type IdentityTemplate, type SelfCheckOptions, type SelfCheckProblem } from "./service/index.ts";
-export { RELOAD_POLL_MS, authorizeGrpcCall, grpcAuthorizationInterceptor, grpcChannelCredentials, grpcServerCredentials, type GrpcCall, type GrpcChannelCredentialsOptions, type GrpcServerCredentialsOptions } from "./service/index.ts";

@@ -14,14 +14,13 @@ import { createHash } from "node:crypto";
 import {
   authorizeAny,
   authorizeId,
-  grpcChannelCredentials,
-  grpcServerCredentials,
   loadStaticSource,
   peerFromDer,
   staticSource,
   type CredentialSource,
   type Credentials,
 } from "../src/index.ts";
+import { grpcChannelCredentials, grpcServerCredentials } from "../src/service/grpc.ts";
 import { EchoClient, echo, echoService } from "../examples/grpc/echo.ts";
 import { REPO, runCli, tempDir } from "./helpers/cli.ts";
 

@@ -14,7 +14,8 @@
  * fallback), and admits only the api's identity.
  */
 import * as path from "node:path";
-import { authorizeId, fileSource, grpcChannelCredentials } from "../../src/index.ts";
+import { authorizeId, fileSource } from "../../src/index.ts";
+import { grpcChannelCredentials } from "../../src/service/grpc.ts"; // the package's `mtlskit/grpc`
 import { EchoClient, echo } from "./echo.ts";
 
 const pki = process.env.MTLSKIT_PKI ?? "pki";

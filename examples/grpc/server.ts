@@ -21,7 +21,8 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import * as path from "node:path";
-import { authorizeId, fileSource, grpcServerCredentials, peerFromDer } from "../../src/index.ts";
+import { authorizeId, fileSource, peerFromDer } from "../../src/index.ts";
+import { grpcServerCredentials } from "../../src/service/grpc.ts"; // the package's `mtlskit/grpc`
 import { echoService } from "./echo.ts";
 
 const pki = process.env.MTLSKIT_PKI ?? "pki";

@@ -33,4 +33,4 @@ export { loadStaticSource, parseCredentials, staticSource, type CredentialNames,
 export { fileSource, type FileCredentialSource, type FileSourceDir, type FileSourceOptions, type Reload } from "./file-source.ts";
 export { CIPHERS, authorizeServer, clientOptions, createMtlsServer, serverOptions, type ClientOptions, type MinVersion, type MtlsServerOptions, type ServerFactory, type ServerOptions } from "./options.ts";
 export { SelfCheckError, assertReady, selfCheck, type IdentityTemplate, type SelfCheckOptions, type SelfCheckProblem } from "./self-check.ts";
-export { RELOAD_POLL_MS, authorizeGrpcCall, grpcAuthorizationInterceptor, grpcChannelCredentials, grpcServerCredentials, type GrpcCall, type GrpcChannelCredentialsOptions, type GrpcServerCredentialsOptions } from "./grpc.ts";
+// grpc.ts is its own entry point, `mtlskit/grpc`: importing the library must not load @grpc/grpc-js.
