@@ -96,4 +96,21 @@ describe("architecture", () => {
     for (const never of SERVICE_NEVER) assert.ok(!seen.has(never), `src/service loads ${never} (certificate building)`);
     for (const f of seen) assert.match(f, /^(service|identity|pki|errors)/, `src/service loads ${f}`);
   });
+
+  it("the package's main entry never loads @grpc/grpc-js: service/grpc.ts is reached only through `mtlskit/grpc`", () => {
+    const rel = (f: string) => path.relative(SRC, f).split(path.sep).join("/");
+    const seen = new Set<string>();
+    const todo = [path.join(SRC, "index.ts")];
+    while (todo.length > 0) {
+      const f = todo.pop()!;
+      if (seen.has(rel(f))) continue;
+      seen.add(rel(f));
+      for (const spec of imports(f)) {
+        assert.notEqual(spec, "@grpc/grpc-js", `${rel(f)} imports @grpc/grpc-js`);
+        if (spec.startsWith(".")) todo.push(path.resolve(path.dirname(f), spec));
+      }
+    }
+    assert.ok(seen.has("service/index.ts"), "index.ts reaches the service library");
+    assert.ok(!seen.has("service/grpc.ts"), "index.ts reaches service/grpc.ts");
+  });
 });
