@@ -3,7 +3,7 @@
 /** EXIT_CODES_TEXT is printed in every command's help. */
 export const EXIT_CODES_TEXT = `EXIT CODES
   0  success
-  1  findings (reserved for check and status)
+  1  findings (check, inspect, probe); explain: nothing recognised
   2  invalid input: bad flags or an invalid manifest; nothing was written
   3  could not do the job: unreadable files, a lock held by another apply, a damaged PKI`;
 
@@ -17,6 +17,7 @@ Usage:
   mtlskit apply                         issue everything into ./pki (idempotent, crash-safe)
   mtlskit apply -f cluster.yaml --pki /etc/mtls
   mtlskit apply --reissue gateway       rotate one service's key and certificate
+  mtlskit check                         prove every declared connection will handshake; name what to fix
   mtlskit explain "x509: ..."           say what a TLS error means and how to fix it
   mtlskit probe 10.0.0.5:8443 --as api  connect to a live endpoint as a service and judge what it presents
 
