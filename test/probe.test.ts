@@ -12,7 +12,8 @@ import * as tls from "node:tls";
 import { after, before, describe, it } from "node:test";
 import { Material } from "../src/check/index.ts";
 import { readCertFields } from "../src/pki/cert.ts";
-import { REPO, runCli, tempDir } from "./helpers/cli.ts";
+import { run } from "../src/cli/main.ts";
+import { REPO, runCli, tempDir, type CliResult } from "./helpers/cli.ts";
 import { forge, keyFromPem, writeForged, type Forged, type ForgeSpec } from "./helpers/forge.ts";
 
 const MANIFEST = path.join(REPO, "examples/quickstart.yaml");
@@ -28,6 +29,33 @@ async function freePort(): Promise<number> {
 }
 
 const stops: (() => Promise<void>)[] = [];
+
+/** listening runs `mtlskit probe --listen 0 ...` in-process; `port` resolves once it prints where it listens (bounded: 10 s). */
+function listening(args: string[]): { port: Promise<number>; done: Promise<CliResult> } {
+  let out = "";
+  let err = "";
+  let found: (p: number) => void;
+  const port = new Promise<number>((resolve, reject) => {
+    found = resolve;
+    setTimeout(() => reject(new Error(`no "listening on" in 10 s: ${out}${err}`)), 10_000).unref();
+  });
+  const seen = () => {
+    const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out + err);
+    if (m) found(Number(m[1]));
+  };
+  const done = run(["probe", "--listen", "0", ...args], { out: (t) => ((out += t), seen()), err: (t) => ((err += t), seen()), tty: false, color: false }).then((code) => ({ code, out, err }));
+  return { port, done };
+}
+
+/** client connects to the listening probe on loopback and resolves when the probe closes the connection (bounded: 5 s). */
+function client(port: number, creds: { cert?: string; key?: string }): Promise<void> {
+  return new Promise((resolve) => {
+    const s = tls.connect({ host: "127.0.0.1", port, servername: "api.localhost", ALPNProtocols: ["h2", "http/1.1"], rejectUnauthorized: false, ...creds });
+    const timer = setTimeout(() => s.destroy(), 5_000);
+    s.on("error", () => {});
+    s.on("close", () => (clearTimeout(timer), resolve()));
+  });
+}
 
 /** sServer starts `openssl s_server` on 127.0.0.1 and resolves its port once it prints ACCEPT (bounded: 10 s). */
 async function sServer(files: { cert: string; key: string; ca: string }, verify: string[]): Promise<number> {
@@ -232,5 +260,66 @@ describe("probe", () => {
     const r = await runCli(["probe", "127.0.0.1:1", "--as", "nobody", "-f", MANIFEST, "--pki", pki]);
     assert.equal(r.code, 2, r.err);
     assert.match(r.err, /--as nobody: not a service of .*; services are: api, worker, db/);
+  });
+
+  describe("--listen", () => {
+    const WORKER_ID = "spiffe://quickstart.local/client/worker";
+    const listenAs = (as: string, ...more: string[]) => listening(["--as", as, "-f", MANIFEST, "--pki", pki, "--timeout", "10", ...more]);
+    const pem = (file: string) => readFileSync(file, "utf8");
+
+    it("ok/worker's quick start certificate: trusted, identity worker, connection worker -> api declared", async () => {
+      const l = listenAs("api");
+      const port = await l.port;
+      await client(port, { cert: pem(svc("worker").cert), key: pem(svc("worker").key) });
+      const r = await l.done;
+      assert.equal(r.code, 0, r.out + r.err);
+      assert.match(r.out, /TLSv1\.3, TLS_\w+, SNI api\.localhost, ALPN h2/);
+      assert.match(r.out, /verification: trusted \(.*CN=worker/);
+      assert.match(r.out, new RegExp(`identity: ${WORKER_ID} = service worker, connection worker -> api declared`));
+      assert.match(r.out, /OK: 0 errors, 0 warnings from 127\.0\.0\.1:\d+/);
+    });
+
+    it("fail/--count 3 --json: no certificate, another CA, serverAuth only", async () => {
+      const l = listenAs("api", "--count", "3", "--json");
+      const port = await l.port;
+      await client(port, {});
+      const other = forge({ cn: "worker", issuer: forge({ ca: true, cn: "Other CA" }), eku: ["clientAuth"], sans: [`URI:${WORKER_ID}`] });
+      await client(port, { cert: other.pem, key: other.key.pem });
+      const serverOnly = forge({ cn: "worker", o: "Quickstart", issuer: ca, eku: ["serverAuth"], sans: [`URI:${WORKER_ID}`] });
+      await client(port, { cert: serverOnly.pem, key: serverOnly.key.pem });
+      const r = await l.done;
+      assert.equal(r.code, 1, r.out + r.err);
+      const j = JSON.parse(r.out);
+      assert.equal(j.length, 3);
+      assert.deepEqual(j.map((x: { findings: { code: string }[] }) => x.findings.map((f) => f.code)), [["client-anonymous"], ["client-untrusted"], ["client-usage"]]);
+      assert.equal(j[0].certificatePresented, false);
+      assert.equal(j[0].session.servername, "api.localhost");
+      assert.match(j[1].findings[0].message, /does not chain to .*api\/ca\.pem: its issuer CN=Other CA is not in/);
+      assert.match(j[2].findings[0].message, /its extendedKeyUsage is serverAuth, without clientAuth/);
+      assert.deepEqual(j[2].identity, { uri: WORKER_ID, problem: null, service: "worker", connectionDeclared: true });
+    });
+
+    it("ok/a declared service without a declared connection: connection-undeclared (warning)", async () => {
+      const l = listenAs("worker", "--json");
+      const port = await l.port;
+      await client(port, { cert: pem(svc("db").cert), key: pem(svc("db").key) });
+      const r = await l.done;
+      assert.equal(r.code, 0, r.out + r.err);
+      assert.deepEqual(JSON.parse(r.out)[0].findings.map((f: { code: string }) => f.code), ["connection-undeclared"]);
+    });
+
+    it("fail/no client before --timeout: exit 3", async () => {
+      const l = listening(["--as", "api", "-f", MANIFEST, "--pki", pki, "--timeout", "0.3"]);
+      await l.port;
+      const r = await l.done;
+      assert.equal(r.code, 3, r.out + r.err);
+      assert.match(r.err, /no client connected within 0\.3 s/);
+    });
+
+    it("fail/usage: --listen with an endpoint, a bad --count", async () => {
+      assert.equal((await runCli(["probe", "127.0.0.1:1", "--listen", "0", "--as", "api"])).code, 2);
+      assert.equal((await runCli(["probe", "--listen", "0", "--as", "api", "--count", "0"])).code, 2);
+      assert.equal((await runCli(["probe", "--listen", "host:port", "--as", "api"])).code, 2);
+    });
   });
 });

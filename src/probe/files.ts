@@ -27,14 +27,16 @@ export interface ProbeFiles {
 
 /**
  * pathsOf names the files service `name` dials with: its client half for a split pair
- * (client.pem, client-key.pem), else its main certificate; from services.NAME.files for an
+ * (client.pem, client-key.pem), else its main certificate (always the main one for side "server",
+ * the certificate `probe --listen` serves with); from services.NAME.files for an
  * external service, else under the PKI directory `dir`.
  */
-export function pathsOf(manifest: Manifest, name: string, dir: string): ProbePaths {
+export function pathsOf(manifest: Manifest, name: string, dir: string, side: "client" | "server" = "client"): ProbePaths {
   const s = manifest.services.find((x) => x.name === name);
   if (!s) throw new UsageError(`mtlskit probe: --as ${name}: not a service of ${manifest.file}; services are: ${manifest.services.map((x) => x.name).join(", ")}`);
-  if (s.files) return { cert: s.files.clientCert ?? s.files.cert, key: s.files.clientKey ?? s.files.key, ca: s.files.ca };
-  const slot = s.slots.find((x) => x.kind === "client") ?? s.slots[0]!;
+  if (s.files) return side === "server" ? { cert: s.files.cert, key: s.files.key, ca: s.files.ca } : { cert: s.files.clientCert ?? s.files.cert, key: s.files.clientKey ?? s.files.key, ca: s.files.ca };
+  // A listening probe (side "server") presents the main certificate; a dialing one the client half.
+  const slot = (side === "client" ? s.slots.find((x) => x.kind === "client") : undefined) ?? s.slots[0]!;
   return { cert: abs(dir, LAYOUT.cert(slot)), key: abs(dir, LAYOUT.key(slot)), ca: abs(dir, LAYOUT.bundle(s.name)) };
 }
 

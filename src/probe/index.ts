@@ -12,3 +12,4 @@ export { PROBE_CODES, type ProbeCode, type ProbeCodeInfo } from "./codes.ts";
 export { attempt, observe, type AttemptOptions, type Credentials, type Observation, type Observations } from "./connect.ts";
 export { loadProbeFiles, pathsOf, type ProbeFiles, type ProbePaths } from "./files.ts";
 export { briefly, diagnose, judgeProbe, type Diagnosis, type PresentedCert, type ProbeFinding, type ProbeInput, type ProbeReport } from "./probe.ts";
+export { judgeClient, listen, type ClientObservation, type ClientReport, type Listener } from "./listen.ts";

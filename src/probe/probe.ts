@@ -102,7 +102,7 @@ export function briefly(e: { code: string; message: string }): string {
 }
 
 /** failureWords says why a chain does not reach the bundle, in the words check uses for the same failure. */
-function failureWords(f: ChainFailure, bundle: string): string {
+export function failureWords(f: ChainFailure, bundle: string): string {
   switch (f.kind) {
     case "unknown-issuer":
       return `its issuer ${f.cert.info.issuer} is not in ${bundle}, nor among the certificates the server sent: it was signed by a CA this service does not trust`;

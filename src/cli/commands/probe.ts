@@ -1,10 +1,11 @@
 /** `mtlskit probe`: connect to a live endpoint as a service and say what it presents and demands. */
+import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { Material } from "../../check/index.ts";
-import { EXIT, UsageError } from "../../errors.ts";
+import { EXIT, FailedError, UsageError } from "../../errors.ts";
 import { loadManifest, type Manifest } from "../../manifest/index.ts";
-import { briefly, judgeProbe, loadProbeFiles, observe, pathsOf, PROBE_CODES, type Diagnosis, type ProbePaths, type ProbeReport } from "../../probe/index.ts";
+import { briefly, judgeClient, judgeProbe, listen, loadProbeFiles, observe, pathsOf, PROBE_CODES, type ClientReport, type Diagnosis, type ProbePaths, type ProbeReport } from "../../probe/index.ts";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import { paint, type Io } from "../output.ts";
 import { renderWarnings } from "./shared.ts";
@@ -15,6 +16,7 @@ export const PROBE_HELP = `mtlskit probe: connect to a live TLS endpoint as a se
 USAGE
   mtlskit probe HOST:PORT --as SERVICE [-f FILE] [--pki DIR] [--json] [--timeout SECONDS]
   mtlskit probe HOST:PORT --cert CERT --key KEY --ca BUNDLE [--json] [--timeout SECONDS]
+  mtlskit probe --listen [HOST:]PORT --as SERVICE [-f FILE] [--pki DIR] [--count N] [--timeout SECONDS] [--json]
 
 Connects twice, sending no application data:
   1. without a client certificate: does the server demand one? A server that completes the
@@ -28,6 +30,16 @@ A failed handshake is shown as Node/OpenSSL reported it, with \`mtlskit explain\
 side refused what, why, and the fix. The client never trusts blindly: it accepts whatever the
 server presents in order to see it, then judges it as \`mtlskit check\` would.
 
+With --listen it does the reverse: a TLS server with the service's certificate (host 127.0.0.1
+unless named; port 0 picks a free one, printed as "listening on HOST:PORT") that requests, but
+neither requires nor verifies, a client certificate, so it sees whatever a client presents. For
+each client (up to --count, default 1): protocol, cipher, the SNI name and ALPN it sent, whether it
+presented a certificate (client-anonymous), its chain against the service's bundle with clientAuth
+(client-untrusted, client-usage, client-validity), and its identity: which service it is
+(client-identity when none) and whether a connection CLIENT -> SERVICE is declared
+(connection-undeclared). Each connection is closed after the handshake; nothing is sent. --timeout
+bounds the wait for each client (default: no limit).
+
 FLAGS
       --as SERVICE       the manifest's service to connect as
   -f, --file FILE        manifest (default mtlskit.yaml)
@@ -35,7 +47,9 @@ FLAGS
       --cert CERT        instead of --as: the client certificate (PEM, leaf first)
       --key KEY          its private key
       --ca BUNDLE        the trust bundle to judge the server's chain with
-      --timeout SECONDS  bound on each connection attempt (default 5)
+      --timeout SECONDS  bound on each connection attempt (default 5); with --listen, on the wait for each client
+      --listen [HOST:]PORT  serve as SERVICE and judge the clients that connect
+      --count N          with --listen: how many clients to judge before exiting (default 1)
       --json             the report as JSON
       --codes            list probe's finding codes, then exit
 
@@ -43,6 +57,7 @@ EXAMPLES
   mtlskit probe 127.0.0.1:8443 --as worker
   mtlskit probe 192.168.2.23:50052 --as checker -f examples/serviceradar.yaml --pki ./pki
   mtlskit probe db.internal:5432 --cert client.pem --key client-key.pem --ca root.pem --json
+  mtlskit probe --listen 8443 --as api --count 3
 
 EXIT CODES
   0  no findings at error level (warnings may be printed)
@@ -50,7 +65,8 @@ EXIT CODES
      presents a certificate the service would refuse, or is not the service the manifest says
   2  invalid input: bad flags, HOST:PORT, or an invalid manifest
   3  could not connect at all (nothing listens, no route, the name does not resolve, no TCP
-     answer in time), or the service's files cannot be read
+     answer in time), or the service's files cannot be read; with --listen, no client connected
+     before --timeout
 `;
 
 /** parseTarget splits HOST:PORT ([v6]:PORT for IPv6). */
@@ -77,6 +93,8 @@ export async function probeCommand(args: string[], io: Io): Promise<number> {
         timeout: { type: "string" },
         json: { type: "boolean" },
         codes: { type: "boolean" },
+        listen: { type: "string" },
+        count: { type: "string" },
       },
       allowPositionals: true,
       strict: true,
@@ -87,6 +105,8 @@ export async function probeCommand(args: string[], io: Io): Promise<number> {
     for (const [code, info] of Object.entries(PROBE_CODES)) io.out(`${code.padEnd(25)} ${info.severity.padEnd(7)} ${info.title}\n`);
     return EXIT.ok;
   }
+  if (values.listen !== undefined) return listenCommand(values, positionals, io);
+  if (values.count !== undefined) throw new UsageError("mtlskit probe: --count goes with --listen");
   if (positionals.length !== 1) throw new UsageError(`mtlskit probe: ${positionals.length === 0 ? "name the endpoint: mtlskit probe HOST:PORT --as SERVICE" : `one endpoint at a time; got ${positionals.join(" ")}`}`);
   const { host, port } = parseTarget(positionals[0]!);
   const explicit = (["cert", "key", "ca"] as const).filter((k) => values[k] !== undefined);
@@ -113,6 +133,103 @@ export async function probeCommand(args: string[], io: Io): Promise<number> {
   if (values.json) io.out(JSON.stringify(probeJson(report), null, 2) + "\n");
   else renderHuman(io, report, files.paths);
   return report.unreachable ? EXIT.failed : report.errors > 0 ? EXIT.findings : EXIT.ok;
+}
+
+/** parseListen reads --listen's [HOST:]PORT; the host defaults to 127.0.0.1 and port 0 is allowed. */
+function parseListen(text: string): { host: string; port: number } {
+  const m = /^(\d{1,5})$/.exec(text) ?? /^\[([^\]]+)\]:(\d{1,5})$/.exec(text) ?? /^([^:[\]]+):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[m.length === 2 ? 1 : 2]) : NaN;
+  if (!m || !(port >= 0 && port <= 65535)) throw new UsageError(`mtlskit probe: --listen ${JSON.stringify(text)} is not [HOST:]PORT (e.g. 8443, 0 for any free port, 0.0.0.0:8443)`);
+  return m.length === 2 ? { host: "127.0.0.1", port } : { host: m[1]!, port };
+}
+
+type ProbeValues = { as?: string; file?: string; pki?: string; cert?: string; key?: string; ca?: string; timeout?: string; json?: boolean; listen?: string; count?: string };
+
+/** listenCommand runs `mtlskit probe --listen`: serve as the service and judge each client that connects. */
+async function listenCommand(values: ProbeValues, positionals: string[], io: Io): Promise<number> {
+  if (positionals.length > 0) throw new UsageError(`mtlskit probe: --listen takes no endpoint; got ${positionals.join(" ")}`);
+  const { host, port } = parseListen(values.listen!);
+  const explicit = (["cert", "key", "ca"] as const).filter((k) => values[k] !== undefined);
+  if (values.as !== undefined && explicit.length > 0) throw new UsageError(`mtlskit probe: --as is incompatible with --${explicit[0]}; serve as a manifest's service, or with explicit files, not both`);
+  if (values.as === undefined && explicit.length === 0) throw new UsageError("mtlskit probe: say who listens: --listen PORT --as SERVICE (with -f FILE and --pki DIR), or --cert CERT --key KEY --ca BUNDLE");
+  if (explicit.length > 0 && explicit.length < 3) throw new UsageError(`mtlskit probe: --cert, --key and --ca go together; missing ${(["cert", "key", "ca"] as const).filter((k) => values[k] === undefined).map((k) => `--${k}`).join(", ")}`);
+  const count = values.count === undefined ? 1 : Number(values.count);
+  if (!Number.isInteger(count) || count < 1 || count > 1000) throw new UsageError(`mtlskit probe: --count must be a whole number from 1 to 1000; got ${JSON.stringify(values.count)}`);
+  const timeout = values.timeout === undefined ? undefined : Number(values.timeout);
+  if (timeout !== undefined && (!Number.isFinite(timeout) || timeout <= 0 || timeout > 86400)) throw new UsageError(`mtlskit probe: --timeout must be a number of seconds between 0 and 86400, e.g. 30 or 0.5; got ${JSON.stringify(values.timeout)}`);
+
+  let manifest: Manifest | undefined;
+  let paths: ProbePaths;
+  if (values.as !== undefined) {
+    const loaded = loadManifest(values.file ?? "mtlskit.yaml");
+    if (!values.json) renderWarnings(io, loaded.warnings);
+    manifest = loaded.manifest;
+    paths = pathsOf(manifest, values.as, values.pki ?? "./pki", "server");
+  } else paths = { cert: values.cert!, key: values.key!, ca: values.ca! };
+  const material = new Material();
+  const files = loadProbeFiles(material, paths);
+  let server;
+  try {
+    server = await listen({ host, port, credentials: files.credentials, bundlePem: readFileSync(files.paths.ca, "utf8") });
+  } catch (e) {
+    throw new FailedError(`mtlskit probe: cannot listen on ${host}:${port}: ${(e as Error).message}`, { cause: e });
+  }
+  const reports: ClientReport[] = [];
+  try {
+    const where = `${host.includes(":") ? `[${host}]` : host}:${server.port}`;
+    const line = `listening on ${where}${values.as ? ` as ${values.as}` : ""} (${files.paths.cert}; judging clients with ${files.paths.ca}), for ${count} client${count === 1 ? "" : "s"}\n`;
+    // In --json mode stdout carries only the JSON array; the address goes to stderr.
+    if (values.json) io.err(line);
+    else io.out(line);
+    while (reports.length < count) {
+      const seen = await server.next(timeout === undefined ? undefined : timeout * 1000);
+      if (!seen) break;
+      const report = judgeClient({ seen, as: values.as, bundle: files.bundle, bundlePath: files.paths.ca, manifest, now: new Date(), material });
+      reports.push(report);
+      if (!values.json) renderClient(io, report);
+    }
+  } finally {
+    await server.close();
+  }
+  if (values.json) io.out(JSON.stringify(reports.map(clientJson), null, 2) + "\n");
+  if (reports.length < count) io.err(`mtlskit probe: ${reports.length === 0 ? "no client connected" : `only ${reports.length} of ${count} clients connected`} within ${timeout} s\n`);
+  if (reports.length === 0) return EXIT.failed;
+  return reports.some((r) => r.errors > 0) ? EXIT.findings : EXIT.ok;
+}
+
+/** clientJson is one client's `--json` form. */
+export function clientJson(r: ClientReport) {
+  return {
+    client: r.remote,
+    as: r.as ?? null,
+    now: r.now.toISOString(),
+    session: { protocol: r.session.protocol ?? null, cipher: r.session.cipher ?? null, servername: r.session.servername ?? null, alpn: r.session.alpn ?? null },
+    certificatePresented: r.presented,
+    chain: r.chain.map((c) => ({ ...c, notAfter: c.notAfter.toISOString() })),
+    verification: r.verification ?? null,
+    identity: r.identity ? { uri: r.identity.uri ?? null, problem: r.identity.problem ?? null, service: r.identity.service ?? null, connectionDeclared: r.identity.declared ?? null } : null,
+    summary: { errors: r.errors, warnings: r.warnings },
+    findings: r.findings,
+  };
+}
+
+function renderClient(io: Io, r: ClientReport): void {
+  io.out(`\n${paint(io, "bold", `client ${r.remote}`)}\n`);
+  const s = r.session;
+  io.out(`  ${s.protocol}, ${s.cipher}, SNI ${s.servername ?? "none"}, ALPN ${s.alpn ?? "none"}\n`);
+  if (!r.presented) io.out(`  certificate: ${paint(io, "red", "NONE")}\n`);
+  r.chain.forEach((c, i) => {
+    io.out(`  ${i}: ${c.subject || "(empty subject)"}\n     issuer ${c.issuer}; notAfter ${c.notAfter.toISOString().slice(0, 10)} (${c.daysLeft} days left)\n     sha256 ${c.sha256}\n${i === 0 ? `     SANs ${c.sans}\n` : ""}`);
+  });
+  const v = r.verification;
+  if (v) io.out(`  verification: ${v.trusted ? `${paint(io, "green", "trusted")} (${v.path.join(" <- ")})` : `${paint(io, "red", "UNTRUSTED")}: ${v.reason}`}\n`);
+  const id = r.identity;
+  if (id) io.out(`  identity: ${id.uri ?? `none (${id.problem})`}${id.service ? ` = service ${id.service}` : ""}${id.declared === true ? `, connection ${id.service} -> ${r.as} declared` : id.declared === false ? `, no connection ${id.service} -> ${r.as} declared` : ""}\n`);
+  for (const f of [...r.findings.filter((x) => x.severity === "error"), ...r.findings.filter((x) => x.severity !== "error")]) {
+    io.out(`  ${paint(io, SEVERITY_COLOR[f.severity], f.severity.padEnd(7))} ${paint(io, "bold", f.code)}: ${f.message}\n          fix: ${f.fix}\n`);
+  }
+  const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? "" : "s"}`;
+  io.out(`${r.errors === 0 ? paint(io, "green", "OK") : paint(io, "red", "FAIL")}: ${plural(r.errors, "error")}, ${plural(r.warnings, "warning")} from ${r.remote}.\n`);
 }
 
 /** probeJson is the `--json` form: stable field names, ISO dates. */
