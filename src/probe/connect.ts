@@ -54,8 +54,8 @@ export interface Observation {
   error: { code: string; message: string } | undefined;
 }
 
-/** peerChain collects the server's certificates as Node links them (the trust store is empty, so nothing is added). */
-function peerChain(sock: tls.TLSSocket): Buffer[] {
+/** peerChain collects the peer's certificates as Node links them (the trust store is empty, so nothing is added); listen.ts uses it too. */
+export function peerChain(sock: tls.TLSSocket): Buffer[] {
   const out: Buffer[] = [];
   let c: tls.DetailedPeerCertificate | undefined = sock.getPeerCertificate(true);
   while (c && c.raw && !out.some((d) => d.equals(c!.raw))) {

@@ -14,7 +14,7 @@ import type { Cert, Material } from "../check/index.ts";
 import type { Manifest } from "../manifest/index.ts";
 import { peerFromDer } from "../service/peer.ts";
 import { PROBE_CODES, type ProbeCode } from "./codes.ts";
-import type { Credentials } from "./connect.ts";
+import { peerChain, type Credentials } from "./connect.ts";
 import { failureWords, type PresentedCert, type ProbeFinding } from "./probe.ts";
 
 /** ClientObservation is what one connecting client showed, as data. */
@@ -37,16 +37,6 @@ export interface Listener {
   /** next resolves with the next client's observation, or undefined after `timeoutMs` without one. */
   next(timeoutMs: number | undefined): Promise<ClientObservation | undefined>;
   close(): Promise<void>;
-}
-
-function chainOf(sock: tls.TLSSocket): Buffer[] {
-  const out: Buffer[] = [];
-  let c: tls.DetailedPeerCertificate | undefined = sock.getPeerCertificate(true);
-  while (c && c.raw && !out.some((d) => d.equals(c!.raw))) {
-    out.push(c.raw);
-    c = c.issuerCertificate;
-  }
-  return out;
 }
 
 /** listen starts the probe server on host:port (port 0: any free port). */
@@ -76,7 +66,7 @@ export async function listen(opts: { host: string; port: number; credentials: Cr
       cipher: c.standardName ?? c.name,
       servername: typeof (s as { servername?: unknown }).servername === "string" ? ((s as { servername?: string }).servername as string) : undefined,
       alpn: typeof s.alpnProtocol === "string" ? s.alpnProtocol : undefined,
-      chain: chainOf(s),
+      chain: peerChain(s),
     };
     s.destroy();
     if (waiter) {

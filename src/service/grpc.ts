@@ -25,7 +25,7 @@ import { experimental } from "@grpc/grpc-js";
 import type { PeerCertificate, SecureContextOptions } from "node:tls";
 import { EXIT, MtlskitError } from "../errors.ts";
 import { AuthorizationError, type Authorizer } from "./authorize.ts";
-import { CIPHERS, clientOptions, type MinVersion } from "./options.ts";
+import { CIPHERS, clientOptions, judge, type MinVersion } from "./options.ts";
 import { peerFromDer } from "./peer.ts";
 import type { CredentialSource, Credentials } from "./source.ts";
 
@@ -66,13 +66,7 @@ function grpcRefusal(cert: PeerCertificate | undefined, authorize: Authorizer): 
   } catch (e) {
     return new AuthorizationError("(undecodable certificate)", (e as Error).message);
   }
-  const signs = (peer.info.keyUsage ?? []).some((u) => u === "keyCertSign" || u === "cRLSign");
-  if (peer.info.isCA || signs) return new AuthorizationError(peer, "it presented a CA certificate as its own; a peer must present a leaf");
-  try {
-    return authorize(peer);
-  } catch (e) {
-    return new AuthorizationError(peer, `the authorizer threw: ${(e as Error).message}`);
-  }
+  return judge(peer, authorize);
 }
 
 /** GrpcCall is any grpc-js call that knows its transport's peer (server calls and intercepting calls). */

@@ -119,8 +119,8 @@ function leafProblem(peer: Peer): AuthorizationError | undefined {
   return undefined;
 }
 
-/** judge runs the leaf rule and the authorizer; an authorizer that throws refuses (fail closed). */
-function judge(peer: Peer, authorize: Authorizer): AuthorizationError | undefined {
+/** judge runs the leaf rule and the authorizer; an authorizer that throws refuses (fail closed). Shared with grpc.ts. */
+export function judge(peer: Peer, authorize: Authorizer): AuthorizationError | undefined {
   const leaf = leafProblem(peer);
   if (leaf) return leaf;
   try {
