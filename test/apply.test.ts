@@ -258,6 +258,26 @@ describe("apply: deliberate rotation", { timeout: 180_000 }, () => {
   });
 });
 
+describe("apply: where the PKI directory goes", { timeout: 60_000 }, () => {
+  it("ok/missing parents of --pki are created, as mkdir -p does; the PKI root keeps its own mode", async () => {
+    const { file } = await applied();
+    const nested = path.join(path.dirname(file), "a", "b", "pki");
+    const r = await runCli(["apply", "-f", file, "--pki", nested]);
+    assert.equal(r.code, 0, r.err);
+    assertLayout(nested);
+    assertPairsMatch(nested);
+  });
+  it("fail/a --pki below a regular file exits 3 naming the path, without a stack trace", async () => {
+    const { file } = await applied();
+    const blocker = path.join(path.dirname(file), "blocker");
+    writeFileSync(blocker, "not a directory\n");
+    const r = await runCli(["apply", "-f", file, "--pki", path.join(blocker, "pki")]);
+    assert.equal(r.code, 3);
+    assert.match(r.err, /cannot create .*blocker\/pki: part of its path is a file, not a directory/);
+    assert.doesNotMatch(r.err, /bug in mtlskit|\n\s+at /);
+  });
+});
+
 describe("apply: renewal follows the clock (library API, apply(loaded, dir, { now }))", { timeout: 180_000 }, () => {
   // short: validity 30d, renewBefore 10d, so due from T+20d and expired from T+30d (2027-03-31).
   // long: the defaults, 90d and a third of it (30d), so due from T+60d.

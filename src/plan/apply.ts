@@ -129,7 +129,7 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
   // A directory that does not exist yet is planned before it is created, so invalid input
   // (e.g. a leaf that would outlive an imported CA) creates nothing.
   if (!existsSync(dir)) planApply(loaded, readState(dir, loaded.manifest, imported), opts);
-  ensureDir(dir, MODES.publicDir);
+  ensureDir(dir, MODES.publicDir, { parents: true });
   const lock = acquireLock(abs(dir, LAYOUT.lock), { waitMs: opts.lockWaitMs ?? 5000 });
   try {
     removeTempFiles(dir);

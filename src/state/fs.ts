@@ -42,15 +42,23 @@ export function syncDir(dir: string): void {
   }
 }
 
-/** ensureDir creates `dir` with exactly `mode` if it is missing, and reports whether it did. */
-export function ensureDir(dir: string, mode: number): boolean {
+/**
+ * ensureDir creates `dir` with exactly `mode` if it is missing, and reports whether it did.
+ * With `parents`, missing parent directories are created first, as `mkdir -p` does (with the
+ * umask's modes: they are the user's folders, not the PKI's).
+ */
+export function ensureDir(dir: string, mode: number, opts: { parents?: boolean } = {}): boolean {
   try {
+    if (opts.parents) mkdirSync(path.dirname(dir), { recursive: true });
     mkdirSync(dir, { mode });
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "EEXIST") {
-      if (!statSync(dir).isDirectory()) throw new FailedError(`pki: ${dir} exists and is not a directory; move it away`);
-      return false;
-    }
+    const code = (e as NodeJS.ErrnoException).code;
+    const what = code === "EEXIST" ? pathKind(dir) : undefined;
+    if (what === "directory") return false;
+    if (what === "other") throw new FailedError(`pki: ${dir} exists and is not a directory; move it away`);
+    if (code === "EEXIST" || code === "ENOTDIR") throw new FailedError(`pki: cannot create ${dir}: part of its path is a file, not a directory; choose another --pki or move that file away`);
+    if (code === "ENOENT") throw new FailedError(`pki: cannot create ${dir}: its parent ${path.dirname(dir)} does not exist`);
+    if (code === "EACCES" || code === "EPERM" || code === "EROFS") throw new FailedError(`pki: cannot create ${dir}: ${code === "EROFS" ? "the file system is read-only" : "permission denied"}; choose a writable --pki DIR or run as a user who may write there`);
     throw e;
   }
   const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
@@ -60,6 +68,15 @@ export function ensureDir(dir: string, mode: number): boolean {
     closeSync(fd);
   }
   return true;
+}
+
+/** pathKind says what `p` is; "blocked" when a file stands where a parent directory should be. */
+function pathKind(p: string): "directory" | "other" | "missing" | "blocked" {
+  try {
+    return statSync(p).isDirectory() ? "directory" : "other";
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "ENOTDIR" ? "blocked" : "missing";
+  }
 }
 
 /** removeTempFiles deletes temp files a killed apply left in `dir` (call under the lock). */
