@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs the real programs `npm run test:interop` runs against, from Debian's packages.
+# Idempotent: installs only what is missing. Run as root (CI does), or with sudo.
+#
+#   nginx           ssl_verify_client on, in front of curl
+#   nats-server     tls { verify, verify_and_map } with per-user permissions
+#   etcd-server     a 3-member cluster with client and peer certificate auth
+#   etcd-client     etcdctl
+#   postgresql      initdb + postgres with hostssl ... cert, and psql sslmode=verify-full
+#   gnutls-bin      certtool --verify, an independent chain verifier
+#   golang-go       builds test/interop/goverify (Go's crypto/x509), offline: stdlib only
+#   curl            the nginx client
+#   faketime        libfaketime: servers judging certificates at another time
+#   openssl         openssl verify -x509_strict
+set -euo pipefail
+
+need=(
+  nginx:nginx
+  nats-server:nats-server
+  etcd:etcd-server
+  etcdctl:etcd-client
+  certtool:gnutls-bin
+  go:golang-go
+  curl:curl
+  faketime:faketime
+  openssl:openssl
+)
+missing=()
+for pair in "${need[@]}"; do
+  cmd="${pair%%:*}" pkg="${pair#*:}"
+  PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+# PostgreSQL's server binaries live in /usr/lib/postgresql/N/bin, not on PATH.
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-interop: everything is installed"
+  exit 0
+fi
+echo "install-interop: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# Packages must not start their services (nginx, etcd, postgresql) on install: the suite starts
+# its own on free loopback ports. policy-rc.d is Debian's switch for that.
+created_policy=0
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  created_policy=1
+fi
+trap '[ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,250 @@
+/**
+ * Interop harness: the real programs mtlskit's certificates must satisfy, run on loopback.
+ *
+ * - Tools are found on PATH or in Debian's own folders (`need`), with the install command when
+ *   missing. Nothing is mocked: every verdict comes from the program itself.
+ * - Servers are started by the suite on free loopback ports (`freePort`), waited for with a
+ *   deadline (`waitForPort`, `waitFor`), and stopped at the end (`stopAll`, also at exit).
+ * - Everything a run writes (PKIs, configs, data directories, server logs) lives under one run
+ *   directory, `RUN_DIR`: the runner (main.ts) removes it when every case passed and keeps it,
+ *   printing its path, when one failed.
+ * - PKIs come from mtlskit's own library (`makePki`), and `check` judges them in-process, so a
+ *   case can assert that a real server's verdict and check's agree.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer, connect } from "node:net";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { checkPki, type CheckReport } from "../../src/check/index.ts";
+import { loadManifest, type LoadedManifest } from "../../src/manifest/index.ts";
+import { apply } from "../../src/plan/apply.ts";
+
+/** RUN_DIR holds everything one interop run writes; main.ts sets it for every test file. */
+export const RUN_DIR: string = process.env.MTLSKIT_INTEROP_DIR ?? mkdtempSync(path.join(tmpdir(), "mtlskit-interop-"));
+mkdirSync(RUN_DIR, { recursive: true });
+
+/** REPO is the repository root. */
+export const REPO = path.resolve(import.meta.dirname, "../..");
+
+/** INSTALL names the script that installs every tool the suite needs. */
+export const INSTALL = "scripts/install-interop.sh";
+
+const EXTRA_DIRS = ["/usr/sbin", "/sbin", "/usr/local/sbin", ...postgresBinDirs()];
+
+function postgresBinDirs(): string[] {
+  const root = "/usr/lib/postgresql";
+  if (!existsSync(root)) return [];
+  return readdirSync(root)
+    .sort((a, b) => Number(b) - Number(a))
+    .map((v) => path.join(root, v, "bin"));
+}
+
+/** need returns the absolute path of `tool`, or throws saying how to install it. */
+export function need(tool: string): string {
+  for (const dir of [...(process.env.PATH ?? "").split(":").filter(Boolean), ...EXTRA_DIRS]) {
+    const p = path.join(dir, tool);
+    if (existsSync(p)) return p;
+  }
+  throw new Error(`interop: ${tool} is not installed; run \`sudo ${INSTALL}\` (Debian packages) first`);
+}
+
+/** subdir makes (and returns) a fresh folder under RUN_DIR named after `name`. */
+export function subdir(name: string): string {
+  mkdirSync(RUN_DIR, { recursive: true });
+  return mkdtempSync(path.join(RUN_DIR, `${name.replace(/[^a-z0-9-]+/gi, "-")}-`));
+}
+
+/** freePort asks the kernel for a free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** sleep waits `ms` milliseconds. */
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** waitFor polls `probe` every 100 ms until it returns true, or throws after `timeoutMs` naming `what` (and the server's log tail). */
+export async function waitFor(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 20_000, server?: Server): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (server?.exited) throw new Error(`interop: ${server.name} exited (${server.exited}) while waiting for ${what}; log ${server.log}:\n${server.tail()}`);
+    if (await probe()) return;
+    if (Date.now() > deadline) throw new Error(`interop: ${what} not ready after ${timeoutMs} ms${server ? `; log ${server.log}:\n${server.tail()}` : ""}`);
+    await sleep(100);
+  }
+}
+
+/** portOpen tells whether something accepts TCP connections on 127.0.0.1:port. */
+export function portOpen(port: number, host = "127.0.0.1"): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host, port });
+    const done = (ok: boolean) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(1000, () => done(false));
+    s.once("connect", () => done(true));
+    s.once("error", () => done(false));
+  });
+}
+
+/** waitForPort waits until `server` accepts connections on `port`. */
+export function waitForPort(port: number, server?: Server, timeoutMs = 20_000): Promise<void> {
+  return waitFor(`127.0.0.1:${port}`, () => portOpen(port), timeoutMs, server);
+}
+
+/** Server is a program the suite started; its stdout and stderr go to `log`. */
+export interface Server {
+  name: string;
+  log: string;
+  child: ChildProcess;
+  /** exited is the exit code or signal once the process has ended. */
+  exited: string | undefined;
+  /** tail returns the end of the log. */
+  tail(lines?: number): string;
+  /** stop ends the process: SIGTERM, then SIGKILL after 5 s. */
+  stop(): Promise<void>;
+}
+
+const running = new Set<Server>();
+process.on("exit", () => {
+  for (const s of running) s.child.kill("SIGKILL");
+});
+
+/** StartOptions are the extras of `startServer`. */
+export interface StartOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  uid?: number;
+  gid?: number;
+}
+
+/** startServer starts `cmd args` in the background, logging to RUN_DIR/logs/NAME.log. */
+export function startServer(name: string, cmd: string, args: string[], opts: StartOptions = {}): Server {
+  const logs = path.join(RUN_DIR, "logs");
+  mkdirSync(logs, { recursive: true });
+  const log = path.join(logs, `${name}.log`);
+  const out = createWriteStream(log, { flags: "a" });
+  out.write(`$ ${cmd} ${args.join(" ")}\n`);
+  const child = spawn(cmd, args, { env: { ...process.env, ...opts.env }, cwd: opts.cwd, uid: opts.uid, gid: opts.gid, stdio: ["ignore", "pipe", "pipe"] });
+  child.stdout.pipe(out, { end: false });
+  child.stderr.pipe(out, { end: false });
+  const server: Server = {
+    name,
+    log,
+    child,
+    exited: undefined,
+    tail: (lines = 30) => (existsSync(log) ? readFileSync(log, "utf8").split("\n").slice(-lines).join("\n") : ""),
+    stop: async () => {
+      if (server.exited === undefined) {
+        child.kill("SIGTERM");
+        const killer = setTimeout(() => child.kill("SIGKILL"), 5000);
+        await new Promise<void>((r) => (server.exited !== undefined ? r() : child.once("exit", () => r())));
+        clearTimeout(killer);
+      }
+      running.delete(server);
+    },
+  };
+  child.once("error", (e) => {
+    server.exited = `spawn error: ${e.message}`;
+  });
+  child.once("exit", (code, signal) => {
+    server.exited = signal ?? String(code);
+    running.delete(server);
+  });
+  running.add(server);
+  return server;
+}
+
+/** stopAll stops every server still running. */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...running].map((s) => s.stop()));
+}
+
+/** Ran is a finished command. */
+export interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** out is stdout and stderr together, for messages. */
+  out: string;
+}
+
+/** ExecOptions are the extras of `exec`. */
+export interface ExecOptions extends StartOptions {
+  input?: string;
+  timeoutMs?: number;
+}
+
+/** exec runs a command to completion (bounded by `timeoutMs`, default 30 s). */
+export function exec(cmd: string, args: string[], opts: ExecOptions = {}): Ran {
+  const r = spawnSync(cmd, args, { env: { ...process.env, ...opts.env }, cwd: opts.cwd, uid: opts.uid, gid: opts.gid, input: opts.input, encoding: "utf8", timeout: opts.timeoutMs ?? 30_000 });
+  if (r.error) throw new Error(`interop: ${cmd} ${args.join(" ")}: ${r.error.message}`);
+  return { code: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "", out: `${r.stdout ?? ""}${r.stderr ?? ""}` };
+}
+
+/** ServiceFiles are a managed service's files. */
+export interface ServiceFiles {
+  dir: string;
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+/** Pki is a manifest applied into a fresh PKI directory under RUN_DIR. */
+export interface Pki {
+  dir: string;
+  file: string;
+  pki: string;
+  loaded: LoadedManifest;
+  /** svc returns a service's files in the managed layout. */
+  svc(name: string): ServiceFiles;
+  /** check runs `mtlskit check` in-process (optionally at another time). */
+  check(now?: Date): CheckReport;
+}
+
+/** PkiOptions: `now` issues as if at that time (for certificates already expired, or not yet valid). */
+export interface PkiOptions {
+  now?: Date;
+}
+
+/** makePki writes `manifest` (YAML text, or the path of an existing manifest) and applies it. */
+export async function makePki(name: string, manifest: string, opts: PkiOptions = {}): Promise<Pki> {
+  const dir = subdir(name);
+  let file = manifest;
+  if (!existsSync(manifest)) {
+    file = path.join(dir, "mtlskit.yaml");
+    writeFileSync(file, manifest);
+  }
+  const pki = path.join(dir, "pki");
+  const loaded = loadManifest(file);
+  await apply(loaded, pki, { now: opts.now });
+  const svc = (s: string): ServiceFiles => {
+    const d = path.join(pki, "services", s);
+    return { dir: d, cert: path.join(d, "cert.pem"), key: path.join(d, "key.pem"), ca: path.join(d, "ca.pem") };
+  };
+  return { dir, file, pki, loaded, svc, check: (now?: Date) => checkPki(loaded.manifest, pki, { now }) };
+}
+
+/**
+ * giveCertificate copies service `from`'s certificate and key over service `to`'s: the
+ * runbooks' commonest mistake (a host handed another component's files), used for broken cases.
+ */
+export function giveCertificate(pki: Pki, from: string, to: string): void {
+  for (const f of ["cert", "key"] as const) copyFileSync(pki.svc(from)[f], pki.svc(to)[f]);
+}
+
+/** errorsAbout lists `code about` for every error-level finding of a report that concerns `service` or a connection naming it. */
+export function errorsAbout(report: CheckReport, service: string): string[] {
+  return report.findings
+    .filter((f) => f.severity === "error")
+    .filter((f) => (f.about.kind === "connection" ? f.about.from === service || f.about.to === service : f.about.kind !== "ca" && f.about.service === service))
+    .map((f) => `${f.code} ${f.about.kind === "connection" ? `${f.about.from} -> ${f.about.to}` : f.about.service}`);
+}
