@@ -39,14 +39,16 @@ if [ "${#missing[@]}" -eq 0 ]; then
 fi
 echo "install-interop: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
 # Packages must not start their services (nginx, etcd, postgresql) on install: the suite starts
 # its own on free loopback ports. policy-rc.d is Debian's switch for that.
 created_policy=0
 if [ ! -e /usr/sbin/policy-rc.d ]; then
-  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-  chmod 755 /usr/sbin/policy-rc.d
+  printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+  "${sudo[@]}" chmod 755 /usr/sbin/policy-rc.d
   created_policy=1
 fi
-trap '[ "$created_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}"
+trap '[ "$created_policy" = 1 ] && "${sudo[@]}" rm -f /usr/sbin/policy-rc.d' EXIT
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -12,7 +12,7 @@
  *   case can assert that a real server's verdict and check's agree.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { copyFileSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -233,6 +233,18 @@ export async function makePki(name: string, manifest: string, opts: PkiOptions =
   return { dir, file, pki, loaded, svc, check: (now?: Date) => checkPki(loaded.manifest, pki, { now }) };
 }
 
+/** clonePki copies a PKI (same manifest) so a case can break the copy and leave the original intact. */
+export function clonePki(from: Pki, name: string): Pki {
+  const dir = subdir(name);
+  const pki = path.join(dir, "pki");
+  cpSync(from.pki, pki, { recursive: true, preserveTimestamps: true });
+  const svc = (s: string): ServiceFiles => {
+    const d = path.join(pki, "services", s);
+    return { dir: d, cert: path.join(d, "cert.pem"), key: path.join(d, "key.pem"), ca: path.join(d, "ca.pem") };
+  };
+  return { dir, file: from.file, pki, loaded: from.loaded, svc, check: (now?: Date) => checkPki(from.loaded.manifest, pki, { now }) };
+}
+
 /**
  * giveCertificate copies service `from`'s certificate and key over service `to`'s: the
  * runbooks' commonest mistake (a host handed another component's files), used for broken cases.
@@ -245,6 +257,9 @@ export function giveCertificate(pki: Pki, from: string, to: string): void {
 export function errorsAbout(report: CheckReport, service: string): string[] {
   return report.findings
     .filter((f) => f.severity === "error")
-    .filter((f) => (f.about.kind === "connection" ? f.about.from === service || f.about.to === service : f.about.kind !== "ca" && f.about.service === service))
-    .map((f) => `${f.code} ${f.about.kind === "connection" ? `${f.about.from} -> ${f.about.to}` : f.about.service}`);
+    .flatMap((f) => {
+      const a = f.about;
+      if (a.kind === "connection") return a.from === service || a.to === service ? [`${f.code} ${a.from} -> ${a.to}`] : [];
+      return a.kind !== "ca" && a.service === service ? [`${f.code} ${a.service}`] : [];
+    });
 }
