@@ -23,8 +23,9 @@ const ALLOWED: Record<string, string[]> = {
   inspect: ["check", "pki", "errors"],
   service: ["identity", "pki", "errors"],
   probe: ["check", "explain", "service", "manifest", "state", "pki", "errors"],
-  cli: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service", "probe"],
-  index: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service", "probe"],
+  status: ["check", "manifest", "errors"],
+  cli: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service", "probe", "status"],
+  index: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service", "probe", "status"],
 };
 
 /** DOORS: the only file allowed to import each third-party package. */

@@ -33,6 +33,10 @@ export interface CertificateReport {
   file: string;
   subject: string | undefined;
   notAfter: Date | undefined;
+  /** renewAt: when the certificate enters its renewal window (notAfter - renewBefore). */
+  renewAt: Date | undefined;
+  /** ca: the issuing CA's subject and the earliest notAfter along the chain to the bundle; absent when it does not chain. */
+  ca: { subject: string; notAfter: Date } | undefined;
   sha256: string | undefined;
   errors: number;
   warnings: number;
@@ -77,6 +81,8 @@ const when = (d: Date, other: Date) => (date(d) === date(other) ? d.toISOString(
 /** Ctx carries one run's shared state. */
 class Ctx {
   readonly findings: Finding[] = [];
+  /** caOf: per slot id, the chain's issuer and earliest CA notAfter (for status and metrics). */
+  readonly caOf = new Map<string, { subject: string; notAfter: Date }>();
   private readonly chains = new WeakMap<readonly Cert[], Map<string, ChainResult>>();
   constructor(
     readonly material: Material,
@@ -191,6 +197,7 @@ function lintCertificates(ctx: Ctx, skewMs: number): void {
         ctx.add(r.failure.kind === "bad-signature" ? "bad-signature" : "untrusted", about, `${slot.cert.path} ${failureText(r.failure, sf.bundle.path)}`, sf.external ? `re-issue ${slot.cert.path} from the CA in ${sf.bundle.path}, or put the right CA in ${sf.bundle.path}` : `run \`${ctx.apply} --reissue ${s.name}\``);
       } else if (r.ok) {
         const caEnd = Math.min(...r.path.slice(1).map((c) => c.fields.notAfter.getTime()));
+        ctx.caOf.set(slot.slot.id, { subject: r.path[1]?.info.subject ?? "", notAfter: new Date(caEnd) });
         if (leaf.fields.notAfter.getTime() > caEnd) {
           ctx.add("outlives-ca", about, `${slot.cert.path} is valid until ${when(leaf.fields.notAfter, new Date(caEnd))}, after its CA expires (${when(new Date(caEnd), leaf.fields.notAfter)}); it stops working then`, sf.external ? `re-issue it with notAfter before ${date(new Date(caEnd))}, and plan a CA rollover` : "plan a CA rollover before the CA expires");
         }
@@ -383,6 +390,8 @@ export function checkInventory(material: Material, manifest: Manifest, inv: Inve
         file: s.cert.path,
         subject: leaf?.info.subject,
         notAfter: leaf?.fields.notAfter,
+        renewAt: leaf && new Date(leaf.fields.notAfter.getTime() - sf.service.renewBeforeMs),
+        ca: ctx.caOf.get(s.slot.id),
         sha256: leaf?.sha256,
         errors: mine.filter((f) => f.severity === "error").length,
         warnings: mine.filter((f) => f.severity === "warning").length,

@@ -16,7 +16,7 @@ import { Material } from "./material.ts";
 export { checkInventory, type CaReport, type CertificateReport, type CheckOptions, type CheckReport, type ConnectionReport } from "./check.ts";
 export { CODE_NAMES, CODES, type Code, type CodeInfo, type Scope, type Severity } from "./codes.ts";
 export { aboutLabel, type About, type Finding } from "./finding.ts";
-export { readInventory, type Inventory } from "./inventory.ts";
+export { isProblem, readCertFile, readInventory, type CertFile, type FileProblem, type Inventory } from "./inventory.ts";
 export { CLOCK_SKEW_MS, covers, lintCertificate, type Expectations, type Lint } from "./lint.ts";
 export { Material, type Cert } from "./material.ts";
 export { nagiosStatus, prometheusText, reportJson } from "./report.ts";

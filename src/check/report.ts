@@ -12,7 +12,7 @@ export function reportJson(r: CheckReport) {
     now: r.now.toISOString(),
     summary: { errors: r.errors, warnings: r.warnings, certificates: r.certificates.length, connections: r.connections.length, failingConnections: r.connections.filter((c) => !c.ok).length },
     findings: r.findings.map((f) => ({ code: f.code, severity: f.severity, scope: CODES[f.code].scope, about: f.about, label: aboutLabel(f.about), message: f.message, fix: f.fix })),
-    certificates: r.certificates.map((c) => ({ ...c, notAfter: c.notAfter?.toISOString() })),
+    certificates: r.certificates.map((c) => ({ ...c, notAfter: c.notAfter?.toISOString(), renewAt: c.renewAt?.toISOString(), ca: c.ca && { subject: c.ca.subject, notAfter: c.ca.notAfter.toISOString() } })),
     cas: r.cas.map((c) => ({ ...c, notAfter: c.notAfter.toISOString() })),
     connections: r.connections,
   };

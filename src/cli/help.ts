@@ -3,7 +3,7 @@
 /** EXIT_CODES_TEXT is printed in every command's help. */
 export const EXIT_CODES_TEXT = `EXIT CODES
   0  success
-  1  findings (check, inspect, probe); explain: nothing recognised
+  1  findings (check, inspect, probe); a certificate due (status); explain: nothing recognised
   2  invalid input: bad flags or an invalid manifest; nothing was written
   3  could not do the job: unreadable files, a lock held by another apply, a damaged PKI`;
 
@@ -18,8 +18,9 @@ Usage:
   mtlskit apply -f cluster.yaml --pki /etc/mtls
   mtlskit apply --reissue gateway       rotate one service's key and certificate
   mtlskit check                         prove every declared connection will handshake; name what to fix
+  mtlskit status --nagios               every certificate's expiry and its CA's, most urgent first (a Sensu check)
   mtlskit explain "x509: ..."           say what a TLS error means and how to fix it
   mtlskit probe 10.0.0.5:8443 --as api  connect to a live endpoint as a service and judge what it presents
 
-Commands: init, plan, apply, check, inspect, explain, probe, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
+Commands: init, plan, apply, check, status, inspect, explain, probe, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
 `;

@@ -12,6 +12,7 @@ import { inspectCommand } from "./commands/inspect.ts";
 import { planCommand } from "./commands/plan.ts";
 import { probeCommand } from "./commands/probe.ts";
 import { schemaCommand } from "./commands/schema.ts";
+import { statusCommand } from "./commands/status.ts";
 import { SHORT_USAGE } from "./help.ts";
 import { paint, processIo, type Io } from "./output.ts";
 
@@ -21,6 +22,7 @@ export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number
   plan: planCommand,
   apply: applyCommand,
   check: checkCommand,
+  status: statusCommand,
   explain: explainCommand,
   schema: schemaCommand,
   inspect: inspectCommand,

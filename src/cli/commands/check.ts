@@ -1,13 +1,13 @@
 /** `mtlskit check`: every certificate and every declared connection, judged before deployment. */
 import { parseArgs } from "node:util";
 import * as path from "node:path";
-import { EXIT, FailedError, MtlskitError, UsageError } from "../../errors.ts";
+import { EXIT, FailedError, UsageError } from "../../errors.ts";
 import { aboutLabel, checkPki, CODES, nagiosStatus, prometheusText, reportJson, type CheckReport, type Code, type Finding } from "../../check/index.ts";
 import { loadManifest, parseDuration, type Manifest } from "../../manifest/index.ts";
 import { writeFileAtomic } from "../../state/fs.ts";
 import { COMMON_FLAGS, flags, parseTimeFlag } from "../args.ts";
 import { paint, type Io } from "../output.ts";
-import { renderWarnings } from "./shared.ts";
+import { asPlugin, renderWarnings } from "./shared.ts";
 
 export const CHECK_HELP = `mtlskit check: prove every declared connection will handshake, and say exactly what to fix.
 
@@ -133,16 +133,7 @@ function selectServices(m: Manifest, names: readonly string[]): Manifest {
 
 /** checkCommand runs `mtlskit check`. */
 export async function checkCommand(args: string[], io: Io): Promise<number> {
-  const nagios = args.includes("--nagios");
-  try {
-    return await runCheck(args, io);
-  } catch (e) {
-    // A plugin must always print one line and exit UNKNOWN when it cannot judge.
-    if (!nagios || !(e instanceof Error)) throw e;
-    const msg = e instanceof MtlskitError ? e.message.split("\n").slice(0, 2).join(" ").replace(/\s+/g, " ") : `unexpected failure: ${e.message}`;
-    io.out(`MTLSKIT UNKNOWN - ${msg.replace(/\|/g, "/")}\n`);
-    return 3;
-  }
+  return asPlugin(args, io, "MTLSKIT", () => runCheck(args, io));
 }
 
 async function runCheck(args: string[], io: Io): Promise<number> {

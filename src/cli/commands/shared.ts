@@ -1,5 +1,5 @@
-/** Flags and rendering shared by plan and apply. */
-import { formatProblem, type Problem } from "../../errors.ts";
+/** Flags and rendering shared by commands: plan and apply, check and status. */
+import { formatProblem, MtlskitError, type Problem } from "../../errors.ts";
 import type { Plan } from "../../plan/plan.ts";
 import { paint, type Io } from "../output.ts";
 
@@ -80,4 +80,20 @@ export function renderPlanWarnings(io: Io, plan: Plan): void {
 /** renderWarnings prints manifest warnings on stderr. */
 export function renderWarnings(io: Io, warnings: readonly Problem[]): void {
   for (const w of warnings) io.err(`${paint(io, "yellow", "warning:")} ${formatProblem(w)}\n`);
+}
+
+/**
+ * asPlugin runs a command that has a `--nagios` form. A Nagios/Sensu plugin must always print
+ * one status line, so with --nagios any failure (bad flags, an invalid manifest, a bug) becomes
+ * `HEAD UNKNOWN - reason` and exit 3; without it, errors go to main as usual.
+ */
+export async function asPlugin(args: string[], io: Io, head: string, run: () => Promise<number>): Promise<number> {
+  try {
+    return await run();
+  } catch (e) {
+    if (!args.includes("--nagios") || !(e instanceof Error)) throw e;
+    const msg = e instanceof MtlskitError ? e.message.split("\n").slice(0, 2).join(" ").replace(/\s+/g, " ") : `unexpected failure: ${e.message}`;
+    io.out(`${head} UNKNOWN - ${msg.replace(/\|/g, "/")}\n`);
+    return 3;
+  }
 }

@@ -1,0 +1,154 @@
+/** `mtlskit status`: every certificate's expiry, renewal date and CA expiry, most urgent first. */
+import { parseArgs } from "node:util";
+import { EXIT, UsageError } from "../../errors.ts";
+import { loadManifest, parseDuration } from "../../manifest/index.ts";
+import { DEFAULT_CRITICAL_MS, inWords, NAGIOS_CODE, nagiosLine, statusOfFiles, statusOfPki, type Status, type Thresholds } from "../../status/index.ts";
+import { COMMON_FLAGS, flags, parseTimeFlag } from "../args.ts";
+import { paint, type Io } from "../output.ts";
+import { asPlugin, renderWarnings } from "./shared.ts";
+
+export const STATUS_HELP = `mtlskit status: every certificate's expiry, renewal date and CA expiry, most urgent first.
+
+USAGE
+  mtlskit status [-f FILE] [--pki DIR] [--json | --nagios] [--warning D] [--critical D]
+  mtlskit status CERT.pem...     (plain files: no manifest needed)
+
+Lists each service's certificate (the PKI directory for managed services, services.NAME.files for
+external ones) or each file given: days left, when renewal is due (notAfter - renewBefore), and
+when its CA expires. A certificate stops working at the earlier of its own notAfter and its CA's;
+rows are sorted by that deadline, worst level first:
+  critical  unreadable or missing, past its deadline, or within --critical of it (default 7d)
+  warning   within --warning of it; without --warning, inside its renewal window (apply should
+            already have renewed it), or within 30d for plain files
+  ok        otherwise
+
+FLAGS
+  -f, --file FILE      manifest (default mtlskit.yaml)
+      --pki DIR        PKI directory of managed services (default ./pki)
+      --json           the rows as JSON
+      --nagios         one status line with perfdata (seconds left per certificate);
+                       exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios, Sensu, Icinga)
+      --warning D      warn this close to a deadline: a duration such as 30d, 2w, 12h
+      --critical D     critical this close to a deadline (default 7d); must be below --warning
+      --at TIME        judge at TIME (ISO 8601, e.g. 2027-01-01) instead of now
+      --in D           judge D from now, e.g. 30d: what is due if nobody acts
+
+EXAMPLES
+  mtlskit status
+  mtlskit status --nagios --warning 30d --critical 7d          # a Sensu check
+  mtlskit status /etc/serviceradar/certs/*.pem --nagios         # files mtlskit did not make
+  mtlskit status --json | jq -r '.rows[] | select(.level != "ok") | .id'
+
+EXIT CODES
+  0  every certificate is ok
+  1  a certificate is at warning or critical level
+  2  invalid input: bad flags or an invalid manifest
+  3  could not run: the PKI directory does not exist, an unexpected failure
+  With --nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (invalid input or could not run).
+`;
+
+function duration(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const ms = parseDuration(text);
+  if (ms === undefined || ms <= 0) throw new UsageError(`mtlskit status: --${flag} must be a duration such as 30d, 2w or 12h; got ${JSON.stringify(text)}`);
+  return ms;
+}
+
+const LEVEL_COLOR = { critical: "red", warning: "yellow", ok: "green" } as const;
+const day = (d: Date | undefined) => (d ? d.toISOString().slice(0, 10) : "-");
+
+function renderHuman(io: Io, s: Status, head: string): void {
+  io.out(`${head}\n\n`);
+  const rows = s.rows.map((r) => [r.level, r.id, day(r.notAfter), r.leftMs === undefined ? "-" : inWords(r.leftMs), day(r.renewAt), day(r.ca?.notAfter)]);
+  const header = ["LEVEL", "CERTIFICATE", "EXPIRES", "LEFT", "RENEW FROM", "CA EXPIRES"];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[], color?: (typeof LEVEL_COLOR)[keyof typeof LEVEL_COLOR]) =>
+    `${cells.map((c, i) => (i === 0 && color ? paint(io, color, c.padEnd(widths[i]!)) : c.padEnd(widths[i]!))).join("  ").trimEnd()}\n`;
+  io.out(paint(io, "bold", line(header)));
+  s.rows.forEach((r, i) => io.out(line(rows[i]!, LEVEL_COLOR[r.level])));
+  const notes = s.rows.filter((r) => r.level !== "ok");
+  if (notes.length > 0) io.out("\n");
+  for (const r of notes) io.out(`  ${paint(io, LEVEL_COLOR[r.level], r.level)} ${r.id}: ${r.reason}\n`);
+  const verdict = s.level === "ok" ? paint(io, "green", "OK") : paint(io, LEVEL_COLOR[s.level], s.level.toUpperCase());
+  io.out(`\n${verdict}: ${s.counts.critical} critical, ${s.counts.warning} warning, ${s.counts.ok} ok.\n`);
+}
+
+function statusJson(s: Status, t: Thresholds) {
+  const iso = (d: Date | undefined) => d?.toISOString();
+  return {
+    now: s.now.toISOString(),
+    level: s.level,
+    counts: s.counts,
+    thresholds: { warningSeconds: t.warningMs === undefined ? null : t.warningMs / 1000, criticalSeconds: (t.criticalMs ?? DEFAULT_CRITICAL_MS) / 1000 },
+    rows: s.rows.map((r) => ({
+      id: r.id,
+      service: r.service ?? null,
+      file: r.file,
+      subject: r.subject ?? null,
+      level: r.level,
+      reason: r.reason,
+      notAfter: iso(r.notAfter) ?? null,
+      renewAt: iso(r.renewAt) ?? null,
+      ca: r.ca ? { subject: r.ca.subject, notAfter: r.ca.notAfter.toISOString() } : null,
+      deadline: iso(r.deadline) ?? null,
+      secondsLeft: r.leftMs === undefined ? null : Math.floor(r.leftMs / 1000),
+    })),
+  };
+}
+
+/** statusCommand runs `mtlskit status`. */
+export async function statusCommand(args: string[], io: Io): Promise<number> {
+  return asPlugin(args, io, "MTLSKIT STATUS", () => runStatus(args, io));
+}
+
+async function runStatus(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = flags("status", () =>
+    parseArgs({
+      args,
+      options: {
+        ...COMMON_FLAGS,
+        file: { type: "string", short: "f" },
+        pki: { type: "string" },
+        json: { type: "boolean" },
+        nagios: { type: "boolean" },
+        warning: { type: "string" },
+        critical: { type: "string" },
+        at: { type: "string" },
+        in: { type: "string" },
+      },
+      allowPositionals: true,
+      strict: true,
+    }),
+  );
+  if (values.help) return io.out(STATUS_HELP), EXIT.ok;
+  if (values.json && values.nagios) throw new UsageError("mtlskit status: flag --json is incompatible with --nagios; use one");
+  if (positionals.length > 0 && (values.file !== undefined || values.pki !== undefined)) throw new UsageError(`mtlskit status: certificate files (${positionals[0]}) and -f/--pki are two different modes; give one`);
+  const t: Thresholds = { warningMs: duration("warning", values.warning), criticalMs: duration("critical", values.critical) };
+  if (t.warningMs !== undefined && t.warningMs <= (t.criticalMs ?? DEFAULT_CRITICAL_MS)) {
+    throw new UsageError(`mtlskit status: --warning (${values.warning}) must be longer than --critical (${values.critical ?? "7d, the default"}): a certificate turns warning before it turns critical`);
+  }
+  if (values.at !== undefined && values.in !== undefined) throw new UsageError("mtlskit status: flag --at is incompatible with --in; use one");
+  const inMs = duration("in", values.in);
+  const now = values.at !== undefined ? parseTimeFlag("status", values.at) : new Date(Date.now() + (inMs ?? 0));
+
+  let status: Status;
+  let head: string;
+  if (positionals.length > 0) {
+    status = statusOfFiles(positionals, now, t);
+    head = `mtlskit status: ${positionals.length} file${positionals.length === 1 ? "" : "s"}, at ${now.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+  } else {
+    const file = values.file ?? "mtlskit.yaml";
+    const pki = values.pki ?? "./pki";
+    const loaded = loadManifest(file);
+    if (!values.json && !values.nagios) renderWarnings(io, loaded.warnings);
+    status = statusOfPki(loaded.manifest, pki, now, t, `mtlskit apply -f ${file} --pki ${pki}`).status;
+    head = `mtlskit status: ${file}, ${loaded.manifest.services.some((s) => !s.files) ? pki : "external files only"}, at ${now.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+  }
+  if (values.nagios) {
+    io.out(`${nagiosLine(status, t)}\n`);
+    return NAGIOS_CODE[status.level];
+  }
+  if (values.json) io.out(`${JSON.stringify(statusJson(status, t), null, 2)}\n`);
+  else renderHuman(io, status, head);
+  return status.level === "ok" ? EXIT.ok : EXIT.findings;
+}

@@ -1,0 +1,119 @@
+/**
+ * Expiry status: every certificate with its days left, renewal date and CA expiry, sorted by
+ * urgency, and one verdict for a Nagios/Sensu plugin. Pure: certificates and a time in, rows out.
+ *
+ * A certificate stops working at its deadline: the earlier of its own notAfter and its CA's
+ * (the earliest notAfter along the chain). Levels, most urgent first:
+ *   critical: unreadable or missing, past the deadline, or within the critical threshold of it;
+ *   warning:  within the warning threshold, or, without one, inside its renewal window
+ *             (renewBefore: `mtlskit apply` should already have renewed it);
+ *   ok:       otherwise.
+ */
+
+/** StatusInput is one certificate to judge: a service's slot, or a plain file. */
+export interface StatusInput {
+  /** id: the slot id (`core`, `core/client`) or the file's path. */
+  id: string;
+  service: string | undefined;
+  file: string;
+  subject: string | undefined;
+  /** notAfter is absent when the certificate could not be read. */
+  notAfter: Date | undefined;
+  /** problem says why the certificate could not be read. */
+  problem?: string;
+  renewAt: Date | undefined;
+  ca: { subject: string; notAfter: Date } | undefined;
+}
+
+/** Level is a row's (and the whole status's) verdict, in Nagios terms. */
+export type Level = "ok" | "warning" | "critical";
+
+/** StatusRow is one judged certificate. */
+export interface StatusRow extends StatusInput {
+  level: Level;
+  /** deadline: when it stops working, the earlier of notAfter and the CA's notAfter. */
+  deadline: Date | undefined;
+  /** leftMs: deadline - now (negative once past). */
+  leftMs: number | undefined;
+  /** reason says in words why the row has its level. */
+  reason: string;
+}
+
+/** Thresholds: how close to its deadline a certificate turns warning or critical. */
+export interface Thresholds {
+  /** warningMs: default: each certificate's renewal window (renewAt), or 30 days without one. */
+  warningMs?: number;
+  /** criticalMs: default 7 days. */
+  criticalMs?: number;
+}
+
+/** Status is every row, most urgent first, and the worst level. */
+export interface Status {
+  now: Date;
+  rows: StatusRow[];
+  level: Level;
+  counts: Record<Level, number>;
+}
+
+const DAY = 86_400_000;
+/** DEFAULT_CRITICAL_MS: a week, enough to act on a page. */
+export const DEFAULT_CRITICAL_MS = 7 * DAY;
+/** DEFAULT_WARNING_MS applies to certificates without a renewal window (plain files). */
+export const DEFAULT_WARNING_MS = 30 * DAY;
+
+const RANK: Record<Level, number> = { critical: 0, warning: 1, ok: 2 };
+const date = (d: Date) => d.toISOString().slice(0, 10);
+
+/** inWords says a span such as "in 12 days", "in 5 hours", "3 days ago". */
+export function inWords(ms: number): string {
+  const abs = Math.abs(ms);
+  const [n, unit] = abs >= 2 * DAY ? [Math.floor(abs / DAY), "day"] : abs >= 2 * 3_600_000 ? [Math.floor(abs / 3_600_000), "hour"] : [Math.max(1, Math.floor(abs / 60_000)), "minute"];
+  const span = `${n} ${unit}${n === 1 ? "" : "s"}`;
+  return ms >= 0 ? `in ${span}` : `${span} ago`;
+}
+
+function judge(c: StatusInput, now: number, t: Thresholds, apply: string): StatusRow {
+  if (c.notAfter === undefined) return { ...c, level: "critical", deadline: undefined, leftMs: undefined, reason: c.problem ?? "cannot be read" };
+  const caFirst = c.ca !== undefined && c.ca.notAfter < c.notAfter;
+  const deadline = caFirst ? c.ca!.notAfter : c.notAfter;
+  const leftMs = deadline.getTime() - now;
+  const what = caFirst ? `its CA (${c.ca!.subject}) expires` : "expires";
+  const row = (level: Level, reason: string): StatusRow => ({ ...c, level, deadline, leftMs, reason });
+  const at = `${what} ${inWords(leftMs)} (${date(deadline)})`;
+  if (leftMs <= 0) return row("critical", caFirst ? `its CA (${c.ca!.subject}) expired ${inWords(leftMs)} (${date(deadline)})` : `expired ${inWords(leftMs)} (${date(deadline)})`);
+  if (leftMs <= (t.criticalMs ?? DEFAULT_CRITICAL_MS)) return row("critical", at);
+  if (t.warningMs !== undefined) return leftMs <= t.warningMs ? row("warning", at) : row("ok", at);
+  if (c.renewAt !== undefined) return c.renewAt.getTime() <= now ? row("warning", `${at}; renewal was due ${date(c.renewAt)}: run \`${apply}\``) : row("ok", `${at}; renewal due ${date(c.renewAt)}`);
+  return leftMs <= DEFAULT_WARNING_MS ? row("warning", at) : row("ok", at);
+}
+
+/** expiryStatus judges every certificate at `now` and sorts the rows by urgency; `applyCommand` is named where renewal is overdue. */
+export function expiryStatus(certs: readonly StatusInput[], now: Date, t: Thresholds = {}, applyCommand = "mtlskit apply"): Status {
+  const rows = certs.map((c) => judge(c, now.getTime(), t, applyCommand));
+  rows.sort((a, b) => RANK[a.level] - RANK[b.level] || (a.leftMs ?? -Infinity) - (b.leftMs ?? -Infinity) || a.id.localeCompare(b.id));
+  const counts: Record<Level, number> = { ok: 0, warning: 0, critical: 0 };
+  for (const r of rows) counts[r.level]++;
+  const level: Level = counts.critical > 0 ? "critical" : counts.warning > 0 ? "warning" : "ok";
+  return { now, rows, level, counts };
+}
+
+/** NAGIOS_CODE: plugin exit codes (0 OK, 1 WARNING, 2 CRITICAL; 3 UNKNOWN is the caller's). */
+export const NAGIOS_CODE: Record<Level, number> = { ok: 0, warning: 1, critical: 2 };
+
+/** perfLabel quotes a perfdata label as the plugin guidelines require (single quotes doubled). */
+const perfLabel = (s: string) => `'${s.replace(/'/g, "''")}'`;
+
+/**
+ * nagiosLine renders the plugin status line: the worst certificate first, counts, and perfdata
+ * of seconds left per certificate with the thresholds (`'api'=5184000s;2592000;604800`).
+ */
+export function nagiosLine(s: Status, t: Thresholds = {}): string {
+  const worst = s.rows[0];
+  const head = `MTLSKIT STATUS ${s.level.toUpperCase()}`;
+  const lead = worst === undefined ? "no certificates" : `${s.level === "ok" ? "soonest: " : ""}${worst.id} ${worst.reason.split(";")[0]}`;
+  const counts = `${s.counts.critical} critical, ${s.counts.warning} warning, ${s.counts.ok} ok`;
+  const warn = t.warningMs === undefined ? "" : String(Math.floor(t.warningMs / 1000));
+  const crit = String(Math.floor((t.criticalMs ?? DEFAULT_CRITICAL_MS) / 1000));
+  const perf = s.rows.filter((r) => r.leftMs !== undefined).map((r) => `${perfLabel(r.id)}=${Math.floor(r.leftMs! / 1000)}s;${warn};${crit}`);
+  return `${head} - ${lead.replace(/\|/g, "/")}; ${counts}${perf.length ? ` | ${perf.join(" ")}` : ""}`;
+}
