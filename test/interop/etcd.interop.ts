@@ -314,7 +314,7 @@ describe("etcd 3.4: three members with dual certificates, client and peer certif
       joiner = startServer("etcd-4", need("etcd"), etcdArgs(m4, dualTls(pki, "etcd-4"), `${cluster.initialCluster},etcd-4=${m4.peerUrl}`, "existing", cluster.token));
       for (const [i, m] of cluster.members.entries()) {
         const url = m.peerUrl.replace(/[.]/g, "\\.");
-        await waitForLog(joiner, 0, new RegExp(`could not get cluster response from ${url}: Get "${url}/members": (remote error: tls: bad certificate|write tcp \\S+->\\S+: write: connection reset by peer)`));
+        await waitForLog(joiner, 0, new RegExp(`could not get cluster response from ${url}: Get "${url}/members": (?:readLoopPeekFailLocked: )?(remote error: tls: bad certificate|write tcp \\S+->\\S+: write: connection reset by peer)`));
         await waitForLog(m.server, marks[i]!, rejected("tls: failed to verify client certificate: x509: certificate specifies an incompatible key usage"));
       }
       await waitForLog(joiner, 0, "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs");
