@@ -97,6 +97,7 @@ describe("apply: the documented layout", { timeout: 180_000 }, () => {
     ca: 0o700,
     "ca/ca-key.pem": 0o600,
     "ca/ca.pem": 0o644,
+    "last-apply.json": 0o644,
     services: 0o755,
     ...Object.fromEntries(
       ["api", "db", "etcd", "worker"].flatMap((s) => [
@@ -275,6 +276,33 @@ describe("apply: where the PKI directory goes", { timeout: 60_000 }, () => {
     assert.equal(r.code, 3);
     assert.match(r.err, /cannot create .*blocker\/pki: part of its path is a file, not a directory/);
     assert.doesNotMatch(r.err, /bug in mtlskit|\n\s+at /);
+  });
+});
+
+describe("apply: the record of the last run (last-apply.json)", { timeout: 60_000 }, () => {
+  const record = (pki: string) => JSON.parse(readFileSync(path.join(pki, "last-apply.json"), "utf8")) as { time: string; ok: boolean; error?: string; issued: number; kept: number; caCreated: boolean; changed: string[] };
+  it("ok/each run records when it ran, what it issued and kept, and which services' files changed", async () => {
+    const { file, pki } = await applied();
+    const first = record(pki);
+    assert.equal(first.ok, true);
+    assert.equal(first.issued, 5); // api, worker, etcd (+ its client pair), db
+    assert.equal(first.caCreated, true);
+    assert.deepEqual(first.changed, ["api", "db", "etcd", "worker"]);
+    assert.ok(Math.abs(new Date(first.time).getTime() - Date.now()) < 60_000);
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki, "--reissue", "api"])).code, 0);
+    const second = record(pki);
+    assert.deepEqual({ ok: second.ok, issued: second.issued, kept: second.kept, caCreated: second.caCreated, changed: second.changed }, { ok: true, issued: 1, kept: 4, caCreated: false, changed: ["api"] });
+  });
+  it("fail/a run that fails inside the PKI is recorded with its reason, and the files stay as they were", async () => {
+    const { file, pki } = await applied();
+    rmSync(path.join(pki, "ca", "ca.pem"));
+    const before = inspectPki(pki);
+    const r = await runCli(["apply", "-f", file, "--pki", pki]);
+    assert.equal(r.code, 3, r.err);
+    const rec = record(pki);
+    assert.equal(rec.ok, false);
+    assert.match(rec.error!, /ca\.pem/);
+    assertUntouched(before, inspectPki(pki));
   });
 });
 
@@ -514,7 +542,7 @@ services:
     const r = await applyJson(file, pki);
     assert.equal(r.issued, 0);
     assert.equal(r.caCreated, true);
-    assert.deepEqual([...inspectPki(pki).keys()], ["", "ca", "ca/ca-key.pem", "ca/ca.pem"]);
+    assert.deepEqual([...inspectPki(pki).keys()], ["", "ca", "ca/ca-key.pem", "ca/ca.pem", "last-apply.json"]);
     assert.deepEqual(actions(await applyJson(file, pki)), { dusk: "external", agent: "external" });
   });
 });

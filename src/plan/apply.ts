@@ -16,7 +16,9 @@ import { encodeName } from "../pki/name.ts";
 import { encodePem } from "../pki/pem.ts";
 import { acquireLock, ensureDir, removeTempFiles, syncDir, writeFileAtomic } from "../state/fs.ts";
 import { abs, LAYOUT, MODES } from "../state/layout.ts";
+import { writeLayoutVersion } from "../state/layout-version.ts";
 import { loadImportedCa, readState, type CaMaterial, type State } from "../state/read.ts";
+import { writeApplyRecord, type ApplyRecord } from "../state/record.ts";
 import { runJob, toIssuer, type IssuerData, type ServiceJob } from "./jobs.ts";
 import { bundleOf, checkReissueNames, planApply, type Plan, type PlanOptions } from "./plan.ts";
 
@@ -131,54 +133,81 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
   if (!existsSync(dir)) planApply(loaded, readState(dir, loaded.manifest, imported), opts);
   ensureDir(dir, MODES.publicDir, { parents: true });
   const lock = acquireLock(abs(dir, LAYOUT.lock), { waitMs: opts.lockWaitMs ?? 5000 });
+  const started = opts.now ?? new Date();
   try {
-    removeTempFiles(dir);
-    removeTempFiles(abs(dir, LAYOUT.caDir));
-    const managed = managedServices(loaded.manifest); // an external service's files are never touched
-    for (const s of managed) removeTempFiles(abs(dir, LAYOUT.serviceDir(s.name)));
-    const state = readState(dir, loaded.manifest, imported);
-    const plan = planApply(loaded, state, opts);
-    opts.onPlan?.(plan);
-    let ca: CaMaterial;
-    if (plan.ca.action === "create") ca = createCa(dir, plan as Plan & { ca: { action: "create" } });
-    else if (state.ca.status === "ok") {
-      ca = state.ca.ca;
-      // An imported CA's key stays where it is; its trust anchor is published as ca/ca.pem.
-      if (plan.ca.action === "import" && readTextOrUndefined(abs(dir, LAYOUT.caCert)) !== ca.bundlePem) {
-        ensureDir(abs(dir, LAYOUT.caDir), LAYOUT.caDir.mode);
-        writeFileAtomic(abs(dir, LAYOUT.caCert), ca.bundlePem, LAYOUT.caCert.mode);
-        syncDir(abs(dir, LAYOUT.caDir));
-      }
+    const result = await applyLocked(loaded, dir, imported, opts);
+    writeApplyRecord(dir, { time: started.toISOString(), ok: true, issued: result.issued, kept: result.kept, caCreated: result.caCreated, changed: changedServices(result.plan), hooks: [] });
+    return result;
+  } catch (e) {
+    // Unattended renewals (cron, a systemd timer) fail silently unless the failure is recorded:
+    // status and metrics read this. The files stay as they were: every write is atomic.
+    const record: ApplyRecord = { time: started.toISOString(), ok: false, error: (e as Error).message, issued: 0, kept: 0, caCreated: false, changed: [], hooks: [] };
+    try {
+      writeApplyRecord(dir, record);
+    } catch {
+      // The directory is unwritable: the original error says more than this one would.
     }
-    else throw new FailedError("apply: the plan kept a CA that could not be read; this is a bug");
-    const bundle = bundleOf(ca);
-    const byService = new Map<string, ServiceJob>(managed.map((s) => [s.name, { service: s.name, certs: [], bundlePem: undefined }]));
-    for (const c of plan.certs) if (c.action !== "keep") byService.get(c.slot.service)!.certs.push({ spec: c.spec, kind: c.slot.kind });
-    for (const b of plan.bundles) if (b.action === "write" || plan.ca.action === "create") byService.get(b.service)!.bundlePem = bundle;
-    const jobs = [...byService.values()].filter((j) => j.certs.length > 0 || j.bundlePem !== undefined);
-    const total = jobs.reduce((n, j) => n + j.certs.length, 0);
-    let done = 0;
-    const progress = (k: number) => {
-      done += k;
-      opts.onProgress?.(done, total);
-    };
-    if (jobs.length > 0) {
-      ensureDir(abs(dir, LAYOUT.servicesDir), LAYOUT.servicesDir.mode);
-      const issuerData: IssuerData = { subject: ca.cert.subject, keyId: ca.keyId, keyType: ca.keyType, pkcs8: ca.privateKey.export({ type: "pkcs8", format: "der" }), chainPem: ca.chainPem };
-      const workers = Math.min(opts.workers ?? (jobs.length >= 64 ? Math.min(availableParallelism(), 4) : 0), jobs.length);
-      if (workers > 1) await runInWorkers(dir, jobs, issuerData, workers, progress);
-      else {
-        const issuer = toIssuer(issuerData);
-        for (const job of jobs) {
-          runJob(dir, job, issuer);
-          progress(job.certs.length);
-        }
-      }
-      syncDir(abs(dir, LAYOUT.servicesDir));
-    }
-    syncDir(dir);
-    return { plan, issued: total, kept: plan.certs.filter((c) => c.action === "keep").length, caCreated: plan.ca.action === "create" };
+    throw e;
   } finally {
     lock.release();
   }
+}
+
+/** changedServices lists the services whose files a plan rewrites (certificates or bundle). */
+export function changedServices(plan: Plan): string[] {
+  const names = new Set<string>();
+  for (const c of plan.certs) if (c.action !== "keep") names.add(c.slot.service);
+  for (const b of plan.bundles) if (b.action === "write" || plan.ca.action === "create") names.add(b.service);
+  return [...names].sort();
+}
+
+async function applyLocked(loaded: LoadedManifest, dir: string, imported: ReturnType<typeof loadCaSource>, opts: ApplyOptions): Promise<ApplyResult> {
+  removeTempFiles(dir);
+  removeTempFiles(abs(dir, LAYOUT.caDir));
+  const managed = managedServices(loaded.manifest); // an external service's files are never touched
+  for (const s of managed) removeTempFiles(abs(dir, LAYOUT.serviceDir(s.name)));
+  const state = readState(dir, loaded.manifest, imported);
+  const plan = planApply(loaded, state, opts);
+  opts.onPlan?.(plan);
+  let ca: CaMaterial;
+  if (plan.ca.action === "create") ca = createCa(dir, plan as Plan & { ca: { action: "create" } });
+  else if (state.ca.status === "ok") {
+    ca = state.ca.ca;
+    // An imported CA's key stays where it is; its trust anchor is published as ca/ca.pem.
+    if (plan.ca.action === "import" && readTextOrUndefined(abs(dir, LAYOUT.caCert)) !== ca.bundlePem) {
+      ensureDir(abs(dir, LAYOUT.caDir), LAYOUT.caDir.mode);
+      writeFileAtomic(abs(dir, LAYOUT.caCert), ca.bundlePem, LAYOUT.caCert.mode);
+      syncDir(abs(dir, LAYOUT.caDir));
+    }
+  }
+  else throw new FailedError("apply: the plan kept a CA that could not be read; this is a bug");
+  const bundle = bundleOf(ca);
+  const byService = new Map<string, ServiceJob>(managed.map((s) => [s.name, { service: s.name, certs: [], bundlePem: undefined }]));
+  for (const c of plan.certs) if (c.action !== "keep") byService.get(c.slot.service)!.certs.push({ spec: c.spec, kind: c.slot.kind });
+  for (const b of plan.bundles) if (b.action === "write" || plan.ca.action === "create") byService.get(b.service)!.bundlePem = bundle;
+  const jobs = [...byService.values()].filter((j) => j.certs.length > 0 || j.bundlePem !== undefined);
+  const total = jobs.reduce((n, j) => n + j.certs.length, 0);
+  let done = 0;
+  const progress = (k: number) => {
+    done += k;
+    opts.onProgress?.(done, total);
+  };
+  if (jobs.length > 0) {
+    ensureDir(abs(dir, LAYOUT.servicesDir), LAYOUT.servicesDir.mode);
+    const issuerData: IssuerData = { subject: ca.cert.subject, keyId: ca.keyId, keyType: ca.keyType, pkcs8: ca.privateKey.export({ type: "pkcs8", format: "der" }), chainPem: ca.chainPem };
+    const workers = Math.min(opts.workers ?? (jobs.length >= 64 ? Math.min(availableParallelism(), 4) : 0), jobs.length);
+    if (workers > 1) await runInWorkers(dir, jobs, issuerData, workers, progress);
+    else {
+      const issuer = toIssuer(issuerData);
+      for (const job of jobs) {
+        runJob(dir, job, issuer);
+        progress(job.certs.length);
+      }
+    }
+    syncDir(abs(dir, LAYOUT.servicesDir));
+  }
+  // Recorded last: a crash before this line leaves the old number, and the next apply re-issues again.
+  writeLayoutVersion(dir, plan.layoutVersion);
+  syncDir(dir);
+  return { plan, issued: total, kept: plan.certs.filter((c) => c.action === "keep").length, caCreated: plan.ca.action === "create" };
 }

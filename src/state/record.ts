@@ -1,0 +1,50 @@
+/**
+ * The apply record: DIR/last-apply.json says when apply last ran on this PKI directory, whether
+ * it succeeded, what it issued, and which reload hooks ran. `metrics` and `status` read it, so a
+ * renewal that failed unattended (a cron job, a systemd timer) is visible rather than silent.
+ */
+import { readFileSync } from "node:fs";
+import { writeFileAtomic } from "./fs.ts";
+import { abs, LAYOUT } from "./layout.ts";
+
+/** HookRecord is one reload hook's outcome. */
+export interface HookRecord {
+  service: string;
+  /** command is what ran, as written in the manifest. */
+  command: string;
+  ok: boolean;
+  /** exitCode is the hook's exit code (null when killed by a signal or on timeout). */
+  exitCode: number | null;
+  /** error says why it failed, with the end of its output. */
+  error?: string;
+}
+
+/** ApplyRecord is the content of last-apply.json. */
+export interface ApplyRecord {
+  /** time: when apply started (ISO 8601). */
+  time: string;
+  ok: boolean;
+  /** error: why apply failed (ok false). */
+  error?: string;
+  issued: number;
+  kept: number;
+  caCreated: boolean;
+  /** changed: services whose files apply wrote. */
+  changed: string[];
+  hooks: HookRecord[];
+}
+
+/** writeApplyRecord replaces last-apply.json atomically. */
+export function writeApplyRecord(dir: string, r: ApplyRecord): void {
+  writeFileAtomic(abs(dir, LAYOUT.lastApply), `${JSON.stringify(r, null, 2)}\n`, LAYOUT.lastApply.mode);
+}
+
+/** readApplyRecord returns the last apply's record, or undefined when none was written or it is unreadable. */
+export function readApplyRecord(dir: string): ApplyRecord | undefined {
+  try {
+    const r = JSON.parse(readFileSync(abs(dir, LAYOUT.lastApply), "utf8")) as ApplyRecord;
+    return typeof r.time === "string" && typeof r.ok === "boolean" ? r : undefined;
+  } catch {
+    return undefined;
+  }
+}
