@@ -1,0 +1,3 @@
+module mtlskit/goverify
+
+go 1.19
