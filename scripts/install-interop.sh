@@ -12,6 +12,7 @@
 #   curl            the nginx client
 #   faketime        libfaketime: servers judging certificates at another time
 #   openssl         openssl verify -x509_strict
+#   prometheus      promtool: the metrics' exposition format and the example alert rules' unit tests
 set -euo pipefail
 
 need=(
@@ -24,6 +25,7 @@ need=(
   curl:curl
   faketime:faketime
   openssl:openssl
+  promtool:prometheus
 )
 missing=()
 for pair in "${need[@]}"; do

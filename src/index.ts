@@ -51,4 +51,4 @@ export { loadStaticSource, parseCredentials, staticSource, type CredentialNames,
 export { fileSource, type FileCredentialSource, type FileSourceDir, type FileSourceOptions, type Reload } from "./service/index.ts";
 export { CIPHERS, authorizeServer, clientOptions, createMtlsServer, serverOptions, type ClientOptions, type MinVersion, type MtlsServerOptions, type ServerFactory, type ServerOptions } from "./service/index.ts";
 export { SelfCheckError, assertReady, selfCheck, type IdentityTemplate, type SelfCheckOptions, type SelfCheckProblem } from "./service/index.ts";
-export { expiryStatus, nagiosLine, statusOfFiles, statusOfPki, type Level, type Status, type StatusInput, type StatusRow, type Thresholds } from "./status/index.ts";
+export { expiryStatus, metricsOfPki, metricsText, nagiosLine, serveMetrics, statusOfFiles, statusOfPki, type Level, type MetricsServer, type MetricsServerOptions, type Status, type StatusInput, type StatusRow, type Thresholds } from "./status/index.ts";

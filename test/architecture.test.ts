@@ -23,7 +23,7 @@ const ALLOWED: Record<string, string[]> = {
   inspect: ["check", "pki", "errors"],
   service: ["identity", "pki", "errors"],
   probe: ["check", "explain", "service", "manifest", "state", "pki", "errors"],
-  status: ["check", "manifest", "errors"],
+  status: ["check", "manifest", "state", "errors"],
   cli: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service", "probe", "status"],
   index: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service", "probe", "status"],
 };

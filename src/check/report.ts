@@ -20,8 +20,8 @@ export function reportJson(r: CheckReport) {
 
 /** escapeLabel escapes a Prometheus label value (exposition format: backslash, quote, newline). */
 const escapeLabel = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
-/** labels renders a label set; none at all is written without braces, as the format's grammar has it. */
-const labels = (l: Record<string, string>) => (Object.keys(l).length === 0 ? "" : `{${Object.entries(l).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(",")}}`);
+/** promLabels renders a Prometheus label set; none at all is written without braces, as the format's grammar has it. */
+export const promLabels = (l: Record<string, string>) => (Object.keys(l).length === 0 ? "" : `{${Object.entries(l).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(",")}}`);
 
 /**
  * prometheusText renders the report in the text exposition format, for node_exporter's textfile
@@ -32,7 +32,7 @@ export function prometheusText(r: CheckReport): string {
   const out: string[] = [];
   const metric = (name: string, help: string, rows: [Record<string, string>, number][]) => {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
-    for (const [l, v] of rows) out.push(`${name}${labels(l)} ${v}`);
+    for (const [l, v] of rows) out.push(`${name}${promLabels(l)} ${v}`);
   };
   metric(
     "mtlskit_certificate_not_after_timestamp_seconds",

@@ -13,6 +13,7 @@ import { planCommand } from "./commands/plan.ts";
 import { probeCommand } from "./commands/probe.ts";
 import { schemaCommand } from "./commands/schema.ts";
 import { statusCommand } from "./commands/status.ts";
+import { metricsCommand } from "./commands/metrics.ts";
 import { SHORT_USAGE } from "./help.ts";
 import { paint, processIo, type Io } from "./output.ts";
 
@@ -23,6 +24,7 @@ export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number
   apply: applyCommand,
   check: checkCommand,
   status: statusCommand,
+  metrics: metricsCommand,
   explain: explainCommand,
   schema: schemaCommand,
   inspect: inspectCommand,

@@ -16,7 +16,6 @@ import { encodeName } from "../pki/name.ts";
 import { encodePem } from "../pki/pem.ts";
 import { acquireLock, ensureDir, removeTempFiles, syncDir, writeFileAtomic } from "../state/fs.ts";
 import { abs, LAYOUT, MODES } from "../state/layout.ts";
-import { writeLayoutVersion } from "../state/layout-version.ts";
 import { loadImportedCa, readState, type CaMaterial, type State } from "../state/read.ts";
 import { writeApplyRecord, type ApplyRecord } from "../state/record.ts";
 import { runJob, toIssuer, type IssuerData, type ServiceJob } from "./jobs.ts";
@@ -206,8 +205,6 @@ async function applyLocked(loaded: LoadedManifest, dir: string, imported: Return
     }
     syncDir(abs(dir, LAYOUT.servicesDir));
   }
-  // Recorded last: a crash before this line leaves the old number, and the next apply re-issues again.
-  writeLayoutVersion(dir, plan.layoutVersion);
   syncDir(dir);
   return { plan, issued: total, kept: plan.certs.filter((c) => c.action === "keep").length, caCreated: plan.ca.action === "create" };
 }

@@ -4,8 +4,12 @@
  */
 import { checkPki, isProblem, Material, readCertFile, type CheckReport } from "../check/index.ts";
 import type { Manifest } from "../manifest/index.ts";
+import { readApplyRecord } from "../state/record.ts";
+import { metricsText } from "./metrics.ts";
 import { expiryStatus, type Status, type StatusInput, type Thresholds } from "./status.ts";
 
+export { metricsText } from "./metrics.ts";
+export { CONTENT_TYPE, serveMetrics, type MetricsServer, type MetricsServerOptions } from "./serve.ts";
 export { DEFAULT_CRITICAL_MS, DEFAULT_WARNING_MS, expiryStatus, inWords, NAGIOS_CODE, nagiosLine, type Level, type Status, type StatusInput, type StatusRow, type Thresholds } from "./status.ts";
 
 /** inputsOfReport turns check's certificate reports into status inputs; unreadable ones carry check's words. */
@@ -37,4 +41,10 @@ export function statusOfFiles(files: readonly string[], now: Date, t: Thresholds
     return { id: file, service: undefined, file, subject: leaf!.info.subject, notAfter: leaf!.fields.notAfter, renewAt: undefined, ca: earliest && { subject: earliest.info.subject, notAfter: earliest.fields.notAfter } };
   });
   return expiryStatus(inputs, now, t);
+}
+
+/** metricsOfPki collects a deployment's metrics: check's, renewal, and the last apply (when `dir` has a record). */
+export function metricsOfPki(manifest: Manifest, dir: string | undefined, now = new Date()): string {
+  const report = checkPki(manifest, dir, { now });
+  return metricsText(report, dir === undefined ? undefined : readApplyRecord(dir));
 }

@@ -190,6 +190,14 @@ export function exec(cmd: string, args: string[], opts: ExecOptions = {}): Ran {
   return { code: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "", out: `${r.stdout ?? ""}${r.stderr ?? ""}` };
 }
 
+/**
+ * mtlskit returns the node arguments that run the CLI from the sources (cwd: REPO), for programs
+ * the suite starts as processes: `startServer("metrics", process.execPath, mtlskit(["metrics", ...]), { cwd: REPO })`.
+ */
+export function mtlskit(args: string[]): string[] {
+  return ["--import", "tsx", "-e", 'process.argv.splice(1, 0, "mtlskit"); import("./src/cli/main.ts").then((m) => m.main());', ...args];
+}
+
 /** ServiceFiles are a managed service's files. */
 export interface ServiceFiles {
   dir: string;

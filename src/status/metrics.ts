@@ -1,0 +1,37 @@
+/**
+ * Prometheus metrics of a deployment: check's (certificate and CA not-after, findings,
+ * connections) plus renewal and the last apply. Pure: report and record in, exposition text out.
+ * examples/prometheus/mtlskit-alerts.yml alerts on these names; promtool tests both.
+ */
+import { prometheusText, promLabels, type CheckReport } from "../check/index.ts";
+import type { ApplyRecord } from "../state/record.ts";
+
+const seconds = (d: Date) => Math.floor(d.getTime() / 1000);
+
+/**
+ * metricsText renders the exposition text: everything `check --format prometheus` writes, and
+ *   mtlskit_certificate_renewal_due_timestamp_seconds  when renewal is due (notAfter - renewBefore)
+ *   mtlskit_certificate_renewal_due_in_seconds         renewal due minus now (negative: overdue)
+ *   mtlskit_last_apply_timestamp_seconds               when apply last ran on this PKI directory
+ *   mtlskit_last_apply_success                         1 if that run succeeded, 0 if it failed
+ *   mtlskit_last_apply_issued_certificates             certificates it issued
+ * The apply metrics are absent when apply never ran (external files only): absent, not zero, so
+ * an alert on failure does not fire for deployments mtlskit does not issue.
+ */
+export function metricsText(report: CheckReport, record: ApplyRecord | undefined): string {
+  const out: string[] = [prometheusText(report).trimEnd()];
+  const metric = (name: string, help: string, rows: [Record<string, string>, number][]) => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
+    for (const [l, v] of rows) out.push(`${name}${promLabels(l)} ${v}`);
+  };
+  const due = report.certificates.filter((c) => c.renewAt !== undefined);
+  const who = (c: (typeof due)[number]) => ({ service: c.service, certificate: c.id, path: c.file });
+  metric("mtlskit_certificate_renewal_due_timestamp_seconds", "When each certificate enters its renewal window (notAfter - renewBefore), as a Unix timestamp.", due.map((c) => [who(c), seconds(c.renewAt!)]));
+  metric("mtlskit_certificate_renewal_due_in_seconds", "Seconds until each certificate's renewal is due; negative once overdue (apply should have renewed it).", due.map((c) => [who(c), seconds(c.renewAt!) - seconds(report.now)]));
+  if (record !== undefined) {
+    metric("mtlskit_last_apply_timestamp_seconds", "When mtlskit apply last ran on this PKI directory, as a Unix timestamp.", [[{}, seconds(new Date(record.time))]]);
+    metric("mtlskit_last_apply_success", "1 if the last mtlskit apply succeeded (and its reload hooks), 0 if it failed.", [[{}, record.ok && record.hooks.every((h) => h.ok) ? 1 : 0]]);
+    metric("mtlskit_last_apply_issued_certificates", "Certificates the last mtlskit apply issued.", [[{}, record.issued]]);
+  }
+  return out.join("\n") + "\n";
+}

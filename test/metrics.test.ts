@@ -1,0 +1,170 @@
+/**
+ * mtlskit metrics: the exposition text (renewal and last-apply gauges on top of check's) from a
+ * real PKI, the HTTP endpoint in-process (routes, content type, scrapes sharing one collection,
+ * failures as 500), and the CLI's print-once and --listen parsing. promtool judges the format and
+ * the shipped alert rules in test/interop/metrics.interop.ts.
+ */
+import assert from "node:assert/strict";
+import { X509Certificate } from "node:crypto";
+import { readFileSync, rmSync } from "node:fs";
+import * as path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { parseListen } from "../src/cli/commands/metrics.ts";
+import { loadManifest } from "../src/manifest/index.ts";
+import { apply } from "../src/plan/apply.ts";
+import { CONTENT_TYPE, metricsOfPki, serveMetrics, type MetricsServer } from "../src/status/index.ts";
+import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
+
+const MANIFEST = `version: 1
+cluster: mx
+defaults: { validity: 90d, renewBefore: 30d }
+services:
+  web: { usage: server, addresses: [127.0.0.1] }
+  job: { usage: client }
+connections:
+  - { from: job, to: web, address: 127.0.0.1 }
+`;
+
+/** sample reads one sample's value from exposition text by metric name and a label substring. */
+function sample(text: string, name: string, labelPart = ""): number | undefined {
+  const line = text.split("\n").find((l) => l.startsWith(name) && (l[name.length] === "{" || l[name.length] === " ") && l.includes(labelPart));
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
+}
+
+let dir: string;
+let file: string;
+let pki: string;
+
+describe("metrics: the exposition text", { timeout: 60_000 }, () => {
+  before(async () => {
+    dir = tempDir("mtlskit-metrics-");
+    file = writeManifest(dir, MANIFEST);
+    pki = path.join(dir, "pki");
+    await apply(loadManifest(file), pki);
+  });
+
+  it("ok/renewal due = notAfter - renewBefore, its distance from now, and the last apply's time and success", () => {
+    const now = new Date();
+    const text = metricsOfPki(loadManifest(file).manifest, pki, now);
+    const web = new X509Certificate(readFileSync(path.join(pki, "services", "web", "cert.pem")));
+    const notAfter = Math.floor(new Date(web.validTo).getTime() / 1000);
+    assert.equal(sample(text, "mtlskit_certificate_not_after_timestamp_seconds", 'service="web"'), notAfter);
+    const due = notAfter - 30 * 86400;
+    assert.equal(sample(text, "mtlskit_certificate_renewal_due_timestamp_seconds", 'service="web"'), due);
+    assert.equal(sample(text, "mtlskit_certificate_renewal_due_in_seconds", 'service="web"'), due - Math.floor(now.getTime() / 1000));
+    const record = JSON.parse(readFileSync(path.join(pki, "last-apply.json"), "utf8")) as { time: string };
+    assert.equal(sample(text, "mtlskit_last_apply_timestamp_seconds"), Math.floor(new Date(record.time).getTime() / 1000));
+    assert.equal(sample(text, "mtlskit_last_apply_success"), 1);
+    assert.equal(sample(text, "mtlskit_last_apply_issued_certificates"), 2);
+    assert.equal(sample(text, "mtlskit_connection_ok", 'from="job"'), 1);
+    assert.match(text, /^# TYPE mtlskit_certificate_renewal_due_in_seconds gauge$/m);
+  });
+
+  it("fail/after an apply that failed, mtlskit_last_apply_success is 0 and the check errors show", async () => {
+    const broken = tempDir("mtlskit-metrics-broken-");
+    const p = path.join(broken, "pki");
+    await apply(loadManifest(file), p);
+    rmSync(path.join(p, "ca", "ca.pem"));
+    await assert.rejects(apply(loadManifest(file), p));
+    const text = metricsOfPki(loadManifest(file).manifest, p);
+    assert.equal(sample(text, "mtlskit_last_apply_success"), 0);
+    assert.equal(sample(text, "mtlskit_last_apply_issued_certificates"), 0);
+  });
+
+  it("ok/external files only: no apply metrics at all (absent, not 0, so failure alerts stay quiet)", () => {
+    const ext = writeManifest(dir, `version: 1\ncluster: mx\nservices:\n  web: { usage: server, addresses: [127.0.0.1], files: { cert: pki/services/web/cert.pem, key: pki/services/web/key.pem, ca: pki/services/web/ca.pem } }\n`, "external.yaml");
+    const text = metricsOfPki(loadManifest(ext).manifest, undefined);
+    assert.ok(sample(text, "mtlskit_certificate_not_after_timestamp_seconds", 'service="web"')! > 0);
+    assert.doesNotMatch(text, /mtlskit_last_apply/);
+  });
+});
+
+describe("metrics: the HTTP endpoint", { timeout: 30_000 }, () => {
+  let served: MetricsServer;
+  let collections = 0;
+  let fail = false;
+  before(async () => {
+    served = await serveMetrics({
+      host: "127.0.0.1",
+      port: 0,
+      collect: async () => {
+        collections++;
+        if (fail) throw new Error("the manifest became invalid");
+        await new Promise((r) => setTimeout(r, 50));
+        return "# TYPE x gauge\nx 1\n";
+      },
+    });
+  });
+  after(() => served.close());
+
+  it("ok/GET /metrics answers the text with the exposition content type", async () => {
+    const r = await fetch(served.url);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get("content-type"), CONTENT_TYPE);
+    assert.equal(await r.text(), "# TYPE x gauge\nx 1\n");
+    assert.equal(served.url, `http://127.0.0.1:${served.port}/metrics`);
+  });
+  it("ok/concurrent scrapes share one collection; the next scrape collects afresh", async () => {
+    const before = collections;
+    const texts = await Promise.all([1, 2, 3, 4].map(() => fetch(served.url).then((r) => r.text())));
+    assert.ok(texts.every((t) => t === "# TYPE x gauge\nx 1\n"));
+    assert.equal(collections - before, 1);
+    await fetch(served.url).then((r) => r.text());
+    assert.equal(collections - before, 2);
+  });
+  it("fail/a collection that throws answers 500 with the reason", async () => {
+    fail = true;
+    try {
+      const r = await fetch(served.url);
+      assert.equal(r.status, 500);
+      assert.match(await r.text(), /collection failed: the manifest became invalid/);
+    } finally {
+      fail = false;
+    }
+  });
+  it("fail/other paths 404, other methods 405", async () => {
+    assert.equal((await fetch(`http://127.0.0.1:${served.port}/metricz`)).status, 404);
+    const post = await fetch(served.url, { method: "POST" });
+    assert.equal(post.status, 405);
+    assert.equal(post.headers.get("allow"), "GET, HEAD");
+  });
+});
+
+describe("metrics: the command", { timeout: 60_000 }, () => {
+  it("ok/without --listen it prints once; -o writes the file for the textfile collector", async () => {
+    const r = await runCli(["metrics", "-f", file, "--pki", pki]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^mtlskit_last_apply_success 1$/m);
+    const out = path.join(dir, "mtlskit.prom");
+    assert.equal((await runCli(["metrics", "-f", file, "--pki", pki, "-o", out])).code, 0);
+    assert.match(readFileSync(out, "utf8"), /^mtlskit_certificate_renewal_due_in_seconds\{service="web"/m);
+  });
+  it("ok/--listen accepts HOST:PORT and [v6]:PORT", () => {
+    assert.deepEqual(parseListen("127.0.0.1:9469"), { host: "127.0.0.1", port: 9469 });
+    assert.deepEqual(parseListen("[::1]:0"), { host: "::1", port: 0 });
+    assert.deepEqual(parseListen("localhost:9469"), { host: "localhost", port: 9469 });
+  });
+  const bad: [string, string[], RegExp, number][] = [
+    [":9469 (no host)", ["--listen", ":9469"], /name the interface: 127\.0\.0\.1:9469 for this host only, 0\.0\.0\.0:9469 for every interface/, 2],
+    ["a port above 65535", ["--listen", "127.0.0.1:70000"], /--listen must be HOST:PORT/, 2],
+    ["--listen with -o", ["--listen", "127.0.0.1:0", "-o", "x.prom"], /--listen is incompatible with -o/, 2],
+    ["-o into a missing directory", ["-o", "/nonexistent/dir/m.prom"], /cannot write \/nonexistent\/dir\/m\.prom: the directory \/nonexistent\/dir does not exist/, 3],
+  ];
+  for (const [name, argv, message, code] of bad) {
+    it(`fail/${name} exits ${code}`, async () => {
+      const r = await runCli(["metrics", "-f", file, "--pki", pki, ...argv]);
+      assert.equal(r.code, code, r.err);
+      assert.match(r.err, message);
+    });
+  }
+  it("fail/--listen on a port in use exits 3 naming it", async () => {
+    const busy = await serveMetrics({ host: "127.0.0.1", port: 0, collect: () => "" });
+    try {
+      const r = await runCli(["metrics", "-f", file, "--pki", pki, "--listen", `127.0.0.1:${busy.port}`]);
+      assert.equal(r.code, 3);
+      assert.match(r.err, /cannot listen on 127\.0\.0\.1:\d+: the port is in use; choose another/);
+    } finally {
+      await busy.close();
+    }
+  });
+});
