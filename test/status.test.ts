@@ -100,6 +100,20 @@ describe("status: a deployment's certificates", { timeout: 60_000 }, () => {
     assert.match(r.out, /^MTLSKIT STATUS CRITICAL - web .*services\/web\/cert\.pem/);
   });
 
+  it("fail/a failed last apply (renewal not happening) turns an all-ok status into WARNING, with the reason", async () => {
+    const broken = tempDir("mtlskit-status-failed-apply-");
+    const p = path.join(broken, "pki");
+    await apply(loadManifest(file), p, { now: T0 });
+    rmSync(path.join(p, "ca", "ca.pem"));
+    await assert.rejects(apply(loadManifest(file), p, { now: T0 }));
+    const r = await runCli(["status", "-f", file, "--pki", p, "--at", at(1), "--nagios"]);
+    assert.equal(r.code, 1, r.out);
+    assert.match(r.out, /^MTLSKIT STATUS WARNING - the last apply \(2026-01-01 00:00 UTC\) failed: .*ca\.pem is missing.*; 0 critical, 0 warning, 2 ok \| 'batch'=/);
+    const human = await runCli(["status", "-f", file, "--pki", p, "--at", at(1)]);
+    assert.match(human.out, /warning the last apply \(2026-01-01 00:00 UTC\) failed: /);
+    assert.match(human.out, /WARNING: 0 critical, 0 warning, 2 ok\./);
+  });
+
   const usage: [string, string[], RegExp][] = [
     ["--warning not above --critical", ["--warning", "5d", "--critical", "7d"], /--warning \(5d\) must be longer than --critical \(7d\)/],
     ["--warning below the default critical", ["--warning", "3d"], /--warning \(3d\) must be longer than --critical \(7d, the default\)/],

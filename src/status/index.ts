@@ -6,11 +6,11 @@ import { checkPki, isProblem, Material, readCertFile, type CheckReport } from ".
 import type { Manifest } from "../manifest/index.ts";
 import { readApplyRecord } from "../state/record.ts";
 import { metricsText } from "./metrics.ts";
-import { expiryStatus, type Status, type StatusInput, type Thresholds } from "./status.ts";
+import { expiryStatus, withFailedApply, type Status, type StatusInput, type Thresholds } from "./status.ts";
 
 export { metricsText } from "./metrics.ts";
 export { CONTENT_TYPE, serveMetrics, type MetricsServer, type MetricsServerOptions } from "./serve.ts";
-export { DEFAULT_CRITICAL_MS, DEFAULT_WARNING_MS, expiryStatus, inWords, NAGIOS_CODE, nagiosLine, type Level, type Status, type StatusInput, type StatusRow, type Thresholds } from "./status.ts";
+export { DEFAULT_CRITICAL_MS, DEFAULT_WARNING_MS, expiryStatus, withFailedApply, inWords, NAGIOS_CODE, nagiosLine, type Level, type Status, type StatusInput, type StatusRow, type Thresholds } from "./status.ts";
 
 /** inputsOfReport turns check's certificate reports into status inputs; unreadable ones carry check's words. */
 export function inputsOfReport(r: CheckReport): StatusInput[] {
@@ -23,7 +23,8 @@ export function inputsOfReport(r: CheckReport): StatusInput[] {
 /** statusOfPki judges a manifest's certificates (managed in `dir`, or external files). */
 export function statusOfPki(manifest: Manifest, dir: string | undefined, now: Date, t: Thresholds = {}, applyCommand = "mtlskit apply"): { status: Status; report: CheckReport } {
   const report = checkPki(manifest, dir, { now, applyCommand });
-  return { status: expiryStatus(inputsOfReport(report), now, t, applyCommand), report };
+  const status = expiryStatus(inputsOfReport(report), now, t, applyCommand);
+  return { status: dir === undefined ? status : withFailedApply(status, readApplyRecord(dir)), report };
 }
 
 /**

@@ -53,6 +53,29 @@ export interface Status {
   rows: StatusRow[];
   level: Level;
   counts: Record<Level, number>;
+  /** failedApply: the last apply on the PKI directory, when it failed (or a reload hook did): a renewal that did not happen. */
+  failedApply?: { time: Date; reason: string };
+}
+
+/** FailedApply is what withFailedApply needs of the apply record. */
+export interface FailedApply {
+  time: string;
+  ok: boolean;
+  error?: string;
+  hooks: readonly { service: string; ok: boolean; error?: string }[];
+}
+
+/**
+ * withFailedApply marks a status whose last apply failed (or whose reload hook failed): at least
+ * WARNING, since the certificates may be valid but renewal or reload is not happening. A
+ * successful last apply changes nothing.
+ */
+export function withFailedApply(s: Status, record: FailedApply | undefined): Status {
+  if (record === undefined) return s;
+  const hook = record.hooks.find((h) => !h.ok);
+  if (record.ok && hook === undefined) return s;
+  const reason = record.ok ? `the reload hook of ${hook!.service} failed: ${hook!.error ?? "no reason recorded"}` : (record.error ?? "no reason recorded");
+  return { ...s, level: s.level === "ok" ? "warning" : s.level, failedApply: { time: new Date(record.time), reason } };
 }
 
 const DAY = 86_400_000;
@@ -110,10 +133,13 @@ const perfLabel = (s: string) => `'${s.replace(/'/g, "''")}'`;
 export function nagiosLine(s: Status, t: Thresholds = {}): string {
   const worst = s.rows[0];
   const head = `MTLSKIT STATUS ${s.level.toUpperCase()}`;
-  const lead = worst === undefined ? "no certificates" : `${s.level === "ok" ? "soonest: " : ""}${worst.id} ${worst.reason.split(";")[0]}`;
-  const counts = `${s.counts.critical} critical, ${s.counts.warning} warning, ${s.counts.ok} ok`;
+  const failed = s.failedApply && `the last apply (${s.failedApply.time.toISOString().slice(0, 16).replace("T", " ")} UTC) failed: ${s.failedApply.reason.split("\n")[0]!}`;
+  const rowsOk = s.counts.critical + s.counts.warning === 0;
+  // Certificates all fine but renewal failing: that failure is the news, so it leads.
+  const lead = failed && rowsOk ? failed : worst === undefined ? "no certificates" : `${rowsOk ? "soonest: " : ""}${worst.id} ${worst.reason.split(";")[0]}`;
+  const counts = `${s.counts.critical} critical, ${s.counts.warning} warning, ${s.counts.ok} ok${failed && !rowsOk ? `; ${failed}` : ""}`;
   const warn = t.warningMs === undefined ? "" : String(Math.floor(t.warningMs / 1000));
   const crit = String(Math.floor((t.criticalMs ?? DEFAULT_CRITICAL_MS) / 1000));
   const perf = s.rows.filter((r) => r.leftMs !== undefined).map((r) => `${perfLabel(r.id)}=${Math.floor(r.leftMs! / 1000)}s;${warn};${crit}`);
-  return `${head} - ${lead.replace(/\|/g, "/")}; ${counts}${perf.length ? ` | ${perf.join(" ")}` : ""}`;
+  return `${head} - ${`${lead}; ${counts}`.replace(/\|/g, "/")}${perf.length ? ` | ${perf.join(" ")}` : ""}`;
 }

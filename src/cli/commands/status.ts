@@ -69,6 +69,7 @@ function renderHuman(io: Io, s: Status, head: string): void {
   const notes = s.rows.filter((r) => r.level !== "ok");
   if (notes.length > 0) io.out("\n");
   for (const r of notes) io.out(`  ${paint(io, LEVEL_COLOR[r.level], r.level)} ${r.id}: ${r.reason}\n`);
+  if (s.failedApply) io.out(`\n  ${paint(io, "yellow", "warning")} the last apply (${s.failedApply.time.toISOString().slice(0, 16).replace("T", " ")} UTC) failed: ${s.failedApply.reason}\n`);
   const verdict = s.level === "ok" ? paint(io, "green", "OK") : paint(io, LEVEL_COLOR[s.level], s.level.toUpperCase());
   io.out(`\n${verdict}: ${s.counts.critical} critical, ${s.counts.warning} warning, ${s.counts.ok} ok.\n`);
 }
@@ -79,6 +80,7 @@ function statusJson(s: Status, t: Thresholds) {
     now: s.now.toISOString(),
     level: s.level,
     counts: s.counts,
+    failedApply: s.failedApply ? { time: s.failedApply.time.toISOString(), reason: s.failedApply.reason } : null,
     thresholds: { warningSeconds: t.warningMs === undefined ? null : t.warningMs / 1000, criticalSeconds: (t.criticalMs ?? DEFAULT_CRITICAL_MS) / 1000 },
     rows: s.rows.map((r) => ({
       id: r.id,
