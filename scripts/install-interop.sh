@@ -12,7 +12,10 @@
 #   curl            the nginx client
 #   faketime        libfaketime: servers judging certificates at another time
 #   openssl         openssl verify -x509_strict
+#   systemd         systemd-analyze verify: the shipped renewal timer and service units
 #   prometheus      promtool: the metrics' exposition format and the example alert rules' unit tests
+#   ca-certificates update-ca-certificates: `mtlskit trust install` into the system store
+#   libnss3-tools   certutil: `mtlskit trust install` into an NSS database (browsers)
 set -euo pipefail
 
 need=(
@@ -26,6 +29,9 @@ need=(
   faketime:faketime
   openssl:openssl
   promtool:prometheus
+  systemd-analyze:systemd
+  update-ca-certificates:ca-certificates
+  certutil:libnss3-tools
 )
 missing=()
 for pair in "${need[@]}"; do

@@ -24,8 +24,11 @@ const ALLOWED: Record<string, string[]> = {
   service: ["identity", "pki", "errors"],
   probe: ["check", "explain", "service", "manifest", "state", "pki", "errors"],
   status: ["check", "manifest", "state", "errors"],
-  cli: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service", "probe", "status"],
-  index: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service", "probe", "status"],
+  export: ["manifest", "pki", "state", "errors"],
+  config: ["manifest", "state", "export", "pki", "errors"],
+  trust: ["pki", "state", "errors"],
+  cli: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service", "probe", "status", "config", "trust", "export"],
+  index: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service", "probe", "status", "config", "trust", "export"],
 };
 
 /** DOORS: the only file allowed to import each third-party package. */

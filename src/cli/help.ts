@@ -19,9 +19,12 @@ Usage:
   mtlskit apply --reissue gateway       rotate one service's key and certificate
   mtlskit check                         prove every declared connection will handshake; name what to fix
   mtlskit status --nagios               every certificate's expiry and its CA's, most urgent first (a Sensu check)
+  mtlskit export --format kubernetes    copy out as Secrets; also flat PEM files per host, env files, .p12
+  mtlskit config nats --service nats    a ready-to-paste TLS snippet (nats, postgres, nginx, etcd, serviceradar)
   mtlskit metrics --listen 127.0.0.1:9469  serve Prometheus metrics: expiry, renewal, findings, the last apply
   mtlskit explain "x509: ..."           say what a TLS error means and how to fix it
   mtlskit probe 10.0.0.5:8443 --as api  connect to a live endpoint as a service and judge what it presents
+  sudo mtlskit trust install            put the CA into the system trust store (and NSS); uninstall, status
 
-Commands: init, plan, apply, check, status, metrics, inspect, explain, probe, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
+Commands: init, plan, apply, check, status, export, metrics, config, inspect, explain, probe, trust, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
 `;

@@ -6,7 +6,9 @@ import { readFileSync } from "node:fs";
 import { MtlskitError, EXIT } from "../errors.ts";
 import { applyCommand } from "./commands/apply.ts";
 import { checkCommand } from "./commands/check.ts";
+import { configCommand } from "./commands/config.ts";
 import { explainCommand } from "./commands/explain.ts";
+import { exportCommand } from "./commands/export.ts";
 import { initCommand } from "./commands/init.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { planCommand } from "./commands/plan.ts";
@@ -14,6 +16,7 @@ import { probeCommand } from "./commands/probe.ts";
 import { schemaCommand } from "./commands/schema.ts";
 import { statusCommand } from "./commands/status.ts";
 import { metricsCommand } from "./commands/metrics.ts";
+import { trustCommand } from "./commands/trust.ts";
 import { SHORT_USAGE } from "./help.ts";
 import { paint, processIo, type Io } from "./output.ts";
 
@@ -24,11 +27,14 @@ export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number
   apply: applyCommand,
   check: checkCommand,
   status: statusCommand,
+  export: exportCommand,
   metrics: metricsCommand,
+  config: configCommand,
   explain: explainCommand,
   schema: schemaCommand,
   inspect: inspectCommand,
   probe: probeCommand,
+  trust: trustCommand,
 };
 
 function version(): string {

@@ -30,6 +30,9 @@ export interface ExternalFiles {
   owner: string | undefined;
 }
 
+/** Reload is a service's reload hook: a shell command, or a signal to the process in a pid file. */
+export type Reload = { command: string } | { signal: "HUP" | "USR1" | "USR2"; pidFile: string };
+
 /** Service is a resolved service. */
 export interface Service {
   name: string;
@@ -50,6 +53,8 @@ export interface Service {
   slots: CertSlot[];
   /** files: existing files named in the manifest; such a service is external, and apply never writes for it. */
   files: ExternalFiles | undefined;
+  /** reload: run after apply changes the service's files (pid files resolved against the manifest's directory). */
+  reload?: Reload;
 }
 
 /** managedServices are the services mtlskit issues certificates for: those without `files`. */
@@ -79,6 +84,48 @@ export interface CaSpec {
   import: CaImport | undefined;
 }
 
+/** OUTPUT_FORMATS are the export formats (src/export/): the schema, `mtlskit export --format` and the builders read this one list. */
+export const OUTPUT_FORMATS = ["flat", "kubernetes", "env", "pkcs12"] as const;
+
+/** OutputFormat is one of OUTPUT_FORMATS. */
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+/** FlatNameKey names the files of the flat layout (src/export/names.ts has their defaults). */
+export type FlatNameKey = "ca" | "cert" | "key" | "clientCert" | "clientKey";
+
+/** Output is one export: an entry of `outputs:`, or the flags of `mtlskit export`. Format-specific fields are undefined elsewhere. */
+export interface Output {
+  format: OutputFormat;
+  /** dir is the directory written into (from the manifest: resolved against the manifest's directory). */
+  dir: string;
+  /** at is the output's field path in the manifest (`outputs.0`), for messages; undefined for flags. */
+  at: string | undefined;
+  /** services: the services exported, in the manifest's order; undefined: every service. */
+  services: string[] | undefined;
+  /** hosts (flat): a directory per host holding its services' files and one CA file; undefined: a directory per service. */
+  hosts: Record<string, string[]> | undefined;
+  /** names (flat, env): file-name templates overriding the flat defaults; `{name}` is the service. */
+  names: Partial<Record<FlatNameKey, string>>;
+  /** owner and group (user/group name or decimal id) of the files written, applied only when running as root. */
+  owner: string | undefined;
+  group: string | undefined;
+  /** name (kubernetes): the Secret name template. Default `{name}-tls`. */
+  name: string | undefined;
+  /** namespace (kubernetes). Default `default`. */
+  namespace: string | undefined;
+  /** bundle (kubernetes): the trust bundle ConfigMap's name template. Default `{cluster}-ca`. */
+  bundle: string | undefined;
+  /** prefix (env): prepended to every variable name. Default `TLS_`. */
+  prefix: string | undefined;
+  /** nodeId (env): a variable set to the service's name, e.g. NETSY_NODE_ID. Default: none. */
+  nodeId: string | undefined;
+  /** certDir (env): the directory the variables point into (with the flat names; `{name}` allowed). Default: the PKI directory's own files. */
+  certDir: string | undefined;
+  /** passphraseFile and passphraseEnv (pkcs12): where the passphrase is read from; exactly one. */
+  passphraseFile: string | undefined;
+  passphraseEnv: string | undefined;
+}
+
 /** Manifest is the resolved manifest. */
 export interface Manifest {
   /** file is the manifest's path as the user named it. */
@@ -88,4 +135,8 @@ export interface Manifest {
   ca: CaSpec;
   services: Service[];
   connections: Connection[];
+  /** layoutVersion: changing it re-issues every certificate (ServiceRadar's runtimeLayoutVersion). Default (absent): 1. */
+  layoutVersion?: number;
+  /** outputs: exports apply writes after issuing (src/export/). Default (absent): none. */
+  outputs?: Output[];
 }

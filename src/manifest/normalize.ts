@@ -9,6 +9,7 @@ import type { Subject } from "../pki/name.ts";
 import { classifyAddress, type Address } from "./address.ts";
 import { parseDuration } from "./duration.ts";
 import type { CertSlot, Connection, Manifest, Service } from "./model.ts";
+import { normalizeOutputs } from "./outputs.ts";
 import type { Context } from "./rules.ts";
 import type { WrittenManifest } from "./schema.ts";
 
@@ -67,6 +68,7 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
       identity: w.identity ? renderTemplate(w.identity.uri, { cluster: w.cluster, role, name }) : undefined,
       split,
       slots,
+      ...(s.reload === undefined ? {} : { reload: typeof s.reload === "string" ? { command: s.reload } : { signal: s.reload.signal, pidFile: resolve(s.reload.pidFile) } }),
       files: f
         ? { cert: resolve(f.cert), key: resolve(f.key), ca: resolve(f.ca), clientCert: resolveOptional(f.clientCert), clientKey: resolveOptional(f.clientKey), owner: f.owner === undefined ? undefined : String(f.owner) }
         : undefined,
@@ -106,5 +108,7 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
     },
     services,
     connections,
+    layoutVersion: w.layoutVersion ?? 1,
+    outputs: normalizeOutputs(w, manifestDir),
   };
 }

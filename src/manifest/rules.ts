@@ -7,6 +7,7 @@ import { PROFILES } from "../pki/profiles.ts";
 import type { Problem } from "../errors.ts";
 import { formatDuration } from "./duration.ts";
 import { managedServices, type Manifest } from "./model.ts";
+import { OUTPUT_RULES } from "./outputs.ts";
 import type { ParsedYaml } from "./parse.ts";
 import type { WrittenManifest } from "./schema.ts";
 
@@ -67,6 +68,13 @@ const identitiesUnique: Rule = (m, _w, ctx) => {
 const splitNeedsDual: Rule = (m, _w, ctx) => {
   for (const s of m.services) {
     if (s.split && s.usage !== "dual") ctx.error(["services", s.name, "split"], `split separates a dual service's server and client certificates; this service's usage is ${s.usage}`, "remove split, or set usage: dual");
+  }
+};
+
+/** reloadNeedsManagedFiles: apply never changes an external service's files, so its hook would never run. */
+const reloadNeedsManagedFiles: Rule = (m, _w, ctx) => {
+  for (const s of m.services) {
+    if (s.files && s.reload) ctx.error(["services", s.name, "reload"], "runs after apply changes this service's files, but apply never changes files named in services.NAME.files", "reload the service from whatever renews those files, or remove files: and let mtlskit issue them");
   }
 };
 
@@ -200,8 +208,10 @@ export const RULES: readonly Rule[] = [
   identitiesUnique,
   splitNeedsDual,
   externalFilesFollowSplit,
+  reloadNeedsManagedFiles,
   renewBeforeShorterThanValidity,
   leafWithinCa,
   connectionsValid,
   sanSharedAcrossServices,
+  ...OUTPUT_RULES,
 ];

@@ -7,6 +7,7 @@ import * as v from "valibot";
 import { KEY_TYPE_NAMES } from "../pki/keys.ts";
 import { SUBJECT_ATTRIBUTES } from "../pki/name.ts";
 import { USAGES } from "../pki/profiles.ts";
+import { OUTPUT_FORMATS } from "./model.ts";
 
 const got = (input: unknown): string => (typeof input === "string" ? JSON.stringify(input) : input === null ? "null" : typeof input === "object" ? (Array.isArray(input) ? "a list" : "a mapping") : String(input));
 
@@ -97,6 +98,19 @@ const MAX_UID = 4294967294;
 const notOwner = (i: { input: unknown }) => `must be ${OWNER_TEXT}; got ${got(i.input)}`;
 const uidTooLarge = (i: { input: unknown }) => `must be a uid of at most ${MAX_UID}; got ${got(i.input)}`;
 
+/** userOrId is a user or group: a name by OWNER_RULE, or a decimal id up to MAX_UID. */
+const userOrId = (description: string) =>
+  v.pipe(
+    v.union(
+      [
+        v.pipe(v.string(), v.regex(OWNER_RULE, notOwner), v.check((o) => !/^[0-9]+$/.test(o) || Number(o) <= MAX_UID, uidTooLarge)),
+        v.pipe(v.number(), v.integer(notOwner), v.minValue(0, notOwner), v.maxValue(MAX_UID, uidTooLarge)),
+      ],
+      notOwner,
+    ),
+    v.description(description),
+  );
+
 const existingFile = (description: string) =>
   v.pipe(v.string((i) => `must be a file path; got ${got(i.input)}`), v.minLength(1, "must not be empty"), v.description(description));
 
@@ -108,18 +122,7 @@ const FilesSchema = v.pipe(
       ca: existingFile("PEM file of the trust bundle the service verifies its peers with, relative to the manifest."),
       clientCert: v.optional(existingFile("split: true only: PEM file of the client certificate of the split pair, relative to the manifest.")),
       clientKey: v.optional(existingFile("split: true only: PEM file of the client certificate's private key, relative to the manifest.")),
-      owner: v.optional(
-        v.pipe(
-          v.union(
-            [
-              v.pipe(v.string(), v.regex(OWNER_RULE, notOwner), v.check((o) => !/^[0-9]+$/.test(o) || Number(o) <= MAX_UID, uidTooLarge)),
-              v.pipe(v.number(), v.integer(notOwner), v.minValue(0, notOwner), v.maxValue(MAX_UID, uidTooLarge)),
-            ],
-            notOwner,
-          ),
-          v.description("The user (name or numeric uid) that must own the key files. Default: not checked."),
-        ),
-      ),
+      owner: v.optional(userOrId("The user (name or numeric uid) that must own the key files. Default: not checked.")),
     },
     "files",
   ),
@@ -146,6 +149,26 @@ const DefaultsSchema = strict(
   "defaults",
 );
 
+/** RELOAD_SIGNALS: the signals a reload hook may send (each a documented "reload" for some daemon: nginx HUP, nats HUP, haproxy USR2). */
+export const RELOAD_SIGNALS = ["HUP", "USR1", "USR2"] as const;
+
+const ReloadSchema = v.pipe(
+  v.union(
+    [
+      v.pipe(v.string(), v.minLength(1, "must not be empty")),
+      strict(
+        {
+          signal: v.pipe(v.picklist(RELOAD_SIGNALS, (i) => `must be one of ${RELOAD_SIGNALS.join(", ")}; got ${got(i.input)}`), v.description("The signal to send.")),
+          pidFile: v.pipe(v.string((i) => `must be a path; got ${got(i.input)}`), v.minLength(1, "must not be empty"), v.description("The file holding the process id, e.g. /run/nginx.pid.")),
+        },
+        "a signal hook",
+      ),
+    ],
+    (i) => `must be a shell command (e.g. "systemctl reload nginx") or { signal: HUP, pidFile: /run/nginx.pid }; got ${got(i.input)}`,
+  ),
+  v.description("Run after apply changes this service's files: a shell command (`systemctl reload nginx`, run by /bin/sh with MTLSKIT_SERVICE, MTLSKIT_CERT, MTLSKIT_KEY, MTLSKIT_CA, MTLSKIT_PKI set) or { signal, pidFile }. Default: none."),
+);
+
 const ServiceSchema = strict(
   {
     usage: v.pipe(v.picklist(USAGES, (i) => `must be one of ${USAGES.join(", ")}; got ${got(i.input)}`), v.description("server: accepts mTLS connections; client: makes them; dual: both.")),
@@ -166,6 +189,7 @@ const ServiceSchema = strict(
     renewBefore: v.optional(duration("Renewal margin. Default: defaults.renewBefore.")),
     subject: v.optional(SubjectSchema),
     files: v.optional(FilesSchema),
+    reload: v.optional(ReloadSchema),
   },
   "a service",
 );
@@ -177,6 +201,60 @@ const ConnectionSchema = strict(
     address: v.optional(v.pipe(address, v.description("The address `from` dials; must be one of `to`'s addresses or its cn. Default: `to`'s first address, else its cn."))),
   },
   "a connection",
+);
+
+/** ENV_NAME_RULE is a shell variable name (POSIX): what env outputs may name. */
+export const ENV_NAME_RULE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** FILE_NAME_RULE is one path segment: no slash, no control characters, not `.` or `..`. */
+export const FILE_NAME_RULE = /^(?!\.\.?$)[^/\\\u0000-\u001f]{1,255}$/;
+
+const text = (description: string) => v.pipe(v.string((i) => `must be a string; got ${got(i.input)}`), v.minLength(1, "must not be empty"), v.description(description));
+const envName = (description: string) =>
+  v.pipe(v.string((i) => `must be a string; got ${got(i.input)}`), v.regex(ENV_NAME_RULE, (i) => `must be a variable name (letters, digits and _, not starting with a digit); got ${got(i.input)}`), v.description(description));
+const fileName = (description: string) =>
+  v.pipe(v.string((i) => `must be a file name; got ${got(i.input)}`), v.regex(FILE_NAME_RULE, (i) => `must be a file name without / (a template: {name} is the service); got ${got(i.input)}`), v.description(description));
+const serviceList = (description: string) => v.pipe(v.array(name("Service name"), (i) => `must be a list of service names; got ${got(i.input)}`), v.description(description));
+
+const OutputSchema = strict(
+  {
+    format: v.pipe(
+      v.picklist(OUTPUT_FORMATS, (i) => `must be one of ${OUTPUT_FORMATS.join(", ")}; got ${got(i.input)}`),
+      v.description("flat: PEM files per service or per host; kubernetes: a kubernetes.io/tls Secret per service and a trust-bundle ConfigMap; env: an env file per service naming its files; pkcs12: a passphrase-protected .p12 per service."),
+    ),
+    dir: text("Directory the files are written into, relative to the manifest, or to the PKI directory when it starts with {pki} ({pki}/../deploy); created when missing. Must not be inside the PKI directory. Files there that mtlskit did not write are never removed."),
+    services: v.optional(serviceList("The services exported. Default: every service.")),
+    hosts: v.optional(
+      v.pipe(
+        mapping("host directory names to service lists", v.record(fileName("Host directory name"), serviceList("The services deployed on this host."))),
+        v.description("flat only: a directory per host (DIR/HOST) with each of its services' files and one CA file, as a runbook's role-based table. Default: a directory per service."),
+      ),
+    ),
+    names: v.optional(
+      strict(
+        {
+          ca: v.optional(fileName("The CA bundle's file name. Default: root.pem.")),
+          cert: v.optional(fileName("The certificate's file name. Default: {name}.pem.")),
+          key: v.optional(fileName("The key's file name. Default: {name}-key.pem.")),
+          clientCert: v.optional(fileName("split services: the client certificate's file name. Default: {name}-client.pem.")),
+          clientKey: v.optional(fileName("split services: the client key's file name. Default: {name}-client-key.pem.")),
+        },
+        "outputs names",
+      ),
+    ),
+    owner: v.optional(userOrId("Owner (user name or uid) of the files written; applied only when mtlskit runs as root. Default: the user running mtlskit.")),
+    group: v.optional(userOrId("Group (group name or gid) of the files written; applied only when mtlskit runs as root. Default: that user's group.")),
+    name: v.optional(text("kubernetes only: the Secret's name; {name} is the service, {cluster} the cluster. Default: {name}-tls.")),
+    namespace: v.optional(text("kubernetes only: the namespace of every object; {cluster} allowed. Default: default.")),
+    bundle: v.optional(text("kubernetes only: the trust bundle ConfigMap's name; {cluster} allowed. Default: {cluster}-ca.")),
+    prefix: v.optional(
+      v.pipe(v.string((i) => `must be a string; got ${got(i.input)}`), v.regex(/^(?:[A-Za-z_][A-Za-z0-9_]*)?$/, (i) => `must be the start of a variable name (letters, digits and _, not starting with a digit); got ${got(i.input)}`), v.description("env only: prepended to each variable: PREFIX + CA_CERT, SERVER_CERT, SERVER_KEY, CLIENT_CERT, CLIENT_KEY. Default: TLS_.")),
+    ),
+    nodeId: v.optional(envName("env only: a variable set to the service's name (Netsy: NETSY_NODE_ID). Default: none.")),
+    certDir: v.optional(text("env only: the directory the variables point into, on the host that reads them, with the flat file names ({name} allowed). Default: the PKI directory's own files.")),
+    passphraseFile: v.optional(text("pkcs12 only: file holding the passphrase (its first line), relative to the manifest.")),
+    passphraseEnv: v.optional(envName("pkcs12 only: environment variable holding the passphrase.")),
+  },
+  "an output",
 );
 
 /** ManifestSchema is the whole written manifest, v1. */
@@ -206,6 +284,17 @@ export const ManifestSchema = v.pipe(
       connections: v.optional(
         v.pipe(v.array(ConnectionSchema, (i) => `must be a list of connections; got ${got(i.input)}`), v.description("Who dials whom, at which address; apply checks every address is in the target's SANs.")),
       ),
+      layoutVersion: v.optional(
+        v.pipe(
+          v.number((i) => `must be a whole number; got ${got(i.input)}`),
+          v.integer((i) => `must be a whole number; got ${got(i.input)}`),
+          v.minValue(1, (i) => `must be at least 1; got ${got(i.input)}`),
+          v.description("Changing it re-issues every certificate at the next apply (like ServiceRadar's runtimeLayoutVersion); otherwise valid certificates are kept. Default: 1."),
+        ),
+      ),
+      outputs: v.optional(
+        v.pipe(v.array(OutputSchema, (i) => `must be a list of outputs; got ${got(i.input)}`), v.description("Exports apply writes after issuing, so a renewal refreshes them too; `mtlskit export` writes them on demand.")),
+      ),
     },
     "the manifest",
   ),
@@ -228,9 +317,16 @@ export interface SchemaIssue {
 export function validateWritten(value: unknown): { ok: true; manifest: WrittenManifest } | { ok: false; issues: SchemaIssue[] } {
   const r = v.safeParse(ManifestSchema, value, { abortEarly: false });
   if (r.success) return { ok: true, manifest: r.output };
+  // A union (a reload hook: a command or a mapping) fails as a whole; when the input had the shape
+  // of one branch, that branch's deeper issue (`signal must be one of ...`) says more.
+  // (Sub-issues' paths are relative to the union: a non-empty one came from inside a branch.)
+  const deepest = (issue: v.BaseIssue<unknown>): v.BaseIssue<unknown>[] => {
+    const inner = issue.type === "union" ? (issue.issues ?? []).filter((x) => (x.path?.length ?? 0) > 0) : [];
+    return inner.length > 0 ? inner.map((x) => ({ ...x, path: [...(issue.path ?? []), ...x.path!] }) as v.BaseIssue<unknown>).flatMap(deepest) : [issue];
+  };
   return {
     ok: false,
-    issues: r.issues.map((issue) => {
+    issues: r.issues.flatMap(deepest).map((issue) => {
       const last = issue.path?.at(-1) as { type?: string; origin?: string } | undefined;
       const atKey = last?.type === "object" && last.origin === "key";
       return {

@@ -6,6 +6,7 @@
 import { createPrivateKey, createPublicKey } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
+import * as path from "node:path";
 import { Worker } from "node:worker_threads";
 import { FailedError, InvalidInputError } from "../errors.ts";
 import { managedServices, type LoadedManifest } from "../manifest/index.ts";
@@ -16,8 +17,10 @@ import { encodeName } from "../pki/name.ts";
 import { encodePem } from "../pki/pem.ts";
 import { acquireLock, ensureDir, removeTempFiles, syncDir, writeFileAtomic } from "../state/fs.ts";
 import { abs, LAYOUT, MODES } from "../state/layout.ts";
+import { writeLayoutVersion } from "../state/layout-version.ts";
 import { loadImportedCa, readState, type CaMaterial, type State } from "../state/read.ts";
-import { writeApplyRecord, type ApplyRecord } from "../state/record.ts";
+import { readApplyRecord, writeApplyRecord, type ApplyRecord, type HookRecord } from "../state/record.ts";
+import { runHooks, type HookJob } from "./hooks.ts";
 import { runJob, toIssuer, type IssuerData, type ServiceJob } from "./jobs.ts";
 import { bundleOf, checkReissueNames, planApply, type Plan, type PlanOptions } from "./plan.ts";
 
@@ -31,6 +34,16 @@ export interface ApplyOptions extends PlanOptions {
   onPlan?: (plan: Plan) => void;
   /** onProgress is called as certificates are issued. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * afterWrite runs under the lock once the PKI is written and before the reload hooks, so that
+   * what the hooks reload is complete (the CLI writes the manifest's outputs here). A throw fails
+   * the apply (recorded) and leaves the hooks pending for the next run.
+   */
+  afterWrite?: (result: ApplyResult) => void | Promise<void>;
+  /** hooks: run the services' reload hooks. Default: true. */
+  hooks?: boolean;
+  /** hookTimeoutMs bounds each hook. Default: HOOK_TIMEOUT_MS (60 s). */
+  hookTimeoutMs?: number;
 }
 
 /** ApplyResult is what apply did. */
@@ -40,6 +53,10 @@ export interface ApplyResult {
   issued: number;
   kept: number;
   caCreated: boolean;
+  /** changed: services whose files this run wrote. */
+  changed: string[];
+  /** hooks: the reload hooks run, in order (a failed one is also in the record, and retried next run). */
+  hooks: HookRecord[];
 }
 
 /** loadCaSource returns the imported CA, or undefined for a generated one; bad imports are manifest errors (exit 2). */
@@ -133,14 +150,25 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
   ensureDir(dir, MODES.publicDir, { parents: true });
   const lock = acquireLock(abs(dir, LAYOUT.lock), { waitMs: opts.lockWaitMs ?? 5000 });
   const started = opts.now ?? new Date();
+  // Services whose reload did not happen last time (a hook failed, or the run failed before its
+  // hooks): their files already changed, so no later plan would name them again.
+  const owed = readApplyRecord(dir)?.pending ?? [];
+  let written: ApplyResult | undefined;
   try {
     const result = await applyLocked(loaded, dir, imported, opts);
-    writeApplyRecord(dir, { time: started.toISOString(), ok: true, issued: result.issued, kept: result.kept, caCreated: result.caCreated, changed: changedServices(result.plan), hooks: [] });
+    written = result;
+    await opts.afterWrite?.(result);
+    const due = [...new Set([...result.changed, ...owed])].sort();
+    const jobs = opts.hooks === false ? [] : hookJobs(loaded, dir, due);
+    result.hooks = await runHooks(jobs, opts.hookTimeoutMs);
+    const pending = due.filter((name) => hookJobs(loaded, dir, [name]).length > 0 && !result.hooks.some((h) => h.service === name && h.ok));
+    writeApplyRecord(dir, { time: started.toISOString(), ok: true, issued: result.issued, kept: result.kept, caCreated: result.caCreated, changed: result.changed, hooks: result.hooks, pending });
     return result;
   } catch (e) {
     // Unattended renewals (cron, a systemd timer) fail silently unless the failure is recorded:
     // status and metrics read this. The files stay as they were: every write is atomic.
-    const record: ApplyRecord = { time: started.toISOString(), ok: false, error: (e as Error).message, issued: 0, kept: 0, caCreated: false, changed: [], hooks: [] };
+    const pending = [...new Set([...(written?.changed ?? []), ...owed])].filter((name) => hookJobs(loaded, dir, [name]).length > 0).sort();
+    const record: ApplyRecord = { time: started.toISOString(), ok: false, error: (e as Error).message, issued: written?.issued ?? 0, kept: written?.kept ?? 0, caCreated: written?.caCreated ?? false, changed: written?.changed ?? [], hooks: [], pending };
     try {
       writeApplyRecord(dir, record);
     } catch {
@@ -150,6 +178,24 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
   } finally {
     lock.release();
   }
+}
+
+/** hookJobs are the reload hooks of the named services that have one (and still exist, managed). */
+function hookJobs(loaded: LoadedManifest, dir: string, names: readonly string[]): HookJob[] {
+  const byName = new Map(managedServices(loaded.manifest).map((s) => [s.name, s]));
+  return names.flatMap((name) => {
+    const s = byName.get(name);
+    if (s?.reload === undefined) return [];
+    const main = s.slots.find((x) => x.kind === "main")!;
+    const env = {
+      MTLSKIT_SERVICE: s.name,
+      MTLSKIT_PKI: path.resolve(dir),
+      MTLSKIT_CERT: path.resolve(abs(dir, LAYOUT.cert(main))),
+      MTLSKIT_KEY: path.resolve(abs(dir, LAYOUT.key(main))),
+      MTLSKIT_CA: path.resolve(abs(dir, LAYOUT.bundle(s.name))),
+    };
+    return [{ service: s.name, reload: s.reload, env }];
+  });
 }
 
 /** changedServices lists the services whose files a plan rewrites (certificates or bundle). */
@@ -205,6 +251,8 @@ async function applyLocked(loaded: LoadedManifest, dir: string, imported: Return
     }
     syncDir(abs(dir, LAYOUT.servicesDir));
   }
+  // Recorded last: a crash before this line leaves the old number, and the next apply re-issues again.
+  writeLayoutVersion(dir, plan.layoutVersion);
   syncDir(dir);
-  return { plan, issued: total, kept: plan.certs.filter((c) => c.action === "keep").length, caCreated: plan.ca.action === "create" };
+  return { plan, issued: total, kept: plan.certs.filter((c) => c.action === "keep").length, caCreated: plan.ca.action === "create", changed: changedServices(plan), hooks: [] };
 }

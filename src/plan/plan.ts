@@ -15,6 +15,7 @@ import { keyTypeOfSpki } from "../pki/keys.ts";
 import { encodeName } from "../pki/name.ts";
 import { encodePem } from "../pki/pem.ts";
 import { decodeCertificate, type CertInfo } from "../pki/x509.ts";
+import { DEFAULT_LAYOUT_VERSION } from "../state/layout-version.ts";
 import type { CaMaterial, LeafState, State } from "../state/read.ts";
 
 /** BACKDATE_MS: notBefore lies this far before issuance, for peers whose clocks run behind (cfssl's 5 minutes). */
@@ -71,6 +72,8 @@ export interface Plan {
   external: ExternalStep[];
   /** warnings worth telling the user that change nothing (e.g. the CA spec differs from the existing CA). */
   warnings: string[];
+  /** layoutVersion: the manifest's, which apply records in DIR/layout-version once every certificate is issued under it. */
+  layoutVersion: number;
 }
 
 /** PlanOptions are the choices the CLI passes through. */
@@ -234,6 +237,9 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
   if (problems.length > 0) throw new InvalidInputError(problems);
 
   const requested = new Set(opts.reissue ?? []);
+  // Like ServiceRadar's runtimeLayoutVersion: a new number re-issues every certificate that would be kept.
+  const layoutVersion = m.layoutVersion ?? DEFAULT_LAYOUT_VERSION;
+  const layoutChanged = material && state.exists && state.layoutVersion !== layoutVersion ? `layoutVersion changed from ${state.layoutVersion ?? "an unreadable record"} to ${layoutVersion}` : undefined;
   const certs: CertStep[] = [];
   for (const s of managed) {
     for (const slot of s.slots) {
@@ -245,6 +251,7 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
       } else {
         verdict = judgeLeaf(leaf, spec, s, material, material.chainPem, now);
         if (verdict.action === "keep" && (opts.reissueAll || requested.has(s.name))) verdict = { ...verdict, action: "reissue", reason: opts.reissueAll ? "--reissue-all" : "--reissue" };
+        else if (verdict.action === "keep" && layoutChanged) verdict = { ...verdict, action: "reissue", reason: layoutChanged };
       }
       certs.push({ id: slot.id, slot, action: verdict.action, reason: verdict.reason, spec, currentNotAfter: verdict.notAfter });
     }
@@ -256,5 +263,5 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
   const external = m.services.flatMap((s): ExternalStep[] =>
     s.files ? [{ service: s.name, action: "external", reason: `files named in the manifest (${s.files.cert}); apply does not write them; run mtlskit check`, files: s.files }] : [],
   );
-  return { dir: state.dir, now, ca, certs, bundles, external, warnings };
+  return { dir: state.dir, now, ca, certs, bundles, external, warnings, layoutVersion };
 }

@@ -4,6 +4,7 @@
  *
  *   DIR/.lock                      held while apply runs
  *   DIR/last-apply.json  0644      when the last apply ran, whether it succeeded, what it did (status, metrics)
+ *   DIR/layout-version   0644      the layoutVersion the certificates were issued under, when not 1 (plan re-issues when it changes)
  *   DIR/ca/              0700
  *   DIR/ca/ca.pem        0644      the trust anchor peers install (an imported CA's root)
  *   DIR/ca/ca-key.pem    0600      the CA private key (generated CAs only; never under services/)
@@ -31,6 +32,7 @@ export const MODES = { privateDir: 0o700, publicDir: 0o755, key: 0o600, public: 
 export const LAYOUT = {
   lock: ".lock",
   lastApply: { rel: "last-apply.json", mode: MODES.public },
+  layoutVersion: { rel: "layout-version", mode: MODES.public },
   caDir: { rel: "ca", mode: MODES.privateDir },
   caCert: { rel: "ca/ca.pem", mode: MODES.public },
   caKey: { rel: "ca/ca-key.pem", mode: MODES.key },

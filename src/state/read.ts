@@ -14,6 +14,7 @@ import { keyTypeOf, parsePrivateKey, spkiOfPkcs8, spkiOfPrivateKey, type KeyType
 import { encodePem, parseCertificatesPem, parsePem } from "../pki/pem.ts";
 import { decodeCertificate } from "../pki/x509.ts";
 import { abs, LAYOUT } from "./layout.ts";
+import { readLayoutVersion } from "./layout-version.ts";
 
 /** CaMaterial is a usable CA: its certificate, key and the trust bundle peers install. */
 export interface CaMaterial {
@@ -52,6 +53,8 @@ export interface State {
   leaves: Map<string, LeafState>;
   /** bundles by service name: the current ca.pem bytes, or undefined when missing. */
   bundles: Map<string, string | undefined>;
+  /** layoutVersion the certificates were issued under (DIR/layout-version; 1 when absent); undefined when unreadable or the directory is new. */
+  layoutVersion?: number | undefined;
 }
 
 /** readText reads a file of the PKI directory; missing is undefined, anything else a FailedError naming the path. */
@@ -257,5 +260,5 @@ export function readState(dir: string, manifest: Manifest, importedCa?: CaMateri
     }
   }
   const ca: CaState = importedCa ? { status: "ok", ca: importedCa } : exists ? readCa(dir) : { status: "missing" };
-  return { dir, exists, ca, leaves, bundles };
+  return { dir, exists, ca, leaves, bundles, layoutVersion: exists ? readLayoutVersion(dir) : undefined };
 }

@@ -32,6 +32,8 @@ export interface ApplyRecord {
   /** changed: services whose files apply wrote. */
   changed: string[];
   hooks: HookRecord[];
+  /** pending: services whose files changed but whose reload hook has not yet succeeded; the next apply runs them again. */
+  pending: string[];
 }
 
 /** writeApplyRecord replaces last-apply.json atomically. */

@@ -191,7 +191,7 @@ describe("nats-server with tls { verify, verify_and_map } and per-user permissio
     await stopAll();
   });
 
-  it("ok/ agent, mapped by its identity URI, round-trips a message on metrics.> (check: no errors)", async () => {
+  it("ok/agent, mapped by its identity URI, round-trips a message on metrics.> (check: no errors)", async () => {
     assert.equal(healthy.errors, 0, JSON.stringify(healthy.findings));
     const mark = logMark();
     const nc = await dial(pki.svc("agent"));
@@ -231,7 +231,7 @@ describe("nats-server with tls { verify, verify_and_map } and per-user permissio
     assert.match(await logged(mark, /Subscription Violation/), /\[ERR\] .* Subscription Violation - User "spiffe:\/\/serviceradar\.local\/client\/agent", Subject "admin\.>"/);
   });
 
-  it("ok/ datasvc (dual) maps to its own user and round-trips on kv.> (check: no errors)", async () => {
+  it("ok/datasvc (dual) maps to its own user and round-trips on kv.> (check: no errors)", async () => {
     assert.deepEqual(errorsAbout(healthy, "datasvc"), []);
     const mark = logMark();
     const nc = await dial(pki.svc("datasvc"));
@@ -253,7 +253,7 @@ describe("nats-server with tls { verify, verify_and_map } and per-user permissio
     assert.match(await logged(mark, /not found/), /User in cert \["CN=poller,O=ServiceRadar"\], not found/);
   });
 
-  it("refused/ no client certificate: the handshake is ended, nats-server logs \"client didn't provide a certificate\"", async () => {
+  it("refused/no client certificate: the handshake is ended, nats-server logs \"client didn't provide a certificate\"", async () => {
     const mark = logMark();
     const err = await refusal({ ca: pki.svc("agent").ca });
     assertHandshakeRefused(err);

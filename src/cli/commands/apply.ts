@@ -1,8 +1,11 @@
 /** `mtlskit apply`: issue everything the manifest declares into the PKI directory. */
 import * as path from "node:path";
-import { UsageError } from "../../errors.ts";
+import { EXIT, UsageError } from "../../errors.ts";
+import type { HookRecord } from "../../state/record.ts";
 import { loadManifest } from "../../manifest/index.ts";
 import { apply } from "../../plan/apply.ts";
+import { checkOutputs, exportOutputs } from "../../export/index.ts";
+import { exportJson, renderExports } from "./export.ts";
 import { parseArgs } from "node:util";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
@@ -24,12 +27,23 @@ never writes, creates or deletes anything for it (no services/NAME directory); \
 judges those files, and --reissue refuses it. When every service is external, apply still creates
 (or keeps) the CA in DIR/ca, so that services can later be moved under mtlskit, and writes nothing else.
 
+After issuing, apply writes the manifest's \`outputs:\` (see \`mtlskit export --help\`), so a renewal
+refreshes the exported copies; files that still match are not rewritten. An output that cannot
+be written (inside DIR, a missing passphrase) stops apply before anything is issued.
+
+Then, for each service whose files changed, apply runs its \`reload\` hook (a shell command with
+MTLSKIT_SERVICE, MTLSKIT_CERT, MTLSKIT_KEY, MTLSKIT_CA and MTLSKIT_PKI set, or a signal to the
+process in a pid file), one at a time, each within 60 s. A failed hook exits 3 and is retried by
+the next apply; every run is recorded in DIR/last-apply.json (read by status and metrics).
+
 FLAGS
   -f, --file FILE      manifest (default mtlskit.yaml)
       --pki DIR        PKI directory (default ./pki)
       --reissue NAME   re-issue these services' certificates with new keys (repeat, or a,b)
       --reissue-all    re-issue every service certificate (the CA is kept)
       --lock-wait SEC  wait this long for another apply to finish (default 5)
+      --no-reload      do not run reload hooks (a first install, before the services exist);
+                       they stay owed and the next apply without it runs them
       --json           print the result as JSON
       --debug          show stack traces of unexpected errors
 
@@ -48,7 +62,7 @@ ${EXIT_CODES_TEXT}
 
 /** applyCommand runs `mtlskit apply`. */
 export async function applyCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = flags("apply", () => parseArgs({ args, options: { ...COMMON_FLAGS, ...MANIFEST_FLAGS, ...REISSUE_FLAGS, "lock-wait": { type: "string", default: "5" } }, allowPositionals: true, strict: true }));
+  const { values, positionals } = flags("apply", () => parseArgs({ args, options: { ...COMMON_FLAGS, ...MANIFEST_FLAGS, ...REISSUE_FLAGS, "lock-wait": { type: "string", default: "5" }, "no-reload": { type: "boolean" } }, allowPositionals: true, strict: true }));
   if (values.help) return io.out(APPLY_HELP), 0;
   const reissue = splitNames(values.reissue, positionals);
   if (positionals.length > 0 && values.reissue === undefined) throw new UsageError(`mtlskit apply: unexpected argument ${JSON.stringify(positionals[0])}; did you mean --reissue ${positionals[0]}?`);
@@ -57,9 +71,17 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
   if (!Number.isFinite(lockWait) || lockWait < 0) throw new UsageError(`mtlskit apply: --lock-wait must be a number of seconds; got ${JSON.stringify(values["lock-wait"])}`);
   const loaded = loadManifest(values.file);
   if (!values.json) renderWarnings(io, loaded.warnings);
+  // Exports are checked before anything is issued (an output inside the PKI, a missing passphrase: exit 2, nothing written).
+  const outputs = loaded.manifest.outputs ?? [];
+  checkOutputs(loaded, values.pki, outputs);
   const started = performance.now();
   let lastDraw = 0;
+  let exported: ReturnType<typeof exportOutputs> = [];
   const result = await apply(loaded, values.pki, {
+    // After issuing and before the reload hooks, so a renewal refreshes the exported copies
+    // before services reload them; files that match are not rewritten.
+    afterWrite: () => void (exported = outputs.length > 0 ? exportOutputs(loaded, values.pki, outputs) : []),
+    hooks: !values["no-reload"],
     reissue,
     reissueAll: values["reissue-all"] ?? false,
     lockWaitMs: lockWait * 1000,
@@ -73,8 +95,8 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
   });
   const secs = ((performance.now() - started) / 1000).toFixed(2);
   if (values.json) {
-    io.out(JSON.stringify({ ...planJson(result.plan), issued: result.issued, kept: result.kept, caCreated: result.caCreated, seconds: Number(secs) }, null, 2) + "\n");
-    return 0;
+    io.out(JSON.stringify({ ...planJson(result.plan), issued: result.issued, kept: result.kept, caCreated: result.caCreated, seconds: Number(secs), outputs: exportJson(exported), hooks: result.hooks }, null, 2) + "\n");
+    return hookFailure(io, result.hooks);
   }
   io.out(`mtlskit apply: ${values.file} -> ${values.pki}\n`);
   if (result.plan.certs.length <= 200) renderPlan(io, result.plan, { create: "created", reissue: "reissued", keep: "kept" });
@@ -88,5 +110,18 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
   io.out(`${paint(io, "bold", what)}, ${result.kept} kept${result.caCreated ? ", new CA created" : ""}, in ${secs}s.\n`);
   io.out(`Trust anchor: ${ca}. Each service's files are in ${path.join(values.pki, "services", "NAME")}/ (cert.pem, key.pem, ca.pem).\n`);
   renderExternalNote(io, result.plan);
-  return 0;
+  renderExports(io, exported, { nextStep: false });
+  for (const h of result.hooks) io.out(`Reload ${h.service}: ${h.command}: ${h.ok ? paint(io, "green", "ok") : paint(io, "red", `FAILED, ${h.error}`)}\n`);
+  return hookFailure(io, result.hooks);
+}
+
+/**
+ * hookFailure turns failed reload hooks into exit 3: the certificates are written and valid, but
+ * a service runs on its old ones until it reloads. The next apply runs those hooks again.
+ */
+function hookFailure(io: Io, hooks: readonly HookRecord[]): number {
+  const failed = hooks.filter((h) => !h.ok);
+  if (failed.length === 0) return EXIT.ok;
+  io.err(`${paint(io, "red", "error:")} the reload hook${failed.length === 1 ? "" : "s"} of ${failed.map((h) => h.service).join(", ")} failed (${failed.map((h) => `${h.service}: ${h.error}`).join("; ")}). The new files are in place; fix the hook and run apply again: it retries ${failed.length === 1 ? "it" : "them"}.\n`);
+  return EXIT.failed;
 }

@@ -7,7 +7,7 @@ import { loadManifest, parseDuration, type Manifest } from "../../manifest/index
 import { writeFileAtomic } from "../../state/fs.ts";
 import { COMMON_FLAGS, flags, parseTimeFlag } from "../args.ts";
 import { paint, type Io } from "../output.ts";
-import { asPlugin, renderWarnings } from "./shared.ts";
+import { asPlugin, MANIFEST_FLAGS, renderWarnings } from "./shared.ts";
 
 export const CHECK_HELP = `mtlskit check: prove every declared connection will handshake, and say exactly what to fix.
 
@@ -142,9 +142,7 @@ async function runCheck(args: string[], io: Io): Promise<number> {
       args,
       options: {
         ...COMMON_FLAGS,
-        file: { type: "string", short: "f", default: "mtlskit.yaml" },
-        pki: { type: "string", default: "./pki" },
-        json: { type: "boolean" },
+        ...MANIFEST_FLAGS,
         format: { type: "string" },
         nagios: { type: "boolean" },
         output: { type: "string", short: "o" },

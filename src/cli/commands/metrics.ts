@@ -7,6 +7,7 @@ import { writeFileAtomic } from "../../state/fs.ts";
 import { metricsOfPki, serveMetrics } from "../../status/index.ts";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import type { Io } from "../output.ts";
+import { PKI_FLAGS } from "./shared.ts";
 
 export const METRICS_HELP = `mtlskit metrics: Prometheus metrics of a deployment: expiry, renewal, findings, the last apply.
 
@@ -64,8 +65,7 @@ export async function metricsCommand(args: string[], io: Io): Promise<number> {
       args,
       options: {
         ...COMMON_FLAGS,
-        file: { type: "string", short: "f", default: "mtlskit.yaml" },
-        pki: { type: "string", default: "./pki" },
+        ...PKI_FLAGS,
         listen: { type: "string" },
         output: { type: "string", short: "o" },
       },

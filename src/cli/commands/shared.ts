@@ -3,12 +3,14 @@ import { formatProblem, MtlskitError, type Problem } from "../../errors.ts";
 import type { Plan } from "../../plan/plan.ts";
 import { paint, type Io } from "../output.ts";
 
-/** MANIFEST_FLAGS: where the manifest and the PKI directory are. */
-export const MANIFEST_FLAGS = {
+/** PKI_FLAGS: where the manifest and the PKI directory are. */
+export const PKI_FLAGS = {
   file: { type: "string", short: "f", default: "mtlskit.yaml" },
   pki: { type: "string", default: "./pki" },
-  json: { type: "boolean" },
 } as const;
+
+/** MANIFEST_FLAGS: PKI_FLAGS and --json, as most commands take them. */
+export const MANIFEST_FLAGS = { ...PKI_FLAGS, json: { type: "boolean" } } as const;
 
 /** REISSUE_FLAGS: deliberate rotation. */
 export const REISSUE_FLAGS = {

@@ -1,0 +1,61 @@
+/**
+ * `env`: an env file per service naming its files, for programs configured by environment
+ * (Netsy: NETSY_TLS_CA_CERT, NETSY_TLS_SERVER_CERT, ..., NETSY_NODE_ID). One syntax serves both
+ * readers: `NAME='value'` lines, which POSIX sh reads with `. FILE` (`set -a` to export them) and
+ * systemd reads as an EnvironmentFile=. Neither has an escape both understand inside single
+ * quotes, so a path with a quote, a backslash or a control character is refused rather than
+ * mangled. The values are paths, not secrets: mode 0644. Pure.
+ */
+import * as path from "node:path";
+import { UsageError } from "../errors.ts";
+import { UNSAFE_ENV_PATH } from "../manifest/outputs.ts";
+import type { Output } from "../manifest/index.ts";
+import { PROFILES } from "../pki/profiles.ts";
+import { EXPORT_MODES, type ExportFile } from "./file.ts";
+import { flatNamesOf } from "./flat.ts";
+import type { PkiMaterial, ServiceMaterial } from "./material.ts";
+import { flatName } from "./names.ts";
+
+/** ENV_DEFAULT_PREFIX is prepended to the variable names when the output names no prefix. */
+export const ENV_DEFAULT_PREFIX = "TLS_";
+
+/** ENV_VARS: the variables of an env file, after the prefix. Server variables for usages that serve, client ones for usages that dial. */
+export const ENV_VARS = ["CA_CERT", "SERVER_CERT", "SERVER_KEY", "CLIENT_CERT", "CLIENT_KEY"] as const;
+
+/** envPaths are the paths a service's variables hold: in `certDir` with the flat names, or the files export read. */
+function envPaths(s: ServiceMaterial, out: Output): Record<(typeof ENV_VARS)[number], string> {
+  const n = s.service.name;
+  const client = s.client ?? s.main;
+  if (out.certDir === undefined) return { CA_CERT: s.bundleFile, SERVER_CERT: s.main.certFile, SERVER_KEY: s.main.keyFile, CLIENT_CERT: client.certFile, CLIENT_KEY: client.keyFile };
+  const names = flatNamesOf(out);
+  const dir = out.certDir.replaceAll("{name}", n);
+  const at = (t: string) => path.posix.join(dir, flatName(t, n));
+  return {
+    CA_CERT: at(names.ca),
+    SERVER_CERT: at(names.cert),
+    SERVER_KEY: at(names.key),
+    CLIENT_CERT: at(s.client ? names.clientCert : names.cert),
+    CLIENT_KEY: at(s.client ? names.clientKey : names.key),
+  };
+}
+
+/** envLine is `NAME='value'`; refuses values single quotes cannot carry for both sh and systemd. */
+function envLine(name: string, value: string): string {
+  if (UNSAFE_ENV_PATH.test(value)) throw new UsageError(`export: ${name} would be ${JSON.stringify(value)}, which contains a quote, a backslash or a control character that an env file read by both sh and systemd cannot carry; choose paths without them`);
+  return `${name}='${value}'\n`;
+}
+
+/** buildEnv writes NAME.env per service. */
+export function buildEnv(pki: PkiMaterial, out: Output): ExportFile[] {
+  const prefix = out.prefix ?? ENV_DEFAULT_PREFIX;
+  return pki.services.map((s) => {
+    const n = s.service.name;
+    const p = envPaths(s, out);
+    const profile = PROFILES[s.service.usage];
+    const vars = ENV_VARS.filter((v) => v === "CA_CERT" || (v.startsWith("SERVER_") ? profile.canServe : profile.canConnect));
+    let text = `# TLS files of service ${n}: written by mtlskit export. Read with \`set -a; . ./${n}.env\` or systemd EnvironmentFile=.\n`;
+    if (out.nodeId !== undefined) text += envLine(out.nodeId, n);
+    for (const v of vars) text += envLine(`${prefix}${v}`, p[v]);
+    return { path: `${n}.env`, bytes: Buffer.from(text), mode: EXPORT_MODES.public };
+  });
+}
