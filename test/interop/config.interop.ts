@@ -21,14 +21,14 @@
  *   node-1) needs etcd 3.5, as it says: 3.4 refuses its --client-cert-file.
  */
 import assert from "node:assert/strict";
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { after, describe, it } from "node:test";
 import { connect, StringCodec, type NatsConnection, type TlsOptions } from "nats";
 import { PG_MAP, pgSection } from "../../src/config/index.ts";
 import { FLAT_NAMES, flatName } from "../../src/export/names.ts";
 import { runCli } from "../helpers/cli.ts";
-import { exec, freePort, makePki, need, REPO, RUN_DIR, startServer, stopAll, subdir, waitFor, waitForPort, type Pki, type Server } from "./harness.ts";
+import { exec, freePort, logMark, makePki, need, REPO, RUN_DIR, startServer, stopAll, subdir, waitFor, waitForLog, waitForPort, type Pki, type Server } from "./harness.ts";
 
 const SERVICERADAR = path.join(REPO, "examples/serviceradar.yaml");
 const NETSY = path.join(REPO, "examples/netsy.yaml");
@@ -38,15 +38,6 @@ async function snippet(...args: string[]): Promise<string> {
   const r = await runCli(["config", ...args]);
   assert.equal(r.code, 0, `mtlskit config ${args.join(" ")} exited ${r.code}:\n${r.err}`);
   return r.out;
-}
-
-/** logSince returns what `s` logged after byte `mark`; logHas waits (bounded) until it matches `pattern`. */
-const logSize = (s: Server): number => (existsSync(s.log) ? statSync(s.log).size : 0);
-const logSince = (s: Server, mark: number): string => (existsSync(s.log) ? readFileSync(s.log).subarray(mark).toString("utf8") : "");
-async function logHas(s: Server, mark: number, pattern: RegExp): Promise<void> {
-  await waitFor(`${s.name} logging ${pattern}`, () => pattern.test(logSince(s, mark)), 10_000).catch((e: Error) => {
-    throw new Error(`${e.message}; logged since:\n${logSince(s, mark).split("\n").slice(-15).join("\n")}`);
-  });
 }
 
 after(async () => {
@@ -97,7 +88,7 @@ describe("config nats: nats-server 2.9.10 started with the snippet alone", () =>
     const { server, port } = await natsServer("config-nats-sr", text);
     const ds = pki.svc("datasvc");
 
-    const mark = logSize(server);
+    const mark = logMark(server);
     const nc = await natsConnect(port, natsTls(ds.ca, "nats-serviceradar", ds.cert, ds.key));
     assert.ok(typeof nc !== "string", `datasvc was refused: ${nc}`);
     try {
@@ -105,7 +96,7 @@ describe("config nats: nats-server 2.9.10 started with the snippet alone", () =>
     } finally {
       await nc.close();
     }
-    await logHas(server, mark, new RegExp(`Using DistinguishedNameMatch for auth \\["${dn}"\\]`));
+    await waitForLog(server, mark, new RegExp(`Using DistinguishedNameMatch for auth \\["${dn}"\\]`));
 
     const ag = pki.svc("agent");
     const agent = await natsConnect(port, natsTls(ag.ca, "nats-serviceradar", ag.cert, ag.key));
@@ -114,7 +105,7 @@ describe("config nats: nats-server 2.9.10 started with the snippet alone", () =>
 
     const none = await natsConnect(port, natsTls(ds.ca, "nats-serviceradar"));
     assert.equal(typeof none, "string", "a client without a certificate got in");
-    await logHas(server, mark, /TLS handshake error: tls: client didn't provide a certificate/);
+    await waitForLog(server, mark, /TLS handshake error: tls: client didn't provide a certificate/);
     await server.stop();
   });
 
@@ -145,7 +136,7 @@ connections:
       { name: "node", files: { ...pki.svc("node"), cert: path.join(node, "client.pem"), key: path.join(node, "client-key.pem") }, uri: "spiffe://cfg.local/dual/node" },
     ];
     for (const c of clients) {
-      const mark = logSize(server);
+      const mark = logMark(server);
       const nc = await natsConnect(port, natsTls(c.files.ca, "bus.internal", c.files.cert, c.files.key));
       assert.ok(typeof nc !== "string", `${c.name} was refused: ${nc}`);
       try {
@@ -153,7 +144,7 @@ connections:
       } finally {
         await nc.close();
       }
-      await logHas(server, mark, new RegExp(`Using URI found in cert for auth \\["${c.uri}"\\]`));
+      await waitForLog(server, mark, new RegExp(`Using URI found in cert for auth \\["${c.uri}"\\]`));
     }
     const o = pki.svc("outsider");
     const outsider = await natsConnect(port, natsTls(o.ca, "bus.internal", o.cert, o.key));
@@ -180,11 +171,11 @@ connections:
     assert.ok(text.includes('{ user: "CN=reporter,OU=\\\\#ops,O=Acme\\\\, Inc.",'), text);
     const { server, port } = await natsServer("config-nats-comma", text);
     const r = pki.svc("reporter");
-    const mark = logSize(server);
+    const mark = logMark(server);
     const nc = await natsConnect(port, natsTls(r.ca, "bus", r.cert, r.key));
     assert.ok(typeof nc !== "string", `reporter was refused: ${nc}`);
     await nc.close();
-    await logHas(server, mark, /Using DistinguishedNameMatch for auth/);
+    await waitForLog(server, mark, /Using DistinguishedNameMatch for auth/);
     await server.stop();
   });
 });
@@ -388,10 +379,10 @@ describe("config etcd: etcd 3.4.23 members started with the snippet's flags", ()
     assert.equal(get.code, 0, get.out);
     assert.equal(get.stdout.trim(), "works");
 
-    const mark = logSize(members[1]!.server);
+    const mark = logMark(members[1]!.server);
     const none = etcdctl(members[1]!.client, [], "get", "snippet");
     assert.notEqual(none.code, 0);
-    await logHas(members[1]!.server, mark, /rejected connection from "127\.0\.0\.1:\d+" \(error "tls: client didn't provide a certificate"/);
+    await waitForLog(members[1]!.server, mark, /rejected connection from "127\.0\.0\.1:\d+" \(error "tls: client didn't provide a certificate"/);
     await Promise.all(members.map((m) => m.server.stop()));
   });
 

@@ -29,9 +29,9 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { errorsAbout, exec, freePort, giveCertificate, makePki, need, startServer, subdir, waitFor, type Pki, type Ran, type Server } from "./harness.ts";
+import { errorsAbout, exec, freePort, giveCertificate, logMark, makePki, need, startServer, subdir, waitFor, waitForLog, type Pki, type Ran, type Server } from "./harness.ts";
 
 const MEMBERS = ["etcd-1", "etcd-2", "etcd-3"] as const;
 const LOOPBACK = "127.0.0.1";
@@ -155,26 +155,6 @@ async function startCluster(pki: Pki, logPrefix: string, tls: (name: string) => 
     members[0]!.server,
   );
   return { members, initialCluster, token };
-}
-
-/** logMark is where a server's log ends now; `logSince` returns what was written after it. */
-const logMark = (s: Server): number => (existsSync(s.log) ? statSync(s.log).size : 0);
-const logSince = (s: Server, mark: number): string => (existsSync(s.log) ? readFileSync(s.log).subarray(mark).toString("utf8") : "");
-
-/**
- * waitForLog waits (bounded) until `pattern` appears in what `s` logged after `mark`, and returns
- * that text. Log lines are read this way, never at once: a server's output reaches its log file
- * through the event loop, which the synchronous etcdctl runs keep busy.
- */
-async function waitForLog(s: Server, mark: number, pattern: RegExp | string, ms = 10_000): Promise<string> {
-  const seen = () => {
-    const text = logSince(s, mark);
-    return typeof pattern === "string" ? text.includes(pattern) : pattern.test(text);
-  };
-  await waitFor(`${s.name} logging ${pattern}`, seen, ms).catch((e: Error) => {
-    throw new Error(`${e.message}; ${s.name} logged since:\n${logSince(s, mark).split("\n").slice(-15).join("\n")}`);
-  });
-  return logSince(s, mark);
 }
 
 /** rejected is the line etcd 3.4 logs when its TLS listener refuses a connection for `reason`. */

@@ -12,7 +12,7 @@
  *   case can assert that a real server's verdict and check's agree.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { copyFileSync, cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -161,6 +161,28 @@ export function startServer(name: string, cmd: string, args: string[], opts: Sta
   });
   running.add(server);
   return server;
+}
+
+/** logMark is where a server's log ends now; logSince and waitForLog read only what came after it. */
+export const logMark = (s: Server): number => (existsSync(s.log) ? statSync(s.log).size : 0);
+
+/** logSince returns what `s` logged after byte `mark`. */
+export const logSince = (s: Server, mark: number): string => (existsSync(s.log) ? readFileSync(s.log).subarray(mark).toString("utf8") : "");
+
+/**
+ * waitForLog waits (bounded) until `pattern` appears in what `s` logged after `mark`, and returns
+ * that text. Read logs this way, never at once: a server's output reaches its log file through
+ * this process's event loop, which synchronous `exec` calls keep busy.
+ */
+export async function waitForLog(s: Server, mark: number, pattern: RegExp | string, ms = 10_000): Promise<string> {
+  const seen = () => {
+    const text = logSince(s, mark);
+    return typeof pattern === "string" ? text.includes(pattern) : pattern.test(text);
+  };
+  await waitFor(`${s.name} logging ${pattern}`, seen, ms).catch((e: Error) => {
+    throw new Error(`${e.message}; ${s.name} logged since:\n${logSince(s, mark).split("\n").slice(-15).join("\n")}`);
+  });
+  return logSince(s, mark);
 }
 
 /** stopAll stops every server still running. */

@@ -23,12 +23,12 @@
  * libpq accepts for the client keys mtlskit writes (0600, owned by root).
  */
 import assert from "node:assert/strict";
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { checkPki, type CheckReport } from "../../src/check/index.ts";
 import { loadManifest } from "../../src/manifest/index.ts";
-import { errorsAbout, exec, freePort, giveCertificate, makePki, need, RUN_DIR, startServer, stopAll, subdir, waitFor, type Pki, type Ran, type Server } from "./harness.ts";
+import { errorsAbout, exec, freePort, giveCertificate, logMark, makePki, need, RUN_DIR, startServer, stopAll, subdir, waitFor, waitForLog, type Pki, type Ran, type Server } from "./harness.ts";
 
 const manifest = (caName: string, pgAddresses = "[127.0.0.1, localhost]", reportingDials = "127.0.0.1"): string => `
 version: 1
@@ -117,7 +117,7 @@ async function startPostgres(pki: Pki): Promise<PgServer> {
     "-c", "log_connections=on", "-c", "fsync=off",
   ], asPostgres);
   const admin = (sql: string) => exec(need("psql"), ["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", sock, "-p", String(port), "-U", "postgres", "-d", "postgres", "-c", sql], { ...asPostgres, timeoutMs: 15_000 });
-  await serverLogged(server, 0, /database system is ready to accept connections/, 30_000);
+  await waitForLog(server, 0, /database system is ready to accept connections/, 30_000);
   await waitFor("postgres accepting connections on its unix socket", () => admin("select 1").code === 0, 10_000, server);
   return { server, port, admin };
 }
@@ -137,11 +137,6 @@ function copyFrom(from: Pki, to: Pki, name: string): void {
   for (const f of ["cert", "key"] as const) copyFileSync(from.svc(name)[f], to.svc(name)[f]);
 }
 
-/** serverLogged waits until postgres has logged `pattern` after byte `mark` of its log (the log is piped, so it lags psql). */
-function serverLogged(server: Server, mark: number, pattern: RegExp, timeoutMs = 5_000): Promise<void> {
-  return waitFor(`postgres logging ${pattern}`, () => existsSync(server.log) && pattern.test(readFileSync(server.log).subarray(mark).toString()), timeoutMs, server);
-}
-
 /** assertHealthy: check reports no error about `client` (its connection to pg included) nor about pg's own certificate. */
 function assertHealthy(report: CheckReport, client: string): void {
   assert.deepEqual(errorsAbout(report, client), []);
@@ -159,7 +154,7 @@ describe("postgres: ssl=on, hostssl cert map=mtlskit, psql sslmode=verify-full",
     const conninfo = Object.entries({ host: "127.0.0.1", port: String(pg.port), dbname: "postgres", sslmode: "verify-full", connect_timeout: "5", ...params })
       .map(([k, v]) => `${k}='${v}'`)
       .join(" ");
-    const mark = statSync(pg.server.log).size;
+    const mark = logMark(pg.server);
     return { ...exec(need("psql"), ["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", conninfo, "-c", sql], { timeoutMs: 15_000 }), mark };
   };
   /** as: psql's TLS files of service `name` (its own bundle, cert and key), logging in as `user`. */
@@ -189,7 +184,7 @@ describe("postgres: ssl=on, hostssl cert map=mtlskit, psql sslmode=verify-full",
     assert.equal(r.code, 0, r.out);
     assert.match(r.stdout, /^reader\|t\|TLSv1\.3\|\/O=mtlskit interop\/CN=reporting$/m);
     assert.match(r.stdout, /^written at setup$/m);
-    await serverLogged(pg.server, r.mark, /connection authenticated: identity="CN=reporting,O=mtlskit interop" method=cert/);
+    await waitForLog(pg.server, r.mark, /connection authenticated: identity="CN=reporting,O=mtlskit interop" method=cert/);
     assertHealthy(pki.check(), "reporting");
   });
 
@@ -198,7 +193,7 @@ describe("postgres: ssl=on, hostssl cert map=mtlskit, psql sslmode=verify-full",
     assert.equal(r.code, 0, r.out);
     assert.match(r.stdout, /^writer\|t\|TLSv1\.3\|\/O=mtlskit interop\/CN=ingest$/m);
     assert.match(r.stdout, /^from ingest$/m);
-    await serverLogged(pg.server, r.mark, /connection authenticated: identity="CN=ingest,O=mtlskit interop" method=cert/);
+    await waitForLog(pg.server, r.mark, /connection authenticated: identity="CN=ingest,O=mtlskit interop" method=cert/);
     assertHealthy(pki.check(), "ingest");
   });
 
@@ -207,14 +202,14 @@ describe("postgres: ssl=on, hostssl cert map=mtlskit, psql sslmode=verify-full",
     const r = psql({ user: "reader", sslrootcert: pki.svc("reporting").ca, sslcert: `${none}.crt`, sslkey: `${none}.key` });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /failed: FATAL: {2}connection requires a valid client certificate/);
-    await serverLogged(pg.server, r.mark, /FATAL: {2}connection requires a valid client certificate/);
+    await waitForLog(pg.server, r.mark, /FATAL: {2}connection requires a valid client certificate/);
   });
 
   it('refused/reporting\'s healthy certificate asking for the role writer: "certificate authentication failed" (the map, which check cannot see)', async () => {
     const r = psql(as("reporting", "writer"));
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /failed: FATAL: {2}certificate authentication failed for user "writer"/);
-    await serverLogged(pg.server, r.mark, /no match in usermap "mtlskit" for user "writer" authenticated as "reporting"/);
+    await waitForLog(pg.server, r.mark, /no match in usermap "mtlskit" for user "writer" authenticated as "reporting"/);
     assertHealthy(pki.check(), "reporting");
   });
 
@@ -223,7 +218,7 @@ describe("postgres: ssl=on, hostssl cert map=mtlskit, psql sslmode=verify-full",
     const r = psql(as("stranger", "reader"));
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /failed: SSL error: tlsv1 alert unknown ca/);
-    await serverLogged(pg.server, r.mark, /could not accept SSL connection: certificate verify failed/);
+    await waitForLog(pg.server, r.mark, /could not accept SSL connection: certificate verify failed/);
     assert.deepEqual(errorsAbout(pki.check(), "stranger"), ["untrusted stranger", "conn-client-untrusted stranger -> pg"]);
   });
 
@@ -233,7 +228,7 @@ describe("postgres: ssl=on, hostssl cert map=mtlskit, psql sslmode=verify-full",
     assert.notEqual(r.code, 0);
     // The alert ends the handshake: postgres's OpenSSL checked the purpose (sslclient) before any CN reached the map.
     assert.match(r.stderr, /failed: SSL error: sslv3 alert unsupported certificate/);
-    await serverLogged(pg.server, r.mark, /could not accept SSL connection: certificate verify failed/);
+    await waitForLog(pg.server, r.mark, /could not accept SSL connection: certificate verify failed/);
     assert.deepEqual(errorsAbout(pki.check(), "auditor"), ["eku-client auditor", "identity-mismatch auditor", "conn-client-usage auditor -> pg"]);
   });
 
