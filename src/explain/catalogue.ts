@@ -344,6 +344,7 @@ export const CATALOGUE: readonly Entry[] = [
       "x509: certificate is not valid for any names, but wanted to match core.demo",
       "Hostname/IP does not match certificate's altnames: IP: 10.0.0.5 is not in the cert's list: 10.0.0.4",
       "ERR_TLS_CERT_ALTNAME_INVALID: Hostname/IP does not match certificate's altnames: Host: other.test. is not in the cert's altnames: DNS:srv.test, IP Address:127.0.0.2",
+      "Hostname/IP does not match certificate's altnames: Host: localhost. is not in the cert's altnames: DNS:nats, IP Address:127.0.0.1",
       "verify error:num=62:hostname mismatch",
       "Verify return code: 64 (IP address mismatch)",
       "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: IP address mismatch, certificate is not valid for '192.168.0.1'. (_ssl.c:1006)",
@@ -359,7 +360,7 @@ export const CATALOGUE: readonly Entry[] = [
     cause:
       "The client dialed an address[ ({host})] that the server's certificate does not list[; it is valid for {names}]. Clients compare the dialed address with the SANs, an IP only with IP SANs and a name only with DNS SANs; the CN is not consulted.",
     look:
-      "The server certificate's SANs: `openssl x509 -noout -ext subjectAltName -in cert.pem`, and the address the client is configured to dial. The runbooks' \"Missing SANs\" and \"Gateway IP Mismatch\": the gateway's real IP was not in its certificate.",
+      "The server certificate's SANs: `openssl x509 -noout -ext subjectAltName -in cert.pem`, and the address the client is configured to dial. The runbooks' \"Missing SANs\" and \"Gateway IP Mismatch\": the gateway's real IP was not in its certificate. Node saying `Host: localhost` when the client dialed something else means no host or servername reached tls.connect, and Node checked its default: the npm nats client does this when it dials an IP (set its tls.host to the address it dials).",
     fix:
       "Add the dialed address[ {host}] to the serving service's services.NAME.addresses and declare the connection (from, to, address): `mtlskit apply` then refuses any manifest whose SANs miss an address a peer dials. Run `mtlskit apply`, deploy the new cert.pem and restart the server; or make the client dial a name the certificate lists.",
     codes: ["san-missing", "san-ip-as-dns", "cn-not-san", "conn-address"],

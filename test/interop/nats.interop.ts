@@ -204,7 +204,7 @@ describe("nats-server with tls { verify, verify_and_map } and per-user permissio
     assert.match(await logged(mark, /Using .* for auth \[/), /Using URI found in cert for auth \["spiffe:\/\/serviceradar\.local\/client\/agent"\]/);
   });
 
-  it('refused/ agent publishing or subscribing outside metrics.>: "Permissions Violation", and its connection stays up', async () => {
+  it('refused/agent publishing or subscribing outside metrics.>: "Permissions Violation", and its connection stays up', async () => {
     const mark = logMark();
     const nc = await dial(pki.svc("agent"));
     try {
@@ -243,7 +243,7 @@ describe("nats-server with tls { verify, verify_and_map } and per-user permissio
     assert.match(await logged(mark, /Using .* for auth \[/), /Using URI found in cert for auth \["spiffe:\/\/serviceradar\.local\/dual\/datasvc"\]/);
   });
 
-  it('refused/ collector handed the poller\'s certificate, whose identity maps to no user: "Authorization Violation" (check: identity-mismatch)', async () => {
+  it('refused/collector handed the poller\'s certificate, whose identity maps to no user: "Authorization Violation" (check: identity-mismatch)', async () => {
     giveCertificate(pki, "poller", "collector");
     assert.deepEqual(errorsAbout(pki.check(), "collector"), ["identity-mismatch collector"]);
     const mark = logMark();
@@ -260,7 +260,7 @@ describe("nats-server with tls { verify, verify_and_map } and per-user permissio
     assert.match(await logged(mark, /TLS handshake error/), /TLS handshake error: tls: client didn't provide a certificate/);
   });
 
-  it('refused/ sync with a certificate from another PKI (a staging CA): "signed by unknown authority" (check: untrusted)', async () => {
+  it('refused/sync with a certificate from another PKI (a staging CA): "signed by unknown authority" (check: untrusted)', async () => {
     const staging = await makePki("nats-staging", MANIFEST.replace("CN: ServiceRadar Root CA", "CN: ServiceRadar Staging CA"));
     copyCertificate(staging, pki, "sync");
     assert.deepEqual(errorsAbout(pki.check(), "sync"), ["untrusted sync", "conn-client-untrusted sync -> nats"]);
@@ -270,7 +270,7 @@ describe("nats-server with tls { verify, verify_and_map } and per-user permissio
     assert.match(await logged(mark, /TLS handshake error/), /TLS handshake error: tls: failed to verify client certificate: x509: certificate signed by unknown authority$/);
   });
 
-  it('refused/ events with a certificate from a CA re-created with the same name: "ECDSA verification failure" (check: bad-signature)', async () => {
+  it('refused/events with a certificate from a CA re-created with the same name: "ECDSA verification failure" (check: bad-signature)', async () => {
     const rerun = await makePki("nats-rerun", MANIFEST);
     copyCertificate(rerun, pki, "events");
     assert.deepEqual(errorsAbout(pki.check(), "events"), ["bad-signature events", "conn-client-untrusted events -> nats"]);
@@ -283,7 +283,7 @@ describe("nats-server with tls { verify, verify_and_map } and per-user permissio
     );
   });
 
-  it('refused/ checker presenting the server-only NATS certificate: "incompatible key usage" (check: eku-client)', async () => {
+  it('refused/checker presenting the server-only NATS certificate: "incompatible key usage" (check: eku-client)', async () => {
     giveCertificate(pki, "nats", "checker");
     assert.deepEqual(errorsAbout(pki.check(), "checker"), ["eku-client checker", "identity-mismatch checker", "conn-client-usage checker -> nats"]);
     const mark = logMark();
@@ -292,7 +292,7 @@ describe("nats-server with tls { verify, verify_and_map } and per-user permissio
     assert.match(await logged(mark, /TLS handshake error/), /TLS handshake error: tls: failed to verify client certificate: x509: certificate specifies an incompatible key usage/);
   });
 
-  it('refused/ nats.js dialing 127.0.0.1 without a TLS host verifies the server as "localhost": ERR_TLS_CERT_ALTNAME_INVALID', async () => {
+  it('refused/nats.js dialing 127.0.0.1 without a TLS host verifies the server as "localhost": ERR_TLS_CERT_ALTNAME_INVALID', async () => {
     const err = await refusal(pki.svc("agent"), null);
     assert.equal(err.code, "ERR_TLS_CERT_ALTNAME_INVALID");
     assert.match(err.message, /Host: localhost\. is not in the cert's altnames: DNS:nats, IP Address:127\.0\.0\.1/);
