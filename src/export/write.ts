@@ -67,7 +67,8 @@ function viaCommand(args: string[]): number | undefined {
  * resolveIds turns names into ids: /etc/passwd and /etc/group first, then `id -u NAME` and
  * `getent group NAME` (users from LDAP or sssd). A name unknown here is left unapplied and
  * reported, not an error: exports are often built on one machine for hosts that have the user
- * (ServiceRadar's `serviceradar`), and `rsync -a` as root maps owners by name on the way there.
+ * (ServiceRadar's `serviceradar`): there, `rsync --chown=serviceradar:serviceradar` or a `chown -R`
+ * on arrival applies them.
  */
 export function resolveIds(o: Ownership): Ids {
   const unknown: string[] = [];
