@@ -28,7 +28,7 @@ cluster: hk
 services:
   web: { usage: server, addresses: [127.0.0.1], reload: ${webReload.replaceAll("$LOG", log)} }
   job: { usage: client, reload: 'echo job >> "${log}"' }
-  db: { usage: dual, addresses: [127.0.0.1] }
+  db: { usage: dual, addresses: [127.0.0.1], split: true, reload: 'echo "db $MTLSKIT_CLIENT_CERT $MTLSKIT_CLIENT_KEY" >> "${log}"' }
 ${extra}`,
   );
   return { dir, file, log, pki: path.join(dir, "pki") };
@@ -40,7 +40,7 @@ describe("reload hooks: when they run", { timeout: 60_000 }, () => {
     const r = await runCli(["apply", "-f", file, "--pki", pki]);
     assert.equal(r.code, 0, r.err);
     const abs = path.resolve(pki);
-    assert.deepEqual(lines(log).sort(), ["job", `web web ${abs}/services/web/cert.pem ${abs}/services/web/key.pem ${abs}/services/web/ca.pem ${abs}`]);
+    assert.deepEqual(lines(log).sort(), [`db ${abs}/services/db/client.pem ${abs}/services/db/client-key.pem`, "job", `web web ${abs}/services/web/cert.pem ${abs}/services/web/key.pem ${abs}/services/web/ca.pem ${abs}`]);
     assert.match(r.out, /^Reload web: echo "web .*: ok$/m);
     assert.deepEqual(record(pki).pending, []);
   });
@@ -48,17 +48,17 @@ describe("reload hooks: when they run", { timeout: 60_000 }, () => {
     const { file, log, pki } = setup();
     assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
     assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
-    assert.equal(lines(log).length, 2);
+    assert.equal(lines(log).length, 3);
     assert.equal((await runCli(["apply", "-f", file, "--pki", pki, "--reissue", "web"])).code, 0);
-    assert.deepEqual(lines(log).slice(2).map((l) => l.split(" ")[0]), ["web"]);
+    assert.deepEqual(lines(log).slice(3).map((l) => l.split(" ")[0]), ["web"]);
   });
   it("ok/--no-reload writes the files and leaves the hooks owed: the next apply runs them", async () => {
     const { file, log, pki } = setup();
     assert.equal((await runCli(["apply", "-f", file, "--pki", pki, "--no-reload"])).code, 0);
     assert.deepEqual(lines(log), []);
-    assert.deepEqual(record(pki).pending, ["job", "web"]);
+    assert.deepEqual(record(pki).pending, ["db", "job", "web"]);
     assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
-    assert.deepEqual(lines(log).map((l) => l.split(" ")[0]).sort(), ["job", "web"]);
+    assert.deepEqual(lines(log).map((l) => l.split(" ")[0]).sort(), ["db", "job", "web"]);
     assert.deepEqual(record(pki).pending, []);
   });
   it("ok/the manifest's outputs are written before the hooks run: a hook sees the renewed export", async () => {

@@ -166,7 +166,7 @@ const ReloadSchema = v.pipe(
     ],
     (i) => `must be a shell command (e.g. "systemctl reload nginx") or { signal: HUP, pidFile: /run/nginx.pid }; got ${got(i.input)}`,
   ),
-  v.description("Run after apply changes this service's files: a shell command (`systemctl reload nginx`, run by /bin/sh with MTLSKIT_SERVICE, MTLSKIT_CERT, MTLSKIT_KEY, MTLSKIT_CA, MTLSKIT_PKI set) or { signal, pidFile }. Default: none."),
+  v.description("Run after apply changes this service's files: a shell command (`systemctl reload nginx`, run by /bin/sh with MTLSKIT_SERVICE, MTLSKIT_CERT, MTLSKIT_KEY, MTLSKIT_CA, MTLSKIT_PKI set, and MTLSKIT_CLIENT_CERT, MTLSKIT_CLIENT_KEY for split services) or { signal, pidFile }. Default: none."),
 );
 
 const ServiceSchema = strict(

@@ -166,7 +166,7 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
     return result;
   } catch (e) {
     // Unattended renewals (cron, a systemd timer) fail silently unless the failure is recorded:
-    // status and metrics read this. The files stay as they were: every write is atomic.
+    // status and metrics read this. Every file is whole, old or new: each write is atomic.
     const pending = [...new Set([...(written?.changed ?? []), ...owed])].filter((name) => hookJobs(loaded, dir, [name]).length > 0).sort();
     const record: ApplyRecord = { time: started.toISOString(), ok: false, error: (e as Error).message, issued: written?.issued ?? 0, kept: written?.kept ?? 0, caCreated: written?.caCreated ?? false, changed: written?.changed ?? [], hooks: [], pending };
     try {
@@ -187,12 +187,14 @@ function hookJobs(loaded: LoadedManifest, dir: string, names: readonly string[])
     const s = byName.get(name);
     if (s?.reload === undefined) return [];
     const main = s.slots.find((x) => x.kind === "main")!;
-    const env = {
+    const client = s.slots.find((x) => x.kind === "client");
+    const env: Record<string, string> = {
       MTLSKIT_SERVICE: s.name,
       MTLSKIT_PKI: path.resolve(dir),
       MTLSKIT_CERT: path.resolve(abs(dir, LAYOUT.cert(main))),
       MTLSKIT_KEY: path.resolve(abs(dir, LAYOUT.key(main))),
       MTLSKIT_CA: path.resolve(abs(dir, LAYOUT.bundle(s.name))),
+      ...(client ? { MTLSKIT_CLIENT_CERT: path.resolve(abs(dir, LAYOUT.cert(client))), MTLSKIT_CLIENT_KEY: path.resolve(abs(dir, LAYOUT.key(client))) } : {}),
     };
     return [{ service: s.name, reload: s.reload, env }];
   });

@@ -32,8 +32,9 @@ refreshes the exported copies; files that still match are not rewritten. An outp
 be written (inside DIR, a missing passphrase) stops apply before anything is issued.
 
 Then, for each service whose files changed, apply runs its \`reload\` hook (a shell command with
-MTLSKIT_SERVICE, MTLSKIT_CERT, MTLSKIT_KEY, MTLSKIT_CA and MTLSKIT_PKI set, or a signal to the
-process in a pid file), one at a time, each within 60 s. A failed hook exits 3 and is retried by
+MTLSKIT_SERVICE, MTLSKIT_CERT, MTLSKIT_KEY, MTLSKIT_CA and MTLSKIT_PKI set, plus
+MTLSKIT_CLIENT_CERT and MTLSKIT_CLIENT_KEY for a split service, or a signal to the process in a
+pid file), one at a time, each within 60 s. A failed hook exits 3 and is retried by
 the next apply; every run is recorded in DIR/last-apply.json (read by status and metrics).
 
 FLAGS
