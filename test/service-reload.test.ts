@@ -407,6 +407,28 @@ describe("fileSource: units", () => {
     assert.equal(reloads[0]!.current, s.current());
   });
 
+  it("ok/an onReload that throws does not end the process: the new pair is served, and the throw becomes a process warning", async () => {
+    const d = tempDir("mtlskit-reload-unit-");
+    write(d, clientLeaf());
+    const warnings: (Error & { code?: string })[] = [];
+    const onWarning = (w: Error & { code?: string }) => void warnings.push(w);
+    process.on("warning", onWarning);
+    try {
+      const s = fileSource({ dir: d }, { pollMs: 50, debounceMs: 10, onReload: () => {
+        throw new Error("the logger is down");
+      } });
+      sources.push(s);
+      const next = clientLeaf();
+      renameOver(path.join(d, "cert.pem"), next.pem);
+      renameOver(path.join(d, "key.pem"), next.key.pem);
+      await until(() => warnings.some((w) => w.code === "MTLSKIT_CALLBACK_THREW"), 3000, "the warning");
+      assert.equal(s.current().cert, next.pem);
+      assert.match(warnings.find((w) => w.code === "MTLSKIT_CALLBACK_THREW")!.message, /fileSource's onReload callback threw: the logger is down/);
+    } finally {
+      process.off("warning", onWarning);
+    }
+  });
+
   it("ok/rewriting the same content changes nothing (no onReload, the same Credentials object)", async () => {
     const d = tempDir("mtlskit-reload-unit-");
     const leaf = clientLeaf();

@@ -44,7 +44,7 @@ export interface Reload {
 
 /** FileSourceOptions: every field optional; the source itself never logs. */
 export interface FileSourceOptions {
-  /** onReload is called after new credentials take effect (new handshakes use them from then on). */
+  /** onReload is called after new credentials take effect (new handshakes use them from then on). A throw from it (or onError) becomes a process warning, code MTLSKIT_CALLBACK_THREW, not an uncaught exception. */
   onReload?: (event: Reload) => void;
   /** onError is called, once per state of the files, when changed files are refused; the previous credentials stay in use. */
   onError?: (error: Error) => void;
@@ -118,6 +118,19 @@ export function fileSource(spec: StaticFiles | FileSourceDir, opts: FileSourceOp
   let reported: string | undefined;
   let timer: NodeJS.Timeout | undefined;
 
+  /**
+   * notify calls a user callback from a timer or watcher, where a throw would be an uncaught
+   * exception and end the process: a failing log line must not take down a server that is serving
+   * correctly (the credentials are already in place). The throw becomes a process warning.
+   */
+  const notify = <T,>(name: string, callback: ((arg: T) => void) | undefined, arg: T): void => {
+    try {
+      callback?.(arg);
+    } catch (e) {
+      process.emitWarning(`fileSource's ${name} callback threw: ${(e as Error)?.message ?? String(e)}`, { code: "MTLSKIT_CALLBACK_THREW", detail: (e as Error)?.stack });
+    }
+  };
+
   const schedule = () => {
     if (closed) return;
     clearTimeout(timer);
@@ -143,7 +156,7 @@ export function fileSource(spec: StaticFiles | FileSourceDir, opts: FileSourceOp
       suspect = undefined;
       reported = before;
       const message = (e as Error).message.replace(/^service: /, "");
-      opts.onError?.(new FailedError(`service: fileSource: not reloaded, still serving ${creds.leaf.subject} (serial ${creds.leaf.serialHex}): ${message}`, { cause: e }));
+      notify("onError", opts.onError, new FailedError(`service: fileSource: not reloaded, still serving ${creds.leaf.subject} (serial ${creds.leaf.serialHex}): ${message}`, { cause: e }));
       return;
     }
     if (stamp(files) !== before) return schedule(); // torn snapshot: the files changed while being read
@@ -153,7 +166,7 @@ export function fileSource(spec: StaticFiles | FileSourceDir, opts: FileSourceOp
     if (same(next, creds)) return;
     const previous = creds;
     creds = next;
-    opts.onReload?.({ previous, current: next });
+    notify("onReload", opts.onReload, { previous, current: next });
   }
 
   // One watcher per directory holding a file; a watcher that fails is dropped and made again at a later poll.
