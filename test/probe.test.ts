@@ -149,7 +149,7 @@ describe("probe", () => {
     const r = await probe(port, "db", "--json");
     assert.equal(r.code, 0, r.out + r.err);
     const j = JSON.parse(r.out);
-    assert.deepEqual(j.target, { host: "127.0.0.1", port });
+    assert.deepEqual(j.target, { host: "127.0.0.1", port, servername: null });
     assert.equal(j.as, "db");
     assert.equal(j.reachable, true);
     assert.equal(j.clientCertificate.demanded, true);
@@ -191,6 +191,30 @@ describe("probe", () => {
       assert.match(r.out, new RegExp(`error +${code}: `));
       assert.match(r.out, message);
       assert.match(r.out, /accepted: TLSv1\.3/, "the server accepted db's certificate");
+    });
+  }
+
+  it("ok/--servername: a server whose certificate names only api, dialed by IP, is verified as api (no server-address), and the report names the SNI", async () => {
+    const leaf = apiLike({ sans: ["DNS:api", `URI:${API_ID}`] });
+    const port = await serve(leaf);
+    const without = await probe(port, "db", "--json");
+    assert.ok(JSON.parse(without.out).findings.some((f: { code: string }) => f.code === "server-address"));
+    const r = await probe(port, "db", "--servername", "api", "--json");
+    const j = JSON.parse(r.out);
+    assert.equal(j.target.servername, "api");
+    assert.deepEqual(j.findings.map((f: { code: string }) => f.code).filter((c: string) => c === "server-address"), []);
+  });
+  it("fail/--servername naming what the certificate lacks: server-address says what was dialed and verified", async () => {
+    const port = await serve(apiLike());
+    const r = await probe(port, "db", "--servername", "db.example");
+    assert.equal(r.code, 1, r.out + r.err);
+    assert.match(r.out, /we dialed 127\.0\.0\.1 as db\.example \(--servername\), but the server's certificate has no DNS SAN matching db\.example/);
+  });
+  for (const [bad, message] of [["10.0.0.5", /--servername must be a DNS name \(SNI never carries an IP/], ["not a name!", /--servername must be a DNS name/]] as const) {
+    it(`fail/usage: --servername ${bad} exits 2`, async () => {
+      const r = await probe(1, "db", "--servername", bad);
+      assert.equal(r.code, 2);
+      assert.match(r.err, message);
     });
   }
 

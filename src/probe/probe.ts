@@ -46,6 +46,8 @@ export interface Diagnosis {
 export interface ProbeInput {
   host: string;
   port: number;
+  /** servername: the DNS name sent as SNI and verified instead of `host` (a name dialed through an IP, a proxy or a tunnel). */
+  servername?: string;
   /** as: the service probed as (its name), or undefined with explicit files. */
   as: string | undefined;
   /** bundle: the service's trust anchors, and where they were read from. */
@@ -65,6 +67,8 @@ export interface ProbeInput {
 export interface ProbeReport {
   host: string;
   port: number;
+  /** servername: the SNI name sent and verified instead of host, when one was given. */
+  servername: string | undefined;
   as: string | undefined;
   now: Date;
   /** unreachable: no TCP connection could be made at all; nothing else was judged. */
@@ -127,7 +131,7 @@ export function judgeProbe(p: ProbeInput): ProbeReport {
   const findings: ProbeFinding[] = [];
   const add = (code: ProbeCode, message: string, fix: string) => findings.push({ code, severity: PROBE_CODES[code].severity, message, fix });
   const where = `${p.host}:${p.port}`;
-  const base = { host: p.host, port: p.port, as: p.as, now: p.now };
+  const base = { host: p.host, port: p.port, servername: p.servername, as: p.as, now: p.now };
   const unreached = [p.anonymous, p.authenticated].find((o) => !o.reached);
   if (unreached) {
     return { ...base, unreachable: diagnose(unreached.error!), clientCertificate: { demanded: false, how: "not reached" }, session: { ok: false, protocol: undefined, cipher: undefined, alpn: undefined, failure: undefined }, chain: [], verification: undefined, identity: undefined, findings, errors: 0, warnings: 0 };
@@ -176,8 +180,10 @@ export function judgeProbe(p: ProbeInput): ProbeReport {
     if (usage) add("server-usage", `the server's certificate ${usage.cert === leaf ? cn(leaf) : `chain (${cn(usage.cert)})`} may not serve: ${usage.reason}`, usage.kind === "ca-eku" ? `re-issue the CA ${usage.cert.info.subject} without the extendedKeyUsage restriction` : `issue the server a certificate with extendedKeyUsage serverAuth (usage: server or dual in the manifest, then \`mtlskit apply\`)`);
     const bad = invalidAt(path, p.now);
     if (bad) add("server-validity", `${bad.cert === leaf ? "the server's certificate" : `the CA ${cn(bad.cert)} in the server's chain`} ${bad.how === "expired" ? `expired on ${date(bad.cert.fields.notAfter)}` : `is not valid until ${bad.cert.fields.notBefore.toISOString()}`}`, bad.cert === leaf ? "issue the server a new certificate (`mtlskit apply` re-issues managed ones) and restart it" : "renew the CA and distribute the new bundle");
-    const address = addressOf(p.host);
-    if (!covers(leaf, address)) add("server-address", `we dialed ${p.host}, but the server's certificate has ${address.kind === "ip" ? "no IP SAN" : "no DNS SAN matching"} ${p.host} (SANs: ${sanList(leaf)})`, `add ${p.host} to the server's addresses (services.NAME.addresses, then \`mtlskit apply\`), or dial an address it lists`);
+    const name = p.servername ?? p.host;
+    const address = addressOf(name);
+    const asked = p.servername === undefined ? `we dialed ${name}` : `we dialed ${p.host} as ${name} (--servername)`;
+    if (!covers(leaf, address)) add("server-address", `${asked}, but the server's certificate has ${address.kind === "ip" ? "no IP SAN" : "no DNS SAN matching"} ${name} (SANs: ${sanList(leaf)})`, `add ${name} to the server's addresses (services.NAME.addresses, then \`mtlskit apply\`), or dial an address it lists`);
     identity = judgeIdentity(p, leaf, add);
     if (!bad) {
       const server = identity?.service === undefined ? undefined : p.manifest?.services.find((x) => x.name === identity!.service);
@@ -197,7 +203,7 @@ function judgeIdentity(p: ProbeInput, leaf: Cert, add: (code: ProbeCode, message
   const problem = peer.noIdentity?.message;
   const m = p.manifest;
   if (!m || m.identityTemplate === undefined) return { uri, problem, service: undefined };
-  const host = p.host.toLowerCase();
+  const host = (p.servername ?? p.host).toLowerCase();
   const declared = m.connections.filter((c) => c.from === p.as && c.address.text.toLowerCase() === host);
   const expected = declared.map((c) => c.to);
   const service = uri === undefined ? undefined : m.services.find((s) => s.identity === uri)?.name;

@@ -4,7 +4,7 @@ import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { Material } from "../../check/index.ts";
 import { EXIT, FailedError, UsageError } from "../../errors.ts";
-import { loadManifest, type Manifest } from "../../manifest/index.ts";
+import { classifyAddress, loadManifest, type Manifest } from "../../manifest/index.ts";
 import { briefly, judgeClient, judgeProbe, listen, loadProbeFiles, observe, pathsOf, PROBE_CODES, type ClientReport, type Diagnosis, type ProbePaths, type ProbeReport } from "../../probe/index.ts";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import { paint, type Io } from "../output.ts";
@@ -14,7 +14,7 @@ import { renderWarnings } from "./shared.ts";
 export const PROBE_HELP = `mtlskit probe: connect to a live TLS endpoint as a service, and say what it presents and demands.
 
 USAGE
-  mtlskit probe HOST:PORT --as SERVICE [-f FILE] [--pki DIR] [--json] [--timeout SECONDS]
+  mtlskit probe HOST:PORT --as SERVICE [-f FILE] [--pki DIR] [--servername NAME] [--json] [--timeout SECONDS]
   mtlskit probe HOST:PORT --cert CERT --key KEY --ca BUNDLE [--json] [--timeout SECONDS]
   mtlskit probe --listen [HOST:]PORT --as SERVICE [-f FILE] [--pki DIR] [--count N] [--timeout SECONDS] [--json]
 
@@ -47,6 +47,8 @@ FLAGS
       --cert CERT        instead of --as: the client certificate (PEM, leaf first)
       --key KEY          its private key
       --ca BUNDLE        the trust bundle to judge the server's chain with
+      --servername NAME  send NAME as SNI and verify the server's SANs (and the declared connection) against it,
+                         not HOST: a name reached through an IP, a proxy or a tunnel
       --timeout SECONDS  bound on each connection attempt (default 5); with --listen, on the wait for each client
       --listen [HOST:]PORT  serve as SERVICE and judge the clients that connect
       --count N          with --listen: how many clients to judge before exiting (default 1)
@@ -95,6 +97,7 @@ export async function probeCommand(args: string[], io: Io): Promise<number> {
         codes: { type: "boolean" },
         listen: { type: "string" },
         count: { type: "string" },
+        servername: { type: "string" },
       },
       allowPositionals: true,
       strict: true,
@@ -104,6 +107,11 @@ export async function probeCommand(args: string[], io: Io): Promise<number> {
   if (values.codes) {
     for (const [code, info] of Object.entries(PROBE_CODES)) io.out(`${code.padEnd(25)} ${info.severity.padEnd(7)} ${info.title}\n`);
     return EXIT.ok;
+  }
+  if (values.servername !== undefined) {
+    if (values.listen !== undefined) throw new UsageError("mtlskit probe: --servername is what a client sends; with --listen the clients choose it");
+    const a = classifyAddress(values.servername);
+    if ("error" in a || a.kind !== "dns") throw new UsageError(`mtlskit probe: --servername must be a DNS name (SNI never carries an IP: to verify an IP SAN, dial that IP); got ${JSON.stringify(values.servername)}${"error" in a ? `: it ${a.error}` : ""}`);
   }
   if (values.listen !== undefined) return listenCommand(values, positionals, io);
   if (values.count !== undefined) throw new UsageError("mtlskit probe: --count goes with --listen");
@@ -128,8 +136,9 @@ export async function probeCommand(args: string[], io: Io): Promise<number> {
   } else paths = { cert: values.cert!, key: values.key!, ca: values.ca! };
   const material = new Material();
   const files = loadProbeFiles(material, paths);
-  const seen = await observe({ host, port, ...(isIP(host) ? {} : { servername: host }), timeoutMs: timeout * 1000 }, files.credentials);
-  const report = judgeProbe({ host, port, as: values.as, bundle: files.bundle, bundlePath: files.paths.ca, manifest, ...seen, now: new Date(), material });
+  const sni = values.servername ?? (isIP(host) ? undefined : host);
+  const seen = await observe({ host, port, ...(sni === undefined ? {} : { servername: sni }), timeoutMs: timeout * 1000 }, files.credentials);
+  const report = judgeProbe({ host, port, ...(values.servername === undefined ? {} : { servername: values.servername }), as: values.as, bundle: files.bundle, bundlePath: files.paths.ca, manifest, ...seen, now: new Date(), material });
   if (values.json) io.out(JSON.stringify(probeJson(report), null, 2) + "\n");
   else renderHuman(io, report, files.paths);
   return report.unreachable ? EXIT.failed : report.errors > 0 ? EXIT.findings : EXIT.ok;
@@ -235,7 +244,7 @@ function renderClient(io: Io, r: ClientReport): void {
 /** probeJson is the `--json` form: stable field names, ISO dates. */
 export function probeJson(r: ProbeReport) {
   return {
-    target: { host: r.host, port: r.port },
+    target: { host: r.host, port: r.port, servername: r.servername ?? null },
     as: r.as ?? null,
     now: r.now.toISOString(),
     reachable: r.unreachable === undefined,
@@ -266,7 +275,7 @@ const SEVERITY_COLOR = { error: "red", warning: "yellow" } as const;
 
 function renderHuman(io: Io, r: ProbeReport, paths: ProbePaths): void {
   const where = `${r.host}:${r.port}`;
-  io.out(`mtlskit probe: ${where}${r.as ? ` as ${r.as}` : ""} (${paths.cert}; trusting ${paths.ca})\n`);
+  io.out(`mtlskit probe: ${where}${r.servername ? ` (SNI ${r.servername})` : ""}${r.as ? ` as ${r.as}` : ""} (${paths.cert}; trusting ${paths.ca})\n`);
   if (r.unreachable) {
     io.out(`\n${paint(io, "red", "UNREACHABLE")}: ${unreachableWords(r, r.unreachable)}\n`);
     return;
