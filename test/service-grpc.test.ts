@@ -2,7 +2,8 @@
  * grpc-js credentials: an echo service on loopback with the quick-start PKI. The worker's call
  * succeeds; db (same CA, other identity) is refused with PERMISSION_DENIED naming it; a client
  * from another CA fails the handshake; a server without the dialed name is refused by the
- * channel; a rotated server certificate reaches new connections; and examples/grpc runs.
+ * channel; a rotated server certificate reaches new connections, and a rotated client certificate
+ * reaches the next connection of a channel kept open; and examples/grpc runs.
  */
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
@@ -34,8 +35,8 @@ const files = (dir: string, name: string) => ({ certFile: path.join(dir, "servic
 const sourceOf = (name: string, dir = pki) => loadStaticSource(files(dir, name));
 
 /** serve starts the echo service (it replies with the caller's identity) on 127.0.0.1:0. */
-async function serve(source: CredentialSource, authorize = authorizeId(WORKER)): Promise<{ port: number; server: grpc.Server }> {
-  const server = new grpc.Server();
+async function serve(source: CredentialSource, authorize = authorizeId(WORKER), options: grpc.ServerOptions = {}): Promise<{ port: number; server: grpc.Server }> {
+  const server = new grpc.Server(options);
   server.addService(echoService, {
     echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
       const who = peerFromDer(call.getAuthContext()!.sslPeerCertificate!.raw).identity?.uri;
@@ -136,6 +137,35 @@ describe("grpc-js credentials", { timeout: 60_000 }, () => {
     let now = await served();
     while (now !== sha(creds.cert) && Date.now() < deadline) now = await served();
     assert.equal(now, sha(creds.cert));
+  });
+
+  it("ok/one channel, kept open: after the client's source rotates, its next connection presents the new certificate", async () => {
+    const seen: string[] = [];
+    const admitWorker = authorizeId(WORKER);
+    // The server ends every connection after 300 ms, so the one channel below keeps reconnecting
+    // (a new handshake each time) while it stays the same channel with the same credentials.
+    const { port } = await serve(sourceOf("api"), (p) => (seen.push(p.certSha256), admitWorker(p)), { "grpc.max_connection_age_ms": 300, "grpc.max_connection_age_grace_ms": 100 });
+    let creds: Credentials = sourceOf("worker").current();
+    const client = new EchoClient(`127.0.0.1:${port}`, grpcChannelCredentials({ current: () => creds }, { authorize: authorizeId(API) }));
+    try {
+      const callOnce = async () => (await echo(client, "hello", 5000), seen.at(-1));
+      const sha = (pem: string) => createHash("sha256").update(Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ""), "base64")).digest("hex");
+      assert.equal(await callOnce(), sha(creds.cert));
+      const r = await runCli(["apply", "-f", path.join(REPO, "examples", "quickstart.yaml"), "--pki", pki, "--reissue", "worker"]);
+      assert.equal(r.code, 0, r.err);
+      const old = creds.cert;
+      creds = sourceOf("worker").current();
+      assert.notEqual(creds.cert, old);
+      const deadline = Date.now() + 5000;
+      let now = await callOnce();
+      while (now !== sha(creds.cert) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+        now = await callOnce();
+      }
+      assert.equal(now, sha(creds.cert), "the channel still presents the old client certificate");
+    } finally {
+      client.close();
+    }
   });
 
   it("ok/examples/grpc: the server admits the worker and refuses db", async () => {
