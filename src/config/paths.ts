@@ -5,7 +5,8 @@
  * `mtlskit export --format flat` writes it and the runbooks deploy it (/etc/serviceradar/certs).
  */
 import * as path from "node:path";
-import { FLAT_NAMES, flatName, type FlatNames } from "../export/names.ts";
+import { flatNamesOf } from "../export/flat.ts";
+import { flatName, type FlatNames } from "../export/names.ts";
 import type { Manifest, Service } from "../manifest/index.ts";
 import { abs, LAYOUT } from "../state/layout.ts";
 
@@ -22,12 +23,11 @@ export interface TlsPaths {
 export type Where = { layout: "pki"; dir: string } | { layout: "flat"; dir: string; names: FlatNames };
 
 /**
- * flatNamesOf returns the flat layout's names for `manifest`: FLAT_NAMES, overridden by the
+ * manifestFlatNames returns the flat layout's names for `manifest`: FLAT_NAMES, overridden by the
  * `names` of the manifest's first `format: flat` output, so snippets name the files export writes.
  */
-export function flatNamesOf(manifest: Manifest): FlatNames {
-  const flat = manifest.outputs?.find((o) => o.format === "flat");
-  return { ...FLAT_NAMES, ...flat?.names };
+export function manifestFlatNames(manifest: Manifest): FlatNames {
+  return flatNamesOf(manifest.outputs?.find((o) => o.format === "flat") ?? { names: {} });
 }
 
 /**

@@ -158,16 +158,15 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
     const result = await applyLocked(loaded, dir, imported, opts);
     written = result;
     await opts.afterWrite?.(result);
-    const due = [...new Set([...result.changed, ...owed])].sort();
-    const jobs = opts.hooks === false ? [] : hookJobs(loaded, dir, due);
-    result.hooks = await runHooks(jobs, opts.hookTimeoutMs);
-    const pending = due.filter((name) => hookJobs(loaded, dir, [name]).length > 0 && !result.hooks.some((h) => h.service === name && h.ok));
+    const due = hookJobs(loaded, dir, [...new Set([...result.changed, ...owed])].sort());
+    result.hooks = await runHooks(opts.hooks === false ? [] : due, opts.hookTimeoutMs);
+    const pending = due.map((j) => j.service).filter((name) => !result.hooks.some((h) => h.service === name && h.ok));
     writeApplyRecord(dir, { time: started.toISOString(), ok: true, issued: result.issued, kept: result.kept, caCreated: result.caCreated, changed: result.changed, hooks: result.hooks, pending });
     return result;
   } catch (e) {
     // Unattended renewals (cron, a systemd timer) fail silently unless the failure is recorded:
     // status and metrics read this. Every file is whole, old or new: each write is atomic.
-    const pending = [...new Set([...(written?.changed ?? []), ...owed])].filter((name) => hookJobs(loaded, dir, [name]).length > 0).sort();
+    const pending = hookJobs(loaded, dir, [...new Set([...(written?.changed ?? []), ...owed])].sort()).map((j) => j.service);
     const record: ApplyRecord = { time: started.toISOString(), ok: false, error: (e as Error).message, issued: written?.issued ?? 0, kept: written?.kept ?? 0, caCreated: written?.caCreated ?? false, changed: written?.changed ?? [], hooks: [], pending };
     try {
       writeApplyRecord(dir, record);
