@@ -46,10 +46,10 @@ export {
 export { inspectText, loadInspection, matchKeys, type Inspection, type Item } from "./inspect/index.ts";
 export { explain, CATALOGUE, type Explanation, type Match, type Entry } from "./explain/index.ts";
 export { describePeer, peerFromDer, peerFromSocket, type NoIdentity, type Peer } from "./service/index.ts";
-export { AuthorizationError, allOf, anyOf, authorizeAny, authorizeId, authorizeMemberOf, authorizeOneOf, authorizeRbac, authorizeRole, authorizeSubject, normalizeDn, pinCertificate, pinSpki, rbacRoles, type Authorizer, type RbacTable } from "./service/index.ts";
+export { AuthorizationError, allOf, anyOf, authorizeAny, authorizeId, authorizeMemberOf, authorizeOneOf, authorizeRbac, authorizeRole, authorizeSubject, normalizeDn, parseDn, pinCertificate, pinSpki, rbacRoles, type Authorizer, type DnAttribute, type RbacTable } from "./service/index.ts";
 export { loadStaticSource, parseCredentials, staticSource, type CredentialNames, type CredentialSource, type Credentials, type PemInput, type StaticFiles, type StaticSourceInput } from "./service/index.ts";
 export { fileSource, type FileCredentialSource, type FileSourceDir, type FileSourceOptions, type Reload } from "./service/index.ts";
-export { CIPHERS, authorizeServer, clientOptions, createMtlsServer, serverOptions, type ClientOptions, type MinVersion, type MtlsServerOptions, type ServerFactory, type ServerOptions } from "./service/index.ts";
+export { CIPHERS, HANDSHAKE_TIMEOUT_MS, authorizeServer, clientOptions, createMtlsServer, serverOptions, type ClientOptions, type MaxVersion, type MinVersion, type MtlsServerOptions, type ServerFactory, type ServerOptions } from "./service/index.ts";
 export { SelfCheckError, assertReady, selfCheck, type IdentityTemplate, type SelfCheckOptions, type SelfCheckProblem } from "./service/index.ts";
 export { expiryStatus, metricsOfPki, metricsText, nagiosLine, serveMetrics, statusOfFiles, statusOfPki, type Level, type MetricsServer, type MetricsServerOptions, type Status, type StatusInput, type StatusRow, type Thresholds } from "./status/index.ts";
 export { checkOutputs, exportOutputs, encodePkcs12, loadMaterial, writeExport, FORMATS, FLAT_NAMES, type ExportFile, type ExportResult, type Pkcs12Entry, type PkiMaterial } from "./export/index.ts";

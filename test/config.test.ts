@@ -208,7 +208,10 @@ describe("config serviceradar", () => {
     // the manifest's connection core -> cnpg gives one. Roles are the manifest's (default: usage).
     assert.deepEqual((await block("core")).json, { security: { mode: "mtls", cert_dir: HOST, server_name: "cnpg.serviceradar", role: "dual", tls: tls("core", true) } });
     assert.deepEqual((await block("checker")).json, { security: { mode: "mtls", cert_dir: HOST, server_name: "core.serviceradar", role: "client", tls: tls("checker", false) } });
-    assert.deepEqual((await block("datasvc")).json, { security: { mode: "mtls", cert_dir: HOST, server_name: "nats-serviceradar", role: "dual", tls: tls("datasvc", true) } });
+    assert.deepEqual((await block("datasvc")).json, {
+      security: { mode: "mtls", cert_dir: HOST, server_name: "nats-serviceradar", role: "dual", tls: tls("datasvc", true) },
+      rbac: { roles: [{ identity: SR_DN("agent.serviceradar"), role: "reader" }] },
+    });
     const gw = await block("gateway");
     assert.deepEqual(gw.json, { security: { mode: "mtls", cert_dir: HOST, server_name: "core.serviceradar", role: "dual", tls: tls("gateway", true) } });
     assert.equal(gw.err, "note: gateway dials 2 services; server_name is the first, core (core.serviceradar). Where its config names the others, set their server_name: agent (server_name agent.serviceradar).\n");
@@ -233,6 +236,25 @@ describe("config serviceradar", () => {
 }
 `,
     );
+  });
+
+  it("ok/datasvc gets the runbook's rbac block: each client by its whole subject as Go prints it (every datasvc version matches it), a reader; the note says who writes", async () => {
+    const { out, err } = await config("serviceradar", "-f", SR, "--service", "datasvc", "--certs-dir", HOST);
+    const json = JSON.parse(out) as { rbac: { roles: { identity: string; role: string }[] } };
+    assert.deepEqual(json.rbac, { roles: [{ identity: "CN=agent.serviceradar,OU=Operations,O=ServiceRadar,L=Your Location,ST=Your State,C=US", role: "reader" }] });
+    assert.match(err, /every client of datasvc is a reader .*a writer/);
+    // Another component has no rbac block.
+    assert.equal("rbac" in (JSON.parse((await config("serviceradar", "-f", SR, "--service", "core", "--certs-dir", HOST)).out) as object), false);
+  });
+
+  it("ok/a datasvc client with a spiffe:// identity is named by it (datasvc reads the URI SAN first); no client: no block, and a note says why", async () => {
+    const dir = tempDir();
+    const file = writeManifest(dir, `version: 1\ncluster: sr\nidentity: { uri: "spiffe://{cluster}.local/{role}/{name}" }\nca: { subject: { CN: SR CA } }\nservices:\n  datasvc: { usage: dual, addresses: [127.0.0.1] }\n  agent: { usage: dual, addresses: [127.0.0.2] }\n  kv: { usage: server, addresses: [127.0.0.3] }\nconnections:\n  - { from: agent, to: datasvc, address: 127.0.0.1 }\n`);
+    const { out } = await config("serviceradar", "-f", file, "--service", "datasvc");
+    assert.deepEqual((JSON.parse(out) as { rbac: unknown }).rbac, { roles: [{ identity: "spiffe://sr.local/dual/agent", role: "reader" }] });
+    const lone = await config("serviceradar", "-f", file, "--service", "kv");
+    assert.equal("rbac" in (JSON.parse(lone.out) as object), false);
+    assert.match(lone.err, /no connection in .* has `to: kv`, so no rbac block is written/);
   });
 
   it("fail/a split service: ServiceRadar takes one certificate for both directions", async () => {

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import * as https from "node:https";
+import type { AddressInfo } from "node:net";
 import * as path from "node:path";
 import { before, describe, it } from "node:test";
 import * as tls from "node:tls";
@@ -14,7 +15,10 @@ import {
   SelfCheckError,
   assertReady,
   authorizeAny,
+  authorizeSubject,
+  clientOptions,
   createMtlsServer,
+  loadStaticSource,
   selfCheck,
   staticSource,
   type SelfCheckOptions,
@@ -118,6 +122,67 @@ describe("createMtlsServer with selfCheck", () => {
     const server = createMtlsServer(https.createServer, sourceOf(leaf()), { authorize: authorizeAny(), selfCheck: HEALTHY }, (_req: unknown, res: { end: (s: string) => void }) => res.end("ok"));
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     server.close();
+  });
+});
+
+/**
+ * Deployments without identity URIs (issue 11): ServiceRadar, Sensu and VirtRigaud authorize by
+ * subject, and their certificates carry no URI SAN. A self-check given no identity must not ask
+ * for one; the certificates here are issued by apply from the examples.
+ */
+describe("selfCheck without a configured identity: certificates without a URI SAN (issue 11)", () => {
+  let sensu: string;
+  let serviceradar: string;
+  const sourceIn = (pki: string, name: string) => loadStaticSource({ certFile: path.join(pki, "services", name, "cert.pem"), keyFile: path.join(pki, "services", name, "key.pem"), caFile: path.join(pki, "services", name, "ca.pem") });
+  before(async () => {
+    for (const [example, set] of [["sensu", (p: string) => (sensu = p)], ["serviceradar", (p: string) => (serviceradar = p)]] as const) {
+      const pki = path.join(tempDir(), "pki");
+      const r = await runCli(["apply", "-f", path.join(REPO, "examples", `${example}.yaml`), "--pki", pki]);
+      assert.equal(r.code, 0, r.err);
+      set(pki);
+    }
+  });
+
+  it("ok/no URI SAN and no identity configured: no problem (ServiceRadar's datasvc, Sensu's backend)", () => {
+    assert.deepEqual(selfCheck(sourceIn(serviceradar, "datasvc"), { advertise: ["192.168.2.23:50057", "datasvc.serviceradar"], role: "dual" }), []);
+    assert.deepEqual(selfCheck(sourceIn(sensu, "backend-1"), { advertise: ["127.0.0.1:8080", "backend-1.example.com"], role: "dual" }), []);
+  });
+
+  it("refused/the same certificate when an identity is configured: it has no URI SAN", () => {
+    const problems = selfCheck(sourceIn(sensu, "backend-1"), { identity: "spiffe://sensu.local/dual/backend-1", role: "dual" });
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!.message, /no URI SAN/);
+  });
+
+  it("ok/Sensu's backend-1 starts createMtlsServer with selfCheck on 127.0.0.1 and serves Sensu's agent over https", async () => {
+    const server = createMtlsServer(https.createServer, sourceIn(sensu, "backend-1"), {
+      authorize: authorizeSubject("CN=agent"),
+      selfCheck: { advertise: ["127.0.0.1:8080", "localhost"], role: "dual" },
+    }, (_req: unknown, res: { end: (s: string) => void }) => res.end("hello agent"));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const body = await new Promise<string>((resolve, reject) => {
+        const req = https.request({
+          ...clientOptions(sourceIn(sensu, "agent"), { authorize: authorizeSubject("CN=backend-1.example.com") }),
+          host: "127.0.0.1",
+          port: (server.address() as AddressInfo).port,
+          path: "/",
+          agent: false,
+          timeout: 10_000,
+        }, (res) => {
+          let text = "";
+          res.on("data", (d: Buffer) => (text += d));
+          res.on("end", () => resolve(text));
+        });
+        req.on("timeout", () => req.destroy(new Error("no answer within 10 s")));
+        req.on("error", reject);
+        req.end();
+      });
+      assert.equal(body, "hello agent");
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 });
 

@@ -5,6 +5,14 @@
  * file names relative to cert_dir. A component that serves also gets client_ca_file, the bundle
  * it verifies its clients with.
  *
+ * The data service (a service named datasvc, or kv as before its rename) also gets the runbook's
+ * `rbac` block, one entry per client the manifest's connections say dials it. datasvc names a
+ * client by its spiffe:// URI SAN when it has one, else by its subject: before 2026-01 only as
+ * Go's `Subject.String()` (the whole DN, most specific first), since then also as `CN=..,O=..`
+ * alone (carverauto/serviceradar go/pkg/datasvc/rbac.go). The block writes the whole DN, which
+ * every version matches; the runbook's short `CN=agent.serviceradar,O=ServiceRadar` needs the
+ * newer one. The library's authorizeRbac admits both forms.
+ *
  * JSON has no comments, so what a reader must know goes to `notes` (stderr). The output is a
  * whole JSON object, `{"security": {...}}`, so it merges into an existing config with
  * `jq -s '.[0] * .[1]' core.json snippet.json`.
@@ -12,7 +20,8 @@
 import * as path from "node:path";
 import { UsageError } from "../errors.ts";
 import type { Service } from "../manifest/index.ts";
-import type { ConfigInput, Snippet } from "./input.ts";
+import { clientsOf, type ConfigInput, type Snippet } from "./input.ts";
+import { goDn } from "./nats.ts";
 
 /** SecurityBlock is the JSON `security` object ServiceRadar components read. */
 export interface SecurityBlock {
@@ -21,6 +30,26 @@ export interface SecurityBlock {
   server_name?: string;
   role: string;
   tls: { cert_file: string; key_file: string; ca_file: string; client_ca_file?: string };
+}
+
+/** RbacBlock is datasvc's top-level `rbac` object: who holds which role. */
+export interface RbacBlock {
+  roles: { identity: string; role: "reader" | "writer" }[];
+}
+
+/** isDataService tells whether a service is ServiceRadar's data service (datasvc; kv before the rename), the one component with an rbac block. */
+const isDataService = (name: string) => /^(serviceradar-)?(datasvc|kv)$/.test(name);
+
+/** rbacBlock lists the data service's clients as readers, each by the identity datasvc reads from its certificate. */
+function rbacBlock(input: ConfigInput): { rbac?: RbacBlock; notes: string[] } {
+  const { service, manifest } = input;
+  const clients = clientsOf(manifest, service);
+  if (clients.length === 0) {
+    return { notes: [`no connection in ${manifest.file} has \`to: ${service.name}\`, so no rbac block is written and datasvc would refuse every client; declare each client under connections.`] };
+  }
+  const roles = clients.map(({ service: c }) => ({ identity: c.identity?.startsWith("spiffe://") ? c.identity : goDn(c.subject), role: "reader" as const }));
+  const notes = [`every client of ${service.name} is a reader (Get, Watch); make a client that writes (Put, Delete: ServiceRadar's sync or core) a writer.`];
+  return { rbac: { roles }, notes };
 }
 
 /** targetsOf lists the services `service` dials, in the order of the manifest's connections, each once. */
@@ -60,8 +89,13 @@ export function securityBlock(input: ConfigInput): { block: SecurityBlock; notes
   return { block, notes };
 }
 
-/** renderServiceRadar renders `{"security": {...}}` for `input.service`, pretty-printed with two spaces as the runbook's files are. */
+/**
+ * renderServiceRadar renders `{"security": {...}}` for `input.service` (and `"rbac"` for the data
+ * service), pretty-printed with two spaces as the runbook's files are.
+ */
 export function renderServiceRadar(input: ConfigInput): Snippet {
   const { block, notes } = securityBlock(input);
-  return { text: `${JSON.stringify({ security: block }, null, 2)}\n`, notes };
+  if (!isDataService(input.service.name)) return { text: `${JSON.stringify({ security: block }, null, 2)}\n`, notes };
+  const { rbac, notes: rbacNotes } = rbacBlock(input);
+  return { text: `${JSON.stringify({ security: block, ...(rbac ? { rbac } : {}) }, null, 2)}\n`, notes: [...notes, ...rbacNotes] };
 }

@@ -145,7 +145,7 @@ export function authorizeRole(template: string, ...roles: string[]): Authorizer 
   };
 }
 
-/** ATTRIBUTE_ALIASES maps long names and OIDs of DN attributes to the short names x509.ts prints. */
+/** ATTRIBUTE_ALIASES maps long names, other spellings and OIDs of DN attributes to one upper-case short name. */
 const ATTRIBUTE_ALIASES: Record<string, string> = {
   COMMONNAME: "CN", "2.5.4.3": "CN", COUNTRYNAME: "C", "2.5.4.6": "C", LOCALITYNAME: "L", "2.5.4.7": "L",
   STATEORPROVINCENAME: "ST", S: "ST", "2.5.4.8": "ST", ORGANIZATIONNAME: "O", "2.5.4.10": "O",
@@ -153,19 +153,34 @@ const ATTRIBUTE_ALIASES: Record<string, string> = {
   EMAILADDRESS: "EMAILADDRESS", E: "EMAILADDRESS", "1.2.840.113549.1.9.1": "EMAILADDRESS",
   DOMAINCOMPONENT: "DC", "0.9.2342.19200300.100.1.25": "DC", USERID: "UID", "0.9.2342.19200300.100.1.1": "UID",
   STREETADDRESS: "STREET", "2.5.4.9": "STREET", TITLE: "TITLE", "2.5.4.12": "TITLE",
+  SURNAME: "SN", "2.5.4.4": "SN", GIVENNAME: "GN", "2.5.4.42": "GN",
 };
 
+/** DnAttribute is one attribute of a distinguished name. */
+export interface DnAttribute {
+  /** type is the short upper-case name (`CN`, `O`, `EMAILADDRESS`) or the dotted OID of an unnamed type. */
+  type: string;
+  /** value is the unescaped text, or for a `#`-written value (a non-string in the DER) `#` and its hex, upper-case. */
+  value: string;
+  /** hex is true for a `#`-written value. */
+  hex: boolean;
+}
+
 /**
- * normalizeDn reads an RFC 4514 distinguished name into a canonical form for comparison: RDNs in
- * order, a multi-valued RDN's attributes sorted, attribute types by their short upper-case name
- * (`commonName` and `cn` are `CN`), values unescaped (`\,`, `\2C`) with unescaped spaces around
- * them dropped. Values compare exactly, case included: a different spelling is a different peer.
- * `;` also separates RDNs (RFC 2253's older form). It throws on a malformed DN.
+ * parseDn reads a distinguished name as RFC 4514 writes it, and as Go and OpenSSL print one, into
+ * its attributes: RDNs separated by `,` or `;` (RFC 2253's older form), a multi-valued RDN's
+ * attributes by `+`, spaces around `=`, `,` and `+` ignored (OpenSSL's `O = x, CN = y`), types
+ * by their short upper-case name (`commonName`, `cn` and `2.5.4.3` are `CN`), values unescaped
+ * (`\,`, `\2C`, UTF-8 in hex) and compared exactly, case included. It throws on a malformed DN.
+ *
+ * @example
+ * parseDn("O = ServiceRadar, CN = agent.serviceradar"); // [{ type: "O", value: "ServiceRadar", hex: false }, { type: "CN", value: "agent.serviceradar", hex: false }]
  */
-export function normalizeDn(dn: string): string {
-  const rdns: string[][] = [[]];
+export function parseDn(dn: string): DnAttribute[] {
+  const out: DnAttribute[] = [];
   let i = 0;
   const fail = (why: string) => misuse(`${JSON.stringify(dn)} is not a distinguished name such as CN=agent,O=Example: ${why}`);
+  if (typeof dn !== "string" || dn.trim() === "") throw fail("it is empty");
   while (i < dn.length) {
     const eq = dn.indexOf("=", i);
     if (eq < 0) throw fail(`"${dn.slice(i).trim()}" has no "="`);
@@ -175,12 +190,14 @@ export function normalizeDn(dn: string): string {
     i = eq + 1;
     while (dn[i] === " ") i++;
     let value: string;
-    if (dn[i] === "#") {
-      const m = /^#([0-9A-Fa-f]{2})+/.exec(dn.slice(i));
+    const hex = dn[i] === "#";
+    if (hex) {
+      const m = /^#(?:[0-9A-Fa-f]{2})+/.exec(dn.slice(i));
       if (!m) throw fail("a #value must be hex");
       value = m[0].toUpperCase();
       i += m[0].length;
       while (dn[i] === " ") i++;
+      if (i < dn.length && !",;+".includes(dn[i]!)) throw fail(`a #value ends at "${dn[i]}"`);
     } else {
       const bytes: number[] = [];
       let significant = 0; // bytes up to the last escaped or non-space character
@@ -192,55 +209,115 @@ export function normalizeDn(dn: string): string {
             bytes.push(parseInt(hex[0], 16));
             i += 3;
           } else if (i + 1 < dn.length) {
-            bytes.push(...Buffer.from(dn[i + 1]!));
-            i += 2;
+            const next = String.fromCodePoint(dn.codePointAt(i + 1)!);
+            bytes.push(...Buffer.from(next));
+            i += 1 + next.length;
           } else throw fail("it ends with a lone backslash");
           significant = bytes.length;
         } else {
-          const cp = dn.codePointAt(i)!;
-          const s = String.fromCodePoint(cp);
-          bytes.push(...Buffer.from(s));
+          const next = String.fromCodePoint(dn.codePointAt(i)!);
+          bytes.push(...Buffer.from(next));
           if (ch !== " ") significant = bytes.length;
-          i += s.length;
+          i += next.length;
         }
       }
       value = Buffer.from(bytes.slice(0, significant)).toString("utf8");
     }
-    rdns[rdns.length - 1]!.push(`${type}=${JSON.stringify(value)}`);
+    out.push({ type, value, hex });
     if (i < dn.length) {
       const sep = dn[i]!;
       i++;
-      if (sep === "," || sep === ";") rdns.push([]);
+      while (dn[i] === " ") i++;
       if (i >= dn.length) throw fail(`it ends with "${sep}"`);
     }
   }
-  return rdns.map((rdn) => rdn.sort().join("+")).join(",");
+  return out;
+}
+
+/** attributeKey writes one attribute canonically, for sorting and counting. */
+const attributeKey = (a: DnAttribute) => `${a.type}=${a.hex ? a.value : JSON.stringify(a.value)}`;
+
+/**
+ * normalizeDn writes a distinguished name canonically: its attributes (parseDn) sorted, joined by
+ * ",". Two DNs normalise alike exactly when they hold the same attributes with the same values,
+ * in any order and any RDN grouping: Go prints RDNs most specific first (`CN=a,O=x`), OpenSSL's
+ * default most general first (`O = x, CN = a`), and both name the same certificate.
+ */
+export function normalizeDn(dn: string): string {
+  return parseDn(dn).map(attributeKey).sort().join(",");
+}
+
+/** subjectCache holds each peer's subject attributes: peers are frozen and shared, so they are read once. */
+const subjectCache = new WeakMap<Peer, Map<string, string[]>>();
+
+/** valuesByType groups attributes' canonical keys by type, each list sorted. */
+function valuesByType(attributes: DnAttribute[]): Map<string, string[]> {
+  const byType = new Map<string, string[]>();
+  for (const a of attributes) byType.set(a.type, [...(byType.get(a.type) ?? []), attributeKey(a)]);
+  for (const list of byType.values()) list.sort();
+  return byType;
+}
+
+/** subjectOf reads a peer's subject attributes from its decoded subject (pki/x509.ts writes it as RFC 4514, escaped). */
+function subjectOf(peer: Peer): Map<string, string[]> {
+  let byType = subjectCache.get(peer);
+  if (!byType) {
+    byType = valuesByType(parseDn(peer.subject));
+    subjectCache.set(peer, byType);
+  }
+  return byType;
 }
 
 /**
- * authorizeSubject admits peers whose subject DN equals one of `dns` (compared as normalizeDn
- * says), for deployments that authorize by subject, such as ServiceRadar's
- * `CN=agent.serviceradar,O=ServiceRadar`.
+ * subjectMatcher compiles a DN into a test of a peer's subject. What is compared: the attribute
+ * types the DN names. For each, the subject must hold exactly the DN's values (as a multiset: a
+ * missing value, an extra value of that type, or a different one refuses); order and RDN
+ * grouping do not matter, since Go and OpenSSL print opposite orders of the same name. Types the
+ * DN does not name are not compared: ServiceRadar's runbook writes `CN=agent.serviceradar,O=ServiceRadar`
+ * for certificates whose subject also carries C, ST, L and OU, and its datasvc matches them
+ * (go/pkg/datasvc/rbac.go compares CN and the first O). Write every attribute to pin them all.
+ */
+function subjectMatcher(dn: string): (peer: Peer) => boolean {
+  const want = valuesByType(parseDn(dn));
+  return (peer) => {
+    let have: Map<string, string[]>;
+    try {
+      have = subjectOf(peer);
+    } catch {
+      return false; // a subject our own decoder wrote that does not read back: match nothing (fail closed)
+    }
+    for (const [type, values] of want) {
+      const got = have.get(type) ?? [];
+      if (got.length !== values.length || got.some((v, k) => v !== values[k])) return false;
+    }
+    return true;
+  };
+}
+
+/**
+ * authorizeSubject admits peers whose subject matches one of `dns`: every attribute type a DN
+ * names must hold exactly its values, in any order (see subjectMatcher); for deployments that
+ * authorize by subject, such as ServiceRadar's `CN=agent.serviceradar,O=ServiceRadar`.
  *
  * @example
  * authorizeSubject("CN=agent.serviceradar,O=ServiceRadar");
  */
 export function authorizeSubject(...dns: string[]): Authorizer {
   if (dns.length === 0) throw misuse("authorizeSubject needs at least one subject (deny by default: an empty list would refuse everyone)");
-  const set = new Set(dns.map(normalizeDn));
+  const matchers = dns.map(subjectMatcher);
   const want = `want subject ${dns.length === 1 ? dns[0] : `one of ${dns.join("; ")}`}`;
-  return (peer) => (set.has(normalizeDn(peer.subject)) ? undefined : new AuthorizationError(peer, `${want}; its subject is ${peer.subject}`));
+  return (peer) => (matchers.some((m) => m(peer)) ? undefined : new AuthorizationError(peer, `${want}; its subject is ${peer.subject}`));
 }
 
 /**
  * RbacTable maps who a peer is, an identity URI (`spiffe://...`) or a subject DN
- * (`CN=agent.serviceradar,O=ServiceRadar`), to the roles it holds.
+ * (`CN=agent.serviceradar,O=ServiceRadar`, matched as authorizeSubject does), to the roles it holds.
  */
 export type RbacTable = Readonly<Record<string, readonly string[]>>;
 
 /**
  * rbacRoles compiles an RBAC table into a function giving a peer's roles: those of its identity
- * and those of its subject. Keys are validated here; a key that is neither throws.
+ * and those of every subject DN its subject matches (as authorizeSubject matches). Keys are validated here; a key that is neither throws.
  *
  * @example
  * const rolesOf = rbacRoles({ "CN=agent.serviceradar,O=ServiceRadar": ["reader"] });
@@ -248,12 +325,12 @@ export type RbacTable = Readonly<Record<string, readonly string[]>>;
  */
 export function rbacRoles(table: RbacTable): (peer: Peer) => string[] {
   const byId = new Map<string, readonly string[]>();
-  const byDn = new Map<string, readonly string[]>();
+  const byDn: [(peer: Peer) => boolean, readonly string[]][] = [];
   for (const [who, roles] of Object.entries(table)) {
     if (who.includes("://")) byId.set(checkedId(who, "authorizeRbac"), roles);
-    else byDn.set(normalizeDn(who), roles);
+    else byDn.push([subjectMatcher(who), roles]);
   }
-  return (peer) => [...new Set([...(peer.identity ? byId.get(peer.identity.uri) ?? [] : []), ...(byDn.get(normalizeDn(peer.subject)) ?? [])])];
+  return (peer) => [...new Set([...(peer.identity ? byId.get(peer.identity.uri) ?? [] : []), ...byDn.filter(([m]) => m(peer)).flatMap(([, roles]) => roles)])];
 }
 
 /**

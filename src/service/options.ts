@@ -48,8 +48,20 @@ export const CIPHERS = [
   "ECDHE-RSA-CHACHA20-POLY1305",
 ].join(":");
 
-/** MinVersion is the lowest protocol an end accepts; the highest is always TLSv1.3. */
+/** MinVersion is the lowest protocol an end accepts. */
 export type MinVersion = "TLSv1.2" | "TLSv1.3";
+
+/** MaxVersion is the highest protocol an end offers; TLSv1.2 pins a peer that mishandles 1.3. */
+export type MaxVersion = "TLSv1.2" | "TLSv1.3";
+
+/**
+ * HANDSHAKE_TIMEOUT_MS is the server's default handshake deadline, 10 s: a client that connects
+ * and then sends nothing, or stalls mid-handshake, is dropped then, so idle sockets cannot pile
+ * up (a slowloris on the handshake). Node's default is 120 s, and at its deadline Node 20 only
+ * emits tlsClientError and keeps the socket open; authorizeServer closes it. Ten seconds is far
+ * above a loopback or LAN handshake (milliseconds) and a slow WAN one (a few round trips).
+ */
+export const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /** ServerOptions tune serverOptions. */
 export interface ServerOptions {
@@ -57,6 +69,14 @@ export interface ServerOptions {
   authorize: Authorizer;
   /** minVersion: default "TLSv1.2"; TLS 1.3 is negotiated whenever the client offers it. */
   minVersion?: MinVersion;
+  /** maxVersion: default "TLSv1.3". Give it here: set next to the options (spread), Node would ignore it, and binding refuses that. */
+  maxVersion?: MaxVersion;
+  /**
+   * handshakeTimeout: milliseconds a client has from connecting to finishing the handshake, else
+   * its socket is destroyed (the server emits `tlsClientError` with ERR_TLS_HANDSHAKE_TIMEOUT);
+   * default HANDSHAKE_TIMEOUT_MS, 10 000 (Node's own default is 120 000).
+   */
+  handshakeTimeout?: number;
   /** onRefused is told about each refused client after its socket is destroyed (the library itself logs nothing). */
   onRefused?: (error: AuthorizationError, socket: tls.TLSSocket) => void;
 }
@@ -69,6 +89,8 @@ export interface ClientOptions {
   servername?: string;
   /** minVersion: default "TLSv1.2". */
   minVersion?: MinVersion;
+  /** maxVersion: default "TLSv1.3". Give it here: set next to the options (spread), Node would ignore it, and the connection is refused saying so. */
+  maxVersion?: MaxVersion;
 }
 
 const GUARD = Symbol("mtlskit.serverGuard");
@@ -86,13 +108,47 @@ interface Guard {
 /** MtlsServerOptions are tls.TlsOptions carrying their authorizer for authorizeServer. */
 export type MtlsServerOptions = tls.TlsOptions & { readonly [GUARD]: Guard };
 
-type TlsParams = { minVersion: MinVersion; maxVersion: "TLSv1.3"; ciphers: string };
+type TlsParams = { minVersion: MinVersion; maxVersion: MaxVersion; ciphers: string };
 
-function tlsParams(minVersion: MinVersion | undefined): TlsParams {
-  const v = minVersion ?? "TLSv1.2";
-  if (v !== "TLSv1.2" && v !== "TLSv1.3") throw new MtlskitError(`service: minVersion must be "TLSv1.2" or "TLSv1.3"; got ${JSON.stringify(v)}`, EXIT.invalid);
-  return { minVersion: v, maxVersion: "TLSv1.3", ciphers: CIPHERS };
+function tlsParams(opts: { minVersion?: MinVersion; maxVersion?: MaxVersion }): TlsParams {
+  const version = (field: string, v: string) => {
+    if (v !== "TLSv1.2" && v !== "TLSv1.3") throw new MtlskitError(`service: ${field} must be "TLSv1.2" or "TLSv1.3"; got ${JSON.stringify(v)}`, EXIT.invalid);
+    return v;
+  };
+  const minVersion = version("minVersion", opts.minVersion ?? "TLSv1.2");
+  const maxVersion = version("maxVersion", opts.maxVersion ?? "TLSv1.3");
+  if (minVersion > maxVersion) throw new MtlskitError(`service: minVersion ${minVersion} is above maxVersion ${maxVersion}; no protocol is left`, EXIT.invalid);
+  return { minVersion, maxVersion, ciphers: CIPHERS };
 }
+
+/**
+ * CONTEXT_FIELDS are the TLS options Node reads only when it builds a secure context itself. The
+ * library hands Node a built context (the client's `secureContext`; the server's
+ * setSecureContext and SNICallback), so any of these placed beside its options would be
+ * silently ignored: `{ ...clientOptions(...), maxVersion: "TLSv1.2" }` still negotiated TLS 1.3
+ * (issue 11). overridden finds them so the library can refuse instead.
+ */
+const CONTEXT_FIELDS = [
+  "key", "cert", "ca", "pfx", "passphrase", "crl", "ciphers", "minVersion", "maxVersion", "secureProtocol", "secureOptions",
+  "ecdhCurve", "sigalgs", "dhparam", "honorCipherOrder", "privateKeyEngine", "privateKeyIdentifier", "clientCertEngine", "sessionIdContext", "ticketKeys", "sessionTimeout",
+] as const;
+
+/** overridden lists the context fields of `given` that differ from what the library set (`ours`): each would be ignored. */
+function overridden(given: Record<string, unknown>, ours: Record<string, unknown>): string[] {
+  return CONTEXT_FIELDS.filter((f) => given[f] !== undefined && given[f] !== ours[f]);
+}
+
+/** overrideAdvice says why the fields are ignored and where each belongs. */
+function overrideAdvice(fields: string[], fn: "clientOptions" | "serverOptions"): string {
+  const shown = fields.join(", ");
+  const versions = fields.filter((f) => f === "minVersion" || f === "maxVersion");
+  const where = versions.length > 0 ? `; pass ${versions.join(" and ")} to ${fn}(source, { ${versions.map((f) => `${f}: ...`).join(", ")} })` : "";
+  const rest = fields.some((f) => f !== "minVersion" && f !== "maxVersion") ? "; the certificate, key and bundle come from the source and the ciphers are CIPHERS, so give another source instead of files or ciphers" : "";
+  return `${shown} given next to ${fn}() would be ignored, because the library hands Node a secure context built from the source${where}${rest}`;
+}
+
+/** BUILT holds every secure context the library built, to tell its own from another's (grpc-js passes its own). */
+const BUILT = new WeakSet<tls.SecureContext>();
 
 /** contextCache builds one secure context per Credentials object (a source returns the same object until it changes). */
 function contextCache(params: TlsParams, server: boolean): (creds: Credentials) => tls.SecureContext {
@@ -102,6 +158,7 @@ function contextCache(params: TlsParams, server: boolean): (creds: Credentials) 
     if (!ctx) {
       ctx = tls.createSecureContext({ key: creds.key, cert: creds.cert, ca: creds.ca, ...params, ...(server ? { honorCipherOrder: true } : {}) });
       cache.set(creds, ctx);
+      BUILT.add(ctx);
     }
     return ctx;
   };
@@ -133,7 +190,9 @@ export function judge(peer: Peer, authorize: Authorizer): AuthorizationError | u
 /**
  * serverOptions builds options for tls.createServer, https.createServer and
  * http2.createSecureServer: client certificates required and verified against the source's
- * bundle, TLS 1.2+ with CIPHERS. They serve nothing until `authorizeServer(server, options)`
+ * bundle, TLS 1.2+ with CIPHERS, a handshake deadline (handshakeTimeout, default 10 s). TLS
+ * parameters go in `opts`: the server is given contexts built from them, so binding refuses
+ * options carrying another key, cert, ca, ciphers or version. They serve nothing until `authorizeServer(server, options)`
  * binds the server (see the file comment); `createMtlsServer` does both.
  *
  * @example
@@ -142,14 +201,19 @@ export function judge(peer: Peer, authorize: Authorizer): AuthorizationError | u
  */
 export function serverOptions(source: CredentialSource, opts: ServerOptions): MtlsServerOptions {
   if (typeof opts?.authorize !== "function") throw new MtlskitError("service: serverOptions needs an authorize function (e.g. authorizeId(...), or authorizeAny() to admit every verified client)", EXIT.invalid);
-  const params = tlsParams(opts.minVersion);
+  const params = tlsParams(opts);
   const guard: Guard = { source, authorize: opts.authorize, contextFor: contextCache(params, true), tlsParams: params, onRefused: opts.onRefused, bound: false };
+  const handshakeTimeout = opts.handshakeTimeout ?? HANDSHAKE_TIMEOUT_MS;
+  if (typeof handshakeTimeout !== "number" || !Number.isFinite(handshakeTimeout) || handshakeTimeout <= 0) {
+    throw new MtlskitError(`service: handshakeTimeout must be a positive number of milliseconds; got ${JSON.stringify(opts.handshakeTimeout)}`, EXIT.invalid);
+  }
   source.current(); // a source that cannot produce credentials fails here, at startup
   return {
     requestCert: true,
     rejectUnauthorized: true,
     ...params,
     honorCipherOrder: true,
+    handshakeTimeout,
     SNICallback: (_servername, cb) => {
       if (!guard.bound) return cb(new Error("mtlskit: this server was built from serverOptions() but never bound; call authorizeServer(server, options) or use createMtlsServer()"), undefined);
       try {
@@ -174,6 +238,8 @@ export function serverOptions(source: CredentialSource, opts: ServerOptions): Mt
 export function authorizeServer<S extends tls.Server>(server: S, options: tls.TlsOptions): S {
   const guard = (options as Partial<MtlsServerOptions>)[GUARD];
   if (!guard) throw new MtlskitError("service: authorizeServer needs the options object serverOptions() returned (or a spread copy of it)", EXIT.invalid);
+  const ignored = overridden(options as Record<string, unknown>, { ...guard.tlsParams, honorCipherOrder: true });
+  if (ignored.length > 0) throw new MtlskitError(`service: authorizeServer: ${overrideAdvice(ignored, "serverOptions")}`, EXIT.invalid);
   const bound = server as S & { [GUARD]?: Guard };
   if (bound[GUARD] === guard) return server;
   if (bound[GUARD]) throw new MtlskitError("service: this server is already bound to other serverOptions()", EXIT.invalid);
@@ -195,6 +261,13 @@ export function authorizeServer<S extends tls.Server>(server: S, options: tls.Tl
     } catch {
       // Keep serving the installed credentials; a reloading source reports its own errors.
     }
+  });
+
+  // Node 20 only reports a handshake timeout (tlsClientError ERR_TLS_HANDSHAKE_TIMEOUT) and leaves
+  // the socket open, with or without listeners (measured: a silent client stayed connected); the
+  // deadline means something only if the socket is closed here.
+  server.on("tlsClientError", (e: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
+    if (e?.code === "ERR_TLS_HANDSHAKE_TIMEOUT") socket.destroy();
   });
 
   // Every listener of a tls/https/http2 server starts from this emit; a refused socket never reaches them.
@@ -243,6 +316,11 @@ export type ServerFactory<S extends tls.Server, L> = (options: MtlsServerOptions
 export function createMtlsServer<S extends tls.Server, L>(create: ServerFactory<S, L>, source: CredentialSource, opts: ServerOptions & { extra?: object; selfCheck?: SelfCheckOptions }, listener?: L): S {
   if (opts?.selfCheck) assertReady(source, opts.selfCheck);
   const options = serverOptions(source, opts);
+  // `extra` goes under the library's options, so a field both set would be silently lost: refuse it.
+  const clash = Object.keys(opts.extra ?? {}).filter((k) => k in options || (CONTEXT_FIELDS as readonly string[]).includes(k));
+  if (clash.length > 0) {
+    throw new MtlskitError(`service: createMtlsServer: extra.${clash.join(", extra.")} would be ignored; the library sets ${clash.length === 1 ? "it" : "them"} (give minVersion, maxVersion and handshakeTimeout as createMtlsServer's own options, the certificate and bundle through the source)`, EXIT.invalid);
+  }
   const merged = { ...opts.extra, ...options } as MtlsServerOptions;
   return authorizeServer(listener === undefined ? create(merged) : create(merged, listener), merged);
 }
@@ -268,6 +346,12 @@ function nameProblem(host: string, peer: Peer): Error | undefined {
  * run on its certificate. A refusal is the connection's error: an AuthorizationError, or an
  * ERR_TLS_CERT_ALTNAME_INVALID error naming the SANs.
  *
+ * The options carry a secure context built with `opts`' minVersion and maxVersion, so give TLS
+ * parameters here: Node ignores key, cert, ca, ciphers or versions placed beside a secure context,
+ * so a connection whose options override one of them (`{ ...clientOptions(...), maxVersion }`) is
+ * refused with an ERR_MTLSKIT_OPTION_IGNORED error naming the field, instead of silently running
+ * with the library's values.
+ *
  * Node skips checkServerIdentity on resumed sessions: an https.Agent shared by clients with
  * different authorizers could resume a session another authorizer admitted; give each
  * authorizer its own Agent.
@@ -277,12 +361,21 @@ function nameProblem(host: string, peer: Peer): Error | undefined {
  */
 export function clientOptions(source: CredentialSource, opts: ClientOptions): tls.ConnectionOptions {
   if (typeof opts?.authorize !== "function") throw new MtlskitError("service: clientOptions needs an authorize function (e.g. authorizeId(...), or authorizeAny() to admit every verified server)", EXIT.invalid);
-  const contextFor = contextCache(tlsParams(opts.minVersion), false);
+  const params = tlsParams(opts);
+  const contextFor = contextCache(params, false);
   source.current();
   const options: tls.ConnectionOptions = {
     rejectUnauthorized: true,
+    // What the context holds, so that a spread copy overriding one of them differs from ours and is refused below.
+    ...params,
     ...(opts.servername === undefined ? {} : { servername: opts.servername }),
-    checkServerIdentity: (host, cert) => {
+    // A method, not an arrow: Node calls it as `options.checkServerIdentity(host, cert)` on the
+    // options tls.connect merged, so `this` shows what the caller placed beside ours.
+    checkServerIdentity(this: unknown, host: string, cert: tls.PeerCertificate) {
+      const merged = this as Record<string, unknown> | undefined;
+      const ours = merged !== null && typeof merged === "object" && BUILT.has(merged.secureContext as tls.SecureContext);
+      const ignored = ours ? overridden(merged, params) : [];
+      if (ignored.length > 0) return Object.assign(new Error(`mtlskit: ${overrideAdvice(ignored, "clientOptions")}`), { code: "ERR_MTLSKIT_OPTION_IGNORED" });
       let peer: Peer;
       try {
         peer = peerFromDer(cert.raw);

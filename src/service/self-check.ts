@@ -6,8 +6,8 @@
  * cluster_id, and that the server certificate SANs cover the configured Client, Peer, and
  * election advertise addresses"), plus the usage and validity rules a peer would apply anyway.
  *
- * Checked: exactly one URI SAN, equal to the expected identity (a URI, or a template rendered
- * with the service's cluster, role and name); typed SANs cover every advertise address (an IP
+ * Checked: when an identity is configured, exactly one URI SAN, equal to it (a URI, or a template
+ * rendered with the service's cluster, role and name; without one no URI SAN is required); typed SANs cover every advertise address (an IP
  * only by an IP SAN, a DNS name by a DNS SAN with the wildcard rules of pki/names.ts; never the
  * CN); the extended key usage fits the role; the certificate is valid now and is not a CA.
  */
@@ -29,7 +29,7 @@ export interface IdentityTemplate {
 
 /** SelfCheckOptions say what the service expects of its own certificate; every check is optional but the usage and validity ones. */
 export interface SelfCheckOptions {
-  /** identity: the expected identity URI, or a template and its parts; default: the identity is not compared. */
+  /** identity: the expected identity URI, or a template and its parts; default: none, and then the certificate needs no URI SAN (deployments that authorize by subject DN). */
   identity?: string | IdentityTemplate;
   /** advertise: every address peers dial (`10.0.0.5`, `api.example.com`, `api.example.com:8443`, `[::1]:8443`); default none. */
   advertise?: readonly string[];
@@ -116,14 +116,14 @@ export function selfCheck(source: CredentialSource, opts: SelfCheckOptions = {})
   const problems: SelfCheckProblem[] = [];
   const add = (message: string, fix: string) => problems.push({ message, fix });
 
-  // Identity: exactly one URI SAN, and the expected one.
-  const uris = leaf.sans.filter((s) => s.type === "uri").map((s) => s.value);
-  if (uris.length === 0) add("the certificate has no URI SAN, so peers cannot read its identity", `re-issue it with one URI SAN${want ? ` (URI:${want})` : ""}: give the manifest an identity.uri template and ${REISSUE}`);
-  else if (uris.length > 1) add(`the certificate has ${uris.length} URI SANs (${uris.join(", ")}); an identity is exactly one`, `re-issue it with only ${want ? `URI:${want}` : "its identity URI"}; ${REISSUE}`);
-  else if (want !== undefined && uris[0] !== want) {
-    add(`the certificate's identity is ${uris[0]}, but this service is configured as ${want}`, `deploy the certificate issued for ${want}, or correct the service's configured cluster, role and name`);
-  } else if (want === undefined && "error" in parseIdentity(uris[0]!)) {
-    add(`the certificate's URI SAN ${JSON.stringify(uris[0])} is not a valid identity: it ${(parseIdentity(uris[0]!) as { error: string }).error}`, `fix the manifest's identity.uri template and ${REISSUE}`);
+  // Identity: only when the caller configured one. Deployments that authorize by subject DN or
+  // pin (ServiceRadar, Sensu, VirtRigaud) issue certificates without a URI SAN; demanding one
+  // there refused every healthy start (issue 11).
+  if (want !== undefined) {
+    const uris = leaf.sans.filter((s) => s.type === "uri").map((s) => s.value);
+    if (uris.length === 0) add("the certificate has no URI SAN, so peers cannot read its identity", `re-issue it with one URI SAN (URI:${want}): give the manifest an identity.uri template and ${REISSUE}`);
+    else if (uris.length > 1) add(`the certificate has ${uris.length} URI SANs (${uris.join(", ")}); an identity is exactly one`, `re-issue it with only URI:${want}; ${REISSUE}`);
+    else if (uris[0] !== want) add(`the certificate's identity is ${uris[0]}, but this service is configured as ${want}`, `deploy the certificate issued for ${want}, or correct the service's configured cluster, role and name`);
   }
 
   // SANs cover every advertise address, typed, never by CN.
