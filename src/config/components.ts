@@ -26,7 +26,7 @@ export const COMPONENTS = {
   postgres: { summary: "postgresql.conf ssl settings, a pg_hba.conf hostssl cert line, pg_ident.conf CN-to-role lines", serverOnly: true, render: renderPostgres },
   nginx: { summary: "server {} directives: certificate, ssl_verify_client on, protocols", serverOnly: true, render: renderNginx },
   etcd: { summary: "a member's flags: client and peer TLS with client certificates required", serverOnly: true, render: renderEtcd },
-  serviceradar: { summary: 'a component\'s JSON "security" block (mode mtls, cert_dir, server_name, role, tls)', serverOnly: false, render: renderServiceRadar },
+  serviceradar: { summary: 'a component\'s JSON "security" block (mode mtls, cert_dir, server_name, role, tls); datasvc\'s "rbac" too', serverOnly: false, render: renderServiceRadar },
 } as const satisfies Record<string, Component>;
 
 /** ComponentName is one of COMPONENTS. */

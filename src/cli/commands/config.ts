@@ -40,6 +40,7 @@ EXAMPLES
   mtlskit config nginx --service core
   mtlskit config etcd --service node-1 -f examples/netsy.yaml
   mtlskit config serviceradar --service gateway --certs-dir /etc/serviceradar/certs > security.json
+  mtlskit config serviceradar --service datasvc    # also datasvc's "rbac" block: its clients as readers
   jq -s '.[0] * .[1]' /etc/serviceradar/gateway.json security.json    # merge into a component's config
 
 EXIT CODES
