@@ -608,6 +608,7 @@ describe("service: subjects compared as attributes (examples/serviceradar.yaml, 
   let agent: Peer;
   let opensslOneline: string;
   let opensslRfc2253: string;
+  let datasvcSubject: string;
   const files = (name: string) => ({ certFile: path.join(pki, "services", name, "cert.pem"), keyFile: path.join(pki, "services", name, "key.pem"), caFile: path.join(pki, "services", name, "ca.pem") });
   before(async () => {
     pki = path.join(tempDir("mtlskit-sr-"), "pki");
@@ -617,6 +618,7 @@ describe("service: subjects compared as attributes (examples/serviceradar.yaml, 
     const subjectAs = (nameopt: string[]) => execFileSync("openssl", ["x509", "-noout", "-subject", ...nameopt, "-in", files("agent").certFile], { encoding: "utf8" }).trim().replace(/^subject=\s*/, "");
     opensslOneline = subjectAs([]);
     opensslRfc2253 = subjectAs(["-nameopt", "RFC2253"]);
+    datasvcSubject = execFileSync("openssl", ["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in", files("datasvc").certFile], { encoding: "utf8" }).trim().replace(/^subject=\s*/, "");
   });
 
   it("ok/OpenSSL prints the agent's subject most general first, Go most specific first", () => {
@@ -624,26 +626,31 @@ describe("service: subjects compared as attributes (examples/serviceradar.yaml, 
     assert.equal(opensslRfc2253, "CN=agent.serviceradar,OU=Operations,O=ServiceRadar,L=Your Location,ST=Your State,C=US");
   });
 
-  const rows: [string, () => string, boolean][] = [
-    ["the runbook's entry (Go's order)", () => "CN=agent.serviceradar,O=ServiceRadar", true],
-    ["the runbook's entry in OpenSSL's order and spacing", () => "O = ServiceRadar, CN = agent.serviceradar", true],
-    ["the whole subject as OpenSSL prints it by default", () => opensslOneline, true],
-    ["the whole subject as openssl -nameopt RFC2253 (and Go) print it", () => opensslRfc2253, true],
-    ["attribute names in any case, long names and OIDs", () => "commonName=agent.serviceradar, o=ServiceRadar, 2.5.4.11=Operations", true],
-    ["escaped characters (hex and backslash)", () => "CN=agent\\2Eserviceradar,O=Service\\Radar", true],
-    ["a multi-valued RDN holding the same attributes", () => "CN=agent.serviceradar+O=ServiceRadar", true],
-    ["a different value", () => "CN=core.serviceradar,O=ServiceRadar", false],
-    ["a value in another case", () => "CN=agent.serviceradar,O=serviceradar", false],
-    ["an extra attribute the subject lacks", () => "CN=agent.serviceradar,O=ServiceRadar,DC=example", false],
-    ["an extra value of an attribute the subject has once", () => "CN=agent.serviceradar,O=ServiceRadar,O=Other", false],
-    ["an escaped trailing space", () => "CN=agent.serviceradar\\ ,O=ServiceRadar", false],
+  // [name, DN, authorizeSubject admits (the whole subject), rbacRoles admits (datasvc's lookup:
+  // the whole subject, else CN and first O, else CN)]
+  const rows: [string, () => string, boolean, boolean][] = [
+    ["the runbook's entry (Go's order): CN and O", () => "CN=agent.serviceradar,O=ServiceRadar", false, true],
+    ["the runbook's entry in OpenSSL's order and spacing", () => "O = ServiceRadar, CN = agent.serviceradar", false, true],
+    ["CN alone (datasvc's last fallback)", () => "CN=agent.serviceradar", false, true],
+    ["the whole subject as OpenSSL prints it by default", () => opensslOneline, true, true],
+    ["the whole subject as openssl -nameopt RFC2253 (and Go) print it", () => opensslRfc2253, true, true],
+    ["attribute names in any case, long names and OIDs (whole subject)", () => "commonName=agent.serviceradar, 2.5.4.11=Operations, o=ServiceRadar, localityName=Your Location, stateOrProvinceName=Your State, c=US", true, true],
+    ["attribute names in any case (CN and O)", () => "commonName=agent.serviceradar, o=ServiceRadar", false, true],
+    ["escaped characters (hex and backslash)", () => "CN=agent\\2Eserviceradar,O=Service\\Radar", false, true],
+    ["a multi-valued RDN holding CN and O", () => "CN=agent.serviceradar+O=ServiceRadar", false, true],
+    ["CN, O and OU: neither the whole subject nor datasvc's short forms", () => "CN=agent.serviceradar,O=ServiceRadar,OU=Operations", false, false],
+    ["a different value", () => "CN=core.serviceradar,O=ServiceRadar", false, false],
+    ["a value in another case", () => "CN=agent.serviceradar,O=serviceradar", false, false],
+    ["an extra attribute the subject lacks", () => "CN=agent.serviceradar,O=ServiceRadar,DC=example", false, false],
+    ["an extra value of an attribute the subject has once", () => "CN=agent.serviceradar,O=ServiceRadar,O=Other", false, false],
+    ["an escaped trailing space", () => "CN=agent.serviceradar\\ ,O=ServiceRadar", false, false],
   ];
-  for (const [name, dn, admits] of rows) {
-    it(`${admits ? "ok" : "fail"}/${name}`, () => {
+  for (const [name, dn, subjectAdmits, rbacAdmits] of rows) {
+    it(`${subjectAdmits ? "ok" : "fail"}/authorizeSubject, ${rbacAdmits ? "ok" : "fail"}/rbacRoles: ${name}`, () => {
       const e = authorizeSubject(dn())(agent);
-      if (admits) assert.equal(e, undefined, e?.message);
+      if (subjectAdmits) assert.equal(e, undefined, e?.message);
       else assert.match(e?.message ?? "admitted", /want subject .*; its subject is CN=agent\.serviceradar, OU=Operations, O=ServiceRadar, L=Your Location, ST=Your State, C=US$/);
-      assert.deepEqual(rbacRoles({ [dn()]: ["reader"] })(agent), admits ? ["reader"] : []);
+      assert.deepEqual(rbacRoles({ [dn()]: ["reader"] })(agent), rbacAdmits ? ["reader"] : []);
     });
   }
 
@@ -656,6 +663,10 @@ describe("service: subjects compared as attributes (examples/serviceradar.yaml, 
     const runbook = authorizeSubject("CN=agent.serviceradar,O=ServiceRadar");
     assert.match(runbook(make("/CN=agent.serviceradar"))?.message ?? "admitted", /its subject is CN=agent\.serviceradar$/);
     assert.match(runbook(make("/O=ServiceRadar/O=Other/CN=agent.serviceradar"))?.message ?? "admitted", /its subject is CN=agent\.serviceradar, O=Other, O=ServiceRadar$/);
+    // datasvc's short forms need exactly one CN: two CNs match only as the whole subject.
+    const rolesOf = rbacRoles({ "CN=agent.serviceradar,O=ServiceRadar": ["reader"], "CN=agent.serviceradar": ["reader"] });
+    assert.deepEqual(rolesOf(make("/O=ServiceRadar/CN=agent.serviceradar/CN=other")), []);
+    assert.deepEqual(rolesOf(make("/O=ServiceRadar/OU=Ops/CN=agent.serviceradar")), ["reader"]);
     // Escapes in the certificate's own subject read back exactly.
     assert.equal(authorizeSubject("CN=a\\2Bb,O=Acme\\, Inc.")(make("/O=Acme, Inc./CN=a\\+b")), undefined);
   });
@@ -679,7 +690,7 @@ describe("service: subjects compared as attributes (examples/serviceradar.yaml, 
       try {
         const clientSaw = await new Promise<string>((resolve) => {
           const timer = setTimeout(() => resolve("timeout"), 5000);
-          const sock = tls.connect({ ...clientOptions(loadStaticSource(files("agent")), { authorize: authorizeSubject("CN=datasvc.serviceradar,O=ServiceRadar"), servername: "datasvc.serviceradar" }), host: "127.0.0.1", port: (server.address() as AddressInfo).port });
+          const sock = tls.connect({ ...clientOptions(loadStaticSource(files("agent")), { authorize: authorizeSubject(datasvcSubject), servername: "datasvc.serviceradar" }), host: "127.0.0.1", port: (server.address() as AddressInfo).port });
           const end = (v: string) => {
             clearTimeout(timer);
             sock.destroy();

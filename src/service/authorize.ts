@@ -268,36 +268,64 @@ function subjectOf(peer: Peer): Map<string, string[]> {
   return byType;
 }
 
+/** sameValues: two attribute maps (valuesByType) hold exactly the same attributes. */
+function sameValues(a: Map<string, string[]>, b: Map<string, string[]>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [type, values] of a) {
+    const other = b.get(type) ?? [];
+    if (other.length !== values.length || other.some((v, k) => v !== values[k])) return false;
+  }
+  return true;
+}
+
 /**
- * subjectMatcher compiles a DN into a test of a peer's subject. What is compared: the attribute
- * types the DN names. For each, the subject must hold exactly the DN's values (as a multiset: a
- * missing value, an extra value of that type, or a different one refuses); order and RDN
- * grouping do not matter, since Go and OpenSSL print opposite orders of the same name. Types the
- * DN does not name are not compared: ServiceRadar's runbook writes `CN=agent.serviceradar,O=ServiceRadar`
- * for certificates whose subject also carries C, ST, L and OU, and its datasvc matches them
- * (go/pkg/datasvc/rbac.go compares CN and the first O). Write every attribute to pin them all.
+ * subjectMatcher compiles a DN into a test of a peer's subject: the subject must hold exactly the
+ * DN's attributes (as a multiset: a missing, extra or different attribute refuses). Order and RDN
+ * grouping do not matter, since Go prints RDNs most specific first (`CN=a,O=x`) and OpenSSL most
+ * general first (`O = x, CN = a`) for the same name.
  */
 function subjectMatcher(dn: string): (peer: Peer) => boolean {
   const want = valuesByType(parseDn(dn));
   return (peer) => {
-    let have: Map<string, string[]>;
     try {
-      have = subjectOf(peer);
+      return sameValues(want, subjectOf(peer));
     } catch {
       return false; // a subject our own decoder wrote that does not read back: match nothing (fail closed)
     }
-    for (const [type, values] of want) {
-      const got = have.get(type) ?? [];
-      if (got.length !== values.length || got.some((v, k) => v !== values[k])) return false;
-    }
-    return true;
   };
 }
 
 /**
- * authorizeSubject admits peers whose subject matches one of `dns`: every attribute type a DN
- * names must hold exactly its values, in any order (see subjectMatcher); for deployments that
- * authorize by subject, such as ServiceRadar's `CN=agent.serviceradar,O=ServiceRadar`.
+ * datasvcMatcher compiles an RBAC key the way ServiceRadar's datasvc looks a client up
+ * (go/pkg/datasvc/rbac.go): the whole subject (subjectMatcher), else `CN=<cn>,O=<first O>`, else
+ * `CN=<cn>`. So the runbook's `CN=agent.serviceradar,O=ServiceRadar` holds for a certificate whose
+ * subject also carries C, ST, L and OU, as it does in datasvc; the short forms need the peer to
+ * have exactly one CN, so an ambiguous subject matches only in full.
+ */
+function datasvcMatcher(dn: string): (peer: Peer) => boolean {
+  const whole = subjectMatcher(dn);
+  const want = valuesByType(parseDn(dn));
+  return (peer) => {
+    if (whole(peer)) return true;
+    const cn = peer.info.subjectAttributes.CN;
+    const o = peer.info.subjectAttributes.O;
+    let cns: number;
+    try {
+      cns = (subjectOf(peer).get("CN") ?? []).length;
+    } catch {
+      return false; // fail closed, as subjectMatcher
+    }
+    if (cn === undefined || cns !== 1) return false;
+    const short = [{ type: "CN", value: cn, hex: false }];
+    if (sameValues(want, valuesByType(short))) return true;
+    return o !== undefined && sameValues(want, valuesByType([...short, { type: "O", value: o, hex: false }]));
+  };
+}
+
+/**
+ * authorizeSubject admits peers whose subject is exactly one of `dns`: the same attributes with
+ * the same values, in any order and RDN grouping (see subjectMatcher); for deployments that
+ * authorize by the whole subject DN.
  *
  * @example
  * authorizeSubject("CN=agent.serviceradar,O=ServiceRadar");
@@ -311,13 +339,15 @@ export function authorizeSubject(...dns: string[]): Authorizer {
 
 /**
  * RbacTable maps who a peer is, an identity URI (`spiffe://...`) or a subject DN
- * (`CN=agent.serviceradar,O=ServiceRadar`, matched as authorizeSubject does), to the roles it holds.
+ * (`CN=agent.serviceradar,O=ServiceRadar`, matched as ServiceRadar's datasvc matches: the whole
+ * subject, else its CN and first O, else its CN), to the roles it holds.
  */
 export type RbacTable = Readonly<Record<string, readonly string[]>>;
 
 /**
  * rbacRoles compiles an RBAC table into a function giving a peer's roles: those of its identity
- * and those of every subject DN its subject matches (as authorizeSubject matches). Keys are validated here; a key that is neither throws.
+ * and those of every subject DN its subject matches (the whole subject, else CN and first O, else
+ * CN, as datasvc does). Keys are validated here; a key that is neither throws.
  *
  * @example
  * const rolesOf = rbacRoles({ "CN=agent.serviceradar,O=ServiceRadar": ["reader"] });
@@ -328,7 +358,7 @@ export function rbacRoles(table: RbacTable): (peer: Peer) => string[] {
   const byDn: [(peer: Peer) => boolean, readonly string[]][] = [];
   for (const [who, roles] of Object.entries(table)) {
     if (who.includes("://")) byId.set(checkedId(who, "authorizeRbac"), roles);
-    else byDn.push([subjectMatcher(who), roles]);
+    else byDn.push([datasvcMatcher(who), roles]);
   }
   return (peer) => [...new Set([...(peer.identity ? byId.get(peer.identity.uri) ?? [] : []), ...byDn.filter(([m]) => m(peer)).flatMap(([, roles]) => roles)])];
 }
