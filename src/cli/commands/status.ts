@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { EXIT, UsageError } from "../../errors.ts";
 import { loadManifest, parseDuration } from "../../manifest/index.ts";
-import { DEFAULT_CRITICAL_MS, inWords, NAGIOS_CODE, nagiosLine, statusOfFiles, statusOfPki, type Status, type Thresholds } from "../../status/index.ts";
+import { DEFAULT_CRITICAL_MS, failedApplyText, inWords, NAGIOS_CODE, nagiosLine, statusOfFiles, statusOfPki, type Status, type Thresholds } from "../../status/index.ts";
 import { COMMON_FLAGS, flags, parseTimeFlag } from "../args.ts";
 import { paint, type Io } from "../output.ts";
 import { asPlugin, renderWarnings } from "./shared.ts";
@@ -69,9 +69,14 @@ function renderHuman(io: Io, s: Status, head: string): void {
   const notes = s.rows.filter((r) => r.level !== "ok");
   if (notes.length > 0) io.out("\n");
   for (const r of notes) io.out(`  ${paint(io, LEVEL_COLOR[r.level], r.level)} ${r.id}: ${r.reason}\n`);
-  if (s.failedApply) io.out(`\n  ${paint(io, "yellow", "warning")} the last apply (${s.failedApply.time.toISOString().slice(0, 16).replace("T", " ")} UTC) failed: ${s.failedApply.reason}\n`);
+  // A multi-line reason is shown whole here; the summary line below carries its first line.
+  if (s.failedApply?.reason.includes("\n")) io.out(`\n  ${paint(io, "yellow", "warning")} ${failedApplyText(s.failedApply)}\n${s.failedApply.reason.split("\n").slice(1).map((l) => `    ${l.trim()}\n`).join("")}`);
+  if (s.otherApply) io.out(`\n  note: the PKI directory's last-apply.json is the record of another manifest (${s.otherApply}); not judged here\n`);
+  if (s.skipped?.length) io.out(`\n${s.skipped.map((k) => `  skipped ${k.file}: ${k.reason}\n`).join("")}`);
   const verdict = s.level === "ok" ? paint(io, "green", "OK") : paint(io, LEVEL_COLOR[s.level], s.level.toUpperCase());
-  io.out(`\n${verdict}: ${s.counts.critical} critical, ${s.counts.warning} warning, ${s.counts.ok} ok.\n`);
+  // The verdict says why: with every certificate fine, WARNING comes from the failed apply.
+  const failed = s.failedApply ? `; ${failedApplyText(s.failedApply)}` : "";
+  io.out(`\n${verdict}: ${s.counts.critical} critical, ${s.counts.warning} warning, ${s.counts.ok} ok${failed}.\n`);
 }
 
 function statusJson(s: Status, t: Thresholds) {
@@ -81,6 +86,8 @@ function statusJson(s: Status, t: Thresholds) {
     level: s.level,
     counts: s.counts,
     failedApply: s.failedApply ? { time: s.failedApply.time.toISOString(), reason: s.failedApply.reason } : null,
+    otherApply: s.otherApply ?? null,
+    skipped: s.skipped ?? [],
     thresholds: { warningSeconds: t.warningMs === undefined ? null : t.warningMs / 1000, criticalSeconds: (t.criticalMs ?? DEFAULT_CRITICAL_MS) / 1000 },
     rows: s.rows.map((r) => ({
       id: r.id,
@@ -137,6 +144,9 @@ async function runStatus(args: string[], io: Io): Promise<number> {
   let head: string;
   if (positionals.length > 0) {
     status = statusOfFiles(positionals, now, t);
+    if (status.rows.length === 0 && status.skipped?.length) {
+      throw new UsageError(`mtlskit status: none of the ${positionals.length} file${positionals.length === 1 ? "" : "s"} holds a certificate (${status.skipped.map((k) => `${k.file} ${k.reason}`).join("; ")}); name the certificate files`);
+    }
     head = `mtlskit status: ${positionals.length} file${positionals.length === 1 ? "" : "s"}, at ${now.toISOString().slice(0, 16).replace("T", " ")} UTC`;
   } else {
     const file = values.file ?? "mtlskit.yaml";
