@@ -140,7 +140,7 @@ function warningSecondsOf(r: StatusRow, t: Thresholds): number {
 
 /** failedApplyText says when the last apply failed and the first line of why. */
 export function failedApplyText(f: { time: Date; reason: string }): string {
-  return `the last apply (${f.time.toISOString().slice(0, 16).replace("T", " ")} UTC) failed: ${f.reason.split("\n")[0]!}`;
+  return `the last apply (${f.time.toISOString().slice(0, 16).replace("T", " ")} UTC) failed: ${f.reason.split("\n")[0]!.replace(/[.\s]+$/, "")}`;
 }
 
 /**

@@ -68,11 +68,12 @@ export async function metricsCommand(args: string[], io: Io): Promise<number> {
   if (values.help) return io.out(METRICS_HELP), EXIT.ok;
   if (positionals.length > 0) throw new UsageError(`mtlskit metrics: unexpected argument ${JSON.stringify(positionals[0])}; name the manifest with -f FILE`);
   if (values.listen !== undefined && values.output !== undefined) throw new UsageError("mtlskit metrics: flag --listen is incompatible with -o; serve, or write a file");
+  const listen = values.listen === undefined ? undefined : parseListen("metrics", values.listen); // a bad address is refused before any work
   const file = values.file;
   const pki = values.pki;
   const collect = () => metricsOfPki(loadManifest(file).manifest, pki);
   const first = collect(); // invalid input fails here, before anything listens
-  if (values.listen === undefined) {
+  if (listen === undefined) {
     if (values.output === undefined) return io.out(first), EXIT.ok;
     try {
       writeFileAtomic(values.output, first, 0o644);
@@ -82,7 +83,7 @@ export async function metricsCommand(args: string[], io: Io): Promise<number> {
     }
     return EXIT.ok;
   }
-  const { host, port } = parseListen("metrics", values.listen);
+  const { host, port } = listen;
   let served;
   try {
     served = await serveMetrics({ host, port, collect, onError: (e) => io.err(`mtlskit metrics: scrape failed: ${e.message}\n`) });

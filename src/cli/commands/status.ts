@@ -21,12 +21,17 @@ rows are sorted by that deadline, worst level first:
   warning   within --warning of it; without --warning, inside its renewal window (apply should
             already have renewed it), or within 30d for plain files
   ok        otherwise
+A failed last apply (renewal not happening) makes an all-ok status WARNING; the summary says why.
+With files, those holding only keys or parameters (a *.pem glob over a deploy directory) are
+skipped and listed; another file without a certificate is critical.
 
 FLAGS
   -f, --file FILE      manifest (default mtlskit.yaml)
       --pki DIR        PKI directory of managed services (default ./pki)
       --json           the rows as JSON
-      --nagios         one status line with perfdata (seconds left per certificate);
+      --nagios         one status line with perfdata (seconds left per certificate, thresholds as
+                       ranges: 'api'=5184000s;2592000:;604800: alerts below them), under
+                       Nagios' 8 KB: the summary first, perfdata for the most urgent;
                        exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios, Sensu, Icinga)
       --warning D      warn this close to a deadline: a duration such as 30d, 2w, 12h
       --critical D     critical this close to a deadline (default 7d); must be below --warning
@@ -36,13 +41,13 @@ FLAGS
 EXAMPLES
   mtlskit status
   mtlskit status --nagios --warning 30d --critical 7d          # a Sensu check
-  mtlskit status /etc/serviceradar/certs/*.pem --nagios         # files mtlskit did not make
+  mtlskit status /etc/serviceradar/certs/*.pem --nagios         # files mtlskit did not make; keys skipped
   mtlskit status --json | jq -r '.rows[] | select(.level != "ok") | .id'
 
 EXIT CODES
   0  every certificate is ok
   1  a certificate is at warning or critical level
-  2  invalid input: bad flags or an invalid manifest
+  2  invalid input: bad flags, an invalid manifest, or files none of which holds a certificate
   3  could not run: the PKI directory does not exist, an unexpected failure
   With --nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (invalid input or could not run).
 `;
