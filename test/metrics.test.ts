@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { readFileSync, rmSync } from "node:fs";
+import { readFileSync, realpathSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { spawn } from "node:child_process";
@@ -197,14 +197,14 @@ describe("metrics: a PKI directory shared by two manifests (issue 11)", { timeou
     rmSync(path.join(p, "ca", "ca.pem"));
     await assert.rejects(apply(loadManifest(a), p));
     const record = JSON.parse(readFileSync(path.join(p, "last-apply.json"), "utf8")) as { manifest: string; ok: boolean };
-    assert.equal(record.manifest, path.resolve(a));
+    assert.equal(record.manifest, realpathSync(a));
     assert.equal(record.ok, false);
     assert.equal(sample(metricsOfPki(loadManifest(a).manifest, p), "mtlskit_last_apply_success"), 0);
     const other = metricsOfPki(loadManifest(b).manifest, p);
     assert.doesNotMatch(other, /mtlskit_last_apply/);
     const st = statusOfPki(loadManifest(b).manifest, p, new Date()).status;
     assert.equal(st.failedApply, undefined);
-    assert.equal(st.otherApply, path.resolve(a));
+    assert.equal(st.otherApply, realpathSync(a));
     const human = await runCli(["status", "-f", b, "--pki", p]);
     assert.match(human.out, /note: the PKI directory's last-apply\.json is the record of another manifest \(\S+a\.yaml\); not judged here/);
     assert.doesNotMatch(human.out, /last apply .* failed/);
