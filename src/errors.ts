@@ -58,16 +58,21 @@ export function formatProblem(p: Problem): string {
   return `${where}${field}: ${p.message}${fix}`;
 }
 
-/** InvalidInputError carries every problem found in an input at once (exit 2, nothing written). */
+/**
+ * describeProblems renders problems as `N problems found:` and one indented line each.
+ * `nothingWritten` adds "nothing was written": the CLI says it for the commands that write
+ * (apply, export, ...); the error itself does not, since reading a manifest writes nothing anyway.
+ */
+export function describeProblems(problems: readonly Problem[], opts: { nothingWritten?: boolean } = {}): string {
+  const n = problems.length;
+  return `${n} problem${n === 1 ? "" : "s"} found${opts.nothingWritten ? "; nothing was written" : ""}:\n` + problems.map((p) => "  " + formatProblem(p)).join("\n");
+}
+
+/** InvalidInputError carries every problem found in an input at once (exit 2; a command that writes has written nothing). */
 export class InvalidInputError extends MtlskitError {
   readonly problems: readonly Problem[];
   constructor(problems: readonly Problem[]) {
-    const n = problems.length;
-    super(
-      `${n} problem${n === 1 ? "" : "s"} found; nothing was written:\n` +
-        problems.map((p) => "  " + formatProblem(p)).join("\n"),
-      EXIT.invalid,
-    );
+    super(describeProblems(problems), EXIT.invalid);
     this.problems = problems;
   }
 }

@@ -1149,13 +1149,13 @@ describe("check: outputs", { timeout: 60_000 }, () => {
 
   it("ok/--nagios: one line with perfdata; 0 OK, 1 WARNING only, 2 CRITICAL, 3 UNKNOWN (invalid manifest, missing PKI directory)", async () => {
     const ok = await cli(await healthy(), "--nagios");
-    assert.match(ok.out, /^MTLSKIT OK - 3 certificates and 3 connections OK; next expiry api in \d+ days \| errors=0 warnings=0 failing_connections=0 min_days_left=\d+\n$/);
+    assert.match(ok.out, /^MTLSKIT OK - 3 certificates and 3 connections OK; next expiry api in \d+ days \| errors=0;;0 warnings=0;0 failing_connections=0;;0 min_days_left=\d+\n$/);
     assert.equal(ok.code, 0);
     const warn = await cli(await healthy(), "--nagios", "--in", "70d");
-    assert.match(warn.out, /^MTLSKIT WARNING - 0 errors, 3 warnings; first: api \[renewal-due\] \S+\/services\/api\/cert\.pem expires in 19 days .* \| errors=0 warnings=3 failing_connections=0 min_days_left=19\n$/);
+    assert.match(warn.out, /^MTLSKIT WARNING - 0 errors, 3 warnings; first: api \[renewal-due\] \S+\/services\/api\/cert\.pem expires in 19 days .* \| errors=0;;0 warnings=3;0 failing_connections=0;;0 min_days_left=19\n$/);
     assert.equal(warn.code, 1);
     const crit = await cli(await broken(), "--nagios");
-    assert.match(crit.out, /^MTLSKIT CRITICAL - 4 errors, 0 warnings; first: api \[key-mode\] \S+key\.pem has mode 0644: .* \| errors=4 warnings=0 failing_connections=2 min_days_left=\d+\n$/);
+    assert.match(crit.out, /^MTLSKIT CRITICAL - 4 errors, 0 warnings; first: api \[key-mode\] \S+key\.pem has mode 0644: .* \| errors=4;;0 warnings=0;0 failing_connections=2;;0 min_days_left=\d+\n$/);
     assert.equal(crit.code, 2);
     const dir = tempDir();
     const invalid = await runCli(["check", "--nagios", "-f", writeManifest(dir, "version: 1\ncluster: demo\nservices:\n  web: { usage: sever }\n"), "--pki", dir]);

@@ -6,14 +6,16 @@
  */
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { readFileSync, rmSync } from "node:fs";
+import { readFileSync, realpathSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { parseListen } from "../src/cli/commands/metrics.ts";
+import { spawn } from "node:child_process";
+import { get } from "node:http";
+import { parseListen } from "../src/cli/args.ts";
 import { loadManifest } from "../src/manifest/index.ts";
 import { apply } from "../src/plan/apply.ts";
-import { CONTENT_TYPE, metricsOfPki, serveMetrics, type MetricsServer } from "../src/status/index.ts";
-import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
+import { CONTENT_TYPE, MAX_AGE_MS, metricsOfPki, serveMetrics, statusOfPki, type MetricsServer } from "../src/status/index.ts";
+import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 
 const MANIFEST = `version: 1
 cluster: mx
@@ -93,6 +95,7 @@ describe("metrics: the HTTP endpoint", { timeout: 30_000 }, () => {
         await new Promise((r) => setTimeout(r, 50));
         return "# TYPE x gauge\nx 1\n";
       },
+      maxAgeMs: 0,
     });
   });
   after(() => served.close());
@@ -122,11 +125,89 @@ describe("metrics: the HTTP endpoint", { timeout: 30_000 }, () => {
       fail = false;
     }
   });
+  it("ok/a result younger than maxAgeMs is served as is, without collecting", async () => {
+    let n = 0;
+    const cached = await serveMetrics({ host: "127.0.0.1", port: 0, maxAgeMs: 60_000, collect: () => `x ${++n}\n` });
+    try {
+      assert.equal(await (await fetch(cached.url)).text(), "x 1\n");
+      assert.equal(await (await fetch(cached.url)).text(), "x 1\n");
+      assert.equal(n, 1);
+    } finally {
+      await cached.close();
+    }
+  });
   it("fail/other paths 404, other methods 405", async () => {
     assert.equal((await fetch(`http://127.0.0.1:${served.port}/metricz`)).status, 404);
     const post = await fetch(served.url, { method: "POST" });
     assert.equal(post.status, 405);
     assert.equal(post.headers.get("allow"), "GET, HEAD");
+  });
+});
+
+/** scrapeOnce GETs url on a connection of its own (no pooling: every scrape is its own client), resolving status and body. */
+function scrapeOnce(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = get(url, { agent: false, timeout: 60_000 }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (body += c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on("timeout", () => req.destroy(new Error("scrape timed out")));
+    req.on("error", reject);
+  });
+}
+
+describe("metrics: many scrapes at once (issue 11)", { timeout: 120_000 }, () => {
+  // A collection reads every file synchronously; 200 scrapes arriving together used to run 200
+  // collections one after another (p50 9 s, past Prometheus' 10 s scrape timeout).
+  it("ok/200 concurrent scrapes of a real deployment all succeed, and the collection ran a bounded number of times", async () => {
+    let collections = 0;
+    const served = await serveMetrics({
+      host: "127.0.0.1",
+      port: 0,
+      collect: () => {
+        collections++;
+        return metricsOfPki(loadManifest(file).manifest, pki);
+      },
+    });
+    try {
+      const started = performance.now();
+      const results = await Promise.all(Array.from({ length: 200 }, () => scrapeOnce(served.url)));
+      const elapsed = performance.now() - started;
+      assert.deepEqual([...new Set(results.map((r) => r.status))], [200]);
+      assert.ok(results.every((r) => /^mtlskit_last_apply_success 1$/m.test(r.body)));
+      // A result younger than MAX_AGE_MS answers every later scrape, so however slow this machine
+      // is, a collection runs at most once per MAX_AGE_MS (plus the first); without sharing, 200.
+      assert.ok(collections <= 1 + Math.ceil(elapsed / MAX_AGE_MS), `${collections} collections for 200 scrapes in ${Math.round(elapsed)} ms`);
+    } finally {
+      await served.close();
+    }
+  });
+});
+
+describe("metrics: a PKI directory shared by two manifests (issue 11)", { timeout: 60_000 }, () => {
+  it("fail/another manifest's last apply is not this one's: no apply gauges, no failed apply in status; the record names its manifest", async () => {
+    const d = tempDir("mtlskit-metrics-shared-");
+    const a = writeManifest(d, MANIFEST, "a.yaml");
+    const b = writeManifest(d, MANIFEST.replace("job: { usage: client }", "job: { usage: client }\n  extra: { usage: client }"), "b.yaml");
+    const p = path.join(d, "pki");
+    await apply(loadManifest(b), p);
+    // a's apply fails (its CA certificate is gone): the record is a's failure.
+    rmSync(path.join(p, "ca", "ca.pem"));
+    await assert.rejects(apply(loadManifest(a), p));
+    const record = JSON.parse(readFileSync(path.join(p, "last-apply.json"), "utf8")) as { manifest: string; ok: boolean };
+    assert.equal(record.manifest, realpathSync(a));
+    assert.equal(record.ok, false);
+    assert.equal(sample(metricsOfPki(loadManifest(a).manifest, p), "mtlskit_last_apply_success"), 0);
+    const other = metricsOfPki(loadManifest(b).manifest, p);
+    assert.doesNotMatch(other, /mtlskit_last_apply/);
+    const st = statusOfPki(loadManifest(b).manifest, p, new Date()).status;
+    assert.equal(st.failedApply, undefined);
+    assert.equal(st.otherApply, realpathSync(a));
+    const human = await runCli(["status", "-f", b, "--pki", p]);
+    assert.match(human.out, /note: the PKI directory's last-apply\.json is the record of another manifest \(\S+a\.yaml\); not judged here/);
+    assert.doesNotMatch(human.out, /last apply .* failed/);
   });
 });
 
@@ -139,14 +220,48 @@ describe("metrics: the command", { timeout: 60_000 }, () => {
     assert.equal((await runCli(["metrics", "-f", file, "--pki", pki, "-o", out])).code, 0);
     assert.match(readFileSync(out, "utf8"), /^mtlskit_certificate_renewal_due_in_seconds\{service="web"/m);
   });
-  it("ok/--listen accepts HOST:PORT and [v6]:PORT", () => {
-    assert.deepEqual(parseListen("127.0.0.1:9469"), { host: "127.0.0.1", port: 9469 });
-    assert.deepEqual(parseListen("[::1]:0"), { host: "::1", port: 0 });
-    assert.deepEqual(parseListen("localhost:9469"), { host: "localhost", port: 9469 });
+  it("ok/--listen accepts HOST:PORT, [v6]:PORT and a bare PORT (127.0.0.1), the same for metrics and probe", () => {
+    for (const command of ["metrics", "probe"]) {
+      assert.deepEqual(parseListen(command, "127.0.0.1:9469"), { host: "127.0.0.1", port: 9469 });
+      assert.deepEqual(parseListen(command, "[::1]:0"), { host: "::1", port: 0 });
+      assert.deepEqual(parseListen(command, "localhost:9469"), { host: "localhost", port: 9469 });
+      assert.deepEqual(parseListen(command, "9469"), { host: "127.0.0.1", port: 9469 });
+      assert.deepEqual(parseListen(command, "0.0.0.0:9469"), { host: "0.0.0.0", port: 9469 });
+    }
+  });
+  it("ok/metrics --listen PORT serves on 127.0.0.1:PORT, as probe --listen PORT does (issue 11: it was refused)", async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", "test/helpers/cli-on-cue.ts"], { cwd: REPO, stdio: ["ignore", "pipe", "pipe", "ipc"] });
+    try {
+      let err = "";
+      child.stderr!.on("data", (c: Buffer) => (err += c.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+      await new Promise<void>((resolve, reject) => {
+        child.once("message", () => resolve());
+        child.once("exit", () => reject(new Error(`exited before it was ready: ${err}`)));
+      });
+      child.send(["metrics", "--listen", "0", "-f", file, "--pki", pki]);
+      const url = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no "serving" line within 30 s: ${err}`)), 30_000);
+        const look = () => {
+          const m = /serving (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(err);
+          if (m) (clearTimeout(timer), resolve(m[1]!));
+        };
+        child.stderr!.on("data", look);
+        void exited.then(() => (clearTimeout(timer), reject(new Error(`exited: ${err}`))));
+      });
+      const r = await scrapeOnce(url);
+      assert.equal(r.status, 200);
+      assert.match(r.body, /^mtlskit_last_apply_success 1$/m);
+      child.kill("SIGTERM");
+      assert.equal(await exited, 0, err);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    }
   });
   const bad: [string, string[], RegExp, number][] = [
     [":9469 (no host)", ["--listen", ":9469"], /name the interface: 127\.0\.0\.1:9469 for this host only, 0\.0\.0\.0:9469 for every interface/, 2],
-    ["a port above 65535", ["--listen", "127.0.0.1:70000"], /--listen must be HOST:PORT/, 2],
+    ["a port above 65535", ["--listen", "127.0.0.1:70000"], /--listen must be \[HOST:\]PORT such as 9469 \(127\.0\.0\.1:9469\)/, 2],
+    ["a bare port above 65535", ["--listen", "70000"], /--listen must be \[HOST:\]PORT/, 2],
     ["--listen with -o", ["--listen", "127.0.0.1:0", "-o", "x.prom"], /--listen is incompatible with -o/, 2],
     ["-o into a missing directory", ["-o", "/nonexistent/dir/m.prom"], /cannot write \/nonexistent\/dir\/m\.prom: the directory \/nonexistent\/dir does not exist/, 3],
   ];

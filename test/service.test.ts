@@ -732,6 +732,18 @@ describe("service: credential sources", () => {
     ["a missing file", () => loadStaticSource({ certFile: path.join(DIR, "nope.pem"), keyFile: "k", caFile: "c" }), /cannot read certificate .*nope\.pem: ENOENT; fix: check the path/],
   ];
   for (const [name, f, want] of bad) it(`fail/${name}`, () => assert.throws(f, (e: Error) => (assert.match(e.message, want), true)));
+  it("fail/inputs given as text are named once, never \"certificate certificate\" (issue 11)", () => {
+    const texts: [() => unknown, RegExp][] = [
+      [() => staticSource({ cert: pinned.key.pem, key: pinned.pem, ca: kit.ca.pem }), /^service: certificate \(given as text\) holds a PRIVATE KEY block/],
+      [() => staticSource({ cert: "", key: pinned.key.pem, ca: kit.ca.pem }), /^service: certificate \(given as text\) holds no PEM CERTIFICATE block/],
+      [() => staticSource({ cert: pinned.pem, key: pinned.key.pem, ca: "" }), /^service: trust bundle \(given as text\) holds no PEM/],
+      [() => staticSource({ cert: pinned.pem, key: newKey().pem, ca: kit.ca.pem }), /^service: key \(given as text\) does not match certificate \(given as text\)/],
+      [() => staticSource({ cert: pinned.pem, key: "junk", ca: kit.ca.pem }), /^service: cannot read key \(given as text\): /],
+    ];
+    for (const [f, want] of texts) {
+      assert.throws(f, (e: Error) => (assert.match(e.message, want), assert.doesNotMatch(e.message, /\b(\w+) \1\b/), true));
+    }
+  });
 });
 
 // authorizeServer is exercised through createMtlsServer above; binding twice is a no-op.

@@ -6,10 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { X509Certificate } from "node:crypto";
 import * as path from "node:path";
 import { before, describe, it } from "node:test";
+import { NAGIOS_MAX_BYTES, pluginLine } from "../src/check/index.ts";
 import { loadManifest } from "../src/manifest/index.ts";
 import { apply } from "../src/plan/apply.ts";
 import { expiryStatus, nagiosLine, type StatusInput } from "../src/status/index.ts";
@@ -70,7 +71,7 @@ describe("status: a deployment's certificates", { timeout: 60_000 }, () => {
   it("ok/--nagios: levels and plugin exit codes follow --warning and --critical, with perfdata in seconds", async () => {
     const ok = await status("--at", at(1), "--nagios", "--warning", "20d", "--critical", "5d");
     assert.equal(ok.code, 0);
-    assert.match(ok.out, /^MTLSKIT STATUS OK - soonest: batch expires in 29 days \(2026-01-31\); 0 critical, 0 warning, 2 ok \| 'batch'=2505600s;1728000;432000 'web'=7689600s;1728000;432000\n$/);
+    assert.match(ok.out, /^MTLSKIT STATUS OK - soonest: batch expires in 29 days \(2026-01-31\); 0 critical, 0 warning, 2 ok \| 'batch'=2505600s;1728000:;432000: 'web'=7689600s;1728000:;432000:\n$/);
     const warn = await status("--at", at(12), "--nagios", "--warning", "20d", "--critical", "5d");
     assert.equal(warn.code, 1);
     assert.match(warn.out, /^MTLSKIT STATUS WARNING - batch expires in 18 days/);
@@ -80,7 +81,8 @@ describe("status: a deployment's certificates", { timeout: 60_000 }, () => {
     const expired = await status("--at", at(31), "--nagios");
     assert.equal(expired.code, 2);
     assert.match(expired.out, /^MTLSKIT STATUS CRITICAL - batch expired 24 hours ago \(2026-01-31\); 1 critical/);
-    assert.match(expired.out, /'batch'=-86400s;;604800/);
+    // Thresholds are ranges: `N:` alerts below N (plugin guidelines); warning at the renewal window (batch: 10d).
+    assert.match(expired.out, /'batch'=-86400s;864000:;604800:/);
   });
 
   it("ok/--in D judges D from now, like check's --in", async () => {
@@ -110,8 +112,8 @@ describe("status: a deployment's certificates", { timeout: 60_000 }, () => {
     assert.equal(r.code, 1, r.out);
     assert.match(r.out, /^MTLSKIT STATUS WARNING - the last apply \(2026-01-01 00:00 UTC\) failed: .*ca\.pem is missing.*; 0 critical, 0 warning, 2 ok \| 'batch'=/);
     const human = await runCli(["status", "-f", file, "--pki", p, "--at", at(1)]);
-    assert.match(human.out, /warning the last apply \(2026-01-01 00:00 UTC\) failed: /);
-    assert.match(human.out, /WARNING: 0 critical, 0 warning, 2 ok\./);
+    // The summary line says why it is WARNING (it used to say "WARNING: 0 critical, 0 warning, 2 ok").
+    assert.match(human.out, /^WARNING: 0 critical, 0 warning, 2 ok; the last apply \(2026-01-01 00:00 UTC\) failed: .*ca\.pem is missing.*\.$/m);
   });
 
   const usage: [string, string[], RegExp][] = [
@@ -170,14 +172,58 @@ describe("status: plain certificate files", { timeout: 60_000 }, () => {
     const w = await runCli(["status", lone, "--nagios", "--warning", "15w"]);
     assert.equal(w.code, 1, w.out);
   });
-  it("fail/a file that is not a certificate is critical with the reason; -f with files is a usage error", async () => {
-    const junk = path.join(path.dirname(chain), "ca.key");
+  it("fail/a file that is not a certificate (nor a key) is critical with the reason; -f with files is a usage error", async () => {
+    const junk = path.join(path.dirname(chain), "leaf.csr");
     const r = await runCli(["status", junk, "--nagios"]);
     assert.equal(r.code, 2);
-    assert.match(r.out, /CRITICAL - .*ca\.key/);
+    assert.match(r.out, /CRITICAL - .*leaf\.csr holds a CERTIFICATE REQUEST block but no certificate/);
     const u = await runCli(["status", chain, "-f", "x.yaml"]);
     assert.equal(u.code, 2);
     assert.match(u.err, /two different modes/);
+  });
+});
+
+describe("status: a glob over a deployment directory (issue 11)", { timeout: 60_000 }, () => {
+  // The README's and --help's own example, `mtlskit status deploy/agent-host/*.pem --nagios`, was
+  // CRITICAL because the glob takes in the key files; `openssl ecparam -genkey` writes EC
+  // PARAMETERS before its key. Keys and parameters are skipped and said so; certificates judged.
+  let host: string;
+  let pems: string[];
+  before(async () => {
+    const d = tempDir("mtlskit-status-glob-");
+    const f = writeManifest(d, MANIFEST);
+    const p = path.join(d, "pki");
+    await apply(loadManifest(f), p, { now: T0 });
+    const e = await runCli(["export", "-f", f, "--pki", p, "--format", "flat", "--out", path.join(d, "deploy"), "--host", "agent-host=web,batch"]);
+    assert.equal(e.code, 0, e.err);
+    host = path.join(d, "deploy", "agent-host");
+    execFileSync("openssl", ["ecparam", "-name", "prime256v1", "-genkey", "-out", path.join(host, "extra-key.pem")], { stdio: "pipe" });
+    pems = readdirSync(host).filter((n) => n.endsWith(".pem")).sort().map((n) => path.join(host, n));
+    assert.deepEqual(pems.map((x) => path.basename(x)), ["batch-key.pem", "batch.pem", "extra-key.pem", "root.pem", "web-key.pem", "web.pem"]);
+  });
+  it("ok/--nagios is OK: the certificates are judged, 3 key or parameter files skipped", async () => {
+    const r = await runCli(["status", ...pems, "--nagios", "--at", at(1), "--warning", "20d", "--critical", "5d"]);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /^MTLSKIT STATUS OK - soonest: \S+batch\.pem expires in 29 days \(2026-01-31\); 0 critical, 0 warning, 3 ok; 3 key or parameter files skipped \| /);
+    assert.doesNotMatch(r.out, /key\.pem'=/);
+  });
+  it("ok/the table notes each skipped file and why; --json lists them", async () => {
+    const r = await runCli(["status", ...pems, "--at", at(1), "--warning", "20d"]);
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /^  skipped \S+extra-key\.pem: holds EC PARAMETERS and EC PRIVATE KEY blocks but no certificate$/m);
+    assert.match(r.out, /^  skipped \S+web-key\.pem: holds a PRIVATE KEY block but no certificate$/m);
+    const j = JSON.parse((await runCli(["status", ...pems, "--at", at(1), "--json"])).out) as { rows: { id: string }[]; skipped: { file: string }[] };
+    assert.deepEqual(j.rows.map((x) => path.basename(x.id)).sort(), ["batch.pem", "root.pem", "web.pem"]);
+    assert.deepEqual(j.skipped.map((x) => path.basename(x.file)), ["batch-key.pem", "extra-key.pem", "web-key.pem"]);
+  });
+  it("fail/only key files: no certificate to judge is invalid input (exit 2; UNKNOWN with --nagios)", async () => {
+    const keys = pems.filter((x) => x.endsWith("key.pem"));
+    const r = await runCli(["status", ...keys]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /none of the 3 files holds a certificate/);
+    const n = await runCli(["status", ...keys, "--nagios"]);
+    assert.equal(n.code, 3);
+    assert.match(n.out, /^MTLSKIT STATUS UNKNOWN - mtlskit status: none of the 3 files holds a certificate/);
   });
 });
 
@@ -195,7 +241,29 @@ describe("status: expiryStatus (pure)", () => {
     assert.equal(expiryStatus([due], now).rows[0]!.level, "warning");
     assert.equal(expiryStatus([due], now, { warningMs: 30 * DAY }).rows[0]!.level, "ok");
   });
+  it("ok/thousands of certificates: the plugin line stays under Nagios' 8 KB, summary first, perfdata for the most urgent (issue 11)", () => {
+    const many = Array.from({ length: 5000 }, (_, i) => input(`service-${String(i).padStart(4, "0")}`, 10 + (i % 300)));
+    const line = nagiosLine(expiryStatus([...many, input("late", 3)], now));
+    assert.ok(Buffer.byteLength(`${line}\n`) < NAGIOS_MAX_BYTES, `${Buffer.byteLength(line)} bytes`);
+    assert.equal(line.split("\n").length, 1);
+    const [text, perf] = line.split(" | ");
+    assert.match(text!, /^MTLSKIT STATUS CRITICAL - late expires in 3 days \(2027-06-04\); 1 critical, 357 warning, 4643 ok; perfdata for the \d+ most urgent of 5001$/);
+    const entries = perf!.split(" ");
+    assert.equal(entries[0], "'late'=259200s;2592000:;604800:");
+    assert.equal(text!.match(/the (\d+) most urgent/)![1], String(entries.length));
+    // Most urgent first: the seconds left never decrease along the perfdata.
+    const left = entries.map((e) => Number(/=(-?\d+)s/.exec(e)![1]));
+    assert.ok(left.every((v, i) => i === 0 || left[i - 1]! <= v));
+  });
+  it("ok/pluginLine: a long text is cut to 1 KB and stays one line; perfdata fits or is left out whole", () => {
+    const line = pluginLine(() => `X OK - ${"a|b\n".repeat(5000)}`, ["one=1", "two=2"]);
+    assert.ok(Buffer.byteLength(line) <= 1024 + " | one=1 two=2".length);
+    assert.doesNotMatch(line.split(" | ")[0]!, /[|\n]/);
+    assert.match(line, /\.\.\. \| one=1 two=2$/);
+    const tight = pluginLine((omitted) => `X OK - ${omitted} left out`, ["a=1", "b=2", "c=3"], 30);
+    assert.equal(tight, "X OK - 1 left out | a=1 b=2");
+  });
   it("ok/nagios perfdata quotes labels and doubles single quotes", () => {
-    assert.match(nagiosLine(expiryStatus([input("it's", 100)], now)), /\| 'it''s'=8640000s;;604800$/);
+    assert.match(nagiosLine(expiryStatus([input("it's", 100)], now)), /\| 'it''s'=8640000s;2592000:;604800:$/);
   });
 });

@@ -19,7 +19,7 @@ export { aboutLabel, type About, type Finding } from "./finding.ts";
 export { isProblem, readCertFile, readInventory, type CertFile, type FileProblem, type Inventory } from "./inventory.ts";
 export { CLOCK_SKEW_MS, covers, lintCertificate, type Expectations, type Lint } from "./lint.ts";
 export { Material, type Cert } from "./material.ts";
-export { nagiosStatus, prometheusText, promLabels, reportJson } from "./report.ts";
+export { NAGIOS_MAX_BYTES, nagiosStatus, pluginLine, prometheusText, promLabels, reportJson } from "./report.ts";
 
 /** checkPki reads the files of every service of `manifest` (managed ones under `dir`) and judges them. */
 export function checkPki(manifest: Manifest, dir: string | undefined, opts: CheckOptions = {}): CheckReport {

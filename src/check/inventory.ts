@@ -16,8 +16,10 @@ import { CertParseError, type Cert, type Material } from "./material.ts";
 export interface FileProblem {
   path: string;
   missing: boolean;
-  /** error says what is wrong, as a phrase after the path: "does not exist", "holds a PRIVATE KEY block ...". */
+  /** error says what is wrong, as a phrase after the path: "does not exist", "holds a PRIVATE KEY block but no certificate". */
   error: string;
+  /** labels: the PEM blocks of a file that holds PEM but no certificate (see CertParseError). */
+  labels?: string[];
 }
 
 /** CertFile is a parsed certificate file: the leaf (or first anchor) first. */
@@ -94,7 +96,7 @@ export function readCertFile(material: Material, file: string): CertFile | FileP
   const text = readText(file);
   if (typeof text !== "string") return text;
   const certs = material.certsOfPem(text);
-  if (certs instanceof CertParseError) return { path: file, missing: false, error: certs.message };
+  if (certs instanceof CertParseError) return { path: file, missing: false, error: certs.message, ...(certs.labels ? { labels: certs.labels } : {}) };
   return { path: file, certs };
 }
 

@@ -18,7 +18,22 @@ export interface Cert {
 }
 
 /** CertParseError says why a PEM text did not yield certificates, in words for the user. */
-export class CertParseError extends Error {}
+export class CertParseError extends Error {
+  /** labels: the PEM blocks found when none was a certificate (a key file, `openssl ecparam -genkey` output), else undefined. */
+  readonly labels?: string[];
+  constructor(message: string, labels?: string[]) {
+    super(message);
+    if (labels !== undefined) this.labels = labels;
+  }
+}
+
+/** blocksInWords names PEM blocks: "a PRIVATE KEY block", "an EC PARAMETERS block", "EC PARAMETERS and EC PRIVATE KEY blocks". */
+function blocksInWords(labels: readonly string[]): string {
+  const names = [...new Set(labels)];
+  if (names.length > 1) return `${names.slice(0, -1).join(", ")} and ${names.at(-1)} blocks`;
+  // The article goes by sound: "an EC ...", "an RSA ...", "a PRIVATE KEY".
+  return `${/^(?:[AEIOU]|RSA |X509 )/.test(names[0]!) ? "an" : "a"} ${names[0]} block`;
+}
 
 /**
  * Material parses and caches certificates by content and memoizes signature checks. One
@@ -49,7 +64,7 @@ export class Material {
       // Other blocks are skipped, as OpenSSL and Go's X509KeyPair do: a combined certificate and
       // key file works (the key's own mode is judged as a key file's).
       const certs = blocks.filter((b) => b.label === "CERTIFICATE");
-      if (certs.length === 0) throw new CertParseError(`holds a ${blocks[0]!.label} block but no certificate`);
+      if (certs.length === 0) throw new CertParseError(`holds ${blocksInWords(blocks.map((b) => b.label))} but no certificate`, blocks.map((b) => b.label));
       out = certs.map((b, i) => {
         try {
           return this.cert(b.der);

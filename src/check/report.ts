@@ -55,7 +55,51 @@ export function prometheusText(r: CheckReport): string {
 /** NAGIOS: plugin exit codes (Nagios plugin guidelines; Sensu uses the same). */
 export const NAGIOS = { ok: 0, warning: 1, critical: 2, unknown: 3 } as const;
 
-/** nagiosStatus renders one plugin status line with perfdata, and the plugin exit code. */
+/**
+ * NAGIOS_MAX_BYTES: Nagios Core keeps only the first 8 KB of a plugin's output
+ * (MAX_PLUGIN_OUTPUT_LENGTH, 8192 bytes) and cuts the rest silently, perfdata included, so a
+ * plugin line (its newline counted) stays below it.
+ */
+export const NAGIOS_MAX_BYTES = 8192;
+/** TEXT_MAX_BYTES bounds the status text before the perfdata: the summary always fits. */
+const TEXT_MAX_BYTES = 1024;
+
+/** cutBytes shortens text to at most `max` UTF-8 bytes, ending with "..." when cut. */
+function cutBytes(text: string, max: number): string {
+  if (Buffer.byteLength(text) <= max) return text;
+  let out = text.slice(0, max - 3);
+  while (Buffer.byteLength(out) > max - 3) out = out.slice(0, -1);
+  return `${out}...`;
+}
+
+/**
+ * pluginLine joins a status text and perfdata entries into one Nagios plugin line that, with its
+ * newline, stays under NAGIOS_MAX_BYTES: the text first (one line, `|` replaced, at most 1 KB), then
+ * as many entries as fit, in the order given (put the most urgent first). `text(omitted)` is
+ * called with how many entries were left out, so the text can say so.
+ */
+export function pluginLine(text: (omitted: number) => string, perf: readonly string[], max = NAGIOS_MAX_BYTES): string {
+  const clean = (t: string) => cutBytes(t.replace(/\|/g, "/").replace(/\s*\n\s*/g, " "), TEXT_MAX_BYTES);
+  const join = (t: string, p: readonly string[]) => `${t}${p.length ? ` | ${p.join(" ")}` : ""}`;
+  const all = join(clean(text(0)), perf);
+  if (Buffer.byteLength(all) < max) return all;
+  // Budget with the longest text (the most omitted), so the final text can only be shorter.
+  let left = max - 1 - Buffer.byteLength(join(clean(text(perf.length)), [])) - 3;
+  const kept: string[] = [];
+  for (const p of perf) {
+    const need = Buffer.byteLength(p) + (kept.length ? 1 : 0);
+    if (need > left) break;
+    kept.push(p);
+    left -= need;
+  }
+  return join(clean(text(perf.length - kept.length)), kept);
+}
+
+/**
+ * nagiosStatus renders one plugin status line with perfdata, and the plugin exit code. The
+ * perfdata thresholds are ranges in the plugin guidelines' syntax: `0` alerts above 0, so
+ * `errors=2;;0` is critical and `warnings=1;0` a warning, as the exit code says.
+ */
 export function nagiosStatus(r: CheckReport): { line: string; code: number } {
   const code = r.errors > 0 ? NAGIOS.critical : r.warnings > 0 ? NAGIOS.warning : NAGIOS.ok;
   const word = ["OK", "WARNING", "CRITICAL"][code]!;
@@ -66,6 +110,6 @@ export function nagiosStatus(r: CheckReport): { line: string; code: number } {
     code === NAGIOS.ok
       ? `${r.certificates.length} certificates and ${r.connections.length} connections OK${soonest ? `; next expiry ${soonest.id} in ${days} days` : ""}`
       : `${r.errors} error${r.errors === 1 ? "" : "s"}, ${r.warnings} warning${r.warnings === 1 ? "" : "s"}; first: ${aboutLabel(first!.about)} [${first!.code}] ${first!.message}`;
-  const perf = `errors=${r.errors} warnings=${r.warnings} failing_connections=${r.connections.filter((c) => !c.ok).length}${days === undefined ? "" : ` min_days_left=${days}`}`;
-  return { line: `MTLSKIT ${word} - ${summary.replace(/\|/g, "/").replace(/\n/g, " ")} | ${perf}`, code };
+  const perf = [`errors=${r.errors};;0`, `warnings=${r.warnings};0`, `failing_connections=${r.connections.filter((c) => !c.ok).length};;0`, ...(days === undefined ? [] : [`min_days_left=${days}`])];
+  return { line: pluginLine(() => `MTLSKIT ${word} - ${summary}`, perf), code };
 }

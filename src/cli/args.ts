@@ -29,3 +29,19 @@ export function parseTimeFlag(command: string, text: string): Date {
   }
   return d;
 }
+
+/**
+ * parseListen reads a `--listen` address, with one meaning for every command that listens
+ * (metrics, probe): PORT is 127.0.0.1:PORT (this host only), HOST:PORT and [IPv6]:PORT name the
+ * interface (0.0.0.0 for every one); port 0 picks a free port. `:PORT` is refused rather than
+ * guessed (Go reads it as every interface), naming both choices.
+ */
+export function parseListen(command: string, text: string): { host: string; port: number } {
+  const m = /^(\d{1,5})$/.exec(text) ?? /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m.length === 2 ? m[1] : m[3]) : NaN;
+  if (!m || !(port >= 0 && port <= 65535)) {
+    const hint = /^:\d+$/.test(text) ? ` (name the interface: 127.0.0.1${text} for this host only, 0.0.0.0${text} for every interface)` : "";
+    throw new UsageError(`mtlskit ${command}: --listen must be [HOST:]PORT such as 9469 (127.0.0.1:9469), [::1]:9469 or 0.0.0.0:9469 (every interface), with a port up to 65535; got ${JSON.stringify(text)}${hint}`);
+  }
+  return m.length === 2 ? { host: "127.0.0.1", port } : { host: m[1] ?? m[2]!, port };
+}

@@ -3,7 +3,7 @@
  * MtlskitErrors print their message; anything else is a bug (stack with --debug).
  */
 import { readFileSync } from "node:fs";
-import { MtlskitError, EXIT } from "../errors.ts";
+import { describeProblems, EXIT, InvalidInputError, MtlskitError } from "../errors.ts";
 import { applyCommand } from "./commands/apply.ts";
 import { checkCommand } from "./commands/check.ts";
 import { configCommand } from "./commands/config.ts";
@@ -18,7 +18,7 @@ import { statusCommand } from "./commands/status.ts";
 import { metricsCommand } from "./commands/metrics.ts";
 import { trustCommand } from "./commands/trust.ts";
 import { SHORT_USAGE } from "./help.ts";
-import { paint, processIo, type Io } from "./output.ts";
+import { paintErr, processIo, type Io } from "./output.ts";
 
 /** COMMANDS is the command table. */
 export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number>> = {
@@ -42,11 +42,14 @@ function version(): string {
   return pkg.version;
 }
 
+/** WRITERS: the commands whose job is writing files; only they say "nothing was written" when the input is refused (status, check, plan and the like never write). */
+const WRITERS = new Set(["init", "apply", "export", "trust"]);
+
 /** run executes one CLI invocation and returns its exit code; it never calls process.exit. */
 export async function run(argv: string[], io: Io): Promise<number> {
   const [cmd, ...rest] = argv;
   const debug = argv.includes("--debug");
-  if (argv.includes("--no-color")) io = { ...io, color: false };
+  if (argv.includes("--no-color")) io = { ...io, color: false, errColor: false };
   try {
     if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
       io.out(SHORT_USAGE);
@@ -58,17 +61,18 @@ export async function run(argv: string[], io: Io): Promise<number> {
     }
     const command = COMMANDS[cmd];
     if (!command) {
-      io.err(`mtlskit: unknown command ${JSON.stringify(cmd)}; commands are: ${Object.keys(COMMANDS).join(", ")}. Run \`mtlskit --help\`.\n`);
+      io.err(`${paintErr(io, "red", "error:")} mtlskit: unknown command ${JSON.stringify(cmd)}; commands are: ${Object.keys(COMMANDS).join(", ")}. Run \`mtlskit --help\`.\n`);
       return EXIT.invalid;
     }
     return await command(rest, io);
   } catch (e) {
     if (e instanceof MtlskitError) {
-      io.err(`${paint(io, "red", "error:")} ${e.message}\n`);
+      const message = e instanceof InvalidInputError && WRITERS.has(cmd!) ? describeProblems(e.problems, { nothingWritten: true }) : e.message;
+      io.err(`${paintErr(io, "red", "error:")} ${message}\n`);
       if (debug && e.cause) io.err(`${String((e.cause as Error).stack ?? e.cause)}\n`);
       return e.exitCode;
     }
-    io.err(`${paint(io, "red", "error:")} ${(e as Error).message}\nThis is a bug in mtlskit; please report it${debug ? "" : " (run with --debug for the stack trace)"}.\n`);
+    io.err(`${paintErr(io, "red", "error:")} ${(e as Error).message}\nThis is a bug in mtlskit; please report it${debug ? "" : " (run with --debug for the stack trace)"}.\n`);
     if (debug) io.err(`${(e as Error).stack}\n`);
     return EXIT.failed;
   }

@@ -19,7 +19,7 @@ import { acquireLock, ensureDir, removeTempFiles, syncDir, writeFileAtomic } fro
 import { abs, LAYOUT, MODES } from "../state/layout.ts";
 import { writeLayoutVersion } from "../state/layout-version.ts";
 import { loadImportedCa, readState, type CaMaterial, type State } from "../state/read.ts";
-import { readApplyRecord, writeApplyRecord, type ApplyRecord, type HookRecord } from "../state/record.ts";
+import { manifestId, readApplyRecord, writeApplyRecord, type ApplyRecord, type HookRecord } from "../state/record.ts";
 import { runHooks, type HookJob } from "./hooks.ts";
 import { runJob, toIssuer, type IssuerData, type ServiceJob } from "./jobs.ts";
 import { bundleOf, checkReissueNames, planApply, type Plan, type PlanOptions } from "./plan.ts";
@@ -161,13 +161,13 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
     const due = hookJobs(loaded, dir, [...new Set([...result.changed, ...owed])].sort());
     result.hooks = await runHooks(opts.hooks === false ? [] : due, opts.hookTimeoutMs);
     const pending = due.map((j) => j.service).filter((name) => !result.hooks.some((h) => h.service === name && h.ok));
-    writeApplyRecord(dir, { time: started.toISOString(), ok: true, issued: result.issued, kept: result.kept, caCreated: result.caCreated, changed: result.changed, hooks: result.hooks, pending });
+    writeApplyRecord(dir, { time: started.toISOString(), manifest: manifestId(loaded.manifest.file), ok: true, issued: result.issued, kept: result.kept, caCreated: result.caCreated, changed: result.changed, hooks: result.hooks, pending });
     return result;
   } catch (e) {
     // Unattended renewals (cron, a systemd timer) fail silently unless the failure is recorded:
     // status and metrics read this. Every file is whole, old or new: each write is atomic.
     const pending = hookJobs(loaded, dir, [...new Set([...(written?.changed ?? []), ...owed])].sort()).map((j) => j.service);
-    const record: ApplyRecord = { time: started.toISOString(), ok: false, error: (e as Error).message, issued: written?.issued ?? 0, kept: written?.kept ?? 0, caCreated: written?.caCreated ?? false, changed: written?.changed ?? [], hooks: [], pending };
+    const record: ApplyRecord = { time: started.toISOString(), manifest: manifestId(loaded.manifest.file), ok: false, error: (e as Error).message, issued: written?.issued ?? 0, kept: written?.kept ?? 0, caCreated: written?.caCreated ?? false, changed: written?.changed ?? [], hooks: [], pending };
     try {
       writeApplyRecord(dir, record);
     } catch {

@@ -46,14 +46,16 @@ export interface StaticSourceInput {
   ca: PemInput;
 }
 
-/** CredentialNames say how messages name each input: a file path, or what it is when given as text. */
+/** CredentialNames say how messages name each input after its kind ("certificate NAME"): a file path, or where it came from ("(given as text)"). */
 export interface CredentialNames {
   cert: string;
   key: string;
   ca: string;
 }
 
-const TEXT_NAMES: CredentialNames = { cert: "certificate (given as text)", key: "key (given as text)", ca: "trust bundle (given as text)" };
+// Messages put what an input is before its name ("certificate /etc/x.pem"), so text inputs are
+// named by where they came from only; naming the kind twice read as a typo (issue 11).
+const TEXT_NAMES: CredentialNames = { cert: "(given as text)", key: "(given as text)", ca: "(given as text)" };
 
 const fail = (message: string, fix: string, cause?: unknown) => new FailedError(`service: ${message}; fix: ${fix}`, { cause });
 

@@ -4,13 +4,13 @@
  */
 import { checkPki, isProblem, Material, readCertFile, type CheckReport } from "../check/index.ts";
 import type { Manifest } from "../manifest/index.ts";
-import { readApplyRecord } from "../state/record.ts";
+import { applyRecordFor } from "../state/record.ts";
 import { metricsText } from "./metrics.ts";
 import { expiryStatus, withFailedApply, type Status, type StatusInput, type Thresholds } from "./status.ts";
 
 export { metricsText } from "./metrics.ts";
-export { CONTENT_TYPE, serveMetrics, type MetricsServer, type MetricsServerOptions } from "./serve.ts";
-export { DEFAULT_CRITICAL_MS, DEFAULT_WARNING_MS, expiryStatus, withFailedApply, inWords, NAGIOS_CODE, nagiosLine, type Level, type Status, type StatusInput, type StatusRow, type Thresholds } from "./status.ts";
+export { CONTENT_TYPE, MAX_AGE_MS, serveMetrics, type MetricsServer, type MetricsServerOptions } from "./serve.ts";
+export { DEFAULT_CRITICAL_MS, DEFAULT_WARNING_MS, expiryStatus, failedApplyText, withFailedApply, inWords, NAGIOS_CODE, nagiosLine, type Level, type Status, type StatusInput, type StatusRow, type Thresholds } from "./status.ts";
 
 /** inputsOfReport turns check's certificate reports into status inputs; unreadable ones carry check's words. */
 export function inputsOfReport(r: CheckReport): StatusInput[] {
@@ -24,28 +24,43 @@ export function inputsOfReport(r: CheckReport): StatusInput[] {
 export function statusOfPki(manifest: Manifest, dir: string | undefined, now: Date, t: Thresholds = {}, applyCommand = "mtlskit apply"): { status: Status; report: CheckReport } {
   const report = checkPki(manifest, dir, { now, applyCommand });
   const status = expiryStatus(inputsOfReport(report), now, t, applyCommand);
-  return { status: dir === undefined ? status : withFailedApply(status, readApplyRecord(dir)), report };
+  if (dir === undefined) return { status, report };
+  // The record may be another manifest's (two manifests sharing one PKI directory): not judged here.
+  const { record, other } = applyRecordFor(dir, manifest.file);
+  return { status: { ...withFailedApply(status, record), ...(other === undefined ? {} : { otherApply: other }) }, report };
 }
 
 /**
  * statusOfFiles judges plain PEM files: the first certificate of each is the one judged, the
  * ones after it are its chain (their earliest notAfter is the CA's). No renewal window is known.
+ * Files holding only keys or parameters are skipped (Status.skipped); any other file without a
+ * certificate is a critical row.
  */
 export function statusOfFiles(files: readonly string[], now: Date, t: Thresholds = {}): Status {
   const material = new Material();
-  const inputs = files.map((file): StatusInput => {
+  const skipped: { file: string; reason: string }[] = [];
+  const unread = (file: string, problem: string): StatusInput => ({ id: file, service: undefined, file, subject: undefined, notAfter: undefined, problem: `${file} ${problem}`, renewAt: undefined, ca: undefined });
+  const inputs = files.flatMap((file): StatusInput[] => {
     const f = readCertFile(material, file);
-    if (isProblem(f)) return { id: file, service: undefined, file, subject: undefined, notAfter: undefined, problem: `${file} ${f.error}`, renewAt: undefined, ca: undefined };
-    if (f.certs.length === 0) return { id: file, service: undefined, file, subject: undefined, notAfter: undefined, problem: `${file} holds no certificate`, renewAt: undefined, ca: undefined };
+    // `status deploy/host/*.pem` globs the keys too (and `openssl ecparam -genkey` writes EC
+    // PARAMETERS before its key): files of keys and parameters only are skipped, and said so.
+    if (isProblem(f) && f.labels?.every((l) => KEY_LABEL.test(l))) return skipped.push({ file, reason: f.error }), [];
+    if (isProblem(f)) return [unread(file, f.error)];
+    if (f.certs.length === 0) return [unread(file, "holds no certificate")];
     const [leaf, ...chain] = f.certs;
     const earliest = chain.reduce<(typeof chain)[number] | undefined>((a, c) => (a === undefined || c.fields.notAfter < a.fields.notAfter ? c : a), undefined);
-    return { id: file, service: undefined, file, subject: leaf!.info.subject, notAfter: leaf!.fields.notAfter, renewAt: undefined, ca: earliest && { subject: earliest.info.subject, notAfter: earliest.fields.notAfter } };
+    return [{ id: file, service: undefined, file, subject: leaf!.info.subject, notAfter: leaf!.fields.notAfter, renewAt: undefined, ca: earliest && { subject: earliest.info.subject, notAfter: earliest.fields.notAfter } }];
   });
-  return expiryStatus(inputs, now, t);
+  const status = expiryStatus(inputs, now, t);
+  return skipped.length === 0 ? status : { ...status, skipped };
 }
 
-/** metricsOfPki collects a deployment's metrics: check's, renewal, and the last apply (when `dir` has a record). */
+/** KEY_LABEL: PEM blocks of keys and parameters (PRIVATE KEY, EC PRIVATE KEY, ENCRYPTED PRIVATE KEY, PUBLIC KEY, EC PARAMETERS, DH PARAMETERS). */
+const KEY_LABEL = /(?:PRIVATE KEY|PUBLIC KEY|PARAMETERS)$/;
+
+/** metricsOfPki collects a deployment's metrics: check's, renewal, and the last apply (when `dir` has a record of this manifest's apply). */
 export function metricsOfPki(manifest: Manifest, dir: string | undefined, now = new Date()): string {
   const report = checkPki(manifest, dir, { now });
-  return metricsText(report, dir === undefined ? undefined : readApplyRecord(dir));
+  // Another manifest's record (a shared PKI directory) says nothing about this one: no apply gauges.
+  return metricsText(report, dir === undefined ? undefined : applyRecordFor(dir, manifest.file).record);
 }

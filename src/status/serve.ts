@@ -1,9 +1,15 @@
 /**
- * The metrics endpoint: a small HTTP server for Prometheus to scrape. Each scrape collects afresh
- * (concurrent scrapes share one collection), so a renewal or a failed apply shows at the next
- * scrape without a restart. The I/O edge of metrics.ts.
+ * The metrics endpoint: a small HTTP server for Prometheus to scrape. Scrapes collect afresh, so
+ * a renewal or a failed apply shows within seconds without a restart, but they share the work:
+ * scrapes during a collection await the same one, and a result younger than MAX_AGE_MS is served
+ * as is. A collection reads every certificate synchronously, so without that, 200 scrapes
+ * arriving together ran 200 collections one after another (p50 9 s, past Prometheus' 10 s
+ * scrape timeout; issue 11). The I/O edge of metrics.ts.
  */
 import { createServer, type Server } from "node:http";
+
+/** MAX_AGE_MS: how long a collection's result (or failure) answers later scrapes: 5 seconds, well under any scrape interval. */
+export const MAX_AGE_MS = 5_000;
 
 /** CONTENT_TYPE is the text exposition format's media type. */
 export const CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -15,8 +21,10 @@ export interface MetricsServerOptions {
   port: number;
   /** collect returns the exposition text; a throw answers the scrape with 500 and the message. */
   collect: () => string | Promise<string>;
-  /** onError hears collection failures (the scrape gets a 500 either way). */
+  /** onError hears each failed collection once (every scrape it answers gets a 500 either way). */
   onError?: (e: Error) => void;
+  /** maxAgeMs: a result younger than this is served without collecting again. Default MAX_AGE_MS; 0 collects for every scrape not joining one under way. */
+  maxAgeMs?: number;
 }
 
 /** MetricsServer is a listening endpoint. */
@@ -33,8 +41,25 @@ export interface MetricsServer {
  * pointer to it, anything else with 404 (405 for methods other than GET and HEAD).
  */
 export async function serveMetrics(o: MetricsServerOptions): Promise<MetricsServer> {
+  const maxAgeMs = o.maxAgeMs ?? MAX_AGE_MS;
   let inFlight: Promise<string> | undefined;
-  const scrape = () => (inFlight ??= Promise.resolve().then(o.collect).finally(() => (inFlight = undefined)));
+  let last: { result: Promise<string>; at: number } | undefined;
+  const scrape = (): Promise<string> => {
+    if (last !== undefined && performance.now() - last.at < maxAgeMs) return last.result;
+    if (inFlight) return inFlight;
+    const p = Promise.resolve().then(o.collect);
+    inFlight = p;
+    // Aged from when it settled: the scrapes queued behind a slow collection are answered by it.
+    const settle = () => {
+      last = { result: p, at: performance.now() };
+      inFlight = undefined;
+    };
+    p.then(settle, (e: Error) => {
+      settle();
+      o.onError?.(e); // once per collection, not per scrape it answers
+    });
+    return p;
+  };
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://localhost");
     if (req.method !== "GET" && req.method !== "HEAD") {
@@ -52,7 +77,6 @@ export async function serveMetrics(o: MetricsServerOptions): Promise<MetricsServ
     scrape().then(
       (text) => res.writeHead(200, { "content-type": CONTENT_TYPE, "cache-control": "no-store" }).end(req.method === "HEAD" ? undefined : text),
       (e: Error) => {
-        o.onError?.(e);
         res.writeHead(500, { "content-type": "text/plain" }).end(`mtlskit metrics: collection failed: ${e.message}\n`);
       },
     );

@@ -9,6 +9,7 @@
  *             (renewBefore: `mtlskit apply` should already have renewed it);
  *   ok:       otherwise.
  */
+import { pluginLine } from "../check/report.ts";
 
 /** StatusInput is one certificate to judge: a service's slot, or a plain file. */
 export interface StatusInput {
@@ -55,6 +56,10 @@ export interface Status {
   counts: Record<Level, number>;
   /** failedApply: the last apply on the PKI directory, when it failed (or a reload hook did): a renewal that did not happen. */
   failedApply?: { time: Date; reason: string };
+  /** otherApply: the manifest named by the PKI directory's apply record when it is not this one (that record is not judged). */
+  otherApply?: string;
+  /** skipped: files given that hold keys or parameters but no certificate (a `*.pem` glob over a deployment), not judged. */
+  skipped?: { file: string; reason: string }[];
 }
 
 /** FailedApply is what withFailedApply needs of the apply record. */
@@ -126,20 +131,37 @@ export const NAGIOS_CODE: Record<Level, number> = { ok: 0, warning: 1, critical:
 /** perfLabel quotes a perfdata label as the plugin guidelines require (single quotes doubled). */
 const perfLabel = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
+/** warningSecondsOf is the seconds left at which `judge` turns a row warning: --warning, else its renewal date's distance from the deadline, else 30 days. */
+function warningSecondsOf(r: StatusRow, t: Thresholds): number {
+  if (t.warningMs !== undefined) return Math.floor(t.warningMs / 1000);
+  if (r.renewAt !== undefined && r.deadline !== undefined) return Math.floor((r.deadline.getTime() - r.renewAt.getTime()) / 1000);
+  return Math.floor(DEFAULT_WARNING_MS / 1000);
+}
+
+/** failedApplyText says when the last apply failed and the first line of why. */
+export function failedApplyText(f: { time: Date; reason: string }): string {
+  return `the last apply (${f.time.toISOString().slice(0, 16).replace("T", " ")} UTC) failed: ${f.reason.split("\n")[0]!.replace(/[.\s]+$/, "")}`;
+}
+
 /**
- * nagiosLine renders the plugin status line: the worst certificate first, counts, and perfdata
- * of seconds left per certificate with the thresholds (`'api'=5184000s;2592000;604800`).
+ * nagiosLine renders the plugin status line: the worst certificate (or a failed apply) first,
+ * counts, then perfdata of seconds left per certificate, most urgent first, with the thresholds
+ * as ranges (`'api'=5184000s;2592000:;604800:`: `N:` alerts below N, as the plugin guidelines
+ * define ranges). The warning threshold is the row's own: --warning, else its renewal window.
+ * The line stays under Nagios' 8 KB (check's pluginLine): with thousands of certificates the
+ * perfdata holds the most urgent and the text says how many were left out.
  */
 export function nagiosLine(s: Status, t: Thresholds = {}): string {
   const worst = s.rows[0];
   const head = `MTLSKIT STATUS ${s.level.toUpperCase()}`;
-  const failed = s.failedApply && `the last apply (${s.failedApply.time.toISOString().slice(0, 16).replace("T", " ")} UTC) failed: ${s.failedApply.reason.split("\n")[0]!}`;
+  const failed = s.failedApply && failedApplyText(s.failedApply);
   const rowsOk = s.counts.critical + s.counts.warning === 0;
   // Certificates all fine but renewal failing: that failure is the news, so it leads.
   const lead = failed && rowsOk ? failed : worst === undefined ? "no certificates" : `${rowsOk ? "soonest: " : ""}${worst.id} ${worst.reason.split(";")[0]}`;
-  const counts = `${s.counts.critical} critical, ${s.counts.warning} warning, ${s.counts.ok} ok${failed && !rowsOk ? `; ${failed}` : ""}`;
-  const warn = t.warningMs === undefined ? "" : String(Math.floor(t.warningMs / 1000));
-  const crit = String(Math.floor((t.criticalMs ?? DEFAULT_CRITICAL_MS) / 1000));
-  const perf = s.rows.filter((r) => r.leftMs !== undefined).map((r) => `${perfLabel(r.id)}=${Math.floor(r.leftMs! / 1000)}s;${warn};${crit}`);
-  return `${head} - ${`${lead}; ${counts}`.replace(/\|/g, "/")}${perf.length ? ` | ${perf.join(" ")}` : ""}`;
+  const skipped = s.skipped?.length ? `; ${s.skipped.length} key or parameter file${s.skipped.length === 1 ? "" : "s"} skipped` : "";
+  const counts = `${s.counts.critical} critical, ${s.counts.warning} warning, ${s.counts.ok} ok${failed && !rowsOk ? `; ${failed}` : ""}${skipped}`;
+  const crit = `${Math.floor((t.criticalMs ?? DEFAULT_CRITICAL_MS) / 1000)}:`;
+  const judged = s.rows.filter((r) => r.leftMs !== undefined);
+  const perf = judged.map((r) => `${perfLabel(r.id)}=${Math.floor(r.leftMs! / 1000)}s;${warningSecondsOf(r, t)}:;${crit}`);
+  return pluginLine((omitted) => `${head} - ${lead}; ${counts}${omitted ? `; perfdata for the ${judged.length - omitted} most urgent of ${judged.length}` : ""}`, perf);
 }

@@ -9,7 +9,7 @@ import { exportJson, renderExports } from "./export.ts";
 import { parseArgs } from "node:util";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
-import { paint, type Io } from "../output.ts";
+import { paint, paintErr, type Io } from "../output.ts";
 import { MANIFEST_FLAGS, planJson, REISSUE_FLAGS, renderExternalNote, renderPlan, renderPlanWarnings, renderWarnings, splitNames, staleBundles } from "./shared.ts";
 
 export const APPLY_HELP = `mtlskit apply: issue the CA and every service certificate the manifest declares.
@@ -87,7 +87,7 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
     reissueAll: values["reissue-all"] ?? false,
     lockWaitMs: lockWait * 1000,
     onProgress: (done, total) => {
-      if (!io.tty || values.json || total < 200) return;
+      if (!io.errTty || values.json || total < 200) return; // drawn on stderr, so it is stderr that must be a terminal
       const t = performance.now();
       if (t - lastDraw < 100 && done < total) return;
       lastDraw = t;
@@ -123,6 +123,6 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
 function hookFailure(io: Io, hooks: readonly HookRecord[]): number {
   const failed = hooks.filter((h) => !h.ok);
   if (failed.length === 0) return EXIT.ok;
-  io.err(`${paint(io, "red", "error:")} the reload hook${failed.length === 1 ? "" : "s"} of ${failed.map((h) => h.service).join(", ")} failed (${failed.map((h) => `${h.service}: ${h.error}`).join("; ")}). The new files are in place; fix the hook and run apply again: it retries ${failed.length === 1 ? "it" : "them"}.\n`);
+  io.err(`${paintErr(io, "red", "error:")} the reload hook${failed.length === 1 ? "" : "s"} of ${failed.map((h) => h.service).join(", ")} failed (${failed.map((h) => `${h.service}: ${h.error}`).join("; ")}). The new files are in place; fix the hook and run apply again: it retries ${failed.length === 1 ? "it" : "them"}.\n`);
   return EXIT.failed;
 }

@@ -31,7 +31,8 @@ FLAGS
       --pki DIR        PKI directory of managed services (default ./pki)
       --json           the report as JSON (same as --format json)
       --format F       human (default), json, or prometheus (textfile-collector format)
-      --nagios         one status line; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios, Sensu)
+      --nagios         one status line (under 8 KB) with perfdata errors=N;;0 warnings=N;0 ...
+                       (range thresholds); exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios, Sensu)
   -o, --output FILE    write the report to FILE atomically instead of stdout (for the textfile collector)
       --at TIME        judge validity at TIME (ISO 8601, e.g. 2027-01-01) instead of now
       --in DURATION    judge validity DURATION from now, e.g. 30d: what breaks if nobody acts

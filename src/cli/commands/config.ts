@@ -5,7 +5,7 @@ import { COMPONENT_NAMES, COMPONENTS, componentOf, manifestFlatNames, renderConf
 import { EXIT, UsageError } from "../../errors.ts";
 import { loadManifest, type Manifest, type Service } from "../../manifest/index.ts";
 import { COMMON_FLAGS, flags } from "../args.ts";
-import { paint, type Io } from "../output.ts";
+import { paintErr, type Io } from "../output.ts";
 import { renderWarnings } from "./shared.ts";
 
 const width = Math.max(...COMPONENT_NAMES.map((n) => n.length));
@@ -120,6 +120,6 @@ export async function configCommand(args: string[], io: Io): Promise<number> {
   const where: Where = certsDir !== undefined ? { layout: "flat", dir: certsDir, names: manifestFlatNames(m) } : { layout: "pki", dir: path.resolve(values.pki ?? "./pki") };
   const snippet = renderConfig(component, { manifest: m, service, paths: tlsPaths(service, where), pgRoles });
   io.out(snippet.text);
-  for (const n of snippet.notes) io.err(`${paint(io, "yellow", "note:")} ${n}\n`);
+  for (const n of snippet.notes) io.err(`${paintErr(io, "yellow", "note:")} ${n}\n`);
   return EXIT.ok;
 }

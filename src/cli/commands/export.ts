@@ -8,7 +8,7 @@ import { DNS_LABEL, DNS_SUBDOMAIN, FORMAT_KEYS } from "../../manifest/outputs.ts
 import { ENV_NAME_RULE, FILE_NAME_RULE, OWNER_RULE } from "../../manifest/schema.ts";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
-import { paint, type Io } from "../output.ts";
+import { paint, paintErr, type Io } from "../output.ts";
 import { MANIFEST_FLAGS, renderWarnings, splitNames } from "./shared.ts";
 
 export const EXPORT_HELP = `mtlskit export: copy certificates, keys and the trust bundle into the shape a deployment reads.
@@ -49,7 +49,7 @@ FLAGS
       --group GROUP         group of the files written (as root only)
       --host HOST=a,b       flat: a directory per host with these services (repeat)
       --name T              kubernetes: Secret name template (default {name}-tls)
-      --namespace NS        kubernetes: namespace (default default)
+      --namespace NS        kubernetes: namespace (default: the namespace "default")
       --bundle T            kubernetes: trust bundle ConfigMap name (default {cluster}-ca)
       --prefix P            env: variable prefix (default TLS_)
       --node-id VAR         env: also set VAR to the service's name (Netsy: NETSY_NODE_ID)
@@ -166,7 +166,7 @@ export function renderExports(io: Io, results: readonly ExportResult[], opts: { 
   for (const r of results) {
     const w = r.written.length;
     io.out(`${paint(io, "bold", `Exported ${r.output.format}`)} to ${r.dir}: ${w} file${w === 1 ? "" : "s"} written, ${r.unchanged.length} unchanged.${opts.nextStep ? ` ${NEXT_STEP[r.output.format](shown(r.dir))}` : ""}\n`);
-    if (r.ownerSkipped) io.err(`${paint(io, "yellow", "note:")} ${describeOutput(r.output)}: owner/group not applied: ${r.ownerSkipped}.\n`);
+    if (r.ownerSkipped) io.err(`${paintErr(io, "yellow", "note:")} ${describeOutput(r.output)}: owner/group not applied: ${r.ownerSkipped}.\n`);
   }
 }
 

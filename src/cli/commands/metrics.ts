@@ -5,18 +5,20 @@ import { EXIT, FailedError, UsageError } from "../../errors.ts";
 import { loadManifest } from "../../manifest/index.ts";
 import { writeFileAtomic } from "../../state/fs.ts";
 import { metricsOfPki, serveMetrics } from "../../status/index.ts";
-import { COMMON_FLAGS, flags } from "../args.ts";
+import { COMMON_FLAGS, flags, parseListen } from "../args.ts";
 import type { Io } from "../output.ts";
 import { PKI_FLAGS } from "./shared.ts";
 
 export const METRICS_HELP = `mtlskit metrics: Prometheus metrics of a deployment: expiry, renewal, findings, the last apply.
 
 USAGE
-  mtlskit metrics --listen HOST:PORT [-f FILE] [--pki DIR]    serve /metrics until stopped
+  mtlskit metrics --listen [HOST:]PORT [-f FILE] [--pki DIR]  serve /metrics until stopped
   mtlskit metrics [-f FILE] [--pki DIR] [-o FILE]              print them once (or write FILE atomically)
 
-Every scrape reads the manifest and the PKI afresh, so renewals and failed applies show without a
-restart. Metrics (gauges):
+Scrapes read the manifest and the PKI afresh, so renewals and failed applies show without a
+restart; they share the work: scrapes during a collection await it, and a result younger than 5
+seconds is served as is. A last-apply.json written by another manifest's apply (two manifests
+sharing one PKI directory) is ignored. Metrics (gauges):
   mtlskit_certificate_not_after_timestamp_seconds{service,certificate,path}
   mtlskit_certificate_renewal_due_timestamp_seconds{service,certificate,path}
   mtlskit_certificate_renewal_due_in_seconds{service,certificate,path}   negative: overdue
@@ -24,7 +26,7 @@ restart. Metrics (gauges):
   mtlskit_check_findings{service,severity}, mtlskit_check_errors, mtlskit_check_warnings
   mtlskit_connection_ok{from,to,address}
   mtlskit_last_apply_timestamp_seconds, mtlskit_last_apply_success, mtlskit_last_apply_issued_certificates
-                       (from PKI/last-apply.json; absent until apply has run)
+                       (from PKI/last-apply.json; absent until this manifest's apply has run)
   mtlskit_check_timestamp_seconds
 examples/prometheus/mtlskit-alerts.yml holds alert rules for them (expiring soon, expired,
 renewal overdue, apply failed or not run, check errors, CA expiring).
@@ -32,7 +34,8 @@ renewal overdue, apply failed or not run, check errors, CA expiring).
 FLAGS
   -f, --file FILE      manifest (default mtlskit.yaml)
       --pki DIR        PKI directory of managed services (default ./pki)
-      --listen ADDR    serve on ADDR: 127.0.0.1:9469, [::1]:9469, or 0.0.0.0:9469 for every interface
+      --listen ADDR    serve on ADDR: 9469 (127.0.0.1:9469, this host only), [::1]:9469, or
+                       0.0.0.0:9469 for every interface (as probe --listen reads it)
   -o, --output FILE    print-once mode: write FILE atomically (node_exporter's textfile collector)
 
 EXAMPLES
@@ -46,17 +49,6 @@ EXIT CODES
   While serving, a scrape that cannot collect (say, the manifest became invalid) answers 500 with
   the reason, and Prometheus records the target as down.
 `;
-
-/** parseListen reads HOST:PORT ([v6]:PORT); the host is required, so nothing listens everywhere by accident. */
-export function parseListen(text: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
-  const port = Number(m?.[3]);
-  if (!m || port > 65535) {
-    const hint = /^:\d+$/.test(text) ? ` (name the interface: 127.0.0.1${text} for this host only, 0.0.0.0${text} for every interface)` : "";
-    throw new UsageError(`mtlskit metrics: --listen must be HOST:PORT such as 127.0.0.1:9469 or [::1]:9469; got ${JSON.stringify(text)}${hint}`);
-  }
-  return { host: m[1] ?? m[2]!, port };
-}
 
 /** metricsCommand runs `mtlskit metrics`. */
 export async function metricsCommand(args: string[], io: Io): Promise<number> {
@@ -76,11 +68,12 @@ export async function metricsCommand(args: string[], io: Io): Promise<number> {
   if (values.help) return io.out(METRICS_HELP), EXIT.ok;
   if (positionals.length > 0) throw new UsageError(`mtlskit metrics: unexpected argument ${JSON.stringify(positionals[0])}; name the manifest with -f FILE`);
   if (values.listen !== undefined && values.output !== undefined) throw new UsageError("mtlskit metrics: flag --listen is incompatible with -o; serve, or write a file");
+  const listen = values.listen === undefined ? undefined : parseListen("metrics", values.listen); // a bad address is refused before any work
   const file = values.file;
   const pki = values.pki;
   const collect = () => metricsOfPki(loadManifest(file).manifest, pki);
   const first = collect(); // invalid input fails here, before anything listens
-  if (values.listen === undefined) {
+  if (listen === undefined) {
     if (values.output === undefined) return io.out(first), EXIT.ok;
     try {
       writeFileAtomic(values.output, first, 0o644);
@@ -90,7 +83,7 @@ export async function metricsCommand(args: string[], io: Io): Promise<number> {
     }
     return EXIT.ok;
   }
-  const { host, port } = parseListen(values.listen);
+  const { host, port } = listen;
   let served;
   try {
     served = await serveMetrics({ host, port, collect, onError: (e) => io.err(`mtlskit metrics: scrape failed: ${e.message}\n`) });

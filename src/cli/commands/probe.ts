@@ -6,7 +6,7 @@ import { Material } from "../../check/index.ts";
 import { EXIT, FailedError, UsageError } from "../../errors.ts";
 import { classifyAddress, loadManifest, type Manifest } from "../../manifest/index.ts";
 import { briefly, judgeClient, judgeProbe, listen, loadProbeFiles, observe, pathsOf, PROBE_CODES, type ClientReport, type Diagnosis, type ProbePaths, type ProbeReport } from "../../probe/index.ts";
-import { COMMON_FLAGS, flags } from "../args.ts";
+import { COMMON_FLAGS, flags, parseListen } from "../args.ts";
 import { paint, type Io } from "../output.ts";
 import { renderWarnings } from "./shared.ts";
 
@@ -144,20 +144,12 @@ export async function probeCommand(args: string[], io: Io): Promise<number> {
   return report.unreachable ? EXIT.failed : report.errors > 0 ? EXIT.findings : EXIT.ok;
 }
 
-/** parseListen reads --listen's [HOST:]PORT; the host defaults to 127.0.0.1 and port 0 is allowed. */
-function parseListen(text: string): { host: string; port: number } {
-  const m = /^(\d{1,5})$/.exec(text) ?? /^\[([^\]]+)\]:(\d{1,5})$/.exec(text) ?? /^([^:[\]]+):(\d{1,5})$/.exec(text);
-  const port = m ? Number(m[m.length === 2 ? 1 : 2]) : NaN;
-  if (!m || !(port >= 0 && port <= 65535)) throw new UsageError(`mtlskit probe: --listen ${JSON.stringify(text)} is not [HOST:]PORT (e.g. 8443, 0 for any free port, 0.0.0.0:8443)`);
-  return m.length === 2 ? { host: "127.0.0.1", port } : { host: m[1]!, port };
-}
-
 type ProbeValues = { as?: string; file?: string; pki?: string; cert?: string; key?: string; ca?: string; timeout?: string; json?: boolean; listen?: string; count?: string };
 
 /** listenCommand runs `mtlskit probe --listen`: serve as the service and judge each client that connects. */
 async function listenCommand(values: ProbeValues, positionals: string[], io: Io): Promise<number> {
   if (positionals.length > 0) throw new UsageError(`mtlskit probe: --listen takes no endpoint; got ${positionals.join(" ")}`);
-  const { host, port } = parseListen(values.listen!);
+  const { host, port } = parseListen("probe", values.listen!);
   const explicit = (["cert", "key", "ca"] as const).filter((k) => values[k] !== undefined);
   if (values.as !== undefined && explicit.length > 0) throw new UsageError(`mtlskit probe: --as is incompatible with --${explicit[0]}; serve as a manifest's service, or with explicit files, not both`);
   if (values.as === undefined && explicit.length === 0) throw new UsageError("mtlskit probe: say who listens: --listen PORT --as SERVICE (with -f FILE and --pki DIR), or --cert CERT --key KEY --ca BUNDLE");

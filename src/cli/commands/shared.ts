@@ -1,7 +1,8 @@
 /** Flags and rendering shared by commands: plan and apply, check and status. */
+import { pluginLine } from "../../check/index.ts";
 import { formatProblem, MtlskitError, type Problem } from "../../errors.ts";
 import type { Plan } from "../../plan/plan.ts";
-import { paint, type Io } from "../output.ts";
+import { paint, paintErr, type Io } from "../output.ts";
 
 /** PKI_FLAGS: where the manifest and the PKI directory are. */
 export const PKI_FLAGS = {
@@ -76,12 +77,12 @@ export function renderExternalNote(io: Io, plan: Plan): void {
 
 /** renderPlanWarnings prints the plan's warnings on stderr (also when the plan is too long to list). */
 export function renderPlanWarnings(io: Io, plan: Plan): void {
-  for (const w of plan.warnings) io.err(`${paint(io, "yellow", "warning:")} ${w}\n`);
+  for (const w of plan.warnings) io.err(`${paintErr(io, "yellow", "warning:")} ${w}\n`);
 }
 
 /** renderWarnings prints manifest warnings on stderr. */
 export function renderWarnings(io: Io, warnings: readonly Problem[]): void {
-  for (const w of warnings) io.err(`${paint(io, "yellow", "warning:")} ${formatProblem(w)}\n`);
+  for (const w of warnings) io.err(`${paintErr(io, "yellow", "warning:")} ${formatProblem(w)}\n`);
 }
 
 /**
@@ -95,7 +96,7 @@ export async function asPlugin(args: string[], io: Io, head: string, run: () => 
   } catch (e) {
     if (!args.includes("--nagios") || !(e instanceof Error)) throw e;
     const msg = e instanceof MtlskitError ? e.message.split("\n").slice(0, 2).join(" ").replace(/\s+/g, " ") : `unexpected failure: ${e.message}`;
-    io.out(`${head} UNKNOWN - ${msg.replace(/\|/g, "/")}\n`);
+    io.out(`${pluginLine(() => `${head} UNKNOWN - ${msg}`, [])}\n`);
     return 3;
   }
 }

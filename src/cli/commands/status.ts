@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { EXIT, UsageError } from "../../errors.ts";
 import { loadManifest, parseDuration } from "../../manifest/index.ts";
-import { DEFAULT_CRITICAL_MS, inWords, NAGIOS_CODE, nagiosLine, statusOfFiles, statusOfPki, type Status, type Thresholds } from "../../status/index.ts";
+import { DEFAULT_CRITICAL_MS, failedApplyText, inWords, NAGIOS_CODE, nagiosLine, statusOfFiles, statusOfPki, type Status, type Thresholds } from "../../status/index.ts";
 import { COMMON_FLAGS, flags, parseTimeFlag } from "../args.ts";
 import { paint, type Io } from "../output.ts";
 import { asPlugin, renderWarnings } from "./shared.ts";
@@ -21,12 +21,17 @@ rows are sorted by that deadline, worst level first:
   warning   within --warning of it; without --warning, inside its renewal window (apply should
             already have renewed it), or within 30d for plain files
   ok        otherwise
+A failed last apply (renewal not happening) makes an all-ok status WARNING; the summary says why.
+With files, those holding only keys or parameters (a *.pem glob over a deploy directory) are
+skipped and listed; another file without a certificate is critical.
 
 FLAGS
   -f, --file FILE      manifest (default mtlskit.yaml)
       --pki DIR        PKI directory of managed services (default ./pki)
       --json           the rows as JSON
-      --nagios         one status line with perfdata (seconds left per certificate);
+      --nagios         one status line with perfdata (seconds left per certificate, thresholds as
+                       ranges: 'api'=5184000s;2592000:;604800: alerts below them), under
+                       Nagios' 8 KB: the summary first, perfdata for the most urgent;
                        exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios, Sensu, Icinga)
       --warning D      warn this close to a deadline: a duration such as 30d, 2w, 12h
       --critical D     critical this close to a deadline (default 7d); must be below --warning
@@ -36,13 +41,13 @@ FLAGS
 EXAMPLES
   mtlskit status
   mtlskit status --nagios --warning 30d --critical 7d          # a Sensu check
-  mtlskit status /etc/serviceradar/certs/*.pem --nagios         # files mtlskit did not make
+  mtlskit status /etc/serviceradar/certs/*.pem --nagios         # files mtlskit did not make; keys skipped
   mtlskit status --json | jq -r '.rows[] | select(.level != "ok") | .id'
 
 EXIT CODES
   0  every certificate is ok
   1  a certificate is at warning or critical level
-  2  invalid input: bad flags or an invalid manifest
+  2  invalid input: bad flags, an invalid manifest, or files none of which holds a certificate
   3  could not run: the PKI directory does not exist, an unexpected failure
   With --nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (invalid input or could not run).
 `;
@@ -69,9 +74,14 @@ function renderHuman(io: Io, s: Status, head: string): void {
   const notes = s.rows.filter((r) => r.level !== "ok");
   if (notes.length > 0) io.out("\n");
   for (const r of notes) io.out(`  ${paint(io, LEVEL_COLOR[r.level], r.level)} ${r.id}: ${r.reason}\n`);
-  if (s.failedApply) io.out(`\n  ${paint(io, "yellow", "warning")} the last apply (${s.failedApply.time.toISOString().slice(0, 16).replace("T", " ")} UTC) failed: ${s.failedApply.reason}\n`);
+  // A multi-line reason is shown whole here; the summary line below carries its first line.
+  if (s.failedApply?.reason.includes("\n")) io.out(`\n  ${paint(io, "yellow", "warning")} ${failedApplyText(s.failedApply)}\n${s.failedApply.reason.split("\n").slice(1).map((l) => `    ${l.trim()}\n`).join("")}`);
+  if (s.otherApply) io.out(`\n  note: the PKI directory's last-apply.json is the record of another manifest (${s.otherApply}); not judged here\n`);
+  if (s.skipped?.length) io.out(`\n${s.skipped.map((k) => `  skipped ${k.file}: ${k.reason}\n`).join("")}`);
   const verdict = s.level === "ok" ? paint(io, "green", "OK") : paint(io, LEVEL_COLOR[s.level], s.level.toUpperCase());
-  io.out(`\n${verdict}: ${s.counts.critical} critical, ${s.counts.warning} warning, ${s.counts.ok} ok.\n`);
+  // The verdict says why: with every certificate fine, WARNING comes from the failed apply.
+  const failed = s.failedApply ? `; ${failedApplyText(s.failedApply)}` : "";
+  io.out(`\n${verdict}: ${s.counts.critical} critical, ${s.counts.warning} warning, ${s.counts.ok} ok${failed}.\n`);
 }
 
 function statusJson(s: Status, t: Thresholds) {
@@ -81,6 +91,8 @@ function statusJson(s: Status, t: Thresholds) {
     level: s.level,
     counts: s.counts,
     failedApply: s.failedApply ? { time: s.failedApply.time.toISOString(), reason: s.failedApply.reason } : null,
+    otherApply: s.otherApply ?? null,
+    skipped: s.skipped ?? [],
     thresholds: { warningSeconds: t.warningMs === undefined ? null : t.warningMs / 1000, criticalSeconds: (t.criticalMs ?? DEFAULT_CRITICAL_MS) / 1000 },
     rows: s.rows.map((r) => ({
       id: r.id,
@@ -137,6 +149,9 @@ async function runStatus(args: string[], io: Io): Promise<number> {
   let head: string;
   if (positionals.length > 0) {
     status = statusOfFiles(positionals, now, t);
+    if (status.rows.length === 0 && status.skipped?.length) {
+      throw new UsageError(`mtlskit status: none of the ${positionals.length} file${positionals.length === 1 ? "" : "s"} holds a certificate (${status.skipped.map((k) => `${k.file} ${k.reason}`).join("; ")}); name the certificate files`);
+    }
     head = `mtlskit status: ${positionals.length} file${positionals.length === 1 ? "" : "s"}, at ${now.toISOString().slice(0, 16).replace("T", " ")} UTC`;
   } else {
     const file = values.file ?? "mtlskit.yaml";
