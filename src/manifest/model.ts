@@ -90,7 +90,7 @@ export const OUTPUT_FORMATS = ["flat", "kubernetes", "env", "pkcs12"] as const;
 /** OutputFormat is one of OUTPUT_FORMATS. */
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
-/** FlatNameKey names the files of the flat layout (src/export/names.ts has their defaults). */
+/** FlatNameKey names the files of the flat layout (manifest/outputs.ts FLAT_NAMES has their defaults). */
 export type FlatNameKey = "ca" | "cert" | "key" | "clientCert" | "clientKey";
 
 /** Output is one export: an entry of `outputs:`, or the flags of `mtlskit export`. Format-specific fields are undefined elsewhere. */
@@ -121,6 +121,8 @@ export interface Output {
   nodeId: string | undefined;
   /** certDir (env): the directory the variables point into (with the flat names; `{name}` allowed). Default: the PKI directory's own files. */
   certDir: string | undefined;
+  /** namespaceInFileNames (kubernetes): files are NAMESPACE.OBJECT.yaml, set when another kubernetes output shares the dir. Default: false (OBJECT.yaml). */
+  namespaceInFileNames?: boolean;
   /** passphraseFile and passphraseEnv (pkcs12): where the passphrase is read from; exactly one. */
   passphraseFile: string | undefined;
   passphraseEnv: string | undefined;
