@@ -49,6 +49,8 @@ export interface Service {
   /** identity is the rendered identity URI, when the manifest has a template. */
   identity: string | undefined;
   split: boolean;
+  /** clientSans: `identity-only` issues the client certificate (usage client, or a split pair's client half) with the identity URI as its only SAN. Default: all. */
+  clientSans?: "all" | "identity-only";
   /** slots: the certificates the service holds; for an external service, the ones its files must be. */
   slots: CertSlot[];
   /** files: existing files named in the manifest; such a service is external, and apply never writes for it. */

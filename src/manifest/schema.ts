@@ -169,6 +169,9 @@ const ReloadSchema = v.pipe(
   v.description("Run after apply changes this service's files: a shell command (`systemctl reload nginx`, run by /bin/sh with MTLSKIT_SERVICE, MTLSKIT_CERT, MTLSKIT_KEY, MTLSKIT_CA, MTLSKIT_PKI set, and MTLSKIT_CLIENT_CERT, MTLSKIT_CLIENT_KEY for split services) or { signal, pidFile }. Default: none."),
 );
 
+/** CLIENT_SANS: what a service's client certificate carries as SANs (services.NAME.clientSans). */
+export const CLIENT_SANS = ["all", "identity-only"] as const;
+
 const ServiceSchema = strict(
   {
     usage: v.pipe(v.picklist(USAGES, (i) => `must be one of ${USAGES.join(", ")}; got ${got(i.input)}`), v.description("server: accepts mTLS connections; client: makes them; dual: both.")),
@@ -190,6 +193,14 @@ const ServiceSchema = strict(
     subject: v.optional(SubjectSchema),
     files: v.optional(FilesSchema),
     reload: v.optional(ReloadSchema),
+    clientSans: v.optional(
+      v.pipe(
+        v.picklist(CLIENT_SANS, (i) => `must be one of ${CLIENT_SANS.join(", ")}; got ${got(i.input)}`),
+        v.description(
+          "The SANs of the service's client certificate (usage client, or the client half of split: true). all: the CN and addresses as DNS/IP SANs plus the identity URI. identity-only: the identity URI alone, as Netsy's runbook issues its node client certificates (clientAuth needs no address SAN); needs identity.uri, and refused on usage server and on dual without split, whose certificate must also cover the addresses it serves. Default: all.",
+        ),
+      ),
+    ),
   },
   "a service",
 );
