@@ -351,6 +351,7 @@ describe("export: refusals", () => {
     ["fail/a passphrase on the command line", ["--format", "pkcs12", "--out", "x", "--passphrase", "hunter2"], /--passphrase is refused: a passphrase on the command line is visible to every user in ps/],
     ["fail/--passphrase=... too", ["--format", "pkcs12", "--out", "x", "--password=hunter2"], /--password is refused/],
     ["fail/a flag of another format", ["--format", "flat", "--out", "x", "--namespace", "a"], /--namespace is read only by --format kubernetes; this export is flat/],
+    ["fail/--cert-dir with an unknown placeholder (issue 11)", ["--format", "env", "--out", "x", "--cert-dir", "/etc/{cn}"], /--cert-dir has the unknown placeholder \{cn\}; it may hold only \{name\} \(the service's name\)/],
     ["fail/pkcs12 without a passphrase source", ["--format", "pkcs12", "--out", "x"], /needs exactly one of --passphrase-file FILE and --passphrase-env NAME/],
     ["fail/--out without --format", ["--out", "x"], /--out needs --format/],
     ["fail/no outputs in the manifest and no --format", [], /declares no outputs; give --format and --out/],
