@@ -457,6 +457,27 @@ describe("export: outputs sharing a dir, names and env files that follow flat (i
     }
   });
 
+  it("ok/literal falls back to a quoted scalar whenever a block could not carry the text exactly", async () => {
+    const { literal } = await import("../src/export/kubernetes.ts");
+    const { parse } = await import("yaml");
+    const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    for (const [text, block] of [
+      [pem, true],
+      [pem + "\n" + pem, true],
+      [pem.replaceAll("\n", "\r\n"), false],
+      [` ${pem}`, false],
+      [`${pem}\n`, false],
+      [pem.slice(0, -1), false],
+      [`subject=CN = caf\u00e9\n${pem}`, false],
+      [`a \n${pem}`, false],
+      ["\n" + pem, false],
+    ] as const) {
+      const value = literal("  ", text);
+      assert.equal(value.startsWith("|\n"), block, JSON.stringify(text));
+      assert.equal((parse(`data:\n  "ca.crt": ${value}`) as { data: Record<string, string> }).data["ca.crt"], text, JSON.stringify(text));
+    }
+  });
+
   it("fail/two outputs writing the same file are refused at load, naming both (exit 2, nothing written)", async () => {
     const dir = tempDir();
     const m = writeManifest(dir, quick("  - { format: flat, dir: out }\n  - { format: flat, dir: ./out/, services: [db] }\n  - { format: kubernetes, dir: k8s, namespace: a }\n  - { format: kubernetes, dir: k8s, namespace: a, services: [db] }\n"));
@@ -481,10 +502,10 @@ describe("export: outputs sharing a dir, names and env files that follow flat (i
     const m = writeManifest(dir, quick('  - { format: flat, dir: a, names: { cert: "{cn}.pem" } }\n  - { format: kubernetes, dir: b, name: "{service}-tls" }\n  - { format: env, dir: c, certDir: "/etc/{host}" }\n'));
     const r = await runCli(["apply", "-f", m, "--pki", path.join(dir, "pki")]);
     assert.equal(r.code, 2);
-    assert.match(r.err, /mtlskit\.yaml:\d+ outputs\.0\.names\.cert: has the unknown placeholder \{cn\}; names\.cert may hold only \{name\} \(the service's name/);
-    assert.match(r.err, /outputs\.1\.name: has the unknown placeholder \{service\}; name may hold only \{name\} \(the service's name\), \{cluster\} \(the cluster\)/);
+    assert.match(r.err, /mtlskit\.yaml:\d+ outputs\.0\.names\.cert: has the unknown placeholder \{cn\}, which would stay in the name literally; names\.cert may hold only \{name\} \(the service's name/);
+    assert.match(r.err, /outputs\.1\.name: has the unknown placeholder \{service\}, which would stay in the name literally; name may hold only \{name\} \(the service's name\), \{cluster\} \(the cluster\)/);
     assert.doesNotMatch(r.err, /not a Kubernetes object name/);
-    assert.match(r.err, /outputs\.2\.certDir: has the unknown placeholder \{host\}/);
+    assert.match(r.err, /outputs\.2\.certDir: has the unknown placeholder \{host\}, which would stay in the path literally/);
     assert.ok(!existsSync(path.join(dir, "pki")) && !existsSync(path.join(dir, "a")));
   });
 

@@ -51,7 +51,7 @@ export const flatNamesOf = (out: Pick<Output, "names">): FlatNames => ({ ...FLAT
 
 /** PLACEHOLDERS: what each templated output field may hold, and what it is filled with. */
 export const PLACEHOLDERS = {
-  names: { "{name}": "the service's name (for ca in a hosts layout, the host's)" },
+  names: { "{name}": "the service's name; in ca with hosts:, the host's" },
   name: { "{name}": "the service's name", "{cluster}": "the cluster" },
   namespace: { "{cluster}": "the cluster" },
   bundle: { "{cluster}": "the cluster" },
@@ -111,7 +111,7 @@ export function envFlatFiles(env: Pick<Output, "names">, service: string, output
   if (distinct.length <= 1) return distinct[0]?.files ?? renderFlat(FLAT_NAMES, service, service);
   return {
     conflict: `points into flat files, but service ${service} gets different file names from flat outputs ${distinct.map((f) => `${where(f.o)} (${show(f.files)})`).join(" and ")}; the env file cannot tell which its host has`,
-    fix: "give this env output names: equal to those of the flat output its hosts receive",
+    fix: "add names: to this env output, equal to the names of the flat output its hosts receive",
   };
 }
 
@@ -286,7 +286,7 @@ const outputsValid: Rule = (m, w, ctx) => {
     for (const [field, template, where] of templatesOf(o)) {
       const allowed = PLACEHOLDERS[field];
       const bad = unknownPlaceholder(template, allowed);
-      if (bad !== undefined) ctx.error([...at, ...where], `has the unknown placeholder ${bad}; ${where.join(".")} may hold only ${placeholderText(allowed)}, so the file would be named ${JSON.stringify(bad)} literally`, `write it with ${Object.keys(allowed).join(" or ")}, or without braces`);
+      if (bad !== undefined) ctx.error([...at, ...where], `has the unknown placeholder ${bad}, which would stay in the ${field === "certDir" ? "path" : "name"} literally; ${where.join(".")} may hold only ${placeholderText(allowed)}`, `write it with ${Object.keys(allowed).join(" or ")}, or without braces`);
     }
     if (o.format === "env" && o.certDir === undefined && o.names !== undefined) {
       ctx.error([...at, "names"], "names the files in certDir, but this env output has no certDir: its variables point at the PKI directory's own files", "add certDir (the directory on the host that holds the flat files), or remove names", { key: true });

@@ -179,7 +179,7 @@ const ServiceSchema = strict(
       v.pipe(
         v.string((i) => `must be a string; got ${got(i.input)}`),
         v.maxLength(SUBJECT_ATTRIBUTES.CN.max, (i) => `must be at most ${SUBJECT_ATTRIBUTES.CN.max} characters (RFC 5280 upper bound for a CN); got ${i.received}`),
-        v.description("Subject CN; also written as a SAN. Default: the service name."),
+        v.description("Subject CN; also written as a SAN (not on a client certificate with clientSans: identity-only). Default: the service name."),
       ),
     ),
     role: v.optional(name("Fills {role} in the identity template. Default: the usage")),
