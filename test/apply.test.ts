@@ -15,6 +15,8 @@ import { describe, it } from "node:test";
 import { loadManifest } from "../src/manifest/index.ts";
 import { apply } from "../src/plan/apply.ts";
 import { runCli, tempDir, writeManifest, type CliResult } from "./helpers/cli.ts";
+import { opensslText, opensslVerify } from "./helpers/openssl.ts";
+import { handshake } from "./helpers/tls.ts";
 import { assertBundles, assertLayout, assertPairsMatch, assertUntouched, CuedCli, inspectPki, TEMP_MARK, tempFiles } from "./helpers/pki.ts";
 
 /** Four key types (the default P-256, RSA 2048, Ed25519, P-384) and a split dual service: five pairs. */
@@ -842,5 +844,60 @@ describe("apply: worker threads (64 services or more)", { timeout: 180_000 }, ()
     const later = certs();
     assert.deepEqual(later, atReturn, `${later.length - atReturn.length} services were written after apply had returned (and released the lock)`);
     assert.equal(existsSync(path.join(pki, ".lock")), false);
+  });
+});
+
+describe("apply: clientSans identity-only (issue 11: Netsy's client certificates carry the URI SAN only)", { timeout: 180_000 }, () => {
+  const text = (clientSans: string) => `version: 1
+cluster: ids
+identity: { uri: "netsy://{cluster}/{role}/{name}" }
+services:
+  node-1: { usage: dual, split: true, role: peer, addresses: [127.0.0.1, localhost]${clientSans} }
+  node-2: { usage: dual, split: true, role: peer, addresses: [127.0.0.2]${clientSans} }
+  app: { usage: client, role: client${clientSans} }
+connections:
+  - { from: node-2, to: node-1, address: 127.0.0.1 }
+  - { from: app, to: node-1, address: 127.0.0.1 }
+`;
+  const sanLine = (file: string) => /X509v3 Subject Alternative Name: *\n\s*(.*)\n/.exec(opensslText(file))?.[1]?.trim();
+
+  it("ok/openssl shows only the URI SAN on client certificates; server certificates keep their addresses; check is OK; real handshakes succeed", async () => {
+    const s = await applied(text(", clientSans: identity-only"));
+    const f = (svc: string, file: string) => path.join(s.pki, "services", svc, file);
+    assert.equal(sanLine(f("node-1", "client.pem")), "URI:netsy://ids/peer/node-1");
+    assert.equal(sanLine(f("app", "cert.pem")), "URI:netsy://ids/client/app");
+    assert.equal(sanLine(f("node-1", "cert.pem")), "DNS:node-1, DNS:localhost, IP Address:127.0.0.1, URI:netsy://ids/peer/node-1");
+    assert.ok(opensslVerify({ caFile: f("node-1", "ca.pem"), certFile: f("node-2", "client.pem"), purpose: "sslclient" }).ok);
+    const check = await runCli(["check", "-f", s.file, "--pki", s.pki]);
+    assert.equal(check.code, 0, check.out + check.err);
+    for (const from of [{ cert: f("node-2", "client.pem"), key: f("node-2", "client-key.pem"), ca: f("node-2", "ca.pem") }, { cert: f("app", "cert.pem"), key: f("app", "key.pem"), ca: f("app", "ca.pem") }]) {
+      const r = await handshake({ cert: f("node-1", "cert.pem"), key: f("node-1", "key.pem"), ca: f("node-1", "ca.pem") }, from, { address: "127.0.0.1", timeoutMs: 30_000 });
+      assert.ok(r.ok, JSON.stringify(r));
+    }
+  });
+
+  it("ok/turning it on re-issues exactly the client certificates, and plan names the SANs dropped", async () => {
+    const s = await applied(text(""));
+    assert.equal(sanLine(path.join(s.pki, "services", "node-1", "client.pem")), "DNS:node-1, DNS:localhost, IP Address:127.0.0.1, URI:netsy://ids/peer/node-1");
+    writeManifest(s.dir, text(", clientSans: identity-only"));
+    const plan = JSON.parse((await runCli(["plan", "-f", s.file, "--pki", s.pki, "--json"])).out) as PlanJson;
+    assert.deepEqual(actions(plan), { "node-1": "keep", "node-1/client": "reissue", "node-2": "keep", "node-2/client": "reissue", app: "reissue" });
+    assert.match(reasons(plan)["node-1/client"]!, /SANs -DNS:node-1 -DNS:localhost -IP:127\.0\.0\.1/);
+  });
+
+  it("fail/refused on usage server, on dual without split, and without identity.uri (exit 2, nothing written)", async () => {
+    const s = setup(`version: 1
+cluster: ids
+services:
+  web: { usage: server, clientSans: identity-only }
+  both: { usage: dual, clientSans: identity-only }
+  app: { usage: client, clientSans: identity-only }
+`);
+    const r = await runCli(["apply", "-f", s.file, "--pki", s.pki]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /mtlskit\.yaml:4 services\.web\.clientSans: is about the client certificate, but usage server has none/);
+    assert.match(r.err, /mtlskit\.yaml:5 services\.both\.clientSans: would strip the addresses from the one certificate that also serves[^\n]*\n[^\n]*add split: true/);
+    assert.match(r.err, /mtlskit\.yaml:6 services\.app\.clientSans: identity-only keeps the identity URI as the only SAN, but the manifest has no identity\.uri/);
+    assert.ok(!existsSync(s.pki));
   });
 });

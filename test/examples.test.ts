@@ -4,7 +4,7 @@
  * dials, and the client's certificate for TLS client use, both against the bundle the peer holds.
  */
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { loadManifest } from "../src/manifest/index.ts";
@@ -55,10 +55,43 @@ describe("init", () => {
     const file = path.join(dir, "mtlskit.yaml");
     const r = await runCli(["init", "-f", file]);
     assert.equal(r.code, 0, r.err);
-    assert.equal(readFileSync(file, "utf8"), readFileSync(path.join(EXAMPLES, "quickstart.yaml"), "utf8"));
+    const example = readFileSync(path.join(EXAMPLES, "quickstart.yaml"), "utf8");
+    // The example, apart from its modeline and the commands that name it (issue 11).
+    assert.equal(readFileSync(file, "utf8").split("\n").slice(3).join("\n"), example.split("\n").slice(1).join("\n").replaceAll("examples/quickstart.yaml", file));
     const a = await runCli(["apply", "-f", file, "--pki", path.join(dir, "pki")]);
     assert.equal(a.code, 0, a.err);
   });
+  it("ok/outside the repository no path points into it: no modeline without an installed mtlskit, and commands name the new file (issue 11)", async () => {
+    for (const name of names) {
+      const dir = tempDir();
+      const file = path.join(dir, "mtlskit.yaml");
+      const r = await runCli(["init", "--example", name.slice(0, -5), "-f", file]);
+      assert.equal(r.code, 0, r.err);
+      const text = readFileSync(file, "utf8");
+      assert.ok(!text.includes(REPO) && !text.includes("../schema") && !text.includes("examples/"), `${name}:\n${text.slice(0, 600)}`);
+      // yaml-language-server's modeline test (modelineUtil.ts isModeline): no comment line may be one.
+      assert.ok(!text.split("\n").some((l) => /^#\s+(?:yaml-language-server\s*:|\$schema:)/.test(l)), name);
+      assert.match(text, /^# Editor completion and inline errors: once mtlskit is installed here/);
+      loadManifest(file);
+    }
+  });
+
+  it("ok/with mtlskit installed in the project, the modeline is the schema in node_modules, relative to the new file", async () => {
+    const project = tempDir();
+    mkdirSync(path.join(project, "node_modules", "mtlskit", "schema"), { recursive: true });
+    copyFileSync(path.join(REPO, "schema", "mtlskit.schema.json"), path.join(project, "node_modules", "mtlskit", "schema", "mtlskit.schema.json"));
+    mkdirSync(path.join(project, "deploy"));
+    for (const [file, want] of [
+      [path.join(project, "mtlskit.yaml"), "node_modules/mtlskit/schema/mtlskit.schema.json"],
+      [path.join(project, "deploy", "mtlskit.yaml"), "../node_modules/mtlskit/schema/mtlskit.schema.json"],
+    ] as const) {
+      assert.equal((await runCli(["init", "-f", file])).code, 0);
+      const first = readFileSync(file, "utf8").split("\n")[0];
+      assert.equal(first, `# yaml-language-server: $schema=${want}`);
+      assert.ok(existsSync(path.resolve(path.dirname(file), want)));
+    }
+  });
+
   it("fail/refuses to overwrite without --force (exit 2), and overwrites with it", async () => {
     const dir = tempDir();
     const file = path.join(dir, "mtlskit.yaml");

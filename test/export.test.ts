@@ -351,6 +351,7 @@ describe("export: refusals", () => {
     ["fail/a passphrase on the command line", ["--format", "pkcs12", "--out", "x", "--passphrase", "hunter2"], /--passphrase is refused: a passphrase on the command line is visible to every user in ps/],
     ["fail/--passphrase=... too", ["--format", "pkcs12", "--out", "x", "--password=hunter2"], /--password is refused/],
     ["fail/a flag of another format", ["--format", "flat", "--out", "x", "--namespace", "a"], /--namespace is read only by --format kubernetes; this export is flat/],
+    ["fail/--cert-dir with an unknown placeholder (issue 11)", ["--format", "env", "--out", "x", "--cert-dir", "/etc/{cn}"], /--cert-dir has the unknown placeholder \{cn\}; it may hold only \{name\} \(the service's name\)/],
     ["fail/pkcs12 without a passphrase source", ["--format", "pkcs12", "--out", "x"], /needs exactly one of --passphrase-file FILE and --passphrase-env NAME/],
     ["fail/--out without --format", ["--out", "x"], /--out needs --format/],
     ["fail/no outputs in the manifest and no --format", [], /declares no outputs; give --format and --out/],
@@ -406,6 +407,135 @@ describe("export: refusals", () => {
     assert.match(r.err, /outputs\.0\.namespace: is read only by format kubernetes; this output's format is flat/);
     assert.match(r.err, /outputs\.1\.hosts\.h\.0: names unknown service "node-7"/);
     assert.match(r.err, /outputs\.2: a pkcs12 output needs a passphrase: passphraseFile or passphraseEnv/);
+  });
+});
+
+describe("export: outputs sharing a dir, names and env files that follow flat (issue 11)", () => {
+  const QUICK = path.join(REPO, "examples", "quickstart.yaml");
+  const quick = (outputs: string) => `${readFileSync(QUICK, "utf8")}\noutputs:\n${outputs}`;
+
+  it("ok/two kubernetes outputs sharing a dir (two namespaces) name their files per namespace; the second apply writes nothing", async () => {
+    const dir = tempDir();
+    const m = writeManifest(dir, quick("  - { format: kubernetes, dir: k8s, namespace: staging, services: [api] }\n  - { format: kubernetes, dir: k8s, namespace: prod, services: [api] }\n  - { format: kubernetes, dir: alone, services: [api] }\n"));
+    const pki = path.join(dir, "pki");
+    const first = await runCli(["apply", "-f", m, "--pki", pki]);
+    assert.equal(first.code, 0, first.err);
+    // A lone output keeps its names; the two sharing k8s/ get NAMESPACE.OBJECT.yaml.
+    assert.deepEqual(Object.keys(tree(path.join(dir, "alone"))), ["api-tls.yaml", "quickstart-ca.yaml"]);
+    assert.deepEqual(Object.keys(tree(path.join(dir, "k8s"))), ["prod.api-tls.yaml", "prod.quickstart-ca.yaml", "staging.api-tls.yaml", "staging.quickstart-ca.yaml"]);
+    for (const ns of ["staging", "prod"]) {
+      const cm = parseAllDocuments(readFileSync(path.join(dir, "k8s", `${ns}.quickstart-ca.yaml`), "utf8"))[0]!.toJS() as { metadata: { namespace: string } };
+      assert.equal(cm.metadata.namespace, ns);
+    }
+    const before = snapshot(path.join(dir, "k8s"));
+    const again = await runCli(["apply", "-f", m, "--pki", pki]);
+    assert.equal(again.code, 0, again.err);
+    assert.doesNotMatch(again.out, /Exported kubernetes .*: [1-9]\d* files? written/);
+    assert.deepEqual(snapshot(path.join(dir, "k8s")), before);
+  });
+
+  it("ok/the ConfigMap's PEM is a literal block scalar that reads back (yaml, js-yaml, kubectl --local) as the exact bundle", async () => {
+    const dir = tempDir();
+    const pki = path.join(dir, "pki");
+    await apply(loadManifest(QUICK), pki);
+    const out = path.join(dir, "k8s");
+    assert.equal((await runCli(["export", "-f", QUICK, "--pki", pki, "--format", "kubernetes", "--out", out])).code, 0);
+    const text = readFileSync(path.join(out, "quickstart-ca.yaml"), "utf8");
+    const pem = readFileSync(path.join(pki, "ca", "ca.pem"), "utf8");
+    assert.doesNotMatch(text, /\\u000a|\\n/);
+    assert.ok(text.endsWith(`data:\n  "ca.crt": |\n${pem.trimEnd().split("\n").map((l) => `    ${l}\n`).join("")}`), text);
+    const doc = parseAllDocuments(text)[0]!;
+    assert.deepEqual(doc.errors, []);
+    assert.equal((doc.toJS() as { data: Record<string, string> }).data["ca.crt"], pem);
+    const jsYaml = (await import("js-yaml")).load(text) as { data: Record<string, string> };
+    assert.equal(jsYaml.data["ca.crt"], pem);
+    // kubectl's own reader, offline (--local), when the machine has kubectl.
+    const kubectl = spawnSync("kubectl", ["annotate", "--local", "-o", "json", "-f", path.join(out, "quickstart-ca.yaml"), "checked=yes"], { encoding: "utf8", timeout: 60_000 });
+    if (kubectl.error === undefined) {
+      assert.equal(kubectl.status, 0, kubectl.stderr);
+      assert.equal((JSON.parse(kubectl.stdout) as { data: Record<string, string> }).data["ca.crt"], pem);
+    }
+  });
+
+  it("ok/literal falls back to a quoted scalar whenever a block could not carry the text exactly", async () => {
+    const { literal } = await import("../src/export/kubernetes.ts");
+    const { parse } = await import("yaml");
+    const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    for (const [text, block] of [
+      [pem, true],
+      [pem + "\n" + pem, true],
+      [pem.replaceAll("\n", "\r\n"), false],
+      [` ${pem}`, false],
+      [`${pem}\n`, false],
+      [pem.slice(0, -1), false],
+      [`subject=CN = caf\u00e9\n${pem}`, false],
+      [`a \n${pem}`, false],
+      ["\n" + pem, false],
+    ] as const) {
+      const value = literal("  ", text);
+      assert.equal(value.startsWith("|\n"), block, JSON.stringify(text));
+      assert.equal((parse(`data:\n  "ca.crt": ${value}`) as { data: Record<string, string> }).data["ca.crt"], text, JSON.stringify(text));
+    }
+  });
+
+  it("fail/two outputs writing the same file are refused at load, naming both (exit 2, nothing written)", async () => {
+    const dir = tempDir();
+    const m = writeManifest(dir, quick("  - { format: flat, dir: out }\n  - { format: flat, dir: ./out/, services: [db] }\n  - { format: kubernetes, dir: k8s, namespace: a }\n  - { format: kubernetes, dir: k8s, namespace: a, services: [db] }\n"));
+    const r = await runCli(["apply", "-f", m, "--pki", path.join(dir, "pki")]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, new RegExp(`mtlskit\\.yaml:\\d+ outputs\\.1\\.dir: would write ${dir}/out/db/root\\.pem, which outputs\\.0 \\(flat\\) also writes; each run would overwrite one with the other`));
+    assert.match(r.err, /outputs\.3\.dir: would write .*k8s\/a\.db-tls\.yaml, which outputs\.2 \(kubernetes\) also writes.*\n.*different namespaces or dirs, or merge them/);
+    assert.ok(!existsSync(path.join(dir, "pki")));
+  });
+
+  it("fail/a {pki} dir and a plain dir that are the same directory are refused once the PKI is known (exit 2)", async () => {
+    const dir = tempDir();
+    const m = writeManifest(dir, quick("  - { format: env, dir: out }\n  - { format: env, dir: \"{pki}/../out\" }\n"));
+    const r = await runCli(["apply", "-f", m, "--pki", path.join(dir, "pki")]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /outputs\.1\.dir: outputs\.1 \(env -> .*\/out\) would write .*\/out\/api\.env, which outputs\.0 \(env -> .*\) also writes/);
+    assert.ok(!existsSync(path.join(dir, "pki")));
+  });
+
+  it("fail/an unknown placeholder in names, name or certDir is a manifest error listing the valid ones (exit 2)", async () => {
+    const dir = tempDir();
+    const m = writeManifest(dir, quick('  - { format: flat, dir: a, names: { cert: "{cn}.pem" } }\n  - { format: kubernetes, dir: b, name: "{service}-tls" }\n  - { format: env, dir: c, certDir: "/etc/{host}" }\n'));
+    const r = await runCli(["apply", "-f", m, "--pki", path.join(dir, "pki")]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /mtlskit\.yaml:\d+ outputs\.0\.names\.cert: has the unknown placeholder \{cn\}, which would stay in the name literally; names\.cert may hold only \{name\} \(the service's name/);
+    assert.match(r.err, /outputs\.1\.name: has the unknown placeholder \{service\}, which would stay in the name literally; name may hold only \{name\} \(the service's name\), \{cluster\} \(the cluster\)/);
+    assert.doesNotMatch(r.err, /not a Kubernetes object name/);
+    assert.match(r.err, /outputs\.2\.certDir: has the unknown placeholder \{host\}, which would stay in the path literally/);
+    assert.ok(!existsSync(path.join(dir, "pki")) && !existsSync(path.join(dir, "a")));
+  });
+
+  it("ok/an env output with certDir names the files its flat output writes, with the flat output's names", async () => {
+    const dir = tempDir();
+    const m = writeManifest(dir, quick("  - { format: flat, dir: flat, services: [api, db], names: { ca: ca.crt, cert: server.crt, key: server.key } }\n  - { format: flat, dir: hosts, hosts: { box: [worker] }, names: { ca: \"{name}-ca.pem\" } }\n  - { format: env, dir: env, certDir: \"/etc/tls/{name}\" }\n"));
+    const r = await runCli(["apply", "-f", m, "--pki", path.join(dir, "pki")]);
+    assert.equal(r.code, 0, r.err);
+    const env = (n: string) => readFileSync(path.join(dir, "env", `${n}.env`), "utf8");
+    assert.match(env("api"), /TLS_CA_CERT='\/etc\/tls\/api\/ca\.crt'\nTLS_SERVER_CERT='\/etc\/tls\/api\/server\.crt'\nTLS_SERVER_KEY='\/etc\/tls\/api\/server\.key'\n/);
+    assert.match(env("db"), /TLS_CLIENT_CERT='\/etc\/tls\/db\/server\.crt'/);
+    // The CA file of a hosts layout is named after the host.
+    assert.match(env("worker"), /TLS_CA_CERT='\/etc\/tls\/worker\/box-ca\.pem'\nTLS_CLIENT_CERT='\/etc\/tls\/worker\/worker\.pem'/);
+    // Every path the env files name exists in the flat output (certDir mirrors DIR/NAME/ here).
+    for (const n of ["api", "db"]) {
+      for (const [, file] of env(n).matchAll(/='\/etc\/tls\/(.*)'/g)) assert.ok(existsSync(path.join(dir, "flat", file!)), file);
+    }
+  });
+
+  it("fail/env names that match no flat output, two flat outputs that disagree, names without certDir (exit 2)", async () => {
+    const dir = tempDir();
+    const m = writeManifest(
+      dir,
+      quick("  - { format: flat, dir: a, names: { cert: server.crt } }\n  - { format: flat, dir: b, services: [api] }\n  - { format: env, dir: c, certDir: /etc/tls, services: [api] }\n  - { format: env, dir: d, certDir: /etc/tls, services: [db], names: { cert: other.pem } }\n  - { format: env, dir: e, names: { cert: x.pem } }\n"),
+    );
+    const r = await runCli(["plan", "-f", m, "--pki", path.join(dir, "pki")]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /mtlskit\.yaml:\d+ outputs\.2\.certDir: .*service api gets different file names from flat outputs outputs\.0 \(root\.pem, server\.crt, api-key\.pem\) and outputs\.1 \(root\.pem, api\.pem, api-key\.pem\)/);
+    assert.match(r.err, /outputs\.3\.names: .*other\.pem.* but flat output outputs\.0 writes root\.pem, server\.crt, db-key\.pem/);
+    assert.match(r.err, /outputs\.4\.names: names the files in certDir, but this env output has no certDir/);
   });
 });
 

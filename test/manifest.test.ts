@@ -1348,6 +1348,7 @@ describe("manifest: normalization", () => {
         ips: [],
         identity: undefined,
         split: false,
+        clientSans: "all",
         slots: [{ id: "web", service: "web", kind: "main", profile: "server" }],
         files: undefined,
       },
@@ -1476,7 +1477,7 @@ describe("manifest: JSON Schema", () => {
     assert.equal(svc.type, "object");
     assert.equal(svc.additionalProperties, false);
     assert.deepEqual(svc.required, ["usage"]);
-    assert.deepEqual(Object.keys(svc.properties), ["usage", "cn", "role", "addresses", "split", "key", "validity", "renewBefore", "subject", "files", "reload"]);
+    assert.deepEqual(Object.keys(svc.properties), ["usage", "cn", "role", "addresses", "split", "key", "validity", "renewBefore", "subject", "files", "reload", "clientSans"]);
     assert.equal(svc.properties.subject.additionalProperties, false);
     assert.equal(svc.properties.files.additionalProperties, false);
     assert.deepEqual(svc.properties.files.required, ["cert", "key", "ca"]);

@@ -6,34 +6,26 @@
  */
 import { UsageError } from "../errors.ts";
 import type { Output } from "../manifest/index.ts";
+import { flatGroups, pairNames } from "../manifest/outputs.ts";
 import { EXPORT_MODES, type ExportFile } from "./file.ts";
 import type { PkiMaterial, ServiceMaterial } from "./material.ts";
-import { FLAT_NAMES, flatName, type FlatNames } from "./names.ts";
+import { flatName, flatNamesOf, type FlatNames } from "./names.ts";
 
-/** flatNamesOf merges an output's names over FLAT_NAMES. */
-export const flatNamesOf = (out: Pick<Output, "names">): FlatNames => ({ ...FLAT_NAMES, ...out.names });
+export { flatNamesOf } from "./names.ts";
 
-/** flatFilesOf is one service's files in its directory: its certificate and key, and its client pair when split. */
+/** flatFilesOf is one service's files in its directory: its certificate and key, and its client pair when split (pairNames). */
 export function flatFilesOf(s: ServiceMaterial, names: FlatNames): ExportFile[] {
-  const n = s.service.name;
-  const files: ExportFile[] = [
-    { path: flatName(names.cert, n), bytes: Buffer.from(s.main.certPem), mode: EXPORT_MODES.public },
-    { path: flatName(names.key, n), bytes: Buffer.from(s.main.keyPem), mode: EXPORT_MODES.secret },
-  ];
-  if (s.client) {
-    files.push({ path: flatName(names.clientCert, n), bytes: Buffer.from(s.client.certPem), mode: EXPORT_MODES.public });
-    files.push({ path: flatName(names.clientKey, n), bytes: Buffer.from(s.client.keyPem), mode: EXPORT_MODES.secret });
-  }
-  return files;
+  return pairNames(names, s.service.name, s.client !== undefined).map((f) => {
+    const pair = f.client ? s.client! : s.main;
+    return { path: f.name, bytes: Buffer.from(f.secret ? pair.keyPem : pair.certPem), mode: f.secret ? EXPORT_MODES.secret : EXPORT_MODES.public };
+  });
 }
 
 /** buildFlat lays the files out: DIR/NAME/ per service, or DIR/HOST/ per host with one CA file each. */
 export function buildFlat(pki: PkiMaterial, out: Output): ExportFile[] {
   const names = flatNamesOf(out);
   const byName = new Map(pki.services.map((s) => [s.service.name, s]));
-  const groups: [string, ServiceMaterial[]][] = out.hosts
-    ? Object.entries(out.hosts).map(([host, list]) => [host, list.map((n) => byName.get(n)!)])
-    : pki.services.map((s) => [s.service.name, [s]]);
+  const groups: [string, ServiceMaterial[]][] = flatGroups(out, pki.services.map((s) => s.service.name)).map(([dir, list]) => [dir, list.map((n) => byName.get(n)!)]);
   const files: ExportFile[] = [];
   for (const [dir, list] of groups) {
     const bundles = [...new Set(list.map((s) => s.bundlePem))];

@@ -14,7 +14,7 @@ import { readFileSync, realpathSync } from "node:fs";
 import * as path from "node:path";
 import { FailedError, InvalidInputError, UsageError, type Problem } from "../errors.ts";
 import type { LoadedManifest, Manifest, Output, OutputFormat } from "../manifest/index.ts";
-import { PKI_PLACEHOLDER } from "../manifest/outputs.ts";
+import { exportsService, outputClashes, PKI_PLACEHOLDER } from "../manifest/outputs.ts";
 import { buildEnv } from "./env.ts";
 import type { ExportFile } from "./file.ts";
 import { buildFlat } from "./flat.ts";
@@ -38,11 +38,11 @@ export interface Secrets {
   passphrase?: string;
 }
 
-/** FORMATS: one builder per export format; each is pure (material in, files out). */
-export const FORMATS: Readonly<Record<OutputFormat, (pki: PkiMaterial, out: Output, secrets: Secrets) => ExportFile[]>> = {
+/** FORMATS: one builder per export format; each is pure (material in, files out). `outputs`: the manifest's, which env files follow. */
+export const FORMATS: Readonly<Record<OutputFormat, (pki: PkiMaterial, out: Output, secrets: Secrets, outputs: readonly Output[]) => ExportFile[]>> = {
   flat: (pki, out) => buildFlat(pki, out),
   kubernetes: (pki, out) => buildKubernetes(pki, out),
-  env: (pki, out) => buildEnv(pki, out),
+  env: (pki, out, _s, outputs) => buildEnv(pki, out, outputs),
   pkcs12: (pki, out, s) => {
     if (s.passphrase === undefined) throw new FailedError("export: a pkcs12 output was built without its passphrase; this is a bug");
     return buildPkcs12(pki, out, s.passphrase);
@@ -54,8 +54,7 @@ export const describeOutput = (o: Output): string => (o.at === undefined ? `--ou
 
 /** servicesOf lists the services an output exports, in the manifest's order. */
 export function servicesOf(m: Manifest, o: Output): string[] {
-  const chosen = o.hosts ? new Set(Object.values(o.hosts).flat()) : o.services ? new Set(o.services) : undefined;
-  return m.services.filter((s) => !chosen || chosen.has(s.name)).map((s) => s.name);
+  return m.services.filter((s) => exportsService(o, s.name)).map((s) => s.name);
 }
 
 /** realish resolves symlinks in the longest existing prefix of `p`. */
@@ -125,6 +124,14 @@ export function checkOutputs(loaded: Pick<LoadedManifest, "manifest" | "lineOf">
     const line = loaded.lineOf(at);
     problems.push({ file: loaded.manifest.file, ...(line === undefined ? {} : { line }), path: at.join("."), message, fix: "choose a directory outside the PKI directory" });
   }
+  // Load time compared `{pki}/...` dirs only among themselves; with the PKI directory known, compare every output again.
+  for (const c of outputClashes(outputs, loaded.manifest.services, loaded.manifest.cluster)) {
+    if (c.first === c.second) continue; // refused at load time, or a flag output export's own check names
+    const message = `${describeOutput(c.second)} would write ${c.file}, which ${describeOutput(c.first)} also writes; each run would overwrite one with the other`;
+    if (c.second.at === undefined) throw new UsageError(`mtlskit export: ${message}; choose another --out`);
+    const line = loaded.lineOf(["outputs", Number(c.second.at.split(".")[1]), "dir"]);
+    problems.push({ file: loaded.manifest.file, ...(line === undefined ? {} : { line }), path: `${c.second.at}.dir`, message, fix: "give each output its own dir" });
+  }
   if (problems.length > 0) throw new InvalidInputError(problems);
   return outputs.map((o) => ({
     output: o,
@@ -148,7 +155,7 @@ export function exportOutputs(loaded: Pick<LoadedManifest, "manifest" | "lineOf"
   const m = loaded.manifest;
   const built = checked.map((c) => {
     const material = loadMaterial(m, pki, servicesOf(m, c.output));
-    const files = FORMATS[c.output.format](material, c.output, c.secrets);
+    const files = FORMATS[c.output.format](material, c.output, c.secrets, m.outputs ?? []);
     const seen = new Map<string, Buffer>();
     for (const f of files) {
       const full = path.join(c.output.dir, f.path);

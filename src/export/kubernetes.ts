@@ -7,16 +7,20 @@
  * unchanged material gives byte-identical YAML.
  *
  * The YAML is written by hand: the shape is fixed, and every scalar goes through `quote`, a
- * double-quoted YAML string with everything outside printable ASCII escaped. (parse.ts is the
- * door for *reading* YAML; tests read these files back with the `yaml` package.)
+ * double-quoted YAML string with everything outside printable ASCII escaped, except the
+ * ConfigMap's PEM, a literal block scalar (`|`) so it reads as the PEM it is (issue 11: it was
+ * one line of \u000a escapes). (parse.ts is the door for *reading* YAML; tests read these files
+ * back with the `yaml` package.)
+ *
+ * Two kubernetes outputs sharing a dir (one per namespace) name their files NAMESPACE.OBJECT.yaml
+ * (manifest/outputs.ts k8sNames), or both would write OBJECT.yaml and every apply would rewrite it.
  */
 import type { Output } from "../manifest/index.ts";
-import { renderOutputTemplate } from "../manifest/outputs.ts";
+import { k8sNames } from "../manifest/outputs.ts";
 import { EXPORT_MODES, type ExportFile } from "./file.ts";
 import type { PairMaterial, PkiMaterial } from "./material.ts";
 
-/** K8S_DEFAULTS: the templates an output may override. */
-export const K8S_DEFAULTS = { name: "{name}-tls", namespace: "default", bundle: "{cluster}-ca" } as const;
+export { K8S_DEFAULTS } from "../manifest/outputs.ts";
 
 /** K8S_KEYS: the label and annotation keys mtlskit writes. */
 export const K8S_KEYS = {
@@ -37,6 +41,18 @@ export function quote(s: string): string {
     else out += `\\U${c.toString(16).padStart(8, "0")}`;
   }
   return `${out}"`;
+}
+
+/**
+ * literal is `text` as a YAML literal block scalar under a key at `indent`, when it can be one
+ * exactly: printable ASCII lines without leading or trailing spaces (empty ones only inside),
+ * ending in exactly one newline (`|` clips to one). Anything else is `quote`d, always exact.
+ */
+export function literal(indent: string, text: string): string {
+  const lines = text.slice(0, -1).split("\n");
+  const line = (l: string, i: number) => (l === "" ? i > 0 : /^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/.test(l));
+  const exact = text.endsWith("\n") && !text.endsWith("\n\n") && lines.every(line);
+  return exact ? `|\n${lines.map((l) => (l === "" ? "\n" : `${indent}  ${l}\n`)).join("")}` : `${quote(text)}\n`;
 }
 
 const mapping = (indent: string, entries: [string, string][]): string => entries.map(([k, v]) => `${indent}${quote(k)}: ${quote(v)}\n`).join("");
@@ -61,27 +77,28 @@ function secret(name: string, namespace: string, service: string, pair: PairMate
 
 /** buildKubernetes writes NAME.yaml per Secret (a split service adds its client Secret) and BUNDLE.yaml for the ConfigMap. */
 export function buildKubernetes(pki: PkiMaterial, out: Output): ExportFile[] {
-  const namespace = renderOutputTemplate(out.namespace ?? K8S_DEFAULTS.namespace, { cluster: pki.cluster });
+  const k = k8sNames(out, pki.cluster);
+  const namespace = k.namespace;
   const files: ExportFile[] = [];
   for (const s of pki.services) {
     const n = s.service.name;
-    const name = renderOutputTemplate(out.name ?? K8S_DEFAULTS.name, { name: n, cluster: pki.cluster });
-    files.push({ path: `${name}.yaml`, bytes: Buffer.from(secret(name, namespace, n, s.main, s.bundlePem, `service ${n}${s.client ? " (server certificate)" : ""}`)), mode: EXPORT_MODES.secret });
+    const name = k.secret(n);
+    files.push({ path: k.file(name), bytes: Buffer.from(secret(name, namespace, n, s.main, s.bundlePem, `service ${n}${s.client ? " (server certificate)" : ""}`)), mode: EXPORT_MODES.secret });
     if (s.client) {
-      const clientName = renderOutputTemplate(out.name ?? K8S_DEFAULTS.name, { name: `${n}-client`, cluster: pki.cluster });
-      files.push({ path: `${clientName}.yaml`, bytes: Buffer.from(secret(clientName, namespace, n, s.client, s.bundlePem, `service ${n} (client certificate)`)), mode: EXPORT_MODES.secret });
+      const clientName = k.secret(`${n}-client`);
+      files.push({ path: k.file(clientName), bytes: Buffer.from(secret(clientName, namespace, n, s.client, s.bundlePem, `service ${n} (client certificate)`)), mode: EXPORT_MODES.secret });
     }
   }
   const bundles = [...new Set(pki.services.map((s) => s.bundlePem))];
-  const bundleName = renderOutputTemplate(out.bundle ?? K8S_DEFAULTS.bundle, { cluster: pki.cluster });
+  const bundleName = k.bundle;
   const caCrt = bundles.join("");
   files.push({
-    path: `${bundleName}.yaml`,
+    path: k.file(bundleName),
     bytes: Buffer.from(
       `# The trust bundle of cluster ${pki.cluster}: written by mtlskit export; edits are overwritten when it runs again.\n` +
         `apiVersion: v1\nkind: ConfigMap\n` +
         metadata(bundleName, namespace, [[K8S_KEYS.managedBy, "mtlskit"]], []) +
-        `data:\n${mapping("  ", [["ca.crt", caCrt]])}`,
+        `data:\n  ${quote("ca.crt")}: ${literal("  ", caCrt)}`,
     ),
     mode: EXPORT_MODES.public,
   });

@@ -49,6 +49,8 @@ export interface Service {
   /** identity is the rendered identity URI, when the manifest has a template. */
   identity: string | undefined;
   split: boolean;
+  /** clientSans: `identity-only` issues the client certificate (usage client, or a split pair's client half) with the identity URI as its only SAN. Default: all. */
+  clientSans?: "all" | "identity-only";
   /** slots: the certificates the service holds; for an external service, the ones its files must be. */
   slots: CertSlot[];
   /** files: existing files named in the manifest; such a service is external, and apply never writes for it. */
@@ -90,7 +92,7 @@ export const OUTPUT_FORMATS = ["flat", "kubernetes", "env", "pkcs12"] as const;
 /** OutputFormat is one of OUTPUT_FORMATS. */
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
-/** FlatNameKey names the files of the flat layout (src/export/names.ts has their defaults). */
+/** FlatNameKey names the files of the flat layout (manifest/outputs.ts FLAT_NAMES has their defaults). */
 export type FlatNameKey = "ca" | "cert" | "key" | "clientCert" | "clientKey";
 
 /** Output is one export: an entry of `outputs:`, or the flags of `mtlskit export`. Format-specific fields are undefined elsewhere. */
@@ -121,6 +123,8 @@ export interface Output {
   nodeId: string | undefined;
   /** certDir (env): the directory the variables point into (with the flat names; `{name}` allowed). Default: the PKI directory's own files. */
   certDir: string | undefined;
+  /** namespaceInFileNames (kubernetes): files are NAMESPACE.OBJECT.yaml, set when another kubernetes output shares the dir. Default: false (OBJECT.yaml). */
+  namespaceInFileNames?: boolean;
   /** passphraseFile and passphraseEnv (pkcs12): where the passphrase is read from; exactly one. */
   passphraseFile: string | undefined;
   passphraseEnv: string | undefined;

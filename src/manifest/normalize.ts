@@ -52,6 +52,13 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
       split && s.usage === "dual"
         ? [{ id: name, service: name, kind: "main", profile: "server" }, { id: `${name}/client`, service: name, kind: "client", profile: "client" }]
         : [{ id: name, service: name, kind: "main", profile: s.usage }];
+    const clientSans = s.clientSans ?? "all";
+    if (clientSans === "identity-only") {
+      // A client certificate needs no address SAN (peers check only its chain and clientAuth); a serving one does.
+      if (s.usage === "server") ctx.error([...at, "clientSans"], "is about the client certificate, but usage server has none (its certificate serves and must carry its addresses)", "remove clientSans, or set usage: client");
+      else if (s.usage === "dual" && !split) ctx.error([...at, "clientSans"], "would strip the addresses from the one certificate that also serves, so peers dialing this service would fail with a name mismatch", "add split: true (the client half gets the identity only, the server certificate keeps the addresses), or remove clientSans");
+      if (!w.identity) ctx.error([...at, "clientSans"], "identity-only keeps the identity URI as the only SAN, but the manifest has no identity.uri, so the certificate would carry none", "add identity: { uri: ... }, or remove clientSans");
+    }
     const subject: Subject = { ...d.subject, ...s.subject, CN: cn };
     const f = s.files;
     return {
@@ -67,6 +74,7 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
       ips,
       identity: w.identity ? renderTemplate(w.identity.uri, { cluster: w.cluster, role, name }) : undefined,
       split,
+      clientSans,
       slots,
       ...(s.reload === undefined ? {} : { reload: typeof s.reload === "string" ? { command: s.reload } : { signal: s.reload.signal, pidFile: resolve(s.reload.pidFile) } }),
       files: f

@@ -169,6 +169,9 @@ const ReloadSchema = v.pipe(
   v.description("Run after apply changes this service's files: a shell command (`systemctl reload nginx`, run by /bin/sh with MTLSKIT_SERVICE, MTLSKIT_CERT, MTLSKIT_KEY, MTLSKIT_CA, MTLSKIT_PKI set, and MTLSKIT_CLIENT_CERT, MTLSKIT_CLIENT_KEY for split services) or { signal, pidFile }. Default: none."),
 );
 
+/** CLIENT_SANS: what a service's client certificate carries as SANs (services.NAME.clientSans). */
+export const CLIENT_SANS = ["all", "identity-only"] as const;
+
 const ServiceSchema = strict(
   {
     usage: v.pipe(v.picklist(USAGES, (i) => `must be one of ${USAGES.join(", ")}; got ${got(i.input)}`), v.description("server: accepts mTLS connections; client: makes them; dual: both.")),
@@ -176,7 +179,7 @@ const ServiceSchema = strict(
       v.pipe(
         v.string((i) => `must be a string; got ${got(i.input)}`),
         v.maxLength(SUBJECT_ATTRIBUTES.CN.max, (i) => `must be at most ${SUBJECT_ATTRIBUTES.CN.max} characters (RFC 5280 upper bound for a CN); got ${i.received}`),
-        v.description("Subject CN; also written as a SAN. Default: the service name."),
+        v.description("Subject CN; also written as a SAN (not on a client certificate with clientSans: identity-only). Default: the service name."),
       ),
     ),
     role: v.optional(name("Fills {role} in the identity template. Default: the usage")),
@@ -190,6 +193,14 @@ const ServiceSchema = strict(
     subject: v.optional(SubjectSchema),
     files: v.optional(FilesSchema),
     reload: v.optional(ReloadSchema),
+    clientSans: v.optional(
+      v.pipe(
+        v.picklist(CLIENT_SANS, (i) => `must be one of ${CLIENT_SANS.join(", ")}; got ${got(i.input)}`),
+        v.description(
+          "The SANs of the service's client certificate (usage client, or the client half of split: true). all: the CN and addresses as DNS/IP SANs plus the identity URI. identity-only: the identity URI alone, as Netsy's runbook issues its node client certificates (clientAuth needs no address SAN); needs identity.uri, and refused on usage server and on dual without split, whose certificate must also cover the addresses it serves. Default: all.",
+        ),
+      ),
+    ),
   },
   "a service",
 );
@@ -221,7 +232,7 @@ const OutputSchema = strict(
       v.picklist(OUTPUT_FORMATS, (i) => `must be one of ${OUTPUT_FORMATS.join(", ")}; got ${got(i.input)}`),
       v.description("flat: PEM files per service or per host; kubernetes: a kubernetes.io/tls Secret per service and a trust-bundle ConfigMap; env: an env file per service naming its files; pkcs12: a passphrase-protected .p12 per service."),
     ),
-    dir: text("Directory the files are written into, relative to the manifest, or to the PKI directory when it starts with {pki} ({pki}/../deploy); created when missing. Must not be inside the PKI directory. Files there that mtlskit did not write are never removed."),
+    dir: text("Directory the files are written into, relative to the manifest, or to the PKI directory when it starts with {pki} ({pki}/../deploy); created when missing. Must not be inside the PKI directory, and no two outputs may write the same file (two kubernetes outputs sharing a dir name their files NAMESPACE.OBJECT.yaml). Files there that mtlskit did not write are never removed."),
     services: v.optional(serviceList("The services exported. Default: every service.")),
     hosts: v.optional(
       v.pipe(
@@ -230,15 +241,18 @@ const OutputSchema = strict(
       ),
     ),
     names: v.optional(
-      strict(
-        {
-          ca: v.optional(fileName("The CA bundle's file name. Default: root.pem.")),
-          cert: v.optional(fileName("The certificate's file name. Default: {name}.pem.")),
-          key: v.optional(fileName("The key's file name. Default: {name}-key.pem.")),
-          clientCert: v.optional(fileName("split services: the client certificate's file name. Default: {name}-client.pem.")),
-          clientKey: v.optional(fileName("split services: the client key's file name. Default: {name}-client-key.pem.")),
-        },
-        "outputs names",
+      v.pipe(
+        strict(
+          {
+            ca: v.optional(fileName("The CA bundle's file name ({name}: the host, in a hosts layout). Default: root.pem.")),
+            cert: v.optional(fileName("The certificate's file name. Default: {name}.pem.")),
+            key: v.optional(fileName("The key's file name. Default: {name}-key.pem.")),
+            clientCert: v.optional(fileName("split services: the client certificate's file name. Default: {name}-client.pem.")),
+            clientKey: v.optional(fileName("split services: the client key's file name. Default: {name}-client-key.pem.")),
+          },
+          "outputs names",
+        ),
+        v.description("flat, and env with certDir: the file names, templates whose only placeholder is {name} (the service). An env output follows the names of the flat output exporting each service; its own names must match one of them."),
       ),
     ),
     owner: v.optional(userOrId("Owner (user name or uid) of the files written; applied only when mtlskit runs as root. Default: the user running mtlskit.")),
@@ -250,7 +264,7 @@ const OutputSchema = strict(
       v.pipe(v.string((i) => `must be a string; got ${got(i.input)}`), v.regex(/^(?:[A-Za-z_][A-Za-z0-9_]*)?$/, (i) => `must be the start of a variable name (letters, digits and _, not starting with a digit); got ${got(i.input)}`), v.description("env only: prepended to each variable: PREFIX + CA_CERT, SERVER_CERT, SERVER_KEY, CLIENT_CERT, CLIENT_KEY. Default: TLS_.")),
     ),
     nodeId: v.optional(envName("env only: a variable set to the service's name (Netsy: NETSY_NODE_ID). Default: none.")),
-    certDir: v.optional(text("env only: the directory the variables point into, on the host that reads them, with the flat file names ({name} allowed). Default: the PKI directory's own files.")),
+    certDir: v.optional(text("env only: the directory the variables point into, on the host that reads them ({name} allowed), with the file names the manifest's flat output for each service writes (else this output's names, else the flat defaults). Default: the PKI directory's own files.")),
     passphraseFile: v.optional(text("pkcs12 only: file holding the passphrase (its first line), relative to the manifest.")),
     passphraseEnv: v.optional(envName("pkcs12 only: environment variable holding the passphrase.")),
   },

@@ -90,11 +90,13 @@ const day = (d: Date) => d.toISOString().slice(0, 10);
 
 /** leafSpec is the certificate a slot of a service should hold, issued at `now`. */
 export function leafSpec(service: Service, slot: CertSlot, now: Date): CertSpec {
+  // clientSans: identity-only: a client certificate carries the identity URI alone (Netsy's node client certificates).
+  const bare = slot.profile === "client" && service.clientSans === "identity-only";
   return {
     profile: slot.profile,
     subject: service.subject,
-    dns: service.dns,
-    ips: service.ips.map((i) => i.bytes),
+    dns: bare ? [] : service.dns,
+    ips: bare ? [] : service.ips.map((i) => i.bytes),
     uris: service.identity === undefined ? [] : [service.identity],
     keyType: service.keyType,
     notBefore: new Date(now.getTime() - BACKDATE_MS),

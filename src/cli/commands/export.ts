@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { EXIT, UsageError } from "../../errors.ts";
 import { describeOutput, exportOutputs, type ExportResult } from "../../export/index.ts";
 import { loadManifest, OUTPUT_FORMATS, type Output, type OutputFormat } from "../../manifest/index.ts";
-import { DNS_LABEL, DNS_SUBDOMAIN, FORMAT_KEYS } from "../../manifest/outputs.ts";
+import { DNS_LABEL, DNS_SUBDOMAIN, FORMAT_KEYS, PLACEHOLDERS, placeholderText, unknownPlaceholder } from "../../manifest/outputs.ts";
 import { ENV_NAME_RULE, FILE_NAME_RULE, OWNER_RULE } from "../../manifest/schema.ts";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
@@ -24,16 +24,19 @@ Reads the PKI directory (never the CA key) and writes, atomically and with exact
   kubernetes  NAME-tls.yaml per service: a kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt;
               labels app.kubernetes.io/managed-by=mtlskit, mtlskit.dev/service=NAME; annotations
               mtlskit.dev/not-after and mtlskit.dev/spec-fingerprint, the certificate's SHA-256),
-              one file per object, plus CLUSTER-ca.yaml, a ConfigMap with the bundle as ca.crt.
-              Apply them with \`kubectl apply -f DIR\`.
+              one file per object, plus CLUSTER-ca.yaml, a ConfigMap with the bundle as ca.crt
+              (a literal | block of PEM). Apply them with \`kubectl apply -f DIR\`. Two manifest
+              outputs sharing a dir (one per namespace) write NAMESPACE.OBJECT.yaml instead.
   env         NAME.env per service: PREFIX + CA_CERT, SERVER_CERT, SERVER_KEY (serving usages),
               CLIENT_CERT, CLIENT_KEY (dialing usages) set to file paths, single-quoted for both
-              \`set -a; . NAME.env\` and systemd's EnvironmentFile=
+              \`set -a; . NAME.env\` and systemd's EnvironmentFile=; with --cert-dir, the file
+              names of the manifest's flat output for each service (its names:), else the defaults
   pkcs12      NAME.p12 per service (0600): key, certificate and CA, PBES2 (PBKDF2-HMAC-SHA256,
               AES-256-CBC) with a SHA-256 MAC; the passphrase from a file or a variable, never
               from the command line
 Unchanged material gives byte-identical files, and files that already match are not rewritten.
-Nothing is removed: files in DIR that mtlskit did not write stay. Owner and group are applied
+Nothing is removed: files in DIR that mtlskit did not write stay. Two outputs that would write
+the same file are refused before anything is written, naming both. Owner and group are applied
 only when running as root.
 
 In the manifest, \`outputs:\` lists exports that \`mtlskit apply\` writes after issuing, so a renewal
@@ -53,7 +56,7 @@ FLAGS
       --bundle T            kubernetes: trust bundle ConfigMap name (default {cluster}-ca)
       --prefix P            env: variable prefix (default TLS_)
       --node-id VAR         env: also set VAR to the service's name (Netsy: NETSY_NODE_ID)
-      --cert-dir DIR        env: point into DIR with the flat names ({name} allowed) instead of the PKI's files
+      --cert-dir DIR        env: point into DIR ({name} allowed) with the flat output's file names, not the PKI's files
       --passphrase-file F   pkcs12: read the passphrase from the first line of F
       --passphrase-env VAR  pkcs12: read the passphrase from the environment variable VAR
       --json                print what was written as JSON
@@ -119,6 +122,10 @@ function outputOfFlags(values: Record<string, string | string[] | boolean | unde
   if (prefix !== undefined && prefix !== "" && !ENV_NAME_RULE.test(prefix)) throw new UsageError(`mtlskit export: --prefix must be the start of a variable name (letters, digits and _); got ${JSON.stringify(prefix)}`);
   if (f === "pkcs12" && (str("passphrase-file") === undefined) === (str("passphrase-env") === undefined)) {
     throw new UsageError("mtlskit export: --format pkcs12 needs exactly one of --passphrase-file FILE and --passphrase-env NAME (never the passphrase itself)");
+  }
+  for (const [flag, field] of [["name", "name"], ["namespace", "namespace"], ["bundle", "bundle"], ["cert-dir", "certDir"]] as const) {
+    const bad = str(flag) === undefined ? undefined : unknownPlaceholder(str(flag)!, PLACEHOLDERS[field]);
+    if (bad !== undefined) throw new UsageError(`mtlskit export: --${flag} has the unknown placeholder ${bad}; it may hold only ${placeholderText(PLACEHOLDERS[field])}`);
   }
   const render = (t: string, name: string) => t.replaceAll("{cluster}", cluster).replaceAll("{name}", name);
   if (str("name") !== undefined) {
