@@ -4,9 +4,10 @@
  * paths in `services.NAME.files`. Reading never throws for a missing or damaged file: each
  * becomes a FileProblem that the rules report with the path.
  */
-import { lstatSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { lstatSync, readdirSync, statSync } from "node:fs";
 import * as path from "node:path";
 import type { CertSlot, Manifest, Service } from "../manifest/index.ts";
+import { ReadFileError, readTextBounded } from "../read-file.ts";
 import { parsePrivateKey, spkiOfPkcs8, spkiOfPrivateKey } from "../pki/keys.ts";
 import { encodePem, parsePem } from "../pki/pem.ts";
 import { abs, LAYOUT } from "../state/layout.ts";
@@ -78,9 +79,10 @@ const MAX_SCAN_BYTES = 1 << 20;
 
 function readText(file: string): string | FileProblem {
   try {
-    return readFileSync(file, "utf8");
+    return readTextBounded(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOTREG" || code === "EFBIG") return { path: file, missing: false, error: `cannot be read: it ${(e as ReadFileError).reason}` };
     if (code === "ENOENT") return { path: file, missing: true, error: "does not exist" };
     if (code === "EISDIR") return { path: file, missing: false, error: "is a directory, not a file" };
     if (code === "ENOTDIR") return { path: file, missing: false, error: `cannot be read: ${path.dirname(file)} is not a directory` };
@@ -150,7 +152,7 @@ function scanKeys(dir: string, known: ReadonlySet<string>, depth = 0): { path: s
       }
       const real = st.isSymbolicLink() ? statSync(file) : st;
       if (!real.isFile() || real.size > MAX_SCAN_BYTES) continue;
-      const text = readFileSync(file, "utf8");
+      const text = readTextBounded(file, { limit: MAX_SCAN_BYTES });
       if (!text.includes("PRIVATE KEY-----")) continue;
       const spki = spkiOfKeyText(text);
       if (spki) out.push({ path: file, spki });

@@ -4,11 +4,12 @@
  * spreading the work over worker threads when there is enough of it.
  */
 import { createPrivateKey, createPublicKey } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as path from "node:path";
 import { Worker } from "node:worker_threads";
 import { FailedError, InvalidInputError } from "../errors.ts";
+import { readTextBounded } from "../read-file.ts";
 import { managedServices, type LoadedManifest } from "../manifest/index.ts";
 import { readCertFields } from "../pki/cert.ts";
 import { keyIdOf, newSerial, encodeTbs, signTbs } from "../pki/issue.ts";
@@ -95,7 +96,7 @@ function createCa(dir: string, plan: Plan & { ca: { action: "create" } }): CaMat
 
 function readTextOrUndefined(file: string): string | undefined {
   try {
-    return readFileSync(file, "utf8");
+    return readTextBounded(file, { noFollow: true });
   } catch {
     return undefined;
   }

@@ -4,9 +4,10 @@
  * file: a damaged leaf is a reason to re-issue it.
  */
 import { X509Certificate, createPublicKey, type KeyObject } from "node:crypto";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import * as path from "node:path";
 import { FailedError } from "../errors.ts";
+import { ReadFileError, readTextBounded } from "../read-file.ts";
 import type { CaImport, Manifest } from "../manifest/index.ts";
 import { readCertFields, type CertFields } from "../pki/cert.ts";
 import { keyIdOf } from "../pki/issue.ts";
@@ -60,7 +61,7 @@ export interface State {
 /** readText reads a file of the PKI directory; missing is undefined, anything else a FailedError naming the path. */
 function readText(file: string): string | undefined {
   try {
-    return readFileSync(file, "utf8");
+    return readTextBounded(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT") return undefined;
@@ -68,7 +69,8 @@ function readText(file: string): string | undefined {
       throw new FailedError(`pki: cannot read ${file}: ${path.dirname(file)} is not a directory\n    fix: move ${path.dirname(file)} away (apply creates the directory), then run apply again`, { cause: e });
     }
     if (code === "EISDIR") throw new FailedError(`pki: ${file} is a directory, where a file belongs\n    fix: move ${file} away, then run apply again`, { cause: e });
-    throw new FailedError(`pki: cannot read ${file}: ${code ?? (e as Error).message}${code === "EACCES" ? "\n    fix: run apply as the user that owns the PKI directory" : ""}`, { cause: e });
+    if (code === "ENOTREG" || code === "EFBIG") throw new FailedError(`pki: ${file} ${(e as ReadFileError).reason}, where mtlskit keeps a PEM file\n    fix: move ${file} away, then run apply again`, { cause: e });
+    throw new FailedError(`pki: cannot read ${file}: ${code ?? (e as Error).message}${code === "EACCES" || code === "EPERM" ? "\n    fix: run apply as the user that owns the PKI directory" : ""}`, { cause: e });
   }
 }
 
@@ -163,9 +165,11 @@ export function readCa(dir: string): CaState {
 export function loadImportedCa(imp: CaImport): CaMaterial | { field: "cert" | "key" | "chain"; reason: string; fix: string } {
   const read = (field: "cert" | "key" | "chain", file: string) => {
     try {
-      return readFileSync(file, "utf8");
+      return readTextBounded(file);
     } catch (e) {
-      throw { field, reason: `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? errorText(e)}`, fix: "correct the path (relative to the manifest)" };
+      const code = (e as NodeJS.ErrnoException).code;
+      const notFile = code === "ENOTREG" || code === "EISDIR" || code === "EFBIG";
+      throw { field, reason: notFile ? `${file} ${(e as ReadFileError).reason}` : `cannot read ${file}: ${code ?? errorText(e)}`, fix: notFile ? `name a PEM file (relative to the manifest)` : "correct the path (relative to the manifest)" };
     }
   };
   try {

@@ -3,7 +3,7 @@
  * it succeeded, what it issued, and which reload hooks ran. `metrics` and `status` read it, so a
  * renewal that failed unattended (a cron job, a systemd timer) is visible rather than silent.
  */
-import { readFileSync } from "node:fs";
+import { readTextBounded } from "../read-file.ts";
 import { writeFileAtomic } from "./fs.ts";
 import { abs, LAYOUT } from "./layout.ts";
 
@@ -44,7 +44,7 @@ export function writeApplyRecord(dir: string, r: ApplyRecord): void {
 /** readApplyRecord returns the last apply's record, or undefined when none was written or it is unreadable. */
 export function readApplyRecord(dir: string): ApplyRecord | undefined {
   try {
-    const r = JSON.parse(readFileSync(abs(dir, LAYOUT.lastApply), "utf8")) as ApplyRecord;
+    const r = JSON.parse(readTextBounded(abs(dir, LAYOUT.lastApply), { noFollow: true })) as ApplyRecord;
     return typeof r.time === "string" && typeof r.ok === "boolean" ? r : undefined;
   } catch {
     return undefined;
