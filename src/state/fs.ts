@@ -2,7 +2,7 @@
  * Durable file operations: atomic writes (temp file created with its final mode, fsync, rename,
  * directory fsync), and the apply lock. Every write under a PKI directory goes through here.
  */
-import { closeSync, constants, fchmodSync, linkSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, constants, fchmodSync, linkSync, fsyncSync, lstatSync, mkdirSync, readlinkSync, openSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
 import * as path from "node:path";
 import { FailedError } from "../errors.ts";
@@ -57,10 +57,11 @@ export function ensureDir(dir: string, mode: number, opts: { parents?: boolean }
     const what = code === "EEXIST" ? pathKind(dir) : undefined;
     if (what === "directory") return false;
     if (what === "other") throw new FailedError(`pki: ${dir} exists and is not a directory; move it away`);
+    if (what === "dangling") throw new FailedError(`pki: ${dir} is a symbolic link to ${readlinkSync(dir)}, which does not exist\n    fix: create the directory it points to (mkdir -p ${path.resolve(path.dirname(dir), readlinkSync(dir))}), or remove the link and let apply create ${dir}`);
     if (code === "EEXIST" || code === "ENOTDIR") throw new FailedError(`pki: cannot create ${dir}: part of its path is a file, not a directory; choose another --pki or move that file away`);
     if (code === "ENOENT") throw new FailedError(`pki: cannot create ${dir}: its parent ${path.dirname(dir)} does not exist`);
     if (code === "EACCES" || code === "EPERM" || code === "EROFS") throw new FailedError(`pki: cannot create ${dir}: ${code === "EROFS" ? "the file system is read-only" : "permission denied"}; choose a writable --pki DIR or run as a user who may write there`);
-    throw e;
+    throw ioFailure(e, dir) ?? e;
   }
   const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
@@ -71,12 +72,18 @@ export function ensureDir(dir: string, mode: number, opts: { parents?: boolean }
   return true;
 }
 
-/** pathKind says what `p` is; "blocked" when a file stands where a parent directory should be. */
-function pathKind(p: string): "directory" | "other" | "missing" | "blocked" {
+/** pathKind says what `p` is; "blocked" when a file stands where a parent directory should be; "dangling" for a link to nothing. */
+function pathKind(p: string): "directory" | "other" | "missing" | "blocked" | "dangling" {
   try {
     return statSync(p).isDirectory() ? "directory" : "other";
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "ENOTDIR" ? "blocked" : "missing";
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOTDIR") return "blocked";
+    try {
+      return lstatSync(p).isSymbolicLink() ? "dangling" : "missing";
+    } catch {
+      return "missing";
+    }
   }
 }
 
@@ -273,13 +280,13 @@ const IO_ERRORS: Record<string, { what: string; fix: (dir: string) => string }> 
 /**
  * ioFailure turns an ordinary I/O error of a write (full disk, read-only file system, permission
  * denied) into a FailedError naming the path, the cause and the fix: these are not bugs (issue
- * 11). `dir` is the PKI directory, for the fix. Undefined for anything else.
+ * 11). `dir` is the directory the fix names; `who` starts the message. Undefined for anything else.
  */
-export function ioFailure(e: unknown, dir: string): FailedError | undefined {
+export function ioFailure(e: unknown, dir: string, who = "pki"): FailedError | undefined {
   const err = e as NodeJS.ErrnoException;
   const known = typeof err?.code === "string" ? IO_ERRORS[err.code] : undefined;
   if (!known) return undefined;
   const verb = err.syscall === "rename" ? "replace" : err.syscall === "mkdir" ? "create" : err.syscall === "open" || err.syscall === "write" || err.syscall === "link" ? "write" : err.syscall ?? "write";
   const target = err.path ?? dir;
-  return new FailedError(`pki: cannot ${verb} ${target}: ${known.what} (${err.code}); every file is whole, old or new\n    fix: ${known.fix(dir)}`, { cause: e });
+  return new FailedError(`${who}: cannot ${verb} ${target}: ${known.what} (${err.code}); every file is whole, old or new\n    fix: ${known.fix(dir)}`, { cause: e });
 }

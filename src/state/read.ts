@@ -107,10 +107,22 @@ function lostCaCert(dir: string, keyText: string): CaState {
   const issued = names.filter((n) => readText(path.join(servicesDir, n, "cert.pem")) !== undefined);
   if (issued.length === 0) return { status: "missing" };
   const where = abs(dir, LAYOUT.caCert);
-  let copy: string | undefined;
+  const copy = caCertCopy(dir, names, keyText);
+  const n = issued.length;
+  return {
+    status: "broken",
+    reason: `${where} is missing, but its key ${abs(dir, LAYOUT.caKey)} is there and ${n} service${n === 1 ? " was" : "s were"} issued (${issued.slice(0, 3).join(", ")}${n > 3 ? ", ..." : ""}): the CA certificate was deleted`,
+    fix: copy
+      ? `restore it from a service's bundle, which holds the same certificate (its key matches): cp ${copy} ${where}`
+      : `restore ${where} from backup; or, to start a new CA (every service is re-issued and peers must trust the new ca.pem), move ${abs(dir, LAYOUT.caDir)} away`,
+  };
+}
+
+/** caCertCopy finds a service bundle holding the certificate of the CA key `keyText` (its public key matches). */
+function caCertCopy(dir: string, names: readonly string[], keyText: string): string | undefined {
   try {
     const spki = spkiOfPrivateKey(parsePrivateKey(keyText));
-    copy = names
+    return names
       .map((n) => abs(dir, LAYOUT.bundle(n)))
       .find((b) => {
         try {
@@ -120,15 +132,30 @@ function lostCaCert(dir: string, keyText: string): CaState {
         }
       });
   } catch {
-    // an unreadable key: no copy can be matched to it
+    return undefined; // an unreadable key: no copy can be matched to it
   }
-  const n = issued.length;
+}
+
+/**
+ * damagedCaCert judges a ca/ca.pem that cannot be used while its key is fine: the certificate is
+ * what to restore (issue 11 found the fix "restore ca-key.pem from backup" for a damaged ca.pem),
+ * and a service's bundle holds a copy.
+ */
+function damagedCaCert(dir: string, keyText: string, what: string): CaState {
+  const where = abs(dir, LAYOUT.caCert);
+  let names: string[] = [];
+  try {
+    names = readdirSync(abs(dir, LAYOUT.servicesDir)).sort();
+  } catch {
+    // no services/ yet
+  }
+  const copy = caCertCopy(dir, names, keyText);
   return {
     status: "broken",
-    reason: `${where} is missing, but its key ${abs(dir, LAYOUT.caKey)} is there and ${n} service${n === 1 ? " was" : "s were"} issued (${issued.slice(0, 3).join(", ")}${n > 3 ? ", ..." : ""}): the CA certificate was deleted`,
+    reason: `${where} ${what}: the CA certificate is damaged (its key ${abs(dir, LAYOUT.caKey)} is fine)`,
     fix: copy
       ? `restore it from a service's bundle, which holds the same certificate (its key matches): cp ${copy} ${where}`
-      : `restore ${where} from backup; or, to start a new CA (every service is re-issued and peers must trust the new ca.pem), move ${abs(dir, LAYOUT.caDir)} away`,
+      : `restore ${where} from backup (any service's ca.pem issued by this CA holds a copy); or, to start a new CA (every service is re-issued and peers must trust the new ca.pem), move ${abs(dir, LAYOUT.caDir)} away`,
   };
 }
 
@@ -147,9 +174,21 @@ export function readCa(dir: string): CaState {
   try {
     const mode = statSync(keyFile).mode & 0o777;
     if (mode & 0o077) return { status: "broken", reason: `${keyFile} has mode 0${mode.toString(8)}, readable by others`, fix: `run chmod 600 ${keyFile}, and consider the CA key exposed` };
-    const certs = parseCertificatesPem(certText);
-    if (certs.length !== 1) return { status: "broken", reason: `${where} must hold exactly one certificate, found ${certs.length}`, fix: restore };
-    const m = caMaterial(certs[0]!, parsePrivateKey(keyText), "", certText);
+    let privateKey: KeyObject;
+    try {
+      privateKey = parsePrivateKey(keyText);
+    } catch (e) {
+      return { status: "broken", reason: `${keyFile} is not a readable private key (${errorText(e)})`, fix: restore };
+    }
+    let certs: Buffer[];
+    try {
+      certs = parseCertificatesPem(certText);
+      if (certs.length === 1) readCertFields(certs[0]!);
+    } catch (e) {
+      return damagedCaCert(dir, keyText, `cannot be parsed (${errorText(e)})`);
+    }
+    if (certs.length !== 1) return damagedCaCert(dir, keyText, `must hold exactly one certificate, found ${certs.length}`);
+    const m = caMaterial(certs[0]!, privateKey, "", certText);
     if ("reason" in m) return { status: "broken", reason: `${where} ${m.reason}`, fix: restore };
     return { status: "ok", ca: m };
   } catch (e) {
