@@ -27,6 +27,7 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode: n
   } catch (e) {
     closeSync(fd);
     rmSync(tmp, { force: true });
+    (e as NodeJS.ErrnoException).path ??= file; // a failed write names no file: name the one being replaced
     throw e;
   }
   closeSync(fd);
@@ -191,6 +192,7 @@ function createLock(file: string, me: LockInfo): boolean {
     return true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
+    (e as NodeJS.ErrnoException).path ??= file; // a failed write names no file
     throw e;
   } finally {
     rmSync(tmp, { force: true }); // also after ENOSPC: a full disk must not keep our temp file
@@ -226,7 +228,7 @@ export function acquireLock(file: string, opts: { waitMs?: number; now?: () => D
       }
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code !== "ENOENT") throw ioFailure(e, dir) ?? e;
+      if (code !== "ENOENT") throw e; // a full disk, a read-only file system: the caller words and records it (ioFailure)
       // The holder may sweep our temp file away as a leftover (once, rarely); a directory that
       // is gone, or that refuses new files (/proc), fails now instead of spinning.
       if (pathKind(dir) !== "directory") throw new FailedError(`pki: ${dir} was removed while apply was waiting for its lock; nothing was written\n    fix: run apply again`);
