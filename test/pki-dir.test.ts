@@ -265,7 +265,9 @@ describe("ordinary I/O errors: their own message, exit 3, and a record", { timeo
     try {
       const r = await child.run(["apply", "-f", file, "--pki", pki, "--reissue-all"], { timeoutMs: 60_000 });
       assert.equal(r.code, 3, r.err);
-      assert.match(r.err, /permission denied \(EACCES\)|not readable \(permission denied\)|permission denied/);
+      assert.match(r.err, /cannot write \S+: permission denied \(EACCES\)/);
+      assert.match(r.err, /fix: run apply as the user that owns/);
+      assert.match(r.err, /the failure could not be recorded in \S+last-apply\.json \(EACCES\)/);
       assert.doesNotMatch(r.err, /bug/);
     } finally {
       child.kill();
