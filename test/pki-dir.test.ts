@@ -191,6 +191,35 @@ describe("check during an apply: a pair rewritten between reads is read again", 
   });
 });
 
+describe("check during a real apply --reissue-all", { timeout: 180_000 }, () => {
+  it("ok/check run again and again while apply re-issues 80 services reports no key-mismatch (bounded: until apply ends)", async () => {
+    const names = Array.from({ length: 80 }, (_, i) => `s${i}`);
+    const { file, pki } = await applied(`version: 1\ncluster: demo\nservices:\n${names.map((n) => `  ${n}: { usage: client }\n`).join("")}`);
+    const manifest = loadManifest(file).manifest;
+    const child = new CuedCli();
+    try {
+      await child.ready;
+      const running = child.run(["apply", "-f", file, "--pki", pki, "--reissue-all", "--lock-wait", "60"], { timeoutMs: 120_000 });
+      let done = false;
+      void running.then(() => (done = true), () => (done = true));
+      let checks = 0;
+      const mismatches: string[] = [];
+      for (let i = 0; i < 500 && !done; i++) {
+        const material = new Material();
+        const report = checkInventory(material, manifest, readInventory(material, manifest, pki));
+        mismatches.push(...report.findings.filter((f) => f.code === "key-mismatch").map((f) => f.message));
+        checks++;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      const r = await running;
+      assert.equal(r.code, 0, r.err);
+      assert.deepEqual(mismatches, [], `${mismatches.length} false key-mismatch findings in ${checks} checks`);
+    } finally {
+      child.kill();
+    }
+  });
+});
+
 // ── ordinary I/O errors: a tmpfs of our own, made full or read-only ───────────────────────────
 
 /** mounted: a tiny tmpfs under a temp dir (the tests run as root), unmounted after the suite. */
