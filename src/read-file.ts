@@ -91,7 +91,7 @@ export function readFileBounded(file: string, opts: ReadOptions = {}): Buffer {
     const chunks: Buffer[] = [];
     let total = 0;
     for (;;) {
-      const buf = Buffer.allocUnsafe(Math.min(Math.max(st.size - total + 1, 1 << 16), limit - total + 1));
+      const buf = Buffer.allocUnsafe(Math.min(Math.max(st.size - total + 1, 8192), limit - total + 1));
       let n: number;
       try {
         n = readSync(fd, buf, 0, buf.length, null);

@@ -213,6 +213,7 @@ export function acquireLock(file: string, opts: { waitMs?: number; now?: () => D
   const me: LockInfo = { pid: process.pid, host: hostname(), since: (opts.now?.() ?? new Date()).toISOString() };
   let holder: LockInfo | undefined;
   let vanished = 0;
+  let takeovers = 0;
   for (;;) {
     try {
       if (createLock(file, me)) {
@@ -238,8 +239,9 @@ export function acquireLock(file: string, opts: { waitMs?: number; now?: () => D
     const found = readLockInfo(file);
     if (found) {
       holder = found;
-      const stale = staleReason(found, me, Date.now(), opts.breakLock === true);
-      if (stale) {
+      // Taken over at once, even with no wait; a bounded number of times, so that locks that keep
+      // coming back stale cannot loop past the deadline either.
+      if (staleReason(found, me, Date.now(), opts.breakLock === true) && takeovers++ < 10) {
         takeOver(file, found);
         continue;
       }
