@@ -13,7 +13,7 @@ import { checkInventory } from "../src/check/check.ts";
 import { readInventory } from "../src/check/inventory.ts";
 import { Material } from "../src/check/material.ts";
 import { loadManifest } from "../src/manifest/index.ts";
-import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
+import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { assertPairsMatch, CuedCli, inspectPki, LAST_APPLY, tempFiles } from "./helpers/pki.ts";
 
 const MANIFEST = `version: 1
@@ -120,21 +120,28 @@ describe("the lock: deadlines and other hosts", { timeout: 120_000 }, () => {
   });
 
   it("fail/the PKI directory removed while apply waits for its lock: exit 3 naming it, within the wait", async () => {
-    const { file, pki } = await applied();
+    // acquireLock in a process of its own (it blocks its thread while it waits), told to wait 10
+    // minutes for a lock held by a live process; the directory goes away while it waits. Whether
+    // the removal lands before or during its first attempt, it must fail at once: both used to spin.
+    const { pki } = await applied();
     const holder = spawn("sleep", ["60"], { stdio: "ignore" });
-    const child = new CuedCli();
+    const lock = path.join(pki, ".lock");
+    writeFileSync(lock, lockOf(holder.pid!, hostname()));
+    const src = `import { acquireLock } from "./src/state/fs.ts"; process.stdout.write("waiting\\n"); try { acquireLock(${JSON.stringify(lock)}, { waitMs: 600_000 }); } catch (e) { process.stderr.write(e.message); process.exit(3); }`;
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", src], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => void (err += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
     try {
-      writeFileSync(path.join(pki, ".lock"), lockOf(holder.pid!, hostname()));
-      await child.ready;
-      const running = child.run(["apply", "-f", file, "--pki", pki, "--lock-wait", "600"], { timeoutMs: 60_000 });
-      // Remove it once the waiter is waiting (it has read the manifest and found the lock).
-      await new Promise((resolve) => setTimeout(resolve, 1500));
-      rmSync(pki, { recursive: true, force: true });
-      const r = await running;
-      assert.equal(r.code, 3, r.err);
-      assert.match(r.err, /was removed while apply was waiting for its lock/);
+      await new Promise<void>((resolve) => child.stdout.once("data", () => resolve()));
+      renameSync(pki, `${pki}.gone`); // at once, as rm -rf ends (removing file by file races the waiter's temp files)
+      const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => child.once("exit", (c, sig) => resolve([c, sig])));
+      assert.equal(signal, null, `acquireLock did not return within 60 s: ${err}`);
+      assert.equal(code, 3, err);
+      assert.match(err, /was removed while apply was waiting for its lock/);
     } finally {
-      child.kill();
+      clearTimeout(timer);
+      child.kill("SIGKILL");
       holder.kill("SIGKILL");
     }
   });
