@@ -5,12 +5,12 @@
  * grew to gigabytes, which would block an in-process test runner too.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { closeSync, mkdirSync, openSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { readFileBounded, readStreamBounded, readTextBounded, ReadFileError } from "../src/read-file.ts";
-import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
+import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { CuedCli } from "./helpers/pki.ts";
 
 const dir = tempDir("mtlskit-bounded-");
@@ -121,6 +121,14 @@ describe("bounded reads: every entry point refuses a FIFO and /dev/zero", () => 
     assert.equal(r.code, 3, r.err);
     assert.match(r.err, /standard input: it holds more than the 64 MB/);
   });
+  for (const [name, file] of Object.entries(DEVICES)) {
+    it(`fail/the service library's loadStaticSource with ${name} as the certificate: refused by name`, async () => {
+      const src = `import { loadStaticSource } from "./src/service/index.ts"; try { loadStaticSource({ certFile: ${JSON.stringify(file)}, keyFile: ${JSON.stringify(file)}, caFile: ${JSON.stringify(file)} }); } catch (e) { process.stderr.write(e.message); process.exit(3); }`;
+      const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", src], { cwd: REPO, encoding: "utf8", timeout: 30_000 });
+      assert.equal(r.status, 3, `${r.signal ?? ""} ${r.stderr}`);
+      assert.match(r.stderr, new RegExp(`cannot read certificate ${file}: it is ${name === "fifo" ? "a FIFO" : "a character device"}`));
+    });
+  }
   it("ok/in-process: a directory as -f is a usage error", async () => {
     mkdirSync(path.join(dir, "adir"), { recursive: true });
     const r = await runCli(["check", "-f", path.join(dir, "adir")]);
