@@ -6,8 +6,8 @@
  * node:crypto (helpers/pki.ts), independently of mtlskit's own DER code.
  */
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { createPrivateKey, generateKeyPairSync, X509Certificate } from "node:crypto";
 import { hostname } from "node:os";
 import * as path from "node:path";
@@ -833,15 +833,25 @@ describe("apply: worker threads (64 services or more)", { timeout: 180_000 }, ()
 
   it("fail/a worker that fails ends the apply: apply rejects only after every worker stopped, so nothing is written after it returns", async () => {
     const { file, pki } = setup(many(80));
-    // services/s1 leads into a directory where no file can be created: its worker fails at once,
-    // while the other worker still has 40 services to write.
-    mkdirSync(path.join(pki, "services"), { recursive: true });
-    symlinkSync("/proc/sys/kernel", path.join(pki, "services", "s1"));
-    const certs = () => readdirSync(path.join(pki, "services")).filter((s) => s !== "s1" && existsSync(path.join(pki, "services", s, "cert.pem"))).sort();
-    await assert.rejects(apply(loadManifest(file), pki, { workers: 2 }));
-    const atReturn = certs();
-    await new Promise((r) => setTimeout(r, 1500));
-    const later = certs();
+    // services/s1 is a read-only mount (of itself): reading it finds nothing, so s1 is planned,
+    // and its worker fails at its first write, while the other worker still has 40 services to
+    // write. (Not a symlink: apply refuses those before any worker starts.)
+    const s1 = path.join(pki, "services", "s1");
+    mkdirSync(s1, { recursive: true, mode: 0o700 });
+    chmodSync(path.join(pki, "services"), 0o755);
+    execFileSync("mount", ["--bind", s1, s1]);
+    let later: string[];
+    let atReturn: string[];
+    try {
+      execFileSync("mount", ["-o", "remount,ro,bind", s1]);
+      const certs = () => readdirSync(path.join(pki, "services")).filter((s) => s !== "s1" && existsSync(path.join(pki, "services", s, "cert.pem"))).sort();
+      await assert.rejects(apply(loadManifest(file), pki, { workers: 2 }), /read-only/);
+      atReturn = certs();
+      await new Promise((r) => setTimeout(r, 1500));
+      later = certs();
+    } finally {
+      execFileSync("umount", [s1]);
+    }
     assert.deepEqual(later, atReturn, `${later.length - atReturn.length} services were written after apply had returned (and released the lock)`);
     assert.equal(existsSync(path.join(pki, ".lock")), false);
   });

@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import * as path from "node:path";
 import { describe, it } from "node:test";
@@ -694,6 +694,48 @@ const CASES: Case[] = [
       const key = path.join(r.pki, "ca", "ca-key.pem");
       chmodSync(key, 0o640);
       return { run: r, want: [{ code: "key-mode", about: "CA key", has: [key, "mode 0640", "its group"] }] };
+    },
+  },
+  // Issue 11: a symlinked service folder, and ca/ or a service's folder others may write, said OK.
+  {
+    name: "fail/dir-symlink/services/api is a link to a folder elsewhere",
+    async setup() {
+      const r = await quickstart();
+      const elsewhere = path.join(tempDir("mtlskit-evil-"), "api");
+      renameSync(path.join(r.pki, "services", "api"), elsewhere);
+      symlinkSync(elsewhere, path.join(r.pki, "services", "api"));
+      return { run: r, want: [{ code: "dir-symlink", about: "api", has: [path.join(r.pki, "services", "api"), "symbolic link", elsewhere], fix: [`rm ${path.join(r.pki, "services", "api")}`] }] };
+    },
+  },
+  {
+    name: "fail/dir-writable/ca and services/api chmod 777",
+    async setup() {
+      const r = await quickstart();
+      chmodSync(path.join(r.pki, "ca"), 0o777);
+      chmodSync(path.join(r.pki, "services", "api"), 0o777);
+      return {
+        run: r,
+        want: [
+          { code: "dir-writable", about: "CA directory", has: [path.join(r.pki, "ca"), "mode 0777", "every user", "replaced the CA"], fix: ["mtlskit inspect", `chmod 0700 ${path.join(r.pki, "ca")}`] },
+          { code: "dir-writable", about: "api", has: [path.join(r.pki, "services", "api"), "mode 0777"] },
+        ],
+      };
+    },
+  },
+  {
+    name: "fail/dir-mode/services/api chmod 755 (a warning: apply sets it back)",
+    async setup() {
+      const r = await quickstart();
+      chmodSync(path.join(r.pki, "services", "api"), 0o755);
+      return { run: r, want: [{ code: "dir-mode", about: "api", has: ["mode 0755", "0700"] }] };
+    },
+  },
+  {
+    name: "fail/dir-owner/services/api owned by another uid",
+    async setup() {
+      const r = await quickstart();
+      chownSync(path.join(r.pki, "services", "api"), 4242, 4242);
+      return { run: r, want: [{ code: "dir-owner", about: "api", has: ["uid 4242"] }] };
     },
   },
   {

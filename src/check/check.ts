@@ -247,6 +247,10 @@ function lintDeployment(ctx: Ctx): void {
   if (caKey && !isProblem(caKey) && caKey.mode & 0o077) {
     ctx.add("key-mode", { kind: "ca", subject: "key", file: caKey.path }, `${caKey.path} has mode 0${caKey.mode.toString(8)}: the CA key is readable by ${caKey.mode & 0o007 ? "every user" : "its group"}`, `run \`chmod 600 ${caKey.path}\`, and consider the CA key exposed`);
   }
+  for (const d of ctx.inv.dirs) {
+    const about: About = d.service !== undefined ? { kind: "service", service: d.service } : { kind: "ca", subject: d.folder === "ca" ? "directory" : "services directory", file: d.path };
+    ctx.add(`dir-${d.kind}`, about, d.message, d.fix);
+  }
   for (const loose of ctx.inv.looseKeys) {
     const ca = caSpkis.get(loose.spki.toString("hex"));
     if (ca) ctx.add("ca-key-exposed", { kind: "ca", subject: ca, file: loose.path }, `${loose.path} is the private key of the CA ${ca}, in the folder every service's files are under`, `move ${loose.path} off this host (keep it with the CA only), and consider the CA key exposed`);

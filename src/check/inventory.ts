@@ -4,11 +4,13 @@
  * paths in `services.NAME.files`. Reading never throws for a missing or damaged file: each
  * becomes a FileProblem that the rules report with the path.
  */
-import { lstatSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, statSync } from "node:fs";
 import * as path from "node:path";
 import type { CertSlot, Manifest, Service } from "../manifest/index.ts";
+import { ReadFileError, readTextBounded } from "../read-file.ts";
 import { parsePrivateKey, spkiOfPkcs8, spkiOfPrivateKey } from "../pki/keys.ts";
 import { encodePem, parsePem } from "../pki/pem.ts";
+import { judgeDir, ownersOf, type DirProblem } from "../state/dirs.ts";
 import { abs, LAYOUT } from "../state/layout.ts";
 import { CertParseError, type Cert, type Material } from "./material.ts";
 
@@ -69,6 +71,8 @@ export interface Inventory {
   services: ServiceFiles[];
   /** looseKeys: private keys lying directly in DIR/services/, outside any service's folder. */
   looseKeys: { path: string; spki: Buffer }[];
+  /** dirs: what is wrong with DIR/ca, DIR/services and the managed services' folders (symlinks, owners, modes), with the service concerned. */
+  dirs: (DirProblem & { service: string | undefined; folder: "ca" | "services" | "service" })[];
 }
 
 /** isProblem tells a FileProblem from what was read. */
@@ -80,9 +84,10 @@ const MAX_SCAN_BYTES = 1 << 20;
 
 function readText(file: string): string | FileProblem {
   try {
-    return readFileSync(file, "utf8");
+    return readTextBounded(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOTREG" || code === "EFBIG") return { path: file, missing: false, error: `cannot be read: it ${(e as ReadFileError).reason}` };
     if (code === "ENOENT") return { path: file, missing: true, error: "does not exist" };
     if (code === "EISDIR") return { path: file, missing: false, error: "is a directory, not a file" };
     if (code === "ENOTDIR") return { path: file, missing: false, error: `cannot be read: ${path.dirname(file)} is not a directory` };
@@ -152,7 +157,7 @@ function scanKeys(dir: string, known: ReadonlySet<string>, depth = 0): { path: s
       }
       const real = st.isSymbolicLink() ? statSync(file) : st;
       if (!real.isFile() || real.size > MAX_SCAN_BYTES) continue;
-      const text = readFileSync(file, "utf8");
+      const text = readTextBounded(file, { limit: MAX_SCAN_BYTES });
       if (!text.includes("PRIVATE KEY-----")) continue;
       const spki = spkiOfKeyText(text);
       if (spki) out.push({ path: file, spki });
@@ -172,8 +177,42 @@ function resolveOwner(owner: string, passwd: () => string | undefined): number |
   return uid !== undefined && /^[0-9]+$/.test(uid) ? Number(uid) : { error: `user ${JSON.stringify(owner)} does not exist on this host` };
 }
 
-function managedFiles(material: Material, dir: string, s: Service): ServiceFiles {
-  const slots = s.slots.map((slot) => ({ slot, cert: readCertFile(material, abs(dir, LAYOUT.cert(slot))), key: readKeyFile(abs(dir, LAYOUT.key(slot))) }));
+/** PAIR_ATTEMPTS bounds the re-reads of a pair that an apply is rewriting (with PAIR_PAUSE_MS between: about 2 s). */
+const PAIR_ATTEMPTS = 100;
+const PAIR_PAUSE_MS = 20;
+const pause = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+/** ReadHooks are test seams: onRead runs after each file of a pair is read (to inject an apply's writes between reads). */
+export interface ReadHooks {
+  onRead?: (file: string) => void;
+}
+
+/**
+ * managedSlot reads one managed certificate and its key. Apply replaces the key first, then the
+ * certificate (each atomically), so a check that reads between the two renames sees the old
+ * certificate with the new key: a false key-mismatch (issue 11: 1 run in 6 during --reissue-all
+ * on 300 services). A pair that does not match is read again until it matches, or until it is
+ * the same twice while no apply holds the lock (a real mismatch), within PAIR_ATTEMPTS.
+ */
+function managedSlot(material: Material, dir: string, slot: CertSlot, hooks: ReadHooks): SlotFiles {
+  const certPath = abs(dir, LAYOUT.cert(slot));
+  const keyPath = abs(dir, LAYOUT.key(slot));
+  let last = "";
+  for (let attempt = 1; ; attempt++) {
+    const cert = readCertFile(material, certPath);
+    hooks.onRead?.(certPath);
+    const key = readKeyFile(keyPath);
+    hooks.onRead?.(keyPath);
+    if (isProblem(cert) || isProblem(key) || key.spki === undefined || cert.certs.length === 0 || cert.certs[0]!.fields.spki.equals(key.spki) || attempt >= PAIR_ATTEMPTS) return { slot, cert, key };
+    const seen = `${cert.certs[0]!.sha256}/${key.spki.toString("hex")}`;
+    if (seen === last && !existsSync(abs(dir, LAYOUT.lock))) return { slot, cert, key };
+    if (seen === last) pause(PAIR_PAUSE_MS);
+    last = seen;
+  }
+}
+
+function managedFiles(material: Material, dir: string, s: Service, hooks: ReadHooks): ServiceFiles {
+  const slots = s.slots.map((slot) => managedSlot(material, dir, slot, hooks));
   const folder = abs(dir, LAYOUT.serviceDir(s.name));
   const known = new Set([...MANAGED_NAMES].map((n) => path.join(folder, n)));
   return { service: s, external: false, slots, bundle: readCertFile(material, abs(dir, LAYOUT.bundle(s.name))), otherKeys: scanKeys(folder, known, 2), ownerUid: undefined };
@@ -202,7 +241,7 @@ function externalFiles(material: Material, s: Service, files: NonNullable<Servic
  * readInventory reads every file the manifest's services use. `dir` is the PKI directory of the
  * managed services; it may be undefined when every service is external.
  */
-export function readInventory(material: Material, manifest: Manifest, dir: string | undefined): Inventory {
+export function readInventory(material: Material, manifest: Manifest, dir: string | undefined, hooks: ReadHooks = {}): Inventory {
   let passwdText: string | undefined | null = null;
   const passwd = () => {
     if (passwdText === null) {
@@ -212,11 +251,22 @@ export function readInventory(material: Material, manifest: Manifest, dir: strin
     return passwdText;
   };
   const scanned = new Set<string>();
-  const services = manifest.services.map((s) => (s.files ? externalFiles(material, s, s.files, scanned, passwd) : managedFiles(material, dir!, s)));
+  const services = manifest.services.map((s) => (s.files ? externalFiles(material, s, s.files, scanned, passwd) : managedFiles(material, dir!, s, hooks)));
   let ca: Inventory["ca"];
   let caKey: Inventory["caKey"];
   let looseKeys: Inventory["looseKeys"] = [];
+  const dirs: Inventory["dirs"] = [];
   if (dir !== undefined) {
+    const owners = ownersOf(dir);
+    const folders = [
+      { spec: LAYOUT.caDir, service: undefined, folder: "ca" as const },
+      { spec: LAYOUT.servicesDir, service: undefined, folder: "services" as const },
+      ...manifest.services.filter((s) => !s.files).map((s) => ({ spec: LAYOUT.serviceDir(s.name), service: s.name, folder: "service" as const })),
+    ];
+    for (const f of folders) {
+      const problem = judgeDir(dir, f.spec, owners);
+      if (problem) dirs.push({ ...problem, service: f.service, folder: f.folder });
+    }
     looseKeys = scanKeys(abs(dir, LAYOUT.servicesDir), new Set());
     const caPath = abs(dir, LAYOUT.caCert);
     const c = readCertFile(material, caPath);
@@ -224,5 +274,5 @@ export function readInventory(material: Material, manifest: Manifest, dir: strin
     const k = readKeyFile(abs(dir, LAYOUT.caKey));
     caKey = isProblem(k) && k.missing ? undefined : k;
   }
-  return { dir, ca, caKey, services, looseKeys };
+  return { dir, ca, caKey, services, looseKeys, dirs };
 }

@@ -3,7 +3,9 @@
  * MtlskitErrors print their message; anything else is a bug (stack with --debug).
  */
 import { readFileSync } from "node:fs";
+import * as path from "node:path";
 import { describeProblems, EXIT, InvalidInputError, MtlskitError } from "../errors.ts";
+import { ioFailure } from "../state/fs.ts";
 import { applyCommand } from "./commands/apply.ts";
 import { checkCommand } from "./commands/check.ts";
 import { configCommand } from "./commands/config.ts";
@@ -71,6 +73,12 @@ export async function run(argv: string[], io: Io): Promise<number> {
       io.err(`${paintErr(io, "red", "error:")} ${message}\n`);
       if (debug && e.cause) io.err(`${String((e.cause as Error).stack ?? e.cause)}\n`);
       return e.exitCode;
+    }
+    // An ordinary I/O error (full disk, read-only file system, permission denied) is not a bug.
+    const failure = ioFailure(e, path.dirname((e as NodeJS.ErrnoException).path ?? "."), "mtlskit");
+    if (failure) {
+      io.err(`${paintErr(io, "red", "error:")} ${failure.message}\n`);
+      return failure.exitCode;
     }
     io.err(`${paintErr(io, "red", "error:")} ${(e as Error).message}\nThis is a bug in mtlskit; please report it${debug ? "" : " (run with --debug for the stack trace)"}.\n`);
     if (debug) io.err(`${(e as Error).stack}\n`);

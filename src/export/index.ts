@@ -10,9 +10,10 @@
  * await apply(loaded, "./pki");
  * exportOutputs(loaded, "./pki", loaded.manifest.outputs ?? []);
  */
-import { readFileSync, realpathSync } from "node:fs";
+import { realpathSync } from "node:fs";
 import * as path from "node:path";
 import { FailedError, InvalidInputError, UsageError, type Problem } from "../errors.ts";
+import { readTextBounded, type ReadFileError } from "../read-file.ts";
 import type { LoadedManifest, Manifest, Output, OutputFormat } from "../manifest/index.ts";
 import { exportsService, outputClashes, PKI_PLACEHOLDER } from "../manifest/outputs.ts";
 import { buildEnv } from "./env.ts";
@@ -87,9 +88,9 @@ export function readPassphrase(o: Output): string {
   let value: string | undefined;
   if (o.passphraseFile !== undefined) {
     try {
-      value = readFileSync(o.passphraseFile, "utf8").split(/\r?\n/)[0];
+      value = readTextBounded(o.passphraseFile, { limit: 64 * 1024 }).split(/\r?\n/)[0];
     } catch (e) {
-      throw new UsageError(`export: ${describeOutput(o)}: cannot read the passphrase file ${o.passphraseFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; write the passphrase into it (chmod 600)`);
+      throw new UsageError(`export: ${describeOutput(o)}: cannot read the passphrase file ${o.passphraseFile}: it ${(e as ReadFileError).reason}; write the passphrase into it (chmod 600)`);
     }
   } else if (o.passphraseEnv !== undefined) {
     value = process.env[o.passphraseEnv];

@@ -5,9 +5,9 @@
  * key is never read here, so no export can contain it.
  */
 import { createHash, createPrivateKey } from "node:crypto";
-import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { FailedError } from "../errors.ts";
+import { readTextBounded } from "../read-file.ts";
 import type { CertSlot, Manifest, Service } from "../manifest/index.ts";
 import { readCertFields } from "../pki/cert.ts";
 import { spkiOfPrivateKey } from "../pki/keys.ts";
@@ -56,11 +56,11 @@ function notIssued(m: Manifest, pki: string, file: string): FailedError {
 
 function readOrFail(m: Manifest, pki: string, file: string, external: boolean): string {
   try {
-    return readFileSync(file, "utf8");
+    return readTextBounded(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT" && !external) throw notIssued(m, pki, file);
-    throw new FailedError(`export: cannot read ${file}: ${code ?? (e as Error).message}${code === "EACCES" ? "; run export as the user who owns the PKI directory" : ""}`, { cause: e });
+    throw new FailedError(`export: ${(e as Error).message}${code === "EACCES" ? "; run export as the user who owns the PKI directory" : ""}`, { cause: e });
   }
 }
 

@@ -7,9 +7,10 @@
  * earlier export wrote for a service since removed, stay where they are.
  */
 import { execFileSync } from "node:child_process";
-import { chmodSync, chownSync, constants, fchmodSync, closeSync, lstatSync, mkdirSync, openSync, readFileSync, type Stats } from "node:fs";
+import { chmodSync, chownSync, constants, fchmodSync, closeSync, lstatSync, mkdirSync, openSync, type Stats } from "node:fs";
 import * as path from "node:path";
 import { FailedError } from "../errors.ts";
+import { readFileBounded, readTextBounded } from "../read-file.ts";
 import { syncDir, writeFileAtomic } from "../state/fs.ts";
 import { isSecret, type ExportFile } from "./file.ts";
 
@@ -42,7 +43,7 @@ export const isRoot = (): boolean => process.getuid?.() === 0;
 function lookup(file: string, name: string): number | undefined {
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    text = readTextBounded(file);
   } catch {
     return undefined;
   }
@@ -150,7 +151,7 @@ export function writeExport(dir: string, files: readonly ExportFile[], own: Owne
     let same = false;
     if (st?.isFile() && st.size === f.bytes.length) {
       try {
-        same = readFileSync(file).equals(f.bytes);
+        same = readFileBounded(file, { noFollow: true }).equals(f.bytes);
       } catch {
         same = false;
       }

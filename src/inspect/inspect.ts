@@ -2,8 +2,8 @@
  * inspectText: everything in one input (PEM or DER) as items, pure; loadInspection reads a file
  * first and turns an unreadable path into a precise message instead of an exception.
  */
-import { readFileSync, statSync } from "node:fs";
 import { Material, type Cert } from "../check/index.ts";
+import { MAX_FILE_BYTES, ReadFileError, readFileBounded } from "../read-file.ts";
 import { describeCertificate } from "./certificate.ts";
 import { isPkcs12, LABELS, OTHER_LABELS, PKCS12, SHAPES, shapeOf, type Shape } from "./classify.ts";
 import { describeCsr } from "./csr.ts";
@@ -12,8 +12,8 @@ import { describePrivateKey, describePublicKey } from "./key.ts";
 import { linkChain } from "./links.ts";
 import { legacyEncrypted, scanInput, type Block } from "./scan.ts";
 
-/** MAX_FILE_BYTES: larger files are refused unread (certificates and keys are kilobytes). */
-export const MAX_FILE_BYTES = 64 * 1024 * 1024;
+/** MAX_FILE_BYTES: larger files are refused (certificates and keys are kilobytes); the bound of every read (read-file.ts). */
+export { MAX_FILE_BYTES };
 
 const article = (label: string) => (/^(?:[AEIOU]|RSA |X509 )/.test(label) ? "an" : "a");
 const clean = (e: unknown) => String((e as Error).message ?? e).replace(/^(?:x509: )?(?:der: )?/, "");
@@ -94,11 +94,11 @@ export function loadInspection(path: string, now: Date = new Date()): Inspection
   const failed = (error: string): Inspection => ({ name: path, error, items: [], notes: [] });
   let bytes: Buffer;
   try {
-    const st = statSync(path);
-    if (st.isDirectory()) return failed(readError({ code: "EISDIR" } as NodeJS.ErrnoException));
-    if (st.size > MAX_FILE_BYTES) return failed(`is ${Math.round(st.size / 1024 / 1024)} MB; inspect reads files up to ${MAX_FILE_BYTES / 1024 / 1024} MB (certificates and keys are a few kB)`);
-    bytes = readFileSync(path);
+    bytes = readFileBounded(path);
   } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EFBIG") return failed(`${(e as ReadFileError).reason} (certificates and keys are a few kB)`);
+    if (code === "ENOTREG") return failed(`${(e as ReadFileError).reason}; name a certificate or key file, or pipe it into \`mtlskit inspect -\``);
     return failed(readError(e as NodeJS.ErrnoException));
   }
   return inspectText(bytes, path, now);

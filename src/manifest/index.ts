@@ -5,9 +5,9 @@
  * @example
  * const { manifest, warnings } = loadManifest("mtlskit.yaml"); // throws InvalidInputError (exit 2)
  */
-import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { FailedError, InvalidInputError, type Problem } from "../errors.ts";
+import { ReadFileError, readTextBounded } from "../read-file.ts";
 import type { Manifest } from "./model.ts";
 import { normalize } from "./normalize.ts";
 import { parseYaml } from "./parse.ts";
@@ -59,13 +59,17 @@ export function parseManifest(text: string, file: string, dir = path.dirname(fil
 export function loadManifest(file: string): LoadedManifest {
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    text = readTextBounded(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT") {
       throw new InvalidInputError([{ file, path: "", message: "no such file", fix: "run `mtlskit init` to write one, or name another with -f FILE" }]);
     }
-    throw new FailedError(`manifest: cannot read ${file}: ${(e as Error).message}`, { cause: e });
+    // A FIFO, device, directory or huge file named with -f is a wrong argument: exit 2, nothing read.
+    if (e instanceof ReadFileError && (code === "ENOTREG" || code === "EISDIR" || code === "EFBIG")) {
+      throw new InvalidInputError([{ file, path: "", message: e.reason, fix: "name the manifest file with -f FILE" }]);
+    }
+    throw new FailedError(`manifest: ${(e as Error).message}`, { cause: e });
   }
   return parseManifest(text, file);
 }

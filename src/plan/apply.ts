@@ -4,18 +4,20 @@
  * spreading the work over worker threads when there is enough of it.
  */
 import { createPrivateKey, createPublicKey } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as path from "node:path";
 import { Worker } from "node:worker_threads";
-import { FailedError, InvalidInputError } from "../errors.ts";
+import { FailedError, InvalidInputError, MtlskitError } from "../errors.ts";
+import { readTextBounded } from "../read-file.ts";
 import { managedServices, type LoadedManifest } from "../manifest/index.ts";
 import { readCertFields } from "../pki/cert.ts";
 import { keyIdOf, newSerial, encodeTbs, signTbs } from "../pki/issue.ts";
 import { generateKey } from "../pki/keys.ts";
 import { encodeName } from "../pki/name.ts";
 import { encodePem } from "../pki/pem.ts";
-import { acquireLock, ensureDir, removeTempFiles, syncDir, writeFileAtomic } from "../state/fs.ts";
+import { guardDirs } from "../state/dirs.ts";
+import { acquireLock, ensureDir, ioFailure, removeTempFiles, syncDir, writeFileAtomic, type Lock } from "../state/fs.ts";
 import { abs, LAYOUT, MODES } from "../state/layout.ts";
 import { writeLayoutVersion } from "../state/layout-version.ts";
 import { loadImportedCa, readState, type CaMaterial, type State } from "../state/read.ts";
@@ -30,6 +32,10 @@ export interface ApplyOptions extends PlanOptions {
   workers?: number;
   /** lockWaitMs: how long to wait for another apply to finish. Default: 5000. */
   lockWaitMs?: number;
+  /** breakLock: take over the lock whoever holds it (a lock left on a shared volume by another host). Default: false. */
+  breakLock?: boolean;
+  /** onNote is told what apply repaired on the way (a service folder's mode set back to 0700). */
+  onNote?: (text: string) => void;
   /** onPlan is called with the plan before anything is written. */
   onPlan?: (plan: Plan) => void;
   /** onProgress is called as certificates are issued. */
@@ -95,7 +101,7 @@ function createCa(dir: string, plan: Plan & { ca: { action: "create" } }): CaMat
 
 function readTextOrUndefined(file: string): string | undefined {
   try {
-    return readFileSync(file, "utf8");
+    return readTextBounded(file, { noFollow: true });
   } catch {
     return undefined;
   }
@@ -148,8 +154,17 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
   // (e.g. a leaf that would outlive an imported CA) creates nothing.
   if (!existsSync(dir)) planApply(loaded, readState(dir, loaded.manifest, imported), opts);
   ensureDir(dir, MODES.publicDir, { parents: true });
-  const lock = acquireLock(abs(dir, LAYOUT.lock), { waitMs: opts.lockWaitMs ?? 5000 });
   const started = opts.now ?? new Date();
+  let lock: Lock;
+  try {
+    lock = acquireLock(abs(dir, LAYOUT.lock), { waitMs: opts.lockWaitMs ?? 5000, breakLock: opts.breakLock === true });
+  } catch (e) {
+    // A lock held by another apply is its business, not a failure of the PKI; a full disk or a
+    // read-only file system is, and metrics must not go on saying the last apply succeeded.
+    const io = ioFailure(e, dir);
+    if (!io) throw e;
+    throw recordFailure(dir, io, { time: started.toISOString(), manifest: manifestId(loaded.manifest.file), ok: false, issued: 0, kept: 0, caCreated: false, changed: [], hooks: [], pending: readApplyRecord(dir)?.pending ?? [] });
+  }
   // Services whose reload did not happen last time (a hook failed, or the run failed before its
   // hooks): their files already changed, so no later plan would name them again.
   const owed = readApplyRecord(dir)?.pending ?? [];
@@ -163,19 +178,51 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
     const pending = due.map((j) => j.service).filter((name) => !result.hooks.some((h) => h.service === name && h.ok));
     writeApplyRecord(dir, { time: started.toISOString(), manifest: manifestId(loaded.manifest.file), ok: true, issued: result.issued, kept: result.kept, caCreated: result.caCreated, changed: result.changed, hooks: result.hooks, pending });
     return result;
-  } catch (e) {
+  } catch (caught) {
     // Unattended renewals (cron, a systemd timer) fail silently unless the failure is recorded:
     // status and metrics read this. Every file is whole, old or new: each write is atomic.
+    const e = asFailure(caught, dir);
     const pending = hookJobs(loaded, dir, [...new Set([...(written?.changed ?? []), ...owed])].sort()).map((j) => j.service);
-    const record: ApplyRecord = { time: started.toISOString(), manifest: manifestId(loaded.manifest.file), ok: false, error: (e as Error).message, issued: written?.issued ?? 0, kept: written?.kept ?? 0, caCreated: written?.caCreated ?? false, changed: written?.changed ?? [], hooks: [], pending };
-    try {
-      writeApplyRecord(dir, record);
-    } catch {
-      // The directory is unwritable: the original error says more than this one would.
-    }
-    throw e;
+    throw recordFailure(dir, e, { time: started.toISOString(), manifest: manifestId(loaded.manifest.file), ok: false, issued: written?.issued ?? 0, kept: written?.kept ?? 0, caCreated: written?.caCreated ?? false, changed: written?.changed ?? [], hooks: [], pending });
   } finally {
     lock.release();
+  }
+}
+
+/**
+ * asFailure words an ordinary I/O error (full disk, read-only, permission denied) as a
+ * FailedError, and restores a FailedError that crossed a worker thread as a plain Error.
+ */
+function asFailure(e: unknown, dir: string): unknown {
+  if (e instanceof FailedError) return e;
+  const io = ioFailure(e, dir);
+  if (io) return io;
+  if (e instanceof Error && e.name === "FailedError") return new FailedError(e.message, { cause: e });
+  return e;
+}
+
+/**
+ * recordFailure writes the failed run into last-apply.json and returns the error to throw. On a
+ * full disk the atomic write can fail too: the old record is removed (which needs no space, and
+ * frees its own) and the write tried once more, so metrics never go on saying the last apply
+ * succeeded; when even that fails, the error says the record could not be written.
+ */
+function recordFailure(dir: string, e: unknown, record: Omit<ApplyRecord, "error">): unknown {
+  const full: ApplyRecord = { ...record, error: (e as Error).message };
+  try {
+    writeApplyRecord(dir, full);
+    return e;
+  } catch {
+    try {
+      rmSync(abs(dir, LAYOUT.lastApply), { force: true });
+      writeApplyRecord(dir, full);
+      return e;
+    } catch (again) {
+      if (!(e instanceof MtlskitError)) return e; // a bug: its own message says more
+      const removed = !existsSync(abs(dir, LAYOUT.lastApply));
+      const why = (again as NodeJS.ErrnoException).code ?? (again as Error).message;
+      return new FailedError(`${e.message}\n    and the failure could not be recorded in ${abs(dir, LAYOUT.lastApply)} (${why})${removed ? "; the previous record was removed, so status and metrics report no last apply" : ""}`, { cause: e });
+    }
   }
 }
 
@@ -208,9 +255,11 @@ export function changedServices(plan: Plan): string[] {
 }
 
 async function applyLocked(loaded: LoadedManifest, dir: string, imported: ReturnType<typeof loadCaSource>, opts: ApplyOptions): Promise<ApplyResult> {
+  const managed = managedServices(loaded.manifest); // an external service's files are never touched
+  // Before anything is read or removed: never through a symlinked folder, never under a CA others may replace.
+  guardDirs(dir, managed.map((s) => s.name), opts.onNote ?? (() => {}));
   removeTempFiles(dir);
   removeTempFiles(abs(dir, LAYOUT.caDir));
-  const managed = managedServices(loaded.manifest); // an external service's files are never touched
   for (const s of managed) removeTempFiles(abs(dir, LAYOUT.serviceDir(s.name)));
   const state = readState(dir, loaded.manifest, imported);
   const plan = planApply(loaded, state, opts);

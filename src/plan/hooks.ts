@@ -6,8 +6,8 @@
  * the files: they are valid, the service just has not picked them up yet.
  */
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
 import type { Reload } from "../manifest/index.ts";
+import { readTextBounded, type ReadFileError } from "../read-file.ts";
 import type { HookRecord } from "../state/record.ts";
 
 /** HOOK_TIMEOUT_MS bounds each hook: a reload that hangs must not hold the apply lock forever. */
@@ -61,10 +61,10 @@ function sendSignal(job: HookJob & { reload: { signal: string; pidFile: string }
   const record = { service: job.service, command: describeReload(job.reload) };
   let text: string;
   try {
-    text = readFileSync(pidFile, "utf8").trim();
+    text = readTextBounded(pidFile, { limit: 4096 }).trim();
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    return { ...record, ok: false, exitCode: null, error: `cannot read the pid file ${pidFile}${code === "ENOENT" ? ": it does not exist (is the service running?)" : `: ${code}`}` };
+    return { ...record, ok: false, exitCode: null, error: `cannot read the pid file ${pidFile}${code === "ENOENT" ? ": it does not exist (is the service running?)" : `: it ${(e as ReadFileError).reason}`}` };
   }
   if (!/^[1-9][0-9]*$/.test(text)) return { ...record, ok: false, exitCode: null, error: `${pidFile} does not hold a process id (it holds ${JSON.stringify(text.slice(0, 40))})` };
   try {

@@ -3,10 +3,10 @@
  * service it connects as, from the managed layout (state/layout.ts) or services.NAME.files, or
  * named explicitly. Reading fails loudly: without them there is nothing to probe with.
  */
-import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import { CertParseError, type Cert, type Material } from "../check/material.ts";
 import { FailedError, UsageError } from "../errors.ts";
+import { ReadFileError, readTextBounded } from "../read-file.ts";
 import type { Manifest } from "../manifest/index.ts";
 import { abs, LAYOUT } from "../state/layout.ts";
 import type { Credentials } from "./connect.ts";
@@ -42,10 +42,10 @@ export function pathsOf(manifest: Manifest, name: string, dir: string, side: "cl
 
 function read(file: string, what: string): string {
   try {
-    return readFileSync(file, "utf8");
+    return readTextBounded(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new FailedError(`mtlskit probe: cannot read the ${what} ${file}: ${code === "ENOENT" ? "no such file (for a managed service, run `mtlskit apply` first)" : (e as Error).message}`, { cause: e });
+    throw new FailedError(`mtlskit probe: cannot read the ${what} ${file}: ${code === "ENOENT" ? "no such file (for a managed service, run `mtlskit apply` first)" : e instanceof ReadFileError ? `it ${e.reason}` : (e as Error).message}`, { cause: e });
   }
 }
 

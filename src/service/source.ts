@@ -6,9 +6,9 @@
  * with the file and the fix, instead of surfacing later as a handshake failure.
  */
 import { createPrivateKey, createPublicKey, createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
 import type { Identity } from "../identity/index.ts";
 import { FailedError } from "../errors.ts";
+import { readFileBounded, type ReadFileError } from "../read-file.ts";
 import { parsePem } from "../pki/pem.ts";
 import { decodeCertificate, type CertInfo } from "../pki/x509.ts";
 import { peerFromDer } from "./peer.ts";
@@ -146,9 +146,10 @@ export function loadStaticSource(files: StaticFiles): CredentialSource {
 export function readCredentials(files: StaticFiles): Credentials {
   const read = (file: string, what: string) => {
     try {
-      return readFileSync(file);
+      return readFileBounded(file);
     } catch (e) {
-      throw fail(`cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, "check the path (mtlskit apply writes DIR/services/NAME/cert.pem, key.pem, ca.pem) and that this process may read it", e);
+      const code = (e as NodeJS.ErrnoException).code;
+      throw fail(`cannot read ${what} ${file}: ${code === "ENOTREG" || code === "EFBIG" ? `it ${(e as ReadFileError).reason}` : (code ?? (e as Error).message)}`, "check the path (mtlskit apply writes DIR/services/NAME/cert.pem, key.pem, ca.pem) and that this process may read it", e);
     }
   };
   const input = { cert: read(files.certFile, "certificate"), key: read(files.keyFile, "key"), ca: read(files.caFile, "trust bundle") };

@@ -2,10 +2,11 @@
  * Durable file operations: atomic writes (temp file created with its final mode, fsync, rename,
  * directory fsync), and the apply lock. Every write under a PKI directory goes through here.
  */
-import { closeSync, constants, fchmodSync, linkSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, constants, fchmodSync, linkSync, fsyncSync, lstatSync, mkdirSync, readlinkSync, openSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
 import * as path from "node:path";
 import { FailedError } from "../errors.ts";
+import { readTextBounded } from "../read-file.ts";
 import { TEMP_MARK } from "./layout.ts";
 
 let counter = 0;
@@ -26,6 +27,7 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode: n
   } catch (e) {
     closeSync(fd);
     rmSync(tmp, { force: true });
+    (e as NodeJS.ErrnoException).path ??= file; // a failed write names no file: name the one being replaced
     throw e;
   }
   closeSync(fd);
@@ -56,10 +58,11 @@ export function ensureDir(dir: string, mode: number, opts: { parents?: boolean }
     const what = code === "EEXIST" ? pathKind(dir) : undefined;
     if (what === "directory") return false;
     if (what === "other") throw new FailedError(`pki: ${dir} exists and is not a directory; move it away`);
+    if (what === "dangling") throw new FailedError(`pki: ${dir} is a symbolic link to ${readlinkSync(dir)}, which does not exist\n    fix: create the directory it points to (mkdir -p ${path.resolve(path.dirname(dir), readlinkSync(dir))}), or remove the link and let apply create ${dir}`);
     if (code === "EEXIST" || code === "ENOTDIR") throw new FailedError(`pki: cannot create ${dir}: part of its path is a file, not a directory; choose another --pki or move that file away`);
     if (code === "ENOENT") throw new FailedError(`pki: cannot create ${dir}: its parent ${path.dirname(dir)} does not exist`);
     if (code === "EACCES" || code === "EPERM" || code === "EROFS") throw new FailedError(`pki: cannot create ${dir}: ${code === "EROFS" ? "the file system is read-only" : "permission denied"}; choose a writable --pki DIR or run as a user who may write there`);
-    throw e;
+    throw ioFailure(e, dir) ?? e;
   }
   const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
@@ -70,12 +73,18 @@ export function ensureDir(dir: string, mode: number, opts: { parents?: boolean }
   return true;
 }
 
-/** pathKind says what `p` is; "blocked" when a file stands where a parent directory should be. */
-function pathKind(p: string): "directory" | "other" | "missing" | "blocked" {
+/** pathKind says what `p` is; "blocked" when a file stands where a parent directory should be; "dangling" for a link to nothing. */
+function pathKind(p: string): "directory" | "other" | "missing" | "blocked" | "dangling" {
   try {
     return statSync(p).isDirectory() ? "directory" : "other";
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "ENOTDIR" ? "blocked" : "missing";
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOTDIR") return "blocked";
+    try {
+      return lstatSync(p).isSymbolicLink() ? "dangling" : "missing";
+    } catch {
+      return "missing";
+    }
   }
 }
 
@@ -102,11 +111,20 @@ export interface Lock {
   release(): void;
 }
 
-interface LockInfo {
+/** LockInfo is the content of DIR/.lock: who holds it, where, since when. */
+export interface LockInfo {
   pid: number;
   host: string;
   since: string;
 }
+
+/**
+ * LOCK_STALE_MS: a lock older than this is stale whoever holds it. A lock on a shared volume may
+ * come from another host, whose pids cannot be checked from here, so age is the only rule that
+ * works across hosts (issue 11). An hour is far longer than apply holds the lock: issuing
+ * thousands of certificates takes minutes and each reload hook is bounded at 60 s.
+ */
+export const LOCK_STALE_MS = 60 * 60_000;
 
 function isAlive(pid: number): boolean {
   try {
@@ -119,80 +137,160 @@ function isAlive(pid: number): boolean {
 
 const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
+const ago = (ms: number) => (ms < 120_000 ? `${Math.max(0, Math.round(ms / 1000))}s` : ms < 7_200_000 ? `${Math.round(ms / 60_000)} min` : `${Math.round(ms / 3_600_000)} h`);
+
+/** readLockInfo reads a lock file; undefined when it vanished or does not hold a lock record. */
+function readLockInfo(file: string): LockInfo | undefined {
+  try {
+    const info = JSON.parse(readTextBounded(file, { limit: 4096, noFollow: true })) as LockInfo;
+    return typeof info.pid === "number" && typeof info.host === "string" && typeof info.since === "string" ? info : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** staleReason says why the holder's lock may be taken over, or undefined while it is held. */
+function staleReason(holder: LockInfo, me: LockInfo, now: number, breakLock: boolean): string | undefined {
+  if (breakLock) return "--break-lock";
+  if (holder.host === me.host && !isAlive(holder.pid)) return "its process has exited";
+  const age = now - Date.parse(holder.since);
+  if (age > LOCK_STALE_MS) return `it is older than ${LOCK_STALE_MS / 60_000} min`;
+  return undefined;
+}
+
 /**
- * acquireLock takes `file` exclusively (O_EXCL). When another apply holds it, waits up to
- * `waitMs`, then fails naming the holder. A lock whose holder died on this host (kill -9) is
- * taken over: it is renamed aside first, so two waiters cannot both take it over.
+ * takeOver removes the stale lock of `holder`: renamed aside first and compared, so two waiters
+ * cannot both take it over, and a fresh lock that replaced it meanwhile is put back.
  */
-export function acquireLock(file: string, opts: { waitMs?: number; now?: () => Date } = {}): Lock {
+function takeOver(file: string, holder: LockInfo): void {
+  const aside = path.join(path.dirname(file), `${TEMP_MARK}stale-lock-${process.pid}`);
+  try {
+    renameSync(file, aside);
+    const moved = readLockInfo(aside);
+    if (moved?.pid === holder.pid && moved.since === holder.since && moved.host === holder.host) rmSync(aside, { force: true });
+    else linkSync(aside, file); // we moved a live waiter's fresh lock: put it back
+  } catch {
+    /* someone else took it over first */
+  }
+  rmSync(aside, { force: true });
+}
+
+/** createLock writes `me` aside and hard-links it to `file`; false when another lock is there. */
+function createLock(file: string, me: LockInfo): boolean {
+  // The lock appears with its content or not at all: written aside, then hard-linked into
+  // place (link fails if the lock exists), so a kill never leaves an empty lock behind.
+  const tmp = path.join(path.dirname(file), `${TEMP_MARK}lock-${process.pid}-${counter++}`);
+  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+  try {
+    try {
+      writeSync(fd, JSON.stringify(me) + "\n");
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    linkSync(tmp, file);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
+    (e as NodeJS.ErrnoException).path ??= file; // a failed write names no file
+    throw e;
+  } finally {
+    rmSync(tmp, { force: true }); // also after ENOSPC: a full disk must not keep our temp file
+  }
+}
+
+/**
+ * acquireLock takes `file` exclusively. When another apply holds it, waits up to `waitMs`, then
+ * fails naming the holder (host, pid, age) and how to break the lock. A stale lock is taken over:
+ * one whose holder died on this host (kill -9), one older than LOCK_STALE_MS (from any host), or
+ * any with `breakLock`. Every path of the wait is bounded by the deadline (issue 11: a lock file
+ * that kept vanishing spun forever at 100 % CPU).
+ */
+export function acquireLock(file: string, opts: { waitMs?: number; now?: () => Date; breakLock?: boolean } = {}): Lock {
   const waitMs = opts.waitMs ?? 5000;
   const deadline = Date.now() + waitMs;
+  const dir = path.dirname(file);
   const me: LockInfo = { pid: process.pid, host: hostname(), since: (opts.now?.() ?? new Date()).toISOString() };
+  let holder: LockInfo | undefined;
+  let vanished = 0;
+  let takeovers = 0;
   for (;;) {
     try {
-      // The lock appears with its content or not at all: written aside, then hard-linked into
-      // place (link fails if the lock exists), so a kill never leaves an empty lock behind.
-      const tmp = path.join(path.dirname(file), `${TEMP_MARK}lock-${process.pid}-${counter++}`);
-      const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
-      try {
-        writeSync(fd, JSON.stringify(me) + "\n");
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
+      if (createLock(file, me)) {
+        return {
+          release: () => {
+            try {
+              unlinkSync(file);
+            } catch {
+              /* already gone: nothing to release */
+            }
+          },
+        };
       }
-      try {
-        linkSync(tmp, file);
-      } finally {
-        rmSync(tmp, { force: true });
-      }
-      return {
-        release: () => {
-          try {
-            unlinkSync(file);
-          } catch {
-            /* already gone: nothing to release */
-          }
-        },
-      };
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === "ENOENT") continue; // the holder swept our temp file away as a leftover: try again
-      if (code !== "EEXIST") throw e;
-    }
-    let holder: LockInfo | undefined;
-    try {
-      holder = JSON.parse(readFileSync(file, "utf8")) as LockInfo;
-    } catch {
-      holder = undefined; // vanished, or unreadable
-      // An unreadable lock older than a minute was left by an older or killed writer: take it over.
-      try {
-        if (Date.now() - statSync(file).mtimeMs > 60_000) {
-          rmSync(file, { force: true });
-          continue;
-        }
-      } catch {
-        continue; // vanished: try again at once
-      }
-    }
-    if (holder && holder.host === me.host && !isAlive(holder.pid)) {
-      const aside = path.join(path.dirname(file), `${TEMP_MARK}stale-lock-${process.pid}`);
-      try {
-        renameSync(file, aside);
-        const moved = JSON.parse(readFileSync(aside, "utf8")) as LockInfo;
-        if (moved.pid === holder.pid && moved.since === holder.since) rmSync(aside, { force: true });
-        else linkSync(aside, file); // we moved a live waiter's fresh lock: put it back
-      } catch {
-        /* someone else took it over first */
-      }
-      rmSync(aside, { force: true });
+      if (code !== "ENOENT") throw e; // a full disk, a read-only file system: the caller words and records it (ioFailure)
+      // The holder may sweep our temp file away as a leftover (once, rarely); a directory that
+      // is gone, or that refuses new files (/proc), fails now instead of spinning.
+      if (pathKind(dir) !== "directory") throw new FailedError(`pki: ${dir} was removed while apply was waiting for its lock; nothing was written\n    fix: run apply again`);
+      if (++vanished > 3) throw new FailedError(`pki: cannot create files in ${dir} (ENOENT): it does not accept new files (a virtual file system such as /proc?); nothing was written\n    fix: choose another --pki DIR`);
       continue;
     }
-    if (Date.now() >= deadline) {
-      const who = holder ? `mtlskit (pid ${holder.pid} on ${holder.host}, since ${holder.since})` : "another mtlskit";
-      throw new FailedError(
-        `pki: ${who} is applying to this directory and holds ${file}; waited ${waitMs < 10_000 ? Number((waitMs / 1000).toFixed(1)) : Math.round(waitMs / 1000)}s. Run apply again when it finishes. If no apply is running, remove ${file}.`,
-      );
+    const found = readLockInfo(file);
+    if (found) {
+      holder = found;
+      // Taken over at once, even with no wait; a bounded number of times, so that locks that keep
+      // coming back stale cannot loop past the deadline either.
+      if (staleReason(found, me, Date.now(), opts.breakLock === true) && takeovers++ < 10) {
+        takeOver(file, found);
+        continue;
+      }
+    } else {
+      // An unreadable lock older than a minute was left by an older or killed writer: take it over.
+      try {
+        if (Date.now() - statSync(file).mtimeMs > 60_000 || opts.breakLock) rmSync(file, { force: true });
+      } catch {
+        // vanished: try again, within the deadline
+      }
     }
+    if (Date.now() >= deadline) throw lockHeld(file, holder, waitMs, me);
     sleep(50);
   }
+}
+
+/** lockHeld is the error for a lock still held at the deadline: who holds it, and how to break it. */
+function lockHeld(file: string, holder: LockInfo | undefined, waitMs: number, me: LockInfo): FailedError {
+  const waited = waitMs < 10_000 ? Number((waitMs / 1000).toFixed(1)) : Math.round(waitMs / 1000);
+  const age = holder ? Date.now() - Date.parse(holder.since) : NaN;
+  const who = holder ? `mtlskit (pid ${holder.pid} on ${holder.host}, since ${holder.since}, ${Number.isFinite(age) ? ago(age) : "unknown time"} ago)` : "another mtlskit";
+  const where = holder && holder.host !== me.host ? `on ${holder.host} (another host sharing this directory; a lock from another host is taken over once it is ${LOCK_STALE_MS / 60_000} min old)` : "on this host";
+  return new FailedError(
+    `pki: ${who} is applying to this directory and holds ${file}; waited ${waited}s. Run apply again when it finishes.\n    fix: if no apply is running ${where}, run apply with --break-lock (or remove ${file})`,
+  );
+}
+
+/** IO_ERRORS words the ordinary I/O failures of a write: what happened and what to do. */
+const IO_ERRORS: Record<string, { what: string; fix: (dir: string) => string }> = {
+  ENOSPC: { what: "the file system is full", fix: (d) => `free space on the file system that holds ${d} (df ${d}), then run apply again` },
+  EDQUOT: { what: "the disk quota is exhausted", fix: (d) => `free space within your quota on the file system that holds ${d}, then run apply again` },
+  EROFS: { what: "the file system is read-only", fix: (d) => `remount the file system that holds ${d} read-write, or choose a writable --pki DIR` },
+  EACCES: { what: "permission denied", fix: (d) => `run apply as the user that owns ${d} (ls -ld ${d}), or give that user write access` },
+  EPERM: { what: "operation not permitted", fix: (d) => `run apply as the user that owns ${d} (ls -ld ${d}); check for immutable files (lsattr)` },
+  EIO: { what: "an I/O error (the disk may be failing)", fix: (d) => `check the disk that holds ${d} (dmesg), then run apply again` },
+  EMFILE: { what: "too many open files", fix: () => "raise the open-file limit (ulimit -n), then run apply again" },
+  ENFILE: { what: "too many open files on this system", fix: () => "close other programs' files or raise fs.file-max, then run apply again" },
+};
+
+/**
+ * ioFailure turns an ordinary I/O error of a write (full disk, read-only file system, permission
+ * denied) into a FailedError naming the path, the cause and the fix: these are not bugs (issue
+ * 11). `dir` is the directory the fix names; `who` starts the message. Undefined for anything else.
+ */
+export function ioFailure(e: unknown, dir: string, who = "pki"): FailedError | undefined {
+  const err = e as NodeJS.ErrnoException;
+  const known = typeof err?.code === "string" ? IO_ERRORS[err.code] : undefined;
+  if (!known) return undefined;
+  const verb = err.syscall === "rename" ? "replace" : err.syscall === "mkdir" ? "create" : err.syscall === "open" || err.syscall === "write" || err.syscall === "link" ? "write" : err.syscall ?? "write";
+  const target = err.path ?? dir;
+  return new FailedError(`${who}: cannot ${verb} ${target}: ${known.what} (${err.code}); every file is whole, old or new\n    fix: ${known.fix(dir)}`, { cause: e });
 }

@@ -4,7 +4,7 @@
  * When the manifest's number changes, plan re-issues every certificate; a PKI without the file
  * was issued before layoutVersion existed, which is version 1, the default.
  */
-import { readFileSync } from "node:fs";
+import { readTextBounded } from "../read-file.ts";
 import { writeFileAtomic } from "./fs.ts";
 import { abs, LAYOUT } from "./layout.ts";
 
@@ -15,7 +15,7 @@ export const DEFAULT_LAYOUT_VERSION = 1;
 export function readLayoutVersion(dir: string): number | undefined {
   let text: string;
   try {
-    text = readFileSync(abs(dir, LAYOUT.layoutVersion), "utf8");
+    text = readTextBounded(abs(dir, LAYOUT.layoutVersion), { limit: 4096, noFollow: true });
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "ENOENT" ? DEFAULT_LAYOUT_VERSION : undefined;
   }
@@ -34,7 +34,7 @@ export function writeLayoutVersion(dir: string, version: number): boolean {
   const file = abs(dir, LAYOUT.layoutVersion);
   let have: string | undefined;
   try {
-    have = readFileSync(file, "utf8");
+    have = readTextBounded(file, { limit: 4096, noFollow: true });
   } catch {
     have = undefined;
   }

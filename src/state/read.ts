@@ -4,9 +4,10 @@
  * file: a damaged leaf is a reason to re-issue it.
  */
 import { X509Certificate, createPublicKey, type KeyObject } from "node:crypto";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import * as path from "node:path";
 import { FailedError } from "../errors.ts";
+import { ReadFileError, readTextBounded } from "../read-file.ts";
 import type { CaImport, Manifest } from "../manifest/index.ts";
 import { readCertFields, type CertFields } from "../pki/cert.ts";
 import { keyIdOf } from "../pki/issue.ts";
@@ -60,7 +61,7 @@ export interface State {
 /** readText reads a file of the PKI directory; missing is undefined, anything else a FailedError naming the path. */
 function readText(file: string): string | undefined {
   try {
-    return readFileSync(file, "utf8");
+    return readTextBounded(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT") return undefined;
@@ -68,7 +69,8 @@ function readText(file: string): string | undefined {
       throw new FailedError(`pki: cannot read ${file}: ${path.dirname(file)} is not a directory\n    fix: move ${path.dirname(file)} away (apply creates the directory), then run apply again`, { cause: e });
     }
     if (code === "EISDIR") throw new FailedError(`pki: ${file} is a directory, where a file belongs\n    fix: move ${file} away, then run apply again`, { cause: e });
-    throw new FailedError(`pki: cannot read ${file}: ${code ?? (e as Error).message}${code === "EACCES" ? "\n    fix: run apply as the user that owns the PKI directory" : ""}`, { cause: e });
+    if (code === "ENOTREG" || code === "EFBIG") throw new FailedError(`pki: ${file} ${(e as ReadFileError).reason}, where mtlskit keeps a PEM file\n    fix: move ${file} away, then run apply again`, { cause: e });
+    throw new FailedError(`pki: cannot read ${file}: ${code ?? (e as Error).message}${code === "EACCES" || code === "EPERM" ? "\n    fix: run apply as the user that owns the PKI directory" : ""}`, { cause: e });
   }
 }
 
@@ -105,10 +107,22 @@ function lostCaCert(dir: string, keyText: string): CaState {
   const issued = names.filter((n) => readText(path.join(servicesDir, n, "cert.pem")) !== undefined);
   if (issued.length === 0) return { status: "missing" };
   const where = abs(dir, LAYOUT.caCert);
-  let copy: string | undefined;
+  const copy = caCertCopy(dir, names, keyText);
+  const n = issued.length;
+  return {
+    status: "broken",
+    reason: `${where} is missing, but its key ${abs(dir, LAYOUT.caKey)} is there and ${n} service${n === 1 ? " was" : "s were"} issued (${issued.slice(0, 3).join(", ")}${n > 3 ? ", ..." : ""}): the CA certificate was deleted`,
+    fix: copy
+      ? `restore it from a service's bundle, which holds the same certificate (its key matches): cp ${copy} ${where}`
+      : `restore ${where} from backup; or, to start a new CA (every service is re-issued and peers must trust the new ca.pem), move ${abs(dir, LAYOUT.caDir)} away`,
+  };
+}
+
+/** caCertCopy finds a service bundle holding the certificate of the CA key `keyText` (its public key matches). */
+function caCertCopy(dir: string, names: readonly string[], keyText: string): string | undefined {
   try {
     const spki = spkiOfPrivateKey(parsePrivateKey(keyText));
-    copy = names
+    return names
       .map((n) => abs(dir, LAYOUT.bundle(n)))
       .find((b) => {
         try {
@@ -118,15 +132,30 @@ function lostCaCert(dir: string, keyText: string): CaState {
         }
       });
   } catch {
-    // an unreadable key: no copy can be matched to it
+    return undefined; // an unreadable key: no copy can be matched to it
   }
-  const n = issued.length;
+}
+
+/**
+ * damagedCaCert judges a ca/ca.pem that cannot be used while its key is fine: the certificate is
+ * what to restore (issue 11 found the fix "restore ca-key.pem from backup" for a damaged ca.pem),
+ * and a service's bundle holds a copy.
+ */
+function damagedCaCert(dir: string, keyText: string, what: string): CaState {
+  const where = abs(dir, LAYOUT.caCert);
+  let names: string[] = [];
+  try {
+    names = readdirSync(abs(dir, LAYOUT.servicesDir)).sort();
+  } catch {
+    // no services/ yet
+  }
+  const copy = caCertCopy(dir, names, keyText);
   return {
     status: "broken",
-    reason: `${where} is missing, but its key ${abs(dir, LAYOUT.caKey)} is there and ${n} service${n === 1 ? " was" : "s were"} issued (${issued.slice(0, 3).join(", ")}${n > 3 ? ", ..." : ""}): the CA certificate was deleted`,
+    reason: `${where} ${what}: the CA certificate is damaged (its key ${abs(dir, LAYOUT.caKey)} is fine)`,
     fix: copy
       ? `restore it from a service's bundle, which holds the same certificate (its key matches): cp ${copy} ${where}`
-      : `restore ${where} from backup; or, to start a new CA (every service is re-issued and peers must trust the new ca.pem), move ${abs(dir, LAYOUT.caDir)} away`,
+      : `restore ${where} from backup (any service's ca.pem issued by this CA holds a copy); or, to start a new CA (every service is re-issued and peers must trust the new ca.pem), move ${abs(dir, LAYOUT.caDir)} away`,
   };
 }
 
@@ -145,9 +174,21 @@ export function readCa(dir: string): CaState {
   try {
     const mode = statSync(keyFile).mode & 0o777;
     if (mode & 0o077) return { status: "broken", reason: `${keyFile} has mode 0${mode.toString(8)}, readable by others`, fix: `run chmod 600 ${keyFile}, and consider the CA key exposed` };
-    const certs = parseCertificatesPem(certText);
-    if (certs.length !== 1) return { status: "broken", reason: `${where} must hold exactly one certificate, found ${certs.length}`, fix: restore };
-    const m = caMaterial(certs[0]!, parsePrivateKey(keyText), "", certText);
+    let privateKey: KeyObject;
+    try {
+      privateKey = parsePrivateKey(keyText);
+    } catch (e) {
+      return { status: "broken", reason: `${keyFile} is not a readable private key (${errorText(e)})`, fix: restore };
+    }
+    let certs: Buffer[];
+    try {
+      certs = parseCertificatesPem(certText);
+      if (certs.length === 1) readCertFields(certs[0]!);
+    } catch (e) {
+      return damagedCaCert(dir, keyText, `cannot be parsed (${errorText(e)})`);
+    }
+    if (certs.length !== 1) return damagedCaCert(dir, keyText, `must hold exactly one certificate, found ${certs.length}`);
+    const m = caMaterial(certs[0]!, privateKey, "", certText);
     if ("reason" in m) return { status: "broken", reason: `${where} ${m.reason}`, fix: restore };
     return { status: "ok", ca: m };
   } catch (e) {
@@ -163,9 +204,11 @@ export function readCa(dir: string): CaState {
 export function loadImportedCa(imp: CaImport): CaMaterial | { field: "cert" | "key" | "chain"; reason: string; fix: string } {
   const read = (field: "cert" | "key" | "chain", file: string) => {
     try {
-      return readFileSync(file, "utf8");
+      return readTextBounded(file);
     } catch (e) {
-      throw { field, reason: `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? errorText(e)}`, fix: "correct the path (relative to the manifest)" };
+      const code = (e as NodeJS.ErrnoException).code;
+      const notFile = code === "ENOTREG" || code === "EISDIR" || code === "EFBIG";
+      throw { field, reason: notFile ? `${file} ${(e as ReadFileError).reason}` : `cannot read ${file}: ${code ?? errorText(e)}`, fix: notFile ? `name a PEM file (relative to the manifest)` : "correct the path (relative to the manifest)" };
     }
   };
   try {

@@ -3,8 +3,9 @@
  * it succeeded, what it issued, and which reload hooks ran. `metrics` and `status` read it, so a
  * renewal that failed unattended (a cron job, a systemd timer) is visible rather than silent.
  */
-import { readFileSync, realpathSync } from "node:fs";
+import { realpathSync } from "node:fs";
 import * as path from "node:path";
+import { readTextBounded } from "../read-file.ts";
 import { writeFileAtomic } from "./fs.ts";
 import { abs, LAYOUT } from "./layout.ts";
 
@@ -71,7 +72,7 @@ export function applyRecordFor(dir: string, file: string): { record?: ApplyRecor
 /** readApplyRecord returns the last apply's record, or undefined when none was written or it is unreadable. */
 export function readApplyRecord(dir: string): ApplyRecord | undefined {
   try {
-    const r = JSON.parse(readFileSync(abs(dir, LAYOUT.lastApply), "utf8")) as ApplyRecord;
+    const r = JSON.parse(readTextBounded(abs(dir, LAYOUT.lastApply), { noFollow: true })) as ApplyRecord;
     return typeof r.time === "string" && typeof r.ok === "boolean" ? r : undefined;
   } catch {
     return undefined;

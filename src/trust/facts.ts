@@ -4,10 +4,11 @@
  * who ran sudo, so their browser's database is the one changed, and by them).
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import * as path from "node:path";
 import { FailedError } from "../errors.ts";
+import { readTextBounded } from "../read-file.ts";
 import { sha256Hex } from "./anchor.ts";
 import { parsePem } from "../pki/pem.ts";
 import { NSS_PACKAGE_HINT, nssExport, nssList, parseNssList, type NssFacts, type NssState, type RunAs } from "./nss.ts";
@@ -31,10 +32,10 @@ export function which(tool: string): string | undefined {
 
 const readOrUndefined = (file: string): string | undefined => {
   try {
-    return readFileSync(file, "utf8");
+    return readTextBounded(file);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw new FailedError(`trust: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+    throw new FailedError(`trust: ${(e as Error).message}`, { cause: e });
   }
 };
 

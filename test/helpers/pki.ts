@@ -194,8 +194,9 @@ export class CuedCli {
   private out = "";
   private err = "";
 
-  constructor() {
-    this.child = spawn(process.execPath, ["--import", "tsx", CUE_SCRIPT], { cwd: REPO, stdio: ["ignore", "pipe", "pipe", "ipc"] });
+  /** `stdin`: a file descriptor for the CLI's standard input (default: none). `uid`: run as this user (the test runs as root). */
+  constructor(opts: { stdin?: number; uid?: number } = {}) {
+    this.child = spawn(process.execPath, ["--import", "tsx", CUE_SCRIPT], { cwd: REPO, stdio: [opts.stdin ?? "ignore", "pipe", "pipe", "ipc"], ...(opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.uid }) });
     this.child.stdout!.on("data", (d: Buffer) => void (this.out += d.toString()));
     this.child.stderr!.on("data", (d: Buffer) => void (this.err = (this.err + d.toString()).slice(-20_000)));
     this.exited = new Promise((resolve) => this.child.once("exit", (code, signal) => resolve({ code, signal })));

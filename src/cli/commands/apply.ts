@@ -22,6 +22,12 @@ what changed, is inside renewBefore, expired, or no longer matches its key or CA
 an unchanged manifest changes no file. Files are written atomically; a lock keeps two applies
 apart; after a crash, running apply again converges.
 
+Apply never writes through a symbolic link: DIR/ca, DIR/services or DIR/services/NAME as a link,
+owned by another user (not DIR's owner or root), or a DIR/ca or DIR/services that group or others
+may write is refused (exit 3) with the path and the fix; a service folder (or DIR/ca) with any
+other mode is set back to 0700, with a note. A full disk, a read-only file system or a
+permission error exits 3 with its own message and is recorded in DIR/last-apply.json.
+
 A service with \`files\` names certificate files mtlskit did not make: it is \`external\`, and apply
 never writes, creates or deletes anything for it (no services/NAME directory); \`mtlskit check\`
 judges those files, and --reissue refuses it. When every service is external, apply still creates
@@ -43,6 +49,9 @@ FLAGS
       --reissue NAME   re-issue these services' certificates with new keys (repeat, or a,b)
       --reissue-all    re-issue every service certificate (the CA is kept)
       --lock-wait SEC  wait this long for another apply to finish (default 5)
+      --break-lock     take over the lock whoever holds it: for a lock another host left on a
+                       shared volume (one from this host whose process exited, or older than
+                       60 min from any host, is taken over without it)
       --no-reload      do not run reload hooks (a first install, before the services exist);
                        they stay owed and the next apply without it runs them
       --json           print the result as JSON
@@ -63,7 +72,7 @@ ${EXIT_CODES_TEXT}
 
 /** applyCommand runs `mtlskit apply`. */
 export async function applyCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = flags("apply", () => parseArgs({ args, options: { ...COMMON_FLAGS, ...MANIFEST_FLAGS, ...REISSUE_FLAGS, "lock-wait": { type: "string", default: "5" }, "no-reload": { type: "boolean" } }, allowPositionals: true, strict: true }));
+  const { values, positionals } = flags("apply", () => parseArgs({ args, options: { ...COMMON_FLAGS, ...MANIFEST_FLAGS, ...REISSUE_FLAGS, "lock-wait": { type: "string", default: "5" }, "no-reload": { type: "boolean" }, "break-lock": { type: "boolean" } }, allowPositionals: true, strict: true }));
   if (values.help) return io.out(APPLY_HELP), 0;
   const reissue = splitNames(values.reissue, positionals);
   if (positionals.length > 0 && values.reissue === undefined) throw new UsageError(`mtlskit apply: unexpected argument ${JSON.stringify(positionals[0])}; did you mean --reissue ${positionals[0]}?`);
@@ -86,6 +95,8 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
     reissue,
     reissueAll: values["reissue-all"] ?? false,
     lockWaitMs: lockWait * 1000,
+    breakLock: values["break-lock"] ?? false,
+    onNote: (text) => io.err(`note: ${text}\n`),
     onProgress: (done, total) => {
       if (!io.errTty || values.json || total < 200) return; // drawn on stderr, so it is stderr that must be a terminal
       const t = performance.now();

@@ -2,11 +2,11 @@
  * `mtlskit explain`: what a pasted TLS error means, why it happens, and the fix. With a manifest
  * (-f) it also runs check and points at the certificates and connections that produce the error.
  */
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { aboutLabel, checkPki, CODES, type CheckReport, type Finding } from "../../check/index.ts";
 import { loadManifest } from "../../manifest/index.ts";
 import { FailedError, UsageError } from "../../errors.ts";
+import { readStreamBounded, readTextBounded, type ReadFileError } from "../../read-file.ts";
 import { CATALOGUE, DETAILS, explain, type Detail, type Explanation, type Match } from "../../explain/index.ts";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import { paint, type Io } from "../output.ts";
@@ -83,9 +83,7 @@ export async function explainCommand(args: string[], io: Io, stdin: ReadStdin = 
 
 async function readProcessStdin(io: Io): Promise<string> {
   if (process.stdin.isTTY) io.err("mtlskit explain: reading the message from standard input; end it with Ctrl-D.\n");
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
+  return (await readStreamBounded(process.stdin)).toString("utf8");
 }
 
 async function readInput(stdin: ReadStdin, io: Io): Promise<string> {
@@ -98,10 +96,12 @@ async function readInput(stdin: ReadStdin, io: Io): Promise<string> {
 
 function readLog(file: string): string {
   try {
-    return readFileSync(file, "utf8");
+    return readTextBounded(file);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") throw new UsageError(`mtlskit explain: no such file ${file}`);
-    throw new FailedError(`mtlskit explain: cannot read ${file}: ${(e as Error).message}`, { cause: e });
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") throw new UsageError(`mtlskit explain: no such file ${file}`);
+    if (code === "ENOTREG" || code === "EISDIR") throw new UsageError(`mtlskit explain: --log ${file}: it ${(e as ReadFileError).reason}; name a log file, or pipe the text into \`mtlskit explain -\``);
+    throw new FailedError(`mtlskit explain: ${(e as Error).message}`, { cause: e });
   }
 }
 

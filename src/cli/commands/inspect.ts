@@ -1,6 +1,7 @@
 /** `mtlskit inspect FILE...`: certificates, chains, keys and CSRs shown readably, with their lints. */
 import { parseArgs } from "node:util";
 import { EXIT, UsageError } from "../../errors.ts";
+import { readStreamBounded } from "../../read-file.ts";
 import { inspectText, loadInspection, matchKeys, sanText, tally, type CertificateItem, type Inspection, type Item, type KeyInfo, type Requested } from "../../inspect/index.ts";
 import { COMMON_FLAGS, flags, parseTimeFlag } from "../args.ts";
 import { paint, type Io } from "../output.ts";
@@ -40,9 +41,7 @@ EXIT CODES
 `;
 
 async function readStdin(): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
+  return readStreamBounded(process.stdin);
 }
 
 const date = (d: Date) => d.toISOString().slice(0, 16).replace("T", " ") + " UTC";

@@ -1,9 +1,9 @@
 /** `mtlskit probe`: connect to a live endpoint as a service and say what it presents and demands. */
-import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 import { Material } from "../../check/index.ts";
 import { EXIT, FailedError, UsageError } from "../../errors.ts";
+import { readTextBounded } from "../../read-file.ts";
 import { classifyAddress, loadManifest, type Manifest } from "../../manifest/index.ts";
 import { briefly, judgeClient, judgeProbe, listen, loadProbeFiles, observe, pathsOf, PROBE_CODES, type ClientReport, type Diagnosis, type ProbePaths, type ProbeReport } from "../../probe/index.ts";
 import { COMMON_FLAGS, flags, parseListen } from "../args.ts";
@@ -171,7 +171,7 @@ async function listenCommand(values: ProbeValues, positionals: string[], io: Io)
   const files = loadProbeFiles(material, paths);
   let server;
   try {
-    server = await listen({ host, port, credentials: files.credentials, bundlePem: readFileSync(files.paths.ca, "utf8") });
+    server = await listen({ host, port, credentials: files.credentials, bundlePem: readTextBounded(files.paths.ca) });
   } catch (e) {
     throw new FailedError(`mtlskit probe: cannot listen on ${host}:${port}: ${(e as Error).message}`, { cause: e });
   }

@@ -1,7 +1,7 @@
 /** `mtlskit trust install|uninstall|status`: the CA into the system trust store and NSS, out again, and where it is. */
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { EXIT, FailedError, UsageError } from "../../errors.ts";
+import { readTextBounded, type ReadFileError } from "../../read-file.ts";
 import { loadManifest } from "../../manifest/index.ts";
 import { abs, LAYOUT } from "../../state/layout.ts";
 import {
@@ -97,12 +97,12 @@ interface Source {
 function readAnchor(src: Source, required: boolean): TrustAnchor | undefined {
   let text: string;
   try {
-    text = readFileSync(src.caFile, "utf8");
+    text = readTextBounded(src.caFile);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT" && !required) return undefined;
-    const msg = `mtlskit trust: cannot read the CA ${src.caFile}: ${code === "ENOENT" ? "no such file" : (code ?? (e as Error).message)}; ${code === "ENOENT" ? src.missingFix : code === "EACCES" ? "run as a user who may read it (sudo)" : "check the path"}`;
-    if (code === "ENOENT" && src.missingIsInput) throw new UsageError(msg);
+    const msg = `mtlskit trust: cannot read the CA ${src.caFile}: ${code === "ENOENT" ? "no such file" : `it ${(e as ReadFileError).reason}`}; ${code === "ENOENT" ? src.missingFix : code === "EACCES" ? "run as a user who may read it (sudo)" : code === "ENOTREG" || code === "EISDIR" || code === "EFBIG" ? "name the CA certificate's PEM file" : "check the path"}`;
+    if ((code === "ENOENT" || code === "ENOTREG" || code === "EISDIR" || code === "EFBIG") && src.missingIsInput) throw new UsageError(msg);
     throw new FailedError(msg, { cause: e });
   }
   return parseAnchor(text, src.caFile);
