@@ -194,9 +194,16 @@ export class CuedCli {
   private out = "";
   private err = "";
 
-  /** `stdin`: a file descriptor for the CLI's standard input (default: none). `uid`: run as this user (the test runs as root). */
-  constructor(opts: { stdin?: number; uid?: number } = {}) {
-    this.child = spawn(process.execPath, ["--import", "tsx", CUE_SCRIPT], { cwd: REPO, stdio: [opts.stdin ?? "ignore", "pipe", "pipe", "ipc"], ...(opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.uid }) });
+  /**
+   * `stdin`: a file descriptor for the CLI's standard input (default: none). `withoutDacOverride`:
+   * run as root without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (util-linux's setpriv), so file
+   * modes bind root as they bind any user. Unlike switching to another uid, the child can still
+   * load the repository wherever CI cloned it, however its parent folders' modes are.
+   */
+  constructor(opts: { stdin?: number; withoutDacOverride?: boolean } = {}) {
+    const argv = [process.execPath, "--import", "tsx", CUE_SCRIPT];
+    if (opts.withoutDacOverride) argv.unshift("setpriv", "--bounding-set=-dac_override,-dac_read_search");
+    this.child = spawn(argv[0]!, argv.slice(1), { cwd: REPO, stdio: [opts.stdin ?? "ignore", "pipe", "pipe", "ipc"] });
     this.child.stdout!.on("data", (d: Buffer) => void (this.out += d.toString()));
     this.child.stderr!.on("data", (d: Buffer) => void (this.err = (this.err + d.toString()).slice(-20_000)));
     this.exited = new Promise((resolve) => this.child.once("exit", (code, signal) => resolve({ code, signal })));
