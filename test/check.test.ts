@@ -513,6 +513,16 @@ const CASES: Case[] = [
     },
   },
   {
+    // Issue 11: check called this connection an error that "will refuse" and asked for the serverAuth
+    // the certificate has, while OpenSSL accepts it in TLS 1.2 and 1.3 and Go never checks keyUsage.
+    name: "fail/key-usage-strict/an RSA server with keyEncipherment, without digitalSignature: a warning naming GnuTLS and Java, the connection works",
+    async setup() {
+      const x = external({ api: { usage: "server", addresses: ["10.0.0.1"], cert: { key: newKey("rsa-2048"), ku: ["keyEncipherment"] } }, worker: { usage: "client" } }, { connections: ["worker -> api @ 10.0.0.1"] });
+      const cert = x.file("api", "api.pem");
+      return { run: x, want: [{ code: "key-usage-strict", about: "api", has: [cert, "keyUsage is keyEncipherment, without digitalSignature", "GnuTLS", "Java", "OpenSSL (Node, nginx, PostgreSQL) and Go accept it"], fix: ["add digitalSignature to its keyUsage (keyUsage = digitalSignature, keyEncipherment)"] }] };
+    },
+  },
+  {
     name: "fail/key-usage-extra/keyEncipherment on an ECDSA key",
     async setup() {
       const x = external({ api: { usage: "server", cert: { ku: ["digitalSignature", "keyEncipherment"] } } });

@@ -7,6 +7,7 @@
 import { isIP } from "node:net";
 import { sansCover, type SanAddress } from "../pki/names.ts";
 import type { Code } from "./codes.ts";
+import type { Purpose } from "./chain.ts";
 import type { Cert } from "./material.ts";
 
 /** CLOCK_SKEW_MS: a peer's clock may run this far behind; mtlskit backdates notBefore by as much. */
@@ -55,6 +56,51 @@ const canConnect = (p: Expectations["profile"]) => p === "client" || p === "dual
 /** KNOWN_CRITICAL names the extensions Go and OpenSSL both process, so they may be critical. */
 export const KNOWN_CRITICAL = new Set(["basicConstraints", "keyUsage", "extKeyUsage", "subjectAltName", "nameConstraints", "certificatePolicies"]);
 
+/** KeyUsageVerdict says who refuses a leaf whose keyUsage lacks digitalSignature, presented for a purpose. */
+export interface KeyUsageVerdict {
+  /**
+   * strict: only strict peers refuse it (GnuTLS, Java); OpenSSL (so Node, nginx, PostgreSQL) and
+   * Go accept it in TLS 1.2 and 1.3. Otherwise OpenSSL refuses it too, in some TLS version.
+   */
+  strict: boolean;
+  reason: string;
+  /** change: what the corrected certificate needs, as an imperative phrase. */
+  change: string;
+}
+
+/**
+ * keyUsageVerdict judges a leaf's keyUsage for `purpose`, or undefined when it has
+ * digitalSignature (or no keyUsage at all). TLS signs the handshake with the leaf key (RFC 8446
+ * 4.4.2.2, RFC 5246 7.4.3), and RFC 5280 4.2.1.3 ties signing to digitalSignature, but peers differ
+ * (measured with real handshakes: OpenSSL 3.0.19 s_server/s_client, GnuTLS 3.7.9 gnutls-cli and
+ * gnutls-serv, Java 17's JSSE; test/check-handshake.test.ts repeats the OpenSSL side):
+ *
+ *   - a server: OpenSSL's sslserver purpose accepts keyEncipherment or keyAgreement instead, and
+ *     libssl checks keyUsage only to pick ECDHE-ECDSA suites in TLS 1.2 ("no shared cipher"). So an
+ *     RSA server with keyEncipherment or keyAgreement works with OpenSSL in 1.2 and 1.3, while an
+ *     ECDSA one fails in 1.2. GnuTLS (`Key usage violation in certificate has been detected`) and
+ *     Java (`KeyUsage does not allow digital signatures`) refuse both in every version.
+ *   - a client: OpenSSL's sslclient purpose accepts keyAgreement instead of digitalSignature and
+ *     refuses anything else (`unsuitable certificate purpose`); a GnuTLS server refuses it.
+ *   - Go never checks a leaf's keyUsage (golang/go#40100).
+ */
+export function keyUsageVerdict(leaf: Cert, purpose: Purpose): KeyUsageVerdict | undefined {
+  const ku = leaf.info.keyUsage;
+  if (!ku || ku.includes("digitalSignature")) return undefined;
+  const rsa = leaf.info.publicKey.algorithm === "rsa";
+  const has = `its keyUsage is ${ku.join(", ") || "empty"}, without digitalSignature, which signs the ${purpose === "serverAuth" ? "server's handshake" : "client's CertificateVerify"}`;
+  const change = `add digitalSignature to its keyUsage (keyUsage = digitalSignature${rsa ? ", keyEncipherment" : ""})`;
+  const strictPeers = "GnuTLS (`Key usage violation in certificate has been detected`) and Java (`KeyUsage does not allow digital signatures`) refuse it";
+  if (purpose === "serverAuth") {
+    const alternative = ku.includes("keyEncipherment") || ku.includes("keyAgreement");
+    if (alternative && rsa) return { strict: true, reason: `${has}: ${strictPeers} in TLS 1.2 and 1.3; OpenSSL (Node, nginx, PostgreSQL) and Go accept it`, change };
+    if (alternative) return { strict: false, reason: `${has}: OpenSSL has no cipher suite for such a ${leaf.info.publicKey.algorithm.toUpperCase()} server in TLS 1.2 (\`no shared cipher\`, the client hears \`handshake failure\`), and ${strictPeers} in every version; Go does not check keyUsage`, change };
+    return { strict: false, reason: `${has}: OpenSSL refuses it (\`unsuitable certificate purpose\`), and ${strictPeers}; Go does not check keyUsage`, change };
+  }
+  if (ku.includes("keyAgreement")) return { strict: true, reason: `${has}: a GnuTLS server refuses it (\`Key usage violation in certificate has been detected\`), and so does Java; OpenSSL (Node, nginx, PostgreSQL) and Go accept it`, change };
+  return { strict: false, reason: `${has}: an OpenSSL server refuses it (\`unsuitable certificate purpose\`), and so do GnuTLS and Java; Go does not check keyUsage`, change };
+}
+
 /** lintCertificate judges one leaf certificate against its expectations at `now`. */
 export function lintCertificate(c: Cert, e: Expectations, now: Date): Lint[] {
   const out: Lint[] = [];
@@ -86,7 +132,11 @@ export function lintCertificate(c: Cert, e: Expectations, now: Date): Lint[] {
   const ku = i.keyUsage;
   const alg = i.publicKey.algorithm;
   if (!i.isCA && ku) {
-    if (!ku.includes("digitalSignature")) add("key-usage", `keyUsage is ${ku.join(", ") || "empty"}, without digitalSignature, which TLS needs to sign the handshake`, `issue it with keyUsage digitalSignature${alg === "rsa" ? ", keyEncipherment" : ""}`);
+    // The roles it is used in: the profile's, else every role its extendedKeyUsage allows (inspect).
+    const roles: Purpose[] = e.profile ? [...(canServe(e.profile) ? ["serverAuth" as const] : []), ...(canConnect(e.profile) ? ["clientAuth" as const] : [])] : (["serverAuth", "clientAuth"] as const).filter((p) => !eku || eku.includes(p));
+    const verdicts = roles.map((p) => keyUsageVerdict(c, p)).filter((v) => v !== undefined);
+    const worst = verdicts.find((v) => !v.strict) ?? verdicts[0];
+    if (worst) add(worst.strict ? "key-usage-strict" : "key-usage", worst.reason.replace(/^its keyUsage/, "keyUsage"), worst.change);
     const extra = ku.filter((b) => (b === "keyEncipherment" || b === "dataEncipherment") && alg !== "rsa");
     if (extra.length > 0) add("key-usage-extra", `keyUsage has ${extra.join(", ")}, which ${alg.startsWith("e") ? "an" : "a"} ${alg.toUpperCase()} key cannot do (encryption is RSA-only)`, "issue it with keyUsage digitalSignature only");
   }

@@ -400,14 +400,20 @@ export const CATALOGUE: readonly Entry[] = [
   {
     id: "key-usage-signature",
     title: "the certificate's keyUsage lacks digitalSignature",
-    stacks: ["openssl", "java"],
-    patterns: [/key usage does not include digital signature/i, /KeyUsage does not allow digital signatures/i],
-    examples: ["verify error:num=39:key usage does not include digital signature", "java.security.cert.CertificateException: KeyUsage does not allow digital signatures"],
+    stacks: ["openssl", "java", "gnutls"],
+    patterns: [/key usage does not include digital signature/i, /KeyUsage does not allow digital signatures/i, /Key usage violation in certificate has been detected/i, /certificate does not allow digital signatures/i],
+    examples: [
+      "verify error:num=39:key usage does not include digital signature",
+      "java.security.cert.CertificateException: KeyUsage does not allow digital signatures",
+      "*** Fatal error: Key usage violation in certificate has been detected.",
+      "Peer's certificate does not allow digital signatures. Key usage violation detected.",
+    ],
     seenBy: VERIFIED,
-    cause: "The certificate's keyUsage lacks digitalSignature, which TLS needs for ECDSA and Ed25519 keys, and for every key in TLS 1.3.",
-    look: "`openssl x509 -noout -ext keyUsage -in cert.pem`.",
-    fix: "Re-issue with mtlskit: its server, client and dual profiles always set digitalSignature (and keyEncipherment for RSA keys). Run `mtlskit apply`.",
-    codes: ["key-usage"],
+    cause:
+      "The certificate's keyUsage lacks digitalSignature, which signs the TLS handshake. GnuTLS and Java refuse it in TLS 1.2 and 1.3 whatever the key; OpenSSL and Go are laxer: an RSA server certificate with keyEncipherment passes them, so the same certificate works with curl, nginx and Go clients and fails with gnutls-cli, Java and other GnuTLS programs.",
+    look: "`openssl x509 -noout -ext keyUsage -in cert.pem` on the refused certificate: Digital Signature must be listed.",
+    fix: "Re-issue it with digitalSignature in keyUsage (keyUsage = digitalSignature, keyEncipherment for RSA). mtlskit's server, client and dual profiles always set it: `mtlskit apply` re-issues a managed service's certificate; `mtlskit check` reports the others (key-usage, key-usage-strict).",
+    codes: ["key-usage", "key-usage-strict"],
   },
   {
     id: "ca-usage-constraint",
