@@ -836,6 +836,18 @@ describe("check: the fixture table", { timeout: 120_000 }, () => {
     assertFindings(again.report, [{ code: "key-mode", about: "api", has: [combined, "0644"] }]);
   });
 
+  // Issue 11: the key's RFC 1421 headers (Proc-Type, DEK-Info) made the whole file "not valid base64" (cert-malformed).
+  it("ok/a combined file whose key is encrypted the traditional way (openssl ec -aes256): the certificate is read, the key is key-encrypted", async () => {
+    const x = external({ api: { usage: "server", addresses: ["10.0.0.1"] }, worker: { usage: "client" } }, { connections: ["worker -> api @ 10.0.0.1"] });
+    const combined = x.file("api", "api-combined.pem");
+    const sealed = execFileSync("openssl", ["ec", "-in", x.file("api", "api-key.pem"), "-aes256", "-passout", "pass:secret"], { stdio: ["ignore", "pipe", "ignore"] }).toString();
+    assert.match(sealed, /^Proc-Type: 4,ENCRYPTED$/m);
+    writeFileSync(combined, readFileSync(x.file("api", "api.pem"), "utf8") + sealed, { mode: 0o600 });
+    writeFileSync(x.manifest, readFileSync(x.manifest, "utf8").replace("certs/api.pem", "certs/api-combined.pem").replace("certs/api-key.pem", "certs/api-combined.pem"));
+    const { report } = await checkJson(x);
+    assertFindings(report, [{ code: "key-encrypted", about: "api", has: [combined, "is encrypted"] }]);
+  });
+
   for (const c of CASES) it(c.name, () => prove(c).then(() => undefined));
 
   it("ok/every code of CODES is produced by at least one fixture", async () => {

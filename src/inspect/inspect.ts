@@ -10,7 +10,8 @@ import { describeCsr } from "./csr.ts";
 import type { CertificateItem, Inspection, Item, Where } from "./item.ts";
 import { describePrivateKey, describePublicKey } from "./key.ts";
 import { linkChain } from "./links.ts";
-import { legacyEncrypted, scanInput, type Block } from "./scan.ts";
+import { legacyEncrypted } from "../pki/pem.ts";
+import { scanInput, type Block } from "./scan.ts";
 
 /** MAX_FILE_BYTES: larger files are refused unread (certificates and keys are kilobytes). */
 export const MAX_FILE_BYTES = 64 * 1024 * 1024;

@@ -9,7 +9,7 @@ import { decodeOid } from "../pki/x509.ts";
 import type { Shape } from "./classify.ts";
 import { keyInfoOfSpki } from "./describe.ts";
 import type { PrivateKeyItem, PublicKeyItem, Where } from "./item.ts";
-import { legacyEncrypted } from "./scan.ts";
+import { legacyEncrypted } from "../pki/pem.ts";
 
 /** CIPHERS names the encryption OIDs of PKCS#5/PKCS#12 that tools write. */
 const CIPHERS: Record<string, string> = {
