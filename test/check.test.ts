@@ -18,7 +18,7 @@ import { describe, it } from "node:test";
 import { CODE_NAMES, CODES, type Code } from "../src/check/index.ts";
 import { checksMarkdown } from "../src/check/gen-docs.ts";
 import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
-import { forge, newKey, writeForged, type Forged, type ForgeSpec } from "./helpers/forge.ts";
+import { forge, newKey, syntheticRsaKey, writeForged, type Forged, type ForgeSpec } from "./helpers/forge.ts";
 import { opensslVerify } from "./helpers/openssl.ts";
 
 const HOUR = 3_600_000;
@@ -611,6 +611,22 @@ const CASES: Case[] = [
     async setup() {
       const x = external({ api: { usage: "server", cert: { key: newKey("rsa-1024") } } });
       return { run: x, want: [{ code: "weak-key", about: "api", has: [x.file("api", "api.pem"), "1024-bit RSA key"] }] };
+    },
+  },
+  {
+    // Issue 11: Go's crypto/tls refuses a peer's RSA key over 8192 bits (CVE-2023-29409); check said nothing.
+    // The key is synthetic (no private half: generating 8200 bits takes Node about 40 s), hence key-mismatch.
+    name: "fail/weak-key/RSA over 8192 bits, which Go refuses",
+    async setup() {
+      const x = external({ api: { usage: "server", cert: { key: syntheticRsaKey(8200) } } });
+      const cert = x.file("api", "api.pem");
+      return {
+        run: x,
+        want: [
+          { code: "weak-key", about: "api", has: [cert, "8200-bit RSA key", "Go's crypto/tls refuses a certificate with an RSA key over 8192 bits"], fix: ["RSA 2048 to 8192 bits"] },
+          { code: "key-mismatch", about: "api", has: [cert] },
+        ],
+      };
     },
   },
   {

@@ -165,8 +165,8 @@ export function lintCertificate(c: Cert, e: Expectations, now: Date): Lint[] {
   for (const x of i.extensions) {
     if (x.critical && !KNOWN_CRITICAL.has(x.name ?? "")) add("critical-extension", `has the critical extension ${x.name ?? x.oid}, which Go and OpenSSL refuse as unhandled`, `issue it without ${x.name ?? x.oid}, or mark it non-critical`);
   }
-  const weak = keyWeakness(c);
-  if (weak) add("weak-key", weak, "issue it with an ECDSA P-256/P-384, RSA 2048+ or Ed25519 key");
+  const weak = keyWeakness(c.info.publicKey);
+  if (weak) add("weak-key", weak, WEAK_KEY_CHANGE);
   const h = i.signatureAlgorithm.hash;
   if (h === "sha1" || h === "md5") add("weak-signature", `is signed with ${i.signatureAlgorithm.name}, which Go and OpenSSL 3 refuse`, "have the CA sign it with SHA-256 or stronger");
   if (i.serialNegative || i.serialBits === 0) add("serial", `has a ${i.serialNegative ? "negative" : "zero"} serial number (RFC 5280 4.1.2.2 requires a positive one); Go refuses it`, "issue it with a positive random serial (openssl x509 -req without -set_serial)");
@@ -179,10 +179,25 @@ export function lintCertificate(c: Cert, e: Expectations, now: Date): Lint[] {
   return out;
 }
 
-/** keyWeakness says why a certificate's key is too weak or unusual, or undefined. */
-export function keyWeakness(c: Cert): string | undefined {
-  const k = c.info.publicKey;
-  if (k.algorithm === "rsa" && k.bits < 2048) return `has a ${k.bits}-bit RSA key; OpenSSL at security level 2 and Go refuse RSA below 2048 bits`;
+/** MAX_RSA_BITS: Go's crypto/tls refuses a peer's certificate whose RSA key is larger (see keyWeakness). */
+export const MAX_RSA_BITS = 8192;
+
+/** WEAK_KEY_CHANGE is the change that cures weak-key. */
+export const WEAK_KEY_CHANGE = `issue it with an ECDSA P-256/P-384, RSA 2048 to ${MAX_RSA_BITS} bits or Ed25519 key`;
+
+/**
+ * keyWeakness says why a public key (a certificate's, or a key file's) is too weak, too large or
+ * unusual for TLS peers, as a phrase starting with "has", or undefined. RSA above 8192 bits: Go's
+ * crypto/tls refuses any certificate a peer sends with such a key (`tls: server sent certificate
+ * containing RSA key larger than 8192 bits`, and `client sent` on a server), since Go 1.21 and
+ * 1.20.7 (CVE-2023-29409: verifying huge RSA signatures is a denial of service); GODEBUG
+ * tlsmaxrsasize raises the limit since Go 1.22, which nobody's peers can be assumed to set.
+ */
+export function keyWeakness(k: { algorithm: string; bits: number; curve: string | undefined }): string | undefined {
+  // "an 8200-bit", "an 11-bit", "an 18000-bit": numbers spoken with a vowel first.
+  const a = /^8|^1[18](?:\d{3})*$/.test(String(k.bits)) ? "an" : "a";
+  if (k.algorithm === "rsa" && k.bits < 2048) return `has ${a} ${k.bits}-bit RSA key; OpenSSL at security level 2 and Go refuse RSA below 2048 bits`;
+  if (k.algorithm === "rsa" && k.bits > MAX_RSA_BITS) return `has ${a} ${k.bits}-bit RSA key; Go's crypto/tls refuses a certificate with an RSA key over ${MAX_RSA_BITS} bits (\`tls: server sent certificate containing RSA key larger than ${MAX_RSA_BITS} bits\`, since Go 1.21), and every handshake spends far longer on it`;
   if (k.algorithm === "ec" && !["P-256", "P-384", "P-521"].includes(k.curve ?? "")) return `has an EC key on curve ${k.curve}, which TLS peers do not support`;
   if (!["rsa", "ec", "ed25519", "ed448"].includes(k.algorithm)) return `has a key of algorithm ${k.algorithm}, which TLS peers do not support`;
   return undefined;

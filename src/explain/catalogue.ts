@@ -892,12 +892,13 @@ export const CATALOGUE: readonly Entry[] = [
   },
   {
     id: "weak-key",
-    title: "a certificate's key is too small or of an unsupported type",
+    title: "a certificate's key is too small, too large or of an unsupported type",
     stacks: ["go", "openssl"],
     patterns: [
       /ee key too small|ca key too small|EE certificate key too weak|CA certificate key too weak|\b(?:ERR_SSL_)?(?:EE|CA)_KEY_TOO_SMALL\b/i,
       /crypto\/rsa: \d{1,5}-bit keys are insecure/i,
       /certificate contains an unsupported type of public key|unsupported elliptic curve/i,
+      /tls: (?:server|client) sent certificate containing RSA key larger than \d{1,6} bits/i,
     ],
     examples: [
       "error:0A00018F:SSL routines::ee key too small",
@@ -906,12 +907,13 @@ export const CATALOGUE: readonly Entry[] = [
       "40D73F9CFE7E0000:error:0A00018F:SSL routines:SSL_CTX_use_certificate:ee key too small:../ssl/ssl_rsa.c:222:",
       "verify error:num=66:EE certificate key too weak",
       "tls: failed to parse certificate from server: crypto/rsa: 1024-bit keys are insecure (see https://go.dev/pkg/crypto/rsa#hdr-Minimum_key_size)",
+      "tls: server sent certificate containing RSA key larger than 8192 bits",
     ],
     seenBy: {},
     cause:
-      "A key is below the verifier's minimum (RSA under 2048 bits at OpenSSL's default security level and in current Go) or a curve it does not support. `ee key too small` (Node `ERR_SSL_EE_KEY_TOO_SMALL`) at startup is OpenSSL refusing the program's own certificate before any connection; during a handshake it is the peer's.",
+      "A key is below the verifier's minimum (RSA under 2048 bits at OpenSSL's default security level and in current Go), above Go's maximum (RSA over 8192 bits, refused by crypto/tls since Go 1.21: checking such signatures is a denial of service, CVE-2023-29409), or a curve it does not support. `ee key too small` (Node `ERR_SSL_EE_KEY_TOO_SMALL`) at startup is OpenSSL refusing the program's own certificate before any connection; during a handshake it is the peer's.",
     look: "`openssl x509 -noout -text -in cert.pem | grep 'Public-Key'`.",
-    fix: "Re-issue with a supported key type: `key: ecdsa-p256` (or rsa-2048 and larger) in defaults or on the service, then run `mtlskit apply`.",
+    fix: "Re-issue with a supported key type: `key: ecdsa-p256` (or rsa-2048 to rsa-4096) in defaults or on the service, then run `mtlskit apply`.",
     codes: ["weak-key"],
   },
   {
