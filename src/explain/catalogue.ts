@@ -779,6 +779,30 @@ export const CATALOGUE: readonly Entry[] = [
     codes: ["cert-malformed", "key-missing"],
   },
   {
+    // The VirtRigaud mTLS guide (seeds/004) loads its CA file with Go's x509.CertPool.AppendCertsFromPEM
+    // and, when it returns false, says only panic("Failed to parse CA certificate") (the server) or
+    // fmt.Errorf("failed to parse CA certificate") (the manager); grpc-go's NewClientTLSFromFile says
+    // "credentials: failed to append certificates". No reason follows: the cause is the file.
+    id: "ca-bundle-unparsed",
+    title: "the CA file holds no certificate the program could parse",
+    stacks: ["go", "grpc"],
+    patterns: [/\b(?:failed|unable) to (?:parse|append|add) (?:the )?(?:client |root |server )?CA(?: cert(?:ificate)?s?| bundle| file)?(?: (?:to|from) (?:the )?(?:cert(?:ificate)? )?pool)?\b/i, /credentials: failed to append certificates/i],
+    examples: [
+      "panic: Failed to parse CA certificate",
+      "failed to create provider client: failed to parse CA certificate",
+      "credentials: failed to append certificates",
+      "failed to append CA certificate to pool",
+    ],
+    seenBy: STARTUP,
+    cause:
+      "Go's x509.CertPool.AppendCertsFromPEM added no certificate from the CA file: it reads only `-----BEGIN CERTIFICATE-----` blocks (without headers) and silently skips any it cannot decode, and the program's message is its own words for \"none was added\". The file is empty, DER instead of PEM, base64-encoded twice (a Kubernetes Secret whose `data:` was given an already-encoded value: the mounted ca.crt then starts with `LS0tLS1CRUdJTi`, the base64 of `-----BEGIN`), holds a key or another file, or its certificate is damaged (a truncated copy). A missing file fails earlier, with the read's own error (`failed to load CA certificate: open ...`).",
+    look:
+      "The start of the CA file where the program runs: `head -c 40 /etc/tls/ca.crt` (in a pod: `kubectl exec POD -- head -c 40 /etc/tls/ca.crt`) must print `-----BEGIN CERTIFICATE-----`; `mtlskit inspect ca.crt` says what the file holds and what is wrong with it. For a Secret: `kubectl get secret NAME -o yaml`: the value of ca.crt, decoded once with `base64 -d`, must start with -----BEGIN CERTIFICATE-----, not with LS0tLS1CRUdJTi.",
+    fix:
+      "Give the program the service's trust bundle, services/NAME/ca.pem, as its CA file. In Kubernetes, let mtlskit write the Secret (`mtlskit export --format kubernetes --out DIR`, then `kubectl apply -f DIR`: ca.crt is encoded once), or `kubectl create secret generic NAME --from-file=ca.crt=pki/services/NAME/ca.pem` rather than pasting base64 under `data:`. `mtlskit check` reports a bundle it cannot read.",
+    codes: ["bundle-missing"],
+  },
+  {
     id: "file-unreadable",
     title: "a certificate, key or bundle file is missing or unreadable",
     stacks: ["go", "node", "postgresql", "nginx", "curl"],
