@@ -324,6 +324,23 @@ describe("probe", () => {
       assert.match(r.out, /OK: 0 errors, 0 warnings from 127\.0\.0\.1:\d+/);
     });
 
+    // Issue 11: OpenSSL's sslclient purpose accepts keyAgreement instead of digitalSignature; GnuTLS servers refuse it.
+    it("ok/a client certificate with keyAgreement, without digitalSignature: a client-usage-strict warning, and --count 2 with one without either: client-usage", async () => {
+      const l = listenAs("api", "--count", "2", "--json");
+      const port = await l.port;
+      const ka = forge({ cn: "worker", o: "Quickstart", issuer: ca, eku: ["clientAuth"], ku: ["keyAgreement"], sans: [`URI:${WORKER_ID}`] });
+      await client(port, { cert: ka.pem, key: ka.key.pem });
+      const none = forge({ cn: "worker", o: "Quickstart", issuer: ca, eku: ["clientAuth"], ku: ["contentCommitment"], sans: [`URI:${WORKER_ID}`] });
+      await client(port, { cert: none.pem, key: none.key.pem });
+      const r = await l.done;
+      assert.equal(r.code, 1, r.out + r.err);
+      const j = JSON.parse(r.out);
+      assert.deepEqual(j.map((x: { findings: { code: string; severity: string }[] }) => x.findings.map((f) => [f.code, f.severity])), [[["client-usage-strict", "warning"]], [["client-usage", "error"]]]);
+      assert.match(j[0].findings[0].message, /works with OpenSSL and Go servers, but its keyUsage is keyAgreement, without digitalSignature.*GnuTLS server refuses it/);
+      assert.match(j[1].findings[0].message, /an OpenSSL server refuses it \(`unsuitable certificate purpose`\)/);
+      for (const f of [j[0].findings[0], j[1].findings[0]]) assert.match(f.fix, /add digitalSignature to its keyUsage \(keyUsage = digitalSignature\)/);
+    });
+
     it("fail/--count 3 --json: no certificate, another CA, serverAuth only", async () => {
       const l = listenAs("api", "--count", "3", "--json");
       const port = await l.port;
