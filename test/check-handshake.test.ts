@@ -218,6 +218,14 @@ const CASES: Case[] = [
     x509Accepts: EC_KU_TLS12,
     build: () => ({ server: { cert: serverLeaf({ ku: ["keyEncipherment"] }) }, client: { cert: clientLeaf() } }),
   },
+  // An Ed25519 server without digitalSignature: in TLS 1.2 the OpenSSL client refuses it (libssl, not its X.509 layer).
+  {
+    name: "fail/server-ku-keyagreement-ed25519-tls1.2", error: "ERR_SSL_ECC_CERT_NOT_FOR_SIGNING",
+    maxVersion: "TLSv1.2",
+    atClient: ["conn-server-usage"],
+    x509Accepts: "OpenSSL's X.509 layer accepts keyAgreement for sslserver; libssl's client, in TLS 1.2, refuses an elliptic-curve server certificate whose keyUsage lacks digitalSignature (ecc cert not for signing)",
+    build: () => ({ server: { cert: serverLeaf({ issuer: kit.edCa, key: newKey("ed25519"), ku: ["keyAgreement"] }) }, client: { cert: clientLeaf(), bundle: [kit.edCa] } }),
+  },
   { name: "strict/server-ku-keyencipherment-ecdsa-tls1.3", findings: ["key-usage"], atClient: ["conn-server-usage"], strictOnly: KU_RFC, build: () => ({ server: { cert: serverLeaf({ ku: ["keyEncipherment"] }) }, client: { cert: clientLeaf() } }) },
   // What only GnuTLS and Java refuse is a warning (key-usage-strict) and the connection works: OpenSSL
   // accepts these in TLS 1.2 and 1.3, Go never checks keyUsage (GnuTLS: test/interop/keyusage.interop.ts).

@@ -68,6 +68,9 @@ export interface KeyUsageVerdict {
   change: string;
 }
 
+/** KEY_WORDS names key algorithms in messages, with their article. */
+const KEY_WORDS: Record<string, string> = { ed25519: "an Ed25519", ed448: "an Ed448" };
+
 /**
  * keyUsageVerdict judges a leaf's keyUsage for `purpose`, or undefined when it has
  * digitalSignature (or no keyUsage at all). TLS signs the handshake with the leaf key (RFC 8446
@@ -76,10 +79,12 @@ export interface KeyUsageVerdict {
  * gnutls-serv, Java 17's JSSE; test/check-handshake.test.ts repeats the OpenSSL side):
  *
  *   - a server: OpenSSL's sslserver purpose accepts keyEncipherment or keyAgreement instead, and
- *     libssl checks keyUsage only to pick ECDHE-ECDSA suites in TLS 1.2 ("no shared cipher"). So an
- *     RSA server with keyEncipherment or keyAgreement works with OpenSSL in 1.2 and 1.3, while an
- *     ECDSA one fails in 1.2. GnuTLS (`Key usage violation in certificate has been detected`) and
- *     Java (`KeyUsage does not allow digital signatures`) refuse both in every version.
+ *     libssl checks keyUsage only for elliptic-curve keys in TLS 1.2: an ECDSA server finds no
+ *     suite ("no shared cipher"), an OpenSSL client refuses an Ed25519 one ("ecc cert not for
+ *     signing"). So an RSA server with keyEncipherment or keyAgreement works with OpenSSL in 1.2
+ *     and 1.3, while an ECDSA or Ed25519 one fails in 1.2. GnuTLS (`Key usage violation in
+ *     certificate has been detected`) and Java (`KeyUsage does not allow digital signatures`)
+ *     refuse them all in every version.
  *   - a client: OpenSSL's sslclient purpose accepts keyAgreement instead of digitalSignature and
  *     refuses anything else (`unsuitable certificate purpose`); a GnuTLS server refuses it.
  *   - Go never checks a leaf's keyUsage (golang/go#40100).
@@ -94,7 +99,9 @@ export function keyUsageVerdict(leaf: Cert, purpose: Purpose): KeyUsageVerdict |
   if (purpose === "serverAuth") {
     const alternative = ku.includes("keyEncipherment") || ku.includes("keyAgreement");
     if (alternative && rsa) return { strict: true, reason: `${has}: ${strictPeers} in TLS 1.2 and 1.3; OpenSSL (Node, nginx, PostgreSQL) and Go accept it`, change };
-    if (alternative) return { strict: false, reason: `${has}: OpenSSL has no cipher suite for such a ${leaf.info.publicKey.algorithm.toUpperCase()} server in TLS 1.2 (\`no shared cipher\`, the client hears \`handshake failure\`), and ${strictPeers} in every version; Go does not check keyUsage`, change };
+    const alg = leaf.info.publicKey.algorithm;
+    const tls12 = alg === "ec" ? "OpenSSL has no cipher suite for such an ECDSA server in TLS 1.2 (`no shared cipher`, the client hears `handshake failure`)" : `an OpenSSL client refuses such ${KEY_WORDS[alg] ?? `a ${alg}`} server in TLS 1.2 (\`ecc cert not for signing\`)`;
+    if (alternative) return { strict: false, reason: `${has}: ${tls12}, and ${strictPeers} in every version; Go does not check keyUsage`, change };
     return { strict: false, reason: `${has}: OpenSSL refuses it (\`unsuitable certificate purpose\`), and ${strictPeers}; Go does not check keyUsage`, change };
   }
   if (ku.includes("keyAgreement")) return { strict: true, reason: `${has}: a GnuTLS server refuses it (\`Key usage violation in certificate has been detected\`), and so does Java; OpenSSL (Node, nginx, PostgreSQL) and Go accept it`, change };

@@ -401,12 +401,13 @@ export const CATALOGUE: readonly Entry[] = [
     id: "key-usage-signature",
     title: "the certificate's keyUsage lacks digitalSignature",
     stacks: ["openssl", "java", "gnutls"],
-    patterns: [/key usage does not include digital signature/i, /KeyUsage does not allow digital signatures/i, /Key usage violation in certificate has been detected/i, /certificate does not allow digital signatures/i],
+    patterns: [/key usage does not include digital signature/i, /KeyUsage does not allow digital signatures/i, /Key usage violation in certificate has been detected/i, /certificate does not allow digital signatures/i, /\becc cert not for signing\b/i],
     examples: [
       "verify error:num=39:key usage does not include digital signature",
       "java.security.cert.CertificateException: KeyUsage does not allow digital signatures",
       "*** Fatal error: Key usage violation in certificate has been detected.",
       "Peer's certificate does not allow digital signatures. Key usage violation detected.",
+      "error:0A00013E:SSL routines:ssl_check_srvr_ecc_cert_and_alg:ecc cert not for signing:../ssl/ssl_lib.c:3690:",
     ],
     seenBy: VERIFIED,
     cause:
