@@ -7,7 +7,7 @@
 #   etcd-server     a 3-member cluster with client and peer certificate auth
 #   etcd-client     etcdctl
 #   postgresql      initdb + postgres with hostssl ... cert, and psql sslmode=verify-full
-#   gnutls-bin      certtool --verify, an independent chain verifier
+#   gnutls-bin      certtool --verify, an independent chain verifier; gnutls-cli, a strict TLS client (keyUsage)
 #   golang-go       builds test/interop/goverify (Go's crypto/x509), offline: stdlib only
 #   curl            the nginx client
 #   faketime        libfaketime: servers judging certificates at another time

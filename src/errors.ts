@@ -83,3 +83,13 @@ export class FailedError extends MtlskitError {
     super(message, EXIT.failed, options);
   }
 }
+
+/**
+ * DecodeError reports bytes that are not the DER, certificate or key they should be: a truncated
+ * or altered file (exit 3, as a damaged PKI file). pki/der.ts, pki/cert.ts and pki/x509.ts throw
+ * it, so a damaged file never reaches the CLI as "a bug"; callers that know the file add its name.
+ */
+export class DecodeError extends FailedError {
+  /** code is stable for library callers: `MTLSKIT_DECODE`. */
+  readonly code = "MTLSKIT_DECODE";
+}

@@ -123,7 +123,7 @@ interface Case {
 const EC_KU_TLS12 =
   "OpenSSL's X.509 layer accepts keyEncipherment for sslserver; it is libssl that, in TLS 1.2, picks ECDHE-ECDSA suites only for a certificate whose keyUsage has digitalSignature, so the server has no suite to offer";
 const KU_RFC =
-  "RFC 8446 4.4.2.2 and RFC 5280 4.2.1.3: a TLS signature key must have digitalSignature when keyUsage is present. OpenSSL 3.0 checks it only for ECDSA servers in TLS 1.2 (and its sslclient purpose accepts keyAgreement); Go never checks leaf keyUsage (golang/go#40100). GnuTLS and Java's JSSE refuse, so check keeps it an error";
+  "RFC 8446 4.4.2.2 and RFC 5280 4.2.1.3: a TLS signature key must have digitalSignature when keyUsage is present. OpenSSL 3 accepts such an ECDSA server in TLS 1.3 but finds no cipher suite for it in TLS 1.2 (fail/server-ku-keyencipherment-ecdsa-tls1.2); check judges a connection for every version the peers may pick, so it stays an error. GnuTLS and Java refuse it in both";
 
 /** SHA1: why a SHA-1-signed certificate fails at its holder's end in Node but at the verifier's in check. */
 const SHA1 = "OpenSSL 3 at security level 1 (Node's default) refuses to load a SHA-1-signed certificate or chain (ERR_SSL_CA_MD_TOO_WEAK), so its own end fails; Go loads it and the peer refuses it (certificate signed by unknown authority: insecure algorithm SHA1-ECDSA), which is check's cause";
@@ -218,9 +218,25 @@ const CASES: Case[] = [
     x509Accepts: EC_KU_TLS12,
     build: () => ({ server: { cert: serverLeaf({ ku: ["keyEncipherment"] }) }, client: { cert: clientLeaf() } }),
   },
+  // An Ed25519 server without digitalSignature: in TLS 1.2 the OpenSSL client refuses it (libssl, not its X.509 layer).
+  {
+    name: "fail/server-ku-keyagreement-ed25519-tls1.2", error: "ERR_SSL_ECC_CERT_NOT_FOR_SIGNING",
+    maxVersion: "TLSv1.2",
+    atClient: ["conn-server-usage"],
+    x509Accepts: "OpenSSL's X.509 layer accepts keyAgreement for sslserver; libssl's client, in TLS 1.2, refuses an elliptic-curve server certificate whose keyUsage lacks digitalSignature (ecc cert not for signing)",
+    build: () => ({ server: { cert: serverLeaf({ issuer: kit.edCa, key: newKey("ed25519"), ku: ["keyAgreement"] }) }, client: { cert: clientLeaf(), bundle: [kit.edCa] } }),
+  },
   { name: "strict/server-ku-keyencipherment-ecdsa-tls1.3", findings: ["key-usage"], atClient: ["conn-server-usage"], strictOnly: KU_RFC, build: () => ({ server: { cert: serverLeaf({ ku: ["keyEncipherment"] }) }, client: { cert: clientLeaf() } }) },
-  { name: "strict/server-ku-keyencipherment-rsa", atClient: ["conn-server-usage"], strictOnly: KU_RFC, build: () => ({ server: { cert: serverLeaf({ key: kit.rsaKey, ku: ["keyEncipherment"] }) }, client: { cert: clientLeaf() } }) },
-  { name: "strict/client-ku-keyagreement-ecdsa", atServer: ["conn-client-usage"], strictOnly: KU_RFC, build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ ku: ["keyAgreement"] }) } }) },
+  // What only GnuTLS and Java refuse is a warning (key-usage-strict) and the connection works: OpenSSL
+  // accepts these in TLS 1.2 and 1.3, Go never checks keyUsage (GnuTLS: test/interop/keyusage.interop.ts).
+  // Before issue 11 check called them errors that "will refuse", with a fix asking for serverAuth.
+  { name: "ok/server-ku-keyencipherment-rsa", findings: ["key-usage-strict"], build: () => ({ server: { cert: serverLeaf({ key: kit.rsaKey, ku: ["keyEncipherment"] }) }, client: { cert: clientLeaf() } }) },
+  { name: "ok/server-ku-keyencipherment-rsa-tls1.2", maxVersion: "TLSv1.2", findings: ["key-usage-strict"], build: () => ({ server: { cert: serverLeaf({ key: kit.rsaKey, ku: ["keyEncipherment"] }) }, client: { cert: clientLeaf() } }) },
+  { name: "ok/server-ku-keyagreement-rsa-tls1.2", maxVersion: "TLSv1.2", findings: ["key-usage-strict"], build: () => ({ server: { cert: serverLeaf({ key: kit.rsaKey, ku: ["keyAgreement"] }) }, client: { cert: clientLeaf() } }) },
+  { name: "ok/client-ku-keyagreement-ecdsa", findings: ["key-usage-strict"], build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ ku: ["keyAgreement"] }) } }) },
+  { name: "ok/client-ku-keyagreement-ecdsa-tls1.2", maxVersion: "TLSv1.2", findings: ["key-usage-strict"], build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ ku: ["keyAgreement"] }) } }) },
+  // Without any of digitalSignature, keyEncipherment, keyAgreement, OpenSSL's sslserver purpose refuses an RSA server too.
+  { name: "fail/server-ku-contentcommitment-rsa", error: "INVALID_PURPOSE", findings: ["key-usage"], atClient: ["conn-server-usage"], build: () => ({ server: { cert: serverLeaf({ key: kit.rsaKey, ku: ["contentCommitment"] }) }, client: { cert: clientLeaf() } }) },
   // ── signatures and extensions ─────────────────────────────────────────────────────────
   // Before the fix in chain.ts, check judged these connections ok and reported the defect only on the certificate.
   { name: "fail/server-signed-with-sha1", error: "ERR_SSL_CA_MD_TOO_WEAK", findings: ["weak-signature"], atServer: ["conn-server-untrusted"], ownCertificate: SHA1, x509Accepts: SHA1_VERIFY, build: () => ({ server: { cert: serverLeaf({ hash: "sha1" }) }, client: { cert: clientLeaf() } }) },
@@ -376,6 +392,12 @@ describe("check agrees with real TLS handshakes", () => {
       }
 
       for (const code of c.findings ?? []) assert.ok(report.findings.some((f) => f.code === code), `check reports ${code} on a certificate`);
+      for (const f of report.findings.filter((x) => x.code === "key-usage-strict")) {
+        assert.equal(f.severity, "warning");
+        assert.match(f.message, /GnuTLS .* Java .*refuse it.*OpenSSL .*Go accept it|GnuTLS server refuses it.*Java; OpenSSL .*Go accept it/);
+        assert.match(f.fix, /add digitalSignature to its keyUsage/);
+        assert.doesNotMatch(f.fix, /serverAuth|clientAuth/);
+      }
 
       // openssl verify, the third judge, on every certificate check refuses for a verifiable cause:
       // the verifier's bundle, the holder's file (its intermediates as untrusted), the holder's purpose.

@@ -18,7 +18,7 @@ import { describe, it } from "node:test";
 import { CODE_NAMES, CODES, type Code } from "../src/check/index.ts";
 import { checksMarkdown } from "../src/check/gen-docs.ts";
 import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
-import { forge, newKey, writeForged, type Forged, type ForgeSpec } from "./helpers/forge.ts";
+import { forge, newKey, syntheticRsaKey, writeForged, type Forged, type ForgeSpec } from "./helpers/forge.ts";
 import { opensslVerify } from "./helpers/openssl.ts";
 
 const HOUR = 3_600_000;
@@ -513,6 +513,16 @@ const CASES: Case[] = [
     },
   },
   {
+    // Issue 11: check called this connection an error that "will refuse" and asked for the serverAuth
+    // the certificate has, while OpenSSL accepts it in TLS 1.2 and 1.3 and Go never checks keyUsage.
+    name: "fail/key-usage-strict/an RSA server with keyEncipherment, without digitalSignature: a warning naming GnuTLS and Java, the connection works",
+    async setup() {
+      const x = external({ api: { usage: "server", addresses: ["10.0.0.1"], cert: { key: newKey("rsa-2048"), ku: ["keyEncipherment"] } }, worker: { usage: "client" } }, { connections: ["worker -> api @ 10.0.0.1"] });
+      const cert = x.file("api", "api.pem");
+      return { run: x, want: [{ code: "key-usage-strict", about: "api", has: [cert, "keyUsage is keyEncipherment, without digitalSignature", "GnuTLS", "Java", "OpenSSL (Node, nginx, PostgreSQL) and Go accept it"], fix: ["add digitalSignature to its keyUsage (keyUsage = digitalSignature, keyEncipherment)"] }] };
+    },
+  },
+  {
     name: "fail/key-usage-extra/keyEncipherment on an ECDSA key",
     async setup() {
       const x = external({ api: { usage: "server", cert: { ku: ["digitalSignature", "keyEncipherment"] } } });
@@ -601,6 +611,22 @@ const CASES: Case[] = [
     async setup() {
       const x = external({ api: { usage: "server", cert: { key: newKey("rsa-1024") } } });
       return { run: x, want: [{ code: "weak-key", about: "api", has: [x.file("api", "api.pem"), "1024-bit RSA key"] }] };
+    },
+  },
+  {
+    // Issue 11: Go's crypto/tls refuses a peer's RSA key over 8192 bits (CVE-2023-29409); check said nothing.
+    // The key is synthetic (no private half: generating 8200 bits takes Node about 40 s), hence key-mismatch.
+    name: "fail/weak-key/RSA over 8192 bits, which Go refuses",
+    async setup() {
+      const x = external({ api: { usage: "server", cert: { key: syntheticRsaKey(8200) } } });
+      const cert = x.file("api", "api.pem");
+      return {
+        run: x,
+        want: [
+          { code: "weak-key", about: "api", has: [cert, "8200-bit RSA key", "Go's crypto/tls refuses a certificate with an RSA key over 8192 bits"], fix: ["RSA 2048 to 8192 bits"] },
+          { code: "key-mismatch", about: "api", has: [cert] },
+        ],
+      };
     },
   },
   {
@@ -866,6 +892,18 @@ describe("check: the fixture table", { timeout: 120_000 }, () => {
     chmodSync(combined, 0o644);
     const again = await checkJson(x);
     assertFindings(again.report, [{ code: "key-mode", about: "api", has: [combined, "0644"] }]);
+  });
+
+  // Issue 11: the key's RFC 1421 headers (Proc-Type, DEK-Info) made the whole file "not valid base64" (cert-malformed).
+  it("ok/a combined file whose key is encrypted the traditional way (openssl ec -aes256): the certificate is read, the key is key-encrypted", async () => {
+    const x = external({ api: { usage: "server", addresses: ["10.0.0.1"] }, worker: { usage: "client" } }, { connections: ["worker -> api @ 10.0.0.1"] });
+    const combined = x.file("api", "api-combined.pem");
+    const sealed = execFileSync("openssl", ["ec", "-in", x.file("api", "api-key.pem"), "-aes256", "-passout", "pass:secret"], { stdio: ["ignore", "pipe", "ignore"] }).toString();
+    assert.match(sealed, /^Proc-Type: 4,ENCRYPTED$/m);
+    writeFileSync(combined, readFileSync(x.file("api", "api.pem"), "utf8") + sealed, { mode: 0o600 });
+    writeFileSync(x.manifest, readFileSync(x.manifest, "utf8").replace("certs/api.pem", "certs/api-combined.pem").replace("certs/api-key.pem", "certs/api-combined.pem"));
+    const { report } = await checkJson(x);
+    assertFindings(report, [{ code: "key-encrypted", about: "api", has: [combined, "is encrypted"] }]);
   });
 
   for (const c of CASES) it(c.name, () => prove(c).then(() => undefined));

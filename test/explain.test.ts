@@ -139,6 +139,10 @@ const SEED_CASES: Case[] = [
   { name: "virtrigaud: topic Clock skew issues", text: "Clock skew issues", id: "not-yet-valid" },
   { name: "virtrigaud: topic Certificate chain issues", text: "Certificate chain issues", id: "verify-failed" },
   { name: "virtrigaud: pinned fingerprint", text: "certificate fingerprint mismatch", id: "pinned-fingerprint" },
+  // Issue 11: the guide's own CA loading (AppendCertsFromPEM returning false) was not recognised.
+  { name: "virtrigaud: the provider server's panic", text: "panic: Failed to parse CA certificate\n\ngoroutine 1 [running]:\nmain.main()\n\t/src/main.go:38 +0x2a5", id: "ca-bundle-unparsed", side: "startup" },
+  { name: "virtrigaud: the manager's error", text: "failed to create provider client: failed to parse CA certificate", id: "ca-bundle-unparsed", side: "startup" },
+  { name: "virtrigaud: a CA file that cannot be read is file-unreadable, not this", text: "panic: Failed to load CA certificate: open /etc/tls/ca.crt: no such file or directory", id: "file-unreadable" },
 ];
 
 const SOURCE_CASES: Case[] = [

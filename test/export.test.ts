@@ -15,6 +15,7 @@ import { encodePkcs12 } from "../src/export/pkcs12.ts";
 import { FLAT_NAMES } from "../src/export/names.ts";
 import { loadManifest } from "../src/manifest/index.ts";
 import { apply } from "../src/plan/apply.ts";
+import { encodePem } from "../src/pki/pem.ts";
 import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { opensslVerify } from "./helpers/openssl.ts";
 
@@ -398,6 +399,22 @@ describe("export: refusals", () => {
     assert.equal(r.code, 3);
     assert.match(r.err, new RegExp(`has not been issued for .*netsy\\.yaml\\. Run \`mtlskit apply -f .*netsy\\.yaml --pki ${pki}\` first`));
   });
+
+  // Issue 11: a truncated certificate made export print "This is a bug in mtlskit" (a plain decode Error).
+  for (const file of ["node-1/cert.pem", "node-1/ca.pem"]) {
+    it(`fail/a truncated ${file}: exit 3 naming the file and what is wrong, never "a bug", nothing written`, async () => {
+      const x = await issued(NETSY);
+      const target = path.join(x.pki, "services", file);
+      const der = Buffer.from(readFileSync(target, "utf8").split("-----")[2]!.replace(/\s+/g, ""), "base64");
+      writeFileSync(target, encodePem("CERTIFICATE", der.subarray(0, der.length - 100)));
+      const out = path.join(x.dir, "out");
+      const r = await runCli(["export", "-f", NETSY, "--pki", x.pki, "--format", "kubernetes", "--out", out]);
+      assert.equal(r.code, 3, r.out + r.err);
+      assert.match(r.err, new RegExp(`export: ${target.replace(/[.]/g, "\\.")} is damaged: certificate 1 does not decode \\(truncated contents; the file was truncated or altered\\); run \`mtlskit apply -f .*netsy\\.yaml --pki `));
+      assert.doesNotMatch(r.err, /bug/);
+      assert.ok(!existsSync(out));
+    });
+  }
 
   it("fail/manifest outputs: a key of another format, an unknown host service, no passphrase (exit 2, each located)", async () => {
     const dir = tempDir();

@@ -24,6 +24,9 @@ function makeOrgCa(dir: string): void {
   openssl(dir, "x509", "-req", "-in", "inter.csr", "-CA", "root.pem", "-CAkey", "root-key.pem", "-CAcreateserial", "-days", "1825", "-extfile", "ext.cnf", "-extensions", "inter", "-out", "inter.pem");
   openssl(dir, "req", "-new", "-key", "leaf-key.pem", "-subj", "/CN=leaf.example", "-out", "leaf.csr");
   openssl(dir, "x509", "-req", "-in", "leaf.csr", "-CA", "inter.pem", "-CAkey", "inter-key.pem", "-CAcreateserial", "-days", "30", "-extfile", "ext.cnf", "-extensions", "leaf", "-out", "leaf.pem");
+  // Encrypted copies of the intermediate's key: traditional (RFC 1421 headers) and PKCS#8.
+  openssl(dir, "ec", "-in", "inter-key.pem", "-aes256", "-passout", "pass:secret", "-out", "inter-enc-key.pem");
+  openssl(dir, "pkey", "-in", "inter-key.pem", "-aes256", "-passout", "pass:secret", "-out", "inter-p8enc-key.pem");
   for (const f of readdirSync(dir)) if (f.endsWith("-key.pem")) chmodSync(path.join(dir, f), 0o600);
 }
 
@@ -78,6 +81,9 @@ describe("ca.import", () => {
     ["fail/key of another CA", "{ cert: inter.pem, key: root-key.pem, chain: root.pem }", /ca\.import\.cert: .*does not match its private key/],
     ["fail/a leaf is not a CA", "{ cert: leaf.pem, key: leaf-key.pem, chain: inter.pem }", /ca\.import\.(cert|chain): /],
     ["fail/missing file", "{ cert: nope.pem, key: inter-key.pem, chain: root.pem }", /ca\.import\.cert: cannot read .*nope\.pem: ENOENT/],
+    // Issue 11: the traditional one was "not a readable unencrypted private key (pem: the EC PRIVATE KEY block is not valid base64)".
+    ["fail/an encrypted traditional key (openssl ec -aes256) is named encrypted, with its cipher", "{ cert: inter.pem, key: inter-enc-key.pem, chain: root.pem }", /ca\.import\.key: .*inter-enc-key\.pem is encrypted \(AES-256-CBC\); mtlskit signs with the CA key unattended[\s\S]*fix: decrypt it, keeping mode 0600: openssl pkey -in /],
+    ["fail/an encrypted PKCS#8 key is named encrypted", "{ cert: inter.pem, key: inter-p8enc-key.pem, chain: root.pem }", /ca\.import\.key: .*inter-p8enc-key\.pem is encrypted \(PKCS#8\)/],
     ["fail/chain that does not lead to the issuer", "{ cert: inter.pem, key: inter-key.pem, chain: leaf.pem }", /ca\.import\.chain: /],
   ];
   for (const [name, imp, want] of bad) {

@@ -6,13 +6,14 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
+import { createPublicKey } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { before, describe, it } from "node:test";
 import { inspectText } from "../src/inspect/index.ts";
 import { encodePem } from "../src/pki/pem.ts";
 import { REPO, runCli, tempDir, type CliResult } from "./helpers/cli.ts";
-import { forge, newKey } from "./helpers/forge.ts";
+import { forge, newKey, syntheticRsaKey } from "./helpers/forge.ts";
 
 /** sh runs a shell command in `cwd` and returns its stdout (openssl is the judge). */
 const sh = (cwd: string, cmd: string): string => execFileSync("sh", ["-c", cmd], { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 60_000 });
@@ -333,9 +334,9 @@ describe("inspect", () => {
     assert.deepEqual(Object.keys(json.files[0].items[0]).sort(), ["ca", "extKeyUsage", "extensions", "identity", "index", "issuer", "key", "keyUsage", "kind", "label", "line", "lints", "offset", "sans", "selfSigned", "serial", "sha256", "signatureAlgorithm", "signedByNext", "subject", "usage", "validity", "version"]);
     assert.deepEqual(Object.keys(json.files[0].items[0].key), ["type", "algorithm", "bits", "curve", "spkiSha256"]);
     assert.deepEqual(Object.keys(json.files[0].items[0].validity), ["notBefore", "notAfter", "status", "daysLeft", "text"]);
-    assert.deepEqual(Object.keys(json.files[1].items[0]).sort(), ["encrypted", "encryption", "format", "index", "key", "kind", "label", "line", "matches", "offset"]);
+    assert.deepEqual(Object.keys(json.files[1].items[0]).sort(), ["encrypted", "encryption", "format", "index", "key", "kind", "label", "line", "lints", "matches", "offset"]);
     assert.deepEqual(Object.keys(json.files[2].items[0]).sort(), ["attributes", "extKeyUsage", "extensions", "identity", "index", "key", "keyUsage", "kind", "label", "line", "matches", "offset", "sans", "signature", "signatureAlgorithm", "subject", "usage"]);
-    assert.deepEqual(Object.keys(json.files[3].items[0]).sort(), ["format", "index", "key", "kind", "label", "line", "matches", "offset"]);
+    assert.deepEqual(Object.keys(json.files[3].items[0]).sort(), ["format", "index", "key", "kind", "label", "line", "lints", "matches", "offset"]);
     assert.equal(json.files[1].items[0].key.spkiSha256, json.files[0].items[0].key.spkiSha256);
   });
 
@@ -348,6 +349,9 @@ describe("inspect", () => {
       { spec: { sans: ["DNS:a.test"] }, identity: null, note: /^none: no URI SAN$/, lints: [], code: 0 },
       { spec: { notBefore: new Date(Date.now() - 40 * 86_400_000), notAfter: new Date(Date.now() - 3 * 86_400_000 - 60_000) }, lints: ["expired"], code: 1 },
       { spec: { key: newKey("rsa-1024") }, lints: ["weak-key"], code: 1 },
+      // Issue 11: Go's crypto/tls refuses RSA keys over 8192 bits; inspect said nothing.
+      { spec: { key: syntheticRsaKey(8200) }, lints: ["weak-key"], code: 1 },
+      { spec: { key: syntheticRsaKey(8192) }, lints: [], code: 0 },
       { spec: { ca: true, notBefore: new Date(Date.now() - 40 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000 - 60_000) }, lints: ["ca-expired"], code: 1 },
       { spec: { ca: true, ku: ["digitalSignature"] }, lints: ["ca-not-ca"], code: 1 },
       { spec: { ca: true, hash: "sha1", eku: null }, lints: ["weak-signature"], code: 1 },
@@ -362,10 +366,31 @@ describe("inspect", () => {
       if (c.note) assert.match(item.identity.note, c.note);
       if (c.identity === null) assert.equal(item.identity.uri, null);
     }
+    const big = await inspect(at("forged-7.pem"));
+    assert.match(big.out, /error {3}weak-key: has an 8200-bit RSA key; Go's crypto\/tls refuses a certificate with an RSA key over 8192 bits \(`tls: server sent certificate containing RSA key larger than 8192 bits`/);
+    assert.match(big.out, /fix: issue it with an ECDSA P-256\/P-384, RSA 2048 to 8192 bits or Ed25519 key/);
     const expired = await inspect(at("forged-5.pem"));
     assert.match(expired.out, /expired 3 days ago/);
     assert.match(expired.out, /error {3}expired: expired 3 days ago \(notAfter .*\)\n {14}fix: issue a new certificate\n/);
     assert.match(expired.out, /\nFAIL: 1 error, 0 warnings in 1 file\.\n$/);
+  });
+
+  it("fail/a key file TLS peers refuse by size: weak-key on the public or private key, exit 1 (an 8200-bit RSA key: Go refuses over 8192; 1024 bits: OpenSSL at level 2 refuses)", async () => {
+    const big = write("big-rsa.pub.pem", createPublicKey({ key: syntheticRsaKey(8200).spki, format: "der", type: "spki" }).export({ type: "spki", format: "pem" }) as string);
+    const r = await inspectJson(big);
+    assert.equal(r.code, 1);
+    const item = r.json.files[0].items[0];
+    assert.equal(item.kind, "public-key");
+    assert.deepEqual(item.lints.map((l: Json) => [l.code, l.severity]), [["weak-key", "error"]]);
+    assert.match(item.lints[0].message, /^is an 8200-bit RSA key; Go's crypto\/tls refuses/);
+    assert.match(item.lints[0].change, /^use an ECDSA P-256\/P-384, RSA 2048 to 8192 bits or Ed25519 key$/);
+    const small = write("small-rsa.key", newKey("rsa-1024").pem);
+    const h = await inspect(small);
+    assert.equal(h.code, 1);
+    assert.match(h.out, /private key .*\n[\s\S]*error {3}weak-key: is a 1024-bit RSA key; OpenSSL at security level 2 and Go refuse RSA below 2048 bits\n {14}fix: use an ECDSA/);
+    const fine = await inspectJson(write("fine.key", newKey().pem));
+    assert.equal(fine.code, 0);
+    assert.deepEqual(fine.json.files[0].items[0].lints, []);
   });
 
   it("ok/--at judges validity then", async () => {

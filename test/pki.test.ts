@@ -12,13 +12,14 @@ import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { before, describe, it } from "node:test";
 import { pathToFileURL } from "node:url";
+import { DecodeError } from "../src/errors.ts";
 import type { Manifest, Service } from "../src/manifest/index.ts";
 import { readCertFields, verifySignedBy } from "../src/pki/cert.ts";
 import { oid, readTlv, time, tlv, uint } from "../src/pki/der.ts";
 import { encodeKeyUsage, encodeTbs, keyIdOf, newSerial, signTbs, type CertSpec, type Issuer } from "../src/pki/issue.ts";
 import { generateKey, KEY_TYPE_NAMES, KEY_TYPES, keyTypeOf, type KeyPair, type KeyTypeName } from "../src/pki/keys.ts";
 import { encodeName, type Subject } from "../src/pki/name.ts";
-import { encodePem } from "../src/pki/pem.ts";
+import { encodePem, keyEncryption, parsePem } from "../src/pki/pem.ts";
 import { USAGES, type Usage } from "../src/pki/profiles.ts";
 import { decodeCertificate } from "../src/pki/x509.ts";
 import { BACKDATE_MS, caSpec, leafSpec } from "../src/plan/plan.ts";
@@ -341,6 +342,40 @@ describe("pki/der: oid", () => {
   it("fail/an OID with one arc is refused", () => assert.throws(() => oid("1"), /at least two arcs/));
 });
 
+// Issue 11: RFC 1421 headers made an encrypted traditional key "not valid base64" everywhere PEM was read.
+describe("pki/pem: RFC 1421 headers", () => {
+  const dir = tempDir("mtlskit-pem-");
+  const openssl = (...args: string[]) => {
+    const r = spawnSync("openssl", args, { cwd: dir, encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout;
+  };
+  const cases: [string, string[], string[], string, number][] = [
+    ["EC (openssl ec -aes256)", ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"], ["ec", "-aes256"], "AES-256-CBC", 16],
+    ["RSA (openssl rsa -traditional -des3)", ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"], ["rsa", "-traditional", "-des3"], "DES-EDE3-CBC", 8],
+  ];
+  for (const [name, gen, seal, cipher, block] of cases) {
+    it(`ok/an encrypted traditional ${name} key: headers apart, the cipher named, the body decoded`, () => {
+      writeFileSync(path.join(dir, "plain.pem"), openssl(...gen));
+      const text = openssl(...seal, "-in", "plain.pem", "-passout", "pass:secret");
+      const [b] = parsePem(text);
+      assert.equal(b!.headers["Proc-Type"], "4,ENCRYPTED");
+      assert.match(b!.headers["DEK-Info"]!, /^(AES-256-CBC|DES-EDE3-CBC),[0-9A-F]{16,32}$/);
+      assert.equal(keyEncryption(b!), cipher);
+      assert.equal(b!.der.length % block, 0, "the ciphertext is whole cipher blocks");
+    });
+  }
+  it("ok/no headers: an empty record; an ENCRYPTED PRIVATE KEY is PKCS#8 encryption; a header continued on the next line is joined; bad base64 still throws", () => {
+    const plain = parsePem(encodePem("PRIVATE KEY", Buffer.from([0x30, 0])));
+    assert.deepEqual(plain[0]!.headers, {});
+    assert.equal(keyEncryption(plain[0]!), undefined);
+    assert.equal(keyEncryption(parsePem(encodePem("ENCRYPTED PRIVATE KEY", Buffer.from([0x30, 0])))[0]!), "PKCS#8");
+    const folded = parsePem("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,\n 00112233445566778899AABBCCDDEEFF\n\nMAA=\n-----END RSA PRIVATE KEY-----\n");
+    assert.equal(folded[0]!.headers["DEK-Info"], "AES-128-CBC,00112233445566778899AABBCCDDEEFF");
+    assert.throws(() => parsePem("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n"), /pem: the CERTIFICATE block is not valid base64/);
+  });
+});
+
 describe("pki/der: readTlv", () => {
   const lengths: [number, string][] = [
     [0, "0400"],
@@ -377,7 +412,8 @@ describe("pki/der: readTlv", () => {
     ["fail/a length of more than four octets is refused", "0485000000000101"],
   ];
   for (const [name, hex] of bad) {
-    it(name, () => assert.throws(() => readTlv(hexOf(hex), 0), /^Error: der: /));
+    // A typed DecodeError (exit 3, code MTLSKIT_DECODE), never a plain Error the CLI calls a bug (issue 11).
+    it(name, () => assert.throws(() => readTlv(hexOf(hex), 0), (e) => e instanceof DecodeError && e.exitCode === 3 && e.code === "MTLSKIT_DECODE" && /^der: /.test(e.message)));
   }
 });
 

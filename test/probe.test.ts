@@ -14,7 +14,7 @@ import { Material } from "../src/check/index.ts";
 import { readCertFields } from "../src/pki/cert.ts";
 import { run } from "../src/cli/main.ts";
 import { REPO, runCli, tempDir, type CliResult } from "./helpers/cli.ts";
-import { forge, keyFromPem, writeForged, type Forged, type ForgeSpec } from "./helpers/forge.ts";
+import { forge, keyFromPem, newKey, writeForged, type Forged, type ForgeSpec } from "./helpers/forge.ts";
 
 const MANIFEST = path.join(REPO, "examples/quickstart.yaml");
 const API_ID = "spiffe://quickstart.local/server/api";
@@ -194,6 +194,27 @@ describe("probe", () => {
     });
   }
 
+  // Issue 11: probe called an RSA server with keyEncipherment but no digitalSignature an error, and
+  // its fix asked for the serverAuth the certificate already had. OpenSSL accepts it in TLS 1.2 and
+  // 1.3 (this handshake is one), Go never checks keyUsage; GnuTLS and Java refuse it.
+  it("ok/an RSA server with keyEncipherment, without digitalSignature: a server-usage-strict warning naming GnuTLS and Java, exit 0", async () => {
+    const port = await serve(apiLike({ key: newKey("rsa-2048"), ku: ["keyEncipherment"] }));
+    const r = await probe(port, "db");
+    assert.equal(r.code, 0, r.out + r.err);
+    assert.match(r.out, /warning +server-usage-strict: the server's certificate CN=api works with OpenSSL and Go clients, but its keyUsage is keyEncipherment, without digitalSignature.*GnuTLS .*Java/);
+    assert.match(r.out, /add digitalSignature to its keyUsage \(keyUsage = digitalSignature, keyEncipherment\)/);
+    assert.doesNotMatch(r.out, /extendedKeyUsage serverAuth/);
+  });
+  it("fail/a server whose keyUsage has none of digitalSignature, keyEncipherment, keyAgreement: server-usage, fixed by adding digitalSignature (not serverAuth)", async () => {
+    const port = await serve(apiLike({ key: newKey("rsa-2048"), ku: ["contentCommitment"] }));
+    const r = await probe(port, "db", "--json");
+    assert.equal(r.code, 1, r.out + r.err);
+    const f = JSON.parse(r.out).findings.find((x: { code: string }) => x.code === "server-usage");
+    assert.match(f.message, /without digitalSignature.*OpenSSL refuses it \(`unsuitable certificate purpose`\)/);
+    assert.match(f.fix, /add digitalSignature to its keyUsage/);
+    assert.doesNotMatch(f.fix, /serverAuth/);
+  });
+
   it("ok/--servername: a server whose certificate names only api, dialed by IP, is verified as api (no server-address), and the report names the SNI", async () => {
     const leaf = apiLike({ sans: ["DNS:api", `URI:${API_ID}`] });
     const port = await serve(leaf);
@@ -301,6 +322,23 @@ describe("probe", () => {
       assert.match(r.out, /verification: trusted \(.*CN=worker/);
       assert.match(r.out, new RegExp(`identity: ${WORKER_ID} = service worker, connection worker -> api declared`));
       assert.match(r.out, /OK: 0 errors, 0 warnings from 127\.0\.0\.1:\d+/);
+    });
+
+    // Issue 11: OpenSSL's sslclient purpose accepts keyAgreement instead of digitalSignature; GnuTLS servers refuse it.
+    it("ok/a client certificate with keyAgreement, without digitalSignature: a client-usage-strict warning, and --count 2 with one without either: client-usage", async () => {
+      const l = listenAs("api", "--count", "2", "--json");
+      const port = await l.port;
+      const ka = forge({ cn: "worker", o: "Quickstart", issuer: ca, eku: ["clientAuth"], ku: ["keyAgreement"], sans: [`URI:${WORKER_ID}`] });
+      await client(port, { cert: ka.pem, key: ka.key.pem });
+      const none = forge({ cn: "worker", o: "Quickstart", issuer: ca, eku: ["clientAuth"], ku: ["contentCommitment"], sans: [`URI:${WORKER_ID}`] });
+      await client(port, { cert: none.pem, key: none.key.pem });
+      const r = await l.done;
+      assert.equal(r.code, 1, r.out + r.err);
+      const j = JSON.parse(r.out);
+      assert.deepEqual(j.map((x: { findings: { code: string; severity: string }[] }) => x.findings.map((f) => [f.code, f.severity])), [[["client-usage-strict", "warning"]], [["client-usage", "error"]]]);
+      assert.match(j[0].findings[0].message, /works with OpenSSL and Go servers, but its keyUsage is keyAgreement, without digitalSignature.*GnuTLS server refuses it/);
+      assert.match(j[1].findings[0].message, /an OpenSSL server refuses it \(`unsuitable certificate purpose`\)/);
+      for (const f of [j[0].findings[0], j[1].findings[0]]) assert.match(f.fix, /add digitalSignature to its keyUsage \(keyUsage = digitalSignature\)/);
     });
 
     it("fail/--count 3 --json: no certificate, another CA, serverAuth only", async () => {

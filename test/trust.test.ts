@@ -85,16 +85,22 @@ describe("trust", { timeout: 60_000 }, () => {
       assert.deepEqual(p.blockers, []);
     });
 
-    it("ok/rhel: anchors directory and update-ca-trust extract; NSS through the anchor copy (world-readable, unlike PKI/ca/)", async () => {
+    // Issue 11: the dry run for another machine listed a certutil step as if certutil were there.
+    // Whether that machine has certutil and a database is unknown here: the command is a skipped
+    // step naming the package, through the anchor copy (world-readable, unlike PKI/ca/).
+    it("ok/rhel (another machine): anchors directory and update-ca-trust extract; NSS skipped with the package and the command to run there", async () => {
       const r = await trust("install", "-f", file, "--pki", pki, "--platform", "rhel", "--dry-run", "--nssdb", "/home/alice/.pki/nssdb");
       assert.equal(r.code, 0, r.err);
       const steps = r.out.split("\n").filter((l) => l.startsWith("  ") && !l.startsWith("   "));
       const want = [
         `  install -m 0644 ${caFile} /etc/pki/ca-trust/source/anchors/mtlskit-demo.pem`,
         "  update-ca-trust extract",
-        "  certutil -d sql:/home/alice/.pki/nssdb -A -t C,, -n mtlskit-demo -i /etc/pki/ca-trust/source/anchors/mtlskit-demo.pem",
+        "  skipped NSS (browsers): not planned for another machine (RHEL/Fedora): if it has certutil (apt-get install libnss3-tools, or dnf install nss-tools) and an NSS database, run there as its owner: certutil -d sql:/home/alice/.pki/nssdb -A -t C,, -n mtlskit-demo -i /etc/pki/ca-trust/source/anchors/mtlskit-demo.pem",
       ];
       assert.deepEqual(steps.filter((l) => !/^  (CA|SHA-256|expires) /.test(l)), want);
+      const home = await trust("uninstall", "-f", file, "--pki", pki, "--platform", "rhel", "--dry-run");
+      assert.match(home.out, /skipped NSS \(browsers\): .*run there as its owner: certutil -d sql:\$HOME\/\.pki\/nssdb -D -n mtlskit-demo\n/);
+      assert.doesNotMatch(home.out, /^  certutil /m);
       const u = planTrust(input({ action: "uninstall", platform: "rhel", system: { ...FRESH, anchorFileNow: anchor.pem, tool: "/usr/bin/update-ca-trust" } }));
       assert.deepEqual(lines(u), ["rm -f /etc/pki/ca-trust/source/anchors/mtlskit-demo.pem", "update-ca-trust extract"]);
     });

@@ -14,6 +14,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { before, describe, it } from "node:test";
 import { promisify } from "node:util";
+import { DecodeError } from "../src/errors.ts";
 import { bitString, bool, explicit, implicit, octetString, oid, seq, TAG, time, tlv, uint } from "../src/pki/der.ts";
 import { encodePem } from "../src/pki/pem.ts";
 import { decodeCertificate, type CertInfo } from "../src/pki/x509.ts";
@@ -609,6 +610,8 @@ function mulberry32(seed: number): () => number {
 function assertClean(e: unknown, what: string): asserts e is Error {
   assert.ok(e instanceof Error, `${what}: threw ${String(e)}`);
   assert.match(e.message, /^x509: /, `${what}: ${e.message}`);
+  // Typed, so every command reports a damaged file with exit 3, never "a bug" (issue 11).
+  assert.ok(e instanceof DecodeError, `${what}: a DecodeError, not a ${e.constructor.name}`);
   for (let c: unknown = e; c instanceof Error; c = c.cause) {
     assert.ok(!(c instanceof TypeError || c instanceof RangeError || c instanceof SyntaxError), `${what}: a ${c.constructor.name} underneath: ${c.message}`);
   }

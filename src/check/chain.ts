@@ -7,7 +7,7 @@
  * of the check (see `invalidAt`). Extended key usage is checked along the whole chain, as Go does:
  * an intermediate restricted to clientAuth cannot vouch for a server.
  */
-import { KNOWN_CRITICAL } from "./lint.ts";
+import { KNOWN_CRITICAL, keyUsageVerdict } from "./lint.ts";
 import type { Cert, Material } from "./material.ts";
 
 /** MAX_DEPTH bounds chain building (leaf, intermediates, anchor). */
@@ -139,24 +139,23 @@ export interface UsageProblem {
   /** kind: the leaf's extendedKeyUsage, its keyUsage, or a CA's extendedKeyUsage above it. */
   kind: "eku" | "key-usage" | "ca-eku";
   reason: string;
+  /** change: for key-usage, what the corrected leaf needs (add digitalSignature). */
+  change?: string;
 }
 
 /**
  * purposeProblem says why `path` may not be used for `purpose`, or undefined. The leaf needs the
- * purpose in its extendedKeyUsage (or no extendedKeyUsage at all) and digitalSignature in its
- * keyUsage (when present); CAs above it that carry extendedKeyUsage must include the purpose too.
- * Who enforces what differs: OpenSSL and Go both check the leaf's extendedKeyUsage; Go checks it
- * along the chain; OpenSSL checks keyUsage on client certificates and on ECDSA servers in TLS 1.2,
- * Go never does (golang/go#40100). check reports the union, the strictest peer's view.
+ * purpose in its extendedKeyUsage (or no extendedKeyUsage at all) and a keyUsage OpenSSL accepts
+ * for it (see keyUsageVerdict; what only strict peers refuse is a warning on the certificate, not
+ * a refused connection); CAs above it that carry extendedKeyUsage must include the purpose too.
+ * OpenSSL and Go both check the leaf's extendedKeyUsage; Go checks it along the chain.
  */
 export function purposeProblem(path: readonly Cert[], purpose: Purpose): UsageProblem | undefined {
   const leaf = path[0]!;
   const eku = leaf.info.extKeyUsage;
   if (eku && !eku.includes(purpose)) return { cert: leaf, kind: "eku", reason: `its extendedKeyUsage is ${eku.join(", ") || "empty"}, without ${purpose}` };
-  const ku = leaf.info.keyUsage;
-  if (ku && !ku.includes("digitalSignature")) {
-    return { cert: leaf, kind: "key-usage", reason: `its keyUsage is ${ku.join(", ") || "empty"}, without digitalSignature, which signs the handshake (OpenSSL refuses it ${purpose === "clientAuth" ? "from a client" : "for an ECDSA server in TLS 1.2"}; Go does not check keyUsage)` };
-  }
+  const ku = keyUsageVerdict(leaf, purpose);
+  if (ku && !ku.strict) return { cert: leaf, kind: "key-usage", reason: ku.reason, change: ku.change };
   for (const ca of path.slice(1)) {
     const e = ca.info.extKeyUsage;
     if (e && !e.includes(purpose) && !e.includes("anyExtendedKeyUsage")) return { cert: ca, kind: "ca-eku", reason: `the CA ${ca.info.subject} above it restricts extendedKeyUsage to ${e.join(", ")} (Go checks usage along the chain)` };

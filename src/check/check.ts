@@ -355,7 +355,7 @@ function checkConnection(ctx: Ctx, c: Connection, byName: Map<string, ServiceFil
       const goSays = usage.kind === "key-usage" ? "" : purpose === "serverAuth" ? " (Go: x509: certificate specifies an incompatible key usage)" : " (the server logs: incompatible key usage / unsupported certificate purpose)";
       const change =
         usage.kind === "eku" ? `issue it with extendedKeyUsage ${purpose}${holder.service.usage === "dual" ? ", " + (purpose === "serverAuth" ? "clientAuth" : "serverAuth") : ""}`
-        : usage.kind === "key-usage" ? `issue it with keyUsage digitalSignature${cert.info.publicKey.algorithm === "rsa" ? ", keyEncipherment" : ""}`
+        : usage.kind === "key-usage" ? usage.change!
         : "";
       add(purpose === "serverAuth" ? "conn-server-usage" : "conn-client-usage", `${verifier.service.name} will refuse ${holder.service.name}'s certificate ${slot.cert.path} as a ${who} certificate: ${usage.reason}${goSays}`, usage.kind === "ca-eku" ? `re-issue the CA ${usage.cert.info.subject} without the extendedKeyUsage restriction, or issue ${slot.cert.path} from a CA without it` : ctx.fixFor(holder, slot.slot, change));
     }

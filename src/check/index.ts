@@ -17,7 +17,7 @@ export { checkInventory, type CaReport, type CertificateReport, type CheckOption
 export { CODE_NAMES, CODES, type Code, type CodeInfo, type Scope, type Severity } from "./codes.ts";
 export { aboutLabel, type About, type Finding } from "./finding.ts";
 export { isProblem, readCertFile, readInventory, type CertFile, type FileProblem, type Inventory } from "./inventory.ts";
-export { CLOCK_SKEW_MS, covers, lintCertificate, type Expectations, type Lint } from "./lint.ts";
+export { CLOCK_SKEW_MS, covers, keyWeakness, lintCertificate, WEAK_KEY_CHANGE, type Expectations, type Lint } from "./lint.ts";
 export { Material, type Cert } from "./material.ts";
 export { NAGIOS_MAX_BYTES, nagiosStatus, pluginLine, prometheusText, promLabels, reportJson } from "./report.ts";
 

@@ -9,7 +9,7 @@ import * as path from "node:path";
 import type { CertSlot, Manifest, Service } from "../manifest/index.ts";
 import { ReadFileError, readTextBounded } from "../read-file.ts";
 import { parsePrivateKey, spkiOfPkcs8, spkiOfPrivateKey } from "../pki/keys.ts";
-import { encodePem, parsePem } from "../pki/pem.ts";
+import { encodePem, keyEncryption, parsePem } from "../pki/pem.ts";
 import { judgeDir, ownersOf, type DirProblem } from "../state/dirs.ts";
 import { abs, LAYOUT } from "../state/layout.ts";
 import { CertParseError, type Cert, type Material } from "./material.ts";
@@ -107,12 +107,11 @@ export function readCertFile(material: Material, file: string): CertFile | FileP
 
 /** spkiOfKeyText derives the public key of a PEM private key; undefined for an encrypted one. */
 export function spkiOfKeyText(text: string): Buffer | undefined {
-  // OpenSSL's traditional encryption puts headers inside the block (RFC 1421): not base64.
-  if (/^Proc-Type: *4, *ENCRYPTED/m.test(text)) return undefined;
   const blocks = parsePem(text);
   const pkcs8 = blocks.find((b) => b.label === "PRIVATE KEY");
   if (pkcs8) return spkiOfPkcs8(pkcs8.der);
-  if (blocks.some((b) => b.label === "ENCRYPTED PRIVATE KEY")) return undefined;
+  // PKCS#8 encryption, or OpenSSL's traditional encryption (RFC 1421 headers inside the block).
+  if (blocks.some((b) => keyEncryption(b) !== undefined)) return undefined;
   // SEC1 (EC PRIVATE KEY) or PKCS#1 (RSA PRIVATE KEY), alone or next to certificates in one file.
   const traditional = blocks.find((b) => b.label === "EC PRIVATE KEY" || b.label === "RSA PRIVATE KEY");
   if (traditional) return spkiOfPrivateKey(parsePrivateKey(encodePem(traditional.label, traditional.der)));

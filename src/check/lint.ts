@@ -7,6 +7,7 @@
 import { isIP } from "node:net";
 import { sansCover, type SanAddress } from "../pki/names.ts";
 import type { Code } from "./codes.ts";
+import type { Purpose } from "./chain.ts";
 import type { Cert } from "./material.ts";
 
 /** CLOCK_SKEW_MS: a peer's clock may run this far behind; mtlskit backdates notBefore by as much. */
@@ -55,6 +56,58 @@ const canConnect = (p: Expectations["profile"]) => p === "client" || p === "dual
 /** KNOWN_CRITICAL names the extensions Go and OpenSSL both process, so they may be critical. */
 export const KNOWN_CRITICAL = new Set(["basicConstraints", "keyUsage", "extKeyUsage", "subjectAltName", "nameConstraints", "certificatePolicies"]);
 
+/** KeyUsageVerdict says who refuses a leaf whose keyUsage lacks digitalSignature, presented for a purpose. */
+export interface KeyUsageVerdict {
+  /**
+   * strict: only strict peers refuse it (GnuTLS, Java); OpenSSL (so Node, nginx, PostgreSQL) and
+   * Go accept it in TLS 1.2 and 1.3. Otherwise OpenSSL refuses it too, in some TLS version.
+   */
+  strict: boolean;
+  reason: string;
+  /** change: what the corrected certificate needs, as an imperative phrase. */
+  change: string;
+}
+
+/** KEY_WORDS names key algorithms in messages, with their article. */
+const KEY_WORDS: Record<string, string> = { ed25519: "an Ed25519", ed448: "an Ed448" };
+
+/**
+ * keyUsageVerdict judges a leaf's keyUsage for `purpose`, or undefined when it has
+ * digitalSignature (or no keyUsage at all). TLS signs the handshake with the leaf key (RFC 8446
+ * 4.4.2.2, RFC 5246 7.4.3), and RFC 5280 4.2.1.3 ties signing to digitalSignature, but peers differ
+ * (measured with real handshakes: OpenSSL 3.0.19 s_server/s_client, GnuTLS 3.7.9 gnutls-cli and
+ * gnutls-serv, Java 17's JSSE; test/check-handshake.test.ts repeats the OpenSSL side):
+ *
+ *   - a server: OpenSSL's sslserver purpose accepts keyEncipherment or keyAgreement instead, and
+ *     libssl checks keyUsage only for elliptic-curve keys in TLS 1.2: an ECDSA server finds no
+ *     suite ("no shared cipher"), an OpenSSL client refuses an Ed25519 one ("ecc cert not for
+ *     signing"). So an RSA server with keyEncipherment or keyAgreement works with OpenSSL in 1.2
+ *     and 1.3, while an ECDSA or Ed25519 one fails in 1.2. GnuTLS (`Key usage violation in
+ *     certificate has been detected`) and Java (`KeyUsage does not allow digital signatures`)
+ *     refuse them all in every version.
+ *   - a client: OpenSSL's sslclient purpose accepts keyAgreement instead of digitalSignature and
+ *     refuses anything else (`unsuitable certificate purpose`); a GnuTLS server refuses it.
+ *   - Go never checks a leaf's keyUsage (golang/go#40100).
+ */
+export function keyUsageVerdict(leaf: Cert, purpose: Purpose): KeyUsageVerdict | undefined {
+  const ku = leaf.info.keyUsage;
+  if (!ku || ku.includes("digitalSignature")) return undefined;
+  const rsa = leaf.info.publicKey.algorithm === "rsa";
+  const has = `its keyUsage is ${ku.join(", ") || "empty"}, without digitalSignature, which signs the ${purpose === "serverAuth" ? "server's handshake" : "client's CertificateVerify"}`;
+  const change = `add digitalSignature to its keyUsage (keyUsage = digitalSignature${rsa ? ", keyEncipherment" : ""})`;
+  const strictPeers = "GnuTLS (`Key usage violation in certificate has been detected`) and Java (`KeyUsage does not allow digital signatures`) refuse it";
+  if (purpose === "serverAuth") {
+    const alternative = ku.includes("keyEncipherment") || ku.includes("keyAgreement");
+    if (alternative && rsa) return { strict: true, reason: `${has}: ${strictPeers} in TLS 1.2 and 1.3; OpenSSL (Node, nginx, PostgreSQL) and Go accept it`, change };
+    const alg = leaf.info.publicKey.algorithm;
+    const tls12 = alg === "ec" ? "OpenSSL has no cipher suite for such an ECDSA server in TLS 1.2 (`no shared cipher`, the client hears `handshake failure`)" : `an OpenSSL client refuses such ${KEY_WORDS[alg] ?? `a ${alg}`} server in TLS 1.2 (\`ecc cert not for signing\`)`;
+    if (alternative) return { strict: false, reason: `${has}: ${tls12}, and ${strictPeers} in every version; Go does not check keyUsage`, change };
+    return { strict: false, reason: `${has}: OpenSSL refuses it (\`unsuitable certificate purpose\`), and ${strictPeers}; Go does not check keyUsage`, change };
+  }
+  if (ku.includes("keyAgreement")) return { strict: true, reason: `${has}: a GnuTLS server refuses it (\`Key usage violation in certificate has been detected\`), and so does Java; OpenSSL (Node, nginx, PostgreSQL) and Go accept it`, change };
+  return { strict: false, reason: `${has}: an OpenSSL server refuses it (\`unsuitable certificate purpose\`), and so do GnuTLS and Java; Go does not check keyUsage`, change };
+}
+
 /** lintCertificate judges one leaf certificate against its expectations at `now`. */
 export function lintCertificate(c: Cert, e: Expectations, now: Date): Lint[] {
   const out: Lint[] = [];
@@ -86,7 +139,11 @@ export function lintCertificate(c: Cert, e: Expectations, now: Date): Lint[] {
   const ku = i.keyUsage;
   const alg = i.publicKey.algorithm;
   if (!i.isCA && ku) {
-    if (!ku.includes("digitalSignature")) add("key-usage", `keyUsage is ${ku.join(", ") || "empty"}, without digitalSignature, which TLS needs to sign the handshake`, `issue it with keyUsage digitalSignature${alg === "rsa" ? ", keyEncipherment" : ""}`);
+    // The roles it is used in: the profile's, else every role its extendedKeyUsage allows (inspect).
+    const roles: Purpose[] = e.profile ? [...(canServe(e.profile) ? ["serverAuth" as const] : []), ...(canConnect(e.profile) ? ["clientAuth" as const] : [])] : (["serverAuth", "clientAuth"] as const).filter((p) => !eku || eku.includes(p));
+    const verdicts = roles.map((p) => keyUsageVerdict(c, p)).filter((v) => v !== undefined);
+    const worst = verdicts.find((v) => !v.strict) ?? verdicts[0];
+    if (worst) add(worst.strict ? "key-usage-strict" : "key-usage", worst.reason.replace(/^its keyUsage/, "keyUsage"), worst.change);
     const extra = ku.filter((b) => (b === "keyEncipherment" || b === "dataEncipherment") && alg !== "rsa");
     if (extra.length > 0) add("key-usage-extra", `keyUsage has ${extra.join(", ")}, which ${alg.startsWith("e") ? "an" : "a"} ${alg.toUpperCase()} key cannot do (encryption is RSA-only)`, "issue it with keyUsage digitalSignature only");
   }
@@ -115,8 +172,8 @@ export function lintCertificate(c: Cert, e: Expectations, now: Date): Lint[] {
   for (const x of i.extensions) {
     if (x.critical && !KNOWN_CRITICAL.has(x.name ?? "")) add("critical-extension", `has the critical extension ${x.name ?? x.oid}, which Go and OpenSSL refuse as unhandled`, `issue it without ${x.name ?? x.oid}, or mark it non-critical`);
   }
-  const weak = keyWeakness(c);
-  if (weak) add("weak-key", weak, "issue it with an ECDSA P-256/P-384, RSA 2048+ or Ed25519 key");
+  const weak = keyWeakness(c.info.publicKey);
+  if (weak) add("weak-key", weak, WEAK_KEY_CHANGE);
   const h = i.signatureAlgorithm.hash;
   if (h === "sha1" || h === "md5") add("weak-signature", `is signed with ${i.signatureAlgorithm.name}, which Go and OpenSSL 3 refuse`, "have the CA sign it with SHA-256 or stronger");
   if (i.serialNegative || i.serialBits === 0) add("serial", `has a ${i.serialNegative ? "negative" : "zero"} serial number (RFC 5280 4.1.2.2 requires a positive one); Go refuses it`, "issue it with a positive random serial (openssl x509 -req without -set_serial)");
@@ -129,10 +186,25 @@ export function lintCertificate(c: Cert, e: Expectations, now: Date): Lint[] {
   return out;
 }
 
-/** keyWeakness says why a certificate's key is too weak or unusual, or undefined. */
-export function keyWeakness(c: Cert): string | undefined {
-  const k = c.info.publicKey;
-  if (k.algorithm === "rsa" && k.bits < 2048) return `has a ${k.bits}-bit RSA key; OpenSSL at security level 2 and Go refuse RSA below 2048 bits`;
+/** MAX_RSA_BITS: Go's crypto/tls refuses a peer's certificate whose RSA key is larger (see keyWeakness). */
+export const MAX_RSA_BITS = 8192;
+
+/** WEAK_KEY_CHANGE is the change that cures weak-key. */
+export const WEAK_KEY_CHANGE = `issue it with an ECDSA P-256/P-384, RSA 2048 to ${MAX_RSA_BITS} bits or Ed25519 key`;
+
+/**
+ * keyWeakness says why a public key (a certificate's, or a key file's) is too weak, too large or
+ * unusual for TLS peers, as a phrase starting with "has", or undefined. RSA above 8192 bits: Go's
+ * crypto/tls refuses any certificate a peer sends with such a key (`tls: server sent certificate
+ * containing RSA key larger than 8192 bits`, and `client sent` on a server), since Go 1.21 and
+ * 1.20.7 (CVE-2023-29409: verifying huge RSA signatures is a denial of service); GODEBUG
+ * tlsmaxrsasize raises the limit since Go 1.22, which nobody's peers can be assumed to set.
+ */
+export function keyWeakness(k: { algorithm: string; bits: number; curve: string | undefined }): string | undefined {
+  // "an 8200-bit", "an 11-bit", "an 18000-bit": numbers spoken with a vowel first.
+  const a = /^8|^1[18](?:\d{3})*$/.test(String(k.bits)) ? "an" : "a";
+  if (k.algorithm === "rsa" && k.bits < 2048) return `has ${a} ${k.bits}-bit RSA key; OpenSSL at security level 2 and Go refuse RSA below 2048 bits`;
+  if (k.algorithm === "rsa" && k.bits > MAX_RSA_BITS) return `has ${a} ${k.bits}-bit RSA key; Go's crypto/tls refuses a certificate with an RSA key over ${MAX_RSA_BITS} bits (\`tls: server sent certificate containing RSA key larger than ${MAX_RSA_BITS} bits\`, since Go 1.21), and every handshake spends far longer on it`;
   if (k.algorithm === "ec" && !["P-256", "P-384", "P-521"].includes(k.curve ?? "")) return `has an EC key on curve ${k.curve}, which TLS peers do not support`;
   if (!["rsa", "ec", "ed25519", "ed448"].includes(k.algorithm)) return `has a key of algorithm ${k.algorithm}, which TLS peers do not support`;
   return undefined;

@@ -400,14 +400,21 @@ export const CATALOGUE: readonly Entry[] = [
   {
     id: "key-usage-signature",
     title: "the certificate's keyUsage lacks digitalSignature",
-    stacks: ["openssl", "java"],
-    patterns: [/key usage does not include digital signature/i, /KeyUsage does not allow digital signatures/i],
-    examples: ["verify error:num=39:key usage does not include digital signature", "java.security.cert.CertificateException: KeyUsage does not allow digital signatures"],
+    stacks: ["openssl", "java", "gnutls"],
+    patterns: [/key usage does not include digital signature/i, /KeyUsage does not allow digital signatures/i, /Key usage violation in certificate has been detected/i, /certificate does not allow digital signatures/i, /\becc cert not for signing\b/i],
+    examples: [
+      "verify error:num=39:key usage does not include digital signature",
+      "java.security.cert.CertificateException: KeyUsage does not allow digital signatures",
+      "*** Fatal error: Key usage violation in certificate has been detected.",
+      "Peer's certificate does not allow digital signatures. Key usage violation detected.",
+      "error:0A00013E:SSL routines:ssl_check_srvr_ecc_cert_and_alg:ecc cert not for signing:../ssl/ssl_lib.c:3690:",
+    ],
     seenBy: VERIFIED,
-    cause: "The certificate's keyUsage lacks digitalSignature, which TLS needs for ECDSA and Ed25519 keys, and for every key in TLS 1.3.",
-    look: "`openssl x509 -noout -ext keyUsage -in cert.pem`.",
-    fix: "Re-issue with mtlskit: its server, client and dual profiles always set digitalSignature (and keyEncipherment for RSA keys). Run `mtlskit apply`.",
-    codes: ["key-usage"],
+    cause:
+      "The certificate's keyUsage lacks digitalSignature, which signs the TLS handshake. GnuTLS and Java refuse it in TLS 1.2 and 1.3 whatever the key; OpenSSL and Go are laxer: an RSA server certificate with keyEncipherment passes them, so the same certificate works with curl, nginx and Go clients and fails with gnutls-cli, Java and other GnuTLS programs.",
+    look: "`openssl x509 -noout -ext keyUsage -in cert.pem` on the refused certificate: Digital Signature must be listed.",
+    fix: "Re-issue it with digitalSignature in keyUsage (keyUsage = digitalSignature, keyEncipherment for RSA). mtlskit's server, client and dual profiles always set it: `mtlskit apply` re-issues a managed service's certificate; `mtlskit check` reports the others (key-usage, key-usage-strict).",
+    codes: ["key-usage", "key-usage-strict"],
   },
   {
     id: "ca-usage-constraint",
@@ -773,6 +780,30 @@ export const CATALOGUE: readonly Entry[] = [
     codes: ["cert-malformed", "key-missing"],
   },
   {
+    // The VirtRigaud mTLS guide (seeds/004) loads its CA file with Go's x509.CertPool.AppendCertsFromPEM
+    // and, when it returns false, says only panic("Failed to parse CA certificate") (the server) or
+    // fmt.Errorf("failed to parse CA certificate") (the manager); grpc-go's NewClientTLSFromFile says
+    // "credentials: failed to append certificates". No reason follows: the cause is the file.
+    id: "ca-bundle-unparsed",
+    title: "the CA file holds no certificate the program could parse",
+    stacks: ["go", "grpc"],
+    patterns: [/\b(?:failed|unable) to (?:parse|append|add) (?:the )?(?:client |root |server )?CA(?: cert(?:ificate)?s?| bundle| file)?(?: (?:to|from) (?:the )?(?:cert(?:ificate)? )?pool)?\b/i, /credentials: failed to append certificates/i],
+    examples: [
+      "panic: Failed to parse CA certificate",
+      "failed to create provider client: failed to parse CA certificate",
+      "credentials: failed to append certificates",
+      "failed to append CA certificate to pool",
+    ],
+    seenBy: STARTUP,
+    cause:
+      "Go's x509.CertPool.AppendCertsFromPEM added no certificate from the CA file: it reads only `-----BEGIN CERTIFICATE-----` blocks (without headers) and silently skips any it cannot decode, and the program's message is its own words for \"none was added\". The file is empty, DER instead of PEM, base64-encoded twice (a Kubernetes Secret whose `data:` was given an already-encoded value: the mounted ca.crt then starts with `LS0tLS1CRUdJTi`, the base64 of `-----BEGIN`), holds a key or another file, or its certificate is damaged (a truncated copy). A missing file fails earlier, with the read's own error (`failed to load CA certificate: open ...`).",
+    look:
+      "The start of the CA file where the program runs: `head -c 40 /etc/tls/ca.crt` (in a pod: `kubectl exec POD -- head -c 40 /etc/tls/ca.crt`) must print `-----BEGIN CERTIFICATE-----`; `mtlskit inspect ca.crt` says what the file holds and what is wrong with it. For a Secret: `kubectl get secret NAME -o yaml`: the value of ca.crt, decoded once with `base64 -d`, must start with -----BEGIN CERTIFICATE-----, not with LS0tLS1CRUdJTi.",
+    fix:
+      "Give the program the service's trust bundle, services/NAME/ca.pem, as its CA file. In Kubernetes, let mtlskit write the Secret (`mtlskit export --format kubernetes --out DIR`, then `kubectl apply -f DIR`: ca.crt is encoded once), or `kubectl create secret generic NAME --from-file=ca.crt=pki/services/NAME/ca.pem` rather than pasting base64 under `data:`. `mtlskit check` reports a bundle it cannot read.",
+    codes: ["bundle-missing"],
+  },
+  {
     id: "file-unreadable",
     title: "a certificate, key or bundle file is missing or unreadable",
     stacks: ["go", "node", "postgresql", "nginx", "curl"],
@@ -886,12 +917,13 @@ export const CATALOGUE: readonly Entry[] = [
   },
   {
     id: "weak-key",
-    title: "a certificate's key is too small or of an unsupported type",
+    title: "a certificate's key is too small, too large or of an unsupported type",
     stacks: ["go", "openssl"],
     patterns: [
       /ee key too small|ca key too small|EE certificate key too weak|CA certificate key too weak|\b(?:ERR_SSL_)?(?:EE|CA)_KEY_TOO_SMALL\b/i,
       /crypto\/rsa: \d{1,5}-bit keys are insecure/i,
       /certificate contains an unsupported type of public key|unsupported elliptic curve/i,
+      /tls: (?:server|client) sent certificate containing RSA key larger than \d{1,6} bits/i,
     ],
     examples: [
       "error:0A00018F:SSL routines::ee key too small",
@@ -900,12 +932,13 @@ export const CATALOGUE: readonly Entry[] = [
       "40D73F9CFE7E0000:error:0A00018F:SSL routines:SSL_CTX_use_certificate:ee key too small:../ssl/ssl_rsa.c:222:",
       "verify error:num=66:EE certificate key too weak",
       "tls: failed to parse certificate from server: crypto/rsa: 1024-bit keys are insecure (see https://go.dev/pkg/crypto/rsa#hdr-Minimum_key_size)",
+      "tls: server sent certificate containing RSA key larger than 8192 bits",
     ],
     seenBy: {},
     cause:
-      "A key is below the verifier's minimum (RSA under 2048 bits at OpenSSL's default security level and in current Go) or a curve it does not support. `ee key too small` (Node `ERR_SSL_EE_KEY_TOO_SMALL`) at startup is OpenSSL refusing the program's own certificate before any connection; during a handshake it is the peer's.",
+      "A key is below the verifier's minimum (RSA under 2048 bits at OpenSSL's default security level and in current Go), above Go's maximum (RSA over 8192 bits, refused by crypto/tls since Go 1.21: checking such signatures is a denial of service, CVE-2023-29409), or a curve it does not support. `ee key too small` (Node `ERR_SSL_EE_KEY_TOO_SMALL`) at startup is OpenSSL refusing the program's own certificate before any connection; during a handshake it is the peer's.",
     look: "`openssl x509 -noout -text -in cert.pem | grep 'Public-Key'`.",
-    fix: "Re-issue with a supported key type: `key: ecdsa-p256` (or rsa-2048 and larger) in defaults or on the service, then run `mtlskit apply`.",
+    fix: "Re-issue with a supported key type: `key: ecdsa-p256` (or rsa-2048 to rsa-4096) in defaults or on the service, then run `mtlskit apply`.",
     codes: ["weak-key"],
   },
   {

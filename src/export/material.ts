@@ -64,23 +64,46 @@ function readOrFail(m: Manifest, pki: string, file: string, external: boolean): 
   }
 }
 
+/**
+ * certificatesOf reads every certificate of a PEM file and decodes each, so a damaged file (a
+ * truncated copy, an altered byte) is refused here naming the file and what is wrong (exit 3),
+ * not deep in a builder (issue 11: a truncated cert.pem printed "This is a bug in mtlskit").
+ */
+function certificatesOf(m: Manifest, file: string, text: string, fix: string): Buffer[] {
+  let ders: Buffer[];
+  try {
+    ders = parseCertificatesPem(text);
+  } catch (e) {
+    throw new FailedError(`export: ${file} is not a PEM file of certificates (${(e as Error).message.replace(/^pem: /, "")}); ${fix}, or run \`mtlskit check -f ${m.file}\` to see what is wrong`, { cause: e });
+  }
+  const begun = text.match(/-----BEGIN [A-Z0-9 ]+-----/g)?.length ?? 0;
+  if (begun > ders.length) throw new FailedError(`export: ${file} is truncated: a -----BEGIN line has no -----END line; ${fix}`);
+  if (ders.length === 0) throw new FailedError(`export: ${file} holds no CERTIFICATE block; ${fix}`);
+  for (const [i, der] of ders.entries()) {
+    try {
+      readCertFields(der);
+    } catch (e) {
+      throw new FailedError(`export: ${file} is damaged: certificate ${i + 1} does not decode (${(e as Error).message.replace(/^der: /, "")}; the file was truncated or altered); ${fix}`, { cause: e });
+    }
+  }
+  return ders;
+}
+
 function pair(m: Manifest, pki: string, s: Service, certFile: string, keyFile: string): PairMaterial {
   const external = s.files !== undefined;
   const certPem = readOrFail(m, pki, certFile, external);
   const keyPem = readOrFail(m, pki, keyFile, external);
-  let certDers: Buffer[];
+  const certDers = certificatesOf(m, certFile, certPem, external ? `replace it with the certificate as issued (services.${s.name}.files.cert)` : `run \`mtlskit apply -f ${m.file} --pki ${pki}\` (it re-issues a certificate it cannot parse)`);
+  const fields = readCertFields(certDers[0]!);
   let pkcs8: Buffer;
   let spki: Buffer;
   try {
-    certDers = parseCertificatesPem(certPem);
-    if (certDers.length === 0) throw new Error("no CERTIFICATE block");
     const key = createPrivateKey(keyPem);
     pkcs8 = key.export({ type: "pkcs8", format: "der" });
     spki = spkiOfPrivateKey(key);
   } catch (e) {
-    throw new FailedError(`export: ${certFile} or ${keyFile} cannot be read as a certificate and key (${(e as Error).message}); run \`mtlskit check -f ${m.file}\` to see what is wrong`, { cause: e });
+    throw new FailedError(`export: ${keyFile} cannot be read as a private key (${(e as Error).message}); run \`mtlskit check -f ${m.file}\` to see what is wrong`, { cause: e });
   }
-  const fields = readCertFields(certDers[0]!);
   if (!fields.spki.equals(spki)) {
     throw new FailedError(`export: ${keyFile} is not the key of ${certFile}; refusing to export a pair that cannot work. ${external ? `Fix services.${s.name}.files` : `Run \`mtlskit apply -f ${m.file} --pki ${pki}\``}, then export again.`);
   }
@@ -100,13 +123,7 @@ export function loadMaterial(m: Manifest, pki: string, names: readonly string[] 
     });
     const bundleFile = s.files ? s.files.ca : abs(dir, LAYOUT.bundle(s.name));
     const bundlePem = readOrFail(m, pki, bundleFile, s.files !== undefined);
-    let bundleDers: Buffer[];
-    try {
-      bundleDers = parseCertificatesPem(bundlePem);
-      if (bundleDers.length === 0) throw new Error("no CERTIFICATE block");
-    } catch (e) {
-      throw new FailedError(`export: ${bundleFile} is not a PEM bundle of certificates (${(e as Error).message}); run \`mtlskit check -f ${m.file}\``, { cause: e });
-    }
+    const bundleDers = certificatesOf(m, bundleFile, bundlePem, s.files ? `replace it with the CA certificates (services.${s.name}.files.ca)` : `run \`mtlskit apply -f ${m.file} --pki ${pki}\` to write it again`);
     return { service: s, main: main!, client, bundlePem, bundleDers, bundleFile };
   });
   return { cluster: m.cluster, services };

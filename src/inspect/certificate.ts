@@ -10,7 +10,7 @@ import type { CaFacts, CertificateItem, ItemLint, Validity, Where } from "./item
 const DAY = 86_400_000;
 
 /** LEAF_ONLY are lints about serving or connecting as a service, which do not concern a CA. */
-const LEAF_ONLY: ReadonlySet<Code> = new Set<Code>(["eku-absent", "eku-server", "eku-client", "key-usage", "key-usage-extra", "san-missing", "san-ip-as-dns", "cn-not-san", "identity-count", "identity-mismatch", "leaf-is-ca"]);
+const LEAF_ONLY: ReadonlySet<Code> = new Set<Code>(["eku-absent", "eku-server", "eku-client", "key-usage", "key-usage-strict", "key-usage-extra", "san-missing", "san-ip-as-dns", "cn-not-san", "identity-count", "identity-mismatch", "leaf-is-ca"]);
 
 const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? "" : "s"}`;
 

@@ -10,7 +10,8 @@ import { describeCsr } from "./csr.ts";
 import type { CertificateItem, Inspection, Item, Where } from "./item.ts";
 import { describePrivateKey, describePublicKey } from "./key.ts";
 import { linkChain } from "./links.ts";
-import { legacyEncrypted, scanInput, type Block } from "./scan.ts";
+import { legacyEncrypted } from "../pki/pem.ts";
+import { scanInput, type Block } from "./scan.ts";
 
 /** MAX_FILE_BYTES: larger files are refused (certificates and keys are kilobytes); the bound of every read (read-file.ts). */
 export { MAX_FILE_BYTES };
@@ -110,7 +111,7 @@ export interface Tally {
   unreadable: number;
   /** problems: blocks that could not be decoded in inputs where something else could. */
   problems: number;
-  /** errors and warnings: lints of certificates by severity. */
+  /** errors and warnings: lints of certificates and keys by severity. */
   errors: number;
   warnings: number;
 }
@@ -125,7 +126,7 @@ export function tally(inspections: readonly Inspection[]): Tally {
     if (!decoded(f)) t.unreadable++;
     for (const i of f.items) {
       if (i.kind === "problem" && decoded(f)) t.problems++;
-      if (i.kind === "certificate") for (const l of i.lints) t[l.severity === "error" ? "errors" : "warnings"]++;
+      if (i.kind === "certificate" || i.kind === "private-key" || i.kind === "public-key") for (const l of i.lints) t[l.severity === "error" ? "errors" : "warnings"]++;
     }
   }
   return t;

@@ -63,7 +63,7 @@ export interface Validity {
   text: string;
 }
 
-/** ItemLint is a lint of a certificate with its severity: its own lints, and leaf-is-ca on the first certificate of a chain file that starts with a CA (links.ts). */
+/** ItemLint is a lint with its severity: a certificate's own lints, leaf-is-ca on the first certificate of a chain file that starts with a CA (links.ts), weak-key on a key. */
 export interface ItemLint {
   code: Code;
   severity: Severity;
@@ -124,6 +124,8 @@ export interface PrivateKeyItem extends Where {
   encryption: string | undefined;
   /** key is undefined for an encrypted key (its type is sealed with it). */
   key: KeyInfo | undefined;
+  /** lints: weak-key when the key is too weak or too large for TLS peers (none for an encrypted key). */
+  lints: ItemLint[];
   /** matches lists the certificates given whose public key is this key's; undefined when none was given. */
   matches: string[] | undefined;
 }
@@ -134,6 +136,8 @@ export interface PublicKeyItem extends Where {
   /** format: `SPKI` or `PKCS#1`. */
   format: string;
   key: KeyInfo;
+  /** lints: weak-key when the key is too weak or too large for TLS peers. */
+  lints: ItemLint[];
   matches: string[] | undefined;
 }
 

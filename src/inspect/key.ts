@@ -8,8 +8,9 @@ import { children, contentsOf, readTlv, TAG } from "../pki/der.ts";
 import { decodeOid } from "../pki/x509.ts";
 import type { Shape } from "./classify.ts";
 import { keyInfoOfSpki } from "./describe.ts";
-import type { PrivateKeyItem, PublicKeyItem, Where } from "./item.ts";
-import { legacyEncrypted } from "./scan.ts";
+import { CODES, keyWeakness, WEAK_KEY_CHANGE } from "../check/index.ts";
+import type { ItemLint, KeyInfo, PrivateKeyItem, PublicKeyItem, Where } from "./item.ts";
+import { legacyEncrypted } from "../pki/pem.ts";
 
 /** CIPHERS names the encryption OIDs of PKCS#5/PKCS#12 that tools write. */
 const CIPHERS: Record<string, string> = {
@@ -56,12 +57,18 @@ function algorithmHint(der: Buffer): string {
   }
 }
 
+/** keyLints judges a key on its own: weak-key when TLS peers refuse its type or size (a key file is judged as its certificate would be). */
+function keyLints(key: KeyInfo): ItemLint[] {
+  const weak = keyWeakness(key);
+  return weak === undefined ? [] : [{ code: "weak-key", severity: CODES["weak-key"].severity, message: weak.replace(/^has (an?) /, "is $1 "), change: WEAK_KEY_CHANGE.replace("issue it with", "use") }];
+}
+
 /** describePrivateKey describes a private key of `shape`; it throws the crypto layer's reason when the key does not open. */
 export function describePrivateKey(der: Buffer, shape: Shape, where: Where, headers: Record<string, string>): PrivateKeyItem {
   const base = { kind: "private-key" as const, ...where, matches: undefined };
   if (legacyEncrypted(headers)) {
     const cipher = (headers["DEK-Info"] ?? "").split(",")[0] || "unknown cipher";
-    return { ...base, format: "PEM-encrypted (legacy OpenSSL)", encrypted: true, encryption: cipher, key: undefined };
+    return { ...base, format: "PEM-encrypted (legacy OpenSSL)", encrypted: true, encryption: cipher, key: undefined, lints: [] };
   }
   if (shape === "encrypted-pkcs8") {
     let encryption: string;
@@ -70,7 +77,7 @@ export function describePrivateKey(der: Buffer, shape: Shape, where: Where, head
     } catch (e) {
       throw new Error(`its encryption parameters do not decode (${(e as Error).message.replace(/^der: /, "")})`, { cause: e });
     }
-    return { ...base, format: "PKCS#8, encrypted", encrypted: true, encryption, key: undefined };
+    return { ...base, format: "PKCS#8, encrypted", encrypted: true, encryption, key: undefined, lints: [] };
   }
   const f = FORMATS[shape]!;
   let spki: Buffer;
@@ -79,7 +86,8 @@ export function describePrivateKey(der: Buffer, shape: Shape, where: Where, head
   } catch (e) {
     throw new Error(`${cryptoReason(e)}${shape === "pkcs8" ? algorithmHint(der) : ""}`, { cause: e });
   }
-  return { ...base, format: f.format, encrypted: false, encryption: undefined, key: keyInfoOfSpki(spki) };
+  const key = keyInfoOfSpki(spki);
+  return { ...base, format: f.format, encrypted: false, encryption: undefined, key, lints: keyLints(key) };
 }
 
 /** describePublicKey describes a SubjectPublicKeyInfo or PKCS#1 RSA public key. */
@@ -92,5 +100,6 @@ export function describePublicKey(der: Buffer, shape: Shape, where: Where): Publ
       throw new Error(cryptoReason(e), { cause: e });
     }
   }
-  return { kind: "public-key", ...where, format: shape === "spki" ? "SPKI" : "PKCS#1", key: keyInfoOfSpki(spki), matches: undefined };
+  const key = keyInfoOfSpki(spki);
+  return { kind: "public-key", ...where, format: shape === "spki" ? "SPKI" : "PKCS#1", key, lints: keyLints(key), matches: undefined };
 }

@@ -7,6 +7,7 @@
  * of legacy encrypted keys) and exact about damage: a missing END line, a bad base64 character,
  * a length that is not a multiple of four, a DER object cut short or followed by stray bytes.
  */
+import { legacyEncrypted, splitHeaders } from "../pki/pem.ts";
 
 /** Frame is where a block or object was found. */
 export interface Frame {
@@ -117,15 +118,8 @@ const BASE64_LINE = /^[A-Za-z0-9+/]*={0,2}$/;
  */
 function decodeBody(body: string, firstLine: number, endLine: number, label: string): { der: Buffer; headers: Record<string, string> } | string {
   const segments = body.split("\n");
-  const headers: Record<string, string> = {};
-  let i = 0;
-  while (i < segments.length && segments[i]!.trim() === "") i++;
-  if (i < segments.length && /^[A-Za-z][A-Za-z0-9-]*:/.test(segments[i]!.trim())) {
-    for (; i < segments.length && segments[i]!.trim() !== ""; i++) {
-      const m = /^([A-Za-z][A-Za-z0-9-]*):\s*(.*)$/.exec(segments[i]!.trim());
-      if (m) headers[m[1]!] = m[2]!;
-    }
-  }
+  const { headers, start } = splitHeaders(segments);
+  let i = start;
   const what = `the ${label} block`;
   let b64 = "";
   let padded = -1;
@@ -149,8 +143,6 @@ function decodeBody(body: string, firstLine: number, endLine: number, label: str
   return { der: Buffer.from(b64, "base64"), headers };
 }
 
-/** legacyEncrypted tells whether RFC 1421 headers mark the body as encrypted (OpenSSL's traditional `-aes256` keys). */
-export const legacyEncrypted = (headers: Record<string, string>): boolean => /ENCRYPTED/i.test(headers["Proc-Type"] ?? "");
 
 /** scanPem cuts text into its PEM blocks; text outside blocks is ignored. */
 function scanPem(text: string): Raw[] {

@@ -8,6 +8,7 @@
  * Certificates are decoded over these same functions by `pki/x509.ts`, hand-written for the same
  * reason and cross-checked against @peculiar/asn1-x509 and openssl in test/x509.test.ts.
  */
+import { DecodeError } from "../errors.ts";
 
 /** TAG names the DER tags mtlskit writes. */
 export const TAG = {
@@ -107,25 +108,25 @@ export interface Tlv {
  * throws on truncated or non-DER lengths.
  */
 export function readTlv(buf: Uint8Array, offset: number, end = buf.length): Tlv {
-  if (offset + 2 > end) throw new Error("der: truncated element");
+  if (offset + 2 > end) throw new DecodeError("der: truncated element");
   const tag = buf[offset]!;
-  if ((tag & 0x1f) === 0x1f) throw new Error("der: multi-byte tags are not supported");
-  if (tag === 0) throw new Error("der: end-of-contents octets (BER's indefinite form) are not DER");
+  if ((tag & 0x1f) === 0x1f) throw new DecodeError("der: multi-byte tags are not supported");
+  if (tag === 0) throw new DecodeError("der: end-of-contents octets (BER's indefinite form) are not DER");
   // Universal types have one form in DER: SEQUENCE and SET constructed, everything else primitive (X.690 10.2).
-  if ((tag & 0xc0) === 0 && ((tag & 0x20) !== 0) !== ((tag & 0x1e) === 0x10)) throw new Error(`der: universal tag ${tag & 0x1f} in the wrong form`);
+  if ((tag & 0xc0) === 0 && ((tag & 0x20) !== 0) !== ((tag & 0x1e) === 0x10)) throw new DecodeError(`der: universal tag ${tag & 0x1f} in the wrong form`);
   let len = buf[offset + 1]!;
   let p = offset + 2;
   if (len & 0x80) {
     const n = len & 0x7f;
-    if (n === 0 || n > 4) throw new Error("der: indefinite or oversized length");
-    if (p + n > end) throw new Error("der: truncated length");
+    if (n === 0 || n > 4) throw new DecodeError("der: indefinite or oversized length");
+    if (p + n > end) throw new DecodeError("der: truncated length");
     len = 0;
     for (let i = 0; i < n; i++) len = len * 256 + buf[p + i]!;
-    if (len < 0x80 || buf[p] === 0) throw new Error("der: non-minimal length");
+    if (len < 0x80 || buf[p] === 0) throw new DecodeError("der: non-minimal length");
     p += n;
   }
-  if (p + len > end) throw new Error("der: truncated contents");
-  if ((tag === TAG.boolean && len !== 1) || (tag === TAG.null && len !== 0)) throw new Error(`der: a ${tag === TAG.null ? "NULL" : "BOOLEAN"} of ${len} octets`);
+  if (p + len > end) throw new DecodeError("der: truncated contents");
+  if ((tag === TAG.boolean && len !== 1) || (tag === TAG.null && len !== 0)) throw new DecodeError(`der: a ${tag === TAG.null ? "NULL" : "BOOLEAN"} of ${len} octets`);
   return { tag, start: offset, contentStart: p, end: p + len };
 }
 

@@ -1,4 +1,9 @@
-/** PEM (RFC 7468) encoding and decoding of the blocks mtlskit reads and writes. */
+/**
+ * PEM (RFC 7468) encoding and decoding of the blocks mtlskit reads and writes. Decoding also
+ * accepts RFC 1421 headers at the start of a block (`Proc-Type: 4,ENCRYPTED` and `DEK-Info:`, as
+ * `openssl ec -aes256` and `openssl rsa -traditional -aes256` write an encrypted traditional key),
+ * so such a block is reported as encrypted, never as "not valid base64".
+ */
 
 /** encodePem wraps DER in a PEM block with 64-character lines. */
 export function encodePem(label: string, der: Uint8Array): string {
@@ -11,23 +16,63 @@ export function encodePem(label: string, der: Uint8Array): string {
 /** PemBlock is one decoded PEM block. */
 export interface PemBlock {
   label: string;
+  /** der: the decoded body; for a block encrypted with RFC 1421 headers, the ciphertext. */
   der: Buffer;
+  /** headers: the block's RFC 1421 headers by name (`Proc-Type`, `DEK-Info`); empty for most blocks. */
+  headers: Record<string, string>;
+}
+
+const HEADER = /^([A-Za-z][A-Za-z0-9-]*):[ \t]*(.*)$/;
+
+/**
+ * splitHeaders reads the RFC 1421 headers at the start of a block's body lines: `Name: value`
+ * lines (a line starting with white space continues the one before) up to a blank line. It
+ * returns them and the index of the first line after them (0 when there are none).
+ */
+export function splitHeaders(lines: readonly string[]): { headers: Record<string, string>; start: number } {
+  const headers: Record<string, string> = {};
+  let i = 0;
+  while (i < lines.length && lines[i]!.trim() === "") i++;
+  if (i >= lines.length || !HEADER.test(lines[i]!.trim())) return { headers, start: 0 };
+  let last: string | undefined;
+  for (; i < lines.length && lines[i]!.trim() !== ""; i++) {
+    const line = lines[i]!;
+    const m = HEADER.exec(line.trim());
+    if (/^[ \t]/.test(line) && last !== undefined) headers[last] += line.trim();
+    else if (m) headers[(last = m[1]!)] = m[2]!.trim();
+    else break;
+  }
+  return { headers, start: i };
+}
+
+/** legacyEncrypted tells whether RFC 1421 headers mark the body as encrypted (OpenSSL's traditional `-aes256` keys). */
+export const legacyEncrypted = (headers: Record<string, string>): boolean => /ENCRYPTED/i.test(headers["Proc-Type"] ?? "");
+
+/**
+ * keyEncryption names how a private key block is encrypted: the DEK-Info cipher of a traditional
+ * key (`AES-256-CBC`), `PKCS#8` for an ENCRYPTED PRIVATE KEY block; undefined when it is not.
+ */
+export function keyEncryption(b: PemBlock): string | undefined {
+  if (legacyEncrypted(b.headers)) return (b.headers["DEK-Info"] ?? "").split(",")[0]!.trim() || "an unnamed cipher";
+  return b.label === "ENCRYPTED PRIVATE KEY" ? "PKCS#8" : undefined;
 }
 
 const BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)-----END \1-----/g;
 
 /**
- * parsePem returns every PEM block in `text`, in order. Text between blocks is ignored (it is
- * where tools put comments); a block whose body is not base64 throws.
+ * parsePem returns every PEM block in `text`, in order, with its RFC 1421 headers apart. Text
+ * between blocks is ignored (it is where tools put comments); a block whose body is not base64 throws.
  */
 export function parsePem(text: string): PemBlock[] {
   const out: PemBlock[] = [];
   for (const m of text.matchAll(BLOCK)) {
-    const body = m[2]!.replace(/\s+/g, "");
+    const lines = m[2]!.split(/\r?\n/);
+    const { headers, start } = splitHeaders(lines);
+    const body = lines.slice(start).join("").replace(/\s+/g, "");
     if (!/^[A-Za-z0-9+/]*={0,2}$/.test(body) || body.length % 4 !== 0) {
       throw new Error(`pem: the ${m[1]} block is not valid base64`);
     }
-    out.push({ label: m[1]!, der: Buffer.from(body, "base64") });
+    out.push({ label: m[1]!, der: Buffer.from(body, "base64"), headers });
   }
   return out;
 }

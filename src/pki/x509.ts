@@ -11,6 +11,7 @@
  * on certificates from both, including ones crafted with unusual encodings.
  */
 import { isUtf8 } from "node:buffer";
+import { DecodeError } from "../errors.ts";
 import { readCertFields, type CertFields } from "./cert.ts";
 import { bytesOf, children, contentsOf, readTlv, TAG, type Tlv } from "./der.ts";
 import { formatIp } from "./ip.ts";
@@ -147,25 +148,25 @@ const CURVES: Record<string, { name: string; bits: number }> = {
 
 /** decodeOid renders OBJECT IDENTIFIER contents in dotted form. */
 export function decodeOid(bytes: Uint8Array): string {
-  if (bytes.length === 0) throw new Error("der: empty OBJECT IDENTIFIER");
+  if (bytes.length === 0) throw new DecodeError("der: empty OBJECT IDENTIFIER");
   const arcs: number[] = [];
   let v = 0;
   for (let i = 0; i < bytes.length; i++) {
     const b = bytes[i]!;
-    if (v === 0 && b === 0x80) throw new Error("der: non-minimal OBJECT IDENTIFIER arc");
+    if (v === 0 && b === 0x80) throw new DecodeError("der: non-minimal OBJECT IDENTIFIER arc");
     v = v * 128 + (b & 0x7f);
-    if (v > Number.MAX_SAFE_INTEGER / 128) throw new Error("der: OBJECT IDENTIFIER arc too large");
+    if (v > Number.MAX_SAFE_INTEGER / 128) throw new DecodeError("der: OBJECT IDENTIFIER arc too large");
     if (!(b & 0x80)) {
       if (arcs.length === 0) arcs.push(v < 40 ? 0 : v < 80 ? 1 : 2, v < 80 ? v % 40 : v - 80);
       else arcs.push(v);
       v = 0;
-    } else if (i === bytes.length - 1) throw new Error("der: truncated OBJECT IDENTIFIER");
+    } else if (i === bytes.length - 1) throw new DecodeError("der: truncated OBJECT IDENTIFIER");
   }
   return arcs.join(".");
 }
 
 function expect(t: Tlv | undefined, tag: number, what: string): Tlv {
-  if (!t || t.tag !== tag) throw new Error(`${what} has the wrong type`);
+  if (!t || t.tag !== tag) throw new DecodeError(`${what} has the wrong type`);
   return t;
 }
 
@@ -182,17 +183,17 @@ function attributeValue(der: Uint8Array, t: Tlv): { text: string; isString: bool
   const c = contentsOf(der, t);
   switch (t.tag) {
     case 0x0c: // UTF8String
-      if (!isUtf8(c)) throw new Error("a UTF8String is not valid UTF-8");
+      if (!isUtf8(c)) throw new DecodeError("a UTF8String is not valid UTF-8");
       return { text: c.toString("utf8"), isString: true };
     case 0x1e: // BMPString: UTF-16BE
-      if (c.length % 2 !== 0) throw new Error("a BMPString has an odd number of octets");
+      if (c.length % 2 !== 0) throw new DecodeError("a BMPString has an odd number of octets");
       return { text: Buffer.from(c).swap16().toString("utf16le"), isString: true };
     case 0x1c: { // UniversalString: UTF-32BE
-      if (c.length % 4 !== 0) throw new Error("a UniversalString's length is not a multiple of 4");
+      if (c.length % 4 !== 0) throw new DecodeError("a UniversalString's length is not a multiple of 4");
       let text = "";
       for (let i = 0; i < c.length; i += 4) {
         const cp = c.readUInt32BE(i);
-        if (cp > 0x10ffff) throw new Error("a UniversalString holds a character past U+10FFFF");
+        if (cp > 0x10ffff) throw new DecodeError("a UniversalString holds a character past U+10FFFF");
         text += String.fromCodePoint(cp);
       }
       return { text, isString: true };
@@ -223,12 +224,12 @@ function nameRdns(der: Uint8Array): Rdn[] {
     const rdn: Rdn = [];
     for (const atv of children(der, expect(rdnT, TAG.set, "RelativeDistinguishedName"))) {
       const parts = children(der, expect(atv, TAG.sequence, "AttributeTypeAndValue"));
-      if (parts.length !== 2) throw new Error("an AttributeTypeAndValue is a type and one value");
+      if (parts.length !== 2) throw new DecodeError("an AttributeTypeAndValue is a type and one value");
       const o = oidAt(der, parts[0], "attribute type");
       const v = attributeValue(der, parts[1]!);
       rdn.push([ATTRIBUTE_NAMES[o] ?? o, v.text, v.isString ? escapeValue(v.text) : v.text]);
     }
-    if (rdn.length === 0) throw new Error("a RelativeDistinguishedName is empty");
+    if (rdn.length === 0) throw new DecodeError("a RelativeDistinguishedName is empty");
     out.push(rdn);
   }
   return out;
@@ -245,7 +246,7 @@ const isMinimal = (c: Uint8Array) => c.length > 0 && !(c.length > 1 && ((c[0] ==
 
 /** serialOf reads the serial's sign and magnitude from its INTEGER contents. */
 function serialOf(c: Buffer): { hex: string; negative: boolean; bits: number } {
-  if (!isMinimal(c)) throw new Error("serialNumber is not a minimal INTEGER");
+  if (!isMinimal(c)) throw new DecodeError("serialNumber is not a minimal INTEGER");
   const negative = (c[0]! & 0x80) !== 0;
   let m = c;
   if (negative) {
@@ -267,31 +268,31 @@ function serialOf(c: Buffer): { hex: string; negative: boolean; bits: number } {
 /** smallUint reads a non-negative INTEGER that fits 31 bits (pathLenConstraint). */
 function smallUint(der: Uint8Array, t: Tlv | undefined, what: string): number {
   const c = contentsOf(der, expect(t, TAG.integer, what));
-  if (!isMinimal(c)) throw new Error(`${what} is not a minimal INTEGER`);
-  if (c[0]! & 0x80) throw new Error(`${what} is negative`);
-  if (c.length > 4) throw new Error(`${what} is too large`);
+  if (!isMinimal(c)) throw new DecodeError(`${what} is not a minimal INTEGER`);
+  if (c[0]! & 0x80) throw new DecodeError(`${what} is negative`);
+  if (c.length > 4) throw new DecodeError(`${what} is too large`);
   return c.reduce((n, x) => n * 256 + x, 0);
 }
 
 /** only reads the single element that must fill `buf` (an extension's value, an RSA key). */
 function only(buf: Uint8Array, tag: number, what: string): Tlv {
-  if (buf.length === 0) throw new Error(`${what} is missing`);
+  if (buf.length === 0) throw new DecodeError(`${what} is missing`);
   const t = readTlv(buf, 0);
-  if (t.end !== buf.length) throw new Error(`${what} is followed by ${buf.length - t.end} stray octets`);
+  if (t.end !== buf.length) throw new DecodeError(`${what} is followed by ${buf.length - t.end} stray octets`);
   return expect(t, tag, what);
 }
 
 function publicKeyOf(spki: Buffer): PublicKeyInfo {
   const parts = children(spki, readTlv(spki, 0));
   const [alg, bits] = parts;
-  if (parts.length !== 2) throw new Error("a SubjectPublicKeyInfo is an algorithm and a key");
+  if (parts.length !== 2) throw new DecodeError("a SubjectPublicKeyInfo is an algorithm and a key");
   const [algOid, params] = children(spki, expect(alg, TAG.sequence, "AlgorithmIdentifier"));
   const o = oidAt(spki, algOid, "public key algorithm");
   const keyBits = contentsOf(spki, expect(bits, TAG.bitString, "subjectPublicKey"));
-  if (keyBits[0] !== 0) throw new Error("subjectPublicKey is empty or has unused bits");
+  if (keyBits[0] !== 0) throw new DecodeError("subjectPublicKey is empty or has unused bits");
   const key = keyBits.subarray(1);
   if (o === "1.2.840.10045.2.1") {
-    if (params && params.tag !== TAG.oid && params.tag !== TAG.sequence) throw new Error("EC parameters are neither a named curve nor explicit parameters");
+    if (params && params.tag !== TAG.oid && params.tag !== TAG.sequence) throw new DecodeError("EC parameters are neither a named curve nor explicit parameters");
     if (params?.tag === TAG.sequence) children(spki, params);
     const curveOid = params?.tag === TAG.oid ? decodeOid(contentsOf(spki, params)) : params ? "(explicit parameters)" : "(no parameters)";
     const c = CURVES[curveOid];
@@ -326,12 +327,12 @@ function generalName(der: Uint8Array, t: Tlv): SanEntry {
     case 0xa0: { // otherName: type-id and an [0] EXPLICIT value
       const [typeId, value, ...rest] = children(der, t);
       oidAt(der, typeId, "otherName type-id");
-      if (value?.tag !== 0xa0 || rest.length > 0 || children(der, value).length !== 1) throw new Error("an otherName is a type-id and an [0] value");
+      if (value?.tag !== 0xa0 || rest.length > 0 || children(der, value).length !== 1) throw new DecodeError("an otherName is a type-id and an [0] value");
       return { type: "other", value: "otherName" };
     }
     case 0xa4: { // directoryName: [4] EXPLICIT Name
       const inner = children(der, t);
-      if (inner.length !== 1) throw new Error("a directoryName holds one Name");
+      if (inner.length !== 1) throw new DecodeError("a directoryName holds one Name");
       nameRdns(bytesOf(der, inner[0]!));
       return { type: "other", value: "directoryName" };
     }
@@ -342,7 +343,7 @@ function generalName(der: Uint8Array, t: Tlv): SanEntry {
       children(der, t);
       return { type: "other", value: `GeneralName tag 0x${t.tag.toString(16)}` };
     default:
-      throw new Error(`a GeneralName has the tag 0x${t.tag.toString(16)}, which is none of RFC 5280's`);
+      throw new DecodeError(`a GeneralName has the tag 0x${t.tag.toString(16)}, which is none of RFC 5280's`);
   }
 }
 
@@ -357,13 +358,13 @@ const EXTENSION_DECODERS: Record<string, (v: Buffer, info: CertInfo, critical: b
     let i = 0;
     if (parts[i]?.tag === TAG.boolean) info.isCA = boolAt(v, parts[i++], "cA");
     if (parts[i]) info.pathLen = smallUint(v, parts[i++], "pathLenConstraint");
-    if (i !== parts.length) throw new Error("BasicConstraints holds more than cA and pathLenConstraint");
+    if (i !== parts.length) throw new DecodeError("BasicConstraints holds more than cA and pathLenConstraint");
     info.basicConstraintsCritical = critical;
   },
   keyUsage(v, info, critical) {
     const c = contentsOf(v, only(v, TAG.bitString, "KeyUsage"));
     const unused = c[0];
-    if (unused === undefined || unused > 7 || (c.length === 1 && unused !== 0)) throw new Error("KeyUsage is not a valid BIT STRING");
+    if (unused === undefined || unused > 7 || (c.length === 1 && unused !== 0)) throw new DecodeError("KeyUsage is not a valid BIT STRING");
     // The unused bits of the last octet are masked off, as OpenSSL and @peculiar do.
     const at = (j: number) => (c[j + 1] ?? 0) & (j + 2 === c.length ? 0xff << unused : 0xff);
     info.keyUsage = KEY_USAGE_NAMES.filter((_, i) => (at(i >> 3) & (0x80 >> (i & 7))) !== 0);
@@ -386,11 +387,11 @@ const EXTENSION_DECODERS: Record<string, (v: Buffer, info: CertInfo, critical: b
     let last = -1;
     for (const t of children(v, only(v, TAG.sequence, "AuthorityKeyIdentifier"))) {
       const n = t.tag === 0x80 ? 0 : t.tag === 0xa1 ? 1 : t.tag === 0x82 ? 2 : -1;
-      if (n <= last) throw new Error(`AuthorityKeyIdentifier has an unexpected field (tag 0x${t.tag.toString(16)})`);
+      if (n <= last) throw new DecodeError(`AuthorityKeyIdentifier has an unexpected field (tag 0x${t.tag.toString(16)})`);
       last = n;
       if (n === 0) info.authorityKeyId = contentsOf(v, t).toString("hex");
       else if (n === 1) for (const g of children(v, t)) generalName(v, g);
-      else if (!isMinimal(contentsOf(v, t))) throw new Error("authorityCertSerialNumber is not a minimal INTEGER");
+      else if (!isMinimal(contentsOf(v, t))) throw new DecodeError("authorityCertSerialNumber is not a minimal INTEGER");
     }
   },
 };
@@ -403,10 +404,10 @@ export function decodeFields(f: CertFields): CertInfo {
   let version = 1;
   if (hasVersion) {
     const inner = children(tbs, fieldTlvs[0]!);
-    if (inner.length !== 1) throw new Error("version is not one INTEGER");
+    if (inner.length !== 1) throw new DecodeError("version is not one INTEGER");
     const v = contentsOf(tbs, expect(inner[0], TAG.integer, "version"));
     version = v.length === 1 ? v[0]! + 1 : 0;
-    if (version < 1 || version > 3) throw new Error("version is not 1, 2 or 3");
+    if (version < 1 || version > 3) throw new DecodeError("version is not 1, 2 or 3");
   }
   const sigOid = oidAt(f.signatureAlgorithm, children(f.signatureAlgorithm, readTlv(f.signatureAlgorithm, 0))[0], "signature algorithm");
   const sig = SIGNATURE_ALGORITHMS[sigOid];
@@ -442,15 +443,15 @@ export function decodeFields(f: CertFields): CertInfo {
   const extsWrapper = fieldTlvs.find((t) => t.tag === 0xa3);
   if (!extsWrapper) return info;
   const wrapped = children(tbs, extsWrapper);
-  if (wrapped.length !== 1) throw new Error("[3] does not hold exactly one Extensions SEQUENCE");
+  if (wrapped.length !== 1) throw new DecodeError("[3] does not hold exactly one Extensions SEQUENCE");
   const seen = new Set<string>();
   for (const e of children(tbs, expect(wrapped[0], TAG.sequence, "Extensions"))) {
     const parts = children(tbs, expect(e, TAG.sequence, "Extension"));
     const o = oidAt(tbs, parts[0], "extension id");
     const name = EXTENSION_NAMES[o];
     const label = `extension ${name ?? o}`;
-    if (parts.length < 2 || parts.length > 3) throw new Error(`${label} is not extnID, critical, extnValue`);
-    if (seen.has(o)) throw new Error(`${label} appears twice (RFC 5280 4.2)`);
+    if (parts.length < 2 || parts.length > 3) throw new DecodeError(`${label} is not extnID, critical, extnValue`);
+    if (seen.has(o)) throw new DecodeError(`${label} appears twice (RFC 5280 4.2)`);
     seen.add(o);
     const critical = parts.length === 3 ? boolAt(tbs, parts[1], `${label} critical`) : false;
     const value = contentsOf(tbs, expect(parts[parts.length - 1], TAG.octetString, `${label} value`));
@@ -460,7 +461,7 @@ export function decodeFields(f: CertFields): CertInfo {
     try {
       decode(value, info, critical);
     } catch (err) {
-      throw new Error(`${label}: ${(err as Error).message.replace(/^der: /, "")}`, { cause: err });
+      throw new DecodeError(`${label}: ${(err as Error).message.replace(/^der: /, "")}`, { cause: err });
     }
   }
   return info;
@@ -472,11 +473,11 @@ export function decodeCertificate(der: Uint8Array): CertInfo {
   try {
     fields = readCertFields(Buffer.isBuffer(der) ? der : Buffer.from(der.buffer, der.byteOffset, der.byteLength));
   } catch (e) {
-    throw new Error(`x509: not a valid certificate: ${(e as Error).message}`, { cause: e });
+    throw new DecodeError(`x509: not a valid certificate: ${(e as Error).message}`, { cause: e });
   }
   try {
     return decodeFields(fields);
   } catch (e) {
-    throw new Error(`x509: malformed certificate: ${(e as Error).message.replace(/^der: /, "")}`, { cause: e });
+    throw new DecodeError(`x509: malformed certificate: ${(e as Error).message.replace(/^der: /, "")}`, { cause: e });
   }
 }

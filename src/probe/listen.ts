@@ -8,7 +8,7 @@
  */
 import type { AddressInfo } from "node:net";
 import * as tls from "node:tls";
-import { sanList } from "../check/lint.ts";
+import { keyUsageVerdict, sanList } from "../check/lint.ts";
 import { buildChain, invalidAt, purposeProblem } from "../check/chain.ts";
 import type { Cert, Material } from "../check/index.ts";
 import type { Manifest } from "../manifest/index.ts";
@@ -136,7 +136,9 @@ export function judgeClient(p: { seen: ClientObservation; as: string | undefined
     if (!r.ok) add("client-untrusted", `the client's certificate ${cn(leaf)} does not chain to ${p.bundlePath}: ${verification.reason}`, `give the client a certificate issued by the CA in ${p.bundlePath} (\`mtlskit apply\` for a managed service), or put its CA in the bundle if it is meant to be trusted`);
     const path = r.ok ? r.path : [leaf];
     const usage = purposeProblem(path, "clientAuth");
-    if (usage) add("client-usage", `the client's certificate may not authenticate a client: ${usage.reason}`, "issue it with clientAuth (usage: client or dual in the manifest, then `mtlskit apply`)");
+    if (usage) add("client-usage", `the client's certificate may not authenticate a client: ${usage.reason}`, usage.kind === "key-usage" ? `re-issue the client's certificate: ${usage.change} (\`mtlskit apply\` re-issues a managed service's)` : usage.kind === "ca-eku" ? `re-issue the CA ${usage.cert.info.subject} without the extendedKeyUsage restriction` : "issue it with clientAuth (usage: client or dual in the manifest, then `mtlskit apply`)");
+    const strict = usage ? undefined : keyUsageVerdict(leaf, "clientAuth");
+    if (strict?.strict) add("client-usage-strict", `the client's certificate ${cn(leaf)} works with OpenSSL and Go servers, but ${strict.reason}`, `re-issue the client's certificate: ${strict.change} (\`mtlskit apply\` re-issues a managed service's)`);
     const bad = invalidAt(path, p.now);
     if (bad) add("client-validity", `${bad.cert === leaf ? "the client's certificate" : `the CA ${cn(bad.cert)} in the client's chain`} ${bad.how === "expired" ? `expired on ${bad.cert.fields.notAfter.toISOString().slice(0, 10)}` : `is not valid until ${bad.cert.fields.notBefore.toISOString()}`}`, bad.cert === leaf ? "issue the client a new certificate (`mtlskit apply` re-issues managed ones)" : "renew the CA and distribute the new bundle");
     const peer = peerFromDer(leaf.der);

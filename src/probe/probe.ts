@@ -6,7 +6,7 @@
  * never disagree about a certificate; failed handshakes are worded by explain's catalogue.
  */
 import { covers, type Cert, type Material } from "../check/index.ts";
-import { sanList } from "../check/lint.ts";
+import { keyUsageVerdict, sanList } from "../check/lint.ts";
 import { buildChain, invalidAt, purposeProblem, type ChainFailure } from "../check/chain.ts";
 import { explain, type Match } from "../explain/index.ts";
 import type { Manifest } from "../manifest/index.ts";
@@ -177,7 +177,9 @@ export function judgeProbe(p: ProbeInput): ProbeReport {
     if (!r.ok) add("server-untrusted", `the server's certificate ${cn(leaf)} does not chain to ${p.bundlePath}: ${verification.reason}`, `give the server a certificate issued by the CA in ${p.bundlePath} (\`mtlskit apply\` for a managed service), or put its CA in the bundle if it is meant to be trusted`);
     const path = r.ok ? r.path : [leaf];
     const usage = purposeProblem(path, "serverAuth");
-    if (usage) add("server-usage", `the server's certificate ${usage.cert === leaf ? cn(leaf) : `chain (${cn(usage.cert)})`} may not serve: ${usage.reason}`, usage.kind === "ca-eku" ? `re-issue the CA ${usage.cert.info.subject} without the extendedKeyUsage restriction` : `issue the server a certificate with extendedKeyUsage serverAuth (usage: server or dual in the manifest, then \`mtlskit apply\`)`);
+    if (usage) add("server-usage", `the server's certificate ${usage.cert === leaf ? cn(leaf) : `chain (${cn(usage.cert)})`} may not serve: ${usage.reason}`, usage.kind === "ca-eku" ? `re-issue the CA ${usage.cert.info.subject} without the extendedKeyUsage restriction` : usage.kind === "key-usage" ? `re-issue the server's certificate: ${usage.change} (\`mtlskit apply\` re-issues a managed service's; its profiles always set digitalSignature)` : `issue the server a certificate with extendedKeyUsage serverAuth (usage: server or dual in the manifest, then \`mtlskit apply\`)`);
+    const strict = usage ? undefined : keyUsageVerdict(leaf, "serverAuth");
+    if (strict?.strict) add("server-usage-strict", `the server's certificate ${cn(leaf)} works with OpenSSL and Go clients, but ${strict.reason}`, `re-issue the server's certificate: ${strict.change} (\`mtlskit apply\` re-issues a managed service's)`);
     const bad = invalidAt(path, p.now);
     if (bad) add("server-validity", `${bad.cert === leaf ? "the server's certificate" : `the CA ${cn(bad.cert)} in the server's chain`} ${bad.how === "expired" ? `expired on ${date(bad.cert.fields.notAfter)}` : `is not valid until ${bad.cert.fields.notBefore.toISOString()}`}`, bad.cert === leaf ? "issue the server a new certificate (`mtlskit apply` re-issues managed ones) and restart it" : "renew the CA and distribute the new bundle");
     const name = p.servername ?? p.host;

@@ -12,7 +12,7 @@ import type { CaImport, Manifest } from "../manifest/index.ts";
 import { readCertFields, type CertFields } from "../pki/cert.ts";
 import { keyIdOf } from "../pki/issue.ts";
 import { keyTypeOf, parsePrivateKey, spkiOfPkcs8, spkiOfPrivateKey, type KeyTypeName } from "../pki/keys.ts";
-import { encodePem, parseCertificatesPem, parsePem } from "../pki/pem.ts";
+import { encodePem, keyEncryption, parseCertificatesPem, parsePem } from "../pki/pem.ts";
 import { decodeCertificate } from "../pki/x509.ts";
 import { abs, LAYOUT } from "./layout.ts";
 import { readLayoutVersion } from "./layout-version.ts";
@@ -224,7 +224,10 @@ export function loadImportedCa(imp: CaImport): CaMaterial | { field: "cert" | "k
     let key: KeyObject;
     try {
       const keyText = read("key", imp.key);
-      if (!parsePem(keyText).some((b) => b.label.endsWith("PRIVATE KEY"))) throw new Error("no PRIVATE KEY block");
+      const blocks = parsePem(keyText);
+      const sealed = blocks.map(keyEncryption).find((x) => x !== undefined);
+      if (sealed) throw { field: "key", reason: `${imp.key} is encrypted (${sealed}); mtlskit signs with the CA key unattended, so it must be unencrypted`, fix: `decrypt it, keeping mode 0600: openssl pkey -in ${imp.key} -out ${imp.key}.plain (it asks for the passphrase), then point ca.import.key at ${imp.key}.plain` };
+      if (!blocks.some((b) => b.label.endsWith("PRIVATE KEY"))) throw new Error("no PRIVATE KEY block");
       key = parsePrivateKey(keyText);
     } catch (e) {
       if ((e as { field?: string }).field) throw e;

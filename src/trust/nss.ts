@@ -66,3 +66,13 @@ export function parseNssList(text: string): Map<string, string> {
 
 /** NSS_PACKAGE_HINT installs certutil. */
 export const NSS_PACKAGE_HINT = "apt-get install libnss3-tools, or dnf install nss-tools";
+
+/**
+ * nssElsewhere is why NSS is not a step when the plan is for another machine (`--platform` other
+ * than this one's, or this one's unknown): whether that machine has certutil and a database is not
+ * known here, so the command is printed as a skipped step with what it needs, never as a step.
+ */
+export function nssElsewhere(label: string, action: "install" | "uninstall", db: string, nickname: string, file: string): string {
+  const argv = action === "install" ? nssAdd(db, nickname, file) : nssDelete(db, nickname);
+  return `not planned for another machine (${label}): if it has certutil (${NSS_PACKAGE_HINT}) and an NSS database, run there as its owner: ${argv.join(" ")}`;
+}

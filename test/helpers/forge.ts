@@ -5,7 +5,7 @@
  * serial, key identifiers, signature hash, extra extensions. The DER comes from src/pki/der.ts
  * primitives; the judges of what forge makes are independent (openssl, real TLS handshakes).
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { bitString, bool, explicit, implicit, octetString, oid, seq, time, tlv, TAG, uint } from "../../src/pki/der.ts";
@@ -32,6 +32,21 @@ export function newKey(type: ForgeKey = "ec-p256"): ForgedKey {
     : generateKeyPairSync("ed25519");
   const spki = createPublicKey(privateKey).export({ type: "spki", format: "der" });
   return { type, privateKey, spki, pem: privateKey.export({ type: "pkcs8", format: "pem" }) as string };
+}
+
+/**
+ * syntheticRsaKey is a key whose public half is an RSA key of `bits` bits made of random bytes, for
+ * a leaf too large to generate in a test (Node takes about 40 s for 8200 bits). No private key
+ * exists for it: `privateKey` and `pem` are an unrelated P-256 key, so it can be a certificate's
+ * subject key (a real CA signs) but never sign, and its key file never matches.
+ */
+export function syntheticRsaKey(bits: number): ForgedKey {
+  const n = randomBytes(Math.ceil(bits / 8));
+  n[0] = (n[0]! | 0x80) >> ((8 - (bits % 8)) % 8);
+  n[n.length - 1]! |= 1;
+  const spki = createPublicKey({ key: { kty: "RSA", n: n.toString("base64url"), e: "AQAB" }, format: "jwk" }).export({ type: "spki", format: "der" });
+  const other = newKey();
+  return { type: "rsa-2048", privateKey: other.privateKey, spki, pem: other.pem };
 }
 
 /** ForgeSpec: everything optional; defaults make a healthy ECDSA server+client leaf (or CA with `ca`). */

@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { EXIT, UsageError } from "../../errors.ts";
 import { readStreamBounded } from "../../read-file.ts";
-import { inspectText, loadInspection, matchKeys, sanText, tally, type CertificateItem, type Inspection, type Item, type KeyInfo, type Requested } from "../../inspect/index.ts";
+import { inspectText, loadInspection, matchKeys, sanText, tally, type CertificateItem, type Inspection, type Item, type ItemLint, type KeyInfo, type Requested } from "../../inspect/index.ts";
 import { COMMON_FLAGS, flags, parseTimeFlag } from "../args.ts";
 import { paint, type Io } from "../output.ts";
 
@@ -20,7 +20,8 @@ certificate and of its public key (SPKI), extensions with criticality, and the l
 to a certificate on its own, each with its fix (a CA certificate gets the CA's lints). A file
 holding several certificates is read as a chain: each is checked against the next. Private keys
 are described by their public half only (type, size, SPKI fingerprint; never private material),
-and matched against the certificates given. CSRs show what they request and whether their
+matched against the certificates given, and flagged (weak-key) when TLS peers refuse their type
+or size: RSA under 2048 bits, or over 8192 bits (Go refuses those). CSRs show what they request and whether their
 signature verifies. Damaged input is named precisely: line, block and what is wrong.
 
 FLAGS
@@ -77,7 +78,11 @@ function renderCertificate(io: Io, c: CertificateItem): void {
   if (c.ca) row(io, "CA", `yes: ${c.ca.keyCertSign ? "may sign certificates" : "may NOT sign certificates (no keyCertSign)"}, ${c.ca.pathLen === undefined ? "no path length limit" : `at most ${c.ca.pathLen} CA${c.ca.pathLen === 1 ? "" : "s"} below it`}`);
   row(io, "SHA-256", c.sha256);
   if (c.signedByNext !== undefined) row(io, "chain", c.signedByNext ? `signed by the next certificate [${c.index + 1}]` : paint(io, "yellow", `not signed by the next certificate [${c.index + 1}]`));
-  for (const l of c.lints) {
+  renderLints(io, c.lints);
+}
+
+function renderLints(io: Io, lints: readonly ItemLint[]): void {
+  for (const l of lints) {
     io.out(`      ${paint(io, l.severity === "error" ? "red" : "yellow", l.severity.padEnd(7))} ${paint(io, "bold", l.code)}: ${l.message}\n              fix: ${l.change}\n`);
   }
 }
@@ -95,11 +100,13 @@ function renderItem(io: Io, i: Item): void {
     case "private-key":
       row(io, "format", i.encrypted ? `${i.format} (${i.encryption}); its key type and fingerprint need the passphrase` : i.format);
       if (i.key) renderKey(io, i.key);
-      return renderMatches(io, i.matches);
+      renderMatches(io, i.matches);
+      return renderLints(io, i.lints);
     case "public-key":
       row(io, "format", i.format);
       renderKey(io, i.key);
-      return renderMatches(io, i.matches);
+      renderMatches(io, i.matches);
+      return renderLints(io, i.lints);
     case "csr":
       row(io, "subject", i.subject || "(empty)");
       renderKey(io, i.key);

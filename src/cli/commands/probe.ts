@@ -23,8 +23,9 @@ Connects twice, sending no application data:
      handshake and keeps the connection is a finding (server-accepts-anonymous);
   2. with the service's certificate (its client.pem for a split pair): the negotiated protocol,
      cipher and ALPN; the server's chain as presented (subject, issuer, notAfter, SHA-256);
-     the chain against the service's trust bundle, serverAuth, the SANs against the dialed
-     address, the days left; and, with the manifest, the server's identity (its one URI SAN):
+     the chain against the service's trust bundle, serverAuth and keyUsage (a warning,
+     server-usage-strict, where only GnuTLS and Java clients would refuse), the SANs against the
+     dialed address, the days left; and, with the manifest, the server's identity (its one URI SAN):
      which declared service it is, and whether a connection SERVICE -> it at HOST is declared.
 A failed handshake is shown as Node/OpenSSL reported it, with \`mtlskit explain\`'s reading: which
 side refused what, why, and the fix. The client never trusts blindly: it accepts whatever the
@@ -35,7 +36,7 @@ unless named; port 0 picks a free one, printed as "listening on HOST:PORT") that
 neither requires nor verifies, a client certificate, so it sees whatever a client presents. For
 each client (up to --count, default 1): protocol, cipher, the SNI name and ALPN it sent, whether it
 presented a certificate (client-anonymous), its chain against the service's bundle with clientAuth
-(client-untrusted, client-usage, client-validity), and its identity: which service it is
+(client-untrusted, client-usage, client-usage-strict, client-validity), and its identity: which service it is
 (client-identity when none) and whether a connection CLIENT -> SERVICE is declared
 (connection-undeclared). Each connection is closed after the handshake; nothing is sent. --timeout
 bounds the wait for each client (default: no limit).

@@ -10,6 +10,7 @@ import {
   executeTrust,
   machinePlatform,
   nameFromSubject,
+  nssElsewhere,
   nssFacts,
   parseAnchor,
   planTrust,
@@ -61,7 +62,8 @@ FLAGS
       --name NAME      the entry is mtlskit-NAME (default: the cluster)
       --dry-run        print the exact files and commands, change nothing (no root needed)
       --platform P     debian, rhel, macos or windows: print that platform's steps (with --dry-run
-                       for debian and rhel when this machine is another)
+                       for debian and rhel when this machine is another; NSS is then a skipped
+                       step with the certutil command to run there)
       --nssdb DIR      the NSS database to change (default ~/.pki/nssdb)
       --no-nss         leave NSS databases alone
 
@@ -183,7 +185,7 @@ export async function trustCommand(args: string[], io: Io): Promise<number> {
   const nss: NssFacts =
     store.kind === "manual" ? { use: false, reason: "not used" }
     : values["no-nss"] ? { use: false, reason: "--no-nss" }
-    : foreign ? { use: true, certutil: "certutil", db: values.nssdb ?? defaultNssDb(), as: undefined, current: undefined }
+    : foreign ? { use: false, reason: nssElsewhere(store.label, action, values.nssdb ?? "$HOME/.pki/nssdb", name, `${store.anchorDir}/${name}${store.ext}`) }
     : nssFacts(values.nssdb ?? defaultNssDb(), name);
   let system: SystemFacts | undefined;
   if (store.kind === "system") {
