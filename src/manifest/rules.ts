@@ -192,9 +192,11 @@ const sanSharedAcrossServices: Rule = (m, w, ctx) => {
   for (const s of m.services) {
     // IPs are left out: co-located services share a host's IP and are told apart by port; so is
     // localhost, which every host answers for itself.
+    let written: Set<string> | undefined;
     for (const n of s.dns.filter((d) => d !== "localhost")) {
       const other = owner.get(n);
-      const field = w.services[s.name]?.addresses?.some((a) => String(a).toLowerCase() === n) ? "addresses" : "cn";
+      written ??= new Set((w.services[s.name]?.addresses ?? []).map((a) => String(a).trim().toLowerCase()));
+      const field = written.has(n) ? "addresses" : "cn";
       if (other !== undefined && other !== s.name) ctx.warn(["services", s.name, field], `${n} is also a name of service ${other}; a client dialing it cannot tell the two apart`, "give each service its own DNS names");
       else owner.set(n, s.name);
     }
