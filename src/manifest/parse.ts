@@ -68,7 +68,7 @@ export function parseYaml(text: string, file: string): { yaml: ParsedYaml; probl
     }));
     if (problems.length === 0) {
       const mark = (e as { mark?: { line?: number } }).mark;
-      problems.push({ file, ...(mark?.line === undefined ? {} : { line: mark.line + 1 }), path: "", message: `invalid YAML: ${(e as { reason?: string }).reason ?? (e as Error).message}`, fix: "correct the YAML syntax at this line" });
+      problems.push({ file, ...(mark?.line === undefined ? {} : { line: mark.line + 1 }), path: "", message: `invalid YAML: ${(e as { reason?: string }).reason ?? (e as Error).message}`, fix: /cannot merge/.test((e as Error).message) ? "a merge key takes an alias of a mapping (<<: *name) or a list of them (<<: [*a, *b])" : "correct the YAML syntax at this line" });
     }
     return { yaml: { value: undefined, lineOf: () => undefined }, problems };
   }
