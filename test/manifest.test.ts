@@ -1739,6 +1739,7 @@ describe("manifest: issue 11", () => {
       { name: "fail/0.0.0.0 is the unspecified address", text: addr("0.0.0.0"), want: [{ path: at, line: 7, message: '"0.0.0.0" is the unspecified address', fix }] },
       { name: "fail/:: is the unspecified address", text: addr('"::"'), want: [{ path: at, line: 7, message: '"::" is the unspecified address', fix }] },
       { name: "fail/::ffff:0.0.0.0 is the unspecified address too", text: addr('"::ffff:0.0.0.0"'), want: [{ path: at, line: 7, message: "is the unspecified address", fix }] },
+      { name: "fail/0.1.2.3 is in 0.0.0.0/8, a source address only", text: addr("0.1.2.3"), want: [{ path: at, line: 7, message: '"0.1.2.3" is in 0.0.0.0/8', fix }] },
       { name: "fail/224.0.0.1 is multicast", text: addr("224.0.0.1"), want: [{ path: at, line: 7, message: '"224.0.0.1" is a multicast address', fix }] },
       { name: "fail/239.255.255.255 is multicast", text: addr("239.255.255.255"), want: [{ path: at, line: 7, message: "is a multicast address", fix }] },
       { name: "fail/ff02::1 is multicast", text: addr('"ff02::1"'), want: [{ path: at, line: 7, message: '"ff02::1" is a multicast address', fix }] },
@@ -1753,8 +1754,8 @@ describe("manifest: issue 11", () => {
     okCases([
       {
         name: "ok/the last addresses before the refused ranges are kept",
-        text: withServices("  web: { usage: server, addresses: [0.0.0.1, 10.0.0.255, 223.255.255.255, 255.255.255.254, 'fe80::1'] }"),
-        check: (l) => assert.deepEqual(service(l, "web").ips.map((i) => i.text), ["0.0.0.1", "10.0.0.255", "223.255.255.255", "255.255.255.254", "fe80::1"]),
+        text: withServices("  web: { usage: server, addresses: [1.0.0.0, 10.0.0.255, 223.255.255.255, 255.255.255.254, 'fe80::1'] }"),
+        check: (l) => assert.deepEqual(service(l, "web").ips.map((i) => i.text), ["1.0.0.0", "10.0.0.255", "223.255.255.255", "255.255.255.254", "fe80::1"]),
       },
     ]);
   });

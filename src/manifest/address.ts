@@ -14,8 +14,8 @@ const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /**
  * undialable refuses IPs no peer can open a TLS connection to, so a SAN with one never matches
- * (issue 11): the unspecified address (0.0.0.0, ::) means "every interface" to a listener, and
- * multicast (224.0.0.0/4, ff00::/8) and the broadcast address (255.255.255.255) are not TCP
+ * (issue 11): the unspecified address (0.0.0.0, ::) means "every interface" to a listener, the
+ * rest of 0.0.0.0/8 is a source address only, and multicast (224.0.0.0/4, ff00::/8) and the broadcast address (255.255.255.255) are not TCP
  * destinations. An IPv4-mapped IPv6 address is judged by its IPv4 part.
  */
 function undialable(written: string, bytes: Buffer): { error: string; fix: string } | undefined {
@@ -26,6 +26,7 @@ function undialable(written: string, bytes: Buffer): { error: string; fix: strin
   if (bytes.every((b) => b === 0) || (v4 !== undefined && v4.every((b) => b === 0))) {
     return { error: `${what} is the unspecified address: a server listens on it to mean every interface, but no peer can dial it, so a SAN with it never matches`, fix };
   }
+  if (v4 !== undefined && v4[0] === 0) return { error: `${what} is in 0.0.0.0/8, "this network", which is only ever a source address (RFC 1122 3.2.1.3): no peer can dial it`, fix };
   if (v4 !== undefined ? (v4[0]! & 0xf0) === 0xe0 : bytes[0] === 0xff) return { error: `${what} is a multicast address; TLS runs over TCP, which cannot connect to a multicast group`, fix };
   if (v4 !== undefined && v4.every((b) => b === 0xff)) return { error: `${what} is the broadcast address; TLS runs over TCP, which cannot connect to it`, fix };
   return undefined;
