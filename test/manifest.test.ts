@@ -1552,6 +1552,12 @@ describe("manifest: issue 11", () => {
       },
     ]);
 
+    it("ok/every user-named mapping goes through ownRecord: v.record appears once in schema.ts, inside it", () => {
+      const source = readFileSync(path.join(REPO, "src/manifest/schema.ts"), "utf8");
+      assert.equal(source.split("v.record(").length - 1, 1);
+      assert.match(source, /function ownRecord[^]*?const base = v\.record\(/);
+    });
+
     it("ok/apply issues services named constructor and prototype; check and export see them", async () => {
       const dir = tempDir();
       const { pki, cli } = runIn(dir, yaml(
