@@ -55,7 +55,7 @@ describe("ca.import", () => {
     const pki = path.join(dir, "pki-ok");
     const r = await runCli(["apply", "-f", file, "--pki", pki]);
     assert.equal(r.code, 0, r.err);
-    assert.match(r.out, /ca\s+import/);
+    assert.match(r.out, /^  CA\s+import/m);
     assert.equal(existsSync(path.join(pki, "ca", "ca-key.pem")), false, "the imported CA key must not be copied");
     const root = readFileSync(path.join(dir, "root.pem"), "utf8");
     assert.equal(readFileSync(path.join(pki, "services", "api", "ca.pem"), "utf8"), root.replace(/\r\n/g, "\n"));

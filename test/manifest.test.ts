@@ -8,12 +8,15 @@
  * and every expected line number can be read off the source.
  */
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { formatProblem, InvalidInputError, type Problem } from "../src/errors.ts";
 import { loadManifest, manifestJsonSchema, parseManifest, type LoadedManifest, type Service } from "../src/manifest/index.ts";
-import { REPO, tempDir, writeManifest } from "./helpers/cli.ts";
+import { time } from "../src/pki/der.ts";
+import { apply } from "../src/plan/apply.ts";
+import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
+import { opensslDates, opensslText, opensslVerify } from "./helpers/openssl.ts";
 
 const FILE = "mtlskit.yaml";
 
@@ -1497,5 +1500,324 @@ describe("manifest: JSON Schema", () => {
     for (const ok of ["12h", "90d", "2w", "10y"]) assert.ok(duration.test(ok), ok);
     for (const bad of ["90", "90days", "0d", "-1d", "1.5d"]) assert.ok(!duration.test(bad), bad);
     assert.deepEqual(schema.properties.version, { const: 1, description: "Manifest format version: 1." });
+  });
+});
+
+/**
+ * Issue 11's manifest items: names JavaScript treats specially, the year-9999 limit, alias bombs
+ * and linear de-duplication, layoutVersion's bound, undialable IPs, the CA's plan row, merge keys.
+ * Each test fails without its fix; the apply and check ones run the CLI in-process.
+ */
+describe("manifest: issue 11", () => {
+  const runIn = (dir: string, text: string) => {
+    const file = writeManifest(dir, text);
+    const pki = path.join(dir, "pki");
+    return { file, pki, cli: (cmd: string, ...rest: string[]) => runCli([cmd, "-f", file, "--pki", pki, ...rest]) };
+  };
+
+  describe("names JavaScript treats specially", () => {
+    it("ok/services named constructor and prototype are kept, in order, with their identities", () => {
+      const l = load(yaml("version: 1", "cluster: demo", 'identity: { uri: "spiffe://demo.test/{name}" }', "services:", "  constructor: { usage: client }", "  prototype: { usage: dual }", "  api: { usage: server }"));
+      assert.deepEqual(l.manifest.services.map((s) => [s.name, s.identity]), [
+        ["constructor", "spiffe://demo.test/constructor"],
+        ["prototype", "spiffe://demo.test/prototype"],
+        ["api", "spiffe://demo.test/api"],
+      ]);
+    });
+
+    it("ok/host directories named after Object.prototype's members are kept, in an object without a prototype", () => {
+      const hosts = ["constructor", "prototype", "hasOwnProperty", "toString", "valueOf", "isPrototypeOf", "__defineGetter__"];
+      const l = load(yaml("version: 1", "cluster: demo", "services:", "  api: { usage: server }", "outputs:", "  - format: flat", "    dir: out", "    hosts:", ...hosts.map((h) => `      ${h}: [api]`)));
+      const got = l.manifest.outputs![0]!.hosts!;
+      assert.deepEqual(Object.keys(got), hosts);
+      assert.equal(Object.getPrototypeOf(got), null);
+      for (const h of hosts) assert.deepEqual(got[h], ["api"]);
+    });
+
+    failCases([
+      {
+        name: "fail/__proto__ is refused as a service name and as a host, at its line",
+        text: yaml("version: 1", "cluster: demo", "services:", "  __proto__: { usage: client }", "  api: { usage: server }", "outputs:", "  - format: flat", "    dir: out", "    hosts: { __proto__: [api] }"),
+        want: [
+          { path: "services.__proto__", line: 4, message: 'is refused as a name: "__proto__"', fix: "choose another name" },
+          { path: "outputs.0.hosts.__proto__", line: 9, message: 'is refused as a name: "__proto__"', fix: "choose another name" },
+        ],
+      },
+      {
+        name: "fail/constructor and prototype inside fixed mappings are unknown keys, not ignored",
+        text: yaml("version: 1", "cluster: demo", "ca: { prototype: 1 }", "services:", "  api: { usage: server, constructor: x }"),
+        want: [
+          { path: "ca.prototype", line: 3, message: 'unknown key "prototype" in ca' },
+          { path: "services.api.constructor", line: 5, message: 'unknown key "constructor" in a service' },
+        ],
+      },
+    ]);
+
+    it("ok/every user-named mapping goes through ownRecord: v.record appears once in schema.ts, inside it", () => {
+      const source = readFileSync(path.join(REPO, "src/manifest/schema.ts"), "utf8");
+      assert.equal(source.split("v.record(").length - 1, 1);
+      assert.match(source, /function ownRecord[^]*?const base = v\.record\(/);
+    });
+
+    it("ok/apply issues services named constructor and prototype; check and export see them", async () => {
+      const dir = tempDir();
+      const { pki, cli } = runIn(dir, yaml(
+        "version: 1",
+        "cluster: demo",
+        "services:",
+        "  constructor: { usage: client }",
+        "  prototype: { usage: dual, addresses: [prototype.demo.test] }",
+        "  api: { usage: server, addresses: [127.0.0.1] }",
+        "connections:",
+        "  - { from: constructor, to: api }",
+        "  - { from: prototype, to: api }",
+        "outputs:",
+        "  - format: flat",
+        "    dir: out",
+        "    hosts: { constructor: [constructor], toString: [prototype], hasOwnProperty: [api] }",
+      ));
+      const applied = await cli("apply", "--json");
+      assert.equal(applied.code, 0, applied.err);
+      assert.deepEqual(JSON.parse(applied.out).certificates.map((c: { id: string }) => c.id), ["constructor", "prototype", "api"]);
+      for (const s of ["constructor", "prototype", "api"]) assert.ok(existsSync(path.join(pki, "services", s, "cert.pem")), `${s}/cert.pem`);
+      for (const f of ["constructor/constructor.pem", "toString/prototype.pem", "hasOwnProperty/api.pem"]) assert.ok(existsSync(path.join(dir, "out", f)), f);
+      const checked = await cli("check");
+      assert.equal(checked.code, 0, checked.out + checked.err);
+      assert.match(checked.out, /constructor -> api/);
+      assert.match(checked.out, /3 certificates/);
+      const exported = await cli("export", "--format", "flat", "--out", path.join(dir, "by-flag"), "--host", "constructor=api", "--host", "valueOf=constructor");
+      assert.equal(exported.code, 0, exported.err);
+      assert.ok(existsSync(path.join(dir, "by-flag", "constructor", "api.pem")));
+      assert.ok(existsSync(path.join(dir, "by-flag", "valueOf", "constructor.pem")));
+    });
+  });
+
+  describe("validity ends by 9999-12-31T23:59:59Z", () => {
+    const NOW = new Date("2026-01-01T00:00:00Z");
+    const LONGEST = Math.floor((Date.UTC(9999, 11, 31, 23, 59, 59) - NOW.getTime()) / (365 * DAY));
+    const problemsAt = (text: string, now: Date) => {
+      try {
+        parseManifest(text, FILE, ".", now);
+      } catch (e) {
+        if (e instanceof InvalidInputError) return e.problems;
+        throw e;
+      }
+      return [];
+    };
+
+    it("fail/ca.validity 8000y names the field, the year it would end and the longest that fits", () => {
+      const ps = problemsAt(yaml("version: 1", "cluster: demo", "ca:", "  validity: 8000y", "services:", "  web: { usage: server }"), NOW);
+      assert.deepEqual(ps.map((p) => [p.path, p.line]), [["ca.validity", 4]], listed(ps));
+      assert.match(ps[0]!.message, /^8000y from now \(the CA\) ends in the year 10020, after 9999-12-31T23:59:59Z/);
+      assert.ok(ps[0]!.message.includes(`the longest validity that fits is ${LONGEST}y`), ps[0]!.message);
+      assert.ok(ps[0]!.fix?.includes(`at most ${LONGEST}y`));
+    });
+
+    it("fail/a leaf under an imported CA is bounded on its own (defaults.validity)", () => {
+      const ps = problemsAt(yaml("version: 1", "cluster: demo", "ca: { import: { cert: org.pem, key: org-key.pem } }", "defaults: { validity: 8000y }", "services:", "  web: { usage: server }"), NOW);
+      assert.deepEqual(ps.map((p) => [p.path, p.line]), [["defaults.validity", 4]], listed(ps));
+      assert.match(ps[0]!.message, /\(service web\) ends in the year/);
+    });
+
+    it("ok/the longest validity that fits is accepted", () => {
+      assert.deepEqual(problemsAt(yaml("version: 1", "cluster: demo", `ca: { validity: ${LONGEST}y }`, "services:", "  web: { usage: server }"), NOW), []);
+    });
+
+    it("fail/apply with ca.validity 8000y exits 2 and writes nothing; a fixed manifest then applies", async () => {
+      const dir = tempDir();
+      const { pki, cli } = runIn(dir, yaml("version: 1", "cluster: demo", "ca: { validity: 8000y }", "services:", "  web: { usage: server }"));
+      const r = await cli("apply");
+      assert.equal(r.code, 2, r.out + r.err);
+      assert.match(r.err, /mtlskit\.yaml:3 ca\.validity: 8000y from now/);
+      assert.doesNotMatch(r.err, /bug/);
+      assert.ok(!existsSync(path.join(pki, "ca", "ca.pem")) && !existsSync(path.join(pki, "ca", "ca-key.pem")), "nothing written");
+      writeManifest(dir, yaml("version: 1", "cluster: demo", "ca: { validity: 100y }", "services:", "  web: { usage: server }"));
+      assert.equal((await cli("apply")).code, 0);
+    });
+
+    it("ok/a CA and a leaf ending at 9999-12-31T23:59:59Z are GeneralizedTime, read back, and verified by openssl", async () => {
+      const dir = tempDir();
+      const end = Date.UTC(9999, 11, 31, 23, 59, 59);
+      const now = new Date(end - 7000 * 365 * DAY);
+      const text = yaml("version: 1", "cluster: demo", "ca: { validity: 7000y }", "services:", "  web: { usage: server, validity: 7000y, addresses: [127.0.0.1] }");
+      const file = writeManifest(dir, text);
+      const pki = path.join(dir, "pki");
+      const loaded = parseManifest(text, file, dir, now);
+      assert.equal((await apply(loaded, pki, { now })).issued, 1);
+      const caFile = path.join(pki, "ca", "ca.pem");
+      const leafFile = path.join(pki, "services", "web", "cert.pem");
+      for (const f of [caFile, leafFile]) {
+        assert.match(opensslText(f), /Not After : Dec 31 23:59:59 9999 GMT/);
+        assert.equal(opensslDates(f).notAfter, "9999-12-31 23:59:59Z");
+      }
+      const v = opensslVerify({ caFile, certFile: leafFile, purpose: "sslserver", verifyIp: "127.0.0.1", attime: new Date("9999-06-01T00:00:00Z") });
+      assert.ok(v.ok, v.output);
+      // Read back: a second apply keeps both.
+      const again = await apply(parseManifest(text, file, dir, now), pki, { now });
+      assert.equal(again.issued, 0);
+      assert.equal(again.caCreated, false);
+      // One second later the same manifest no longer fits.
+      assert.throws(() => parseManifest(text, file, dir, new Date(now.getTime() + 1000)), /ca\.validity: 7000y from now/);
+    });
+
+    it("fail/der time() refuses a year past 9999 instead of writing +010000", () => {
+      assert.throws(() => time(new Date(Date.UTC(10000, 0, 1))), /outside 1950-9999/);
+      assert.equal(time(new Date(Date.UTC(9999, 11, 31, 23, 59, 59))).toString("latin1", 2), "99991231235959Z");
+    });
+  });
+
+  describe("aliases, de-duplication and repeated warnings", () => {
+    const addressList = (n: number, at = 0) => Array.from({ length: n }, (_, i) => `10.${((i + at) >> 16) & 255}.${((i + at) >> 8) & 255}.${(i + at) & 255}`);
+
+    it("fail/the issue's alias bomb (5,000 addresses anchored, 999 aliases) is refused at an alias's line in under 10 s", async () => {
+      const lines = ["version: 1", "cluster: demo", "services:", `  s0: { usage: server, addresses: &a [${addressList(5000).join(", ")}] }`];
+      for (let i = 1; i < 1000; i++) lines.push(`  s${i}: { usage: server, addresses: *a }`);
+      const text = yaml(...lines);
+      const started = Date.now();
+      const ps = problemsOf(text);
+      assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+      assert.equal(ps.length, 1, listed(ps));
+      assert.ok(ps[0]!.line! > 4 && ps[0]!.line! <= lines.length, `line ${ps[0]!.line}`);
+      assert.match(ps[0]!.message, /^aliases and merge keys expand the manifest to more than [0-9,]+ values .*the alias \*a here/);
+      assert.match(lines[ps[0]!.line! - 1]!, /\*a/);
+      const dir = tempDir();
+      const { pki, cli } = runIn(dir, text);
+      const r = await cli("apply");
+      assert.equal(r.code, 2);
+      assert.match(r.err, new RegExp(`mtlskit\\.yaml:${ps[0]!.line}: aliases and merge keys expand`));
+      assert.ok(!existsSync(pki));
+    });
+
+    it("fail/a merge-key bomb (a 5,000-key mapping merged 999 times) is refused too", () => {
+      const lines = ["version: 1", "cluster: demo", "x-big: &big", ...Array.from({ length: 5000 }, (_, i) => `  k${i}: ${i}`), "services:"];
+      for (let i = 0; i < 999; i++) lines.push(`  s${i}: { <<: *big }`);
+      const started = Date.now();
+      const ps = problemsOf(yaml(...lines));
+      assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+      assert.equal(ps.length, 1, listed(ps));
+      assert.match(ps[0]!.message, /^aliases and merge keys expand the manifest/);
+    });
+
+    it("ok/50,000 addresses (each written twice) in one service load in under 10 s, de-duplicated", () => {
+      const list = addressList(50_000);
+      const text = yaml("version: 1", "cluster: demo", "services:", "  api:", "    usage: server", "    addresses:", ...[...list, ...list].map((a) => `      - ${a}`));
+      const started = Date.now();
+      const l = load(text);
+      assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+      assert.equal(service(l, "api").ips.length, 50_000);
+      assert.equal(service(l, "api").ips[49_999]!.text, list[49_999]);
+    });
+
+    it("ok/apply and check a service with 50,000 addresses, each in under 10 s", async () => {
+      const { cli } = runIn(tempDir(), yaml("version: 1", "cluster: demo", "services:", "  api:", "    usage: server", "    addresses:", ...addressList(50_000).map((a) => `      - ${a}`)));
+      for (const cmd of ["apply", "check"]) {
+        const started = Date.now();
+        const r = await cli(cmd);
+        assert.equal(r.code, 0, r.out + r.err);
+        assert.ok(Date.now() - started < 10_000, `${cmd} took ${Date.now() - started} ms`);
+      }
+    });
+
+    it("ok/a profile merged into 2,000 services is well within the allowance", () => {
+      const l = load(yaml("version: 1", "cluster: demo", "x-profiles:", "  server: &server { usage: server, validity: 30d, key: ed25519 }", "services:", ...Array.from({ length: 2000 }, (_, i) => `  s${i}: { <<: *server, addresses: [s${i}.demo.test] }`)));
+      assert.equal(l.manifest.services.length, 2000);
+      assert.ok(l.manifest.services.every((s) => s.keyType === "ed25519" && s.validityMs === 30 * DAY));
+    });
+
+    it("ok/repeated warnings: the first 10 shown, the rest counted in one line", () => {
+      const names = Array.from({ length: 30 }, (_, i) => `h${i}.demo`);
+      const l = parseManifest(yaml("version: 1", "cluster: demo", "services:", `  s0: { usage: server, addresses: &a [${names.join(", ")}] }`, ...Array.from({ length: 20 }, (_, i) => `  s${i + 1}: { usage: server, addresses: *a }`)), FILE);
+      assert.equal(l.warnings.length, 11);
+      assert.match(l.warnings[0]!.message, /^h0\.demo is also a name of service s0/);
+      assert.equal(l.warnings[10]!.message, "and 590 more warnings like this (a DNS name of two services); the first 10 are shown");
+    });
+  });
+
+  describe("layoutVersion", () => {
+    const lv = (v: string) => yaml("version: 1", "cluster: demo", `layoutVersion: ${v}`, "services:", "  web: { usage: server }");
+    failCases([
+      { name: "fail/layoutVersion 1e300 is refused", text: lv("1e300"), want: [{ path: "layoutVersion", line: 3, message: "must be at most 1000000; got 1e+300" }] },
+      { name: "fail/layoutVersion 1000001 is refused", text: lv("1000001"), want: [{ path: "layoutVersion", line: 3, message: "must be at most 1000000; got 1000001" }] },
+    ]);
+    it("ok/layoutVersion 1000000 is written and read back: a second apply keeps every certificate", async () => {
+      const { cli } = runIn(tempDir(), lv("1000000"));
+      assert.equal((await cli("apply")).code, 0);
+      const again = await cli("apply", "--json");
+      assert.equal(again.code, 0, again.err);
+      assert.deepEqual(JSON.parse(again.out).certificates.map((c: { action: string }) => c.action), ["keep"]);
+    });
+  });
+
+  describe("addresses no peer can dial", () => {
+    const addr = (a: string) => withServices("  web:", "    usage: server", "    addresses:", `      - ${a}`);
+    const at = "services.web.addresses.0";
+    const fix = "write the address peers dial";
+    failCases([
+      { name: "fail/0.0.0.0 is the unspecified address", text: addr("0.0.0.0"), want: [{ path: at, line: 7, message: '"0.0.0.0" is the unspecified address', fix }] },
+      { name: "fail/:: is the unspecified address", text: addr('"::"'), want: [{ path: at, line: 7, message: '"::" is the unspecified address', fix }] },
+      { name: "fail/::ffff:0.0.0.0 is the unspecified address too", text: addr('"::ffff:0.0.0.0"'), want: [{ path: at, line: 7, message: "is the unspecified address", fix }] },
+      { name: "fail/0.1.2.3 is in 0.0.0.0/8, a source address only", text: addr("0.1.2.3"), want: [{ path: at, line: 7, message: '"0.1.2.3" is in 0.0.0.0/8', fix }] },
+      { name: "fail/224.0.0.1 is multicast", text: addr("224.0.0.1"), want: [{ path: at, line: 7, message: '"224.0.0.1" is a multicast address', fix }] },
+      { name: "fail/239.255.255.255 is multicast", text: addr("239.255.255.255"), want: [{ path: at, line: 7, message: "is a multicast address", fix }] },
+      { name: "fail/ff02::1 is multicast", text: addr('"ff02::1"'), want: [{ path: at, line: 7, message: '"ff02::1" is a multicast address', fix }] },
+      { name: "fail/255.255.255.255 is the broadcast address", text: addr("255.255.255.255"), want: [{ path: at, line: 7, message: "is the broadcast address", fix }] },
+      { name: "fail/a cn of 0.0.0.0", text: withServices("  web: { usage: server, cn: 0.0.0.0 }"), want: [{ path: "services.web.cn", line: 4, message: "must also be a valid SAN, but \"0.0.0.0\" is the unspecified address" }] },
+      {
+        name: "fail/a connection address of 0.0.0.0",
+        text: withServices("  web: { usage: server }", "  cli: { usage: client }", "connections:", "  - { from: cli, to: web, address: 0.0.0.0 }"),
+        want: [{ path: "connections.0.address", line: 7, message: "is the unspecified address" }],
+      },
+    ]);
+    okCases([
+      {
+        name: "ok/the last addresses before the refused ranges are kept",
+        text: withServices("  web: { usage: server, addresses: [1.0.0.0, 10.0.0.255, 223.255.255.255, 255.255.255.254, 'fe80::1'] }"),
+        check: (l) => assert.deepEqual(service(l, "web").ips.map((i) => i.text), ["1.0.0.0", "10.0.0.255", "223.255.255.255", "255.255.255.254", "fe80::1"]),
+      },
+    ]);
+  });
+
+  it("ok/a service named ca has its own row; the CA's row is CA", async () => {
+    const { cli } = runIn(tempDir(), withServices("  ca: { usage: server }"));
+    const r = await cli("plan");
+    assert.equal(r.code, 0, r.err);
+    const rows = r.out.split("\n").filter((l) => /^ {2}\S/.test(l)).map((l) => l.trim().split(/\s+/).slice(0, 2).join(" "));
+    assert.deepEqual(rows, ["CA create", "ca create"]);
+  });
+
+  describe("merge keys", () => {
+    const PROFILES = ["version: 1", "cluster: demo", "x-profiles:", "  server: &server", "    usage: server", "    validity: 30d", "  edge: &edge { key: ed25519, validity: 7d }", "services:"];
+    okCases([
+      {
+        name: "ok/<<: *profile fills a service; its own keys win; in a list of sources the first wins",
+        text: yaml(...PROFILES, "  api:", "    <<: *server", "    validity: 20d", "  web:", "    <<: [*edge, *server]", "  db: { <<: *server }"),
+        check: (l) => {
+          assert.deepEqual(l.manifest.services.map((s) => [s.name, s.usage, s.validityMs / DAY, s.keyType]), [
+            ["api", "server", 20, "ecdsa-p256"],
+            ["web", "server", 7, "ed25519"],
+            ["db", "server", 30, "ecdsa-p256"],
+          ]);
+          assert.equal(l.lineOf(["services", "web", "key"]), 7, "a merged field is located where it is written");
+          assert.equal(l.lineOf(["services", "api", "validity"]), 11);
+        },
+      },
+      {
+        name: "ok/a service can be the anchor itself (no x- key)",
+        text: withServices("  api: &base { usage: server, key: ed25519 }", "  web: { <<: *base, addresses: [web.demo.test] }"),
+        check: (l) => assert.deepEqual(service(l, "web").keyType, "ed25519"),
+      },
+    ]);
+    failCases([
+      {
+        name: "fail/a mistake that came through a merge is reported at the anchored line",
+        text: yaml("version: 1", "cluster: demo", "x-profiles:", "  p: &p { usage: sever }", "services:", "  api: { <<: *p }"),
+        want: [{ path: "services.api.usage", line: 4, message: 'must be one of server, client, dual; got "sever"' }],
+      },
+      {
+        name: "fail/x- keys are ignored only at the top level",
+        text: withServices("  api: { usage: server, x-note: 1 }"),
+        want: [{ path: "services.api.x-note", line: 4, message: 'unknown key "x-note" in a service' }],
+      },
+    ]);
   });
 });

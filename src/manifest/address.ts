@@ -13,6 +13,26 @@ export type Address = { kind: "ip"; text: string; bytes: Buffer } | { kind: "dns
 const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
 /**
+ * undialable refuses IPs no peer can open a TLS connection to, so a SAN with one never matches
+ * (issue 11): the unspecified address (0.0.0.0, ::) means "every interface" to a listener, the
+ * rest of 0.0.0.0/8 is a source address only, and multicast (224.0.0.0/4, ff00::/8) and the broadcast address (255.255.255.255) are not TCP
+ * destinations. An IPv4-mapped IPv6 address is judged by its IPv4 part.
+ */
+function undialable(written: string, bytes: Buffer): { error: string; fix: string } | undefined {
+  const mapped = bytes.length === 16 && bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
+  const v4 = bytes.length === 4 ? bytes : mapped ? bytes.subarray(12) : undefined;
+  const fix = "write the address peers dial: the host's own unicast IP or DNS name (127.0.0.1 or ::1 for loopback)";
+  const what = JSON.stringify(written);
+  if (bytes.every((b) => b === 0) || (v4 !== undefined && v4.every((b) => b === 0))) {
+    return { error: `${what} is the unspecified address: a server listens on it to mean every interface, but no peer can dial it, so a SAN with it never matches`, fix };
+  }
+  if (v4 !== undefined && v4[0] === 0) return { error: `${what} is in 0.0.0.0/8, "this network", which is only ever a source address (RFC 1122 3.2.1.3): no peer can dial it`, fix };
+  if (v4 !== undefined ? (v4[0]! & 0xf0) === 0xe0 : bytes[0] === 0xff) return { error: `${what} is a multicast address; TLS runs over TCP, which cannot connect to a multicast group`, fix };
+  if (v4 !== undefined && v4.every((b) => b === 0xff)) return { error: `${what} is the broadcast address; TLS runs over TCP, which cannot connect to it`, fix };
+  return undefined;
+}
+
+/**
  * classifyAddress turns written text into an Address, or returns the rule it breaks and the fix.
  * DNS names follow RFC 1034/5280 preferred syntax: labels of letters, digits and inner hyphens,
  * at most 63 characters each and 253 in all; compared in lower case.
@@ -20,13 +40,13 @@ const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 export function classifyAddress(written: string): Address | { error: string; fix: string } {
   const text = written.trim();
   if (text === "") return { error: "is empty", fix: "write an IP address or a DNS name" };
-  if (isIPv4(text)) return { kind: "ip", text, bytes: ipBytes(text) };
+  if (isIPv4(text)) return undialable(written, ipBytes(text)) ?? { kind: "ip", text, bytes: ipBytes(text) };
   if (text.includes(":") || /^\[.*\]$/.test(text)) {
     const bare = text.replace(/^\[(.*)\]$/, "$1");
     if (bare !== text) return { error: `${JSON.stringify(written)} is in URL bracket form`, fix: `write the address without brackets: ${bare}` };
     if (isIPv6(bare) && !bare.includes("%")) {
       const bytes = ipBytes(bare);
-      return { kind: "ip", text: formatIp(bytes), bytes };
+      return undialable(written, bytes) ?? { kind: "ip", text: formatIp(bytes), bytes };
     }
     return { error: `${JSON.stringify(written)} is not a valid IPv6 address (and a DNS name has no ":")`, fix: "write the address without brackets, port or zone, e.g. 2001:db8::1" };
   }

@@ -33,19 +33,20 @@ export interface LoadedManifest {
 
 /**
  * parseManifest validates manifest text. `file` names it in messages; `dir` anchors relative
- * paths (ca.import, services.NAME.files). Throws InvalidInputError with every problem found.
+ * paths (ca.import, services.NAME.files); validities are bounded as if issued at `now`. Throws
+ * InvalidInputError with every problem found.
  */
-export function parseManifest(text: string, file: string, dir = path.dirname(file)): LoadedManifest {
+export function parseManifest(text: string, file: string, dir = path.dirname(file), now = new Date()): LoadedManifest {
   const { yaml, problems } = parseYaml(text, file);
   if (problems.length > 0) throw new InvalidInputError(problems);
   if (yaml.value === undefined || yaml.value === null) {
     throw new InvalidInputError([{ file, path: "", message: "the manifest is empty", fix: "run `mtlskit init` to write a starter manifest" }]);
   }
-  const ctx = new Context(file, yaml);
+  const ctx = new Context(file, yaml, now);
   const parsed = validateWritten(yaml.value);
   if (!parsed.ok) {
     for (const i of parsed.issues) {
-      ctx.error(i.path, i.missing ? "is required" : i.message, i.missing ? "add it" : i.unknownKey ? "check the spelling, or remove the key" : undefined, { key: i.atKey });
+      ctx.error(i.path, i.missing ? "is required" : i.message, i.missing ? "add it" : i.unknownKey ? "check the spelling, or remove the key" : i.fix, { key: i.atKey });
     }
     throw new InvalidInputError(ctx.problems);
   }

@@ -18,6 +18,52 @@ const mapping = <S extends v.GenericSchema>(what: string, schema: S): S =>
   // The custom check passes values through unchanged, so the pipe's types are the schema's own.
   v.pipe(v.custom<unknown>(isMapping, (i) => `must be a mapping (${what}); got ${got(i.input)}`), schema as v.GenericSchema) as unknown as S;
 
+type Dataset = { value: unknown; typed?: boolean; issues?: v.BaseIssue<unknown>[] };
+type Run = (dataset: Dataset, config: v.Config<v.BaseIssue<unknown>>) => Dataset;
+type FixedIssue = v.BaseIssue<unknown> & { fix?: string };
+
+const keyPath = (input: Record<string, unknown>, key: string, origin: "key" | "value") => ({ type: "object", origin, input, key, value: input[key] }) as unknown as v.IssuePathItem;
+
+function addIssue(dataset: Dataset, issue: Omit<FixedIssue, "kind" | "expected" | "received"> & { expected?: string }): void {
+  const full = { kind: "schema", expected: null, received: got(issue.input), ...issue } as FixedIssue;
+  (dataset.issues ??= []).push(full);
+  dataset.typed = false;
+}
+
+/**
+ * ownRecord is v.record reading every own key into an object without a prototype. valibot's record
+ * skips `constructor` and `prototype` without a word (its guard against prototype pollution), so a
+ * service named `constructor` vanished: one certificate issued, exit 0 (issue 11). Every
+ * user-named mapping of the manifest (services, outputs' hosts) goes through here; strict objects
+ * already report those keys as unknown. The object has no prototype, so a lookup by a user's name
+ * never finds Object.prototype's members. `__proto__` is refused rather than kept: any consumer that copies the mapping into a plain object
+ * (JSON tools, a later edit of mtlskit) would set a prototype instead of a name.
+ */
+function ownRecord<K extends v.GenericSchema<string, string>, V extends v.GenericSchema>(key: K, value: V, message: (i: v.BaseIssue<unknown>) => string = (i) => `must be a mapping; got ${got(i.input)}`) {
+  const base = v.record(key, value, message);
+  const run: Run = (dataset, config) => {
+    const input = dataset.value;
+    if (!isMapping(input)) return (base["~run"] as Run)(dataset, config);
+    const out: Record<string, unknown> = Object.create(null);
+    dataset.typed = true;
+    for (const k of Object.keys(input)) {
+      if (k === "__proto__") {
+        addIssue(dataset, { type: "record", input: k, message: 'is refused as a name: "__proto__" is how JavaScript names an object\'s prototype, so tools that read the manifest could not keep it as a name', fix: "choose another name", path: [keyPath(input, k, "key")] });
+        continue;
+      }
+      const kd = (key["~run"] as Run)({ value: k }, config);
+      for (const i of kd.issues ?? []) (dataset.issues ??= []).push({ ...i, path: [keyPath(input, k, "key")] });
+      const vd = (value["~run"] as Run)({ value: input[k] }, config);
+      for (const i of vd.issues ?? []) (dataset.issues ??= []).push({ ...i, path: [keyPath(input, k, "value"), ...(i.path ?? [])] });
+      if (!kd.typed || !vd.typed) dataset.typed = false;
+      if (kd.typed) out[kd.value as string] = vd.value;
+    }
+    dataset.value = out;
+    return dataset;
+  };
+  return { ...base, "~run": run } as unknown as typeof base;
+}
+
 /** strict is a mapping that refuses unknown keys, naming the allowed ones: a typo is never ignored. */
 function strict<E extends v.ObjectEntries>(entries: E, what: string) {
   const allowed = Object.keys(entries).join(", ");
@@ -236,7 +282,7 @@ const OutputSchema = strict(
     services: v.optional(serviceList("The services exported. Default: every service.")),
     hosts: v.optional(
       v.pipe(
-        mapping("host directory names to service lists", v.record(fileName("Host directory name"), serviceList("The services deployed on this host."))),
+        mapping("host directory names to service lists", ownRecord(fileName("Host directory name"), serviceList("The services deployed on this host."))),
         v.description("flat only: a directory per host (DIR/HOST) with each of its services' files and one CA file, as a runbook's role-based table. Default: a directory per service."),
       ),
     ),
@@ -271,6 +317,9 @@ const OutputSchema = strict(
   "an output",
 );
 
+/** MAX_LAYOUT_VERSION bounds layoutVersion: room for a bump a day for 2,700 years, and exact in every number format. */
+export const MAX_LAYOUT_VERSION = 1_000_000;
+
 /** ManifestSchema is the whole written manifest, v1. */
 export const ManifestSchema = v.pipe(
   strict(
@@ -291,7 +340,7 @@ export const ManifestSchema = v.pipe(
       ca: v.optional(CaSchema),
       defaults: v.optional(DefaultsSchema),
       services: v.pipe(
-        mapping("service names to services", v.record(name("Service name"), ServiceSchema, (i) => `must be a mapping of service names to services; got ${got(i.input)}`)),
+        mapping("service names to services", ownRecord(name("Service name"), ServiceSchema, (i) => `must be a mapping of service names to services; got ${got(i.input)}`)),
         v.check((m) => Object.keys(m).length > 0, "must declare at least one service"),
         v.description("The services, by name. Names become directory names and fill {name}."),
       ),
@@ -303,7 +352,10 @@ export const ManifestSchema = v.pipe(
           v.number((i) => `must be a whole number; got ${got(i.input)}`),
           v.integer((i) => `must be a whole number; got ${got(i.input)}`),
           v.minValue(1, (i) => `must be at least 1; got ${got(i.input)}`),
-          v.description("Changing it re-issues every certificate at the next apply (like ServiceRadar's runtimeLayoutVersion); otherwise valid certificates are kept. Default: 1."),
+          // 1e300 passed as a whole number, was written as "1e+300" and read back as unreadable,
+          // so every apply re-issued everything (issue 11).
+          v.maxValue(MAX_LAYOUT_VERSION, (i) => `must be at most ${MAX_LAYOUT_VERSION}; got ${got(i.input)}`),
+          v.description(`Changing it re-issues every certificate at the next apply (like ServiceRadar's runtimeLayoutVersion); otherwise valid certificates are kept. A whole number from 1 to ${MAX_LAYOUT_VERSION}. Default: 1.`),
         ),
       ),
       outputs: v.optional(
@@ -315,6 +367,18 @@ export const ManifestSchema = v.pipe(
   v.description("mtlskit manifest: a cluster's CA, services and connections."),
 );
 
+/**
+ * EXTENSION_KEY matches the top-level keys mtlskit ignores (x-profiles, x-defaults): a place for
+ * YAML anchors that merge keys (`<<: *server`) copy into services, as Docker Compose's x- keys.
+ */
+export const EXTENSION_KEY = /^x-/;
+
+/** withoutExtensions drops the top-level x- keys before validation (values other than mappings pass as they are). */
+function withoutExtensions(value: unknown): unknown {
+  if (!isMapping(value) || !Object.keys(value).some((k) => EXTENSION_KEY.test(k))) return value;
+  return Object.fromEntries(Object.entries(value).filter(([k]) => !EXTENSION_KEY.test(k)));
+}
+
 /** WrittenManifest is the manifest as the user wrote it, after structural validation. */
 export type WrittenManifest = v.InferOutput<typeof ManifestSchema>;
 
@@ -325,11 +389,13 @@ export interface SchemaIssue {
   missing: boolean;
   unknownKey: boolean;
   message: string;
+  /** fix, when the issue knows better than the generic advice. */
+  fix?: string;
 }
 
 /** validateWritten checks a parsed YAML value against ManifestSchema, reporting every issue. */
 export function validateWritten(value: unknown): { ok: true; manifest: WrittenManifest } | { ok: false; issues: SchemaIssue[] } {
-  const r = v.safeParse(ManifestSchema, value, { abortEarly: false });
+  const r = v.safeParse(ManifestSchema, withoutExtensions(value), { abortEarly: false });
   if (r.success) return { ok: true, manifest: r.output };
   // A union (a reload hook: a command or a mapping) fails as a whole; when the input had the shape
   // of one branch, that branch's deeper issue (`signal must be one of ...`) says more.
@@ -349,6 +415,7 @@ export function validateWritten(value: unknown): { ok: true; manifest: WrittenMa
         missing: issue.input === undefined && issue.kind === "schema",
         unknownKey: atKey && issue.type === "strict_object",
         message: issue.message,
+        ...((issue as FixedIssue).fix === undefined ? {} : { fix: (issue as FixedIssue).fix }),
       };
     }),
   };

@@ -85,9 +85,13 @@ export const implicit = (n: number, contents: Uint8Array): Buffer => tlv(0x80 | 
  * in Zulu with seconds and no fraction (RFC 5280 4.1.2.5).
  */
 export function time(d: Date): Buffer {
+  // Outside 1950-9999 neither form exists, and toISOString grows a sign and six year digits:
+  // writing that made a CA no reader accepts (issue 11). The manifest refuses such validities first.
+  const year = d.getUTCFullYear();
+  if (!(year >= 1950 && year <= 9999)) throw new RangeError(`pki: certificate time ${Number.isNaN(year) ? "Invalid Date" : d.toISOString()} is outside 1950-9999, which UTCTime and GeneralizedTime can carry (RFC 5280 4.1.2.5)`);
   const iso = d.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
   const digits = iso.slice(0, 19).replace(/[-:T]/g, "");
-  return d.getUTCFullYear() < 2050
+  return year < 2050
     ? tlv(TAG.utcTime, Buffer.from(digits.slice(2) + "Z", "latin1"))
     : tlv(TAG.generalizedTime, Buffer.from(digits + "Z", "latin1"));
 }

@@ -53,7 +53,8 @@ EXIT CODES
 
 /** parseRoles reads `--pg-role CLIENT=ROLE` flags. */
 function parseRoles(values: readonly string[] | undefined): Record<string, string> {
-  const roles: Record<string, string> = {};
+  // No prototype: a client named constructor is a name like any other (issue 11).
+  const roles: Record<string, string> = Object.create(null);
   for (const v of values ?? []) {
     const m = /^([^=]+)=(.+)$/.exec(v);
     if (!m) throw new UsageError(`mtlskit config: --pg-role must be CLIENT=ROLE, e.g. --pg-role core=serviceradar; got ${JSON.stringify(v)}`);

@@ -86,7 +86,8 @@ function refuseSecretFlags(args: readonly string[]): void {
 
 function hostsOf(values: readonly string[] | undefined): Record<string, string[]> | undefined {
   if (!values || values.length === 0) return undefined;
-  const hosts: Record<string, string[]> = {};
+  // No prototype: a host named constructor or toString is a name like any other (issue 11).
+  const hosts: Record<string, string[]> = Object.create(null);
   for (const v of values) {
     const m = /^([^=]+)=(.*)$/.exec(v);
     if (!m || !FILE_NAME_RULE.test(m[1]!)) throw new UsageError(`mtlskit export: --host must be HOST=service,service with HOST a directory name; got ${JSON.stringify(v)}`);

@@ -49,9 +49,13 @@ export function planJson(plan: Plan) {
 
 const ACTION_COLOR = { create: "green", keep: "dim", reissue: "yellow", import: "dim", external: "dim" } as const;
 
+/** CA_ROW labels the CA's row in a plan: no service can be named so (NAME_RULE is lower case). */
+export const CA_ROW = "CA";
+
 /** renderPlan prints one line per certificate (id, action, reason), then one per external service. */
 export function renderPlan(io: Io, plan: Plan, verbs: { create: string; reissue: string; keep: string }): void {
-  const rows: [string, keyof typeof ACTION_COLOR, string][] = [["ca", plan.ca.action, plan.ca.reason]];
+  // "CA" in capitals: service names are lower case, so a service named ca gets a row of its own (issue 11).
+  const rows: [string, keyof typeof ACTION_COLOR, string][] = [[CA_ROW, plan.ca.action, plan.ca.reason]];
   for (const c of plan.certs) rows.push([c.id, c.action, c.reason]);
   // A bundle rewritten for a service whose certificates are all kept would otherwise be invisible.
   for (const b of staleBundles(plan)) rows.push([`${b}/ca.pem`, "reissue", "trust bundle differs from the CA's; rewritten"]);
