@@ -144,9 +144,9 @@ export interface UsageProblem {
 /**
  * purposeProblem says why `path` may not be used for `purpose`, or undefined. The leaf needs the
  * purpose in its extendedKeyUsage (or no extendedKeyUsage at all) and digitalSignature in its
- * keyUsage (when present); CAs above it that carry extendedKeyUsage must include the purpose too.
- * Who enforces what differs: OpenSSL and Go both check the leaf's extendedKeyUsage; Go checks it
- * along the chain; OpenSSL checks keyUsage on client certificates and on ECDSA servers in TLS 1.2,
+ * keyUsage (when present); CAs above it that carry extendedKeyUsage must include the purpose too
+ * (anyExtendedKeyUsage does not stand for it: OpenSSL refuses such a CA, Go accepts it).
+ * Who enforces what differs: OpenSSL and Go both check extendedKeyUsage along the chain; OpenSSL checks keyUsage on client certificates and on ECDSA servers in TLS 1.2,
  * Go never does (golang/go#40100). check reports the union, the strictest peer's view.
  */
 export function purposeProblem(path: readonly Cert[], purpose: Purpose): UsageProblem | undefined {
@@ -159,7 +159,9 @@ export function purposeProblem(path: readonly Cert[], purpose: Purpose): UsagePr
   }
   for (const ca of path.slice(1)) {
     const e = ca.info.extKeyUsage;
-    if (e && !e.includes(purpose) && !e.includes("anyExtendedKeyUsage")) return { cert: ca, kind: "ca-eku", reason: `the CA ${ca.info.subject} above it restricts extendedKeyUsage to ${e.join(", ")} (Go checks usage along the chain)` };
+    // anyExtendedKeyUsage alone does not do: Go accepts it, OpenSSL's purpose check of the CA does
+    // not count it (`openssl verify -purpose sslserver`: unsuitable certificate purpose at depth 1).
+    if (e && !e.includes(purpose)) return { cert: ca, kind: "ca-eku", reason: `the CA ${ca.info.subject} above it restricts extendedKeyUsage to ${e.join(", ")}${e.includes("anyExtendedKeyUsage") ? ` (OpenSSL does not count anyExtendedKeyUsage for ${purpose}; Go does)` : " (Go and OpenSSL check usage along the chain)"}` };
   }
   return undefined;
 }

@@ -18,7 +18,8 @@ export interface VerifyOptions {
   certFile: string;
   /** untrusted holds intermediates openssl may use to build the chain. */
   untrusted?: string;
-  purpose: Purpose;
+  /** purpose: -purpose; omitted, openssl checks no purpose. */
+  purpose?: Purpose;
   /** verifyIp / verifyHostname require the certificate to name this address. */
   verifyIp?: string;
   verifyHostname?: string;
@@ -50,7 +51,7 @@ function text(args: string[]): string {
  * true only when openssl exits 0 and prints `<certFile>: OK`.
  */
 export function opensslVerify(o: VerifyOptions): OpensslResult {
-  const args = ["verify", "-x509_strict", "-purpose", o.purpose, "-no-CApath", "-no-CAstore", "-CAfile", o.caFile];
+  const args = ["verify", "-x509_strict", ...(o.purpose ? ["-purpose", o.purpose] : []), "-no-CApath", "-no-CAstore", "-CAfile", o.caFile];
   if (o.untrusted !== undefined) args.push("-untrusted", o.untrusted);
   if (o.verifyIp !== undefined) args.push("-verify_ip", o.verifyIp);
   if (o.verifyHostname !== undefined) args.push("-verify_hostname", o.verifyHostname);
