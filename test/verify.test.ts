@@ -62,6 +62,13 @@ describe("mtlskit verify agrees with openssl verify -x509_strict", () => {
     });
   });
 
+  it("ok/the SHA-1 disagreement holds only at openssl verify's default: with -auth_level 1, as TLS contexts verify, openssl refuses it", () => {
+    const i = cases.findIndex((c) => c.openssl === WHY.sha1);
+    const f = writeCase(dir, i, cases[i]!);
+    const o = opensslVerify({ caFile: f.ca, certFile: f.cert, untrusted: f.opensslUntrusted, authLevel: 1 });
+    assert.ok(!o.ok && /CA signature digest algorithm too weak/.test(o.output), o.output);
+  });
+
   it("ok/every named disagreement is used by a case", () => {
     const used = new Set(cases.flatMap((c) => [c.openssl, c.go]));
     assert.deepEqual(Object.entries(WHY).filter(([, why]) => !used.has(why)).map(([k]) => k), []);

@@ -42,7 +42,7 @@ export const WHY = {
   leafKu: "a leaf whose keyUsage lacks digitalSignature: Go never checks keyUsage (golang/go#40100); OpenSSL's verify accepts keyEncipherment for a server, but the TLS handshake signs with the leaf key (RFC 8446 4.4.2.2), so verify refuses like check (key-usage)",
   leafKuGo: "a leaf whose keyUsage has neither digitalSignature, keyEncipherment nor keyAgreement: Go never checks keyUsage (golang/go#40100); OpenSSL refuses it as we do",
   anyEkuCa: "an intermediate whose extendedKeyUsage is only anyExtendedKeyUsage: Go accepts it for any usage; OpenSSL's purpose check of the CA does not count it (unsuitable certificate purpose at depth 1), and verify refuses what either refuses",
-  sha1: "a SHA-1 signature: openssl verify checks no signature strength at its default -auth_level (SHA-1's 80 bits pass level 1), but TLS contexts at security level 2 (Debian's default) refuse the certificate (ca md too weak) and Go refuses SHA-1 signatures since 1.18",
+  sha1: "a SHA-1 signature: openssl verify judges signature digests only from -auth_level 1 (CA signature digest algorithm too weak), which every TLS context sets (security level 1 and above) and its verify command does not; Go refuses SHA-1 since 1.18",
   anyEkuLeaf: "a leaf whose extendedKeyUsage is only anyExtendedKeyUsage: Go accepts it for any usage; OpenSSL's purpose check does not count anyExtendedKeyUsage for sslserver/sslclient, and verify follows check (eku-server)",
 } as const;
 

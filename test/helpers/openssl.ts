@@ -25,6 +25,8 @@ export interface VerifyOptions {
   verifyHostname?: string;
   /** attime verifies at this moment instead of now (second precision). */
   attime?: Date;
+  /** authLevel: -auth_level, the security level for keys and signature digests (openssl verify's default checks none). */
+  authLevel?: number;
 }
 
 /** OpensslResult is a finished openssl run: whether it succeeded, and everything it printed. */
@@ -56,6 +58,7 @@ export function opensslVerify(o: VerifyOptions): OpensslResult {
   if (o.verifyIp !== undefined) args.push("-verify_ip", o.verifyIp);
   if (o.verifyHostname !== undefined) args.push("-verify_hostname", o.verifyHostname);
   if (o.attime !== undefined) args.push("-attime", String(Math.floor(o.attime.getTime() / 1000)));
+  if (o.authLevel !== undefined) args.push("-auth_level", String(o.authLevel));
   args.push(o.certFile);
   const r = run(args);
   const output = r.stdout + r.stderr;
