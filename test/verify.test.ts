@@ -15,6 +15,7 @@ import * as path from "node:path";
 import { describe, it } from "node:test";
 import { chainCases, verifyArgs, writeCase, WHY, type CaseFiles, type ChainCase } from "./helpers/chains.ts";
 import { runCli, tempDir } from "./helpers/cli.ts";
+import { loadSystemCerts, Material } from "../src/verify/index.ts";
 import { forge } from "./helpers/forge.ts";
 import { opensslVerify } from "./helpers/openssl.ts";
 
@@ -138,6 +139,12 @@ describe("mtlskit verify: the command", () => {
       assert.equal(r.code, 1, r.out + r.err);
       assert.match(r.out, new RegExp(`error untrusted: CN=CLI Inter was issued by CN=CLI Root, which is neither in ${bundle}`));
     }
+  });
+
+  it("ok/the system bundle: a certificate the decoder cannot read is skipped and counted, the others are anchors", () => {
+    const odd = "-----BEGIN CERTIFICATE-----\nMAMCAQE=\n-----END CERTIFICATE-----\n";
+    const { certs, skipped } = loadSystemCerts(new Material(), file("system.pem", odd + root.pem));
+    assert.deepEqual([certs.map((c) => c.info.subject), skipped], [["CN=CLI Root"], 1]);
   });
 
   it("ok/--help has the synopsis, the openssl equivalent, EXAMPLES and EXIT CODES", async () => {

@@ -5,6 +5,7 @@
  */
 import { Material, type Cert } from "../check/material.ts";
 import { UsageError } from "../errors.ts";
+import { parsePem } from "../pki/pem.ts";
 import { readFileBounded } from "../read-file.ts";
 
 export { judgeVerify, USAGES, type Reason, type Usage, type Verdict, type VerifyInput } from "./verify.ts";
@@ -30,3 +31,23 @@ export function loadCerts(material: Material, file: string, role: string): Cert[
 }
 
 export { Material };
+
+/**
+ * loadSystemCerts reads the system bundle: each certificate mtlskit's decoder cannot read is
+ * skipped (a distribution's bundle holds a hundred roots from everywhere; one odd root must not
+ * stop verifying against the others), and counted.
+ */
+export function loadSystemCerts(material: Material, file: string): { certs: Cert[]; skipped: number } {
+  const certs: Cert[] = [];
+  let skipped = 0;
+  for (const b of parsePem(readFileBounded(file).toString("latin1"))) {
+    if (b.label !== "CERTIFICATE") continue;
+    try {
+      certs.push(material.cert(b.der));
+    } catch {
+      skipped++;
+    }
+  }
+  if (certs.length === 0) throw new UsageError(`mtlskit verify: the system bundle ${file} holds no certificate mtlskit can read; name the trust anchors with --ca BUNDLE`);
+  return { certs, skipped };
+}

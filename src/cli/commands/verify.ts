@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { EXIT, UsageError } from "../../errors.ts";
 import { PLATFORMS } from "../../trust/platform.ts";
-import { judgeVerify, loadCerts, Material, USAGES, type Usage, type Verdict } from "../../verify/index.ts";
+import { judgeVerify, loadCerts, loadSystemCerts, Material, USAGES, type Usage, type Verdict } from "../../verify/index.ts";
 import { COMMON_FLAGS, flags, parseTimeFlag } from "../args.ts";
 import { paint, type Io } from "../output.ts";
 
@@ -99,10 +99,14 @@ export async function verifyCommand(args: string[], io: Io): Promise<number> {
   const cert = positionals[0]!;
   const ca = values.ca ?? systemBundle();
   const material = new Material();
+  const certs = loadCerts(material, cert, "CERT");
+  const untrusted = values.untrusted === undefined ? [] : loadCerts(material, values.untrusted, "--untrusted");
+  const system = values.ca === undefined ? loadSystemCerts(material, ca) : undefined;
+  if (system?.skipped && !values.json) io.err(`note: ${system.skipped} certificate${system.skipped === 1 ? "" : "s"} of the system bundle ${ca} could not be decoded and ${system.skipped === 1 ? "was" : "were"} skipped\n`);
   const v = judgeVerify(material, {
-    certs: loadCerts(material, cert, "CERT"),
-    untrusted: values.untrusted === undefined ? [] : loadCerts(material, values.untrusted, "--untrusted"),
-    anchors: loadCerts(material, ca, "--ca"),
+    certs,
+    untrusted,
+    anchors: system?.certs ?? loadCerts(material, ca, "--ca"),
     files: { cert, ca, untrusted: values.untrusted },
     host: values.host,
     usage,
