@@ -24,7 +24,7 @@ Usage:
   mtlskit metrics --listen 127.0.0.1:9469  serve Prometheus metrics: expiry, renewal, findings, the last apply
   mtlskit explain "x509: ..."           say what a TLS error means and how to fix it
   mtlskit probe 10.0.0.5:8443 --as api  connect to a live endpoint as a service and judge what it presents
-  mtlskit verify cert.pem --ca root.pem --usage server --host api   like openssl verify -x509_strict, with reasons and fixes
+  mtlskit verify cert.pem --ca root.pem  is it valid (openssl verify -x509_strict, Go)? each reason with its fix
   sudo mtlskit trust install            put the CA into the system trust store (and NSS); uninstall, status
 
 Commands: init, plan, apply, check, status, export, metrics, config, inspect, explain, probe, verify, trust, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.

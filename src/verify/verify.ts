@@ -7,11 +7,13 @@
  * - the rest of CERT is read as intermediates (a TLS server sends its file that way); `openssl
  *   verify` reads only the first certificate of CERT, so the equivalent command passes CERT again
  *   as `-untrusted`;
- * - an intermediate-only bundle: OpenSSL refuses it, Go accepts it (anchor-not-root);
+ * - a bundle without the self-signed root (an intermediate, or the leaf itself): OpenSSL refuses
+ *   it, Go accepts it (anchor-not-root);
  * - -x509_strict's rules (a CA without keyUsage, a certificate without authorityKeyIdentifier, a
  *   CA without subjectKeyIdentifier): OpenSSL refuses, Go accepts;
  * - a host matched by the subject CN alone: OpenSSL accepts, Go refuses (Go 1.15 dropped it);
- * - extendedKeyUsage of CAs: Go checks it along the chain (anyExtendedKeyUsage passes);
+ * - extendedKeyUsage of CAs: both check it along the chain; anyExtendedKeyUsage alone passes Go,
+ *   not OpenSSL;
  * - keyUsage without digitalSignature on the leaf: check's rule (the handshake signs with it).
  */
 import { buildChain, purposeProblem, type ChainFailure, type Purpose } from "../check/chain.ts";

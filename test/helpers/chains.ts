@@ -34,7 +34,7 @@ const DAY = 24 * HOUR;
 /** WHY names the deliberate disagreements, one sentence each; the tests print them. */
 export const WHY = {
   order: "CERT starts with the intermediate: openssl verify and Go judge that first certificate as the leaf (and it chains), while a TLS server presenting the file sends the intermediate as its certificate; verify refuses (chain-order)",
-  partial: "an intermediate-only bundle: Go stops at any certificate of its roots pool; OpenSSL (and so Node and every OpenSSL server) needs a self-signed root unless -partial_chain; verify follows OpenSSL (anchor-not-root)",
+  partial: "a bundle without the self-signed root (an intermediate, or the leaf itself): Go stops at any certificate of its roots pool; OpenSSL (and so Node and every OpenSSL server) needs a self-signed root unless -partial_chain; verify follows OpenSSL (anchor-not-root)",
   strictKu: "-x509_strict refuses a CA without keyUsage (RFC 5280 4.2.1.3); Go accepts it",
   strictAki: "-x509_strict refuses a certificate below the root without authorityKeyIdentifier (RFC 5280 4.2.1.1); Go accepts it",
   strictSki: "-x509_strict refuses a CA without subjectKeyIdentifier (RFC 5280 4.2.1.2); Go accepts it",
@@ -92,6 +92,8 @@ export function chainCases(): ChainCase[] {
     c("ok/bundle with other roots", { cert: [leaf, inter], ca: [root2, root, rsaRoot] }),
     c("ok/extra unrelated certificate in CERT", { cert: [leaf, inter, leafOf(root2)], ca: [root] }),
     c("ok/extra certificates in --untrusted", { cert: [leaf], ca: [root], untrusted: [root2, inter, forge({ ca: true, cn: "Stray Inter", issuer: root2 })] }),
+    c("ok/a same-named root with another key beside the right one (a CA rollover)", { cert: [direct], ca: [sameName, root] }),
+    c("ok/the leaf itself in the bundle beside its root", { cert: [leaf, inter], ca: [leaf, root] }),
     c("ok/root repeated at the end of CERT", { cert: [leaf, inter, root], ca: [root] }),
     c("ok/as a server", { cert: [leaf, inter], ca: [root], usage: "server" }),
     c("ok/as a client", { cert: [leaf, inter], ca: [root], usage: "client" }),
@@ -116,6 +118,7 @@ export function chainCases(): ChainCase[] {
     c("fail/same-named root with another key", { cert: [direct], ca: [sameName], codes: ["bad-signature"] }),
     c("fail/intermediate first in CERT (wrong order)", { cert: [inter, leaf], ca: [root], codes: ["chain-order"], openssl: WHY.order, go: WHY.order }),
     c("fail/intermediate-only bundle", { cert: [leaf], ca: [inter], codes: ["untrusted"], go: WHY.partial }),
+    c("fail/the leaf itself in the bundle, without its root", { cert: [leaf, inter], ca: [leaf], codes: ["untrusted"], go: WHY.partial }),
     c("fail/issuer is not a CA", { cert: [leafOf(notCa), notCa], ca: [root], codes: ["untrusted"] }),
     c("fail/intermediate without keyCertSign", { cert: [leafOf(noCertSign), noCertSign], ca: [root], codes: ["untrusted"] }),
     c("fail/pathLen 0 exceeded by a CA below it", { cert: [leafOf(underPathLen0), underPathLen0, pathLen0], ca: [root], codes: ["untrusted"] }),

@@ -22,8 +22,9 @@ valid at TIME, and the rules of \`openssl verify -x509_strict\` (CAs with keyUsa
 subjectKeyIdentifier, authorityKeyIdentifier below the root). With --usage, extendedKeyUsage of
 the leaf and of every CA above it (as Go checks it) and the leaf's keyUsage; with --host, a DNS
 or IP SAN of the leaf (never the CN). Each reason is printed with check's code and its fix.
-Where OpenSSL and Go disagree, verify refuses what either refuses: an intermediate-only BUNDLE
-(Go accepts), a host only in the CN (OpenSSL accepts), the -x509_strict rules (Go accepts).
+Where OpenSSL and Go disagree, verify refuses what either refuses: a BUNDLE without the
+self-signed root (Go accepts), a host only in the CN (OpenSSL accepts), the -x509_strict rules
+and a CA whose extendedKeyUsage is only anyExtendedKeyUsage (Go accepts).
 
   mtlskit verify cert.pem --ca root.pem --usage server --host api.internal
 is  openssl verify -x509_strict -CAfile root.pem -untrusted cert.pem -purpose sslserver \\
