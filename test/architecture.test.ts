@@ -28,7 +28,8 @@ const ALLOWED: Record<string, string[]> = {
   export: ["manifest", "pki", "state", "errors", "read-file"],
   config: ["manifest", "state", "export", "pki", "errors", "read-file"],
   trust: ["pki", "state", "errors", "read-file"],
-  cli: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service", "probe", "status", "config", "trust", "export", "read-file"],
+  verify: ["check", "pki", "errors", "read-file"],
+  cli: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service", "probe", "status", "config", "trust", "verify", "export", "read-file"],
   index: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service", "probe", "status", "config", "trust", "export", "read-file"],
 };
 

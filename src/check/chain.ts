@@ -147,7 +147,8 @@ export interface UsageProblem {
  * purposeProblem says why `path` may not be used for `purpose`, or undefined. The leaf needs the
  * purpose in its extendedKeyUsage (or no extendedKeyUsage at all) and a keyUsage OpenSSL accepts
  * for it (see keyUsageVerdict; what only strict peers refuse is a warning on the certificate, not
- * a refused connection); CAs above it that carry extendedKeyUsage must include the purpose too.
+ * a refused connection); CAs above it that carry extendedKeyUsage must include the purpose too
+ * (anyExtendedKeyUsage does not stand for it: OpenSSL refuses such a CA, Go accepts it).
  * OpenSSL and Go both check the leaf's extendedKeyUsage; Go checks it along the chain.
  */
 export function purposeProblem(path: readonly Cert[], purpose: Purpose): UsageProblem | undefined {
@@ -158,7 +159,9 @@ export function purposeProblem(path: readonly Cert[], purpose: Purpose): UsagePr
   if (ku && !ku.strict) return { cert: leaf, kind: "key-usage", reason: ku.reason, change: ku.change };
   for (const ca of path.slice(1)) {
     const e = ca.info.extKeyUsage;
-    if (e && !e.includes(purpose) && !e.includes("anyExtendedKeyUsage")) return { cert: ca, kind: "ca-eku", reason: `the CA ${ca.info.subject} above it restricts extendedKeyUsage to ${e.join(", ")} (Go checks usage along the chain)` };
+    // anyExtendedKeyUsage alone does not do: Go accepts it, OpenSSL's purpose check of the CA does
+    // not count it (`openssl verify -purpose sslserver`: unsuitable certificate purpose at depth 1).
+    if (e && !e.includes(purpose)) return { cert: ca, kind: "ca-eku", reason: `the CA ${ca.info.subject} above it restricts extendedKeyUsage to ${e.join(", ")}${e.includes("anyExtendedKeyUsage") ? ` (OpenSSL does not count anyExtendedKeyUsage for ${purpose}; Go does)` : " (Go and OpenSSL check usage along the chain)"}` };
   }
   return undefined;
 }

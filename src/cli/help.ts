@@ -3,7 +3,7 @@
 /** EXIT_CODES_TEXT is printed in every command's help. */
 export const EXIT_CODES_TEXT = `EXIT CODES
   0  success
-  1  findings (check, inspect, probe); a certificate due (status); explain: nothing recognised
+  1  findings (check, inspect, probe, verify); a certificate due (status); explain: nothing recognised
   2  invalid input: bad flags or an invalid manifest; nothing was written
   3  could not do the job: unreadable files, a lock held by another apply, a damaged PKI`;
 
@@ -24,7 +24,8 @@ Usage:
   mtlskit metrics --listen 127.0.0.1:9469  serve Prometheus metrics: expiry, renewal, findings, the last apply
   mtlskit explain "x509: ..."           say what a TLS error means and how to fix it
   mtlskit probe 10.0.0.5:8443 --as api  connect to a live endpoint as a service and judge what it presents
+  mtlskit verify cert.pem --ca root.pem  is it valid (openssl verify -x509_strict, Go)? each reason with its fix
   sudo mtlskit trust install            put the CA into the system trust store (and NSS); uninstall, status
 
-Commands: init, plan, apply, check, status, export, metrics, config, inspect, explain, probe, trust, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
+Commands: init, plan, apply, check, status, export, metrics, config, inspect, explain, probe, verify, trust, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
 `;

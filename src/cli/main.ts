@@ -19,6 +19,7 @@ import { schemaCommand } from "./commands/schema.ts";
 import { statusCommand } from "./commands/status.ts";
 import { metricsCommand } from "./commands/metrics.ts";
 import { trustCommand } from "./commands/trust.ts";
+import { verifyCommand } from "./commands/verify.ts";
 import { SHORT_USAGE } from "./help.ts";
 import { paintErr, processIo, type Io } from "./output.ts";
 
@@ -37,6 +38,7 @@ export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number
   inspect: inspectCommand,
   probe: probeCommand,
   trust: trustCommand,
+  verify: verifyCommand,
 };
 
 function version(): string {

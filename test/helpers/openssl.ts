@@ -18,12 +18,15 @@ export interface VerifyOptions {
   certFile: string;
   /** untrusted holds intermediates openssl may use to build the chain. */
   untrusted?: string;
-  purpose: Purpose;
+  /** purpose: -purpose; omitted, openssl checks no purpose. */
+  purpose?: Purpose;
   /** verifyIp / verifyHostname require the certificate to name this address. */
   verifyIp?: string;
   verifyHostname?: string;
   /** attime verifies at this moment instead of now (second precision). */
   attime?: Date;
+  /** authLevel: -auth_level, the security level for keys and signature digests (openssl verify's default checks none). */
+  authLevel?: number;
 }
 
 /** OpensslResult is a finished openssl run: whether it succeeded, and everything it printed. */
@@ -50,11 +53,12 @@ function text(args: string[]): string {
  * true only when openssl exits 0 and prints `<certFile>: OK`.
  */
 export function opensslVerify(o: VerifyOptions): OpensslResult {
-  const args = ["verify", "-x509_strict", "-purpose", o.purpose, "-no-CApath", "-no-CAstore", "-CAfile", o.caFile];
+  const args = ["verify", "-x509_strict", ...(o.purpose ? ["-purpose", o.purpose] : []), "-no-CApath", "-no-CAstore", "-CAfile", o.caFile];
   if (o.untrusted !== undefined) args.push("-untrusted", o.untrusted);
   if (o.verifyIp !== undefined) args.push("-verify_ip", o.verifyIp);
   if (o.verifyHostname !== undefined) args.push("-verify_hostname", o.verifyHostname);
   if (o.attime !== undefined) args.push("-attime", String(Math.floor(o.attime.getTime() / 1000)));
+  if (o.authLevel !== undefined) args.push("-auth_level", String(o.authLevel));
   args.push(o.certFile);
   const r = run(args);
   const output = r.stdout + r.stderr;

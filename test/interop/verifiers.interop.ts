@@ -27,7 +27,7 @@ import { before, describe, it } from "node:test";
 import { checkPki, type CheckReport } from "../../src/check/index.ts";
 import { loadManifest } from "../../src/manifest/index.ts";
 import { LAYOUT, abs } from "../../src/state/layout.ts";
-import { errorsAbout, exec, giveCertificate, makePki, need, REPO, RUN_DIR, subdir, type Pki, type Ran } from "./harness.ts";
+import { buildGoverify, errorsAbout, exec, giveCertificate, makePki, need, REPO, RUN_DIR, type Pki, type Ran } from "./harness.ts";
 
 type Purpose = "server" | "client";
 
@@ -219,25 +219,6 @@ function recheck(pki: Pki, manifest: string): CheckReport {
   const file = path.join(pki.dir, "changed.yaml");
   writeFileSync(file, manifest);
   return checkPki(loadManifest(file).manifest, pki.pki);
-}
-
-/**
- * buildGoverify builds the Go verifier offline (stdlib only) into the run directory. CGO_ENABLED=0:
- * Go 1.19 needs a C compiler for cgo, which golang-go only recommends. Without cgo, Go rebuilds
- * net and its kin: about 4 s with an empty cache, 0.1 s with Go's own cache in HOME, so that one
- * is used when there is a HOME (else a cache in the run directory).
- */
-function buildGoverify(): string {
-  const out = path.join(RUN_DIR, "goverify");
-  const go = subdir("go");
-  const cache = process.env.HOME ? path.join(process.env.HOME, ".cache", "go-build") : path.join(go, "cache");
-  const r = exec(need("go"), ["build", "-o", out, "."], {
-    cwd: path.join(import.meta.dirname, "goverify"),
-    env: { GOFLAGS: "-mod=mod", GOPROXY: "off", GOTOOLCHAIN: "local", CGO_ENABLED: "0", GOCACHE: cache, GOPATH: path.join(go, "path") },
-    timeoutMs: 120_000,
-  });
-  assert.equal(r.code, 0, `go build of test/interop/goverify failed:\n${r.out}`);
-  return out;
 }
 
 describe("independent verifiers", () => {

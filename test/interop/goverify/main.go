@@ -2,12 +2,13 @@
 // mtlskit's interop suite. It reads a JSON array of cases on stdin and writes one JSON result per
 // case, in order, on stdout:
 //
-//	case:   {"ca": FILE, "cert": FILE, "untrusted": FILE, "usage": "server"|"client", "hosts": [NAME|IP...], "at": RFC3339}
+//	case:   {"ca": FILE, "cert": FILE, "untrusted": FILE, "usage": "server"|"client"|"any", "hosts": [NAME|IP...], "at": RFC3339}
 //	result: {"ok": BOOL, "error": TEXT}
 //
 // Roots come from the CA file only (never the system pool); the leaf is the first certificate of
 // the cert file, and any further certificates there or in "untrusted" are intermediates. "usage"
-// sets KeyUsages to serverAuth or clientAuth, "at" sets CurrentTime (default: the clock), and every
+// sets KeyUsages to serverAuth, clientAuth or ExtKeyUsageAny (no purpose, as `openssl verify`
+// without -purpose; Verify's default would be serverAuth), "at" sets CurrentTime (default: the clock), and every
 // host is checked with VerifyHostname, as crypto/tls does with ServerName. A malformed case is
 // reported as that case's error; only unreadable input or output ends the program with status 2.
 package main
@@ -65,13 +66,13 @@ func readCerts(file string) ([]*x509.Certificate, error) {
 	return certs, nil
 }
 
-var usages = map[string]x509.ExtKeyUsage{"server": x509.ExtKeyUsageServerAuth, "client": x509.ExtKeyUsageClientAuth}
+var usages = map[string]x509.ExtKeyUsage{"server": x509.ExtKeyUsageServerAuth, "client": x509.ExtKeyUsageClientAuth, "any": x509.ExtKeyUsageAny}
 
 // verify runs one case; the error is what a Go peer would report.
 func verify(c verifyCase) error {
 	usage, ok := usages[c.Usage]
 	if !ok {
-		return fmt.Errorf("usage %q: want server or client", c.Usage)
+		return fmt.Errorf("usage %q: want server, client or any", c.Usage)
 	}
 	cas, err := readCerts(c.CA)
 	if err != nil {
