@@ -153,7 +153,7 @@ describe("crash safety: apply killed with SIGKILL inside its writes", () => {
           thread = "main";
           if (kind.run === "fresh") n += 2; // after the CA's two files
         }
-        const where = `kill ${i + 1}/${KILLS} (${kind.what}: ${stage} #${n})`;
+        const where = `kill ${i + 1}/${KILLS} (${kind.what}${thread === kind.thread ? "" : " (one core: the main thread)"}: ${stage} #${n})`;
 
         if (kind.run === "fresh") rmSync(pki, { recursive: true, force: true });
         const before: Map<string, Entry> | undefined = kind.run === "fresh" ? undefined : inspectPki(pki);
