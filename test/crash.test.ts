@@ -1,32 +1,36 @@
 /**
- * The kill test. apply runs as a real child process on a 150-service manifest (167 certificates:
- * server, client and dual usages, some split, three key types) and is killed with SIGKILL after a
- * random delay, drawn (with a fixed-seed PRNG) between 0 and the time a full apply
- * takes; half the kills hit the first apply of a fresh directory, half a `--reissue-all`. After
- * every kill:
+ * The kill test. apply, the built package run as a child process (test/helpers/built.ts), works on
+ * an 80-service manifest (89 certificates: server, client and dual usages, some split, three key
+ * types) and kills itself with SIGKILL at a write chosen by a fixed-seed PRNG: the N-th time one
+ * of its threads creates a temp file, has written and fsynced one, or has renamed one into place
+ * (MTLSKIT_TEST_CRASH_AT, a seam in src/state/fs.ts). So every kill lands inside a write by
+ * construction, however fast or loaded the machine is (killing after a random delay hit the
+ * workers' start-up instead, and the test failed by chance: issue 12). The kills cover the main
+ * thread (the CA's key and certificate, the apply record, a --reissue of a few services) and the
+ * worker threads apply starts for 64 or more services (a fresh directory, --reissue-all), and a
+ * kill right after a key was renamed into place, before its certificate.
+ * After every kill:
  *   (a) each certificate slot on disk is either a sound pair (key 0600 matching its certificate,
  *       which ca/ca.pem issued and signed, all checked with node:crypto) or one plan does not keep;
- *       a --reissue-all kill leaves the CA byte-identical;
+ *       a re-issue kill leaves the CA, and the services it did not name, byte-identical;
  *   (b) apply run again succeeds (the killed process's lock does not block it), leaves a complete,
  *       consistent tree with the documented modes and no temp file, and a further apply keeps
  *       everything and changes no byte.
- *
- * The children are started ahead of time and cued over IPC (helpers/cli-on-cue.ts), so delays are
- * measured from the moment apply starts, not from Node's start-up.
- * MTLSKIT_KILL_SEED replays a run's delays (the moments they hit still depend on the machine's
- * speed); MTLSKIT_KILLS lengthens it.
+ * MTLSKIT_KILL_SEED picks other kill points (a run replays exactly, except where the other worker
+ * threads are when one kills the process); MTLSKIT_KILLS lengthens it.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import * as path from "node:path";
-import { describe, it } from "node:test";
-import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
-import { assertBundles, assertLayout, assertPairsMatch, assertUntouched, checkPair, CuedCli, inspectPki, readCa, tempFiles, type Entry } from "./helpers/pki.ts";
+import { before, describe, it } from "node:test";
+import { buildPackage, runBuilt } from "./helpers/built.ts";
+import { tempDir, writeManifest } from "./helpers/cli.ts";
+import { assertBundles, assertLayout, assertPairsMatch, assertUntouched, checkPair, inspectPki, readCa, tempFiles, type Entry } from "./helpers/pki.ts";
 
-const SERVICES = 150;
-const KILLS = Number(process.env.MTLSKIT_KILLS ?? 25);
-const SEED = Number(process.env.MTLSKIT_KILL_SEED ?? 20261123);
+const SERVICES = 80;
+const KILLS = Number(process.env.MTLSKIT_KILLS ?? 12);
+const SEED = Number(process.env.MTLSKIT_KILL_SEED ?? 20261207);
 
 /** mulberry32: a small seeded PRNG, so a failing run replays with MTLSKIT_KILL_SEED. */
 function prng(seed: number): () => number {
@@ -74,91 +78,137 @@ interface ApplyJson extends PlanJson {
 
 const CA_FILES = ["ca/ca.pem", "ca/ca-key.pem"];
 const keyRel = (s: Slot) => `services/${s.service}/${s.kind === "main" ? "key.pem" : "client-key.pem"}`;
+const certRel = (s: Slot) => `services/${s.service}/${s.kind === "main" ? "cert.pem" : "client.pem"}`;
 
-describe("crash safety: apply killed with SIGKILL", () => {
-  it(`ok/${KILLS} kills at random moments (seed ${SEED}) never leave a pair plan would keep wrongly, and apply always converges`, { timeout: 420_000 }, async (t) => {
+/** Stage is where in a write the process kills itself (src/state/fs.ts, MTLSKIT_TEST_CRASH_AT). */
+type Stage = "created" | "written" | "renamed";
+const STAGES: readonly Stage[] = ["created", "written", "renamed"];
+
+/**
+ * WORKERS: apply spreads 64 or more services over worker threads when the machine has two cores or
+ * more (src/plan/apply.ts); with one core it writes them in the main thread, after the CA.
+ */
+const WORKERS = availableParallelism() >= 2;
+/**
+ * WORKER_WRITES bounds N for a kill in a worker: each of at most 4 workers gets at least 20 of the
+ * 80 services, so it renames at least 40 files (a key and a certificate each) in a --reissue-all
+ * and 60 in a fresh directory (and the bundle).
+ */
+const WORKER_WRITES = 40;
+/** SOME: how many services a --reissue names; fewer than 64, so apply writes them in the main thread. */
+const SOME = 12;
+
+/** Kind is one kind of kill: what apply runs, in which thread the kill lands, and where N is drawn. */
+interface Kind {
+  what: string;
+  run: "fresh" | "reissue-all" | "reissue-some";
+  thread: "main" | "worker";
+  /** the stage, or any drawn by the PRNG. */
+  stage?: Stage;
+  /** keyRenamed: N is odd, so the N-th rename is a key whose certificate is not yet written (re-issues write key, certificate, key, ...). */
+  keyRenamed?: boolean;
+}
+
+/** KINDS are cycled through; the main thread writes ca/ca-key.pem, ca/ca.pem, then (after the services) last-apply.json in a fresh directory. */
+const KINDS: readonly Kind[] = [
+  { what: "fresh directory, main thread: the CA's key or certificate, or the apply record", run: "fresh", thread: "main" },
+  { what: "fresh directory, a worker thread", run: "fresh", thread: "worker" },
+  { what: "--reissue-all, a worker thread", run: "reissue-all", thread: "worker" },
+  { what: `--reissue of ${SOME} services, main thread`, run: "reissue-some", thread: "main" },
+  { what: `--reissue of ${SOME} services, main thread, between a key and its certificate`, run: "reissue-some", thread: "main", stage: "renamed", keyRenamed: true },
+  { what: "--reissue-all, a worker thread, between a key and its certificate", run: "reissue-all", thread: "worker", stage: "renamed", keyRenamed: true },
+];
+
+let bin = "";
+before(() => {
+  bin = buildPackage(); // a few seconds; the kills then run plain JavaScript matching these sources
+});
+
+describe("crash safety: apply killed with SIGKILL inside its writes", () => {
+  it(`ok/${KILLS} kills at writes chosen by seed ${SEED} never leave a pair plan would keep wrongly, and apply always converges`, { timeout: 300_000 }, async (t) => {
     const random = prng(SEED);
+    const draw = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1)); // an integer in [lo, hi]
     const { text, slots } = manifest();
     const dir = tempDir();
     const file = writeManifest(dir, text);
     const pki = path.join(dir, "pki");
+    const cli = (args: string[], env?: Record<string, string>) => runBuilt(bin, args, env ? { env } : {});
     const argv = (...extra: string[]) => ["apply", "-f", file, "--pki", pki, "--lock-wait", "10", ...extra];
 
-    // The next child loads while the checks of the previous kill run (not while an apply runs,
-    // which it would slow down), so each kill hits a warm process that is already inside apply.
-    let spare = new CuedCli();
-    const runNext = async (args: string[], killAfterMs?: number) => {
-      const c = spare;
-      await c.ready;
-      const r = await c.run(args, killAfterMs === undefined ? {} : { killAfterMs });
-      spare = new CuedCli();
-      return r;
-    };
     const started = performance.now();
-    const stats = { runs: 0, killed: 0, finishedFirst: 0, beforeFirstCert: 0, midWrite: 0, midWriteReissue: 0, tempLeft: 0, torn: 0, staleLocks: 0 };
+    const stats = { kills: 0, inWorker: 0, torn: 0, tempLeft: 0, staleLocks: 0 };
     try {
-      // The spans the delays are drawn from: a full apply on a fresh directory, and a full --reissue-all.
-      const fresh = await runNext(argv());
-      assert.equal(fresh.code, 0, fresh.err);
-      const reissue = await runNext(argv("--reissue-all"));
-      assert.equal(reissue.code, 0, reissue.err);
-      t.diagnostic(`seed ${SEED}; full apply ${Math.round(fresh.ms)} ms fresh, ${Math.round(reissue.ms)} ms --reissue-all (${slots.length} certificates)`);
+      const first = await cli(argv("--json"));
+      assert.equal(first.code, 0, first.err);
+      t.diagnostic(`seed ${SEED}; a full apply of ${slots.length} certificates takes ${Math.round(first.ms)} ms from spawn to exit; ${WORKERS ? "workers" : "one core: no workers, every kill in the main thread"}`);
 
       for (let i = 0; i < KILLS; i++) {
-        const fromScratch = i % 2 === 0;
-        const what = `kill ${i + 1}/${KILLS} (${fromScratch ? "fresh directory" : "--reissue-all"}`;
-        if (fromScratch) rmSync(pki, { recursive: true, force: true });
-        const before: Map<string, Entry> | undefined = fromScratch ? undefined : inspectPki(pki);
-        const delay = Math.floor(random() * (fromScratch ? fresh.ms : reissue.ms));
-        const r = await runNext(fromScratch ? argv() : argv("--reissue-all"), delay);
-        const where = `${what}, after ${delay} ms)`;
-        stats.runs++;
-        if (r.killed) stats.killed++;
-        else {
-          assert.equal(r.code, 0, `${where}: apply finished before the kill, but failed: ${r.err}`);
-          stats.finishedFirst++;
+        const kind = KINDS[i % KINDS.length]!;
+        const stage = kind.stage ?? STAGES[draw(0, STAGES.length - 1)]!;
+        const names = kind.run === "reissue-some" ? pick(slots, SOME, random) : [];
+        const writes = kind.run === "reissue-some" ? 2 * slots.filter((s) => names.includes(s.service)).length : kind.thread === "main" ? 3 : WORKER_WRITES;
+        let n = kind.keyRenamed ? 2 * draw(1, writes / 2) - 1 : draw(1, writes);
+        let thread = kind.thread;
+        if (thread === "worker" && !WORKERS) {
+          thread = "main";
+          if (kind.run === "fresh") n += 2; // after the CA's two files
         }
+        const where = `kill ${i + 1}/${KILLS} (${kind.what}${thread === kind.thread ? "" : " (one core: the main thread)"}: ${stage} #${n})`;
+
+        if (kind.run === "fresh") rmSync(pki, { recursive: true, force: true });
+        const before: Map<string, Entry> | undefined = kind.run === "fresh" ? undefined : inspectPki(pki);
+        const extra = kind.run === "reissue-all" ? ["--reissue-all"] : kind.run === "reissue-some" ? ["--reissue", names.join(",")] : [];
+        const r = await cli(argv(...extra), { MTLSKIT_TEST_CRASH_AT: `${stage}:${n}:${thread}` });
+        assert.equal(r.signal, "SIGKILL", `${where}: apply was not killed at its write (exit code ${r.code}): it wrote fewer files than this test expects, or MTLSKIT_TEST_CRASH_AT is not honoured (src/state/fs.ts); stderr: ${r.err}`);
+        stats.kills++;
+        if (thread === "worker") stats.inWorker++;
 
         // (a) What the kill left: every slot is a sound pair, absent, or one plan does not keep.
-        const exists = existsSync(pki);
-        if (exists && existsSync(path.join(pki, ".lock"))) stats.staleLocks++;
-        const temps = exists ? tempFiles(pki) : [];
-        const plan = await runCli(["plan", "-f", file, "--pki", pki, "--json"]);
+        if (existsSync(path.join(pki, ".lock"))) stats.staleLocks++;
+        const temps = tempFiles(pki);
+        if (stage !== "renamed") assert.ok(temps.length > 0, `${where}: the kill came before the write's temp file was renamed, but no temp file is left`);
+        if (temps.length > 0) stats.tempLeft++;
+        const plan = await cli(["plan", "-f", file, "--pki", pki, "--json"]);
         assert.equal(plan.code, 0, `${where}: plan failed on what the kill left: ${plan.err}`);
-        const steps = new Map((JSON.parse(plan.out) as PlanJson).certificates.map((c) => [c.id, c]));
+        const planned = JSON.parse(plan.out) as PlanJson;
+        const steps = new Map(planned.certificates.map((c) => [c.id, c]));
         const ca = readCa(pki);
-        let written = 0;
-        let torn = 0;
+        const torn: string[] = [];
         for (const s of slots) {
           const verdict = checkPair(pki, s.service, s.kind, ca);
           const step = steps.get(s.id);
           assert.ok(step, `${where}: plan has no step for ${s.id}`);
           if (verdict === "absent") assert.equal(step.action, "create", `${where}: ${s.id} has no files but plan says ${step.action} (${step.reason})`);
           else assert.ok(verdict === "ok" || step.action !== "keep", `${where}: plan keeps ${s.id}, but ${verdict}`);
-          if (verdict !== "ok" && verdict !== "absent") torn++;
-          if (fromScratch ? verdict !== "absent" : before!.get(keyRel(s))?.sha256 !== keyHash(pki, s)) written++;
+          if (verdict !== "ok" && verdict !== "absent") torn.push(`${s.id}: ${verdict}`);
         }
-        if (!fromScratch) {
+        if (torn.length > 0) stats.torn++;
+        t.diagnostic(`${where}: ${torn.length} torn pairs, ${temps.length} temp files left`);
+        if (kind.keyRenamed) {
+          // The thread that killed the process had just renamed a key over the old one; its certificate is the old one.
+          assert.ok(torn.length >= 1, `${where}: a key was renamed into place before its certificate, yet every pair matches`);
+          if (thread === "main") assert.equal(torn.length, 1, `${where}: one thread, one torn pair expected: ${torn.join("; ")}`);
+          assert.ok(torn.every((x) => x.includes("does not match")), `${where}: ${torn.join("; ")}`);
+        }
+        if (before) {
           const after = inspectPki(pki);
-          for (const f of CA_FILES) assert.deepEqual(after.get(f), before!.get(f), `${where}: --reissue-all touched ${f}`);
-          assert.equal((JSON.parse(plan.out) as PlanJson).ca.action, "keep", `${where}: the CA is no longer usable`);
-        }
-        if (temps.length > 0) stats.tempLeft++;
-        if (torn > 0) stats.torn++;
-        if (r.killed && written === 0 && temps.length === 0) stats.beforeFirstCert++;
-        if (r.killed && (temps.length > 0 || (written > 0 && written < slots.length) || torn > 0)) {
-          stats.midWrite++;
-          if (!fromScratch) stats.midWriteReissue++;
+          for (const f of CA_FILES) assert.deepEqual(after.get(f), before.get(f), `${where}: a re-issue touched ${f}`);
+          assert.equal(planned.ca.action, "keep", `${where}: the CA is no longer usable`);
+          if (kind.run === "reissue-some") {
+            for (const s of slots.filter((x) => !names.includes(x.service))) {
+              for (const f of [keyRel(s), certRel(s)]) assert.deepEqual(after.get(f), before.get(f), `${where}: --reissue of other services touched ${f}`);
+            }
+          }
         }
 
         // (b) apply again, to completion: the dead process's lock must not block it.
-        const again = await runCli(["apply", "-f", file, "--pki", pki, "--lock-wait", "5", "--json"]);
+        const again = await cli(argv("--json"));
         assert.equal(again.code, 0, `${where}: re-running apply failed: ${again.err}`);
         const recovered = JSON.parse(again.out) as ApplyJson;
-        if (!fromScratch) {
+        if (before) {
           assert.equal(recovered.caCreated, false, `${where}: recovery replaced the CA`);
           const now = inspectPki(pki);
-          for (const f of CA_FILES) assert.deepEqual(now.get(f), before!.get(f), `${where}: recovery touched ${f}`);
+          for (const f of CA_FILES) assert.deepEqual(now.get(f), before.get(f), `${where}: recovery touched ${f}`);
         }
         assert.equal(assertPairsMatch(pki), slots.length, `${where}: not every pair was there after recovery`);
         assertBundles(pki);
@@ -167,7 +217,7 @@ describe("crash safety: apply killed with SIGKILL", () => {
 
         // ... and is then idempotent.
         const settled = inspectPki(pki);
-        const idem = await runCli(["apply", "-f", file, "--pki", pki, "--json"]);
+        const idem = await cli(argv("--json"));
         assert.equal(idem.code, 0, idem.err);
         const j = JSON.parse(idem.out) as ApplyJson;
         assert.equal(j.issued, 0, `${where}: apply after recovery issued ${j.issued} more`);
@@ -175,19 +225,20 @@ describe("crash safety: apply killed with SIGKILL", () => {
         assertUntouched(settled, inspectPki(pki));
       }
     } finally {
-      spare.kill();
       t.diagnostic(
-        `kill test, seed ${SEED}: ${stats.killed} of ${stats.runs} runs killed while running (${stats.finishedFirst} finished first); ` +
-          `${stats.midWrite} kills landed mid-write (${stats.midWriteReissue} of them in --reissue-all; ${stats.torn} left a torn pair, ${stats.tempLeft} left temp files), ` +
-          `${stats.beforeFirstCert} before the first certificate was written; ${stats.staleLocks} stale locks taken over; ${Math.round((performance.now() - started) / 1000)} s`,
+        `kill test, seed ${SEED}: ${stats.kills} kills inside writes (${stats.inWorker} in worker threads); ${stats.torn} left a torn pair, ${stats.tempLeft} left temp files; ` +
+          `${stats.staleLocks} stale locks taken over; ${Math.round((performance.now() - started) / 1000)} s`,
       );
     }
-    assert.ok(stats.midWrite >= 2, `only ${stats.midWrite} kills landed while certificates were being written: the test proved too little`);
   });
 });
 
-/** keyHash hashes a slot's key file (undefined when missing), to see which slots a kill had rewritten. */
-function keyHash(pki: string, s: Slot): string | undefined {
-  const file = path.join(pki, keyRel(s));
-  return existsSync(file) ? createHash("sha256").update(readFileSync(file)).digest("hex") : undefined;
+/** pick draws `k` distinct service names from the slots' services with `random`. */
+function pick(slots: Slot[], k: number, random: () => number): string[] {
+  const all = [...new Set(slots.map((s) => s.service))];
+  for (let i = all.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [all[i], all[j]] = [all[j]!, all[i]!];
+  }
+  return all.slice(0, k);
 }

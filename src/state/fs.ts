@@ -5,11 +5,33 @@
 import { closeSync, constants, fchmodSync, linkSync, fsyncSync, lstatSync, mkdirSync, readlinkSync, openSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { hostname } from "node:os";
 import * as path from "node:path";
+import { isMainThread } from "node:worker_threads";
 import { FailedError } from "../errors.ts";
 import { readTextBounded } from "../read-file.ts";
 import { TEMP_MARK } from "./layout.ts";
 
 let counter = 0;
+
+/** CrashStage is a moment inside writeFileAtomic: temp file created (empty), temp file written and fsynced, renamed into place. */
+type CrashStage = "created" | "written" | "renamed";
+
+/**
+ * CRASH_AT is a test seam (test/crash.test.ts), never set outside that test: with
+ * MTLSKIT_TEST_CRASH_AT=STAGE:N[:main|worker], the process kills itself with SIGKILL the N-th time
+ * a thread (of that kind; each thread counts its own) reaches STAGE of writeFileAtomic, so every
+ * kill of the crash test lands inside a write, whatever the machine's speed. Unset, it costs one
+ * comparison per write.
+ */
+const CRASH_AT = ((spec) => {
+  const m = spec === undefined ? null : /^(created|written|renamed):([1-9][0-9]*)(?::(main|worker))?$/.exec(spec);
+  if (!m || (m[3] !== undefined && (m[3] === "main") !== isMainThread)) return undefined;
+  return { stage: m[1] as CrashStage, n: Number(m[2]), seen: 0 };
+})(process.env.MTLSKIT_TEST_CRASH_AT);
+
+/** crashPoint kills the process at the moment MTLSKIT_TEST_CRASH_AT names (see CRASH_AT). */
+function crashPoint(stage: CrashStage): void {
+  if (CRASH_AT?.stage === stage && ++CRASH_AT.seen === CRASH_AT.n) process.kill(process.pid, "SIGKILL");
+}
 
 /**
  * writeFileAtomic replaces `file` with `data` so that readers see the old bytes or the new,
@@ -22,8 +44,10 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode: n
   const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
   try {
     fchmodSync(fd, mode); // the umask may have removed bits; set exactly, before any byte is written
+    crashPoint("created");
     writeSync(fd, typeof data === "string" ? Buffer.from(data) : data);
     fsyncSync(fd);
+    crashPoint("written");
   } catch (e) {
     closeSync(fd);
     rmSync(tmp, { force: true });
@@ -32,6 +56,7 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode: n
   }
   closeSync(fd);
   renameSync(tmp, file);
+  crashPoint("renamed");
 }
 
 /** syncDir fsyncs a directory so renames and creations in it survive a power loss. */

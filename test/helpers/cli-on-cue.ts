@@ -1,8 +1,7 @@
 /**
  * The CLI in a child process, started on cue: it loads mtlskit, sends "ready" over IPC, then runs
- * main() with the argv it is sent. Timing from the cue puts the kill test's random SIGKILLs inside
- * apply's own work instead of Node's and tsx's start-up, and lets the lock test start two applies
- * at the same instant. Spawn with `stdio: [..., "ipc"]` and cwd REPO (so tsx resolves).
+ * main() with the argv it is sent. The cue lets the lock test start two applies at the same
+ * instant, after Node's and tsx's start-up. Spawn with `stdio: [..., "ipc"]` and cwd REPO (so tsx resolves).
  */
 import { main } from "../../src/cli/main.ts";
 

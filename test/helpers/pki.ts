@@ -164,7 +164,7 @@ export function assertBundles(dir: string): void {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The CLI in real child processes (the lock and kill tests need separate processes).
+// The CLI in real child processes (the lock and bounded-read tests need separate processes).
 
 /** CUE_SCRIPT runs the CLI on cue in a child process (see cli-on-cue.ts). */
 export const CUE_SCRIPT = path.join(import.meta.dirname, "cli-on-cue.ts");
@@ -174,8 +174,6 @@ const REPO = path.resolve(import.meta.dirname, "../..");
 export interface CuedRun {
   code: number | null;
   signal: NodeJS.Signals | null;
-  /** killed: the run ended by the SIGKILL that `killAfterMs` asked for. */
-  killed: boolean;
   /** ms from the cue to the exit. */
   ms: number;
   out: string;
@@ -224,12 +222,11 @@ export class CuedCli {
     this.ready.catch(() => {}); // a spare child killed unused must not become an unhandled rejection
   }
 
-  /** run cues the CLI with `argv` and waits for it to exit (SIGKILL after `killAfterMs`; fails after `timeoutMs`). */
-  async run(argv: string[], opts: { killAfterMs?: number; timeoutMs?: number } = {}): Promise<CuedRun> {
+  /** run cues the CLI with `argv` and waits for it to exit (fails after `timeoutMs`). */
+  async run(argv: string[], opts: { timeoutMs?: number } = {}): Promise<CuedRun> {
     await this.ready;
     const t0 = performance.now();
     this.child.send(argv);
-    const killer = opts.killAfterMs === undefined ? undefined : setTimeout(() => this.kill(), opts.killAfterMs);
     let timedOut = false;
     const guard = setTimeout(() => {
       timedOut = true;
@@ -237,10 +234,9 @@ export class CuedCli {
     }, opts.timeoutMs ?? 60_000);
     const { code, signal } = await this.exited;
     const ms = performance.now() - t0;
-    clearTimeout(killer);
     clearTimeout(guard);
     if (timedOut) throw new Error(`mtlskit ${argv.join(" ")} did not finish within ${opts.timeoutMs ?? 60_000} ms; stderr: ${this.err}`);
-    return { code, signal, killed: opts.killAfterMs !== undefined && signal === "SIGKILL", ms, out: this.out, err: this.err };
+    return { code, signal, ms, out: this.out, err: this.err };
   }
 
   /** kill ends the child with SIGKILL if it still runs. */
