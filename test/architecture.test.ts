@@ -104,10 +104,13 @@ describe("architecture", () => {
   });
 });
 
-/** Runtime imports of a file: `import type` / `export type` are erased by the compiler and load nothing. */
+/**
+ * Runtime imports of a file, static and dynamic (`await import("...")`): `import type` /
+ * `export type` are erased by the compiler and load nothing.
+ */
 function runtimeImports(file: string): string[] {
   const text = readFileSync(file, "utf8");
-  return [...text.matchAll(/(?:^|\n)\s*(?:import|export)\s(?!type\s)[^;]*?from\s+"([^"]+)"|(?:^|\n)\s*import\s+"([^"]+)"/g)].map((m) => (m[1] ?? m[2])!);
+  return [...text.matchAll(/(?:^|\n)\s*(?:import|export)\s(?!type\s)[^;]*?from\s+"([^"]+)"|(?:^|\n)\s*import\s+"([^"]+)"|[^.\w]import\("([^"]+)"\)/g)].map((m) => (m[1] ?? m[2] ?? m[3])!);
 }
 
 /**

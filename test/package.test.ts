@@ -5,11 +5,12 @@
  * judged as built (`npm ci` builds dist/ through `prepare`), not rebuilt by the test.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
-import { REPO } from "./helpers/cli.ts";
+import { REPO, tempDir } from "./helpers/cli.ts";
+import { GRPC_JS_MIN } from "../src/service/grpc.ts";
 
 interface PackJson {
   files: { path: string }[];
@@ -93,5 +94,79 @@ describe("the npm package", () => {
     for (const f of files) {
       for (const [pattern, why] of FORBIDDEN) assert.doesNotMatch(f, pattern, `the package holds ${f}: ${why} do not belong in it`);
     }
+  });
+});
+
+/**
+ * APP_GRPC is an app's script on the installed package: its own grpc.Server and client, with
+ * mtlskit's credentials on the quick start's certificates (one echo call from worker to api).
+ * With a second grpc-js copy inside mtlskit, bindAsync throws "creds must be a ServerCredentials
+ * object": the credentials must be built on the app's copy.
+ */
+const APP_GRPC = `
+import * as grpc from "@grpc/grpc-js";
+import { fileSource, authorizeId } from "mtlskit/service";
+import { grpcServerCredentials, grpcChannelCredentials } from "mtlskit/grpc";
+const raw = (b) => b;
+const svc = { echo: { path: "/t.Echo/Echo", requestStream: false, responseStream: false, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw } };
+const api = fileSource({ dir: "pki/services/api" });
+const worker = fileSource({ dir: "pki/services/worker" });
+const server = new grpc.Server();
+server.addService(svc, { echo: (call, cb) => cb(null, call.request) });
+const creds = grpcServerCredentials(api, { authorize: authorizeId("spiffe://quickstart.local/client/worker") });
+const port = await new Promise((resolve, reject) => server.bindAsync("127.0.0.1:0", creds, (e, p) => (e ? reject(e) : resolve(p))));
+const Client = grpc.makeGenericClientConstructor(svc, "Echo");
+const client = new Client("127.0.0.1:" + port, grpcChannelCredentials(worker, { authorize: authorizeId("spiffe://quickstart.local/server/api") }));
+const reply = await new Promise((resolve, reject) => client.echo(Buffer.from("hello"), { deadline: Date.now() + 10000 }, (e, r) => (e ? reject(e) : resolve(r.toString()))));
+const { version } = JSON.parse((await import("node:fs")).readFileSync("node_modules/@grpc/grpc-js/package.json", "utf8"));
+console.log("echo " + reply + " over grpc-js " + version);
+client.close(); server.forceShutdown(); api.close(); worker.close();
+`;
+
+/** npm runs npm in `cwd`, bounded; --prefer-offline: packages npm ci already fetched come from its cache. */
+function npm(cwd: string, args: string[]): string {
+  return execFileSync("npm", [...args, "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"], { cwd, encoding: "utf8", timeout: 180_000, stdio: ["ignore", "pipe", "pipe"] });
+}
+
+/** node runs a script of an app in `cwd`, bounded, and returns its exit code and output. */
+function node(cwd: string, args: string[]): { code: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, args, { cwd, encoding: "utf8", timeout: 60_000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe("the npm package, installed into an app", () => {
+  const dir = tempDir("mtlskit-pack-");
+  const tarball = path.join(dir, JSON.parse(npm(REPO, ["pack", "--json", "--ignore-scripts", "--pack-destination", dir]))[0].filename as string);
+  const app = (name: string, deps: string[]) => {
+    const cwd = path.join(dir, name);
+    execFileSync("mkdir", [cwd]);
+    writeFileSync(path.join(cwd, "package.json"), JSON.stringify({ name, version: "1.0.0", private: true, type: "module" }));
+    npm(cwd, ["install", tarball, ...deps]);
+    return cwd;
+  };
+
+  it("ok/without @grpc/grpc-js: the CLI and mtlskit/service work, none of grpc-js is installed, and mtlskit/grpc says what to install", () => {
+    const cwd = app("cli-only", []);
+    assert.throws(() => readFileSync(path.join(cwd, "node_modules/@grpc/grpc-js/package.json")), /ENOENT/, "an optional peer dependency is not installed");
+    const applied = node(cwd, ["node_modules/mtlskit/bin/mtlskit.js", "apply", "-f", "node_modules/mtlskit/examples/quickstart.yaml", "--pki", "pki"]);
+    assert.equal(applied.code, 0, applied.err);
+    const service = node(cwd, ["--input-type=module", "-e", `const s = await import("mtlskit/service"); console.log(typeof s.createMtlsServer)`]);
+    assert.equal(service.out.trim(), "function", service.err);
+    const grpc = node(cwd, ["--input-type=module", "-e", `await import("mtlskit/grpc")`]);
+    assert.notEqual(grpc.code, 0);
+    assert.ok(grpc.err.includes(`mtlskit/grpc needs @grpc/grpc-js ${GRPC_JS_MIN} or newer, which is not installed; run npm install @grpc/grpc-js`), grpc.err);
+  });
+
+  it(`ok/with the app's own @grpc/grpc-js at the declared minimum (${GRPC_JS_MIN}): mtlskit/grpc uses that copy, and a call is served over mTLS`, () => {
+    const cwd = app("grpc-min", [`@grpc/grpc-js@${GRPC_JS_MIN}`]);
+    const pkg = JSON.parse(readFileSync(path.join(cwd, "node_modules/mtlskit/package.json"), "utf8")) as { peerDependencies: Record<string, string> };
+    assert.equal(pkg.peerDependencies["@grpc/grpc-js"], `>=${GRPC_JS_MIN}`, "package.json's peer range starts at GRPC_JS_MIN");
+    assert.throws(() => readFileSync(path.join(cwd, "node_modules/mtlskit/node_modules/@grpc/grpc-js/package.json")), /ENOENT/, "mtlskit has no grpc-js copy of its own");
+    const applied = node(cwd, ["node_modules/mtlskit/bin/mtlskit.js", "apply", "-f", "node_modules/mtlskit/examples/quickstart.yaml", "--pki", "pki"]);
+    assert.equal(applied.code, 0, applied.err);
+    writeFileSync(path.join(cwd, "grpc.mjs"), APP_GRPC);
+    const r = node(cwd, ["grpc.mjs"]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.out.trim(), `echo hello over grpc-js ${GRPC_JS_MIN}`);
   });
 });
