@@ -11,10 +11,10 @@
  *
  * Hot reload. grpc-js (since 1.10.4; these credentials need GRPC_JS_MIN) lets server credentials
  * push new secure-context options to every listening http2 server (its secure-context watchers,
- * the mechanism behind its experimental
- * certificate providers and grpc-node#570): these credentials ask the source for `current()`
- * every RELOAD_POLL_MS while a server listens and push a change, so new handshakes use a rotated
- * certificate and bundle without a restart; open connections keep theirs. Channels do the same
+ * the mechanism behind its experimental certificate providers and grpc-node#570): these
+ * credentials ask the source for `current()` every RELOAD_POLL_MS while a server listens and
+ * push a change, so new handshakes use a rotated certificate and bundle without a restart; open
+ * connections keep theirs. Channels do the same
  * through grpc-js's experimental certificate-provider channel credentials: a new connection
  * (grpc-js reconnects as needed) uses the source's current credentials.
  * Channels offer grpc-js's default suites (Node's defaults, TLS 1.2+): that API builds the secure
