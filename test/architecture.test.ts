@@ -35,13 +35,14 @@ const ALLOWED: Record<string, string[]> = {
 
 /** DOORS: the only file allowed to import each third-party package. */
 const DOORS: Record<string, string> = {
-  yaml: "manifest/parse.ts",
   "js-yaml": "manifest/parse.ts",
   valibot: "manifest/schema.ts",
   "@valibot/to-json-schema": "manifest/json-schema.ts",
   "@grpc/grpc-js": "service/grpc.ts",
-  // @peculiar/asn1-x509 and @peculiar/asn1-schema are test-only judges of pki/x509.ts: no file
-  // under src/ may import them; test/helpers/peculiar.ts is the only one that does.
+  // `yaml` is a test-only judge of the Kubernetes emitter (test/export.test.ts): one YAML library
+  // at runtime. @peculiar/asn1-x509 and @peculiar/asn1-schema are test-only judges of
+  // pki/x509.ts: no file under src/ may import them; test/helpers/peculiar.ts is the only one
+  // that does.
 };
 
 /**

@@ -145,9 +145,11 @@ describe("the npm package, installed into an app", () => {
     return cwd;
   };
 
-  it("ok/without @grpc/grpc-js: the CLI and mtlskit/service work, none of grpc-js is installed, and mtlskit/grpc says what to install", () => {
+  it("ok/without @grpc/grpc-js: the CLI and mtlskit/service work, neither grpc-js nor a second YAML library is installed, and mtlskit/grpc says what to install", () => {
     const cwd = app("cli-only", []);
     assert.throws(() => readFileSync(path.join(cwd, "node_modules/@grpc/grpc-js/package.json")), /ENOENT/, "an optional peer dependency is not installed");
+    assert.throws(() => readFileSync(path.join(cwd, "node_modules/yaml/package.json")), /ENOENT/, "one YAML library at runtime: js-yaml, not also yaml");
+    assert.ok(readFileSync(path.join(cwd, "node_modules/js-yaml/package.json")));
     const applied = node(cwd, ["node_modules/mtlskit/bin/mtlskit.js", "apply", "-f", "node_modules/mtlskit/examples/quickstart.yaml", "--pki", "pki"]);
     assert.equal(applied.code, 0, applied.err);
     const service = node(cwd, ["--input-type=module", "-e", `const s = await import("mtlskit/service"); console.log(typeof s.createMtlsServer)`]);
