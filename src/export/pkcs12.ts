@@ -17,6 +17,7 @@
  * same contents, so re-exporting unchanged material rewrites no file. They never depend on the
  * passphrase, which would let a guess be tested without the key-derivation work.
  */
+import * as crypto from "node:crypto";
 import { createCipheriv, createHash, createHmac, pbkdf2Sync } from "node:crypto";
 import { explicit, implicit, octetString, oid, seq, tlv, TAG, uint } from "../pki/der.ts";
 import type { Output } from "../manifest/index.ts";
@@ -85,6 +86,12 @@ function pbes2(plain: Buffer, passphrase: string, salt: Buffer, iv: Buffer, iter
 }
 
 /**
+ * sha256 is one SHA-256, through crypto.hash where Node has it (20.12+): the KDF below runs it
+ * 10,000 times per key, and the one-shot call costs a third less than a Hash object.
+ */
+const sha256: (b: Buffer) => Buffer = typeof crypto.hash === "function" ? (b) => crypto.hash("sha256", b, "buffer") : (b) => createHash("sha256").update(b).digest();
+
+/**
  * pkcs12Kdf is RFC 7292 appendix B.2 with SHA-256 (u = 32, v = 64): the MAC key (id 3) from a
  * BMPString password with its two-byte terminator. Exported for the test against openssl.
  */
@@ -97,8 +104,8 @@ export function pkcs12Kdf(passphrase: string, salt: Buffer, iterations: number, 
   const I = Buffer.concat([fill(salt), fill(pass)]);
   const out: Buffer[] = [];
   for (let produced = 0; produced < length; produced += u) {
-    let A = createHash("sha256").update(D).update(I).digest();
-    for (let r = 1; r < iterations; r++) A = createHash("sha256").update(A).digest();
+    let A: Buffer = createHash("sha256").update(D).update(I).digest();
+    for (let r = 1; r < iterations; r++) A = sha256(A);
     out.push(A);
     if (produced + u >= length) break;
     // I_j = (I_j + B + 1) mod 2^(8v), B being A repeated to v bytes.
