@@ -35,13 +35,14 @@ const ALLOWED: Record<string, string[]> = {
 
 /** DOORS: the only file allowed to import each third-party package. */
 const DOORS: Record<string, string> = {
-  yaml: "manifest/parse.ts",
   "js-yaml": "manifest/parse.ts",
   valibot: "manifest/schema.ts",
   "@valibot/to-json-schema": "manifest/json-schema.ts",
   "@grpc/grpc-js": "service/grpc.ts",
-  // @peculiar/asn1-x509 and @peculiar/asn1-schema are test-only judges of pki/x509.ts: no file
-  // under src/ may import them; test/helpers/peculiar.ts is the only one that does.
+  // `yaml` is a test-only judge of the Kubernetes emitter (test/export.test.ts): one YAML library
+  // at runtime. @peculiar/asn1-x509 and @peculiar/asn1-schema are test-only judges of
+  // pki/x509.ts: no file under src/ may import them; test/helpers/peculiar.ts is the only one
+  // that does.
 };
 
 /**
@@ -102,21 +103,72 @@ describe("architecture", () => {
     for (const never of SERVICE_NEVER) assert.ok(!seen.has(never), `src/service loads ${never} (certificate building)`);
     for (const f of seen) assert.match(f, /^(service|identity|pki|errors|read-file)/, `src/service loads ${f}`);
   });
+});
 
-  it("the package's main entry never loads @grpc/grpc-js: service/grpc.ts is reached only through `mtlskit/grpc`", () => {
-    const rel = (f: string) => path.relative(SRC, f).split(path.sep).join("/");
-    const seen = new Set<string>();
-    const todo = [path.join(SRC, "index.ts")];
-    while (todo.length > 0) {
-      const f = todo.pop()!;
-      if (seen.has(rel(f))) continue;
-      seen.add(rel(f));
-      for (const spec of imports(f)) {
-        assert.notEqual(spec, "@grpc/grpc-js", `${rel(f)} imports @grpc/grpc-js`);
-        if (spec.startsWith(".")) todo.push(path.resolve(path.dirname(f), spec));
-      }
+/**
+ * Runtime imports of a file, static and dynamic (`await import("...")`): `import type` /
+ * `export type` are erased by the compiler and load nothing.
+ */
+function runtimeImports(file: string): string[] {
+  const text = readFileSync(file, "utf8");
+  return [...text.matchAll(/(?:^|\n)\s*(?:import|export)\s(?!type\s)[^;]*?from\s+"([^"]+)"|(?:^|\n)\s*import\s+"([^"]+)"|[^.\w]import\("([^"]+)"\)/g)].map((m) => (m[1] ?? m[2] ?? m[3])!);
+}
+
+/**
+ * loads is what importing `entry` loads, transitively: source files (relative to src/, "/" as the
+ * separator) and third-party packages by name. node:* modules are left out.
+ */
+function loads(entry: string): Set<string> {
+  const seen = new Set<string>();
+  const todo = [path.join(SRC, entry)];
+  while (todo.length > 0) {
+    const f = todo.pop()!;
+    const rel = path.relative(SRC, f).split(path.sep).join("/");
+    if (seen.has(rel)) continue;
+    seen.add(rel);
+    for (const spec of runtimeImports(f)) {
+      if (spec.startsWith(".")) todo.push(path.resolve(path.dirname(f), spec));
+      else if (!spec.startsWith("node:")) seen.add(spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : spec.split("/")[0]!);
     }
-    assert.ok(seen.has("service/index.ts"), "index.ts reaches the service library");
-    assert.ok(!seen.has("service/grpc.ts"), "index.ts reaches service/grpc.ts");
+  }
+  return seen;
+}
+
+/** THE_TOOL: what only the CLI and the main entry need; the service library must start without it. */
+const THE_TOOL = ["manifest/", "state/", "plan/", "check/", "explain/", "inspect/", "probe/", "status/", "export/", "config/", "trust/", "verify/", "cli/", "pki/issue.ts", "pki/name.ts", "js-yaml", "yaml", "valibot", "@valibot/to-json-schema"];
+
+/**
+ * ENTRIES: each entry point of package.json's "exports" (the key), its source under src/, what it
+ * must load and what it must never load, even indirectly (a file, a folder ending in "/", or a
+ * package). What an entry loads is what an app pays for at startup: `mtlskit` is the whole tool;
+ * `mtlskit/service` is the service library alone (no YAML, valibot, explain catalogue or
+ * certificate building); only `mtlskit/grpc` loads @grpc/grpc-js.
+ */
+const ENTRIES: { key: string; src: string; loads: string[]; never: string[] }[] = [
+  { key: ".", src: "index.ts", loads: ["service/index.ts", "manifest/parse.ts"], never: ["service/grpc.ts", "@grpc/grpc-js"] },
+  { key: "./service", src: "service/index.ts", loads: ["service/options.ts", "service/file-source.ts"], never: [...THE_TOOL, "service/grpc.ts", "@grpc/grpc-js"] },
+  { key: "./grpc", src: "service/grpc.ts", loads: ["service/options.ts", "@grpc/grpc-js"], never: [...THE_TOOL, "service/index.ts"] },
+];
+
+describe("entry points: what each one loads, transitively", () => {
+  const pkg = JSON.parse(readFileSync(path.join(REPO, "package.json"), "utf8")) as { exports: Record<string, { types: string; default: string } | string> };
+  for (const e of ENTRIES) {
+    const name = e.key === "." ? "mtlskit" : `mtlskit/${e.key.slice(2)}`;
+    it(`ok/${name} is exported as dist/${e.src.replace(/\.ts$/, ".js")} with its types`, () => {
+      const js = `./dist/${e.src.replace(/\.ts$/, ".js")}`;
+      assert.deepEqual(pkg.exports[e.key], { types: js.replace(/\.js$/, ".d.ts"), default: js }, `package.json "exports" maps ${JSON.stringify(e.key)}`);
+    });
+    it(`ok/${name} (src/${e.src}) loads what it needs and never ${e.never.join(", ")}`, () => {
+      const seen = loads(e.src);
+      for (const need of e.loads) assert.ok(seen.has(need), `src/${e.src} does not reach ${need}`);
+      for (const never of e.never) {
+        const hit = [...seen].find((f) => (never.endsWith("/") ? f.startsWith(never) : f === never));
+        assert.equal(hit, undefined, `src/${e.src} loads ${hit}, which ${name} must never load`);
+      }
+    });
+  }
+  it("ok/every code entry of package.json is in ENTRIES", () => {
+    const code = Object.entries(pkg.exports).filter(([, v]) => typeof v !== "string" || v.endsWith(".js")).map(([k]) => k);
+    assert.deepEqual(code.sort(), ENTRIES.map((e) => e.key).sort());
   });
 });

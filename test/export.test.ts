@@ -11,7 +11,10 @@ import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "
 import * as path from "node:path";
 import { before, describe, it } from "node:test";
 import { parseAllDocuments } from "yaml";
-import { encodePkcs12 } from "../src/export/pkcs12.ts";
+import { loadMaterial } from "../src/export/material.ts";
+import { buildPkcs12, encodePkcs12, pkcs12Matches, type Pkcs12Entry } from "../src/export/pkcs12.ts";
+import type { Io } from "../src/cli/output.ts";
+import { run } from "../src/cli/main.ts";
 import { FLAT_NAMES } from "../src/export/names.ts";
 import { loadManifest } from "../src/manifest/index.ts";
 import { apply } from "../src/plan/apply.ts";
@@ -338,6 +341,66 @@ describe("export: pkcs12", () => {
     writeFileSync(path.join(dir, "pass"), "pässwörd 🔑\n");
     const k = openssl(["pkcs12", "-in", path.join(dir, "f.p12"), "-passin", `file:${path.join(dir, "pass")}`, "-nodes", "-nocerts"]);
     assert.equal(spkiOfKeyPem(k), spkiOfKeyPem(key));
+  });
+
+  // Issue 12: re-exporting unchanged material skips the encoding; progress while encoding.
+  const entry = (over: Partial<Pkcs12Entry> = {}): Pkcs12Entry => {
+    const m = loadMaterial(loadManifest(NETSY).manifest, netsy.pki, ["node-1"]).services[0]!;
+    return { pkcs8: m.main.pkcs8, certs: m.main.certDers, cas: m.bundleDers, friendlyName: "node-1", ...over };
+  };
+
+  it("ok/pkcs12Matches: the same inputs match; a changed passphrase, key, certificate, CA, name, iteration count or byte does not", () => {
+    const e = entry();
+    const p12 = encodePkcs12(e, "pass-1", { iterations: 2048 });
+    assert.ok(pkcs12Matches(p12, e, "pass-1", { iterations: 2048 }));
+    const other = loadMaterial(loadManifest(NETSY).manifest, netsy.pki, ["node-2"]).services[0]!;
+    const changed: [string, Buffer, Pkcs12Entry, string, number][] = [
+      ["passphrase", p12, e, "pass-2", 2048],
+      ["key", p12, entry({ pkcs8: other.main.pkcs8 }), "pass-1", 2048],
+      ["certificate", p12, entry({ certs: other.main.certDers }), "pass-1", 2048],
+      ["CAs", p12, entry({ cas: [] }), "pass-1", 2048],
+      ["friendlyName", p12, entry({ friendlyName: "node-x" }), "pass-1", 2048],
+      ["iterations", p12, e, "pass-1", 2049],
+      ["a ciphertext byte", Buffer.from(p12.map((b, i) => (i === 200 ? b ^ 1 : b))), e, "pass-1", 2048],
+      ["length", p12.subarray(0, p12.length - 1), e, "pass-1", 2048],
+    ];
+    for (const [what, bytes, ent, pass, iterations] of changed) assert.ok(!pkcs12Matches(bytes, ent, pass, { iterations }), `a changed ${what} must not match`);
+  });
+
+  it("ok/buildPkcs12 keeps a matching .p12 as it is (not encoded again) and encodes a changed one", () => {
+    const material = loadMaterial(loadManifest(NETSY).manifest, netsy.pki, ["node-1", "kube-apiserver"]);
+    const first = buildPkcs12(material, { format: "pkcs12", dir: "x" } as never, "pass-1", { iterations: 2048 });
+    const byPath = new Map(first.map((f) => [f.path, f.bytes]));
+    const progress: string[] = [];
+    const again = buildPkcs12(material, { format: "pkcs12", dir: "x" } as never, "pass-1", { iterations: 2048, existing: (p) => byPath.get(p), onProgress: (d, t) => progress.push(`${d}/${t}`) });
+    for (const f of again) assert.equal(f.bytes, byPath.get(f.path), `${f.path} is the existing buffer, not a new encoding`);
+    assert.deepEqual(progress, ["1/3", "2/3", "3/3"]);
+    const rotated = buildPkcs12(material, { format: "pkcs12", dir: "x" } as never, "pass-2", { iterations: 2048, existing: (p) => byPath.get(p) });
+    for (const f of rotated) assert.ok(!f.bytes.equals(byPath.get(f.path)!), `${f.path} is encoded again under the new passphrase`);
+  });
+
+  it("ok/export draws pkcs12 progress on stderr when it is a terminal, and not in a log", async () => {
+    const dir = tempDir();
+    const services = Array.from({ length: 50 }, (_, i) => `  s${i}: { usage: server }`);
+    const m = writeManifest(dir, ["version: 1", "cluster: prog", "services:", ...services].join("\n") + "\n");
+    const pki = path.join(dir, "pki");
+    await apply(loadManifest(m), pki);
+    writeFileSync(path.join(dir, "pass"), "p\n", { mode: 0o600 });
+    const args = ["export", "-f", m, "--pki", pki, "--format", "pkcs12", "--out", path.join(dir, "out"), "--passphrase-file", path.join(dir, "pass")];
+    const runWith = async (errTty: boolean) => {
+      let out = "";
+      let err = "";
+      const io: Io = { out: (t) => void (out += t), err: (t) => void (err += t), tty: false, color: false, errTty };
+      const code = await run(args, io);
+      return { code, out, err };
+    };
+    const tty = await runWith(true);
+    assert.equal(tty.code, 0, tty.err);
+    assert.match(tty.err, /\r {2}pkcs12 [^\r\n]*out: 50\/50\n/);
+    assert.match(tty.out, /50 files written, 0 unchanged/);
+    const log = await runWith(false);
+    assert.equal(log.err, "");
+    assert.match(log.out, /0 files written, 50 unchanged/);
   });
 });
 

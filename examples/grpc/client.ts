@@ -14,7 +14,7 @@
  * fallback), and admits only the api's identity.
  */
 import * as path from "node:path";
-import { authorizeId, fileSource } from "../../src/index.ts";
+import { authorizeId, fileSource } from "../../src/service/index.ts"; // the package's `mtlskit/service`
 import { grpcChannelCredentials } from "../../src/service/grpc.ts"; // the package's `mtlskit/grpc`
 import { EchoClient, echo } from "./echo.ts";
 

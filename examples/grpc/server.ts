@@ -16,12 +16,12 @@
  * handler runs, and only the worker's identity is admitted: the `db` service, signed by the same
  * CA, gets PERMISSION_DENIED with a message naming its identity (try
  * `MTLSKIT_AS=db node --import tsx examples/grpc/client.ts`). The handler reads the caller's
- * identity with peerFromDer. Outside this repository, import from "mtlskit" instead of
- * "../../src/index.ts".
+ * identity with peerFromDer. Outside this repository, import from "mtlskit/service" and
+ * "mtlskit/grpc" instead of "../../src/service/index.ts" and "../../src/service/grpc.ts".
  */
 import * as grpc from "@grpc/grpc-js";
 import * as path from "node:path";
-import { authorizeId, fileSource, peerFromDer } from "../../src/index.ts";
+import { authorizeId, fileSource, peerFromDer } from "../../src/service/index.ts"; // the package's `mtlskit/service`
 import { grpcServerCredentials } from "../../src/service/grpc.ts"; // the package's `mtlskit/grpc`
 import { echoService } from "./echo.ts";
 

@@ -13,11 +13,11 @@
  * The client presents pki/services/worker's certificate, verifies the server's chain against the
  * quick-start CA, checks the dialed address against its typed SANs (no CN fallback) and admits
  * only the api's identity. Exit code 0 on a 200 response, 1 otherwise.
- * Outside this repository, import from "mtlskit" instead of "../../src/index.ts".
+ * Outside this repository, import from "mtlskit/service" instead of "../../src/service/index.ts".
  */
 import * as https from "node:https";
 import * as path from "node:path";
-import { authorizeId, clientOptions, loadStaticSource } from "../../src/index.ts";
+import { authorizeId, clientOptions, loadStaticSource } from "../../src/service/index.ts"; // the package's `mtlskit/service`
 
 const pki = process.env.MTLSKIT_PKI ?? "pki";
 const dir = path.join(pki, "services", process.env.AS ?? "worker");

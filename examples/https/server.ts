@@ -14,12 +14,12 @@
  * after a rotation and new handshakes take the new certificate, no restart), checks its own
  * certificate before listening (identity and the addresses of the quick start's `api`), and
  * admits only the worker's identity: the `db` service, signed by the same CA, is refused.
- * Outside this repository, import from "mtlskit" instead of "../../src/index.ts".
+ * Outside this repository, import from "mtlskit/service" instead of "../../src/service/index.ts".
  */
 import * as https from "node:https";
 import * as path from "node:path";
 import type { TLSSocket } from "node:tls";
-import { authorizeId, createMtlsServer, fileSource, peerFromSocket } from "../../src/index.ts";
+import { authorizeId, createMtlsServer, fileSource, peerFromSocket } from "../../src/service/index.ts"; // the package's `mtlskit/service`
 
 const pki = process.env.MTLSKIT_PKI ?? "pki";
 const port = Number(process.env.PORT ?? 8443);

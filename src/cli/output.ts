@@ -59,3 +59,19 @@ export function paint(io: Io, color: Color, text: string): string {
 export function paintErr(io: Io, color: Color, text: string): string {
   return ansi(io.errColor, color, text);
 }
+
+/**
+ * progressLine returns a progress callback that draws `\r  LABEL done/total` on stderr at most
+ * every 100 ms and ends the line when done: only when stderr is a terminal (so logs and pipes
+ * get no carriage returns) and the work has at least `min` steps.
+ */
+export function progressLine(io: Io, min: number): (label: string, done: number, total: number) => void {
+  let last = 0;
+  return (label, done, total) => {
+    if (!io.errTty || total < min) return;
+    const t = performance.now();
+    if (t - last < 100 && done < total) return;
+    last = t;
+    io.err(`\r  ${label} ${done}/${total}${done === total ? "\n" : ""}`);
+  };
+}

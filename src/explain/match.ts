@@ -8,6 +8,7 @@
  * entry is reported once, at its first occurrence, in the order of the text. Generic and wrapper
  * entries (see Level) give way to any message that names a cause.
  */
+import { lineIndex, lineStarts } from "../errors.ts";
 import { CATALOGUE, CONTEXTS, DETAILS, type Detail, type Entry, type Level, type Side } from "./catalogue.ts";
 
 /** Match is one recognised entry and what its first occurrence carried. */
@@ -81,24 +82,6 @@ function normalize(text: string): string {
     .split("\n")
     .map((line) => (line.includes('\\"') ? line.replace(/\\([nrt"\\/])/g, (_, c: string) => ("nrt".includes(c) ? " " : c)) : line))
     .join("\n");
-}
-
-function lineStarts(text: string): number[] {
-  const starts = [0];
-  for (let i = text.indexOf("\n"); i !== -1; i = text.indexOf("\n", i + 1)) starts.push(i + 1);
-  return starts;
-}
-
-/** lineIndex is the 0-based line holding `offset`. */
-function lineIndex(starts: readonly number[], offset: number): number {
-  let lo = 0;
-  let hi = starts.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (starts[mid]! <= offset) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
 }
 
 interface Span {

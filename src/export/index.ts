@@ -13,7 +13,7 @@
 import { realpathSync } from "node:fs";
 import * as path from "node:path";
 import { FailedError, InvalidInputError, UsageError, type Problem } from "../errors.ts";
-import { readTextBounded, type ReadFileError } from "../read-file.ts";
+import { readFileBounded, readTextBounded, type ReadFileError } from "../read-file.ts";
 import type { LoadedManifest, Manifest, Output, OutputFormat } from "../manifest/index.ts";
 import { exportsService, outputClashes, PKI_PLACEHOLDER } from "../manifest/outputs.ts";
 import { buildEnv } from "./env.ts";
@@ -31,7 +31,7 @@ export { buildFlat, flatNamesOf } from "./flat.ts";
 export { buildKubernetes, K8S_DEFAULTS, K8S_KEYS } from "./kubernetes.ts";
 export { loadMaterial, type PairMaterial, type PkiMaterial, type ServiceMaterial } from "./material.ts";
 export { FLAT_NAMES, flatName, type FlatNames } from "./names.ts";
-export { buildPkcs12, encodePkcs12, PKCS12_ITERATIONS, type Pkcs12Entry } from "./pkcs12.ts";
+export { buildPkcs12, encodePkcs12, pkcs12Matches, PKCS12_ITERATIONS, type Pkcs12Build, type Pkcs12Entry } from "./pkcs12.ts";
 export { writeExport, type WriteResult } from "./write.ts";
 
 /** Secrets are what some builders need besides the material: the PKCS#12 passphrase. */
@@ -39,15 +39,39 @@ export interface Secrets {
   passphrase?: string;
 }
 
-/** FORMATS: one builder per export format; each is pure (material in, files out). `outputs`: the manifest's, which env files follow. */
-export const FORMATS: Readonly<Record<OutputFormat, (pki: PkiMaterial, out: Output, secrets: Secrets, outputs: readonly Output[]) => ExportFile[]>> = {
+/**
+ * BuildContext is what a builder may use besides the material: the bytes of a file already in the
+ * output (pkcs12 keeps a matching .p12 rather than spend its key derivations again), and progress.
+ */
+export interface BuildContext {
+  existing?: (path: string) => Buffer | undefined;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** FORMATS: one builder per export format; each is pure (material in, files out; `ctx.existing` is read-only). `outputs`: the manifest's, which env files follow. */
+export const FORMATS: Readonly<Record<OutputFormat, (pki: PkiMaterial, out: Output, secrets: Secrets, outputs: readonly Output[], ctx?: BuildContext) => ExportFile[]>> = {
   flat: (pki, out) => buildFlat(pki, out),
   kubernetes: (pki, out) => buildKubernetes(pki, out),
   env: (pki, out, _s, outputs) => buildEnv(pki, out, outputs),
-  pkcs12: (pki, out, s) => {
+  pkcs12: (pki, out, s, _o, ctx = {}) => {
     if (s.passphrase === undefined) throw new FailedError("export: a pkcs12 output was built without its passphrase; this is a bug");
-    return buildPkcs12(pki, out, s.passphrase);
+    return buildPkcs12(pki, out, s.passphrase, ctx);
   },
+};
+
+/** ExportOptions tune exportOutputs. */
+export interface ExportOptions {
+  /** onProgress is told, while an output's files are built, how many are done of how many (only pkcs12 reports: its files take 20 ms each). */
+  onProgress?: (output: Output, done: number, total: number) => void;
+}
+
+/** existingIn reads a file already in the output directory `dir`, or undefined (none, a link, unreadable: the writer decides). */
+const existingIn = (dir: string) => (rel: string) => {
+  try {
+    return readFileBounded(path.join(dir, rel), { noFollow: true });
+  } catch {
+    return undefined;
+  }
 };
 
 /** describeOutput names an output in messages: `outputs.0 (flat -> /srv/deploy)` or `--out /srv/deploy`. */
@@ -151,12 +175,13 @@ export interface ExportResult extends WriteResult {
  * checked before the first file is written; a PKI never issued is a FailedError (exit 3) naming
  * the `mtlskit apply` command to run.
  */
-export function exportOutputs(loaded: Pick<LoadedManifest, "manifest" | "lineOf">, pki: string, outputs: readonly Output[]): ExportResult[] {
+export function exportOutputs(loaded: Pick<LoadedManifest, "manifest" | "lineOf">, pki: string, outputs: readonly Output[], opts: ExportOptions = {}): ExportResult[] {
   const checked = checkOutputs(loaded, pki, outputs);
   const m = loaded.manifest;
   const built = checked.map((c) => {
     const material = loadMaterial(m, pki, servicesOf(m, c.output));
-    const files = FORMATS[c.output.format](material, c.output, c.secrets, m.outputs ?? []);
+    const onProgress = opts.onProgress && ((done: number, total: number) => opts.onProgress!(c.output, done, total));
+    const files = FORMATS[c.output.format](material, c.output, c.secrets, m.outputs ?? [], { existing: existingIn(c.output.dir), ...(onProgress ? { onProgress } : {}) });
     const seen = new Map<string, Buffer>();
     for (const f of files) {
       const full = path.join(c.output.dir, f.path);

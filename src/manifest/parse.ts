@@ -1,19 +1,20 @@
 /**
- * YAML text to a plain value, plus a way back from a field path to its line. The one door to the
- * two YAML libraries: js-yaml reads the value (YAML 1.2 core schema), because `yaml` takes about
- * 1.6 s on a 10,000-service manifest where js-yaml takes 0.13 s (measured on the 2-core reference
- * machine); `yaml`'s document API is used only when a message needs a line, or to describe
- * syntax errors.
+ * YAML text to a plain value, plus a way back from a field path to its line. The one door to
+ * js-yaml, the one YAML library: `load` reads the value (YAML 1.2 core schema); its event parser
+ * (`parseEvents`, source offsets for every node) is run again only when a message needs a line.
+ * Why not the `yaml` package, for its documents with ranges: it takes 2.6 s to parse a
+ * 10,000-service manifest where js-yaml takes 0.19 s, and importing it costs 45 ms against
+ * js-yaml's 18 ms (both measured on the 2-core reference machine; issue 12).
  *
- * Both read merge keys (`<<: *profile`, YAML 1.1's merge, which cfssl-style profiles use) the same
- * way: keys written in the mapping win over merged ones, earlier sources over later ones.
+ * Merge keys (`<<: *profile`, YAML 1.1's merge, which cfssl-style profiles use): keys written in
+ * the mapping win over merged ones, earlier sources over later ones; a merged field's line is
+ * where it is written, in the anchored mapping.
  * Aliases are shared, not copied, by js-yaml, but everything after parsing walks the value as a
  * tree, so a small file of aliases can stand for millions of values (issue 11: a 52 KB manifest
  * took 382 s and 1.3 GB). The expanded size is measured before anything else reads the value.
  */
-import { CORE_SCHEMA, load, mergeTag } from "js-yaml";
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from "yaml";
-import type { Problem } from "../errors.ts";
+import { CORE_SCHEMA, EVENT_ID, getScalarValue, load, mergeTag, parseEvents, SCALAR_STYLE, type Event } from "js-yaml";
+import { lineIndex, lineStarts, type Problem } from "../errors.ts";
 
 /** ParsedYaml is a YAML document's value and a line lookup for its fields. */
 export interface ParsedYaml {
@@ -35,72 +36,141 @@ const SCHEMA = CORE_SCHEMA.withTags(mergeTag);
  */
 export const EXPANSION_ALLOWANCE = 100_000;
 
-function locate(text: string): { doc: Document; line: (offset: number) => number } {
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true, strict: true, merge: true });
-  return { doc, line: (offset) => lc.linePos(offset).line };
+/**
+ * YNode is a node of the document as written, with where it starts: mappings keep their pairs in
+ * order (merge keys included), aliases the node they stand for.
+ */
+type YNode =
+  | { kind: "scalar"; start: number; text: string; plain: boolean }
+  | { kind: "map"; start: number; pairs: [YNode, YNode][] }
+  | { kind: "seq"; start: number; items: YNode[] }
+  | { kind: "alias"; start: number; name: string; target: YNode | undefined };
+
+/** Located is the document as written and a line lookup for source offsets. */
+interface Located {
+  root: YNode | undefined;
+  line: (offset: number) => number;
 }
+
+/** locate builds the document's nodes from js-yaml's events (only the first document). */
+function locate(text: string): Located {
+  const events: Event[] = parseEvents(text, {});
+  const starts = lineStarts(text);
+  const line = (offset: number) => lineIndex(starts, offset) + 1;
+  const anchors = new Map<string, YNode>();
+  let i = events[0]?.type === EVENT_ID.DOCUMENT ? 1 : 0;
+  const node = (): YNode => {
+    const e = events[i++]!;
+    let n: YNode;
+    if (e.type === EVENT_ID.ALIAS) {
+      const name = text.slice(e.anchorStart, e.anchorEnd);
+      return { kind: "alias", start: text.lastIndexOf("*", e.anchorStart), name, target: anchors.get(name) };
+    }
+    if (e.type === EVENT_ID.SCALAR) {
+      // A block scalar's text starts on the line after its indicator; yaml and editors point at the indicator.
+      const block = e.style === SCALAR_STYLE.LITERAL_BLOCK || e.style === SCALAR_STYLE.FOLDED_BLOCK;
+      const start = block ? Math.max(text.lastIndexOf("|", e.valueStart), text.lastIndexOf(">", e.valueStart)) : e.valueStart;
+      n = { kind: "scalar", start, text: getScalarValue(text, e), plain: e.style === SCALAR_STYLE.PLAIN };
+    } else if (e.type === EVENT_ID.MAPPING) {
+      const pairs: [YNode, YNode][] = [];
+      while (events[i]!.type !== EVENT_ID.POP) pairs.push([node(), node()]);
+      i++;
+      n = { kind: "map", start: e.start, pairs };
+    } else if (e.type === EVENT_ID.SEQUENCE) {
+      const items: YNode[] = [];
+      while (events[i]!.type !== EVENT_ID.POP) items.push(node());
+      i++;
+      n = { kind: "seq", start: e.start, items };
+    } else {
+      return { kind: "scalar", start: 0, text: "", plain: true };
+    }
+    if (e.anchorStart >= 0) anchors.set(text.slice(e.anchorStart, e.anchorEnd), n);
+    return n;
+  };
+  const root = i < events.length && events[i]!.type !== EVENT_ID.POP ? node() : undefined;
+  return { root, line };
+}
+
+/** YAML_REASONS words js-yaml's reasons for the syntax errors people make most, each with its fix. */
+const YAML_REASONS: [RegExp, string, string][] = [
+  [/^duplicated mapping key/, "Map keys must be unique", "remove or rename one of the repeated keys"],
+  [/^tab characters must not be used/, "Tabs are not allowed in indentation", "indent with spaces; correct the YAML syntax at this line"],
+  [/cannot merge/, "", "a merge key takes an alias of a mapping (<<: *name) or a list of them (<<: [*a, *b])"],
+];
 
 /** parseYaml parses `text`; syntax errors come back as problems with their lines. */
 export function parseYaml(text: string, file: string): { yaml: ParsedYaml; problems: Problem[] } {
-  let located: ReturnType<typeof locate> | undefined;
+  let located: Located | undefined;
   const lazy = () => (located ??= locate(text));
   let value: unknown;
   // js-yaml refuses an input without a document; for us that is an empty manifest (value null).
   if (text.split("\n").every((l) => /^\s*(#.*)?$/.test(l))) return { yaml: { value: null, lineOf: () => undefined }, problems: [] };
   const budget = text.length + EXPANSION_ALLOWANCE;
   const tooLarge = () => {
-    const { doc, line } = lazy();
-    return { yaml: { value: undefined, lineOf: () => undefined }, problems: [expansionProblem(doc, line, file, budget)] };
+    const { root, line } = lazy();
+    return { yaml: { value: undefined, lineOf: () => undefined }, problems: [expansionProblem(root, line, file, budget)] };
   };
   try {
     // maxTotalMergeKeys bounds the copying merges do while loading; the tree walk below bounds the rest.
     value = load(text, { schema: SCHEMA, maxTotalMergeKeys: budget });
   } catch (e) {
     if (/maxTotalMergeKeys/.test((e as Error).message)) return tooLarge();
-    const { doc, line } = lazy();
-    const problems: Problem[] = doc.errors.map((err) => ({
-      file,
-      line: line(err.pos[0]),
-      path: "",
-      message: err.code === "MULTIPLE_DOCS" ? "invalid YAML: the manifest must be a single YAML document" : `invalid YAML: ${err.message.split("\n")[0]}`,
-      fix: err.code === "DUPLICATE_KEY" ? "remove or rename one of the repeated keys" : err.code === "MULTIPLE_DOCS" ? "remove the extra documents (--- separators)" : "correct the YAML syntax at this line",
-    }));
-    if (problems.length === 0) {
-      const mark = (e as { mark?: { line?: number } }).mark;
-      problems.push({ file, ...(mark?.line === undefined ? {} : { line: mark.line + 1 }), path: "", message: `invalid YAML: ${(e as { reason?: string }).reason ?? (e as Error).message}`, fix: /cannot merge/.test((e as Error).message) ? "a merge key takes an alias of a mapping (<<: *name) or a list of them (<<: [*a, *b])" : "correct the YAML syntax at this line" });
-    }
-    return { yaml: { value: undefined, lineOf: () => undefined }, problems };
+    return { yaml: { value: undefined, lineOf: () => undefined }, problems: [syntaxProblem(e as Error, text, file)] };
   }
   if (treeSize(value, budget) > budget) return tooLarge();
   return {
     yaml: {
       value,
       lineOf: (path, opts) => {
-        const { doc, line } = lazy();
-        return lineOfPath(doc, path, opts?.key ?? false, line);
+        const { root, line } = lazy();
+        return lineOfPath(root, path, opts?.key ?? false, line);
       },
     },
     problems: [],
   };
 }
 
-function lineOfPath(doc: Document, path: readonly (string | number)[], key: boolean, line: (offset: number) => number): number | undefined {
-  let node: unknown = doc.contents;
-  let found: number | undefined = rangeLine(node, line);
+/** syntaxProblem words a js-yaml exception as a problem at its line. */
+function syntaxProblem(e: Error, text: string, file: string): Problem {
+  const reason = (e as { reason?: string }).reason ?? e.message;
+  if (/single document in the stream/.test(reason)) {
+    // The second document starts at its `---`; a file that opens with `---` has its second one later.
+    const markers = [...text.matchAll(/^---(?=\s|$)/gm)].map((m) => text.slice(0, m.index).split("\n").length);
+    const firstContent = text.split("\n").findIndex((l) => !/^\s*(#.*)?$/.test(l)) + 1;
+    const second = markers.find((l) => l > firstContent);
+    return { file, ...(second === undefined ? {} : { line: second }), path: "", message: "invalid YAML: the manifest must be a single YAML document", fix: "remove the extra documents (--- separators)" };
+  }
+  const mark = (e as { mark?: { line?: number } }).mark;
+  const known = YAML_REASONS.find(([re]) => re.test(reason));
+  return {
+    file,
+    ...(mark?.line === undefined ? {} : { line: mark.line + 1 }),
+    path: "",
+    message: `invalid YAML: ${known?.[1] || reason}`,
+    fix: known?.[2] ?? "correct the YAML syntax at this line",
+  };
+}
+
+const deref = (n: YNode | undefined, depth = 0): YNode | undefined => (n?.kind === "alias" && depth < 100 ? deref(n.target, depth + 1) : n);
+
+function lineOfPath(root: YNode | undefined, path: readonly (string | number)[], key: boolean, line: (offset: number) => number): number | undefined {
+  // An empty value (`web:`) has no text of its own (start -1): it is where its key is.
+  const at = (n: YNode | undefined) => (n && n.start >= 0 ? line(n.start) : undefined);
+  let node: YNode | undefined = root;
+  let found: number | undefined = at(node);
   for (let i = 0; i < path.length; i++) {
     const seg = path[i]!;
     const last = i === path.length - 1;
-    if (isAlias(node)) node = node.resolve(doc);
-    if (isMap(node)) {
-      const pair = pairOf(doc, node, String(seg));
+    node = deref(node);
+    if (node?.kind === "map") {
+      const pair = pairOf(node, String(seg));
       if (!pair) return found;
-      if (last && key) return rangeLine(pair.key, line) ?? found;
-      node = pair.value;
-      found = rangeLine(pair.value, line) ?? rangeLine(pair.key, line) ?? found;
-    } else if (isSeq(node) && typeof seg === "number") {
+      if (last && key) return at(pair[0]) ?? found;
+      node = pair[1];
+      found = at(pair[1]) ?? at(pair[0]) ?? found;
+    } else if (node?.kind === "seq" && typeof seg === "number") {
       node = node.items[seg];
-      found = rangeLine(node, line) ?? found;
+      found = at(node) ?? found;
     } else {
       return found;
     }
@@ -108,26 +178,22 @@ function lineOfPath(doc: Document, path: readonly (string | number)[], key: bool
   return found;
 }
 
-function rangeLine(node: unknown, line: (offset: number) => number): number | undefined {
-  const r = (node as Node | undefined)?.range;
-  return r ? line(r[0]) : undefined;
-}
-
-const isMergeKey = (key: unknown): boolean => isScalar(key) && typeof key.value === "symbol" && key.source === "<<";
+const isMergeKey = (key: YNode): boolean => key.kind === "scalar" && key.plain && key.text === "<<";
 
 /**
  * pairOf finds the pair that gives a mapping its `key`: its own, else the first merge source's
  * (merged fields are located where they are written, in the anchored mapping).
  */
-function pairOf(doc: Document, map: Node, key: string, depth = 0): { key: unknown; value: unknown } | undefined {
-  if (!isMap(map) || depth > 100) return undefined;
-  const own = map.items.find((p) => isPair(p) && isScalar(p.key) && !isMergeKey(p.key) && String(p.key.value) === key);
+function pairOf(map: YNode | undefined, key: string, depth = 0): [YNode, YNode] | undefined {
+  if (map?.kind !== "map" || depth > 100) return undefined;
+  const own = map.pairs.find(([k]) => k.kind === "scalar" && !isMergeKey(k) && k.text === key);
   if (own) return own;
-  for (const p of map.items) {
-    if (!isMergeKey(p.key)) continue;
-    const sources = isSeq(p.value) ? p.value.items : [p.value];
+  for (const [k, v] of map.pairs) {
+    if (!isMergeKey(k)) continue;
+    const target = deref(v);
+    const sources = target?.kind === "seq" ? target.items : [v];
     for (const s of sources) {
-      const found = pairOf(doc, (isAlias(s) ? s.resolve(doc) : s) as Node, key, depth + 1);
+      const found = pairOf(deref(s), key, depth + 1);
       if (found) return found;
     }
   }
@@ -156,43 +222,36 @@ function treeSize(value: unknown, limit: number): number {
 }
 
 /** expansionProblem names the alias at which the document, read in order, grows past `budget` values. */
-function expansionProblem(doc: Document, line: (offset: number) => number, file: string, budget: number): Problem {
-  const anchors = new Map<string, Node>();
-  const memo = new Map<Node, number>();
+function expansionProblem(root: YNode | undefined, line: (offset: number) => number, file: string, budget: number): Problem {
+  const memo = new Map<YNode, number>();
   let total = 0;
   let culprit: { name: string; offset: number } | undefined;
-  // size counts like treeSize, over the syntax tree: an alias counts as what it stands for.
-  const size = (node: unknown, depth: number): number => {
-    if (depth > 200 || node === null || typeof node !== "object") return 1;
-    const n = node as Node;
-    if (isAlias(n)) {
-      const target = anchors.get(n.source);
-      return target ? size(target, depth + 1) : 1;
-    }
+  // size counts like treeSize, over the written nodes: an alias counts as what it stands for.
+  const size = (n: YNode | undefined, depth: number): number => {
+    if (depth > 200 || n === undefined) return 1;
+    if (n.kind === "alias") return n.target ? size(n.target, depth + 1) : 1;
     const known = memo.get(n);
     if (known !== undefined) return known;
     let count = 1;
-    if (isMap(n)) for (const p of n.items) count += isMergeKey(p.key) ? size(p.value, depth + 1) - (isSeq(p.value) ? 1 : 0) : size(p.value, depth + 1);
-    else if (isSeq(n)) for (const item of n.items) count += size(item, depth + 1);
+    if (n.kind === "map") for (const [k, v] of n.pairs) count += isMergeKey(k) ? size(v, depth + 1) - (deref(v)?.kind === "seq" ? 1 : 0) : size(v, depth + 1);
+    else if (n.kind === "seq") for (const item of n.items) count += size(item, depth + 1);
     memo.set(n, count);
     return count;
   };
-  // walk visits the document in order, registering anchors as they appear (an alias refers to the
-  // latest anchor of its name before it), and stops at the alias that crosses the budget.
-  const walk = (node: unknown, depth: number): void => {
-    if (culprit || depth > 200 || node === null || typeof node !== "object") return;
-    const n = node as Node;
-    if (isAlias(n)) {
+  // walk visits the document in order and stops at the alias that crosses the budget (an alias
+  // already refers to the latest anchor of its name before it).
+  const walk = (n: YNode | undefined, depth: number): void => {
+    if (culprit || depth > 200 || n === undefined) return;
+    if (n.kind === "alias") {
       total += size(n, depth);
-      if (total > budget) culprit = { name: n.source, offset: n.range?.[0] ?? 0 };
+      if (total > budget) culprit = { name: n.name, offset: Math.max(n.start, 0) };
       return;
     }
-    if (n.anchor) anchors.set(n.anchor, n);
     total += 1;
-    if (isMap(n)) for (const p of n.items) walk(p.value, depth + 1);
-    else if (isSeq(n)) for (const item of n.items) walk(item, depth + 1);
+    if (n.kind === "map") for (const [, v] of n.pairs) walk(v, depth + 1);
+    else if (n.kind === "seq") for (const item of n.items) walk(item, depth + 1);
   };
-  walk(doc.contents, 0);
+  walk(root, 0);
   const where = culprit ? `the alias *${culprit.name} here brings it past` : "it exceeds";
   return {
     file,

@@ -9,25 +9,46 @@
  * refused identity and why). `authorizeGrpcCall` is the same judgement for handlers that want to
  * decide per call.
  *
- * Hot reload. grpc-js (>= 1.10) lets server credentials push new secure-context options to every
- * listening http2 server (its secure-context watchers, the mechanism behind its experimental
- * certificate providers and grpc-node#570): these credentials ask the source for `current()`
- * every RELOAD_POLL_MS while a server listens and push a change, so new handshakes use a rotated
- * certificate and bundle without a restart; open connections keep theirs. Channels do the same
+ * Hot reload. grpc-js (since 1.10.4; these credentials need GRPC_JS_MIN) lets server credentials
+ * push new secure-context options to every listening http2 server (its secure-context watchers,
+ * the mechanism behind its experimental certificate providers and grpc-node#570): these
+ * credentials ask the source for `current()` every RELOAD_POLL_MS while a server listens and
+ * push a change, so new handshakes use a rotated certificate and bundle without a restart; open
+ * connections keep theirs. Channels do the same
  * through grpc-js's experimental certificate-provider channel credentials: a new connection
  * (grpc-js reconnects as needed) uses the source's current credentials.
  * Channels offer grpc-js's default suites (Node's defaults, TLS 1.2+): that API builds the secure
  * context from the key, certificate and bundle alone; a grpcServerCredentials server still
  * negotiates only CIPHERS.
  */
-import * as grpc from "@grpc/grpc-js";
-import { experimental } from "@grpc/grpc-js";
+import type * as G from "@grpc/grpc-js";
 import type { PeerCertificate, SecureContextOptions } from "node:tls";
 import { EXIT, MtlskitError } from "../errors.ts";
 import { AuthorizationError, type Authorizer } from "./authorize.ts";
 import { CIPHERS, clientOptions, judge, type MinVersion } from "./options.ts";
 import { peerFromDer } from "./peer.ts";
 import type { CredentialSource, Credentials } from "./source.ts";
+
+/**
+ * GRPC_JS_MIN is the oldest @grpc/grpc-js these credentials work with: 1.14.0 added
+ * getAuthContext() to server calls (grpc-node 78f194be), which authorizeGrpcCall and the
+ * interceptor read the client's certificate from (1.13 fails every call with "getAuthContext is
+ * not a function"); 1.13.0 gave ServerCredentials the (constructorOptions, contextOptions)
+ * constructor these credentials pass their TLS settings through (69652500), and 1.12.0 the
+ * watchers and certificate providers. package.json's peerDependencies says the same.
+ */
+export const GRPC_JS_MIN = "1.14.0";
+
+/**
+ * grpc is the app's own @grpc/grpc-js (an optional peer dependency: one copy, so the app's
+ * grpc.Server accepts these credentials). Without it, importing `mtlskit/grpc` fails with the
+ * command that fixes it rather than Node's "Cannot find package".
+ */
+const grpc: typeof G = await import("@grpc/grpc-js").catch((e: NodeJS.ErrnoException) => {
+  if (e?.code !== "ERR_MODULE_NOT_FOUND" || !String(e.message).includes("@grpc/grpc-js")) throw e;
+  throw new MtlskitError(`mtlskit/grpc needs @grpc/grpc-js ${GRPC_JS_MIN} or newer, which is not installed; run npm install @grpc/grpc-js`, EXIT.failed);
+});
+const { experimental } = grpc;
 
 /** RELOAD_POLL_MS is how often listening servers and open channels ask their source for new credentials. */
 export const RELOAD_POLL_MS = 250;
@@ -98,7 +119,7 @@ export function authorizeGrpcCall(call: GrpcCall, authorize: Authorizer): Author
  * @example
  * new grpc.Server({ interceptors: [grpcAuthorizationInterceptor(authorizeMemberOf("spiffe://example.org"))] });
  */
-export function grpcAuthorizationInterceptor(authorize: Authorizer, onRefused?: (error: AuthorizationError) => void): grpc.ServerInterceptor {
+export function grpcAuthorizationInterceptor(authorize: Authorizer, onRefused?: (error: AuthorizationError) => void): G.ServerInterceptor {
   if (typeof authorize !== "function") throw needAuthorize("grpcAuthorizationInterceptor", "client");
   return (_method, call) =>
     new grpc.ServerInterceptingCall(call, {
@@ -165,7 +186,7 @@ class SourceServerCredentials extends grpc.ServerCredentials {
   constructor(
     source: CredentialSource,
     private readonly params: TlsParams,
-    private readonly interceptor: grpc.ServerInterceptor,
+    private readonly interceptor: G.ServerInterceptor,
   ) {
     const first = source.current();
     super({ requestCert: true, rejectUnauthorized: true, ...params }, SourceServerCredentials.contextOptions(first, params));
@@ -174,19 +195,19 @@ class SourceServerCredentials extends grpc.ServerCredentials {
   static contextOptions(creds: Credentials, params: TlsParams): SecureContextOptions {
     return { key: creds.key, cert: creds.cert, ca: creds.ca, ...params };
   }
-  override _addWatcher(watcher: Parameters<grpc.ServerCredentials["_addWatcher"]>[0]): void {
+  override _addWatcher(watcher: Parameters<G.ServerCredentials["_addWatcher"]>[0]): void {
     super._addWatcher(watcher);
     this.poller.check();
     this.poller.start();
   }
-  override _removeWatcher(watcher: Parameters<grpc.ServerCredentials["_removeWatcher"]>[0]): void {
+  override _removeWatcher(watcher: Parameters<G.ServerCredentials["_removeWatcher"]>[0]): void {
     super._removeWatcher(watcher);
     if (this.getWatcherCount() === 0) this.poller.stop();
   }
-  override _getInterceptors(): grpc.ServerInterceptor[] {
+  override _getInterceptors(): G.ServerInterceptor[] {
     return [this.interceptor];
   }
-  override _equals(other: grpc.ServerCredentials): boolean {
+  override _equals(other: G.ServerCredentials): boolean {
     return other === this;
   }
 }
@@ -201,7 +222,7 @@ class SourceServerCredentials extends grpc.ServerCredentials {
  * const creds = grpcServerCredentials(fileSource({ dir: "pki/services/api" }), { authorize: authorizeId("spiffe://quickstart.local/client/worker") });
  * server.bindAsync("0.0.0.0:50051", creds, (err) => { if (err) throw err; });
  */
-export function grpcServerCredentials(source: CredentialSource, opts: GrpcServerCredentialsOptions): grpc.ServerCredentials {
+export function grpcServerCredentials(source: CredentialSource, opts: GrpcServerCredentialsOptions): G.ServerCredentials {
   if (typeof opts?.authorize !== "function") throw needAuthorize("grpcServerCredentials", "client");
   const v = opts.minVersion ?? "TLSv1.2";
   if (v !== "TLSv1.2" && v !== "TLSv1.3") throw new MtlskitError(`service: minVersion must be "TLSv1.2" or "TLSv1.3"; got ${JSON.stringify(v)}`, EXIT.invalid);
@@ -209,9 +230,9 @@ export function grpcServerCredentials(source: CredentialSource, opts: GrpcServer
 }
 
 /** SourceCertificateProvider is a grpc-js CertificateProvider (identity and CA) fed by a CredentialSource. */
-class SourceCertificateProvider implements experimental.CertificateProvider {
-  private readonly ca = new Set<experimental.CaCertificateUpdateListener>();
-  private readonly identity = new Set<experimental.IdentityCertificateUpdateListener>();
+class SourceCertificateProvider implements G.experimental.CertificateProvider {
+  private readonly ca = new Set<G.experimental.CaCertificateUpdateListener>();
+  private readonly identity = new Set<G.experimental.IdentityCertificateUpdateListener>();
   private readonly poller: Poller;
   constructor(source: CredentialSource) {
     this.poller = new Poller(source, (creds) => {
@@ -225,23 +246,23 @@ class SourceCertificateProvider implements experimental.CertificateProvider {
     if (this.ca.size + this.identity.size === 0) this.poller.stop();
     else this.poller.start();
   }
-  addCaCertificateListener(listener: experimental.CaCertificateUpdateListener): void {
+  addCaCertificateListener(listener: G.experimental.CaCertificateUpdateListener): void {
     this.poller.check();
     this.ca.add(listener);
     this.changed();
     listener(SourceCertificateProvider.caUpdate(this.poller.latest));
   }
-  removeCaCertificateListener(listener: experimental.CaCertificateUpdateListener): void {
+  removeCaCertificateListener(listener: G.experimental.CaCertificateUpdateListener): void {
     this.ca.delete(listener);
     this.changed();
   }
-  addIdentityCertificateListener(listener: experimental.IdentityCertificateUpdateListener): void {
+  addIdentityCertificateListener(listener: G.experimental.IdentityCertificateUpdateListener): void {
     this.poller.check();
     this.identity.add(listener);
     this.changed();
     listener(SourceCertificateProvider.identityUpdate(this.poller.latest));
   }
-  removeIdentityCertificateListener(listener: experimental.IdentityCertificateUpdateListener): void {
+  removeIdentityCertificateListener(listener: G.experimental.IdentityCertificateUpdateListener): void {
     this.identity.delete(listener);
     this.changed();
   }
@@ -258,7 +279,7 @@ class SourceCertificateProvider implements experimental.CertificateProvider {
  * const creds = grpcChannelCredentials(fileSource({ dir: "pki/services/worker" }), { authorize: authorizeId("spiffe://quickstart.local/server/api") });
  * const client = new EchoClient("api.localhost:50051", creds);
  */
-export function grpcChannelCredentials(source: CredentialSource, opts: GrpcChannelCredentialsOptions): grpc.ChannelCredentials {
+export function grpcChannelCredentials(source: CredentialSource, opts: GrpcChannelCredentialsOptions): G.ChannelCredentials {
   if (typeof opts?.authorize !== "function") throw needAuthorize("grpcChannelCredentials", "server");
   const { checkServerIdentity } = clientOptions(source, { authorize: opts.authorize, ...(opts.servername === undefined ? {} : { servername: opts.servername }) });
   const provider = new SourceCertificateProvider(source);

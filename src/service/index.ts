@@ -1,12 +1,13 @@
 /**
  * The service library: mutual TLS for Node services from mtlskit's certificates. Credential
  * sources, server and client options for tls, https and http2, peers read from DER, and
- * authorizers. It loads only the decoding side of pki/ (never certificate building), so services
- * start fast and small.
+ * authorizers. Its own entry point is `mtlskit/service`: it loads only the decoding side of pki/
+ * (never certificate building, YAML, valibot or the explain catalogue), so services start fast
+ * and small; `mtlskit` re-exports it with the rest of the tool.
  *
  * @example
  * import https from "node:https";
- * import { loadStaticSource, createMtlsServer, authorizeId } from "mtlskit";
+ * import { loadStaticSource, createMtlsServer, authorizeId } from "mtlskit/service";
  * const source = loadStaticSource({ certFile: "pki/services/api/cert.pem", keyFile: "pki/services/api/key.pem", caFile: "pki/services/api/ca.pem" });
  * createMtlsServer(https.createServer, source, { authorize: authorizeId("spiffe://example.org/web") }, (req, res) => res.end("ok")).listen(8443);
  */

@@ -9,7 +9,7 @@ import { exportJson, renderExports } from "./export.ts";
 import { parseArgs } from "node:util";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
-import { paint, paintErr, type Io } from "../output.ts";
+import { paint, paintErr, progressLine, type Io } from "../output.ts";
 import { MANIFEST_FLAGS, planJson, REISSUE_FLAGS, renderExternalNote, renderPlan, renderPlanWarnings, renderWarnings, splitNames, staleBundles } from "./shared.ts";
 
 export const APPLY_HELP = `mtlskit apply: issue the CA and every service certificate the manifest declares.
@@ -87,10 +87,11 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
   const started = performance.now();
   let lastDraw = 0;
   let exported: ReturnType<typeof exportOutputs> = [];
+  const drawExport = progressLine(io, 50);
   const result = await apply(loaded, values.pki, {
     // After issuing and before the reload hooks, so a renewal refreshes the exported copies
     // before services reload them; files that match are not rewritten.
-    afterWrite: () => void (exported = outputs.length > 0 ? exportOutputs(loaded, values.pki, outputs) : []),
+    afterWrite: () => void (exported = outputs.length > 0 ? exportOutputs(loaded, values.pki, outputs, values.json ? {} : { onProgress: (o, done, total) => drawExport(`${o.format} ${o.dir}:`, done, total) }) : []),
     hooks: !values["no-reload"],
     reissue,
     reissueAll: values["reissue-all"] ?? false,
