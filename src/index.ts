@@ -54,4 +54,4 @@ export { SelfCheckError, assertReady, selfCheck, type IdentityTemplate, type Sel
 export { expiryStatus, metricsOfPki, metricsText, nagiosLine, serveMetrics, statusOfFiles, statusOfPki, type Level, type MetricsServer, type MetricsServerOptions, type Status, type StatusInput, type StatusRow, type Thresholds } from "./status/index.ts";
 export { checkOutputs, exportOutputs, encodePkcs12, loadMaterial, writeExport, FORMATS, FLAT_NAMES, type ExportFile, type ExportResult, type Pkcs12Entry, type PkiMaterial } from "./export/index.ts";
 export { OUTPUT_FORMATS, type Output, type OutputFormat } from "./manifest/index.ts";
-export { COMPONENTS, COMPONENT_NAMES, renderConfig, tlsPaths, manifestFlatNames, clientsOf, goDn, natsUser, type Component, type ComponentName, type ConfigInput, type Snippet, type TlsPaths, type Where } from "./config/index.ts";
+export { COMPONENTS, COMPONENT_NAMES, renderConfig, tlsPaths, manifestFlatFiles, clientsOf, goDn, natsUser, type Component, type ComponentName, type ConfigInput, type Snippet, type TlsPaths, type Where } from "./config/index.ts";

@@ -1,13 +1,13 @@
 /**
  * Where a service's TLS files are, as the snippet must name them: the PKI directory's layout
  * (state/layout.ts, absolute paths) on the machine that ran apply, or the flat layout
- * (export/names.ts: root.pem, NAME.pem, NAME-key.pem) in a directory on the host, as
+ * (manifest/outputs.ts: root.pem, NAME.pem, NAME-key.pem, or a flat output's names) in a directory on the host, as
  * `mtlskit export --format flat` writes it and the runbooks deploy it (/etc/serviceradar/certs).
  */
 import * as path from "node:path";
-import { flatNamesOf } from "../export/flat.ts";
-import { flatName, type FlatNames } from "../export/names.ts";
+import { UsageError } from "../errors.ts";
 import type { Manifest, Service } from "../manifest/index.ts";
+import { defaultFlatFiles, distinctFlatFiles, flatOutputsOf, type FlatFiles } from "../manifest/outputs.ts";
 import { abs, LAYOUT } from "../state/layout.ts";
 
 /** TlsPaths are one service's files; the client pair is set for split services only. */
@@ -19,15 +19,22 @@ export interface TlsPaths {
   clientKey: string | undefined;
 }
 
-/** Where chooses the layout: the PKI directory (`pki`), or a flat directory on the host (`flat`). Both directories are absolute. */
-export type Where = { layout: "pki"; dir: string } | { layout: "flat"; dir: string; names: FlatNames };
+/** Where chooses the layout: the PKI directory (`pki`), or a flat directory on the host (`flat`) holding `files` (names, no directory). Both directories are absolute. */
+export type Where = { layout: "pki"; dir: string } | { layout: "flat"; dir: string; files: FlatFiles };
 
 /**
- * manifestFlatNames returns the flat layout's names for `manifest`: FLAT_NAMES, overridden by the
- * `names` of the manifest's first `format: flat` output, so snippets name the files export writes.
+ * manifestFlatFiles returns the file names the manifest's `format: flat` output exporting `service`
+ * writes for it (its `names`; the CA file of a hosts layout named after the service's host), or
+ * FLAT_NAMES when no flat output exports it, so snippets name the files export writes. Flat outputs
+ * giving the service different names are refused: the snippet cannot tell which its host has.
  */
-export function manifestFlatNames(manifest: Manifest): FlatNames {
-  return flatNamesOf(manifest.outputs?.find((o) => o.format === "flat") ?? { names: {} });
+export function manifestFlatFiles(manifest: Manifest, service: string): FlatFiles {
+  const distinct = distinctFlatFiles(flatOutputsOf(service, manifest.outputs ?? []));
+  if (distinct.length <= 1) return distinct[0]?.files ?? defaultFlatFiles(service);
+  const show = ({ o, files: f }: (typeof distinct)[number]) => `${o.at ?? o.dir} (${f.ca}, ${f.cert}, ${f.key})`;
+  throw new UsageError(
+    `mtlskit config: --certs-dir: flat outputs ${distinct.map(show).join(" and ")} give service ${service} different file names, and the snippet cannot tell which its host has; give those outputs the same names for ${service}, or use --pki`,
+  );
 }
 
 /**
@@ -37,13 +44,13 @@ export function manifestFlatNames(manifest: Manifest): FlatNames {
 export function tlsPaths(service: Service, where: Where): TlsPaths {
   const split = service.split;
   if (where.layout === "flat") {
-    const at = (template: string) => path.join(where.dir, flatName(template, service.name));
+    const at = (file: string) => path.join(where.dir, file);
     return {
-      cert: at(where.names.cert),
-      key: at(where.names.key),
-      ca: at(where.names.ca),
-      clientCert: split ? at(where.names.clientCert) : undefined,
-      clientKey: split ? at(where.names.clientKey) : undefined,
+      cert: at(where.files.cert),
+      key: at(where.files.key),
+      ca: at(where.files.ca),
+      clientCert: split ? at(where.files.clientCert) : undefined,
+      clientKey: split ? at(where.files.clientKey) : undefined,
     };
   }
   if (service.files) {

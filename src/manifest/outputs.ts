@@ -87,6 +87,17 @@ export const flatFilesIn = (o: Pick<Output, "hosts" | "names">, service: string)
 
 const sameFiles = (a: FlatFiles, b: FlatFiles) => (Object.keys(a) as FlatNameKey[]).every((k) => a[k] === b[k]);
 
+/** flatOutputsOf lists the flat outputs exporting `service`, each with the files it writes for it (flatFilesIn). */
+export const flatOutputsOf = (service: string, outputs: readonly Output[]): { o: Output; files: FlatFiles }[] =>
+  outputs.filter((o) => o.format === "flat" && exportsService(o, service)).map((o) => ({ o, files: flatFilesIn(o, service) }));
+
+/** distinctFlatFiles keeps the first of each set of equal file names, so one entry each way the service's files are named. */
+export const distinctFlatFiles = <T extends { files: FlatFiles }>(flats: readonly T[]): T[] =>
+  flats.filter((f, i) => flats.findIndex((g) => sameFiles(g.files, f.files)) === i);
+
+/** defaultFlatFiles: FLAT_NAMES rendered for `service`, the files when no flat output exports it. */
+export const defaultFlatFiles = (service: string): FlatFiles => renderFlat(FLAT_NAMES, service, service);
+
 /**
  * envFlatFiles decides which file names an env output with certDir points at for `service`: the
  * names of the flat output(s) of the same manifest exporting it (so the env file names what the
@@ -95,7 +106,7 @@ const sameFiles = (a: FlatFiles, b: FlatFiles) => (Object.keys(a) as FlatNameKey
  * names, with no `names` on the env output to choose, is a conflict (a message), never a guess.
  */
 export function envFlatFiles(env: Pick<Output, "names">, service: string, outputs: readonly Output[]): FlatFiles | { conflict: string; fix: string } {
-  const flats = outputs.filter((o) => o.format === "flat" && exportsService(o, service)).map((o) => ({ o, files: flatFilesIn(o, service) }));
+  const flats = flatOutputsOf(service, outputs);
   const own = Object.keys(env.names).length > 0 ? renderFlat(flatNamesOf(env), service, service) : undefined;
   const show = (f: FlatFiles) => `${f.ca}, ${f.cert}, ${f.key}`;
   const where = (o: Output) => o.at ?? o.dir;
@@ -107,8 +118,8 @@ export function envFlatFiles(env: Pick<Output, "names">, service: string, output
       fix: "remove names (an env output follows its flat output's names), or make them the flat output's",
     };
   }
-  const distinct = flats.filter((f, i) => flats.findIndex((g) => sameFiles(g.files, f.files)) === i);
-  if (distinct.length <= 1) return distinct[0]?.files ?? renderFlat(FLAT_NAMES, service, service);
+  const distinct = distinctFlatFiles(flats);
+  if (distinct.length <= 1) return distinct[0]?.files ?? defaultFlatFiles(service);
   return {
     conflict: `points into flat files, but service ${service} gets different file names from flat outputs ${distinct.map((f) => `${where(f.o)} (${show(f.files)})`).join(" and ")}; the env file cannot tell which its host has`,
     fix: "add names: to this env output, equal to the names of the flat output its hosts receive",

@@ -1,7 +1,7 @@
 /** `mtlskit config`: a ready-to-paste TLS config snippet for one service, generated from the manifest. */
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { COMPONENT_NAMES, COMPONENTS, componentOf, manifestFlatNames, renderConfig, tlsPaths, type Where } from "../../config/index.ts";
+import { COMPONENT_NAMES, COMPONENTS, componentOf, manifestFlatFiles, renderConfig, tlsPaths, type Where } from "../../config/index.ts";
 import { EXIT, UsageError } from "../../errors.ts";
 import { loadManifest, type Manifest, type Service } from "../../manifest/index.ts";
 import { COMMON_FLAGS, flags } from "../args.ts";
@@ -25,7 +25,7 @@ or its subject DN when the manifest has no identity template) and PostgreSQL rol
 CN mapped to a role, the client's service name unless --pg-role says otherwise). Paths are where
 \`mtlskit apply\` writes (absolute, in --pki), or with --certs-dir the flat names a host directory
 holds after \`mtlskit export --format flat\` (root.pem, NAME.pem, NAME-key.pem, or the names of
-the manifest's first flat output). Nothing is written; copy the files to the host yourself.
+the flat output exporting the service). Nothing is written; copy the files to the host yourself.
 
 FLAGS
   -f, --file FILE         manifest (default mtlskit.yaml)
@@ -118,7 +118,7 @@ export async function configCommand(args: string[], io: Io): Promise<number> {
   renderWarnings(io, loaded.warnings);
   const m = loaded.manifest;
   const service = pickService(m, component, values.service);
-  const where: Where = certsDir !== undefined ? { layout: "flat", dir: certsDir, names: manifestFlatNames(m) } : { layout: "pki", dir: path.resolve(values.pki ?? "./pki") };
+  const where: Where = certsDir !== undefined ? { layout: "flat", dir: certsDir, files: manifestFlatFiles(m, service.name) } : { layout: "pki", dir: path.resolve(values.pki ?? "./pki") };
   const snippet = renderConfig(component, { manifest: m, service, paths: tlsPaths(service, where), pgRoles });
   io.out(snippet.text);
   for (const n of snippet.notes) io.err(`${paintErr(io, "yellow", "note:")} ${n}\n`);
