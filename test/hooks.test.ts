@@ -61,6 +61,17 @@ describe("reload hooks: when they run", { timeout: 60_000 }, () => {
     assert.deepEqual(lines(log).map((l) => l.split(" ")[0]).sort(), ["db", "job", "web"]);
     assert.deepEqual(record(pki).pending, []);
   });
+  it("ok/hooks owed by another manifest's apply to the same PKI directory are not run by this manifest's apply", async () => {
+    const { dir, file, log, pki } = setup();
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki, "--no-reload"])).code, 0);
+    assert.deepEqual(record(pki).pending, ["db", "job", "web"]);
+    // The same services in a second manifest: its apply changes nothing, so it owes no reload.
+    const other = writeManifest(dir, readFileSync(file, "utf8"), "other.yaml");
+    const r = await runCli(["apply", "-f", other, "--pki", pki]);
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(lines(log), []);
+    assert.deepEqual(record(pki).pending, []);
+  });
   it("ok/the manifest's outputs are written before the hooks run: a hook sees the renewed export", async () => {
     const dir = tempDir("mtlskit-hooks-order-");
     const out = path.join(dir, "deploy");

@@ -21,7 +21,7 @@ import { acquireLock, ensureDir, ioFailure, removeTempFiles, syncDir, writeFileA
 import { abs, LAYOUT, MODES } from "../state/layout.ts";
 import { writeLayoutVersion } from "../state/layout-version.ts";
 import { loadImportedCa, readState, type CaMaterial, type State } from "../state/read.ts";
-import { manifestId, readApplyRecord, writeApplyRecord, type ApplyRecord, type HookRecord } from "../state/record.ts";
+import { applyRecordFor, manifestId, writeApplyRecord, type ApplyRecord, type HookRecord } from "../state/record.ts";
 import { runHooks, type HookJob } from "./hooks.ts";
 import { runJob, toIssuer, type IssuerData, type ServiceJob } from "./jobs.ts";
 import { bundleOf, checkReissueNames, planApply, type Plan, type PlanOptions } from "./plan.ts";
@@ -163,11 +163,12 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
     // read-only file system is, and metrics must not go on saying the last apply succeeded.
     const io = ioFailure(e, dir);
     if (!io) throw e;
-    throw recordFailure(dir, io, { time: started.toISOString(), manifest: manifestId(loaded.manifest.file), ok: false, issued: 0, kept: 0, caCreated: false, changed: [], hooks: [], pending: readApplyRecord(dir)?.pending ?? [] });
+    throw recordFailure(dir, io, { time: started.toISOString(), manifest: manifestId(loaded.manifest.file), ok: false, issued: 0, kept: 0, caCreated: false, changed: [], hooks: [], pending: applyRecordFor(dir, loaded.manifest.file).record?.pending ?? [] });
   }
   // Services whose reload did not happen last time (a hook failed, or the run failed before its
-  // hooks): their files already changed, so no later plan would name them again.
-  const owed = readApplyRecord(dir)?.pending ?? [];
+  // hooks): their files already changed, so no later plan would name them again. Only this
+  // manifest's: another manifest sharing the directory owes reloads of its own services.
+  const owed = applyRecordFor(dir, loaded.manifest.file).record?.pending ?? [];
   let written: ApplyResult | undefined;
   try {
     const result = await applyLocked(loaded, dir, imported, opts);
