@@ -13,6 +13,7 @@ import { after, before, describe, it } from "node:test";
 import { Material } from "../src/check/index.ts";
 import { readCertFields } from "../src/pki/cert.ts";
 import { run } from "../src/cli/main.ts";
+import { listen } from "../src/probe/listen.ts";
 import { REPO, runCli, tempDir, type CliResult } from "./helpers/cli.ts";
 import { forge, keyFromPem, newKey, writeForged, type Forged, type ForgeSpec } from "./helpers/forge.ts";
 
@@ -376,6 +377,22 @@ describe("probe", () => {
       const r = await l.done;
       assert.equal(r.code, 3, r.out + r.err);
       assert.match(r.err, /no client connected within 0\.3 s/);
+    });
+
+    it("ok/a raw TCP client that connects and sends nothing is dropped at the handshake deadline (200 ms, within 5 s)", async () => {
+      const server = await listen({ host: "127.0.0.1", port: 0, credentials: { cert: pem(svc("api").cert), key: pem(svc("api").key) }, bundlePem: pem(svc("api").ca), handshakeTimeout: 200 });
+      const sock = net.connect({ host: "127.0.0.1", port: server.port });
+      sock.on("error", () => {});
+      try {
+        const closed = await new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(false), 5000);
+          sock.on("close", () => (clearTimeout(timer), resolve(true)));
+        });
+        assert.equal(closed, true, "probe --listen kept a silent client for 5 s");
+      } finally {
+        sock.destroy();
+        await server.close();
+      }
     });
 
     it("fail/usage: --listen with an endpoint, a bad --count", async () => {

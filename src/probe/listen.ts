@@ -12,6 +12,7 @@ import { keyUsageVerdict, sanList } from "../check/lint.ts";
 import { buildChain, invalidAt, purposeProblem } from "../check/chain.ts";
 import type { Cert, Material } from "../check/index.ts";
 import type { Manifest } from "../manifest/index.ts";
+import { HANDSHAKE_TIMEOUT_MS } from "../service/options.ts";
 import { peerFromDer } from "../service/peer.ts";
 import { PROBE_CODES, type ProbeCode } from "./codes.ts";
 import { peerChain, type Credentials } from "./connect.ts";
@@ -39,8 +40,12 @@ export interface Listener {
   close(): Promise<void>;
 }
 
-/** listen starts the probe server on host:port (port 0: any free port). */
-export async function listen(opts: { host: string; port: number; credentials: Credentials; bundlePem: string }): Promise<Listener> {
+/**
+ * listen starts the probe server on host:port (port 0: any free port). A client that does not
+ * finish its handshake within `handshakeTimeout` ms (default HANDSHAKE_TIMEOUT_MS, the service
+ * library's, 10 s) is dropped: Node 20 only reports that deadline and leaves the socket open.
+ */
+export async function listen(opts: { host: string; port: number; credentials: Credentials; bundlePem: string; handshakeTimeout?: number }): Promise<Listener> {
   const queue: ClientObservation[] = [];
   let waiter: ((o: ClientObservation) => void) | undefined;
   const server = tls.createServer({
@@ -50,11 +55,14 @@ export async function listen(opts: { host: string; port: number; credentials: Cr
     requestCert: true,
     rejectUnauthorized: false,
     minVersion: "TLSv1.2",
+    handshakeTimeout: opts.handshakeTimeout ?? HANDSHAKE_TIMEOUT_MS,
     // Select whatever the client offers first, so its ALPN shows; nothing is ever sent on it.
     ALPNCallback: ({ protocols }) => protocols[0],
   });
   const sockets = new Set<tls.TLSSocket>();
-  server.on("tlsClientError", () => {});
+  server.on("tlsClientError", (e: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
+    if (e?.code === "ERR_TLS_HANDSHAKE_TIMEOUT") socket.destroy();
+  });
   server.on("secureConnection", (s: tls.TLSSocket) => {
     sockets.add(s);
     s.on("error", () => {});

@@ -38,8 +38,9 @@ each client (up to --count, default 1): protocol, cipher, the SNI name and ALPN 
 presented a certificate (client-anonymous), its chain against the service's bundle with clientAuth
 (client-untrusted, client-usage, client-usage-strict, client-validity), and its identity: which service it is
 (client-identity when none) and whether a connection CLIENT -> SERVICE is declared
-(connection-undeclared). Each connection is closed after the handshake; nothing is sent. --timeout
-bounds the wait for each client (default: no limit).
+(connection-undeclared). Each connection is closed after the handshake; nothing is sent; one that
+has not finished its handshake within 10 s is dropped. --timeout bounds the wait for each client
+(default: no limit).
 
 FLAGS
       --as SERVICE       the manifest's service to connect as
