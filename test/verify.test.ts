@@ -153,6 +153,15 @@ describe("mtlskit verify: the command", () => {
     for (const w of ["mtlskit verify CERT [--ca BUNDLE] [--untrusted CHAIN] [--host NAME|IP] [--usage server|client]", "openssl verify -x509_strict -CAfile root.pem -untrusted cert.pem", "EXAMPLES", "EXIT CODES"]) assert.ok(r.out.includes(w), w);
   });
 
+  it("ok/--host [::1], bracketed as in a URL, is the IPv6 address ::1, not a DNS name", async () => {
+    const v6 = file("v6.pem", forge({ cn: "v6", sans: ["IP:::1"], issuer: root }).pem);
+    for (const host of ["[::1]", "::1"]) {
+      const r = await runCli(["verify", v6, "--ca", ca, "--usage", "server", "--host", host]);
+      assert.equal(r.code, 0, r.out + r.err);
+      assert.equal(r.out, `OK: ${v6} is valid as a server for ::1: v6 <- CLI Root (in ${ca}).\n`);
+    }
+  });
+
   /** refusals: 2 for usage errors (bad flags, a file without a certificate), 3 for a file that cannot be read. */
   const refusals: [2 | 3, string, string[], RegExp][] = [
     [2, "no CERT", [], /name exactly one CERT file/],
@@ -160,6 +169,7 @@ describe("mtlskit verify: the command", () => {
     [2, "--usage sever", [chain, "--ca", ca, "--usage", "sever"], /--usage must be server or client; got "sever"/],
     [2, "--at tomorrow", [chain, "--ca", ca, "--at", "tomorrow"], /--at must be an ISO 8601 time/],
     [2, "--host ''", [chain, "--ca", ca, "--host", ""], /--host must name a DNS name or an IP address/],
+    [2, "--host [api.test]", [chain, "--ca", ca, "--host", "[api.test]"], /--host \[api\.test\]: brackets hold only an IPv6 address \(--host \[::1\] or --host ::1\); give a DNS name or an IPv4 address without them/],
     [2, "an unknown flag", [chain, "--cafile", ca], /mtlskit verify: Unknown option '--cafile'/],
     [2, "a key file as CERT", [file("key.pem", leaf.key.pem), "--ca", ca], /CERT .*key\.pem holds a PRIVATE KEY block but no certificate/],
     [2, "an empty --ca", [chain, "--ca", file("empty.pem", "")], /--ca .*empty\.pem is empty/],

@@ -1,5 +1,6 @@
 /** `mtlskit verify CERT`: is this certificate valid for that bundle, usage, host and time; if not, why and the fix. */
 import { existsSync } from "node:fs";
+import { isIPv6 } from "node:net";
 import { parseArgs } from "node:util";
 import { EXIT, UsageError } from "../../errors.ts";
 import { PLATFORMS } from "../../trust/platform.ts";
@@ -36,7 +37,7 @@ FLAGS
                          (/etc/ssl/certs/ca-certificates.crt or /etc/pki/tls/certs/ca-bundle.crt)
       --untrusted CHAIN  intermediate CAs (PEM) to build the chain with; never trusted themselves
       --host NAME|IP     the name or address a client dials: a DNS SAN (wildcards in the left-most
-                         label) or an IP SAN must match
+                         label) or an IP SAN must match; an IPv6 address bare or in brackets ([::1])
       --usage U          server (extendedKeyUsage serverAuth) or client (clientAuth)
       --at TIME          judge validity at TIME (ISO 8601, e.g. 2027-01-01) instead of now
       --json             the verdict as JSON: {ok, cert, ca, at, usage, host, chain, reasons}
@@ -82,6 +83,15 @@ function verdictJson(v: Verdict, o: { cert: string; ca: string; untrusted: strin
   };
 }
 
+/** hostFlag reads --host: a DNS name or an IP address; a bracketed IPv6 address, as in a URL ([::1]), is that address. */
+function hostFlag(host: string | undefined): string | undefined {
+  if (host === "") throw new UsageError("mtlskit verify: --host must name a DNS name or an IP address; got an empty string");
+  const inner = host === undefined ? undefined : /^\[(.*)\]$/.exec(host)?.[1];
+  if (inner === undefined) return host;
+  if (isIPv6(inner)) return inner;
+  throw new UsageError(`mtlskit verify: --host ${host}: brackets hold only an IPv6 address (--host [::1] or --host ::1); give a DNS name or an IPv4 address without them`);
+}
+
 /** verifyCommand runs `mtlskit verify`. */
 export async function verifyCommand(args: string[], io: Io): Promise<number> {
   const { values, positionals } = flags("verify", () =>
@@ -94,7 +104,7 @@ export async function verifyCommand(args: string[], io: Io): Promise<number> {
   );
   if (values.help) return io.out(VERIFY_HELP), EXIT.ok;
   if (positionals.length !== 1) throw new UsageError(`mtlskit verify: name exactly one CERT file${positionals.length > 1 ? ` (got ${positionals.length}: ${positionals.join(", ")}); intermediates go after the leaf in CERT or in --untrusted` : ""}. Run \`mtlskit verify --help\` for usage.`);
-  if (values.host === "") throw new UsageError("mtlskit verify: --host must name a DNS name or an IP address; got an empty string");
+  const host = hostFlag(values.host);
   const usage = usageOf(values.usage);
   const at = values.at === undefined ? new Date() : parseTimeFlag("verify", values.at);
   const cert = positionals[0]!;
@@ -109,15 +119,15 @@ export async function verifyCommand(args: string[], io: Io): Promise<number> {
     untrusted,
     anchors: system?.certs ?? loadCerts(material, ca, "--ca"),
     files: { cert, ca, untrusted: values.untrusted },
-    host: values.host,
+    host,
     usage,
     at,
   });
   if (values.json) {
-    io.out(`${JSON.stringify(verdictJson(v, { cert, ca, untrusted: values.untrusted, at, usage, host: values.host }), null, 2)}\n`);
+    io.out(`${JSON.stringify(verdictJson(v, { cert, ca, untrusted: values.untrusted, at, usage, host }), null, 2)}\n`);
     return v.ok ? EXIT.ok : EXIT.findings;
   }
-  const what = [usage && `as a ${usage}`, values.host !== undefined && `for ${values.host}`, values.at !== undefined && `at ${at.toISOString()}`].filter(Boolean).join(" ");
+  const what = [usage && `as a ${usage}`, host !== undefined && `for ${host}`, values.at !== undefined && `at ${at.toISOString()}`].filter(Boolean).join(" ");
   if (v.ok) {
     io.out(`${paint(io, "green", "OK")}: ${cert} is valid${what ? ` ${what}` : ""}: ${v.path.map((c) => c.info.subjectAttributes.CN ?? c.info.subject).join(" <- ")} (in ${ca}).\n`);
     return EXIT.ok;
