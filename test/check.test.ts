@@ -321,7 +321,7 @@ const CASES: Case[] = [
     },
   },
   {
-    name: "fail/key-encrypted/api's key encrypted with a passphrase, PKCS#8 and OpenSSL's traditional format",
+    name: "fail/key-encrypted/api's key encrypted with a passphrase, PKCS#8 and OpenSSL's traditional format, the encryption named",
     async setup() {
       const r = await quickstart();
       const key = svc(r, "api", "key.pem");
@@ -336,8 +336,8 @@ const CASES: Case[] = [
       return {
         run: r,
         want: [
-          { code: "key-encrypted", about: "api", has: [`${key} is encrypted`, "cannot load an encrypted key"], fix: ["openssl pkey -in", "mode 0600"] },
-          { code: "key-encrypted", about: "db", has: [`${dbKey} is encrypted`] },
+          { code: "key-encrypted", about: "api", has: [`${key} is encrypted (PKCS#8):`, "cannot load an encrypted key"], fix: ["openssl pkey -in", "mode 0600"] },
+          { code: "key-encrypted", about: "db", has: [`${dbKey} is encrypted (AES-256-CBC):`] },
         ],
       };
     },
@@ -903,7 +903,7 @@ describe("check: the fixture table", { timeout: 120_000 }, () => {
     writeFileSync(combined, readFileSync(x.file("api", "api.pem"), "utf8") + sealed, { mode: 0o600 });
     writeFileSync(x.manifest, readFileSync(x.manifest, "utf8").replace("certs/api.pem", "certs/api-combined.pem").replace("certs/api-key.pem", "certs/api-combined.pem"));
     const { report } = await checkJson(x);
-    assertFindings(report, [{ code: "key-encrypted", about: "api", has: [combined, "is encrypted"] }]);
+    assertFindings(report, [{ code: "key-encrypted", about: "api", has: [`${combined} is encrypted (AES-256-CBC):`] }]);
   });
 
   for (const c of CASES) it(c.name, () => prove(c).then(() => undefined));

@@ -37,6 +37,8 @@ export interface KeyFile {
   uid: number;
   /** spki of the matching public key; undefined when the key is encrypted and cannot be compared. */
   spki: Buffer | undefined;
+  /** encryption: how the key is encrypted (pki/pem.ts keyEncryption: `AES-256-CBC`, `PKCS#8`); undefined when it is not. */
+  encryption: string | undefined;
 }
 
 /** SlotFiles are the files of one certificate slot. */
@@ -128,7 +130,8 @@ export function readKeyFile(file: string): KeyFile | FileProblem {
   if (typeof text !== "string") return text;
   try {
     const st = statSync(file);
-    return { path: file, mode: st.mode & 0o777, uid: st.uid, spki: spkiOfKeyText(text) };
+    const spki = spkiOfKeyText(text);
+    return { path: file, mode: st.mode & 0o777, uid: st.uid, spki, encryption: spki ? undefined : parsePem(text).map(keyEncryption).find((x) => x !== undefined) };
   } catch (e) {
     return { path: file, missing: false, error: `is not a usable private key (${(e as Error).message})` };
   }
