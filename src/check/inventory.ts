@@ -37,7 +37,7 @@ export interface KeyFile {
   uid: number;
   /** spki of the matching public key; undefined when the key is encrypted and cannot be compared. */
   spki: Buffer | undefined;
-  /** encryption: how the key is encrypted (pki/pem.ts keyEncryption: `AES-256-CBC`, `PKCS#8`); undefined when it is not. */
+  /** encryption: how the key is encrypted (pki/pem.ts keyEncryption: `AES-256-CBC`, `PKCS#8 AES-256-CBC`); undefined when it is not. */
   encryption: string | undefined;
 }
 

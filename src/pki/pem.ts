@@ -4,6 +4,7 @@
  * `openssl ec -aes256` and `openssl rsa -traditional -aes256` write an encrypted traditional key),
  * so such a block is reported as encrypted, never as "not valid base64".
  */
+import { bytesOf, children, oid, readTlv } from "./der.ts";
 
 /** encodePem wraps DER in a PEM block with 64-character lines. */
 export function encodePem(label: string, der: Uint8Array): string {
@@ -50,11 +51,42 @@ export const legacyEncrypted = (headers: Record<string, string>): boolean => /EN
 
 /**
  * keyEncryption names how a private key block is encrypted: the DEK-Info cipher of a traditional
- * key (`AES-256-CBC`), `PKCS#8` for an ENCRYPTED PRIVATE KEY block; undefined when it is not.
+ * key (`AES-256-CBC`), `PKCS#8` for an ENCRYPTED PRIVATE KEY block, with its PBES2 cipher when
+ * it is a known one (`PKCS#8 AES-256-CBC`, as `openssl pkey -aes256` writes); undefined when it is not.
  */
 export function keyEncryption(b: PemBlock): string | undefined {
   if (legacyEncrypted(b.headers)) return (b.headers["DEK-Info"] ?? "").split(",")[0]!.trim() || "an unnamed cipher";
-  return b.label === "ENCRYPTED PRIVATE KEY" ? "PKCS#8" : undefined;
+  if (b.label !== "ENCRYPTED PRIVATE KEY") return undefined;
+  const cipher = pbes2Cipher(b.der);
+  return cipher ? `PKCS#8 ${cipher}` : "PKCS#8";
+}
+
+const PBES2 = oid("1.2.840.113549.1.5.13");
+/** PBES2_CIPHERS: the encryption schemes OpenSSL writes in PBES2 (RFC 8018 B.2, NIST AES OIDs), by encoded OID. */
+const PBES2_CIPHERS: readonly [Buffer, string][] = (
+  [
+    ["2.16.840.1.101.3.4.1.2", "AES-128-CBC"],
+    ["2.16.840.1.101.3.4.1.22", "AES-192-CBC"],
+    ["2.16.840.1.101.3.4.1.42", "AES-256-CBC"],
+    ["1.2.840.113549.3.7", "DES-EDE3-CBC"],
+  ] as const
+).map(([dotted, name]) => [oid(dotted), name]);
+
+/**
+ * pbes2Cipher reads EncryptedPrivateKeyInfo { AlgorithmIdentifier { PBES2, { keyDerivationFunc,
+ * encryptionScheme } }, data } (RFC 5958, RFC 8018) and names the encryption scheme; undefined
+ * for another scheme, an unknown cipher, or DER that does not decode.
+ */
+function pbes2Cipher(der: Buffer): string | undefined {
+  try {
+    const [alg] = children(der, readTlv(der, 0));
+    const [algOid, params] = children(der, alg!);
+    if (!bytesOf(der, algOid!).equals(PBES2)) return undefined;
+    const [scheme] = children(der, children(der, params!)[1]!);
+    return PBES2_CIPHERS.find(([o]) => o.equals(bytesOf(der, scheme!)))?.[1];
+  } catch {
+    return undefined;
+  }
 }
 
 const BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)-----END \1-----/g;
