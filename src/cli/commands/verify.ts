@@ -3,7 +3,15 @@ import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { EXIT, UsageError } from "../../errors.ts";
 import { PLATFORMS } from "../../trust/platform.ts";
-import { judgeVerify, loadCerts, loadSystemCerts, Material, USAGES, type Usage, type Verdict } from "../../verify/index.ts";
+import {
+  judgeVerify,
+  loadCerts,
+  loadSystemCerts,
+  Material,
+  USAGES,
+  type Usage,
+  type Verdict,
+} from "../../verify/index.ts";
 import { COMMON_FLAGS, flags, parseTimeFlag } from "../args.ts";
 import { paint, type Io } from "../output.ts";
 
@@ -58,7 +66,10 @@ EXIT CODES
 function systemBundle(): string {
   const bundles = Object.values(PLATFORMS).flatMap((p) => ("bundle" in p ? [p.bundle] : []));
   const found = bundles.find((b) => existsSync(b));
-  if (found === undefined) throw new UsageError(`mtlskit verify: no --ca given and no system bundle here (${bundles.join(", ")}); name the trust anchors with --ca BUNDLE`);
+  if (found === undefined)
+    throw new UsageError(
+      `mtlskit verify: no --ca given and no system bundle here (${bundles.join(", ")}); name the trust anchors with --ca BUNDLE`,
+    );
   return found;
 }
 
@@ -68,7 +79,17 @@ const usageOf = (text: string | undefined): Usage | undefined => {
 };
 
 /** verdictJson is the stable machine form of a verdict (--json). */
-function verdictJson(v: Verdict, o: { cert: string; ca: string; untrusted: string | undefined; at: Date; usage: Usage | undefined; host: string | undefined }) {
+function verdictJson(
+  v: Verdict,
+  o: {
+    cert: string;
+    ca: string;
+    untrusted: string | undefined;
+    at: Date;
+    usage: Usage | undefined;
+    host: string | undefined;
+  },
+) {
   return {
     ok: v.ok,
     cert: o.cert,
@@ -77,7 +98,13 @@ function verdictJson(v: Verdict, o: { cert: string; ca: string; untrusted: strin
     at: o.at.toISOString(),
     usage: o.usage ?? null,
     host: o.host ?? null,
-    chain: v.path.map((c) => ({ subject: c.info.subject, issuer: c.info.issuer, notBefore: c.info.notBefore.toISOString(), notAfter: c.info.notAfter.toISOString(), sha256: c.sha256 })),
+    chain: v.path.map((c) => ({
+      subject: c.info.subject,
+      issuer: c.info.issuer,
+      notBefore: c.info.notBefore.toISOString(),
+      notAfter: c.info.notAfter.toISOString(),
+      sha256: c.sha256,
+    })),
     reasons: v.reasons.map((r) => ({ code: r.code, subject: r.subject, message: r.message, fix: r.fix })),
   };
 }
@@ -87,14 +114,26 @@ export async function verifyCommand(args: string[], io: Io): Promise<number> {
   const { values, positionals } = flags("verify", () =>
     parseArgs({
       args,
-      options: { ...COMMON_FLAGS, ca: { type: "string" }, untrusted: { type: "string" }, host: { type: "string" }, usage: { type: "string" }, at: { type: "string" }, json: { type: "boolean" } },
+      options: {
+        ...COMMON_FLAGS,
+        ca: { type: "string" },
+        untrusted: { type: "string" },
+        host: { type: "string" },
+        usage: { type: "string" },
+        at: { type: "string" },
+        json: { type: "boolean" },
+      },
       allowPositionals: true,
       strict: true,
     }),
   );
-  if (values.help) return io.out(VERIFY_HELP), EXIT.ok;
-  if (positionals.length !== 1) throw new UsageError(`mtlskit verify: name exactly one CERT file${positionals.length > 1 ? ` (got ${positionals.length}: ${positionals.join(", ")}); intermediates go after the leaf in CERT or in --untrusted` : ""}. Run \`mtlskit verify --help\` for usage.`);
-  if (values.host === "") throw new UsageError("mtlskit verify: --host must name a DNS name or an IP address; got an empty string");
+  if (values.help) return (io.out(VERIFY_HELP), EXIT.ok);
+  if (positionals.length !== 1)
+    throw new UsageError(
+      `mtlskit verify: name exactly one CERT file${positionals.length > 1 ? ` (got ${positionals.length}: ${positionals.join(", ")}); intermediates go after the leaf in CERT or in --untrusted` : ""}. Run \`mtlskit verify --help\` for usage.`,
+    );
+  if (values.host === "")
+    throw new UsageError("mtlskit verify: --host must name a DNS name or an IP address; got an empty string");
   const usage = usageOf(values.usage);
   const at = values.at === undefined ? new Date() : parseTimeFlag("verify", values.at);
   const cert = positionals[0]!;
@@ -103,7 +142,10 @@ export async function verifyCommand(args: string[], io: Io): Promise<number> {
   const certs = loadCerts(material, cert, "CERT");
   const untrusted = values.untrusted === undefined ? [] : loadCerts(material, values.untrusted, "--untrusted");
   const system = values.ca === undefined ? loadSystemCerts(material, ca) : undefined;
-  if (system?.skipped && !values.json) io.err(`note: ${system.skipped} certificate${system.skipped === 1 ? "" : "s"} of the system bundle ${ca} could not be decoded and ${system.skipped === 1 ? "was" : "were"} skipped\n`);
+  if (system?.skipped && !values.json)
+    io.err(
+      `note: ${system.skipped} certificate${system.skipped === 1 ? "" : "s"} of the system bundle ${ca} could not be decoded and ${system.skipped === 1 ? "was" : "were"} skipped\n`,
+    );
   const v = judgeVerify(material, {
     certs,
     untrusted,
@@ -114,16 +156,27 @@ export async function verifyCommand(args: string[], io: Io): Promise<number> {
     at,
   });
   if (values.json) {
-    io.out(`${JSON.stringify(verdictJson(v, { cert, ca, untrusted: values.untrusted, at, usage, host: values.host }), null, 2)}\n`);
+    io.out(
+      `${JSON.stringify(verdictJson(v, { cert, ca, untrusted: values.untrusted, at, usage, host: values.host }), null, 2)}\n`,
+    );
     return v.ok ? EXIT.ok : EXIT.findings;
   }
-  const what = [usage && `as a ${usage}`, values.host !== undefined && `for ${values.host}`, values.at !== undefined && `at ${at.toISOString()}`].filter(Boolean).join(" ");
+  const what = [
+    usage && `as a ${usage}`,
+    values.host !== undefined && `for ${values.host}`,
+    values.at !== undefined && `at ${at.toISOString()}`,
+  ]
+    .filter(Boolean)
+    .join(" ");
   if (v.ok) {
-    io.out(`${paint(io, "green", "OK")}: ${cert} is valid${what ? ` ${what}` : ""}: ${v.path.map((c) => c.info.subjectAttributes.CN ?? c.info.subject).join(" <- ")} (in ${ca}).\n`);
+    io.out(
+      `${paint(io, "green", "OK")}: ${cert} is valid${what ? ` ${what}` : ""}: ${v.path.map((c) => c.info.subjectAttributes.CN ?? c.info.subject).join(" <- ")} (in ${ca}).\n`,
+    );
     return EXIT.ok;
   }
   io.out(`${cert}${what ? ` ${what}` : ""} against ${ca}:\n`);
-  for (const r of v.reasons) io.out(`  ${paint(io, "red", "error")} ${paint(io, "bold", r.code)}: ${r.message}\n        fix: ${r.fix}\n`);
+  for (const r of v.reasons)
+    io.out(`  ${paint(io, "red", "error")} ${paint(io, "bold", r.code)}: ${r.message}\n        fix: ${r.fix}\n`);
   io.out(`\n${paint(io, "red", "FAIL")}: ${v.reasons.length} reason${v.reasons.length === 1 ? "" : "s"}.\n`);
   return EXIT.findings;
 }
