@@ -9,7 +9,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { closeSync, mkdirSync, openSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
-import { readFileBounded, readStreamBounded, readTextBounded, ReadFileError } from "../src/read-file.ts";
+import { readFileBounded, readStreamBounded, readTextBounded, type ReadFileError } from "../src/read-file.ts";
 import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { CuedCli } from "./helpers/pki.ts";
 
@@ -83,7 +83,7 @@ describe("bounded reads: readFileBounded", () => {
 });
 
 describe("bounded reads: every entry point refuses a FIFO and /dev/zero", () => {
-  const manifest = writeManifest(dir, MANIFEST);
+  writeManifest(dir, MANIFEST); // writes dir/mtlskit.yaml, as this block always has
   for (const [name, file] of Object.entries(DEVICES)) {
     const what = name === "fifo" ? /FIFO/ : /character device/;
     it(`fail/-f ${name}: exit 2, named`, async () => {

@@ -1415,7 +1415,7 @@ describe("check: the fixture table", { timeout: 120_000 }, () => {
  * `extendedKeyUsage = clientAuth` ("Checker Certificate Configuration"), then the deployment's
  * modes. `<agent-ip>` is replaced as the guide says, with the agent host's 192.168.2.22.
  */
-const SEED_RECIPE = String.raw`set -e
+const SEED_RECIPE = `set -e
 openssl ecparam -name prime256v1 -genkey -out root-key.pem
 openssl req -x509 -new -nodes -key root-key.pem -sha256 -days 3650 -out root.pem -subj "/C=US/ST=Your State/L=Your Location/O=ServiceRadar/OU=Operations/CN=ServiceRadar CA"
 cat > core-san.cnf << EOF

@@ -288,8 +288,8 @@ const colonHex = (b: Buffer): string => (b.toString("hex").toUpperCase().match(/
 const akiValue = (v: string | undefined): string | undefined =>
   v
     ?.replace(/^keyid:/, "")
-    .split("\n")[0]!
-    .trim();
+    .split("\n")[0]
+    ?.trim();
 
 /** ipHex is an IP address's network-order bytes as hex, from any of the text forms openssl or @peculiar print. */
 function ipHex(text: string): string {

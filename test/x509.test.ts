@@ -774,8 +774,8 @@ const isoSeconds = (d: Date) =>
 const colonless = (v: string | undefined) =>
   v
     ?.replace(/^keyid:/, "")
-    .split("\n")[0]!
-    .replace(/:/g, "")
+    .split("\n")[0]
+    ?.replace(/:/g, "")
     .toLowerCase();
 
 /** assertOpenssl checks our decoding against openssl's printout, field by field. */

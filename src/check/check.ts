@@ -9,14 +9,7 @@ import type { Connection, Manifest } from "../manifest/index.ts";
 import { buildChain, invalidAt, purposeProblem, type ChainFailure, type ChainResult, type Purpose } from "./chain.ts";
 import { CODES, type Code } from "./codes.ts";
 import { finding, type About, type Finding } from "./finding.ts";
-import {
-  isProblem,
-  type CertFile,
-  type FileProblem,
-  type Inventory,
-  type ServiceFiles,
-  type SlotFiles,
-} from "./inventory.ts";
+import { isProblem, type CertFile, type Inventory, type ServiceFiles, type SlotFiles } from "./inventory.ts";
 import { covers, lintCertificate, sanList, CLOCK_SKEW_MS } from "./lint.ts";
 import type { Cert, Material } from "./material.ts";
 

@@ -7,7 +7,7 @@
 import { existsSync, lstatSync, readdirSync, statSync } from "node:fs";
 import * as path from "node:path";
 import type { CertSlot, Manifest, Service } from "../manifest/index.ts";
-import { ReadFileError, readTextBounded } from "../read-file.ts";
+import { type ReadFileError, readTextBounded } from "../read-file.ts";
 import { parsePrivateKey, spkiOfPkcs8, spkiOfPrivateKey } from "../pki/keys.ts";
 import { encodePem, keyEncryption, parsePem } from "../pki/pem.ts";
 import { judgeDir, ownersOf, type DirProblem } from "../state/dirs.ts";

@@ -10,7 +10,7 @@
  * client flags that came with 3.5 (--client-cert-file, --peer-client-cert-file); 3.4 refuses them
  * as undefined flags, which is louder than starting and then failing every peer handshake.
  */
-import { type ConfigInput, type Snippet } from "./input.ts";
+import type { ConfigInput, Snippet } from "./input.ts";
 
 /** shellArg quotes a value for a POSIX shell when it has anything but safe characters. */
 export const shellArg = (v: string): string =>

@@ -25,7 +25,7 @@ const DN_ORDER = (Object.keys(SUBJECT_ATTRIBUTES) as SubjectKey[]).reverse();
 
 /** goDn renders a subject as Go's pkix.Name.ToRDNSequence().String() does: the string nats-server 2.9 matches. */
 export function goDn(subject: Service["subject"]): string {
-  const escape = (v: string) =>
+  const escapeValue = (v: string) =>
     [...v]
       .map((c, i, all) =>
         /[,+"\\<>;]/.test(c) || (c === " " && (i === 0 || i === all.length - 1)) || (c === "#" && i === 0)
@@ -34,7 +34,7 @@ export function goDn(subject: Service["subject"]): string {
       )
       .join("");
   return DN_ORDER.filter((k) => subject[k] !== undefined)
-    .map((k) => `${k}=${escape(subject[k]!)}`)
+    .map((k) => `${k}=${escapeValue(subject[k]!)}`)
     .join(",");
 }
 

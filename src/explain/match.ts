@@ -130,7 +130,7 @@ function findHits(text: string): Map<number, Hit[]> {
 
 /** least is Math.min for arrays too long to spread into arguments (a log can hold 100,000 hits). */
 function least(values: readonly number[]): number {
-  return values.reduce((a, b) => (b < a ? b : a), Infinity);
+  return values.reduce((a, b) => Math.min(a, b), Infinity);
 }
 
 function overlaps(covered: readonly Span[], s: Span): boolean {

@@ -3,7 +3,7 @@
  * first and turns an unreadable path into a precise message instead of an exception.
  */
 import { Material, type Cert } from "../check/index.ts";
-import { MAX_FILE_BYTES, ReadFileError, readFileBounded } from "../read-file.ts";
+import { MAX_FILE_BYTES, type ReadFileError, readFileBounded } from "../read-file.ts";
 import { describeCertificate } from "./certificate.ts";
 import { isPkcs12, LABELS, OTHER_LABELS, PKCS12, SHAPES, shapeOf, type Shape } from "./classify.ts";
 import { describeCsr } from "./csr.ts";

@@ -24,7 +24,7 @@ function undialable(written: string, bytes: Buffer): { error: string; fix: strin
   const v4 = bytes.length === 4 ? bytes : mapped ? bytes.subarray(12) : undefined;
   const fix = "write the address peers dial: the host's own unicast IP or DNS name (127.0.0.1 or ::1 for loopback)";
   const what = JSON.stringify(written);
-  if (bytes.every((b) => b === 0) || (v4 !== undefined && v4.every((b) => b === 0))) {
+  if (bytes.every((b) => b === 0) || v4?.every((b) => b === 0)) {
     return {
       error: `${what} is the unspecified address: a server listens on it to mean every interface, but no peer can dial it, so a SAN with it never matches`,
       fix,
@@ -40,7 +40,7 @@ function undialable(written: string, bytes: Buffer): { error: string; fix: strin
       error: `${what} is a multicast address; TLS runs over TCP, which cannot connect to a multicast group`,
       fix,
     };
-  if (v4 !== undefined && v4.every((b) => b === 0xff))
+  if (v4?.every((b) => b === 0xff))
     return { error: `${what} is the broadcast address; TLS runs over TCP, which cannot connect to it`, fix };
   return undefined;
 }

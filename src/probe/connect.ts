@@ -58,7 +58,7 @@ export interface Observation {
 export function peerChain(sock: tls.TLSSocket): Buffer[] {
   const out: Buffer[] = [];
   let c: tls.DetailedPeerCertificate | undefined = sock.getPeerCertificate(true);
-  while (c && c.raw && !out.some((d) => d.equals(c!.raw))) {
+  while (c?.raw && !out.some((d) => d.equals(c!.raw))) {
     out.push(c.raw);
     c = c.issuerCertificate;
   }

@@ -7,7 +7,7 @@ import { X509Certificate, createPublicKey, type KeyObject } from "node:crypto";
 import { readdirSync, statSync } from "node:fs";
 import * as path from "node:path";
 import { FailedError } from "../errors.ts";
-import { ReadFileError, readTextBounded } from "../read-file.ts";
+import { type ReadFileError, readTextBounded } from "../read-file.ts";
 import type { CaImport, Manifest } from "../manifest/index.ts";
 import { readCertFields, type CertFields } from "../pki/cert.ts";
 import { keyIdOf } from "../pki/issue.ts";

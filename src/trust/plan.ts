@@ -6,7 +6,7 @@
  */
 import { FailedError } from "../errors.ts";
 import { colonHex, type TrustAnchor } from "./anchor.ts";
-import { NSS_PACKAGE_HINT, NSS_TRUST, nssAdd, nssDelete, type NssFacts, type RunAs } from "./nss.ts";
+import { NSS_TRUST, nssAdd, nssDelete, type NssFacts, type RunAs } from "./nss.ts";
 import { PLATFORMS, type PlatformName, type SystemStore } from "./platform.ts";
 
 /** TrustAction is what the command was asked to do. */

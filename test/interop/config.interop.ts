@@ -25,7 +25,7 @@ import { chmodSync, chownSync, copyFileSync, mkdirSync, writeFileSync } from "no
 import * as path from "node:path";
 import { after, describe, it } from "node:test";
 import { connect, StringCodec, type NatsConnection, type TlsOptions } from "nats";
-import { PG_MAP, pgSection } from "../../src/config/index.ts";
+import { PG_MAP } from "../../src/config/index.ts";
 import { FLAT_NAMES, flatName } from "../../src/export/names.ts";
 import { runCli } from "../helpers/cli.ts";
 import {
