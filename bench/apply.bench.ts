@@ -35,7 +35,20 @@
  */
 import { spawn } from "node:child_process";
 import { createECDH, createPrivateKey, generateKeyPairSync, sign } from "node:crypto";
-import { closeSync, constants, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
 import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import * as path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -178,8 +191,12 @@ async function childApply(n: number, dir: string, workersArg: string): Promise<v
     const maxRssAfter = process.resourceUsage().maxRSS * 1024;
 
     const made = readdirSync(path.join(pki, "services"));
-    if (r.issued !== n || !r.caCreated || made.length !== n) throw new Error(`expected ${n} certificates and a new CA, got ${r.issued} issued, ${made.length} service directories, caCreated ${r.caCreated}`);
-    for (const f of ["cert.pem", "key.pem", "ca.pem"]) if (!existsSync(path.join(pki, "services", "s0", f))) throw new Error(`services/s0/${f} was not written`);
+    if (r.issued !== n || !r.caCreated || made.length !== n)
+      throw new Error(
+        `expected ${n} certificates and a new CA, got ${r.issued} issued, ${made.length} service directories, caCreated ${r.caCreated}`,
+      );
+    for (const f of ["cert.pem", "key.pem", "ca.pem"])
+      if (!existsSync(path.join(pki, "services", "s0", f))) throw new Error(`services/s0/${f} was not written`);
 
     // No-op re-apply: the same manifest, parsed again as a user's second run would.
     say("progress", { phase: "re-apply", done: 0, total: n });
@@ -192,7 +209,8 @@ async function childApply(n: number, dir: string, workersArg: string): Promise<v
     const t5 = performance.now();
     const cpu3 = process.cpuUsage(cpu2);
     const reSampledPeak = Math.max(peak, process.memoryUsage.rss());
-    if (r2.issued !== 0 || r2.kept !== n || r2.caCreated) throw new Error(`re-apply: expected 0 issued and ${n} kept, got ${r2.issued} issued, ${r2.kept} kept`);
+    if (r2.issued !== 0 || r2.kept !== n || r2.caCreated)
+      throw new Error(`re-apply: expected 0 issued and ${n} kept, got ${r2.issued} issued, ${r2.kept} kept`);
 
     const out: ChildResult = {
       n,
@@ -323,7 +341,13 @@ async function childMicro(iterations: number, dir: string): Promise<void> {
     keyPem = encodePem("PRIVATE KEY", leaf.pkcs8);
     certPem = encodePem("CERTIFICATE", der);
   });
-  const caPem = encodePem("CERTIFICATE", signTbs(encodeTbs({ ...spec, profile: "ca", subject: { CN: "bench CA" } }, issuer, caKey.spki, newSerial()), issuer));
+  const caPem = encodePem(
+    "CERTIFICATE",
+    signTbs(
+      encodeTbs({ ...spec, profile: "ca", subject: { CN: "bench CA" } }, issuer, caKey.spki, newSerial()),
+      issuer,
+    ),
+  );
 
   // Durable I/O per service, as runJob does it: mkdir, key, cert, bundle (each: temp file,
   // fsync, rename), then one fsync of the service directory. Timed by part.
@@ -359,7 +383,12 @@ async function childMicro(iterations: number, dir: string): Promise<void> {
       ["key.pem", keyPem, 0o600],
       ["cert.pem", certPem, 0o644],
       ["ca.pem", caPem, 0o644],
-    ].map(([name, data, mode]) => ({ file: path.join(sd, name as string), tmp: path.join(sd, `.tmp-${name as string}`), data: Buffer.from(data as string), mode: mode as number }));
+    ].map(([name, data, mode]) => ({
+      file: path.join(sd, name as string),
+      tmp: path.join(sd, `.tmp-${name as string}`),
+      data: Buffer.from(data as string),
+      mode: mode as number,
+    }));
   const plain = path.join(dir, "plain");
   mkdirSync(plain);
   const tPlain = performance.now();
@@ -448,7 +477,11 @@ function runChild<T>(args: string[], stallS: number): Promise<Outcome<T>> {
   const dir = mkdtempSync(path.join(values.dir, "mtlskit-bench-"));
   made.add(dir);
   return new Promise<Outcome<T>>((resolve) => {
-    const c = spawn(process.execPath, ["--import", "tsx", SELF, ...args, "--child-dir", dir, "--mix", values.mix, "--from", values.from], { stdio: ["ignore", "pipe", "pipe"] });
+    const c = spawn(
+      process.execPath,
+      ["--import", "tsx", SELF, ...args, "--child-dir", dir, "--mix", values.mix, "--from", values.from],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
     let out = "";
     let err = "";
     let last = "started";
@@ -482,7 +515,10 @@ function runChild<T>(args: string[], stallS: number): Promise<Outcome<T>> {
       const secs = ((performance.now() - started) / 1000).toFixed(0);
       if (hung) resolve({ hung: `no progress for ${stallS} s, killed after ${secs} s; last progress: ${last}` });
       else if (code === 0 && result !== undefined) resolve({ ok: result });
-      else resolve({ error: `exited with ${signal ?? `code ${code}`} after ${secs} s; last progress: ${last}; stderr: ${err.trim().split("\n").slice(-6).join(" | ") || "(empty)"}` });
+      else
+        resolve({
+          error: `exited with ${signal ?? `code ${code}`} after ${secs} s; last progress: ${last}; stderr: ${err.trim().split("\n").slice(-6).join(" | ") || "(empty)"}`,
+        });
     });
   });
 }
@@ -493,7 +529,13 @@ function fsTypeOf(p: string): string {
     let best = { mount: "", type: "?" };
     for (const line of readFileSync("/proc/mounts", "utf8").split("\n")) {
       const [, mount, type] = line.split(" ");
-      if (mount && type && (p === mount || p.startsWith(mount.endsWith("/") ? mount : mount + "/")) && mount.length > best.mount.length) best = { mount, type };
+      if (
+        mount &&
+        type &&
+        (p === mount || p.startsWith(mount.endsWith("/") ? mount : mount + "/")) &&
+        mount.length > best.mount.length
+      )
+        best = { mount, type };
     }
     return `${best.type} on ${best.mount}`;
   } catch {
@@ -501,36 +543,54 @@ function fsTypeOf(p: string): string {
   }
 }
 
-const loadLine = () => loadavg().map((x) => x.toFixed(2)).join(" ");
+const loadLine = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ");
 const pad = (s: string | number, w: number) => String(s).padStart(w);
 const f2 = (x: number) => x.toFixed(2);
 
 async function main(): Promise<void> {
   const sizes = values.sizes.split(",").map((s) => Number(s.trim()));
-  if (sizes.some((n) => !Number.isInteger(n) || n < 1)) fail(`--sizes must be positive integers separated by commas; got ${values.sizes}`);
+  if (sizes.some((n) => !Number.isInteger(n) || n < 1))
+    fail(`--sizes must be positive integers separated by commas; got ${values.sizes}`);
   const workerList = values.workers === undefined ? ["default"] : values.workers.split(",").map((w) => w.trim());
-  if (values.workers !== undefined && workerList.some((w) => !/^[0-9]+$/.test(w))) fail(`--workers must be whole numbers separated by commas; got ${values.workers}`);
+  if (values.workers !== undefined && workerList.some((w) => !/^[0-9]+$/.test(w)))
+    fail(`--workers must be whole numbers separated by commas; got ${values.workers}`);
   const microIterations = Number(values.micro);
-  if (!Number.isInteger(microIterations) || microIterations < 0) fail(`--micro must be a whole number; got ${values.micro}`);
+  if (!Number.isInteger(microIterations) || microIterations < 0)
+    fail(`--micro must be a whole number; got ${values.micro}`);
   const stallS = Number(values.stall);
   if (!(stallS > 0)) fail(`--stall must be a positive number of seconds; got ${values.stall}`);
   const cores = availableParallelism();
   const defaultWorkers = Math.min(cores, 4);
 
   console.log(`mtlskit apply benchmark`);
-  console.log(`  machine: ${cores} cores (${cpus()[0]?.model.trim() ?? "unknown CPU"}), node ${process.version}, ${process.platform}; load average ${loadLine()}`);
-  console.log(`  temp dirs under ${values.dir} (${fsTypeOf(path.resolve(values.dir))}); apply from ${values.from === "src" ? "src/ (TypeScript via tsx, also in workers)" : "dist/ (built JavaScript)"}`);
-  console.log(`  manifest: ${values.mix === "dual" ? "all dual" : "server/client/dual mix"}, ecdsa-p256 CA and leaves, 1 IP + 1 DNS address and a spiffe:// identity each`);
-  console.log(`  workers: ${workerList.map((w) => (w === "default" ? `apply's default (min(cores, 4) = ${defaultWorkers} for >= 64 services)` : w)).join(", ")}`);
+  console.log(
+    `  machine: ${cores} cores (${cpus()[0]?.model.trim() ?? "unknown CPU"}), node ${process.version}, ${process.platform}; load average ${loadLine()}`,
+  );
+  console.log(
+    `  temp dirs under ${values.dir} (${fsTypeOf(path.resolve(values.dir))}); apply from ${values.from === "src" ? "src/ (TypeScript via tsx, also in workers)" : "dist/ (built JavaScript)"}`,
+  );
+  console.log(
+    `  manifest: ${values.mix === "dual" ? "all dual" : "server/client/dual mix"}, ecdsa-p256 CA and leaves, 1 IP + 1 DNS address and a spiffe:// identity each`,
+  );
+  console.log(
+    `  workers: ${workerList.map((w) => (w === "default" ? `apply's default (min(cores, 4) = ${defaultWorkers} for >= 64 services)` : w)).join(", ")}`,
+  );
   console.log();
 
   // 1. The floor, in this process, before anything else.
-  console.log(`floor: node:crypto P-256 keygen + 1 ECDSA-SHA256 signature (300 B) per certificate; no encoding, no I/O; 1 thread`);
+  console.log(
+    `floor: node:crypto P-256 keygen + 1 ECDSA-SHA256 signature (300 B) per certificate; no encoding, no I/O; 1 thread`,
+  );
   const floors = new Map<number, number>();
   for (const n of sizes) {
     const s = floorSeconds(n);
     floors.set(n, s);
-    console.log(`  N=${pad(n, 6)}  floor ${f2(s)} s  (${((s * 1e6) / n).toFixed(0)} µs/cert)  ideal parallel floor (÷ ${cores} cores) ${f2(s / cores)} s`);
+    console.log(
+      `  N=${pad(n, 6)}  floor ${f2(s)} s  (${((s * 1e6) / n).toFixed(0)} µs/cert)  ideal parallel floor (÷ ${cores} cores) ${f2(s / cores)} s`,
+    );
   }
   console.log();
 
@@ -553,7 +613,19 @@ async function main(): Promise<void> {
   }
   console.log();
 
-  const head = ["N", "workers", "wall s", "certs/s", "peak RSS MB", "floor s", "ideal s", "wall/floor", "wall/ideal", "re-apply s", `target (${TARGET.n.toLocaleString("en")}: <= ${TARGET.wallS} s, <= ${TARGET.rssMb} MB)`];
+  const head = [
+    "N",
+    "workers",
+    "wall s",
+    "certs/s",
+    "peak RSS MB",
+    "floor s",
+    "ideal s",
+    "wall/floor",
+    "wall/ideal",
+    "re-apply s",
+    `target (${TARGET.n.toLocaleString("en")}: <= ${TARGET.wallS} s, <= ${TARGET.rssMb} MB)`,
+  ];
   const widths = [6, 7, 7, 8, 11, 7, 7, 10, 10, 10, 0];
   const line = (cells: string[]) => "  " + cells.map((c, i) => (widths[i] ? pad(c, widths[i]!) : c)).join("  ");
   const wname = (w: string) => (w === "default" ? `def(${defaultWorkers})` : w);
@@ -564,8 +636,23 @@ async function main(): Promise<void> {
     const ideal = floor / cores;
     if (!("r" in row)) {
       const what = row.hung ? "HUNG" : "FAILED";
-      console.log(line([String(row.n), wname(row.workers), what, "-", "-", f2(floor), f2(ideal), "-", "-", "-", row.n === TARGET.n ? `FAIL (${what.toLowerCase()})` : "-"]));
-      if (row.n === TARGET.n) verdicts.push(`  N=${TARGET.n} workers=${row.workers}: FAIL, apply ${what.toLowerCase()}: ${row.problem}`);
+      console.log(
+        line([
+          String(row.n),
+          wname(row.workers),
+          what,
+          "-",
+          "-",
+          f2(floor),
+          f2(ideal),
+          "-",
+          "-",
+          "-",
+          row.n === TARGET.n ? `FAIL (${what.toLowerCase()})` : "-",
+        ]),
+      );
+      if (row.n === TARGET.n)
+        verdicts.push(`  N=${TARGET.n} workers=${row.workers}: FAIL, apply ${what.toLowerCase()}: ${row.problem}`);
       continue;
     }
     const r = row.r;
@@ -575,7 +662,9 @@ async function main(): Promise<void> {
       const w = wall <= TARGET.wallS ? "PASS" : "FAIL";
       const m = r.peakMb <= TARGET.rssMb ? "PASS" : "FAIL";
       target = `wall ${w}, RSS ${m}`;
-      verdicts.push(`  N=${TARGET.n} workers=${r.workers}: wall ${f2(wall)} s ${w === "PASS" ? "<=" : ">"} ${TARGET.wallS} s: ${w}; peak RSS ${r.peakMb.toFixed(0)} MB ${m === "PASS" ? "<=" : ">"} ${TARGET.rssMb} MB: ${m}`);
+      verdicts.push(
+        `  N=${TARGET.n} workers=${r.workers}: wall ${f2(wall)} s ${w === "PASS" ? "<=" : ">"} ${TARGET.wallS} s: ${w}; peak RSS ${r.peakMb.toFixed(0)} MB ${m === "PASS" ? "<=" : ">"} ${TARGET.rssMb} MB: ${m}`,
+      );
     }
     console.log(
       line([
@@ -594,7 +683,9 @@ async function main(): Promise<void> {
     );
   }
   console.log();
-  console.log(`  details (wall = parse + apply; cpu = user + system of all threads; busy = cpu / wall, out of ${cores} cores)`);
+  console.log(
+    `  details (wall = parse + apply; cpu = user + system of all threads; busy = cpu / wall, out of ${cores} cores)`,
+  );
   for (const row of rows) {
     if (!("r" in row)) {
       console.log(`  N=${pad(row.n, 6)} w=${row.workers}: ${row.hung ? "HUNG" : "FAILED"}: ${row.problem}`);
@@ -613,7 +704,9 @@ async function main(): Promise<void> {
   }
   console.log();
   if (verdicts.length > 0) {
-    console.log(`target, 10,000 services on 2 cores in <= ${TARGET.wallS} s wall and <= ${TARGET.rssMb} MB peak RSS (this machine: ${cores} cores):`);
+    console.log(
+      `target, 10,000 services on 2 cores in <= ${TARGET.wallS} s wall and <= ${TARGET.rssMb} MB peak RSS (this machine: ${cores} cores):`,
+    );
     for (const v of verdicts) console.log(v);
   } else {
     console.log(`target: not checked (N=${TARGET.n} was not run)`);
@@ -633,20 +726,36 @@ async function main(): Promise<void> {
       const totalUs = cpuUs + m.ioUs;
       const pct = (x: number) => `${((x / totalUs) * 100).toFixed(0)}%`.padStart(4);
       const us = (x: number) => `${x.toFixed(1)} µs`.padStart(10);
-      console.log(`micro: ${m.iterations} iterations each, a fresh process, 1 thread (per operation; % of one certificate)`);
+      console.log(
+        `micro: ${m.iterations} iterations each, a fresh process, 1 thread (per operation; % of one certificate)`,
+      );
       console.log(`  node:crypto generateKeyPairSync P-256, KeyObject (floor part)      ${us(m.rawKeygenUs)}`);
       console.log(`  node:crypto sign sha256, 300 B (floor part)                        ${us(m.rawSignUs)}`);
       console.log(`  node:crypto createECDH P-256 generateKeys (comparison)             ${us(m.ecdhKeygenUs)}`);
-      console.log(`  generateKey('ecdsa-p256') from src/pki/keys.ts                     ${us(m.generateKeyUs)}  ${pct(m.generateKeyUs)}`);
-      console.log(`  encodeTbs + signTbs                                                ${us(m.tbsSignUs)}  ${pct(m.tbsSignUs)}`);
-      console.log(`    of which encodeTbs ${m.tbsOnlyUs.toFixed(1)} µs, signTbs ${m.signOnlyUs.toFixed(1)} µs (timed apart)`);
-      console.log(`  encodePem key + cert                                               ${us(m.pemUs)}  ${pct(m.pemUs)}`);
+      console.log(
+        `  generateKey('ecdsa-p256') from src/pki/keys.ts                     ${us(m.generateKeyUs)}  ${pct(m.generateKeyUs)}`,
+      );
+      console.log(
+        `  encodeTbs + signTbs                                                ${us(m.tbsSignUs)}  ${pct(m.tbsSignUs)}`,
+      );
+      console.log(
+        `    of which encodeTbs ${m.tbsOnlyUs.toFixed(1)} µs, signTbs ${m.signOnlyUs.toFixed(1)} µs (timed apart)`,
+      );
+      console.log(
+        `  encodePem key + cert                                               ${us(m.pemUs)}  ${pct(m.pemUs)}`,
+      );
       console.log(`  durable I/O per service: mkdir + 3 x writeFileAtomic + syncDir     ${us(m.ioUs)}  ${pct(m.ioUs)}`);
-      console.log(`    of which mkdir ${m.ioMkdirUs.toFixed(1)} µs, 3 writes ${m.ioWritesUs.toFixed(1)} µs (${(m.ioWritesUs / 3).toFixed(1)} per file), syncDir ${m.ioSyncDirUs.toFixed(1)} µs`);
+      console.log(
+        `    of which mkdir ${m.ioMkdirUs.toFixed(1)} µs, 3 writes ${m.ioWritesUs.toFixed(1)} µs (${(m.ioWritesUs / 3).toFixed(1)} per file), syncDir ${m.ioSyncDirUs.toFixed(1)} µs`,
+      );
       console.log(`  same files, no fsync at all (comparison)                           ${us(m.ioNoFsyncUs)}`);
       console.log(`  same files, as durable, fsyncs batched per 100 services (comp.)    ${us(m.ioBatchedUs)}`);
-      console.log(`  one certificate, 1 thread: ${totalUs.toFixed(0)} µs = CPU ${cpuUs.toFixed(0)} µs + durable I/O ${m.ioUs.toFixed(0)} µs (of which fsyncs ~${Math.max(0, m.ioUs - m.ioNoFsyncUs).toFixed(0)} µs)`);
-      const counts = [...new Set([1, cores, defaultWorkers, ...workerList.filter((x) => x !== "default").map(Number)])].filter((x) => x > 0).sort((a, b) => a - b);
+      console.log(
+        `  one certificate, 1 thread: ${totalUs.toFixed(0)} µs = CPU ${cpuUs.toFixed(0)} µs + durable I/O ${m.ioUs.toFixed(0)} µs (of which fsyncs ~${Math.max(0, m.ioUs - m.ioNoFsyncUs).toFixed(0)} µs)`,
+      );
+      const counts = [...new Set([1, cores, defaultWorkers, ...workerList.filter((x) => x !== "default").map(Number)])]
+        .filter((x) => x > 0)
+        .sort((a, b) => a - b);
       for (const w of counts) {
         const par = Math.min(w, cores);
         console.log(
@@ -654,14 +763,18 @@ async function main(): Promise<void> {
             `CPU ${f2((cpuUs * TARGET.n) / 1e6 / par)} s + I/O ${f2((m.ioUs * TARGET.n) / 1e6 / w)} s (batched fsyncs ${f2((m.ioBatchedUs * TARGET.n) / 1e6 / w)} s, no fsync ${f2((m.ioNoFsyncUs * TARGET.n) / 1e6 / w)} s)`,
         );
       }
-      console.log(`  (projections ignore parsing, planning, worker start-up and fsyncs sharing one journal; compare with the table)`);
+      console.log(
+        `  (projections ignore parsing, planning, worker start-up and fsyncs sharing one journal; compare with the table)`,
+      );
     }
   }
 
   console.log(`\nload average at the end: ${loadLine()} (other processes on this machine skew every number above)`);
   const broken = rows.filter((r) => !("r" in r)).length + (microFailed ? 1 : 0);
   if (broken > 0) {
-    console.log(`\n${broken} run(s) crashed or hung: see above. Exit status 1 (targets alone never fail the benchmark).`);
+    console.log(
+      `\n${broken} run(s) crashed or hung: see above. Exit status 1 (targets alone never fail the benchmark).`,
+    );
     process.exitCode = 1;
   }
 }

@@ -42,8 +42,16 @@ const PER = Number(values.per);
 const RUNS = Number(values.runs);
 
 function manifestText(n: number, per: number): string {
-  const lines = ["version: 1", "cluster: bench", "identity:", "  uri: \"spiffe://bench.local/{role}/{name}\"", "defaults: { key: ecdsa-p256, validity: 90d }", "services:"];
-  for (let i = 0; i < n; i++) lines.push(`  s${i}: { usage: dual, addresses: [10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}] }`);
+  const lines = [
+    "version: 1",
+    "cluster: bench",
+    "identity:",
+    '  uri: "spiffe://bench.local/{role}/{name}"',
+    "defaults: { key: ecdsa-p256, validity: 90d }",
+    "services:",
+  ];
+  for (let i = 0; i < n; i++)
+    lines.push(`  s${i}: { usage: dual, addresses: [10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}] }`);
   lines.push("connections:");
   for (let i = 0; i < n; i++) for (let k = 1; k <= per; k++) lines.push(`  - { from: s${i}, to: s${(i + k) % n} }`);
   return lines.join("\n") + "\n";
@@ -59,7 +67,11 @@ const time = <T>(f: () => T): [T, number] => {
 const root = values.pki ?? mkdtempSync(path.join(tmpdir(), "mtlskit-bench-check-"));
 const file = path.join(root, "mtlskit.yaml");
 const dir = path.join(root, "pki");
-console.log(`bench: check of ${N} services, ${N * PER} connections; ${cpus().length} cores, load ${loadavg().map((l) => l.toFixed(1)).join(" ")}`);
+console.log(
+  `bench: check of ${N} services, ${N * PER} connections; ${cpus().length} cores, load ${loadavg()
+    .map((l) => l.toFixed(1))
+    .join(" ")}`,
+);
 const text = manifestText(N, PER);
 if (!existsSync(file) || readFileSync(file, "utf8") !== text) writeFileSync(file, text);
 {
@@ -89,14 +101,31 @@ for (let r = 0; r < RUNS; r++) {
   const [report, judge] = time(() => checkInventory(material, loaded.manifest, inv));
   const total = performance.now() - t0;
   if (report.connections.length !== N * PER) throw new Error("bench: connection count differs");
-  if (total < best.total) best = { total, load, read, judge, errors: report.errors, warnings: report.warnings, rss: process.memoryUsage().rss };
+  if (total < best.total)
+    best = {
+      total,
+      load,
+      read,
+      judge,
+      errors: report.errors,
+      warnings: report.warnings,
+      rss: process.memoryUsage().rss,
+    };
 }
-console.log(`floor: node:crypto parse + verify of ${N} leaves      ${ms(floorMs)}  (${((floorMs / N) * 1000).toFixed(0)} µs per certificate)`);
+console.log(
+  `floor: node:crypto parse + verify of ${N} leaves      ${ms(floorMs)}  (${((floorMs / N) * 1000).toFixed(0)} µs per certificate)`,
+);
 console.log(`floor: read + PEM-decode the same ${N} files          ${ms(readMs)}`);
 console.log(`check: load manifest                                 ${ms(best.load)}`);
 console.log(`check: read inventory (certs, keys, bundles)         ${ms(best.read)}`);
 console.log(`check: judge (lints, chains, ${N * PER} connections)  ${ms(best.judge)}`);
-console.log(`check: total                                         ${ms(best.total)}  = ${(best.total / floorMs).toFixed(2)}x the crypto floor, ${(best.total / (floorMs + readMs)).toFixed(2)}x crypto + I/O floor`);
-console.log(`check: ${best.errors} errors, ${best.warnings} warnings (expect 0, 0); RSS ${(best.rss / 2 ** 20).toFixed(0)} MB`);
-console.log(`target: ${N === 10_000 && PER === 2 ? (best.total <= 5000 ? "met" : "NOT met") : "n/a at this size"} (10,000 services and 20,000 connections in at most 5 s)`);
+console.log(
+  `check: total                                         ${ms(best.total)}  = ${(best.total / floorMs).toFixed(2)}x the crypto floor, ${(best.total / (floorMs + readMs)).toFixed(2)}x crypto + I/O floor`,
+);
+console.log(
+  `check: ${best.errors} errors, ${best.warnings} warnings (expect 0, 0); RSS ${(best.rss / 2 ** 20).toFixed(0)} MB`,
+);
+console.log(
+  `target: ${N === 10_000 && PER === 2 ? (best.total <= 5000 ? "met" : "NOT met") : "n/a at this size"} (10,000 services and 20,000 connections in at most 5 s)`,
+);
 if (!values.pki) rmSync(root, { recursive: true, force: true });

@@ -35,7 +35,12 @@ function modules(spec: string): number {
       const esm = new Set(readFileSync(process.env.MODLOG, "utf8").split("\\n").filter(Boolean));
       const cjs = Object.keys(createRequire(process.cwd() + "/x.js").cache).filter((f) => !esm.has("file://" + f));
       console.log(esm.size + cjs.length);`;
-    return Number(execFileSync(process.execPath, ["--import", REGISTER, "--input-type=module", "-e", code], { cwd: REPO, env: { ...process.env, MODLOG: path.join(dir, "log") } }).toString());
+    return Number(
+      execFileSync(process.execPath, ["--import", REGISTER, "--input-type=module", "-e", code], {
+        cwd: REPO,
+        env: { ...process.env, MODLOG: path.join(dir, "log") },
+      }).toString(),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -43,11 +48,19 @@ function modules(spec: string): number {
 
 function millis(spec: string): number[] {
   const code = `const t = performance.now(); await import(${JSON.stringify(spec)}); console.log(performance.now() - t);`;
-  return Array.from({ length: RUNS }, () => Number(execFileSync(process.execPath, ["--input-type=module", "-e", code], { cwd: REPO }).toString())).sort((a, b) => a - b);
+  return Array.from({ length: RUNS }, () =>
+    Number(execFileSync(process.execPath, ["--input-type=module", "-e", code], { cwd: REPO }).toString()),
+  ).sort((a, b) => a - b);
 }
 
-console.log(`bench: importing each entry from dist/; ${cpus().length} cores, load ${loadavg().map((l) => l.toFixed(1)).join(" ")}`);
+console.log(
+  `bench: importing each entry from dist/; ${cpus().length} cores, load ${loadavg()
+    .map((l) => l.toFixed(1))
+    .join(" ")}`,
+);
 for (const spec of ENTRIES) {
   const t = millis(spec);
-  console.log(`${spec.padEnd(16)} ${String(modules(spec)).padStart(4)} modules  ${t[RUNS >> 1]!.toFixed(0).padStart(4)} ms (median of ${RUNS}; min ${t[0]!.toFixed(0)})`);
+  console.log(
+    `${spec.padEnd(16)} ${String(modules(spec)).padStart(4)} modules  ${t[RUNS >> 1]!.toFixed(0).padStart(4)} ms (median of ${RUNS}; min ${t[0]!.toFixed(0)})`,
+  );
 }

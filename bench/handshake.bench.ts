@@ -51,7 +51,12 @@ const SLICE = Number(values.slice);
 const SERVER_ID = "spiffe://bench.local/server/api";
 const CLIENT_ID = "spiffe://bench.local/client/worker";
 const ca = forge({ ca: true, cn: "Bench CA" });
-const serverLeaf = forge({ issuer: ca, cn: "api", sans: ["IP:127.0.0.1", "DNS:api.localhost", `URI:${SERVER_ID}`], eku: ["serverAuth"] });
+const serverLeaf = forge({
+  issuer: ca,
+  cn: "api",
+  sans: ["IP:127.0.0.1", "DNS:api.localhost", `URI:${SERVER_ID}`],
+  eku: ["serverAuth"],
+});
 const clientLeaf = forge({ issuer: ca, cn: "worker", sans: [`URI:${CLIENT_ID}`], eku: ["clientAuth"] });
 
 /** Variant is one way of making the handshake: a listening server and a connect function. */
@@ -75,9 +80,28 @@ function libraryVariant(): Variant {
 }
 
 function bareVariant(): Variant {
-  const server = tls.createServer({ key: serverLeaf.key.pem, cert: serverLeaf.pem, ca: ca.pem, requestCert: true, rejectUnauthorized: true, minVersion: "TLSv1.2" }, answer);
-  const secureContext = tls.createSecureContext({ key: clientLeaf.key.pem, cert: clientLeaf.pem, ca: ca.pem, minVersion: "TLSv1.2" });
-  return { name: "bare tls", server, connect: (port) => tls.connect({ secureContext, rejectUnauthorized: true, host: "127.0.0.1", port }) };
+  const server = tls.createServer(
+    {
+      key: serverLeaf.key.pem,
+      cert: serverLeaf.pem,
+      ca: ca.pem,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: "TLSv1.2",
+    },
+    answer,
+  );
+  const secureContext = tls.createSecureContext({
+    key: clientLeaf.key.pem,
+    cert: clientLeaf.pem,
+    ca: ca.pem,
+    minVersion: "TLSv1.2",
+  });
+  return {
+    name: "bare tls",
+    server,
+    connect: (port) => tls.connect({ secureContext, rejectUnauthorized: true, host: "127.0.0.1", port }),
+  };
 }
 
 /** one makes one full handshake and waits for the server's byte; it rejects on any failure. */
@@ -109,7 +133,9 @@ async function run(v: Variant, port: number, seconds: number): Promise<number> {
 }
 
 async function main() {
-  const variants = [libraryVariant(), bareVariant()].filter((v) => values.only === undefined || v.name.startsWith(values.only));
+  const variants = [libraryVariant(), bareVariant()].filter(
+    (v) => values.only === undefined || v.name.startsWith(values.only),
+  );
   const ports = new Map<Variant, number>();
   for (const v of variants) {
     v.server.listen(0, "127.0.0.1");
@@ -118,7 +144,9 @@ async function main() {
     const version = await one(v, ports.get(v)!);
     if (version !== "TLSv1.3") throw new Error(`${v.name} negotiated ${version}, not TLSv1.3`);
   }
-  console.log(`handshake bench: ${ROUNDS} rounds x ${SECONDS} s per variant, ${CONCURRENCY} concurrent connections, TLS 1.3, ECDSA P-256, no resumption; node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"})`);
+  console.log(
+    `handshake bench: ${ROUNDS} rounds x ${SECONDS} s per variant, ${CONCURRENCY} concurrent connections, TLS 1.3, ECDSA P-256, no resumption; node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"})`,
+  );
   for (const v of variants) await run(v, ports.get(v)!, Math.min(1, SECONDS)); // warm-up
 
   type Tally = { count: number; seconds: number; cpu: number };
@@ -148,12 +176,15 @@ async function main() {
       }
       if (variants.length === 2) pairs.push(perHandshake.get(variants[0]!)! / perHandshake.get(variants[1]!)!);
     }
-    console.log(`  round ${r}: ${variants.map((v) => `${v.name} ${(round.get(v)!.count / round.get(v)!.seconds).toFixed(0)}/s`).join(", ")}`);
+    console.log(
+      `  round ${r}: ${variants.map((v) => `${v.name} ${(round.get(v)!.count / round.get(v)!.seconds).toFixed(0)}/s`).join(", ")}`,
+    );
   }
   const rate = (v: Variant) => totals.get(v)!.count / totals.get(v)!.seconds;
   const cpuMs = (v: Variant) => (totals.get(v)!.cpu / totals.get(v)!.count) * 1000;
   if (variants.length < 2) {
-    for (const v of variants) console.log(`${v.name}: ${rate(v).toFixed(0)} handshakes/s (${cpuMs(v).toFixed(2)} ms CPU each)`);
+    for (const v of variants)
+      console.log(`${v.name}: ${rate(v).toFixed(0)} handshakes/s (${cpuMs(v).toFixed(2)} ms CPU each)`);
     for (const v of variants) v.server.close();
     return;
   }
@@ -165,7 +196,9 @@ async function main() {
   console.log(`library:  ${lib.toFixed(0)} handshakes/s (${cpuMs(libV).toFixed(2)} ms CPU each, both ends)`);
   console.log(`bare tls: ${bare.toFixed(0)} handshakes/s (${cpuMs(bareV).toFixed(2)} ms CPU each, both ends)`);
   console.log(`ratio library/bare: ${(lib / bare).toFixed(3)} in handshakes/s (wall clock, all rounds)`);
-  console.log(`overhead: ${overhead.toFixed(1)}% CPU per handshake (median of ${pairs.length} adjacent slice pairs; robust to other processes); target at most 5%: ${overhead <= 5 ? "met" : "NOT met"}`);
+  console.log(
+    `overhead: ${overhead.toFixed(1)}% CPU per handshake (median of ${pairs.length} adjacent slice pairs; robust to other processes); target at most 5%: ${overhead <= 5 ? "met" : "NOT met"}`,
+  );
   for (const v of variants) v.server.close();
 }
 

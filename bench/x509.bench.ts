@@ -33,12 +33,25 @@ const ROUNDS = Number(values.rounds);
 
 /** corpus forges COUNT certificates under two CAs, with a few keys reused (RSA generation is slow). */
 function corpus(): Buffer[] {
-  const keys: Record<"ec" | "rsa" | "ed" | "p384", ForgedKey> = { ec: newKey("ec-p256"), rsa: newKey("rsa-2048"), ed: newKey("ed25519"), p384: newKey("ec-p384") };
-  const cas: Forged[] = [forge({ ca: true, cn: "Bench Root", key: newKey("ec-p384") }), forge({ ca: { pathLen: 0 }, cn: "Bench RSA CA", key: newKey("rsa-2048") })];
+  const keys: Record<"ec" | "rsa" | "ed" | "p384", ForgedKey> = {
+    ec: newKey("ec-p256"),
+    rsa: newKey("rsa-2048"),
+    ed: newKey("ed25519"),
+    p384: newKey("ec-p384"),
+  };
+  const cas: Forged[] = [
+    forge({ ca: true, cn: "Bench Root", key: newKey("ec-p384") }),
+    forge({ ca: { pathLen: 0 }, cn: "Bench RSA CA", key: newKey("rsa-2048") }),
+  ];
   const out: Buffer[] = cas.map((c) => c.der);
   for (let i = out.length; i < COUNT; i++) {
     const key = i % 10 === 1 ? keys.rsa : i % 10 === 2 ? keys.ed : i % 10 === 3 ? keys.p384 : keys.ec;
-    const sans = [`DNS:svc-${i}.bench.internal`, `DNS:svc-${i}`, `IP:10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, `URI:spiffe://bench.local/api/svc-${i}`];
+    const sans = [
+      `DNS:svc-${i}.bench.internal`,
+      `DNS:svc-${i}`,
+      `IP:10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+      `URI:spiffe://bench.local/api/svc-${i}`,
+    ];
     if (i % 7 === 0) sans.push(`IP:2001:db8::${(i & 0xffff).toString(16)}`);
     out.push(forge({ cn: `svc-${i}`, o: "Bench", issuer: cas[i % 2], key, sans: sans.slice(0, 2 + (i % 4)) }).der);
   }
@@ -62,15 +75,31 @@ let sink = 0;
 const results: [string, number][] = [
   ["ours (decodeCertificate)", perCertMicros(ders, (d) => (sink += decodeCertificate(d).sans.length))],
   ["@peculiar/asn1-x509", perCertMicros(ders, (d) => (sink += peculiarView(d, { key: false }).sans.length))],
-  ["node:crypto X509Certificate + fields", perCertMicros(ders, (d) => {
-    const c = new X509Certificate(d);
-    sink += c.subject.length + c.issuer.length + (c.subjectAltName ?? "").length + c.validFrom.length + c.validTo.length + c.serialNumber.length;
-  })],
-  ["node:crypto X509Certificate (constructor)", perCertMicros(ders, (d) => (sink += new X509Certificate(d).raw.length))],
+  [
+    "node:crypto X509Certificate + fields",
+    perCertMicros(ders, (d) => {
+      const c = new X509Certificate(d);
+      sink +=
+        c.subject.length +
+        c.issuer.length +
+        (c.subjectAltName ?? "").length +
+        c.validFrom.length +
+        c.validTo.length +
+        c.serialNumber.length;
+    }),
+  ],
+  [
+    "node:crypto X509Certificate (constructor)",
+    perCertMicros(ders, (d) => (sink += new X509Certificate(d).raw.length)),
+  ],
 ];
 const ours = results[0]![1];
-console.log(`x509 decoding: ${ders.length} certificates, best of ${ROUNDS} rounds; ${cpus().length} × ${cpus()[0]?.model ?? "?"}, node ${process.version}`);
+console.log(
+  `x509 decoding: ${ders.length} certificates, best of ${ROUNDS} rounds; ${cpus().length} × ${cpus()[0]?.model ?? "?"}, node ${process.version}`,
+);
 for (const [name, us] of results) {
-  console.log(`  ${name.padEnd(42)} ${us.toFixed(1).padStart(7)} µs/cert  ${(us / ours).toFixed(1).padStart(6)} × ours  ${((us * 10_000) / 1e6).toFixed(2).padStart(6)} s per 10,000`);
+  console.log(
+    `  ${name.padEnd(42)} ${us.toFixed(1).padStart(7)} µs/cert  ${(us / ours).toFixed(1).padStart(6)} × ours  ${((us * 10_000) / 1e6).toFixed(2).padStart(6)} s per 10,000`,
+  );
 }
 if (sink === 0) console.log("(nothing decoded)");

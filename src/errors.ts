@@ -84,7 +84,10 @@ export function formatProblem(p: Problem): string {
  */
 export function describeProblems(problems: readonly Problem[], opts: { nothingWritten?: boolean } = {}): string {
   const n = problems.length;
-  return `${n} problem${n === 1 ? "" : "s"} found${opts.nothingWritten ? "; nothing was written" : ""}:\n` + problems.map((p) => "  " + formatProblem(p)).join("\n");
+  return (
+    `${n} problem${n === 1 ? "" : "s"} found${opts.nothingWritten ? "; nothing was written" : ""}:\n` +
+    problems.map((p) => "  " + formatProblem(p)).join("\n")
+  );
 }
 
 /** InvalidInputError carries every problem found in an input at once (exit 2; a command that writes has written nothing). */

@@ -87,7 +87,8 @@ export function readFileBounded(file: string, opts: ReadOptions = {}): Buffer {
     const st = fstatSync(fd);
     if (st.isDirectory()) throw new ReadFileError(file, "EISDIR", "is a directory");
     if (!st.isFile()) throw new ReadFileError(file, "ENOTREG", `is ${kindOf(st)}, not a regular file`);
-    if (st.size > limit) throw new ReadFileError(file, "EFBIG", `is ${megabytes(st.size)}, over the ${megabytes(limit)} mtlskit reads`);
+    if (st.size > limit)
+      throw new ReadFileError(file, "EFBIG", `is ${megabytes(st.size)}, over the ${megabytes(limit)} mtlskit reads`);
     const chunks: Buffer[] = [];
     let total = 0;
     for (;;) {
@@ -119,7 +120,11 @@ export function readTextBounded(file: string, opts: ReadOptions = {}): string {
  * readStreamBounded reads a stream (standard input) to its end, refusing more than `limit` bytes
  * as they arrive: `mtlskit inspect - < /dev/zero` stops at the bound instead of exhausting memory.
  */
-export async function readStreamBounded(stream: AsyncIterable<Buffer | string>, name = "standard input", limit = MAX_FILE_BYTES): Promise<Buffer> {
+export async function readStreamBounded(
+  stream: AsyncIterable<Buffer | string>,
+  name = "standard input",
+  limit = MAX_FILE_BYTES,
+): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const c of stream) {

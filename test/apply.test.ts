@@ -7,7 +7,18 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { createPrivateKey, generateKeyPairSync, X509Certificate } from "node:crypto";
 import { hostname } from "node:os";
 import * as path from "node:path";
@@ -17,7 +28,16 @@ import { apply } from "../src/plan/apply.ts";
 import { runCli, tempDir, writeManifest, type CliResult } from "./helpers/cli.ts";
 import { opensslText, opensslVerify } from "./helpers/openssl.ts";
 import { handshake } from "./helpers/tls.ts";
-import { assertBundles, assertLayout, assertPairsMatch, assertUntouched, CuedCli, inspectPki, TEMP_MARK, tempFiles } from "./helpers/pki.ts";
+import {
+  assertBundles,
+  assertLayout,
+  assertPairsMatch,
+  assertUntouched,
+  CuedCli,
+  inspectPki,
+  TEMP_MARK,
+  tempFiles,
+} from "./helpers/pki.ts";
 
 /** Four key types (the default P-256, RSA 2048, Ed25519, P-384) and a split dual service: five pairs. */
 const MANIFEST = `version: 1
@@ -112,7 +132,12 @@ describe("apply: the documented layout", { timeout: 180_000 }, () => {
     "services/etcd/client-key.pem": 0o600,
     "services/etcd/client.pem": 0o644,
   };
-  const octal = (m: Record<string, number>) => Object.fromEntries(Object.entries(m).map(([k, v]) => [k, "0" + v.toString(8)]).sort((x, y) => (x[0]! < y[0]! ? -1 : 1)));
+  const octal = (m: Record<string, number>) =>
+    Object.fromEntries(
+      Object.entries(m)
+        .map(([k, v]) => [k, "0" + v.toString(8)])
+        .sort((x, y) => (x[0]! < y[0]! ? -1 : 1)),
+    );
 
   for (const umask of [0o022, 0o000, 0o077]) {
     it(`ok/a fresh apply writes exactly the documented files with exact modes (umask 0${umask.toString(8).padStart(3, "0")})`, async () => {
@@ -137,7 +162,11 @@ describe("apply: the documented layout", { timeout: 180_000 }, () => {
         if (!p.startsWith("services/") || e.type !== "file") continue;
         assert.notEqual(e.sha256, caKey, `${p} is a copy of the CA key`);
         const isKeyFile = p.endsWith("/key.pem") || p.endsWith("/client-key.pem");
-        assert.equal(readFileSync(path.join(pki, p), "utf8").includes("PRIVATE KEY"), isKeyFile, `${p}: PRIVATE KEY ${isKeyFile ? "missing" : "present"}`);
+        assert.equal(
+          readFileSync(path.join(pki, p), "utf8").includes("PRIVATE KEY"),
+          isKeyFile,
+          `${p}: PRIVATE KEY ${isKeyFile ? "missing" : "present"}`,
+        );
       }
       const keyHashes = ALL_LEAF_FILES.filter((p) => p.includes("key")).map((p) => snap.get(p)!.sha256);
       assert.equal(new Set(keyHashes).size, keyHashes.length, "two slots share a key");
@@ -161,7 +190,10 @@ describe("apply: an unchanged manifest changes nothing", { timeout: 180_000 }, (
     const r = await applyJson(file, pki);
     assert.deepEqual(actions(r), KEEP_ALL);
     assert.equal(r.ca.action, "keep");
-    assert.deepEqual(r.bundles.map((b) => b.action), ["keep", "keep", "keep", "keep"]);
+    assert.deepEqual(
+      r.bundles.map((b) => b.action),
+      ["keep", "keep", "keep", "keep"],
+    );
     assert.equal(r.issued, 0);
     assert.equal(r.kept, 5);
     assert.equal(r.caCreated, false);
@@ -185,20 +217,26 @@ describe("apply: a changed service is re-issued alone, and plan says why", { tim
     assert.deepEqual(actions(await planJson(file, pki)), KEEP_ALL);
   });
 
-  it("ok/a changed key type re-issues only that service with a key of the new type (\"key type changed\")", async () => {
+  it('ok/a changed key type re-issues only that service with a key of the new type ("key type changed")', async () => {
     const { file, pki } = await applied();
     const before = inspectPki(pki);
-    writeFileSync(file, MANIFEST.replace("worker: { usage: client, key: rsa-2048 }", "worker: { usage: client, key: ecdsa-p384 }"));
+    writeFileSync(
+      file,
+      MANIFEST.replace("worker: { usage: client, key: rsa-2048 }", "worker: { usage: client, key: ecdsa-p384 }"),
+    );
     const plan = await planJson(file, pki);
     assert.deepEqual(actions(plan), { ...KEEP_ALL, worker: "reissue" });
     assert.equal(reasons(plan).worker, "key type changed: rsa-2048 -> ecdsa-p384");
     await applyJson(file, pki);
     assertUntouched(before, inspectPki(pki), LEAF_FILES.worker);
-    assert.equal(createPrivateKey(readFileSync(path.join(pki, "services/worker/key.pem"))).asymmetricKeyDetails?.namedCurve, "secp384r1");
+    assert.equal(
+      createPrivateKey(readFileSync(path.join(pki, "services/worker/key.pem"))).asymmetricKeyDetails?.namedCurve,
+      "secp384r1",
+    );
     assertPairsMatch(pki);
   });
 
-  it("ok/a changed validity re-issues only that service with the new lifetime (\"validity changed\")", async () => {
+  it('ok/a changed validity re-issues only that service with the new lifetime ("validity changed")', async () => {
     const { file, pki } = await applied();
     const before = inspectPki(pki);
     writeFileSync(file, MANIFEST.replace("api: { usage: server,", "api: { usage: server, validity: 30d,"));
@@ -282,7 +320,16 @@ describe("apply: where the PKI directory goes", { timeout: 60_000 }, () => {
 });
 
 describe("apply: the record of the last run (last-apply.json)", { timeout: 60_000 }, () => {
-  const record = (pki: string) => JSON.parse(readFileSync(path.join(pki, "last-apply.json"), "utf8")) as { time: string; ok: boolean; error?: string; issued: number; kept: number; caCreated: boolean; changed: string[] };
+  const record = (pki: string) =>
+    JSON.parse(readFileSync(path.join(pki, "last-apply.json"), "utf8")) as {
+      time: string;
+      ok: boolean;
+      error?: string;
+      issued: number;
+      kept: number;
+      caCreated: boolean;
+      changed: string[];
+    };
   it("ok/each run records when it ran, what it issued and kept, and which services' files changed", async () => {
     const { file, pki } = await applied();
     const first = record(pki);
@@ -293,7 +340,10 @@ describe("apply: the record of the last run (last-apply.json)", { timeout: 60_00
     assert.ok(Math.abs(new Date(first.time).getTime() - Date.now()) < 60_000);
     assert.equal((await runCli(["apply", "-f", file, "--pki", pki, "--reissue", "api"])).code, 0);
     const second = record(pki);
-    assert.deepEqual({ ok: second.ok, issued: second.issued, kept: second.kept, caCreated: second.caCreated, changed: second.changed }, { ok: true, issued: 1, kept: 4, caCreated: false, changed: ["api"] });
+    assert.deepEqual(
+      { ok: second.ok, issued: second.issued, kept: second.kept, caCreated: second.caCreated, changed: second.changed },
+      { ok: true, issued: 1, kept: 4, caCreated: false, changed: ["api"] },
+    );
   });
   it("fail/a run that fails inside the PKI is recorded with its reason, and the files stay as they were", async () => {
     const { file, pki } = await applied();
@@ -325,7 +375,17 @@ services:
     const loaded = loadManifest(file);
     const first = await apply(loaded, pki, { now: T });
     assert.equal(first.issued, 2);
-    return { loaded, pki, run: async (days: number) => Object.fromEntries((await apply(loaded, pki, { now: at(days) })).plan.certs.map((c) => [c.id, { action: c.action, reason: c.reason }])) };
+    return {
+      loaded,
+      pki,
+      run: async (days: number) =>
+        Object.fromEntries(
+          (await apply(loaded, pki, { now: at(days) })).plan.certs.map((c) => [
+            c.id,
+            { action: c.action, reason: c.reason },
+          ]),
+        ),
+    };
   }
 
   it("ok/kept at T+1d and still at T+19d, the day before the renewal window opens", async () => {
@@ -340,7 +400,7 @@ services:
     assertUntouched(before, inspectPki(pki));
   });
 
-  it("ok/at T + validity - renewBefore + 1d it is re-issued \"due for renewal\" for a full new lifetime", async () => {
+  it('ok/at T + validity - renewBefore + 1d it is re-issued "due for renewal" for a full new lifetime', async () => {
     const { pki, run } = await issuedAtT();
     const before = inspectPki(pki);
     const r = await run(30 - 10 + 1);
@@ -355,7 +415,7 @@ services:
     assert.equal(again.short!.action, "keep", "the renewed certificate is kept at the same moment");
   });
 
-  it("ok/at T + validity + 1d it is re-issued \"expired\"", async () => {
+  it('ok/at T + validity + 1d it is re-issued "expired"', async () => {
     const { pki, run } = await issuedAtT();
     const r = await run(30 + 1);
     assert.deepEqual(r.short, { action: "reissue", reason: "expired 2027-03-31" });
@@ -366,7 +426,7 @@ services:
 });
 
 describe("apply: damaged and foreign files are re-issued, with the reason", { timeout: 180_000 }, () => {
-  it("ok/a key file chmod-ed to 0644 is re-issued (\"readable by others\") with a new 0600 key", async () => {
+  it('ok/a key file chmod-ed to 0644 is re-issued ("readable by others") with a new 0600 key', async () => {
     const { file, pki } = await applied();
     chmodSync(path.join(pki, "services/api/key.pem"), 0o644);
     const before = inspectPki(pki);
@@ -393,9 +453,12 @@ describe("apply: damaged and foreign files are re-issued, with the reason", { ti
     assertPairsMatch(pki);
   });
 
-  it("ok/a key.pem replaced by another valid key of the same type is re-issued (\"key does not match certificate\")", async () => {
+  it('ok/a key.pem replaced by another valid key of the same type is re-issued ("key does not match certificate")', async () => {
     const { file, pki } = await applied();
-    const other = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ type: "pkcs8", format: "pem" });
+    const other = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({
+      type: "pkcs8",
+      format: "pem",
+    });
     writeFileSync(path.join(pki, "services/api/key.pem"), other, { mode: 0o600 });
     const before = inspectPki(pki);
     const plan = await planJson(file, pki);
@@ -406,7 +469,7 @@ describe("apply: damaged and foreign files are re-issued, with the reason", { ti
     assertPairsMatch(pki);
   });
 
-  it("ok/a matching pair signed by another CA of the same name is re-issued (\"CA changed\")", async () => {
+  it('ok/a matching pair signed by another CA of the same name is re-issued ("CA changed")', async () => {
     const { file, pki } = await applied();
     const foreign = await applied(); // same manifest, so the same CA subject, but another CA key
     for (const f of LEAF_FILES.api!) cpSync(path.join(foreign.pki, f), path.join(pki, f));
@@ -438,7 +501,8 @@ connections:
   - { from: core, to: dusk }
   - { from: dusk, to: core }
 `;
-  const reasonFor = (certs: string) => `files named in the manifest (${path.join(certs, "dusk.pem")}); apply does not write them; run mtlskit check`;
+  const reasonFor = (certs: string) =>
+    `files named in the manifest (${path.join(certs, "dusk.pem")}); apply does not write them; run mtlskit check`;
 
   /** withCerts is setup plus certs/ holding dusk's files (apply never parses them, so any PEM text will do). */
   function withCerts(text = EXTERNAL): { dir: string; file: string; pki: string; certs: string } {
@@ -468,7 +532,10 @@ connections:
     assert.equal(r.issued, 1);
     assertUntouched(before, inspectPki(certs));
     assert.equal(existsSync(path.join(pki, "services", "dusk")), false, "apply created services/dusk");
-    assert.deepEqual([...inspectPki(pki).keys()].filter((p) => p.startsWith("services/")), ["services/core", "services/core/ca.pem", "services/core/cert.pem", "services/core/key.pem"]);
+    assert.deepEqual(
+      [...inspectPki(pki).keys()].filter((p) => p.startsWith("services/")),
+      ["services/core", "services/core/ca.pem", "services/core/cert.pem", "services/core/key.pem"],
+    );
     assertLayout(pki);
     assertPairsMatch(pki);
 
@@ -484,7 +551,10 @@ connections:
     const plan = await runCli(["plan", "-f", file, "--pki", pki]);
     assert.equal(plan.code, 0, plan.err);
     assert.ok(plan.out.includes(`  dusk  external  ${reasonFor(certs)}\n`), plan.out);
-    assert.match(plan.out, /1 external service \(dusk\): the manifest names its files; apply does not write them\. Run `mtlskit check`/);
+    assert.match(
+      plan.out,
+      /1 external service \(dusk\): the manifest names its files; apply does not write them\. Run `mtlskit check`/,
+    );
     const r = await runCli(["apply", "-f", file, "--pki", pki]);
     assert.equal(r.code, 0, r.err);
     assert.ok(r.out.includes(`  dusk  external  ${reasonFor(certs)}\n`), r.out);
@@ -523,7 +593,9 @@ connections:
       const r = await runCli([cmd, "-f", file, "--pki", pki, "--reissue", "dusk"]);
       assert.equal(r.code, 2, `${cmd}: ${r.err}`);
       assert.ok(
-        r.err.includes(`mtlskit.yaml:9 services.dusk.files: --reissue names service dusk, whose certificate files the manifest names (${path.join(certs, "dusk.pem")}); apply never writes them, so it cannot re-issue them`),
+        r.err.includes(
+          `mtlskit.yaml:9 services.dusk.files: --reissue names service dusk, whose certificate files the manifest names (${path.join(certs, "dusk.pem")}); apply never writes them, so it cannot re-issue them`,
+        ),
         r.err,
       );
       assert.match(r.err, /fix: replace those files yourself and run mtlskit check, or remove services\.dusk\.files/);
@@ -550,7 +622,7 @@ services:
 });
 
 describe("apply: the CA", { timeout: 180_000 }, () => {
-  it("ok/a deleted CA is created anew and every leaf re-issued (\"CA is new\")", async () => {
+  it('ok/a deleted CA is created anew and every leaf re-issued ("CA is new")', async () => {
     const { file, pki } = await applied();
     const oldCa = readFileSync(path.join(pki, "ca/ca.pem"));
     rmSync(path.join(pki, "ca"), { recursive: true });
@@ -563,7 +635,8 @@ describe("apply: the CA", { timeout: 180_000 }, () => {
     assert.equal(r.issued, 5);
     assert.ok(!readFileSync(path.join(pki, "ca/ca.pem")).equals(oldCa), "ca.pem was not replaced");
     const after = inspectPki(pki);
-    for (const p of [...ALL_LEAF_FILES, "services/api/ca.pem"]) assert.notEqual(after.get(p)!.sha256, before.get(p)!.sha256, `${p} was not rewritten`);
+    for (const p of [...ALL_LEAF_FILES, "services/api/ca.pem"])
+      assert.notEqual(after.get(p)!.sha256, before.get(p)!.sha256, `${p} was not rewritten`);
     assertBundles(pki);
     assertLayout(pki);
     assertPairsMatch(pki);
@@ -592,7 +665,10 @@ describe("apply: the CA", { timeout: 180_000 }, () => {
       assert.equal(r.code, 3, `${cmd} exited ${r.code}: ${r.err}`);
       assert.match(r.err, /ca\.pem is missing, but its key \S*ca-key\.pem is there and \d+ services were issued/);
       assert.match(r.err, /the CA certificate was deleted/);
-      assert.ok(r.err.includes(`cp ${path.join(pki, "services", "api", "ca.pem")} ${path.join(pki, "ca", "ca.pem")}`), r.err);
+      assert.ok(
+        r.err.includes(`cp ${path.join(pki, "services", "api", "ca.pem")} ${path.join(pki, "ca", "ca.pem")}`),
+        r.err,
+      );
     }
     assertUntouched(before, inspectPki(pki));
     // Following the fix restores the CA exactly: apply then keeps everything.
@@ -614,7 +690,10 @@ describe("apply: the CA", { timeout: 180_000 }, () => {
     const a = await runCli(["apply", "-f", file, "--pki", pki]);
     assert.match(a.out, /1 trust bundle rewritten, \d+ kept/);
     assertUntouched(before, inspectPki(pki), ["services/api/ca.pem"]);
-    assert.equal(readFileSync(path.join(pki, "services", "api", "ca.pem"), "utf8"), readFileSync(path.join(pki, "ca", "ca.pem"), "utf8"));
+    assert.equal(
+      readFileSync(path.join(pki, "services", "api", "ca.pem"), "utf8"),
+      readFileSync(path.join(pki, "ca", "ca.pem"), "utf8"),
+    );
     assert.match((await runCli(["plan", "-f", file, "--pki", pki])).out, /No changes/);
   });
 
@@ -647,7 +726,10 @@ describe("apply: the CA", { timeout: 180_000 }, () => {
     writeFileSync(file, MANIFEST.replace("cluster: demo\n", "cluster: demo\nca: { subject: { CN: Another CA } }\n"));
     const r = await runCli(["apply", "-f", file, "--pki", pki]);
     assert.equal(r.code, 0, r.err);
-    assert.match(r.err, /warning: the existing CA \(CN=demo CA, ecdsa-p256\) differs from the manifest's ca section; the CA is never replaced automatically/);
+    assert.match(
+      r.err,
+      /warning: the existing CA \(CN=demo CA, ecdsa-p256\) differs from the manifest's ca section; the CA is never replaced automatically/,
+    );
     assertUntouched(before, inspectPki(pki));
     const j = await applyJson(file, pki);
     assert.equal(j.warnings.length, 1);
@@ -669,10 +751,19 @@ describe("apply: the CA", { timeout: 180_000 }, () => {
   it("fail/a leaf validity that would outlive the existing CA exits 2 naming services.NAME.validity; nothing written", async () => {
     const { file, pki } = await applied(MANIFEST.replace("cluster: demo\n", "cluster: demo\nca: { validity: 1y }\n"));
     const before = inspectPki(pki);
-    writeFileSync(file, MANIFEST.replace("cluster: demo\n", "cluster: demo\nca: { validity: 10y }\n").replace("api: { usage: server,", "api: { usage: server, validity: 400d,"));
+    writeFileSync(
+      file,
+      MANIFEST.replace("cluster: demo\n", "cluster: demo\nca: { validity: 10y }\n").replace(
+        "api: { usage: server,",
+        "api: { usage: server, validity: 400d,",
+      ),
+    );
     const r = await runCli(["apply", "-f", file, "--pki", pki]);
     assert.equal(r.code, 2, r.err);
-    assert.match(r.err, /mtlskit\.yaml:6 services\.api\.validity: a 400d certificate issued now would outlive the CA, which expires \d{4}-\d\d-\d\d/);
+    assert.match(
+      r.err,
+      /mtlskit\.yaml:6 services\.api\.validity: a 400d certificate issued now would outlive the CA, which expires \d{4}-\d\d-\d\d/,
+    );
     assertUntouched(before, inspectPki(pki));
   });
 });
@@ -688,12 +779,20 @@ describe("apply: invalid input writes nothing", { timeout: 180_000 }, () => {
 
   it("fail/an imported CA that expires before a leaf would exits 2 naming the field, and --pki is not created", async () => {
     const { dir } = await applied(MANIFEST.replace("cluster: demo\n", "cluster: demo\nca: { validity: 1y }\n")); // a CA to import, in dir/pki
-    const file = writeManifest(dir, `version: 1\ncluster: demo\nca: { import: { cert: pki/ca/ca.pem, key: pki/ca/ca-key.pem } }\nservices:\n  api: { usage: server, validity: 400d }\n`, "imported.yaml");
+    const file = writeManifest(
+      dir,
+      `version: 1\ncluster: demo\nca: { import: { cert: pki/ca/ca.pem, key: pki/ca/ca-key.pem } }\nservices:\n  api: { usage: server, validity: 400d }\n`,
+      "imported.yaml",
+    );
     const pki = path.join(dir, "pki2");
     const r = await runCli(["apply", "-f", file, "--pki", pki]);
     assert.equal(r.code, 2, r.err);
     assert.match(r.err, /imported\.yaml:5 services\.api\.validity: a 400d certificate issued now would outlive the CA/);
-    assert.equal(existsSync(pki), false, "--pki was created although the input was refused (exit 2 promises nothing written)");
+    assert.equal(
+      existsSync(pki),
+      false,
+      "--pki was created although the input was refused (exit 2 promises nothing written)",
+    );
   });
 });
 
@@ -752,7 +851,11 @@ describe("apply: the lock", { timeout: 180_000 }, () => {
     assert.ok(dead);
     // What SIGKILL leaves when it lands while the lock is being written (its own atomic write,
     // then the file linked into place) or taken over (renamed aside): names as apply makes them.
-    const leftovers = [`.lock${TEMP_MARK}${dead}-0`, `${TEMP_MARK}${dead}-1-.lock${TEMP_MARK}${dead}-0`, `.lock${TEMP_MARK}stale-${dead}`];
+    const leftovers = [
+      `.lock${TEMP_MARK}${dead}-0`,
+      `${TEMP_MARK}${dead}-1-.lock${TEMP_MARK}${dead}-0`,
+      `.lock${TEMP_MARK}stale-${dead}`,
+    ];
     for (const f of leftovers) writeFileSync(path.join(pki, f), lockOf(dead));
     const r = await runCli(["apply", "-f", file, "--pki", pki, "--lock-wait", "1"]);
     assert.equal(r.code, 0, r.err);
@@ -760,20 +863,33 @@ describe("apply: the lock", { timeout: 180_000 }, () => {
     assertLayout(pki);
   });
 
-  it("ok/two applies started at the same instant on a fresh directory both succeed: one creates, the other waits and keeps", { timeout: 120_000 }, async () => {
+  it("ok/two applies started at the same instant on a fresh directory both succeed: one creates, the other waits and keeps", {
+    timeout: 120_000,
+  }, async () => {
     const { file, pki } = setup();
     const children = [new CuedCli(), new CuedCli()];
     try {
       await Promise.all(children.map((c) => c.ready));
-      const runs = await Promise.all(children.map((c) => c.run(["apply", "-f", file, "--pki", pki, "--json", "--lock-wait", "60"], { timeoutMs: 90_000 })));
-      assert.deepEqual(runs.map((r) => r.code), [0, 0], runs.map((r) => r.err).join("\n"));
+      const runs = await Promise.all(
+        children.map((c) =>
+          c.run(["apply", "-f", file, "--pki", pki, "--json", "--lock-wait", "60"], { timeoutMs: 90_000 }),
+        ),
+      );
+      assert.deepEqual(
+        runs.map((r) => r.code),
+        [0, 0],
+        runs.map((r) => r.err).join("\n"),
+      );
       const [a, b] = runs.map((r) => JSON.parse(r.out) as ApplyJson) as [ApplyJson, ApplyJson];
       const [creator, waiter] = a.caCreated ? [a, b] : [b, a];
       assert.equal(creator.caCreated, true);
       assert.equal(waiter.caCreated, false, "both applies created a CA");
       assert.equal(creator.issued, 5);
       assert.deepEqual(actions(waiter), KEEP_ALL, "the second apply did not see the first one's work");
-      assert.ok(waiter.seconds >= creator.seconds / 2, `the second apply took ${waiter.seconds}s, the first ${creator.seconds}s: it did not wait for the lock`);
+      assert.ok(
+        waiter.seconds >= creator.seconds / 2,
+        `the second apply took ${waiter.seconds}s, the first ${creator.seconds}s: it did not wait for the lock`,
+      );
       assertPairsMatch(pki);
       assertBundles(pki);
       assertLayout(pki); // no lock, no temp file left
@@ -786,7 +902,10 @@ describe("apply: the lock", { timeout: 180_000 }, () => {
 describe("apply: worker threads (64 services or more)", { timeout: 180_000 }, () => {
   const many = (n: number) => {
     const lines = ["version: 1", "cluster: many", "services:"];
-    for (let i = 0; i < n; i++) lines.push(`  s${i}: { usage: ${["server", "client", "dual"][i % 3]}${i % 3 === 1 ? "" : `, addresses: [10.1.${i >> 8}.${(i % 250) + 1}]`}${i % 9 === 2 ? ", split: true" : ""}${i % 10 === 5 ? ", key: ed25519" : ""} }`);
+    for (let i = 0; i < n; i++)
+      lines.push(
+        `  s${i}: { usage: ${["server", "client", "dual"][i % 3]}${i % 3 === 1 ? "" : `, addresses: [10.1.${i >> 8}.${(i % 250) + 1}]`}${i % 9 === 2 ? ", split: true" : ""}${i % 10 === 5 ? ", key: ed25519" : ""} }`,
+      );
     return lines.join("\n") + "\n";
   };
   const PAIRS_80 = 80 + Array.from({ length: 80 }, (_, i) => i).filter((i) => i % 9 === 2).length;
@@ -844,7 +963,10 @@ describe("apply: worker threads (64 services or more)", { timeout: 180_000 }, ()
     let atReturn: string[];
     try {
       execFileSync("mount", ["-o", "remount,ro,bind", s1]);
-      const certs = () => readdirSync(path.join(pki, "services")).filter((s) => s !== "s1" && existsSync(path.join(pki, "services", s, "cert.pem"))).sort();
+      const certs = () =>
+        readdirSync(path.join(pki, "services"))
+          .filter((s) => s !== "s1" && existsSync(path.join(pki, "services", s, "cert.pem")))
+          .sort();
       await assert.rejects(apply(loadManifest(file), pki, { workers: 2 }), /read-only/);
       atReturn = certs();
       await new Promise((r) => setTimeout(r, 1500));
@@ -852,12 +974,18 @@ describe("apply: worker threads (64 services or more)", { timeout: 180_000 }, ()
     } finally {
       execFileSync("umount", [s1]);
     }
-    assert.deepEqual(later, atReturn, `${later.length - atReturn.length} services were written after apply had returned (and released the lock)`);
+    assert.deepEqual(
+      later,
+      atReturn,
+      `${later.length - atReturn.length} services were written after apply had returned (and released the lock)`,
+    );
     assert.equal(existsSync(path.join(pki, ".lock")), false);
   });
 });
 
-describe("apply: clientSans identity-only (issue 11: Netsy's client certificates carry the URI SAN only)", { timeout: 180_000 }, () => {
+describe("apply: clientSans identity-only (issue 11: Netsy's client certificates carry the URI SAN only)", {
+  timeout: 180_000,
+}, () => {
   const text = (clientSans: string) => `version: 1
 cluster: ids
 identity: { uri: "netsy://{cluster}/{role}/{name}" }
@@ -869,29 +997,51 @@ connections:
   - { from: node-2, to: node-1, address: 127.0.0.1 }
   - { from: app, to: node-1, address: 127.0.0.1 }
 `;
-  const sanLine = (file: string) => /X509v3 Subject Alternative Name: *\n\s*(.*)\n/.exec(opensslText(file))?.[1]?.trim();
+  const sanLine = (file: string) =>
+    /X509v3 Subject Alternative Name: *\n\s*(.*)\n/.exec(opensslText(file))?.[1]?.trim();
 
   it("ok/openssl shows only the URI SAN on client certificates; server certificates keep their addresses; check is OK; real handshakes succeed", async () => {
     const s = await applied(text(", clientSans: identity-only"));
     const f = (svc: string, file: string) => path.join(s.pki, "services", svc, file);
     assert.equal(sanLine(f("node-1", "client.pem")), "URI:netsy://ids/peer/node-1");
     assert.equal(sanLine(f("app", "cert.pem")), "URI:netsy://ids/client/app");
-    assert.equal(sanLine(f("node-1", "cert.pem")), "DNS:node-1, DNS:localhost, IP Address:127.0.0.1, URI:netsy://ids/peer/node-1");
-    assert.ok(opensslVerify({ caFile: f("node-1", "ca.pem"), certFile: f("node-2", "client.pem"), purpose: "sslclient" }).ok);
+    assert.equal(
+      sanLine(f("node-1", "cert.pem")),
+      "DNS:node-1, DNS:localhost, IP Address:127.0.0.1, URI:netsy://ids/peer/node-1",
+    );
+    assert.ok(
+      opensslVerify({ caFile: f("node-1", "ca.pem"), certFile: f("node-2", "client.pem"), purpose: "sslclient" }).ok,
+    );
     const check = await runCli(["check", "-f", s.file, "--pki", s.pki]);
     assert.equal(check.code, 0, check.out + check.err);
-    for (const from of [{ cert: f("node-2", "client.pem"), key: f("node-2", "client-key.pem"), ca: f("node-2", "ca.pem") }, { cert: f("app", "cert.pem"), key: f("app", "key.pem"), ca: f("app", "ca.pem") }]) {
-      const r = await handshake({ cert: f("node-1", "cert.pem"), key: f("node-1", "key.pem"), ca: f("node-1", "ca.pem") }, from, { address: "127.0.0.1", timeoutMs: 30_000 });
+    for (const from of [
+      { cert: f("node-2", "client.pem"), key: f("node-2", "client-key.pem"), ca: f("node-2", "ca.pem") },
+      { cert: f("app", "cert.pem"), key: f("app", "key.pem"), ca: f("app", "ca.pem") },
+    ]) {
+      const r = await handshake(
+        { cert: f("node-1", "cert.pem"), key: f("node-1", "key.pem"), ca: f("node-1", "ca.pem") },
+        from,
+        { address: "127.0.0.1", timeoutMs: 30_000 },
+      );
       assert.ok(r.ok, JSON.stringify(r));
     }
   });
 
   it("ok/turning it on re-issues exactly the client certificates, and plan names the SANs dropped", async () => {
     const s = await applied(text(""));
-    assert.equal(sanLine(path.join(s.pki, "services", "node-1", "client.pem")), "DNS:node-1, DNS:localhost, IP Address:127.0.0.1, URI:netsy://ids/peer/node-1");
+    assert.equal(
+      sanLine(path.join(s.pki, "services", "node-1", "client.pem")),
+      "DNS:node-1, DNS:localhost, IP Address:127.0.0.1, URI:netsy://ids/peer/node-1",
+    );
     writeManifest(s.dir, text(", clientSans: identity-only"));
     const plan = JSON.parse((await runCli(["plan", "-f", s.file, "--pki", s.pki, "--json"])).out) as PlanJson;
-    assert.deepEqual(actions(plan), { "node-1": "keep", "node-1/client": "reissue", "node-2": "keep", "node-2/client": "reissue", app: "reissue" });
+    assert.deepEqual(actions(plan), {
+      "node-1": "keep",
+      "node-1/client": "reissue",
+      "node-2": "keep",
+      "node-2/client": "reissue",
+      app: "reissue",
+    });
     assert.match(reasons(plan)["node-1/client"]!, /SANs -DNS:node-1 -DNS:localhost -IP:127\.0\.0\.1/);
   });
 
@@ -905,9 +1055,18 @@ services:
 `);
     const r = await runCli(["apply", "-f", s.file, "--pki", s.pki]);
     assert.equal(r.code, 2);
-    assert.match(r.err, /mtlskit\.yaml:4 services\.web\.clientSans: is about the client certificate, but usage server has none/);
-    assert.match(r.err, /mtlskit\.yaml:5 services\.both\.clientSans: would strip the addresses from the one certificate that also serves[^\n]*\n[^\n]*add split: true/);
-    assert.match(r.err, /mtlskit\.yaml:6 services\.app\.clientSans: identity-only keeps the identity URI as the only SAN, but the manifest has no identity\.uri/);
+    assert.match(
+      r.err,
+      /mtlskit\.yaml:4 services\.web\.clientSans: is about the client certificate, but usage server has none/,
+    );
+    assert.match(
+      r.err,
+      /mtlskit\.yaml:5 services\.both\.clientSans: would strip the addresses from the one certificate that also serves[^\n]*\n[^\n]*add split: true/,
+    );
+    assert.match(
+      r.err,
+      /mtlskit\.yaml:6 services\.app\.clientSans: identity-only keeps the identity URI as the only SAN, but the manifest has no identity\.uri/,
+    );
     assert.ok(!existsSync(s.pki));
   });
 });

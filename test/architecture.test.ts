@@ -29,8 +29,43 @@ const ALLOWED: Record<string, string[]> = {
   config: ["manifest", "state", "export", "pki", "errors", "read-file"],
   trust: ["pki", "state", "errors", "read-file"],
   verify: ["check", "pki", "errors", "read-file"],
-  cli: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service", "probe", "status", "config", "trust", "verify", "export", "read-file"],
-  index: ["errors", "identity", "pki", "manifest", "state", "plan", "check", "explain", "inspect", "service", "probe", "status", "config", "trust", "export", "read-file"],
+  cli: [
+    "errors",
+    "identity",
+    "pki",
+    "manifest",
+    "state",
+    "plan",
+    "check",
+    "explain",
+    "inspect",
+    "service",
+    "probe",
+    "status",
+    "config",
+    "trust",
+    "verify",
+    "export",
+    "read-file",
+  ],
+  index: [
+    "errors",
+    "identity",
+    "pki",
+    "manifest",
+    "state",
+    "plan",
+    "check",
+    "explain",
+    "inspect",
+    "service",
+    "probe",
+    "status",
+    "config",
+    "trust",
+    "export",
+    "read-file",
+  ],
 };
 
 /** DOORS: the only file allowed to import each third-party package. */
@@ -49,18 +84,30 @@ const DOORS: Record<string, string> = {
  * SERVICE_PKI: the only pki/ files the service library may import, the decoding side. Services
  * must start fast and small, so certificate building (pki/issue.ts, pki/name.ts) never loads.
  */
-const SERVICE_PKI = ["pki/x509.ts", "pki/cert.ts", "pki/der.ts", "pki/pem.ts", "pki/ip.ts", "pki/profiles.ts", "pki/names.ts"];
+const SERVICE_PKI = [
+  "pki/x509.ts",
+  "pki/cert.ts",
+  "pki/der.ts",
+  "pki/pem.ts",
+  "pki/ip.ts",
+  "pki/profiles.ts",
+  "pki/names.ts",
+];
 const SERVICE_NEVER = ["pki/issue.ts", "pki/name.ts"];
 
 function sources(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(path.join(dir, e.name)) : e.name.endsWith(".ts") ? [path.join(dir, e.name)] : []));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? sources(path.join(dir, e.name)) : e.name.endsWith(".ts") ? [path.join(dir, e.name)] : [],
+  );
 }
 
 const layerOf = (file: string) => path.relative(SRC, file).split(path.sep)[0]!.replace(/\.ts$/, "");
 
 function imports(file: string): string[] {
   const text = readFileSync(file, "utf8");
-  return [...text.matchAll(/(?:^|\n)\s*(?:import|export)\s[^;]*?from\s+"([^"]+)"|import\("([^"]+)"\)/g)].map((m) => (m[1] ?? m[2])!);
+  return [...text.matchAll(/(?:^|\n)\s*(?:import|export)\s[^;]*?from\s+"([^"]+)"|import\("([^"]+)"\)/g)].map(
+    (m) => (m[1] ?? m[2])!,
+  );
 }
 
 describe("architecture", () => {
@@ -77,7 +124,11 @@ describe("architecture", () => {
           assert.ok(ALLOWED[from]?.includes(to), `${rel} imports ${spec}: layer ${from} may not import ${to}`);
         } else if (!spec.startsWith("node:")) {
           const pkg = spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : spec.split("/")[0]!;
-          assert.equal(DOORS[pkg], rel, `${rel} imports ${pkg}, which only ${DOORS[pkg] ?? "(no file: not a dependency)"} may import`);
+          assert.equal(
+            DOORS[pkg],
+            rel,
+            `${rel} imports ${pkg}, which only ${DOORS[pkg] ?? "(no file: not a dependency)"} may import`,
+          );
         }
       }
     });
@@ -91,7 +142,11 @@ describe("architecture", () => {
     for (const f of todo) {
       for (const spec of imports(f)) {
         const to = rel(path.resolve(path.dirname(f), spec));
-        if (spec.startsWith(".") && to.startsWith("pki/")) assert.ok(SERVICE_PKI.includes(to), `${rel(f)} imports ${to}; the service library may import only ${SERVICE_PKI.join(", ")}`);
+        if (spec.startsWith(".") && to.startsWith("pki/"))
+          assert.ok(
+            SERVICE_PKI.includes(to),
+            `${rel(f)} imports ${to}; the service library may import only ${SERVICE_PKI.join(", ")}`,
+          );
       }
     }
     while (todo.length > 0) {
@@ -111,7 +166,11 @@ describe("architecture", () => {
  */
 function runtimeImports(file: string): string[] {
   const text = readFileSync(file, "utf8");
-  return [...text.matchAll(/(?:^|\n)\s*(?:import|export)\s(?!type\s)[^;]*?from\s+"([^"]+)"|(?:^|\n)\s*import\s+"([^"]+)"|[^.\w]import\("([^"]+)"\)/g)].map((m) => (m[1] ?? m[2] ?? m[3])!);
+  return [
+    ...text.matchAll(
+      /(?:^|\n)\s*(?:import|export)\s(?!type\s)[^;]*?from\s+"([^"]+)"|(?:^|\n)\s*import\s+"([^"]+)"|[^.\w]import\("([^"]+)"\)/g,
+    ),
+  ].map((m) => (m[1] ?? m[2] ?? m[3])!);
 }
 
 /**
@@ -128,14 +187,35 @@ function loads(entry: string): Set<string> {
     seen.add(rel);
     for (const spec of runtimeImports(f)) {
       if (spec.startsWith(".")) todo.push(path.resolve(path.dirname(f), spec));
-      else if (!spec.startsWith("node:")) seen.add(spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : spec.split("/")[0]!);
+      else if (!spec.startsWith("node:"))
+        seen.add(spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : spec.split("/")[0]!);
     }
   }
   return seen;
 }
 
 /** THE_TOOL: what only the CLI and the main entry need; the service library must start without it. */
-const THE_TOOL = ["manifest/", "state/", "plan/", "check/", "explain/", "inspect/", "probe/", "status/", "export/", "config/", "trust/", "verify/", "cli/", "pki/issue.ts", "pki/name.ts", "js-yaml", "yaml", "valibot", "@valibot/to-json-schema"];
+const THE_TOOL = [
+  "manifest/",
+  "state/",
+  "plan/",
+  "check/",
+  "explain/",
+  "inspect/",
+  "probe/",
+  "status/",
+  "export/",
+  "config/",
+  "trust/",
+  "verify/",
+  "cli/",
+  "pki/issue.ts",
+  "pki/name.ts",
+  "js-yaml",
+  "yaml",
+  "valibot",
+  "@valibot/to-json-schema",
+];
 
 /**
  * ENTRIES: each entry point of package.json's "exports" (the key), its source under src/, what it
@@ -145,18 +225,39 @@ const THE_TOOL = ["manifest/", "state/", "plan/", "check/", "explain/", "inspect
  * certificate building); only `mtlskit/grpc` loads @grpc/grpc-js.
  */
 const ENTRIES: { key: string; src: string; loads: string[]; never: string[] }[] = [
-  { key: ".", src: "index.ts", loads: ["service/index.ts", "manifest/parse.ts"], never: ["service/grpc.ts", "@grpc/grpc-js"] },
-  { key: "./service", src: "service/index.ts", loads: ["service/options.ts", "service/file-source.ts"], never: [...THE_TOOL, "service/grpc.ts", "@grpc/grpc-js"] },
-  { key: "./grpc", src: "service/grpc.ts", loads: ["service/options.ts", "@grpc/grpc-js"], never: [...THE_TOOL, "service/index.ts"] },
+  {
+    key: ".",
+    src: "index.ts",
+    loads: ["service/index.ts", "manifest/parse.ts"],
+    never: ["service/grpc.ts", "@grpc/grpc-js"],
+  },
+  {
+    key: "./service",
+    src: "service/index.ts",
+    loads: ["service/options.ts", "service/file-source.ts"],
+    never: [...THE_TOOL, "service/grpc.ts", "@grpc/grpc-js"],
+  },
+  {
+    key: "./grpc",
+    src: "service/grpc.ts",
+    loads: ["service/options.ts", "@grpc/grpc-js"],
+    never: [...THE_TOOL, "service/index.ts"],
+  },
 ];
 
 describe("entry points: what each one loads, transitively", () => {
-  const pkg = JSON.parse(readFileSync(path.join(REPO, "package.json"), "utf8")) as { exports: Record<string, { types: string; default: string } | string> };
+  const pkg = JSON.parse(readFileSync(path.join(REPO, "package.json"), "utf8")) as {
+    exports: Record<string, { types: string; default: string } | string>;
+  };
   for (const e of ENTRIES) {
     const name = e.key === "." ? "mtlskit" : `mtlskit/${e.key.slice(2)}`;
     it(`ok/${name} is exported as dist/${e.src.replace(/\.ts$/, ".js")} with its types`, () => {
       const js = `./dist/${e.src.replace(/\.ts$/, ".js")}`;
-      assert.deepEqual(pkg.exports[e.key], { types: js.replace(/\.js$/, ".d.ts"), default: js }, `package.json "exports" maps ${JSON.stringify(e.key)}`);
+      assert.deepEqual(
+        pkg.exports[e.key],
+        { types: js.replace(/\.js$/, ".d.ts"), default: js },
+        `package.json "exports" maps ${JSON.stringify(e.key)}`,
+      );
     });
     it(`ok/${name} (src/${e.src}) loads what it needs and never ${e.never.join(", ")}`, () => {
       const seen = loads(e.src);
@@ -168,7 +269,9 @@ describe("entry points: what each one loads, transitively", () => {
     });
   }
   it("ok/every code entry of package.json is in ENTRIES", () => {
-    const code = Object.entries(pkg.exports).filter(([, v]) => typeof v !== "string" || v.endsWith(".js")).map(([k]) => k);
+    const code = Object.entries(pkg.exports)
+      .filter(([, v]) => typeof v !== "string" || v.endsWith(".js"))
+      .map(([k]) => k);
     assert.deepEqual(code.sort(), ENTRIES.map((e) => e.key).sort());
   });
 });

@@ -9,7 +9,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { closeSync, mkdirSync, openSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
-import { readFileBounded, readStreamBounded, readTextBounded, ReadFileError } from "../src/read-file.ts";
+import { readFileBounded, readStreamBounded, readTextBounded, type ReadFileError } from "../src/read-file.ts";
 import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { CuedCli } from "./helpers/pki.ts";
 
@@ -45,30 +45,45 @@ describe("bounded reads: readFileBounded", () => {
   it("fail/over the limit while reading (a /proc file reports size 0)", () => {
     const f = path.join(dir, "big.txt");
     writeFileSync(f, "x".repeat(100));
-    assert.throws(() => readFileBounded(f, { limit: 99 }), (e: ReadFileError) => e.code === "EFBIG" && /over the 99 bytes/.test(e.message));
+    assert.throws(
+      () => readFileBounded(f, { limit: 99 }),
+      (e: ReadFileError) => e.code === "EFBIG" && /over the 99 bytes/.test(e.message),
+    );
     assert.equal(readFileBounded("/proc/self/status", { limit: 1 << 20 }).length > 0, true);
   });
   for (const [name, file] of Object.entries(DEVICES)) {
     it(`fail/${name} is refused by name, at once`, () => {
-      assert.throws(() => readFileBounded(file), (e: ReadFileError) => e.code === "ENOTREG" && e.message.includes(file) && /not a regular file/.test(e.message));
+      assert.throws(
+        () => readFileBounded(file),
+        (e: ReadFileError) => e.code === "ENOTREG" && e.message.includes(file) && /not a regular file/.test(e.message),
+      );
     });
   }
   it("fail/a directory is EISDIR; a symlink with noFollow is refused", () => {
-    assert.throws(() => readFileBounded(dir), (e: ReadFileError) => e.code === "EISDIR");
+    assert.throws(
+      () => readFileBounded(dir),
+      (e: ReadFileError) => e.code === "EISDIR",
+    );
     const link = path.join(dir, "link.pem");
     execFileSync("ln", ["-sf", "small.txt", link]);
-    assert.throws(() => readFileBounded(link, { noFollow: true }), (e: ReadFileError) => e.code === "ELOOP");
+    assert.throws(
+      () => readFileBounded(link, { noFollow: true }),
+      (e: ReadFileError) => e.code === "ELOOP",
+    );
   });
   it("fail/a stream over the limit stops as it arrives", async () => {
     async function* endless() {
       for (;;) yield Buffer.alloc(1024);
     }
-    await assert.rejects(readStreamBounded(endless(), "standard input", 10_000), (e: ReadFileError) => e.code === "EFBIG" && /standard input: it holds more than/.test(e.message));
+    await assert.rejects(
+      readStreamBounded(endless(), "standard input", 10_000),
+      (e: ReadFileError) => e.code === "EFBIG" && /standard input: it holds more than/.test(e.message),
+    );
   });
 });
 
 describe("bounded reads: every entry point refuses a FIFO and /dev/zero", () => {
-  const manifest = writeManifest(dir, MANIFEST);
+  writeManifest(dir, MANIFEST); // writes dir/mtlskit.yaml, as this block always has
   for (const [name, file] of Object.entries(DEVICES)) {
     const what = name === "fifo" ? /FIFO/ : /character device/;
     it(`fail/-f ${name}: exit 2, named`, async () => {
@@ -78,14 +93,22 @@ describe("bounded reads: every entry point refuses a FIFO and /dev/zero", () => 
       assert.ok(r.err.includes(file));
     });
     it(`fail/ca.import.cert ${name}: exit 2 naming the field`, async () => {
-      const m = writeManifest(dir, MANIFEST.replace("services:", `ca:\n  import: { cert: '${file}', key: '${file}' }\nservices:`), `import-${name.replace(/\W/g, "")}.yaml`);
+      const m = writeManifest(
+        dir,
+        MANIFEST.replace("services:", `ca:\n  import: { cert: '${file}', key: '${file}' }\nservices:`),
+        `import-${name.replace(/\W/g, "")}.yaml`,
+      );
       const r = await cli(["apply", "-f", m, "--pki", path.join(dir, `pki-import-${name.replace(/\W/g, "")}`)]);
       assert.equal(r.code, 2, r.err);
       assert.match(r.err, /ca\.import\.cert/);
       assert.match(r.err, what);
     });
     it(`fail/a files: entry ${name}: check reports the file, exit 1`, async () => {
-      const m = writeManifest(dir, `version: 1\ncluster: demo\nservices:\n  ext: { usage: server, addresses: [127.0.0.1], files: { cert: '${file}', key: '${file}', ca: '${file}' } }\n`, `files-${name.replace(/\W/g, "")}.yaml`);
+      const m = writeManifest(
+        dir,
+        `version: 1\ncluster: demo\nservices:\n  ext: { usage: server, addresses: [127.0.0.1], files: { cert: '${file}', key: '${file}', ca: '${file}' } }\n`,
+        `files-${name.replace(/\W/g, "")}.yaml`,
+      );
       const r = await cli(["check", "-f", m]);
       assert.equal(r.code, 1, r.err);
       assert.match(r.out + r.err, what);
@@ -124,9 +147,16 @@ describe("bounded reads: every entry point refuses a FIFO and /dev/zero", () => 
   for (const [name, file] of Object.entries(DEVICES)) {
     it(`fail/the service library's loadStaticSource with ${name} as the certificate: refused by name`, async () => {
       const src = `import { loadStaticSource } from "./src/service/index.ts"; try { loadStaticSource({ certFile: ${JSON.stringify(file)}, keyFile: ${JSON.stringify(file)}, caFile: ${JSON.stringify(file)} }); } catch (e) { process.stderr.write(e.message); process.exit(3); }`;
-      const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", src], { cwd: REPO, encoding: "utf8", timeout: 30_000 });
+      const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", src], {
+        cwd: REPO,
+        encoding: "utf8",
+        timeout: 30_000,
+      });
       assert.equal(r.status, 3, `${r.signal ?? ""} ${r.stderr}`);
-      assert.match(r.stderr, new RegExp(`cannot read certificate ${file}: it is ${name === "fifo" ? "a FIFO" : "a character device"}`));
+      assert.match(
+        r.stderr,
+        new RegExp(`cannot read certificate ${file}: it is ${name === "fifo" ? "a FIFO" : "a character device"}`),
+      );
     });
   }
   it("ok/in-process: a directory as -f is a usage error", async () => {

@@ -70,8 +70,16 @@ interface Kit {
 let kit: Kit;
 
 /** ServerSpec / clientSpec: healthy leaves (SPIFFE URI, usage-specific EKU) that a case overrides. */
-const serverLeaf = (o: ForgeSpec = {}) => forge({ issuer: kit.ca, cn: "server", sans: ["IP:127.0.0.1", "DNS:server.localhost", "URI:spiffe://hs.local/server/server"], eku: ["serverAuth"], ...o });
-const clientLeaf = (o: ForgeSpec = {}) => forge({ issuer: kit.ca, cn: "client", sans: ["URI:spiffe://hs.local/client/client"], eku: ["clientAuth"], ...o });
+const serverLeaf = (o: ForgeSpec = {}) =>
+  forge({
+    issuer: kit.ca,
+    cn: "server",
+    sans: ["IP:127.0.0.1", "DNS:server.localhost", "URI:spiffe://hs.local/server/server"],
+    eku: ["serverAuth"],
+    ...o,
+  });
+const clientLeaf = (o: ForgeSpec = {}) =>
+  forge({ issuer: kit.ca, cn: "client", sans: ["URI:spiffe://hs.local/client/client"], eku: ["clientAuth"], ...o });
 
 /** EndFiles is what one service's files hold. */
 interface EndFiles {
@@ -126,9 +134,11 @@ const KU_RFC =
   "RFC 8446 4.4.2.2 and RFC 5280 4.2.1.3: a TLS signature key must have digitalSignature when keyUsage is present. OpenSSL 3 accepts such an ECDSA server in TLS 1.3 but finds no cipher suite for it in TLS 1.2 (fail/server-ku-keyencipherment-ecdsa-tls1.2); check judges a connection for every version the peers may pick, so it stays an error. GnuTLS and Java refuse it in both";
 
 /** SHA1: why a SHA-1-signed certificate fails at its holder's end in Node but at the verifier's in check. */
-const SHA1 = "OpenSSL 3 at security level 1 (Node's default) refuses to load a SHA-1-signed certificate or chain (ERR_SSL_CA_MD_TOO_WEAK), so its own end fails; Go loads it and the peer refuses it (certificate signed by unknown authority: insecure algorithm SHA1-ECDSA), which is check's cause";
+const SHA1 =
+  "OpenSSL 3 at security level 1 (Node's default) refuses to load a SHA-1-signed certificate or chain (ERR_SSL_CA_MD_TOO_WEAK), so its own end fails; Go loads it and the peer refuses it (certificate signed by unknown authority: insecure algorithm SHA1-ECDSA), which is check's cause";
 /** SHA1_VERIFY: why `openssl verify` accepts what both TLS stacks refuse. */
-const SHA1_VERIFY = "openssl verify applies no security level unless given -auth_level; with -auth_level 1 it refuses too (CA signature digest algorithm too weak)";
+const SHA1_VERIFY =
+  "openssl verify applies no security level unless given -auth_level; with -auth_level 1 it refuses too (CA signature digest algorithm too weak)";
 /** CRITICAL is an extension no verifier knows, marked critical. */
 const CRITICAL = { oid: "1.3.6.1.4.1.99999.1", critical: true, value: Buffer.from([5, 0]) };
 
@@ -138,7 +148,10 @@ const CASES: Case[] = [
   {
     name: "ok/rsa-2048",
     build: () => ({
-      server: { cert: serverLeaf({ issuer: kit.rsaCa, key: kit.rsaKey, ku: ["digitalSignature", "keyEncipherment"] }), bundle: [kit.rsaCa] },
+      server: {
+        cert: serverLeaf({ issuer: kit.rsaCa, key: kit.rsaKey, ku: ["digitalSignature", "keyEncipherment"] }),
+        bundle: [kit.rsaCa],
+      },
       client: { cert: clientLeaf({ issuer: kit.rsaCa, key: kit.rsaKey }), bundle: [kit.rsaCa] },
     }),
   },
@@ -149,45 +162,183 @@ const CASES: Case[] = [
       client: { cert: clientLeaf({ issuer: kit.edCa, key: newKey("ed25519") }), bundle: [kit.edCa] },
     }),
   },
-  { name: "ok/ecdsa-tls1.2", maxVersion: "TLSv1.2", build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf() } }) },
+  {
+    name: "ok/ecdsa-tls1.2",
+    maxVersion: "TLSv1.2",
+    build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf() } }),
+  },
   {
     name: "ok/dual-ends",
     build: () => ({
       server: { usage: "dual", cert: serverLeaf({ eku: ["serverAuth", "clientAuth"] }) },
-      client: { usage: "dual", cert: clientLeaf({ eku: ["serverAuth", "clientAuth"], sans: ["DNS:client.localhost", "URI:spiffe://hs.local/client/client"] }) },
+      client: {
+        usage: "dual",
+        cert: clientLeaf({
+          eku: ["serverAuth", "clientAuth"],
+          sans: ["DNS:client.localhost", "URI:spiffe://hs.local/client/client"],
+        }),
+      },
     }),
   },
   // No extendedKeyUsage means any purpose to OpenSSL and Go: a warning (eku-absent), not a failure.
-  { name: "ok/no-eku", findings: ["eku-absent"], build: () => ({ server: { cert: serverLeaf({ eku: null }) }, client: { cert: clientLeaf({ eku: null }) } }) },
-  { name: "ok/dns-name", address: "server.localhost", build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf() } }) },
-  { name: "ok/wildcard-san", address: "server.svc.localhost", build: () => ({ server: { cert: serverLeaf({ sans: ["DNS:*.svc.localhost"] }) }, client: { cert: clientLeaf() } }) },
-  { name: "ok/intermediate-in-cert-file", build: () => ({ server: { cert: serverLeaf({ issuer: kit.inter }), chain: [kit.inter] }, client: { cert: clientLeaf() } }) },
+  {
+    name: "ok/no-eku",
+    findings: ["eku-absent"],
+    build: () => ({ server: { cert: serverLeaf({ eku: null }) }, client: { cert: clientLeaf({ eku: null }) } }),
+  },
+  {
+    name: "ok/dns-name",
+    address: "server.localhost",
+    build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf() } }),
+  },
+  {
+    name: "ok/wildcard-san",
+    address: "server.svc.localhost",
+    build: () => ({ server: { cert: serverLeaf({ sans: ["DNS:*.svc.localhost"] }) }, client: { cert: clientLeaf() } }),
+  },
+  {
+    name: "ok/intermediate-in-cert-file",
+    build: () => ({
+      server: { cert: serverLeaf({ issuer: kit.inter }), chain: [kit.inter] },
+      client: { cert: clientLeaf() },
+    }),
+  },
   // A CA certificate used as a leaf is a certificate error (leaf-is-ca), but both ends accept it.
-  { name: "ok/leaf-is-ca", findings: ["leaf-is-ca"], build: () => ({ server: { cert: serverLeaf({ ca: true, ku: ["digitalSignature", "keyCertSign"] }) }, client: { cert: clientLeaf() } }) },
+  {
+    name: "ok/leaf-is-ca",
+    findings: ["leaf-is-ca"],
+    build: () => ({
+      server: { cert: serverLeaf({ ca: true, ku: ["digitalSignature", "keyCertSign"] }) },
+      client: { cert: clientLeaf() },
+    }),
+  },
   // ── extended key usage ────────────────────────────────────────────────────────────────────
-  { name: "fail/server-eku-clientauth-only", error: "INVALID_PURPOSE", atClient: ["conn-server-usage"], build: () => ({ server: { cert: serverLeaf({ eku: ["clientAuth"] }) }, client: { cert: clientLeaf() } }) },
-  { name: "fail/client-eku-serverauth-only", error: "INVALID_PURPOSE", atServer: ["conn-client-usage"], build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ eku: ["serverAuth"] }) } }) },
-  { name: "fail/intermediate-eku-clientauth-only", error: "INVALID_PURPOSE", atClient: ["conn-server-usage"], build: () => ({ server: { cert: serverLeaf({ issuer: kit.clientOnly }), chain: [kit.clientOnly] }, client: { cert: clientLeaf() } }) },
+  {
+    name: "fail/server-eku-clientauth-only",
+    error: "INVALID_PURPOSE",
+    atClient: ["conn-server-usage"],
+    build: () => ({ server: { cert: serverLeaf({ eku: ["clientAuth"] }) }, client: { cert: clientLeaf() } }),
+  },
+  {
+    name: "fail/client-eku-serverauth-only",
+    error: "INVALID_PURPOSE",
+    atServer: ["conn-client-usage"],
+    build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ eku: ["serverAuth"] }) } }),
+  },
+  {
+    name: "fail/intermediate-eku-clientauth-only",
+    error: "INVALID_PURPOSE",
+    atClient: ["conn-server-usage"],
+    build: () => ({
+      server: { cert: serverLeaf({ issuer: kit.clientOnly }), chain: [kit.clientOnly] },
+      client: { cert: clientLeaf() },
+    }),
+  },
   // ── trust ─────────────────────────────────────────────────────────────────────────────────
-  { name: "fail/server-from-another-ca", error: "UNABLE_TO_VERIFY_LEAF_SIGNATURE", atClient: ["conn-server-untrusted"], build: () => ({ server: { cert: serverLeaf({ issuer: kit.other }) }, client: { cert: clientLeaf() } }) },
-  { name: "fail/client-from-another-ca", error: "UNABLE_TO_VERIFY_LEAF_SIGNATURE", atServer: ["conn-client-untrusted"], build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ issuer: kit.other }) } }) },
+  {
+    name: "fail/server-from-another-ca",
+    error: "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+    atClient: ["conn-server-untrusted"],
+    build: () => ({ server: { cert: serverLeaf({ issuer: kit.other }) }, client: { cert: clientLeaf() } }),
+  },
+  {
+    name: "fail/client-from-another-ca",
+    error: "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+    atServer: ["conn-client-untrusted"],
+    build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ issuer: kit.other }) } }),
+  },
   // The seeds' "CA re-created with the same name": the key identifier already tells OpenSSL the issuer is absent...
-  { name: "fail/ca-recreated-same-name", error: "UNABLE_TO_VERIFY_LEAF_SIGNATURE", atClient: ["conn-server-untrusted"], build: () => ({ server: { cert: serverLeaf({ issuer: kit.twin }) }, client: { cert: clientLeaf() } }) },
+  {
+    name: "fail/ca-recreated-same-name",
+    error: "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+    atClient: ["conn-server-untrusted"],
+    build: () => ({ server: { cert: serverLeaf({ issuer: kit.twin }) }, client: { cert: clientLeaf() } }),
+  },
   // ...and without one, OpenSSL tries the namesake and the signature fails.
-  { name: "fail/ca-recreated-same-name-no-aki", error: "CERT_SIGNATURE_FAILURE", findings: ["bad-signature"], atClient: ["conn-server-untrusted"], build: () => ({ server: { cert: serverLeaf({ issuer: kit.twin, aki: false }) }, client: { cert: clientLeaf() } }) },
-  { name: "fail/intermediate-missing", error: "UNABLE_TO_VERIFY_LEAF_SIGNATURE", atClient: ["conn-server-untrusted"], build: () => ({ server: { cert: serverLeaf({ issuer: kit.inter }) }, client: { cert: clientLeaf() } }) },
+  {
+    name: "fail/ca-recreated-same-name-no-aki",
+    error: "CERT_SIGNATURE_FAILURE",
+    findings: ["bad-signature"],
+    atClient: ["conn-server-untrusted"],
+    build: () => ({ server: { cert: serverLeaf({ issuer: kit.twin, aki: false }) }, client: { cert: clientLeaf() } }),
+  },
+  {
+    name: "fail/intermediate-missing",
+    error: "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+    atClient: ["conn-server-untrusted"],
+    build: () => ({ server: { cert: serverLeaf({ issuer: kit.inter }) }, client: { cert: clientLeaf() } }),
+  },
   // The client's bundle holds only the intermediate that issued the server's certificate: Go stops
   // there, OpenSSL (Node) needs a self-signed root unless partial chains are enabled.
-  { name: "fail/bundle-holds-only-the-intermediate", error: "UNABLE_TO_GET_ISSUER_CERT", atClient: ["conn-server-untrusted"], build: () => ({ server: { cert: serverLeaf({ issuer: kit.inter }) }, client: { cert: clientLeaf(), bundle: [kit.inter] } }) },
-  { name: "fail/pathlen-exceeded", error: "PATH_LENGTH_EXCEEDED", atClient: ["conn-server-untrusted"], build: () => ({ server: { cert: serverLeaf({ issuer: kit.subCa }), chain: [kit.subCa, kit.inter] }, client: { cert: clientLeaf() } }) },
-  { name: "fail/issuer-without-keycertsign", error: "UNSPECIFIED", opensslSays: "key usage does not include certificate signing", atClient: ["conn-server-untrusted"], build: () => ({ server: { cert: serverLeaf({ issuer: kit.noSign }), chain: [kit.noSign] }, client: { cert: clientLeaf() } }) },
-  // ── validity ──────────────────────────────────────────────────────────────────────────────
-  { name: "fail/server-expired", error: "CERT_HAS_EXPIRED", atClient: ["conn-validity"], build: () => ({ server: { cert: serverLeaf({ notBefore: daysFromNow(-30), notAfter: daysFromNow(-1) }) }, client: { cert: clientLeaf() } }) },
-  { name: "fail/client-expired", error: "CERT_HAS_EXPIRED", atServer: ["conn-validity"], build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ notBefore: daysFromNow(-30), notAfter: daysFromNow(-1) }) } }) },
-  { name: "fail/server-not-yet-valid", error: "CERT_NOT_YET_VALID", atClient: ["conn-validity"], build: () => ({ server: { cert: serverLeaf({ notBefore: daysFromNow(1), notAfter: daysFromNow(30) }) }, client: { cert: clientLeaf() } }) },
-  { name: "fail/client-not-yet-valid", error: "CERT_NOT_YET_VALID", atServer: ["conn-validity"], build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ notBefore: daysFromNow(1), notAfter: daysFromNow(30) }) } }) },
   {
-    name: "fail/ca-expired", error: "CERT_HAS_EXPIRED", findings: ["ca-expired"],
+    name: "fail/bundle-holds-only-the-intermediate",
+    error: "UNABLE_TO_GET_ISSUER_CERT",
+    atClient: ["conn-server-untrusted"],
+    build: () => ({
+      server: { cert: serverLeaf({ issuer: kit.inter }) },
+      client: { cert: clientLeaf(), bundle: [kit.inter] },
+    }),
+  },
+  {
+    name: "fail/pathlen-exceeded",
+    error: "PATH_LENGTH_EXCEEDED",
+    atClient: ["conn-server-untrusted"],
+    build: () => ({
+      server: { cert: serverLeaf({ issuer: kit.subCa }), chain: [kit.subCa, kit.inter] },
+      client: { cert: clientLeaf() },
+    }),
+  },
+  {
+    name: "fail/issuer-without-keycertsign",
+    error: "UNSPECIFIED",
+    opensslSays: "key usage does not include certificate signing",
+    atClient: ["conn-server-untrusted"],
+    build: () => ({
+      server: { cert: serverLeaf({ issuer: kit.noSign }), chain: [kit.noSign] },
+      client: { cert: clientLeaf() },
+    }),
+  },
+  // ── validity ──────────────────────────────────────────────────────────────────────────────
+  {
+    name: "fail/server-expired",
+    error: "CERT_HAS_EXPIRED",
+    atClient: ["conn-validity"],
+    build: () => ({
+      server: { cert: serverLeaf({ notBefore: daysFromNow(-30), notAfter: daysFromNow(-1) }) },
+      client: { cert: clientLeaf() },
+    }),
+  },
+  {
+    name: "fail/client-expired",
+    error: "CERT_HAS_EXPIRED",
+    atServer: ["conn-validity"],
+    build: () => ({
+      server: { cert: serverLeaf() },
+      client: { cert: clientLeaf({ notBefore: daysFromNow(-30), notAfter: daysFromNow(-1) }) },
+    }),
+  },
+  {
+    name: "fail/server-not-yet-valid",
+    error: "CERT_NOT_YET_VALID",
+    atClient: ["conn-validity"],
+    build: () => ({
+      server: { cert: serverLeaf({ notBefore: daysFromNow(1), notAfter: daysFromNow(30) }) },
+      client: { cert: clientLeaf() },
+    }),
+  },
+  {
+    name: "fail/client-not-yet-valid",
+    error: "CERT_NOT_YET_VALID",
+    atServer: ["conn-validity"],
+    build: () => ({
+      server: { cert: serverLeaf() },
+      client: { cert: clientLeaf({ notBefore: daysFromNow(1), notAfter: daysFromNow(30) }) },
+    }),
+  },
+  {
+    name: "fail/ca-expired",
+    error: "CERT_HAS_EXPIRED",
+    findings: ["ca-expired"],
     atClient: ["conn-validity"],
     atServer: ["conn-validity"],
     build: () => ({
@@ -196,22 +347,66 @@ const CASES: Case[] = [
     }),
   },
   // ── names ─────────────────────────────────────────────────────────────────────────────────
-  { name: "fail/ip-not-in-sans", error: "ERR_TLS_CERT_ALTNAME_INVALID", atClient: ["conn-address"], build: () => ({ server: { cert: serverLeaf({ sans: ["IP:127.0.0.2", "DNS:server.localhost"] }) }, client: { cert: clientLeaf() } }) },
-  { name: "fail/ip-as-dns-san", error: "ERR_TLS_CERT_ALTNAME_INVALID", atClient: ["conn-address"], build: () => ({ server: { cert: serverLeaf({ sans: ["DNS:127.0.0.1"] }) }, client: { cert: clientLeaf() } }) },
-  { name: "fail/wildcard-two-labels", error: "ERR_TLS_CERT_ALTNAME_INVALID", address: "a.server.svc.localhost", atClient: ["conn-address"], build: () => ({ server: { cert: serverLeaf({ sans: ["DNS:*.svc.localhost"] }) }, client: { cert: clientLeaf() } }) },
-  { name: "fail/dns-name-not-in-sans", error: "ERR_TLS_CERT_ALTNAME_INVALID", address: "other.localhost", atClient: ["conn-address"], build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf() } }) },
   {
-    name: "strict/cn-only-dialed-by-name", findings: ["cn-not-san"],
+    name: "fail/ip-not-in-sans",
+    error: "ERR_TLS_CERT_ALTNAME_INVALID",
+    atClient: ["conn-address"],
+    build: () => ({
+      server: { cert: serverLeaf({ sans: ["IP:127.0.0.2", "DNS:server.localhost"] }) },
+      client: { cert: clientLeaf() },
+    }),
+  },
+  {
+    name: "fail/ip-as-dns-san",
+    error: "ERR_TLS_CERT_ALTNAME_INVALID",
+    atClient: ["conn-address"],
+    build: () => ({ server: { cert: serverLeaf({ sans: ["DNS:127.0.0.1"] }) }, client: { cert: clientLeaf() } }),
+  },
+  {
+    name: "fail/wildcard-two-labels",
+    error: "ERR_TLS_CERT_ALTNAME_INVALID",
+    address: "a.server.svc.localhost",
+    atClient: ["conn-address"],
+    build: () => ({ server: { cert: serverLeaf({ sans: ["DNS:*.svc.localhost"] }) }, client: { cert: clientLeaf() } }),
+  },
+  {
+    name: "fail/dns-name-not-in-sans",
+    error: "ERR_TLS_CERT_ALTNAME_INVALID",
+    address: "other.localhost",
+    atClient: ["conn-address"],
+    build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf() } }),
+  },
+  {
+    name: "strict/cn-only-dialed-by-name",
+    findings: ["cn-not-san"],
     address: "server.localhost",
     atClient: ["conn-address"],
-    strictOnly: "Node's checkServerIdentity (and openssl -verify_hostname) fall back to the CN when a certificate has no DNS SAN; Go has ignored the CN since 1.15 (x509: certificate relies on legacy Common Name field), and mtlskit follows Go",
-    build: () => ({ server: { cert: serverLeaf({ cn: "server.localhost", sans: [] }) }, client: { cert: clientLeaf() } }),
+    strictOnly:
+      "Node's checkServerIdentity (and openssl -verify_hostname) fall back to the CN when a certificate has no DNS SAN; Go has ignored the CN since 1.15 (x509: certificate relies on legacy Common Name field), and mtlskit follows Go",
+    build: () => ({
+      server: { cert: serverLeaf({ cn: "server.localhost", sans: [] }) },
+      client: { cert: clientLeaf() },
+    }),
   },
   // ── key usage ─────────────────────────────────────────────────────────────────────────────
-  { name: "fail/client-ku-keyencipherment-ecdsa", error: "INVALID_PURPOSE", atServer: ["conn-client-usage"], build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ ku: ["keyEncipherment"] }) } }) },
-  { name: "fail/client-ku-keyencipherment-rsa", error: "INVALID_PURPOSE", atServer: ["conn-client-usage"], build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ key: kit.rsaKey, ku: ["keyEncipherment"] }) } }) },
   {
-    name: "fail/server-ku-keyencipherment-ecdsa-tls1.2", error: "ERR_SSL_NO_SHARED_CIPHER",
+    name: "fail/client-ku-keyencipherment-ecdsa",
+    error: "INVALID_PURPOSE",
+    atServer: ["conn-client-usage"],
+    build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ ku: ["keyEncipherment"] }) } }),
+  },
+  {
+    name: "fail/client-ku-keyencipherment-rsa",
+    error: "INVALID_PURPOSE",
+    atServer: ["conn-client-usage"],
+    build: () => ({
+      server: { cert: serverLeaf() },
+      client: { cert: clientLeaf({ key: kit.rsaKey, ku: ["keyEncipherment"] }) },
+    }),
+  },
+  {
+    name: "fail/server-ku-keyencipherment-ecdsa-tls1.2",
+    error: "ERR_SSL_NO_SHARED_CIPHER",
     maxVersion: "TLSv1.2",
     atServer: ["conn-server-usage"],
     ownCertificate: EC_KU_TLS12,
@@ -220,28 +415,105 @@ const CASES: Case[] = [
   },
   // An Ed25519 server without digitalSignature: in TLS 1.2 the OpenSSL client refuses it (libssl, not its X.509 layer).
   {
-    name: "fail/server-ku-keyagreement-ed25519-tls1.2", error: "ERR_SSL_ECC_CERT_NOT_FOR_SIGNING",
+    name: "fail/server-ku-keyagreement-ed25519-tls1.2",
+    error: "ERR_SSL_ECC_CERT_NOT_FOR_SIGNING",
     maxVersion: "TLSv1.2",
     atClient: ["conn-server-usage"],
-    x509Accepts: "OpenSSL's X.509 layer accepts keyAgreement for sslserver; libssl's client, in TLS 1.2, refuses an elliptic-curve server certificate whose keyUsage lacks digitalSignature (ecc cert not for signing)",
-    build: () => ({ server: { cert: serverLeaf({ issuer: kit.edCa, key: newKey("ed25519"), ku: ["keyAgreement"] }) }, client: { cert: clientLeaf(), bundle: [kit.edCa] } }),
+    x509Accepts:
+      "OpenSSL's X.509 layer accepts keyAgreement for sslserver; libssl's client, in TLS 1.2, refuses an elliptic-curve server certificate whose keyUsage lacks digitalSignature (ecc cert not for signing)",
+    build: () => ({
+      server: { cert: serverLeaf({ issuer: kit.edCa, key: newKey("ed25519"), ku: ["keyAgreement"] }) },
+      client: { cert: clientLeaf(), bundle: [kit.edCa] },
+    }),
   },
-  { name: "strict/server-ku-keyencipherment-ecdsa-tls1.3", findings: ["key-usage"], atClient: ["conn-server-usage"], strictOnly: KU_RFC, build: () => ({ server: { cert: serverLeaf({ ku: ["keyEncipherment"] }) }, client: { cert: clientLeaf() } }) },
+  {
+    name: "strict/server-ku-keyencipherment-ecdsa-tls1.3",
+    findings: ["key-usage"],
+    atClient: ["conn-server-usage"],
+    strictOnly: KU_RFC,
+    build: () => ({ server: { cert: serverLeaf({ ku: ["keyEncipherment"] }) }, client: { cert: clientLeaf() } }),
+  },
   // What only GnuTLS and Java refuse is a warning (key-usage-strict) and the connection works: OpenSSL
   // accepts these in TLS 1.2 and 1.3, Go never checks keyUsage (GnuTLS: test/interop/keyusage.interop.ts).
   // Before issue 11 check called them errors that "will refuse", with a fix asking for serverAuth.
-  { name: "ok/server-ku-keyencipherment-rsa", findings: ["key-usage-strict"], build: () => ({ server: { cert: serverLeaf({ key: kit.rsaKey, ku: ["keyEncipherment"] }) }, client: { cert: clientLeaf() } }) },
-  { name: "ok/server-ku-keyencipherment-rsa-tls1.2", maxVersion: "TLSv1.2", findings: ["key-usage-strict"], build: () => ({ server: { cert: serverLeaf({ key: kit.rsaKey, ku: ["keyEncipherment"] }) }, client: { cert: clientLeaf() } }) },
-  { name: "ok/server-ku-keyagreement-rsa-tls1.2", maxVersion: "TLSv1.2", findings: ["key-usage-strict"], build: () => ({ server: { cert: serverLeaf({ key: kit.rsaKey, ku: ["keyAgreement"] }) }, client: { cert: clientLeaf() } }) },
-  { name: "ok/client-ku-keyagreement-ecdsa", findings: ["key-usage-strict"], build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ ku: ["keyAgreement"] }) } }) },
-  { name: "ok/client-ku-keyagreement-ecdsa-tls1.2", maxVersion: "TLSv1.2", findings: ["key-usage-strict"], build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ ku: ["keyAgreement"] }) } }) },
+  {
+    name: "ok/server-ku-keyencipherment-rsa",
+    findings: ["key-usage-strict"],
+    build: () => ({
+      server: { cert: serverLeaf({ key: kit.rsaKey, ku: ["keyEncipherment"] }) },
+      client: { cert: clientLeaf() },
+    }),
+  },
+  {
+    name: "ok/server-ku-keyencipherment-rsa-tls1.2",
+    maxVersion: "TLSv1.2",
+    findings: ["key-usage-strict"],
+    build: () => ({
+      server: { cert: serverLeaf({ key: kit.rsaKey, ku: ["keyEncipherment"] }) },
+      client: { cert: clientLeaf() },
+    }),
+  },
+  {
+    name: "ok/server-ku-keyagreement-rsa-tls1.2",
+    maxVersion: "TLSv1.2",
+    findings: ["key-usage-strict"],
+    build: () => ({
+      server: { cert: serverLeaf({ key: kit.rsaKey, ku: ["keyAgreement"] }) },
+      client: { cert: clientLeaf() },
+    }),
+  },
+  {
+    name: "ok/client-ku-keyagreement-ecdsa",
+    findings: ["key-usage-strict"],
+    build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ ku: ["keyAgreement"] }) } }),
+  },
+  {
+    name: "ok/client-ku-keyagreement-ecdsa-tls1.2",
+    maxVersion: "TLSv1.2",
+    findings: ["key-usage-strict"],
+    build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ ku: ["keyAgreement"] }) } }),
+  },
   // Without any of digitalSignature, keyEncipherment, keyAgreement, OpenSSL's sslserver purpose refuses an RSA server too.
-  { name: "fail/server-ku-contentcommitment-rsa", error: "INVALID_PURPOSE", findings: ["key-usage"], atClient: ["conn-server-usage"], build: () => ({ server: { cert: serverLeaf({ key: kit.rsaKey, ku: ["contentCommitment"] }) }, client: { cert: clientLeaf() } }) },
+  {
+    name: "fail/server-ku-contentcommitment-rsa",
+    error: "INVALID_PURPOSE",
+    findings: ["key-usage"],
+    atClient: ["conn-server-usage"],
+    build: () => ({
+      server: { cert: serverLeaf({ key: kit.rsaKey, ku: ["contentCommitment"] }) },
+      client: { cert: clientLeaf() },
+    }),
+  },
   // ── signatures and extensions ─────────────────────────────────────────────────────────
   // Before the fix in chain.ts, check judged these connections ok and reported the defect only on the certificate.
-  { name: "fail/server-signed-with-sha1", error: "ERR_SSL_CA_MD_TOO_WEAK", findings: ["weak-signature"], atServer: ["conn-server-untrusted"], ownCertificate: SHA1, x509Accepts: SHA1_VERIFY, build: () => ({ server: { cert: serverLeaf({ hash: "sha1" }) }, client: { cert: clientLeaf() } }) },
-  { name: "fail/client-signed-with-sha1", error: "ERR_SSL_CA_MD_TOO_WEAK", atClient: ["conn-client-untrusted"], ownCertificate: SHA1, x509Accepts: SHA1_VERIFY, build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ hash: "sha1" }) } }) },
-  { name: "fail/intermediate-signed-with-sha1", error: "ERR_SSL_CA_MD_TOO_WEAK", atServer: ["conn-server-untrusted"], ownCertificate: SHA1, x509Accepts: SHA1_VERIFY, build: () => ({ server: { cert: serverLeaf({ issuer: kit.sha1Inter }), chain: [kit.sha1Inter] }, client: { cert: clientLeaf() } }) },
+  {
+    name: "fail/server-signed-with-sha1",
+    error: "ERR_SSL_CA_MD_TOO_WEAK",
+    findings: ["weak-signature"],
+    atServer: ["conn-server-untrusted"],
+    ownCertificate: SHA1,
+    x509Accepts: SHA1_VERIFY,
+    build: () => ({ server: { cert: serverLeaf({ hash: "sha1" }) }, client: { cert: clientLeaf() } }),
+  },
+  {
+    name: "fail/client-signed-with-sha1",
+    error: "ERR_SSL_CA_MD_TOO_WEAK",
+    atClient: ["conn-client-untrusted"],
+    ownCertificate: SHA1,
+    x509Accepts: SHA1_VERIFY,
+    build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ hash: "sha1" }) } }),
+  },
+  {
+    name: "fail/intermediate-signed-with-sha1",
+    error: "ERR_SSL_CA_MD_TOO_WEAK",
+    atServer: ["conn-server-untrusted"],
+    ownCertificate: SHA1,
+    x509Accepts: SHA1_VERIFY,
+    build: () => ({
+      server: { cert: serverLeaf({ issuer: kit.sha1Inter }), chain: [kit.sha1Inter] },
+      client: { cert: clientLeaf() },
+    }),
+  },
   // An anchor's self-signature is never checked: a SHA-1 root still works (OpenSSL, Go).
   {
     name: "ok/sha1-self-signed-root",
@@ -250,16 +522,56 @@ const CASES: Case[] = [
       client: { cert: clientLeaf({ issuer: kit.sha1Root }), bundle: [kit.sha1Root] },
     }),
   },
-  { name: "fail/server-unknown-critical-extension", error: "UNSPECIFIED", findings: ["critical-extension"], opensslSays: "unhandled critical extension", atClient: ["conn-server-untrusted"], build: () => ({ server: { cert: serverLeaf({ extra: [CRITICAL] }) }, client: { cert: clientLeaf() } }) },
-  { name: "fail/client-unknown-critical-extension", error: "UNSPECIFIED", findings: ["critical-extension"], opensslSays: "unhandled critical extension", atServer: ["conn-client-untrusted"], build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ extra: [CRITICAL] }) } }) },
+  {
+    name: "fail/server-unknown-critical-extension",
+    error: "UNSPECIFIED",
+    findings: ["critical-extension"],
+    opensslSays: "unhandled critical extension",
+    atClient: ["conn-server-untrusted"],
+    build: () => ({ server: { cert: serverLeaf({ extra: [CRITICAL] }) }, client: { cert: clientLeaf() } }),
+  },
+  {
+    name: "fail/client-unknown-critical-extension",
+    error: "UNSPECIFIED",
+    findings: ["critical-extension"],
+    opensslSays: "unhandled critical extension",
+    atServer: ["conn-client-untrusted"],
+    build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf({ extra: [CRITICAL] }) } }),
+  },
   // weak-key is an error on the certificate (OpenSSL at security level 2, Debian's default, refuses
   // RSA-1024), but Node runs OpenSSL at level 1 and Go accepts 1024 bits: the connection works.
-  { name: "ok/rsa-1024-leaf", findings: ["weak-key"], build: () => ({ server: { cert: serverLeaf({ key: newKey("rsa-1024") }) }, client: { cert: clientLeaf() } }) },
+  {
+    name: "ok/rsa-1024-leaf",
+    findings: ["weak-key"],
+    build: () => ({ server: { cert: serverLeaf({ key: newKey("rsa-1024") }) }, client: { cert: clientLeaf() } }),
+  },
   // ── files ─────────────────────────────────────────────────────────────────────────────────
-  { name: "fail/server-key-mismatch", error: "ERR_OSSL_X509_KEY_VALUES_MISMATCH", findings: ["key-mismatch"], atServer: ["conn-missing"], build: () => ({ server: { cert: serverLeaf(), key: newKey() }, client: { cert: clientLeaf() } }) },
-  { name: "fail/client-key-mismatch", error: "ERR_OSSL_X509_KEY_VALUES_MISMATCH", atClient: ["conn-missing"], build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf(), key: newKey() } }) },
-  { name: "fail/client-bundle-missing", error: "ENOENT", findings: ["bundle-missing"], atClient: ["conn-missing"], build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf(), bundle: null } }) },
-  { name: "fail/server-bundle-missing", error: "ENOENT", atServer: ["conn-missing"], build: () => ({ server: { cert: serverLeaf(), bundle: null }, client: { cert: clientLeaf() } }) },
+  {
+    name: "fail/server-key-mismatch",
+    error: "ERR_OSSL_X509_KEY_VALUES_MISMATCH",
+    findings: ["key-mismatch"],
+    atServer: ["conn-missing"],
+    build: () => ({ server: { cert: serverLeaf(), key: newKey() }, client: { cert: clientLeaf() } }),
+  },
+  {
+    name: "fail/client-key-mismatch",
+    error: "ERR_OSSL_X509_KEY_VALUES_MISMATCH",
+    atClient: ["conn-missing"],
+    build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf(), key: newKey() } }),
+  },
+  {
+    name: "fail/client-bundle-missing",
+    error: "ENOENT",
+    findings: ["bundle-missing"],
+    atClient: ["conn-missing"],
+    build: () => ({ server: { cert: serverLeaf() }, client: { cert: clientLeaf(), bundle: null } }),
+  },
+  {
+    name: "fail/server-bundle-missing",
+    error: "ENOENT",
+    atServer: ["conn-missing"],
+    build: () => ({ server: { cert: serverLeaf(), bundle: null }, client: { cert: clientLeaf() } }),
+  },
 ];
 
 /** Written is one end's files on disk. */
@@ -272,7 +584,12 @@ interface Written {
 
 function writeEnd(dir: string, end: End, f: EndFiles): Written {
   mkdirSync(dir, { recursive: true });
-  const w = { cert: path.join(dir, `${end}.pem`), key: path.join(dir, `${end}-key.pem`), ca: path.join(dir, "ca.pem"), hasChain: (f.chain ?? []).length > 0 };
+  const w = {
+    cert: path.join(dir, `${end}.pem`),
+    key: path.join(dir, `${end}-key.pem`),
+    ca: path.join(dir, "ca.pem"),
+    hasChain: (f.chain ?? []).length > 0,
+  };
   writeFileSync(w.cert, f.cert.pem + (f.chain ?? []).map((c) => c.pem).join(""));
   writeFileSync(w.key, (f.key ?? f.cert.key).pem, { mode: 0o600 });
   const bundle = f.bundle === undefined ? [kit.ca] : f.bundle;
@@ -281,7 +598,8 @@ function writeEnd(dir: string, end: End, f: EndFiles): Written {
 }
 
 function writeManifest(dir: string, files: Record<End, Written>, usage: Record<End, Usage>, address: string): string {
-  const svc = (end: End, extra: string) => `  ${end}:\n    usage: ${usage[end]}\n${extra}    files: { cert: ${JSON.stringify(files[end].cert)}, key: ${JSON.stringify(files[end].key)}, ca: ${JSON.stringify(files[end].ca)} }\n`;
+  const svc = (end: End, extra: string) =>
+    `  ${end}:\n    usage: ${usage[end]}\n${extra}    files: { cert: ${JSON.stringify(files[end].cert)}, key: ${JSON.stringify(files[end].key)}, ca: ${JSON.stringify(files[end].ca)} }\n`;
   const text = [
     "version: 1",
     "cluster: hs",
@@ -317,9 +635,19 @@ function holderOf(code: Code, refusing: End): End {
 }
 
 /** VERIFIED: causes an X.509 verifier decides (not conn-missing: no certificate or bundle to judge). */
-const VERIFIED = new Set<Code>(["conn-server-untrusted", "conn-server-usage", "conn-client-untrusted", "conn-client-usage", "conn-validity", "conn-address"]);
+const VERIFIED = new Set<Code>([
+  "conn-server-untrusted",
+  "conn-server-usage",
+  "conn-client-untrusted",
+  "conn-client-usage",
+  "conn-validity",
+  "conn-address",
+]);
 
-const show = (h: HandshakeResult) => (h.ok ? `ok (${h.protocol})` : `fails: server ${h.server.ok ? "ok" : `${h.server.own ? "refuses" : "hears"} ${h.server.error}`}; client ${h.client.ok ? "ok" : `${h.client.own ? "refuses" : "hears"} ${h.client.error}`}`);
+const show = (h: HandshakeResult) =>
+  h.ok
+    ? `ok (${h.protocol})`
+    : `fails: server ${h.server.ok ? "ok" : `${h.server.own ? "refuses" : "hears"} ${h.server.error}`}; client ${h.client.ok ? "ok" : `${h.client.own ? "refuses" : "hears"} ${h.client.error}`}`;
 
 describe("check agrees with real TLS handshakes", () => {
   before(() => {
@@ -349,13 +677,24 @@ describe("check agrees with real TLS handshakes", () => {
     for (const c of CASES) {
       const works = !c.atClient?.length && !c.atServer?.length;
       assert.equal(c.name.startsWith("ok/"), works, `${c.name}: ok/ exactly when no cause is expected`);
-      assert.equal(c.name.startsWith("strict/"), c.strictOnly !== undefined, `${c.name}: strict/ exactly when strictOnly`);
-      assert.equal(c.error !== undefined, c.name.startsWith("fail/"), `${c.name}: a failing case names the handshake's error`);
+      assert.equal(
+        c.name.startsWith("strict/"),
+        c.strictOnly !== undefined,
+        `${c.name}: strict/ exactly when strictOnly`,
+      );
+      assert.equal(
+        c.error !== undefined,
+        c.name.startsWith("fail/"),
+        `${c.name}: a failing case names the handshake's error`,
+      );
       if (c.ownCertificate) continue;
       for (const end of ["client", "server"] as const) {
         for (const code of (end === "client" ? c.atClient : c.atServer) ?? []) {
           const side = SIDE_OF[code];
-          assert.ok(side === undefined || side === end, `${c.name}: ${code} is refused by the ${side} end, not the ${end} end`);
+          assert.ok(
+            side === undefined || side === end,
+            `${c.name}: ${code} is refused by the ${side} end, not the ${end} end`,
+          );
         }
       }
     }
@@ -366,35 +705,67 @@ describe("check agrees with real TLS handshakes", () => {
       const dir = path.join(DIR, c.name.replace("/", "-"));
       const address = c.address ?? "127.0.0.1";
       const pki = c.build();
-      const files = { server: writeEnd(path.join(dir, "server"), "server", pki.server), client: writeEnd(path.join(dir, "client"), "client", pki.client) };
-      const manifest = loadManifest(writeManifest(dir, files, { server: pki.server.usage ?? "server", client: pki.client.usage ?? "client" }, address)).manifest;
+      const files = {
+        server: writeEnd(path.join(dir, "server"), "server", pki.server),
+        client: writeEnd(path.join(dir, "client"), "client", pki.client),
+      };
+      const manifest = loadManifest(
+        writeManifest(
+          dir,
+          files,
+          { server: pki.server.usage ?? "server", client: pki.client.usage ?? "client" },
+          address,
+        ),
+      ).manifest;
 
       const report = checkPki(manifest, undefined);
       const conn = report.connections[0]!;
-      const h = await handshake(files.server, files.client, { address, ...(c.maxVersion ? { maxVersion: c.maxVersion } : {}) });
+      const h = await handshake(files.server, files.client, {
+        address,
+        ...(c.maxVersion ? { maxVersion: c.maxVersion } : {}),
+      });
       t.diagnostic(`check: ${conn.ok ? "ok" : `fails (${conn.causes.join(", ")})`}; handshake: ${show(h)}`);
 
       const expected = [...(c.atClient ?? []), ...(c.atServer ?? [])];
-      assert.deepEqual([...conn.causes].sort(), [...new Set(expected)].sort(), `check's causes; findings:\n${report.findings.map((f) => `${f.code}: ${f.message}`).join("\n")}`);
+      assert.deepEqual(
+        [...conn.causes].sort(),
+        [...new Set(expected)].sort(),
+        `check's causes; findings:\n${report.findings.map((f) => `${f.code}: ${f.message}`).join("\n")}`,
+      );
       if (c.strictOnly) {
         assert.equal(conn.ok, false, "check refuses (strictOnly)");
         // The disagreement is said, not hidden: the finding names who would still connect.
-        if (c.name === "strict/cn-only-dialed-by-name") assert.match(report.findings.find((f) => f.code === "conn-address")!.message, /Node and OpenSSL would still connect by falling back to the CN/);
+        if (c.name === "strict/cn-only-dialed-by-name")
+          assert.match(
+            report.findings.find((f) => f.code === "conn-address")!.message,
+            /Node and OpenSSL would still connect by falling back to the CN/,
+          );
         assert.equal(h.ok, true, `the handshake succeeds: the deliberate disagreement (${c.strictOnly}); ${show(h)}`);
       } else {
         assert.equal(h.ok, conn.ok, `handshake ${show(h)} vs check ${conn.ok ? "ok" : conn.causes.join(", ")}`);
         // The end that fails on its own (not by hearing the peer's alert) is the end check blames.
         for (const end of ["client", "server"] as const) {
           const blamed = ((end === "client" ? c.atClient : c.atServer) ?? []).length > 0;
-          assert.equal(h[end].own, blamed, `the ${end} end ${blamed ? "must" : "must not"} refuse on its own: ${show(h)}`);
+          assert.equal(
+            h[end].own,
+            blamed,
+            `the ${end} end ${blamed ? "must" : "must not"} refuse on its own: ${show(h)}`,
+          );
           if (blamed) assert.equal(h[end].error, c.error, `the ${end} end's reason`);
         }
       }
 
-      for (const code of c.findings ?? []) assert.ok(report.findings.some((f) => f.code === code), `check reports ${code} on a certificate`);
+      for (const code of c.findings ?? [])
+        assert.ok(
+          report.findings.some((f) => f.code === code),
+          `check reports ${code} on a certificate`,
+        );
       for (const f of report.findings.filter((x) => x.code === "key-usage-strict")) {
         assert.equal(f.severity, "warning");
-        assert.match(f.message, /GnuTLS .* Java .*refuse it.*OpenSSL .*Go accept it|GnuTLS server refuses it.*Java; OpenSSL .*Go accept it/);
+        assert.match(
+          f.message,
+          /GnuTLS .* Java .*refuse it.*OpenSSL .*Go accept it|GnuTLS server refuses it.*Java; OpenSSL .*Go accept it/,
+        );
         assert.match(f.fix, /add digitalSignature to its keyUsage/);
         assert.doesNotMatch(f.fix, /serverAuth|clientAuth/);
       }
@@ -406,10 +777,21 @@ describe("check agrees with real TLS handshakes", () => {
           if (!VERIFIED.has(code)) continue;
           const holder = holderOf(code, end);
           const verifier: End = holder === "server" ? "client" : "server";
-          const name = code === "conn-address" ? (isIP(address) ? { verifyIp: address } : { verifyHostname: address }) : {};
-          const v = opensslVerify({ caFile: files[verifier].ca, certFile: files[holder].cert, ...(files[holder].hasChain ? { untrusted: files[holder].cert } : {}), purpose: holder === "server" ? "sslserver" : "sslclient", ...name });
+          const name =
+            code === "conn-address" ? (isIP(address) ? { verifyIp: address } : { verifyHostname: address }) : {};
+          const v = opensslVerify({
+            caFile: files[verifier].ca,
+            certFile: files[holder].cert,
+            ...(files[holder].hasChain ? { untrusted: files[holder].cert } : {}),
+            purpose: holder === "server" ? "sslserver" : "sslclient",
+            ...name,
+          });
           const accepts = c.strictOnly !== undefined || c.x509Accepts !== undefined;
-          assert.equal(v.ok, accepts, `openssl verify of ${holder}'s certificate for ${code} ${accepts ? "accepts it" : "refuses it"}: ${v.output}`);
+          assert.equal(
+            v.ok,
+            accepts,
+            `openssl verify of ${holder}'s certificate for ${code} ${accepts ? "accepts it" : "refuses it"}: ${v.output}`,
+          );
           if (c.opensslSays) assert.match(v.output, new RegExp(c.opensslSays));
         }
       }

@@ -11,7 +11,19 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { chmodSync, chownSync, copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { isIP } from "node:net";
 import * as path from "node:path";
 import { describe, it } from "node:test";
@@ -49,7 +61,16 @@ interface ReportJson {
   now: string;
   summary: { errors: number; warnings: number; certificates: number; connections: number; failingConnections: number };
   findings: FindingJson[];
-  certificates: { id: string; service: string; file: string; subject?: string; notAfter?: string; sha256?: string; errors: number; warnings: number }[];
+  certificates: {
+    id: string;
+    service: string;
+    file: string;
+    subject?: string;
+    notAfter?: string;
+    sha256?: string;
+    errors: number;
+    warnings: number;
+  }[];
   cas: { subject: string; file: string; notAfter: string; sha256: string }[];
   connections: { index: number; from: string; to: string; address: string; ok: boolean; causes: Code[] }[];
 }
@@ -127,7 +148,10 @@ const sanOf = (a: string) => (isIP(a) ? `IP:${a}` : `DNS:${a}`);
 const EKU = { server: ["serverAuth"], client: ["clientAuth"], dual: ["serverAuth", "clientAuth"] };
 
 /** external writes forged certificates and a manifest whose services all name them with `files`. */
-function external(services: Record<string, ExtService>, o: ExtOptions = {}): Run & { dir: string; file: (service: string, name: string) => string } {
+function external(
+  services: Record<string, ExtService>,
+  o: ExtOptions = {},
+): Run & { dir: string; file: (service: string, name: string) => string } {
   const dir = tempDir("mtlskit-check-ext-");
   const q = (s: string) => `'${s.replace(/'/g, "''")}'`;
   let yaml = `version: 1\ncluster: ext\n${o.identity ? `identity: { uri: "${o.identity}" }\n` : ""}services:\n`;
@@ -139,7 +163,13 @@ function external(services: Record<string, ExtService>, o: ExtOptions = {}): Run
     mkdirSync(folder, { recursive: true });
     writeFileSync(path.join(folder, "root.pem"), (o.bundle ?? [CA]).map((c) => c.pem).join(""));
     const cn = s.cn ?? name;
-    const base: ForgeSpec = { issuer: CA, cn, sans: [cn, ...(s.addresses ?? [])].map(sanOf), notBefore: ago(HOUR), notAfter: ahead(YEAR) };
+    const base: ForgeSpec = {
+      issuer: CA,
+      cn,
+      sans: [cn, ...(s.addresses ?? [])].map(sanOf),
+      notBefore: ago(HOUR),
+      notAfter: ahead(YEAR),
+    };
     const main = forge({ ...base, eku: s.split ? ["serverAuth"] : EKU[s.usage], ...s.cert });
     writeForged(folder, name, main);
     let files = `cert: ${q(`${rel}/${name}.pem`)}, key: ${q(`${rel}/${name}-key.pem`)}, ca: ${q(`${rel}/root.pem`)}`;
@@ -157,7 +187,12 @@ function external(services: Record<string, ExtService>, o: ExtOptions = {}): Run
       yaml += `  - { from: ${m[1]}, to: ${m[2]}, address: "${m[3]}" }\n`;
     }
   }
-  return { dir, manifest: writeManifest(dir, yaml), pki: path.join(dir, "no-pki"), file: (service, name) => path.join(folders.get(service)!, name) };
+  return {
+    dir,
+    manifest: writeManifest(dir, yaml),
+    pki: path.join(dir, "no-pki"),
+    file: (service, name) => path.join(folders.get(service)!, name),
+  };
 }
 
 // ── the fixture table ──────────────────────────────────────────────────────────────────────────
@@ -176,7 +211,12 @@ interface Case {
 }
 
 /** ABOUT_KINDS: the kinds of `about` each scope's findings may have. */
-const ABOUT_KINDS: Record<string, string[]> = { certificate: ["certificate"], ca: ["ca"], deployment: ["service", "ca"], connection: ["connection"] };
+const ABOUT_KINDS: Record<string, string[]> = {
+  certificate: ["certificate"],
+  ca: ["ca"],
+  deployment: ["service", "ca"],
+  connection: ["connection"],
+};
 
 /**
  * assertFindings: every wanted finding is there with its substrings, and nothing else is: each
@@ -185,25 +225,42 @@ const ABOUT_KINDS: Record<string, string[]> = { certificate: ["certificate"], ca
 function assertFindings(report: ReportJson, want: Want[]): void {
   const got = report.findings.map((f) => `${f.code} @ ${f.label}: ${f.message}`).join("\n");
   for (const w of want) {
-    const f = report.findings.find((x) => x.code === w.code && x.label === w.about && (w.has ?? []).every((s) => x.message.includes(s)));
+    const f = report.findings.find(
+      (x) => x.code === w.code && x.label === w.about && (w.has ?? []).every((s) => x.message.includes(s)),
+    );
     assert.ok(f, `no ${w.code} @ ${w.about} with ${JSON.stringify(w.has ?? [])}; findings:\n${got}`);
-    for (const s of w.fix ?? []) assert.ok(f.fix.includes(s), `${w.code} @ ${w.about}: fix ${JSON.stringify(f.fix)} lacks ${JSON.stringify(s)}`);
+    for (const s of w.fix ?? [])
+      assert.ok(f.fix.includes(s), `${w.code} @ ${w.about}: fix ${JSON.stringify(f.fix)} lacks ${JSON.stringify(s)}`);
   }
   const extra = report.findings.filter((f) => !want.some((w) => w.code === f.code && w.about === f.label));
-  assert.deepEqual(extra.map((f) => `${f.code} @ ${f.label}: ${f.message}`), [], "unexpected findings");
+  assert.deepEqual(
+    extra.map((f) => `${f.code} @ ${f.label}: ${f.message}`),
+    [],
+    "unexpected findings",
+  );
   for (const f of report.findings) {
     assert.equal(f.severity, CODES[f.code].severity, f.code);
     assert.equal(f.scope, CODES[f.code].scope, f.code);
-    assert.ok(ABOUT_KINDS[f.scope]!.includes(f.about.kind), `${f.code}: about.kind ${f.about.kind} for scope ${f.scope}`);
+    assert.ok(
+      ABOUT_KINDS[f.scope]!.includes(f.about.kind),
+      `${f.code}: about.kind ${f.about.kind} for scope ${f.scope}`,
+    );
     assert.ok(f.fix.length > 0, `${f.code} has a fix`);
     if (f.about.kind === "connection") {
       const c = report.connections[f.about.index]!;
-      assert.deepEqual([c.from, c.to, c.address], [f.about.from, f.about.to, f.about.address], "about.index points at the connection");
-      if (f.severity === "error") assert.ok(!c.ok && c.causes.includes(f.code), `${f.code} is a cause of connection ${c.index}`);
+      assert.deepEqual(
+        [c.from, c.to, c.address],
+        [f.about.from, f.about.to, f.about.address],
+        "about.index points at the connection",
+      );
+      if (f.severity === "error")
+        assert.ok(!c.ok && c.causes.includes(f.code), `${f.code} is a cause of connection ${c.index}`);
     }
   }
   for (const c of report.connections) {
-    const errors = report.findings.filter((f) => f.about.kind === "connection" && f.about.index === c.index && f.severity === "error");
+    const errors = report.findings.filter(
+      (f) => f.about.kind === "connection" && f.about.index === c.index && f.severity === "error",
+    );
     assert.equal(c.ok, errors.length === 0, `connection ${c.index} ok`);
   }
 }
@@ -225,7 +282,11 @@ const CASES: Case[] = [
         run: r,
         want: [
           { code: "cert-missing", about: "api", has: [svc(r, "api", "cert.pem"), "does not exist"] },
-          { code: "conn-missing", about: conn("worker", "api", "api.localhost"), has: ["api (the server) cannot present a certificate", svc(r, "api", "cert.pem")] },
+          {
+            code: "conn-missing",
+            about: conn("worker", "api", "api.localhost"),
+            has: ["api (the server) cannot present a certificate", svc(r, "api", "cert.pem")],
+          },
           { code: "conn-missing", about: conn("db", "api", "127.0.0.1"), has: ["api (the server)"] },
         ],
       };
@@ -235,8 +296,20 @@ const CASES: Case[] = [
     name: "fail/cert-missing/a service added to the manifest and not applied yet",
     async setup() {
       const r = await quickstart();
-      const manifest = variant("quickstart", (t) => t.replace("\nconnections:", "\n  cache: { usage: server, addresses: [127.0.0.1] }\n\nconnections:"));
-      return { run: { ...r, manifest }, want: [{ code: "cert-missing", about: "cache", has: ["cache has not been issued yet", path.join(r.pki, "services", "cache")], fix: ["mtlskit apply"] }] };
+      const manifest = variant("quickstart", (t) =>
+        t.replace("\nconnections:", "\n  cache: { usage: server, addresses: [127.0.0.1] }\n\nconnections:"),
+      );
+      return {
+        run: { ...r, manifest },
+        want: [
+          {
+            code: "cert-missing",
+            about: "cache",
+            has: ["cache has not been issued yet", path.join(r.pki, "services", "cache")],
+            fix: ["mtlskit apply"],
+          },
+        ],
+      };
     },
   },
   {
@@ -248,7 +321,11 @@ const CASES: Case[] = [
       return {
         run: r,
         want: [
-          { code: "cert-malformed", about: "api", has: [file, "is truncated: block 1 has a -----BEGIN line but no -----END line"] },
+          {
+            code: "cert-malformed",
+            about: "api",
+            has: [file, "is truncated: block 1 has a -----BEGIN line but no -----END line"],
+          },
           { code: "conn-missing", about: conn("worker", "api", "api.localhost") },
           { code: "conn-missing", about: conn("db", "api", "127.0.0.1") },
         ],
@@ -282,8 +359,16 @@ const CASES: Case[] = [
         run: r,
         want: [
           { code: "key-missing", about: "db", has: [svc(r, "db", "key.pem"), "does not exist"], fix: ["--reissue db"] },
-          { code: "conn-missing", about: conn("worker", "db", "db.localhost"), has: ["db (the server) cannot present a certificate", svc(r, "db", "key.pem")] },
-          { code: "conn-missing", about: conn("db", "api", "127.0.0.1"), has: ["db (the client) cannot present a certificate"] },
+          {
+            code: "conn-missing",
+            about: conn("worker", "db", "db.localhost"),
+            has: ["db (the server) cannot present a certificate", svc(r, "db", "key.pem")],
+          },
+          {
+            code: "conn-missing",
+            about: conn("db", "api", "127.0.0.1"),
+            has: ["db (the client) cannot present a certificate"],
+          },
         ],
       };
     },
@@ -297,8 +382,16 @@ const CASES: Case[] = [
       return {
         run: r,
         want: [
-          { code: "key-missing", about: "worker", has: [key, "is not a usable private key (truncated: a -----BEGIN line without its -----END line)"] },
-          { code: "conn-missing", about: conn("worker", "api", "api.localhost"), has: ["worker (the client) cannot present a certificate", key] },
+          {
+            code: "key-missing",
+            about: "worker",
+            has: [key, "is not a usable private key (truncated: a -----BEGIN line without its -----END line)"],
+          },
+          {
+            code: "conn-missing",
+            about: conn("worker", "api", "api.localhost"),
+            has: ["worker (the client) cannot present a certificate", key],
+          },
           { code: "conn-missing", about: conn("worker", "db", "db.localhost") },
         ],
       };
@@ -307,14 +400,28 @@ const CASES: Case[] = [
   {
     name: "fail/chain-order/the intermediate first, then the leaf: one finding, not a cascade",
     async setup() {
-      const inter = forge({ ca: { pathLen: 0 }, cn: "Issuing CA 1", issuer: CA, notBefore: ago(DAY), notAfter: ahead(5 * YEAR) });
-      const x = external({ api: { usage: "server", addresses: ["10.0.0.1"], cert: { issuer: inter } }, worker: { usage: "client" } }, { connections: ["worker -> api @ 10.0.0.1"] });
+      const inter = forge({
+        ca: { pathLen: 0 },
+        cn: "Issuing CA 1",
+        issuer: CA,
+        notBefore: ago(DAY),
+        notAfter: ahead(5 * YEAR),
+      });
+      const x = external(
+        { api: { usage: "server", addresses: ["10.0.0.1"], cert: { issuer: inter } }, worker: { usage: "client" } },
+        { connections: ["worker -> api @ 10.0.0.1"] },
+      );
       const file = x.file("api", "api.pem");
       writeFileSync(file, inter.pem + readFileSync(file, "utf8"));
       return {
         run: x,
         want: [
-          { code: "chain-order", about: "api", has: [file, "starts with the CA certificate CN=Issuing CA 1", "the leaf CN=api is certificate 2"], fix: ["put the leaf first", "cat leaf.pem intermediate.pem"] },
+          {
+            code: "chain-order",
+            about: "api",
+            has: [file, "starts with the CA certificate CN=Issuing CA 1", "the leaf CN=api is certificate 2"],
+            fix: ["put the leaf first", "cat leaf.pem intermediate.pem"],
+          },
           { code: "conn-missing", about: conn("worker", "api", "10.0.0.1"), has: ["starts with the CA certificate"] },
         ],
       };
@@ -329,7 +436,9 @@ const CASES: Case[] = [
       renameSync(`${key}.enc`, key);
       chmodSync(key, 0o600);
       const dbKey = svc(r, "db", "key.pem");
-      execFileSync("openssl", ["ec", "-in", dbKey, "-out", `${dbKey}.enc`, "-aes256", "-passout", "pass:secret"], { stdio: "pipe" });
+      execFileSync("openssl", ["ec", "-in", dbKey, "-out", `${dbKey}.enc`, "-aes256", "-passout", "pass:secret"], {
+        stdio: "pipe",
+      });
       renameSync(`${dbKey}.enc`, dbKey);
       chmodSync(dbKey, 0o600);
       assert.match(readFileSync(dbKey, "utf8"), /Proc-Type: 4,ENCRYPTED/);
@@ -353,8 +462,16 @@ const CASES: Case[] = [
       return {
         run: r,
         want: [
-          { code: "key-mismatch", about: "api", has: [`${svc(r, "api", "key.pem")} is not the private key of ${svc(r, "api", "cert.pem")}`] },
-          { code: "key-mismatch", about: "db", has: [`${svc(r, "db", "key.pem")} is not the private key of ${svc(r, "db", "cert.pem")}`] },
+          {
+            code: "key-mismatch",
+            about: "api",
+            has: [`${svc(r, "api", "key.pem")} is not the private key of ${svc(r, "api", "cert.pem")}`],
+          },
+          {
+            code: "key-mismatch",
+            about: "db",
+            has: [`${svc(r, "db", "key.pem")} is not the private key of ${svc(r, "db", "cert.pem")}`],
+          },
           { code: "conn-missing", about: conn("worker", "api", "api.localhost"), has: ["does not match"] },
           { code: "conn-missing", about: conn("worker", "db", "db.localhost") },
           { code: "conn-missing", about: conn("db", "api", "127.0.0.1") },
@@ -371,11 +488,29 @@ const CASES: Case[] = [
       return {
         run: r,
         want: [
-          { code: "untrusted", about: "dusk", has: [svc(r, "dusk", "cert.pem"), `does not chain to ${bundle}`, "does not hold the CA that issued it (CN=ServiceRadar CA", "the bundle was replaced"], fix: ["it rewrites", "the certificate is fine"] },
+          {
+            code: "untrusted",
+            about: "dusk",
+            has: [
+              svc(r, "dusk", "cert.pem"),
+              `does not chain to ${bundle}`,
+              "does not hold the CA that issued it (CN=ServiceRadar CA",
+              "the bundle was replaced",
+            ],
+            fix: ["it rewrites", "the certificate is fine"],
+          },
           { code: "bundle-differs", about: "dusk", has: [bundle, "CN=Other CA", "8 other services"] },
           // dusk verifies the agent (it serves it) and core (it dials it) with the wrong root.
-          { code: "conn-client-untrusted", about: conn("agent", "dusk", "192.168.2.22"), has: ["dusk will refuse agent's certificate", svc(r, "agent", "cert.pem"), bundle] },
-          { code: "conn-server-untrusted", about: conn("dusk", "core", "core.serviceradar"), has: ["dusk will refuse core's certificate", svc(r, "core", "cert.pem"), bundle] },
+          {
+            code: "conn-client-untrusted",
+            about: conn("agent", "dusk", "192.168.2.22"),
+            has: ["dusk will refuse agent's certificate", svc(r, "agent", "cert.pem"), bundle],
+          },
+          {
+            code: "conn-server-untrusted",
+            about: conn("dusk", "core", "core.serviceradar"),
+            has: ["dusk will refuse core's certificate", svc(r, "core", "cert.pem"), bundle],
+          },
         ],
       };
     },
@@ -388,8 +523,16 @@ const CASES: Case[] = [
       return {
         run: r,
         want: [
-          { code: "conn-server-untrusted", about: conn("worker", "api", "api.localhost"), has: ["worker will refuse api's certificate", svc(r, "api", "cert.pem")] },
-          { code: "conn-server-untrusted", about: conn("worker", "db", "db.localhost"), has: ["worker will refuse db's certificate"] },
+          {
+            code: "conn-server-untrusted",
+            about: conn("worker", "api", "api.localhost"),
+            has: ["worker will refuse api's certificate", svc(r, "api", "cert.pem")],
+          },
+          {
+            code: "conn-server-untrusted",
+            about: conn("worker", "db", "db.localhost"),
+            has: ["worker will refuse db's certificate"],
+          },
           { code: "untrusted", about: "worker", has: [svc(r, "worker", "cert.pem")] },
           { code: "bundle-differs", about: "worker", has: [svc(r, "worker", "ca.pem")] },
         ],
@@ -401,7 +544,16 @@ const CASES: Case[] = [
     async setup() {
       const again = forge({ ca: true, cn: "Forge CA", key: newKey(), notBefore: ago(DAY), notAfter: ahead(10 * YEAR) });
       const x = external({ api: { usage: "server", addresses: ["10.0.0.1"] } }, { bundle: [again] });
-      return { run: x, want: [{ code: "bad-signature", about: "api", has: [x.file("api", "api.pem"), "CN=Forge CA", "has the issuer's name but not the key"] }] };
+      return {
+        run: x,
+        want: [
+          {
+            code: "bad-signature",
+            about: "api",
+            has: [x.file("api", "api.pem"), "CN=Forge CA", "has the issuer's name but not the key"],
+          },
+        ],
+      };
     },
   },
   {
@@ -412,15 +564,33 @@ const CASES: Case[] = [
       const ends = names.map((n) => notAfterOf(svc(r, n, "cert.pem")));
       const at = new Date(Math.max(...ends.map((d) => d.getTime())) + DAY + HOUR);
       const peers = [
-        ["backend-1", "backend-2", "10.0.0.2"], ["backend-1", "backend-3", "10.0.0.3"], ["backend-2", "backend-1", "10.0.0.1"],
-        ["backend-2", "backend-3", "10.0.0.3"], ["backend-3", "backend-1", "10.0.0.1"], ["backend-3", "backend-2", "10.0.0.2"],
-        ["agent", "backend-1", "backend-1.example.com"], ["agent", "backend-2", "backend-2.example.com"], ["agent", "backend-3", "backend-3.example.com"],
+        ["backend-1", "backend-2", "10.0.0.2"],
+        ["backend-1", "backend-3", "10.0.0.3"],
+        ["backend-2", "backend-1", "10.0.0.1"],
+        ["backend-2", "backend-3", "10.0.0.3"],
+        ["backend-3", "backend-1", "10.0.0.1"],
+        ["backend-3", "backend-2", "10.0.0.2"],
+        ["agent", "backend-1", "backend-1.example.com"],
+        ["agent", "backend-2", "backend-2.example.com"],
+        ["agent", "backend-3", "backend-3.example.com"],
       ] as const;
       return {
         run: { ...r, args: ["--at", at.toISOString()] },
         want: [
-          ...names.map((n, i): Want => ({ code: "expired", about: n, has: [svc(r, n, "cert.pem"), "expired 1 day ago", `notAfter ${fmt(ends[i]!)}`] })),
-          ...peers.map(([from, to, address]): Want => ({ code: "conn-validity", about: conn(from, to, address), has: [`${from} will refuse ${to}'s certificate`, "expired on"] })),
+          ...names.map(
+            (n, i): Want => ({
+              code: "expired",
+              about: n,
+              has: [svc(r, n, "cert.pem"), "expired 1 day ago", `notAfter ${fmt(ends[i]!)}`],
+            }),
+          ),
+          ...peers.map(
+            ([from, to, address]): Want => ({
+              code: "conn-validity",
+              about: conn(from, to, address),
+              has: [`${from} will refuse ${to}'s certificate`, "expired on"],
+            }),
+          ),
         ],
       };
     },
@@ -429,14 +599,25 @@ const CASES: Case[] = [
     name: "fail/not-yet-valid/notBefore tomorrow",
     async setup() {
       const x = external(
-        { api: { usage: "server", addresses: ["10.0.0.1"], cert: { notBefore: ahead(DAY) } }, worker: { usage: "client" } },
+        {
+          api: { usage: "server", addresses: ["10.0.0.1"], cert: { notBefore: ahead(DAY) } },
+          worker: { usage: "client" },
+        },
         { connections: ["worker -> api @ 10.0.0.1"] },
       );
       return {
         run: x,
         want: [
-          { code: "not-yet-valid", about: "api", has: [x.file("api", "api.pem"), "is not valid until", "23 hours from now"] },
-          { code: "conn-validity", about: conn("worker", "api", "10.0.0.1"), has: ["worker will refuse api's certificate", "not valid until"] },
+          {
+            code: "not-yet-valid",
+            about: "api",
+            has: [x.file("api", "api.pem"), "is not valid until", "23 hours from now"],
+          },
+          {
+            code: "conn-validity",
+            about: conn("worker", "api", "10.0.0.1"),
+            has: ["worker will refuse api's certificate", "not valid until"],
+          },
         ],
       };
     },
@@ -448,7 +629,13 @@ const CASES: Case[] = [
       const at = new Date(Date.now() + 70 * DAY).toISOString();
       return {
         run: { ...r, args: ["--at", at] },
-        want: ["api", "worker", "db"].map((n): Want => ({ code: "renewal-due", about: n, has: [svc(r, n, "cert.pem"), "expires in 19 days", "renewal window of 30 days"] })),
+        want: ["api", "worker", "db"].map(
+          (n): Want => ({
+            code: "renewal-due",
+            about: n,
+            has: [svc(r, n, "cert.pem"), "expires in 19 days", "renewal window of 30 days"],
+          }),
+        ),
       };
     },
   },
@@ -456,23 +643,49 @@ const CASES: Case[] = [
     name: "fail/clock-skew/a fresh PKI judged with --skew 1h (mtlskit backdates 5 minutes)",
     async setup() {
       const r = await quickstart();
-      return { run: { ...r, args: ["--skew", "1h"] }, want: ["api", "worker", "db"].map((n): Want => ({ code: "clock-skew", about: n, has: [svc(r, n, "cert.pem"), "until it is 60 minutes old", "clears by itself"] })) };
+      return {
+        run: { ...r, args: ["--skew", "1h"] },
+        want: ["api", "worker", "db"].map(
+          (n): Want => ({
+            code: "clock-skew",
+            about: n,
+            has: [svc(r, n, "cert.pem"), "until it is 60 minutes old", "clears by itself"],
+          }),
+        ),
+      };
     },
   },
   {
     name: "fail/eku-server/Incompatible key usage: the checker certificate (clientAuth only) on dual dusk",
     async setup() {
       const x = external(
-        { dusk: { usage: "dual", addresses: ["192.168.2.22"], cert: { cn: "checker.serviceradar", eku: ["clientAuth"], sans: ["IP:192.168.2.22"] } }, agent: { usage: "dual", addresses: ["192.168.2.21"] } },
+        {
+          dusk: {
+            usage: "dual",
+            addresses: ["192.168.2.22"],
+            cert: { cn: "checker.serviceradar", eku: ["clientAuth"], sans: ["IP:192.168.2.22"] },
+          },
+          agent: { usage: "dual", addresses: ["192.168.2.21"] },
+        },
         { connections: ["agent -> dusk @ 192.168.2.22"] },
       );
       const cert = x.file("dusk", "dusk.pem");
       return {
         run: x,
         want: [
-          { code: "eku-server", about: "dusk", has: [cert, "extendedKeyUsage is clientAuth, without serverAuth"], fix: [cert, "extendedKeyUsage serverAuth, clientAuth"] },
+          {
+            code: "eku-server",
+            about: "dusk",
+            has: [cert, "extendedKeyUsage is clientAuth, without serverAuth"],
+            fix: [cert, "extendedKeyUsage serverAuth, clientAuth"],
+          },
           { code: "cn-not-san", about: "dusk", has: [cert, "CN checker.serviceradar"] },
-          { code: "conn-server-usage", about: conn("agent", "dusk", "192.168.2.22"), has: ["agent will refuse dusk's certificate", cert, "incompatible key usage"], fix: [cert, "extendedKeyUsage serverAuth, clientAuth"] },
+          {
+            code: "conn-server-usage",
+            about: conn("agent", "dusk", "192.168.2.22"),
+            has: ["agent will refuse dusk's certificate", cert, "incompatible key usage"],
+            fix: [cert, "extendedKeyUsage serverAuth, clientAuth"],
+          },
         ],
       };
     },
@@ -480,13 +693,28 @@ const CASES: Case[] = [
   {
     name: "fail/eku-client/a client with a serverAuth-only certificate",
     async setup() {
-      const x = external({ api: { usage: "server", addresses: ["10.0.0.1"] }, worker: { usage: "client", cert: { eku: ["serverAuth"] } } }, { connections: ["worker -> api @ 10.0.0.1"] });
+      const x = external(
+        {
+          api: { usage: "server", addresses: ["10.0.0.1"] },
+          worker: { usage: "client", cert: { eku: ["serverAuth"] } },
+        },
+        { connections: ["worker -> api @ 10.0.0.1"] },
+      );
       const cert = x.file("worker", "worker.pem");
       return {
         run: x,
         want: [
-          { code: "eku-client", about: "worker", has: [cert, "without clientAuth"], fix: ["extendedKeyUsage clientAuth"] },
-          { code: "conn-client-usage", about: conn("worker", "api", "10.0.0.1"), has: ["api will refuse worker's certificate", cert, "without clientAuth"] },
+          {
+            code: "eku-client",
+            about: "worker",
+            has: [cert, "without clientAuth"],
+            fix: ["extendedKeyUsage clientAuth"],
+          },
+          {
+            code: "conn-client-usage",
+            about: conn("worker", "api", "10.0.0.1"),
+            has: ["api will refuse worker's certificate", cert, "without clientAuth"],
+          },
         ],
       };
     },
@@ -495,19 +723,39 @@ const CASES: Case[] = [
     name: "fail/eku-absent/no extendedKeyUsage",
     async setup() {
       const x = external({ api: { usage: "server", cert: { eku: null } } });
-      return { run: x, want: [{ code: "eku-absent", about: "api", has: [x.file("api", "api.pem"), "no extendedKeyUsage"], fix: ["extendedKeyUsage serverAuth"] }] };
+      return {
+        run: x,
+        want: [
+          {
+            code: "eku-absent",
+            about: "api",
+            has: [x.file("api", "api.pem"), "no extendedKeyUsage"],
+            fix: ["extendedKeyUsage serverAuth"],
+          },
+        ],
+      };
     },
   },
   {
     name: "fail/key-usage/keyUsage without digitalSignature",
     async setup() {
-      const x = external({ api: { usage: "server", addresses: ["10.0.0.1"], cert: { ku: ["contentCommitment"] } }, worker: { usage: "client" } }, { connections: ["worker -> api @ 10.0.0.1"] });
+      const x = external(
+        {
+          api: { usage: "server", addresses: ["10.0.0.1"], cert: { ku: ["contentCommitment"] } },
+          worker: { usage: "client" },
+        },
+        { connections: ["worker -> api @ 10.0.0.1"] },
+      );
       const cert = x.file("api", "api.pem");
       return {
         run: x,
         want: [
           { code: "key-usage", about: "api", has: [cert, "keyUsage is contentCommitment, without digitalSignature"] },
-          { code: "conn-server-usage", about: conn("worker", "api", "10.0.0.1"), has: [cert, "without digitalSignature"] },
+          {
+            code: "conn-server-usage",
+            about: conn("worker", "api", "10.0.0.1"),
+            has: [cert, "without digitalSignature"],
+          },
         ],
       };
     },
@@ -517,29 +765,68 @@ const CASES: Case[] = [
     // the certificate has, while OpenSSL accepts it in TLS 1.2 and 1.3 and Go never checks keyUsage.
     name: "fail/key-usage-strict/an RSA server with keyEncipherment, without digitalSignature: a warning naming GnuTLS and Java, the connection works",
     async setup() {
-      const x = external({ api: { usage: "server", addresses: ["10.0.0.1"], cert: { key: newKey("rsa-2048"), ku: ["keyEncipherment"] } }, worker: { usage: "client" } }, { connections: ["worker -> api @ 10.0.0.1"] });
+      const x = external(
+        {
+          api: { usage: "server", addresses: ["10.0.0.1"], cert: { key: newKey("rsa-2048"), ku: ["keyEncipherment"] } },
+          worker: { usage: "client" },
+        },
+        { connections: ["worker -> api @ 10.0.0.1"] },
+      );
       const cert = x.file("api", "api.pem");
-      return { run: x, want: [{ code: "key-usage-strict", about: "api", has: [cert, "keyUsage is keyEncipherment, without digitalSignature", "GnuTLS", "Java", "OpenSSL (Node, nginx, PostgreSQL) and Go accept it"], fix: ["add digitalSignature to its keyUsage (keyUsage = digitalSignature, keyEncipherment)"] }] };
+      return {
+        run: x,
+        want: [
+          {
+            code: "key-usage-strict",
+            about: "api",
+            has: [
+              cert,
+              "keyUsage is keyEncipherment, without digitalSignature",
+              "GnuTLS",
+              "Java",
+              "OpenSSL (Node, nginx, PostgreSQL) and Go accept it",
+            ],
+            fix: ["add digitalSignature to its keyUsage (keyUsage = digitalSignature, keyEncipherment)"],
+          },
+        ],
+      };
     },
   },
   {
     name: "fail/key-usage-extra/keyEncipherment on an ECDSA key",
     async setup() {
       const x = external({ api: { usage: "server", cert: { ku: ["digitalSignature", "keyEncipherment"] } } });
-      return { run: x, want: [{ code: "key-usage-extra", about: "api", has: [x.file("api", "api.pem"), "keyEncipherment", "EC key"] }] };
+      return {
+        run: x,
+        want: [{ code: "key-usage-extra", about: "api", has: [x.file("api", "api.pem"), "keyEncipherment", "EC key"] }],
+      };
     },
   },
   {
     name: "fail/san-missing/Gateway IP Mismatch: the gateway's address changed to one not in its cert",
     async setup() {
       const r = await serviceradar();
-      const manifest = variant("serviceradar", (t) => t.replace("addresses: [192.168.2.100]", "addresses: [192.168.2.101]") + "  - { from: checker, to: gateway, address: 192.168.2.101 }\n");
+      const manifest = variant(
+        "serviceradar",
+        (t) =>
+          t.replace("addresses: [192.168.2.100]", "addresses: [192.168.2.101]") +
+          "  - { from: checker, to: gateway, address: 192.168.2.101 }\n",
+      );
       const cert = svc(r, "gateway", "cert.pem");
       return {
         run: { ...r, manifest },
         want: [
-          { code: "san-missing", about: "gateway", has: [cert, "lacks IP SAN 192.168.2.101", "IP:192.168.2.100"], fix: ["--reissue gateway"] },
-          { code: "conn-address", about: conn("checker", "gateway", "192.168.2.101"), has: ["checker dials 192.168.2.101", cert, "no IP SAN 192.168.2.101"] },
+          {
+            code: "san-missing",
+            about: "gateway",
+            has: [cert, "lacks IP SAN 192.168.2.101", "IP:192.168.2.100"],
+            fix: ["--reissue gateway"],
+          },
+          {
+            code: "conn-address",
+            about: conn("checker", "gateway", "192.168.2.101"),
+            has: ["checker dials 192.168.2.101", cert, "no IP SAN 192.168.2.101"],
+          },
         ],
       };
     },
@@ -553,11 +840,20 @@ const CASES: Case[] = [
       return {
         run: r,
         want: [
-          { code: "eku-server", about: "dusk", has: [cert, "usage dual", "without serverAuth"], fix: ["--reissue dusk"] },
+          {
+            code: "eku-server",
+            about: "dusk",
+            has: [cert, "usage dual", "without serverAuth"],
+            fix: ["--reissue dusk"],
+          },
           { code: "san-missing", about: "dusk", has: [cert, "lacks IP SAN 192.168.2.22"] },
           // The manifest's cn is a name peers dial (checkers dial core by its cn): a managed certificate must carry it.
           { code: "san-missing", about: "dusk", has: [cert, "lacks DNS SAN dusk.serviceradar"] },
-          { code: "conn-server-usage", about: conn("agent", "dusk", "192.168.2.22"), has: [cert, "incompatible key usage"] },
+          {
+            code: "conn-server-usage",
+            about: conn("agent", "dusk", "192.168.2.22"),
+            has: [cert, "incompatible key usage"],
+          },
           { code: "conn-address", about: conn("agent", "dusk", "192.168.2.22"), has: [cert, "no IP SAN 192.168.2.22"] },
         ],
       };
@@ -566,14 +862,25 @@ const CASES: Case[] = [
   {
     name: "fail/san-ip-as-dns/an IP written as a DNS SAN",
     async setup() {
-      const x = external({ api: { usage: "server", addresses: ["10.0.0.1"], cert: { sans: ["DNS:api", "DNS:10.0.0.1"] } }, worker: { usage: "client" } }, { connections: ["worker -> api @ 10.0.0.1"] });
+      const x = external(
+        {
+          api: { usage: "server", addresses: ["10.0.0.1"], cert: { sans: ["DNS:api", "DNS:10.0.0.1"] } },
+          worker: { usage: "client" },
+        },
+        { connections: ["worker -> api @ 10.0.0.1"] },
+      );
       const cert = x.file("api", "api.pem");
       return {
         run: x,
         want: [
           { code: "san-ip-as-dns", about: "api", has: [cert, "10.0.0.1 as a DNS SAN"], fix: ["IP:10.0.0.1"] },
           { code: "san-missing", about: "api", has: [cert, "lacks IP SAN 10.0.0.1"] },
-          { code: "conn-address", about: conn("worker", "api", "10.0.0.1"), has: [cert, "no IP SAN 10.0.0.1", "DNS:10.0.0.1"], fix: ["add IP:10.0.0.1 to subjectAltName"] },
+          {
+            code: "conn-address",
+            about: conn("worker", "api", "10.0.0.1"),
+            has: [cert, "no IP SAN 10.0.0.1", "DNS:10.0.0.1"],
+            fix: ["add IP:10.0.0.1 to subjectAltName"],
+          },
         ],
       };
     },
@@ -581,28 +888,63 @@ const CASES: Case[] = [
   {
     name: "fail/cn-not-san/the CN is not among the SANs",
     async setup() {
-      const x = external({ api: { usage: "server", cn: "api.internal", addresses: ["10.0.0.1"], cert: { sans: ["IP:10.0.0.1"] } } });
-      return { run: x, want: [{ code: "cn-not-san", about: "api", has: [x.file("api", "api.pem"), "CN api.internal", "IP:10.0.0.1"], fix: ["DNS:api.internal"] }] };
+      const x = external({
+        api: { usage: "server", cn: "api.internal", addresses: ["10.0.0.1"], cert: { sans: ["IP:10.0.0.1"] } },
+      });
+      return {
+        run: x,
+        want: [
+          {
+            code: "cn-not-san",
+            about: "api",
+            has: [x.file("api", "api.pem"), "CN api.internal", "IP:10.0.0.1"],
+            fix: ["DNS:api.internal"],
+          },
+        ],
+      };
     },
   },
   {
     name: "fail/identity-count/no identity URI",
     async setup() {
       const x = external({ api: { usage: "server" } }, { identity: "spiffe://{cluster}.local/{role}/{name}" });
-      return { run: x, want: [{ code: "identity-count", about: "api", has: [x.file("api", "api.pem"), "no URI SAN", "spiffe://ext.local/server/api"] }] };
+      return {
+        run: x,
+        want: [
+          {
+            code: "identity-count",
+            about: "api",
+            has: [x.file("api", "api.pem"), "no URI SAN", "spiffe://ext.local/server/api"],
+          },
+        ],
+      };
     },
   },
   {
     name: "fail/identity-mismatch/another service's identity URI",
     async setup() {
-      const x = external({ api: { usage: "server", cert: { sans: ["DNS:api", "URI:spiffe://ext.local/server/db"] } } }, { identity: "spiffe://{cluster}.local/{role}/{name}" });
-      return { run: x, want: [{ code: "identity-mismatch", about: "api", has: [x.file("api", "api.pem"), "spiffe://ext.local/server/db", "spiffe://ext.local/server/api"] }] };
+      const x = external(
+        { api: { usage: "server", cert: { sans: ["DNS:api", "URI:spiffe://ext.local/server/db"] } } },
+        { identity: "spiffe://{cluster}.local/{role}/{name}" },
+      );
+      return {
+        run: x,
+        want: [
+          {
+            code: "identity-mismatch",
+            about: "api",
+            has: [x.file("api", "api.pem"), "spiffe://ext.local/server/db", "spiffe://ext.local/server/api"],
+          },
+        ],
+      };
     },
   },
   {
     name: "fail/leaf-is-ca/a CA certificate as a service certificate",
     async setup() {
-      const x = external({ api: { usage: "server", cert: { ca: true, ku: ["digitalSignature", "keyCertSign"], eku: ["serverAuth"] } } });
+      const x = external({
+        api: { usage: "server", cert: { ca: true, ku: ["digitalSignature", "keyCertSign"], eku: ["serverAuth"] } },
+      });
       return { run: x, want: [{ code: "leaf-is-ca", about: "api", has: [x.file("api", "api.pem"), "cA=TRUE"] }] };
     },
   },
@@ -610,7 +952,10 @@ const CASES: Case[] = [
     name: "fail/weak-key/RSA-1024",
     async setup() {
       const x = external({ api: { usage: "server", cert: { key: newKey("rsa-1024") } } });
-      return { run: x, want: [{ code: "weak-key", about: "api", has: [x.file("api", "api.pem"), "1024-bit RSA key"] }] };
+      return {
+        run: x,
+        want: [{ code: "weak-key", about: "api", has: [x.file("api", "api.pem"), "1024-bit RSA key"] }],
+      };
     },
   },
   {
@@ -623,7 +968,12 @@ const CASES: Case[] = [
       return {
         run: x,
         want: [
-          { code: "weak-key", about: "api", has: [cert, "8200-bit RSA key", "Go's crypto/tls refuses a certificate with an RSA key over 8192 bits"], fix: ["RSA 2048 to 8192 bits"] },
+          {
+            code: "weak-key",
+            about: "api",
+            has: [cert, "8200-bit RSA key", "Go's crypto/tls refuses a certificate with an RSA key over 8192 bits"],
+            fix: ["RSA 2048 to 8192 bits"],
+          },
           { code: "key-mismatch", about: "api", has: [cert] },
         ],
       };
@@ -633,28 +983,51 @@ const CASES: Case[] = [
     name: "fail/weak-signature/signed with SHA-1",
     async setup() {
       const x = external({ api: { usage: "server", cert: { hash: "sha1" } } });
-      return { run: x, want: [{ code: "weak-signature", about: "api", has: [x.file("api", "api.pem"), "ecdsa-with-SHA1"] }] };
+      return {
+        run: x,
+        want: [{ code: "weak-signature", about: "api", has: [x.file("api", "api.pem"), "ecdsa-with-SHA1"] }],
+      };
     },
   },
   {
     name: "fail/serial/a 3-bit serial number",
     async setup() {
       const x = external({ api: { usage: "server", cert: { serial: Buffer.from([0x05]) } } });
-      return { run: x, want: [{ code: "serial", about: "api", has: [x.file("api", "api.pem"), "3-bit serial number"] }] };
+      return {
+        run: x,
+        want: [{ code: "serial", about: "api", has: [x.file("api", "api.pem"), "3-bit serial number"] }],
+      };
     },
   },
   {
     name: "fail/key-ids/no subject or authority key identifier",
     async setup() {
       const x = external({ api: { usage: "server", cert: { ski: false, aki: false } } });
-      return { run: x, want: [{ code: "key-ids", about: "api", has: [x.file("api", "api.pem"), "subjectKeyIdentifier and authorityKeyIdentifier"] }] };
+      return {
+        run: x,
+        want: [
+          {
+            code: "key-ids",
+            about: "api",
+            has: [x.file("api", "api.pem"), "subjectKeyIdentifier and authorityKeyIdentifier"],
+          },
+        ],
+      };
     },
   },
   {
     name: "fail/critical-extension/an unknown critical extension",
     async setup() {
-      const x = external({ api: { usage: "server", cert: { extra: [{ oid: "1.3.6.1.4.1.55555.1", critical: true, value: Buffer.from([0x05, 0x00]) }] } } });
-      return { run: x, want: [{ code: "critical-extension", about: "api", has: [x.file("api", "api.pem"), "1.3.6.1.4.1.55555.1"] }] };
+      const x = external({
+        api: {
+          usage: "server",
+          cert: { extra: [{ oid: "1.3.6.1.4.1.55555.1", critical: true, value: Buffer.from([0x05, 0x00]) }] },
+        },
+      });
+      return {
+        run: x,
+        want: [{ code: "critical-extension", about: "api", has: [x.file("api", "api.pem"), "1.3.6.1.4.1.55555.1"] }],
+      };
     },
   },
   {
@@ -665,7 +1038,16 @@ const CASES: Case[] = [
       return {
         run: x,
         want: [
-          { code: "outlives-ca", about: "api", has: [x.file("api", "api.pem"), `after its CA expires (${ahead(60 * DAY).toISOString().slice(0, 10)})`] },
+          {
+            code: "outlives-ca",
+            about: "api",
+            has: [
+              x.file("api", "api.pem"),
+              `after its CA expires (${ahead(60 * DAY)
+                .toISOString()
+                .slice(0, 10)})`,
+            ],
+          },
           { code: "ca-expiring", about: "CA CN=Short CA", has: [x.file("api", "root.pem"), "in 59 days", "(90 days)"] },
         ],
       };
@@ -677,7 +1059,16 @@ const CASES: Case[] = [
     async setup() {
       const old = forge({ ca: true, cn: "Old CA", notBefore: ago(3 * YEAR), notAfter: ago(DAY) });
       const x = external({ api: { usage: "server" } }, { bundle: [CA, old] });
-      return { run: x, want: [{ code: "ca-expired", about: "CA CN=Old CA", has: [x.file("api", "root.pem"), `expired on ${ago(DAY).toISOString().slice(0, 10)}`] }] };
+      return {
+        run: x,
+        want: [
+          {
+            code: "ca-expired",
+            about: "CA CN=Old CA",
+            has: [x.file("api", "root.pem"), `expired on ${ago(DAY).toISOString().slice(0, 10)}`],
+          },
+        ],
+      };
     },
   },
   {
@@ -685,7 +1076,10 @@ const CASES: Case[] = [
     async setup() {
       const soon = forge({ ca: true, cn: "Soon CA", notBefore: ago(YEAR), notAfter: ahead(20 * DAY) });
       const x = external({ api: { usage: "server" } }, { bundle: [CA, soon] });
-      return { run: x, want: [{ code: "ca-expiring", about: "CA CN=Soon CA", has: [x.file("api", "root.pem"), "in 19 days"] }] };
+      return {
+        run: x,
+        want: [{ code: "ca-expiring", about: "CA CN=Soon CA", has: [x.file("api", "root.pem"), "in 19 days"] }],
+      };
     },
   },
   {
@@ -693,7 +1087,10 @@ const CASES: Case[] = [
     async setup() {
       const stray = forge({ issuer: CA, cn: "stray.example", notAfter: ahead(YEAR) });
       const x = external({ api: { usage: "server" } }, { bundle: [CA, stray] });
-      return { run: x, want: [{ code: "ca-not-ca", about: "CA CN=stray.example", has: [x.file("api", "root.pem"), "is not a CA"] }] };
+      return {
+        run: x,
+        want: [{ code: "ca-not-ca", about: "CA CN=stray.example", has: [x.file("api", "root.pem"), "is not a CA"] }],
+      };
     },
   },
   {
@@ -701,7 +1098,12 @@ const CASES: Case[] = [
     async setup() {
       const bare = forge({ ca: true, cn: "Bare CA", ku: null, notAfter: ahead(10 * YEAR) });
       const x = external({ api: { usage: "server", cert: { issuer: bare } } }, { bundle: [bare] });
-      return { run: x, want: [{ code: "ca-key-usage", about: "CA CN=Bare CA", has: [x.file("api", "root.pem"), "no keyUsage extension"] }] };
+      return {
+        run: x,
+        want: [
+          { code: "ca-key-usage", about: "CA CN=Bare CA", has: [x.file("api", "root.pem"), "no keyUsage extension"] },
+        ],
+      };
     },
   },
   // ── deployments ──
@@ -710,7 +1112,17 @@ const CASES: Case[] = [
     async setup() {
       const r = await quickstart();
       chmodSync(svc(r, "api", "key.pem"), 0o644);
-      return { run: r, want: [{ code: "key-mode", about: "api", has: [svc(r, "api", "key.pem"), "mode 0644", "every user"], fix: [`chmod 600 ${svc(r, "api", "key.pem")}`] }] };
+      return {
+        run: r,
+        want: [
+          {
+            code: "key-mode",
+            about: "api",
+            has: [svc(r, "api", "key.pem"), "mode 0644", "every user"],
+            fix: [`chmod 600 ${svc(r, "api", "key.pem")}`],
+          },
+        ],
+      };
     },
   },
   {
@@ -730,7 +1142,17 @@ const CASES: Case[] = [
       const elsewhere = path.join(tempDir("mtlskit-evil-"), "api");
       renameSync(path.join(r.pki, "services", "api"), elsewhere);
       symlinkSync(elsewhere, path.join(r.pki, "services", "api"));
-      return { run: r, want: [{ code: "dir-symlink", about: "api", has: [path.join(r.pki, "services", "api"), "symbolic link", elsewhere], fix: [`rm ${path.join(r.pki, "services", "api")}`] }] };
+      return {
+        run: r,
+        want: [
+          {
+            code: "dir-symlink",
+            about: "api",
+            has: [path.join(r.pki, "services", "api"), "symbolic link", elsewhere],
+            fix: [`rm ${path.join(r.pki, "services", "api")}`],
+          },
+        ],
+      };
     },
   },
   {
@@ -742,7 +1164,12 @@ const CASES: Case[] = [
       return {
         run: r,
         want: [
-          { code: "dir-writable", about: "CA directory", has: [path.join(r.pki, "ca"), "mode 0777", "every user", "replaced the CA"], fix: ["mtlskit inspect", `chmod 0700 ${path.join(r.pki, "ca")}`] },
+          {
+            code: "dir-writable",
+            about: "CA directory",
+            has: [path.join(r.pki, "ca"), "mode 0777", "every user", "replaced the CA"],
+            fix: ["mtlskit inspect", `chmod 0700 ${path.join(r.pki, "ca")}`],
+          },
           { code: "dir-writable", about: "api", has: [path.join(r.pki, "services", "api"), "mode 0777"] },
         ],
       };
@@ -768,11 +1195,18 @@ const CASES: Case[] = [
     name: "fail/key-owner/files.owner is another uid, or a user this host does not have",
     async setup() {
       const uid = process.getuid!();
-      const x = external({ api: { usage: "server", owner: String(uid + 1) }, web: { usage: "server", owner: "nosuchuser" } });
+      const x = external({
+        api: { usage: "server", owner: String(uid + 1) },
+        web: { usage: "server", owner: "nosuchuser" },
+      });
       return {
         run: x,
         want: [
-          { code: "key-owner", about: "api", has: [x.file("api", "api-key.pem"), `owned by uid ${uid}, not ${uid + 1}`] },
+          {
+            code: "key-owner",
+            about: "api",
+            has: [x.file("api", "api-key.pem"), `owned by uid ${uid}, not ${uid + 1}`],
+          },
           { code: "key-owner", about: "web", has: ["services.web.files.owner", '"nosuchuser" does not exist'] },
         ],
       };
@@ -783,7 +1217,10 @@ const CASES: Case[] = [
     async setup() {
       const r = await quickstart();
       copyFileSync(path.join(r.pki, "ca", "ca-key.pem"), svc(r, "api", "ca-key.pem"));
-      return { run: r, want: [{ code: "ca-key-exposed", about: "api", has: [svc(r, "api", "ca-key.pem"), "CN=Quickstart CA"] }] };
+      return {
+        run: r,
+        want: [{ code: "ca-key-exposed", about: "api", has: [svc(r, "api", "ca-key.pem"), "CN=Quickstart CA"] }],
+      };
     },
   },
   {
@@ -799,7 +1236,11 @@ const CASES: Case[] = [
         run: r,
         want: [
           { code: "ca-key-exposed", about: "worker", has: [path.join(backup, "old-ca-key.pem"), "CN=Quickstart CA"] },
-          { code: "ca-key-exposed", about: "CA CN=Quickstart CA, O=Quickstart", has: [loose, "every service's files are under"] },
+          {
+            code: "ca-key-exposed",
+            about: "CA CN=Quickstart CA, O=Quickstart",
+            has: [loose, "every service's files are under"],
+          },
         ],
       };
     },
@@ -813,7 +1254,11 @@ const CASES: Case[] = [
         run: r,
         want: [
           { code: "bundle-missing", about: "db", has: [svc(r, "db", "ca.pem"), "does not exist"] },
-          { code: "conn-missing", about: conn("worker", "db", "db.localhost"), has: ["db has no usable trust bundle", svc(r, "db", "ca.pem")] },
+          {
+            code: "conn-missing",
+            about: conn("worker", "db", "db.localhost"),
+            has: ["db has no usable trust bundle", svc(r, "db", "ca.pem")],
+          },
           { code: "conn-missing", about: conn("db", "api", "127.0.0.1"), has: ["db has no usable trust bundle"] },
         ],
       };
@@ -825,7 +1270,16 @@ const CASES: Case[] = [
       const r = await applied(example("serviceradar"));
       const bundle = svc(r, "agent", "ca.pem");
       writeFileSync(bundle, readFileSync(bundle, "utf8") + OTHER_CA.pem);
-      return { run: r, want: [{ code: "bundle-differs", about: "agent", has: [bundle, "CN=Other CA", "8 other services (core, cnpg, gateway, ...)"] }] };
+      return {
+        run: r,
+        want: [
+          {
+            code: "bundle-differs",
+            about: "agent",
+            has: [bundle, "CN=Other CA", "8 other services (core, cnpg, gateway, ...)"],
+          },
+        ],
+      };
     },
   },
 ];
@@ -870,21 +1324,40 @@ describe("check: the fixture table", { timeout: 120_000 }, () => {
   }
   it("ok/a healthy forged external PKI (server, client, split dual) has no findings", async () => {
     const x = external(
-      { api: { usage: "server", addresses: ["10.0.0.1", "api.internal"] }, worker: { usage: "client" }, db: { usage: "dual", split: true, addresses: ["10.0.0.2"] } },
+      {
+        api: { usage: "server", addresses: ["10.0.0.1", "api.internal"] },
+        worker: { usage: "client" },
+        db: { usage: "dual", split: true, addresses: ["10.0.0.2"] },
+      },
       { connections: ["worker -> api @ api.internal", "worker -> db @ 10.0.0.2", "db -> api @ 10.0.0.1"] },
     );
     const { code, report } = await checkJson(x);
     assertFindings(report, []);
     assert.equal(code, 0);
-    assert.deepEqual(report.certificates.map((c) => c.id), ["api", "worker", "db", "db/client"]);
+    assert.deepEqual(
+      report.certificates.map((c) => c.id),
+      ["api", "worker", "db", "db/client"],
+    );
     assert.equal(report.certificates.find((c) => c.id === "db/client")!.file, x.file("db", "db-client.pem"));
   });
 
   it("ok/one combined file holding the certificate and its key (mode 0600) is accepted, as OpenSSL and Go's X509KeyPair accept it", async () => {
-    const x = external({ api: { usage: "server", addresses: ["10.0.0.1"] }, worker: { usage: "client" } }, { connections: ["worker -> api @ 10.0.0.1"] });
+    const x = external(
+      { api: { usage: "server", addresses: ["10.0.0.1"] }, worker: { usage: "client" } },
+      { connections: ["worker -> api @ 10.0.0.1"] },
+    );
     const combined = x.file("api", "api-combined.pem");
-    writeFileSync(combined, readFileSync(x.file("api", "api-key.pem"), "utf8") + readFileSync(x.file("api", "api.pem"), "utf8"), { mode: 0o600 });
-    writeFileSync(x.manifest, readFileSync(x.manifest, "utf8").replace("certs/api.pem", "certs/api-combined.pem").replace("certs/api-key.pem", "certs/api-combined.pem"));
+    writeFileSync(
+      combined,
+      readFileSync(x.file("api", "api-key.pem"), "utf8") + readFileSync(x.file("api", "api.pem"), "utf8"),
+      { mode: 0o600 },
+    );
+    writeFileSync(
+      x.manifest,
+      readFileSync(x.manifest, "utf8")
+        .replace("certs/api.pem", "certs/api-combined.pem")
+        .replace("certs/api-key.pem", "certs/api-combined.pem"),
+    );
     const { code, report } = await checkJson(x);
     assertFindings(report, []);
     assert.equal(code, 0);
@@ -896,12 +1369,24 @@ describe("check: the fixture table", { timeout: 120_000 }, () => {
 
   // Issue 11: the key's RFC 1421 headers (Proc-Type, DEK-Info) made the whole file "not valid base64" (cert-malformed).
   it("ok/a combined file whose key is encrypted the traditional way (openssl ec -aes256): the certificate is read, the key is key-encrypted", async () => {
-    const x = external({ api: { usage: "server", addresses: ["10.0.0.1"] }, worker: { usage: "client" } }, { connections: ["worker -> api @ 10.0.0.1"] });
+    const x = external(
+      { api: { usage: "server", addresses: ["10.0.0.1"] }, worker: { usage: "client" } },
+      { connections: ["worker -> api @ 10.0.0.1"] },
+    );
     const combined = x.file("api", "api-combined.pem");
-    const sealed = execFileSync("openssl", ["ec", "-in", x.file("api", "api-key.pem"), "-aes256", "-passout", "pass:secret"], { stdio: ["ignore", "pipe", "ignore"] }).toString();
+    const sealed = execFileSync(
+      "openssl",
+      ["ec", "-in", x.file("api", "api-key.pem"), "-aes256", "-passout", "pass:secret"],
+      { stdio: ["ignore", "pipe", "ignore"] },
+    ).toString();
     assert.match(sealed, /^Proc-Type: 4,ENCRYPTED$/m);
     writeFileSync(combined, readFileSync(x.file("api", "api.pem"), "utf8") + sealed, { mode: 0o600 });
-    writeFileSync(x.manifest, readFileSync(x.manifest, "utf8").replace("certs/api.pem", "certs/api-combined.pem").replace("certs/api-key.pem", "certs/api-combined.pem"));
+    writeFileSync(
+      x.manifest,
+      readFileSync(x.manifest, "utf8")
+        .replace("certs/api.pem", "certs/api-combined.pem")
+        .replace("certs/api-key.pem", "certs/api-combined.pem"),
+    );
     const { report } = await checkJson(x);
     assertFindings(report, [{ code: "key-encrypted", about: "api", has: [`${combined} is encrypted (AES-256-CBC):`] }]);
   });
@@ -910,7 +1395,10 @@ describe("check: the fixture table", { timeout: 120_000 }, () => {
 
   it("ok/every code of CODES is produced by at least one fixture", async () => {
     const produced = new Set((await Promise.all(CASES.map(prove))).flat());
-    assert.deepEqual(CODE_NAMES.filter((code) => !produced.has(code)), []);
+    assert.deepEqual(
+      CODE_NAMES.filter((code) => !produced.has(code)),
+      [],
+    );
   });
 });
 
@@ -922,7 +1410,7 @@ describe("check: the fixture table", { timeout: 120_000 }, () => {
  * `extendedKeyUsage = clientAuth` ("Checker Certificate Configuration"), then the deployment's
  * modes. `<agent-ip>` is replaced as the guide says, with the agent host's 192.168.2.22.
  */
-const SEED_RECIPE = String.raw`set -e
+const SEED_RECIPE = `set -e
 openssl ecparam -name prime256v1 -genkey -out root-key.pem
 openssl req -x509 -new -nodes -key root-key.pem -sha256 -days 3650 -out root.pem -subj "/C=US/ST=Your State/L=Your Location/O=ServiceRadar/OU=Operations/CN=ServiceRadar CA"
 cat > core-san.cnf << EOF
@@ -1005,7 +1493,8 @@ describe("check: the seed's own openssl recipe", { timeout: 60_000 }, () => {
     mkdirSync(certs, { recursive: true });
     execFileSync("sh", ["-c", SEED_RECIPE], { cwd: certs, stdio: "pipe" });
     const f = (name: string) => path.join(certs, name);
-    const files = (cert: string) => `{ cert: etc/serviceradar/certs/${cert}.pem, key: etc/serviceradar/certs/${cert}-key.pem, ca: etc/serviceradar/certs/root.pem }`;
+    const files = (cert: string) =>
+      `{ cert: etc/serviceradar/certs/${cert}.pem, key: etc/serviceradar/certs/${cert}-key.pem, ca: etc/serviceradar/certs/root.pem }`;
     const manifest = writeManifest(
       dir,
       [
@@ -1014,7 +1503,7 @@ describe("check: the seed's own openssl recipe", { timeout: 60_000 }, () => {
         "services:",
         `  core: { usage: dual, cn: core.serviceradar, addresses: [192.168.2.23], files: ${files("core")} }`,
         `  agent: { usage: dual, cn: agent.serviceradar, addresses: [192.168.2.22], files: ${files("agent")} }`,
-        "  # the dusk checker: the agent dials it, and it dials core (\"role\": \"dual\"), with the general checker certificate",
+        '  # the dusk checker: the agent dials it, and it dials core ("role": "dual"), with the general checker certificate',
         `  dusk: { usage: dual, cn: dusk.serviceradar, addresses: [192.168.2.22], files: ${files("checker")} }`,
         "connections:",
         "  - { from: agent, to: dusk, address: 192.168.2.22 }",
@@ -1025,12 +1514,26 @@ describe("check: the seed's own openssl recipe", { timeout: 60_000 }, () => {
     const { code, report } = await checkJson({ manifest, pki: path.join(dir, "pki") });
     const fix = [f("checker.pem"), "extendedKeyUsage serverAuth, clientAuth"];
     assertFindings(report, [
-      { code: "eku-server", about: "dusk", has: [f("checker.pem"), "usage dual", "extendedKeyUsage is clientAuth, without serverAuth"], fix },
-      { code: "conn-server-usage", about: conn("agent", "dusk", "192.168.2.22"), has: [f("checker.pem"), "x509: certificate specifies an incompatible key usage"], fix },
+      {
+        code: "eku-server",
+        about: "dusk",
+        has: [f("checker.pem"), "usage dual", "extendedKeyUsage is clientAuth, without serverAuth"],
+        fix,
+      },
+      {
+        code: "conn-server-usage",
+        about: conn("agent", "dusk", "192.168.2.22"),
+        has: [f("checker.pem"), "x509: certificate specifies an incompatible key usage"],
+        fix,
+      },
       // root-key.pem is where step 2 made it; step 4 ("Secure the CA Private Key") moves it away.
       { code: "ca-key-exposed", about: "core", has: [f("root-key.pem"), "ServiceRadar CA"] },
       // Step 1's `openssl req -x509` root has no keyUsage: strict verifiers refuse it (judged below).
-      { code: "ca-key-usage", about: "CA CN=ServiceRadar CA, OU=Operations, O=ServiceRadar, L=Your Location, ST=Your State, C=US", has: [f("root.pem"), "no keyUsage extension"] },
+      {
+        code: "ca-key-usage",
+        about: "CA CN=ServiceRadar CA, OU=Operations, O=ServiceRadar, L=Your Location, ST=Your State, C=US",
+        has: [f("root.pem"), "no keyUsage extension"],
+      },
       // What else the recipe yields, all true: EC keys with keyEncipherment, CNs only in the
       // subject (Go ignores them), and no backdating of notBefore.
       ...["core", "agent", "dusk"].flatMap((s): Want[] => [
@@ -1082,7 +1585,9 @@ function parseExposition(text: string): Sample[] {
   const NAME = "[a-zA-Z_:][a-zA-Z0-9_:]*";
   const VALUE = String.raw`"((?:[^"\\\n]|\\[\\"n])*)"`;
   const LABEL = `[a-zA-Z_][a-zA-Z0-9_]*=${VALUE}`;
-  const sampleRe = new RegExp(`^(${NAME})(?:\\{(${LABEL}(?:,${LABEL})*)\\})? (-?[0-9]+(?:\\.[0-9]+)?(?:e[+-]?[0-9]+)?|NaN|[+-]Inf)$`);
+  const sampleRe = new RegExp(
+    `^(${NAME})(?:\\{(${LABEL}(?:,${LABEL})*)\\})? (-?[0-9]+(?:\\.[0-9]+)?(?:e[+-]?[0-9]+)?|NaN|[+-]Inf)$`,
+  );
   const labelRe = new RegExp(`([a-zA-Z_][a-zA-Z0-9_]*)=${VALUE}`, "g");
   const help = new Set<string>();
   const type = new Set<string>();
@@ -1141,24 +1646,41 @@ describe("check: outputs", { timeout: 60_000 }, () => {
     assert.deepEqual(Object.keys(report).sort(), ["cas", "certificates", "connections", "findings", "now", "summary"]);
     assert.ok(!Number.isNaN(Date.parse(report.now)));
     const errors = report.findings.filter((f) => f.severity === "error").length;
-    assert.deepEqual(report.summary, { errors, warnings: report.findings.length - errors, certificates: 3, connections: 3, failingConnections: 2 });
-    for (const f of report.findings) assert.deepEqual(Object.keys(f).sort(), ["about", "code", "fix", "label", "message", "scope", "severity"]);
+    assert.deepEqual(report.summary, {
+      errors,
+      warnings: report.findings.length - errors,
+      certificates: 3,
+      connections: 3,
+      failingConnections: 2,
+    });
+    for (const f of report.findings)
+      assert.deepEqual(Object.keys(f).sort(), ["about", "code", "fix", "label", "message", "scope", "severity"]);
     assert.deepEqual(
       report.findings.map((f) => [f.code, f.scope, f.about]),
       [
         ["key-mode", "deployment", { kind: "service", service: "api" }],
         ["bundle-missing", "deployment", { kind: "service", service: "db" }],
-        ["conn-missing", "connection", { kind: "connection", index: 1, from: "worker", to: "db", address: "db.localhost" }],
+        [
+          "conn-missing",
+          "connection",
+          { kind: "connection", index: 1, from: "worker", to: "db", address: "db.localhost" },
+        ],
         ["conn-missing", "connection", { kind: "connection", index: 2, from: "db", to: "api", address: "127.0.0.1" }],
       ],
     );
-    assert.deepEqual(report.certificates.map((c) => [c.id, c.service, c.file]), ["api", "worker", "db"].map((n) => [n, n, svc(r, n, "cert.pem")]));
+    assert.deepEqual(
+      report.certificates.map((c) => [c.id, c.service, c.file]),
+      ["api", "worker", "db"].map((n) => [n, n, svc(r, n, "cert.pem")]),
+    );
     for (const c of report.certificates) {
       assert.equal(c.notAfter, notAfterOf(c.file).toISOString());
       assert.match(c.sha256!, /^[0-9a-f]{64}$/);
       assert.equal(c.subject, `CN=${c.service}, O=Quickstart`);
     }
-    assert.deepEqual(report.cas.map((c) => [c.subject, c.file]), [["CN=Quickstart CA, O=Quickstart", path.join(r.pki, "ca", "ca.pem")]]);
+    assert.deepEqual(
+      report.cas.map((c) => [c.subject, c.file]),
+      [["CN=Quickstart CA, O=Quickstart", path.join(r.pki, "ca", "ca.pem")]],
+    );
     assert.deepEqual(report.connections, [
       { index: 0, from: "worker", to: "api", address: "api.localhost", ok: true, causes: [] },
       { index: 1, from: "worker", to: "db", address: "db.localhost", ok: false, causes: ["conn-missing"] },
@@ -1168,9 +1690,18 @@ describe("check: outputs", { timeout: 60_000 }, () => {
 
   it("ok/--format prometheus is valid exposition text; label values escaped (a path with a quote and a backslash); not-after equals openssl's -enddate", async () => {
     const r = await healthy();
-    const x = external({ legacy: { usage: "server", dir: 'we"ird\\dir', cert: { sans: ["DNS:legacy", "URI:spiffe://quickstart.local/server/legacy"] } } });
+    const x = external({
+      legacy: {
+        usage: "server",
+        dir: 'we"ird\\dir',
+        cert: { sans: ["DNS:legacy", "URI:spiffe://quickstart.local/server/legacy"] },
+      },
+    });
     const manifest = variant("quickstart", (t) =>
-      t.replace("\nconnections:", `\n  legacy: { usage: server, files: { cert: '${x.file("legacy", "legacy.pem")}', key: '${x.file("legacy", "legacy-key.pem")}', ca: '${x.file("legacy", "root.pem")}' } }\n\nconnections:`),
+      t.replace(
+        "\nconnections:",
+        `\n  legacy: { usage: server, files: { cert: '${x.file("legacy", "legacy.pem")}', key: '${x.file("legacy", "legacy-key.pem")}', ca: '${x.file("legacy", "root.pem")}' } }\n\nconnections:`,
+      ),
     );
     const res = await cli({ ...r, manifest }, "--format", "prometheus");
     assert.equal(res.err, "");
@@ -1178,9 +1709,14 @@ describe("check: outputs", { timeout: 60_000 }, () => {
     assert.ok(res.out.includes(String.raw`we\"ird\\dir`), "the raw text escapes the quote and the backslash");
     const samples = parseExposition(res.out);
     const notAfter = samples.filter((s) => s.name === "mtlskit_certificate_not_after_timestamp_seconds");
-    assert.deepEqual(notAfter.map((s) => s.labels.path), [...["api", "worker", "db"].map((n) => svc(r, n, "cert.pem")), x.file("legacy", "legacy.pem")]);
+    assert.deepEqual(
+      notAfter.map((s) => s.labels.path),
+      [...["api", "worker", "db"].map((n) => svc(r, n, "cert.pem")), x.file("legacy", "legacy.pem")],
+    );
     for (const s of notAfter) {
-      const end = /^notAfter=(.+)$/m.exec(execFileSync("openssl", ["x509", "-noout", "-enddate", "-in", s.labels.path!], { encoding: "utf8" }))![1]!;
+      const end = /^notAfter=(.+)$/m.exec(
+        execFileSync("openssl", ["x509", "-noout", "-enddate", "-in", s.labels.path!], { encoding: "utf8" }),
+      )![1]!;
       assert.equal(s.value, Date.parse(end) / 1000, `${s.labels.path}: ${end}`);
     }
     const cas = samples.filter((s) => s.name === "mtlskit_ca_not_after_timestamp_seconds").map((s) => s.labels.subject);
@@ -1188,9 +1724,23 @@ describe("check: outputs", { timeout: 60_000 }, () => {
     // legacy trusts another CA than the other three: one warning (bundle-differs), counted for it.
     const findings = samples.filter((s) => s.name === "mtlskit_check_findings");
     assert.equal(findings.length, 8);
-    assert.deepEqual(findings.filter((s) => s.value > 0).map((s) => [s.labels.service, s.labels.severity, s.value]), [["legacy", "warning", 1]]);
-    assert.deepEqual(samples.filter((s) => s.name === "mtlskit_connection_ok").map((s) => s.value), [1, 1, 1]);
-    assert.deepEqual(samples.filter((s) => s.name === "mtlskit_check_errors" || s.name === "mtlskit_check_warnings").map((s) => [s.name, s.value]), [["mtlskit_check_errors", 0], ["mtlskit_check_warnings", 1]]);
+    assert.deepEqual(
+      findings.filter((s) => s.value > 0).map((s) => [s.labels.service, s.labels.severity, s.value]),
+      [["legacy", "warning", 1]],
+    );
+    assert.deepEqual(
+      samples.filter((s) => s.name === "mtlskit_connection_ok").map((s) => s.value),
+      [1, 1, 1],
+    );
+    assert.deepEqual(
+      samples
+        .filter((s) => s.name === "mtlskit_check_errors" || s.name === "mtlskit_check_warnings")
+        .map((s) => [s.name, s.value]),
+      [
+        ["mtlskit_check_errors", 0],
+        ["mtlskit_check_warnings", 1],
+      ],
+    );
     const ts = samples.find((s) => s.name === "mtlskit_check_timestamp_seconds")!;
     assert.deepEqual(ts.labels, {});
     assert.ok(Math.abs(ts.value - Date.now() / 1000) < 600);
@@ -1203,14 +1753,21 @@ describe("check: outputs", { timeout: 60_000 }, () => {
     assert.equal(res.code, 1);
     const samples = parseExposition(res.out);
     assert.equal(samples.find((s) => s.name === "mtlskit_check_errors")!.value, 1);
-    assert.ok(samples.filter((s) => s.name === "mtlskit_check_findings").every((s) => s.value === 0), "the CA's finding is no service's");
+    assert.ok(
+      samples.filter((s) => s.name === "mtlskit_check_findings").every((s) => s.value === 0),
+      "the CA's finding is no service's",
+    );
   });
 
   it("ok/-o FILE replaces the file atomically (new inode, mode 0644, no temp file left) and prints nothing on stdout", async () => {
     const r = await healthy();
     const dir = tempDir("mtlskit-check-out-");
     const at = ["--at", new Date(Date.now() + 70 * DAY).toISOString()];
-    for (const [format, name] of [["prometheus", "mtlskit.prom"], ["json", "check.json"], ["human", "check.txt"]] as const) {
+    for (const [format, name] of [
+      ["prometheus", "mtlskit.prom"],
+      ["json", "check.json"],
+      ["human", "check.txt"],
+    ] as const) {
       const out = path.join(dir, name);
       writeFileSync(out, "old\n", { mode: 0o600 });
       const before = statSync(out).ino;
@@ -1229,17 +1786,36 @@ describe("check: outputs", { timeout: 60_000 }, () => {
 
   it("ok/--nagios: one line with perfdata; 0 OK, 1 WARNING only, 2 CRITICAL, 3 UNKNOWN (invalid manifest, missing PKI directory)", async () => {
     const ok = await cli(await healthy(), "--nagios");
-    assert.match(ok.out, /^MTLSKIT OK - 3 certificates and 3 connections OK; next expiry api in \d+ days \| errors=0;;0 warnings=0;0 failing_connections=0;;0 min_days_left=\d+\n$/);
+    assert.match(
+      ok.out,
+      /^MTLSKIT OK - 3 certificates and 3 connections OK; next expiry api in \d+ days \| errors=0;;0 warnings=0;0 failing_connections=0;;0 min_days_left=\d+\n$/,
+    );
     assert.equal(ok.code, 0);
     const warn = await cli(await healthy(), "--nagios", "--in", "70d");
-    assert.match(warn.out, /^MTLSKIT WARNING - 0 errors, 3 warnings; first: api \[renewal-due\] \S+\/services\/api\/cert\.pem expires in 19 days .* \| errors=0;;0 warnings=3;0 failing_connections=0;;0 min_days_left=19\n$/);
+    assert.match(
+      warn.out,
+      /^MTLSKIT WARNING - 0 errors, 3 warnings; first: api \[renewal-due\] \S+\/services\/api\/cert\.pem expires in 19 days .* \| errors=0;;0 warnings=3;0 failing_connections=0;;0 min_days_left=19\n$/,
+    );
     assert.equal(warn.code, 1);
     const crit = await cli(await broken(), "--nagios");
-    assert.match(crit.out, /^MTLSKIT CRITICAL - 4 errors, 0 warnings; first: api \[key-mode\] \S+key\.pem has mode 0644: .* \| errors=4;;0 warnings=0;0 failing_connections=2;;0 min_days_left=\d+\n$/);
+    assert.match(
+      crit.out,
+      /^MTLSKIT CRITICAL - 4 errors, 0 warnings; first: api \[key-mode\] \S+key\.pem has mode 0644: .* \| errors=4;;0 warnings=0;0 failing_connections=2;;0 min_days_left=\d+\n$/,
+    );
     assert.equal(crit.code, 2);
     const dir = tempDir();
-    const invalid = await runCli(["check", "--nagios", "-f", writeManifest(dir, "version: 1\ncluster: demo\nservices:\n  web: { usage: sever }\n"), "--pki", dir]);
-    assert.match(invalid.out, /^MTLSKIT UNKNOWN - .*services\.web\.usage: must be one of server, client, dual; got "sever"[^\n]*\n$/);
+    const invalid = await runCli([
+      "check",
+      "--nagios",
+      "-f",
+      writeManifest(dir, "version: 1\ncluster: demo\nservices:\n  web: { usage: sever }\n"),
+      "--pki",
+      dir,
+    ]);
+    assert.match(
+      invalid.out,
+      /^MTLSKIT UNKNOWN - .*services\.web\.usage: must be one of server, client, dual; got "sever"[^\n]*\n$/,
+    );
     assert.equal(invalid.code, 3);
     const missing = await runCli(["check", "--nagios", "-f", example("quickstart"), "--pki", path.join(dir, "nope")]);
     assert.match(missing.out, /^MTLSKIT UNKNOWN - check: the PKI directory \S+nope does not exist[^\n]*\n$/);
@@ -1252,7 +1828,13 @@ describe("check: outputs", { timeout: 60_000 }, () => {
     assert.equal((await cli(await healthy(), "--in", "70d")).code, 0, "warnings alone exit 0");
     assert.equal((await cli(await broken())).code, 1);
     const dir = tempDir();
-    const invalid = await runCli(["check", "-f", writeManifest(dir, "version: 1\ncluster: demo\nservices:\n  web: { usage: sever }\n"), "--pki", dir]);
+    const invalid = await runCli([
+      "check",
+      "-f",
+      writeManifest(dir, "version: 1\ncluster: demo\nservices:\n  web: { usage: sever }\n"),
+      "--pki",
+      dir,
+    ]);
     assert.equal(invalid.code, 2);
     assert.match(invalid.err, /mtlskit\.yaml:4 services\.web\.usage: must be one of server, client, dual; got "sever"/);
     const missing = await runCli(["check", "-f", example("quickstart"), "--pki", path.join(dir, "nope")]);
@@ -1266,15 +1848,46 @@ describe("check: outputs", { timeout: 60_000 }, () => {
     rmSync(svc(r, "worker", "cert.pem"));
     // On api's and db's host: worker's files are elsewhere, so worker and its connections are left out.
     const host = await runCli(["check", "-f", r.manifest, "--pki", r.pki, "--json", "--service", "api,db"]);
-    const j = JSON.parse(host.out) as { findings: { code: string; label: string }[]; certificates: { id: string }[]; connections: unknown[] };
-    assert.deepEqual(j.certificates.map((c) => c.id), ["api", "db"]);
-    assert.deepEqual(j.findings.map((f) => `${f.code} ${f.label}`), ["key-mode db"]);
+    const j = JSON.parse(host.out) as {
+      findings: { code: string; label: string }[];
+      certificates: { id: string }[];
+      connections: unknown[];
+    };
+    assert.deepEqual(
+      j.certificates.map((c) => c.id),
+      ["api", "db"],
+    );
+    assert.deepEqual(
+      j.findings.map((f) => `${f.code} ${f.label}`),
+      ["key-mode db"],
+    );
     assert.equal(host.code, 1);
-    const ignored = await runCli(["check", "-f", r.manifest, "--pki", r.pki, "--service", "api", "--service", "db", "--ignore", "key-mode"]);
+    const ignored = await runCli([
+      "check",
+      "-f",
+      r.manifest,
+      "--pki",
+      r.pki,
+      "--service",
+      "api",
+      "--service",
+      "db",
+      "--ignore",
+      "key-mode",
+    ]);
     assert.equal(ignored.code, 0, ignored.out);
     assert.match(ignored.out, /^mtlskit check \(services api, db\): /);
     // Ignoring a connection's only cause makes it pass; --failing lists only what still fails.
-    const all = await runCli(["check", "-f", r.manifest, "--pki", r.pki, "--failing", "--ignore", "key-mode,cert-missing,conn-missing"]);
+    const all = await runCli([
+      "check",
+      "-f",
+      r.manifest,
+      "--pki",
+      r.pki,
+      "--failing",
+      "--ignore",
+      "key-mode,cert-missing,conn-missing",
+    ]);
     assert.equal(all.code, 0, all.out);
     assert.doesNotMatch(all.out, /\n  ok  /);
     assert.doesNotMatch(all.out, /\nconnections\n/);
@@ -1282,7 +1895,10 @@ describe("check: outputs", { timeout: 60_000 }, () => {
     assert.equal(failing.code, 1);
     assert.match(failing.out, /\n  FAIL  worker -> /);
     assert.doesNotMatch(failing.out, /\n  ok  /);
-    for (const [argv, msg] of [[["--service", "nope"], /--service nope: not a service of/], [["--ignore", "nope"], /--ignore nope: no such finding code/]] as const) {
+    for (const [argv, msg] of [
+      [["--service", "nope"], /--service nope: not a service of/],
+      [["--ignore", "nope"], /--ignore nope: no such finding code/],
+    ] as const) {
       const bad = await runCli(["check", "-f", r.manifest, "--pki", r.pki, ...argv]);
       assert.equal(bad.code, 2);
       assert.match(bad.err, msg);
@@ -1304,7 +1920,10 @@ describe("check: outputs", { timeout: 60_000 }, () => {
     assert.equal(lines.length, CODE_NAMES.length);
     for (const [i, code] of CODE_NAMES.entries()) {
       const [c, severity, scope, ...title] = lines[i]!.split(/\s+/);
-      assert.deepEqual([c, severity, scope, title.join(" ")], [code, CODES[code].severity, CODES[code].scope, CODES[code].title]);
+      assert.deepEqual(
+        [c, severity, scope, title.join(" ")],
+        [code, CODES[code].severity, CODES[code].scope, CODES[code].title],
+      );
     }
   });
 
@@ -1362,11 +1981,20 @@ FAIL: 4 errors, 0 warnings in 3 certificates and 3 connections (2 failing).
 
 describe("check: docs/checks.md", () => {
   it("ok/equals the text generated from CODES (run `npm run build` after changing codes.ts)", () => {
-    assert.equal(readFileSync(path.join(REPO, "docs", "checks.md"), "utf8"), checksMarkdown(), "docs/checks.md is stale: run `npm run build`");
+    assert.equal(
+      readFileSync(path.join(REPO, "docs", "checks.md"), "utf8"),
+      checksMarkdown(),
+      "docs/checks.md is stale: run `npm run build`",
+    );
   });
   it("ok/has one table row per code, in table order", () => {
-    const rows = checksMarkdown().split("\n").filter((l) => l.startsWith("| `"));
-    assert.deepEqual(rows.map((l) => /^\| `([a-z-]+)` \|/.exec(l)![1]), CODE_NAMES);
+    const rows = checksMarkdown()
+      .split("\n")
+      .filter((l) => l.startsWith("| `"));
+    assert.deepEqual(
+      rows.map((l) => /^\| `([a-z-]+)` \|/.exec(l)![1]),
+      CODE_NAMES,
+    );
     for (const l of rows) assert.equal(l.split(/(?<!\\)\|/).length, 7, l);
   });
 });

@@ -64,7 +64,11 @@ describe("cli", () => {
     for (const argv of [["status", "--nagios"], ["status"], ["check"], ["plan"], ["metrics"]]) {
       const r = await runCli([...argv, "-f", file, "--pki", path.join(dir, "pki")]);
       assert.equal(r.code, argv.includes("--nagios") ? 3 : 2, `${argv.join(" ")}: ${r.out}${r.err}`);
-      assert.match(r.out + r.err, /1 problem found: .*services\.web\.usage|1 problem found:\n.*services\.web\.usage/, argv.join(" "));
+      assert.match(
+        r.out + r.err,
+        /1 problem found: .*services\.web\.usage|1 problem found:\n.*services\.web\.usage/,
+        argv.join(" "),
+      );
       assert.doesNotMatch(r.out + r.err, /nothing was written/, argv.join(" "));
     }
   });
@@ -118,12 +122,23 @@ describe("cli: colour and progress per stream (issue 11)", { timeout: 120_000 },
   it("ok/apply's progress is drawn when stderr is a terminal, even with stdout redirected; not when stderr is redirected", async () => {
     const dir = tempDir();
     const services = Array.from({ length: 200 }, (_, i) => `  s${i}: { usage: client }`).join("\n");
-    const file = writeManifest(dir, `version: 1\ncluster: demo\ndefaults: { key: ecdsa-p256 }\nservices:\n${services}\n`);
+    const file = writeManifest(
+      dir,
+      `version: 1\ncluster: demo\ndefaults: { key: ecdsa-p256 }\nservices:\n${services}\n`,
+    );
     const err = tty(true);
-    assert.equal(await run(["apply", "-f", file, "--pki", path.join(dir, "pki")], processIo(tty(false), err, {})), 0, err.text);
+    assert.equal(
+      await run(["apply", "-f", file, "--pki", path.join(dir, "pki")], processIo(tty(false), err, {})),
+      0,
+      err.text,
+    );
     assert.match(err.text, /\r  issuing 200\/200\n/);
     const quiet = tty(false);
-    assert.equal(await run(["apply", "-f", file, "--pki", path.join(dir, "pki2")], processIo(tty(true), quiet, {})), 0, quiet.text);
+    assert.equal(
+      await run(["apply", "-f", file, "--pki", path.join(dir, "pki2")], processIo(tty(true), quiet, {})),
+      0,
+      quiet.text,
+    );
     assert.doesNotMatch(quiet.text, /issuing/);
   });
 });

@@ -60,14 +60,23 @@ describe("config nats", () => {
   it("ok/default paths are the PKI layout's, absolute: --pki ./pki resolves against the working directory", async () => {
     const { out } = await config("nats", "-f", SR);
     const pki = path.resolve("pki");
-    assert.ok(out.includes(`  cert_file: "${pki}/services/nats/cert.pem"\n  key_file: "${pki}/services/nats/key.pem"\n  ca_file: "${pki}/services/nats/ca.pem"\n`), out);
+    assert.ok(
+      out.includes(
+        `  cert_file: "${pki}/services/nats/cert.pem"\n  key_file: "${pki}/services/nats/key.pem"\n  ca_file: "${pki}/services/nats/ca.pem"\n`,
+      ),
+      out,
+    );
   });
 
   it("ok/Netsy's node-1 (identity template): users are identity URIs; split peers are noted as presenting client.pem", async () => {
     const { out } = await config("nats", "-f", NETSY, "--service", "node-1", "--pki", "/srv/pki");
     assert.deepEqual(
       lines(out).filter((l) => l.includes("user:")),
-      ["node-2", "node-3"].map((n) => `    { user: "netsy://my-cluster/peer/${n}", permissions: { publish: ">", subscribe: ">" } }`).concat(`    { user: "netsy://my-cluster/client/kube-apiserver", permissions: { publish: ">", subscribe: ">" } }`),
+      ["node-2", "node-3"]
+        .map((n) => `    { user: "netsy://my-cluster/peer/${n}", permissions: { publish: ">", subscribe: ">" } }`)
+        .concat(
+          `    { user: "netsy://my-cluster/client/kube-apiserver", permissions: { publish: ">", subscribe: ">" } }`,
+        ),
     );
     assert.match(out, /# node-2 \(its client certificate, client\.pem\)\n/);
     assert.match(out, /# kube-apiserver\n/);
@@ -80,7 +89,10 @@ describe("config nats", () => {
 
   it("ok/a DN with a comma is escaped for Go and then for nats-server.conf's string lexer", async () => {
     const dir = tempDir();
-    const file = writeManifest(dir, `version: 1\ncluster: acme\nca: { subject: { CN: Acme CA } }\ndefaults: { subject: { O: "Acme, Inc." } }\nservices:\n  bus: { usage: server, addresses: [127.0.0.1] }\n  rep: { usage: client }\nconnections:\n  - { from: rep, to: bus, address: 127.0.0.1 }\n`);
+    const file = writeManifest(
+      dir,
+      `version: 1\ncluster: acme\nca: { subject: { CN: Acme CA } }\ndefaults: { subject: { O: "Acme, Inc." } }\nservices:\n  bus: { usage: server, addresses: [127.0.0.1] }\n  rep: { usage: client }\nconnections:\n  - { from: rep, to: bus, address: 127.0.0.1 }\n`,
+    );
     const { out } = await config("nats", "-f", file, "--service", "bus");
     assert.match(out, /\{ user: "CN=rep,O=Acme\\\\, Inc\.", /);
     assert.equal(natsUser(loadManifest(file).manifest.services[1]!), "CN=rep,O=Acme\\, Inc.");
@@ -88,12 +100,21 @@ describe("config nats", () => {
 
   it("fail/two clients with the same subject DN would be one NATS user: refused, naming both and the fix", async () => {
     const dir = tempDir();
-    const file = writeManifest(dir, `version: 1\ncluster: twin\nca: { subject: { CN: Twin CA } }\nservices:\n  bus: { usage: server, addresses: [127.0.0.1] }\n  a: { usage: client, cn: same.example }\n  b: { usage: client, cn: same.example }\nconnections:\n  - { from: a, to: bus, address: 127.0.0.1 }\n  - { from: b, to: bus, address: 127.0.0.1 }\n`);
-    await refused(["nats", "-f", file, "--service", "bus"], /services a and b would map to the same NATS user "CN=same\.example".*add an identity template/);
+    const file = writeManifest(
+      dir,
+      `version: 1\ncluster: twin\nca: { subject: { CN: Twin CA } }\nservices:\n  bus: { usage: server, addresses: [127.0.0.1] }\n  a: { usage: client, cn: same.example }\n  b: { usage: client, cn: same.example }\nconnections:\n  - { from: a, to: bus, address: 127.0.0.1 }\n  - { from: b, to: bus, address: 127.0.0.1 }\n`,
+    );
+    await refused(
+      ["nats", "-f", file, "--service", "bus"],
+      /services a and b would map to the same NATS user "CN=same\.example".*add an identity template/,
+    );
   });
 
   it("fail/a server no connection names: the snippet would admit nobody", async () => {
-    await refused(["nats", "-f", SR, "--service", "gateway"], /no connection in .*serviceradar\.yaml has `to: gateway`, so the nats snippet would admit no client; declare each client under connections, e\.g\. `- \{ from: CLIENT, to: gateway, address: gateway\.serviceradar \}`/);
+    await refused(
+      ["nats", "-f", SR, "--service", "gateway"],
+      /no connection in .*serviceradar\.yaml has `to: gateway`, so the nats snippet would admit no client; declare each client under connections, e\.g\. `- \{ from: CLIENT, to: gateway, address: gateway\.serviceradar \}`/,
+    );
   });
 });
 
@@ -113,11 +134,25 @@ describe("config postgres", () => {
     const headers = out.split("\n").filter((l) => l.startsWith("# ==> "));
     assert.deepEqual(headers, ["# ==> postgresql.conf <==", "# ==> pg_hba.conf <==", "# ==> pg_ident.conf <=="]);
     // The sections come in that order, each line in its own file.
-    assert.ok(out.indexOf("ssl = on") > out.indexOf(headers[0]!) && out.indexOf("hostssl") > out.indexOf(headers[1]!) && out.indexOf("mtlskit  core") > out.indexOf(headers[2]!));
+    assert.ok(
+      out.indexOf("ssl = on") > out.indexOf(headers[0]!) &&
+        out.indexOf("hostssl") > out.indexOf(headers[1]!) &&
+        out.indexOf("mtlskit  core") > out.indexOf(headers[2]!),
+    );
   });
 
   it("ok/--pg-role maps a client to another role; several clients line up", async () => {
-    const { out } = await config("postgres", "-f", NETSY, "--service", "node-1", "--pg-role", "kube-apiserver=apiserver", "--pg-role", "node-2=replica");
+    const { out } = await config(
+      "postgres",
+      "-f",
+      NETSY,
+      "--service",
+      "node-1",
+      "--pg-role",
+      "kube-apiserver=apiserver",
+      "--pg-role",
+      "node-2=replica",
+    );
     assert.deepEqual(
       lines(out).filter((l) => l.startsWith("mtlskit ")),
       ["mtlskit  node-2          replica", "mtlskit  node-3          node-3", "mtlskit  kube-apiserver  apiserver"],
@@ -125,10 +160,19 @@ describe("config postgres", () => {
   });
 
   it("fail/--pg-role for a service that does not connect, a role pg_ident.conf cannot carry, a malformed flag, and --pg-role on another component", async () => {
-    await refused(["postgres", "-f", SR, "--service", "cnpg", "--pg-role", "gateway=x"], /--pg-role gateway=x names "gateway", which does not connect to cnpg; the clients of cnpg in .* are: core/);
-    await refused(["postgres", "-f", SR, "--service", "cnpg", "--pg-role", "core=bad role"], /the role for client core would be "bad role", which pg_ident\.conf cannot carry .*--pg-role core=bad_role/);
+    await refused(
+      ["postgres", "-f", SR, "--service", "cnpg", "--pg-role", "gateway=x"],
+      /--pg-role gateway=x names "gateway", which does not connect to cnpg; the clients of cnpg in .* are: core/,
+    );
+    await refused(
+      ["postgres", "-f", SR, "--service", "cnpg", "--pg-role", "core=bad role"],
+      /the role for client core would be "bad role", which pg_ident\.conf cannot carry .*--pg-role core=bad_role/,
+    );
     await refused(["postgres", "-f", SR, "--service", "cnpg", "--pg-role", "core"], /--pg-role must be CLIENT=ROLE/);
-    await refused(["nats", "-f", SR, "--pg-role", "core=x"], /--pg-role is for the postgres component; nats has no roles/);
+    await refused(
+      ["nats", "-f", SR, "--pg-role", "core=x"],
+      /--pg-role is for the postgres component; nats has no roles/,
+    );
   });
 });
 
@@ -136,7 +180,7 @@ describe("config nginx", () => {
   it("ok/ServiceRadar's core: the server-block directives, paths in the PKI layout", async () => {
     const { out } = await config("nginx", "-f", SR, "--service", "core", "--pki", "/srv/pki");
     assert.deepEqual(lines(out), [
-      "listen 443 ssl;  # your address and port; keep \"ssl\"",
+      'listen 443 ssl;  # your address and port; keep "ssl"',
       "ssl_certificate /srv/pki/services/core/cert.pem;",
       "ssl_certificate_key /srv/pki/services/core/key.pem;",
       "ssl_client_certificate /srv/pki/services/core/ca.pem;",
@@ -149,15 +193,28 @@ describe("config nginx", () => {
 
   it("ok/an external service (services.NAME.files) keeps the paths the manifest names, resolved against its folder", async () => {
     const dir = tempDir();
-    const file = writeManifest(dir, `version: 1\ncluster: ext\nca: { subject: { CN: Ext CA } }\nservices:\n  web: { usage: server, addresses: [127.0.0.1], files: { cert: tls/web.crt, key: tls/web.key, ca: tls/ca.crt } }\n  c: { usage: client }\nconnections:\n  - { from: c, to: web, address: 127.0.0.1 }\n`);
+    const file = writeManifest(
+      dir,
+      `version: 1\ncluster: ext\nca: { subject: { CN: Ext CA } }\nservices:\n  web: { usage: server, addresses: [127.0.0.1], files: { cert: tls/web.crt, key: tls/web.key, ca: tls/ca.crt } }\n  c: { usage: client }\nconnections:\n  - { from: c, to: web, address: 127.0.0.1 }\n`,
+    );
     const { out } = await config("nginx", "-f", file, "--service", "web");
-    assert.deepEqual(lines(out).filter((l) => l.startsWith("ssl_c")), [`ssl_certificate ${dir}/tls/web.crt;`, `ssl_certificate_key ${dir}/tls/web.key;`, `ssl_client_certificate ${dir}/tls/ca.crt;`]);
+    assert.deepEqual(
+      lines(out).filter((l) => l.startsWith("ssl_c")),
+      [
+        `ssl_certificate ${dir}/tls/web.crt;`,
+        `ssl_certificate_key ${dir}/tls/web.key;`,
+        `ssl_client_certificate ${dir}/tls/ca.crt;`,
+      ],
+    );
   });
 
   it("ok/a path with a space is quoted; fail/a path with $ (an nginx variable) is refused", async () => {
     const { out } = await config("nginx", "-f", SR, "--service", "core", "--certs-dir", "/etc/my certs");
     assert.match(out, /^ssl_certificate "\/etc\/my certs\/core\.pem";$/m);
-    await refused(["nginx", "-f", SR, "--service", "core", "--certs-dir", "/etc/$certs"], /contains "\$", which nginx reads as a variable/);
+    await refused(
+      ["nginx", "-f", SR, "--service", "core", "--certs-dir", "/etc/$certs"],
+      /contains "\$", which nginx reads as a variable/,
+    );
   });
 });
 
@@ -204,18 +261,56 @@ describe("config serviceradar", () => {
       const r = await config("serviceradar", "-f", SR, "--service", service, "--certs-dir", HOST);
       return { json: JSON.parse(r.out) as unknown, err: r.err };
     };
-    const tls = (n: string, serves: boolean) => ({ cert_file: `${n}.pem`, key_file: `${n}-key.pem`, ca_file: "root.pem", ...(serves ? { client_ca_file: "root.pem" } : {}) });
+    const tls = (n: string, serves: boolean) => ({
+      cert_file: `${n}.pem`,
+      key_file: `${n}-key.pem`,
+      ca_file: "root.pem",
+      ...(serves ? { client_ca_file: "root.pem" } : {}),
+    });
     // The runbook's core.json has no server_name (its database dial is configured elsewhere);
     // the manifest's connection core -> cnpg gives one. Roles are the manifest's (default: usage).
-    assert.deepEqual((await block("core")).json, { security: { mode: "mtls", cert_dir: HOST, server_name: "cnpg.serviceradar", role: "dual", tls: tls("core", true) } });
-    assert.deepEqual((await block("checker")).json, { security: { mode: "mtls", cert_dir: HOST, server_name: "core.serviceradar", role: "client", tls: tls("checker", false) } });
+    assert.deepEqual((await block("core")).json, {
+      security: {
+        mode: "mtls",
+        cert_dir: HOST,
+        server_name: "cnpg.serviceradar",
+        role: "dual",
+        tls: tls("core", true),
+      },
+    });
+    assert.deepEqual((await block("checker")).json, {
+      security: {
+        mode: "mtls",
+        cert_dir: HOST,
+        server_name: "core.serviceradar",
+        role: "client",
+        tls: tls("checker", false),
+      },
+    });
     assert.deepEqual((await block("datasvc")).json, {
-      security: { mode: "mtls", cert_dir: HOST, server_name: "nats-serviceradar", role: "dual", tls: tls("datasvc", true) },
+      security: {
+        mode: "mtls",
+        cert_dir: HOST,
+        server_name: "nats-serviceradar",
+        role: "dual",
+        tls: tls("datasvc", true),
+      },
       rbac: { roles: [{ identity: SR_DN("agent.serviceradar"), role: "reader" }] },
     });
     const gw = await block("gateway");
-    assert.deepEqual(gw.json, { security: { mode: "mtls", cert_dir: HOST, server_name: "core.serviceradar", role: "dual", tls: tls("gateway", true) } });
-    assert.equal(gw.err, "note: gateway dials 2 services; server_name is the first, core (core.serviceradar). Where its config names the others, set their server_name: agent (server_name agent.serviceradar).\n");
+    assert.deepEqual(gw.json, {
+      security: {
+        mode: "mtls",
+        cert_dir: HOST,
+        server_name: "core.serviceradar",
+        role: "dual",
+        tls: tls("gateway", true),
+      },
+    });
+    assert.equal(
+      gw.err,
+      "note: gateway dials 2 services; server_name is the first, core (core.serviceradar). Where its config names the others, set their server_name: agent (server_name agent.serviceradar).\n",
+    );
   });
 
   it("ok/keys in the runbook's order, two-space JSON; PKI layout: cert_dir is the service's folder", async () => {
@@ -242,37 +337,67 @@ describe("config serviceradar", () => {
   it("ok/datasvc gets the runbook's rbac block: each client by its whole subject as Go prints it (every datasvc version matches it), a reader; the note says who writes", async () => {
     const { out, err } = await config("serviceradar", "-f", SR, "--service", "datasvc", "--certs-dir", HOST);
     const json = JSON.parse(out) as { rbac: { roles: { identity: string; role: string }[] } };
-    assert.deepEqual(json.rbac, { roles: [{ identity: "CN=agent.serviceradar,OU=Operations,O=ServiceRadar,L=Your Location,ST=Your State,C=US", role: "reader" }] });
+    assert.deepEqual(json.rbac, {
+      roles: [
+        {
+          identity: "CN=agent.serviceradar,OU=Operations,O=ServiceRadar,L=Your Location,ST=Your State,C=US",
+          role: "reader",
+        },
+      ],
+    });
     assert.match(err, /every client of datasvc is a reader .*a writer/);
     // Another component has no rbac block.
-    assert.equal("rbac" in (JSON.parse((await config("serviceradar", "-f", SR, "--service", "core", "--certs-dir", HOST)).out) as object), false);
+    assert.equal(
+      "rbac" in
+        (JSON.parse((await config("serviceradar", "-f", SR, "--service", "core", "--certs-dir", HOST)).out) as object),
+      false,
+    );
   });
 
   it("ok/a datasvc client with a spiffe:// identity is named by it (datasvc reads the URI SAN first); no client: no block, and a note says why", async () => {
     const dir = tempDir();
-    const file = writeManifest(dir, `version: 1\ncluster: sr\nidentity: { uri: "spiffe://{cluster}.local/{role}/{name}" }\nca: { subject: { CN: SR CA } }\nservices:\n  datasvc: { usage: dual, addresses: [127.0.0.1] }\n  agent: { usage: dual, addresses: [127.0.0.2] }\n  kv: { usage: server, addresses: [127.0.0.3] }\nconnections:\n  - { from: agent, to: datasvc, address: 127.0.0.1 }\n`);
+    const file = writeManifest(
+      dir,
+      `version: 1\ncluster: sr\nidentity: { uri: "spiffe://{cluster}.local/{role}/{name}" }\nca: { subject: { CN: SR CA } }\nservices:\n  datasvc: { usage: dual, addresses: [127.0.0.1] }\n  agent: { usage: dual, addresses: [127.0.0.2] }\n  kv: { usage: server, addresses: [127.0.0.3] }\nconnections:\n  - { from: agent, to: datasvc, address: 127.0.0.1 }\n`,
+    );
     const { out } = await config("serviceradar", "-f", file, "--service", "datasvc");
-    assert.deepEqual((JSON.parse(out) as { rbac: unknown }).rbac, { roles: [{ identity: "spiffe://sr.local/dual/agent", role: "reader" }] });
+    assert.deepEqual((JSON.parse(out) as { rbac: unknown }).rbac, {
+      roles: [{ identity: "spiffe://sr.local/dual/agent", role: "reader" }],
+    });
     const lone = await config("serviceradar", "-f", file, "--service", "kv");
     assert.equal("rbac" in (JSON.parse(lone.out) as object), false);
     assert.match(lone.err, /no connection in .* has `to: kv`, so no rbac block is written/);
   });
 
   it("fail/a split service: ServiceRadar takes one certificate for both directions", async () => {
-    await refused(["serviceradar", "-f", NETSY, "--service", "node-1"], /service node-1 is split .* remove split: true from services\.node-1/);
+    await refused(
+      ["serviceradar", "-f", NETSY, "--service", "node-1"],
+      /service node-1 is split .* remove split: true from services\.node-1/,
+    );
   });
 });
 
 describe("config: refusals common to every component", () => {
   it("fail/a server component for a client-only service", async () => {
     for (const c of ["nats", "postgres", "nginx", "etcd"]) {
-      await refused([c, "-f", SR, "--service", "checker"], new RegExp(`mtlskit config ${c}: service checker has usage: client, so its certificate has no serverAuth and ${c} cannot serve with it`));
+      await refused(
+        [c, "-f", SR, "--service", "checker"],
+        new RegExp(
+          `mtlskit config ${c}: service checker has usage: client, so its certificate has no serverAuth and ${c} cannot serve with it`,
+        ),
+      );
     }
   });
 
   it("fail/unknown component, unknown service, no service named like the component, no component, two components", async () => {
-    await refused(["haproxy", "-f", SR], /unknown component "haproxy"; components are: nats, postgres, nginx, etcd, serviceradar/);
-    await refused(["nginx", "-f", SR, "--service", "web"], /--service web: .*serviceradar\.yaml has no service "web"; services that can run nginx: core, cnpg, gateway, agent, nats, datasvc, dusk, sysmon/);
+    await refused(
+      ["haproxy", "-f", SR],
+      /unknown component "haproxy"; components are: nats, postgres, nginx, etcd, serviceradar/,
+    );
+    await refused(
+      ["nginx", "-f", SR, "--service", "web"],
+      /--service web: .*serviceradar\.yaml has no service "web"; services that can run nginx: core, cnpg, gateway, agent, nats, datasvc, dusk, sysmon/,
+    );
     await refused(["postgres", "-f", SR], /which service\? .* has no service named postgres; give --service NAME/);
     await refused([], /name a component: nats, postgres, nginx, etcd, serviceradar/);
     await refused(["nats", "nginx"], /one component at a time/);
@@ -298,7 +423,8 @@ describe("config: refusals common to every component", () => {
 
   it("ok/--help lists every component", async () => {
     const { out } = await config("--help");
-    for (const c of ["nats", "postgres", "nginx", "etcd", "serviceradar"]) assert.match(out, new RegExp(`^  ${c} +\\S`, "m"));
+    for (const c of ["nats", "postgres", "nginx", "etcd", "serviceradar"])
+      assert.match(out, new RegExp(`^  ${c} +\\S`, "m"));
     assert.match(out, /EXIT CODES/);
   });
 });

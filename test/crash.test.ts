@@ -26,7 +26,17 @@ import * as path from "node:path";
 import { before, describe, it } from "node:test";
 import { buildPackage, runBuilt } from "./helpers/built.ts";
 import { tempDir, writeManifest } from "./helpers/cli.ts";
-import { assertBundles, assertLayout, assertPairsMatch, assertUntouched, checkPair, inspectPki, readCa, tempFiles, type Entry } from "./helpers/pki.ts";
+import {
+  assertBundles,
+  assertLayout,
+  assertPairsMatch,
+  assertUntouched,
+  checkPair,
+  inspectPki,
+  readCa,
+  tempFiles,
+  type Entry,
+} from "./helpers/pki.ts";
 
 const SERVICES = 80;
 const KILLS = Number(process.env.MTLSKIT_KILLS ?? 12);
@@ -60,7 +70,9 @@ function manifest(): { text: string; slots: Slot[] } {
     const usage = ["server", "client", "dual"][i % 3]!;
     const split = i % 9 === 2;
     const key = i % 7 === 3 ? ", key: ed25519" : i % 11 === 4 ? ", key: ecdsa-p384" : "";
-    lines.push(`  ${name}: { usage: ${usage}${usage === "client" ? "" : `, addresses: [10.2.${i >> 8}.${(i % 250) + 1}, ${name}.crash.test]`}${split ? ", split: true" : ""}${key} }`);
+    lines.push(
+      `  ${name}: { usage: ${usage}${usage === "client" ? "" : `, addresses: [10.2.${i >> 8}.${(i % 250) + 1}, ${name}.crash.test]`}${split ? ", split: true" : ""}${key} }`,
+    );
     slots.push({ id: name, service: name, kind: "main" });
     if (split) slots.push({ id: `${name}/client`, service: name, kind: "client" });
   }
@@ -111,12 +123,28 @@ interface Kind {
 
 /** KINDS are cycled through; the main thread writes ca/ca-key.pem, ca/ca.pem, then (after the services) last-apply.json in a fresh directory. */
 const KINDS: readonly Kind[] = [
-  { what: "fresh directory, main thread: the CA's key or certificate, or the apply record", run: "fresh", thread: "main" },
+  {
+    what: "fresh directory, main thread: the CA's key or certificate, or the apply record",
+    run: "fresh",
+    thread: "main",
+  },
   { what: "fresh directory, a worker thread", run: "fresh", thread: "worker" },
   { what: "--reissue-all, a worker thread", run: "reissue-all", thread: "worker" },
   { what: `--reissue of ${SOME} services, main thread`, run: "reissue-some", thread: "main" },
-  { what: `--reissue of ${SOME} services, main thread, between a key and its certificate`, run: "reissue-some", thread: "main", stage: "renamed", keyRenamed: true },
-  { what: "--reissue-all, a worker thread, between a key and its certificate", run: "reissue-all", thread: "worker", stage: "renamed", keyRenamed: true },
+  {
+    what: `--reissue of ${SOME} services, main thread, between a key and its certificate`,
+    run: "reissue-some",
+    thread: "main",
+    stage: "renamed",
+    keyRenamed: true,
+  },
+  {
+    what: "--reissue-all, a worker thread, between a key and its certificate",
+    run: "reissue-all",
+    thread: "worker",
+    stage: "renamed",
+    keyRenamed: true,
+  },
 ];
 
 let bin = "";
@@ -125,7 +153,9 @@ before(() => {
 });
 
 describe("crash safety: apply killed with SIGKILL inside its writes", () => {
-  it(`ok/${KILLS} kills at writes chosen by seed ${SEED} never leave a pair plan would keep wrongly, and apply always converges`, { timeout: 300_000 }, async (t) => {
+  it(`ok/${KILLS} kills at writes chosen by seed ${SEED} never leave a pair plan would keep wrongly, and apply always converges`, {
+    timeout: 300_000,
+  }, async (t) => {
     const random = prng(SEED);
     const draw = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1)); // an integer in [lo, hi]
     const { text, slots } = manifest();
@@ -140,13 +170,20 @@ describe("crash safety: apply killed with SIGKILL inside its writes", () => {
     try {
       const first = await cli(argv("--json"));
       assert.equal(first.code, 0, first.err);
-      t.diagnostic(`seed ${SEED}; a full apply of ${slots.length} certificates takes ${Math.round(first.ms)} ms from spawn to exit; ${WORKERS ? "workers" : "one core: no workers, every kill in the main thread"}`);
+      t.diagnostic(
+        `seed ${SEED}; a full apply of ${slots.length} certificates takes ${Math.round(first.ms)} ms from spawn to exit; ${WORKERS ? "workers" : "one core: no workers, every kill in the main thread"}`,
+      );
 
       for (let i = 0; i < KILLS; i++) {
         const kind = KINDS[i % KINDS.length]!;
         const stage = kind.stage ?? STAGES[draw(0, STAGES.length - 1)]!;
         const names = kind.run === "reissue-some" ? pick(slots, SOME, random) : [];
-        const writes = kind.run === "reissue-some" ? 2 * slots.filter((s) => names.includes(s.service)).length : kind.thread === "main" ? 3 : WORKER_WRITES;
+        const writes =
+          kind.run === "reissue-some"
+            ? 2 * slots.filter((s) => names.includes(s.service)).length
+            : kind.thread === "main"
+              ? 3
+              : WORKER_WRITES;
         let n = kind.keyRenamed ? 2 * draw(1, writes / 2) - 1 : draw(1, writes);
         let thread = kind.thread;
         if (thread === "worker" && !WORKERS) {
@@ -157,16 +194,29 @@ describe("crash safety: apply killed with SIGKILL inside its writes", () => {
 
         if (kind.run === "fresh") rmSync(pki, { recursive: true, force: true });
         const before: Map<string, Entry> | undefined = kind.run === "fresh" ? undefined : inspectPki(pki);
-        const extra = kind.run === "reissue-all" ? ["--reissue-all"] : kind.run === "reissue-some" ? ["--reissue", names.join(",")] : [];
+        const extra =
+          kind.run === "reissue-all"
+            ? ["--reissue-all"]
+            : kind.run === "reissue-some"
+              ? ["--reissue", names.join(",")]
+              : [];
         const r = await cli(argv(...extra), { MTLSKIT_TEST_CRASH_AT: `${stage}:${n}:${thread}` });
-        assert.equal(r.signal, "SIGKILL", `${where}: apply was not killed at its write (exit code ${r.code}): it wrote fewer files than this test expects, or MTLSKIT_TEST_CRASH_AT is not honoured (src/state/fs.ts); stderr: ${r.err}`);
+        assert.equal(
+          r.signal,
+          "SIGKILL",
+          `${where}: apply was not killed at its write (exit code ${r.code}): it wrote fewer files than this test expects, or MTLSKIT_TEST_CRASH_AT is not honoured (src/state/fs.ts); stderr: ${r.err}`,
+        );
         stats.kills++;
         if (thread === "worker") stats.inWorker++;
 
         // (a) What the kill left: every slot is a sound pair, absent, or one plan does not keep.
         if (existsSync(path.join(pki, ".lock"))) stats.staleLocks++;
         const temps = tempFiles(pki);
-        if (stage !== "renamed") assert.ok(temps.length > 0, `${where}: the kill came before the write's temp file was renamed, but no temp file is left`);
+        if (stage !== "renamed")
+          assert.ok(
+            temps.length > 0,
+            `${where}: the kill came before the write's temp file was renamed, but no temp file is left`,
+          );
         if (temps.length > 0) stats.tempLeft++;
         const plan = await cli(["plan", "-f", file, "--pki", pki, "--json"]);
         assert.equal(plan.code, 0, `${where}: plan failed on what the kill left: ${plan.err}`);
@@ -178,7 +228,12 @@ describe("crash safety: apply killed with SIGKILL inside its writes", () => {
           const verdict = checkPair(pki, s.service, s.kind, ca);
           const step = steps.get(s.id);
           assert.ok(step, `${where}: plan has no step for ${s.id}`);
-          if (verdict === "absent") assert.equal(step.action, "create", `${where}: ${s.id} has no files but plan says ${step.action} (${step.reason})`);
+          if (verdict === "absent")
+            assert.equal(
+              step.action,
+              "create",
+              `${where}: ${s.id} has no files but plan says ${step.action} (${step.reason})`,
+            );
           else assert.ok(verdict === "ok" || step.action !== "keep", `${where}: plan keeps ${s.id}, but ${verdict}`);
           if (verdict !== "ok" && verdict !== "absent") torn.push(`${s.id}: ${verdict}`);
         }
@@ -186,9 +241,16 @@ describe("crash safety: apply killed with SIGKILL inside its writes", () => {
         t.diagnostic(`${where}: ${torn.length} torn pairs, ${temps.length} temp files left`);
         if (kind.keyRenamed) {
           // The thread that killed the process had just renamed a key over the old one; its certificate is the old one.
-          assert.ok(torn.length >= 1, `${where}: a key was renamed into place before its certificate, yet every pair matches`);
-          if (thread === "main") assert.equal(torn.length, 1, `${where}: one thread, one torn pair expected: ${torn.join("; ")}`);
-          assert.ok(torn.every((x) => x.includes("does not match")), `${where}: ${torn.join("; ")}`);
+          assert.ok(
+            torn.length >= 1,
+            `${where}: a key was renamed into place before its certificate, yet every pair matches`,
+          );
+          if (thread === "main")
+            assert.equal(torn.length, 1, `${where}: one thread, one torn pair expected: ${torn.join("; ")}`);
+          assert.ok(
+            torn.every((x) => x.includes("does not match")),
+            `${where}: ${torn.join("; ")}`,
+          );
         }
         if (before) {
           const after = inspectPki(pki);
@@ -196,7 +258,8 @@ describe("crash safety: apply killed with SIGKILL inside its writes", () => {
           assert.equal(planned.ca.action, "keep", `${where}: the CA is no longer usable`);
           if (kind.run === "reissue-some") {
             for (const s of slots.filter((x) => !names.includes(x.service))) {
-              for (const f of [keyRel(s), certRel(s)]) assert.deepEqual(after.get(f), before.get(f), `${where}: --reissue of other services touched ${f}`);
+              for (const f of [keyRel(s), certRel(s)])
+                assert.deepEqual(after.get(f), before.get(f), `${where}: --reissue of other services touched ${f}`);
             }
           }
         }
@@ -221,7 +284,11 @@ describe("crash safety: apply killed with SIGKILL inside its writes", () => {
         assert.equal(idem.code, 0, idem.err);
         const j = JSON.parse(idem.out) as ApplyJson;
         assert.equal(j.issued, 0, `${where}: apply after recovery issued ${j.issued} more`);
-        assert.deepEqual(new Set(j.certificates.map((c) => c.action)), new Set(["keep"]), `${where}: not idempotent after recovery`);
+        assert.deepEqual(
+          new Set(j.certificates.map((c) => c.action)),
+          new Set(["keep"]),
+          `${where}: not idempotent after recovery`,
+        );
         assertUntouched(settled, inspectPki(pki));
       }
     } finally {

@@ -12,7 +12,9 @@ import { REPO, runCli, tempDir } from "./helpers/cli.ts";
 import { opensslVerify } from "./helpers/openssl.ts";
 
 const EXAMPLES = path.join(REPO, "examples");
-const names = readdirSync(EXAMPLES).filter((f) => f.endsWith(".yaml")).sort();
+const names = readdirSync(EXAMPLES)
+  .filter((f) => f.endsWith(".yaml"))
+  .sort();
 
 describe("examples", () => {
   it("ok/the quick start and the seed reproductions are bundled", () => {
@@ -38,13 +40,20 @@ describe("examples", () => {
         });
         assert.ok(server.ok, `${c.from} -> ${c.to} @ ${c.address.text}: server certificate refused:\n${server.output}`);
         const clientCert = from.split ? path.join(dir(c.from), "client.pem") : path.join(dir(c.from), "cert.pem");
-        const client = opensslVerify({ caFile: path.join(dir(c.to), "ca.pem"), certFile: clientCert, purpose: "sslclient" });
+        const client = opensslVerify({
+          caFile: path.join(dir(c.to), "ca.pem"),
+          certFile: clientCert,
+          purpose: "sslclient",
+        });
         assert.ok(client.ok, `${c.from} -> ${c.to}: client certificate refused:\n${client.output}`);
         assert.ok(to.slots.some((s) => s.profile !== "client"));
       }
       const again = await runCli(["plan", "-f", file, "--pki", pki, "--json"]);
       const plan = JSON.parse(again.out) as { certificates: { action: string }[] };
-      assert.ok(plan.certificates.every((c) => c.action === "keep"), again.out);
+      assert.ok(
+        plan.certificates.every((c) => c.action === "keep"),
+        again.out,
+      );
     });
   }
 });
@@ -57,7 +66,10 @@ describe("init", () => {
     assert.equal(r.code, 0, r.err);
     const example = readFileSync(path.join(EXAMPLES, "quickstart.yaml"), "utf8");
     // The example, apart from its modeline and the commands that name it (issue 11).
-    assert.equal(readFileSync(file, "utf8").split("\n").slice(3).join("\n"), example.split("\n").slice(1).join("\n").replaceAll("examples/quickstart.yaml", file));
+    assert.equal(
+      readFileSync(file, "utf8").split("\n").slice(3).join("\n"),
+      example.split("\n").slice(1).join("\n").replaceAll("examples/quickstart.yaml", file),
+    );
     const a = await runCli(["apply", "-f", file, "--pki", path.join(dir, "pki")]);
     assert.equal(a.code, 0, a.err);
   });
@@ -68,7 +80,10 @@ describe("init", () => {
       const r = await runCli(["init", "--example", name.slice(0, -5), "-f", file]);
       assert.equal(r.code, 0, r.err);
       const text = readFileSync(file, "utf8");
-      assert.ok(!text.includes(REPO) && !text.includes("../schema") && !text.includes("examples/"), `${name}:\n${text.slice(0, 600)}`);
+      assert.ok(
+        !text.includes(REPO) && !text.includes("../schema") && !text.includes("examples/"),
+        `${name}:\n${text.slice(0, 600)}`,
+      );
       // yaml-language-server's modeline test (modelineUtil.ts isModeline): no comment line may be one.
       assert.ok(!text.split("\n").some((l) => /^#\s+(?:yaml-language-server\s*:|\$schema:)/.test(l)), name);
       assert.match(text, /^# Editor completion and inline errors: once mtlskit is installed here/);
@@ -79,7 +94,10 @@ describe("init", () => {
   it("ok/with mtlskit installed in the project, the modeline is the schema in node_modules, relative to the new file", async () => {
     const project = tempDir();
     mkdirSync(path.join(project, "node_modules", "mtlskit", "schema"), { recursive: true });
-    copyFileSync(path.join(REPO, "schema", "mtlskit.schema.json"), path.join(project, "node_modules", "mtlskit", "schema", "mtlskit.schema.json"));
+    copyFileSync(
+      path.join(REPO, "schema", "mtlskit.schema.json"),
+      path.join(project, "node_modules", "mtlskit", "schema", "mtlskit.schema.json"),
+    );
     mkdirSync(path.join(project, "deploy"));
     for (const [file, want] of [
       [path.join(project, "mtlskit.yaml"), "node_modules/mtlskit/schema/mtlskit.schema.json"],

@@ -50,8 +50,10 @@ function snapshot(dir: string): Record<string, string> {
   return out;
 }
 
-const spkiOfCertPem = (pem: string | Buffer) => new X509Certificate(pem).publicKey.export({ type: "spki", format: "der" }).toString("hex");
-const spkiOfKeyPem = (pem: string | Buffer) => createPublicKey(createPrivateKey(pem)).export({ type: "spki", format: "der" }).toString("hex");
+const spkiOfCertPem = (pem: string | Buffer) =>
+  new X509Certificate(pem).publicKey.export({ type: "spki", format: "der" }).toString("hex");
+const spkiOfKeyPem = (pem: string | Buffer) =>
+  createPublicKey(createPrivateKey(pem)).export({ type: "spki", format: "der" }).toString("hex");
 const svc = (pki: string, name: string, file: string) => readFileSync(path.join(pki, "services", name, file), "utf8");
 
 /** issued applies an example into a fresh temp dir (without its outputs: the library's apply never writes them). */
@@ -71,8 +73,26 @@ describe("export: flat", () => {
     const r = await runCli(["export", "-f", NETSY, "--pki", netsy.pki, "--format", "flat", "--out", out]);
     assert.equal(r.code, 0, r.err);
     const t = tree(out);
-    assert.deepEqual(Object.keys(t).filter((p) => p.startsWith("node-1")), ["node-1", "node-1/node-1-client-key.pem", "node-1/node-1-client.pem", "node-1/node-1-key.pem", "node-1/node-1.pem", "node-1/root.pem"]);
-    assert.deepEqual(Object.keys(t).filter((p) => p.startsWith("kube-apiserver")), ["kube-apiserver", "kube-apiserver/kube-apiserver-key.pem", "kube-apiserver/kube-apiserver.pem", "kube-apiserver/root.pem"]);
+    assert.deepEqual(
+      Object.keys(t).filter((p) => p.startsWith("node-1")),
+      [
+        "node-1",
+        "node-1/node-1-client-key.pem",
+        "node-1/node-1-client.pem",
+        "node-1/node-1-key.pem",
+        "node-1/node-1.pem",
+        "node-1/root.pem",
+      ],
+    );
+    assert.deepEqual(
+      Object.keys(t).filter((p) => p.startsWith("kube-apiserver")),
+      [
+        "kube-apiserver",
+        "kube-apiserver/kube-apiserver-key.pem",
+        "kube-apiserver/kube-apiserver.pem",
+        "kube-apiserver/root.pem",
+      ],
+    );
     assert.equal(t["node-1"], "700");
     assert.equal(t["node-1/node-1.pem"], "644");
     assert.equal(t["node-1/root.pem"], "644");
@@ -89,7 +109,11 @@ describe("export: flat", () => {
     const caKey = readFileSync(path.join(netsy.pki, "ca", "ca-key.pem"), "utf8");
     for (const p of Object.keys(t)) if (statSync(path.join(out, p)).isFile()) assert.notEqual(f(p), caKey, p);
     // openssl: each exported pair verifies against the exported root.pem, and the key is the certificate's.
-    const v = opensslVerify({ caFile: path.join(out, "node-1/root.pem"), certFile: path.join(out, "node-1/node-1-client.pem"), purpose: "sslclient" });
+    const v = opensslVerify({
+      caFile: path.join(out, "node-1/root.pem"),
+      certFile: path.join(out, "node-1/node-1-client.pem"),
+      purpose: "sslclient",
+    });
     assert.ok(v.ok, v.output);
     assert.equal(spkiOfKeyPem(f("node-1/node-1-client-key.pem")), spkiOfCertPem(f("node-1/node-1-client.pem")));
   });
@@ -102,17 +126,48 @@ describe("export: flat", () => {
     assert.match(r.out, /Exported flat to .*deploy: 21 files written, 0 unchanged\./);
     const deploy = path.join(dir, "deploy"); // "{pki}/../deploy"
     const t = tree(deploy);
-    const files = (host: string) => Object.keys(t).filter((p) => p.startsWith(`${host}/`)).map((p) => p.slice(host.length + 1));
-    assert.deepEqual(files("serviceradar-cloud"), ["cnpg-key.pem", "cnpg.pem", "core-key.pem", "core.pem", "datasvc-key.pem", "datasvc.pem", "nats-key.pem", "nats.pem", "root.pem"]);
+    const files = (host: string) =>
+      Object.keys(t)
+        .filter((p) => p.startsWith(`${host}/`))
+        .map((p) => p.slice(host.length + 1));
+    assert.deepEqual(files("serviceradar-cloud"), [
+      "cnpg-key.pem",
+      "cnpg.pem",
+      "core-key.pem",
+      "core.pem",
+      "datasvc-key.pem",
+      "datasvc.pem",
+      "nats-key.pem",
+      "nats.pem",
+      "root.pem",
+    ]);
     assert.deepEqual(files("dusk01"), ["gateway-key.pem", "gateway.pem", "root.pem"]);
-    assert.deepEqual(files("agent-host"), ["agent-key.pem", "agent.pem", "checker-key.pem", "checker.pem", "dusk-key.pem", "dusk.pem", "root.pem", "sysmon-key.pem", "sysmon.pem"]);
+    assert.deepEqual(files("agent-host"), [
+      "agent-key.pem",
+      "agent.pem",
+      "checker-key.pem",
+      "checker.pem",
+      "dusk-key.pem",
+      "dusk.pem",
+      "root.pem",
+      "sysmon-key.pem",
+      "sysmon.pem",
+    ]);
     for (const [p, mode] of Object.entries(t)) {
       const base = path.basename(p);
       assert.equal(mode, p.includes("/") ? (base.endsWith("-key.pem") ? "600" : "644") : "700", p);
     }
     // The guide's check on each host: openssl verify -CAfile root.pem <component>.pem.
-    for (const [host, svcName] of [["serviceradar-cloud", "core"], ["dusk01", "gateway"], ["agent-host", "agent"]]) {
-      const v = opensslVerify({ caFile: path.join(deploy, host!, "root.pem"), certFile: path.join(deploy, host!, `${svcName}.pem`), purpose: "sslserver" });
+    for (const [host, svcName] of [
+      ["serviceradar-cloud", "core"],
+      ["dusk01", "gateway"],
+      ["agent-host", "agent"],
+    ]) {
+      const v = opensslVerify({
+        caFile: path.join(deploy, host!, "root.pem"),
+        certFile: path.join(deploy, host!, `${svcName}.pem`),
+        purpose: "sslserver",
+      });
       assert.ok(v.ok, v.output);
     }
     // Unchanged inputs: nothing rewritten (same bytes, inodes and mtimes).
@@ -126,8 +181,14 @@ describe("export: flat", () => {
     assert.equal(renew.code, 0, renew.err);
     assert.match(renew.out, /2 files written, 19 unchanged/);
     assert.equal(readFileSync(path.join(deploy, "serviceradar-cloud/core.pem"), "utf8"), svc(pki, "core", "cert.pem"));
-    assert.equal(readFileSync(path.join(deploy, "serviceradar-cloud/core-key.pem"), "utf8"), svc(pki, "core", "key.pem"));
-    assert.notEqual(readFileSync(path.join(deploy, "serviceradar-cloud/core.pem"), "base64"), before["serviceradar-cloud/core.pem"]!.split("|")[0]);
+    assert.equal(
+      readFileSync(path.join(deploy, "serviceradar-cloud/core-key.pem"), "utf8"),
+      svc(pki, "core", "key.pem"),
+    );
+    assert.notEqual(
+      readFileSync(path.join(deploy, "serviceradar-cloud/core.pem"), "base64"),
+      before["serviceradar-cloud/core.pem"]!.split("|")[0],
+    );
     // The user's own files in the output directory are never removed.
     writeFileSync(path.join(deploy, "dusk01", "notes.txt"), "mine\n");
     assert.equal((await runCli(["export", "-f", SERVICERADAR, "--pki", pki])).code, 0);
@@ -136,10 +197,21 @@ describe("export: flat", () => {
 
   it("ok/configurable names, and owner/group applied when root (numeric ids), reported when not", async () => {
     const { dir, pki } = await issued(NETSY);
-    const m = writeManifest(dir, `${readFileSync(NETSY, "utf8")}\noutputs:\n  - format: flat\n    dir: out\n    services: [node-2]\n    names: { ca: ca.crt, cert: server.crt, key: server.key, clientCert: client.crt, clientKey: client.key }\n    owner: 65534\n    group: 65534\n`, "netsy-out.yaml");
+    const m = writeManifest(
+      dir,
+      `${readFileSync(NETSY, "utf8")}\noutputs:\n  - format: flat\n    dir: out\n    services: [node-2]\n    names: { ca: ca.crt, cert: server.crt, key: server.key, clientCert: client.crt, clientKey: client.key }\n    owner: 65534\n    group: 65534\n`,
+      "netsy-out.yaml",
+    );
     const r = await runCli(["export", "-f", m, "--pki", pki]);
     assert.equal(r.code, 0, r.err);
-    assert.deepEqual(Object.keys(tree(path.join(dir, "out"))), ["node-2", "node-2/ca.crt", "node-2/client.crt", "node-2/client.key", "node-2/server.crt", "node-2/server.key"]);
+    assert.deepEqual(Object.keys(tree(path.join(dir, "out"))), [
+      "node-2",
+      "node-2/ca.crt",
+      "node-2/client.crt",
+      "node-2/client.key",
+      "node-2/server.crt",
+      "node-2/server.key",
+    ]);
     const st = statSync(path.join(dir, "out", "node-2", "server.key"));
     if (process.getuid?.() === 0) {
       assert.deepEqual([st.uid, st.gid], [65534, 65534]);
@@ -152,10 +224,16 @@ describe("export: flat", () => {
 
   it("fail/names without {name} on a host with several services are refused at load (exit 2)", async () => {
     const dir = tempDir();
-    const m = writeManifest(dir, `${readFileSync(NETSY, "utf8")}\noutputs:\n  - format: flat\n    dir: out\n    hosts: { a: [node-1, node-2] }\n    names: { cert: server.crt }\n`);
+    const m = writeManifest(
+      dir,
+      `${readFileSync(NETSY, "utf8")}\noutputs:\n  - format: flat\n    dir: out\n    hosts: { a: [node-1, node-2] }\n    names: { cert: server.crt }\n`,
+    );
     const r = await runCli(["apply", "-f", m, "--pki", path.join(dir, "pki")]);
     assert.equal(r.code, 2);
-    assert.match(r.err, /outputs\.0\.names\.cert: is "server\.crt" without \{name\}, so the 2 services of host a \(node-1, node-2\) would write the same file/);
+    assert.match(
+      r.err,
+      /outputs\.0\.names\.cert: is "server\.crt" without \{name\}, so the 2 services of host a \(node-1, node-2\) would write the same file/,
+    );
     assert.ok(!existsSync(path.join(dir, "pki")));
   });
 });
@@ -166,11 +244,30 @@ describe("export: kubernetes", () => {
 
   it("ok/a kubernetes.io/tls Secret per certificate and a trust-bundle ConfigMap, every field read back with the yaml package; byte-identical re-runs", async () => {
     const out = path.join(netsy.dir, "k8s");
-    const args = ["export", "-f", NETSY, "--pki", netsy.pki, "--format", "kubernetes", "--out", out, "--namespace", "netsy", "--service", "node-1,kube-apiserver"];
+    const args = [
+      "export",
+      "-f",
+      NETSY,
+      "--pki",
+      netsy.pki,
+      "--format",
+      "kubernetes",
+      "--out",
+      out,
+      "--namespace",
+      "netsy",
+      "--service",
+      "node-1,kube-apiserver",
+    ];
     const r = await runCli(args);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /kubectl apply -f/);
-    assert.deepEqual(tree(out), { "kube-apiserver-tls.yaml": "600", "my-cluster-ca.yaml": "644", "node-1-client-tls.yaml": "600", "node-1-tls.yaml": "600" });
+    assert.deepEqual(tree(out), {
+      "kube-apiserver-tls.yaml": "600",
+      "my-cluster-ca.yaml": "644",
+      "node-1-client-tls.yaml": "600",
+      "node-1-tls.yaml": "600",
+    });
     const read = (f: string) => {
       const docs = parseAllDocuments(readFileSync(path.join(out, f), "utf8"));
       assert.ok(Array.isArray(docs) && docs.length === 1, `${f}: one document`);
@@ -192,10 +289,17 @@ describe("export: kubernetes", () => {
           name: file.replace(/\.yaml$/, ""),
           namespace: "netsy",
           labels: { "app.kubernetes.io/managed-by": "mtlskit", "mtlskit.dev/service": service },
-          annotations: { "mtlskit.dev/not-after": new Date(x.validTo).toISOString(), "mtlskit.dev/spec-fingerprint": `sha256:${x.fingerprint256.replaceAll(":", "").toLowerCase()}` },
+          annotations: {
+            "mtlskit.dev/not-after": new Date(x.validTo).toISOString(),
+            "mtlskit.dev/spec-fingerprint": `sha256:${x.fingerprint256.replaceAll(":", "").toLowerCase()}`,
+          },
         },
         type: "kubernetes.io/tls",
-        data: { "ca.crt": b64(svc(netsy.pki, service, "ca.pem")), "tls.crt": b64(certPem), "tls.key": b64(svc(netsy.pki, service, keyFile)) },
+        data: {
+          "ca.crt": b64(svc(netsy.pki, service, "ca.pem")),
+          "tls.crt": b64(certPem),
+          "tls.key": b64(svc(netsy.pki, service, keyFile)),
+        },
       });
     }
     assert.deepEqual(read("my-cluster-ca.yaml"), {
@@ -212,7 +316,19 @@ describe("export: kubernetes", () => {
 
   it("fail/a Secret name template that is no Kubernetes name (exit 2, nothing written)", async () => {
     const out = path.join(netsy.dir, "k8s-bad");
-    const r = await runCli(["export", "-f", NETSY, "--pki", netsy.pki, "--format", "kubernetes", "--out", out, "--name", "{name}_TLS"]);
+    const r = await runCli([
+      "export",
+      "-f",
+      NETSY,
+      "--pki",
+      netsy.pki,
+      "--format",
+      "kubernetes",
+      "--out",
+      out,
+      "--name",
+      "{name}_TLS",
+    ]);
     assert.equal(r.code, 2);
     assert.match(r.err, /--name renders "node-1_TLS", which is not a Kubernetes object name/);
     assert.ok(!existsSync(out));
@@ -225,15 +341,51 @@ describe("export: env", () => {
 
   /** sourced runs `. FILE` in sh and prints each variable, as a Netsy unit's ExecStart wrapper would see it. */
   const sourced = (file: string, names: string[]) => {
-    const r = spawnSync("sh", ["-c", `set -a; . "$1"; shift; for v in "$@"; do eval "printf '%s=%s\\n' \\"\\$v\\" \\"\\\${$v-UNSET}\\""; done`, "sh", file, ...names], { encoding: "utf8", env: {} });
+    const r = spawnSync(
+      "sh",
+      [
+        "-c",
+        `set -a; . "$1"; shift; for v in "$@"; do eval "printf '%s=%s\\n' \\"\\$v\\" \\"\\\${$v-UNSET}\\""; done`,
+        "sh",
+        file,
+        ...names,
+      ],
+      { encoding: "utf8", env: {} },
+    );
     assert.equal(r.status, 0, r.stderr);
-    return Object.fromEntries(r.stdout.trim().split("\n").map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+    return Object.fromEntries(
+      r.stdout
+        .trim()
+        .split("\n")
+        .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+    );
   };
-  const VARS = ["NETSY_NODE_ID", "NETSY_TLS_CA_CERT", "NETSY_TLS_SERVER_CERT", "NETSY_TLS_SERVER_KEY", "NETSY_TLS_CLIENT_CERT", "NETSY_TLS_CLIENT_KEY"];
+  const VARS = [
+    "NETSY_NODE_ID",
+    "NETSY_TLS_CA_CERT",
+    "NETSY_TLS_SERVER_CERT",
+    "NETSY_TLS_SERVER_KEY",
+    "NETSY_TLS_CLIENT_CERT",
+    "NETSY_TLS_CLIENT_KEY",
+  ];
 
   it("ok/Netsy's variables pointing at the PKI's files, read back by sh; server variables only for serving usages", async () => {
     const out = path.join(netsy.dir, "env");
-    const r = await runCli(["export", "-f", NETSY, "--pki", netsy.pki, "--format", "env", "--out", out, "--prefix", "NETSY_TLS_", "--node-id", "NETSY_NODE_ID"]);
+    const r = await runCli([
+      "export",
+      "-f",
+      NETSY,
+      "--pki",
+      netsy.pki,
+      "--format",
+      "env",
+      "--out",
+      out,
+      "--prefix",
+      "NETSY_TLS_",
+      "--node-id",
+      "NETSY_NODE_ID",
+    ]);
     assert.equal(r.code, 0, r.err);
     assert.equal(tree(out)["node-1.env"], "644");
     const s = (f: string) => path.join(path.resolve(netsy.pki), "services", "node-1", f);
@@ -247,17 +399,40 @@ describe("export: env", () => {
     });
     // Each variable points at a file that exists and is what its name says.
     const vals = sourced(path.join(out, "node-1.env"), VARS);
-    assert.equal(spkiOfKeyPem(readFileSync(vals.NETSY_TLS_CLIENT_KEY!)), spkiOfCertPem(readFileSync(vals.NETSY_TLS_CLIENT_CERT!)));
+    assert.equal(
+      spkiOfKeyPem(readFileSync(vals.NETSY_TLS_CLIENT_KEY!)),
+      spkiOfCertPem(readFileSync(vals.NETSY_TLS_CLIENT_CERT!)),
+    );
     const client = sourced(path.join(out, "kube-apiserver.env"), VARS);
     assert.equal(client.NETSY_TLS_SERVER_CERT, "UNSET");
-    assert.equal(client.NETSY_TLS_CLIENT_CERT, path.join(path.resolve(netsy.pki), "services", "kube-apiserver", "cert.pem"));
+    assert.equal(
+      client.NETSY_TLS_CLIENT_CERT,
+      path.join(path.resolve(netsy.pki), "services", "kube-apiserver", "cert.pem"),
+    );
     // systemd's EnvironmentFile= reads the same lines: comments, and NAME='value' with no `export`.
-    for (const line of readFileSync(path.join(out, "node-1.env"), "utf8").trimEnd().split("\n")) assert.match(line, /^(#.*|[A-Z_][A-Z0-9_]*='[^'\\]*')$/);
+    for (const line of readFileSync(path.join(out, "node-1.env"), "utf8").trimEnd().split("\n"))
+      assert.match(line, /^(#.*|[A-Z_][A-Z0-9_]*='[^'\\]*')$/);
   });
 
   it("ok/--cert-dir points at a flat deployment (paths with spaces survive sh)", async () => {
     const out = path.join(netsy.dir, "env2");
-    const r = await runCli(["export", "-f", NETSY, "--pki", netsy.pki, "--format", "env", "--out", out, "--prefix", "NETSY_TLS_", "--cert-dir", "/etc/netsy dir/{name}", "--service", "node-2"]);
+    const r = await runCli([
+      "export",
+      "-f",
+      NETSY,
+      "--pki",
+      netsy.pki,
+      "--format",
+      "env",
+      "--out",
+      out,
+      "--prefix",
+      "NETSY_TLS_",
+      "--cert-dir",
+      "/etc/netsy dir/{name}",
+      "--service",
+      "node-2",
+    ]);
     assert.equal(r.code, 0, r.err);
     const v = sourced(path.join(out, "node-2.env"), VARS);
     assert.equal(v.NETSY_TLS_CA_CERT, "/etc/netsy dir/node-2/root.pem");
@@ -266,7 +441,19 @@ describe("export: env", () => {
   });
 
   it("fail/a path with a quote is refused, not mangled (exit 2)", async () => {
-    const r = await runCli(["export", "-f", NETSY, "--pki", netsy.pki, "--format", "env", "--out", path.join(netsy.dir, "env3"), "--cert-dir", "/etc/it's"]);
+    const r = await runCli([
+      "export",
+      "-f",
+      NETSY,
+      "--pki",
+      netsy.pki,
+      "--format",
+      "env",
+      "--out",
+      path.join(netsy.dir, "env3"),
+      "--cert-dir",
+      "/etc/it's",
+    ]);
     assert.equal(r.code, 2);
     assert.match(r.err, /contains a quote, a backslash or a control character/);
   });
@@ -275,36 +462,68 @@ describe("export: env", () => {
 describe("export: pkcs12", () => {
   let netsy: { dir: string; pki: string };
   before(async () => (netsy = await issued(NETSY)));
-  const openssl = (args: string[]) => execFileSync("openssl", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  const openssl = (args: string[]) =>
+    execFileSync("openssl", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
 
   it("ok/openssl pkcs12 reads key, certificate and CA back (PBES2 AES-256-CBC, SHA-256 MAC); keytool too when installed; deterministic", async () => {
     const out = path.join(netsy.dir, "p12");
     const pass = path.join(netsy.dir, "pass.txt");
     writeFileSync(pass, "correct horse battery staple\n", { mode: 0o600 });
-    const args = ["export", "-f", NETSY, "--pki", netsy.pki, "--format", "pkcs12", "--out", out, "--passphrase-file", pass, "--service", "node-1"];
+    const args = [
+      "export",
+      "-f",
+      NETSY,
+      "--pki",
+      netsy.pki,
+      "--format",
+      "pkcs12",
+      "--out",
+      out,
+      "--passphrase-file",
+      pass,
+      "--service",
+      "node-1",
+    ];
     const r = await runCli(args);
     assert.equal(r.code, 0, r.err);
     assert.deepEqual(tree(out), { "node-1-client.p12": "600", "node-1.p12": "600" });
-    for (const [file, certFile, keyFile] of [["node-1.p12", "cert.pem", "key.pem"], ["node-1-client.p12", "client.pem", "client-key.pem"]] as const) {
+    for (const [file, certFile, keyFile] of [
+      ["node-1.p12", "cert.pem", "key.pem"],
+      ["node-1-client.p12", "client.pem", "client-key.pem"],
+    ] as const) {
       const p12 = path.join(out, file);
-      const info = spawnSync("openssl", ["pkcs12", "-in", p12, "-passin", `file:${pass}`, "-info", "-noout"], { encoding: "utf8" });
+      const info = spawnSync("openssl", ["pkcs12", "-in", p12, "-passin", `file:${pass}`, "-info", "-noout"], {
+        encoding: "utf8",
+      });
       assert.equal(info.status, 0, info.stderr);
       assert.match(info.stderr, /MAC: sha256, Iteration 10000/);
       assert.match(info.stderr, /Shrouded Keybag: PBES2, PBKDF2, AES-256-CBC, Iteration 10000, PRF hmacWithSHA256/);
       const key = openssl(["pkcs12", "-in", p12, "-passin", `file:${pass}`, "-nodes", "-nocerts"]);
       assert.equal(spkiOfKeyPem(key), spkiOfKeyPem(svc(netsy.pki, "node-1", keyFile)));
       const leaf = openssl(["pkcs12", "-in", p12, "-passin", `file:${pass}`, "-clcerts", "-nokeys"]);
-      assert.equal(new X509Certificate(leaf).fingerprint256, new X509Certificate(svc(netsy.pki, "node-1", certFile)).fingerprint256);
+      assert.equal(
+        new X509Certificate(leaf).fingerprint256,
+        new X509Certificate(svc(netsy.pki, "node-1", certFile)).fingerprint256,
+      );
       const cas = openssl(["pkcs12", "-in", p12, "-passin", `file:${pass}`, "-cacerts", "-nokeys"]);
-      assert.equal(new X509Certificate(cas).fingerprint256, new X509Certificate(readFileSync(path.join(netsy.pki, "ca", "ca.pem"))).fingerprint256);
-      const wrong = spawnSync("openssl", ["pkcs12", "-in", p12, "-passin", "pass:wrong", "-nodes"], { encoding: "utf8" });
+      assert.equal(
+        new X509Certificate(cas).fingerprint256,
+        new X509Certificate(readFileSync(path.join(netsy.pki, "ca", "ca.pem"))).fingerprint256,
+      );
+      const wrong = spawnSync("openssl", ["pkcs12", "-in", p12, "-passin", "pass:wrong", "-nodes"], {
+        encoding: "utf8",
+      });
       assert.notEqual(wrong.status, 0);
       assert.match(wrong.stderr, /Mac verify error/);
     }
     // keytool is not installed by .ci/run; where it exists, Java must see one private-key entry with its chain.
     const keytool = spawnSync("sh", ["-c", "command -v keytool"], { encoding: "utf8" }).stdout.trim();
     if (keytool) {
-      const k = spawnSync(keytool, ["-list", "-v", "-storetype", "PKCS12", "-keystore", path.join(out, "node-1.p12"), "-storepass:file", pass], { encoding: "utf8" });
+      const k = spawnSync(
+        keytool,
+        ["-list", "-v", "-storetype", "PKCS12", "-keystore", path.join(out, "node-1.p12"), "-storepass:file", pass],
+        { encoding: "utf8" },
+      );
       assert.equal(k.status, 0, k.stdout + k.stderr);
       assert.match(k.stdout, /Alias name: node-1\n/);
       assert.match(k.stdout, /Entry type: PrivateKeyEntry/);
@@ -318,15 +537,76 @@ describe("export: pkcs12", () => {
   it("ok/the passphrase from an environment variable; a new passphrase gives a new file", async () => {
     const out = path.join(netsy.dir, "p12env");
     process.env.MTLSKIT_TEST_P12 = "first-passphrase";
-    assert.equal((await runCli(["export", "-f", NETSY, "--pki", netsy.pki, "--format", "pkcs12", "--out", out, "--passphrase-env", "MTLSKIT_TEST_P12", "--service", "kube-apiserver"])).code, 0);
+    assert.equal(
+      (
+        await runCli([
+          "export",
+          "-f",
+          NETSY,
+          "--pki",
+          netsy.pki,
+          "--format",
+          "pkcs12",
+          "--out",
+          out,
+          "--passphrase-env",
+          "MTLSKIT_TEST_P12",
+          "--service",
+          "kube-apiserver",
+        ])
+      ).code,
+      0,
+    );
     const first = readFileSync(path.join(out, "kube-apiserver.p12"));
-    const cert = openssl(["pkcs12", "-in", path.join(out, "kube-apiserver.p12"), "-passin", "env:MTLSKIT_TEST_P12", "-clcerts", "-nokeys"]);
-    assert.equal(new X509Certificate(cert).fingerprint256, new X509Certificate(svc(netsy.pki, "kube-apiserver", "cert.pem")).fingerprint256);
+    const cert = openssl([
+      "pkcs12",
+      "-in",
+      path.join(out, "kube-apiserver.p12"),
+      "-passin",
+      "env:MTLSKIT_TEST_P12",
+      "-clcerts",
+      "-nokeys",
+    ]);
+    assert.equal(
+      new X509Certificate(cert).fingerprint256,
+      new X509Certificate(svc(netsy.pki, "kube-apiserver", "cert.pem")).fingerprint256,
+    );
     process.env.MTLSKIT_TEST_P12 = "second-passphrase";
-    assert.equal((await runCli(["export", "-f", NETSY, "--pki", netsy.pki, "--format", "pkcs12", "--out", out, "--passphrase-env", "MTLSKIT_TEST_P12", "--service", "kube-apiserver"])).code, 0);
+    assert.equal(
+      (
+        await runCli([
+          "export",
+          "-f",
+          NETSY,
+          "--pki",
+          netsy.pki,
+          "--format",
+          "pkcs12",
+          "--out",
+          out,
+          "--passphrase-env",
+          "MTLSKIT_TEST_P12",
+          "--service",
+          "kube-apiserver",
+        ])
+      ).code,
+      0,
+    );
     assert.notDeepEqual(readFileSync(path.join(out, "kube-apiserver.p12")), first);
     delete process.env.MTLSKIT_TEST_P12;
-    const unset = await runCli(["export", "-f", NETSY, "--pki", netsy.pki, "--format", "pkcs12", "--out", path.join(netsy.dir, "p12none"), "--passphrase-env", "MTLSKIT_TEST_P12"]);
+    const unset = await runCli([
+      "export",
+      "-f",
+      NETSY,
+      "--pki",
+      netsy.pki,
+      "--format",
+      "pkcs12",
+      "--out",
+      path.join(netsy.dir, "p12none"),
+      "--passphrase-env",
+      "MTLSKIT_TEST_P12",
+    ]);
     assert.equal(unset.code, 2);
     assert.match(unset.err, /MTLSKIT_TEST_P12 that should hold the passphrase is not set/);
     assert.ok(!existsSync(path.join(netsy.dir, "p12none")));
@@ -335,11 +615,28 @@ describe("export: pkcs12", () => {
   it("ok/non-ASCII passphrases follow OpenSSL (UTF-8 for PBES2, BMPString for the MAC)", () => {
     const key = svc(netsy.pki, "kube-apiserver", "key.pem");
     const der = (pem: string) => Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ""), "base64");
-    const p12 = encodePkcs12({ pkcs8: createPrivateKey(key).export({ type: "pkcs8", format: "der" }), certs: [der(svc(netsy.pki, "kube-apiserver", "cert.pem"))], cas: [], friendlyName: "k" }, "pässwörd 🔑", { iterations: 2048 });
+    const p12 = encodePkcs12(
+      {
+        pkcs8: createPrivateKey(key).export({ type: "pkcs8", format: "der" }),
+        certs: [der(svc(netsy.pki, "kube-apiserver", "cert.pem"))],
+        cas: [],
+        friendlyName: "k",
+      },
+      "pässwörd 🔑",
+      { iterations: 2048 },
+    );
     const dir = tempDir();
     writeFileSync(path.join(dir, "f.p12"), p12);
     writeFileSync(path.join(dir, "pass"), "pässwörd 🔑\n");
-    const k = openssl(["pkcs12", "-in", path.join(dir, "f.p12"), "-passin", `file:${path.join(dir, "pass")}`, "-nodes", "-nocerts"]);
+    const k = openssl([
+      "pkcs12",
+      "-in",
+      path.join(dir, "f.p12"),
+      "-passin",
+      `file:${path.join(dir, "pass")}`,
+      "-nodes",
+      "-nocerts",
+    ]);
     assert.equal(spkiOfKeyPem(k), spkiOfKeyPem(key));
   });
 
@@ -364,7 +661,8 @@ describe("export: pkcs12", () => {
       ["a ciphertext byte", Buffer.from(p12.map((b, i) => (i === 200 ? b ^ 1 : b))), e, "pass-1", 2048],
       ["length", p12.subarray(0, p12.length - 1), e, "pass-1", 2048],
     ];
-    for (const [what, bytes, ent, pass, iterations] of changed) assert.ok(!pkcs12Matches(bytes, ent, pass, { iterations }), `a changed ${what} must not match`);
+    for (const [what, bytes, ent, pass, iterations] of changed)
+      assert.ok(!pkcs12Matches(bytes, ent, pass, { iterations }), `a changed ${what} must not match`);
   });
 
   it("ok/buildPkcs12 keeps a matching .p12 as it is (not encoded again) and encodes a changed one", () => {
@@ -372,11 +670,20 @@ describe("export: pkcs12", () => {
     const first = buildPkcs12(material, { format: "pkcs12", dir: "x" } as never, "pass-1", { iterations: 2048 });
     const byPath = new Map(first.map((f) => [f.path, f.bytes]));
     const progress: string[] = [];
-    const again = buildPkcs12(material, { format: "pkcs12", dir: "x" } as never, "pass-1", { iterations: 2048, existing: (p) => byPath.get(p), onProgress: (d, t) => progress.push(`${d}/${t}`) });
-    for (const f of again) assert.equal(f.bytes, byPath.get(f.path), `${f.path} is the existing buffer, not a new encoding`);
+    const again = buildPkcs12(material, { format: "pkcs12", dir: "x" } as never, "pass-1", {
+      iterations: 2048,
+      existing: (p) => byPath.get(p),
+      onProgress: (d, t) => progress.push(`${d}/${t}`),
+    });
+    for (const f of again)
+      assert.equal(f.bytes, byPath.get(f.path), `${f.path} is the existing buffer, not a new encoding`);
     assert.deepEqual(progress, ["1/3", "2/3", "3/3"]);
-    const rotated = buildPkcs12(material, { format: "pkcs12", dir: "x" } as never, "pass-2", { iterations: 2048, existing: (p) => byPath.get(p) });
-    for (const f of rotated) assert.ok(!f.bytes.equals(byPath.get(f.path)!), `${f.path} is encoded again under the new passphrase`);
+    const rotated = buildPkcs12(material, { format: "pkcs12", dir: "x" } as never, "pass-2", {
+      iterations: 2048,
+      existing: (p) => byPath.get(p),
+    });
+    for (const f of rotated)
+      assert.ok(!f.bytes.equals(byPath.get(f.path)!), `${f.path} is encoded again under the new passphrase`);
   });
 
   it("ok/export draws pkcs12 progress on stderr when it is a terminal, and not in a log", async () => {
@@ -386,7 +693,19 @@ describe("export: pkcs12", () => {
     const pki = path.join(dir, "pki");
     await apply(loadManifest(m), pki);
     writeFileSync(path.join(dir, "pass"), "p\n", { mode: 0o600 });
-    const args = ["export", "-f", m, "--pki", pki, "--format", "pkcs12", "--out", path.join(dir, "out"), "--passphrase-file", path.join(dir, "pass")];
+    const args = [
+      "export",
+      "-f",
+      m,
+      "--pki",
+      pki,
+      "--format",
+      "pkcs12",
+      "--out",
+      path.join(dir, "out"),
+      "--passphrase-file",
+      path.join(dir, "pass"),
+    ];
     const runWith = async (errTty: boolean) => {
       let out = "";
       let err = "";
@@ -410,13 +729,37 @@ describe("export: refusals", () => {
   const exp = (...a: string[]) => runCli(["export", "-f", NETSY, "--pki", netsy.pki, ...a]);
 
   const cases: [string, string[], RegExp][] = [
-    ["fail/unknown format", ["--format", "jks", "--out", "x"], /--format must be one of flat, kubernetes, env, pkcs12; got "jks"/],
-    ["fail/unknown service", ["--format", "flat", "--out", "x", "--service", "node-9"], /unknown service "node-9"; services are: node-1, node-2, node-3, kube-apiserver/],
-    ["fail/a passphrase on the command line", ["--format", "pkcs12", "--out", "x", "--passphrase", "hunter2"], /--passphrase is refused: a passphrase on the command line is visible to every user in ps/],
+    [
+      "fail/unknown format",
+      ["--format", "jks", "--out", "x"],
+      /--format must be one of flat, kubernetes, env, pkcs12; got "jks"/,
+    ],
+    [
+      "fail/unknown service",
+      ["--format", "flat", "--out", "x", "--service", "node-9"],
+      /unknown service "node-9"; services are: node-1, node-2, node-3, kube-apiserver/,
+    ],
+    [
+      "fail/a passphrase on the command line",
+      ["--format", "pkcs12", "--out", "x", "--passphrase", "hunter2"],
+      /--passphrase is refused: a passphrase on the command line is visible to every user in ps/,
+    ],
     ["fail/--passphrase=... too", ["--format", "pkcs12", "--out", "x", "--password=hunter2"], /--password is refused/],
-    ["fail/a flag of another format", ["--format", "flat", "--out", "x", "--namespace", "a"], /--namespace is read only by --format kubernetes; this export is flat/],
-    ["fail/--cert-dir with an unknown placeholder (issue 11)", ["--format", "env", "--out", "x", "--cert-dir", "/etc/{cn}"], /--cert-dir has the unknown placeholder \{cn\}; it may hold only \{name\} \(the service's name\)/],
-    ["fail/pkcs12 without a passphrase source", ["--format", "pkcs12", "--out", "x"], /needs exactly one of --passphrase-file FILE and --passphrase-env NAME/],
+    [
+      "fail/a flag of another format",
+      ["--format", "flat", "--out", "x", "--namespace", "a"],
+      /--namespace is read only by --format kubernetes; this export is flat/,
+    ],
+    [
+      "fail/--cert-dir with an unknown placeholder (issue 11)",
+      ["--format", "env", "--out", "x", "--cert-dir", "/etc/{cn}"],
+      /--cert-dir has the unknown placeholder \{cn\}; it may hold only \{name\} \(the service's name\)/,
+    ],
+    [
+      "fail/pkcs12 without a passphrase source",
+      ["--format", "pkcs12", "--out", "x"],
+      /needs exactly one of --passphrase-file FILE and --passphrase-env NAME/,
+    ],
     ["fail/--out without --format", ["--out", "x"], /--out needs --format/],
     ["fail/no outputs in the manifest and no --format", [], /declares no outputs; give --format and --out/],
   ];
@@ -449,7 +792,10 @@ describe("export: refusals", () => {
 
   it("fail/a manifest output inside the PKI directory stops apply before anything is issued (exit 2)", async () => {
     const dir = tempDir();
-    const m = writeManifest(dir, `${readFileSync(NETSY, "utf8")}\noutputs:\n  - { format: flat, dir: "{pki}/copies" }\n`);
+    const m = writeManifest(
+      dir,
+      `${readFileSync(NETSY, "utf8")}\noutputs:\n  - { format: flat, dir: "{pki}/copies" }\n`,
+    );
     const r = await runCli(["apply", "-f", m, "--pki", path.join(dir, "pki")]);
     assert.equal(r.code, 2);
     assert.match(r.err, /mtlskit\.yaml:\d+ outputs\.0\.dir: .*is inside the PKI directory/);
@@ -458,9 +804,24 @@ describe("export: refusals", () => {
 
   it("fail/a PKI not issued yet: exit 3 with the apply command to run", async () => {
     const pki = path.join(tempDir(), "never");
-    const r = await runCli(["export", "-f", NETSY, "--pki", pki, "--format", "flat", "--out", path.join(tempDir(), "o")]);
+    const r = await runCli([
+      "export",
+      "-f",
+      NETSY,
+      "--pki",
+      pki,
+      "--format",
+      "flat",
+      "--out",
+      path.join(tempDir(), "o"),
+    ]);
     assert.equal(r.code, 3);
-    assert.match(r.err, new RegExp(`has not been issued for .*netsy\\.yaml\\. Run \`mtlskit apply -f .*netsy\\.yaml --pki ${pki}\` first`));
+    assert.match(
+      r.err,
+      new RegExp(
+        `has not been issued for .*netsy\\.yaml\\. Run \`mtlskit apply -f .*netsy\\.yaml --pki ${pki}\` first`,
+      ),
+    );
   });
 
   // Issue 11: a truncated certificate made export print "This is a bug in mtlskit" (a plain decode Error).
@@ -473,7 +834,12 @@ describe("export: refusals", () => {
       const out = path.join(x.dir, "out");
       const r = await runCli(["export", "-f", NETSY, "--pki", x.pki, "--format", "kubernetes", "--out", out]);
       assert.equal(r.code, 3, r.out + r.err);
-      assert.match(r.err, new RegExp(`export: ${target.replace(/[.]/g, "\\.")} is damaged: certificate 1 does not decode \\(truncated contents; the file was truncated or altered\\); run \`mtlskit apply -f .*netsy\\.yaml --pki `));
+      assert.match(
+        r.err,
+        new RegExp(
+          `export: ${target.replace(/[.]/g, "\\.")} is damaged: certificate 1 does not decode \\(truncated contents; the file was truncated or altered\\); run \`mtlskit apply -f .*netsy\\.yaml --pki `,
+        ),
+      );
       assert.doesNotMatch(r.err, /bug/);
       assert.ok(!existsSync(out));
     });
@@ -481,7 +847,10 @@ describe("export: refusals", () => {
 
   it("fail/manifest outputs: a key of another format, an unknown host service, no passphrase (exit 2, each located)", async () => {
     const dir = tempDir();
-    const m = writeManifest(dir, `${readFileSync(NETSY, "utf8")}\noutputs:\n  - { format: flat, dir: a, namespace: x }\n  - { format: flat, dir: b, hosts: { h: [node-7] } }\n  - { format: pkcs12, dir: c }\n`);
+    const m = writeManifest(
+      dir,
+      `${readFileSync(NETSY, "utf8")}\noutputs:\n  - { format: flat, dir: a, namespace: x }\n  - { format: flat, dir: b, hosts: { h: [node-7] } }\n  - { format: pkcs12, dir: c }\n`,
+    );
     const r = await runCli(["plan", "-f", m, "--pki", path.join(dir, "pki")]);
     assert.equal(r.code, 2);
     assert.match(r.err, /outputs\.0\.namespace: is read only by format kubernetes; this output's format is flat/);
@@ -496,15 +865,27 @@ describe("export: outputs sharing a dir, names and env files that follow flat (i
 
   it("ok/two kubernetes outputs sharing a dir (two namespaces) name their files per namespace; the second apply writes nothing", async () => {
     const dir = tempDir();
-    const m = writeManifest(dir, quick("  - { format: kubernetes, dir: k8s, namespace: staging, services: [api] }\n  - { format: kubernetes, dir: k8s, namespace: prod, services: [api] }\n  - { format: kubernetes, dir: alone, services: [api] }\n"));
+    const m = writeManifest(
+      dir,
+      quick(
+        "  - { format: kubernetes, dir: k8s, namespace: staging, services: [api] }\n  - { format: kubernetes, dir: k8s, namespace: prod, services: [api] }\n  - { format: kubernetes, dir: alone, services: [api] }\n",
+      ),
+    );
     const pki = path.join(dir, "pki");
     const first = await runCli(["apply", "-f", m, "--pki", pki]);
     assert.equal(first.code, 0, first.err);
     // A lone output keeps its names; the two sharing k8s/ get NAMESPACE.OBJECT.yaml.
     assert.deepEqual(Object.keys(tree(path.join(dir, "alone"))), ["api-tls.yaml", "quickstart-ca.yaml"]);
-    assert.deepEqual(Object.keys(tree(path.join(dir, "k8s"))), ["prod.api-tls.yaml", "prod.quickstart-ca.yaml", "staging.api-tls.yaml", "staging.quickstart-ca.yaml"]);
+    assert.deepEqual(Object.keys(tree(path.join(dir, "k8s"))), [
+      "prod.api-tls.yaml",
+      "prod.quickstart-ca.yaml",
+      "staging.api-tls.yaml",
+      "staging.quickstart-ca.yaml",
+    ]);
     for (const ns of ["staging", "prod"]) {
-      const cm = parseAllDocuments(readFileSync(path.join(dir, "k8s", `${ns}.quickstart-ca.yaml`), "utf8"))[0]!.toJS() as { metadata: { namespace: string } };
+      const cm = parseAllDocuments(
+        readFileSync(path.join(dir, "k8s", `${ns}.quickstart-ca.yaml`), "utf8"),
+      )[0]!.toJS() as { metadata: { namespace: string } };
       assert.equal(cm.metadata.namespace, ns);
     }
     const before = snapshot(path.join(dir, "k8s"));
@@ -523,14 +904,27 @@ describe("export: outputs sharing a dir, names and env files that follow flat (i
     const text = readFileSync(path.join(out, "quickstart-ca.yaml"), "utf8");
     const pem = readFileSync(path.join(pki, "ca", "ca.pem"), "utf8");
     assert.doesNotMatch(text, /\\u000a|\\n/);
-    assert.ok(text.endsWith(`data:\n  "ca.crt": |\n${pem.trimEnd().split("\n").map((l) => `    ${l}\n`).join("")}`), text);
+    assert.ok(
+      text.endsWith(
+        `data:\n  "ca.crt": |\n${pem
+          .trimEnd()
+          .split("\n")
+          .map((l) => `    ${l}\n`)
+          .join("")}`,
+      ),
+      text,
+    );
     const doc = parseAllDocuments(text)[0]!;
     assert.deepEqual(doc.errors, []);
     assert.equal((doc.toJS() as { data: Record<string, string> }).data["ca.crt"], pem);
     const jsYaml = (await import("js-yaml")).load(text) as { data: Record<string, string> };
     assert.equal(jsYaml.data["ca.crt"], pem);
     // kubectl's own reader, offline (--local), when the machine has kubectl.
-    const kubectl = spawnSync("kubectl", ["annotate", "--local", "-o", "json", "-f", path.join(out, "quickstart-ca.yaml"), "checked=yes"], { encoding: "utf8", timeout: 60_000 });
+    const kubectl = spawnSync(
+      "kubectl",
+      ["annotate", "--local", "-o", "json", "-f", path.join(out, "quickstart-ca.yaml"), "checked=yes"],
+      { encoding: "utf8", timeout: 60_000 },
+    );
     if (kubectl.error === undefined) {
       assert.equal(kubectl.status, 0, kubectl.stderr);
       assert.equal((JSON.parse(kubectl.stdout) as { data: Record<string, string> }).data["ca.crt"], pem);
@@ -554,54 +948,100 @@ describe("export: outputs sharing a dir, names and env files that follow flat (i
     ] as const) {
       const value = literal("  ", text);
       assert.equal(value.startsWith("|\n"), block, JSON.stringify(text));
-      assert.equal((parse(`data:\n  "ca.crt": ${value}`) as { data: Record<string, string> }).data["ca.crt"], text, JSON.stringify(text));
+      assert.equal(
+        (parse(`data:\n  "ca.crt": ${value}`) as { data: Record<string, string> }).data["ca.crt"],
+        text,
+        JSON.stringify(text),
+      );
     }
   });
 
   it("fail/two outputs writing the same file are refused at load, naming both (exit 2, nothing written)", async () => {
     const dir = tempDir();
-    const m = writeManifest(dir, quick("  - { format: flat, dir: out }\n  - { format: flat, dir: ./out/, services: [db] }\n  - { format: kubernetes, dir: k8s, namespace: a }\n  - { format: kubernetes, dir: k8s, namespace: a, services: [db] }\n"));
+    const m = writeManifest(
+      dir,
+      quick(
+        "  - { format: flat, dir: out }\n  - { format: flat, dir: ./out/, services: [db] }\n  - { format: kubernetes, dir: k8s, namespace: a }\n  - { format: kubernetes, dir: k8s, namespace: a, services: [db] }\n",
+      ),
+    );
     const r = await runCli(["apply", "-f", m, "--pki", path.join(dir, "pki")]);
     assert.equal(r.code, 2);
-    assert.match(r.err, new RegExp(`mtlskit\\.yaml:\\d+ outputs\\.1\\.dir: would write ${dir}/out/db/root\\.pem, which outputs\\.0 \\(flat\\) also writes; each run would overwrite one with the other`));
-    assert.match(r.err, /outputs\.3\.dir: would write .*k8s\/a\.db-tls\.yaml, which outputs\.2 \(kubernetes\) also writes.*\n.*different namespaces or dirs, or merge them/);
+    assert.match(
+      r.err,
+      new RegExp(
+        `mtlskit\\.yaml:\\d+ outputs\\.1\\.dir: would write ${dir}/out/db/root\\.pem, which outputs\\.0 \\(flat\\) also writes; each run would overwrite one with the other`,
+      ),
+    );
+    assert.match(
+      r.err,
+      /outputs\.3\.dir: would write .*k8s\/a\.db-tls\.yaml, which outputs\.2 \(kubernetes\) also writes.*\n.*different namespaces or dirs, or merge them/,
+    );
     assert.ok(!existsSync(path.join(dir, "pki")));
   });
 
   it("fail/a {pki} dir and a plain dir that are the same directory are refused once the PKI is known (exit 2)", async () => {
     const dir = tempDir();
-    const m = writeManifest(dir, quick("  - { format: env, dir: out }\n  - { format: env, dir: \"{pki}/../out\" }\n"));
+    const m = writeManifest(dir, quick('  - { format: env, dir: out }\n  - { format: env, dir: "{pki}/../out" }\n'));
     const r = await runCli(["apply", "-f", m, "--pki", path.join(dir, "pki")]);
     assert.equal(r.code, 2);
-    assert.match(r.err, /outputs\.1\.dir: outputs\.1 \(env -> .*\/out\) would write .*\/out\/api\.env, which outputs\.0 \(env -> .*\) also writes/);
+    assert.match(
+      r.err,
+      /outputs\.1\.dir: outputs\.1 \(env -> .*\/out\) would write .*\/out\/api\.env, which outputs\.0 \(env -> .*\) also writes/,
+    );
     assert.ok(!existsSync(path.join(dir, "pki")));
   });
 
   it("fail/an unknown placeholder in names, name or certDir is a manifest error listing the valid ones (exit 2)", async () => {
     const dir = tempDir();
-    const m = writeManifest(dir, quick('  - { format: flat, dir: a, names: { cert: "{cn}.pem" } }\n  - { format: kubernetes, dir: b, name: "{service}-tls" }\n  - { format: env, dir: c, certDir: "/etc/{host}" }\n'));
+    const m = writeManifest(
+      dir,
+      quick(
+        '  - { format: flat, dir: a, names: { cert: "{cn}.pem" } }\n  - { format: kubernetes, dir: b, name: "{service}-tls" }\n  - { format: env, dir: c, certDir: "/etc/{host}" }\n',
+      ),
+    );
     const r = await runCli(["apply", "-f", m, "--pki", path.join(dir, "pki")]);
     assert.equal(r.code, 2);
-    assert.match(r.err, /mtlskit\.yaml:\d+ outputs\.0\.names\.cert: has the unknown placeholder \{cn\}, which would stay in the name literally; names\.cert may hold only \{name\} \(the service's name/);
-    assert.match(r.err, /outputs\.1\.name: has the unknown placeholder \{service\}, which would stay in the name literally; name may hold only \{name\} \(the service's name\), \{cluster\} \(the cluster\)/);
+    assert.match(
+      r.err,
+      /mtlskit\.yaml:\d+ outputs\.0\.names\.cert: has the unknown placeholder \{cn\}, which would stay in the name literally; names\.cert may hold only \{name\} \(the service's name/,
+    );
+    assert.match(
+      r.err,
+      /outputs\.1\.name: has the unknown placeholder \{service\}, which would stay in the name literally; name may hold only \{name\} \(the service's name\), \{cluster\} \(the cluster\)/,
+    );
     assert.doesNotMatch(r.err, /not a Kubernetes object name/);
-    assert.match(r.err, /outputs\.2\.certDir: has the unknown placeholder \{host\}, which would stay in the path literally/);
+    assert.match(
+      r.err,
+      /outputs\.2\.certDir: has the unknown placeholder \{host\}, which would stay in the path literally/,
+    );
     assert.ok(!existsSync(path.join(dir, "pki")) && !existsSync(path.join(dir, "a")));
   });
 
   it("ok/an env output with certDir names the files its flat output writes, with the flat output's names", async () => {
     const dir = tempDir();
-    const m = writeManifest(dir, quick("  - { format: flat, dir: flat, services: [api, db], names: { ca: ca.crt, cert: server.crt, key: server.key } }\n  - { format: flat, dir: hosts, hosts: { box: [worker] }, names: { ca: \"{name}-ca.pem\" } }\n  - { format: env, dir: env, certDir: \"/etc/tls/{name}\" }\n"));
+    const m = writeManifest(
+      dir,
+      quick(
+        '  - { format: flat, dir: flat, services: [api, db], names: { ca: ca.crt, cert: server.crt, key: server.key } }\n  - { format: flat, dir: hosts, hosts: { box: [worker] }, names: { ca: "{name}-ca.pem" } }\n  - { format: env, dir: env, certDir: "/etc/tls/{name}" }\n',
+      ),
+    );
     const r = await runCli(["apply", "-f", m, "--pki", path.join(dir, "pki")]);
     assert.equal(r.code, 0, r.err);
     const env = (n: string) => readFileSync(path.join(dir, "env", `${n}.env`), "utf8");
-    assert.match(env("api"), /TLS_CA_CERT='\/etc\/tls\/api\/ca\.crt'\nTLS_SERVER_CERT='\/etc\/tls\/api\/server\.crt'\nTLS_SERVER_KEY='\/etc\/tls\/api\/server\.key'\n/);
+    assert.match(
+      env("api"),
+      /TLS_CA_CERT='\/etc\/tls\/api\/ca\.crt'\nTLS_SERVER_CERT='\/etc\/tls\/api\/server\.crt'\nTLS_SERVER_KEY='\/etc\/tls\/api\/server\.key'\n/,
+    );
     assert.match(env("db"), /TLS_CLIENT_CERT='\/etc\/tls\/db\/server\.crt'/);
     // The CA file of a hosts layout is named after the host.
-    assert.match(env("worker"), /TLS_CA_CERT='\/etc\/tls\/worker\/box-ca\.pem'\nTLS_CLIENT_CERT='\/etc\/tls\/worker\/worker\.pem'/);
+    assert.match(
+      env("worker"),
+      /TLS_CA_CERT='\/etc\/tls\/worker\/box-ca\.pem'\nTLS_CLIENT_CERT='\/etc\/tls\/worker\/worker\.pem'/,
+    );
     // Every path the env files name exists in the flat output (certDir mirrors DIR/NAME/ here).
     for (const n of ["api", "db"]) {
-      for (const [, file] of env(n).matchAll(/='\/etc\/tls\/(.*)'/g)) assert.ok(existsSync(path.join(dir, "flat", file!)), file);
+      for (const [, file] of env(n).matchAll(/='\/etc\/tls\/(.*)'/g))
+        assert.ok(existsSync(path.join(dir, "flat", file!)), file);
     }
   });
 
@@ -609,12 +1049,20 @@ describe("export: outputs sharing a dir, names and env files that follow flat (i
     const dir = tempDir();
     const m = writeManifest(
       dir,
-      quick("  - { format: flat, dir: a, names: { cert: server.crt } }\n  - { format: flat, dir: b, services: [api] }\n  - { format: env, dir: c, certDir: /etc/tls, services: [api] }\n  - { format: env, dir: d, certDir: /etc/tls, services: [db], names: { cert: other.pem } }\n  - { format: env, dir: e, names: { cert: x.pem } }\n"),
+      quick(
+        "  - { format: flat, dir: a, names: { cert: server.crt } }\n  - { format: flat, dir: b, services: [api] }\n  - { format: env, dir: c, certDir: /etc/tls, services: [api] }\n  - { format: env, dir: d, certDir: /etc/tls, services: [db], names: { cert: other.pem } }\n  - { format: env, dir: e, names: { cert: x.pem } }\n",
+      ),
     );
     const r = await runCli(["plan", "-f", m, "--pki", path.join(dir, "pki")]);
     assert.equal(r.code, 2);
-    assert.match(r.err, /mtlskit\.yaml:\d+ outputs\.2\.certDir: .*service api gets different file names from flat outputs outputs\.0 \(root\.pem, server\.crt, api-key\.pem\) and outputs\.1 \(root\.pem, api\.pem, api-key\.pem\)/);
-    assert.match(r.err, /outputs\.3\.names: .*other\.pem.* but flat output outputs\.0 writes root\.pem, server\.crt, db-key\.pem/);
+    assert.match(
+      r.err,
+      /mtlskit\.yaml:\d+ outputs\.2\.certDir: .*service api gets different file names from flat outputs outputs\.0 \(root\.pem, server\.crt, api-key\.pem\) and outputs\.1 \(root\.pem, api\.pem, api-key\.pem\)/,
+    );
+    assert.match(
+      r.err,
+      /outputs\.3\.names: .*other\.pem.* but flat output outputs\.0 writes root\.pem, server\.crt, db-key\.pem/,
+    );
     assert.match(r.err, /outputs\.4\.names: names the files in certDir, but this env output has no certDir/);
   });
 });
@@ -627,24 +1075,40 @@ describe("layoutVersion", () => {
     const pki = path.join(dir, "pki");
     assert.equal((await runCli(["apply", "-f", m, "--pki", pki])).code, 0);
     assert.ok(!existsSync(path.join(pki, "layout-version")), "version 1 needs no record");
-    const serials = () => Object.fromEntries(["node-1/cert.pem", "node-1/client.pem", "kube-apiserver/cert.pem"].map((f) => [f, new X509Certificate(readFileSync(path.join(pki, "services", f))).serialNumber]));
+    const serials = () =>
+      Object.fromEntries(
+        ["node-1/cert.pem", "node-1/client.pem", "kube-apiserver/cert.pem"].map((f) => [
+          f,
+          new X509Certificate(readFileSync(path.join(pki, "services", f))).serialNumber,
+        ]),
+      );
     const first = serials();
     writeManifest(dir, `${text}\nlayoutVersion: 2\n`);
     const plan = await runCli(["plan", "-f", m, "--pki", pki, "--json"]);
-    const certs = (JSON.parse(plan.out) as { certificates: { id: string; action: string; reason: string }[] }).certificates;
+    const certs = (JSON.parse(plan.out) as { certificates: { id: string; action: string; reason: string }[] })
+      .certificates;
     assert.equal(certs.length, 7);
-    for (const c of certs) assert.deepEqual([c.action, c.reason], ["reissue", "layoutVersion changed from 1 to 2"], c.id);
+    for (const c of certs)
+      assert.deepEqual([c.action, c.reason], ["reissue", "layoutVersion changed from 1 to 2"], c.id);
     const a = await runCli(["apply", "-f", m, "--pki", pki, "--json"]);
     assert.equal((JSON.parse(a.out) as { issued: number }).issued, 7);
     assert.equal(readFileSync(path.join(pki, "layout-version"), "utf8"), "2\n");
     const second = serials();
     for (const k of Object.keys(first)) assert.notEqual(second[k], first[k], k);
     const keep = await runCli(["plan", "-f", m, "--pki", pki, "--json"]);
-    assert.ok((JSON.parse(keep.out) as { certificates: { action: string }[] }).certificates.every((c) => c.action === "keep"), keep.out);
+    assert.ok(
+      (JSON.parse(keep.out) as { certificates: { action: string }[] }).certificates.every((c) => c.action === "keep"),
+      keep.out,
+    );
     // Going back is a change too.
     writeManifest(dir, text);
     const back = await runCli(["plan", "-f", m, "--pki", pki, "--json"]);
-    assert.ok((JSON.parse(back.out) as { certificates: { reason: string }[] }).certificates.every((c) => c.reason === "layoutVersion changed from 2 to 1"), back.out);
+    assert.ok(
+      (JSON.parse(back.out) as { certificates: { reason: string }[] }).certificates.every(
+        (c) => c.reason === "layoutVersion changed from 2 to 1",
+      ),
+      back.out,
+    );
   });
 
   it("fail/it must be a whole number of at least 1 (exit 2)", async () => {

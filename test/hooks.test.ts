@@ -14,11 +14,19 @@ import { apply } from "../src/plan/apply.ts";
 import { metricsOfPki } from "../src/status/index.ts";
 import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 
-const record = (pki: string) => JSON.parse(readFileSync(path.join(pki, "last-apply.json"), "utf8")) as { ok: boolean; hooks: { service: string; ok: boolean; error?: string; command: string }[]; pending: string[] };
+const record = (pki: string) =>
+  JSON.parse(readFileSync(path.join(pki, "last-apply.json"), "utf8")) as {
+    ok: boolean;
+    hooks: { service: string; ok: boolean; error?: string; command: string }[];
+    pending: string[];
+  };
 const lines = (file: string) => (existsSync(file) ? readFileSync(file, "utf8").trim().split("\n").filter(Boolean) : []);
 
 /** setup writes a manifest whose services log each reload (name and the env apply passes) to LOG. */
-function setup(extra = "", webReload = `'echo "web $MTLSKIT_SERVICE $MTLSKIT_CERT $MTLSKIT_KEY $MTLSKIT_CA $MTLSKIT_PKI" >> "$LOG"'`) {
+function setup(
+  extra = "",
+  webReload = `'echo "web $MTLSKIT_SERVICE $MTLSKIT_CERT $MTLSKIT_KEY $MTLSKIT_CA $MTLSKIT_PKI" >> "$LOG"'`,
+) {
   const dir = tempDir("mtlskit-hooks-");
   const log = path.join(dir, "reloads.log");
   const file = writeManifest(
@@ -40,7 +48,11 @@ describe("reload hooks: when they run", { timeout: 60_000 }, () => {
     const r = await runCli(["apply", "-f", file, "--pki", pki]);
     assert.equal(r.code, 0, r.err);
     const abs = path.resolve(pki);
-    assert.deepEqual(lines(log).sort(), [`db ${abs}/services/db/client.pem ${abs}/services/db/client-key.pem`, "job", `web web ${abs}/services/web/cert.pem ${abs}/services/web/key.pem ${abs}/services/web/ca.pem ${abs}`]);
+    assert.deepEqual(lines(log).sort(), [
+      `db ${abs}/services/db/client.pem ${abs}/services/db/client-key.pem`,
+      "job",
+      `web web ${abs}/services/web/cert.pem ${abs}/services/web/key.pem ${abs}/services/web/ca.pem ${abs}`,
+    ]);
     assert.match(r.out, /^Reload web: echo "web .*: ok$/m);
     assert.deepEqual(record(pki).pending, []);
   });
@@ -50,7 +62,12 @@ describe("reload hooks: when they run", { timeout: 60_000 }, () => {
     assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
     assert.equal(lines(log).length, 3);
     assert.equal((await runCli(["apply", "-f", file, "--pki", pki, "--reissue", "web"])).code, 0);
-    assert.deepEqual(lines(log).slice(3).map((l) => l.split(" ")[0]), ["web"]);
+    assert.deepEqual(
+      lines(log)
+        .slice(3)
+        .map((l) => l.split(" ")[0]),
+      ["web"],
+    );
   });
   it("ok/--no-reload writes the files and leaves the hooks owed: the next apply runs them", async () => {
     const { file, log, pki } = setup();
@@ -58,7 +75,12 @@ describe("reload hooks: when they run", { timeout: 60_000 }, () => {
     assert.deepEqual(lines(log), []);
     assert.deepEqual(record(pki).pending, ["db", "job", "web"]);
     assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
-    assert.deepEqual(lines(log).map((l) => l.split(" ")[0]).sort(), ["db", "job", "web"]);
+    assert.deepEqual(
+      lines(log)
+        .map((l) => l.split(" ")[0])
+        .sort(),
+      ["db", "job", "web"],
+    );
     assert.deepEqual(record(pki).pending, []);
   });
   it("ok/hooks owed by another manifest's apply to the same PKI directory are not run by this manifest's apply", async () => {
@@ -76,7 +98,10 @@ describe("reload hooks: when they run", { timeout: 60_000 }, () => {
     const dir = tempDir("mtlskit-hooks-order-");
     const out = path.join(dir, "deploy");
     const seen = path.join(dir, "seen");
-    const file = writeManifest(dir, `version: 1\ncluster: hk\nservices:\n  web: { usage: server, addresses: [127.0.0.1], reload: 'cmp "$MTLSKIT_CERT" "${out}/web/web.pem" && echo same >> "${seen}"' }\noutputs:\n  - { format: flat, dir: "${out}" }\n`);
+    const file = writeManifest(
+      dir,
+      `version: 1\ncluster: hk\nservices:\n  web: { usage: server, addresses: [127.0.0.1], reload: 'cmp "$MTLSKIT_CERT" "${out}/web/web.pem" && echo same >> "${seen}"' }\noutputs:\n  - { format: flat, dir: "${out}" }\n`,
+    );
     const pki = path.join(dir, "pki");
     assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
     const r = await runCli(["apply", "-f", file, "--pki", pki, "--reissue", "web"]);
@@ -87,12 +112,21 @@ describe("reload hooks: when they run", { timeout: 60_000 }, () => {
 
 describe("reload hooks: failures", { timeout: 60_000 }, () => {
   it("fail/a failing hook exits 3 naming it and its output; the files are new; it is recorded, reported and retried until it succeeds", async () => {
-    const { dir, file, log, pki } = setup("", `'test -e "${"$DIR"}/reload-ok" || { echo "nginx: [emerg] cannot load certificate" >&2; exit 1; }; echo web >> "$LOG"'`.replaceAll("$DIR", "DIRPLACEHOLDER"));
+    const { dir, file, log, pki } = setup(
+      "",
+      `'test -e "${"$DIR"}/reload-ok" || { echo "nginx: [emerg] cannot load certificate" >&2; exit 1; }; echo web >> "$LOG"'`.replaceAll(
+        "$DIR",
+        "DIRPLACEHOLDER",
+      ),
+    );
     const text = readFileSync(file, "utf8").replaceAll("DIRPLACEHOLDER", dir);
     writeFileSync(file, text);
     const r = await runCli(["apply", "-f", file, "--pki", pki]);
     assert.equal(r.code, 3);
-    assert.match(r.err, /the reload hook of web failed \(web: exited with 1; it printed: nginx: \[emerg\] cannot load certificate\)\. The new files are in place; fix the hook and run apply again: it retries it\./);
+    assert.match(
+      r.err,
+      /the reload hook of web failed \(web: exited with 1; it printed: nginx: \[emerg\] cannot load certificate\)\. The new files are in place; fix the hook and run apply again: it retries it\./,
+    );
     assert.ok(existsSync(path.join(pki, "services", "web", "cert.pem")));
     const rec = record(pki);
     assert.equal(rec.ok, true);
@@ -106,7 +140,10 @@ describe("reload hooks: failures", { timeout: 60_000 }, () => {
     writeFileSync(path.join(dir, "reload-ok"), "");
     const fixed = await runCli(["apply", "-f", file, "--pki", pki]);
     assert.equal(fixed.code, 0, fixed.err);
-    assert.deepEqual(lines(log).filter((l) => l === "web"), ["web"]);
+    assert.deepEqual(
+      lines(log).filter((l) => l === "web"),
+      ["web"],
+    );
     assert.deepEqual(record(pki).pending, []);
     assert.match(metricsOfPki(loadManifest(file).manifest, pki), /^mtlskit_last_apply_success 1$/m);
   });
@@ -121,8 +158,16 @@ describe("reload hooks: failures", { timeout: 60_000 }, () => {
   });
   const bad: [string, string, RegExp][] = [
     ["an empty command", "''", /services\.web\.reload: must not be empty/],
-    ["a list", "[systemctl, reload]", /services\.web\.reload: must be a shell command \(e\.g\. "systemctl reload nginx"\) or \{ signal: HUP, pidFile: \/run\/nginx\.pid \}/],
-    ["a signal that is not a reload", "{ signal: KILL, pidFile: /run/x.pid }", /services\.web\.reload\.signal: must be one of HUP, USR1, USR2; got "KILL"/],
+    [
+      "a list",
+      "[systemctl, reload]",
+      /services\.web\.reload: must be a shell command \(e\.g\. "systemctl reload nginx"\) or \{ signal: HUP, pidFile: \/run\/nginx\.pid \}/,
+    ],
+    [
+      "a signal that is not a reload",
+      "{ signal: KILL, pidFile: /run/x.pid }",
+      /services\.web\.reload\.signal: must be one of HUP, USR1, USR2; got "KILL"/,
+    ],
     ["a signal without its pid file", "{ signal: HUP }", /services\.web\.reload\.pidFile: is required/],
   ];
   for (const [name, value, message] of bad) {
@@ -136,10 +181,16 @@ describe("reload hooks: failures", { timeout: 60_000 }, () => {
   }
   it("fail/a hook on an external service is refused: apply never changes its files, so it would never run", async () => {
     const dir = tempDir("mtlskit-hooks-ext-");
-    const file = writeManifest(dir, `version: 1\ncluster: hk\nservices:\n  web: { usage: server, addresses: [127.0.0.1], reload: "true", files: { cert: c.pem, key: k.pem, ca: r.pem } }\n`);
+    const file = writeManifest(
+      dir,
+      `version: 1\ncluster: hk\nservices:\n  web: { usage: server, addresses: [127.0.0.1], reload: "true", files: { cert: c.pem, key: k.pem, ca: r.pem } }\n`,
+    );
     const r = await runCli(["apply", "-f", file, "--pki", path.join(dir, "pki")]);
     assert.equal(r.code, 2);
-    assert.match(r.err, /reload: runs after apply changes this service's files, but apply never changes files named in services\.NAME\.files/);
+    assert.match(
+      r.err,
+      /reload: runs after apply changes this service's files, but apply never changes files named in services\.NAME\.files/,
+    );
   });
 });
 
@@ -151,10 +202,21 @@ describe("reload hooks: a signal to the process in a pid file", { timeout: 60_00
     const dir = tempDir("mtlskit-hooks-signal-");
     const hups = path.join(dir, "hups");
     // A stand-in daemon: it writes its pid file when ready and a line per SIGHUP.
-    const child = spawn(process.execPath, ["-e", `const fs=require("fs");process.on("SIGHUP",()=>fs.appendFileSync(${JSON.stringify(hups)},"hup\\n"));fs.writeFileSync(${JSON.stringify(path.join(dir, "daemon.pid"))},String(process.pid));setInterval(()=>{},1000);`], { stdio: "ignore" });
+    const child = spawn(
+      process.execPath,
+      [
+        "-e",
+        `const fs=require("fs");process.on("SIGHUP",()=>fs.appendFileSync(${JSON.stringify(hups)},"hup\\n"));fs.writeFileSync(${JSON.stringify(path.join(dir, "daemon.pid"))},String(process.pid));setInterval(()=>{},1000);`,
+      ],
+      { stdio: "ignore" },
+    );
     children.push(child);
-    for (let i = 0; i < 100 && !existsSync(path.join(dir, "daemon.pid")); i++) await new Promise((r) => setTimeout(r, 50));
-    const file = writeManifest(dir, `version: 1\ncluster: hk\nservices:\n  web: { usage: server, addresses: [127.0.0.1], reload: { signal: HUP, pidFile: daemon.pid } }\n`);
+    for (let i = 0; i < 100 && !existsSync(path.join(dir, "daemon.pid")); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    const file = writeManifest(
+      dir,
+      `version: 1\ncluster: hk\nservices:\n  web: { usage: server, addresses: [127.0.0.1], reload: { signal: HUP, pidFile: daemon.pid } }\n`,
+    );
     const pki = path.join(dir, "pki");
     assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
     assert.equal((await runCli(["apply", "-f", file, "--pki", pki, "--reissue", "web"])).code, 0);
@@ -166,6 +228,11 @@ describe("reload hooks: a signal to the process in a pid file", { timeout: 60_00
     await new Promise((r) => child.once("exit", r));
     const r = await runCli(["apply", "-f", file, "--pki", pki, "--reissue", "web"]);
     assert.equal(r.code, 3);
-    assert.match(r.err, new RegExp(`SIGHUP to ${child.pid} from .*daemon\\.pid: no process ${child.pid} is running \\(a stale pid file\\?\\)`));
+    assert.match(
+      r.err,
+      new RegExp(
+        `SIGHUP to ${child.pid} from .*daemon\\.pid: no process ${child.pid} is running \\(a stale pid file\\?\\)`,
+      ),
+    );
   });
 });

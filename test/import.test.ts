@@ -13,17 +13,87 @@ const openssl = (dir: string, ...args: string[]) => execFileSync("openssl", args
 
 /** makeOrgCa builds root -> intermediate with openssl; files: root.pem, inter.pem, inter-key.pem, leaf.pem, leaf-key.pem. */
 function makeOrgCa(dir: string): void {
-  writeFileSync(path.join(dir, "ext.cnf"), [
-    "[root]", "basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign", "subjectKeyIdentifier=hash",
-    "[inter]", "basicConstraints=critical,CA:TRUE,pathlen:0", "keyUsage=critical,keyCertSign,cRLSign", "subjectKeyIdentifier=hash", "authorityKeyIdentifier=keyid",
-    "[leaf]", "basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature", "extendedKeyUsage=serverAuth", "subjectAltName=DNS:leaf.example",
-  ].join("\n"));
-  for (const k of ["root", "inter", "leaf"]) openssl(dir, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", `${k}-key.pem`);
-  openssl(dir, "req", "-x509", "-new", "-key", "root-key.pem", "-subj", "/O=Org/CN=Org Root", "-days", "3650", "-extensions", "root", "-config", "ext.cnf", "-out", "root.pem");
+  writeFileSync(
+    path.join(dir, "ext.cnf"),
+    [
+      "[root]",
+      "basicConstraints=critical,CA:TRUE",
+      "keyUsage=critical,keyCertSign,cRLSign",
+      "subjectKeyIdentifier=hash",
+      "[inter]",
+      "basicConstraints=critical,CA:TRUE,pathlen:0",
+      "keyUsage=critical,keyCertSign,cRLSign",
+      "subjectKeyIdentifier=hash",
+      "authorityKeyIdentifier=keyid",
+      "[leaf]",
+      "basicConstraints=critical,CA:FALSE",
+      "keyUsage=critical,digitalSignature",
+      "extendedKeyUsage=serverAuth",
+      "subjectAltName=DNS:leaf.example",
+    ].join("\n"),
+  );
+  for (const k of ["root", "inter", "leaf"])
+    openssl(dir, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", `${k}-key.pem`);
+  openssl(
+    dir,
+    "req",
+    "-x509",
+    "-new",
+    "-key",
+    "root-key.pem",
+    "-subj",
+    "/O=Org/CN=Org Root",
+    "-days",
+    "3650",
+    "-extensions",
+    "root",
+    "-config",
+    "ext.cnf",
+    "-out",
+    "root.pem",
+  );
   openssl(dir, "req", "-new", "-key", "inter-key.pem", "-subj", "/O=Org/CN=Org Issuing CA", "-out", "inter.csr");
-  openssl(dir, "x509", "-req", "-in", "inter.csr", "-CA", "root.pem", "-CAkey", "root-key.pem", "-CAcreateserial", "-days", "1825", "-extfile", "ext.cnf", "-extensions", "inter", "-out", "inter.pem");
+  openssl(
+    dir,
+    "x509",
+    "-req",
+    "-in",
+    "inter.csr",
+    "-CA",
+    "root.pem",
+    "-CAkey",
+    "root-key.pem",
+    "-CAcreateserial",
+    "-days",
+    "1825",
+    "-extfile",
+    "ext.cnf",
+    "-extensions",
+    "inter",
+    "-out",
+    "inter.pem",
+  );
   openssl(dir, "req", "-new", "-key", "leaf-key.pem", "-subj", "/CN=leaf.example", "-out", "leaf.csr");
-  openssl(dir, "x509", "-req", "-in", "leaf.csr", "-CA", "inter.pem", "-CAkey", "inter-key.pem", "-CAcreateserial", "-days", "30", "-extfile", "ext.cnf", "-extensions", "leaf", "-out", "leaf.pem");
+  openssl(
+    dir,
+    "x509",
+    "-req",
+    "-in",
+    "leaf.csr",
+    "-CA",
+    "inter.pem",
+    "-CAkey",
+    "inter-key.pem",
+    "-CAcreateserial",
+    "-days",
+    "30",
+    "-extfile",
+    "ext.cnf",
+    "-extensions",
+    "leaf",
+    "-out",
+    "leaf.pem",
+  );
   // Encrypted copies of the intermediate's key: traditional (RFC 1421 headers) and PKCS#8.
   openssl(dir, "ec", "-in", "inter-key.pem", "-aes256", "-passout", "pass:secret", "-out", "inter-enc-key.pem");
   openssl(dir, "pkey", "-in", "inter-key.pem", "-aes256", "-passout", "pass:secret", "-out", "inter-p8enc-key.pem");
@@ -59,15 +129,42 @@ describe("ca.import", () => {
     assert.equal(existsSync(path.join(pki, "ca", "ca-key.pem")), false, "the imported CA key must not be copied");
     const root = readFileSync(path.join(dir, "root.pem"), "utf8");
     assert.equal(readFileSync(path.join(pki, "services", "api", "ca.pem"), "utf8"), root.replace(/\r\n/g, "\n"));
-    assert.equal(readFileSync(path.join(pki, "ca", "ca.pem"), "utf8"), root.replace(/\r\n/g, "\n"), "ca/ca.pem publishes the imported root");
+    assert.equal(
+      readFileSync(path.join(pki, "ca", "ca.pem"), "utf8"),
+      root.replace(/\r\n/g, "\n"),
+      "ca/ca.pem publishes the imported root",
+    );
     const certFile = path.join(pki, "services", "api", "cert.pem");
-    assert.equal((readFileSync(certFile, "utf8").match(/BEGIN CERTIFICATE/g) ?? []).length, 2, "cert.pem holds the leaf and the intermediate");
+    assert.equal(
+      (readFileSync(certFile, "utf8").match(/BEGIN CERTIFICATE/g) ?? []).length,
+      2,
+      "cert.pem holds the leaf and the intermediate",
+    );
     // openssl verify reads the first certificate of certFile as the leaf; the intermediate comes from -untrusted.
-    const v = spawnSync("openssl", ["verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", path.join(pki, "services", "api", "ca.pem"), "-untrusted", certFile, "-verify_hostname", "api.org.internal", certFile], { encoding: "utf8" });
+    const v = spawnSync(
+      "openssl",
+      [
+        "verify",
+        "-x509_strict",
+        "-purpose",
+        "sslserver",
+        "-CAfile",
+        path.join(pki, "services", "api", "ca.pem"),
+        "-untrusted",
+        certFile,
+        "-verify_hostname",
+        "api.org.internal",
+        certFile,
+      ],
+      { encoding: "utf8" },
+    );
     assert.equal(v.status, 0, v.stdout + v.stderr);
     const again = await runCli(["apply", "-f", file, "--pki", pki, "--json"]);
     assert.equal(again.code, 0, again.err);
-    assert.deepEqual((JSON.parse(again.out) as { certificates: { action: string }[] }).certificates.map((c) => c.action), ["keep", "keep"]);
+    assert.deepEqual(
+      (JSON.parse(again.out) as { certificates: { action: string }[] }).certificates.map((c) => c.action),
+      ["keep", "keep"],
+    );
   });
 
   it("ok/a self-signed root needs no chain", async () => {
@@ -77,10 +174,26 @@ describe("ca.import", () => {
   });
 
   const bad: [string, string, RegExp][] = [
-    ["fail/intermediate without chain", "{ cert: inter.pem, key: inter-key.pem }", /ca\.import\.cert: .*intermediate CA, and peers need its root[\s\S]*fix: add ca\.import\.chain/],
-    ["fail/key of another CA", "{ cert: inter.pem, key: root-key.pem, chain: root.pem }", /ca\.import\.cert: .*does not match its private key/],
-    ["fail/a leaf is not a CA", "{ cert: leaf.pem, key: leaf-key.pem, chain: inter.pem }", /ca\.import\.(cert|chain): /],
-    ["fail/missing file", "{ cert: nope.pem, key: inter-key.pem, chain: root.pem }", /ca\.import\.cert: cannot read .*nope\.pem: ENOENT/],
+    [
+      "fail/intermediate without chain",
+      "{ cert: inter.pem, key: inter-key.pem }",
+      /ca\.import\.cert: .*intermediate CA, and peers need its root[\s\S]*fix: add ca\.import\.chain/,
+    ],
+    [
+      "fail/key of another CA",
+      "{ cert: inter.pem, key: root-key.pem, chain: root.pem }",
+      /ca\.import\.cert: .*does not match its private key/,
+    ],
+    [
+      "fail/a leaf is not a CA",
+      "{ cert: leaf.pem, key: leaf-key.pem, chain: inter.pem }",
+      /ca\.import\.(cert|chain): /,
+    ],
+    [
+      "fail/missing file",
+      "{ cert: nope.pem, key: inter-key.pem, chain: root.pem }",
+      /ca\.import\.cert: cannot read .*nope\.pem: ENOENT/,
+    ],
     // Issue 11: the traditional one was "not a readable unencrypted private key (pem: the EC PRIVATE KEY block is not valid base64)".
     ["fail/an encrypted traditional key (openssl ec -aes256) is named encrypted, with its cipher", "{ cert: inter.pem, key: inter-enc-key.pem, chain: root.pem }", /ca\.import\.key: .*inter-enc-key\.pem is encrypted \(AES-256-CBC\); mtlskit signs with the CA key unattended[\s\S]*fix: decrypt it, keeping mode 0600: openssl pkey -in /],
     ["fail/an encrypted PKCS#8 key is named encrypted, with its PBES2 cipher", "{ cert: inter.pem, key: inter-p8enc-key.pem, chain: root.pem }", /ca\.import\.key: .*inter-p8enc-key\.pem is encrypted \(PKCS#8 AES-256-CBC\)/],

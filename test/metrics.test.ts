@@ -14,7 +14,14 @@ import { get } from "node:http";
 import { parseListen } from "../src/cli/args.ts";
 import { loadManifest } from "../src/manifest/index.ts";
 import { apply } from "../src/plan/apply.ts";
-import { CONTENT_TYPE, MAX_AGE_MS, metricsOfPki, serveMetrics, statusOfPki, type MetricsServer } from "../src/status/index.ts";
+import {
+  CONTENT_TYPE,
+  MAX_AGE_MS,
+  metricsOfPki,
+  serveMetrics,
+  statusOfPki,
+  type MetricsServer,
+} from "../src/status/index.ts";
 import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 
 const MANIFEST = `version: 1
@@ -29,7 +36,9 @@ connections:
 
 /** sample reads one sample's value from exposition text by metric name and a label substring. */
 function sample(text: string, name: string, labelPart = ""): number | undefined {
-  const line = text.split("\n").find((l) => l.startsWith(name) && (l[name.length] === "{" || l[name.length] === " ") && l.includes(labelPart));
+  const line = text
+    .split("\n")
+    .find((l) => l.startsWith(name) && (l[name.length] === "{" || l[name.length] === " ") && l.includes(labelPart));
   return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
 }
 
@@ -53,9 +62,15 @@ describe("metrics: the exposition text", { timeout: 60_000 }, () => {
     assert.equal(sample(text, "mtlskit_certificate_not_after_timestamp_seconds", 'service="web"'), notAfter);
     const due = notAfter - 30 * 86400;
     assert.equal(sample(text, "mtlskit_certificate_renewal_due_timestamp_seconds", 'service="web"'), due);
-    assert.equal(sample(text, "mtlskit_certificate_renewal_due_in_seconds", 'service="web"'), due - Math.floor(now.getTime() / 1000));
+    assert.equal(
+      sample(text, "mtlskit_certificate_renewal_due_in_seconds", 'service="web"'),
+      due - Math.floor(now.getTime() / 1000),
+    );
     const record = JSON.parse(readFileSync(path.join(pki, "last-apply.json"), "utf8")) as { time: string };
-    assert.equal(sample(text, "mtlskit_last_apply_timestamp_seconds"), Math.floor(new Date(record.time).getTime() / 1000));
+    assert.equal(
+      sample(text, "mtlskit_last_apply_timestamp_seconds"),
+      Math.floor(new Date(record.time).getTime() / 1000),
+    );
     assert.equal(sample(text, "mtlskit_last_apply_success"), 1);
     assert.equal(sample(text, "mtlskit_last_apply_issued_certificates"), 2);
     assert.equal(sample(text, "mtlskit_connection_ok", 'from="job"'), 1);
@@ -74,7 +89,11 @@ describe("metrics: the exposition text", { timeout: 60_000 }, () => {
   });
 
   it("ok/external files only: no apply metrics at all (absent, not 0, so failure alerts stay quiet)", () => {
-    const ext = writeManifest(dir, `version: 1\ncluster: mx\nservices:\n  web: { usage: server, addresses: [127.0.0.1], files: { cert: pki/services/web/cert.pem, key: pki/services/web/key.pem, ca: pki/services/web/ca.pem } }\n`, "external.yaml");
+    const ext = writeManifest(
+      dir,
+      `version: 1\ncluster: mx\nservices:\n  web: { usage: server, addresses: [127.0.0.1], files: { cert: pki/services/web/cert.pem, key: pki/services/web/key.pem, ca: pki/services/web/ca.pem } }\n`,
+      "external.yaml",
+    );
     const text = metricsOfPki(loadManifest(ext).manifest, undefined);
     assert.ok(sample(text, "mtlskit_certificate_not_after_timestamp_seconds", 'service="web"')! > 0);
     assert.doesNotMatch(text, /mtlskit_last_apply/);
@@ -179,7 +198,10 @@ describe("metrics: many scrapes at once (issue 11)", { timeout: 120_000 }, () =>
       assert.ok(results.every((r) => /^mtlskit_last_apply_success 1$/m.test(r.body)));
       // A result younger than MAX_AGE_MS answers every later scrape, so however slow this machine
       // is, a collection runs at most once per MAX_AGE_MS (plus the first); without sharing, 200.
-      assert.ok(collections <= 1 + Math.ceil(elapsed / MAX_AGE_MS), `${collections} collections for 200 scrapes in ${Math.round(elapsed)} ms`);
+      assert.ok(
+        collections <= 1 + Math.ceil(elapsed / MAX_AGE_MS),
+        `${collections} collections for 200 scrapes in ${Math.round(elapsed)} ms`,
+      );
     } finally {
       await served.close();
     }
@@ -190,13 +212,20 @@ describe("metrics: a PKI directory shared by two manifests (issue 11)", { timeou
   it("fail/another manifest's last apply is not this one's: no apply gauges, no failed apply in status; the record names its manifest", async () => {
     const d = tempDir("mtlskit-metrics-shared-");
     const a = writeManifest(d, MANIFEST, "a.yaml");
-    const b = writeManifest(d, MANIFEST.replace("job: { usage: client }", "job: { usage: client }\n  extra: { usage: client }"), "b.yaml");
+    const b = writeManifest(
+      d,
+      MANIFEST.replace("job: { usage: client }", "job: { usage: client }\n  extra: { usage: client }"),
+      "b.yaml",
+    );
     const p = path.join(d, "pki");
     await apply(loadManifest(b), p);
     // a's apply fails (its CA certificate is gone): the record is a's failure.
     rmSync(path.join(p, "ca", "ca.pem"));
     await assert.rejects(apply(loadManifest(a), p));
-    const record = JSON.parse(readFileSync(path.join(p, "last-apply.json"), "utf8")) as { manifest: string; ok: boolean };
+    const record = JSON.parse(readFileSync(path.join(p, "last-apply.json"), "utf8")) as {
+      manifest: string;
+      ok: boolean;
+    };
     assert.equal(record.manifest, realpathSync(a));
     assert.equal(record.ok, false);
     assert.equal(sample(metricsOfPki(loadManifest(a).manifest, p), "mtlskit_last_apply_success"), 0);
@@ -206,7 +235,10 @@ describe("metrics: a PKI directory shared by two manifests (issue 11)", { timeou
     assert.equal(st.failedApply, undefined);
     assert.equal(st.otherApply, realpathSync(a));
     const human = await runCli(["status", "-f", b, "--pki", p]);
-    assert.match(human.out, /note: the PKI directory's last-apply\.json is the record of another manifest \(\S+a\.yaml\); not judged here/);
+    assert.match(
+      human.out,
+      /note: the PKI directory's last-apply\.json is the record of another manifest \(\S+a\.yaml\); not judged here/,
+    );
     assert.doesNotMatch(human.out, /last apply .* failed/);
   });
 });
@@ -230,7 +262,10 @@ describe("metrics: the command", { timeout: 60_000 }, () => {
     }
   });
   it("ok/metrics --listen PORT serves on 127.0.0.1:PORT, as probe --listen PORT does (issue 11: it was refused)", async () => {
-    const child = spawn(process.execPath, ["--import", "tsx", "test/helpers/cli-on-cue.ts"], { cwd: REPO, stdio: ["ignore", "pipe", "pipe", "ipc"] });
+    const child = spawn(process.execPath, ["--import", "tsx", "test/helpers/cli-on-cue.ts"], {
+      cwd: REPO,
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+    });
     try {
       let err = "";
       child.stderr!.on("data", (c: Buffer) => (err += c.toString()));
@@ -244,7 +279,7 @@ describe("metrics: the command", { timeout: 60_000 }, () => {
         const timer = setTimeout(() => reject(new Error(`no "serving" line within 30 s: ${err}`)), 30_000);
         const look = () => {
           const m = /serving (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(err);
-          if (m) (clearTimeout(timer), resolve(m[1]!));
+          if (m) clearTimeout(timer), resolve(m[1]!);
         };
         child.stderr!.on("data", look);
         void exited.then(() => (clearTimeout(timer), reject(new Error(`exited: ${err}`))));
@@ -259,11 +294,26 @@ describe("metrics: the command", { timeout: 60_000 }, () => {
     }
   });
   const bad: [string, string[], RegExp, number][] = [
-    [":9469 (no host)", ["--listen", ":9469"], /name the interface: 127\.0\.0\.1:9469 for this host only, 0\.0\.0\.0:9469 for every interface/, 2],
-    ["a port above 65535", ["--listen", "127.0.0.1:70000"], /--listen must be \[HOST:\]PORT such as 9469 \(127\.0\.0\.1:9469\)/, 2],
+    [
+      ":9469 (no host)",
+      ["--listen", ":9469"],
+      /name the interface: 127\.0\.0\.1:9469 for this host only, 0\.0\.0\.0:9469 for every interface/,
+      2,
+    ],
+    [
+      "a port above 65535",
+      ["--listen", "127.0.0.1:70000"],
+      /--listen must be \[HOST:\]PORT such as 9469 \(127\.0\.0\.1:9469\)/,
+      2,
+    ],
     ["a bare port above 65535", ["--listen", "70000"], /--listen must be \[HOST:\]PORT/, 2],
     ["--listen with -o", ["--listen", "127.0.0.1:0", "-o", "x.prom"], /--listen is incompatible with -o/, 2],
-    ["-o into a missing directory", ["-o", "/nonexistent/dir/m.prom"], /cannot write \/nonexistent\/dir\/m\.prom: the directory \/nonexistent\/dir does not exist/, 3],
+    [
+      "-o into a missing directory",
+      ["-o", "/nonexistent/dir/m.prom"],
+      /cannot write \/nonexistent\/dir\/m\.prom: the directory \/nonexistent\/dir does not exist/,
+      3,
+    ],
   ];
   for (const [name, argv, message, code] of bad) {
     it(`fail/${name} exits ${code}`, async () => {

@@ -18,7 +18,12 @@ interface PackJson {
 
 /** packed lists the paths `npm pack` would put in the tarball. */
 function packed(): Set<string> {
-  const out = execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], { cwd: REPO, encoding: "utf8", timeout: 60_000, stdio: ["ignore", "pipe", "pipe"] });
+  const out = execFileSync("npm", ["pack", "--dry-run", "--json", "--ignore-scripts"], {
+    cwd: REPO,
+    encoding: "utf8",
+    timeout: 60_000,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const [pack] = JSON.parse(out) as PackJson[];
   return new Set(pack!.files.map((f) => f.path));
 }
@@ -31,7 +36,13 @@ interface PackageJson {
 
 /** sources lists src/'s .ts files relative to src/, "/" as the separator. */
 function sources(dir = path.join(REPO, "src")): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(path.join(dir, e.name)) : e.name.endsWith(".ts") ? [path.relative(path.join(REPO, "src"), path.join(dir, e.name)).split(path.sep).join("/")] : []));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory()
+      ? sources(path.join(dir, e.name))
+      : e.name.endsWith(".ts")
+        ? [path.relative(path.join(REPO, "src"), path.join(dir, e.name)).split(path.sep).join("/")]
+        : [],
+  );
 }
 
 /** FORBIDDEN: what the package must not hold, each with why. */
@@ -52,7 +63,8 @@ describe("the npm package", () => {
   const pkg = JSON.parse(readFileSync(path.join(REPO, "package.json"), "utf8")) as PackageJson;
 
   it("ok/holds README.md, LICENSE, package.json, the schema and docs/checks.md", () => {
-    for (const f of ["README.md", "LICENSE", "package.json", "schema/mtlskit.schema.json", "docs/checks.md"]) assert.ok(files.has(f), `the package lacks ${f}`);
+    for (const f of ["README.md", "LICENSE", "package.json", "schema/mtlskit.schema.json", "docs/checks.md"])
+      assert.ok(files.has(f), `the package lacks ${f}`);
   });
 
   it("ok/LICENSE is the Apache License 2.0 the package declares", () => {
@@ -64,14 +76,19 @@ describe("the npm package", () => {
   });
 
   it("ok/holds the CLI launcher and what it runs", () => {
-    for (const bin of Object.values(pkg.bin)) assert.ok(files.has(path.posix.normalize(bin)), `the package lacks its bin ${bin}`);
+    for (const bin of Object.values(pkg.bin))
+      assert.ok(files.has(path.posix.normalize(bin)), `the package lacks its bin ${bin}`);
     assert.ok(files.has("dist/cli/main.js"), "the package lacks dist/cli/main.js (bin/mtlskit.js runs it)");
   });
 
   it("ok/holds every entry point's .js and .d.ts", () => {
     for (const [key, target] of Object.entries(pkg.exports)) {
       const targets = typeof target === "string" ? [target] : [target.default, target.types];
-      for (const t of targets) assert.ok(files.has(path.posix.normalize(t)), `exports[${JSON.stringify(key)}] points at ${t}, which is not in the package`);
+      for (const t of targets)
+        assert.ok(
+          files.has(path.posix.normalize(t)),
+          `exports[${JSON.stringify(key)}] points at ${t}, which is not in the package`,
+        );
     }
   });
 
@@ -92,7 +109,8 @@ describe("the npm package", () => {
 
   it("fail/holds nothing from the tests, benchmarks, CI or TypeScript sources", () => {
     for (const f of files) {
-      for (const [pattern, why] of FORBIDDEN) assert.doesNotMatch(f, pattern, `the package holds ${f}: ${why} do not belong in it`);
+      for (const [pattern, why] of FORBIDDEN)
+        assert.doesNotMatch(f, pattern, `the package holds ${f}: ${why} do not belong in it`);
     }
   });
 });
@@ -125,7 +143,12 @@ client.close(); server.forceShutdown(); api.close(); worker.close();
 
 /** npm runs npm in `cwd`, bounded; --prefer-offline: packages npm ci already fetched come from its cache. */
 function npm(cwd: string, args: string[]): string {
-  return execFileSync("npm", [...args, "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"], { cwd, encoding: "utf8", timeout: 180_000, stdio: ["ignore", "pipe", "pipe"] });
+  return execFileSync("npm", [...args, "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"], {
+    cwd,
+    encoding: "utf8",
+    timeout: 180_000,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
 }
 
 /** node runs a script of an app in `cwd`, bounded, and returns its exit code and output. */
@@ -136,35 +159,82 @@ function node(cwd: string, args: string[]): { code: number | null; out: string; 
 
 describe("the npm package, installed into an app", () => {
   const dir = tempDir("mtlskit-pack-");
-  const tarball = path.join(dir, JSON.parse(npm(REPO, ["pack", "--json", "--ignore-scripts", "--pack-destination", dir]))[0].filename as string);
+  const tarball = path.join(
+    dir,
+    JSON.parse(npm(REPO, ["pack", "--json", "--ignore-scripts", "--pack-destination", dir]))[0].filename as string,
+  );
   const app = (name: string, deps: string[]) => {
     const cwd = path.join(dir, name);
     execFileSync("mkdir", [cwd]);
-    writeFileSync(path.join(cwd, "package.json"), JSON.stringify({ name, version: "1.0.0", private: true, type: "module" }));
+    writeFileSync(
+      path.join(cwd, "package.json"),
+      JSON.stringify({ name, version: "1.0.0", private: true, type: "module" }),
+    );
     npm(cwd, ["install", tarball, ...deps]);
     return cwd;
   };
 
   it("ok/without @grpc/grpc-js: the CLI and mtlskit/service work, neither grpc-js nor a second YAML library is installed, and mtlskit/grpc says what to install", () => {
     const cwd = app("cli-only", []);
-    assert.throws(() => readFileSync(path.join(cwd, "node_modules/@grpc/grpc-js/package.json")), /ENOENT/, "an optional peer dependency is not installed");
-    assert.throws(() => readFileSync(path.join(cwd, "node_modules/yaml/package.json")), /ENOENT/, "one YAML library at runtime: js-yaml, not also yaml");
+    assert.throws(
+      () => readFileSync(path.join(cwd, "node_modules/@grpc/grpc-js/package.json")),
+      /ENOENT/,
+      "an optional peer dependency is not installed",
+    );
+    assert.throws(
+      () => readFileSync(path.join(cwd, "node_modules/yaml/package.json")),
+      /ENOENT/,
+      "one YAML library at runtime: js-yaml, not also yaml",
+    );
     assert.ok(readFileSync(path.join(cwd, "node_modules/js-yaml/package.json")));
-    const applied = node(cwd, ["node_modules/mtlskit/bin/mtlskit.js", "apply", "-f", "node_modules/mtlskit/examples/quickstart.yaml", "--pki", "pki"]);
+    const applied = node(cwd, [
+      "node_modules/mtlskit/bin/mtlskit.js",
+      "apply",
+      "-f",
+      "node_modules/mtlskit/examples/quickstart.yaml",
+      "--pki",
+      "pki",
+    ]);
     assert.equal(applied.code, 0, applied.err);
-    const service = node(cwd, ["--input-type=module", "-e", `const s = await import("mtlskit/service"); console.log(typeof s.createMtlsServer)`]);
+    const service = node(cwd, [
+      "--input-type=module",
+      "-e",
+      `const s = await import("mtlskit/service"); console.log(typeof s.createMtlsServer)`,
+    ]);
     assert.equal(service.out.trim(), "function", service.err);
     const grpc = node(cwd, ["--input-type=module", "-e", `await import("mtlskit/grpc")`]);
     assert.notEqual(grpc.code, 0);
-    assert.ok(grpc.err.includes(`mtlskit/grpc needs @grpc/grpc-js ${GRPC_JS_MIN} or newer, which is not installed; run npm install @grpc/grpc-js`), grpc.err);
+    assert.ok(
+      grpc.err.includes(
+        `mtlskit/grpc needs @grpc/grpc-js ${GRPC_JS_MIN} or newer, which is not installed; run npm install @grpc/grpc-js`,
+      ),
+      grpc.err,
+    );
   });
 
   it(`ok/with the app's own @grpc/grpc-js at the declared minimum (${GRPC_JS_MIN}): mtlskit/grpc uses that copy, and a call is served over mTLS`, () => {
     const cwd = app("grpc-min", [`@grpc/grpc-js@${GRPC_JS_MIN}`]);
-    const pkg = JSON.parse(readFileSync(path.join(cwd, "node_modules/mtlskit/package.json"), "utf8")) as { peerDependencies: Record<string, string> };
-    assert.equal(pkg.peerDependencies["@grpc/grpc-js"], `>=${GRPC_JS_MIN}`, "package.json's peer range starts at GRPC_JS_MIN");
-    assert.throws(() => readFileSync(path.join(cwd, "node_modules/mtlskit/node_modules/@grpc/grpc-js/package.json")), /ENOENT/, "mtlskit has no grpc-js copy of its own");
-    const applied = node(cwd, ["node_modules/mtlskit/bin/mtlskit.js", "apply", "-f", "node_modules/mtlskit/examples/quickstart.yaml", "--pki", "pki"]);
+    const pkg = JSON.parse(readFileSync(path.join(cwd, "node_modules/mtlskit/package.json"), "utf8")) as {
+      peerDependencies: Record<string, string>;
+    };
+    assert.equal(
+      pkg.peerDependencies["@grpc/grpc-js"],
+      `>=${GRPC_JS_MIN}`,
+      "package.json's peer range starts at GRPC_JS_MIN",
+    );
+    assert.throws(
+      () => readFileSync(path.join(cwd, "node_modules/mtlskit/node_modules/@grpc/grpc-js/package.json")),
+      /ENOENT/,
+      "mtlskit has no grpc-js copy of its own",
+    );
+    const applied = node(cwd, [
+      "node_modules/mtlskit/bin/mtlskit.js",
+      "apply",
+      "-f",
+      "node_modules/mtlskit/examples/quickstart.yaml",
+      "--pki",
+      "pki",
+    ]);
     assert.equal(applied.code, 0, applied.err);
     writeFileSync(path.join(cwd, "grpc.mjs"), APP_GRPC);
     const r = node(cwd, ["grpc.mjs"]);

@@ -5,7 +5,19 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { hostname } from "node:os";
 import * as path from "node:path";
 import { after, describe, it } from "node:test";
@@ -73,9 +85,13 @@ describe("PKI folders: symbolic links, owners and modes", { timeout: 120_000 }, 
     assert.equal(r.code, 3, r.err);
     assert.match(r.err, /mode 0777: every user may write in it, and so could have replaced the CA/);
     assert.match(r.err, /mtlskit inspect .*ca\.pem\), then run chmod 0700 /);
-    for (const f of ["services/api/cert.pem", "services/api/key.pem"]) assert.equal(inspectPki(pki).get(f)!.sha256, before.get(f)!.sha256, `${f} was re-issued`);
+    for (const f of ["services/api/cert.pem", "services/api/key.pem"])
+      assert.equal(inspectPki(pki).get(f)!.sha256, before.get(f)!.sha256, `${f} was re-issued`);
     const findings = await codesOf(file, pki);
-    assert.ok(findings.some((f) => f.code === "dir-writable" && f.message.includes(path.join(pki, "ca"))), JSON.stringify(findings));
+    assert.ok(
+      findings.some((f) => f.code === "dir-writable" && f.message.includes(path.join(pki, "ca"))),
+      JSON.stringify(findings),
+    );
   });
 
   it("ok/a world-writable or 0755 service folder (and a 0755 ca/): apply sets 0700 back with a note; check reported it before", async () => {
@@ -104,7 +120,8 @@ describe("PKI folders: symbolic links, owners and modes", { timeout: 120_000 }, 
 });
 
 describe("the lock: deadlines and other hosts", { timeout: 120_000 }, () => {
-  const lockOf = (pid: number, host: string, since = new Date()) => JSON.stringify({ pid, host, since: since.toISOString() }) + "\n";
+  const lockOf = (pid: number, host: string, since = new Date()) =>
+    JSON.stringify({ pid, host, since: since.toISOString() }) + "\n";
 
   it("fail/apply --pki /proc (refuses new files): exit 3 at once, not a spin", async () => {
     const dir = tempDir("mtlskit-pkidir-");
@@ -128,14 +145,19 @@ describe("the lock: deadlines and other hosts", { timeout: 120_000 }, () => {
     const lock = path.join(pki, ".lock");
     writeFileSync(lock, lockOf(holder.pid!, hostname()));
     const src = `import { acquireLock } from "./src/state/fs.ts"; process.stdout.write("waiting\\n"); try { acquireLock(${JSON.stringify(lock)}, { waitMs: 600_000 }); } catch (e) { process.stderr.write(e.message); process.exit(3); }`;
-    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", src], { cwd: REPO, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", src], {
+      cwd: REPO,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let err = "";
     child.stderr.on("data", (d: Buffer) => void (err += d.toString()));
     const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
     try {
       await new Promise<void>((resolve) => child.stdout.once("data", () => resolve()));
       renameSync(pki, `${pki}.gone`); // at once, as rm -rf ends (removing file by file races the waiter's temp files)
-      const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => child.once("exit", (c, sig) => resolve([c, sig])));
+      const [code, signal] = await new Promise<[number | null, string | null]>((resolve) =>
+        child.once("exit", (c, sig) => resolve([c, sig])),
+      );
       assert.equal(signal, null, `acquireLock did not return within 60 s: ${err}`);
       assert.equal(code, 3, err);
       assert.match(err, /was removed while apply was waiting for its lock/);
@@ -179,8 +201,14 @@ describe("check during an apply: a pair rewritten between reads is read again", 
     const cert = path.join(pki, "services/api/cert.pem");
     const key = path.join(pki, "services/api/key.pem");
     // Apply holds the lock while it writes the key, then the certificate.
-    writeFileSync(path.join(pki, ".lock"), JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() }));
-    const writes = [() => writeFileSync(key, readFileSync(path.join(next, "services/api/key.pem"))), () => writeFileSync(cert, readFileSync(path.join(next, "services/api/cert.pem")))];
+    writeFileSync(
+      path.join(pki, ".lock"),
+      JSON.stringify({ pid: process.pid, host: hostname(), since: new Date().toISOString() }),
+    );
+    const writes = [
+      () => writeFileSync(key, readFileSync(path.join(next, "services/api/key.pem"))),
+      () => writeFileSync(cert, readFileSync(path.join(next, "services/api/cert.pem"))),
+    ];
     let reads = 0;
     const material = new Material();
     const inv = readInventory(material, manifest, pki, {
@@ -192,7 +220,10 @@ describe("check during an apply: a pair rewritten between reads is read again", 
     });
     rmSync(path.join(pki, ".lock"));
     const report = checkInventory(material, manifest, inv);
-    assert.deepEqual(report.findings.map((f) => `${f.code}: ${f.message}`), []);
+    assert.deepEqual(
+      report.findings.map((f) => `${f.code}: ${f.message}`),
+      [],
+    );
     assert.ok(reads >= 2, "the pair was not read again");
     assertPairsMatch(pki);
   });
@@ -201,14 +232,21 @@ describe("check during an apply: a pair rewritten between reads is read again", 
 describe("check during a real apply --reissue-all", { timeout: 180_000 }, () => {
   it("ok/check run again and again while apply re-issues 80 services reports no key-mismatch (bounded: until apply ends)", async () => {
     const names = Array.from({ length: 80 }, (_, i) => `s${i}`);
-    const { file, pki } = await applied(`version: 1\ncluster: demo\nservices:\n${names.map((n) => `  ${n}: { usage: client }\n`).join("")}`);
+    const { file, pki } = await applied(
+      `version: 1\ncluster: demo\nservices:\n${names.map((n) => `  ${n}: { usage: client }\n`).join("")}`,
+    );
     const manifest = loadManifest(file).manifest;
     const child = new CuedCli();
     try {
       await child.ready;
-      const running = child.run(["apply", "-f", file, "--pki", pki, "--reissue-all", "--lock-wait", "60"], { timeoutMs: 120_000 });
+      const running = child.run(["apply", "-f", file, "--pki", pki, "--reissue-all", "--lock-wait", "60"], {
+        timeoutMs: 120_000,
+      });
       let done = false;
-      void running.then(() => (done = true), () => (done = true));
+      void running.then(
+        () => (done = true),
+        () => (done = true),
+      );
       let checks = 0;
       const mismatches: string[] = [];
       for (let i = 0; i < 500 && !done; i++) {
@@ -269,7 +307,9 @@ describe("ordinary I/O errors: their own message, exit 3, and a record", { timeo
     // Again with one page free: the lock is taken, a key is written, then a write fails mid-apply.
     rmSync(path.join(at, "filler"));
     const free = Number(execFileSync("df", ["--output=avail", "-B4096", at], { encoding: "utf8" }).split("\n")[1]);
-    execFileSync("dd", ["if=/dev/zero", `of=${path.join(at, "filler")}`, "bs=4k", `count=${free - 1}`], { stdio: "ignore" });
+    execFileSync("dd", ["if=/dev/zero", `of=${path.join(at, "filler")}`, "bs=4k", `count=${free - 1}`], {
+      stdio: "ignore",
+    });
     const mid = await runCli(["apply", "-f", file, "--pki", pki, "--reissue-all"]);
     assert.equal(mid.code, 3, mid.err);
     assert.match(mid.err, /cannot (write|replace) \S+services\/\S+: the file system is full \(ENOSPC\)/);

@@ -16,7 +16,15 @@ import { DecodeError } from "../src/errors.ts";
 import type { Manifest, Service } from "../src/manifest/index.ts";
 import { readCertFields, verifySignedBy } from "../src/pki/cert.ts";
 import { oid, readTlv, time, tlv, uint } from "../src/pki/der.ts";
-import { encodeKeyUsage, encodeTbs, keyIdOf, newSerial, signTbs, type CertSpec, type Issuer } from "../src/pki/issue.ts";
+import {
+  encodeKeyUsage,
+  encodeTbs,
+  keyIdOf,
+  newSerial,
+  signTbs,
+  type CertSpec,
+  type Issuer,
+} from "../src/pki/issue.ts";
 import { generateKey, KEY_TYPE_NAMES, KEY_TYPES, keyTypeOf, type KeyPair, type KeyTypeName } from "../src/pki/keys.ts";
 import { encodeName, type Subject } from "../src/pki/name.ts";
 import { encodePem, keyEncryption, parsePem } from "../src/pki/pem.ts";
@@ -108,13 +116,21 @@ interface TestCa {
  * newTestCa builds a CA certificate the way apply's createCa does (caSpec, profile "ca"),
  * self-signed unless `parent` signs it.
  */
-function newTestCa(keyType: KeyTypeName, o: { name?: string; key?: KeyPair; subject?: Subject; notBefore?: Date; notAfter?: Date; parent?: Issuer } = {}): TestCa {
+function newTestCa(
+  keyType: KeyTypeName,
+  o: { name?: string; key?: KeyPair; subject?: Subject; notBefore?: Date; notAfter?: Date; parent?: Issuer } = {},
+): TestCa {
   const name = o.name ?? `ca-${keyType}`;
   const key = o.key ?? keyOf("ca", keyType);
   const subject = o.subject ?? { O: "mtlskit test", CN: `Test CA ${keyType}` };
   const base = caSpec(manifestFor(keyType, subject), NOW);
   const spec: CertSpec = { ...base, notBefore: o.notBefore ?? base.notBefore, notAfter: o.notAfter ?? base.notAfter };
-  const issuer: Issuer = { subject: encodeName(subject), keyId: keyIdOf(key.spki), keyType, privateKey: privateKeyOf(key) };
+  const issuer: Issuer = {
+    subject: encodeName(subject),
+    keyId: keyIdOf(key.spki),
+    keyType,
+    privateKey: privateKeyOf(key),
+  };
   const signer = o.parent ?? issuer;
   const serial = newSerial();
   const tbs = encodeTbs(spec, signer, key.spki, serial);
@@ -165,7 +181,12 @@ interface TestLeaf {
 }
 
 /** issueLeaf issues a leaf the way apply's runJob does (leafSpec, encodeTbs, signTbs). */
-function issueLeaf(ca: TestCa, keyType: KeyTypeName, profile: Usage, o: { name?: string; notBefore?: Date; notAfter?: Date } = {}): TestLeaf {
+function issueLeaf(
+  ca: TestCa,
+  keyType: KeyTypeName,
+  profile: Usage,
+  o: { name?: string; notBefore?: Date; notAfter?: Date } = {},
+): TestLeaf {
   const svc = serviceFor(keyType, profile);
   const base = leafSpec(svc, svc.slots[0]!, NOW);
   const spec: CertSpec = { ...base, notBefore: o.notBefore ?? base.notBefore, notAfter: o.notAfter ?? base.notAfter };
@@ -174,7 +195,18 @@ function issueLeaf(ca: TestCa, keyType: KeyTypeName, profile: Usage, o: { name?:
   const tbs = encodeTbs(spec, ca.issuer, key.spki, serial);
   const der = signTbs(tbs, ca.issuer);
   const name = o.name ?? `leaf-${ca.name}-${keyType}-${profile}`;
-  return { ca, keyType, profile, key, keyFile: keyFileOf(key, `leaf-${keyType}`), spec, serial, tbs, der, file: write(`${name}.pem`, encodePem("CERTIFICATE", der)) };
+  return {
+    ca,
+    keyType,
+    profile,
+    key,
+    keyFile: keyFileOf(key, `leaf-${keyType}`),
+    spec,
+    serial,
+    tbs,
+    der,
+    file: write(`${name}.pem`, encodePem("CERTIFICATE", der)),
+  };
 }
 
 /** The full matrix: one CA per key type, and under each a leaf of every key type and profile. */
@@ -190,7 +222,8 @@ function matrix(): Matrix {
   for (const caType of KEY_TYPE_NAMES) {
     const ca = newTestCa(caType);
     cas.set(caType, ca);
-    for (const leafType of KEY_TYPE_NAMES) for (const profile of USAGES) leaves.set(`${caType}/${leafType}/${profile}`, issueLeaf(ca, leafType, profile));
+    for (const leafType of KEY_TYPE_NAMES)
+      for (const profile of USAGES) leaves.set(`${caType}/${leafType}/${profile}`, issueLeaf(ca, leafType, profile));
   }
   matrixCache = { cas, leaves };
   return matrixCache;
@@ -252,7 +285,11 @@ function expectedKeyId(publicKeyPem: string): string {
 }
 const colonHex = (b: Buffer): string => (b.toString("hex").toUpperCase().match(/../g) ?? []).join(":");
 /** akiValue strips the `keyid:` prefix some openssl versions print. */
-const akiValue = (v: string | undefined): string | undefined => v?.replace(/^keyid:/, "").split("\n")[0]!.trim();
+const akiValue = (v: string | undefined): string | undefined =>
+  v
+    ?.replace(/^keyid:/, "")
+    .split("\n")[0]
+    ?.trim();
 
 /** ipHex is an IP address's network-order bytes as hex, from any of the text forms openssl or @peculiar print. */
 function ipHex(text: string): string {
@@ -283,8 +320,18 @@ interface ChildRun {
  * then fails one test instead of hanging the whole suite.
  */
 function inChild(body: string, timeoutMs: number, nodeFlags: string[] = []): ChildRun {
-  const r = spawnSync(process.execPath, [...nodeFlags, "--import", "tsx", "--input-type=module", "-e", body], { cwd: REPO, encoding: "utf8", timeout: timeoutMs, killSignal: "SIGKILL" });
-  return { finished: r.error === undefined && r.signal === null, status: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+  const r = spawnSync(process.execPath, [...nodeFlags, "--import", "tsx", "--input-type=module", "-e", body], {
+    cwd: REPO,
+    encoding: "utf8",
+    timeout: timeoutMs,
+    killSignal: "SIGKILL",
+  });
+  return {
+    finished: r.error === undefined && r.signal === null,
+    status: r.status,
+    stdout: r.stdout ?? "",
+    stderr: r.stderr ?? "",
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,7 +382,15 @@ describe("pki/der: oid", () => {
     it(`ok/${dotted} -> ${want}`, () => assert.equal(oid(dotted).toString("hex"), want));
   }
   it("ok/agrees with openssl's OID encoder, including arcs past 2^28 and 2^32", () => {
-    for (const dotted of ["1.2.840.113549.1.1.11", "2.16.840.1.101.3.4.2.1", "1.3.6.1.4.1.311.21.20", "1.2.268435456.5", "1.2.3.4294967296", "2.999.16384", "0.9.2342.19200300.100.1.25"]) {
+    for (const dotted of [
+      "1.2.840.113549.1.1.11",
+      "2.16.840.1.101.3.4.2.1",
+      "1.3.6.1.4.1.311.21.20",
+      "1.2.268435456.5",
+      "1.2.3.4294967296",
+      "2.999.16384",
+      "0.9.2342.19200300.100.1.25",
+    ]) {
       assert.equal(oid(dotted).toString("hex"), opensslGenDer(`OID:${dotted}`).toString("hex"), dotted);
     }
   });
@@ -351,8 +406,20 @@ describe("pki/pem: RFC 1421 headers", () => {
     return r.stdout;
   };
   const cases: [string, string[], string[], string, number][] = [
-    ["EC (openssl ec -aes256)", ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"], ["ec", "-aes256"], "AES-256-CBC", 16],
-    ["RSA (openssl rsa -traditional -des3)", ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"], ["rsa", "-traditional", "-des3"], "DES-EDE3-CBC", 8],
+    [
+      "EC (openssl ec -aes256)",
+      ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
+      ["ec", "-aes256"],
+      "AES-256-CBC",
+      16,
+    ],
+    [
+      "RSA (openssl rsa -traditional -des3)",
+      ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"],
+      ["rsa", "-traditional", "-des3"],
+      "DES-EDE3-CBC",
+      8,
+    ],
   ];
   for (const [name, gen, seal, cipher, block] of cases) {
     it(`ok/an encrypted traditional ${name} key: headers apart, the cipher named, the body decoded`, () => {
@@ -378,9 +445,14 @@ describe("pki/pem: RFC 1421 headers", () => {
     assert.deepEqual(plain[0]!.headers, {});
     assert.equal(keyEncryption(plain[0]!), undefined);
     assert.equal(keyEncryption(parsePem(encodePem("ENCRYPTED PRIVATE KEY", Buffer.from([0x30, 0])))[0]!), "PKCS#8");
-    const folded = parsePem("-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,\n 00112233445566778899AABBCCDDEEFF\n\nMAA=\n-----END RSA PRIVATE KEY-----\n");
+    const folded = parsePem(
+      "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,\n 00112233445566778899AABBCCDDEEFF\n\nMAA=\n-----END RSA PRIVATE KEY-----\n",
+    );
     assert.equal(folded[0]!.headers["DEK-Info"], "AES-128-CBC,00112233445566778899AABBCCDDEEFF");
-    assert.throws(() => parsePem("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n"), /pem: the CERTIFICATE block is not valid base64/);
+    assert.throws(
+      () => parsePem("-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n"),
+      /pem: the CERTIFICATE block is not valid base64/,
+    );
   });
 });
 
@@ -421,25 +493,51 @@ describe("pki/der: readTlv", () => {
   ];
   for (const [name, hex] of bad) {
     // A typed DecodeError (exit 3, code MTLSKIT_DECODE), never a plain Error the CLI calls a bug (issue 11).
-    it(name, () => assert.throws(() => readTlv(hexOf(hex), 0), (e) => e instanceof DecodeError && e.exitCode === 3 && e.code === "MTLSKIT_DECODE" && /^der: /.test(e.message)));
+    it(name, () =>
+      assert.throws(
+        () => readTlv(hexOf(hex), 0),
+        (e) => e instanceof DecodeError && e.exitCode === 3 && e.code === "MTLSKIT_DECODE" && /^der: /.test(e.message),
+      ),
+    );
   }
 });
 
 describe("pki/der: time", () => {
   const cases: [string, string, string][] = [
-    ["ok/the last second of 2049 is UTCTime", "2049-12-31T23:59:59Z", "170d" + Buffer.from("491231235959Z").toString("hex")],
-    ["ok/the first second of 2050 is GeneralizedTime", "2050-01-01T00:00:00Z", "180f" + Buffer.from("20500101000000Z").toString("hex")],
-    ["ok/a 2000s date is UTCTime with a two-digit year", "2007-03-04T05:06:07Z", "170d" + Buffer.from("070304050607Z").toString("hex")],
-    ["ok/milliseconds are dropped, not rounded up", "2031-05-06T07:08:09.999Z", "170d" + Buffer.from("310506070809Z").toString("hex")],
+    [
+      "ok/the last second of 2049 is UTCTime",
+      "2049-12-31T23:59:59Z",
+      "170d" + Buffer.from("491231235959Z").toString("hex"),
+    ],
+    [
+      "ok/the first second of 2050 is GeneralizedTime",
+      "2050-01-01T00:00:00Z",
+      "180f" + Buffer.from("20500101000000Z").toString("hex"),
+    ],
+    [
+      "ok/a 2000s date is UTCTime with a two-digit year",
+      "2007-03-04T05:06:07Z",
+      "170d" + Buffer.from("070304050607Z").toString("hex"),
+    ],
+    [
+      "ok/milliseconds are dropped, not rounded up",
+      "2031-05-06T07:08:09.999Z",
+      "170d" + Buffer.from("310506070809Z").toString("hex"),
+    ],
   ];
-  for (const [name, iso, want] of cases) it(`${name} (${iso})`, () => assert.equal(time(new Date(iso)).toString("hex"), want));
+  for (const [name, iso, want] of cases)
+    it(`${name} (${iso})`, () => assert.equal(time(new Date(iso)).toString("hex"), want));
 });
 
 describe("pki/issue: encodeKeyUsage", () => {
-  it("ok/digitalSignature -> 03020780", () => assert.equal(encodeKeyUsage(["digitalSignature"]).toString("hex"), "03020780"));
-  it("ok/digitalSignature + keyEncipherment -> 030205a0", () => assert.equal(encodeKeyUsage(["digitalSignature", "keyEncipherment"]).toString("hex"), "030205a0"));
-  it("ok/keyCertSign + cRLSign -> 03020106", () => assert.equal(encodeKeyUsage(["keyCertSign", "cRLSign"]).toString("hex"), "03020106"));
-  it("ok/bit order in the argument does not matter", () => assert.equal(encodeKeyUsage(["cRLSign", "keyCertSign"]).toString("hex"), "03020106"));
+  it("ok/digitalSignature -> 03020780", () =>
+    assert.equal(encodeKeyUsage(["digitalSignature"]).toString("hex"), "03020780"));
+  it("ok/digitalSignature + keyEncipherment -> 030205a0", () =>
+    assert.equal(encodeKeyUsage(["digitalSignature", "keyEncipherment"]).toString("hex"), "030205a0"));
+  it("ok/keyCertSign + cRLSign -> 03020106", () =>
+    assert.equal(encodeKeyUsage(["keyCertSign", "cRLSign"]).toString("hex"), "03020106"));
+  it("ok/bit order in the argument does not matter", () =>
+    assert.equal(encodeKeyUsage(["cRLSign", "keyCertSign"]).toString("hex"), "03020106"));
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -453,7 +551,10 @@ describe("pki/serial", () => {
       const s = newSerial();
       assert.equal(s.length, 16);
       assert.equal(s[0]! & 0x80, 0, `negative serial ${s.toString("hex")}`);
-      assert.ok(s.some((b) => b !== 0), "zero serial");
+      assert.ok(
+        s.some((b) => b !== 0),
+        "zero serial",
+      );
       // Minimal DER: the INTEGER is exactly these 16 octets (no 0x00 prefix, nothing stripped).
       assert.equal(uint(s).toString("hex"), "0210" + s.toString("hex"));
       seen.add(s.toString("hex"));
@@ -494,7 +595,10 @@ describe("pki/verify matrix: openssl verify -x509_strict -purpose", () => {
     for (const leafType of KEY_TYPE_NAMES) {
       for (const profile of USAGES) {
         for (const purpose of ["sslserver", "sslclient"] as Purpose[]) {
-          const shouldPass = purpose === "sslserver" ? profile === "server" || profile === "dual" : profile === "client" || profile === "dual";
+          const shouldPass =
+            purpose === "sslserver"
+              ? profile === "server" || profile === "dual"
+              : profile === "client" || profile === "dual";
           const name = `${shouldPass ? "ok" : "fail"}/CA ${caType} -> ${leafType} ${profile} leaf ${shouldPass ? "passes" : 'fails with "unsuitable certificate purpose"'} for ${purpose}`;
           it(name, () => {
             const leaf = leafOf(caType, leafType, profile);
@@ -504,7 +608,12 @@ describe("pki/verify matrix: openssl verify -x509_strict -purpose", () => {
               assert.equal(r.ok, false, r.output);
               assert.match(r.output, /unsuitable certificate purpose/);
               // The purpose is the only complaint: the chain itself is sound.
-              assert.deepEqual(r.output.match(/error \d+ at \d+ depth lookup: .*/g)?.map((l) => l.replace(/^error \d+ at \d+ depth lookup: /, "")), ["unsuitable certificate purpose"]);
+              assert.deepEqual(
+                r.output
+                  .match(/error \d+ at \d+ depth lookup: .*/g)
+                  ?.map((l) => l.replace(/^error \d+ at \d+ depth lookup: /, "")),
+                ["unsuitable certificate purpose"],
+              );
             }
           });
         }
@@ -518,33 +627,68 @@ describe("pki/verify: names, trust and time", () => {
   const srv = () => leafOf("ecdsa-p256", "ecdsa-p256", "server");
   const cli = () => leafOf("ecdsa-p256", "ecdsa-p256", "client");
   it("ok/-verify_hostname matches the first DNS SAN", () => {
-    const r = opensslVerify({ caFile: srv().ca.file, certFile: srv().file, purpose: "sslserver", verifyHostname: "api.demo.internal" });
+    const r = opensslVerify({
+      caFile: srv().ca.file,
+      certFile: srv().file,
+      purpose: "sslserver",
+      verifyHostname: "api.demo.internal",
+    });
     assert.ok(r.ok, r.output);
   });
   it("ok/-verify_ip matches the IPv4 SAN", () => {
-    const r = opensslVerify({ caFile: srv().ca.file, certFile: srv().file, purpose: "sslserver", verifyIp: "10.0.0.7" });
+    const r = opensslVerify({
+      caFile: srv().ca.file,
+      certFile: srv().file,
+      purpose: "sslserver",
+      verifyIp: "10.0.0.7",
+    });
     assert.ok(r.ok, r.output);
   });
   it("ok/-verify_ip matches the IPv6 SAN written in compressed form", () => {
-    const r = opensslVerify({ caFile: srv().ca.file, certFile: srv().file, purpose: "sslserver", verifyIp: "2001:db8::1" });
+    const r = opensslVerify({
+      caFile: srv().ca.file,
+      certFile: srv().file,
+      purpose: "sslserver",
+      verifyIp: "2001:db8::1",
+    });
     assert.ok(r.ok, r.output);
   });
   it("ok/a client leaf verifies for sslclient with its IP", () => {
-    const r = opensslVerify({ caFile: cli().ca.file, certFile: cli().file, purpose: "sslclient", verifyIp: "10.0.0.7" });
+    const r = opensslVerify({
+      caFile: cli().ca.file,
+      certFile: cli().file,
+      purpose: "sslclient",
+      verifyIp: "10.0.0.7",
+    });
     assert.ok(r.ok, r.output);
   });
   it("fail/-verify_hostname of a name not in the SANs: hostname mismatch", () => {
-    const r = opensslVerify({ caFile: srv().ca.file, certFile: srv().file, purpose: "sslserver", verifyHostname: "other.demo.internal" });
+    const r = opensslVerify({
+      caFile: srv().ca.file,
+      certFile: srv().file,
+      purpose: "sslserver",
+      verifyHostname: "other.demo.internal",
+    });
     assert.equal(r.ok, false);
     assert.match(r.output, /hostname mismatch/);
   });
   it("fail/-verify_ip of another IPv4 address: IP address mismatch", () => {
-    const r = opensslVerify({ caFile: srv().ca.file, certFile: srv().file, purpose: "sslserver", verifyIp: "10.0.0.8" });
+    const r = opensslVerify({
+      caFile: srv().ca.file,
+      certFile: srv().file,
+      purpose: "sslserver",
+      verifyIp: "10.0.0.8",
+    });
     assert.equal(r.ok, false);
     assert.match(r.output, /IP address mismatch/);
   });
   it("fail/-verify_ip of another IPv6 address: IP address mismatch", () => {
-    const r = opensslVerify({ caFile: srv().ca.file, certFile: srv().file, purpose: "sslserver", verifyIp: "2001:db8::2" });
+    const r = opensslVerify({
+      caFile: srv().ca.file,
+      certFile: srv().file,
+      purpose: "sslserver",
+      verifyIp: "2001:db8::2",
+    });
     assert.equal(r.ok, false);
     assert.match(r.output, /IP address mismatch/);
   });
@@ -567,19 +711,30 @@ describe("pki/verify: names, trust and time", () => {
     assert.equal(BACKDATE_MS, 5 * 60_000);
     assert.equal(srv().spec.notBefore.getTime(), NOW.getTime() - BACKDATE_MS);
     assert.equal(srv().spec.notAfter.getTime(), NOW.getTime() + 90 * DAY);
-    const at = (t: number) => opensslVerify({ caFile: srv().ca.file, certFile: srv().file, purpose: "sslserver", attime: new Date(t) });
+    const at = (t: number) =>
+      opensslVerify({ caFile: srv().ca.file, certFile: srv().file, purpose: "sslserver", attime: new Date(t) });
     assert.ok(at(NOW.getTime()).ok, "at issuance");
     assert.ok(at(NOW.getTime() - BACKDATE_MS).ok, "at notBefore exactly");
     // openssl counts a certificate as expired at notAfter itself (X509_cmp_time), so check the second before.
     assert.ok(at(NOW.getTime() + 90 * DAY - 1000).ok, "one second before notAfter");
   });
   it("fail/one second before notBefore: certificate is not yet valid", () => {
-    const r = opensslVerify({ caFile: srv().ca.file, certFile: srv().file, purpose: "sslserver", attime: new Date(NOW.getTime() - BACKDATE_MS - 1000) });
+    const r = opensslVerify({
+      caFile: srv().ca.file,
+      certFile: srv().file,
+      purpose: "sslserver",
+      attime: new Date(NOW.getTime() - BACKDATE_MS - 1000),
+    });
     assert.equal(r.ok, false);
     assert.match(r.output, /certificate is not yet valid/);
   });
   it("fail/one second after notAfter: certificate has expired", () => {
-    const r = opensslVerify({ caFile: srv().ca.file, certFile: srv().file, purpose: "sslserver", attime: new Date(NOW.getTime() + 90 * DAY + 1000) });
+    const r = opensslVerify({
+      caFile: srv().ca.file,
+      certFile: srv().file,
+      purpose: "sslserver",
+      attime: new Date(NOW.getTime() + 90 * DAY + 1000),
+    });
     assert.equal(r.ok, false);
     assert.match(r.output, /certificate has expired/);
   });
@@ -608,7 +763,10 @@ describe("pki/structure: CA certificates (openssl x509 -text)", () => {
       assert.deepEqual(ski, { critical: false, value: expectedKeyId(infoOf(ca.file).pubkey) });
       const aki = ext.get("X509v3 Authority Key Identifier");
       if (aki) assert.equal(akiValue(aki.value), ski?.value, "a self-signed CA's AKI, when present, is its own SKI");
-      assert.deepEqual([...ext.keys()].filter((k) => k !== "X509v3 Authority Key Identifier"), ["X509v3 Basic Constraints", "X509v3 Key Usage", "X509v3 Subject Key Identifier"]);
+      assert.deepEqual(
+        [...ext.keys()].filter((k) => k !== "X509v3 Authority Key Identifier"),
+        ["X509v3 Basic Constraints", "X509v3 Key Usage", "X509v3 Subject Key Identifier"],
+      );
     });
   }
 });
@@ -624,22 +782,32 @@ describe("pki/structure: leaf certificates (openssl x509 -text)", () => {
           const t = textOf(leaf.file);
           const caText = textOf(leaf.ca.file);
           assert.equal(fieldOf(t, "Version"), "3 (0x2)");
-          assert.deepEqual(fieldsOf(t, "Signature Algorithm"), [SIGNATURE_NAME[caType], SIGNATURE_NAME[caType]], "signed with the CA's algorithm");
+          assert.deepEqual(
+            fieldsOf(t, "Signature Algorithm"),
+            [SIGNATURE_NAME[caType], SIGNATURE_NAME[caType]],
+            "signed with the CA's algorithm",
+          );
           assert.equal(fieldOf(t, "Issuer"), fieldOf(caText, "Subject"));
           assert.equal(fieldOf(t, "Subject"), "C = US, O = Demo, OU = Platform, CN = api.demo.internal");
           const ext = extensionsOf(t);
-          assert.deepEqual([...ext.keys()], [
-            "X509v3 Basic Constraints",
-            "X509v3 Key Usage",
-            "X509v3 Extended Key Usage",
-            "X509v3 Subject Key Identifier",
-            "X509v3 Authority Key Identifier",
-            "X509v3 Subject Alternative Name",
-          ]);
+          assert.deepEqual(
+            [...ext.keys()],
+            [
+              "X509v3 Basic Constraints",
+              "X509v3 Key Usage",
+              "X509v3 Extended Key Usage",
+              "X509v3 Subject Key Identifier",
+              "X509v3 Authority Key Identifier",
+              "X509v3 Subject Alternative Name",
+            ],
+          );
           assert.deepEqual(ext.get("X509v3 Basic Constraints"), { critical: true, value: "CA:FALSE" });
           assert.deepEqual(ext.get("X509v3 Key Usage"), { critical: true, value: ku });
           assert.deepEqual(ext.get("X509v3 Extended Key Usage"), { critical: false, value: EKU_TEXT[profile] });
-          assert.deepEqual(ext.get("X509v3 Subject Key Identifier"), { critical: false, value: expectedKeyId(infoOf(leaf.file).pubkey) });
+          assert.deepEqual(ext.get("X509v3 Subject Key Identifier"), {
+            critical: false,
+            value: expectedKeyId(infoOf(leaf.file).pubkey),
+          });
           const caSki = extensionsOf(caText).get("X509v3 Subject Key Identifier")?.value;
           assert.ok(caSki);
           assert.equal(ext.get("X509v3 Authority Key Identifier")?.critical, false);
@@ -658,45 +826,91 @@ describe("pki/structure: leaf certificates (openssl x509 -text)", () => {
 describe("pki/validity", () => {
   let longCa: TestCa;
   before(() => {
-    longCa = newTestCa("ecdsa-p256", { name: "ca-2020-2060", notBefore: new Date("2020-01-01T00:00:00Z"), notAfter: new Date("2060-01-01T00:00:00Z") });
+    longCa = newTestCa("ecdsa-p256", {
+      name: "ca-2020-2060",
+      notBefore: new Date("2020-01-01T00:00:00Z"),
+      notAfter: new Date("2060-01-01T00:00:00Z"),
+    });
   });
-  const timesOf = (file: string) => opensslAsn1parse(file).filter((l) => l.tag === "UTCTIME" || l.tag === "GENERALIZEDTIME").map((l) => `${l.tag}:${l.value}`);
+  const timesOf = (file: string) =>
+    opensslAsn1parse(file)
+      .filter((l) => l.tag === "UTCTIME" || l.tag === "GENERALIZEDTIME")
+      .map((l) => `${l.tag}:${l.value}`);
 
   it("ok/notBefore and notAfter from the spec appear exactly, to the second", () => {
-    const leaf = issueLeaf(longCa, "ecdsa-p256", "server", { name: "exact-dates", notBefore: new Date("2031-05-06T07:08:09Z"), notAfter: new Date("2032-11-12T13:14:15Z") });
+    const leaf = issueLeaf(longCa, "ecdsa-p256", "server", {
+      name: "exact-dates",
+      notBefore: new Date("2031-05-06T07:08:09Z"),
+      notAfter: new Date("2032-11-12T13:14:15Z"),
+    });
     assert.deepEqual(opensslDates(leaf.file), { notBefore: "2031-05-06 07:08:09Z", notAfter: "2032-11-12 13:14:15Z" });
     assert.deepEqual(timesOf(leaf.file), ["UTCTIME:310506070809Z", "UTCTIME:321112131415Z"]);
   });
   it("ok/sub-second parts are truncated, never rounded up (notBefore never moves later)", () => {
-    const leaf = issueLeaf(longCa, "ecdsa-p256", "server", { name: "ms-dates", notBefore: new Date("2031-05-06T07:08:09.999Z"), notAfter: new Date("2032-11-12T13:14:15.500Z") });
+    const leaf = issueLeaf(longCa, "ecdsa-p256", "server", {
+      name: "ms-dates",
+      notBefore: new Date("2031-05-06T07:08:09.999Z"),
+      notAfter: new Date("2032-11-12T13:14:15.500Z"),
+    });
     assert.deepEqual(opensslDates(leaf.file), { notBefore: "2031-05-06 07:08:09Z", notAfter: "2032-11-12 13:14:15Z" });
   });
   it("ok/the CA's own dates: UTCTime for 2020, GeneralizedTime for 2060", () => {
     assert.deepEqual(timesOf(longCa.file), ["UTCTIME:200101000000Z", "GENERALIZEDTIME:20600101000000Z"]);
   });
   it("ok/2049 is UTCTime and 2050 GeneralizedTime in one certificate, and openssl verifies it in 2050", () => {
-    const leaf = issueLeaf(longCa, "ecdsa-p256", "dual", { name: "y2050", notBefore: new Date("2049-06-01T00:00:00Z"), notAfter: new Date("2050-06-01T12:34:56Z") });
+    const leaf = issueLeaf(longCa, "ecdsa-p256", "dual", {
+      name: "y2050",
+      notBefore: new Date("2049-06-01T00:00:00Z"),
+      notAfter: new Date("2050-06-01T12:34:56Z"),
+    });
     assert.deepEqual(timesOf(leaf.file), ["UTCTIME:490601000000Z", "GENERALIZEDTIME:20500601123456Z"]);
     assert.deepEqual(opensslDates(leaf.file), { notBefore: "2049-06-01 00:00:00Z", notAfter: "2050-06-01 12:34:56Z" });
     for (const purpose of ["sslserver", "sslclient"] as Purpose[]) {
-      const r = opensslVerify({ caFile: longCa.file, certFile: leaf.file, purpose, attime: new Date("2050-03-01T00:00:00Z") });
+      const r = opensslVerify({
+        caFile: longCa.file,
+        certFile: leaf.file,
+        purpose,
+        attime: new Date("2050-03-01T00:00:00Z"),
+      });
       assert.ok(r.ok, r.output);
     }
   });
   it("fail/the 2050 certificate is expired one second after its GeneralizedTime notAfter", () => {
-    const leaf = issueLeaf(longCa, "ecdsa-p256", "server", { name: "y2050-expired", notBefore: new Date("2049-06-01T00:00:00Z"), notAfter: new Date("2050-06-01T12:34:56Z") });
-    const r = opensslVerify({ caFile: longCa.file, certFile: leaf.file, purpose: "sslserver", attime: new Date("2050-06-01T12:34:57Z") });
+    const leaf = issueLeaf(longCa, "ecdsa-p256", "server", {
+      name: "y2050-expired",
+      notBefore: new Date("2049-06-01T00:00:00Z"),
+      notAfter: new Date("2050-06-01T12:34:56Z"),
+    });
+    const r = opensslVerify({
+      caFile: longCa.file,
+      certFile: leaf.file,
+      purpose: "sslserver",
+      attime: new Date("2050-06-01T12:34:57Z"),
+    });
     assert.equal(r.ok, false);
     assert.match(r.output, /certificate has expired/);
   });
   it("ok/the boundary: 2049-12-31T23:59:59Z is UTCTime, 2050-01-01T00:00:00Z GeneralizedTime", () => {
-    const leaf = issueLeaf(longCa, "ecdsa-p256", "server", { name: "boundary", notBefore: new Date("2049-12-31T23:59:59Z"), notAfter: new Date("2050-01-01T00:00:00Z") });
+    const leaf = issueLeaf(longCa, "ecdsa-p256", "server", {
+      name: "boundary",
+      notBefore: new Date("2049-12-31T23:59:59Z"),
+      notAfter: new Date("2050-01-01T00:00:00Z"),
+    });
     assert.deepEqual(timesOf(leaf.file), ["UTCTIME:491231235959Z", "GENERALIZEDTIME:20500101000000Z"]);
-    const r = opensslVerify({ caFile: longCa.file, certFile: leaf.file, purpose: "sslserver", attime: new Date("2049-12-31T23:59:59Z") });
+    const r = opensslVerify({
+      caFile: longCa.file,
+      certFile: leaf.file,
+      purpose: "sslserver",
+      attime: new Date("2049-12-31T23:59:59Z"),
+    });
     assert.ok(r.ok, r.output);
   });
   it("ok/readCertFields reads both time forms back", () => {
-    const leaf = issueLeaf(longCa, "ecdsa-p256", "server", { name: "y2050-read", notBefore: new Date("2049-12-31T23:59:59Z"), notAfter: new Date("2050-06-01T12:34:56Z") });
+    const leaf = issueLeaf(longCa, "ecdsa-p256", "server", {
+      name: "y2050-read",
+      notBefore: new Date("2049-12-31T23:59:59Z"),
+      notAfter: new Date("2050-06-01T12:34:56Z"),
+    });
     const f = readCertFields(leaf.der);
     assert.equal(f.notBefore.toISOString(), "2049-12-31T23:59:59.000Z");
     assert.equal(f.notAfter.toISOString(), "2050-06-01T12:34:56.000Z");
@@ -717,17 +931,27 @@ describe("pki/keys", () => {
       const fromKey = opensslPubkeyOfKey(leaf.keyFile);
       assert.equal(infoOf(leaf.file).pubkey, fromKey);
       assert.equal(opensslPubkeyOfCert(leaf.file), fromKey, "x509 -pubkey on its own agrees");
-      assert.equal(fromKey, encodePem("PUBLIC KEY", leaf.key.spki), "the SPKI mtlskit holds is the one openssl derives");
+      assert.equal(
+        fromKey,
+        encodePem("PUBLIC KEY", leaf.key.spki),
+        "the SPKI mtlskit holds is the one openssl derives",
+      );
     });
     it(`fail/${type}: the certificate's public key differs from another key type's`, () => {
       const other = KEY_TYPE_NAMES[(KEY_TYPE_NAMES.indexOf(type) + 1) % KEY_TYPE_NAMES.length]!;
-      assert.notEqual(infoOf(leafOf("ecdsa-p256", type, "server").file).pubkey, opensslPubkeyOfKey(leafOf("ecdsa-p256", other, "server").keyFile));
+      assert.notEqual(
+        infoOf(leafOf("ecdsa-p256", type, "server").file).pubkey,
+        opensslPubkeyOfKey(leafOf("ecdsa-p256", other, "server").keyFile),
+      );
     });
     it(`ok/${type}: node:crypto re-exports PKCS#8 and SPKI byte for byte, and keyTypeOf names it`, () => {
       const k = keyOf("leaf", type);
       const priv = createPrivateKey({ key: k.pkcs8, format: "der", type: "pkcs8" });
       assert.equal(priv.export({ type: "pkcs8", format: "der" }).toString("hex"), k.pkcs8.toString("hex"));
-      assert.equal(createPublicKey(priv).export({ type: "spki", format: "der" }).toString("hex"), k.spki.toString("hex"));
+      assert.equal(
+        createPublicKey(priv).export({ type: "spki", format: "der" }).toString("hex"),
+        k.spki.toString("hex"),
+      );
       assert.equal(keyTypeOf(priv), type);
     });
   }
@@ -740,7 +964,8 @@ describe("pki/keys", () => {
       "rsa-4096": /Public-Key: \(4096 bit\)[\s\S]*Exponent: 65537 \(0x10001\)/,
       ed25519: /Public Key Algorithm: ED25519/,
     };
-    for (const type of KEY_TYPE_NAMES) assert.match(textOf(leafOf("ecdsa-p256", type, "server").file), want[type], type);
+    for (const type of KEY_TYPE_NAMES)
+      assert.match(textOf(leafOf("ecdsa-p256", type, "server").file), want[type], type);
   });
   it("ok/ecdsa-p256 and ecdsa-p384: the hand-built PKCS#8 and SPKI equal node:crypto's encoders over 600 keys each, leading-zero scalars and coordinates included", () => {
     // In a child process: EC generateKey can deadlock Node 20 (next test), which must fail this
@@ -764,9 +989,16 @@ describe("pki/keys", () => {
       console.log(JSON.stringify(out));`,
       12_000,
     );
-    assert.ok(r.finished, `generating 1,200 EC keys did not finish within 12 s (deadlock, see the next test); stderr: ${r.stderr}`);
+    assert.ok(
+      r.finished,
+      `generating 1,200 EC keys did not finish within 12 s (deadlock, see the next test); stderr: ${r.stderr}`,
+    );
     assert.equal(r.status, 0, r.stderr);
-    const out = JSON.parse(r.stdout.trim().split("\n").pop()!) as { keys: number; padded: number; mismatches: unknown[] };
+    const out = JSON.parse(r.stdout.trim().split("\n").pop()!) as {
+      keys: number;
+      padded: number;
+      mismatches: unknown[];
+    };
     assert.equal(out.keys, 1200);
     assert.deepEqual(out.mismatches.slice(0, 3), []);
     assert.ok(out.padded > 0, "no key with a leading zero octet was drawn; the padding case went untested");
@@ -817,21 +1049,45 @@ describe("pki/cert: readCertFields and verifySignedBy", () => {
     it(`ok/CA ${caType}: verifySignedBy is true for the issuing CA`, () => {
       const ca = caOf(caType);
       for (const leafType of KEY_TYPE_NAMES) {
-        assert.equal(verifySignedBy(readCertFields(leafOf(caType, leafType, "server").der), createPublicKey(ca.issuer.privateKey), caType), true, leafType);
+        assert.equal(
+          verifySignedBy(
+            readCertFields(leafOf(caType, leafType, "server").der),
+            createPublicKey(ca.issuer.privateKey),
+            caType,
+          ),
+          true,
+          leafType,
+        );
       }
-      assert.equal(verifySignedBy(readCertFields(ca.der), createPublicKey(ca.issuer.privateKey), caType), true, "self-signed");
+      assert.equal(
+        verifySignedBy(readCertFields(ca.der), createPublicKey(ca.issuer.privateKey), caType),
+        true,
+        "self-signed",
+      );
     });
     it(`fail/CA ${caType}: verifySignedBy is false for another CA, another key of the same type, and an altered certificate`, () => {
       const leaf = readCertFields(leafOf(caType, "ecdsa-p256", "server").der);
       for (const otherType of KEY_TYPE_NAMES.filter((t) => t !== caType)) {
-        assert.equal(verifySignedBy(leaf, createPublicKey(caOf(otherType).issuer.privateKey), otherType), false, `CA ${otherType}`);
+        assert.equal(
+          verifySignedBy(leaf, createPublicKey(caOf(otherType).issuer.privateKey), otherType),
+          false,
+          `CA ${otherType}`,
+        );
       }
       // Same algorithm, other key: the leaf key of the CA's type.
-      assert.equal(verifySignedBy(leaf, createPublicKey(privateKeyOf(keyOf("leaf", caType))), caType), false, "other key of the same type");
+      assert.equal(
+        verifySignedBy(leaf, createPublicKey(privateKeyOf(keyOf("leaf", caType))), caType),
+        false,
+        "other key of the same type",
+      );
       const altered = Buffer.from(leaf.der);
       const at = leaf.serial.byteOffset - leaf.der.byteOffset + leaf.serial.length - 1; // the serial's last octet, inside the TBS
       altered[at] = altered[at]! ^ 0x01;
-      assert.equal(verifySignedBy(readCertFields(altered), createPublicKey(caOf(caType).issuer.privateKey), caType), false, "altered TBS");
+      assert.equal(
+        verifySignedBy(readCertFields(altered), createPublicKey(caOf(caType).issuer.privateKey), caType),
+        false,
+        "altered TBS",
+      );
     });
   }
   it("fail/readCertFields throws on trailing bytes and on truncation", () => {
@@ -845,8 +1101,16 @@ describe("pki/cert: readCertFields and verifySignedBy", () => {
 // decodeCertificate (src/pki/x509.ts) against openssl
 // ---------------------------------------------------------------------------------------------
 
-const KU_NAME: Record<string, string> = { "Digital Signature": "digitalSignature", "Key Encipherment": "keyEncipherment", "Certificate Sign": "keyCertSign", "CRL Sign": "cRLSign" };
-const EKU_NAME: Record<string, string> = { "TLS Web Server Authentication": "serverAuth", "TLS Web Client Authentication": "clientAuth" };
+const KU_NAME: Record<string, string> = {
+  "Digital Signature": "digitalSignature",
+  "Key Encipherment": "keyEncipherment",
+  "Certificate Sign": "keyCertSign",
+  "CRL Sign": "cRLSign",
+};
+const EKU_NAME: Record<string, string> = {
+  "TLS Web Server Authentication": "serverAuth",
+  "TLS Web Client Authentication": "clientAuth",
+};
 
 function opensslSans(value: string | undefined): { type: string; value: string }[] {
   if (value === undefined) return [];
@@ -861,8 +1125,14 @@ function opensslSans(value: string | undefined): { type: string; value: string }
 describe("pki/x509: decodeCertificate agrees with openssl", () => {
   before(() => void matrix());
   const cases: [string, () => { der: Buffer; file: string }][] = [
-    ...USAGES.map((p): [string, () => { der: Buffer; file: string }] => [`${p} leaf (RSA-2048 under ECDSA P-256)`, () => leafOf("ecdsa-p256", "rsa-2048", p)]),
-    ...USAGES.map((p): [string, () => { der: Buffer; file: string }] => [`${p} leaf (Ed25519 under RSA-3072)`, () => leafOf("rsa-3072", "ed25519", p)]),
+    ...USAGES.map((p): [string, () => { der: Buffer; file: string }] => [
+      `${p} leaf (RSA-2048 under ECDSA P-256)`,
+      () => leafOf("ecdsa-p256", "rsa-2048", p),
+    ]),
+    ...USAGES.map((p): [string, () => { der: Buffer; file: string }] => [
+      `${p} leaf (Ed25519 under RSA-3072)`,
+      () => leafOf("rsa-3072", "ed25519", p),
+    ]),
     ["CA (ECDSA P-384)", () => caOf("ecdsa-p384")],
   ];
   for (const [name, get] of cases) {
@@ -873,27 +1143,62 @@ describe("pki/x509: decodeCertificate agrees with openssl", () => {
       const ext = extensionsOf(t);
       const san = ext.get("X509v3 Subject Alternative Name");
       // Array.from: decodeCertificate hands back @peculiar Array subclasses (see the report); compare the contents.
-      assert.deepEqual(Array.from(info.sans, (s) => ({ type: s.type, value: s.type === "ip" ? ipHex(s.value) : s.value })), opensslSans(san?.value));
+      assert.deepEqual(
+        Array.from(info.sans, (s) => ({ type: s.type, value: s.type === "ip" ? ipHex(s.value) : s.value })),
+        opensslSans(san?.value),
+      );
       const eku = ext.get("X509v3 Extended Key Usage");
-      assert.deepEqual(info.extKeyUsage && Array.from(info.extKeyUsage), eku ? eku.value.split(", ").map((n) => EKU_NAME[n] ?? n) : undefined);
+      assert.deepEqual(
+        info.extKeyUsage && Array.from(info.extKeyUsage),
+        eku ? eku.value.split(", ").map((n) => EKU_NAME[n] ?? n) : undefined,
+      );
       const ku = ext.get("X509v3 Key Usage");
       assert.ok(ku);
-      assert.deepEqual([...(info.keyUsage ?? [])].sort(), ku.value.split(", ").map((n) => KU_NAME[n] ?? n).sort());
+      assert.deepEqual(
+        [...(info.keyUsage ?? [])].sort(),
+        ku.value
+          .split(", ")
+          .map((n) => KU_NAME[n] ?? n)
+          .sort(),
+      );
       assert.equal(info.keyUsageCritical, ku.critical);
       const bc = ext.get("X509v3 Basic Constraints");
       assert.ok(bc);
       assert.equal(info.isCA, bc.value.startsWith("CA:TRUE"));
-      assert.equal(info.pathLen, /pathlen:(\d+)/.exec(bc.value)?.[1] === undefined ? undefined : Number(/pathlen:(\d+)/.exec(bc.value)![1]));
+      assert.equal(
+        info.pathLen,
+        /pathlen:(\d+)/.exec(bc.value)?.[1] === undefined ? undefined : Number(/pathlen:(\d+)/.exec(bc.value)![1]),
+      );
       assert.equal(info.basicConstraintsCritical, bc.critical);
       assert.equal(info.subjectKeyId?.toUpperCase(), ext.get("X509v3 Subject Key Identifier")?.value.replace(/:/g, ""));
-      assert.equal(info.authorityKeyId?.toUpperCase(), akiValue(ext.get("X509v3 Authority Key Identifier")?.value)?.replace(/:/g, ""));
+      assert.equal(
+        info.authorityKeyId?.toUpperCase(),
+        akiValue(ext.get("X509v3 Authority Key Identifier")?.value)?.replace(/:/g, ""),
+      );
       assert.equal(info.serialHex.toUpperCase(), infoOf(c.file).serial);
       assert.equal(info.serialNegative, false);
       const dates = opensslDates(c.file);
-      assert.equal(info.notBefore.toISOString().replace(/\.000Z$/, "Z").replace("T", " "), dates.notBefore);
-      assert.equal(info.notAfter.toISOString().replace(/\.000Z$/, "Z").replace("T", " "), dates.notAfter);
+      assert.equal(
+        info.notBefore
+          .toISOString()
+          .replace(/\.000Z$/, "Z")
+          .replace("T", " "),
+        dates.notBefore,
+      );
+      assert.equal(
+        info.notAfter
+          .toISOString()
+          .replace(/\.000Z$/, "Z")
+          .replace("T", " "),
+        dates.notAfter,
+      );
       // openssl prints most general first with " = "; decodeCertificate most specific first with "=".
-      const flip = (s: string | undefined) => (s ?? "").split(", ").map((p) => p.replace(" = ", "=")).reverse().join(", ");
+      const flip = (s: string | undefined) =>
+        (s ?? "")
+          .split(", ")
+          .map((p) => p.replace(" = ", "="))
+          .reverse()
+          .join(", ");
       assert.equal(info.subject, flip(fieldOf(t, "Subject")));
       assert.equal(info.issuer, flip(fieldOf(t, "Issuer")));
     });
@@ -913,7 +1218,13 @@ describe("pki/intermediate: root -> intermediate (profile ca) -> leaf", () => {
     // The organisation's root, made by openssl (no pathlen, like the roots ca.import is for).
     const rootKey = keyOf("ca", "ecdsa-p384");
     rootFile = path.join(DIR, "org-root.pem");
-    opensslSelfSignedRoot({ dir: DIR, keyFile: keyFileOf(rootKey, "org-root"), subj: "/O=Org/CN=Org Root", days: 3650, out: rootFile });
+    opensslSelfSignedRoot({
+      dir: DIR,
+      keyFile: keyFileOf(rootKey, "org-root"),
+      subj: "/O=Org/CN=Org Root",
+      days: 3650,
+      out: rootFile,
+    });
     const rootText = opensslText(rootFile);
     const ski = extensionsOf(rootText).get("X509v3 Subject Key Identifier")?.value;
     assert.ok(ski, "the openssl root has an SKI");
@@ -924,7 +1235,11 @@ describe("pki/intermediate: root -> intermediate (profile ca) -> leaf", () => {
       keyType: "ecdsa-p384",
       privateKey: privateKeyOf(rootKey),
     };
-    inter = newTestCa("ecdsa-p256", { name: "org-intermediate", subject: { O: "Org", CN: "Org Issuing CA" }, parent: rootIssuer });
+    inter = newTestCa("ecdsa-p256", {
+      name: "org-intermediate",
+      subject: { O: "Org", CN: "Org Issuing CA" },
+      parent: rootIssuer,
+    });
     leaf = issueLeaf(inter, "ecdsa-p256", "dual", { name: "org-leaf" });
   });
 
@@ -953,7 +1268,11 @@ describe("pki/intermediate: root -> intermediate (profile ca) -> leaf", () => {
   });
   it("fail/an mtlskit CA (pathlen 0) cannot anchor an intermediate: path length constraint exceeded", () => {
     const mtlsRoot = caOf("ecdsa-p384");
-    const sub = newTestCa("ecdsa-p256", { name: "sub-of-pathlen0", subject: { CN: "Sub CA" }, parent: mtlsRoot.issuer });
+    const sub = newTestCa("ecdsa-p256", {
+      name: "sub-of-pathlen0",
+      subject: { CN: "Sub CA" },
+      parent: mtlsRoot.issuer,
+    });
     const l = issueLeaf(sub, "ecdsa-p256", "server", { name: "leaf-of-sub" });
     const r = opensslVerify({ caFile: mtlsRoot.file, untrusted: sub.file, certFile: l.file, purpose: "sslserver" });
     assert.equal(r.ok, false);

@@ -44,14 +44,26 @@ function listening(args: string[]): { port: Promise<number>; done: Promise<CliRe
     const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out + err);
     if (m) found(Number(m[1]));
   };
-  const done = run(["probe", "--listen", "0", ...args], { out: (t) => ((out += t), seen()), err: (t) => ((err += t), seen()), tty: false, color: false }).then((code) => ({ code, out, err }));
+  const done = run(["probe", "--listen", "0", ...args], {
+    out: (t) => ((out += t), seen()),
+    err: (t) => ((err += t), seen()),
+    tty: false,
+    color: false,
+  }).then((code) => ({ code, out, err }));
   return { port, done };
 }
 
 /** client connects to the listening probe on loopback and resolves when the probe closes the connection (bounded: 5 s). */
 function client(port: number, creds: { cert?: string; key?: string }): Promise<void> {
   return new Promise((resolve) => {
-    const s = tls.connect({ host: "127.0.0.1", port, servername: "api.localhost", ALPNProtocols: ["h2", "http/1.1"], rejectUnauthorized: false, ...creds });
+    const s = tls.connect({
+      host: "127.0.0.1",
+      port,
+      servername: "api.localhost",
+      ALPNProtocols: ["h2", "http/1.1"],
+      rejectUnauthorized: false,
+      ...creds,
+    });
     const timer = setTimeout(() => s.destroy(), 5_000);
     s.on("error", () => {});
     s.on("close", () => (clearTimeout(timer), resolve()));
@@ -62,7 +74,22 @@ function client(port: number, creds: { cert?: string; key?: string }): Promise<v
 async function sServer(files: { cert: string; key: string; ca: string }, verify: string[]): Promise<number> {
   const port = await freePort();
   // stdin stays open: s_server ends a connection when its standard input reaches EOF.
-  const p: ChildProcess = spawn("openssl", ["s_server", "-accept", `127.0.0.1:${port}`, "-cert", files.cert, "-key", files.key, "-CAfile", files.ca, ...verify], { stdio: ["pipe", "pipe", "pipe"] });
+  const p: ChildProcess = spawn(
+    "openssl",
+    [
+      "s_server",
+      "-accept",
+      `127.0.0.1:${port}`,
+      "-cert",
+      files.cert,
+      "-key",
+      files.key,
+      "-CAfile",
+      files.ca,
+      ...verify,
+    ],
+    { stdio: ["pipe", "pipe", "pipe"] },
+  );
   stops.push(async () => {
     if (p.exitCode === null) {
       const gone = new Promise((r) => p.once("exit", r));
@@ -115,10 +142,23 @@ describe("probe", () => {
   let dir: string;
   let caPem: string;
   let ca: Forged;
-  const svc = (name: string) => ({ cert: path.join(pki, "services", name, "cert.pem"), key: path.join(pki, "services", name, "key.pem"), ca: path.join(pki, "services", name, "ca.pem") });
-  const probe = (port: number, as: string, ...more: string[]) => runCli(["probe", `127.0.0.1:${port}`, "--as", as, "-f", MANIFEST, "--pki", pki, "--timeout", "3", ...more]);
+  const svc = (name: string) => ({
+    cert: path.join(pki, "services", name, "cert.pem"),
+    key: path.join(pki, "services", name, "key.pem"),
+    ca: path.join(pki, "services", name, "ca.pem"),
+  });
+  const probe = (port: number, as: string, ...more: string[]) =>
+    runCli(["probe", `127.0.0.1:${port}`, "--as", as, "-f", MANIFEST, "--pki", pki, "--timeout", "3", ...more]);
   /** apiLike forges a server certificate like api's from the quick start CA, with `spec` overriding. */
-  const apiLike = (spec: ForgeSpec = {}) => forge({ cn: "api", o: "Quickstart", issuer: ca, eku: ["serverAuth"], sans: ["DNS:api", "DNS:localhost", "IP:127.0.0.1", `URI:${API_ID}`], ...spec });
+  const apiLike = (spec: ForgeSpec = {}) =>
+    forge({
+      cn: "api",
+      o: "Quickstart",
+      issuer: ca,
+      eku: ["serverAuth"],
+      sans: ["DNS:api", "DNS:localhost", "IP:127.0.0.1", `URI:${API_ID}`],
+      ...spec,
+    });
   const serve = (leaf: Forged) => nodeServer({ cert: leaf.pem + caPem, key: leaf.key.pem, ca: caPem });
 
   before(async () => {
@@ -128,7 +168,13 @@ describe("probe", () => {
     assert.equal(r.code, 0, r.err);
     caPem = readFileSync(path.join(pki, "ca/ca.pem"), "utf8");
     const der = new Material().certsOfPem(caPem) as { der: Buffer; info: { subjectKeyId?: string } }[];
-    ca = { der: der[0]!.der, pem: caPem, key: keyFromPem(readFileSync(path.join(pki, "ca/ca-key.pem"), "utf8"), "ec-p256"), subject: readCertFields(der[0]!.der).subject, ski: Buffer.from(der[0]!.info.subjectKeyId!, "hex") };
+    ca = {
+      der: der[0]!.der,
+      pem: caPem,
+      key: keyFromPem(readFileSync(path.join(pki, "ca/ca-key.pem"), "utf8"), "ec-p256"),
+      subject: readCertFields(der[0]!.der).subject,
+      ski: Buffer.from(der[0]!.info.subjectKeyId!, "hex"),
+    };
   });
   after(async () => {
     for (const stop of stops.splice(0)) await stop();
@@ -167,22 +213,55 @@ describe("probe", () => {
     assert.deepEqual(j.findings, []);
   });
 
-  for (const [name, verify] of [["requests a certificate optionally (-verify 1)", ["-verify", "1"]], ["does not ask for one", []]] as const) {
+  for (const [name, verify] of [
+    ["requests a certificate optionally (-verify 1)", ["-verify", "1"]],
+    ["does not ask for one", []],
+  ] as const) {
     it(`fail/server ${name}: server-accepts-anonymous`, async () => {
       const port = await sServer(svc("api"), [...verify]);
       const r = await probe(port, "db", "--json");
       assert.equal(r.code, 1, r.out + r.err);
       const j = JSON.parse(r.out);
       assert.equal(j.clientCertificate.demanded, false);
-      assert.deepEqual(j.findings.map((f: { code: string }) => f.code), ["server-accepts-anonymous"]);
+      assert.deepEqual(
+        j.findings.map((f: { code: string }) => f.code),
+        ["server-accepts-anonymous"],
+      );
     });
   }
 
   const broken: [string, () => Forged, string, RegExp][] = [
-    ["a server certificate from another CA", () => forge({ cn: "api", issuer: forge({ ca: true, cn: "Other CA" }), eku: ["serverAuth"], sans: ["IP:127.0.0.1", `URI:${API_ID}`] }), "server-untrusted", /does not chain to .*db\/ca\.pem: its issuer CN=Other CA is not in/],
-    ["a server certificate without the dialed IP", () => apiLike({ sans: ["DNS:api", `URI:${API_ID}`] }), "server-address", /we dialed 127\.0\.0\.1, but the server's certificate has no IP SAN 127\.0\.0\.1 \(SANs: DNS:api, URI:/],
-    ["a server certificate with clientAuth only", () => apiLike({ eku: ["clientAuth"] }), "server-usage", /may not serve: its extendedKeyUsage is clientAuth, without serverAuth/],
-    ["an expired server certificate", () => apiLike({ notBefore: new Date(Date.now() - 20 * 86_400_000), notAfter: new Date(Date.now() - 2 * 86_400_000) }), "server-validity", /the server's certificate expired on \d{4}-/],
+    [
+      "a server certificate from another CA",
+      () =>
+        forge({
+          cn: "api",
+          issuer: forge({ ca: true, cn: "Other CA" }),
+          eku: ["serverAuth"],
+          sans: ["IP:127.0.0.1", `URI:${API_ID}`],
+        }),
+      "server-untrusted",
+      /does not chain to .*db\/ca\.pem: its issuer CN=Other CA is not in/,
+    ],
+    [
+      "a server certificate without the dialed IP",
+      () => apiLike({ sans: ["DNS:api", `URI:${API_ID}`] }),
+      "server-address",
+      /we dialed 127\.0\.0\.1, but the server's certificate has no IP SAN 127\.0\.0\.1 \(SANs: DNS:api, URI:/,
+    ],
+    [
+      "a server certificate with clientAuth only",
+      () => apiLike({ eku: ["clientAuth"] }),
+      "server-usage",
+      /may not serve: its extendedKeyUsage is clientAuth, without serverAuth/,
+    ],
+    [
+      "an expired server certificate",
+      () =>
+        apiLike({ notBefore: new Date(Date.now() - 20 * 86_400_000), notAfter: new Date(Date.now() - 2 * 86_400_000) }),
+      "server-validity",
+      /the server's certificate expired on \d{4}-/,
+    ],
   ];
   for (const [name, make, code, message] of broken) {
     it(`fail/${name}: ${code}`, async () => {
@@ -202,7 +281,10 @@ describe("probe", () => {
     const port = await serve(apiLike({ key: newKey("rsa-2048"), ku: ["keyEncipherment"] }));
     const r = await probe(port, "db");
     assert.equal(r.code, 0, r.out + r.err);
-    assert.match(r.out, /warning +server-usage-strict: the server's certificate CN=api works with OpenSSL and Go clients, but its keyUsage is keyEncipherment, without digitalSignature.*GnuTLS .*Java/);
+    assert.match(
+      r.out,
+      /warning +server-usage-strict: the server's certificate CN=api works with OpenSSL and Go clients, but its keyUsage is keyEncipherment, without digitalSignature.*GnuTLS .*Java/,
+    );
     assert.match(r.out, /add digitalSignature to its keyUsage \(keyUsage = digitalSignature, keyEncipherment\)/);
     assert.doesNotMatch(r.out, /extendedKeyUsage serverAuth/);
   });
@@ -224,15 +306,24 @@ describe("probe", () => {
     const r = await probe(port, "db", "--servername", "api", "--json");
     const j = JSON.parse(r.out);
     assert.equal(j.target.servername, "api");
-    assert.deepEqual(j.findings.map((f: { code: string }) => f.code).filter((c: string) => c === "server-address"), []);
+    assert.deepEqual(
+      j.findings.map((f: { code: string }) => f.code).filter((c: string) => c === "server-address"),
+      [],
+    );
   });
   it("fail/--servername naming what the certificate lacks: server-address says what was dialed and verified", async () => {
     const port = await serve(apiLike());
     const r = await probe(port, "db", "--servername", "db.example");
     assert.equal(r.code, 1, r.out + r.err);
-    assert.match(r.out, /we dialed 127\.0\.0\.1 as db\.example \(--servername\), but the server's certificate has no DNS SAN matching db\.example/);
+    assert.match(
+      r.out,
+      /we dialed 127\.0\.0\.1 as db\.example \(--servername\), but the server's certificate has no DNS SAN matching db\.example/,
+    );
   });
-  for (const [bad, message] of [["10.0.0.5", /--servername must be a DNS name \(SNI never carries an IP/], ["not a name!", /--servername must be a DNS name/]] as const) {
+  for (const [bad, message] of [
+    ["10.0.0.5", /--servername must be a DNS name \(SNI never carries an IP/],
+    ["not a name!", /--servername must be a DNS name/],
+  ] as const) {
     it(`fail/usage: --servername ${bad} exits 2`, async () => {
       const r = await probe(1, "db", "--servername", bad);
       assert.equal(r.code, 2);
@@ -241,10 +332,17 @@ describe("probe", () => {
   }
 
   it("fail/the server at db's declared address for api is db: server-identity", async () => {
-    const port = await nodeServer({ cert: readFileSync(svc("db").cert, "utf8"), key: readFileSync(svc("db").key, "utf8"), ca: caPem });
+    const port = await nodeServer({
+      cert: readFileSync(svc("db").cert, "utf8"),
+      key: readFileSync(svc("db").key, "utf8"),
+      ca: caPem,
+    });
     const r = await probe(port, "db");
     assert.equal(r.code, 1, r.out + r.err);
-    assert.match(r.out, /server-identity: the server at 127\.0\.0\.1 is db \(spiffe:\/\/quickstart\.local\/dual\/db\), but .*quickstart\.yaml says db dials api there/);
+    assert.match(
+      r.out,
+      /server-identity: the server at 127\.0\.0\.1 is db \(spiffe:\/\/quickstart\.local\/dual\/db\), but .*quickstart\.yaml says db dials api there/,
+    );
   });
 
   it("fail/the server refuses our certificate (another CA on its side): diagnosed as the server's refusal", async () => {
@@ -257,7 +355,10 @@ describe("probe", () => {
     assert.equal(r.code, 1, r.out + r.err);
     assert.match(r.out, /FAILED after a TLSv1\.3 handshake .*alert unknown ca/);
     assert.match(r.out, /explain: peer-unknown-ca: the peer does not trust the CA of this side's certificate/);
-    assert.match(r.out, /the SERVER refused the client's certificate because the server's trust bundle does not hold the CA that issued it/);
+    assert.match(
+      r.out,
+      /the SERVER refused the client's certificate because the server's trust bundle does not hold the CA that issued it/,
+    );
     assert.match(r.out, /error +client-refused: 127\.0\.0\.1:\d+ refused db's certificate/);
     assert.match(r.out, /verification against .*: trusted/, "the server's own certificate is still shown and judged");
   });
@@ -284,7 +385,18 @@ describe("probe", () => {
   it("ok/explicit files instead of --as", async () => {
     const port = await sServer(svc("api"), ["-Verify", "1"]);
     const w = svc("worker");
-    const r = await runCli(["probe", `127.0.0.1:${port}`, "--cert", w.cert, "--key", w.key, "--ca", w.ca, "--timeout", "3"]);
+    const r = await runCli([
+      "probe",
+      `127.0.0.1:${port}`,
+      "--cert",
+      w.cert,
+      "--key",
+      w.key,
+      "--ca",
+      w.ca,
+      "--timeout",
+      "3",
+    ]);
     assert.equal(r.code, 0, r.out + r.err);
     assert.match(r.out, /identity: spiffe:\/\/quickstart\.local\/server\/api\n/);
   });
@@ -310,7 +422,8 @@ describe("probe", () => {
 
   describe("--listen", () => {
     const WORKER_ID = "spiffe://quickstart.local/client/worker";
-    const listenAs = (as: string, ...more: string[]) => listening(["--as", as, "-f", MANIFEST, "--pki", pki, "--timeout", "10", ...more]);
+    const listenAs = (as: string, ...more: string[]) =>
+      listening(["--as", as, "-f", MANIFEST, "--pki", pki, "--timeout", "10", ...more]);
     const pem = (file: string) => readFileSync(file, "utf8");
 
     it("ok/worker's quick start certificate: trusted, identity worker, connection worker -> api declared", async () => {
@@ -329,32 +442,67 @@ describe("probe", () => {
     it("ok/a client certificate with keyAgreement, without digitalSignature: a client-usage-strict warning, and --count 2 with one without either: client-usage", async () => {
       const l = listenAs("api", "--count", "2", "--json");
       const port = await l.port;
-      const ka = forge({ cn: "worker", o: "Quickstart", issuer: ca, eku: ["clientAuth"], ku: ["keyAgreement"], sans: [`URI:${WORKER_ID}`] });
+      const ka = forge({
+        cn: "worker",
+        o: "Quickstart",
+        issuer: ca,
+        eku: ["clientAuth"],
+        ku: ["keyAgreement"],
+        sans: [`URI:${WORKER_ID}`],
+      });
       await client(port, { cert: ka.pem, key: ka.key.pem });
-      const none = forge({ cn: "worker", o: "Quickstart", issuer: ca, eku: ["clientAuth"], ku: ["contentCommitment"], sans: [`URI:${WORKER_ID}`] });
+      const none = forge({
+        cn: "worker",
+        o: "Quickstart",
+        issuer: ca,
+        eku: ["clientAuth"],
+        ku: ["contentCommitment"],
+        sans: [`URI:${WORKER_ID}`],
+      });
       await client(port, { cert: none.pem, key: none.key.pem });
       const r = await l.done;
       assert.equal(r.code, 1, r.out + r.err);
       const j = JSON.parse(r.out);
-      assert.deepEqual(j.map((x: { findings: { code: string; severity: string }[] }) => x.findings.map((f) => [f.code, f.severity])), [[["client-usage-strict", "warning"]], [["client-usage", "error"]]]);
-      assert.match(j[0].findings[0].message, /works with OpenSSL and Go servers, but its keyUsage is keyAgreement, without digitalSignature.*GnuTLS server refuses it/);
+      assert.deepEqual(
+        j.map((x: { findings: { code: string; severity: string }[] }) => x.findings.map((f) => [f.code, f.severity])),
+        [[["client-usage-strict", "warning"]], [["client-usage", "error"]]],
+      );
+      assert.match(
+        j[0].findings[0].message,
+        /works with OpenSSL and Go servers, but its keyUsage is keyAgreement, without digitalSignature.*GnuTLS server refuses it/,
+      );
       assert.match(j[1].findings[0].message, /an OpenSSL server refuses it \(`unsuitable certificate purpose`\)/);
-      for (const f of [j[0].findings[0], j[1].findings[0]]) assert.match(f.fix, /add digitalSignature to its keyUsage \(keyUsage = digitalSignature\)/);
+      for (const f of [j[0].findings[0], j[1].findings[0]])
+        assert.match(f.fix, /add digitalSignature to its keyUsage \(keyUsage = digitalSignature\)/);
     });
 
     it("fail/--count 3 --json: no certificate, another CA, serverAuth only", async () => {
       const l = listenAs("api", "--count", "3", "--json");
       const port = await l.port;
       await client(port, {});
-      const other = forge({ cn: "worker", issuer: forge({ ca: true, cn: "Other CA" }), eku: ["clientAuth"], sans: [`URI:${WORKER_ID}`] });
+      const other = forge({
+        cn: "worker",
+        issuer: forge({ ca: true, cn: "Other CA" }),
+        eku: ["clientAuth"],
+        sans: [`URI:${WORKER_ID}`],
+      });
       await client(port, { cert: other.pem, key: other.key.pem });
-      const serverOnly = forge({ cn: "worker", o: "Quickstart", issuer: ca, eku: ["serverAuth"], sans: [`URI:${WORKER_ID}`] });
+      const serverOnly = forge({
+        cn: "worker",
+        o: "Quickstart",
+        issuer: ca,
+        eku: ["serverAuth"],
+        sans: [`URI:${WORKER_ID}`],
+      });
       await client(port, { cert: serverOnly.pem, key: serverOnly.key.pem });
       const r = await l.done;
       assert.equal(r.code, 1, r.out + r.err);
       const j = JSON.parse(r.out);
       assert.equal(j.length, 3);
-      assert.deepEqual(j.map((x: { findings: { code: string }[] }) => x.findings.map((f) => f.code)), [["client-anonymous"], ["client-untrusted"], ["client-usage"]]);
+      assert.deepEqual(
+        j.map((x: { findings: { code: string }[] }) => x.findings.map((f) => f.code)),
+        [["client-anonymous"], ["client-untrusted"], ["client-usage"]],
+      );
       assert.equal(j[0].certificatePresented, false);
       assert.equal(j[0].session.servername, "api.localhost");
       assert.match(j[1].findings[0].message, /does not chain to .*api\/ca\.pem: its issuer CN=Other CA is not in/);
@@ -368,7 +516,10 @@ describe("probe", () => {
       await client(port, { cert: pem(svc("db").cert), key: pem(svc("db").key) });
       const r = await l.done;
       assert.equal(r.code, 0, r.out + r.err);
-      assert.deepEqual(JSON.parse(r.out)[0].findings.map((f: { code: string }) => f.code), ["connection-undeclared"]);
+      assert.deepEqual(
+        JSON.parse(r.out)[0].findings.map((f: { code: string }) => f.code),
+        ["connection-undeclared"],
+      );
     });
 
     it("fail/no client before --timeout: exit 3", async () => {

@@ -31,11 +31,19 @@ const DB = "spiffe://quickstart.local/dual/db";
 
 let pki: string;
 let otherPki: string;
-const files = (dir: string, name: string) => ({ certFile: path.join(dir, "services", name, "cert.pem"), keyFile: path.join(dir, "services", name, "key.pem"), caFile: path.join(dir, "services", name, "ca.pem") });
+const files = (dir: string, name: string) => ({
+  certFile: path.join(dir, "services", name, "cert.pem"),
+  keyFile: path.join(dir, "services", name, "key.pem"),
+  caFile: path.join(dir, "services", name, "ca.pem"),
+});
 const sourceOf = (name: string, dir = pki) => loadStaticSource(files(dir, name));
 
 /** serve starts the echo service (it replies with the caller's identity) on 127.0.0.1:0. */
-async function serve(source: CredentialSource, authorize = authorizeId(WORKER), options: grpc.ServerOptions = {}): Promise<{ port: number; server: grpc.Server }> {
+async function serve(
+  source: CredentialSource,
+  authorize = authorizeId(WORKER),
+  options: grpc.ServerOptions = {},
+): Promise<{ port: number; server: grpc.Server }> {
   const server = new grpc.Server(options);
   server.addService(echoService, {
     echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
@@ -43,15 +51,26 @@ async function serve(source: CredentialSource, authorize = authorizeId(WORKER), 
       cb(null, Buffer.from(`${call.request.toString()} from ${who}`));
     },
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync("127.0.0.1:0", grpcServerCredentials(source, { authorize }), (e, p) => (e ? reject(e) : resolve(p))));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", grpcServerCredentials(source, { authorize }), (e, p) =>
+      e ? reject(e) : resolve(p),
+    ),
+  );
   servers.push(server);
   return { port, server };
 }
 const servers: grpc.Server[] = [];
 
 /** call makes one echo call as `source`, on a fresh channel, and closes it. */
-async function call(port: number, source: CredentialSource, opts: { authorize?: ReturnType<typeof authorizeId>; servername?: string } = {}): Promise<string> {
-  const creds = grpcChannelCredentials(source, { authorize: opts.authorize ?? authorizeId(API), ...(opts.servername ? { servername: opts.servername } : {}) });
+async function call(
+  port: number,
+  source: CredentialSource,
+  opts: { authorize?: ReturnType<typeof authorizeId>; servername?: string } = {},
+): Promise<string> {
+  const creds = grpcChannelCredentials(source, {
+    authorize: opts.authorize ?? authorizeId(API),
+    ...(opts.servername ? { servername: opts.servername } : {}),
+  });
   const client = new EchoClient(`127.0.0.1:${port}`, creds);
   try {
     return await echo(client, "hello", 5000);
@@ -98,7 +117,11 @@ describe("grpc-js credentials", { timeout: 60_000 }, () => {
     const { port } = await serve(sourceOf("api"));
     // The other CA's worker, trusting the real CA: only the server can refuse.
     const other = files(otherPki, "worker");
-    const stranger = staticSource({ cert: readFileSync(other.certFile), key: readFileSync(other.keyFile), ca: readFileSync(files(pki, "worker").caFile) });
+    const stranger = staticSource({
+      cert: readFileSync(other.certFile),
+      key: readFileSync(other.keyFile),
+      ca: readFileSync(files(pki, "worker").caFile),
+    });
     const e = await failure(call(port, stranger));
     assert.equal(e.code, grpc.status.UNAVAILABLE, e.message);
   });
@@ -127,10 +150,21 @@ describe("grpc-js credentials", { timeout: 60_000 }, () => {
       await call(port, sourceOf("worker"), { authorize: (p) => (seen.push(p.certSha256), authorize(p)) });
       return seen[0];
     };
-    const sha = (pem: string) => createHash("sha256").update(Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ""), "base64")).digest("hex");
+    const sha = (pem: string) =>
+      createHash("sha256")
+        .update(Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ""), "base64"))
+        .digest("hex");
     assert.equal(await served(), sha(creds.cert));
     // Rotate: api's certificate re-issued (apply --reissue), read into a new snapshot.
-    const r = await runCli(["apply", "-f", path.join(REPO, "examples", "quickstart.yaml"), "--pki", pki, "--reissue", "api"]);
+    const r = await runCli([
+      "apply",
+      "-f",
+      path.join(REPO, "examples", "quickstart.yaml"),
+      "--pki",
+      pki,
+      "--reissue",
+      "api",
+    ]);
     assert.equal(r.code, 0, r.err);
     creds = sourceOf("api").current();
     const deadline = Date.now() + 2000;
@@ -144,14 +178,31 @@ describe("grpc-js credentials", { timeout: 60_000 }, () => {
     const admitWorker = authorizeId(WORKER);
     // The server ends every connection after 300 ms, so the one channel below keeps reconnecting
     // (a new handshake each time) while it stays the same channel with the same credentials.
-    const { port } = await serve(sourceOf("api"), (p) => (seen.push(p.certSha256), admitWorker(p)), { "grpc.max_connection_age_ms": 300, "grpc.max_connection_age_grace_ms": 100 });
+    const { port } = await serve(sourceOf("api"), (p) => (seen.push(p.certSha256), admitWorker(p)), {
+      "grpc.max_connection_age_ms": 300,
+      "grpc.max_connection_age_grace_ms": 100,
+    });
     let creds: Credentials = sourceOf("worker").current();
-    const client = new EchoClient(`127.0.0.1:${port}`, grpcChannelCredentials({ current: () => creds }, { authorize: authorizeId(API) }));
+    const client = new EchoClient(
+      `127.0.0.1:${port}`,
+      grpcChannelCredentials({ current: () => creds }, { authorize: authorizeId(API) }),
+    );
     try {
       const callOnce = async () => (await echo(client, "hello", 5000), seen.at(-1));
-      const sha = (pem: string) => createHash("sha256").update(Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ""), "base64")).digest("hex");
+      const sha = (pem: string) =>
+        createHash("sha256")
+          .update(Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ""), "base64"))
+          .digest("hex");
       assert.equal(await callOnce(), sha(creds.cert));
-      const r = await runCli(["apply", "-f", path.join(REPO, "examples", "quickstart.yaml"), "--pki", pki, "--reissue", "worker"]);
+      const r = await runCli([
+        "apply",
+        "-f",
+        path.join(REPO, "examples", "quickstart.yaml"),
+        "--pki",
+        pki,
+        "--reissue",
+        "worker",
+      ]);
       assert.equal(r.code, 0, r.err);
       const old = creds.cert;
       creds = sourceOf("worker").current();
@@ -170,7 +221,11 @@ describe("grpc-js credentials", { timeout: 60_000 }, () => {
 
   it("ok/examples/grpc: the server admits the worker and refuses db", async () => {
     const env = { ...process.env, MTLSKIT_PKI: pki, PORT: "0" };
-    const server = spawn(process.execPath, ["--import", "tsx", "examples/grpc/server.ts"], { cwd: REPO, env, stdio: ["ignore", "pipe", "pipe"] });
+    const server = spawn(process.execPath, ["--import", "tsx", "examples/grpc/server.ts"], {
+      cwd: REPO,
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     try {
       const port = await new Promise<string>((resolve, reject) => {
         let out = "";
@@ -178,13 +233,18 @@ describe("grpc-js credentials", { timeout: 60_000 }, () => {
         server.stdout.on("data", (d) => {
           out += d;
           const m = out.match(/listening on api\.localhost:(\d+)/);
-          if (m) (clearTimeout(timer), resolve(m[1]!));
+          if (m) clearTimeout(timer), resolve(m[1]!);
         });
         server.on("exit", (code) => reject(new Error(`server exited ${code}: ${out}`)));
       });
       const client = (as: string) =>
         new Promise<{ code: number | null; out: string }>((resolve) => {
-          const c = spawn(process.execPath, ["--import", "tsx", "examples/grpc/client.ts"], { cwd: REPO, env: { ...env, PORT: port, MTLSKIT_AS: as }, stdio: ["ignore", "pipe", "pipe"], timeout: 20_000 });
+          const c = spawn(process.execPath, ["--import", "tsx", "examples/grpc/client.ts"], {
+            cwd: REPO,
+            env: { ...env, PORT: port, MTLSKIT_AS: as },
+            stdio: ["ignore", "pipe", "pipe"],
+            timeout: 20_000,
+          });
           let out = "";
           c.stdout.on("data", (d) => (out += d));
           c.stderr.on("data", (d) => (out += d));

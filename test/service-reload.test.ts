@@ -16,7 +16,16 @@ import type { AddressInfo } from "node:net";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type * as tls from "node:tls";
-import { authorizeAny, authorizeId, clientOptions, createMtlsServer, fileSource, staticSource, type FileCredentialSource, type Reload } from "../src/service/index.ts";
+import {
+  authorizeAny,
+  authorizeId,
+  clientOptions,
+  createMtlsServer,
+  fileSource,
+  staticSource,
+  type FileCredentialSource,
+  type Reload,
+} from "../src/service/index.ts";
 import { tempDir } from "./helpers/cli.ts";
 import { forge, newKey, type Forged } from "./helpers/forge.ts";
 
@@ -26,8 +35,15 @@ const LIMIT_MS = 2000;
 
 const CA = forge({ ca: true, cn: "Reload CA" });
 const CA2 = forge({ ca: true, cn: "Reload CA 2" });
-const serverLeaf = () => forge({ issuer: CA, cn: "api", sans: ["IP:127.0.0.1", "DNS:api.localhost", `URI:${SERVER_ID}`], eku: ["serverAuth"] });
-const clientLeaf = (ca: Forged = CA) => forge({ issuer: ca, cn: "web", sans: [`URI:${CLIENT_ID}`], eku: ["clientAuth"] });
+const serverLeaf = () =>
+  forge({
+    issuer: CA,
+    cn: "api",
+    sans: ["IP:127.0.0.1", "DNS:api.localhost", `URI:${SERVER_ID}`],
+    eku: ["serverAuth"],
+  });
+const clientLeaf = (ca: Forged = CA) =>
+  forge({ issuer: ca, cn: "web", sans: [`URI:${CLIENT_ID}`], eku: ["clientAuth"] });
 /** fp is a certificate's SHA-256 fingerprint as the TLS socket reports it. */
 const fp = (f: Forged) => new X509Certificate(f.der).fingerprint256;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -100,10 +116,11 @@ const listen = async (server: https.Server) => {
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   return (server.address() as AddressInfo).port;
 };
-const closeServer = (server: https.Server) => new Promise<void>((r) => {
-  server.close(() => r());
-  server.closeAllConnections();
-});
+const closeServer = (server: https.Server) =>
+  new Promise<void>((r) => {
+    server.close(() => r());
+    server.closeAllConnections();
+  });
 
 /** Target is one server under load: its source, events and the requests made to it. */
 interface Target {
@@ -121,10 +138,25 @@ interface Target {
 function target(spec: Parameters<typeof fileSource>[0]): Target {
   const reloads: Target["reloads"] = [];
   const errors: Target["errors"] = [];
-  const source = fileSource(spec, { onReload: (event) => reloads.push({ at: Date.now(), event }), onError: (error) => errors.push({ at: Date.now(), error }) });
-  const server = createMtlsServer(https.createServer, source, { authorize: authorizeId(CLIENT_ID) }, (_req, res) => res.end("ok"));
+  const source = fileSource(spec, {
+    onReload: (event) => reloads.push({ at: Date.now(), event }),
+    onError: (error) => errors.push({ at: Date.now(), error }),
+  });
+  const server = createMtlsServer(https.createServer, source, { authorize: authorizeId(CLIENT_ID) }, (_req, res) =>
+    res.end("ok"),
+  );
   server.keepAliveTimeout = 60_000;
-  return { source, server, port: 0, reloads, errors, recs: [], keepAlive: [], keepAliveSockets: new Set(), agent: new https.Agent({ keepAlive: true, maxSockets: 1 }) };
+  return {
+    source,
+    server,
+    port: 0,
+    reloads,
+    errors,
+    recs: [],
+    keepAlive: [],
+    keepAliveSockets: new Set(),
+    agent: new https.Agent({ keepAlive: true, maxSockets: 1 }),
+  };
 }
 
 /** Latencies measured by the rotation tests, printed at the end. */
@@ -133,14 +165,23 @@ const measured: string[] = [];
 describe("fileSource: hot reload under load (createMtlsServer(https) x continuous clients)", () => {
   const plainDir = tempDir("mtlskit-reload-");
   const k8sDir = tempDir("mtlskit-reload-k8s-");
-  const files = { certFile: path.join(plainDir, "cert.pem"), keyFile: path.join(plainDir, "key.pem"), caFile: path.join(plainDir, "ca.pem") };
+  const files = {
+    certFile: path.join(plainDir, "cert.pem"),
+    keyFile: path.join(plainDir, "key.pem"),
+    caFile: path.join(plainDir, "ca.pem"),
+  };
   const leaves = { plain: serverLeaf(), k8s: serverLeaf() };
   const first = { ...leaves };
   let lastRotation = 0;
   const client = clientLeaf();
   const client2 = clientLeaf(CA2);
-  const dial = clientOptions(staticSource({ cert: client.pem, key: client.key.pem, ca: CA.pem }), { authorize: authorizeId(SERVER_ID) });
-  const dialSni = clientOptions(staticSource({ cert: client.pem, key: client.key.pem, ca: CA.pem }), { authorize: authorizeId(SERVER_ID), servername: "api.localhost" });
+  const dial = clientOptions(staticSource({ cert: client.pem, key: client.key.pem, ca: CA.pem }), {
+    authorize: authorizeId(SERVER_ID),
+  });
+  const dialSni = clientOptions(staticSource({ cert: client.pem, key: client.key.pem, ca: CA.pem }), {
+    authorize: authorizeId(SERVER_ID),
+    servername: "api.localhost",
+  });
   let plain: Target;
   let k8s: Target;
   let stop = false;
@@ -165,7 +206,12 @@ describe("fileSource: hot reload under load (createMtlsServer(https) x continuou
     writeFileSync(files.certFile, leaves.plain.pem);
     writeFileSync(files.keyFile, leaves.plain.key.pem);
     writeFileSync(files.caFile, CA.pem);
-    k8sPublish(k8sDir, "..2026_01_01_00_00_00.000000001", { "tls.crt": leaves.k8s.pem, "tls.key": leaves.k8s.key.pem, "ca.crt": CA.pem }, true);
+    k8sPublish(
+      k8sDir,
+      "..2026_01_01_00_00_00.000000001",
+      { "tls.crt": leaves.k8s.pem, "tls.key": leaves.k8s.key.pem, "ca.crt": CA.pem },
+      true,
+    );
     plain = target(files);
     k8s = target({ dir: k8sDir, cert: "tls.crt", key: "tls.key", ca: "ca.crt" });
     for (const t of [plain, k8s]) {
@@ -199,8 +245,12 @@ describe("fileSource: hot reload under load (createMtlsServer(https) x continuou
     await until(() => seen() !== undefined, LIMIT_MS + 500, `${what}: the new certificate on a new connection`);
     const sighting = seen()!;
     lastRotation = Math.max(lastRotation, sighting.end);
-    const reload = t.reloads.find((r) => r.at >= t0 && r.event.current.leaf.serialHex === t.source.current().leaf.serialHex);
-    measured.push(`${what}: onReload after ${reload ? reload.at - t0 : "?"} ms, first new handshake with it done after ${sighting.end - t0} ms`);
+    const reload = t.reloads.find(
+      (r) => r.at >= t0 && r.event.current.leaf.serialHex === t.source.current().leaf.serialHex,
+    );
+    measured.push(
+      `${what}: onReload after ${reload ? reload.at - t0 : "?"} ms, first new handshake with it done after ${sighting.end - t0} ms`,
+    );
     assert.ok(sighting.end - t0 <= LIMIT_MS, `${what}: new certificate served after ${sighting.end - t0} ms`);
     await sleep(300);
     const stale = t.recs.filter((r) => r.start > sighting.end && r.fp !== undefined && r.fp !== f);
@@ -220,12 +270,20 @@ describe("fileSource: hot reload under load (createMtlsServer(https) x continuou
 
   it("(b) Kubernetes-style ..data symlink swap", async () => {
     const next = serverLeaf();
-    k8sPublish(k8sDir, "..2026_01_02_00_00_00.000000002", { "tls.crt": next.pem, "tls.key": next.key.pem, "ca.crt": CA.pem });
+    k8sPublish(k8sDir, "..2026_01_02_00_00_00.000000002", {
+      "tls.crt": next.pem,
+      "tls.key": next.key.pem,
+      "ca.crt": CA.pem,
+    });
     await served(k8s, next, Date.now(), "(b) ..data swap");
     assert.equal(k8s.errors.length, 0);
     // and a second swap: each swap removes the revision before it, as the kubelet does
     const third = serverLeaf();
-    k8sPublish(k8sDir, "..2026_01_03_00_00_00.000000003", { "tls.crt": third.pem, "tls.key": third.key.pem, "ca.crt": CA.pem });
+    k8sPublish(k8sDir, "..2026_01_03_00_00_00.000000003", {
+      "tls.crt": third.pem,
+      "tls.key": third.key.pem,
+      "ca.crt": CA.pem,
+    });
     await served(k8s, third, Date.now(), "(b) second ..data swap");
     leaves.k8s = third;
   });
@@ -238,12 +296,18 @@ describe("fileSource: hot reload under load (createMtlsServer(https) x continuou
     writeFileSync(files.certFile, next.pem.slice(0, 300)); // a writer in progress, in place
     await until(() => plain.errors.length > errorsBefore, LIMIT_MS, "onError for the half-written certificate");
     const err = plain.errors.at(-1)!.error;
-    assert.ok(err.message.startsWith(`service: fileSource: not reloaded, still serving CN=api (serial ${serving}): `), err.message);
+    assert.ok(
+      err.message.startsWith(`service: fileSource: not reloaded, still serving CN=api (serial ${serving}): `),
+      err.message,
+    );
     assert.ok(err.message.includes(files.certFile), err.message);
     assert.match(err.message, /fix: /);
     await sleep(200);
     const during = plain.recs.filter((r) => r.start > t0 && r.fp !== undefined);
-    assert.ok(during.length > 0 && during.every((r) => r.fp === fp(leaves.plain)), "the previous certificate is served meanwhile");
+    assert.ok(
+      during.length > 0 && during.every((r) => r.fp === fp(leaves.plain)),
+      "the previous certificate is served meanwhile",
+    );
     renameOver(files.keyFile, next.key.pem);
     writeFileSync(files.certFile, next.pem);
     await served(plain, next, Date.now(), "(c) half-written, then completed");
@@ -260,7 +324,10 @@ describe("fileSource: hot reload under load (createMtlsServer(https) x continuou
     assert.ok(err.message.includes(`key ${files.keyFile} does not match certificate ${files.certFile}`), err.message);
     assert.match(err.message, /fix: use the key written together with this certificate/);
     const during = plain.recs.filter((r) => r.start > t0 && r.fp !== undefined);
-    assert.ok(during.length > 0 && during.every((r) => r.fp === fp(leaves.plain)), "the previous pair is served meanwhile");
+    assert.ok(
+      during.length > 0 && during.every((r) => r.fp === fp(leaves.plain)),
+      "the previous pair is served meanwhile",
+    );
     await sleep(1200); // polls pass: the same refused state is reported once
     assert.equal(plain.errors.length, errorsBefore + 1, "one report per state of the files");
     renameOver(files.keyFile, next.key.pem);
@@ -270,8 +337,13 @@ describe("fileSource: hot reload under load (createMtlsServer(https) x continuou
 
   it("the trust bundle rotates too: a client of another CA is admitted once it is added, and refused once it is removed (with and without SNI)", async () => {
     const other = { host: "127.0.0.1", port: plain.port, agent: false } as const;
-    const as2 = clientOptions(staticSource({ cert: client2.pem, key: client2.key.pem, ca: CA.pem }), { authorize: authorizeId(SERVER_ID) });
-    const as2Sni = clientOptions(staticSource({ cert: client2.pem, key: client2.key.pem, ca: CA.pem }), { authorize: authorizeId(SERVER_ID), servername: "api.localhost" });
+    const as2 = clientOptions(staticSource({ cert: client2.pem, key: client2.key.pem, ca: CA.pem }), {
+      authorize: authorizeId(SERVER_ID),
+    });
+    const as2Sni = clientOptions(staticSource({ cert: client2.pem, key: client2.key.pem, ca: CA.pem }), {
+      authorize: authorizeId(SERVER_ID),
+      servername: "api.localhost",
+    });
     const tryBoth = async () => {
       const recs: Rec[] = [];
       await get({ ...as2, ...other }, recs);
@@ -292,15 +364,27 @@ describe("fileSource: hot reload under load (createMtlsServer(https) x continuou
 
   it("zero failed requests; the keep-alive connection opened first kept working on its original certificate", async () => {
     await sleep(100);
-    for (const [name, t] of [["plain", plain], ["k8s", k8s]] as const) {
+    for (const [name, t] of [
+      ["plain", plain],
+      ["k8s", k8s],
+    ] as const) {
       const failed = [...t.recs, ...t.keepAlive].filter((r) => r.error);
       assert.deepEqual(failed, [], `${name}: failed requests`);
       assert.ok(t.recs.length > 50, `${name}: ${t.recs.length} requests`);
       assert.equal(t.keepAliveSockets.size, 1, `${name}: the keep-alive requests all used one connection`);
       assert.ok(t.keepAlive.length > 20, `${name}: ${t.keepAlive.length} keep-alive requests`);
-      assert.equal(t.keepAlive[0]!.fp, fp(first[name]), `${name}: the long-lived connection was opened on the first certificate`);
-      assert.ok(t.keepAlive.some((r) => r.end > lastRotation && !r.error), `${name}: the long-lived connection answered after the last rotation`);
-      measured.push(`${name}: ${t.recs.length} new-connection requests, ${t.keepAlive.length} keep-alive requests, 0 failed`);
+      assert.equal(
+        t.keepAlive[0]!.fp,
+        fp(first[name]),
+        `${name}: the long-lived connection was opened on the first certificate`,
+      );
+      assert.ok(
+        t.keepAlive.some((r) => r.end > lastRotation && !r.error),
+        `${name}: the long-lived connection answered after the last rotation`,
+      );
+      measured.push(
+        `${name}: ${t.recs.length} new-connection requests, ${t.keepAlive.length} keep-alive requests, 0 failed`,
+      );
     }
   });
 });
@@ -322,9 +406,14 @@ describe("fileSource: client-side reload", () => {
     writeFileSync(path.join(dir, "ca.pem"), CA.pem);
     source = fileSource({ dir });
     const leaf = serverLeaf();
-    server = createMtlsServer(https.createServer, staticSource({ cert: leaf.pem, key: leaf.key.pem, ca: CA.pem }), { authorize: authorizeAny() }, (req, res) => {
-      res.end((req.socket as tls.TLSSocket).getPeerX509Certificate()!.fingerprint256);
-    });
+    server = createMtlsServer(
+      https.createServer,
+      staticSource({ cert: leaf.pem, key: leaf.key.pem, ca: CA.pem }),
+      { authorize: authorizeAny() },
+      (req, res) => {
+        res.end((req.socket as tls.TLSSocket).getPeerX509Certificate()!.fingerprint256);
+      },
+    );
     const port = await listen(server);
     const options = clientOptions(source, { authorize: authorizeId(SERVER_ID) });
     const seen: { start: number; end: number; body?: string }[] = [];
@@ -342,7 +431,11 @@ describe("fileSource: client-side reload", () => {
       renameOver(path.join(dir, "cert.pem"), next.pem);
       renameOver(path.join(dir, "key.pem"), next.key.pem);
       const t0 = Date.now();
-      await until(() => seen.some((s) => s.start >= t0 && s.body === fp(next)), LIMIT_MS + 500, "the server to see the new client certificate");
+      await until(
+        () => seen.some((s) => s.start >= t0 && s.body === fp(next)),
+        LIMIT_MS + 500,
+        "the server to see the new client certificate",
+      );
       const at = seen.find((s) => s.start >= t0 && s.body === fp(next))!.end - t0;
       measured.push(`client certificate rename-over: the server saw it after ${at} ms`);
       assert.ok(at <= LIMIT_MS, `after ${at} ms`);
@@ -350,7 +443,10 @@ describe("fileSource: client-side reload", () => {
       stop = true;
       await Promise.race([loop, sleep(6000)]);
     }
-    assert.deepEqual(recs.filter((r) => r.error), []);
+    assert.deepEqual(
+      recs.filter((r) => r.error),
+      [],
+    );
     console.log(`# ${measured.at(-1)}`);
   });
 });
@@ -366,22 +462,43 @@ describe("fileSource: units", () => {
   after(() => sources.forEach((s) => s.close()));
 
   it("fail/startup: a missing file throws naming it, with the fix", () => {
-    assert.throws(() => fileSource({ dir: path.join(dir, "nope") }), (e: Error) => (assert.match(e.message, /^service: cannot read certificate .*nope\/cert\.pem: ENOENT; fix: check the path/), true));
+    assert.throws(
+      () => fileSource({ dir: path.join(dir, "nope") }),
+      (e: Error) => (
+        assert.match(e.message, /^service: cannot read certificate .*nope\/cert\.pem: ENOENT; fix: check the path/),
+        true
+      ),
+    );
   });
   it("fail/startup: a mismatched pair throws naming both files, with the fix", () => {
     const d = tempDir("mtlskit-reload-unit-");
     write(d, clientLeaf(), newKey().pem);
-    assert.throws(() => fileSource({ dir: d }), (e: Error) => {
-      assert.match(e.message, /^service: key .*key\.pem does not match certificate .*cert\.pem \(CN=web\).*; fix: use the key written together with this certificate/);
-      return true;
-    });
+    assert.throws(
+      () => fileSource({ dir: d }),
+      (e: Error) => {
+        assert.match(
+          e.message,
+          /^service: key .*key\.pem does not match certificate .*cert\.pem \(CN=web\).*; fix: use the key written together with this certificate/,
+        );
+        return true;
+      },
+    );
   });
   it("fail/startup: a half-written certificate throws naming it", () => {
     const d = tempDir("mtlskit-reload-unit-");
     const leaf = clientLeaf();
     write(d, leaf);
     writeFileSync(path.join(d, "cert.pem"), leaf.pem.slice(0, 200));
-    assert.throws(() => fileSource({ dir: d }), (e: Error) => (assert.match(e.message, /^service: certificate .*cert\.pem is cut short: a PEM block has no END line; fix: write it again from its source/), true));
+    assert.throws(
+      () => fileSource({ dir: d }),
+      (e: Error) => (
+        assert.match(
+          e.message,
+          /^service: certificate .*cert\.pem is cut short: a PEM block has no END line; fix: write it again from its source/,
+        ),
+        true
+      ),
+    );
   });
   it("fail/options: bad intervals are refused", () => {
     write(dir, clientLeaf());
@@ -414,16 +531,26 @@ describe("fileSource: units", () => {
     const onWarning = (w: Error & { code?: string }) => void warnings.push(w);
     process.on("warning", onWarning);
     try {
-      const s = fileSource({ dir: d }, { pollMs: 50, debounceMs: 10, onReload: () => {
-        throw new Error("the logger is down");
-      } });
+      const s = fileSource(
+        { dir: d },
+        {
+          pollMs: 50,
+          debounceMs: 10,
+          onReload: () => {
+            throw new Error("the logger is down");
+          },
+        },
+      );
       sources.push(s);
       const next = clientLeaf();
       renameOver(path.join(d, "cert.pem"), next.pem);
       renameOver(path.join(d, "key.pem"), next.key.pem);
       await until(() => warnings.some((w) => w.code === "MTLSKIT_CALLBACK_THREW"), 3000, "the warning");
       assert.equal(s.current().cert, next.pem);
-      assert.match(warnings.find((w) => w.code === "MTLSKIT_CALLBACK_THREW")!.message, /fileSource's onReload callback threw: the logger is down/);
+      assert.match(
+        warnings.find((w) => w.code === "MTLSKIT_CALLBACK_THREW")!.message,
+        /fileSource's onReload callback threw: the logger is down/,
+      );
     } finally {
       process.off("warning", onWarning);
     }

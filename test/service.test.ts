@@ -58,9 +58,18 @@ interface Kit {
 }
 let kit: Kit;
 
-const serverLeaf = (o: ForgeSpec = {}) => forge({ issuer: kit.ca, cn: "api", sans: ["IP:127.0.0.1", "DNS:api.localhost", `URI:${SERVER_ID}`], eku: ["serverAuth"], ...o });
-const clientLeaf = (o: ForgeSpec = {}) => forge({ issuer: kit.ca, cn: "web", sans: [`URI:${CLIENT_ID}`], eku: ["clientAuth"], ...o });
-const sourceOf = (leaf: Forged, ca: Forged = kit.ca, chain: Forged[] = []) => staticSource({ cert: leaf.pem + chain.map((c) => c.pem).join(""), key: leaf.key.pem, ca: ca.pem });
+const serverLeaf = (o: ForgeSpec = {}) =>
+  forge({
+    issuer: kit.ca,
+    cn: "api",
+    sans: ["IP:127.0.0.1", "DNS:api.localhost", `URI:${SERVER_ID}`],
+    eku: ["serverAuth"],
+    ...o,
+  });
+const clientLeaf = (o: ForgeSpec = {}) =>
+  forge({ issuer: kit.ca, cn: "web", sans: [`URI:${CLIENT_ID}`], eku: ["clientAuth"], ...o });
+const sourceOf = (leaf: Forged, ca: Forged = kit.ca, chain: Forged[] = []) =>
+  staticSource({ cert: leaf.pem + chain.map((c) => c.pem).join(""), key: leaf.key.pem, ca: ca.pem });
 
 /** End is one side of a case: its credentials and its authorizer (default: the other side's id). */
 interface End {
@@ -87,16 +96,21 @@ async function run(server: End, client: End, dial: { servername?: string } = {})
   let clientSaw: string | undefined;
   let protocol: string | undefined;
   const sockets = new Set<Socket>();
-  const srv = createMtlsServer(tls.createServer, server.source(), {
-    authorize: server.authorize?.() ?? authorizeId(CLIENT_ID),
-    minVersion: server.minVersion,
-    maxVersion: server.maxVersion,
-    onRefused: (e) => (serverSaw ??= e.message),
-  }, (s: tls.TLSSocket) => {
-    serverSaw ??= "ok";
-    s.on("error", () => {});
-    s.end("k");
-  });
+  const srv = createMtlsServer(
+    tls.createServer,
+    server.source(),
+    {
+      authorize: server.authorize?.() ?? authorizeId(CLIENT_ID),
+      minVersion: server.minVersion,
+      maxVersion: server.maxVersion,
+      onRefused: (e) => (serverSaw ??= e.message),
+    },
+    (s: tls.TLSSocket) => {
+      serverSaw ??= "ok";
+      s.on("error", () => {});
+      s.end("k");
+    },
+  );
   srv.on("connection", (s: Socket) => sockets.add(s));
   srv.on("tlsClientError", (e: NodeJS.ErrnoException) => (serverSaw ??= e.code ?? e.message));
   await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
@@ -105,13 +119,21 @@ async function run(server: End, client: End, dial: { servername?: string } = {})
       const timer = setTimeout(resolve, 5000);
       const done = () => {
         // The server's verdict may follow the client's by a moment (TLS 1.3 sends the client certificate last).
-        setTimeout(() => {
-          clearTimeout(timer);
-          resolve();
-        }, clientSaw === "ok" ? 0 : 100);
+        setTimeout(
+          () => {
+            clearTimeout(timer);
+            resolve();
+          },
+          clientSaw === "ok" ? 0 : 100,
+        );
       };
       const sock = tls.connect({
-        ...clientOptions(client.source(), { authorize: client.authorize?.() ?? authorizeId(SERVER_ID), minVersion: client.minVersion, maxVersion: client.maxVersion, servername: dial.servername }),
+        ...clientOptions(client.source(), {
+          authorize: client.authorize?.() ?? authorizeId(SERVER_ID),
+          minVersion: client.minVersion,
+          maxVersion: client.maxVersion,
+          servername: dial.servername,
+        }),
         host: "127.0.0.1",
         port: (srv.address() as AddressInfo).port,
       });
@@ -122,7 +144,12 @@ async function run(server: End, client: End, dial: { servername?: string } = {})
         done();
       });
       sock.on("error", (e: NodeJS.ErrnoException) => {
-        clientSaw ??= e instanceof Error && e.name === "AuthorizationError" ? e.message : e.code === "ERR_TLS_CERT_ALTNAME_INVALID" ? e.message : (e.code ?? e.message);
+        clientSaw ??=
+          e instanceof Error && e.name === "AuthorizationError"
+            ? e.message
+            : e.code === "ERR_TLS_CERT_ALTNAME_INVALID"
+              ? e.message
+              : (e.code ?? e.message);
         done();
       });
       sock.on("close", () => {
@@ -160,20 +187,62 @@ const droppedBy = (server: RegExp) => ({ server, client: /^(closed|ECONNRESET|EP
 const NODE_REFUSED = /^(silent|ECONNRESET)$/;
 
 const CASES: Case[] = [
-  { name: "ok/ecdsa", server: { source: () => sourceOf(serverLeaf()) }, client: { source: () => sourceOf(clientLeaf()) }, want: OK },
-  { name: "ok/rsa", server: { source: () => sourceOf(serverLeaf({ key: kit.rsaKeys[0], ku: ["digitalSignature", "keyEncipherment"] })) }, client: { source: () => sourceOf(clientLeaf({ key: kit.rsaKeys[1], ku: ["digitalSignature", "keyEncipherment"] })) }, want: OK },
-  { name: "ok/ed25519", server: { source: () => sourceOf(serverLeaf({ key: newKey("ed25519") })) }, client: { source: () => sourceOf(clientLeaf({ key: newKey("ed25519") })) }, want: OK },
-  { name: "ok/dns name dialed (SNI)", server: { source: () => sourceOf(serverLeaf()) }, client: { source: () => sourceOf(clientLeaf()) }, dial: { servername: "api.localhost" }, want: OK },
+  {
+    name: "ok/ecdsa",
+    server: { source: () => sourceOf(serverLeaf()) },
+    client: { source: () => sourceOf(clientLeaf()) },
+    want: OK,
+  },
+  {
+    name: "ok/rsa",
+    server: {
+      source: () => sourceOf(serverLeaf({ key: kit.rsaKeys[0], ku: ["digitalSignature", "keyEncipherment"] })),
+    },
+    client: {
+      source: () => sourceOf(clientLeaf({ key: kit.rsaKeys[1], ku: ["digitalSignature", "keyEncipherment"] })),
+    },
+    want: OK,
+  },
+  {
+    name: "ok/ed25519",
+    server: { source: () => sourceOf(serverLeaf({ key: newKey("ed25519") })) },
+    client: { source: () => sourceOf(clientLeaf({ key: newKey("ed25519") })) },
+    want: OK,
+  },
+  {
+    name: "ok/dns name dialed (SNI)",
+    server: { source: () => sourceOf(serverLeaf()) },
+    client: { source: () => sourceOf(clientLeaf()) },
+    dial: { servername: "api.localhost" },
+    want: OK,
+  },
   // maxVersion given to the library's options really caps the protocol (issue 11).
-  { name: "ok/TLS 1.2 when the client's clientOptions say maxVersion TLSv1.2", server: { source: () => sourceOf(serverLeaf()) }, client: { source: () => sourceOf(clientLeaf()), maxVersion: "TLSv1.2" }, want: OK, protocol: "TLSv1.2" },
-  { name: "ok/TLS 1.2 when the server's options say maxVersion TLSv1.2", server: { source: () => sourceOf(serverLeaf()), maxVersion: "TLSv1.2" }, client: { source: () => sourceOf(clientLeaf()) }, want: OK, protocol: "TLSv1.2" },
+  {
+    name: "ok/TLS 1.2 when the client's clientOptions say maxVersion TLSv1.2",
+    server: { source: () => sourceOf(serverLeaf()) },
+    client: { source: () => sourceOf(clientLeaf()), maxVersion: "TLSv1.2" },
+    want: OK,
+    protocol: "TLSv1.2",
+  },
+  {
+    name: "ok/TLS 1.2 when the server's options say maxVersion TLSv1.2",
+    server: { source: () => sourceOf(serverLeaf()), maxVersion: "TLSv1.2" },
+    client: { source: () => sourceOf(clientLeaf()) },
+    want: OK,
+    protocol: "TLSv1.2",
+  },
   {
     name: "fail/a server capped at TLS 1.2 and a client that wants 1.3 only",
     server: { source: () => sourceOf(serverLeaf()), maxVersion: "TLSv1.2" },
     client: { source: () => sourceOf(clientLeaf()), minVersion: "TLSv1.3" },
     want: { server: /./, client: /^ERR_SSL_(TLSV1_ALERT_PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL)$/ },
   },
-  { name: "ok/TLS 1.3 only on both ends", server: { source: () => sourceOf(serverLeaf()), minVersion: "TLSv1.3" }, client: { source: () => sourceOf(clientLeaf()), minVersion: "TLSv1.3" }, want: OK },
+  {
+    name: "ok/TLS 1.3 only on both ends",
+    server: { source: () => sourceOf(serverLeaf()), minVersion: "TLSv1.3" },
+    client: { source: () => sourceOf(clientLeaf()), minVersion: "TLSv1.3" },
+    want: OK,
+  },
   {
     name: "fail/client trusts another CA",
     server: { source: () => sourceOf(serverLeaf()) },
@@ -200,19 +269,28 @@ const CASES: Case[] = [
   },
   {
     name: "fail/server certificate expired",
-    server: { source: () => sourceOf(serverLeaf({ notBefore: new Date(Date.now() - 10 * DAY), notAfter: new Date(Date.now() - DAY) })) },
+    server: {
+      source: () =>
+        sourceOf(serverLeaf({ notBefore: new Date(Date.now() - 10 * DAY), notAfter: new Date(Date.now() - DAY) })),
+    },
     client: { source: () => sourceOf(clientLeaf()) },
     want: { server: /./, client: /^CERT_HAS_EXPIRED$/ },
   },
   {
     name: "fail/client certificate expired",
     server: { source: () => sourceOf(serverLeaf()) },
-    client: { source: () => sourceOf(clientLeaf({ notBefore: new Date(Date.now() - 10 * DAY), notAfter: new Date(Date.now() - DAY) })) },
+    client: {
+      source: () =>
+        sourceOf(clientLeaf({ notBefore: new Date(Date.now() - 10 * DAY), notAfter: new Date(Date.now() - DAY) })),
+    },
     want: droppedBy(NODE_REFUSED),
   },
   {
     name: "fail/server certificate not yet valid",
-    server: { source: () => sourceOf(serverLeaf({ notBefore: new Date(Date.now() + DAY), notAfter: new Date(Date.now() + 10 * DAY) })) },
+    server: {
+      source: () =>
+        sourceOf(serverLeaf({ notBefore: new Date(Date.now() + DAY), notAfter: new Date(Date.now() + 10 * DAY) })),
+    },
     client: { source: () => sourceOf(clientLeaf()) },
     want: { server: /./, client: /^CERT_NOT_YET_VALID$/ },
   },
@@ -220,67 +298,127 @@ const CASES: Case[] = [
     name: "fail/IP SAN mismatch: 127.0.0.1 dialed, the certificate names 10.0.0.1",
     server: { source: () => sourceOf(serverLeaf({ sans: ["IP:10.0.0.1", `URI:${SERVER_ID}`] })) },
     client: { source: () => sourceOf(clientLeaf()) },
-    want: { server: /./, client: /^mtlskit: server spiffe:\/\/svc\.test\/ns\/prod\/api is not valid for 127\.0\.0\.1: its IP names are IP:10\.0\.0\.1; .*needs IP:127\.0\.0\.1/ },
+    want: {
+      server: /./,
+      client:
+        /^mtlskit: server spiffe:\/\/svc\.test\/ns\/prod\/api is not valid for 127\.0\.0\.1: its IP names are IP:10\.0\.0\.1; .*needs IP:127\.0\.0\.1/,
+    },
   },
   {
     name: "fail/DNS SAN mismatch: other.localhost dialed",
     server: { source: () => sourceOf(serverLeaf()) },
     client: { source: () => sourceOf(clientLeaf()) },
     dial: { servername: "other.localhost" },
-    want: { server: /./, client: /is not valid for other\.localhost: its DNS names are IP:127\.0\.0\.1, DNS:api\.localhost.*needs DNS:other\.localhost/ },
+    want: {
+      server: /./,
+      client:
+        /is not valid for other\.localhost: its DNS names are IP:127\.0\.0\.1, DNS:api\.localhost.*needs DNS:other\.localhost/,
+    },
   },
   {
     name: "fail/a CN-only certificate dialed by its CN (no CN fallback)",
     server: { source: () => sourceOf(serverLeaf({ cn: "api.localhost", sans: [`URI:${SERVER_ID}`] })) },
     client: { source: () => sourceOf(clientLeaf()) },
     dial: { servername: "api.localhost" },
-    want: { server: /./, client: /is not valid for api\.localhost: it has no DNS or IP SAN; its CN api\.localhost does not count \(no CN fallback\)/ },
+    want: {
+      server: /./,
+      client:
+        /is not valid for api\.localhost: it has no DNS or IP SAN; its CN api\.localhost does not count \(no CN fallback\)/,
+    },
   },
   {
     name: "fail/wrong client identity refused by the server's authorizeId",
     server: { source: () => sourceOf(serverLeaf()) },
     client: { source: () => sourceOf(clientLeaf({ sans: ["URI:spiffe://svc.test/ns/prod/other"] })) },
-    want: droppedBy(/^peer spiffe:\/\/svc\.test\/ns\/prod\/other is not authorized: want spiffe:\/\/svc\.test\/ns\/prod\/web$/),
+    want: droppedBy(
+      /^peer spiffe:\/\/svc\.test\/ns\/prod\/other is not authorized: want spiffe:\/\/svc\.test\/ns\/prod\/web$/,
+    ),
   },
   {
     name: "fail/wrong server identity refused by the client's authorizeId",
     server: { source: () => sourceOf(serverLeaf({ sans: ["IP:127.0.0.1", "URI:spiffe://svc.test/ns/prod/db"] })) },
     client: { source: () => sourceOf(clientLeaf()) },
-    want: { server: /./, client: /^peer spiffe:\/\/svc\.test\/ns\/prod\/db is not authorized: want spiffe:\/\/svc\.test\/ns\/prod\/api$/ },
+    want: {
+      server: /./,
+      client: /^peer spiffe:\/\/svc\.test\/ns\/prod\/db is not authorized: want spiffe:\/\/svc\.test\/ns\/prod\/api$/,
+    },
   },
   {
     name: "fail/two URI SANs: no identity, refused by authorizeId",
     server: { source: () => sourceOf(serverLeaf()) },
-    client: { source: () => sourceOf(clientLeaf({ sans: [`URI:${CLIENT_ID}`, "URI:spiffe://svc.test/ns/prod/admin"] })) },
-    want: droppedBy(/^peer "CN=web" \(no identity: 2 URI SANs \("spiffe:\/\/svc\.test\/ns\/prod\/web", "spiffe:\/\/svc\.test\/ns\/prod\/admin"\)\) is not authorized: want spiffe:\/\/svc\.test\/ns\/prod\/web, and it has no identity$/),
+    client: {
+      source: () => sourceOf(clientLeaf({ sans: [`URI:${CLIENT_ID}`, "URI:spiffe://svc.test/ns/prod/admin"] })),
+    },
+    want: droppedBy(
+      /^peer "CN=web" \(no identity: 2 URI SANs \("spiffe:\/\/svc\.test\/ns\/prod\/web", "spiffe:\/\/svc\.test\/ns\/prod\/admin"\)\) is not authorized: want spiffe:\/\/svc\.test\/ns\/prod\/web, and it has no identity$/,
+    ),
   },
   {
     name: "ok/two URI SANs admitted by authorizeAny",
     server: { source: () => sourceOf(serverLeaf()), authorize: authorizeAny },
-    client: { source: () => sourceOf(clientLeaf({ sans: [`URI:${CLIENT_ID}`, "URI:spiffe://svc.test/ns/prod/admin"] })) },
+    client: {
+      source: () => sourceOf(clientLeaf({ sans: [`URI:${CLIENT_ID}`, "URI:spiffe://svc.test/ns/prod/admin"] })),
+    },
     want: OK,
   },
   {
     name: "fail/a CA certificate presented as the client's leaf",
     server: { source: () => sourceOf(serverLeaf()), authorize: authorizeAny },
-    client: { source: () => sourceOf(forge({ issuer: kit.ca, ca: true, cn: "Sub CA", ku: ["digitalSignature", "keyCertSign", "cRLSign"], eku: ["clientAuth"], sans: [`URI:${CLIENT_ID}`] })) },
-    want: droppedBy(/^peer spiffe:\/\/svc\.test\/ns\/prod\/web is not authorized: it presented a CA certificate \(basicConstraints CA:TRUE\) as its own/),
+    client: {
+      source: () =>
+        sourceOf(
+          forge({
+            issuer: kit.ca,
+            ca: true,
+            cn: "Sub CA",
+            ku: ["digitalSignature", "keyCertSign", "cRLSign"],
+            eku: ["clientAuth"],
+            sans: [`URI:${CLIENT_ID}`],
+          }),
+        ),
+    },
+    want: droppedBy(
+      /^peer spiffe:\/\/svc\.test\/ns\/prod\/web is not authorized: it presented a CA certificate \(basicConstraints CA:TRUE\) as its own/,
+    ),
   },
   {
     name: "fail/a CA certificate presented as the server's leaf",
-    server: { source: () => sourceOf(forge({ issuer: kit.ca, ca: true, cn: "Sub CA", ku: ["digitalSignature", "keyCertSign", "cRLSign"], eku: ["serverAuth"], sans: ["IP:127.0.0.1", `URI:${SERVER_ID}`] })) },
+    server: {
+      source: () =>
+        sourceOf(
+          forge({
+            issuer: kit.ca,
+            ca: true,
+            cn: "Sub CA",
+            ku: ["digitalSignature", "keyCertSign", "cRLSign"],
+            eku: ["serverAuth"],
+            sans: ["IP:127.0.0.1", `URI:${SERVER_ID}`],
+          }),
+        ),
+    },
     client: { source: () => sourceOf(clientLeaf()), authorize: authorizeAny },
-    want: { server: /./, client: /^peer spiffe:\/\/svc\.test\/ns\/prod\/api is not authorized: it presented a CA certificate/ },
+    want: {
+      server: /./,
+      client: /^peer spiffe:\/\/svc\.test\/ns\/prod\/api is not authorized: it presented a CA certificate/,
+    },
   },
   {
     name: "fail/a URI SAN holding ', URI:spiffe://evil' is one unparseable name, not two identities (CVE-2021-44532)",
-    server: { source: () => sourceOf(serverLeaf()), authorize: () => authorizeOneOf(CLIENT_ID, "spiffe://evil.test/admin") },
+    server: {
+      source: () => sourceOf(serverLeaf()),
+      authorize: () => authorizeOneOf(CLIENT_ID, "spiffe://evil.test/admin"),
+    },
     client: { source: () => sourceOf(clientLeaf({ sans: [`URI:${CLIENT_ID}, URI:spiffe://evil.test/admin`] })) },
-    want: droppedBy(/^peer "CN=web" \(no identity: URI SAN "spiffe:\/\/svc\.test\/ns\/prod\/web, URI:spiffe:\/\/evil\.test\/admin", which path segment .* is not authorized/),
+    want: droppedBy(
+      /^peer "CN=web" \(no identity: URI SAN "spiffe:\/\/svc\.test\/ns\/prod\/web, URI:spiffe:\/\/evil\.test\/admin", which path segment .* is not authorized/,
+    ),
   },
   {
     name: "fail/a URI SAN with quotes is one unparseable name",
-    server: { source: () => sourceOf(serverLeaf()), authorize: () => authorizeOneOf(CLIENT_ID, "spiffe://evil.test/admin") },
+    server: {
+      source: () => sourceOf(serverLeaf()),
+      authorize: () => authorizeOneOf(CLIENT_ID, "spiffe://evil.test/admin"),
+    },
     client: { source: () => sourceOf(clientLeaf({ sans: [`URI:${CLIENT_ID}", URI:"spiffe://evil.test/admin`] })) },
     want: droppedBy(/^peer "CN=web" \(no identity: URI SAN .*evil\.test\/admin.*, which .* is not authorized/),
   },
@@ -294,7 +432,9 @@ const CASES: Case[] = [
     name: "fail/client not the pinned certificate",
     server: { source: () => sourceOf(serverLeaf()), authorize: () => pinCertificate(sha256(pinned.der)) },
     client: { source: () => sourceOf(clientLeaf()) },
-    want: droppedBy(/^peer spiffe:\/\/svc\.test\/ns\/prod\/web is not authorized: want a certificate SHA-256 of [0-9a-f]{64}; it has [0-9a-f]{64}$/),
+    want: droppedBy(
+      /^peer spiffe:\/\/svc\.test\/ns\/prod\/web is not authorized: want a certificate SHA-256 of [0-9a-f]{64}; it has [0-9a-f]{64}$/,
+    ),
   },
   {
     name: "ok/server pinned by SPKI SHA-256 (survives re-issue with the same key)",
@@ -306,7 +446,10 @@ const CASES: Case[] = [
     name: "fail/server with another key than the pinned SPKI",
     server: { source: () => sourceOf(serverLeaf()) },
     client: { source: () => sourceOf(clientLeaf()), authorize: () => pinSpki(sha256(pinnedKey.spki)) },
-    want: { server: /./, client: /^peer spiffe:\/\/svc\.test\/ns\/prod\/api is not authorized: want a public key SHA-256 of/ },
+    want: {
+      server: /./,
+      client: /^peer spiffe:\/\/svc\.test\/ns\/prod\/api is not authorized: want a public key SHA-256 of/,
+    },
   },
   {
     name: "ok/RBAC: the core holds writer",
@@ -318,22 +461,34 @@ const CASES: Case[] = [
     name: "fail/RBAC: an agent holds reader only",
     server: { source: () => sourceOf(serverLeaf()), authorize: () => authorizeRbac(RBAC, "writer") },
     client: { source: () => sourceOf(clientLeaf({ cn: "agent.serviceradar", o: "ServiceRadar", sans: [] })) },
-    want: droppedBy(/^peer "CN=agent\.serviceradar, O=ServiceRadar" \(no identity: no URI SAN\) is not authorized: want role writer; it holds reader$/),
+    want: droppedBy(
+      /^peer "CN=agent\.serviceradar, O=ServiceRadar" \(no identity: no URI SAN\) is not authorized: want role writer; it holds reader$/,
+    ),
   },
   {
     name: "ok/authorizeSubject as ServiceRadar writes it",
-    server: { source: () => sourceOf(serverLeaf()), authorize: () => authorizeSubject("CN=agent.serviceradar,O=ServiceRadar") },
+    server: {
+      source: () => sourceOf(serverLeaf()),
+      authorize: () => authorizeSubject("CN=agent.serviceradar,O=ServiceRadar"),
+    },
     client: { source: () => sourceOf(clientLeaf({ cn: "agent.serviceradar", o: "ServiceRadar", sans: [] })) },
     want: OK,
   },
 ];
 
-const RBAC = { "CN=agent.serviceradar,O=ServiceRadar": ["reader"], "CN=core.serviceradar,O=ServiceRadar": ["reader", "writer"] };
+const RBAC = {
+  "CN=agent.serviceradar,O=ServiceRadar": ["reader"],
+  "CN=core.serviceradar,O=ServiceRadar": ["reader", "writer"],
+};
 let pinned: Forged;
 let pinnedKey: ForgedKey;
 
 before(() => {
-  kit = { ca: forge({ ca: true, cn: "Service CA" }), other: forge({ ca: true, cn: "Other CA" }), rsaKeys: [newKey("rsa-2048"), newKey("rsa-2048")] };
+  kit = {
+    ca: forge({ ca: true, cn: "Service CA" }),
+    other: forge({ ca: true, cn: "Other CA" }),
+    rsaKeys: [newKey("rsa-2048"), newKey("rsa-2048")],
+  };
   pinned = clientLeaf();
   pinnedKey = newKey();
 });
@@ -357,7 +512,11 @@ describe("service: handshake table (createMtlsServer x clientOptions on 127.0.0.
       srv.on("tlsClientError", (e: NodeJS.ErrnoException) => (serverSaw = e.message));
       await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
       const got = await new Promise<string>((resolve) => {
-        const sock = tls.connect({ ...clientOptions(sourceOf(clientLeaf()), { authorize: authorizeAny(), servername }), host: "127.0.0.1", port: (srv.address() as AddressInfo).port });
+        const sock = tls.connect({
+          ...clientOptions(sourceOf(clientLeaf()), { authorize: authorizeAny(), servername }),
+          host: "127.0.0.1",
+          port: (srv.address() as AddressInfo).port,
+        });
         const t = setTimeout(() => resolve("timeout"), 5000);
         sock.on("data", () => resolve("ok"));
         sock.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
@@ -371,11 +530,21 @@ describe("service: handshake table (createMtlsServer x clientOptions on 127.0.0.
   });
 
   it("fail/a client without a certificate is refused", async () => {
-    const srv = createMtlsServer(tls.createServer, sourceOf(serverLeaf()), { authorize: authorizeAny() }, (s: tls.TLSSocket) => s.end("k"));
+    const srv = createMtlsServer(
+      tls.createServer,
+      sourceOf(serverLeaf()),
+      { authorize: authorizeAny() },
+      (s: tls.TLSSocket) => s.end("k"),
+    );
     srv.on("tlsClientError", () => {});
     await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
     const got = await new Promise<string>((resolve) => {
-      const sock = tls.connect({ host: "127.0.0.1", port: (srv.address() as AddressInfo).port, ca: kit.ca.pem, checkServerIdentity: () => undefined });
+      const sock = tls.connect({
+        host: "127.0.0.1",
+        port: (srv.address() as AddressInfo).port,
+        ca: kit.ca.pem,
+        checkServerIdentity: () => undefined,
+      });
       sock.on("data", () => resolve("ok"));
       sock.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
       sock.on("close", () => resolve("closed"));
@@ -393,17 +562,31 @@ describe("service: handshake table (createMtlsServer x clientOptions on 127.0.0.
 
 describe("service: https and http2", () => {
   it("ok/https: a request succeeds and the handler sees the peer", async () => {
-    const srv = createMtlsServer(https.createServer, sourceOf(serverLeaf()), { authorize: authorizeId(CLIENT_ID) }, (req, res) => {
-      res.end(`hello ${peerFromDer((req.socket as tls.TLSSocket).getPeerX509Certificate()!.raw).identity?.uri}`);
-    });
+    const srv = createMtlsServer(
+      https.createServer,
+      sourceOf(serverLeaf()),
+      { authorize: authorizeId(CLIENT_ID) },
+      (req, res) => {
+        res.end(`hello ${peerFromDer((req.socket as tls.TLSSocket).getPeerX509Certificate()!.raw).identity?.uri}`);
+      },
+    );
     await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
     try {
       const body = await new Promise<string>((resolve, reject) => {
-        const req = https.request({ ...clientOptions(sourceOf(clientLeaf()), { authorize: authorizeId(SERVER_ID) }), host: "127.0.0.1", port: (srv.address() as AddressInfo).port, path: "/", agent: false }, (res) => {
-          let b = "";
-          res.on("data", (d) => (b += d));
-          res.on("end", () => resolve(b));
-        });
+        const req = https.request(
+          {
+            ...clientOptions(sourceOf(clientLeaf()), { authorize: authorizeId(SERVER_ID) }),
+            host: "127.0.0.1",
+            port: (srv.address() as AddressInfo).port,
+            path: "/",
+            agent: false,
+          },
+          (res) => {
+            let b = "";
+            res.on("data", (d) => (b += d));
+            res.on("end", () => resolve(b));
+          },
+        );
         req.on("error", reject);
         req.end();
       });
@@ -416,14 +599,30 @@ describe("service: https and http2", () => {
   it("fail/https: a client with the wrong identity is refused before its request is read", async () => {
     let handled = false;
     let refused = "";
-    const srv = createMtlsServer(https.createServer, sourceOf(serverLeaf()), { authorize: authorizeId(CLIENT_ID), onRefused: (e) => (refused = e.message) }, (_req, res) => {
-      handled = true;
-      res.end("secret");
-    });
+    const srv = createMtlsServer(
+      https.createServer,
+      sourceOf(serverLeaf()),
+      { authorize: authorizeId(CLIENT_ID), onRefused: (e) => (refused = e.message) },
+      (_req, res) => {
+        handled = true;
+        res.end("secret");
+      },
+    );
     await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
     try {
       const err = await new Promise<NodeJS.ErrnoException>((resolve) => {
-        const req = https.request({ ...clientOptions(sourceOf(clientLeaf({ sans: ["URI:spiffe://svc.test/ns/dev/web"] })), { authorize: authorizeId(SERVER_ID) }), host: "127.0.0.1", port: (srv.address() as AddressInfo).port, path: "/", agent: false }, () => resolve(new Error("answered")));
+        const req = https.request(
+          {
+            ...clientOptions(sourceOf(clientLeaf({ sans: ["URI:spiffe://svc.test/ns/dev/web"] })), {
+              authorize: authorizeId(SERVER_ID),
+            }),
+            host: "127.0.0.1",
+            port: (srv.address() as AddressInfo).port,
+            path: "/",
+            agent: false,
+          },
+          () => resolve(new Error("answered")),
+        );
         req.on("error", resolve);
         req.end();
       });
@@ -436,11 +635,25 @@ describe("service: https and http2", () => {
   });
 
   it("fail/https: the client refuses a server with the wrong identity, with an AuthorizationError", async () => {
-    const srv = createMtlsServer(https.createServer, sourceOf(serverLeaf()), { authorize: authorizeAny() }, (_req, res) => res.end("x"));
+    const srv = createMtlsServer(
+      https.createServer,
+      sourceOf(serverLeaf()),
+      { authorize: authorizeAny() },
+      (_req, res) => res.end("x"),
+    );
     await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
     try {
       const err = await new Promise<Error & { code?: string }>((resolve) => {
-        const req = https.request({ ...clientOptions(sourceOf(clientLeaf()), { authorize: authorizeMemberOf("spiffe://other.test") }), host: "127.0.0.1", port: (srv.address() as AddressInfo).port, path: "/", agent: false }, () => resolve(new Error("answered")));
+        const req = https.request(
+          {
+            ...clientOptions(sourceOf(clientLeaf()), { authorize: authorizeMemberOf("spiffe://other.test") }),
+            host: "127.0.0.1",
+            port: (srv.address() as AddressInfo).port,
+            path: "/",
+            agent: false,
+          },
+          () => resolve(new Error("answered")),
+        );
         req.on("error", resolve);
         req.end();
       });
@@ -452,9 +665,17 @@ describe("service: https and http2", () => {
   });
 
   it("ok/http2: a request succeeds", async () => {
-    const srv = createMtlsServer(http2.createSecureServer, sourceOf(serverLeaf()), { authorize: authorizeId(CLIENT_ID) }, (_req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => res.end("h2 ok"));
+    const srv = createMtlsServer(
+      http2.createSecureServer,
+      sourceOf(serverLeaf()),
+      { authorize: authorizeId(CLIENT_ID) },
+      (_req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => res.end("h2 ok"),
+    );
     await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-    const session = http2.connect(`https://127.0.0.1:${(srv.address() as AddressInfo).port}`, clientOptions(sourceOf(clientLeaf()), { authorize: authorizeId(SERVER_ID) }));
+    const session = http2.connect(
+      `https://127.0.0.1:${(srv.address() as AddressInfo).port}`,
+      clientOptions(sourceOf(clientLeaf()), { authorize: authorizeId(SERVER_ID) }),
+    );
     try {
       const body = await new Promise<string>((resolve, reject) => {
         session.on("error", reject);
@@ -478,7 +699,12 @@ describe("service: peers", () => {
   const peer = (o: ForgeSpec) => peerFromDer(forge({ issuer: kit.ca, ...o }).der);
   it("ok/one SPIFFE URI SAN is the identity", () => {
     const p = peer({ sans: ["DNS:a.test", `URI:${CLIENT_ID}`] });
-    assert.deepEqual(p.identity, { uri: CLIENT_ID, scheme: "spiffe", authority: "svc.test", segments: ["ns", "prod", "web"] });
+    assert.deepEqual(p.identity, {
+      uri: CLIENT_ID,
+      scheme: "spiffe",
+      authority: "svc.test",
+      segments: ["ns", "prod", "web"],
+    });
     assert.equal(p.noIdentity, undefined);
   });
   it("ok/a custom scheme parses into authority and segments", () => {
@@ -487,7 +713,12 @@ describe("service: peers", () => {
   const none: [string, string[], string, RegExp][] = [
     ["no URI SAN", ["DNS:a.test"], "none", /^no URI SAN$/],
     ["two URI SANs", [`URI:${CLIENT_ID}`, "URI:spiffe://svc.test/x"], "several", /^2 URI SANs/],
-    ["', URI:' inside one SAN", [`URI:${CLIENT_ID}, URI:spiffe://evil.test/admin`], "unparseable", /^URI SAN ".*, URI:spiffe:\/\/evil\.test\/admin", which path segment/],
+    [
+      "', URI:' inside one SAN",
+      [`URI:${CLIENT_ID}, URI:spiffe://evil.test/admin`],
+      "unparseable",
+      /^URI SAN ".*, URI:spiffe:\/\/evil\.test\/admin", which path segment/,
+    ],
     ["quotes inside one SAN", [`URI:${CLIENT_ID}"`], "unparseable", /which path segment/],
     ["an upper-case trust domain", ["URI:spiffe://SVC.test/x"], "unparseable", /authority/],
   ];
@@ -497,7 +728,11 @@ describe("service: peers", () => {
       assert.equal(p.identity, undefined);
       assert.equal(p.noIdentity?.reason, reason);
       assert.match(p.noIdentity!.message, message);
-      assert.equal(p.info.sans.filter((s) => s.type === "uri").length, sans.filter((s) => s.startsWith("URI:")).length, "SANs are counted structurally");
+      assert.equal(
+        p.info.sans.filter((s) => s.type === "uri").length,
+        sans.filter((s) => s.startsWith("URI:")).length,
+        "SANs are counted structurally",
+      );
     });
   }
   it("ok/digests are SHA-256 of the DER and of the SPKI", () => {
@@ -507,7 +742,8 @@ describe("service: peers", () => {
     assert.equal(p.spkiSha256, sha256(f.key.spki));
     assert.equal(p.subject, "CN=service");
   });
-  it("fail/garbage is refused with peer: ...", () => assert.throws(() => peerFromDer(Buffer.from("nope")), /^Error: peer: the certificate cannot be decoded/));
+  it("fail/garbage is refused with peer: ...", () =>
+    assert.throws(() => peerFromDer(Buffer.from("nope")), /^Error: peer: the certificate cannot be decoded/));
 });
 
 describe("service: authorizers", () => {
@@ -526,27 +762,97 @@ describe("service: authorizers", () => {
   const rows: [string, () => Authorizer, string, RegExp | undefined][] = [
     ["any admits a peer without identity", () => authorizeAny(), "none", undefined],
     ["id admits its id", () => authorizeId(CLIENT_ID), "web", undefined],
-    ["id refuses another", () => authorizeId(SERVER_ID), "web", /^peer spiffe:\/\/svc\.test\/ns\/prod\/web is not authorized: want spiffe:\/\/svc\.test\/ns\/prod\/api$/],
+    [
+      "id refuses another",
+      () => authorizeId(SERVER_ID),
+      "web",
+      /^peer spiffe:\/\/svc\.test\/ns\/prod\/web is not authorized: want spiffe:\/\/svc\.test\/ns\/prod\/api$/,
+    ],
     ["oneOf admits one of", () => authorizeOneOf(SERVER_ID, CLIENT_ID), "web", undefined],
-    ["oneOf names the set", () => authorizeOneOf(SERVER_ID, "spiffe://svc.test/db"), "web", /want one of spiffe:\/\/svc\.test\/ns\/prod\/api, spiffe:\/\/svc\.test\/db$/],
-    ["id refuses a peer without identity, saying so", () => authorizeId(CLIENT_ID), "none", /^peer "CN=service" \(no identity: no URI SAN\) is not authorized: want .*, and it has no identity$/],
+    [
+      "oneOf names the set",
+      () => authorizeOneOf(SERVER_ID, "spiffe://svc.test/db"),
+      "web",
+      /want one of spiffe:\/\/svc\.test\/ns\/prod\/api, spiffe:\/\/svc\.test\/db$/,
+    ],
+    [
+      "id refuses a peer without identity, saying so",
+      () => authorizeId(CLIENT_ID),
+      "none",
+      /^peer "CN=service" \(no identity: no URI SAN\) is not authorized: want .*, and it has no identity$/,
+    ],
     ["memberOf a trust domain", () => authorizeMemberOf("spiffe://svc.test"), "web", undefined],
     ["memberOf a path prefix", () => authorizeMemberOf("spiffe://svc.test/ns/prod/"), "web", undefined],
-    ["memberOf compares whole segments", () => authorizeMemberOf("spiffe://svc.test/ns/prod"), "prodx", /want a member of spiffe:\/\/svc\.test\/ns\/prod$/],
-    ["memberOf another trust domain", () => authorizeMemberOf("spiffe://other.test"), "web", /want a member of spiffe:\/\/other\.test$/],
+    [
+      "memberOf compares whole segments",
+      () => authorizeMemberOf("spiffe://svc.test/ns/prod"),
+      "prodx",
+      /want a member of spiffe:\/\/svc\.test\/ns\/prod$/,
+    ],
+    [
+      "memberOf another trust domain",
+      () => authorizeMemberOf("spiffe://other.test"),
+      "web",
+      /want a member of spiffe:\/\/other\.test$/,
+    ],
     ["memberOf a custom scheme's cluster (authority)", () => authorizeMemberOf("netsy://prod"), "netsy", undefined],
-    ["memberOf does not mix schemes", () => authorizeMemberOf("spiffe://prod"), "netsy", /want a member of spiffe:\/\/prod/],
+    [
+      "memberOf does not mix schemes",
+      () => authorizeMemberOf("spiffe://prod"),
+      "netsy",
+      /want a member of spiffe:\/\/prod/,
+    ],
     ["role from a template", () => authorizeRole("netsy://{cluster}/{role}/{name}", "peer"), "netsy", undefined],
-    ["role refused, naming the role", () => authorizeRole("netsy://{cluster}/{role}/{name}", "peer"), "netsyLearner", /want role peer in netsy:\/\/\{cluster\}\/\{role\}\/\{name\}; its role is learner$/],
-    ["role with a fixed cluster", () => authorizeRole("netsy://prod/{role}/{name}", "learner", "peer"), "netsyLearner", /does not fit the template$/],
+    [
+      "role refused, naming the role",
+      () => authorizeRole("netsy://{cluster}/{role}/{name}", "peer"),
+      "netsyLearner",
+      /want role peer in netsy:\/\/\{cluster\}\/\{role\}\/\{name\}; its role is learner$/,
+    ],
+    [
+      "role with a fixed cluster",
+      () => authorizeRole("netsy://prod/{role}/{name}", "learner", "peer"),
+      "netsyLearner",
+      /does not fit the template$/,
+    ],
     ["subject normalised", () => authorizeSubject("cn=agent.serviceradar , o=ServiceRadar"), "agent", undefined],
-    ["subject refused, naming both", () => authorizeSubject("CN=core.serviceradar,O=ServiceRadar"), "agent", /want subject CN=core\.serviceradar,O=ServiceRadar; its subject is CN=agent\.serviceradar, O=ServiceRadar$/],
-    ["rbac by subject", () => authorizeRbac({ "CN=agent.serviceradar,O=ServiceRadar": ["reader"] }, "reader"), "agent", undefined],
+    [
+      "subject refused, naming both",
+      () => authorizeSubject("CN=core.serviceradar,O=ServiceRadar"),
+      "agent",
+      /want subject CN=core\.serviceradar,O=ServiceRadar; its subject is CN=agent\.serviceradar, O=ServiceRadar$/,
+    ],
+    [
+      "rbac by subject",
+      () => authorizeRbac({ "CN=agent.serviceradar,O=ServiceRadar": ["reader"] }, "reader"),
+      "agent",
+      undefined,
+    ],
     ["rbac by identity", () => authorizeRbac({ [CLIENT_ID]: ["writer"] }, "writer"), "web", undefined],
-    ["rbac without role", () => authorizeRbac({ [SERVER_ID]: ["writer"] }, "writer"), "web", /want role writer; it holds no role$/],
-    ["allOf reports the first refusal", () => allOf(authorizeMemberOf("spiffe://svc.test"), authorizeId(SERVER_ID)), "web", /want spiffe:\/\/svc\.test\/ns\/prod\/api$/],
-    ["anyOf admits on one", () => anyOf(authorizeId(SERVER_ID), authorizeMemberOf("spiffe://svc.test")), "web", undefined],
-    ["anyOf lists every reason", () => anyOf(authorizeId(SERVER_ID), authorizeMemberOf("spiffe://other.test")), "web", /want spiffe:\/\/svc\.test\/ns\/prod\/api; or want a member of spiffe:\/\/other\.test$/],
+    [
+      "rbac without role",
+      () => authorizeRbac({ [SERVER_ID]: ["writer"] }, "writer"),
+      "web",
+      /want role writer; it holds no role$/,
+    ],
+    [
+      "allOf reports the first refusal",
+      () => allOf(authorizeMemberOf("spiffe://svc.test"), authorizeId(SERVER_ID)),
+      "web",
+      /want spiffe:\/\/svc\.test\/ns\/prod\/api$/,
+    ],
+    [
+      "anyOf admits on one",
+      () => anyOf(authorizeId(SERVER_ID), authorizeMemberOf("spiffe://svc.test")),
+      "web",
+      undefined,
+    ],
+    [
+      "anyOf lists every reason",
+      () => anyOf(authorizeId(SERVER_ID), authorizeMemberOf("spiffe://other.test")),
+      "web",
+      /want spiffe:\/\/svc\.test\/ns\/prod\/api; or want a member of spiffe:\/\/other\.test$/,
+    ],
   ];
   for (const [name, make, who, want] of rows) {
     it(`${want ? "fail" : "ok"}/${name}`, () => {
@@ -565,15 +871,31 @@ describe("service: authorizers", () => {
     assert.equal(pinSpki(Buffer.from(hex, "hex").toString("base64"))(peers.web!), undefined);
   });
   const misuse: [string, () => unknown, RegExp][] = [
-    ["an invalid id", () => authorizeId("spiffe://svc.test/ns//web"), /authorizeOneOf: "spiffe:\/\/svc\.test\/ns\/\/web" is not an identity URI: it has an empty path segment/],
+    [
+      "an invalid id",
+      () => authorizeId("spiffe://svc.test/ns//web"),
+      /authorizeOneOf: "spiffe:\/\/svc\.test\/ns\/\/web" is not an identity URI: it has an empty path segment/,
+    ],
     ["an empty set", () => authorizeOneOf(), /deny by default/],
-    ["a prefix without scheme", () => authorizeMemberOf("svc.test"), /not an identity prefix such as spiffe:\/\/example\.org/],
+    [
+      "a prefix without scheme",
+      () => authorizeMemberOf("svc.test"),
+      /not an identity prefix such as spiffe:\/\/example\.org/,
+    ],
     ["a template without {role}", () => authorizeRole("netsy://{cluster}/{name}", "peer"), /no \{role\} placeholder/],
-    ["an unknown placeholder", () => authorizeRole("netsy://{clustr}/{role}", "peer"), /unknown placeholders \{clustr\}/],
+    [
+      "an unknown placeholder",
+      () => authorizeRole("netsy://{clustr}/{role}", "peer"),
+      /unknown placeholders \{clustr\}/,
+    ],
     ["a bad pin", () => pinCertificate("abc"), /not a SHA-256 digest/],
     ["a bad DN", () => authorizeSubject("agent"), /is not a distinguished name/],
     ["an RBAC key that is neither", () => authorizeRbac({ "spiffe://X/y": ["r"] }, "r"), /not an identity URI/],
-    ["serverOptions without authorize", () => serverOptions(staticSource({ cert: pinned.pem, key: pinned.key.pem, ca: kit.ca.pem }), {} as never), /needs an authorize function/],
+    [
+      "serverOptions without authorize",
+      () => serverOptions(staticSource({ cert: pinned.pem, key: pinned.key.pem, ca: kit.ca.pem }), {} as never),
+      /needs an authorize function/,
+    ],
   ];
   for (const [name, f, want] of misuse) it(`fail/${name} is refused when built`, () => assert.throws(f, want));
 });
@@ -609,47 +931,93 @@ describe("service: subjects compared as attributes (examples/serviceradar.yaml, 
   let opensslOneline: string;
   let opensslRfc2253: string;
   let datasvcSubject: string;
-  const files = (name: string) => ({ certFile: path.join(pki, "services", name, "cert.pem"), keyFile: path.join(pki, "services", name, "key.pem"), caFile: path.join(pki, "services", name, "ca.pem") });
+  const files = (name: string) => ({
+    certFile: path.join(pki, "services", name, "cert.pem"),
+    keyFile: path.join(pki, "services", name, "key.pem"),
+    caFile: path.join(pki, "services", name, "ca.pem"),
+  });
   before(async () => {
     pki = path.join(tempDir("mtlskit-sr-"), "pki");
     const r = await runCli(["apply", "-f", path.join(REPO, "examples", "serviceradar.yaml"), "--pki", pki]);
     assert.equal(r.code, 0, r.err);
     agent = peerFromDer(new X509Certificate(readFileSync(files("agent").certFile)).raw);
-    const subjectAs = (nameopt: string[]) => execFileSync("openssl", ["x509", "-noout", "-subject", ...nameopt, "-in", files("agent").certFile], { encoding: "utf8" }).trim().replace(/^subject=\s*/, "");
+    const subjectAs = (nameopt: string[]) =>
+      execFileSync("openssl", ["x509", "-noout", "-subject", ...nameopt, "-in", files("agent").certFile], {
+        encoding: "utf8",
+      })
+        .trim()
+        .replace(/^subject=\s*/, "");
     opensslOneline = subjectAs([]);
     opensslRfc2253 = subjectAs(["-nameopt", "RFC2253"]);
-    datasvcSubject = execFileSync("openssl", ["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in", files("datasvc").certFile], { encoding: "utf8" }).trim().replace(/^subject=\s*/, "");
+    datasvcSubject = execFileSync(
+      "openssl",
+      ["x509", "-noout", "-subject", "-nameopt", "RFC2253", "-in", files("datasvc").certFile],
+      { encoding: "utf8" },
+    )
+      .trim()
+      .replace(/^subject=\s*/, "");
   });
 
   it("ok/OpenSSL prints the agent's subject most general first, Go most specific first", () => {
-    assert.equal(opensslOneline, "C = US, ST = Your State, L = Your Location, O = ServiceRadar, OU = Operations, CN = agent.serviceradar");
-    assert.equal(opensslRfc2253, "CN=agent.serviceradar,OU=Operations,O=ServiceRadar,L=Your Location,ST=Your State,C=US");
+    assert.equal(
+      opensslOneline,
+      "C = US, ST = Your State, L = Your Location, O = ServiceRadar, OU = Operations, CN = agent.serviceradar",
+    );
+    assert.equal(
+      opensslRfc2253,
+      "CN=agent.serviceradar,OU=Operations,O=ServiceRadar,L=Your Location,ST=Your State,C=US",
+    );
   });
 
   // [name, DN, authorizeSubject admits (the whole subject), rbacRoles admits (datasvc's lookup:
   // the whole subject, else CN and first O, else CN)]
   const rows: [string, () => string, boolean, boolean][] = [
     ["the runbook's entry (Go's order): CN and O", () => "CN=agent.serviceradar,O=ServiceRadar", false, true],
-    ["the runbook's entry in OpenSSL's order and spacing", () => "O = ServiceRadar, CN = agent.serviceradar", false, true],
+    [
+      "the runbook's entry in OpenSSL's order and spacing",
+      () => "O = ServiceRadar, CN = agent.serviceradar",
+      false,
+      true,
+    ],
     ["CN alone (datasvc's last fallback)", () => "CN=agent.serviceradar", false, true],
     ["the whole subject as OpenSSL prints it by default", () => opensslOneline, true, true],
     ["the whole subject as openssl -nameopt RFC2253 (and Go) print it", () => opensslRfc2253, true, true],
-    ["attribute names in any case, long names and OIDs (whole subject)", () => "commonName=agent.serviceradar, 2.5.4.11=Operations, o=ServiceRadar, localityName=Your Location, stateOrProvinceName=Your State, c=US", true, true],
+    [
+      "attribute names in any case, long names and OIDs (whole subject)",
+      () =>
+        "commonName=agent.serviceradar, 2.5.4.11=Operations, o=ServiceRadar, localityName=Your Location, stateOrProvinceName=Your State, c=US",
+      true,
+      true,
+    ],
     ["attribute names in any case (CN and O)", () => "commonName=agent.serviceradar, o=ServiceRadar", false, true],
     ["escaped characters (hex and backslash)", () => "CN=agent\\2Eserviceradar,O=Service\\Radar", false, true],
     ["a multi-valued RDN holding CN and O", () => "CN=agent.serviceradar+O=ServiceRadar", false, true],
-    ["CN, O and OU: neither the whole subject nor datasvc's short forms", () => "CN=agent.serviceradar,O=ServiceRadar,OU=Operations", false, false],
+    [
+      "CN, O and OU: neither the whole subject nor datasvc's short forms",
+      () => "CN=agent.serviceradar,O=ServiceRadar,OU=Operations",
+      false,
+      false,
+    ],
     ["a different value", () => "CN=core.serviceradar,O=ServiceRadar", false, false],
     ["a value in another case", () => "CN=agent.serviceradar,O=serviceradar", false, false],
     ["an extra attribute the subject lacks", () => "CN=agent.serviceradar,O=ServiceRadar,DC=example", false, false],
-    ["an extra value of an attribute the subject has once", () => "CN=agent.serviceradar,O=ServiceRadar,O=Other", false, false],
+    [
+      "an extra value of an attribute the subject has once",
+      () => "CN=agent.serviceradar,O=ServiceRadar,O=Other",
+      false,
+      false,
+    ],
     ["an escaped trailing space", () => "CN=agent.serviceradar\\ ,O=ServiceRadar", false, false],
   ];
   for (const [name, dn, subjectAdmits, rbacAdmits] of rows) {
     it(`${subjectAdmits ? "ok" : "fail"}/authorizeSubject, ${rbacAdmits ? "ok" : "fail"}/rbacRoles: ${name}`, () => {
       const e = authorizeSubject(dn())(agent);
       if (subjectAdmits) assert.equal(e, undefined, e?.message);
-      else assert.match(e?.message ?? "admitted", /want subject .*; its subject is CN=agent\.serviceradar, OU=Operations, O=ServiceRadar, L=Your Location, ST=Your State, C=US$/);
+      else
+        assert.match(
+          e?.message ?? "admitted",
+          /want subject .*; its subject is CN=agent\.serviceradar, OU=Operations, O=ServiceRadar, L=Your Location, ST=Your State, C=US$/,
+        );
       assert.deepEqual(rbacRoles({ [dn()]: ["reader"] })(agent), rbacAdmits ? ["reader"] : []);
     });
   }
@@ -657,14 +1025,45 @@ describe("service: subjects compared as attributes (examples/serviceradar.yaml, 
   it("fail/a subject missing an attribute the DN names, or holding a second value of it, is refused", () => {
     const make = (subj: string) => {
       const dir = tempDir("mtlskit-dn-");
-      execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", path.join(dir, "k.pem"), "-outform", "DER", "-out", path.join(dir, "c.der"), "-subj", subj, "-days", "1"], { stdio: "ignore" });
+      execFileSync(
+        "openssl",
+        [
+          "req",
+          "-x509",
+          "-newkey",
+          "ec",
+          "-pkeyopt",
+          "ec_paramgen_curve:P-256",
+          "-nodes",
+          "-keyout",
+          path.join(dir, "k.pem"),
+          "-outform",
+          "DER",
+          "-out",
+          path.join(dir, "c.der"),
+          "-subj",
+          subj,
+          "-days",
+          "1",
+        ],
+        { stdio: "ignore" },
+      );
       return peerFromDer(readFileSync(path.join(dir, "c.der")));
     };
     const runbook = authorizeSubject("CN=agent.serviceradar,O=ServiceRadar");
-    assert.match(runbook(make("/CN=agent.serviceradar"))?.message ?? "admitted", /its subject is CN=agent\.serviceradar$/);
-    assert.match(runbook(make("/O=ServiceRadar/O=Other/CN=agent.serviceradar"))?.message ?? "admitted", /its subject is CN=agent\.serviceradar, O=Other, O=ServiceRadar$/);
+    assert.match(
+      runbook(make("/CN=agent.serviceradar"))?.message ?? "admitted",
+      /its subject is CN=agent\.serviceradar$/,
+    );
+    assert.match(
+      runbook(make("/O=ServiceRadar/O=Other/CN=agent.serviceradar"))?.message ?? "admitted",
+      /its subject is CN=agent\.serviceradar, O=Other, O=ServiceRadar$/,
+    );
     // datasvc's short forms need exactly one CN: two CNs match only as the whole subject.
-    const rolesOf = rbacRoles({ "CN=agent.serviceradar,O=ServiceRadar": ["reader"], "CN=agent.serviceradar": ["reader"] });
+    const rolesOf = rbacRoles({
+      "CN=agent.serviceradar,O=ServiceRadar": ["reader"],
+      "CN=agent.serviceradar": ["reader"],
+    });
     assert.deepEqual(rolesOf(make("/O=ServiceRadar/CN=agent.serviceradar/CN=other")), []);
     assert.deepEqual(rolesOf(make("/O=ServiceRadar/OU=Ops/CN=agent.serviceradar")), ["reader"]);
     // Escapes in the certificate's own subject read back exactly.
@@ -672,25 +1071,58 @@ describe("service: subjects compared as attributes (examples/serviceradar.yaml, 
   });
 
   it("ok/RBAC in a real handshake: datasvc (createMtlsServer, selfCheck without identity) gives the agent reader, from the runbook's table and from `mtlskit config serviceradar`'s", async () => {
-    const printed = await runCli(["config", "serviceradar", "-f", path.join(REPO, "examples", "serviceradar.yaml"), "--service", "datasvc", "--pki", pki]);
+    const printed = await runCli([
+      "config",
+      "serviceradar",
+      "-f",
+      path.join(REPO, "examples", "serviceradar.yaml"),
+      "--service",
+      "datasvc",
+      "--pki",
+      pki,
+    ]);
     assert.equal(printed.code, 0, printed.err);
-    const configTable = Object.fromEntries((JSON.parse(printed.out) as { rbac: { roles: { identity: string; role: string }[] } }).rbac.roles.map((r) => [r.identity, [r.role]]));
-    const runbookTable = { "CN=agent.serviceradar,O=ServiceRadar": ["reader"], "CN=sync.serviceradar,O=ServiceRadar": ["writer"] };
-    for (const [table, role, want] of [[runbookTable, "reader", "ok"], [configTable, "reader", "ok"], [runbookTable, "writer", /want role writer; it holds reader$/]] as const) {
+    const configTable = Object.fromEntries(
+      (JSON.parse(printed.out) as { rbac: { roles: { identity: string; role: string }[] } }).rbac.roles.map((r) => [
+        r.identity,
+        [r.role],
+      ]),
+    );
+    const runbookTable = {
+      "CN=agent.serviceradar,O=ServiceRadar": ["reader"],
+      "CN=sync.serviceradar,O=ServiceRadar": ["writer"],
+    };
+    for (const [table, role, want] of [
+      [runbookTable, "reader", "ok"],
+      [configTable, "reader", "ok"],
+      [runbookTable, "writer", /want role writer; it holds reader$/],
+    ] as const) {
       let serverSaw = "silent";
-      const server = createMtlsServer(tls.createServer, loadStaticSource(files("datasvc")), {
-        authorize: authorizeRbac(table, role),
-        selfCheck: { advertise: ["datasvc.serviceradar"], role: "dual" },
-        onRefused: (e) => (serverSaw = e.message),
-      }, (socket: tls.TLSSocket) => {
-        serverSaw = "ok";
-        socket.end("k");
-      });
+      const server = createMtlsServer(
+        tls.createServer,
+        loadStaticSource(files("datasvc")),
+        {
+          authorize: authorizeRbac(table, role),
+          selfCheck: { advertise: ["datasvc.serviceradar"], role: "dual" },
+          onRefused: (e) => (serverSaw = e.message),
+        },
+        (socket: tls.TLSSocket) => {
+          serverSaw = "ok";
+          socket.end("k");
+        },
+      );
       await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
       try {
         const clientSaw = await new Promise<string>((resolve) => {
           const timer = setTimeout(() => resolve("timeout"), 5000);
-          const sock = tls.connect({ ...clientOptions(loadStaticSource(files("agent")), { authorize: authorizeSubject(datasvcSubject), servername: "datasvc.serviceradar" }), host: "127.0.0.1", port: (server.address() as AddressInfo).port });
+          const sock = tls.connect({
+            ...clientOptions(loadStaticSource(files("agent")), {
+              authorize: authorizeSubject(datasvcSubject),
+              servername: "datasvc.serviceradar",
+            }),
+            host: "127.0.0.1",
+            port: (server.address() as AddressInfo).port,
+          });
           const end = (v: string) => {
             clearTimeout(timer);
             sock.destroy();
@@ -713,35 +1145,92 @@ describe("service: credential sources", () => {
   const DIR = tempDir("mtlskit-service-");
   it("ok/loadStaticSource reads files and parses the identity", () => {
     const leaf = clientLeaf();
-    for (const [f, t] of [["cert.pem", leaf.pem], ["key.pem", leaf.key.pem], ["ca.pem", kit.ca.pem]] as const) writeFileSync(path.join(DIR, f), t);
-    const c = loadStaticSource({ certFile: path.join(DIR, "cert.pem"), keyFile: path.join(DIR, "key.pem"), caFile: path.join(DIR, "ca.pem") }).current();
+    for (const [f, t] of [
+      ["cert.pem", leaf.pem],
+      ["key.pem", leaf.key.pem],
+      ["ca.pem", kit.ca.pem],
+    ] as const)
+      writeFileSync(path.join(DIR, f), t);
+    const c = loadStaticSource({
+      certFile: path.join(DIR, "cert.pem"),
+      keyFile: path.join(DIR, "key.pem"),
+      caFile: path.join(DIR, "ca.pem"),
+    }).current();
     assert.equal(c.identity?.uri, CLIENT_ID);
     assert.equal(c.leaf.subject, "CN=web");
   });
   const bad: [string, () => unknown, RegExp][] = [
-    ["a key from another pair, naming both files", () => {
-      const a = clientLeaf();
-      writeFileSync(path.join(DIR, "other-key.pem"), newKey().pem);
-      writeFileSync(path.join(DIR, "a.pem"), a.pem);
-      writeFileSync(path.join(DIR, "ca.pem"), kit.ca.pem);
-      return loadStaticSource({ certFile: path.join(DIR, "a.pem"), keyFile: path.join(DIR, "other-key.pem"), caFile: path.join(DIR, "ca.pem") });
-    }, /^service: key .*other-key\.pem does not match certificate .*a\.pem \(CN=web\).*; fix: use the key written together with this certificate/],
-    ["swapped certificate and key", () => staticSource({ cert: pinned.key.pem, key: pinned.pem, ca: kit.ca.pem }), /certificate \(given as text\) holds a PRIVATE KEY block; fix: it holds a key: were the certificate and key files swapped\?/],
-    ["an empty bundle", () => staticSource({ cert: pinned.pem, key: pinned.key.pem, ca: "" }), /trust bundle \(given as text\) holds no PEM CERTIFICATE block/],
-    ["a half-written certificate", () => staticSource({ cert: pinned.pem.slice(0, 200) + "\n-----END CERTIFICATE-----\n", key: pinned.key.pem, ca: kit.ca.pem }), /certificate \(given as text\)/],
-    ["a missing file", () => loadStaticSource({ certFile: path.join(DIR, "nope.pem"), keyFile: "k", caFile: "c" }), /cannot read certificate .*nope\.pem: ENOENT; fix: check the path/],
+    [
+      "a key from another pair, naming both files",
+      () => {
+        const a = clientLeaf();
+        writeFileSync(path.join(DIR, "other-key.pem"), newKey().pem);
+        writeFileSync(path.join(DIR, "a.pem"), a.pem);
+        writeFileSync(path.join(DIR, "ca.pem"), kit.ca.pem);
+        return loadStaticSource({
+          certFile: path.join(DIR, "a.pem"),
+          keyFile: path.join(DIR, "other-key.pem"),
+          caFile: path.join(DIR, "ca.pem"),
+        });
+      },
+      /^service: key .*other-key\.pem does not match certificate .*a\.pem \(CN=web\).*; fix: use the key written together with this certificate/,
+    ],
+    [
+      "swapped certificate and key",
+      () => staticSource({ cert: pinned.key.pem, key: pinned.pem, ca: kit.ca.pem }),
+      /certificate \(given as text\) holds a PRIVATE KEY block; fix: it holds a key: were the certificate and key files swapped\?/,
+    ],
+    [
+      "an empty bundle",
+      () => staticSource({ cert: pinned.pem, key: pinned.key.pem, ca: "" }),
+      /trust bundle \(given as text\) holds no PEM CERTIFICATE block/,
+    ],
+    [
+      "a half-written certificate",
+      () =>
+        staticSource({
+          cert: pinned.pem.slice(0, 200) + "\n-----END CERTIFICATE-----\n",
+          key: pinned.key.pem,
+          ca: kit.ca.pem,
+        }),
+      /certificate \(given as text\)/,
+    ],
+    [
+      "a missing file",
+      () => loadStaticSource({ certFile: path.join(DIR, "nope.pem"), keyFile: "k", caFile: "c" }),
+      /cannot read certificate .*nope\.pem: ENOENT; fix: check the path/,
+    ],
   ];
-  for (const [name, f, want] of bad) it(`fail/${name}`, () => assert.throws(f, (e: Error) => (assert.match(e.message, want), true)));
-  it("fail/inputs given as text are named once, never \"certificate certificate\" (issue 11)", () => {
+  for (const [name, f, want] of bad)
+    it(`fail/${name}`, () => assert.throws(f, (e: Error) => (assert.match(e.message, want), true)));
+  it('fail/inputs given as text are named once, never "certificate certificate" (issue 11)', () => {
     const texts: [() => unknown, RegExp][] = [
-      [() => staticSource({ cert: pinned.key.pem, key: pinned.pem, ca: kit.ca.pem }), /^service: certificate \(given as text\) holds a PRIVATE KEY block/],
-      [() => staticSource({ cert: "", key: pinned.key.pem, ca: kit.ca.pem }), /^service: certificate \(given as text\) holds no PEM CERTIFICATE block/],
-      [() => staticSource({ cert: pinned.pem, key: pinned.key.pem, ca: "" }), /^service: trust bundle \(given as text\) holds no PEM/],
-      [() => staticSource({ cert: pinned.pem, key: newKey().pem, ca: kit.ca.pem }), /^service: key \(given as text\) does not match certificate \(given as text\)/],
-      [() => staticSource({ cert: pinned.pem, key: "junk", ca: kit.ca.pem }), /^service: cannot read key \(given as text\): /],
+      [
+        () => staticSource({ cert: pinned.key.pem, key: pinned.pem, ca: kit.ca.pem }),
+        /^service: certificate \(given as text\) holds a PRIVATE KEY block/,
+      ],
+      [
+        () => staticSource({ cert: "", key: pinned.key.pem, ca: kit.ca.pem }),
+        /^service: certificate \(given as text\) holds no PEM CERTIFICATE block/,
+      ],
+      [
+        () => staticSource({ cert: pinned.pem, key: pinned.key.pem, ca: "" }),
+        /^service: trust bundle \(given as text\) holds no PEM/,
+      ],
+      [
+        () => staticSource({ cert: pinned.pem, key: newKey().pem, ca: kit.ca.pem }),
+        /^service: key \(given as text\) does not match certificate \(given as text\)/,
+      ],
+      [
+        () => staticSource({ cert: pinned.pem, key: "junk", ca: kit.ca.pem }),
+        /^service: cannot read key \(given as text\): /,
+      ],
     ];
     for (const [f, want] of texts) {
-      assert.throws(f, (e: Error) => (assert.match(e.message, want), assert.doesNotMatch(e.message, /\b(\w+) \1\b/), true));
+      assert.throws(
+        f,
+        (e: Error) => (assert.match(e.message, want), assert.doesNotMatch(e.message, /\b(\w+) \1\b/), true),
+      );
     }
   });
 });
@@ -752,8 +1241,14 @@ describe("service: authorizeServer", () => {
     const options = serverOptions(sourceOf(serverLeaf()), { authorize: authorizeAny() });
     const srv = tls.createServer(options);
     assert.equal(authorizeServer(authorizeServer(srv, options), { ...options }), srv);
-    assert.throws(() => authorizeServer(srv, serverOptions(sourceOf(serverLeaf()), { authorize: authorizeAny() })), /already bound/);
-    assert.throws(() => authorizeServer(tls.createServer({}), {}), /needs the options object serverOptions\(\) returned/);
+    assert.throws(
+      () => authorizeServer(srv, serverOptions(sourceOf(serverLeaf()), { authorize: authorizeAny() })),
+      /already bound/,
+    );
+    assert.throws(
+      () => authorizeServer(tls.createServer({}), {}),
+      /needs the options object serverOptions\(\) returned/,
+    );
   });
 });
 
@@ -767,10 +1262,15 @@ describe("service: authorizeServer", () => {
 describe("service: TLS overrides beside the library's options are refused, not ignored", () => {
   /** dial connects with `options` to a createMtlsServer and returns what the client saw and the protocol. */
   async function dial(options: tls.ConnectionOptions): Promise<{ saw: string; protocol: string | undefined }> {
-    const srv = createMtlsServer(tls.createServer, sourceOf(serverLeaf()), { authorize: authorizeAny() }, (s: tls.TLSSocket) => {
-      s.on("error", () => {});
-      s.end("k");
-    });
+    const srv = createMtlsServer(
+      tls.createServer,
+      sourceOf(serverLeaf()),
+      { authorize: authorizeAny() },
+      (s: tls.TLSSocket) => {
+        s.on("error", () => {});
+        s.end("k");
+      },
+    );
     await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
     try {
       return await new Promise((resolve) => {
@@ -798,29 +1298,59 @@ describe("service: TLS overrides beside the library's options are refused, not i
 
   it("fail/{ ...clientOptions(), maxVersion: 'TLSv1.2' } is refused, naming the field and where it goes", async () => {
     const got = await dial({ ...client(), maxVersion: "TLSv1.2" });
-    assert.match(got.saw, /^ERR_MTLSKIT_OPTION_IGNORED: mtlskit: maxVersion given next to clientOptions\(\) would be ignored, .*pass maxVersion to clientOptions\(source, \{ maxVersion: \.\.\. \}\)/);
+    assert.match(
+      got.saw,
+      /^ERR_MTLSKIT_OPTION_IGNORED: mtlskit: maxVersion given next to clientOptions\(\) would be ignored, .*pass maxVersion to clientOptions\(source, \{ maxVersion: \.\.\. \}\)/,
+    );
   });
 
   it("fail/a ca or ciphers beside clientOptions() is refused too", async () => {
-    assert.match((await dial({ ...client(), ca: kit.other.pem })).saw, /^ERR_MTLSKIT_OPTION_IGNORED: .*\bca given next to clientOptions\(\).*give another source/);
-    assert.match((await dial({ ...client(), ciphers: "ECDHE-ECDSA-AES128-GCM-SHA256" })).saw, /^ERR_MTLSKIT_OPTION_IGNORED: .*ciphers given next to/);
+    assert.match(
+      (await dial({ ...client(), ca: kit.other.pem })).saw,
+      /^ERR_MTLSKIT_OPTION_IGNORED: .*\bca given next to clientOptions\(\).*give another source/,
+    );
+    assert.match(
+      (await dial({ ...client(), ciphers: "ECDHE-ECDSA-AES128-GCM-SHA256" })).saw,
+      /^ERR_MTLSKIT_OPTION_IGNORED: .*ciphers given next to/,
+    );
   });
 
   it("fail/maxVersion beside serverOptions() is refused when the server is bound, before it listens", () => {
     const options = serverOptions(sourceOf(serverLeaf()), { authorize: authorizeAny() });
     const spread = { ...options, maxVersion: "TLSv1.2" as const };
-    assert.throws(() => authorizeServer(tls.createServer(spread), spread), /^MtlskitError: service: authorizeServer: maxVersion given next to serverOptions\(\) would be ignored, .*pass maxVersion to serverOptions\(source, \{ maxVersion: \.\.\. \}\)/);
+    assert.throws(
+      () => authorizeServer(tls.createServer(spread), spread),
+      /^MtlskitError: service: authorizeServer: maxVersion given next to serverOptions\(\) would be ignored, .*pass maxVersion to serverOptions\(source, \{ maxVersion: \.\.\. \}\)/,
+    );
   });
 
   it("fail/createMtlsServer's extra cannot carry what the library sets (maxVersion, handshakeTimeout, cert)", () => {
-    for (const [extra, field] of [[{ maxVersion: "TLSv1.2" }, "maxVersion"], [{ handshakeTimeout: 5 }, "handshakeTimeout"], [{ cert: "x" }, "cert"]] as const) {
-      assert.throws(() => createMtlsServer(tls.createServer, sourceOf(serverLeaf()), { authorize: authorizeAny(), extra }), new RegExp(`createMtlsServer: extra\\.${field} would be ignored`));
+    for (const [extra, field] of [
+      [{ maxVersion: "TLSv1.2" }, "maxVersion"],
+      [{ handshakeTimeout: 5 }, "handshakeTimeout"],
+      [{ cert: "x" }, "cert"],
+    ] as const) {
+      assert.throws(
+        () => createMtlsServer(tls.createServer, sourceOf(serverLeaf()), { authorize: authorizeAny(), extra }),
+        new RegExp(`createMtlsServer: extra\\.${field} would be ignored`),
+      );
     }
   });
 
   it("fail/a version the library does not know, or minVersion above maxVersion, is refused when built", () => {
-    assert.throws(() => clientOptions(sourceOf(clientLeaf()), { authorize: authorizeAny(), maxVersion: "TLSv1.1" as MaxVersion }), /maxVersion must be "TLSv1\.2" or "TLSv1\.3"; got "TLSv1\.1"/);
-    assert.throws(() => serverOptions(sourceOf(serverLeaf()), { authorize: authorizeAny(), minVersion: "TLSv1.3", maxVersion: "TLSv1.2" }), /minVersion TLSv1\.3 is above maxVersion TLSv1\.2/);
+    assert.throws(
+      () => clientOptions(sourceOf(clientLeaf()), { authorize: authorizeAny(), maxVersion: "TLSv1.1" as MaxVersion }),
+      /maxVersion must be "TLSv1\.2" or "TLSv1\.3"; got "TLSv1\.1"/,
+    );
+    assert.throws(
+      () =>
+        serverOptions(sourceOf(serverLeaf()), {
+          authorize: authorizeAny(),
+          minVersion: "TLSv1.3",
+          maxVersion: "TLSv1.2",
+        }),
+      /minVersion TLSv1\.3 is above maxVersion TLSv1\.2/,
+    );
   });
 });
 
@@ -837,7 +1367,12 @@ describe("service: handshake timeout", () => {
 
   it("ok/a raw TCP client that connects and sends nothing is dropped after handshakeTimeout (200 ms, within 5 s)", async () => {
     const errors: string[] = [];
-    const srv = createMtlsServer(tls.createServer, sourceOf(serverLeaf()), { authorize: authorizeAny(), handshakeTimeout: 200 }, (s: tls.TLSSocket) => s.end("k"));
+    const srv = createMtlsServer(
+      tls.createServer,
+      sourceOf(serverLeaf()),
+      { authorize: authorizeAny(), handshakeTimeout: 200 },
+      (s: tls.TLSSocket) => s.end("k"),
+    );
     srv.on("tlsClientError", (e: NodeJS.ErrnoException) => errors.push(e.code ?? e.message));
     await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
     const sock = net.connect({ host: "127.0.0.1", port: (srv.address() as AddressInfo).port });
@@ -862,7 +1397,10 @@ describe("service: handshake timeout", () => {
 
   it("fail/a handshakeTimeout that is not a positive number is refused when built", () => {
     for (const t of [0, -1, Number.NaN, "10s"]) {
-      assert.throws(() => serverOptions(sourceOf(serverLeaf()), { authorize: authorizeAny(), handshakeTimeout: t as number }), /handshakeTimeout must be a positive number of milliseconds/);
+      assert.throws(
+        () => serverOptions(sourceOf(serverLeaf()), { authorize: authorizeAny(), handshakeTimeout: t as number }),
+        /handshakeTimeout must be a positive number of milliseconds/,
+      );
     }
   });
 });

@@ -46,9 +46,22 @@ describe("status: a deployment's certificates", { timeout: 60_000 }, () => {
   it("ok/fresh certificates: every row ok, exit 0, sorted by deadline, with renewal dates and the CA's expiry", async () => {
     const r = await status("--at", at(1), "--json");
     assert.equal(r.code, 0, r.err);
-    const j = JSON.parse(r.out) as { level: string; rows: { id: string; level: string; notAfter: string; renewAt: string; ca: { notAfter: string; subject: string }; secondsLeft: number }[] };
+    const j = JSON.parse(r.out) as {
+      level: string;
+      rows: {
+        id: string;
+        level: string;
+        notAfter: string;
+        renewAt: string;
+        ca: { notAfter: string; subject: string };
+        secondsLeft: number;
+      }[];
+    };
     assert.equal(j.level, "ok");
-    assert.deepEqual(j.rows.map((x) => x.id), ["batch", "web"]); // batch's 30 days end first
+    assert.deepEqual(
+      j.rows.map((x) => x.id),
+      ["batch", "web"],
+    ); // batch's 30 days end first
     const web = j.rows.find((x) => x.id === "web")!;
     const cert = new X509Certificate(readFileSync(path.join(pki, "services", "web", "cert.pem")));
     assert.equal(new Date(web.notAfter).getTime(), new Date(cert.validTo).getTime());
@@ -64,14 +77,20 @@ describe("status: a deployment's certificates", { timeout: 60_000 }, () => {
     assert.equal(r.code, 1);
     assert.match(r.out, /^warning\s+batch\s+2026-01-31\s+in 8 days\s+2026-01-21\s+2027-01-01/m);
     assert.match(r.out, /^ok\s+web\s/m);
-    assert.match(r.out, /warning batch: expires in 8 days \(2026-01-31\); renewal was due 2026-01-21: run `mtlskit apply -f .*mtlskit\.yaml --pki .*pki`/);
+    assert.match(
+      r.out,
+      /warning batch: expires in 8 days \(2026-01-31\); renewal was due 2026-01-21: run `mtlskit apply -f .*mtlskit\.yaml --pki .*pki`/,
+    );
     assert.match(r.out, /WARNING: 0 critical, 1 warning, 1 ok\./);
   });
 
   it("ok/--nagios: levels and plugin exit codes follow --warning and --critical, with perfdata in seconds", async () => {
     const ok = await status("--at", at(1), "--nagios", "--warning", "20d", "--critical", "5d");
     assert.equal(ok.code, 0);
-    assert.match(ok.out, /^MTLSKIT STATUS OK - soonest: batch expires in 29 days \(2026-01-31\); 0 critical, 0 warning, 2 ok \| 'batch'=2505600s;1728000:;432000: 'web'=7689600s;1728000:;432000:\n$/);
+    assert.match(
+      ok.out,
+      /^MTLSKIT STATUS OK - soonest: batch expires in 29 days \(2026-01-31\); 0 critical, 0 warning, 2 ok \| 'batch'=2505600s;1728000:;432000: 'web'=7689600s;1728000:;432000:\n$/,
+    );
     const warn = await status("--at", at(12), "--nagios", "--warning", "20d", "--critical", "5d");
     assert.equal(warn.code, 1);
     assert.match(warn.out, /^MTLSKIT STATUS WARNING - batch expires in 18 days/);
@@ -110,15 +129,29 @@ describe("status: a deployment's certificates", { timeout: 60_000 }, () => {
     await assert.rejects(apply(loadManifest(file), p, { now: T0 }));
     const r = await runCli(["status", "-f", file, "--pki", p, "--at", at(1), "--nagios"]);
     assert.equal(r.code, 1, r.out);
-    assert.match(r.out, /^MTLSKIT STATUS WARNING - the last apply \(2026-01-01 00:00 UTC\) failed: .*ca\.pem is missing.*; 0 critical, 0 warning, 2 ok \| 'batch'=/);
+    assert.match(
+      r.out,
+      /^MTLSKIT STATUS WARNING - the last apply \(2026-01-01 00:00 UTC\) failed: .*ca\.pem is missing.*; 0 critical, 0 warning, 2 ok \| 'batch'=/,
+    );
     const human = await runCli(["status", "-f", file, "--pki", p, "--at", at(1)]);
     // The summary line says why it is WARNING (it used to say "WARNING: 0 critical, 0 warning, 2 ok").
-    assert.match(human.out, /^WARNING: 0 critical, 0 warning, 2 ok; the last apply \(2026-01-01 00:00 UTC\) failed: .*ca\.pem is missing.*\.$/m);
+    assert.match(
+      human.out,
+      /^WARNING: 0 critical, 0 warning, 2 ok; the last apply \(2026-01-01 00:00 UTC\) failed: .*ca\.pem is missing.*\.$/m,
+    );
   });
 
   const usage: [string, string[], RegExp][] = [
-    ["--warning not above --critical", ["--warning", "5d", "--critical", "7d"], /--warning \(5d\) must be longer than --critical \(7d\)/],
-    ["--warning below the default critical", ["--warning", "3d"], /--warning \(3d\) must be longer than --critical \(7d, the default\)/],
+    [
+      "--warning not above --critical",
+      ["--warning", "5d", "--critical", "7d"],
+      /--warning \(5d\) must be longer than --critical \(7d\)/,
+    ],
+    [
+      "--warning below the default critical",
+      ["--warning", "3d"],
+      /--warning \(3d\) must be longer than --critical \(7d, the default\)/,
+    ],
     ["a bad duration", ["--critical", "soon"], /--critical must be a duration such as 30d, 2w or 12h; got "soon"/],
     ["--at with --in", ["--at", "2027-01-01", "--in", "3d"], /--at is incompatible with --in/],
   ];
@@ -132,7 +165,10 @@ describe("status: a deployment's certificates", { timeout: 60_000 }, () => {
   it("fail/--json with --nagios: a plugin still prints one UNKNOWN line, exit 3", async () => {
     const r = await status("--json", "--nagios");
     assert.equal(r.code, 3);
-    assert.match(r.out, /^MTLSKIT STATUS UNKNOWN - mtlskit status: flag --json is incompatible with --nagios; use one\n$/);
+    assert.match(
+      r.out,
+      /^MTLSKIT STATUS UNKNOWN - mtlskit status: flag --json is incompatible with --nagios; use one\n$/,
+    );
   });
   it("fail/--nagios on a manifest that does not exist: UNKNOWN, exit 3, one line", async () => {
     const r = await runCli(["status", "-f", path.join(dir, "nope.yaml"), "--nagios"]);
@@ -148,16 +184,68 @@ describe("status: plain certificate files", { timeout: 60_000 }, () => {
   before(() => {
     const d = tempDir("mtlskit-status-files-");
     const o = (...args: string[]) => execFileSync("openssl", args, { cwd: d, stdio: "pipe" });
-    o("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "10", "-subj", "/CN=Short CA");
-    o("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=leaf");
-    o("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "leaf.pem", "-days", "100");
+    o(
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      "ca.key",
+      "-out",
+      "ca.pem",
+      "-days",
+      "10",
+      "-subj",
+      "/CN=Short CA",
+    );
+    o(
+      "req",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      "leaf.key",
+      "-out",
+      "leaf.csr",
+      "-subj",
+      "/CN=leaf",
+    );
+    o(
+      "x509",
+      "-req",
+      "-in",
+      "leaf.csr",
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      "leaf.pem",
+      "-days",
+      "100",
+    );
     chain = path.join(d, "chain.pem");
     writeFileSync(chain, Buffer.concat([readFileSync(path.join(d, "leaf.pem")), readFileSync(path.join(d, "ca.pem"))]));
     lone = path.join(d, "leaf.pem");
   });
   it("ok/a chain file: the CA's earlier notAfter is the deadline, and the reason names the CA", async () => {
     const r = await runCli(["status", chain, "--json"]);
-    const j = JSON.parse(r.out) as { rows: { id: string; level: string; reason: string; deadline: string; notAfter: string; ca: { notAfter: string } }[] };
+    const j = JSON.parse(r.out) as {
+      rows: {
+        id: string;
+        level: string;
+        reason: string;
+        deadline: string;
+        notAfter: string;
+        ca: { notAfter: string };
+      }[];
+    };
     const row = j.rows[0]!;
     assert.equal(row.deadline, row.ca.notAfter);
     assert.ok(new Date(row.notAfter) > new Date(row.deadline));
@@ -194,27 +282,59 @@ describe("status: a glob over a deployment directory (issue 11)", { timeout: 60_
     const f = writeManifest(d, MANIFEST);
     const p = path.join(d, "pki");
     await apply(loadManifest(f), p, { now: T0 });
-    const e = await runCli(["export", "-f", f, "--pki", p, "--format", "flat", "--out", path.join(d, "deploy"), "--host", "agent-host=web,batch"]);
+    const e = await runCli([
+      "export",
+      "-f",
+      f,
+      "--pki",
+      p,
+      "--format",
+      "flat",
+      "--out",
+      path.join(d, "deploy"),
+      "--host",
+      "agent-host=web,batch",
+    ]);
     assert.equal(e.code, 0, e.err);
     host = path.join(d, "deploy", "agent-host");
-    execFileSync("openssl", ["ecparam", "-name", "prime256v1", "-genkey", "-out", path.join(host, "extra-key.pem")], { stdio: "pipe" });
-    pems = readdirSync(host).filter((n) => n.endsWith(".pem")).sort().map((n) => path.join(host, n));
-    assert.deepEqual(pems.map((x) => path.basename(x)), ["batch-key.pem", "batch.pem", "extra-key.pem", "root.pem", "web-key.pem", "web.pem"]);
+    execFileSync("openssl", ["ecparam", "-name", "prime256v1", "-genkey", "-out", path.join(host, "extra-key.pem")], {
+      stdio: "pipe",
+    });
+    pems = readdirSync(host)
+      .filter((n) => n.endsWith(".pem"))
+      .sort()
+      .map((n) => path.join(host, n));
+    assert.deepEqual(
+      pems.map((x) => path.basename(x)),
+      ["batch-key.pem", "batch.pem", "extra-key.pem", "root.pem", "web-key.pem", "web.pem"],
+    );
   });
   it("ok/--nagios is OK: the certificates are judged, 3 key or parameter files skipped", async () => {
     const r = await runCli(["status", ...pems, "--nagios", "--at", at(1), "--warning", "20d", "--critical", "5d"]);
     assert.equal(r.code, 0, r.out);
-    assert.match(r.out, /^MTLSKIT STATUS OK - soonest: \S+batch\.pem expires in 29 days \(2026-01-31\); 0 critical, 0 warning, 3 ok; 3 key or parameter files skipped \| /);
+    assert.match(
+      r.out,
+      /^MTLSKIT STATUS OK - soonest: \S+batch\.pem expires in 29 days \(2026-01-31\); 0 critical, 0 warning, 3 ok; 3 key or parameter files skipped \| /,
+    );
     assert.doesNotMatch(r.out, /key\.pem'=/);
   });
   it("ok/the table notes each skipped file and why; --json lists them", async () => {
     const r = await runCli(["status", ...pems, "--at", at(1), "--warning", "20d"]);
     assert.equal(r.code, 0, r.out);
-    assert.match(r.out, /^  skipped \S+extra-key\.pem: holds EC PARAMETERS and EC PRIVATE KEY blocks but no certificate$/m);
+    assert.match(
+      r.out,
+      /^  skipped \S+extra-key\.pem: holds EC PARAMETERS and EC PRIVATE KEY blocks but no certificate$/m,
+    );
     assert.match(r.out, /^  skipped \S+web-key\.pem: holds a PRIVATE KEY block but no certificate$/m);
-    const j = JSON.parse((await runCli(["status", ...pems, "--at", at(1), "--json"])).out) as { rows: { id: string }[]; skipped: { file: string }[] };
+    const j = JSON.parse((await runCli(["status", ...pems, "--at", at(1), "--json"])).out) as {
+      rows: { id: string }[];
+      skipped: { file: string }[];
+    };
     assert.deepEqual(j.rows.map((x) => path.basename(x.id)).sort(), ["batch.pem", "root.pem", "web.pem"]);
-    assert.deepEqual(j.skipped.map((x) => path.basename(x.file)), ["batch-key.pem", "extra-key.pem", "web-key.pem"]);
+    assert.deepEqual(
+      j.skipped.map((x) => path.basename(x.file)),
+      ["batch-key.pem", "extra-key.pem", "web-key.pem"],
+    );
   });
   it("fail/only key files: no certificate to judge is invalid input (exit 2; UNKNOWN with --nagios)", async () => {
     const keys = pems.filter((x) => x.endsWith("key.pem"));
@@ -229,10 +349,31 @@ describe("status: a glob over a deployment directory (issue 11)", { timeout: 60_
 
 describe("status: expiryStatus (pure)", () => {
   const now = new Date("2027-06-01T00:00:00Z");
-  const input = (id: string, days: number | undefined, extra: Partial<StatusInput> = {}): StatusInput => ({ id, service: id, file: `${id}.pem`, subject: `CN=${id}`, notAfter: days === undefined ? undefined : new Date(now.getTime() + days * DAY), renewAt: undefined, ca: undefined, ...extra });
+  const input = (id: string, days: number | undefined, extra: Partial<StatusInput> = {}): StatusInput => ({
+    id,
+    service: id,
+    file: `${id}.pem`,
+    subject: `CN=${id}`,
+    notAfter: days === undefined ? undefined : new Date(now.getTime() + days * DAY),
+    renewAt: undefined,
+    ca: undefined,
+    ...extra,
+  });
   it("ok/critical before warning before ok; unreadable first; ties by id", () => {
-    const s = expiryStatus([input("b", 50), input("a", 50), input("late", 3), input("gone", undefined, { problem: "gone.pem does not exist" }), input("soon", 20)], now);
-    assert.deepEqual(s.rows.map((r) => `${r.level} ${r.id}`), ["critical gone", "critical late", "warning soon", "ok a", "ok b"]);
+    const s = expiryStatus(
+      [
+        input("b", 50),
+        input("a", 50),
+        input("late", 3),
+        input("gone", undefined, { problem: "gone.pem does not exist" }),
+        input("soon", 20),
+      ],
+      now,
+    );
+    assert.deepEqual(
+      s.rows.map((r) => `${r.level} ${r.id}`),
+      ["critical gone", "critical late", "warning soon", "ok a", "ok b"],
+    );
     assert.equal(s.level, "critical");
     assert.deepEqual(s.counts, { critical: 2, warning: 1, ok: 2 });
   });
@@ -247,7 +388,10 @@ describe("status: expiryStatus (pure)", () => {
     assert.ok(Buffer.byteLength(`${line}\n`) < NAGIOS_MAX_BYTES, `${Buffer.byteLength(line)} bytes`);
     assert.equal(line.split("\n").length, 1);
     const [text, perf] = line.split(" | ");
-    assert.match(text!, /^MTLSKIT STATUS CRITICAL - late expires in 3 days \(2027-06-04\); 1 critical, 357 warning, 4643 ok; perfdata for the \d+ most urgent of 5001$/);
+    assert.match(
+      text!,
+      /^MTLSKIT STATUS CRITICAL - late expires in 3 days \(2027-06-04\); 1 critical, 357 warning, 4643 ok; perfdata for the \d+ most urgent of 5001$/,
+    );
     const entries = perf!.split(" ");
     assert.equal(entries[0], "'late'=259200s;2592000:;604800:");
     assert.equal(text!.match(/the (\d+) most urgent/)![1], String(entries.length));

@@ -55,11 +55,20 @@ describe("mtlskit verify agrees with openssl verify -x509_strict", () => {
       assert.equal(r.err, "", r.err);
       const v = JSON.parse(r.out) as VerifyJson;
       assert.equal(r.code, c.codes.length === 0 ? 0 : 1, r.out);
-      assert.deepEqual(v.reasons.map((x) => x.code), c.codes, r.out);
-      for (const reason of v.reasons) assert.ok(reason.message && reason.fix, `reason without words: ${JSON.stringify(reason)}`);
+      assert.deepEqual(
+        v.reasons.map((x) => x.code),
+        c.codes,
+        r.out,
+      );
+      for (const reason of v.reasons)
+        assert.ok(reason.message && reason.fix, `reason without words: ${JSON.stringify(reason)}`);
       const o = openssl(c, f);
       const expected = c.openssl ? !v.ok : v.ok;
-      assert.equal(o.ok, expected, `openssl ${o.ok ? "accepted" : "refused"} it, verify ${v.ok ? "accepted" : "refused"} it${c.openssl ? " (named as a disagreement)" : ""}:\n${o.output}\n${r.out}`);
+      assert.equal(
+        o.ok,
+        expected,
+        `openssl ${o.ok ? "accepted" : "refused"} it, verify ${v.ok ? "accepted" : "refused"} it${c.openssl ? " (named as a disagreement)" : ""}:\n${o.output}\n${r.out}`,
+      );
     });
   });
 
@@ -72,7 +81,12 @@ describe("mtlskit verify agrees with openssl verify -x509_strict", () => {
 
   it("ok/every named disagreement is used by a case", () => {
     const used = new Set(cases.flatMap((c) => [c.openssl, c.go]));
-    assert.deepEqual(Object.entries(WHY).filter(([, why]) => !used.has(why)).map(([k]) => k), []);
+    assert.deepEqual(
+      Object.entries(WHY)
+        .filter(([, why]) => !used.has(why))
+        .map(([k]) => k),
+      [],
+    );
   });
 });
 
@@ -102,9 +116,15 @@ describe("mtlskit verify: the command", () => {
     assert.equal(r.code, 1, r.out + r.err);
     const lines = r.out.trimEnd().split("\n");
     assert.equal(lines[0], `${chain} as a server for web.test against ${ca}:`);
-    assert.match(lines[1]!, /^  error eku-server: CN=api may not be used as a server: its extendedKeyUsage is clientAuth, without serverAuth/);
+    assert.match(
+      lines[1]!,
+      /^  error eku-server: CN=api may not be used as a server: its extendedKeyUsage is clientAuth, without serverAuth/,
+    );
     assert.equal(lines[2], "        fix: re-issue it with extendedKeyUsage serverAuth");
-    assert.match(lines[3]!, /^  error san-missing: CN=api is not valid for web\.test: its SANs are DNS:api\.test, IP:10\.0\.0\.5/);
+    assert.match(
+      lines[3]!,
+      /^  error san-missing: CN=api is not valid for web\.test: its SANs are DNS:api\.test, IP:10\.0\.0\.5/,
+    );
     assert.equal(lines[4], "        fix: re-issue it with the SAN DNS:web.test");
     assert.equal(lines.at(-1), "FAIL: 2 reasons.");
   });
@@ -114,12 +134,24 @@ describe("mtlskit verify: the command", () => {
     const at = new Date(Math.floor(Date.now() / 1000) * 1000 + 60 * 86_400_000);
     const r = await runCli(["verify", chain, "--ca", ca, "--usage", "server", "--at", at.toISOString(), "--json"]);
     assert.equal(r.code, 1, r.out + r.err);
-    const v = JSON.parse(r.out) as Record<string, unknown> & { chain: Record<string, unknown>[]; reasons: Record<string, unknown>[] };
+    const v = JSON.parse(r.out) as Record<string, unknown> & {
+      chain: Record<string, unknown>[];
+      reasons: Record<string, unknown>[];
+    };
     assert.deepEqual(Object.keys(v), ["ok", "cert", "ca", "untrusted", "at", "usage", "host", "chain", "reasons"]);
-    assert.deepEqual([v.ok, v.cert, v.ca, v.untrusted, v.at, v.usage, v.host], [false, chain, ca, null, at.toISOString(), "server", null]);
-    assert.deepEqual(v.chain.map((c) => c.subject), ["CN=api", "CN=CLI Inter", "CN=CLI Root"]);
+    assert.deepEqual(
+      [v.ok, v.cert, v.ca, v.untrusted, v.at, v.usage, v.host],
+      [false, chain, ca, null, at.toISOString(), "server", null],
+    );
+    assert.deepEqual(
+      v.chain.map((c) => c.subject),
+      ["CN=api", "CN=CLI Inter", "CN=CLI Root"],
+    );
     assert.deepEqual(Object.keys(v.chain[0]!), ["subject", "issuer", "notBefore", "notAfter", "sha256"]);
-    assert.deepEqual(v.reasons.map((x) => x.code), ["expired", "expired", "expired", "eku-server"]);
+    assert.deepEqual(
+      v.reasons.map((x) => x.code),
+      ["expired", "expired", "expired", "eku-server"],
+    );
     assert.deepEqual(Object.keys(v.reasons[0]!), ["code", "subject", "message", "fix"]);
   });
 
@@ -131,13 +163,18 @@ describe("mtlskit verify: the command", () => {
 
   it("ok/without --ca, the system bundle is the trust anchors", async () => {
     const r = await runCli(["verify", chain]);
-    const bundle = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"].find((b) => existsSync(b));
+    const bundle = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"].find((b) =>
+      existsSync(b),
+    );
     if (bundle === undefined) {
       assert.equal(r.code, 2, r.out + r.err);
       assert.match(r.err, /no --ca given and no system bundle here/);
     } else {
       assert.equal(r.code, 1, r.out + r.err);
-      assert.match(r.out, new RegExp(`error untrusted: CN=CLI Inter was issued by CN=CLI Root, which is neither in ${bundle}`));
+      assert.match(
+        r.out,
+        new RegExp(`error untrusted: CN=CLI Inter was issued by CN=CLI Root, which is neither in ${bundle}`),
+      );
     }
   });
 
@@ -150,7 +187,13 @@ describe("mtlskit verify: the command", () => {
   it("ok/--help has the synopsis, the openssl equivalent, EXAMPLES and EXIT CODES", async () => {
     const r = await runCli(["verify", "--help"]);
     assert.equal(r.code, 0);
-    for (const w of ["mtlskit verify CERT [--ca BUNDLE] [--untrusted CHAIN] [--host NAME|IP] [--usage server|client]", "openssl verify -x509_strict -CAfile root.pem -untrusted cert.pem", "EXAMPLES", "EXIT CODES"]) assert.ok(r.out.includes(w), w);
+    for (const w of [
+      "mtlskit verify CERT [--ca BUNDLE] [--untrusted CHAIN] [--host NAME|IP] [--usage server|client]",
+      "openssl verify -x509_strict -CAfile root.pem -untrusted cert.pem",
+      "EXAMPLES",
+      "EXIT CODES",
+    ])
+      assert.ok(r.out.includes(w), w);
   });
 
   it("ok/--host [::1], bracketed as in a URL, is the IPv6 address ::1, not a DNS name", async () => {
@@ -171,9 +214,19 @@ describe("mtlskit verify: the command", () => {
     [2, "--host ''", [chain, "--ca", ca, "--host", ""], /--host must name a DNS name or an IP address/],
     [2, "--host [api.test]", [chain, "--ca", ca, "--host", "[api.test]"], /--host \[api\.test\]: brackets hold only an IPv6 address \(--host \[::1\] or --host ::1\); give a DNS name or an IPv4 address without them/],
     [2, "an unknown flag", [chain, "--cafile", ca], /mtlskit verify: Unknown option '--cafile'/],
-    [2, "a key file as CERT", [file("key.pem", leaf.key.pem), "--ca", ca], /CERT .*key\.pem holds a PRIVATE KEY block but no certificate/],
+    [
+      2,
+      "a key file as CERT",
+      [file("key.pem", leaf.key.pem), "--ca", ca],
+      /CERT .*key\.pem holds a PRIVATE KEY block but no certificate/,
+    ],
     [2, "an empty --ca", [chain, "--ca", file("empty.pem", "")], /--ca .*empty\.pem is empty/],
-    [2, "a text file as --untrusted", [chain, "--ca", ca, "--untrusted", file("notes.txt", "hello\n")], /--untrusted .*notes\.txt holds no PEM block/],
+    [
+      2,
+      "a text file as --untrusted",
+      [chain, "--ca", ca, "--untrusted", file("notes.txt", "hello\n")],
+      /--untrusted .*notes\.txt holds no PEM block/,
+    ],
     [3, "a missing CERT", [path.join(dir, "missing.pem"), "--ca", ca], /cannot read .*missing\.pem: it does not exist/],
     [3, "a FIFO as CERT", [fifo, "--ca", ca], /cannot read .*pipe\.pem: it is a FIFO/],
     [3, "/dev/zero as --ca", [chain, "--ca", "/dev/zero"], /cannot read \/dev\/zero: it is a character device/],

@@ -167,8 +167,23 @@ interface Row {
 }
 
 /** genconf is a whole Certificate for `asn1parse -genconf`, with the root's P-256 point as its key and a dummy signature. */
-function genconf(o: { tbs?: string[]; subject: string; exts?: string; notBefore?: string; notAfter?: string }): (point: string) => string {
-  const tbs = o.tbs ?? ["version = EXPLICIT:0,INTEGER:2", "serial = INTEGER:0x1234", "sigalg = SEQUENCE:sigalg", "issuer = SEQUENCE:issuer", "validity = SEQUENCE:validity", "subject = SEQUENCE:subject", "spki = SEQUENCE:spki", "exts = EXPLICIT:3,SEQUENCE:exts"];
+function genconf(o: {
+  tbs?: string[];
+  subject: string;
+  exts?: string;
+  notBefore?: string;
+  notAfter?: string;
+}): (point: string) => string {
+  const tbs = o.tbs ?? [
+    "version = EXPLICIT:0,INTEGER:2",
+    "serial = INTEGER:0x1234",
+    "sigalg = SEQUENCE:sigalg",
+    "issuer = SEQUENCE:issuer",
+    "validity = SEQUENCE:validity",
+    "subject = SEQUENCE:subject",
+    "spki = SEQUENCE:spki",
+    "exts = EXPLICIT:3,SEQUENCE:exts",
+  ];
   return (point) => `asn1 = SEQUENCE:cert
 [cert]
 tbs = SEQUENCE:tbs
@@ -203,41 +218,179 @@ const ROOT_SUBJ = "/DC=org/DC=example/O=Example/CN=Example Root CA";
 
 const ROWS: Row[] = [
   { name: "root-p256", key: "p256", made: { by: "self" }, subj: ROOT_SUBJ, ext: "root", serial: "0x01", days: 3650 },
-  { name: "ca-p384-pathlen2", key: "p384", made: { by: "root" }, subj: "/O=Example/CN=Issuing CA 2", ext: "ca_pathlen2", serial: "0x1000", sign: ["-sha384"] },
-  { name: "ca-p521-pathlen0", key: "p521", made: { by: "root" }, subj: "/O=Example/CN=Issuing CA 0", ext: "ca_pathlen0", sign: ["-sha512"] },
-  { name: "leaf-rsa1024-serial-1-byte", key: "rsa1024", made: { by: "root" }, subj: "/CN=rsa1024.example", ext: "leaf", serial: "1" },
-  { name: "leaf-rsa2048-rsassa-pss", key: "rsa2048", made: { by: "self" }, subj: "/CN=pss.example", ext: "leaf", sign: ["-sha256", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"] },
-  { name: "leaf-rsa3072-ku-all-bits", key: "rsa3072", made: { by: "root" }, subj: "/CN=rsa3072.example", ext: "ku_all" },
-  { name: "leaf-rsa4096-sha1", key: "rsa4096", made: { by: "self" }, subj: "/CN=sha1.example", ext: "leaf", sign: ["-sha1"] },
+  {
+    name: "ca-p384-pathlen2",
+    key: "p384",
+    made: { by: "root" },
+    subj: "/O=Example/CN=Issuing CA 2",
+    ext: "ca_pathlen2",
+    serial: "0x1000",
+    sign: ["-sha384"],
+  },
+  {
+    name: "ca-p521-pathlen0",
+    key: "p521",
+    made: { by: "root" },
+    subj: "/O=Example/CN=Issuing CA 0",
+    ext: "ca_pathlen0",
+    sign: ["-sha512"],
+  },
+  {
+    name: "leaf-rsa1024-serial-1-byte",
+    key: "rsa1024",
+    made: { by: "root" },
+    subj: "/CN=rsa1024.example",
+    ext: "leaf",
+    serial: "1",
+  },
+  {
+    name: "leaf-rsa2048-rsassa-pss",
+    key: "rsa2048",
+    made: { by: "self" },
+    subj: "/CN=pss.example",
+    ext: "leaf",
+    sign: ["-sha256", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"],
+  },
+  {
+    name: "leaf-rsa3072-ku-all-bits",
+    key: "rsa3072",
+    made: { by: "root" },
+    subj: "/CN=rsa3072.example",
+    ext: "ku_all",
+  },
+  {
+    name: "leaf-rsa4096-sha1",
+    key: "rsa4096",
+    made: { by: "self" },
+    subj: "/CN=sha1.example",
+    ext: "leaf",
+    sign: ["-sha1"],
+  },
   { name: "ed25519-sans-every-type", key: "ed25519", made: { by: "self" }, subj: "/CN=sans.example", ext: "sans" },
   { name: "ed448-eku-every-purpose", key: "ed448", made: { by: "self" }, subj: "/CN=eku.example", ext: "eku_all" },
   { name: "v1-negative-serial", key: "p256", made: { by: "root" }, subj: "/CN=v1.example", serial: "-5" },
   { name: "v1-serial-minus-256", key: "p256", made: { by: "self" }, subj: "/CN=v1 self", serial: "-256" },
   { name: "serial-zero", key: "p256", made: { by: "root" }, subj: "/CN=zero.example", ext: "leaf", serial: "0" },
-  { name: "serial-20-octets", key: "p256", made: { by: "root" }, subj: "/CN=s20.example", ext: "leaf", serial: "0x7f0102030405060708090a0b0c0d0e0f10111213" },
-  { name: "serial-20-octets-with-sign-octet", key: "p256", made: { by: "root" }, subj: "/CN=s21.example", ext: "leaf", serial: "0xff0102030405060708090a0b0c0d0e0f10111213" },
-  { name: "ku-decipher-only", key: "p256", made: { by: "root" }, subj: "/CN=decipher.example", ext: "ku_decipher_only" },
-  { name: "ku-key-agreement-only", key: "p384", made: { by: "root" }, subj: "/CN=agree.example", ext: "ku_key_agreement_only" },
-  { name: "subject-utf8-multivalued", key: "p256", made: { by: "root" }, mask: "utf8only", subj: "/C=CH/L=Zürich/O=Ünïcödé AG 🦊/CN=grüezi.example+UID=u-1/emailAddress=ops@example.com", ext: "leaf" },
-  { name: "subject-bmpstring", key: "p256", made: { by: "root" }, mask: "pkix", subj: "/C=JP/O=日本/L=Zürich/CN=bmp.example", ext: "leaf" },
-  { name: "subject-t61string", key: "p256", made: { by: "root" }, mask: "default", subj: "/L=Zürich/CN=Müller", ext: "leaf" },
-  { name: "subject-rfc4514-escapes", key: "p256", made: { by: "root" }, subj: '/ST=ZH/street=Main St/GN=Given/SN=Sur/title=Dr./serialNumber=1234/O=a, O=evil/OU=x\\+y/CN=#hash "q" ;<>\\\\ end ', ext: "leaf" },
-  { name: "critical-unknown-extension", key: "p256", made: { by: "root" }, subj: "/CN=unknown.example", ext: "unknown" },
-  { name: "unknown-extension-with-opaque-value", key: "p256", made: { by: "root" }, subj: "/CN=opaque.example", ext: "opaque" },
-  { name: "generalizedtime-after-2050", key: "p256", made: { by: "root" }, subj: "/CN=long.example", ext: "leaf", days: 10000 },
-  { name: "dates-1949-and-2050-generalizedtime", key: "p256", made: { by: "ca", startdate: "19490101000000Z", enddate: "20500101000000Z" }, subj: "/CN=gt.example", ext: "leaf" },
-  { name: "dates-1950-and-2049-utctime", key: "p256", made: { by: "ca", startdate: "500101000000Z", enddate: "491231235959Z" }, subj: "/CN=utc.example", ext: "leaf" },
+  {
+    name: "serial-20-octets",
+    key: "p256",
+    made: { by: "root" },
+    subj: "/CN=s20.example",
+    ext: "leaf",
+    serial: "0x7f0102030405060708090a0b0c0d0e0f10111213",
+  },
+  {
+    name: "serial-20-octets-with-sign-octet",
+    key: "p256",
+    made: { by: "root" },
+    subj: "/CN=s21.example",
+    ext: "leaf",
+    serial: "0xff0102030405060708090a0b0c0d0e0f10111213",
+  },
+  {
+    name: "ku-decipher-only",
+    key: "p256",
+    made: { by: "root" },
+    subj: "/CN=decipher.example",
+    ext: "ku_decipher_only",
+  },
+  {
+    name: "ku-key-agreement-only",
+    key: "p384",
+    made: { by: "root" },
+    subj: "/CN=agree.example",
+    ext: "ku_key_agreement_only",
+  },
+  {
+    name: "subject-utf8-multivalued",
+    key: "p256",
+    made: { by: "root" },
+    mask: "utf8only",
+    subj: "/C=CH/L=Zürich/O=Ünïcödé AG 🦊/CN=grüezi.example+UID=u-1/emailAddress=ops@example.com",
+    ext: "leaf",
+  },
+  {
+    name: "subject-bmpstring",
+    key: "p256",
+    made: { by: "root" },
+    mask: "pkix",
+    subj: "/C=JP/O=日本/L=Zürich/CN=bmp.example",
+    ext: "leaf",
+  },
+  {
+    name: "subject-t61string",
+    key: "p256",
+    made: { by: "root" },
+    mask: "default",
+    subj: "/L=Zürich/CN=Müller",
+    ext: "leaf",
+  },
+  {
+    name: "subject-rfc4514-escapes",
+    key: "p256",
+    made: { by: "root" },
+    subj: '/ST=ZH/street=Main St/GN=Given/SN=Sur/title=Dr./serialNumber=1234/O=a, O=evil/OU=x\\+y/CN=#hash "q" ;<>\\\\ end ',
+    ext: "leaf",
+  },
+  {
+    name: "critical-unknown-extension",
+    key: "p256",
+    made: { by: "root" },
+    subj: "/CN=unknown.example",
+    ext: "unknown",
+  },
+  {
+    name: "unknown-extension-with-opaque-value",
+    key: "p256",
+    made: { by: "root" },
+    subj: "/CN=opaque.example",
+    ext: "opaque",
+  },
+  {
+    name: "generalizedtime-after-2050",
+    key: "p256",
+    made: { by: "root" },
+    subj: "/CN=long.example",
+    ext: "leaf",
+    days: 10000,
+  },
+  {
+    name: "dates-1949-and-2050-generalizedtime",
+    key: "p256",
+    made: { by: "ca", startdate: "19490101000000Z", enddate: "20500101000000Z" },
+    subj: "/CN=gt.example",
+    ext: "leaf",
+  },
+  {
+    name: "dates-1950-and-2049-utctime",
+    key: "p256",
+    made: { by: "ca", startdate: "500101000000Z", enddate: "491231235959Z" },
+    subj: "/CN=utc.example",
+    ext: "leaf",
+  },
   {
     name: "crafted-universalstring-and-sequence-value",
     key: "p256",
-    made: { by: "genconf", conf: genconf({ subject: "[subject]\nr1 = SET:r1\nr2 = SET:r2\n[r1]\na = SEQUENCE:a1\n[a1]\nt = OID:1.2.3.4\nv = SEQUENCE:anyseq\n[anyseq]\nn = INTEGER:42\n[r2]\na = SEQUENCE:a2\n[a2]\nt = OID:commonName\nv = FORMAT:UTF8,UNIVERSALSTRING:Zürich 日本" }) },
+    made: {
+      by: "genconf",
+      conf: genconf({
+        subject:
+          "[subject]\nr1 = SET:r1\nr2 = SET:r2\n[r1]\na = SEQUENCE:a1\n[a1]\nt = OID:1.2.3.4\nv = SEQUENCE:anyseq\n[anyseq]\nn = INTEGER:42\n[r2]\na = SEQUENCE:a2\n[a2]\nt = OID:commonName\nv = FORMAT:UTF8,UNIVERSALSTRING:Zürich 日本",
+      }),
+    },
     subj: "",
   },
   {
     // asn1js (under @peculiar) reads a UniversalString as UTF-16 units: U+1F98A comes out as U+F98A. openssl judges the subject.
     name: "crafted-universalstring-past-the-bmp",
     key: "p256",
-    made: { by: "genconf", conf: genconf({ subject: "[subject]\nr = SET:r\n[r]\na = SEQUENCE:a\n[a]\nt = OID:commonName\nv = FORMAT:UTF8,UNIVERSALSTRING:fox 🦊" }) },
+    made: {
+      by: "genconf",
+      conf: genconf({
+        subject:
+          "[subject]\nr = SET:r\n[r]\na = SEQUENCE:a\n[a]\nt = OID:commonName\nv = FORMAT:UTF8,UNIVERSALSTRING:fox 🦊",
+      }),
+    },
     subj: "",
     peculiarWrong: ["subject", "subjectAttributes"],
   },
@@ -260,7 +413,17 @@ const ROWS: Row[] = [
     made: {
       by: "genconf",
       conf: genconf({
-        tbs: ["version = EXPLICIT:0,INTEGER:1", "serial = INTEGER:7", "sigalg = SEQUENCE:sigalg", "issuer = SEQUENCE:issuer", "validity = SEQUENCE:validity", "subject = SEQUENCE:subject", "spki = SEQUENCE:spki", "iuid = IMPLICIT:1,FORMAT:HEX,BITSTRING:0102", "suid = IMPLICIT:2,FORMAT:HEX,BITSTRING:0304"],
+        tbs: [
+          "version = EXPLICIT:0,INTEGER:1",
+          "serial = INTEGER:7",
+          "sigalg = SEQUENCE:sigalg",
+          "issuer = SEQUENCE:issuer",
+          "validity = SEQUENCE:validity",
+          "subject = SEQUENCE:subject",
+          "spki = SEQUENCE:spki",
+          "iuid = IMPLICIT:1,FORMAT:HEX,BITSTRING:0102",
+          "suid = IMPLICIT:2,FORMAT:HEX,BITSTRING:0304",
+        ],
         subject: "[subject]",
         exts: "",
       }),
@@ -293,16 +456,30 @@ const pemToDer = (pem: string): Buffer => Buffer.from(pem.replace(/-----[A-Z ]+-
 /** makeCorpus generates every key and certificate of ROWS with openssl. */
 async function makeCorpus(): Promise<Map<string, Cert>> {
   const cnf = (mask: StringMask) => path.join(DIR, `req-${mask}.cnf`);
-  for (const mask of STRING_MASKS) writeFileSync(cnf(mask), `[req]\ndistinguished_name = dn\nstring_mask = ${mask}\n[dn]\n${EXTENSIONS}`);
-  writeFileSync(path.join(DIR, "ca.cnf"), "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial.txt\ndefault_md = sha256\npolicy = any\nunique_subject = no\n[any]\ncommonName = supplied\n");
+  for (const mask of STRING_MASKS)
+    writeFileSync(cnf(mask), `[req]\ndistinguished_name = dn\nstring_mask = ${mask}\n[dn]\n${EXTENSIONS}`);
+  writeFileSync(
+    path.join(DIR, "ca.cnf"),
+    "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial.txt\ndefault_md = sha256\npolicy = any\nunique_subject = no\n[any]\ncommonName = supplied\n",
+  );
   writeFileSync(path.join(DIR, "index.txt"), "");
   writeFileSync(path.join(DIR, "serial.txt"), "4000\n");
   const keyFile = (k: KeyName) => path.join(DIR, `${k}.key`);
   // RSA-4096 first: it is the slowest key.
-  const keyNames = (Object.keys(KEYS) as KeyName[]).sort((a, b) => (b === "rsa4096" ? 1 : 0) - (a === "rsa4096" ? 1 : 0));
-  await pool(PARALLEL, keyNames.map((k) => () => openssl(["genpkey", ...KEYS[k], "-out", keyFile(k)])));
+  const keyNames = (Object.keys(KEYS) as KeyName[]).sort(
+    (a, b) => (b === "rsa4096" ? 1 : 0) - (a === "rsa4096" ? 1 : 0),
+  );
+  await pool(
+    PARALLEL,
+    keyNames.map((k) => () => openssl(["genpkey", ...KEYS[k], "-out", keyFile(k)])),
+  );
   // The crafted rows carry the root's P-256 point (the last 65 octets of its SPKI).
-  const spki = (await execFileP("openssl", ["pkey", "-in", keyFile("p256"), "-pubout", "-outform", "DER"], { cwd: DIR, encoding: "buffer" })).stdout;
+  const spki = (
+    await execFileP("openssl", ["pkey", "-in", keyFile("p256"), "-pubout", "-outform", "DER"], {
+      cwd: DIR,
+      encoding: "buffer",
+    })
+  ).stdout;
   const point = spki.subarray(-65).toString("hex");
 
   const rootFile = path.join(DIR, "root-p256.pem");
@@ -316,14 +493,60 @@ async function makeCorpus(): Promise<Map<string, Cert>> {
       return;
     }
     const csr = path.join(DIR, `${row.name}.csr`);
-    await openssl(["req", "-new", "-key", keyFile(row.key), "-config", cnf(row.mask ?? "utf8only"), "-utf8", "-subj", row.subj, "-out", csr]);
+    await openssl([
+      "req",
+      "-new",
+      "-key",
+      keyFile(row.key),
+      "-config",
+      cnf(row.mask ?? "utf8only"),
+      "-utf8",
+      "-subj",
+      row.subj,
+      "-out",
+      csr,
+    ]);
     const ext = row.ext ? ["-extfile", cnf("utf8only"), "-extensions", row.ext] : [];
     if (row.made.by === "ca") {
-      await openssl(["ca", "-batch", "-config", "ca.cnf", "-cert", rootFile, "-keyfile", keyFile("p256"), "-in", csr, "-startdate", row.made.startdate, "-enddate", row.made.enddate, "-notext", "-out", out, ...ext]);
+      await openssl([
+        "ca",
+        "-batch",
+        "-config",
+        "ca.cnf",
+        "-cert",
+        rootFile,
+        "-keyfile",
+        keyFile("p256"),
+        "-in",
+        csr,
+        "-startdate",
+        row.made.startdate,
+        "-enddate",
+        row.made.enddate,
+        "-notext",
+        "-out",
+        out,
+        ...ext,
+      ]);
       return;
     }
-    const signer = row.made.by === "self" ? ["-signkey", keyFile(row.key)] : ["-CA", rootFile, "-CAkey", keyFile("p256")];
-    await openssl(["x509", "-req", "-in", csr, ...signer, "-set_serial", row.serial ?? "0x" + "5a".repeat(16), "-days", String(row.days ?? 365), ...(row.sign ?? []), ...ext, "-out", out]);
+    const signer =
+      row.made.by === "self" ? ["-signkey", keyFile(row.key)] : ["-CA", rootFile, "-CAkey", keyFile("p256")];
+    await openssl([
+      "x509",
+      "-req",
+      "-in",
+      csr,
+      ...signer,
+      "-set_serial",
+      row.serial ?? "0x" + "5a".repeat(16),
+      "-days",
+      String(row.days ?? 365),
+      ...(row.sign ?? []),
+      ...ext,
+      "-out",
+      out,
+    ]);
   };
   await make(ROWS[0]!);
   // `openssl ca` keeps a database: its rows run one after the other, the rest in parallel.
@@ -332,7 +555,10 @@ async function makeCorpus(): Promise<Map<string, Cert>> {
     (async () => {
       for (const r of rest.filter((r) => r.made.by === "ca")) await make(r);
     })(),
-    pool(PARALLEL, rest.filter((r) => r.made.by !== "ca").map((r) => () => make(r))),
+    pool(
+      PARALLEL,
+      rest.filter((r) => r.made.by !== "ca").map((r) => () => make(r)),
+    ),
   ]);
   const certs = new Map<string, Cert>();
   for (const row of ROWS) {
@@ -387,7 +613,10 @@ function comparable(v: CertInfo | PeculiarView) {
     keyUsage: v.keyUsage && [...v.keyUsage],
     keyUsageCritical: v.keyUsageCritical,
     extKeyUsage: v.extKeyUsage && [...v.extKeyUsage],
-    sans: v.sans.map((s) => ({ type: s.type, value: s.type === "ip" && "bytes" in s && s.bytes ? s.bytes.toString("hex") : s.value })),
+    sans: v.sans.map((s) => ({
+      type: s.type,
+      value: s.type === "ip" && "bytes" in s && s.bytes ? s.bytes.toString("hex") : s.value,
+    })),
     subjectKeyId: v.subjectKeyId,
     authorityKeyId: v.authorityKeyId,
     extensions: v.extensions.map((e) => ({ oid: e.oid, critical: e.critical })),
@@ -407,7 +636,11 @@ function assertAgrees(ours: CertInfo, judge: PeculiarView, what: string, skip: r
     assert.deepEqual(a[k], b[k], `${what}: ${k}`);
   }
   // Extension names where @peculiar has a constant for the OID (it has none for nsComment, for one).
-  ours.extensions.forEach((e, i) => judge.extensions[i]?.name !== undefined && assert.equal(e.name, judge.extensions[i]!.name, `${what}: name of ${e.oid}`));
+  ours.extensions.forEach(
+    (e, i) =>
+      judge.extensions[i]?.name !== undefined &&
+      assert.equal(e.name, judge.extensions[i]!.name, `${what}: name of ${e.oid}`),
+  );
 }
 
 /** rfc5952 is an IPv6 address's text as the WHATWG URL parser serializes it (RFC 5952: lower case, longest run of two or more zero groups). */
@@ -440,28 +673,62 @@ async function opensslView(file: string): Promise<OpensslView> {
   // openssl's dn_rev reverses the flat list of attributes, so a multi-valued RDN's members come out
   // last to first; our decoder keeps them in DER order, as @peculiar does (RFC 4514 2.2: any order).
   // And " + " joins them where RFC 4514 writes "+".
-  const name = (n: string) => n.split(/(?<!\\), /).map((rdn) => rdn.split(/(?<!\\) \+ /).reverse().join("+")).join(", ");
+  const name = (n: string) =>
+    n
+      .split(/(?<!\\), /)
+      .map((rdn) =>
+        rdn
+          .split(/(?<!\\) \+ /)
+          .reverse()
+          .join("+"),
+      )
+      .join(", ");
   const dates = opensslDates(file);
-  return { text: opensslText(file), serial: s.startsWith("-") ? -BigInt(`0x${s.slice(1)}`) : BigInt(`0x${s}`), subject: name(line("subject")), issuer: name(line("issuer")), ...dates };
+  return {
+    text: opensslText(file),
+    serial: s.startsWith("-") ? -BigInt(`0x${s.slice(1)}`) : BigInt(`0x${s}`),
+    subject: name(line("subject")),
+    issuer: name(line("issuer")),
+    ...dates,
+  };
 }
 
 /** EXTENSION_OID maps the names `openssl x509 -text` prints to OIDs (unknown extensions print as OIDs). */
 const EXTENSION_OID: Record<string, string> = {
-  "X509v3 Basic Constraints": "2.5.29.19", "X509v3 Key Usage": "2.5.29.15", "X509v3 Extended Key Usage": "2.5.29.37",
-  "X509v3 Subject Alternative Name": "2.5.29.17", "X509v3 Subject Key Identifier": "2.5.29.14",
-  "X509v3 Authority Key Identifier": "2.5.29.35", "Netscape Comment": "2.16.840.1.113730.1.13",
+  "X509v3 Basic Constraints": "2.5.29.19",
+  "X509v3 Key Usage": "2.5.29.15",
+  "X509v3 Extended Key Usage": "2.5.29.37",
+  "X509v3 Subject Alternative Name": "2.5.29.17",
+  "X509v3 Subject Key Identifier": "2.5.29.14",
+  "X509v3 Authority Key Identifier": "2.5.29.35",
+  "Netscape Comment": "2.16.840.1.113730.1.13",
 };
 const KU_TEXT: Record<string, string> = {
-  "Digital Signature": "digitalSignature", "Non Repudiation": "contentCommitment", "Key Encipherment": "keyEncipherment",
-  "Data Encipherment": "dataEncipherment", "Key Agreement": "keyAgreement", "Certificate Sign": "keyCertSign",
-  "CRL Sign": "cRLSign", "Encipher Only": "encipherOnly", "Decipher Only": "decipherOnly",
+  "Digital Signature": "digitalSignature",
+  "Non Repudiation": "contentCommitment",
+  "Key Encipherment": "keyEncipherment",
+  "Data Encipherment": "dataEncipherment",
+  "Key Agreement": "keyAgreement",
+  "Certificate Sign": "keyCertSign",
+  "CRL Sign": "cRLSign",
+  "Encipher Only": "encipherOnly",
+  "Decipher Only": "decipherOnly",
 };
 const EKU_TEXT: Record<string, string> = {
-  "TLS Web Server Authentication": "serverAuth", "TLS Web Client Authentication": "clientAuth", "Code Signing": "codeSigning",
-  "E-mail Protection": "emailProtection", "Time Stamping": "timeStamping", "OCSP Signing": "OCSPSigning",
+  "TLS Web Server Authentication": "serverAuth",
+  "TLS Web Client Authentication": "clientAuth",
+  "Code Signing": "codeSigning",
+  "E-mail Protection": "emailProtection",
+  "Time Stamping": "timeStamping",
+  "OCSP Signing": "OCSPSigning",
   "Any Extended Key Usage": "anyExtendedKeyUsage",
 };
-const KEY_ALGORITHM_TEXT: Record<string, string> = { "id-ecPublicKey": "ec", rsaEncryption: "rsa", ED25519: "ed25519", ED448: "ed448" };
+const KEY_ALGORITHM_TEXT: Record<string, string> = {
+  "id-ecPublicKey": "ec",
+  rsaEncryption: "rsa",
+  ED25519: "ed25519",
+  ED448: "ed448",
+};
 
 /** opensslSan turns one `X509v3 Subject Alternative Name` entry into our terms (IP addresses as octets in hex). */
 function opensslSan(entry: string): { type: string; value: string } {
@@ -479,7 +746,14 @@ function opensslSan(entry: string): { type: string; value: string } {
       const invalid = /^<invalid length=(\d+)>$/.exec(value);
       if (invalid) return { type: "other", value: `IP address of ${invalid[1]} octets` };
       if (value.includes(".")) return { type: "ip", value: Buffer.from(value.split(".").map(Number)).toString("hex") };
-      return { type: "ip", value: value.split(":").map((g) => g.padStart(4, "0")).join("").toLowerCase() };
+      return {
+        type: "ip",
+        value: value
+          .split(":")
+          .map((g) => g.padStart(4, "0"))
+          .join("")
+          .toLowerCase(),
+      };
     }
     case "othername":
       return { type: "other", value: "otherName" };
@@ -492,8 +766,17 @@ function opensslSan(entry: string): { type: string; value: string } {
   }
 }
 
-const isoSeconds = (d: Date) => d.toISOString().replace(/\.000Z$/, "Z").replace("T", " ");
-const colonless = (v: string | undefined) => v?.replace(/^keyid:/, "").split("\n")[0]!.replace(/:/g, "").toLowerCase();
+const isoSeconds = (d: Date) =>
+  d
+    .toISOString()
+    .replace(/\.000Z$/, "Z")
+    .replace("T", " ");
+const colonless = (v: string | undefined) =>
+  v
+    ?.replace(/^keyid:/, "")
+    .split("\n")[0]
+    ?.replace(/:/g, "")
+    .toLowerCase();
 
 /** assertOpenssl checks our decoding against openssl's printout, field by field. */
 function assertOpenssl(info: CertInfo, o: OpensslView): void {
@@ -508,23 +791,39 @@ function assertOpenssl(info: CertInfo, o: OpensslView): void {
   // openssl says rsassaPss, ED25519; our names are RFC 4055's RSASSA-PSS and RFC 8410's Ed25519.
   const norm = (s: string | undefined) => s?.toLowerCase().replace(/-/g, "");
   assert.equal(norm(info.signatureAlgorithm.name), norm(fieldOf(t, "Signature Algorithm")), "signature algorithm");
-  assert.equal(info.publicKey.algorithm, KEY_ALGORITHM_TEXT[fieldOf(t, "Public Key Algorithm") ?? ""], "public key algorithm");
+  assert.equal(
+    info.publicKey.algorithm,
+    KEY_ALGORITHM_TEXT[fieldOf(t, "Public Key Algorithm") ?? ""],
+    "public key algorithm",
+  );
   const bits = /Public-Key: \((\d+) bit\)/.exec(t)?.[1];
   if (bits !== undefined) assert.equal(info.publicKey.bits, Number(bits), "public key bits");
   assert.equal(info.publicKey.curve, fieldOf(t, "NIST CURVE"), "curve");
 
   const ext = extensionsOf(t);
-  assert.deepEqual(info.extensions.map((e) => ({ oid: e.oid, critical: e.critical })), [...ext].map(([n, e]) => ({ oid: EXTENSION_OID[n] ?? n, critical: e.critical })), "extensions");
+  assert.deepEqual(
+    info.extensions.map((e) => ({ oid: e.oid, critical: e.critical })),
+    [...ext].map(([n, e]) => ({ oid: EXTENSION_OID[n] ?? n, critical: e.critical })),
+    "extensions",
+  );
   const bc = ext.get("X509v3 Basic Constraints");
   assert.equal(info.isCA, bc?.value.startsWith("CA:TRUE") ?? false, "CA");
   const pathLen = /pathlen:(\d+)/.exec(bc?.value ?? "")?.[1];
   assert.equal(info.pathLen, pathLen === undefined ? undefined : Number(pathLen), "pathLen");
   assert.equal(info.basicConstraintsCritical, bc?.critical, "basicConstraints critical");
   const ku = ext.get("X509v3 Key Usage");
-  assert.deepEqual(info.keyUsage, ku && (ku.value === "" ? [] : ku.value.split(", ").map((n) => KU_TEXT[n] ?? n)), "keyUsage");
+  assert.deepEqual(
+    info.keyUsage,
+    ku && (ku.value === "" ? [] : ku.value.split(", ").map((n) => KU_TEXT[n] ?? n)),
+    "keyUsage",
+  );
   assert.equal(info.keyUsageCritical, ku?.critical, "keyUsage critical");
   const eku = ext.get("X509v3 Extended Key Usage");
-  assert.deepEqual(info.extKeyUsage, eku?.value.split(", ").map((n) => EKU_TEXT[n] ?? n), "extKeyUsage");
+  assert.deepEqual(
+    info.extKeyUsage,
+    eku?.value.split(", ").map((n) => EKU_TEXT[n] ?? n),
+    "extKeyUsage",
+  );
   const san = ext.get("X509v3 Subject Alternative Name");
   assert.deepEqual(
     info.sans.map((s) => ({ type: s.type, value: s.type === "ip" ? s.bytes.toString("hex") : s.value })),
@@ -532,7 +831,11 @@ function assertOpenssl(info: CertInfo, o: OpensslView): void {
     "subjectAltName",
   );
   assert.equal(info.subjectKeyId, colonless(ext.get("X509v3 Subject Key Identifier")?.value), "subjectKeyIdentifier");
-  assert.equal(info.authorityKeyId, colonless(ext.get("X509v3 Authority Key Identifier")?.value), "authorityKeyIdentifier");
+  assert.equal(
+    info.authorityKeyId,
+    colonless(ext.get("X509v3 Authority Key Identifier")?.value),
+    "authorityKeyIdentifier",
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -545,7 +848,10 @@ describe("x509/corpus: decodeCertificate agrees with @peculiar/asn1-x509 and ope
   before(async () => {
     await corpusReady();
     const certs = [...corpus!.values()];
-    const views = await pool(PARALLEL, certs.map((c) => () => opensslView(c.file)));
+    const views = await pool(
+      PARALLEL,
+      certs.map((c) => () => opensslView(c.file)),
+    );
     certs.forEach((c, i) => opensslViews.set(c.row.name, views[i]!));
   });
 
@@ -564,13 +870,37 @@ describe("x509/corpus: decodeCertificate agrees with @peculiar/asn1-x509 and ope
   it("ok/the corpus covers what it claims (key types, signature algorithms, string types, times, versions)", () => {
     const infos = ROWS.map((r) => decodeCertificate(certOf(r.name).der));
     const keys = new Set(infos.map((i) => `${i.publicKey.algorithm}-${i.publicKey.curve ?? i.publicKey.bits}`));
-    for (const k of ["ec-P-256", "ec-P-384", "ec-P-521", "rsa-1024", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519-256", "ed448-456"]) assert.ok(keys.has(k), `no ${k} key`);
+    for (const k of [
+      "ec-P-256",
+      "ec-P-384",
+      "ec-P-521",
+      "rsa-1024",
+      "rsa-2048",
+      "rsa-3072",
+      "rsa-4096",
+      "ed25519-256",
+      "ed448-456",
+    ])
+      assert.ok(keys.has(k), `no ${k} key`);
     const sigs = new Set(infos.map((i) => i.signatureAlgorithm.name));
-    for (const s of ["ecdsa-with-SHA256", "ecdsa-with-SHA384", "ecdsa-with-SHA512", "RSASSA-PSS", "sha1WithRSAEncryption", "Ed25519", "Ed448"]) assert.ok(sigs.has(s), `no ${s} signature`);
+    for (const s of [
+      "ecdsa-with-SHA256",
+      "ecdsa-with-SHA384",
+      "ecdsa-with-SHA512",
+      "RSASSA-PSS",
+      "sha1WithRSAEncryption",
+      "Ed25519",
+      "Ed448",
+    ])
+      assert.ok(sigs.has(s), `no ${s} signature`);
     assert.deepEqual(new Set(infos.map((i) => i.version)), new Set([1, 2, 3]));
     // The string types the subject rows are about, as openssl asn1parse would name them.
     const tagsIn = (name: string) => new Set(certOf(name).der);
-    assert.ok(tagsIn("subject-bmpstring").has(0x1e) && tagsIn("subject-t61string").has(0x14) && tagsIn("crafted-universalstring-and-sequence-value").has(0x1c));
+    assert.ok(
+      tagsIn("subject-bmpstring").has(0x1e) &&
+        tagsIn("subject-t61string").has(0x14) &&
+        tagsIn("crafted-universalstring-and-sequence-value").has(0x1c),
+    );
     const years = infos.flatMap((i) => [i.notBefore.getUTCFullYear(), i.notAfter.getUTCFullYear()]);
     for (const y of [1949, 1950, 2049, 2050]) assert.ok(years.includes(y), `no date in ${y}`);
   });
@@ -583,7 +913,14 @@ describe("x509/corpus: decodeCertificate agrees with @peculiar/asn1-x509 and ope
       else assert.equal(s.value, rfc5952(s.value), `${s.value} is not canonical`);
     }
     const v6 = ips.filter((s) => s.bytes.length === 16).map((s) => s.value);
-    assert.deepEqual(v6, ["2001:db8::1", "::ffff:c000:201", "2001:db8::1:0:0:1", "2001:db8:0:1:1:1:1:1", "::", "fe80::1:2:3:4"]);
+    assert.deepEqual(v6, [
+      "2001:db8::1",
+      "::ffff:c000:201",
+      "2001:db8::1:0:0:1",
+      "2001:db8:0:1:1:1:1:1",
+      "::",
+      "fe80::1:2:3:4",
+    ]);
   });
 });
 
@@ -613,7 +950,10 @@ function assertClean(e: unknown, what: string): asserts e is Error {
   // Typed, so every command reports a damaged file with exit 3, never "a bug" (issue 11).
   assert.ok(e instanceof DecodeError, `${what}: a DecodeError, not a ${e.constructor.name}`);
   for (let c: unknown = e; c instanceof Error; c = c.cause) {
-    assert.ok(!(c instanceof TypeError || c instanceof RangeError || c instanceof SyntaxError), `${what}: a ${c.constructor.name} underneath: ${c.message}`);
+    assert.ok(
+      !(c instanceof TypeError || c instanceof RangeError || c instanceof SyntaxError),
+      `${what}: a ${c.constructor.name} underneath: ${c.message}`,
+    );
   }
 }
 
@@ -692,14 +1032,20 @@ describe("x509/malformed: a CertInfo or an `x509: ` error, never a JavaScript on
           continue;
         }
         assertAgrees(r, judge, what, peculiarWrong);
-        assert.ok(!Number.isNaN(r.notBefore.getTime()) && !Number.isNaN(r.notAfter.getTime()), `${what}: an invalid date`);
+        assert.ok(
+          !Number.isNaN(r.notBefore.getTime()) && !Number.isNaN(r.notAfter.getTime()),
+          `${what}: an invalid date`,
+        );
       }
       assert.ok(oursMs < BUDGET_MS, `${CORRUPTIONS} corruptions took ${oursMs.toFixed(0)} ms`);
       assert.ok(decoded > 0, "no corruption decoded: the comparison compared nothing");
       // What we decode and @peculiar refuses lies in what mtlskit reads as opaque: a non-string
       // name value's or an otherName value's insides, reserved tags in them. asn1js parses every
       // ANY recursively. A handful at most.
-      assert.ok(judgeRefused.length <= CORRUPTIONS / 100, `decoded where @peculiar refuses:\n${judgeRefused.join("\n")}`);
+      assert.ok(
+        judgeRefused.length <= CORRUPTIONS / 100,
+        `decoded where @peculiar refuses:\n${judgeRefused.join("\n")}`,
+      );
     });
   }
 
@@ -713,7 +1059,10 @@ describe("x509/malformed: a CertInfo or an `x509: ` error, never a JavaScript on
 
   it("fail/a CSR's DER: three parts like a certificate, but not a TBSCertificate", () => {
     const csr = pemToDer(readFileSync(path.join(DIR, "subject-utf8-multivalued.csr"), "utf8"));
-    refusal(csr, /^x509: not a valid certificate: der: TBSCertificate is missing fields or has fields of the wrong type$/);
+    refusal(
+      csr,
+      /^x509: not a valid certificate: der: TBSCertificate is missing fields or has fields of the wrong type$/,
+    );
   });
 
   it("fail/a private key's DER (PKCS #8) and a public key's (SPKI)", () => {
@@ -731,11 +1080,31 @@ describe("x509/malformed: a CertInfo or an `x509: ` error, never a JavaScript on
 
   it("fail/an extension value that is not valid DER is refused, naming the extension", () => {
     const cases: [ForgeSpec, RegExp][] = [
-      [{ sans: [], extra: [{ oid: "2.5.29.17", critical: false, value: Buffer.from([0x30, 0x05, 0x82, 0x01]) }] }, /extension subjectAltName: truncated contents$/],
-      [{ basicConstraints: false, extra: [{ oid: "2.5.29.19", critical: true, value: Buffer.from([0x30, 0x83, 0x00, 0x00, 0x03, 0x01, 0x01, 0xff]) }] }, /extension basicConstraints: non-minimal length$/],
-      [{ ku: null, extra: [{ oid: "2.5.29.15", critical: true, value: Buffer.from([0x03, 0x02, 0x05, 0xa0, 0x00]) }] }, /extension keyUsage: KeyUsage is followed by 1 stray octets$/],
-      [{ eku: null, extra: [{ oid: "2.5.29.37", critical: false, value: Buffer.alloc(0) }] }, /extension extKeyUsage: ExtKeyUsageSyntax is missing$/],
-      [{ ski: false, extra: [{ oid: "2.5.29.14", critical: false, value: Buffer.from([0x24, 0x00]) }] }, /extension subjectKeyIdentifier: universal tag 4 in the wrong form$/],
+      [
+        { sans: [], extra: [{ oid: "2.5.29.17", critical: false, value: Buffer.from([0x30, 0x05, 0x82, 0x01]) }] },
+        /extension subjectAltName: truncated contents$/,
+      ],
+      [
+        {
+          basicConstraints: false,
+          extra: [
+            { oid: "2.5.29.19", critical: true, value: Buffer.from([0x30, 0x83, 0x00, 0x00, 0x03, 0x01, 0x01, 0xff]) },
+          ],
+        },
+        /extension basicConstraints: non-minimal length$/,
+      ],
+      [
+        { ku: null, extra: [{ oid: "2.5.29.15", critical: true, value: Buffer.from([0x03, 0x02, 0x05, 0xa0, 0x00]) }] },
+        /extension keyUsage: KeyUsage is followed by 1 stray octets$/,
+      ],
+      [
+        { eku: null, extra: [{ oid: "2.5.29.37", critical: false, value: Buffer.alloc(0) }] },
+        /extension extKeyUsage: ExtKeyUsageSyntax is missing$/,
+      ],
+      [
+        { ski: false, extra: [{ oid: "2.5.29.14", critical: false, value: Buffer.from([0x24, 0x00]) }] },
+        /extension subjectKeyIdentifier: universal tag 4 in the wrong form$/,
+      ],
     ];
     for (const [spec, re] of cases) refusal(forge(spec).der, re);
   });
@@ -786,7 +1155,17 @@ function craft(o: Partial<Craft> = {}): Buffer {
     signature: bitString(Buffer.from([0x30, 0x00])),
     ...o,
   };
-  const tbs = seq(...(c.version ? [c.version] : []), c.serial, c.innerAlgorithm, c.issuer, c.validity, c.subject, c.spki, ...c.tail, ...(c.extensions ? [explicit(3, seq(...c.extensions))] : []));
+  const tbs = seq(
+    ...(c.version ? [c.version] : []),
+    c.serial,
+    c.innerAlgorithm,
+    c.issuer,
+    c.validity,
+    c.subject,
+    c.spki,
+    ...c.tail,
+    ...(c.extensions ? [explicit(3, seq(...c.extensions))] : []),
+  );
   return seq(tbs, c.outerAlgorithm, c.signature);
 }
 
@@ -801,14 +1180,28 @@ const generalizedTime = (text: string) => tlv(TAG.generalizedTime, Buffer.from(t
 
 describe("x509/regressions: the defects this suite found, one case each", () => {
   it("ok/negative-serial-read-as-twos-complement: serialHex is the magnitude (-5 is 05, not fb; -256 is 0100, -128 is 80)", () => {
-    for (const [octets, hex, bits] of [[[0xfb], "05", 3], [[0xff, 0x00], "0100", 9], [[0x80], "80", 8]] as const) {
+    for (const [octets, hex, bits] of [
+      [[0xfb], "05", 3],
+      [[0xff, 0x00], "0100", 9],
+      [[0x80], "80", 8],
+    ] as const) {
       const i = decoded(craft({ serial: tlv(TAG.integer, Buffer.from(octets)) }));
-      assert.deepEqual([i.serialHex, i.serialNegative, i.serialBits], [hex, true, bits], Buffer.from(octets).toString("hex"));
+      assert.deepEqual(
+        [i.serialHex, i.serialNegative, i.serialBits],
+        [hex, true, bits],
+        Buffer.from(octets).toString("hex"),
+      );
     }
   });
 
   it("ok/multi-valued-rdn-flattened: the attributes of one RDN are joined by +, not split into RDNs", () => {
-    assert.equal(withSubject(rdn(atv(CN, utf8("a")), atv("0.9.2342.19200300.100.1.1", utf8("u"))), rdn(atv("2.5.4.10", utf8("O")))), "O=O, CN=a+UID=u");
+    assert.equal(
+      withSubject(
+        rdn(atv(CN, utf8("a")), atv("0.9.2342.19200300.100.1.1", utf8("u"))),
+        rdn(atv("2.5.4.10", utf8("O"))),
+      ),
+      "O=O, CN=a+UID=u",
+    );
   });
 
   it("ok/rfc4514-specials-unescaped: a CN of `a, O=evil` cannot pose as a second RDN (and the other specials, ends, controls, as openssl escapes them)", async () => {
@@ -836,18 +1229,35 @@ describe("x509/regressions: the defects this suite found, one case each", () => 
   });
 
   it("fail/invalid-utf8-replaced: a UTF8String that is not UTF-8 is refused (was shown with U+FFFD, two names looking alike)", () => {
-    refusal(craft({ subject: seq(rdn(atv(CN, tlv(TAG.utf8String, Buffer.from([0x61, 0xff]))))) }), /^x509: malformed certificate: a UTF8String is not valid UTF-8$/);
+    refusal(
+      craft({ subject: seq(rdn(atv(CN, tlv(TAG.utf8String, Buffer.from([0x61, 0xff]))))) }),
+      /^x509: malformed certificate: a UTF8String is not valid UTF-8$/,
+    );
   });
 
   it("fail/bmp-and-universal-strings-crashed: odd lengths and characters past U+10FFFF are refused, not a RangeError underneath", () => {
-    refusal(craft({ subject: seq(rdn(atv(CN, tlv(0x1e, Buffer.from([0x00, 0x61, 0x00]))))) }), /a BMPString has an odd number of octets$/);
-    refusal(craft({ subject: seq(rdn(atv(CN, tlv(0x1c, Buffer.from([0x00, 0x00, 0x61]))))) }), /a UniversalString's length is not a multiple of 4$/);
-    refusal(craft({ subject: seq(rdn(atv(CN, tlv(0x1c, Buffer.from([0x00, 0x11, 0x00, 0x00]))))) }), /a UniversalString holds a character past U\+10FFFF$/);
+    refusal(
+      craft({ subject: seq(rdn(atv(CN, tlv(0x1e, Buffer.from([0x00, 0x61, 0x00]))))) }),
+      /a BMPString has an odd number of octets$/,
+    );
+    refusal(
+      craft({ subject: seq(rdn(atv(CN, tlv(0x1c, Buffer.from([0x00, 0x00, 0x61]))))) }),
+      /a UniversalString's length is not a multiple of 4$/,
+    );
+    refusal(
+      craft({ subject: seq(rdn(atv(CN, tlv(0x1c, Buffer.from([0x00, 0x11, 0x00, 0x00]))))) }),
+      /a UniversalString holds a character past U\+10FFFF$/,
+    );
   });
 
   it("ok/opaque-extension-refused: an extension mtlskit does not read may hold any octets (openssl and @peculiar keep them opaque)", () => {
-    const i = decoded(craft({ extensions: [ext("1.2.3.4.5", Buffer.from("not DER"), bool(true)), ext("2.5.29.32", Buffer.alloc(0))] }));
-    assert.deepEqual(i.extensions, [{ oid: "1.2.3.4.5", name: undefined, critical: true }, { oid: "2.5.29.32", name: "certificatePolicies", critical: false }]);
+    const i = decoded(
+      craft({ extensions: [ext("1.2.3.4.5", Buffer.from("not DER"), bool(true)), ext("2.5.29.32", Buffer.alloc(0))] }),
+    );
+    assert.deepEqual(i.extensions, [
+      { oid: "1.2.3.4.5", name: undefined, critical: true },
+      { oid: "2.5.29.32", name: "certificatePolicies", critical: false },
+    ]);
   });
 
   it("fail/child-overruns-parent: an element reaching past the end of the one holding it is refused (der.ts children)", () => {
@@ -858,15 +1268,27 @@ describe("x509/regressions: the defects this suite found, one case each", () => 
   });
 
   it("fail/empty-boolean-read-as-true: a BOOLEAN must have one octet (critical, cA)", () => {
-    refusal(craft({ extensions: [ext("2.5.29.19", seq(), tlv(TAG.boolean))] }), /^x509: malformed certificate: a BOOLEAN of 0 octets$/);
-    refusal(craft({ extensions: [ext("2.5.29.19", seq(tlv(TAG.boolean)))] }), /extension basicConstraints: a BOOLEAN of 0 octets$/);
+    refusal(
+      craft({ extensions: [ext("2.5.29.19", seq(), tlv(TAG.boolean))] }),
+      /^x509: malformed certificate: a BOOLEAN of 0 octets$/,
+    );
+    refusal(
+      craft({ extensions: [ext("2.5.29.19", seq(tlv(TAG.boolean)))] }),
+      /extension basicConstraints: a BOOLEAN of 0 octets$/,
+    );
   });
 
   it("fail/impossible-dates-rolled-over: month 13, 30 February, hour 24 and second 60 are refused (Date.UTC rolled them into other dates)", () => {
     for (const t of ["261301000000Z", "260230000000Z", "260101240000Z", "260101000060Z"]) {
-      refusal(craft({ validity: seq(utcTime(t), utcTime("270101000000Z")) }), /^x509: not a valid certificate: der: impossible time/);
+      refusal(
+        craft({ validity: seq(utcTime(t), utcTime("270101000000Z")) }),
+        /^x509: not a valid certificate: der: impossible time/,
+      );
     }
-    assert.equal(decoded(craft({ validity: seq(utcTime("240229000000Z"), utcTime("270101000000Z")) })).notBefore.toISOString(), "2024-02-29T00:00:00.000Z");
+    assert.equal(
+      decoded(craft({ validity: seq(utcTime("240229000000Z"), utcTime("270101000000Z")) })).notBefore.toISOString(),
+      "2024-02-29T00:00:00.000Z",
+    );
   });
 
   it("ok/generalizedtime-years-below-100-read-as-19xx: GeneralizedTime 0050 is the year 50, not 1950", () => {
@@ -876,35 +1298,77 @@ describe("x509/regressions: the defects this suite found, one case each", () => 
   });
 
   it("fail/fields-of-the-wrong-type-accepted: the TBSCertificate's fields have their types and order (serial INTEGER, ..., [1] [2] [3])", () => {
-    refusal(craft({ serial: octetString(Buffer.from([1])) }), /TBSCertificate is missing fields or has fields of the wrong type$/);
-    refusal(craft({ validity: tlv(TAG.set, time(new Date()), time(new Date())) }), /TBSCertificate is missing fields or has fields of the wrong type$/);
-    refusal(craft({ tail: [seq()] }), /TBSCertificate has an unexpected field \(tag 0x30\) after subjectPublicKeyInfo$/);
-    refusal(craft({ tail: [tlv(0x82, Buffer.from([0])), tlv(0x81, Buffer.from([0]))] }), /unexpected field \(tag 0x81\)/);
-    assert.equal(decoded(craft({ version: explicit(0, uint(Buffer.from([1]))), tail: [tlv(0x81, Buffer.from([0, 1])), tlv(0x82, Buffer.from([0, 2]))], extensions: undefined })).version, 2);
+    refusal(
+      craft({ serial: octetString(Buffer.from([1])) }),
+      /TBSCertificate is missing fields or has fields of the wrong type$/,
+    );
+    refusal(
+      craft({ validity: tlv(TAG.set, time(new Date()), time(new Date())) }),
+      /TBSCertificate is missing fields or has fields of the wrong type$/,
+    );
+    refusal(
+      craft({ tail: [seq()] }),
+      /TBSCertificate has an unexpected field \(tag 0x30\) after subjectPublicKeyInfo$/,
+    );
+    refusal(
+      craft({ tail: [tlv(0x82, Buffer.from([0])), tlv(0x81, Buffer.from([0]))] }),
+      /unexpected field \(tag 0x81\)/,
+    );
+    assert.equal(
+      decoded(
+        craft({
+          version: explicit(0, uint(Buffer.from([1]))),
+          tail: [tlv(0x81, Buffer.from([0, 1])), tlv(0x82, Buffer.from([0, 2]))],
+          extensions: undefined,
+        }),
+      ).version,
+      2,
+    );
   });
 
   it("fail/signature-algorithms-differ: the algorithm inside the TBSCertificate must be the one outside (RFC 5280 4.1.1.2; Go refuses to parse)", () => {
-    refusal(craft({ innerAlgorithm: seq(oid("1.2.840.10045.4.3.3")) }), /the signature algorithm inside the TBSCertificate differs from the one outside/);
+    refusal(
+      craft({ innerAlgorithm: seq(oid("1.2.840.10045.4.3.3")) }),
+      /the signature algorithm inside the TBSCertificate differs from the one outside/,
+    );
   });
 
   it("fail/non-minimal-integers-accepted: serialNumber and pathLenConstraint are minimal (openssl: illegal padding); pathLen is not negative", () => {
     refusal(craft({ serial: tlv(TAG.integer, Buffer.from([0x00, 0x01])) }), /serialNumber is not a minimal INTEGER$/);
     refusal(craft({ serial: tlv(TAG.integer, Buffer.alloc(0)) }), /serialNumber is not a minimal INTEGER$/);
-    refusal(craft({ extensions: [ext("2.5.29.19", seq(bool(true), tlv(TAG.integer, Buffer.from([0xff]))))] }), /extension basicConstraints: pathLenConstraint is negative$/);
-    refusal(craft({ extensions: [ext("2.5.29.19", seq(bool(true), tlv(TAG.integer, Buffer.from([0x00, 0x05]))))] }), /pathLenConstraint is not a minimal INTEGER$/);
+    refusal(
+      craft({ extensions: [ext("2.5.29.19", seq(bool(true), tlv(TAG.integer, Buffer.from([0xff]))))] }),
+      /extension basicConstraints: pathLenConstraint is negative$/,
+    );
+    refusal(
+      craft({ extensions: [ext("2.5.29.19", seq(bool(true), tlv(TAG.integer, Buffer.from([0x00, 0x05]))))] }),
+      /pathLenConstraint is not a minimal INTEGER$/,
+    );
   });
 
   it("fail/extension-structure-loose: extra elements in an Extension or BasicConstraints, and octets after a value, are refused", () => {
-    refusal(craft({ extensions: [seq(oid("2.5.29.19"), bool(true), bool(true), octetString(seq()))] }), /extension basicConstraints is not extnID, critical, extnValue$/);
-    refusal(craft({ extensions: [ext("2.5.29.19", seq(bool(true), uint(Buffer.from([1])), uint(Buffer.from([1]))))] }), /BasicConstraints holds more than cA and pathLenConstraint$/);
-    refusal(craft({ extensions: [ext("2.5.29.14", Buffer.concat([octetString(Buffer.from([1])), Buffer.from([0])]))] }), /SubjectKeyIdentifier is followed by 1 stray octets$/);
+    refusal(
+      craft({ extensions: [seq(oid("2.5.29.19"), bool(true), bool(true), octetString(seq()))] }),
+      /extension basicConstraints is not extnID, critical, extnValue$/,
+    );
+    refusal(
+      craft({ extensions: [ext("2.5.29.19", seq(bool(true), uint(Buffer.from([1])), uint(Buffer.from([1]))))] }),
+      /BasicConstraints holds more than cA and pathLenConstraint$/,
+    );
+    refusal(
+      craft({ extensions: [ext("2.5.29.14", Buffer.concat([octetString(Buffer.from([1])), Buffer.from([0])]))] }),
+      /SubjectKeyIdentifier is followed by 1 stray octets$/,
+    );
   });
 
   it("ok/keyusage-unused-bits-counted: the unused bits of the KeyUsage BIT STRING are masked off, as openssl and @peculiar do", () => {
     // 0x07 unused bits, 0x81: digitalSignature, and bit 7 (decipherOnly's neighbour) in the unused part.
     const i = decoded(craft({ extensions: [ext("2.5.29.15", tlv(TAG.bitString, Buffer.from([0x07, 0x81])))] }));
     assert.deepEqual(i.keyUsage, ["digitalSignature"]);
-    refusal(craft({ extensions: [ext("2.5.29.15", tlv(TAG.bitString, Buffer.from([0x08, 0x80])))] }), /KeyUsage is not a valid BIT STRING$/);
+    refusal(
+      craft({ extensions: [ext("2.5.29.15", tlv(TAG.bitString, Buffer.from([0x08, 0x80])))] }),
+      /KeyUsage is not a valid BIT STRING$/,
+    );
   });
 
   it("fail/universal-tags-in-the-wrong-form: constructed strings, primitive SEQUENCEs and end-of-contents are not DER", () => {
@@ -917,15 +1381,33 @@ describe("x509/regressions: the defects this suite found, one case each", () => 
     const san = (...names: Buffer[]) => craft({ extensions: [ext("2.5.29.17", seq(...names))] });
     refusal(san(utf8("x")), /a GeneralName has the tag 0xc, which is none of RFC 5280's$/);
     refusal(san(tlv(0xa0, oid("1.2.3"))), /an otherName is a type-id and an \[0\] value$/);
-    refusal(san(tlv(0xa4, seq(rdn(atv(CN, tlv(TAG.utf8String, Buffer.from([0xc3]))))))), /a UTF8String is not valid UTF-8$/);
-    refusal(craft({ extensions: [ext("2.5.29.35", seq(implicit(0, Buffer.from([1])), tlv(0xa1, utf8("x"))))] }), /extension authorityKeyIdentifier: a GeneralName has the tag 0xc/);
-    refusal(craft({ extensions: [ext("2.5.29.35", seq(tlv(0xa1), implicit(0, Buffer.from([1]))))] }), /AuthorityKeyIdentifier has an unexpected field \(tag 0x80\)$/);
+    refusal(
+      san(tlv(0xa4, seq(rdn(atv(CN, tlv(TAG.utf8String, Buffer.from([0xc3]))))))),
+      /a UTF8String is not valid UTF-8$/,
+    );
+    refusal(
+      craft({ extensions: [ext("2.5.29.35", seq(implicit(0, Buffer.from([1])), tlv(0xa1, utf8("x"))))] }),
+      /extension authorityKeyIdentifier: a GeneralName has the tag 0xc/,
+    );
+    refusal(
+      craft({ extensions: [ext("2.5.29.35", seq(tlv(0xa1), implicit(0, Buffer.from([1]))))] }),
+      /AuthorityKeyIdentifier has an unexpected field \(tag 0x80\)$/,
+    );
   });
 
   it("fail/key-and-signature-bits-unchecked: a key or signature BIT STRING with unused bits, EC parameters of another type", () => {
-    refusal(craft({ signature: tlv(TAG.bitString, Buffer.from([0x01, 0x30])) }), /the signature BIT STRING is empty or has unused bits$/);
+    refusal(
+      craft({ signature: tlv(TAG.bitString, Buffer.from([0x01, 0x30])) }),
+      /the signature BIT STRING is empty or has unused bits$/,
+    );
     const spki = (alg: Buffer, key: Buffer) => seq(alg, tlv(TAG.bitString, key));
-    refusal(craft({ spki: spki(seq(oid("1.2.840.10045.2.1"), oid("1.2.840.10045.3.1.7")), Buffer.from([0x03, 0x04])) }), /subjectPublicKey is empty or has unused bits$/);
-    refusal(craft({ spki: spki(seq(oid("1.2.840.10045.2.1"), octetString(Buffer.from([1]))), Buffer.from([0x00, 0x04])) }), /EC parameters are neither a named curve nor explicit parameters$/);
+    refusal(
+      craft({ spki: spki(seq(oid("1.2.840.10045.2.1"), oid("1.2.840.10045.3.1.7")), Buffer.from([0x03, 0x04])) }),
+      /subjectPublicKey is empty or has unused bits$/,
+    );
+    refusal(
+      craft({ spki: spki(seq(oid("1.2.840.10045.2.1"), octetString(Buffer.from([1]))), Buffer.from([0x00, 0x04])) }),
+      /EC parameters are neither a named curve nor explicit parameters$/,
+    );
   });
 });

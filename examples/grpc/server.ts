@@ -28,9 +28,15 @@ import { echoService } from "./echo.ts";
 const pki = process.env.MTLSKIT_PKI ?? "pki";
 const port = Number(process.env.PORT ?? 50051);
 
-const source = fileSource({ dir: path.join(pki, "services", "api") }, { onError: (e) => console.error(`reload refused: ${e.message}`) });
+const source = fileSource(
+  { dir: path.join(pki, "services", "api") },
+  { onError: (e) => console.error(`reload refused: ${e.message}`) },
+);
 // Deny by default: only the worker (examples/quickstart.yaml, identity spiffe://{cluster}.local/{role}/{name}).
-const credentials = grpcServerCredentials(source, { authorize: authorizeId("spiffe://quickstart.local/client/worker"), onRefused: (e) => console.error(e.message) });
+const credentials = grpcServerCredentials(source, {
+  authorize: authorizeId("spiffe://quickstart.local/client/worker"),
+  onRefused: (e) => console.error(e.message),
+});
 
 const server = new grpc.Server();
 server.addService(echoService, {

@@ -21,7 +21,11 @@ import { authorizeId, clientOptions, loadStaticSource } from "../../src/service/
 
 const pki = process.env.MTLSKIT_PKI ?? "pki";
 const dir = path.join(pki, "services", process.env.AS ?? "worker");
-const source = loadStaticSource({ certFile: path.join(dir, "cert.pem"), keyFile: path.join(dir, "key.pem"), caFile: path.join(dir, "ca.pem") });
+const source = loadStaticSource({
+  certFile: path.join(dir, "cert.pem"),
+  keyFile: path.join(dir, "key.pem"),
+  caFile: path.join(dir, "ca.pem"),
+});
 
 const request = https.request(
   {

@@ -24,7 +24,10 @@ import { authorizeId, createMtlsServer, fileSource, peerFromSocket } from "../..
 const pki = process.env.MTLSKIT_PKI ?? "pki";
 const port = Number(process.env.PORT ?? 8443);
 
-const source = fileSource({ dir: path.join(pki, "services", "api") }, { onError: (e) => console.error(`reload refused: ${e.message}`) });
+const source = fileSource(
+  { dir: path.join(pki, "services", "api") },
+  { onError: (e) => console.error(`reload refused: ${e.message}`) },
+);
 const server = createMtlsServer(
   https.createServer,
   source,
@@ -33,7 +36,12 @@ const server = createMtlsServer(
     authorize: authorizeId("spiffe://quickstart.local/client/worker"),
     // Refuse to start, naming the fix, if pki/services/api/cert.pem is not api's certificate for these addresses.
     selfCheck: {
-      identity: { template: "spiffe://{cluster}.local/{role}/{name}", cluster: "quickstart", role: "server", name: "api" },
+      identity: {
+        template: "spiffe://{cluster}.local/{role}/{name}",
+        cluster: "quickstart",
+        role: "server",
+        name: "api",
+      },
       advertise: ["127.0.0.1", "localhost", "api.localhost"],
       role: "server",
     },
@@ -50,4 +58,5 @@ server.listen(port, "127.0.0.1", () => {
   const { port: actual } = server.address() as { port: number };
   console.log(`listening on https://api.localhost:${actual} (port ${actual})`);
 });
-for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => server.close(() => process.exit(0)).closeAllConnections());
+for (const signal of ["SIGINT", "SIGTERM"] as const)
+  process.on(signal, () => server.close(() => process.exit(0)).closeAllConnections());

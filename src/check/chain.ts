@@ -38,7 +38,8 @@ function issuerProblem(issuer: Cert, casBelow: number): string | undefined {
   const i = issuer.info;
   if (!i.isCA) return "it is not a CA (basicConstraints cA is not set)";
   if (i.keyUsage && !i.keyUsage.includes("keyCertSign")) return "its keyUsage lacks keyCertSign";
-  if (i.pathLen !== undefined && casBelow > i.pathLen) return `its pathLenConstraint ${i.pathLen} allows ${i.pathLen} CA${i.pathLen === 1 ? "" : "s"} below it, the chain has ${casBelow}`;
+  if (i.pathLen !== undefined && casBelow > i.pathLen)
+    return `its pathLenConstraint ${i.pathLen} allows ${i.pathLen} CA${i.pathLen === 1 ? "" : "s"} below it, the chain has ${casBelow}`;
   return undefined;
 }
 
@@ -69,14 +70,21 @@ function trusted(path: Cert[]): ChainResult {
 function candidates(cert: Cert, pool: readonly Cert[]): Cert[] {
   const named = pool.filter((c) => sameName(c.fields.subject, cert.fields.issuer));
   const aki = cert.info.authorityKeyId;
-  return aki === undefined ? named : [...named.filter((c) => c.info.subjectKeyId === aki), ...named.filter((c) => c.info.subjectKeyId !== aki)];
+  return aki === undefined
+    ? named
+    : [...named.filter((c) => c.info.subjectKeyId === aki), ...named.filter((c) => c.info.subjectKeyId !== aki)];
 }
 
 /**
  * buildChain finds a trusted path from `leaf` to one of `anchors`, using `intermediates` (the
  * rest of the leaf's file). Validity dates are not judged here (see `invalidAt`).
  */
-export function buildChain(material: Material, leaf: Cert, intermediates: readonly Cert[], anchors: readonly Cert[]): ChainResult {
+export function buildChain(
+  material: Material,
+  leaf: Cert,
+  intermediates: readonly Cert[],
+  anchors: readonly Cert[],
+): ChainResult {
   const path: Cert[] = [leaf];
   let firstFailure: ChainFailure | undefined;
   // OpenSSL (and so Node) ends a path only at a self-signed root in the bundle: an intermediate
@@ -113,7 +121,13 @@ export function buildChain(material: Material, leaf: Cert, intermediates: readon
       }
       if (next) break;
     }
-    if (!next) return { ok: false, failure: reachedAnchor ? { kind: "anchor-not-root", cert: leaf, anchor: reachedAnchor } : (firstFailure ?? { kind: "unknown-issuer", cert: cur }) };
+    if (!next)
+      return {
+        ok: false,
+        failure: reachedAnchor
+          ? { kind: "anchor-not-root", cert: leaf, anchor: reachedAnchor }
+          : (firstFailure ?? { kind: "unknown-issuer", cert: cur }),
+      };
     path.push(next);
     cur = next;
   }
@@ -121,7 +135,10 @@ export function buildChain(material: Material, leaf: Cert, intermediates: readon
 }
 
 /** invalidAt returns the first certificate of `path` that is not valid at `now`, and how. */
-export function invalidAt(path: readonly Cert[], now: Date): { cert: Cert; how: "expired" | "not-yet-valid" } | undefined {
+export function invalidAt(
+  path: readonly Cert[],
+  now: Date,
+): { cert: Cert; how: "expired" | "not-yet-valid" } | undefined {
   const t = now.getTime();
   for (const c of path) {
     if (c.fields.notAfter.getTime() < t) return { cert: c, how: "expired" };
@@ -154,14 +171,24 @@ export interface UsageProblem {
 export function purposeProblem(path: readonly Cert[], purpose: Purpose): UsageProblem | undefined {
   const leaf = path[0]!;
   const eku = leaf.info.extKeyUsage;
-  if (eku && !eku.includes(purpose)) return { cert: leaf, kind: "eku", reason: `its extendedKeyUsage is ${eku.join(", ") || "empty"}, without ${purpose}` };
+  if (eku && !eku.includes(purpose))
+    return {
+      cert: leaf,
+      kind: "eku",
+      reason: `its extendedKeyUsage is ${eku.join(", ") || "empty"}, without ${purpose}`,
+    };
   const ku = keyUsageVerdict(leaf, purpose);
   if (ku && !ku.strict) return { cert: leaf, kind: "key-usage", reason: ku.reason, change: ku.change };
   for (const ca of path.slice(1)) {
     const e = ca.info.extKeyUsage;
     // anyExtendedKeyUsage alone does not do: Go accepts it, OpenSSL's purpose check of the CA does
     // not count it (`openssl verify -purpose sslserver`: unsuitable certificate purpose at depth 1).
-    if (e && !e.includes(purpose)) return { cert: ca, kind: "ca-eku", reason: `the CA ${ca.info.subject} above it restricts extendedKeyUsage to ${e.join(", ")}${e.includes("anyExtendedKeyUsage") ? ` (OpenSSL does not count anyExtendedKeyUsage for ${purpose}; Go does)` : " (Go and OpenSSL check usage along the chain)"}` };
+    if (e && !e.includes(purpose))
+      return {
+        cert: ca,
+        kind: "ca-eku",
+        reason: `the CA ${ca.info.subject} above it restricts extendedKeyUsage to ${e.join(", ")}${e.includes("anyExtendedKeyUsage") ? ` (OpenSSL does not count anyExtendedKeyUsage for ${purpose}; Go does)` : " (Go and OpenSSL check usage along the chain)"}`,
+      };
   }
   return undefined;
 }

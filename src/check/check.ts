@@ -9,7 +9,7 @@ import type { Connection, Manifest } from "../manifest/index.ts";
 import { buildChain, invalidAt, purposeProblem, type ChainFailure, type ChainResult, type Purpose } from "./chain.ts";
 import { CODES, type Code } from "./codes.ts";
 import { finding, type About, type Finding } from "./finding.ts";
-import { isProblem, type CertFile, type FileProblem, type Inventory, type ServiceFiles, type SlotFiles } from "./inventory.ts";
+import { isProblem, type CertFile, type Inventory, type ServiceFiles, type SlotFiles } from "./inventory.ts";
 import { covers, lintCertificate, sanList, CLOCK_SKEW_MS } from "./lint.ts";
 import type { Cert, Material } from "./material.ts";
 
@@ -76,7 +76,8 @@ export interface CheckReport {
 const DAY = 86_400_000;
 const date = (d: Date) => d.toISOString().slice(0, 10);
 /** when prints a date, with the time when `other` falls on the same day (so the two can be told apart). */
-const when = (d: Date, other: Date) => (date(d) === date(other) ? d.toISOString().slice(0, 16).replace("T", " ") + " UTC" : date(d));
+const when = (d: Date, other: Date) =>
+  date(d) === date(other) ? d.toISOString().slice(0, 16).replace("T", " ") + " UTC" : date(d);
 
 /** Ctx carries one run's shared state. */
 class Ctx {
@@ -122,8 +123,10 @@ function certAbout(sf: ServiceFiles, s: SlotFiles): About {
 }
 
 /** shortName names a certificate by its CN when it has one (DNs repeated in every line drown the message). */
-const shortName = (c: Cert) => (c.info.subjectAttributes.CN !== undefined ? `CN=${c.info.subjectAttributes.CN}` : c.info.subject || "(empty subject)");
-const issuerName = (c: Cert) => /(?:^|, )CN=([^,]*)/.exec(c.info.issuer)?.[0]?.replace(/^, /, "") ?? (c.info.issuer || "(empty)");
+const shortName = (c: Cert) =>
+  c.info.subjectAttributes.CN !== undefined ? `CN=${c.info.subjectAttributes.CN}` : c.info.subject || "(empty subject)";
+const issuerName = (c: Cert) =>
+  /(?:^|, )CN=([^,]*)/.exec(c.info.issuer)?.[0]?.replace(/^, /, "") ?? (c.info.issuer || "(empty)");
 
 /** failureText words a chain failure for the certificate's own bundle or a peer's. */
 function failureText(f: ChainFailure, bundlePath: string): string {
@@ -152,27 +155,55 @@ function orderProblem(file: CertFile): string | undefined {
 }
 
 /** notIssued: a managed service whose files are all missing: apply has not run for it (one finding, not five). */
-const notIssued = (sf: ServiceFiles) => !sf.external && isProblem(sf.bundle) && sf.bundle.missing && sf.slots.every((s) => isProblem(s.cert) && s.cert.missing && isProblem(s.key) && s.key.missing);
+const notIssued = (sf: ServiceFiles) =>
+  !sf.external &&
+  isProblem(sf.bundle) &&
+  sf.bundle.missing &&
+  sf.slots.every((s) => isProblem(s.cert) && s.cert.missing && isProblem(s.key) && s.key.missing);
 
 function lintCertificates(ctx: Ctx, skewMs: number): void {
   for (const sf of ctx.inv.services) {
     const s = sf.service;
     if (notIssued(sf)) {
-      ctx.add("cert-missing", certAbout(sf, sf.slots[0]!), `${s.name} has not been issued yet: ${path.dirname(sf.slots[0]!.cert.path)} does not exist`, `run \`${ctx.apply}\``);
+      ctx.add(
+        "cert-missing",
+        certAbout(sf, sf.slots[0]!),
+        `${s.name} has not been issued yet: ${path.dirname(sf.slots[0]!.cert.path)} does not exist`,
+        `run \`${ctx.apply}\``,
+      );
       continue;
     }
     for (const slot of sf.slots) {
       const about = certAbout(sf, slot);
       if (isProblem(slot.cert)) {
-        ctx.add(slot.cert.missing ? "cert-missing" : "cert-malformed", about, `${slot.cert.path} ${slot.cert.error}`, sf.external ? `put ${s.name}'s certificate (PEM, leaf first) at ${slot.cert.path}, or correct services.${s.name}.files` : `run \`${ctx.apply}\` to issue it`);
+        ctx.add(
+          slot.cert.missing ? "cert-missing" : "cert-malformed",
+          about,
+          `${slot.cert.path} ${slot.cert.error}`,
+          sf.external
+            ? `put ${s.name}'s certificate (PEM, leaf first) at ${slot.cert.path}, or correct services.${s.name}.files`
+            : `run \`${ctx.apply}\` to issue it`,
+        );
       }
       if (isProblem(slot.key)) {
-        ctx.add("key-missing", about, `${slot.key.path} ${slot.key.error}`, sf.external ? `put ${s.name}'s private key at ${slot.key.path}, or correct services.${s.name}.files` : `run \`${ctx.apply} --reissue ${s.name}\` (a new key and certificate)`);
+        ctx.add(
+          "key-missing",
+          about,
+          `${slot.key.path} ${slot.key.error}`,
+          sf.external
+            ? `put ${s.name}'s private key at ${slot.key.path}, or correct services.${s.name}.files`
+            : `run \`${ctx.apply} --reissue ${s.name}\` (a new key and certificate)`,
+        );
       }
       if (isProblem(slot.cert)) continue;
       const order = orderProblem(slot.cert);
       if (order) {
-        ctx.add("chain-order", about, `${slot.cert.path} ${order}`, `put the leaf first, then the intermediates: e.g. \`cat leaf.pem intermediate.pem > ${slot.cert.path}\``);
+        ctx.add(
+          "chain-order",
+          about,
+          `${slot.cert.path} ${order}`,
+          `put the leaf first, then the intermediates: e.g. \`cat leaf.pem intermediate.pem > ${slot.cert.path}\``,
+        );
         continue;
       }
       const leaf = slot.cert.certs[0]!;
@@ -180,26 +211,65 @@ function lintCertificates(ctx: Ctx, skewMs: number): void {
         ctx.add("key-encrypted", about, `${slot.key.path} is encrypted${slot.key.encryption ? ` (${slot.key.encryption})` : ""}: check cannot compare it with ${slot.cert.path}, and Go, NATS and etcd cannot load an encrypted key`, `if ${s.name} is given its passphrase, ignore this; otherwise decrypt it in place, keeping mode 0600: \`openssl pkey -in ${slot.key.path} -out ${slot.key.path}.new && mv ${slot.key.path}.new ${slot.key.path}\``);
       }
       if (!isProblem(slot.key) && slot.key.spki && !slot.key.spki.equals(leaf.fields.spki)) {
-        ctx.add("key-mismatch", about, `${slot.key.path} is not the private key of ${slot.cert.path}; the TLS library refuses to load the pair`, ctx.fixFor(sf, slot.slot, ""));
+        ctx.add(
+          "key-mismatch",
+          about,
+          `${slot.key.path} is not the private key of ${slot.cert.path}; the TLS library refuses to load the pair`,
+          ctx.fixFor(sf, slot.slot, ""),
+        );
       }
-      const lints = lintCertificate(leaf, { profile: slot.slot.profile, dns: slot.slot.kind === "client" ? [] : sf.external ? s.dns.filter((d) => d !== s.cn) : s.dns, ips: slot.slot.kind === "client" ? [] : s.ips, identity: ctx.manifest.identityTemplate === undefined ? null : s.identity ?? null, renewBeforeMs: s.renewBeforeMs, skewMs }, ctx.now);
-      for (const l of lints) ctx.add(l.code, about, `${slot.cert.path} ${l.message}`, ctx.fixFor(sf, slot.slot, l.change));
+      const lints = lintCertificate(
+        leaf,
+        {
+          profile: slot.slot.profile,
+          dns: slot.slot.kind === "client" ? [] : sf.external ? s.dns.filter((d) => d !== s.cn) : s.dns,
+          ips: slot.slot.kind === "client" ? [] : s.ips,
+          identity: ctx.manifest.identityTemplate === undefined ? null : (s.identity ?? null),
+          renewBeforeMs: s.renewBeforeMs,
+          skewMs,
+        },
+        ctx.now,
+      );
+      for (const l of lints)
+        ctx.add(l.code, about, `${slot.cert.path} ${l.message}`, ctx.fixFor(sf, slot.slot, l.change));
       if (isProblem(sf.bundle)) continue;
       const r = ctx.chain(slot.cert, sf.bundle);
       // A weak signature or critical extension of the leaf itself is already its own lint above.
-      const ownLint = !r.ok && (r.failure.kind === "weak-signature" || r.failure.kind === "critical-extension") && r.failure.cert === leaf;
+      const ownLint =
+        !r.ok &&
+        (r.failure.kind === "weak-signature" || r.failure.kind === "critical-extension") &&
+        r.failure.cert === leaf;
       // A managed certificate that chains to the PKI's own CA but not to its bundle: the bundle is what is wrong.
       const pkiCa = ctx.inv.ca && !isProblem(ctx.inv.ca) ? ctx.inv.ca : undefined;
       const staleBundle = !r.ok && !sf.external && pkiCa !== undefined && ctx.chain(slot.cert, pkiCa).ok;
       if (staleBundle) {
-        ctx.add("untrusted", about, `${slot.cert.path} does not chain to ${sf.bundle.path}: that bundle does not hold the CA that issued it (${shortName(pkiCa.certs[0]!)}, in ${pkiCa.path}); the bundle was replaced`, `run \`${ctx.apply}\`: it rewrites ${sf.bundle.path} (the certificate is fine)`);
+        ctx.add(
+          "untrusted",
+          about,
+          `${slot.cert.path} does not chain to ${sf.bundle.path}: that bundle does not hold the CA that issued it (${shortName(pkiCa.certs[0]!)}, in ${pkiCa.path}); the bundle was replaced`,
+          `run \`${ctx.apply}\`: it rewrites ${sf.bundle.path} (the certificate is fine)`,
+        );
       } else if (!r.ok && !ownLint) {
-        ctx.add(r.failure.kind === "bad-signature" ? "bad-signature" : "untrusted", about, `${slot.cert.path} ${failureText(r.failure, sf.bundle.path)}`, sf.external ? `re-issue ${slot.cert.path} from the CA in ${sf.bundle.path}, or put the right CA in ${sf.bundle.path}` : `run \`${ctx.apply} --reissue ${s.name}\``);
+        ctx.add(
+          r.failure.kind === "bad-signature" ? "bad-signature" : "untrusted",
+          about,
+          `${slot.cert.path} ${failureText(r.failure, sf.bundle.path)}`,
+          sf.external
+            ? `re-issue ${slot.cert.path} from the CA in ${sf.bundle.path}, or put the right CA in ${sf.bundle.path}`
+            : `run \`${ctx.apply} --reissue ${s.name}\``,
+        );
       } else if (r.ok) {
         const caEnd = Math.min(...r.path.slice(1).map((c) => c.fields.notAfter.getTime()));
         ctx.caOf.set(slot.slot.id, { subject: r.path[1]?.info.subject ?? "", notAfter: new Date(caEnd) });
         if (leaf.fields.notAfter.getTime() > caEnd) {
-          ctx.add("outlives-ca", about, `${slot.cert.path} is valid until ${when(leaf.fields.notAfter, new Date(caEnd))}, after its CA expires (${when(new Date(caEnd), leaf.fields.notAfter)}); it stops working then`, sf.external ? `re-issue it with notAfter before ${date(new Date(caEnd))}, and plan a CA rollover` : "plan a CA rollover before the CA expires");
+          ctx.add(
+            "outlives-ca",
+            about,
+            `${slot.cert.path} is valid until ${when(leaf.fields.notAfter, new Date(caEnd))}, after its CA expires (${when(new Date(caEnd), leaf.fields.notAfter)}); it stops working then`,
+            sf.external
+              ? `re-issue it with notAfter before ${date(new Date(caEnd))}, and plan a CA rollover`
+              : "plan a CA rollover before the CA expires",
+          );
         }
       }
     }
@@ -212,7 +282,8 @@ function lintCas(ctx: Ctx): CaReport[] {
   if (ctx.inv.ca && !isProblem(ctx.inv.ca)) for (const c of ctx.inv.ca.certs) note(c, ctx.inv.ca.path);
   for (const sf of ctx.inv.services) {
     if (!isProblem(sf.bundle)) for (const c of sf.bundle.certs) note(c, sf.bundle.path);
-    for (const s of sf.slots) if (!isProblem(s.cert) && !orderProblem(s.cert)) for (const c of s.cert.certs.slice(1)) note(c, s.cert.path);
+    for (const s of sf.slots)
+      if (!isProblem(s.cert) && !orderProblem(s.cert)) for (const c of s.cert.certs.slice(1)) note(c, s.cert.path);
   }
   const longest = Math.max(0, ...ctx.manifest.services.map((s) => s.validityMs));
   const t = ctx.now.getTime();
@@ -222,14 +293,42 @@ function lintCas(ctx: Ctx): CaReport[] {
     const about: About = { kind: "ca", subject: i.subject, file };
     out.push({ subject: i.subject, file, notAfter: i.notAfter, sha256: cert.sha256 });
     const left = i.notAfter.getTime() - t;
-    const managedCa = ctx.inv.dir !== undefined && ctx.inv.ca !== undefined && !isProblem(ctx.inv.ca) && ctx.inv.ca.certs.some((c) => c.sha256 === cert.sha256);
-    const newCa = managedCa ? `move ${path.join(ctx.inv.dir!, "ca")} away and run \`${ctx.apply}\`: a new CA, every service re-issued and every ca.pem rewritten` : "create a new CA, re-issue every certificate from it and distribute its bundle";
-    if (left < 0) ctx.add("ca-expired", about, `${i.subject} in ${file} expired on ${date(i.notAfter)}; every certificate it signed is refused`, newCa);
-    else if (left < longest) ctx.add("ca-expiring", about, `${i.subject} in ${file} expires on ${date(i.notAfter)}, in ${Math.floor(left / DAY)} days: sooner than a certificate issued today would (${Math.round(longest / DAY)} days)`, "plan a CA rollover: distribute a bundle with the old and new CA, then re-issue");
+    const managedCa =
+      ctx.inv.dir !== undefined &&
+      ctx.inv.ca !== undefined &&
+      !isProblem(ctx.inv.ca) &&
+      ctx.inv.ca.certs.some((c) => c.sha256 === cert.sha256);
+    const newCa = managedCa
+      ? `move ${path.join(ctx.inv.dir!, "ca")} away and run \`${ctx.apply}\`: a new CA, every service re-issued and every ca.pem rewritten`
+      : "create a new CA, re-issue every certificate from it and distribute its bundle";
+    if (left < 0)
+      ctx.add(
+        "ca-expired",
+        about,
+        `${i.subject} in ${file} expired on ${date(i.notAfter)}; every certificate it signed is refused`,
+        newCa,
+      );
+    else if (left < longest)
+      ctx.add(
+        "ca-expiring",
+        about,
+        `${i.subject} in ${file} expires on ${date(i.notAfter)}, in ${Math.floor(left / DAY)} days: sooner than a certificate issued today would (${Math.round(longest / DAY)} days)`,
+        "plan a CA rollover: distribute a bundle with the old and new CA, then re-issue",
+      );
     if (!i.isCA || (i.keyUsage && !i.keyUsage.includes("keyCertSign"))) {
-      ctx.add("ca-not-ca", about, `${i.subject} in ${file} is in a trust bundle or chain but ${!i.isCA ? "is not a CA (basicConstraints cA is not set)" : "its keyUsage lacks keyCertSign"}`, `put the CA certificate in ${file}, not a service certificate`);
+      ctx.add(
+        "ca-not-ca",
+        about,
+        `${i.subject} in ${file} is in a trust bundle or chain but ${!i.isCA ? "is not a CA (basicConstraints cA is not set)" : "its keyUsage lacks keyCertSign"}`,
+        `put the CA certificate in ${file}, not a service certificate`,
+      );
     } else if (!i.keyUsage) {
-      ctx.add("ca-key-usage", about, `${i.subject} in ${file} has no keyUsage extension; strict verifiers (openssl verify -x509_strict, RFC 5280) refuse it as a CA`, "when the CA is next renewed, give it keyUsage = critical, keyCertSign, cRLSign (openssl: add it to the [v3_ca] section)");
+      ctx.add(
+        "ca-key-usage",
+        about,
+        `${i.subject} in ${file} has no keyUsage extension; strict verifiers (openssl verify -x509_strict, RFC 5280) refuse it as a CA`,
+        "when the CA is next renewed, give it keyUsage = critical, keyCertSign, cRLSign (openssl: add it to the [v3_ca] section)",
+      );
     }
   }
   return out;
@@ -245,15 +344,29 @@ function lintDeployment(ctx: Ctx): void {
   }
   const caKey = ctx.inv.caKey;
   if (caKey && !isProblem(caKey) && caKey.mode & 0o077) {
-    ctx.add("key-mode", { kind: "ca", subject: "key", file: caKey.path }, `${caKey.path} has mode 0${caKey.mode.toString(8)}: the CA key is readable by ${caKey.mode & 0o007 ? "every user" : "its group"}`, `run \`chmod 600 ${caKey.path}\`, and consider the CA key exposed`);
+    ctx.add(
+      "key-mode",
+      { kind: "ca", subject: "key", file: caKey.path },
+      `${caKey.path} has mode 0${caKey.mode.toString(8)}: the CA key is readable by ${caKey.mode & 0o007 ? "every user" : "its group"}`,
+      `run \`chmod 600 ${caKey.path}\`, and consider the CA key exposed`,
+    );
   }
   for (const d of ctx.inv.dirs) {
-    const about: About = d.service !== undefined ? { kind: "service", service: d.service } : { kind: "ca", subject: d.folder === "ca" ? "directory" : "services directory", file: d.path };
+    const about: About =
+      d.service !== undefined
+        ? { kind: "service", service: d.service }
+        : { kind: "ca", subject: d.folder === "ca" ? "directory" : "services directory", file: d.path };
     ctx.add(`dir-${d.kind}`, about, d.message, d.fix);
   }
   for (const loose of ctx.inv.looseKeys) {
     const ca = caSpkis.get(loose.spki.toString("hex"));
-    if (ca) ctx.add("ca-key-exposed", { kind: "ca", subject: ca, file: loose.path }, `${loose.path} is the private key of the CA ${ca}, in the folder every service's files are under`, `move ${loose.path} off this host (keep it with the CA only), and consider the CA key exposed`);
+    if (ca)
+      ctx.add(
+        "ca-key-exposed",
+        { kind: "ca", subject: ca, file: loose.path },
+        `${loose.path} is the private key of the CA ${ca}, in the folder every service's files are under`,
+        `move ${loose.path} off this host (keep it with the CA only), and consider the CA key exposed`,
+      );
   }
   const bundleSets = new Map<string, string[]>();
   for (const sf of ctx.inv.services) {
@@ -262,19 +375,57 @@ function lintDeployment(ctx: Ctx): void {
     for (const slot of sf.slots) {
       if (isProblem(slot.key)) continue;
       const k = slot.key;
-      if (k.mode & 0o077) ctx.add("key-mode", about, `${k.path} has mode 0${k.mode.toString(8)}: readable by ${k.mode & 0o007 ? "every user" : "its group"}`, `run \`chmod 600 ${k.path}\``);
-      if (typeof sf.ownerUid === "number" && k.uid !== sf.ownerUid) ctx.add("key-owner", about, `${k.path} is owned by uid ${k.uid}, not ${s.files?.owner} (uid ${sf.ownerUid})`, `run \`chown ${s.files?.owner} ${k.path}\``);
-      if (k.spki && caSpkis.has(k.spki.toString("hex"))) ctx.add("ca-key-exposed", about, `${k.path} is the private key of the CA ${caSpkis.get(k.spki.toString("hex"))}`, `give ${s.name} its own key and certificate; move the CA key off this host`);
+      if (k.mode & 0o077)
+        ctx.add(
+          "key-mode",
+          about,
+          `${k.path} has mode 0${k.mode.toString(8)}: readable by ${k.mode & 0o007 ? "every user" : "its group"}`,
+          `run \`chmod 600 ${k.path}\``,
+        );
+      if (typeof sf.ownerUid === "number" && k.uid !== sf.ownerUid)
+        ctx.add(
+          "key-owner",
+          about,
+          `${k.path} is owned by uid ${k.uid}, not ${s.files?.owner} (uid ${sf.ownerUid})`,
+          `run \`chown ${s.files?.owner} ${k.path}\``,
+        );
+      if (k.spki && caSpkis.has(k.spki.toString("hex")))
+        ctx.add(
+          "ca-key-exposed",
+          about,
+          `${k.path} is the private key of the CA ${caSpkis.get(k.spki.toString("hex"))}`,
+          `give ${s.name} its own key and certificate; move the CA key off this host`,
+        );
     }
-    if (typeof sf.ownerUid === "object") ctx.add("key-owner", about, `services.${s.name}.files.owner: ${sf.ownerUid.error}`, "create the user, or correct files.owner");
+    if (typeof sf.ownerUid === "object")
+      ctx.add(
+        "key-owner",
+        about,
+        `services.${s.name}.files.owner: ${sf.ownerUid.error}`,
+        "create the user, or correct files.owner",
+      );
     for (const other of sf.otherKeys) {
       const ca = caSpkis.get(other.spki.toString("hex"));
-      if (ca) ctx.add("ca-key-exposed", about, `${other.path} is the private key of the CA ${ca}, next to ${s.name}'s files`, `move ${other.path} off this host (keep it with the CA only), and consider the CA key exposed`);
+      if (ca)
+        ctx.add(
+          "ca-key-exposed",
+          about,
+          `${other.path} is the private key of the CA ${ca}, next to ${s.name}'s files`,
+          `move ${other.path} off this host (keep it with the CA only), and consider the CA key exposed`,
+        );
     }
     if (isProblem(sf.bundle) && !notIssued(sf)) {
-      ctx.add("bundle-missing", about, `${sf.bundle.path} ${sf.bundle.error}; ${s.name} cannot verify its peers`, sf.external ? `put the CA bundle at ${sf.bundle.path}` : `run \`${ctx.apply}\` to write it`);
+      ctx.add(
+        "bundle-missing",
+        about,
+        `${sf.bundle.path} ${sf.bundle.error}; ${s.name} cannot verify its peers`,
+        sf.external ? `put the CA bundle at ${sf.bundle.path}` : `run \`${ctx.apply}\` to write it`,
+      );
     } else if (!isProblem(sf.bundle)) {
-      const key = sf.bundle.certs.map((c) => c.sha256).sort().join(",");
+      const key = sf.bundle.certs
+        .map((c) => c.sha256)
+        .sort()
+        .join(",");
       const list = bundleSets.get(key) ?? [];
       list.push(s.name);
       bundleSets.set(key, list);
@@ -285,7 +436,17 @@ function lintDeployment(ctx: Ctx): void {
     // host that missed a rollover) or what it adds (a host ahead in a rollover, or a stray CA).
     const sets = [...bundleSets.entries()].sort((a, b) => b[1].length - a[1].length);
     const [majorityKey, majority] = sets[0]!;
-    const certsOf = (key: string) => (ctx.inv.services.find((x) => !isProblem(x.bundle) && (x.bundle as CertFile).certs.map((c) => c.sha256).sort().join(",") === key)!.bundle as CertFile).certs;
+    const certsOf = (key: string) =>
+      (
+        ctx.inv.services.find(
+          (x) =>
+            !isProblem(x.bundle) &&
+            (x.bundle as CertFile).certs
+              .map((c) => c.sha256)
+              .sort()
+              .join(",") === key,
+        )!.bundle as CertFile
+      ).certs;
     const reference = certsOf(majorityKey);
     const names = (cs: readonly Cert[]) => cs.map((c) => `${shortName(c)} (${c.sha256.slice(0, 12)})`).join(" + ");
     const others = `${majority.length} other service${majority.length === 1 ? "" : "s"} (${majority.slice(0, 3).join(", ")}${majority.length > 3 ? ", ..." : ""})`;
@@ -296,11 +457,25 @@ function lintDeployment(ctx: Ctx): void {
       for (const name of list) {
         const sf = ctx.inv.services.find((x) => x.service.name === name)!;
         const file = (sf.bundle as CertFile).path;
-        const what = [lacks.length ? `lacks ${names(lacks)}` : "", adds.length ? `adds ${names(adds)}` : ""].filter(Boolean).join(" and ");
+        const what = [lacks.length ? `lacks ${names(lacks)}` : "", adds.length ? `adds ${names(adds)}` : ""]
+          .filter(Boolean)
+          .join(" and ");
         const fix = sf.external
-          ? [lacks.length ? `add ${names(lacks)} to ${file}` : "", adds.length ? `remove ${names(adds)} from ${file} unless a CA rollover is under way (then add it to every other bundle too)` : ""].filter(Boolean).join("; ")
+          ? [
+              lacks.length ? `add ${names(lacks)} to ${file}` : "",
+              adds.length
+                ? `remove ${names(adds)} from ${file} unless a CA rollover is under way (then add it to every other bundle too)`
+                : "",
+            ]
+              .filter(Boolean)
+              .join("; ")
           : `run \`${ctx.apply}\` to rewrite it`;
-        ctx.add("bundle-differs", { kind: "service", service: name }, `${file} ${what}, compared with what ${others} trust${majority.length === 1 ? "s" : ""}`, fix);
+        ctx.add(
+          "bundle-differs",
+          { kind: "service", service: name },
+          `${file} ${what}, compared with what ${others} trust${majority.length === 1 ? "s" : ""}`,
+          fix,
+        );
       }
     }
   }
@@ -312,13 +487,19 @@ function lintDeployment(ctx: Ctx): void {
  */
 function cnFallback(c: Cert, address: Connection["address"]): string {
   const cn = c.info.subjectAttributes.CN;
-  if (address.kind !== "dns" || cn === undefined || c.info.sans.some((s) => s.type === "dns") || cn.toLowerCase() !== address.text.toLowerCase()) return "";
+  if (
+    address.kind !== "dns" ||
+    cn === undefined ||
+    c.info.sans.some((s) => s.type === "dns") ||
+    cn.toLowerCase() !== address.text.toLowerCase()
+  )
+    return "";
   return "; Node and OpenSSL would still connect by falling back to the CN, Go (since 1.15) and mtlskit's library refuse";
 }
 
 /** presented picks the certificate a service presents in a role: a split pair's client half for clientAuth. */
 function presented(sf: ServiceFiles, purpose: Purpose): SlotFiles {
-  return purpose === "clientAuth" ? sf.slots.find((s) => s.slot.kind === "client") ?? sf.slots[0]! : sf.slots[0]!;
+  return purpose === "clientAuth" ? (sf.slots.find((s) => s.slot.kind === "client") ?? sf.slots[0]!) : sf.slots[0]!;
 }
 
 function checkConnection(ctx: Ctx, c: Connection, byName: Map<string, ServiceFiles>): ConnectionReport {
@@ -326,7 +507,8 @@ function checkConnection(ctx: Ctx, c: Connection, byName: Map<string, ServiceFil
   const about: About = { kind: "connection", index: c.index, from: c.from, to: c.to, address };
   const causes: Code[] = [];
   const add = (code: Code, message: string, fix: string) => {
-    if (ctx.add(code, about, message, fix) && CODES[code].severity === "error" && !causes.includes(code)) causes.push(code);
+    if (ctx.add(code, about, message, fix) && CODES[code].severity === "error" && !causes.includes(code))
+      causes.push(code);
   };
   const client = byName.get(c.from)!;
   const server = byName.get(c.to)!;
@@ -335,48 +517,104 @@ function checkConnection(ctx: Ctx, c: Connection, byName: Map<string, ServiceFil
     const slot = presented(holder, purpose);
     const who = purpose === "serverAuth" ? "server" : "client";
     const order = isProblem(slot.cert) ? undefined : orderProblem(slot.cert);
-    if (isProblem(slot.cert) || order || isProblem(slot.key) || (slot.key.spki && !slot.key.spki.equals(slot.cert.certs[0]!.fields.spki))) {
-      const why = isProblem(slot.cert) ? `${slot.cert.path} ${slot.cert.error}` : order ? `${slot.cert.path} ${order}` : isProblem(slot.key) ? `${slot.key.path} ${slot.key.error}` : `${slot.key.path} does not match ${slot.cert.path}`;
-      add("conn-missing", `${holder.service.name} (the ${who}) cannot present a certificate: ${why}`, `fix ${holder.service.name}'s certificate first (see its findings)`);
+    if (
+      isProblem(slot.cert) ||
+      order ||
+      isProblem(slot.key) ||
+      (slot.key.spki && !slot.key.spki.equals(slot.cert.certs[0]!.fields.spki))
+    ) {
+      const why = isProblem(slot.cert)
+        ? `${slot.cert.path} ${slot.cert.error}`
+        : order
+          ? `${slot.cert.path} ${order}`
+          : isProblem(slot.key)
+            ? `${slot.key.path} ${slot.key.error}`
+            : `${slot.key.path} does not match ${slot.cert.path}`;
+      add(
+        "conn-missing",
+        `${holder.service.name} (the ${who}) cannot present a certificate: ${why}`,
+        `fix ${holder.service.name}'s certificate first (see its findings)`,
+      );
       return undefined;
     }
     if (isProblem(verifier.bundle)) {
-      add("conn-missing", `${verifier.service.name} has no usable trust bundle to verify the ${who} with: ${verifier.bundle.path} ${verifier.bundle.error}`, `fix ${verifier.service.name}'s bundle first (see its findings)`);
+      add(
+        "conn-missing",
+        `${verifier.service.name} has no usable trust bundle to verify the ${who} with: ${verifier.bundle.path} ${verifier.bundle.error}`,
+        `fix ${verifier.service.name}'s bundle first (see its findings)`,
+      );
       return undefined;
     }
     const r = ctx.chain(slot.cert, verifier.bundle);
     const cert = slot.cert.certs[0]!;
     if (!r.ok) {
-      add(purpose === "serverAuth" ? "conn-server-untrusted" : "conn-client-untrusted", `${verifier.service.name} will refuse ${holder.service.name}'s certificate ${slot.cert.path}: it ${failureText(r.failure, verifier.bundle.path)}`, holder.external || verifier.external ? `make ${verifier.bundle.path} hold the CA that issued ${slot.cert.path}, or re-issue it from that CA` : `run \`${ctx.apply}\` (it rewrites every bundle and re-issues what the CA did not sign)`);
+      add(
+        purpose === "serverAuth" ? "conn-server-untrusted" : "conn-client-untrusted",
+        `${verifier.service.name} will refuse ${holder.service.name}'s certificate ${slot.cert.path}: it ${failureText(r.failure, verifier.bundle.path)}`,
+        holder.external || verifier.external
+          ? `make ${verifier.bundle.path} hold the CA that issued ${slot.cert.path}, or re-issue it from that CA`
+          : `run \`${ctx.apply}\` (it rewrites every bundle and re-issues what the CA did not sign)`,
+      );
       return cert;
     }
     const usage = purposeProblem(r.path, purpose);
     if (usage) {
-      const goSays = usage.kind === "key-usage" ? "" : purpose === "serverAuth" ? " (Go: x509: certificate specifies an incompatible key usage)" : " (the server logs: incompatible key usage / unsupported certificate purpose)";
+      const goSays =
+        usage.kind === "key-usage"
+          ? ""
+          : purpose === "serverAuth"
+            ? " (Go: x509: certificate specifies an incompatible key usage)"
+            : " (the server logs: incompatible key usage / unsupported certificate purpose)";
       const change =
-        usage.kind === "eku" ? `issue it with extendedKeyUsage ${purpose}${holder.service.usage === "dual" ? ", " + (purpose === "serverAuth" ? "clientAuth" : "serverAuth") : ""}`
-        : usage.kind === "key-usage" ? usage.change!
-        : "";
-      add(purpose === "serverAuth" ? "conn-server-usage" : "conn-client-usage", `${verifier.service.name} will refuse ${holder.service.name}'s certificate ${slot.cert.path} as a ${who} certificate: ${usage.reason}${goSays}`, usage.kind === "ca-eku" ? `re-issue the CA ${usage.cert.info.subject} without the extendedKeyUsage restriction, or issue ${slot.cert.path} from a CA without it` : ctx.fixFor(holder, slot.slot, change));
+        usage.kind === "eku"
+          ? `issue it with extendedKeyUsage ${purpose}${holder.service.usage === "dual" ? ", " + (purpose === "serverAuth" ? "clientAuth" : "serverAuth") : ""}`
+          : usage.kind === "key-usage"
+            ? usage.change!
+            : "";
+      add(
+        purpose === "serverAuth" ? "conn-server-usage" : "conn-client-usage",
+        `${verifier.service.name} will refuse ${holder.service.name}'s certificate ${slot.cert.path} as a ${who} certificate: ${usage.reason}${goSays}`,
+        usage.kind === "ca-eku"
+          ? `re-issue the CA ${usage.cert.info.subject} without the extendedKeyUsage restriction, or issue ${slot.cert.path} from a CA without it`
+          : ctx.fixFor(holder, slot.slot, change),
+      );
     }
     const bad = invalidAt(r.path, ctx.now);
     if (bad) {
-      const what = bad.cert === cert ? `${holder.service.name}'s certificate ${slot.cert.path}` : `the CA ${bad.cert.info.subject} in its chain`;
-      add("conn-validity", `${verifier.service.name} will refuse ${what}: ${bad.how === "expired" ? `expired on ${date(bad.cert.fields.notAfter)}` : `not valid until ${bad.cert.fields.notBefore.toISOString()}`}`, bad.cert === cert ? ctx.fixFor(holder, slot.slot, "") : "renew the CA and distribute the new bundle");
+      const what =
+        bad.cert === cert
+          ? `${holder.service.name}'s certificate ${slot.cert.path}`
+          : `the CA ${bad.cert.info.subject} in its chain`;
+      add(
+        "conn-validity",
+        `${verifier.service.name} will refuse ${what}: ${bad.how === "expired" ? `expired on ${date(bad.cert.fields.notAfter)}` : `not valid until ${bad.cert.fields.notBefore.toISOString()}`}`,
+        bad.cert === cert ? ctx.fixFor(holder, slot.slot, "") : "renew the CA and distribute the new bundle",
+      );
     }
     return cert;
   };
   const serverCert = side(server, client, "serverAuth");
   if (serverCert && !covers(serverCert, c.address)) {
     const slot = presented(server, "serverAuth");
-    add("conn-address", `${c.from} dials ${address}, but ${server.service.name}'s certificate ${(slot.cert as CertFile).path} has ${c.address.kind === "ip" ? "no IP SAN" : "no DNS SAN matching"} ${address} (SANs: ${sanList(serverCert)})${cnFallback(serverCert, c.address)}`, server.external ? ctx.fixFor(server, slot.slot, `add ${c.address.kind === "ip" ? "IP" : "DNS"}:${address} to subjectAltName`) : ctx.fixFor(server, slot.slot, ""));
+    add(
+      "conn-address",
+      `${c.from} dials ${address}, but ${server.service.name}'s certificate ${(slot.cert as CertFile).path} has ${c.address.kind === "ip" ? "no IP SAN" : "no DNS SAN matching"} ${address} (SANs: ${sanList(serverCert)})${cnFallback(serverCert, c.address)}`,
+      server.external
+        ? ctx.fixFor(server, slot.slot, `add ${c.address.kind === "ip" ? "IP" : "DNS"}:${address} to subjectAltName`)
+        : ctx.fixFor(server, slot.slot, ""),
+    );
   }
   side(client, server, "clientAuth");
   return { index: c.index, from: c.from, to: c.to, address, ok: causes.length === 0, causes };
 }
 
 /** checkInventory judges an inventory against its manifest. Pure apart from signature checks. */
-export function checkInventory(material: Material, manifest: Manifest, inv: Inventory, opts: CheckOptions = {}): CheckReport {
+export function checkInventory(
+  material: Material,
+  manifest: Manifest,
+  inv: Inventory,
+  opts: CheckOptions = {},
+): CheckReport {
   const now = opts.now ?? new Date();
   const ctx = new Ctx(material, manifest, inv, now, opts.applyCommand ?? "mtlskit apply", new Set(opts.ignore ?? []));
   lintCertificates(ctx, opts.skewMs ?? CLOCK_SKEW_MS);
@@ -403,5 +641,13 @@ export function checkInventory(material: Material, manifest: Manifest, inv: Inve
     }),
   );
   const errors = ctx.findings.filter((f) => f.severity === "error").length;
-  return { now, findings: ctx.findings, certificates, cas, connections, errors, warnings: ctx.findings.length - errors };
+  return {
+    now,
+    findings: ctx.findings,
+    certificates,
+    cas,
+    connections,
+    errors,
+    warnings: ctx.findings.length - errors,
+  };
 }

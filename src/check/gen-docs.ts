@@ -23,7 +23,9 @@ export function checksMarkdown(): string {
     "",
     "| code | severity | scope | title | why |",
     "|---|---|---|---|---|",
-    ...Object.entries(CODES).map(([code, i]) => `| \`${code}\` | ${i.severity} | ${i.scope} | ${cell(i.title)} | ${cell(i.why)} |`),
+    ...Object.entries(CODES).map(
+      ([code, i]) => `| \`${code}\` | ${i.severity} | ${i.scope} | ${cell(i.title)} | ${cell(i.why)} |`,
+    ),
     "",
   ].join("\n");
 }

@@ -13,11 +13,33 @@ import { checkInventory, type CheckOptions, type CheckReport } from "./check.ts"
 import { readInventory } from "./inventory.ts";
 import { Material } from "./material.ts";
 
-export { checkInventory, type CaReport, type CertificateReport, type CheckOptions, type CheckReport, type ConnectionReport } from "./check.ts";
+export {
+  checkInventory,
+  type CaReport,
+  type CertificateReport,
+  type CheckOptions,
+  type CheckReport,
+  type ConnectionReport,
+} from "./check.ts";
 export { CODE_NAMES, CODES, type Code, type CodeInfo, type Scope, type Severity } from "./codes.ts";
 export { aboutLabel, type About, type Finding } from "./finding.ts";
-export { isProblem, readCertFile, readInventory, type CertFile, type FileProblem, type Inventory } from "./inventory.ts";
-export { CLOCK_SKEW_MS, covers, keyWeakness, lintCertificate, WEAK_KEY_CHANGE, type Expectations, type Lint } from "./lint.ts";
+export {
+  isProblem,
+  readCertFile,
+  readInventory,
+  type CertFile,
+  type FileProblem,
+  type Inventory,
+} from "./inventory.ts";
+export {
+  CLOCK_SKEW_MS,
+  covers,
+  keyWeakness,
+  lintCertificate,
+  WEAK_KEY_CHANGE,
+  type Expectations,
+  type Lint,
+} from "./lint.ts";
 export { Material, type Cert } from "./material.ts";
 export { NAGIOS_MAX_BYTES, nagiosStatus, pluginLine, prometheusText, promLabels, reportJson } from "./report.ts";
 
@@ -25,10 +47,19 @@ export { NAGIOS_MAX_BYTES, nagiosStatus, pluginLine, prometheusText, promLabels,
 export function checkPki(manifest: Manifest, dir: string | undefined, opts: CheckOptions = {}): CheckReport {
   const managed = manifest.services.filter((s) => !s.files);
   if (dir === undefined && managed.length > 0) {
-    throw new FailedError(`check: ${managed.length === 1 ? "service" : "services"} ${managed.slice(0, 3).map((s) => s.name).join(", ")}${managed.length > 3 ? ", ..." : ""} ${managed.length === 1 ? "is" : "are"} managed by mtlskit, so check needs the PKI directory`);
+    throw new FailedError(
+      `check: ${managed.length === 1 ? "service" : "services"} ${managed
+        .slice(0, 3)
+        .map((s) => s.name)
+        .join(
+          ", ",
+        )}${managed.length > 3 ? ", ..." : ""} ${managed.length === 1 ? "is" : "are"} managed by mtlskit, so check needs the PKI directory`,
+    );
   }
   if (dir !== undefined && managed.length > 0 && !existsSync(dir)) {
-    throw new FailedError(`check: the PKI directory ${dir} does not exist; run \`mtlskit apply\` first, or name the directory with --pki DIR`);
+    throw new FailedError(
+      `check: the PKI directory ${dir} does not exist; run \`mtlskit apply\` first, or name the directory with --pki DIR`,
+    );
   }
   const material = new Material();
   return checkInventory(material, manifest, readInventory(material, manifest, dir), opts);

@@ -7,7 +7,7 @@
 import { existsSync, lstatSync, readdirSync, statSync } from "node:fs";
 import * as path from "node:path";
 import type { CertSlot, Manifest, Service } from "../manifest/index.ts";
-import { ReadFileError, readTextBounded } from "../read-file.ts";
+import { type ReadFileError, readTextBounded } from "../read-file.ts";
 import { parsePrivateKey, spkiOfPkcs8, spkiOfPrivateKey } from "../pki/keys.ts";
 import { encodePem, keyEncryption, parsePem } from "../pki/pem.ts";
 import { judgeDir, ownersOf, type DirProblem } from "../state/dirs.ts";
@@ -89,10 +89,12 @@ function readText(file: string): string | FileProblem {
     return readTextBounded(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ENOTREG" || code === "EFBIG") return { path: file, missing: false, error: `cannot be read: it ${(e as ReadFileError).reason}` };
+    if (code === "ENOTREG" || code === "EFBIG")
+      return { path: file, missing: false, error: `cannot be read: it ${(e as ReadFileError).reason}` };
     if (code === "ENOENT") return { path: file, missing: true, error: "does not exist" };
     if (code === "EISDIR") return { path: file, missing: false, error: "is a directory, not a file" };
-    if (code === "ENOTDIR") return { path: file, missing: false, error: `cannot be read: ${path.dirname(file)} is not a directory` };
+    if (code === "ENOTDIR")
+      return { path: file, missing: false, error: `cannot be read: ${path.dirname(file)} is not a directory` };
     if (code === "EACCES") return { path: file, missing: false, error: "cannot be read (permission denied)" };
     return { path: file, missing: false, error: `cannot be read (${code ?? (e as Error).message})` };
   }
@@ -103,7 +105,8 @@ export function readCertFile(material: Material, file: string): CertFile | FileP
   const text = readText(file);
   if (typeof text !== "string") return text;
   const certs = material.certsOfPem(text);
-  if (certs instanceof CertParseError) return { path: file, missing: false, error: certs.message, ...(certs.labels ? { labels: certs.labels } : {}) };
+  if (certs instanceof CertParseError)
+    return { path: file, missing: false, error: certs.message, ...(certs.labels ? { labels: certs.labels } : {}) };
   return { path: file, certs };
 }
 
@@ -118,8 +121,13 @@ export function spkiOfKeyText(text: string): Buffer | undefined {
   const traditional = blocks.find((b) => b.label === "EC PRIVATE KEY" || b.label === "RSA PRIVATE KEY");
   if (traditional) return spkiOfPrivateKey(parsePrivateKey(encodePem(traditional.label, traditional.der)));
   if (!blocks.some((b) => b.label.endsWith("PRIVATE KEY"))) {
-    if (/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text)) throw new Error("truncated: a -----BEGIN line without its -----END line");
-    throw new Error(blocks.length === 0 ? "holds no PEM block (expected -----BEGIN PRIVATE KEY-----)" : `holds ${blocks.map((b) => b.label).join(", ")}, not a private key`);
+    if (/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text))
+      throw new Error("truncated: a -----BEGIN line without its -----END line");
+    throw new Error(
+      blocks.length === 0
+        ? "holds no PEM block (expected -----BEGIN PRIVATE KEY-----)"
+        : `holds ${blocks.map((b) => b.label).join(", ")}, not a private key`,
+    );
   }
   return spkiOfPrivateKey(parsePrivateKey(text));
 }
@@ -176,7 +184,9 @@ function resolveOwner(owner: string, passwd: () => string | undefined): number |
   const text = passwd();
   const line = text?.split("\n").find((l) => l.split(":")[0] === owner);
   const uid = line?.split(":")[2];
-  return uid !== undefined && /^[0-9]+$/.test(uid) ? Number(uid) : { error: `user ${JSON.stringify(owner)} does not exist on this host` };
+  return uid !== undefined && /^[0-9]+$/.test(uid)
+    ? Number(uid)
+    : { error: `user ${JSON.stringify(owner)} does not exist on this host` };
 }
 
 /** PAIR_ATTEMPTS bounds the re-reads of a pair that an apply is rewriting (with PAIR_PAUSE_MS between: about 2 s). */
@@ -205,7 +215,15 @@ function managedSlot(material: Material, dir: string, slot: CertSlot, hooks: Rea
     hooks.onRead?.(certPath);
     const key = readKeyFile(keyPath);
     hooks.onRead?.(keyPath);
-    if (isProblem(cert) || isProblem(key) || key.spki === undefined || cert.certs.length === 0 || cert.certs[0]!.fields.spki.equals(key.spki) || attempt >= PAIR_ATTEMPTS) return { slot, cert, key };
+    if (
+      isProblem(cert) ||
+      isProblem(key) ||
+      key.spki === undefined ||
+      cert.certs.length === 0 ||
+      cert.certs[0]!.fields.spki.equals(key.spki) ||
+      attempt >= PAIR_ATTEMPTS
+    )
+      return { slot, cert, key };
     const seen = `${cert.certs[0]!.sha256}/${key.spki.toString("hex")}`;
     if (seen === last && !existsSync(abs(dir, LAYOUT.lock))) return { slot, cert, key };
     if (seen === last) pause(PAIR_PAUSE_MS);
@@ -217,18 +235,35 @@ function managedFiles(material: Material, dir: string, s: Service, hooks: ReadHo
   const slots = s.slots.map((slot) => managedSlot(material, dir, slot, hooks));
   const folder = abs(dir, LAYOUT.serviceDir(s.name));
   const known = new Set([...MANAGED_NAMES].map((n) => path.join(folder, n)));
-  return { service: s, external: false, slots, bundle: readCertFile(material, abs(dir, LAYOUT.bundle(s.name))), otherKeys: scanKeys(folder, known, 2), ownerUid: undefined };
+  return {
+    service: s,
+    external: false,
+    slots,
+    bundle: readCertFile(material, abs(dir, LAYOUT.bundle(s.name))),
+    otherKeys: scanKeys(folder, known, 2),
+    ownerUid: undefined,
+  };
 }
 
-function externalFiles(material: Material, s: Service, files: NonNullable<Service["files"]>, scanned: Set<string>, passwd: () => string | undefined): ServiceFiles {
+function externalFiles(
+  material: Material,
+  s: Service,
+  files: NonNullable<Service["files"]>,
+  scanned: Set<string>,
+  passwd: () => string | undefined,
+): ServiceFiles {
   const slots = s.slots.map((slot) => {
-    const certPath = slot.kind === "main" ? files.cert : files.clientCert ?? files.cert;
-    const keyPath = slot.kind === "main" ? files.key : files.clientKey ?? files.key;
+    const certPath = slot.kind === "main" ? files.cert : (files.clientCert ?? files.cert);
+    const keyPath = slot.kind === "main" ? files.key : (files.clientKey ?? files.key);
     return { slot, cert: readCertFile(material, certPath), key: readKeyFile(keyPath) };
   });
-  const known = new Set([files.cert, files.key, files.ca, files.clientCert, files.clientKey].filter((f): f is string => f !== undefined));
+  const known = new Set(
+    [files.cert, files.key, files.ca, files.clientCert, files.clientKey].filter((f): f is string => f !== undefined),
+  );
   // Scan each folder once per run: services sharing /etc/app/certs share its findings.
-  const otherKeys = [...new Set([...known].map((f) => path.dirname(f)))].filter((d) => !scanned.has(d)).flatMap((d) => (scanned.add(d), scanKeys(d, known)));
+  const otherKeys = [...new Set([...known].map((f) => path.dirname(f)))]
+    .filter((d) => !scanned.has(d))
+    .flatMap((d) => (scanned.add(d), scanKeys(d, known)));
   return {
     service: s,
     external: true,
@@ -243,7 +278,12 @@ function externalFiles(material: Material, s: Service, files: NonNullable<Servic
  * readInventory reads every file the manifest's services use. `dir` is the PKI directory of the
  * managed services; it may be undefined when every service is external.
  */
-export function readInventory(material: Material, manifest: Manifest, dir: string | undefined, hooks: ReadHooks = {}): Inventory {
+export function readInventory(
+  material: Material,
+  manifest: Manifest,
+  dir: string | undefined,
+  hooks: ReadHooks = {},
+): Inventory {
   let passwdText: string | undefined | null = null;
   const passwd = () => {
     if (passwdText === null) {
@@ -253,7 +293,9 @@ export function readInventory(material: Material, manifest: Manifest, dir: strin
     return passwdText;
   };
   const scanned = new Set<string>();
-  const services = manifest.services.map((s) => (s.files ? externalFiles(material, s, s.files, scanned, passwd) : managedFiles(material, dir!, s, hooks)));
+  const services = manifest.services.map((s) =>
+    s.files ? externalFiles(material, s, s.files, scanned, passwd) : managedFiles(material, dir!, s, hooks),
+  );
   let ca: Inventory["ca"];
   let caKey: Inventory["caKey"];
   let looseKeys: Inventory["looseKeys"] = [];
@@ -263,7 +305,9 @@ export function readInventory(material: Material, manifest: Manifest, dir: strin
     const folders = [
       { spec: LAYOUT.caDir, service: undefined, folder: "ca" as const },
       { spec: LAYOUT.servicesDir, service: undefined, folder: "services" as const },
-      ...manifest.services.filter((s) => !s.files).map((s) => ({ spec: LAYOUT.serviceDir(s.name), service: s.name, folder: "service" as const })),
+      ...manifest.services
+        .filter((s) => !s.files)
+        .map((s) => ({ spec: LAYOUT.serviceDir(s.name), service: s.name, folder: "service" as const })),
     ];
     for (const f of folders) {
       const problem = judgeDir(dir, f.spec, owners);

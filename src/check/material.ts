@@ -59,12 +59,20 @@ export class Material {
       // parsePem skips such a block, which would otherwise read as "no PEM block" or, in a
       // chain, silently drop an intermediate.
       const begun = text.match(/-----BEGIN [A-Z0-9 ]+-----/g)?.length ?? 0;
-      if (begun > blocks.length) throw new CertParseError(`is truncated: block ${blocks.length + 1} has a -----BEGIN line but no -----END line`);
-      if (blocks.length === 0) throw new CertParseError(text.trim() === "" ? "is empty" : "holds no PEM block (expected -----BEGIN CERTIFICATE-----)");
+      if (begun > blocks.length)
+        throw new CertParseError(`is truncated: block ${blocks.length + 1} has a -----BEGIN line but no -----END line`);
+      if (blocks.length === 0)
+        throw new CertParseError(
+          text.trim() === "" ? "is empty" : "holds no PEM block (expected -----BEGIN CERTIFICATE-----)",
+        );
       // Other blocks are skipped, as OpenSSL and Go's X509KeyPair do: a combined certificate and
       // key file works (the key's own mode is judged as a key file's).
       const certs = blocks.filter((b) => b.label === "CERTIFICATE");
-      if (certs.length === 0) throw new CertParseError(`holds ${blocksInWords(blocks.map((b) => b.label))} but no certificate`, blocks.map((b) => b.label));
+      if (certs.length === 0)
+        throw new CertParseError(
+          `holds ${blocksInWords(blocks.map((b) => b.label))} but no certificate`,
+          blocks.map((b) => b.label),
+        );
       out = certs.map((b, i) => {
         try {
           return this.cert(b.der);

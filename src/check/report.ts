@@ -10,9 +10,28 @@ import { aboutLabel } from "./finding.ts";
 export function reportJson(r: CheckReport) {
   return {
     now: r.now.toISOString(),
-    summary: { errors: r.errors, warnings: r.warnings, certificates: r.certificates.length, connections: r.connections.length, failingConnections: r.connections.filter((c) => !c.ok).length },
-    findings: r.findings.map((f) => ({ code: f.code, severity: f.severity, scope: CODES[f.code].scope, about: f.about, label: aboutLabel(f.about), message: f.message, fix: f.fix })),
-    certificates: r.certificates.map((c) => ({ ...c, notAfter: c.notAfter?.toISOString(), renewAt: c.renewAt?.toISOString(), ca: c.ca && { subject: c.ca.subject, notAfter: c.ca.notAfter.toISOString() } })),
+    summary: {
+      errors: r.errors,
+      warnings: r.warnings,
+      certificates: r.certificates.length,
+      connections: r.connections.length,
+      failingConnections: r.connections.filter((c) => !c.ok).length,
+    },
+    findings: r.findings.map((f) => ({
+      code: f.code,
+      severity: f.severity,
+      scope: CODES[f.code].scope,
+      about: f.about,
+      label: aboutLabel(f.about),
+      message: f.message,
+      fix: f.fix,
+    })),
+    certificates: r.certificates.map((c) => ({
+      ...c,
+      notAfter: c.notAfter?.toISOString(),
+      renewAt: c.renewAt?.toISOString(),
+      ca: c.ca && { subject: c.ca.subject, notAfter: c.ca.notAfter.toISOString() },
+    })),
     cas: r.cas.map((c) => ({ ...c, notAfter: c.notAfter.toISOString() })),
     connections: r.connections,
   };
@@ -21,7 +40,12 @@ export function reportJson(r: CheckReport) {
 /** escapeLabel escapes a Prometheus label value (exposition format: backslash, quote, newline). */
 const escapeLabel = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 /** promLabels renders a Prometheus label set; none at all is written without braces, as the format's grammar has it. */
-export const promLabels = (l: Record<string, string>) => (Object.keys(l).length === 0 ? "" : `{${Object.entries(l).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(",")}}`);
+export const promLabels = (l: Record<string, string>) =>
+  Object.keys(l).length === 0
+    ? ""
+    : `{${Object.entries(l)
+        .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
+        .join(",")}}`;
 
 /**
  * prometheusText renders the report in the text exposition format, for node_exporter's textfile
@@ -37,18 +61,47 @@ export function prometheusText(r: CheckReport): string {
   metric(
     "mtlskit_certificate_not_after_timestamp_seconds",
     "notAfter of each service certificate, as a Unix timestamp.",
-    r.certificates.filter((c) => c.notAfter).map((c) => [{ service: c.service, certificate: c.id, path: c.file }, Math.floor(c.notAfter!.getTime() / 1000)]),
+    r.certificates
+      .filter((c) => c.notAfter)
+      .map((c) => [{ service: c.service, certificate: c.id, path: c.file }, Math.floor(c.notAfter!.getTime() / 1000)]),
   );
-  metric("mtlskit_ca_not_after_timestamp_seconds", "notAfter of each CA certificate found in bundles and chains, as a Unix timestamp.", r.cas.map((c) => [{ subject: c.subject, sha256: c.sha256 }, Math.floor(c.notAfter.getTime() / 1000)]));
+  metric(
+    "mtlskit_ca_not_after_timestamp_seconds",
+    "notAfter of each CA certificate found in bundles and chains, as a Unix timestamp.",
+    r.cas.map((c) => [{ subject: c.subject, sha256: c.sha256 }, Math.floor(c.notAfter.getTime() / 1000)]),
+  );
   const services = [...new Set(r.certificates.map((c) => c.service))];
   const count = (service: string, severity: string) =>
-    r.findings.filter((f) => f.severity === severity && ("service" in f.about ? f.about.service === service : f.about.kind === "connection" && (f.about.from === service || f.about.to === service))).length;
-  metric("mtlskit_check_findings", "Findings of mtlskit check per service and severity (connection findings count for both ends).", services.flatMap((s) => (["error", "warning"] as const).map((sev): [Record<string, string>, number] => [{ service: s, severity: sev }, count(s, sev)])));
+    r.findings.filter(
+      (f) =>
+        f.severity === severity &&
+        ("service" in f.about
+          ? f.about.service === service
+          : f.about.kind === "connection" && (f.about.from === service || f.about.to === service)),
+    ).length;
+  metric(
+    "mtlskit_check_findings",
+    "Findings of mtlskit check per service and severity (connection findings count for both ends).",
+    services.flatMap((s) =>
+      (["error", "warning"] as const).map((sev): [Record<string, string>, number] => [
+        { service: s, severity: sev },
+        count(s, sev),
+      ]),
+    ),
+  );
   // The totals also count findings about no service (an expired CA in a bundle, the CA key's mode).
-  metric("mtlskit_check_errors", "Findings at error level, in total (mtlskit check exits 1 when above 0).", [[{}, r.errors]]);
+  metric("mtlskit_check_errors", "Findings at error level, in total (mtlskit check exits 1 when above 0).", [
+    [{}, r.errors],
+  ]);
   metric("mtlskit_check_warnings", "Findings at warning level, in total.", [[{}, r.warnings]]);
-  metric("mtlskit_connection_ok", "1 when both ends of a declared connection will accept each other's certificate.", r.connections.map((c) => [{ from: c.from, to: c.to, address: c.address }, c.ok ? 1 : 0]));
-  metric("mtlskit_check_timestamp_seconds", "When the check ran, as a Unix timestamp.", [[{}, Math.floor(r.now.getTime() / 1000)]]);
+  metric(
+    "mtlskit_connection_ok",
+    "1 when both ends of a declared connection will accept each other's certificate.",
+    r.connections.map((c) => [{ from: c.from, to: c.to, address: c.address }, c.ok ? 1 : 0]),
+  );
+  metric("mtlskit_check_timestamp_seconds", "When the check ran, as a Unix timestamp.", [
+    [{}, Math.floor(r.now.getTime() / 1000)],
+  ]);
   return out.join("\n") + "\n";
 }
 
@@ -104,12 +157,19 @@ export function nagiosStatus(r: CheckReport): { line: string; code: number } {
   const code = r.errors > 0 ? NAGIOS.critical : r.warnings > 0 ? NAGIOS.warning : NAGIOS.ok;
   const word = ["OK", "WARNING", "CRITICAL"][code]!;
   const first = r.findings.find((f) => f.severity === (r.errors > 0 ? "error" : "warning"));
-  const soonest = r.certificates.filter((c) => c.notAfter).sort((a, b) => a.notAfter!.getTime() - b.notAfter!.getTime())[0];
+  const soonest = r.certificates
+    .filter((c) => c.notAfter)
+    .sort((a, b) => a.notAfter!.getTime() - b.notAfter!.getTime())[0];
   const days = soonest ? Math.floor((soonest.notAfter!.getTime() - r.now.getTime()) / 86_400_000) : undefined;
   const summary =
     code === NAGIOS.ok
       ? `${r.certificates.length} certificates and ${r.connections.length} connections OK${soonest ? `; next expiry ${soonest.id} in ${days} days` : ""}`
       : `${r.errors} error${r.errors === 1 ? "" : "s"}, ${r.warnings} warning${r.warnings === 1 ? "" : "s"}; first: ${aboutLabel(first!.about)} [${first!.code}] ${first!.message}`;
-  const perf = [`errors=${r.errors};;0`, `warnings=${r.warnings};0`, `failing_connections=${r.connections.filter((c) => !c.ok).length};;0`, ...(days === undefined ? [] : [`min_days_left=${days}`])];
+  const perf = [
+    `errors=${r.errors};;0`,
+    `warnings=${r.warnings};0`,
+    `failing_connections=${r.connections.filter((c) => !c.ok).length};;0`,
+    ...(days === undefined ? [] : [`min_days_left=${days}`]),
+  ];
   return { line: pluginLine(() => `MTLSKIT ${word} - ${summary}`, perf), code };
 }

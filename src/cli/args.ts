@@ -25,7 +25,9 @@ export function flags<T>(command: string, parse: () => T): T {
 export function parseTimeFlag(command: string, text: string): Date {
   const d = new Date(text);
   if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(d.getTime())) {
-    throw new UsageError(`mtlskit ${command}: --at must be an ISO 8601 time such as 2027-01-01 or 2027-01-01T12:00:00Z; got ${JSON.stringify(text)}`);
+    throw new UsageError(
+      `mtlskit ${command}: --at must be an ISO 8601 time such as 2027-01-01 or 2027-01-01T12:00:00Z; got ${JSON.stringify(text)}`,
+    );
   }
   return d;
 }
@@ -40,8 +42,12 @@ export function parseListen(command: string, text: string): { host: string; port
   const m = /^(\d{1,5})$/.exec(text) ?? /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
   const port = m ? Number(m.length === 2 ? m[1] : m[3]) : NaN;
   if (!m || !(port >= 0 && port <= 65535)) {
-    const hint = /^:\d+$/.test(text) ? ` (name the interface: 127.0.0.1${text} for this host only, 0.0.0.0${text} for every interface)` : "";
-    throw new UsageError(`mtlskit ${command}: --listen must be [HOST:]PORT such as 9469 (127.0.0.1:9469), [::1]:9469 or 0.0.0.0:9469 (every interface), with a port up to 65535; got ${JSON.stringify(text)}${hint}`);
+    const hint = /^:\d+$/.test(text)
+      ? ` (name the interface: 127.0.0.1${text} for this host only, 0.0.0.0${text} for every interface)`
+      : "";
+    throw new UsageError(
+      `mtlskit ${command}: --listen must be [HOST:]PORT such as 9469 (127.0.0.1:9469), [::1]:9469 or 0.0.0.0:9469 (every interface), with a port up to 65535; got ${JSON.stringify(text)}${hint}`,
+    );
   }
   return m.length === 2 ? { host: "127.0.0.1", port } : { host: m[1] ?? m[2]!, port };
 }

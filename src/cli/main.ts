@@ -65,13 +65,18 @@ export async function run(argv: string[], io: Io): Promise<number> {
     }
     const command = COMMANDS[cmd];
     if (!command) {
-      io.err(`${paintErr(io, "red", "error:")} mtlskit: unknown command ${JSON.stringify(cmd)}; commands are: ${Object.keys(COMMANDS).join(", ")}. Run \`mtlskit --help\`.\n`);
+      io.err(
+        `${paintErr(io, "red", "error:")} mtlskit: unknown command ${JSON.stringify(cmd)}; commands are: ${Object.keys(COMMANDS).join(", ")}. Run \`mtlskit --help\`.\n`,
+      );
       return EXIT.invalid;
     }
     return await command(rest, io);
   } catch (e) {
     if (e instanceof MtlskitError) {
-      const message = e instanceof InvalidInputError && WRITERS.has(cmd!) ? describeProblems(e.problems, { nothingWritten: true }) : e.message;
+      const message =
+        e instanceof InvalidInputError && WRITERS.has(cmd!)
+          ? describeProblems(e.problems, { nothingWritten: true })
+          : e.message;
       io.err(`${paintErr(io, "red", "error:")} ${message}\n`);
       if (debug && e.cause) io.err(`${String((e.cause as Error).stack ?? e.cause)}\n`);
       return e.exitCode;
@@ -82,7 +87,9 @@ export async function run(argv: string[], io: Io): Promise<number> {
       io.err(`${paintErr(io, "red", "error:")} ${failure.message}\n`);
       return failure.exitCode;
     }
-    io.err(`${paintErr(io, "red", "error:")} ${(e as Error).message}\nThis is a bug in mtlskit; please report it${debug ? "" : " (run with --debug for the stack trace)"}.\n`);
+    io.err(
+      `${paintErr(io, "red", "error:")} ${(e as Error).message}\nThis is a bug in mtlskit; please report it${debug ? "" : " (run with --debug for the stack trace)"}.\n`,
+    );
     if (debug) io.err(`${(e as Error).stack}\n`);
     return EXIT.failed;
   }

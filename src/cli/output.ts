@@ -34,7 +34,11 @@ export function colorAllowed(isTTY: boolean, env: NodeJS.ProcessEnv): boolean {
 }
 
 /** processIo writes to the process's stdout and stderr (or the streams and environment given, for tests), deciding colour per stream. */
-export function processIo(stdout: Stream = process.stdout, stderr: Stream = process.stderr, env: NodeJS.ProcessEnv = process.env): Io {
+export function processIo(
+  stdout: Stream = process.stdout,
+  stderr: Stream = process.stderr,
+  env: NodeJS.ProcessEnv = process.env,
+): Io {
   const tty = stdout.isTTY === true;
   const errTty = stderr.isTTY === true;
   return {
@@ -48,7 +52,8 @@ export function processIo(stdout: Stream = process.stdout, stderr: Stream = proc
 }
 
 type Color = "green" | "yellow" | "red" | "dim" | "bold";
-const ansi = (on: boolean | undefined, color: Color, text: string) => (on ? `\u001b[${{ green: 32, yellow: 33, red: 31, dim: 2, bold: 1 }[color]}m${text}\u001b[0m` : text);
+const ansi = (on: boolean | undefined, color: Color, text: string) =>
+  on ? `\u001b[${{ green: 32, yellow: 33, red: 31, dim: 2, bold: 1 }[color]}m${text}\u001b[0m` : text;
 
 /** paint wraps text for stdout in an ANSI colour when the Io allows colour there. */
 export function paint(io: Io, color: Color, text: string): string {

@@ -22,11 +22,32 @@ export interface Component {
 
 /** COMPONENTS maps each component name to its renderer. */
 export const COMPONENTS = {
-  nats: { summary: "nats-server.conf: tls {} with verify_and_map, and authorization users for the service's clients", serverOnly: true, render: renderNats },
-  postgres: { summary: "postgresql.conf ssl settings, a pg_hba.conf hostssl cert line, pg_ident.conf CN-to-role lines", serverOnly: true, render: renderPostgres },
-  nginx: { summary: "server {} directives: certificate, ssl_verify_client on, protocols", serverOnly: true, render: renderNginx },
-  etcd: { summary: "a member's flags: client and peer TLS with client certificates required", serverOnly: true, render: renderEtcd },
-  serviceradar: { summary: 'a component\'s JSON "security" block (mode mtls, cert_dir, server_name, role, tls); datasvc\'s "rbac" too', serverOnly: false, render: renderServiceRadar },
+  nats: {
+    summary: "nats-server.conf: tls {} with verify_and_map, and authorization users for the service's clients",
+    serverOnly: true,
+    render: renderNats,
+  },
+  postgres: {
+    summary: "postgresql.conf ssl settings, a pg_hba.conf hostssl cert line, pg_ident.conf CN-to-role lines",
+    serverOnly: true,
+    render: renderPostgres,
+  },
+  nginx: {
+    summary: "server {} directives: certificate, ssl_verify_client on, protocols",
+    serverOnly: true,
+    render: renderNginx,
+  },
+  etcd: {
+    summary: "a member's flags: client and peer TLS with client certificates required",
+    serverOnly: true,
+    render: renderEtcd,
+  },
+  serviceradar: {
+    summary:
+      'a component\'s JSON "security" block (mode mtls, cert_dir, server_name, role, tls); datasvc\'s "rbac" too',
+    serverOnly: false,
+    render: renderServiceRadar,
+  },
 } as const satisfies Record<string, Component>;
 
 /** ComponentName is one of COMPONENTS. */
@@ -38,7 +59,9 @@ export const COMPONENT_NAMES = Object.keys(COMPONENTS) as ComponentName[];
 /** componentOf looks a component up by name, refusing unknown names with the list. */
 export function componentOf(name: string): Component {
   if (!Object.hasOwn(COMPONENTS, name)) {
-    throw new UsageError(`mtlskit config: unknown component ${JSON.stringify(name)}; components are: ${COMPONENT_NAMES.join(", ")}. Run \`mtlskit config --help\`.`);
+    throw new UsageError(
+      `mtlskit config: unknown component ${JSON.stringify(name)}; components are: ${COMPONENT_NAMES.join(", ")}. Run \`mtlskit config --help\`.`,
+    );
   }
   return COMPONENTS[name as ComponentName];
 }

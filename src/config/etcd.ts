@@ -10,10 +10,11 @@
  * client flags that came with 3.5 (--client-cert-file, --peer-client-cert-file); 3.4 refuses them
  * as undefined flags, which is louder than starting and then failing every peer handshake.
  */
-import { type ConfigInput, type Snippet } from "./input.ts";
+import type { ConfigInput, Snippet } from "./input.ts";
 
 /** shellArg quotes a value for a POSIX shell when it has anything but safe characters. */
-export const shellArg = (v: string): string => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(v) ? v : `'${v.replaceAll("'", `'\\''`)}'`);
+export const shellArg = (v: string): string =>
+  /^[A-Za-z0-9_@%+=:,./-]+$/.test(v) ? v : `'${v.replaceAll("'", `'\\''`)}'`;
 
 /** EtcdFlag is one flag: a name, and a value unless it is a switch. */
 type EtcdFlag = [name: string, value?: string];
@@ -25,12 +26,22 @@ export function etcdFlags(input: ConfigInput): EtcdFlag[] {
   return [
     ["cert-file", p.cert],
     ["key-file", p.key],
-    ...(split ? ([["client-cert-file", p.clientCert!], ["client-key-file", p.clientKey!]] as EtcdFlag[]) : []),
+    ...(split
+      ? ([
+          ["client-cert-file", p.clientCert!],
+          ["client-key-file", p.clientKey!],
+        ] as EtcdFlag[])
+      : []),
     ["client-cert-auth"],
     ["trusted-ca-file", p.ca],
     ["peer-cert-file", p.cert],
     ["peer-key-file", p.key],
-    ...(split ? ([["peer-client-cert-file", p.clientCert!], ["peer-client-key-file", p.clientKey!]] as EtcdFlag[]) : []),
+    ...(split
+      ? ([
+          ["peer-client-cert-file", p.clientCert!],
+          ["peer-client-key-file", p.clientKey!],
+        ] as EtcdFlag[])
+      : []),
     ["peer-client-cert-auth"],
     ["peer-trusted-ca-file", p.ca],
   ];
@@ -57,7 +68,10 @@ export function renderEtcd(input: ConfigInput): Snippet {
             "# JSON gateway, which dials its own member with --cert-file) needs usage: dual.",
           ]
         : ["# Works with etcd 3.4 and later: the member's dual certificate serves and dials on both listeners."]),
-    ...flags.map(([name, value], i) => `--${name}${value === undefined ? "" : `=${shellArg(value)}`}${i < flags.length - 1 ? " \\" : ""}`),
+    ...flags.map(
+      ([name, value], i) =>
+        `--${name}${value === undefined ? "" : `=${shellArg(value)}`}${i < flags.length - 1 ? " \\" : ""}`,
+    ),
   ];
   return { text: `${lines.join("\n")}\n`, notes: [] };
 }

@@ -1,5 +1,12 @@
 /** Config snippets: ready-to-paste server configuration generated from the manifest (re-exports only). */
-export { COMPONENTS, COMPONENT_NAMES, componentOf, renderConfig, type Component, type ComponentName } from "./components.ts";
+export {
+  COMPONENTS,
+  COMPONENT_NAMES,
+  componentOf,
+  renderConfig,
+  type Component,
+  type ComponentName,
+} from "./components.ts";
 export { clientsOf, type Client, type ConfigInput, type Snippet } from "./input.ts";
 export { manifestFlatFiles, tlsPaths, type TlsPaths, type Where } from "./paths.ts";
 export { goDn, natsUser } from "./nats.ts";

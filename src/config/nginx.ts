@@ -21,7 +21,10 @@ export const NGINX_PORT = 443;
 
 /** nginxArg writes one path argument, quoted when nginx would otherwise split it; nginx has no escape for `$` (a variable), so such a path is refused. */
 function nginxArg(v: string): string {
-  if (v.includes("$")) throw new UsageError(`mtlskit config nginx: the path ${v} contains "$", which nginx reads as a variable in ssl_certificate; use a directory without "$" (--pki or --certs-dir)`);
+  if (v.includes("$"))
+    throw new UsageError(
+      `mtlskit config nginx: the path ${v} contains "$", which nginx reads as a variable in ssl_certificate; use a directory without "$" (--pki or --certs-dir)`,
+    );
   return /^[^\s;{}#"'\\]+$/.test(v) ? v : `"${v.replace(/["\\]/g, (c) => `\\${c}`)}"`;
 }
 

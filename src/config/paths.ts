@@ -55,7 +55,13 @@ export function tlsPaths(service: Service, where: Where): TlsPaths {
   }
   if (service.files) {
     const f = service.files;
-    return { cert: f.cert, key: f.key, ca: f.ca, clientCert: split ? f.clientCert : undefined, clientKey: split ? f.clientKey : undefined };
+    return {
+      cert: f.cert,
+      key: f.key,
+      ca: f.ca,
+      clientCert: split ? f.clientCert : undefined,
+      clientKey: split ? f.clientKey : undefined,
+    };
   }
   const main = { service: service.name, kind: "main" } as const;
   const client = { service: service.name, kind: "client" } as const;

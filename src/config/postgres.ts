@@ -36,7 +36,11 @@ export function renderPostgres(input: ConfigInput): Snippet {
       );
     }
   }
-  const rows = clients.map((c) => ({ client: c.service.name, cn: c.service.cn, role: Object.hasOwn(pgRoles, c.service.name) ? pgRoles[c.service.name]! : c.service.name }));
+  const rows = clients.map((c) => ({
+    client: c.service.name,
+    cn: c.service.cn,
+    role: Object.hasOwn(pgRoles, c.service.name) ? pgRoles[c.service.name]! : c.service.name,
+  }));
   for (const r of rows) {
     if (!PG_ROLE.test(r.role)) {
       throw new UsageError(

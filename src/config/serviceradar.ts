@@ -45,10 +45,19 @@ function rbacBlock(input: ConfigInput): { rbac?: RbacBlock; notes: string[] } {
   const { service, manifest } = input;
   const clients = clientsOf(manifest, service);
   if (clients.length === 0) {
-    return { notes: [`no connection in ${manifest.file} has \`to: ${service.name}\`, so no rbac block is written and datasvc would refuse every client; declare each client under connections.`] };
+    return {
+      notes: [
+        `no connection in ${manifest.file} has \`to: ${service.name}\`, so no rbac block is written and datasvc would refuse every client; declare each client under connections.`,
+      ],
+    };
   }
-  const roles = clients.map(({ service: c }) => ({ identity: c.identity?.startsWith("spiffe://") ? c.identity : goDn(c.subject), role: "reader" as const }));
-  const notes = [`every client of ${service.name} is a reader (Get, Watch); make a client that writes (Put, Delete: ServiceRadar's sync or core) a writer.`];
+  const roles = clients.map(({ service: c }) => ({
+    identity: c.identity?.startsWith("spiffe://") ? c.identity : goDn(c.subject),
+    role: "reader" as const,
+  }));
+  const notes = [
+    `every client of ${service.name} is a reader (Get, Watch); make a client that writes (Put, Delete: ServiceRadar's sync or core) a writer.`,
+  ];
   return { rbac: { roles }, notes };
 }
 
@@ -72,7 +81,10 @@ export function securityBlock(input: ConfigInput): { block: SecurityBlock; notes
   const dir = path.dirname(paths.cert);
   const together = files.every((f) => path.dirname(f) === dir);
   const name = (f: string) => (together ? path.basename(f) : f);
-  if (!together) notes.push(`${service.name}'s files are not in one directory, so tls names them by absolute path; cert_dir is the certificate's directory.`);
+  if (!together)
+    notes.push(
+      `${service.name}'s files are not in one directory, so tls names them by absolute path; cert_dir is the certificate's directory.`,
+    );
   const targets = targetsOf(input);
   const serves = service.usage !== "client";
   const block: SecurityBlock = {
@@ -80,11 +92,21 @@ export function securityBlock(input: ConfigInput): { block: SecurityBlock; notes
     cert_dir: dir,
     ...(targets[0] ? { server_name: targets[0].cn } : {}),
     role: service.role,
-    tls: { cert_file: name(paths.cert), key_file: name(paths.key), ca_file: name(paths.ca), ...(serves ? { client_ca_file: name(paths.ca) } : {}) },
+    tls: {
+      cert_file: name(paths.cert),
+      key_file: name(paths.key),
+      ca_file: name(paths.ca),
+      ...(serves ? { client_ca_file: name(paths.ca) } : {}),
+    },
   };
   if (targets.length > 1) {
-    const others = targets.slice(1).map((t) => `${t.name} (server_name ${t.cn})`).join(", ");
-    notes.push(`${service.name} dials ${targets.length} services; server_name is the first, ${targets[0]!.name} (${targets[0]!.cn}). Where its config names the others, set their server_name: ${others}.`);
+    const others = targets
+      .slice(1)
+      .map((t) => `${t.name} (server_name ${t.cn})`)
+      .join(", ");
+    notes.push(
+      `${service.name} dials ${targets.length} services; server_name is the first, ${targets[0]!.name} (${targets[0]!.cn}). Where its config names the others, set their server_name: ${others}.`,
+    );
   }
   return { block, notes };
 }
@@ -97,5 +119,8 @@ export function renderServiceRadar(input: ConfigInput): Snippet {
   const { block, notes } = securityBlock(input);
   if (!isDataService(input.service.name)) return { text: `${JSON.stringify({ security: block }, null, 2)}\n`, notes };
   const { rbac, notes: rbacNotes } = rbacBlock(input);
-  return { text: `${JSON.stringify({ security: block, ...(rbac ? { rbac } : {}) }, null, 2)}\n`, notes: [...notes, ...rbacNotes] };
+  return {
+    text: `${JSON.stringify({ security: block, ...(rbac ? { rbac } : {}) }, null, 2)}\n`,
+    notes: [...notes, ...rbacNotes],
+  };
 }

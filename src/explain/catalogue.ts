@@ -18,7 +18,21 @@
 import type { Code } from "../check/codes.ts";
 
 /** STACKS lists the programs and libraries whose messages the catalogue knows. */
-export const STACKS = ["go", "openssl", "node", "gnutls", "nats", "postgresql", "etcd", "grpc", "curl", "java", "python", "rustls", "nginx"] as const;
+export const STACKS = [
+  "go",
+  "openssl",
+  "node",
+  "gnutls",
+  "nats",
+  "postgresql",
+  "etcd",
+  "grpc",
+  "curl",
+  "java",
+  "python",
+  "rustls",
+  "nginx",
+] as const;
 
 /** Stack is one of STACKS. */
 export type Stack = (typeof STACKS)[number];
@@ -100,7 +114,11 @@ export const CONTEXTS: readonly Context[] = [
   { pattern: /rejected connection from ["]?(?<peer>[^" \n]{1,100})/i, side: "server" },
   { pattern: /"remote-addr":"(?<peer>[^"\n]{1,100})"/i, side: "server" },
   { pattern: /(?<peer>[0-9a-f.:[\]]{3,60}) - cid:\d{1,12} - /i, side: "server" },
-  { pattern: /failed to verify client'?s? certificate|process_client_certificate|could not accept SSL connection|tlsClientError|Empty client certificate chain/i, side: "server" },
+  {
+    pattern:
+      /failed to verify client'?s? certificate|process_client_certificate|could not accept SSL connection|tlsClientError|Empty client certificate chain/i,
+    side: "server",
+  },
   { pattern: /health check for peer (?<peer>[0-9a-f]{1,32}) could not connect/i, side: "client" },
   { pattern: /"remote-peer-id":"(?<peer>[0-9a-f]{1,32})"/i, side: "client" },
   { pattern: /dial tcp (?<peer>[^ \n]{1,100}): /i, side: "client" },
@@ -108,7 +126,11 @@ export const CONTEXTS: readonly Context[] = [
   { pattern: /\b(?:Get|Post|Put|Patch|Delete|Head) "?https:\/\/(?<peer>[^/ "'\n]{1,200})/i, side: "client" },
   { pattern: /connection to server at "(?<peer>[^"\n]{1,200})"/i, side: "client" },
   { pattern: /openssl s_client -connect (?<peer>[^ \n]{1,200})/i, side: "client" },
-  { pattern: /could not connect|failed to connect|connection error|transport: authentication handshake failed|process_server_certificate|curl: \(\d{1,3}\)|SSL certificate problem|rpc error: code|\bUNAVAILABLE\b|prober|Client network socket disconnected|\bnats: /i, side: "client" },
+  {
+    pattern:
+      /could not connect|failed to connect|connection error|transport: authentication handshake failed|process_server_certificate|curl: \(\d{1,3}\)|SSL certificate problem|rpc error: code|\bUNAVAILABLE\b|prober|Client network socket disconnected|\bnats: /i,
+    side: "client",
+  },
   { pattern: /verify error:num=(?<verifyCode>\d{1,4})/i },
   { pattern: /Verify return code: (?<verifyCode>\d{1,4})/i },
 ];
@@ -139,10 +161,8 @@ export const CATALOGUE: readonly Entry[] = [
     seenBy: VERIFIED,
     cause:
       "The certificate names its issuer[ ({authority})], and a CA of that name is trusted, but that CA's key did not sign it[ ({reason})]. The CA was created again under the same name (a second `openssl req -x509` run, or a host that generated its own CA), so certificates of the old and the new CA are mixed.",
-    look:
-      "Compare key identifiers: `openssl x509 -noout -ext authorityKeyIdentifier -in cert.pem` against `openssl x509 -noout -ext subjectKeyIdentifier -in ca.pem` on the verifying host; they differ. The runbooks' rule: the root certificate must be identical on every host.",
-    fix:
-      "Issue every certificate from one CA: keep one mtlskit PKI directory for the cluster (ca/ca.pem and ca/ca-key.pem), run `mtlskit apply` (it re-issues every certificate the current CA did not sign), and copy each services/NAME/ folder, ca.pem included, to its host.",
+    look: "Compare key identifiers: `openssl x509 -noout -ext authorityKeyIdentifier -in cert.pem` against `openssl x509 -noout -ext subjectKeyIdentifier -in ca.pem` on the verifying host; they differ. The runbooks' rule: the root certificate must be identical on every host.",
+    fix: "Issue every certificate from one CA: keep one mtlskit PKI directory for the cluster (ca/ca.pem and ca/ca-key.pem), run `mtlskit apply` (it re-issues every certificate the current CA did not sign), and copy each services/NAME/ folder, ca.pem included, to its host.",
     codes: ["bad-signature", "untrusted", "bundle-differs", "conn-server-untrusted", "conn-client-untrusted"],
   },
   {
@@ -175,10 +195,8 @@ export const CATALOGUE: readonly Entry[] = [
     seenBy: VERIFIED,
     cause:
       "The verifier does not trust the CA that issued the certificate it was shown: its trust bundle holds another CA or none, or the certificate comes from another CA than the rest of the cluster (an old CA, a CA generated on another host). `unable to verify the first certificate` also means an intermediate was not sent with the certificate.",
-    look:
-      "On the verifying host, check the certificate the peer presents against the bundle it loads: `openssl s_client -connect HOST:PORT -showcerts` for what is sent, `openssl verify -CAfile ca.pem cert.pem` for the verdict. The runbooks' rule: the root certificate must be identical on every host.",
-    fix:
-      "Give every service the bundle of the CA that signed its peers: each services/NAME/ca.pem of one mtlskit PKI directory holds the cluster CA, so copy whole services/NAME/ folders to their hosts, and run `mtlskit apply` to re-issue certificates signed by an older CA. With `ca.import`, deploy cert.pem whole: it carries the intermediates.",
+    look: "On the verifying host, check the certificate the peer presents against the bundle it loads: `openssl s_client -connect HOST:PORT -showcerts` for what is sent, `openssl verify -CAfile ca.pem cert.pem` for the verdict. The runbooks' rule: the root certificate must be identical on every host.",
+    fix: "Give every service the bundle of the CA that signed its peers: each services/NAME/ca.pem of one mtlskit PKI directory holds the cluster CA, so copy whole services/NAME/ folders to their hosts, and run `mtlskit apply` to re-issue certificates signed by an older CA. With `ca.import`, deploy cert.pem whole: it carries the intermediates.",
     codes: ["untrusted", "bundle-differs", "bundle-missing", "conn-server-untrusted", "conn-client-untrusted"],
   },
   {
@@ -187,7 +205,11 @@ export const CATALOGUE: readonly Entry[] = [
     stacks: ["go", "openssl", "node", "java"],
     // Go's alert error reads `tls: unknown certificate authority`; the reading side wraps it as
     // `remote error: ` (crypto/tls conn.go), and a program that unwraps the net.OpError logs it bare.
-    patterns: [/\btls: unknown certificate authority/i, /alert[ _]unknown[ _]ca\b/i, /Received fatal alert: unknown_ca/i],
+    patterns: [
+      /\btls: unknown certificate authority/i,
+      /alert[ _]unknown[ _]ca\b/i,
+      /Received fatal alert: unknown_ca/i,
+    ],
     examples: [
       "remote error: tls: unknown certificate authority",
       "tls: unknown certificate authority",
@@ -196,14 +218,15 @@ export const CATALOGUE: readonly Entry[] = [
       "javax.net.ssl.SSLHandshakeException: Received fatal alert: unknown_ca",
     ],
     seenBy: {
-      client: "the SERVER[ {peer}] refused the client's certificate because the server's trust bundle does not hold the CA that issued it.",
-      server: "the CLIENT[ {peer}] refused the server's certificate because the client's trust bundle does not hold the CA that issued it.",
+      client:
+        "the SERVER[ {peer}] refused the client's certificate because the server's trust bundle does not hold the CA that issued it.",
+      server:
+        "the CLIENT[ {peer}] refused the server's certificate because the client's trust bundle does not hold the CA that issued it.",
     },
     cause:
       "The other side received this side's certificate and does not know the CA that issued it (TLS alert 48, unknown_ca). The problem is the peer's trust bundle, or this side's certificate coming from another CA, not a name or a date.",
     look: "On the peer, which bundle it loads, and this side's certificate verified against it: `openssl verify -CAfile PEER-ca.pem cert.pem`.",
-    fix:
-      "Give the peer the cluster's ca.pem (every services/NAME/ca.pem of one mtlskit PKI directory) and restart it, or re-issue this side's certificate from the cluster CA with `mtlskit apply`.",
+    fix: "Give the peer the cluster's ca.pem (every services/NAME/ca.pem of one mtlskit PKI directory) and restart it, or re-issue this side's certificate from the cluster CA with `mtlskit apply`.",
     codes: ["conn-client-untrusted", "conn-server-untrusted", "bundle-differs", "untrusted"],
   },
   {
@@ -234,7 +257,11 @@ export const CATALOGUE: readonly Entry[] = [
       /key usage does not include certificate signing/i,
       /basic constraints check failed/i,
     ],
-    examples: ["x509: certificate is not authorized to sign other certificates", "verify error:num=79:invalid CA certificate", "INVALID_CA: invalid CA certificate"],
+    examples: [
+      "x509: certificate is not authorized to sign other certificates",
+      "verify error:num=79:invalid CA certificate",
+      "INVALID_CA: invalid CA certificate",
+    ],
     seenBy: VERIFIED,
     cause:
       "A certificate used as an issuer lacks basicConstraints CA:TRUE or the keyCertSign key usage: a service certificate was put in the trust bundle, or a CA was made without `basicConstraints=critical,CA:TRUE`.",
@@ -246,8 +273,14 @@ export const CATALOGUE: readonly Entry[] = [
     id: "path-length",
     title: "the chain is longer than a CA allows",
     stacks: ["go", "openssl", "node"],
-    patterns: [/path length constraint exceeded|\bPATH_LENGTH_EXCEEDED\b/i, /x509: too many intermediates for path length constraint/i],
-    examples: ["x509: too many intermediates for path length constraint", "verify error:num=25:path length constraint exceeded"],
+    patterns: [
+      /path length constraint exceeded|\bPATH_LENGTH_EXCEEDED\b/i,
+      /x509: too many intermediates for path length constraint/i,
+    ],
+    examples: [
+      "x509: too many intermediates for path length constraint",
+      "verify error:num=25:path length constraint exceeded",
+    ],
     seenBy: VERIFIED,
     cause:
       "A CA's pathLenConstraint forbids the intermediates below it. mtlskit's generated CA has pathlen 0 and signs services directly, so an intermediate placed under it breaks verification; an imported chain can carry a tighter limit than its use.",
@@ -277,8 +310,7 @@ export const CATALOGUE: readonly Entry[] = [
     cause:
       "The certificate or its CA breaks an RFC 5280 rule that strict verifiers enforce: OpenSSL with `-x509_strict`, and Python 3.13 and later by default (VERIFY_X509_STRICT). Hand-made CAs often lack key identifiers or a critical basicConstraints, and some leaves carry CA markings.",
     look: "`openssl verify -x509_strict -CAfile ca.pem cert.pem`, and `openssl x509 -noout -text` on the CA and the certificate.",
-    fix:
-      "Re-issue with mtlskit: its CA and service certificates carry subject and authority key identifiers, critical basicConstraints and keyUsage, and no CA markings on services. Replace a hand-made CA (or import a compliant one with `ca.import`) and run `mtlskit apply`.",
+    fix: "Re-issue with mtlskit: its CA and service certificates carry subject and authority key identifiers, critical basicConstraints and keyUsage, and no CA markings on services. Replace a hand-made CA (or import a compliant one with `ca.import`) and run `mtlskit apply`.",
     codes: ["key-ids", "ca-key-usage", "ca-not-ca", "leaf-is-ca"],
   },
   // ── names: the dialed address and the SANs ──────────────────────────────────────────────────
@@ -295,8 +327,7 @@ export const CATALOGUE: readonly Entry[] = [
     cause:
       "The client connected to an IP address[ ({host})], and an IP is compared only with IP SANs; the server's certificate has none. It lists only DNS names, or the IP was written as a DNS SAN (`DNS:` followed by the address), which never matches an IP.",
     look: "The server certificate's SANs: `openssl x509 -noout -ext subjectAltName -in cert.pem`; the address must appear as `IP Address:`[, here IP Address:{host}].",
-    fix:
-      "Add the address[ {host}] to the serving service's services.NAME.addresses (mtlskit writes IPs as IP SANs), declare the connection (from, to, address) so the manifest checks it, and run `mtlskit apply`; then deploy the new cert.pem and restart the server.",
+    fix: "Add the address[ {host}] to the serving service's services.NAME.addresses (mtlskit writes IPs as IP SANs), declare the connection (from, to, address) so the manifest checks it, and run `mtlskit apply`; then deploy the new cert.pem and restart the server.",
     codes: ["san-missing", "san-ip-as-dns", "conn-address"],
   },
   {
@@ -310,7 +341,8 @@ export const CATALOGUE: readonly Entry[] = [
       "java.security.cert.CertificateException: No subject alternative names present",
     ],
     seenBy: { client: CLIENT_REFUSED_SERVER },
-    cause: "The server's certificate has no subjectAltName extension, only a Common Name, and current verifiers ignore the CN when matching the dialed name (Go since 1.15).",
+    cause:
+      "The server's certificate has no subjectAltName extension, only a Common Name, and current verifiers ignore the CN when matching the dialed name (Go since 1.15).",
     look: "`openssl x509 -noout -subject -ext subjectAltName -in cert.pem`: no SAN extension.",
     fix: "Re-issue with SANs: mtlskit always writes the CN as a SAN too (services.NAME.cn), and every entry of services.NAME.addresses; run `mtlskit apply`.",
     codes: ["cn-not-san", "san-missing"],
@@ -359,10 +391,8 @@ export const CATALOGUE: readonly Entry[] = [
     seenBy: { client: CLIENT_REFUSED_SERVER },
     cause:
       "The client dialed an address[ ({host})] that the server's certificate does not list[; it is valid for {names}]. Clients compare the dialed address with the SANs, an IP only with IP SANs and a name only with DNS SANs; the CN is not consulted.",
-    look:
-      "The server certificate's SANs: `openssl x509 -noout -ext subjectAltName -in cert.pem`, and the address the client is configured to dial. The runbooks' \"Missing SANs\" and \"Gateway IP Mismatch\": the gateway's real IP was not in its certificate. Node saying `Host: localhost` when the client dialed something else means no host or servername reached tls.connect, and Node checked its default: the npm nats client does this when it dials an IP (set its tls.host to the address it dials).",
-    fix:
-      "Add the dialed address[ {host}] to the serving service's services.NAME.addresses and declare the connection (from, to, address): `mtlskit apply` then refuses any manifest whose SANs miss an address a peer dials. Run `mtlskit apply`, deploy the new cert.pem and restart the server; or make the client dial a name the certificate lists.",
+    look: 'The server certificate\'s SANs: `openssl x509 -noout -ext subjectAltName -in cert.pem`, and the address the client is configured to dial. The runbooks\' "Missing SANs" and "Gateway IP Mismatch": the gateway\'s real IP was not in its certificate. Node saying `Host: localhost` when the client dialed something else means no host or servername reached tls.connect, and Node checked its default: the npm nats client does this when it dials an IP (set its tls.host to the address it dials).',
+    fix: "Add the dialed address[ {host}] to the serving service's services.NAME.addresses and declare the connection (from, to, address): `mtlskit apply` then refuses any manifest whose SANs miss an address a peer dials. Run `mtlskit apply`, deploy the new cert.pem and restart the server; or make the client dial a name the certificate lists.",
     codes: ["san-missing", "san-ip-as-dns", "cn-not-san", "conn-address"],
   },
   // ── usage: what the certificate may be used for ─────────────────────────────────────────────
@@ -388,20 +418,26 @@ export const CATALOGUE: readonly Entry[] = [
     seenBy: {
       client:
         "it refused the certificate of the server[ {peer}], which lacks serverAuth. In the ServiceRadar runbook the dusk and sysmon checkers served with client-only certificates and the agent logged this.",
-      server: "it refused the certificate of the client[ {peer}], which lacks clientAuth (an etcd member or gRPC peer dialing with a server-only certificate).",
+      server:
+        "it refused the certificate of the client[ {peer}], which lacks clientAuth (an etcd member or gRPC peer dialing with a server-only certificate).",
     },
     cause:
       "The certificate does not allow the role it was used in: a certificate a server presents needs extendedKeyUsage serverAuth, one a client presents needs clientAuth. A service that both serves and dials (a checker, an etcd member, a gRPC node) needs both.",
     look: "`openssl x509 -noout -ext extendedKeyUsage -in cert.pem` on the refused side's certificate: TLS Web Server Authentication to serve, TLS Web Client Authentication to dial.",
-    fix:
-      "Give the service the usage of its role: services.NAME.usage dual for a service that serves and dials (server or client otherwise), declare its connections so the manifest checks both directions, and run `mtlskit apply`: it re-issues the certificate with the right usages.",
+    fix: "Give the service the usage of its role: services.NAME.usage dual for a service that serves and dials (server or client otherwise), declare its connections so the manifest checks both directions, and run `mtlskit apply`: it re-issues the certificate with the right usages.",
     codes: ["eku-server", "eku-client", "conn-server-usage", "conn-client-usage"],
   },
   {
     id: "key-usage-signature",
     title: "the certificate's keyUsage lacks digitalSignature",
     stacks: ["openssl", "java", "gnutls"],
-    patterns: [/key usage does not include digital signature/i, /KeyUsage does not allow digital signatures/i, /Key usage violation in certificate has been detected/i, /certificate does not allow digital signatures/i, /\becc cert not for signing\b/i],
+    patterns: [
+      /key usage does not include digital signature/i,
+      /KeyUsage does not allow digital signatures/i,
+      /Key usage violation in certificate has been detected/i,
+      /certificate does not allow digital signatures/i,
+      /\becc cert not for signing\b/i,
+    ],
     examples: [
       "verify error:num=39:key usage does not include digital signature",
       "java.security.cert.CertificateException: KeyUsage does not allow digital signatures",
@@ -420,7 +456,9 @@ export const CATALOGUE: readonly Entry[] = [
     id: "ca-usage-constraint",
     title: "a CA in the chain may not issue for this usage or name",
     stacks: ["go"],
-    patterns: [/x509: a root or intermediate certificate is not authorized (?:for an extended key usage|to sign for this name)(?:: (?<reason>[^\n"]{1,200}))?/i],
+    patterns: [
+      /x509: a root or intermediate certificate is not authorized (?:for an extended key usage|to sign for this name)(?:: (?<reason>[^\n"]{1,200}))?/i,
+    ],
     examples: [
       "x509: a root or intermediate certificate is not authorized for an extended key usage: ",
       'x509: a root or intermediate certificate is not authorized to sign for this name: DNS name "core.demo" is not permitted by any constraint',
@@ -429,8 +467,7 @@ export const CATALOGUE: readonly Entry[] = [
     cause:
       "A CA in the chain restricts what it may issue, with an extendedKeyUsage that excludes serverAuth or clientAuth, or name constraints that exclude a SAN of the certificate[ ({reason})]. Go applies a CA's restrictions to everything below it.",
     look: "`openssl x509 -noout -ext extendedKeyUsage,nameConstraints -in CA.pem` for every CA of the chain.",
-    fix:
-      "Use a CA without such restrictions: mtlskit's generated CA has none. With `ca.import`, import a CA whose extendedKeyUsage (if any) lists serverAuth and clientAuth and whose name constraints allow the services' addresses, then run `mtlskit apply`.",
+    fix: "Use a CA without such restrictions: mtlskit's generated CA has none. With `ca.import`, import a CA whose extendedKeyUsage (if any) lists serverAuth and clientAuth and whose name constraints allow the services' addresses, then run `mtlskit apply`.",
     codes: [],
   },
   // ── time ─────────────────────────────────────────────────────────────────────────────────────
@@ -456,8 +493,7 @@ export const CATALOGUE: readonly Entry[] = [
     cause:
       "The certificate's notBefore is later than the verifier's clock[: it is valid from {notBefore}, and the verifier's time was {now}]. The verifier's clock is behind, or the certificate was issued on a host whose clock is ahead.",
     look: "Clocks on both hosts (`date -u`, `timedatectl`) and the certificate's dates: `openssl x509 -noout -dates -in cert.pem`.",
-    fix:
-      "Synchronise every host's clock (NTP, chrony). mtlskit backdates notBefore by 5 minutes for small skews; re-issue a certificate that was made with a future date with `mtlskit apply --reissue NAME`.",
+    fix: "Synchronise every host's clock (NTP, chrony). mtlskit backdates notBefore by 5 minutes for small skews; re-issue a certificate that was made with a future date with `mtlskit apply --reissue NAME`.",
     codes: ["not-yet-valid", "clock-skew", "conn-validity"],
   },
   {
@@ -484,8 +520,7 @@ export const CATALOGUE: readonly Entry[] = [
     cause:
       "A certificate of the chain is outside its validity period: most often it expired[ at {notAfter}][ (the verifier's time was {now})]; Go's message also covers a notBefore still in the future. In the Sensu runbook an expired backend certificate made the etcd peers refuse each other. A CA that expires takes every certificate it signed with it.",
     look: "`openssl x509 -noout -enddate -in cert.pem` for each service's cert.pem and for ca/ca.pem; `mtlskit plan` lists certificates that are expired or due for renewal.",
-    fix:
-      "Run `mtlskit apply`: it re-issues expired certificates and those inside renewBefore (`mtlskit plan` says which and why); deploy the new files and restart the services. Run it from a timer well inside renewBefore so nothing expires again. If the CA itself expired, give the manifest a new ca section and re-issue everything.",
+    fix: "Run `mtlskit apply`: it re-issues expired certificates and those inside renewBefore (`mtlskit plan` says which and why); deploy the new files and restart the services. Run it from a timer well inside renewBefore so nothing expires again. If the CA itself expired, give the manifest a new ca section and re-issue everything.",
     codes: ["expired", "ca-expired", "conn-validity", "renewal-due"],
   },
   {
@@ -502,7 +537,8 @@ export const CATALOGUE: readonly Entry[] = [
       client: "the SERVER[ {peer}] refused the client's certificate because it has expired.",
       server: "the CLIENT[ {peer}] refused the server's certificate because it has expired.",
     },
-    cause: "The other side received this side's certificate, found it outside its validity period, and said so with TLS alert 45 (certificate_expired).",
+    cause:
+      "The other side received this side's certificate, found it outside its validity period, and said so with TLS alert 45 (certificate_expired).",
     look: "`openssl x509 -noout -dates -in cert.pem` on this side's certificate, and the peer's clock.",
     fix: "Run `mtlskit apply` to re-issue the expired certificate, deploy this side's new cert.pem and key.pem, and restart it.",
     codes: ["expired", "conn-validity"],
@@ -526,18 +562,24 @@ export const CATALOGUE: readonly Entry[] = [
       "javax.net.ssl.SSLHandshakeException: Received fatal alert: certificate_unknown",
     ],
     seenBy: {
-      client:
-        "the SERVER[ {peer}] refused the certificate this client presented; the server's log holds the reason.",
+      client: "the SERVER[ {peer}] refused the certificate this client presented; the server's log holds the reason.",
       server:
         "the CLIENT[ {peer}] refused the certificate this server presented, often for a name it dialed that is not in the SANs, or a CA it does not trust; the client's log holds the reason.",
     },
     cause:
       "This side presented its certificate and the other side rejected it with a TLS alert (bad_certificate, unsupported_certificate or certificate_unknown). The alert does not say why: Go sends bad certificate for every verification failure, such as an expired certificate (the Sensu runbook's etcd case), an issuer the peer does not trust, or a missing clientAuth or serverAuth usage.",
-    look:
-      "The peer's log at the same moment (it names the x509 reason), and this side's certificate: `openssl x509 -noout -dates -ext extendedKeyUsage -in cert.pem`, `openssl verify -CAfile PEER-ca.pem cert.pem`.",
-    fix:
-      "Run `mtlskit check` to find which certificate or connection fails. `mtlskit apply` re-issues expired certificates, and certificates with the wrong usage once services.NAME.usage says the service's role (dual if it serves and dials); deploy and restart.",
-    codes: ["expired", "conn-validity", "eku-client", "conn-client-usage", "conn-client-untrusted", "conn-server-untrusted", "conn-server-usage", "conn-address"],
+    look: "The peer's log at the same moment (it names the x509 reason), and this side's certificate: `openssl x509 -noout -dates -ext extendedKeyUsage -in cert.pem`, `openssl verify -CAfile PEER-ca.pem cert.pem`.",
+    fix: "Run `mtlskit check` to find which certificate or connection fails. `mtlskit apply` re-issues expired certificates, and certificates with the wrong usage once services.NAME.usage says the service's role (dual if it serves and dials); deploy and restart.",
+    codes: [
+      "expired",
+      "conn-validity",
+      "eku-client",
+      "conn-client-usage",
+      "conn-client-untrusted",
+      "conn-server-untrusted",
+      "conn-server-usage",
+      "conn-address",
+    ],
   },
   {
     id: "certificate-required",
@@ -546,7 +588,11 @@ export const CATALOGUE: readonly Entry[] = [
     // Only the client sees this text: Go's server sends the alert and logs `tls: client didn't
     // provide a certificate` (no-client-certificate). The bare form is the alert unwrapped from
     // the client's `remote error: ` net.OpError.
-    patterns: [/\btls: certificate required/i, /alert certificate required|ALERT_CERTIFICATE_REQUIRED/i, /Received fatal alert: certificate_required/i],
+    patterns: [
+      /\btls: certificate required/i,
+      /alert certificate required|ALERT_CERTIFICATE_REQUIRED/i,
+      /Received fatal alert: certificate_required/i,
+    ],
     examples: [
       "remote error: tls: certificate required",
       "tls: certificate required",
@@ -557,8 +603,7 @@ export const CATALOGUE: readonly Entry[] = [
     cause:
       "The server requires mutual TLS and this client presented no certificate: its TLS configuration names no certificate and key, or names files it could not use.",
     look: "The client's TLS settings: a certificate and a key must both be configured (`--cert`/`--key`, cert_file/key_file, tls.crt/tls.key).",
-    fix:
-      "Configure the client with its mtlskit files: services/NAME/cert.pem and key.pem (client.pem and client-key.pem for a `split: true` service) and ca.pem. A client missing from the manifest needs a service entry with usage client or dual, then `mtlskit apply`.",
+    fix: "Configure the client with its mtlskit files: services/NAME/cert.pem and key.pem (client.pem and client-key.pem for a `split: true` service) and ca.pem. A client missing from the manifest needs a service entry with usage client or dual, then `mtlskit apply`.",
     codes: ["conn-missing", "cert-missing", "key-missing"],
   },
   {
@@ -576,14 +621,14 @@ export const CATALOGUE: readonly Entry[] = [
       "[ERR] 10.0.0.12:53330 - cid:5 - TLS handshake error: tls: client didn't provide a certificate",
       "http: TLS handshake error from 10.0.0.7:52814: tls: client didn't provide a certificate",
       "4087C0C0B37F0000:error:0A0000C7:SSL routines:tls_process_client_certificate:peer did not return a certificate:../ssl/statem/statem_srvr.c:3517:",
-      'FATAL:  connection requires a valid client certificate',
+      "FATAL:  connection requires a valid client certificate",
       "javax.net.ssl.SSLHandshakeException: Empty client certificate chain",
     ],
     seenBy: { server: "a client[ {peer}] connected without presenting a certificate." },
-    cause: "The server requires mutual TLS, and the client that connected presented no certificate: it is not configured with one, or it is an old client, a health check or a scanner.",
+    cause:
+      "The server requires mutual TLS, and the client that connected presented no certificate: it is not configured with one, or it is an old client, a health check or a scanner.",
     look: "Which client connects from that address, and its TLS settings (certificate and key configured).",
-    fix:
-      "Configure the client with its mtlskit files (services/NAME/cert.pem and key.pem, or client.pem and client-key.pem for a `split: true` service, plus ca.pem); declare it in the manifest with usage client or dual and run `mtlskit apply` if it has none.",
+    fix: "Configure the client with its mtlskit files (services/NAME/cert.pem and key.pem, or client.pem and client-key.pem for a `split: true` service, plus ca.pem); declare it in the manifest with usage client or dual and run `mtlskit apply` if it has none.",
     codes: ["conn-missing", "cert-missing"],
   },
   {
@@ -606,8 +651,7 @@ export const CATALOGUE: readonly Entry[] = [
     cause:
       "The handshake stopped with a handshake_failure alert: no common cipher suite, signature algorithm or key type (older stacks reject Ed25519 certificates, some also ECDSA P-384), or, from a TLS 1.2 server that requires client certificates, a client that sent none.",
     look: "Both logs, and a handshake from the client's host: `openssl s_client -connect HOST:PORT -cert cert.pem -key key.pem -CAfile ca.pem`.",
-    fix:
-      "If the client sent no certificate, configure its cert.pem and key.pem. If a peer cannot use the key type, choose one every peer supports (`key: ecdsa-p256` in defaults or on the service is the most widely supported, rsa-2048 for the oldest stacks) and run `mtlskit apply`.",
+    fix: "If the client sent no certificate, configure its cert.pem and key.pem. If a peer cannot use the key type, choose one every peer supports (`key: ecdsa-p256` in defaults or on the service is the most widely supported, rsa-2048 for the oldest stacks) and run `mtlskit apply`.",
     codes: ["conn-missing", "weak-key"],
   },
   {
@@ -624,7 +668,8 @@ export const CATALOGUE: readonly Entry[] = [
       "tls: client offered only unsupported versions: [301]",
     ],
     seenBy: {},
-    cause: "One side requires a newer TLS version (1.2 or 1.3) than the other offers. This is not a certificate problem.",
+    cause:
+      "One side requires a newer TLS version (1.2 or 1.3) than the other offers. This is not a certificate problem.",
     look: "The minimum and maximum TLS versions configured on both sides; `openssl s_client -connect HOST:PORT -tls1_2` (or -tls1_3).",
     fix: "Raise the old side to TLS 1.2 or later, or lower the other side's minimum version; mtlskit's certificates work with TLS 1.2 and 1.3 alike.",
     codes: [],
@@ -635,7 +680,7 @@ export const CATALOGUE: readonly Entry[] = [
     stacks: ["go", "grpc", "openssl"],
     patterns: [/no application protocol|ALERT_NO_APPLICATION_PROTOCOL/i, /missing selected ALPN property/i],
     examples: [
-      'transport: authentication handshake failed: credentials: cannot check peer: missing selected ALPN property. If you upgraded from a grpc-go version earlier than 1.67, your TLS connections may have stopped working due to ALPN enforcement.',
+      "transport: authentication handshake failed: credentials: cannot check peer: missing selected ALPN property. If you upgraded from a grpc-go version earlier than 1.67, your TLS connections may have stopped working due to ALPN enforcement.",
       "remote error: tls: no application protocol",
     ],
     seenBy: {},
@@ -669,13 +714,14 @@ export const CATALOGUE: readonly Entry[] = [
       "nats: secure connection not available",
     ],
     seenBy: {
-      client: "it speaks TLS, but what answered[ at {peer}] does not: the port serves plaintext (HTTP, plain gRPC), or the client dialed the wrong port.",
+      client:
+        "it speaks TLS, but what answered[ at {peer}] does not: the port serves plaintext (HTTP, plain gRPC), or the client dialed the wrong port.",
       server: "a client[ {peer}] connected without TLS (plaintext HTTP or gRPC) to this TLS port.",
     },
-    cause: "The two ends disagree about TLS on this port: one sent TLS records, the other plaintext. This is not a certificate problem.",
+    cause:
+      "The two ends disagree about TLS on this port: one sent TLS records, the other plaintext. This is not a certificate problem.",
     look: "Which port serves TLS (`openssl s_client -connect HOST:PORT` shows a certificate only from a TLS server) and both sides' TLS settings (enabled, with cert, key and CA files).",
-    fix:
-      "Enable TLS on both ends: the server with its services/NAME/cert.pem, key.pem and ca.pem (and client certificates required), the client with its own cert.pem, key.pem and ca.pem; or dial the TLS port.",
+    fix: "Enable TLS on both ends: the server with its services/NAME/cert.pem, key.pem and ca.pem (and client certificates required), the client with its own cert.pem, key.pem and ca.pem; or dial the TLS port.",
     codes: [],
   },
   // ── files, loaded at startup ─────────────────────────────────────────────────────────────────
@@ -683,7 +729,11 @@ export const CATALOGUE: readonly Entry[] = [
     id: "key-mismatch",
     title: "the private key does not belong to the certificate",
     stacks: ["go", "nats", "openssl", "node", "nginx"],
-    patterns: [/tls: private key does not match public key/i, /tls: private key type does not match public key type/i, /key[ _]values[ _]mismatch/i],
+    patterns: [
+      /tls: private key does not match public key/i,
+      /tls: private key type does not match public key type/i,
+      /key[ _]values[ _]mismatch/i,
+    ],
     examples: [
       "tls: private key does not match public key",
       "tls: private key type does not match public key type",
@@ -694,7 +744,7 @@ export const CATALOGUE: readonly Entry[] = [
     cause:
       "The key file and the certificate file come from different issuances: a key generated again after the certificate, files copied from another service, or an interrupted copy. Go's `private key type does not match public key type` means the key is not even of the certificate's type (an RSA key with an ECDSA certificate).",
     look: "Compare public keys: `openssl x509 -noout -pubkey -in cert.pem | openssl sha256` and `openssl pkey -pubout -in key.pem | openssl sha256` must print the same.",
-    fix: "Deploy cert.pem and key.pem together from the same services/NAME/ folder; `mtlskit apply` re-issues any pair whose key does not match (`mtlskit plan` says \"key does not match certificate\").",
+    fix: 'Deploy cert.pem and key.pem together from the same services/NAME/ folder; `mtlskit apply` re-issues any pair whose key does not match (`mtlskit plan` says "key does not match certificate").',
     codes: ["key-mismatch"],
   },
   {
@@ -737,8 +787,7 @@ export const CATALOGUE: readonly Entry[] = [
     cause:
       "The key file is encrypted with a passphrase (`-----BEGIN ENCRYPTED PRIVATE KEY-----`, or `Proc-Type: 4,ENCRYPTED` under `-----BEGIN RSA PRIVATE KEY-----`), and the program was given no passphrase or the wrong one: `bad decrypt` is the decryption of the key failing. Node 20 reports a missing passphrase the same way; crypto.createPrivateKey says `interrupted or cancelled`.",
     look: "`head -2 key.pem` shows whether it is encrypted; `openssl pkey -in key.pem -noout` asks for the passphrase and says whether it is right. `mtlskit inspect key.pem` names the cipher.",
-    fix:
-      "Give the program mtlskit's unencrypted key (services/NAME/key.pem, mode 0600), or the right passphrase (nginx ssl_password_file, Node's `passphrase`). To decrypt a key of your own: `openssl pkey -in key.pem -out key-plain.pem`, then `chmod 600 key-plain.pem`.",
+    fix: "Give the program mtlskit's unencrypted key (services/NAME/key.pem, mode 0600), or the right passphrase (nginx ssl_password_file, Node's `passphrase`). To decrypt a key of your own: `openssl pkey -in key.pem -out key-plain.pem`, then `chmod 600 key-plain.pem`.",
     codes: ["key-encrypted", "key-missing"],
   },
   {
@@ -746,13 +795,15 @@ export const CATALOGUE: readonly Entry[] = [
     title: "OpenSSL 3 cannot decode the private key: encrypted, in an unsupported format, or not a key",
     stacks: ["node", "openssl"],
     patterns: [/DECODER routines:[a-z_]{0,40}:unsupported/i, /\b1E08010C\b/i],
-    examples: ["Error: error:1E08010C:DECODER routines::unsupported", "ERR_OSSL_UNSUPPORTED: error:1E08010C:DECODER routines::unsupported"],
+    examples: [
+      "Error: error:1E08010C:DECODER routines::unsupported",
+      "ERR_OSSL_UNSUPPORTED: error:1E08010C:DECODER routines::unsupported",
+    ],
     seenBy: STARTUP,
     cause:
       "OpenSSL 3 (Node 17 and later) found no decoder for the data given as the private key. The file is not a key (a certificate, a CSR or a damaged block where the key belongs), it is encrypted and no passphrase was given, or it is in a format OpenSSL 3 does not read: a PKCS#12 bundle, an OpenSSH or PuTTY key, or a key encrypted with a legacy algorithm.",
     look: "`mtlskit inspect key.pem` says what the file holds (and, for an encrypted key, its cipher); `openssl pkey -in key.pem -noout` tries it the way OpenSSL 3 does.",
-    fix:
-      "Give the program services/NAME/key.pem, mtlskit's unencrypted PKCS#8 key. Convert a key of your own to PKCS#8: `openssl pkey -in key.pem -out key8.pem` (add `-legacy` with OpenSSL 3 for old ciphers; `openssl pkcs12 -in FILE -nodes -nocerts` extracts a PKCS#12 key; `ssh-keygen -p -m PKCS8 -f FILE` converts an OpenSSH key), then `chmod 600`.",
+    fix: "Give the program services/NAME/key.pem, mtlskit's unencrypted PKCS#8 key. Convert a key of your own to PKCS#8: `openssl pkey -in key.pem -out key8.pem` (add `-legacy` with OpenSSL 3 for old ciphers; `openssl pkcs12 -in FILE -nodes -nocerts` extracts a PKCS#12 key; `ssh-keygen -p -m PKCS8 -f FILE` converts an OpenSSH key), then `chmod 600`.",
     codes: ["key-encrypted", "key-missing", "cert-malformed"],
   },
   {
@@ -774,7 +825,8 @@ export const CATALOGUE: readonly Entry[] = [
       "ERR_OSSL_PEM_NO_START_LINE error:0480006C:PEM routines::no start line",
     ],
     seenBy: STARTUP,
-    cause: "A file given as a certificate or key is empty, not PEM, or holds the other one: the certificate and key paths swapped, or a CSR or DER file where PEM was expected.",
+    cause:
+      "A file given as a certificate or key is empty, not PEM, or holds the other one: the certificate and key paths swapped, or a CSR or DER file where PEM was expected.",
     look: "The first line of each file: a certificate starts with -----BEGIN CERTIFICATE-----, an mtlskit key with -----BEGIN PRIVATE KEY-----; and which path the configuration gives as the certificate and which as the key.",
     fix: "Point the service at services/NAME/cert.pem (the certificate, then any intermediates) and key.pem (its PKCS#8 key); `mtlskit apply` re-issues files it cannot parse.",
     codes: ["cert-malformed", "key-missing"],
@@ -787,7 +839,10 @@ export const CATALOGUE: readonly Entry[] = [
     id: "ca-bundle-unparsed",
     title: "the CA file holds no certificate the program could parse",
     stacks: ["go", "grpc"],
-    patterns: [/\b(?:failed|unable) to (?:parse|append|add) (?:the )?(?:client |root |server )?CA(?: cert(?:ificate)?s?| bundle| file)?(?: (?:to|from) (?:the )?(?:cert(?:ificate)? )?pool)?\b/i, /credentials: failed to append certificates/i],
+    patterns: [
+      /\b(?:failed|unable) to (?:parse|append|add) (?:the )?(?:client |root |server )?CA(?: cert(?:ificate)?s?| bundle| file)?(?: (?:to|from) (?:the )?(?:cert(?:ificate)? )?pool)?\b/i,
+      /credentials: failed to append certificates/i,
+    ],
     examples: [
       "panic: Failed to parse CA certificate",
       "failed to create provider client: failed to parse CA certificate",
@@ -797,10 +852,8 @@ export const CATALOGUE: readonly Entry[] = [
     seenBy: STARTUP,
     cause:
       "Go's x509.CertPool.AppendCertsFromPEM added no certificate from the CA file: it reads only `-----BEGIN CERTIFICATE-----` blocks (without headers) and silently skips any it cannot decode, and the program's message is its own words for \"none was added\". The file is empty, DER instead of PEM, base64-encoded twice (a Kubernetes Secret whose `data:` was given an already-encoded value: the mounted ca.crt then starts with `LS0tLS1CRUdJTi`, the base64 of `-----BEGIN`), holds a key or another file, or its certificate is damaged (a truncated copy). A missing file fails earlier, with the read's own error (`failed to load CA certificate: open ...`).",
-    look:
-      "The start of the CA file where the program runs: `head -c 40 /etc/tls/ca.crt` (in a pod: `kubectl exec POD -- head -c 40 /etc/tls/ca.crt`) must print `-----BEGIN CERTIFICATE-----`; `mtlskit inspect ca.crt` says what the file holds and what is wrong with it. For a Secret: `kubectl get secret NAME -o yaml`: the value of ca.crt, decoded once with `base64 -d`, must start with -----BEGIN CERTIFICATE-----, not with LS0tLS1CRUdJTi.",
-    fix:
-      "Give the program the service's trust bundle, services/NAME/ca.pem, as its CA file. In Kubernetes, let mtlskit write the Secret (`mtlskit export --format kubernetes --out DIR`, then `kubectl apply -f DIR`: ca.crt is encoded once), or `kubectl create secret generic NAME --from-file=ca.crt=pki/services/NAME/ca.pem` rather than pasting base64 under `data:`. `mtlskit check` reports a bundle it cannot read.",
+    look: "The start of the CA file where the program runs: `head -c 40 /etc/tls/ca.crt` (in a pod: `kubectl exec POD -- head -c 40 /etc/tls/ca.crt`) must print `-----BEGIN CERTIFICATE-----`; `mtlskit inspect ca.crt` says what the file holds and what is wrong with it. For a Secret: `kubectl get secret NAME -o yaml`: the value of ca.crt, decoded once with `base64 -d`, must start with -----BEGIN CERTIFICATE-----, not with LS0tLS1CRUdJTi.",
+    fix: "Give the program the service's trust bundle, services/NAME/ca.pem, as its CA file. In Kubernetes, let mtlskit write the Secret (`mtlskit export --format kubernetes --out DIR`, then `kubectl apply -f DIR`: ca.crt is encoded once), or `kubectl create secret generic NAME --from-file=ca.crt=pki/services/NAME/ca.pem` rather than pasting base64 under `data:`. `mtlskit check` reports a bundle it cannot read.",
     codes: ["bundle-missing"],
   },
   {
@@ -823,7 +876,8 @@ export const CATALOGUE: readonly Entry[] = [
       'nginx: [emerg] cannot load certificate "/etc/nginx/tls/cert.pem": BIO_new_file() failed',
     ],
     seenBy: STARTUP,
-    cause: "The program could not read a certificate, key or trust bundle[ ({file})]: the path is wrong, the file was never copied to this host, or the user the service runs as may not read it.",
+    cause:
+      "The program could not read a certificate, key or trust bundle[ ({file})]: the path is wrong, the file was never copied to this host, or the user the service runs as may not read it.",
     look: "The path as the service's user: `sudo -u USER head -1 FILE`. mtlskit's layout: services/NAME/ has mode 0700 and key.pem 0600, so the folder must belong to the user that runs the service.",
     fix: "Copy the service's whole services/NAME/ folder to its host, owned by the service's user (`chown -R USER`), keeping the modes, and point the configuration at those paths; `mtlskit apply` recreates missing files in the PKI directory.",
     codes: ["cert-missing", "key-missing", "bundle-missing", "key-owner"],
@@ -862,7 +916,8 @@ export const CATALOGUE: readonly Entry[] = [
       'private key file "/home/app/.postgresql/postgresql.key" has group or world access; file must have permissions u=rw (0600) or less if owned by the current user, or permissions u=rw,g=r (0640) or less if owned by root',
     ],
     seenBy: STARTUP,
-    cause: "The private key[ {file}] can be read by other users, and PostgreSQL refuses such keys: 0600 owned by the user, or 0640 owned by root.",
+    cause:
+      "The private key[ {file}] can be read by other users, and PostgreSQL refuses such keys: 0600 owned by the user, or 0640 owned by root.",
     look: "`ls -l` the key file: its mode and owner.",
     fix: "`chmod 600` the key and `chown` it to the service's user. mtlskit writes keys with mode 0600; keep the mode when copying (`cp -p`, `install -m 600`).",
     codes: ["key-mode", "key-owner"],
@@ -875,7 +930,8 @@ export const CATALOGUE: readonly Entry[] = [
     patterns: [/x509: negative serial number/i],
     examples: ["x509: negative serial number"],
     seenBy: VERIFIED,
-    cause: "RFC 5280 requires positive serial numbers, and Go 1.23 and later refuse to parse a certificate with a negative one; hand-rolled CAs produce them when the top bit of a random serial is set.",
+    cause:
+      "RFC 5280 requires positive serial numbers, and Go 1.23 and later refuse to parse a certificate with a negative one; hand-rolled CAs produce them when the top bit of a random serial is set.",
     look: "`openssl x509 -noout -serial -in cert.pem` (a leading byte of 80 or above in the DER is negative).",
     fix: "Re-issue it with mtlskit, whose serials are 16 positive random octets: run `mtlskit apply`. GODEBUG=x509negativeserial=1 makes Go accept it meanwhile.",
     codes: ["serial"],
@@ -887,7 +943,8 @@ export const CATALOGUE: readonly Entry[] = [
     patterns: [/unhandled critical extension|\bUNHANDLED_CRITICAL_EXTENSION\b/i],
     examples: ["x509: unhandled critical extension", "verify error:num=34:unhandled critical extension"],
     seenBy: VERIFIED,
-    cause: "A certificate marks an extension as critical that the verifier does not implement, so it must refuse the certificate (RFC 5280 4.2): custom or policy extensions from a corporate CA, or extensions a hand-made configuration marked critical.",
+    cause:
+      "A certificate marks an extension as critical that the verifier does not implement, so it must refuse the certificate (RFC 5280 4.2): custom or policy extensions from a corporate CA, or extensions a hand-made configuration marked critical.",
     look: "`openssl x509 -noout -text -in cert.pem` (and the CA): extensions marked `critical`.",
     fix: "Re-issue with mtlskit, which marks only basicConstraints and keyUsage critical: run `mtlskit apply`. With `ca.import`, the CA's own critical extensions must be ones every peer understands.",
     codes: ["critical-extension"],
@@ -948,7 +1005,8 @@ export const CATALOGUE: readonly Entry[] = [
     patterns: [/certificate fingerprint mismatch/i],
     examples: ["certificate fingerprint mismatch"],
     seenBy: VERIFIED,
-    cause: "The verifier pins the peer's certificate by its fingerprint (a VerifyPeerCertificate callback, as in the VirtRigaud runbook), and the certificate changed: every renewal or re-issue changes the fingerprint.",
+    cause:
+      "The verifier pins the peer's certificate by its fingerprint (a VerifyPeerCertificate callback, as in the VirtRigaud runbook), and the certificate changed: every renewal or re-issue changes the fingerprint.",
     look: "The pinned value against `openssl x509 -noout -fingerprint -sha256 -in cert.pem` of the certificate the peer presents now.",
     fix: "Pin what survives renewal: trust the cluster CA (ca.pem) and authorize the peer by its identity URI (mtlskit writes one per service from identity.uri). If a fingerprint pin must stay, update it after every `mtlskit apply` that re-issues the peer.",
     codes: [],
@@ -985,7 +1043,8 @@ export const CATALOGUE: readonly Entry[] = [
       "java.net.ConnectException: Connection refused",
     ],
     seenBy: { client: "it could not open a TCP connection[ to {peer}]; the handshake never started." },
-    cause: "Nothing accepted the connection: the service is not running, listens on another port or address (127.0.0.1 instead of the host's IP), or a firewall rejects it. No certificate is involved.",
+    cause:
+      "Nothing accepted the connection: the service is not running, listens on another port or address (127.0.0.1 instead of the host's IP), or a firewall rejects it. No certificate is involved.",
     look: "`nc -zv HOST PORT` from the client's host (as the ServiceRadar runbook does), and `ss -ltnp` on the server for what it listens on.",
     fix: "Start the service or correct its listen address and port; no certificate change helps. If a TLS error follows once the port answers, run `mtlskit explain` on it.",
     codes: [],
@@ -1000,7 +1059,11 @@ export const CATALOGUE: readonly Entry[] = [
       /Could not resolve host: (?<host>[^ \n]{1,253})/i,
       /Name or service not known|Temporary failure in name resolution|nodename nor servname provided|UnknownHostException/i,
     ],
-    examples: ["dial tcp: lookup core.demo on 127.0.0.53:53: no such host", "getaddrinfo ENOTFOUND core.demo", "curl: (6) Could not resolve host: core.demo"],
+    examples: [
+      "dial tcp: lookup core.demo on 127.0.0.53:53: no such host",
+      "getaddrinfo ENOTFOUND core.demo",
+      "curl: (6) Could not resolve host: core.demo",
+    ],
     seenBy: { client: "it could not resolve the name it was given; the handshake never started." },
     cause: "The client could not turn the name[ {host}] into an address. No certificate is involved.",
     look: "`getent hosts NAME` (or `dig NAME`) on the client's host.",
@@ -1012,7 +1075,9 @@ export const CATALOGUE: readonly Entry[] = [
     title: "no answer in time",
     stacks: ["go", "etcd", "grpc", "node", "curl", "java"],
     level: "generic",
-    patterns: [/context deadline exceeded|\bDEADLINE_EXCEEDED\b|i\/o timeout|\bETIMEDOUT\b|Connection timed out|TLS handshake timeout/i],
+    patterns: [
+      /context deadline exceeded|\bDEADLINE_EXCEEDED\b|i\/o timeout|\bETIMEDOUT\b|Connection timed out|TLS handshake timeout/i,
+    ],
     examples: ["context deadline exceeded", "dial tcp 10.0.0.5:2379: i/o timeout", "net/http: TLS handshake timeout"],
     seenBy: {},
     cause:
@@ -1042,7 +1107,8 @@ export const CATALOGUE: readonly Entry[] = [
     ],
     seenBy: {
       client: "the server[ {peer}] hung up on it; the server's log holds the reason.",
-      server: "the client[ {peer}] hung up on it; the client's log holds the reason (often it did not accept the server's certificate).",
+      server:
+        "the client[ {peer}] hung up on it; the client's log holds the reason (often it did not accept the server's certificate).",
     },
     cause:
       "The other side closed the connection during the handshake without a TLS alert: it refused this side's certificate (in the Sensu runbook sensuctl saw `EOF` once the backends' certificates had expired), it is not a TLS endpoint, or it crashed or restarted.",
@@ -1055,7 +1121,12 @@ export const CATALOGUE: readonly Entry[] = [
     title: "certificate verification failed; the reason is not in this message",
     stacks: ["openssl", "postgresql", "python", "grpc", "gnutls", "curl"],
     level: "generic",
-    patterns: [/certificate[ _]verify[ _]failed/i, /certificate verification fail/i, /The certificate is NOT trusted/i, /\bcertificate chain issues?\b/i],
+    patterns: [
+      /certificate[ _]verify[ _]failed/i,
+      /certificate verification fail/i,
+      /The certificate is NOT trusted/i,
+      /\bcertificate chain issues?\b/i,
+    ],
     examples: [
       'psql: error: connection to server at "10.0.0.5", port 5432 failed: SSL error: certificate verify failed',
       "40A795214A7F0000:error:0A000086:SSL routines:tls_post_process_server_certificate:certificate verify failed:../ssl/statem/statem_clnt.c:1889:",
@@ -1067,10 +1138,19 @@ export const CATALOGUE: readonly Entry[] = [
     seenBy: VERIFIED,
     cause:
       "A certificate failed verification, and this message does not say why. OpenSSL-based programs (PostgreSQL, curl, Python, nginx, gRPC's C core) log the reason elsewhere: s_client's `verify error:num=N` line, or the other side's log.",
-    look:
-      "Reproduce it with openssl to see the reason: `openssl s_client -connect HOST:PORT -CAfile ca.pem -cert cert.pem -key key.pem -verify_return_error` (add `-verify_hostname NAME` or `-verify_ip IP` to check names), or `openssl verify -CAfile ca.pem cert.pem`; paste its `verify error` line into `mtlskit explain`.",
+    look: "Reproduce it with openssl to see the reason: `openssl s_client -connect HOST:PORT -CAfile ca.pem -cert cert.pem -key key.pem -verify_return_error` (add `-verify_hostname NAME` or `-verify_ip IP` to check names), or `openssl verify -CAfile ca.pem cert.pem`; paste its `verify error` line into `mtlskit explain`.",
     fix: "Run `mtlskit check` to find the failing certificate or connection: an unknown authority, an expired certificate, a missing SAN or a wrong usage, each with its fix.",
-    codes: ["untrusted", "expired", "san-missing", "conn-server-untrusted", "conn-client-untrusted", "conn-address", "conn-validity", "conn-server-usage", "conn-client-usage"],
+    codes: [
+      "untrusted",
+      "expired",
+      "san-missing",
+      "conn-server-untrusted",
+      "conn-client-untrusted",
+      "conn-address",
+      "conn-validity",
+      "conn-server-usage",
+      "conn-client-usage",
+    ],
   },
   {
     id: "no-peer-certificate",
@@ -1080,7 +1160,8 @@ export const CATALOGUE: readonly Entry[] = [
     patterns: [/no peer certificate available/i],
     examples: ["no peer certificate available"],
     seenBy: { client: "it received no certificate from the server[ {peer}]." },
-    cause: "The handshake ended before the server sent its certificate: an alert or a verify error stopped it (see the lines above), the server has no certificate for the requested name, or it does not speak TLS.",
+    cause:
+      "The handshake ended before the server sent its certificate: an alert or a verify error stopped it (see the lines above), the server has no certificate for the requested name, or it does not speak TLS.",
     look: "The lines s_client printed before this one, and the server's log.",
     fix: "Paste the whole s_client output into `mtlskit explain -`; if the server has no certificate configured, point it at its services/NAME/cert.pem and key.pem.",
     codes: [],
@@ -1090,12 +1171,19 @@ export const CATALOGUE: readonly Entry[] = [
     title: "a TLS handshake failed (the reason follows, or is in the peer's log)",
     stacks: ["go", "nats", "grpc", "java", "nginx"],
     level: "wrapper",
-    patterns: [/\bTLS handshake (?:error|failures?)\b|\bhandshake failed\b|\bSSLHandshakeException\b|SSL_do_handshake\(\) failed/i],
-    examples: ["[ERR] 10.0.0.12:53330 - cid:5 - TLS handshake error", "transport: authentication handshake failed", "javax.net.ssl.SSLHandshakeException", "TLS handshake failures"],
+    patterns: [
+      /\bTLS handshake (?:error|failures?)\b|\bhandshake failed\b|\bSSLHandshakeException\b|SSL_do_handshake\(\) failed/i,
+    ],
+    examples: [
+      "[ERR] 10.0.0.12:53330 - cid:5 - TLS handshake error",
+      "transport: authentication handshake failed",
+      "javax.net.ssl.SSLHandshakeException",
+      "TLS handshake failures",
+    ],
     seenBy: {},
-    cause: "A TLS handshake failed. This phrase only frames the reason: it follows in the same message, or, when nothing follows, it is in the other side's log.",
-    look:
-      "The rest of the message and the peer's log at the same moment. For gRPC, more detail: GRPC_GO_LOG_SEVERITY_LEVEL=info GRPC_GO_LOG_VERBOSITY_LEVEL=2 (Go), GRPC_TRACE=all GRPC_VERBOSITY=DEBUG (C core, Python, Node).",
+    cause:
+      "A TLS handshake failed. This phrase only frames the reason: it follows in the same message, or, when nothing follows, it is in the other side's log.",
+    look: "The rest of the message and the peer's log at the same moment. For gRPC, more detail: GRPC_GO_LOG_SEVERITY_LEVEL=info GRPC_GO_LOG_VERBOSITY_LEVEL=2 (Go), GRPC_TRACE=all GRPC_VERBOSITY=DEBUG (C core, Python, Node).",
     fix: "Paste the whole error line, or both sides' logs, into `mtlskit explain -`; `mtlskit check` tests every declared connection.",
     codes: [],
   },
@@ -1104,7 +1192,9 @@ export const CATALOGUE: readonly Entry[] = [
     title: "the gRPC client has no working connection (the reason is inside)",
     stacks: ["grpc"],
     level: "wrapper",
-    patterns: [/code = Unavailable|\b14 UNAVAILABLE\b|StatusCode\.UNAVAILABLE|Received RST_STREAM with (?:error )?code \d{1,3}|failed to connect to all addresses/i],
+    patterns: [
+      /code = Unavailable|\b14 UNAVAILABLE\b|StatusCode\.UNAVAILABLE|Received RST_STREAM with (?:error )?code \d{1,3}|failed to connect to all addresses/i,
+    ],
     examples: [
       "Error: 14 UNAVAILABLE: No connection established",
       "rpc error: code = Unavailable desc = connection error",

@@ -80,7 +80,9 @@ function normalize(text: string): string {
     .replace(/\u001b\[[0-9;]{0,20}[A-Za-z]/g, "")
     .replace(/\r\n?/g, "\n")
     .split("\n")
-    .map((line) => (line.includes('\\"') ? line.replace(/\\([nrt"\\/])/g, (_, c: string) => ("nrt".includes(c) ? " " : c)) : line))
+    .map((line) =>
+      line.includes('\\"') ? line.replace(/\\([nrt"\\/])/g, (_, c: string) => ("nrt".includes(c) ? " " : c)) : line,
+    )
     .join("\n");
 }
 
@@ -128,7 +130,7 @@ function findHits(text: string): Map<number, Hit[]> {
 
 /** least is Math.min for arrays too long to spread into arguments (a log can hold 100,000 hits). */
 function least(values: readonly number[]): number {
-  return values.reduce((a, b) => (b < a ? b : a), Infinity);
+  return values.reduce((a, b) => Math.min(a, b), Infinity);
 }
 
 function overlaps(covered: readonly Span[], s: Span): boolean {
@@ -146,7 +148,8 @@ function mergeSpans(a: readonly Span[], b: readonly Span[]): Span[] {
   const out: Span[] = [];
   let i = 0;
   let j = 0;
-  while (i < a.length || j < b.length) out.push(j >= b.length || (i < a.length && a[i]!.start < b[j]!.start) ? a[i++]! : b[j++]!);
+  while (i < a.length || j < b.length)
+    out.push(j >= b.length || (i < a.length && a[i]!.start < b[j]!.start) ? a[i++]! : b[j++]!);
   return out;
 }
 
@@ -178,7 +181,9 @@ function describe(entry: Entry, hits: readonly Hit[], text: string, starts: read
   const logged = clues.find((c) => c.side !== undefined)?.side;
   const side = sides.length === 1 ? sides[0] : logged !== undefined && sides.includes(logged) ? logged : undefined;
   for (const c of clues) if (c.side === undefined || c.side === side) add(c.m!.groups);
-  const ordered = Object.fromEntries(DETAIL_NAMES.filter((k) => k in details).map((k) => [k, details[k]])) as Partial<Record<Detail, string>>;
+  const ordered = Object.fromEntries(DETAIL_NAMES.filter((k) => k in details).map((k) => [k, details[k]])) as Partial<
+    Record<Detail, string>
+  >;
   return {
     entry,
     line: index + 1,
@@ -214,7 +219,9 @@ function fill(text: string, details: Partial<Record<Detail, string>>): string {
 // ── not recognised: the closest entries by shared words ──────────────────────────────────────
 
 const STOP_WORDS = new Set(
-  "the and for not with this that from are was has have but its into any can all you your while does did doesn didn error errors failed fail failure could cannot".split(" "),
+  "the and for not with this that from are was has have but its into any can all you your while does did doesn didn error errors failed fail failure could cannot".split(
+    " ",
+  ),
 );
 
 function words(text: string): Set<string> {
@@ -241,7 +248,9 @@ function closest(text: string): Near[] {
   const { bags, idf } = catalogueWords();
   return bags
     .map((bag, i) => {
-      const shared = [...bag].filter((w) => input.has(w)).sort((a, b) => idf.get(b)! - idf.get(a)! || a.localeCompare(b));
+      const shared = [...bag]
+        .filter((w) => input.has(w))
+        .sort((a, b) => idf.get(b)! - idf.get(a)! || a.localeCompare(b));
       return { entry: CATALOGUE[i]!, words: shared, score: shared.reduce((s, w) => s + idf.get(w)!, 0) };
     })
     .filter((n) => n.score > 0)

@@ -24,12 +24,24 @@ export const ENV_DEFAULT_PREFIX = "TLS_";
 export const ENV_VARS = ["CA_CERT", "SERVER_CERT", "SERVER_KEY", "CLIENT_CERT", "CLIENT_KEY"] as const;
 
 /** envPaths are the paths a service's variables hold: in `certDir` with its flat output's file names, or the files export read. */
-function envPaths(s: ServiceMaterial, out: Output, outputs: readonly Output[]): Record<(typeof ENV_VARS)[number], string> {
+function envPaths(
+  s: ServiceMaterial,
+  out: Output,
+  outputs: readonly Output[],
+): Record<(typeof ENV_VARS)[number], string> {
   const n = s.service.name;
   const client = s.client ?? s.main;
-  if (out.certDir === undefined) return { CA_CERT: s.bundleFile, SERVER_CERT: s.main.certFile, SERVER_KEY: s.main.keyFile, CLIENT_CERT: client.certFile, CLIENT_KEY: client.keyFile };
+  if (out.certDir === undefined)
+    return {
+      CA_CERT: s.bundleFile,
+      SERVER_CERT: s.main.certFile,
+      SERVER_KEY: s.main.keyFile,
+      CLIENT_CERT: client.certFile,
+      CLIENT_KEY: client.keyFile,
+    };
   const files = envFlatFiles(out, n, outputs);
-  if ("conflict" in files) throw new UsageError(`export: the env output ${out.at ?? `--out ${out.dir}`} ${files.conflict}; ${files.fix}`);
+  if ("conflict" in files)
+    throw new UsageError(`export: the env output ${out.at ?? `--out ${out.dir}`} ${files.conflict}; ${files.fix}`);
   const dir = out.certDir.replaceAll("{name}", n);
   const at = (file: string) => path.posix.join(dir, file);
   return {
@@ -43,7 +55,10 @@ function envPaths(s: ServiceMaterial, out: Output, outputs: readonly Output[]): 
 
 /** envLine is `NAME='value'`; refuses values single quotes cannot carry for both sh and systemd. */
 function envLine(name: string, value: string): string {
-  if (UNSAFE_ENV_PATH.test(value)) throw new UsageError(`export: ${name} would be ${JSON.stringify(value)}, which contains a quote, a backslash or a control character that an env file read by both sh and systemd cannot carry; choose paths without them`);
+  if (UNSAFE_ENV_PATH.test(value))
+    throw new UsageError(
+      `export: ${name} would be ${JSON.stringify(value)}, which contains a quote, a backslash or a control character that an env file read by both sh and systemd cannot carry; choose paths without them`,
+    );
   return `${name}='${value}'\n`;
 }
 
@@ -54,7 +69,9 @@ export function buildEnv(pki: PkiMaterial, out: Output, outputs: readonly Output
     const n = s.service.name;
     const p = envPaths(s, out, outputs);
     const profile = PROFILES[s.service.usage];
-    const vars = ENV_VARS.filter((v) => v === "CA_CERT" || (v.startsWith("SERVER_") ? profile.canServe : profile.canConnect));
+    const vars = ENV_VARS.filter(
+      (v) => v === "CA_CERT" || (v.startsWith("SERVER_") ? profile.canServe : profile.canConnect),
+    );
     let text = `# TLS files of service ${n}: written by mtlskit export. Read with \`set -a; . ./${n}.env\` or systemd EnvironmentFile=.\n`;
     if (out.nodeId !== undefined) text += envLine(out.nodeId, n);
     for (const v of vars) text += envLine(`${prefix}${v}`, p[v]);

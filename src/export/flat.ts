@@ -17,7 +17,11 @@ export { flatNamesOf } from "./names.ts";
 export function flatFilesOf(s: ServiceMaterial, names: FlatNames): ExportFile[] {
   return pairNames(names, s.service.name, s.client !== undefined).map((f) => {
     const pair = f.client ? s.client! : s.main;
-    return { path: f.name, bytes: Buffer.from(f.secret ? pair.keyPem : pair.certPem), mode: f.secret ? EXPORT_MODES.secret : EXPORT_MODES.public };
+    return {
+      path: f.name,
+      bytes: Buffer.from(f.secret ? pair.keyPem : pair.certPem),
+      mode: f.secret ? EXPORT_MODES.secret : EXPORT_MODES.public,
+    };
   });
 }
 
@@ -25,15 +29,24 @@ export function flatFilesOf(s: ServiceMaterial, names: FlatNames): ExportFile[] 
 export function buildFlat(pki: PkiMaterial, out: Output): ExportFile[] {
   const names = flatNamesOf(out);
   const byName = new Map(pki.services.map((s) => [s.service.name, s]));
-  const groups: [string, ServiceMaterial[]][] = flatGroups(out, pki.services.map((s) => s.service.name)).map(([dir, list]) => [dir, list.map((n) => byName.get(n)!)]);
+  const groups: [string, ServiceMaterial[]][] = flatGroups(
+    out,
+    pki.services.map((s) => s.service.name),
+  ).map(([dir, list]) => [dir, list.map((n) => byName.get(n)!)]);
   const files: ExportFile[] = [];
   for (const [dir, list] of groups) {
     const bundles = [...new Set(list.map((s) => s.bundlePem))];
     if (bundles.length > 1) {
       const which = list.map((s) => `${s.service.name} (${s.bundleFile})`).join(", ");
-      throw new UsageError(`export: host ${dir} would get one ${names.ca}, but its services trust different bundles: ${which}; give them the same ca file, or put them on different hosts`);
+      throw new UsageError(
+        `export: host ${dir} would get one ${names.ca}, but its services trust different bundles: ${which}; give them the same ca file, or put them on different hosts`,
+      );
     }
-    files.push({ path: `${dir}/${flatName(names.ca, dir)}`, bytes: Buffer.from(bundles[0]!), mode: EXPORT_MODES.public });
+    files.push({
+      path: `${dir}/${flatName(names.ca, dir)}`,
+      bytes: Buffer.from(bundles[0]!),
+      mode: EXPORT_MODES.public,
+    });
     for (const s of list) for (const f of flatFilesOf(s, names)) files.push({ ...f, path: `${dir}/${f.path}` });
   }
   return files;

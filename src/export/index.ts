@@ -31,7 +31,14 @@ export { buildFlat, flatNamesOf } from "./flat.ts";
 export { buildKubernetes, K8S_DEFAULTS, K8S_KEYS } from "./kubernetes.ts";
 export { loadMaterial, type PairMaterial, type PkiMaterial, type ServiceMaterial } from "./material.ts";
 export { FLAT_NAMES, flatName, type FlatNames } from "./names.ts";
-export { buildPkcs12, encodePkcs12, pkcs12Matches, PKCS12_ITERATIONS, type Pkcs12Build, type Pkcs12Entry } from "./pkcs12.ts";
+export {
+  buildPkcs12,
+  encodePkcs12,
+  pkcs12Matches,
+  PKCS12_ITERATIONS,
+  type Pkcs12Build,
+  type Pkcs12Entry,
+} from "./pkcs12.ts";
 export { writeExport, type WriteResult } from "./write.ts";
 
 /** Secrets are what some builders need besides the material: the PKCS#12 passphrase. */
@@ -49,12 +56,18 @@ export interface BuildContext {
 }
 
 /** FORMATS: one builder per export format; each is pure (material in, files out; `ctx.existing` is read-only). `outputs`: the manifest's, which env files follow. */
-export const FORMATS: Readonly<Record<OutputFormat, (pki: PkiMaterial, out: Output, secrets: Secrets, outputs: readonly Output[], ctx?: BuildContext) => ExportFile[]>> = {
+export const FORMATS: Readonly<
+  Record<
+    OutputFormat,
+    (pki: PkiMaterial, out: Output, secrets: Secrets, outputs: readonly Output[], ctx?: BuildContext) => ExportFile[]
+  >
+> = {
   flat: (pki, out) => buildFlat(pki, out),
   kubernetes: (pki, out) => buildKubernetes(pki, out),
   env: (pki, out, _s, outputs) => buildEnv(pki, out, outputs),
   pkcs12: (pki, out, s, _o, ctx = {}) => {
-    if (s.passphrase === undefined) throw new FailedError("export: a pkcs12 output was built without its passphrase; this is a bug");
+    if (s.passphrase === undefined)
+      throw new FailedError("export: a pkcs12 output was built without its passphrase; this is a bug");
     return buildPkcs12(pki, out, s.passphrase, ctx);
   },
 };
@@ -75,7 +88,8 @@ const existingIn = (dir: string) => (rel: string) => {
 };
 
 /** describeOutput names an output in messages: `outputs.0 (flat -> /srv/deploy)` or `--out /srv/deploy`. */
-export const describeOutput = (o: Output): string => (o.at === undefined ? `--out ${o.dir}` : `${o.at} (${o.format} -> ${o.dir})`);
+export const describeOutput = (o: Output): string =>
+  o.at === undefined ? `--out ${o.dir}` : `${o.at} (${o.format} -> ${o.dir})`;
 
 /** servicesOf lists the services an output exports, in the manifest's order. */
 export function servicesOf(m: Manifest, o: Output): string[] {
@@ -105,7 +119,8 @@ const within = (child: string, parent: string) => {
 };
 
 /** insidePki says whether `p` is the PKI directory or inside it, also through symlinks. */
-export const insidePki = (p: string, pki: string): boolean => within(path.resolve(p), path.resolve(pki)) || within(realish(p), realish(pki));
+export const insidePki = (p: string, pki: string): boolean =>
+  within(path.resolve(p), path.resolve(pki)) || within(realish(p), realish(pki));
 
 /** readPassphrase reads a pkcs12 output's passphrase: the first line of passphraseFile, or the variable passphraseEnv. */
 export function readPassphrase(o: Output): string {
@@ -114,18 +129,28 @@ export function readPassphrase(o: Output): string {
     try {
       value = readTextBounded(o.passphraseFile, { limit: 64 * 1024 }).split(/\r?\n/)[0];
     } catch (e) {
-      throw new UsageError(`export: ${describeOutput(o)}: cannot read the passphrase file ${o.passphraseFile}: it ${(e as ReadFileError).reason}; write the passphrase into it (chmod 600)`);
+      throw new UsageError(
+        `export: ${describeOutput(o)}: cannot read the passphrase file ${o.passphraseFile}: it ${(e as ReadFileError).reason}; write the passphrase into it (chmod 600)`,
+      );
     }
   } else if (o.passphraseEnv !== undefined) {
     value = process.env[o.passphraseEnv];
-    if (value === undefined) throw new UsageError(`export: ${describeOutput(o)}: the environment variable ${o.passphraseEnv} that should hold the passphrase is not set; export it, or use a passphrase file`);
-  } else throw new UsageError(`export: ${describeOutput(o)}: pkcs12 needs a passphrase: --passphrase-file FILE or --passphrase-env NAME`);
-  if (!value) throw new UsageError(`export: ${describeOutput(o)}: the passphrase is empty; a .p12 without one protects nothing`);
+    if (value === undefined)
+      throw new UsageError(
+        `export: ${describeOutput(o)}: the environment variable ${o.passphraseEnv} that should hold the passphrase is not set; export it, or use a passphrase file`,
+      );
+  } else
+    throw new UsageError(
+      `export: ${describeOutput(o)}: pkcs12 needs a passphrase: --passphrase-file FILE or --passphrase-env NAME`,
+    );
+  if (!value)
+    throw new UsageError(`export: ${describeOutput(o)}: the passphrase is empty; a .p12 without one protects nothing`);
   return value;
 }
 
 /** withPkiDir fills a dir written as `{pki}/...` with the PKI directory. */
-export const withPkiDir = (o: Output, pki: string): Output => (o.dir.startsWith(PKI_PLACEHOLDER) ? { ...o, dir: path.resolve(pki + o.dir.slice(PKI_PLACEHOLDER.length)) } : o);
+export const withPkiDir = (o: Output, pki: string): Output =>
+  o.dir.startsWith(PKI_PLACEHOLDER) ? { ...o, dir: path.resolve(pki + o.dir.slice(PKI_PLACEHOLDER.length)) } : o;
 
 /** Checked is an output whose request was found sound, with what writing it needs. */
 export interface Checked {
@@ -138,7 +163,11 @@ export interface Checked {
  * checkOutputs refuses, before anything is written, outputs inside the PKI directory (exit 2,
  * naming the manifest field) and missing passphrases; resolves owners and groups (when root).
  */
-export function checkOutputs(loaded: Pick<LoadedManifest, "manifest" | "lineOf">, pki: string, given: readonly Output[]): Checked[] {
+export function checkOutputs(
+  loaded: Pick<LoadedManifest, "manifest" | "lineOf">,
+  pki: string,
+  given: readonly Output[],
+): Checked[] {
   const outputs = given.map((o) => withPkiDir(o, pki));
   const problems: Problem[] = [];
   for (const o of outputs) {
@@ -147,7 +176,13 @@ export function checkOutputs(loaded: Pick<LoadedManifest, "manifest" | "lineOf">
     if (o.at === undefined) throw new UsageError(`mtlskit export: --out ${message}; choose another --out`);
     const at = [...o.at.split(".").map((x) => (/^[0-9]+$/.test(x) ? Number(x) : x)), "dir"];
     const line = loaded.lineOf(at);
-    problems.push({ file: loaded.manifest.file, ...(line === undefined ? {} : { line }), path: at.join("."), message, fix: "choose a directory outside the PKI directory" });
+    problems.push({
+      file: loaded.manifest.file,
+      ...(line === undefined ? {} : { line }),
+      path: at.join("."),
+      message,
+      fix: "choose a directory outside the PKI directory",
+    });
   }
   // Load time compared `{pki}/...` dirs only among themselves; with the PKI directory known, compare every output again.
   for (const c of outputClashes(outputs, loaded.manifest.services, loaded.manifest.cluster)) {
@@ -155,7 +190,13 @@ export function checkOutputs(loaded: Pick<LoadedManifest, "manifest" | "lineOf">
     const message = `${describeOutput(c.second)} would write ${c.file}, which ${describeOutput(c.first)} also writes; each run would overwrite one with the other`;
     if (c.second.at === undefined) throw new UsageError(`mtlskit export: ${message}; choose another --out`);
     const line = loaded.lineOf(["outputs", Number(c.second.at.split(".")[1]), "dir"]);
-    problems.push({ file: loaded.manifest.file, ...(line === undefined ? {} : { line }), path: `${c.second.at}.dir`, message, fix: "give each output its own dir" });
+    problems.push({
+      file: loaded.manifest.file,
+      ...(line === undefined ? {} : { line }),
+      path: `${c.second.at}.dir`,
+      message,
+      fix: "give each output its own dir",
+    });
   }
   if (problems.length > 0) throw new InvalidInputError(problems);
   return outputs.map((o) => ({
@@ -175,19 +216,33 @@ export interface ExportResult extends WriteResult {
  * checked before the first file is written; a PKI never issued is a FailedError (exit 3) naming
  * the `mtlskit apply` command to run.
  */
-export function exportOutputs(loaded: Pick<LoadedManifest, "manifest" | "lineOf">, pki: string, outputs: readonly Output[], opts: ExportOptions = {}): ExportResult[] {
+export function exportOutputs(
+  loaded: Pick<LoadedManifest, "manifest" | "lineOf">,
+  pki: string,
+  outputs: readonly Output[],
+  opts: ExportOptions = {},
+): ExportResult[] {
   const checked = checkOutputs(loaded, pki, outputs);
   const m = loaded.manifest;
   const built = checked.map((c) => {
     const material = loadMaterial(m, pki, servicesOf(m, c.output));
     const onProgress = opts.onProgress && ((done: number, total: number) => opts.onProgress!(c.output, done, total));
-    const files = FORMATS[c.output.format](material, c.output, c.secrets, m.outputs ?? [], { existing: existingIn(c.output.dir), ...(onProgress ? { onProgress } : {}) });
+    const files = FORMATS[c.output.format](material, c.output, c.secrets, m.outputs ?? [], {
+      existing: existingIn(c.output.dir),
+      ...(onProgress ? { onProgress } : {}),
+    });
     const seen = new Map<string, Buffer>();
     for (const f of files) {
       const full = path.join(c.output.dir, f.path);
-      if (insidePki(full, pki)) throw new UsageError(`export: ${describeOutput(c.output)} would write ${full}, inside the PKI directory ${pki}; choose another directory`);
+      if (insidePki(full, pki))
+        throw new UsageError(
+          `export: ${describeOutput(c.output)} would write ${full}, inside the PKI directory ${pki}; choose another directory`,
+        );
       const other = seen.get(f.path);
-      if (other && !other.equals(f.bytes)) throw new UsageError(`export: ${describeOutput(c.output)} would write two different files named ${f.path}; put {name} in the file names`);
+      if (other && !other.equals(f.bytes))
+        throw new UsageError(
+          `export: ${describeOutput(c.output)} would write two different files named ${f.path}; put {name} in the file names`,
+        );
       seen.set(f.path, f.bytes);
     }
     const kept = new Set<string>();

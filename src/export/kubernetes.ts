@@ -55,23 +55,51 @@ export function literal(indent: string, text: string): string {
   return exact ? `|\n${lines.map((l) => (l === "" ? "\n" : `${indent}  ${l}\n`)).join("")}` : `${quote(text)}\n`;
 }
 
-const mapping = (indent: string, entries: [string, string][]): string => entries.map(([k, v]) => `${indent}${quote(k)}: ${quote(v)}\n`).join("");
+const mapping = (indent: string, entries: [string, string][]): string =>
+  entries.map(([k, v]) => `${indent}${quote(k)}: ${quote(v)}\n`).join("");
 
 const b64 = (text: string | Buffer) => Buffer.from(text).toString("base64");
 
-function metadata(name: string, namespace: string, labels: [string, string][], annotations: [string, string][]): string {
-  return `metadata:\n  name: ${quote(name)}\n  namespace: ${quote(namespace)}\n  labels:\n${mapping("    ", labels)}` + (annotations.length ? `  annotations:\n${mapping("    ", annotations)}` : "");
+function metadata(
+  name: string,
+  namespace: string,
+  labels: [string, string][],
+  annotations: [string, string][],
+): string {
+  return (
+    `metadata:\n  name: ${quote(name)}\n  namespace: ${quote(namespace)}\n  labels:\n${mapping("    ", labels)}` +
+    (annotations.length ? `  annotations:\n${mapping("    ", annotations)}` : "")
+  );
 }
 
-function secret(name: string, namespace: string, service: string, pair: PairMaterial, bundlePem: string, what: string): string {
+function secret(
+  name: string,
+  namespace: string,
+  service: string,
+  pair: PairMaterial,
+  bundlePem: string,
+  what: string,
+): string {
   return (
     `# ${what}: written by mtlskit export; edits are overwritten when it runs again.\n` +
     `apiVersion: v1\nkind: Secret\n` +
-    metadata(name, namespace, [[K8S_KEYS.managedBy, "mtlskit"], [K8S_KEYS.service, service]], [
-      [K8S_KEYS.notAfter, pair.notAfter.toISOString()],
-      [K8S_KEYS.fingerprint, `sha256:${pair.sha256}`],
-    ]) +
-    `type: kubernetes.io/tls\ndata:\n${mapping("  ", [["ca.crt", b64(bundlePem)], ["tls.crt", b64(pair.certPem)], ["tls.key", b64(pair.keyPem)]])}`
+    metadata(
+      name,
+      namespace,
+      [
+        [K8S_KEYS.managedBy, "mtlskit"],
+        [K8S_KEYS.service, service],
+      ],
+      [
+        [K8S_KEYS.notAfter, pair.notAfter.toISOString()],
+        [K8S_KEYS.fingerprint, `sha256:${pair.sha256}`],
+      ],
+    ) +
+    `type: kubernetes.io/tls\ndata:\n${mapping("  ", [
+      ["ca.crt", b64(bundlePem)],
+      ["tls.crt", b64(pair.certPem)],
+      ["tls.key", b64(pair.keyPem)],
+    ])}`
   );
 }
 
@@ -83,10 +111,22 @@ export function buildKubernetes(pki: PkiMaterial, out: Output): ExportFile[] {
   for (const s of pki.services) {
     const n = s.service.name;
     const name = k.secret(n);
-    files.push({ path: k.file(name), bytes: Buffer.from(secret(name, namespace, n, s.main, s.bundlePem, `service ${n}${s.client ? " (server certificate)" : ""}`)), mode: EXPORT_MODES.secret });
+    files.push({
+      path: k.file(name),
+      bytes: Buffer.from(
+        secret(name, namespace, n, s.main, s.bundlePem, `service ${n}${s.client ? " (server certificate)" : ""}`),
+      ),
+      mode: EXPORT_MODES.secret,
+    });
     if (s.client) {
       const clientName = k.secret(`${n}-client`);
-      files.push({ path: k.file(clientName), bytes: Buffer.from(secret(clientName, namespace, n, s.client, s.bundlePem, `service ${n} (client certificate)`)), mode: EXPORT_MODES.secret });
+      files.push({
+        path: k.file(clientName),
+        bytes: Buffer.from(
+          secret(clientName, namespace, n, s.client, s.bundlePem, `service ${n} (client certificate)`),
+        ),
+        mode: EXPORT_MODES.secret,
+      });
     }
   }
   const bundles = [...new Set(pki.services.map((s) => s.bundlePem))];

@@ -51,7 +51,9 @@ export interface PkiMaterial {
 
 /** notIssued is the error for a PKI directory that lacks what the manifest declares (exit 3, with the command to run). */
 function notIssued(m: Manifest, pki: string, file: string): FailedError {
-  return new FailedError(`export: ${file} does not exist: the PKI directory ${pki} has not been issued for ${m.file}. Run \`mtlskit apply -f ${m.file} --pki ${pki}\` first, then export again.`);
+  return new FailedError(
+    `export: ${file} does not exist: the PKI directory ${pki} has not been issued for ${m.file}. Run \`mtlskit apply -f ${m.file} --pki ${pki}\` first, then export again.`,
+  );
 }
 
 function readOrFail(m: Manifest, pki: string, file: string, external: boolean): string {
@@ -60,7 +62,10 @@ function readOrFail(m: Manifest, pki: string, file: string, external: boolean): 
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT" && !external) throw notIssued(m, pki, file);
-    throw new FailedError(`export: ${(e as Error).message}${code === "EACCES" ? "; run export as the user who owns the PKI directory" : ""}`, { cause: e });
+    throw new FailedError(
+      `export: ${(e as Error).message}${code === "EACCES" ? "; run export as the user who owns the PKI directory" : ""}`,
+      { cause: e },
+    );
   }
 }
 
@@ -74,16 +79,23 @@ function certificatesOf(m: Manifest, file: string, text: string, fix: string): B
   try {
     ders = parseCertificatesPem(text);
   } catch (e) {
-    throw new FailedError(`export: ${file} is not a PEM file of certificates (${(e as Error).message.replace(/^pem: /, "")}); ${fix}, or run \`mtlskit check -f ${m.file}\` to see what is wrong`, { cause: e });
+    throw new FailedError(
+      `export: ${file} is not a PEM file of certificates (${(e as Error).message.replace(/^pem: /, "")}); ${fix}, or run \`mtlskit check -f ${m.file}\` to see what is wrong`,
+      { cause: e },
+    );
   }
   const begun = text.match(/-----BEGIN [A-Z0-9 ]+-----/g)?.length ?? 0;
-  if (begun > ders.length) throw new FailedError(`export: ${file} is truncated: a -----BEGIN line has no -----END line; ${fix}`);
+  if (begun > ders.length)
+    throw new FailedError(`export: ${file} is truncated: a -----BEGIN line has no -----END line; ${fix}`);
   if (ders.length === 0) throw new FailedError(`export: ${file} holds no CERTIFICATE block; ${fix}`);
   for (const [i, der] of ders.entries()) {
     try {
       readCertFields(der);
     } catch (e) {
-      throw new FailedError(`export: ${file} is damaged: certificate ${i + 1} does not decode (${(e as Error).message.replace(/^der: /, "")}; the file was truncated or altered); ${fix}`, { cause: e });
+      throw new FailedError(
+        `export: ${file} is damaged: certificate ${i + 1} does not decode (${(e as Error).message.replace(/^der: /, "")}; the file was truncated or altered); ${fix}`,
+        { cause: e },
+      );
     }
   }
   return ders;
@@ -93,7 +105,14 @@ function pair(m: Manifest, pki: string, s: Service, certFile: string, keyFile: s
   const external = s.files !== undefined;
   const certPem = readOrFail(m, pki, certFile, external);
   const keyPem = readOrFail(m, pki, keyFile, external);
-  const certDers = certificatesOf(m, certFile, certPem, external ? `replace it with the certificate as issued (services.${s.name}.files.cert)` : `run \`mtlskit apply -f ${m.file} --pki ${pki}\` (it re-issues a certificate it cannot parse)`);
+  const certDers = certificatesOf(
+    m,
+    certFile,
+    certPem,
+    external
+      ? `replace it with the certificate as issued (services.${s.name}.files.cert)`
+      : `run \`mtlskit apply -f ${m.file} --pki ${pki}\` (it re-issues a certificate it cannot parse)`,
+  );
   const fields = readCertFields(certDers[0]!);
   let pkcs8: Buffer;
   let spki: Buffer;
@@ -102,12 +121,26 @@ function pair(m: Manifest, pki: string, s: Service, certFile: string, keyFile: s
     pkcs8 = key.export({ type: "pkcs8", format: "der" });
     spki = spkiOfPrivateKey(key);
   } catch (e) {
-    throw new FailedError(`export: ${keyFile} cannot be read as a private key (${(e as Error).message}); run \`mtlskit check -f ${m.file}\` to see what is wrong`, { cause: e });
+    throw new FailedError(
+      `export: ${keyFile} cannot be read as a private key (${(e as Error).message}); run \`mtlskit check -f ${m.file}\` to see what is wrong`,
+      { cause: e },
+    );
   }
   if (!fields.spki.equals(spki)) {
-    throw new FailedError(`export: ${keyFile} is not the key of ${certFile}; refusing to export a pair that cannot work. ${external ? `Fix services.${s.name}.files` : `Run \`mtlskit apply -f ${m.file} --pki ${pki}\``}, then export again.`);
+    throw new FailedError(
+      `export: ${keyFile} is not the key of ${certFile}; refusing to export a pair that cannot work. ${external ? `Fix services.${s.name}.files` : `Run \`mtlskit apply -f ${m.file} --pki ${pki}\``}, then export again.`,
+    );
   }
-  return { certPem, keyPem, certDers, pkcs8, notAfter: fields.notAfter, sha256: createHash("sha256").update(certDers[0]!).digest("hex"), certFile, keyFile };
+  return {
+    certPem,
+    keyPem,
+    certDers,
+    pkcs8,
+    notAfter: fields.notAfter,
+    sha256: createHash("sha256").update(certDers[0]!).digest("hex"),
+    certFile,
+    keyFile,
+  };
 }
 
 /** loadMaterial reads the chosen services' files (every service when `names` is undefined); throws FailedError (exit 3) when the PKI has not been issued. */
@@ -116,14 +149,26 @@ export function loadMaterial(m: Manifest, pki: string, names: readonly string[] 
   const chosen = m.services.filter((s) => names === undefined || names.includes(s.name));
   if (chosen.some((s) => s.files === undefined)) readOrFail(m, pki, abs(dir, LAYOUT.caCert), false); // the CA first: the clearest sign of a PKI never issued
   const services = chosen.map((s): ServiceMaterial => {
-    const slotFiles = (slot: CertSlot) => (s.files ? (slot.kind === "main" ? [s.files.cert, s.files.key] : [s.files.clientCert!, s.files.clientKey!]) : [abs(dir, LAYOUT.cert(slot)), abs(dir, LAYOUT.key(slot))]);
+    const slotFiles = (slot: CertSlot) =>
+      s.files
+        ? slot.kind === "main"
+          ? [s.files.cert, s.files.key]
+          : [s.files.clientCert!, s.files.clientKey!]
+        : [abs(dir, LAYOUT.cert(slot)), abs(dir, LAYOUT.key(slot))];
     const [main, client] = s.slots.map((slot) => {
       const [c, k] = slotFiles(slot);
       return pair(m, pki, s, c!, k!);
     });
     const bundleFile = s.files ? s.files.ca : abs(dir, LAYOUT.bundle(s.name));
     const bundlePem = readOrFail(m, pki, bundleFile, s.files !== undefined);
-    const bundleDers = certificatesOf(m, bundleFile, bundlePem, s.files ? `replace it with the CA certificates (services.${s.name}.files.ca)` : `run \`mtlskit apply -f ${m.file} --pki ${pki}\` to write it again`);
+    const bundleDers = certificatesOf(
+      m,
+      bundleFile,
+      bundlePem,
+      s.files
+        ? `replace it with the CA certificates (services.${s.name}.files.ca)`
+        : `run \`mtlskit apply -f ${m.file} --pki ${pki}\` to write it again`,
+    );
     return { service: s, main: main!, client, bundlePem, bundleDers, bundleFile };
   });
   return { cluster: m.cluster, services };

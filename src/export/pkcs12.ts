@@ -77,11 +77,23 @@ export interface Pkcs12Options {
 }
 
 /** pbes2 encrypts `plain` (PBKDF2-HMAC-SHA256, AES-256-CBC; the passphrase as UTF-8, as OpenSSL uses it for PBES2) and returns the AlgorithmIdentifier and ciphertext. */
-function pbes2(plain: Buffer, passphrase: string, salt: Buffer, iv: Buffer, iterations: number): { alg: Buffer; data: Buffer } {
+function pbes2(
+  plain: Buffer,
+  passphrase: string,
+  salt: Buffer,
+  iv: Buffer,
+  iterations: number,
+): { alg: Buffer; data: Buffer } {
   const key = pbkdf2Sync(Buffer.from(passphrase, "utf8"), salt, iterations, 32, "sha256");
   const c = createCipheriv("aes-256-cbc", key, iv);
   const data = Buffer.concat([c.update(plain), c.final()]);
-  const alg = seq(oid(OID.pbes2), seq(seq(oid(OID.pbkdf2), seq(octetString(salt), int(iterations), seq(oid(OID.hmacWithSha256), nul()))), seq(oid(OID.aes256Cbc), octetString(iv))));
+  const alg = seq(
+    oid(OID.pbes2),
+    seq(
+      seq(oid(OID.pbkdf2), seq(octetString(salt), int(iterations), seq(oid(OID.hmacWithSha256), nul()))),
+      seq(oid(OID.aes256Cbc), octetString(iv)),
+    ),
+  );
   return { alg, data };
 }
 
@@ -89,7 +101,10 @@ function pbes2(plain: Buffer, passphrase: string, salt: Buffer, iv: Buffer, iter
  * sha256 is one SHA-256, through crypto.hash where Node has it (20.12+): the KDF below runs it
  * 10,000 times per key, and the one-shot call costs a third less than a Hash object.
  */
-const sha256: (b: Buffer) => Buffer = typeof crypto.hash === "function" ? (b) => crypto.hash("sha256", b, "buffer") : (b) => createHash("sha256").update(b).digest();
+const sha256: (b: Buffer) => Buffer =
+  typeof crypto.hash === "function"
+    ? (b) => crypto.hash("sha256", b, "buffer")
+    : (b) => createHash("sha256").update(b).digest();
 
 /**
  * pkcs12Kdf is RFC 7292 appendix B.2 with SHA-256 (u = 32, v = 64): the MAC key (id 3) from a
@@ -99,7 +114,12 @@ export function pkcs12Kdf(passphrase: string, salt: Buffer, iterations: number, 
   const u = 32;
   const v = 64;
   const pass = passphrase.length ? Buffer.concat([bmp(passphrase), Buffer.alloc(2)]) : Buffer.alloc(0);
-  const fill = (b: Buffer) => (b.length === 0 ? b : Buffer.concat(Array.from({ length: Math.ceil(b.length / v) * v }, (_, i) => b.subarray(i % b.length, (i % b.length) + 1))));
+  const fill = (b: Buffer) =>
+    b.length === 0
+      ? b
+      : Buffer.concat(
+          Array.from({ length: Math.ceil(b.length / v) * v }, (_, i) => b.subarray(i % b.length, (i % b.length) + 1)),
+        );
   const D = Buffer.alloc(v, id);
   const I = Buffer.concat([fill(salt), fill(pass)]);
   const out: Buffer[] = [];
@@ -127,20 +147,41 @@ export function pkcs12Kdf(passphrase: string, salt: Buffer, iterations: number, 
  * JavaScript: 17 ms, three quarters of a file's cost), so `withMac: false` leaves the MAC zero for
  * pkcs12Matches; `macAt` is where the MAC's 32 bytes are.
  */
-function encode(e: Pkcs12Entry, passphrase: string, iterations: number, withMac: boolean): { bytes: Buffer; macAt: number } {
+function encode(
+  e: Pkcs12Entry,
+  passphrase: string,
+  iterations: number,
+  withMac: boolean,
+): { bytes: Buffer; macAt: number } {
   const contentHash = createHash("sha256");
   for (const c of [...e.certs, ...e.cas]) contentHash.update(c);
   const digest = contentHash.digest();
-  const derive = (label: string, n: number) => createHmac("sha256", e.pkcs8).update(`mtlskit pkcs12 ${label}\0`).update(digest).digest().subarray(0, n);
+  const derive = (label: string, n: number) =>
+    createHmac("sha256", e.pkcs8).update(`mtlskit pkcs12 ${label}\0`).update(digest).digest().subarray(0, n);
 
   const localKeyId = createHash("sha1").update(e.certs[0]!).digest(); // OpenSSL's choice: the leaf's SHA-1
-  const attrs = set(seq(oid(OID.friendlyName), set(tlv(0x1e, bmp(e.friendlyName)))), seq(oid(OID.localKeyId), set(octetString(localKeyId))));
-  const certBag = (der: Buffer, withAttrs: boolean) => seq(oid(OID.certBag), explicit(0, seq(oid(OID.x509Certificate), explicit(0, octetString(der)))), ...(withAttrs ? [attrs] : []));
+  const attrs = set(
+    seq(oid(OID.friendlyName), set(tlv(0x1e, bmp(e.friendlyName)))),
+    seq(oid(OID.localKeyId), set(octetString(localKeyId))),
+  );
+  const certBag = (der: Buffer, withAttrs: boolean) =>
+    seq(
+      oid(OID.certBag),
+      explicit(0, seq(oid(OID.x509Certificate), explicit(0, octetString(der)))),
+      ...(withAttrs ? [attrs] : []),
+    );
   // The CAs not already in the chain, so an intermediate is not listed twice.
   const cas = e.cas.filter((c) => !e.certs.some((x) => x.equals(c)));
-  const certContents = seq(certBag(e.certs[0]!, true), ...e.certs.slice(1).map((c) => certBag(c, false)), ...cas.map((c) => certBag(c, false)));
+  const certContents = seq(
+    certBag(e.certs[0]!, true),
+    ...e.certs.slice(1).map((c) => certBag(c, false)),
+    ...cas.map((c) => certBag(c, false)),
+  );
   const certEnc = pbes2(certContents, passphrase, derive("cert salt", 16), derive("cert iv", 16), iterations);
-  const certsInfo = seq(oid(OID.encryptedData), explicit(0, seq(int(0), seq(oid(OID.data), certEnc.alg, implicit(0, certEnc.data)))));
+  const certsInfo = seq(
+    oid(OID.encryptedData),
+    explicit(0, seq(int(0), seq(oid(OID.data), certEnc.alg, implicit(0, certEnc.data)))),
+  );
 
   const keyEnc = pbes2(e.pkcs8, passphrase, derive("key salt", 16), derive("key iv", 16), iterations);
   const keyBag = seq(oid(OID.shroudedKeyBag), explicit(0, seq(keyEnc.alg, octetString(keyEnc.data))), attrs);
@@ -148,7 +189,11 @@ function encode(e: Pkcs12Entry, passphrase: string, iterations: number, withMac:
 
   const authSafe = seq(certsInfo, keyInfo);
   const macSalt = derive("mac salt", 16);
-  const mac = withMac ? createHmac("sha256", pkcs12Kdf(passphrase, macSalt, iterations, 3, 32)).update(authSafe).digest() : Buffer.alloc(32);
+  const mac = withMac
+    ? createHmac("sha256", pkcs12Kdf(passphrase, macSalt, iterations, 3, 32))
+        .update(authSafe)
+        .digest()
+    : Buffer.alloc(32);
   const tail = Buffer.concat([octetString(macSalt), int(iterations)]);
   const macData = seq(seq(seq(oid(OID.sha256), nul()), octetString(mac)), tail);
   const bytes = seq(int(3), seq(oid(OID.data), explicit(0, octetString(authSafe))), macData);
@@ -170,10 +215,19 @@ export function encodePkcs12(e: Pkcs12Entry, passphrase: string, opts: Pkcs12Opt
  */
 export function pkcs12Matches(existing: Buffer, e: Pkcs12Entry, passphrase: string, opts: Pkcs12Options = {}): boolean {
   const { bytes, macAt } = encode(e, passphrase, opts.iterations ?? PKCS12_ITERATIONS, false);
-  return existing.length === bytes.length && existing.subarray(0, macAt).equals(bytes.subarray(0, macAt)) && existing.subarray(macAt + 32).equals(bytes.subarray(macAt + 32));
+  return (
+    existing.length === bytes.length &&
+    existing.subarray(0, macAt).equals(bytes.subarray(0, macAt)) &&
+    existing.subarray(macAt + 32).equals(bytes.subarray(macAt + 32))
+  );
 }
 
-const entryOf = (pair: PairMaterial, cas: Buffer[], friendlyName: string): Pkcs12Entry => ({ pkcs8: pair.pkcs8, certs: pair.certDers, cas, friendlyName });
+const entryOf = (pair: PairMaterial, cas: Buffer[], friendlyName: string): Pkcs12Entry => ({
+  pkcs8: pair.pkcs8,
+  certs: pair.certDers,
+  cas,
+  friendlyName,
+});
 
 /** Pkcs12Build is what buildPkcs12 may use besides the material: the files already written, and a progress callback. */
 export interface Pkcs12Build extends Pkcs12Options {
@@ -190,11 +244,15 @@ export interface Pkcs12Build extends Pkcs12Options {
 export function buildPkcs12(pki: PkiMaterial, _out: Output, passphrase: string, opts: Pkcs12Build = {}): ExportFile[] {
   const wanted = pki.services.flatMap((s) => {
     const n = s.service.name;
-    return [{ path: `${n}.p12`, entry: entryOf(s.main, s.bundleDers, n) }, ...(s.client ? [{ path: `${n}-client.p12`, entry: entryOf(s.client, s.bundleDers, `${n}-client`) }] : [])];
+    return [
+      { path: `${n}.p12`, entry: entryOf(s.main, s.bundleDers, n) },
+      ...(s.client ? [{ path: `${n}-client.p12`, entry: entryOf(s.client, s.bundleDers, `${n}-client`) }] : []),
+    ];
   });
   return wanted.map(({ path, entry }, i) => {
     const existing = opts.existing?.(path);
-    const bytes = existing && pkcs12Matches(existing, entry, passphrase, opts) ? existing : encodePkcs12(entry, passphrase, opts);
+    const bytes =
+      existing && pkcs12Matches(existing, entry, passphrase, opts) ? existing : encodePkcs12(entry, passphrase, opts);
     opts.onProgress?.(i + 1, wanted.length);
     return { path, bytes, mode: EXPORT_MODES.secret };
   });

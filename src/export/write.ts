@@ -7,7 +7,17 @@
  * earlier export wrote for a service since removed, stay where they are.
  */
 import { execFileSync } from "node:child_process";
-import { chmodSync, chownSync, constants, fchmodSync, closeSync, lstatSync, mkdirSync, openSync, type Stats } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  constants,
+  fchmodSync,
+  closeSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  type Stats,
+} from "node:fs";
 import * as path from "node:path";
 import { FailedError } from "../errors.ts";
 import { readFileBounded, readTextBounded } from "../read-file.ts";
@@ -56,7 +66,11 @@ function lookup(file: string, name: string): number | undefined {
 
 function viaCommand(args: string[]): number | undefined {
   try {
-    const out = execFileSync(args[0]!, args.slice(1), { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 5000 });
+    const out = execFileSync(args[0]!, args.slice(1), {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+      timeout: 5000,
+    });
     const m = /^(?:[^:\n]*:[^:\n]*:)?([0-9]+)/.exec(out.trim());
     return m ? Number(m[1]) : undefined;
   } catch {
@@ -76,7 +90,10 @@ export function resolveIds(o: Ownership): Ids {
   const one = (value: string | undefined, kind: "owner" | "group"): number => {
     if (value === undefined) return -1;
     if (/^[0-9]+$/.test(value)) return Number(value);
-    const id = kind === "owner" ? (lookup("/etc/passwd", value) ?? viaCommand(["id", "-u", value])) : (lookup("/etc/group", value) ?? viaCommand(["getent", "group", value]));
+    const id =
+      kind === "owner"
+        ? (lookup("/etc/passwd", value) ?? viaCommand(["id", "-u", value]))
+        : (lookup("/etc/group", value) ?? viaCommand(["getent", "group", value]));
     if (id === undefined) unknown.push(`${kind === "owner" ? "user" : "group"} ${value}`);
     return id ?? -1;
   };
@@ -92,20 +109,25 @@ function statOrUndefined(p: string): Stats | undefined {
   }
 }
 
-const ownedRight = (st: Stats, ids: Ids | undefined) => !ids || ((ids.uid === -1 || st.uid === ids.uid) && (ids.gid === -1 || st.gid === ids.gid));
+const ownedRight = (st: Stats, ids: Ids | undefined) =>
+  !ids || ((ids.uid === -1 || st.uid === ids.uid) && (ids.gid === -1 || st.gid === ids.gid));
 
 /** makeDir creates one directory with exactly `mode` (and owner), or checks that what is there is a directory. */
 function makeDir(dir: string, mode: number, ids: Ids | undefined): void {
   const st = statOrUndefined(dir);
   if (st) {
-    if (!st.isDirectory()) throw new FailedError(`export: ${dir} exists and is not a directory; move it away or choose another --out`);
+    if (!st.isDirectory())
+      throw new FailedError(`export: ${dir} exists and is not a directory; move it away or choose another --out`);
     return; // an existing directory is the user's: its mode and owner stay as they are
   }
   try {
     mkdirSync(dir, { mode });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new FailedError(`export: cannot create ${dir}: ${code === "EACCES" || code === "EPERM" ? "permission denied; choose a writable --out or run as a user who may write there" : code ?? (e as Error).message}`, { cause: e });
+    throw new FailedError(
+      `export: cannot create ${dir}: ${code === "EACCES" || code === "EPERM" ? "permission denied; choose a writable --out or run as a user who may write there" : (code ?? (e as Error).message)}`,
+      { cause: e },
+    );
   }
   const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
@@ -141,13 +163,20 @@ export function writeExport(dir: string, files: readonly ExportFile[], own: Owne
   if (!statOrUndefined(out)) mkdirSync(path.dirname(out), { recursive: true });
   for (const d of [...dirs.keys()].sort((a, b) => a.length - b.length)) makeDir(d, dirs.get(d)!, apply);
 
-  const ownerSkipped = !wantOwner ? undefined : !root ? "mtlskit is not running as root; the files belong to you" : resolved!.unknown.length ? `no ${resolved!.unknown.join(" and no ")} on this host` : undefined;
+  const ownerSkipped = !wantOwner
+    ? undefined
+    : !root
+      ? "mtlskit is not running as root; the files belong to you"
+      : resolved!.unknown.length
+        ? `no ${resolved!.unknown.join(" and no ")} on this host`
+        : undefined;
   const result: WriteResult = { dir: out, written: [], unchanged: [], ownerSkipped };
   const touched = new Set<string>();
   for (const f of files) {
     const file = path.join(out, f.path);
     const st = statOrUndefined(file);
-    if (st?.isDirectory()) throw new FailedError(`export: ${file} is a directory, where export writes a file; move it away`);
+    if (st?.isDirectory())
+      throw new FailedError(`export: ${file} is a directory, where export writes a file; move it away`);
     let same = false;
     if (st?.isFile() && st.size === f.bytes.length) {
       try {

@@ -48,10 +48,13 @@ export function parseIdentity(uri: string): Identity | { error: string } {
   const m = /^([^:/?#]+):\/\/([^/?#]*)(\/[^?#]*)?$/.exec(uri);
   if (!m) return { error: "must look like scheme://authority/path, with no query or fragment" };
   const [, scheme, authority, path = ""] = m as unknown as [string, string, string, string | undefined];
-  if (!SCHEME.test(scheme)) return { error: `scheme "${scheme}" must be lowercase letters, digits, +, . or -, starting with a letter` };
+  if (!SCHEME.test(scheme))
+    return { error: `scheme "${scheme}" must be lowercase letters, digits, +, . or -, starting with a letter` };
   if (authority === "") return { error: "has no authority (trust domain) after ://" };
   if (!AUTHORITY.test(authority)) {
-    return { error: `authority "${authority}" may hold only lowercase letters, digits, ".", "-" and "_" (no port, user info or upper case)` };
+    return {
+      error: `authority "${authority}" may hold only lowercase letters, digits, ".", "-" and "_" (no port, user info or upper case)`,
+    };
   }
   const segments = path === "" ? [] : path.slice(1).split("/");
   for (const s of segments) {
@@ -59,6 +62,7 @@ export function parseIdentity(uri: string): Identity | { error: string } {
     if (s === "." || s === "..") return { error: `has a "${s}" path segment` };
     if (!SEGMENT.test(s)) return { error: `path segment "${s}" may hold only letters, digits, ".", "-" and "_"` };
   }
-  if (scheme === "spiffe" && segments.length === 0) return { error: "is a bare SPIFFE trust domain; a workload identity needs a path" };
+  if (scheme === "spiffe" && segments.length === 0)
+    return { error: "is a bare SPIFFE trust domain; a workload identity needs a path" };
   return { uri, scheme, authority, segments };
 }

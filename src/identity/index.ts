@@ -1,2 +1,9 @@
 /** Identity URIs: templates, parsing and validation. Depends on nothing else in mtlskit. */
-export { PLACEHOLDERS, parseIdentity, renderTemplate, templatePlaceholders, type Identity, type Placeholder } from "./id.ts";
+export {
+  PLACEHOLDERS,
+  parseIdentity,
+  renderTemplate,
+  templatePlaceholders,
+  type Identity,
+  type Placeholder,
+} from "./id.ts";

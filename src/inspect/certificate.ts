@@ -10,7 +10,20 @@ import type { CaFacts, CertificateItem, ItemLint, Validity, Where } from "./item
 const DAY = 86_400_000;
 
 /** LEAF_ONLY are lints about serving or connecting as a service, which do not concern a CA. */
-const LEAF_ONLY: ReadonlySet<Code> = new Set<Code>(["eku-absent", "eku-server", "eku-client", "key-usage", "key-usage-strict", "key-usage-extra", "san-missing", "san-ip-as-dns", "cn-not-san", "identity-count", "identity-mismatch", "leaf-is-ca"]);
+const LEAF_ONLY: ReadonlySet<Code> = new Set<Code>([
+  "eku-absent",
+  "eku-server",
+  "eku-client",
+  "key-usage",
+  "key-usage-strict",
+  "key-usage-extra",
+  "san-missing",
+  "san-ip-as-dns",
+  "cn-not-san",
+  "identity-count",
+  "identity-mismatch",
+  "leaf-is-ca",
+]);
 
 const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? "" : "s"}`;
 
@@ -18,16 +31,46 @@ const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? "" : "s"}`;
 export function validityAt(notBefore: Date, notAfter: Date, now: Date): Validity {
   const t = now.getTime();
   const daysLeft = Math.floor((notAfter.getTime() - t) / DAY);
-  if (notAfter.getTime() < t) return { notBefore, notAfter, status: "expired", daysLeft, text: `expired ${plural(Math.floor((t - notAfter.getTime()) / DAY), "day")} ago` };
-  if (notBefore.getTime() > t) return { notBefore, notAfter, status: "not-yet-valid", daysLeft, text: `not yet valid: starts in ${plural(Math.ceil((notBefore.getTime() - t) / DAY), "day")}` };
+  if (notAfter.getTime() < t)
+    return {
+      notBefore,
+      notAfter,
+      status: "expired",
+      daysLeft,
+      text: `expired ${plural(Math.floor((t - notAfter.getTime()) / DAY), "day")} ago`,
+    };
+  if (notBefore.getTime() > t)
+    return {
+      notBefore,
+      notAfter,
+      status: "not-yet-valid",
+      daysLeft,
+      text: `not yet valid: starts in ${plural(Math.ceil((notBefore.getTime() - t) / DAY), "day")}`,
+    };
   return { notBefore, notAfter, status: "valid", daysLeft, text: `valid, ${plural(daysLeft, "day")} left` };
 }
 
 /** caLints are the lints of a CA certificate: the ones about any certificate, and whether it may sign. */
 function caLints(c: Cert, lints: Lint[]): Lint[] {
-  const out = lints.filter((l) => !LEAF_ONLY.has(l.code)).map((l): Lint => (l.code === "expired" ? { code: "ca-expired", message: `${l.message}; every certificate it signed is refused`, change: "create a new CA, re-issue what it signed and distribute the new bundle" } : l));
+  const out = lints
+    .filter((l) => !LEAF_ONLY.has(l.code))
+    .map(
+      (l): Lint =>
+        l.code === "expired"
+          ? {
+              code: "ca-expired",
+              message: `${l.message}; every certificate it signed is refused`,
+              change: "create a new CA, re-issue what it signed and distribute the new bundle",
+            }
+          : l,
+    );
   const ku = c.info.keyUsage;
-  if (ku && !ku.includes("keyCertSign")) out.push({ code: "ca-not-ca", message: `is a CA (basicConstraints cA=TRUE) but its keyUsage (${ku.join(", ") || "empty"}) lacks keyCertSign, so verifiers refuse what it signs`, change: "issue it with keyUsage keyCertSign, cRLSign" });
+  if (ku && !ku.includes("keyCertSign"))
+    out.push({
+      code: "ca-not-ca",
+      message: `is a CA (basicConstraints cA=TRUE) but its keyUsage (${ku.join(", ") || "empty"}) lacks keyCertSign, so verifiers refuse what it signs`,
+      change: "issue it with keyUsage keyCertSign, cRLSign",
+    });
   return out;
 }
 
@@ -35,7 +78,13 @@ function caLints(c: Cert, lints: Lint[]): Lint[] {
 export function describeCertificate(material: Material, c: Cert, where: Where, now: Date): CertificateItem {
   const i = c.info;
   const lints = lintCertificate(c, {}, now);
-  const ca: CaFacts | undefined = i.isCA ? { pathLen: i.pathLen, keyCertSign: !i.keyUsage || i.keyUsage.includes("keyCertSign"), cRLSign: !i.keyUsage || i.keyUsage.includes("cRLSign") } : undefined;
+  const ca: CaFacts | undefined = i.isCA
+    ? {
+        pathLen: i.pathLen,
+        keyCertSign: !i.keyUsage || i.keyUsage.includes("keyCertSign"),
+        cRLSign: !i.keyUsage || i.keyUsage.includes("cRLSign"),
+      }
+    : undefined;
   return {
     kind: "certificate",
     ...where,
@@ -51,6 +100,8 @@ export function describeCertificate(material: Material, c: Cert, where: Where, n
     ca,
     selfSigned: c.fields.issuer.equals(c.fields.subject) && material.signedBy(c, c),
     signedByNext: undefined,
-    lints: (ca ? caLints(c, lints) : lints).map((l): ItemLint => ({ code: l.code, severity: CODES[l.code].severity, message: l.message, change: l.change })),
+    lints: (ca ? caLints(c, lints) : lints).map(
+      (l): ItemLint => ({ code: l.code, severity: CODES[l.code].severity, message: l.message, change: l.change }),
+    ),
   };
 }

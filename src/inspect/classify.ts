@@ -6,7 +6,15 @@
 import { bytesOf, children, readTlv, TAG } from "../pki/der.ts";
 
 /** Shape is a structure inspect decodes. */
-export type Shape = "certificate" | "csr" | "pkcs8" | "encrypted-pkcs8" | "sec1" | "pkcs1-private" | "spki" | "pkcs1-public";
+export type Shape =
+  | "certificate"
+  | "csr"
+  | "pkcs8"
+  | "encrypted-pkcs8"
+  | "sec1"
+  | "pkcs1-private"
+  | "spki"
+  | "pkcs1-public";
 
 /** SHAPES names each shape in messages: `a CERTIFICATE block holds a private key (PKCS#8)`. */
 export const SHAPES: Readonly<Record<Shape, string>> = {
@@ -47,7 +55,8 @@ export const OTHER_LABELS: Readonly<Record<string, string>> = {
 };
 
 /** PKCS12 describes a PKCS#12 (PFX) bundle, which inspect recognises by its outline but does not open (it needs the password). */
-export const PKCS12 = "a PKCS#12 bundle (not decoded; use openssl pkcs12 -in FILE -nodes to extract it; OpenSSL 3 needs -legacy for bundles made with RC2 by older tools)";
+export const PKCS12 =
+  "a PKCS#12 bundle (not decoded; use openssl pkcs12 -in FILE -nodes to extract it; OpenSSL 3 needs -legacy for bundles made with RC2 by older tools)";
 
 // PKCS#7 content types a PFX's authSafe may carry: data (password integrity) or signedData (RFC 7292 4).
 const PKCS7_DATA = Buffer.from("06092a864886f70d010701", "hex");
@@ -62,7 +71,13 @@ export function isPkcs12(der: Buffer): boolean {
     const top = readTlv(der, 0);
     if (top.tag !== TAG.sequence) return false;
     const [version, authSafe, ...rest] = children(der, top);
-    if (version?.tag !== TAG.integer || authSafe?.tag !== TAG.sequence || rest.length > 1 || rest.some((t) => t.tag !== TAG.sequence)) return false;
+    if (
+      version?.tag !== TAG.integer ||
+      authSafe?.tag !== TAG.sequence ||
+      rest.length > 1 ||
+      rest.some((t) => t.tag !== TAG.sequence)
+    )
+      return false;
     if (!bytesOf(der, version).equals(Buffer.from([TAG.integer, 1, 3]))) return false;
     const type = children(der, authSafe)[0];
     const oid = type === undefined ? undefined : bytesOf(der, type);
@@ -94,7 +109,8 @@ export function shapeOf(der: Buffer): Shape | undefined {
     if (tags.length === 2 && a === TAG.sequence && b === TAG.bitString) return "spki";
     if (tags.length === 2 && a === TAG.sequence && b === TAG.octetString) return "encrypted-pkcs8";
     if (a === TAG.integer && b === TAG.sequence && c === TAG.octetString) return "pkcs8";
-    if (a === TAG.integer && b === TAG.octetString && tags.slice(2).every((t) => t === 0xa0 || t === 0xa1)) return "sec1";
+    if (a === TAG.integer && b === TAG.octetString && tags.slice(2).every((t) => t === 0xa0 || t === 0xa1))
+      return "sec1";
     if (tags.length >= 9 && tags.every((t) => t === TAG.integer)) return "pkcs1-private";
     if (tags.length === 2 && a === TAG.integer && b === TAG.integer) return "pkcs1-public";
     return undefined;

@@ -42,13 +42,25 @@ export function describeCsr(der: Buffer, where: Where): CsrItem {
     } else attributes.push(ATTRIBUTES[type] ?? type);
   }
   const spki = bytesOf(der, spkiT);
-  const info = decodeParts({ spki, subject: bytesOf(der, subjectT), signatureAlgorithm: bytesOf(der, algT), ...(extensions ? { extensions } : {}) });
+  const info = decodeParts({
+    spki,
+    subject: bytesOf(der, subjectT),
+    signatureAlgorithm: bytesOf(der, algT),
+    ...(extensions ? { extensions } : {}),
+  });
   const hash = info.signatureAlgorithm.hash;
   let signature: string;
   if (hash === undefined) signature = `not checked (${info.signatureAlgorithm.name})`;
   else {
     try {
-      signature = verify(hash, bytesOf(der, criT), createPublicKey({ key: spki, format: "der", type: "spki" }), contentsOf(der, sigT).subarray(1)) ? "valid" : "invalid";
+      signature = verify(
+        hash,
+        bytesOf(der, criT),
+        createPublicKey({ key: spki, format: "der", type: "spki" }),
+        contentsOf(der, sigT).subarray(1),
+      )
+        ? "valid"
+        : "invalid";
     } catch {
       signature = "invalid";
     }

@@ -10,7 +10,8 @@ import { decodeFields, type CertInfo, type PublicKeyInfo } from "../pki/x509.ts"
 import type { ExtensionItem, Identity, KeyInfo, Requested, SanItem } from "./item.ts";
 
 /** colonHex renders bytes as `AB:CD:...`, the way openssl prints fingerprints. */
-export const colonHex = (bytes: Uint8Array): string => (Buffer.from(bytes).toString("hex").toUpperCase().match(/../g) ?? []).join(":");
+export const colonHex = (bytes: Uint8Array): string =>
+  (Buffer.from(bytes).toString("hex").toUpperCase().match(/../g) ?? []).join(":");
 
 /** sha256 is the SHA-256 of `der` in colon hex. */
 export const sha256 = (der: Uint8Array): string => colonHex(createHash("sha256").update(der).digest());
@@ -22,7 +23,12 @@ const PLACEHOLDER_ALGORITHM = seq(oid("1.3.101.112"));
  * (pki/x509.ts), so that names, keys and extensions read exactly as they do in certificates:
  * the parts are placed where a TBSCertificate has them, the extensions as its [3] field.
  */
-export function decodeParts(p: { spki: Buffer; subject?: Buffer; signatureAlgorithm?: Buffer; extensions?: Buffer }): CertInfo {
+export function decodeParts(p: {
+  spki: Buffer;
+  subject?: Buffer;
+  signatureAlgorithm?: Buffer;
+  extensions?: Buffer;
+}): CertInfo {
   const empty = seq();
   const fields: CertFields = {
     der: Buffer.alloc(0),
@@ -42,11 +48,15 @@ export function decodeParts(p: { spki: Buffer; subject?: Buffer; signatureAlgori
 /** keyInfo describes a public key from its decoded form and its SPKI DER. */
 export function keyInfo(k: PublicKeyInfo, spki: Buffer): KeyInfo {
   const type =
-    k.algorithm === "ec" ? `ECDSA ${k.curve}`
-    : k.algorithm === "rsa" ? `RSA ${k.bits}`
-    : k.algorithm === "ed25519" ? "Ed25519"
-    : k.algorithm === "ed448" ? "Ed448"
-    : `unknown algorithm ${k.algorithm}`;
+    k.algorithm === "ec"
+      ? `ECDSA ${k.curve}`
+      : k.algorithm === "rsa"
+        ? `RSA ${k.bits}`
+        : k.algorithm === "ed25519"
+          ? "Ed25519"
+          : k.algorithm === "ed448"
+            ? "Ed448"
+            : `unknown algorithm ${k.algorithm}`;
   return { type, algorithm: k.algorithm, bits: k.bits, curve: k.curve, spkiSha256: sha256(spki) };
 }
 
@@ -60,7 +70,10 @@ export function usageOf(eku: readonly string[] | undefined): string {
   const client = eku.includes("clientAuth");
   const rest = eku.filter((u) => u !== "serverAuth" && u !== "clientAuth");
   const base = server && client ? "dual" : server ? "server" : client ? "client" : undefined;
-  if (base === undefined) return rest.includes("anyExtendedKeyUsage") ? "any (anyExtendedKeyUsage)" : `other: ${rest.join(", ") || "(empty extendedKeyUsage)"}`;
+  if (base === undefined)
+    return rest.includes("anyExtendedKeyUsage")
+      ? "any (anyExtendedKeyUsage)"
+      : `other: ${rest.join(", ") || "(empty extendedKeyUsage)"}`;
   return rest.length > 0 ? `${base} (also ${rest.join(", ")})` : base;
 }
 
@@ -69,7 +82,10 @@ export function identityOf(sans: readonly SanItem[]): Identity {
   const uris = sans.filter((s) => s.type === "uri").map((s) => s.value);
   if (uris.length === 1) return { uri: uris[0], note: undefined };
   if (uris.length === 0) return { uri: undefined, note: "none: no URI SAN" };
-  return { uri: undefined, note: `ambiguous: ${uris.length} URI SANs (${uris.join(", ")}); an identity is exactly one` };
+  return {
+    uri: undefined,
+    note: `ambiguous: ${uris.length} URI SANs (${uris.join(", ")}); an identity is exactly one`,
+  };
 }
 
 const SAN_PREFIX = { dns: "DNS", ip: "IP", uri: "URI", email: "email", other: "other" } as const;
@@ -106,6 +122,13 @@ export function requestedOf(i: CertInfo): Requested {
     keyUsage: i.keyUsage,
     extKeyUsage: i.extKeyUsage,
     identity: identityOf(sans),
-    extensions: i.extensions.map((x): ExtensionItem => ({ oid: x.oid, name: x.name ?? x.oid, critical: x.critical, value: extensionValue(x.name, i) })),
+    extensions: i.extensions.map(
+      (x): ExtensionItem => ({
+        oid: x.oid,
+        name: x.name ?? x.oid,
+        critical: x.critical,
+        value: extensionValue(x.name, i),
+      }),
+    ),
   };
 }

@@ -10,5 +10,23 @@ export { validityAt } from "./certificate.ts";
 export { LABELS, SHAPES, shapeOf, type Shape } from "./classify.ts";
 export { colonHex, sanText, usageOf } from "./describe.ts";
 export { decoded, inspectText, loadInspection, MAX_FILE_BYTES, tally, type Tally } from "./inspect.ts";
-export type { CaFacts, CertificateItem, CsrItem, ExtensionItem, Identity, Inspection, Item, ItemLint, KeyInfo, OtherItem, PrivateKeyItem, ProblemItem, PublicKeyItem, Requested, SanItem, Validity, Where } from "./item.ts";
+export type {
+  CaFacts,
+  CertificateItem,
+  CsrItem,
+  ExtensionItem,
+  Identity,
+  Inspection,
+  Item,
+  ItemLint,
+  KeyInfo,
+  OtherItem,
+  PrivateKeyItem,
+  ProblemItem,
+  PublicKeyItem,
+  Requested,
+  SanItem,
+  Validity,
+  Where,
+} from "./item.ts";
 export { matchKeys } from "./links.ts";

@@ -3,7 +3,7 @@
  * first and turns an unreadable path into a precise message instead of an exception.
  */
 import { Material, type Cert } from "../check/index.ts";
-import { MAX_FILE_BYTES, ReadFileError, readFileBounded } from "../read-file.ts";
+import { MAX_FILE_BYTES, type ReadFileError, readFileBounded } from "../read-file.ts";
 import { describeCertificate } from "./certificate.ts";
 import { isPkcs12, LABELS, OTHER_LABELS, PKCS12, SHAPES, shapeOf, type Shape } from "./classify.ts";
 import { describeCsr } from "./csr.ts";
@@ -20,7 +20,13 @@ const article = (label: string) => (/^(?:[AEIOU]|RSA |X509 )/.test(label) ? "an"
 const clean = (e: unknown) => String((e as Error).message ?? e).replace(/^(?:x509: )?(?:der: )?/, "");
 
 /** decodeRaw turns one framed block into an item; every failure becomes a problem item naming its place. */
-function decodeRaw(raw: Block, where: Where, material: Material, now: Date, certs: { item: CertificateItem; cert: Cert }[]): Item {
+function decodeRaw(
+  raw: Block,
+  where: Where,
+  material: Material,
+  now: Date,
+  certs: { item: CertificateItem; cert: Cert }[],
+): Item {
   const place = raw.line !== undefined ? `line ${raw.line}` : `byte ${raw.offset}`;
   const problem = (message: string): Item => ({ kind: "problem", ...where, message: `${place}: ${message}` });
   const label = raw.label;
@@ -29,16 +35,26 @@ function decodeRaw(raw: Block, where: Where, material: Material, now: Date, cert
   if (label !== undefined && !(label in LABELS)) {
     if (label in OTHER_LABELS) return { kind: "other", ...where, description: OTHER_LABELS[label]! };
     const known = Object.keys(LABELS).filter((l) => LABELS[l] === shape)[0];
-    return problem(`unknown PEM label ${JSON.stringify(label)}${shape ? `; the block holds ${SHAPES[shape]} (label it ${known})` : "; expected a certificate, key or certificate request"}`);
+    return problem(
+      `unknown PEM label ${JSON.stringify(label)}${shape ? `; the block holds ${SHAPES[shape]} (label it ${known})` : "; expected a certificate, key or certificate request"}`,
+    );
   }
   const promised: Shape | undefined = label === undefined ? undefined : LABELS[label];
-  if (!encrypted && raw.der[0] !== 0x30) return problem(`the ${label} block does not hold DER (it starts with byte 0x${raw.der[0]!.toString(16).padStart(2, "0")}, not a SEQUENCE)`);
-  if (promised !== undefined && shape !== undefined && shape !== promised) return problem(`${article(label!)} ${label} block holds ${SHAPES[shape]}, not ${SHAPES[promised]}; the label is wrong, or the wrong file was pasted`);
-  if (encrypted && promised !== "pkcs1-private" && promised !== "sec1" && promised !== "pkcs8") return problem(`the ${label} block is marked encrypted (Proc-Type: 4,ENCRYPTED), which only private keys are`);
+  if (!encrypted && raw.der[0] !== 0x30)
+    return problem(
+      `the ${label} block does not hold DER (it starts with byte 0x${raw.der[0]!.toString(16).padStart(2, "0")}, not a SEQUENCE)`,
+    );
+  if (promised !== undefined && shape !== undefined && shape !== promised)
+    return problem(
+      `${article(label!)} ${label} block holds ${SHAPES[shape]}, not ${SHAPES[promised]}; the label is wrong, or the wrong file was pasted`,
+    );
+  if (encrypted && promised !== "pkcs1-private" && promised !== "sec1" && promised !== "pkcs8")
+    return problem(`the ${label} block is marked encrypted (Proc-Type: 4,ENCRYPTED), which only private keys are`);
   const kind = encrypted ? promised! : (shape ?? promised);
   const what = label === undefined ? "the DER" : `the ${label} block`;
   if (kind === undefined && isPkcs12(raw.der)) return { kind: "other", ...where, description: PKCS12 };
-  if (kind === undefined) return problem(`${what} is not a certificate, key or certificate request (its outline matches none of them)`);
+  if (kind === undefined)
+    return problem(`${what} is not a certificate, key or certificate request (its outline matches none of them)`);
   try {
     switch (kind) {
       case "certificate": {
@@ -70,7 +86,9 @@ export function inspectText(input: Buffer | string, name: string, now: Date = ne
   const certs: { item: CertificateItem; cert: Cert }[] = [];
   const items = scanInput(input).map((raw, k): Item => {
     const where: Where = { index: k + 1, line: raw.line, offset: raw.offset, label: raw.label };
-    return "problem" in raw ? { kind: "problem", ...where, message: raw.problem } : decodeRaw(raw, where, material, now, certs);
+    return "problem" in raw
+      ? { kind: "problem", ...where, message: raw.problem }
+      : decodeRaw(raw, where, material, now, certs);
   });
   return { name, error: undefined, items, notes: linkChain(material, certs) };
 }
@@ -99,7 +117,10 @@ export function loadInspection(path: string, now: Date = new Date()): Inspection
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "EFBIG") return failed(`${(e as ReadFileError).reason} (certificates and keys are a few kB)`);
-    if (code === "ENOTREG") return failed(`${(e as ReadFileError).reason}; name a certificate or key file, or pipe it into \`mtlskit inspect -\``);
+    if (code === "ENOTREG")
+      return failed(
+        `${(e as ReadFileError).reason}; name a certificate or key file, or pipe it into \`mtlskit inspect -\``,
+      );
     return failed(readError(e as NodeJS.ErrnoException));
   }
   return inspectText(bytes, path, now);
@@ -126,7 +147,8 @@ export function tally(inspections: readonly Inspection[]): Tally {
     if (!decoded(f)) t.unreadable++;
     for (const i of f.items) {
       if (i.kind === "problem" && decoded(f)) t.problems++;
-      if (i.kind === "certificate" || i.kind === "private-key" || i.kind === "public-key") for (const l of i.lints) t[l.severity === "error" ? "errors" : "warnings"]++;
+      if (i.kind === "certificate" || i.kind === "private-key" || i.kind === "public-key")
+        for (const l of i.lints) t[l.severity === "error" ? "errors" : "warnings"]++;
     }
   }
   return t;

@@ -34,7 +34,10 @@ const FORMATS: Partial<Record<Shape, { format: string; type: "pkcs8" | "sec1" | 
 };
 
 /** cryptoReason shortens an OpenSSL error (`error:1E08010C:DECODER routines::unsupported`) to its words. */
-export const cryptoReason = (e: unknown): string => String((e as Error).message ?? e).replace(/^error:[0-9A-F]+:/, "").replace(/ routines::/, ": ");
+export const cryptoReason = (e: unknown): string =>
+  String((e as Error).message ?? e)
+    .replace(/^error:[0-9A-F]+:/, "")
+    .replace(/ routines::/, ": ");
 
 /** encryptionOf names the scheme of an EncryptedPrivateKeyInfo: `PBES2 (PBKDF2, aes-256-cbc)`. */
 function encryptionOf(der: Buffer): string {
@@ -60,29 +63,55 @@ function algorithmHint(der: Buffer): string {
 /** keyLints judges a key on its own: weak-key when TLS peers refuse its type or size (a key file is judged as its certificate would be). */
 function keyLints(key: KeyInfo): ItemLint[] {
   const weak = keyWeakness(key);
-  return weak === undefined ? [] : [{ code: "weak-key", severity: CODES["weak-key"].severity, message: weak.replace(/^has (an?) /, "is $1 "), change: WEAK_KEY_CHANGE.replace("issue it with", "use") }];
+  return weak === undefined
+    ? []
+    : [
+        {
+          code: "weak-key",
+          severity: CODES["weak-key"].severity,
+          message: weak.replace(/^has (an?) /, "is $1 "),
+          change: WEAK_KEY_CHANGE.replace("issue it with", "use"),
+        },
+      ];
 }
 
 /** describePrivateKey describes a private key of `shape`; it throws the crypto layer's reason when the key does not open. */
-export function describePrivateKey(der: Buffer, shape: Shape, where: Where, headers: Record<string, string>): PrivateKeyItem {
+export function describePrivateKey(
+  der: Buffer,
+  shape: Shape,
+  where: Where,
+  headers: Record<string, string>,
+): PrivateKeyItem {
   const base = { kind: "private-key" as const, ...where, matches: undefined };
   if (legacyEncrypted(headers)) {
     const cipher = (headers["DEK-Info"] ?? "").split(",")[0] || "unknown cipher";
-    return { ...base, format: "PEM-encrypted (legacy OpenSSL)", encrypted: true, encryption: cipher, key: undefined, lints: [] };
+    return {
+      ...base,
+      format: "PEM-encrypted (legacy OpenSSL)",
+      encrypted: true,
+      encryption: cipher,
+      key: undefined,
+      lints: [],
+    };
   }
   if (shape === "encrypted-pkcs8") {
     let encryption: string;
     try {
       encryption = encryptionOf(der);
     } catch (e) {
-      throw new Error(`its encryption parameters do not decode (${(e as Error).message.replace(/^der: /, "")})`, { cause: e });
+      throw new Error(`its encryption parameters do not decode (${(e as Error).message.replace(/^der: /, "")})`, {
+        cause: e,
+      });
     }
     return { ...base, format: "PKCS#8, encrypted", encrypted: true, encryption, key: undefined, lints: [] };
   }
   const f = FORMATS[shape]!;
   let spki: Buffer;
   try {
-    spki = createPublicKey(createPrivateKey({ key: der, format: "der", type: f.type })).export({ type: "spki", format: "der" });
+    spki = createPublicKey(createPrivateKey({ key: der, format: "der", type: f.type })).export({
+      type: "spki",
+      format: "der",
+    });
   } catch (e) {
     throw new Error(`${cryptoReason(e)}${shape === "pkcs8" ? algorithmHint(der) : ""}`, { cause: e });
   }
@@ -101,5 +130,12 @@ export function describePublicKey(der: Buffer, shape: Shape, where: Where): Publ
     }
   }
   const key = keyInfoOfSpki(spki);
-  return { kind: "public-key", ...where, format: shape === "spki" ? "SPKI" : "PKCS#1", key, lints: keyLints(key), matches: undefined };
+  return {
+    kind: "public-key",
+    ...where,
+    format: shape === "spki" ? "SPKI" : "PKCS#1",
+    key,
+    lints: keyLints(key),
+    matches: undefined,
+  };
 }

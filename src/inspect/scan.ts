@@ -69,7 +69,8 @@ function frameDer(der: Buffer, what: string, leading: boolean): Buffer | string 
   if (typeof h === "string") return `${what} is not valid DER: ${h}`;
   const size = h.headerLength + h.length;
   if (size > der.length) return `${what} is truncated: the DER says ${size} bytes, ${der.length} present`;
-  if (size < der.length && !leading) return `${what} has ${der.length - size} stray bytes after its DER object (the DER says ${size} bytes, ${der.length} present)`;
+  if (size < der.length && !leading)
+    return `${what} has ${der.length - size} stray bytes after its DER object (the DER says ${size} bytes, ${der.length} present)`;
   return der.subarray(0, size);
 }
 
@@ -79,7 +80,10 @@ function scanDer(bytes: Buffer): Raw[] {
   for (let at = 0; at < bytes.length; ) {
     const frame: Frame = { line: undefined, offset: at, label: undefined };
     if (bytes[at] !== 0x30) {
-      out.push({ ...frame, problem: `byte ${at}: ${bytes.length - at} bytes after the DER object${out.length > 1 ? "s" : ""} are not DER (they start with ${describeStart(bytes.subarray(at))})` });
+      out.push({
+        ...frame,
+        problem: `byte ${at}: ${bytes.length - at} bytes after the DER object${out.length > 1 ? "s" : ""} are not DER (they start with ${describeStart(bytes.subarray(at))})`,
+      });
       break;
     }
     const h = derHeader(bytes, at);
@@ -89,7 +93,10 @@ function scanDer(bytes: Buffer): Raw[] {
     }
     const size = h.headerLength + h.length;
     if (at + size > bytes.length) {
-      out.push({ ...frame, problem: `byte ${at}: truncated: the DER says ${size} bytes, ${bytes.length - at} present` });
+      out.push({
+        ...frame,
+        problem: `byte ${at}: truncated: the DER says ${size} bytes, ${bytes.length - at} present`,
+      });
       break;
     }
     out.push({ ...frame, der: bytes.subarray(at, at + size), headers: {} });
@@ -104,7 +111,8 @@ class LineCounter {
   private line = 1;
   constructor(private readonly text: string) {}
   lineOf(offset: number): number {
-    for (let i = this.text.indexOf("\n", this.at); i !== -1 && i < offset; i = this.text.indexOf("\n", i + 1)) this.line++;
+    for (let i = this.text.indexOf("\n", this.at); i !== -1 && i < offset; i = this.text.indexOf("\n", i + 1))
+      this.line++;
     this.at = Math.max(this.at, offset);
     return this.line;
   }
@@ -116,7 +124,12 @@ const BASE64_LINE = /^[A-Za-z0-9+/]*={0,2}$/;
  * decodeBody decodes a block's base64 body (the text between BEGIN and END; its first segment is
  * the rest of the BEGIN line). RFC 1421 headers (`Proc-Type:`, `DEK-Info:`) are returned apart.
  */
-function decodeBody(body: string, firstLine: number, endLine: number, label: string): { der: Buffer; headers: Record<string, string> } | string {
+function decodeBody(
+  body: string,
+  firstLine: number,
+  endLine: number,
+  label: string,
+): { der: Buffer; headers: Record<string, string> } | string {
   const segments = body.split("\n");
   const { headers, start } = splitHeaders(segments);
   let i = start;
@@ -127,29 +140,37 @@ function decodeBody(body: string, firstLine: number, endLine: number, label: str
     const s = segments[i]!.trim();
     if (s === "") continue;
     const line = firstLine + i;
-    if (padded >= 0) return `line ${line}: ${what} is not valid base64: the data goes on after the "=" padding on line ${padded}`;
+    if (padded >= 0)
+      return `line ${line}: ${what} is not valid base64: the data goes on after the "=" padding on line ${padded}`;
     if (!BASE64_LINE.test(s)) {
       const col = s.split("").findIndex((c, k) => !/[A-Za-z0-9+/=]/.test(c) || (c === "=" && /[^=]/.test(s.slice(k))));
       if (col < 0) return `line ${line}: ${what} is not valid base64: more than two "=" padding characters`;
       const c = s[col]!;
       const column = segments[i]!.indexOf(s) + col + 1;
-      return c === "=" ? `line ${line}: ${what} is not valid base64: "=" padding in the middle of the line (column ${column})` : `line ${line}: ${what} is not valid base64: unexpected ${JSON.stringify(c)} at column ${column}`;
+      return c === "="
+        ? `line ${line}: ${what} is not valid base64: "=" padding in the middle of the line (column ${column})`
+        : `line ${line}: ${what} is not valid base64: unexpected ${JSON.stringify(c)} at column ${column}`;
     }
     if (s.endsWith("=")) padded = line;
     b64 += s;
   }
   if (b64 === "") return `line ${firstLine}: ${what} is empty`;
-  if (b64.length % 4 !== 0) return `line ${endLine}: ${what} is not valid base64: ${b64.length} characters is not a multiple of 4 (a line was cut or lost)`;
+  if (b64.length % 4 !== 0)
+    return `line ${endLine}: ${what} is not valid base64: ${b64.length} characters is not a multiple of 4 (a line was cut or lost)`;
   return { der: Buffer.from(b64, "base64"), headers };
 }
-
 
 /** scanPem cuts text into its PEM blocks; text outside blocks is ignored. */
 function scanPem(text: string): Raw[] {
   const out: Raw[] = [];
   const lines = new LineCounter(text);
   let open: { label: string; line: number; bodyStart: number } | undefined;
-  const unterminated = (o: NonNullable<typeof open>, why: string): Raw => ({ line: o.line, offset: undefined, label: o.label, problem: `line ${o.line}: the ${o.label} block has no END line (-----END ${o.label}-----)${why}` });
+  const unterminated = (o: NonNullable<typeof open>, why: string): Raw => ({
+    line: o.line,
+    offset: undefined,
+    label: o.label,
+    problem: `line ${o.line}: the ${o.label} block has no END line (-----END ${o.label}-----)${why}`,
+  });
   for (const m of text.matchAll(MARKER)) {
     const [whole, kind, rawLabel] = m as unknown as [string, "BEGIN" | "END", string];
     const label = rawLabel.trim();
@@ -160,17 +181,28 @@ function scanPem(text: string): Raw[] {
       continue;
     }
     if (!open) {
-      out.push({ line, offset: undefined, label, problem: `line ${line}: -----END ${label}----- has no BEGIN line before it` });
+      out.push({
+        line,
+        offset: undefined,
+        label,
+        problem: `line ${line}: -----END ${label}----- has no BEGIN line before it`,
+      });
       continue;
     }
     const frame: Frame = { line: open.line, offset: undefined, label: open.label };
-    if (label !== open.label) out.push({ ...frame, problem: `line ${line}: the ${open.label} block begun on line ${open.line} ends with -----END ${label}-----` });
+    if (label !== open.label)
+      out.push({
+        ...frame,
+        problem: `line ${line}: the ${open.label} block begun on line ${open.line} ends with -----END ${label}-----`,
+      });
     else {
       const body = decodeBody(text.slice(open.bodyStart, m.index), open.line, line, open.label);
       if (typeof body === "string") out.push({ ...frame, problem: body });
       else {
         // OpenSSL's TRUSTED CERTIFICATE is a certificate followed by its trust settings.
-        const der = legacyEncrypted(body.headers) ? body.der : frameDer(body.der, `the ${open.label} block`, open.label === "TRUSTED CERTIFICATE");
+        const der = legacyEncrypted(body.headers)
+          ? body.der
+          : frameDer(body.der, `the ${open.label} block`, open.label === "TRUSTED CERTIFICATE");
         if (typeof der === "string") out.push({ ...frame, problem: `line ${open.line}: ${der}` });
         else out.push({ ...frame, der, headers: body.headers });
       }
@@ -192,5 +224,10 @@ export function scanInput(input: Buffer | string): Raw[] {
   if (text.trim() === "") return [{ ...none, problem: `the file is empty (${bytes.length} bytes of whitespace)` }];
   const raws = scanPem(text);
   if (raws.length > 0) return raws;
-  return [{ ...none, problem: `not PEM or DER (starts with ${describeStart(bytes)}); expected -----BEGIN ...----- blocks or binary DER` }];
+  return [
+    {
+      ...none,
+      problem: `not PEM or DER (starts with ${describeStart(bytes)}); expected -----BEGIN ...----- blocks or binary DER`,
+    },
+  ];
 }

@@ -19,16 +19,29 @@ const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
  * destinations. An IPv4-mapped IPv6 address is judged by its IPv4 part.
  */
 function undialable(written: string, bytes: Buffer): { error: string; fix: string } | undefined {
-  const mapped = bytes.length === 16 && bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
+  const mapped =
+    bytes.length === 16 && bytes.subarray(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
   const v4 = bytes.length === 4 ? bytes : mapped ? bytes.subarray(12) : undefined;
   const fix = "write the address peers dial: the host's own unicast IP or DNS name (127.0.0.1 or ::1 for loopback)";
   const what = JSON.stringify(written);
-  if (bytes.every((b) => b === 0) || (v4 !== undefined && v4.every((b) => b === 0))) {
-    return { error: `${what} is the unspecified address: a server listens on it to mean every interface, but no peer can dial it, so a SAN with it never matches`, fix };
+  if (bytes.every((b) => b === 0) || v4?.every((b) => b === 0)) {
+    return {
+      error: `${what} is the unspecified address: a server listens on it to mean every interface, but no peer can dial it, so a SAN with it never matches`,
+      fix,
+    };
   }
-  if (v4 !== undefined && v4[0] === 0) return { error: `${what} is in 0.0.0.0/8, "this network", which is only ever a source address (RFC 1122 3.2.1.3): no peer can dial it`, fix };
-  if (v4 !== undefined ? (v4[0]! & 0xf0) === 0xe0 : bytes[0] === 0xff) return { error: `${what} is a multicast address; TLS runs over TCP, which cannot connect to a multicast group`, fix };
-  if (v4 !== undefined && v4.every((b) => b === 0xff)) return { error: `${what} is the broadcast address; TLS runs over TCP, which cannot connect to it`, fix };
+  if (v4 !== undefined && v4[0] === 0)
+    return {
+      error: `${what} is in 0.0.0.0/8, "this network", which is only ever a source address (RFC 1122 3.2.1.3): no peer can dial it`,
+      fix,
+    };
+  if (v4 !== undefined ? (v4[0]! & 0xf0) === 0xe0 : bytes[0] === 0xff)
+    return {
+      error: `${what} is a multicast address; TLS runs over TCP, which cannot connect to a multicast group`,
+      fix,
+    };
+  if (v4?.every((b) => b === 0xff))
+    return { error: `${what} is the broadcast address; TLS runs over TCP, which cannot connect to it`, fix };
   return undefined;
 }
 
@@ -43,19 +56,34 @@ export function classifyAddress(written: string): Address | { error: string; fix
   if (isIPv4(text)) return undialable(written, ipBytes(text)) ?? { kind: "ip", text, bytes: ipBytes(text) };
   if (text.includes(":") || /^\[.*\]$/.test(text)) {
     const bare = text.replace(/^\[(.*)\]$/, "$1");
-    if (bare !== text) return { error: `${JSON.stringify(written)} is in URL bracket form`, fix: `write the address without brackets: ${bare}` };
+    if (bare !== text)
+      return {
+        error: `${JSON.stringify(written)} is in URL bracket form`,
+        fix: `write the address without brackets: ${bare}`,
+      };
     if (isIPv6(bare) && !bare.includes("%")) {
       const bytes = ipBytes(bare);
       return undialable(written, bytes) ?? { kind: "ip", text: formatIp(bytes), bytes };
     }
-    return { error: `${JSON.stringify(written)} is not a valid IPv6 address (and a DNS name has no ":")`, fix: "write the address without brackets, port or zone, e.g. 2001:db8::1" };
+    return {
+      error: `${JSON.stringify(written)} is not a valid IPv6 address (and a DNS name has no ":")`,
+      fix: "write the address without brackets, port or zone, e.g. 2001:db8::1",
+    };
   }
   if (/^[0-9.]+$/.test(text)) {
-    return { error: `${JSON.stringify(written)} is not a valid IPv4 address (four numbers 0-255); it is not taken as a DNS name`, fix: "correct the address" };
+    return {
+      error: `${JSON.stringify(written)} is not a valid IPv4 address (four numbers 0-255); it is not taken as a DNS name`,
+      fix: "correct the address",
+    };
   }
   const name = text.toLowerCase();
-  if (name.startsWith("*.")) return { error: `${JSON.stringify(written)} is a wildcard; service certificates name exact hosts`, fix: "list each host name the service is dialed at" };
-  if (name.endsWith(".")) return { error: `${JSON.stringify(written)} ends with a dot`, fix: `write ${JSON.stringify(name.slice(0, -1))}` };
+  if (name.startsWith("*."))
+    return {
+      error: `${JSON.stringify(written)} is a wildcard; service certificates name exact hosts`,
+      fix: "list each host name the service is dialed at",
+    };
+  if (name.endsWith("."))
+    return { error: `${JSON.stringify(written)} ends with a dot`, fix: `write ${JSON.stringify(name.slice(0, -1))}` };
   if (name.length > 253) return { error: "is longer than 253 characters", fix: "shorten the name" };
   const bad = name.split(".").find((l) => !LABEL.test(l));
   if (bad !== undefined) {
@@ -64,6 +92,10 @@ export function classifyAddress(written: string): Address | { error: string; fix
       fix: bad.includes("_") ? "replace underscores with hyphens" : "correct the name",
     };
   }
-  if (/^[0-9]+$/.test(name.split(".").pop()!)) return { error: `${JSON.stringify(written)} is not a valid DNS name: the last label is numeric`, fix: "correct the name" };
+  if (/^[0-9]+$/.test(name.split(".").pop()!))
+    return {
+      error: `${JSON.stringify(written)} is not a valid DNS name: the last label is numeric`,
+      fix: "correct the name",
+    };
   return { kind: "dns", text: name };
 }

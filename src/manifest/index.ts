@@ -40,13 +40,20 @@ export function parseManifest(text: string, file: string, dir = path.dirname(fil
   const { yaml, problems } = parseYaml(text, file);
   if (problems.length > 0) throw new InvalidInputError(problems);
   if (yaml.value === undefined || yaml.value === null) {
-    throw new InvalidInputError([{ file, path: "", message: "the manifest is empty", fix: "run `mtlskit init` to write a starter manifest" }]);
+    throw new InvalidInputError([
+      { file, path: "", message: "the manifest is empty", fix: "run `mtlskit init` to write a starter manifest" },
+    ]);
   }
   const ctx = new Context(file, yaml, now);
   const parsed = validateWritten(yaml.value);
   if (!parsed.ok) {
     for (const i of parsed.issues) {
-      ctx.error(i.path, i.missing ? "is required" : i.message, i.missing ? "add it" : i.unknownKey ? "check the spelling, or remove the key" : i.fix, { key: i.atKey });
+      ctx.error(
+        i.path,
+        i.missing ? "is required" : i.message,
+        i.missing ? "add it" : i.unknownKey ? "check the spelling, or remove the key" : i.fix,
+        { key: i.atKey },
+      );
     }
     throw new InvalidInputError(ctx.problems);
   }
@@ -64,7 +71,14 @@ export function loadManifest(file: string): LoadedManifest {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT") {
-      throw new InvalidInputError([{ file, path: "", message: "no such file", fix: "run `mtlskit init` to write one, or name another with -f FILE" }]);
+      throw new InvalidInputError([
+        {
+          file,
+          path: "",
+          message: "no such file",
+          fix: "run `mtlskit init` to write one, or name another with -f FILE",
+        },
+      ]);
     }
     // A FIFO, device, directory or huge file named with -f is a wrong argument: exit 2, nothing read.
     if (e instanceof ReadFileError && (code === "ENOTREG" || code === "EISDIR" || code === "EFBIG")) {

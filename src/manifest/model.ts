@@ -60,7 +60,8 @@ export interface Service {
 }
 
 /** managedServices are the services mtlskit issues certificates for: those without `files`. */
-export const managedServices = (m: Pick<Manifest, "services">): Service[] => m.services.filter((s) => s.files === undefined);
+export const managedServices = (m: Pick<Manifest, "services">): Service[] =>
+  m.services.filter((s) => s.files === undefined);
 
 /** Connection is a resolved connection. */
 export interface Connection {

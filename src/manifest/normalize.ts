@@ -42,7 +42,8 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
       else ips.push(a);
     };
     const cnAddress = classifyAddress(cn);
-    if ("error" in cnAddress) ctx.error([...at, "cn"], `must also be a valid SAN, but ${cnAddress.error}`, cnAddress.fix);
+    if ("error" in cnAddress)
+      ctx.error([...at, "cn"], `must also be a valid SAN, but ${cnAddress.error}`, cnAddress.fix);
     else add(cnAddress);
     (s.addresses ?? []).forEach((text, i) => {
       const a = classifyAddress(text);
@@ -55,14 +56,32 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
     const split = s.split ?? false;
     const slots: CertSlot[] =
       split && s.usage === "dual"
-        ? [{ id: name, service: name, kind: "main", profile: "server" }, { id: `${name}/client`, service: name, kind: "client", profile: "client" }]
+        ? [
+            { id: name, service: name, kind: "main", profile: "server" },
+            { id: `${name}/client`, service: name, kind: "client", profile: "client" },
+          ]
         : [{ id: name, service: name, kind: "main", profile: s.usage }];
     const clientSans = s.clientSans ?? "all";
     if (clientSans === "identity-only") {
       // A client certificate needs no address SAN (peers check only its chain and clientAuth); a serving one does.
-      if (s.usage === "server") ctx.error([...at, "clientSans"], "is about the client certificate, but usage server has none (its certificate serves and must carry its addresses)", "remove clientSans, or set usage: client");
-      else if (s.usage === "dual" && !split) ctx.error([...at, "clientSans"], "would strip the addresses from the one certificate that also serves, so peers dialing this service would fail with a name mismatch", "add split: true (the client half gets the identity only, the server certificate keeps the addresses), or remove clientSans");
-      if (!w.identity) ctx.error([...at, "clientSans"], "identity-only keeps the identity URI as the only SAN, but the manifest has no identity.uri, so the certificate would carry none", "add identity: { uri: ... }, or remove clientSans");
+      if (s.usage === "server")
+        ctx.error(
+          [...at, "clientSans"],
+          "is about the client certificate, but usage server has none (its certificate serves and must carry its addresses)",
+          "remove clientSans, or set usage: client",
+        );
+      else if (s.usage === "dual" && !split)
+        ctx.error(
+          [...at, "clientSans"],
+          "would strip the addresses from the one certificate that also serves, so peers dialing this service would fail with a name mismatch",
+          "add split: true (the client half gets the identity only, the server certificate keeps the addresses), or remove clientSans",
+        );
+      if (!w.identity)
+        ctx.error(
+          [...at, "clientSans"],
+          "identity-only keeps the identity URI as the only SAN, but the manifest has no identity.uri, so the certificate would carry none",
+          "add identity: { uri: ... }, or remove clientSans",
+        );
     }
     const subject: Subject = { ...d.subject, ...s.subject, CN: cn };
     const f = s.files;
@@ -81,9 +100,23 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
       split,
       clientSans,
       slots,
-      ...(s.reload === undefined ? {} : { reload: typeof s.reload === "string" ? { command: s.reload } : { signal: s.reload.signal, pidFile: resolve(s.reload.pidFile) } }),
+      ...(s.reload === undefined
+        ? {}
+        : {
+            reload:
+              typeof s.reload === "string"
+                ? { command: s.reload }
+                : { signal: s.reload.signal, pidFile: resolve(s.reload.pidFile) },
+          }),
       files: f
-        ? { cert: resolve(f.cert), key: resolve(f.key), ca: resolve(f.ca), clientCert: resolveOptional(f.clientCert), clientKey: resolveOptional(f.clientKey), owner: f.owner === undefined ? undefined : String(f.owner) }
+        ? {
+            cert: resolve(f.cert),
+            key: resolve(f.key),
+            ca: resolve(f.ca),
+            clientCert: resolveOptional(f.clientCert),
+            clientKey: resolveOptional(f.clientKey),
+            owner: f.owner === undefined ? undefined : String(f.owner),
+          }
         : undefined,
     };
   });
@@ -116,8 +149,12 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
     ca: {
       keyType: ca.key ?? DEFAULTS.caKey,
       validityMs: dur(ca.validity ?? DEFAULTS.caValidity),
-      subject: ca.subject ? { ...ca.subject, CN: ca.subject.CN ?? `${w.cluster} CA` } : { ...d.subject, CN: `${w.cluster} CA` },
-      import: ca.import ? { cert: resolve(ca.import.cert), key: resolve(ca.import.key), chain: resolveOptional(ca.import.chain) } : undefined,
+      subject: ca.subject
+        ? { ...ca.subject, CN: ca.subject.CN ?? `${w.cluster} CA` }
+        : { ...d.subject, CN: `${w.cluster} CA` },
+      import: ca.import
+        ? { cert: resolve(ca.import.cert), key: resolve(ca.import.key), chain: resolveOptional(ca.import.chain) }
+        : undefined,
     },
     services,
     connections,

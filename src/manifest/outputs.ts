@@ -64,11 +64,15 @@ export const unknownPlaceholder = (template: string, allowed: Readonly<Record<st
 
 /** placeholderText lists the placeholders a field may hold, for messages: `{name} (the service's name)`. */
 export const placeholderText = (allowed: Readonly<Record<string, string>>): string =>
-  Object.entries(allowed).map(([p, what]) => `${p} (${what})`).join(", ");
+  Object.entries(allowed)
+    .map(([p, what]) => `${p} (${what})`)
+    .join(", ");
 
 /** exportsService says whether output `o` exports the service named `name`. */
 export const exportsService = (o: Pick<Output, "hosts" | "services">, name: string): boolean =>
-  o.hosts ? Object.values(o.hosts).some((list) => list.includes(name)) : o.services === undefined || o.services.includes(name);
+  o.hosts
+    ? Object.values(o.hosts).some((list) => list.includes(name))
+    : o.services === undefined || o.services.includes(name);
 
 /** FlatFiles are the file names (no directory) a flat layout gives one service. */
 export type FlatFiles = FlatNames;
@@ -83,7 +87,11 @@ const renderFlat = (names: FlatNames, service: string, caOwner: string): FlatFil
 
 /** flatFilesIn renders a flat output's names for one service; the CA file of a hosts layout is named after the service's first host. */
 export const flatFilesIn = (o: Pick<Output, "hosts" | "names">, service: string): FlatFiles =>
-  renderFlat(flatNamesOf(o), service, (o.hosts && Object.keys(o.hosts).find((h) => o.hosts![h]!.includes(service))) ?? service);
+  renderFlat(
+    flatNamesOf(o),
+    service,
+    (o.hosts && Object.keys(o.hosts).find((h) => o.hosts![h]!.includes(service))) ?? service,
+  );
 
 const sameFiles = (a: FlatFiles, b: FlatFiles) => (Object.keys(a) as FlatNameKey[]).every((k) => a[k] === b[k]);
 
@@ -145,10 +153,19 @@ export function k8sNames(o: Pick<Output, "name" | "namespace" | "bundle" | "name
 }
 
 /** pairNames are a service's certificate and key file names in a flat layout, and its client pair's when split. */
-export const pairNames = (names: FlatNames, service: string, split: boolean): { name: string; secret: boolean; client: boolean }[] => [
+export const pairNames = (
+  names: FlatNames,
+  service: string,
+  split: boolean,
+): { name: string; secret: boolean; client: boolean }[] => [
   { name: flatName(names.cert, service), secret: false, client: false },
   { name: flatName(names.key, service), secret: true, client: false },
-  ...(split ? [{ name: flatName(names.clientCert, service), secret: false, client: true }, { name: flatName(names.clientKey, service), secret: true, client: true }] : []),
+  ...(split
+    ? [
+        { name: flatName(names.clientCert, service), secret: false, client: true },
+        { name: flatName(names.clientKey, service), secret: true, client: true },
+      ]
+    : []),
 ];
 
 /** flatGroups are a flat output's directories: one per host (hosts:), else one per service. */
@@ -164,11 +181,22 @@ export function outputPaths(o: Output, services: readonly Service[], cluster: st
   switch (o.format) {
     case "flat": {
       const names = flatNamesOf(o);
-      return flatGroups(o, chosen.map((s) => s.name)).flatMap(([dir, list]) => [`${dir}/${flatName(names.ca, dir)}`, ...[...new Set(list)].flatMap((n) => pairNames(names, n, split.get(n) ?? false).map((f) => `${dir}/${f.name}`))]);
+      return flatGroups(
+        o,
+        chosen.map((s) => s.name),
+      ).flatMap(([dir, list]) => [
+        `${dir}/${flatName(names.ca, dir)}`,
+        ...[...new Set(list)].flatMap((n) => pairNames(names, n, split.get(n) ?? false).map((f) => `${dir}/${f.name}`)),
+      ]);
     }
     case "kubernetes": {
       const k = k8sNames(o, cluster);
-      return [...chosen.flatMap((s) => (isSplit(s) ? [s.name, `${s.name}-client`] : [s.name]).map((n) => k.file(k.secret(n)))), k.file(k.bundle)];
+      return [
+        ...chosen.flatMap((s) =>
+          (isSplit(s) ? [s.name, `${s.name}-client`] : [s.name]).map((n) => k.file(k.secret(n))),
+        ),
+        k.file(k.bundle),
+      ];
     }
     case "env":
       return chosen.map((s) => `${s.name}.env`);
@@ -179,7 +207,8 @@ export function outputPaths(o: Output, services: readonly Service[], cluster: st
 
 /** sameDir compares two output dirs; `{pki}/...` ones as paths relative to the same unknown directory. */
 const sameDir = (a: string, b: string) => dirKey(a) === dirKey(b);
-const dirKey = (d: string) => (d.startsWith(PKI_PLACEHOLDER) ? `${PKI_PLACEHOLDER}:${path.posix.join("pki", d.slice(PKI_PLACEHOLDER.length))}` : d);
+const dirKey = (d: string) =>
+  d.startsWith(PKI_PLACEHOLDER) ? `${PKI_PLACEHOLDER}:${path.posix.join("pki", d.slice(PKI_PLACEHOLDER.length))}` : d;
 
 /** OutputClash: two outputs, or one output twice (first === second), that would write the same file. */
 export interface OutputClash {
@@ -193,7 +222,11 @@ export interface OutputClash {
  * the other output's content and never settle. Dirs are compared as given (`{pki}/...` ones among
  * themselves at load time; export compares them again once the PKI directory is known).
  */
-export function outputClashes(outputs: readonly Output[], services: readonly Service[], cluster: string): OutputClash[] {
+export function outputClashes(
+  outputs: readonly Output[],
+  services: readonly Service[],
+  cluster: string,
+): OutputClash[] {
   const owner = new Map<string, Output>();
   const clashes: OutputClash[] = [];
   for (const o of outputs) {
@@ -232,7 +265,9 @@ export function normalizeOutputs(w: WrittenManifest, manifestDir: string): Outpu
     passphraseFile: o.passphraseFile === undefined ? undefined : path.resolve(manifestDir, o.passphraseFile),
     passphraseEnv: o.passphraseEnv,
     // Two kubernetes outputs in one dir (two namespaces) name their files per namespace, or both would write NAME.yaml.
-    namespaceInFileNames: o.format === "kubernetes" && all.some((x, j) => j !== i && x.format === "kubernetes" && sameDir(dirs[j]!, dirs[i]!)),
+    namespaceInFileNames:
+      o.format === "kubernetes" &&
+      all.some((x, j) => j !== i && x.format === "kubernetes" && sameDir(dirs[j]!, dirs[i]!)),
   }));
 }
 
@@ -251,7 +286,12 @@ export const UNSAFE_ENV_PATH = /['\\\u0000-\u001f\u007f]/;
 const keysFitFormat = (o: WrittenOutput, at: (string | number)[], ctx: Context) => {
   for (const [key, formats] of Object.entries(FORMAT_KEYS)) {
     if ((o as Record<string, unknown>)[key] !== undefined && !formats.includes(o.format)) {
-      ctx.error([...at, key], `is read only by format ${formats.join(" and ")}; this output's format is ${o.format}`, `remove ${key}, or set format: ${formats[0]}`, { key: true });
+      ctx.error(
+        [...at, key],
+        `is read only by format ${formats.join(" and ")}; this output's format is ${o.format}`,
+        `remove ${key}, or set format: ${formats[0]}`,
+        { key: true },
+      );
     }
   }
 };
@@ -261,57 +301,119 @@ const outputsValid: Rule = (m, w, ctx) => {
   const all = () => m.services.map((s) => s.name).join(", ");
   const known = (list: readonly string[] | undefined, at: (string | number)[]) =>
     (list ?? []).forEach((n, j) => {
-      if (!names.has(n)) ctx.error([...at, j], `names unknown service ${JSON.stringify(n)}; services are: ${all()}`, "use one of the service names");
+      if (!names.has(n))
+        ctx.error(
+          [...at, j],
+          `names unknown service ${JSON.stringify(n)}; services are: ${all()}`,
+          "use one of the service names",
+        );
     });
   (w.outputs ?? []).forEach((o, i) => {
     const at = ["outputs", i];
     keysFitFormat(o, at, ctx);
     known(o.services, [...at, "services"]);
     if (o.hosts) {
-      if (o.services) ctx.error([...at, "services"], "and hosts both choose the services; hosts already lists each host's", "remove services, or remove hosts", { key: true });
+      if (o.services)
+        ctx.error(
+          [...at, "services"],
+          "and hosts both choose the services; hosts already lists each host's",
+          "remove services, or remove hosts",
+          { key: true },
+        );
       for (const [host, list] of Object.entries(o.hosts)) {
         known(list, [...at, "hosts", host]);
         if (list.length > 1) {
           for (const [k, v] of Object.entries(o.names ?? {})) {
             if (k !== "ca" && v !== undefined && !v.includes("{name}")) {
-              ctx.error([...at, "names", k], `is ${JSON.stringify(v)} without {name}, so the ${list.length} services of host ${host} (${list.join(", ")}) would write the same file`, `put {name} in it, e.g. "{name}-${v}"`);
+              ctx.error(
+                [...at, "names", k],
+                `is ${JSON.stringify(v)} without {name}, so the ${list.length} services of host ${host} (${list.join(", ")}) would write the same file`,
+                `put {name} in it, e.g. "{name}-${v}"`,
+              );
             }
           }
         }
       }
     }
     if (o.format === "pkcs12" && (o.passphraseFile === undefined) === (o.passphraseEnv === undefined)) {
-      ctx.error(at, o.passphraseFile === undefined ? "a pkcs12 output needs a passphrase: passphraseFile or passphraseEnv" : "has both passphraseFile and passphraseEnv; give one", "passphraseFile: a file readable only by you (chmod 600), or passphraseEnv: a variable name; never the passphrase itself");
+      ctx.error(
+        at,
+        o.passphraseFile === undefined
+          ? "a pkcs12 output needs a passphrase: passphraseFile or passphraseEnv"
+          : "has both passphraseFile and passphraseEnv; give one",
+        "passphraseFile: a file readable only by you (chmod 600), or passphraseEnv: a variable name; never the passphrase itself",
+      );
     }
     if (o.format === "kubernetes") {
       const services = m.services.filter((s) => o.services === undefined || o.services.includes(s.name));
-      const rendered = services.flatMap((s) => (s.split ? [s.name, `${s.name}-client`] : [s.name]).map((name) => renderOutputTemplate(o.name ?? K8S_DEFAULTS.name, { name, cluster: m.cluster })));
+      const rendered = services.flatMap((s) =>
+        (s.split ? [s.name, `${s.name}-client`] : [s.name]).map((name) =>
+          renderOutputTemplate(o.name ?? K8S_DEFAULTS.name, { name, cluster: m.cluster }),
+        ),
+      );
       const bad = rendered.find((n) => !DNS_SUBDOMAIN.test(n));
-      const placeholderOk = (field: "name" | "namespace" | "bundle") => unknownPlaceholder(o[field] ?? "", PLACEHOLDERS[field]) === undefined;
-      if (bad !== undefined && placeholderOk("name")) ctx.error([...at, "name"], `renders ${JSON.stringify(bad)}, which is not a Kubernetes object name (lowercase letters, digits, - and ., at most 253 characters)`, 'use a template such as "{name}-tls"');
+      const placeholderOk = (field: "name" | "namespace" | "bundle") =>
+        unknownPlaceholder(o[field] ?? "", PLACEHOLDERS[field]) === undefined;
+      if (bad !== undefined && placeholderOk("name"))
+        ctx.error(
+          [...at, "name"],
+          `renders ${JSON.stringify(bad)}, which is not a Kubernetes object name (lowercase letters, digits, - and ., at most 253 characters)`,
+          'use a template such as "{name}-tls"',
+        );
       const ns = renderOutputTemplate(o.namespace ?? K8S_DEFAULTS.namespace, { cluster: m.cluster });
-      if (!DNS_LABEL.test(ns) && placeholderOk("namespace")) ctx.error([...at, "namespace"], `renders ${JSON.stringify(ns)}, which is not a Kubernetes namespace (lowercase letters, digits and -, at most 63 characters)`, "use a namespace such as default");
+      if (!DNS_LABEL.test(ns) && placeholderOk("namespace"))
+        ctx.error(
+          [...at, "namespace"],
+          `renders ${JSON.stringify(ns)}, which is not a Kubernetes namespace (lowercase letters, digits and -, at most 63 characters)`,
+          "use a namespace such as default",
+        );
       const bundle = renderOutputTemplate(o.bundle ?? K8S_DEFAULTS.bundle, { cluster: m.cluster });
-      if (!DNS_SUBDOMAIN.test(bundle) && placeholderOk("bundle")) ctx.error([...at, "bundle"], `renders ${JSON.stringify(bundle)}, which is not a Kubernetes object name`, 'use a template such as "{cluster}-ca"');
+      if (!DNS_SUBDOMAIN.test(bundle) && placeholderOk("bundle"))
+        ctx.error(
+          [...at, "bundle"],
+          `renders ${JSON.stringify(bundle)}, which is not a Kubernetes object name`,
+          'use a template such as "{cluster}-ca"',
+        );
     }
     for (const [field, template, where] of templatesOf(o)) {
       const allowed = PLACEHOLDERS[field];
       const bad = unknownPlaceholder(template, allowed);
-      if (bad !== undefined) ctx.error([...at, ...where], `has the unknown placeholder ${bad}, which would stay in the ${field === "certDir" ? "path" : "name"} literally; ${where.join(".")} may hold only ${placeholderText(allowed)}`, `write it with ${Object.keys(allowed).join(" or ")}, or without braces`);
+      if (bad !== undefined)
+        ctx.error(
+          [...at, ...where],
+          `has the unknown placeholder ${bad}, which would stay in the ${field === "certDir" ? "path" : "name"} literally; ${where.join(".")} may hold only ${placeholderText(allowed)}`,
+          `write it with ${Object.keys(allowed).join(" or ")}, or without braces`,
+        );
     }
     if (o.format === "env" && o.certDir === undefined && o.names !== undefined) {
-      ctx.error([...at, "names"], "names the files in certDir, but this env output has no certDir: its variables point at the PKI directory's own files", "add certDir (the directory on the host that holds the flat files), or remove names", { key: true });
+      ctx.error(
+        [...at, "names"],
+        "names the files in certDir, but this env output has no certDir: its variables point at the PKI directory's own files",
+        "add certDir (the directory on the host that holds the flat files), or remove names",
+        { key: true },
+      );
     }
-    if (o.dir.slice(PKI_PLACEHOLDER.length).includes(PKI_PLACEHOLDER)) ctx.error([...at, "dir"], `may hold ${PKI_PLACEHOLDER} only at its start (a directory relative to the PKI directory)`, `write it as "${PKI_PLACEHOLDER}/../deploy", or use a path relative to the manifest`);
+    if (o.dir.slice(PKI_PLACEHOLDER.length).includes(PKI_PLACEHOLDER))
+      ctx.error(
+        [...at, "dir"],
+        `may hold ${PKI_PLACEHOLDER} only at its start (a directory relative to the PKI directory)`,
+        `write it as "${PKI_PLACEHOLDER}/../deploy", or use a path relative to the manifest`,
+      );
     if (o.certDir !== undefined && UNSAFE_ENV_PATH.test(o.certDir)) {
-      ctx.error([...at, "certDir"], "contains a quote, a backslash or a control character, which an env file read by both sh and systemd cannot carry", "choose a directory without them");
+      ctx.error(
+        [...at, "certDir"],
+        "contains a quote, a backslash or a control character, which an env file read by both sh and systemd cannot carry",
+        "choose a directory without them",
+      );
     }
   });
 };
 
 /** templatesOf lists an output's templated fields: [PLACEHOLDERS key, template, field path]. */
 function templatesOf(o: WrittenOutput): [keyof typeof PLACEHOLDERS, string, string[]][] {
-  const out: [keyof typeof PLACEHOLDERS, string, string[]][] = Object.entries(o.names ?? {}).flatMap(([k, t]) => (t === undefined ? [] : [["names", t, ["names", k]] as [keyof typeof PLACEHOLDERS, string, string[]]]));
+  const out: [keyof typeof PLACEHOLDERS, string, string[]][] = Object.entries(o.names ?? {}).flatMap(([k, t]) =>
+    t === undefined ? [] : [["names", t, ["names", k]] as [keyof typeof PLACEHOLDERS, string, string[]]],
+  );
   for (const f of ["name", "namespace", "bundle", "certDir"] as const) if (o[f] !== undefined) out.push([f, o[f], [f]]);
   return out;
 }
@@ -344,8 +446,14 @@ const outputsApart: Rule = (m, _w, ctx) => {
     const k8s = c.first.format === "kubernetes" && c.second.format === "kubernetes";
     ctx.error(
       ["outputs", indexOf(c.second), "dir"],
-      c.first === c.second ? `would write two different files as ${c.file}` : `would write ${c.file}, which ${c.first.at} (${c.first.format}) also writes; each run would overwrite one with the other and never settle`,
-      c.first === c.second ? "give each file its own name (put {name} in names, or rename the service)" : k8s ? "give the two outputs different namespaces or dirs, or merge them into one output" : "give each output its own dir (or different names)",
+      c.first === c.second
+        ? `would write two different files as ${c.file}`
+        : `would write ${c.file}, which ${c.first.at} (${c.first.format}) also writes; each run would overwrite one with the other and never settle`,
+      c.first === c.second
+        ? "give each file its own name (put {name} in names, or rename the service)"
+        : k8s
+          ? "give the two outputs different namespaces or dirs, or merge them into one output"
+          : "give each output its own dir (or different names)",
     );
   }
 };

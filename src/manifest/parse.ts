@@ -69,7 +69,9 @@ function locate(text: string): Located {
     if (e.type === EVENT_ID.SCALAR) {
       // A block scalar's text starts on the line after its indicator; yaml and editors point at the indicator.
       const block = e.style === SCALAR_STYLE.LITERAL_BLOCK || e.style === SCALAR_STYLE.FOLDED_BLOCK;
-      const start = block ? Math.max(text.lastIndexOf("|", e.valueStart), text.lastIndexOf(">", e.valueStart)) : e.valueStart;
+      const start = block
+        ? Math.max(text.lastIndexOf("|", e.valueStart), text.lastIndexOf(">", e.valueStart))
+        : e.valueStart;
       n = { kind: "scalar", start, text: getScalarValue(text, e), plain: e.style === SCALAR_STYLE.PLAIN };
     } else if (e.type === EVENT_ID.MAPPING) {
       const pairs: [YNode, YNode][] = [];
@@ -94,7 +96,11 @@ function locate(text: string): Located {
 /** YAML_REASONS words js-yaml's reasons for the syntax errors people make most, each with its fix. */
 const YAML_REASONS: [RegExp, string, string][] = [
   [/^duplicated mapping key/, "Map keys must be unique", "remove or rename one of the repeated keys"],
-  [/^tab characters must not be used/, "Tabs are not allowed in indentation", "indent with spaces; correct the YAML syntax at this line"],
+  [
+    /^tab characters must not be used/,
+    "Tabs are not allowed in indentation",
+    "indent with spaces; correct the YAML syntax at this line",
+  ],
   [/cannot merge/, "", "a merge key takes an alias of a mapping (<<: *name) or a list of them (<<: [*a, *b])"],
 ];
 
@@ -104,11 +110,15 @@ export function parseYaml(text: string, file: string): { yaml: ParsedYaml; probl
   const lazy = () => (located ??= locate(text));
   let value: unknown;
   // js-yaml refuses an input without a document; for us that is an empty manifest (value null).
-  if (text.split("\n").every((l) => /^\s*(#.*)?$/.test(l))) return { yaml: { value: null, lineOf: () => undefined }, problems: [] };
+  if (text.split("\n").every((l) => /^\s*(#.*)?$/.test(l)))
+    return { yaml: { value: null, lineOf: () => undefined }, problems: [] };
   const budget = text.length + EXPANSION_ALLOWANCE;
   const tooLarge = () => {
     const { root, line } = lazy();
-    return { yaml: { value: undefined, lineOf: () => undefined }, problems: [expansionProblem(root, line, file, budget)] };
+    return {
+      yaml: { value: undefined, lineOf: () => undefined },
+      problems: [expansionProblem(root, line, file, budget)],
+    };
   };
   try {
     // maxTotalMergeKeys bounds the copying merges do while loading; the tree walk below bounds the rest.
@@ -138,7 +148,13 @@ function syntaxProblem(e: Error, text: string, file: string): Problem {
     const markers = [...text.matchAll(/^---(?=\s|$)/gm)].map((m) => text.slice(0, m.index).split("\n").length);
     const firstContent = text.split("\n").findIndex((l) => !/^\s*(#.*)?$/.test(l)) + 1;
     const second = markers.find((l) => l > firstContent);
-    return { file, ...(second === undefined ? {} : { line: second }), path: "", message: "invalid YAML: the manifest must be a single YAML document", fix: "remove the extra documents (--- separators)" };
+    return {
+      file,
+      ...(second === undefined ? {} : { line: second }),
+      path: "",
+      message: "invalid YAML: the manifest must be a single YAML document",
+      fix: "remove the extra documents (--- separators)",
+    };
   }
   const mark = (e as { mark?: { line?: number } }).mark;
   const known = YAML_REASONS.find(([re]) => re.test(reason));
@@ -151,9 +167,15 @@ function syntaxProblem(e: Error, text: string, file: string): Problem {
   };
 }
 
-const deref = (n: YNode | undefined, depth = 0): YNode | undefined => (n?.kind === "alias" && depth < 100 ? deref(n.target, depth + 1) : n);
+const deref = (n: YNode | undefined, depth = 0): YNode | undefined =>
+  n?.kind === "alias" && depth < 100 ? deref(n.target, depth + 1) : n;
 
-function lineOfPath(root: YNode | undefined, path: readonly (string | number)[], key: boolean, line: (offset: number) => number): number | undefined {
+function lineOfPath(
+  root: YNode | undefined,
+  path: readonly (string | number)[],
+  key: boolean,
+  line: (offset: number) => number,
+): number | undefined {
   // An empty value (`web:`) has no text of its own (start -1): it is where its key is.
   const at = (n: YNode | undefined) => (n && n.start >= 0 ? line(n.start) : undefined);
   let node: YNode | undefined = root;
@@ -222,7 +244,12 @@ function treeSize(value: unknown, limit: number): number {
 }
 
 /** expansionProblem names the alias at which the document, read in order, grows past `budget` values. */
-function expansionProblem(root: YNode | undefined, line: (offset: number) => number, file: string, budget: number): Problem {
+function expansionProblem(
+  root: YNode | undefined,
+  line: (offset: number) => number,
+  file: string,
+  budget: number,
+): Problem {
   const memo = new Map<YNode, number>();
   let total = 0;
   let culprit: { name: string; offset: number } | undefined;
@@ -233,7 +260,9 @@ function expansionProblem(root: YNode | undefined, line: (offset: number) => num
     const known = memo.get(n);
     if (known !== undefined) return known;
     let count = 1;
-    if (n.kind === "map") for (const [k, v] of n.pairs) count += isMergeKey(k) ? size(v, depth + 1) - (deref(v)?.kind === "seq" ? 1 : 0) : size(v, depth + 1);
+    if (n.kind === "map")
+      for (const [k, v] of n.pairs)
+        count += isMergeKey(k) ? size(v, depth + 1) - (deref(v)?.kind === "seq" ? 1 : 0) : size(v, depth + 1);
     else if (n.kind === "seq") for (const item of n.items) count += size(item, depth + 1);
     memo.set(n, count);
     return count;

@@ -19,10 +19,20 @@ export class Context {
   readonly problems: Problem[] = [];
   readonly warnings: Problem[] = [];
   /** now is when the manifest is judged: the start of every validity the rules bound. */
-  constructor(readonly file: string, private readonly yaml: ParsedYaml, readonly now: Date = new Date()) {}
+  constructor(
+    readonly file: string,
+    private readonly yaml: ParsedYaml,
+    readonly now: Date = new Date(),
+  ) {}
   private at(path: readonly (string | number)[], message: string, fix: string | undefined, key: boolean): Problem {
     const line = this.yaml.lineOf(path, { key });
-    return { file: this.file, ...(line === undefined ? {} : { line }), path: path.join("."), message, ...(fix === undefined ? {} : { fix }) };
+    return {
+      file: this.file,
+      ...(line === undefined ? {} : { line }),
+      path: path.join("."),
+      message,
+      ...(fix === undefined ? {} : { fix }),
+    };
   }
   /** error records a problem that stops apply. */
   error(path: readonly (string | number)[], message: string, fix?: string, opts?: { key?: boolean }): void {
@@ -57,19 +67,31 @@ const identityTemplateKnown: Rule = (m, _w, ctx) => {
   if (m.identityTemplate === undefined) return;
   for (const p of templatePlaceholders(m.identityTemplate)) {
     if (!(PLACEHOLDERS as readonly string[]).includes(p)) {
-      ctx.error(["identity", "uri"], `unknown placeholder {${p}}; the template may use ${PLACEHOLDERS.map((x) => `{${x}}`).join(" ")}`, "correct or remove the placeholder");
+      ctx.error(
+        ["identity", "uri"],
+        `unknown placeholder {${p}}; the template may use ${PLACEHOLDERS.map((x) => `{${x}}`).join(" ")}`,
+        "correct or remove the placeholder",
+      );
     }
   }
 };
 
 const identityValid: Rule = (m, _w, ctx) => {
-  if (m.identityTemplate === undefined || templatePlaceholders(m.identityTemplate).some((p) => !(PLACEHOLDERS as readonly string[]).includes(p))) return;
+  if (
+    m.identityTemplate === undefined ||
+    templatePlaceholders(m.identityTemplate).some((p) => !(PLACEHOLDERS as readonly string[]).includes(p))
+  )
+    return;
   const reported = new Set<string>();
   for (const s of m.services) {
     const parsed = parseIdentity(s.identity!);
     if ("error" in parsed && !reported.has(parsed.error)) {
       reported.add(parsed.error);
-      ctx.error(["identity", "uri"], `renders ${JSON.stringify(s.identity)} for service ${s.name}, which ${parsed.error}`, "fix the template (SPIFFE form: spiffe://trust-domain/path)");
+      ctx.error(
+        ["identity", "uri"],
+        `renders ${JSON.stringify(s.identity)} for service ${s.name}, which ${parsed.error}`,
+        "fix the template (SPIFFE form: spiffe://trust-domain/path)",
+      );
     }
   }
 };
@@ -80,21 +102,35 @@ const identitiesUnique: Rule = (m, _w, ctx) => {
     if (s.identity === undefined) continue;
     const other = seen.get(s.identity);
     if (other !== undefined) {
-      ctx.error(["services", s.name], `has the same identity ${s.identity} as service ${other}; an identity must name one service`, "add {name} to identity.uri, or give the services different roles");
+      ctx.error(
+        ["services", s.name],
+        `has the same identity ${s.identity} as service ${other}; an identity must name one service`,
+        "add {name} to identity.uri, or give the services different roles",
+      );
     } else seen.set(s.identity, s.name);
   }
 };
 
 const splitNeedsDual: Rule = (m, _w, ctx) => {
   for (const s of m.services) {
-    if (s.split && s.usage !== "dual") ctx.error(["services", s.name, "split"], `split separates a dual service's server and client certificates; this service's usage is ${s.usage}`, "remove split, or set usage: dual");
+    if (s.split && s.usage !== "dual")
+      ctx.error(
+        ["services", s.name, "split"],
+        `split separates a dual service's server and client certificates; this service's usage is ${s.usage}`,
+        "remove split, or set usage: dual",
+      );
   }
 };
 
 /** reloadNeedsManagedFiles: apply never changes an external service's files, so its hook would never run. */
 const reloadNeedsManagedFiles: Rule = (m, _w, ctx) => {
   for (const s of m.services) {
-    if (s.files && s.reload) ctx.error(["services", s.name, "reload"], "runs after apply changes this service's files, but apply never changes files named in services.NAME.files", "reload the service from whatever renews those files, or remove files: and let mtlskit issue them");
+    if (s.files && s.reload)
+      ctx.error(
+        ["services", s.name, "reload"],
+        "runs after apply changes this service's files, but apply never changes files named in services.NAME.files",
+        "reload the service from whatever renews those files, or remove files: and let mtlskit issue them",
+      );
   }
 };
 
@@ -109,9 +145,17 @@ const externalFilesFollowSplit: Rule = (m, _w, ctx) => {
     for (const field of ["clientCert", "clientKey"] as const) {
       const what = field === "clientCert" ? "client certificate" : "client certificate's key";
       if (s.split && s.files[field] === undefined) {
-        ctx.error([...at, field], `is required when split is true: the ${what} of the split pair (cert is the server certificate)`, `add ${field}: the PEM file of ${s.name}'s ${what}, or remove split`);
+        ctx.error(
+          [...at, field],
+          `is required when split is true: the ${what} of the split pair (cert is the server certificate)`,
+          `add ${field}: the PEM file of ${s.name}'s ${what}, or remove split`,
+        );
       } else if (!s.split && s.files[field] !== undefined) {
-        ctx.error([...at, field], `names the ${what} of a split pair, but split is not true, so the service has one certificate (cert)`, `remove ${field}, or set split: true (usage dual)`);
+        ctx.error(
+          [...at, field],
+          `names the ${what} of a split pair, but split is not true, so the service has one certificate (cert)`,
+          `remove ${field}, or set split: true (usage dual)`,
+        );
       }
     }
   }
@@ -121,14 +165,24 @@ const externalFilesFollowSplit: Rule = (m, _w, ctx) => {
  * whereSet returns the path of the field that gave a service its value: the service's own, else
  * the defaults', else `fallback` (the field that the built-in default must fit).
  */
-function whereSet(w: WrittenManifest, service: string, field: "validity" | "renewBefore", fallback: (string | number)[]): (string | number)[] {
+function whereSet(
+  w: WrittenManifest,
+  service: string,
+  field: "validity" | "renewBefore",
+  fallback: (string | number)[],
+): (string | number)[] {
   if (w.services[service]?.[field] !== undefined) return ["services", service, field];
   if (w.defaults?.[field] !== undefined) return ["defaults", field];
   return fallback;
 }
 
 /** reportGrouped reports one problem per field path, naming every service it concerns. */
-function reportGrouped(ctx: Context, found: { path: (string | number)[]; service: string }[], message: (services: string) => string, fix: string): void {
+function reportGrouped(
+  ctx: Context,
+  found: { path: (string | number)[]; service: string }[],
+  message: (services: string) => string,
+  fix: string,
+): void {
   const groups = new Map<string, { path: (string | number)[]; services: string[] }>();
   for (const f of found) {
     const key = f.path.join(".");
@@ -137,7 +191,10 @@ function reportGrouped(ctx: Context, found: { path: (string | number)[]; service
     groups.set(key, g);
   }
   for (const g of groups.values()) {
-    const list = g.services.length > 5 ? `${g.services.slice(0, 5).join(", ")} and ${g.services.length - 5} more` : g.services.join(", ");
+    const list =
+      g.services.length > 5
+        ? `${g.services.slice(0, 5).join(", ")} and ${g.services.length - 5} more`
+        : g.services.join(", ");
     ctx.error(g.path, message(list), fix);
   }
 }
@@ -146,13 +203,18 @@ const renewBeforeShorterThanValidity: Rule = (m, w, ctx) => {
   // Services with files are left out: apply never re-issues them, and their dates are their files'.
   const bad = managedServices(m).filter((s) => s.renewBeforeMs >= s.validityMs);
   const byValues = new Map<string, typeof bad>();
-  for (const s of bad) byValues.set(`${s.renewBeforeMs}/${s.validityMs}`, [...(byValues.get(`${s.renewBeforeMs}/${s.validityMs}`) ?? []), s]);
+  for (const s of bad)
+    byValues.set(`${s.renewBeforeMs}/${s.validityMs}`, [
+      ...(byValues.get(`${s.renewBeforeMs}/${s.validityMs}`) ?? []),
+      s,
+    ]);
   for (const group of byValues.values()) {
     const s0 = group[0]!;
     reportGrouped(
       ctx,
       group.map((s) => ({ path: whereSet(w, s.name, "renewBefore", ["defaults", "renewBefore"]), service: s.name })),
-      (names) => `renewBefore (${formatDuration(s0.renewBeforeMs)}) must be shorter than the validity (${formatDuration(s0.validityMs)}) of service ${names}, or every apply would re-issue it`,
+      (names) =>
+        `renewBefore (${formatDuration(s0.renewBeforeMs)}) must be shorter than the validity (${formatDuration(s0.validityMs)}) of service ${names}, or every apply would re-issue it`,
       "shorten renewBefore (a third of validity is the default)",
     );
   }
@@ -168,7 +230,8 @@ const leafWithinCa: Rule = (m, w, ctx) => {
     reportGrouped(
       ctx,
       group.map((s) => ({ path: whereSet(w, s.name, "validity", ["ca", "validity"]), service: s.name })),
-      (names) => `a validity of ${formatDuration(validity)} (service ${names}) is longer than the CA's ${formatDuration(m.ca.validityMs)}; a certificate cannot outlive its CA`,
+      (names) =>
+        `a validity of ${formatDuration(validity)} (service ${names}) is longer than the CA's ${formatDuration(m.ca.validityMs)}; a certificate cannot outlive its CA`,
       "shorten the service validity or lengthen ca.validity",
     );
   }
@@ -193,14 +256,26 @@ const validityEndsBy9999: Rule = (m, w, ctx) => {
   const message = (ms: number, who: string) =>
     `${formatDuration(ms)} from now (${who}) ends in the year ${endYear(ms)}, after 9999-12-31T23:59:59Z, the last time a certificate can carry (RFC 5280 4.1.2.5); the longest validity that fits is ${longest}y`;
   const fix = `shorten it to at most ${longest}y`;
-  if (!m.ca.import && !fits(m.ca.validityMs)) ctx.error(["ca", "validity"], message(m.ca.validityMs, "the CA"), `${fix} (a CA rarely needs more than 10y to 30y)`);
+  if (!m.ca.import && !fits(m.ca.validityMs))
+    ctx.error(
+      ["ca", "validity"],
+      message(m.ca.validityMs, "the CA"),
+      `${fix} (a CA rarely needs more than 10y to 30y)`,
+    );
   // A leaf longer than a generated CA is already refused by leafWithinCa; an imported CA has no
   // validity here, so its leaves are bounded on their own.
-  const bad = managedServices(m).filter((s) => !fits(s.validityMs) && (m.ca.import !== undefined || s.validityMs <= m.ca.validityMs));
+  const bad = managedServices(m).filter(
+    (s) => !fits(s.validityMs) && (m.ca.import !== undefined || s.validityMs <= m.ca.validityMs),
+  );
   const byValidity = new Map<number, typeof bad>();
   for (const s of bad) byValidity.set(s.validityMs, [...(byValidity.get(s.validityMs) ?? []), s]);
   for (const [validity, group] of byValidity) {
-    reportGrouped(ctx, group.map((s) => ({ path: whereSet(w, s.name, "validity", ["ca", "validity"]), service: s.name })), (names) => message(validity, `service ${names}`), fix);
+    reportGrouped(
+      ctx,
+      group.map((s) => ({ path: whereSet(w, s.name, "validity", ["ca", "validity"]), service: s.name })),
+      (names) => message(validity, `service ${names}`),
+      fix,
+    );
   }
 };
 
@@ -213,13 +288,31 @@ const connectionsValid: Rule = (m, w, ctx) => {
   (w.connections ?? []).forEach((c, i) => {
     const from = byName.get(c.from);
     const to = byName.get(c.to);
-    if (!from) ctx.error(["connections", i, "from"], `names unknown service ${JSON.stringify(c.from)}; services are: ${allNames()}`, "use one of the service names");
+    if (!from)
+      ctx.error(
+        ["connections", i, "from"],
+        `names unknown service ${JSON.stringify(c.from)}; services are: ${allNames()}`,
+        "use one of the service names",
+      );
     else if (!PROFILES[from.usage].canConnect) {
-      ctx.error(["connections", i, "from"], `service ${from.name} has usage ${from.usage}, so its certificate cannot authenticate as a client (no clientAuth)`, `set services.${from.name}.usage to dual`);
+      ctx.error(
+        ["connections", i, "from"],
+        `service ${from.name} has usage ${from.usage}, so its certificate cannot authenticate as a client (no clientAuth)`,
+        `set services.${from.name}.usage to dual`,
+      );
     }
-    if (!to) ctx.error(["connections", i, "to"], `names unknown service ${JSON.stringify(c.to)}; services are: ${allNames()}`, "use one of the service names");
+    if (!to)
+      ctx.error(
+        ["connections", i, "to"],
+        `names unknown service ${JSON.stringify(c.to)}; services are: ${allNames()}`,
+        "use one of the service names",
+      );
     else if (!PROFILES[to.usage].canServe) {
-      ctx.error(["connections", i, "to"], `service ${to.name} has usage ${to.usage}, so its certificate cannot serve TLS (no serverAuth)`, `set services.${to.name}.usage to dual`);
+      ctx.error(
+        ["connections", i, "to"],
+        `service ${to.name} has usage ${to.usage}, so its certificate cannot serve TLS (no serverAuth)`,
+        `set services.${to.name}.usage to dual`,
+      );
     } else {
       const conn = byIndex.get(i);
       if (conn) {
@@ -247,7 +340,13 @@ const sanSharedAcrossServices: Rule = (m, w, ctx) => {
       const other = owner.get(n);
       written ??= new Set((w.services[s.name]?.addresses ?? []).map((a) => String(a).trim().toLowerCase()));
       const field = written.has(n) ? "addresses" : "cn";
-      if (other !== undefined && other !== s.name) ctx.warn(["services", s.name, field], `${n} is also a name of service ${other}; a client dialing it cannot tell the two apart`, "give each service its own DNS names", { like: "a DNS name of two services" });
+      if (other !== undefined && other !== s.name)
+        ctx.warn(
+          ["services", s.name, field],
+          `${n} is also a name of service ${other}; a client dialing it cannot tell the two apart`,
+          "give each service its own DNS names",
+          { like: "a DNS name of two services" },
+        );
       else owner.set(n, s.name);
     }
   }

@@ -9,22 +9,39 @@ import { SUBJECT_ATTRIBUTES } from "../pki/name.ts";
 import { USAGES } from "../pki/profiles.ts";
 import { OUTPUT_FORMATS } from "./model.ts";
 
-const got = (input: unknown): string => (typeof input === "string" ? JSON.stringify(input) : input === null ? "null" : typeof input === "object" ? (Array.isArray(input) ? "a list" : "a mapping") : String(input));
+const got = (input: unknown): string =>
+  typeof input === "string"
+    ? JSON.stringify(input)
+    : input === null
+      ? "null"
+      : typeof input === "object"
+        ? Array.isArray(input)
+          ? "a list"
+          : "a mapping"
+        : String(input);
 
-const isMapping = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
+const isMapping = (x: unknown): x is Record<string, unknown> =>
+  typeof x === "object" && x !== null && !Array.isArray(x);
 
 /** mapping refuses lists and scalars before `schema` runs (valibot's object schemas accept arrays). */
 const mapping = <S extends v.GenericSchema>(what: string, schema: S): S =>
   // The custom check passes values through unchanged, so the pipe's types are the schema's own.
-  v.pipe(v.custom<unknown>(isMapping, (i) => `must be a mapping (${what}); got ${got(i.input)}`), schema as v.GenericSchema) as unknown as S;
+  v.pipe(
+    v.custom<unknown>(isMapping, (i) => `must be a mapping (${what}); got ${got(i.input)}`),
+    schema as v.GenericSchema,
+  ) as unknown as S;
 
 type Dataset = { value: unknown; typed?: boolean; issues?: v.BaseIssue<unknown>[] };
 type Run = (dataset: Dataset, config: v.Config<v.BaseIssue<unknown>>) => Dataset;
 type FixedIssue = v.BaseIssue<unknown> & { fix?: string };
 
-const keyPath = (input: Record<string, unknown>, key: string, origin: "key" | "value") => ({ type: "object", origin, input, key, value: input[key] }) as unknown as v.IssuePathItem;
+const keyPath = (input: Record<string, unknown>, key: string, origin: "key" | "value") =>
+  ({ type: "object", origin, input, key, value: input[key] }) as unknown as v.IssuePathItem;
 
-function addIssue(dataset: Dataset, issue: Omit<FixedIssue, "kind" | "expected" | "received"> & { expected?: string }): void {
+function addIssue(
+  dataset: Dataset,
+  issue: Omit<FixedIssue, "kind" | "expected" | "received"> & { expected?: string },
+): void {
   const full = { kind: "schema", expected: null, received: got(issue.input), ...issue } as FixedIssue;
   (dataset.issues ??= []).push(full);
   dataset.typed = false;
@@ -39,7 +56,11 @@ function addIssue(dataset: Dataset, issue: Omit<FixedIssue, "kind" | "expected" 
  * never finds Object.prototype's members. `__proto__` is refused rather than kept: any consumer that copies the mapping into a plain object
  * (JSON tools, a later edit of mtlskit) would set a prototype instead of a name.
  */
-function ownRecord<K extends v.GenericSchema<string, string>, V extends v.GenericSchema>(key: K, value: V, message: (i: v.BaseIssue<unknown>) => string = (i) => `must be a mapping; got ${got(i.input)}`) {
+function ownRecord<K extends v.GenericSchema<string, string>, V extends v.GenericSchema>(
+  key: K,
+  value: V,
+  message: (i: v.BaseIssue<unknown>) => string = (i) => `must be a mapping; got ${got(i.input)}`,
+) {
   const base = v.record(key, value, message);
   const run: Run = (dataset, config) => {
     const input = dataset.value;
@@ -48,13 +69,21 @@ function ownRecord<K extends v.GenericSchema<string, string>, V extends v.Generi
     dataset.typed = true;
     for (const k of Object.keys(input)) {
       if (k === "__proto__") {
-        addIssue(dataset, { type: "record", input: k, message: 'is refused as a name: "__proto__" is how JavaScript names an object\'s prototype, so tools that read the manifest could not keep it as a name', fix: "choose another name", path: [keyPath(input, k, "key")] });
+        addIssue(dataset, {
+          type: "record",
+          input: k,
+          message:
+            'is refused as a name: "__proto__" is how JavaScript names an object\'s prototype, so tools that read the manifest could not keep it as a name',
+          fix: "choose another name",
+          path: [keyPath(input, k, "key")],
+        });
         continue;
       }
       const kd = (key["~run"] as Run)({ value: k }, config);
       for (const i of kd.issues ?? []) (dataset.issues ??= []).push({ ...i, path: [keyPath(input, k, "key")] });
       const vd = (value["~run"] as Run)({ value: input[k] }, config);
-      for (const i of vd.issues ?? []) (dataset.issues ??= []).push({ ...i, path: [keyPath(input, k, "value"), ...(i.path ?? [])] });
+      for (const i of vd.issues ?? [])
+        (dataset.issues ??= []).push({ ...i, path: [keyPath(input, k, "value"), ...(i.path ?? [])] });
       if (!kd.typed || !vd.typed) dataset.typed = false;
       if (kd.typed) out[kd.value as string] = vd.value;
     }
@@ -70,7 +99,9 @@ function strict<E extends v.ObjectEntries>(entries: E, what: string) {
   return mapping(
     what,
     v.strictObject(entries, (issue) =>
-      issue.expected === "never" ? `unknown key ${got(issue.input)} in ${what}; allowed keys: ${allowed}` : `must be a mapping (${what}); got ${got(issue.input)}`,
+      issue.expected === "never"
+        ? `unknown key ${got(issue.input)} in ${what}; allowed keys: ${allowed}`
+        : `must be a mapping (${what}); got ${got(issue.input)}`,
     ),
   );
 }
@@ -92,21 +123,33 @@ const name = (what: string) =>
 const duration = (description: string) =>
   v.pipe(
     v.string((i) => `must be a duration such as 90d, 12h, 2w or 10y; got ${got(i.input)}`),
-    v.regex(DURATION_RULE, (i) => `must be a duration such as 90d, 12h, 2w or 10y (a positive whole number and one unit h, d, w, y); got ${got(i.input)}`),
+    v.regex(
+      DURATION_RULE,
+      (i) =>
+        `must be a duration such as 90d, 12h, 2w or 10y (a positive whole number and one unit h, d, w, y); got ${got(i.input)}`,
+    ),
     v.description(description),
   );
 
 const keyType = (description: string) =>
-  v.pipe(v.picklist(KEY_TYPE_NAMES, (i) => `must be one of ${KEY_TYPE_NAMES.join(", ")}; got ${got(i.input)}`), v.description(description));
+  v.pipe(
+    v.picklist(KEY_TYPE_NAMES, (i) => `must be one of ${KEY_TYPE_NAMES.join(", ")}; got ${got(i.input)}`),
+    v.description(description),
+  );
 
 const attr = (k: keyof typeof SUBJECT_ATTRIBUTES) =>
   v.optional(
     v.pipe(
       v.string((i) => `must be a string; got ${got(i.input)}`),
       v.regex(/./, "must not be empty"),
-      v.maxLength(SUBJECT_ATTRIBUTES[k].max, (i) => `must be at most ${SUBJECT_ATTRIBUTES[k].max} characters (RFC 5280 upper bound); got ${i.received}`),
+      v.maxLength(
+        SUBJECT_ATTRIBUTES[k].max,
+        (i) => `must be at most ${SUBJECT_ATTRIBUTES[k].max} characters (RFC 5280 upper bound); got ${i.received}`,
+      ),
       v.regex(k === "C" ? /^[A-Z]{2}$/ : /^[^\u0000-\u001f]*$/, (i) =>
-        k === "C" ? `must be a two-letter upper-case ISO 3166 country code such as US or DE; got ${got(i.input)}` : "must not contain control characters",
+        k === "C"
+          ? `must be a two-letter upper-case ISO 3166 country code such as US or DE; got ${got(i.input)}`
+          : "must not contain control characters",
       ),
       v.description(SUBJECT_ATTRIBUTES[k].describe),
     ),
@@ -115,8 +158,14 @@ const attr = (k: keyof typeof SUBJECT_ATTRIBUTES) =>
 const subjectEntries = { C: attr("C"), ST: attr("ST"), L: attr("L"), O: attr("O"), OU: attr("OU") };
 
 /** SubjectSchema is a leaf subject without CN: a service's CN comes from its `cn` field. */
-const SubjectSchema = v.pipe(strict(subjectEntries, "subject (the CN of a service is set with `cn`)"), v.description("Distinguished-name attributes: C, ST, L, O, OU."));
-const CaSubjectSchema = v.pipe(strict({ ...subjectEntries, CN: attr("CN") }, "ca.subject"), v.description("The CA's distinguished name: C, ST, L, O, OU, CN."));
+const SubjectSchema = v.pipe(
+  strict(subjectEntries, "subject (the CN of a service is set with `cn`)"),
+  v.description("Distinguished-name attributes: C, ST, L, O, OU."),
+);
+const CaSubjectSchema = v.pipe(
+  strict({ ...subjectEntries, CN: attr("CN") }, "ca.subject"),
+  v.description("The CA's distinguished name: C, ST, L, O, OU, CN."),
+);
 
 const address = v.pipe(
   v.union([v.string(), v.number()], (i) => `must be an IP address or a DNS name; got ${got(i.input)}`),
@@ -127,9 +176,24 @@ const address = v.pipe(
 const ImportSchema = v.pipe(
   strict(
     {
-      cert: v.pipe(v.string(), v.description("PEM file of the issuing CA certificate (root or intermediate), relative to the manifest.")),
-      key: v.pipe(v.string(), v.description("PEM file of the issuing CA's private key (mode 0600), relative to the manifest. It is read in place, never copied.")),
-      chain: v.optional(v.pipe(v.string(), v.description("PEM file of the certificates above the issuing CA, up to and including the root, relative to the manifest."))),
+      cert: v.pipe(
+        v.string(),
+        v.description("PEM file of the issuing CA certificate (root or intermediate), relative to the manifest."),
+      ),
+      key: v.pipe(
+        v.string(),
+        v.description(
+          "PEM file of the issuing CA's private key (mode 0600), relative to the manifest. It is read in place, never copied.",
+        ),
+      ),
+      chain: v.optional(
+        v.pipe(
+          v.string(),
+          v.description(
+            "PEM file of the certificates above the issuing CA, up to and including the root, relative to the manifest.",
+          ),
+        ),
+      ),
     },
     "ca.import",
   ),
@@ -138,7 +202,8 @@ const ImportSchema = v.pipe(
 
 /** OWNER_RULE is a user name as useradd accepts it (at most 32 characters), or a decimal uid. */
 export const OWNER_RULE = /^(?:(?=.{1,32}$)[a-z_][a-z0-9_-]*[$]?|0|[1-9][0-9]*)$/;
-const OWNER_TEXT = "a user name (lowercase letters, digits, _ and -, starting with a letter or _, an optional final $, at most 32 characters) or a decimal uid";
+const OWNER_TEXT =
+  "a user name (lowercase letters, digits, _ and -, starting with a letter or _, an optional final $, at most 32 characters) or a decimal uid";
 /** MAX_UID: the largest uid; 4294967295 is (uid_t)-1, which chown reads as "leave unchanged". */
 const MAX_UID = 4294967294;
 const notOwner = (i: { input: unknown }) => `must be ${OWNER_TEXT}; got ${got(i.input)}`;
@@ -149,7 +214,11 @@ const userOrId = (description: string) =>
   v.pipe(
     v.union(
       [
-        v.pipe(v.string(), v.regex(OWNER_RULE, notOwner), v.check((o) => !/^[0-9]+$/.test(o) || Number(o) <= MAX_UID, uidTooLarge)),
+        v.pipe(
+          v.string(),
+          v.regex(OWNER_RULE, notOwner),
+          v.check((o) => !/^[0-9]+$/.test(o) || Number(o) <= MAX_UID, uidTooLarge),
+        ),
         v.pipe(v.number(), v.integer(notOwner), v.minValue(0, notOwner), v.maxValue(MAX_UID, uidTooLarge)),
       ],
       notOwner,
@@ -158,7 +227,11 @@ const userOrId = (description: string) =>
   );
 
 const existingFile = (description: string) =>
-  v.pipe(v.string((i) => `must be a file path; got ${got(i.input)}`), v.minLength(1, "must not be empty"), v.description(description));
+  v.pipe(
+    v.string((i) => `must be a file path; got ${got(i.input)}`),
+    v.minLength(1, "must not be empty"),
+    v.description(description),
+  );
 
 const FilesSchema = v.pipe(
   strict(
@@ -166,13 +239,21 @@ const FilesSchema = v.pipe(
       cert: existingFile("PEM file of the service's certificate, then any intermediates, relative to the manifest."),
       key: existingFile("PEM file of the service's private key, relative to the manifest."),
       ca: existingFile("PEM file of the trust bundle the service verifies its peers with, relative to the manifest."),
-      clientCert: v.optional(existingFile("split: true only: PEM file of the client certificate of the split pair, relative to the manifest.")),
-      clientKey: v.optional(existingFile("split: true only: PEM file of the client certificate's private key, relative to the manifest.")),
+      clientCert: v.optional(
+        existingFile(
+          "split: true only: PEM file of the client certificate of the split pair, relative to the manifest.",
+        ),
+      ),
+      clientKey: v.optional(
+        existingFile("split: true only: PEM file of the client certificate's private key, relative to the manifest."),
+      ),
       owner: v.optional(userOrId("The user (name or numeric uid) that must own the key files. Default: not checked.")),
     },
     "files",
   ),
-  v.description("Existing certificate files, made without mtlskit: apply never writes, creates or deletes them; `mtlskit check` judges them against this service's declaration."),
+  v.description(
+    "Existing certificate files, made without mtlskit: apply never writes, creates or deletes them; `mtlskit check` judges them against this service's declaration.",
+  ),
 );
 
 const CaSchema = strict(
@@ -189,7 +270,9 @@ const DefaultsSchema = strict(
   {
     key: v.optional(keyType("Key type of service certificates. Default: ecdsa-p256.")),
     validity: v.optional(duration("Lifetime of service certificates. Default: 90d.")),
-    renewBefore: v.optional(duration("apply re-issues a certificate this long before it expires. Default: a third of validity.")),
+    renewBefore: v.optional(
+      duration("apply re-issues a certificate this long before it expires. Default: a third of validity."),
+    ),
     subject: v.optional(SubjectSchema),
   },
   "defaults",
@@ -204,15 +287,25 @@ const ReloadSchema = v.pipe(
       v.pipe(v.string(), v.minLength(1, "must not be empty")),
       strict(
         {
-          signal: v.pipe(v.picklist(RELOAD_SIGNALS, (i) => `must be one of ${RELOAD_SIGNALS.join(", ")}; got ${got(i.input)}`), v.description("The signal to send.")),
-          pidFile: v.pipe(v.string((i) => `must be a path; got ${got(i.input)}`), v.minLength(1, "must not be empty"), v.description("The file holding the process id, e.g. /run/nginx.pid.")),
+          signal: v.pipe(
+            v.picklist(RELOAD_SIGNALS, (i) => `must be one of ${RELOAD_SIGNALS.join(", ")}; got ${got(i.input)}`),
+            v.description("The signal to send."),
+          ),
+          pidFile: v.pipe(
+            v.string((i) => `must be a path; got ${got(i.input)}`),
+            v.minLength(1, "must not be empty"),
+            v.description("The file holding the process id, e.g. /run/nginx.pid."),
+          ),
         },
         "a signal hook",
       ),
     ],
-    (i) => `must be a shell command (e.g. "systemctl reload nginx") or { signal: HUP, pidFile: /run/nginx.pid }; got ${got(i.input)}`,
+    (i) =>
+      `must be a shell command (e.g. "systemctl reload nginx") or { signal: HUP, pidFile: /run/nginx.pid }; got ${got(i.input)}`,
   ),
-  v.description("Run after apply changes this service's files: a shell command (`systemctl reload nginx`, run by /bin/sh with MTLSKIT_SERVICE, MTLSKIT_CERT, MTLSKIT_KEY, MTLSKIT_CA, MTLSKIT_PKI set, and MTLSKIT_CLIENT_CERT, MTLSKIT_CLIENT_KEY for split services) or { signal, pidFile }. Default: none."),
+  v.description(
+    "Run after apply changes this service's files: a shell command (`systemctl reload nginx`, run by /bin/sh with MTLSKIT_SERVICE, MTLSKIT_CERT, MTLSKIT_KEY, MTLSKIT_CA, MTLSKIT_PKI set, and MTLSKIT_CLIENT_CERT, MTLSKIT_CLIENT_KEY for split services) or { signal, pidFile }. Default: none.",
+  ),
 );
 
 /** CLIENT_SANS: what a service's client certificate carries as SANs (services.NAME.clientSans). */
@@ -220,19 +313,38 @@ export const CLIENT_SANS = ["all", "identity-only"] as const;
 
 const ServiceSchema = strict(
   {
-    usage: v.pipe(v.picklist(USAGES, (i) => `must be one of ${USAGES.join(", ")}; got ${got(i.input)}`), v.description("server: accepts mTLS connections; client: makes them; dual: both.")),
+    usage: v.pipe(
+      v.picklist(USAGES, (i) => `must be one of ${USAGES.join(", ")}; got ${got(i.input)}`),
+      v.description("server: accepts mTLS connections; client: makes them; dual: both."),
+    ),
     cn: v.optional(
       v.pipe(
         v.string((i) => `must be a string; got ${got(i.input)}`),
-        v.maxLength(SUBJECT_ATTRIBUTES.CN.max, (i) => `must be at most ${SUBJECT_ATTRIBUTES.CN.max} characters (RFC 5280 upper bound for a CN); got ${i.received}`),
-        v.description("Subject CN; also written as a SAN (not on a client certificate with clientSans: identity-only). Default: the service name."),
+        v.maxLength(
+          SUBJECT_ATTRIBUTES.CN.max,
+          (i) =>
+            `must be at most ${SUBJECT_ATTRIBUTES.CN.max} characters (RFC 5280 upper bound for a CN); got ${i.received}`,
+        ),
+        v.description(
+          "Subject CN; also written as a SAN (not on a client certificate with clientSans: identity-only). Default: the service name.",
+        ),
       ),
     ),
     role: v.optional(name("Fills {role} in the identity template. Default: the usage")),
     addresses: v.optional(
-      v.pipe(v.array(address, (i) => `must be a list of IP addresses and DNS names; got ${got(i.input)}`), v.description("Where peers dial this service: IPs become IP SANs, names DNS SANs.")),
+      v.pipe(
+        v.array(address, (i) => `must be a list of IP addresses and DNS names; got ${got(i.input)}`),
+        v.description("Where peers dial this service: IPs become IP SANs, names DNS SANs."),
+      ),
     ),
-    split: v.optional(v.pipe(v.boolean((i) => `must be true or false; got ${got(i.input)}`), v.description("usage dual only: issue separate server (cert.pem) and client (client.pem) certificates with the same identity."))),
+    split: v.optional(
+      v.pipe(
+        v.boolean((i) => `must be true or false; got ${got(i.input)}`),
+        v.description(
+          "usage dual only: issue separate server (cert.pem) and client (client.pem) certificates with the same identity.",
+        ),
+      ),
+    ),
     key: v.optional(keyType("Key type. Default: defaults.key.")),
     validity: v.optional(duration("Lifetime. Default: defaults.validity.")),
     renewBefore: v.optional(duration("Renewal margin. Default: defaults.renewBefore.")),
@@ -253,9 +365,22 @@ const ServiceSchema = strict(
 
 const ConnectionSchema = strict(
   {
-    from: v.pipe(v.string((i) => `must be a service name; got ${got(i.input)}`), v.description("The service that dials (usage client or dual).")),
-    to: v.pipe(v.string((i) => `must be a service name; got ${got(i.input)}`), v.description("The service that accepts (usage server or dual).")),
-    address: v.optional(v.pipe(address, v.description("The address `from` dials; must be one of `to`'s addresses or its cn. Default: `to`'s first address, else its cn."))),
+    from: v.pipe(
+      v.string((i) => `must be a service name; got ${got(i.input)}`),
+      v.description("The service that dials (usage client or dual)."),
+    ),
+    to: v.pipe(
+      v.string((i) => `must be a service name; got ${got(i.input)}`),
+      v.description("The service that accepts (usage server or dual)."),
+    ),
+    address: v.optional(
+      v.pipe(
+        address,
+        v.description(
+          "The address `from` dials; must be one of `to`'s addresses or its cn. Default: `to`'s first address, else its cn.",
+        ),
+      ),
+    ),
   },
   "a connection",
 );
@@ -265,53 +390,123 @@ export const ENV_NAME_RULE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** FILE_NAME_RULE is one path segment: no slash, no control characters, not `.` or `..`. */
 export const FILE_NAME_RULE = /^(?!\.\.?$)[^/\\\u0000-\u001f]{1,255}$/;
 
-const text = (description: string) => v.pipe(v.string((i) => `must be a string; got ${got(i.input)}`), v.minLength(1, "must not be empty"), v.description(description));
+const text = (description: string) =>
+  v.pipe(
+    v.string((i) => `must be a string; got ${got(i.input)}`),
+    v.minLength(1, "must not be empty"),
+    v.description(description),
+  );
 const envName = (description: string) =>
-  v.pipe(v.string((i) => `must be a string; got ${got(i.input)}`), v.regex(ENV_NAME_RULE, (i) => `must be a variable name (letters, digits and _, not starting with a digit); got ${got(i.input)}`), v.description(description));
+  v.pipe(
+    v.string((i) => `must be a string; got ${got(i.input)}`),
+    v.regex(
+      ENV_NAME_RULE,
+      (i) => `must be a variable name (letters, digits and _, not starting with a digit); got ${got(i.input)}`,
+    ),
+    v.description(description),
+  );
 const fileName = (description: string) =>
-  v.pipe(v.string((i) => `must be a file name; got ${got(i.input)}`), v.regex(FILE_NAME_RULE, (i) => `must be a file name without / (a template: {name} is the service); got ${got(i.input)}`), v.description(description));
-const serviceList = (description: string) => v.pipe(v.array(name("Service name"), (i) => `must be a list of service names; got ${got(i.input)}`), v.description(description));
+  v.pipe(
+    v.string((i) => `must be a file name; got ${got(i.input)}`),
+    v.regex(
+      FILE_NAME_RULE,
+      (i) => `must be a file name without / (a template: {name} is the service); got ${got(i.input)}`,
+    ),
+    v.description(description),
+  );
+const serviceList = (description: string) =>
+  v.pipe(
+    v.array(name("Service name"), (i) => `must be a list of service names; got ${got(i.input)}`),
+    v.description(description),
+  );
 
 const OutputSchema = strict(
   {
     format: v.pipe(
       v.picklist(OUTPUT_FORMATS, (i) => `must be one of ${OUTPUT_FORMATS.join(", ")}; got ${got(i.input)}`),
-      v.description("flat: PEM files per service or per host; kubernetes: a kubernetes.io/tls Secret per service and a trust-bundle ConfigMap; env: an env file per service naming its files; pkcs12: a passphrase-protected .p12 per service."),
+      v.description(
+        "flat: PEM files per service or per host; kubernetes: a kubernetes.io/tls Secret per service and a trust-bundle ConfigMap; env: an env file per service naming its files; pkcs12: a passphrase-protected .p12 per service.",
+      ),
     ),
-    dir: text("Directory the files are written into, relative to the manifest, or to the PKI directory when it starts with {pki} ({pki}/../deploy); created when missing. Must not be inside the PKI directory, and no two outputs may write the same file (two kubernetes outputs sharing a dir name their files NAMESPACE.OBJECT.yaml). Files there that mtlskit did not write are never removed."),
+    dir: text(
+      "Directory the files are written into, relative to the manifest, or to the PKI directory when it starts with {pki} ({pki}/../deploy); created when missing. Must not be inside the PKI directory, and no two outputs may write the same file (two kubernetes outputs sharing a dir name their files NAMESPACE.OBJECT.yaml). Files there that mtlskit did not write are never removed.",
+    ),
     services: v.optional(serviceList("The services exported. Default: every service.")),
     hosts: v.optional(
       v.pipe(
-        mapping("host directory names to service lists", ownRecord(fileName("Host directory name"), serviceList("The services deployed on this host."))),
-        v.description("flat only: a directory per host (DIR/HOST) with each of its services' files and one CA file, as a runbook's role-based table. Default: a directory per service."),
+        mapping(
+          "host directory names to service lists",
+          ownRecord(fileName("Host directory name"), serviceList("The services deployed on this host.")),
+        ),
+        v.description(
+          "flat only: a directory per host (DIR/HOST) with each of its services' files and one CA file, as a runbook's role-based table. Default: a directory per service.",
+        ),
       ),
     ),
     names: v.optional(
       v.pipe(
         strict(
           {
-            ca: v.optional(fileName("The CA bundle's file name ({name}: the host, in a hosts layout). Default: root.pem.")),
+            ca: v.optional(
+              fileName("The CA bundle's file name ({name}: the host, in a hosts layout). Default: root.pem."),
+            ),
             cert: v.optional(fileName("The certificate's file name. Default: {name}.pem.")),
             key: v.optional(fileName("The key's file name. Default: {name}-key.pem.")),
-            clientCert: v.optional(fileName("split services: the client certificate's file name. Default: {name}-client.pem.")),
-            clientKey: v.optional(fileName("split services: the client key's file name. Default: {name}-client-key.pem.")),
+            clientCert: v.optional(
+              fileName("split services: the client certificate's file name. Default: {name}-client.pem."),
+            ),
+            clientKey: v.optional(
+              fileName("split services: the client key's file name. Default: {name}-client-key.pem."),
+            ),
           },
           "outputs names",
         ),
-        v.description("flat, and env with certDir: the file names, templates whose only placeholder is {name} (the service). An env output follows the names of the flat output exporting each service; its own names must match one of them."),
+        v.description(
+          "flat, and env with certDir: the file names, templates whose only placeholder is {name} (the service). An env output follows the names of the flat output exporting each service; its own names must match one of them.",
+        ),
       ),
     ),
-    owner: v.optional(userOrId("Owner (user name or uid) of the files written; applied only when mtlskit runs as root. Default: the user running mtlskit.")),
-    group: v.optional(userOrId("Group (group name or gid) of the files written; applied only when mtlskit runs as root. Default: that user's group.")),
-    name: v.optional(text("kubernetes only: the Secret's name; {name} is the service, {cluster} the cluster. Default: {name}-tls.")),
-    namespace: v.optional(text("kubernetes only: the namespace of every object; {cluster} allowed. Default: default.")),
-    bundle: v.optional(text("kubernetes only: the trust bundle ConfigMap's name; {cluster} allowed. Default: {cluster}-ca.")),
-    prefix: v.optional(
-      v.pipe(v.string((i) => `must be a string; got ${got(i.input)}`), v.regex(/^(?:[A-Za-z_][A-Za-z0-9_]*)?$/, (i) => `must be the start of a variable name (letters, digits and _, not starting with a digit); got ${got(i.input)}`), v.description("env only: prepended to each variable: PREFIX + CA_CERT, SERVER_CERT, SERVER_KEY, CLIENT_CERT, CLIENT_KEY. Default: TLS_.")),
+    owner: v.optional(
+      userOrId(
+        "Owner (user name or uid) of the files written; applied only when mtlskit runs as root. Default: the user running mtlskit.",
+      ),
     ),
-    nodeId: v.optional(envName("env only: a variable set to the service's name (Netsy: NETSY_NODE_ID). Default: none.")),
-    certDir: v.optional(text("env only: the directory the variables point into, on the host that reads them ({name} allowed), with the file names the manifest's flat output for each service writes (else this output's names, else the flat defaults). Default: the PKI directory's own files.")),
-    passphraseFile: v.optional(text("pkcs12 only: file holding the passphrase (its first line), relative to the manifest.")),
+    group: v.optional(
+      userOrId(
+        "Group (group name or gid) of the files written; applied only when mtlskit runs as root. Default: that user's group.",
+      ),
+    ),
+    name: v.optional(
+      text("kubernetes only: the Secret's name; {name} is the service, {cluster} the cluster. Default: {name}-tls."),
+    ),
+    namespace: v.optional(text("kubernetes only: the namespace of every object; {cluster} allowed. Default: default.")),
+    bundle: v.optional(
+      text("kubernetes only: the trust bundle ConfigMap's name; {cluster} allowed. Default: {cluster}-ca."),
+    ),
+    prefix: v.optional(
+      v.pipe(
+        v.string((i) => `must be a string; got ${got(i.input)}`),
+        v.regex(
+          /^(?:[A-Za-z_][A-Za-z0-9_]*)?$/,
+          (i) =>
+            `must be the start of a variable name (letters, digits and _, not starting with a digit); got ${got(i.input)}`,
+        ),
+        v.description(
+          "env only: prepended to each variable: PREFIX + CA_CERT, SERVER_CERT, SERVER_KEY, CLIENT_CERT, CLIENT_KEY. Default: TLS_.",
+        ),
+      ),
+    ),
+    nodeId: v.optional(
+      envName("env only: a variable set to the service's name (Netsy: NETSY_NODE_ID). Default: none."),
+    ),
+    certDir: v.optional(
+      text(
+        "env only: the directory the variables point into, on the host that reads them ({name} allowed), with the file names the manifest's flat output for each service writes (else this output's names, else the flat defaults). Default: the PKI directory's own files.",
+      ),
+    ),
+    passphraseFile: v.optional(
+      text("pkcs12 only: file holding the passphrase (its first line), relative to the manifest."),
+    ),
     passphraseEnv: v.optional(envName("pkcs12 only: environment variable holding the passphrase.")),
   },
   "an output",
@@ -324,14 +519,19 @@ export const MAX_LAYOUT_VERSION = 1_000_000;
 export const ManifestSchema = v.pipe(
   strict(
     {
-      version: v.pipe(v.literal(1, (i) => `must be 1, the manifest version this mtlskit reads; got ${got(i.input)}`), v.description("Manifest format version: 1.")),
+      version: v.pipe(
+        v.literal(1, (i) => `must be 1, the manifest version this mtlskit reads; got ${got(i.input)}`),
+        v.description("Manifest format version: 1."),
+      ),
       cluster: name("Cluster id, fills {cluster}"),
       identity: v.optional(
         strict(
           {
             uri: v.pipe(
               v.string((i) => `must be a URI template string; got ${got(i.input)}`),
-              v.description("Identity URI template written as each service's URI SAN, e.g. spiffe://example.org/{role}/{name}. Placeholders: {cluster} {role} {name}."),
+              v.description(
+                "Identity URI template written as each service's URI SAN, e.g. spiffe://example.org/{role}/{name}. Placeholders: {cluster} {role} {name}.",
+              ),
             ),
           },
           "identity",
@@ -340,12 +540,22 @@ export const ManifestSchema = v.pipe(
       ca: v.optional(CaSchema),
       defaults: v.optional(DefaultsSchema),
       services: v.pipe(
-        mapping("service names to services", ownRecord(name("Service name"), ServiceSchema, (i) => `must be a mapping of service names to services; got ${got(i.input)}`)),
+        mapping(
+          "service names to services",
+          ownRecord(
+            name("Service name"),
+            ServiceSchema,
+            (i) => `must be a mapping of service names to services; got ${got(i.input)}`,
+          ),
+        ),
         v.check((m) => Object.keys(m).length > 0, "must declare at least one service"),
         v.description("The services, by name. Names become directory names and fill {name}."),
       ),
       connections: v.optional(
-        v.pipe(v.array(ConnectionSchema, (i) => `must be a list of connections; got ${got(i.input)}`), v.description("Who dials whom, at which address; apply checks every address is in the target's SANs.")),
+        v.pipe(
+          v.array(ConnectionSchema, (i) => `must be a list of connections; got ${got(i.input)}`),
+          v.description("Who dials whom, at which address; apply checks every address is in the target's SANs."),
+        ),
       ),
       layoutVersion: v.optional(
         v.pipe(
@@ -355,11 +565,18 @@ export const ManifestSchema = v.pipe(
           // 1e300 passed as a whole number, was written as "1e+300" and read back as unreadable,
           // so every apply re-issued everything (issue 11).
           v.maxValue(MAX_LAYOUT_VERSION, (i) => `must be at most ${MAX_LAYOUT_VERSION}; got ${got(i.input)}`),
-          v.description(`Changing it re-issues every certificate at the next apply (like ServiceRadar's runtimeLayoutVersion); otherwise valid certificates are kept. A whole number from 1 to ${MAX_LAYOUT_VERSION}. Default: 1.`),
+          v.description(
+            `Changing it re-issues every certificate at the next apply (like ServiceRadar's runtimeLayoutVersion); otherwise valid certificates are kept. A whole number from 1 to ${MAX_LAYOUT_VERSION}. Default: 1.`,
+          ),
         ),
       ),
       outputs: v.optional(
-        v.pipe(v.array(OutputSchema, (i) => `must be a list of outputs; got ${got(i.input)}`), v.description("Exports apply writes after issuing, so a renewal refreshes them too; `mtlskit export` writes them on demand.")),
+        v.pipe(
+          v.array(OutputSchema, (i) => `must be a list of outputs; got ${got(i.input)}`),
+          v.description(
+            "Exports apply writes after issuing, so a renewal refreshes them too; `mtlskit export` writes them on demand.",
+          ),
+        ),
       ),
     },
     "the manifest",
@@ -394,7 +611,9 @@ export interface SchemaIssue {
 }
 
 /** validateWritten checks a parsed YAML value against ManifestSchema, reporting every issue. */
-export function validateWritten(value: unknown): { ok: true; manifest: WrittenManifest } | { ok: false; issues: SchemaIssue[] } {
+export function validateWritten(
+  value: unknown,
+): { ok: true; manifest: WrittenManifest } | { ok: false; issues: SchemaIssue[] } {
   const r = v.safeParse(ManifestSchema, withoutExtensions(value), { abortEarly: false });
   if (r.success) return { ok: true, manifest: r.output };
   // A union (a reload hook: a command or a mapping) fails as a whole; when the input had the shape
@@ -402,7 +621,9 @@ export function validateWritten(value: unknown): { ok: true; manifest: WrittenMa
   // (Sub-issues' paths are relative to the union: a non-empty one came from inside a branch.)
   const deepest = (issue: v.BaseIssue<unknown>): v.BaseIssue<unknown>[] => {
     const inner = issue.type === "union" ? (issue.issues ?? []).filter((x) => (x.path?.length ?? 0) > 0) : [];
-    return inner.length > 0 ? inner.map((x) => ({ ...x, path: [...(issue.path ?? []), ...x.path!] }) as v.BaseIssue<unknown>).flatMap(deepest) : [issue];
+    return inner.length > 0
+      ? inner.map((x) => ({ ...x, path: [...(issue.path ?? []), ...x.path!] }) as v.BaseIssue<unknown>).flatMap(deepest)
+      : [issue];
   };
   return {
     ok: false,

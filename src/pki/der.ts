@@ -88,7 +88,10 @@ export function time(d: Date): Buffer {
   // Outside 1950-9999 neither form exists, and toISOString grows a sign and six year digits:
   // writing that made a CA no reader accepts (issue 11). The manifest refuses such validities first.
   const year = d.getUTCFullYear();
-  if (!(year >= 1950 && year <= 9999)) throw new RangeError(`pki: certificate time ${Number.isNaN(year) ? "Invalid Date" : d.toISOString()} is outside 1950-9999, which UTCTime and GeneralizedTime can carry (RFC 5280 4.1.2.5)`);
+  if (!(year >= 1950 && year <= 9999))
+    throw new RangeError(
+      `pki: certificate time ${Number.isNaN(year) ? "Invalid Date" : d.toISOString()} is outside 1950-9999, which UTCTime and GeneralizedTime can carry (RFC 5280 4.1.2.5)`,
+    );
   const iso = d.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
   const digits = iso.slice(0, 19).replace(/[-:T]/g, "");
   return year < 2050
@@ -117,7 +120,8 @@ export function readTlv(buf: Uint8Array, offset: number, end = buf.length): Tlv 
   if ((tag & 0x1f) === 0x1f) throw new DecodeError("der: multi-byte tags are not supported");
   if (tag === 0) throw new DecodeError("der: end-of-contents octets (BER's indefinite form) are not DER");
   // Universal types have one form in DER: SEQUENCE and SET constructed, everything else primitive (X.690 10.2).
-  if ((tag & 0xc0) === 0 && ((tag & 0x20) !== 0) !== ((tag & 0x1e) === 0x10)) throw new DecodeError(`der: universal tag ${tag & 0x1f} in the wrong form`);
+  if ((tag & 0xc0) === 0 && ((tag & 0x20) !== 0) !== ((tag & 0x1e) === 0x10))
+    throw new DecodeError(`der: universal tag ${tag & 0x1f} in the wrong form`);
   let len = buf[offset + 1]!;
   let p = offset + 2;
   if (len & 0x80) {
@@ -130,7 +134,8 @@ export function readTlv(buf: Uint8Array, offset: number, end = buf.length): Tlv 
     p += n;
   }
   if (p + len > end) throw new DecodeError("der: truncated contents");
-  if ((tag === TAG.boolean && len !== 1) || (tag === TAG.null && len !== 0)) throw new DecodeError(`der: a ${tag === TAG.null ? "NULL" : "BOOLEAN"} of ${len} octets`);
+  if ((tag === TAG.boolean && len !== 1) || (tag === TAG.null && len !== 0))
+    throw new DecodeError(`der: a ${tag === TAG.null ? "NULL" : "BOOLEAN"} of ${len} octets`);
   return { tag, start: offset, contentStart: p, end: p + len };
 }
 

@@ -3,7 +3,22 @@
  * Everything that varies (time, serial, keys) is a parameter, so tests pin it.
  */
 import { createHash, randomBytes, sign, type KeyObject } from "node:crypto";
-import { bitString, bool, children, contentsOf, explicit, implicit, octetString, oid, readTlv, seq, time, tlv, TAG, uint } from "./der.ts";
+import {
+  bitString,
+  bool,
+  children,
+  contentsOf,
+  explicit,
+  implicit,
+  octetString,
+  oid,
+  readTlv,
+  seq,
+  time,
+  tlv,
+  TAG,
+  uint,
+} from "./der.ts";
 import { KEY_TYPES, type KeyTypeName } from "./keys.ts";
 import { encodeName, type Subject } from "./name.ts";
 import { EXT_KEY_USAGE_OID, KEY_USAGE_BIT, PROFILES, type KeyUsageBit, type ProfileName } from "./profiles.ts";
@@ -43,7 +58,10 @@ const EXT = {
   subjectAltName: oid("2.5.29.17"),
 };
 const V3 = explicit(0, uint(Buffer.from([2])));
-const EKU_DER = Object.fromEntries(Object.entries(EXT_KEY_USAGE_OID).map(([k, v]) => [k, oid(v)])) as Record<keyof typeof EXT_KEY_USAGE_OID, Buffer>;
+const EKU_DER = Object.fromEntries(Object.entries(EXT_KEY_USAGE_OID).map(([k, v]) => [k, oid(v)])) as Record<
+  keyof typeof EXT_KEY_USAGE_OID,
+  Buffer
+>;
 
 function extension(id: Buffer, critical: boolean, value: Buffer): Buffer {
   return critical ? seq(id, bool(true), octetString(value)) : seq(id, octetString(value));
@@ -79,12 +97,24 @@ export function newSerial(random: (n: number) => Buffer = randomBytes): Buffer {
  * encodeTbs builds the TBSCertificate DER. For a self-signed CA pass the CA's own subject and
  * key id as the issuer. The extensions follow PROFILES[spec.profile] and nothing else.
  */
-export function encodeTbs(spec: CertSpec, issuer: Pick<Issuer, "subject" | "keyId" | "keyType">, spki: Buffer, serial: Buffer): Buffer {
+export function encodeTbs(
+  spec: CertSpec,
+  issuer: Pick<Issuer, "subject" | "keyId" | "keyType">,
+  spki: Buffer,
+  serial: Buffer,
+): Buffer {
   const profile = PROFILES[spec.profile];
-  const ku = KEY_TYPES[spec.keyType].family === "rsa" ? [...profile.keyUsage, ...profile.rsaKeyUsage] : profile.keyUsage;
+  const ku =
+    KEY_TYPES[spec.keyType].family === "rsa" ? [...profile.keyUsage, ...profile.rsaKeyUsage] : profile.keyUsage;
   const ski = keyIdOf(spki);
   const exts: Buffer[] = [
-    extension(EXT.basicConstraints, true, profile.isCA ? seq(bool(true), ...(profile.pathLen === undefined ? [] : [uint(Buffer.from([profile.pathLen]))])) : seq()),
+    extension(
+      EXT.basicConstraints,
+      true,
+      profile.isCA
+        ? seq(bool(true), ...(profile.pathLen === undefined ? [] : [uint(Buffer.from([profile.pathLen]))]))
+        : seq(),
+    ),
     extension(EXT.keyUsage, true, encodeKeyUsage(ku)),
   ];
   if (profile.extKeyUsage.length > 0) {

@@ -2,8 +2,28 @@
  * KEY_TYPES: the closed table of key types mtlskit issues, how each is generated and encoded,
  * and which signature algorithm a CA of that type signs with.
  */
-import { createECDH, createPrivateKey, createPublicKey, generateKeyPairSync, type ECDH, type KeyObject } from "node:crypto";
-import { bitString, bytesOf, children, contentsOf, explicit, octetString, oid, readTlv, seq, tlv, TAG, uint } from "./der.ts";
+import {
+  createECDH,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  type ECDH,
+  type KeyObject,
+} from "node:crypto";
+import {
+  bitString,
+  bytesOf,
+  children,
+  contentsOf,
+  explicit,
+  octetString,
+  oid,
+  readTlv,
+  seq,
+  tlv,
+  TAG,
+  uint,
+} from "./der.ts";
 
 /** KeyTypeName is a key type as written in the manifest. */
 export type KeyTypeName = "ecdsa-p256" | "ecdsa-p384" | "rsa-2048" | "rsa-3072" | "rsa-4096" | "ed25519";
@@ -26,12 +46,48 @@ const CURVE_OID = { "P-256": "1.2.840.10045.3.1.7", "P-384": "1.3.132.0.34" } as
 
 /** KEY_TYPES is the table code and docs read; unknown names are manifest errors. */
 export const KEY_TYPES: Readonly<Record<KeyTypeName, KeyType>> = {
-  "ecdsa-p256": { name: "ecdsa-p256", family: "ec", hash: "sha256", signatureAlgorithm: seq(oid("1.2.840.10045.4.3.2")), describe: "ECDSA P-256" },
-  "ecdsa-p384": { name: "ecdsa-p384", family: "ec", hash: "sha384", signatureAlgorithm: seq(oid("1.2.840.10045.4.3.3")), describe: "ECDSA P-384" },
-  "rsa-2048": { name: "rsa-2048", family: "rsa", hash: "sha256", signatureAlgorithm: seq(oid("1.2.840.113549.1.1.11"), tlv(TAG.null)), describe: "RSA 2048" },
-  "rsa-3072": { name: "rsa-3072", family: "rsa", hash: "sha256", signatureAlgorithm: seq(oid("1.2.840.113549.1.1.11"), tlv(TAG.null)), describe: "RSA 3072" },
-  "rsa-4096": { name: "rsa-4096", family: "rsa", hash: "sha256", signatureAlgorithm: seq(oid("1.2.840.113549.1.1.11"), tlv(TAG.null)), describe: "RSA 4096" },
-  ed25519: { name: "ed25519", family: "ed25519", hash: undefined, signatureAlgorithm: seq(oid("1.3.101.112")), describe: "Ed25519" },
+  "ecdsa-p256": {
+    name: "ecdsa-p256",
+    family: "ec",
+    hash: "sha256",
+    signatureAlgorithm: seq(oid("1.2.840.10045.4.3.2")),
+    describe: "ECDSA P-256",
+  },
+  "ecdsa-p384": {
+    name: "ecdsa-p384",
+    family: "ec",
+    hash: "sha384",
+    signatureAlgorithm: seq(oid("1.2.840.10045.4.3.3")),
+    describe: "ECDSA P-384",
+  },
+  "rsa-2048": {
+    name: "rsa-2048",
+    family: "rsa",
+    hash: "sha256",
+    signatureAlgorithm: seq(oid("1.2.840.113549.1.1.11"), tlv(TAG.null)),
+    describe: "RSA 2048",
+  },
+  "rsa-3072": {
+    name: "rsa-3072",
+    family: "rsa",
+    hash: "sha256",
+    signatureAlgorithm: seq(oid("1.2.840.113549.1.1.11"), tlv(TAG.null)),
+    describe: "RSA 3072",
+  },
+  "rsa-4096": {
+    name: "rsa-4096",
+    family: "rsa",
+    hash: "sha256",
+    signatureAlgorithm: seq(oid("1.2.840.113549.1.1.11"), tlv(TAG.null)),
+    describe: "RSA 4096",
+  },
+  ed25519: {
+    name: "ed25519",
+    family: "ed25519",
+    hash: undefined,
+    signatureAlgorithm: seq(oid("1.3.101.112")),
+    describe: "Ed25519",
+  },
 };
 
 /** KEY_TYPE_NAMES lists the manifest's key type names in table order. */
@@ -56,7 +112,10 @@ const EC_ALG = {
  * encodeEcKey builds PKCS#8 and SPKI DER from a JWK. Exporting the JWK is about five times
  * cheaper than OpenSSL's PKCS#8 and SPKI encoders (bench/), and EC keys are the hot path.
  */
-function encodeEcKey(curve: "P-256" | "P-384", jwk: { d?: string; x?: string; y?: string }): { pkcs8: Buffer; spki: Buffer } {
+function encodeEcKey(
+  curve: "P-256" | "P-384",
+  jwk: { d?: string; x?: string; y?: string },
+): { pkcs8: Buffer; spki: Buffer } {
   const point = Buffer.concat([Buffer.from([4]), b64u(jwk.x!), b64u(jwk.y!)]);
   const alg = seq(oid(EC_PUBLIC_KEY), oid(CURVE_OID[curve]));
   // ECPrivateKey (RFC 5915): version 1, the scalar, and the public point; curve named in `alg`.
@@ -69,7 +128,12 @@ function encodeEcKey(curve: "P-256" | "P-384", jwk: { d?: string; x?: string; y?
 
 /** generateEcJwk generates an EC key pair returned as JWKs (@types/node lacks this overload). */
 const generateEcJwk = (curve: "P-256" | "P-384"): { d?: string; x?: string; y?: string } =>
-  (generateKeyPairSync as unknown as (type: "ec", options: object) => { privateKey: { d?: string; x?: string; y?: string } })("ec", {
+  (
+    generateKeyPairSync as unknown as (
+      type: "ec",
+      options: object,
+    ) => { privateKey: { d?: string; x?: string; y?: string } }
+  )("ec", {
     namedCurve: curve,
     privateKeyEncoding: { format: "jwk" },
     publicKeyEncoding: { format: "jwk" },
@@ -169,6 +233,7 @@ export function spkiOfPrivateKey(key: KeyObject): Buffer {
 
 /** parsePrivateKey reads a PEM or DER private key; it throws the crypto layer's error as is. */
 export function parsePrivateKey(data: Buffer | string): KeyObject {
-  if (typeof data !== "string" && data[0] === 0x30) return createPrivateKey({ key: data, format: "der", type: "pkcs8" });
+  if (typeof data !== "string" && data[0] === 0x30)
+    return createPrivateKey({ key: data, format: "der", type: "pkcs8" });
   return createPrivateKey(data);
 }

@@ -37,5 +37,9 @@ export function encodeName(subject: Subject): Buffer {
 
 /** formatSubject renders a subject the way people read DNs: `CN=core, O=Demo, C=US`. */
 export function formatSubject(subject: Subject): string {
-  return [...ORDER].reverse().filter((k) => subject[k] !== undefined).map((k) => `${k}=${subject[k]}`).join(", ");
+  return [...ORDER]
+    .reverse()
+    .filter((k) => subject[k] !== undefined)
+    .map((k) => `${k}=${subject[k]}`)
+    .join(", ");
 }

@@ -47,7 +47,8 @@ export function splitHeaders(lines: readonly string[]): { headers: Record<string
 }
 
 /** legacyEncrypted tells whether RFC 1421 headers mark the body as encrypted (OpenSSL's traditional `-aes256` keys). */
-export const legacyEncrypted = (headers: Record<string, string>): boolean => /ENCRYPTED/i.test(headers["Proc-Type"] ?? "");
+export const legacyEncrypted = (headers: Record<string, string>): boolean =>
+  /ENCRYPTED/i.test(headers["Proc-Type"] ?? "");
 
 /**
  * keyEncryption names how a private key block is encrypted: the DEK-Info cipher of a traditional

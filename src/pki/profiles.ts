@@ -49,10 +49,39 @@ export interface Profile {
 
 /** PROFILES is the table; see ARCHITECTURE.md and the README, which print it. */
 export const PROFILES: Readonly<Record<ProfileName, Profile>> = {
-  ca: { isCA: true, pathLen: 0, keyUsage: ["keyCertSign", "cRLSign"], rsaKeyUsage: [], extKeyUsage: [], canServe: false, canConnect: false },
-  server: { isCA: false, keyUsage: ["digitalSignature"], rsaKeyUsage: ["keyEncipherment"], extKeyUsage: ["serverAuth"], canServe: true, canConnect: false },
-  client: { isCA: false, keyUsage: ["digitalSignature"], rsaKeyUsage: ["keyEncipherment"], extKeyUsage: ["clientAuth"], canServe: false, canConnect: true },
-  dual: { isCA: false, keyUsage: ["digitalSignature"], rsaKeyUsage: ["keyEncipherment"], extKeyUsage: ["serverAuth", "clientAuth"], canServe: true, canConnect: true },
+  ca: {
+    isCA: true,
+    pathLen: 0,
+    keyUsage: ["keyCertSign", "cRLSign"],
+    rsaKeyUsage: [],
+    extKeyUsage: [],
+    canServe: false,
+    canConnect: false,
+  },
+  server: {
+    isCA: false,
+    keyUsage: ["digitalSignature"],
+    rsaKeyUsage: ["keyEncipherment"],
+    extKeyUsage: ["serverAuth"],
+    canServe: true,
+    canConnect: false,
+  },
+  client: {
+    isCA: false,
+    keyUsage: ["digitalSignature"],
+    rsaKeyUsage: ["keyEncipherment"],
+    extKeyUsage: ["clientAuth"],
+    canServe: false,
+    canConnect: true,
+  },
+  dual: {
+    isCA: false,
+    keyUsage: ["digitalSignature"],
+    rsaKeyUsage: ["keyEncipherment"],
+    extKeyUsage: ["serverAuth", "clientAuth"],
+    canServe: true,
+    canConnect: true,
+  },
 };
 
 /** USAGES lists the leaf usages in the order messages print them. */

@@ -19,10 +19,29 @@ import { KEY_TYPES, type KeyTypeName } from "./keys.ts";
 import { EXT_KEY_USAGE_OID, type ExtKeyUsageName } from "./profiles.ts";
 
 /** KeyUsageName names the nine KeyUsage bits of RFC 5280 4.2.1.3, in bit order. */
-export type KeyUsageName = "digitalSignature" | "contentCommitment" | "keyEncipherment" | "dataEncipherment" | "keyAgreement" | "keyCertSign" | "cRLSign" | "encipherOnly" | "decipherOnly";
+export type KeyUsageName =
+  | "digitalSignature"
+  | "contentCommitment"
+  | "keyEncipherment"
+  | "dataEncipherment"
+  | "keyAgreement"
+  | "keyCertSign"
+  | "cRLSign"
+  | "encipherOnly"
+  | "decipherOnly";
 
 /** KEY_USAGE_NAMES lists KeyUsageName by bit number. */
-export const KEY_USAGE_NAMES: readonly KeyUsageName[] = ["digitalSignature", "contentCommitment", "keyEncipherment", "dataEncipherment", "keyAgreement", "keyCertSign", "cRLSign", "encipherOnly", "decipherOnly"];
+export const KEY_USAGE_NAMES: readonly KeyUsageName[] = [
+  "digitalSignature",
+  "contentCommitment",
+  "keyEncipherment",
+  "dataEncipherment",
+  "keyAgreement",
+  "keyCertSign",
+  "cRLSign",
+  "encipherOnly",
+  "decipherOnly",
+];
 
 /** SanEntry is one subject alternative name with its type; `ip` values are canonical text (RFC 5952). */
 export type SanEntry =
@@ -101,9 +120,20 @@ export interface CertInfo {
 
 /** ATTRIBUTE_NAMES maps name attribute OIDs to the short names OpenSSL prints. */
 const ATTRIBUTE_NAMES: Record<string, string> = {
-  "2.5.4.3": "CN", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O", "2.5.4.11": "OU",
-  "2.5.4.5": "serialNumber", "2.5.4.4": "SN", "2.5.4.42": "GN", "2.5.4.12": "title", "2.5.4.9": "street",
-  "1.2.840.113549.1.9.1": "emailAddress", "0.9.2342.19200300.100.1.25": "DC", "0.9.2342.19200300.100.1.1": "UID",
+  "2.5.4.3": "CN",
+  "2.5.4.6": "C",
+  "2.5.4.7": "L",
+  "2.5.4.8": "ST",
+  "2.5.4.10": "O",
+  "2.5.4.11": "OU",
+  "2.5.4.5": "serialNumber",
+  "2.5.4.4": "SN",
+  "2.5.4.42": "GN",
+  "2.5.4.12": "title",
+  "2.5.4.9": "street",
+  "1.2.840.113549.1.9.1": "emailAddress",
+  "0.9.2342.19200300.100.1.25": "DC",
+  "0.9.2342.19200300.100.1.1": "UID",
 };
 
 const EKU_NAMES: Record<string, string> = {
@@ -133,11 +163,20 @@ const SIGNATURE_ALGORITHMS: Record<string, { name: string; hash: string | null |
 };
 
 const EXTENSION_NAMES: Record<string, string> = {
-  "2.5.29.19": "basicConstraints", "2.5.29.15": "keyUsage", "2.5.29.37": "extKeyUsage", "2.5.29.17": "subjectAltName",
-  "2.5.29.14": "subjectKeyIdentifier", "2.5.29.35": "authorityKeyIdentifier", "2.5.29.32": "certificatePolicies",
-  "2.5.29.31": "cRLDistributionPoints", "2.5.29.30": "nameConstraints", "2.5.29.18": "issuerAltName",
-  "1.3.6.1.5.5.7.1.1": "authorityInfoAccess", "1.3.6.1.4.1.11129.2.4.2": "signedCertificateTimestampList",
-  "2.16.840.1.113730.1.1": "nsCertType", "2.16.840.1.113730.1.13": "nsComment",
+  "2.5.29.19": "basicConstraints",
+  "2.5.29.15": "keyUsage",
+  "2.5.29.37": "extKeyUsage",
+  "2.5.29.17": "subjectAltName",
+  "2.5.29.14": "subjectKeyIdentifier",
+  "2.5.29.35": "authorityKeyIdentifier",
+  "2.5.29.32": "certificatePolicies",
+  "2.5.29.31": "cRLDistributionPoints",
+  "2.5.29.30": "nameConstraints",
+  "2.5.29.18": "issuerAltName",
+  "1.3.6.1.5.5.7.1.1": "authorityInfoAccess",
+  "1.3.6.1.4.1.11129.2.4.2": "signedCertificateTimestampList",
+  "2.16.840.1.113730.1.1": "nsCertType",
+  "2.16.840.1.113730.1.13": "nsComment",
 };
 
 const CURVES: Record<string, { name: string; bits: number }> = {
@@ -170,7 +209,8 @@ function expect(t: Tlv | undefined, tag: number, what: string): Tlv {
   return t;
 }
 
-const oidAt = (der: Uint8Array, t: Tlv | undefined, what: string) => decodeOid(contentsOf(der, expect(t, TAG.oid, what)));
+const oidAt = (der: Uint8Array, t: Tlv | undefined, what: string) =>
+  decodeOid(contentsOf(der, expect(t, TAG.oid, what)));
 
 /** ONE_OCTET_STRINGS: string types read one octet per character (Latin-1), as OpenSSL reads them (and @peculiar those it knows). */
 const ONE_OCTET_STRINGS = new Set([0x12, 0x13, 0x14, 0x15, 0x16, 0x19, 0x1a, 0x1b]); // Numeric, Printable, Teletex, Videotex, IA5, Graphic, Visible, General
@@ -188,7 +228,8 @@ function attributeValue(der: Uint8Array, t: Tlv): { text: string; isString: bool
     case 0x1e: // BMPString: UTF-16BE
       if (c.length % 2 !== 0) throw new DecodeError("a BMPString has an odd number of octets");
       return { text: Buffer.from(c).swap16().toString("utf16le"), isString: true };
-    case 0x1c: { // UniversalString: UTF-32BE
+    case 0x1c: {
+      // UniversalString: UTF-32BE
       if (c.length % 4 !== 0) throw new DecodeError("a UniversalString's length is not a multiple of 4");
       let text = "";
       for (let i = 0; i < c.length; i += 4) {
@@ -211,7 +252,13 @@ function escapeValue(v: string): string {
   const trail = v.endsWith(" ") ? "\\ " : "";
   const body = trail ? v.slice(0, -1) : v;
   const lead = body.startsWith("#") || body.startsWith(" ") ? "\\" : "";
-  return lead + body.replace(/[\\"+,;<>]/g, "\\$&").replace(/[\x00-\x1f\x7f]/g, (ch) => `\\${ch.charCodeAt(0).toString(16).toUpperCase().padStart(2, "0")}`) + trail;
+  return (
+    lead +
+    body
+      .replace(/[\\"+,;<>]/g, "\\$&")
+      .replace(/[\x00-\x1f\x7f]/g, (ch) => `\\${ch.charCodeAt(0).toString(16).toUpperCase().padStart(2, "0")}`) +
+    trail
+  );
 }
 
 /** Rdn is one RelativeDistinguishedName: its attributes as [short name, value text, value escaped]. */
@@ -236,13 +283,19 @@ function nameRdns(der: Uint8Array): Rdn[] {
 }
 
 /** formatName writes RFC 4514 text: most specific RDN first, ", " between RDNs, "+" inside a multi-valued one. */
-const formatName = (rdns: Rdn[]) => rdns.map((rdn) => rdn.map(([k, , v]) => `${k}=${v}`).join("+")).reverse().join(", ");
+const formatName = (rdns: Rdn[]) =>
+  rdns
+    .map((rdn) => rdn.map(([k, , v]) => `${k}=${v}`).join("+"))
+    .reverse()
+    .join(", ");
 
 /** boolAt reads a BOOLEAN (readTlv has checked it is one octet). */
-const boolAt = (der: Uint8Array, t: Tlv | undefined, what: string): boolean => contentsOf(der, expect(t, TAG.boolean, what))[0] !== 0;
+const boolAt = (der: Uint8Array, t: Tlv | undefined, what: string): boolean =>
+  contentsOf(der, expect(t, TAG.boolean, what))[0] !== 0;
 
 /** isMinimal tells whether INTEGER contents are minimal two's complement (X.690 8.3.2). */
-const isMinimal = (c: Uint8Array) => c.length > 0 && !(c.length > 1 && ((c[0] === 0 && c[1]! < 0x80) || (c[0] === 0xff && c[1]! >= 0x80)));
+const isMinimal = (c: Uint8Array) =>
+  c.length > 0 && !(c.length > 1 && ((c[0] === 0 && c[1]! < 0x80) || (c[0] === 0xff && c[1]! >= 0x80)));
 
 /** serialOf reads the serial's sign and magnitude from its INTEGER contents. */
 function serialOf(c: Buffer): { hex: string; negative: boolean; bits: number } {
@@ -292,9 +345,15 @@ function publicKeyOf(spki: Buffer): PublicKeyInfo {
   if (keyBits[0] !== 0) throw new DecodeError("subjectPublicKey is empty or has unused bits");
   const key = keyBits.subarray(1);
   if (o === "1.2.840.10045.2.1") {
-    if (params && params.tag !== TAG.oid && params.tag !== TAG.sequence) throw new DecodeError("EC parameters are neither a named curve nor explicit parameters");
+    if (params && params.tag !== TAG.oid && params.tag !== TAG.sequence)
+      throw new DecodeError("EC parameters are neither a named curve nor explicit parameters");
     if (params?.tag === TAG.sequence) children(spki, params);
-    const curveOid = params?.tag === TAG.oid ? decodeOid(contentsOf(spki, params)) : params ? "(explicit parameters)" : "(no parameters)";
+    const curveOid =
+      params?.tag === TAG.oid
+        ? decodeOid(contentsOf(spki, params))
+        : params
+          ? "(explicit parameters)"
+          : "(no parameters)";
     const c = CURVES[curveOid];
     const keyType = c?.name === "P-256" ? "ecdsa-p256" : c?.name === "P-384" ? "ecdsa-p384" : undefined;
     return { algorithm: "ec", curve: c?.name ?? curveOid, bits: c?.bits ?? 0, keyType };
@@ -306,7 +365,12 @@ function publicKeyOf(spki: Buffer): PublicKeyInfo {
     while (i < m.length && m[i] === 0) i++;
     const size = i === m.length ? 0 : (m.length - i - 1) * 8 + (32 - Math.clz32(m[i]!));
     const name = `rsa-${size}`;
-    return { algorithm: "rsa", curve: undefined, bits: size, keyType: name in KEY_TYPES ? (name as KeyTypeName) : undefined };
+    return {
+      algorithm: "rsa",
+      curve: undefined,
+      bits: size,
+      keyType: name in KEY_TYPES ? (name as KeyTypeName) : undefined,
+    };
   }
   if (o === "1.3.101.112") return { algorithm: "ed25519", curve: undefined, bits: 256, keyType: "ed25519" };
   if (o === "1.3.101.113") return { algorithm: "ed448", curve: undefined, bits: 456, keyType: undefined };
@@ -323,14 +387,19 @@ function generalName(der: Uint8Array, t: Tlv): SanEntry {
     case 0x81:
       return { type: "email", value: c.toString("latin1") };
     case 0x87:
-      return c.length === 4 || c.length === 16 ? { type: "ip", value: formatIp(c), bytes: Buffer.from(c) } : { type: "other", value: `IP address of ${c.length} octets` };
-    case 0xa0: { // otherName: type-id and an [0] EXPLICIT value
+      return c.length === 4 || c.length === 16
+        ? { type: "ip", value: formatIp(c), bytes: Buffer.from(c) }
+        : { type: "other", value: `IP address of ${c.length} octets` };
+    case 0xa0: {
+      // otherName: type-id and an [0] EXPLICIT value
       const [typeId, value, ...rest] = children(der, t);
       oidAt(der, typeId, "otherName type-id");
-      if (value?.tag !== 0xa0 || rest.length > 0 || children(der, value).length !== 1) throw new DecodeError("an otherName is a type-id and an [0] value");
+      if (value?.tag !== 0xa0 || rest.length > 0 || children(der, value).length !== 1)
+        throw new DecodeError("an otherName is a type-id and an [0] value");
       return { type: "other", value: "otherName" };
     }
-    case 0xa4: { // directoryName: [4] EXPLICIT Name
+    case 0xa4: {
+      // directoryName: [4] EXPLICIT Name
       const inner = children(der, t);
       if (inner.length !== 1) throw new DecodeError("a directoryName holds one Name");
       nameRdns(bytesOf(der, inner[0]!));
@@ -364,7 +433,8 @@ const EXTENSION_DECODERS: Record<string, (v: Buffer, info: CertInfo, critical: b
   keyUsage(v, info, critical) {
     const c = contentsOf(v, only(v, TAG.bitString, "KeyUsage"));
     const unused = c[0];
-    if (unused === undefined || unused > 7 || (c.length === 1 && unused !== 0)) throw new DecodeError("KeyUsage is not a valid BIT STRING");
+    if (unused === undefined || unused > 7 || (c.length === 1 && unused !== 0))
+      throw new DecodeError("KeyUsage is not a valid BIT STRING");
     // The unused bits of the last octet are masked off, as OpenSSL and @peculiar do.
     const at = (j: number) => (c[j + 1] ?? 0) & (j + 2 === c.length ? 0xff << unused : 0xff);
     info.keyUsage = KEY_USAGE_NAMES.filter((_, i) => (at(i >> 3) & (0x80 >> (i & 7))) !== 0);
@@ -387,11 +457,13 @@ const EXTENSION_DECODERS: Record<string, (v: Buffer, info: CertInfo, critical: b
     let last = -1;
     for (const t of children(v, only(v, TAG.sequence, "AuthorityKeyIdentifier"))) {
       const n = t.tag === 0x80 ? 0 : t.tag === 0xa1 ? 1 : t.tag === 0x82 ? 2 : -1;
-      if (n <= last) throw new DecodeError(`AuthorityKeyIdentifier has an unexpected field (tag 0x${t.tag.toString(16)})`);
+      if (n <= last)
+        throw new DecodeError(`AuthorityKeyIdentifier has an unexpected field (tag 0x${t.tag.toString(16)})`);
       last = n;
       if (n === 0) info.authorityKeyId = contentsOf(v, t).toString("hex");
       else if (n === 1) for (const g of children(v, t)) generalName(v, g);
-      else if (!isMinimal(contentsOf(v, t))) throw new DecodeError("authorityCertSerialNumber is not a minimal INTEGER");
+      else if (!isMinimal(contentsOf(v, t)))
+        throw new DecodeError("authorityCertSerialNumber is not a minimal INTEGER");
     }
   },
 };
@@ -409,7 +481,11 @@ export function decodeFields(f: CertFields): CertInfo {
     version = v.length === 1 ? v[0]! + 1 : 0;
     if (version < 1 || version > 3) throw new DecodeError("version is not 1, 2 or 3");
   }
-  const sigOid = oidAt(f.signatureAlgorithm, children(f.signatureAlgorithm, readTlv(f.signatureAlgorithm, 0))[0], "signature algorithm");
+  const sigOid = oidAt(
+    f.signatureAlgorithm,
+    children(f.signatureAlgorithm, readTlv(f.signatureAlgorithm, 0))[0],
+    "signature algorithm",
+  );
   const sig = SIGNATURE_ALGORITHMS[sigOid];
   const subjectRdns = nameRdns(f.subject);
   const subjectAttributes: Record<string, string> = {};

@@ -17,7 +17,15 @@ import { generateKey } from "../pki/keys.ts";
 import { encodeName } from "../pki/name.ts";
 import { encodePem } from "../pki/pem.ts";
 import { guardDirs } from "../state/dirs.ts";
-import { acquireLock, ensureDir, ioFailure, removeTempFiles, syncDir, writeFileAtomic, type Lock } from "../state/fs.ts";
+import {
+  acquireLock,
+  ensureDir,
+  ioFailure,
+  removeTempFiles,
+  syncDir,
+  writeFileAtomic,
+  type Lock,
+} from "../state/fs.ts";
 import { abs, LAYOUT, MODES } from "../state/layout.ts";
 import { writeLayoutVersion } from "../state/layout-version.ts";
 import { loadImportedCa, readState, type CaMaterial, type State } from "../state/read.ts";
@@ -73,7 +81,15 @@ export function loadCaSource(loaded: LoadedManifest): CaMaterial | undefined {
   if ("reason" in r) {
     const path = ["ca", "import", r.field];
     const line = loaded.lineOf(path);
-    throw new InvalidInputError([{ file: loaded.manifest.file, ...(line === undefined ? {} : { line }), path: path.join("."), message: r.reason, fix: r.fix }]);
+    throw new InvalidInputError([
+      {
+        file: loaded.manifest.file,
+        ...(line === undefined ? {} : { line }),
+        path: path.join("."),
+        message: r.reason,
+        fix: r.fix,
+      },
+    ]);
   }
   return r;
 }
@@ -96,7 +112,15 @@ function createCa(dir: string, plan: Plan & { ca: { action: "create" } }): CaMat
   const pem = encodePem("CERTIFICATE", der);
   writeFileAtomic(abs(dir, LAYOUT.caCert), pem, LAYOUT.caCert.mode);
   syncDir(abs(dir, LAYOUT.caDir));
-  return { cert: readCertFields(der), keyType: spec.keyType, keyId: self.keyId, publicKey: createPublicKey({ key: key.spki, format: "der", type: "spki" }), privateKey, chainPem: "", bundlePem: pem };
+  return {
+    cert: readCertFields(der),
+    keyType: spec.keyType,
+    keyId: self.keyId,
+    publicKey: createPublicKey({ key: key.spki, format: "der", type: "spki" }),
+    privateKey,
+    chainPem: "",
+    bundlePem: pem,
+  };
 }
 
 function readTextOrUndefined(file: string): string | undefined {
@@ -117,7 +141,13 @@ function spawnWorker(workerData: unknown): Worker {
   return new Worker(new URL("./worker.js", import.meta.url), { workerData });
 }
 
-async function runInWorkers(dir: string, jobs: ServiceJob[], issuer: IssuerData, n: number, progress: (k: number) => void): Promise<void> {
+async function runInWorkers(
+  dir: string,
+  jobs: ServiceJob[],
+  issuer: IssuerData,
+  n: number,
+  progress: (k: number) => void,
+): Promise<void> {
   const chunks: ServiceJob[][] = Array.from({ length: n }, () => []);
   jobs.forEach((j, i) => chunks[i % n]!.push(j));
   const workers = chunks.map((chunk) => spawnWorker({ dir, issuer, jobs: chunk }));
@@ -133,11 +163,19 @@ async function runInWorkers(dir: string, jobs: ServiceJob[], issuer: IssuerData,
             failure = e;
             for (const other of workers) if (other !== w) void other.terminate();
           });
-          w.on("exit", (code) => (failure !== undefined ? reject(failure) : code === 0 ? resolve() : reject(new FailedError(`apply: a worker stopped (exit code ${code}) because another one failed`))));
+          w.on("exit", (code) =>
+            failure !== undefined
+              ? reject(failure)
+              : code === 0
+                ? resolve()
+                : reject(new FailedError(`apply: a worker stopped (exit code ${code}) because another one failed`)),
+          );
         }),
     ),
   );
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected" && !(r.reason instanceof FailedError)) ?? results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  const failed =
+    results.find((r): r is PromiseRejectedResult => r.status === "rejected" && !(r.reason instanceof FailedError)) ??
+    results.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (failed) throw failed.reason;
 }
 
@@ -177,14 +215,36 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
     const due = hookJobs(loaded, dir, [...new Set([...result.changed, ...owed])].sort());
     result.hooks = await runHooks(opts.hooks === false ? [] : due, opts.hookTimeoutMs);
     const pending = due.map((j) => j.service).filter((name) => !result.hooks.some((h) => h.service === name && h.ok));
-    writeApplyRecord(dir, { time: started.toISOString(), manifest: manifestId(loaded.manifest.file), ok: true, issued: result.issued, kept: result.kept, caCreated: result.caCreated, changed: result.changed, hooks: result.hooks, pending });
+    writeApplyRecord(dir, {
+      time: started.toISOString(),
+      manifest: manifestId(loaded.manifest.file),
+      ok: true,
+      issued: result.issued,
+      kept: result.kept,
+      caCreated: result.caCreated,
+      changed: result.changed,
+      hooks: result.hooks,
+      pending,
+    });
     return result;
   } catch (caught) {
     // Unattended renewals (cron, a systemd timer) fail silently unless the failure is recorded:
     // status and metrics read this. Every file is whole, old or new: each write is atomic.
     const e = asFailure(caught, dir);
-    const pending = hookJobs(loaded, dir, [...new Set([...(written?.changed ?? []), ...owed])].sort()).map((j) => j.service);
-    throw recordFailure(dir, e, { time: started.toISOString(), manifest: manifestId(loaded.manifest.file), ok: false, issued: written?.issued ?? 0, kept: written?.kept ?? 0, caCreated: written?.caCreated ?? false, changed: written?.changed ?? [], hooks: [], pending });
+    const pending = hookJobs(loaded, dir, [...new Set([...(written?.changed ?? []), ...owed])].sort()).map(
+      (j) => j.service,
+    );
+    throw recordFailure(dir, e, {
+      time: started.toISOString(),
+      manifest: manifestId(loaded.manifest.file),
+      ok: false,
+      issued: written?.issued ?? 0,
+      kept: written?.kept ?? 0,
+      caCreated: written?.caCreated ?? false,
+      changed: written?.changed ?? [],
+      hooks: [],
+      pending,
+    });
   } finally {
     lock.release();
   }
@@ -222,7 +282,10 @@ function recordFailure(dir: string, e: unknown, record: Omit<ApplyRecord, "error
       if (!(e instanceof MtlskitError)) return e; // a bug: its own message says more
       const removed = !existsSync(abs(dir, LAYOUT.lastApply));
       const why = (again as NodeJS.ErrnoException).code ?? (again as Error).message;
-      return new FailedError(`${e.message}\n    and the failure could not be recorded in ${abs(dir, LAYOUT.lastApply)} (${why})${removed ? "; the previous record was removed, so status and metrics report no last apply" : ""}`, { cause: e });
+      return new FailedError(
+        `${e.message}\n    and the failure could not be recorded in ${abs(dir, LAYOUT.lastApply)} (${why})${removed ? "; the previous record was removed, so status and metrics report no last apply" : ""}`,
+        { cause: e },
+      );
     }
   }
 }
@@ -241,7 +304,12 @@ function hookJobs(loaded: LoadedManifest, dir: string, names: readonly string[])
       MTLSKIT_CERT: path.resolve(abs(dir, LAYOUT.cert(main))),
       MTLSKIT_KEY: path.resolve(abs(dir, LAYOUT.key(main))),
       MTLSKIT_CA: path.resolve(abs(dir, LAYOUT.bundle(s.name))),
-      ...(client ? { MTLSKIT_CLIENT_CERT: path.resolve(abs(dir, LAYOUT.cert(client))), MTLSKIT_CLIENT_KEY: path.resolve(abs(dir, LAYOUT.key(client))) } : {}),
+      ...(client
+        ? {
+            MTLSKIT_CLIENT_CERT: path.resolve(abs(dir, LAYOUT.cert(client))),
+            MTLSKIT_CLIENT_KEY: path.resolve(abs(dir, LAYOUT.key(client))),
+          }
+        : {}),
     };
     return [{ service: s.name, reload: s.reload, env }];
   });
@@ -255,10 +323,19 @@ export function changedServices(plan: Plan): string[] {
   return [...names].sort();
 }
 
-async function applyLocked(loaded: LoadedManifest, dir: string, imported: ReturnType<typeof loadCaSource>, opts: ApplyOptions): Promise<ApplyResult> {
+async function applyLocked(
+  loaded: LoadedManifest,
+  dir: string,
+  imported: ReturnType<typeof loadCaSource>,
+  opts: ApplyOptions,
+): Promise<ApplyResult> {
   const managed = managedServices(loaded.manifest); // an external service's files are never touched
   // Before anything is read or removed: never through a symlinked folder, never under a CA others may replace.
-  guardDirs(dir, managed.map((s) => s.name), opts.onNote ?? (() => {}));
+  guardDirs(
+    dir,
+    managed.map((s) => s.name),
+    opts.onNote ?? (() => {}),
+  );
   removeTempFiles(dir);
   removeTempFiles(abs(dir, LAYOUT.caDir));
   for (const s of managed) removeTempFiles(abs(dir, LAYOUT.serviceDir(s.name)));
@@ -275,12 +352,15 @@ async function applyLocked(loaded: LoadedManifest, dir: string, imported: Return
       writeFileAtomic(abs(dir, LAYOUT.caCert), ca.bundlePem, LAYOUT.caCert.mode);
       syncDir(abs(dir, LAYOUT.caDir));
     }
-  }
-  else throw new FailedError("apply: the plan kept a CA that could not be read; this is a bug");
+  } else throw new FailedError("apply: the plan kept a CA that could not be read; this is a bug");
   const bundle = bundleOf(ca);
-  const byService = new Map<string, ServiceJob>(managed.map((s) => [s.name, { service: s.name, certs: [], bundlePem: undefined }]));
-  for (const c of plan.certs) if (c.action !== "keep") byService.get(c.slot.service)!.certs.push({ spec: c.spec, kind: c.slot.kind });
-  for (const b of plan.bundles) if (b.action === "write" || plan.ca.action === "create") byService.get(b.service)!.bundlePem = bundle;
+  const byService = new Map<string, ServiceJob>(
+    managed.map((s) => [s.name, { service: s.name, certs: [], bundlePem: undefined }]),
+  );
+  for (const c of plan.certs)
+    if (c.action !== "keep") byService.get(c.slot.service)!.certs.push({ spec: c.spec, kind: c.slot.kind });
+  for (const b of plan.bundles)
+    if (b.action === "write" || plan.ca.action === "create") byService.get(b.service)!.bundlePem = bundle;
   const jobs = [...byService.values()].filter((j) => j.certs.length > 0 || j.bundlePem !== undefined);
   const total = jobs.reduce((n, j) => n + j.certs.length, 0);
   let done = 0;
@@ -290,8 +370,17 @@ async function applyLocked(loaded: LoadedManifest, dir: string, imported: Return
   };
   if (jobs.length > 0) {
     ensureDir(abs(dir, LAYOUT.servicesDir), LAYOUT.servicesDir.mode);
-    const issuerData: IssuerData = { subject: ca.cert.subject, keyId: ca.keyId, keyType: ca.keyType, pkcs8: ca.privateKey.export({ type: "pkcs8", format: "der" }), chainPem: ca.chainPem };
-    const workers = Math.min(opts.workers ?? (jobs.length >= 64 ? Math.min(availableParallelism(), 4) : 0), jobs.length);
+    const issuerData: IssuerData = {
+      subject: ca.cert.subject,
+      keyId: ca.keyId,
+      keyType: ca.keyType,
+      pkcs8: ca.privateKey.export({ type: "pkcs8", format: "der" }),
+      chainPem: ca.chainPem,
+    };
+    const workers = Math.min(
+      opts.workers ?? (jobs.length >= 64 ? Math.min(availableParallelism(), 4) : 0),
+      jobs.length,
+    );
     if (workers > 1) await runInWorkers(dir, jobs, issuerData, workers, progress);
     else {
       const issuer = toIssuer(issuerData);
@@ -305,5 +394,12 @@ async function applyLocked(loaded: LoadedManifest, dir: string, imported: Return
   // Recorded last: a crash before this line leaves the old number, and the next apply re-issues again.
   writeLayoutVersion(dir, plan.layoutVersion);
   syncDir(dir);
-  return { plan, issued: total, kept: plan.certs.filter((c) => c.action === "keep").length, caCreated: plan.ca.action === "create", changed: changedServices(plan), hooks: [] };
+  return {
+    plan,
+    issued: total,
+    kept: plan.certs.filter((c) => c.action === "keep").length,
+    caCreated: plan.ca.action === "create",
+    changed: changedServices(plan),
+    hooks: [],
+  };
 }

@@ -30,7 +30,11 @@ const tail = (text: string) => text.trim().split("\n").slice(-5).join(" | ").sli
 function runCommand(job: HookJob & { reload: { command: string } }, timeoutMs: number): Promise<HookRecord> {
   return new Promise((resolve) => {
     // Its own process group, so a timeout kills what the shell started too (a `sleep` holding the pipes open).
-    const child = spawn("/bin/sh", ["-c", job.reload.command], { env: { ...process.env, ...job.env }, stdio: ["ignore", "pipe", "pipe"], detached: true });
+    const child = spawn("/bin/sh", ["-c", job.reload.command], {
+      env: { ...process.env, ...job.env },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    });
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     child.stderr.on("data", (d: Buffer) => (out += d.toString()));
@@ -49,9 +53,18 @@ function runCommand(job: HookJob & { reload: { command: string } }, timeoutMs: n
     };
     child.once("error", (e) => done({ ok: false, exitCode: null, error: `could not start /bin/sh: ${e.message}` }));
     child.once("close", (code, signal) => {
-      if (timedOut) return done({ ok: false, exitCode: null, error: `did not finish within ${timeoutMs / 1000} s and was killed${out ? `; it printed: ${tail(out)}` : ""}` });
+      if (timedOut)
+        return done({
+          ok: false,
+          exitCode: null,
+          error: `did not finish within ${timeoutMs / 1000} s and was killed${out ? `; it printed: ${tail(out)}` : ""}`,
+        });
       if (code === 0) return done({ ok: true, exitCode: 0 });
-      done({ ok: false, exitCode: code, error: `${code === null ? `was killed by ${signal}` : `exited with ${code}`}${out ? `; it printed: ${tail(out)}` : ""}` });
+      done({
+        ok: false,
+        exitCode: code,
+        error: `${code === null ? `was killed by ${signal}` : `exited with ${code}`}${out ? `; it printed: ${tail(out)}` : ""}`,
+      });
     });
   });
 }
@@ -64,15 +77,31 @@ function sendSignal(job: HookJob & { reload: { signal: string; pidFile: string }
     text = readTextBounded(pidFile, { limit: 4096 }).trim();
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    return { ...record, ok: false, exitCode: null, error: `cannot read the pid file ${pidFile}${code === "ENOENT" ? ": it does not exist (is the service running?)" : `: it ${(e as ReadFileError).reason}`}` };
+    return {
+      ...record,
+      ok: false,
+      exitCode: null,
+      error: `cannot read the pid file ${pidFile}${code === "ENOENT" ? ": it does not exist (is the service running?)" : `: it ${(e as ReadFileError).reason}`}`,
+    };
   }
-  if (!/^[1-9][0-9]*$/.test(text)) return { ...record, ok: false, exitCode: null, error: `${pidFile} does not hold a process id (it holds ${JSON.stringify(text.slice(0, 40))})` };
+  if (!/^[1-9][0-9]*$/.test(text))
+    return {
+      ...record,
+      ok: false,
+      exitCode: null,
+      error: `${pidFile} does not hold a process id (it holds ${JSON.stringify(text.slice(0, 40))})`,
+    };
   try {
     process.kill(Number(text), `SIG${signal}` as NodeJS.Signals);
     return { ...record, ok: true, exitCode: 0 };
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === "ESRCH" ? `no process ${text} is running (a stale pid file?)` : code === "EPERM" ? `not allowed to signal process ${text} (run apply as its user or root)` : String(code);
+    const why =
+      code === "ESRCH"
+        ? `no process ${text} is running (a stale pid file?)`
+        : code === "EPERM"
+          ? `not allowed to signal process ${text} (run apply as its user or root)`
+          : String(code);
     return { ...record, ok: false, exitCode: null, error: `SIG${signal} to ${text} from ${pidFile}: ${why}` };
   }
 }

@@ -41,17 +41,32 @@ export function toIssuer(d: IssuerData): Issuer & { chainPem: string } {
 }
 
 /** runJob issues and durably writes one service's files under `dir`. */
-export function runJob(dir: string, job: ServiceJob, issuer: Issuer & { chainPem: string }, serial: () => Buffer = newSerial): void {
+export function runJob(
+  dir: string,
+  job: ServiceJob,
+  issuer: Issuer & { chainPem: string },
+  serial: () => Buffer = newSerial,
+): void {
   const serviceDir = abs(dir, LAYOUT.serviceDir(job.service));
   ensureDir(serviceDir, MODES.privateDir); // apply fsyncs services/ once at the end
   for (const c of job.certs) {
-    const spec: CertSpec = { ...c.spec, notBefore: new Date(c.spec.notBefore), notAfter: new Date(c.spec.notAfter), ips: c.spec.ips.map((b) => Buffer.from(b)) };
+    const spec: CertSpec = {
+      ...c.spec,
+      notBefore: new Date(c.spec.notBefore),
+      notAfter: new Date(c.spec.notAfter),
+      ips: c.spec.ips.map((b) => Buffer.from(b)),
+    };
     const key = generateKey(spec.keyType);
     const der = signTbs(encodeTbs(spec, issuer, key.spki, serial()), issuer);
     const slot = { service: job.service, kind: c.kind };
     writeFileAtomic(abs(dir, LAYOUT.key(slot)), encodePem("PRIVATE KEY", key.pkcs8), LAYOUT.key(slot).mode);
-    writeFileAtomic(abs(dir, LAYOUT.cert(slot)), encodePem("CERTIFICATE", der) + issuer.chainPem, LAYOUT.cert(slot).mode);
+    writeFileAtomic(
+      abs(dir, LAYOUT.cert(slot)),
+      encodePem("CERTIFICATE", der) + issuer.chainPem,
+      LAYOUT.cert(slot).mode,
+    );
   }
-  if (job.bundlePem !== undefined) writeFileAtomic(abs(dir, LAYOUT.bundle(job.service)), job.bundlePem, LAYOUT.bundle(job.service).mode);
+  if (job.bundlePem !== undefined)
+    writeFileAtomic(abs(dir, LAYOUT.bundle(job.service)), job.bundlePem, LAYOUT.bundle(job.service).mode);
   syncDir(serviceDir);
 }

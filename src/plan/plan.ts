@@ -7,7 +7,15 @@
  * is outside its renewal window. That is why an unchanged manifest leaves every file identical.
  */
 import { FailedError, InvalidInputError, type Problem } from "../errors.ts";
-import { formatDuration, managedServices, type CertSlot, type ExternalFiles, type LoadedManifest, type Manifest, type Service } from "../manifest/index.ts";
+import {
+  formatDuration,
+  managedServices,
+  type CertSlot,
+  type ExternalFiles,
+  type LoadedManifest,
+  type Manifest,
+  type Service,
+} from "../manifest/index.ts";
 import { verifySignedBy, type CertFields } from "../pki/cert.ts";
 import { bitString, seq } from "../pki/der.ts";
 import { encodeTbs, type CertSpec } from "../pki/issue.ts";
@@ -106,7 +114,16 @@ export function leafSpec(service: Service, slot: CertSlot, now: Date): CertSpec 
 
 /** caSpec is the certificate of a CA generated at `now`. */
 export function caSpec(m: Manifest, now: Date): CertSpec {
-  return { profile: "ca", subject: m.ca.subject, dns: [], ips: [], uris: [], keyType: m.ca.keyType, notBefore: new Date(now.getTime() - BACKDATE_MS), notAfter: new Date(now.getTime() + m.ca.validityMs) };
+  return {
+    profile: "ca",
+    subject: m.ca.subject,
+    dns: [],
+    ips: [],
+    uris: [],
+    keyType: m.ca.keyType,
+    notBefore: new Date(now.getTime() - BACKDATE_MS),
+    notAfter: new Date(now.getTime() + m.ca.validityMs),
+  };
 }
 
 /** bundlePem is the trust bundle every service's ca.pem holds. */
@@ -134,7 +151,9 @@ function explainDifference(existing: CertFields, wantTbs: Buffer): string {
       if (k === "SANs") {
         const h = new Set(have[k]!.split(", ").filter(Boolean));
         const w = new Set(want[k]!.split(", ").filter(Boolean));
-        diffs.push(`SANs ${[...[...w].filter((x) => !h.has(x)).map((x) => "+" + x), ...[...h].filter((x) => !w.has(x)).map((x) => "-" + x)].join(" ")}`);
+        diffs.push(
+          `SANs ${[...[...w].filter((x) => !h.has(x)).map((x) => "+" + x), ...[...h].filter((x) => !w.has(x)).map((x) => "-" + x)].join(" ")}`,
+        );
       } else diffs.push(`${k} ${have[k] || "(none)"} -> ${want[k] || "(none)"}`);
     }
     if (diffs.length === 0) diffs.push("encoding differs");
@@ -145,7 +164,14 @@ function explainDifference(existing: CertFields, wantTbs: Buffer): string {
 }
 
 /** judgeLeaf decides keep or reissue for an existing certificate, with the reason. */
-function judgeLeaf(leaf: LeafState | undefined, want: CertSpec, service: Service, ca: CaMaterial, chainPem: string, now: Date): { action: CertAction; reason: string; notAfter?: Date } {
+function judgeLeaf(
+  leaf: LeafState | undefined,
+  want: CertSpec,
+  service: Service,
+  ca: CaMaterial,
+  chainPem: string,
+  now: Date,
+): { action: CertAction; reason: string; notAfter?: Date } {
   if (!leaf || (leaf.cert === undefined && leaf.keySpki === undefined)) return { action: "create", reason: "missing" };
   const { cert, keySpki } = leaf;
   if (cert === undefined) return { action: "reissue", reason: "certificate file missing" };
@@ -154,20 +180,46 @@ function judgeLeaf(leaf: LeafState | undefined, want: CertSpec, service: Service
   if (keySpki === undefined) return { action: "reissue", reason: "key file missing", notAfter };
   if ("error" in keySpki) return { action: "reissue", reason: `key file ${keySpki.error}`, notAfter };
   if (!keySpki.equals(cert.spki)) return { action: "reissue", reason: "key does not match certificate", notAfter };
-  if (!cert.issuer.equals(ca.cert.subject) || !verifySignedBy(cert, ca.publicKey, ca.keyType)) return { action: "reissue", reason: "CA changed (not signed by the current CA)", notAfter };
+  if (!cert.issuer.equals(ca.cert.subject) || !verifySignedBy(cert, ca.publicKey, ca.keyType))
+    return { action: "reissue", reason: "CA changed (not signed by the current CA)", notAfter };
   const haveType = keyTypeOfSpki(cert.spki);
-  if (haveType !== want.keyType) return { action: "reissue", reason: `key type changed: ${haveType ?? "unsupported"} -> ${want.keyType}`, notAfter };
-  const wantTbs = encodeTbs({ ...want, notBefore: cert.notBefore, notAfter: cert.notAfter }, { subject: ca.cert.subject, keyId: ca.keyId, keyType: ca.keyType }, cert.spki, cert.serial);
+  if (haveType !== want.keyType)
+    return { action: "reissue", reason: `key type changed: ${haveType ?? "unsupported"} -> ${want.keyType}`, notAfter };
+  const wantTbs = encodeTbs(
+    { ...want, notBefore: cert.notBefore, notAfter: cert.notAfter },
+    { subject: ca.cert.subject, keyId: ca.keyId, keyType: ca.keyType },
+    cert.spki,
+    cert.serial,
+  );
   if (!wantTbs.equals(cert.tbs)) return { action: "reissue", reason: explainDifference(cert, wantTbs), notAfter };
   const lifetime = cert.notAfter.getTime() - cert.notBefore.getTime();
-  if (lifetime !== service.validityMs + BACKDATE_MS) return { action: "reissue", reason: `validity changed: ${formatDuration(lifetime - BACKDATE_MS)} -> ${formatDuration(service.validityMs)}`, notAfter };
+  if (lifetime !== service.validityMs + BACKDATE_MS)
+    return {
+      action: "reissue",
+      reason: `validity changed: ${formatDuration(lifetime - BACKDATE_MS)} -> ${formatDuration(service.validityMs)}`,
+      notAfter,
+    };
   if (now >= cert.notAfter) return { action: "reissue", reason: `expired ${day(cert.notAfter)}`, notAfter };
-  if (now < cert.notBefore) return { action: "reissue", reason: `not valid until ${cert.notBefore.toISOString()} (was the clock wrong when it was issued?)`, notAfter };
+  if (now < cert.notBefore)
+    return {
+      action: "reissue",
+      reason: `not valid until ${cert.notBefore.toISOString()} (was the clock wrong when it was issued?)`,
+      notAfter,
+    };
   if (now.getTime() >= cert.notAfter.getTime() - service.renewBeforeMs) {
-    return { action: "reissue", reason: `due for renewal: expires ${day(cert.notAfter)} (renewBefore ${formatDuration(service.renewBeforeMs)})`, notAfter };
+    return {
+      action: "reissue",
+      reason: `due for renewal: expires ${day(cert.notAfter)} (renewBefore ${formatDuration(service.renewBeforeMs)})`,
+      notAfter,
+    };
   }
-  if (leaf.certFile !== encodePem("CERTIFICATE", cert.der) + chainPem) return { action: "reissue", reason: "certificate chain in the file changed", notAfter };
-  return { action: "keep", reason: `valid until ${day(cert.notAfter)}, renews from ${day(new Date(cert.notAfter.getTime() - service.renewBeforeMs))}`, notAfter };
+  if (leaf.certFile !== encodePem("CERTIFICATE", cert.der) + chainPem)
+    return { action: "reissue", reason: "certificate chain in the file changed", notAfter };
+  return {
+    action: "keep",
+    reason: `valid until ${day(cert.notAfter)}, renews from ${day(new Date(cert.notAfter.getTime() - service.renewBeforeMs))}`,
+    notAfter,
+  };
 }
 
 /** checkReissueNames refuses --reissue names that are not services, or are external ones whose files apply never writes (exit 2). */
@@ -177,7 +229,13 @@ export function checkReissueNames(loaded: LoadedManifest, opts: PlanOptions): vo
   const problems: Problem[] = [];
   for (const r of opts.reissue ?? []) {
     const s = m.services.find((x) => x.name === r);
-    if (!s) problems.push({ file: m.file, path: "", message: `--reissue names unknown service ${JSON.stringify(r)}; services are: ${names.join(", ")}`, fix: "use a service name from the manifest" });
+    if (!s)
+      problems.push({
+        file: m.file,
+        path: "",
+        message: `--reissue names unknown service ${JSON.stringify(r)}; services are: ${names.join(", ")}`,
+        fix: "use a service name from the manifest",
+      });
     else if (s.files) {
       const path = ["services", s.name, "files"];
       const line = loaded.lineOf(path);
@@ -214,12 +272,16 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
   } else {
     material = state.ca.ca;
     const nA = material.cert.notAfter;
-    ca = m.ca.import ? { action: "import", reason: `imported from ${m.ca.import.cert}`, notAfter: nA } : { action: "keep", reason: `valid until ${day(nA)}`, notAfter: nA };
+    ca = m.ca.import
+      ? { action: "import", reason: `imported from ${m.ca.import.cert}`, notAfter: nA }
+      : { action: "keep", reason: `valid until ${day(nA)}`, notAfter: nA };
     if (!m.ca.import) {
       const info = decodeCertificate(material.cert.der);
       const wantSubject = encodeName(m.ca.subject);
       if (!wantSubject.equals(material.cert.subject) || material.keyType !== m.ca.keyType) {
-        warnings.push(`the existing CA (${info.subject}, ${material.keyType}) differs from the manifest's ca section; the CA is never replaced automatically. To start a new CA, move ${state.dir}/ca away (every service is re-issued and peers must trust the new ca.pem).`);
+        warnings.push(
+          `the existing CA (${info.subject}, ${material.keyType}) differs from the manifest's ca section; the CA is never replaced automatically. To start a new CA, move ${state.dir}/ca away (every service is re-issued and peers must trust the new ca.pem).`,
+        );
       }
     }
     const caEnd = material.cert.notAfter.getTime();
@@ -241,7 +303,10 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
   const requested = new Set(opts.reissue ?? []);
   // Like ServiceRadar's runtimeLayoutVersion: a new number re-issues every certificate that would be kept.
   const layoutVersion = m.layoutVersion ?? DEFAULT_LAYOUT_VERSION;
-  const layoutChanged = material && state.exists && state.layoutVersion !== layoutVersion ? `layoutVersion changed from ${state.layoutVersion ?? "an unreadable record"} to ${layoutVersion}` : undefined;
+  const layoutChanged =
+    material && state.exists && state.layoutVersion !== layoutVersion
+      ? `layoutVersion changed from ${state.layoutVersion ?? "an unreadable record"} to ${layoutVersion}`
+      : undefined;
   const certs: CertStep[] = [];
   for (const s of managed) {
     for (const slot of s.slots) {
@@ -249,13 +314,25 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
       const leaf = state.leaves.get(slot.id);
       let verdict: { action: CertAction; reason: string; notAfter?: Date };
       if (!material) {
-        verdict = leaf?.cert !== undefined || leaf?.keySpki !== undefined ? { action: "reissue", reason: "CA is new" } : { action: "create", reason: "missing" };
+        verdict =
+          leaf?.cert !== undefined || leaf?.keySpki !== undefined
+            ? { action: "reissue", reason: "CA is new" }
+            : { action: "create", reason: "missing" };
       } else {
         verdict = judgeLeaf(leaf, spec, s, material, material.chainPem, now);
-        if (verdict.action === "keep" && (opts.reissueAll || requested.has(s.name))) verdict = { ...verdict, action: "reissue", reason: opts.reissueAll ? "--reissue-all" : "--reissue" };
-        else if (verdict.action === "keep" && layoutChanged) verdict = { ...verdict, action: "reissue", reason: layoutChanged };
+        if (verdict.action === "keep" && (opts.reissueAll || requested.has(s.name)))
+          verdict = { ...verdict, action: "reissue", reason: opts.reissueAll ? "--reissue-all" : "--reissue" };
+        else if (verdict.action === "keep" && layoutChanged)
+          verdict = { ...verdict, action: "reissue", reason: layoutChanged };
       }
-      certs.push({ id: slot.id, slot, action: verdict.action, reason: verdict.reason, spec, currentNotAfter: verdict.notAfter });
+      certs.push({
+        id: slot.id,
+        slot,
+        action: verdict.action,
+        reason: verdict.reason,
+        spec,
+        currentNotAfter: verdict.notAfter,
+      });
     }
   }
   const bundles: BundleStep[] = managed.map((s) => ({
@@ -263,7 +340,16 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
     action: material && state.bundles.get(s.name) === bundleOf(material) ? "keep" : "write",
   }));
   const external = m.services.flatMap((s): ExternalStep[] =>
-    s.files ? [{ service: s.name, action: "external", reason: `files named in the manifest (${s.files.cert}); apply does not write them; run mtlskit check`, files: s.files }] : [],
+    s.files
+      ? [
+          {
+            service: s.name,
+            action: "external",
+            reason: `files named in the manifest (${s.files.cert}); apply does not write them; run mtlskit check`,
+            files: s.files,
+          },
+        ]
+      : [],
   );
   return { dir: state.dir, now, ca, certs, bundles, external, warnings, layoutVersion };
 }

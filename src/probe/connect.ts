@@ -58,7 +58,7 @@ export interface Observation {
 export function peerChain(sock: tls.TLSSocket): Buffer[] {
   const out: Buffer[] = [];
   let c: tls.DetailedPeerCertificate | undefined = sock.getPeerCertificate(true);
-  while (c && c.raw && !out.some((d) => d.equals(c!.raw))) {
+  while (c?.raw && !out.some((d) => d.equals(c!.raw))) {
     out.push(c.raw);
     c = c.issuerCertificate;
   }
@@ -71,7 +71,16 @@ const errOf = (e: unknown) => ({ code: (e as NodeJS.ErrnoException).code ?? "ERR
 export function attempt(opts: AttemptOptions): Promise<Observation> {
   const timeoutMs = opts.timeoutMs ?? 5000;
   const settleMs = Math.min(opts.settleMs ?? 500, Math.floor(timeoutMs / 2));
-  const o: Observation = { reached: false, handshake: false, accepted: false, protocol: undefined, cipher: undefined, alpn: undefined, chain: [], error: undefined };
+  const o: Observation = {
+    reached: false,
+    handshake: false,
+    accepted: false,
+    protocol: undefined,
+    cipher: undefined,
+    alpn: undefined,
+    chain: [],
+    error: undefined,
+  };
   return new Promise((resolve) => {
     let done = false;
     let settle: NodeJS.Timeout | undefined;
@@ -89,7 +98,14 @@ export function attempt(opts: AttemptOptions): Promise<Observation> {
     };
     const timer = setTimeout(() => {
       const s = timeoutMs / 1000;
-      finish(o.reached ? { code: "ETIMEDOUT", message: `no TLS handshake within ${s} s: the server does not answer a TLS ClientHello` } : { code: "ETIMEDOUT", message: `no TCP connection within ${s} s` });
+      finish(
+        o.reached
+          ? {
+              code: "ETIMEDOUT",
+              message: `no TLS handshake within ${s} s: the server does not answer a TLS ClientHello`,
+            }
+          : { code: "ETIMEDOUT", message: `no TCP connection within ${s} s` },
+      );
     }, timeoutMs);
     raw.once("error", (e) => finish(errOf(e)));
     raw.once("connect", () => {
@@ -121,7 +137,19 @@ export function attempt(opts: AttemptOptions): Promise<Observation> {
       // Reading keeps the socket flowing, so a post-handshake alert is processed; data is not kept.
       secure.on("data", () => {});
       secure.on("error", (e) => finish(errOf(e)));
-      secure.on("close", () => finish(o.handshake ? { code: "ECLOSED", message: "the server closed the connection right after the handshake, without a TLS alert" } : { code: "ECLOSED", message: "the server closed the connection during the handshake, without a TLS alert" }));
+      secure.on("close", () =>
+        finish(
+          o.handshake
+            ? {
+                code: "ECLOSED",
+                message: "the server closed the connection right after the handshake, without a TLS alert",
+              }
+            : {
+                code: "ECLOSED",
+                message: "the server closed the connection during the handshake, without a TLS alert",
+              },
+        ),
+      );
     });
   });
 }
@@ -137,7 +165,10 @@ export interface Observations {
  * the server demand one?), then with `credentials`. When nothing answers the first, the second is
  * not tried (it would only wait for the same timeout).
  */
-export async function observe(opts: Omit<AttemptOptions, "credentials">, credentials: Credentials): Promise<Observations> {
+export async function observe(
+  opts: Omit<AttemptOptions, "credentials">,
+  credentials: Credentials,
+): Promise<Observations> {
   const anonymous = await attempt(opts);
   const authenticated = anonymous.reached ? await attempt({ ...opts, credentials }) : anonymous;
   return { anonymous, authenticated };

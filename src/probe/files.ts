@@ -31,10 +31,21 @@ export interface ProbeFiles {
  * the certificate `probe --listen` serves with); from services.NAME.files for an
  * external service, else under the PKI directory `dir`.
  */
-export function pathsOf(manifest: Manifest, name: string, dir: string, side: "client" | "server" = "client"): ProbePaths {
+export function pathsOf(
+  manifest: Manifest,
+  name: string,
+  dir: string,
+  side: "client" | "server" = "client",
+): ProbePaths {
   const s = manifest.services.find((x) => x.name === name);
-  if (!s) throw new UsageError(`mtlskit probe: --as ${name}: not a service of ${manifest.file}; services are: ${manifest.services.map((x) => x.name).join(", ")}`);
-  if (s.files) return side === "server" ? { cert: s.files.cert, key: s.files.key, ca: s.files.ca } : { cert: s.files.clientCert ?? s.files.cert, key: s.files.clientKey ?? s.files.key, ca: s.files.ca };
+  if (!s)
+    throw new UsageError(
+      `mtlskit probe: --as ${name}: not a service of ${manifest.file}; services are: ${manifest.services.map((x) => x.name).join(", ")}`,
+    );
+  if (s.files)
+    return side === "server"
+      ? { cert: s.files.cert, key: s.files.key, ca: s.files.ca }
+      : { cert: s.files.clientCert ?? s.files.cert, key: s.files.clientKey ?? s.files.key, ca: s.files.ca };
   // A listening probe (side "server") presents the main certificate; a dialing one the client half.
   const slot = (side === "client" ? s.slots.find((x) => x.kind === "client") : undefined) ?? s.slots[0]!;
   return { cert: abs(dir, LAYOUT.cert(slot)), key: abs(dir, LAYOUT.key(slot)), ca: abs(dir, LAYOUT.bundle(s.name)) };
@@ -45,7 +56,10 @@ function read(file: string, what: string): string {
     return readTextBounded(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new FailedError(`mtlskit probe: cannot read the ${what} ${file}: ${code === "ENOENT" ? "no such file (for a managed service, run `mtlskit apply` first)" : e instanceof ReadFileError ? `it ${e.reason}` : (e as Error).message}`, { cause: e });
+    throw new FailedError(
+      `mtlskit probe: cannot read the ${what} ${file}: ${code === "ENOENT" ? "no such file (for a managed service, run `mtlskit apply` first)" : e instanceof ReadFileError ? `it ${e.reason}` : (e as Error).message}`,
+      { cause: e },
+    );
   }
 }
 
@@ -53,13 +67,18 @@ function read(file: string, what: string): string {
 export function loadProbeFiles(material: Material, paths: ProbePaths): ProbeFiles {
   const credentials = { cert: read(paths.cert, "certificate"), key: read(paths.key, "private key") };
   const bundle = material.certsOfPem(read(paths.ca, "trust bundle"));
-  if (bundle instanceof CertParseError) throw new FailedError(`mtlskit probe: the trust bundle ${paths.ca} ${bundle.message}`);
+  if (bundle instanceof CertParseError)
+    throw new FailedError(`mtlskit probe: the trust bundle ${paths.ca} ${bundle.message}`);
   const certs = material.certsOfPem(credentials.cert);
-  if (certs instanceof CertParseError) throw new FailedError(`mtlskit probe: the certificate ${paths.cert} ${certs.message}`);
+  if (certs instanceof CertParseError)
+    throw new FailedError(`mtlskit probe: the certificate ${paths.cert} ${certs.message}`);
   try {
     createSecureContext(credentials);
   } catch (e) {
-    throw new FailedError(`mtlskit probe: ${paths.cert} and ${paths.key} cannot be loaded together: ${(e as Error).message} (run \`mtlskit explain\` on it)`, { cause: e });
+    throw new FailedError(
+      `mtlskit probe: ${paths.cert} and ${paths.key} cannot be loaded together: ${(e as Error).message} (run \`mtlskit explain\` on it)`,
+      { cause: e },
+    );
   }
   return { paths, credentials, bundle };
 }

@@ -72,7 +72,10 @@ export async function listen(opts: { host: string; port: number; credentials: Cr
       remote: `${s.remoteAddress}:${s.remotePort}`,
       protocol: s.getProtocol() ?? undefined,
       cipher: c.standardName ?? c.name,
-      servername: typeof (s as { servername?: unknown }).servername === "string" ? ((s as { servername?: string }).servername as string) : undefined,
+      servername:
+        typeof (s as { servername?: unknown }).servername === "string"
+          ? ((s as { servername?: string }).servername as string)
+          : undefined,
       alpn: typeof s.alpnProtocol === "string" ? s.alpnProtocol : undefined,
       chain: peerChain(s),
     };
@@ -95,7 +98,8 @@ export async function listen(opts: { host: string; port: number; credentials: Cr
       const ready = queue.shift();
       if (ready) return Promise.resolve(ready);
       return new Promise((resolve) => {
-        const timer = timeoutMs === undefined ? undefined : setTimeout(() => ((waiter = undefined), resolve(undefined)), timeoutMs);
+        const timer =
+          timeoutMs === undefined ? undefined : setTimeout(() => ((waiter = undefined), resolve(undefined)), timeoutMs);
         waiter = (o) => (clearTimeout(timer), resolve(o));
       });
     },
@@ -111,57 +115,152 @@ export interface ClientReport {
   remote: string;
   as: string | undefined;
   now: Date;
-  session: { protocol: string | undefined; cipher: string | undefined; servername: string | undefined; alpn: string | undefined };
+  session: {
+    protocol: string | undefined;
+    cipher: string | undefined;
+    servername: string | undefined;
+    alpn: string | undefined;
+  };
   /** presented: the client sent a certificate. */
   presented: boolean;
   chain: PresentedCert[];
   verification: { trusted: boolean; path: string[]; reason: string | undefined } | undefined;
   /** identity: the client's single URI SAN, the service it names, and whether `service -> as` is declared. */
-  identity: { uri: string | undefined; problem: string | undefined; service: string | undefined; declared: boolean | undefined } | undefined;
+  identity:
+    | {
+        uri: string | undefined;
+        problem: string | undefined;
+        service: string | undefined;
+        declared: boolean | undefined;
+      }
+    | undefined;
   findings: ProbeFinding[];
   errors: number;
   warnings: number;
 }
 
 const DAY = 86_400_000;
-const cn = (c: Cert) => (c.info.subjectAttributes.CN !== undefined ? `CN=${c.info.subjectAttributes.CN}` : c.info.subject || "(empty subject)");
+const cn = (c: Cert) =>
+  c.info.subjectAttributes.CN !== undefined ? `CN=${c.info.subjectAttributes.CN}` : c.info.subject || "(empty subject)";
 
 /** judgeClient judges one client as the listening service `as` would with a verifying server. */
-export function judgeClient(p: { seen: ClientObservation; as: string | undefined; bundle: readonly Cert[]; bundlePath: string; manifest: Manifest | undefined; now: Date; material: Material }): ClientReport {
+export function judgeClient(p: {
+  seen: ClientObservation;
+  as: string | undefined;
+  bundle: readonly Cert[];
+  bundlePath: string;
+  manifest: Manifest | undefined;
+  now: Date;
+  material: Material;
+}): ClientReport {
   const findings: ProbeFinding[] = [];
-  const add = (code: ProbeCode, message: string, fix: string) => findings.push({ code, severity: PROBE_CODES[code].severity, message, fix });
+  const add = (code: ProbeCode, message: string, fix: string) =>
+    findings.push({ code, severity: PROBE_CODES[code].severity, message, fix });
   const o = p.seen;
   const certs = o.chain.map((d) => p.material.cert(d));
-  const chain: PresentedCert[] = certs.map((c) => ({ subject: c.info.subject, issuer: c.info.issuer, notAfter: c.fields.notAfter, daysLeft: Math.floor((c.fields.notAfter.getTime() - p.now.getTime()) / DAY), sha256: c.sha256, sans: sanList(c) }));
+  const chain: PresentedCert[] = certs.map((c) => ({
+    subject: c.info.subject,
+    issuer: c.info.issuer,
+    notAfter: c.fields.notAfter,
+    daysLeft: Math.floor((c.fields.notAfter.getTime() - p.now.getTime()) / DAY),
+    sha256: c.sha256,
+    sans: sanList(c),
+  }));
   let verification: ClientReport["verification"];
   let identity: ClientReport["identity"];
   const leaf = certs[0];
   if (!leaf) {
-    add("client-anonymous", `the client ${o.remote} presented no certificate`, "configure the client with its certificate and key (Node: `cert` and `key` in tls.connect; curl: --cert/--key; openssl s_client: -cert/-key)");
+    add(
+      "client-anonymous",
+      `the client ${o.remote} presented no certificate`,
+      "configure the client with its certificate and key (Node: `cert` and `key` in tls.connect; curl: --cert/--key; openssl s_client: -cert/-key)",
+    );
   } else {
     const r = buildChain(p.material, leaf, certs.slice(1), p.bundle);
-    verification = r.ok ? { trusted: true, path: r.path.map((c) => c.info.subject), reason: undefined } : { trusted: false, path: [], reason: failureWords(r.failure, p.bundlePath).replace("the server sent", "the client sent") };
-    if (!r.ok) add("client-untrusted", `the client's certificate ${cn(leaf)} does not chain to ${p.bundlePath}: ${verification.reason}`, `give the client a certificate issued by the CA in ${p.bundlePath} (\`mtlskit apply\` for a managed service), or put its CA in the bundle if it is meant to be trusted`);
+    verification = r.ok
+      ? { trusted: true, path: r.path.map((c) => c.info.subject), reason: undefined }
+      : {
+          trusted: false,
+          path: [],
+          reason: failureWords(r.failure, p.bundlePath).replace("the server sent", "the client sent"),
+        };
+    if (!r.ok)
+      add(
+        "client-untrusted",
+        `the client's certificate ${cn(leaf)} does not chain to ${p.bundlePath}: ${verification.reason}`,
+        `give the client a certificate issued by the CA in ${p.bundlePath} (\`mtlskit apply\` for a managed service), or put its CA in the bundle if it is meant to be trusted`,
+      );
     const path = r.ok ? r.path : [leaf];
     const usage = purposeProblem(path, "clientAuth");
-    if (usage) add("client-usage", `the client's certificate may not authenticate a client: ${usage.reason}`, usage.kind === "key-usage" ? `re-issue the client's certificate: ${usage.change} (\`mtlskit apply\` re-issues a managed service's)` : usage.kind === "ca-eku" ? `re-issue the CA ${usage.cert.info.subject} without the extendedKeyUsage restriction` : "issue it with clientAuth (usage: client or dual in the manifest, then `mtlskit apply`)");
+    if (usage)
+      add(
+        "client-usage",
+        `the client's certificate may not authenticate a client: ${usage.reason}`,
+        usage.kind === "key-usage"
+          ? `re-issue the client's certificate: ${usage.change} (\`mtlskit apply\` re-issues a managed service's)`
+          : usage.kind === "ca-eku"
+            ? `re-issue the CA ${usage.cert.info.subject} without the extendedKeyUsage restriction`
+            : "issue it with clientAuth (usage: client or dual in the manifest, then `mtlskit apply`)",
+      );
     const strict = usage ? undefined : keyUsageVerdict(leaf, "clientAuth");
-    if (strict?.strict) add("client-usage-strict", `the client's certificate ${cn(leaf)} works with OpenSSL and Go servers, but ${strict.reason}`, `re-issue the client's certificate: ${strict.change} (\`mtlskit apply\` re-issues a managed service's)`);
+    if (strict?.strict)
+      add(
+        "client-usage-strict",
+        `the client's certificate ${cn(leaf)} works with OpenSSL and Go servers, but ${strict.reason}`,
+        `re-issue the client's certificate: ${strict.change} (\`mtlskit apply\` re-issues a managed service's)`,
+      );
     const bad = invalidAt(path, p.now);
-    if (bad) add("client-validity", `${bad.cert === leaf ? "the client's certificate" : `the CA ${cn(bad.cert)} in the client's chain`} ${bad.how === "expired" ? `expired on ${bad.cert.fields.notAfter.toISOString().slice(0, 10)}` : `is not valid until ${bad.cert.fields.notBefore.toISOString()}`}`, bad.cert === leaf ? "issue the client a new certificate (`mtlskit apply` re-issues managed ones)" : "renew the CA and distribute the new bundle");
+    if (bad)
+      add(
+        "client-validity",
+        `${bad.cert === leaf ? "the client's certificate" : `the CA ${cn(bad.cert)} in the client's chain`} ${bad.how === "expired" ? `expired on ${bad.cert.fields.notAfter.toISOString().slice(0, 10)}` : `is not valid until ${bad.cert.fields.notBefore.toISOString()}`}`,
+        bad.cert === leaf
+          ? "issue the client a new certificate (`mtlskit apply` re-issues managed ones)"
+          : "renew the CA and distribute the new bundle",
+      );
     const peer = peerFromDer(leaf.der);
     const uri = peer.identity?.uri;
     const problem = peer.noIdentity?.message;
     const m = p.manifest;
     if (m && m.identityTemplate !== undefined) {
       const service = uri === undefined ? undefined : m.services.find((s) => s.identity === uri)?.name;
-      const declared = service === undefined || p.as === undefined ? undefined : m.connections.some((c) => c.from === service && c.to === p.as);
+      const declared =
+        service === undefined || p.as === undefined
+          ? undefined
+          : m.connections.some((c) => c.from === service && c.to === p.as);
       identity = { uri, problem, service, declared };
-      if (uri === undefined) add("client-identity", `the client's certificate has ${problem}; its identity must be exactly one URI SAN naming a service of ${m.file}`, "issue the client's certificate from the manifest (`mtlskit apply`)");
-      else if (service === undefined) add("client-identity", `the client presents the identity ${uri}, which is no service of ${m.file}`, `declare the client as a service of ${m.file}, or give it its own service's certificate`);
-      else if (declared === false) add("connection-undeclared", `the client is ${service} (${uri}), but ${m.file} declares no connection from ${service} to ${p.as}`, `add \`{ from: ${service}, to: ${p.as}, address: ... }\` to connections, so \`mtlskit check\` judges it`);
+      if (uri === undefined)
+        add(
+          "client-identity",
+          `the client's certificate has ${problem}; its identity must be exactly one URI SAN naming a service of ${m.file}`,
+          "issue the client's certificate from the manifest (`mtlskit apply`)",
+        );
+      else if (service === undefined)
+        add(
+          "client-identity",
+          `the client presents the identity ${uri}, which is no service of ${m.file}`,
+          `declare the client as a service of ${m.file}, or give it its own service's certificate`,
+        );
+      else if (declared === false)
+        add(
+          "connection-undeclared",
+          `the client is ${service} (${uri}), but ${m.file} declares no connection from ${service} to ${p.as}`,
+          `add \`{ from: ${service}, to: ${p.as}, address: ... }\` to connections, so \`mtlskit check\` judges it`,
+        );
     } else identity = { uri, problem, service: undefined, declared: undefined };
   }
   const errors = findings.filter((f) => f.severity === "error").length;
-  return { remote: o.remote, as: p.as, now: p.now, session: { protocol: o.protocol, cipher: o.cipher, servername: o.servername, alpn: o.alpn }, presented: Boolean(leaf), chain, verification, identity, findings, errors, warnings: findings.length - errors };
+  return {
+    remote: o.remote,
+    as: p.as,
+    now: p.now,
+    session: { protocol: o.protocol, cipher: o.cipher, servername: o.servername, alpn: o.alpn },
+    presented: Boolean(leaf),
+    chain,
+    verification,
+    identity,
+    findings,
+    errors,
+    warnings: findings.length - errors,
+  };
 }

@@ -44,7 +44,8 @@ function checkedId(id: string, fn: string): string {
 }
 
 /** noIdentityReason explains a refusal of a peer without an identity, or undefined when it has one. */
-const noIdentityReason = (peer: Peer, want: string) => (peer.identity ? undefined : new AuthorizationError(peer, `${want}, and it has no identity`));
+const noIdentityReason = (peer: Peer, want: string) =>
+  peer.identity ? undefined : new AuthorizationError(peer, `${want}, and it has no identity`);
 
 /**
  * authorizeAny admits every peer whose certificate chain verified against the trust bundle.
@@ -73,10 +74,12 @@ export function authorizeId(id: string): Authorizer {
  * authorizeOneOf("spiffe://example.org/web", "spiffe://example.org/admin");
  */
 export function authorizeOneOf(...ids: string[]): Authorizer {
-  if (ids.length === 0) throw misuse("authorizeOneOf needs at least one identity (deny by default: an empty list would refuse everyone)");
+  if (ids.length === 0)
+    throw misuse("authorizeOneOf needs at least one identity (deny by default: an empty list would refuse everyone)");
   const set = new Set(ids.map((id) => checkedId(id, "authorizeOneOf")));
   const want = ids.length === 1 ? `want ${ids[0]}` : `want one of ${ids.join(", ")}`;
-  return (peer) => noIdentityReason(peer, want) ?? (set.has(peer.identity!.uri) ? undefined : new AuthorizationError(peer, want));
+  return (peer) =>
+    noIdentityReason(peer, want) ?? (set.has(peer.identity!.uri) ? undefined : new AuthorizationError(peer, want));
 }
 
 /**
@@ -93,14 +96,21 @@ export function authorizeMemberOf(prefix: string): Authorizer {
   const trimmed = prefix.replace(/\/$/, "");
   // A prefix is valid exactly when appending one segment makes a valid identity.
   const p = parseIdentity(`${trimmed}/x`);
-  if ("error" in p) throw misuse(`authorizeMemberOf: ${JSON.stringify(prefix)} is not an identity prefix such as spiffe://example.org or netsy://prod: it ${p.error}`);
+  if ("error" in p)
+    throw misuse(
+      `authorizeMemberOf: ${JSON.stringify(prefix)} is not an identity prefix such as spiffe://example.org or netsy://prod: it ${p.error}`,
+    );
   const segments = p.segments.slice(0, -1);
   const want = `want a member of ${trimmed}`;
   return (peer) => {
     const refused = noIdentityReason(peer, want);
     if (refused) return refused;
     const id = peer.identity!;
-    const ok = id.scheme === p.scheme && id.authority === p.authority && segments.length < id.segments.length && segments.every((s, i) => id.segments[i] === s);
+    const ok =
+      id.scheme === p.scheme &&
+      id.authority === p.authority &&
+      segments.length < id.segments.length &&
+      segments.every((s, i) => id.segments[i] === s);
     return ok ? undefined : new AuthorizationError(peer, want);
   };
 }
@@ -109,7 +119,10 @@ export function authorizeMemberOf(prefix: string): Authorizer {
 function templateMatcher(template: string, fn: string): (uri: string) => Record<string, string> | undefined {
   const names = templatePlaceholders(template);
   const unknown = names.filter((n) => !(PLACEHOLDERS as readonly string[]).includes(n));
-  if (unknown.length > 0) throw misuse(`${fn}: template ${JSON.stringify(template)} has unknown placeholders ${unknown.map((n) => `{${n}}`).join(", ")}; use ${PLACEHOLDERS.map((n) => `{${n}}`).join(" ")}`);
+  if (unknown.length > 0)
+    throw misuse(
+      `${fn}: template ${JSON.stringify(template)} has unknown placeholders ${unknown.map((n) => `{${n}}`).join(", ")}; use ${PLACEHOLDERS.map((n) => `{${n}}`).join(" ")}`,
+    );
   const seen = new Set<string>();
   // Each placeholder stands for characters an identity allows in one part (no "/"), a repeat for the same text.
   const source = template.split(/(\{[a-z]+\})/).map((part) => {
@@ -131,8 +144,10 @@ function templateMatcher(template: string, fn: string): (uri: string) => Record<
  * authorizeRole("netsy://{cluster}/{role}/{name}", "peer", "learner");
  */
 export function authorizeRole(template: string, ...roles: string[]): Authorizer {
-  if (!templatePlaceholders(template).includes("role")) throw misuse(`authorizeRole: template ${JSON.stringify(template)} has no {role} placeholder`);
-  if (roles.length === 0) throw misuse("authorizeRole needs at least one role (deny by default: an empty list would refuse everyone)");
+  if (!templatePlaceholders(template).includes("role"))
+    throw misuse(`authorizeRole: template ${JSON.stringify(template)} has no {role} placeholder`);
+  if (roles.length === 0)
+    throw misuse("authorizeRole needs at least one role (deny by default: an empty list would refuse everyone)");
   const match = templateMatcher(template, "authorizeRole");
   const set = new Set(roles);
   const want = `want role ${roles.length === 1 ? roles[0] : `one of ${roles.join(", ")}`} in ${template}`;
@@ -147,13 +162,36 @@ export function authorizeRole(template: string, ...roles: string[]): Authorizer 
 
 /** ATTRIBUTE_ALIASES maps long names, other spellings and OIDs of DN attributes to one upper-case short name. */
 const ATTRIBUTE_ALIASES: Record<string, string> = {
-  COMMONNAME: "CN", "2.5.4.3": "CN", COUNTRYNAME: "C", "2.5.4.6": "C", LOCALITYNAME: "L", "2.5.4.7": "L",
-  STATEORPROVINCENAME: "ST", S: "ST", "2.5.4.8": "ST", ORGANIZATIONNAME: "O", "2.5.4.10": "O",
-  ORGANIZATIONALUNITNAME: "OU", "2.5.4.11": "OU", SERIALNUMBER: "SERIALNUMBER", "2.5.4.5": "SERIALNUMBER",
-  EMAILADDRESS: "EMAILADDRESS", E: "EMAILADDRESS", "1.2.840.113549.1.9.1": "EMAILADDRESS",
-  DOMAINCOMPONENT: "DC", "0.9.2342.19200300.100.1.25": "DC", USERID: "UID", "0.9.2342.19200300.100.1.1": "UID",
-  STREETADDRESS: "STREET", "2.5.4.9": "STREET", TITLE: "TITLE", "2.5.4.12": "TITLE",
-  SURNAME: "SN", "2.5.4.4": "SN", GIVENNAME: "GN", "2.5.4.42": "GN",
+  COMMONNAME: "CN",
+  "2.5.4.3": "CN",
+  COUNTRYNAME: "C",
+  "2.5.4.6": "C",
+  LOCALITYNAME: "L",
+  "2.5.4.7": "L",
+  STATEORPROVINCENAME: "ST",
+  S: "ST",
+  "2.5.4.8": "ST",
+  ORGANIZATIONNAME: "O",
+  "2.5.4.10": "O",
+  ORGANIZATIONALUNITNAME: "OU",
+  "2.5.4.11": "OU",
+  SERIALNUMBER: "SERIALNUMBER",
+  "2.5.4.5": "SERIALNUMBER",
+  EMAILADDRESS: "EMAILADDRESS",
+  E: "EMAILADDRESS",
+  "1.2.840.113549.1.9.1": "EMAILADDRESS",
+  DOMAINCOMPONENT: "DC",
+  "0.9.2342.19200300.100.1.25": "DC",
+  USERID: "UID",
+  "0.9.2342.19200300.100.1.1": "UID",
+  STREETADDRESS: "STREET",
+  "2.5.4.9": "STREET",
+  TITLE: "TITLE",
+  "2.5.4.12": "TITLE",
+  SURNAME: "SN",
+  "2.5.4.4": "SN",
+  GIVENNAME: "GN",
+  "2.5.4.42": "GN",
 };
 
 /** DnAttribute is one attribute of a distinguished name. */
@@ -179,7 +217,8 @@ export interface DnAttribute {
 export function parseDn(dn: string): DnAttribute[] {
   const out: DnAttribute[] = [];
   let i = 0;
-  const fail = (why: string) => misuse(`${JSON.stringify(dn)} is not a distinguished name such as CN=agent,O=Example: ${why}`);
+  const fail = (why: string) =>
+    misuse(`${JSON.stringify(dn)} is not a distinguished name such as CN=agent,O=Example: ${why}`);
   if (typeof dn !== "string" || dn.trim() === "") throw fail("it is empty");
   while (i < dn.length) {
     const eq = dn.indexOf("=", i);
@@ -331,10 +370,12 @@ function datasvcMatcher(dn: string): (peer: Peer) => boolean {
  * authorizeSubject("CN=agent.serviceradar,O=ServiceRadar");
  */
 export function authorizeSubject(...dns: string[]): Authorizer {
-  if (dns.length === 0) throw misuse("authorizeSubject needs at least one subject (deny by default: an empty list would refuse everyone)");
+  if (dns.length === 0)
+    throw misuse("authorizeSubject needs at least one subject (deny by default: an empty list would refuse everyone)");
   const matchers = dns.map(subjectMatcher);
   const want = `want subject ${dns.length === 1 ? dns[0] : `one of ${dns.join("; ")}`}`;
-  return (peer) => (matchers.some((m) => m(peer)) ? undefined : new AuthorizationError(peer, `${want}; its subject is ${peer.subject}`));
+  return (peer) =>
+    matchers.some((m) => m(peer)) ? undefined : new AuthorizationError(peer, `${want}; its subject is ${peer.subject}`);
 }
 
 /**
@@ -360,7 +401,12 @@ export function rbacRoles(table: RbacTable): (peer: Peer) => string[] {
     if (who.includes("://")) byId.set(checkedId(who, "authorizeRbac"), roles);
     else byDn.push([datasvcMatcher(who), roles]);
   }
-  return (peer) => [...new Set([...(peer.identity ? byId.get(peer.identity.uri) ?? [] : []), ...byDn.filter(([m]) => m(peer)).flatMap(([, roles]) => roles)])];
+  return (peer) => [
+    ...new Set([
+      ...(peer.identity ? (byId.get(peer.identity.uri) ?? []) : []),
+      ...byDn.filter(([m]) => m(peer)).flatMap(([, roles]) => roles),
+    ]),
+  ];
 }
 
 /**
@@ -372,12 +418,15 @@ export function rbacRoles(table: RbacTable): (peer: Peer) => string[] {
  * serverOptions(source, { authorize: authorizeRbac(table, "writer") });
  */
 export function authorizeRbac(table: RbacTable, ...roles: string[]): Authorizer {
-  if (roles.length === 0) throw misuse("authorizeRbac needs at least one role (deny by default: an empty list would refuse everyone)");
+  if (roles.length === 0)
+    throw misuse("authorizeRbac needs at least one role (deny by default: an empty list would refuse everyone)");
   const rolesOf = rbacRoles(table);
   const want = `want role ${roles.length === 1 ? roles[0] : `one of ${roles.join(", ")}`}`;
   return (peer) => {
     const held = rolesOf(peer);
-    return roles.some((r) => held.includes(r)) ? undefined : new AuthorizationError(peer, `${want}; it holds ${held.length === 0 ? "no role" : held.join(", ")}`);
+    return roles.some((r) => held.includes(r))
+      ? undefined
+      : new AuthorizationError(peer, `${want}; it holds ${held.length === 0 ? "no role" : held.join(", ")}`);
   };
 }
 
@@ -391,9 +440,13 @@ function pinOf(pin: string, fn: string): string {
 
 /** pinned builds a pinning authorizer over one of the peer's digests. */
 function pinned(fn: string, what: "certSha256" | "spkiSha256", label: string, pins: string[]): Authorizer {
-  if (pins.length === 0) throw misuse(`${fn} needs at least one SHA-256 digest (deny by default: an empty list would refuse everyone)`);
+  if (pins.length === 0)
+    throw misuse(`${fn} needs at least one SHA-256 digest (deny by default: an empty list would refuse everyone)`);
   const set = new Set(pins.map((p) => pinOf(p, fn)));
-  return (peer) => (set.has(peer[what]) ? undefined : new AuthorizationError(peer, `want a ${label} SHA-256 of ${[...set].join(" or ")}; it has ${peer[what]}`));
+  return (peer) =>
+    set.has(peer[what])
+      ? undefined
+      : new AuthorizationError(peer, `want a ${label} SHA-256 of ${[...set].join(" or ")}; it has ${peer[what]}`);
 }
 
 /**
@@ -425,7 +478,8 @@ export function pinSpki(...sha256s: string[]): Authorizer {
  * allOf(authorizeMemberOf("spiffe://example.org"), pinSpki(pin));
  */
 export function allOf(...authorizers: Authorizer[]): Authorizer {
-  if (authorizers.length === 0) throw misuse("allOf needs at least one authorizer (use authorizeAny() to admit every verified peer)");
+  if (authorizers.length === 0)
+    throw misuse("allOf needs at least one authorizer (use authorizeAny() to admit every verified peer)");
   return (peer) => {
     for (const a of authorizers) {
       const e = a(peer);
@@ -442,7 +496,8 @@ export function allOf(...authorizers: Authorizer[]): Authorizer {
  * anyOf(authorizeId("spiffe://example.org/admin"), authorizeRole("spiffe://example.org/{role}/{name}", "web"));
  */
 export function anyOf(...authorizers: Authorizer[]): Authorizer {
-  if (authorizers.length === 0) throw misuse("anyOf needs at least one authorizer (deny by default: an empty list would refuse everyone)");
+  if (authorizers.length === 0)
+    throw misuse("anyOf needs at least one authorizer (deny by default: an empty list would refuse everyone)");
   return (peer) => {
     const reasons: string[] = [];
     for (const a of authorizers) {

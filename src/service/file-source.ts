@@ -66,15 +66,21 @@ function filesOf(spec: StaticFiles | FileSourceDir): StaticFiles {
   if (spec === null || typeof spec !== "object") throw invalid("give { certFile, keyFile, caFile } or { dir }");
   if ("dir" in spec) {
     if (typeof spec.dir !== "string" || spec.dir === "") throw invalid("dir must be a directory path");
-    return { certFile: path.join(spec.dir, spec.cert ?? "cert.pem"), keyFile: path.join(spec.dir, spec.key ?? "key.pem"), caFile: path.join(spec.dir, spec.ca ?? "ca.pem") };
+    return {
+      certFile: path.join(spec.dir, spec.cert ?? "cert.pem"),
+      keyFile: path.join(spec.dir, spec.key ?? "key.pem"),
+      caFile: path.join(spec.dir, spec.ca ?? "ca.pem"),
+    };
   }
-  for (const k of ["certFile", "keyFile", "caFile"] as const) if (typeof spec[k] !== "string" || spec[k] === "") throw invalid(`${k} must be a file path`);
+  for (const k of ["certFile", "keyFile", "caFile"] as const)
+    if (typeof spec[k] !== "string" || spec[k] === "") throw invalid(`${k} must be a file path`);
   return { certFile: spec.certFile, keyFile: spec.keyFile, caFile: spec.caFile };
 }
 
 function millis(value: number | undefined, fallback: number, min: number, name: string): number {
   if (value === undefined) return fallback;
-  if (typeof value !== "number" || !Number.isFinite(value) || value < min) throw invalid(`${name} must be a number of milliseconds >= ${min}; got ${String(value)}`);
+  if (typeof value !== "number" || !Number.isFinite(value) || value < min)
+    throw invalid(`${name} must be a number of milliseconds >= ${min}; got ${String(value)}`);
   return value;
 }
 
@@ -123,11 +129,14 @@ export function fileSource(spec: StaticFiles | FileSourceDir, opts: FileSourceOp
    * exception and end the process: a failing log line must not take down a server that is serving
    * correctly (the credentials are already in place). The throw becomes a process warning.
    */
-  const notify = <T,>(name: string, callback: ((arg: T) => void) | undefined, arg: T): void => {
+  const notify = <T>(name: string, callback: ((arg: T) => void) | undefined, arg: T): void => {
     try {
       callback?.(arg);
     } catch (e) {
-      process.emitWarning(`fileSource's ${name} callback threw: ${(e as Error)?.message ?? String(e)}`, { code: "MTLSKIT_CALLBACK_THREW", detail: (e as Error)?.stack });
+      process.emitWarning(`fileSource's ${name} callback threw: ${(e as Error)?.message ?? String(e)}`, {
+        code: "MTLSKIT_CALLBACK_THREW",
+        detail: (e as Error)?.stack,
+      });
     }
   };
 
@@ -156,7 +165,14 @@ export function fileSource(spec: StaticFiles | FileSourceDir, opts: FileSourceOp
       suspect = undefined;
       reported = before;
       const message = (e as Error).message.replace(/^service: /, "");
-      notify("onError", opts.onError, new FailedError(`service: fileSource: not reloaded, still serving ${creds.leaf.subject} (serial ${creds.leaf.serialHex}): ${message}`, { cause: e }));
+      notify(
+        "onError",
+        opts.onError,
+        new FailedError(
+          `service: fileSource: not reloaded, still serving ${creds.leaf.subject} (serial ${creds.leaf.serialHex}): ${message}`,
+          { cause: e },
+        ),
+      );
       return;
     }
     if (stamp(files) !== before) return schedule(); // torn snapshot: the files changed while being read

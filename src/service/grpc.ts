@@ -46,7 +46,10 @@ export const GRPC_JS_MIN = "1.14.0";
  */
 const grpc: typeof G = await import("@grpc/grpc-js").catch((e: NodeJS.ErrnoException) => {
   if (e?.code !== "ERR_MODULE_NOT_FOUND" || !String(e.message).includes("@grpc/grpc-js")) throw e;
-  throw new MtlskitError(`mtlskit/grpc needs @grpc/grpc-js ${GRPC_JS_MIN} or newer, which is not installed; run npm install @grpc/grpc-js`, EXIT.failed);
+  throw new MtlskitError(
+    `mtlskit/grpc needs @grpc/grpc-js ${GRPC_JS_MIN} or newer, which is not installed; run npm install @grpc/grpc-js`,
+    EXIT.failed,
+  );
 });
 const { experimental } = grpc;
 
@@ -72,7 +75,10 @@ export interface GrpcChannelCredentialsOptions {
 }
 
 const needAuthorize = (fn: string, who: string) =>
-  new MtlskitError(`service: ${fn} needs an authorize function (e.g. authorizeId(...), or authorizeAny() to admit every verified ${who})`, EXIT.invalid);
+  new MtlskitError(
+    `service: ${fn} needs an authorize function (e.g. authorizeId(...), or authorizeAny() to admit every verified ${who})`,
+    EXIT.invalid,
+  );
 
 /**
  * grpcRefusal judges a verified peer certificate: undefined admits it. A missing or undecodable
@@ -80,7 +86,8 @@ const needAuthorize = (fn: string, who: string) =>
  * authorizer that throws all refuse.
  */
 function grpcRefusal(cert: PeerCertificate | undefined, authorize: Authorizer): AuthorizationError | undefined {
-  if (!cert?.raw) return new AuthorizationError("(no verified certificate)", "a verified client certificate is required");
+  if (!cert?.raw)
+    return new AuthorizationError("(no verified certificate)", "a verified client certificate is required");
   let peer;
   try {
     peer = peerFromDer(cert.raw);
@@ -119,7 +126,10 @@ export function authorizeGrpcCall(call: GrpcCall, authorize: Authorizer): Author
  * @example
  * new grpc.Server({ interceptors: [grpcAuthorizationInterceptor(authorizeMemberOf("spiffe://example.org"))] });
  */
-export function grpcAuthorizationInterceptor(authorize: Authorizer, onRefused?: (error: AuthorizationError) => void): G.ServerInterceptor {
+export function grpcAuthorizationInterceptor(
+  authorize: Authorizer,
+  onRefused?: (error: AuthorizationError) => void,
+): G.ServerInterceptor {
   if (typeof authorize !== "function") throw needAuthorize("grpcAuthorizationInterceptor", "client");
   return (_method, call) =>
     new grpc.ServerInterceptingCall(call, {
@@ -189,8 +199,13 @@ class SourceServerCredentials extends grpc.ServerCredentials {
     private readonly interceptor: G.ServerInterceptor,
   ) {
     const first = source.current();
-    super({ requestCert: true, rejectUnauthorized: true, ...params }, SourceServerCredentials.contextOptions(first, params));
-    this.poller = new Poller(source, (creds) => this.updateSecureContextOptions(SourceServerCredentials.contextOptions(creds, this.params)));
+    super(
+      { requestCert: true, rejectUnauthorized: true, ...params },
+      SourceServerCredentials.contextOptions(first, params),
+    );
+    this.poller = new Poller(source, (creds) =>
+      this.updateSecureContextOptions(SourceServerCredentials.contextOptions(creds, this.params)),
+    );
   }
   static contextOptions(creds: Credentials, params: TlsParams): SecureContextOptions {
     return { key: creds.key, cert: creds.cert, ca: creds.ca, ...params };
@@ -222,11 +237,22 @@ class SourceServerCredentials extends grpc.ServerCredentials {
  * const creds = grpcServerCredentials(fileSource({ dir: "pki/services/api" }), { authorize: authorizeId("spiffe://quickstart.local/client/worker") });
  * server.bindAsync("0.0.0.0:50051", creds, (err) => { if (err) throw err; });
  */
-export function grpcServerCredentials(source: CredentialSource, opts: GrpcServerCredentialsOptions): G.ServerCredentials {
+export function grpcServerCredentials(
+  source: CredentialSource,
+  opts: GrpcServerCredentialsOptions,
+): G.ServerCredentials {
   if (typeof opts?.authorize !== "function") throw needAuthorize("grpcServerCredentials", "client");
   const v = opts.minVersion ?? "TLSv1.2";
-  if (v !== "TLSv1.2" && v !== "TLSv1.3") throw new MtlskitError(`service: minVersion must be "TLSv1.2" or "TLSv1.3"; got ${JSON.stringify(v)}`, EXIT.invalid);
-  return new SourceServerCredentials(source, { minVersion: v, maxVersion: "TLSv1.3", ciphers: CIPHERS, honorCipherOrder: true }, grpcAuthorizationInterceptor(opts.authorize, opts.onRefused));
+  if (v !== "TLSv1.2" && v !== "TLSv1.3")
+    throw new MtlskitError(
+      `service: minVersion must be "TLSv1.2" or "TLSv1.3"; got ${JSON.stringify(v)}`,
+      EXIT.invalid,
+    );
+  return new SourceServerCredentials(
+    source,
+    { minVersion: v, maxVersion: "TLSv1.3", ciphers: CIPHERS, honorCipherOrder: true },
+    grpcAuthorizationInterceptor(opts.authorize, opts.onRefused),
+  );
 }
 
 /** SourceCertificateProvider is a grpc-js CertificateProvider (identity and CA) fed by a CredentialSource. */
@@ -241,7 +267,10 @@ class SourceCertificateProvider implements G.experimental.CertificateProvider {
     });
   }
   static caUpdate = (creds: Credentials) => ({ caCertificate: Buffer.from(creds.ca) });
-  static identityUpdate = (creds: Credentials) => ({ certificate: Buffer.from(creds.cert), privateKey: Buffer.from(creds.key) });
+  static identityUpdate = (creds: Credentials) => ({
+    certificate: Buffer.from(creds.cert),
+    privateKey: Buffer.from(creds.key),
+  });
   private changed(): void {
     if (this.ca.size + this.identity.size === 0) this.poller.stop();
     else this.poller.start();
@@ -279,9 +308,17 @@ class SourceCertificateProvider implements G.experimental.CertificateProvider {
  * const creds = grpcChannelCredentials(fileSource({ dir: "pki/services/worker" }), { authorize: authorizeId("spiffe://quickstart.local/server/api") });
  * const client = new EchoClient("api.localhost:50051", creds);
  */
-export function grpcChannelCredentials(source: CredentialSource, opts: GrpcChannelCredentialsOptions): G.ChannelCredentials {
+export function grpcChannelCredentials(
+  source: CredentialSource,
+  opts: GrpcChannelCredentialsOptions,
+): G.ChannelCredentials {
   if (typeof opts?.authorize !== "function") throw needAuthorize("grpcChannelCredentials", "server");
-  const { checkServerIdentity } = clientOptions(source, { authorize: opts.authorize, ...(opts.servername === undefined ? {} : { servername: opts.servername }) });
+  const { checkServerIdentity } = clientOptions(source, {
+    authorize: opts.authorize,
+    ...(opts.servername === undefined ? {} : { servername: opts.servername }),
+  });
   const provider = new SourceCertificateProvider(source);
-  return experimental.createCertificateProviderChannelCredentials(provider, provider, { checkServerIdentity: checkServerIdentity! });
+  return experimental.createCertificateProviderChannelCredentials(provider, provider, {
+    checkServerIdentity: checkServerIdentity!,
+  });
 }

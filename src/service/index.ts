@@ -32,8 +32,44 @@ export {
   type DnAttribute,
   type RbacTable,
 } from "./authorize.ts";
-export { loadStaticSource, parseCredentials, staticSource, type CredentialNames, type CredentialSource, type Credentials, type PemInput, type StaticFiles, type StaticSourceInput } from "./source.ts";
-export { fileSource, type FileCredentialSource, type FileSourceDir, type FileSourceOptions, type Reload } from "./file-source.ts";
-export { CIPHERS, HANDSHAKE_TIMEOUT_MS, authorizeServer, clientOptions, createMtlsServer, serverOptions, type ClientOptions, type MaxVersion, type MinVersion, type MtlsServerOptions, type ServerFactory, type ServerOptions } from "./options.ts";
-export { SelfCheckError, assertReady, selfCheck, type IdentityTemplate, type SelfCheckOptions, type SelfCheckProblem } from "./self-check.ts";
+export {
+  loadStaticSource,
+  parseCredentials,
+  staticSource,
+  type CredentialNames,
+  type CredentialSource,
+  type Credentials,
+  type PemInput,
+  type StaticFiles,
+  type StaticSourceInput,
+} from "./source.ts";
+export {
+  fileSource,
+  type FileCredentialSource,
+  type FileSourceDir,
+  type FileSourceOptions,
+  type Reload,
+} from "./file-source.ts";
+export {
+  CIPHERS,
+  HANDSHAKE_TIMEOUT_MS,
+  authorizeServer,
+  clientOptions,
+  createMtlsServer,
+  serverOptions,
+  type ClientOptions,
+  type MaxVersion,
+  type MinVersion,
+  type MtlsServerOptions,
+  type ServerFactory,
+  type ServerOptions,
+} from "./options.ts";
+export {
+  SelfCheckError,
+  assertReady,
+  selfCheck,
+  type IdentityTemplate,
+  type SelfCheckOptions,
+  type SelfCheckProblem,
+} from "./self-check.ts";
 // grpc.ts is its own entry point, `mtlskit/grpc`: importing the library must not load @grpc/grpc-js.

@@ -112,12 +112,20 @@ type TlsParams = { minVersion: MinVersion; maxVersion: MaxVersion; ciphers: stri
 
 function tlsParams(opts: { minVersion?: MinVersion; maxVersion?: MaxVersion }): TlsParams {
   const version = (field: string, v: string) => {
-    if (v !== "TLSv1.2" && v !== "TLSv1.3") throw new MtlskitError(`service: ${field} must be "TLSv1.2" or "TLSv1.3"; got ${JSON.stringify(v)}`, EXIT.invalid);
+    if (v !== "TLSv1.2" && v !== "TLSv1.3")
+      throw new MtlskitError(
+        `service: ${field} must be "TLSv1.2" or "TLSv1.3"; got ${JSON.stringify(v)}`,
+        EXIT.invalid,
+      );
     return v;
   };
   const minVersion = version("minVersion", opts.minVersion ?? "TLSv1.2");
   const maxVersion = version("maxVersion", opts.maxVersion ?? "TLSv1.3");
-  if (minVersion > maxVersion) throw new MtlskitError(`service: minVersion ${minVersion} is above maxVersion ${maxVersion}; no protocol is left`, EXIT.invalid);
+  if (minVersion > maxVersion)
+    throw new MtlskitError(
+      `service: minVersion ${minVersion} is above maxVersion ${maxVersion}; no protocol is left`,
+      EXIT.invalid,
+    );
   return { minVersion, maxVersion, ciphers: CIPHERS };
 }
 
@@ -129,8 +137,27 @@ function tlsParams(opts: { minVersion?: MinVersion; maxVersion?: MaxVersion }): 
  * (issue 11). overridden finds them so the library can refuse instead.
  */
 const CONTEXT_FIELDS = [
-  "key", "cert", "ca", "pfx", "passphrase", "crl", "ciphers", "minVersion", "maxVersion", "secureProtocol", "secureOptions",
-  "ecdhCurve", "sigalgs", "dhparam", "honorCipherOrder", "privateKeyEngine", "privateKeyIdentifier", "clientCertEngine", "sessionIdContext", "ticketKeys", "sessionTimeout",
+  "key",
+  "cert",
+  "ca",
+  "pfx",
+  "passphrase",
+  "crl",
+  "ciphers",
+  "minVersion",
+  "maxVersion",
+  "secureProtocol",
+  "secureOptions",
+  "ecdhCurve",
+  "sigalgs",
+  "dhparam",
+  "honorCipherOrder",
+  "privateKeyEngine",
+  "privateKeyIdentifier",
+  "clientCertEngine",
+  "sessionIdContext",
+  "ticketKeys",
+  "sessionTimeout",
 ] as const;
 
 /** overridden lists the context fields of `given` that differ from what the library set (`ours`): each would be ignored. */
@@ -142,8 +169,13 @@ function overridden(given: Record<string, unknown>, ours: Record<string, unknown
 function overrideAdvice(fields: string[], fn: "clientOptions" | "serverOptions"): string {
   const shown = fields.join(", ");
   const versions = fields.filter((f) => f === "minVersion" || f === "maxVersion");
-  const where = versions.length > 0 ? `; pass ${versions.join(" and ")} to ${fn}(source, { ${versions.map((f) => `${f}: ...`).join(", ")} })` : "";
-  const rest = fields.some((f) => f !== "minVersion" && f !== "maxVersion") ? "; the certificate, key and bundle come from the source and the ciphers are CIPHERS, so give another source instead of files or ciphers" : "";
+  const where =
+    versions.length > 0
+      ? `; pass ${versions.join(" and ")} to ${fn}(source, { ${versions.map((f) => `${f}: ...`).join(", ")} })`
+      : "";
+  const rest = fields.some((f) => f !== "minVersion" && f !== "maxVersion")
+    ? "; the certificate, key and bundle come from the source and the ciphers are CIPHERS, so give another source instead of files or ciphers"
+    : "";
   return `${shown} given next to ${fn}() would be ignored, because the library hands Node a secure context built from the source${where}${rest}`;
 }
 
@@ -156,7 +188,13 @@ function contextCache(params: TlsParams, server: boolean): (creds: Credentials) 
   return (creds) => {
     let ctx = cache.get(creds);
     if (!ctx) {
-      ctx = tls.createSecureContext({ key: creds.key, cert: creds.cert, ca: creds.ca, ...params, ...(server ? { honorCipherOrder: true } : {}) });
+      ctx = tls.createSecureContext({
+        key: creds.key,
+        cert: creds.cert,
+        ca: creds.ca,
+        ...params,
+        ...(server ? { honorCipherOrder: true } : {}),
+      });
       cache.set(creds, ctx);
       BUILT.add(ctx);
     }
@@ -170,9 +208,17 @@ function contextCache(params: TlsParams, server: boolean): (creds: Credentials) 
  * intermediate's key pose as any service.
  */
 function leafProblem(peer: Peer): AuthorizationError | undefined {
-  if (peer.info.isCA) return new AuthorizationError(peer, "it presented a CA certificate (basicConstraints CA:TRUE) as its own; a peer must present a leaf");
+  if (peer.info.isCA)
+    return new AuthorizationError(
+      peer,
+      "it presented a CA certificate (basicConstraints CA:TRUE) as its own; a peer must present a leaf",
+    );
   const signing = (peer.info.keyUsage ?? []).filter((u) => u === "keyCertSign" || u === "cRLSign");
-  if (signing.length > 0) return new AuthorizationError(peer, `its certificate may sign certificates (keyUsage ${signing.join(", ")}); a peer must present a leaf`);
+  if (signing.length > 0)
+    return new AuthorizationError(
+      peer,
+      `its certificate may sign certificates (keyUsage ${signing.join(", ")}); a peer must present a leaf`,
+    );
   return undefined;
 }
 
@@ -200,12 +246,26 @@ export function judge(peer: Peer, authorize: Authorizer): AuthorizationError | u
  * const server = authorizeServer(https.createServer(options, app), options);
  */
 export function serverOptions(source: CredentialSource, opts: ServerOptions): MtlsServerOptions {
-  if (typeof opts?.authorize !== "function") throw new MtlskitError("service: serverOptions needs an authorize function (e.g. authorizeId(...), or authorizeAny() to admit every verified client)", EXIT.invalid);
+  if (typeof opts?.authorize !== "function")
+    throw new MtlskitError(
+      "service: serverOptions needs an authorize function (e.g. authorizeId(...), or authorizeAny() to admit every verified client)",
+      EXIT.invalid,
+    );
   const params = tlsParams(opts);
-  const guard: Guard = { source, authorize: opts.authorize, contextFor: contextCache(params, true), tlsParams: params, onRefused: opts.onRefused, bound: false };
+  const guard: Guard = {
+    source,
+    authorize: opts.authorize,
+    contextFor: contextCache(params, true),
+    tlsParams: params,
+    onRefused: opts.onRefused,
+    bound: false,
+  };
   const handshakeTimeout = opts.handshakeTimeout ?? HANDSHAKE_TIMEOUT_MS;
   if (typeof handshakeTimeout !== "number" || !Number.isFinite(handshakeTimeout) || handshakeTimeout <= 0) {
-    throw new MtlskitError(`service: handshakeTimeout must be a positive number of milliseconds; got ${JSON.stringify(opts.handshakeTimeout)}`, EXIT.invalid);
+    throw new MtlskitError(
+      `service: handshakeTimeout must be a positive number of milliseconds; got ${JSON.stringify(opts.handshakeTimeout)}`,
+      EXIT.invalid,
+    );
   }
   source.current(); // a source that cannot produce credentials fails here, at startup
   return {
@@ -215,7 +275,13 @@ export function serverOptions(source: CredentialSource, opts: ServerOptions): Mt
     honorCipherOrder: true,
     handshakeTimeout,
     SNICallback: (_servername, cb) => {
-      if (!guard.bound) return cb(new Error("mtlskit: this server was built from serverOptions() but never bound; call authorizeServer(server, options) or use createMtlsServer()"), undefined);
+      if (!guard.bound)
+        return cb(
+          new Error(
+            "mtlskit: this server was built from serverOptions() but never bound; call authorizeServer(server, options) or use createMtlsServer()",
+          ),
+          undefined,
+        );
       try {
         cb(null, guard.contextFor(source.current()));
       } catch (e) {
@@ -237,12 +303,18 @@ export function serverOptions(source: CredentialSource, opts: ServerOptions): Mt
  */
 export function authorizeServer<S extends tls.Server>(server: S, options: tls.TlsOptions): S {
   const guard = (options as Partial<MtlsServerOptions>)[GUARD];
-  if (!guard) throw new MtlskitError("service: authorizeServer needs the options object serverOptions() returned (or a spread copy of it)", EXIT.invalid);
+  if (!guard)
+    throw new MtlskitError(
+      "service: authorizeServer needs the options object serverOptions() returned (or a spread copy of it)",
+      EXIT.invalid,
+    );
   const ignored = overridden(options as Record<string, unknown>, { ...guard.tlsParams, honorCipherOrder: true });
-  if (ignored.length > 0) throw new MtlskitError(`service: authorizeServer: ${overrideAdvice(ignored, "serverOptions")}`, EXIT.invalid);
+  if (ignored.length > 0)
+    throw new MtlskitError(`service: authorizeServer: ${overrideAdvice(ignored, "serverOptions")}`, EXIT.invalid);
   const bound = server as S & { [GUARD]?: Guard };
   if (bound[GUARD] === guard) return server;
-  if (bound[GUARD]) throw new MtlskitError("service: this server is already bound to other serverOptions()", EXIT.invalid);
+  if (bound[GUARD])
+    throw new MtlskitError("service: this server is already bound to other serverOptions()", EXIT.invalid);
   bound[GUARD] = guard;
   guard.bound = true;
 
@@ -251,7 +323,13 @@ export function authorizeServer<S extends tls.Server>(server: S, options: tls.Tl
   const refresh = () => {
     const creds = guard.source.current();
     if (creds === installed) return;
-    server.setSecureContext({ key: creds.key, cert: creds.cert, ca: creds.ca, ...guard.tlsParams, honorCipherOrder: true });
+    server.setSecureContext({
+      key: creds.key,
+      cert: creds.cert,
+      ca: creds.ca,
+      ...guard.tlsParams,
+      honorCipherOrder: true,
+    });
     installed = creds;
   };
   refresh();
@@ -289,7 +367,11 @@ export function authorizeServer<S extends tls.Server>(server: S, options: tls.Tl
 
 /** clientRefusal judges a server-side socket's client. */
 function clientRefusal(socket: tls.TLSSocket, authorize: Authorizer): AuthorizationError | undefined {
-  if (!socket.authorized) return new AuthorizationError("(unverified)", `its certificate did not verify: ${String(socket.authorizationError ?? "no certificate")}`);
+  if (!socket.authorized)
+    return new AuthorizationError(
+      "(unverified)",
+      `its certificate did not verify: ${String(socket.authorizationError ?? "no certificate")}`,
+    );
   let peer: Peer | undefined;
   try {
     peer = peerFromSocket(socket);
@@ -313,13 +395,23 @@ export type ServerFactory<S extends tls.Server, L> = (options: MtlsServerOptions
  * const server = createMtlsServer(https.createServer, source, { authorize: authorizeAny() }, (req, res) => res.end("ok"));
  * server.listen(8443);
  */
-export function createMtlsServer<S extends tls.Server, L>(create: ServerFactory<S, L>, source: CredentialSource, opts: ServerOptions & { extra?: object; selfCheck?: SelfCheckOptions }, listener?: L): S {
+export function createMtlsServer<S extends tls.Server, L>(
+  create: ServerFactory<S, L>,
+  source: CredentialSource,
+  opts: ServerOptions & { extra?: object; selfCheck?: SelfCheckOptions },
+  listener?: L,
+): S {
   if (opts?.selfCheck) assertReady(source, opts.selfCheck);
   const options = serverOptions(source, opts);
   // `extra` goes under the library's options, so a field both set would be silently lost: refuse it.
-  const clash = Object.keys(opts.extra ?? {}).filter((k) => k in options || (CONTEXT_FIELDS as readonly string[]).includes(k));
+  const clash = Object.keys(opts.extra ?? {}).filter(
+    (k) => k in options || (CONTEXT_FIELDS as readonly string[]).includes(k),
+  );
   if (clash.length > 0) {
-    throw new MtlskitError(`service: createMtlsServer: extra.${clash.join(", extra.")} would be ignored; the library sets ${clash.length === 1 ? "it" : "them"} (give minVersion, maxVersion and handshakeTimeout as createMtlsServer's own options, the certificate and bundle through the source)`, EXIT.invalid);
+    throw new MtlskitError(
+      `service: createMtlsServer: extra.${clash.join(", extra.")} would be ignored; the library sets ${clash.length === 1 ? "it" : "them"} (give minVersion, maxVersion and handshakeTimeout as createMtlsServer's own options, the certificate and bundle through the source)`,
+      EXIT.invalid,
+    );
   }
   const merged = { ...opts.extra, ...options } as MtlsServerOptions;
   return authorizeServer(listener === undefined ? create(merged) : create(merged, listener), merged);
@@ -330,7 +422,9 @@ function nameProblem(host: string, peer: Peer): Error | undefined {
   const bare = host.replace(/^\[(.*)\]$/, "$1");
   const address = addressOf(bare);
   if (sansCover(peer.info.sans, address)) return undefined;
-  const sans = peer.info.sans.filter((s) => s.type === "dns" || s.type === "ip").map((s) => `${s.type.toUpperCase()}:${s.value}`);
+  const sans = peer.info.sans
+    .filter((s) => s.type === "dns" || s.type === "ip")
+    .map((s) => `${s.type.toUpperCase()}:${s.value}`);
   const cn = peer.info.subjectAttributes.CN;
   const e = new Error(
     `mtlskit: server ${describePeer(peer)} is not valid for ${bare}: ${sans.length === 0 ? "it has no DNS or IP SAN" : `its ${address.kind === "ip" ? "IP" : "DNS"} names are ${sans.join(", ")}`}` +
@@ -360,7 +454,11 @@ function nameProblem(host: string, peer: Peer): Error | undefined {
  * const socket = tls.connect({ ...clientOptions(source, { authorize: authorizeId("spiffe://example.org/api") }), host: "10.0.0.5", port: 8443 });
  */
 export function clientOptions(source: CredentialSource, opts: ClientOptions): tls.ConnectionOptions {
-  if (typeof opts?.authorize !== "function") throw new MtlskitError("service: clientOptions needs an authorize function (e.g. authorizeId(...), or authorizeAny() to admit every verified server)", EXIT.invalid);
+  if (typeof opts?.authorize !== "function")
+    throw new MtlskitError(
+      "service: clientOptions needs an authorize function (e.g. authorizeId(...), or authorizeAny() to admit every verified server)",
+      EXIT.invalid,
+    );
   const params = tlsParams(opts);
   const contextFor = contextCache(params, false);
   source.current();
@@ -373,9 +471,13 @@ export function clientOptions(source: CredentialSource, opts: ClientOptions): tl
     // options tls.connect merged, so `this` shows what the caller placed beside ours.
     checkServerIdentity(this: unknown, host: string, cert: tls.PeerCertificate) {
       const merged = this as Record<string, unknown> | undefined;
-      const ours = merged !== null && typeof merged === "object" && BUILT.has(merged.secureContext as tls.SecureContext);
+      const ours =
+        merged !== null && typeof merged === "object" && BUILT.has(merged.secureContext as tls.SecureContext);
       const ignored = ours ? overridden(merged, params) : [];
-      if (ignored.length > 0) return Object.assign(new Error(`mtlskit: ${overrideAdvice(ignored, "clientOptions")}`), { code: "ERR_MTLSKIT_OPTION_IGNORED" });
+      if (ignored.length > 0)
+        return Object.assign(new Error(`mtlskit: ${overrideAdvice(ignored, "clientOptions")}`), {
+          code: "ERR_MTLSKIT_OPTION_IGNORED",
+        });
       let peer: Peer;
       try {
         peer = peerFromDer(cert.raw);

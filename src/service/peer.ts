@@ -38,12 +38,25 @@ export interface Peer {
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
 /** identityOf reads the identity from typed SANs: exactly one URI SAN that parseIdentity accepts. */
-function identityOf(info: CertInfo): { identity: Identity; noIdentity: undefined } | { identity: undefined; noIdentity: NoIdentity } {
+function identityOf(
+  info: CertInfo,
+): { identity: Identity; noIdentity: undefined } | { identity: undefined; noIdentity: NoIdentity } {
   const uris = info.sans.filter((s) => s.type === "uri").map((s) => s.value);
   if (uris.length === 0) return { identity: undefined, noIdentity: { reason: "none", message: "no URI SAN" } };
-  if (uris.length > 1) return { identity: undefined, noIdentity: { reason: "several", message: `${uris.length} URI SANs (${uris.map((u) => JSON.stringify(u)).join(", ")})` } };
+  if (uris.length > 1)
+    return {
+      identity: undefined,
+      noIdentity: {
+        reason: "several",
+        message: `${uris.length} URI SANs (${uris.map((u) => JSON.stringify(u)).join(", ")})`,
+      },
+    };
   const parsed = parseIdentity(uris[0]!);
-  if ("error" in parsed) return { identity: undefined, noIdentity: { reason: "unparseable", message: `URI SAN ${JSON.stringify(uris[0])}, which ${parsed.error}` } };
+  if ("error" in parsed)
+    return {
+      identity: undefined,
+      noIdentity: { reason: "unparseable", message: `URI SAN ${JSON.stringify(uris[0])}, which ${parsed.error}` },
+    };
   return { identity: parsed, noIdentity: undefined };
 }
 
@@ -84,9 +97,18 @@ function decodePeer(buf: Buffer): Peer {
     spki = fields.spki;
     info = decodeFields(fields);
   } catch (e) {
-    throw new Error(`peer: the certificate cannot be decoded: ${(e as Error).message.replace(/^der: /, "")}`, { cause: e });
+    throw new Error(`peer: the certificate cannot be decoded: ${(e as Error).message.replace(/^der: /, "")}`, {
+      cause: e,
+    });
   }
-  return { der: buf, info, ...identityOf(info), subject: info.subject, certSha256: sha256(buf), spkiSha256: sha256(spki) };
+  return {
+    der: buf,
+    info,
+    ...identityOf(info),
+    subject: info.subject,
+    certSha256: sha256(buf),
+    spkiSha256: sha256(spki),
+  };
 }
 
 /**

@@ -56,7 +56,10 @@ export class SelfCheckError extends MtlskitError {
   constructor(problems: readonly SelfCheckProblem[]) {
     const lines = problems.map((p) => `  - ${p.message}\n    fix: ${p.fix}`);
     // A wrong certificate is a finding about what was deployed, as for `check` (exit 1).
-    super(`service: refusing to start: the service's own certificate has ${problems.length === 1 ? "a problem" : `${problems.length} problems`}:\n${lines.join("\n")}`, EXIT.findings);
+    super(
+      `service: refusing to start: the service's own certificate has ${problems.length === 1 ? "a problem" : `${problems.length} problems`}:\n${lines.join("\n")}`,
+      EXIT.findings,
+    );
     this.problems = problems;
   }
 }
@@ -70,12 +73,22 @@ function expectedIdentity(identity: string | IdentityTemplate, role: Usage): str
   let uri: string;
   if (typeof identity === "string") uri = identity;
   else {
-    const unknown = templatePlaceholders(identity.template).filter((n) => !(PLACEHOLDERS as readonly string[]).includes(n));
-    if (unknown.length > 0) throw misuse(`template ${JSON.stringify(identity.template)} has unknown placeholders ${unknown.map((n) => `{${n}}`).join(", ")}; use ${PLACEHOLDERS.map((n) => `{${n}}`).join(" ")}`);
-    uri = renderTemplate(identity.template, { cluster: identity.cluster, name: identity.name, role: identity.role ?? role });
+    const unknown = templatePlaceholders(identity.template).filter(
+      (n) => !(PLACEHOLDERS as readonly string[]).includes(n),
+    );
+    if (unknown.length > 0)
+      throw misuse(
+        `template ${JSON.stringify(identity.template)} has unknown placeholders ${unknown.map((n) => `{${n}}`).join(", ")}; use ${PLACEHOLDERS.map((n) => `{${n}}`).join(" ")}`,
+      );
+    uri = renderTemplate(identity.template, {
+      cluster: identity.cluster,
+      name: identity.name,
+      role: identity.role ?? role,
+    });
   }
   const parsed = parseIdentity(uri);
-  if ("error" in parsed) throw misuse(`the expected identity ${JSON.stringify(uri)} is not an identity URI: it ${parsed.error}`);
+  if ("error" in parsed)
+    throw misuse(`the expected identity ${JSON.stringify(uri)} is not an identity URI: it ${parsed.error}`);
   return uri;
 }
 
@@ -89,7 +102,9 @@ function hostOf(address: string): string {
 
 const listSans = (c: Credentials, types: string[]) => {
   const names = c.leaf.sans.filter((s) => types.includes(s.type)).map((s) => `${s.type.toUpperCase()}:${s.value}`);
-  return names.length === 0 ? `it has no ${types.map((t) => t.toUpperCase()).join(" or ")} SAN` : `it has ${names.join(", ")}`;
+  return names.length === 0
+    ? `it has no ${types.map((t) => t.toUpperCase()).join(" or ")} SAN`
+    : `it has ${names.join(", ")}`;
 };
 
 /**
@@ -103,7 +118,8 @@ const listSans = (c: Credentials, types: string[]) => {
  */
 export function selfCheck(source: CredentialSource, opts: SelfCheckOptions = {}): SelfCheckProblem[] {
   const role = opts.role ?? "server";
-  if (!(role in PROFILES) || role === ("ca" as Usage)) throw misuse(`role must be "server", "client" or "dual"; got ${JSON.stringify(role)}`);
+  if (!(role in PROFILES) || role === ("ca" as Usage))
+    throw misuse(`role must be "server", "client" or "dual"; got ${JSON.stringify(role)}`);
   const want = opts.identity === undefined ? undefined : expectedIdentity(opts.identity, role);
   const hosts = (opts.advertise ?? []).map((a) => {
     const host = typeof a === "string" ? hostOf(a.trim()) : "";
@@ -121,9 +137,21 @@ export function selfCheck(source: CredentialSource, opts: SelfCheckOptions = {})
   // there refused every healthy start (issue 11).
   if (want !== undefined) {
     const uris = leaf.sans.filter((s) => s.type === "uri").map((s) => s.value);
-    if (uris.length === 0) add("the certificate has no URI SAN, so peers cannot read its identity", `re-issue it with one URI SAN (URI:${want}): give the manifest an identity.uri template and ${REISSUE}`);
-    else if (uris.length > 1) add(`the certificate has ${uris.length} URI SANs (${uris.join(", ")}); an identity is exactly one`, `re-issue it with only URI:${want}; ${REISSUE}`);
-    else if (uris[0] !== want) add(`the certificate's identity is ${uris[0]}, but this service is configured as ${want}`, `deploy the certificate issued for ${want}, or correct the service's configured cluster, role and name`);
+    if (uris.length === 0)
+      add(
+        "the certificate has no URI SAN, so peers cannot read its identity",
+        `re-issue it with one URI SAN (URI:${want}): give the manifest an identity.uri template and ${REISSUE}`,
+      );
+    else if (uris.length > 1)
+      add(
+        `the certificate has ${uris.length} URI SANs (${uris.join(", ")}); an identity is exactly one`,
+        `re-issue it with only URI:${want}; ${REISSUE}`,
+      );
+    else if (uris[0] !== want)
+      add(
+        `the certificate's identity is ${uris[0]}, but this service is configured as ${want}`,
+        `deploy the certificate issued for ${want}, or correct the service's configured cluster, role and name`,
+      );
   }
 
   // SANs cover every advertise address, typed, never by CN.
@@ -131,7 +159,10 @@ export function selfCheck(source: CredentialSource, opts: SelfCheckOptions = {})
     const address = addressOf(host);
     if (sansCover(leaf.sans, address)) continue;
     const type = address.kind === "ip" ? "IP" : "DNS";
-    add(`the certificate's SANs do not cover advertise address ${written}: ${listSans(creds, [address.kind])}${leaf.subjectAttributes.CN === undefined ? "" : ` (its CN ${leaf.subjectAttributes.CN} does not count)`}`, `re-issue it with ${type}:${host} in subjectAltName: add ${host} to the service's addresses in the manifest and ${REISSUE}`);
+    add(
+      `the certificate's SANs do not cover advertise address ${written}: ${listSans(creds, [address.kind])}${leaf.subjectAttributes.CN === undefined ? "" : ` (its CN ${leaf.subjectAttributes.CN} does not count)`}`,
+      `re-issue it with ${type}:${host} in subjectAltName: add ${host} to the service's addresses in the manifest and ${REISSUE}`,
+    );
   }
 
   // EKU fits the role; an absent extension allows every purpose (RFC 5280 4.2.1.12).
@@ -139,18 +170,33 @@ export function selfCheck(source: CredentialSource, opts: SelfCheckOptions = {})
   if (eku !== undefined && !eku.includes("anyExtendedKeyUsage")) {
     const missing = PROFILES[role].extKeyUsage.filter((u) => !eku.includes(u));
     if (missing.length > 0) {
-      add(`the certificate's extendedKeyUsage is ${eku.length === 0 ? "empty" : eku.join(", ")}, but a ${role} needs ${PROFILES[role].extKeyUsage.join(" and ")}; peers would refuse it ("unsupported certificate purpose")`, `re-issue it with usage: ${role} in the manifest (${missing.join(", ")}); ${REISSUE}`);
+      add(
+        `the certificate's extendedKeyUsage is ${eku.length === 0 ? "empty" : eku.join(", ")}, but a ${role} needs ${PROFILES[role].extKeyUsage.join(" and ")}; peers would refuse it ("unsupported certificate purpose")`,
+        `re-issue it with usage: ${role} in the manifest (${missing.join(", ")}); ${REISSUE}`,
+      );
     }
   }
 
   // Valid now.
-  if (now < leaf.notBefore) add(`the certificate is not valid yet: notBefore is ${leaf.notBefore.toISOString()}`, "check this host's clock (NTP), or wait until then; a certificate dated in the future was issued on a host whose clock runs ahead");
+  if (now < leaf.notBefore)
+    add(
+      `the certificate is not valid yet: notBefore is ${leaf.notBefore.toISOString()}`,
+      "check this host's clock (NTP), or wait until then; a certificate dated in the future was issued on a host whose clock runs ahead",
+    );
   if (now > leaf.notAfter) add(`the certificate expired at ${leaf.notAfter.toISOString()}`, `renew it: ${REISSUE}`);
 
   // A leaf, not a CA.
   const signing = (leaf.keyUsage ?? []).filter((u) => u === "keyCertSign" || u === "cRLSign");
-  if (leaf.isCA) add("the certificate is a CA certificate (basicConstraints CA:TRUE); peers refuse a CA presented as a service's own", "deploy the service's leaf certificate and key (cert.pem/key.pem), not the CA's");
-  else if (signing.length > 0) add(`the certificate may sign certificates (keyUsage ${signing.join(", ")}); peers refuse it as a leaf`, `re-issue it as a leaf (usage: ${role}); ${REISSUE}`);
+  if (leaf.isCA)
+    add(
+      "the certificate is a CA certificate (basicConstraints CA:TRUE); peers refuse a CA presented as a service's own",
+      "deploy the service's leaf certificate and key (cert.pem/key.pem), not the CA's",
+    );
+  else if (signing.length > 0)
+    add(
+      `the certificate may sign certificates (keyUsage ${signing.join(", ")}); peers refuse it as a leaf`,
+      `re-issue it as a leaf (usage: ${role}); ${REISSUE}`,
+    );
 
   return problems;
 }

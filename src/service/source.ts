@@ -57,7 +57,8 @@ export interface CredentialNames {
 // named by where they came from only; naming the kind twice read as a typo (issue 11).
 const TEXT_NAMES: CredentialNames = { cert: "(given as text)", key: "(given as text)", ca: "(given as text)" };
 
-const fail = (message: string, fix: string, cause?: unknown) => new FailedError(`service: ${message}; fix: ${fix}`, { cause });
+const fail = (message: string, fix: string, cause?: unknown) =>
+  new FailedError(`service: ${message}; fix: ${fix}`, { cause });
 
 /** certificatesIn reads every CERTIFICATE block of a PEM text, refusing other blocks and empty input. */
 function certificatesIn(text: string, name: string, what: string): Buffer[] {
@@ -65,23 +66,43 @@ function certificatesIn(text: string, name: string, what: string): Buffer[] {
   try {
     blocks = parsePem(text);
   } catch (e) {
-    throw fail(`cannot read ${what} ${name}: ${(e as Error).message.replace(/^pem: /, "")}`, "write it again from its source; the file is damaged or half-written", e);
+    throw fail(
+      `cannot read ${what} ${name}: ${(e as Error).message.replace(/^pem: /, "")}`,
+      "write it again from its source; the file is damaged or half-written",
+      e,
+    );
   }
   const begun = text.match(/-----BEGIN [^-\r\n]*-----/g)?.length ?? 0;
   if (begun > blocks.length) {
     const open = begun - blocks.length;
-    throw fail(`${what} ${name} is cut short: ${open === 1 ? "a PEM block has" : `${open} PEM blocks have`} no END line`, "write it again from its source; the file is half-written or truncated");
+    throw fail(
+      `${what} ${name} is cut short: ${open === 1 ? "a PEM block has" : `${open} PEM blocks have`} no END line`,
+      "write it again from its source; the file is half-written or truncated",
+    );
   }
   if (blocks.length === 0) {
-    throw fail(`${what} ${name} holds no PEM CERTIFICATE block`, `give the PEM form (DER converts with: openssl x509 -inform der -in FILE -out FILE.pem)`);
+    throw fail(
+      `${what} ${name} holds no PEM CERTIFICATE block`,
+      `give the PEM form (DER converts with: openssl x509 -inform der -in FILE -out FILE.pem)`,
+    );
   }
   const other = blocks.find((b) => b.label !== "CERTIFICATE");
-  if (other) throw fail(`${what} ${name} holds a ${other.label} block`, other.label.includes("PRIVATE KEY") ? "it holds a key: were the certificate and key files swapped?" : "keep only CERTIFICATE blocks in it");
+  if (other)
+    throw fail(
+      `${what} ${name} holds a ${other.label} block`,
+      other.label.includes("PRIVATE KEY")
+        ? "it holds a key: were the certificate and key files swapped?"
+        : "keep only CERTIFICATE blocks in it",
+    );
   for (const [i, b] of blocks.entries()) {
     try {
       decodeCertificate(b.der);
     } catch (e) {
-      throw fail(`${what} ${name}: certificate ${i + 1} cannot be decoded: ${(e as Error).message.replace(/^x509: /, "")}`, "replace it with the certificate as issued", e);
+      throw fail(
+        `${what} ${name}: certificate ${i + 1} cannot be decoded: ${(e as Error).message.replace(/^x509: /, "")}`,
+        "replace it with the certificate as issued",
+        e,
+      );
     }
   }
   return blocks.map((b) => b.der);
@@ -104,10 +125,19 @@ export function parseCredentials(input: StaticSourceInput, names: CredentialName
     spki = createPublicKey(createPrivateKey(key)).export({ type: "spki", format: "der" });
   } catch (e) {
     const encrypted = (e as NodeJS.ErrnoException).code === "ERR_MISSING_PASSPHRASE";
-    throw fail(`cannot read key ${names.key}: ${encrypted ? "it is encrypted" : (e as Error).message}`, encrypted ? "decrypt it (openssl pkey -in KEY -out KEY.plain)" : "give the PEM private key written with the certificate", e);
+    throw fail(
+      `cannot read key ${names.key}: ${encrypted ? "it is encrypted" : (e as Error).message}`,
+      encrypted
+        ? "decrypt it (openssl pkey -in KEY -out KEY.plain)"
+        : "give the PEM private key written with the certificate",
+      e,
+    );
   }
   if (createHash("sha256").update(spki).digest("hex") !== leaf.spkiSha256) {
-    throw fail(`key ${names.key} does not match certificate ${names.cert} (${leaf.subject}): they are from different issuances or one was replaced alone`, "use the key written together with this certificate, or issue a new pair (mtlskit apply --reissue SERVICE)");
+    throw fail(
+      `key ${names.key} does not match certificate ${names.cert} (${leaf.subject}): they are from different issuances or one was replaced alone`,
+      "use the key written together with this certificate, or issue a new pair (mtlskit apply --reissue SERVICE)",
+    );
   }
   return { key, cert, ca, leaf: leaf.info, identity: leaf.identity };
 }
@@ -149,9 +179,17 @@ export function readCredentials(files: StaticFiles): Credentials {
       return readFileBounded(file);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      throw fail(`cannot read ${what} ${file}: ${code === "ENOTREG" || code === "EFBIG" ? `it ${(e as ReadFileError).reason}` : (code ?? (e as Error).message)}`, "check the path (mtlskit apply writes DIR/services/NAME/cert.pem, key.pem, ca.pem) and that this process may read it", e);
+      throw fail(
+        `cannot read ${what} ${file}: ${code === "ENOTREG" || code === "EFBIG" ? `it ${(e as ReadFileError).reason}` : (code ?? (e as Error).message)}`,
+        "check the path (mtlskit apply writes DIR/services/NAME/cert.pem, key.pem, ca.pem) and that this process may read it",
+        e,
+      );
     }
   };
-  const input = { cert: read(files.certFile, "certificate"), key: read(files.keyFile, "key"), ca: read(files.caFile, "trust bundle") };
+  const input = {
+    cert: read(files.certFile, "certificate"),
+    key: read(files.keyFile, "key"),
+    ca: read(files.caFile, "trust bundle"),
+  };
   return parseCredentials(input, { cert: files.certFile, key: files.keyFile, ca: files.caFile });
 }

@@ -44,11 +44,23 @@ export function judgeDir(dir: string, spec: FileSpec, owners: readonly number[])
     } catch {
       /* the target is not needed to refuse it */
     }
-    return { kind: "symlink", path: p, mode, message: `${p} is a symbolic link${target}: mtlskit never writes keys through a link, which may lead anywhere`, fix: `remove the link (rm ${p}) and run apply, which creates the directory with mode ${octal(spec.mode)}; if the link was yours, move the real directory to ${p}` };
+    return {
+      kind: "symlink",
+      path: p,
+      mode,
+      message: `${p} is a symbolic link${target}: mtlskit never writes keys through a link, which may lead anywhere`,
+      fix: `remove the link (rm ${p}) and run apply, which creates the directory with mode ${octal(spec.mode)}; if the link was yours, move the real directory to ${p}`,
+    };
   }
   if (!st.isDirectory()) return undefined; // a file where a directory belongs: reported by the reads and ensureDir
   if (process.platform !== "win32" && !owners.includes(st.uid)) {
-    return { kind: "owner", path: p, mode, message: `${p} is owned by uid ${st.uid}, not by the PKI directory's owner (uid ${owners.join(" or uid ")}): that user can replace what is in it`, fix: `check what is in ${p}, then run chown -R ${owners[0]} ${p}` };
+    return {
+      kind: "owner",
+      path: p,
+      mode,
+      message: `${p} is owned by uid ${st.uid}, not by the PKI directory's owner (uid ${owners.join(" or uid ")}): that user can replace what is in it`,
+      fix: `check what is in ${p}, then run chown -R ${owners[0]} ${p}`,
+    };
   }
   if (mode & 0o022) {
     const who = mode & 0o002 ? "every user" : "its group";
@@ -58,11 +70,19 @@ export function judgeDir(dir: string, spec: FileSpec, owners: readonly number[])
       path: p,
       mode,
       message: `${p} has mode ${octal(mode)}: ${who} may write in it${ca ? ", and so could have replaced the CA with their own" : ""}`,
-      fix: ca ? `check that ${abs(dir, LAYOUT.caCert)} is your CA (mtlskit inspect ${abs(dir, LAYOUT.caCert)}), then run chmod ${octal(spec.mode)} ${p}` : `run chmod ${octal(spec.mode)} ${p}`,
+      fix: ca
+        ? `check that ${abs(dir, LAYOUT.caCert)} is your CA (mtlskit inspect ${abs(dir, LAYOUT.caCert)}), then run chmod ${octal(spec.mode)} ${p}`
+        : `run chmod ${octal(spec.mode)} ${p}`,
     };
   }
   if (spec.mode === 0o700 && mode & 0o077) {
-    return { kind: "mode", path: p, mode, message: `${p} has mode ${octal(mode)}: readable by ${mode & 0o007 ? "every user" : "its group"}, where mtlskit keeps private directories ${octal(spec.mode)}`, fix: `run chmod ${octal(spec.mode)} ${p} (apply does it)` };
+    return {
+      kind: "mode",
+      path: p,
+      mode,
+      message: `${p} has mode ${octal(mode)}: readable by ${mode & 0o007 ? "every user" : "its group"}, where mtlskit keeps private directories ${octal(spec.mode)}`,
+      fix: `run chmod ${octal(spec.mode)} ${p} (apply does it)`,
+    };
   }
   return undefined;
 }
@@ -92,12 +112,16 @@ export function guardDirs(dir: string, services: readonly string[], note: (text:
   for (const spec of specs) {
     const problem = judgeDir(dir, spec, owners);
     if (!problem) continue;
-    const repairable = problem.kind === "mode" || (problem.kind === "writable" && spec.rel.startsWith(`${LAYOUT.servicesDir.rel}/`));
+    const repairable =
+      problem.kind === "mode" || (problem.kind === "writable" && spec.rel.startsWith(`${LAYOUT.servicesDir.rel}/`));
     if (!repairable) throw new FailedError(`pki: ${problem.message}; nothing was written\n    fix: ${problem.fix}`);
     try {
       chmodSync(problem.path, spec.mode);
     } catch (e) {
-      throw new FailedError(`pki: ${problem.message}, and it could not be set to ${octal(spec.mode)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}\n    fix: ${problem.fix}`, { cause: e });
+      throw new FailedError(
+        `pki: ${problem.message}, and it could not be set to ${octal(spec.mode)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}\n    fix: ${problem.fix}`,
+        { cause: e },
+      );
     }
     note(`${problem.path} had mode ${octal(problem.mode)}; set to ${octal(spec.mode)} (the layout's mode for it)`);
   }

@@ -2,7 +2,23 @@
  * Durable file operations: atomic writes (temp file created with its final mode, fsync, rename,
  * directory fsync), and the apply lock. Every write under a PKI directory goes through here.
  */
-import { closeSync, constants, fchmodSync, linkSync, fsyncSync, lstatSync, mkdirSync, readlinkSync, openSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  linkSync,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  readlinkSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
 import { hostname } from "node:os";
 import * as path from "node:path";
 import { isMainThread } from "node:worker_threads";
@@ -83,10 +99,20 @@ export function ensureDir(dir: string, mode: number, opts: { parents?: boolean }
     const what = code === "EEXIST" ? pathKind(dir) : undefined;
     if (what === "directory") return false;
     if (what === "other") throw new FailedError(`pki: ${dir} exists and is not a directory; move it away`);
-    if (what === "dangling") throw new FailedError(`pki: ${dir} is a symbolic link to ${readlinkSync(dir)}, which does not exist\n    fix: create the directory it points to (mkdir -p ${path.resolve(path.dirname(dir), readlinkSync(dir))}), or remove the link and let apply create ${dir}`);
-    if (code === "EEXIST" || code === "ENOTDIR") throw new FailedError(`pki: cannot create ${dir}: part of its path is a file, not a directory; choose another --pki or move that file away`);
-    if (code === "ENOENT") throw new FailedError(`pki: cannot create ${dir}: its parent ${path.dirname(dir)} does not exist`);
-    if (code === "EACCES" || code === "EPERM" || code === "EROFS") throw new FailedError(`pki: cannot create ${dir}: ${code === "EROFS" ? "the file system is read-only" : "permission denied"}; choose a writable --pki DIR or run as a user who may write there`);
+    if (what === "dangling")
+      throw new FailedError(
+        `pki: ${dir} is a symbolic link to ${readlinkSync(dir)}, which does not exist\n    fix: create the directory it points to (mkdir -p ${path.resolve(path.dirname(dir), readlinkSync(dir))}), or remove the link and let apply create ${dir}`,
+      );
+    if (code === "EEXIST" || code === "ENOTDIR")
+      throw new FailedError(
+        `pki: cannot create ${dir}: part of its path is a file, not a directory; choose another --pki or move that file away`,
+      );
+    if (code === "ENOENT")
+      throw new FailedError(`pki: cannot create ${dir}: its parent ${path.dirname(dir)} does not exist`);
+    if (code === "EACCES" || code === "EPERM" || code === "EROFS")
+      throw new FailedError(
+        `pki: cannot create ${dir}: ${code === "EROFS" ? "the file system is read-only" : "permission denied"}; choose a writable --pki DIR or run as a user who may write there`,
+      );
     throw ioFailure(e, dir) ?? e;
   }
   const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
@@ -162,13 +188,20 @@ function isAlive(pid: number): boolean {
 
 const sleep = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
-const ago = (ms: number) => (ms < 120_000 ? `${Math.max(0, Math.round(ms / 1000))}s` : ms < 7_200_000 ? `${Math.round(ms / 60_000)} min` : `${Math.round(ms / 3_600_000)} h`);
+const ago = (ms: number) =>
+  ms < 120_000
+    ? `${Math.max(0, Math.round(ms / 1000))}s`
+    : ms < 7_200_000
+      ? `${Math.round(ms / 60_000)} min`
+      : `${Math.round(ms / 3_600_000)} h`;
 
 /** readLockInfo reads a lock file; undefined when it vanished or does not hold a lock record. */
 function readLockInfo(file: string): LockInfo | undefined {
   try {
     const info = JSON.parse(readTextBounded(file, { limit: 4096, noFollow: true })) as LockInfo;
-    return typeof info.pid === "number" && typeof info.host === "string" && typeof info.since === "string" ? info : undefined;
+    return typeof info.pid === "number" && typeof info.host === "string" && typeof info.since === "string"
+      ? info
+      : undefined;
   } catch {
     return undefined;
   }
@@ -192,7 +225,8 @@ function takeOver(file: string, holder: LockInfo): void {
   try {
     renameSync(file, aside);
     const moved = readLockInfo(aside);
-    if (moved?.pid === holder.pid && moved.since === holder.since && moved.host === holder.host) rmSync(aside, { force: true });
+    if (moved?.pid === holder.pid && moved.since === holder.since && moved.host === holder.host)
+      rmSync(aside, { force: true });
     else linkSync(aside, file); // we moved a live waiter's fresh lock: put it back
   } catch {
     /* someone else took it over first */
@@ -257,8 +291,14 @@ export function acquireLock(file: string, opts: { waitMs?: number; now?: () => D
       if (code !== "ENOENT") throw e; // a full disk, a read-only file system: the caller words and records it (ioFailure)
       // The holder may sweep our temp file away as a leftover (once, rarely); a directory that
       // is gone, or that refuses new files (/proc), fails now instead of spinning.
-      if (pathKind(dir) !== "directory") throw new FailedError(`pki: ${dir} was removed while apply was waiting for its lock; nothing was written\n    fix: run apply again`);
-      if (++vanished > 3) throw new FailedError(`pki: cannot create files in ${dir} (ENOENT): it does not accept new files (a virtual file system such as /proc?); nothing was written\n    fix: choose another --pki DIR`);
+      if (pathKind(dir) !== "directory")
+        throw new FailedError(
+          `pki: ${dir} was removed while apply was waiting for its lock; nothing was written\n    fix: run apply again`,
+        );
+      if (++vanished > 3)
+        throw new FailedError(
+          `pki: cannot create files in ${dir} (ENOENT): it does not accept new files (a virtual file system such as /proc?); nothing was written\n    fix: choose another --pki DIR`,
+        );
       continue;
     }
     const found = readLockInfo(file);
@@ -287,8 +327,13 @@ export function acquireLock(file: string, opts: { waitMs?: number; now?: () => D
 function lockHeld(file: string, holder: LockInfo | undefined, waitMs: number, me: LockInfo): FailedError {
   const waited = waitMs < 10_000 ? Number((waitMs / 1000).toFixed(1)) : Math.round(waitMs / 1000);
   const age = holder ? Date.now() - Date.parse(holder.since) : NaN;
-  const who = holder ? `mtlskit (pid ${holder.pid} on ${holder.host}, since ${holder.since}, ${Number.isFinite(age) ? ago(age) : "unknown time"} ago)` : "another mtlskit";
-  const where = holder && holder.host !== me.host ? `on ${holder.host} (another host sharing this directory; a lock from another host is taken over once it is ${LOCK_STALE_MS / 60_000} min old)` : "on this host";
+  const who = holder
+    ? `mtlskit (pid ${holder.pid} on ${holder.host}, since ${holder.since}, ${Number.isFinite(age) ? ago(age) : "unknown time"} ago)`
+    : "another mtlskit";
+  const where =
+    holder && holder.host !== me.host
+      ? `on ${holder.host} (another host sharing this directory; a lock from another host is taken over once it is ${LOCK_STALE_MS / 60_000} min old)`
+      : "on this host";
   return new FailedError(
     `pki: ${who} is applying to this directory and holds ${file}; waited ${waited}s. Run apply again when it finishes.\n    fix: if no apply is running ${where}, run apply with --break-lock (or remove ${file})`,
   );
@@ -296,14 +341,35 @@ function lockHeld(file: string, holder: LockInfo | undefined, waitMs: number, me
 
 /** IO_ERRORS words the ordinary I/O failures of a write: what happened and what to do. */
 const IO_ERRORS: Record<string, { what: string; fix: (dir: string) => string }> = {
-  ENOSPC: { what: "the file system is full", fix: (d) => `free space on the file system that holds ${d} (df ${d}), then run apply again` },
-  EDQUOT: { what: "the disk quota is exhausted", fix: (d) => `free space within your quota on the file system that holds ${d}, then run apply again` },
-  EROFS: { what: "the file system is read-only", fix: (d) => `remount the file system that holds ${d} read-write, or choose a writable --pki DIR` },
-  EACCES: { what: "permission denied", fix: (d) => `run apply as the user that owns ${d} (ls -ld ${d}), or give that user write access` },
-  EPERM: { what: "operation not permitted", fix: (d) => `run apply as the user that owns ${d} (ls -ld ${d}); check for immutable files (lsattr)` },
-  EIO: { what: "an I/O error (the disk may be failing)", fix: (d) => `check the disk that holds ${d} (dmesg), then run apply again` },
+  ENOSPC: {
+    what: "the file system is full",
+    fix: (d) => `free space on the file system that holds ${d} (df ${d}), then run apply again`,
+  },
+  EDQUOT: {
+    what: "the disk quota is exhausted",
+    fix: (d) => `free space within your quota on the file system that holds ${d}, then run apply again`,
+  },
+  EROFS: {
+    what: "the file system is read-only",
+    fix: (d) => `remount the file system that holds ${d} read-write, or choose a writable --pki DIR`,
+  },
+  EACCES: {
+    what: "permission denied",
+    fix: (d) => `run apply as the user that owns ${d} (ls -ld ${d}), or give that user write access`,
+  },
+  EPERM: {
+    what: "operation not permitted",
+    fix: (d) => `run apply as the user that owns ${d} (ls -ld ${d}); check for immutable files (lsattr)`,
+  },
+  EIO: {
+    what: "an I/O error (the disk may be failing)",
+    fix: (d) => `check the disk that holds ${d} (dmesg), then run apply again`,
+  },
   EMFILE: { what: "too many open files", fix: () => "raise the open-file limit (ulimit -n), then run apply again" },
-  ENFILE: { what: "too many open files on this system", fix: () => "close other programs' files or raise fs.file-max, then run apply again" },
+  ENFILE: {
+    what: "too many open files on this system",
+    fix: () => "close other programs' files or raise fs.file-max, then run apply again",
+  },
 };
 
 /**
@@ -315,7 +381,17 @@ export function ioFailure(e: unknown, dir: string, who = "pki"): FailedError | u
   const err = e as NodeJS.ErrnoException;
   const known = typeof err?.code === "string" ? IO_ERRORS[err.code] : undefined;
   if (!known) return undefined;
-  const verb = err.syscall === "rename" ? "replace" : err.syscall === "mkdir" ? "create" : err.syscall === "open" || err.syscall === "write" || err.syscall === "link" ? "write" : err.syscall ?? "write";
+  const verb =
+    err.syscall === "rename"
+      ? "replace"
+      : err.syscall === "mkdir"
+        ? "create"
+        : err.syscall === "open" || err.syscall === "write" || err.syscall === "link"
+          ? "write"
+          : (err.syscall ?? "write");
   const target = err.path ?? dir;
-  return new FailedError(`${who}: cannot ${verb} ${target}: ${known.what} (${err.code}); every file is whole, old or new\n    fix: ${known.fix(dir)}`, { cause: e });
+  return new FailedError(
+    `${who}: cannot ${verb} ${target}: ${known.what} (${err.code}); every file is whole, old or new\n    fix: ${known.fix(dir)}`,
+    { cause: e },
+  );
 }

@@ -39,8 +39,14 @@ export const LAYOUT = {
   servicesDir: { rel: "services", mode: MODES.publicDir },
   serviceDir: (service: string): FileSpec => ({ rel: `services/${service}`, mode: MODES.privateDir }),
   bundle: (service: string): FileSpec => ({ rel: `services/${service}/ca.pem`, mode: MODES.public }),
-  cert: (slot: Pick<CertSlot, "service" | "kind">): FileSpec => ({ rel: `services/${slot.service}/${slot.kind === "main" ? "cert.pem" : "client.pem"}`, mode: MODES.public }),
-  key: (slot: Pick<CertSlot, "service" | "kind">): FileSpec => ({ rel: `services/${slot.service}/${slot.kind === "main" ? "key.pem" : "client-key.pem"}`, mode: MODES.key }),
+  cert: (slot: Pick<CertSlot, "service" | "kind">): FileSpec => ({
+    rel: `services/${slot.service}/${slot.kind === "main" ? "cert.pem" : "client.pem"}`,
+    mode: MODES.public,
+  }),
+  key: (slot: Pick<CertSlot, "service" | "kind">): FileSpec => ({
+    rel: `services/${slot.service}/${slot.kind === "main" ? "key.pem" : "client-key.pem"}`,
+    mode: MODES.key,
+  }),
 } as const;
 
 /** TEMP_MARK is in the name of every temporary file apply writes; leftovers are removed under the lock. */

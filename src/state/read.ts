@@ -7,7 +7,7 @@ import { X509Certificate, createPublicKey, type KeyObject } from "node:crypto";
 import { readdirSync, statSync } from "node:fs";
 import * as path from "node:path";
 import { FailedError } from "../errors.ts";
-import { ReadFileError, readTextBounded } from "../read-file.ts";
+import { type ReadFileError, readTextBounded } from "../read-file.ts";
 import type { CaImport, Manifest } from "../manifest/index.ts";
 import { readCertFields, type CertFields } from "../pki/cert.ts";
 import { keyIdOf } from "../pki/issue.ts";
@@ -32,7 +32,10 @@ export interface CaMaterial {
 }
 
 /** CaState is what the PKI directory says about its CA. */
-export type CaState = { status: "missing" } | { status: "ok"; ca: CaMaterial } | { status: "broken"; reason: string; fix: string };
+export type CaState =
+  | { status: "missing" }
+  | { status: "ok"; ca: CaMaterial }
+  | { status: "broken"; reason: string; fix: string };
 
 /** LeafState is what is on disk for one certificate slot. */
 export interface LeafState {
@@ -66,25 +69,57 @@ function readText(file: string): string | undefined {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT") return undefined;
     if (code === "ENOTDIR") {
-      throw new FailedError(`pki: cannot read ${file}: ${path.dirname(file)} is not a directory\n    fix: move ${path.dirname(file)} away (apply creates the directory), then run apply again`, { cause: e });
+      throw new FailedError(
+        `pki: cannot read ${file}: ${path.dirname(file)} is not a directory\n    fix: move ${path.dirname(file)} away (apply creates the directory), then run apply again`,
+        { cause: e },
+      );
     }
-    if (code === "EISDIR") throw new FailedError(`pki: ${file} is a directory, where a file belongs\n    fix: move ${file} away, then run apply again`, { cause: e });
-    if (code === "ENOTREG" || code === "EFBIG") throw new FailedError(`pki: ${file} ${(e as ReadFileError).reason}, where mtlskit keeps a PEM file\n    fix: move ${file} away, then run apply again`, { cause: e });
-    throw new FailedError(`pki: cannot read ${file}: ${code ?? (e as Error).message}${code === "EACCES" || code === "EPERM" ? "\n    fix: run apply as the user that owns the PKI directory" : ""}`, { cause: e });
+    if (code === "EISDIR")
+      throw new FailedError(
+        `pki: ${file} is a directory, where a file belongs\n    fix: move ${file} away, then run apply again`,
+        { cause: e },
+      );
+    if (code === "ENOTREG" || code === "EFBIG")
+      throw new FailedError(
+        `pki: ${file} ${(e as ReadFileError).reason}, where mtlskit keeps a PEM file\n    fix: move ${file} away, then run apply again`,
+        { cause: e },
+      );
+    throw new FailedError(
+      `pki: cannot read ${file}: ${code ?? (e as Error).message}${code === "EACCES" || code === "EPERM" ? "\n    fix: run apply as the user that owns the PKI directory" : ""}`,
+      { cause: e },
+    );
   }
 }
 
 const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
-function caMaterial(certDer: Buffer, privateKey: KeyObject, chainPem: string, bundlePem: string): CaMaterial | { reason: string; fix: string } {
+function caMaterial(
+  certDer: Buffer,
+  privateKey: KeyObject,
+  chainPem: string,
+  bundlePem: string,
+): CaMaterial | { reason: string; fix: string } {
   const cert = readCertFields(certDer);
   const info = decodeCertificate(certDer);
-  if (!info.isCA) return { reason: "is not a CA certificate (basicConstraints cA is not set)", fix: "point at the CA's certificate, not a leaf" };
-  if (info.keyUsage && !info.keyUsage.includes("keyCertSign")) return { reason: "has no keyCertSign key usage, so it may not sign certificates", fix: "use a CA certificate that allows certificate signing" };
+  if (!info.isCA)
+    return {
+      reason: "is not a CA certificate (basicConstraints cA is not set)",
+      fix: "point at the CA's certificate, not a leaf",
+    };
+  if (info.keyUsage && !info.keyUsage.includes("keyCertSign"))
+    return {
+      reason: "has no keyCertSign key usage, so it may not sign certificates",
+      fix: "use a CA certificate that allows certificate signing",
+    };
   const publicKey = createPublicKey({ key: cert.spki, format: "der", type: "spki" });
   const keyType = keyTypeOf(publicKey);
-  if (!keyType) return { reason: `has a key type mtlskit cannot sign with (${publicKey.asymmetricKeyType})`, fix: "use an ECDSA P-256/P-384, RSA 2048/3072/4096 or Ed25519 CA" };
-  if (!spkiOfPrivateKey(privateKey).equals(cert.spki)) return { reason: "does not match its private key", fix: "restore the CA key that belongs to this certificate" };
+  if (!keyType)
+    return {
+      reason: `has a key type mtlskit cannot sign with (${publicKey.asymmetricKeyType})`,
+      fix: "use an ECDSA P-256/P-384, RSA 2048/3072/4096 or Ed25519 CA",
+    };
+  if (!spkiOfPrivateKey(privateKey).equals(cert.spki))
+    return { reason: "does not match its private key", fix: "restore the CA key that belongs to this certificate" };
   const keyId = info.subjectKeyId ? Buffer.from(info.subjectKeyId, "hex") : keyIdOf(cert.spki);
   return { cert, keyType, keyId, publicKey, privateKey, chainPem, bundlePem };
 }
@@ -170,10 +205,16 @@ export function readCa(dir: string): CaState {
   const keyFile = abs(dir, LAYOUT.caKey);
   const keyText = readText(keyFile);
   const restore = `restore ${keyFile} from backup; or, to start a new CA (every service is re-issued and peers must trust the new ca.pem), move ${abs(dir, LAYOUT.caDir)} away`;
-  if (keyText === undefined) return { status: "broken", reason: `${where} exists but its key ${keyFile} is missing`, fix: restore };
+  if (keyText === undefined)
+    return { status: "broken", reason: `${where} exists but its key ${keyFile} is missing`, fix: restore };
   try {
     const mode = statSync(keyFile).mode & 0o777;
-    if (mode & 0o077) return { status: "broken", reason: `${keyFile} has mode 0${mode.toString(8)}, readable by others`, fix: `run chmod 600 ${keyFile}, and consider the CA key exposed` };
+    if (mode & 0o077)
+      return {
+        status: "broken",
+        reason: `${keyFile} has mode 0${mode.toString(8)}, readable by others`,
+        fix: `run chmod 600 ${keyFile}, and consider the CA key exposed`,
+      };
     let privateKey: KeyObject;
     try {
       privateKey = parsePrivateKey(keyText);
@@ -187,12 +228,17 @@ export function readCa(dir: string): CaState {
     } catch (e) {
       return damagedCaCert(dir, keyText, `cannot be parsed (${errorText(e)})`);
     }
-    if (certs.length !== 1) return damagedCaCert(dir, keyText, `must hold exactly one certificate, found ${certs.length}`);
+    if (certs.length !== 1)
+      return damagedCaCert(dir, keyText, `must hold exactly one certificate, found ${certs.length}`);
     const m = caMaterial(certs[0]!, privateKey, "", certText);
     if ("reason" in m) return { status: "broken", reason: `${where} ${m.reason}`, fix: restore };
     return { status: "ok", ca: m };
   } catch (e) {
-    return { status: "broken", reason: `cannot read the CA in ${abs(dir, LAYOUT.caDir)}: ${errorText(e)}`, fix: restore };
+    return {
+      status: "broken",
+      reason: `cannot read the CA in ${abs(dir, LAYOUT.caDir)}: ${errorText(e)}`,
+      fix: restore,
+    };
   }
 }
 
@@ -201,14 +247,20 @@ export function readCa(dir: string): CaState {
  * CA matching the key; its chain must lead, signature by signature, to a self-signed root.
  * Returns a problem sentence for the manifest's ca.import field instead of throwing.
  */
-export function loadImportedCa(imp: CaImport): CaMaterial | { field: "cert" | "key" | "chain"; reason: string; fix: string } {
+export function loadImportedCa(
+  imp: CaImport,
+): CaMaterial | { field: "cert" | "key" | "chain"; reason: string; fix: string } {
   const read = (field: "cert" | "key" | "chain", file: string) => {
     try {
       return readTextBounded(file);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       const notFile = code === "ENOTREG" || code === "EISDIR" || code === "EFBIG";
-      throw { field, reason: notFile ? `${file} ${(e as ReadFileError).reason}` : `cannot read ${file}: ${code ?? errorText(e)}`, fix: notFile ? `name a PEM file (relative to the manifest)` : "correct the path (relative to the manifest)" };
+      throw {
+        field,
+        reason: notFile ? `${file} ${(e as ReadFileError).reason}` : `cannot read ${file}: ${code ?? errorText(e)}`,
+        fix: notFile ? `name a PEM file (relative to the manifest)` : "correct the path (relative to the manifest)",
+      };
     }
   };
   try {
@@ -220,38 +272,78 @@ export function loadImportedCa(imp: CaImport): CaMaterial | { field: "cert" | "k
         throw { field: "cert", reason: `${imp.cert}: ${errorText(e)}`, fix: "give a PEM file with the CA certificate" };
       }
     })();
-    if (certs.length !== 1) return { field: "cert", reason: `${imp.cert} must hold exactly one certificate, found ${certs.length}`, fix: "put the issuing CA in cert and the certificates above it in chain" };
+    if (certs.length !== 1)
+      return {
+        field: "cert",
+        reason: `${imp.cert} must hold exactly one certificate, found ${certs.length}`,
+        fix: "put the issuing CA in cert and the certificates above it in chain",
+      };
     let key: KeyObject;
     try {
       const keyText = read("key", imp.key);
       const blocks = parsePem(keyText);
       const sealed = blocks.map(keyEncryption).find((x) => x !== undefined);
-      if (sealed) throw { field: "key", reason: `${imp.key} is encrypted (${sealed}); mtlskit signs with the CA key unattended, so it must be unencrypted`, fix: `decrypt it, keeping mode 0600: openssl pkey -in ${imp.key} -out ${imp.key}.plain (it asks for the passphrase), then point ca.import.key at ${imp.key}.plain` };
+      if (sealed)
+        throw {
+          field: "key",
+          reason: `${imp.key} is encrypted (${sealed}); mtlskit signs with the CA key unattended, so it must be unencrypted`,
+          fix: `decrypt it, keeping mode 0600: openssl pkey -in ${imp.key} -out ${imp.key}.plain (it asks for the passphrase), then point ca.import.key at ${imp.key}.plain`,
+        };
       if (!blocks.some((b) => b.label.endsWith("PRIVATE KEY"))) throw new Error("no PRIVATE KEY block");
       key = parsePrivateKey(keyText);
     } catch (e) {
       if ((e as { field?: string }).field) throw e;
-      return { field: "key", reason: `${imp.key} is not a readable unencrypted private key (${errorText(e)})`, fix: "give the CA key as unencrypted PEM (PKCS#8 or traditional), mode 0600" };
+      return {
+        field: "key",
+        reason: `${imp.key} is not a readable unencrypted private key (${errorText(e)})`,
+        fix: "give the CA key as unencrypted PEM (PKCS#8 or traditional), mode 0600",
+      };
     }
     const mode = statSync(imp.key).mode & 0o777;
-    if (mode & 0o077) return { field: "key", reason: `${imp.key} has mode 0${mode.toString(8)}, readable by others`, fix: `run chmod 600 ${imp.key}` };
+    if (mode & 0o077)
+      return {
+        field: "key",
+        reason: `${imp.key} has mode 0${mode.toString(8)}, readable by others`,
+        fix: `run chmod 600 ${imp.key}`,
+      };
     const chain = imp.chain === undefined ? [] : parseCertificatesPem(read("chain", imp.chain));
     const path = [certs[0]!, ...chain].map((d) => new X509Certificate(d));
     for (let i = 0; i + 1 < path.length; i++) {
       if (!path[i]!.checkIssued(path[i + 1]!) || !path[i]!.verify(path[i + 1]!.publicKey)) {
-        return { field: "chain", reason: `certificate ${i + 1} of the chain (${path[i + 1]!.subject.replace(/\n/g, ", ")}) did not issue ${path[i]!.subject.replace(/\n/g, ", ")}`, fix: "order the chain from the issuing CA's issuer up to the root" };
+        return {
+          field: "chain",
+          reason: `certificate ${i + 1} of the chain (${path[i + 1]!.subject.replace(/\n/g, ", ")}) did not issue ${path[i]!.subject.replace(/\n/g, ", ")}`,
+          fix: "order the chain from the issuing CA's issuer up to the root",
+        };
       }
     }
     const root = path[path.length - 1]!;
     if (!root.checkIssued(root) || !root.verify(root.publicKey)) {
       return imp.chain === undefined
-        ? { field: "cert", reason: `${imp.cert} is an intermediate CA, and peers need its root to trust it`, fix: "add ca.import.chain: a PEM file with the certificates above it, up to the root" }
-        : { field: "chain", reason: `the chain does not end in a self-signed root`, fix: "append the root certificate to the chain file" };
+        ? {
+            field: "cert",
+            reason: `${imp.cert} is an intermediate CA, and peers need its root to trust it`,
+            fix: "add ca.import.chain: a PEM file with the certificates above it, up to the root",
+          }
+        : {
+            field: "chain",
+            reason: `the chain does not end in a self-signed root`,
+            fix: "append the root certificate to the chain file",
+          };
     }
-    const m = caMaterial(certs[0]!, key, path.slice(0, -1).map((c) => encodePem("CERTIFICATE", c.raw)).join(""), encodePem("CERTIFICATE", root.raw));
+    const m = caMaterial(
+      certs[0]!,
+      key,
+      path
+        .slice(0, -1)
+        .map((c) => encodePem("CERTIFICATE", c.raw))
+        .join(""),
+      encodePem("CERTIFICATE", root.raw),
+    );
     return "reason" in m ? { field: "cert", reason: `${imp.cert} ${m.reason}`, fix: m.fix } : m;
   } catch (e) {
-    if (typeof e === "object" && e !== null && "field" in e) return e as { field: "cert" | "key" | "chain"; reason: string; fix: string };
+    if (typeof e === "object" && e !== null && "field" in e)
+      return e as { field: "cert" | "key" | "chain"; reason: string; fix: string };
     return { field: "cert", reason: errorText(e), fix: "check the imported CA files" };
   }
 }
@@ -275,9 +367,11 @@ function readLeaf(dir: string, slot: Manifest["services"][number]["slots"][numbe
       const mode = statSync(keyPath).mode & 0o777;
       const block = parsePem(keyText).find((b) => b.label === "PRIVATE KEY");
       keySpki =
-        mode & 0o077 ? { error: `has mode 0${mode.toString(8)}, readable by others: the key may be exposed` }
-        : block ? spkiOfPkcs8(block.der)
-        : spkiOfPrivateKey(parsePrivateKey(keyText));
+        mode & 0o077
+          ? { error: `has mode 0${mode.toString(8)}, readable by others: the key may be exposed` }
+          : block
+            ? spkiOfPkcs8(block.der)
+            : spkiOfPrivateKey(parsePrivateKey(keyText));
     } catch (e) {
       keySpki = { error: `cannot be parsed (${errorText(e)})` };
     }

@@ -10,24 +10,59 @@ import { expiryStatus, withFailedApply, type Status, type StatusInput, type Thre
 
 export { metricsText } from "./metrics.ts";
 export { CONTENT_TYPE, MAX_AGE_MS, serveMetrics, type MetricsServer, type MetricsServerOptions } from "./serve.ts";
-export { DEFAULT_CRITICAL_MS, DEFAULT_WARNING_MS, expiryStatus, failedApplyText, withFailedApply, inWords, NAGIOS_CODE, nagiosLine, type Level, type Status, type StatusInput, type StatusRow, type Thresholds } from "./status.ts";
+export {
+  DEFAULT_CRITICAL_MS,
+  DEFAULT_WARNING_MS,
+  expiryStatus,
+  failedApplyText,
+  withFailedApply,
+  inWords,
+  NAGIOS_CODE,
+  nagiosLine,
+  type Level,
+  type Status,
+  type StatusInput,
+  type StatusRow,
+  type Thresholds,
+} from "./status.ts";
 
 /** inputsOfReport turns check's certificate reports into status inputs; unreadable ones carry check's words. */
 export function inputsOfReport(r: CheckReport): StatusInput[] {
   return r.certificates.map((c) => {
-    const why = c.notAfter === undefined ? r.findings.find((f) => f.about.kind === "certificate" && f.about.id === c.id && /^cert-/.test(f.code)) : undefined;
-    return { id: c.id, service: c.service, file: c.file, subject: c.subject, notAfter: c.notAfter, renewAt: c.renewAt, ca: c.ca, ...(why ? { problem: why.message } : {}) };
+    const why =
+      c.notAfter === undefined
+        ? r.findings.find((f) => f.about.kind === "certificate" && f.about.id === c.id && /^cert-/.test(f.code))
+        : undefined;
+    return {
+      id: c.id,
+      service: c.service,
+      file: c.file,
+      subject: c.subject,
+      notAfter: c.notAfter,
+      renewAt: c.renewAt,
+      ca: c.ca,
+      ...(why ? { problem: why.message } : {}),
+    };
   });
 }
 
 /** statusOfPki judges a manifest's certificates (managed in `dir`, or external files). */
-export function statusOfPki(manifest: Manifest, dir: string | undefined, now: Date, t: Thresholds = {}, applyCommand = "mtlskit apply"): { status: Status; report: CheckReport } {
+export function statusOfPki(
+  manifest: Manifest,
+  dir: string | undefined,
+  now: Date,
+  t: Thresholds = {},
+  applyCommand = "mtlskit apply",
+): { status: Status; report: CheckReport } {
   const report = checkPki(manifest, dir, { now, applyCommand });
   const status = expiryStatus(inputsOfReport(report), now, t, applyCommand);
   if (dir === undefined) return { status, report };
   // The record may be another manifest's (two manifests sharing one PKI directory): not judged here.
   const { record, other } = applyRecordFor(dir, manifest.file);
-  return { status: { ...withFailedApply(status, record), ...(other === undefined ? {} : { otherApply: other }) }, report };
+  return {
+    status: { ...withFailedApply(status, record), ...(other === undefined ? {} : { otherApply: other }) },
+    report,
+  };
 }
 
 /**
@@ -39,17 +74,39 @@ export function statusOfPki(manifest: Manifest, dir: string | undefined, now: Da
 export function statusOfFiles(files: readonly string[], now: Date, t: Thresholds = {}): Status {
   const material = new Material();
   const skipped: { file: string; reason: string }[] = [];
-  const unread = (file: string, problem: string): StatusInput => ({ id: file, service: undefined, file, subject: undefined, notAfter: undefined, problem: `${file} ${problem}`, renewAt: undefined, ca: undefined });
+  const unread = (file: string, problem: string): StatusInput => ({
+    id: file,
+    service: undefined,
+    file,
+    subject: undefined,
+    notAfter: undefined,
+    problem: `${file} ${problem}`,
+    renewAt: undefined,
+    ca: undefined,
+  });
   const inputs = files.flatMap((file): StatusInput[] => {
     const f = readCertFile(material, file);
     // `status deploy/host/*.pem` globs the keys too (and `openssl ecparam -genkey` writes EC
     // PARAMETERS before its key): files of keys and parameters only are skipped, and said so.
-    if (isProblem(f) && f.labels?.every((l) => KEY_LABEL.test(l))) return skipped.push({ file, reason: f.error }), [];
+    if (isProblem(f) && f.labels?.every((l) => KEY_LABEL.test(l))) return (skipped.push({ file, reason: f.error }), []);
     if (isProblem(f)) return [unread(file, f.error)];
     if (f.certs.length === 0) return [unread(file, "holds no certificate")];
     const [leaf, ...chain] = f.certs;
-    const earliest = chain.reduce<(typeof chain)[number] | undefined>((a, c) => (a === undefined || c.fields.notAfter < a.fields.notAfter ? c : a), undefined);
-    return [{ id: file, service: undefined, file, subject: leaf!.info.subject, notAfter: leaf!.fields.notAfter, renewAt: undefined, ca: earliest && { subject: earliest.info.subject, notAfter: earliest.fields.notAfter } }];
+    const earliest = chain.reduce<(typeof chain)[number] | undefined>(
+      (a, c) => (a === undefined || c.fields.notAfter < a.fields.notAfter ? c : a),
+      undefined,
+    );
+    return [
+      {
+        id: file,
+        service: undefined,
+        file,
+        subject: leaf!.info.subject,
+        notAfter: leaf!.fields.notAfter,
+        renewAt: undefined,
+        ca: earliest && { subject: earliest.info.subject, notAfter: earliest.fields.notAfter },
+      },
+    ];
   });
   const status = expiryStatus(inputs, now, t);
   return skipped.length === 0 ? status : { ...status, skipped };

@@ -26,12 +26,30 @@ export function metricsText(report: CheckReport, record: ApplyRecord | undefined
   };
   const due = report.certificates.filter((c) => c.renewAt !== undefined);
   const who = (c: (typeof due)[number]) => ({ service: c.service, certificate: c.id, path: c.file });
-  metric("mtlskit_certificate_renewal_due_timestamp_seconds", "When each certificate enters its renewal window (notAfter - renewBefore), as a Unix timestamp.", due.map((c) => [who(c), seconds(c.renewAt!)]));
-  metric("mtlskit_certificate_renewal_due_in_seconds", "Seconds until each certificate's renewal is due; negative once overdue (apply should have renewed it).", due.map((c) => [who(c), seconds(c.renewAt!) - seconds(report.now)]));
+  metric(
+    "mtlskit_certificate_renewal_due_timestamp_seconds",
+    "When each certificate enters its renewal window (notAfter - renewBefore), as a Unix timestamp.",
+    due.map((c) => [who(c), seconds(c.renewAt!)]),
+  );
+  metric(
+    "mtlskit_certificate_renewal_due_in_seconds",
+    "Seconds until each certificate's renewal is due; negative once overdue (apply should have renewed it).",
+    due.map((c) => [who(c), seconds(c.renewAt!) - seconds(report.now)]),
+  );
   if (record !== undefined) {
-    metric("mtlskit_last_apply_timestamp_seconds", "When mtlskit apply last ran on this PKI directory, as a Unix timestamp.", [[{}, seconds(new Date(record.time))]]);
-    metric("mtlskit_last_apply_success", "1 if the last mtlskit apply succeeded (and its reload hooks), 0 if it failed.", [[{}, record.ok && record.hooks.every((h) => h.ok) ? 1 : 0]]);
-    metric("mtlskit_last_apply_issued_certificates", "Certificates the last mtlskit apply issued.", [[{}, record.issued]]);
+    metric(
+      "mtlskit_last_apply_timestamp_seconds",
+      "When mtlskit apply last ran on this PKI directory, as a Unix timestamp.",
+      [[{}, seconds(new Date(record.time))]],
+    );
+    metric(
+      "mtlskit_last_apply_success",
+      "1 if the last mtlskit apply succeeded (and its reload hooks), 0 if it failed.",
+      [[{}, record.ok && record.hooks.every((h) => h.ok) ? 1 : 0]],
+    );
+    metric("mtlskit_last_apply_issued_certificates", "Certificates the last mtlskit apply issued.", [
+      [{}, record.issued],
+    ]);
   }
   return out.join("\n") + "\n";
 }

@@ -75,7 +75,10 @@ export async function serveMetrics(o: MetricsServerOptions): Promise<MetricsServ
       return;
     }
     scrape().then(
-      (text) => res.writeHead(200, { "content-type": CONTENT_TYPE, "cache-control": "no-store" }).end(req.method === "HEAD" ? undefined : text),
+      (text) =>
+        res
+          .writeHead(200, { "content-type": CONTENT_TYPE, "cache-control": "no-store" })
+          .end(req.method === "HEAD" ? undefined : text),
       (e: Error) => {
         res.writeHead(500, { "content-type": "text/plain" }).end(`mtlskit metrics: collection failed: ${e.message}\n`);
       },

@@ -79,7 +79,9 @@ export function withFailedApply(s: Status, record: FailedApply | undefined): Sta
   if (record === undefined) return s;
   const hook = record.hooks.find((h) => !h.ok);
   if (record.ok && hook === undefined) return s;
-  const reason = record.ok ? `the reload hook of ${hook!.service} failed: ${hook!.error ?? "no reason recorded"}` : (record.error ?? "no reason recorded");
+  const reason = record.ok
+    ? `the reload hook of ${hook!.service} failed: ${hook!.error ?? "no reason recorded"}`
+    : (record.error ?? "no reason recorded");
   return { ...s, level: s.level === "ok" ? "warning" : s.level, failedApply: { time: new Date(record.time), reason } };
 }
 
@@ -95,30 +97,53 @@ const date = (d: Date) => d.toISOString().slice(0, 10);
 /** inWords says a span such as "in 12 days", "in 5 hours", "3 days ago". */
 export function inWords(ms: number): string {
   const abs = Math.abs(ms);
-  const [n, unit] = abs >= 2 * DAY ? [Math.floor(abs / DAY), "day"] : abs >= 2 * 3_600_000 ? [Math.floor(abs / 3_600_000), "hour"] : [Math.max(1, Math.floor(abs / 60_000)), "minute"];
+  const [n, unit] =
+    abs >= 2 * DAY
+      ? [Math.floor(abs / DAY), "day"]
+      : abs >= 2 * 3_600_000
+        ? [Math.floor(abs / 3_600_000), "hour"]
+        : [Math.max(1, Math.floor(abs / 60_000)), "minute"];
   const span = `${n} ${unit}${n === 1 ? "" : "s"}`;
   return ms >= 0 ? `in ${span}` : `${span} ago`;
 }
 
 function judge(c: StatusInput, now: number, t: Thresholds, apply: string): StatusRow {
-  if (c.notAfter === undefined) return { ...c, level: "critical", deadline: undefined, leftMs: undefined, reason: c.problem ?? "cannot be read" };
+  if (c.notAfter === undefined)
+    return { ...c, level: "critical", deadline: undefined, leftMs: undefined, reason: c.problem ?? "cannot be read" };
   const caFirst = c.ca !== undefined && c.ca.notAfter < c.notAfter;
   const deadline = caFirst ? c.ca!.notAfter : c.notAfter;
   const leftMs = deadline.getTime() - now;
   const what = caFirst ? `its CA (${c.ca!.subject}) expires` : "expires";
   const row = (level: Level, reason: string): StatusRow => ({ ...c, level, deadline, leftMs, reason });
   const at = `${what} ${inWords(leftMs)} (${date(deadline)})`;
-  if (leftMs <= 0) return row("critical", caFirst ? `its CA (${c.ca!.subject}) expired ${inWords(leftMs)} (${date(deadline)})` : `expired ${inWords(leftMs)} (${date(deadline)})`);
+  if (leftMs <= 0)
+    return row(
+      "critical",
+      caFirst
+        ? `its CA (${c.ca!.subject}) expired ${inWords(leftMs)} (${date(deadline)})`
+        : `expired ${inWords(leftMs)} (${date(deadline)})`,
+    );
   if (leftMs <= (t.criticalMs ?? DEFAULT_CRITICAL_MS)) return row("critical", at);
   if (t.warningMs !== undefined) return leftMs <= t.warningMs ? row("warning", at) : row("ok", at);
-  if (c.renewAt !== undefined) return c.renewAt.getTime() <= now ? row("warning", `${at}; renewal was due ${date(c.renewAt)}: run \`${apply}\``) : row("ok", `${at}; renewal due ${date(c.renewAt)}`);
+  if (c.renewAt !== undefined)
+    return c.renewAt.getTime() <= now
+      ? row("warning", `${at}; renewal was due ${date(c.renewAt)}: run \`${apply}\``)
+      : row("ok", `${at}; renewal due ${date(c.renewAt)}`);
   return leftMs <= DEFAULT_WARNING_MS ? row("warning", at) : row("ok", at);
 }
 
 /** expiryStatus judges every certificate at `now` and sorts the rows by urgency; `applyCommand` is named where renewal is overdue. */
-export function expiryStatus(certs: readonly StatusInput[], now: Date, t: Thresholds = {}, applyCommand = "mtlskit apply"): Status {
+export function expiryStatus(
+  certs: readonly StatusInput[],
+  now: Date,
+  t: Thresholds = {},
+  applyCommand = "mtlskit apply",
+): Status {
   const rows = certs.map((c) => judge(c, now.getTime(), t, applyCommand));
-  rows.sort((a, b) => RANK[a.level] - RANK[b.level] || (a.leftMs ?? -Infinity) - (b.leftMs ?? -Infinity) || a.id.localeCompare(b.id));
+  rows.sort(
+    (a, b) =>
+      RANK[a.level] - RANK[b.level] || (a.leftMs ?? -Infinity) - (b.leftMs ?? -Infinity) || a.id.localeCompare(b.id),
+  );
   const counts: Record<Level, number> = { ok: 0, warning: 0, critical: 0 };
   for (const r of rows) counts[r.level]++;
   const level: Level = counts.critical > 0 ? "critical" : counts.warning > 0 ? "warning" : "ok";
@@ -134,7 +159,8 @@ const perfLabel = (s: string) => `'${s.replace(/'/g, "''")}'`;
 /** warningSecondsOf is the seconds left at which `judge` turns a row warning: --warning, else its renewal date's distance from the deadline, else 30 days. */
 function warningSecondsOf(r: StatusRow, t: Thresholds): number {
   if (t.warningMs !== undefined) return Math.floor(t.warningMs / 1000);
-  if (r.renewAt !== undefined && r.deadline !== undefined) return Math.floor((r.deadline.getTime() - r.renewAt.getTime()) / 1000);
+  if (r.renewAt !== undefined && r.deadline !== undefined)
+    return Math.floor((r.deadline.getTime() - r.renewAt.getTime()) / 1000);
   return Math.floor(DEFAULT_WARNING_MS / 1000);
 }
 
@@ -157,11 +183,24 @@ export function nagiosLine(s: Status, t: Thresholds = {}): string {
   const failed = s.failedApply && failedApplyText(s.failedApply);
   const rowsOk = s.counts.critical + s.counts.warning === 0;
   // Certificates all fine but renewal failing: that failure is the news, so it leads.
-  const lead = failed && rowsOk ? failed : worst === undefined ? "no certificates" : `${rowsOk ? "soonest: " : ""}${worst.id} ${worst.reason.split(";")[0]}`;
-  const skipped = s.skipped?.length ? `; ${s.skipped.length} key or parameter file${s.skipped.length === 1 ? "" : "s"} skipped` : "";
+  const lead =
+    failed && rowsOk
+      ? failed
+      : worst === undefined
+        ? "no certificates"
+        : `${rowsOk ? "soonest: " : ""}${worst.id} ${worst.reason.split(";")[0]}`;
+  const skipped = s.skipped?.length
+    ? `; ${s.skipped.length} key or parameter file${s.skipped.length === 1 ? "" : "s"} skipped`
+    : "";
   const counts = `${s.counts.critical} critical, ${s.counts.warning} warning, ${s.counts.ok} ok${failed && !rowsOk ? `; ${failed}` : ""}${skipped}`;
   const crit = `${Math.floor((t.criticalMs ?? DEFAULT_CRITICAL_MS) / 1000)}:`;
   const judged = s.rows.filter((r) => r.leftMs !== undefined);
-  const perf = judged.map((r) => `${perfLabel(r.id)}=${Math.floor(r.leftMs! / 1000)}s;${warningSecondsOf(r, t)}:;${crit}`);
-  return pluginLine((omitted) => `${head} - ${lead}; ${counts}${omitted ? `; perfdata for the ${judged.length - omitted} most urgent of ${judged.length}` : ""}`, perf);
+  const perf = judged.map(
+    (r) => `${perfLabel(r.id)}=${Math.floor(r.leftMs! / 1000)}s;${warningSecondsOf(r, t)}:;${crit}`,
+  );
+  return pluginLine(
+    (omitted) =>
+      `${head} - ${lead}; ${counts}${omitted ? `; perfdata for the ${judged.length - omitted} most urgent of ${judged.length}` : ""}`,
+    perf,
+  );
 }

@@ -43,7 +43,9 @@ export function parseAnchor(text: string, file: string): TrustAnchor {
   try {
     blocks = parsePem(text);
   } catch (e) {
-    throw new UsageError(`trust: ${file} is not readable PEM (${(e as Error).message}); give the CA certificate, e.g. PKI/ca/ca.pem`);
+    throw new UsageError(
+      `trust: ${file} is not readable PEM (${(e as Error).message}); give the CA certificate, e.g. PKI/ca/ca.pem`,
+    );
   }
   const certs = blocks.filter((b) => b.label === "CERTIFICATE");
   if (certs.length !== 1) {
@@ -61,10 +63,14 @@ export function parseAnchor(text: string, file: string): TrustAnchor {
     throw new UsageError(`trust: ${file} is not a readable certificate (${(e as Error).message})`);
   }
   if (!info.isCA) {
-    throw new UsageError(`trust: ${file} is not a CA certificate (basicConstraints CA:TRUE is not set; it is ${info.subject}): installing it would trust nothing it signs. Give the CA, e.g. PKI/ca/ca.pem, not a service's cert.pem`);
+    throw new UsageError(
+      `trust: ${file} is not a CA certificate (basicConstraints CA:TRUE is not set; it is ${info.subject}): installing it would trust nothing it signs. Give the CA, e.g. PKI/ca/ca.pem, not a service's cert.pem`,
+    );
   }
   if (info.keyUsage && !info.keyUsage.includes("keyCertSign")) {
-    throw new UsageError(`trust: ${file} is marked CA but its key usage lacks keyCertSign, so no verifier accepts what it signs; give a CA certificate that may sign certificates`);
+    throw new UsageError(
+      `trust: ${file} is marked CA but its key usage lacks keyCertSign, so no verifier accepts what it signs; give a CA certificate that may sign certificates`,
+    );
   }
   const x = new X509Certificate(der);
   return {
@@ -85,7 +91,10 @@ export function parseAnchor(text: string, file: string): TrustAnchor {
 /** refuseExpired throws (exit 1) when `a` is past its notAfter at `now`: a store would hold a CA nothing can verify against. */
 export function refuseExpired(a: TrustAnchor, now: Date): void {
   if (a.notAfter.getTime() <= now.getTime()) {
-    throw new MtlskitError(`trust: ${a.file} (${a.subject}) expired on ${a.notAfter.toISOString()}; nothing it signed verifies any more. Renew the CA (a new CA: move PKI/ca away and run mtlskit apply) and install the new ca.pem`, EXIT.findings);
+    throw new MtlskitError(
+      `trust: ${a.file} (${a.subject}) expired on ${a.notAfter.toISOString()}; nothing it signed verifies any more. Renew the CA (a new CA: move PKI/ca away and run mtlskit apply) and install the new ca.pem`,
+      EXIT.findings,
+    );
   }
 }
 
@@ -94,12 +103,20 @@ export const TRUST_NAME = /^(?=.{1,64}$)[a-z0-9](?:[a-z0-9]|[-.](?=[a-z0-9]))*$/
 
 /** trustName is the file name stem and NSS nickname of a CA: `mtlskit-` and the cluster (or --name); every store entry mtlskit touches carries the prefix. */
 export function trustName(name: string): string {
-  if (!TRUST_NAME.test(name)) throw new UsageError(`trust: name ${JSON.stringify(name)} must be lowercase letters, digits and single inner hyphens or dots (at most 64): it becomes a file name; give --name`);
+  if (!TRUST_NAME.test(name))
+    throw new UsageError(
+      `trust: name ${JSON.stringify(name)} must be lowercase letters, digits and single inner hyphens or dots (at most 64): it becomes a file name; give --name`,
+    );
   return `mtlskit-${name}`;
 }
 
 /** nameFromSubject turns a CA's common name into a trust name (`Example Root CA` -> `example-root-ca`), or undefined. */
 export function nameFromSubject(cn: string | undefined): string | undefined {
-  const slug = (cn ?? "").toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 64).replace(/-+$/, "");
+  const slug = (cn ?? "")
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 64)
+    .replace(/-+$/, "");
   return TRUST_NAME.test(slug) ? slug : undefined;
 }

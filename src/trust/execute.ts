@@ -22,13 +22,31 @@ export const RUN_TIMEOUT_MS = 180_000;
 function runStep(s: Extract<TrustStep, { kind: "run" }>): string | undefined {
   if (!s.bin) throw new FailedError(`trust: ${s.argv[0]} is not installed`);
   const env = s.as ? { ...process.env, HOME: s.as.home, USER: s.as.user, LOGNAME: s.as.user } : process.env;
-  const r = spawnSync(s.bin, s.argv.slice(1), { encoding: "utf8", timeout: RUN_TIMEOUT_MS, env, ...(s.as ? { uid: s.as.uid, gid: s.as.gid } : {}) });
+  const r = spawnSync(s.bin, s.argv.slice(1), {
+    encoding: "utf8",
+    timeout: RUN_TIMEOUT_MS,
+    env,
+    ...(s.as ? { uid: s.as.uid, gid: s.as.gid } : {}),
+  });
   const out = `${r.stdout ?? ""}${r.stderr ?? ""}`.trim();
   if (r.error || r.status !== 0) {
     const why = r.error ? r.error.message : r.signal ? `killed by ${r.signal}` : `exit ${r.status}`;
-    throw new FailedError(`trust: ${renderStep(s)} failed (${why})${out ? `:\n${out.split("\n").slice(-8).map((l) => `    ${l}`).join("\n")}` : ""}`);
+    throw new FailedError(
+      `trust: ${renderStep(s)} failed (${why})${
+        out
+          ? `:\n${out
+              .split("\n")
+              .slice(-8)
+              .map((l) => `    ${l}`)
+              .join("\n")}`
+          : ""
+      }`,
+    );
   }
-  return out.split("\n").filter((l) => /\badded\b|\bremoved\b/.test(l)).pop();
+  return out
+    .split("\n")
+    .filter((l) => /\badded\b|\bremoved\b/.test(l))
+    .pop();
 }
 
 /**
@@ -52,10 +70,18 @@ export function executeTrust(plan: TrustPlan, onStep: (r: StepResult) => void = 
       done.push(r);
       onStep(r);
     } catch (e) {
-      const what = e instanceof FailedError ? e.message : `trust: ${renderStep(step)} failed: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+      const what =
+        e instanceof FailedError
+          ? e.message
+          : `trust: ${renderStep(step)} failed: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
       const other = plan.action === "install" ? "uninstall" : "install";
-      const progress = done.length ? `\n    done before it: ${done.map((d) => renderStep(d.step)).join("; ")}` : "\n    nothing was changed before it";
-      throw new FailedError(`${what}${progress}\n    fix: correct the cause and run mtlskit trust ${plan.action} again, or undo with mtlskit trust ${other}`, { cause: e });
+      const progress = done.length
+        ? `\n    done before it: ${done.map((d) => renderStep(d.step)).join("; ")}`
+        : "\n    nothing was changed before it";
+      throw new FailedError(
+        `${what}${progress}\n    fix: correct the cause and run mtlskit trust ${plan.action} again, or undo with mtlskit trust ${other}`,
+        { cause: e },
+      );
     }
   }
   return done;

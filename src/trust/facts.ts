@@ -49,16 +49,24 @@ export function machinePlatform(): PlatformName | undefined {
 }
 
 /** systemFacts reads what the system store holds for `name` now. */
-export function systemFacts(platform: PlatformName, name: string, sha256: string | undefined): SystemFacts & { bundleText: string | undefined } {
+export function systemFacts(
+  platform: PlatformName,
+  name: string,
+  sha256: string | undefined,
+): SystemFacts & { bundleText: string | undefined } {
   const store = PLATFORMS[platform];
-  if (store.kind !== "system") throw new FailedError(`trust: ${store.label} has no system store mtlskit reads (this is a bug)`);
+  if (store.kind !== "system")
+    throw new FailedError(`trust: ${store.label} has no system store mtlskit reads (this is a bug)`);
   const bundleText = readOrUndefined(store.bundle);
   let inBundle = false;
   if (sha256 !== undefined && bundleText !== undefined) {
     try {
       inBundle = parsePem(bundleText).some((b) => b.label === "CERTIFICATE" && sha256Hex(b.der) === sha256);
     } catch (e) {
-      throw new FailedError(`trust: cannot read ${store.bundle}: ${(e as Error).message}; rebuild it with ${store.install.join(" ")}`, { cause: e });
+      throw new FailedError(
+        `trust: cannot read ${store.bundle}: ${(e as Error).message}; rebuild it with ${store.install.join(" ")}`,
+        { cause: e },
+      );
     }
   }
   return {
@@ -92,8 +100,18 @@ export function defaultNssDb(): string {
 }
 
 /** runCertutil runs certutil (as the database's owner when that is someone else). */
-export function runCertutil(certutil: string, argv: string[], as: RunAs | undefined): { code: number | null; out: string } {
-  const r = spawnSync(certutil, argv.slice(1), { encoding: "utf8", timeout: 30_000, ...(as ? { uid: as.uid, gid: as.gid, env: { ...process.env, HOME: as.home, USER: as.user, LOGNAME: as.user } } : {}) });
+export function runCertutil(
+  certutil: string,
+  argv: string[],
+  as: RunAs | undefined,
+): { code: number | null; out: string } {
+  const r = spawnSync(certutil, argv.slice(1), {
+    encoding: "utf8",
+    timeout: 30_000,
+    ...(as
+      ? { uid: as.uid, gid: as.gid, env: { ...process.env, HOME: as.home, USER: as.user, LOGNAME: as.user } }
+      : {}),
+  });
   if (r.error) throw new FailedError(`trust: cannot run ${certutil}: ${r.error.message}`, { cause: r.error });
   return { code: r.status, out: `${r.stdout ?? ""}${r.stderr ?? ""}` };
 }
@@ -106,16 +124,26 @@ export function runCertutil(certutil: string, argv: string[], as: RunAs | undefi
 export function nssFacts(db: string, name: string, opts: { skip?: string } = {}): NssFacts {
   if (opts.skip) return { use: false, reason: opts.skip };
   const certutil = which("certutil");
-  if (!certutil) return { use: false, reason: `certutil is not installed (${NSS_PACKAGE_HINT}); Chrome and Chromium on Linux will not trust the CA until it is added` };
+  if (!certutil)
+    return {
+      use: false,
+      reason: `certutil is not installed (${NSS_PACKAGE_HINT}); Chrome and Chromium on Linux will not trust the CA until it is added`,
+    };
   if (!existsSync(path.join(db, "cert9.db"))) {
-    return { use: false, reason: `no NSS database at ${db} (Chrome and Chromium create it on first start; certutil -d sql:${db} -N --empty-password creates an empty one)` };
+    return {
+      use: false,
+      reason: `no NSS database at ${db} (Chrome and Chromium create it on first start; certutil -d sql:${db} -N --empty-password creates an empty one)`,
+    };
   }
   const st = statSync(db);
   const me = process.getuid?.();
   let as: RunAs | undefined;
   if (me === 0 && st.uid !== 0) {
     const owner = sudoUser();
-    as = owner && owner.uid === st.uid ? owner : { uid: st.uid, gid: st.gid, user: `#${st.uid}`, home: path.dirname(path.dirname(db)) };
+    as =
+      owner && owner.uid === st.uid
+        ? owner
+        : { uid: st.uid, gid: st.gid, user: `#${st.uid}`, home: path.dirname(path.dirname(db)) };
   }
   const exported = runCertutil(certutil, nssExport(db, name), as);
   let current: NssState | undefined;

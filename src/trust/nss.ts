@@ -38,13 +38,39 @@ export type NssFacts =
     };
 
 /** nssAdd is the command that adds the CA as a trusted TLS CA under `nickname`. */
-export const nssAdd = (db: string, nickname: string, file: string): string[] => ["certutil", "-d", `sql:${db}`, "-A", "-t", NSS_TRUST, "-n", nickname, "-i", file];
+export const nssAdd = (db: string, nickname: string, file: string): string[] => [
+  "certutil",
+  "-d",
+  `sql:${db}`,
+  "-A",
+  "-t",
+  NSS_TRUST,
+  "-n",
+  nickname,
+  "-i",
+  file,
+];
 
 /** nssDelete is the command that removes the certificate named `nickname`. */
-export const nssDelete = (db: string, nickname: string): string[] => ["certutil", "-d", `sql:${db}`, "-D", "-n", nickname];
+export const nssDelete = (db: string, nickname: string): string[] => [
+  "certutil",
+  "-d",
+  `sql:${db}`,
+  "-D",
+  "-n",
+  nickname,
+];
 
 /** nssExport prints the certificate named `nickname` as PEM (exit 255 when there is none). */
-export const nssExport = (db: string, nickname: string): string[] => ["certutil", "-d", `sql:${db}`, "-L", "-n", nickname, "-a"];
+export const nssExport = (db: string, nickname: string): string[] => [
+  "certutil",
+  "-d",
+  `sql:${db}`,
+  "-L",
+  "-n",
+  nickname,
+  "-a",
+];
 
 /** nssList lists every nickname with its trust attributes. */
 export const nssList = (db: string): string[] => ["certutil", "-d", `sql:${db}`, "-L"];
@@ -72,7 +98,13 @@ export const NSS_PACKAGE_HINT = "apt-get install libnss3-tools, or dnf install n
  * than this one's, or this one's unknown): whether that machine has certutil and a database is not
  * known here, so the command is printed as a skipped step with what it needs, never as a step.
  */
-export function nssElsewhere(label: string, action: "install" | "uninstall", db: string, nickname: string, file: string): string {
+export function nssElsewhere(
+  label: string,
+  action: "install" | "uninstall",
+  db: string,
+  nickname: string,
+  file: string,
+): string {
   const argv = action === "install" ? nssAdd(db, nickname, file) : nssDelete(db, nickname);
   return `not planned for another machine (${label}): if it has certutil (${NSS_PACKAGE_HINT}) and an NSS database, run there as its owner: ${argv.join(" ")}`;
 }

@@ -6,7 +6,7 @@
  */
 import { FailedError } from "../errors.ts";
 import { colonHex, type TrustAnchor } from "./anchor.ts";
-import { NSS_PACKAGE_HINT, NSS_TRUST, nssAdd, nssDelete, type NssFacts, type RunAs } from "./nss.ts";
+import { NSS_TRUST, nssAdd, nssDelete, type NssFacts, type RunAs } from "./nss.ts";
 import { PLATFORMS, type PlatformName, type SystemStore } from "./platform.ts";
 
 /** TrustAction is what the command was asked to do. */
@@ -16,7 +16,14 @@ export type TrustAction = "install" | "uninstall";
 export type TrustStep =
   | { kind: "write"; store: "system"; file: string; mode: number; pem: string; from: string; sourceIsPem: boolean }
   | { kind: "remove"; store: "system"; file: string }
-  | { kind: "run"; store: "system" | "nss"; argv: string[]; bin: string | undefined; as: RunAs | undefined; why?: string };
+  | {
+      kind: "run";
+      store: "system" | "nss";
+      argv: string[];
+      bin: string | undefined;
+      as: RunAs | undefined;
+      why?: string;
+    };
 
 /** ManualStep is a command the user runs (macOS, Windows): a comment line and the command. */
 export interface ManualStep {
@@ -72,7 +79,8 @@ export interface TrustPlan {
 }
 
 /** shQuote quotes a word for a POSIX shell when it needs it. */
-export const shQuote = (s: string): string => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+export const shQuote = (s: string): string =>
+  /^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 
 const psQuote = (s: string): string => (/^[A-Za-z0-9_:.\\/-]+$/.test(s) ? s : `'${s.replace(/'/g, "''")}'`);
 
@@ -81,7 +89,9 @@ export function renderStep(s: TrustStep): string {
   if (s.kind === "write") {
     const mode = s.mode.toString(8).padStart(4, "0");
     // The store receives the certificate alone; when the source has more text around it, openssl x509 is what strips it.
-    return s.sourceIsPem ? `install -m ${mode} ${shQuote(s.from)} ${shQuote(s.file)}` : `openssl x509 -in ${shQuote(s.from)} -out ${shQuote(s.file)} && chmod ${mode} ${shQuote(s.file)}`;
+    return s.sourceIsPem
+      ? `install -m ${mode} ${shQuote(s.from)} ${shQuote(s.file)}`
+      : `openssl x509 -in ${shQuote(s.from)} -out ${shQuote(s.file)} && chmod ${mode} ${shQuote(s.file)}`;
   }
   if (s.kind === "remove") return `rm -f ${shQuote(s.file)}`;
   const cmd = s.argv.map(shQuote).join(" ");
@@ -95,31 +105,61 @@ function systemPlan(input: TrustInput, store: SystemStore, plan: TrustPlan): voi
   const sys = input.system!;
   const file = plan.anchorFile!;
   const a = input.anchor;
-  const run = (argv: readonly string[], why?: string, bin = sys.tool): TrustStep => ({ kind: "run", store: "system", argv: [...argv], bin, as: undefined, ...(why ? { why } : {}) });
+  const run = (argv: readonly string[], why?: string, bin = sys.tool): TrustStep => ({
+    kind: "run",
+    store: "system",
+    argv: [...argv],
+    bin,
+    as: undefined,
+    ...(why ? { why } : {}),
+  });
   if (input.action === "install") {
     const same = sys.anchorFileNow === a!.pem;
-    if (same && sys.inBundle) plan.notes.push(`system: already installed: ${file} holds this CA and ${store.bundle} includes it`);
+    if (same && sys.inBundle)
+      plan.notes.push(`system: already installed: ${file} holds this CA and ${store.bundle} includes it`);
     else {
       if (!same) {
-        plan.steps.push({ kind: "write", store: "system", file, mode: 0o644, pem: a!.pem, from: a!.file, sourceIsPem: a!.source === a!.pem });
-        if (sys.anchorFileNow !== undefined) plan.notes.push(`system: ${file} exists and holds another certificate; it is replaced`);
+        plan.steps.push({
+          kind: "write",
+          store: "system",
+          file,
+          mode: 0o644,
+          pem: a!.pem,
+          from: a!.file,
+          sourceIsPem: a!.source === a!.pem,
+        });
+        if (sys.anchorFileNow !== undefined)
+          plan.notes.push(`system: ${file} exists and holds another certificate; it is replaced`);
       }
       plan.steps.push(run(store.install));
     }
   } else if (sys.anchorFileNow !== undefined) {
-    if (a && sys.anchorFileNow !== a.pem) plan.notes.push(`system: ${file} holds a different certificate than ${a.file}; it is removed all the same (the name is mtlskit's)`);
+    if (a && sys.anchorFileNow !== a.pem)
+      plan.notes.push(
+        `system: ${file} holds a different certificate than ${a.file}; it is removed all the same (the name is mtlskit's)`,
+      );
     plan.steps.push({ kind: "remove", store: "system", file });
     plan.steps.push(run(store.uninstall, store.uninstallWhy));
-    if (store.afterUninstall) plan.steps.push(run(store.afterUninstall.argv(input.name), store.afterUninstall.why, "/bin/sh"));
+    if (store.afterUninstall)
+      plan.steps.push(run(store.afterUninstall.argv(input.name), store.afterUninstall.why, "/bin/sh"));
   } else {
     plan.notes.push(`system: nothing to remove: ${file} does not exist`);
-    if (sys.inBundle) plan.notes.push(`system: ${store.bundle} still includes this CA from another file: mtlskit did not put it there, so it is left alone (look in ${store.anchorDir} and /usr/share/ca-certificates)`);
+    if (sys.inBundle)
+      plan.notes.push(
+        `system: ${store.bundle} still includes this CA from another file: mtlskit did not put it there, so it is left alone (look in ${store.anchorDir} and /usr/share/ca-certificates)`,
+      );
   }
   if (plan.steps.some((s) => s.store === "system")) {
-    if (!sys.tool) plan.blockers.push(`${store.tool} is not installed; install it (${store.packageHint}), then run this again`);
-    if (!sys.anchorDirExists && input.action === "install") plan.blockers.push(`${store.anchorDir} does not exist, so this is not ${store.label}'s trust store layout; install ca-certificates (${store.packageHint}), or print the steps for another platform with --platform NAME --dry-run`);
+    if (!sys.tool)
+      plan.blockers.push(`${store.tool} is not installed; install it (${store.packageHint}), then run this again`);
+    if (!sys.anchorDirExists && input.action === "install")
+      plan.blockers.push(
+        `${store.anchorDir} does not exist, so this is not ${store.label}'s trust store layout; install ca-certificates (${store.packageHint}), or print the steps for another platform with --platform NAME --dry-run`,
+      );
     if (input.uid !== 0) {
-      plan.blockers.push(`changing the system trust store needs root (it ${input.action === "install" ? "writes" : "removes"} ${file} and runs ${store.tool}); run: sudo ${input.commandLine}`);
+      plan.blockers.push(
+        `changing the system trust store needs root (it ${input.action === "install" ? "writes" : "removes"} ${file} and runs ${store.tool}); run: sudo ${input.commandLine}`,
+      );
     }
   }
 }
@@ -157,11 +197,18 @@ function manualPlan(input: TrustInput, plan: TrustPlan): void {
     plan.manual =
       input.action === "install"
         ? [
-            { comment: `copy ${f} to the Mac, then, as an administrator, trust it for every user (System keychain, trusted as a root):`, command: `sudo security add-trusted-cert -d -r trustRoot -k ${kc} ${shQuote(f)}` },
+            {
+              comment: `copy ${f} to the Mac, then, as an administrator, trust it for every user (System keychain, trusted as a root):`,
+              command: `sudo security add-trusted-cert -d -r trustRoot -k ${kc} ${shQuote(f)}`,
+            },
             { comment: "check (exit 0 when trusted):", command: `security verify-cert -c ${shQuote(f)}` },
           ]
         : [
-            { comment: "as an administrator, remove its admin trust setting, then the certificate (named by its SHA-1):", command: `sudo security remove-trusted-cert -d ${shQuote(f)}` },
+            {
+              comment:
+                "as an administrator, remove its admin trust setting, then the certificate (named by its SHA-1):",
+              command: `sudo security remove-trusted-cert -d ${shQuote(f)}`,
+            },
             { comment: "", command: `sudo security delete-certificate -Z ${sha1} ${kc}` },
             { comment: "check (now fails):", command: `security verify-cert -c ${shQuote(f)}` },
           ];
@@ -170,12 +217,21 @@ function manualPlan(input: TrustInput, plan: TrustPlan): void {
     plan.manual =
       input.action === "install"
         ? [
-            { comment: `copy ${f} to the machine, then in an Administrator command prompt (Trusted Root Certification Authorities, local machine):`, command: `certutil -addstore -f ROOT ${psQuote(f)}` },
-            { comment: "or in an Administrator PowerShell (name the copy .crt if it refuses .pem):", command: `Import-Certificate -FilePath ${psQuote(f)} -CertStoreLocation ${store}` },
+            {
+              comment: `copy ${f} to the machine, then in an Administrator command prompt (Trusted Root Certification Authorities, local machine):`,
+              command: `certutil -addstore -f ROOT ${psQuote(f)}`,
+            },
+            {
+              comment: "or in an Administrator PowerShell (name the copy .crt if it refuses .pem):",
+              command: `Import-Certificate -FilePath ${psQuote(f)} -CertStoreLocation ${store}`,
+            },
             { comment: "check (PowerShell; True when installed):", command: `Test-Path ${store}\\${sha1}` },
           ]
         : [
-            { comment: "in an Administrator command prompt (the certificate is named by its SHA-1 thumbprint):", command: `certutil -delstore ROOT ${sha1}` },
+            {
+              comment: "in an Administrator command prompt (the certificate is named by its SHA-1 thumbprint):",
+              command: `certutil -delstore ROOT ${sha1}`,
+            },
             { comment: "or in an Administrator PowerShell:", command: `Remove-Item ${store}\\${sha1}` },
             { comment: "check (PowerShell; False when removed):", command: `Test-Path ${store}\\${sha1}` },
           ];
@@ -192,7 +248,8 @@ function manualPlan(input: TrustInput, plan: TrustPlan): void {
 export function planTrust(input: TrustInput): TrustPlan {
   const store = PLATFORMS[input.platform];
   const sys = store.kind === "system" ? store : undefined;
-  if (input.action === "install" && !input.anchor) throw new FailedError("trust: install needs the CA certificate (this is a bug: the CLI reads it first)");
+  if (input.action === "install" && !input.anchor)
+    throw new FailedError("trust: install needs the CA certificate (this is a bug: the CLI reads it first)");
   const plan: TrustPlan = {
     action: input.action,
     platform: input.platform,
@@ -214,7 +271,9 @@ export function planTrust(input: TrustInput): TrustPlan {
   systemPlan(input, sys, plan);
   nssPlan(input, plan);
   if (input.anchor && !input.anchor.selfSigned && input.action === "install") {
-    plan.notes.push(`${input.anchor.file} is not self-signed: OpenSSL, curl and Go trust an intermediate in the store only with partial-chain verification, which they do not do by default; install its root instead`);
+    plan.notes.push(
+      `${input.anchor.file} is not self-signed: OpenSSL, curl and Go trust an intermediate in the store only with partial-chain verification, which they do not do by default; install its root instead`,
+    );
   }
   return plan;
 }
@@ -222,5 +281,7 @@ export function planTrust(input: TrustInput): TrustPlan {
 /** refuseBlocked throws (exit 3) when the plan cannot run here, naming every reason; nothing has been touched. */
 export function refuseBlocked(plan: TrustPlan): void {
   if (plan.blockers.length === 0) return;
-  throw new FailedError(`mtlskit trust ${plan.action}: ${plan.blockers.length === 1 ? plan.blockers[0] : `cannot run here:\n${plan.blockers.map((b) => `  - ${b}`).join("\n")}`}\n    (nothing was changed; add --dry-run to see every step)`);
+  throw new FailedError(
+    `mtlskit trust ${plan.action}: ${plan.blockers.length === 1 ? plan.blockers[0] : `cannot run here:\n${plan.blockers.map((b) => `  - ${b}`).join("\n")}`}\n    (nothing was changed; add --dry-run to see every step)`,
+  );
 }

@@ -59,7 +59,11 @@ export const PLATFORMS: Record<PlatformName, SystemStore | ManualStore> = {
     uninstall: ["update-ca-certificates", "--fresh"],
     uninstallWhy: "--fresh: a plain run leaves a dangling /etc/ssl/certs link and hash link",
     afterUninstall: {
-      argv: (name) => ["sh", "-c", `for hook in $(run-parts --test /etc/ca-certificates/update.d 2>/dev/null); do echo -/etc/ssl/certs/${name}.pem | "$hook" || echo "E: $hook exited with code $?"; done`],
+      argv: (name) => [
+        "sh",
+        "-c",
+        `for hook in $(run-parts --test /etc/ca-certificates/update.d 2>/dev/null); do echo -/etc/ssl/certs/${name}.pem | "$hook" || echo "E: $hook exited with code $?"; done`,
+      ],
       why: "tells the hooks (Java's keystore) the CA left; update-ca-certificates never does for a local CA",
     },
     bundle: "/etc/ssl/certs/ca-certificates.crt",

@@ -48,14 +48,31 @@ export function trustStatus(i: StatusInput): TrustStatus {
     ? { state: "skipped", reason: i.nss.reason }
     : i.nss.current?.sha256 === i.anchor.sha256 && i.nss.current.trust === NSS_TRUST
       ? { state: "installed", db: i.nss.db, trust: i.nss.current.trust }
-      : { state: "absent", db: i.nss.db, ...(i.nss.current ? { trust: i.nss.current.trust, reason: i.nss.current.sha256 !== i.anchor.sha256 ? "the nickname names another certificate" : `trust is ${i.nss.current.trust ?? "unset"}, not ${NSS_TRUST}` } : {}) };
+      : {
+          state: "absent",
+          db: i.nss.db,
+          ...(i.nss.current
+            ? {
+                trust: i.nss.current.trust,
+                reason:
+                  i.nss.current.sha256 !== i.anchor.sha256
+                    ? "the nickname names another certificate"
+                    : `trust is ${i.nss.current.trust ?? "unset"}, not ${NSS_TRUST}`,
+              }
+            : {}),
+        };
   return {
     installed: inBundle && nss.state !== "absent",
     system: {
       bundle: i.bundle,
       state: inBundle ? "installed" : "absent",
       anchorFile: i.anchorFile,
-      anchorFileState: i.anchorFileNow === undefined ? "missing" : i.anchorFileNow === i.anchor.pem ? "this CA" : "another certificate",
+      anchorFileState:
+        i.anchorFileNow === undefined
+          ? "missing"
+          : i.anchorFileNow === i.anchor.pem
+            ? "this CA"
+            : "another certificate",
     },
     nss,
   };

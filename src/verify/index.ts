@@ -22,11 +22,14 @@ export function loadCerts(material: Material, file: string, role: string): Cert[
     try {
       return [material.cert(bytes)];
     } catch (e) {
-      throw new UsageError(`mtlskit verify: ${role} ${file} is neither PEM nor a DER certificate (${(e as Error).message})`);
+      throw new UsageError(
+        `mtlskit verify: ${role} ${file} is neither PEM nor a DER certificate (${(e as Error).message})`,
+      );
     }
   }
   const certs = material.certsOfPem(text);
-  if (!Array.isArray(certs)) throw new UsageError(`mtlskit verify: ${role} ${file} ${certs.message}; name a PEM file of certificates`);
+  if (!Array.isArray(certs))
+    throw new UsageError(`mtlskit verify: ${role} ${file} ${certs.message}; name a PEM file of certificates`);
   return certs;
 }
 
@@ -48,6 +51,9 @@ export function loadSystemCerts(material: Material, file: string): { certs: Cert
       skipped++;
     }
   }
-  if (certs.length === 0) throw new UsageError(`mtlskit verify: the system bundle ${file} holds no certificate mtlskit can read; name the trust anchors with --ca BUNDLE`);
+  if (certs.length === 0)
+    throw new UsageError(
+      `mtlskit verify: the system bundle ${file} holds no certificate mtlskit can read; name the trust anchors with --ca BUNDLE`,
+    );
   return { certs, skipped };
 }

@@ -67,30 +67,71 @@ export interface Verdict {
 const DAY = 86_400_000;
 const when = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, "Z");
 /** name names a certificate by its CN when it has one. */
-const name = (c: Cert) => (c.info.subjectAttributes.CN !== undefined ? `CN=${c.info.subjectAttributes.CN}` : c.info.subject || "(empty subject)");
-const issuerCn = (c: Cert) => /(?:^|, )CN=([^,]*)/.exec(c.info.issuer)?.[0]?.replace(/^, /, "") ?? (c.info.issuer || "(empty issuer)");
+const name = (c: Cert) =>
+  c.info.subjectAttributes.CN !== undefined ? `CN=${c.info.subjectAttributes.CN}` : c.info.subject || "(empty subject)";
+const issuerCn = (c: Cert) =>
+  /(?:^|, )CN=([^,]*)/.exec(c.info.issuer)?.[0]?.replace(/^, /, "") ?? (c.info.issuer || "(empty issuer)");
 const selfIssued = (c: Cert) => c.fields.subject.equals(c.fields.issuer);
 
 /** chainReason words a chain failure with its fix. */
 function chainReason(f: ChainFailure, leaf: Cert, files: VerifyInput["files"]): Reason {
   const { ca } = files;
-  const inter = files.untrusted ? `after the leaf in ${files.cert} or in ${files.untrusted}` : `after the leaf in ${files.cert} (or with --untrusted FILE)`;
+  const inter = files.untrusted
+    ? `after the leaf in ${files.cert} or in ${files.untrusted}`
+    : `after the leaf in ${files.cert} (or with --untrusted FILE)`;
   switch (f.kind) {
     case "unknown-issuer":
       if (f.cert === leaf && selfIssued(leaf)) {
-        return { code: "untrusted", subject: name(leaf), message: `${name(leaf)} is self-signed and not in ${ca}: a self-signed certificate is trusted only as itself (OpenSSL: self-signed certificate; Go: certificate signed by unknown authority)`, fix: `add ${files.cert} to ${ca} if this certificate is meant to be trusted as it is, or issue it from the CA in ${ca}` };
+        return {
+          code: "untrusted",
+          subject: name(leaf),
+          message: `${name(leaf)} is self-signed and not in ${ca}: a self-signed certificate is trusted only as itself (OpenSSL: self-signed certificate; Go: certificate signed by unknown authority)`,
+          fix: `add ${files.cert} to ${ca} if this certificate is meant to be trusted as it is, or issue it from the CA in ${ca}`,
+        };
       }
-      return { code: "untrusted", subject: name(f.cert), message: `${name(f.cert)} was issued by ${issuerCn(f.cert)}, which is neither in ${ca} nor among the intermediates (OpenSSL: unable to get local issuer certificate; Go: certificate signed by unknown authority)`, fix: `if ${issuerCn(f.cert)} is an intermediate CA, put it ${inter}; if it is a root, add it to ${ca}; otherwise re-issue from a CA ${ca} trusts` };
+      return {
+        code: "untrusted",
+        subject: name(f.cert),
+        message: `${name(f.cert)} was issued by ${issuerCn(f.cert)}, which is neither in ${ca} nor among the intermediates (OpenSSL: unable to get local issuer certificate; Go: certificate signed by unknown authority)`,
+        fix: `if ${issuerCn(f.cert)} is an intermediate CA, put it ${inter}; if it is a root, add it to ${ca}; otherwise re-issue from a CA ${ca} trusts`,
+      };
     case "bad-signature":
-      return { code: "bad-signature", subject: name(f.cert), message: `${name(f.issuer)} has the issuer's name but not the key that signed ${name(f.cert)} (a CA re-created under the same name, or an altered file)`, fix: `find the CA certificate whose key signed it (compare authority key identifiers with \`mtlskit inspect\`), or re-issue ${name(f.cert)} from ${name(f.issuer)}` };
+      return {
+        code: "bad-signature",
+        subject: name(f.cert),
+        message: `${name(f.issuer)} has the issuer's name but not the key that signed ${name(f.cert)} (a CA re-created under the same name, or an altered file)`,
+        fix: `find the CA certificate whose key signed it (compare authority key identifiers with \`mtlskit inspect\`), or re-issue ${name(f.cert)} from ${name(f.issuer)}`,
+      };
     case "issuer-not-ca":
-      return { code: "untrusted", subject: name(f.issuer), message: `${name(f.issuer)}, the issuer of ${name(f.cert)}, may not sign certificates: ${f.reason}`, fix: /pathLen/.test(f.reason) ? `re-issue ${name(f.issuer)} with a larger pathLenConstraint (or none), or issue ${name(f.cert)} closer to the root` : `issue certificates only from a CA certificate (basicConstraints cA=TRUE, keyUsage keyCertSign)` };
+      return {
+        code: "untrusted",
+        subject: name(f.issuer),
+        message: `${name(f.issuer)}, the issuer of ${name(f.cert)}, may not sign certificates: ${f.reason}`,
+        fix: /pathLen/.test(f.reason)
+          ? `re-issue ${name(f.issuer)} with a larger pathLenConstraint (or none), or issue ${name(f.cert)} closer to the root`
+          : `issue certificates only from a CA certificate (basicConstraints cA=TRUE, keyUsage keyCertSign)`,
+      };
     case "weak-signature":
-      return { code: "weak-signature", subject: name(f.cert), message: `${name(f.cert)} is signed with ${f.cert.info.signatureAlgorithm.name}: Go refuses ${f.hash.toUpperCase()} (insecure algorithm) and OpenSSL 3 refuses it (ca md too weak)`, fix: `re-issue ${name(f.cert)} with a SHA-256 signature` };
+      return {
+        code: "weak-signature",
+        subject: name(f.cert),
+        message: `${name(f.cert)} is signed with ${f.cert.info.signatureAlgorithm.name}: Go refuses ${f.hash.toUpperCase()} (insecure algorithm) and OpenSSL 3 refuses it (ca md too weak)`,
+        fix: `re-issue ${name(f.cert)} with a SHA-256 signature`,
+      };
     case "critical-extension":
-      return { code: "critical-extension", subject: name(f.cert), message: `${name(f.cert)} has the critical extension ${f.extension}, which Go and OpenSSL do not process (unhandled critical extension)`, fix: `re-issue ${name(f.cert)} without ${f.extension}, or with it not critical` };
+      return {
+        code: "critical-extension",
+        subject: name(f.cert),
+        message: `${name(f.cert)} has the critical extension ${f.extension}, which Go and OpenSSL do not process (unhandled critical extension)`,
+        fix: `re-issue ${name(f.cert)} without ${f.extension}, or with it not critical`,
+      };
     case "anchor-not-root":
-      return { code: "untrusted", subject: name(f.anchor), message: `the chain reaches ${ca} only at ${name(f.anchor)}, which is not a self-signed root, and its issuer ${issuerCn(f.anchor)} is nowhere: OpenSSL refuses it (unable to get issuer certificate), Go accepts it`, fix: `add the root CA ${issuerCn(f.anchor)} to ${ca}` };
+      return {
+        code: "untrusted",
+        subject: name(f.anchor),
+        message: `the chain reaches ${ca} only at ${name(f.anchor)}, which is not a self-signed root, and its issuer ${issuerCn(f.anchor)} is nowhere: OpenSSL refuses it (unable to get issuer certificate), Go accepts it`,
+        fix: `add the root CA ${issuerCn(f.anchor)} to ${ca}`,
+      };
   }
 }
 
@@ -103,9 +144,27 @@ function strictReasons(path: readonly Cert[]): Reason[] {
   path.forEach((c, i) => {
     const isCaHere = i > 0;
     const root = i === path.length - 1 && selfIssued(c);
-    if (isCaHere && c.info.keyUsage === undefined) out.push({ code: "ca-key-usage", subject: name(c), message: `the CA ${name(c)} has no keyUsage extension: openssl verify -x509_strict refuses it (CA cert does not include key usage extension), Go accepts it`, fix: `re-issue ${name(c)} with keyUsage = critical, keyCertSign, cRLSign` });
-    if (!root && !selfIssued(c) && c.info.authorityKeyId === undefined) out.push({ code: "key-ids", subject: name(c), message: `${name(c)} has no authorityKeyIdentifier: openssl verify -x509_strict refuses it (Missing Authority Key Identifier), Go accepts it`, fix: `re-issue ${name(c)} with authorityKeyIdentifier = keyid (RFC 5280 4.2.1.1)` });
-    if (isCaHere && c.info.subjectKeyId === undefined) out.push({ code: "key-ids", subject: name(c), message: `the CA ${name(c)} has no subjectKeyIdentifier: openssl verify -x509_strict refuses it (Missing Subject Key Identifier), Go accepts it`, fix: `re-issue ${name(c)} with subjectKeyIdentifier = hash (RFC 5280 4.2.1.2)` });
+    if (isCaHere && c.info.keyUsage === undefined)
+      out.push({
+        code: "ca-key-usage",
+        subject: name(c),
+        message: `the CA ${name(c)} has no keyUsage extension: openssl verify -x509_strict refuses it (CA cert does not include key usage extension), Go accepts it`,
+        fix: `re-issue ${name(c)} with keyUsage = critical, keyCertSign, cRLSign`,
+      });
+    if (!root && !selfIssued(c) && c.info.authorityKeyId === undefined)
+      out.push({
+        code: "key-ids",
+        subject: name(c),
+        message: `${name(c)} has no authorityKeyIdentifier: openssl verify -x509_strict refuses it (Missing Authority Key Identifier), Go accepts it`,
+        fix: `re-issue ${name(c)} with authorityKeyIdentifier = keyid (RFC 5280 4.2.1.1)`,
+      });
+    if (isCaHere && c.info.subjectKeyId === undefined)
+      out.push({
+        code: "key-ids",
+        subject: name(c),
+        message: `the CA ${name(c)} has no subjectKeyIdentifier: openssl verify -x509_strict refuses it (Missing Subject Key Identifier), Go accepts it`,
+        fix: `re-issue ${name(c)} with subjectKeyIdentifier = hash (RFC 5280 4.2.1.2)`,
+      });
   });
   return out;
 }
@@ -115,8 +174,27 @@ function timeReasons(path: readonly Cert[], at: Date): Reason[] {
   const t = at.getTime();
   return path.flatMap((c): Reason[] => {
     const who = c === path[0] ? name(c) : `the CA ${name(c)}`;
-    if (c.fields.notAfter.getTime() < t) return [{ code: "expired", subject: name(c), message: `${who} expired at ${when(c.fields.notAfter)}, ${Math.floor((t - c.fields.notAfter.getTime()) / DAY)} days before ${when(at)} (OpenSSL: certificate has expired; Go: certificate has expired or is not yet valid)`, fix: c === path[0] ? `issue a new certificate` : `renew the CA ${name(c)} (same key and name) or move to a new CA, and re-issue below it` }];
-    if (c.fields.notBefore.getTime() > t) return [{ code: "not-yet-valid", subject: name(c), message: `${who} is not valid until ${when(c.fields.notBefore)}, after ${when(at)} (OpenSSL: certificate is not yet valid; Go: certificate has expired or is not yet valid)`, fix: `check the clock of the host that issued it and of this one; issue it with notBefore in the past` }];
+    if (c.fields.notAfter.getTime() < t)
+      return [
+        {
+          code: "expired",
+          subject: name(c),
+          message: `${who} expired at ${when(c.fields.notAfter)}, ${Math.floor((t - c.fields.notAfter.getTime()) / DAY)} days before ${when(at)} (OpenSSL: certificate has expired; Go: certificate has expired or is not yet valid)`,
+          fix:
+            c === path[0]
+              ? `issue a new certificate`
+              : `renew the CA ${name(c)} (same key and name) or move to a new CA, and re-issue below it`,
+        },
+      ];
+    if (c.fields.notBefore.getTime() > t)
+      return [
+        {
+          code: "not-yet-valid",
+          subject: name(c),
+          message: `${who} is not valid until ${when(c.fields.notBefore)}, after ${when(at)} (OpenSSL: certificate is not yet valid; Go: certificate has expired or is not yet valid)`,
+          fix: `check the clock of the host that issued it and of this one; issue it with notBefore in the past`,
+        },
+      ];
     return [];
   });
 }
@@ -126,20 +204,48 @@ function usageReason(path: readonly Cert[], usage: Usage): Reason | undefined {
   const { purpose, code } = USAGES[usage];
   const p = purposeProblem(path, purpose);
   if (!p) return undefined;
-  if (p.kind === "key-usage") return { code: "key-usage", subject: name(p.cert), message: `${name(p.cert)} ${p.reason}`, fix: `re-issue it with keyUsage digitalSignature` };
-  if (p.kind === "ca-eku") return { code, subject: name(p.cert), message: `${name(path[0]!)} may not be used as a ${usage}: ${p.reason}; OpenSSL refuses it too (unsuitable certificate purpose)`, fix: `re-issue the CA ${name(p.cert)} without extendedKeyUsage (or with ${purpose}), or issue ${name(path[0]!)} from a CA without the restriction` };
-  return { code, subject: name(p.cert), message: `${name(p.cert)} may not be used as a ${usage}: ${p.reason} (OpenSSL: unsuitable certificate purpose; Go: certificate specifies an incompatible key usage)`, fix: `re-issue it with extendedKeyUsage ${purpose}` };
+  if (p.kind === "key-usage")
+    return {
+      code: "key-usage",
+      subject: name(p.cert),
+      message: `${name(p.cert)} ${p.reason}`,
+      fix: `re-issue it with keyUsage digitalSignature`,
+    };
+  if (p.kind === "ca-eku")
+    return {
+      code,
+      subject: name(p.cert),
+      message: `${name(path[0]!)} may not be used as a ${usage}: ${p.reason}; OpenSSL refuses it too (unsuitable certificate purpose)`,
+      fix: `re-issue the CA ${name(p.cert)} without extendedKeyUsage (or with ${purpose}), or issue ${name(path[0]!)} from a CA without the restriction`,
+    };
+  return {
+    code,
+    subject: name(p.cert),
+    message: `${name(p.cert)} may not be used as a ${usage}: ${p.reason} (OpenSSL: unsuitable certificate purpose; Go: certificate specifies an incompatible key usage)`,
+    fix: `re-issue it with extendedKeyUsage ${purpose}`,
+  };
 }
 
 /** hostReason: the leaf's SANs do not carry `host` (the CN never counts). */
 function hostReason(leaf: Cert, host: string): Reason | undefined {
   const address = addressOf(host);
   if (covers(leaf, address)) return undefined;
-  const sans = leaf.info.sans.filter((s) => s.type === "dns" || s.type === "ip").map((s) => (s.type === "ip" ? `IP:${s.value}` : `DNS:${s.value}`));
+  const sans = leaf.info.sans
+    .filter((s) => s.type === "dns" || s.type === "ip")
+    .map((s) => (s.type === "ip" ? `IP:${s.value}` : `DNS:${s.value}`));
   const asDns = address.kind === "ip" && leaf.info.sans.some((s) => s.type === "dns" && s.value === host);
   const cnOnly = address.kind === "dns" && leaf.info.subjectAttributes.CN?.toLowerCase() === host.toLowerCase();
-  const note = asDns ? `; ${host} is there as a DNS SAN, which never matches an IP` : cnOnly ? `; it is the subject CN, which Go ignores (OpenSSL still accepts a CN when there is no DNS SAN)` : "";
-  return { code: asDns ? "san-ip-as-dns" : "san-missing", subject: name(leaf), message: `${name(leaf)} is not valid for ${host}: its SANs are ${sans.join(", ") || "none"}${note} (OpenSSL: ${address.kind === "ip" ? "IP address" : "hostname"} mismatch; Go: certificate is valid for ..., not ${host})`, fix: `re-issue it with the SAN ${address.kind === "ip" ? "IP" : "DNS"}:${host}` };
+  const note = asDns
+    ? `; ${host} is there as a DNS SAN, which never matches an IP`
+    : cnOnly
+      ? `; it is the subject CN, which Go ignores (OpenSSL still accepts a CN when there is no DNS SAN)`
+      : "";
+  return {
+    code: asDns ? "san-ip-as-dns" : "san-missing",
+    subject: name(leaf),
+    message: `${name(leaf)} is not valid for ${host}: its SANs are ${sans.join(", ") || "none"}${note} (OpenSSL: ${address.kind === "ip" ? "IP address" : "hostname"} mismatch; Go: certificate is valid for ..., not ${host})`,
+    fix: `re-issue it with the SAN ${address.kind === "ip" ? "IP" : "DNS"}:${host}`,
+  };
 }
 
 /** orderReason: CERT starts with a CA and holds a leaf further down. */
@@ -147,7 +253,15 @@ function orderReason(certs: readonly Cert[], file: string): { reason: Reason; le
   const leafAt = certs.findIndex((c) => !c.info.isCA);
   if (!certs[0]?.info.isCA || leafAt < 1) return undefined;
   const leaf = certs[leafAt]!;
-  return { leaf: leafAt, reason: { code: "chain-order", subject: name(leaf), message: `${file} starts with the CA certificate ${name(certs[0])}; the leaf ${name(leaf)} is certificate ${leafAt + 1}, so a server presents the CA (openssl verify and Go judge that first certificate instead)`, fix: `put the leaf first, then the intermediates: e.g. \`cat leaf.pem intermediate.pem > ${file}\`` } };
+  return {
+    leaf: leafAt,
+    reason: {
+      code: "chain-order",
+      subject: name(leaf),
+      message: `${file} starts with the CA certificate ${name(certs[0])}; the leaf ${name(leaf)} is certificate ${leafAt + 1}, so a server presents the CA (openssl verify and Go judge that first certificate instead)`,
+      fix: `put the leaf first, then the intermediates: e.g. \`cat leaf.pem intermediate.pem > ${file}\``,
+    },
+  };
 }
 
 /** judgeVerify judges CERT against the bundle at `input.at`, for the usage and host when given. */

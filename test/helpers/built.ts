@@ -25,7 +25,11 @@ export function buildPackage(): string {
   const root = mkdtempSync(path.join(cache, "mtlskit-built-"));
   built.push(root);
   const tsc = path.join(REPO, "node_modules", "typescript", "bin", "tsc");
-  execFileSync(process.execPath, [tsc, "-p", path.join(REPO, "tsconfig.build.json"), "--outDir", path.join(root, "dist"), "--declaration", "false"], { cwd: REPO, stdio: "pipe", timeout: 180_000 });
+  execFileSync(
+    process.execPath,
+    [tsc, "-p", path.join(REPO, "tsconfig.build.json"), "--outDir", path.join(root, "dist"), "--declaration", "false"],
+    { cwd: REPO, stdio: "pipe", timeout: 180_000 },
+  );
   mkdirSync(path.join(root, "bin"));
   copyFileSync(path.join(REPO, "bin", "mtlskit.js"), path.join(root, "bin", "mtlskit.js"));
   copyFileSync(path.join(REPO, "package.json"), path.join(root, "package.json")); // "type": "module", and the version
@@ -43,10 +47,17 @@ export interface BuiltRun {
 }
 
 /** runBuilt runs `node BIN ARGV...` with `env` added to this process's environment; throws when it has not exited within `timeoutMs` (default 60 s). */
-export async function runBuilt(bin: string, argv: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<BuiltRun> {
+export async function runBuilt(
+  bin: string,
+  argv: string[],
+  opts: { env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<BuiltRun> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
   const t0 = performance.now();
-  const child = spawn(process.execPath, [bin, ...argv], { env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [bin, ...argv], {
+    env: { ...process.env, ...opts.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let out = "";
   let err = "";
   child.stdout.on("data", (d: Buffer) => void (out += d.toString()));
@@ -56,7 +67,9 @@ export async function runBuilt(bin: string, argv: string[], opts: { env?: Record
     timedOut = true;
     child.kill("SIGKILL");
   }, timeoutMs);
-  const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("close", (c, s) => resolve({ code: c, signal: s })));
+  const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("close", (c, s) => resolve({ code: c, signal: s })),
+  );
   clearTimeout(guard);
   if (timedOut) throw new Error(`mtlskit ${argv.join(" ")} did not finish within ${timeoutMs} ms; stderr: ${err}`);
   return { code, signal, out, err, ms: performance.now() - t0 };

@@ -26,10 +26,13 @@ export interface ForgedKey {
 
 /** newKey generates a key of `type`. */
 export function newKey(type: ForgeKey = "ec-p256"): ForgedKey {
-  const { privateKey } =
-    type.startsWith("ec-") ? generateKeyPairSync("ec", { namedCurve: { "ec-p256": "P-256", "ec-p384": "P-384", "ec-p521": "P-521" }[type as "ec-p256"] })
-    : type.startsWith("rsa-") ? generateKeyPairSync("rsa", { modulusLength: Number(type.slice(4)) })
-    : generateKeyPairSync("ed25519");
+  const { privateKey } = type.startsWith("ec-")
+    ? generateKeyPairSync("ec", {
+        namedCurve: { "ec-p256": "P-256", "ec-p384": "P-384", "ec-p521": "P-521" }[type as "ec-p256"],
+      })
+    : type.startsWith("rsa-")
+      ? generateKeyPairSync("rsa", { modulusLength: Number(type.slice(4)) })
+      : generateKeyPairSync("ed25519");
   const spki = createPublicKey(privateKey).export({ type: "spki", format: "der" });
   return { type, privateKey, spki, pem: privateKey.export({ type: "pkcs8", format: "pem" }) as string };
 }
@@ -44,7 +47,10 @@ export function syntheticRsaKey(bits: number): ForgedKey {
   const n = randomBytes(Math.ceil(bits / 8));
   n[0] = (n[0]! | 0x80) >> ((8 - (bits % 8)) % 8);
   n[n.length - 1]! |= 1;
-  const spki = createPublicKey({ key: { kty: "RSA", n: n.toString("base64url"), e: "AQAB" }, format: "jwk" }).export({ type: "spki", format: "der" });
+  const spki = createPublicKey({ key: { kty: "RSA", n: n.toString("base64url"), e: "AQAB" }, format: "jwk" }).export({
+    type: "spki",
+    format: "der",
+  });
   const other = newKey();
   return { type: "rsa-2048", privateKey: other.privateKey, spki, pem: other.pem };
 }
@@ -91,8 +97,24 @@ export interface Forged {
   ski: Buffer;
 }
 
-const KU_BITS = ["digitalSignature", "contentCommitment", "keyEncipherment", "dataEncipherment", "keyAgreement", "keyCertSign", "cRLSign", "encipherOnly", "decipherOnly"];
-const EKU_OIDS: Record<string, string> = { serverAuth: "1.3.6.1.5.5.7.3.1", clientAuth: "1.3.6.1.5.5.7.3.2", codeSigning: "1.3.6.1.5.5.7.3.3", emailProtection: "1.3.6.1.5.5.7.3.4", anyExtendedKeyUsage: "2.5.29.37.0" };
+const KU_BITS = [
+  "digitalSignature",
+  "contentCommitment",
+  "keyEncipherment",
+  "dataEncipherment",
+  "keyAgreement",
+  "keyCertSign",
+  "cRLSign",
+  "encipherOnly",
+  "decipherOnly",
+];
+const EKU_OIDS: Record<string, string> = {
+  serverAuth: "1.3.6.1.5.5.7.3.1",
+  clientAuth: "1.3.6.1.5.5.7.3.2",
+  codeSigning: "1.3.6.1.5.5.7.3.3",
+  emailProtection: "1.3.6.1.5.5.7.3.4",
+  anyExtendedKeyUsage: "2.5.29.37.0",
+};
 
 function keyUsage(bits: string[]): Buffer {
   const bytes = [0, 0];
@@ -110,8 +132,12 @@ function keyUsage(bits: string[]): Buffer {
 
 function sigAlg(key: ForgedKey, hash: "sha256" | "sha384" | "sha1"): Buffer {
   if (key.type === "ed25519") return seq(oid("1.3.101.112"));
-  if (key.type.startsWith("ec-")) return seq(oid({ sha256: "1.2.840.10045.4.3.2", sha384: "1.2.840.10045.4.3.3", sha1: "1.2.840.10045.4.1" }[hash]));
-  return seq(oid({ sha256: "1.2.840.113549.1.1.11", sha384: "1.2.840.113549.1.1.12", sha1: "1.2.840.113549.1.1.5" }[hash]), tlv(TAG.null));
+  if (key.type.startsWith("ec-"))
+    return seq(oid({ sha256: "1.2.840.10045.4.3.2", sha384: "1.2.840.10045.4.3.3", sha1: "1.2.840.10045.4.1" }[hash]));
+  return seq(
+    oid({ sha256: "1.2.840.113549.1.1.11", sha384: "1.2.840.113549.1.1.12", sha1: "1.2.840.113549.1.1.5" }[hash]),
+    tlv(TAG.null),
+  );
 }
 
 function name(cn: string | null | undefined, o: string | undefined): Buffer {
@@ -146,26 +172,40 @@ export function forge(spec: ForgeSpec = {}): Forged {
   const sans = spec.sans ?? (cn && !isCa ? [`DNS:${cn}`] : []);
   if (sans.length > 0) {
     exts.push(
-      ext("2.5.29.17", false, seq(...sans.map((s) => {
-        const [type, ...rest] = s.split(":");
-        const v = rest.join(":");
-        if (type === "DNS") return implicit(2, Buffer.from(v));
-        if (type === "IP") return implicit(7, ipBytes(v));
-        if (type === "URI") return implicit(6, Buffer.from(v));
-        if (type === "email") return implicit(1, Buffer.from(v));
-        throw new Error(`forge: unknown SAN type ${s}`);
-      }))),
+      ext(
+        "2.5.29.17",
+        false,
+        seq(
+          ...sans.map((s) => {
+            const [type, ...rest] = s.split(":");
+            const v = rest.join(":");
+            if (type === "DNS") return implicit(2, Buffer.from(v));
+            if (type === "IP") return implicit(7, ipBytes(v));
+            if (type === "URI") return implicit(6, Buffer.from(v));
+            if (type === "email") return implicit(1, Buffer.from(v));
+            throw new Error(`forge: unknown SAN type ${s}`);
+          }),
+        ),
+      ),
     );
   }
   for (const x of spec.extra ?? []) exts.push(ext(x.oid, x.critical, x.value));
   const hash = spec.hash ?? "sha256";
-  const serial = spec.serial ?? Buffer.concat([Buffer.from([0x40]), Buffer.from(Array.from({ length: 15 }, () => Math.floor(Math.random() * 256)))]);
+  const serial =
+    spec.serial ??
+    Buffer.concat([
+      Buffer.from([0x40]),
+      Buffer.from(Array.from({ length: 15 }, () => Math.floor(Math.random() * 256))),
+    ]);
   const tbs = seq(
     explicit(0, uint(Buffer.from([2]))),
     tlv(TAG.integer, serial),
     sigAlg(signer, hash),
     issuerName,
-    seq(time(spec.notBefore ?? new Date(Date.now() - 3_600_000)), time(spec.notAfter ?? new Date(Date.now() + 30 * 86_400_000))),
+    seq(
+      time(spec.notBefore ?? new Date(Date.now() - 3_600_000)),
+      time(spec.notAfter ?? new Date(Date.now() + 30 * 86_400_000)),
+    ),
     subject,
     key.spki,
     explicit(3, seq(...exts)),
@@ -176,7 +216,12 @@ export function forge(spec: ForgeSpec = {}): Forged {
 }
 
 /** writeForged writes `NAME.pem` (certificate, then `chain`) and `NAME-key.pem` (0600) into `dir`; returns both paths. */
-export function writeForged(dir: string, fileName: string, f: Forged, chain: Forged[] = []): { cert: string; key: string } {
+export function writeForged(
+  dir: string,
+  fileName: string,
+  f: Forged,
+  chain: Forged[] = [],
+): { cert: string; key: string } {
   const cert = path.join(dir, `${fileName}.pem`);
   const key = path.join(dir, `${fileName}-key.pem`);
   writeFileSync(cert, f.pem + chain.map((c) => c.pem).join(""));

@@ -53,7 +53,15 @@ function text(args: string[]): string {
  * true only when openssl exits 0 and prints `<certFile>: OK`.
  */
 export function opensslVerify(o: VerifyOptions): OpensslResult {
-  const args = ["verify", "-x509_strict", ...(o.purpose ? ["-purpose", o.purpose] : []), "-no-CApath", "-no-CAstore", "-CAfile", o.caFile];
+  const args = [
+    "verify",
+    "-x509_strict",
+    ...(o.purpose ? ["-purpose", o.purpose] : []),
+    "-no-CApath",
+    "-no-CAstore",
+    "-CAfile",
+    o.caFile,
+  ];
   if (o.untrusted !== undefined) args.push("-untrusted", o.untrusted);
   if (o.verifyIp !== undefined) args.push("-verify_ip", o.verifyIp);
   if (o.verifyHostname !== undefined) args.push("-verify_hostname", o.verifyHostname);
@@ -136,7 +144,15 @@ export function opensslAsn1parse(pemFile: string): Asn1Line[] {
   for (const l of out.split("\n")) {
     const m = /^\s*(\d+):d=(\d+)\s+hl=(\d+)\s+l=\s*(\d+)\s+(cons|prim):\s*(.*?)\s*(?::(.*))?$/.exec(l);
     if (!m) continue;
-    lines.push({ offset: Number(m[1]), depth: Number(m[2]), headerLength: Number(m[3]), length: Number(m[4]), constructed: m[5] === "cons", tag: m[6]!.trim(), value: (m[7] ?? "").trim() });
+    lines.push({
+      offset: Number(m[1]),
+      depth: Number(m[2]),
+      headerLength: Number(m[3]),
+      length: Number(m[4]),
+      constructed: m[5] === "cons",
+      tag: m[6]!.trim(),
+      value: (m[7] ?? "").trim(),
+    });
   }
   if (lines.length === 0) throw new Error(`openssl asn1parse printed nothing usable:\n${out}`);
   return lines;
@@ -207,8 +223,43 @@ export const fieldOf = (x509Text: string, name: string): string | undefined => f
  * opensslSelfSignedRoot makes an organisation's root CA the way ca.import users have them:
  * `openssl req -x509` with CA:TRUE, no pathlen, keyCertSign+cRLSign and a hash SKI.
  */
-export function opensslSelfSignedRoot(o: { dir: string; keyFile: string; subj: string; days: number; out: string }): void {
+export function opensslSelfSignedRoot(o: {
+  dir: string;
+  keyFile: string;
+  subj: string;
+  days: number;
+  out: string;
+}): void {
   const cnf = path.join(o.dir, "root-ext.cnf");
-  writeFileSync(cnf, ["[req]", "distinguished_name = dn", "[dn]", "[root]", "basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign", "subjectKeyIdentifier=hash", ""].join("\n"));
-  text(["req", "-x509", "-new", "-key", o.keyFile, "-subj", o.subj, "-days", String(o.days), "-sha384", "-config", cnf, "-extensions", "root", "-out", o.out]);
+  writeFileSync(
+    cnf,
+    [
+      "[req]",
+      "distinguished_name = dn",
+      "[dn]",
+      "[root]",
+      "basicConstraints=critical,CA:TRUE",
+      "keyUsage=critical,keyCertSign,cRLSign",
+      "subjectKeyIdentifier=hash",
+      "",
+    ].join("\n"),
+  );
+  text([
+    "req",
+    "-x509",
+    "-new",
+    "-key",
+    o.keyFile,
+    "-subj",
+    o.subj,
+    "-days",
+    String(o.days),
+    "-sha384",
+    "-config",
+    cnf,
+    "-extensions",
+    "root",
+    "-out",
+    o.out,
+  ]);
 }

@@ -47,25 +47,46 @@ export interface PeculiarView {
 
 /** ATTRIBUTE is the short name OpenSSL prints for each name attribute type (RFC 4519, PKCS #9). */
 const ATTRIBUTE: Record<string, string> = {
-  "2.5.4.3": "CN", "2.5.4.4": "SN", "2.5.4.5": "serialNumber", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST",
-  "2.5.4.9": "street", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.12": "title", "2.5.4.42": "GN",
-  "0.9.2342.19200300.100.1.1": "UID", "0.9.2342.19200300.100.1.25": "DC", "1.2.840.113549.1.9.1": "emailAddress",
+  "2.5.4.3": "CN",
+  "2.5.4.4": "SN",
+  "2.5.4.5": "serialNumber",
+  "2.5.4.6": "C",
+  "2.5.4.7": "L",
+  "2.5.4.8": "ST",
+  "2.5.4.9": "street",
+  "2.5.4.10": "O",
+  "2.5.4.11": "OU",
+  "2.5.4.12": "title",
+  "2.5.4.42": "GN",
+  "0.9.2342.19200300.100.1.1": "UID",
+  "0.9.2342.19200300.100.1.25": "DC",
+  "1.2.840.113549.1.9.1": "emailAddress",
 };
 
 /** EKU names the purposes by @peculiar's own constants. */
 const EKU: Record<string, string> = {
-  [x.id_kp_serverAuth]: "serverAuth", [x.id_kp_clientAuth]: "clientAuth", [x.id_kp_codeSigning]: "codeSigning",
-  [x.id_kp_emailProtection]: "emailProtection", [x.id_kp_timeStamping]: "timeStamping", [x.id_kp_OCSPSigning]: "OCSPSigning",
+  [x.id_kp_serverAuth]: "serverAuth",
+  [x.id_kp_clientAuth]: "clientAuth",
+  [x.id_kp_codeSigning]: "codeSigning",
+  [x.id_kp_emailProtection]: "emailProtection",
+  [x.id_kp_timeStamping]: "timeStamping",
+  [x.id_kp_OCSPSigning]: "OCSPSigning",
   [x.anyExtendedKeyUsage]: "anyExtendedKeyUsage",
 };
 
 /** EXTENSION names the extensions by @peculiar's own constants. */
 const EXTENSION: Record<string, string> = {
-  [x.id_ce_basicConstraints]: "basicConstraints", [x.id_ce_keyUsage]: "keyUsage", [x.id_ce_extKeyUsage]: "extKeyUsage",
-  [x.id_ce_subjectAltName]: "subjectAltName", [x.id_ce_subjectKeyIdentifier]: "subjectKeyIdentifier",
-  [x.id_ce_authorityKeyIdentifier]: "authorityKeyIdentifier", [x.id_ce_certificatePolicies]: "certificatePolicies",
-  [x.id_ce_cRLDistributionPoints]: "cRLDistributionPoints", [x.id_ce_nameConstraints]: "nameConstraints",
-  [x.id_ce_issuerAltName]: "issuerAltName", [x.id_pe_authorityInfoAccess]: "authorityInfoAccess",
+  [x.id_ce_basicConstraints]: "basicConstraints",
+  [x.id_ce_keyUsage]: "keyUsage",
+  [x.id_ce_extKeyUsage]: "extKeyUsage",
+  [x.id_ce_subjectAltName]: "subjectAltName",
+  [x.id_ce_subjectKeyIdentifier]: "subjectKeyIdentifier",
+  [x.id_ce_authorityKeyIdentifier]: "authorityKeyIdentifier",
+  [x.id_ce_certificatePolicies]: "certificatePolicies",
+  [x.id_ce_cRLDistributionPoints]: "cRLDistributionPoints",
+  [x.id_ce_nameConstraints]: "nameConstraints",
+  [x.id_ce_issuerAltName]: "issuerAltName",
+  [x.id_pe_authorityInfoAccess]: "authorityInfoAccess",
 };
 
 /** KEY_USAGE: RFC 5280 4.2.1.3 names of @peculiar's KeyUsageFlags (X.509 renamed nonRepudiation). */
@@ -91,7 +112,8 @@ function escapeValue(v: string): string {
     .map((c, i) => {
       const code = c.codePointAt(0)!;
       if (code < 0x20 || code === 0x7f) return `\\${code.toString(16).toUpperCase().padStart(2, "0")}`;
-      const special = '\\"+,;<>'.includes(c) || (i === 0 && (c === "#" || c === " ")) || (i === chars.length - 1 && c === " ");
+      const special =
+        '\\"+,;<>'.includes(c) || (i === 0 && (c === "#" || c === " ")) || (i === chars.length - 1 && c === " ");
       return special ? `\\${c}` : c;
     })
     .join("");
@@ -109,19 +131,22 @@ function valueText(v: x.AttributeValue): { text: string; isString: boolean } {
   if (v.anyValue === undefined) return { text: v.toString(), isString: true };
   // asn1js hands a NULL over as null.
   const der = v.anyValue === null ? Buffer.from([5, 0]) : Buffer.from(v.anyValue);
-  if (ONE_OCTET_STRINGS.has(der[0]!)) return { text: der.subarray(der[1]! < 0x80 ? 2 : 2 + (der[1]! & 0x7f)).toString("latin1"), isString: true };
+  if (ONE_OCTET_STRINGS.has(der[0]!))
+    return { text: der.subarray(der[1]! < 0x80 ? 2 : 2 + (der[1]! & 0x7f)).toString("latin1"), isString: true };
   return { text: `#${der.toString("hex").toUpperCase()}`, isString: false };
 }
 
 function nameView(name: x.Name): { text: string; first: Record<string, string> } {
   const first: Record<string, string> = {};
   const rdns = name.map((rdn) =>
-    rdn.map((atv) => {
-      const type = ATTRIBUTE[atv.type] ?? atv.type;
-      const value = valueText(atv.value);
-      first[type] ??= value.text;
-      return `${type}=${value.isString ? escapeValue(value.text) : value.text}`;
-    }).join("+"),
+    rdn
+      .map((atv) => {
+        const type = ATTRIBUTE[atv.type] ?? atv.type;
+        const value = valueText(atv.value);
+        first[type] ??= value.text;
+        return `${type}=${value.isString ? escapeValue(value.text) : value.text}`;
+      })
+      .join("+"),
   );
   return { text: rdns.reverse().join(", "), first };
 }
@@ -166,10 +191,13 @@ function sanView(g: x.GeneralName): PeculiarSan {
   if (g.rfc822Name !== undefined) return { type: "email", value: g.rfc822Name };
   if (g.iPAddress !== undefined) {
     // @peculiar's text of other lengths than 4, 8, 16 and 32 octets is their hex.
-    if (/^[0-9a-f]*$/.test(g.iPAddress)) return { type: "other", value: `IP address of ${g.iPAddress.length / 2} octets` };
+    if (/^[0-9a-f]*$/.test(g.iPAddress))
+      return { type: "other", value: `IP address of ${g.iPAddress.length / 2} octets` };
     // The octets as @peculiar writes them back from its own text (a GeneralName [7] of at most 32 octets: a 2-octet header).
     const bytes = Buffer.from(AsnConvert.serialize(g)).subarray(2);
-    return bytes.length === 4 || bytes.length === 16 ? { type: "ip", value: g.iPAddress, bytes } : { type: "other", value: `IP address of ${bytes.length} octets` };
+    return bytes.length === 4 || bytes.length === 16
+      ? { type: "ip", value: g.iPAddress, bytes }
+      : { type: "other", value: `IP address of ${bytes.length} octets` };
   }
   if (g.otherName !== undefined) return { type: "other", value: "otherName" };
   if (g.directoryName !== undefined) return { type: "other", value: "directoryName" };
@@ -208,7 +236,10 @@ export function peculiarView(der: Uint8Array, o: { key?: boolean } = {}): Peculi
     notBefore: tbs.validity.notBefore.getTime(),
     notAfter: tbs.validity.notAfter.getTime(),
     signatureOid: cert.signatureAlgorithm.algorithm,
-    publicKey: o.key === false ? { algorithm: tbs.subjectPublicKeyInfo.algorithm.algorithm, curve: undefined, bits: 0 } : publicKeyView(tbs.subjectPublicKeyInfo),
+    publicKey:
+      o.key === false
+        ? { algorithm: tbs.subjectPublicKeyInfo.algorithm.algorithm, curve: undefined, bits: 0 }
+        : publicKeyView(tbs.subjectPublicKeyInfo),
     isCA: bc?.value.cA ?? false,
     pathLen: bc?.value.pathLenConstraint,
     basicConstraintsCritical: bc?.critical,

@@ -30,7 +30,13 @@ export function inspectPki(dir: string): Map<string, Entry> {
     const abs = path.join(dir, rel);
     const st = lstatSync(abs);
     const type = st.isDirectory() ? "dir" : st.isFile() ? "file" : "other";
-    out.set(rel, { type, mode: st.mode & 0o777, sha256: type === "file" ? createHash("sha256").update(readFileSync(abs)).digest("hex") : undefined, mtimeMs: st.mtimeMs, ino: st.ino });
+    out.set(rel, {
+      type,
+      mode: st.mode & 0o777,
+      sha256: type === "file" ? createHash("sha256").update(readFileSync(abs)).digest("hex") : undefined,
+      mtimeMs: st.mtimeMs,
+      ino: st.ino,
+    });
     if (type === "dir") for (const e of readdirSync(abs).sort()) walk(rel === "" ? e : `${rel}/${e}`);
   };
   walk("");
@@ -42,13 +48,22 @@ export function inspectPki(dir: string): Map<string, Entry> {
  * mtime) except the paths in `changed`, which must all differ, and that no path appeared or vanished.
  * The apply record (last-apply.json) is exempt from the content check: every apply rewrites it.
  */
-export function assertUntouched(before: Map<string, Entry>, after: Map<string, Entry>, changed: readonly string[] = []): void {
+export function assertUntouched(
+  before: Map<string, Entry>,
+  after: Map<string, Entry>,
+  changed: readonly string[] = [],
+): void {
   assert.deepEqual([...after.keys()], [...before.keys()], "the set of paths changed");
   for (const [p, b] of before) {
     if (b.type !== "file" || p === LAST_APPLY) continue; // rewritten by every apply, by design
     const a = after.get(p)!;
     if (changed.includes(p)) assert.notEqual(a.sha256, b.sha256, `${p} should have been rewritten`);
-    else assert.deepEqual({ sha256: a.sha256, ino: a.ino, mtimeMs: a.mtimeMs, mode: a.mode }, { sha256: b.sha256, ino: b.ino, mtimeMs: b.mtimeMs, mode: b.mode }, `${p} was rewritten`);
+    else
+      assert.deepEqual(
+        { sha256: a.sha256, ino: a.ino, mtimeMs: a.mtimeMs, mode: a.mode },
+        { sha256: b.sha256, ino: b.ino, mtimeMs: b.mtimeMs, mode: b.mode },
+        `${p} was rewritten`,
+      );
   }
 }
 
@@ -78,8 +93,16 @@ export function assertLayout(dir: string): void {
   for (const [p, e] of inspectPki(dir)) {
     const want = expectedMode(p);
     assert.notEqual(want, undefined, `unexpected entry ${JSON.stringify(p)} in ${dir}`);
-    assert.equal(e.type, p === "" || p === "ca" || p === "services" || /^services\/[^/]+$/.test(p) ? "dir" : "file", `${p} has the wrong type`);
-    assert.equal(e.mode.toString(8), want!.toString(8), `${p || "."} has mode 0${e.mode.toString(8)}, want 0${want!.toString(8)}`);
+    assert.equal(
+      e.type,
+      p === "" || p === "ca" || p === "services" || /^services\/[^/]+$/.test(p) ? "dir" : "file",
+      `${p} has the wrong type`,
+    );
+    assert.equal(
+      e.mode.toString(8),
+      want!.toString(8),
+      `${p || "."} has mode 0${e.mode.toString(8)}, want 0${want!.toString(8)}`,
+    );
   }
 }
 
@@ -102,7 +125,12 @@ export const PAIR_FILES = { main: ["cert.pem", "key.pem"], client: ["client.pem"
  * checkPair judges one slot with node:crypto: "absent" (neither file), "ok" (both exist, the key
  * has mode 0600 and matches the certificate, which ca/ca.pem issued and signed), or what is wrong.
  */
-export function checkPair(dir: string, service: string, kind: "main" | "client", ca: X509Certificate | undefined = readCa(dir)): string {
+export function checkPair(
+  dir: string,
+  service: string,
+  kind: "main" | "client",
+  ca: X509Certificate | undefined = readCa(dir),
+): string {
   const [certName, keyName] = PAIR_FILES[kind];
   const certFile = path.join(dir, "services", service, certName);
   const keyFile = path.join(dir, "services", service, keyName);
@@ -142,7 +170,10 @@ export function assertPairsMatch(dir: string): number {
   const ca = readCa(dir);
   assert.ok(ca, `${dir}/ca/ca.pem is missing or does not parse`);
   assert.ok(existsSync(path.join(dir, "ca", "ca-key.pem")), "ca/ca-key.pem is missing");
-  assert.ok(spkiOfKey(readFileSync(path.join(dir, "ca", "ca-key.pem"))).equals(spkiOfCert(ca)), "ca/ca-key.pem does not match ca/ca.pem");
+  assert.ok(
+    spkiOfKey(readFileSync(path.join(dir, "ca", "ca-key.pem"))).equals(spkiOfCert(ca)),
+    "ca/ca-key.pem does not match ca/ca.pem",
+  );
   assert.ok(ca.ca && ca.checkIssued(ca) && ca.verify(ca.publicKey), "ca/ca.pem is not a self-signed CA certificate");
   let n = 0;
   for (const s of readdirSync(path.join(dir, "services")).sort()) {
@@ -160,7 +191,11 @@ export function assertPairsMatch(dir: string): number {
 /** assertBundles checks that every services/NAME/ca.pem is byte-identical to ca/ca.pem. */
 export function assertBundles(dir: string): void {
   const ca = readFileSync(path.join(dir, "ca", "ca.pem"));
-  for (const s of readdirSync(path.join(dir, "services"))) assert.ok(readFileSync(path.join(dir, "services", s, "ca.pem")).equals(ca), `services/${s}/ca.pem differs from ca/ca.pem`);
+  for (const s of readdirSync(path.join(dir, "services")))
+    assert.ok(
+      readFileSync(path.join(dir, "services", s, "ca.pem")).equals(ca),
+      `services/${s}/ca.pem differs from ca/ca.pem`,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -235,7 +270,10 @@ export class CuedCli {
     const { code, signal } = await this.exited;
     const ms = performance.now() - t0;
     clearTimeout(guard);
-    if (timedOut) throw new Error(`mtlskit ${argv.join(" ")} did not finish within ${opts.timeoutMs ?? 60_000} ms; stderr: ${this.err}`);
+    if (timedOut)
+      throw new Error(
+        `mtlskit ${argv.join(" ")} did not finish within ${opts.timeoutMs ?? 60_000} ms; stderr: ${this.err}`,
+      );
     return { code, signal, ms, out: this.out, err: this.err };
   }
 

@@ -118,7 +118,13 @@ export async function handshake(server: TlsEnd, client: TlsEnd, opts: HandshakeO
   let settle = () => {};
   const sockets = new Set<Socket>();
   // rejectUnauthorized: false, then `authorized` by hand (see above): the same verdict, with its reason.
-  const srv = tls.createServer({ ...sm, requestCert: true, rejectUnauthorized: false, minVersion: "TLSv1.2", maxVersion });
+  const srv = tls.createServer({
+    ...sm,
+    requestCert: true,
+    rejectUnauthorized: false,
+    minVersion: "TLSv1.2",
+    maxVersion,
+  });
   srv.on("connection", (s: Socket) => {
     sockets.add(s);
     s.on("error", () => {});

@@ -25,10 +25,26 @@ import { chmodSync, chownSync, copyFileSync, mkdirSync, writeFileSync } from "no
 import * as path from "node:path";
 import { after, describe, it } from "node:test";
 import { connect, StringCodec, type NatsConnection, type TlsOptions } from "nats";
-import { PG_MAP, pgSection } from "../../src/config/index.ts";
+import { PG_MAP } from "../../src/config/index.ts";
 import { FLAT_NAMES, flatName } from "../../src/export/names.ts";
 import { runCli } from "../helpers/cli.ts";
-import { exec, freePort, logMark, makePki, need, REPO, RUN_DIR, startServer, stopAll, subdir, waitFor, waitForLog, waitForPort, type Pki, type Server } from "./harness.ts";
+import {
+  exec,
+  freePort,
+  logMark,
+  makePki,
+  need,
+  REPO,
+  RUN_DIR,
+  startServer,
+  stopAll,
+  subdir,
+  waitFor,
+  waitForLog,
+  waitForPort,
+  type Pki,
+  type Server,
+} from "./harness.ts";
 
 const SERVICERADAR = path.join(REPO, "examples/serviceradar.yaml");
 const NETSY = path.join(REPO, "examples/netsy.yaml");
@@ -59,7 +75,8 @@ async function natsServer(name: string, text: string): Promise<{ server: Server;
 }
 
 /** natsTls are nats.js's TLS options: the client's files (none: no certificate), verifying the server as `servername`. */
-const natsTls = (ca: string, servername: string, cert?: string, key?: string): TlsOptions => ({ caFile: ca, certFile: cert, keyFile: key, servername }) as TlsOptions;
+const natsTls = (ca: string, servername: string, cert?: string, key?: string): TlsOptions =>
+  ({ caFile: ca, certFile: cert, keyFile: key, servername }) as TlsOptions;
 
 /** roundTrip subscribes to a subject, publishes to it and waits for the message: the mapped user's permissions at work. */
 async function roundTrip(nc: NatsConnection): Promise<string> {
@@ -133,7 +150,11 @@ connections:
     const node = path.join(pki.pki, "services/node");
     const clients = [
       { name: "worker", files: pki.svc("worker"), uri: "spiffe://cfg.local/client/worker" },
-      { name: "node", files: { ...pki.svc("node"), cert: path.join(node, "client.pem"), key: path.join(node, "client-key.pem") }, uri: "spiffe://cfg.local/dual/node" },
+      {
+        name: "node",
+        files: { ...pki.svc("node"), cert: path.join(node, "client.pem"), key: path.join(node, "client-key.pem") },
+        uri: "spiffe://cfg.local/dual/node",
+      },
     ];
     for (const c of clients) {
       const mark = logMark(server);
@@ -216,7 +237,11 @@ describe("config postgres: PostgreSQL 15 with the snippet's postgresql.conf, pg_
     // The host's certs directory, as `mtlskit export --format flat` lays it out: root.pem, cnpg.pem, cnpg-key.pem.
     const certs = dir("certs");
     const cnpg = pki.svc("cnpg");
-    for (const [from, to, mode] of [[cnpg.ca, FLAT_NAMES.ca, 0o644], [cnpg.cert, FLAT_NAMES.cert, 0o644], [cnpg.key, FLAT_NAMES.key, 0o600]] as const) {
+    for (const [from, to, mode] of [
+      [cnpg.ca, FLAT_NAMES.ca, 0o644],
+      [cnpg.cert, FLAT_NAMES.cert, 0o644],
+      [cnpg.key, FLAT_NAMES.key, 0o600],
+    ] as const) {
       const dest = path.join(certs, flatName(to, "cnpg"));
       copyFileSync(from, dest);
       owned(dest, mode);
@@ -229,7 +254,22 @@ describe("config postgres: PostgreSQL 15 with the snippet's postgresql.conf, pg_
     const data = dir("data");
     const sock = dir("sock");
     const asPostgres = { uid, gid, cwd: work, env: { HOME: work, LC_ALL: "C" } };
-    const init = exec(need("initdb"), ["-D", data, "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync", "--auth-local=peer", "--auth-host=reject"], { ...asPostgres, timeoutMs: 60_000 });
+    const init = exec(
+      need("initdb"),
+      [
+        "-D",
+        data,
+        "-U",
+        "postgres",
+        "-E",
+        "UTF8",
+        "--locale=C",
+        "--no-sync",
+        "--auth-local=peer",
+        "--auth-host=reject",
+      ],
+      { ...asPostgres, timeoutMs: 60_000 },
+    );
     assert.equal(init.code, 0, `initdb failed:\n${init.out}`);
     const conf = (name: string, body: string, append = false) => {
       const p = path.join(data, name);
@@ -241,13 +281,63 @@ describe("config postgres: PostgreSQL 15 with the snippet's postgresql.conf, pg_
     conf("pg_hba.conf", `local all postgres peer\n${parts["pg_hba.conf"]}`);
     conf("pg_ident.conf", parts["pg_ident.conf"]!);
     const port = await freePort();
-    server = startServer("config-postgres", need("postgres"), ["-D", data, "-k", sock, "-p", String(port), "-c", "listen_addresses=127.0.0.1", "-c", "log_connections=on", "-c", "fsync=off"], asPostgres);
-    const admin = (sql: string) => exec(need("psql"), ["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", sock, "-p", String(port), "-U", "postgres", "-d", "postgres", "-c", sql], { ...asPostgres, timeoutMs: 15_000 });
+    server = startServer(
+      "config-postgres",
+      need("postgres"),
+      [
+        "-D",
+        data,
+        "-k",
+        sock,
+        "-p",
+        String(port),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "log_connections=on",
+        "-c",
+        "fsync=off",
+      ],
+      asPostgres,
+    );
+    const admin = (sql: string) =>
+      exec(
+        need("psql"),
+        [
+          "-X",
+          "-A",
+          "-t",
+          "-v",
+          "ON_ERROR_STOP=1",
+          "-h",
+          sock,
+          "-p",
+          String(port),
+          "-U",
+          "postgres",
+          "-d",
+          "postgres",
+          "-c",
+          sql,
+        ],
+        { ...asPostgres, timeoutMs: 15_000 },
+      );
     await waitFor("postgres on its unix socket", () => admin("select 1").code === 0, 30_000, server);
     assert.equal(admin("create role core login").code, 0);
 
     const psql = (files: { ca: string; cert: string; key: string }, user: string) =>
-      exec(need("psql"), ["-X", "-A", "-t", `host=cnpg.serviceradar hostaddr=127.0.0.1 port=${port} dbname=postgres user=${user} sslmode=verify-full connect_timeout=5 sslrootcert=${files.ca} sslcert=${files.cert} sslkey=${files.key}`, "-c", "select current_user, ssl, version from pg_stat_ssl where pid = pg_backend_pid()"], { timeoutMs: 15_000 });
+      exec(
+        need("psql"),
+        [
+          "-X",
+          "-A",
+          "-t",
+          `host=cnpg.serviceradar hostaddr=127.0.0.1 port=${port} dbname=postgres user=${user} sslmode=verify-full connect_timeout=5 sslrootcert=${files.ca} sslcert=${files.cert} sslkey=${files.key}`,
+          "-c",
+          "select current_user, ssl, version from pg_stat_ssl where pid = pg_backend_pid()",
+        ],
+        { timeoutMs: 15_000 },
+      );
     const ok = psql(pki.svc("core"), "core");
     assert.equal(ok.code, 0, ok.out);
     assert.match(ok.stdout, /^core\|t\|TLSv1\.3$/m);
@@ -296,11 +386,27 @@ ${directives.replace(/^/gm, "    ")}
     assert.equal(t.code, 0, `nginx -t refused the snippet:\n${t.out}`);
     const server = startServer("config-nginx", need("nginx"), args);
     await waitForPort(port, server);
-    const curl = (extra: string[]) => exec(need("curl"), ["-sS", "--max-time", "10", "--cacert", pki.svc("gateway").ca, "--resolve", `core.serviceradar:${port}:127.0.0.1`, "-w", "\n%{http_code}", ...extra, `https://core.serviceradar:${port}/`]);
+    const curl = (extra: string[]) =>
+      exec(need("curl"), [
+        "-sS",
+        "--max-time",
+        "10",
+        "--cacert",
+        pki.svc("gateway").ca,
+        "--resolve",
+        `core.serviceradar:${port}:127.0.0.1`,
+        "-w",
+        "\n%{http_code}",
+        ...extra,
+        `https://core.serviceradar:${port}/`,
+      ]);
     const gw = pki.svc("gateway");
     const ok = curl(["--cert", gw.cert, "--key", gw.key]);
     assert.equal(ok.code, 0, ok.out);
-    assert.equal(ok.stdout, "verify=SUCCESS dn=CN=gateway.serviceradar,OU=Operations,O=ServiceRadar,L=Your Location,ST=Your State,C=US\n\n200");
+    assert.equal(
+      ok.stdout,
+      "verify=SUCCESS dn=CN=gateway.serviceradar,OU=Operations,O=ServiceRadar,L=Your Location,ST=Your State,C=US\n\n200",
+    );
     const none = curl([]);
     assert.equal(none.code, 0, none.out);
     assert.match(none.stdout, /No required SSL certificate was sent[\s\S]*\n400$/);
@@ -343,7 +449,13 @@ describe("config etcd: etcd 3.4.23 members started with the snippet's flags", ()
   it("ok/three members with dual certificates form a cluster over peer TLS; app puts through etcd-1 and gets from etcd-3; a client without a certificate is refused", async () => {
     const pki: Pki = await makePki("config-etcd", ETCD_MANIFEST);
     const names = ["etcd-1", "etcd-2", "etcd-3"];
-    const at = await Promise.all(names.map(async (n) => ({ name: n, client: `https://127.0.0.1:${await freePort()}`, peer: `https://127.0.0.1:${await freePort()}` })));
+    const at = await Promise.all(
+      names.map(async (n) => ({
+        name: n,
+        client: `https://127.0.0.1:${await freePort()}`,
+        peer: `https://127.0.0.1:${await freePort()}`,
+      })),
+    );
     const cluster = at.map((m) => `${m.name}=${m.peer}`).join(",");
     const members = await Promise.all(
       at.map(async (m) => {
@@ -352,8 +464,24 @@ describe("config etcd: etcd 3.4.23 members started with the snippet's flags", ()
         const args = [
           ...tls,
           ...["--name", m.name, "--data-dir", subdir(`config-${m.name}-data`)],
-          ...["--listen-client-urls", m.client, "--advertise-client-urls", m.client, "--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer],
-          ...["--initial-cluster", cluster, "--initial-cluster-state", "new", "--initial-cluster-token", "mtlskit-config"],
+          ...[
+            "--listen-client-urls",
+            m.client,
+            "--advertise-client-urls",
+            m.client,
+            "--listen-peer-urls",
+            m.peer,
+            "--initial-advertise-peer-urls",
+            m.peer,
+          ],
+          ...[
+            "--initial-cluster",
+            cluster,
+            "--initial-cluster-state",
+            "new",
+            "--initial-cluster-token",
+            "mtlskit-config",
+          ],
           ...["--heartbeat-interval", "50", "--election-timeout", "500"],
         ];
         return { ...m, server: startServer(`config-${m.name}`, need("etcd"), args) };
@@ -361,7 +489,22 @@ describe("config etcd: etcd 3.4.23 members started with the snippet's flags", ()
     );
     const app = pki.svc("app");
     const etcdctl = (endpoint: string, identity: string[], ...args: string[]) =>
-      exec(need("etcdctl"), ["--endpoints", endpoint, "--dial-timeout", "2s", "--command-timeout", "2s", "--cacert", app.ca, ...identity, ...args], { env: { ETCDCTL_API: "3" }, timeoutMs: 15_000 });
+      exec(
+        need("etcdctl"),
+        [
+          "--endpoints",
+          endpoint,
+          "--dial-timeout",
+          "2s",
+          "--command-timeout",
+          "2s",
+          "--cacert",
+          app.ca,
+          ...identity,
+          ...args,
+        ],
+        { env: { ETCDCTL_API: "3" }, timeoutMs: 15_000 },
+      );
     const asApp = ["--cert", app.cert, "--key", app.key];
     await waitFor(
       "three healthy members",
@@ -382,7 +525,11 @@ describe("config etcd: etcd 3.4.23 members started with the snippet's flags", ()
     const mark = logMark(members[1]!.server);
     const none = etcdctl(members[1]!.client, [], "get", "snippet");
     assert.notEqual(none.code, 0);
-    await waitForLog(members[1]!.server, mark, /rejected connection from "127\.0\.0\.1:\d+" \(error "tls: client didn't provide a certificate"/);
+    await waitForLog(
+      members[1]!.server,
+      mark,
+      /rejected connection from "127\.0\.0\.1:\d+" \(error "tls: client didn't provide a certificate"/,
+    );
     await Promise.all(members.map((m) => m.server.stop()));
   });
 
@@ -390,7 +537,9 @@ describe("config etcd: etcd 3.4.23 members started with the snippet's flags", ()
     // No PKI needed: etcd 3.4 refuses the flag before it opens any file.
     const text = await snippet("etcd", "-f", NETSY, "--pki", subdir("config-etcd-split-pki"), "--service", "node-1");
     assert.match(text, /these flags need etcd 3\.5 or later/);
-    const r = exec(need("etcd"), [...etcdFlagsOf(text), "--data-dir", subdir("config-etcd-split-data")], { timeoutMs: 10_000 });
+    const r = exec(need("etcd"), [...etcdFlagsOf(text), "--data-dir", subdir("config-etcd-split-data")], {
+      timeoutMs: 10_000,
+    });
     assert.notEqual(r.code, 0);
     assert.match(r.out, /flag provided but not defined: -client-cert-file/);
   });

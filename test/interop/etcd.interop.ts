@@ -31,7 +31,22 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { errorsAbout, exec, freePort, giveCertificate, logMark, makePki, need, startServer, subdir, waitFor, waitForLog, type Pki, type Ran, type Server } from "./harness.ts";
+import {
+  errorsAbout,
+  exec,
+  freePort,
+  giveCertificate,
+  logMark,
+  makePki,
+  need,
+  startServer,
+  subdir,
+  waitFor,
+  waitForLog,
+  type Pki,
+  type Ran,
+  type Server,
+} from "./harness.ts";
 
 const MEMBERS = ["etcd-1", "etcd-2", "etcd-3"] as const;
 const LOOPBACK = "127.0.0.1";
@@ -70,10 +85,17 @@ function manifest(opts: { split: boolean; caCn: string }): string {
   const addresses = `addresses: [${LOOPBACK}, localhost]`;
   const peers = opts.split ? MEMBERS.map((m) => `${m}-peer`) : [...MEMBERS];
   const services = opts.split
-    ? [...MEMBERS.map((m) => `  ${m}: { usage: dual, split: true, ${addresses} }`), ...peers.map((p) => `  ${p}: { usage: dual, ${addresses} }`)]
-    : [...MEMBERS, "etcd-4"].map((m) => `  ${m}: { usage: dual, ${addresses} }`).concat(`  web: { usage: server, ${addresses} }`);
+    ? [
+        ...MEMBERS.map((m) => `  ${m}: { usage: dual, split: true, ${addresses} }`),
+        ...peers.map((p) => `  ${p}: { usage: dual, ${addresses} }`),
+      ]
+    : [...MEMBERS, "etcd-4"]
+        .map((m) => `  ${m}: { usage: dual, ${addresses} }`)
+        .concat(`  web: { usage: server, ${addresses} }`);
   const connections = [
-    ...peers.flatMap((from) => peers.filter((to) => to !== from).map((to) => `  - { from: ${from}, to: ${to}, address: ${LOOPBACK} }`)),
+    ...peers.flatMap((from) =>
+      peers.filter((to) => to !== from).map((to) => `  - { from: ${from}, to: ${to}, address: ${LOOPBACK} }`),
+    ),
     ...(opts.split ? [] : MEMBERS.map((to) => `  - { from: etcd-4, to: ${to}, address: ${LOOPBACK} }`)),
     ...MEMBERS.map((to) => `  - { from: app, to: ${to}, address: ${LOOPBACK} }`),
   ];
@@ -100,30 +122,71 @@ const dualTls = (pki: Pki, name: string): MemberTls => ({ client: pki.svc(name),
 const splitTls = (pki: Pki, name: string): MemberTls => ({ client: pki.svc(name), peer: pki.svc(`${name}-peer`) });
 
 /** etcdArgs are a member's flags: TLS with client certificates required on both listeners. */
-function etcdArgs(m: { name: string; clientUrl: string; peerUrl: string }, tls: MemberTls, initialCluster: string, state: "new" | "existing", token: string): string[] {
+function etcdArgs(
+  m: { name: string; clientUrl: string; peerUrl: string },
+  tls: MemberTls,
+  initialCluster: string,
+  state: "new" | "existing",
+  token: string,
+): string[] {
   return [
     ...["--name", m.name, "--data-dir", subdir(`${m.name}-data`)],
     ...["--listen-client-urls", m.clientUrl, "--advertise-client-urls", m.clientUrl],
     ...["--listen-peer-urls", m.peerUrl, "--initial-advertise-peer-urls", m.peerUrl],
     ...["--initial-cluster", initialCluster, "--initial-cluster-state", state, "--initial-cluster-token", token],
-    ...["--client-cert-auth", "--trusted-ca-file", tls.client.ca, "--cert-file", tls.client.cert, "--key-file", tls.client.key],
-    ...["--peer-client-cert-auth", "--peer-trusted-ca-file", tls.peer.ca, "--peer-cert-file", tls.peer.cert, "--peer-key-file", tls.peer.key],
+    ...[
+      "--client-cert-auth",
+      "--trusted-ca-file",
+      tls.client.ca,
+      "--cert-file",
+      tls.client.cert,
+      "--key-file",
+      tls.client.key,
+    ],
+    ...[
+      "--peer-client-cert-auth",
+      "--peer-trusted-ca-file",
+      tls.peer.ca,
+      "--peer-cert-file",
+      tls.peer.cert,
+      "--peer-key-file",
+      tls.peer.key,
+    ],
     ...["--heartbeat-interval", "50", "--election-timeout", "500"],
   ];
 }
 
 /** urls gives a member its client and peer URLs on two free loopback ports. */
 async function urls(name: string): Promise<{ name: string; clientUrl: string; peerUrl: string }> {
-  return { name, clientUrl: `https://${LOOPBACK}:${await freePort()}`, peerUrl: `https://${LOOPBACK}:${await freePort()}` };
+  return {
+    name,
+    clientUrl: `https://${LOOPBACK}:${await freePort()}`,
+    peerUrl: `https://${LOOPBACK}:${await freePort()}`,
+  };
 }
 
 /** etcdctl runs `etcdctl ARGS` against `endpoints`, trusting `as.ca` and presenting `as.cert` when given. */
 function etcdctl(endpoints: string[], as: { ca: string; cert?: string; key?: string }, ...args: string[]): Ran {
   const identity = as.cert && as.key ? ["--cert", as.cert, "--key", as.key] : [];
-  return exec(need("etcdctl"), ["--endpoints", endpoints.join(","), "--dial-timeout", ETCDCTL_TIMEOUT, "--command-timeout", ETCDCTL_TIMEOUT, "--cacert", as.ca, ...identity, ...args], {
-    env: { ETCDCTL_API: "3" },
-    timeoutMs: 15_000,
-  });
+  return exec(
+    need("etcdctl"),
+    [
+      "--endpoints",
+      endpoints.join(","),
+      "--dial-timeout",
+      ETCDCTL_TIMEOUT,
+      "--command-timeout",
+      ETCDCTL_TIMEOUT,
+      "--cacert",
+      as.ca,
+      ...identity,
+      ...args,
+    ],
+    {
+      env: { ETCDCTL_API: "3" },
+      timeoutMs: 15_000,
+    },
+  );
 }
 
 /** Cluster is three running members, and what a fourth needs to try joining them. */
@@ -140,14 +203,21 @@ async function startCluster(pki: Pki, logPrefix: string, tls: (name: string) => 
   const token = `mtlskit-${randomBytes(6).toString("hex")}`;
   const members = at.map((m): Member => {
     const files = tls(m.name);
-    return { ...m, tls: files, server: startServer(`${logPrefix}${m.name}`, need("etcd"), etcdArgs(m, files, initialCluster, "new", token)) };
+    return {
+      ...m,
+      tls: files,
+      server: startServer(`${logPrefix}${m.name}`, need("etcd"), etcdArgs(m, files, initialCluster, "new", token)),
+    };
   });
   const endpoints = members.map((m) => m.clientUrl);
   await waitFor(
     "etcdctl endpoint health --cluster",
     () => {
       const down = members.find((m) => m.server.exited !== undefined);
-      if (down) throw new Error(`interop: ${down.name} exited (${down.server.exited}); log ${down.server.log}:\n${down.server.tail()}`);
+      if (down)
+        throw new Error(
+          `interop: ${down.name} exited (${down.server.exited}); log ${down.server.log}:\n${down.server.tail()}`,
+        );
       const r = etcdctl(endpoints, pki.svc("app"), "endpoint", "health", "--cluster");
       return r.code === 0 && (r.out.match(/ is healthy: /g) ?? []).length === MEMBERS.length;
     },
@@ -158,17 +228,23 @@ async function startCluster(pki: Pki, logPrefix: string, tls: (name: string) => 
 }
 
 /** rejected is the line etcd 3.4 logs when its TLS listener refuses a connection for `reason`. */
-const rejected = (reason: string): RegExp => new RegExp(`embed: rejected connection from "127\\.0\\.0\\.1:\\d+" \\(error "${reason.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`);
+const rejected = (reason: string): RegExp =>
+  new RegExp(
+    `embed: rejected connection from "127\\.0\\.0\\.1:\\d+" \\(error "${reason.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}`,
+  );
 
 /** tlsLine is what etcd 3.4 logs at start for a listener (`ClientTLS` or `peerTLS`) that requires client certificates. */
-const tlsLine = (listener: "ClientTLS" | "peerTLS", f: TlsFiles): string => `embed: ${listener}: cert = ${f.cert}, key = ${f.key}, trusted-ca = ${f.ca}, client-cert-auth = true`;
+const tlsLine = (listener: "ClientTLS" | "peerTLS", f: TlsFiles): string =>
+  `embed: ${listener}: cert = ${f.cert}, key = ${f.key}, trusted-ca = ${f.ca}, client-cert-auth = true`;
 
 /**
  * breakDeployment makes a broken deployment in place (`mutate` overwrites some services' files)
  * and returns the function that puts the files of `services` back as they were.
  */
 function breakDeployment(pki: Pki, services: string[], mutate: () => void): () => void {
-  const saved = services.flatMap((s) => (["cert", "key"] as const).map((f) => ({ path: pki.svc(s)[f], data: readFileSync(pki.svc(s)[f]) })));
+  const saved = services.flatMap((s) =>
+    (["cert", "key"] as const).map((f) => ({ path: pki.svc(s)[f], data: readFileSync(pki.svc(s)[f]) })),
+  );
   mutate();
   return () => {
     for (const f of saved) writeFileSync(f.path, f.data);
@@ -178,7 +254,10 @@ function breakDeployment(pki: Pki, services: string[], mutate: () => void): () =
 /** assertNoErrorsAbout asserts check reports no error about any of `services` (or their connections). */
 function assertNoErrorsAbout(pki: Pki, services: string[]): void {
   const report = pki.check();
-  assert.deepEqual(services.flatMap((s) => errorsAbout(report, s)), []);
+  assert.deepEqual(
+    services.flatMap((s) => errorsAbout(report, s)),
+    [],
+  );
 }
 
 describe("etcd 3.4: three members with dual certificates, client and peer certificate auth", () => {
@@ -222,7 +301,20 @@ describe("etcd 3.4: three members with dual certificates, client and peer certif
     const value = `gw-${randomBytes(4).toString("hex")}`;
     assert.equal(etcdctl([member("etcd-1").clientUrl], app(), "put", "gw", value).code, 0);
     const body = JSON.stringify({ key: Buffer.from("gw").toString("base64") });
-    const r = exec(need("curl"), ["-sS", "--max-time", "10", "--cacert", app().ca, "--cert", app().cert, "--key", app().key, "-d", body, `${member("etcd-2").clientUrl}/v3/kv/range`]);
+    const r = exec(need("curl"), [
+      "-sS",
+      "--max-time",
+      "10",
+      "--cacert",
+      app().ca,
+      "--cert",
+      app().cert,
+      "--key",
+      app().key,
+      "-d",
+      body,
+      `${member("etcd-2").clientUrl}/v3/kv/range`,
+    ]);
     assert.equal(r.code, 0, r.out);
     const kvs = (JSON.parse(r.stdout) as { kvs?: { value: string }[] }).kvs ?? [];
     assert.deepEqual(
@@ -255,7 +347,11 @@ describe("etcd 3.4: three members with dual certificates, client and peer certif
       const r = etcdctl([member("etcd-2").clientUrl], app(), "get", "k");
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, /Error: context deadline exceeded/);
-      await waitForLog(etcd2, mark, rejected("tls: failed to verify client certificate: x509: certificate signed by unknown authority"));
+      await waitForLog(
+        etcd2,
+        mark,
+        rejected("tls: failed to verify client certificate: x509: certificate signed by unknown authority"),
+      );
     } finally {
       restore();
     }
@@ -272,7 +368,11 @@ describe("etcd 3.4: three members with dual certificates, client and peer certif
       const r = etcdctl([member("etcd-2").clientUrl], app(), "get", "k");
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, /Error: context deadline exceeded/);
-      await waitForLog(etcd2, mark, rejected("tls: failed to verify client certificate: x509: certificate specifies an incompatible key usage"));
+      await waitForLog(
+        etcd2,
+        mark,
+        rejected("tls: failed to verify client certificate: x509: certificate specifies an incompatible key usage"),
+      );
     } finally {
       restore();
     }
@@ -291,13 +391,37 @@ describe("etcd 3.4: three members with dual certificates, client and peer certif
       // when its request is written first, the reset that follows it.
       const m4 = await urls("etcd-4");
       const marks = cluster.members.map((m) => logMark(m.server));
-      joiner = startServer("etcd-4", need("etcd"), etcdArgs(m4, dualTls(pki, "etcd-4"), `${cluster.initialCluster},etcd-4=${m4.peerUrl}`, "existing", cluster.token));
+      joiner = startServer(
+        "etcd-4",
+        need("etcd"),
+        etcdArgs(
+          m4,
+          dualTls(pki, "etcd-4"),
+          `${cluster.initialCluster},etcd-4=${m4.peerUrl}`,
+          "existing",
+          cluster.token,
+        ),
+      );
       for (const [i, m] of cluster.members.entries()) {
         const url = m.peerUrl.replace(/[.]/g, "\\.");
-        await waitForLog(joiner, 0, new RegExp(`could not get cluster response from ${url}: Get "${url}/members": (?:readLoopPeekFailLocked: )?(remote error: tls: bad certificate|write tcp \\S+->\\S+: write: connection reset by peer)`));
-        await waitForLog(m.server, marks[i]!, rejected("tls: failed to verify client certificate: x509: certificate specifies an incompatible key usage"));
+        await waitForLog(
+          joiner,
+          0,
+          new RegExp(
+            `could not get cluster response from ${url}: Get "${url}/members": (?:readLoopPeekFailLocked: )?(remote error: tls: bad certificate|write tcp \\S+->\\S+: write: connection reset by peer)`,
+          ),
+        );
+        await waitForLog(
+          m.server,
+          marks[i]!,
+          rejected("tls: failed to verify client certificate: x509: certificate specifies an incompatible key usage"),
+        );
       }
-      await waitForLog(joiner, 0, "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs");
+      await waitForLog(
+        joiner,
+        0,
+        "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs",
+      );
     } finally {
       await joiner?.stop();
       restore();

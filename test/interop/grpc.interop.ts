@@ -12,7 +12,19 @@ import assert from "node:assert/strict";
 import { copyFileSync } from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { clonePki, errorsAbout, exec, giveCertificate, makePki, REPO, startServer, stopAll, waitFor, type Pki, type Server } from "./harness.ts";
+import {
+  clonePki,
+  errorsAbout,
+  exec,
+  giveCertificate,
+  makePki,
+  REPO,
+  startServer,
+  stopAll,
+  waitFor,
+  type Pki,
+  type Server,
+} from "./harness.ts";
 
 const WORKER = "spiffe://quickstart.local/client/worker";
 const DB = "spiffe://quickstart.local/dual/db";
@@ -25,13 +37,20 @@ let port: number;
 
 /** client runs examples/grpc/client.ts as `as`, with the service files of `dir`. */
 function client(dir: string, as: string) {
-  return exec(process.execPath, [...TSX, "examples/grpc/client.ts"], { cwd: REPO, env: { MTLSKIT_PKI: dir, PORT: String(port), MTLSKIT_AS: as }, timeoutMs: 30_000 });
+  return exec(process.execPath, [...TSX, "examples/grpc/client.ts"], {
+    cwd: REPO,
+    env: { MTLSKIT_PKI: dir, PORT: String(port), MTLSKIT_AS: as },
+    timeoutMs: 30_000,
+  });
 }
 
 describe("grpc-js: examples/grpc server and client with the service library", { timeout: 120_000 }, () => {
   before(async () => {
     pki = await makePki("grpc", QUICKSTART);
-    server = startServer("grpc-example-server", process.execPath, [...TSX, "examples/grpc/server.ts"], { cwd: REPO, env: { MTLSKIT_PKI: pki.pki, PORT: "0" } });
+    server = startServer("grpc-example-server", process.execPath, [...TSX, "examples/grpc/server.ts"], {
+      cwd: REPO,
+      env: { MTLSKIT_PKI: pki.pki, PORT: "0" },
+    });
     let bound: number | undefined;
     await waitFor(
       "the grpc example server's `listening on` line",
@@ -81,6 +100,9 @@ describe("grpc-js: examples/grpc server and client with the service library", { 
     assert.equal(r.code, 1, r.out);
     assert.match(r.stderr, /refused: code 14: /);
     const codes = errorsAbout(broken.check(), "worker");
-    assert.ok(codes.some((c) => /^conn-.* worker -> api$/.test(c)), codes.join("; "));
+    assert.ok(
+      codes.some((c) => /^conn-.* worker -> api$/.test(c)),
+      codes.join("; "),
+    );
   });
 });

@@ -12,7 +12,18 @@
  *   case can assert that a real server's verdict and check's agree.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { copyFileSync, cpSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  cpSync,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -71,12 +82,23 @@ export async function freePort(): Promise<number> {
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** waitFor polls `probe` every 100 ms until it returns true, or throws after `timeoutMs` naming `what` (and the server's log tail). */
-export async function waitFor(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 20_000, server?: Server): Promise<void> {
+export async function waitFor(
+  what: string,
+  probe: () => boolean | Promise<boolean>,
+  timeoutMs = 20_000,
+  server?: Server,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (server?.exited) throw new Error(`interop: ${server.name} exited (${server.exited}) while waiting for ${what}; log ${server.log}:\n${server.tail()}`);
+    if (server?.exited)
+      throw new Error(
+        `interop: ${server.name} exited (${server.exited}) while waiting for ${what}; log ${server.log}:\n${server.tail()}`,
+      );
     if (await probe()) return;
-    if (Date.now() > deadline) throw new Error(`interop: ${what} not ready after ${timeoutMs} ms${server ? `; log ${server.log}:\n${server.tail()}` : ""}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `interop: ${what} not ready after ${timeoutMs} ms${server ? `; log ${server.log}:\n${server.tail()}` : ""}`,
+      );
     await sleep(100);
   }
 }
@@ -133,7 +155,13 @@ export function startServer(name: string, cmd: string, args: string[], opts: Sta
   const log = path.join(logs, `${name}.log`);
   const out = createWriteStream(log, { flags: "a" });
   out.write(`$ ${cmd} ${args.join(" ")}\n`);
-  const child = spawn(cmd, args, { env: { ...process.env, ...opts.env }, cwd: opts.cwd, uid: opts.uid, gid: opts.gid, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(cmd, args, {
+    env: { ...process.env, ...opts.env },
+    cwd: opts.cwd,
+    uid: opts.uid,
+    gid: opts.gid,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   child.stdout.pipe(out, { end: false });
   child.stderr.pipe(out, { end: false });
   const server: Server = {
@@ -167,7 +195,8 @@ export function startServer(name: string, cmd: string, args: string[], opts: Sta
 export const logMark = (s: Server): number => (existsSync(s.log) ? statSync(s.log).size : 0);
 
 /** logSince returns what `s` logged after byte `mark`. */
-export const logSince = (s: Server, mark: number): string => (existsSync(s.log) ? readFileSync(s.log).subarray(mark).toString("utf8") : "");
+export const logSince = (s: Server, mark: number): string =>
+  existsSync(s.log) ? readFileSync(s.log).subarray(mark).toString("utf8") : "";
 
 /**
  * waitForLog waits (bounded) until `pattern` appears in what `s` logged after `mark`, and returns
@@ -207,7 +236,15 @@ export interface ExecOptions extends StartOptions {
 
 /** exec runs a command to completion (bounded by `timeoutMs`, default 30 s). */
 export function exec(cmd: string, args: string[], opts: ExecOptions = {}): Ran {
-  const r = spawnSync(cmd, args, { env: { ...process.env, ...opts.env }, cwd: opts.cwd, uid: opts.uid, gid: opts.gid, input: opts.input, encoding: "utf8", timeout: opts.timeoutMs ?? 30_000 });
+  const r = spawnSync(cmd, args, {
+    env: { ...process.env, ...opts.env },
+    cwd: opts.cwd,
+    uid: opts.uid,
+    gid: opts.gid,
+    input: opts.input,
+    encoding: "utf8",
+    timeout: opts.timeoutMs ?? 30_000,
+  });
   if (r.error) throw new Error(`interop: ${cmd} ${args.join(" ")}: ${r.error.message}`);
   return { code: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "", out: `${r.stdout ?? ""}${r.stderr ?? ""}` };
 }
@@ -217,7 +254,13 @@ export function exec(cmd: string, args: string[], opts: ExecOptions = {}): Ran {
  * the suite starts as processes: `startServer("metrics", process.execPath, mtlskit(["metrics", ...]), { cwd: REPO })`.
  */
 export function mtlskit(args: string[]): string[] {
-  return ["--import", "tsx", "-e", 'process.argv.splice(1, 0, "mtlskit"); import("./src/cli/main.ts").then((m) => m.main());', ...args];
+  return [
+    "--import",
+    "tsx",
+    "-e",
+    'process.argv.splice(1, 0, "mtlskit"); import("./src/cli/main.ts").then((m) => m.main());',
+    ...args,
+  ];
 }
 
 /** ServiceFiles are a managed service's files. */
@@ -272,7 +315,14 @@ export function clonePki(from: Pki, name: string): Pki {
     const d = path.join(pki, "services", s);
     return { dir: d, cert: path.join(d, "cert.pem"), key: path.join(d, "key.pem"), ca: path.join(d, "ca.pem") };
   };
-  return { dir, file: from.file, pki, loaded: from.loaded, svc, check: (now?: Date) => checkPki(from.loaded.manifest, pki, { now }) };
+  return {
+    dir,
+    file: from.file,
+    pki,
+    loaded: from.loaded,
+    svc,
+    check: (now?: Date) => checkPki(from.loaded.manifest, pki, { now }),
+  };
 }
 
 /**
@@ -289,7 +339,8 @@ export function errorsAbout(report: CheckReport, service: string): string[] {
     .filter((f) => f.severity === "error")
     .flatMap((f) => {
       const a = f.about;
-      if (a.kind === "connection") return a.from === service || a.to === service ? [`${f.code} ${a.from} -> ${a.to}`] : [];
+      if (a.kind === "connection")
+        return a.from === service || a.to === service ? [`${f.code} ${a.from} -> ${a.to}`] : [];
       return a.kind !== "ca" && a.service === service ? [`${f.code} ${a.service}`] : [];
     });
 }
@@ -307,7 +358,14 @@ export function buildGoverify(): string {
   const cache = process.env.HOME ? path.join(process.env.HOME, ".cache", "go-build") : path.join(go, "cache");
   const r = exec(need("go"), ["build", "-o", out, "."], {
     cwd: path.join(import.meta.dirname, "goverify"),
-    env: { GOFLAGS: "-mod=mod", GOPROXY: "off", GOTOOLCHAIN: "local", CGO_ENABLED: "0", GOCACHE: cache, GOPATH: path.join(go, "path") },
+    env: {
+      GOFLAGS: "-mod=mod",
+      GOPROXY: "off",
+      GOTOOLCHAIN: "local",
+      CGO_ENABLED: "0",
+      GOCACHE: cache,
+      GOPATH: path.join(go, "path"),
+    },
     timeoutMs: 120_000,
   });
   if (r.code !== 0) throw new Error(`go build of test/interop/goverify failed:\n${r.out}`);

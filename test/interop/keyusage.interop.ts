@@ -33,7 +33,12 @@ interface Written {
 
 function write(name: string, ca: Forged, leaf: Forged): Written {
   const dir = subdir(`keyusage-${name}`);
-  const w = { dir, cert: path.join(dir, "server.pem"), key: path.join(dir, "server-key.pem"), ca: path.join(dir, "ca.pem") };
+  const w = {
+    dir,
+    cert: path.join(dir, "server.pem"),
+    key: path.join(dir, "server-key.pem"),
+    ca: path.join(dir, "ca.pem"),
+  };
   writeFileSync(w.cert, leaf.pem);
   writeFileSync(w.key, leaf.key.pem, { mode: 0o600 });
   writeFileSync(w.ca, ca.pem);
@@ -46,7 +51,8 @@ function judge(w: Written, client: Forged): CheckReport {
   mkdirSync(cdir, { recursive: true });
   writeFileSync(path.join(cdir, "client.pem"), client.pem);
   writeFileSync(path.join(cdir, "client-key.pem"), client.key.pem, { mode: 0o600 });
-  const files = (cert: string, key: string) => `{ cert: ${JSON.stringify(cert)}, key: ${JSON.stringify(key)}, ca: ${JSON.stringify(w.ca)} }`;
+  const files = (cert: string, key: string) =>
+    `{ cert: ${JSON.stringify(cert)}, key: ${JSON.stringify(key)}, ca: ${JSON.stringify(w.ca)} }`;
   const manifest = path.join(w.dir, "mtlskit.yaml");
   writeFileSync(
     manifest,
@@ -72,17 +78,46 @@ function judge(w: Written, client: Forged): CheckReport {
 /** serve starts `openssl s_server` on `w`'s files for one TLS version; returns its port. */
 async function serve(name: string, w: Written, version: Version): Promise<number> {
   const port = await freePort();
-  const s = startServer(`keyusage-${name}-tls${version}`, need("openssl"), ["s_server", "-accept", `127.0.0.1:${port}`, "-cert", w.cert, "-key", w.key, `-tls${version.replace(".", "_")}`, "-www", "-quiet"]);
+  const s = startServer(`keyusage-${name}-tls${version}`, need("openssl"), [
+    "s_server",
+    "-accept",
+    `127.0.0.1:${port}`,
+    "-cert",
+    w.cert,
+    "-key",
+    w.key,
+    `-tls${version.replace(".", "_")}`,
+    "-www",
+    "-quiet",
+  ]);
   await waitForPort(port, s);
   return port;
 }
 
 const opensslClient = (w: Written, port: number, version: Version) =>
-  exec(need("openssl"), ["s_client", "-connect", `127.0.0.1:${port}`, "-CAfile", w.ca, "-verify_return_error", `-tls${version.replace(".", "_")}`], { input: "", timeoutMs: 20_000 });
+  exec(
+    need("openssl"),
+    [
+      "s_client",
+      "-connect",
+      `127.0.0.1:${port}`,
+      "-CAfile",
+      w.ca,
+      "-verify_return_error",
+      `-tls${version.replace(".", "_")}`,
+    ],
+    { input: "", timeoutMs: 20_000 },
+  );
 const gnutlsClient = (w: Written, port: number, version: Version) =>
-  exec(need("gnutls-cli"), ["--x509cafile", w.ca, "--priority", `NORMAL:-VERS-ALL:+VERS-TLS${version}`, "-p", String(port), "127.0.0.1"], { input: "", timeoutMs: 20_000 });
+  exec(
+    need("gnutls-cli"),
+    ["--x509cafile", w.ca, "--priority", `NORMAL:-VERS-ALL:+VERS-TLS${version}`, "-p", String(port), "127.0.0.1"],
+    { input: "", timeoutMs: 20_000 },
+  );
 
-describe("keyUsage without digitalSignature: check's verdicts against OpenSSL and GnuTLS clients", { timeout: 120_000 }, () => {
+describe("keyUsage without digitalSignature: check's verdicts against OpenSSL and GnuTLS clients", {
+  timeout: 120_000,
+}, () => {
   let ca: Forged;
   let client: Forged;
   before(() => {
@@ -92,7 +127,18 @@ describe("keyUsage without digitalSignature: check's verdicts against OpenSSL an
   after(stopAll);
 
   it("ok/an RSA server with keyEncipherment: OpenSSL connects in TLS 1.2 and 1.3, GnuTLS refuses in both, and check says key-usage-strict (a warning naming GnuTLS) with the connection ok", async () => {
-    const w = write("rsa", ca, forge({ issuer: ca, cn: "server", key: newKey("rsa-2048"), ku: ["keyEncipherment"], eku: ["serverAuth"], sans: ["IP:127.0.0.1"] }));
+    const w = write(
+      "rsa",
+      ca,
+      forge({
+        issuer: ca,
+        cn: "server",
+        key: newKey("rsa-2048"),
+        ku: ["keyEncipherment"],
+        eku: ["serverAuth"],
+        sans: ["IP:127.0.0.1"],
+      }),
+    );
     const report = judge(w, client);
     assert.equal(report.connections[0]!.ok, true, JSON.stringify(report.findings));
     const f = report.findings.find((x) => x.code === "key-usage-strict");
@@ -107,12 +153,20 @@ describe("keyUsage without digitalSignature: check's verdicts against OpenSSL an
       const g = gnutlsClient(w, port, v);
       assert.notEqual(g.code, 0, `gnutls-cli TLS ${v}: ${g.out}`);
       assert.match(g.out, /Key usage violation in certificate has been detected/, `gnutls-cli TLS ${v}`);
-      assert.deepEqual(explain(g.out).matches.map((m) => m.entry.id), ["key-usage-signature"], "explain names the refusal");
+      assert.deepEqual(
+        explain(g.out).matches.map((m) => m.entry.id),
+        ["key-usage-signature"],
+        "explain names the refusal",
+      );
     }
   });
 
   it("refused/an ECDSA server with keyEncipherment: OpenSSL fails in TLS 1.2 (no shared cipher) though it connects in 1.3, GnuTLS refuses in both, and check says key-usage and conn-server-usage (errors)", async () => {
-    const w = write("ecdsa", ca, forge({ issuer: ca, cn: "server", ku: ["keyEncipherment"], eku: ["serverAuth"], sans: ["IP:127.0.0.1"] }));
+    const w = write(
+      "ecdsa",
+      ca,
+      forge({ issuer: ca, cn: "server", ku: ["keyEncipherment"], eku: ["serverAuth"], sans: ["IP:127.0.0.1"] }),
+    );
     const report = judge(w, client);
     assert.deepEqual(report.connections[0]!.causes, ["conn-server-usage"]);
     assert.ok(report.findings.some((x) => x.code === "key-usage" && x.severity === "error"));
@@ -120,7 +174,11 @@ describe("keyUsage without digitalSignature: check's verdicts against OpenSSL an
     for (const v of VERSIONS) {
       const port = await serve("ecdsa", w, v);
       const o = opensslClient(w, port, v);
-      assert.equal(/Verify return code: 0 \(ok\)/.test(o.out) && new RegExp(`New, TLSv${v}`).test(o.out), ok[v], `openssl s_client TLS ${v}: ${o.out}`);
+      assert.equal(
+        /Verify return code: 0 \(ok\)/.test(o.out) && new RegExp(`New, TLSv${v}`).test(o.out),
+        ok[v],
+        `openssl s_client TLS ${v}: ${o.out}`,
+      );
       const g = gnutlsClient(w, port, v);
       assert.notEqual(g.code, 0, `gnutls-cli TLS ${v}: ${g.out}`);
     }

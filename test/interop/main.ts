@@ -47,7 +47,14 @@ function reason(error: unknown): string {
 const stream = run({ files, concurrency: 2, timeout: 600_000 });
 for await (const ev of stream) {
   if (ev.type !== "test:pass" && ev.type !== "test:fail") continue;
-  const d = ev.data as { name: string; nesting: number; file?: string; details: { duration_ms: number; type?: string; error?: unknown }; skip?: unknown; todo?: unknown };
+  const d = ev.data as {
+    name: string;
+    nesting: number;
+    file?: string;
+    details: { duration_ms: number; type?: string; error?: unknown };
+    skip?: unknown;
+    todo?: unknown;
+  };
   const file = path.basename(d.file ?? "?").replace(/\.interop\.ts$/, "");
   if (d.details.type === "suite") {
     if (ev.type === "test:fail" && d.nesting === 0) {

@@ -7,7 +7,20 @@ import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { exec, freePort, makePki, mtlskit, need, REPO, startServer, stopAll, subdir, waitFor, type Pki, type Server } from "./harness.ts";
+import {
+  exec,
+  freePort,
+  makePki,
+  mtlskit,
+  need,
+  REPO,
+  startServer,
+  stopAll,
+  subdir,
+  waitFor,
+  type Pki,
+  type Server,
+} from "./harness.ts";
 
 const RULES = path.join(REPO, "examples", "prometheus");
 
@@ -20,15 +33,32 @@ const scrape = async () => {
   assert.equal(r.status, 200, await r.clone().text());
   return r.text();
 };
-const value = (text: string, name: string, labelPart: string) => Number(text.split("\n").find((l) => l.startsWith(`${name}{`) && l.includes(labelPart))?.split(" ").pop());
+const value = (text: string, name: string, labelPart: string) =>
+  Number(
+    text
+      .split("\n")
+      .find((l) => l.startsWith(`${name}{`) && l.includes(labelPart))
+      ?.split(" ")
+      .pop(),
+  );
 
 describe("prometheus: promtool judges mtlskit's metrics and alert rules", { timeout: 120_000 }, () => {
   before(async () => {
     pki = await makePki("metrics", path.join(REPO, "examples", "serviceradar.yaml"));
     const port = await freePort();
-    server = startServer("mtlskit-metrics", process.execPath, mtlskit(["metrics", "--listen", `127.0.0.1:${port}`, "-f", pki.file, "--pki", pki.pki]), { cwd: REPO });
+    server = startServer(
+      "mtlskit-metrics",
+      process.execPath,
+      mtlskit(["metrics", "--listen", `127.0.0.1:${port}`, "-f", pki.file, "--pki", pki.pki]),
+      { cwd: REPO },
+    );
     url = `http://127.0.0.1:${port}/metrics`;
-    await waitFor("mtlskit metrics' serving line", () => /serving http:\/\/127\.0\.0\.1:\d+\/metrics/.test(server.tail()), 30_000, server);
+    await waitFor(
+      "mtlskit metrics' serving line",
+      () => /serving http:\/\/127\.0\.0\.1:\d+\/metrics/.test(server.tail()),
+      30_000,
+      server,
+    );
   });
   after(stopAll);
 
@@ -43,7 +73,10 @@ describe("prometheus: promtool judges mtlskit's metrics and alert rules", { time
   it("ok/a renewal made while it serves shows within seconds (a result is reused for at most 5 s), without a restart", async () => {
     const before = value(await scrape(), "mtlskit_certificate_not_after_timestamp_seconds", 'service="core"');
     await new Promise((r) => setTimeout(r, 1100)); // notAfter has second precision
-    const r = exec(process.execPath, mtlskit(["apply", "-f", pki.file, "--pki", pki.pki, "--reissue", "core"]), { cwd: REPO, timeoutMs: 60_000 });
+    const r = exec(process.execPath, mtlskit(["apply", "-f", pki.file, "--pki", pki.pki, "--reissue", "core"]), {
+      cwd: REPO,
+      timeoutMs: 60_000,
+    });
     assert.equal(r.code, 0, r.out);
     // Scrapes share a collection younger than 5 s (issue 11), so the renewal shows once it ages out.
     let after = before;
@@ -61,7 +94,9 @@ describe("prometheus: promtool judges mtlskit's metrics and alert rules", { time
   });
 
   it("ok/promtool test rules: every alert fires when it should, with its labels and words, and not before", () => {
-    const r = exec(need("promtool"), ["test", "rules", path.join(RULES, "mtlskit-alerts.test.yml")], { timeoutMs: 60_000 });
+    const r = exec(need("promtool"), ["test", "rules", path.join(RULES, "mtlskit-alerts.test.yml")], {
+      timeoutMs: 60_000,
+    });
     assert.equal(r.code, 0, r.out);
     assert.match(r.out, /SUCCESS/);
   });
@@ -70,8 +105,13 @@ describe("prometheus: promtool judges mtlskit's metrics and alert rules", { time
     const dir = subdir("rules-mutant");
     const rules = readFileSync(path.join(RULES, "mtlskit-alerts.yml"), "utf8").replace("/ 86400 < 30", "/ 86400 < 20");
     writeFileSync(path.join(dir, "mtlskit-alerts.yml"), rules);
-    writeFileSync(path.join(dir, "mtlskit-alerts.test.yml"), readFileSync(path.join(RULES, "mtlskit-alerts.test.yml"), "utf8"));
-    const r = exec(need("promtool"), ["test", "rules", path.join(dir, "mtlskit-alerts.test.yml")], { timeoutMs: 60_000 });
+    writeFileSync(
+      path.join(dir, "mtlskit-alerts.test.yml"),
+      readFileSync(path.join(RULES, "mtlskit-alerts.test.yml"), "utf8"),
+    );
+    const r = exec(need("promtool"), ["test", "rules", path.join(dir, "mtlskit-alerts.test.yml")], {
+      timeoutMs: 60_000,
+    });
     assert.equal(r.code, 1, r.out);
     assert.match(r.out, /alertname: MtlskitCertificateExpiringSoon, time: 3d/);
   });

@@ -30,7 +30,20 @@ import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { connect, Events, StringCodec, type NatsConnection, type Status, type TlsOptions } from "nats";
-import { errorsAbout, freePort, giveCertificate, makePki, need, startServer, stopAll, subdir, waitFor, waitForPort, type Pki, type Server } from "./harness.ts";
+import {
+  errorsAbout,
+  freePort,
+  giveCertificate,
+  makePki,
+  need,
+  startServer,
+  stopAll,
+  subdir,
+  waitFor,
+  waitForPort,
+  type Pki,
+  type Server,
+} from "./harness.ts";
 import type { CheckReport } from "../../src/check/index.ts";
 
 const MANIFEST = `
@@ -148,7 +161,13 @@ describe("nats-server with tls { verify, verify_and_map } and per-user permissio
 
   /** dial connects like a service: one server, a bounded timeout, no reconnection. */
   const dial = (files: ClientFiles, verifyAs: VerifyAs = "127.0.0.1"): Promise<NatsConnection> =>
-    connect({ servers: `127.0.0.1:${port}`, name: "mtlskit-interop", timeout: 5000, reconnect: false, tls: clientTls(files, verifyAs) });
+    connect({
+      servers: `127.0.0.1:${port}`,
+      name: "mtlskit-interop",
+      timeout: 5000,
+      reconnect: false,
+      tls: clientTls(files, verifyAs),
+    });
 
   /** refusal dials and returns the error (a NatsError, or Node's TLS error), failing if the connection was accepted. */
   async function refusal(files: ClientFiles, verifyAs?: VerifyAs): Promise<Refusal> {
@@ -169,7 +188,12 @@ describe("nats-server with tls { verify, verify_and_map } and per-user permissio
   /** logged waits until the server's log, after `mark`, has a line matching `re`, and returns that line. */
   async function logged(mark: number, re: RegExp): Promise<string> {
     let line: string | undefined;
-    const find = () => (line = readFileSync(nats.log).subarray(mark).toString("utf8").split("\n").find((l) => re.test(l)));
+    const find = () =>
+      (line = readFileSync(nats.log)
+        .subarray(mark)
+        .toString("utf8")
+        .split("\n")
+        .find((l) => re.test(l)));
     await waitFor(`nats-server log line ${re}`, () => find() !== undefined, 5000, nats);
     return line!;
   }
@@ -201,7 +225,10 @@ describe("nats-server with tls { verify, verify_and_map } and per-user permissio
       await nc.close();
     }
     // Email and DNS SANs are tried first: the agent's DNS SAN "agent" names no user, its URI does.
-    assert.match(await logged(mark, /Using .* for auth \[/), /Using URI found in cert for auth \["spiffe:\/\/serviceradar\.local\/client\/agent"\]/);
+    assert.match(
+      await logged(mark, /Using .* for auth \[/),
+      /Using URI found in cert for auth \["spiffe:\/\/serviceradar\.local\/client\/agent"\]/,
+    );
   });
 
   it('refused/agent publishing or subscribing outside metrics.>: "Permissions Violation", and its connection stays up', async () => {
@@ -227,8 +254,14 @@ describe("nats-server with tls { verify, verify_and_map } and per-user permissio
     } finally {
       await nc.close();
     }
-    assert.match(await logged(mark, /Publish Violation/), /\[ERR\] .* Publish Violation - User "spiffe:\/\/serviceradar\.local\/client\/agent", Subject "admin\.config"/);
-    assert.match(await logged(mark, /Subscription Violation/), /\[ERR\] .* Subscription Violation - User "spiffe:\/\/serviceradar\.local\/client\/agent", Subject "admin\.>"/);
+    assert.match(
+      await logged(mark, /Publish Violation/),
+      /\[ERR\] .* Publish Violation - User "spiffe:\/\/serviceradar\.local\/client\/agent", Subject "admin\.config"/,
+    );
+    assert.match(
+      await logged(mark, /Subscription Violation/),
+      /\[ERR\] .* Subscription Violation - User "spiffe:\/\/serviceradar\.local\/client\/agent", Subject "admin\.>"/,
+    );
   });
 
   it("ok/datasvc (dual) maps to its own user and round-trips on kv.> (check: no errors)", async () => {
@@ -240,7 +273,10 @@ describe("nats-server with tls { verify, verify_and_map } and per-user permissio
     } finally {
       await nc.close();
     }
-    assert.match(await logged(mark, /Using .* for auth \[/), /Using URI found in cert for auth \["spiffe:\/\/serviceradar\.local\/dual\/datasvc"\]/);
+    assert.match(
+      await logged(mark, /Using .* for auth \[/),
+      /Using URI found in cert for auth \["spiffe:\/\/serviceradar\.local\/dual\/datasvc"\]/,
+    );
   });
 
   it('refused/collector handed the poller\'s certificate, whose identity maps to no user: "Authorization Violation" (check: identity-mismatch)', async () => {
@@ -253,27 +289,39 @@ describe("nats-server with tls { verify, verify_and_map } and per-user permissio
     assert.match(await logged(mark, /not found/), /User in cert \["CN=poller,O=ServiceRadar"\], not found/);
   });
 
-  it("refused/no client certificate: the handshake is ended, nats-server logs \"client didn't provide a certificate\"", async () => {
+  it('refused/no client certificate: the handshake is ended, nats-server logs "client didn\'t provide a certificate"', async () => {
     const mark = logMark();
     const err = await refusal({ ca: pki.svc("agent").ca });
     assertHandshakeRefused(err);
-    assert.match(await logged(mark, /TLS handshake error/), /TLS handshake error: tls: client didn't provide a certificate/);
+    assert.match(
+      await logged(mark, /TLS handshake error/),
+      /TLS handshake error: tls: client didn't provide a certificate/,
+    );
   });
 
   it('refused/sync with a certificate from another PKI (a staging CA): "signed by unknown authority" (check: untrusted)', async () => {
-    const staging = await makePki("nats-staging", MANIFEST.replace("CN: ServiceRadar Root CA", "CN: ServiceRadar Staging CA"));
+    const staging = await makePki(
+      "nats-staging",
+      MANIFEST.replace("CN: ServiceRadar Root CA", "CN: ServiceRadar Staging CA"),
+    );
     copyCertificate(staging, pki, "sync");
     assert.deepEqual(errorsAbout(pki.check(), "sync"), ["untrusted sync", "conn-client-untrusted sync -> nats"]);
     const mark = logMark();
     const err = await refusal(pki.svc("sync"));
     assertHandshakeRefused(err);
-    assert.match(await logged(mark, /TLS handshake error/), /TLS handshake error: tls: failed to verify client certificate: x509: certificate signed by unknown authority$/);
+    assert.match(
+      await logged(mark, /TLS handshake error/),
+      /TLS handshake error: tls: failed to verify client certificate: x509: certificate signed by unknown authority$/,
+    );
   });
 
   it('refused/events with a certificate from a CA re-created with the same name: "ECDSA verification failure" (check: bad-signature)', async () => {
     const rerun = await makePki("nats-rerun", MANIFEST);
     copyCertificate(rerun, pki, "events");
-    assert.deepEqual(errorsAbout(pki.check(), "events"), ["bad-signature events", "conn-client-untrusted events -> nats"]);
+    assert.deepEqual(errorsAbout(pki.check(), "events"), [
+      "bad-signature events",
+      "conn-client-untrusted events -> nats",
+    ]);
     const mark = logMark();
     const err = await refusal(pki.svc("events"));
     assertHandshakeRefused(err);
@@ -285,11 +333,18 @@ describe("nats-server with tls { verify, verify_and_map } and per-user permissio
 
   it('refused/checker presenting the server-only NATS certificate: "incompatible key usage" (check: eku-client)', async () => {
     giveCertificate(pki, "nats", "checker");
-    assert.deepEqual(errorsAbout(pki.check(), "checker"), ["eku-client checker", "identity-mismatch checker", "conn-client-usage checker -> nats"]);
+    assert.deepEqual(errorsAbout(pki.check(), "checker"), [
+      "eku-client checker",
+      "identity-mismatch checker",
+      "conn-client-usage checker -> nats",
+    ]);
     const mark = logMark();
     const err = await refusal(pki.svc("checker"));
     assertHandshakeRefused(err);
-    assert.match(await logged(mark, /TLS handshake error/), /TLS handshake error: tls: failed to verify client certificate: x509: certificate specifies an incompatible key usage/);
+    assert.match(
+      await logged(mark, /TLS handshake error/),
+      /TLS handshake error: tls: failed to verify client certificate: x509: certificate specifies an incompatible key usage/,
+    );
   });
 
   it('refused/nats.js dialing 127.0.0.1 without a TLS host verifies the server as "localhost": ERR_TLS_CERT_ALTNAME_INVALID', async () => {
@@ -305,8 +360,12 @@ describe("nats-server with tls { verify, verify_and_map } and per-user permissio
  * reset first: Node reports either the alert or ECONNRESET. The server's log says why.
  */
 function assertHandshakeRefused(err: Refusal): void {
-  assert.ok(err.code === "ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE" || err.code === "ECONNRESET", `expected alert bad certificate or a reset, got ${err.code}: ${err.message}`);
-  if (err.code === "ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE") assert.match(err.message, /alert bad certificate.*SSL alert number 42/);
+  assert.ok(
+    err.code === "ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE" || err.code === "ECONNRESET",
+    `expected alert bad certificate or a reset, got ${err.code}: ${err.message}`,
+  );
+  if (err.code === "ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE")
+    assert.match(err.message, /alert bad certificate.*SSL alert number 42/);
 }
 
 /** roundTrip subscribes to `subject`, publishes `text` there and returns what came back ("subject text"). */

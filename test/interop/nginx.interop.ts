@@ -29,7 +29,19 @@ import { copyFileSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { CheckReport } from "../../src/check/index.ts";
-import { errorsAbout, exec, freePort, giveCertificate, makePki, need, startServer, subdir, waitForPort, type Pki, type Server } from "./harness.ts";
+import {
+  errorsAbout,
+  exec,
+  freePort,
+  giveCertificate,
+  makePki,
+  need,
+  startServer,
+  subdir,
+  waitForPort,
+  type Pki,
+  type Server,
+} from "./harness.ts";
 
 const DAY = 86_400_000;
 
@@ -134,7 +146,9 @@ function curl(d: Dial): Answer {
   if (d.cert && d.key) args.push("--cert", d.cert, "--key", d.key);
   if (!/^[0-9.]+$/.test(d.host)) args.push("--resolve", `${d.host}:${d.port}:127.0.0.1`);
   args.push(`https://${d.host}:${d.port}/`);
-  const r = d.faketime ? exec(need("faketime"), [fakeClock(d.faketime), need("curl"), ...args], { env: { TZ: "UTC" } }) : exec(need("curl"), args);
+  const r = d.faketime
+    ? exec(need("faketime"), [fakeClock(d.faketime), need("curl"), ...args], { env: { TZ: "UTC" } })
+    : exec(need("curl"), args);
   const lines = r.stdout.split("\n");
   const status = Number(lines.pop());
   return { code: r.code, status: status > 0 ? status : undefined, body: lines.join("\n"), stderr: r.stderr };
@@ -284,7 +298,13 @@ function site(pki: Pki, service: string, port: number): Site {
 }
 
 /** client is a Dial presenting a managed client service's certificate (a split service's client.pem with `split`). */
-function client(pki: Pki, service: string, host: string, port: number, opts: { split?: boolean; faketime?: Date } = {}): Dial {
+function client(
+  pki: Pki,
+  service: string,
+  host: string,
+  port: number,
+  opts: { split?: boolean; faketime?: Date } = {},
+): Dial {
   const s = pki.svc(service);
   const cert = opts.split ? path.join(s.dir, "client.pem") : s.cert;
   const key = opts.split ? path.join(s.dir, "client-key.pem") : s.key;
@@ -336,14 +356,28 @@ describe("nginx ssl_verify_client: which clients mtlskit's certificates let in",
   it('refused/web\'s server-only certificate handed to a client: nginx answers 400 "The SSL certificate error", logs "unsuitable certificate purpose"; check flags eku-client', () => {
     giveCertificate(pki, "web", "intern");
     const { answer, log } = ask(nginx, client(pki, "intern", "web.test", webPort));
-    assertRefused(answer, "The SSL certificate error", log, "client SSL certificate verify error: (26:unsuitable certificate purpose)");
-    assert.deepEqual(flagged(pki.check(), "intern"), ["conn-client-usage intern -> web", "eku-client intern", "identity-mismatch intern"]);
+    assertRefused(
+      answer,
+      "The SSL certificate error",
+      log,
+      "client SSL certificate verify error: (26:unsuitable certificate purpose)",
+    );
+    assert.deepEqual(flagged(pki.check(), "intern"), [
+      "conn-client-usage intern -> web",
+      "eku-client intern",
+      "identity-mismatch intern",
+    ]);
   });
 
   it('refused/a client certificate from another PKI\'s CA: nginx answers 400, logs "unable to verify the first certificate"; check flags untrusted', () => {
     for (const f of ["cert", "key"] as const) copyFileSync(other.svc("outsider")[f], pki.svc("outsider")[f]);
     const { answer, log } = ask(nginx, client(pki, "outsider", "web.test", webPort));
-    assertRefused(answer, "The SSL certificate error", log, "client SSL certificate verify error: (21:unable to verify the first certificate)");
+    assertRefused(
+      answer,
+      "The SSL certificate error",
+      log,
+      "client SSL certificate verify error: (21:unable to verify the first certificate)",
+    );
     assert.deepEqual(flagged(pki.check(), "outsider"), ["conn-client-untrusted outsider -> web", "untrusted outsider"]);
   });
 
@@ -352,7 +386,11 @@ describe("nginx ssl_verify_client: which clients mtlskit's certificates let in",
     assert.equal(answer.code, 60, answer.stderr);
     assert.match(answer.stderr, /SSL: no alternative certificate subject name matches target host name 'mirror\.test'/);
     assert.equal(answer.status, undefined);
-    assert.deepEqual(flagged(pki.check(), "mirror"), ["conn-address auditor -> mirror", "identity-mismatch mirror", "san-missing mirror"]);
+    assert.deepEqual(flagged(pki.check(), "mirror"), [
+      "conn-address auditor -> mirror",
+      "identity-mismatch mirror",
+      "san-missing mirror",
+    ]);
   });
 });
 
@@ -387,9 +425,18 @@ describe("nginx under libfaketime: a PKI issued now, judged inside and after the
 
   it('refused/nginx living one day after the client\'s notAfter: 400, logs "certificate has expired"; check at that instant flags expired and conn-validity', () => {
     const { answer, log } = ask(late, client(pki, "worker", "web.test", latePort));
-    assertRefused(answer, "The SSL certificate error", log, "client SSL certificate verify error: (10:certificate has expired)");
+    assertRefused(
+      answer,
+      "The SSL certificate error",
+      log,
+      "client SSL certificate verify error: (10:certificate has expired)",
+    );
     assert.deepEqual(flagged(pki.check(expired), "worker"), ["conn-validity worker -> web", "expired worker"]);
-    assert.deepEqual(errorsAbout(pki.check(expired), "web").filter((e) => !e.includes("worker")), [], "web itself is still valid then");
+    assert.deepEqual(
+      errorsAbout(pki.check(expired), "web").filter((e) => !e.includes("worker")),
+      [],
+      "web itself is still valid then",
+    );
   });
 });
 
@@ -421,8 +468,17 @@ describe("nginx and curl under libfaketime: a PKI issued 60 days ago", () => {
 
   it('refused/real-time nginx and a client certificate that expired 30 days ago: 400, logs "certificate has expired"; check flags expired and conn-validity', () => {
     const { answer, log } = ask(today, client(pki, "worker", "web.test", todayPorts[0]));
-    assertRefused(answer, "The SSL certificate error", log, "client SSL certificate verify error: (10:certificate has expired)");
-    assert.deepEqual(flagged(pki.check(), "worker"), ["conn-validity worker -> vault", "conn-validity worker -> web", "expired worker"]);
+    assertRefused(
+      answer,
+      "The SSL certificate error",
+      log,
+      "client SSL certificate verify error: (10:certificate has expired)",
+    );
+    assert.deepEqual(flagged(pki.check(), "worker"), [
+      "conn-validity worker -> vault",
+      "conn-validity worker -> web",
+      "expired worker",
+    ]);
   });
 
   it("ok/nginx living 50 days ago, inside the client's validity, accepts it; check at that instant has no errors about it", () => {

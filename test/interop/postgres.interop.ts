@@ -28,7 +28,24 @@ import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { checkPki, type CheckReport } from "../../src/check/index.ts";
 import { loadManifest } from "../../src/manifest/index.ts";
-import { errorsAbout, exec, freePort, giveCertificate, logMark, makePki, need, RUN_DIR, startServer, stopAll, subdir, waitFor, waitForLog, type Pki, type Ran, type Server } from "./harness.ts";
+import {
+  errorsAbout,
+  exec,
+  freePort,
+  giveCertificate,
+  logMark,
+  makePki,
+  need,
+  RUN_DIR,
+  startServer,
+  stopAll,
+  subdir,
+  waitFor,
+  waitForLog,
+  type Pki,
+  type Ran,
+  type Server,
+} from "./harness.ts";
 
 const manifest = (caName: string, pgAddresses = "[127.0.0.1, localhost]", reportingDials = "127.0.0.1"): string => `
 version: 1
@@ -100,25 +117,81 @@ async function startPostgres(pki: Pki): Promise<PgServer> {
     owned(tls[f], f === "key" ? 0o600 : 0o644);
   }
   const asPostgres = { uid, gid, cwd: work, env: { HOME: work, LC_ALL: "C" } };
-  const init = exec(need("initdb"), ["-D", data, "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync", "--auth-local=peer", "--auth-host=reject"], { ...asPostgres, timeoutMs: 60_000 });
+  const init = exec(
+    need("initdb"),
+    ["-D", data, "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync", "--auth-local=peer", "--auth-host=reject"],
+    { ...asPostgres, timeoutMs: 60_000 },
+  );
   assert.equal(init.code, 0, `initdb failed:\n${init.out}`);
   const conf = (name: string, text: string) => {
     writeFileSync(path.join(data, name), text);
     owned(path.join(data, name), 0o600);
   };
   conf("pg_hba.conf", "local all postgres peer\nhostssl all all 127.0.0.1/32 cert map=mtlskit\n");
-  conf("pg_ident.conf", Object.entries(ROLES).map(([cn, role]) => `mtlskit ${cn} ${role}\n`).join(""));
+  conf(
+    "pg_ident.conf",
+    Object.entries(ROLES)
+      .map(([cn, role]) => `mtlskit ${cn} ${role}\n`)
+      .join(""),
+  );
 
   const port = await freePort();
-  const server = startServer("postgres", need("postgres"), [
-    "-D", data, "-k", sock, "-p", String(port),
-    "-c", "listen_addresses=127.0.0.1",
-    "-c", "ssl=on", "-c", `ssl_cert_file=${tls.cert}`, "-c", `ssl_key_file=${tls.key}`, "-c", `ssl_ca_file=${tls.ca}`,
-    "-c", "log_connections=on", "-c", "fsync=off",
-  ], asPostgres);
-  const admin = (sql: string) => exec(need("psql"), ["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", sock, "-p", String(port), "-U", "postgres", "-d", "postgres", "-c", sql], { ...asPostgres, timeoutMs: 15_000 });
+  const server = startServer(
+    "postgres",
+    need("postgres"),
+    [
+      "-D",
+      data,
+      "-k",
+      sock,
+      "-p",
+      String(port),
+      "-c",
+      "listen_addresses=127.0.0.1",
+      "-c",
+      "ssl=on",
+      "-c",
+      `ssl_cert_file=${tls.cert}`,
+      "-c",
+      `ssl_key_file=${tls.key}`,
+      "-c",
+      `ssl_ca_file=${tls.ca}`,
+      "-c",
+      "log_connections=on",
+      "-c",
+      "fsync=off",
+    ],
+    asPostgres,
+  );
+  const admin = (sql: string) =>
+    exec(
+      need("psql"),
+      [
+        "-X",
+        "-A",
+        "-t",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        sock,
+        "-p",
+        String(port),
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+        "-c",
+        sql,
+      ],
+      { ...asPostgres, timeoutMs: 15_000 },
+    );
   await waitForLog(server, 0, /database system is ready to accept connections/, 30_000);
-  await waitFor("postgres accepting connections on its unix socket", () => admin("select 1").code === 0, 10_000, server);
+  await waitFor(
+    "postgres accepting connections on its unix socket",
+    () => admin("select 1").code === 0,
+    10_000,
+    server,
+  );
   return { server, port, admin };
 }
 
@@ -140,7 +213,10 @@ function copyFrom(from: Pki, to: Pki, name: string): void {
 /** assertHealthy: check reports no error about `client` (its connection to pg included) nor about pg's own certificate. */
 function assertHealthy(report: CheckReport, client: string): void {
   assert.deepEqual(errorsAbout(report, client), []);
-  assert.deepEqual(report.certificates.filter((c) => c.service === "pg" && c.errors > 0).map((c) => c.id), []);
+  assert.deepEqual(
+    report.certificates.filter((c) => c.service === "pg" && c.errors > 0).map((c) => c.id),
+    [],
+  );
 }
 
 describe("postgres: ssl=on, hostssl cert map=mtlskit, psql sslmode=verify-full", () => {
@@ -151,11 +227,21 @@ describe("postgres: ssl=on, hostssl cert map=mtlskit, psql sslmode=verify-full",
 
   /** psql connects to pg over TCP with libpq `params` (verify-full unless overridden), runs `sql`, and returns where pg's log stood before. */
   const psql = (params: Record<string, string>, sql = WHO): Ran & { mark: number } => {
-    const conninfo = Object.entries({ host: "127.0.0.1", port: String(pg.port), dbname: "postgres", sslmode: "verify-full", connect_timeout: "5", ...params })
+    const conninfo = Object.entries({
+      host: "127.0.0.1",
+      port: String(pg.port),
+      dbname: "postgres",
+      sslmode: "verify-full",
+      connect_timeout: "5",
+      ...params,
+    })
       .map(([k, v]) => `${k}='${v}'`)
       .join(" ");
     const mark = logMark(pg.server);
-    return { ...exec(need("psql"), ["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", conninfo, "-c", sql], { timeoutMs: 15_000 }), mark };
+    return {
+      ...exec(need("psql"), ["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", conninfo, "-c", sql], { timeoutMs: 15_000 }),
+      mark,
+    };
   };
   /** as: psql's TLS files of service `name` (its own bundle, cert and key), logging in as `user`. */
   const as = (name: string, user: string) => {
@@ -184,12 +270,19 @@ describe("postgres: ssl=on, hostssl cert map=mtlskit, psql sslmode=verify-full",
     assert.equal(r.code, 0, r.out);
     assert.match(r.stdout, /^reader\|t\|TLSv1\.3\|\/O=mtlskit interop\/CN=reporting$/m);
     assert.match(r.stdout, /^written at setup$/m);
-    await waitForLog(pg.server, r.mark, /connection authenticated: identity="CN=reporting,O=mtlskit interop" method=cert/);
+    await waitForLog(
+      pg.server,
+      r.mark,
+      /connection authenticated: identity="CN=reporting,O=mtlskit interop" method=cert/,
+    );
     assertHealthy(pki.check(), "reporting");
   });
 
   it("ok/ingest (dual usage, RSA key, dialing localhost) logs in as writer and inserts a row", async () => {
-    const r = psql({ ...as("ingest", "writer"), host: "localhost", hostaddr: "127.0.0.1" }, `${WHO}; insert into notes values ('from ingest') returning body`);
+    const r = psql(
+      { ...as("ingest", "writer"), host: "localhost", hostaddr: "127.0.0.1" },
+      `${WHO}; insert into notes values ('from ingest') returning body`,
+    );
     assert.equal(r.code, 0, r.out);
     assert.match(r.stdout, /^writer\|t\|TLSv1\.3\|\/O=mtlskit interop\/CN=ingest$/m);
     assert.match(r.stdout, /^from ingest$/m);
@@ -199,7 +292,12 @@ describe("postgres: ssl=on, hostssl cert map=mtlskit, psql sslmode=verify-full",
 
   it('refused/psql without a client certificate: "connection requires a valid client certificate"', async () => {
     const none = path.join(nowhere, "absent"); // libpq sends no certificate when its files do not exist
-    const r = psql({ user: "reader", sslrootcert: pki.svc("reporting").ca, sslcert: `${none}.crt`, sslkey: `${none}.key` });
+    const r = psql({
+      user: "reader",
+      sslrootcert: pki.svc("reporting").ca,
+      sslcert: `${none}.crt`,
+      sslkey: `${none}.key`,
+    });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /failed: FATAL: {2}connection requires a valid client certificate/);
     await waitForLog(pg.server, r.mark, /FATAL: {2}connection requires a valid client certificate/);
@@ -219,7 +317,10 @@ describe("postgres: ssl=on, hostssl cert map=mtlskit, psql sslmode=verify-full",
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /failed: SSL error: tlsv1 alert unknown ca/);
     await waitForLog(pg.server, r.mark, /could not accept SSL connection: certificate verify failed/);
-    assert.deepEqual(errorsAbout(pki.check(), "stranger"), ["untrusted stranger", "conn-client-untrusted stranger -> pg"]);
+    assert.deepEqual(errorsAbout(pki.check(), "stranger"), [
+      "untrusted stranger",
+      "conn-client-untrusted stranger -> pg",
+    ]);
   });
 
   it('refused/auditor handed pg\'s server-only certificate (no clientAuth): "sslv3 alert unsupported certificate", and check flags eku-client', async () => {
@@ -229,13 +330,20 @@ describe("postgres: ssl=on, hostssl cert map=mtlskit, psql sslmode=verify-full",
     // The alert ends the handshake: postgres's OpenSSL checked the purpose (sslclient) before any CN reached the map.
     assert.match(r.stderr, /failed: SSL error: sslv3 alert unsupported certificate/);
     await waitForLog(pg.server, r.mark, /could not accept SSL connection: certificate verify failed/);
-    assert.deepEqual(errorsAbout(pki.check(), "auditor"), ["eku-client auditor", "identity-mismatch auditor", "conn-client-usage auditor -> pg"]);
+    assert.deepEqual(errorsAbout(pki.check(), "auditor"), [
+      "eku-client auditor",
+      "identity-mismatch auditor",
+      "conn-client-usage auditor -> pg",
+    ]);
   });
 
   it('refused/verify-full dialing pg.example, a name pg\'s certificate lacks: "does not match host name", and check flags conn-address', () => {
     const r = psql({ ...as("reporting", "reader"), host: "pg.example", hostaddr: "127.0.0.1" });
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /failed: server certificate for "pg" \(and 2 other names\) does not match host name "pg\.example"/);
+    assert.match(
+      r.stderr,
+      /failed: server certificate for "pg" \(and 2 other names\) does not match host name "pg\.example"/,
+    );
     // The deployment check sees: the manifest moved reporting to pg.example, but pg still serves the certificate issued before.
     const moved = path.join(pki.dir, "moved.yaml");
     writeFileSync(moved, manifest("PostgreSQL interop CA", "[127.0.0.1, localhost, pg.example]", "pg.example"));

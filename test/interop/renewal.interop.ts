@@ -10,7 +10,21 @@ import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import * as tls from "node:tls";
-import { exec, freePort, makePki, mtlskit, need, REPO, startServer, stopAll, subdir, waitFor, waitForPort, type Pki, type Server } from "./harness.ts";
+import {
+  exec,
+  freePort,
+  makePki,
+  mtlskit,
+  need,
+  REPO,
+  startServer,
+  stopAll,
+  subdir,
+  waitFor,
+  waitForPort,
+  type Pki,
+  type Server,
+} from "./harness.ts";
 
 let pki: Pki;
 let nginx: Server;
@@ -21,16 +35,30 @@ let pidFile: string;
 function servedSerial(): Promise<string> {
   return new Promise((resolve, reject) => {
     const s = pki.svc("web");
-    const socket = tls.connect({ host: "127.0.0.1", port, ca: readFileSync(s.ca), cert: readFileSync(pki.svc("job").cert), key: readFileSync(pki.svc("job").key), timeout: 5000 }, () => {
-      resolve(socket.getPeerX509Certificate()!.serialNumber);
-      socket.destroy();
-    });
+    const socket = tls.connect(
+      {
+        host: "127.0.0.1",
+        port,
+        ca: readFileSync(s.ca),
+        cert: readFileSync(pki.svc("job").cert),
+        key: readFileSync(pki.svc("job").key),
+        timeout: 5000,
+      },
+      () => {
+        resolve(socket.getPeerX509Certificate()!.serialNumber);
+        socket.destroy();
+      },
+    );
     socket.once("error", reject);
     socket.once("timeout", () => socket.destroy(new Error("timed out")));
   });
 }
 const fileSerial = () => new X509Certificate(readFileSync(pki.svc("web").cert)).serialNumber;
-const apply = (...extra: string[]) => exec(process.execPath, mtlskit(["apply", "-f", pki.file, "--pki", pki.pki, ...extra]), { cwd: REPO, timeoutMs: 60_000 });
+const apply = (...extra: string[]) =>
+  exec(process.execPath, mtlskit(["apply", "-f", pki.file, "--pki", pki.pki, ...extra]), {
+    cwd: REPO,
+    timeoutMs: 60_000,
+  });
 
 describe("renewal: apply re-issues and reloads a real nginx through its hook", { timeout: 120_000 }, () => {
   before(async () => {
@@ -84,13 +112,18 @@ http {
     assert.equal(t.code, 0, t.out);
     nginx = startServer("renewal-nginx", need("nginx"), args);
     await waitForPort(port, nginx);
-    await waitFor("nginx's pid file", () => {
-      try {
-        return readFileSync(pidFile, "utf8").trim() === String(nginx.child.pid);
-      } catch {
-        return false;
-      }
-    }, 10_000, nginx);
+    await waitFor(
+      "nginx's pid file",
+      () => {
+        try {
+          return readFileSync(pidFile, "utf8").trim() === String(nginx.child.pid);
+        } catch {
+          return false;
+        }
+      },
+      10_000,
+      nginx,
+    );
   });
   after(stopAll);
 
@@ -111,7 +144,12 @@ http {
     const r = apply();
     assert.equal(r.code, 0, r.out);
     assert.match(r.stdout, new RegExp(`Reload web: kill -HUP \\$\\(cat ${pidFile.replace(/[.]/g, "\\.")}\\): ok`));
-    await waitFor("nginx serving the renewed certificate", async () => (await servedSerial()) === fileSerial(), 10_000, nginx);
+    await waitFor(
+      "nginx serving the renewed certificate",
+      async () => (await servedSerial()) === fileSerial(),
+      10_000,
+      nginx,
+    );
     assert.equal(nginx.exited, undefined);
     assert.equal(nginx.child.pid, before);
   });
@@ -120,7 +158,12 @@ http {
     const old = await servedSerial();
     const r = apply("--reissue", "web");
     assert.equal(r.code, 0, r.out);
-    await waitFor("nginx serving the renewed certificate", async () => (await servedSerial()) === fileSerial(), 10_000, nginx);
+    await waitFor(
+      "nginx serving the renewed certificate",
+      async () => (await servedSerial()) === fileSerial(),
+      10_000,
+      nginx,
+    );
     assert.notEqual(fileSerial(), old);
   });
 });
@@ -130,18 +173,27 @@ describe("renewal: the shipped systemd units", { timeout: 60_000 }, () => {
     const dir = subdir("systemd-units");
     const units = path.join(REPO, "examples", "systemd");
     // The units name /usr/local/bin/mtlskit (npm install -g); verify needs an executable there.
-    const service = readFileSync(path.join(units, "mtlskit-renew.service"), "utf8").replaceAll("/usr/local/bin/mtlskit", path.join(REPO, "bin", "mtlskit.js"));
+    const service = readFileSync(path.join(units, "mtlskit-renew.service"), "utf8").replaceAll(
+      "/usr/local/bin/mtlskit",
+      path.join(REPO, "bin", "mtlskit.js"),
+    );
     assert.notEqual(service, readFileSync(path.join(units, "mtlskit-renew.service"), "utf8"));
     writeFileSync(path.join(dir, "mtlskit-renew.service"), service);
     copyFileSync(path.join(units, "mtlskit-renew.timer"), path.join(dir, "mtlskit-renew.timer"));
-    const r = exec(need("systemd-analyze"), ["verify", path.join(dir, "mtlskit-renew.service"), path.join(dir, "mtlskit-renew.timer")]);
+    const r = exec(need("systemd-analyze"), [
+      "verify",
+      path.join(dir, "mtlskit-renew.service"),
+      path.join(dir, "mtlskit-renew.timer"),
+    ]);
     assert.equal(r.code, 0, r.out);
     assert.equal(r.out.trim(), "", r.out);
   });
   it("refused/systemd-analyze verify does flag a misspelt key (the check can fail)", () => {
     const dir = subdir("systemd-mutant");
     const units = path.join(REPO, "examples", "systemd");
-    const service = readFileSync(path.join(units, "mtlskit-renew.service"), "utf8").replaceAll("/usr/local/bin/mtlskit", path.join(REPO, "bin", "mtlskit.js")).replace("Type=oneshot", "Typ=oneshot");
+    const service = readFileSync(path.join(units, "mtlskit-renew.service"), "utf8")
+      .replaceAll("/usr/local/bin/mtlskit", path.join(REPO, "bin", "mtlskit.js"))
+      .replace("Type=oneshot", "Typ=oneshot");
     writeFileSync(path.join(dir, "mtlskit-renew.service"), service);
     const r = exec(need("systemd-analyze"), ["verify", path.join(dir, "mtlskit-renew.service")]);
     assert.match(r.out, /Unknown key 'Typ' in section \[Service\]/);

@@ -65,7 +65,12 @@ function ourLinks(): string[] {
 }
 
 /** Clean environment for the judges: nothing may point them at a CA file. */
-const NO_CA_ENV = { SSL_CERT_FILE: undefined, SSL_CERT_DIR: undefined, CURL_CA_BUNDLE: undefined, REQUESTS_CA_BUNDLE: undefined };
+const NO_CA_ENV = {
+  SSL_CERT_FILE: undefined,
+  SSL_CERT_DIR: undefined,
+  CURL_CA_BUNDLE: undefined,
+  REQUESTS_CA_BUNDLE: undefined,
+};
 
 describe("trust: install into Debian's system store and NSS, judged by curl, openssl s_client and vfychain", () => {
   let pki: Pki;
@@ -77,8 +82,15 @@ describe("trust: install into Debian's system store and NSS, judged by curl, ope
 
   before(async () => {
     for (const t of ["update-ca-certificates", "certutil", "vfychain", "curl", "openssl"]) need(t);
-    assert.equal(process.getuid?.(), 0, "the trust interop test changes the system trust store: run it as root (CI does)");
-    assert.ok(!existsSync(ANCHOR), `${ANCHOR} exists before the test: remove it (mtlskit trust uninstall) first; the test will not clobber it`);
+    assert.equal(
+      process.getuid?.(),
+      0,
+      "the trust interop test changes the system trust store: run it as root (CI does)",
+    );
+    assert.ok(
+      !existsSync(ANCHOR),
+      `${ANCHOR} exists before the test: remove it (mtlskit trust uninstall) first; the test will not clobber it`,
+    );
     startSha = sha256File(BUNDLE);
     pki = await makePki("trust", MANIFEST);
     args = ["-f", pki.file, "--pki", pki.pki];
@@ -103,8 +115,28 @@ describe("trust: install into Debian's system store and NSS, judged by curl, ope
     }
   });
 
-  const curl = () => exec(need("curl"), ["-sS", "--max-time", "10", "--resolve", `${NAME}:${port}:127.0.0.1`, `https://${NAME}:${port}/`], { env: NO_CA_ENV });
-  const sClient = () => exec(need("openssl"), ["s_client", "-connect", `127.0.0.1:${port}`, "-servername", NAME, "-verify_return_error", "-verify_hostname", NAME, "-brief"], { input: "", env: NO_CA_ENV, timeoutMs: 15_000 });
+  const curl = () =>
+    exec(
+      need("curl"),
+      ["-sS", "--max-time", "10", "--resolve", `${NAME}:${port}:127.0.0.1`, `https://${NAME}:${port}/`],
+      { env: NO_CA_ENV },
+    );
+  const sClient = () =>
+    exec(
+      need("openssl"),
+      [
+        "s_client",
+        "-connect",
+        `127.0.0.1:${port}`,
+        "-servername",
+        NAME,
+        "-verify_return_error",
+        "-verify_hostname",
+        NAME,
+        "-brief",
+      ],
+      { input: "", env: NO_CA_ENV, timeoutMs: 15_000 },
+    );
   const vfychain = () => exec(need("vfychain"), ["-d", `sql:${nssdb}`, "-p", "-u", "1", "-a", pki.svc("web").cert]);
   const status = () => runCli(["trust", "status", ...args, "--nssdb", nssdb]);
 
@@ -150,7 +182,12 @@ describe("trust: install into Debian's system store and NSS, judged by curl, ope
   it("ok/a dry run changes nothing and names the exact file and commands", async () => {
     const r = await runCli(["trust", "install", ...args, "--nssdb", nssdb, "--dry-run"]);
     assert.equal(r.code, 0, r.err);
-    assert.match(r.out, new RegExp(`install -m 0644 ${pki.pki.replace(/[/.]/g, "\\$&")}/ca/ca\\.pem ${ANCHOR.replace(/[/.]/g, "\\$&")}\\n  update-ca-certificates\\n  certutil -d sql:\\S+ -A -t C,, -n ${ENTRY} -i ${ANCHOR.replace(/[/.]/g, "\\$&")}\\n`));
+    assert.match(
+      r.out,
+      new RegExp(
+        `install -m 0644 ${pki.pki.replace(/[/.]/g, "\\$&")}/ca/ca\\.pem ${ANCHOR.replace(/[/.]/g, "\\$&")}\\n  update-ca-certificates\\n  certutil -d sql:\\S+ -A -t C,, -n ${ENTRY} -i ${ANCHOR.replace(/[/.]/g, "\\$&")}\\n`,
+      ),
+    );
     assert.ok(!existsSync(ANCHOR));
     assert.equal(sha256File(BUNDLE), startSha);
   });
@@ -178,7 +215,11 @@ describe("trust: install into Debian's system store and NSS, judged by curl, ope
     const r = await runCli(["trust", "uninstall", ...args, "--nssdb", nssdb]);
     assert.equal(r.code, 0, `${r.out}${r.err}`);
     assert.ok(!existsSync(ANCHOR));
-    assert.deepEqual(ourLinks(), [], "no /etc/ssl/certs entry names or points at the CA (a plain update-ca-certificates would leave two)");
+    assert.deepEqual(
+      ourLinks(),
+      [],
+      "no /etc/ssl/certs entry names or points at the CA (a plain update-ca-certificates would leave two)",
+    );
     assert.equal(sha256File(BUNDLE), startSha, "the system bundle is as it was before install");
     await refused("after uninstall");
   });

@@ -27,7 +27,18 @@ import { before, describe, it } from "node:test";
 import { checkPki, type CheckReport } from "../../src/check/index.ts";
 import { loadManifest } from "../../src/manifest/index.ts";
 import { LAYOUT, abs } from "../../src/state/layout.ts";
-import { buildGoverify, errorsAbout, exec, giveCertificate, makePki, need, REPO, RUN_DIR, type Pki, type Ran } from "./harness.ts";
+import {
+  buildGoverify,
+  errorsAbout,
+  exec,
+  giveCertificate,
+  makePki,
+  need,
+  REPO,
+  RUN_DIR,
+  type Pki,
+  type Ran,
+} from "./harness.ts";
 
 type Purpose = "server" | "client";
 
@@ -72,14 +83,29 @@ function targets(pki: Pki): Target[] {
     s.slots.flatMap((slot) => {
       const purposes: Purpose[] = slot.profile === "dual" ? ["server", "client"] : [slot.profile];
       const hosts = [...s.dns, ...s.ips.map((ip) => ip.text)];
-      return purposes.map((purpose) => ({ cert: abs(pki.pki, LAYOUT.cert(slot)), ca: caFile(pki), purpose, hosts: purpose === "server" ? hosts : [] }));
+      return purposes.map((purpose) => ({
+        cert: abs(pki.pki, LAYOUT.cert(slot)),
+        ca: caFile(pki),
+        purpose,
+        hosts: purpose === "server" ? hosts : [],
+      }));
     }),
   );
 }
 
 /** openssl: `openssl verify -x509_strict` with the CA file only, the purpose, and the host as name or IP. */
 function openssl(t: Target, opts: RunOptions = {}): Verdict {
-  const argv = [need("openssl"), "verify", "-x509_strict", "-no-CApath", "-no-CAstore", "-CAfile", t.ca, "-purpose", `ssl${t.purpose}`];
+  const argv = [
+    need("openssl"),
+    "verify",
+    "-x509_strict",
+    "-no-CApath",
+    "-no-CAstore",
+    "-CAfile",
+    t.ca,
+    "-purpose",
+    `ssl${t.purpose}`,
+  ];
   if (opts.host) argv.push(isIP(opts.host) ? "-verify_ip" : "-verify_hostname", opts.host);
   if (opts.at) argv.push("-attime", String(Math.floor(opts.at.getTime() / 1000)));
   const r = run([...argv, t.cert], opts);
@@ -88,11 +114,25 @@ function openssl(t: Target, opts: RunOptions = {}): Verdict {
 
 /** certtool: GnuTLS's `certtool --verify` with the CA file, the purpose's OID and the host (a name or an IP). */
 function certtool(t: Target, opts: RunOptions = {}): Verdict {
-  const argv = [need("certtool"), "--verify", "--verify-profile", "medium", "--load-ca-certificate", t.ca, "--infile", t.cert, "--verify-purpose", EKU[t.purpose]];
+  const argv = [
+    need("certtool"),
+    "--verify",
+    "--verify-profile",
+    "medium",
+    "--load-ca-certificate",
+    t.ca,
+    "--infile",
+    t.cert,
+    "--verify-purpose",
+    EKU[t.purpose],
+  ];
   if (opts.host) argv.push("--verify-hostname", opts.host);
   const r = run(argv, opts);
   const said = /Chain verification output: .*/.exec(r.stdout)?.[0];
-  return { ok: r.code === 0 && said?.startsWith("Chain verification output: Verified.") === true, out: oneLine(said ?? r.out) };
+  return {
+    ok: r.code === 0 && said?.startsWith("Chain verification output: Verified.") === true,
+    out: oneLine(said ?? r.out),
+  };
 }
 
 /** goverify is the built Go verifier (see `before`). */
@@ -103,7 +143,13 @@ const rfc3339 = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, "Z");
 
 /** goVerify runs every target through one goverify process: Verify with the purpose, then VerifyHostname for each host. */
 function goVerify(ts: Target[], opts: Omit<RunOptions, "host"> = {}): Verdict[] {
-  const cases = ts.map((t) => ({ ca: t.ca, cert: t.cert, usage: t.purpose, hosts: t.hosts, ...(opts.at ? { at: rfc3339(opts.at) } : {}) }));
+  const cases = ts.map((t) => ({
+    ca: t.ca,
+    cert: t.cert,
+    usage: t.purpose,
+    hosts: t.hosts,
+    ...(opts.at ? { at: rfc3339(opts.at) } : {}),
+  }));
   const r = run([goverify], opts, JSON.stringify(cases));
   assert.equal(r.code, 0, `goverify failed:\n${r.out}`);
   const results = JSON.parse(r.stdout) as { ok: boolean; error: string }[];
@@ -112,14 +158,24 @@ function goVerify(ts: Target[], opts: Omit<RunOptions, "host"> = {}): Verdict[] 
 }
 
 /** label names a verification in messages: the certificate's path in the PKI, the purpose and the host. */
-const label = (t: Target, host?: string) => `${path.relative(RUN_DIR, t.cert)} as ${t.purpose}${host ? ` at ${host}` : ""}`;
+const label = (t: Target, host?: string) =>
+  `${path.relative(RUN_DIR, t.cert)} as ${t.purpose}${host ? ` at ${host}` : ""}`;
 
 /** presented is the certificate `service` of a PKI presents for `purpose`, verified against the PKI's CA. */
-const presented = (pki: Pki, service: string, purpose: Purpose): Target => ({ cert: pki.svc(service).cert, ca: caFile(pki), purpose, hosts: [] });
+const presented = (pki: Pki, service: string, purpose: Purpose): Target => ({
+  cert: pki.svc(service).cert,
+  ca: caFile(pki),
+  purpose,
+  hosts: [],
+});
 
 /** allThree asks Go, openssl and certtool about `t` (at `opts.host` only, when given). */
 function allThree(t: Target, opts: RunOptions = {}): Record<"go" | "openssl" | "certtool", Verdict> {
-  return { go: goVerify([{ ...t, hosts: opts.host ? [opts.host] : [] }], opts)[0]!, openssl: openssl(t, opts), certtool: certtool(t, opts) };
+  return {
+    go: goVerify([{ ...t, hosts: opts.host ? [opts.host] : [] }], opts)[0]!,
+    openssl: openssl(t, opts),
+    certtool: certtool(t, opts),
+  };
 }
 
 /** refusedByAll asserts that all three verifiers refuse `t`, each with the words `why` expects of it. */
@@ -127,14 +183,21 @@ function refusedByAll(t: Target, why: Record<"go" | "openssl" | "certtool", RegE
   const verdicts = allThree(t, opts);
   const wrong = Object.entries(verdicts)
     .filter(([name, v]) => v.ok || !why[name as keyof typeof why].test(v.out))
-    .map(([name, v]) => `${name} ${v.ok ? "accepted it" : `refused it, but not with ${why[name as keyof typeof why]}: ${v.out}`}`);
+    .map(
+      ([name, v]) =>
+        `${name} ${v.ok ? "accepted it" : `refused it, but not with ${why[name as keyof typeof why]}: ${v.out}`}`,
+    );
   assert.equal(wrong.length, 0, `${label(t, opts.host)}:\n${wrong.join("\n")}`);
 }
 
 /** assertFlags asserts that check's errors about `service` include every one of `codes` ("code service" or "code from -> to"). */
 function assertFlags(report: CheckReport, service: string, codes: string[]): void {
   const found = errorsAbout(report, service);
-  assert.deepEqual(codes.filter((c) => !found.includes(c)), [], `check's errors about ${service}: ${found.join(", ") || "none"}`);
+  assert.deepEqual(
+    codes.filter((c) => !found.includes(c)),
+    [],
+    `check's errors about ${service}: ${found.join(", ") || "none"}`,
+  );
 }
 
 /** validity reads notBefore and notAfter from a certificate file. */
@@ -166,11 +229,16 @@ const slug = (k: string) => k.replace(/^ecdsa-/, "").replace("-", "");
 function keyManifest(i: number): string {
   const ca = KEYS[i]!;
   const addresses = `[127.0.0.1, "::1", localhost]`;
-  const leaves: { usage: "server" | "client" | "dual" | "split"; key: string }[] = (["server", "client", "dual", "split"] as const).map((usage, c) => ({ usage, key: ROTATING[(i + c) % ROTATING.length]! }));
+  const leaves: { usage: "server" | "client" | "dual" | "split"; key: string }[] = (
+    ["server", "client", "dual", "split"] as const
+  ).map((usage, c) => ({ usage, key: ROTATING[(i + c) % ROTATING.length]! }));
   if (ca === "rsa-4096") leaves.push({ usage: "dual", key: "rsa-4096" });
   const name = (l: (typeof leaves)[number]) => `${l.usage}-${slug(l.key)}`;
   const [server, client, dual, split] = leaves.map(name);
-  const services = leaves.map((l) => `  ${name(l)}: { usage: ${l.usage === "split" ? "dual, split: true" : l.usage}, key: ${l.key}${l.usage === "client" ? "" : `, addresses: ${addresses}`} }`);
+  const services = leaves.map(
+    (l) =>
+      `  ${name(l)}: { usage: ${l.usage === "split" ? "dual, split: true" : l.usage}, key: ${l.key}${l.usage === "client" ? "" : `, addresses: ${addresses}`} }`,
+  );
   return `version: 1
 cluster: keys-${slug(ca)}
 identity: { uri: "spiffe://{cluster}.local/{role}/{name}" }
@@ -229,7 +297,8 @@ describe("independent verifiers", () => {
 
   before(async () => {
     goverify = buildGoverify();
-    for (const f of EXAMPLES) pkis.set(`examples/${f}`, await makePki(path.basename(f, ".yaml"), path.join(REPO, "examples", f)));
+    for (const f of EXAMPLES)
+      pkis.set(`examples/${f}`, await makePki(path.basename(f, ".yaml"), path.join(REPO, "examples", f)));
     for (const [i, name] of keyNames.entries()) pkis.set(name, await makePki(`keys-${slug(KEYS[i]!)}`, keyManifest(i)));
     trioPki = await makePki("trio", trio());
   });
@@ -237,7 +306,14 @@ describe("independent verifiers", () => {
   for (const name of [...exampleNames, ...keyNames]) {
     it(`ok/check finds no error in ${name}`, () => {
       const report = pkis.get(name)!.check();
-      assert.equal(report.errors, 0, report.findings.filter((f) => f.severity === "error").map((f) => `${f.code}: ${f.message}`).join("\n"));
+      assert.equal(
+        report.errors,
+        0,
+        report.findings
+          .filter((f) => f.severity === "error")
+          .map((f) => `${f.code}: ${f.message}`)
+          .join("\n"),
+      );
     });
 
     it(`ok/openssl verify -x509_strict accepts every certificate of ${name} for its usage at each declared address`, () => {
@@ -277,46 +353,104 @@ describe("independent verifiers", () => {
     const pki = await makePki("server-as-client", trio());
     giveCertificate(pki, "api", "worker");
     const t = presented(pki, "worker", "client");
-    refusedByAll(t, { go: /x509: certificate specifies an incompatible key usage/, openssl: /unsuitable certificate purpose/, certtool: /does not match the intended purpose/ });
-    assertFlags(pki.check(), "worker", ["eku-client worker", "conn-client-usage worker -> api", "conn-client-usage worker -> db"]);
+    refusedByAll(t, {
+      go: /x509: certificate specifies an incompatible key usage/,
+      openssl: /unsuitable certificate purpose/,
+      certtool: /does not match the intended purpose/,
+    });
+    assertFlags(pki.check(), "worker", [
+      "eku-client worker",
+      "conn-client-usage worker -> api",
+      "conn-client-usage worker -> db",
+    ]);
   });
 
   it("refused/a client-only certificate presented as a server: every verifier refuses it for serverAuth, and check flags eku-server and conn-server-usage", async () => {
     const pki = await makePki("client-as-server", trio());
     giveCertificate(pki, "worker", "api");
     const t = presented(pki, "api", "server");
-    refusedByAll(t, { go: /x509: certificate specifies an incompatible key usage/, openssl: /unsuitable certificate purpose/, certtool: /does not match the intended purpose/ });
-    assertFlags(pki.check(), "api", ["eku-server api", "conn-server-usage worker -> api", "conn-server-usage db -> api"]);
+    refusedByAll(t, {
+      go: /x509: certificate specifies an incompatible key usage/,
+      openssl: /unsuitable certificate purpose/,
+      certtool: /does not match the intended purpose/,
+    });
+    assertFlags(pki.check(), "api", [
+      "eku-server api",
+      "conn-server-usage worker -> api",
+      "conn-server-usage db -> api",
+    ]);
   });
 
   it("refused/a certificate from another CA: every verifier refuses it as signed by an unknown issuer, and check flags untrusted and conn-server-untrusted", async () => {
     const pki = await makePki("another-ca", trio());
     copyService(await makePki("other-ca", trio({ caCn: "Other CA" })), pki, "api");
     const t = presented(pki, "api", "server");
-    refusedByAll(t, { go: /x509: certificate signed by unknown authority/, openssl: /unable to get local issuer certificate/, certtool: /The certificate issuer is unknown/ }, { host: "api.localhost" });
-    assertFlags(pki.check(), "api", ["untrusted api", "conn-server-untrusted worker -> api", "conn-server-untrusted db -> api"]);
+    refusedByAll(
+      t,
+      {
+        go: /x509: certificate signed by unknown authority/,
+        openssl: /unable to get local issuer certificate/,
+        certtool: /The certificate issuer is unknown/,
+      },
+      { host: "api.localhost" },
+    );
+    assertFlags(pki.check(), "api", [
+      "untrusted api",
+      "conn-server-untrusted worker -> api",
+      "conn-server-untrusted db -> api",
+    ]);
   });
 
   it("refused/a certificate from a CA re-created under the same name: Go fails the same-named CA's signature, openssl and certtool find no issuer with its key identifier, and check flags bad-signature and conn-server-untrusted", async () => {
     const pki = await makePki("same-name-ca", trio());
     copyService(await makePki("same-name-ca-again", trio()), pki, "api");
     const t = presented(pki, "api", "server");
-    refusedByAll(t, { go: /x509: certificate signed by unknown authority \(possibly because of "x509: ECDSA verification failure"/, openssl: /unable to get local issuer certificate/, certtool: /The certificate issuer is unknown/ }, { host: "api.localhost" });
-    assertFlags(pki.check(), "api", ["bad-signature api", "conn-server-untrusted worker -> api", "conn-server-untrusted db -> api"]);
+    refusedByAll(
+      t,
+      {
+        go: /x509: certificate signed by unknown authority \(possibly because of "x509: ECDSA verification failure"/,
+        openssl: /unable to get local issuer certificate/,
+        certtool: /The certificate issuer is unknown/,
+      },
+      { host: "api.localhost" },
+    );
+    assertFlags(pki.check(), "api", [
+      "bad-signature api",
+      "conn-server-untrusted worker -> api",
+      "conn-server-untrusted db -> api",
+    ]);
   });
 
   it("refused/a server certificate at an address it does not carry: Go, openssl -verify_ip and certtool refuse 127.0.0.2, and check flags san-missing and conn-address once the manifest declares it", async () => {
     const pki = await makePki("address", trio());
     const t = presented(pki, "api", "server");
-    refusedByAll(t, { go: /x509: certificate is valid for 127\.0\.0\.1, not 127\.0\.0\.2/, openssl: /IP address mismatch/, certtool: /The name in the certificate does not match the expected/ }, { host: "127.0.0.2" });
-    assertFlags(recheck(pki, trio({ apiAddresses: "[127.0.0.1, 127.0.0.2, api.localhost]", dbDialsApiAt: "127.0.0.2" })), "api", ["san-missing api", "conn-address db -> api"]);
+    refusedByAll(
+      t,
+      {
+        go: /x509: certificate is valid for 127\.0\.0\.1, not 127\.0\.0\.2/,
+        openssl: /IP address mismatch/,
+        certtool: /The name in the certificate does not match the expected/,
+      },
+      { host: "127.0.0.2" },
+    );
+    assertFlags(
+      recheck(pki, trio({ apiAddresses: "[127.0.0.1, 127.0.0.2, api.localhost]", dbDialsApiAt: "127.0.0.2" })),
+      "api",
+      ["san-missing api", "conn-address db -> api"],
+    );
   });
 
   it("ok/faketime '+400 days' moves openssl's and certtool's clocks (a 90-day certificate has expired for them) but not Go's, which reads the clock without libc and still accepts it", () => {
     const t = presented(trioPki, "api", "server");
     const verdicts = allThree(t, { faketime: "+400 days", host: "api.localhost" });
-    assert.ok(!verdicts.openssl.ok && /certificate has expired/.test(verdicts.openssl.out), `openssl under faketime: ${verdicts.openssl.out}`);
-    assert.ok(!verdicts.certtool.ok && /The certificate chain uses expired certificate/.test(verdicts.certtool.out), `certtool under faketime: ${verdicts.certtool.out}`);
+    assert.ok(
+      !verdicts.openssl.ok && /certificate has expired/.test(verdicts.openssl.out),
+      `openssl under faketime: ${verdicts.openssl.out}`,
+    );
+    assert.ok(
+      !verdicts.certtool.ok && /The certificate chain uses expired certificate/.test(verdicts.certtool.out),
+      `certtool under faketime: ${verdicts.certtool.out}`,
+    );
     assert.ok(verdicts.go.ok, `Go under faketime refused: ${verdicts.go.out}`);
   });
 
@@ -324,15 +458,27 @@ describe("independent verifiers", () => {
     /** instants: one second inside each end of the validity, and one second outside each. */
     const instants = () => {
       const { notBefore, notAfter } = validity(trioPki.svc("api").cert);
-      for (const t of targets(trioPki)) assert.deepEqual(validity(t.cert), { notBefore, notAfter }, `${label(t)}: the trio's certificates share one validity`);
-      return { firstSecond: shift(notBefore, SECOND), lastSecond: shift(notAfter, -SECOND), afterNotAfter: shift(notAfter, SECOND), beforeNotBefore: shift(notBefore, -SECOND) };
+      for (const t of targets(trioPki))
+        assert.deepEqual(
+          validity(t.cert),
+          { notBefore, notAfter },
+          `${label(t)}: the trio's certificates share one validity`,
+        );
+      return {
+        firstSecond: shift(notBefore, SECOND),
+        lastSecond: shift(notAfter, -SECOND),
+        afterNotAfter: shift(notAfter, SECOND),
+        beforeNotBefore: shift(notBefore, -SECOND),
+      };
     };
 
     /** refusedAt asserts that Go and openssl refuse every certificate of the trio at `at`, with the words `why` expects. */
     const refusedAt = (at: Date, why: { go: RegExp; openssl: RegExp }) => {
       const ts = targets(trioPki);
       const failures: string[] = [];
-      goVerify(ts, { at }).forEach((v, i) => (v.ok || !why.go.test(v.out)) && failures.push(`Go: ${label(ts[i]!)}: ${v.out || "accepted"}`));
+      goVerify(ts, { at }).forEach(
+        (v, i) => (v.ok || !why.go.test(v.out)) && failures.push(`Go: ${label(ts[i]!)}: ${v.out || "accepted"}`),
+      );
       for (const t of ts) {
         const v = openssl(t, { at });
         if (v.ok || !why.openssl.test(v.out)) failures.push(`openssl: ${label(t)}: ${v.out}`);
@@ -345,20 +491,31 @@ describe("independent verifiers", () => {
       const failures: string[] = [];
       for (const at of [firstSecond, lastSecond]) {
         const ts = targets(trioPki);
-        goVerify(ts, { at }).forEach((v, i) => v.ok || failures.push(`Go at ${rfc3339(at)}: ${label(ts[i]!)}: ${v.out}`));
+        goVerify(ts, { at }).forEach(
+          (v, i) => v.ok || failures.push(`Go at ${rfc3339(at)}: ${label(ts[i]!)}: ${v.out}`),
+        );
         for (const t of ts) {
           const v = openssl(t, { at, host: t.hosts[0] });
           if (!v.ok) failures.push(`openssl at ${rfc3339(at)}: ${label(t, t.hosts[0])}: ${v.out}`);
         }
         const report = trioPki.check(at);
-        if (report.errors) failures.push(`check at ${rfc3339(at)}: ${report.findings.filter((f) => f.severity === "error").map((f) => f.code).join(", ")}`);
+        if (report.errors)
+          failures.push(
+            `check at ${rfc3339(at)}: ${report.findings
+              .filter((f) => f.severity === "error")
+              .map((f) => f.code)
+              .join(", ")}`,
+          );
       }
       assert.equal(failures.length, 0, failures.join("\n"));
     });
 
     it("refused/one second after notAfter: Go and openssl -attime say expired, and check flags expired and conn-validity", () => {
       const at = instants().afterNotAfter;
-      refusedAt(at, { go: /x509: certificate has expired or is not yet valid: current time \S+ is after/, openssl: /certificate has expired/ });
+      refusedAt(at, {
+        go: /x509: certificate has expired or is not yet valid: current time \S+ is after/,
+        openssl: /certificate has expired/,
+      });
       const report = trioPki.check(at);
       for (const s of ["api", "worker", "db"]) assertFlags(report, s, [`expired ${s}`]);
       assertFlags(report, "api", ["conn-validity worker -> api", "conn-validity db -> api"]);
@@ -367,7 +524,10 @@ describe("independent verifiers", () => {
 
     it("refused/one second before notBefore: Go and openssl -attime say not yet valid, and check flags not-yet-valid and conn-validity", () => {
       const at = instants().beforeNotBefore;
-      refusedAt(at, { go: /x509: certificate has expired or is not yet valid: current time \S+ is before/, openssl: /certificate is not yet valid/ });
+      refusedAt(at, {
+        go: /x509: certificate has expired or is not yet valid: current time \S+ is before/,
+        openssl: /certificate is not yet valid/,
+      });
       const report = trioPki.check(at);
       for (const s of ["api", "worker", "db"]) assertFlags(report, s, [`not-yet-valid ${s}`]);
       assertFlags(report, "api", ["conn-validity worker -> api", "conn-validity db -> api"]);

@@ -42,9 +42,17 @@ describe("mtlskit verify agrees with Go's crypto/x509", () => {
       const r = await runCli(verifyArgs(c, files[i]!));
       assert.equal(r.code, c.codes.length === 0 ? 0 : 1, r.out + r.err);
       const v = JSON.parse(r.out) as { ok: boolean; reasons: { code: string }[] };
-      assert.deepEqual(v.reasons.map((x) => x.code), c.codes, r.out);
+      assert.deepEqual(
+        v.reasons.map((x) => x.code),
+        c.codes,
+        r.out,
+      );
       const g = go[i]!;
-      assert.equal(g.ok, c.go ? !v.ok : v.ok, `Go ${g.ok ? "accepted" : `refused (${g.error})`}, verify ${v.ok ? "accepted" : "refused"}${c.go ? " (named as a disagreement)" : ""}:\n${r.out}`);
+      assert.equal(
+        g.ok,
+        c.go ? !v.ok : v.ok,
+        `Go ${g.ok ? "accepted" : `refused (${g.error})`}, verify ${v.ok ? "accepted" : "refused"}${c.go ? " (named as a disagreement)" : ""}:\n${r.out}`,
+      );
     });
   });
 });

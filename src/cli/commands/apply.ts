@@ -10,7 +10,17 @@ import { parseArgs } from "node:util";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
 import { paint, paintErr, progressLine, type Io } from "../output.ts";
-import { MANIFEST_FLAGS, planJson, REISSUE_FLAGS, renderExternalNote, renderPlan, renderPlanWarnings, renderWarnings, splitNames, staleBundles } from "./shared.ts";
+import {
+  MANIFEST_FLAGS,
+  planJson,
+  REISSUE_FLAGS,
+  renderExternalNote,
+  renderPlan,
+  renderPlanWarnings,
+  renderWarnings,
+  splitNames,
+  staleBundles,
+} from "./shared.ts";
 
 export const APPLY_HELP = `mtlskit apply: issue the CA and every service certificate the manifest declares.
 
@@ -72,13 +82,34 @@ ${EXIT_CODES_TEXT}
 
 /** applyCommand runs `mtlskit apply`. */
 export async function applyCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = flags("apply", () => parseArgs({ args, options: { ...COMMON_FLAGS, ...MANIFEST_FLAGS, ...REISSUE_FLAGS, "lock-wait": { type: "string", default: "5" }, "no-reload": { type: "boolean" }, "break-lock": { type: "boolean" } }, allowPositionals: true, strict: true }));
-  if (values.help) return io.out(APPLY_HELP), 0;
+  const { values, positionals } = flags("apply", () =>
+    parseArgs({
+      args,
+      options: {
+        ...COMMON_FLAGS,
+        ...MANIFEST_FLAGS,
+        ...REISSUE_FLAGS,
+        "lock-wait": { type: "string", default: "5" },
+        "no-reload": { type: "boolean" },
+        "break-lock": { type: "boolean" },
+      },
+      allowPositionals: true,
+      strict: true,
+    }),
+  );
+  if (values.help) return (io.out(APPLY_HELP), 0);
   const reissue = splitNames(values.reissue, positionals);
-  if (positionals.length > 0 && values.reissue === undefined) throw new UsageError(`mtlskit apply: unexpected argument ${JSON.stringify(positionals[0])}; did you mean --reissue ${positionals[0]}?`);
-  if (values["reissue-all"] && reissue.length > 0) throw new UsageError("mtlskit apply: flag --reissue is incompatible with --reissue-all; use one");
+  if (positionals.length > 0 && values.reissue === undefined)
+    throw new UsageError(
+      `mtlskit apply: unexpected argument ${JSON.stringify(positionals[0])}; did you mean --reissue ${positionals[0]}?`,
+    );
+  if (values["reissue-all"] && reissue.length > 0)
+    throw new UsageError("mtlskit apply: flag --reissue is incompatible with --reissue-all; use one");
   const lockWait = Number(values["lock-wait"]);
-  if (!Number.isFinite(lockWait) || lockWait < 0) throw new UsageError(`mtlskit apply: --lock-wait must be a number of seconds; got ${JSON.stringify(values["lock-wait"])}`);
+  if (!Number.isFinite(lockWait) || lockWait < 0)
+    throw new UsageError(
+      `mtlskit apply: --lock-wait must be a number of seconds; got ${JSON.stringify(values["lock-wait"])}`,
+    );
   const loaded = loadManifest(values.file);
   if (!values.json) renderWarnings(io, loaded.warnings);
   // Exports are checked before anything is issued (an output inside the PKI, a missing passphrase: exit 2, nothing written).
@@ -91,7 +122,16 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
   const result = await apply(loaded, values.pki, {
     // After issuing and before the reload hooks, so a renewal refreshes the exported copies
     // before services reload them; files that match are not rewritten.
-    afterWrite: () => void (exported = outputs.length > 0 ? exportOutputs(loaded, values.pki, outputs, values.json ? {} : { onProgress: (o, done, total) => drawExport(`${o.format} ${o.dir}:`, done, total) }) : []),
+    afterWrite: () =>
+      void (exported =
+        outputs.length > 0
+          ? exportOutputs(
+              loaded,
+              values.pki,
+              outputs,
+              values.json ? {} : { onProgress: (o, done, total) => drawExport(`${o.format} ${o.dir}:`, done, total) },
+            )
+          : []),
     hooks: !values["no-reload"],
     reissue,
     reissueAll: values["reissue-all"] ?? false,
@@ -108,23 +148,47 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
   });
   const secs = ((performance.now() - started) / 1000).toFixed(2);
   if (values.json) {
-    io.out(JSON.stringify({ ...planJson(result.plan), issued: result.issued, kept: result.kept, caCreated: result.caCreated, seconds: Number(secs), outputs: exportJson(exported), hooks: result.hooks }, null, 2) + "\n");
+    io.out(
+      JSON.stringify(
+        {
+          ...planJson(result.plan),
+          issued: result.issued,
+          kept: result.kept,
+          caCreated: result.caCreated,
+          seconds: Number(secs),
+          outputs: exportJson(exported),
+          hooks: result.hooks,
+        },
+        null,
+        2,
+      ) + "\n",
+    );
     return hookFailure(io, result.hooks);
   }
   io.out(`mtlskit apply: ${values.file} -> ${values.pki}\n`);
-  if (result.plan.certs.length <= 200) renderPlan(io, result.plan, { create: "created", reissue: "reissued", keep: "kept" });
+  if (result.plan.certs.length <= 200)
+    renderPlan(io, result.plan, { create: "created", reissue: "reissued", keep: "kept" });
   else renderPlanWarnings(io, result.plan);
   const ca = path.join(values.pki, "ca", "ca.pem");
   const rewritten = staleBundles(result.plan).length;
   const what =
-    result.issued === 0 && rewritten === 0 ? "Nothing to do: every certificate matches the manifest"
-    : result.issued === 0 ? `${rewritten} trust bundle${rewritten === 1 ? "" : "s"} rewritten`
-    : `${result.issued} certificate${result.issued === 1 ? "" : "s"} issued${rewritten ? `, ${rewritten} trust bundle${rewritten === 1 ? "" : "s"} rewritten` : ""}`;
-  io.out(`${paint(io, "bold", what)}, ${result.kept} kept${result.caCreated ? ", new CA created" : ""}, in ${secs}s.\n`);
-  io.out(`Trust anchor: ${ca}. Each service's files are in ${path.join(values.pki, "services", "NAME")}/ (cert.pem, key.pem, ca.pem).\n`);
+    result.issued === 0 && rewritten === 0
+      ? "Nothing to do: every certificate matches the manifest"
+      : result.issued === 0
+        ? `${rewritten} trust bundle${rewritten === 1 ? "" : "s"} rewritten`
+        : `${result.issued} certificate${result.issued === 1 ? "" : "s"} issued${rewritten ? `, ${rewritten} trust bundle${rewritten === 1 ? "" : "s"} rewritten` : ""}`;
+  io.out(
+    `${paint(io, "bold", what)}, ${result.kept} kept${result.caCreated ? ", new CA created" : ""}, in ${secs}s.\n`,
+  );
+  io.out(
+    `Trust anchor: ${ca}. Each service's files are in ${path.join(values.pki, "services", "NAME")}/ (cert.pem, key.pem, ca.pem).\n`,
+  );
   renderExternalNote(io, result.plan);
   renderExports(io, exported, { nextStep: false });
-  for (const h of result.hooks) io.out(`Reload ${h.service}: ${h.command}: ${h.ok ? paint(io, "green", "ok") : paint(io, "red", `FAILED, ${h.error}`)}\n`);
+  for (const h of result.hooks)
+    io.out(
+      `Reload ${h.service}: ${h.command}: ${h.ok ? paint(io, "green", "ok") : paint(io, "red", `FAILED, ${h.error}`)}\n`,
+    );
   return hookFailure(io, result.hooks);
 }
 
@@ -135,6 +199,8 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
 function hookFailure(io: Io, hooks: readonly HookRecord[]): number {
   const failed = hooks.filter((h) => !h.ok);
   if (failed.length === 0) return EXIT.ok;
-  io.err(`${paintErr(io, "red", "error:")} the reload hook${failed.length === 1 ? "" : "s"} of ${failed.map((h) => h.service).join(", ")} failed (${failed.map((h) => `${h.service}: ${h.error}`).join("; ")}). The new files are in place; fix the hook and run apply again: it retries ${failed.length === 1 ? "it" : "them"}.\n`);
+  io.err(
+    `${paintErr(io, "red", "error:")} the reload hook${failed.length === 1 ? "" : "s"} of ${failed.map((h) => h.service).join(", ")} failed (${failed.map((h) => `${h.service}: ${h.error}`).join("; ")}). The new files are in place; fix the hook and run apply again: it retries ${failed.length === 1 ? "it" : "them"}.\n`,
+  );
   return EXIT.failed;
 }

@@ -2,7 +2,17 @@
 import { parseArgs } from "node:util";
 import * as path from "node:path";
 import { EXIT, FailedError, UsageError } from "../../errors.ts";
-import { aboutLabel, checkPki, CODES, nagiosStatus, prometheusText, reportJson, type CheckReport, type Code, type Finding } from "../../check/index.ts";
+import {
+  aboutLabel,
+  checkPki,
+  CODES,
+  nagiosStatus,
+  prometheusText,
+  reportJson,
+  type CheckReport,
+  type Code,
+  type Finding,
+} from "../../check/index.ts";
 import { loadManifest, parseDuration, type Manifest } from "../../manifest/index.ts";
 import { writeFileAtomic } from "../../state/fs.ts";
 import { COMMON_FLAGS, flags, parseTimeFlag } from "../args.ts";
@@ -62,11 +72,15 @@ EXIT CODES
 const FORMATS = ["human", "json", "prometheus"] as const;
 
 function parseWhen(at: string | undefined, inText: string | undefined): Date | undefined {
-  if (at !== undefined && inText !== undefined) throw new UsageError("mtlskit check: flag --at is incompatible with --in; use one");
+  if (at !== undefined && inText !== undefined)
+    throw new UsageError("mtlskit check: flag --at is incompatible with --in; use one");
   if (at !== undefined) return parseTimeFlag("check", at);
   if (inText !== undefined) {
     const ms = parseDuration(inText);
-    if (ms === undefined) throw new UsageError(`mtlskit check: --in must be a duration such as 30d, 12h, 2w; got ${JSON.stringify(inText)}`);
+    if (ms === undefined)
+      throw new UsageError(
+        `mtlskit check: --in must be a duration such as 30d, 12h, 2w; got ${JSON.stringify(inText)}`,
+      );
     return new Date(Date.now() + ms);
   }
   return undefined;
@@ -78,14 +92,19 @@ function parseSkew(text: string | undefined): number | undefined {
   const m = /^([1-9][0-9]{0,5})(s|m)$/.exec(text);
   if (m) return Number(m[1]) * (m[2] === "s" ? 1000 : 60_000);
   const ms = parseDuration(text);
-  if (ms === undefined) throw new UsageError(`mtlskit check: --skew must be a duration such as 90s, 5m or 1h (or 0); got ${JSON.stringify(text)}`);
+  if (ms === undefined)
+    throw new UsageError(
+      `mtlskit check: --skew must be a duration such as 90s, 5m or 1h (or 0); got ${JSON.stringify(text)}`,
+    );
   return ms;
 }
 
 const SEVERITY_COLOR = { error: "red", warning: "yellow" } as const;
 
 function renderFinding(io: Io, f: Finding): void {
-  io.out(`  ${paint(io, SEVERITY_COLOR[f.severity], f.severity.padEnd(7))} ${paint(io, "bold", f.code)}: ${f.message}\n          fix: ${f.fix}\n`);
+  io.out(
+    `  ${paint(io, SEVERITY_COLOR[f.severity], f.severity.padEnd(7))} ${paint(io, "bold", f.code)}: ${f.message}\n          fix: ${f.fix}\n`,
+  );
 }
 
 /** renderHuman prints findings grouped by what they concern, then connections, then a summary. */
@@ -100,24 +119,33 @@ function renderHuman(io: Io, r: CheckReport, head: string, failingOnly = false):
   for (const [key, fs] of groups) {
     io.out(`\n${paint(io, "bold", key)}\n`);
     // Errors first: what breaks a handshake before what is merely worth knowing.
-    for (const f of [...fs.filter((x) => x.severity === "error"), ...fs.filter((x) => x.severity !== "error")]) renderFinding(io, f);
+    for (const f of [...fs.filter((x) => x.severity === "error"), ...fs.filter((x) => x.severity !== "error")])
+      renderFinding(io, f);
   }
   const shown = r.connections.filter((c) => !failingOnly || !c.ok);
   if (shown.length > 0) {
     io.out(`\n${paint(io, "bold", "connections")}\n`);
     for (const c of shown) {
       const fs = r.findings.filter((f) => f.about.kind === "connection" && f.about.index === c.index);
-      io.out(`  ${c.ok ? paint(io, "green", "ok  ") : paint(io, "red", "FAIL")}  ${c.from} -> ${c.to} @ ${c.address}\n`);
+      io.out(
+        `  ${c.ok ? paint(io, "green", "ok  ") : paint(io, "red", "FAIL")}  ${c.from} -> ${c.to} @ ${c.address}\n`,
+      );
       for (const f of fs) renderFinding(io, f);
     }
   }
   const failing = r.connections.filter((c) => !c.ok).length;
   const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? "" : "s"}`;
   const verdict = r.errors === 0 ? paint(io, "green", "OK") : paint(io, "red", "FAIL");
-  io.out(`\n${verdict}: ${plural(r.errors, "error")}, ${plural(r.warnings, "warning")} in ${plural(r.certificates.length, "certificate")} and ${plural(r.connections.length, "connection")}${r.connections.length ? ` (${failing} failing)` : ""}.\n`);
+  io.out(
+    `\n${verdict}: ${plural(r.errors, "error")}, ${plural(r.warnings, "warning")} in ${plural(r.certificates.length, "certificate")} and ${plural(r.connections.length, "connection")}${r.connections.length ? ` (${failing} failing)` : ""}.\n`,
+  );
 }
 
-const splitList = (v: readonly string[] | undefined) => (v ?? []).flatMap((x) => x.split(",")).map((x) => x.trim()).filter(Boolean);
+const splitList = (v: readonly string[] | undefined) =>
+  (v ?? [])
+    .flatMap((x) => x.split(","))
+    .map((x) => x.trim())
+    .filter(Boolean);
 
 /**
  * selectServices keeps the named services and the connections between them: a per-host check
@@ -127,9 +155,16 @@ const splitList = (v: readonly string[] | undefined) => (v ?? []).flatMap((x) =>
 function selectServices(m: Manifest, names: readonly string[]): Manifest {
   if (names.length === 0) return m;
   const unknown = names.filter((n) => !m.services.some((s) => s.name === n));
-  if (unknown.length > 0) throw new UsageError(`mtlskit check: --service ${unknown.join(",")}: not a service of ${m.file}; services are: ${m.services.map((s) => s.name).join(", ")}`);
+  if (unknown.length > 0)
+    throw new UsageError(
+      `mtlskit check: --service ${unknown.join(",")}: not a service of ${m.file}; services are: ${m.services.map((s) => s.name).join(", ")}`,
+    );
   const keep = new Set(names);
-  return { ...m, services: m.services.filter((s) => keep.has(s.name)), connections: m.connections.filter((c) => keep.has(c.from) && keep.has(c.to)) };
+  return {
+    ...m,
+    services: m.services.filter((s) => keep.has(s.name)),
+    connections: m.connections.filter((c) => keep.has(c.from) && keep.has(c.to)),
+  };
 }
 
 /** checkCommand runs `mtlskit check`. */
@@ -159,27 +194,47 @@ async function runCheck(args: string[], io: Io): Promise<number> {
       strict: true,
     }),
   );
-  if (values.help) return io.out(CHECK_HELP), EXIT.ok;
+  if (values.help) return (io.out(CHECK_HELP), EXIT.ok);
   if (values.codes) {
-    for (const [code, info] of Object.entries(CODES)) io.out(`${code.padEnd(22)} ${info.severity.padEnd(7)} ${info.scope.padEnd(11)} ${info.title}\n`);
+    for (const [code, info] of Object.entries(CODES))
+      io.out(`${code.padEnd(22)} ${info.severity.padEnd(7)} ${info.scope.padEnd(11)} ${info.title}\n`);
     return EXIT.ok;
   }
-  if (positionals.length > 0) throw new UsageError(`mtlskit check: unexpected argument ${JSON.stringify(positionals[0])}; name the manifest with -f FILE`);
-  if (values.format !== undefined && !(FORMATS as readonly string[]).includes(values.format)) throw new UsageError(`mtlskit check: --format must be one of ${FORMATS.join(", ")}; got ${JSON.stringify(values.format)}`);
-  const chosen = [values.json ? "--json" : "", values.format !== undefined ? "--format" : "", values.nagios ? "--nagios" : ""].filter(Boolean);
-  if (chosen.length > 1) throw new UsageError(`mtlskit check: flag ${chosen[0]} is incompatible with ${chosen[1]}; use one`);
+  if (positionals.length > 0)
+    throw new UsageError(
+      `mtlskit check: unexpected argument ${JSON.stringify(positionals[0])}; name the manifest with -f FILE`,
+    );
+  if (values.format !== undefined && !(FORMATS as readonly string[]).includes(values.format))
+    throw new UsageError(
+      `mtlskit check: --format must be one of ${FORMATS.join(", ")}; got ${JSON.stringify(values.format)}`,
+    );
+  const chosen = [
+    values.json ? "--json" : "",
+    values.format !== undefined ? "--format" : "",
+    values.nagios ? "--nagios" : "",
+  ].filter(Boolean);
+  if (chosen.length > 1)
+    throw new UsageError(`mtlskit check: flag ${chosen[0]} is incompatible with ${chosen[1]}; use one`);
   const format = values.nagios ? "nagios" : values.json ? "json" : (values.format ?? "human");
   const now = parseWhen(values.at, values.in);
   const skewMs = parseSkew(values.skew);
 
   const ignore = splitList(values.ignore);
   const unknown = ignore.filter((c) => !(c in CODES));
-  if (unknown.length > 0) throw new UsageError(`mtlskit check: --ignore ${unknown.join(",")}: no such finding code; \`mtlskit check --codes\` lists them`);
+  if (unknown.length > 0)
+    throw new UsageError(
+      `mtlskit check: --ignore ${unknown.join(",")}: no such finding code; \`mtlskit check --codes\` lists them`,
+    );
 
   const loaded = loadManifest(values.file);
   if (format === "human") renderWarnings(io, loaded.warnings);
   const manifest = selectServices(loaded.manifest, splitList(values.service));
-  const report = checkPki(manifest, values.pki, { ...(now ? { now } : {}), ...(skewMs === undefined ? {} : { skewMs }), ignore: ignore as Code[], applyCommand: `mtlskit apply -f ${values.file} --pki ${values.pki}` });
+  const report = checkPki(manifest, values.pki, {
+    ...(now ? { now } : {}),
+    ...(skewMs === undefined ? {} : { skewMs }),
+    ignore: ignore as Code[],
+    applyCommand: `mtlskit apply -f ${values.file} --pki ${values.pki}`,
+  });
 
   let text: string;
   let code: number = report.errors > 0 ? EXIT.findings : EXIT.ok;
@@ -191,7 +246,12 @@ async function runCheck(args: string[], io: Io): Promise<number> {
     code = s.code;
   } else {
     const chunks: string[] = [];
-    renderHuman(values.output ? { ...io, color: false, out: (t) => void chunks.push(t) } : io, report, `mtlskit check${manifest === loaded.manifest ? "" : ` (services ${manifest.services.map((x) => x.name).join(", ")})`}: ${values.file}, ${loaded.manifest.services.some((s) => !s.files) ? values.pki : "external files only"}${now ? `, at ${now.toISOString()}` : ""}`, values.failing ?? false);
+    renderHuman(
+      values.output ? { ...io, color: false, out: (t) => void chunks.push(t) } : io,
+      report,
+      `mtlskit check${manifest === loaded.manifest ? "" : ` (services ${manifest.services.map((x) => x.name).join(", ")})`}: ${values.file}, ${loaded.manifest.services.some((s) => !s.files) ? values.pki : "external files only"}${now ? `, at ${now.toISOString()}` : ""}`,
+      values.failing ?? false,
+    );
     if (!values.output) return code;
     text = chunks.join("");
   }
@@ -201,9 +261,13 @@ async function runCheck(args: string[], io: Io): Promise<number> {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       const dir = path.dirname(values.output);
-      throw new FailedError(`mtlskit check: cannot write ${values.output}: ${code === "ENOENT" ? `the directory ${dir} does not exist` : code === "EACCES" ? `permission denied in ${dir}` : (e as Error).message}`, { cause: e });
+      throw new FailedError(
+        `mtlskit check: cannot write ${values.output}: ${code === "ENOENT" ? `the directory ${dir} does not exist` : code === "EACCES" ? `permission denied in ${dir}` : (e as Error).message}`,
+        { cause: e },
+      );
     }
-    if (format !== "nagios") io.err(`mtlskit check: wrote ${values.output} (${report.errors} errors, ${report.warnings} warnings)\n`);
+    if (format !== "nagios")
+      io.err(`mtlskit check: wrote ${values.output} (${report.errors} errors, ${report.warnings} warnings)\n`);
   }
   if (!values.output || format === "nagios") io.out(text);
   return code;

@@ -57,8 +57,12 @@ function parseRoles(values: readonly string[] | undefined): Record<string, strin
   const roles: Record<string, string> = Object.create(null);
   for (const v of values ?? []) {
     const m = /^([^=]+)=(.+)$/.exec(v);
-    if (!m) throw new UsageError(`mtlskit config: --pg-role must be CLIENT=ROLE, e.g. --pg-role core=serviceradar; got ${JSON.stringify(v)}`);
-    if (roles[m[1]!] !== undefined) throw new UsageError(`mtlskit config: --pg-role gives ${m[1]} two roles (${roles[m[1]!]} and ${m[2]}); give one`);
+    if (!m)
+      throw new UsageError(
+        `mtlskit config: --pg-role must be CLIENT=ROLE, e.g. --pg-role core=serviceradar; got ${JSON.stringify(v)}`,
+      );
+    if (roles[m[1]!] !== undefined)
+      throw new UsageError(`mtlskit config: --pg-role gives ${m[1]} two roles (${roles[m[1]!]} and ${m[2]}); give one`);
     roles[m[1]!] = m[2]!;
   }
   return roles;
@@ -71,10 +75,15 @@ function pickService(m: Manifest, component: string, name: string | undefined): 
   if (name === undefined) {
     const same = m.services.find((s) => s.name === component);
     if (same) return same;
-    throw new UsageError(`mtlskit config ${component}: which service? ${m.file} has no service named ${component}; give --service NAME (services that can run ${component}: ${list})`);
+    throw new UsageError(
+      `mtlskit config ${component}: which service? ${m.file} has no service named ${component}; give --service NAME (services that can run ${component}: ${list})`,
+    );
   }
   const s = m.services.find((x) => x.name === name);
-  if (!s) throw new UsageError(`mtlskit config ${component}: --service ${name}: ${m.file} has no service ${JSON.stringify(name)}; services that can run ${component}: ${list}`);
+  if (!s)
+    throw new UsageError(
+      `mtlskit config ${component}: --service ${name}: ${m.file} has no service ${JSON.stringify(name)}; services that can run ${component}: ${list}`,
+    );
   return s;
 }
 
@@ -95,7 +104,7 @@ export async function configCommand(args: string[], io: Io): Promise<number> {
       strict: true,
     }),
   );
-  if (values.help) return io.out(CONFIG_HELP), EXIT.ok;
+  if (values.help) return (io.out(CONFIG_HELP), EXIT.ok);
   if (positionals.length !== 1) {
     throw new UsageError(
       positionals.length === 0
@@ -105,12 +114,18 @@ export async function configCommand(args: string[], io: Io): Promise<number> {
   }
   const component = positionals[0]!;
   componentOf(component);
-  if (values.pki !== undefined && values["certs-dir"] !== undefined) throw new UsageError("mtlskit config: flag --pki is incompatible with --certs-dir; --pki points into the PKI directory, --certs-dir into a host's flat directory: use one");
+  if (values.pki !== undefined && values["certs-dir"] !== undefined)
+    throw new UsageError(
+      "mtlskit config: flag --pki is incompatible with --certs-dir; --pki points into the PKI directory, --certs-dir into a host's flat directory: use one",
+    );
   const certsDir = values["certs-dir"];
   if (certsDir !== undefined && !path.isAbsolute(certsDir)) {
-    throw new UsageError(`mtlskit config: --certs-dir must be an absolute path, the directory on the host (e.g. /etc/serviceradar/certs); got ${JSON.stringify(certsDir)}, which each server would resolve against its own working directory`);
+    throw new UsageError(
+      `mtlskit config: --certs-dir must be an absolute path, the directory on the host (e.g. /etc/serviceradar/certs); got ${JSON.stringify(certsDir)}, which each server would resolve against its own working directory`,
+    );
   }
-  if (values["pg-role"] !== undefined && component !== "postgres") throw new UsageError(`mtlskit config: --pg-role is for the postgres component; ${component} has no roles`);
+  if (values["pg-role"] !== undefined && component !== "postgres")
+    throw new UsageError(`mtlskit config: --pg-role is for the postgres component; ${component} has no roles`);
   const pgRoles = parseRoles(values["pg-role"]);
 
   const file = values.file ?? "mtlskit.yaml";

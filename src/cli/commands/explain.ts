@@ -57,26 +57,56 @@ export type ReadStdin = (io: Io) => Promise<string>;
 /** explainCommand runs `mtlskit explain`; tests pass their own `stdin`. */
 export async function explainCommand(args: string[], io: Io, stdin: ReadStdin = readProcessStdin): Promise<number> {
   const { values, positionals } = flags("explain", () =>
-    parseArgs({ args, options: { ...COMMON_FLAGS, log: { type: "string" }, file: { type: "string", short: "f" }, pki: { type: "string" }, list: { type: "boolean" }, json: { type: "boolean" } }, allowPositionals: true, strict: true }),
+    parseArgs({
+      args,
+      options: {
+        ...COMMON_FLAGS,
+        log: { type: "string" },
+        file: { type: "string", short: "f" },
+        pki: { type: "string" },
+        list: { type: "boolean" },
+        json: { type: "boolean" },
+      },
+      allowPositionals: true,
+      strict: true,
+    }),
   );
-  if (values.help) return io.out(EXPLAIN_HELP), 0;
+  if (values.help) return (io.out(EXPLAIN_HELP), 0);
   const dash = positionals.includes("-");
   if (values.list) {
-    if (positionals.length > 0 || values.log !== undefined) throw new UsageError("mtlskit explain: --list takes no message and no --log; use one");
-    return printList(io, values.json ?? false), 0;
+    if (positionals.length > 0 || values.log !== undefined)
+      throw new UsageError("mtlskit explain: --list takes no message and no --log; use one");
+    return (printList(io, values.json ?? false), 0);
   }
-  if (values.pki !== undefined && values.file === undefined) throw new UsageError("mtlskit explain: --pki needs the manifest too; add -f FILE");
-  if (dash && values.log !== undefined) throw new UsageError("mtlskit explain: - (standard input) and --log are both given; use one");
-  if (dash && positionals.length > 1) throw new UsageError("mtlskit explain: - reads the message from standard input; give no other message");
-  if (values.log !== undefined && positionals.length > 0) throw new UsageError("mtlskit explain: a message and --log are both given; use one");
+  if (values.pki !== undefined && values.file === undefined)
+    throw new UsageError("mtlskit explain: --pki needs the manifest too; add -f FILE");
+  if (dash && values.log !== undefined)
+    throw new UsageError("mtlskit explain: - (standard input) and --log are both given; use one");
+  if (dash && positionals.length > 1)
+    throw new UsageError("mtlskit explain: - reads the message from standard input; give no other message");
+  if (values.log !== undefined && positionals.length > 0)
+    throw new UsageError("mtlskit explain: a message and --log are both given; use one");
   if (positionals.length === 0 && values.log === undefined) {
-    throw new UsageError('mtlskit explain: no message given; paste it in quotes (mtlskit explain "x509: ..."), or use - for standard input or --log LOG');
+    throw new UsageError(
+      'mtlskit explain: no message given; paste it in quotes (mtlskit explain "x509: ..."), or use - for standard input or --log LOG',
+    );
   }
-  const text = values.log !== undefined ? readLog(values.log) : dash ? await readInput(stdin, io) : positionals.join(" ");
-  if (text.trim() === "") throw new UsageError(`mtlskit explain: the message is empty${values.log !== undefined ? ` (${values.log})` : ""}; nothing to explain`);
+  const text =
+    values.log !== undefined ? readLog(values.log) : dash ? await readInput(stdin, io) : positionals.join(" ");
+  if (text.trim() === "")
+    throw new UsageError(
+      `mtlskit explain: the message is empty${values.log !== undefined ? ` (${values.log})` : ""}; nothing to explain`,
+    );
   const result = explain(text);
   const deployment = values.file === undefined ? undefined : pointAt(result, values.file, values.pki ?? "./pki");
-  if (values.json) io.out(JSON.stringify({ ...explanationJson(result), ...(deployment ? { deployment: deploymentJson(deployment) } : {}) }, null, 2) + "\n");
+  if (values.json)
+    io.out(
+      JSON.stringify(
+        { ...explanationJson(result), ...(deployment ? { deployment: deploymentJson(deployment) } : {}) },
+        null,
+        2,
+      ) + "\n",
+    );
   else printExplanation(io, result, deployment);
   return result.matches.length > 0 ? 0 : 1;
 }
@@ -100,7 +130,10 @@ function readLog(file: string): string {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT") throw new UsageError(`mtlskit explain: no such file ${file}`);
-    if (code === "ENOTREG" || code === "EISDIR") throw new UsageError(`mtlskit explain: --log ${file}: it ${(e as ReadFileError).reason}; name a log file, or pipe the text into \`mtlskit explain -\``);
+    if (code === "ENOTREG" || code === "EISDIR")
+      throw new UsageError(
+        `mtlskit explain: --log ${file}: it ${(e as ReadFileError).reason}; name a log file, or pipe the text into \`mtlskit explain -\``,
+      );
     throw new FailedError(`mtlskit explain: ${(e as Error).message}`, { cause: e });
   }
 }
@@ -146,13 +179,24 @@ function pointAt(result: Explanation, file: string, pki: string): Pointed {
   const report = checkPki(loaded.manifest, pki, { applyCommand: `mtlskit apply -f ${file} --pki ${pki}` });
   const byMatch = result.matches.map((m) => {
     const related = report.findings.filter((f) => (m.entry.codes as readonly string[]).includes(f.code));
-    const host = m.details.host?.replace(/^\[|\]$/g, "").replace(/:\d+$/, "").toLowerCase();
+    const host = m.details.host
+      ?.replace(/^\[|\]$/g, "")
+      .replace(/:\d+$/, "")
+      .toLowerCase();
     if (host === undefined) return related;
     // The message names the dialed address: keep what concerns a service reached there (one
     // that declares it, or the target of a connection to it) and the connections to it.
-    const reached = new Set(loaded.manifest.services.filter((s) => s.dns.includes(host) || s.ips.some((ip) => ip.text === host)).map((s) => s.name));
+    const reached = new Set(
+      loaded.manifest.services
+        .filter((s) => s.dns.includes(host) || s.ips.some((ip) => ip.text === host))
+        .map((s) => s.name),
+    );
     for (const c of loaded.manifest.connections) if (c.address.text.toLowerCase() === host) reached.add(c.to);
-    const narrowed = related.filter((f) => (f.about.kind === "connection" ? f.about.address.toLowerCase() === host : f.about.kind === "ca" || reached.has(f.about.service)));
+    const narrowed = related.filter((f) =>
+      f.about.kind === "connection"
+        ? f.about.address.toLowerCase() === host
+        : f.about.kind === "ca" || reached.has(f.about.service),
+    );
     return narrowed;
   });
   return { file, pki, report, byMatch };
@@ -164,19 +208,35 @@ function deploymentJson(d: Pointed) {
     pki: d.pki,
     errors: d.report.errors,
     warnings: d.report.warnings,
-    matches: d.byMatch.map((fs) => fs.map((f) => ({ code: f.code, severity: f.severity, label: aboutLabel(f.about), about: f.about, message: f.message, fix: f.fix }))),
+    matches: d.byMatch.map((fs) =>
+      fs.map((f) => ({
+        code: f.code,
+        severity: f.severity,
+        label: aboutLabel(f.about),
+        about: f.about,
+        message: f.message,
+        fix: f.fix,
+      })),
+    ),
   };
 }
 
 function printDeployment(io: Io, d: Pointed, i: number): void {
   const fs = d.byMatch[i]!;
   if (fs.length === 0) {
-    io.out(wrap(`In ${d.file}: \`mtlskit check\` finds nothing that produces this error (${d.report.errors} errors elsewhere). The failing peer may not use the files the manifest names, or the error comes from a peer outside the manifest.`, "   "));
+    io.out(
+      wrap(
+        `In ${d.file}: \`mtlskit check\` finds nothing that produces this error (${d.report.errors} errors elsewhere). The failing peer may not use the files the manifest names, or the error comes from a peer outside the manifest.`,
+        "   ",
+      ),
+    );
     return;
   }
   io.out(`   In ${d.file} (${fs.length} finding${fs.length === 1 ? "" : "s"} of \`mtlskit check\`):\n`);
-  for (const f of fs.slice(0, 10)) io.out(wrap(`- ${aboutLabel(f.about)} [${f.code}]: ${f.message}. Fix: ${f.fix}`, "     "));
-  if (fs.length > 10) io.out(`     ... and ${fs.length - 10} more; run \`mtlskit check -f ${d.file} --pki ${d.pki}\` for all.\n`);
+  for (const f of fs.slice(0, 10))
+    io.out(wrap(`- ${aboutLabel(f.about)} [${f.code}]: ${f.message}. Fix: ${f.fix}`, "     "));
+  if (fs.length > 10)
+    io.out(`     ... and ${fs.length - 10} more; run \`mtlskit check -f ${d.file} --pki ${d.pki}\` for all.\n`);
 }
 
 function printExplanation(io: Io, result: Explanation, deployment?: Pointed): void {
@@ -185,9 +245,14 @@ function printExplanation(io: Io, result: Explanation, deployment?: Pointed): vo
     io.out("mtlskit explain: no known TLS error in this text.\n");
     if (closest.length > 0) {
       io.out("The closest catalogue entries, by the words they share with it:\n");
-      for (const n of closest) io.out(`  ${paint(io, "bold", n.entry.id)}: ${n.entry.title} (shares ${n.words.map((w) => `"${w}"`).join(", ")})\n`);
+      for (const n of closest)
+        io.out(
+          `  ${paint(io, "bold", n.entry.id)}: ${n.entry.title} (shares ${n.words.map((w) => `"${w}"`).join(", ")})\n`,
+        );
     }
-    io.out("Run `mtlskit explain --list` to see every recognised error. If this is a TLS error mtlskit should know, please report it.\n");
+    io.out(
+      "Run `mtlskit explain --list` to see every recognised error. If this is a TLS error mtlskit should know, please report it.\n",
+    );
     return;
   }
   io.out(`mtlskit explain: recognised ${matches.length === 1 ? "1 error" : `${matches.length} errors`}.\n`);
@@ -209,17 +274,38 @@ function sections(m: Match): [string, string][] {
     ["Cause", m.cause],
     ["Where to look", m.look],
     ["Fix", m.fix],
-    ["Check codes", codes.length > 0 ? `\`mtlskit check\` reports what causes this as ${codes.join(", ")}.` : "`mtlskit check` has no finding for this."],
+    [
+      "Check codes",
+      codes.length > 0
+        ? `\`mtlskit check\` reports what causes this as ${codes.join(", ")}.`
+        : "`mtlskit check` has no finding for this.",
+    ],
   ];
 }
 
 function printList(io: Io, json: boolean): void {
   if (json) {
-    io.out(JSON.stringify(CATALOGUE.map((e) => ({ id: e.id, title: e.title, stacks: e.stacks, level: e.level ?? "specific", codes: e.codes, examples: e.examples })), null, 2) + "\n");
+    io.out(
+      JSON.stringify(
+        CATALOGUE.map((e) => ({
+          id: e.id,
+          title: e.title,
+          stacks: e.stacks,
+          level: e.level ?? "specific",
+          codes: e.codes,
+          examples: e.examples,
+        })),
+        null,
+        2,
+      ) + "\n",
+    );
     return;
   }
   io.out(`mtlskit explain: ${CATALOGUE.length} recognised errors.\n`);
-  for (const e of CATALOGUE) io.out(`\n${paint(io, "bold", e.id)}: ${e.title}\n   stacks: ${e.stacks.join(", ")}\n   example: ${e.examples[0]}\n`);
+  for (const e of CATALOGUE)
+    io.out(
+      `\n${paint(io, "bold", e.id)}: ${e.title}\n   stacks: ${e.stacks.join(", ")}\n   example: ${e.examples[0]}\n`,
+    );
 }
 
 /** WIDTH is where human output wraps. */

@@ -4,7 +4,14 @@ import * as path from "node:path";
 import { EXIT, UsageError } from "../../errors.ts";
 import { describeOutput, exportOutputs, type ExportResult } from "../../export/index.ts";
 import { loadManifest, OUTPUT_FORMATS, type Output, type OutputFormat } from "../../manifest/index.ts";
-import { DNS_LABEL, DNS_SUBDOMAIN, FORMAT_KEYS, PLACEHOLDERS, placeholderText, unknownPlaceholder } from "../../manifest/outputs.ts";
+import {
+  DNS_LABEL,
+  DNS_SUBDOMAIN,
+  FORMAT_KEYS,
+  PLACEHOLDERS,
+  placeholderText,
+  unknownPlaceholder,
+} from "../../manifest/outputs.ts";
 import { ENV_NAME_RULE, FILE_NAME_RULE, OWNER_RULE } from "../../manifest/schema.ts";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
@@ -74,7 +81,17 @@ ${EXIT_CODES_TEXT.replace("a damaged PKI", "a damaged PKI, a PKI not issued yet 
 `;
 
 /** FLAG_KEYS maps format-specific flags to the output fields FORMAT_KEYS governs. */
-const FLAG_KEYS = { host: "hosts", name: "name", namespace: "namespace", bundle: "bundle", prefix: "prefix", "node-id": "nodeId", "cert-dir": "certDir", "passphrase-file": "passphraseFile", "passphrase-env": "passphraseEnv" } as const;
+const FLAG_KEYS = {
+  host: "hosts",
+  name: "name",
+  namespace: "namespace",
+  bundle: "bundle",
+  prefix: "prefix",
+  "node-id": "nodeId",
+  "cert-dir": "certDir",
+  "passphrase-file": "passphraseFile",
+  "passphrase-env": "passphraseEnv",
+} as const;
 
 /** refuseSecretFlags stops a passphrase given on the command line, where ps and shell history see it. */
 function refuseSecretFlags(args: readonly string[]): void {
@@ -92,51 +109,94 @@ function hostsOf(values: readonly string[] | undefined): Record<string, string[]
   const hosts: Record<string, string[]> = Object.create(null);
   for (const v of values) {
     const m = /^([^=]+)=(.*)$/.exec(v);
-    if (!m || !FILE_NAME_RULE.test(m[1]!)) throw new UsageError(`mtlskit export: --host must be HOST=service,service with HOST a directory name; got ${JSON.stringify(v)}`);
+    if (!m || !FILE_NAME_RULE.test(m[1]!))
+      throw new UsageError(
+        `mtlskit export: --host must be HOST=service,service with HOST a directory name; got ${JSON.stringify(v)}`,
+      );
     hosts[m[1]!] = [...(hosts[m[1]!] ?? []), ...splitNames([m[2]!], [])];
   }
   return hosts;
 }
 
 /** outputOfFlags turns the flags into an Output, refusing what the manifest's rules would refuse. */
-function outputOfFlags(values: Record<string, string | string[] | boolean | undefined>, services: string[], cluster: string, all: string[]): Output {
+function outputOfFlags(
+  values: Record<string, string | string[] | boolean | undefined>,
+  services: string[],
+  cluster: string,
+  all: string[],
+): Output {
   const format = values.format as string;
-  if (!(OUTPUT_FORMATS as readonly string[]).includes(format)) throw new UsageError(`mtlskit export: --format must be one of ${OUTPUT_FORMATS.join(", ")}; got ${JSON.stringify(format)}`);
+  if (!(OUTPUT_FORMATS as readonly string[]).includes(format))
+    throw new UsageError(
+      `mtlskit export: --format must be one of ${OUTPUT_FORMATS.join(", ")}; got ${JSON.stringify(format)}`,
+    );
   const f = format as OutputFormat;
   for (const [flag, key] of Object.entries(FLAG_KEYS)) {
-    if (values[flag] !== undefined && !(FORMAT_KEYS[key] ?? []).includes(f)) throw new UsageError(`mtlskit export: flag --${flag} is read only by --format ${FORMAT_KEYS[key]!.join(" and ")}; this export is ${f}`);
+    if (values[flag] !== undefined && !(FORMAT_KEYS[key] ?? []).includes(f))
+      throw new UsageError(
+        `mtlskit export: flag --${flag} is read only by --format ${FORMAT_KEYS[key]!.join(" and ")}; this export is ${f}`,
+      );
   }
-  if (values.out === undefined) throw new UsageError(`mtlskit export: --format ${f} needs --out DIR, the directory to write into`);
+  if (values.out === undefined)
+    throw new UsageError(`mtlskit export: --format ${f} needs --out DIR, the directory to write into`);
   const str = (k: string) => values[k] as string | undefined;
   const hosts = hostsOf(values.host as string[] | undefined);
-  if (hosts && services.length > 0) throw new UsageError("mtlskit export: flag --service is incompatible with --host; --host already lists each host's services");
+  if (hosts && services.length > 0)
+    throw new UsageError(
+      "mtlskit export: flag --service is incompatible with --host; --host already lists each host's services",
+    );
   for (const n of [...services, ...Object.values(hosts ?? {}).flat()]) {
-    if (!all.includes(n)) throw new UsageError(`mtlskit export: unknown service ${JSON.stringify(n)}; services are: ${all.join(", ")}`);
+    if (!all.includes(n))
+      throw new UsageError(`mtlskit export: unknown service ${JSON.stringify(n)}; services are: ${all.join(", ")}`);
   }
   for (const k of ["owner", "group"]) {
     const v = str(k);
-    if (v !== undefined && !OWNER_RULE.test(v)) throw new UsageError(`mtlskit export: --${k} must be a name or a numeric id; got ${JSON.stringify(v)}`);
+    if (v !== undefined && !OWNER_RULE.test(v))
+      throw new UsageError(`mtlskit export: --${k} must be a name or a numeric id; got ${JSON.stringify(v)}`);
   }
   for (const k of ["node-id", "passphrase-env"]) {
     const v = str(k);
-    if (v !== undefined && !ENV_NAME_RULE.test(v)) throw new UsageError(`mtlskit export: --${k} must be a variable name (letters, digits and _); got ${JSON.stringify(v)}`);
+    if (v !== undefined && !ENV_NAME_RULE.test(v))
+      throw new UsageError(
+        `mtlskit export: --${k} must be a variable name (letters, digits and _); got ${JSON.stringify(v)}`,
+      );
   }
   const prefix = str("prefix");
-  if (prefix !== undefined && prefix !== "" && !ENV_NAME_RULE.test(prefix)) throw new UsageError(`mtlskit export: --prefix must be the start of a variable name (letters, digits and _); got ${JSON.stringify(prefix)}`);
+  if (prefix !== undefined && prefix !== "" && !ENV_NAME_RULE.test(prefix))
+    throw new UsageError(
+      `mtlskit export: --prefix must be the start of a variable name (letters, digits and _); got ${JSON.stringify(prefix)}`,
+    );
   if (f === "pkcs12" && (str("passphrase-file") === undefined) === (str("passphrase-env") === undefined)) {
-    throw new UsageError("mtlskit export: --format pkcs12 needs exactly one of --passphrase-file FILE and --passphrase-env NAME (never the passphrase itself)");
+    throw new UsageError(
+      "mtlskit export: --format pkcs12 needs exactly one of --passphrase-file FILE and --passphrase-env NAME (never the passphrase itself)",
+    );
   }
-  for (const [flag, field] of [["name", "name"], ["namespace", "namespace"], ["bundle", "bundle"], ["cert-dir", "certDir"]] as const) {
+  for (const [flag, field] of [
+    ["name", "name"],
+    ["namespace", "namespace"],
+    ["bundle", "bundle"],
+    ["cert-dir", "certDir"],
+  ] as const) {
     const bad = str(flag) === undefined ? undefined : unknownPlaceholder(str(flag)!, PLACEHOLDERS[field]);
-    if (bad !== undefined) throw new UsageError(`mtlskit export: --${flag} has the unknown placeholder ${bad}; it may hold only ${placeholderText(PLACEHOLDERS[field])}`);
+    if (bad !== undefined)
+      throw new UsageError(
+        `mtlskit export: --${flag} has the unknown placeholder ${bad}; it may hold only ${placeholderText(PLACEHOLDERS[field])}`,
+      );
   }
   const render = (t: string, name: string) => t.replaceAll("{cluster}", cluster).replaceAll("{name}", name);
   if (str("name") !== undefined) {
     const bad = all.map((n) => render(str("name")!, n)).find((n) => !DNS_SUBDOMAIN.test(n));
-    if (bad !== undefined) throw new UsageError(`mtlskit export: --name renders ${JSON.stringify(bad)}, which is not a Kubernetes object name; use a template such as "{name}-tls"`);
+    if (bad !== undefined)
+      throw new UsageError(
+        `mtlskit export: --name renders ${JSON.stringify(bad)}, which is not a Kubernetes object name; use a template such as "{name}-tls"`,
+      );
   }
-  if (str("namespace") !== undefined && !DNS_LABEL.test(render(str("namespace")!, ""))) throw new UsageError(`mtlskit export: --namespace ${JSON.stringify(str("namespace"))} is not a Kubernetes namespace (lowercase letters, digits and -)`);
-  if (str("bundle") !== undefined && !DNS_SUBDOMAIN.test(render(str("bundle")!, ""))) throw new UsageError(`mtlskit export: --bundle ${JSON.stringify(str("bundle"))} is not a Kubernetes object name`);
+  if (str("namespace") !== undefined && !DNS_LABEL.test(render(str("namespace")!, "")))
+    throw new UsageError(
+      `mtlskit export: --namespace ${JSON.stringify(str("namespace"))} is not a Kubernetes namespace (lowercase letters, digits and -)`,
+    );
+  if (str("bundle") !== undefined && !DNS_SUBDOMAIN.test(render(str("bundle")!, "")))
+    throw new UsageError(`mtlskit export: --bundle ${JSON.stringify(str("bundle"))} is not a Kubernetes object name`);
   return {
     format: f,
     dir: path.resolve(str("out")!),
@@ -162,10 +222,12 @@ const PROGRESS_MIN = 50;
 
 /** NEXT_STEP: what to do with each format's files. */
 const NEXT_STEP: Record<OutputFormat, (dir: string) => string> = {
-  flat: (dir) => `Copy each directory to its host as is, e.g. \`rsync -a ${dir}/HOST/ HOST:/etc/app/certs/\` (-a keeps modes; owners too when run as root).`,
+  flat: (dir) =>
+    `Copy each directory to its host as is, e.g. \`rsync -a ${dir}/HOST/ HOST:/etc/app/certs/\` (-a keeps modes; owners too when run as root).`,
   kubernetes: (dir) => `Apply with \`kubectl apply -f ${dir}\`.`,
   env: (dir) => `Read with \`set -a; . ${dir}/NAME.env\` or EnvironmentFile=${dir}/NAME.env in a systemd unit.`,
-  pkcs12: (dir) => `Check with \`keytool -list -storetype PKCS12 -keystore ${dir}/NAME.p12\` or \`openssl pkcs12 -in ${dir}/NAME.p12 -info -nokeys\`.`,
+  pkcs12: (dir) =>
+    `Check with \`keytool -list -storetype PKCS12 -keystore ${dir}/NAME.p12\` or \`openssl pkcs12 -in ${dir}/NAME.p12 -info -nokeys\`.`,
 };
 
 /** shown is a directory as the user would type it: relative below the working directory, else absolute. */
@@ -178,14 +240,26 @@ const shown = (dir: string) => {
 export function renderExports(io: Io, results: readonly ExportResult[], opts: { nextStep: boolean }): void {
   for (const r of results) {
     const w = r.written.length;
-    io.out(`${paint(io, "bold", `Exported ${r.output.format}`)} to ${r.dir}: ${w} file${w === 1 ? "" : "s"} written, ${r.unchanged.length} unchanged.${opts.nextStep ? ` ${NEXT_STEP[r.output.format](shown(r.dir))}` : ""}\n`);
-    if (r.ownerSkipped) io.err(`${paintErr(io, "yellow", "note:")} ${describeOutput(r.output)}: owner/group not applied: ${r.ownerSkipped}.\n`);
+    io.out(
+      `${paint(io, "bold", `Exported ${r.output.format}`)} to ${r.dir}: ${w} file${w === 1 ? "" : "s"} written, ${r.unchanged.length} unchanged.${opts.nextStep ? ` ${NEXT_STEP[r.output.format](shown(r.dir))}` : ""}\n`,
+    );
+    if (r.ownerSkipped)
+      io.err(
+        `${paintErr(io, "yellow", "note:")} ${describeOutput(r.output)}: owner/group not applied: ${r.ownerSkipped}.\n`,
+      );
   }
 }
 
 /** exportJson is the machine form of export results. */
 export const exportJson = (results: readonly ExportResult[]) =>
-  results.map((r) => ({ format: r.output.format, dir: r.dir, at: r.output.at ?? null, written: r.written, unchanged: r.unchanged, ownerSkipped: r.ownerSkipped }));
+  results.map((r) => ({
+    format: r.output.format,
+    dir: r.dir,
+    at: r.output.at ?? null,
+    written: r.written,
+    unchanged: r.unchanged,
+    ownerSkipped: r.ownerSkipped,
+  }));
 
 /** exportCommand runs `mtlskit export`. */
 export async function exportCommand(args: string[], io: Io): Promise<number> {
@@ -215,20 +289,46 @@ export async function exportCommand(args: string[], io: Io): Promise<number> {
       strict: true,
     }),
   );
-  if (values.help) return io.out(EXPORT_HELP), EXIT.ok;
-  if (positionals.length > 0) throw new UsageError(`mtlskit export: unexpected argument ${JSON.stringify(positionals[0])}; did you mean --service ${positionals[0]}?`);
+  if (values.help) return (io.out(EXPORT_HELP), EXIT.ok);
+  if (positionals.length > 0)
+    throw new UsageError(
+      `mtlskit export: unexpected argument ${JSON.stringify(positionals[0])}; did you mean --service ${positionals[0]}?`,
+    );
   const services = splitNames(values.service, []);
   if (values.format === undefined) {
-    const stray = ["out", "service", "owner", "group", ...Object.keys(FLAG_KEYS)].find((k) => (values as Record<string, unknown>)[k] !== undefined);
-    if (stray) throw new UsageError(`mtlskit export: --${stray} needs --format; without --format, export writes the manifest's outputs as declared`);
+    const stray = ["out", "service", "owner", "group", ...Object.keys(FLAG_KEYS)].find(
+      (k) => (values as Record<string, unknown>)[k] !== undefined,
+    );
+    if (stray)
+      throw new UsageError(
+        `mtlskit export: --${stray} needs --format; without --format, export writes the manifest's outputs as declared`,
+      );
   }
   const loaded = loadManifest(values.file);
   if (!values.json) renderWarnings(io, loaded.warnings);
   const m = loaded.manifest;
-  const outputs = values.format === undefined ? (m.outputs ?? []) : [outputOfFlags(values, services, m.cluster, m.services.map((s) => s.name))];
-  if (outputs.length === 0) throw new UsageError(`mtlskit export: ${values.file} declares no outputs; give --format and --out, or add an outputs: list to the manifest`);
+  const outputs =
+    values.format === undefined
+      ? (m.outputs ?? [])
+      : [
+          outputOfFlags(
+            values,
+            services,
+            m.cluster,
+            m.services.map((s) => s.name),
+          ),
+        ];
+  if (outputs.length === 0)
+    throw new UsageError(
+      `mtlskit export: ${values.file} declares no outputs; give --format and --out, or add an outputs: list to the manifest`,
+    );
   const draw = progressLine(io, PROGRESS_MIN);
-  const results = exportOutputs(loaded, values.pki, outputs, values.json ? {} : { onProgress: (o, done, total) => draw(`${o.format} ${shown(o.dir)}:`, done, total) });
+  const results = exportOutputs(
+    loaded,
+    values.pki,
+    outputs,
+    values.json ? {} : { onProgress: (o, done, total) => draw(`${o.format} ${shown(o.dir)}:`, done, total) },
+  );
   if (values.json) io.out(`${JSON.stringify(exportJson(results), null, 2)}\n`);
   else renderExports(io, results, { nextStep: values.format !== undefined });
   return EXIT.ok;

@@ -47,7 +47,11 @@ export function renderExample(text: string, example: string, file: string): stri
   return text.replace(MODELINE, modeline).replaceAll(`examples/${example}.yaml`, file);
 }
 
-const exampleNames = () => readdirSync(EXAMPLES_DIR).filter((f) => f.endsWith(".yaml")).map((f) => f.slice(0, -5)).sort();
+const exampleNames = () =>
+  readdirSync(EXAMPLES_DIR)
+    .filter((f) => f.endsWith(".yaml"))
+    .map((f) => f.slice(0, -5))
+    .sort();
 
 export const INIT_HELP = `mtlskit init: write a commented starter manifest to start from.
 
@@ -73,17 +77,41 @@ ${EXIT_CODES_TEXT}
 
 /** initCommand runs `mtlskit init`. */
 export async function initCommand(args: string[], io: Io): Promise<number> {
-  const { values } = flags("init", () => parseArgs({ args, options: { ...COMMON_FLAGS, example: { type: "string", default: "quickstart" }, file: { type: "string", short: "f", default: "mtlskit.yaml" }, force: { type: "boolean" } }, allowPositionals: false, strict: true }));
-  if (values.help) return io.out(INIT_HELP.replace("<names>", exampleNames().join(", "))), 0;
+  const { values } = flags("init", () =>
+    parseArgs({
+      args,
+      options: {
+        ...COMMON_FLAGS,
+        example: { type: "string", default: "quickstart" },
+        file: { type: "string", short: "f", default: "mtlskit.yaml" },
+        force: { type: "boolean" },
+      },
+      allowPositionals: false,
+      strict: true,
+    }),
+  );
+  if (values.help) return (io.out(INIT_HELP.replace("<names>", exampleNames().join(", "))), 0);
   const names = exampleNames();
-  if (!names.includes(values.example)) throw new UsageError(`mtlskit init: unknown example ${JSON.stringify(values.example)}; examples are: ${names.join(", ")}`);
-  const text = renderExample(readFileSync(`${EXAMPLES_DIR}${values.example}.yaml`, "utf8"), values.example, values.file);
+  if (!names.includes(values.example))
+    throw new UsageError(
+      `mtlskit init: unknown example ${JSON.stringify(values.example)}; examples are: ${names.join(", ")}`,
+    );
+  const text = renderExample(
+    readFileSync(`${EXAMPLES_DIR}${values.example}.yaml`, "utf8"),
+    values.example,
+    values.file,
+  );
   try {
     writeFileSync(values.file, text, { flag: values.force ? "w" : "wx" });
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "EEXIST") throw new UsageError(`mtlskit init: ${values.file} already exists; pass --force to overwrite it, or -f to write elsewhere`);
+    if ((e as NodeJS.ErrnoException).code === "EEXIST")
+      throw new UsageError(
+        `mtlskit init: ${values.file} already exists; pass --force to overwrite it, or -f to write elsewhere`,
+      );
     throw e;
   }
-  io.out(`Wrote ${values.file} (from the ${values.example} example). Edit it, then run \`mtlskit plan -f ${values.file}\` and \`mtlskit apply -f ${values.file}\`.\n`);
+  io.out(
+    `Wrote ${values.file} (from the ${values.example} example). Edit it, then run \`mtlskit plan -f ${values.file}\` and \`mtlskit apply -f ${values.file}\`.\n`,
+  );
   return 0;
 }

@@ -2,7 +2,19 @@
 import { parseArgs } from "node:util";
 import { EXIT, UsageError } from "../../errors.ts";
 import { readStreamBounded } from "../../read-file.ts";
-import { inspectText, loadInspection, matchKeys, sanText, tally, type CertificateItem, type Inspection, type Item, type ItemLint, type KeyInfo, type Requested } from "../../inspect/index.ts";
+import {
+  inspectText,
+  loadInspection,
+  matchKeys,
+  sanText,
+  tally,
+  type CertificateItem,
+  type Inspection,
+  type Item,
+  type ItemLint,
+  type KeyInfo,
+  type Requested,
+} from "../../inspect/index.ts";
 import { COMMON_FLAGS, flags, parseTimeFlag } from "../args.ts";
 import { paint, type Io } from "../output.ts";
 
@@ -63,7 +75,13 @@ function renderRequested(io: Io, r: Requested): void {
   row(io, "usage", r.usage);
   row(io, "key usage", r.keyUsage?.join(", ") ?? "any (no keyUsage)");
   row(io, "identity", r.identity.uri ?? r.identity.note ?? "");
-  r.extensions.forEach((x, k) => row(io, k === 0 ? "extensions" : "", `${x.name}${x.critical ? " (critical)" : ""}${x.value === undefined ? "" : `: ${x.value}`}`));
+  r.extensions.forEach((x, k) =>
+    row(
+      io,
+      k === 0 ? "extensions" : "",
+      `${x.name}${x.critical ? " (critical)" : ""}${x.value === undefined ? "" : `: ${x.value}`}`,
+    ),
+  );
 }
 
 function renderCertificate(io: Io, c: CertificateItem): void {
@@ -71,34 +89,71 @@ function renderCertificate(io: Io, c: CertificateItem): void {
   row(io, "issuer", `${c.issuer || "(empty)"}${c.selfSigned ? " (self-signed)" : ""}`);
   row(io, "serial", c.serial);
   const v = c.validity;
-  row(io, "validity", `${date(v.notBefore)} to ${date(v.notAfter)}: ${paint(io, v.status === "valid" ? "green" : "red", v.text)}`);
+  row(
+    io,
+    "validity",
+    `${date(v.notBefore)} to ${date(v.notAfter)}: ${paint(io, v.status === "valid" ? "green" : "red", v.text)}`,
+  );
   renderKey(io, c.key);
   row(io, "signature", c.signatureAlgorithm);
   renderRequested(io, c);
-  if (c.ca) row(io, "CA", `yes: ${c.ca.keyCertSign ? "may sign certificates" : "may NOT sign certificates (no keyCertSign)"}, ${c.ca.pathLen === undefined ? "no path length limit" : `at most ${c.ca.pathLen} CA${c.ca.pathLen === 1 ? "" : "s"} below it`}`);
+  if (c.ca)
+    row(
+      io,
+      "CA",
+      `yes: ${c.ca.keyCertSign ? "may sign certificates" : "may NOT sign certificates (no keyCertSign)"}, ${c.ca.pathLen === undefined ? "no path length limit" : `at most ${c.ca.pathLen} CA${c.ca.pathLen === 1 ? "" : "s"} below it`}`,
+    );
   row(io, "SHA-256", c.sha256);
-  if (c.signedByNext !== undefined) row(io, "chain", c.signedByNext ? `signed by the next certificate [${c.index + 1}]` : paint(io, "yellow", `not signed by the next certificate [${c.index + 1}]`));
+  if (c.signedByNext !== undefined)
+    row(
+      io,
+      "chain",
+      c.signedByNext
+        ? `signed by the next certificate [${c.index + 1}]`
+        : paint(io, "yellow", `not signed by the next certificate [${c.index + 1}]`),
+    );
   renderLints(io, c.lints);
 }
 
 function renderLints(io: Io, lints: readonly ItemLint[]): void {
   for (const l of lints) {
-    io.out(`      ${paint(io, l.severity === "error" ? "red" : "yellow", l.severity.padEnd(7))} ${paint(io, "bold", l.code)}: ${l.message}\n              fix: ${l.change}\n`);
+    io.out(
+      `      ${paint(io, l.severity === "error" ? "red" : "yellow", l.severity.padEnd(7))} ${paint(io, "bold", l.code)}: ${l.message}\n              fix: ${l.change}\n`,
+    );
   }
 }
 
-const TITLES: Record<Item["kind"], string> = { certificate: "certificate", "private-key": "private key", "public-key": "public key", csr: "certificate request", other: "other", problem: "cannot read" };
+const TITLES: Record<Item["kind"], string> = {
+  certificate: "certificate",
+  "private-key": "private key",
+  "public-key": "public key",
+  csr: "certificate request",
+  other: "other",
+  problem: "cannot read",
+};
 
 function renderItem(io: Io, i: Item): void {
-  const where = [i.line !== undefined ? `line ${i.line}` : i.offset !== undefined ? `DER at byte ${i.offset}` : "", i.label ?? ""].filter(Boolean).join(", ");
+  const where = [
+    i.line !== undefined ? `line ${i.line}` : i.offset !== undefined ? `DER at byte ${i.offset}` : "",
+    i.label ?? "",
+  ]
+    .filter(Boolean)
+    .join(", ");
   if (i.kind === "problem") return void io.out(`  [${i.index}] ${paint(io, "red", "error:")} ${i.message}\n`);
-  if (i.kind === "other") return void io.out(`  [${i.index}] ${paint(io, "bold", i.label ?? "other")}${i.line === undefined ? "" : ` (line ${i.line})`}: ${i.description}\n`);
+  if (i.kind === "other")
+    return void io.out(
+      `  [${i.index}] ${paint(io, "bold", i.label ?? "other")}${i.line === undefined ? "" : ` (line ${i.line})`}: ${i.description}\n`,
+    );
   io.out(`  [${i.index}] ${paint(io, "bold", TITLES[i.kind])}${where ? ` (${where})` : ""}\n`);
   switch (i.kind) {
     case "certificate":
       return renderCertificate(io, i);
     case "private-key":
-      row(io, "format", i.encrypted ? `${i.format} (${i.encryption}); its key type and fingerprint need the passphrase` : i.format);
+      row(
+        io,
+        "format",
+        i.encrypted ? `${i.format} (${i.encryption}); its key type and fingerprint need the passphrase` : i.format,
+      );
       if (i.key) renderKey(io, i.key);
       renderMatches(io, i.matches);
       return renderLints(io, i.lints);
@@ -110,7 +165,11 @@ function renderItem(io: Io, i: Item): void {
     case "csr":
       row(io, "subject", i.subject || "(empty)");
       renderKey(io, i.key);
-      row(io, "signature", `${i.signatureAlgorithm}, ${i.signature === "valid" ? paint(io, "green", "verifies") : i.signature === "invalid" ? paint(io, "red", "does NOT verify (the request was altered or signed by another key)") : i.signature}`);
+      row(
+        io,
+        "signature",
+        `${i.signatureAlgorithm}, ${i.signature === "valid" ? paint(io, "green", "verifies") : i.signature === "invalid" ? paint(io, "red", "does NOT verify (the request was altered or signed by another key)") : i.signature}`,
+      );
       renderRequested(io, i);
       if (i.attributes.length > 0) row(io, "attributes", i.attributes.join(", "));
       return renderMatches(io, i.matches);
@@ -128,9 +187,19 @@ function renderHuman(io: Io, files: readonly Inspection[], at: Date | undefined)
 
 /** inspectCommand runs `mtlskit inspect`. */
 export async function inspectCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = flags("inspect", () => parseArgs({ args, options: { ...COMMON_FLAGS, json: { type: "boolean" }, at: { type: "string" } }, allowPositionals: true, strict: true }));
-  if (values.help) return io.out(INSPECT_HELP), EXIT.ok;
-  if (positionals.length === 0) throw new UsageError("mtlskit inspect: name at least one FILE (or - for standard input). Run `mtlskit inspect --help` for usage.");
+  const { values, positionals } = flags("inspect", () =>
+    parseArgs({
+      args,
+      options: { ...COMMON_FLAGS, json: { type: "boolean" }, at: { type: "string" } },
+      allowPositionals: true,
+      strict: true,
+    }),
+  );
+  if (values.help) return (io.out(INSPECT_HELP), EXIT.ok);
+  if (positionals.length === 0)
+    throw new UsageError(
+      "mtlskit inspect: name at least one FILE (or - for standard input). Run `mtlskit inspect --help` for usage.",
+    );
   const now = values.at === undefined ? new Date() : parseTimeFlag("inspect", values.at);
   const stdin = positionals.includes("-") ? await readStdin() : undefined;
   const files = matchKeys(positionals.map((p) => (p === "-" ? inspectText(stdin!, "-", now) : loadInspection(p, now))));
@@ -138,13 +207,22 @@ export async function inspectCommand(args: string[], io: Io): Promise<number> {
   const code = t.unreadable > 0 ? EXIT.failed : t.errors > 0 || t.problems > 0 ? EXIT.findings : EXIT.ok;
   if (values.json) {
     // Absent values print as null, so every item of a kind has the same keys.
-    io.out(JSON.stringify({ now: now.toISOString(), files, ...t }, (_k, v: unknown) => (v === undefined ? null : v), 2) + "\n");
+    io.out(
+      JSON.stringify({ now: now.toISOString(), files, ...t }, (_k, v: unknown) => (v === undefined ? null : v), 2) +
+        "\n",
+    );
     return code;
   }
   renderHuman(io, files, values.at === undefined ? undefined : now);
   const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? "" : "s"}`;
-  const verdict = code === EXIT.ok ? paint(io, "green", "OK") : paint(io, "red", code === EXIT.failed ? "UNREADABLE" : "FAIL");
-  const parts = [plural(t.errors, "error"), plural(t.warnings, "warning"), ...(t.problems ? [plural(t.problems, "damaged block")] : []), ...(t.unreadable ? [plural(t.unreadable, "unreadable file")] : [])];
+  const verdict =
+    code === EXIT.ok ? paint(io, "green", "OK") : paint(io, "red", code === EXIT.failed ? "UNREADABLE" : "FAIL");
+  const parts = [
+    plural(t.errors, "error"),
+    plural(t.warnings, "warning"),
+    ...(t.problems ? [plural(t.problems, "damaged block")] : []),
+    ...(t.unreadable ? [plural(t.unreadable, "unreadable file")] : []),
+  ];
   io.out(`\n${verdict}: ${parts.join(", ")} in ${plural(files.length, "file")}.\n`);
   return code;
 }

@@ -65,31 +65,46 @@ export async function metricsCommand(args: string[], io: Io): Promise<number> {
       strict: true,
     }),
   );
-  if (values.help) return io.out(METRICS_HELP), EXIT.ok;
-  if (positionals.length > 0) throw new UsageError(`mtlskit metrics: unexpected argument ${JSON.stringify(positionals[0])}; name the manifest with -f FILE`);
-  if (values.listen !== undefined && values.output !== undefined) throw new UsageError("mtlskit metrics: flag --listen is incompatible with -o; serve, or write a file");
+  if (values.help) return (io.out(METRICS_HELP), EXIT.ok);
+  if (positionals.length > 0)
+    throw new UsageError(
+      `mtlskit metrics: unexpected argument ${JSON.stringify(positionals[0])}; name the manifest with -f FILE`,
+    );
+  if (values.listen !== undefined && values.output !== undefined)
+    throw new UsageError("mtlskit metrics: flag --listen is incompatible with -o; serve, or write a file");
   const listen = values.listen === undefined ? undefined : parseListen("metrics", values.listen); // a bad address is refused before any work
   const file = values.file;
   const pki = values.pki;
   const collect = () => metricsOfPki(loadManifest(file).manifest, pki);
   const first = collect(); // invalid input fails here, before anything listens
   if (listen === undefined) {
-    if (values.output === undefined) return io.out(first), EXIT.ok;
+    if (values.output === undefined) return (io.out(first), EXIT.ok);
     try {
       writeFileAtomic(values.output, first, 0o644);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      throw new FailedError(`mtlskit metrics: cannot write ${values.output}: ${code === "ENOENT" ? `the directory ${path.dirname(values.output)} does not exist` : code === "EACCES" ? `permission denied in ${path.dirname(values.output)}` : (e as Error).message}`, { cause: e });
+      throw new FailedError(
+        `mtlskit metrics: cannot write ${values.output}: ${code === "ENOENT" ? `the directory ${path.dirname(values.output)} does not exist` : code === "EACCES" ? `permission denied in ${path.dirname(values.output)}` : (e as Error).message}`,
+        { cause: e },
+      );
     }
     return EXIT.ok;
   }
   const { host, port } = listen;
   let served;
   try {
-    served = await serveMetrics({ host, port, collect, onError: (e) => io.err(`mtlskit metrics: scrape failed: ${e.message}\n`) });
+    served = await serveMetrics({
+      host,
+      port,
+      collect,
+      onError: (e) => io.err(`mtlskit metrics: scrape failed: ${e.message}\n`),
+    });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new FailedError(`mtlskit metrics: cannot listen on ${values.listen}: ${code === "EADDRINUSE" ? "the port is in use; choose another" : code === "EADDRNOTAVAIL" ? "no interface has that address" : code === "EACCES" ? "permission denied (ports below 1024 need root)" : (e as Error).message}`, { cause: e });
+    throw new FailedError(
+      `mtlskit metrics: cannot listen on ${values.listen}: ${code === "EADDRINUSE" ? "the port is in use; choose another" : code === "EADDRNOTAVAIL" ? "no interface has that address" : code === "EACCES" ? "permission denied (ports below 1024 need root)" : (e as Error).message}`,
+      { cause: e },
+    );
   }
   io.err(`mtlskit metrics: serving ${served.url} (${file}, ${pki}); stop with Ctrl-C\n`);
   await new Promise<void>((resolve) => {

@@ -5,7 +5,16 @@ import { parseArgs } from "node:util";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
 import type { Io } from "../output.ts";
-import { MANIFEST_FLAGS, planJson, REISSUE_FLAGS, renderExternalNote, renderPlan, renderWarnings, splitNames, staleBundles } from "./shared.ts";
+import {
+  MANIFEST_FLAGS,
+  planJson,
+  REISSUE_FLAGS,
+  renderExternalNote,
+  renderPlan,
+  renderWarnings,
+  splitNames,
+  staleBundles,
+} from "./shared.ts";
 import { UsageError } from "../../errors.ts";
 
 export const PLAN_HELP = `mtlskit plan: show what apply would create, keep or re-issue, and why. Writes nothing.
@@ -34,11 +43,20 @@ ${EXIT_CODES_TEXT}
 
 /** planCommand runs `mtlskit plan`. */
 export async function planCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = flags("plan", () => parseArgs({ args, options: { ...COMMON_FLAGS, ...MANIFEST_FLAGS, ...REISSUE_FLAGS }, allowPositionals: true, strict: true }));
-  if (values.help) return io.out(PLAN_HELP), 0;
+  const { values, positionals } = flags("plan", () =>
+    parseArgs({
+      args,
+      options: { ...COMMON_FLAGS, ...MANIFEST_FLAGS, ...REISSUE_FLAGS },
+      allowPositionals: true,
+      strict: true,
+    }),
+  );
+  if (values.help) return (io.out(PLAN_HELP), 0);
   const reissue = splitNames(values.reissue, positionals);
-  if (positionals.length > 0 && values.reissue === undefined) throw new UsageError(`mtlskit plan: unexpected argument ${JSON.stringify(positionals[0])}`);
-  if (values["reissue-all"] && reissue.length > 0) throw new UsageError("mtlskit plan: flag --reissue is incompatible with --reissue-all; use one");
+  if (positionals.length > 0 && values.reissue === undefined)
+    throw new UsageError(`mtlskit plan: unexpected argument ${JSON.stringify(positionals[0])}`);
+  if (values["reissue-all"] && reissue.length > 0)
+    throw new UsageError("mtlskit plan: flag --reissue is incompatible with --reissue-all; use one");
   const loaded = loadManifest(values.file);
   const { plan } = readAndPlan(loaded, values.pki, { reissue, reissueAll: values["reissue-all"] ?? false });
   if (values.json) {
@@ -50,8 +68,17 @@ export async function planCommand(args: string[], io: Io): Promise<number> {
   renderPlan(io, plan, { create: "create", reissue: "reissue", keep: "keep" });
   const bundles = staleBundles(plan).length;
   const n = plan.certs.filter((c) => c.action !== "keep").length + (plan.ca.action === "create" ? 1 : 0);
-  const todo = [n > 0 ? `${n} certificate${n === 1 ? "" : "s"} to issue` : "", bundles > 0 ? `${bundles} trust bundle${bundles === 1 ? "" : "s"} to rewrite` : ""].filter(Boolean).join(" and ");
-  io.out(todo === "" ? "No changes. apply would change no file.\n" : `${todo.charAt(0).toUpperCase()}${todo.slice(1)}. Run \`mtlskit apply -f ${values.file} --pki ${values.pki}\` to do it.\n`);
+  const todo = [
+    n > 0 ? `${n} certificate${n === 1 ? "" : "s"} to issue` : "",
+    bundles > 0 ? `${bundles} trust bundle${bundles === 1 ? "" : "s"} to rewrite` : "",
+  ]
+    .filter(Boolean)
+    .join(" and ");
+  io.out(
+    todo === ""
+      ? "No changes. apply would change no file.\n"
+      : `${todo.charAt(0).toUpperCase()}${todo.slice(1)}. Run \`mtlskit apply -f ${values.file} --pki ${values.pki}\` to do it.\n`,
+  );
   renderExternalNote(io, plan);
   return 0;
 }

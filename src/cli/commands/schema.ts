@@ -22,8 +22,10 @@ ${EXIT_CODES_TEXT}
 
 /** schemaCommand runs `mtlskit schema`. */
 export async function schemaCommand(args: string[], io: Io): Promise<number> {
-  const { values } = flags("schema", () => parseArgs({ args, options: COMMON_FLAGS, allowPositionals: false, strict: true }));
-  if (values.help) return io.out(SCHEMA_HELP), 0;
+  const { values } = flags("schema", () =>
+    parseArgs({ args, options: COMMON_FLAGS, allowPositionals: false, strict: true }),
+  );
+  if (values.help) return (io.out(SCHEMA_HELP), 0);
   io.out(JSON.stringify(manifestJsonSchema(), null, 2) + "\n");
   return 0;
 }

@@ -21,7 +21,10 @@ export const REISSUE_FLAGS = {
 
 /** splitNames accepts `--reissue a --reissue b` and `--reissue a,b` and `--reissue a b` (positionals). */
 export function splitNames(values: readonly string[] | undefined, positionals: readonly string[]): string[] {
-  return [...(values ?? []), ...positionals].flatMap((v) => v.split(",")).map((v) => v.trim()).filter(Boolean);
+  return [...(values ?? []), ...positionals]
+    .flatMap((v) => v.split(","))
+    .map((v) => v.trim())
+    .filter(Boolean);
 }
 
 /** planJson is the machine form of a plan (--json). */
@@ -40,7 +43,13 @@ export function planJson(plan: Plan) {
         notAfter: c.action === "keep" ? c.currentNotAfter?.toISOString() : c.spec.notAfter.toISOString(),
       })),
       // A service with files: one entry, action "external"; apply writes nothing for it.
-      ...plan.external.map((e) => ({ id: e.service, service: e.service, action: e.action, reason: e.reason, files: e.files })),
+      ...plan.external.map((e) => ({
+        id: e.service,
+        service: e.service,
+        action: e.action,
+        reason: e.reason,
+        files: e.files,
+      })),
     ],
     bundles: plan.bundles,
     warnings: plan.warnings,
@@ -58,25 +67,36 @@ export function renderPlan(io: Io, plan: Plan, verbs: { create: string; reissue:
   const rows: [string, keyof typeof ACTION_COLOR, string][] = [[CA_ROW, plan.ca.action, plan.ca.reason]];
   for (const c of plan.certs) rows.push([c.id, c.action, c.reason]);
   // A bundle rewritten for a service whose certificates are all kept would otherwise be invisible.
-  for (const b of staleBundles(plan)) rows.push([`${b}/ca.pem`, "reissue", "trust bundle differs from the CA's; rewritten"]);
+  for (const b of staleBundles(plan))
+    rows.push([`${b}/ca.pem`, "reissue", "trust bundle differs from the CA's; rewritten"]);
   for (const e of plan.external) rows.push([e.service, e.action, e.reason]);
   const word = (a: keyof typeof ACTION_COLOR) => (a === "import" || a === "external" ? a : verbs[a]);
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => word(r[1]).length));
-  for (const [id, action, reason] of rows) io.out(`  ${id.padEnd(w0)}  ${paint(io, ACTION_COLOR[action], word(action).padEnd(w1))}  ${reason}\n`);
+  for (const [id, action, reason] of rows)
+    io.out(`  ${id.padEnd(w0)}  ${paint(io, ACTION_COLOR[action], word(action).padEnd(w1))}  ${reason}\n`);
   renderPlanWarnings(io, plan);
 }
 
 /** staleBundles names the services whose ca.pem apply rewrites although every certificate of theirs is kept. */
 export function staleBundles(plan: Plan): string[] {
-  return plan.bundles.filter((b) => b.action === "write" && plan.certs.some((c) => c.slot.service === b.service) && plan.certs.every((c) => c.slot.service !== b.service || c.action === "keep")).map((b) => b.service);
+  return plan.bundles
+    .filter(
+      (b) =>
+        b.action === "write" &&
+        plan.certs.some((c) => c.slot.service === b.service) &&
+        plan.certs.every((c) => c.slot.service !== b.service || c.action === "keep"),
+    )
+    .map((b) => b.service);
 }
 
 /** renderExternalNote says, after the plan, that external services are left to `mtlskit check`. */
 export function renderExternalNote(io: Io, plan: Plan): void {
   const n = plan.external.length;
   if (n === 0) return;
-  io.out(`${n} external service${n === 1 ? "" : "s"} (${plan.external.map((e) => e.service).join(", ")}): the manifest names ${n === 1 ? "its" : "their"} files; apply does not write them. Run \`mtlskit check\` to judge them.\n`);
+  io.out(
+    `${n} external service${n === 1 ? "" : "s"} (${plan.external.map((e) => e.service).join(", ")}): the manifest names ${n === 1 ? "its" : "their"} files; apply does not write them. Run \`mtlskit check\` to judge them.\n`,
+  );
 }
 
 /** renderPlanWarnings prints the plan's warnings on stderr (also when the plan is too long to list). */
@@ -99,7 +119,10 @@ export async function asPlugin(args: string[], io: Io, head: string, run: () => 
     return await run();
   } catch (e) {
     if (!args.includes("--nagios") || !(e instanceof Error)) throw e;
-    const msg = e instanceof MtlskitError ? e.message.split("\n").slice(0, 2).join(" ").replace(/\s+/g, " ") : `unexpected failure: ${e.message}`;
+    const msg =
+      e instanceof MtlskitError
+        ? e.message.split("\n").slice(0, 2).join(" ").replace(/\s+/g, " ")
+        : `unexpected failure: ${e.message}`;
     io.out(`${pluginLine(() => `${head} UNKNOWN - ${msg}`, [])}\n`);
     return 3;
   }

@@ -2,7 +2,17 @@
 import { parseArgs } from "node:util";
 import { EXIT, UsageError } from "../../errors.ts";
 import { loadManifest, parseDuration } from "../../manifest/index.ts";
-import { DEFAULT_CRITICAL_MS, failedApplyText, inWords, NAGIOS_CODE, nagiosLine, statusOfFiles, statusOfPki, type Status, type Thresholds } from "../../status/index.ts";
+import {
+  DEFAULT_CRITICAL_MS,
+  failedApplyText,
+  inWords,
+  NAGIOS_CODE,
+  nagiosLine,
+  statusOfFiles,
+  statusOfPki,
+  type Status,
+  type Thresholds,
+} from "../../status/index.ts";
 import { COMMON_FLAGS, flags, parseTimeFlag } from "../args.ts";
 import { paint, type Io } from "../output.ts";
 import { asPlugin, renderWarnings } from "./shared.ts";
@@ -55,7 +65,10 @@ EXIT CODES
 function duration(flag: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const ms = parseDuration(text);
-  if (ms === undefined || ms <= 0) throw new UsageError(`mtlskit status: --${flag} must be a duration such as 30d, 2w or 12h; got ${JSON.stringify(text)}`);
+  if (ms === undefined || ms <= 0)
+    throw new UsageError(
+      `mtlskit status: --${flag} must be a duration such as 30d, 2w or 12h; got ${JSON.stringify(text)}`,
+    );
   return ms;
 }
 
@@ -64,19 +77,39 @@ const day = (d: Date | undefined) => (d ? d.toISOString().slice(0, 10) : "-");
 
 function renderHuman(io: Io, s: Status, head: string): void {
   io.out(`${head}\n\n`);
-  const rows = s.rows.map((r) => [r.level, r.id, day(r.notAfter), r.leftMs === undefined ? "-" : inWords(r.leftMs), day(r.renewAt), day(r.ca?.notAfter)]);
+  const rows = s.rows.map((r) => [
+    r.level,
+    r.id,
+    day(r.notAfter),
+    r.leftMs === undefined ? "-" : inWords(r.leftMs),
+    day(r.renewAt),
+    day(r.ca?.notAfter),
+  ]);
   const header = ["LEVEL", "CERTIFICATE", "EXPIRES", "LEFT", "RENEW FROM", "CA EXPIRES"];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[], color?: (typeof LEVEL_COLOR)[keyof typeof LEVEL_COLOR]) =>
-    `${cells.map((c, i) => (i === 0 && color ? paint(io, color, c.padEnd(widths[i]!)) : c.padEnd(widths[i]!))).join("  ").trimEnd()}\n`;
+    `${cells
+      .map((c, i) => (i === 0 && color ? paint(io, color, c.padEnd(widths[i]!)) : c.padEnd(widths[i]!)))
+      .join("  ")
+      .trimEnd()}\n`;
   io.out(paint(io, "bold", line(header)));
   s.rows.forEach((r, i) => io.out(line(rows[i]!, LEVEL_COLOR[r.level])));
   const notes = s.rows.filter((r) => r.level !== "ok");
   if (notes.length > 0) io.out("\n");
   for (const r of notes) io.out(`  ${paint(io, LEVEL_COLOR[r.level], r.level)} ${r.id}: ${r.reason}\n`);
   // A multi-line reason is shown whole here; the summary line below carries its first line.
-  if (s.failedApply?.reason.includes("\n")) io.out(`\n  ${paint(io, "yellow", "warning")} ${failedApplyText(s.failedApply)}\n${s.failedApply.reason.split("\n").slice(1).map((l) => `    ${l.trim()}\n`).join("")}`);
-  if (s.otherApply) io.out(`\n  note: the PKI directory's last-apply.json is the record of another manifest (${s.otherApply}); not judged here\n`);
+  if (s.failedApply?.reason.includes("\n"))
+    io.out(
+      `\n  ${paint(io, "yellow", "warning")} ${failedApplyText(s.failedApply)}\n${s.failedApply.reason
+        .split("\n")
+        .slice(1)
+        .map((l) => `    ${l.trim()}\n`)
+        .join("")}`,
+    );
+  if (s.otherApply)
+    io.out(
+      `\n  note: the PKI directory's last-apply.json is the record of another manifest (${s.otherApply}); not judged here\n`,
+    );
   if (s.skipped?.length) io.out(`\n${s.skipped.map((k) => `  skipped ${k.file}: ${k.reason}\n`).join("")}`);
   const verdict = s.level === "ok" ? paint(io, "green", "OK") : paint(io, LEVEL_COLOR[s.level], s.level.toUpperCase());
   // The verdict says why: with every certificate fine, WARNING comes from the failed apply.
@@ -93,7 +126,10 @@ function statusJson(s: Status, t: Thresholds) {
     failedApply: s.failedApply ? { time: s.failedApply.time.toISOString(), reason: s.failedApply.reason } : null,
     otherApply: s.otherApply ?? null,
     skipped: s.skipped ?? [],
-    thresholds: { warningSeconds: t.warningMs === undefined ? null : t.warningMs / 1000, criticalSeconds: (t.criticalMs ?? DEFAULT_CRITICAL_MS) / 1000 },
+    thresholds: {
+      warningSeconds: t.warningMs === undefined ? null : t.warningMs / 1000,
+      criticalSeconds: (t.criticalMs ?? DEFAULT_CRITICAL_MS) / 1000,
+    },
     rows: s.rows.map((r) => ({
       id: r.id,
       service: r.service ?? null,
@@ -134,14 +170,24 @@ async function runStatus(args: string[], io: Io): Promise<number> {
       strict: true,
     }),
   );
-  if (values.help) return io.out(STATUS_HELP), EXIT.ok;
-  if (values.json && values.nagios) throw new UsageError("mtlskit status: flag --json is incompatible with --nagios; use one");
-  if (positionals.length > 0 && (values.file !== undefined || values.pki !== undefined)) throw new UsageError(`mtlskit status: certificate files (${positionals[0]}) and -f/--pki are two different modes; give one`);
-  const t: Thresholds = { warningMs: duration("warning", values.warning), criticalMs: duration("critical", values.critical) };
+  if (values.help) return (io.out(STATUS_HELP), EXIT.ok);
+  if (values.json && values.nagios)
+    throw new UsageError("mtlskit status: flag --json is incompatible with --nagios; use one");
+  if (positionals.length > 0 && (values.file !== undefined || values.pki !== undefined))
+    throw new UsageError(
+      `mtlskit status: certificate files (${positionals[0]}) and -f/--pki are two different modes; give one`,
+    );
+  const t: Thresholds = {
+    warningMs: duration("warning", values.warning),
+    criticalMs: duration("critical", values.critical),
+  };
   if (t.warningMs !== undefined && t.warningMs <= (t.criticalMs ?? DEFAULT_CRITICAL_MS)) {
-    throw new UsageError(`mtlskit status: --warning (${values.warning}) must be longer than --critical (${values.critical ?? "7d, the default"}): a certificate turns warning before it turns critical`);
+    throw new UsageError(
+      `mtlskit status: --warning (${values.warning}) must be longer than --critical (${values.critical ?? "7d, the default"}): a certificate turns warning before it turns critical`,
+    );
   }
-  if (values.at !== undefined && values.in !== undefined) throw new UsageError("mtlskit status: flag --at is incompatible with --in; use one");
+  if (values.at !== undefined && values.in !== undefined)
+    throw new UsageError("mtlskit status: flag --at is incompatible with --in; use one");
   const inMs = duration("in", values.in);
   const now = values.at !== undefined ? parseTimeFlag("status", values.at) : new Date(Date.now() + (inMs ?? 0));
 
@@ -150,7 +196,9 @@ async function runStatus(args: string[], io: Io): Promise<number> {
   if (positionals.length > 0) {
     status = statusOfFiles(positionals, now, t);
     if (status.rows.length === 0 && status.skipped?.length) {
-      throw new UsageError(`mtlskit status: none of the ${positionals.length} file${positionals.length === 1 ? "" : "s"} holds a certificate (${status.skipped.map((k) => `${k.file} ${k.reason}`).join("; ")}); name the certificate files`);
+      throw new UsageError(
+        `mtlskit status: none of the ${positionals.length} file${positionals.length === 1 ? "" : "s"} holds a certificate (${status.skipped.map((k) => `${k.file} ${k.reason}`).join("; ")}); name the certificate files`,
+      );
     }
     head = `mtlskit status: ${positionals.length} file${positionals.length === 1 ? "" : "s"}, at ${now.toISOString().slice(0, 16).replace("T", " ")} UTC`;
   } else {

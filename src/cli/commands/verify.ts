@@ -4,7 +4,15 @@ import { isIPv6 } from "node:net";
 import { parseArgs } from "node:util";
 import { EXIT, UsageError } from "../../errors.ts";
 import { PLATFORMS } from "../../trust/platform.ts";
-import { judgeVerify, loadCerts, loadSystemCerts, Material, USAGES, type Usage, type Verdict } from "../../verify/index.ts";
+import {
+  judgeVerify,
+  loadCerts,
+  loadSystemCerts,
+  Material,
+  USAGES,
+  type Usage,
+  type Verdict,
+} from "../../verify/index.ts";
 import { COMMON_FLAGS, flags, parseTimeFlag } from "../args.ts";
 import { paint, type Io } from "../output.ts";
 
@@ -59,7 +67,10 @@ EXIT CODES
 function systemBundle(): string {
   const bundles = Object.values(PLATFORMS).flatMap((p) => ("bundle" in p ? [p.bundle] : []));
   const found = bundles.find((b) => existsSync(b));
-  if (found === undefined) throw new UsageError(`mtlskit verify: no --ca given and no system bundle here (${bundles.join(", ")}); name the trust anchors with --ca BUNDLE`);
+  if (found === undefined)
+    throw new UsageError(
+      `mtlskit verify: no --ca given and no system bundle here (${bundles.join(", ")}); name the trust anchors with --ca BUNDLE`,
+    );
   return found;
 }
 
@@ -69,7 +80,17 @@ const usageOf = (text: string | undefined): Usage | undefined => {
 };
 
 /** verdictJson is the stable machine form of a verdict (--json). */
-function verdictJson(v: Verdict, o: { cert: string; ca: string; untrusted: string | undefined; at: Date; usage: Usage | undefined; host: string | undefined }) {
+function verdictJson(
+  v: Verdict,
+  o: {
+    cert: string;
+    ca: string;
+    untrusted: string | undefined;
+    at: Date;
+    usage: Usage | undefined;
+    host: string | undefined;
+  },
+) {
   return {
     ok: v.ok,
     cert: o.cert,
@@ -78,7 +99,13 @@ function verdictJson(v: Verdict, o: { cert: string; ca: string; untrusted: strin
     at: o.at.toISOString(),
     usage: o.usage ?? null,
     host: o.host ?? null,
-    chain: v.path.map((c) => ({ subject: c.info.subject, issuer: c.info.issuer, notBefore: c.info.notBefore.toISOString(), notAfter: c.info.notAfter.toISOString(), sha256: c.sha256 })),
+    chain: v.path.map((c) => ({
+      subject: c.info.subject,
+      issuer: c.info.issuer,
+      notBefore: c.info.notBefore.toISOString(),
+      notAfter: c.info.notAfter.toISOString(),
+      sha256: c.sha256,
+    })),
     reasons: v.reasons.map((r) => ({ code: r.code, subject: r.subject, message: r.message, fix: r.fix })),
   };
 }
@@ -97,7 +124,15 @@ export async function verifyCommand(args: string[], io: Io): Promise<number> {
   const { values, positionals } = flags("verify", () =>
     parseArgs({
       args,
-      options: { ...COMMON_FLAGS, ca: { type: "string" }, untrusted: { type: "string" }, host: { type: "string" }, usage: { type: "string" }, at: { type: "string" }, json: { type: "boolean" } },
+      options: {
+        ...COMMON_FLAGS,
+        ca: { type: "string" },
+        untrusted: { type: "string" },
+        host: { type: "string" },
+        usage: { type: "string" },
+        at: { type: "string" },
+        json: { type: "boolean" },
+      },
       allowPositionals: true,
       strict: true,
     }),
@@ -113,7 +148,10 @@ export async function verifyCommand(args: string[], io: Io): Promise<number> {
   const certs = loadCerts(material, cert, "CERT");
   const untrusted = values.untrusted === undefined ? [] : loadCerts(material, values.untrusted, "--untrusted");
   const system = values.ca === undefined ? loadSystemCerts(material, ca) : undefined;
-  if (system?.skipped && !values.json) io.err(`note: ${system.skipped} certificate${system.skipped === 1 ? "" : "s"} of the system bundle ${ca} could not be decoded and ${system.skipped === 1 ? "was" : "were"} skipped\n`);
+  if (system?.skipped && !values.json)
+    io.err(
+      `note: ${system.skipped} certificate${system.skipped === 1 ? "" : "s"} of the system bundle ${ca} could not be decoded and ${system.skipped === 1 ? "was" : "were"} skipped\n`,
+    );
   const v = judgeVerify(material, {
     certs,
     untrusted,
@@ -129,11 +167,14 @@ export async function verifyCommand(args: string[], io: Io): Promise<number> {
   }
   const what = [usage && `as a ${usage}`, host !== undefined && `for ${host}`, values.at !== undefined && `at ${at.toISOString()}`].filter(Boolean).join(" ");
   if (v.ok) {
-    io.out(`${paint(io, "green", "OK")}: ${cert} is valid${what ? ` ${what}` : ""}: ${v.path.map((c) => c.info.subjectAttributes.CN ?? c.info.subject).join(" <- ")} (in ${ca}).\n`);
+    io.out(
+      `${paint(io, "green", "OK")}: ${cert} is valid${what ? ` ${what}` : ""}: ${v.path.map((c) => c.info.subjectAttributes.CN ?? c.info.subject).join(" <- ")} (in ${ca}).\n`,
+    );
     return EXIT.ok;
   }
   io.out(`${cert}${what ? ` ${what}` : ""} against ${ca}:\n`);
-  for (const r of v.reasons) io.out(`  ${paint(io, "red", "error")} ${paint(io, "bold", r.code)}: ${r.message}\n        fix: ${r.fix}\n`);
+  for (const r of v.reasons)
+    io.out(`  ${paint(io, "red", "error")} ${paint(io, "bold", r.code)}: ${r.message}\n        fix: ${r.fix}\n`);
   io.out(`\n${paint(io, "red", "FAIL")}: ${v.reasons.length} reason${v.reasons.length === 1 ? "" : "s"}.\n`);
   return EXIT.findings;
 }
