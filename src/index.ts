@@ -162,4 +162,19 @@ export {
   type PkiMaterial,
 } from "./export/index.ts";
 export { OUTPUT_FORMATS, type Output, type OutputFormat } from "./manifest/index.ts";
-export { COMPONENTS, COMPONENT_NAMES, renderConfig, tlsPaths, manifestFlatFiles, clientsOf, goDn, natsUser, type Component, type ComponentName, type ConfigInput, type Snippet, type TlsPaths, type Where } from "./config/index.ts";
+export {
+  COMPONENTS,
+  COMPONENT_NAMES,
+  renderConfig,
+  tlsPaths,
+  manifestFlatFiles,
+  clientsOf,
+  goDn,
+  natsUser,
+  type Component,
+  type ComponentName,
+  type ConfigInput,
+  type Snippet,
+  type TlsPaths,
+  type Where,
+} from "./config/index.ts";

@@ -445,7 +445,12 @@ const CASES: Case[] = [
       return {
         run: r,
         want: [
-          { code: "key-encrypted", about: "api", has: [`${key} is encrypted (PKCS#8 AES-256-CBC):`, "cannot load an encrypted key"], fix: ["openssl pkey -in", "mode 0600"] },
+          {
+            code: "key-encrypted",
+            about: "api",
+            has: [`${key} is encrypted (PKCS#8 AES-256-CBC):`, "cannot load an encrypted key"],
+            fix: ["openssl pkey -in", "mode 0600"],
+          },
           { code: "key-encrypted", about: "db", has: [`${dbKey} is encrypted (AES-256-CBC):`] },
         ],
       };

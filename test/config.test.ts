@@ -412,13 +412,32 @@ describe("config: refusals common to every component", () => {
   it("ok/--certs-dir names the files of the flat output exporting the service: its names, the CA file after the host; fail/two flat outputs disagreeing", async () => {
     const dir = tempDir();
     const quick = readFileSync(path.join(REPO, "examples/quickstart.yaml"), "utf8");
-    const flats = "  - { format: flat, dir: flat, services: [api], names: { ca: ca.crt, cert: server.crt, key: server.key } }\n  - { format: flat, dir: hosts, hosts: { box: [db] }, names: { ca: \"{name}-ca.pem\" } }\n";
+    const flats =
+      '  - { format: flat, dir: flat, services: [api], names: { ca: ca.crt, cert: server.crt, key: server.key } }\n  - { format: flat, dir: hosts, hosts: { box: [db] }, names: { ca: "{name}-ca.pem" } }\n';
     const file = writeManifest(dir, `${quick}\noutputs:\n${flats}`);
-    const ssl = async (service: string) => lines((await config("nginx", "-f", file, "--service", service, "--certs-dir", "/etc/tls")).out).filter((l) => l.startsWith("ssl_c"));
-    assert.deepEqual(await ssl("api"), ["ssl_certificate /etc/tls/server.crt;", "ssl_certificate_key /etc/tls/server.key;", "ssl_client_certificate /etc/tls/ca.crt;"]);
-    assert.deepEqual(await ssl("db"), ["ssl_certificate /etc/tls/db.pem;", "ssl_certificate_key /etc/tls/db-key.pem;", "ssl_client_certificate /etc/tls/box-ca.pem;"]);
-    const two = writeManifest(dir, `${quick}\noutputs:\n${flats}  - { format: flat, dir: again, services: [api] }\n`, "two.yaml");
-    await refused(["nginx", "-f", two, "--service", "api", "--certs-dir", "/etc/tls"], /--certs-dir: flat outputs outputs\.0 \(ca\.crt, server\.crt, server\.key\) and outputs\.2 \(root\.pem, api\.pem, api-key\.pem\) give service api different file names, and the snippet cannot tell which its host has; give those outputs the same names for api, or use --pki/);
+    const ssl = async (service: string) =>
+      lines((await config("nginx", "-f", file, "--service", service, "--certs-dir", "/etc/tls")).out).filter((l) =>
+        l.startsWith("ssl_c"),
+      );
+    assert.deepEqual(await ssl("api"), [
+      "ssl_certificate /etc/tls/server.crt;",
+      "ssl_certificate_key /etc/tls/server.key;",
+      "ssl_client_certificate /etc/tls/ca.crt;",
+    ]);
+    assert.deepEqual(await ssl("db"), [
+      "ssl_certificate /etc/tls/db.pem;",
+      "ssl_certificate_key /etc/tls/db-key.pem;",
+      "ssl_client_certificate /etc/tls/box-ca.pem;",
+    ]);
+    const two = writeManifest(
+      dir,
+      `${quick}\noutputs:\n${flats}  - { format: flat, dir: again, services: [api] }\n`,
+      "two.yaml",
+    );
+    await refused(
+      ["nginx", "-f", two, "--service", "api", "--certs-dir", "/etc/tls"],
+      /--certs-dir: flat outputs outputs\.0 \(ca\.crt, server\.crt, server\.key\) and outputs\.2 \(root\.pem, api\.pem, api-key\.pem\) give service api different file names, and the snippet cannot tell which its host has; give those outputs the same names for api, or use --pki/,
+    );
   });
 
   it("ok/--help lists every component", async () => {

@@ -195,9 +195,21 @@ describe("ca.import", () => {
       /ca\.import\.cert: cannot read .*nope\.pem: ENOENT/,
     ],
     // Issue 11: the traditional one was "not a readable unencrypted private key (pem: the EC PRIVATE KEY block is not valid base64)".
-    ["fail/an encrypted traditional key (openssl ec -aes256) is named encrypted, with its cipher", "{ cert: inter.pem, key: inter-enc-key.pem, chain: root.pem }", /ca\.import\.key: .*inter-enc-key\.pem is encrypted \(AES-256-CBC\); mtlskit signs with the CA key unattended[\s\S]*fix: decrypt it, keeping mode 0600: openssl pkey -in /],
-    ["fail/an encrypted PKCS#8 key is named encrypted, with its PBES2 cipher", "{ cert: inter.pem, key: inter-p8enc-key.pem, chain: root.pem }", /ca\.import\.key: .*inter-p8enc-key\.pem is encrypted \(PKCS#8 AES-256-CBC\)/],
-    ["fail/chain that does not lead to the issuer", "{ cert: inter.pem, key: inter-key.pem, chain: leaf.pem }", /ca\.import\.chain: /],
+    [
+      "fail/an encrypted traditional key (openssl ec -aes256) is named encrypted, with its cipher",
+      "{ cert: inter.pem, key: inter-enc-key.pem, chain: root.pem }",
+      /ca\.import\.key: .*inter-enc-key\.pem is encrypted \(AES-256-CBC\); mtlskit signs with the CA key unattended[\s\S]*fix: decrypt it, keeping mode 0600: openssl pkey -in /,
+    ],
+    [
+      "fail/an encrypted PKCS#8 key is named encrypted, with its PBES2 cipher",
+      "{ cert: inter.pem, key: inter-p8enc-key.pem, chain: root.pem }",
+      /ca\.import\.key: .*inter-p8enc-key\.pem is encrypted \(PKCS#8 AES-256-CBC\)/,
+    ],
+    [
+      "fail/chain that does not lead to the issuer",
+      "{ cert: inter.pem, key: inter-key.pem, chain: leaf.pem }",
+      /ca\.import\.chain: /,
+    ],
   ];
   for (const [name, imp, want] of bad) {
     it(name, async () => {

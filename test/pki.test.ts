@@ -432,9 +432,16 @@ describe("pki/pem: RFC 1421 headers", () => {
       assert.equal(b!.der.length % block, 0, "the ciphertext is whole cipher blocks");
     });
   }
-  for (const [flag, cipher] of [["-aes128", "AES-128-CBC"], ["-aes256", "AES-256-CBC"], ["-des3", "DES-EDE3-CBC"]] as const) {
+  for (const [flag, cipher] of [
+    ["-aes128", "AES-128-CBC"],
+    ["-aes256", "AES-256-CBC"],
+    ["-des3", "DES-EDE3-CBC"],
+  ] as const) {
     it(`ok/a PKCS#8 key encrypted by openssl pkey ${flag}: PKCS#8 with its PBES2 cipher, ${cipher}`, () => {
-      writeFileSync(path.join(dir, "p8.pem"), openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"));
+      writeFileSync(
+        path.join(dir, "p8.pem"),
+        openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"),
+      );
       const [b] = parsePem(openssl("pkey", flag, "-in", "p8.pem", "-passout", "pass:secret"));
       assert.equal(b!.label, "ENCRYPTED PRIVATE KEY");
       assert.equal(keyEncryption(b!), `PKCS#8 ${cipher}`);

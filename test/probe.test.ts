@@ -531,7 +531,13 @@ describe("probe", () => {
     });
 
     it("ok/a raw TCP client that connects and sends nothing is dropped at the handshake deadline (200 ms, within 5 s)", async () => {
-      const server = await listen({ host: "127.0.0.1", port: 0, credentials: { cert: pem(svc("api").cert), key: pem(svc("api").key) }, bundlePem: pem(svc("api").ca), handshakeTimeout: 200 });
+      const server = await listen({
+        host: "127.0.0.1",
+        port: 0,
+        credentials: { cert: pem(svc("api").cert), key: pem(svc("api").key) },
+        bundlePem: pem(svc("api").ca),
+        handshakeTimeout: 200,
+      });
       const sock = net.connect({ host: "127.0.0.1", port: server.port });
       sock.on("error", () => {});
       try {

@@ -212,7 +212,12 @@ describe("mtlskit verify: the command", () => {
     [2, "--usage sever", [chain, "--ca", ca, "--usage", "sever"], /--usage must be server or client; got "sever"/],
     [2, "--at tomorrow", [chain, "--ca", ca, "--at", "tomorrow"], /--at must be an ISO 8601 time/],
     [2, "--host ''", [chain, "--ca", ca, "--host", ""], /--host must name a DNS name or an IP address/],
-    [2, "--host [api.test]", [chain, "--ca", ca, "--host", "[api.test]"], /--host \[api\.test\]: brackets hold only an IPv6 address \(--host \[::1\] or --host ::1\); give a DNS name or an IPv4 address without them/],
+    [
+      2,
+      "--host [api.test]",
+      [chain, "--ca", ca, "--host", "[api.test]"],
+      /--host \[api\.test\]: brackets hold only an IPv6 address \(--host \[::1\] or --host ::1\); give a DNS name or an IPv4 address without them/,
+    ],
     [2, "an unknown flag", [chain, "--cafile", ca], /mtlskit verify: Unknown option '--cafile'/],
     [
       2,

@@ -208,7 +208,12 @@ function lintCertificates(ctx: Ctx, skewMs: number): void {
       }
       const leaf = slot.cert.certs[0]!;
       if (!isProblem(slot.key) && slot.key.spki === undefined) {
-        ctx.add("key-encrypted", about, `${slot.key.path} is encrypted${slot.key.encryption ? ` (${slot.key.encryption})` : ""}: check cannot compare it with ${slot.cert.path}, and Go, NATS and etcd cannot load an encrypted key`, `if ${s.name} is given its passphrase, ignore this; otherwise decrypt it in place, keeping mode 0600: \`openssl pkey -in ${slot.key.path} -out ${slot.key.path}.new && mv ${slot.key.path}.new ${slot.key.path}\``);
+        ctx.add(
+          "key-encrypted",
+          about,
+          `${slot.key.path} is encrypted${slot.key.encryption ? ` (${slot.key.encryption})` : ""}: check cannot compare it with ${slot.cert.path}, and Go, NATS and etcd cannot load an encrypted key`,
+          `if ${s.name} is given its passphrase, ignore this; otherwise decrypt it in place, keeping mode 0600: \`openssl pkey -in ${slot.key.path} -out ${slot.key.path}.new && mv ${slot.key.path}.new ${slot.key.path}\``,
+        );
       }
       if (!isProblem(slot.key) && slot.key.spki && !slot.key.spki.equals(leaf.fields.spki)) {
         ctx.add(

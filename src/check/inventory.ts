@@ -139,7 +139,17 @@ export function readKeyFile(file: string): KeyFile | FileProblem {
   try {
     const st = statSync(file);
     const spki = spkiOfKeyText(text);
-    return { path: file, mode: st.mode & 0o777, uid: st.uid, spki, encryption: spki ? undefined : parsePem(text).map(keyEncryption).find((x) => x !== undefined) };
+    return {
+      path: file,
+      mode: st.mode & 0o777,
+      uid: st.uid,
+      spki,
+      encryption: spki
+        ? undefined
+        : parsePem(text)
+            .map(keyEncryption)
+            .find((x) => x !== undefined),
+    };
   } catch (e) {
     return { path: file, missing: false, error: `is not a usable private key (${(e as Error).message})` };
   }

@@ -97,7 +97,9 @@ const sameFiles = (a: FlatFiles, b: FlatFiles) => (Object.keys(a) as FlatNameKey
 
 /** flatOutputsOf lists the flat outputs exporting `service`, each with the files it writes for it (flatFilesIn). */
 export const flatOutputsOf = (service: string, outputs: readonly Output[]): { o: Output; files: FlatFiles }[] =>
-  outputs.filter((o) => o.format === "flat" && exportsService(o, service)).map((o) => ({ o, files: flatFilesIn(o, service) }));
+  outputs
+    .filter((o) => o.format === "flat" && exportsService(o, service))
+    .map((o) => ({ o, files: flatFilesIn(o, service) }));
 
 /** distinctFlatFiles keeps the first of each set of equal file names, so one entry each way the service's files are named. */
 export const distinctFlatFiles = <T extends { files: FlatFiles }>(flats: readonly T[]): T[] =>
@@ -113,7 +115,11 @@ export const defaultFlatFiles = (service: string): FlatFiles => renderFlat(FLAT_
  * with no flat output, its own names or FLAT_NAMES. Two flat outputs giving the service different
  * names, with no `names` on the env output to choose, is a conflict (a message), never a guess.
  */
-export function envFlatFiles(env: Pick<Output, "names">, service: string, outputs: readonly Output[]): FlatFiles | { conflict: string; fix: string } {
+export function envFlatFiles(
+  env: Pick<Output, "names">,
+  service: string,
+  outputs: readonly Output[],
+): FlatFiles | { conflict: string; fix: string } {
   const flats = flatOutputsOf(service, outputs);
   const own = Object.keys(env.names).length > 0 ? renderFlat(flatNamesOf(env), service, service) : undefined;
   const show = (f: FlatFiles) => `${f.ca}, ${f.cert}, ${f.key}`;

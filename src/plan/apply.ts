@@ -201,7 +201,17 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
     // read-only file system is, and metrics must not go on saying the last apply succeeded.
     const io = ioFailure(e, dir);
     if (!io) throw e;
-    throw recordFailure(dir, io, { time: started.toISOString(), manifest: manifestId(loaded.manifest.file), ok: false, issued: 0, kept: 0, caCreated: false, changed: [], hooks: [], pending: applyRecordFor(dir, loaded.manifest.file).record?.pending ?? [] });
+    throw recordFailure(dir, io, {
+      time: started.toISOString(),
+      manifest: manifestId(loaded.manifest.file),
+      ok: false,
+      issued: 0,
+      kept: 0,
+      caCreated: false,
+      changed: [],
+      hooks: [],
+      pending: applyRecordFor(dir, loaded.manifest.file).record?.pending ?? [],
+    });
   }
   // Services whose reload did not happen last time (a hook failed, or the run failed before its
   // hooks): their files already changed, so no later plan would name them again. Only this

@@ -45,7 +45,13 @@ export interface Listener {
  * finish its handshake within `handshakeTimeout` ms (default HANDSHAKE_TIMEOUT_MS, the service
  * library's, 10 s) is dropped: Node 20 only reports that deadline and leaves the socket open.
  */
-export async function listen(opts: { host: string; port: number; credentials: Credentials; bundlePem: string; handshakeTimeout?: number }): Promise<Listener> {
+export async function listen(opts: {
+  host: string;
+  port: number;
+  credentials: Credentials;
+  bundlePem: string;
+  handshakeTimeout?: number;
+}): Promise<Listener> {
   const queue: ClientObservation[] = [];
   let waiter: ((o: ClientObservation) => void) | undefined;
   const server = tls.createServer({

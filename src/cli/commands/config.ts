@@ -1,7 +1,15 @@
 /** `mtlskit config`: a ready-to-paste TLS config snippet for one service, generated from the manifest. */
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { COMPONENT_NAMES, COMPONENTS, componentOf, manifestFlatFiles, renderConfig, tlsPaths, type Where } from "../../config/index.ts";
+import {
+  COMPONENT_NAMES,
+  COMPONENTS,
+  componentOf,
+  manifestFlatFiles,
+  renderConfig,
+  tlsPaths,
+  type Where,
+} from "../../config/index.ts";
 import { EXIT, UsageError } from "../../errors.ts";
 import { loadManifest, type Manifest, type Service } from "../../manifest/index.ts";
 import { COMMON_FLAGS, flags } from "../args.ts";
@@ -133,7 +141,10 @@ export async function configCommand(args: string[], io: Io): Promise<number> {
   renderWarnings(io, loaded.warnings);
   const m = loaded.manifest;
   const service = pickService(m, component, values.service);
-  const where: Where = certsDir !== undefined ? { layout: "flat", dir: certsDir, files: manifestFlatFiles(m, service.name) } : { layout: "pki", dir: path.resolve(values.pki ?? "./pki") };
+  const where: Where =
+    certsDir !== undefined
+      ? { layout: "flat", dir: certsDir, files: manifestFlatFiles(m, service.name) }
+      : { layout: "pki", dir: path.resolve(values.pki ?? "./pki") };
   const snippet = renderConfig(component, { manifest: m, service, paths: tlsPaths(service, where), pgRoles });
   io.out(snippet.text);
   for (const n of snippet.notes) io.err(`${paintErr(io, "yellow", "note:")} ${n}\n`);

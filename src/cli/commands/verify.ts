@@ -112,11 +112,14 @@ function verdictJson(
 
 /** hostFlag reads --host: a DNS name or an IP address; a bracketed IPv6 address, as in a URL ([::1]), is that address. */
 function hostFlag(host: string | undefined): string | undefined {
-  if (host === "") throw new UsageError("mtlskit verify: --host must name a DNS name or an IP address; got an empty string");
+  if (host === "")
+    throw new UsageError("mtlskit verify: --host must name a DNS name or an IP address; got an empty string");
   const inner = host === undefined ? undefined : /^\[(.*)\]$/.exec(host)?.[1];
   if (inner === undefined) return host;
   if (isIPv6(inner)) return inner;
-  throw new UsageError(`mtlskit verify: --host ${host}: brackets hold only an IPv6 address (--host [::1] or --host ::1); give a DNS name or an IPv4 address without them`);
+  throw new UsageError(
+    `mtlskit verify: --host ${host}: brackets hold only an IPv6 address (--host [::1] or --host ::1); give a DNS name or an IPv4 address without them`,
+  );
 }
 
 /** verifyCommand runs `mtlskit verify`. */
@@ -137,8 +140,11 @@ export async function verifyCommand(args: string[], io: Io): Promise<number> {
       strict: true,
     }),
   );
-  if (values.help) return io.out(VERIFY_HELP), EXIT.ok;
-  if (positionals.length !== 1) throw new UsageError(`mtlskit verify: name exactly one CERT file${positionals.length > 1 ? ` (got ${positionals.length}: ${positionals.join(", ")}); intermediates go after the leaf in CERT or in --untrusted` : ""}. Run \`mtlskit verify --help\` for usage.`);
+  if (values.help) return (io.out(VERIFY_HELP), EXIT.ok);
+  if (positionals.length !== 1)
+    throw new UsageError(
+      `mtlskit verify: name exactly one CERT file${positionals.length > 1 ? ` (got ${positionals.length}: ${positionals.join(", ")}); intermediates go after the leaf in CERT or in --untrusted` : ""}. Run \`mtlskit verify --help\` for usage.`,
+    );
   const host = hostFlag(values.host);
   const usage = usageOf(values.usage);
   const at = values.at === undefined ? new Date() : parseTimeFlag("verify", values.at);
@@ -165,7 +171,13 @@ export async function verifyCommand(args: string[], io: Io): Promise<number> {
     io.out(`${JSON.stringify(verdictJson(v, { cert, ca, untrusted: values.untrusted, at, usage, host }), null, 2)}\n`);
     return v.ok ? EXIT.ok : EXIT.findings;
   }
-  const what = [usage && `as a ${usage}`, host !== undefined && `for ${host}`, values.at !== undefined && `at ${at.toISOString()}`].filter(Boolean).join(" ");
+  const what = [
+    usage && `as a ${usage}`,
+    host !== undefined && `for ${host}`,
+    values.at !== undefined && `at ${at.toISOString()}`,
+  ]
+    .filter(Boolean)
+    .join(" ");
   if (v.ok) {
     io.out(
       `${paint(io, "green", "OK")}: ${cert} is valid${what ? ` ${what}` : ""}: ${v.path.map((c) => c.info.subjectAttributes.CN ?? c.info.subject).join(" <- ")} (in ${ca}).\n`,
