@@ -3,42 +3,19 @@
  * into attributes, normalizeDn writes it canonically, and a peer's subject is matched as a
  * multiset of attributes (any order, any RDN grouping), for authorizeSubject and RBAC keys.
  */
+import { NAME_ATTRIBUTES, type NameAttribute } from "../pki/oids.ts";
 import { AuthorizationError, misuse, type Authorizer } from "./authorize.ts";
 import type { Peer } from "./peer.ts";
 
-/** ATTRIBUTE_ALIASES maps long names, other spellings and OIDs of DN attributes to one upper-case short name. */
-const ATTRIBUTE_ALIASES: Record<string, string> = {
-  COMMONNAME: "CN",
-  "2.5.4.3": "CN",
-  COUNTRYNAME: "C",
-  "2.5.4.6": "C",
-  LOCALITYNAME: "L",
-  "2.5.4.7": "L",
-  STATEORPROVINCENAME: "ST",
-  S: "ST",
-  "2.5.4.8": "ST",
-  ORGANIZATIONNAME: "O",
-  "2.5.4.10": "O",
-  ORGANIZATIONALUNITNAME: "OU",
-  "2.5.4.11": "OU",
-  SERIALNUMBER: "SERIALNUMBER",
-  "2.5.4.5": "SERIALNUMBER",
-  EMAILADDRESS: "EMAILADDRESS",
-  E: "EMAILADDRESS",
-  "1.2.840.113549.1.9.1": "EMAILADDRESS",
-  DOMAINCOMPONENT: "DC",
-  "0.9.2342.19200300.100.1.25": "DC",
-  USERID: "UID",
-  "0.9.2342.19200300.100.1.1": "UID",
-  STREETADDRESS: "STREET",
-  "2.5.4.9": "STREET",
-  TITLE: "TITLE",
-  "2.5.4.12": "TITLE",
-  SURNAME: "SN",
-  "2.5.4.4": "SN",
-  GIVENNAME: "GN",
-  "2.5.4.42": "GN",
-};
+/**
+ * ATTRIBUTE_ALIASES maps the upper-cased short names, long names, other spellings and OIDs of DN
+ * attributes (pki/oids.ts) to one upper-case short name: `commonName`, `cn` and `2.5.4.3` are `CN`.
+ */
+const ATTRIBUTE_ALIASES: Record<string, string> = Object.fromEntries(
+  NAME_ATTRIBUTES.flatMap((a: NameAttribute) =>
+    [a.short, a.long, a.oid, ...(a.also ?? [])].map((name) => [name.toUpperCase(), a.short.toUpperCase()]),
+  ),
+);
 
 /** DnAttribute is one attribute of a distinguished name. */
 export interface DnAttribute {
