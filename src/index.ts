@@ -43,7 +43,8 @@ export {
   type ExtensionInfo,
 } from "./pki/x509.ts";
 export { LAYOUT, MODES } from "./state/layout.ts";
-export { apply, readAndPlan, type ApplyOptions, type ApplyResult } from "./plan/apply.ts";
+export { apply, type ApplyOptions, type ApplyResult } from "./plan/apply.ts";
+export { readAndPlan } from "./plan/read.ts";
 export { planApply, BACKDATE_MS, type Plan, type CertStep, type CaStep, type PlanOptions } from "./plan/plan.ts";
 export {
   checkPki,

@@ -92,6 +92,7 @@ const SERVICE_PKI = [
   "pki/ip.ts",
   "pki/profiles.ts",
   "pki/names.ts",
+  "pki/oids.ts",
 ];
 const SERVICE_NEVER = ["pki/issue.ts", "pki/name.ts"];
 

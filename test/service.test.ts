@@ -923,7 +923,7 @@ describe("service: normalizeDn", () => {
 /**
  * ServiceRadar's datasvc RBAC through the library (issue 11): the certificates issued by apply
  * from examples/serviceradar.yaml carry C, ST, L, O, OU and CN; the runbook's entry names CN and
- * O. Subjects are compared as attributes (subjectMatcher in src/service/authorize.ts).
+ * O. Subjects are compared as attributes (subjectMatcher in src/service/dn.ts).
  */
 describe("service: subjects compared as attributes (examples/serviceradar.yaml, issue 11)", () => {
   let pki: string;

@@ -21,6 +21,7 @@ import {
 } from "./der.ts";
 import { KEY_TYPES, type KeyTypeName } from "./keys.ts";
 import { encodeName, type Subject } from "./name.ts";
+import { EXTENSION_OID } from "./oids.ts";
 import { EXT_KEY_USAGE_OID, KEY_USAGE_BIT, PROFILES, type KeyUsageBit, type ProfileName } from "./profiles.ts";
 
 /** CertSpec is everything that decides a certificate's content except serial, key and issuer. */
@@ -50,12 +51,12 @@ export interface Issuer {
 }
 
 const EXT = {
-  basicConstraints: oid("2.5.29.19"),
-  keyUsage: oid("2.5.29.15"),
-  extKeyUsage: oid("2.5.29.37"),
-  subjectKeyId: oid("2.5.29.14"),
-  authorityKeyId: oid("2.5.29.35"),
-  subjectAltName: oid("2.5.29.17"),
+  basicConstraints: oid(EXTENSION_OID.basicConstraints),
+  keyUsage: oid(EXTENSION_OID.keyUsage),
+  extKeyUsage: oid(EXTENSION_OID.extKeyUsage),
+  subjectKeyId: oid(EXTENSION_OID.subjectKeyIdentifier),
+  authorityKeyId: oid(EXTENSION_OID.authorityKeyIdentifier),
+  subjectAltName: oid(EXTENSION_OID.subjectAltName),
 };
 const V3 = explicit(0, uint(Buffer.from([2])));
 const EKU_DER = Object.fromEntries(Object.entries(EXT_KEY_USAGE_OID).map(([k, v]) => [k, oid(v)])) as Record<

@@ -1,14 +1,15 @@
 /** Distinguished names: the attributes mtlskit writes, their order, OIDs and string types. */
 import { oid, seq, tlv, TAG } from "./der.ts";
+import { NAME_ATTRIBUTE_OID } from "./oids.ts";
 
 /** SUBJECT_ATTRIBUTES is the closed table of DN attributes, in the order they are encoded. */
 export const SUBJECT_ATTRIBUTES = {
-  C: { oid: "2.5.4.6", max: 2, describe: "country (two letters)" },
-  ST: { oid: "2.5.4.8", max: 128, describe: "state or province" },
-  L: { oid: "2.5.4.7", max: 128, describe: "locality" },
-  O: { oid: "2.5.4.10", max: 64, describe: "organization" },
-  OU: { oid: "2.5.4.11", max: 64, describe: "organizational unit" },
-  CN: { oid: "2.5.4.3", max: 64, describe: "common name" },
+  C: { oid: NAME_ATTRIBUTE_OID.C, max: 2, describe: "country (two letters)" },
+  ST: { oid: NAME_ATTRIBUTE_OID.ST, max: 128, describe: "state or province" },
+  L: { oid: NAME_ATTRIBUTE_OID.L, max: 128, describe: "locality" },
+  O: { oid: NAME_ATTRIBUTE_OID.O, max: 64, describe: "organization" },
+  OU: { oid: NAME_ATTRIBUTE_OID.OU, max: 64, describe: "organizational unit" },
+  CN: { oid: NAME_ATTRIBUTE_OID.CN, max: 64, describe: "common name" },
 } as const;
 
 /** SubjectKey is one DN attribute name. */

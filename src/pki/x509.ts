@@ -16,6 +16,7 @@ import { readCertFields, type CertFields } from "./cert.ts";
 import { bytesOf, children, contentsOf, readTlv, TAG, type Tlv } from "./der.ts";
 import { formatIp } from "./ip.ts";
 import { KEY_TYPES, type KeyTypeName } from "./keys.ts";
+import { EXTENSION_NAMES, NAME_ATTRIBUTE_SHORT } from "./oids.ts";
 import { EXT_KEY_USAGE_OID, type ExtKeyUsageName } from "./profiles.ts";
 
 /** KeyUsageName names the nine KeyUsage bits of RFC 5280 4.2.1.3, in bit order. */
@@ -118,24 +119,6 @@ export interface CertInfo {
   extensions: ExtensionInfo[];
 }
 
-/** ATTRIBUTE_NAMES maps name attribute OIDs to the short names OpenSSL prints. */
-const ATTRIBUTE_NAMES: Record<string, string> = {
-  "2.5.4.3": "CN",
-  "2.5.4.6": "C",
-  "2.5.4.7": "L",
-  "2.5.4.8": "ST",
-  "2.5.4.10": "O",
-  "2.5.4.11": "OU",
-  "2.5.4.5": "serialNumber",
-  "2.5.4.4": "SN",
-  "2.5.4.42": "GN",
-  "2.5.4.12": "title",
-  "2.5.4.9": "street",
-  "1.2.840.113549.1.9.1": "emailAddress",
-  "0.9.2342.19200300.100.1.25": "DC",
-  "0.9.2342.19200300.100.1.1": "UID",
-};
-
 const EKU_NAMES: Record<string, string> = {
   ...Object.fromEntries(Object.entries(EXT_KEY_USAGE_OID).map(([k, v]) => [v, k])),
   "1.3.6.1.5.5.7.3.3": "codeSigning",
@@ -160,23 +143,6 @@ const SIGNATURE_ALGORITHMS: Record<string, { name: string; hash: string | null |
   "1.2.840.113549.1.1.10": { name: "RSASSA-PSS", hash: undefined },
   "1.3.101.112": { name: "Ed25519", hash: null },
   "1.3.101.113": { name: "Ed448", hash: null },
-};
-
-const EXTENSION_NAMES: Record<string, string> = {
-  "2.5.29.19": "basicConstraints",
-  "2.5.29.15": "keyUsage",
-  "2.5.29.37": "extKeyUsage",
-  "2.5.29.17": "subjectAltName",
-  "2.5.29.14": "subjectKeyIdentifier",
-  "2.5.29.35": "authorityKeyIdentifier",
-  "2.5.29.32": "certificatePolicies",
-  "2.5.29.31": "cRLDistributionPoints",
-  "2.5.29.30": "nameConstraints",
-  "2.5.29.18": "issuerAltName",
-  "1.3.6.1.5.5.7.1.1": "authorityInfoAccess",
-  "1.3.6.1.4.1.11129.2.4.2": "signedCertificateTimestampList",
-  "2.16.840.1.113730.1.1": "nsCertType",
-  "2.16.840.1.113730.1.13": "nsComment",
 };
 
 const CURVES: Record<string, { name: string; bits: number }> = {
@@ -274,7 +240,7 @@ function nameRdns(der: Uint8Array): Rdn[] {
       if (parts.length !== 2) throw new DecodeError("an AttributeTypeAndValue is a type and one value");
       const o = oidAt(der, parts[0], "attribute type");
       const v = attributeValue(der, parts[1]!);
-      rdn.push([ATTRIBUTE_NAMES[o] ?? o, v.text, v.isString ? escapeValue(v.text) : v.text]);
+      rdn.push([NAME_ATTRIBUTE_SHORT[o] ?? o, v.text, v.isString ? escapeValue(v.text) : v.text]);
     }
     if (rdn.length === 0) throw new DecodeError("a RelativeDistinguishedName is empty");
     out.push(rdn);

@@ -8,7 +8,7 @@ import { existsSync, rmSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as path from "node:path";
 import { Worker } from "node:worker_threads";
-import { FailedError, InvalidInputError, MtlskitError } from "../errors.ts";
+import { FailedError, MtlskitError } from "../errors.ts";
 import { readTextBounded } from "../read-file.ts";
 import { managedServices, type LoadedManifest } from "../manifest/index.ts";
 import { readCertFields } from "../pki/cert.ts";
@@ -28,11 +28,12 @@ import {
 } from "../state/fs.ts";
 import { abs, LAYOUT, MODES } from "../state/layout.ts";
 import { writeLayoutVersion } from "../state/layout-version.ts";
-import { loadImportedCa, readState, type CaMaterial, type State } from "../state/read.ts";
+import { readState, type CaMaterial } from "../state/read.ts";
 import { applyRecordFor, manifestId, writeApplyRecord, type ApplyRecord, type HookRecord } from "../state/record.ts";
 import { runHooks, type HookJob } from "./hooks.ts";
 import { runJob, toIssuer, type IssuerData, type ServiceJob } from "./jobs.ts";
-import { bundleOf, checkReissueNames, planApply, type Plan, type PlanOptions } from "./plan.ts";
+import { bundleOf, changedServices, checkReissueNames, planApply, type Plan, type PlanOptions } from "./plan.ts";
+import { loadCaSource } from "./read.ts";
 
 /** ApplyOptions tune how apply runs. */
 export interface ApplyOptions extends PlanOptions {
@@ -71,33 +72,6 @@ export interface ApplyResult {
   changed: string[];
   /** hooks: the reload hooks run, in order (a failed one is also in the record, and retried next run). */
   hooks: HookRecord[];
-}
-
-/** loadCaSource returns the imported CA, or undefined for a generated one; bad imports are manifest errors (exit 2). */
-export function loadCaSource(loaded: LoadedManifest): CaMaterial | undefined {
-  const imp = loaded.manifest.ca.import;
-  if (!imp) return undefined;
-  const r = loadImportedCa(imp);
-  if ("reason" in r) {
-    const path = ["ca", "import", r.field];
-    const line = loaded.lineOf(path);
-    throw new InvalidInputError([
-      {
-        file: loaded.manifest.file,
-        ...(line === undefined ? {} : { line }),
-        path: path.join("."),
-        message: r.reason,
-        fix: r.fix,
-      },
-    ]);
-  }
-  return r;
-}
-
-/** readAndPlan reads the directory and plans, without writing or locking (the `plan` command). */
-export function readAndPlan(loaded: LoadedManifest, dir: string, opts: PlanOptions = {}): { state: State; plan: Plan } {
-  const state = readState(dir, loaded.manifest, loadCaSource(loaded));
-  return { state, plan: planApply(loaded, state, opts) };
 }
 
 function createCa(dir: string, plan: Plan & { ca: { action: "create" } }): CaMaterial {
@@ -323,14 +297,6 @@ function hookJobs(loaded: LoadedManifest, dir: string, names: readonly string[])
     };
     return [{ service: s.name, reload: s.reload, env }];
   });
-}
-
-/** changedServices lists the services whose files a plan rewrites (certificates or bundle). */
-export function changedServices(plan: Plan): string[] {
-  const names = new Set<string>();
-  for (const c of plan.certs) if (c.action !== "keep") names.add(c.slot.service);
-  for (const b of plan.bundles) if (b.action === "write" || plan.ca.action === "create") names.add(b.service);
-  return [...names].sort();
 }
 
 async function applyLocked(

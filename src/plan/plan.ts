@@ -353,3 +353,11 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
   );
   return { dir: state.dir, now, ca, certs, bundles, external, warnings, layoutVersion };
 }
+
+/** changedServices lists the services whose files a plan rewrites (certificates or bundle). */
+export function changedServices(plan: Plan): string[] {
+  const names = new Set<string>();
+  for (const c of plan.certs) if (c.action !== "keep") names.add(c.slot.service);
+  for (const b of plan.bundles) if (b.action === "write" || plan.ca.action === "create") names.add(b.service);
+  return [...names].sort();
+}

@@ -20,18 +20,12 @@ export {
   authorizeId,
   authorizeMemberOf,
   authorizeOneOf,
-  authorizeRbac,
   authorizeRole,
-  authorizeSubject,
-  normalizeDn,
-  parseDn,
-  pinCertificate,
-  pinSpki,
-  rbacRoles,
   type Authorizer,
-  type DnAttribute,
-  type RbacTable,
 } from "./authorize.ts";
+export { authorizeSubject, normalizeDn, parseDn, type DnAttribute } from "./dn.ts";
+export { authorizeRbac, rbacRoles, type RbacTable } from "./rbac.ts";
+export { pinCertificate, pinSpki } from "./pins.ts";
 export {
   loadStaticSource,
   parseCredentials,

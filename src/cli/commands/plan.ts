@@ -1,6 +1,6 @@
 /** `mtlskit plan`: what apply would do to each certificate, and why. Reads only. */
 import { loadManifest } from "../../manifest/index.ts";
-import { readAndPlan } from "../../plan/apply.ts";
+import { readAndPlan } from "../../plan/read.ts";
 import { parseArgs } from "node:util";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
