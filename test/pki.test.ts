@@ -472,6 +472,8 @@ describe("pki/der: readTlv", () => {
     [256, "04820100"],
     [65535, "0482ffff"],
     [65536, "0483010000"],
+    [16777215, "0483ffffff"],
+    [16777216, "048401000000"],
   ];
   for (const [n, header] of lengths) {
     it(`ok/a ${n}-octet element has minimal header ${header} and reads back`, () => {
@@ -481,6 +483,15 @@ describe("pki/der: readTlv", () => {
       assert.deepEqual(t, { tag: 0x04, start: 0, contentStart: header.length / 2, end: el.length });
     });
   }
+  it("ok/tlv concatenates several contents in order, none to many, and copies them", () => {
+    const a = Buffer.from([1, 2]);
+    const b = Buffer.alloc(200, 3);
+    const el = tlv(0x30, a, Buffer.alloc(0), b, a);
+    assert.equal(el.toString("hex"), "3081cc" + "0102" + "03".repeat(200) + "0102");
+    a[0] = 9;
+    assert.equal(el[3], 1, "the element does not alias its contents");
+    assert.equal(tlv(0x05).toString("hex"), "0500");
+  });
   it("ok/reads an element at an offset inside a larger buffer", () => {
     const buf = Buffer.concat([Buffer.from([0xff, 0xff]), tlv(0x02, Buffer.from([5]))]);
     assert.deepEqual(readTlv(buf, 2), { tag: 0x02, start: 2, contentStart: 4, end: 5 });
