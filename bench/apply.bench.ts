@@ -12,7 +12,8 @@
  * The floor is measured first, in this process, in the same run: node:crypto P-256 key generation
  * plus one ECDSA signature per certificate, no encoding, no I/O, single-threaded. The floor divided
  * by the number of cores is the "ideal parallel floor". A micro section (its own child process)
- * then times the pieces of one certificate: key generation, TBS encoding and signing, PEM, and
+ * then times the pieces of one certificate: key generation (also the JWK path generateKey used
+ * before ECDH, P-256 and P-384, for the before/after ratio), TBS encoding and signing, PEM, and
  * the durable I/O, with two comparisons (no fsync at all; fsyncs batched per 100 services).
  *
  * Children report progress on stdout; one that reports nothing for --stall seconds is killed and
@@ -268,6 +269,9 @@ interface Micro {
   rawSignUs: number;
   ecdhKeygenUs: number;
   generateKeyUs: number;
+  jwkKeygenUs: number;
+  generateKeyP384Us: number;
+  jwkKeygenP384Us: number;
   tbsSignUs: number;
   tbsOnlyUs: number;
   signOnlyUs: number;
@@ -289,8 +293,31 @@ function perOpUs(label: string, iterations: number, fn: (i: number) => void): nu
   return ((performance.now() - t) * 1000) / iterations;
 }
 
+/**
+ * jwkKeyMaker returns generateKey's EC path before it used ECDH (kept here only to compare in the same
+ * run): generateKeyPairSync with JWK encodings, then PKCS#8 and SPKI built from the JWK with der.ts.
+ */
+async function jwkKeyMaker(): Promise<(curve: "P-256" | "P-384") => { pkcs8: Buffer; spki: Buffer }> {
+  const { bitString, explicit, octetString, oid, seq, uint } = await import("../src/pki/der.ts");
+  const curveOid = { "P-256": "1.2.840.10045.3.1.7", "P-384": "1.3.132.0.34" } as const;
+  const gen = generateKeyPairSync as unknown as (type: "ec", options: object) => { privateKey: Record<string, string> };
+  return (curve) => {
+    const jwk = gen("ec", {
+      namedCurve: curve,
+      privateKeyEncoding: { format: "jwk" },
+      publicKeyEncoding: { format: "jwk" },
+    }).privateKey;
+    const b = (k: string) => Buffer.from(jwk[k]!, "base64url");
+    const point = Buffer.concat([Buffer.from([4]), b("x"), b("y")]);
+    const alg = seq(oid("1.2.840.10045.2.1"), oid(curveOid[curve]));
+    const ecPrivateKey = seq(uint(Buffer.from([1])), octetString(b("d")), explicit(1, bitString(point)));
+    return { pkcs8: seq(uint(Buffer.from([0])), alg, octetString(ecPrivateKey)), spki: seq(alg, bitString(point)) };
+  };
+}
+
 async function childMicro(iterations: number, dir: string): Promise<void> {
   const { generateKey } = await import("../src/pki/keys.ts");
+  const ecKeyViaJwk = await jwkKeyMaker();
   const { encodeTbs, signTbs, keyIdOf, newSerial } = await import("../src/pki/issue.ts");
   const { encodeName } = await import("../src/pki/name.ts");
   const { encodePem } = await import("../src/pki/pem.ts");
@@ -308,6 +335,10 @@ async function childMicro(iterations: number, dir: string): Promise<void> {
     e.getPublicKey();
   });
   const generateKeyUs = perOpUs("generateKey", iterations, () => void generateKey("ecdsa-p256"));
+  // The path generateKey took before ECDH, in the same run: this process has the watchdog above it.
+  const jwkKeygenUs = perOpUs("generateKey via JWK (before)", iterations, () => void ecKeyViaJwk("P-256"));
+  const generateKeyP384Us = perOpUs("generateKey P-384", iterations, () => void generateKey("ecdsa-p384"));
+  const jwkKeygenP384Us = perOpUs("P-384 via JWK (before)", iterations, () => void ecKeyViaJwk("P-384"));
 
   const caKey = generateKey("ecdsa-p256");
   const issuer: Issuer = {
@@ -439,6 +470,9 @@ async function childMicro(iterations: number, dir: string): Promise<void> {
     rawSignUs,
     ecdhKeygenUs,
     generateKeyUs,
+    jwkKeygenUs,
+    generateKeyP384Us,
+    jwkKeygenP384Us,
     tbsSignUs,
     tbsOnlyUs,
     signOnlyUs,
@@ -734,6 +768,9 @@ async function main(): Promise<void> {
       console.log(`  node:crypto createECDH P-256 generateKeys (comparison)             ${us(m.ecdhKeygenUs)}`);
       console.log(
         `  generateKey('ecdsa-p256') from src/pki/keys.ts                     ${us(m.generateKeyUs)}  ${pct(m.generateKeyUs)}`,
+      );
+      console.log(
+        `    before (generateKeyPairSync + JWK + der.ts), same run: P-256 ${m.jwkKeygenUs.toFixed(1)} µs (now ${(m.jwkKeygenUs / m.generateKeyUs).toFixed(1)}x faster); P-384 ${m.jwkKeygenP384Us.toFixed(1)} µs -> ${m.generateKeyP384Us.toFixed(1)} µs (${(m.jwkKeygenP384Us / m.generateKeyP384Us).toFixed(1)}x)`,
       );
       console.log(
         `  encodeTbs + signTbs                                                ${us(m.tbsSignUs)}  ${pct(m.tbsSignUs)}`,

@@ -472,6 +472,8 @@ describe("pki/der: readTlv", () => {
     [256, "04820100"],
     [65535, "0482ffff"],
     [65536, "0483010000"],
+    [16777215, "0483ffffff"],
+    [16777216, "048401000000"],
   ];
   for (const [n, header] of lengths) {
     it(`ok/a ${n}-octet element has minimal header ${header} and reads back`, () => {
@@ -481,6 +483,15 @@ describe("pki/der: readTlv", () => {
       assert.deepEqual(t, { tag: 0x04, start: 0, contentStart: header.length / 2, end: el.length });
     });
   }
+  it("ok/tlv concatenates several contents in order, none to many, and copies them", () => {
+    const a = Buffer.from([1, 2]);
+    const b = Buffer.alloc(200, 3);
+    const el = tlv(0x30, a, Buffer.alloc(0), b, a);
+    assert.equal(el.toString("hex"), "3081cc" + "0102" + "03".repeat(200) + "0102");
+    a[0] = 9;
+    assert.equal(el[3], 1, "the element does not alias its contents");
+    assert.equal(tlv(0x05).toString("hex"), "0500");
+  });
   it("ok/reads an element at an offset inside a larger buffer", () => {
     const buf = Buffer.concat([Buffer.from([0xff, 0xff]), tlv(0x02, Buffer.from([5]))]);
     assert.deepEqual(readTlv(buf, 2), { tag: 0x02, start: 2, contentStart: 4, end: 5 });
@@ -974,13 +985,16 @@ describe("pki/keys", () => {
     for (const type of KEY_TYPE_NAMES)
       assert.match(textOf(leafOf("ecdsa-p256", type, "server").file), want[type], type);
   });
-  it("ok/ecdsa-p256 and ecdsa-p384: the hand-built PKCS#8 and SPKI equal node:crypto's encoders over 600 keys each, leading-zero scalars and coordinates included", () => {
+  it("ok/ecdsa-p256 and ecdsa-p384: the hand-built PKCS#8 and SPKI equal node:crypto's encoders over 600 keys each, leading-zero scalars and coordinates included; each key signs and its SPKI verifies; openssl pkey -check accepts them", () => {
     // In a child process: EC generateKey can deadlock Node 20 (next test), which must fail this
     // test, not hang the suite.
+    const dir = tempDir();
     const r = inChild(
-      `import { createPrivateKey, createPublicKey } from "node:crypto";
+      `import { createPrivateKey, createPublicKey, sign, verify } from "node:crypto";
+      import { writeFileSync } from "node:fs";
       import { generateKey } from ${JSON.stringify(KEYS_URL)};
-      const out = { keys: 0, padded: 0, mismatches: [] };
+      const out = { keys: 0, padded: 0, shortScalars: 0, mismatches: [], badSignatures: 0, files: [] };
+      const data = Buffer.from("mtlskit");
       for (const type of ["ecdsa-p256", "ecdsa-p384"]) {
         for (let i = 0; i < 600; i++) {
           const k = generateKey(type);
@@ -988,13 +1002,23 @@ describe("pki/keys", () => {
           const pkcs8 = priv.export({ type: "pkcs8", format: "der" });
           const spki = createPublicKey(priv).export({ type: "spki", format: "der" });
           if (!pkcs8.equals(k.pkcs8) || !spki.equals(k.spki)) out.mismatches.push({ type, i, mine: k.pkcs8.toString("hex"), node: pkcs8.toString("hex"), mineSpki: k.spki.toString("hex"), nodeSpki: spki.toString("hex") });
+          const pub = createPublicKey({ key: k.spki, format: "der", type: "spki" });
+          if (!verify(null, data, pub, sign(null, data, priv))) out.badSignatures++;
           const j = priv.export({ format: "jwk" });
           if ([j.d, j.x, j.y].some((v) => Buffer.from(v, "base64url")[0] === 0)) out.padded++;
+          const short = Buffer.from(j.d, "base64url")[0] === 0;
+          if (short) out.shortScalars++;
+          // openssl checks the first key of each type and the first few with a leading-zero scalar.
+          if (i === 0 || (short && out.shortScalars <= 4)) {
+            const file = ${JSON.stringify(dir)} + "/" + type + "-" + i + ".pem";
+            writeFileSync(file, priv.export({ type: "pkcs8", format: "pem" }));
+            out.files.push(file);
+          }
           out.keys++;
         }
       }
       console.log(JSON.stringify(out));`,
-      12_000,
+      20_000,
     );
     assert.ok(
       r.finished,
@@ -1004,25 +1028,40 @@ describe("pki/keys", () => {
     const out = JSON.parse(r.stdout.trim().split("\n").pop()!) as {
       keys: number;
       padded: number;
+      shortScalars: number;
       mismatches: unknown[];
+      badSignatures: number;
+      files: string[];
     };
     assert.equal(out.keys, 1200);
     assert.deepEqual(out.mismatches.slice(0, 3), []);
+    assert.equal(out.badSignatures, 0);
     assert.ok(out.padded > 0, "no key with a leading zero octet was drawn; the padding case went untested");
+    for (const file of out.files) {
+      const check = opensslKeyCheck(file);
+      assert.ok(check.ok, `${file}: ${check.output}`);
+    }
   });
-  it("ok/generateKey for EC keys never deadlocks: 10,000 P-256 keys under GC pressure finish", () => {
+  it("ok/generateKey for EC keys never deadlocks: 10,000 P-256 and 2,000 P-384 keys under GC pressure finish, interleaved with spkiOfPkcs8 and KeyObject use", () => {
     // Node 20's KeyObject.export({ format: "jwk" }) right after generateKeyPairSync("ec") can
     // deadlock when a GC during the export finalizes the key-generation job (same key mutex).
-    // --max-semi-space-size=1 makes GCs frequent; unfixed, P-256 alone hung within 2,500 keys in
-    // every trial (fixed: about 3 s).
+    // --max-semi-space-size=1 makes GCs frequent; with that JWK path, P-256 alone hung within
+    // 2,500 keys in every trial. generateKey now uses a reused ECDH object (no KeyObject); the
+    // loop also parses every 10th key into a KeyObject and recomputes SPKIs through the same
+    // ECDH objects, so GCs finalize KeyObjects while keys are being generated.
     const r = inChild(
-      `import { generateKey } from ${JSON.stringify(KEYS_URL)};
-      for (let i = 0; i < 10000; i++) generateKey("ecdsa-p256");
+      `import { createPrivateKey } from "node:crypto";
+      import { generateKey, spkiOfPkcs8 } from ${JSON.stringify(KEYS_URL)};
+      for (let i = 0; i < 12000; i++) {
+        const k = generateKey(i % 6 === 5 ? "ecdsa-p384" : "ecdsa-p256");
+        if (i % 10 === 0) createPrivateKey({ key: k.pkcs8, format: "der", type: "pkcs8" });
+        if (i % 7 === 0 && !spkiOfPkcs8(k.pkcs8).equals(k.spki)) throw new Error("spki mismatch at " + i);
+      }
       console.log("done");`,
       20_000,
       ["--max-semi-space-size=1"],
     );
-    assert.ok(r.finished, 'generateKey("ecdsa-p256") deadlocked: 10,000 keys did not finish within 20 s');
+    assert.ok(r.finished, "generateKey deadlocked: 12,000 EC keys did not finish within 20 s");
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout.trim(), "done");
   });

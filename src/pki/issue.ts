@@ -94,6 +94,48 @@ export function newSerial(random: (n: number) => Buffer = randomBytes): Buffer {
   return s;
 }
 
+const CONSTANT_EXTENSIONS = new Map<string, Buffer>();
+
+/**
+ * constantExtensions is the start of a profile's extensions, the same for every certificate of
+ * that profile and key family: basicConstraints, keyUsage and, when the profile has one,
+ * extKeyUsage, encoded once and reused (encodeTbs writes them first, in this order).
+ */
+function constantExtensions(name: ProfileName, rsa: boolean): Buffer {
+  const cacheKey = `${name}:${rsa}`;
+  let der = CONSTANT_EXTENSIONS.get(cacheKey);
+  if (der) return der;
+  const profile = PROFILES[name];
+  const ku = rsa ? [...profile.keyUsage, ...profile.rsaKeyUsage] : profile.keyUsage;
+  const exts = [
+    extension(
+      EXT.basicConstraints,
+      true,
+      profile.isCA
+        ? seq(bool(true), ...(profile.pathLen === undefined ? [] : [uint(Buffer.from([profile.pathLen]))]))
+        : seq(),
+    ),
+    extension(EXT.keyUsage, true, encodeKeyUsage(ku)),
+  ];
+  if (profile.extKeyUsage.length > 0)
+    exts.push(extension(EXT.extKeyUsage, false, seq(...profile.extKeyUsage.map((u) => EKU_DER[u]))));
+  der = Buffer.concat(exts);
+  CONSTANT_EXTENSIONS.set(cacheKey, der);
+  return der;
+}
+
+/** lastTimes holds the last few encoded certificate times: a plan gives most certificates the same validity. */
+const lastTimes = new Map<number, Buffer>();
+function timeOf(d: Date): Buffer {
+  const ms = d.getTime();
+  let der = lastTimes.get(ms);
+  if (der) return der;
+  der = time(d);
+  if (lastTimes.size >= 8) lastTimes.clear();
+  lastTimes.set(ms, der);
+  return der;
+}
+
 /**
  * encodeTbs builds the TBSCertificate DER. For a self-signed CA pass the CA's own subject and
  * key id as the issuer. The extensions follow PROFILES[spec.profile] and nothing else.
@@ -104,23 +146,8 @@ export function encodeTbs(
   spki: Buffer,
   serial: Buffer,
 ): Buffer {
-  const profile = PROFILES[spec.profile];
-  const ku =
-    KEY_TYPES[spec.keyType].family === "rsa" ? [...profile.keyUsage, ...profile.rsaKeyUsage] : profile.keyUsage;
   const ski = keyIdOf(spki);
-  const exts: Buffer[] = [
-    extension(
-      EXT.basicConstraints,
-      true,
-      profile.isCA
-        ? seq(bool(true), ...(profile.pathLen === undefined ? [] : [uint(Buffer.from([profile.pathLen]))]))
-        : seq(),
-    ),
-    extension(EXT.keyUsage, true, encodeKeyUsage(ku)),
-  ];
-  if (profile.extKeyUsage.length > 0) {
-    exts.push(extension(EXT.extKeyUsage, false, seq(...profile.extKeyUsage.map((u) => EKU_DER[u]))));
-  }
+  const exts: Buffer[] = [constantExtensions(spec.profile, KEY_TYPES[spec.keyType].family === "rsa")];
   exts.push(extension(EXT.subjectKeyId, false, octetString(ski)));
   // Every certificate names its issuer's key, except a self-signed root (RFC 5280 4.2.1.1).
   if (!issuer.keyId.equals(ski)) exts.push(extension(EXT.authorityKeyId, false, seq(implicit(0, issuer.keyId))));
@@ -136,7 +163,7 @@ export function encodeTbs(
     uint(serial),
     KEY_TYPES[issuer.keyType].signatureAlgorithm,
     issuer.subject,
-    seq(time(spec.notBefore), time(spec.notAfter)),
+    seq(timeOf(spec.notBefore), timeOf(spec.notAfter)),
     encodeName(spec.subject),
     spki,
     explicit(3, seq(...exts)),
