@@ -199,8 +199,12 @@ function resolveOwner(owner: string, passwd: () => string | undefined): number |
     : { error: `user ${JSON.stringify(owner)} does not exist on this host` };
 }
 
-/** PAIR_ATTEMPTS bounds the re-reads of a pair that an apply is rewriting (with PAIR_PAUSE_MS between: about 2 s). */
-const PAIR_ATTEMPTS = 100;
+/**
+ * PAIR_SETTLE_MS is how long one inventory read may wait, in all, for pairs an apply is
+ * rewriting (re-read every PAIR_PAUSE_MS). The budget is shared by every pair: after a crash, a
+ * stale lock and hundreds of torn pairs must not make check wait 2 s for each.
+ */
+export const PAIR_SETTLE_MS = 2000;
 const PAIR_PAUSE_MS = 20;
 const pause = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
@@ -209,18 +213,24 @@ export interface ReadHooks {
   onRead?: (file: string) => void;
 }
 
+/** Settle is one inventory read's deadline for re-reading pairs (see PAIR_SETTLE_MS). */
+interface Settle {
+  until: number;
+}
+
 /**
  * managedSlot reads one managed certificate and its key. Apply replaces the key first, then the
  * certificate (each atomically), so a check that reads between the two renames sees the old
  * certificate with the new key: a false key-mismatch (issue 11: 1 run in 6 during --reissue-all
  * on 300 services). A pair that does not match is read again until it matches, or until it is
- * the same twice while no apply holds the lock (a real mismatch), within PAIR_ATTEMPTS.
+ * the same twice while no apply holds the lock (a real mismatch), or until the read's shared
+ * deadline (`settle`) has passed.
  */
-function managedSlot(material: Material, dir: string, slot: CertSlot, hooks: ReadHooks): SlotFiles {
+function managedSlot(material: Material, dir: string, slot: CertSlot, hooks: ReadHooks, settle: Settle): SlotFiles {
   const certPath = abs(dir, LAYOUT.cert(slot));
   const keyPath = abs(dir, LAYOUT.key(slot));
   let last = "";
-  for (let attempt = 1; ; attempt++) {
+  for (;;) {
     const cert = readCertFile(material, certPath);
     hooks.onRead?.(certPath);
     const key = readKeyFile(keyPath);
@@ -231,7 +241,7 @@ function managedSlot(material: Material, dir: string, slot: CertSlot, hooks: Rea
       key.spki === undefined ||
       cert.certs.length === 0 ||
       cert.certs[0]!.fields.spki.equals(key.spki) ||
-      attempt >= PAIR_ATTEMPTS
+      Date.now() >= settle.until
     )
       return { slot, cert, key };
     const seen = `${cert.certs[0]!.sha256}/${key.spki.toString("hex")}`;
@@ -241,8 +251,8 @@ function managedSlot(material: Material, dir: string, slot: CertSlot, hooks: Rea
   }
 }
 
-function managedFiles(material: Material, dir: string, s: Service, hooks: ReadHooks): ServiceFiles {
-  const slots = s.slots.map((slot) => managedSlot(material, dir, slot, hooks));
+function managedFiles(material: Material, dir: string, s: Service, hooks: ReadHooks, settle: Settle): ServiceFiles {
+  const slots = s.slots.map((slot) => managedSlot(material, dir, slot, hooks, settle));
   const folder = abs(dir, LAYOUT.serviceDir(s.name));
   const known = new Set([...MANAGED_NAMES].map((n) => path.join(folder, n)));
   return {
@@ -303,8 +313,9 @@ export function readInventory(
     return passwdText;
   };
   const scanned = new Set<string>();
+  const settle: Settle = { until: Date.now() + PAIR_SETTLE_MS };
   const services = manifest.services.map((s) =>
-    s.files ? externalFiles(material, s, s.files, scanned, passwd) : managedFiles(material, dir!, s, hooks),
+    s.files ? externalFiles(material, s, s.files, scanned, passwd) : managedFiles(material, dir!, s, hooks, settle),
   );
   let ca: Inventory["ca"];
   let caKey: Inventory["caKey"];
