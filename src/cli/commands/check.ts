@@ -99,7 +99,7 @@ function parseSkew(text: string | undefined): number | undefined {
   return ms;
 }
 
-const SEVERITY_COLOR = { error: "red", warning: "yellow" } as const;
+const SEVERITY_COLOR = { error: "red", warning: "yellow", info: "dim" } as const;
 
 function renderFinding(io: Io, f: Finding): void {
   io.out(
