@@ -81,12 +81,18 @@ async function caOfflineCommand(args: string[], io: Io): Promise<number> {
 export interface CaSubcommand {
   /** summary: one line for `mtlskit ca --help`. */
   summary: string;
+  /** example: a command line for the EXAMPLES of `mtlskit ca --help`. */
+  example: string;
   run: (args: string[], io: Io) => Promise<number>;
 }
 
 /** CA_SUBCOMMANDS is the table of `mtlskit ca` subcommands. */
 export const CA_SUBCOMMANDS: Record<string, CaSubcommand> = {
-  offline: { summary: "move the CA's private key out of the PKI directory (--to FILE)", run: caOfflineCommand },
+  offline: {
+    summary: "move the CA's private key out of the PKI directory (--to FILE)",
+    example: "mtlskit ca offline --to /media/usb/root-key.pem",
+    run: caOfflineCommand,
+  },
 };
 
 /** caHelp lists the subcommands. */
@@ -98,6 +104,11 @@ ${Object.entries(CA_SUBCOMMANDS)
   .join("\n")}
 
 Run \`mtlskit ca SUBCOMMAND --help\` for details.
+
+EXAMPLES
+${Object.values(CA_SUBCOMMANDS)
+  .map((s) => `  ${s.example}`)
+  .join("\n")}
 
 ${EXIT_CODES_TEXT}
 `;
