@@ -5,15 +5,15 @@
  * organisation's root (ca.import) can sign it. openssl verify -x509_strict is the judge.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { chmodSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { loadManifest } from "../src/manifest/index.ts";
 import { apply } from "../src/plan/apply.ts";
 import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
-import { opensslVerify, opensslText } from "./helpers/openssl.ts";
+import { assertUntouched, inspectPki } from "./helpers/pki.ts";
+import { opensslRootCa, opensslText, opensslVerify } from "./helpers/openssl.ts";
 
 const DAY = 86_400_000;
 
@@ -52,14 +52,6 @@ const read = (f: string) => readFileSync(f, "utf8");
 const certsIn = (f: string) => read(f).match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----\n/g) ?? [];
 const svc = (pki: string, name: string, file: string) => path.join(pki, "services", name, file);
 
-/** snapshot maps every file under `dir` to its content. */
-function snapshot(dir: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const e of readdirSync(dir, { recursive: true, withFileTypes: true }))
-    if (e.isFile()) out.set(path.join(e.parentPath, e.name), read(path.join(e.parentPath, e.name)));
-  return out;
-}
-
 describe("intermediate: root -> intermediate -> leaves", () => {
   it("ok/the root has pathlen 1, the intermediate pathlen 0 signed by the root, leaves are signed by the intermediate", async () => {
     const { pki } = await applied();
@@ -90,12 +82,11 @@ describe("intermediate: root -> intermediate -> leaves", () => {
 
   it("ok/a re-run changes no file; check finds nothing", async () => {
     const { file, pki } = await applied();
-    const before = snapshot(pki);
+    const before = inspectPki(pki);
     const r = await runCli(["apply", "-f", file, "--pki", pki]);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /CA intermediate\s+kept\s+valid until/);
-    const after = snapshot(pki);
-    for (const [f, text] of before) if (!f.endsWith("last-apply.json")) assert.equal(after.get(f), text, f);
+    assertUntouched(before, inspectPki(pki));
     const c = await runCli(["check", "-f", file, "--pki", pki, "--json"]);
     assert.equal(c.code, 0, c.out);
     assert.deepEqual(JSON.parse(c.out).findings, []);
@@ -115,7 +106,9 @@ describe("intermediate: root -> intermediate -> leaves", () => {
 
   it("ok/inside its renewal window the intermediate is re-signed (a new key), every leaf re-issued under it, no bundle changed", async () => {
     const { file, pki } = await applied();
-    const before = snapshot(pki);
+    const files = [path.join(pki, "ca", "ca.pem"), path.join(pki, "ca", "intermediate-key.pem")];
+    for (const name of ["web", "worker", "db"]) files.push(svc(pki, name, "ca.pem"));
+    const before = new Map(files.map((f) => [f, read(f)]));
     const interFile = path.join(pki, "ca", "intermediate.pem");
     const oldInter = new X509Certificate(read(interFile));
     // 300 days on: 65 days left, inside renewBefore 100d.
@@ -166,7 +159,7 @@ describe("intermediate: root -> intermediate -> leaves", () => {
   it("fail/an existing lone CA (pathlen 0) cannot sign an intermediate: exit 2, naming the fix, nothing written", async () => {
     const lone = manifestText().replace(/ {2}intermediate:\n {4}validity: 365d\n {4}renewBefore: 100d\n/, "");
     const { file, pki } = await applied(lone);
-    const before = snapshot(pki);
+    const before = inspectPki(pki);
     writeFileSync(file, manifestText());
     const r = await runCli(["apply", "-f", file, "--pki", pki]);
     assert.equal(r.code, 2, r.err);
@@ -175,8 +168,7 @@ describe("intermediate: root -> intermediate -> leaves", () => {
       /ca\.intermediate: the CA CN=Demo Root, O=Demo has pathLenConstraint 0: it may sign services but no intermediate CA/,
     );
     assert.match(r.err, /move .*\/ca away/);
-    const after = snapshot(pki);
-    for (const [f, text] of before) if (!f.endsWith("last-apply.json")) assert.equal(after.get(f), text, f);
+    assertUntouched(before, inspectPki(pki));
   });
 
   for (const [name, edit, message] of [
@@ -244,33 +236,7 @@ describe("intermediate: root -> intermediate -> leaves", () => {
 });
 
 /** orgRoot makes an organisation's root with openssl (independent of mtlskit): root.pem, root-key.pem (0600). */
-function orgRoot(dir: string, pathlen = ""): void {
-  const cnf = path.join(dir, "ext.cnf");
-  writeFileSync(
-    cnf,
-    `[root]\nbasicConstraints=critical,CA:TRUE${pathlen}\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n`,
-  );
-  const o = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
-  o("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "root-key.pem");
-  chmodSync(path.join(dir, "root-key.pem"), 0o600);
-  o(
-    "req",
-    "-x509",
-    "-new",
-    "-key",
-    "root-key.pem",
-    "-subj",
-    "/O=Org/CN=Org Root",
-    "-days",
-    "3650",
-    "-extensions",
-    "root",
-    "-config",
-    cnf,
-    "-out",
-    "root.pem",
-  );
-}
+const orgRoot = (dir: string, pathlen?: number) => opensslRootCa(dir, pathlen === undefined ? {} : { pathlen });
 
 describe("intermediate: an organisation's root signs it (ca.import)", () => {
   const text = (key: boolean) =>
@@ -311,7 +277,7 @@ describe("intermediate: an organisation's root signs it (ca.import)", () => {
     );
     assert.deepEqual(
       readdirSync(dir).sort(),
-      ["ext.cnf", "mtlskit.yaml", "root-key.pem", "root.pem"],
+      ["mtlskit.yaml", "root-key.pem", "root.cnf", "root.pem"],
       "nothing written",
     );
     const r = await runCli(["apply", "-f", file, "--pki", pki, "--ca-key", path.join(dir, "root-key.pem")]);
@@ -342,7 +308,7 @@ describe("intermediate: an organisation's root signs it (ca.import)", () => {
 
   it("fail/an imported root with pathlen 0 cannot sign an intermediate: exit 2 naming ca.intermediate", async () => {
     const dir = tempDir("mtlskit-inter-import-");
-    orgRoot(dir, ",pathlen:0");
+    orgRoot(dir, 0);
     const file = writeManifest(dir, text(true));
     const r = await runCli(["apply", "-f", file, "--pki", path.join(dir, "pki")]);
     assert.equal(r.code, 2, r.err);

@@ -13,6 +13,7 @@ import { loadManifest } from "../src/manifest/index.ts";
 import { apply } from "../src/plan/apply.ts";
 import { loadCaKeyFile } from "../src/state/read.ts";
 import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
+import { assertUntouched, inspectPki } from "./helpers/pki.ts";
 
 const DAY = 86_400_000;
 
@@ -53,25 +54,13 @@ async function offline(intermediate: boolean): Promise<Setup> {
   return { dir, file, pki, keyFile, keyText };
 }
 
-/** snapshot maps every file under `dir` to its content. */
-function snapshot(dir: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const e of readdirSync(dir, { recursive: true, withFileTypes: true }))
-    if (e.isFile()) out.set(path.join(e.parentPath, e.name), readFileSync(path.join(e.parentPath, e.name), "utf8"));
-  return out;
-}
-
-/** assertUnchanged: every file of `before` is still there with the same bytes (last-apply.json aside). */
-function assertUnchanged(dir: string, before: Map<string, string>): void {
-  const after = snapshot(dir);
-  for (const [f, t] of before) if (!f.endsWith("last-apply.json")) assert.equal(after.get(f), t, f);
-  for (const f of after.keys()) if (!f.endsWith("last-apply.json")) assert.ok(before.has(f), `${f} appeared`);
-}
-
 /** holdsKey: some file under `dir` holds the private key (same public half) of `keyText`. */
 function holdsKey(dir: string, keyText: string): string[] {
   const want = createPublicKey(createPrivateKey(keyText)).export({ type: "spki", format: "der" });
-  return [...snapshot(dir)].flatMap(([f, t]) => {
+  return [...inspectPki(dir)].flatMap(([rel, e]) => {
+    if (e.type !== "file") return [];
+    const f = path.join(dir, rel);
+    const t = readFileSync(f, "utf8");
     if (!t.includes("PRIVATE KEY")) return [];
     try {
       return createPublicKey(createPrivateKey(t)).export({ type: "spki", format: "der" }).equals(want) ? [f] : [];
@@ -126,14 +115,14 @@ describe("ca offline --to FILE", () => {
       const pki = path.join(dir, "pki");
       assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
       const to = target(dir);
-      const before = snapshot(dir);
+      const before = inspectPki(dir);
       const r = await runCli(["ca", "offline", "--pki", pki, "--to", to]);
       assert.equal(r.code, 2, r.err);
       assert.match(
         r.err,
         name === "FILE exists" ? /exists; the key is never written over a file/ : /is inside the PKI directory/,
       );
-      assertUnchanged(dir, before);
+      assertUntouched(before, inspectPki(dir));
     });
   }
 
@@ -151,7 +140,7 @@ describe("offline key: the read-only commands work without any CA key", () => {
   for (const intermediate of [true, false]) {
     it(`ok/plan, check, status, export, metrics (${intermediate ? "root offline, intermediate online" : "no CA key at all"})`, async () => {
       const s = await offline(intermediate);
-      const before = snapshot(s.pki);
+      const before = inspectPki(s.pki);
       const plan = await runCli(["plan", "-f", s.file, "--pki", s.pki]);
       assert.equal(plan.code, 0, plan.err);
       assert.match(plan.out, /CA\s+keep\s+valid until \S+; key offline/);
@@ -182,7 +171,7 @@ describe("offline key: the read-only commands work without any CA key", () => {
       const exp = await runCli(["export", "-f", s.file, "--pki", s.pki, "--format", "flat", "--out", out]);
       assert.equal(exp.code, 0, exp.err);
       assert.ok(existsSync(path.join(out, "web", "web.pem")));
-      assertUnchanged(s.pki, before);
+      assertUntouched(before, inspectPki(s.pki));
     });
   }
 });
@@ -190,11 +179,11 @@ describe("offline key: the read-only commands work without any CA key", () => {
 describe("offline key: apply asks for it only when something must be signed by it", () => {
   it("ok/nothing to sign: apply succeeds without the key and changes nothing", async () => {
     const s = await offline(true);
-    const before = snapshot(s.pki);
+    const before = inspectPki(s.pki);
     const r = await runCli(["apply", "-f", s.file, "--pki", s.pki]);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /Nothing to do/);
-    assertUnchanged(s.pki, before);
+    assertUntouched(before, inspectPki(s.pki));
     // A leaf re-issued by the (online) intermediate needs no root key either.
     const re = await runCli(["apply", "-f", s.file, "--pki", s.pki, "--reissue", "web"]);
     assert.equal(re.code, 0, re.err);
@@ -202,7 +191,7 @@ describe("offline key: apply asks for it only when something must be signed by i
 
   it("fail/the intermediate due: refused (exit 2) naming what and the command, nothing written; --ca-key signs it, never copied", async () => {
     const s = await offline(true);
-    const before = snapshot(s.pki);
+    const before = inspectPki(s.pki);
     const now = new Date(Date.now() + 300 * DAY);
     await assert.rejects(
       apply(loadManifest(s.file), s.pki, { now, hooks: false }),
@@ -215,7 +204,7 @@ describe("offline key: apply asks for it only when something must be signed by i
         return true;
       },
     );
-    assertUnchanged(s.pki, before);
+    assertUntouched(before, inspectPki(s.pki));
     const r = await apply(loadManifest(s.file), s.pki, {
       now,
       hooks: false,
@@ -233,14 +222,14 @@ describe("offline key: apply asks for it only when something must be signed by i
   it("fail/no intermediate: a service to issue is refused naming it; apply --ca-key FILE issues it, never copied", async () => {
     const s = await offline(false);
     writeFileSync(s.file, text(false, "  cache: { usage: server, addresses: [127.0.0.2] }\n"));
-    const before = snapshot(s.pki);
+    const before = inspectPki(s.pki);
     const r = await runCli(["apply", "-f", s.file, "--pki", s.pki]);
     assert.equal(r.code, 2, r.err);
     assert.match(
       r.err,
       /mtlskit apply: 1 service needs certificates signed by the CA: cache \(missing\); the CA key is not in .*pki \(kept offline\)\. Run `mtlskit apply --ca-key FILE`/,
     );
-    assertUnchanged(s.pki, before);
+    assertUntouched(before, inspectPki(s.pki));
     const plan = await runCli(["plan", "-f", s.file, "--pki", s.pki]);
     assert.equal(plan.code, 0);
     assert.match(plan.out, /The CA key is needed: 1 service needs certificates signed by the CA: cache \(missing\)/);
@@ -259,7 +248,7 @@ describe("offline key: apply asks for it only when something must be signed by i
     writeFileSync(other, privateKey.export({ type: "pkcs8", format: "pem" }), { mode: 0o600 });
     const open = path.join(s.dir, "open-key.pem");
     writeFileSync(open, s.keyText, { mode: 0o644 });
-    const before = snapshot(s.pki);
+    const before = inspectPki(s.pki);
     for (const [file, message] of [
       [
         other,
@@ -271,7 +260,7 @@ describe("offline key: apply asks for it only when something must be signed by i
       const r = await runCli(["apply", "-f", s.file, "--pki", s.pki, "--ca-key", file]);
       assert.equal(r.code, 2, r.err);
       assert.match(r.err, message);
-      assertUnchanged(s.pki, before);
+      assertUntouched(before, inspectPki(s.pki));
     }
   });
 });

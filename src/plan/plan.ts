@@ -521,7 +521,11 @@ export function caKeyRequest(plan: Plan, command = "mtlskit apply"): string | un
     plan.ca.action === "import"
       ? "the imported CA's private key"
       : `the key \`mtlskit ca offline\` moved out; it is checked against ${plan.dir}/ca/ca.pem`;
-  return `${plan.caKeyNeed.what}; ${where}. Run \`${command} --ca-key FILE\` with ${which}, read in place and never copied`;
+  const lost =
+    plan.ca.action === "import"
+      ? ""
+      : `; if the key is lost, move ${plan.dir}/ca away to start a new CA (every service is re-issued and peers must trust the new ca.pem)`;
+  return `${plan.caKeyNeed.what}; ${where}. Run \`${command} --ca-key FILE\` with ${which}, read in place and never copied${lost}`;
 }
 
 /** changedServices lists the services whose files a plan rewrites (certificates or bundle). */

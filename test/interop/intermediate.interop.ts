@@ -17,14 +17,14 @@
  *   intermediate) is refused by curl, and `check` flags it chain-incomplete.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { chmodSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { checkPki } from "../../src/check/index.ts";
 import { loadManifest } from "../../src/manifest/index.ts";
 import { apply } from "../../src/plan/apply.ts";
 import { loadCaKeyFile } from "../../src/state/read.ts";
+import { opensslRootCa } from "../helpers/openssl.ts";
 import { LAYOUT, abs } from "../../src/state/layout.ts";
 import {
   buildGoverify,
@@ -34,10 +34,9 @@ import {
   freePort,
   makePki,
   need,
-  startServer,
+  startNginx,
   stopAll,
   subdir,
-  waitForPort,
   type Pki,
   type Server,
 } from "./harness.ts";
@@ -92,12 +91,14 @@ function targets(pki: Pki): Target[] {
   );
 }
 
-function openssl(t: Target): string | undefined {
+/** openssl: `openssl verify -x509_strict` against the root, cert.pem as the untrusted pool; at `at` when given. */
+function openssl(t: Target, at?: Date): string | undefined {
   const r = exec(need("openssl"), [
     "verify",
     "-x509_strict",
     "-no-CApath",
     "-no-CAstore",
+    ...(at ? ["-attime", String(Math.floor(at.getTime() / 1000))] : []),
     "-CAfile",
     t.root,
     "-untrusted",
@@ -192,30 +193,7 @@ function assertShape(pki: Pki): void {
 /** orgRootPki: an organisation's root made by openssl signs mtlskit's intermediate; its key is given once with --ca-key. */
 async function orgRootPki(): Promise<Pki> {
   const dir = subdir("org-root");
-  writeFileSync(
-    path.join(dir, "ext.cnf"),
-    "[root]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n",
-  );
-  const o = (...args: string[]) => execFileSync(need("openssl"), args, { cwd: dir, stdio: "pipe" });
-  o("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384", "-out", "root-key.pem");
-  chmodSync(path.join(dir, "root-key.pem"), 0o600);
-  o(
-    "req",
-    "-x509",
-    "-new",
-    "-key",
-    "root-key.pem",
-    "-subj",
-    "/O=Org/CN=Org Root",
-    "-days",
-    "3650",
-    "-extensions",
-    "root",
-    "-config",
-    "ext.cnf",
-    "-out",
-    "root.pem",
-  );
+  const root = opensslRootCa(dir, { curve: "P-384" });
   const file = path.join(dir, "mtlskit.yaml");
   writeFileSync(
     file,
@@ -223,10 +201,10 @@ async function orgRootPki(): Promise<Pki> {
       cluster: "org",
       interKey: "ecdsa-p256",
       leafKey: "ecdsa-p256",
-      ca: `  import: { cert: ${path.join(dir, "root.pem")} }\n`,
+      ca: `  import: { cert: ${root.cert} }\n`,
     }),
   );
-  return makePkiWithKey("org-root-pki", file, path.join(dir, "root-key.pem"));
+  return makePkiWithKey("org-root-pki", file, root.key);
 }
 
 /** makePkiWithKey applies an existing manifest with `--ca-key` (the imported root's key, used once); without it apply refuses. */
@@ -245,50 +223,16 @@ async function makePkiWithKey(name: string, file: string, keyFile: string): Prom
 
 // ── nginx, curl, gnutls-cli ───────────────────────────────────────────────────────────────────
 
-/** startNginx serves `server`'s cert.pem (leaf + intermediate) and verifies clients against the root alone. */
-async function startNginx(
+/** serveWeb starts nginx presenting a server's cert.pem (leaf + intermediate), verifying clients against the root alone. */
+async function serveWeb(
   name: string,
   cert: string,
   key: string,
   root: string,
 ): Promise<{ port: number; server: Server }> {
-  const nginx = need("nginx");
-  const dir = subdir(name);
   const port = await freePort();
-  const p = (f: string) => path.join(dir, f);
-  const conf = p("nginx.conf");
-  writeFileSync(
-    conf,
-    `pid ${p("nginx.pid")};
-error_log ${p("error.log")} info;
-events { worker_connections 64; }
-http {
-  access_log ${p("access.log")};
-  client_body_temp_path ${p("body")};
-  proxy_temp_path ${p("proxy")};
-  fastcgi_temp_path ${p("fastcgi")};
-  uwsgi_temp_path ${p("uwsgi")};
-  scgi_temp_path ${p("scgi")};
-  default_type text/plain;
-  server {
-    listen 127.0.0.1:${port} ssl;
-    ssl_certificate ${cert};
-    ssl_certificate_key ${key};
-    ssl_client_certificate ${root};
-    ssl_verify_client on;
-    ssl_verify_depth 2;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    location / { return 200 "verify=$ssl_client_verify dn=$ssl_client_s_dn\\n"; }
-  }
-}
-`,
-  );
-  const args = ["-p", dir, "-c", conf, "-e", p("error.log"), "-g", "daemon off; master_process off;"];
-  const t = exec(nginx, ["-t", ...args]);
-  assert.equal(t.code, 0, `nginx -t refused ${conf}:\n${t.out}`);
-  const server = startServer(name, nginx, args);
-  await waitForPort(port, server);
-  return { port, server };
+  const nginx = await startNginx(name, [{ port, cert, key, ca: root }]);
+  return { port, server: nginx.server };
 }
 
 /** curl dials nginx trusting the root alone, presenting a client's cert.pem (leaf + intermediate). */
@@ -387,22 +331,8 @@ describe("intermediate: independent verifiers and real handshakes", () => {
     const ts = targets(pki);
     const failures = goVerify(ts, at).flatMap((why, i) => (why === undefined ? [] : [`go: ${ts[i]!.label}: ${why}`]));
     for (const t of ts) {
-      const r = exec(need("openssl"), [
-        "verify",
-        "-x509_strict",
-        "-no-CApath",
-        "-no-CAstore",
-        "-attime",
-        String(Math.floor(at.getTime() / 1000)),
-        "-CAfile",
-        t.root,
-        "-untrusted",
-        t.cert,
-        "-purpose",
-        `ssl${t.purpose}`,
-        t.cert,
-      ]);
-      if (r.code !== 0) failures.push(`openssl: ${t.label}: ${r.out.trim()}`);
+      const why = openssl(t, at);
+      if (why !== undefined) failures.push(`openssl: ${t.label}: ${why}`);
     }
     assert.deepEqual(failures, []);
   });
@@ -415,7 +345,7 @@ describe("intermediate: independent verifiers and real handshakes", () => {
     it(`ok/${name}: nginx (root-only client bundle) accepts curl and gnutls-cli presenting intermediate-issued client certificates, and they accept nginx's chain`, async () => {
       const pki = pkis[name]!;
       const web = pki.svc("web");
-      const { port, server } = await startNginx(`nginx-${pki.loaded.manifest.cluster}`, web.cert, web.key, web.ca);
+      const { port, server } = await serveWeb(`nginx-${pki.loaded.manifest.cluster}`, web.cert, web.key, web.ca);
       try {
         for (const client of ["worker", "db"]) {
           const c = pki.svc(client);
@@ -442,7 +372,7 @@ describe("intermediate: independent verifiers and real handshakes", () => {
     const web = pki.svc("web");
     writeFileSync(web.cert, readFileSync(web.cert, "utf8").split(/(?<=-----END CERTIFICATE-----\n)/)[0]!);
     assert.ok(statSync(web.cert).size > 0);
-    const { port, server } = await startNginx("nginx-incomplete", web.cert, web.key, web.ca);
+    const { port, server } = await serveWeb("nginx-incomplete", web.cert, web.key, web.ca);
     try {
       const w = pki.svc("worker");
       const r = curl(port, w.ca, w.cert, w.key);
