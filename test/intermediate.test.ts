@@ -120,6 +120,11 @@ describe("intermediate: root -> intermediate -> leaves", () => {
       /^due for renewal: expires \d{4}-\d\d-\d\d, in 6[45] days \(renewBefore 100d\)$/,
     );
     assert.equal(result.issued, 3, "every leaf re-issued");
+    assert.deepEqual(
+      result.plan.bundles.map((b) => `${b.service} ${b.action}`),
+      ["web keep", "worker keep", "db keep"],
+      "no bundle is rewritten",
+    );
     const newInter = new X509Certificate(read(interFile));
     assert.notEqual(newInter.serialNumber, oldInter.serialNumber);
     assert.notEqual(
