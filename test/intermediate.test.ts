@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { chmodSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { loadManifest } from "../src/manifest/index.ts";
@@ -237,6 +237,40 @@ describe("intermediate: root -> intermediate -> leaves", () => {
     assert.equal(JSON.parse(c.out).findings.filter((f: { code: string }) => f.code === "ca-expiring").length, 0);
     const early = await runCli(["check", "-f", file, "--pki", pki, "--json"]);
     assert.equal(JSON.parse(early.out).findings.length, 0, "not before its window");
+  });
+
+  it("fail/check and plan: the intermediate's key readable by others (key-mode) or missing (intermediate-due); apply signs a new one", async () => {
+    const { file, pki } = await applied();
+    const key = path.join(pki, "ca", "intermediate-key.pem");
+    chmodSync(key, 0o644);
+    const c = await runCli(["check", "-f", file, "--pki", pki, "--json"]);
+    const f = JSON.parse(c.out).findings as { code: string; message: string }[];
+    assert.deepEqual(
+      f.map((x) => x.code),
+      ["key-mode"],
+    );
+    assert.match(
+      f[0]!.message,
+      /intermediate-key\.pem has mode 0644: the intermediate CA's key is readable by every user/,
+    );
+    const plan = await runCli(["plan", "-f", file, "--pki", pki]);
+    assert.match(
+      plan.out,
+      /CA intermediate\s+reissue\s+its key \S+intermediate-key\.pem has mode 0644, readable by others/,
+    );
+    rmSync(key);
+    const m = await runCli(["check", "-f", file, "--pki", pki, "--json"]);
+    const g = JSON.parse(m.out).findings as { code: string; message: string }[];
+    assert.deepEqual(
+      g.map((x) => x.code),
+      ["intermediate-due"],
+    );
+    assert.match(g[0]!.message, /cannot sign: \S+intermediate-key\.pem does not exist/);
+    const a = await runCli(["apply", "-f", file, "--pki", pki]);
+    assert.equal(a.code, 0, a.err);
+    assert.match(a.out, /CA intermediate\s+reissued\s+its key \S+ is missing/);
+    assert.equal(statSync(key).mode & 0o777, 0o600);
+    assert.equal((await runCli(["check", "-f", file, "--pki", pki])).code, 0);
   });
 });
 

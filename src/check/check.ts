@@ -393,6 +393,27 @@ function lintDeployment(ctx: Ctx): void {
       `nothing to fix; when apply asks for it, run \`${ctx.apply} --ca-key FILE\``,
     );
   }
+  // The intermediate's key signs every renewal: readable by others it is exposed, missing apply must sign a new one.
+  const interKey = ctx.inv.intermediateKey;
+  const interCert =
+    ctx.inv.intermediate && !isProblem(ctx.inv.intermediate) ? ctx.inv.intermediate.certs[0] : undefined;
+  if (ctx.manifest.ca.intermediate && interKey && interCert) {
+    const about: About = { kind: "ca", subject: interCert.info.subject, file: interKey.path };
+    if (isProblem(interKey) || (interKey.spki && !interKey.spki.equals(interCert.fields.spki)))
+      ctx.add(
+        "intermediate-due",
+        about,
+        `the intermediate CA ${interCert.info.subject} cannot sign: ${interKey.path} ${isProblem(interKey) ? interKey.error : "is not its key"}; the services keep working until their renewal, which needs a new intermediate`,
+        `run \`${ctx.apply}\` (add --ca-key FILE when the root's key is offline): it signs a new intermediate and re-issues the services; no bundle changes`,
+      );
+    else if (interKey.mode & 0o077)
+      ctx.add(
+        "key-mode",
+        about,
+        `${interKey.path} has mode 0${interKey.mode.toString(8)}: the intermediate CA's key is readable by ${interKey.mode & 0o007 ? "every user" : "its group"}`,
+        `consider it exposed: run \`chmod 600 ${interKey.path}\` and \`${ctx.apply}\`, which signs a new intermediate (with the root's key) and re-issues the services`,
+      );
+  }
   if (caKey && !isProblem(caKey) && caKey.mode & 0o077) {
     ctx.add(
       "key-mode",

@@ -72,6 +72,8 @@ export interface Inventory {
   caKey: KeyFile | FileProblem | undefined;
   /** intermediate: the PKI directory's ca/intermediate.pem (ca.intermediate), when it exists. */
   intermediate: CertFile | FileProblem | undefined;
+  /** intermediateKey: its key file, ca/intermediate-key.pem, when it exists. */
+  intermediateKey: KeyFile | FileProblem | undefined;
   services: ServiceFiles[];
   /** looseKeys: private keys lying directly in DIR/services/, outside any service's folder. */
   looseKeys: { path: string; spki: Buffer }[];
@@ -322,6 +324,7 @@ export function readInventory(
   let ca: Inventory["ca"];
   let caKey: Inventory["caKey"];
   let intermediate: Inventory["intermediate"];
+  let intermediateKey: Inventory["intermediateKey"];
   let looseKeys: Inventory["looseKeys"] = [];
   const dirs: Inventory["dirs"] = [];
   if (dir !== undefined) {
@@ -345,6 +348,8 @@ export function readInventory(
     caKey = isProblem(k) && k.missing ? undefined : k;
     const i = readCertFile(material, abs(dir, LAYOUT.caIntermediate));
     intermediate = isProblem(i) && i.missing ? undefined : i;
+    const ik = readKeyFile(abs(dir, LAYOUT.caIntermediateKey));
+    intermediateKey = isProblem(ik) && ik.missing && intermediate === undefined ? undefined : ik;
   }
-  return { dir, ca, caKey, intermediate, services, looseKeys, dirs };
+  return { dir, ca, caKey, intermediate, intermediateKey, services, looseKeys, dirs };
 }
