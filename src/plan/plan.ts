@@ -71,7 +71,7 @@ export interface IntermediateStep {
  * in the PKI directory and not given with --ca-key): apply refuses, saying this.
  */
 export interface CaKeyNeed {
-  /** what: a sentence: "the intermediate CA expires 2027-01-01 and must be re-signed by the root". */
+  /** what: a sentence, e.g. "the intermediate CA must be re-signed by the root: due for renewal: expires 2027-01-01, in 20 days (renewBefore 121d)". */
   what: string;
 }
 
