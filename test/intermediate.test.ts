@@ -5,13 +5,14 @@
  * organisation's root (ca.import) can sign it. openssl verify -x509_strict is the judge.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { chmodSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { loadManifest } from "../src/manifest/index.ts";
 import { apply } from "../src/plan/apply.ts";
-import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
+import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { assertUntouched, inspectPki } from "./helpers/pki.ts";
 import { opensslRootCa, opensslText, opensslVerify } from "./helpers/openssl.ts";
 
@@ -272,6 +273,51 @@ describe("intermediate: root -> intermediate -> leaves", () => {
     assert.equal(statSync(key).mode & 0o777, 0o600);
     assert.equal((await runCli(["check", "-f", file, "--pki", pki])).code, 0);
   });
+
+  // Root key, root certificate, intermediate key, intermediate certificate, then the first leaf:
+  // a SIGKILL right after each rename (and inside the intermediate's key write) must converge.
+  for (const at of ["renamed:1", "renamed:2", "renamed:3", "written:4", "renamed:4", "renamed:5"]) {
+    it(`ok/kill -9 at ${at} (apply's first writes: the root, then the intermediate): re-running converges and check finds nothing`, async () => {
+      const dir = tempDir("mtlskit-inter-crash-");
+      const file = writeManifest(dir, manifestText());
+      const pki = path.join(dir, "pki");
+      const killed = spawnSync(
+        process.execPath,
+        [
+          "--import",
+          "tsx",
+          "-e",
+          'process.argv.splice(1, 0, "mtlskit"); import("./src/cli/main.ts").then((m) => m.main());',
+          "apply",
+          "-f",
+          file,
+          "--pki",
+          pki,
+        ],
+        { cwd: REPO, env: { ...process.env, MTLSKIT_TEST_CRASH_AT: at }, encoding: "utf8", timeout: 120_000 },
+      );
+      assert.equal(killed.signal, "SIGKILL", `apply was killed at ${at}: ${killed.stderr}`);
+      if (at === "renamed:3") {
+        // The torn state this kill makes: the intermediate's key without its certificate.
+        const p = await runCli(["plan", "-f", file, "--pki", pki]);
+        assert.match(p.out, /CA intermediate\s+reissue\s+\S+intermediate\.pem is missing/);
+      }
+      const r = await runCli(["apply", "-f", file, "--pki", pki]);
+      assert.equal(r.code, 0, r.err);
+      const c = await runCli(["check", "-f", file, "--pki", pki, "--json"]);
+      assert.equal(c.code, 0, c.out);
+      assert.deepEqual(JSON.parse(c.out).findings, []);
+      const v = opensslVerify({
+        caFile: svc(pki, "web", "ca.pem"),
+        certFile: svc(pki, "web", "cert.pem"),
+        untrusted: svc(pki, "web", "cert.pem"),
+        purpose: "sslserver",
+      });
+      assert.ok(v.ok, v.output);
+      const again = await runCli(["apply", "-f", file, "--pki", pki]);
+      assert.match(again.out, /Nothing to do/);
+    });
+  }
 });
 
 /** orgRoot makes an organisation's root with openssl (independent of mtlskit): root.pem, root-key.pem (0600). */
