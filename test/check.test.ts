@@ -115,6 +115,14 @@ function once<T>(f: () => Promise<T>): () => Promise<T> {
   return () => (p ??= f());
 }
 const quickstart = () => applied(example("quickstart"));
+/** withIntermediate is the quickstart with `ca.intermediate: SPEC`. */
+const withIntermediate = (spec: string) =>
+  variant("quickstart", (t) =>
+    t.replace(
+      "  subject: { O: Quickstart, CN: Quickstart CA }\n",
+      `  subject: { O: Quickstart, CN: Quickstart CA }\n  intermediate: ${spec}\n`,
+    ),
+  );
 const serviceradar = once(() => applied(example("serviceradar")));
 const sensu = once(() => applied(example("sensu")));
 
@@ -1059,6 +1067,64 @@ const CASES: Case[] = [
     },
   },
   // ── CAs ──
+  {
+    name: "fail/chain-incomplete/api's cert.pem without the intermediate (ca.intermediate)",
+    async setup() {
+      const r = await applied(withIntermediate("{ validity: 1y }"));
+      const file = svc(r, "api", "cert.pem");
+      writeFileSync(file, readFileSync(file, "utf8").split(/(?<=-----END CERTIFICATE-----\n)/)[0]!);
+      return {
+        run: r,
+        want: [
+          {
+            code: "chain-incomplete",
+            about: "api",
+            has: [file, "lacks the intermediate CA CN=quickstart Intermediate CA", "holds only the root"],
+            fix: ["mtlskit apply", "leaf + intermediate"],
+          },
+          { code: "conn-server-untrusted", about: conn("worker", "api", "api.localhost") },
+          { code: "conn-server-untrusted", about: conn("db", "api", "127.0.0.1") },
+        ],
+      };
+    },
+  },
+  {
+    name: "fail/intermediate-due/the intermediate inside its renewal window, before it bites",
+    async setup() {
+      const r = await applied(withIntermediate("{ validity: 365d, renewBefore: 364d }"));
+      const at = new Date(Date.now() + 2 * DAY).toISOString().slice(0, 10);
+      return {
+        run: { ...r, args: ["--at", at] },
+        want: [
+          {
+            code: "intermediate-due",
+            about: "CA CN=quickstart Intermediate CA, O=Quickstart",
+            has: [path.join(r.pki, "ca", "intermediate.pem"), "inside its renewal window"],
+            fix: ["--ca-key FILE when the root's key is offline"],
+          },
+        ],
+      };
+    },
+  },
+  {
+    name: "ok/ca-key-offline/the CA key moved out with `mtlskit ca offline` (information, not a defect)",
+    async setup() {
+      const r = await quickstart();
+      const moved = await runCli(["ca", "offline", "--pki", r.pki, "--to", path.join(r.dir, "ca-key.pem")]);
+      assert.equal(moved.code, 0, moved.err);
+      return {
+        run: r,
+        want: [
+          {
+            code: "ca-key-offline",
+            about: "CA CN=Quickstart CA, O=Quickstart",
+            has: ["is offline", path.join(r.pki, "ca", "ca-key.pem")],
+            fix: ["--ca-key FILE"],
+          },
+        ],
+      };
+    },
+  },
   {
     name: "fail/ca-expired/an expired old CA left in root.pem",
     async setup() {

@@ -92,7 +92,7 @@ const manifestFor = (keyType: KeyTypeName, subject: Subject): Manifest => ({
   file: "test.yaml",
   cluster: "test",
   identityTemplate: undefined,
-  ca: { keyType, validityMs: 3650 * DAY, subject, import: undefined },
+  ca: { keyType, validityMs: 3650 * DAY, subject, import: undefined, intermediate: undefined },
   services: [],
   connections: [],
 });

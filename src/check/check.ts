@@ -247,7 +247,23 @@ function lintCertificates(ctx: Ctx, skewMs: number): void {
       // A managed certificate that chains to the PKI's own CA but not to its bundle: the bundle is what is wrong.
       const pkiCa = ctx.inv.ca && !isProblem(ctx.inv.ca) ? ctx.inv.ca : undefined;
       const staleBundle = !r.ok && !sf.external && pkiCa !== undefined && ctx.chain(slot.cert, pkiCa).ok;
-      if (staleBundle) {
+      // A managed leaf whose file lacks the PKI's intermediate (ca.intermediate), which would complete it.
+      const inter = ctx.inv.intermediate && !isProblem(ctx.inv.intermediate) ? ctx.inv.intermediate : undefined;
+      const lacksIntermediate =
+        !r.ok &&
+        !sf.external &&
+        inter !== undefined &&
+        inter.certs.length === 1 &&
+        !slot.cert.certs.some((c) => c.sha256 === inter.certs[0]!.sha256) &&
+        ctx.chain({ path: slot.cert.path, certs: [leaf, ...inter.certs] }, sf.bundle).ok;
+      if (lacksIntermediate) {
+        ctx.add(
+          "chain-incomplete",
+          about,
+          `${slot.cert.path} lacks the intermediate CA ${shortName(inter.certs[0]!)} (${inter.path}) after the leaf: ${sf.bundle.path} holds only the root, so peers cannot link the leaf to it (unable to get local issuer certificate)`,
+          `run \`${ctx.apply}\`: it rewrites the file as leaf + intermediate`,
+        );
+      } else if (staleBundle) {
         ctx.add(
           "untrusted",
           about,
@@ -285,6 +301,8 @@ function lintCas(ctx: Ctx): CaReport[] {
   const seen = new Map<string, { cert: Cert; file: string }>();
   const note = (c: Cert, file: string) => void (seen.has(c.sha256) || seen.set(c.sha256, { cert: c, file }));
   if (ctx.inv.ca && !isProblem(ctx.inv.ca)) for (const c of ctx.inv.ca.certs) note(c, ctx.inv.ca.path);
+  const inter = ctx.inv.intermediate;
+  if (inter && !isProblem(inter)) for (const c of inter.certs) note(c, inter.path);
   for (const sf of ctx.inv.services) {
     if (!isProblem(sf.bundle)) for (const c of sf.bundle.certs) note(c, sf.bundle.path);
     for (const s of sf.slots)
@@ -306,14 +324,30 @@ function lintCas(ctx: Ctx): CaReport[] {
     const newCa = managedCa
       ? `move ${path.join(ctx.inv.dir!, "ca")} away and run \`${ctx.apply}\`: a new CA, every service re-issued and every ca.pem rewritten`
       : "create a new CA, re-issue every certificate from it and distribute its bundle";
-    if (left < 0)
+    // mtlskit's own intermediate renews on apply: its window is a finding of its own, before it bites.
+    const inter = ctx.manifest.ca.intermediate;
+    const pkiIntermediate =
+      inter !== undefined &&
+      ctx.inv.intermediate !== undefined &&
+      !isProblem(ctx.inv.intermediate) &&
+      ctx.inv.intermediate.certs.some((c) => c.sha256 === cert.sha256);
+    if (pkiIntermediate && left >= 0) {
+      const window = Math.max(inter.renewBeforeMs, longest);
+      if (left < window)
+        ctx.add(
+          "intermediate-due",
+          about,
+          `the intermediate CA ${i.subject} in ${file} expires on ${date(i.notAfter)}, in ${Math.floor(left / DAY)} days: inside its renewal window (${window === inter.renewBeforeMs ? `ca.intermediate.renewBefore ${Math.round(window / DAY)} days` : `a ${Math.round(longest / DAY)}-day service certificate issued now would outlive it`})`,
+          `run \`${ctx.apply}\` (add --ca-key FILE when the root's key is offline): it re-signs the intermediate and re-issues the services; no bundle changes`,
+        );
+    } else if (left < 0)
       ctx.add(
         "ca-expired",
         about,
         `${i.subject} in ${file} expired on ${date(i.notAfter)}; every certificate it signed is refused`,
         newCa,
       );
-    else if (left < longest)
+    else if (left < longest && !pkiIntermediate)
       ctx.add(
         "ca-expiring",
         about,
@@ -348,6 +382,38 @@ function lintDeployment(ctx: Ctx): void {
     for (const s of sf.slots) if (!isProblem(s.cert)) s.cert.certs.slice(1).forEach(addCa);
   }
   const caKey = ctx.inv.caKey;
+  const imp = ctx.manifest.ca.import;
+  const root = ctx.inv.ca && !isProblem(ctx.inv.ca) ? ctx.inv.ca.certs[0] : undefined;
+  if (ctx.inv.dir !== undefined && root && (imp ? imp.key === undefined : caKey === undefined)) {
+    const where = imp ? "ca.import names no key" : `${path.join(ctx.inv.dir, "ca", "ca-key.pem")} is not here`;
+    ctx.add(
+      "ca-key-offline",
+      { kind: "ca", subject: root.info.subject, file: imp ? imp.cert : path.join(ctx.inv.dir, "ca", "ca-key.pem") },
+      `the CA key of ${root.info.subject} is offline (${where}): ${ctx.manifest.ca.intermediate ? "the intermediate signs the services; apply needs the root key only to re-sign the intermediate" : "apply needs it for every certificate it issues or renews"}`,
+      `nothing to fix; when apply asks for it, run \`${ctx.apply} --ca-key FILE\``,
+    );
+  }
+  // The intermediate's key signs every renewal: readable by others it is exposed, missing apply must sign a new one.
+  const interKey = ctx.inv.intermediateKey;
+  const interCert =
+    ctx.inv.intermediate && !isProblem(ctx.inv.intermediate) ? ctx.inv.intermediate.certs[0] : undefined;
+  if (ctx.manifest.ca.intermediate && interKey && interCert) {
+    const about: About = { kind: "ca", subject: interCert.info.subject, file: interKey.path };
+    if (isProblem(interKey) || (interKey.spki && !interKey.spki.equals(interCert.fields.spki)))
+      ctx.add(
+        "intermediate-due",
+        about,
+        `the intermediate CA ${interCert.info.subject} cannot sign: ${interKey.path} ${isProblem(interKey) ? interKey.error : "is not its key"}; the services keep working until their renewal, which needs a new intermediate`,
+        `run \`${ctx.apply}\` (add --ca-key FILE when the root's key is offline): it signs a new intermediate and re-issues the services; no bundle changes`,
+      );
+    else if (interKey.mode & 0o077)
+      ctx.add(
+        "key-mode",
+        about,
+        `${interKey.path} has mode 0${interKey.mode.toString(8)}: the intermediate CA's key is readable by ${interKey.mode & 0o007 ? "every user" : "its group"}`,
+        `consider it exposed: run \`chmod 600 ${interKey.path}\` and \`${ctx.apply}\`, which signs a new intermediate (with the root's key) and re-issues the services`,
+      );
+  }
   if (caKey && !isProblem(caKey) && caKey.mode & 0o077) {
     ctx.add(
       "key-mode",
@@ -653,6 +719,6 @@ export function checkInventory(
     cas,
     connections,
     errors,
-    warnings: ctx.findings.length - errors,
+    warnings: ctx.findings.filter((f) => f.severity === "warning").length,
   };
 }

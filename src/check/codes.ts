@@ -9,8 +9,8 @@
  * refuse what a lenient one accepts.
  */
 
-/** Severity of a finding: errors fail `check` (exit 1), warnings are reported only. */
-export type Severity = "error" | "warning";
+/** Severity of a finding: errors fail `check` (exit 1), warnings are reported only, info states a fact that is no defect. */
+export type Severity = "error" | "warning" | "info";
 
 /** Scope says what a code is about: one certificate, one deployment of files, or one connection. */
 export type Scope = "certificate" | "ca" | "deployment" | "connection";
@@ -39,6 +39,12 @@ export const CODES = {
     scope: "certificate",
     title: "certificate file does not parse",
     why: "The file is not PEM, is truncated, or holds something else than a certificate; every TLS stack refuses to load it.",
+  },
+  "chain-incomplete": {
+    severity: "error",
+    scope: "certificate",
+    title: "intermediate CA missing from the certificate file",
+    why: "Bundles hold only the root, so a peer needs the intermediate from the certificate file, after the leaf: without it OpenSSL says `unable to get local issuer certificate` (or `unable to verify the first certificate`), Go `x509: certificate signed by unknown authority`, GnuTLS `The certificate issuer is unknown`.",
   },
   "chain-order": {
     severity: "error",
@@ -220,6 +226,18 @@ export const CODES = {
     scope: "ca",
     title: "CA expires soon",
     why: "It expires before the certificates it signs can be renewed; plan a CA rollover.",
+  },
+  "intermediate-due": {
+    severity: "warning",
+    scope: "ca",
+    title: "intermediate CA due for renewal",
+    why: "mtlskit's intermediate (ca.intermediate) is inside its renewal window: the next apply re-signs it with the root's key (`apply --ca-key FILE` when that key is offline) and re-issues the services under it; no bundle changes. Left alone it expires, and every certificate it signed is refused (`certificate has expired`).",
+  },
+  "ca-key-offline": {
+    severity: "info",
+    scope: "ca",
+    title: "CA key kept offline",
+    why: "Not a defect: the CA's key is not in the PKI directory (`mtlskit ca offline`, or ca.import without a key). Plan, check, status, export and metrics do not need it; apply asks for it with `--ca-key FILE` only when something must be signed by it.",
   },
   "ca-not-ca": {
     severity: "error",

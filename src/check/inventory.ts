@@ -70,6 +70,10 @@ export interface Inventory {
   ca: CertFile | FileProblem | undefined;
   /** caKey: the generated CA's key file, when it exists. */
   caKey: KeyFile | FileProblem | undefined;
+  /** intermediate: the PKI directory's ca/intermediate.pem (ca.intermediate), when it exists. */
+  intermediate: CertFile | FileProblem | undefined;
+  /** intermediateKey: its key file, ca/intermediate-key.pem, when it exists. */
+  intermediateKey: KeyFile | FileProblem | undefined;
   services: ServiceFiles[];
   /** looseKeys: private keys lying directly in DIR/services/, outside any service's folder. */
   looseKeys: { path: string; spki: Buffer }[];
@@ -319,6 +323,8 @@ export function readInventory(
   );
   let ca: Inventory["ca"];
   let caKey: Inventory["caKey"];
+  let intermediate: Inventory["intermediate"];
+  let intermediateKey: Inventory["intermediateKey"];
   let looseKeys: Inventory["looseKeys"] = [];
   const dirs: Inventory["dirs"] = [];
   if (dir !== undefined) {
@@ -340,6 +346,10 @@ export function readInventory(
     ca = isProblem(c) && c.missing ? undefined : c;
     const k = readKeyFile(abs(dir, LAYOUT.caKey));
     caKey = isProblem(k) && k.missing ? undefined : k;
+    const i = readCertFile(material, abs(dir, LAYOUT.caIntermediate));
+    intermediate = isProblem(i) && i.missing ? undefined : i;
+    const ik = readKeyFile(abs(dir, LAYOUT.caIntermediateKey));
+    intermediateKey = isProblem(ik) && ik.missing && intermediate === undefined ? undefined : ik;
   }
-  return { dir, ca, caKey, services, looseKeys, dirs };
+  return { dir, ca, caKey, intermediate, intermediateKey, services, looseKeys, dirs };
 }

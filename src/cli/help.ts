@@ -26,6 +26,7 @@ Usage:
   mtlskit probe 10.0.0.5:8443 --as api  connect to a live endpoint as a service and judge what it presents
   mtlskit verify cert.pem --ca root.pem  is it valid (openssl verify -x509_strict, Go)? each reason with its fix
   sudo mtlskit trust install            put the CA into the system trust store (and NSS); uninstall, status
+  mtlskit ca offline --to /media/usb/ca-key.pem  move the CA key out; apply --ca-key FILE when it must sign
 
-Commands: init, plan, apply, check, status, export, metrics, config, inspect, explain, probe, verify, trust, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
+Commands: init, plan, apply, check, status, export, metrics, config, inspect, explain, probe, verify, trust, ca, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
 `;

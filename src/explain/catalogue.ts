@@ -283,9 +283,9 @@ export const CATALOGUE: readonly Entry[] = [
     ],
     seenBy: VERIFIED,
     cause:
-      "A CA's pathLenConstraint forbids the intermediates below it. mtlskit's generated CA has pathlen 0 and signs services directly, so an intermediate placed under it breaks verification; an imported chain can carry a tighter limit than its use.",
+      "A CA's pathLenConstraint forbids the intermediates below it. mtlskit's generated CA has pathlen 0 and signs services directly (with ca.intermediate, the root has pathlen 1 and its one intermediate pathlen 0), so an intermediate placed under the lone CA or under mtlskit's intermediate breaks verification; an imported chain can carry a tighter limit than its use.",
     look: "`openssl x509 -noout -ext basicConstraints` on each CA of the chain (pathlen), and how many intermediates sit below it.",
-    fix: "Issue service certificates directly from the cluster CA, as mtlskit does; with `ca.import`, import the CA that signs services (with its chain), not one above it. Then run `mtlskit apply`.",
+    fix: "Issue service certificates directly from the cluster CA, as mtlskit does, or declare `ca.intermediate` (a new CA: the root must be made with pathlen 1); with `ca.import`, import the CA that signs services (with its chain), not one above it. Then run `mtlskit apply`.",
     codes: [],
   },
   {

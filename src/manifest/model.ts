@@ -15,7 +15,7 @@ export interface CertSlot {
   service: string;
   /** kind decides the file names (state/layout.ts): `main` is cert.pem/key.pem. */
   kind: "main" | "client";
-  profile: Exclude<ProfileName, "ca">;
+  profile: Exclude<ProfileName, "ca" | "root">;
 }
 
 /** ExternalFiles names a service's existing certificate files (resolved absolute paths); apply never writes them. */
@@ -75,7 +75,8 @@ export interface Connection {
 /** ImportedCa points at an existing CA's files, resolved against the manifest's directory. */
 export interface CaImport {
   cert: string;
-  key: string;
+  /** key: undefined only with ca.intermediate: the imported CA's key is then given with `apply --ca-key FILE` when the intermediate is signed. */
+  key: string | undefined;
   chain: string | undefined;
 }
 
@@ -85,6 +86,17 @@ export interface CaSpec {
   validityMs: number;
   subject: Subject;
   import: CaImport | undefined;
+  /** intermediate: the online CA that signs the leaves, signed by the root (generated or imported); undefined: the root signs leaves. */
+  intermediate: IntermediateSpec | undefined;
+}
+
+/** IntermediateSpec is the resolved ca.intermediate section. */
+export interface IntermediateSpec {
+  keyType: KeyTypeName;
+  validityMs: number;
+  /** renewBeforeMs: apply re-signs the intermediate (a new key) this long before it expires, and re-issues the leaves under it. */
+  renewBeforeMs: number;
+  subject: Subject;
 }
 
 /** OUTPUT_FORMATS are the export formats (src/export/): the schema, `mtlskit export --format` and the builders read this one list. */

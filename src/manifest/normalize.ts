@@ -17,6 +17,7 @@ import type { WrittenManifest } from "./schema.ts";
 export const DEFAULTS = {
   caKey: "ecdsa-p256",
   caValidity: "10y",
+  intermediateValidity: "1y",
   key: "ecdsa-p256",
   validity: "90d",
 } as const;
@@ -142,6 +143,11 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
   });
 
   const ca = w.ca ?? {};
+  const caSubject = ca.subject
+    ? { ...ca.subject, CN: ca.subject.CN ?? `${w.cluster} CA` }
+    : { ...d.subject, CN: `${w.cluster} CA` };
+  const inter = ca.intermediate;
+  const interValidityMs = dur(inter?.validity ?? DEFAULTS.intermediateValidity);
   return {
     file: ctx.file,
     cluster: w.cluster,
@@ -149,11 +155,23 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
     ca: {
       keyType: ca.key ?? DEFAULTS.caKey,
       validityMs: dur(ca.validity ?? DEFAULTS.caValidity),
-      subject: ca.subject
-        ? { ...ca.subject, CN: ca.subject.CN ?? `${w.cluster} CA` }
-        : { ...d.subject, CN: `${w.cluster} CA` },
+      subject: caSubject,
       import: ca.import
-        ? { cert: resolve(ca.import.cert), key: resolve(ca.import.key), chain: resolveOptional(ca.import.chain) }
+        ? {
+            cert: resolve(ca.import.cert),
+            key: resolveOptional(ca.import.key),
+            chain: resolveOptional(ca.import.chain),
+          }
+        : undefined,
+      intermediate: inter
+        ? {
+            keyType: inter.key ?? ca.key ?? DEFAULTS.caKey,
+            validityMs: interValidityMs,
+            renewBeforeMs: inter.renewBefore ? dur(inter.renewBefore) : Math.floor(interValidityMs / 3),
+            subject: inter.subject
+              ? { ...inter.subject, CN: inter.subject.CN ?? `${w.cluster} Intermediate CA` }
+              : { ...caSubject, CN: `${w.cluster} Intermediate CA` },
+          }
         : undefined,
     },
     services,

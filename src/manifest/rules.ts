@@ -352,6 +352,58 @@ const sanSharedAcrossServices: Rule = (m, w, ctx) => {
   }
 };
 
+/**
+ * importKeyUnlessIntermediate: an imported CA that signs services needs its key at every apply, so
+ * ca.import.key may be left out only when an intermediate signs the services and the imported
+ * CA signs just the intermediate (its key then comes with `apply --ca-key FILE`).
+ */
+const importKeyUnlessIntermediate: Rule = (m, _w, ctx) => {
+  if (!m.ca.import || m.ca.import.key !== undefined || m.ca.intermediate) return;
+  ctx.error(
+    ["ca", "import"],
+    "ca.import.key is missing: the imported CA signs every service certificate, so apply needs its key",
+    "add ca.import.key (a PEM file, mode 0600), or declare ca.intermediate so the imported CA signs only the intermediate and its key is given with `mtlskit apply --ca-key FILE` when the intermediate is signed",
+  );
+};
+
+/**
+ * intermediateFits: the intermediate must outlive what it signs and renew before it is due. A
+ * leaf as long as the intermediate could never be issued under a renewed one without the
+ * intermediate being due again at once; an intermediate longer than a generated root would
+ * outlive it.
+ */
+const intermediateFits: Rule = (m, w, ctx) => {
+  const inter = m.ca.intermediate;
+  if (!inter) return;
+  const at = (field: string): (string | number)[] =>
+    (w.ca?.intermediate as Record<string, unknown> | undefined)?.[field] !== undefined
+      ? ["ca", "intermediate", field]
+      : ["ca", "intermediate"];
+  if (inter.renewBeforeMs >= inter.validityMs)
+    ctx.error(
+      at("renewBefore"),
+      `ca.intermediate.renewBefore (${formatDuration(inter.renewBeforeMs)}) must be shorter than its validity (${formatDuration(inter.validityMs)}), or every apply would re-sign it`,
+      "shorten ca.intermediate.renewBefore (a third of the validity is the default)",
+    );
+  if (!m.ca.import && inter.validityMs > m.ca.validityMs)
+    ctx.error(
+      at("validity"),
+      `the intermediate's validity (${formatDuration(inter.validityMs)}) is longer than the root's (${formatDuration(m.ca.validityMs)}); a CA cannot outlive the root that signed it`,
+      "shorten ca.intermediate.validity or lengthen ca.validity",
+    );
+  const bad = managedServices(m).filter((s) => s.validityMs >= inter.validityMs);
+  const byValidity = new Map<number, typeof bad>();
+  for (const s of bad) byValidity.set(s.validityMs, [...(byValidity.get(s.validityMs) ?? []), s]);
+  for (const [validity, group] of byValidity)
+    reportGrouped(
+      ctx,
+      group.map((s) => ({ path: whereSet(w, s.name, "validity", at("validity")), service: s.name })),
+      (names) =>
+        `a validity of ${formatDuration(validity)} (service ${names}) is not shorter than the intermediate's ${formatDuration(inter.validityMs)}; the intermediate signs it and must outlive it`,
+      "shorten the service validity or lengthen ca.intermediate.validity (several times the longest service validity)",
+    );
+};
+
 /** RULES run in this order; each is independent of the others. */
 export const RULES: readonly Rule[] = [
   identityTemplateKnown,
@@ -362,6 +414,8 @@ export const RULES: readonly Rule[] = [
   reloadNeedsManagedFiles,
   renewBeforeShorterThanValidity,
   leafWithinCa,
+  importKeyUnlessIntermediate,
+  intermediateFits,
   validityEndsBy9999,
   connectionsValid,
   sanSharedAcrossServices,

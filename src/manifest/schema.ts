@@ -180,10 +180,12 @@ const ImportSchema = v.pipe(
         v.string(),
         v.description("PEM file of the issuing CA certificate (root or intermediate), relative to the manifest."),
       ),
-      key: v.pipe(
-        v.string(),
-        v.description(
-          "PEM file of the issuing CA's private key (mode 0600), relative to the manifest. It is read in place, never copied.",
+      key: v.optional(
+        v.pipe(
+          v.string(),
+          v.description(
+            "PEM file of the issuing CA's private key (mode 0600), relative to the manifest. It is read in place, never copied. May be left out with ca.intermediate: the key is then given once with `mtlskit apply --ca-key FILE` when the intermediate is signed (first apply and each renewal), and stays offline otherwise.",
+          ),
         ),
       ),
       chain: v.optional(
@@ -256,12 +258,43 @@ const FilesSchema = v.pipe(
   ),
 );
 
+const IntermediateSchema = v.pipe(
+  strict(
+    {
+      key: v.optional(keyType("Key type of the intermediate CA. Default: the root's (ca.key).")),
+      validity: v.optional(
+        duration(
+          "Lifetime of the intermediate CA; longer than every service's validity, shorter than the root's. Default: 1y.",
+        ),
+      ),
+      renewBefore: v.optional(
+        duration(
+          "apply re-signs the intermediate (a new key, signed by the root) this long before it expires, and re-issues the services under it; bundles do not change. Default: a third of its validity.",
+        ),
+      ),
+      subject: v.optional(
+        v.pipe(
+          strict({ ...subjectEntries, CN: attr("CN") }, "ca.intermediate.subject"),
+          v.description(
+            "The intermediate's distinguished name: C, ST, L, O, OU, CN. Default: the root's attributes with CN `{cluster} Intermediate CA`.",
+          ),
+        ),
+      ),
+    },
+    "ca.intermediate",
+  ),
+  v.description(
+    "An online intermediate CA that signs every service, signed by the root (ca, generated or ca.import). The root (pathlen 1) is the trust anchor every bundle holds; the intermediate (pathlen 0) is appended to each service's cert.pem. With it, the root's key can be kept offline (`mtlskit ca offline --to FILE`): apply needs it only to sign the intermediate.",
+  ),
+);
+
 const CaSchema = strict(
   {
     key: v.optional(keyType("Key type of a generated CA. Default: ecdsa-p256.")),
     validity: v.optional(duration("Lifetime of a generated CA. Default: 10y.")),
     subject: v.optional(CaSubjectSchema),
     import: v.optional(ImportSchema),
+    intermediate: v.optional(IntermediateSchema),
   },
   "ca",
 );

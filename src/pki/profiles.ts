@@ -7,8 +7,8 @@
 /** Usage is a service's usage as written in the manifest. */
 export type Usage = "server" | "client" | "dual";
 
-/** ProfileName is a row of PROFILES: the CA or a leaf usage. */
-export type ProfileName = "ca" | Usage;
+/** ProfileName is a row of PROFILES: a CA (`ca` signs leaves; `root` signs one level of intermediates) or a leaf usage. */
+export type ProfileName = "ca" | "root" | Usage;
 
 /** KeyUsageBit names the KeyUsage bits mtlskit sets (RFC 5280 4.2.1.3, in bit order). */
 export type KeyUsageBit = "digitalSignature" | "keyEncipherment" | "keyCertSign" | "cRLSign";
@@ -34,7 +34,7 @@ export const EXT_KEY_USAGE_OID: Readonly<Record<ExtKeyUsageName, string>> = {
 export interface Profile {
   /** isCA sets BasicConstraints cA (always critical). */
   isCA: boolean;
-  /** pathLen is the CA's pathLenConstraint: 0, it signs leaves only. */
+  /** pathLen is the CA's pathLenConstraint: 0 signs leaves only (a lone CA, an intermediate); 1 signs intermediates (a root above one). */
   pathLen?: number;
   /** keyUsage bits for every key type (always critical). */
   keyUsage: readonly KeyUsageBit[];
@@ -52,6 +52,16 @@ export const PROFILES: Readonly<Record<ProfileName, Profile>> = {
   ca: {
     isCA: true,
     pathLen: 0,
+    keyUsage: ["keyCertSign", "cRLSign"],
+    rsaKeyUsage: [],
+    extKeyUsage: [],
+    canServe: false,
+    canConnect: false,
+  },
+  // A root above an intermediate (ca.intermediate): it signs the intermediate, which signs leaves.
+  root: {
+    isCA: true,
+    pathLen: 1,
     keyUsage: ["keyCertSign", "cRLSign"],
     rsaKeyUsage: [],
     extKeyUsage: [],

@@ -3,16 +3,16 @@
  * plans, creates the CA if needed, then issues and writes every certificate the plan says to,
  * spreading the work over worker threads when there is enough of it.
  */
-import { createPrivateKey, createPublicKey } from "node:crypto";
+import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { existsSync, rmSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as path from "node:path";
 import { Worker } from "node:worker_threads";
-import { FailedError, MtlskitError } from "../errors.ts";
+import { FailedError, MtlskitError, UsageError } from "../errors.ts";
 import { readTextBounded } from "../read-file.ts";
 import { managedServices, type LoadedManifest } from "../manifest/index.ts";
 import { readCertFields } from "../pki/cert.ts";
-import { keyIdOf, newSerial, encodeTbs, signTbs } from "../pki/issue.ts";
+import { keyIdOf, newSerial, encodeTbs, signTbs, type CertSpec, type Issuer } from "../pki/issue.ts";
 import { generateKey } from "../pki/keys.ts";
 import { encodeName } from "../pki/name.ts";
 import { encodePem } from "../pki/pem.ts";
@@ -26,13 +26,21 @@ import {
   writeFileAtomic,
   type Lock,
 } from "../state/fs.ts";
-import { abs, LAYOUT, MODES } from "../state/layout.ts";
+import { abs, LAYOUT, MODES, type FileSpec } from "../state/layout.ts";
 import { writeLayoutVersion } from "../state/layout-version.ts";
-import { readState, type CaMaterial } from "../state/read.ts";
+import { readState, withCaKey, type CaMaterial, type State } from "../state/read.ts";
 import { applyRecordFor, manifestId, writeApplyRecord, type ApplyRecord, type HookRecord } from "../state/record.ts";
 import { runHooks, type HookJob } from "./hooks.ts";
 import { runJob, toIssuer, type IssuerData, type ServiceJob } from "./jobs.ts";
-import { bundleOf, changedServices, checkReissueNames, planApply, type Plan, type PlanOptions } from "./plan.ts";
+import {
+  bundleOf,
+  caKeyRequest,
+  changedServices,
+  checkReissueNames,
+  planApply,
+  type Plan,
+  type PlanOptions,
+} from "./plan.ts";
 import { loadCaSource } from "./read.ts";
 
 /** ApplyOptions tune how apply runs. */
@@ -59,6 +67,11 @@ export interface ApplyOptions extends PlanOptions {
   hooks?: boolean;
   /** hookTimeoutMs bounds each hook. Default: HOOK_TIMEOUT_MS (60 s). */
   hookTimeoutMs?: number;
+  /**
+   * caKey: the root CA's key kept offline (`apply --ca-key FILE`, read by loadCaKeyFile), used in
+   * memory only when the plan needs it and never written. Default: the key in DIR/ca (or ca.import.key).
+   */
+  caKey?: { key: KeyObject; file: string };
 }
 
 /** ApplyResult is what apply did. */
@@ -74,27 +87,53 @@ export interface ApplyResult {
   hooks: HookRecord[];
 }
 
-function createCa(dir: string, plan: Plan & { ca: { action: "create" } }): CaMaterial {
-  const spec = plan.ca.spec;
+/**
+ * writeNewCa generates a key, signs `spec` with it (a root) or with `signer` (an intermediate),
+ * and writes the pair into DIR/ca: key first, so a crash before the certificate is written leaves
+ * a key alone, which reads as missing (root) or unusable (intermediate), and is made again.
+ */
+function writeNewCa(
+  dir: string,
+  spec: CertSpec,
+  files: { cert: FileSpec; key: FileSpec },
+  signer: CaMaterial | undefined,
+): Omit<CaMaterial, "chainPem" | "bundlePem"> & { pem: string } {
   const key = generateKey(spec.keyType);
   const privateKey = createPrivateKey({ key: key.pkcs8, format: "der", type: "pkcs8" });
-  const self = { subject: encodeName(spec.subject), keyId: keyIdOf(key.spki), keyType: spec.keyType, privateKey };
-  const der = signTbs(encodeTbs(spec, self, key.spki, newSerial()), self);
+  const keyId = keyIdOf(key.spki);
+  const self = { subject: encodeName(spec.subject), keyId, keyType: spec.keyType, privateKey };
+  const issuer = signer
+    ? { subject: signer.cert.subject, keyId: signer.keyId, keyType: signer.keyType, privateKey: signer.privateKey! }
+    : self;
+  const der = signTbs(encodeTbs(spec, issuer, key.spki, newSerial()), issuer);
   ensureDir(abs(dir, LAYOUT.caDir), LAYOUT.caDir.mode);
-  // Key first: a crash before the certificate is written leaves a key alone, which reads as "missing".
-  writeFileAtomic(abs(dir, LAYOUT.caKey), encodePem("PRIVATE KEY", key.pkcs8), LAYOUT.caKey.mode);
+  writeFileAtomic(abs(dir, files.key), encodePem("PRIVATE KEY", key.pkcs8), files.key.mode);
   const pem = encodePem("CERTIFICATE", der);
-  writeFileAtomic(abs(dir, LAYOUT.caCert), pem, LAYOUT.caCert.mode);
+  writeFileAtomic(abs(dir, files.cert), pem, files.cert.mode);
   syncDir(abs(dir, LAYOUT.caDir));
   return {
     cert: readCertFields(der),
     keyType: spec.keyType,
-    keyId: self.keyId,
+    keyId,
     publicKey: createPublicKey({ key: key.spki, format: "der", type: "spki" }),
     privateKey,
-    chainPem: "",
-    bundlePem: pem,
+    pem,
   };
+}
+
+/** createCa generates the root (or lone) CA in DIR/ca. */
+function createCa(dir: string, spec: CertSpec): CaMaterial {
+  const { pem, ...m } = writeNewCa(dir, spec, { cert: LAYOUT.caCert, key: LAYOUT.caKey }, undefined);
+  return { ...m, chainPem: "", bundlePem: pem };
+}
+
+/** createIntermediate signs a new intermediate CA with `root` into DIR/ca: it is appended to every leaf; bundles keep the root. */
+function createIntermediate(dir: string, spec: CertSpec, root: CaMaterial): CaMaterial {
+  if (!root.privateKey)
+    throw new FailedError("apply: the root's key is needed to sign the intermediate; this is a bug");
+  const files = { cert: LAYOUT.caIntermediate, key: LAYOUT.caIntermediateKey };
+  const { pem, ...m } = writeNewCa(dir, spec, files, root);
+  return { ...m, chainPem: pem + root.chainPem, bundlePem: root.bundlePem };
 }
 
 function readTextOrUndefined(file: string): string | undefined {
@@ -164,7 +203,7 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
   checkReissueNames(loaded, opts); // before anything is created
   // A directory that does not exist yet is planned before it is created, so invalid input
   // (e.g. a leaf that would outlive an imported CA) creates nothing.
-  if (!existsSync(dir)) planApply(loaded, readState(dir, loaded.manifest, imported), opts);
+  if (!existsSync(dir)) planWithKey(loaded, readStateWithKey(loaded, dir, imported, opts), opts);
   ensureDir(dir, MODES.publicDir, { parents: true });
   const started = opts.now ?? new Date();
   let lock: Lock;
@@ -299,6 +338,37 @@ function hookJobs(loaded: LoadedManifest, dir: string, names: readonly string[])
   });
 }
 
+/**
+ * readStateWithKey reads the directory (and the imported CA), with the key of `apply --ca-key`
+ * given to the root once it is checked against the root's certificate.
+ */
+function readStateWithKey(
+  loaded: LoadedManifest,
+  dir: string,
+  imported: ReturnType<typeof loadCaSource>,
+  opts: ApplyOptions,
+): State {
+  const state = readState(dir, loaded.manifest, imported);
+  if (!opts.caKey) return state;
+  const certFile = loaded.manifest.ca.import?.cert ?? abs(dir, LAYOUT.caCert);
+  return { ...state, ca: withCaKey(state.ca, opts.caKey.key, opts.caKey.file, certFile) };
+}
+
+/** planWithKey plans, and refuses (exit 2, nothing written) a plan that needs the offline root key, saying what needs it. */
+function planWithKey(loaded: LoadedManifest, state: State, opts: ApplyOptions): Plan {
+  const plan = planApply(loaded, state, opts);
+  const request = caKeyRequest(plan);
+  if (request) throw new UsageError(`mtlskit apply: ${request}.`);
+  return plan;
+}
+
+/** OFFLINE_ISSUER stands for an issuing CA whose key is offline in a run that only writes bundles: signing with it is a bug. */
+const OFFLINE_ISSUER = new Proxy({} as Issuer & { chainPem: string }, {
+  get: () => {
+    throw new FailedError("apply: tried to sign with an offline CA key; this is a bug");
+  },
+});
+
 async function applyLocked(
   loaded: LoadedManifest,
   dir: string,
@@ -315,13 +385,13 @@ async function applyLocked(
   removeTempFiles(dir);
   removeTempFiles(abs(dir, LAYOUT.caDir));
   for (const s of managed) removeTempFiles(abs(dir, LAYOUT.serviceDir(s.name)));
-  const state = readState(dir, loaded.manifest, imported);
-  const plan = planApply(loaded, state, opts);
+  const state = readStateWithKey(loaded, dir, imported, opts);
+  const plan = planWithKey(loaded, state, opts);
   opts.onPlan?.(plan);
   let ca: CaMaterial;
-  if (plan.ca.action === "create") ca = createCa(dir, plan as Plan & { ca: { action: "create" } });
+  if (plan.ca.action === "create") ca = createCa(dir, plan.ca.spec);
   else if (state.ca.status === "ok") {
-    ca = state.ca.ca;
+    ca = state.ca.root ?? state.ca.ca;
     // An imported CA's key stays where it is; its trust anchor is published as ca/ca.pem.
     if (plan.ca.action === "import" && readTextOrUndefined(abs(dir, LAYOUT.caCert)) !== ca.bundlePem) {
       ensureDir(abs(dir, LAYOUT.caDir), LAYOUT.caDir.mode);
@@ -329,7 +399,11 @@ async function applyLocked(
       syncDir(abs(dir, LAYOUT.caDir));
     }
   } else throw new FailedError("apply: the plan kept a CA that could not be read; this is a bug");
-  const bundle = bundleOf(ca);
+  const bundle = bundleOf(ca); // the root: an intermediate never enters a bundle
+  // The issuing CA: the intermediate (kept, or signed now by the root), else the root itself.
+  if (plan.intermediate && plan.intermediate.action !== "keep")
+    ca = createIntermediate(dir, plan.intermediate.spec, ca);
+  else if (plan.intermediate && state.ca.status === "ok") ca = state.ca.ca;
   const byService = new Map<string, ServiceJob>(
     managed.map((s) => [s.name, { service: s.name, certs: [], bundlePem: undefined }]),
   );
@@ -346,20 +420,22 @@ async function applyLocked(
   };
   if (jobs.length > 0) {
     ensureDir(abs(dir, LAYOUT.servicesDir), LAYOUT.servicesDir.mode);
+    // An offline key signs nothing here: planWithKey refused any plan that needs it, so only bundles are written.
+    if (total > 0 && !ca.privateKey) throw new FailedError("apply: the issuing CA's key is offline; this is a bug");
     const issuerData: IssuerData = {
       subject: ca.cert.subject,
       keyId: ca.keyId,
       keyType: ca.keyType,
-      pkcs8: ca.privateKey.export({ type: "pkcs8", format: "der" }),
+      pkcs8: ca.privateKey?.export({ type: "pkcs8", format: "der" }) ?? new Uint8Array(0),
       chainPem: ca.chainPem,
     };
-    const workers = Math.min(
-      opts.workers ?? (jobs.length >= 64 ? Math.min(availableParallelism(), 4) : 0),
-      jobs.length,
-    );
+    const workers =
+      total === 0
+        ? 0
+        : Math.min(opts.workers ?? (jobs.length >= 64 ? Math.min(availableParallelism(), 4) : 0), jobs.length);
     if (workers > 1) await runInWorkers(dir, jobs, issuerData, workers, progress);
     else {
-      const issuer = toIssuer(issuerData);
+      const issuer = total === 0 ? OFFLINE_ISSUER : toIssuer(issuerData);
       for (const job of jobs) {
         runJob(dir, job, issuer);
         progress(job.certs.length);

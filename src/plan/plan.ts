@@ -24,7 +24,7 @@ import { encodeName } from "../pki/name.ts";
 import { encodePem } from "../pki/pem.ts";
 import { decodeCertificate, type CertInfo } from "../pki/x509.ts";
 import { DEFAULT_LAYOUT_VERSION } from "../state/layout-version.ts";
-import type { CaMaterial, LeafState, State } from "../state/read.ts";
+import type { CaMaterial, IntermediateState, LeafState, State } from "../state/read.ts";
 
 /** BACKDATE_MS: notBefore lies this far before issuance, for peers whose clocks run behind (cfssl's 5 minutes). */
 export const BACKDATE_MS = 5 * 60_000;
@@ -52,6 +52,29 @@ export type CaStep =
   | { action: "keep"; reason: string; notAfter: Date }
   | { action: "import"; reason: string; notAfter: Date };
 
+/**
+ * IntermediateStep is the plan for mtlskit's intermediate CA (ca.intermediate): create it, keep
+ * it, or renew it (a new key signed by the root; the services are re-issued under it, and no
+ * bundle changes, since bundles hold the root).
+ */
+export interface IntermediateStep {
+  action: "create" | "keep" | "renew";
+  reason: string;
+  /** spec is what will be signed (create, renew). */
+  spec: CertSpec;
+  /** notAfter of the existing intermediate, when there is one. */
+  notAfter: Date | undefined;
+}
+
+/**
+ * CaKeyNeed says what in a plan must be signed by the root's key while that key is offline (not
+ * in the PKI directory and not given with --ca-key): apply refuses, saying this.
+ */
+export interface CaKeyNeed {
+  /** what: a sentence, e.g. "the intermediate CA must be re-signed by the root: due for renewal: expires 2027-01-01, in 20 days (renewBefore 121d)". */
+  what: string;
+}
+
 /** BundleStep says whether a service's ca.pem is written. */
 export interface BundleStep {
   service: string;
@@ -72,6 +95,12 @@ export interface Plan {
   dir: string;
   now: Date;
   ca: CaStep;
+  /** intermediate: the intermediate CA's step, when the manifest declares ca.intermediate. */
+  intermediate?: IntermediateStep;
+  /** caKey: "offline" when the root's key is not at hand (not in the PKI directory, not given with --ca-key). */
+  caKey: "online" | "offline";
+  /** caKeyNeed: set when the plan needs the offline root key (apply refuses without --ca-key FILE). */
+  caKeyNeed?: CaKeyNeed;
   /** certs: the certificates of the services apply manages (those without `files`). */
   certs: CertStep[];
   /** bundles: the ca.pem of each managed service. */
@@ -112,10 +141,10 @@ export function leafSpec(service: Service, slot: CertSlot, now: Date): CertSpec 
   };
 }
 
-/** caSpec is the certificate of a CA generated at `now`. */
+/** caSpec is the certificate of a CA generated at `now`: a root above an intermediate has pathlen 1, a lone CA 0. */
 export function caSpec(m: Manifest, now: Date): CertSpec {
   return {
-    profile: "ca",
+    profile: m.ca.intermediate ? "root" : "ca",
     subject: m.ca.subject,
     dns: [],
     ips: [],
@@ -124,6 +153,63 @@ export function caSpec(m: Manifest, now: Date): CertSpec {
     notBefore: new Date(now.getTime() - BACKDATE_MS),
     notAfter: new Date(now.getTime() + m.ca.validityMs),
   };
+}
+
+/** intermediateSpec is the intermediate CA signed at `now`; it never outlives the root that signs it. */
+export function intermediateSpec(m: Manifest, now: Date, rootNotAfter: Date | undefined): CertSpec {
+  const inter = m.ca.intermediate!;
+  const end = now.getTime() + inter.validityMs;
+  return {
+    profile: "ca",
+    subject: inter.subject,
+    dns: [],
+    ips: [],
+    uris: [],
+    keyType: inter.keyType,
+    notBefore: new Date(now.getTime() - BACKDATE_MS),
+    notAfter: new Date(rootNotAfter === undefined ? end : Math.min(end, rootNotAfter.getTime())),
+  };
+}
+
+/**
+ * judgeIntermediate decides keep or renew for the existing intermediate. It is renewed when the
+ * root did not sign it, its key type or subject changed, or fewer than max(renewBefore, the
+ * longest service validity) remain: a service certificate issued now must not outlive it.
+ */
+function judgeIntermediate(
+  state: IntermediateState | undefined,
+  root: CaMaterial,
+  want: CertSpec,
+  renewBeforeMs: number,
+  longestLeafMs: number,
+  now: Date,
+): Pick<IntermediateStep, "action" | "reason" | "notAfter"> {
+  if (!state || state.status === "missing")
+    return state?.reason === "missing" || !state
+      ? { action: "create", reason: "missing", notAfter: undefined }
+      : { action: "renew", reason: state.reason, notAfter: undefined };
+  const cert = state.ca.cert;
+  const notAfter = cert.notAfter;
+  if (!cert.issuer.equals(root.cert.subject) || !verifySignedBy(cert, root.publicKey, root.keyType))
+    return { action: "renew", reason: "not signed by the current root", notAfter };
+  if (state.ca.keyType !== want.keyType)
+    return { action: "renew", reason: `key type changed: ${state.ca.keyType} -> ${want.keyType}`, notAfter };
+  if (!cert.subject.equals(encodeName(want.subject)))
+    return { action: "renew", reason: "subject changed (ca.intermediate.subject)", notAfter };
+  if (now >= notAfter) return { action: "renew", reason: `expired ${day(notAfter)}`, notAfter };
+  const window = Math.max(renewBeforeMs, longestLeafMs);
+  const renewAt = new Date(notAfter.getTime() - window);
+  const why =
+    window === renewBeforeMs
+      ? `renewBefore ${formatDuration(renewBeforeMs)}`
+      : `a ${formatDuration(longestLeafMs)} service certificate issued now would outlive it`;
+  if (now >= renewAt)
+    return {
+      action: "renew",
+      reason: `due for renewal: expires ${day(notAfter)}, in ${Math.max(0, Math.floor((notAfter.getTime() - now.getTime()) / 86_400_000))} days (${why})`,
+      notAfter,
+    };
+  return { action: "keep", reason: `valid until ${day(notAfter)}, renews from ${day(renewAt)}`, notAfter };
 }
 
 /** bundlePem is the trust bundle every service's ca.pem holds. */
@@ -264,13 +350,16 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
   const problems: Problem[] = [];
   const warnings: string[] = [];
   let ca: CaStep;
+  /** material: the issuing CA when it exists and signs this run's services; root: the trust anchor's CA. */
   let material: CaMaterial | undefined;
+  let root: CaMaterial | undefined;
   if (state.ca.status === "broken") {
     throw new FailedError(`pki: ${state.ca.reason}. Fix: ${state.ca.fix}.`);
   } else if (state.ca.status === "missing") {
     ca = { action: "create", reason: "missing", spec: caSpec(m, now) };
   } else {
-    material = state.ca.ca;
+    root = state.ca.root ?? state.ca.ca;
+    material = root;
     const nA = material.cert.notAfter;
     ca = m.ca.import
       ? { action: "import", reason: `imported from ${m.ca.import.cert}`, notAfter: nA }
@@ -298,6 +387,35 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
       }
     }
   }
+  let intermediate: IntermediateStep | undefined;
+  if (m.ca.intermediate) {
+    const inter = m.ca.intermediate;
+    const spec = intermediateSpec(m, now, root?.cert.notAfter);
+    const rootInfo = root && decodeCertificate(root.cert.der);
+    if (rootInfo && rootInfo.pathLen !== undefined && rootInfo.pathLen < 1) {
+      const path = ["ca", "intermediate"];
+      const line = loaded.lineOf(path);
+      problems.push({
+        file: m.file,
+        ...(line === undefined ? {} : { line }),
+        path: path.join("."),
+        message: `the CA ${rootInfo.subject} has pathLenConstraint ${rootInfo.pathLen}: it may sign services but no intermediate CA (verifiers would refuse every chain through one)`,
+        fix: m.ca.import
+          ? "remove ca.intermediate, or import a CA whose pathLenConstraint allows one intermediate below it"
+          : `remove ca.intermediate, or start a new CA with a root for it: move ${state.dir}/ca away (every service is re-issued and peers must trust the new ca.pem)`,
+      });
+    } else if (!root) intermediate = { action: "create", reason: "the root is new", spec, notAfter: undefined };
+    else {
+      const longest = Math.max(0, ...managed.map((s) => s.validityMs));
+      const have = state.ca.status === "ok" ? state.ca.intermediate : undefined;
+      intermediate = {
+        ...judgeIntermediate(have, root, spec, inter.renewBeforeMs, longest, now),
+        spec,
+      };
+      // Services are issued by the intermediate: kept, it is their CA; new, every one is re-issued under it.
+      material = intermediate.action === "keep" && have?.status === "ok" ? have.ca : undefined;
+    }
+  }
   if (problems.length > 0) throw new InvalidInputError(problems);
 
   const requested = new Set(opts.reissue ?? []);
@@ -316,7 +434,7 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
       if (!material) {
         verdict =
           leaf?.cert !== undefined || leaf?.keySpki !== undefined
-            ? { action: "reissue", reason: "CA is new" }
+            ? { action: "reissue", reason: root ? "intermediate CA is new" : "CA is new" }
             : { action: "create", reason: "missing" };
       } else {
         verdict = judgeLeaf(leaf, spec, s, material, material.chainPem, now);
@@ -335,9 +453,10 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
       });
     }
   }
+  // Bundles hold the root: a new intermediate changes none of them.
   const bundles: BundleStep[] = managed.map((s) => ({
     service: s.name,
-    action: material && state.bundles.get(s.name) === bundleOf(material) ? "keep" : "write",
+    action: root && state.bundles.get(s.name) === bundleOf(root) ? "keep" : "write",
   }));
   const external = m.services.flatMap((s): ExternalStep[] =>
     s.files
@@ -351,7 +470,62 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
         ]
       : [],
   );
-  return { dir: state.dir, now, ca, certs, bundles, external, warnings, layoutVersion };
+  const caKey = root && !root.privateKey ? "offline" : "online";
+  const caKeyNeed = caKey === "offline" ? caKeyNeedOf(intermediate, certs) : undefined;
+  return {
+    dir: state.dir,
+    now,
+    ca,
+    ...(intermediate ? { intermediate } : {}),
+    caKey,
+    ...(caKeyNeed ? { caKeyNeed } : {}),
+    certs,
+    bundles,
+    external,
+    warnings,
+    layoutVersion,
+  };
+}
+
+/**
+ * caKeyNeedOf says what the root's key must sign in this plan: the intermediate (created or
+ * renewed), or, without an intermediate, every certificate to issue. Nothing: undefined.
+ */
+function caKeyNeedOf(intermediate: IntermediateStep | undefined, certs: readonly CertStep[]): CaKeyNeed | undefined {
+  if (intermediate)
+    return intermediate.action === "keep"
+      ? undefined
+      : {
+          what: `the intermediate CA must be ${intermediate.action === "create" ? "signed" : "re-signed"} by the root: ${intermediate.reason === "missing" ? "it is missing" : intermediate.reason}`,
+        };
+  const due = certs.filter((c) => c.action !== "keep");
+  if (due.length === 0) return undefined;
+  const names = [...new Set(due.map((c) => c.slot.service))];
+  const list = due
+    .slice(0, 5)
+    .map((c) => `${c.id} (${c.reason})`)
+    .join(", ");
+  return {
+    what: `${names.length} service${names.length === 1 ? " needs" : "s need"} certificates signed by the CA: ${list}${due.length > 5 ? `, and ${due.length - 5} more` : ""}`,
+  };
+}
+
+/** caKeyRequest words what apply says when the plan needs the offline root key: what, why, and the command. */
+export function caKeyRequest(plan: Plan, command = "mtlskit apply"): string | undefined {
+  if (!plan.caKeyNeed) return undefined;
+  const where =
+    plan.ca.action === "import"
+      ? "the imported CA's key is not named (ca.import.key)"
+      : `the CA key is not in ${plan.dir} (kept offline)`;
+  const which =
+    plan.ca.action === "import"
+      ? "the imported CA's private key"
+      : `the key \`mtlskit ca offline\` moved out; it is checked against ${plan.dir}/ca/ca.pem`;
+  const lost =
+    plan.ca.action === "import"
+      ? ""
+      : `; if the key is lost, move ${plan.dir}/ca away to start a new CA (every service is re-issued and peers must trust the new ca.pem)`;
+  return `${plan.caKeyNeed.what}; ${where}. Run \`${command} --ca-key FILE\` with ${which}, read in place and never copied${lost}`;
 }
 
 /** changedServices lists the services whose files a plan rewrites (certificates or bundle). */

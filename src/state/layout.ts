@@ -7,7 +7,9 @@
  *   DIR/layout-version   0644      the layoutVersion the certificates were issued under, when not 1 (plan re-issues when it changes)
  *   DIR/ca/              0700
  *   DIR/ca/ca.pem        0644      the trust anchor peers install (an imported CA's root)
- *   DIR/ca/ca-key.pem    0600      the CA private key (generated CAs only; never under services/)
+ *   DIR/ca/ca-key.pem    0600      the CA private key (generated CAs only; never under services/); absent while kept offline (`mtlskit ca offline`)
+ *   DIR/ca/intermediate.pem      0644  ca.intermediate only: the intermediate CA the root signed, appended to every cert.pem
+ *   DIR/ca/intermediate-key.pem  0600  ca.intermediate only: its key, which signs the services (stays online)
  *   DIR/services/        0755
  *   DIR/services/NAME/   0700
  *     cert.pem           0644      leaf, then any intermediates
@@ -36,6 +38,8 @@ export const LAYOUT = {
   caDir: { rel: "ca", mode: MODES.privateDir },
   caCert: { rel: "ca/ca.pem", mode: MODES.public },
   caKey: { rel: "ca/ca-key.pem", mode: MODES.key },
+  caIntermediate: { rel: "ca/intermediate.pem", mode: MODES.public },
+  caIntermediateKey: { rel: "ca/intermediate-key.pem", mode: MODES.key },
   servicesDir: { rel: "services", mode: MODES.publicDir },
   serviceDir: (service: string): FileSpec => ({ rel: `services/${service}`, mode: MODES.privateDir }),
   bundle: (service: string): FileSpec => ({ rel: `services/${service}/ca.pem`, mode: MODES.public }),

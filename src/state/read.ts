@@ -6,7 +6,7 @@
 import { X509Certificate, createPublicKey, type KeyObject } from "node:crypto";
 import { readdirSync, statSync } from "node:fs";
 import * as path from "node:path";
-import { FailedError } from "../errors.ts";
+import { FailedError, UsageError } from "../errors.ts";
 import { type ReadFileError, readTextBounded } from "../read-file.ts";
 import type { CaImport, Manifest } from "../manifest/index.ts";
 import { readCertFields, type CertFields } from "../pki/cert.ts";
@@ -24,17 +24,30 @@ export interface CaMaterial {
   /** keyId is the CA's subject key identifier (the leaves' authority key id). */
   keyId: Buffer;
   publicKey: KeyObject;
-  privateKey: KeyObject;
-  /** chainPem: certificates appended to every leaf in cert.pem (an imported intermediate and those above it, not the root). */
+  /** privateKey: undefined while the key is kept offline (`mtlskit ca offline`; ca.import without key): apply asks for it with --ca-key FILE when something must be signed. */
+  privateKey: KeyObject | undefined;
+  /** chainPem: certificates appended to every leaf in cert.pem (mtlskit's or an imported intermediate and those above it, not the root). */
   chainPem: string;
   /** bundlePem: the trust anchors written to ca/ca.pem and each service's ca.pem. */
   bundlePem: string;
 }
 
-/** CaState is what the PKI directory says about its CA. */
+/**
+ * IntermediateState is mtlskit's intermediate CA (ca.intermediate) as read: usable, or why apply
+ * must sign a new one with the root (missing, damaged, its key unusable). Whether it is still
+ * signed by the root and outside its renewal window is the planner's judgement.
+ */
+export type IntermediateState = { status: "ok"; ca: CaMaterial } | { status: "missing"; reason: string };
+
+/**
+ * CaState is what the PKI directory says about its CA. `ca` is the issuing CA: the intermediate
+ * when the manifest declares one and it is usable, else the root. `root` is the trust anchor's CA
+ * (the signer of the intermediate; the same as `ca` without one); `intermediate` is set when the
+ * manifest declares one.
+ */
 export type CaState =
   | { status: "missing" }
-  | { status: "ok"; ca: CaMaterial }
+  | { status: "ok"; ca: CaMaterial; root?: CaMaterial; intermediate?: IntermediateState }
   | { status: "broken"; reason: string; fix: string };
 
 /** LeafState is what is on disk for one certificate slot. */
@@ -95,7 +108,7 @@ const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 function caMaterial(
   certDer: Buffer,
-  privateKey: KeyObject,
+  privateKey: KeyObject | undefined,
   chainPem: string,
   bundlePem: string,
 ): CaMaterial | { reason: string; fix: string } {
@@ -118,7 +131,7 @@ function caMaterial(
       reason: `has a key type mtlskit cannot sign with (${publicKey.asymmetricKeyType})`,
       fix: "use an ECDSA P-256/P-384, RSA 2048/3072/4096 or Ed25519 CA",
     };
-  if (!spkiOfPrivateKey(privateKey).equals(cert.spki))
+  if (privateKey && !spkiOfPrivateKey(privateKey).equals(cert.spki))
     return { reason: "does not match its private key", fix: "restore the CA key that belongs to this certificate" };
   const keyId = info.subjectKeyId ? Buffer.from(info.subjectKeyId, "hex") : keyIdOf(cert.spki);
   return { cert, keyType, keyId, publicKey, privateKey, chainPem, bundlePem };
@@ -194,8 +207,18 @@ function damagedCaCert(dir: string, keyText: string, what: string): CaState {
   };
 }
 
-/** readCa reads the generated CA in DIR/ca; a key alone is an interrupted creation or a deleted certificate (lostCaCert). */
-export function readCa(dir: string): CaState {
+/**
+ * readCa reads the generated CA in DIR/ca; a key alone is an interrupted creation or a deleted
+ * certificate (lostCaCert); a certificate without its key is a CA whose key is kept offline
+ * (privateKey undefined). With `intermediate`, DIR/ca's intermediate is read too and returned as
+ * the issuing CA (see CaState).
+ */
+export function readCa(dir: string, opts: { intermediate?: boolean } = {}): CaState {
+  const root = readRoot(dir);
+  return opts.intermediate && root.status === "ok" ? withIntermediate(root.ca, readIntermediate(dir, root.ca)) : root;
+}
+
+function readRoot(dir: string): CaState {
   const certText = readText(abs(dir, LAYOUT.caCert));
   if (certText === undefined) {
     const keyText = readText(abs(dir, LAYOUT.caKey));
@@ -205,31 +228,39 @@ export function readCa(dir: string): CaState {
   const keyFile = abs(dir, LAYOUT.caKey);
   const keyText = readText(keyFile);
   const restore = `restore ${keyFile} from backup; or, to start a new CA (every service is re-issued and peers must trust the new ca.pem), move ${abs(dir, LAYOUT.caDir)} away`;
-  if (keyText === undefined)
-    return { status: "broken", reason: `${where} exists but its key ${keyFile} is missing`, fix: restore };
   try {
-    const mode = statSync(keyFile).mode & 0o777;
-    if (mode & 0o077)
-      return {
-        status: "broken",
-        reason: `${keyFile} has mode 0${mode.toString(8)}, readable by others`,
-        fix: `run chmod 600 ${keyFile}, and consider the CA key exposed`,
-      };
-    let privateKey: KeyObject;
-    try {
-      privateKey = parsePrivateKey(keyText);
-    } catch (e) {
-      return { status: "broken", reason: `${keyFile} is not a readable private key (${errorText(e)})`, fix: restore };
+    let privateKey: KeyObject | undefined;
+    // No key: kept offline (`mtlskit ca offline`); apply asks for it when something must be signed.
+    if (keyText !== undefined) {
+      const mode = statSync(keyFile).mode & 0o777;
+      if (mode & 0o077)
+        return {
+          status: "broken",
+          reason: `${keyFile} has mode 0${mode.toString(8)}, readable by others`,
+          fix: `run chmod 600 ${keyFile}, and consider the CA key exposed`,
+        };
+      try {
+        privateKey = parsePrivateKey(keyText);
+      } catch (e) {
+        return { status: "broken", reason: `${keyFile} is not a readable private key (${errorText(e)})`, fix: restore };
+      }
     }
+    const damaged = (what: string): CaState =>
+      keyText === undefined
+        ? {
+            status: "broken",
+            reason: `${where} ${what}: the CA certificate is damaged`,
+            fix: `restore ${where} from backup (any service's ca.pem issued by this CA holds a copy)`,
+          }
+        : damagedCaCert(dir, keyText, what);
     let certs: Buffer[];
     try {
       certs = parseCertificatesPem(certText);
       if (certs.length === 1) readCertFields(certs[0]!);
     } catch (e) {
-      return damagedCaCert(dir, keyText, `cannot be parsed (${errorText(e)})`);
+      return damaged(`cannot be parsed (${errorText(e)})`);
     }
-    if (certs.length !== 1)
-      return damagedCaCert(dir, keyText, `must hold exactly one certificate, found ${certs.length}`);
+    if (certs.length !== 1) return damaged(`must hold exactly one certificate, found ${certs.length}`);
     const m = caMaterial(certs[0]!, privateKey, "", certText);
     if ("reason" in m) return { status: "broken", reason: `${where} ${m.reason}`, fix: restore };
     return { status: "ok", ca: m };
@@ -239,6 +270,90 @@ export function readCa(dir: string): CaState {
       reason: `cannot read the CA in ${abs(dir, LAYOUT.caDir)}: ${errorText(e)}`,
       fix: restore,
     };
+  }
+}
+
+/**
+ * readIntermediate reads mtlskit's intermediate CA in DIR/ca, signed by `root`: usable (a CA whose
+ * key matches; chainPem is the intermediate and what the root's chain holds, bundlePem the root's)
+ * or why not, in words. A key readable by others is unusable: apply signs a new one.
+ */
+export function readIntermediate(dir: string, root: CaMaterial): IntermediateState {
+  const certFile = abs(dir, LAYOUT.caIntermediate);
+  const keyFile = abs(dir, LAYOUT.caIntermediateKey);
+  const certText = readText(certFile);
+  const keyText = readText(keyFile);
+  if (certText === undefined && keyText === undefined) return { status: "missing", reason: "missing" };
+  if (certText === undefined) return { status: "missing", reason: `${certFile} is missing` };
+  if (keyText === undefined) return { status: "missing", reason: `its key ${keyFile} is missing` };
+  try {
+    const mode = statSync(keyFile).mode & 0o777;
+    if (mode & 0o077)
+      return {
+        status: "missing",
+        reason: `its key ${keyFile} has mode 0${mode.toString(8)}, readable by others: the key may be exposed`,
+      };
+    const certs = parseCertificatesPem(certText);
+    if (certs.length !== 1)
+      return { status: "missing", reason: `${certFile} must hold exactly one certificate, found ${certs.length}` };
+    const m = caMaterial(certs[0]!, parsePrivateKey(keyText), certText + root.chainPem, root.bundlePem);
+    return "reason" in m ? { status: "missing", reason: `${certFile} ${m.reason}` } : { status: "ok", ca: m };
+  } catch (e) {
+    return { status: "missing", reason: `${certFile} or its key cannot be read (${errorText(e)})` };
+  }
+}
+
+/** withIntermediate is the CaState of a root and its intermediate: the intermediate issues when usable. */
+export function withIntermediate(root: CaMaterial, intermediate: IntermediateState): CaState {
+  return { status: "ok", ca: intermediate.status === "ok" ? intermediate.ca : root, root, intermediate };
+}
+
+/**
+ * withCaKey gives the root of `state` the key `apply --ca-key FILE` read (kept in memory only,
+ * never written). A key that is not the root's is refused (exit 2), naming both files.
+ */
+export function withCaKey(state: CaState, key: KeyObject, keyFile: string, certFile: string): CaState {
+  if (state.status !== "ok") return state;
+  const root = state.root ?? state.ca;
+  if (!spkiOfPrivateKey(key).equals(root.cert.spki))
+    throw new UsageError(
+      `--ca-key ${keyFile} is not the private key of the CA certificate ${certFile} (${decodeCertificate(root.cert.der).subject}); give the key that belongs to it`,
+    );
+  const rootWithKey = { ...root, privateKey: key };
+  if (state.intermediate === undefined) return { status: "ok", ca: rootWithKey };
+  return withIntermediate(rootWithKey, state.intermediate);
+}
+
+/**
+ * loadCaKeyFile reads the key `apply --ca-key FILE` names: unencrypted PEM, not readable by others
+ * (it is the root's). Problems are usage errors (exit 2) with the fix.
+ */
+export function loadCaKeyFile(file: string): KeyObject {
+  let text: string;
+  try {
+    text = readTextBounded(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UsageError(
+      `--ca-key ${file}: ${code === "ENOENT" ? "no such file" : code === "ENOTREG" || code === "EISDIR" || code === "EFBIG" ? (e as ReadFileError).reason : `cannot be read (${code ?? errorText(e)})`}; name the CA's private key file`,
+    );
+  }
+  const sealed = parsePem(text)
+    .map(keyEncryption)
+    .find((x) => x !== undefined);
+  if (sealed)
+    throw new UsageError(
+      `--ca-key ${file} is encrypted (${sealed}); decrypt it to a file only you can read (openssl pkey -in ${file} -out KEY.pem, mode 0600) and pass that`,
+    );
+  const mode = statSync(file).mode & 0o777;
+  if (mode & 0o077)
+    throw new UsageError(
+      `--ca-key ${file} has mode 0${mode.toString(8)}, readable by others; run chmod 600 ${file}, and consider the CA key exposed`,
+    );
+  try {
+    return parsePrivateKey(text);
+  } catch (e) {
+    throw new UsageError(`--ca-key ${file} is not a readable private key (${errorText(e)}); give the CA's key as PEM`);
   }
 }
 
@@ -278,28 +393,29 @@ export function loadImportedCa(
         reason: `${imp.cert} must hold exactly one certificate, found ${certs.length}`,
         fix: "put the issuing CA in cert and the certificates above it in chain",
       };
-    let key: KeyObject;
-    try {
-      const keyText = read("key", imp.key);
-      const blocks = parsePem(keyText);
-      const sealed = blocks.map(keyEncryption).find((x) => x !== undefined);
-      if (sealed)
-        throw {
+    let key: KeyObject | undefined;
+    if (imp.key !== undefined)
+      try {
+        const keyText = read("key", imp.key);
+        const blocks = parsePem(keyText);
+        const sealed = blocks.map(keyEncryption).find((x) => x !== undefined);
+        if (sealed)
+          throw {
+            field: "key",
+            reason: `${imp.key} is encrypted (${sealed}); mtlskit signs with the CA key unattended, so it must be unencrypted`,
+            fix: `decrypt it, keeping mode 0600: openssl pkey -in ${imp.key} -out ${imp.key}.plain (it asks for the passphrase), then point ca.import.key at ${imp.key}.plain`,
+          };
+        if (!blocks.some((b) => b.label.endsWith("PRIVATE KEY"))) throw new Error("no PRIVATE KEY block");
+        key = parsePrivateKey(keyText);
+      } catch (e) {
+        if ((e as { field?: string }).field) throw e;
+        return {
           field: "key",
-          reason: `${imp.key} is encrypted (${sealed}); mtlskit signs with the CA key unattended, so it must be unencrypted`,
-          fix: `decrypt it, keeping mode 0600: openssl pkey -in ${imp.key} -out ${imp.key}.plain (it asks for the passphrase), then point ca.import.key at ${imp.key}.plain`,
+          reason: `${imp.key} is not a readable unencrypted private key (${errorText(e)})`,
+          fix: "give the CA key as unencrypted PEM (PKCS#8 or traditional), mode 0600",
         };
-      if (!blocks.some((b) => b.label.endsWith("PRIVATE KEY"))) throw new Error("no PRIVATE KEY block");
-      key = parsePrivateKey(keyText);
-    } catch (e) {
-      if ((e as { field?: string }).field) throw e;
-      return {
-        field: "key",
-        reason: `${imp.key} is not a readable unencrypted private key (${errorText(e)})`,
-        fix: "give the CA key as unencrypted PEM (PKCS#8 or traditional), mode 0600",
-      };
-    }
-    const mode = statSync(imp.key).mode & 0o777;
+      }
+    const mode = imp.key === undefined ? 0 : statSync(imp.key).mode & 0o777;
     if (mode & 0o077)
       return {
         field: "key",
@@ -399,6 +515,16 @@ export function readState(dir: string, manifest: Manifest, importedCa?: CaMateri
       bundles.set(s.name, readText(abs(dir, LAYOUT.bundle(s.name))));
     }
   }
-  const ca: CaState = importedCa ? { status: "ok", ca: importedCa } : exists ? readCa(dir) : { status: "missing" };
+  const intermediate = manifest.ca.intermediate !== undefined;
+  const ca: CaState = importedCa
+    ? intermediate
+      ? withIntermediate(
+          importedCa,
+          exists ? readIntermediate(dir, importedCa) : { status: "missing", reason: "missing" },
+        )
+      : { status: "ok", ca: importedCa }
+    : exists
+      ? readCa(dir, { intermediate })
+      : { status: "missing" };
   return { dir, exists, ca, leaves, bundles, layoutVersion: exists ? readLayoutVersion(dir) : undefined };
 }

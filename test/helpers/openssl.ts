@@ -3,7 +3,7 @@
  * uses mtlskit's own encoder or decoder; every answer comes from `openssl` (3.0) output.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 
@@ -262,4 +262,42 @@ export function opensslSelfSignedRoot(o: {
     "-out",
     o.out,
   ]);
+}
+
+/** OpensslRoot is a self-signed root CA made by the openssl CLI: its certificate and key files (key mode 0600). */
+export interface OpensslRoot {
+  cert: string;
+  key: string;
+}
+
+/**
+ * opensslRootCa makes an organisation's root CA with the openssl CLI alone (no mtlskit code):
+ * `NAME.pem` and `NAME-key.pem` (0600) in `dir`, a P-256 (or `curve`) key, basicConstraints
+ * critical CA:TRUE with `pathlen` when given, keyUsage keyCertSign and cRLSign, 10 years.
+ */
+export function opensslRootCa(
+  dir: string,
+  o: { name?: string; subject?: string; curve?: string; pathlen?: number } = {},
+): OpensslRoot {
+  const name = o.name ?? "root";
+  const cnf = path.join(dir, `${name}.cnf`);
+  writeFileSync(
+    cnf,
+    `[root]\nbasicConstraints=critical,CA:TRUE${o.pathlen === undefined ? "" : `,pathlen:${o.pathlen}`}\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n`,
+  );
+  const key = path.join(dir, `${name}-key.pem`);
+  const cert = path.join(dir, `${name}.pem`);
+  text(["genpkey", "-algorithm", "EC", "-pkeyopt", `ec_paramgen_curve:${o.curve ?? "P-256"}`, "-out", key]);
+  chmodSync(key, 0o600);
+  text(
+    ["req", "-x509", "-new", "-key", key, "-subj", o.subject ?? "/O=Org/CN=Org Root", "-days", "3650"].concat([
+      "-extensions",
+      "root",
+      "-config",
+      cnf,
+      "-out",
+      cert,
+    ]),
+  );
+  return { cert, key };
 }

@@ -371,3 +371,70 @@ export function buildGoverify(): string {
   if (r.code !== 0) throw new Error(`go build of test/interop/goverify failed:\n${r.out}`);
   return out;
 }
+
+// ── nginx (shared by nginx.interop.ts and intermediate.interop.ts) ─────────────────────────────
+
+/** Site is one TLS server block: a port, the certificate and key nginx presents, and the bundle that judges clients. */
+export interface Site {
+  port: number;
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+/** Nginx is a running nginx and its error log. */
+export interface Nginx {
+  server: Server;
+  /** mark returns the error log's current length, for `logSince`. */
+  mark(): number;
+  /** logSince returns what the error log gained after `mark`. */
+  logSince(mark: number): string;
+}
+
+const BODY = 'return 200 "verify=$ssl_client_verify dn=$ssl_client_s_dn\\n";';
+
+/** nginxConf renders a self-contained config: every path under `dir`, one mutual-TLS server block per site. */
+function nginxConf(dir: string, errorLog: string, sites: Site[]): string {
+  const p = (f: string) => path.join(dir, f);
+  const server = (s: Site) => `
+  server {
+    listen 127.0.0.1:${s.port} ssl;
+    ssl_certificate ${s.cert};
+    ssl_certificate_key ${s.key};
+    ssl_client_certificate ${s.ca};
+    ssl_verify_client on;
+    ssl_verify_depth 2;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / { ${BODY} }
+  }`;
+  return `pid ${p("nginx.pid")};
+error_log ${errorLog} info;
+events { worker_connections 64; }
+http {
+  access_log ${p("access.log")};
+  client_body_temp_path ${p("body")};
+  proxy_temp_path ${p("proxy")};
+  fastcgi_temp_path ${p("fastcgi")};
+  uwsgi_temp_path ${p("uwsgi")};
+  scgi_temp_path ${p("scgi")};
+  default_type text/plain;
+${sites.map(server).join("\n")}
+}
+`;
+}
+
+/** startNginx validates the config with `nginx -t`, starts nginx in the foreground (optionally under libfaketime) and waits for every port. */
+export async function startNginx(name: string, sites: Site[], env: NodeJS.ProcessEnv = {}): Promise<Nginx> {
+  const nginx = need("nginx");
+  const dir = subdir(name);
+  const conf = path.join(dir, "nginx.conf");
+  const errorLog = path.join(dir, "error.log");
+  writeFileSync(conf, nginxConf(dir, errorLog, sites));
+  const args = ["-p", dir, "-c", conf, "-e", errorLog, "-g", "daemon off; master_process off;"];
+  const t = exec(nginx, ["-t", ...args]);
+  if (t.code !== 0) throw new Error(`nginx -t refused ${conf}:\n${t.out}`);
+  const server = startServer(name, nginx, args, { env });
+  for (const s of sites) await waitForPort(s.port, server);
+  const size = () => statSync(errorLog).size;
+  return { server, mark: size, logSince: (m) => readFileSync(errorLog).subarray(m).toString("utf8") };
+}

@@ -2,6 +2,7 @@
 import * as path from "node:path";
 import { EXIT, UsageError } from "../../errors.ts";
 import type { HookRecord } from "../../state/record.ts";
+import { loadCaKeyFile } from "../../state/read.ts";
 import { loadManifest } from "../../manifest/index.ts";
 import { apply } from "../../plan/apply.ts";
 import { checkOutputs, exportOutputs } from "../../export/index.ts";
@@ -25,7 +26,7 @@ import {
 export const APPLY_HELP = `mtlskit apply: issue the CA and every service certificate the manifest declares.
 
 USAGE
-  mtlskit apply [-f FILE] [--pki DIR] [--reissue NAME...] [--reissue-all] [--json]
+  mtlskit apply [-f FILE] [--pki DIR] [--reissue NAME...] [--reissue-all] [--ca-key FILE] [--json]
 
 Creates what is missing, keeps what still matches the manifest, and re-issues (with a new key)
 what changed, is inside renewBefore, expired, or no longer matches its key or CA. Re-running with
@@ -43,6 +44,18 @@ never writes, creates or deletes anything for it (no services/NAME directory); \
 judges those files, and --reissue refuses it. When every service is external, apply still creates
 (or keeps) the CA in DIR/ca, so that services can later be moved under mtlskit, and writes nothing else.
 
+With \`ca.intermediate\`, the root signs an intermediate CA (DIR/ca/intermediate.pem) and the
+intermediate signs every service: cert.pem holds the leaf then the intermediate, every bundle
+holds the root only. Apply re-signs the intermediate (a new key) before it expires, within
+ca.intermediate.renewBefore, and re-issues the services under it; no bundle changes.
+
+Offline CA key: when DIR/ca/ca-key.pem is absent (\`mtlskit ca offline --to FILE\` moved it), or
+ca.import names no key, apply runs without it as long as nothing must be signed by it, and
+otherwise refuses (exit 2, nothing written), saying what needs it: the intermediate to
+(re-)sign, or, without an intermediate, the services that need certificates. Give the key for
+that run with --ca-key FILE: it is checked against the CA certificate, used in memory and never
+copied into DIR.
+
 After issuing, apply writes the manifest's \`outputs:\` (see \`mtlskit export --help\`), so a renewal
 refreshes the exported copies; files that still match are not rewritten. An output that cannot
 be written (inside DIR, a missing passphrase) stops apply before anything is issued.
@@ -58,6 +71,8 @@ FLAGS
       --pki DIR        PKI directory (default ./pki)
       --reissue NAME   re-issue these services' certificates with new keys (repeat, or a,b)
       --reissue-all    re-issue every service certificate (the CA is kept)
+      --ca-key FILE    the CA's private key kept offline (see above); only needed when apply
+                       says so; checked against DIR/ca/ca.pem, never copied
       --lock-wait SEC  wait this long for another apply to finish (default 5)
       --break-lock     take over the lock whoever holds it: for a lock another host left on a
                        shared volume (one from this host whose process exited, or older than
@@ -68,13 +83,15 @@ FLAGS
       --debug          show stack traces of unexpected errors
 
 LAYOUT
-  DIR/ca/ca.pem (0644)  DIR/ca/ca-key.pem (0600)
+  DIR/ca/ca.pem (0644)  DIR/ca/ca-key.pem (0600; absent while kept offline)
+  DIR/ca/intermediate.pem (0644)  DIR/ca/intermediate-key.pem (0600): with ca.intermediate
   DIR/services/NAME/{cert.pem, key.pem (0600), ca.pem}; split services add client.pem, client-key.pem
 
 EXAMPLES
   mtlskit apply
   mtlskit apply -f examples/serviceradar.yaml --pki /etc/serviceradar/pki
   mtlskit apply --reissue gateway,agent
+  mtlskit apply --ca-key /media/usb/root-ca-key.pem
   mtlskit apply --json | jq '.certificates[] | select(.action != "keep")'
 
 ${EXIT_CODES_TEXT}
@@ -92,6 +109,7 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
         "lock-wait": { type: "string", default: "5" },
         "no-reload": { type: "boolean" },
         "break-lock": { type: "boolean" },
+        "ca-key": { type: "string" },
       },
       allowPositionals: true,
       strict: true,
@@ -111,6 +129,8 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
       `mtlskit apply: --lock-wait must be a number of seconds; got ${JSON.stringify(values["lock-wait"])}`,
     );
   const loaded = loadManifest(values.file);
+  const caKeyFile = values["ca-key"];
+  const caKey = caKeyFile === undefined ? undefined : { key: loadCaKeyFile(caKeyFile), file: caKeyFile };
   if (!values.json) renderWarnings(io, loaded.warnings);
   // Exports are checked before anything is issued (an output inside the PKI, a missing passphrase: exit 2, nothing written).
   const outputs = loaded.manifest.outputs ?? [];
@@ -137,6 +157,7 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
     reissueAll: values["reissue-all"] ?? false,
     lockWaitMs: lockWait * 1000,
     breakLock: values["break-lock"] ?? false,
+    ...(caKey ? { caKey } : {}),
     onNote: (text) => io.err(`note: ${text}\n`),
     onProgress: (done, total) => {
       if (!io.errTty || values.json || total < 200) return; // drawn on stderr, so it is stderr that must be a terminal

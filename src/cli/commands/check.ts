@@ -31,7 +31,11 @@ code (\`mtlskit check --codes\` lists them), a severity, what it concerns, and t
     clock-skew margin, extendedKeyUsage for its usage, keyUsage for its key, SANs for every
     declared address (an IP as an IP SAN), CN also a SAN, exactly one identity URI matching the
     template, not a CA, key and signature strength, serial, key identifiers, not outliving its CA;
-  - each CA in a bundle or chain: expired, expiring, really a CA;
+  - each CA in a bundle or chain: expired, expiring, really a CA; with ca.intermediate, the
+    intermediate inside its renewal window (intermediate-due) and a cert.pem without it
+    (chain-incomplete); path length constraints along every chain;
+  - the CA key kept offline (\`mtlskit ca offline\`): reported as ca-key-offline at level info,
+    which is no defect and changes no exit code;
   - the deployment: key modes 0600 and owners (files.owner), no CA key next to service files,
     every service trusting the same CA set;
   - each connection from -> to @ address, simulated from both ends as the TLS handshake does.
@@ -99,7 +103,7 @@ function parseSkew(text: string | undefined): number | undefined {
   return ms;
 }
 
-const SEVERITY_COLOR = { error: "red", warning: "yellow" } as const;
+const SEVERITY_COLOR = { error: "red", warning: "yellow", info: "dim" } as const;
 
 function renderFinding(io: Io, f: Finding): void {
   io.out(

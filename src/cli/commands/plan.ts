@@ -1,5 +1,6 @@
 /** `mtlskit plan`: what apply would do to each certificate, and why. Reads only. */
 import { loadManifest } from "../../manifest/index.ts";
+import { caKeyRequest } from "../../plan/plan.ts";
 import { readAndPlan } from "../../plan/read.ts";
 import { parseArgs } from "node:util";
 import { COMMON_FLAGS, flags } from "../args.ts";
@@ -67,18 +68,27 @@ export async function planCommand(args: string[], io: Io): Promise<number> {
   io.out(`mtlskit plan: ${values.file} -> ${values.pki}\n`);
   renderPlan(io, plan, { create: "create", reissue: "reissue", keep: "keep" });
   const bundles = staleBundles(plan).length;
-  const n = plan.certs.filter((c) => c.action !== "keep").length + (plan.ca.action === "create" ? 1 : 0);
+  const n =
+    plan.certs.filter((c) => c.action !== "keep").length +
+    (plan.ca.action === "create" ? 1 : 0) +
+    (plan.intermediate && plan.intermediate.action !== "keep" ? 1 : 0);
   const todo = [
     n > 0 ? `${n} certificate${n === 1 ? "" : "s"} to issue` : "",
     bundles > 0 ? `${bundles} trust bundle${bundles === 1 ? "" : "s"} to rewrite` : "",
   ]
     .filter(Boolean)
     .join(" and ");
+  const apply = `mtlskit apply -f ${values.file} --pki ${values.pki}`;
+  const request = caKeyRequest(plan, apply);
   io.out(
     todo === ""
       ? "No changes. apply would change no file.\n"
-      : `${todo.charAt(0).toUpperCase()}${todo.slice(1)}. Run \`mtlskit apply -f ${values.file} --pki ${values.pki}\` to do it.\n`,
+      : request
+        ? `${todo.charAt(0).toUpperCase()}${todo.slice(1)}. The CA key is needed: ${request}.\n`
+        : `${todo.charAt(0).toUpperCase()}${todo.slice(1)}. Run \`${apply}\` to do it.\n`,
   );
+  if (!request && plan.caKey === "offline")
+    io.out("The CA key is offline; this apply needs nothing signed by it, so it runs without --ca-key.\n");
   renderExternalNote(io, plan);
   return 0;
 }

@@ -32,7 +32,20 @@ export function planJson(plan: Plan) {
   return {
     dir: plan.dir,
     now: plan.now.toISOString(),
-    ca: { action: plan.ca.action, reason: plan.ca.reason },
+    ca: { action: plan.ca.action, reason: plan.ca.reason, key: plan.caKey },
+    ...(plan.intermediate
+      ? {
+          intermediate: {
+            action: plan.intermediate.action,
+            reason: plan.intermediate.reason,
+            notAfter: (plan.intermediate.action === "keep"
+              ? plan.intermediate.notAfter
+              : plan.intermediate.spec.notAfter
+            )?.toISOString(),
+          },
+        }
+      : {}),
+    ...(plan.caKeyNeed ? { caKeyNeeded: plan.caKeyNeed.what } : {}),
     certificates: [
       ...plan.certs.map((c) => ({
         id: c.id,
@@ -56,21 +69,34 @@ export function planJson(plan: Plan) {
   };
 }
 
-const ACTION_COLOR = { create: "green", keep: "dim", reissue: "yellow", import: "dim", external: "dim" } as const;
+const ACTION_COLOR = {
+  create: "green",
+  keep: "dim",
+  reissue: "yellow",
+  renew: "yellow",
+  import: "dim",
+  external: "dim",
+} as const;
 
 /** CA_ROW labels the CA's row in a plan: no service can be named so (NAME_RULE is lower case). */
 export const CA_ROW = "CA";
+/** INTERMEDIATE_ROW labels the intermediate CA's row: a space, so no service can be named so. */
+export const INTERMEDIATE_ROW = "CA intermediate";
 
 /** renderPlan prints one line per certificate (id, action, reason), then one per external service. */
 export function renderPlan(io: Io, plan: Plan, verbs: { create: string; reissue: string; keep: string }): void {
   // "CA" in capitals: service names are lower case, so a service named ca gets a row of its own (issue 11).
-  const rows: [string, keyof typeof ACTION_COLOR, string][] = [[CA_ROW, plan.ca.action, plan.ca.reason]];
+  const rows: [string, keyof typeof ACTION_COLOR, string][] = [
+    [CA_ROW, plan.ca.action, `${plan.ca.reason}${plan.caKey === "offline" ? "; key offline" : ""}`],
+  ];
+  if (plan.intermediate) rows.push([INTERMEDIATE_ROW, plan.intermediate.action, plan.intermediate.reason]);
   for (const c of plan.certs) rows.push([c.id, c.action, c.reason]);
   // A bundle rewritten for a service whose certificates are all kept would otherwise be invisible.
   for (const b of staleBundles(plan))
     rows.push([`${b}/ca.pem`, "reissue", "trust bundle differs from the CA's; rewritten"]);
   for (const e of plan.external) rows.push([e.service, e.action, e.reason]);
-  const word = (a: keyof typeof ACTION_COLOR) => (a === "import" || a === "external" ? a : verbs[a]);
+  const word = (a: keyof typeof ACTION_COLOR) =>
+    a === "import" || a === "external" ? a : a === "renew" ? verbs.reissue : verbs[a];
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => word(r[1]).length));
   for (const [id, action, reason] of rows)
