@@ -7,6 +7,7 @@ import * as path from "node:path";
 import { describeProblems, EXIT, InvalidInputError, MtlskitError } from "../errors.ts";
 import { ioFailure } from "../state/fs.ts";
 import { applyCommand } from "./commands/apply.ts";
+import { caCommand } from "./commands/ca.ts";
 import { checkCommand } from "./commands/check.ts";
 import { configCommand } from "./commands/config.ts";
 import { explainCommand } from "./commands/explain.ts";
@@ -28,6 +29,7 @@ export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number
   init: initCommand,
   plan: planCommand,
   apply: applyCommand,
+  ca: caCommand,
   check: checkCommand,
   status: statusCommand,
   export: exportCommand,
@@ -47,7 +49,7 @@ function version(): string {
 }
 
 /** WRITERS: the commands whose job is writing files; only they say "nothing was written" when the input is refused (status, check, plan and the like never write). */
-const WRITERS = new Set(["init", "apply", "export", "trust"]);
+const WRITERS = new Set(["init", "apply", "ca", "export", "trust"]);
 
 /** run executes one CLI invocation and returns its exit code; it never calls process.exit. */
 export async function run(argv: string[], io: Io): Promise<number> {

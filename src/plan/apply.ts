@@ -12,7 +12,7 @@ import { FailedError, MtlskitError } from "../errors.ts";
 import { readTextBounded } from "../read-file.ts";
 import { managedServices, type LoadedManifest } from "../manifest/index.ts";
 import { readCertFields } from "../pki/cert.ts";
-import { keyIdOf, newSerial, encodeTbs, signTbs } from "../pki/issue.ts";
+import { keyIdOf, newSerial, encodeTbs, signTbs, type CertSpec } from "../pki/issue.ts";
 import { generateKey } from "../pki/keys.ts";
 import { encodeName } from "../pki/name.ts";
 import { encodePem } from "../pki/pem.ts";
@@ -26,7 +26,7 @@ import {
   writeFileAtomic,
   type Lock,
 } from "../state/fs.ts";
-import { abs, LAYOUT, MODES } from "../state/layout.ts";
+import { abs, LAYOUT, MODES, type CaFiles } from "../state/layout.ts";
 import { writeLayoutVersion } from "../state/layout-version.ts";
 import { readState, type CaMaterial } from "../state/read.ts";
 import { applyRecordFor, manifestId, writeApplyRecord, type ApplyRecord, type HookRecord } from "../state/record.ts";
@@ -55,6 +55,12 @@ export interface ApplyOptions extends PlanOptions {
    * the apply (recorded) and leaves the hooks pending for the next run.
    */
   afterWrite?: (result: ApplyResult) => void | Promise<void>;
+  /** underLock runs under the lock before the state is read (`mtlskit ca rotate` moves the rotation's phase here); a throw writes nothing more. */
+  underLock?: () => void;
+  /** reloadAlso names services whose reload hooks run even if this run changes none of their files (a rotation's owed reloads). Called after underLock. */
+  reloadAlso?: () => readonly string[];
+  /** afterHooks runs under the lock after the reload hooks (a rotation records its phase finished here). */
+  afterHooks?: (result: ApplyResult) => void;
   /** hooks: run the services' reload hooks. Default: true. */
   hooks?: boolean;
   /** hookTimeoutMs bounds each hook. Default: HOOK_TIMEOUT_MS (60 s). */
@@ -74,18 +80,20 @@ export interface ApplyResult {
   hooks: HookRecord[];
 }
 
-function createCa(dir: string, plan: Plan & { ca: { action: "create" } }): CaMaterial {
-  const spec = plan.ca.spec;
+/** createCa generates a CA from `spec` into one CA generation (DIR/ca, or a rotation's DIR/ca/next): key first, then certificate. */
+export function createCa(dir: string, spec: CertSpec, files: CaFiles = LAYOUT.currentCa): CaMaterial {
   const key = generateKey(spec.keyType);
   const privateKey = createPrivateKey({ key: key.pkcs8, format: "der", type: "pkcs8" });
   const self = { subject: encodeName(spec.subject), keyId: keyIdOf(key.spki), keyType: spec.keyType, privateKey };
   const der = signTbs(encodeTbs(spec, self, key.spki, newSerial()), self);
   ensureDir(abs(dir, LAYOUT.caDir), LAYOUT.caDir.mode);
+  ensureDir(abs(dir, files.dir), files.dir.mode);
   // Key first: a crash before the certificate is written leaves a key alone, which reads as "missing".
-  writeFileAtomic(abs(dir, LAYOUT.caKey), encodePem("PRIVATE KEY", key.pkcs8), LAYOUT.caKey.mode);
+  writeFileAtomic(abs(dir, files.key), encodePem("PRIVATE KEY", key.pkcs8), files.key.mode);
   const pem = encodePem("CERTIFICATE", der);
-  writeFileAtomic(abs(dir, LAYOUT.caCert), pem, LAYOUT.caCert.mode);
-  syncDir(abs(dir, LAYOUT.caDir));
+  writeFileAtomic(abs(dir, files.cert), pem, files.cert.mode);
+  syncDir(abs(dir, files.dir));
+  if (files.dir.rel !== LAYOUT.caDir.rel) syncDir(abs(dir, LAYOUT.caDir));
   return {
     cert: readCertFields(der),
     keyType: spec.keyType,
@@ -193,11 +201,14 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
   const owed = applyRecordFor(dir, loaded.manifest.file).record?.pending ?? [];
   let written: ApplyResult | undefined;
   try {
+    opts.underLock?.();
+    const also = opts.reloadAlso?.() ?? [];
     const result = await applyLocked(loaded, dir, imported, opts);
     written = result;
     await opts.afterWrite?.(result);
-    const due = hookJobs(loaded, dir, [...new Set([...result.changed, ...owed])].sort());
+    const due = hookJobs(loaded, dir, [...new Set([...result.changed, ...owed, ...also])].sort());
     result.hooks = await runHooks(opts.hooks === false ? [] : due, opts.hookTimeoutMs);
+    opts.afterHooks?.(result);
     const pending = due.map((j) => j.service).filter((name) => !result.hooks.some((h) => h.service === name && h.ok));
     writeApplyRecord(dir, {
       time: started.toISOString(),
@@ -319,7 +330,7 @@ async function applyLocked(
   const plan = planApply(loaded, state, opts);
   opts.onPlan?.(plan);
   let ca: CaMaterial;
-  if (plan.ca.action === "create") ca = createCa(dir, plan as Plan & { ca: { action: "create" } });
+  if (plan.ca.action === "create") ca = createCa(dir, plan.ca.spec);
   else if (state.ca.status === "ok") {
     ca = state.ca.ca;
     // An imported CA's key stays where it is; its trust anchor is published as ca/ca.pem.
@@ -329,12 +340,17 @@ async function applyLocked(
       syncDir(abs(dir, LAYOUT.caDir));
     }
   } else throw new FailedError("apply: the plan kept a CA that could not be read; this is a bug");
-  const bundle = bundleOf(ca);
+  // During a rotation every bundle holds the CAs its phase names, and activated services are issued by the next CA.
+  const bundle = plan.rotation?.bundlePem ?? bundleOf(ca);
+  const next = plan.rotation?.next;
   const byService = new Map<string, ServiceJob>(
     managed.map((s) => [s.name, { service: s.name, certs: [], bundlePem: undefined }]),
   );
-  for (const c of plan.certs)
+  const fromNext = new Set<string>();
+  for (const c of plan.certs) {
     if (c.action !== "keep") byService.get(c.slot.service)!.certs.push({ spec: c.spec, kind: c.slot.kind });
+    if (c.issuer === "next") fromNext.add(c.slot.service);
+  }
   for (const b of plan.bundles)
     if (b.action === "write" || plan.ca.action === "create") byService.get(b.service)!.bundlePem = bundle;
   const jobs = [...byService.values()].filter((j) => j.certs.length > 0 || j.bundlePem !== undefined);
@@ -344,29 +360,34 @@ async function applyLocked(
     done += k;
     opts.onProgress?.(done, total);
   };
-  if (jobs.length > 0) {
-    ensureDir(abs(dir, LAYOUT.servicesDir), LAYOUT.servicesDir.mode);
+  if (jobs.length > 0) ensureDir(abs(dir, LAYOUT.servicesDir), LAYOUT.servicesDir.mode);
+  for (const [issuing, group] of [
+    [ca, jobs.filter((j) => !fromNext.has(j.service))],
+    [next, jobs.filter((j) => fromNext.has(j.service))],
+  ] as const) {
+    if (group.length === 0) continue;
+    if (!issuing) throw new FailedError("apply: the plan names the next CA, which could not be read; this is a bug");
     const issuerData: IssuerData = {
-      subject: ca.cert.subject,
-      keyId: ca.keyId,
-      keyType: ca.keyType,
-      pkcs8: ca.privateKey.export({ type: "pkcs8", format: "der" }),
-      chainPem: ca.chainPem,
+      subject: issuing.cert.subject,
+      keyId: issuing.keyId,
+      keyType: issuing.keyType,
+      pkcs8: issuing.privateKey.export({ type: "pkcs8", format: "der" }),
+      chainPem: issuing.chainPem,
     };
     const workers = Math.min(
-      opts.workers ?? (jobs.length >= 64 ? Math.min(availableParallelism(), 4) : 0),
-      jobs.length,
+      opts.workers ?? (group.length >= 64 ? Math.min(availableParallelism(), 4) : 0),
+      group.length,
     );
-    if (workers > 1) await runInWorkers(dir, jobs, issuerData, workers, progress);
+    if (workers > 1) await runInWorkers(dir, group, issuerData, workers, progress);
     else {
       const issuer = toIssuer(issuerData);
-      for (const job of jobs) {
+      for (const job of group) {
         runJob(dir, job, issuer);
         progress(job.certs.length);
       }
     }
-    syncDir(abs(dir, LAYOUT.servicesDir));
   }
+  if (jobs.length > 0) syncDir(abs(dir, LAYOUT.servicesDir));
   // Recorded last: a crash before this line leaves the old number, and the next apply re-issues again.
   writeLayoutVersion(dir, plan.layoutVersion);
   syncDir(dir);
