@@ -271,3 +271,31 @@ export function nextStepText(record: RotationRecord | undefined, services: reado
       return `${head} A new rotation starts with \`mtlskit ca rotate prepare\`.`;
   }
 }
+
+/** RotationSummary is a rotation's phase as status and metrics show it. */
+export interface RotationSummary {
+  phase: Phase;
+  /** since: when the phase started (undefined for "none"). */
+  since: string | undefined;
+  /** seconds: how long the phase has lasted. */
+  seconds: number;
+  /** reloadPending: services whose reload the last step still owes. */
+  reloadPending: string[];
+  /** text: the phase and the next step in words (nextStepText). */
+  text: string;
+}
+
+/** summarize turns a rotation record (or none) into what status and metrics show, at `now`. */
+export function summarize(record: RotationRecord | undefined, now: Date, services: readonly string[]): RotationSummary {
+  const phase = phaseOf(record);
+  return {
+    phase,
+    since: record?.since[record.phase],
+    seconds: phaseAge(record, now),
+    reloadPending: record?.reloadPending ?? [],
+    text: nextStepText(record, services),
+  };
+}
+
+/** ALL_PHASES lists every phase, for gauges that export one series per phase. */
+export const ALL_PHASES = Object.keys(PHASES) as Phase[];

@@ -22,7 +22,7 @@ import { managedServices, type LoadedManifest } from "../manifest/index.ts";
 import { verifySignedBy } from "../pki/cert.ts";
 import { readTextBounded } from "../read-file.ts";
 import { decide, nextBatch, refusalText, type RotateCommand, type Verdict } from "../ca/rotation.ts";
-import { ensureDir, syncDir, writeFileAtomic } from "../state/fs.ts";
+import { ensureDir, removeTempFiles, syncDir, writeFileAtomic } from "../state/fs.ts";
 import { abs, LAYOUT } from "../state/layout.ts";
 import { fingerprintOf, readCa, readRotatingCa, readState, type CaMaterial } from "../state/read.ts";
 import { readRotation, writeRotation, type RotationRecord } from "../state/rotation.ts";
@@ -62,6 +62,15 @@ function refuse(command: RotateCommand, v: Verdict): asserts v is Exclude<Verdic
 }
 
 const readBytes = (file: string) => readTextBounded(file, { noFollow: true });
+
+/** listDir lists a directory's entries; none when it does not exist. */
+function listDir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
 
 /** stragglersOf lists the managed certificate slots on disk that the next CA did not sign. */
 function stragglersOf(loaded: LoadedManifest, dir: string, next: CaMaterial): string[] {
@@ -156,6 +165,9 @@ export async function rotate(
 
   /** transition moves the phase; it runs under apply's lock, before apply reads the state. */
   const transition = () => {
+    // Leftovers of a killed step's writes in the CA generations apply does not sweep.
+    removeTempFiles(abs(dir, LAYOUT.nextCa.dir));
+    for (const id of listDir(abs(dir, LAYOUT.retiredDir))) removeTempFiles(abs(dir, LAYOUT.retiredCa(id).dir));
     const read = readRotation(dir);
     if (read.status === "broken") throw new FailedError(`pki: ${read.reason}\n    fix: ${read.fix}`);
     const current = read.status === "ok" ? read.record : undefined;

@@ -68,6 +68,10 @@ export const CA_HELP = `mtlskit ca: the CA's lifecycle.
 USAGE
   mtlskit ca rotate prepare|activate|retire   replace the CA with no outage (mtlskit ca rotate --help)
 
+EXAMPLES
+  mtlskit ca rotate prepare
+  mtlskit ca rotate --help
+
 ${EXIT_CODES_TEXT}
 `;
 
