@@ -157,12 +157,13 @@ export function decide(command: RotateCommand, record: RotationRecord | undefine
         if (!record!.done) return refuse("prepare was interrupted before every bundle held both CAs", "prepare");
         return owed("prepare") ?? { kind: "start" };
       }
-      if (!record!.done) return { kind: "resume" };
+      if (!record!.done || (record!.activatedAll && record!.reloadPending.length > 0)) return { kind: "resume" };
       if (record!.activatedAll)
         return { kind: "finished", says: "every service is activated; next: mtlskit ca rotate retire" };
       return owed("activate") ?? { kind: "start" };
     case "retire":
       if (phase === "none") return refuse("no rotation is under way; a rotation starts with prepare", "prepare");
+      if (phase === "retired" && record!.reloadPending.length > 0) return { kind: "resume" };
       if (phase === "retired")
         return {
           kind: "finished",

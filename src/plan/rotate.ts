@@ -141,6 +141,11 @@ export async function rotate(
     );
   if (first.ca.status === "broken") throw new FailedError(`pki: ${first.ca.reason}\n    fix: ${first.ca.fix}`);
   const before = decide(command, first.rotation?.record, opts);
+  // A retire refused before every service was activated names the certificates still chaining to the old CA.
+  const next = first.rotation?.next;
+  const left = before.kind === "refuse" && command === "retire" && next ? stragglersOf(loaded, dir, next) : [];
+  if (before.kind === "refuse")
+    refuse(command, left.length > 0 ? { ...before, why: `${before.why}: ${left.join(", ")}` } : before);
   refuse(command, before);
   if (before.kind === "finished")
     return {
