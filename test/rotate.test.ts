@@ -339,16 +339,56 @@ describe("mtlskit ca rotate", () => {
     assert.match(metrics.out, /^mtlskit_ca_rotation_phase_seconds \d+$/m);
   });
 
-  it("fail/a CA imported with ca.import is not rotated (exit 2)", async () => {
-    const { dir, pki } = await setup();
-    const file = writeManifest(
+  it("ok/a CA imported with ca.import rotates the same way with the next CA imported; retire waits for ca.import to name it", async () => {
+    const dir = tempDir("mtlskit-rotate-import-");
+    // Two organisation CAs (made by mtlskit in other directories: a CA certificate and its 0600 key each).
+    const org = writeManifest(
       dir,
-      `version: 1\ncluster: imp\nca:\n  import: { cert: pki/ca/ca.pem, key: pki/ca/ca-key.pem }\nservices:\n  a: { usage: server, addresses: [127.0.0.1] }\n`,
-      "imported.yaml",
+      "version: 1\ncluster: org\nservices:\n  x: { usage: server, addresses: [127.0.0.1] }\n",
+      "org.yaml",
     );
-    const r = await runCli(["ca", "rotate", "prepare", "-f", file, "--pki", path.join(dir, "pki2")]);
-    assert.equal(r.code, 2, r.err);
-    assert.match(r.err, /ca\.import/);
-    assert.ok(existsSync(pki));
+    for (const o of ["orgA", "orgB"])
+      assert.equal((await runCli(["apply", "-f", org, "--pki", path.join(dir, o)])).code, 0);
+    const manifest = (o: string) =>
+      `version: 1\ncluster: imp\nidentity: { uri: "spiffe://imp.test/{name}" }\nca:\n  import: { cert: ${o}/ca/ca.pem, key: ${o}/ca/ca-key.pem }\nservices:\n  a: { usage: dual, addresses: [127.0.0.1] }\n  b: { usage: dual, addresses: [127.0.0.1] }\nconnections:\n  - { from: a, to: b, address: 127.0.0.1 }\n`;
+    const file = writeManifest(dir, manifest("orgA"));
+    const pki = path.join(dir, "pki");
+    const cli = (...args: string[]) => runCli([...args, "-f", file, "--pki", pki]);
+    assert.equal((await cli("apply")).code, 0);
+    const [a, b] = ["orgA", "orgB"].map((o) => fp(path.join(dir, o, "ca", "ca.pem")));
+    const bare = await cli("ca", "rotate", "prepare");
+    assert.equal(bare.code, 2);
+    assert.match(bare.err, /give its files with --next-cert FILE --next-key FILE/);
+    const nextFlags = [
+      "--next-cert",
+      path.join(dir, "orgB/ca/ca.pem"),
+      "--next-key",
+      path.join(dir, "orgB/ca/ca-key.pem"),
+    ];
+    const prepared = await cli("ca", "rotate", "prepare", ...nextFlags);
+    assert.equal(prepared.code, 0, prepared.err);
+    for (const s of ["a", "b"]) assert.deepEqual(certsIn(path.join(pki, "services", s, "ca.pem")), [a, b]);
+    assert.equal(
+      existsSync(path.join(pki, "ca", "next")),
+      false,
+      "the next CA's key stays where the organisation keeps it",
+    );
+    assert.equal((await cli("ca", "rotate", "activate")).code, 0);
+    const orgB = new X509Certificate(readFileSync(path.join(dir, "orgB/ca/ca.pem")));
+    assert.ok(issuerOf(path.join(pki, "services", "a", "cert.pem")).verify(orgB.publicKey));
+    assert.equal((await cli("check")).code, 0);
+    const early = await cli("ca", "rotate", "retire");
+    assert.equal(early.code, 3);
+    assert.match(early.err, /ca\.import in .* still names the old CA[\s\S]*fix: point ca\.import at the next CA/);
+    writeManifest(dir, manifest("orgB"));
+    const retired = await cli("ca", "rotate", "retire");
+    assert.equal(retired.code, 0, retired.err);
+    for (const s of ["a", "b"]) assert.deepEqual(certsIn(path.join(pki, "services", s, "ca.pem")), [b]);
+    assert.equal(fp(path.join(pki, "ca", "ca.pem")), b);
+    const kept = readdirSync(path.join(pki, "ca", "retired"));
+    assert.deepEqual(readdirSync(path.join(pki, "ca", "retired", kept[0]!)), ["ca.pem"], "the old key is not copied");
+    assert.equal((await cli("check")).code, 0);
+    const apply = await cli("apply");
+    assert.match(apply.out, /Nothing to do/);
   });
 });

@@ -5,6 +5,7 @@
  * certificate and which CAs a bundle holds come from the files, by signature and by content.
  * readRotationFacts is the I/O edge; judgeRotation is pure apart from signature checks.
  */
+import * as path from "node:path";
 import type { Manifest } from "../manifest/index.ts";
 import { issuerOf, PHASES, type Generation, type Phase } from "../ca/rotation.ts";
 import { abs, LAYOUT } from "../state/layout.ts";
@@ -26,9 +27,18 @@ export function readRotationFacts(material: Material, dir: string): RotationFact
   if (read.status !== "ok") return undefined;
   const record = read.record;
   const first = (rel: string): Cert | undefined => {
-    const f = readCertFile(material, abs(dir, rel));
+    const f = readCertFile(material, path.isAbsolute(rel) ? rel : abs(dir, rel));
     return isProblem(f) ? undefined : f.certs[0];
   };
+  if (record.imported) {
+    // Imported CAs: their certificates where the organisation keeps them.
+    const certs: Partial<Record<Generation, Cert>> = {};
+    const old = first(record.imported.old.cert);
+    const next = first(record.imported.next.cert);
+    if (old?.sha256 === record.oldCa) certs.old = old;
+    if (next?.sha256 === record.newCa) certs.new = next;
+    return { record, certs };
+  }
   const retired = LAYOUT.retiredCa(record.oldCa.slice(0, 16)).cert.rel;
   const swapped = record.phase === "retiring" || record.phase === "retired";
   const certs: Partial<Record<Generation, Cert>> = {};

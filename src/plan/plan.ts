@@ -353,7 +353,9 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
   // Every bundle holds the CAs the phase names (old and next while preparing and active).
   const bundlePem =
     material && next && rotation
-      ? PHASES[rotation.record.phase].bundle.map((g) => (g === "old" ? material : next).bundlePem).join("")
+      ? [...new Set(PHASES[rotation.record.phase].bundle.map((g) => (g === "old" ? material : next).bundlePem))].join(
+          "",
+        )
       : material && bundleOf(material);
   const bundles: BundleStep[] = managed.map((s) => ({
     service: s.name,

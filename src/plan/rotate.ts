@@ -16,16 +16,27 @@
  * Readers (state/read.ts readRotatingCa) take DIR/ca/next as the CA while a retire is under way,
  * so the moment between the new key and the new certificate in DIR/ca is never read as a CA.
  */
-import { readdirSync, rmSync } from "node:fs";
-import { FailedError, InvalidInputError } from "../errors.ts";
+import { existsSync, readdirSync, rmSync } from "node:fs";
+import * as path from "node:path";
+import { FailedError, InvalidInputError, UsageError } from "../errors.ts";
 import { managedServices, type LoadedManifest } from "../manifest/index.ts";
 import { verifySignedBy } from "../pki/cert.ts";
 import { readTextBounded } from "../read-file.ts";
 import { decide, nextBatch, refusalText, type RotateCommand, type Verdict } from "../ca/rotation.ts";
 import { ensureDir, removeTempFiles, syncDir, writeFileAtomic } from "../state/fs.ts";
 import { abs, LAYOUT } from "../state/layout.ts";
-import { fingerprintOf, readCa, readRotatingCa, readState, type CaMaterial } from "../state/read.ts";
-import { readRotation, writeRotation, type RotationRecord } from "../state/rotation.ts";
+import {
+  fingerprintOf,
+  loadImportedCa,
+  readCa,
+  readImportedRotation,
+  readRotatingCa,
+  readState,
+  type CaMaterial,
+} from "../state/read.ts";
+import { readRotation, writeRotation, type ImportFiles, type RotationRecord } from "../state/rotation.ts";
+import { encodePem } from "../pki/pem.ts";
+import { loadCaSource } from "./read.ts";
 import { apply, createCa, type ApplyOptions, type ApplyResult } from "./apply.ts";
 import { caSpec } from "./plan.ts";
 
@@ -35,6 +46,8 @@ export interface RotateOptions extends ApplyOptions {
   batch?: number;
   /** force: retire while certificates still chain to the old CA, or go on while reloads are owed. Default: false. */
   force?: boolean;
+  /** nextImport: prepare of a manifest with ca.import: the next CA's files (its key stays there). */
+  nextImport?: ImportFiles;
 }
 
 /** RotateResult is what a rotate command did. */
@@ -111,6 +124,46 @@ function finishRetiring(dir: string): void {
   removeNext(dir);
 }
 
+/** importStillOld is retire's refusal while ca.import still names the old CA (exit 3). */
+function importStillOld(file: string, record: RotationRecord): FailedError {
+  const n = record.imported?.next;
+  return new FailedError(
+    `mtlskit ca rotate retire: refused: ca.import in ${file} still names the old CA; after retire, apply issues from the CA the manifest imports\n    fix: point ca.import at the next CA (cert: ${n?.cert}, key: ${n?.key}${n?.chain ? `, chain: ${n.chain}` : ""}), then run retire again`,
+  );
+}
+
+/** importOfNext reads --next-cert/--next-key/--next-chain: required by prepare with ca.import, refused otherwise (exit 2). */
+function importOfNext(
+  loaded: LoadedManifest,
+  command: RotateCommand,
+  opts: RotateOptions,
+): { files: ImportFiles; material: CaMaterial } | undefined {
+  const m = loaded.manifest;
+  const given = opts.nextImport;
+  if (given && (command !== "prepare" || !m.ca.import))
+    throw new UsageError(
+      `mtlskit ca rotate ${command}: --next-cert and --next-key name the next CA of a manifest with ca.import, for prepare only`,
+    );
+  if (!given) {
+    if (command === "prepare" && m.ca.import)
+      throw new UsageError(
+        `mtlskit ca rotate prepare: ${m.file} imports its CA (ca.import), so the next CA is imported too: give its files with --next-cert FILE --next-key FILE [--next-chain FILE]`,
+      );
+    return undefined;
+  }
+  const files: ImportFiles = {
+    cert: path.resolve(given.cert),
+    key: path.resolve(given.key),
+    ...(given.chain ? { chain: path.resolve(given.chain) } : {}),
+  };
+  const material = loadImportedCa({ cert: files.cert, key: files.key, chain: files.chain });
+  if ("reason" in material)
+    throw new InvalidInputError([
+      { file: m.file, path: `--next-${material.field}`, message: material.reason, fix: material.fix },
+    ]);
+  return { files, material };
+}
+
 /**
  * rotate runs one step of a CA rotation on the PKI directory `dir`: the phase moves under apply's
  * lock, then apply writes the phase's files, outputs (opts.afterWrite) and reload hooks run, and
@@ -124,17 +177,10 @@ export async function rotate(
   opts: RotateOptions = {},
 ): Promise<RotateResult> {
   const m = loaded.manifest;
-  if (m.ca.import)
-    throw new InvalidInputError([
-      {
-        file: m.file,
-        path: "ca.import",
-        message:
-          "mtlskit ca rotate rotates a CA mtlskit generated; this manifest imports its CA, whose next generation mtlskit cannot create",
-        fix: "rotate the imported CA with your organisation's tooling, or remove ca.import to let mtlskit generate and rotate the CA",
-      },
-    ]);
-  const first = readRotatingCa(dir);
+  const imported = loadCaSource(loaded);
+  const nextImport = importOfNext(loaded, command, opts);
+  const readNow = () => (imported && existsSync(dir) ? readImportedRotation(dir, imported) : readRotatingCa(dir));
+  const first = readNow();
   if (first.ca.status === "missing")
     throw new FailedError(
       `mtlskit ca rotate ${command}: ${dir} has no CA to rotate\n    fix: run \`mtlskit apply -f ${m.file} --pki ${dir}\` first`,
@@ -147,6 +193,16 @@ export async function rotate(
   if (before.kind === "refuse")
     refuse(command, left.length > 0 ? { ...before, why: `${before.why}: ${left.join(", ")}` } : before);
   refuse(command, before);
+  // After retire apply issues from what ca.import names: it must name the next CA by then (checked again under the lock).
+  const record0 = first.rotation?.record;
+  if (
+    command === "retire" &&
+    before.kind === "start" &&
+    imported &&
+    record0 &&
+    fingerprintOf(imported) !== record0.newCa
+  )
+    throw importStillOld(m.file, record0);
   if (before.kind === "finished")
     return {
       command,
@@ -185,6 +241,40 @@ export async function rotate(
     if (command === "prepare") {
       if (v.kind === "resume") {
         record = current!;
+        return;
+      }
+      if (imported && nextImport) {
+        // An imported CA: the next one is the organisation's too; both keys stay where they are.
+        const next = nextImport.material;
+        if (fingerprintOf(next) === fingerprintOf(imported))
+          throw new InvalidInputError([
+            {
+              file: m.file,
+              path: "--next-cert",
+              message: `${nextImport.files.cert} is the CA ca.import already names`,
+              fix: "give the next CA's certificate and key",
+            },
+          ]);
+        const imp = m.ca.import!;
+        record = {
+          phase: "prepared",
+          since: { prepared: at },
+          oldCa: fingerprintOf(imported),
+          newCa: fingerprintOf(next),
+          activated: [],
+          activatedAll: false,
+          done: false,
+          reloadPending: withHooks(names),
+          imported: {
+            old: {
+              cert: path.resolve(imp.cert),
+              key: path.resolve(imp.key),
+              ...(imp.chain ? { chain: path.resolve(imp.chain) } : {}),
+            },
+            next: nextImport.files,
+          },
+        };
+        writeRotation(dir, record);
         return;
       }
       const old = readCa(dir);
@@ -230,10 +320,11 @@ export async function rotate(
     }
     // retire
     if (v.kind === "start") {
-      const state = readRotatingCa(dir);
+      const state = readNow();
       const next = state.rotation?.next;
       if (state.ca.status !== "ok") throw new FailedError(`pki: the CA in ${abs(dir, LAYOUT.caDir)} cannot be read`);
       if (!next) throw new FailedError("mtlskit ca rotate retire: the next CA is missing; this is a bug");
+      if (imported && fingerprintOf(imported) !== current!.newCa) throw importStillOld(m.file, current!);
       const stragglers = stragglersOf(loaded, dir, next);
       if (stragglers.length > 0 && !opts.force)
         throw new FailedError(
@@ -244,8 +335,12 @@ export async function rotate(
       const kept = LAYOUT.retiredCa(current!.oldCa.slice(0, 16));
       ensureDir(abs(dir, LAYOUT.retiredDir), LAYOUT.retiredDir.mode);
       ensureDir(abs(dir, kept.dir), kept.dir.mode);
-      writeFileAtomic(abs(dir, kept.key), readBytes(abs(dir, LAYOUT.caKey)), kept.key.mode);
-      writeFileAtomic(abs(dir, kept.cert), readBytes(abs(dir, LAYOUT.caCert)), kept.cert.mode);
+      // An imported CA's key stays with its owner: only its certificate is kept.
+      if (!imported) writeFileAtomic(abs(dir, kept.key), readBytes(abs(dir, LAYOUT.caKey)), kept.key.mode);
+      const oldCert = imported
+        ? encodePem("CERTIFICATE", (state.ca as { ca: CaMaterial }).ca.cert.der)
+        : readBytes(abs(dir, LAYOUT.caCert));
+      writeFileAtomic(abs(dir, kept.cert), oldCert, kept.cert.mode);
       syncDir(abs(dir, kept.dir));
       syncDir(abs(dir, LAYOUT.retiredDir));
       record = {
@@ -259,7 +354,7 @@ export async function rotate(
       writeRotation(dir, record);
     } else record = current!;
     out.retiredTo = LAYOUT.retiredCa(record.oldCa.slice(0, 16)).dir.rel;
-    finishRetiring(dir);
+    if (!imported) finishRetiring(dir); // an imported CA: apply publishes the manifest's root as DIR/ca/ca.pem
   };
 
   const result = await apply(loaded, dir, {

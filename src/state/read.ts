@@ -16,7 +16,7 @@ import { encodePem, keyEncryption, parseCertificatesPem, parsePem } from "../pki
 import { decodeCertificate } from "../pki/x509.ts";
 import { abs, LAYOUT, type CaFiles } from "./layout.ts";
 import { readLayoutVersion } from "./layout-version.ts";
-import { readRotation, type RotationRecord } from "./rotation.ts";
+import { readRotation, type ImportFiles, type RotationRecord } from "./rotation.ts";
 
 /** CaMaterial is a usable CA: its certificate, key and the trust bundle peers install. */
 export interface CaMaterial {
@@ -411,6 +411,10 @@ export function readState(dir: string, manifest: Manifest, importedCa?: CaMateri
       bundles.set(s.name, readText(abs(dir, LAYOUT.bundle(s.name))));
     }
   }
+  if (importedCa && exists) {
+    const { ca, rotation } = readImportedRotation(dir, importedCa);
+    return { dir, exists, ca, rotation, leaves, bundles, layoutVersion: readLayoutVersion(dir) };
+  }
   if (importedCa || !exists)
     return {
       dir,
@@ -422,6 +426,49 @@ export function readState(dir: string, manifest: Manifest, importedCa?: CaMateri
     };
   const { ca, rotation } = readRotatingCa(dir);
   return { dir, exists, ca, rotation, leaves, bundles, layoutVersion: readLayoutVersion(dir) };
+}
+
+/**
+ * readImportedRotation reads the CA of a manifest with ca.import through a rotation of imported
+ * CAs: while prepared or active, the old and the next CA come from the files the record names
+ * (the keys stay where they are), whichever of the two the manifest names meanwhile; otherwise
+ * the manifest's CA.
+ */
+export function readImportedRotation(
+  dir: string,
+  importedCa: CaMaterial,
+): { ca: CaState; rotation: State["rotation"] } {
+  const read = readRotation(dir);
+  if (read.status === "broken")
+    return { ca: { status: "broken", reason: read.reason, fix: read.fix }, rotation: undefined };
+  if (read.status === "none") return { ca: { status: "ok", ca: importedCa }, rotation: undefined };
+  const record = read.record;
+  if (!record.imported || (record.phase !== "prepared" && record.phase !== "active"))
+    return { ca: { status: "ok", ca: importedCa }, rotation: { record, next: undefined } };
+  const load = (f: ImportFiles, which: string): CaMaterial | CaState => {
+    const m = loadImportedCa({ cert: f.cert, key: f.key, chain: f.chain });
+    if ("reason" in m)
+      return {
+        status: "broken",
+        reason: `the ${which} CA of the rotation in ${abs(dir, LAYOUT.rotation)} cannot be read: ${m.reason}`,
+        fix: `put its files back (${f.cert}, ${f.key}); ${m.fix}`,
+      };
+    return m;
+  };
+  const old = load(record.imported.old, "old");
+  const next = load(record.imported.next, "next");
+  if ("status" in old) return { ca: old, rotation: undefined };
+  if ("status" in next) return { ca: next, rotation: undefined };
+  if (fingerprintOf(old) !== record.oldCa || fingerprintOf(next) !== record.newCa)
+    return {
+      ca: {
+        status: "broken",
+        reason: `the CA files ${abs(dir, LAYOUT.rotation)} names are not the CAs the rotation started with (replaced during a rotation?)`,
+        fix: `put back the CAs the rotation started with (SHA-256 ${record.oldCa.slice(0, 16)}... and ${record.newCa.slice(0, 16)}...)`,
+      },
+      rotation: undefined,
+    };
+  return { ca: { status: "ok", ca: old }, rotation: { record, next } };
 }
 
 /** fingerprintOf is a CA's SHA-256 (lowercase hex), as DIR/ca/rotation.json names it. */

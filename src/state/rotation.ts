@@ -32,6 +32,15 @@ export interface RotationRecord {
   reloadPending: string[];
   /** forced: services whose certificates still chained to the old CA when retire --force ran. */
   forced?: string[];
+  /** imported: a rotation of a CA imported with ca.import: where the old and the next CA's files are (absolute paths; the keys stay there). */
+  imported?: { old: ImportFiles; next: ImportFiles };
+}
+
+/** ImportFiles names an imported CA's files, as ca.import does. */
+export interface ImportFiles {
+  cert: string;
+  key: string;
+  chain?: string;
 }
 
 /** RotationRead is what DIR/ca/rotation.json says: no rotation ever, a record, or why it cannot be used. */
@@ -42,6 +51,17 @@ export type RotationRead =
 
 const isStrings = (x: unknown): x is string[] => Array.isArray(x) && x.every((v) => typeof v === "string");
 const isFingerprint = (x: unknown): x is string => typeof x === "string" && /^[0-9a-f]{64}$/.test(x);
+
+const isImport = (x: unknown): x is ImportFiles => {
+  const f = x as ImportFiles | undefined;
+  return (
+    typeof f === "object" &&
+    f !== null &&
+    typeof f.cert === "string" &&
+    typeof f.key === "string" &&
+    (f.chain === undefined || typeof f.chain === "string")
+  );
+};
 
 /** parseRotation checks the shape of a rotation record; undefined when anything is off. */
 export function parseRotation(text: string): RotationRecord | undefined {
@@ -67,7 +87,8 @@ export function parseRotation(text: string): RotationRecord | undefined {
     typeof r.activatedAll === "boolean" &&
     typeof r.done === "boolean" &&
     isStrings(r.reloadPending) &&
-    (r.forced === undefined || isStrings(r.forced));
+    (r.forced === undefined || isStrings(r.forced)) &&
+    (r.imported === undefined || (isImport(r.imported.old) && isImport(r.imported.next)));
   return ok ? (r as RotationRecord) : undefined;
 }
 

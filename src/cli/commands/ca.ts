@@ -17,6 +17,7 @@ export const CA_ROTATE_HELP = `mtlskit ca rotate: replace the CA with no outage,
 
 USAGE
   mtlskit ca rotate prepare  [-f FILE] [--pki DIR] [--json]
+  mtlskit ca rotate prepare  --next-cert FILE --next-key FILE [--next-chain FILE]   (ca.import)
   mtlskit ca rotate activate [-f FILE] [--pki DIR] [--batch N] [--force] [--json]
   mtlskit ca rotate retire   [-f FILE] [--pki DIR] [--force] [--json]
 
@@ -41,7 +42,11 @@ The phase is in DIR/ca/rotation.json; \`mtlskit plan\` and \`mtlskit status\` sh
 next step changes, \`mtlskit metrics\` exports it (mtlskit_ca_rotation_phase). \`apply\` during a
 rotation keeps both CAs in the bundles and issues from the active one.
 
-A CA imported with ca.import is not rotated by mtlskit (exit 2).
+A CA imported with ca.import is rotated the same way with the next CA imported: prepare takes
+its files (--next-cert, --next-key, --next-chain as ca.import's cert, key, chain; the keys stay
+where they are, the paths are recorded in DIR/ca/rotation.json); before retire, point ca.import
+in the manifest at the next CA's files (retire refuses until it does). When both CAs share a
+root (an intermediate rotated under the organisation's root), the bundles hold that root once.
 
 FLAGS
   -f, --file FILE   manifest (default mtlskit.yaml)
@@ -51,6 +56,8 @@ FLAGS
                     certificates still chain to the old CA (their connections break)
       --lock-wait SEC  wait this long for a running apply (default 5)
       --no-reload   do not run reload hooks (they stay owed; the next step is refused until they ran)
+      --next-cert FILE, --next-key FILE, --next-chain FILE
+                    prepare with ca.import: the next CA's certificate, key and chain
       --json        print the result as JSON
 
 EXAMPLES
@@ -87,6 +94,9 @@ async function rotateCommand(args: string[], io: Io): Promise<number> {
         force: { type: "boolean" },
         "lock-wait": { type: "string", default: "5" },
         "no-reload": { type: "boolean" },
+        "next-cert": { type: "string" },
+        "next-key": { type: "string" },
+        "next-chain": { type: "string" },
       },
       allowPositionals: true,
       strict: true,
@@ -115,6 +125,13 @@ async function rotateCommand(args: string[], io: Io): Promise<number> {
     throw new UsageError(
       `mtlskit ca rotate: --lock-wait must be a number of seconds; got ${JSON.stringify(values["lock-wait"])}`,
     );
+  const nextCert = values["next-cert"];
+  const nextKey = values["next-key"];
+  if (
+    (nextCert === undefined) !== (nextKey === undefined) ||
+    (values["next-chain"] !== undefined && nextCert === undefined)
+  )
+    throw new UsageError("mtlskit ca rotate: --next-cert and --next-key go together (and --next-chain with them)");
   const loaded = loadManifest(values.file);
   if (!values.json) renderWarnings(io, loaded.warnings);
   const outputs = writeOutputs(io, loaded, values.pki, values.json === true);
@@ -124,6 +141,15 @@ async function rotateCommand(args: string[], io: Io): Promise<number> {
     lockWaitMs: lockWait * 1000,
     force: values.force ?? false,
     ...(batch === undefined ? {} : { batch }),
+    ...(nextCert !== undefined && nextKey !== undefined
+      ? {
+          nextImport: {
+            cert: nextCert,
+            key: nextKey,
+            ...(values["next-chain"] === undefined ? {} : { chain: values["next-chain"] }),
+          },
+        }
+      : {}),
     onNote: (text) => io.err(`note: ${text}\n`),
   });
   if (values.json) {
