@@ -550,7 +550,7 @@ describe("nginx during a CA rotation (mtlskit ca rotate): clients of both CAs ac
   it('refused/after activate and retire, nginx reloaded with the new bundle: early and late (both from the new CA) get 200, late\'s old certificate 400 "unable to verify the first certificate"', async () => {
     await rotate(pki.loaded, pki.pki, "activate", { hooks: false });
     await rotate(pki.loaded, pki.pki, "retire", { hooks: false });
-    nginx?.server.stop();
+    await nginx?.server.stop();
     nginx = await startNginx("nginx-rotate-retired", [site(pki, "web", port)]);
     assert.equal(certCount(pki.svc("web").ca), 1);
     assertAccepted(curl(client(pki, "early", "web.test", port)), "CN=early,O=Rotate");
