@@ -179,6 +179,15 @@ export async function rotate(
   const m = loaded.manifest;
   const imported = loadCaSource(loaded);
   const nextImport = importOfNext(loaded, command, opts);
+  if (imported && nextImport && fingerprintOf(nextImport.material) === fingerprintOf(imported))
+    throw new InvalidInputError([
+      {
+        file: m.file,
+        path: "--next-cert",
+        message: `${nextImport.files.cert} is the CA ca.import already names`,
+        fix: "give the next CA's certificate and key",
+      },
+    ]);
   const readNow = () => (imported && existsSync(dir) ? readImportedRotation(dir, imported) : readRotatingCa(dir));
   const first = readNow();
   if (first.ca.status === "missing")
@@ -246,15 +255,6 @@ export async function rotate(
       if (imported && nextImport) {
         // An imported CA: the next one is the organisation's too; both keys stay where they are.
         const next = nextImport.material;
-        if (fingerprintOf(next) === fingerprintOf(imported))
-          throw new InvalidInputError([
-            {
-              file: m.file,
-              path: "--next-cert",
-              message: `${nextImport.files.cert} is the CA ca.import already names`,
-              fix: "give the next CA's certificate and key",
-            },
-          ]);
         const imp = m.ca.import!;
         record = {
           phase: "prepared",
