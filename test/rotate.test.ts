@@ -359,6 +359,18 @@ describe("mtlskit ca rotate", () => {
     const bare = await cli("ca", "rotate", "prepare");
     assert.equal(bare.code, 2);
     assert.match(bare.err, /give its files with --next-cert FILE --next-key FILE/);
+    const same = await cli(
+      "ca",
+      "rotate",
+      "prepare",
+      "--next-cert",
+      path.join(dir, "orgA/ca/ca.pem"),
+      "--next-key",
+      path.join(dir, "orgA/ca/ca-key.pem"),
+    );
+    assert.equal(same.code, 2);
+    assert.match(same.err, /is the CA ca\.import already names/);
+    assert.equal(existsSync(path.join(pki, "ca", "rotation.json")), false, "nothing written");
     const nextFlags = [
       "--next-cert",
       path.join(dir, "orgB/ca/ca.pem"),
