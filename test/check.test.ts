@@ -1353,8 +1353,63 @@ const CASES: Case[] = [
       };
     },
   },
+  // ── CA rotation (mtlskit ca rotate) ──
+  {
+    name: "fail/rotation-lag/retire --force while db's reload hook fails: db, one phase behind, still presents its old certificate",
+    async setup() {
+      const manifest = variant("quickstart", (t) =>
+        t.replace(
+          "addresses: [127.0.0.1, localhost, db.localhost]",
+          "addresses: [127.0.0.1, localhost, db.localhost]\n    reload: 'test ! -e \"$MTLSKIT_PKI/../db-hook-fails\"'",
+        ),
+      );
+      const r = await applied(manifest);
+      writeFileSync(path.join(r.dir, "db-hook-fails"), "");
+      const rotate = (...a: string[]) => runCli(["ca", "rotate", ...a, "-f", manifest, "--pki", r.pki]);
+      assert.equal((await rotate("prepare")).code, 3, "db's hook fails");
+      assert.equal((await rotate("retire", "--force")).code, 3, "db's hook fails again");
+      return {
+        run: r,
+        want: [
+          {
+            code: "rotation-lag",
+            about: conn("worker", "db", "db.localhost"),
+            has: ["(retired), db one phase behind still presents its certificate from the old CA", "worker's bundle"],
+            fix: ["retire --force retired the old CA before db was activated"],
+          },
+          { code: "rotation-lag", about: conn("db", "api", "127.0.0.1"), has: ["db one phase behind", "api's bundle"] },
+          {
+            code: "rotation-unsafe-step",
+            about: "db",
+            has: ["db's reload hook has not succeeded since `mtlskit ca rotate retire`"],
+            fix: ["run `mtlskit ca rotate retire` again"],
+          },
+        ],
+      };
+    },
+  },
+  {
+    name: "fail/rotation-unsafe-step/db's bundle lost the next CA after prepare: activate would break its connections",
+    async setup() {
+      const r = await quickstart();
+      const old = readFileSync(svc(r, "db", "ca.pem"));
+      assert.equal((await runCli(["ca", "rotate", "prepare", "-f", r.manifest, "--pki", r.pki])).code, 0);
+      writeFileSync(svc(r, "db", "ca.pem"), old);
+      return {
+        run: r,
+        want: [
+          {
+            code: "rotation-unsafe-step",
+            about: "db",
+            has: ["`mtlskit ca rotate activate` now would break db's connections", "lacks the next CA"],
+            fix: ["run `mtlskit ca rotate prepare` again"],
+          },
+          { code: "bundle-differs", about: "db", has: ["lacks CN=Quickstart CA"] },
+        ],
+      };
+    },
+  },
 ];
-
 /** OK_EXAMPLES: fresh applies judged clean (netsy is RSA-4096 throughout: too slow here; test/examples.test.ts applies it). */
 const OK_EXAMPLES: Record<string, () => Promise<Run>> = {
   quickstart,

@@ -26,6 +26,7 @@ import * as path from "node:path";
 import { before, describe, it } from "node:test";
 import { buildPackage, runBuilt } from "./helpers/built.ts";
 import { tempDir, writeManifest } from "./helpers/cli.ts";
+import { prng } from "./helpers/prng.ts";
 import {
   assertBundles,
   assertLayout,
@@ -41,18 +42,6 @@ import {
 const SERVICES = 80;
 const KILLS = Number(process.env.MTLSKIT_KILLS ?? 12);
 const SEED = Number(process.env.MTLSKIT_KILL_SEED ?? 20261207);
-
-/** mulberry32: a small seeded PRNG, so a failing run replays with MTLSKIT_KILL_SEED. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Slot is one certificate of the manifest: its plan id, service and kind. */
 interface Slot {

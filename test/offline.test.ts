@@ -132,7 +132,7 @@ describe("ca offline --to FILE", () => {
     assert.match(r.err, /--to FILE is required/);
     const u = await runCli(["ca", "rotat"]);
     assert.equal(u.code, 2);
-    assert.match(u.err, /unknown subcommand "rotat"; subcommands are: offline/);
+    assert.match(u.err, /unknown subcommand "rotat"; subcommands are: rotate, offline/);
   });
 });
 

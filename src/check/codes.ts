@@ -349,6 +349,19 @@ export const CODES = {
     title: "a side has no usable certificate",
     why: "The connection cannot be made: a certificate, key or bundle it needs is missing or broken (see that service's findings).",
   },
+  // ── CA rotation (mtlskit ca rotate) ─────────────────────────────────────────────────────────
+  "rotation-lag": {
+    severity: "error",
+    scope: "connection",
+    title: "a peer one rotation phase behind would refuse the other end",
+    why: "During a CA rotation a service that has not reloaded since the last step holds the previous phase's bundle and certificate; when a certificate's issuer is missing from a bundle one phase apart, that peer refuses it (`unknown authority`, `self-signed certificate in certificate chain`). The rotation's steps in order never produce this; steps skipped or forced do.",
+  },
+  "rotation-unsafe-step": {
+    severity: "warning",
+    scope: "deployment",
+    title: "the next CA rotation step would break a connection",
+    why: "Activating before every bundle holds the next CA, retiring while a certificate still chains to the old CA, or either while a reload hook failed: the services that reload first would refuse the others.",
+  },
 } as const satisfies Record<string, CodeInfo>;
 
 /** Code is a finding code, a key of CODES. */

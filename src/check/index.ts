@@ -12,6 +12,8 @@ import type { Manifest } from "../manifest/index.ts";
 import { checkInventory, type CheckOptions, type CheckReport } from "./check.ts";
 import { readInventory } from "./inventory.ts";
 import { Material } from "./material.ts";
+import type { Finding } from "./finding.ts";
+import { judgeRotation, readRotationFacts } from "./rotation.ts";
 
 export {
   checkInventory,
@@ -62,5 +64,24 @@ export function checkPki(manifest: Manifest, dir: string | undefined, opts: Chec
     );
   }
   const material = new Material();
-  return checkInventory(material, manifest, readInventory(material, manifest, dir), opts);
+  const inv = readInventory(material, manifest, dir);
+  const report = checkInventory(material, manifest, inv, opts);
+  const facts = dir === undefined ? undefined : readRotationFacts(material, dir);
+  return facts ? withFindings(report, judgeRotation(material, manifest, inv, facts), opts) : report;
+}
+
+/** withFindings adds findings judged outside checkInventory (a CA rotation's) to a report: counts, and the connections they fail. */
+function withFindings(report: CheckReport, extra: Finding[], opts: CheckOptions): CheckReport {
+  const ignored = new Set(opts.ignore ?? []);
+  const added = extra.filter((f) => !ignored.has(f.code));
+  if (added.length === 0) return report;
+  const findings = [...report.findings, ...added];
+  const errors = findings.filter((f) => f.severity === "error").length;
+  const connections = report.connections.map((c) => {
+    const causes = added.flatMap((f) =>
+      f.severity === "error" && f.about.kind === "connection" && f.about.index === c.index ? [f.code] : [],
+    );
+    return causes.length === 0 ? c : { ...c, ok: false, causes: [...new Set([...c.causes, ...causes])] };
+  });
+  return { ...report, findings, connections, errors, warnings: findings.length - errors };
 }

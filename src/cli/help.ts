@@ -17,6 +17,7 @@ Usage:
   mtlskit apply                         issue everything into ./pki (idempotent, crash-safe)
   mtlskit apply -f cluster.yaml --pki /etc/mtls
   mtlskit apply --reissue gateway       rotate one service's key and certificate
+  mtlskit ca rotate prepare             replace the CA with no outage: prepare, activate, retire
   mtlskit check                         prove every declared connection will handshake; name what to fix
   mtlskit status --nagios               every certificate's expiry and its CA's, most urgent first (a Sensu check)
   mtlskit export --format kubernetes    copy out as Secrets; also flat PEM files per host, env files, .p12
@@ -28,5 +29,5 @@ Usage:
   sudo mtlskit trust install            put the CA into the system trust store (and NSS); uninstall, status
   mtlskit ca offline --to /media/usb/ca-key.pem  move the CA key out; apply --ca-key FILE when it must sign
 
-Commands: init, plan, apply, check, status, export, metrics, config, inspect, explain, probe, verify, trust, ca, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
+Commands: init, plan, apply, ca, check, status, export, metrics, config, inspect, explain, probe, verify, trust, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
 `;

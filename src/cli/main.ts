@@ -29,6 +29,7 @@ export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number
   init: initCommand,
   plan: planCommand,
   apply: applyCommand,
+  ca: caCommand,
   check: checkCommand,
   status: statusCommand,
   export: exportCommand,
@@ -40,7 +41,6 @@ export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number
   probe: probeCommand,
   trust: trustCommand,
   verify: verifyCommand,
-  ca: caCommand,
 };
 
 function version(): string {
@@ -49,7 +49,7 @@ function version(): string {
 }
 
 /** WRITERS: the commands whose job is writing files; only they say "nothing was written" when the input is refused (status, check, plan and the like never write). */
-const WRITERS = new Set(["init", "apply", "export", "trust", "ca"]);
+const WRITERS = new Set(["init", "apply", "ca", "export", "trust"]);
 
 /** run executes one CLI invocation and returns its exit code; it never calls process.exit. */
 export async function run(argv: string[], io: Io): Promise<number> {

@@ -26,7 +26,7 @@ import {
   writeFileAtomic,
   type Lock,
 } from "../state/fs.ts";
-import { abs, LAYOUT, MODES, type FileSpec } from "../state/layout.ts";
+import { abs, LAYOUT, MODES, type CaFiles, type FileSpec } from "../state/layout.ts";
 import { writeLayoutVersion } from "../state/layout-version.ts";
 import { readState, withCaKey, type CaMaterial, type State } from "../state/read.ts";
 import { applyRecordFor, manifestId, writeApplyRecord, type ApplyRecord, type HookRecord } from "../state/record.ts";
@@ -63,6 +63,12 @@ export interface ApplyOptions extends PlanOptions {
    * the apply (recorded) and leaves the hooks pending for the next run.
    */
   afterWrite?: (result: ApplyResult) => void | Promise<void>;
+  /** underLock runs under the lock before the state is read (`mtlskit ca rotate` moves the rotation's phase here); a throw writes nothing more. */
+  underLock?: () => void;
+  /** reloadAlso names services whose reload hooks run even if this run changes none of their files (a rotation's owed reloads). Called after underLock. */
+  reloadAlso?: () => readonly string[];
+  /** afterHooks runs under the lock after the reload hooks (a rotation records its phase finished here). */
+  afterHooks?: (result: ApplyResult) => void;
   /** hooks: run the services' reload hooks. Default: true. */
   hooks?: boolean;
   /** hookTimeoutMs bounds each hook. Default: HOOK_TIMEOUT_MS (60 s). */
@@ -89,13 +95,13 @@ export interface ApplyResult {
 
 /**
  * writeNewCa generates a key, signs `spec` with it (a root) or with `signer` (an intermediate),
- * and writes the pair into DIR/ca: key first, so a crash before the certificate is written leaves
+ * and writes the pair into `files` (DIR/ca, or a rotation's DIR/ca/next): key first, so a crash before the certificate is written leaves
  * a key alone, which reads as missing (root) or unusable (intermediate), and is made again.
  */
 function writeNewCa(
   dir: string,
   spec: CertSpec,
-  files: { cert: FileSpec; key: FileSpec },
+  files: { dir: FileSpec; cert: FileSpec; key: FileSpec },
   signer: CaMaterial | undefined,
 ): Omit<CaMaterial, "chainPem" | "bundlePem"> & { pem: string } {
   const key = generateKey(spec.keyType);
@@ -107,10 +113,13 @@ function writeNewCa(
     : self;
   const der = signTbs(encodeTbs(spec, issuer, key.spki, newSerial()), issuer);
   ensureDir(abs(dir, LAYOUT.caDir), LAYOUT.caDir.mode);
+  ensureDir(abs(dir, files.dir), files.dir.mode);
+  // Key first: a crash before the certificate is written leaves a key alone, which reads as "missing".
   writeFileAtomic(abs(dir, files.key), encodePem("PRIVATE KEY", key.pkcs8), files.key.mode);
   const pem = encodePem("CERTIFICATE", der);
   writeFileAtomic(abs(dir, files.cert), pem, files.cert.mode);
-  syncDir(abs(dir, LAYOUT.caDir));
+  syncDir(abs(dir, files.dir));
+  if (files.dir.rel !== LAYOUT.caDir.rel) syncDir(abs(dir, LAYOUT.caDir));
   return {
     cert: readCertFields(der),
     keyType: spec.keyType,
@@ -121,9 +130,9 @@ function writeNewCa(
   };
 }
 
-/** createCa generates the root (or lone) CA in DIR/ca. */
-function createCa(dir: string, spec: CertSpec): CaMaterial {
-  const { pem, ...m } = writeNewCa(dir, spec, { cert: LAYOUT.caCert, key: LAYOUT.caKey }, undefined);
+/** createCa generates a root (or lone) CA from `spec` into one CA generation (DIR/ca, or a rotation's DIR/ca/next). */
+export function createCa(dir: string, spec: CertSpec, files: CaFiles = LAYOUT.currentCa): CaMaterial {
+  const { pem, ...m } = writeNewCa(dir, spec, files, undefined);
   return { ...m, chainPem: "", bundlePem: pem };
 }
 
@@ -131,7 +140,7 @@ function createCa(dir: string, spec: CertSpec): CaMaterial {
 function createIntermediate(dir: string, spec: CertSpec, root: CaMaterial): CaMaterial {
   if (!root.privateKey)
     throw new FailedError("apply: the root's key is needed to sign the intermediate; this is a bug");
-  const files = { cert: LAYOUT.caIntermediate, key: LAYOUT.caIntermediateKey };
+  const files = { dir: LAYOUT.caDir, cert: LAYOUT.caIntermediate, key: LAYOUT.caIntermediateKey };
   const { pem, ...m } = writeNewCa(dir, spec, files, root);
   return { ...m, chainPem: pem + root.chainPem, bundlePem: root.bundlePem };
 }
@@ -232,11 +241,14 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
   const owed = applyRecordFor(dir, loaded.manifest.file).record?.pending ?? [];
   let written: ApplyResult | undefined;
   try {
+    opts.underLock?.();
+    const also = opts.reloadAlso?.() ?? [];
     const result = await applyLocked(loaded, dir, imported, opts);
     written = result;
     await opts.afterWrite?.(result);
-    const due = hookJobs(loaded, dir, [...new Set([...result.changed, ...owed])].sort());
+    const due = hookJobs(loaded, dir, [...new Set([...result.changed, ...owed, ...also])].sort());
     result.hooks = await runHooks(opts.hooks === false ? [] : due, opts.hookTimeoutMs);
+    opts.afterHooks?.(result);
     const pending = due.map((j) => j.service).filter((name) => !result.hooks.some((h) => h.service === name && h.ok));
     writeApplyRecord(dir, {
       time: started.toISOString(),
@@ -399,7 +411,9 @@ async function applyLocked(
       syncDir(abs(dir, LAYOUT.caDir));
     }
   } else throw new FailedError("apply: the plan kept a CA that could not be read; this is a bug");
-  const bundle = bundleOf(ca); // the root: an intermediate never enters a bundle
+  // During a rotation every bundle holds the CAs its phase names, and activated services are issued by the next CA.
+  const bundle = plan.rotation?.bundlePem ?? bundleOf(ca); // the root: an intermediate never enters a bundle
+  const next = plan.rotation?.next;
   // The issuing CA: the intermediate (kept, or signed now by the root), else the root itself.
   if (plan.intermediate && plan.intermediate.action !== "keep")
     ca = createIntermediate(dir, plan.intermediate.spec, ca);
@@ -407,8 +421,11 @@ async function applyLocked(
   const byService = new Map<string, ServiceJob>(
     managed.map((s) => [s.name, { service: s.name, certs: [], bundlePem: undefined }]),
   );
-  for (const c of plan.certs)
+  const fromNext = new Set<string>();
+  for (const c of plan.certs) {
     if (c.action !== "keep") byService.get(c.slot.service)!.certs.push({ spec: c.spec, kind: c.slot.kind });
+    if (c.issuer === "next") fromNext.add(c.slot.service);
+  }
   for (const b of plan.bundles)
     if (b.action === "write" || plan.ca.action === "create") byService.get(b.service)!.bundlePem = bundle;
   const jobs = [...byService.values()].filter((j) => j.certs.length > 0 || j.bundlePem !== undefined);
@@ -418,31 +435,37 @@ async function applyLocked(
     done += k;
     opts.onProgress?.(done, total);
   };
-  if (jobs.length > 0) {
-    ensureDir(abs(dir, LAYOUT.servicesDir), LAYOUT.servicesDir.mode);
+  if (jobs.length > 0) ensureDir(abs(dir, LAYOUT.servicesDir), LAYOUT.servicesDir.mode);
+  for (const [issuing, group] of [
+    [ca, jobs.filter((j) => !fromNext.has(j.service))],
+    [next, jobs.filter((j) => fromNext.has(j.service))],
+  ] as const) {
+    if (group.length === 0) continue;
+    if (!issuing) throw new FailedError("apply: the plan names the next CA, which could not be read; this is a bug");
+    const due = group.reduce((n, j) => n + j.certs.length, 0);
     // An offline key signs nothing here: planWithKey refused any plan that needs it, so only bundles are written.
-    if (total > 0 && !ca.privateKey) throw new FailedError("apply: the issuing CA's key is offline; this is a bug");
+    if (due > 0 && !issuing.privateKey) throw new FailedError("apply: the issuing CA's key is offline; this is a bug");
     const issuerData: IssuerData = {
-      subject: ca.cert.subject,
-      keyId: ca.keyId,
-      keyType: ca.keyType,
-      pkcs8: ca.privateKey?.export({ type: "pkcs8", format: "der" }) ?? new Uint8Array(0),
-      chainPem: ca.chainPem,
+      subject: issuing.cert.subject,
+      keyId: issuing.keyId,
+      keyType: issuing.keyType,
+      pkcs8: issuing.privateKey?.export({ type: "pkcs8", format: "der" }) ?? new Uint8Array(0),
+      chainPem: issuing.chainPem,
     };
     const workers =
-      total === 0
+      due === 0
         ? 0
-        : Math.min(opts.workers ?? (jobs.length >= 64 ? Math.min(availableParallelism(), 4) : 0), jobs.length);
-    if (workers > 1) await runInWorkers(dir, jobs, issuerData, workers, progress);
+        : Math.min(opts.workers ?? (group.length >= 64 ? Math.min(availableParallelism(), 4) : 0), group.length);
+    if (workers > 1) await runInWorkers(dir, group, issuerData, workers, progress);
     else {
-      const issuer = total === 0 ? OFFLINE_ISSUER : toIssuer(issuerData);
-      for (const job of jobs) {
+      const issuer = due === 0 ? OFFLINE_ISSUER : toIssuer(issuerData);
+      for (const job of group) {
         runJob(dir, job, issuer);
         progress(job.certs.length);
       }
     }
-    syncDir(abs(dir, LAYOUT.servicesDir));
   }
+  if (jobs.length > 0) syncDir(abs(dir, LAYOUT.servicesDir));
   // Recorded last: a crash before this line leaves the old number, and the next apply re-issues again.
   writeLayoutVersion(dir, plan.layoutVersion);
   syncDir(dir);

@@ -25,6 +25,8 @@ import { encodePem } from "../pki/pem.ts";
 import { decodeCertificate, type CertInfo } from "../pki/x509.ts";
 import { DEFAULT_LAYOUT_VERSION } from "../state/layout-version.ts";
 import type { CaMaterial, IntermediateState, LeafState, State } from "../state/read.ts";
+import type { RotationRecord } from "../state/rotation.ts";
+import { issuerOf, PHASES } from "../ca/rotation.ts";
 
 /** BACKDATE_MS: notBefore lies this far before issuance, for peers whose clocks run behind (cfssl's 5 minutes). */
 export const BACKDATE_MS = 5 * 60_000;
@@ -44,6 +46,8 @@ export interface CertStep {
   spec: CertSpec;
   /** notAfter of the existing certificate, when there is one that parses. */
   currentNotAfter: Date | undefined;
+  /** issuer: the CA that issues it: the current one, or during a rotation's active phase the next one (DIR/ca/next). */
+  issuer: "current" | "next";
 }
 
 /** CaStep is the plan for the CA. */
@@ -109,6 +113,8 @@ export interface Plan {
   external: ExternalStep[];
   /** warnings worth telling the user that change nothing (e.g. the CA spec differs from the existing CA). */
   warnings: string[];
+  /** rotation: a CA rotation under way (DIR/ca/rotation.json): its record, the next CA while it is separate, and the bundle every service gets. */
+  rotation?: { record: RotationRecord; next: CaMaterial | undefined; bundlePem: string } | undefined;
   /** layoutVersion: the manifest's, which apply records in DIR/layout-version once every certificate is issued under it. */
   layoutVersion: number;
 }
@@ -353,6 +359,11 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
   /** material: the issuing CA when it exists and signs this run's services; root: the trust anchor's CA. */
   let material: CaMaterial | undefined;
   let root: CaMaterial | undefined;
+  // During a rotation (prepared, active) the next CA issues the activated services' certificates.
+  const rotation = state.rotation;
+  const next = rotation?.next;
+  const issuerFor = (service: string): CaMaterial | undefined =>
+    next && issuerOf(rotation.record.phase, rotation.record, service) === "new" ? next : material;
   if (state.ca.status === "broken") {
     throw new FailedError(`pki: ${state.ca.reason}. Fix: ${state.ca.fix}.`);
   } else if (state.ca.status === "missing") {
@@ -373,15 +384,15 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
         );
       }
     }
-    const caEnd = material.cert.notAfter.getTime();
     for (const s of managed) {
-      if (now.getTime() + s.validityMs > caEnd) {
+      const issuing = issuerFor(s.name) ?? material;
+      if (now.getTime() + s.validityMs > issuing.cert.notAfter.getTime()) {
         const path = ["services", s.name, "validity"];
         problems.push({
           file: m.file,
           ...(loaded.lineOf(path) === undefined ? {} : { line: loaded.lineOf(path)! }),
           path: path.join("."),
-          message: `a ${formatDuration(s.validityMs)} certificate issued now would outlive the CA, which expires ${day(material.cert.notAfter)}`,
+          message: `a ${formatDuration(s.validityMs)} certificate issued now would outlive the CA, which expires ${day(issuing.cert.notAfter)}`,
           fix: "shorten the validity, or roll the CA over first",
         });
       }
@@ -437,7 +448,10 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
             ? { action: "reissue", reason: root ? "intermediate CA is new" : "CA is new" }
             : { action: "create", reason: "missing" };
       } else {
-        verdict = judgeLeaf(leaf, spec, s, material, material.chainPem, now);
+        const issuing = issuerFor(s.name)!;
+        verdict = judgeLeaf(leaf, spec, s, issuing, issuing.chainPem, now);
+        if (issuing === next && verdict.reason.startsWith("CA changed"))
+          verdict = { ...verdict, reason: "CA rotation: activated, so the next CA issues it" };
         if (verdict.action === "keep" && (opts.reissueAll || requested.has(s.name)))
           verdict = { ...verdict, action: "reissue", reason: opts.reissueAll ? "--reissue-all" : "--reissue" };
         else if (verdict.action === "keep" && layoutChanged)
@@ -450,13 +464,19 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
         reason: verdict.reason,
         spec,
         currentNotAfter: verdict.notAfter,
+        issuer: next && issuerFor(s.name) === next ? "next" : "current",
       });
     }
   }
-  // Bundles hold the root: a new intermediate changes none of them.
+  // Bundles hold the root (a new intermediate changes none of them); during a rotation, every
+  // bundle holds the CAs the phase names (old and next while preparing and active).
+  const bundlePem =
+    root && next && rotation
+      ? [...new Set(PHASES[rotation.record.phase].bundle.map((g) => (g === "old" ? root : next).bundlePem))].join("")
+      : root && bundleOf(root);
   const bundles: BundleStep[] = managed.map((s) => ({
     service: s.name,
-    action: root && state.bundles.get(s.name) === bundleOf(root) ? "keep" : "write",
+    action: bundlePem !== undefined && state.bundles.get(s.name) === bundlePem ? "keep" : "write",
   }));
   const external = m.services.flatMap((s): ExternalStep[] =>
     s.files
@@ -484,6 +504,7 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
     external,
     warnings,
     layoutVersion,
+    ...(rotation && bundlePem !== undefined ? { rotation: { record: rotation.record, next, bundlePem } } : {}),
   };
 }
 
@@ -498,7 +519,7 @@ function caKeyNeedOf(intermediate: IntermediateStep | undefined, certs: readonly
       : {
           what: `the intermediate CA must be ${intermediate.action === "create" ? "signed" : "re-signed"} by the root: ${intermediate.reason === "missing" ? "it is missing" : intermediate.reason}`,
         };
-  const due = certs.filter((c) => c.action !== "keep");
+  const due = certs.filter((c) => c.action !== "keep" && c.issuer !== "next"); // the next CA of a rotation signs its own
   if (due.length === 0) return undefined;
   const names = [...new Set(due.map((c) => c.slot.service))];
   const list = due

@@ -10,6 +10,9 @@
  *   DIR/ca/ca-key.pem    0600      the CA private key (generated CAs only; never under services/); absent while kept offline (`mtlskit ca offline`)
  *   DIR/ca/intermediate.pem      0644  ca.intermediate only: the intermediate CA the root signed, appended to every cert.pem
  *   DIR/ca/intermediate-key.pem  0600  ca.intermediate only: its key, which signs the services (stays online)
+ *   DIR/ca/rotation.json 0644      a CA rotation's phase, when each phase started, both CAs' fingerprints (ca/rotation.ts)
+ *   DIR/ca/next/         0700      the next CA during a rotation: ca.pem, ca-key.pem (one generation, as DIR/ca)
+ *   DIR/ca/retired/FP/   0700      a retired CA kept for the record (FP: the first 16 hex digits of its SHA-256)
  *   DIR/services/        0755
  *   DIR/services/NAME/   0700
  *     cert.pem           0644      leaf, then any intermediates
@@ -27,8 +30,24 @@ export interface FileSpec {
   mode: number;
 }
 
+/** CaFiles is one CA generation: a directory holding ca.pem and ca-key.pem (read by state/read.ts readCa). */
+export interface CaFiles {
+  dir: FileSpec;
+  cert: FileSpec;
+  key: FileSpec;
+}
+
 /** MODES are the modes mtlskit creates files and directories with. */
 export const MODES = { privateDir: 0o700, publicDir: 0o755, key: 0o600, public: 0o644 } as const;
+
+/** caGeneration is the CaFiles of a CA directory `rel`. */
+function caGeneration(rel: string): CaFiles {
+  return {
+    dir: { rel, mode: MODES.privateDir },
+    cert: { rel: `${rel}/ca.pem`, mode: MODES.public },
+    key: { rel: `${rel}/ca-key.pem`, mode: MODES.key },
+  };
+}
 
 /** LAYOUT names every file and directory of a PKI directory. */
 export const LAYOUT = {
@@ -40,6 +59,18 @@ export const LAYOUT = {
   caKey: { rel: "ca/ca-key.pem", mode: MODES.key },
   caIntermediate: { rel: "ca/intermediate.pem", mode: MODES.public },
   caIntermediateKey: { rel: "ca/intermediate-key.pem", mode: MODES.key },
+  /** currentCa: the CA apply issues from outside a rotation (DIR/ca). */
+  currentCa: {
+    dir: { rel: "ca", mode: MODES.privateDir },
+    cert: { rel: "ca/ca.pem", mode: MODES.public },
+    key: { rel: "ca/ca-key.pem", mode: MODES.key },
+  } satisfies CaFiles,
+  /** nextCa: the CA a rotation prepares (DIR/ca/next). */
+  nextCa: caGeneration("ca/next"),
+  retiredDir: { rel: "ca/retired", mode: MODES.privateDir },
+  /** retiredCa: where retire keeps the old CA, named by its fingerprint's first 16 hex digits. */
+  retiredCa: (id: string): CaFiles => caGeneration(`ca/retired/${id}`),
+  rotation: { rel: "ca/rotation.json", mode: MODES.public },
   servicesDir: { rel: "services", mode: MODES.publicDir },
   serviceDir: (service: string): FileSpec => ({ rel: `services/${service}`, mode: MODES.privateDir }),
   bundle: (service: string): FileSpec => ({ rel: `services/${service}/ca.pem`, mode: MODES.public }),

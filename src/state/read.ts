@@ -3,7 +3,7 @@
  * defect recorded as data for the planner. Reading never writes and never throws for a damaged
  * file: a damaged leaf is a reason to re-issue it.
  */
-import { X509Certificate, createPublicKey, type KeyObject } from "node:crypto";
+import { X509Certificate, createHash, createPublicKey, type KeyObject } from "node:crypto";
 import { readdirSync, statSync } from "node:fs";
 import * as path from "node:path";
 import { FailedError, UsageError } from "../errors.ts";
@@ -14,8 +14,9 @@ import { keyIdOf } from "../pki/issue.ts";
 import { keyTypeOf, parsePrivateKey, spkiOfPkcs8, spkiOfPrivateKey, type KeyTypeName } from "../pki/keys.ts";
 import { encodePem, keyEncryption, parseCertificatesPem, parsePem } from "../pki/pem.ts";
 import { decodeCertificate } from "../pki/x509.ts";
-import { abs, LAYOUT } from "./layout.ts";
+import { abs, LAYOUT, type CaFiles } from "./layout.ts";
 import { readLayoutVersion } from "./layout-version.ts";
+import { readRotation, type ImportFiles, type RotationRecord } from "./rotation.ts";
 
 /** CaMaterial is a usable CA: its certificate, key and the trust bundle peers install. */
 export interface CaMaterial {
@@ -70,6 +71,12 @@ export interface State {
   leaves: Map<string, LeafState>;
   /** bundles by service name: the current ca.pem bytes, or undefined when missing. */
   bundles: Map<string, string | undefined>;
+  /**
+   * rotation: a CA rotation under way (DIR/ca/rotation.json in phase prepared or active): `ca` is
+   * then the CA being replaced and `next` the one prepared in DIR/ca/next. In phase retiring `ca`
+   * is already the next CA (DIR/ca/next while it exists, then DIR/ca) and `next` is undefined.
+   */
+  rotation?: { record: RotationRecord; next: CaMaterial | undefined } | undefined;
   /** layoutVersion the certificates were issued under (DIR/layout-version; 1 when absent); undefined when unreadable or the directory is new. */
   layoutVersion?: number | undefined;
 }
@@ -189,8 +196,8 @@ function caCertCopy(dir: string, names: readonly string[], keyText: string): str
  * what to restore (issue 11 found the fix "restore ca-key.pem from backup" for a damaged ca.pem),
  * and a service's bundle holds a copy.
  */
-function damagedCaCert(dir: string, keyText: string, what: string): CaState {
-  const where = abs(dir, LAYOUT.caCert);
+function damagedCaCert(dir: string, files: CaFiles, keyText: string, what: string): CaState {
+  const where = abs(dir, files.cert);
   let names: string[] = [];
   try {
     names = readdirSync(abs(dir, LAYOUT.servicesDir)).sort();
@@ -200,34 +207,40 @@ function damagedCaCert(dir: string, keyText: string, what: string): CaState {
   const copy = caCertCopy(dir, names, keyText);
   return {
     status: "broken",
-    reason: `${where} ${what}: the CA certificate is damaged (its key ${abs(dir, LAYOUT.caKey)} is fine)`,
+    reason: `${where} ${what}: the CA certificate is damaged (its key ${abs(dir, files.key)} is fine)`,
     fix: copy
       ? `restore it from a service's bundle, which holds the same certificate (its key matches): cp ${copy} ${where}`
-      : `restore ${where} from backup (any service's ca.pem issued by this CA holds a copy); or, to start a new CA (every service is re-issued and peers must trust the new ca.pem), move ${abs(dir, LAYOUT.caDir)} away`,
+      : `restore ${where} from backup (any service's ca.pem issued by this CA holds a copy); or, to start a new CA (every service is re-issued and peers must trust the new ca.pem), move ${abs(dir, files.dir)} away`,
   };
 }
 
 /**
- * readCa reads the generated CA in DIR/ca; a key alone is an interrupted creation or a deleted
- * certificate (lostCaCert); a certificate without its key is a CA whose key is kept offline
- * (privateKey undefined). With `intermediate`, DIR/ca's intermediate is read too and returned as
- * the issuing CA (see CaState).
+/**
+ * readCa reads one generated CA generation (default DIR/ca; a rotation's next CA is
+ * LAYOUT.nextCa). In DIR/ca a key alone is an interrupted creation or a deleted certificate
+ * (lostCaCert), and a certificate without its key is a CA whose key is kept offline (privateKey
+ * undefined); in any other generation a key alone is an interrupted creation (missing, made
+ * again) and a certificate alone is broken. With `intermediate` (DIR/ca only), the intermediate
+ * is read too and returned as the issuing CA (see CaState).
  */
-export function readCa(dir: string, opts: { intermediate?: boolean } = {}): CaState {
-  const root = readRoot(dir);
+export function readCa(dir: string, files: CaFiles = LAYOUT.currentCa, opts: { intermediate?: boolean } = {}): CaState {
+  const root = readRoot(dir, files);
   return opts.intermediate && root.status === "ok" ? withIntermediate(root.ca, readIntermediate(dir, root.ca)) : root;
 }
 
-function readRoot(dir: string): CaState {
-  const certText = readText(abs(dir, LAYOUT.caCert));
+function readRoot(dir: string, files: CaFiles): CaState {
+  const current = files.dir.rel === LAYOUT.currentCa.dir.rel;
+  const certText = readText(abs(dir, files.cert));
   if (certText === undefined) {
-    const keyText = readText(abs(dir, LAYOUT.caKey));
-    return keyText === undefined ? { status: "missing" } : lostCaCert(dir, keyText);
+    const keyText = readText(abs(dir, files.key));
+    return keyText === undefined || !current ? { status: "missing" } : lostCaCert(dir, keyText);
   }
-  const where = abs(dir, LAYOUT.caCert);
-  const keyFile = abs(dir, LAYOUT.caKey);
+  const where = abs(dir, files.cert);
+  const keyFile = abs(dir, files.key);
   const keyText = readText(keyFile);
-  const restore = `restore ${keyFile} from backup; or, to start a new CA (every service is re-issued and peers must trust the new ca.pem), move ${abs(dir, LAYOUT.caDir)} away`;
+  const restore = `restore ${keyFile} from backup; or, to start a new CA (every service is re-issued and peers must trust the new ca.pem), move ${abs(dir, files.dir)} away`;
+  if (keyText === undefined && !current)
+    return { status: "broken", reason: `${where} exists but its key ${keyFile} is missing`, fix: restore };
   try {
     let privateKey: KeyObject | undefined;
     // No key: kept offline (`mtlskit ca offline`); apply asks for it when something must be signed.
@@ -252,7 +265,7 @@ function readRoot(dir: string): CaState {
             reason: `${where} ${what}: the CA certificate is damaged`,
             fix: `restore ${where} from backup (any service's ca.pem issued by this CA holds a copy)`,
           }
-        : damagedCaCert(dir, keyText, what);
+        : damagedCaCert(dir, files, keyText, what);
     let certs: Buffer[];
     try {
       certs = parseCertificatesPem(certText);
@@ -267,7 +280,7 @@ function readRoot(dir: string): CaState {
   } catch (e) {
     return {
       status: "broken",
-      reason: `cannot read the CA in ${abs(dir, LAYOUT.caDir)}: ${errorText(e)}`,
+      reason: `cannot read the CA in ${abs(dir, files.dir)}: ${errorText(e)}`,
       fix: restore,
     };
   }
@@ -515,16 +528,129 @@ export function readState(dir: string, manifest: Manifest, importedCa?: CaMateri
       bundles.set(s.name, readText(abs(dir, LAYOUT.bundle(s.name))));
     }
   }
-  const intermediate = manifest.ca.intermediate !== undefined;
-  const ca: CaState = importedCa
-    ? intermediate
+  // A CA with an intermediate does not rotate yet (`mtlskit ca rotate` refuses it): its state is
+  // DIR/ca alone, the intermediate read beside the root.
+  if (manifest.ca.intermediate !== undefined) {
+    const ca: CaState = importedCa
       ? withIntermediate(
           importedCa,
           exists ? readIntermediate(dir, importedCa) : { status: "missing", reason: "missing" },
         )
-      : { status: "ok", ca: importedCa }
-    : exists
-      ? readCa(dir, { intermediate })
-      : { status: "missing" };
-  return { dir, exists, ca, leaves, bundles, layoutVersion: exists ? readLayoutVersion(dir) : undefined };
+      : exists
+        ? readCa(dir, LAYOUT.currentCa, { intermediate: true })
+        : { status: "missing" };
+    return { dir, exists, ca, leaves, bundles, layoutVersion: exists ? readLayoutVersion(dir) : undefined };
+  }
+  if (importedCa && exists) {
+    const { ca, rotation } = readImportedRotation(dir, importedCa);
+    return { dir, exists, ca, rotation, leaves, bundles, layoutVersion: readLayoutVersion(dir) };
+  }
+  if (importedCa || !exists)
+    return {
+      dir,
+      exists,
+      ca: importedCa ? { status: "ok", ca: importedCa } : { status: "missing" },
+      leaves,
+      bundles,
+      layoutVersion: exists ? readLayoutVersion(dir) : undefined,
+    };
+  const { ca, rotation } = readRotatingCa(dir);
+  return { dir, exists, ca, rotation, leaves, bundles, layoutVersion: readLayoutVersion(dir) };
+}
+
+/**
+ * readImportedRotation reads the CA of a manifest with ca.import through a rotation of imported
+ * CAs: while prepared or active, the old and the next CA come from the files the record names
+ * (the keys stay where they are), whichever of the two the manifest names meanwhile; otherwise
+ * the manifest's CA.
+ */
+export function readImportedRotation(
+  dir: string,
+  importedCa: CaMaterial,
+): { ca: CaState; rotation: State["rotation"] } {
+  const read = readRotation(dir);
+  if (read.status === "broken")
+    return { ca: { status: "broken", reason: read.reason, fix: read.fix }, rotation: undefined };
+  if (read.status === "none") return { ca: { status: "ok", ca: importedCa }, rotation: undefined };
+  const record = read.record;
+  if (!record.imported || (record.phase !== "prepared" && record.phase !== "active"))
+    return { ca: { status: "ok", ca: importedCa }, rotation: { record, next: undefined } };
+  const load = (f: ImportFiles, which: string): CaMaterial | CaState => {
+    const m = loadImportedCa({ cert: f.cert, key: f.key, chain: f.chain });
+    if ("reason" in m)
+      return {
+        status: "broken",
+        reason: `the ${which} CA of the rotation in ${abs(dir, LAYOUT.rotation)} cannot be read: ${m.reason}`,
+        fix: `put its files back (${f.cert}, ${f.key}); ${m.fix}`,
+      };
+    return m;
+  };
+  const old = load(record.imported.old, "old");
+  const next = load(record.imported.next, "next");
+  if ("status" in old) return { ca: old, rotation: undefined };
+  if ("status" in next) return { ca: next, rotation: undefined };
+  if (fingerprintOf(old) !== record.oldCa || fingerprintOf(next) !== record.newCa)
+    return {
+      ca: {
+        status: "broken",
+        reason: `the CA files ${abs(dir, LAYOUT.rotation)} names are not the CAs the rotation started with (replaced during a rotation?)`,
+        fix: `put back the CAs the rotation started with (SHA-256 ${record.oldCa.slice(0, 16)}... and ${record.newCa.slice(0, 16)}...)`,
+      },
+      rotation: undefined,
+    };
+  return { ca: { status: "ok", ca: old }, rotation: { record, next } };
+}
+
+/** fingerprintOf is a CA's SHA-256 (lowercase hex), as DIR/ca/rotation.json names it. */
+export const fingerprintOf = (ca: CaMaterial): string => createHash("sha256").update(ca.cert.der).digest("hex");
+
+/**
+ * readRotatingCa reads the CA apply issues from, through a rotation: no record (or phase
+ * retired) is DIR/ca alone; prepared and active are DIR/ca plus DIR/ca/next, each checked against
+ * the record's fingerprints; retiring is DIR/ca/next while it exists (retire copies it over DIR/ca,
+ * key then certificate, and removes it), else DIR/ca.
+ */
+export function readRotatingCa(dir: string): { ca: CaState; rotation: State["rotation"] } {
+  const read = readRotation(dir);
+  if (read.status === "broken")
+    return { ca: { status: "broken", reason: read.reason, fix: read.fix }, rotation: undefined };
+  if (read.status === "none") return { ca: readCa(dir), rotation: undefined };
+  const record = read.record;
+  const nextFiles = LAYOUT.nextCa;
+  if (record.phase === "retired") return { ca: readCa(dir), rotation: { record, next: undefined } };
+  if (record.phase === "retiring") {
+    const next = readCa(dir, nextFiles);
+    return { ca: next.status === "missing" ? readCa(dir) : next, rotation: { record, next: undefined } };
+  }
+  const ca = readCa(dir);
+  const next = readCa(dir, nextFiles);
+  const where = abs(dir, nextFiles.dir);
+  if (next.status !== "ok")
+    return {
+      ca: {
+        status: "broken",
+        reason: `${abs(dir, LAYOUT.rotation)} says the rotation is ${record.phase}, but the next CA in ${where} ${next.status === "missing" ? "is missing" : `cannot be used: ${next.reason}`}`,
+        fix: `restore ${where} from backup; the services' bundles (ca.pem) hold its certificate, not its key`,
+      },
+      rotation: undefined,
+    };
+  if (ca.status === "missing")
+    return {
+      ca: {
+        status: "broken",
+        reason: `${abs(dir, LAYOUT.rotation)} says the rotation is ${record.phase}, but the CA it replaces (${abs(dir, LAYOUT.caCert)}) is missing`,
+        fix: `restore ${abs(dir, LAYOUT.caDir)} from backup`,
+      },
+      rotation: undefined,
+    };
+  if (ca.status === "ok" && (fingerprintOf(ca.ca) !== record.oldCa || fingerprintOf(next.ca) !== record.newCa))
+    return {
+      ca: {
+        status: "broken",
+        reason: `the CAs in ${abs(dir, LAYOUT.caDir)} and ${where} are not the ones ${abs(dir, LAYOUT.rotation)} names (replaced by hand during a rotation?)`,
+        fix: `put back the CAs the rotation started with (SHA-256 ${record.oldCa.slice(0, 16)}... and ${record.newCa.slice(0, 16)}...)`,
+      },
+      rotation: undefined,
+    };
+  return { ca, rotation: { record, next: next.ca } };
 }

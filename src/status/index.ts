@@ -5,6 +5,8 @@
 import { checkPki, isProblem, Material, readCertFile, type CheckReport } from "../check/index.ts";
 import type { Manifest } from "../manifest/index.ts";
 import { applyRecordFor } from "../state/record.ts";
+import { readRotation } from "../state/rotation.ts";
+import { summarize, type RotationSummary } from "../ca/rotation.ts";
 import { metricsText } from "./metrics.ts";
 import { expiryStatus, withFailedApply, type Status, type StatusInput, type Thresholds } from "./status.ts";
 
@@ -59,10 +61,23 @@ export function statusOfPki(
   if (dir === undefined) return { status, report };
   // The record may be another manifest's (two manifests sharing one PKI directory): not judged here.
   const { record, other } = applyRecordFor(dir, manifest.file);
+  const rotation = rotationOf(manifest, dir, now);
   return {
-    status: { ...withFailedApply(status, record), ...(other === undefined ? {} : { otherApply: other }) },
+    status: {
+      ...withFailedApply(status, record),
+      ...(other === undefined ? {} : { otherApply: other }),
+      ...(rotation ? { rotation } : {}),
+    },
     report,
   };
+}
+
+/** rotationOf summarizes the CA rotation of the PKI directory `dir` (undefined when its record cannot be read: check says why). */
+export function rotationOf(manifest: Manifest, dir: string, now: Date): RotationSummary | undefined {
+  const read = readRotation(dir);
+  if (read.status === "broken") return undefined;
+  const services = manifest.services.filter((s) => !s.files).map((s) => s.name);
+  return summarize(read.status === "ok" ? read.record : undefined, now, services);
 }
 
 /**
@@ -119,5 +134,9 @@ const KEY_LABEL = /(?:PRIVATE KEY|PUBLIC KEY|PARAMETERS)$/;
 export function metricsOfPki(manifest: Manifest, dir: string | undefined, now = new Date()): string {
   const report = checkPki(manifest, dir, { now });
   // Another manifest's record (a shared PKI directory) says nothing about this one: no apply gauges.
-  return metricsText(report, dir === undefined ? undefined : applyRecordFor(dir, manifest.file).record);
+  return metricsText(
+    report,
+    dir === undefined ? undefined : applyRecordFor(dir, manifest.file).record,
+    dir === undefined ? undefined : rotationOf(manifest, dir, now),
+  );
 }

@@ -5,6 +5,7 @@
  */
 import { prometheusText, promLabels, type CheckReport } from "../check/index.ts";
 import type { ApplyRecord } from "../state/record.ts";
+import { ALL_PHASES, type RotationSummary } from "../ca/rotation.ts";
 
 const seconds = (d: Date) => Math.floor(d.getTime() / 1000);
 
@@ -15,10 +16,17 @@ const seconds = (d: Date) => Math.floor(d.getTime() / 1000);
  *   mtlskit_last_apply_timestamp_seconds               when apply last ran on this PKI directory
  *   mtlskit_last_apply_success                         1 if that run succeeded, 0 if it failed
  *   mtlskit_last_apply_issued_certificates             certificates it issued
+ *   mtlskit_ca_rotation_phase{phase}                    1 for the CA rotation's phase (none, prepared, active, retiring, retired), 0 for the others
+ *   mtlskit_ca_rotation_phase_seconds                  how long that phase has lasted (0 for none)
+ *   mtlskit_ca_rotation_reload_pending                 services whose reload the last rotate step still owes
  * The apply metrics are absent when apply never ran (external files only): absent, not zero, so
  * an alert on failure does not fire for deployments mtlskit does not issue.
  */
-export function metricsText(report: CheckReport, record: ApplyRecord | undefined): string {
+export function metricsText(
+  report: CheckReport,
+  record: ApplyRecord | undefined,
+  rotation?: RotationSummary | undefined,
+): string {
   const out: string[] = [prometheusText(report).trimEnd()];
   const metric = (name: string, help: string, rows: [Record<string, string>, number][]) => {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
@@ -50,6 +58,21 @@ export function metricsText(report: CheckReport, record: ApplyRecord | undefined
     metric("mtlskit_last_apply_issued_certificates", "Certificates the last mtlskit apply issued.", [
       [{}, record.issued],
     ]);
+  }
+  if (rotation !== undefined) {
+    metric(
+      "mtlskit_ca_rotation_phase",
+      "1 for the phase the CA rotation is in (none, prepared, active, retiring, retired), 0 for the others.",
+      ALL_PHASES.map((p) => [{ phase: p }, p === rotation.phase ? 1 : 0]),
+    );
+    metric("mtlskit_ca_rotation_phase_seconds", "How long the CA rotation has been in its phase, in seconds.", [
+      [{}, rotation.seconds],
+    ]);
+    metric(
+      "mtlskit_ca_rotation_reload_pending",
+      "Services whose reload hook has not succeeded since the last mtlskit ca rotate step.",
+      [[{}, rotation.reloadPending.length]],
+    );
   }
   return out.join("\n") + "\n";
 }

@@ -9,6 +9,7 @@
  *             (renewBefore: `mtlskit apply` should already have renewed it);
  *   ok:       otherwise.
  */
+import type { RotationSummary } from "../ca/rotation.ts";
 import { pluginLine } from "../check/report.ts";
 
 /** StatusInput is one certificate to judge: a service's slot, or a plain file. */
@@ -58,6 +59,8 @@ export interface Status {
   failedApply?: { time: Date; reason: string };
   /** otherApply: the manifest named by the PKI directory's apply record when it is not this one (that record is not judged). */
   otherApply?: string;
+  /** rotation: the PKI directory's CA rotation (phase, how long, next step); absent for plain files. */
+  rotation?: RotationSummary;
   /** skipped: files given that hold keys or parameters but no certificate (a `*.pem` glob over a deployment), not judged. */
   skipped?: { file: string; reason: string }[];
 }

@@ -16,6 +16,9 @@
  * - refused: no client certificate; the server's certificate handed to a client (giveCertificate);
  *   a client certificate from another PKI's CA; a server deployed with another server's
  *   certificate, dialled by its own name. Each refusal is a deployment check flags, with codes.
+ * - rotation: during `mtlskit ca rotate` (active, one client activated) nginx with the two-CA
+ *   bundle accepts clients of both CAs; after retire, reloaded with the new bundle, it refuses a
+ *   client still holding its certificate from the old CA.
  * - time: libfaketime moves the clock of nginx (LD_PRELOAD, so the process we stop is nginx
  *   itself) and of curl (the `faketime` command); their OpenSSL judges validity with time().
  *   nginx at an instant inside a client certificate's validity accepts it, one day after its
@@ -29,6 +32,7 @@ import { copyFileSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { CheckReport } from "../../src/check/index.ts";
+import { rotate } from "../../src/plan/rotate.ts";
 import {
   errorsAbout,
   exec,
@@ -37,6 +41,7 @@ import {
   makePki,
   need,
   startNginx,
+  subdir,
   type Nginx,
   type Pki,
   type Site,
@@ -432,3 +437,69 @@ describe("nginx and curl under libfaketime: a PKI issued 60 days ago", () => {
     assert.deepEqual(errorsAbout(pki.check(then), "vault"), []);
   });
 });
+
+// ── a CA rotation ─────────────────────────────────────────────────────────────────────────────
+
+/** ROTATING: nginx serves web; early is activated first (--batch 1), late with the rest. */
+const ROTATING = `
+version: 1
+cluster: nginx-rotate
+ca: { key: ecdsa-p256, validity: 1y, subject: { O: Rotate, CN: Rotate CA } }
+defaults: { key: ecdsa-p256, validity: 30d, renewBefore: 7d, subject: { O: Rotate } }
+services:
+  early: { usage: client }
+  web:   { usage: server, addresses: [127.0.0.1, web.test] }
+  late:  { usage: client }
+connections:
+  - { from: early, to: web, address: web.test }
+  - { from: late, to: web, address: web.test }
+`;
+
+describe("nginx during a CA rotation (mtlskit ca rotate): clients of both CAs accepted during the overlap, the old CA's refused after retire", () => {
+  let pki: Pki;
+  let nginx: Nginx | undefined;
+  let port: number;
+  /** late's certificate and key from the old CA, kept as a client that never reloaded would hold them. */
+  let oldLate: { cert: string; key: string };
+
+  before(async () => {
+    pki = await makePki("nginx-rotate", ROTATING);
+    [port] = (await ports(1)) as [number];
+    const keep = subdir("nginx-rotate-old-late");
+    oldLate = { cert: path.join(keep, "cert.pem"), key: path.join(keep, "key.pem") };
+    copyFileSync(pki.svc("late").cert, oldLate.cert);
+    copyFileSync(pki.svc("late").key, oldLate.key);
+    await rotate(pki.loaded, pki.pki, "prepare", { hooks: false });
+    await rotate(pki.loaded, pki.pki, "activate", { hooks: false, batch: 1 });
+    nginx = await startNginx("nginx-rotate-overlap", [site(pki, "web", port)]);
+  });
+  after(() => nginx?.server.stop());
+
+  it("ok/overlap (active, only early activated: web still presents its old-CA certificate): nginx with the two-CA bundle accepts early (next CA) and late (old CA): 200; check has no errors", () => {
+    assert.equal(certCount(pki.svc("web").ca), 2);
+    assertAccepted(curl(client(pki, "early", "web.test", port)), "CN=early,O=Rotate");
+    assertAccepted(curl(client(pki, "late", "web.test", port)), "CN=late,O=Rotate");
+    assert.equal(pki.check().errors, 0);
+  });
+
+  it('refused/after activate and retire, nginx reloaded with the new bundle: early and late (both from the new CA) get 200, late\'s old certificate 400 "unable to verify the first certificate"', async () => {
+    await rotate(pki.loaded, pki.pki, "activate", { hooks: false });
+    await rotate(pki.loaded, pki.pki, "retire", { hooks: false });
+    await nginx?.server.stop();
+    nginx = await startNginx("nginx-rotate-retired", [site(pki, "web", port)]);
+    assert.equal(certCount(pki.svc("web").ca), 1);
+    assertAccepted(curl(client(pki, "early", "web.test", port)), "CN=early,O=Rotate");
+    assertAccepted(curl(client(pki, "late", "web.test", port)), "CN=late,O=Rotate");
+    const { answer, log } = ask(nginx, { host: "web.test", port, ca: pki.svc("late").ca, ...oldLate });
+    assertRefused(
+      answer,
+      "The SSL certificate error",
+      log,
+      "client SSL certificate verify error: (21:unable to verify the first certificate)",
+    );
+    assert.equal(pki.check().errors, 0);
+  });
+});
+
+/** certCount counts the certificates of a PEM file. */
+const certCount = (file: string) => readFileSync(file, "utf8").match(/BEGIN CERTIFICATE/g)?.length ?? 0;

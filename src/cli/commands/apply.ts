@@ -3,7 +3,7 @@ import * as path from "node:path";
 import { EXIT, UsageError } from "../../errors.ts";
 import type { HookRecord } from "../../state/record.ts";
 import { loadCaKeyFile } from "../../state/read.ts";
-import { loadManifest } from "../../manifest/index.ts";
+import { loadManifest, type LoadedManifest } from "../../manifest/index.ts";
 import { apply } from "../../plan/apply.ts";
 import { checkOutputs, exportOutputs } from "../../export/index.ts";
 import { exportJson, renderExports } from "./export.ts";
@@ -97,6 +97,37 @@ EXAMPLES
 ${EXIT_CODES_TEXT}
 `;
 
+/**
+ * writeOutputs checks the manifest's outputs before anything is issued (exit 2, nothing written)
+ * and returns apply's afterWrite that writes them: after issuing and before the reload hooks, so
+ * services reload complete copies; files that match are not rewritten. Shared by apply and
+ * `mtlskit ca rotate`.
+ */
+export function writeOutputs(
+  io: Io,
+  loaded: LoadedManifest,
+  pki: string,
+  json: boolean,
+): { afterWrite: () => void; exported: () => ReturnType<typeof exportOutputs> } {
+  const outputs = loaded.manifest.outputs ?? [];
+  checkOutputs(loaded, pki, outputs);
+  let exported: ReturnType<typeof exportOutputs> = [];
+  const drawExport = progressLine(io, 50);
+  return {
+    afterWrite: () =>
+      void (exported =
+        outputs.length > 0
+          ? exportOutputs(
+              loaded,
+              pki,
+              outputs,
+              json ? {} : { onProgress: (o, done, total) => drawExport(`${o.format} ${o.dir}:`, done, total) },
+            )
+          : []),
+    exported: () => exported,
+  };
+}
+
 /** applyCommand runs `mtlskit apply`. */
 export async function applyCommand(args: string[], io: Io): Promise<number> {
   const { values, positionals } = flags("apply", () =>
@@ -132,26 +163,12 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
   const caKeyFile = values["ca-key"];
   const caKey = caKeyFile === undefined ? undefined : { key: loadCaKeyFile(caKeyFile), file: caKeyFile };
   if (!values.json) renderWarnings(io, loaded.warnings);
-  // Exports are checked before anything is issued (an output inside the PKI, a missing passphrase: exit 2, nothing written).
-  const outputs = loaded.manifest.outputs ?? [];
-  checkOutputs(loaded, values.pki, outputs);
+  // Exports are checked before anything is issued (an output inside the PKI, a missing passphrase: exit 2, nothing written): writeOutputs.
   const started = performance.now();
   let lastDraw = 0;
-  let exported: ReturnType<typeof exportOutputs> = [];
-  const drawExport = progressLine(io, 50);
+  const outputsWriter = writeOutputs(io, loaded, values.pki, values.json === true);
   const result = await apply(loaded, values.pki, {
-    // After issuing and before the reload hooks, so a renewal refreshes the exported copies
-    // before services reload them; files that match are not rewritten.
-    afterWrite: () =>
-      void (exported =
-        outputs.length > 0
-          ? exportOutputs(
-              loaded,
-              values.pki,
-              outputs,
-              values.json ? {} : { onProgress: (o, done, total) => drawExport(`${o.format} ${o.dir}:`, done, total) },
-            )
-          : []),
+    afterWrite: outputsWriter.afterWrite,
     hooks: !values["no-reload"],
     reissue,
     reissueAll: values["reissue-all"] ?? false,
@@ -177,7 +194,7 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
           kept: result.kept,
           caCreated: result.caCreated,
           seconds: Number(secs),
-          outputs: exportJson(exported),
+          outputs: exportJson(outputsWriter.exported()),
           hooks: result.hooks,
         },
         null,
@@ -205,7 +222,7 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
     `Trust anchor: ${ca}. Each service's files are in ${path.join(values.pki, "services", "NAME")}/ (cert.pem, key.pem, ca.pem).\n`,
   );
   renderExternalNote(io, result.plan);
-  renderExports(io, exported, { nextStep: false });
+  renderExports(io, outputsWriter.exported(), { nextStep: false });
   for (const h of result.hooks)
     io.out(
       `Reload ${h.service}: ${h.command}: ${h.ok ? paint(io, "green", "ok") : paint(io, "red", `FAILED, ${h.error}`)}\n`,
@@ -217,7 +234,7 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
  * hookFailure turns failed reload hooks into exit 3: the certificates are written and valid, but
  * a service runs on its old ones until it reloads. The next apply runs those hooks again.
  */
-function hookFailure(io: Io, hooks: readonly HookRecord[]): number {
+export function hookFailure(io: Io, hooks: readonly HookRecord[]): number {
   const failed = hooks.filter((h) => !h.ok);
   if (failed.length === 0) return EXIT.ok;
   io.err(

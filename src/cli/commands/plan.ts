@@ -17,6 +17,7 @@ import {
   staleBundles,
 } from "./shared.ts";
 import { UsageError } from "../../errors.ts";
+import { nextStepText, summarize } from "../../ca/rotation.ts";
 
 export const PLAN_HELP = `mtlskit plan: show what apply would create, keep or re-issue, and why. Writes nothing.
 
@@ -27,6 +28,8 @@ Reasons: missing; spec changed (which fields); key type changed; validity change
 renewal (inside renewBefore); expired; key does not match certificate; CA changed; key file
 readable by others; --reissue. A service with \`files\` (certificate files mtlskit did not make)
 is one line with the action \`external\`: apply never writes them; \`mtlskit check\` judges them.
+During a CA rotation (\`mtlskit ca rotate\`), plan ends with the phase, since when, and what the
+next rotate step will change.
 
 FLAGS
   -f, --file FILE      manifest (default mtlskit.yaml)
@@ -60,8 +63,17 @@ export async function planCommand(args: string[], io: Io): Promise<number> {
     throw new UsageError("mtlskit plan: flag --reissue is incompatible with --reissue-all; use one");
   const loaded = loadManifest(values.file);
   const { plan } = readAndPlan(loaded, values.pki, { reissue, reissueAll: values["reissue-all"] ?? false });
+  const rotation = plan.rotation?.record;
+  const managed = loaded.manifest.services.filter((s) => !s.files).map((s) => s.name);
   if (values.json) {
-    io.out(JSON.stringify(planJson(plan), null, 2) + "\n");
+    const json = planJson(plan);
+    io.out(
+      JSON.stringify(
+        rotation ? { ...json, rotation: { ...summarize(rotation, plan.now, managed), record: rotation } } : json,
+        null,
+        2,
+      ) + "\n",
+    );
     return 0;
   }
   renderWarnings(io, loaded.warnings);
@@ -90,5 +102,7 @@ export async function planCommand(args: string[], io: Io): Promise<number> {
   if (!request && plan.caKey === "offline")
     io.out("The CA key is offline; this apply needs nothing signed by it, so it runs without --ca-key.\n");
   renderExternalNote(io, plan);
+  // During a rotation: its phase, and what the next rotate step will change.
+  if (rotation) io.out(`${nextStepText(rotation, managed)}\n`);
   return 0;
 }

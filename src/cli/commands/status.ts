@@ -110,6 +110,7 @@ function renderHuman(io: Io, s: Status, head: string): void {
     io.out(
       `\n  note: the PKI directory's last-apply.json is the record of another manifest (${s.otherApply}); not judged here\n`,
     );
+  if (s.rotation && s.rotation.phase !== "none") io.out(`\n  ${s.rotation.text}\n`);
   if (s.skipped?.length) io.out(`\n${s.skipped.map((k) => `  skipped ${k.file}: ${k.reason}\n`).join("")}`);
   const verdict = s.level === "ok" ? paint(io, "green", "OK") : paint(io, LEVEL_COLOR[s.level], s.level.toUpperCase());
   // The verdict says why: with every certificate fine, WARNING comes from the failed apply.
@@ -125,6 +126,14 @@ function statusJson(s: Status, t: Thresholds) {
     counts: s.counts,
     failedApply: s.failedApply ? { time: s.failedApply.time.toISOString(), reason: s.failedApply.reason } : null,
     otherApply: s.otherApply ?? null,
+    rotation: s.rotation
+      ? {
+          phase: s.rotation.phase,
+          since: s.rotation.since ?? null,
+          seconds: s.rotation.seconds,
+          reloadPending: s.rotation.reloadPending,
+        }
+      : null,
     skipped: s.skipped ?? [],
     thresholds: {
       warningSeconds: t.warningMs === undefined ? null : t.warningMs / 1000,
