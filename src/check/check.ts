@@ -627,10 +627,19 @@ export function checkInventory(
   lintDeployment(ctx);
   const byName = new Map(inv.services.map((s) => [s.service.name, s]));
   const connections = manifest.connections.map((c) => checkConnection(ctx, c, byName));
+  // Counted in one pass: filtering every finding for every slot took 20 s at 10,000 expired certificates.
+  const counts = new Map<string, { errors: number; warnings: number }>();
+  for (const f of ctx.findings) {
+    if (f.about.kind !== "certificate") continue;
+    let n = counts.get(f.about.id);
+    if (!n) counts.set(f.about.id, (n = { errors: 0, warnings: 0 }));
+    if (f.severity === "error") n.errors++;
+    else if (f.severity === "warning") n.warnings++;
+  }
   const certificates: CertificateReport[] = inv.services.flatMap((sf) =>
     sf.slots.map((s) => {
       const leaf = isProblem(s.cert) ? undefined : s.cert.certs[0];
-      const mine = ctx.findings.filter((f) => f.about.kind === "certificate" && f.about.id === s.slot.id);
+      const mine = counts.get(s.slot.id);
       return {
         id: s.slot.id,
         service: sf.service.name,
@@ -640,8 +649,8 @@ export function checkInventory(
         renewAt: leaf && new Date(leaf.fields.notAfter.getTime() - sf.service.renewBeforeMs),
         ca: ctx.caOf.get(s.slot.id),
         sha256: leaf?.sha256,
-        errors: mine.filter((f) => f.severity === "error").length,
-        warnings: mine.filter((f) => f.severity === "warning").length,
+        errors: mine?.errors ?? 0,
+        warnings: mine?.warnings ?? 0,
       };
     }),
   );

@@ -36,11 +36,20 @@ function blocksInWords(labels: readonly string[]): string {
 }
 
 /**
+ * TEXT_CACHE is how many PEM texts Material remembers, most recently used first. A cluster's
+ * bundles are one text read thousands of times, which this cache answers; its leaves are each
+ * read once, and keeping their text (10,000 x ~900 bytes) would only hold memory.
+ */
+export const TEXT_CACHE = 64;
+
+/**
  * Material parses and caches certificates by content and memoizes signature checks. One
- * instance serves one check run.
+ * instance serves one check run. The lists it returns are canonical: files holding the same
+ * certificates in the same order (identical bundles, whatever their text) share one array.
  */
 export class Material {
   private readonly byText = new Map<string, Cert[] | CertParseError>();
+  private readonly lists = new Map<string, Cert[]>();
   private readonly byDer = new Map<string, Cert>();
   private readonly keys = new Map<string, KeyObject>();
   private readonly signatures = new Map<string, boolean>();
@@ -51,7 +60,12 @@ export class Material {
    */
   certsOfPem(text: string): Cert[] | CertParseError {
     const hit = this.byText.get(text);
-    if (hit) return hit;
+    if (hit) {
+      // Most recently used last: the oldest text is the one forgotten.
+      this.byText.delete(text);
+      this.byText.set(text, hit);
+      return hit;
+    }
     let out: Cert[] | CertParseError;
     try {
       const blocks = parsePem(text);
@@ -73,18 +87,35 @@ export class Material {
           `holds ${blocksInWords(blocks.map((b) => b.label))} but no certificate`,
           blocks.map((b) => b.label),
         );
-      out = certs.map((b, i) => {
-        try {
-          return this.cert(b.der);
-        } catch (e) {
-          throw new CertParseError(`certificate ${i + 1} does not parse (${(e as Error).message})`);
-        }
-      });
+      out = this.canonical(
+        certs.map((b, i) => {
+          try {
+            return this.cert(b.der);
+          } catch (e) {
+            throw new CertParseError(`certificate ${i + 1} does not parse (${(e as Error).message})`);
+          }
+        }),
+      );
     } catch (e) {
       out = e instanceof CertParseError ? e : new CertParseError((e as Error).message);
     }
     this.byText.set(text, out);
+    if (this.byText.size > TEXT_CACHE) this.byText.delete(this.byText.keys().next().value!);
     return out;
+  }
+
+  /** canonical returns the one array of these certificates in this order (a lone certificate's key is its own sha256: no new string). */
+  private canonical(certs: Cert[]): Cert[] {
+    const key = certs.length === 1 ? certs[0]!.sha256 : certs.map((c) => c.sha256).join(",");
+    const hit = this.lists.get(key);
+    if (hit) return hit;
+    this.lists.set(key, certs);
+    return certs;
+  }
+
+  /** held counts what this Material keeps: PEM texts (at most TEXT_CACHE), distinct certificate lists, certificates. */
+  held(): { texts: number; lists: number; certs: number } {
+    return { texts: this.byText.size, lists: this.lists.size, certs: this.byDer.size };
   }
 
   /** cert parses one DER certificate (cached by content); it throws on malformed input. */
