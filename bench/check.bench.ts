@@ -16,7 +16,8 @@
  *           bundle, lint, simulate every connection), the JSON text; timed per phase.
  * The floors are measured before and after the check runs and the lower of each is used. The
  * time ratio is check's total (manifest + check + JSON, best of --runs) over the crypto floor,
- * and over crypto + read floors.
+ * and over crypto + read floors; the same ratios of CPU time (user + system) are printed too, as
+ * they are less swayed by other processes on a loaded machine.
  *
  * Peak RSS of a check child: its VmRSS sampled every 20 ms from /proc by this process, and its
  * own getrusage maxRSS (which also sees the peaks between samples); "peak" is the larger.
@@ -122,6 +123,8 @@ interface CheckResult {
   checkMs: number;
   outputMs: number;
   totalMs: number;
+  /** cpuMs: user + system CPU time of manifest + check + JSON (less swayed by other load than wall time). */
+  cpuMs: number;
   errors: number;
   warnings: number;
   connections: number;
@@ -133,6 +136,9 @@ interface CheckResult {
 interface FloorResult {
   readMs: number;
   cryptoMs: number;
+  /** cryptoCpuMs: CPU time of the best crypto floor run. */
+  cryptoCpuMs: number;
+  readCpuMs: number;
 }
 
 const say = (payload: unknown) => writeOut(`result ${JSON.stringify(payload)}\n`);
@@ -146,6 +152,7 @@ async function childCheck(code: string, dir: string, out: string): Promise<void>
     modulePath(code, "check/index")
   )) as typeof import("../src/check/index.ts");
   const rss = () => Math.round(process.memoryUsage.rss() / MB);
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const loaded = loadManifest(path.join(dir, "mtlskit.yaml"));
   const t1 = performance.now();
@@ -155,11 +162,13 @@ async function childCheck(code: string, dir: string, out: string): Promise<void>
   const r2 = rss();
   const text = JSON.stringify(reportJson(report), null, 2) + "\n";
   const t3 = performance.now();
+  const cpu = process.cpuUsage(c0);
   const result: CheckResult = {
     manifestMs: t1 - t0,
     checkMs: t2 - t1,
     outputMs: t3 - t2,
     totalMs: t3 - t0,
+    cpuMs: (cpu.user + cpu.system) / 1000,
     errors: report.errors,
     warnings: report.warnings,
     connections: report.connections.length,
@@ -174,17 +183,23 @@ async function childFloor(dir: string): Promise<void> {
   const { parseCertificatesPem } = (await import(modulePath(REPO, "pki/pem"))) as typeof import("../src/pki/pem.ts");
   const n = readFileSync(path.join(dir, "mtlskit.yaml"), "utf8").match(/^ {2}s\d+:/gm)?.length ?? 0;
   const files = Array.from({ length: n }, (_, i) => path.join(dir, "pki", "services", `s${i}`, "cert.pem"));
+  const cpuOf = (c: NodeJS.CpuUsage) => (c.user + c.system) / 1000;
+  const c0 = process.cpuUsage();
   const t = performance.now();
   const ders = files.map((f) => parseCertificatesPem(readFileSync(f, "utf8"))[0]!);
   const readMs = performance.now() - t;
+  const readCpuMs = cpuOf(process.cpuUsage(c0));
   const caKey = new X509Certificate(readFileSync(path.join(dir, "pki", "ca", "ca.pem"))).publicKey;
   let cryptoMs = Infinity;
+  let cryptoCpuMs = Infinity;
   for (let r = 0; r < RUNS; r++) {
+    const c = process.cpuUsage();
     const t = performance.now();
     if (!ders.every((d) => new X509Certificate(d).verify(caKey))) fail("a leaf did not verify");
     cryptoMs = Math.min(cryptoMs, performance.now() - t);
+    cryptoCpuMs = Math.min(cryptoCpuMs, cpuOf(process.cpuUsage(c)));
   }
-  say({ readMs, cryptoMs } satisfies FloorResult);
+  say({ readMs, cryptoMs, cryptoCpuMs, readCpuMs } satisfies FloorResult);
 }
 
 if (values.child !== undefined) {
@@ -297,23 +312,27 @@ for (const mix of values.mix.split(",")) {
   await floor();
   const cryptoMs = Math.min(...floors.map((f) => f.cryptoMs));
   const readMs = Math.min(...floors.map((f) => f.readMs));
+  const cryptoCpuMs = Math.min(...floors.map((f) => f.cryptoCpuMs));
+  const readCpuMs = Math.min(...floors.map((f) => f.readCpuMs));
   console.log(
     `floor: node:crypto parse + verify of ${N} leaves   ${ms(cryptoMs)}  (${((cryptoMs / N) * 1000).toFixed(0)} µs per certificate; before/after ${floors.map((f) => f.cryptoMs.toFixed(0)).join("/")})`,
   );
   console.log(`floor: read + PEM-decode the same ${N} files       ${ms(readMs)}`);
+  console.log(`floor: CPU time of the same                        ${ms(cryptoCpuMs)} crypto, ${ms(readCpuMs)} read`);
   const first = readFileSync(path.join(outDir, `${mix}-0.json`));
   for (const code of codes) {
     const rs = runs.get(code)!;
     const best = rs.reduce((a, b) => (b.r.totalMs < a.r.totalMs ? b : a));
+    const bestCpu = Math.min(...rs.map((x) => x.r.cpuMs));
     const peak = Math.max(...rs.map((x) => Math.max(x.sampledMb, x.r.maxRssMb)));
     const label = codes.length > 1 ? `check ${path.relative(process.cwd(), code) || "."}` : "check";
     console.log(`${label}:`);
     for (const x of rs)
       console.log(
-        `  run: total ${ms(x.r.totalMs)} (manifest ${x.r.manifestMs.toFixed(0)}, check ${x.r.checkMs.toFixed(0)}, json ${x.r.outputMs.toFixed(0)}; process ${x.wallMs.toFixed(0)} ms)  RSS sampled ${x.sampledMb.toFixed(0)} MB (${x.samples} samples), maxRSS ${x.r.maxRssMb} MB; after phases ${x.r.rss.manifest}/${x.r.rss.check}/${x.r.rss.output} MB; load ${x.load}`,
+        `  run: total ${ms(x.r.totalMs)}, CPU ${ms(x.r.cpuMs)} (manifest ${x.r.manifestMs.toFixed(0)}, check ${x.r.checkMs.toFixed(0)}, json ${x.r.outputMs.toFixed(0)}; process ${x.wallMs.toFixed(0)} ms)  RSS sampled ${x.sampledMb.toFixed(0)} MB (${x.samples} samples), maxRSS ${x.r.maxRssMb} MB; after phases ${x.r.rss.manifest}/${x.r.rss.check}/${x.r.rss.output} MB; load ${x.load}`,
       );
     console.log(
-      `  best total ${ms(best.r.totalMs)}  = ${(best.r.totalMs / cryptoMs).toFixed(2)}x the crypto floor, ${(best.r.totalMs / (cryptoMs + readMs)).toFixed(2)}x crypto + I/O floor; peak RSS ${peak.toFixed(0)} MB; ${best.r.errors} errors, ${best.r.warnings} warnings (expect 0, 0)`,
+      `  best total ${ms(best.r.totalMs)}  = ${(best.r.totalMs / cryptoMs).toFixed(2)}x the crypto floor, ${(best.r.totalMs / (cryptoMs + readMs)).toFixed(2)}x crypto + I/O floor; by CPU time ${(bestCpu / cryptoCpuMs).toFixed(2)}x, ${(bestCpu / (cryptoCpuMs + readCpuMs)).toFixed(2)}x; peak RSS ${peak.toFixed(0)} MB; ${best.r.errors} errors, ${best.r.warnings} warnings (expect 0, 0)`,
     );
     if (codes.indexOf(code) > 0) {
       const same = readFileSync(path.join(outDir, `${mix}-${codes.indexOf(code)}.json`)).equals(first);
