@@ -84,7 +84,8 @@ class Ctx {
   readonly findings: Finding[] = [];
   /** caOf: per slot id, the chain's issuer and earliest CA notAfter (for status and metrics). */
   readonly caOf = new Map<string, { subject: string; notAfter: Date }>();
-  private readonly chains = new WeakMap<readonly Cert[], Map<string, ChainResult>>();
+  /** chains: per bundle, per certificate file, the path built (Material's lists are canonical, so identical files share an entry). */
+  private readonly chains = new WeakMap<readonly Cert[], Map<readonly Cert[], ChainResult>>();
   constructor(
     readonly material: Material,
     readonly manifest: Manifest,
@@ -104,9 +105,8 @@ class Ctx {
   chain(file: CertFile, bundle: CertFile): ChainResult {
     let byLeaf = this.chains.get(bundle.certs);
     if (!byLeaf) this.chains.set(bundle.certs, (byLeaf = new Map()));
-    const key = file.certs.map((c) => c.sha256).join(",");
-    let r = byLeaf.get(key);
-    if (!r) byLeaf.set(key, (r = buildChain(this.material, file.certs[0]!, file.certs.slice(1), bundle.certs)));
+    let r = byLeaf.get(file.certs);
+    if (!r) byLeaf.set(file.certs, (r = buildChain(this.material, file.certs[0]!, file.certs.slice(1), bundle.certs)));
     return r;
   }
 

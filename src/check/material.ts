@@ -54,7 +54,8 @@ export class Material {
   /** common: the values shared between certificates (see shared). */
   private readonly common = new Map<string, unknown>();
   private readonly keys = new Map<string, KeyObject>();
-  private readonly signatures = new Map<string, boolean>();
+  /** signatures: per issuer (by sha256), per child (by sha256), whether the issuer's key made the child's signature. */
+  private readonly signatures = new Map<string, Map<string, boolean>>();
 
   /**
    * certsOfPem parses every CERTIFICATE block of a PEM text, leaf first, skipping other blocks.
@@ -173,11 +174,13 @@ export class Material {
 
   /** signedBy tells whether `issuer`'s key made `child`'s signature (memoized). */
   signedBy(child: Cert, issuer: Cert): boolean {
-    const key = child.sha256 + issuer.sha256;
-    let ok = this.signatures.get(key);
+    // Keyed by the certificates' own sha256 strings: no new key string per pair.
+    let byChild = this.signatures.get(issuer.sha256);
+    if (!byChild) this.signatures.set(issuer.sha256, (byChild = new Map()));
+    let ok = byChild.get(child.sha256);
     if (ok === undefined) {
       ok = this.verifySignature(child, issuer);
-      this.signatures.set(key, ok);
+      byChild.set(child.sha256, ok);
     }
     return ok;
   }
