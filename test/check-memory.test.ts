@@ -2,14 +2,15 @@
  * What check keeps in memory while it judges a deployment (issue 12: `mtlskit check` at 10,000
  * services within 300 MB). Asserted as counts and identities, never as sizes: a key that matches
  * its certificate keeps no bytes of its own, identical bundles are one list whatever their text,
- * the PEM text cache stays bounded, and what a CA's leaves have in common is held once.
+ * the PEM text cache stays bounded, certificates' bytes are packed together, and what a CA's
+ * leaves have in common is held once.
  */
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { before, describe, it } from "node:test";
 import { checkInventory, isProblem, Material, readInventory, type CertFile } from "../src/check/index.ts";
-import { TEXT_CACHE } from "../src/check/material.ts";
+import { ARENA_BYTES, TEXT_CACHE } from "../src/check/material.ts";
 import { loadManifest } from "../src/manifest/index.ts";
 import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 
@@ -98,6 +99,24 @@ describe("check's memory: each thing held once", { timeout: 120_000 }, () => {
       );
     } finally {
       bundles.forEach((b, i) => writeFileSync(b, saved[i]!));
+    }
+  });
+
+  it("ok/certificates are copied back to back into a few buffers, not left in the 8 KB slabs they were decoded into (amid file bytes and private keys)", () => {
+    const manifest = loadManifest(file).manifest;
+    const material = new Material();
+    const inv = readInventory(material, manifest, pki);
+    const certs = inv.services.flatMap((s) => s.slots.flatMap((x) => (x.cert as CertFile).certs));
+    const bytes = certs.reduce((n, c) => n + c.der.length, 0);
+    const buffers = new Set(certs.map((c) => c.der.buffer));
+    assert.ok(
+      buffers.size <= Math.ceil(bytes / ARENA_BYTES) + 1,
+      `${certs.length} certificates (${bytes} bytes) in ${buffers.size} buffers`,
+    );
+    // What a certificate's fields and IP SANs point at is the same copy.
+    for (const c of certs) {
+      assert.equal(c.fields.spki.buffer, c.der.buffer);
+      for (const san of c.info.sans) if (san.type === "ip") assert.ok(buffers.has(san.bytes.buffer));
     }
   });
 
