@@ -2,14 +2,23 @@
  * What check keeps in memory while it judges a deployment (issue 12: `mtlskit check` at 10,000
  * services within 300 MB). Asserted as counts and identities, never as sizes: a key that matches
  * its certificate keeps no bytes of its own, identical bundles are one list whatever their text,
- * the PEM text cache stays bounded, certificates' bytes are packed together, and what a CA's
- * leaves have in common is held once.
+ * the PEM text cache stays bounded, certificates' bytes are packed together, what a CA's leaves
+ * have in common is held once, and the --json text is never one string.
  */
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { before, describe, it } from "node:test";
-import { checkInventory, isProblem, Material, readInventory, type CertFile } from "../src/check/index.ts";
+import {
+  checkInventory,
+  isProblem,
+  JSON_CHUNK_CHARS,
+  Material,
+  readInventory,
+  reportJson,
+  reportJsonText,
+  type CertFile,
+} from "../src/check/index.ts";
 import { ARENA_BYTES, TEXT_CACHE } from "../src/check/material.ts";
 import { loadManifest } from "../src/manifest/index.ts";
 import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
@@ -117,6 +126,36 @@ describe("check's memory: each thing held once", { timeout: 120_000 }, () => {
     for (const c of certs) {
       assert.equal(c.fields.spki.buffer, c.der.buffer);
       for (const san of c.info.sans) if (san.type === "ip") assert.ok(buffers.has(san.bytes.buffer));
+    }
+  });
+
+  it("ok/the --json text is written in pieces that join to exactly JSON.stringify's text, with findings and without (an empty list as [])", () => {
+    const manifest = loadManifest(file).manifest;
+    const judge = () => {
+      const material = new Material();
+      return checkInventory(material, manifest, readInventory(material, manifest, pki), {
+        now: new Date("2026-01-02T03:04:05Z"),
+      });
+    };
+    const clean = judge();
+    const s3 = path.join(pki, "services/s3/key.pem");
+    const saved = readFileSync(s3);
+    writeFileSync(s3, readFileSync(path.join(pki, "services/s4/key.pem")));
+    let broken: ReturnType<typeof judge>;
+    try {
+      broken = judge();
+    } finally {
+      writeFileSync(s3, saved);
+    }
+    assert.equal(clean.findings.length, 0);
+    assert.ok(broken.findings.length > 0 && broken.cas.length > 0);
+    for (const r of [clean, broken]) {
+      const whole = `${JSON.stringify(reportJson(r), null, 2)}\n`;
+      const pieces = [...reportJsonText(r)];
+      assert.equal(pieces.join(""), whole);
+      // N services make more than one piece, and no piece is much over the size asked for.
+      assert.ok(pieces.length > 1 && whole.length > JSON_CHUNK_CHARS, `${pieces.length} pieces, ${whole.length} chars`);
+      for (const p of pieces) assert.ok(p.length < JSON_CHUNK_CHARS + 2048, `a piece of ${p.length} chars`);
     }
   });
 

