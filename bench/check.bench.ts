@@ -13,7 +13,8 @@
  *           DER already in memory (no file I/O, no PEM, no judging), best of --runs;
  *   read    the same leaf files read from disk and PEM-decoded, as a second, I/O floor;
  *   check   what `mtlskit check --json` does: loadManifest, checkPki (read every cert, key and
- *           bundle, lint, simulate every connection), the JSON text; timed per phase.
+ *           bundle, lint, simulate every connection), the JSON text written out (to a file here);
+ *           timed per phase.
  * The floors are measured before and after the check runs and the lower of each is used. The
  * time ratio is check's total (manifest + check + JSON, best of --runs) over the crypto floor,
  * and over crypto + read floors; the same ratios of CPU time (user + system) are printed too, as
@@ -38,7 +39,17 @@
  */
 import { spawn } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import * as path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -148,9 +159,8 @@ async function childCheck(code: string, dir: string, out: string): Promise<void>
   const { loadManifest } = (await import(
     modulePath(code, "manifest/index")
   )) as typeof import("../src/manifest/index.ts");
-  const { checkPki, reportJson } = (await import(
-    modulePath(code, "check/index")
-  )) as typeof import("../src/check/index.ts");
+  const checkModule = (await import(modulePath(code, "check/index"))) as typeof import("../src/check/index.ts");
+  const { checkPki, reportJson } = checkModule;
   const rss = () => Math.round(process.memoryUsage.rss() / MB);
   const c0 = process.cpuUsage();
   const t0 = performance.now();
@@ -160,7 +170,12 @@ async function childCheck(code: string, dir: string, out: string): Promise<void>
   const report = checkPki(loaded.manifest, path.join(dir, "pki"), { now: new Date(values.now ?? NOW) });
   const t2 = performance.now();
   const r2 = rss();
-  const text = JSON.stringify(reportJson(report), null, 2) + "\n";
+  // As `mtlskit check --json` writes it: in pieces where the checkout has reportJsonText, else one string.
+  const fd = openSync(out, "w");
+  if (typeof checkModule.reportJsonText === "function")
+    for (const p of checkModule.reportJsonText(report)) writeSync(fd, p);
+  else writeSync(fd, JSON.stringify(reportJson(report), null, 2) + "\n");
+  closeSync(fd);
   const t3 = performance.now();
   const cpu = process.cpuUsage(c0);
   const result: CheckResult = {
@@ -175,7 +190,6 @@ async function childCheck(code: string, dir: string, out: string): Promise<void>
     rss: { manifest: r1, check: r2, output: rss() },
     maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
   };
-  writeFileSync(out, text);
   say(result);
 }
 
