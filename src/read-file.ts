@@ -75,6 +75,18 @@ function reasonOf(code: string | undefined, e: unknown): string {
  * block; fstat of the open descriptor (not the path) decides what it is. Throws ReadFileError.
  */
 export function readFileBounded(file: string, opts: ReadOptions = {}): Buffer {
+  return readBounded(file, opts, undefined);
+}
+
+/**
+ * scratch is the buffer readTextBounded reads into: its bytes leave only as a string, so one
+ * buffer serves every read (check reads 30,000 files at 10,000 services; a fresh buffer of 8 KB
+ * or more for each cost about 0.2 s of allocation and garbage collection).
+ */
+const scratch = Buffer.allocUnsafeSlow(64 * 1024);
+
+/** readBounded reads as readFileBounded says; the first chunk goes into `into` when it fits, so the result may be a view of `into`. */
+function readBounded(file: string, opts: ReadOptions, into: Buffer | undefined): Buffer {
   const limit = opts.limit ?? MAX_FILE_BYTES;
   let fd: number;
   try {
@@ -92,7 +104,9 @@ export function readFileBounded(file: string, opts: ReadOptions = {}): Buffer {
     const chunks: Buffer[] = [];
     let total = 0;
     for (;;) {
-      const buf = Buffer.allocUnsafe(Math.min(Math.max(st.size - total + 1, 8192), limit - total + 1));
+      const want = Math.min(Math.max(st.size - total + 1, 8192), limit - total + 1);
+      const buf =
+        into && chunks.length === 0 && want <= into.length ? into.subarray(0, want) : Buffer.allocUnsafe(want);
       let n: number;
       try {
         n = readSync(fd, buf, 0, buf.length, null);
@@ -113,7 +127,7 @@ export function readFileBounded(file: string, opts: ReadOptions = {}): Buffer {
 
 /** readTextBounded is readFileBounded decoded as UTF-8. */
 export function readTextBounded(file: string, opts: ReadOptions = {}): string {
-  return readFileBounded(file, opts).toString("utf8");
+  return readBounded(file, opts, scratch).toString("utf8");
 }
 
 /**

@@ -42,6 +42,29 @@ describe("bounded reads: readFileBounded", () => {
     writeFileSync(f, "hello");
     assert.equal(readTextBounded(f), "hello");
   });
+  it("ok/readTextBounded reads through one reused buffer: texts read one after another keep their own bytes, over the buffer's 64 KB too, and a /proc file of size 0", () => {
+    const big = path.join(dir, "big-text.txt");
+    const small = path.join(dir, "small-text.txt");
+    const bigText = "é".repeat(50_000) + "end"; // 100,003 bytes: more than the buffer, UTF-8 pairs throughout
+    writeFileSync(big, bigText);
+    writeFileSync(small, "second");
+    const a = readTextBounded(small);
+    const b = readTextBounded(big);
+    const c = readTextBounded(small);
+    writeFileSync(small, "third!");
+    const d = readTextBounded(small);
+    assert.deepEqual([a, b === bigText, c, d], ["second", true, "second", "third!"]);
+    // A /proc file reports size 0 and is read in chunks, the first into the reused buffer.
+    const maps = readTextBounded("/proc/self/maps");
+    assert.ok(maps.length > 8192 && maps.endsWith("\n"), maps.slice(-200));
+    // Whole and in order: every line a mapping, start addresses increasing (a chunk overwritten or repeated breaks this).
+    const starts = maps
+      .trimEnd()
+      .split("\n")
+      .map((l) => /^([0-9a-f]+)-[0-9a-f]+ [-rwxps]{4} /.exec(l)?.[1]);
+    assert.ok(starts.every((a, i) => a !== undefined && (i === 0 || BigInt(`0x${a}`) > BigInt(`0x${starts[i - 1]}`))));
+    assert.match(readTextBounded("/proc/self/status"), new RegExp(`^Name:.*\\n[^]*^Pid:\\t${process.pid}$`, "m"));
+  });
   it("fail/over the limit while reading (a /proc file reports size 0)", () => {
     const f = path.join(dir, "big.txt");
     writeFileSync(f, "x".repeat(100));

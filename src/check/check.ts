@@ -84,7 +84,8 @@ class Ctx {
   readonly findings: Finding[] = [];
   /** caOf: per slot id, the chain's issuer and earliest CA notAfter (for status and metrics). */
   readonly caOf = new Map<string, { subject: string; notAfter: Date }>();
-  private readonly chains = new WeakMap<readonly Cert[], Map<string, ChainResult>>();
+  /** chains: per bundle, per certificate file, the path built (Material's lists are canonical, so identical files share an entry). */
+  private readonly chains = new WeakMap<readonly Cert[], Map<readonly Cert[], ChainResult>>();
   constructor(
     readonly material: Material,
     readonly manifest: Manifest,
@@ -104,9 +105,8 @@ class Ctx {
   chain(file: CertFile, bundle: CertFile): ChainResult {
     let byLeaf = this.chains.get(bundle.certs);
     if (!byLeaf) this.chains.set(bundle.certs, (byLeaf = new Map()));
-    const key = file.certs.map((c) => c.sha256).join(",");
-    let r = byLeaf.get(key);
-    if (!r) byLeaf.set(key, (r = buildChain(this.material, file.certs[0]!, file.certs.slice(1), bundle.certs)));
+    let r = byLeaf.get(file.certs);
+    if (!r) byLeaf.set(file.certs, (r = buildChain(this.material, file.certs[0]!, file.certs.slice(1), bundle.certs)));
     return r;
   }
 
@@ -693,10 +693,19 @@ export function checkInventory(
   lintDeployment(ctx);
   const byName = new Map(inv.services.map((s) => [s.service.name, s]));
   const connections = manifest.connections.map((c) => checkConnection(ctx, c, byName));
+  // Counted in one pass: filtering every finding for every slot took 20 s at 10,000 expired certificates.
+  const counts = new Map<string, { errors: number; warnings: number }>();
+  for (const f of ctx.findings) {
+    if (f.about.kind !== "certificate") continue;
+    let n = counts.get(f.about.id);
+    if (!n) counts.set(f.about.id, (n = { errors: 0, warnings: 0 }));
+    if (f.severity === "error") n.errors++;
+    else if (f.severity === "warning") n.warnings++;
+  }
   const certificates: CertificateReport[] = inv.services.flatMap((sf) =>
     sf.slots.map((s) => {
       const leaf = isProblem(s.cert) ? undefined : s.cert.certs[0];
-      const mine = ctx.findings.filter((f) => f.about.kind === "certificate" && f.about.id === s.slot.id);
+      const mine = counts.get(s.slot.id);
       return {
         id: s.slot.id,
         service: sf.service.name,
@@ -706,8 +715,8 @@ export function checkInventory(
         renewAt: leaf && new Date(leaf.fields.notAfter.getTime() - sf.service.renewBeforeMs),
         ca: ctx.caOf.get(s.slot.id),
         sha256: leaf?.sha256,
-        errors: mine.filter((f) => f.severity === "error").length,
-        warnings: mine.filter((f) => f.severity === "warning").length,
+        errors: mine?.errors ?? 0,
+        warnings: mine?.warnings ?? 0,
       };
     }),
   );

@@ -43,7 +43,16 @@ export {
   type Lint,
 } from "./lint.ts";
 export { Material, type Cert } from "./material.ts";
-export { NAGIOS_MAX_BYTES, nagiosStatus, pluginLine, prometheusText, promLabels, reportJson } from "./report.ts";
+export {
+  JSON_CHUNK_CHARS,
+  NAGIOS_MAX_BYTES,
+  nagiosStatus,
+  pluginLine,
+  prometheusText,
+  promLabels,
+  reportJson,
+  reportJsonText,
+} from "./report.ts";
 
 /** checkPki reads the files of every service of `manifest` (managed ones under `dir`) and judges them. */
 export function checkPki(manifest: Manifest, dir: string | undefined, opts: CheckOptions = {}): CheckReport {

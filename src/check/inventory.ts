@@ -204,6 +204,16 @@ function resolveOwner(owner: string, passwd: () => string | undefined): number |
 }
 
 /**
+ * pair keeps a slot's files. A key that matches its certificate keeps the certificate's own
+ * public key bytes, none of its own: nothing read from the key file outlives the match.
+ */
+function pair(slot: CertSlot, cert: CertFile | FileProblem, key: KeyFile | FileProblem): SlotFiles {
+  const leaf = isProblem(cert) ? undefined : cert.certs[0];
+  if (leaf && !isProblem(key) && key.spki?.equals(leaf.fields.spki)) key.spki = leaf.fields.spki;
+  return { slot, cert, key };
+}
+
+/**
  * PAIR_SETTLE_MS is how long one inventory read may wait, in all, for pairs an apply is
  * rewriting (re-read every PAIR_PAUSE_MS). The budget is shared by every pair: after a crash, a
  * stale lock and hundreds of torn pairs must not make check wait 2 s for each.
@@ -247,9 +257,9 @@ function managedSlot(material: Material, dir: string, slot: CertSlot, hooks: Rea
       cert.certs[0]!.fields.spki.equals(key.spki) ||
       Date.now() >= settle.until
     )
-      return { slot, cert, key };
+      return pair(slot, cert, key);
     const seen = `${cert.certs[0]!.sha256}/${key.spki.toString("hex")}`;
-    if (seen === last && !existsSync(abs(dir, LAYOUT.lock))) return { slot, cert, key };
+    if (seen === last && !existsSync(abs(dir, LAYOUT.lock))) return pair(slot, cert, key);
     if (seen === last) pause(PAIR_PAUSE_MS);
     last = seen;
   }
@@ -279,7 +289,7 @@ function externalFiles(
   const slots = s.slots.map((slot) => {
     const certPath = slot.kind === "main" ? files.cert : (files.clientCert ?? files.cert);
     const keyPath = slot.kind === "main" ? files.key : (files.clientKey ?? files.key);
-    return { slot, cert: readCertFile(material, certPath), key: readKeyFile(keyPath) };
+    return pair(slot, readCertFile(material, certPath), readKeyFile(keyPath));
   });
   const known = new Set(
     [files.cert, files.key, files.ca, files.clientCert, files.clientKey].filter((f): f is string => f !== undefined),

@@ -2,39 +2,85 @@
  * Machine forms of a CheckReport: JSON, a Prometheus textfile-collector file, and a one-line
  * Nagios/Sensu plugin status. Pure: report in, text (and a plugin exit code) out.
  */
-import type { CheckReport } from "./check.ts";
+import type { CaReport, CertificateReport, CheckReport, ConnectionReport } from "./check.ts";
 import { CODES } from "./codes.ts";
-import { aboutLabel } from "./finding.ts";
+import { aboutLabel, type Finding } from "./finding.ts";
+
+/** JSON_LISTS: the `--json` form's lists, in output order, each with how one element is written. */
+const JSON_LISTS = {
+  findings: (f: Finding) => ({
+    code: f.code,
+    severity: f.severity,
+    scope: CODES[f.code].scope,
+    about: f.about,
+    label: aboutLabel(f.about),
+    message: f.message,
+    fix: f.fix,
+  }),
+  certificates: (c: CertificateReport) => ({
+    ...c,
+    notAfter: c.notAfter?.toISOString(),
+    renewAt: c.renewAt?.toISOString(),
+    ca: c.ca && { subject: c.ca.subject, notAfter: c.ca.notAfter.toISOString() },
+  }),
+  cas: (c: CaReport) => ({ ...c, notAfter: c.notAfter.toISOString() }),
+  connections: (c: ConnectionReport) => c,
+} as const;
+
+/** jsonHead: the `--json` form's fields before its lists. */
+const jsonHead = (r: CheckReport) => ({
+  now: r.now.toISOString(),
+  summary: {
+    errors: r.errors,
+    warnings: r.warnings,
+    certificates: r.certificates.length,
+    connections: r.connections.length,
+    failingConnections: r.connections.filter((c) => !c.ok).length,
+  },
+});
 
 /** reportJson is the `--json` form: stable field names, ISO dates. */
 export function reportJson(r: CheckReport) {
   return {
-    now: r.now.toISOString(),
-    summary: {
-      errors: r.errors,
-      warnings: r.warnings,
-      certificates: r.certificates.length,
-      connections: r.connections.length,
-      failingConnections: r.connections.filter((c) => !c.ok).length,
-    },
-    findings: r.findings.map((f) => ({
-      code: f.code,
-      severity: f.severity,
-      scope: CODES[f.code].scope,
-      about: f.about,
-      label: aboutLabel(f.about),
-      message: f.message,
-      fix: f.fix,
-    })),
-    certificates: r.certificates.map((c) => ({
-      ...c,
-      notAfter: c.notAfter?.toISOString(),
-      renewAt: c.renewAt?.toISOString(),
-      ca: c.ca && { subject: c.ca.subject, notAfter: c.ca.notAfter.toISOString() },
-    })),
-    cas: r.cas.map((c) => ({ ...c, notAfter: c.notAfter.toISOString() })),
+    ...jsonHead(r),
+    findings: r.findings.map(JSON_LISTS.findings),
+    certificates: r.certificates.map(JSON_LISTS.certificates),
+    cas: r.cas.map(JSON_LISTS.cas),
     connections: r.connections,
   };
+}
+
+/** JSON_CHUNK_CHARS: about how long each piece of reportJsonText is. */
+export const JSON_CHUNK_CHARS = 64 * 1024;
+
+/**
+ * reportJsonText yields `JSON.stringify(reportJson(r), null, 2)` and a newline in pieces of
+ * about JSON_CHUNK_CHARS, element by element, so that the whole text is never one string: at
+ * 10,000 services it is 7.7 MB, and the bytes written as much again, at check's peak of memory.
+ */
+export function* reportJsonText(r: CheckReport): Generator<string> {
+  const nest = (v: unknown, pad: string) => JSON.stringify(v, null, 2).replace(/\n/g, `\n${pad}`);
+  let out = "{\n";
+  for (const [k, v] of Object.entries(jsonHead(r))) out += `  ${JSON.stringify(k)}: ${nest(v, "  ")},\n`;
+  const lists = Object.entries(JSON_LISTS) as [keyof typeof JSON_LISTS, (x: unknown) => unknown][];
+  for (const [i, [key, write]] of lists.entries()) {
+    const items: readonly unknown[] = r[key];
+    const comma = i < lists.length - 1 ? "," : "";
+    if (items.length === 0) {
+      out += `  ${JSON.stringify(key)}: []${comma}\n`;
+      continue;
+    }
+    out += `  ${JSON.stringify(key)}: [\n`;
+    for (const [j, item] of items.entries()) {
+      out += `    ${nest(write(item), "    ")}${j < items.length - 1 ? "," : ""}\n`;
+      if (out.length >= JSON_CHUNK_CHARS) {
+        yield out;
+        out = "";
+      }
+    }
+    out += `  ]${comma}\n`;
+  }
+  yield `${out}}\n`;
 }
 
 /** escapeLabel escapes a Prometheus label value (exposition format: backslash, quote, newline). */

@@ -8,7 +8,7 @@ import {
   CODES,
   nagiosStatus,
   prometheusText,
-  reportJson,
+  reportJsonText,
   type CheckReport,
   type Code,
   type Finding,
@@ -115,10 +115,20 @@ function renderFinding(io: Io, f: Finding): void {
 function renderHuman(io: Io, r: CheckReport, head: string, failingOnly = false): void {
   io.out(`${head}\n`);
   const groups = new Map<string, Finding[]>();
+  // Each connection's findings gathered in one pass: filtering all findings per connection took
+  // minutes at 10,000 services whose certificates had all expired.
+  const byConnection = new Map<number, Finding[]>();
   for (const f of r.findings) {
-    if (f.about.kind === "connection") continue;
+    if (f.about.kind === "connection") {
+      const list = byConnection.get(f.about.index);
+      if (list) list.push(f);
+      else byConnection.set(f.about.index, [f]);
+      continue;
+    }
     const key = f.about.kind === "ca" ? aboutLabel(f.about) : f.about.service;
-    groups.set(key, [...(groups.get(key) ?? []), f]);
+    const list = groups.get(key);
+    if (list) list.push(f);
+    else groups.set(key, [f]);
   }
   for (const [key, fs] of groups) {
     io.out(`\n${paint(io, "bold", key)}\n`);
@@ -130,7 +140,7 @@ function renderHuman(io: Io, r: CheckReport, head: string, failingOnly = false):
   if (shown.length > 0) {
     io.out(`\n${paint(io, "bold", "connections")}\n`);
     for (const c of shown) {
-      const fs = r.findings.filter((f) => f.about.kind === "connection" && f.about.index === c.index);
+      const fs = byConnection.get(c.index) ?? [];
       io.out(
         `  ${c.ok ? paint(io, "green", "ok  ") : paint(io, "red", "FAIL")}  ${c.from} -> ${c.to} @ ${c.address}\n`,
       );
@@ -242,8 +252,14 @@ async function runCheck(args: string[], io: Io): Promise<number> {
 
   let text: string;
   let code: number = report.errors > 0 ? EXIT.findings : EXIT.ok;
-  if (format === "json") text = JSON.stringify(reportJson(report), null, 2) + "\n";
-  else if (format === "prometheus") text = prometheusText(report);
+  if (format === "json") {
+    // Written piece by piece: the whole text of 10,000 services is 7.7 MB, at check's peak of memory.
+    if (!values.output) {
+      for (const piece of reportJsonText(report)) io.out(piece);
+      return code;
+    }
+    text = [...reportJsonText(report)].join("");
+  } else if (format === "prometheus") text = prometheusText(report);
   else if (format === "nagios") {
     const s = nagiosStatus(report);
     text = s.line + "\n";
