@@ -6,9 +6,11 @@
  * reproduces its TBSCertificate byte for byte, its key matches, the current CA signed it, and it
  * is outside its renewal window. That is why an unchanged manifest leaves every file identical.
  */
+import { BACKDATE_MS, leafSpec } from "../ca/policy.ts";
 import { FailedError, InvalidInputError, type Problem } from "../errors.ts";
 import {
   formatDuration,
+  keyedServices,
   managedServices,
   type CertSlot,
   type ExternalFiles,
@@ -26,8 +28,7 @@ import { decodeCertificate, type CertInfo } from "../pki/x509.ts";
 import { DEFAULT_LAYOUT_VERSION } from "../state/layout-version.ts";
 import type { CaMaterial, LeafState, State } from "../state/read.ts";
 
-/** BACKDATE_MS: notBefore lies this far before issuance, for peers whose clocks run behind (cfssl's 5 minutes). */
-export const BACKDATE_MS = 5 * 60_000;
+export { BACKDATE_MS, leafSpec } from "../ca/policy.ts";
 
 /** CertAction is what apply does with one certificate. */
 export type CertAction = "create" | "keep" | "reissue";
@@ -67,6 +68,21 @@ export interface ExternalStep {
   files: ExternalFiles;
 }
 
+/**
+ * CsrStep is a service whose key is made on its host (csr: true): apply writes nothing for it;
+ * `mtlskit sign` does, from a request made by `mtlskit csr` there.
+ */
+export interface CsrStep {
+  service: string;
+  action: "csr";
+  /** awaiting: no certificate yet; signed: it holds a good one; renew: it needs a new one (expiring, spec or CA changed). */
+  state: "awaiting" | "signed" | "renew";
+  /** reason: "awaiting a CSR", "valid until 2027-01-01, renews from ...", "due for renewal: ...". */
+  reason: string;
+  /** next: the commands that bring it up to date, when it is not signed. */
+  next: string | undefined;
+}
+
 /** Plan is everything apply will do, in order. */
 export interface Plan {
   dir: string;
@@ -78,6 +94,8 @@ export interface Plan {
   bundles: BundleStep[];
   /** external: the services with `files`, one step each; nothing is written for them. */
   external: ExternalStep[];
+  /** csr: the services with csr: true, one step each; apply writes nothing for them. */
+  csr: CsrStep[];
   /** warnings worth telling the user that change nothing (e.g. the CA spec differs from the existing CA). */
   warnings: string[];
   /** layoutVersion: the manifest's, which apply records in DIR/layout-version once every certificate is issued under it. */
@@ -95,22 +113,6 @@ export interface PlanOptions {
 }
 
 const day = (d: Date) => d.toISOString().slice(0, 10);
-
-/** leafSpec is the certificate a slot of a service should hold, issued at `now`. */
-export function leafSpec(service: Service, slot: CertSlot, now: Date): CertSpec {
-  // clientSans: identity-only: a client certificate carries the identity URI alone (Netsy's node client certificates).
-  const bare = slot.profile === "client" && service.clientSans === "identity-only";
-  return {
-    profile: slot.profile,
-    subject: service.subject,
-    dns: bare ? [] : service.dns,
-    ips: bare ? [] : service.ips.map((i) => i.bytes),
-    uris: service.identity === undefined ? [] : [service.identity],
-    keyType: service.keyType,
-    notBefore: new Date(now.getTime() - BACKDATE_MS),
-    notAfter: new Date(now.getTime() + service.validityMs),
-  };
-}
 
 /** caSpec is the certificate of a CA generated at `now`. */
 export function caSpec(m: Manifest, now: Date): CertSpec {
@@ -236,7 +238,17 @@ export function checkReissueNames(loaded: LoadedManifest, opts: PlanOptions): vo
         message: `--reissue names unknown service ${JSON.stringify(r)}; services are: ${names.join(", ")}`,
         fix: "use a service name from the manifest",
       });
-    else if (s.files) {
+    else if (s.csr) {
+      const path = ["services", s.name, "csr"];
+      const line = loaded.lineOf(path);
+      problems.push({
+        file: m.file,
+        ...(line === undefined ? {} : { line }),
+        path: path.join("."),
+        message: `--reissue names service ${s.name}, whose key is made on its host (csr: true); apply never holds that key, so it cannot re-issue it`,
+        fix: `run \`mtlskit csr --service ${s.name}\` on ${s.name}'s host, then \`mtlskit sign ${s.name}.csr --service ${s.name}\``,
+      });
+    } else if (s.files) {
       const path = ["services", s.name, "files"];
       const line = loaded.lineOf(path);
       problems.push({
@@ -308,7 +320,12 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
       ? `layoutVersion changed from ${state.layoutVersion ?? "an unreadable record"} to ${layoutVersion}`
       : undefined;
   const certs: CertStep[] = [];
+  const csr: CsrStep[] = [];
   for (const s of managed) {
+    if (s.csr) {
+      csr.push(csrStep(s, state.leaves.get(s.slots[0]!.id), material, now, m.file));
+      continue;
+    }
     for (const slot of s.slots) {
       const spec = leafSpec(s, slot, now);
       const leaf = state.leaves.get(slot.id);
@@ -335,7 +352,7 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
       });
     }
   }
-  const bundles: BundleStep[] = managed.map((s) => ({
+  const bundles: BundleStep[] = keyedServices(m).map((s) => ({
     service: s.name,
     action: material && state.bundles.get(s.name) === bundleOf(material) ? "keep" : "write",
   }));
@@ -351,7 +368,32 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
         ]
       : [],
   );
-  return { dir: state.dir, now, ca, certs, bundles, external, warnings, layoutVersion };
+  return { dir: state.dir, now, ca, certs, bundles, external, csr, warnings, layoutVersion };
+}
+
+/** csrStep judges a csr service's certificate as apply judges its own, with the key it never holds taken from the certificate. */
+function csrStep(
+  s: Service,
+  leaf: LeafState | undefined,
+  material: CaMaterial | undefined,
+  now: Date,
+  file: string,
+): CsrStep {
+  const next = `run \`mtlskit csr --service ${s.name} -f ${file} --out DIR\` on ${s.name}'s host, then \`mtlskit sign DIR/${s.name}.csr --service ${s.name} -f ${file} --pki PKI\``;
+  const cert = leaf?.cert;
+  if (cert === undefined) return { service: s.name, action: "csr", state: "awaiting", reason: "awaiting a CSR", next };
+  if (!material) return { service: s.name, action: "csr", state: "renew", reason: "CA is new", next };
+  const verdict = judgeLeaf(
+    { ...leaf!, keySpki: "error" in cert ? undefined : cert.spki },
+    leafSpec(s, s.slots[0]!, now),
+    s,
+    material,
+    material.chainPem,
+    now,
+  );
+  return verdict.action === "keep"
+    ? { service: s.name, action: "csr", state: "signed", reason: `signed, ${verdict.reason}`, next: undefined }
+    : { service: s.name, action: "csr", state: "renew", reason: verdict.reason, next };
 }
 
 /** changedServices lists the services whose files a plan rewrites (certificates or bundle). */

@@ -50,13 +50,29 @@ export function planJson(plan: Plan) {
         reason: e.reason,
         files: e.files,
       })),
+      // A service with csr: true: one entry, action "csr"; its key is on its host, `mtlskit sign` writes its certificate.
+      ...plan.csr.map((c) => ({
+        id: c.service,
+        service: c.service,
+        action: c.action,
+        state: c.state,
+        reason: c.reason,
+        ...(c.next === undefined ? {} : { next: c.next }),
+      })),
     ],
     bundles: plan.bundles,
     warnings: plan.warnings,
   };
 }
 
-const ACTION_COLOR = { create: "green", keep: "dim", reissue: "yellow", import: "dim", external: "dim" } as const;
+const ACTION_COLOR = {
+  create: "green",
+  keep: "dim",
+  reissue: "yellow",
+  import: "dim",
+  external: "dim",
+  csr: "dim",
+} as const;
 
 /** CA_ROW labels the CA's row in a plan: no service can be named so (NAME_RULE is lower case). */
 export const CA_ROW = "CA";
@@ -70,7 +86,8 @@ export function renderPlan(io: Io, plan: Plan, verbs: { create: string; reissue:
   for (const b of staleBundles(plan))
     rows.push([`${b}/ca.pem`, "reissue", "trust bundle differs from the CA's; rewritten"]);
   for (const e of plan.external) rows.push([e.service, e.action, e.reason]);
-  const word = (a: keyof typeof ACTION_COLOR) => (a === "import" || a === "external" ? a : verbs[a]);
+  for (const c of plan.csr ?? []) rows.push([c.service, c.action, c.next ? `${c.reason}; ${c.next}` : c.reason]);
+  const word = (a: keyof typeof ACTION_COLOR) => (a === "import" || a === "external" || a === "csr" ? a : verbs[a]);
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => word(r[1]).length));
   for (const [id, action, reason] of rows)
