@@ -2298,6 +2298,7 @@ describe("manifest: JSON Schema", () => {
       "renewBefore",
       "subject",
       "files",
+      "csr",
       "reload",
       "clientSans",
     ]);

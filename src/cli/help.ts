@@ -18,6 +18,8 @@ Usage:
   mtlskit apply -f cluster.yaml --pki /etc/mtls
   mtlskit apply --reissue gateway       rotate one service's key and certificate
   mtlskit check                         prove every declared connection will handshake; name what to fix
+  mtlskit csr --service web --out DIR   on web's host (csr: true): its key and a CSR; the key never leaves
+  mtlskit sign web.csr --service web    on the CA's host: check the CSR against the manifest, sign it
   mtlskit status --nagios               every certificate's expiry and its CA's, most urgent first (a Sensu check)
   mtlskit export --format kubernetes    copy out as Secrets; also flat PEM files per host, env files, .p12
   mtlskit config nats --service nats    a ready-to-paste TLS snippet (nats, postgres, nginx, etcd, serviceradar)
@@ -27,5 +29,5 @@ Usage:
   mtlskit verify cert.pem --ca root.pem  is it valid (openssl verify -x509_strict, Go)? each reason with its fix
   sudo mtlskit trust install            put the CA into the system trust store (and NSS); uninstall, status
 
-Commands: init, plan, apply, check, status, export, metrics, config, inspect, explain, probe, verify, trust, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
+Commands: init, plan, apply, check, status, export, metrics, config, inspect, explain, probe, verify, trust, csr, sign, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
 `;
