@@ -427,6 +427,39 @@ describe("csr and sign", () => {
     assert.match(r.err, /services\.web\.csr: --reissue names service web, whose key is made on its host/);
   });
 
+  it("ok/outputs of every service leave a csr service out (no pair here); naming it in an output or export is refused", async () => {
+    const d = tempDir("mtlskit-csr-outputs-");
+    const f = writeManifest(d, `${MANIFEST}outputs:\n  - format: flat\n    dir: deploy\n`);
+    const p = path.join(d, "pki");
+    const r = await runCli(["apply", "-f", f, "--pki", p]);
+    assert.equal(r.code, 0, r.err);
+    assert.ok(existsSync(path.join(d, "deploy/api/api.pem")));
+    assert.equal(existsSync(path.join(d, "deploy/web")), false, "web was exported");
+    const named = writeManifest(
+      d,
+      `${MANIFEST}outputs:\n  - format: flat\n    dir: deploy\n    services: [api, web]\n`,
+      "named.yaml",
+    );
+    const n = await runCli(["plan", "-f", named, "--pki", p]);
+    assert.equal(n.code, 2, n.err);
+    assert.match(n.err, /outputs\.0\.services\.1: names web, whose key is on its own host \(csr: true\)/);
+    const e = await runCli([
+      "export",
+      "-f",
+      f,
+      "--pki",
+      p,
+      "--format",
+      "flat",
+      "--out",
+      path.join(d, "x"),
+      "--service",
+      "web",
+    ]);
+    assert.equal(e.code, 2, e.err);
+    assert.match(e.err, /web has its key on its own host \(csr: true\)/);
+  });
+
   it("ok/csrPolicy, the one function: refusals are data naming every field at once", () => {
     const web = loadManifest(file).manifest.services.find((s) => s.name === "web")!;
     const d = tempDir("mtlskit-csr-policy-");
