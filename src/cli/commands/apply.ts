@@ -43,6 +43,9 @@ never writes, creates or deletes anything for it (no services/NAME directory); \
 judges those files, and --reissue refuses it. When every service is external, apply still creates
 (or keeps) the CA in DIR/ca, so that services can later be moved under mtlskit, and writes nothing else.
 
+A service with \`csr: true\` makes its key on its own host: apply never makes a key or writes a file
+for it, and --reissue refuses it; \`mtlskit csr\` there and \`mtlskit sign\` here issue its certificate.
+
 After issuing, apply writes the manifest's \`outputs:\` (see \`mtlskit export --help\`), so a renewal
 refreshes the exported copies; files that still match are not rewritten. An output that cannot
 be written (inside DIR, a missing passphrase) stops apply before anything is issued.

@@ -26,6 +26,8 @@ Reasons: missing; spec changed (which fields); key type changed; validity change
 renewal (inside renewBefore); expired; key does not match certificate; CA changed; key file
 readable by others; --reissue. A service with \`files\` (certificate files mtlskit did not make)
 is one line with the action \`external\`: apply never writes them; \`mtlskit check\` judges them.
+A service with \`csr: true\` (its key is made on its host) is one line with the action \`csr\`:
+awaiting a CSR, signed, or due for renewal, with the \`mtlskit csr\` and \`mtlskit sign\` commands.
 
 FLAGS
   -f, --file FILE      manifest (default mtlskit.yaml)
