@@ -17,6 +17,7 @@ import { decodeCsr } from "../src/pki/csr.ts";
 import { bitString, oid, seq, tlv, TAG, uint } from "../src/pki/der.ts";
 import { encodePem, parsePem } from "../src/pki/pem.ts";
 import { readAndPlan } from "../src/plan/read.ts";
+import { signRequest } from "../src/plan/sign.ts";
 import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { opensslVerify } from "./helpers/openssl.ts";
 import { assertUntouched, inspectPki } from "./helpers/pki.ts";
@@ -458,6 +459,33 @@ describe("csr and sign", () => {
     ]);
     assert.equal(e.code, 2, e.err);
     assert.match(e.err, /web has its key on its own host \(csr: true\)/);
+  });
+
+  it("fail/sign waits for apply's lock and writes nothing while another holds it (exit 3); a PKI without a CA is exit 3", async () => {
+    const d = tempDir("mtlskit-csr-lock-");
+    const f = writeManifest(d, MANIFEST);
+    const p = path.join(d, "pki");
+    assert.equal((await runCli(["apply", "-f", f, "--pki", p])).code, 0);
+    assert.equal((await runCli(["csr", "--service", "web", "-f", f, "--out", path.join(d, "host")])).code, 0);
+    const lock = path.join(p, ".lock");
+    writeFileSync(
+      lock,
+      JSON.stringify({ pid: 4242, host: "other-host.example", since: new Date().toISOString() }) + "\n",
+    );
+    const loaded = loadManifest(f);
+    const web = loaded.manifest.services.find((s) => s.name === "web")!;
+    const csr = decodeCsr(parsePem(readFileSync(path.join(d, "host", "web.csr"), "utf8"))[0]!.der);
+    const before = inspectPki(p);
+    assert.throws(
+      () => signRequest(loaded, p, web, csr, "web.csr", { lockWaitMs: 200 }),
+      (e: Error & { exitCode?: number }) => e.exitCode === 3 && /other-host\.example/.test(e.message),
+    );
+    assertUntouched(before, inspectPki(p));
+    const none = path.join(d, "none");
+    const r = await runCli(["sign", path.join(d, "host", "web.csr"), "--service", "web", "-f", f, "--pki", none]);
+    assert.equal(r.code, 3, r.err);
+    assert.match(r.err, /holds no CA to sign with; nothing was written/);
+    assert.equal(existsSync(none), false);
   });
 
   it("ok/csrPolicy, the one function: refusals are data naming every field at once", () => {
