@@ -65,11 +65,19 @@ export type PolicyResult =
   | { ok: true; spec: CertSpec; spki: Buffer; notes: string[] }
   | { ok: false; refusals: Refusal[] };
 
-const sanWords = (spec: CertSpec): string[] => [
-  ...spec.dns.map((d) => `DNS:${d}`),
-  ...spec.ips.map((b) => `IP:${formatIp(b)}`),
-  ...spec.uris.map((u) => `URI:${u}`),
+/** sanWords spells a spec's or request's SANs as openssl does (`DNS:web`, `IP:10.0.0.7`, `URI:spiffe://...`), in order. */
+export const sanWords = (names: Pick<CertSpec, "dns" | "ips" | "uris">): string[] => [
+  ...names.dns.map((d) => `DNS:${d}`),
+  ...names.ips.map((b) => `IP:${formatIp(b)}`),
+  ...names.uris.map((u) => `URI:${u}`),
 ];
+
+const SAN_PREFIX = { dns: "DNS", ip: "IP", uri: "URI", email: "email", other: "other" } as const;
+/** sanWord spells one decoded SAN the same way; DNS names in lower case, as they compare. */
+const sanWord = (s: { type: keyof typeof SAN_PREFIX; value: string }) =>
+  `${SAN_PREFIX[s.type]}:${s.type === "dns" ? s.value.toLowerCase() : s.value}`;
+/** comparable puts a sanWords word in sanWord's form: DNS names compare without case (RFC 4343). */
+const comparable = (w: string) => (w.startsWith("DNS:") ? `DNS:${w.slice(4).toLowerCase()}` : w);
 
 /**
  * csrPolicy judges a decoded request for `service` at `now`: the CertSpec to sign its key with
@@ -157,10 +165,10 @@ export function csrPolicy(service: Service, csr: CsrFields, now: Date): PolicyRe
   for (const ext of info.extensions) {
     switch (ext.name) {
       case "subjectAltName": {
-        const allowed = new Set(declared.map((w) => (w.startsWith("DNS:") ? w.toLowerCase() : w)));
+        const allowed = new Set(declared.map(comparable));
         for (const san of info.sans) {
-          const word = `${san.type === "dns" ? "DNS" : san.type === "ip" ? "IP" : san.type === "uri" ? "URI" : san.type}:${san.value}`;
-          if (!allowed.has(san.type === "dns" ? word.toLowerCase() : word))
+          const word = sanWord(san);
+          if (!allowed.has(word))
             refuse(
               "extensionRequest.subjectAltName",
               `asks for ${word}, which the manifest does not declare for ${name} (it declares ${declared.join(", ") || "no SANs"})`,
@@ -211,10 +219,8 @@ export function csrPolicy(service: Service, csr: CsrFields, now: Date): PolicyRe
     }
   }
   if (refusals.length > 0) return { ok: false, refusals };
-  const asked = new Set(
-    info.sans.map((s) => `${s.type === "dns" ? "DNS" : s.type === "ip" ? "IP" : "URI"}:${s.value}`),
-  );
-  const added = declared.filter((w) => !asked.has(w));
+  const asked = new Set(info.sans.map(sanWord));
+  const added = declared.filter((w) => !asked.has(comparable(w)));
   return {
     ok: true,
     spec,

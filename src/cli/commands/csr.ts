@@ -2,14 +2,13 @@
 import { createPrivateKey } from "node:crypto";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { requestFor } from "../../ca/policy.ts";
+import { requestFor, sanWords } from "../../ca/policy.ts";
 import { InvalidInputError, UsageError } from "../../errors.ts";
 import { loadManifest } from "../../manifest/index.ts";
 import { encodeCsr } from "../../pki/csr.ts";
 import { generateKey, KEY_TYPES, keyTypeOf, parsePrivateKey, spkiOfPrivateKey } from "../../pki/keys.ts";
 import { encodePem } from "../../pki/pem.ts";
 import { formatSubject } from "../../pki/name.ts";
-import { formatIp } from "../../pki/ip.ts";
 import { readTextBounded } from "../../read-file.ts";
 import { ensureDir, syncDir, writeFileAtomic } from "../../state/fs.ts";
 import { MODES } from "../../state/layout.ts";
@@ -129,11 +128,7 @@ export async function csrCommand(args: string[], io: Io): Promise<number> {
   if (fresh) writeFileAtomic(keyFile, encodePem("PRIVATE KEY", pkcs8), MODES.key);
   writeFileAtomic(csrFile, encodePem("CERTIFICATE REQUEST", der), MODES.public);
   syncDir(dir);
-  const sans = [
-    ...req.dns.map((d) => `DNS:${d}`),
-    ...req.ips.map((b) => `IP:${formatIp(b)}`),
-    ...req.uris.map((u) => `URI:${u}`),
-  ];
+  const sans = sanWords(req);
   io.out(
     `mtlskit csr: ${fresh ? "wrote a new" : "kept the existing"} ${type.describe} key ${keyFile} (0600; it never leaves this host) and wrote ${csrFile} for ${formatSubject(req.subject)}${sans.length ? `, ${sans.join(", ")}` : ""}.\nNext: carry ${csrFile} to the CA's host and run \`mtlskit sign ${path.basename(csrFile)} --service ${service.name} -f ${values.file} --pki PKI -o ${service.name}.pem\`; install ${service.name}.pem and the CA bundle beside the key.\n`,
   );
