@@ -107,6 +107,7 @@ describe("csr and sign", () => {
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /web\s+csr\s+awaiting a CSR; run `mtlskit csr --service web/);
     assert.match(r.out, /then `mtlskit sign DIR\/web\.csr --service web/);
+    assert.match(r.out, /1 csr service \(web\) needs a certificate apply cannot issue/);
     const j = JSON.parse((await runCli(["plan", "-f", file, "--pki", pki, "--json"])).out);
     const web = j.certificates.find((c: { id: string }) => c.id === "web");
     assert.deepEqual([web.action, web.state], ["csr", "awaiting"]);
@@ -178,6 +179,7 @@ describe("csr and sign", () => {
   it("ok/plan shows the csr service signed, then due for renewal with the commands; apply keeps it untouched", async () => {
     const r = await runCli(["plan", "-f", file, "--pki", pki]);
     assert.match(r.out, /web\s+csr\s+signed, valid until/);
+    assert.doesNotMatch(r.out, /csr service \(web\) needs/);
     const loaded = loadManifest(file);
     const later = new Date(Date.now() + 80 * 86_400_000);
     const { plan } = readAndPlan(loaded, pki, { now: later });

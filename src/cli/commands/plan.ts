@@ -9,6 +9,7 @@ import {
   MANIFEST_FLAGS,
   planJson,
   REISSUE_FLAGS,
+  renderCsrNote,
   renderExternalNote,
   renderPlan,
   renderWarnings,
@@ -82,5 +83,6 @@ export async function planCommand(args: string[], io: Io): Promise<number> {
       : `${todo.charAt(0).toUpperCase()}${todo.slice(1)}. Run \`mtlskit apply -f ${values.file} --pki ${values.pki}\` to do it.\n`,
   );
   renderExternalNote(io, plan);
+  renderCsrNote(io, plan);
   return 0;
 }

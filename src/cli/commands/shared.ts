@@ -116,6 +116,15 @@ export function renderExternalNote(io: Io, plan: Plan): void {
   );
 }
 
+/** renderCsrNote says, after the plan, which csr services need a request signed (apply cannot: their keys are on their hosts). */
+export function renderCsrNote(io: Io, plan: Plan): void {
+  const due = plan.csr.filter((c) => c.state !== "signed").map((c) => c.service);
+  if (due.length === 0) return;
+  io.out(
+    `${due.length} csr service${due.length === 1 ? "" : "s"} (${due.join(", ")}) need${due.length === 1 ? "s" : ""} a certificate apply cannot issue (the key is on the service's host): run \`mtlskit csr\` there, then \`mtlskit sign\` here (see each line above).\n`,
+  );
+}
+
 /** renderPlanWarnings prints the plan's warnings on stderr (also when the plan is too long to list). */
 export function renderPlanWarnings(io: Io, plan: Plan): void {
   for (const w of plan.warnings) io.err(`${paintErr(io, "yellow", "warning:")} ${w}\n`);
