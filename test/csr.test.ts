@@ -6,7 +6,7 @@
  * message naming the file and the CSR's field, and nothing written.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { X509Certificate, createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
@@ -49,6 +49,13 @@ const WEB_SANS = "DNS:web,DNS:web.local,IP:127.0.0.1,URI:spiffe://demo/dual/web"
 
 const openssl = (args: string[]) =>
   execFileSync("openssl", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 60_000 });
+
+/** reqVerify runs `openssl req -verify -noout` on a request: its exit status and everything it printed. */
+function reqVerify(csr: string): { ok: boolean; out: string } {
+  const r = spawnSync("openssl", ["req", "-in", csr, "-verify", "-noout"], { encoding: "utf8", timeout: 60_000 });
+  const out = `${r.stdout ?? ""}${r.stderr ?? ""}`;
+  return { ok: r.status === 0 && /self-signature verify OK/.test(out), out };
+}
 
 /** opensslReq makes a key and a CSR with `openssl req -new` (never mtlskit's encoder). */
 function opensslReq(dir: string, name: string, opts: { newkey?: string[]; subj?: string; addext?: string[] }): string {
@@ -121,7 +128,9 @@ describe("csr and sign", () => {
     assert.equal(statSync(key).mode & 0o777, 0o600);
     assert.equal(statSync(host).mode & 0o777, 0o700);
     assert.match(r.out, /wrote a new ECDSA P-256 key/);
-    const text = openssl(["req", "-in", csr, "-verify", "-noout", "-text"]);
+    const rv = reqVerify(csr);
+    assert.ok(rv.ok, rv.out);
+    const text = openssl(["req", "-in", csr, "-noout", "-text"]);
     assert.match(text, /Subject: CN\s?=\s?web/);
     assert.match(text, /DNS:web, DNS:web\.local, IP Address:127\.0\.0\.1, URI:spiffe:\/\/demo\/dual\/web/);
     // The request's key is the key file's.
@@ -488,6 +497,33 @@ describe("csr and sign", () => {
     assert.equal(r.code, 3, r.err);
     assert.match(r.err, /holds no CA to sign with; nothing was written/);
     assert.equal(existsSync(none), false);
+  });
+
+  it("ok/every key type: csr's request verifies in openssl, sign accepts it, openssl verifies the certificate", async () => {
+    const d = tempDir("mtlskit-csr-keys-");
+    const types = ["ecdsa-p256", "ecdsa-p384", "rsa-2048", "ed25519"];
+    const f = writeManifest(
+      d,
+      `version: 1\ncluster: keys\nservices:\n${types.map((t) => `  k-${t}:\n    usage: server\n    csr: true\n    key: ${t}\n    addresses: [127.0.0.1]\n`).join("")}`,
+    );
+    const p = path.join(d, "pki");
+    assert.equal((await runCli(["apply", "-f", f, "--pki", p])).code, 0);
+    for (const t of types) {
+      const name = `k-${t}`;
+      const c = await runCli(["csr", "--service", name, "-f", f, "--out", path.join(d, "host")]);
+      assert.equal(c.code, 0, c.err);
+      const csr = path.join(d, "host", `${name}.csr`);
+      const rv = reqVerify(csr);
+      assert.ok(rv.ok, `${t}: ${rv.out}`);
+      const r = await runCli(["sign", csr, "--service", name, "-f", f, "--pki", p, "-o", path.join(d, `${name}.pem`)]);
+      assert.equal(r.code, 0, `${t}: ${r.err}`);
+      const v = opensslVerify({
+        caFile: path.join(p, "ca/ca.pem"),
+        certFile: path.join(d, `${name}.pem`),
+        purpose: "sslserver",
+      });
+      assert.ok(v.ok, `${t}: ${v.output}`);
+    }
   });
 
   it("ok/csrPolicy, the one function: refusals are data naming every field at once", () => {
