@@ -287,6 +287,7 @@ describe("csr and sign", () => {
         der[der.length - 3]! ^= 0x01;
         const f = path.join(d, "tampered.csr");
         writeFileSync(f, encodePem("CERTIFICATE REQUEST", der));
+        assert.equal(reqVerify(f).ok, false, "openssl too refuses the tampered request");
         return f;
       },
       expect: [/tampered\.csr signature: does not verify with the request's own key/],
