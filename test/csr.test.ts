@@ -406,6 +406,14 @@ describe("csr and sign", () => {
     });
   }
 
+  it("fail/sign -o into a folder that does not exist: exit 2 before anything is signed or written", async () => {
+    const before = inspectPki(pki);
+    const r = await sign(path.join(host, "web.csr"), "web", ["-o", path.join(dir, "no-such-dir", "web.pem")]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /-o .*no-such-dir.*does not exist/);
+    assertUntouched(before, inspectPki(pki));
+  });
+
   it("fail/csr for a service not declared csr, or unknown, or without --out: exit 2, nothing written", async () => {
     const d = tempDir("mtlskit-csr-refuse-");
     const out = path.join(d, "out");

@@ -1,4 +1,6 @@
 /** `mtlskit sign CSR --service NAME`: a request made on a service's host, judged against the manifest and signed by the CA. */
+import { existsSync } from "node:fs";
+import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { DecodeError, InvalidInputError, MtlskitError, UsageError } from "../../errors.ts";
 import { loadManifest, type LoadedManifest, type Service } from "../../manifest/index.ts";
@@ -154,6 +156,11 @@ export async function signCommand(args: string[], io: Io): Promise<number> {
         : `mtlskit sign: one CSR at a time; got ${positionals.length} (${positionals.join(", ")})`,
     );
   const file = positionals[0]!;
+  // -o's folder is checked first: a signature written into the PKI but not to -o would be half a job.
+  if (values.output !== undefined && values.output !== "-" && !existsSync(path.dirname(path.resolve(values.output))))
+    throw new UsageError(
+      `mtlskit sign: -o ${values.output}: the directory ${path.dirname(values.output)} does not exist; create it or choose another file`,
+    );
   const loaded = loadManifest(values.file);
   renderWarnings(io, loaded.warnings);
   const service = serviceFor(loaded, "sign", values.service);
