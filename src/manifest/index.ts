@@ -31,6 +31,17 @@ export interface LoadedManifest {
   lineOf(path: readonly (string | number)[]): number | undefined;
 }
 
+/** problemAt is a problem with a loaded manifest's field, raised after loading: its file, line (when known) and path. */
+export function problemAt(
+  loaded: LoadedManifest,
+  at: readonly (string | number)[],
+  message: string,
+  fix: string,
+): Problem {
+  const line = loaded.lineOf(at);
+  return { file: loaded.manifest.file, ...(line === undefined ? {} : { line }), path: at.join("."), message, fix };
+}
+
 /**
  * parseManifest validates manifest text. `file` names it in messages; `dir` anchors relative
  * paths (ca.import, services.NAME.files); validities are bounded as if issued at `now`. Throws

@@ -12,6 +12,7 @@ import {
   formatDuration,
   keyedServices,
   managedServices,
+  problemAt,
   type CertSlot,
   type ExternalFiles,
   type LoadedManifest,
@@ -238,17 +239,16 @@ export function checkReissueNames(loaded: LoadedManifest, opts: PlanOptions): vo
         message: `--reissue names unknown service ${JSON.stringify(r)}; services are: ${names.join(", ")}`,
         fix: "use a service name from the manifest",
       });
-    else if (s.csr) {
-      const path = ["services", s.name, "csr"];
-      const line = loaded.lineOf(path);
-      problems.push({
-        file: m.file,
-        ...(line === undefined ? {} : { line }),
-        path: path.join("."),
-        message: `--reissue names service ${s.name}, whose key is made on its host (csr: true); apply never holds that key, so it cannot re-issue it`,
-        fix: `run \`mtlskit csr --service ${s.name}\` on ${s.name}'s host, then \`mtlskit sign ${s.name}.csr --service ${s.name}\``,
-      });
-    } else if (s.files) {
+    else if (s.csr)
+      problems.push(
+        problemAt(
+          loaded,
+          ["services", s.name, "csr"],
+          `--reissue names service ${s.name}, whose key is made on its host (csr: true); apply never holds that key, so it cannot re-issue it`,
+          `run \`mtlskit csr --service ${s.name}\` on ${s.name}'s host, then \`mtlskit sign ${s.name}.csr --service ${s.name}\``,
+        ),
+      );
+    else if (s.files) {
       const path = ["services", s.name, "files"];
       const line = loaded.lineOf(path);
       problems.push({

@@ -7,7 +7,7 @@
  */
 import { csrPolicy } from "../ca/policy.ts";
 import { FailedError, InvalidInputError, type Problem } from "../errors.ts";
-import { formatDuration, type LoadedManifest, type Service } from "../manifest/index.ts";
+import { formatDuration, problemAt, type LoadedManifest, type Service } from "../manifest/index.ts";
 import type { CsrFields } from "../pki/csr.ts";
 import { encodeTbs, newSerial, signTbs } from "../pki/issue.ts";
 import { encodePem } from "../pki/pem.ts";
@@ -86,19 +86,15 @@ export function signRequest(
     if (state.ca.status === "missing")
       throw new FailedError(`mtlskit sign: ${dir} holds no CA to sign with; nothing was written`);
     const ca = state.ca.ca;
-    if (judged.spec.notAfter > ca.cert.notAfter) {
-      const path = ["services", service.name, "validity"];
-      const line = loaded.lineOf(path);
+    if (judged.spec.notAfter > ca.cert.notAfter)
       throw new InvalidInputError([
-        {
-          file: loaded.manifest.file,
-          ...(line === undefined ? {} : { line }),
-          path: path.join("."),
-          message: `a ${formatDuration(service.validityMs)} certificate issued now would outlive the CA, which expires ${ca.cert.notAfter.toISOString().slice(0, 10)}`,
-          fix: "shorten the validity, or roll the CA over first",
-        },
+        problemAt(
+          loaded,
+          ["services", service.name, "validity"],
+          `a ${formatDuration(service.validityMs)} certificate issued now would outlive the CA, which expires ${ca.cert.notAfter.toISOString().slice(0, 10)}`,
+          "shorten the validity, or roll the CA over first",
+        ),
       ]);
-    }
     const issuer = { subject: ca.cert.subject, keyId: ca.keyId, keyType: ca.keyType, privateKey: ca.privateKey };
     const der = signTbs(encodeTbs(judged.spec, issuer, judged.spki, (opts.serial ?? newSerial)()), issuer);
     const chainPem = encodePem("CERTIFICATE", der) + ca.chainPem;

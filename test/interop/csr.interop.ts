@@ -40,6 +40,10 @@ async function cli(argv: string[]): Promise<{ code: number; out: string; err: st
   return { code, out, err };
 }
 
+/** signInto runs `mtlskit sign CSR --service web` into `pki`, with the chain also written to `out`. */
+const signInto = (pki: Pki, csr: string, out?: string) =>
+  cli(["sign", csr, "--service", "web", "-f", pki.file, "--pki", pki.pki, ...(out ? ["-o", out] : [])]);
+
 /** gnutlsRequest makes a key and a CSR with certtool from a template (lines of `key = value`). */
 function gnutlsRequest(dir: string, name: string, template: string): string {
   const key = path.join(dir, `${name}-key.pem`);
@@ -79,18 +83,7 @@ describe("csr and sign against GnuTLS and Go", () => {
     const r = await cli(["csr", "--service", "web", "-f", pki.file, "--out", host]);
     assert.equal(r.code, 0, r.err);
     chain = path.join(host, "web.pem");
-    const s = await cli([
-      "sign",
-      path.join(host, "web.csr"),
-      "--service",
-      "web",
-      "-f",
-      pki.file,
-      "--pki",
-      pki.pki,
-      "-o",
-      chain,
-    ]);
+    const s = await signInto(pki, path.join(host, "web.csr"), chain);
     assert.equal(s.code, 0, s.err);
   });
 
@@ -129,18 +122,7 @@ describe("csr and sign against GnuTLS and Go", () => {
   it("ok/a request made by GnuTLS certtool (CA:FALSE, digitalSignature asked) is signed; one asking CA:TRUE is refused", async () => {
     const d = subdir("csr-gnutls");
     const ok = gnutlsRequest(d, "web", WEB_TEMPLATE);
-    const r = await cli([
-      "sign",
-      ok,
-      "--service",
-      "web",
-      "-f",
-      pki.file,
-      "--pki",
-      pki.pki,
-      "-o",
-      path.join(d, "web.pem"),
-    ]);
+    const r = await signInto(pki, ok, path.join(d, "web.pem"));
     assert.equal(r.code, 0, r.err);
     const v = exec(need("certtool"), [
       "--verify",
@@ -151,7 +133,7 @@ describe("csr and sign against GnuTLS and Go", () => {
     ]);
     assert.equal(v.code, 0, v.out);
     const ca = gnutlsRequest(d, "ca", `${WEB_TEMPLATE}ca\ncert_signing_key\n`);
-    const bad = await cli(["sign", ca, "--service", "web", "-f", pki.file, "--pki", pki.pki]);
+    const bad = await signInto(pki, ca);
     assert.equal(bad.code, 2, bad.err);
     assert.match(bad.err, /extensionRequest\.basicConstraints: asks for CA:TRUE/);
     assert.match(bad.err, /extensionRequest\.keyUsage: asks for keyCertSign/);

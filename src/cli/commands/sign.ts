@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { DecodeError, InvalidInputError, MtlskitError, UsageError } from "../../errors.ts";
-import { loadManifest, type LoadedManifest, type Service } from "../../manifest/index.ts";
+import { loadManifest, problemAt, type LoadedManifest, type Service } from "../../manifest/index.ts";
 import { readCertFields } from "../../pki/cert.ts";
 import { decodeCsr, type CsrFields } from "../../pki/csr.ts";
 import { parsePem } from "../../pki/pem.ts";
@@ -117,19 +117,18 @@ export function serviceFor(loaded: LoadedManifest, command: string, name: string
         fix: "use a service name from the manifest",
       },
     ]);
-  if (!s.csr) {
-    const path = ["services", s.name];
-    const line = loaded.lineOf(path);
+  if (!s.csr)
     throw new InvalidInputError([
       {
-        file: m.file,
-        ...(line === undefined ? {} : { line }),
-        path: `${path.join(".")}.csr`,
-        message: `${s.name} is not declared csr: true, so apply makes its key and \`mtlskit ${command}\` does not ${command === "sign" ? "sign requests" : "make keys"} for it`,
-        fix: `add csr: true to services.${s.name} (its key then lives only on its host), or let \`mtlskit apply\` issue it`,
+        ...problemAt(
+          loaded,
+          ["services", s.name],
+          `${s.name} is not declared csr: true, so apply makes its key and \`mtlskit ${command}\` does not ${command === "sign" ? "sign requests" : "make keys"} for it`,
+          `add csr: true to services.${s.name} (its key then lives only on its host), or let \`mtlskit apply\` issue it`,
+        ),
+        path: `services.${s.name}.csr`,
       },
     ]);
-  }
   return s;
 }
 
