@@ -2300,6 +2300,7 @@ describe("manifest: JSON Schema", () => {
       "renewBefore",
       "subject",
       "files",
+      "csr",
       "reload",
       "clientSans",
     ]);

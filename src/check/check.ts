@@ -112,11 +112,16 @@ class Ctx {
 
   /** fixFor words the fix of a certificate problem: a command for managed services, the change for external files. */
   fixFor(sf: ServiceFiles, slot: SlotFiles["slot"], change: string): string {
+    if (sf.service.csr) return csrFix(sf.service.name);
     if (!sf.external) return `run \`${this.apply} --reissue ${sf.service.name}\``;
     const cert = sf.slots.find((s) => s.slot.id === slot.id)!.cert;
     return `${change ? `${change}: ` : ""}re-issue ${cert.path}; or remove services.${sf.service.name}.files and let \`mtlskit apply\` issue it`;
   }
 }
+
+/** csrFix: a csr service's certificate is renewed from its host, never by apply (which does not hold its key). */
+const csrFix = (name: string) =>
+  `run \`mtlskit csr --service ${name} --out DIR\` on ${name}'s host, then \`mtlskit sign DIR/${name}.csr --service ${name}\` on the CA's host`;
 
 function certAbout(sf: ServiceFiles, s: SlotFiles): About {
   return { kind: "certificate", service: sf.service.name, id: s.slot.id, file: s.cert.path };
@@ -182,7 +187,9 @@ function lintCertificates(ctx: Ctx, skewMs: number): void {
           `${slot.cert.path} ${slot.cert.error}`,
           sf.external
             ? `put ${s.name}'s certificate (PEM, leaf first) at ${slot.cert.path}, or correct services.${s.name}.files`
-            : `run \`${ctx.apply}\` to issue it`,
+            : s.csr
+              ? csrFix(s.name)
+              : `run \`${ctx.apply}\` to issue it`,
         );
       }
       if (isProblem(slot.key)) {
@@ -207,7 +214,7 @@ function lintCertificates(ctx: Ctx, skewMs: number): void {
         continue;
       }
       const leaf = slot.cert.certs[0]!;
-      if (!isProblem(slot.key) && slot.key.spki === undefined) {
+      if (!isProblem(slot.key) && slot.key.spki === undefined && !slot.key.onHost) {
         ctx.add(
           "key-encrypted",
           about,

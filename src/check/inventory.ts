@@ -39,6 +39,8 @@ export interface KeyFile {
   spki: Buffer | undefined;
   /** encryption: how the key is encrypted (pki/pem.ts keyEncryption: `AES-256-CBC`, `PKCS#8 AES-256-CBC`); undefined when it is not. */
   encryption: string | undefined;
+  /** onHost: a csr service's key, made on its own host and never in the PKI directory (path says so; spki is the certificate's). */
+  onHost?: true;
 }
 
 /** SlotFiles are the files of one certificate slot. */
@@ -265,8 +267,28 @@ function managedSlot(material: Material, dir: string, slot: CertSlot, hooks: Rea
   }
 }
 
+/**
+ * hostSlot reads a csr service's certificate: its key is on the service's host by design, so the
+ * key stands in as the certificate's own public key (nothing to compare, nothing missing).
+ */
+function hostSlot(material: Material, dir: string, slot: CertSlot): SlotFiles {
+  const cert = readCertFile(material, abs(dir, LAYOUT.cert(slot)));
+  const spki = isProblem(cert) ? undefined : cert.certs[0]?.fields.spki;
+  const key: KeyFile = {
+    path: `${slot.service}'s key (on its host: csr: true)`,
+    mode: 0o600,
+    uid: -1,
+    spki,
+    encryption: undefined,
+    onHost: true,
+  };
+  return { slot, cert, key };
+}
+
 function managedFiles(material: Material, dir: string, s: Service, hooks: ReadHooks, settle: Settle): ServiceFiles {
-  const slots = s.slots.map((slot) => managedSlot(material, dir, slot, hooks, settle));
+  const slots = s.slots.map((slot) =>
+    s.csr ? hostSlot(material, dir, slot) : managedSlot(material, dir, slot, hooks, settle),
+  );
   const folder = abs(dir, LAYOUT.serviceDir(s.name));
   const known = new Set([...MANAGED_NAMES].map((n) => path.join(folder, n)));
   return {

@@ -19,6 +19,8 @@ Usage:
   mtlskit apply --reissue gateway       rotate one service's key and certificate
   mtlskit ca rotate prepare             replace the CA with no outage: prepare, activate, retire
   mtlskit check                         prove every declared connection will handshake; name what to fix
+  mtlskit csr --service web --out DIR   on web's host (csr: true): its key and a CSR; the key never leaves
+  mtlskit sign web.csr --service web    on the CA's host: check the CSR against the manifest, sign it
   mtlskit status --nagios               every certificate's expiry and its CA's, most urgent first (a Sensu check)
   mtlskit export --format kubernetes    copy out as Secrets; also flat PEM files per host, env files, .p12
   mtlskit config nats --service nats    a ready-to-paste TLS snippet (nats, postgres, nginx, etcd, serviceradar)
@@ -29,5 +31,5 @@ Usage:
   sudo mtlskit trust install            put the CA into the system trust store (and NSS); uninstall, status
   mtlskit ca offline --to /media/usb/ca-key.pem  move the CA key out; apply --ca-key FILE when it must sign
 
-Commands: init, plan, apply, ca, check, status, export, metrics, config, inspect, explain, probe, verify, trust, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
+Commands: init, plan, apply, ca, check, status, export, metrics, config, inspect, explain, probe, verify, trust, csr, sign, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
 `;

@@ -10,6 +10,7 @@ import { applyCommand } from "./commands/apply.ts";
 import { caCommand } from "./commands/ca.ts";
 import { checkCommand } from "./commands/check.ts";
 import { configCommand } from "./commands/config.ts";
+import { csrCommand } from "./commands/csr.ts";
 import { explainCommand } from "./commands/explain.ts";
 import { exportCommand } from "./commands/export.ts";
 import { initCommand } from "./commands/init.ts";
@@ -17,6 +18,7 @@ import { inspectCommand } from "./commands/inspect.ts";
 import { planCommand } from "./commands/plan.ts";
 import { probeCommand } from "./commands/probe.ts";
 import { schemaCommand } from "./commands/schema.ts";
+import { signCommand } from "./commands/sign.ts";
 import { statusCommand } from "./commands/status.ts";
 import { metricsCommand } from "./commands/metrics.ts";
 import { trustCommand } from "./commands/trust.ts";
@@ -41,6 +43,8 @@ export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number
   probe: probeCommand,
   trust: trustCommand,
   verify: verifyCommand,
+  csr: csrCommand,
+  sign: signCommand,
 };
 
 function version(): string {
@@ -49,7 +53,7 @@ function version(): string {
 }
 
 /** WRITERS: the commands whose job is writing files; only they say "nothing was written" when the input is refused (status, check, plan and the like never write). */
-const WRITERS = new Set(["init", "apply", "ca", "export", "trust"]);
+const WRITERS = new Set(["init", "apply", "ca", "export", "trust", "csr", "sign"]);
 
 /** run executes one CLI invocation and returns its exit code; it never calls process.exit. */
 export async function run(argv: string[], io: Io): Promise<number> {

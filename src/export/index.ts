@@ -93,7 +93,9 @@ export const describeOutput = (o: Output): string =>
 
 /** servicesOf lists the services an output exports, in the manifest's order. */
 export function servicesOf(m: Manifest, o: Output): string[] {
-  return m.services.filter((s) => exportsService(o, s.name)).map((s) => s.name);
+  // A csr service's key is on its own host: "every service" means every one whose pair is here.
+  const all = o.services === undefined && o.hosts === undefined;
+  return m.services.filter((s) => exportsService(o, s.name) && !(all && s.csr)).map((s) => s.name);
 }
 
 /** realish resolves symlinks in the longest existing prefix of `p`. */

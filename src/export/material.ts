@@ -6,7 +6,7 @@
  */
 import { createHash, createPrivateKey } from "node:crypto";
 import * as path from "node:path";
-import { FailedError } from "../errors.ts";
+import { FailedError, UsageError } from "../errors.ts";
 import { readTextBounded } from "../read-file.ts";
 import type { CertSlot, Manifest, Service } from "../manifest/index.ts";
 import { readCertFields } from "../pki/cert.ts";
@@ -147,6 +147,11 @@ function pair(m: Manifest, pki: string, s: Service, certFile: string, keyFile: s
 export function loadMaterial(m: Manifest, pki: string, names: readonly string[] | undefined): PkiMaterial {
   const dir = path.resolve(pki);
   const chosen = m.services.filter((s) => names === undefined || names.includes(s.name));
+  const onHost = chosen.filter((s) => s.csr);
+  if (onHost.length > 0)
+    throw new UsageError(
+      `export: ${onHost.map((s) => s.name).join(", ")} ${onHost.length === 1 ? "has its key" : "have their keys"} on ${onHost.length === 1 ? "its own host" : "their own hosts"} (csr: true), so no pair can be exported from ${pki}; leave ${onHost.length === 1 ? "it" : "them"} out (the certificate is ${abs(dir, LAYOUT.cert(onHost[0]!.slots[0]!))})`,
+    );
   if (chosen.some((s) => s.files === undefined)) readOrFail(m, pki, abs(dir, LAYOUT.caCert), false); // the CA first: the clearest sign of a PKI never issued
   const services = chosen.map((s): ServiceMaterial => {
     const slotFiles = (slot: CertSlot) =>

@@ -4,9 +4,8 @@
  * and extensions with their values.
  */
 import { createHash } from "node:crypto";
-import type { CertFields } from "../pki/cert.ts";
-import { explicit, oid, seq } from "../pki/der.ts";
-import { decodeFields, type CertInfo, type PublicKeyInfo } from "../pki/x509.ts";
+import { decodeParts } from "../pki/csr.ts";
+import type { CertInfo, PublicKeyInfo } from "../pki/x509.ts";
 import type { ExtensionItem, Identity, KeyInfo, Requested, SanItem } from "./item.ts";
 
 /** colonHex renders bytes as `AB:CD:...`, the way openssl prints fingerprints. */
@@ -15,35 +14,6 @@ export const colonHex = (bytes: Uint8Array): string =>
 
 /** sha256 is the SHA-256 of `der` in colon hex. */
 export const sha256 = (der: Uint8Array): string => colonHex(createHash("sha256").update(der).digest());
-
-const PLACEHOLDER_ALGORITHM = seq(oid("1.3.101.112"));
-
-/**
- * decodeParts decodes the parts of a CSR or a bare key with the certificate decoder itself
- * (pki/x509.ts), so that names, keys and extensions read exactly as they do in certificates:
- * the parts are placed where a TBSCertificate has them, the extensions as its [3] field.
- */
-export function decodeParts(p: {
-  spki: Buffer;
-  subject?: Buffer;
-  signatureAlgorithm?: Buffer;
-  extensions?: Buffer;
-}): CertInfo {
-  const empty = seq();
-  const fields: CertFields = {
-    der: Buffer.alloc(0),
-    tbs: seq(...(p.extensions ? [explicit(3, p.extensions)] : [])),
-    serial: Buffer.from([1]),
-    notBefore: new Date(0),
-    notAfter: new Date(0),
-    issuer: p.subject ?? empty,
-    subject: p.subject ?? empty,
-    spki: p.spki,
-    signatureAlgorithm: p.signatureAlgorithm ?? PLACEHOLDER_ALGORITHM,
-    signature: Buffer.alloc(0),
-  };
-  return decodeFields(fields);
-}
 
 /** keyInfo describes a public key from its decoded form and its SPKI DER. */
 export function keyInfo(k: PublicKeyInfo, spki: Buffer): KeyInfo {

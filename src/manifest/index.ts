@@ -19,7 +19,7 @@ export { classifyAddress, formatIp } from "./address.ts";
 export { formatDuration, parseDuration } from "./duration.ts";
 export type { CaImport, CaSpec, CertSlot, Connection, ExternalFiles, Manifest, Reload, Service } from "./model.ts";
 export type { FlatNameKey, Output, OutputFormat } from "./model.ts";
-export { managedServices, OUTPUT_FORMATS } from "./model.ts";
+export { keyedServices, managedServices, OUTPUT_FORMATS } from "./model.ts";
 export { manifestJsonSchema } from "./json-schema.ts";
 export { ManifestSchema, type WrittenManifest } from "./schema.ts";
 
@@ -29,6 +29,17 @@ export interface LoadedManifest {
   warnings: Problem[];
   /** lineOf locates a field of the manifest, for messages raised after loading. */
   lineOf(path: readonly (string | number)[]): number | undefined;
+}
+
+/** problemAt is a problem with a loaded manifest's field, raised after loading: its file, line (when known) and path. */
+export function problemAt(
+  loaded: LoadedManifest,
+  at: readonly (string | number)[],
+  message: string,
+  fix: string,
+): Problem {
+  const line = loaded.lineOf(at);
+  return { file: loaded.manifest.file, ...(line === undefined ? {} : { line }), path: at.join("."), message, fix };
 }
 
 /**

@@ -55,6 +55,8 @@ export interface Service {
   slots: CertSlot[];
   /** files: existing files named in the manifest; such a service is external, and apply never writes for it. */
   files: ExternalFiles | undefined;
+  /** csr: the key is made on the service's host (`mtlskit csr`) and its CSR signed by `mtlskit sign`; apply never makes a key for it. Default: false. */
+  csr?: boolean;
   /** reload: run after apply changes the service's files (pid files resolved against the manifest's directory). */
   reload?: Reload;
 }
@@ -62,6 +64,10 @@ export interface Service {
 /** managedServices are the services mtlskit issues certificates for: those without `files`. */
 export const managedServices = (m: Pick<Manifest, "services">): Service[] =>
   m.services.filter((s) => s.files === undefined);
+
+/** keyedServices are the managed services whose keys apply makes: those without `files` or `csr`. */
+export const keyedServices = (m: Pick<Manifest, "services">): Service[] =>
+  m.services.filter((s) => s.files === undefined && s.csr !== true);
 
 /** Connection is a resolved connection. */
 export interface Connection {

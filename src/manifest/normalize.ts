@@ -101,6 +101,7 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
       split,
       clientSans,
       slots,
+      ...(s.csr === true ? { csr: true } : {}),
       ...(s.reload === undefined
         ? {}
         : {

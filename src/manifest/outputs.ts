@@ -305,6 +305,7 @@ const keysFitFormat = (o: WrittenOutput, at: (string | number)[], ctx: Context) 
 const outputsValid: Rule = (m, w, ctx) => {
   const names = new Set(m.services.map((s) => s.name));
   const all = () => m.services.map((s) => s.name).join(", ");
+  const onHost = new Set(m.services.filter((s) => s.csr).map((s) => s.name));
   const known = (list: readonly string[] | undefined, at: (string | number)[]) =>
     (list ?? []).forEach((n, j) => {
       if (!names.has(n))
@@ -312,6 +313,12 @@ const outputsValid: Rule = (m, w, ctx) => {
           [...at, j],
           `names unknown service ${JSON.stringify(n)}; services are: ${all()}`,
           "use one of the service names",
+        );
+      else if (onHost.has(n))
+        ctx.error(
+          [...at, j],
+          `names ${n}, whose key is on its own host (csr: true): an output ships key pairs, and mtlskit holds none for ${n}`,
+          `remove ${n}; its host installs the certificate \`mtlskit sign\` writes`,
         );
     });
   (w.outputs ?? []).forEach((o, i) => {

@@ -135,6 +135,36 @@ const reloadNeedsManagedFiles: Rule = (m, _w, ctx) => {
 };
 
 /**
+ * csrAlone: a csr service holds one certificate whose key lives on its host. Its files are made
+ * there and signed by `mtlskit sign`, so files (someone else's certificate), split (two keys from
+ * one CSR) and reload (apply never changes its files on the CA's host) cannot apply to it.
+ */
+const csrAlone: Rule = (m, _w, ctx) => {
+  for (const s of m.services) {
+    if (!s.csr) continue;
+    const at = ["services", s.name];
+    if (s.files)
+      ctx.error(
+        [...at, "csr"],
+        "says mtlskit signs this service's CSR, but services.NAME.files says its certificate is made elsewhere",
+        "keep one: remove files (mtlskit signs the CSR) or remove csr (the files are judged as they are)",
+      );
+    if (s.split)
+      ctx.error(
+        [...at, "csr"],
+        "a csr service holds one certificate from one CSR; split: true would need two keys and two certificates",
+        "remove split (usage dual gives one certificate for both ends), or remove csr",
+      );
+    if (s.reload)
+      ctx.error(
+        [...at, "reload"],
+        "runs after apply changes this service's files, but a csr service's certificate is installed on its own host after `mtlskit sign`",
+        "reload the service on its host after installing the signed certificate, and remove reload here",
+      );
+  }
+};
+
+/**
  * externalFilesFollowSplit: a service's files name a client pair exactly when it is split, because
  * a split service holds two certificates (cert.pem and client.pem) and any other holds one.
  */
@@ -412,6 +442,7 @@ export const RULES: readonly Rule[] = [
   splitNeedsDual,
   externalFilesFollowSplit,
   reloadNeedsManagedFiles,
+  csrAlone,
   renewBeforeShorterThanValidity,
   leafWithinCa,
   importKeyUnlessIntermediate,

@@ -383,6 +383,14 @@ const ServiceSchema = strict(
     renewBefore: v.optional(duration("Renewal margin. Default: defaults.renewBefore.")),
     subject: v.optional(SubjectSchema),
     files: v.optional(FilesSchema),
+    csr: v.optional(
+      v.pipe(
+        v.boolean((i) => `must be true or false; got ${got(i.input)}`),
+        v.description(
+          "true: the service's key is made on its own host and never leaves it. `mtlskit csr --service NAME` there writes the key and a CSR for exactly what this manifest declares; `mtlskit sign CSR --service NAME` on the CA's host checks it against this manifest (the SANs, identity, usage and validity come from here, never from the CSR) and writes the certificate under services/NAME/. apply never makes a key for it; plan and check show it as a csr service. Not with files, split or reload. Default: false (apply makes the key).",
+        ),
+      ),
+    ),
     reload: v.optional(ReloadSchema),
     clientSans: v.optional(
       v.pipe(

@@ -6,10 +6,13 @@
  * reproduces its TBSCertificate byte for byte, its key matches, the current CA signed it, and it
  * is outside its renewal window. That is why an unchanged manifest leaves every file identical.
  */
+import { BACKDATE_MS, leafSpec } from "../ca/policy.ts";
 import { FailedError, InvalidInputError, type Problem } from "../errors.ts";
 import {
   formatDuration,
+  keyedServices,
   managedServices,
+  problemAt,
   type CertSlot,
   type ExternalFiles,
   type LoadedManifest,
@@ -28,8 +31,7 @@ import type { CaMaterial, IntermediateState, LeafState, State } from "../state/r
 import type { RotationRecord } from "../state/rotation.ts";
 import { issuerOf, PHASES } from "../ca/rotation.ts";
 
-/** BACKDATE_MS: notBefore lies this far before issuance, for peers whose clocks run behind (cfssl's 5 minutes). */
-export const BACKDATE_MS = 5 * 60_000;
+export { BACKDATE_MS, leafSpec } from "../ca/policy.ts";
 
 /** CertAction is what apply does with one certificate. */
 export type CertAction = "create" | "keep" | "reissue";
@@ -94,6 +96,21 @@ export interface ExternalStep {
   files: ExternalFiles;
 }
 
+/**
+ * CsrStep is a service whose key is made on its host (csr: true): apply writes nothing for it;
+ * `mtlskit sign` does, from a request made by `mtlskit csr` there.
+ */
+export interface CsrStep {
+  service: string;
+  action: "csr";
+  /** awaiting: no certificate yet; signed: it holds a good one; renew: it needs a new one (expiring, spec or CA changed). */
+  state: "awaiting" | "signed" | "renew";
+  /** reason: "awaiting a CSR", "valid until 2027-01-01, renews from ...", "due for renewal: ...". */
+  reason: string;
+  /** next: the commands that bring it up to date, when it is not signed. */
+  next: string | undefined;
+}
+
 /** Plan is everything apply will do, in order. */
 export interface Plan {
   dir: string;
@@ -111,6 +128,8 @@ export interface Plan {
   bundles: BundleStep[];
   /** external: the services with `files`, one step each; nothing is written for them. */
   external: ExternalStep[];
+  /** csr: the services with csr: true, one step each; apply writes nothing for them. */
+  csr: CsrStep[];
   /** warnings worth telling the user that change nothing (e.g. the CA spec differs from the existing CA). */
   warnings: string[];
   /** rotation: a CA rotation under way (DIR/ca/rotation.json): its record, the next CA while it is separate, and the bundle every service gets. */
@@ -130,22 +149,6 @@ export interface PlanOptions {
 }
 
 const day = (d: Date) => d.toISOString().slice(0, 10);
-
-/** leafSpec is the certificate a slot of a service should hold, issued at `now`. */
-export function leafSpec(service: Service, slot: CertSlot, now: Date): CertSpec {
-  // clientSans: identity-only: a client certificate carries the identity URI alone (Netsy's node client certificates).
-  const bare = slot.profile === "client" && service.clientSans === "identity-only";
-  return {
-    profile: slot.profile,
-    subject: service.subject,
-    dns: bare ? [] : service.dns,
-    ips: bare ? [] : service.ips.map((i) => i.bytes),
-    uris: service.identity === undefined ? [] : [service.identity],
-    keyType: service.keyType,
-    notBefore: new Date(now.getTime() - BACKDATE_MS),
-    notAfter: new Date(now.getTime() + service.validityMs),
-  };
-}
 
 /** caSpec is the certificate of a CA generated at `now`: a root above an intermediate has pathlen 1, a lone CA 0. */
 export function caSpec(m: Manifest, now: Date): CertSpec {
@@ -220,6 +223,22 @@ function judgeIntermediate(
 
 /** bundlePem is the trust bundle every service's ca.pem holds. */
 export const bundleOf = (ca: CaMaterial): string => ca.bundlePem;
+
+/**
+ * trustBundle is what every service's bundle holds: the root (an intermediate never enters a
+ * bundle), or, during a CA rotation, the CAs its phase names (old and next while preparing and active).
+ */
+export function trustBundle(root: CaMaterial, rotation: State["rotation"]): string {
+  const next = rotation?.next;
+  if (!rotation || !next) return bundleOf(root);
+  return [...new Set(PHASES[rotation.record.phase].bundle.map((g) => (g === "old" ? root : next).bundlePem))].join("");
+}
+
+/** issuingCa is the CA that signs `service`'s certificates: the next CA once a rotation activated it, else `current`. */
+export function issuingCa(current: CaMaterial, rotation: State["rotation"], service: string): CaMaterial {
+  const next = rotation?.next;
+  return next && issuerOf(rotation.record.phase, rotation.record, service) === "new" ? next : current;
+}
 
 function describe(info: CertInfo): Record<string, string> {
   return {
@@ -328,6 +347,15 @@ export function checkReissueNames(loaded: LoadedManifest, opts: PlanOptions): vo
         message: `--reissue names unknown service ${JSON.stringify(r)}; services are: ${names.join(", ")}`,
         fix: "use a service name from the manifest",
       });
+    else if (s.csr)
+      problems.push(
+        problemAt(
+          loaded,
+          ["services", s.name, "csr"],
+          `--reissue names service ${s.name}, whose key is made on its host (csr: true); apply never holds that key, so it cannot re-issue it`,
+          `run \`mtlskit csr --service ${s.name}\` on ${s.name}'s host, then \`mtlskit sign ${s.name}.csr --service ${s.name}\``,
+        ),
+      );
     else if (s.files) {
       const path = ["services", s.name, "files"];
       const line = loaded.lineOf(path);
@@ -362,8 +390,7 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
   // During a rotation (prepared, active) the next CA issues the activated services' certificates.
   const rotation = state.rotation;
   const next = rotation?.next;
-  const issuerFor = (service: string): CaMaterial | undefined =>
-    next && issuerOf(rotation.record.phase, rotation.record, service) === "new" ? next : material;
+  const issuerFor = (service: string): CaMaterial | undefined => material && issuingCa(material, rotation, service);
   if (state.ca.status === "broken") {
     throw new FailedError(`pki: ${state.ca.reason}. Fix: ${state.ca.fix}.`);
   } else if (state.ca.status === "missing") {
@@ -437,7 +464,12 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
       ? `layoutVersion changed from ${state.layoutVersion ?? "an unreadable record"} to ${layoutVersion}`
       : undefined;
   const certs: CertStep[] = [];
+  const csr: CsrStep[] = [];
   for (const s of managed) {
+    if (s.csr) {
+      csr.push(csrStep(s, state.leaves.get(s.slots[0]!.id), material, now, m.file));
+      continue;
+    }
     for (const slot of s.slots) {
       const spec = leafSpec(s, slot, now);
       const leaf = state.leaves.get(slot.id);
@@ -470,11 +502,8 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
   }
   // Bundles hold the root (a new intermediate changes none of them); during a rotation, every
   // bundle holds the CAs the phase names (old and next while preparing and active).
-  const bundlePem =
-    root && next && rotation
-      ? [...new Set(PHASES[rotation.record.phase].bundle.map((g) => (g === "old" ? root : next).bundlePem))].join("")
-      : root && bundleOf(root);
-  const bundles: BundleStep[] = managed.map((s) => ({
+  const bundlePem = root && trustBundle(root, rotation);
+  const bundles: BundleStep[] = keyedServices(m).map((s) => ({
     service: s.name,
     action: bundlePem !== undefined && state.bundles.get(s.name) === bundlePem ? "keep" : "write",
   }));
@@ -502,6 +531,7 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
     certs,
     bundles,
     external,
+    csr,
     warnings,
     layoutVersion,
     ...(rotation && bundlePem !== undefined ? { rotation: { record: rotation.record, next, bundlePem } } : {}),
@@ -547,6 +577,31 @@ export function caKeyRequest(plan: Plan, command = "mtlskit apply"): string | un
       ? ""
       : `; if the key is lost, move ${plan.dir}/ca away to start a new CA (every service is re-issued and peers must trust the new ca.pem)`;
   return `${plan.caKeyNeed.what}; ${where}. Run \`${command} --ca-key FILE\` with ${which}, read in place and never copied${lost}`;
+}
+
+/** csrStep judges a csr service's certificate as apply judges its own, with the key it never holds taken from the certificate. */
+function csrStep(
+  s: Service,
+  leaf: LeafState | undefined,
+  material: CaMaterial | undefined,
+  now: Date,
+  file: string,
+): CsrStep {
+  const next = `run \`mtlskit csr --service ${s.name} -f ${file} --out DIR\` on ${s.name}'s host, then \`mtlskit sign DIR/${s.name}.csr --service ${s.name} -f ${file} --pki PKI\``;
+  const cert = leaf?.cert;
+  if (cert === undefined) return { service: s.name, action: "csr", state: "awaiting", reason: "awaiting a CSR", next };
+  if (!material) return { service: s.name, action: "csr", state: "renew", reason: "CA is new", next };
+  const verdict = judgeLeaf(
+    { ...leaf!, keySpki: "error" in cert ? undefined : cert.spki },
+    leafSpec(s, s.slots[0]!, now),
+    s,
+    material,
+    material.chainPem,
+    now,
+  );
+  return verdict.action === "keep"
+    ? { service: s.name, action: "csr", state: "signed", reason: `signed, ${verdict.reason}`, next: undefined }
+    : { service: s.name, action: "csr", state: "renew", reason: verdict.reason, next };
 }
 
 /** changedServices lists the services whose files a plan rewrites (certificates or bundle). */

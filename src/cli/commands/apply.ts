@@ -56,6 +56,9 @@ otherwise refuses (exit 2, nothing written), saying what needs it: the intermedi
 that run with --ca-key FILE: it is checked against the CA certificate, used in memory and never
 copied into DIR.
 
+A service with \`csr: true\` makes its key on its own host: apply never makes a key or writes a file
+for it, and --reissue refuses it; \`mtlskit csr\` there and \`mtlskit sign\` here issue its certificate.
+
 After issuing, apply writes the manifest's \`outputs:\` (see \`mtlskit export --help\`), so a renewal
 refreshes the exported copies; files that still match are not rewritten. An output that cannot
 be written (inside DIR, a missing passphrase) stops apply before anything is issued.

@@ -272,6 +272,11 @@ async function runCheck(args: string[], io: Io): Promise<number> {
       `mtlskit check${manifest === loaded.manifest ? "" : ` (services ${manifest.services.map((x) => x.name).join(", ")})`}: ${values.file}, ${loaded.manifest.services.some((s) => !s.files) ? values.pki : "external files only"}${now ? `, at ${now.toISOString()}` : ""}`,
       values.failing ?? false,
     );
+    const onHost = manifest.services.filter((s) => s.csr).map((s) => s.name);
+    if (onHost.length > 0)
+      (values.output ? (t: string) => void chunks.push(t) : io.out)(
+        `Keys on their own hosts by design (csr: true): ${onHost.join(", ")}; mtlskit holds no key for ${onHost.length === 1 ? "it" : "them"}, and check judged ${onHost.length === 1 ? "its certificate" : "their certificates"} without one.\n`,
+      );
     if (!values.output) return code;
     text = chunks.join("");
   }

@@ -10,6 +10,7 @@ import {
   MANIFEST_FLAGS,
   planJson,
   REISSUE_FLAGS,
+  renderCsrNote,
   renderExternalNote,
   renderPlan,
   renderWarnings,
@@ -30,6 +31,8 @@ readable by others; --reissue. A service with \`files\` (certificate files mtlsk
 is one line with the action \`external\`: apply never writes them; \`mtlskit check\` judges them.
 During a CA rotation (\`mtlskit ca rotate\`), plan ends with the phase, since when, and what the
 next rotate step will change.
+A service with \`csr: true\` (its key is made on its host) is one line with the action \`csr\`:
+awaiting a CSR, signed, or due for renewal, with the \`mtlskit csr\` and \`mtlskit sign\` commands.
 
 FLAGS
   -f, --file FILE      manifest (default mtlskit.yaml)
@@ -102,6 +105,7 @@ export async function planCommand(args: string[], io: Io): Promise<number> {
   if (!request && plan.caKey === "offline")
     io.out("The CA key is offline; this apply needs nothing signed by it, so it runs without --ca-key.\n");
   renderExternalNote(io, plan);
+  renderCsrNote(io, plan);
   // During a rotation: its phase, and what the next rotate step will change.
   if (rotation) io.out(`${nextStepText(rotation, managed)}\n`);
   return 0;

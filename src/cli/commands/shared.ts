@@ -63,6 +63,15 @@ export function planJson(plan: Plan) {
         reason: e.reason,
         files: e.files,
       })),
+      // A service with csr: true: one entry, action "csr"; its key is on its host, `mtlskit sign` writes its certificate.
+      ...plan.csr.map((c) => ({
+        id: c.service,
+        service: c.service,
+        action: c.action,
+        state: c.state,
+        reason: c.reason,
+        ...(c.next === undefined ? {} : { next: c.next }),
+      })),
     ],
     bundles: plan.bundles,
     warnings: plan.warnings,
@@ -76,6 +85,7 @@ const ACTION_COLOR = {
   renew: "yellow",
   import: "dim",
   external: "dim",
+  csr: "dim",
 } as const;
 
 /** CA_ROW labels the CA's row in a plan: no service can be named so (NAME_RULE is lower case). */
@@ -95,8 +105,9 @@ export function renderPlan(io: Io, plan: Plan, verbs: { create: string; reissue:
   for (const b of staleBundles(plan))
     rows.push([`${b}/ca.pem`, "reissue", "trust bundle differs from the CA's; rewritten"]);
   for (const e of plan.external) rows.push([e.service, e.action, e.reason]);
+  for (const c of plan.csr ?? []) rows.push([c.service, c.action, c.next ? `${c.reason}; ${c.next}` : c.reason]);
   const word = (a: keyof typeof ACTION_COLOR) =>
-    a === "import" || a === "external" ? a : a === "renew" ? verbs.reissue : verbs[a];
+    a === "import" || a === "external" || a === "csr" ? a : a === "renew" ? verbs.reissue : verbs[a];
   const w0 = Math.max(...rows.map((r) => r[0].length));
   const w1 = Math.max(...rows.map((r) => word(r[1]).length));
   for (const [id, action, reason] of rows)
@@ -122,6 +133,15 @@ export function renderExternalNote(io: Io, plan: Plan): void {
   if (n === 0) return;
   io.out(
     `${n} external service${n === 1 ? "" : "s"} (${plan.external.map((e) => e.service).join(", ")}): the manifest names ${n === 1 ? "its" : "their"} files; apply does not write them. Run \`mtlskit check\` to judge them.\n`,
+  );
+}
+
+/** renderCsrNote says, after the plan, which csr services need a request signed (apply cannot: their keys are on their hosts). */
+export function renderCsrNote(io: Io, plan: Plan): void {
+  const due = plan.csr.filter((c) => c.state !== "signed").map((c) => c.service);
+  if (due.length === 0) return;
+  io.out(
+    `${due.length} csr service${due.length === 1 ? "" : "s"} (${due.join(", ")}) need${due.length === 1 ? "s" : ""} a certificate apply cannot issue (the key is on the service's host): run \`mtlskit csr\` there, then \`mtlskit sign\` here (see each line above).\n`,
   );
 }
 

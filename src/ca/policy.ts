@@ -1,0 +1,233 @@
+/**
+ * The issuance policy: the one place that turns "this service, this key, now" into a CertSpec,
+ * so apply (a key it makes), `mtlskit sign` (a key made on the service's host) and any later
+ * signer cannot drift apart in profiles, SANs or lifetimes. Pure: no files, no clock.
+ *
+ * leafSpec is what apply issues for each slot. csrPolicy judges a PKCS#10 request against the
+ * same leafSpec: the certificate's SANs, identity URI, usage and validity come from the manifest,
+ * never from the request; the request only contributes its public key, after its self-signature
+ * verifies and its key is the type the manifest declares. Anything the request asks for beyond
+ * that (other SANs, CA:TRUE, keyCertSign, another subject, a key of another type or size) is a
+ * refusal naming the request's field and the fix, so a CSR never widens what a service may be.
+ */
+import type { CertSlot, Service } from "../manifest/model.ts";
+import { csrSignature, decodeParts, type CsrFields, type CsrRequest } from "../pki/csr.ts";
+import type { CertSpec } from "../pki/issue.ts";
+import { KEY_TYPES, keyTypeOfSpki } from "../pki/keys.ts";
+import { encodeName } from "../pki/name.ts";
+import { formatIp } from "../pki/ip.ts";
+import { PROFILES } from "../pki/profiles.ts";
+
+/** BACKDATE_MS: notBefore lies this far before issuance, for peers whose clocks run behind (cfssl's 5 minutes). */
+export const BACKDATE_MS = 5 * 60_000;
+
+/** leafSpec is the certificate a slot of a service should hold, issued at `now`: apply's and sign's one spec. */
+export function leafSpec(service: Service, slot: CertSlot, now: Date): CertSpec {
+  // clientSans: identity-only: a client certificate carries the identity URI alone (Netsy's node client certificates).
+  const bare = slot.profile === "client" && service.clientSans === "identity-only";
+  return {
+    profile: slot.profile,
+    subject: service.subject,
+    dns: bare ? [] : service.dns,
+    ips: bare ? [] : service.ips.map((i) => i.bytes),
+    uris: service.identity === undefined ? [] : [service.identity],
+    keyType: service.keyType,
+    notBefore: new Date(now.getTime() - BACKDATE_MS),
+    notAfter: new Date(now.getTime() + service.validityMs),
+  };
+}
+
+/**
+ * requestFor is what `mtlskit csr` asks for: the subject and SANs of leafSpec, the certificate
+ * sign will issue, so a request made by mtlskit is never refused by its own policy.
+ */
+export function requestFor(service: Service): CsrRequest {
+  const spec = leafSpec(service, service.slots[0]!, new Date(0));
+  return { subject: spec.subject, dns: spec.dns, ips: spec.ips, uris: spec.uris };
+}
+
+/** RSA_BITS bounds an RSA key in a request: below, peers refuse it; above, Go refuses it (CVE-2023-29409) and verifying it costs the CA. */
+export const RSA_BITS = { min: 2048, max: 4096 } as const;
+
+/** WEAK_HASHES are signature hashes a request may not be signed with (collisions are practical). */
+const WEAK_HASHES = new Set(["md5", "sha1"]);
+
+/** Refusal is one reason a request is not signed: the request's field, what is wrong, and the fix. */
+export interface Refusal {
+  /** field names the part of the CSR (or manifest) at fault: `subjectPKInfo`, `extensionRequest.subjectAltName`, ... */
+  field: string;
+  message: string;
+  fix: string;
+}
+
+/** PolicyResult is a spec to sign the request's key with, or every refusal found. */
+export type PolicyResult =
+  | { ok: true; spec: CertSpec; spki: Buffer; notes: string[] }
+  | { ok: false; refusals: Refusal[] };
+
+/** sanWords spells a spec's or request's SANs as openssl does (`DNS:web`, `IP:10.0.0.7`, `URI:spiffe://...`), in order. */
+export const sanWords = (names: Pick<CertSpec, "dns" | "ips" | "uris">): string[] => [
+  ...names.dns.map((d) => `DNS:${d}`),
+  ...names.ips.map((b) => `IP:${formatIp(b)}`),
+  ...names.uris.map((u) => `URI:${u}`),
+];
+
+const SAN_PREFIX = { dns: "DNS", ip: "IP", uri: "URI", email: "email", other: "other" } as const;
+/** sanWord spells one decoded SAN the same way; DNS names in lower case, as they compare. */
+const sanWord = (s: { type: keyof typeof SAN_PREFIX; value: string }) =>
+  `${SAN_PREFIX[s.type]}:${s.type === "dns" ? s.value.toLowerCase() : s.value}`;
+/** comparable puts a sanWords word in sanWord's form: DNS names compare without case (RFC 4343). */
+const comparable = (w: string) => (w.startsWith("DNS:") ? `DNS:${w.slice(4).toLowerCase()}` : w);
+
+/**
+ * csrPolicy judges a decoded request for `service` at `now`: the CertSpec to sign its key with
+ * (leafSpec of the service's one slot), or refusals naming each field the request got wrong.
+ */
+export function csrPolicy(service: Service, csr: CsrFields, now: Date): PolicyResult {
+  const refusals: Refusal[] = [];
+  const refuse = (field: string, message: string, fix: string) => void refusals.push({ field, message, fix });
+  const name = service.name;
+  const remake = `make the request with \`mtlskit csr --service ${name}\` on ${name}'s host`;
+  if (service.csr !== true || service.slots.length !== 1)
+    return {
+      ok: false,
+      refusals: [
+        {
+          field: `services.${name}.csr`,
+          message: `${name} is not declared csr: true in the manifest, so apply makes its key and mtlskit signs no request for it`,
+          fix: `add csr: true to services.${name} (its key then lives only on its host), or run \`mtlskit apply\` for it`,
+        },
+      ],
+    };
+  const slot = service.slots[0]!;
+  const spec = leafSpec(service, slot, now);
+  const info = csr.decoded;
+
+  if (csr.version !== 0) refuse("version", `is ${csr.version}; PKCS#10 defines only version 1 (0)`, remake);
+
+  // The key first: an oversized RSA modulus is refused before any signature is computed with it.
+  const key = info.publicKey;
+  const want = KEY_TYPES[service.keyType];
+  let keyOk = false;
+  if (key.algorithm === "rsa" && (key.bits < RSA_BITS.min || key.bits > RSA_BITS.max))
+    refuse(
+      "subjectPKInfo",
+      `is an RSA key of ${key.bits} bits, outside the ${RSA_BITS.min}..${RSA_BITS.max} bits mtlskit signs (and ${name} declares ${want.describe})`,
+      `${remake}, or a ${want.describe} key: e.g. \`openssl req -new -newkey ${want.family === "rsa" ? `rsa:${service.keyType.slice(4)}` : want.family === "ec" ? `ec -pkeyopt ec_paramgen_curve:${service.keyType === "ecdsa-p384" ? "P-384" : "P-256"}` : "ed25519"} ...\``,
+    );
+  else {
+    const have = keyTypeOfSpki(csr.spki);
+    if (have !== service.keyType)
+      refuse(
+        "subjectPKInfo",
+        `is ${have ? KEY_TYPES[have].describe : `a key mtlskit does not sign (${key.algorithm}${key.curve ? ` ${key.curve}` : key.bits ? ` ${key.bits} bits` : ""})`}, but services.${name}.key declares ${want.describe}`,
+        `${remake} (it makes a ${want.describe} key), or change services.${name}.key`,
+      );
+    else keyOk = true;
+  }
+
+  const hash = info.signatureAlgorithm.hash;
+  if (typeof hash === "string" && WEAK_HASHES.has(hash))
+    refuse(
+      "signatureAlgorithm",
+      `is ${info.signatureAlgorithm.name}, whose hash is broken`,
+      `${remake} (SHA-256 or better)`,
+    );
+  else if (keyOk) {
+    const sig = csrSignature(csr);
+    if (sig !== "valid")
+      refuse(
+        "signature",
+        sig === "invalid"
+          ? "does not verify with the request's own key: the request was altered after signing, or signed with another key"
+          : `is ${sig}: mtlskit verifies ECDSA, RSA PKCS#1 v1.5 and Ed25519 signatures`,
+        remake,
+      );
+  }
+
+  // The subject: every attribute the request names must be the manifest's (an empty subject is fine).
+  const wantSubject = decodeParts({ spki: csr.spki, subject: encodeName(spec.subject) }).subjectAttributes;
+  for (const [attr, value] of Object.entries(info.subjectAttributes)) {
+    if (wantSubject[attr] !== value)
+      refuse(
+        `subject.${attr}`,
+        wantSubject[attr] === undefined
+          ? `asks for ${attr}=${value}, which the manifest's subject for ${name} does not have`
+          : `asks for ${attr}=${value}, but the manifest declares ${attr}=${wantSubject[attr]} for ${name}`,
+        `${remake}, or request the manifest's subject (${Object.entries(wantSubject)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(", ")})`,
+      );
+  }
+
+  // The extensions asked for: each must be something the manifest's certificate already is.
+  const declared = sanWords(spec);
+  for (const ext of info.extensions) {
+    switch (ext.name) {
+      case "subjectAltName": {
+        const allowed = new Set(declared.map(comparable));
+        for (const san of info.sans) {
+          const word = sanWord(san);
+          if (!allowed.has(word))
+            refuse(
+              "extensionRequest.subjectAltName",
+              `asks for ${word}, which the manifest does not declare for ${name} (it declares ${declared.join(", ") || "no SANs"})`,
+              `${remake}, or declare the name in services.${name}.addresses${san.type === "uri" ? " (the identity URI comes from identity.uri)" : ""} and run sign again`,
+            );
+        }
+        break;
+      }
+      case "basicConstraints":
+        if (info.isCA || info.pathLen !== undefined)
+          refuse(
+            "extensionRequest.basicConstraints",
+            `asks for CA:TRUE${info.pathLen === undefined ? "" : `, pathlen:${info.pathLen}`}; a service certificate is never a CA`,
+            `${remake} (it asks for no CA), or drop basicConstraints from the request's extensions`,
+          );
+        break;
+      case "keyUsage": {
+        const p = PROFILES[spec.profile];
+        const may = new Set<string>([...p.keyUsage, ...(want.family === "rsa" ? p.rsaKeyUsage : [])]);
+        const extra = (info.keyUsage ?? []).filter((u) => !may.has(u));
+        if (extra.length > 0)
+          refuse(
+            "extensionRequest.keyUsage",
+            `asks for ${extra.join(", ")}, which a ${spec.profile} certificate never has (it gets ${[...may].join(", ")})`,
+            `${remake}, or drop keyUsage from the request: usage comes from services.${name}.usage`,
+          );
+        break;
+      }
+      case "extKeyUsage": {
+        const may = new Set<string>(PROFILES[spec.profile].extKeyUsage);
+        const extra = (info.extKeyUsage ?? []).filter((u) => !may.has(u));
+        if (extra.length > 0)
+          refuse(
+            "extensionRequest.extKeyUsage",
+            `asks for ${extra.join(", ")}, but ${name} is declared usage ${service.usage} (${[...may].join(", ")})`,
+            `${remake}, or change services.${name}.usage if ${name} really needs it`,
+          );
+        break;
+      }
+      case "subjectKeyIdentifier":
+        break; // the CA computes the key identifier from the key itself
+      default:
+        refuse(
+          `extensionRequest.${ext.name ?? ext.oid}`,
+          `asks for the extension ${ext.name ?? ext.oid}, which mtlskit never issues`,
+          `${remake}, or drop that extension from the request`,
+        );
+    }
+  }
+  if (refusals.length > 0) return { ok: false, refusals };
+  const asked = new Set(info.sans.map(sanWord));
+  const added = declared.filter((w) => !asked.has(comparable(w)));
+  return {
+    ok: true,
+    spec,
+    spki: csr.spki,
+    notes:
+      added.length > 0
+        ? [`the request did not ask for ${added.join(", ")}; the certificate carries them as the manifest declares`]
+        : [],
+  };
+}
