@@ -17,6 +17,7 @@ Usage:
   mtlskit apply                         issue everything into ./pki (idempotent, crash-safe)
   mtlskit apply -f cluster.yaml --pki /etc/mtls
   mtlskit apply --reissue gateway       rotate one service's key and certificate
+  mtlskit revoke gateway --reason keyCompromise  put it on the CRL; the next apply re-issues it
   mtlskit check                         prove every declared connection will handshake; name what to fix
   mtlskit status --nagios               every certificate's expiry and its CA's, most urgent first (a Sensu check)
   mtlskit export --format kubernetes    copy out as Secrets; also flat PEM files per host, env files, .p12
@@ -27,5 +28,5 @@ Usage:
   mtlskit verify cert.pem --ca root.pem  is it valid (openssl verify -x509_strict, Go)? each reason with its fix
   sudo mtlskit trust install            put the CA into the system trust store (and NSS); uninstall, status
 
-Commands: init, plan, apply, check, status, export, metrics, config, inspect, explain, probe, verify, trust, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
+Commands: init, plan, apply, check, status, export, metrics, config, inspect, explain, probe, verify, trust, revoke, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
 `;

@@ -15,6 +15,7 @@ import { initCommand } from "./commands/init.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { planCommand } from "./commands/plan.ts";
 import { probeCommand } from "./commands/probe.ts";
+import { revokeCommand } from "./commands/revoke.ts";
 import { schemaCommand } from "./commands/schema.ts";
 import { statusCommand } from "./commands/status.ts";
 import { metricsCommand } from "./commands/metrics.ts";
@@ -39,6 +40,7 @@ export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number
   probe: probeCommand,
   trust: trustCommand,
   verify: verifyCommand,
+  revoke: revokeCommand,
 };
 
 function version(): string {
@@ -47,7 +49,7 @@ function version(): string {
 }
 
 /** WRITERS: the commands whose job is writing files; only they say "nothing was written" when the input is refused (status, check, plan and the like never write). */
-const WRITERS = new Set(["init", "apply", "export", "trust"]);
+const WRITERS = new Set(["init", "apply", "export", "trust", "revoke"]);
 
 /** run executes one CLI invocation and returns its exit code; it never calls process.exit. */
 export async function run(argv: string[], io: Io): Promise<number> {

@@ -85,6 +85,8 @@ export interface CaSpec {
   validityMs: number;
   subject: Subject;
   import: CaImport | undefined;
+  /** crlNextUpdateMs: each CRL's lifetime (ca.crl.nextUpdate); normalize always sets it. Default: 7d. */
+  crlNextUpdateMs?: number;
 }
 
 /** OUTPUT_FORMATS are the export formats (src/export/): the schema, `mtlskit export --format` and the builders read this one list. */

@@ -19,6 +19,7 @@ export const DEFAULTS = {
   caValidity: "10y",
   key: "ecdsa-p256",
   validity: "90d",
+  crlNextUpdate: "7d",
 } as const;
 
 /** normalize resolves a written manifest; `manifestDir` anchors relative paths (ca.import, services.NAME.files). */
@@ -155,6 +156,7 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
       import: ca.import
         ? { cert: resolve(ca.import.cert), key: resolve(ca.import.key), chain: resolveOptional(ca.import.chain) }
         : undefined,
+      crlNextUpdateMs: dur(ca.crl?.nextUpdate ?? DEFAULTS.crlNextUpdate),
     },
     services,
     connections,

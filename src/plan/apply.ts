@@ -33,6 +33,7 @@ import { applyRecordFor, manifestId, writeApplyRecord, type ApplyRecord, type Ho
 import { runHooks, type HookJob } from "./hooks.ts";
 import { runJob, toIssuer, type IssuerData, type ServiceJob } from "./jobs.ts";
 import { bundleOf, changedServices, checkReissueNames, planApply, type Plan, type PlanOptions } from "./plan.ts";
+import { writeCrl } from "./crl.ts";
 import { loadCaSource } from "./read.ts";
 
 /** ApplyOptions tune how apply runs. */
@@ -367,6 +368,7 @@ async function applyLocked(
     }
     syncDir(abs(dir, LAYOUT.servicesDir));
   }
+  if (plan.crl.action === "write") writeCrl(dir, plan.crl, ca, state, plan.now);
   // Recorded last: a crash before this line leaves the old number, and the next apply re-issues again.
   writeLayoutVersion(dir, plan.layoutVersion);
   syncDir(dir);

@@ -25,6 +25,7 @@ import { encodePem } from "../pki/pem.ts";
 import { decodeCertificate, type CertInfo } from "../pki/x509.ts";
 import { DEFAULT_LAYOUT_VERSION } from "../state/layout-version.ts";
 import type { CaMaterial, LeafState, State } from "../state/read.ts";
+import { planCrl, revocationOf, revokedReason, type CrlStep } from "./crl.ts";
 
 /** BACKDATE_MS: notBefore lies this far before issuance, for peers whose clocks run behind (cfssl's 5 minutes). */
 export const BACKDATE_MS = 5 * 60_000;
@@ -82,6 +83,8 @@ export interface Plan {
   warnings: string[];
   /** layoutVersion: the manifest's, which apply records in DIR/layout-version once every certificate is issued under it. */
   layoutVersion: number;
+  /** crl: whether ca/crl.pem is re-signed, and why (plan/crl.ts). */
+  crl: CrlStep;
 }
 
 /** PlanOptions are the choices the CLI passes through. */
@@ -324,6 +327,10 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
           verdict = { ...verdict, action: "reissue", reason: opts.reissueAll ? "--reissue-all" : "--reissue" };
         else if (verdict.action === "keep" && layoutChanged)
           verdict = { ...verdict, action: "reissue", reason: layoutChanged };
+        // A revoked certificate is replaced whatever else is true of it (mtlskit revoke).
+        const revoked = revocationOf(leaf, state.revocations ?? []);
+        if (revoked && verdict.action !== "create")
+          verdict = { ...verdict, action: "reissue", reason: revokedReason(revoked) };
       }
       certs.push({
         id: slot.id,
@@ -351,7 +358,8 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
         ]
       : [],
   );
-  return { dir: state.dir, now, ca, certs, bundles, external, warnings, layoutVersion };
+  const crl = planCrl(m, state, material, now, BACKDATE_MS);
+  return { dir: state.dir, now, ca, certs, bundles, external, warnings, layoutVersion, crl };
 }
 
 /** changedServices lists the services whose files a plan rewrites (certificates or bundle). */
@@ -359,5 +367,7 @@ export function changedServices(plan: Plan): string[] {
   const names = new Set<string>();
   for (const c of plan.certs) if (c.action !== "keep") names.add(c.slot.service);
   for (const b of plan.bundles) if (b.action === "write" || plan.ca.action === "create") names.add(b.service);
+  // A new CRL reaches a server only when it reloads (nginx reads ssl_crl at start): every hook runs.
+  if (plan.crl.action === "write") for (const b of plan.bundles) names.add(b.service);
   return [...names].sort();
 }

@@ -8,6 +8,9 @@
  *   DIR/ca/              0700
  *   DIR/ca/ca.pem        0644      the trust anchor peers install (an imported CA's root)
  *   DIR/ca/ca-key.pem    0600      the CA private key (generated CAs only; never under services/)
+ *   DIR/ca/revoked.json  0644      certificates `mtlskit revoke` revoked (serial, reason, when, service)
+ *   DIR/ca/crl-number    0644      the last cRLNumber used (written before the CRL carrying it: never reused)
+ *   DIR/ca/crl.pem       0644      the CA's CRL (RFC 5280), re-signed by apply before half its nextUpdate has passed
  *   DIR/services/        0755
  *   DIR/services/NAME/   0700
  *     cert.pem           0644      leaf, then any intermediates
@@ -36,6 +39,9 @@ export const LAYOUT = {
   caDir: { rel: "ca", mode: MODES.privateDir },
   caCert: { rel: "ca/ca.pem", mode: MODES.public },
   caKey: { rel: "ca/ca-key.pem", mode: MODES.key },
+  revoked: { rel: "ca/revoked.json", mode: MODES.public },
+  crlNumber: { rel: "ca/crl-number", mode: MODES.public },
+  crl: { rel: "ca/crl.pem", mode: MODES.public },
   servicesDir: { rel: "services", mode: MODES.publicDir },
   serviceDir: (service: string): FileSpec => ({ rel: `services/${service}`, mode: MODES.privateDir }),
   bundle: (service: string): FileSpec => ({ rel: `services/${service}/ca.pem`, mode: MODES.public }),

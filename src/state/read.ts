@@ -16,6 +16,7 @@ import { encodePem, keyEncryption, parseCertificatesPem, parsePem } from "../pki
 import { decodeCertificate } from "../pki/x509.ts";
 import { abs, LAYOUT } from "./layout.ts";
 import { readLayoutVersion } from "./layout-version.ts";
+import { readCrl, readCrlNumber, readRevocations, type CrlState, type Revocation } from "./revocations.ts";
 
 /** CaMaterial is a usable CA: its certificate, key and the trust bundle peers install. */
 export interface CaMaterial {
@@ -59,6 +60,11 @@ export interface State {
   bundles: Map<string, string | undefined>;
   /** layoutVersion the certificates were issued under (DIR/layout-version; 1 when absent); undefined when unreadable or the directory is new. */
   layoutVersion?: number | undefined;
+  /** revocations: ca/revoked.json (none when absent). */
+  revocations?: Revocation[];
+  /** crl: ca/crl.pem as read; crlNumber: the last cRLNumber used (ca/crl-number; 0n when absent, undefined when unreadable). */
+  crl?: CrlState;
+  crlNumber?: bigint | undefined;
 }
 
 /** readText reads a file of the PKI directory; missing is undefined, anything else a FailedError naming the path. */
@@ -400,5 +406,15 @@ export function readState(dir: string, manifest: Manifest, importedCa?: CaMateri
     }
   }
   const ca: CaState = importedCa ? { status: "ok", ca: importedCa } : exists ? readCa(dir) : { status: "missing" };
-  return { dir, exists, ca, leaves, bundles, layoutVersion: exists ? readLayoutVersion(dir) : undefined };
+  return {
+    dir,
+    exists,
+    ca,
+    leaves,
+    bundles,
+    layoutVersion: exists ? readLayoutVersion(dir) : undefined,
+    revocations: exists ? readRevocations(dir) : [],
+    crl: exists ? readCrl(dir) : undefined,
+    crlNumber: exists ? readCrlNumber(dir) : 0n,
+  };
 }

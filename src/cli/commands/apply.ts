@@ -11,6 +11,7 @@ import { COMMON_FLAGS, flags } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
 import { paint, paintErr, progressLine, type Io } from "../output.ts";
 import {
+  crlRewritten,
   MANIFEST_FLAGS,
   planJson,
   REISSUE_FLAGS,
@@ -183,6 +184,10 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
   io.out(
     `Trust anchor: ${ca}. Each service's files are in ${path.join(values.pki, "services", "NAME")}/ (cert.pem, key.pem, ca.pem).\n`,
   );
+  if (crlRewritten(result.plan))
+    io.out(
+      `CRL re-signed (${result.plan.crl.reason}): ${path.join(values.pki, "ca", "crl.pem")}, ${result.plan.crl.entries.length} revoked.\n`,
+    );
   renderExternalNote(io, result.plan);
   renderExports(io, exported, { nextStep: false });
   for (const h of result.hooks)
