@@ -2100,6 +2100,7 @@ describe("manifest: normalization", () => {
       validityMs: 3650 * DAY,
       subject: { CN: "demo CA" },
       import: undefined,
+      crlNextUpdateMs: 7 * DAY,
     });
     assert.deepEqual(manifest.connections, []);
     assert.deepEqual(manifest.services, [
@@ -2165,6 +2166,7 @@ describe("manifest: normalization", () => {
       validityMs: 5 * 365 * DAY,
       subject: { C: "US", O: "Demo", OU: "Operations", CN: "Demo CA" },
       import: undefined,
+      crlNextUpdateMs: 7 * DAY,
     });
 
     const core = service(loaded, "core");
