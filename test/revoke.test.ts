@@ -205,3 +205,33 @@ describe("revoke: record, plan, apply, CRL", { timeout: 180_000 }, () => {
     }
   });
 });
+
+describe("revoke: outputs carry the CRL", { timeout: 180_000 }, () => {
+  it("ok/flat (ca.crl beside the CA file), env (TLS_CRL_FILE) and the kubernetes ConfigMap (ca.crl) hold the CRL, refreshed by the apply after a revoke", async () => {
+    const { dir, file, pki } = await applied(
+      `${MANIFEST}outputs:\n  - { format: flat, dir: flat }\n  - { format: env, dir: env, certDir: "/etc/tls/{name}" }\n  - { format: kubernetes, dir: k8s }\n`,
+    );
+    const read = (rel: string) => readFileSync(path.join(dir, rel), "utf8");
+    const crlPem = () => read("pki/ca/crl.pem");
+    assert.equal(read("flat/web/ca.crl"), crlPem());
+    assert.match(read("env/web.env"), /^TLS_CRL_FILE='\/etc\/tls\/web\/ca\.crl'$/m);
+    const { load } = await import("js-yaml");
+    const configMap = () => (load(read("k8s/rev-ca.yaml")) as { data: Record<string, string> }).data;
+    assert.equal(configMap()["ca.crl"], crlPem());
+    const before = crlPem();
+    assert.equal(
+      (await runCli(["revoke", "app", "--reason", "cessationOfOperation", "-f", file, "--pki", pki])).code,
+      0,
+    );
+    const a = await runCli(["apply", "-f", file, "--pki", pki]);
+    assert.equal(a.code, 0, a.err);
+    assert.match(
+      a.out,
+      /CRL re-signed \(revocation list changed: \+[0-9a-f]+ \(app, cessationOfOperation\)\): .*crl\.pem, 1 revoked\./,
+    );
+    assert.notEqual(crlPem(), before);
+    assert.equal(read("flat/web/ca.crl"), crlPem());
+    assert.equal(read("flat/app/ca.crl"), crlPem());
+    assert.equal(configMap()["ca.crl"], crlPem());
+  });
+});
