@@ -14,7 +14,7 @@ import { readCertFields } from "../src/pki/cert.ts";
 import { decodeCrl, serialHex } from "../src/pki/crl.ts";
 import { parseCertificatesPem, parsePem } from "../src/pki/pem.ts";
 import { apply } from "../src/plan/apply.ts";
-import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
+import { runCli, tempDir, writeManifest, type CliResult } from "./helpers/cli.ts";
 import { inspectPki } from "./helpers/pki.ts";
 
 const MANIFEST = `version: 1
@@ -233,5 +233,75 @@ describe("revoke: outputs carry the CRL", { timeout: 180_000 }, () => {
     assert.equal(read("flat/web/ca.crl"), crlPem());
     assert.equal(read("flat/app/ca.crl"), crlPem());
     assert.equal(configMap()["ca.crl"], crlPem());
+  });
+});
+
+describe("revoke: check and verify flag revoked certificates", { timeout: 180_000 }, () => {
+  it("ok/check: a revoked certificate put back in place (revoked), not crl-expired at a later --at, another CA's CRL (crl-untrusted)", async () => {
+    const { file, pki } = await applied();
+    const oldCert = readFileSync(path.join(pki, "services/web/cert.pem"));
+    const oldKey = readFileSync(path.join(pki, "services/web/key.pem"));
+    const clean = await runCli(["check", "-f", file, "--pki", pki, "--json"]);
+    assert.equal(clean.code, 0, clean.out);
+    assert.equal((await runCli(["revoke", "web", "--reason", "keyCompromise", "-f", file, "--pki", pki])).code, 0);
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+    assert.equal((await runCli(["check", "-f", file, "--pki", pki])).code, 0);
+    // A backup restored over the re-issued pair: the revoked certificate is deployed again.
+    writeFileSync(path.join(pki, "services/web/cert.pem"), oldCert);
+    writeFileSync(path.join(pki, "services/web/key.pem"), oldKey, { mode: 0o600 });
+    const r = await runCli(["check", "-f", file, "--pki", pki, "--json"]);
+    assert.equal(r.code, 1, r.out);
+    const codes = (x: CliResult) => JSON.parse(x.out).findings.map((f: { code: string }) => f.code) as string[];
+    const revoked = JSON.parse(r.out).findings.find((f: { code: string }) => f.code === "revoked");
+    assert.match(revoked.message, /serial [0-9a-f]+ was revoked \(keyCompromise\) on .*still deployed/);
+    assert.match(revoked.fix, /--reissue web/);
+    const later = await runCli([
+      "check",
+      "-f",
+      file,
+      "--pki",
+      pki,
+      "--json",
+      "--at",
+      new Date(Date.now() + 8 * DAY).toISOString(),
+    ]);
+    // check --at asks which certificates will be due; the CRL is judged now (apply re-signs it on every run).
+    assert.ok(!codes(later).includes("crl-expired"), later.out);
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+    const other = await applied();
+    writeFileSync(path.join(pki, "ca/crl.pem"), readFileSync(path.join(other.pki, "ca/crl.pem")));
+    const foreign = await runCli(["check", "-f", file, "--pki", pki, "--json"]);
+    assert.equal(foreign.code, 1);
+    assert.deepEqual(codes(foreign), ["crl-untrusted"]);
+  });
+
+  it("ok/verify --crl: the revoked certificate fails (revoked), the re-issued one passes; fail/--crl that is not a CRL: exit 2", async () => {
+    const { dir, file, pki } = await applied();
+    const old = path.join(dir, "old-web.pem");
+    writeFileSync(old, readFileSync(path.join(pki, "services/web/cert.pem")));
+    assert.equal((await runCli(["revoke", "web", "--reason", "superseded", "-f", file, "--pki", pki])).code, 0);
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+    const ca = path.join(pki, "ca/ca.pem");
+    const crl = path.join(pki, "ca/crl.pem");
+    const bad = await runCli(["verify", old, "--ca", ca, "--crl", crl]);
+    assert.equal(bad.code, 1, bad.out);
+    assert.match(bad.out, /error revoked: serial [0-9a-f]+ was revoked \(superseded\) on /);
+    assert.equal((await runCli(["verify", old, "--ca", ca])).code, 0);
+    const good = await runCli(["verify", path.join(pki, "services/web/cert.pem"), "--ca", ca, "--crl", crl]);
+    assert.equal(good.code, 0, good.out);
+    const stale = await runCli([
+      "verify",
+      path.join(pki, "services/web/cert.pem"),
+      "--ca",
+      ca,
+      "--crl",
+      crl,
+      "--at",
+      new Date(Date.now() + 8 * DAY).toISOString(),
+    ]);
+    assert.match(stale.out, /error crl-expired: /);
+    const notCrl = await runCli(["verify", old, "--ca", ca, "--crl", ca]);
+    assert.equal(notCrl.code, 2);
+    assert.match(notCrl.err, /--crl .* is not a CRL \(it holds no PEM X509 CRL block\)/);
   });
 });

@@ -12,6 +12,7 @@ import type { Manifest } from "../manifest/index.ts";
 import { checkInventory, type CheckOptions, type CheckReport } from "./check.ts";
 import { readInventory } from "./inventory.ts";
 import { Material } from "./material.ts";
+import { readCrl } from "../state/revocations.ts";
 
 export {
   checkInventory,
@@ -62,5 +63,10 @@ export function checkPki(manifest: Manifest, dir: string | undefined, opts: Chec
     );
   }
   const material = new Material();
-  return checkInventory(material, manifest, readInventory(material, manifest, dir), opts);
+  // The CA's CRL, when apply wrote one: revoked certificates still deployed, a stale or foreign CRL.
+  const crl = opts.crl ?? (dir === undefined || managed.length === 0 ? undefined : readCrl(dir));
+  return checkInventory(material, manifest, readInventory(material, manifest, dir), {
+    ...opts,
+    ...(crl === undefined ? {} : { crl }),
+  });
 }
