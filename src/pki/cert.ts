@@ -116,7 +116,11 @@ export function readCertFields(der: Buffer): CertFields {
 }
 
 /** verifySignedBy tells whether `cert` carries a valid signature by `issuerKey` of `issuerType`. */
-export function verifySignedBy(cert: CertFields, issuerKey: KeyObject, issuerType: KeyTypeName): boolean {
+export function verifySignedBy(
+  cert: Pick<CertFields, "signatureAlgorithm" | "tbs" | "signature">,
+  issuerKey: KeyObject,
+  issuerType: KeyTypeName,
+): boolean {
   const kt = KEY_TYPES[issuerType];
   if (!cert.signatureAlgorithm.equals(kt.signatureAlgorithm)) return false;
   try {

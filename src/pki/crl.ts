@@ -10,9 +10,9 @@
  * entry extension (5.3.1: "unspecified" SHOULD be absent), and the CRL extensions
  * authorityKeyIdentifier (5.2.1) and cRLNumber (5.2.3), both MUST for conforming CAs.
  */
-import { verify, type KeyObject } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import { DecodeError } from "../errors.ts";
-import { parseTime } from "./cert.ts";
+import { parseTime, verifySignedBy } from "./cert.ts";
 import {
   bytesOf,
   children,
@@ -29,7 +29,7 @@ import {
   type Tlv,
 } from "./der.ts";
 import { signTbs, type Issuer } from "./issue.ts";
-import { KEY_TYPES } from "./keys.ts";
+import { KEY_TYPE_NAMES, KEY_TYPES } from "./keys.ts";
 import { EXTENSION_OID } from "./oids.ts";
 import { decodeOid } from "./x509.ts";
 
@@ -247,15 +247,10 @@ export function decodeCrl(der: Buffer): CrlInfo {
   };
 }
 
-/** crlSignedBy tells whether `crl` carries a valid signature by `key`, a CA key of one of KEY_TYPES. */
+/** crlSignedBy tells whether `crl` carries a valid signature by `key`, a CA key of one of KEY_TYPES (cert.ts's verifySignedBy). */
 export function crlSignedBy(crl: Pick<CrlInfo, "tbs" | "signatureAlgorithm" | "signature">, key: KeyObject): boolean {
-  const kt = Object.values(KEY_TYPES).find((k) => k.signatureAlgorithm.equals(crl.signatureAlgorithm));
-  if (!kt) return false;
-  try {
-    return verify(kt.hash ?? null, crl.tbs, key, crl.signature);
-  } catch {
-    return false;
-  }
+  const type = KEY_TYPE_NAMES.find((k) => KEY_TYPES[k].signatureAlgorithm.equals(crl.signatureAlgorithm));
+  return type !== undefined && verifySignedBy(crl, key, type);
 }
 
 /** revokedSerials indexes a CRL's entries by serial. */
