@@ -44,6 +44,11 @@ never writes, creates or deletes anything for it (no services/NAME directory); \
 judges those files, and --reissue refuses it. When every service is external, apply still creates
 (or keeps) the CA in DIR/ca, so that services can later be moved under mtlskit, and writes nothing else.
 
+Apply also keeps the CA's CRL, DIR/ca/crl.pem (RFC 5280; its CRL number recorded first in
+DIR/ca/crl-number, so none is reused): it re-signs it when \`mtlskit revoke\` recorded a revocation,
+when it is damaged or another CA's, and once half of ca.crl.nextUpdate (default 7d) has passed; a
+re-signed CRL runs every reload hook. A revoked service is re-issued ("revoked (REASON) on DATE").
+
 After issuing, apply writes the manifest's \`outputs:\` (see \`mtlskit export --help\`), so a renewal
 refreshes the exported copies; files that still match are not rewritten. An output that cannot
 be written (inside DIR, a missing passphrase) stops apply before anything is issued.
