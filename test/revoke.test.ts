@@ -16,6 +16,7 @@ import { parseCertificatesPem, parsePem } from "../src/pki/pem.ts";
 import { apply } from "../src/plan/apply.ts";
 import { runCli, tempDir, writeManifest, type CliResult } from "./helpers/cli.ts";
 import { inspectPki } from "./helpers/pki.ts";
+import { buildPackage, runBuilt } from "./helpers/built.ts";
 
 const MANIFEST = `version: 1
 cluster: rev
@@ -303,5 +304,37 @@ describe("revoke: check and verify flag revoked certificates", { timeout: 180_00
     const notCrl = await runCli(["verify", old, "--ca", ca, "--crl", ca]);
     assert.equal(notCrl.code, 2);
     assert.match(notCrl.err, /--crl .* is not a CRL \(it holds no PEM X509 CRL block\)/);
+  });
+});
+
+describe("revoke: the CRL number across SIGKILL (the built package, MTLSKIT_TEST_CRASH_AT)", {
+  timeout: 600_000,
+}, () => {
+  it("ok/killed at every write of the apply after a revoke: each CRL written carries a number higher than every earlier one; the last apply converges", async () => {
+    const bin = buildPackage();
+    const { file, pki } = await applied();
+    assert.equal((await runCli(["revoke", "web", "-f", file, "--pki", pki])).code, 0);
+    const numberOnDisk = () => BigInt(readFileSync(path.join(pki, "ca/crl-number"), "utf8").trim());
+    const seen = new Map<bigint, string>([[crlOf(pki).number!, readFileSync(path.join(pki, "ca/crl.pem"), "utf8")]]);
+    let finished = false;
+    for (let n = 1; n <= 20 && !finished; n++) {
+      const r = await runBuilt(bin, ["apply", "-f", file, "--pki", pki], {
+        env: { MTLSKIT_TEST_CRASH_AT: `renamed:${n}:main` },
+      });
+      finished = r.code === 0;
+      if (!finished) assert.equal(r.signal, "SIGKILL", r.err);
+      const crl = crlOf(pki);
+      const pem = readFileSync(path.join(pki, "ca/crl.pem"), "utf8");
+      // A number names one CRL only: the same number with other bytes would be a reuse.
+      const earlier = seen.get(crl.number!);
+      assert.ok(earlier === undefined || earlier === pem, `CRL number ${crl.number} reused after a kill at write ${n}`);
+      seen.set(crl.number!, pem);
+      assert.ok(numberOnDisk() >= crl.number!, `ca/crl-number ${numberOnDisk()} is behind the CRL's ${crl.number}`);
+    }
+    assert.ok(finished, "apply never ran to the end");
+    assert.equal(crlOf(pki).entries.length, 1);
+    assert.ok(crlOf(pki).number! > 1n);
+    const again = await runCli(["plan", "-f", file, "--pki", pki]);
+    assert.match(again.out, /No changes/);
   });
 });
