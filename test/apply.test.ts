@@ -119,6 +119,8 @@ describe("apply: the documented layout", { timeout: 180_000 }, () => {
     ca: 0o700,
     "ca/ca-key.pem": 0o600,
     "ca/ca.pem": 0o644,
+    "ca/crl-number": 0o644,
+    "ca/crl.pem": 0o644,
     "last-apply.json": 0o644,
     services: 0o755,
     ...Object.fromEntries(
@@ -361,8 +363,10 @@ describe("apply: the record of the last run (last-apply.json)", { timeout: 60_00
 describe("apply: renewal follows the clock (library API, apply(loaded, dir, { now }))", { timeout: 180_000 }, () => {
   // short: validity 30d, renewBefore 10d, so due from T+20d and expired from T+30d (2027-03-31).
   // long: the defaults, 90d and a third of it (30d), so due from T+60d.
+  // The CRL lives 8w, so it is not re-signed before T+28d either.
   const RENEWAL = `version: 1
 cluster: clock
+ca: { crl: { nextUpdate: 8w } }
 services:
   short: { usage: server, validity: 30d, renewBefore: 10d }
   long: { usage: client }
@@ -616,7 +620,10 @@ services:
     const r = await applyJson(file, pki);
     assert.equal(r.issued, 0);
     assert.equal(r.caCreated, true);
-    assert.deepEqual([...inspectPki(pki).keys()], ["", "ca", "ca/ca-key.pem", "ca/ca.pem", "last-apply.json"]);
+    assert.deepEqual(
+      [...inspectPki(pki).keys()],
+      ["", "ca", "ca/ca-key.pem", "ca/ca.pem", "ca/crl-number", "ca/crl.pem", "last-apply.json"],
+    );
     assert.deepEqual(actions(await applyJson(file, pki)), { dusk: "external", agent: "external" });
   });
 });

@@ -9,6 +9,8 @@
  * Time-based codes use --at / --skew instead of sleeping.
  */
 import assert from "node:assert/strict";
+import { loadManifest } from "../src/manifest/index.ts";
+import { apply } from "../src/plan/apply.ts";
 import { execFileSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import {
@@ -649,6 +651,58 @@ const CASES: Case[] = [
             has: [svc(r, n, "cert.pem"), "expires in 19 days", "renewal window of 30 days"],
           }),
         ),
+      };
+    },
+  },
+  {
+    name: "fail/revoked/quickstart: api revoked, re-issued by apply, then the old pair restored from a backup",
+    async setup() {
+      const r = await quickstart();
+      const cert = svc(r, "api", "cert.pem");
+      const key = svc(r, "api", "key.pem");
+      const old = [readFileSync(cert), readFileSync(key)] as const;
+      for (const args of [["revoke", "api", "--reason", "keyCompromise"], ["apply"]])
+        assert.equal((await runCli([...args, "-f", r.manifest, "--pki", r.pki])).code, 0);
+      writeFileSync(cert, old[0]);
+      writeFileSync(key, old[1], { mode: 0o600 });
+      return {
+        run: r,
+        want: [
+          { code: "revoked", about: "api", has: [cert, "(keyCompromise)", "still deployed"], fix: ["--reissue api"] },
+        ],
+      };
+    },
+  },
+  {
+    name: "fail/crl-expired/quickstart applied 8 days ago (the CRL lives 7d) and not since",
+    async setup() {
+      const dir = tempDir("mtlskit-check-");
+      const r = { dir, manifest: example("quickstart"), pki: path.join(dir, "pki") };
+      await apply(loadManifest(r.manifest), r.pki, { now: new Date(Date.now() - 8 * DAY), hooks: false });
+      return {
+        run: r,
+        want: [
+          {
+            code: "crl-expired",
+            about: "CA CN=Quickstart CA, O=Quickstart",
+            has: ["the CRL's nextUpdate", "has passed"],
+            fix: ["re-signs"],
+          },
+        ],
+      };
+    },
+  },
+  {
+    name: "fail/crl-untrusted/quickstart: ca/crl.pem replaced by another PKI's CRL",
+    async setup() {
+      const r = await quickstart();
+      const other = await quickstart();
+      writeFileSync(path.join(r.pki, "ca", "crl.pem"), readFileSync(path.join(other.pki, "ca", "crl.pem")));
+      return {
+        run: r,
+        want: [
+          { code: "crl-untrusted", about: "CA CN=Quickstart CA, O=Quickstart", has: ["signature does not verify"] },
+        ],
       };
     },
   },

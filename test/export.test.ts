@@ -77,6 +77,7 @@ describe("export: flat", () => {
       Object.keys(t).filter((p) => p.startsWith("node-1")),
       [
         "node-1",
+        "node-1/ca.crl",
         "node-1/node-1-client-key.pem",
         "node-1/node-1-client.pem",
         "node-1/node-1-key.pem",
@@ -88,6 +89,7 @@ describe("export: flat", () => {
       Object.keys(t).filter((p) => p.startsWith("kube-apiserver")),
       [
         "kube-apiserver",
+        "kube-apiserver/ca.crl",
         "kube-apiserver/kube-apiserver-key.pem",
         "kube-apiserver/kube-apiserver.pem",
         "kube-apiserver/root.pem",
@@ -123,7 +125,7 @@ describe("export: flat", () => {
     const pki = path.join(dir, "pki");
     const r = await runCli(["apply", "-f", SERVICERADAR, "--pki", pki]);
     assert.equal(r.code, 0, r.err);
-    assert.match(r.out, /Exported flat to .*deploy: 21 files written, 0 unchanged\./);
+    assert.match(r.out, /Exported flat to .*deploy: 24 files written, 0 unchanged\./);
     const deploy = path.join(dir, "deploy"); // "{pki}/../deploy"
     const t = tree(deploy);
     const files = (host: string) =>
@@ -131,6 +133,7 @@ describe("export: flat", () => {
         .filter((p) => p.startsWith(`${host}/`))
         .map((p) => p.slice(host.length + 1));
     assert.deepEqual(files("serviceradar-cloud"), [
+      "ca.crl",
       "cnpg-key.pem",
       "cnpg.pem",
       "core-key.pem",
@@ -141,10 +144,11 @@ describe("export: flat", () => {
       "nats.pem",
       "root.pem",
     ]);
-    assert.deepEqual(files("dusk01"), ["gateway-key.pem", "gateway.pem", "root.pem"]);
+    assert.deepEqual(files("dusk01"), ["ca.crl", "gateway-key.pem", "gateway.pem", "root.pem"]);
     assert.deepEqual(files("agent-host"), [
       "agent-key.pem",
       "agent.pem",
+      "ca.crl",
       "checker-key.pem",
       "checker.pem",
       "dusk-key.pem",
@@ -174,12 +178,12 @@ describe("export: flat", () => {
     const before = snapshot(deploy);
     const again = await runCli(["apply", "-f", SERVICERADAR, "--pki", pki]);
     assert.equal(again.code, 0, again.err);
-    assert.match(again.out, /0 files written, 21 unchanged/);
+    assert.match(again.out, /0 files written, 24 unchanged/);
     assert.deepEqual(snapshot(deploy), before);
     // A renewal (here forced) refreshes exactly the renewed service's copies.
     const renew = await runCli(["apply", "-f", SERVICERADAR, "--pki", pki, "--reissue", "core"]);
     assert.equal(renew.code, 0, renew.err);
-    assert.match(renew.out, /2 files written, 19 unchanged/);
+    assert.match(renew.out, /2 files written, 22 unchanged/);
     assert.equal(readFileSync(path.join(deploy, "serviceradar-cloud/core.pem"), "utf8"), svc(pki, "core", "cert.pem"));
     assert.equal(
       readFileSync(path.join(deploy, "serviceradar-cloud/core-key.pem"), "utf8"),
@@ -206,6 +210,7 @@ describe("export: flat", () => {
     assert.equal(r.code, 0, r.err);
     assert.deepEqual(Object.keys(tree(path.join(dir, "out"))), [
       "node-2",
+      "node-2/ca.crl",
       "node-2/ca.crt",
       "node-2/client.crt",
       "node-2/client.key",
@@ -306,7 +311,10 @@ describe("export: kubernetes", () => {
       apiVersion: "v1",
       kind: "ConfigMap",
       metadata: { name: "my-cluster-ca", namespace: "netsy", labels: { "app.kubernetes.io/managed-by": "mtlskit" } },
-      data: { "ca.crt": readFileSync(path.join(netsy.pki, "ca", "ca.pem"), "utf8") },
+      data: {
+        "ca.crt": readFileSync(path.join(netsy.pki, "ca", "ca.pem"), "utf8"),
+        "ca.crl": readFileSync(path.join(netsy.pki, "ca", "crl.pem"), "utf8"),
+      },
     });
     const before = snapshot(out);
     const again = await runCli(args);
@@ -903,22 +911,21 @@ describe("export: outputs sharing a dir, names and env files that follow flat (i
     assert.equal((await runCli(["export", "-f", QUICK, "--pki", pki, "--format", "kubernetes", "--out", out])).code, 0);
     const text = readFileSync(path.join(out, "quickstart-ca.yaml"), "utf8");
     const pem = readFileSync(path.join(pki, "ca", "ca.pem"), "utf8");
+    const crl = readFileSync(path.join(pki, "ca", "crl.pem"), "utf8");
+    const block = (t: string) =>
+      t
+        .trimEnd()
+        .split("\n")
+        .map((l) => `    ${l}\n`)
+        .join("");
     assert.doesNotMatch(text, /\\u000a|\\n/);
-    assert.ok(
-      text.endsWith(
-        `data:\n  "ca.crt": |\n${pem
-          .trimEnd()
-          .split("\n")
-          .map((l) => `    ${l}\n`)
-          .join("")}`,
-      ),
-      text,
-    );
+    assert.ok(text.endsWith(`data:\n  "ca.crt": |\n${block(pem)}  "ca.crl": |\n${block(crl)}`), text);
     const doc = parseAllDocuments(text)[0]!;
     assert.deepEqual(doc.errors, []);
     assert.equal((doc.toJS() as { data: Record<string, string> }).data["ca.crt"], pem);
     const jsYaml = (await import("js-yaml")).load(text) as { data: Record<string, string> };
     assert.equal(jsYaml.data["ca.crt"], pem);
+    assert.equal(jsYaml.data["ca.crl"], crl);
     // kubectl's own reader, offline (--local), when the machine has kubectl.
     const kubectl = spawnSync(
       "kubectl",

@@ -99,10 +99,25 @@ describe("intermediate: root -> intermediate -> leaves", () => {
     const r = await runCli(["export", "-f", file, "--pki", pki, "--format", "flat", "--out", out]);
     assert.equal(r.code, 0, r.err);
     const root = read(path.join(pki, "ca", "ca.pem"));
-    assert.deepEqual(readdirSync(path.join(out, "web")).sort(), ["root.pem", "web-key.pem", "web.pem"]);
+    assert.deepEqual(readdirSync(path.join(out, "web")).sort(), ["ca.crl", "root.pem", "web-key.pem", "web.pem"]);
     assert.equal(read(path.join(out, "web", "root.pem")), root, "the exported CA file is the root alone");
     assert.equal(read(path.join(out, "web", "web.pem")), read(svc(pki, "web", "cert.pem")), "leaf + intermediate");
     assert.equal(certsIn(path.join(out, "web", "web.pem")).length, 2);
+  });
+
+  it("ok/config snippets leave the CRL out with an intermediate (its CRL alone would fail OpenSSL's every-level check); a lone CA's keep it", async () => {
+    const { file, pki } = await applied();
+    for (const component of ["nginx", "postgres", "etcd"]) {
+      const r = await runCli(["config", component, "--service", "web", "-f", file, "--pki", pki]);
+      assert.equal(r.code, 0, r.err);
+      assert.doesNotMatch(r.out, /crl/i, `${component} with ca.intermediate`);
+    }
+    const lone = await applied(
+      manifestText().replace(/  intermediate:\n    validity: 365d\n    renewBefore: 100d\n/, ""),
+    );
+    const r = await runCli(["config", "nginx", "--service", "web", "-f", lone.file, "--pki", lone.pki]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /ssl_crl /);
   });
 
   it("ok/inside its renewal window the intermediate is re-signed (a new key), every leaf re-issued under it, no bundle changed", async () => {

@@ -2101,6 +2101,7 @@ describe("manifest: normalization", () => {
       subject: { CN: "demo CA" },
       import: undefined,
       intermediate: undefined,
+      crlNextUpdateMs: 7 * DAY,
     });
     assert.deepEqual(manifest.connections, []);
     assert.deepEqual(manifest.services, [
@@ -2167,6 +2168,7 @@ describe("manifest: normalization", () => {
       subject: { C: "US", O: "Demo", OU: "Operations", CN: "Demo CA" },
       import: undefined,
       intermediate: undefined,
+      crlNextUpdateMs: 7 * DAY,
     });
 
     const core = service(loaded, "core");

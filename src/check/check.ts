@@ -12,6 +12,8 @@ import { finding, type About, type Finding } from "./finding.ts";
 import { isProblem, type CertFile, type Inventory, type ServiceFiles, type SlotFiles } from "./inventory.ts";
 import { covers, lintCertificate, sanList, CLOCK_SKEW_MS } from "./lint.ts";
 import type { Cert, Material } from "./material.ts";
+import type { CrlInfo } from "../pki/crl.ts";
+import { crlProblems, revocationOf as revokedCert, revokedMessage } from "./revocation.ts";
 
 /** CheckOptions set the time and how fixes are worded. */
 export interface CheckOptions {
@@ -23,6 +25,14 @@ export interface CheckOptions {
   applyCommand?: string;
   /** ignore: codes not reported (and not counted, nor failing a connection). Default: none. */
   ignore?: readonly Code[];
+  /** crl: the CA's CRL (DIR/ca/crl.pem) as read (state/revocations.ts), or why it cannot be used. Default: none (no revocation checks). */
+  crl?: CrlInfo | { error: string };
+  /**
+   * crlAt: when the CRL's nextUpdate is judged. Default: the current time, not `now`: apply
+   * re-signs the CRL on every run once half its life has passed, so a later `now` (check --at,
+   * asking which certificates will be due) would otherwise always find today's CRL stale.
+   */
+  crlAt?: Date;
 }
 
 /** CertificateReport is one certificate of the inventory, for outputs such as Prometheus metrics. */
@@ -698,6 +708,7 @@ export function checkInventory(
   lintCertificates(ctx, opts.skewMs ?? CLOCK_SKEW_MS);
   const cas = lintCas(ctx);
   lintDeployment(ctx);
+  if (opts.crl !== undefined) lintRevocation(ctx, opts.crl, opts.crlAt ?? new Date());
   const byName = new Map(inv.services.map((s) => [s.service.name, s]));
   const connections = manifest.connections.map((c) => checkConnection(ctx, c, byName));
   // Counted in one pass: filtering every finding for every slot took 20 s at 10,000 expired certificates.
@@ -737,4 +748,37 @@ export function checkInventory(
     errors,
     warnings: ctx.findings.filter((f) => f.severity === "warning").length,
   };
+}
+
+/**
+ * lintRevocation judges the CA's CRL against the CA that issues the services (DIR/ca/ca.pem, or
+ * DIR/ca/intermediate.pem with ca.intermediate: crl-untrusted, crl-expired) and finds every
+ * deployed certificate it lists (revoked): a revoked certificate still in place is refused by
+ * every server that checks the CRL.
+ */
+function lintRevocation(ctx: Ctx, crl: CrlInfo | { error: string }, at: Date): void {
+  const root = ctx.inv.ca !== undefined && !isProblem(ctx.inv.ca) ? ctx.inv.ca.certs[0] : undefined;
+  const inter = ctx.inv.intermediate;
+  const ca = inter !== undefined && !isProblem(inter) ? (inter.certs[0] ?? root) : root;
+  const caFile = ctx.inv.dir === undefined ? undefined : path.join(ctx.inv.dir, "ca", "crl.pem");
+  const about: About = { kind: "ca", subject: ca?.info.subject ?? "(none)", file: caFile };
+  const fix = `run \`${ctx.apply}\` (it re-signs ${caFile ?? "the CRL"} with the CA), then reload the servers that read it`;
+  if ("error" in crl) {
+    ctx.add("crl-untrusted", about, `${caFile ?? "the CRL"} ${crl.error}`, fix);
+    return;
+  }
+  if (ca) for (const p of crlProblems(crl, ca, at)) ctx.add(p.code, about, p.message, fix);
+  for (const sf of ctx.inv.services)
+    for (const s of sf.slots) {
+      if (isProblem(s.cert)) continue;
+      const leaf = s.cert.certs[0];
+      const entry = leaf && revokedCert(leaf, crl);
+      if (entry)
+        ctx.add(
+          "revoked",
+          certAbout(sf, s),
+          `${s.cert.path}: ${revokedMessage(entry)}, and it is still deployed: servers that check the CRL refuse it`,
+          ctx.fixFor(sf, s.slot, "a revoked certificate"),
+        );
+    }
 }

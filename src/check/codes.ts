@@ -251,6 +251,25 @@ export const CODES = {
     title: "CA without keyUsage",
     why: "RFC 5280 4.2.1.3 requires keyUsage (keyCertSign) on a CA; `openssl verify -x509_strict` refuses it (`CA cert does not include key usage extension`), Go and default OpenSSL accept it. `openssl req -x509` without a keyUsage line makes such roots.",
   },
+  // ── revocation (the CA's CRL, DIR/ca/crl.pem) ───────────────────────────────────────────────
+  revoked: {
+    severity: "error",
+    scope: "certificate",
+    title: "certificate revoked, still deployed",
+    why: "The CA's CRL lists the certificate's serial: every peer that checks the CRL (nginx ssl_crl, PostgreSQL ssl_crl_file, etcd --client-crl-file, the service library's crl, `openssl verify -crl_check`) refuses it (`certificate revoked`). `mtlskit apply` re-issues a revoked managed service.",
+  },
+  "crl-expired": {
+    severity: "error",
+    scope: "ca",
+    title: "CRL past its nextUpdate",
+    why: "A server that checks a CRL past its nextUpdate refuses every client of that CA, revoked or not (OpenSSL: `CRL has expired`, nginx: `client SSL certificate verify error: (12:CRL has expired)`). apply re-signs the CRL when half its lifetime has passed: run it on a timer.",
+  },
+  "crl-untrusted": {
+    severity: "error",
+    scope: "ca",
+    title: "CRL not signed by the CA",
+    why: "A CRL whose issuer is not the CA, or whose signature the CA's key does not verify, is refused by OpenSSL (`CRL signature failure`, `unable to get certificate CRL`): servers that check it refuse every client.",
+  },
   // ── deployments ─────────────────────────────────────────────────────────────────────────────
   "key-mode": {
     severity: "error",

@@ -14,6 +14,7 @@ import { readInventory } from "./inventory.ts";
 import { Material } from "./material.ts";
 import type { Finding } from "./finding.ts";
 import { judgeRotation, readRotationFacts } from "./rotation.ts";
+import { readCrl } from "../state/revocations.ts";
 
 export {
   checkInventory,
@@ -74,7 +75,9 @@ export function checkPki(manifest: Manifest, dir: string | undefined, opts: Chec
   }
   const material = new Material();
   const inv = readInventory(material, manifest, dir);
-  const report = checkInventory(material, manifest, inv, opts);
+  // The CA's CRL, when apply wrote one: revoked certificates still deployed, a stale or foreign CRL.
+  const crl = opts.crl ?? (dir === undefined || managed.length === 0 ? undefined : readCrl(dir));
+  const report = checkInventory(material, manifest, inv, { ...opts, ...(crl === undefined ? {} : { crl }) });
   const facts = dir === undefined ? undefined : readRotationFacts(material, dir);
   return facts ? withFindings(report, judgeRotation(material, manifest, inv, facts), opts) : report;
 }

@@ -18,6 +18,7 @@ Usage:
   mtlskit apply -f cluster.yaml --pki /etc/mtls
   mtlskit apply --reissue gateway       rotate one service's key and certificate
   mtlskit ca rotate prepare             replace the CA with no outage: prepare, activate, retire
+  mtlskit revoke gateway --reason keyCompromise  put it on the CRL; the next apply re-issues it
   mtlskit check                         prove every declared connection will handshake; name what to fix
   mtlskit csr --service web --out DIR   on web's host (csr: true): its key and a CSR; the key never leaves
   mtlskit sign web.csr --service web    on the CA's host: check the CSR against the manifest, sign it
@@ -31,5 +32,5 @@ Usage:
   sudo mtlskit trust install            put the CA into the system trust store (and NSS); uninstall, status
   mtlskit ca offline --to /media/usb/ca-key.pem  move the CA key out; apply --ca-key FILE when it must sign
 
-Commands: init, plan, apply, ca, check, status, export, metrics, config, inspect, explain, probe, verify, trust, csr, sign, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
+Commands: init, plan, apply, ca, check, status, export, metrics, config, inspect, explain, probe, verify, trust, csr, sign, revoke, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
 `;

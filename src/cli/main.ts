@@ -17,6 +17,7 @@ import { initCommand } from "./commands/init.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { planCommand } from "./commands/plan.ts";
 import { probeCommand } from "./commands/probe.ts";
+import { revokeCommand } from "./commands/revoke.ts";
 import { schemaCommand } from "./commands/schema.ts";
 import { signCommand } from "./commands/sign.ts";
 import { statusCommand } from "./commands/status.ts";
@@ -45,6 +46,7 @@ export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number
   verify: verifyCommand,
   csr: csrCommand,
   sign: signCommand,
+  revoke: revokeCommand,
 };
 
 function version(): string {
@@ -53,7 +55,7 @@ function version(): string {
 }
 
 /** WRITERS: the commands whose job is writing files; only they say "nothing was written" when the input is refused (status, check, plan and the like never write). */
-const WRITERS = new Set(["init", "apply", "ca", "export", "trust", "csr", "sign"]);
+const WRITERS = new Set(["init", "apply", "ca", "export", "trust", "csr", "sign", "revoke"]);
 
 /** run executes one CLI invocation and returns its exit code; it never calls process.exit. */
 export async function run(argv: string[], io: Io): Promise<number> {

@@ -34,6 +34,7 @@ export function etcdFlags(input: ConfigInput): EtcdFlag[] {
       : []),
     ["client-cert-auth"],
     ["trusted-ca-file", p.ca],
+    ...(p.crl === undefined ? [] : ([["client-crl-file", p.crl]] as EtcdFlag[])),
     ["peer-cert-file", p.cert],
     ["peer-key-file", p.key],
     ...(split
@@ -44,6 +45,7 @@ export function etcdFlags(input: ConfigInput): EtcdFlag[] {
       : []),
     ["peer-client-cert-auth"],
     ["peer-trusted-ca-file", p.ca],
+    ...(p.crl === undefined ? [] : ([["peer-crl-file", p.crl]] as EtcdFlag[])),
   ];
 }
 

@@ -88,5 +88,13 @@ export function renderNats(input: ConfigInput): Snippet {
     "  ]",
     "}",
   ];
-  return { text: `${lines.join("\n")}\n`, notes: [] };
+  return {
+    text: `${lines.join("\n")}\n`,
+    notes:
+      paths.crl === undefined
+        ? []
+        : [
+            `nats-server has no CRL option (2.10 checks OCSP, which mtlskit does not serve): a revoked client's certificate is still admitted by ${service.name} until it expires; revoke it, apply (which re-issues it), and keep validity short`,
+          ],
+  };
 }

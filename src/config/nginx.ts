@@ -38,6 +38,12 @@ export function renderNginx(input: ConfigInput): Snippet {
     `ssl_certificate ${nginxArg(paths.cert)};`,
     `ssl_certificate_key ${nginxArg(paths.key)};`,
     `ssl_client_certificate ${nginxArg(paths.ca)};`,
+    ...(paths.crl === undefined
+      ? []
+      : [
+          `ssl_crl ${nginxArg(paths.crl)};  # the CA's CRL: revoked clients are refused. nginx reads it at (re)load, and refuses`,
+          "# every client once it is past its nextUpdate: reload nginx when apply re-signs it (a reload: hook does).",
+        ]),
     "ssl_verify_client on;",
     `ssl_verify_depth ${NGINX_VERIFY_DEPTH};`,
     `ssl_protocols ${NGINX_PROTOCOLS};`,

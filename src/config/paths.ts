@@ -8,6 +8,7 @@ import * as path from "node:path";
 import { UsageError } from "../errors.ts";
 import type { Manifest, Service } from "../manifest/index.ts";
 import { defaultFlatFiles, distinctFlatFiles, flatOutputsOf, type FlatFiles } from "../manifest/outputs.ts";
+import { FLAT_CRL } from "../export/names.ts";
 import { abs, LAYOUT } from "../state/layout.ts";
 
 /** TlsPaths are one service's files; the client pair is set for split services only. */
@@ -17,6 +18,8 @@ export interface TlsPaths {
   ca: string;
   clientCert: string | undefined;
   clientKey: string | undefined;
+  /** crl: the CA's CRL (ca/crl.pem, or ca.crl beside the flat CA file); undefined for an external service, whose CA is not mtlskit's. */
+  crl: string | undefined;
 }
 
 /** Where chooses the layout: the PKI directory (`pki`), or a flat directory on the host (`flat`) holding `files` (names, no directory). Both directories are absolute. */
@@ -51,6 +54,7 @@ export function tlsPaths(service: Service, where: Where): TlsPaths {
       ca: at(where.files.ca),
       clientCert: split ? at(where.files.clientCert) : undefined,
       clientKey: split ? at(where.files.clientKey) : undefined,
+      crl: service.files ? undefined : path.join(path.dirname(at(where.files.ca)), FLAT_CRL),
     };
   }
   if (service.files) {
@@ -61,6 +65,7 @@ export function tlsPaths(service: Service, where: Where): TlsPaths {
       ca: f.ca,
       clientCert: split ? f.clientCert : undefined,
       clientKey: split ? f.clientKey : undefined,
+      crl: undefined,
     };
   }
   const main = { service: service.name, kind: "main" } as const;
@@ -71,5 +76,6 @@ export function tlsPaths(service: Service, where: Where): TlsPaths {
     ca: abs(where.dir, LAYOUT.bundle(service.name)),
     clientCert: split ? abs(where.dir, LAYOUT.cert(client)) : undefined,
     clientKey: split ? abs(where.dir, LAYOUT.key(client)) : undefined,
+    crl: abs(where.dir, LAYOUT.crl),
   };
 }

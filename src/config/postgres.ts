@@ -59,6 +59,11 @@ export function renderPostgres(input: ConfigInput): Snippet {
     `ssl_cert_file = ${pgString(paths.cert)}`,
     `ssl_key_file = ${pgString(paths.key)}`,
     `ssl_ca_file = ${pgString(paths.ca)}`,
+    ...(paths.crl === undefined
+      ? []
+      : [
+          `ssl_crl_file = ${pgString(paths.crl)}  # the CA's CRL; read at reload (pg_ctl reload, SELECT pg_reload_conf())`,
+        ]),
     `ssl_min_protocol_version = ${pgString(PG_MIN_TLS)}`,
     pgSection("pg_hba.conf"),
     "# Above any other host/hostssl line (the first matching line decides). `cert` requires a client",

@@ -16,12 +16,16 @@ import type { Output } from "../manifest/index.ts";
 import { PROFILES } from "../pki/profiles.ts";
 import { EXPORT_MODES, type ExportFile } from "./file.ts";
 import type { PkiMaterial, ServiceMaterial } from "./material.ts";
+import { FLAT_CRL } from "./names.ts";
 
 /** ENV_DEFAULT_PREFIX is prepended to the variable names when the output names no prefix. */
 export const ENV_DEFAULT_PREFIX = "TLS_";
 
 /** ENV_VARS: the variables of an env file, after the prefix. Server variables for usages that serve, client ones for usages that dial. */
 export const ENV_VARS = ["CA_CERT", "SERVER_CERT", "SERVER_KEY", "CLIENT_CERT", "CLIENT_KEY"] as const;
+
+/** ENV_CRL_VAR: the variable (after the prefix) naming the CA's CRL file, when the PKI has one. */
+export const ENV_CRL_VAR = "CRL_FILE";
 
 /** envPaths are the paths a service's variables hold: in `certDir` with its flat output's file names, or the files export read. */
 function envPaths(
@@ -75,6 +79,12 @@ export function buildEnv(pki: PkiMaterial, out: Output, outputs: readonly Output
     let text = `# TLS files of service ${n}: written by mtlskit export. Read with \`set -a; . ./${n}.env\` or systemd EnvironmentFile=.\n`;
     if (out.nodeId !== undefined) text += envLine(out.nodeId, n);
     for (const v of vars) text += envLine(`${prefix}${v}`, p[v]);
+    // The CA's CRL (PREFIX + CRL_FILE): in certDir beside the CA file, or the PKI directory's ca/crl.pem.
+    if (pki.crlFile !== undefined && s.service.files === undefined)
+      text += envLine(
+        `${prefix}${ENV_CRL_VAR}`,
+        out.certDir === undefined ? pki.crlFile : path.posix.join(out.certDir.replaceAll("{name}", n), FLAT_CRL),
+      );
     return { path: `${n}.env`, bytes: Buffer.from(text), mode: EXPORT_MODES.public };
   });
 }

@@ -9,7 +9,7 @@ import type { Output } from "../manifest/index.ts";
 import { flatGroups, pairNames } from "../manifest/outputs.ts";
 import { EXPORT_MODES, type ExportFile } from "./file.ts";
 import type { PkiMaterial, ServiceMaterial } from "./material.ts";
-import { flatName, flatNamesOf, type FlatNames } from "./names.ts";
+import { FLAT_CRL, flatName, flatNamesOf, type FlatNames } from "./names.ts";
 
 export { flatNamesOf } from "./names.ts";
 
@@ -47,6 +47,9 @@ export function buildFlat(pki: PkiMaterial, out: Output): ExportFile[] {
       bytes: Buffer.from(bundles[0]!),
       mode: EXPORT_MODES.public,
     });
+    // The CA's CRL beside the CA file, for a host running any service mtlskit issues.
+    if (pki.crlPem !== undefined && list.some((s) => s.service.files === undefined))
+      files.push({ path: `${dir}/${FLAT_CRL}`, bytes: Buffer.from(pki.crlPem), mode: EXPORT_MODES.public });
     for (const s of list) for (const f of flatFilesOf(s, names)) files.push({ ...f, path: `${dir}/${f.path}` });
   }
   return files;

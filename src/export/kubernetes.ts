@@ -18,6 +18,7 @@
 import type { Output } from "../manifest/index.ts";
 import { k8sNames } from "../manifest/outputs.ts";
 import { EXPORT_MODES, type ExportFile } from "./file.ts";
+import { FLAT_CRL } from "./names.ts";
 import type { PairMaterial, PkiMaterial } from "./material.ts";
 
 export { K8S_DEFAULTS } from "../manifest/outputs.ts";
@@ -138,7 +139,9 @@ export function buildKubernetes(pki: PkiMaterial, out: Output): ExportFile[] {
       `# The trust bundle of cluster ${pki.cluster}: written by mtlskit export; edits are overwritten when it runs again.\n` +
         `apiVersion: v1\nkind: ConfigMap\n` +
         metadata(bundleName, namespace, [[K8S_KEYS.managedBy, "mtlskit"]], []) +
-        `data:\n  ${quote("ca.crt")}: ${literal("  ", caCrt)}`,
+        `data:\n  ${quote("ca.crt")}: ${literal("  ", caCrt)}` +
+        // The CA's CRL beside the bundle (mount both; nginx ssl_crl, PostgreSQL ssl_crl_file read it).
+        (pki.crlPem === undefined ? "" : `  ${quote(FLAT_CRL)}: ${literal("  ", pki.crlPem)}`),
     ),
     mode: EXPORT_MODES.public,
   });

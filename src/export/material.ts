@@ -47,6 +47,9 @@ export interface ServiceMaterial {
 export interface PkiMaterial {
   cluster: string;
   services: ServiceMaterial[];
+  /** crlPem and crlFile: the CA's CRL (DIR/ca/crl.pem), for the managed services; absent before apply wrote one. */
+  crlPem?: string;
+  crlFile?: string;
 }
 
 /** notIssued is the error for a PKI directory that lacks what the manifest declares (exit 3, with the command to run). */
@@ -54,6 +57,16 @@ function notIssued(m: Manifest, pki: string, file: string): FailedError {
   return new FailedError(
     `export: ${file} does not exist: the PKI directory ${pki} has not been issued for ${m.file}. Run \`mtlskit apply -f ${m.file} --pki ${pki}\` first, then export again.`,
   );
+}
+
+/** readOptional reads a file that may not exist yet (the CRL of a PKI issued before revocation existed). */
+function readOptional(file: string): string | undefined {
+  try {
+    return readTextBounded(file, { noFollow: true });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new FailedError(`export: ${(e as Error).message}`, { cause: e });
+  }
 }
 
 function readOrFail(m: Manifest, pki: string, file: string, external: boolean): string {
@@ -176,5 +189,7 @@ export function loadMaterial(m: Manifest, pki: string, names: readonly string[] 
     );
     return { service: s, main: main!, client, bundlePem, bundleDers, bundleFile };
   });
-  return { cluster: m.cluster, services };
+  const crlFile = abs(dir, LAYOUT.crl);
+  const crlPem = chosen.some((s) => s.files === undefined) ? readOptional(crlFile) : undefined;
+  return { cluster: m.cluster, services, ...(crlPem === undefined ? {} : { crlPem, crlFile }) };
 }

@@ -5,3 +5,9 @@
  * export's and config's readers.
  */
 export { FLAT_NAMES, flatName, flatNamesOf, type FlatNames } from "../manifest/outputs.ts";
+
+/**
+ * FLAT_CRL: the CA's CRL (PEM) in the flat layout, beside the CA file. Not a `.pem` name, so no
+ * service's `{name}.pem` can take it; the Kubernetes ConfigMap uses the same key.
+ */
+export const FLAT_CRL = "ca.crl";

@@ -92,6 +92,8 @@ export interface CaSpec {
   validityMs: number;
   subject: Subject;
   import: CaImport | undefined;
+  /** crlNextUpdateMs: each CRL's lifetime (ca.crl.nextUpdate); normalize always sets it. Default: 7d. */
+  crlNextUpdateMs?: number;
   /** intermediate: the online CA that signs the leaves, signed by the root (generated or imported); undefined: the root signs leaves. */
   intermediate: IntermediateSpec | undefined;
 }

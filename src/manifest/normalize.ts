@@ -20,6 +20,7 @@ export const DEFAULTS = {
   intermediateValidity: "1y",
   key: "ecdsa-p256",
   validity: "90d",
+  crlNextUpdate: "7d",
 } as const;
 
 /** normalize resolves a written manifest; `manifestDir` anchors relative paths (ca.import, services.NAME.files). */
@@ -174,6 +175,7 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
               : { ...caSubject, CN: `${w.cluster} Intermediate CA` },
           }
         : undefined,
+      crlNextUpdateMs: dur(ca.crl?.nextUpdate ?? DEFAULTS.crlNextUpdate),
     },
     services,
     connections,

@@ -295,6 +295,21 @@ const CaSchema = strict(
     subject: v.optional(CaSubjectSchema),
     import: v.optional(ImportSchema),
     intermediate: v.optional(IntermediateSchema),
+    crl: v.optional(
+      v.pipe(
+        strict(
+          {
+            nextUpdate: v.optional(
+              duration(
+                "How long each certificate revocation list (ca/crl.pem) is valid: its nextUpdate. apply writes a new one when less than half of it remains, and whenever the revocation list changes. Default: 7d.",
+              ),
+            ),
+          },
+          "ca.crl",
+        ),
+        v.description("The CA's certificate revocation list (RFC 5280), written by apply to ca/crl.pem."),
+      ),
+    ),
   },
   "ca",
 );

@@ -27,7 +27,7 @@ export interface CertFields {
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
 /** parseTime reads a UTCTime or GeneralizedTime in RFC 5280's form (Zulu, seconds, no fraction), refusing impossible dates. */
-function parseTime(tag: number, text: string): Date {
+export function parseTime(tag: number, text: string): Date {
   const m =
     tag === TAG.utcTime
       ? /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(text)
@@ -116,7 +116,11 @@ export function readCertFields(der: Buffer): CertFields {
 }
 
 /** verifySignedBy tells whether `cert` carries a valid signature by `issuerKey` of `issuerType`. */
-export function verifySignedBy(cert: CertFields, issuerKey: KeyObject, issuerType: KeyTypeName): boolean {
+export function verifySignedBy(
+  cert: Pick<CertFields, "signatureAlgorithm" | "tbs" | "signature">,
+  issuerKey: KeyObject,
+  issuerType: KeyTypeName,
+): boolean {
   const kt = KEY_TYPES[issuerType];
   if (!cert.signatureAlgorithm.equals(kt.signatureAlgorithm)) return false;
   try {

@@ -41,6 +41,7 @@ import {
   type Plan,
   type PlanOptions,
 } from "./plan.ts";
+import { writeCrl } from "./crl.ts";
 import { loadCaSource } from "./read.ts";
 
 /** ApplyOptions tune how apply runs. */
@@ -465,6 +466,7 @@ async function applyLocked(
       }
     }
   }
+  if (plan.crl.action === "write") writeCrl(dir, plan.crl, ca, state, plan.now);
   if (jobs.length > 0) syncDir(abs(dir, LAYOUT.servicesDir));
   // Recorded last: a crash before this line leaves the old number, and the next apply re-issues again.
   writeLayoutVersion(dir, plan.layoutVersion);

@@ -30,6 +30,7 @@ import { DEFAULT_LAYOUT_VERSION } from "../state/layout-version.ts";
 import type { CaMaterial, IntermediateState, LeafState, State } from "../state/read.ts";
 import type { RotationRecord } from "../state/rotation.ts";
 import { issuerOf, PHASES } from "../ca/rotation.ts";
+import { planCrl, revocationOf, revokedReason, type CrlStep } from "./crl.ts";
 
 export { BACKDATE_MS, leafSpec } from "../ca/policy.ts";
 
@@ -136,6 +137,8 @@ export interface Plan {
   rotation?: { record: RotationRecord; next: CaMaterial | undefined; bundlePem: string } | undefined;
   /** layoutVersion: the manifest's, which apply records in DIR/layout-version once every certificate is issued under it. */
   layoutVersion: number;
+  /** crl: whether ca/crl.pem is re-signed, and why (plan/crl.ts). */
+  crl: CrlStep;
 }
 
 /** PlanOptions are the choices the CLI passes through. */
@@ -488,6 +491,10 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
           verdict = { ...verdict, action: "reissue", reason: opts.reissueAll ? "--reissue-all" : "--reissue" };
         else if (verdict.action === "keep" && layoutChanged)
           verdict = { ...verdict, action: "reissue", reason: layoutChanged };
+        // A revoked certificate is replaced whatever else is true of it (mtlskit revoke).
+        const revoked = revocationOf(leaf, state.revocations ?? []);
+        if (revoked && verdict.action !== "create")
+          verdict = { ...verdict, action: "reissue", reason: revokedReason(revoked) };
       }
       certs.push({
         id: slot.id,
@@ -519,8 +526,9 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
         ]
       : [],
   );
+  const crl = planCrl(m, state, material, now, BACKDATE_MS);
   const caKey = root && !root.privateKey ? "offline" : "online";
-  const caKeyNeed = caKey === "offline" ? caKeyNeedOf(intermediate, certs) : undefined;
+  const caKeyNeed = caKey === "offline" ? caKeyNeedOf(intermediate, certs, crl) : undefined;
   return {
     dir: state.dir,
     now,
@@ -534,15 +542,21 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
     csr,
     warnings,
     layoutVersion,
+    crl,
     ...(rotation && bundlePem !== undefined ? { rotation: { record: rotation.record, next, bundlePem } } : {}),
   };
 }
 
 /**
  * caKeyNeedOf says what the root's key must sign in this plan: the intermediate (created or
- * renewed), or, without an intermediate, every certificate to issue. Nothing: undefined.
+ * renewed), or, without an intermediate, every certificate to issue and the CRL when it must be
+ * re-signed (the intermediate signs the CRL when there is one). Nothing: undefined.
  */
-function caKeyNeedOf(intermediate: IntermediateStep | undefined, certs: readonly CertStep[]): CaKeyNeed | undefined {
+function caKeyNeedOf(
+  intermediate: IntermediateStep | undefined,
+  certs: readonly CertStep[],
+  crl: CrlStep,
+): CaKeyNeed | undefined {
   if (intermediate)
     return intermediate.action === "keep"
       ? undefined
@@ -550,7 +564,10 @@ function caKeyNeedOf(intermediate: IntermediateStep | undefined, certs: readonly
           what: `the intermediate CA must be ${intermediate.action === "create" ? "signed" : "re-signed"} by the root: ${intermediate.reason === "missing" ? "it is missing" : intermediate.reason}`,
         };
   const due = certs.filter((c) => c.action !== "keep" && c.issuer !== "next"); // the next CA of a rotation signs its own
-  if (due.length === 0) return undefined;
+  if (due.length === 0)
+    return crl.action === "write"
+      ? { what: `the CRL (ca/crl.pem) must be re-signed by the CA: ${crl.reason}` }
+      : undefined;
   const names = [...new Set(due.map((c) => c.slot.service))];
   const list = due
     .slice(0, 5)
@@ -609,5 +626,7 @@ export function changedServices(plan: Plan): string[] {
   const names = new Set<string>();
   for (const c of plan.certs) if (c.action !== "keep") names.add(c.slot.service);
   for (const b of plan.bundles) if (b.action === "write" || plan.ca.action === "create") names.add(b.service);
+  // A new CRL reaches a server only when it reloads (nginx reads ssl_crl at start): every hook runs.
+  if (plan.crl.action === "write") for (const b of plan.bundles) names.add(b.service);
   return [...names].sort();
 }

@@ -34,6 +34,8 @@ export interface FileSourceDir {
   key?: string;
   /** ca: the trust bundle's file name in dir; default "ca.pem". */
   ca?: string;
+  /** crl: the CA's CRL, relative to dir or absolute (mtlskit's layout: "../../ca/crl.pem"); reloaded with the rest. Default: none. */
+  crl?: string;
 }
 
 /** Reload is what onReload is told: the credentials replaced and the ones now served. */
@@ -70,11 +72,19 @@ function filesOf(spec: StaticFiles | FileSourceDir): StaticFiles {
       certFile: path.join(spec.dir, spec.cert ?? "cert.pem"),
       keyFile: path.join(spec.dir, spec.key ?? "key.pem"),
       caFile: path.join(spec.dir, spec.ca ?? "ca.pem"),
+      ...(spec.crl === undefined ? {} : { crlFile: path.resolve(spec.dir, spec.crl) }),
     };
   }
   for (const k of ["certFile", "keyFile", "caFile"] as const)
     if (typeof spec[k] !== "string" || spec[k] === "") throw invalid(`${k} must be a file path`);
-  return { certFile: spec.certFile, keyFile: spec.keyFile, caFile: spec.caFile };
+  if (spec.crlFile !== undefined && (typeof spec.crlFile !== "string" || spec.crlFile === ""))
+    throw invalid("crlFile must be a file path");
+  return {
+    certFile: spec.certFile,
+    keyFile: spec.keyFile,
+    caFile: spec.caFile,
+    ...(spec.crlFile === undefined ? {} : { crlFile: spec.crlFile }),
+  };
 }
 
 function millis(value: number | undefined, fallback: number, min: number, name: string): number {
@@ -86,7 +96,7 @@ function millis(value: number | undefined, fallback: number, min: number, name: 
 
 /** stamp is the state of the three files as stat sees it through symlinks: identity, size and times, or the error. */
 function stamp(files: StaticFiles): string {
-  return [files.certFile, files.keyFile, files.caFile]
+  return [files.certFile, files.keyFile, files.caFile, ...(files.crlFile === undefined ? [] : [files.crlFile])]
     .map((f) => {
       try {
         const s = statSync(f, { bigint: true });
@@ -98,7 +108,8 @@ function stamp(files: StaticFiles): string {
     .join("|");
 }
 
-const same = (a: Credentials, b: Credentials) => a.cert === b.cert && a.key === b.key && a.ca === b.ca;
+const same = (a: Credentials, b: Credentials) =>
+  a.cert === b.cert && a.key === b.key && a.ca === b.ca && a.crl === b.crl;
 
 /**
  * fileSource serves a service's certificate, key and trust bundle from files and reloads them when
@@ -186,7 +197,13 @@ export function fileSource(spec: StaticFiles | FileSourceDir, opts: FileSourceOp
   }
 
   // One watcher per directory holding a file; a watcher that fails is dropped and made again at a later poll.
-  const dirs = [...new Set([files.certFile, files.keyFile, files.caFile].map((f) => path.dirname(path.resolve(f))))];
+  const watched = [
+    files.certFile,
+    files.keyFile,
+    files.caFile,
+    ...(files.crlFile === undefined ? [] : [files.crlFile]),
+  ];
+  const dirs = [...new Set(watched.map((f) => path.dirname(path.resolve(f))))];
   const watchers = new Map<string, FSWatcher>();
   const watchAll = () => {
     for (const dir of dirs) {

@@ -192,6 +192,7 @@ function contextCache(params: TlsParams, server: boolean): (creds: Credentials) 
         key: creds.key,
         cert: creds.cert,
         ca: creds.ca,
+        ...(creds.crl === undefined ? {} : { crl: creds.crl }),
         ...params,
         ...(server ? { honorCipherOrder: true } : {}),
       });
@@ -327,6 +328,7 @@ export function authorizeServer<S extends tls.Server>(server: S, options: tls.Tl
       key: creds.key,
       cert: creds.cert,
       ca: creds.ca,
+      ...(creds.crl === undefined ? {} : { crl: creds.crl }),
       ...guard.tlsParams,
       honorCipherOrder: true,
     });

@@ -6,6 +6,7 @@
  * with the file and the fix, instead of surfacing later as a handshake failure.
  */
 import { createPrivateKey, createPublicKey, createHash } from "node:crypto";
+import * as tls from "node:tls";
 import type { Identity } from "../identity/index.ts";
 import { FailedError } from "../errors.ts";
 import { readFileBounded, type ReadFileError } from "../read-file.ts";
@@ -21,6 +22,8 @@ export interface Credentials {
   readonly cert: string;
   /** ca is the PEM trust bundle peers are verified against. */
   readonly ca: string;
+  /** crl is the CA's PEM certificate revocation list, when one was given: a peer it lists is refused. */
+  readonly crl?: string;
   /** leaf is the decoded leaf certificate. */
   readonly leaf: CertInfo;
   /** identity is the leaf's one URI SAN, parsed; undefined when it has none, several or an invalid one. */
@@ -44,6 +47,8 @@ export interface StaticSourceInput {
   key: PemInput;
   /** ca: the trust bundle, one or more certificates. */
   ca: PemInput;
+  /** crl: the CA's certificate revocation list(s) in PEM (mtlskit apply writes DIR/ca/crl.pem); peers it lists are refused. Default: none (no revocation check). */
+  crl?: PemInput;
 }
 
 /** CredentialNames say how messages name each input after its kind ("certificate NAME"): a file path, or where it came from ("(given as text)"). */
@@ -51,6 +56,7 @@ export interface CredentialNames {
   cert: string;
   key: string;
   ca: string;
+  crl?: string;
 }
 
 // Messages put what an input is before its name ("certificate /etc/x.pem"), so text inputs are
@@ -139,8 +145,36 @@ export function parseCredentials(input: StaticSourceInput, names: CredentialName
       "use the key written together with this certificate, or issue a new pair (mtlskit apply --reissue SERVICE)",
     );
   }
-  return { key, cert, ca, leaf: leaf.info, identity: leaf.identity };
+  if (input.crl === undefined) return { key, cert, ca, leaf: leaf.info, identity: leaf.identity };
+  const crl = input.crl.toString();
+  crlProblem(crl, names.crl ?? "(given as text)");
+  return { key, cert, ca, crl, leaf: leaf.info, identity: leaf.identity };
 }
+
+/**
+ * crlProblem refuses a CRL that is not PEM X509 CRL blocks, or that OpenSSL cannot load (a
+ * damaged or half-written file): handed to Node as is, it would fail every handshake instead.
+ */
+function crlProblem(text: string, name: string): void {
+  let blocks;
+  try {
+    blocks = parsePem(text);
+  } catch (e) {
+    throw fail(`cannot read CRL ${name}: ${(e as Error).message.replace(/^pem: /, "")}`, CRL_FIX, e);
+  }
+  const begun = text.match(/-----BEGIN [^-\r\n]*-----/g)?.length ?? 0;
+  if (blocks.length === 0 || begun > blocks.length)
+    throw fail(`CRL ${name} holds no complete PEM X509 CRL block`, CRL_FIX);
+  const other = blocks.find((b) => b.label !== "X509 CRL");
+  if (other) throw fail(`CRL ${name} holds a ${other.label} block`, "keep only X509 CRL blocks in it");
+  try {
+    tls.createSecureContext({ crl: text });
+  } catch (e) {
+    throw fail(`CRL ${name} cannot be loaded: ${(e as Error).message}`, CRL_FIX, e);
+  }
+}
+
+const CRL_FIX = "give the CA's CRL as mtlskit apply writes it (DIR/ca/crl.pem), whole";
 
 /**
  * staticSource serves fixed credentials given as PEM texts, checked once here.
@@ -159,6 +193,8 @@ export interface StaticFiles {
   certFile: string;
   keyFile: string;
   caFile: string;
+  /** crlFile: the CA's CRL (DIR/ca/crl.pem); optional. */
+  crlFile?: string;
 }
 
 /**
@@ -190,6 +226,12 @@ export function readCredentials(files: StaticFiles): Credentials {
     cert: read(files.certFile, "certificate"),
     key: read(files.keyFile, "key"),
     ca: read(files.caFile, "trust bundle"),
+    ...(files.crlFile === undefined ? {} : { crl: read(files.crlFile, "CRL") }),
   };
-  return parseCredentials(input, { cert: files.certFile, key: files.keyFile, ca: files.caFile });
+  return parseCredentials(input, {
+    cert: files.certFile,
+    key: files.keyFile,
+    ca: files.caFile,
+    ...(files.crlFile === undefined ? {} : { crl: files.crlFile }),
+  });
 }

@@ -13,6 +13,9 @@
  *   DIR/ca/rotation.json 0644      a CA rotation's phase, when each phase started, both CAs' fingerprints (ca/rotation.ts)
  *   DIR/ca/next/         0700      the next CA during a rotation: ca.pem, ca-key.pem (one generation, as DIR/ca)
  *   DIR/ca/retired/FP/   0700      a retired CA kept for the record (FP: the first 16 hex digits of its SHA-256)
+ *   DIR/ca/revoked.json  0644      certificates `mtlskit revoke` revoked (serial, reason, when, service)
+ *   DIR/ca/crl-number    0644      the last cRLNumber used (written before the CRL carrying it: never reused)
+ *   DIR/ca/crl.pem       0644      the CA's CRL (RFC 5280), re-signed by apply before half its nextUpdate has passed
  *   DIR/services/        0755
  *   DIR/services/NAME/   0700
  *     cert.pem           0644      leaf, then any intermediates
@@ -71,6 +74,9 @@ export const LAYOUT = {
   /** retiredCa: where retire keeps the old CA, named by its fingerprint's first 16 hex digits. */
   retiredCa: (id: string): CaFiles => caGeneration(`ca/retired/${id}`),
   rotation: { rel: "ca/rotation.json", mode: MODES.public },
+  revoked: { rel: "ca/revoked.json", mode: MODES.public },
+  crlNumber: { rel: "ca/crl-number", mode: MODES.public },
+  crl: { rel: "ca/crl.pem", mode: MODES.public },
   servicesDir: { rel: "services", mode: MODES.publicDir },
   serviceDir: (service: string): FileSpec => ({ rel: `services/${service}`, mode: MODES.privateDir }),
   bundle: (service: string): FileSpec => ({ rel: `services/${service}/ca.pem`, mode: MODES.public }),

@@ -17,6 +17,7 @@ import { decodeCertificate } from "../pki/x509.ts";
 import { abs, LAYOUT, type CaFiles } from "./layout.ts";
 import { readLayoutVersion } from "./layout-version.ts";
 import { readRotation, type ImportFiles, type RotationRecord } from "./rotation.ts";
+import { readCrl, readCrlNumber, readRevocations, type CrlState, type Revocation } from "./revocations.ts";
 
 /** CaMaterial is a usable CA: its certificate, key and the trust bundle peers install. */
 export interface CaMaterial {
@@ -79,6 +80,11 @@ export interface State {
   rotation?: { record: RotationRecord; next: CaMaterial | undefined } | undefined;
   /** layoutVersion the certificates were issued under (DIR/layout-version; 1 when absent); undefined when unreadable or the directory is new. */
   layoutVersion?: number | undefined;
+  /** revocations: ca/revoked.json (none when absent). */
+  revocations?: Revocation[];
+  /** crl: ca/crl.pem as read; crlNumber: the last cRLNumber used (ca/crl-number; 0n when absent, undefined when unreadable). */
+  crl?: CrlState;
+  crlNumber?: bigint | undefined;
 }
 
 /** readText reads a file of the PKI directory; missing is undefined, anything else a FailedError naming the path. */
@@ -528,6 +534,11 @@ export function readState(dir: string, manifest: Manifest, importedCa?: CaMateri
       bundles.set(s.name, readText(abs(dir, LAYOUT.bundle(s.name))));
     }
   }
+  const revocation = {
+    revocations: exists ? readRevocations(dir) : [],
+    crl: exists ? readCrl(dir) : undefined,
+    crlNumber: exists ? readCrlNumber(dir) : 0n,
+  };
   // A CA with an intermediate does not rotate yet (`mtlskit ca rotate` refuses it): its state is
   // DIR/ca alone, the intermediate read beside the root.
   if (manifest.ca.intermediate !== undefined) {
@@ -539,11 +550,19 @@ export function readState(dir: string, manifest: Manifest, importedCa?: CaMateri
       : exists
         ? readCa(dir, LAYOUT.currentCa, { intermediate: true })
         : { status: "missing" };
-    return { dir, exists, ca, leaves, bundles, layoutVersion: exists ? readLayoutVersion(dir) : undefined };
+    return {
+      dir,
+      exists,
+      ca,
+      leaves,
+      bundles,
+      layoutVersion: exists ? readLayoutVersion(dir) : undefined,
+      ...revocation,
+    };
   }
   if (importedCa && exists) {
     const { ca, rotation } = readImportedRotation(dir, importedCa);
-    return { dir, exists, ca, rotation, leaves, bundles, layoutVersion: readLayoutVersion(dir) };
+    return { dir, exists, ca, rotation, leaves, bundles, layoutVersion: readLayoutVersion(dir), ...revocation };
   }
   if (importedCa || !exists)
     return {
@@ -553,9 +572,10 @@ export function readState(dir: string, manifest: Manifest, importedCa?: CaMateri
       leaves,
       bundles,
       layoutVersion: exists ? readLayoutVersion(dir) : undefined,
+      ...revocation,
     };
   const { ca, rotation } = readRotatingCa(dir);
-  return { dir, exists, ca, rotation, leaves, bundles, layoutVersion: readLayoutVersion(dir) };
+  return { dir, exists, ca, rotation, leaves, bundles, layoutVersion: readLayoutVersion(dir), ...revocation };
 }
 
 /**

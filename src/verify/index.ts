@@ -5,8 +5,28 @@
  */
 import { Material, type Cert } from "../check/material.ts";
 import { UsageError } from "../errors.ts";
+import { decodeCrl, type CrlInfo } from "../pki/crl.ts";
 import { parsePem } from "../pki/pem.ts";
 import { readFileBounded } from "../read-file.ts";
+
+/**
+ * loadCrl reads --crl: a PEM X509 CRL or one DER CertificateList; a file that is neither is a
+ * UsageError (exit 2), an unreadable one a ReadFileError (exit 3).
+ */
+export function loadCrl(file: string): CrlInfo {
+  const bytes = readFileBounded(file);
+  const text = bytes.toString("latin1");
+  try {
+    if (!text.includes("-----BEGIN") && bytes[0] === 0x30) return decodeCrl(bytes);
+    const block = parsePem(text).find((b) => b.label === "X509 CRL");
+    if (!block) throw new Error("it holds no PEM X509 CRL block");
+    return decodeCrl(block.der);
+  } catch (e) {
+    throw new UsageError(
+      `mtlskit verify: --crl ${file} is not a CRL (${(e as Error).message}); name the CA's CRL, e.g. DIR/ca/crl.pem`,
+    );
+  }
+}
 
 export { judgeVerify, USAGES, type Reason, type Usage, type Verdict, type VerifyInput } from "./verify.ts";
 

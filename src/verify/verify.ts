@@ -20,6 +20,8 @@ import { buildChain, purposeProblem, type ChainFailure, type Purpose } from "../
 import type { Code } from "../check/codes.ts";
 import { covers } from "../check/lint.ts";
 import type { Cert, Material } from "../check/material.ts";
+import { crlProblems, revocationOf, revokedMessage } from "../check/revocation.ts";
+import type { CrlInfo } from "../pki/crl.ts";
 import { addressOf } from "../pki/names.ts";
 
 /** Usage is the TLS end the certificate is judged for (`--usage`). */
@@ -46,6 +48,8 @@ export interface VerifyInput {
   usage?: Usage | undefined;
   /** at: when validity is judged. */
   at: Date;
+  /** crl: the issuer's CRL (--crl), with its file name; the leaf must not be on it, and it must be the issuer's and current. Default: no revocation check. */
+  crl?: { info: CrlInfo; file: string } | undefined;
 }
 
 /** Reason is one reason the certificate is not valid: a check code, what is wrong, and the fix. */
@@ -264,6 +268,35 @@ function orderReason(certs: readonly Cert[], file: string): { reason: Reason; le
   };
 }
 
+/**
+ * crlReasons: with --crl, as `openssl verify -crl_check` judges the leaf: the CRL must be its
+ * issuer's (signed by it) and current at `at`, and must not list the leaf's serial.
+ */
+function crlReasons(leaf: Cert, issuer: Cert | undefined, crl: { info: CrlInfo; file: string }, at: Date): Reason[] {
+  const out: Reason[] = [];
+  const subject = leaf.info.subject;
+  if (issuer)
+    for (const p of crlProblems(crl.info, issuer, at))
+      out.push({
+        code: p.code,
+        subject,
+        message: `${crl.file}: ${p.message}`,
+        fix:
+          p.code === "crl-expired"
+            ? "fetch the CA's current CRL (mtlskit apply re-signs DIR/ca/crl.pem before half its lifetime has passed)"
+            : `give the CRL of the leaf's issuer ${issuer.info.subject} (mtlskit apply writes it to DIR/ca/crl.pem)`,
+      });
+  const entry = revocationOf(leaf, crl.info);
+  if (entry)
+    out.push({
+      code: "revoked",
+      subject,
+      message: `${revokedMessage(entry)} (${crl.file})`,
+      fix: "replace the certificate: a revoked one is never valid again (for a managed service, mtlskit apply re-issues it)",
+    });
+  return out;
+}
+
 /** judgeVerify judges CERT against the bundle at `input.at`, for the usage and host when given. */
 export function judgeVerify(material: Material, input: VerifyInput): Verdict {
   const reasons: Reason[] = [];
@@ -287,5 +320,6 @@ export function judgeVerify(material: Material, input: VerifyInput): Verdict {
     const h = hostReason(leaf, input.host);
     if (h) reasons.push(h);
   }
+  if (input.crl) reasons.push(...crlReasons(leaf, r.ok ? path[1] : undefined, input.crl, input.at));
   return { ok: reasons.length === 0, path, reasons };
 }

@@ -81,6 +81,7 @@ export function expectedMode(rel: string): number | undefined {
   if (rel === "" || rel === "services") return 0o755;
   if (rel === "ca") return 0o700;
   if (rel === "ca/ca.pem" || rel === "ca/chain.pem" || rel === LAST_APPLY) return 0o644;
+  if (rel === "ca/crl.pem" || rel === "ca/crl-number" || rel === "ca/revoked.json") return 0o644;
   if (rel === "ca/ca-key.pem") return 0o600;
   const m = /^services\/[a-z][a-z0-9-]*(?:\/(.+))?$/.exec(rel);
   if (!m) return undefined;

@@ -234,11 +234,12 @@ describe("config postgres: PostgreSQL 15 with the snippet's postgresql.conf, pg_
     for (const d of [RUN_DIR, work]) chmodSync(d, 0o711);
     const owned = (p: string, mode: number) => (chownSync(p, uid, gid), chmodSync(p, mode), p);
     const dir = (name: string) => (mkdirSync(path.join(work, name)), owned(path.join(work, name), 0o700));
-    // The host's certs directory, as `mtlskit export --format flat` lays it out: root.pem, cnpg.pem, cnpg-key.pem.
+    // The host's certs directory, as `mtlskit export --format flat` lays it out: root.pem, ca.crl (the CRL ssl_crl_file names), cnpg.pem, cnpg-key.pem.
     const certs = dir("certs");
     const cnpg = pki.svc("cnpg");
     for (const [from, to, mode] of [
       [cnpg.ca, FLAT_NAMES.ca, 0o644],
+      [path.join(pki.pki, "ca", "crl.pem"), "ca.crl", 0o644],
       [cnpg.cert, FLAT_NAMES.cert, 0o644],
       [cnpg.key, FLAT_NAMES.key, 0o600],
     ] as const) {

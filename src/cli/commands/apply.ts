@@ -12,6 +12,7 @@ import { COMMON_FLAGS, flags } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
 import { paint, paintErr, progressLine, type Io } from "../output.ts";
 import {
+  crlRewritten,
   MANIFEST_FLAGS,
   planJson,
   REISSUE_FLAGS,
@@ -58,6 +59,11 @@ copied into DIR.
 
 A service with \`csr: true\` makes its key on its own host: apply never makes a key or writes a file
 for it, and --reissue refuses it; \`mtlskit csr\` there and \`mtlskit sign\` here issue its certificate.
+
+Apply also keeps the CA's CRL, DIR/ca/crl.pem (RFC 5280; its CRL number recorded first in
+DIR/ca/crl-number, so none is reused): it re-signs it when \`mtlskit revoke\` recorded a revocation,
+when it is damaged or another CA's, and once half of ca.crl.nextUpdate (default 7d) has passed; a
+re-signed CRL runs every reload hook. A revoked service is re-issued ("revoked (REASON) on DATE").
 
 After issuing, apply writes the manifest's \`outputs:\` (see \`mtlskit export --help\`), so a renewal
 refreshes the exported copies; files that still match are not rewritten. An output that cannot
@@ -224,6 +230,10 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
   io.out(
     `Trust anchor: ${ca}. Each service's files are in ${path.join(values.pki, "services", "NAME")}/ (cert.pem, key.pem, ca.pem).\n`,
   );
+  if (crlRewritten(result.plan))
+    io.out(
+      `CRL re-signed (${result.plan.crl.reason}): ${path.join(values.pki, "ca", "crl.pem")}, ${result.plan.crl.entries.length} revoked.\n`,
+    );
   renderExternalNote(io, result.plan);
   renderExports(io, outputsWriter.exported(), { nextStep: false });
   for (const h of result.hooks)

@@ -27,7 +27,8 @@ USAGE
 
 Reasons: missing; spec changed (which fields); key type changed; validity changed; due for
 renewal (inside renewBefore); expired; key does not match certificate; CA changed; key file
-readable by others; --reissue. A service with \`files\` (certificate files mtlskit did not make)
+readable by others; --reissue; revoked (REASON) on DATE (\`mtlskit revoke\`). A CRL row says why
+DIR/ca/crl.pem is re-signed: the revocation list changed, or half its nextUpdate has passed. A service with \`files\` (certificate files mtlskit did not make)
 is one line with the action \`external\`: apply never writes them; \`mtlskit check\` judges them.
 During a CA rotation (\`mtlskit ca rotate\`), plan ends with the phase, since when, and what the
 next rotate step will change.
@@ -90,6 +91,7 @@ export async function planCommand(args: string[], io: Io): Promise<number> {
   const todo = [
     n > 0 ? `${n} certificate${n === 1 ? "" : "s"} to issue` : "",
     bundles > 0 ? `${bundles} trust bundle${bundles === 1 ? "" : "s"} to rewrite` : "",
+    plan.crl.action === "write" && plan.ca.action !== "create" ? "the CRL to sign" : "",
   ]
     .filter(Boolean)
     .join(" and ");

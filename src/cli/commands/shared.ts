@@ -74,6 +74,7 @@ export function planJson(plan: Plan) {
       })),
     ],
     bundles: plan.bundles,
+    crl: { action: plan.crl.action, reason: plan.crl.reason, revoked: plan.crl.entries.length },
     warnings: plan.warnings,
   };
 }
@@ -106,6 +107,8 @@ export function renderPlan(io: Io, plan: Plan, verbs: { create: string; reissue:
     rows.push([`${b}/ca.pem`, "reissue", "trust bundle differs from the CA's; rewritten"]);
   for (const e of plan.external) rows.push([e.service, e.action, e.reason]);
   for (const c of plan.csr ?? []) rows.push([c.service, c.action, c.next ? `${c.reason}; ${c.next}` : c.reason]);
+  // The CRL's row, once it exists: re-signed after a revocation, before it goes stale, or when damaged.
+  if (crlRewritten(plan)) rows.push(["CRL", "reissue", plan.crl.reason]);
   const word = (a: keyof typeof ACTION_COLOR) =>
     a === "import" || a === "external" || a === "csr" ? a : a === "renew" ? verbs.reissue : verbs[a];
   const w0 = Math.max(...rows.map((r) => r[0].length));
@@ -114,6 +117,10 @@ export function renderPlan(io: Io, plan: Plan, verbs: { create: string; reissue:
     io.out(`  ${id.padEnd(w0)}  ${paint(io, ACTION_COLOR[action], word(action).padEnd(w1))}  ${reason}\n`);
   renderPlanWarnings(io, plan);
 }
+
+/** crlRewritten tells whether apply re-signs an existing CRL (a first CRL comes with the CA or the upgrade and needs no row). */
+export const crlRewritten = (plan: Plan): boolean =>
+  plan.crl.action === "write" && plan.crl.reason !== "CA is new" && plan.crl.reason !== "missing";
 
 /** staleBundles names the services whose ca.pem apply rewrites although every certificate of theirs is kept. */
 export function staleBundles(plan: Plan): string[] {

@@ -7,6 +7,7 @@ import { PLATFORMS } from "../../trust/platform.ts";
 import {
   judgeVerify,
   loadCerts,
+  loadCrl,
   loadSystemCerts,
   Material,
   USAGES,
@@ -21,7 +22,7 @@ export const VERIFY_HELP = `mtlskit verify: is a certificate valid for a trust b
 
 USAGE
   mtlskit verify CERT [--ca BUNDLE] [--untrusted CHAIN] [--host NAME|IP] [--usage server|client]
-                      [--at TIME] [--json]
+                      [--at TIME] [--crl FILE] [--json]
 
 Builds the chain from the first certificate of CERT through the intermediates (the rest of CERT,
 as a server sends its file, and CHAIN) to a self-signed root in BUNDLE, with check's chain
@@ -48,11 +49,15 @@ FLAGS
                          label) or an IP SAN must match; an IPv6 address bare or in brackets ([::1])
       --usage U          server (extendedKeyUsage serverAuth) or client (clientAuth)
       --at TIME          judge validity at TIME (ISO 8601, e.g. 2027-01-01) instead of now
+      --crl FILE         the issuer's CRL (PEM or DER; mtlskit apply writes DIR/ca/crl.pem): refuse the
+                         certificate when it is listed (revoked), as openssl verify -crl_check does; the
+                         CRL must be signed by the issuer and not past its nextUpdate (crl-untrusted, crl-expired)
       --json             the verdict as JSON: {ok, cert, ca, at, usage, host, chain, reasons}
 
 EXAMPLES
   mtlskit verify pki/services/api/cert.pem --ca pki/ca/ca.pem --usage server --host 10.0.0.5
   mtlskit verify fullchain.pem --ca root.pem --usage client
+  mtlskit verify client.pem --ca pki/ca/ca.pem --crl pki/ca/crl.pem
   mtlskit verify leaf.pem --untrusted intermediate.pem --ca root.pem --at 2027-01-01
   mtlskit verify cert.pem --ca root.pem --json | jq -r '.reasons[] | .code + ": " + .fix'
 
@@ -134,6 +139,7 @@ export async function verifyCommand(args: string[], io: Io): Promise<number> {
         host: { type: "string" },
         usage: { type: "string" },
         at: { type: "string" },
+        crl: { type: "string" },
         json: { type: "boolean" },
       },
       allowPositionals: true,
@@ -166,6 +172,7 @@ export async function verifyCommand(args: string[], io: Io): Promise<number> {
     host,
     usage,
     at,
+    crl: values.crl === undefined ? undefined : { info: loadCrl(values.crl), file: values.crl },
   });
   if (values.json) {
     io.out(`${JSON.stringify(verdictJson(v, { cert, ca, untrusted: values.untrusted, at, usage, host }), null, 2)}\n`);
