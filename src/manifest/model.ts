@@ -63,6 +63,20 @@ export interface Service {
 export const managedServices = (m: Pick<Manifest, "services">): Service[] =>
   m.services.filter((s) => s.files === undefined);
 
+/** NAMES_SHOWN: how many service names a message lists before it counts the rest. */
+export const NAMES_SHOWN = 20;
+
+/**
+ * serviceNames lists the manifest's service names for a message about an unknown one: all of
+ * them up to NAMES_SHOWN, else the first NAMES_SHOWN and how many more. Each unknown name is its
+ * own problem, so 10,000 of them each listing 10,000 names would print gigabytes (issue 12).
+ */
+export function serviceNames(m: Pick<Manifest, "services">): string {
+  const shown = m.services.slice(0, NAMES_SHOWN).map((s) => s.name);
+  const more = m.services.length - shown.length;
+  return more > 0 ? `${shown.join(", ")} and ${more} more (under services:)` : shown.join(", ");
+}
+
 /** Connection is a resolved connection. */
 export interface Connection {
   /** index is the connection's position in the manifest's list. */
