@@ -21,7 +21,8 @@ import {
 } from "../src/manifest/index.ts";
 import { time } from "../src/pki/der.ts";
 import { apply } from "../src/plan/apply.ts";
-import { checkReissueNames } from "../src/plan/plan.ts";
+import { checkReissueNames, planApply } from "../src/plan/plan.ts";
+import { staleBundles } from "../src/cli/commands/shared.ts";
 import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { opensslDates, opensslText, opensslVerify } from "./helpers/openssl.ts";
 
@@ -3030,6 +3031,24 @@ describe("manifest: validation work grows linearly with the services (issue 12)"
     assert.ok(problems.every((p) => p.line !== undefined));
     assert.match(problems.find((p) => p.path === "outputs.0.services.0")!.message, /and \d+ more \(under services:\)$/);
     const g = growth(N, (n) => () => void parseManifest(text(n), FILE));
+    assert.ok(g < LINEAR, `4x the services took ${g.toFixed(1)}x the work`);
+  });
+
+  it("ok/the trust bundles a plan rewrites for services whose certificates are all kept (apply and plan print them)", () => {
+    const planOf = (n: number) =>
+      planApply(parseManifest(withServices(...range(n).map((i) => `  s${i}: { usage: server }`)), FILE), {
+        dir: "/nonexistent",
+        exists: false,
+        ca: { status: "missing" },
+        leaves: new Map(),
+        bundles: new Map(),
+      });
+    const small = planOf(N);
+    const large = planOf(4 * N);
+    assert.deepEqual(staleBundles(small), []);
+    const kept = { ...small, certs: small.certs.map((c) => (c.id === "s1" ? { ...c, action: "keep" as const } : c)) };
+    assert.deepEqual(staleBundles(kept), ["s1"]);
+    const g = workOf(() => staleBundles(large)) / workOf(() => staleBundles(small));
     assert.ok(g < LINEAR, `4x the services took ${g.toFixed(1)}x the work`);
   });
 
