@@ -35,7 +35,8 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
     // Sets, not searches of the lists: 50,000 addresses took 20 s de-duplicated by search (issue 11).
     const seen = new Set<string>();
     const add = (a: Address) => {
-      const key = a.kind === "dns" ? `dns:${a.text}` : `ip:${a.bytes.toString("hex")}`;
+      // An IP's text is canonical (IPv4 without leading zeros, IPv6 as formatIp writes it): one text per address.
+      const key = a.kind === "dns" ? `dns:${a.text}` : `ip:${a.text}`;
       if (seen.has(key)) return;
       seen.add(key);
       if (a.kind === "dns") dns.push(a.text);

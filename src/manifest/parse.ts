@@ -127,7 +127,9 @@ export function parseYaml(text: string, file: string): { yaml: ParsedYaml; probl
     if (/maxTotalMergeKeys/.test((e as Error).message)) return tooLarge();
     return { yaml: { value: undefined, lineOf: () => undefined }, problems: [syntaxProblem(e as Error, text, file)] };
   }
-  if (treeSize(value, budget) > budget) return tooLarge();
+  // Without a `*` anywhere there is no alias, so nothing is shared and nothing to expand: every
+  // value was written and fits the budget (10,000 services: ~40 ms of walking saved; issue 12).
+  if (text.includes("*") && treeSize(value, budget) > budget) return tooLarge();
   return {
     yaml: {
       value,
