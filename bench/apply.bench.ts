@@ -26,6 +26,8 @@
  *     fs.fsyncSync and fs.fdatasyncSync; each measured apply counts its own too), issued on the
  *     files just written, then their directory. The ratio against the latter is the one judged;
  *     the ratio against the no-fsync floor is printed next to it.
+ * A CPU ratio is printed too (apply's CPU seconds in all threads, parse included, over the judged
+ * floor's): on a machine shared with other work, wall times swing with their load, CPU less so.
  * The target (the issue): both ratios <= 2.0 and peak RSS <= 300 MB at 10,000 services.
  *
  * A micro section (its own child process, on the tmpfs) then times the pieces of one certificate:
@@ -383,6 +385,8 @@ interface Floor {
   fsS: number;
   /** fsSyncS: the same with as many fsyncs as apply makes. */
   fsSyncS: number;
+  /** cpuS: CPU seconds (all threads of this process) of the judged floor: crypto + fsSync. */
+  cpuS: number;
 }
 
 /**
@@ -397,7 +401,9 @@ async function measureFloor(base: string, n: number, fsyncsPer: number, threads:
       w.once("message", () => resolve());
       w.once("error", reject);
     });
+  let cpu = 0; // of the parts timed last (crypto, fs with fsyncs): the judged floor's CPU
   const timed = async (message: (i: number) => object) => {
+    const c = process.cpuUsage();
     const t = performance.now();
     await Promise.all(
       workers.map((w, i) => {
@@ -406,6 +412,8 @@ async function measureFloor(base: string, n: number, fsyncsPer: number, threads:
         return done;
       }),
     );
+    const used = process.cpuUsage(c);
+    cpu = (used.user + used.system) / 1e6;
     return (performance.now() - t) / 1000;
   };
   const files = async (fsyncs: number) => {
@@ -423,11 +431,12 @@ async function measureFloor(base: string, n: number, fsyncsPer: number, threads:
   try {
     await Promise.all(workers.map(next));
     const share = (i: number) => Math.floor(n / threads) + (i < n % threads ? 1 : 0);
-    const cryptoS = await timed((i) => ({ part: "crypto", k: share(i), viaEcdh: false }));
     const cryptoEcdhS = await timed((i) => ({ part: "crypto", k: share(i), viaEcdh: true }));
+    const cryptoS = await timed((i) => ({ part: "crypto", k: share(i), viaEcdh: false }));
+    const cryptoCpu = cpu;
     const fsS = await files(0);
     const fsSyncS = fsyncsPer > 0 ? await files(fsyncsPer) : fsS;
-    return { cryptoS, cryptoEcdhS, fsS, fsSyncS };
+    return { cryptoS, cryptoEcdhS, fsS, fsSyncS, cpuS: cryptoCpu + cpu };
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
   }
@@ -981,12 +990,13 @@ function report(runs: Run[], cores: number): void {
     "RATIO",
     "no-fsync",
     "ecdh",
+    "cpu",
     "peak MB",
     "fsyncs",
     "re-apply s",
     `target (ratio <= ${TARGET.ratio}, <= ${TARGET.rssMb} MB at ${TARGET.n.toLocaleString("en")})`,
   ];
-  const widths = [5, 6, 7, 7, 7, 6, 6, 6, 8, 5, 7, 7, 10, 0];
+  const widths = [5, 6, 7, 7, 7, 6, 6, 6, 8, 5, 5, 7, 7, 10, 0];
   const line = (cells: string[]) => "  " + cells.map((c, i) => (widths[i] ? pad(c, widths[i]!) : c)).join("  ");
   console.log(
     `apply wall (parse + apply, fresh process) against the floor (mean of right before and right after, same file system):`,
@@ -1005,6 +1015,7 @@ function report(runs: Run[], cores: number): void {
           run.workers,
           run.hung ? "HUNG" : run.problem?.startsWith("skipped") ? "skip" : "FAIL",
           f2(floor),
+          "-",
           "-",
           "-",
           "-",
@@ -1044,6 +1055,7 @@ function report(runs: Run[], cores: number): void {
         (wall / floor).toFixed(2),
         (wall / noSync).toFixed(2),
         (wall / ecdh).toFixed(2),
+        (r.cpuS / mean(b!.cpuS, a!.cpuS)).toFixed(2),
         r.peakMb.toFixed(0),
         int(r.fsyncs),
         f2(r.reParseS + r.reApplyS),
@@ -1052,14 +1064,14 @@ function report(runs: Run[], cores: number): void {
     );
   }
   console.log(
-    `  RATIO = wall / floor with apply's fsyncs (the judged one); no-fsync = against the floor without any fsync; ecdh = against a floor whose keygen is createECDH (stricter)`,
+    `  RATIO = wall / floor with apply's fsyncs (the judged one); no-fsync = against the floor without any fsync; ecdh = against a floor whose keygen is createECDH (stricter); cpu = apply's CPU seconds (all threads, parse included) / the judged floor's (less swayed by other processes' load than wall time)`,
   );
   console.log();
   console.log(`  details (cpu = user + system of all threads; busy = cpu / wall, out of ${cores} cores):`);
   for (const run of runs) {
     const fl = (f: Floor | undefined, label: string) =>
       f
-        ? `${label}: crypto ${f2(f.cryptoS)} s (createECDH keygen ${f2(f.cryptoEcdhS)} s) + fs ${f2(f.fsSyncS)} s with fsyncs (${f2(f.fsS)} s without)`
+        ? `${label}: crypto ${f2(f.cryptoS)} s (createECDH keygen ${f2(f.cryptoEcdhS)} s) + fs ${f2(f.fsSyncS)} s with fsyncs (${f2(f.fsS)} s without); CPU ${f2(f.cpuS)} s`
         : `${label}: -`;
     console.log(
       `  ${run.fs} N=${run.n} w=${run.workers}: load average before ${run.loadBefore}, after ${run.loadAfter ?? "-"}`,
