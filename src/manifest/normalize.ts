@@ -4,7 +4,7 @@
  * way (an address that is neither IP nor DNS name) are collected, not thrown.
  */
 import * as path from "node:path";
-import { renderTemplate } from "../identity/index.ts";
+import { compileTemplate } from "../identity/index.ts";
 import type { Subject } from "../pki/name.ts";
 import { classifyAddress, type Address } from "./address.ts";
 import { parseDuration } from "./duration.ts";
@@ -27,6 +27,7 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
   const dur = (text: string) => parseDuration(text)!; // the schema has checked the syntax
   const resolve = (file: string) => path.resolve(manifestDir, file);
   const resolveOptional = (file: string | undefined) => (file === undefined ? undefined : resolve(file));
+  const identityOf = w.identity ? compileTemplate(w.identity.uri) : undefined;
   const services: Service[] = Object.entries(w.services).map(([name, s]) => {
     const at = ["services", name];
     const cn = s.cn ?? name;
@@ -97,7 +98,7 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
       subject,
       dns,
       ips,
-      identity: w.identity ? renderTemplate(w.identity.uri, { cluster: w.cluster, role, name }) : undefined,
+      identity: identityOf?.({ cluster: w.cluster, role, name }),
       split,
       clientSans,
       slots,
