@@ -384,10 +384,12 @@ function readLeaf(dir: string, slot: Manifest["services"][number]["slots"][numbe
  * services would each cost three failed opens (about 0.7 s of CPU; issue 12). Empty when
  * services/ does not exist; undefined when it cannot be listed for another reason (not a
  * directory, permission denied): then every file is read, and fails with its own message.
+ * A name listed is only a hint to read: what is read decides.
  */
 export function serviceDirsIn(dir: string): ReadonlySet<string> | undefined {
   try {
-    return new Set(readdirSync(abs(dir, LAYOUT.servicesDir)));
+    // Lower-cased: service names are, and on a case-insensitive file system services/Api is api's.
+    return new Set(readdirSync(abs(dir, LAYOUT.servicesDir)).map((n) => n.toLowerCase()));
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "ENOENT" ? new Set() : undefined;
   }
