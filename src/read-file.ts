@@ -35,6 +35,8 @@ export interface ReadOptions {
   limit?: number;
   /** noFollow: refuse a symbolic link as the last component (O_NOFOLLOW). Default: false. */
   noFollow?: boolean;
+  /** onStat is given the fstat of the regular file being read (its mode, owner), before it is read. */
+  onStat?: (stats: Stats) => void;
 }
 
 const KINDS: [(s: Stats) => boolean, string][] = [
@@ -101,10 +103,15 @@ function readBounded(file: string, opts: ReadOptions, into: Buffer | undefined):
     if (!st.isFile()) throw new ReadFileError(file, "ENOTREG", `is ${kindOf(st)}, not a regular file`);
     if (st.size > limit)
       throw new ReadFileError(file, "EFBIG", `is ${megabytes(st.size)}, over the ${megabytes(limit)} mtlskit reads`);
+    opts.onStat?.(st);
     const chunks: Buffer[] = [];
     let total = 0;
     for (;;) {
-      const want = Math.min(Math.max(st.size - total + 1, 8192), limit - total + 1);
+      // As much as stat promises plus one byte (a small file fits Node's shared pool: re-reading a
+      // PKI directory reads 30,000 files of under 1 KB), then 8 KB at a time for a file that grew
+      // or reports no size (/proc).
+      const room = total < st.size ? st.size - total + 1 : 8192;
+      const want = Math.min(room, limit - total + 1);
       const buf =
         into && chunks.length === 0 && want <= into.length ? into.subarray(0, want) : Buffer.allocUnsafe(want);
       let n: number;
@@ -118,6 +125,9 @@ function readBounded(file: string, opts: ReadOptions, into: Buffer | undefined):
       total += n;
       if (total > limit) throw new ReadFileError(file, "EFBIG", `grew over the ${megabytes(limit)} mtlskit reads`);
       chunks.push(n === buf.length ? buf : buf.subarray(0, n));
+      // Exactly the size stat gave, and short of the byte more asked for: the end of a regular
+      // file, without a second read that returns nothing.
+      if (n < buf.length && total === st.size) break;
     }
     return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
   } finally {

@@ -20,6 +20,8 @@ import {
   writeFileSync,
 } from "node:fs";
 import { createPrivateKey, generateKeyPairSync, X509Certificate } from "node:crypto";
+import fs from "node:fs";
+import { syncBuiltinESMExports } from "node:module";
 import { hostname } from "node:os";
 import * as path from "node:path";
 import { describe, it } from "node:test";
@@ -200,6 +202,58 @@ describe("apply: an unchanged manifest changes nothing", { timeout: 180_000 }, (
     assert.equal(r.kept, 5);
     assert.equal(r.caCreated, false);
     assertUntouched(before, inspectPki(pki));
+  });
+});
+
+/**
+ * missesDuring counts the file-system calls that failed with ENOENT while `fn` ran, through the
+ * node:fs functions every module imports (patched, then syncBuiltinESMExports). A count, not a time.
+ */
+async function missesDuring(fn: () => Promise<unknown>): Promise<number> {
+  const fsMut = fs as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const names = ["openSync", "lstatSync", "statSync", "readdirSync"];
+  const saved = names.map((n) => [n, fsMut[n]!] as const);
+  let misses = 0;
+  for (const [n, original] of saved)
+    fsMut[n] = function (this: unknown, ...args: unknown[]) {
+      try {
+        return original.apply(this, args);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "ENOENT") misses++;
+        throw e;
+      }
+    };
+  syncBuiltinESMExports();
+  try {
+    await fn();
+  } finally {
+    for (const [n, original] of saved) fsMut[n] = original;
+    syncBuiltinESMExports();
+  }
+  return misses;
+}
+
+describe("apply: a new directory is not probed service by service (issue 12)", { timeout: 180_000 }, () => {
+  it("ok/the failed lookups of a first apply do not grow with the services; a re-apply keeps them all", async () => {
+    const manifestOf = (n: number) =>
+      `version: 1\ncluster: probe\nservices:\n${Array.from({ length: n }, (_, i) => `  s${i}: { usage: server }\n`).join("")}`;
+    const firstApply = async (n: number) => {
+      const { file, pki } = setup(manifestOf(n));
+      const loaded = loadManifest(file);
+      const misses = await missesDuring(() => apply(loaded, pki, { workers: 0, hooks: false }));
+      return { misses, loaded, pki };
+    };
+    const small = await firstApply(10);
+    const large = await firstApply(40);
+    // Before: three failed opens (cert, key, bundle), an lstat and a readdir per service (5 per service).
+    assert.equal(large.misses, small.misses, `${small.misses} misses for 10 services, ${large.misses} for 40`);
+    assert.ok(
+      small.misses > 0,
+      "the count sees apply's calls (layout-version, last-apply.json and the CA are missing)",
+    );
+    const again = await apply(large.loaded, large.pki, { workers: 0, hooks: false });
+    assert.equal(again.kept, 40);
+    assert.equal(again.issued, 0);
   });
 });
 

@@ -21,6 +21,8 @@ import {
 } from "../src/manifest/index.ts";
 import { time } from "../src/pki/der.ts";
 import { apply } from "../src/plan/apply.ts";
+import { checkReissueNames, planApply } from "../src/plan/plan.ts";
+import { staleBundles } from "../src/cli/commands/shared.ts";
 import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { opensslDates, opensslText, opensslVerify } from "./helpers/openssl.ts";
 
@@ -2939,5 +2941,131 @@ describe("manifest: issue 11", () => {
         want: [{ path: "services.api.x-note", line: 4, message: 'unknown key "x-note" in a service' }],
       },
     ]);
+  });
+});
+
+/**
+ * workOf counts the array elements that the search and iteration builtins (includes, indexOf,
+ * find, findIndex, some, every, filter, map, forEach, reduce, join, slice, spread and for-of)
+ * were handed while `fn` ran: each call adds its array's length. Linear code does work in
+ * proportion to the manifest; a search of every service per service grows with its square. A
+ * count, not a time, so a loaded machine cannot make it fail by chance.
+ */
+function workOf(fn: () => void): number {
+  const proto = Array.prototype as unknown as Record<PropertyKey, (...args: unknown[]) => unknown>;
+  const names: PropertyKey[] = [
+    "includes",
+    "indexOf",
+    "find",
+    "findIndex",
+    "some",
+    "every",
+    "filter",
+    "map",
+    "forEach",
+    "reduce",
+    "join",
+    "slice",
+    Symbol.iterator,
+  ];
+  const saved = names.map((n) => [n, proto[n]!] as const);
+  let work = 0;
+  for (const [n, original] of saved) {
+    proto[n] = function (this: unknown[], ...args: unknown[]) {
+      work += this.length;
+      return original.apply(this, args);
+    };
+  }
+  try {
+    fn();
+  } catch (e) {
+    if (!(e instanceof InvalidInputError)) throw e;
+  } finally {
+    for (const [n, original] of saved) proto[n] = original;
+  }
+  return work;
+}
+
+/** growth is how much more work `fn(4n)` does than `fn(n)`: about 4 when linear, 16 when quadratic. */
+const growth = (n: number, fn: (n: number) => () => void): number => workOf(fn(4 * n)) / workOf(fn(n));
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+describe("manifest: validation work grows linearly with the services (issue 12)", () => {
+  const N = 250;
+  const LINEAR = 6; // 4 for linear work, with room for n log n; a quadratic step gives about 16
+
+  it("ok/a valid manifest with connections and outputs that list every service", () => {
+    const text = (n: number) =>
+      yaml(
+        "version: 1",
+        "cluster: demo",
+        'identity: { uri: "spiffe://demo.local/{name}" }',
+        "services:",
+        ...range(n).map((i) => `  s${i}: { usage: dual, addresses: [10.1.${i >> 8}.${i & 255}, s${i}.demo.internal] }`),
+        "connections:",
+        ...range(n).map((i) => `  - { from: s${i}, to: s${(i + 1) % n} }`),
+        "outputs:",
+        `  - { format: flat, dir: out/flat, services: [${range(n).map((i) => `s${i}`)}] }`,
+        `  - { format: kubernetes, dir: out/k8s, services: [${range(n).map((i) => `s${i}`)}] }`,
+        `  - { format: flat, dir: out/hosts, hosts: { ${range(n / 2).map((h) => `h${h}: [s${2 * h}, s${2 * h + 1}]`)} } }`,
+        `  - { format: env, dir: out/env, certDir: /etc/certs, services: [${range(n).map((i) => `s${i}`)}] }`,
+      );
+    const g = growth(N, (n) => () => void parseManifest(text(n), FILE));
+    assert.doesNotThrow(() => parseManifest(text(N), FILE));
+    assert.ok(g < LINEAR, `4x the services took ${g.toFixed(1)}x the work`);
+  });
+
+  it("fail/a problem per service (bad renewBefore, unknown output services, bad addresses): every one located, linearly", () => {
+    const text = (n: number) =>
+      withServices(
+        ...range(n).map((i) => `  s${i}: { usage: dual, validity: 30d, renewBefore: 40d, addresses: [10.0.0.256] }`),
+        "outputs:",
+        `  - { format: flat, dir: out, services: [${range(n).map((i) => `x${i}`)}] }`,
+      );
+    const problems = (() => {
+      try {
+        parseManifest(text(N), FILE);
+      } catch (e) {
+        return (e as InvalidInputError).problems;
+      }
+      return [];
+    })();
+    assert.equal(problems.filter((p) => p.message.includes("names unknown service")).length, N);
+    assert.equal(problems.filter((p) => p.message.includes("is not a valid IPv4 address")).length, N);
+    assert.ok(problems.every((p) => p.line !== undefined));
+    assert.match(problems.find((p) => p.path === "outputs.0.services.0")!.message, /and \d+ more \(under services:\)$/);
+    const g = growth(N, (n) => () => void parseManifest(text(n), FILE));
+    assert.ok(g < LINEAR, `4x the services took ${g.toFixed(1)}x the work`);
+  });
+
+  it("ok/the trust bundles a plan rewrites for services whose certificates are all kept (apply and plan print them)", () => {
+    const planOf = (n: number) =>
+      planApply(parseManifest(withServices(...range(n).map((i) => `  s${i}: { usage: server }`)), FILE), {
+        dir: "/nonexistent",
+        exists: false,
+        ca: { status: "missing" },
+        leaves: new Map(),
+        bundles: new Map(),
+      });
+    const small = planOf(N);
+    const large = planOf(4 * N);
+    assert.deepEqual(staleBundles(small), []);
+    const kept = { ...small, certs: small.certs.map((c) => (c.id === "s1" ? { ...c, action: "keep" as const } : c)) };
+    assert.deepEqual(staleBundles(kept), ["s1"]);
+    const g = workOf(() => staleBundles(large)) / workOf(() => staleBundles(small));
+    assert.ok(g < LINEAR, `4x the services took ${g.toFixed(1)}x the work`);
+  });
+
+  it("fail/--reissue naming every service, and as many unknown ones", () => {
+    const loadedOf = (n: number) =>
+      parseManifest(withServices(...range(n).map((i) => `  s${i}: { usage: server }`)), FILE);
+    const small = loadedOf(N);
+    const large = loadedOf(4 * N);
+    const reissue = (l: LoadedManifest, n: number) => () =>
+      checkReissueNames(l, { reissue: [...range(n).map((i) => `s${i}`), ...range(n).map((i) => `x${i}`)] });
+    assert.throws(reissue(small, N), (e: InvalidInputError) => e.problems.length === N);
+    const g = workOf(reissue(large, 4 * N)) / workOf(reissue(small, N));
+    assert.ok(g < LINEAR, `4x the services took ${g.toFixed(1)}x the work`);
   });
 });

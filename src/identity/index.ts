@@ -2,6 +2,7 @@
 export {
   PLACEHOLDERS,
   parseIdentity,
+  compileTemplate,
   renderTemplate,
   templatePlaceholders,
   type Identity,

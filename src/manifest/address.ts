@@ -53,7 +53,10 @@ function undialable(written: string, bytes: Buffer): { error: string; fix: strin
 export function classifyAddress(written: string): Address | { error: string; fix: string } {
   const text = written.trim();
   if (text === "") return { error: "is empty", fix: "write an IP address or a DNS name" };
-  if (isIPv4(text)) return undialable(written, ipBytes(text)) ?? { kind: "ip", text, bytes: ipBytes(text) };
+  if (isIPv4(text)) {
+    const bytes = ipBytes(text);
+    return undialable(written, bytes) ?? { kind: "ip", text, bytes };
+  }
   if (text.includes(":") || /^\[.*\]$/.test(text)) {
     const bare = text.replace(/^\[(.*)\]$/, "$1");
     if (bare !== text)

@@ -19,7 +19,7 @@ export { classifyAddress, formatIp } from "./address.ts";
 export { formatDuration, parseDuration } from "./duration.ts";
 export type { CaImport, CaSpec, CertSlot, Connection, ExternalFiles, Manifest, Reload, Service } from "./model.ts";
 export type { FlatNameKey, Output, OutputFormat } from "./model.ts";
-export { keyedServices, managedServices, OUTPUT_FORMATS } from "./model.ts";
+export { keyedServices, managedServices, OUTPUT_FORMATS, serviceNames } from "./model.ts";
 export { manifestJsonSchema } from "./json-schema.ts";
 export { ManifestSchema, type WrittenManifest } from "./schema.ts";
 

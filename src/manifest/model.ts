@@ -68,6 +68,19 @@ export const managedServices = (m: Pick<Manifest, "services">): Service[] =>
 /** keyedServices are the managed services whose keys apply makes: those without `files` or `csr`. */
 export const keyedServices = (m: Pick<Manifest, "services">): Service[] =>
   m.services.filter((s) => s.files === undefined && s.csr !== true);
+/** NAMES_SHOWN: how many service names a message lists before it counts the rest. */
+export const NAMES_SHOWN = 20;
+
+/**
+ * serviceNames lists the manifest's service names for a message about an unknown one: all of
+ * them up to NAMES_SHOWN, else the first NAMES_SHOWN and how many more. Each unknown name is its
+ * own problem, so 10,000 of them each listing 10,000 names would print gigabytes (issue 12).
+ */
+export function serviceNames(m: Pick<Manifest, "services">): string {
+  const shown = m.services.slice(0, NAMES_SHOWN).map((s) => s.name);
+  const more = m.services.length - shown.length;
+  return more > 0 ? `${shown.join(", ")} and ${more} more (under services:)` : shown.join(", ");
+}
 
 /** Connection is a resolved connection. */
 export interface Connection {

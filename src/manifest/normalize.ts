@@ -4,7 +4,7 @@
  * way (an address that is neither IP nor DNS name) are collected, not thrown.
  */
 import * as path from "node:path";
-import { renderTemplate } from "../identity/index.ts";
+import { compileTemplate } from "../identity/index.ts";
 import type { Subject } from "../pki/name.ts";
 import { classifyAddress, type Address } from "./address.ts";
 import { parseDuration } from "./duration.ts";
@@ -29,6 +29,7 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
   const dur = (text: string) => parseDuration(text)!; // the schema has checked the syntax
   const resolve = (file: string) => path.resolve(manifestDir, file);
   const resolveOptional = (file: string | undefined) => (file === undefined ? undefined : resolve(file));
+  const identityOf = w.identity ? compileTemplate(w.identity.uri) : undefined;
   const services: Service[] = Object.entries(w.services).map(([name, s]) => {
     const at = ["services", name];
     const cn = s.cn ?? name;
@@ -37,7 +38,8 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
     // Sets, not searches of the lists: 50,000 addresses took 20 s de-duplicated by search (issue 11).
     const seen = new Set<string>();
     const add = (a: Address) => {
-      const key = a.kind === "dns" ? `dns:${a.text}` : `ip:${a.bytes.toString("hex")}`;
+      // An IP's text is canonical (IPv4 without leading zeros, IPv6 as formatIp writes it): one text per address.
+      const key = a.kind === "dns" ? `dns:${a.text}` : `ip:${a.text}`;
       if (seen.has(key)) return;
       seen.add(key);
       if (a.kind === "dns") dns.push(a.text);
@@ -98,7 +100,7 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
       subject,
       dns,
       ips,
-      identity: w.identity ? renderTemplate(w.identity.uri, { cluster: w.cluster, role, name }) : undefined,
+      identity: identityOf?.({ cluster: w.cluster, role, name }),
       split,
       clientSans,
       slots,

@@ -4,7 +4,7 @@
  * built by src/export/; every mistake here is reported at load time, before apply writes.
  */
 import * as path from "node:path";
-import type { FlatNameKey, Output, OutputFormat, Service } from "./model.ts";
+import { serviceNames, type FlatNameKey, type Output, type OutputFormat, type Service } from "./model.ts";
 import type { Context, Rule } from "./rules.ts";
 import type { WrittenManifest } from "./schema.ts";
 
@@ -68,11 +68,35 @@ export const placeholderText = (allowed: Readonly<Record<string, string>>): stri
     .map(([p, what]) => `${p} (${what})`)
     .join(", ");
 
+/**
+ * Indexes of an output's lists, built on first use and kept with the list: exportsService and
+ * flatFilesIn are asked once per service, and a list may name every one of 10,000 services, so
+ * searching it each time made validation and export quadratic (issue 12). An output's lists are
+ * not changed once it is built; a list whose length changed is indexed again all the same.
+ */
+const listIndex = new WeakMap<readonly string[], { length: number; names: ReadonlySet<string> }>();
+const hostIndex = new WeakMap<Readonly<Record<string, string[]>>, ReadonlyMap<string, string>>();
+
+const namesIn = (list: readonly string[]): ReadonlySet<string> => {
+  let known = listIndex.get(list);
+  if (known?.length !== list.length) listIndex.set(list, (known = { length: list.length, names: new Set(list) }));
+  return known.names;
+};
+
+/** firstHostOf maps each service a hosts layout names to the first host (in key order) that lists it. */
+const firstHostOf = (hosts: Readonly<Record<string, string[]>>): ReadonlyMap<string, string> => {
+  let index = hostIndex.get(hosts);
+  if (!index) {
+    const first = new Map<string, string>();
+    for (const [host, list] of Object.entries(hosts)) for (const n of list) if (!first.has(n)) first.set(n, host);
+    hostIndex.set(hosts, (index = first));
+  }
+  return index;
+};
+
 /** exportsService says whether output `o` exports the service named `name`. */
 export const exportsService = (o: Pick<Output, "hosts" | "services">, name: string): boolean =>
-  o.hosts
-    ? Object.values(o.hosts).some((list) => list.includes(name))
-    : o.services === undefined || o.services.includes(name);
+  o.hosts ? firstHostOf(o.hosts).has(name) : o.services === undefined || namesIn(o.services).has(name);
 
 /** FlatFiles are the file names (no directory) a flat layout gives one service. */
 export type FlatFiles = FlatNames;
@@ -87,11 +111,7 @@ const renderFlat = (names: FlatNames, service: string, caOwner: string): FlatFil
 
 /** flatFilesIn renders a flat output's names for one service; the CA file of a hosts layout is named after the service's first host. */
 export const flatFilesIn = (o: Pick<Output, "hosts" | "names">, service: string): FlatFiles =>
-  renderFlat(
-    flatNamesOf(o),
-    service,
-    (o.hosts && Object.keys(o.hosts).find((h) => o.hosts![h]!.includes(service))) ?? service,
-  );
+  renderFlat(flatNamesOf(o), service, (o.hosts && firstHostOf(o.hosts).get(service)) ?? service);
 
 const sameFiles = (a: FlatFiles, b: FlatFiles) => (Object.keys(a) as FlatNameKey[]).every((k) => a[k] === b[k]);
 
@@ -304,7 +324,8 @@ const keysFitFormat = (o: WrittenOutput, at: (string | number)[], ctx: Context) 
 
 const outputsValid: Rule = (m, w, ctx) => {
   const names = new Set(m.services.map((s) => s.name));
-  const all = () => m.services.map((s) => s.name).join(", ");
+  let allNames: string | undefined;
+  const all = () => (allNames ??= serviceNames(m));
   const onHost = new Set(m.services.filter((s) => s.csr).map((s) => s.name));
   const known = (list: readonly string[] | undefined, at: (string | number)[]) =>
     (list ?? []).forEach((n, j) => {
@@ -358,7 +379,7 @@ const outputsValid: Rule = (m, w, ctx) => {
       );
     }
     if (o.format === "kubernetes") {
-      const services = m.services.filter((s) => o.services === undefined || o.services.includes(s.name));
+      const services = m.services.filter((s) => o.services === undefined || namesIn(o.services).has(s.name));
       const rendered = services.flatMap((s) =>
         (s.split ? [s.name, `${s.name}-client`] : [s.name]).map((name) =>
           renderOutputTemplate(o.name ?? K8S_DEFAULTS.name, { name, cluster: m.cluster }),
@@ -452,10 +473,10 @@ const outputsApart: Rule = (m, _w, ctx) => {
   const reported = new Set<string>();
   for (const c of outputClashes(m.outputs ?? [], m.services, m.cluster)) {
     const pair = `${c.first.at} ${c.second.at}`;
-    // An output already refused (e.g. names without {name} on a host of several services) is not reported twice.
-    const flagged = ctx.problems.some((p) => p.path === c.second.at || p.path.startsWith(`${c.second.at}.`));
-    if (reported.has(pair) || flagged) continue;
+    if (reported.has(pair)) continue; // before the search below: two outputs over 10,000 services clash 10,000 times
     reported.add(pair);
+    // An output already refused (e.g. names without {name} on a host of several services) is not reported twice.
+    if (ctx.problems.some((p) => p.path === c.second.at || p.path.startsWith(`${c.second.at}.`))) continue;
     const k8s = c.first.format === "kubernetes" && c.second.format === "kubernetes";
     ctx.error(
       ["outputs", indexOf(c.second), "dir"],

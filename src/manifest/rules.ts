@@ -6,7 +6,7 @@ import { parseIdentity, PLACEHOLDERS, templatePlaceholders } from "../identity/i
 import { PROFILES } from "../pki/profiles.ts";
 import type { Problem } from "../errors.ts";
 import { formatDuration } from "./duration.ts";
-import { managedServices, type Manifest } from "./model.ts";
+import { managedServices, serviceNames, type Manifest } from "./model.ts";
 import { OUTPUT_RULES } from "./outputs.ts";
 import type { ParsedYaml } from "./parse.ts";
 import type { WrittenManifest } from "./schema.ts";
@@ -206,6 +206,18 @@ function whereSet(
   return fallback;
 }
 
+/** groupBy groups items by key, in first-seen order (pushed, not copied: 10,000 services may share one group). */
+function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, T[]> {
+  const groups = new Map<K, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const g = groups.get(k);
+    if (g) g.push(item);
+    else groups.set(k, [item]);
+  }
+  return groups;
+}
+
 /** reportGrouped reports one problem per field path, naming every service it concerns. */
 function reportGrouped(
   ctx: Context,
@@ -213,14 +225,8 @@ function reportGrouped(
   message: (services: string) => string,
   fix: string,
 ): void {
-  const groups = new Map<string, { path: (string | number)[]; services: string[] }>();
-  for (const f of found) {
-    const key = f.path.join(".");
-    const g = groups.get(key) ?? { path: f.path, services: [] };
-    g.services.push(f.service);
-    groups.set(key, g);
-  }
-  for (const g of groups.values()) {
+  for (const group of groupBy(found, (f) => f.path.join(".")).values()) {
+    const g = { path: group[0]!.path, services: group.map((f) => f.service) };
     const list =
       g.services.length > 5
         ? `${g.services.slice(0, 5).join(", ")} and ${g.services.length - 5} more`
@@ -232,13 +238,7 @@ function reportGrouped(
 const renewBeforeShorterThanValidity: Rule = (m, w, ctx) => {
   // Services with files are left out: apply never re-issues them, and their dates are their files'.
   const bad = managedServices(m).filter((s) => s.renewBeforeMs >= s.validityMs);
-  const byValues = new Map<string, typeof bad>();
-  for (const s of bad)
-    byValues.set(`${s.renewBeforeMs}/${s.validityMs}`, [
-      ...(byValues.get(`${s.renewBeforeMs}/${s.validityMs}`) ?? []),
-      s,
-    ]);
-  for (const group of byValues.values()) {
+  for (const group of groupBy(bad, (s) => `${s.renewBeforeMs}/${s.validityMs}`).values()) {
     const s0 = group[0]!;
     reportGrouped(
       ctx,
@@ -254,9 +254,7 @@ const leafWithinCa: Rule = (m, w, ctx) => {
   if (m.ca.import) return; // checked against the imported certificate when it is read
   // Services with files are left out: their validity is whatever their files say.
   const bad = managedServices(m).filter((s) => s.validityMs > m.ca.validityMs);
-  const byValidity = new Map<number, typeof bad>();
-  for (const s of bad) byValidity.set(s.validityMs, [...(byValidity.get(s.validityMs) ?? []), s]);
-  for (const [validity, group] of byValidity) {
+  for (const [validity, group] of groupBy(bad, (s) => s.validityMs)) {
     reportGrouped(
       ctx,
       group.map((s) => ({ path: whereSet(w, s.name, "validity", ["ca", "validity"]), service: s.name })),
@@ -297,9 +295,7 @@ const validityEndsBy9999: Rule = (m, w, ctx) => {
   const bad = managedServices(m).filter(
     (s) => !fits(s.validityMs) && (m.ca.import !== undefined || s.validityMs <= m.ca.validityMs),
   );
-  const byValidity = new Map<number, typeof bad>();
-  for (const s of bad) byValidity.set(s.validityMs, [...(byValidity.get(s.validityMs) ?? []), s]);
-  for (const [validity, group] of byValidity) {
+  for (const [validity, group] of groupBy(bad, (s) => s.validityMs)) {
     reportGrouped(
       ctx,
       group.map((s) => ({ path: whereSet(w, s.name, "validity", ["ca", "validity"]), service: s.name })),
@@ -314,7 +310,7 @@ const connectionsValid: Rule = (m, w, ctx) => {
   const byName = new Map(m.services.map((s) => [s.name, s]));
   const byIndex = new Map(m.connections.map((c) => [c.index, c]));
   let names: string | undefined;
-  const allNames = () => (names ??= m.services.map((s) => s.name).join(", "));
+  const allNames = () => (names ??= serviceNames(m));
   (w.connections ?? []).forEach((c, i) => {
     const from = byName.get(c.from);
     const to = byName.get(c.to);
@@ -365,19 +361,19 @@ const sanSharedAcrossServices: Rule = (m, w, ctx) => {
   for (const s of m.services) {
     // IPs are left out: co-located services share a host's IP and are told apart by port; so is
     // localhost, which every host answers for itself.
-    let written: Set<string> | undefined;
-    for (const n of s.dns.filter((d) => d !== "localhost")) {
+    let written: Set<string> | undefined; // built only for a warning: 10,000 services rarely share a name
+    for (const n of s.dns) {
+      if (n === "localhost") continue;
       const other = owner.get(n);
-      written ??= new Set((w.services[s.name]?.addresses ?? []).map((a) => String(a).trim().toLowerCase()));
-      const field = written.has(n) ? "addresses" : "cn";
-      if (other !== undefined && other !== s.name)
+      if (other !== undefined && other !== s.name) {
+        written ??= new Set((w.services[s.name]?.addresses ?? []).map((a) => String(a).trim().toLowerCase()));
         ctx.warn(
-          ["services", s.name, field],
+          ["services", s.name, written.has(n) ? "addresses" : "cn"],
           `${n} is also a name of service ${other}; a client dialing it cannot tell the two apart`,
           "give each service its own DNS names",
           { like: "a DNS name of two services" },
         );
-      else owner.set(n, s.name);
+      } else owner.set(n, s.name);
     }
   }
 };

@@ -28,7 +28,7 @@ import {
 } from "../state/fs.ts";
 import { abs, LAYOUT, MODES, type CaFiles, type FileSpec } from "../state/layout.ts";
 import { writeLayoutVersion } from "../state/layout-version.ts";
-import { readState, withCaKey, type CaMaterial, type State } from "../state/read.ts";
+import { readState, serviceDirsIn, withCaKey, type CaMaterial, type State } from "../state/read.ts";
 import { applyRecordFor, manifestId, writeApplyRecord, type ApplyRecord, type HookRecord } from "../state/record.ts";
 import { runHooks, type HookJob } from "./hooks.ts";
 import { runJob, toIssuer, type IssuerData, type ServiceJob } from "./jobs.ts";
@@ -250,7 +250,8 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
     const due = hookJobs(loaded, dir, [...new Set([...result.changed, ...owed, ...also])].sort());
     result.hooks = await runHooks(opts.hooks === false ? [] : due, opts.hookTimeoutMs);
     opts.afterHooks?.(result);
-    const pending = due.map((j) => j.service).filter((name) => !result.hooks.some((h) => h.service === name && h.ok));
+    const reloaded = new Set(result.hooks.filter((h) => h.ok).map((h) => h.service)); // not a search per service
+    const pending = due.map((j) => j.service).filter((name) => !reloaded.has(name));
     writeApplyRecord(dir, {
       time: started.toISOString(),
       manifest: manifestId(loaded.manifest.file),
@@ -389,15 +390,19 @@ async function applyLocked(
   opts: ApplyOptions,
 ): Promise<ApplyResult> {
   const managed = managedServices(loaded.manifest); // an external service's files are never touched
+  // Only the service folders services/ lists are judged and swept: a new directory's 10,000
+  // services would each cost an lstat and a readdir that fail (issue 12).
+  const present = serviceDirsIn(dir);
+  const onDisk = present === undefined ? managed : managed.filter((s) => present.has(s.name));
   // Before anything is read or removed: never through a symlinked folder, never under a CA others may replace.
   guardDirs(
     dir,
-    managed.map((s) => s.name),
+    onDisk.map((s) => s.name),
     opts.onNote ?? (() => {}),
   );
   removeTempFiles(dir);
   removeTempFiles(abs(dir, LAYOUT.caDir));
-  for (const s of managed) removeTempFiles(abs(dir, LAYOUT.serviceDir(s.name)));
+  for (const s of onDisk) removeTempFiles(abs(dir, LAYOUT.serviceDir(s.name)));
   const state = readStateWithKey(loaded, dir, imported, opts);
   const plan = planWithKey(loaded, state, opts);
   opts.onPlan?.(plan);

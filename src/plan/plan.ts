@@ -13,6 +13,7 @@ import {
   keyedServices,
   managedServices,
   problemAt,
+  serviceNames,
   type CertSlot,
   type ExternalFiles,
   type LoadedManifest,
@@ -339,15 +340,19 @@ function judgeLeaf(
 /** checkReissueNames refuses --reissue names that are not services, or are external ones whose files apply never writes (exit 2). */
 export function checkReissueNames(loaded: LoadedManifest, opts: PlanOptions): void {
   const m = loaded.manifest;
-  const names = m.services.map((s) => s.name);
+  const reissue = opts.reissue ?? [];
+  if (reissue.length === 0) return;
+  // A map, not a search per name: --reissue may name thousands of services (issue 12).
+  const byName = new Map(m.services.map((s) => [s.name, s]));
+  let names: string | undefined;
   const problems: Problem[] = [];
-  for (const r of opts.reissue ?? []) {
-    const s = m.services.find((x) => x.name === r);
+  for (const r of reissue) {
+    const s = byName.get(r);
     if (!s)
       problems.push({
         file: m.file,
         path: "",
-        message: `--reissue names unknown service ${JSON.stringify(r)}; services are: ${names.join(", ")}`,
+        message: `--reissue names unknown service ${JSON.stringify(r)}; services are: ${(names ??= serviceNames(m))}`,
         fix: "use a service name from the manifest",
       });
     else if (s.csr)

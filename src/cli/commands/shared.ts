@@ -124,14 +124,11 @@ export const crlRewritten = (plan: Plan): boolean =>
 
 /** staleBundles names the services whose ca.pem apply rewrites although every certificate of theirs is kept. */
 export function staleBundles(plan: Plan): string[] {
-  return plan.bundles
-    .filter(
-      (b) =>
-        b.action === "write" &&
-        plan.certs.some((c) => c.slot.service === b.service) &&
-        plan.certs.every((c) => c.slot.service !== b.service || c.action === "keep"),
-    )
-    .map((b) => b.service);
+  // One pass over the certificates, not two searches of them per bundle: a first apply of 10,000
+  // services spent 2.2 s here before issuing anything (issue 12).
+  const allKept = new Map<string, boolean>();
+  for (const c of plan.certs) allKept.set(c.slot.service, (allKept.get(c.slot.service) ?? true) && c.action === "keep");
+  return plan.bundles.filter((b) => b.action === "write" && allKept.get(b.service) === true).map((b) => b.service);
 }
 
 /** renderExternalNote says, after the plan, that external services are left to `mtlskit check`. */
