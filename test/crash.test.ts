@@ -102,9 +102,10 @@ const STAGES: readonly Stage[] = ["created", "written", "renamed"];
  */
 const WORKERS = availableParallelism() >= 2;
 /**
- * WORKER_WRITES bounds N for a kill in a worker: each of at most 4 workers gets at least 20 of the
- * 80 services, so it renames at least 40 files (a key and a certificate each) in a --reissue-all
- * and 60 in a fresh directory (and the bundle).
+ * WORKER_WRITES bounds N for a kill in a worker: apply feeds the 80 services to at most 4 workers
+ * in chunks, so the busiest gets at least 20 of them and renames at least 40 files (a key and a
+ * certificate each) in a --reissue-all and 60 in a fresh directory (and the bundle). The kill
+ * lands in whichever worker reaches N first.
  */
 const WORKER_WRITES = 40;
 /** SOME: how many services a --reissue names; fewer than 64, so apply writes them in the main thread. */

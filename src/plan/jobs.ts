@@ -1,5 +1,5 @@
 /**
- * Issuing and writing one service's certificates: the unit of work apply hands to worker
+ * Issuing and writing a chunk of services' certificates: the unit of work apply hands to worker
  * threads (or runs in-process for small plans). Keys are written before certificates, so a
  * crash between the two leaves a pair that planning sees as "key does not match" and re-issues.
  */
@@ -29,6 +29,11 @@ export interface IssuerData {
   chainPem: string;
 }
 
+/** ToWorker is what apply sends a worker thread (worker.ts): the start, then chunks, then the end. */
+export type ToWorker = { start: { dir: string; issuer: IssuerData } } | { jobs: ServiceJob[] } | { end: true };
+/** FromWorker is a worker's answer after each chunk is written: the certificates done (and a request for more). */
+export type FromWorker = { done: number };
+
 /** toIssuer rebuilds a signing Issuer from IssuerData. */
 export function toIssuer(d: IssuerData): Issuer & { chainPem: string } {
   return {
@@ -40,33 +45,38 @@ export function toIssuer(d: IssuerData): Issuer & { chainPem: string } {
   };
 }
 
-/** runJob issues and durably writes one service's files under `dir`. */
-export function runJob(
+/** runJobs issues and durably writes `jobs`' files under `dir`; returns the number of certificates issued. */
+export function runJobs(
   dir: string,
-  job: ServiceJob,
+  jobs: readonly ServiceJob[],
   issuer: Issuer & { chainPem: string },
   serial: () => Buffer = newSerial,
-): void {
-  const serviceDir = abs(dir, LAYOUT.serviceDir(job.service));
-  ensureDir(serviceDir, MODES.privateDir); // apply fsyncs services/ once at the end
-  for (const c of job.certs) {
-    const spec: CertSpec = {
-      ...c.spec,
-      notBefore: new Date(c.spec.notBefore),
-      notAfter: new Date(c.spec.notAfter),
-      ips: c.spec.ips.map((b) => Buffer.from(b)),
-    };
-    const key = generateKey(spec.keyType);
-    const der = signTbs(encodeTbs(spec, issuer, key.spki, serial()), issuer);
-    const slot = { service: job.service, kind: c.kind };
-    writeFileAtomic(abs(dir, LAYOUT.key(slot)), encodePem("PRIVATE KEY", key.pkcs8), LAYOUT.key(slot).mode);
-    writeFileAtomic(
-      abs(dir, LAYOUT.cert(slot)),
-      encodePem("CERTIFICATE", der) + issuer.chainPem,
-      LAYOUT.cert(slot).mode,
-    );
+): number {
+  let issued = 0;
+  for (const job of jobs) {
+    const serviceDir = abs(dir, LAYOUT.serviceDir(job.service));
+    ensureDir(serviceDir, MODES.privateDir); // apply fsyncs services/ once at the end
+    for (const c of job.certs) {
+      const spec: CertSpec = {
+        ...c.spec,
+        notBefore: new Date(c.spec.notBefore),
+        notAfter: new Date(c.spec.notAfter),
+        ips: c.spec.ips.map((b) => Buffer.from(b)),
+      };
+      const key = generateKey(spec.keyType);
+      const der = signTbs(encodeTbs(spec, issuer, key.spki, serial()), issuer);
+      const slot = { service: job.service, kind: c.kind };
+      writeFileAtomic(abs(dir, LAYOUT.key(slot)), encodePem("PRIVATE KEY", key.pkcs8), LAYOUT.key(slot).mode);
+      writeFileAtomic(
+        abs(dir, LAYOUT.cert(slot)),
+        encodePem("CERTIFICATE", der) + issuer.chainPem,
+        LAYOUT.cert(slot).mode,
+      );
+      issued++;
+    }
+    if (job.bundlePem !== undefined)
+      writeFileAtomic(abs(dir, LAYOUT.bundle(job.service)), job.bundlePem, LAYOUT.bundle(job.service).mode);
+    syncDir(serviceDir);
   }
-  if (job.bundlePem !== undefined)
-    writeFileAtomic(abs(dir, LAYOUT.bundle(job.service)), job.bundlePem, LAYOUT.bundle(job.service).mode);
-  syncDir(serviceDir);
+  return issued;
 }
