@@ -28,6 +28,8 @@ import { availableParallelism } from "node:os";
 import * as path from "node:path";
 import { before, describe, it } from "node:test";
 import { pathToFileURL } from "node:url";
+import { loadManifest } from "../src/manifest/index.ts";
+import { apply } from "../src/plan/apply.ts";
 import { TEMP_MARK } from "../src/state/layout.ts";
 import { buildPackage, runBuilt, runNode } from "./helpers/built.ts";
 import { tempDir, writeManifest } from "./helpers/cli.ts";
@@ -382,6 +384,19 @@ describe("apply's worker threads, started before planning, end however apply end
     assert.equal((JSON.parse(few.out) as ApplyJson).issued, 3);
     const refused = await apply("--reissue", "nope");
     assert.equal(refused.code, 2, refused.err);
+    assert.equal(assertPairsMatch(pki), slots.length);
+    assertLayout(pki);
+  });
+  it("ok/the library with workers: 3 and two services to issue: the workers it does not need are ended, not reported as failed", async () => {
+    const { text, slots } = manifest();
+    const dir = tempDir();
+    const pki = path.join(dir, "pki");
+    const loaded = loadManifest(writeManifest(dir, text));
+    assert.equal((await apply(loaded, pki, { workers: 3 })).issued, slots.length);
+    let last = 0;
+    const r = await apply(loaded, pki, { workers: 3, reissue: ["s0", "s1"], onProgress: (done) => void (last = done) });
+    assert.equal(r.issued, 2);
+    assert.equal(last, 2);
     assert.equal(assertPairsMatch(pki), slots.length);
     assertLayout(pki);
   });

@@ -210,7 +210,8 @@ async function runInWorkers(
     w.worker.postMessage(start);
     feed(w);
   }
-  const codes = await Promise.all(pool.workers.map((w) => w.exited));
+  const codes = await Promise.all(active.map((w) => w.exited));
+  await Promise.all(pool.workers.map((w) => w.exited)); // the idle ones too
   const error = active.find((w) => w.error !== undefined)?.error;
   if (error !== undefined) throw error;
   const code = codes.find((c) => c !== 0);
