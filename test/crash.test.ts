@@ -381,7 +381,10 @@ describe("apply's worker threads, started before planning, end however apply end
     assert.equal((JSON.parse(kept.out) as ApplyJson).issued, 0);
     const few = await apply("--reissue", "s1,s2,s3");
     assert.equal(few.code, 0, few.err);
-    assert.equal((JSON.parse(few.out) as ApplyJson).issued, 3);
+    assert.equal(
+      (JSON.parse(few.out) as ApplyJson).issued,
+      slots.filter((s) => ["s1", "s2", "s3"].includes(s.service)).length,
+    );
     const refused = await apply("--reissue", "nope");
     assert.equal(refused.code, 2, refused.err);
     assert.equal(assertPairsMatch(pki), slots.length);
