@@ -180,7 +180,7 @@ interface TestLeaf {
   file: string;
 }
 
-/** issueLeaf issues a leaf the way apply's runJob does (leafSpec, encodeTbs, signTbs). */
+/** issueLeaf issues a leaf the way apply's runJobs does (leafSpec, encodeTbs, signTbs). */
 function issueLeaf(
   ca: TestCa,
   keyType: KeyTypeName,

@@ -31,7 +31,7 @@ import { writeLayoutVersion } from "../state/layout-version.ts";
 import { readState, serviceDirsIn, withCaKey, type CaMaterial, type State } from "../state/read.ts";
 import { applyRecordFor, manifestId, writeApplyRecord, type ApplyRecord, type HookRecord } from "../state/record.ts";
 import { runHooks, type HookJob } from "./hooks.ts";
-import { runJob, toIssuer, type IssuerData, type ServiceJob } from "./jobs.ts";
+import { runJobs, toIssuer, type FromWorker, type IssuerData, type ServiceJob, type ToWorker } from "./jobs.ts";
 import {
   bundleOf,
   caKeyRequest,
@@ -154,52 +154,120 @@ function readTextOrUndefined(file: string): string | undefined {
   }
 }
 
-function spawnWorker(workerData: unknown): Worker {
+function spawnWorker(): Worker {
   if (import.meta.url.endsWith(".ts")) {
     // Running from TypeScript sources (tests, bench): Node 20 does not hand the parent's
     // --import loader to workers, so the worker registers tsx itself before loading worker.ts.
     const src = `import { register } from ${JSON.stringify(import.meta.resolve("tsx/esm/api"))}; register(); await import(${JSON.stringify(new URL("./worker.ts", import.meta.url).href)});`;
-    return new Worker(new URL(`data:text/javascript,${encodeURIComponent(src)}`), { workerData });
+    return new Worker(new URL(`data:text/javascript,${encodeURIComponent(src)}`));
   }
-  return new Worker(new URL("./worker.js", import.meta.url), { workerData });
+  return new Worker(new URL("./worker.js", import.meta.url));
 }
 
+/** workerCount: threads issuing `n` services. Default: up to 4 (the machine's cores) for 64 or more, else none (0 or 1: in-process). */
+function workerCount(opts: ApplyOptions, n: number): number {
+  return Math.min(opts.workers ?? (n >= 64 ? Math.min(availableParallelism(), 4) : 0), n);
+}
+
+/** PoolWorker is a started worker thread: the first error it raised, and its exit. */
+interface PoolWorker {
+  worker: Worker;
+  error: unknown;
+  exited: Promise<number>;
+}
+
+/**
+ * Pool: worker threads started when apply starts, idle until runInWorkers feeds them, so that
+ * their start-up (loading modules) overlaps reading the state and planning. An idle worker has
+ * nothing to write. `close` terminates and awaits every worker; it is called however apply ends.
+ */
+interface Pool {
+  workers: PoolWorker[];
+  close(): Promise<void>;
+}
+
+function startPool(n: number): Pool {
+  const workers = Array.from({ length: n }, (): PoolWorker => {
+    const worker = spawnWorker();
+    const w: PoolWorker = { worker, error: undefined, exited: new Promise((r) => worker.once("exit", r)) };
+    worker.on("error", (e) => void (w.error ??= e)); // an idle worker's error (it failed to load) is kept, not thrown
+    return w;
+  });
+  return {
+    workers,
+    close: async () => {
+      for (const w of workers) void w.worker.terminate();
+      await Promise.all(workers.map((w) => w.exited));
+    },
+  };
+}
+
+/**
+ * CHUNK_MAX: the most services sent to a worker at once, written as one durable batch
+ * (writeFilesAtomic). Chunks are guided (the remaining work over twice the workers, at most this),
+ * so they shrink towards the end and no worker holds the tail.
+ */
+const CHUNK_MAX = 64;
+
+/** chunkSize: how many of `remaining` services the next chunk takes when `n` threads share them. */
+const chunkSize = (remaining: number, n: number) => Math.max(1, Math.min(CHUNK_MAX, Math.ceil(remaining / (2 * n))));
+
+/**
+ * runInWorkers feeds `jobs` to `n` of the pool's workers in chunks: each worker gets one chunk at a
+ * time and asks for the next by reporting the one it wrote (work stealing: a slow worker does not
+ * hold the tail). Every worker has stopped before this returns or throws: after the last chunk
+ * each is told to end and awaited; after a failure the others are terminated and awaited, so
+ * nothing is written once apply has released the lock.
+ */
 async function runInWorkers(
+  pool: Pool,
   dir: string,
-  jobs: ServiceJob[],
+  jobs: readonly ServiceJob[],
   issuer: IssuerData,
   n: number,
   progress: (k: number) => void,
 ): Promise<void> {
-  const chunks: ServiceJob[][] = Array.from({ length: n }, () => []);
-  jobs.forEach((j, i) => chunks[i % n]!.push(j));
-  const workers = chunks.map((chunk) => spawnWorker({ dir, issuer, jobs: chunk }));
-  // Every worker has stopped before this returns or throws: after a failure the others are
-  // terminated and awaited, so nothing is written once apply has released the lock.
-  const results = await Promise.allSettled(
-    workers.map(
-      (w) =>
-        new Promise<void>((resolve, reject) => {
-          let failure: unknown;
-          w.on("message", (m: { done: number }) => progress(m.done));
-          w.on("error", (e) => {
-            failure = e;
-            for (const other of workers) if (other !== w) void other.terminate();
-          });
-          w.on("exit", (code) =>
-            failure !== undefined
-              ? reject(failure)
-              : code === 0
-                ? resolve()
-                : reject(new FailedError(`apply: a worker stopped (exit code ${code}) because another one failed`)),
-          );
-        }),
-    ),
-  );
-  const failed =
-    results.find((r): r is PromiseRejectedResult => r.status === "rejected" && !(r.reason instanceof FailedError)) ??
-    results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-  if (failed) throw failed.reason;
+  const active = pool.workers.slice(0, n);
+  for (const idle of pool.workers.slice(n)) void idle.worker.terminate();
+  let next = 0;
+  let chunks = 0;
+  let written = 0;
+  let failed = false;
+  const stopAll = () => {
+    failed = true;
+    for (const w of pool.workers) void w.worker.terminate();
+  };
+  const feed = (w: PoolWorker) => {
+    if (failed) return;
+    const order: ToWorker =
+      next < jobs.length ? { jobs: jobs.slice(next, (next += chunkSize(jobs.length - next, n))) } : { end: true };
+    if ("jobs" in order) chunks++;
+    w.worker.postMessage(order);
+  };
+  for (const w of active) {
+    if (w.error !== undefined) stopAll(); // it failed while apply was planning
+    w.worker.on("message", (m: FromWorker) => {
+      written++;
+      progress(m.done);
+      feed(w);
+    });
+    w.worker.on("error", stopAll);
+    void w.exited.then((code) => {
+      if (code !== 0 && w.error === undefined) stopAll();
+    });
+    const start: ToWorker = { start: { dir, issuer } };
+    w.worker.postMessage(start);
+    feed(w);
+  }
+  const codes = await Promise.all(active.map((w) => w.exited));
+  await Promise.all(pool.workers.map((w) => w.exited)); // the idle ones too
+  const error = active.find((w) => w.error !== undefined)?.error;
+  if (error !== undefined) throw error;
+  const code = codes.find((c) => c !== 0);
+  if (code !== undefined || written < chunks || next < jobs.length)
+    throw new FailedError(
+      `apply: a worker thread stopped (exit code ${code ?? 0}) before its certificates were written; every file is whole, old or new\n    fix: run apply again`,
+    );
 }
 
 /**
@@ -209,6 +277,22 @@ async function runInWorkers(
  * apply still creates (or keeps) the CA and writes nothing else.
  */
 export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOptions = {}): Promise<ApplyResult> {
+  // Worker threads start now, so their start-up overlaps reading and planning; idle, they write nothing.
+  const n = workerCount(opts, managedServices(loaded.manifest).length);
+  const pool = n > 1 ? startPool(n) : undefined;
+  try {
+    return await applyWith(loaded, dir, opts, pool);
+  } finally {
+    await pool?.close();
+  }
+}
+
+async function applyWith(
+  loaded: LoadedManifest,
+  dir: string,
+  opts: ApplyOptions,
+  pool: Pool | undefined,
+): Promise<ApplyResult> {
   const imported = loadCaSource(loaded);
   checkReissueNames(loaded, opts); // before anything is created
   // A directory that does not exist yet is planned before it is created, so invalid input
@@ -244,7 +328,7 @@ export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOpti
   try {
     opts.underLock?.();
     const also = opts.reloadAlso?.() ?? [];
-    const result = await applyLocked(loaded, dir, imported, opts);
+    const result = await applyLocked(loaded, dir, imported, opts, pool);
     written = result;
     await opts.afterWrite?.(result);
     const due = hookJobs(loaded, dir, [...new Set([...result.changed, ...owed, ...also])].sort());
@@ -388,6 +472,7 @@ async function applyLocked(
   dir: string,
   imported: ReturnType<typeof loadCaSource>,
   opts: ApplyOptions,
+  pool: Pool | undefined,
 ): Promise<ApplyResult> {
   const managed = managedServices(loaded.manifest); // an external service's files are never touched
   // Only the service folders services/ lists are judged and swept: a new directory's 10,000
@@ -442,6 +527,7 @@ async function applyLocked(
     opts.onProgress?.(done, total);
   };
   if (jobs.length > 0) ensureDir(abs(dir, LAYOUT.servicesDir), LAYOUT.servicesDir.mode);
+  let spare = pool;
   for (const [issuing, group] of [
     [ca, jobs.filter((j) => !fromNext.has(j.service))],
     [next, jobs.filter((j) => fromNext.has(j.service))],
@@ -458,16 +544,22 @@ async function applyLocked(
       pkcs8: issuing.privateKey?.export({ type: "pkcs8", format: "der" }) ?? new Uint8Array(0),
       chainPem: issuing.chainPem,
     };
-    const workers =
-      due === 0
-        ? 0
-        : Math.min(opts.workers ?? (group.length >= 64 ? Math.min(availableParallelism(), 4) : 0), group.length);
-    if (workers > 1) await runInWorkers(dir, group, issuerData, workers, progress);
-    else {
+    const workers = due === 0 ? 0 : workerCount(opts, group.length);
+    if (workers > 1) {
+      // The pool started with apply serves the first group that needs threads; a rotation's second
+      // group (the next CA's services) gets its own, ended like the first.
+      const threads = spare ?? startPool(workers);
+      spare = undefined;
+      try {
+        await runInWorkers(threads, dir, group, issuerData, workers, progress);
+      } finally {
+        if (threads !== pool) await threads.close();
+      }
+    } else {
       const issuer = due === 0 ? OFFLINE_ISSUER : toIssuer(issuerData);
-      for (const job of group) {
-        runJob(dir, job, issuer);
-        progress(job.certs.length);
+      for (let i = 0; i < group.length; ) {
+        const chunk = group.slice(i, (i += CHUNK_MAX));
+        progress(runJobs(dir, chunk, issuer));
       }
     }
   }

@@ -1,13 +1,15 @@
 /**
- * Issuing and writing one service's certificates: the unit of work apply hands to worker
- * threads (or runs in-process for small plans). Keys are written before certificates, so a
- * crash between the two leaves a pair that planning sees as "key does not match" and re-issues.
+ * Issuing and writing a chunk of services' certificates: the unit of work apply hands to worker
+ * threads (or runs in-process for small plans). A chunk's files are written as one durable batch
+ * (state/fs.ts writeFilesAtomic: temp files written, fsynced, renamed, directories fsynced), keys
+ * renamed before their certificates, so a crash between the two leaves a pair that planning sees
+ * as "key does not match" and re-issues.
  */
 import { createPrivateKey } from "node:crypto";
 import { encodeTbs, newSerial, signTbs, type CertSpec, type Issuer } from "../pki/issue.ts";
 import { generateKey, type KeyTypeName } from "../pki/keys.ts";
 import { encodePem } from "../pki/pem.ts";
-import { ensureDir, syncDir, writeFileAtomic } from "../state/fs.ts";
+import { ensureDir, writeFilesAtomic, type FileWrite } from "../state/fs.ts";
 import { abs, LAYOUT, MODES } from "../state/layout.ts";
 
 /** ServiceJob is everything needed to bring one service's directory up to date. */
@@ -29,6 +31,11 @@ export interface IssuerData {
   chainPem: string;
 }
 
+/** ToWorker is what apply sends a worker thread (worker.ts): the start, then chunks, then the end. */
+export type ToWorker = { start: { dir: string; issuer: IssuerData } } | { jobs: ServiceJob[] } | { end: true };
+/** FromWorker is a worker's answer after each chunk is written: the certificates done (and a request for more). */
+export type FromWorker = { done: number };
+
 /** toIssuer rebuilds a signing Issuer from IssuerData. */
 export function toIssuer(d: IssuerData): Issuer & { chainPem: string } {
   return {
@@ -40,33 +47,47 @@ export function toIssuer(d: IssuerData): Issuer & { chainPem: string } {
   };
 }
 
-/** runJob issues and durably writes one service's files under `dir`. */
-export function runJob(
+/**
+ * runJobs issues every certificate of `jobs` and durably writes their files under `dir` as one
+ * batch (each service directory fsynced once); returns the number of certificates issued.
+ */
+export function runJobs(
   dir: string,
-  job: ServiceJob,
+  jobs: readonly ServiceJob[],
   issuer: Issuer & { chainPem: string },
   serial: () => Buffer = newSerial,
-): void {
-  const serviceDir = abs(dir, LAYOUT.serviceDir(job.service));
-  ensureDir(serviceDir, MODES.privateDir); // apply fsyncs services/ once at the end
-  for (const c of job.certs) {
-    const spec: CertSpec = {
-      ...c.spec,
-      notBefore: new Date(c.spec.notBefore),
-      notAfter: new Date(c.spec.notAfter),
-      ips: c.spec.ips.map((b) => Buffer.from(b)),
-    };
-    const key = generateKey(spec.keyType);
-    const der = signTbs(encodeTbs(spec, issuer, key.spki, serial()), issuer);
-    const slot = { service: job.service, kind: c.kind };
-    writeFileAtomic(abs(dir, LAYOUT.key(slot)), encodePem("PRIVATE KEY", key.pkcs8), LAYOUT.key(slot).mode);
-    writeFileAtomic(
-      abs(dir, LAYOUT.cert(slot)),
-      encodePem("CERTIFICATE", der) + issuer.chainPem,
-      LAYOUT.cert(slot).mode,
-    );
+): number {
+  const files: FileWrite[] = [];
+  let issued = 0;
+  for (const job of jobs) {
+    ensureDir(abs(dir, LAYOUT.serviceDir(job.service)), MODES.privateDir); // apply fsyncs services/ once at the end
+    for (const c of job.certs) {
+      const spec: CertSpec = {
+        ...c.spec,
+        notBefore: new Date(c.spec.notBefore),
+        notAfter: new Date(c.spec.notAfter),
+        ips: c.spec.ips.map((b) => Buffer.from(b)),
+      };
+      const key = generateKey(spec.keyType);
+      const der = signTbs(encodeTbs(spec, issuer, key.spki, serial()), issuer);
+      const slot = { service: job.service, kind: c.kind };
+      files.push(
+        { file: abs(dir, LAYOUT.key(slot)), data: encodePem("PRIVATE KEY", key.pkcs8), mode: LAYOUT.key(slot).mode },
+        {
+          file: abs(dir, LAYOUT.cert(slot)),
+          data: encodePem("CERTIFICATE", der) + issuer.chainPem,
+          mode: LAYOUT.cert(slot).mode,
+        },
+      );
+      issued++;
+    }
+    if (job.bundlePem !== undefined)
+      files.push({
+        file: abs(dir, LAYOUT.bundle(job.service)),
+        data: job.bundlePem,
+        mode: LAYOUT.bundle(job.service).mode,
+      });
   }
-  if (job.bundlePem !== undefined)
-    writeFileAtomic(abs(dir, LAYOUT.bundle(job.service)), job.bundlePem, LAYOUT.bundle(job.service).mode);
-  syncDir(serviceDir);
+  writeFilesAtomic(files);
+  return issued;
 }

@@ -47,15 +47,19 @@ export interface BuiltRun {
 }
 
 /** runBuilt runs `node BIN ARGV...` with `env` added to this process's environment; throws when it has not exited within `timeoutMs` (default 60 s). */
-export async function runBuilt(
+export function runBuilt(
   bin: string,
   argv: string[],
   opts: { env?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<BuiltRun> {
-  const timeoutMs = opts.timeoutMs ?? 60_000;
+  return runNode([bin, ...argv], opts.env ?? {}, opts.timeoutMs);
+}
+
+/** runNode runs `node ARGV...` (plain, no tsx) with `env` added to this process's environment; throws when it has not exited within `timeoutMs`. */
+export async function runNode(argv: string[], env: Record<string, string>, timeoutMs = 60_000): Promise<BuiltRun> {
   const t0 = performance.now();
-  const child = spawn(process.execPath, [bin, ...argv], {
-    env: { ...process.env, ...opts.env },
+  const child = spawn(process.execPath, argv, {
+    env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
