@@ -157,28 +157,32 @@ describe("csr and sign against GnuTLS and Go", () => {
       "-verify_return_error",
       "-www",
     ]);
-    await waitForPort(port, server);
-    const r = exec(
-      need("gnutls-cli"),
-      [
-        "--x509cafile",
-        pki.svc("web").ca,
-        "--x509certfile",
-        chain,
-        "--x509keyfile",
-        path.join(host, "web-key.pem"),
-        "--port",
-        String(port),
-        "--logfile",
-        "/dev/null",
-        "127.0.0.1",
-      ],
-      { input: "GET / HTTP/1.0\r\n\r\n", timeoutMs: 20_000 },
-    );
-    // s_server -www answers with the client certificate it verified (-Verify, -verify_return_error).
-    assert.match(r.out, /HTTP\/1\.0 200 ok/i, r.out);
-    assert.match(r.out, /Client certificate/, r.out);
-    assert.match(r.out, /Subject: CN\s?=\s?web/, r.out);
-    assert.doesNotMatch(r.out, /no client certificate available/);
+    try {
+      await waitForPort(port, server);
+      const r = exec(
+        need("gnutls-cli"),
+        [
+          "--x509cafile",
+          pki.svc("web").ca,
+          "--x509certfile",
+          chain,
+          "--x509keyfile",
+          path.join(host, "web-key.pem"),
+          "--port",
+          String(port),
+          "--logfile",
+          "/dev/null",
+          "127.0.0.1",
+        ],
+        { input: "GET / HTTP/1.0\r\n\r\n", timeoutMs: 20_000 },
+      );
+      // s_server -www answers with the client certificate it verified (-Verify, -verify_return_error).
+      assert.match(r.out, /HTTP\/1\.0 200 ok/i, r.out);
+      assert.match(r.out, /Client certificate/, r.out);
+      assert.match(r.out, /Subject: CN\s?=\s?web/, r.out);
+      assert.doesNotMatch(r.out, /no client certificate available/);
+    } finally {
+      await server.stop(); // s_server runs until stopped: left running, it holds the file's process open
+    }
   });
 });
