@@ -24,6 +24,10 @@
  *
  * One nats-server serves every case; each broken deployment has its own service in the manifest,
  * so the healthy services stay healthy for `check` while the broken ones are judged.
+ *
+ * A CA rotation (last describe): during the overlap a nats-server with the two-CA bundle admits
+ * clients of either CA; after retire, restarted with the new bundle, it refuses a client still
+ * holding the old CA's certificate.
  */
 import assert from "node:assert/strict";
 import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
@@ -45,6 +49,7 @@ import {
   type Server,
 } from "./harness.ts";
 import type { CheckReport } from "../../src/check/index.ts";
+import { rotate } from "../../src/plan/rotate.ts";
 
 const MANIFEST = `
 version: 1
@@ -399,3 +404,118 @@ async function firstError(nc: NatsConnection): Promise<Status> {
     clearTimeout(timer);
   }
 }
+
+// ── a CA rotation (mtlskit ca rotate), as nats-server sees it ────────────────────────────────────
+
+const ROTATING = `
+version: 1
+cluster: nats-rotate
+ca: { key: ecdsa-p256, validity: 1y, subject: { O: Rotate, CN: Rotate CA } }
+defaults: { key: ecdsa-p256, validity: 30d, renewBefore: 7d, subject: { O: Rotate } }
+services:
+  early: { usage: client }
+  nats:  { usage: server, addresses: [127.0.0.1] }
+  late:  { usage: client }
+connections:
+  - { from: early, to: nats, address: 127.0.0.1 }
+  - { from: late, to: nats, address: 127.0.0.1 }
+`;
+
+/** trustConfig is a nats-server requiring client certificates (tls { verify }), no user mapping: trust alone is judged. */
+function trustConfig(port: number, tls: { cert: string; key: string; ca: string }): string {
+  return [
+    `listen: 127.0.0.1:${port}`,
+    "tls {",
+    `  cert_file: ${JSON.stringify(tls.cert)}`,
+    `  key_file: ${JSON.stringify(tls.key)}`,
+    `  ca_file: ${JSON.stringify(tls.ca)}`,
+    "  verify: true",
+    "  timeout: 2",
+    "}",
+    "",
+  ].join("\n");
+}
+
+describe("nats-server during a CA rotation (mtlskit ca rotate): clients of both CAs accepted during the overlap, the old CA's refused after retire", () => {
+  let pki: Pki;
+  let nats: Server | undefined;
+  let port: number;
+  let conf: string;
+  /** late's certificate and key from the old CA, as a client that never reloaded holds them. */
+  let oldLate: ClientFiles;
+
+  const start = async (name: string) => {
+    writeFileSync(conf, trustConfig(port, pki.svc("nats")));
+    nats = startServer(name, need("nats-server"), ["-c", conf]);
+    await waitForPort(port, nats);
+  };
+  const files = (service: string): ClientFiles => pki.svc(service);
+  /** accepted dials with `f` and round-trips one message: the server admitted the client. */
+  const accepted = async (f: ClientFiles, text: string) => {
+    const nc = await connect({
+      servers: `127.0.0.1:${port}`,
+      timeout: 5000,
+      reconnect: false,
+      tls: clientTls(f, "127.0.0.1"),
+    });
+    try {
+      assert.deepEqual(await roundTrip(nc, "rotate.test", text), [`rotate.test ${text}`]);
+    } finally {
+      await nc.close();
+    }
+  };
+
+  before(async () => {
+    pki = await makePki("nats-rotate", ROTATING);
+    port = await freePort();
+    conf = path.join(subdir("nats-rotate-conf"), "nats-server.conf");
+    const keep = subdir("nats-rotate-old-late");
+    oldLate = { cert: path.join(keep, "cert.pem"), key: path.join(keep, "key.pem"), ca: pki.svc("late").ca };
+    copyFileSync(pki.svc("late").cert, oldLate.cert!);
+    copyFileSync(pki.svc("late").key, oldLate.key!);
+    await rotate(pki.loaded, pki.pki, "prepare", { hooks: false });
+    await rotate(pki.loaded, pki.pki, "activate", { hooks: false, batch: 1 }); // early only
+    await start("nats-rotate-overlap");
+  });
+  after(async () => {
+    await nats?.stop();
+  });
+
+  it("ok/overlap (active, only early activated; nats still presents its old-CA certificate): the two-CA bundle admits early (next CA) and late (old CA); check has no errors", async () => {
+    assert.equal(readFileSync(pki.svc("nats").ca, "utf8").match(/BEGIN CERTIFICATE/g)?.length, 2);
+    await accepted(files("early"), "early-overlap");
+    await accepted(files("late"), "late-overlap");
+    assert.equal(pki.check().errors, 0);
+  });
+
+  it('refused/after activate and retire, nats-server restarted with the new bundle: early and late (new CA) admitted, late\'s old certificate refused ("unknown authority" in the log)', async () => {
+    await rotate(pki.loaded, pki.pki, "activate", { hooks: false });
+    await rotate(pki.loaded, pki.pki, "retire", { hooks: false });
+    await nats?.stop();
+    await start("nats-rotate-retired");
+    assert.equal(readFileSync(pki.svc("nats").ca, "utf8").match(/BEGIN CERTIFICATE/g)?.length, 1);
+    await accepted(files("early"), "early-retired");
+    await accepted(files("late"), "late-retired");
+    const mark = readFileSync(nats!.log).length;
+    let refused: Refusal | undefined;
+    try {
+      const nc = await connect({
+        servers: `127.0.0.1:${port}`,
+        timeout: 5000,
+        reconnect: false,
+        tls: clientTls(oldLate, "127.0.0.1"),
+      });
+      await nc.close();
+    } catch (e) {
+      refused = e as Refusal;
+    }
+    assert.ok(refused, "nats-server admitted late's certificate from the retired CA");
+    await waitFor(
+      "nats-server logging the retired CA's client",
+      () => /unknown authority/.test(readFileSync(nats!.log).subarray(mark).toString("utf8")),
+      5000,
+      nats,
+    );
+    assert.equal(pki.check().errors, 0);
+  });
+});
