@@ -563,8 +563,9 @@ describe("pki/issue: encodeKeyUsage", () => {
 // ---------------------------------------------------------------------------------------------
 
 describe("pki/serial", () => {
-  it("ok/10,000 draws: 16 octets, positive, nonzero, minimal as DER, all distinct", () => {
+  it("ok/10,000 draws: 16 octets, positive, nonzero, minimal as DER, all distinct, none changed by later draws", () => {
     const seen = new Set<string>();
+    const drawn: [Buffer, string][] = [];
     for (let i = 0; i < 10_000; i++) {
       const s = newSerial();
       assert.equal(s.length, 16);
@@ -576,8 +577,11 @@ describe("pki/serial", () => {
       // Minimal DER: the INTEGER is exactly these 16 octets (no 0x00 prefix, nothing stripped).
       assert.equal(uint(s).toString("hex"), "0210" + s.toString("hex"));
       seen.add(s.toString("hex"));
+      drawn.push([s, s.toString("hex")]);
     }
     assert.equal(seen.size, 10_000, "serials repeat");
+    // Serials are drawn from a pool of random bytes: none may share (or be zeroed with) the pool.
+    for (const [s, hex] of drawn) assert.equal(s.toString("hex"), hex, "a serial changed after it was drawn");
   });
   it("ok/stays positive, nonzero and 16 octets even when the random source returns all zeros or all ones", () => {
     for (const fill of [0x00, 0xff, 0x80, 0x3f]) {
