@@ -107,12 +107,8 @@ const USERS: { user: string; subjects: string[] }[] = [
   { user: identity("client", "events"), subjects: ["events.>"] },
 ];
 
-/** natsConfig renders the runbook's server config: TLS with verify_and_map, and USERS' permissions. */
-function natsConfig(port: number, tls: { cert: string; key: string; ca: string }): string {
-  const users = USERS.map(({ user, subjects }) => {
-    const list = JSON.stringify([...subjects, "_INBOX.>"]);
-    return `    { user: ${JSON.stringify(user)}, permissions: { publish: ${list}, subscribe: ${list} } }`;
-  });
+/** tlsBlock is nats-server's tls { } requiring a client certificate; `map`: verify_and_map (a certificate names a user). */
+function tlsBlock(port: number, tls: { cert: string; key: string; ca: string }, map: boolean): string[] {
   return [
     `listen: 127.0.0.1:${port}`,
     "tls {",
@@ -120,16 +116,19 @@ function natsConfig(port: number, tls: { cert: string; key: string; ca: string }
     `  key_file: ${JSON.stringify(tls.key)}`,
     `  ca_file: ${JSON.stringify(tls.ca)}`,
     "  verify: true",
-    "  verify_and_map: true",
+    ...(map ? ["  verify_and_map: true"] : []),
     "  timeout: 2",
     "}",
-    "authorization {",
-    "  users = [",
-    ...users,
-    "  ]",
-    "}",
-    "",
-  ].join("\n");
+  ];
+}
+
+/** natsConfig renders the runbook's server config: TLS with verify_and_map, and USERS' permissions. */
+function natsConfig(port: number, tls: { cert: string; key: string; ca: string }): string {
+  const users = USERS.map(({ user, subjects }) => {
+    const list = JSON.stringify([...subjects, "_INBOX.>"]);
+    return `    { user: ${JSON.stringify(user)}, permissions: { publish: ${list}, subscribe: ${list} } }`;
+  });
+  return [...tlsBlock(port, tls, true), "authorization {", "  users = [", ...users, "  ]", "}", ""].join("\n");
 }
 
 /** ClientFiles are what a client is configured with; `cert`/`key` absent means no client certificate. */
@@ -422,19 +421,8 @@ connections:
 `;
 
 /** trustConfig is a nats-server requiring client certificates (tls { verify }), no user mapping: trust alone is judged. */
-function trustConfig(port: number, tls: { cert: string; key: string; ca: string }): string {
-  return [
-    `listen: 127.0.0.1:${port}`,
-    "tls {",
-    `  cert_file: ${JSON.stringify(tls.cert)}`,
-    `  key_file: ${JSON.stringify(tls.key)}`,
-    `  ca_file: ${JSON.stringify(tls.ca)}`,
-    "  verify: true",
-    "  timeout: 2",
-    "}",
-    "",
-  ].join("\n");
-}
+const trustConfig = (port: number, tls: { cert: string; key: string; ca: string }): string =>
+  [...tlsBlock(port, tls, false), ""].join("\n");
 
 describe("nats-server during a CA rotation (mtlskit ca rotate): clients of both CAs accepted during the overlap, the old CA's refused after retire", () => {
   let pki: Pki;
