@@ -395,7 +395,6 @@ const BODY = 'return 200 "verify=$ssl_client_verify dn=$ssl_client_s_dn\\n";';
 
 /** nginxConf renders a self-contained config: every path under `dir`, one mutual-TLS server block per site. */
 function nginxConf(dir: string, errorLog: string, sites: Site[]): string {
-  const p = (f: string) => path.join(dir, f);
   const server = (s: Site) => `
   server {
     listen 127.0.0.1:${s.port} ssl;
@@ -407,7 +406,21 @@ function nginxConf(dir: string, errorLog: string, sites: Site[]): string {
     ssl_protocols TLSv1.2 TLSv1.3;
     location / { ${BODY} }
   }`;
-  return `pid ${p("nginx.pid")};
+  return nginxFrame(dir, errorLog, sites.map(server).join("\n"));
+}
+
+/**
+ * nginxFrame wraps server blocks in a self-contained nginx.conf: the pid file, logs and temp paths
+ * under `dir`; `head` goes first (user, worker_processes), `pid` replaces the default pid file.
+ */
+export function nginxFrame(
+  dir: string,
+  errorLog: string,
+  servers: string,
+  opts: { head?: string; pid?: string } = {},
+): string {
+  const p = (f: string) => path.join(dir, f);
+  return `${opts.head ?? ""}pid ${opts.pid ?? p("nginx.pid")};
 error_log ${errorLog} info;
 events { worker_connections 64; }
 http {
@@ -418,7 +431,7 @@ http {
   uwsgi_temp_path ${p("uwsgi")};
   scgi_temp_path ${p("scgi")};
   default_type text/plain;
-${sites.map(server).join("\n")}
+${servers}
 }
 `;
 }

@@ -16,6 +16,7 @@ import {
   makePki,
   mtlskit,
   need,
+  nginxFrame,
   REPO,
   startServer,
   stopAll,
@@ -83,19 +84,10 @@ connections:
     // folder's 0700 temp paths stay usable, and nothing here depends on another user.
     writeFileSync(
       conf,
-      `user root;
-worker_processes 1;
-pid ${pidFile};
-error_log ${p("error.log")} info;
-events { worker_connections 64; }
-http {
-  access_log ${p("access.log")};
-  client_body_temp_path ${p("body")};
-  proxy_temp_path ${p("proxy")};
-  fastcgi_temp_path ${p("fastcgi")};
-  uwsgi_temp_path ${p("uwsgi")};
-  scgi_temp_path ${p("scgi")};
-  server {
+      nginxFrame(
+        dir,
+        p("error.log"),
+        `  server {
     listen 127.0.0.1:${port} ssl;
     ssl_certificate ${s.cert};
     ssl_certificate_key ${s.key};
@@ -103,9 +95,9 @@ http {
     ssl_verify_client on;
     ssl_protocols TLSv1.2 TLSv1.3;
     location / { return 200 "ok\\n"; }
-  }
-}
-`,
+  }`,
+        { head: "user root;\nworker_processes 1;\n", pid: pidFile },
+      ),
     );
     const args = ["-p", dir, "-c", conf, "-e", p("error.log"), "-g", "daemon off;"];
     const t = exec(need("nginx"), ["-t", ...args]);

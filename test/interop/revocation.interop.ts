@@ -15,7 +15,18 @@ import { after, before, describe, it } from "node:test";
 import { renderConfig, tlsPaths } from "../../src/config/index.ts";
 import { apply } from "../../src/plan/apply.ts";
 import { revoke } from "../../src/plan/revoke.ts";
-import { exec, freePort, makePki, need, startServer, subdir, waitForPort, type Pki, type Server } from "./harness.ts";
+import {
+  exec,
+  freePort,
+  makePki,
+  need,
+  nginxFrame,
+  startServer,
+  subdir,
+  waitForPort,
+  type Pki,
+  type Server,
+} from "./harness.ts";
 
 const MANIFEST = `version: 1
 cluster: revoked
@@ -89,27 +100,17 @@ describe("nginx with ssl_crl", () => {
       pgRoles: {},
     }).text.replace(/^listen .*$/m, `listen 127.0.0.1:${port} ssl;`);
     assert.match(snippet, /^ssl_crl .*ca\/crl\.pem;/m);
-    const p = (f: string) => path.join(dir, f);
-    const conf = p("nginx.conf");
+    const conf = path.join(dir, "nginx.conf");
     writeFileSync(
       conf,
-      `pid ${p("nginx.pid")};
-error_log ${errorLog} info;
-events { worker_connections 64; }
-http {
-  access_log ${p("access.log")};
-  client_body_temp_path ${p("body")};
-  proxy_temp_path ${p("proxy")};
-  fastcgi_temp_path ${p("fastcgi")};
-  uwsgi_temp_path ${p("uwsgi")};
-  scgi_temp_path ${p("scgi")};
-  default_type text/plain;
-  server {
+      nginxFrame(
+        dir,
+        errorLog,
+        `  server {
 ${snippet}
     location / { return 200 "verify=$ssl_client_verify\\n"; }
-  }
-}
-`,
+  }`,
+      ),
     );
     const args = ["-p", dir, "-c", conf, "-e", errorLog, "-g", "daemon off; master_process off;"];
     const t = exec(need("nginx"), ["-t", ...args]);
