@@ -144,6 +144,24 @@ const rotation = (pki: string) =>
   JSON.parse(readFileSync(path.join(pki, "ca", "rotation.json"), "utf8")) as RotationRecord;
 const issuerOf = (cert: string) => new X509Certificate(readFileSync(cert));
 
+describe("mtlskit ca rotate with the old CA's key offline", () => {
+  it("ok/prepare, activate and retire run without the old key (the next CA has its own); the retired CA keeps no key", async () => {
+    const { dir, pki, cli } = await setup();
+    const off = await runCli(["ca", "offline", "--to", path.join(dir, "old-ca-key.pem"), "--pki", pki]);
+    assert.equal(off.code, 0, off.err);
+    for (const step of ["prepare", "activate", "retire"]) {
+      const r = await cli("ca", "rotate", step);
+      assert.equal(r.code, 0, `${step}: ${r.err}`);
+    }
+    assert.ok(existsSync(path.join(pki, "ca", "ca-key.pem")), "the new CA's key is in DIR/ca");
+    const retired = readdirSync(path.join(pki, "ca", "retired"));
+    assert.equal(retired.length, 1);
+    assert.deepEqual(readdirSync(path.join(pki, "ca", "retired", retired[0]!)), ["ca.pem"]);
+    const check = await cli("check");
+    assert.equal(check.code, 0, check.out + check.err);
+  });
+});
+
 describe("mtlskit ca rotate", () => {
   it("ok/prepare, activate, retire: bundles and every output hold old + new, leaves move to the new CA, then the old CA leaves; hooks run", async () => {
     const { dir, pki, cli, hooks } = await setup(OUTPUTS);

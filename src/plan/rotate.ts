@@ -347,8 +347,10 @@ export async function rotate(
       const kept = LAYOUT.retiredCa(current!.oldCa.slice(0, 16));
       ensureDir(abs(dir, LAYOUT.retiredDir), LAYOUT.retiredDir.mode);
       ensureDir(abs(dir, kept.dir), kept.dir.mode);
-      // An imported CA's key stays with its owner: only its certificate is kept.
-      if (!imported) writeFileAtomic(abs(dir, kept.key), readBytes(abs(dir, LAYOUT.caKey)), kept.key.mode);
+      // An imported CA's key stays with its owner, and one kept offline (`mtlskit ca offline`) stays
+      // where it went: only the certificate is kept then.
+      if (!imported && existsSync(abs(dir, LAYOUT.caKey)))
+        writeFileAtomic(abs(dir, kept.key), readBytes(abs(dir, LAYOUT.caKey)), kept.key.mode);
       const oldCert = imported
         ? encodePem("CERTIFICATE", (state.ca as { ca: CaMaterial }).ca.cert.der)
         : readBytes(abs(dir, LAYOUT.caCert));
