@@ -562,8 +562,9 @@ async function childMicro(iterations: number, dir: string): Promise<void> {
     ),
   );
 
-  // Durable I/O per service, as runJob does it: mkdir, key, cert, bundle (each: temp file,
-  // fsync, rename), then one fsync of the service directory. Timed by part.
+  // Durable I/O per service, file by file (writeFileAtomic: temp file, fsync, rename), then one
+  // fsync of the service directory: the scheme before apply's batches (jobs.ts runJobs, one syncfs
+  // per 64 services), kept as the reference the batched comparison below is read against.
   say("progress", { phase: "micro: durable I/O", done: 0, total: iterations });
   const services = path.join(dir, "services");
   mkdirSync(services);
