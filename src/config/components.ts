@@ -70,5 +70,10 @@ export function componentOf(name: string): Component {
 export function renderConfig(name: string, input: ConfigInput): Snippet {
   const component = componentOf(name);
   if (component.serverOnly) servesOrRefuse(name, input);
+  // With ca.intermediate the CRL apply writes is the intermediate's; servers that check every level
+  // of the chain (nginx, PostgreSQL, etcd: OpenSSL's CRL_CHECK_ALL) would also need the root's,
+  // which mtlskit does not write yet, and would refuse every client: no CRL line for any component.
+  if (input.manifest.ca.intermediate !== undefined && input.paths.crl !== undefined)
+    return component.render({ ...input, paths: { ...input.paths, crl: undefined } });
   return component.render(input);
 }

@@ -4,11 +4,10 @@
  * TBSCertificate has them, so names, keys and requested extensions read exactly as they would
  * in a certificate. Shared by `inspect` (showing a CSR) and ca/policy.ts (judging one).
  */
-import { createPublicKey, sign, verify, type KeyObject } from "node:crypto";
+import { createPublicKey, verify, type KeyObject } from "node:crypto";
 import { DecodeError } from "../errors.ts";
 import type { CertFields } from "./cert.ts";
 import {
-  bitString,
   bytesOf,
   children,
   contentsOf,
@@ -23,7 +22,8 @@ import {
   type Tlv,
   uint,
 } from "./der.ts";
-import { KEY_TYPES, type KeyTypeName } from "./keys.ts";
+import { signTbs } from "./issue.ts";
+import type { KeyTypeName } from "./keys.ts";
 import { encodeName, type Subject } from "./name.ts";
 import { EXTENSION_OID } from "./oids.ts";
 import { decodeFields, decodeOid, type CertInfo } from "./x509.ts";
@@ -178,6 +178,5 @@ export function encodeCsr(req: CsrRequest, keyType: KeyTypeName, spki: Buffer, k
           ),
         ];
   const info = seq(uint(Buffer.from([0])), encodeName(req.subject), spki, tlv(0xa0, ...attributes));
-  const kt = KEY_TYPES[keyType];
-  return seq(info, kt.signatureAlgorithm, bitString(sign(kt.hash ?? null, info, key)));
+  return signTbs(info, { keyType, privateKey: key }); // the one signer: certificates, CRLs and requests
 }

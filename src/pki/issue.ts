@@ -190,7 +190,10 @@ export function encodeTbs(
   );
 }
 
-/** signTbs signs a TBSCertificate with the issuer's key and returns the Certificate DER. */
+/**
+ * signTbs signs a to-be-signed structure (a TBSCertificate, a CRL's TBSCertList, a request's
+ * CertificationRequestInfo) with the issuer's key: the structure, the algorithm and the signature.
+ */
 export function signTbs(tbs: Buffer, issuer: Pick<Issuer, "keyType" | "privateKey">): Buffer {
   const kt = KEY_TYPES[issuer.keyType];
   const signature = sign(kt.hash ?? null, tbs, issuer.privateKey);

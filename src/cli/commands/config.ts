@@ -145,12 +145,7 @@ export async function configCommand(args: string[], io: Io): Promise<number> {
     certsDir !== undefined
       ? { layout: "flat", dir: certsDir, files: manifestFlatFiles(m, service.name) }
       : { layout: "pki", dir: path.resolve(values.pki ?? "./pki") };
-  // With ca.intermediate the CRL apply writes is the intermediate's; servers that check every level
-  // of the chain (nginx, PostgreSQL, etcd: OpenSSL's CRL_CHECK_ALL) would also need the root's,
-  // which mtlskit does not write yet, and would refuse every client: no CRL line there.
-  const found = tlsPaths(service, where);
-  const paths = m.ca.intermediate === undefined ? found : { ...found, crl: undefined };
-  const snippet = renderConfig(component, { manifest: m, service, paths, pgRoles });
+  const snippet = renderConfig(component, { manifest: m, service, paths: tlsPaths(service, where), pgRoles });
   io.out(snippet.text);
   for (const n of snippet.notes) io.err(`${paintErr(io, "yellow", "note:")} ${n}\n`);
   return EXIT.ok;
