@@ -30,6 +30,9 @@ const ALLOWED: Record<string, string[]> = {
   config: ["manifest", "state", "export", "pki", "errors", "read-file"],
   trust: ["pki", "state", "errors", "read-file"],
   verify: ["check", "pki", "errors", "read-file"],
+  ledger: ["state", "errors", "read-file"],
+  server: ["ledger", "ca", "plan", "check", "state", "manifest", "pki", "service", "errors", "read-file"],
+  agent: ["service", "pki", "state", "errors", "read-file"],
   cli: [
     "errors",
     "identity",
@@ -50,6 +53,9 @@ const ALLOWED: Record<string, string[]> = {
     "verify",
     "export",
     "read-file",
+    "ledger",
+    "server",
+    "agent",
   ],
   index: [
     "errors",
@@ -70,6 +76,9 @@ const ALLOWED: Record<string, string[]> = {
     "trust",
     "export",
     "read-file",
+    "ledger",
+    "server",
+    "agent",
   ],
 };
 
@@ -79,6 +88,9 @@ const DOORS: Record<string, string> = {
   valibot: "manifest/schema.ts",
   "@valibot/to-json-schema": "manifest/json-schema.ts",
   "@grpc/grpc-js": "service/grpc.ts",
+  fastify: "server/http.ts",
+  "better-sqlite3": "ledger/sqlite.ts",
+  "prom-client": "server/metrics.ts",
   // `yaml` is a test-only judge of the Kubernetes emitter (test/export.test.ts): one YAML library
   // at runtime. @peculiar/asn1-x509 and @peculiar/asn1-schema are test-only judges of
   // pki/x509.ts: no file under src/ may import them; test/helpers/peculiar.ts is the only one

@@ -59,6 +59,16 @@ export interface Service {
   csr?: boolean;
   /** reload: run after apply changes the service's files (pid files resolved against the manifest's directory). */
   reload?: Reload;
+  /** ttlMs: the lifetime of a certificate the online CA (`mtlskit serve`) issues to this service (csr: true only); at most serve.maxTtlMs. Default: 1h. */
+  ttlMs?: number;
+}
+
+/** ServeSpec is the resolved `serve:` section: the online CA's policy (`mtlskit serve`, `mtlskit agent`). */
+export interface ServeSpec {
+  /** maxTtlMs bounds every service's ttl. Default: 24h. */
+  maxTtlMs: number;
+  /** admins: names of services whose client certificate (matched by identity URI, or by CN without an identity template) may call /v1/revoke. Default: none. */
+  admins: string[];
 }
 
 /** managedServices are the services mtlskit issues certificates for: those without `files`. */
@@ -177,4 +187,6 @@ export interface Manifest {
   layoutVersion?: number;
   /** outputs: exports apply writes after issuing (src/export/). Default (absent): none. */
   outputs?: Output[];
+  /** serve: the online CA's policy; absent: defaults (maxTtl 24h, no admins). */
+  serve?: ServeSpec;
 }

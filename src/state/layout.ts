@@ -16,6 +16,7 @@
  *   DIR/ca/revoked.json  0644      certificates `mtlskit revoke` revoked (serial, reason, when, service)
  *   DIR/ca/crl-number    0644      the last cRLNumber used (written before the CRL carrying it: never reused)
  *   DIR/ca/crl.pem       0644      the CA's CRL (RFC 5280), re-signed by apply before half its nextUpdate has passed
+ *   DIR/ca/ledger.db     0600      the online CA's ledger (`mtlskit serve`): issued certificates, hashed bootstrap tokens
  *   DIR/services/        0755
  *   DIR/services/NAME/   0700
  *     cert.pem           0644      leaf, then any intermediates
@@ -77,6 +78,8 @@ export const LAYOUT = {
   revoked: { rel: "ca/revoked.json", mode: MODES.public },
   crlNumber: { rel: "ca/crl-number", mode: MODES.public },
   crl: { rel: "ca/crl.pem", mode: MODES.public },
+  /** ledger: the online CA's SQLite ledger (certificates issued by `mtlskit serve`, bootstrap tokens); its -wal and -shm files beside it. */
+  ledger: { rel: "ca/ledger.db", mode: MODES.key },
   servicesDir: { rel: "services", mode: MODES.publicDir },
   serviceDir: (service: string): FileSpec => ({ rel: `services/${service}`, mode: MODES.privateDir }),
   bundle: (service: string): FileSpec => ({ rel: `services/${service}/ca.pem`, mode: MODES.public }),
