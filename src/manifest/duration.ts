@@ -8,8 +8,18 @@ export function parseDuration(text: string): number | undefined {
   return m ? Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS] : undefined;
 }
 
-/** formatDuration renders milliseconds in the largest unit that divides them (or hours). */
+/** TTL_UNIT_MS: the units of a short lifetime (an online certificate's ttl, a token's --ttl). */
+const TTL_UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** parseTtl returns the milliseconds of a short lifetime (`90s`, `15m`, `1h`, `7d`), or undefined when `text` is not one. */
+export function parseTtl(text: string): number | undefined {
+  const m = /^([1-9][0-9]{0,5})(s|m|h|d)$/.exec(text);
+  return m ? Number(m[1]) * TTL_UNIT_MS[m[2] as keyof typeof TTL_UNIT_MS] : undefined;
+}
+
+/** formatDuration renders milliseconds in the largest unit that divides them (hours, else minutes or seconds when shorter or uneven). */
 export function formatDuration(ms: number): string {
-  for (const u of ["y", "w", "d"] as const) if (ms % UNIT_MS[u] === 0) return `${ms / UNIT_MS[u]}${u}`;
-  return `${Math.round(ms / UNIT_MS.h)}h`;
+  for (const u of ["y", "w", "d", "h"] as const) if (ms % UNIT_MS[u] === 0) return `${ms / UNIT_MS[u]}${u}`;
+  if (ms >= UNIT_MS.h) return `${Math.round(ms / UNIT_MS.h)}h`;
+  return ms % 60_000 === 0 ? `${ms / 60_000}m` : `${Math.round(ms / 1000)}s`;
 }

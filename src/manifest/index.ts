@@ -16,7 +16,7 @@ import { validateWritten } from "./schema.ts";
 
 export type { Address } from "./address.ts";
 export { classifyAddress, formatIp } from "./address.ts";
-export { formatDuration, parseDuration } from "./duration.ts";
+export { formatDuration, parseDuration, parseTtl } from "./duration.ts";
 export type { CaImport, CaSpec, CertSlot, Connection, ExternalFiles, Manifest, Reload, Service } from "./model.ts";
 export type { FlatNameKey, Output, OutputFormat } from "./model.ts";
 export { keyedServices, managedServices, OUTPUT_FORMATS, serviceNames } from "./model.ts";
