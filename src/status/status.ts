@@ -25,6 +25,8 @@ export interface StatusInput {
   problem?: string;
   renewAt: Date | undefined;
   ca: { subject: string; notAfter: Date } | undefined;
+  /** online: a certificate the online CA issued (from the ledger), renewed by its agent: its serial, validity start and the ledger file. */
+  online?: { serial: string; notBefore: Date; ledger: string };
 }
 
 /** Level is a row's (and the whole status's) verdict, in Nagios terms. */
@@ -95,7 +97,7 @@ export const DEFAULT_CRITICAL_MS = 7 * DAY;
 export const DEFAULT_WARNING_MS = 30 * DAY;
 
 const RANK: Record<Level, number> = { critical: 0, warning: 1, ok: 2 };
-const date = (d: Date) => d.toISOString().slice(0, 10);
+const day = (d: Date) => d.toISOString().slice(0, 10);
 
 /** inWords says a span such as "in 12 days", "in 5 hours", "3 days ago". */
 export function inWords(ms: number): string {
@@ -110,9 +112,28 @@ export function inWords(ms: number): string {
   return ms >= 0 ? `in ${span}` : `${span} ago`;
 }
 
-function judge(c: StatusInput, now: number, t: Thresholds, apply: string): StatusRow {
+/**
+ * onlineThresholds scales the thresholds to an online certificate's lifetime: a one-hour
+ * certificate is always within a week of expiring, yet fine while its agent renews it. Warning
+ * once its renewal (at two thirds, docs/online-ca.md) is overdue, critical in its last sixth,
+ * or the thresholds given when they are shorter.
+ */
+function onlineThresholds(c: StatusInput & { notAfter: Date }, t: Thresholds): Thresholds {
+  const life = c.notAfter.getTime() - c.online!.notBefore.getTime();
+  return {
+    criticalMs: Math.min(t.criticalMs ?? DEFAULT_CRITICAL_MS, Math.floor(life / 6)),
+    ...(t.warningMs === undefined ? {} : { warningMs: Math.min(t.warningMs, Math.floor(life / 3)) }),
+  };
+}
+
+/** minute prints a time to the minute, for online certificates whose lifetimes are hours. */
+const minute = (d: Date) => `${d.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+
+function judge(c: StatusInput, now: number, given: Thresholds, apply: string): StatusRow {
   if (c.notAfter === undefined)
     return { ...c, level: "critical", deadline: undefined, leftMs: undefined, reason: c.problem ?? "cannot be read" };
+  const t = c.online ? onlineThresholds({ ...c, notAfter: c.notAfter }, given) : given;
+  const date = c.online ? minute : day;
   const caFirst = c.ca !== undefined && c.ca.notAfter < c.notAfter;
   const deadline = caFirst ? c.ca!.notAfter : c.notAfter;
   const leftMs = deadline.getTime() - now;
@@ -128,6 +149,13 @@ function judge(c: StatusInput, now: number, t: Thresholds, apply: string): Statu
     );
   if (leftMs <= (t.criticalMs ?? DEFAULT_CRITICAL_MS)) return row("critical", at);
   if (t.warningMs !== undefined) return leftMs <= t.warningMs ? row("warning", at) : row("ok", at);
+  if (c.renewAt !== undefined && c.online)
+    return c.renewAt.getTime() <= now
+      ? row(
+          "warning",
+          `${at}; its agent should have renewed it by ${date(c.renewAt)}: see \`mtlskit agent --status\` on ${c.service}'s host`,
+        )
+      : row("ok", `${at}; issued online (serial ${c.online.serial}), its agent renews it from ${date(c.renewAt)}`);
   if (c.renewAt !== undefined)
     return c.renewAt.getTime() <= now
       ? row("warning", `${at}; renewal was due ${date(c.renewAt)}: run \`${apply}\``)

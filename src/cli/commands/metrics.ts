@@ -1,4 +1,5 @@
 /** `mtlskit metrics`: Prometheus metrics of a deployment, served for scraping or printed once. */
+import { readOnline } from "../../check/online.ts";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { EXIT, FailedError, UsageError } from "../../errors.ts";
@@ -75,8 +76,12 @@ export async function metricsCommand(args: string[], io: Io): Promise<number> {
   const listen = values.listen === undefined ? undefined : parseListen("metrics", values.listen); // a bad address is refused before any work
   const file = values.file;
   const pki = values.pki;
-  const collect = () => metricsOfPki(loadManifest(file).manifest, pki);
-  const first = collect(); // invalid input fails here, before anything listens
+  const collect = async () => {
+    const { manifest } = loadManifest(file);
+    const now = new Date();
+    return metricsOfPki(manifest, pki, now, { online: await readOnline(manifest, pki, now) });
+  };
+  const first = await collect(); // invalid input fails here, before anything listens
   if (listen === undefined) {
     if (values.output === undefined) return (io.out(first), EXIT.ok);
     try {
