@@ -19,7 +19,9 @@ import { serialHex } from "../src/pki/crl.ts";
 import { encodeTbs, newSerial, signTbs, type Issuer } from "../src/pki/issue.ts";
 import { generateKey } from "../src/pki/keys.ts";
 import { apply } from "../src/plan/apply.ts";
+import { LAYOUT } from "../src/state/layout.ts";
 import { readCa } from "../src/state/read.ts";
+import { expiryStatus, type StatusInput, type Thresholds } from "../src/status/index.ts";
 import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { opensslVerify } from "./helpers/openssl.ts";
 
@@ -302,9 +304,88 @@ describe("online certificates in status, check, metrics and plan", { timeout: 12
   });
 });
 
+describe("status levels of an online certificate follow its lifetime", () => {
+  // A one-hour certificate issued at T: its agent renews from T+40m (two thirds); critical from T+50m.
+  const T = Date.parse("2026-06-01T12:00:00Z");
+  const input = (renewAt = new Date(T + 40 * MIN)): StatusInput => ({
+    id: "web",
+    service: "web",
+    file: "web's online certificate ab (ledger.db)",
+    subject: "CN=web",
+    notAfter: new Date(T + HOUR),
+    renewAt,
+    ca: { subject: "CN=CA", notAfter: new Date(T + 365 * 24 * HOUR) },
+    online: { serial: "ab", notBefore: new Date(T), ledger: "ledger.db" },
+  });
+  const at = (m: number, t: Thresholds = {}) => expiryStatus([input()], new Date(T + m * MIN), t).rows[0]!;
+  for (const [m, level, reason] of [
+    [
+      10,
+      "ok",
+      /^expires in 50 minutes \(2026-06-01 13:00 UTC\); issued online \(serial ab\), its agent renews it from 2026-06-01 12:40 UTC$/,
+    ],
+    [39, "ok", /issued online/],
+    [
+      41,
+      "warning",
+      /^expires in 19 minutes .*; its agent should have renewed it by 2026-06-01 12:40 UTC: see `mtlskit agent --status` on web's host$/,
+    ],
+    [51, "critical", /^expires in 9 minutes/],
+    [61, "critical", /^expired 1 minute ago \(2026-06-01 13:00 UTC\)$/],
+  ] as const)
+    it(`${level === "ok" ? "ok" : "fail"}/${m} minutes into its hour: ${level}`, () => {
+      const r = at(m);
+      assert.equal(r.level, level, r.reason);
+      assert.match(r.reason, reason);
+    });
+  it("ok/--critical 7d and --warning 30d do not page for an hour-long certificate: they are capped by its lifetime", () => {
+    assert.equal(at(10, { criticalMs: 7 * 24 * HOUR, warningMs: 30 * 24 * HOUR }).level, "ok");
+    assert.equal(at(45, { criticalMs: 7 * 24 * HOUR, warningMs: 30 * 24 * HOUR }).level, "warning");
+    assert.equal(at(55, { criticalMs: 7 * 24 * HOUR, warningMs: 30 * 24 * HOUR }).level, "critical");
+  });
+  it("fail/the same certificate read from a file (no online mark) is critical at once: the default thresholds are days", () => {
+    const { online: _, ...file } = input();
+    assert.equal(expiryStatus([file], new Date(T + 10 * MIN)).rows[0]!.level, "critical");
+  });
+});
+
+describe("online certificates under ca.intermediate", { timeout: 60_000 }, () => {
+  it("ok/signed by the intermediate, judged with it appended (as the server sends it): check clean, status ok, apply says issued online", async () => {
+    const d = tempDir("mtlskit-online-inter-");
+    const f = writeManifest(
+      d,
+      "version: 1\ncluster: oi\nca: { intermediate: { validity: 30d } }\ndefaults: { validity: 20d }\nservices:\n  web: { usage: server, csr: true, ttl: 30m, addresses: [127.0.0.1] }\n  app: { usage: client }\nconnections:\n  - { from: app, to: web }\n",
+    );
+    const p = path.join(d, "pki");
+    const loaded = loadManifest(f);
+    await apply(loaded, p);
+    const ledger = await openLedger(p);
+    try {
+      const web = loaded.manifest.services.find((s) => s.name === "web")!;
+      await issueOnline(ledger, issuerIn(p, { intermediate: true }), web, "inter-web", {
+        issuedAt: new Date(Date.now() - 5 * MIN),
+        ttlMs: 30 * MIN,
+      });
+    } finally {
+      await ledger.close();
+    }
+    const check = await runCli(["check", "-f", f, "--pki", p]);
+    assert.equal(check.code, 0, check.out);
+    assert.match(check.out, /Issued online .*: web;/);
+    const status = await runCli(["status", "-f", f, "--pki", p, "--json"]);
+    assert.equal(status.code, 0, status.out);
+    const again = await runCli(["apply", "-f", f, "--pki", p]);
+    assert.equal(again.code, 0, again.err);
+    assert.match(
+      again.out,
+      new RegExp(`web\\s+csr\\s+issued online: see the ledger \\(serial ${serials["inter-web"]}, `),
+    );
+  });
+});
+
 /** issuerIn is the signing half of the CA an apply made in `pki`. */
-function issuerIn(pki: string): Issuer {
-  const st = readCa(pki);
+function issuerIn(pki: string, opts: { intermediate?: boolean } = {}): Issuer {
+  const st = readCa(pki, LAYOUT.currentCa, opts);
   assert.equal(st.status, "ok");
   const ca = (st as Extract<typeof st, { status: "ok" }>).ca;
   return { subject: ca.cert.subject, keyId: ca.keyId, keyType: ca.keyType, privateKey: ca.privateKey! };
