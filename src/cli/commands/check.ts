@@ -26,7 +26,8 @@ USAGE
   mtlskit check [-f FILE] [--pki DIR] [--json | --format human|json|prometheus | --nagios]
 
 Reads every service's certificate, key and trust bundle (the PKI directory for managed services,
-the paths in services.NAME.files for external ones) and reports findings, each with a stable
+the paths in services.NAME.files for external ones, the ledger PKI/ca/ledger.db for a csr service
+issued online by \`mtlskit serve\`: its newest unrevoked certificate) and reports findings, each with a stable
 code (\`mtlskit check --codes\` lists them), a severity, what it concerns, and the fix:
   - each certificate: chain to its bundle, signature, key match, validity and renewal window,
     clock-skew margin, extendedKeyUsage for its usage, keyUsage for its key, SANs for every

@@ -29,6 +29,10 @@ sharing one PKI directory) is ignored. Metrics (gauges):
   mtlskit_last_apply_timestamp_seconds, mtlskit_last_apply_success, mtlskit_last_apply_issued_certificates
                        (from PKI/last-apply.json; absent until this manifest's apply has run)
   mtlskit_check_timestamp_seconds
+  mtlskit_ledger_certificates, mtlskit_ledger_revoked_certificates
+                       (the online CA's ledger, PKI/ca/ledger.db; absent without one)
+A csr service issued online (\`mtlskit serve\`) is its newest unrevoked certificate in the ledger,
+under the certificate metrics with issued="online" and the ledger as path.
 examples/prometheus/mtlskit-alerts.yml holds alert rules for them (expiring soon, expired,
 renewal overdue, apply failed or not run, check errors, CA expiring).
 

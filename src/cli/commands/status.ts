@@ -33,6 +33,10 @@ rows are sorted by that deadline, worst level first:
             already have renewed it), or within 30d for plain files
   ok        otherwise
 A failed last apply (renewal not happening) makes an all-ok status WARNING; the summary says why.
+A csr service issued online (\`mtlskit serve\`: the ledger PKI/ca/ledger.db has its rows) is its
+newest unrevoked certificate there, shown with its serial and times to the minute; its levels
+follow its own lifetime: warning once its agent's renewal (at 2/3) is overdue, critical in its last
+sixth (--warning and --critical apply only when shorter). No ledger: nothing online.
 With files, those holding only keys or parameters (a *.pem glob over a deploy directory) are
 skipped and listed; another file without a certificate is critical.
 
