@@ -19,7 +19,7 @@ import { serialHex } from "../src/pki/crl.ts";
 import { encodeTbs, newSerial, signTbs, type Issuer } from "../src/pki/issue.ts";
 import { generateKey } from "../src/pki/keys.ts";
 import { apply } from "../src/plan/apply.ts";
-import { LAYOUT } from "../src/state/layout.ts";
+import { LAYOUT, type CaFiles } from "../src/state/layout.ts";
 import { readCa } from "../src/state/read.ts";
 import { expiryStatus, type StatusInput, type Thresholds } from "../src/status/index.ts";
 import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
@@ -383,9 +383,50 @@ describe("online certificates under ca.intermediate", { timeout: 60_000 }, () =>
   });
 });
 
+describe("online certificates during a CA rotation", { timeout: 60_000 }, () => {
+  it("ok/active: a certificate from the next CA chains to the overlap bundle (the CA's and the next CA's), no finding", async () => {
+    const d = tempDir("mtlskit-online-rot-");
+    const f = writeManifest(
+      d,
+      "version: 1\ncluster: or\nservices:\n  web: { usage: server, csr: true, addresses: [127.0.0.1] }\n  app: { usage: client }\nconnections:\n  - { from: app, to: web }\n",
+    );
+    const p = path.join(d, "pki");
+    await apply(loadManifest(f), p);
+    for (const step of ["prepare", "activate"]) {
+      const r = await runCli(["ca", "rotate", step, "-f", f, "--pki", p]);
+      assert.equal(r.code, 0, r.out + r.err);
+    }
+    const ledger = await openLedger(p);
+    try {
+      const web = loadManifest(f).manifest.services.find((s) => s.name === "web")!;
+      await issueOnline(ledger, issuerIn(p, {}, LAYOUT.nextCa), web, "rot-web", {
+        issuedAt: new Date(Date.now() - 5 * MIN),
+        ttlMs: HOUR,
+      });
+    } finally {
+      await ledger.close();
+    }
+    const check = await runCli(["check", "-f", f, "--pki", p, "--json"]);
+    const j = JSON.parse(check.out) as {
+      findings: { code: string; about: { service?: string } }[];
+      connections: { ok: boolean }[];
+    };
+    assert.deepEqual(
+      j.findings.filter((x) => x.about.service === "web").map((x) => x.code),
+      [],
+      check.out,
+    );
+    assert.deepEqual(
+      j.connections.map((c) => c.ok),
+      [true],
+      check.out,
+    );
+  });
+});
+
 /** issuerIn is the signing half of the CA an apply made in `pki`. */
-function issuerIn(pki: string, opts: { intermediate?: boolean } = {}): Issuer {
-  const st = readCa(pki, LAYOUT.currentCa, opts);
+function issuerIn(pki: string, opts: { intermediate?: boolean } = {}, files: CaFiles = LAYOUT.currentCa): Issuer {
+  const st = readCa(pki, files, opts);
   assert.equal(st.status, "ok");
   const ca = (st as Extract<typeof st, { status: "ok" }>).ca;
   return { subject: ca.cert.subject, keyId: ca.keyId, keyType: ca.keyType, privateKey: ca.privateKey! };

@@ -527,7 +527,7 @@ function lintDeployment(ctx: Ctx): void {
         `${sf.bundle.path} ${sf.bundle.error}; ${s.name} cannot verify its peers`,
         sf.external ? `put the CA bundle at ${sf.bundle.path}` : `run \`${ctx.apply}\` to write it`,
       );
-    } else if (!isProblem(sf.bundle)) {
+    } else if (!isProblem(sf.bundle) && !sf.bundleOfCa) {
       const key = sf.bundle.certs
         .map((c) => c.sha256)
         .sort()

@@ -68,6 +68,8 @@ export interface ServiceFiles {
   slots: SlotFiles[];
   /** bundle: the CA certificates this service trusts its peers with (its ca.pem). */
   bundle: CertFile | FileProblem;
+  /** bundleOfCa: the bundle is not a file of this service but the CA's (an online service's agent gets it from the server): not compared with the others. */
+  bundleOfCa?: true;
   /** otherKeys: private keys found in the service's folders besides its own (a copied CA key, say). */
   otherKeys: { path: string; spki: Buffer }[];
   /** ownerUid: the uid the manifest's files.owner names, or why it cannot be resolved. */
@@ -335,6 +337,22 @@ function onlineSlot(
   return { slot, cert, key, online: where };
 }
 
+/**
+ * caBundle is what an online service's agent trusts when `mtlskit sign` wrote no ca.pem for it:
+ * the bundle the server hands out, the CA's ca.pem, and during a CA rotation the next CA's too
+ * (the overlap both CAs' certificates verify under).
+ */
+function caBundle(material: Material, dir: string): CertFile | FileProblem {
+  const current = readText(abs(dir, LAYOUT.caCert));
+  if (typeof current !== "string") return current;
+  const next = readText(abs(dir, LAYOUT.nextCa.cert));
+  const text = typeof next === "string" ? `${current}${current.endsWith("\n") ? "" : "\n"}${next}` : current;
+  const certs = material.certsOfPem(text);
+  return certs instanceof CertParseError
+    ? { path: abs(dir, LAYOUT.caCert), missing: false, error: certs.message }
+    : { path: abs(dir, LAYOUT.caCert), certs };
+}
+
 function managedFiles(
   material: Material,
   dir: string,
@@ -354,14 +372,13 @@ function managedFiles(
   );
   const folder = abs(dir, LAYOUT.serviceDir(s.name));
   const known = new Set([...MANAGED_NAMES].map((n) => path.join(folder, n)));
-  // An online service's agent trusts the bundle the server hands out (the CA's ca.pem) unless `mtlskit sign` wrote its own.
-  const bundle = readCertFile(material, abs(dir, LAYOUT.bundle(s.name)));
+  const own = readCertFile(material, abs(dir, LAYOUT.bundle(s.name)));
+  const bundle = issuedOnline && isProblem(own) && own.missing ? caBundle(material, dir) : undefined;
   return {
     service: s,
     external: false,
     slots,
-    bundle:
-      issuedOnline && isProblem(bundle) && bundle.missing ? readCertFile(material, abs(dir, LAYOUT.caCert)) : bundle,
+    ...(bundle ? { bundle, bundleOfCa: true as const } : { bundle: own }),
     otherKeys: scanKeys(folder, known, 2),
     ownerUid: undefined,
   };
