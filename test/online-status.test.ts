@@ -304,6 +304,37 @@ describe("online certificates in status, check, metrics and plan", { timeout: 12
   });
 });
 
+describe("a ledger that cannot be read", { timeout: 60_000 }, () => {
+  it("fail/status, check and metrics say so (exit 3, UNKNOWN for --nagios); plan and apply warn and carry on", async () => {
+    const d = tempDir("mtlskit-online-bad-");
+    const f = writeManifest(
+      d,
+      "version: 1\ncluster: ob\nservices:\n  web: { usage: server, csr: true }\n  app: { usage: client }\n",
+    );
+    const p = path.join(d, "pki");
+    await apply(loadManifest(f), p);
+    writeFileSync(path.join(p, "ca", "ledger.db"), "not a database\n", { mode: 0o600 });
+    const notDb = /ledger .*ledger\.db: cannot open it: it is not an SQLite database/;
+    for (const args of [["status"], ["check"], ["metrics"]]) {
+      const r = await runCli([...args, "-f", f, "--pki", p]);
+      assert.equal(r.code, 3, `${args.join(" ")}: ${r.out}${r.err}`);
+      assert.match(r.err, notDb);
+    }
+    const nagios = await runCli(["status", "-f", f, "--pki", p, "--nagios"]);
+    assert.equal(nagios.code, 3);
+    assert.match(nagios.out, /^MTLSKIT STATUS UNKNOWN - ledger /);
+    for (const cmd of ["plan", "apply"]) {
+      const r = await runCli([cmd, "-f", f, "--pki", p]);
+      assert.equal(r.code, 0, `${cmd}: ${r.out}${r.err}`);
+      assert.match(
+        r.err,
+        /warning: ledger .*not an SQLite database.*; csr services issued online are shown as if the ledger held nothing/,
+      );
+      assert.match(r.out, /web\s+csr\s+awaiting a CSR/);
+    }
+  });
+});
+
 describe("status levels of an online certificate follow its lifetime", () => {
   // A one-hour certificate issued at T: its agent renews from T+40m (two thirds); critical from T+50m.
   const T = Date.parse("2026-06-01T12:00:00Z");

@@ -5,7 +5,7 @@
  * re-exported by check/index.ts, so commands that never read a ledger never load SQLite.
  */
 import type { Manifest } from "../manifest/index.ts";
-import { ledgerExists, openLedger, type IssuedRecord, type Ledger } from "../ledger/index.ts";
+import { ledgerExists, LedgerUnavailableError, openLedger, type IssuedRecord, type Ledger } from "../ledger/index.ts";
 import { abs, LAYOUT } from "../state/layout.ts";
 import type { OnlineCert, OnlineFacts, OnlineService } from "../state/online.ts";
 
@@ -28,6 +28,27 @@ async function newestOf(ledger: Ledger, service: string): Promise<OnlineService 
     recent.some((r) => r.revokedAt === undefined) || recent.length < RECENT ? recent : await ledger.list({ service });
   const newest = rows.find((r) => r.revokedAt === undefined);
   return { newest: newest && toCert(newest) };
+}
+
+/**
+ * readOnlineOrWarn is readOnline for the commands that must not fail on the ledger's account
+ * (plan, and apply, which renews every other service): an unreadable ledger is a warning through
+ * `warn`, and nothing is taken as issued online.
+ */
+export async function readOnlineOrWarn(
+  manifest: Manifest,
+  dir: string,
+  warn: (text: string) => void,
+): Promise<OnlineFacts | undefined> {
+  try {
+    return await readOnline(manifest, dir);
+  } catch (e) {
+    if (!(e instanceof LedgerUnavailableError)) throw e;
+    warn(
+      `${e.message}; csr services issued online are shown as if the ledger held nothing (\`mtlskit check\` fails until it can be read)`,
+    );
+    return undefined;
+  }
 }
 
 /** readOnline reads what the ledger of the PKI directory `dir` says of `manifest`'s csr services; undefined without a ledger file. */
