@@ -21,7 +21,7 @@ import { generateKey } from "../src/pki/keys.ts";
 import { apply } from "../src/plan/apply.ts";
 import { LAYOUT, type CaFiles } from "../src/state/layout.ts";
 import { readCa } from "../src/state/read.ts";
-import { expiryStatus, type StatusInput, type Thresholds } from "../src/status/index.ts";
+import { expiryStatus, nagiosLine, type StatusInput, type Thresholds } from "../src/status/index.ts";
 import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { opensslVerify } from "./helpers/openssl.ts";
 
@@ -373,6 +373,10 @@ describe("status levels of an online certificate follow its lifetime", () => {
     assert.equal(at(10, { criticalMs: 7 * 24 * HOUR, warningMs: 30 * 24 * HOUR }).level, "ok");
     assert.equal(at(45, { criticalMs: 7 * 24 * HOUR, warningMs: 30 * 24 * HOUR }).level, "warning");
     assert.equal(at(55, { criticalMs: 7 * 24 * HOUR, warningMs: 30 * 24 * HOUR }).level, "critical");
+  });
+  it("ok/--nagios perfdata carries the row's own thresholds: 20 minutes to warn, 10 to page", () => {
+    const line = nagiosLine(expiryStatus([input()], new Date(T + 10 * MIN)));
+    assert.match(line, /^MTLSKIT STATUS OK - soonest: web expires in 50 minutes .*\| 'web'=3000s;1200:;600:$/);
   });
   it("fail/the same certificate read from a file (no online mark) is critical at once: the default thresholds are days", () => {
     const { online: _, ...file } = input();

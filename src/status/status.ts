@@ -126,13 +126,17 @@ function onlineThresholds(c: StatusInput & { notAfter: Date }, t: Thresholds): T
   };
 }
 
+/** thresholdsOf are the thresholds a row is judged by: the given ones, scaled for an online certificate. */
+const thresholdsOf = (c: StatusInput, t: Thresholds): Thresholds =>
+  c.online && c.notAfter !== undefined ? onlineThresholds({ ...c, notAfter: c.notAfter }, t) : t;
+
 /** minute prints a time to the minute, for online certificates whose lifetimes are hours. */
 const minute = (d: Date) => `${d.toISOString().slice(0, 16).replace("T", " ")} UTC`;
 
 function judge(c: StatusInput, now: number, given: Thresholds, apply: string): StatusRow {
   if (c.notAfter === undefined)
     return { ...c, level: "critical", deadline: undefined, leftMs: undefined, reason: c.problem ?? "cannot be read" };
-  const t = c.online ? onlineThresholds({ ...c, notAfter: c.notAfter }, given) : given;
+  const t = thresholdsOf(c, given);
   const date = c.online ? minute : day;
   const caFirst = c.ca !== undefined && c.ca.notAfter < c.notAfter;
   const deadline = caFirst ? c.ca!.notAfter : c.notAfter;
@@ -188,7 +192,8 @@ export const NAGIOS_CODE: Record<Level, number> = { ok: 0, warning: 1, critical:
 const perfLabel = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
 /** warningSecondsOf is the seconds left at which `judge` turns a row warning: --warning, else its renewal date's distance from the deadline, else 30 days. */
-function warningSecondsOf(r: StatusRow, t: Thresholds): number {
+function warningSecondsOf(r: StatusRow, given: Thresholds): number {
+  const t = thresholdsOf(r, given);
   if (t.warningMs !== undefined) return Math.floor(t.warningMs / 1000);
   if (r.renewAt !== undefined && r.deadline !== undefined)
     return Math.floor((r.deadline.getTime() - r.renewAt.getTime()) / 1000);
@@ -224,10 +229,10 @@ export function nagiosLine(s: Status, t: Thresholds = {}): string {
     ? `; ${s.skipped.length} key or parameter file${s.skipped.length === 1 ? "" : "s"} skipped`
     : "";
   const counts = `${s.counts.critical} critical, ${s.counts.warning} warning, ${s.counts.ok} ok${failed && !rowsOk ? `; ${failed}` : ""}${skipped}`;
-  const crit = `${Math.floor((t.criticalMs ?? DEFAULT_CRITICAL_MS) / 1000)}:`;
+  const crit = (r: StatusRow) => `${Math.floor((thresholdsOf(r, t).criticalMs ?? DEFAULT_CRITICAL_MS) / 1000)}:`;
   const judged = s.rows.filter((r) => r.leftMs !== undefined);
   const perf = judged.map(
-    (r) => `${perfLabel(r.id)}=${Math.floor(r.leftMs! / 1000)}s;${warningSecondsOf(r, t)}:;${crit}`,
+    (r) => `${perfLabel(r.id)}=${Math.floor(r.leftMs! / 1000)}s;${warningSecondsOf(r, t)}:;${crit(r)}`,
   );
   return pluginLine(
     (omitted) =>
