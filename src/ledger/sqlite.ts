@@ -170,6 +170,12 @@ function sqliteCode(e: unknown): string | undefined {
   return e instanceof Database.SqliteError ? e.code : undefined;
 }
 
+/** rowFault tells an error of one row (not a valid row: a caller's bug) from the database failing. */
+function rowFault(e: unknown): boolean {
+  const code = sqliteCode(e);
+  return code === undefined || /^SQLITE_(CONSTRAINT|MISMATCH|TOOBIG|RANGE)/.test(code);
+}
+
 /**
  * unavailable turns an SQLite (or file system) error into LedgerUnavailableError naming the
  * file, what was being done, the cause and the fix. Errors that are neither (a bug) are returned
@@ -386,11 +392,25 @@ class SqliteLedgerImpl implements SqliteLedger {
     const batch = this.queue;
     this.queue = [];
     if (batch.length === 0) return;
-    const outcomes: RecordOutcome[] = [];
+    const settled: ({ outcome: RecordOutcome } | { error: unknown })[] = [];
     try {
       this.db.exec("BEGIN IMMEDIATE");
       try {
-        for (const p of batch) outcomes.push(this.writeOne(p));
+        for (const p of batch) {
+          this.db.exec("SAVEPOINT item");
+          try {
+            const outcome = this.writeOne(p);
+            if (!outcome.ok) this.db.exec("ROLLBACK TO item");
+            this.db.exec("RELEASE item");
+            settled.push({ outcome });
+          } catch (e) {
+            // The database failing fails the whole batch; a bad row (a caller's bug) fails alone.
+            if (!rowFault(e)) throw e;
+            this.db.exec("ROLLBACK TO item");
+            this.db.exec("RELEASE item");
+            settled.push({ error: e });
+          }
+        }
         this.db.exec("COMMIT");
       } catch (e) {
         if (this.db.inTransaction) this.db.exec("ROLLBACK");
@@ -402,13 +422,16 @@ class SqliteLedgerImpl implements SqliteLedger {
       return;
     }
     this.commits++;
-    batch.forEach((p, i) => p.resolve(outcomes[i]!));
+    batch.forEach((p, i) => {
+      const s = settled[i]!;
+      if ("outcome" in s) p.resolve(s.outcome);
+      else p.reject(s.error);
+    });
   }
 
-  /** writeOne consumes the token (conditionally) and inserts the row under a savepoint; a refusal rolls back only this row. */
+  /** writeOne consumes the token (conditionally) and inserts the row, inside the caller's savepoint; a refusal is returned, and the caller rolls it back. */
   private writeOne(p: Pending): RecordOutcome {
     const r = p.row;
-    this.db.exec("SAVEPOINT item");
     let outcome: RecordOutcome = { ok: true };
     if (p.consume) {
       const { tokenId, now } = p.consume;
@@ -451,8 +474,6 @@ class SqliteLedgerImpl implements SqliteLedger {
         outcome = { ok: false, reason: "duplicate-serial" };
       }
     }
-    if (!outcome.ok) this.db.exec("ROLLBACK TO item");
-    this.db.exec("RELEASE item");
     return outcome;
   }
 
