@@ -226,6 +226,26 @@ describe("ledger: record", () => {
     await ledger.close();
   });
 
+  it("ok/a bad row (a caller's bug: an invalid date) is rejected alone; its batch commits; close() writes what is queued", async () => {
+    const { file, ledger } = fresh();
+    const [a, bad, b] = await Promise.allSettled([
+      ledger.record(row("e1")),
+      ledger.record(row("e2", { notAfter: new Date(Number.NaN) })),
+      ledger.record(row("e3")),
+    ]);
+    assert.deepEqual([a.status, bad.status, b.status], ["fulfilled", "rejected", "fulfilled"]);
+    assert.equal(ledger.commits, 1);
+    // Queued in this tick, then closed at once: both rows are written before the file closes.
+    const pending = [ledger.record(row("e4")), ledger.record(row("e5"))];
+    await ledger.close();
+    assert.deepEqual(await Promise.all(pending), [{ ok: true }, { ok: true }]);
+    await assert.rejects(ledger.record(row("e6")), /closed/);
+    assert.equal(
+      sqlite(file, "SELECT group_concat(serial) FROM (SELECT serial FROM certificates ORDER BY serial)"),
+      "e1,e3,e4,e5",
+    );
+  });
+
   it("ok/rows read back as written; list filters (service, validAt, limit) newest first; revoke keeps the first revocation", async () => {
     const { ledger } = fresh();
     const a = row("aa", { service: "web", issuedAt: new Date(NOW.getTime() - 2 * HOUR) });
@@ -315,6 +335,7 @@ describe("ledger: files", { timeout: 120_000 }, () => {
     const { dir, ledger } = fresh();
     const tokens = await Promise.all(Array.from({ length: 600 }, () => ledger.createToken("web", "enroll", HOUR, NOW)));
     let i = 0;
+    let written = 0;
     const writing = (async () => {
       while (i < tokens.length) {
         const chunk = tokens.slice(i, i + 20);
@@ -327,15 +348,18 @@ describe("ledger: files", { timeout: 120_000 }, () => {
             }),
           ),
         );
+        written = i;
       }
     })();
-    await new Promise((r) => setImmediate(r));
+    // Start the backup once 100 rows are durable, while 500 more are still to come (bounded: 600 rows).
+    while (written < 100) await new Promise((r) => setImmediate(r));
     const copy = path.join(dir, "copy.db");
     await ledger.backup(copy);
     await writing;
     assert.equal(mode(copy), 0o600);
     assert.equal(sqlite(copy, "PRAGMA integrity_check"), "ok");
     const certs = Number(sqlite(copy, "SELECT count(*) FROM certificates"));
+    assert.ok(certs >= 100 && certs < 600, `the copy holds ${certs} of 600 rows: taken while they were being written`);
     const used = Number(sqlite(copy, "SELECT count(*) FROM tokens WHERE used_at IS NOT NULL"));
     assert.equal(certs, used, "a certificate row and its token's consumption are in the copy together");
     assert.equal(Number(sqlite(copy, "SELECT count(*) FROM tokens")), 600);
