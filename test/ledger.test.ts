@@ -6,9 +6,9 @@
  * The sqlite3 program (Debian's) is the independent judge of the files' integrity.
  */
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import crypto from "node:crypto";
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, it, mock } from "node:test";
 import { type IssuedRecord, LedgerUnavailableError, openLedger } from "../src/ledger/index.ts";
@@ -299,7 +299,8 @@ describe("ledger: files", { timeout: 120_000 }, () => {
     let out = "";
     let err = "";
     child.stderr.on("data", (d: Buffer) => void (err += d));
-    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("exit", (_c, s) => resolve(s)));
+    // "close": the process exited and its stdout is read to the end.
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("close", (_c, s) => resolve(s)));
     try {
       // Kill once a few thousand rows are out (or after 20 s, whichever first): mid-stream.
       await new Promise<void>((resolve, reject) => {
@@ -321,7 +322,11 @@ describe("ledger: files", { timeout: 120_000 }, () => {
     } finally {
       child.kill("SIGKILL");
     }
-    const printed = out.split("\n").filter((l) => /^[0-9a-f]+$/.test(l));
+    // Whole lines only: a line cut by the kill was never wholly printed.
+    const printed = out
+      .slice(0, out.lastIndexOf("\n") + 1)
+      .split("\n")
+      .filter((l) => /^c0ffee[0-9a-f]{8}$/.test(l));
     assert.ok(printed.length >= 25, `the child printed ${printed.length} serials: ${err}`);
     const reopened = openSqliteLedger(file);
     const have = new Set((await reopened.list()).map((r) => r.serial));
@@ -441,6 +446,59 @@ describe("ledger: files", { timeout: 120_000 }, () => {
     assert.deepEqual(await ledger.record(row("01")), { ok: true }, "the ledger works again once the lock is gone");
     await ledger.close();
     await assert.rejects(ledger.get("01"), LedgerUnavailableError);
+  });
+
+  it("fail/a full disk, a read-only file system, a missing directory, a link, a directory: LedgerUnavailableError naming the cause and fix; after space is freed the ledger works", async (t) => {
+    // A tmpfs of our own (the tests run as root, as test/pki-dir.test.ts's), unmounted after.
+    const at = tempDir("mtlskit-ledger-tmpfs-");
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", at]);
+    t.after(() => execFileSync("umount", ["-l", at]));
+    const file = path.join(at, "ledger.db");
+    const ledger = openSqliteLedger(file);
+    assert.deepEqual(await ledger.record(row("01")), { ok: true });
+    try {
+      execFileSync("dd", ["if=/dev/zero", `of=${path.join(at, "filler")}`, "bs=4k"], { stdio: "ignore" });
+    } catch {
+      // dd stops with ENOSPC: the disk is full
+    }
+    const big = Array.from({ length: 50 }, (_, i) => ledger.record(row(`f${i}`, { der: Buffer.alloc(8000, i) })));
+    const settled = await Promise.allSettled(big);
+    for (const s of settled) {
+      assert.equal(s.status, "rejected");
+      const e = (s as PromiseRejectedResult).reason as Error;
+      assert.ok(e instanceof LedgerUnavailableError, String(e));
+      assert.match(
+        e.message,
+        /ledger .*ledger\.db: cannot record certificates: the disk is full; free space on its file system \(SQLITE_FULL\)/,
+      );
+    }
+    rmSync(path.join(at, "filler"));
+    assert.deepEqual(await ledger.record(row("02")), { ok: true }, "works again once space is freed");
+    assert.deepEqual(
+      (await ledger.list()).map((r) => r.serial),
+      ["02", "01"],
+      "nothing of the failed batch was written",
+    );
+    await ledger.close();
+    execFileSync("mount", ["-o", "remount,ro", at]);
+    for (const [f, want] of [
+      [file, /cannot open it: its file system is read-only; remount it read-write/],
+      [path.join(at, "new.db"), /cannot open it: its file system is read-only; remount it read-write \(EROFS\)/],
+      [path.join(at, "no/such/dir/ledger.db"), /its directory does not exist/],
+    ] as const)
+      assert.throws(
+        () => openSqliteLedger(f),
+        (e: Error) => e instanceof LedgerUnavailableError && want.test(e.message),
+        f,
+      );
+    const dir = tempDir("mtlskit-ledger-");
+    symlinkSync(path.join(dir, "elsewhere.db"), path.join(dir, "link.db"));
+    assert.throws(
+      () => openSqliteLedger(path.join(dir, "link.db")),
+      /is a symbolic link, which the ledger never follows/,
+    );
+    assert.equal(existsSync(path.join(dir, "elsewhere.db")), false);
+    assert.throws(() => openSqliteLedger(dir), /it is a directory; name a file/);
   });
 
   it("fail/openLedger: postgres:// is not available yet, a bad spec is refused, create: false does not make a file", async () => {

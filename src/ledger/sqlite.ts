@@ -15,6 +15,7 @@
  * mirror the schema; SCHEMA_VERSION is in the schema_version table, and a newer one is refused.
  */
 import {
+  accessSync,
   closeSync,
   constants,
   existsSync,
@@ -185,7 +186,15 @@ function unavailable(e: unknown, file: string, doing: string, busyMs: number): u
   if (e instanceof LedgerUnavailableError) return e;
   const code = sqliteCode(e) ?? (e as NodeJS.ErrnoException | undefined)?.code;
   if (code === undefined) return e;
-  const family = code.startsWith("SQLITE_") ? code.split("_").slice(0, 2).join("_") : code;
+  let family = code.startsWith("SQLITE_") ? code.split("_").slice(0, 2).join("_") : code;
+  // SQLITE_CANTOPEN says nothing of why: ask the directory (read-only file system, missing, not ours).
+  if (family === "SQLITE_CANTOPEN") {
+    try {
+      accessSync(path.dirname(file), constants.W_OK);
+    } catch (d) {
+      family = (d as NodeJS.ErrnoException).code ?? family;
+    }
+  }
   const why: Record<string, string> = {
     SQLITE_BUSY: `it is locked by another process (waited ${busyMs} ms); retry, or find the process holding it (fuser ${file})`,
     SQLITE_LOCKED: `it is locked by another process (waited ${busyMs} ms); retry, or find the process holding it (fuser ${file})`,
@@ -196,12 +205,17 @@ function unavailable(e: unknown, file: string, doing: string, busyMs: number): u
     EROFS: "its file system is read-only; remount it read-write",
     EACCES: "permission denied; run as the PKI directory's owner",
     SQLITE_PERM: "permission denied; run as the PKI directory's owner",
-    SQLITE_CANTOPEN: "it cannot be opened; check that its directory exists and is writable by this user",
+    SQLITE_CANTOPEN:
+      "SQLite cannot open it (or its -wal and -shm files beside it); check that it is a regular file and its directory is writable by this user",
+    ENOENT: "its directory does not exist; check the path (--pki)",
+    ENOTDIR: "part of its path is a file, not a directory; check the path (--pki)",
+    ELOOP: "it is a symbolic link, which the ledger never follows; replace the link with the file itself",
+    EISDIR: "it is a directory; name a file",
     SQLITE_IOERR: "an I/O error occurred; check the disk (dmesg)",
     SQLITE_CORRUPT: "it is damaged; restore the last `mtlskit ledger backup`",
     SQLITE_NOTADB: "it is not an SQLite database; move it aside, or restore the last `mtlskit ledger backup`",
   };
-  const reason = why[family] ?? `SQLite said: ${(e as Error).message}`;
+  const reason = why[family] ?? (sqliteCode(e) ? `SQLite said: ${(e as Error).message}` : (e as Error).message);
   return new LedgerUnavailableError(`ledger ${file}: cannot ${doing}: ${reason} (${code})`, { cause: e });
 }
 
@@ -217,7 +231,11 @@ function createPrivate(file: string): void {
     if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
     fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
-      if ((fstatSync(fd).mode & 0o077) !== 0) fchmodSync(fd, 0o600);
+      const st = fstatSync(fd);
+      if (st.isDirectory()) throw Object.assign(new Error(`${file} is a directory`), { code: "EISDIR" });
+      if (!st.isFile())
+        throw new LedgerUnavailableError(`ledger ${file}: cannot open it: it is not a regular file; name a file`);
+      if ((st.mode & 0o077) !== 0) fchmodSync(fd, 0o600);
     } finally {
       closeSync(fd);
     }
