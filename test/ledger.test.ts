@@ -411,6 +411,14 @@ describe("ledger: files", { timeout: 120_000 }, () => {
         ) &&
         e.message.includes("upgrade mtlskit"),
     );
+    // Another program's SQLite database is not taken for a ledger (no tables are added to it).
+    const foreign = path.join(path.dirname(file), "foreign.db");
+    sqlite(foreign, "CREATE TABLE users (name TEXT)");
+    assert.throws(
+      () => openSqliteLedger(foreign),
+      /it is an SQLite database but not an mtlskit ledger \(it has tables users/,
+    );
+    assert.equal(sqlite(foreign, "SELECT group_concat(name) FROM sqlite_master WHERE type = 'table'"), "users");
     // Reopening the same version is a no-op: the rows stay.
     sqlite(file, `UPDATE schema_version SET version = ${SCHEMA_VERSION}`);
     const again = openSqliteLedger(file);
@@ -438,6 +446,10 @@ describe("ledger: files", { timeout: 120_000 }, () => {
         (e: Error) =>
           e instanceof LedgerUnavailableError && /locked by another process \(waited 200 ms\)/.test(e.message),
       );
+      // A reader (status, metrics) opens and reads meanwhile: opening a ledger takes no write lock.
+      const reader = openSqliteLedger(file, { busyTimeoutMs: 200, create: false });
+      assert.equal((await reader.stats(NOW)).certificates, 0);
+      await reader.close();
       holder.stdin.end("ROLLBACK;\n");
       await new Promise((r) => holder.on("exit", r));
     } finally {

@@ -272,16 +272,30 @@ export function openSqliteLedger(file: string, opts: SqliteLedgerOptions = {}): 
 
 /** migrate creates the tables in a fresh file and refuses one written by a newer schema. */
 function migrate(db: Database.Database, file: string): void {
-  const run = db.transaction(() => {
-    const has = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").get();
-    const found = has
-      ? (db.prepare("SELECT max(version) AS v FROM schema_version").get() as { v: number | null }).v
-      : null;
+  const version = (): number | null => {
+    const tables = db.prepare<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").all();
+    if (!tables.some((t) => t.name === "schema_version")) {
+      if (tables.length > 0)
+        throw new LedgerUnavailableError(
+          `ledger ${file}: it is an SQLite database but not an mtlskit ledger (it has tables ${tables
+            .map((t) => t.name)
+            .slice(0, 5)
+            .join(", ")} and no schema_version); name another file`,
+        );
+      return null;
+    }
+    const found = db.prepare<[], { v: number | null }>("SELECT max(version) AS v FROM schema_version").get()!.v;
     if (found !== null && found > SCHEMA_VERSION)
       throw new LedgerUnavailableError(
         `ledger ${file}: schema version ${found} is newer than this mtlskit understands (${SCHEMA_VERSION}): a newer mtlskit wrote it; upgrade mtlskit, or restore a backup made by this version`,
       );
-    if (found === SCHEMA_VERSION) return;
+    return found;
+  };
+  // The usual case, a ledger of this version, is settled by a read: read-only commands (status,
+  // metrics on every scrape) never take the write lock serve needs.
+  if (version() === SCHEMA_VERSION) return;
+  const run = db.transaction(() => {
+    if (version() === SCHEMA_VERSION) return;
     db.exec(SCHEMA);
     db.prepare("DELETE FROM schema_version").run();
     db.prepare("INSERT INTO schema_version (version) VALUES (?)").run(SCHEMA_VERSION);
