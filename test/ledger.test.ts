@@ -212,7 +212,7 @@ describe("ledger: record", () => {
     assert.equal(sqlite(file, "SELECT count(*) FROM tokens WHERE used_at IS NOT NULL"), "0");
   });
 
-  it("ok/group commit: 200 concurrent records share one transaction (ledger.commits), one refusal inside does not abort the others", async () => {
+  it("ok/group commit: 200 concurrent records share one transaction (ledger.commits), one refusal inside does not abort the others; 100 createToken calls, one commit", async () => {
     const { ledger } = fresh();
     const before = ledger.commits;
     const serials = Array.from({ length: 200 }, (_, i) => (0x2000 + i).toString(16));
@@ -223,6 +223,12 @@ describe("ledger: record", () => {
     assert.deepEqual(outcomes[100], { ok: false, reason: "duplicate-serial" });
     assert.ok(ledger.commits - before <= 2, `200 records took ${ledger.commits - before} commits`);
     assert.equal((await ledger.stats(NOW)).certificates, 200);
+    // Tokens made at once share a commit too (a script seeding many pays one fsync).
+    const c = ledger.commits;
+    const made = await Promise.all(Array.from({ length: 100 }, () => ledger.createToken("web", "enroll", HOUR, NOW)));
+    assert.equal(ledger.commits - c, 1);
+    assert.equal(new Set(made.map((m) => m.record.id)).size, 100);
+    assert.equal((await ledger.stats(NOW)).tokensOutstanding, 100);
     await ledger.close();
   });
 
@@ -481,7 +487,7 @@ describe("ledger: files", { timeout: 120_000 }, () => {
       assert.ok(e instanceof LedgerUnavailableError, String(e));
       assert.match(
         e.message,
-        /ledger .*ledger\.db: cannot record certificates: the disk is full; free space on its file system \(SQLITE_FULL\)/,
+        /ledger .*ledger\.db: cannot write 50 rows: the disk is full; free space on its file system \(SQLITE_FULL\)/,
       );
     }
     rmSync(path.join(at, "filler"));

@@ -90,7 +90,7 @@ export interface SqliteLedgerOptions {
 
 /** SqliteLedger is the SQLite Ledger plus what its tests observe. */
 export interface SqliteLedger extends Ledger {
-  /** commits counts the group-commit transactions `record` ran (each one COMMIT, one WAL fsync): tests prove batching with it. */
+  /** commits counts the group-commit transactions `record` and `createToken` ran (each one COMMIT, one WAL fsync): tests prove batching with it. */
   readonly commits: number;
   /** file is the database's path. */
   readonly file: string;
@@ -125,10 +125,10 @@ interface TokenRow {
   revoked_at: number | null;
 }
 
-interface Pending {
-  row: IssuedRecord;
-  consume: { tokenId: string; now: Date } | undefined;
-  resolve: (o: RecordOutcome) => void;
+/** Job is one queued write of a group commit: `write` runs under the job's savepoint and says whether to undo it (a refusal writes nothing). */
+interface Job {
+  write: () => { value: unknown; undo: boolean };
+  resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
 }
 
@@ -325,7 +325,7 @@ type Statements = ReturnType<typeof prepare>;
 class SqliteLedgerImpl implements SqliteLedger {
   readonly kind: string;
   commits = 0;
-  private queue: Pending[] = [];
+  private queue: Job[] = [];
   private scheduled = false;
   private closed = false;
   private readonly st: Statements;
@@ -355,7 +355,8 @@ class SqliteLedgerImpl implements SqliteLedger {
     ttlMs: number,
     now: Date,
   ): Promise<{ token: string; record: TokenRecord }> {
-    return this.guard("store a token", () => {
+    // Through the group commit too: a script making many tokens at once pays one fsync.
+    return this.enqueue(() => {
       for (;;) {
         const t = newToken();
         try {
@@ -365,7 +366,7 @@ class SqliteLedgerImpl implements SqliteLedger {
           if (sqliteCode(e) === "SQLITE_CONSTRAINT_PRIMARYKEY") continue;
           throw e;
         }
-        return { token: t.token, record: toToken(this.st.token.get(t.id)!) };
+        return { value: { token: t.token, record: toToken(this.st.token.get(t.id)!) }, undo: false };
       }
     });
   }
@@ -408,9 +409,17 @@ class SqliteLedgerImpl implements SqliteLedger {
   }
 
   record(row: IssuedRecord, consume?: { tokenId: string; now: Date }): Promise<RecordOutcome> {
+    return this.enqueue(() => {
+      const outcome = this.writeOne(row, consume);
+      return { value: outcome, undo: !outcome.ok };
+    });
+  }
+
+  /** enqueue queues a write for the next group commit; its promise settles after COMMIT returned. */
+  private enqueue<T>(write: () => { value: T; undo: boolean }): Promise<T> {
     if (this.closed) return Promise.reject(new LedgerUnavailableError(`ledger ${this.file}: closed`));
-    return new Promise<RecordOutcome>((resolve, reject) => {
-      this.queue.push({ row, consume, resolve, reject });
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ write, resolve: resolve as (v: unknown) => void, reject });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
@@ -418,23 +427,23 @@ class SqliteLedgerImpl implements SqliteLedger {
     });
   }
 
-  /** flush writes every queued row in one transaction (group commit), each under a savepoint; settles their promises after COMMIT. */
+  /** flush writes every queued job in one transaction (group commit), each under a savepoint; settles their promises after COMMIT. */
   private flush(): void {
     this.scheduled = false;
     const batch = this.queue;
     this.queue = [];
     if (batch.length === 0) return;
-    const settled: ({ outcome: RecordOutcome } | { error: unknown })[] = [];
+    const settled: ({ value: unknown } | { error: unknown })[] = [];
     try {
       this.db.exec("BEGIN IMMEDIATE");
       try {
-        for (const p of batch) {
+        for (const job of batch) {
           this.db.exec("SAVEPOINT item");
           try {
-            const outcome = this.writeOne(p);
-            if (!outcome.ok) this.db.exec("ROLLBACK TO item");
+            const { value, undo } = job.write();
+            if (undo) this.db.exec("ROLLBACK TO item");
             this.db.exec("RELEASE item");
-            settled.push({ outcome });
+            settled.push({ value });
           } catch (e) {
             // The database failing fails the whole batch; a bad row (a caller's bug) fails alone.
             if (!rowFault(e)) throw e;
@@ -449,24 +458,28 @@ class SqliteLedgerImpl implements SqliteLedger {
         throw e;
       }
     } catch (e) {
-      const err = unavailable(e, this.file, "record certificates", this.busyMs);
-      for (const p of batch) p.reject(err);
+      const err = unavailable(
+        e,
+        this.file,
+        `write ${batch.length === 1 ? "a row" : `${batch.length} rows`}`,
+        this.busyMs,
+      );
+      for (const job of batch) job.reject(err);
       return;
     }
     this.commits++;
-    batch.forEach((p, i) => {
+    batch.forEach((job, i) => {
       const s = settled[i]!;
-      if ("outcome" in s) p.resolve(s.outcome);
-      else p.reject(s.error);
+      if ("value" in s) job.resolve(s.value);
+      else job.reject(s.error);
     });
   }
 
   /** writeOne consumes the token (conditionally) and inserts the row, inside the caller's savepoint; a refusal is returned, and the caller rolls it back. */
-  private writeOne(p: Pending): RecordOutcome {
-    const r = p.row;
+  private writeOne(r: IssuedRecord, consume: { tokenId: string; now: Date } | undefined): RecordOutcome {
     let outcome: RecordOutcome = { ok: true };
-    if (p.consume) {
-      const { tokenId, now } = p.consume;
+    if (consume) {
+      const { tokenId, now } = consume;
       const t = now.getTime();
       if (this.st.consume.run(t, r.serial, tokenId, t).changes !== 1) {
         const tok = this.st.token.get(tokenId);
