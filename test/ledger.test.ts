@@ -234,12 +234,19 @@ describe("ledger: record", () => {
 
   it("ok/a bad row (a caller's bug: an invalid date) is rejected alone; its batch commits; close() writes what is queued", async () => {
     const { file, ledger } = fresh();
-    const [a, bad, b] = await Promise.allSettled([
+    const settled = await Promise.allSettled([
       ledger.record(row("e1")),
       ledger.record(row("e2", { notAfter: new Date(Number.NaN) })),
+      ledger.record(row("E7")),
+      ledger.record(row("00e7")),
+      ledger.record(row("e8", { sha256: "AB" })),
       ledger.record(row("e3")),
     ]);
-    assert.deepEqual([a.status, bad.status, b.status], ["fulfilled", "rejected", "fulfilled"]);
+    assert.deepEqual(
+      settled.map((s) => s.status),
+      ["fulfilled", "rejected", "rejected", "rejected", "rejected", "fulfilled"],
+    );
+    assert.match(String((settled[2] as PromiseRejectedResult).reason), /serial "E7" is not serialHex's form/);
     assert.equal(ledger.commits, 1);
     // Queued in this tick, then closed at once: both rows are written before the file closes.
     const pending = [ledger.record(row("e4")), ledger.record(row("e5"))];
@@ -353,7 +360,7 @@ describe("ledger: files", { timeout: 120_000 }, () => {
         i += chunk.length;
         await Promise.all(
           chunk.map((t, j) =>
-            ledger.record(row((0x10000 + i + j).toString(16), { tokenId: t.record.id }), {
+            ledger.record(row((0x100000 + i + j).toString(16), { tokenId: t.record.id }), {
               tokenId: t.record.id,
               now: NOW,
             }),
@@ -479,7 +486,9 @@ describe("ledger: files", { timeout: 120_000 }, () => {
     } catch {
       // dd stops with ENOSPC: the disk is full
     }
-    const big = Array.from({ length: 50 }, (_, i) => ledger.record(row(`f${i}`, { der: Buffer.alloc(8000, i) })));
+    const big = Array.from({ length: 50 }, (_, i) =>
+      ledger.record(row((0xf000 + i).toString(16), { der: Buffer.alloc(8000, i) })),
+    );
     const settled = await Promise.allSettled(big);
     for (const s of settled) {
       assert.equal(s.status, "rejected");

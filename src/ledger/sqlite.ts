@@ -171,6 +171,21 @@ function sqliteCode(e: unknown): string | undefined {
   return e instanceof Database.SqliteError ? e.code : undefined;
 }
 
+/**
+ * checkRow refuses a row whose serial or SHA-256 is not in the one spelling the contract fixes
+ * (lower-case hex; the serial as pki/crl.ts serialHex writes it: whole octets, no leading zero
+ * octet): uniqueness by constraint holds only if one serial has one spelling. A TypeError: a bug
+ * in the caller, failing that row alone.
+ */
+function checkRow(r: IssuedRecord): void {
+  if (!/^(?:[0-9a-f]{2}){1,20}$/.test(r.serial) || (r.serial.startsWith("00") && r.serial.length > 2))
+    throw new TypeError(
+      `ledger: serial ${JSON.stringify(r.serial)} is not serialHex's form (lower-case hex octets, no leading zero octet)`,
+    );
+  if (!/^[0-9a-f]{64}$/.test(r.sha256))
+    throw new TypeError(`ledger: sha256 ${JSON.stringify(r.sha256)} is not 64 lower-case hex digits`);
+}
+
 /** rowFault tells an error of one row (not a valid row: a caller's bug) from the database failing. */
 function rowFault(e: unknown): boolean {
   const code = sqliteCode(e);
@@ -410,6 +425,7 @@ class SqliteLedgerImpl implements SqliteLedger {
 
   record(row: IssuedRecord, consume?: { tokenId: string; now: Date }): Promise<RecordOutcome> {
     return this.enqueue(() => {
+      checkRow(row);
       const outcome = this.writeOne(row, consume);
       return { value: outcome, undo: !outcome.ok };
     });
