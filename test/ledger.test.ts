@@ -544,6 +544,23 @@ describe("ledger: files", { timeout: 120_000 }, () => {
     assert.throws(() => openSqliteLedger(dir), /it is a directory; name a file/);
   });
 
+  it("ok/the CLI loads SQLite's native module only when a command opens a ledger", () => {
+    const probe = `await import(${JSON.stringify(path.join(REPO, "src/cli/main.ts"))});
+const { createRequire } = await import("node:module");
+const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes("better-sqlite3"));
+const before = loaded();
+const { openLedger } = await import(${JSON.stringify(path.join(REPO, "src/ledger/index.ts"))});
+await (await openLedger(process.argv[1])).close();
+console.log(JSON.stringify([before, loaded()]));`;
+    const r = spawnSync(
+      process.execPath,
+      ["--import", "tsx", "--input-type=module", "-e", probe, tempDir("mtlskit-ledger-")],
+      { cwd: REPO, encoding: "utf8", timeout: 60_000 },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), [false, true]);
+  });
+
   it("fail/openLedger: postgres:// is not available yet, a bad spec is refused, create: false does not make a file", async () => {
     const dir = tempDir("mtlskit-ledger-");
     await assert.rejects(openLedger(dir, "postgres://ca@db/ledger"), /PostgreSQL ledger is not available/);
