@@ -6,10 +6,11 @@
  * as "key does not match" and re-issues.
  */
 import { createPrivateKey } from "node:crypto";
-import { encodeTbs, newSerial, signTbs, type CertSpec, type Issuer } from "../pki/issue.ts";
+import type { MessagePort } from "node:worker_threads";
+import { encodeTbs, keyIdOf, newSerial, signTbs, type CertSpec, type Issuer } from "../pki/issue.ts";
 import { generateKey, type KeyTypeName } from "../pki/keys.ts";
 import { encodePem } from "../pki/pem.ts";
-import { ensureDir, writeFilesAtomic, type FileWrite } from "../state/fs.ts";
+import { ensureDir, isInMemory, readUmask, writeFilesAtomic, type FileWrite } from "../state/fs.ts";
 import { abs, LAYOUT, MODES } from "../state/layout.ts";
 
 /** ServiceJob is everything needed to bring one service's directory up to date. */
@@ -31,8 +32,63 @@ export interface IssuerData {
   chainPem: string;
 }
 
-/** ToWorker is what apply sends a worker thread (worker.ts): the start, then chunks, then the end. */
-export type ToWorker = { start: { dir: string; issuer: IssuerData } } | { jobs: ServiceJob[] } | { end: true };
+/**
+ * ToWorker is what apply sends a worker thread (worker.ts): ports to the other workers (to the
+ * first worker, the key maker) or to the maker (to the others); what keys to make ahead (to the
+ * maker, any number of times while apply parses and plans); the start, then chunks, then the end.
+ */
+export type ToWorker =
+  | { peers: MessagePort[] }
+  | { keysAhead: KeysAhead }
+  | { start: { dir: string; issuer: IssuerData } }
+  | { jobs: ServiceJob[] }
+  | { end: true };
+
+/** KeysAhead tells the maker to hold up to `max` keys of `keyType` made ahead (0: make no more, drop the rest). */
+export interface KeysAhead {
+  keyType: KeyTypeName;
+  max: number;
+}
+
+/** KeyShare is what the maker sends each other worker through its port at the start: its part of the keys made ahead. */
+export interface KeyShare {
+  keyType: KeyTypeName;
+  keys: ReadyKey[];
+}
+
+/**
+ * ReadyKey is a key made before its certificate was planned (worker.ts makes them while apply
+ * parses the manifest and plans, when a core would otherwise idle), in the form runJobs writes.
+ * Each is taken once, by one certificate, and exists only in its thread's memory: those not taken
+ * end with the thread, so no key ever serves two certificates or outlives its apply.
+ */
+export interface ReadyKey {
+  spki: Uint8Array;
+  /** keyId is the subject key identifier (keyIdOf spki). */
+  keyId: Uint8Array;
+  /** pem is the PKCS#8 private key as key.pem holds it. */
+  pem: string;
+}
+
+/**
+ * makeReadyKey generates a new key of `type` as a ReadyKey. Its public parts get buffers of their
+ * own (a small Buffer may share its memory with others, private keys among them, and a ReadyKey
+ * may be copied to another thread); the DER private key is zeroed once encoded.
+ */
+export function makeReadyKey(type: KeyTypeName): ReadyKey {
+  const key = generateKey(type);
+  const pem = encodePem("PRIVATE KEY", key.pkcs8);
+  key.pkcs8.fill(0);
+  return { spki: new Uint8Array(key.spki), keyId: new Uint8Array(keyIdOf(key.spki)), pem };
+}
+
+/** RunOptions tune runJobs. */
+export interface RunOptions {
+  /** serial makes each certificate's serial number. Default: newSerial. */
+  serial?: () => Buffer;
+  /** takeKey hands over a key made ahead of `type`, removing it from its store; undefined: a new one is made. Default: none. */
+  takeKey?: (type: KeyTypeName) => ReadyKey | undefined;
+}
 /** FromWorker is a worker's answer after each chunk is written: the certificates done (and a request for more). */
 export type FromWorker = { done: number };
 
@@ -55,12 +111,19 @@ export function runJobs(
   dir: string,
   jobs: readonly ServiceJob[],
   issuer: Issuer & { chainPem: string },
-  serial: () => Buffer = newSerial,
+  opts: RunOptions = {},
 ): number {
+  const serial = opts.serial ?? newSerial;
   const files: FileWrite[] = [];
   let issued = 0;
+  // A service folder made here lies on the file system of services/ (a fresh folder is no mount
+  // point): one statfs for the chunk instead of one per folder; an existing folder is asked itself.
+  const servicesDir = abs(dir, LAYOUT.servicesDir);
+  const memory = new Map<string, boolean>([[servicesDir, isInMemory(servicesDir)]]);
+  const umask = readUmask(); // once per chunk: a folder's fchmod is skipped when the umask removed none of its bits
   for (const job of jobs) {
-    ensureDir(abs(dir, LAYOUT.serviceDir(job.service)), MODES.privateDir); // apply fsyncs services/ once at the end
+    const serviceDir = abs(dir, LAYOUT.serviceDir(job.service));
+    if (ensureDir(serviceDir, MODES.privateDir, { umask })) memory.set(serviceDir, memory.get(servicesDir)!); // apply fsyncs services/ once at the end
     for (const c of job.certs) {
       const spec: CertSpec = {
         ...c.spec,
@@ -68,11 +131,13 @@ export function runJobs(
         notAfter: new Date(c.spec.notAfter),
         ips: c.spec.ips.map((b) => Buffer.from(b)),
       };
-      const key = generateKey(spec.keyType);
-      const der = signTbs(encodeTbs(spec, issuer, key.spki, serial()), issuer);
+      const key = opts.takeKey?.(spec.keyType) ?? makeReadyKey(spec.keyType);
+      const spki = Buffer.from(key.spki.buffer, key.spki.byteOffset, key.spki.byteLength);
+      const keyId = Buffer.from(key.keyId.buffer, key.keyId.byteOffset, key.keyId.byteLength);
+      const der = signTbs(encodeTbs(spec, issuer, spki, serial(), keyId), issuer);
       const slot = { service: job.service, kind: c.kind };
       files.push(
-        { file: abs(dir, LAYOUT.key(slot)), data: encodePem("PRIVATE KEY", key.pkcs8), mode: LAYOUT.key(slot).mode },
+        { file: abs(dir, LAYOUT.key(slot)), data: key.pem, mode: LAYOUT.key(slot).mode },
         {
           file: abs(dir, LAYOUT.cert(slot)),
           data: encodePem("CERTIFICATE", der) + issuer.chainPem,
@@ -88,6 +153,6 @@ export function runJobs(
         mode: LAYOUT.bundle(job.service).mode,
       });
   }
-  writeFilesAtomic(files);
+  writeFilesAtomic(files, { inMemory: (d) => memory.get(d) ?? isInMemory(d) });
   return issued;
 }
