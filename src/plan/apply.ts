@@ -99,6 +99,8 @@ export interface ApplyResult {
   changed: string[];
   /** hooks: the reload hooks run, in order (a failed one is also in the record, and retried next run). */
   hooks: HookRecord[];
+  /** keysAhead counts the certificates whose key the worker threads made ahead, while apply parsed and planned (warmApply); the others' keys were made as they were issued. */
+  keysAhead: number;
 }
 
 /**
@@ -252,9 +254,9 @@ const WARM = new WeakMap<WarmPool, Pool>();
 /**
  * warmApply starts apply's worker threads for a manifest not yet parsed, judged by its `text`: a
  * service takes at least a line, so one of fewer than 64 lines gets none (undefined; apply decides
- * again once the manifest is parsed, as it does without a pool). The threads start making keys of
- * the default type ahead (up to a share of the lines each), which apply narrows once it knows
- * which keys its plan needs; any key not taken ends with the pool.
+ * again once the manifest is parsed, as it does without a pool). The first thread starts making
+ * keys of the default type ahead (up to one per line), which apply narrows once it knows which
+ * keys its plan needs; any key not taken ends with the pool.
  */
 export function warmApply(text: string, opts: Pick<ApplyOptions, "workers"> = {}): WarmPool | undefined {
   let lines = 0;
@@ -301,9 +303,10 @@ const chunkSize = (remaining: number, n: number) => Math.max(1, Math.min(CHUNK_M
 /**
  * runInWorkers feeds `jobs` to `n` of the pool's workers in chunks: each worker gets one chunk at a
  * time and asks for the next by reporting the one it wrote (work stealing: a slow worker does not
- * hold the tail). Every worker has stopped before this returns or throws: after the last chunk
- * each is told to end and awaited; after a failure the others are terminated and awaited, so
- * nothing is written once apply has released the lock.
+ * hold the tail). This returns once every chunk is written, each worker told to end (apply awaits
+ * their exit, pool.close, while it finishes: a worker that wrote its last chunk writes nothing
+ * more). After a failure the others are terminated and awaited before this throws, so nothing is
+ * written once apply has released the lock.
  */
 async function runInWorkers(
   pool: Pool,
@@ -311,7 +314,7 @@ async function runInWorkers(
   jobs: readonly ServiceJob[],
   issuer: IssuerData,
   n: number,
-  progress: (k: number) => void,
+  progress: (k: number, ahead: number) => void,
 ): Promise<void> {
   const active = pool.workers.slice(0, n);
   for (const idle of pool.workers.slice(n)) void idle.worker.terminate();
@@ -319,6 +322,8 @@ async function runInWorkers(
   let chunks = 0;
   let written = 0;
   let failed = false;
+  let allWritten = () => {};
+  const everyChunkWritten = new Promise<"written">((resolve) => (allWritten = () => resolve("written")));
   const stopAll = () => {
     failed = true;
     for (const w of pool.workers) void w.worker.terminate();
@@ -334,8 +339,9 @@ async function runInWorkers(
     if (w.error !== undefined) stopAll(); // it failed while apply was planning
     w.worker.on("message", (m: FromWorker) => {
       written++;
-      progress(m.done);
+      progress(m.done, m.ahead);
       feed(w);
+      if (!failed && next >= jobs.length && written === chunks) allWritten();
     });
     w.worker.on("error", stopAll);
     void w.exited.then((code) => {
@@ -345,7 +351,9 @@ async function runInWorkers(
     w.worker.postMessage(start);
     feed(w);
   }
-  const codes = await Promise.all(active.map((w) => w.exited));
+  const exited = Promise.all(active.map((w) => w.exited));
+  if ((await Promise.race([everyChunkWritten, exited])) === "written") return;
+  const codes = await exited;
   await Promise.all(pool.workers.map((w) => w.exited)); // the idle ones too
   const error = active.find((w) => w.error !== undefined)?.error;
   if (error !== undefined) throw error;
@@ -614,7 +622,9 @@ async function applyLocked(
   const jobs = [...byService.values()].filter((j) => j.certs.length > 0 || j.bundlePem !== undefined);
   const total = jobs.reduce((n, j) => n + j.certs.length, 0);
   let done = 0;
-  const progress = (k: number) => {
+  let ahead = 0;
+  const progress = (k: number, fromAhead = 0) => {
+    ahead += fromAhead;
     done += k;
     opts.onProgress?.(done, total);
   };
@@ -667,5 +677,6 @@ async function applyLocked(
     caCreated: plan.ca.action === "create",
     changed: changedServices(plan),
     hooks: [],
+    keysAhead: ahead,
   };
 }

@@ -89,8 +89,8 @@ export interface RunOptions {
   /** takeKey hands over a key made ahead of `type`, removing it from its store; undefined: a new one is made. Default: none. */
   takeKey?: (type: KeyTypeName) => ReadyKey | undefined;
 }
-/** FromWorker is a worker's answer after each chunk is written: the certificates done (and a request for more). */
-export type FromWorker = { done: number };
+/** FromWorker is a worker's answer after each chunk is written: the certificates done, how many of them took a key made ahead (and a request for more). */
+export type FromWorker = { done: number; ahead: number };
 
 /** toIssuer rebuilds a signing Issuer from IssuerData. */
 export function toIssuer(d: IssuerData): Issuer & { chainPem: string } {

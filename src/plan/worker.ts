@@ -58,7 +58,12 @@ function shareKeys(): void {
   }
 }
 
-const takeKey = (type: KeyTypeName): ReadyKey | undefined => (type === readyType ? ready.pop() : undefined);
+let taken = 0;
+const takeKey = (type: KeyTypeName): ReadyKey | undefined => {
+  const key = type === readyType ? ready.pop() : undefined;
+  if (key) taken++;
+  return key;
+};
 
 port.on("message", (m: ToWorker) => {
   if ("peers" in m) {
@@ -82,7 +87,8 @@ port.on("message", (m: ToWorker) => {
     signer = toIssuer(m.start.issuer);
     shareKeys();
   } else if ("jobs" in m) {
-    const done: FromWorker = { done: runJobs(dir, m.jobs, signer!, { takeKey }) };
+    taken = 0;
+    const done: FromWorker = { done: runJobs(dir, m.jobs, signer!, { takeKey }), ahead: taken };
     port.postMessage(done);
   } else {
     ready.length = 0;
