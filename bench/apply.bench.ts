@@ -250,7 +250,7 @@ async function childApply(n: number, dir: string, workersArg: string): Promise<v
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     // As `mtlskit apply` does: the worker threads start before the manifest is parsed (timed).
-    const pool = warmApply(text, opts);
+    const pool = warmApply(text, { ...opts, dir: pki });
     const loaded = parseManifest(text, "bench.yaml");
     const t1 = performance.now();
     const r = await apply(loaded, pki, { ...opts, pool });
@@ -275,7 +275,7 @@ async function childApply(n: number, dir: string, workersArg: string): Promise<v
     const sync2 = mainFsyncs();
     const cpu2 = process.cpuUsage();
     const t3 = performance.now();
-    const pool2 = warmApply(text, opts);
+    const pool2 = warmApply(text, { ...opts, dir: pki });
     const again = parseManifest(text, "bench.yaml");
     const t4 = performance.now();
     const r2 = await apply(again, pki, { ...opts, pool: pool2 });

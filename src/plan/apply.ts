@@ -255,16 +255,21 @@ const WARM = new WeakMap<WarmPool, Pool>();
  * warmApply starts apply's worker threads for a manifest not yet parsed, judged by its `text`: a
  * service takes at least a line, so one of fewer than 64 lines gets none (undefined; apply decides
  * again once the manifest is parsed, as it does without a pool). The first thread starts making
- * keys of the default type ahead (up to one per line), which apply narrows once it knows which
- * keys its plan needs; any key not taken ends with the pool.
+ * keys of the default type ahead (up to one per line, less one per service folder already in
+ * `dir`, the PKI directory, when given: most of those are kept), which apply narrows once it knows
+ * which keys its plan needs; any key not taken ends with the pool.
  */
-export function warmApply(text: string, opts: Pick<ApplyOptions, "workers"> = {}): WarmPool | undefined {
+export function warmApply(
+  text: string,
+  opts: Pick<ApplyOptions, "workers"> & { dir?: string } = {},
+): WarmPool | undefined {
   let lines = 0;
   for (let i = text.indexOf("\n"); i >= 0; i = text.indexOf("\n", i + 1)) lines++;
   const n = workerCount(opts, lines);
   if (n < 2) return undefined;
   const pool = startPool(n);
-  pool.keysAhead(DEFAULTS.key, lines);
+  const present = opts.dir === undefined ? 0 : (serviceDirsIn(opts.dir)?.size ?? 0);
+  pool.keysAhead(DEFAULTS.key, Math.max(0, lines - present));
   const warm: WarmPool = { close: () => pool.close() };
   WARM.set(warm, pool);
   return warm;

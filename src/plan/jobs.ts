@@ -59,28 +59,30 @@ export interface KeyShare {
 /**
  * ReadyKey is a key made before its certificate was planned (worker.ts makes them while apply
  * parses the manifest and plans, when a core would otherwise idle), in the form runJobs writes.
- * Each is taken once, by one certificate, and exists only in its thread's memory: those not taken
- * end with the thread, so no key ever serves two certificates or outlives its apply.
+ * Each is taken once, by one certificate, and exists only in the memory of the pool's threads
+ * (the maker's and, once shared, one other's): those not taken end with the threads, so no key
+ * ever serves two certificates or outlives its apply.
  */
 export interface ReadyKey {
-  spki: Uint8Array;
-  /** keyId is the subject key identifier (keyIdOf spki). */
-  keyId: Uint8Array;
+  /**
+   * pub is the SubjectPublicKeyInfo DER followed by the 20-octet subject key identifier (keyIdOf
+   * of it), as a latin1 string: held by the thousand, a string costs a fraction of two buffers.
+   */
+  pub: string;
   /** pem is the PKCS#8 private key as key.pem holds it. */
   pem: string;
 }
 
-/**
- * makeReadyKey generates a new key of `type` as a ReadyKey. Its public parts get buffers of their
- * own (a small Buffer may share its memory with others, private keys among them, and a ReadyKey
- * may be copied to another thread); the DER private key is zeroed once encoded.
- */
+/** makeReadyKey generates a new key of `type` as a ReadyKey; the DER private key is zeroed once encoded. */
 export function makeReadyKey(type: KeyTypeName): ReadyKey {
   const key = generateKey(type);
   const pem = encodePem("PRIVATE KEY", key.pkcs8);
   key.pkcs8.fill(0);
-  return { spki: new Uint8Array(key.spki), keyId: new Uint8Array(keyIdOf(key.spki)), pem };
+  return { pub: key.spki.toString("latin1") + keyIdOf(key.spki).toString("latin1"), pem };
 }
+
+/** KEY_ID_LENGTH: a subject key identifier's octets (SHA-1). */
+const KEY_ID_LENGTH = 20;
 
 /** RunOptions tune runJobs. */
 export interface RunOptions {
@@ -132,9 +134,9 @@ export function runJobs(
         ips: c.spec.ips.map((b) => Buffer.from(b)),
       };
       const key = opts.takeKey?.(spec.keyType) ?? makeReadyKey(spec.keyType);
-      const spki = Buffer.from(key.spki.buffer, key.spki.byteOffset, key.spki.byteLength);
-      const keyId = Buffer.from(key.keyId.buffer, key.keyId.byteOffset, key.keyId.byteLength);
-      const der = signTbs(encodeTbs(spec, issuer, spki, serial(), keyId), issuer);
+      const pub = Buffer.from(key.pub, "latin1");
+      const spki = pub.subarray(0, pub.length - KEY_ID_LENGTH);
+      const der = signTbs(encodeTbs(spec, issuer, spki, serial(), pub.subarray(spki.length)), issuer);
       const slot = { service: job.service, kind: c.kind };
       files.push(
         { file: abs(dir, LAYOUT.key(slot)), data: key.pem, mode: LAYOUT.key(slot).mode },

@@ -155,7 +155,7 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
     );
   const text = readManifestText(values.file);
   // A large manifest's worker threads start now: their start-up, and the keys they make ahead, overlap parsing and planning.
-  const pool = warmApply(text);
+  const pool = warmApply(text, { dir: values.pki });
   try {
     return await applyText(io, values, { text, reissue, lockWait, pool });
   } finally {
