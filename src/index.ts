@@ -43,7 +43,7 @@ export {
   type ExtensionInfo,
 } from "./pki/x509.ts";
 export { LAYOUT, MODES } from "./state/layout.ts";
-export { apply, type ApplyOptions, type ApplyResult } from "./plan/apply.ts";
+export { apply, warmApply, type ApplyOptions, type ApplyResult, type WarmPool } from "./plan/apply.ts";
 export { readAndPlan } from "./plan/read.ts";
 export { planApply, BACKDATE_MS, type Plan, type CertStep, type CaStep, type PlanOptions } from "./plan/plan.ts";
 export {

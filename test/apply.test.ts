@@ -19,14 +19,14 @@ import {
   utimesSync,
   writeFileSync,
 } from "node:fs";
-import { createPrivateKey, generateKeyPairSync, X509Certificate } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate } from "node:crypto";
 import fs from "node:fs";
 import { syncBuiltinESMExports } from "node:module";
 import { hostname } from "node:os";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { loadManifest } from "../src/manifest/index.ts";
-import { apply } from "../src/plan/apply.ts";
+import { apply, warmApply } from "../src/plan/apply.ts";
 import { runCli, tempDir, writeManifest, type CliResult } from "./helpers/cli.ts";
 import { opensslText, opensslVerify } from "./helpers/openssl.ts";
 import { handshake } from "./helpers/tls.ts";
@@ -89,6 +89,25 @@ const reasons = (p: PlanJson) => Object.fromEntries(p.certificates.map((c) => [c
 function setup(text = MANIFEST): { dir: string; file: string; pki: string } {
   const dir = tempDir();
   return { dir, file: writeManifest(dir, text), pki: path.join(dir, "pki") };
+}
+
+/**
+ * spkiBits returns the subjectPublicKey BIT STRING's contents (its unused-bits octet dropped) of a
+ * SubjectPublicKeyInfo DER: SEQUENCE { AlgorithmIdentifier, BIT STRING }, lengths of one or two octets.
+ */
+function spkiBits(spki: Buffer): Buffer | undefined {
+  const len = (at: number): [number, number] =>
+    spki[at]! < 0x80
+      ? [spki[at]!, at + 1]
+      : spki[at] === 0x81
+        ? [spki[at + 1]!, at + 2]
+        : [spki.readUInt16BE(at + 1), at + 3];
+  const [, body] = len(1);
+  const [algLen, algBody] = len(body + 1);
+  const bitsAt = algBody + algLen;
+  if (spki[bitsAt] !== 0x03) return undefined;
+  const [bitsLen, bitsBody] = len(bitsAt + 1);
+  return spki.subarray(bitsBody + 1, bitsBody + bitsLen);
 }
 
 /** applied is setup plus a successful apply. */
@@ -1011,6 +1030,59 @@ describe("apply: worker threads (64 services or more)", { timeout: 180_000 }, ()
     assert.equal(last, PAIRS_80);
     assert.ok(late > 0, "every certificate was issued before apply() returned: no worker thread was used");
     assert.equal(assertPairsMatch(pki), PAIRS_80);
+    assertLayout(pki);
+  });
+
+  it("ok/keys made ahead (warmApply, as the CLI does): the certificates take them, each key serves one certificate, and a re-issue takes new ones", async () => {
+    const { file, pki } = setup(many(80));
+    const text = readFileSync(file, "utf8");
+    assert.equal(warmApply(MANIFEST), undefined, "a manifest of a few lines gets no threads before it is parsed");
+    /** spkis reads every key's public key and checks that its certificate names it as subject key id (made ahead with it). */
+    const spkis = (): string[] => {
+      const out: string[] = [];
+      for (const s of readdirSync(path.join(pki, "services")))
+        for (const [key, cert] of [
+          ["key.pem", "cert.pem"],
+          ["client-key.pem", "client.pem"],
+        ] as const) {
+          if (!existsSync(path.join(pki, "services", s, key))) continue;
+          const spki = createPublicKey(createPrivateKey(readFileSync(path.join(pki, "services", s, key)))).export({
+            type: "spki",
+            format: "der",
+          });
+          // SubjectKeyIdentifier (2.5.29.14): OCTET STRING of the SHA-1 of the key's BIT STRING contents (RFC 5280 4.2.1.2 (1)).
+          const der = new X509Certificate(readFileSync(path.join(pki, "services", s, cert))).raw;
+          const at = der.indexOf(Buffer.from("0603551d0e0416", "hex"));
+          const bits = spkiBits(spki);
+          assert.ok(at > 0 && bits, `${s}/${cert}: no subject key identifier, or a key without a BIT STRING`);
+          assert.deepEqual(der.subarray(at + 9, at + 29), createHash("sha1").update(bits).digest(), `${s}/${cert}`);
+          out.push(spki.toString("hex"));
+        }
+      return out;
+    };
+    const first = await apply(loadManifest(file), pki, { workers: 2, pool: warmApply(text, { workers: 2 }) });
+    assert.equal(first.issued, PAIRS_80);
+    assert.ok(first.keysAhead > 0, "no certificate took a key made ahead");
+    assert.ok(first.keysAhead <= first.issued);
+    assert.equal(assertPairsMatch(pki), PAIRS_80);
+    const before = spkis();
+    assert.equal(new Set(before).size, PAIRS_80, "a key serves two certificates");
+    const again = await apply(loadManifest(file), pki, {
+      workers: 2,
+      reissueAll: true,
+      pool: warmApply(text, { workers: 2 }),
+    });
+    assert.equal(again.issued, PAIRS_80);
+    assert.ok(again.keysAhead > 0, "--reissue-all: no certificate took a key made ahead");
+    assert.equal(assertPairsMatch(pki), PAIRS_80);
+    const after = spkis();
+    assert.equal(new Set(after).size, PAIRS_80, "a key serves two certificates");
+    const old = new Set(before);
+    assert.deepEqual(
+      after.filter((k) => old.has(k)),
+      [],
+      "a key of the first run came back",
+    );
     assertLayout(pki);
   });
 

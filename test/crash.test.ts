@@ -381,6 +381,21 @@ describe("apply's worker threads, started before planning, end however apply end
     assert.equal(assertPairsMatch(pki), slots.length);
     assertLayout(pki);
   });
+  it("fail/the CLI starts its workers before parsing (warmApply): an invalid manifest, or a --ca-key that cannot be read, still exits on its own", async () => {
+    const { text } = manifest();
+    const dir = tempDir();
+    const invalid = writeManifest(dir, `${text}  typo: { usage: sever }\n`);
+    const pki = path.join(dir, "pki");
+    const refused = await runBuilt(bin, ["apply", "-f", invalid, "--pki", pki]);
+    assert.equal(refused.code, 2, refused.err);
+    assert.match(refused.err, /services\.typo\.usage/);
+    assert.equal(existsSync(pki), false);
+    const valid = path.join(dir, "valid.yaml");
+    writeFileSync(valid, text);
+    const noKey = await runBuilt(bin, ["apply", "-f", valid, "--pki", pki, "--ca-key", path.join(dir, "missing.pem")]);
+    assert.equal(noKey.code, 2, noKey.err);
+    assert.equal(existsSync(pki), false);
+  });
   it("ok/the library with workers: 3 and two services to issue: the workers it does not need are ended, not reported as failed", async () => {
     const { text, slots } = manifest();
     const dir = tempDir();

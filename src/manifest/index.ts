@@ -76,9 +76,13 @@ export function parseManifest(text: string, file: string, dir = path.dirname(fil
 
 /** loadManifest reads and validates a manifest file. */
 export function loadManifest(file: string): LoadedManifest {
-  let text: string;
+  return parseManifest(readManifestText(file), file);
+}
+
+/** readManifestText reads a manifest file's text (loadManifest without the validation); a file that cannot be read throws as loadManifest does. */
+export function readManifestText(file: string): string {
   try {
-    text = readTextBounded(file);
+    return readTextBounded(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "ENOENT") {
@@ -97,5 +101,4 @@ export function loadManifest(file: string): LoadedManifest {
     }
     throw new FailedError(`manifest: ${(e as Error).message}`, { cause: e });
   }
-  return parseManifest(text, file);
 }

@@ -158,15 +158,16 @@ function timeOf(d: Date): Buffer {
 
 /**
  * encodeTbs builds the TBSCertificate DER. For a self-signed CA pass the CA's own subject and
- * key id as the issuer. The extensions follow PROFILES[spec.profile] and nothing else.
+ * key id as the issuer. The extensions follow PROFILES[spec.profile] and nothing else. `ski` is
+ * keyIdOf(spki), passed when the caller computed it already.
  */
 export function encodeTbs(
   spec: CertSpec,
   issuer: Pick<Issuer, "subject" | "keyId" | "keyType">,
   spki: Buffer,
   serial: Buffer,
+  ski: Buffer = keyIdOf(spki),
 ): Buffer {
-  const ski = keyIdOf(spki);
   const exts: Buffer[] = [constantExtensions(spec.profile, KEY_TYPES[spec.keyType].family === "rsa")];
   exts.push(extension(EXT.subjectKeyId, false, octetString(ski)));
   // Every certificate names its issuer's key, except a self-signed root (RFC 5280 4.2.1.1).

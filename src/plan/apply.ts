@@ -7,13 +7,14 @@ import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { existsSync, rmSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as path from "node:path";
-import { Worker } from "node:worker_threads";
+import { MessageChannel, Worker } from "node:worker_threads";
 import { FailedError, MtlskitError, UsageError } from "../errors.ts";
 import { readTextBounded } from "../read-file.ts";
-import { managedServices, type LoadedManifest } from "../manifest/index.ts";
+import { keyedServices, managedServices, type LoadedManifest } from "../manifest/index.ts";
+import { DEFAULTS } from "../manifest/normalize.ts";
 import { readCertFields } from "../pki/cert.ts";
 import { keyIdOf, newSerial, encodeTbs, signTbs, type CertSpec, type Issuer } from "../pki/issue.ts";
-import { generateKey } from "../pki/keys.ts";
+import { generateKey, type KeyTypeName } from "../pki/keys.ts";
 import { encodeName } from "../pki/name.ts";
 import { encodePem } from "../pki/pem.ts";
 import { guardDirs } from "../state/dirs.ts";
@@ -75,6 +76,12 @@ export interface ApplyOptions extends PlanOptions {
   /** hookTimeoutMs bounds each hook. Default: HOOK_TIMEOUT_MS (60 s). */
   hookTimeoutMs?: number;
   /**
+   * pool: worker threads started before the manifest was parsed (warmApply), used when the plan
+   * needs threads; apply closes it however it ends (and a pool already closed is not used).
+   * Default: apply starts its own.
+   */
+  pool?: WarmPool;
+  /**
    * caKey: the root CA's key kept offline (`apply --ca-key FILE`, read by loadCaKeyFile), used in
    * memory only when the plan needs it and never written. Default: the key in DIR/ca (or ca.import.key).
    */
@@ -92,6 +99,8 @@ export interface ApplyResult {
   changed: string[];
   /** hooks: the reload hooks run, in order (a failed one is also in the record, and retried next run). */
   hooks: HookRecord[];
+  /** keysAhead counts the certificates whose key the worker threads made ahead, while apply parsed and planned (warmApply); the others' keys were made as they were issued. */
+  keysAhead: number;
 }
 
 /**
@@ -165,7 +174,7 @@ function spawnWorker(): Worker {
 }
 
 /** workerCount: threads issuing `n` services. Default: up to 4 (the machine's cores) for 64 or more, else none (0 or 1: in-process). */
-function workerCount(opts: ApplyOptions, n: number): number {
+function workerCount(opts: Pick<ApplyOptions, "workers">, n: number): number {
   return Math.min(opts.workers ?? (n >= 64 ? Math.min(availableParallelism(), 4) : 0), n);
 }
 
@@ -183,8 +192,17 @@ interface PoolWorker {
  */
 interface Pool {
   workers: PoolWorker[];
+  /** closed: close was called; the pool serves no apply any more. */
+  closed: boolean;
+  /** keysAhead tells the key maker (the first worker) to hold up to `max` keys of `keyType` made ahead, for every worker (worker.ts). */
+  keysAhead(keyType: KeyTypeName, max: number): void;
   close(): Promise<void>;
 }
+
+/**
+ * KEYS_AHEAD_MAX bounds the keys made ahead (about 1 KB each), whatever a manifest's size suggests.
+ */
+const KEYS_AHEAD_MAX = 16_384;
 
 function startPool(n: number): Pool {
   const workers = Array.from({ length: n }, (): PoolWorker => {
@@ -193,13 +211,88 @@ function startPool(n: number): Pool {
     worker.on("error", (e) => void (w.error ??= e)); // an idle worker's error (it failed to load) is kept, not thrown
     return w;
   });
-  return {
+  // The first worker makes the keys ahead and, at the start, sends each other worker its part.
+  const [maker, ...others] = workers;
+  const toOthers = others.map((w) => {
+    const { port1, port2 } = new MessageChannel();
+    const order: ToWorker = { peers: [port2] };
+    w.worker.postMessage(order, [port2]);
+    return port1;
+  });
+  if (maker && toOthers.length > 0) {
+    const order: ToWorker = { peers: toOthers };
+    maker.worker.postMessage(order, toOthers);
+  }
+  const pool: Pool = {
     workers,
+    closed: false,
+    keysAhead: (keyType, max) => {
+      const order: ToWorker = { keysAhead: { keyType, max: Math.min(max, KEYS_AHEAD_MAX) } };
+      maker?.worker.postMessage(order);
+    },
     close: async () => {
+      pool.closed = true;
       for (const w of workers) void w.worker.terminate();
       await Promise.all(workers.map((w) => w.exited));
     },
   };
+  return pool;
+}
+
+/**
+ * WarmPool is apply's worker threads started before the manifest is parsed (warmApply), so that
+ * their start-up and the keys they make ahead overlap parsing and planning. Give it to apply
+ * (ApplyOptions.pool), which closes it; close it yourself when apply is not called.
+ */
+export interface WarmPool {
+  close(): Promise<void>;
+}
+
+/** WARM: the pools warmApply made (apply uses no other object as a pool). */
+const WARM = new WeakMap<WarmPool, Pool>();
+
+/**
+ * warmApply starts apply's worker threads for a manifest not yet parsed, judged by its `text`: a
+ * service takes at least a line, so one of fewer than 64 lines gets none (undefined; apply decides
+ * again once the manifest is parsed, as it does without a pool). The first thread starts making
+ * keys of the default type ahead (up to one per line, less one per service folder already in
+ * `dir`, the PKI directory, when given: most of those are kept), which apply narrows once it knows
+ * which keys its plan needs; any key not taken ends with the pool.
+ */
+export function warmApply(
+  text: string,
+  opts: Pick<ApplyOptions, "workers"> & { dir?: string } = {},
+): WarmPool | undefined {
+  let lines = 0;
+  for (let i = text.indexOf("\n"); i >= 0; i = text.indexOf("\n", i + 1)) lines++;
+  const n = workerCount(opts, lines);
+  if (n < 2) return undefined;
+  const pool = startPool(n);
+  const present = opts.dir === undefined ? 0 : (serviceDirsIn(opts.dir)?.size ?? 0);
+  pool.keysAhead(DEFAULTS.key, Math.max(0, lines - present));
+  const warm: WarmPool = { close: () => pool.close() };
+  WARM.set(warm, pool);
+  return warm;
+}
+
+/**
+ * aimKeysAhead tells the pool which keys to make ahead: those of the services with no folder yet
+ * (or re-issued by name), of their most common key type; every other key is made when its
+ * certificate is issued.
+ */
+function aimKeysAhead(
+  pool: Pool,
+  loaded: LoadedManifest,
+  present: ReadonlySet<string> | undefined,
+  opts: PlanOptions,
+): void {
+  const again = new Set(opts.reissue ?? []);
+  const counts = new Map<KeyTypeName, number>();
+  for (const s of keyedServices(loaded.manifest))
+    if (present === undefined || !present.has(s.name) || opts.reissueAll === true || again.has(s.name))
+      counts.set(s.keyType, (counts.get(s.keyType) ?? 0) + s.slots.length);
+  const [keyType, count] = [...counts].reduce((a, b) => (b[1] > a[1] ? b : a), [DEFAULTS.key as KeyTypeName, 0]);
+  pool.keysAhead(keyType, count);
 }
 
 /**
@@ -215,9 +308,10 @@ const chunkSize = (remaining: number, n: number) => Math.max(1, Math.min(CHUNK_M
 /**
  * runInWorkers feeds `jobs` to `n` of the pool's workers in chunks: each worker gets one chunk at a
  * time and asks for the next by reporting the one it wrote (work stealing: a slow worker does not
- * hold the tail). Every worker has stopped before this returns or throws: after the last chunk
- * each is told to end and awaited; after a failure the others are terminated and awaited, so
- * nothing is written once apply has released the lock.
+ * hold the tail). This returns once every chunk is written, each worker told to end (apply awaits
+ * their exit, pool.close, while it finishes: a worker that wrote its last chunk writes nothing
+ * more). After a failure the others are terminated and awaited before this throws, so nothing is
+ * written once apply has released the lock.
  */
 async function runInWorkers(
   pool: Pool,
@@ -225,7 +319,7 @@ async function runInWorkers(
   jobs: readonly ServiceJob[],
   issuer: IssuerData,
   n: number,
-  progress: (k: number) => void,
+  progress: (k: number, ahead: number) => void,
 ): Promise<void> {
   const active = pool.workers.slice(0, n);
   for (const idle of pool.workers.slice(n)) void idle.worker.terminate();
@@ -233,6 +327,8 @@ async function runInWorkers(
   let chunks = 0;
   let written = 0;
   let failed = false;
+  let allWritten = () => {};
+  const everyChunkWritten = new Promise<"written">((resolve) => (allWritten = () => resolve("written")));
   const stopAll = () => {
     failed = true;
     for (const w of pool.workers) void w.worker.terminate();
@@ -248,8 +344,9 @@ async function runInWorkers(
     if (w.error !== undefined) stopAll(); // it failed while apply was planning
     w.worker.on("message", (m: FromWorker) => {
       written++;
-      progress(m.done);
+      progress(m.done, m.ahead);
       feed(w);
+      if (!failed && next >= jobs.length && written === chunks) allWritten();
     });
     w.worker.on("error", stopAll);
     void w.exited.then((code) => {
@@ -259,7 +356,9 @@ async function runInWorkers(
     w.worker.postMessage(start);
     feed(w);
   }
-  const codes = await Promise.all(active.map((w) => w.exited));
+  const exited = Promise.all(active.map((w) => w.exited));
+  if ((await Promise.race([everyChunkWritten, exited])) === "written") return;
+  const codes = await exited;
   await Promise.all(pool.workers.map((w) => w.exited)); // the idle ones too
   const error = active.find((w) => w.error !== undefined)?.error;
   if (error !== undefined) throw error;
@@ -277,13 +376,18 @@ async function runInWorkers(
  * apply still creates (or keeps) the CA and writes nothing else.
  */
 export async function apply(loaded: LoadedManifest, dir: string, opts: ApplyOptions = {}): Promise<ApplyResult> {
-  // Worker threads start now, so their start-up overlaps reading and planning; idle, they write nothing.
+  // Worker threads start now (unless warmApply started them earlier), so their start-up overlaps
+  // reading and planning; idle, they write nothing.
   const n = workerCount(opts, managedServices(loaded.manifest).length);
-  const pool = n > 1 ? startPool(n) : undefined;
+  const warm = opts.pool === undefined ? undefined : WARM.get(opts.pool);
+  const useWarm = n > 1 && warm !== undefined && !warm.closed && warm.workers.length >= n;
+  if (warm && !useWarm) void warm.close(); // awaited below
+  const pool = useWarm ? warm : n > 1 ? startPool(n) : undefined;
   try {
     return await applyWith(loaded, dir, opts, pool);
   } finally {
     await pool?.close();
+    await warm?.close();
   }
 }
 
@@ -478,6 +582,7 @@ async function applyLocked(
   // Only the service folders services/ lists are judged and swept: a new directory's 10,000
   // services would each cost an lstat and a readdir that fail (issue 12).
   const present = serviceDirsIn(dir);
+  if (pool) aimKeysAhead(pool, loaded, present, opts);
   const onDisk = present === undefined ? managed : managed.filter((s) => present.has(s.name));
   // Before anything is read or removed: never through a symlinked folder, never under a CA others may replace.
   guardDirs(
@@ -522,7 +627,9 @@ async function applyLocked(
   const jobs = [...byService.values()].filter((j) => j.certs.length > 0 || j.bundlePem !== undefined);
   const total = jobs.reduce((n, j) => n + j.certs.length, 0);
   let done = 0;
-  const progress = (k: number) => {
+  let ahead = 0;
+  const progress = (k: number, fromAhead = 0) => {
+    ahead += fromAhead;
     done += k;
     opts.onProgress?.(done, total);
   };
@@ -575,5 +682,6 @@ async function applyLocked(
     caCreated: plan.ca.action === "create",
     changed: changedServices(plan),
     hooks: [],
+    keysAhead: ahead,
   };
 }

@@ -6,10 +6,11 @@
  * as "key does not match" and re-issues.
  */
 import { createPrivateKey } from "node:crypto";
-import { encodeTbs, newSerial, signTbs, type CertSpec, type Issuer } from "../pki/issue.ts";
+import type { MessagePort } from "node:worker_threads";
+import { encodeTbs, keyIdOf, newSerial, signTbs, type CertSpec, type Issuer } from "../pki/issue.ts";
 import { generateKey, type KeyTypeName } from "../pki/keys.ts";
 import { encodePem } from "../pki/pem.ts";
-import { ensureDir, writeFilesAtomic, type FileWrite } from "../state/fs.ts";
+import { ensureDir, isInMemory, readUmask, writeFilesAtomic, type FileWrite } from "../state/fs.ts";
 import { abs, LAYOUT, MODES } from "../state/layout.ts";
 
 /** ServiceJob is everything needed to bring one service's directory up to date. */
@@ -31,10 +32,67 @@ export interface IssuerData {
   chainPem: string;
 }
 
-/** ToWorker is what apply sends a worker thread (worker.ts): the start, then chunks, then the end. */
-export type ToWorker = { start: { dir: string; issuer: IssuerData } } | { jobs: ServiceJob[] } | { end: true };
-/** FromWorker is a worker's answer after each chunk is written: the certificates done (and a request for more). */
-export type FromWorker = { done: number };
+/**
+ * ToWorker is what apply sends a worker thread (worker.ts): ports to the other workers (to the
+ * first worker, the key maker) or to the maker (to the others); what keys to make ahead (to the
+ * maker, any number of times while apply parses and plans); the start, then chunks, then the end.
+ */
+export type ToWorker =
+  | { peers: MessagePort[] }
+  | { keysAhead: KeysAhead }
+  | { start: { dir: string; issuer: IssuerData } }
+  | { jobs: ServiceJob[] }
+  | { end: true };
+
+/** KeysAhead tells the maker to hold up to `max` keys of `keyType` made ahead (0: make no more, drop the rest). */
+export interface KeysAhead {
+  keyType: KeyTypeName;
+  max: number;
+}
+
+/** KeyShare is what the maker sends each other worker through its port at the start: its part of the keys made ahead. */
+export interface KeyShare {
+  keyType: KeyTypeName;
+  keys: ReadyKey[];
+}
+
+/**
+ * ReadyKey is a key made before its certificate was planned (worker.ts makes them while apply
+ * parses the manifest and plans, when a core would otherwise idle), in the form runJobs writes.
+ * Each is taken once, by one certificate, and exists only in the memory of the pool's threads
+ * (the maker's and, once shared, one other's): those not taken end with the threads, so no key
+ * ever serves two certificates or outlives its apply.
+ */
+export interface ReadyKey {
+  /**
+   * pub is the SubjectPublicKeyInfo DER followed by the 20-octet subject key identifier (keyIdOf
+   * of it), as a latin1 string: held by the thousand, a string costs a fraction of two buffers.
+   */
+  pub: string;
+  /** pem is the PKCS#8 private key as key.pem holds it. */
+  pem: string;
+}
+
+/** makeReadyKey generates a new key of `type` as a ReadyKey; the DER private key is zeroed once encoded. */
+export function makeReadyKey(type: KeyTypeName): ReadyKey {
+  const key = generateKey(type);
+  const pem = encodePem("PRIVATE KEY", key.pkcs8);
+  key.pkcs8.fill(0);
+  return { pub: key.spki.toString("latin1") + keyIdOf(key.spki).toString("latin1"), pem };
+}
+
+/** KEY_ID_LENGTH: a subject key identifier's octets (SHA-1). */
+const KEY_ID_LENGTH = 20;
+
+/** RunOptions tune runJobs. */
+export interface RunOptions {
+  /** serial makes each certificate's serial number. Default: newSerial. */
+  serial?: () => Buffer;
+  /** takeKey hands over a key made ahead of `type`, removing it from its store; undefined: a new one is made. Default: none. */
+  takeKey?: (type: KeyTypeName) => ReadyKey | undefined;
+}
+/** FromWorker is a worker's answer after each chunk is written: the certificates done, how many of them took a key made ahead (and a request for more). */
+export type FromWorker = { done: number; ahead: number };
 
 /** toIssuer rebuilds a signing Issuer from IssuerData. */
 export function toIssuer(d: IssuerData): Issuer & { chainPem: string } {
@@ -55,12 +113,19 @@ export function runJobs(
   dir: string,
   jobs: readonly ServiceJob[],
   issuer: Issuer & { chainPem: string },
-  serial: () => Buffer = newSerial,
+  opts: RunOptions = {},
 ): number {
+  const serial = opts.serial ?? newSerial;
   const files: FileWrite[] = [];
   let issued = 0;
+  // A service folder made here lies on the file system of services/ (a fresh folder is no mount
+  // point): one statfs for the chunk instead of one per folder; an existing folder is asked itself.
+  const servicesDir = abs(dir, LAYOUT.servicesDir);
+  const memory = new Map<string, boolean>([[servicesDir, isInMemory(servicesDir)]]);
+  const umask = readUmask(); // once per chunk: a folder's fchmod is skipped when the umask removed none of its bits
   for (const job of jobs) {
-    ensureDir(abs(dir, LAYOUT.serviceDir(job.service)), MODES.privateDir); // apply fsyncs services/ once at the end
+    const serviceDir = abs(dir, LAYOUT.serviceDir(job.service));
+    if (ensureDir(serviceDir, MODES.privateDir, { umask })) memory.set(serviceDir, memory.get(servicesDir)!); // apply fsyncs services/ once at the end
     for (const c of job.certs) {
       const spec: CertSpec = {
         ...c.spec,
@@ -68,11 +133,13 @@ export function runJobs(
         notAfter: new Date(c.spec.notAfter),
         ips: c.spec.ips.map((b) => Buffer.from(b)),
       };
-      const key = generateKey(spec.keyType);
-      const der = signTbs(encodeTbs(spec, issuer, key.spki, serial()), issuer);
+      const key = opts.takeKey?.(spec.keyType) ?? makeReadyKey(spec.keyType);
+      const pub = Buffer.from(key.pub, "latin1");
+      const spki = pub.subarray(0, pub.length - KEY_ID_LENGTH);
+      const der = signTbs(encodeTbs(spec, issuer, spki, serial(), pub.subarray(spki.length)), issuer);
       const slot = { service: job.service, kind: c.kind };
       files.push(
-        { file: abs(dir, LAYOUT.key(slot)), data: encodePem("PRIVATE KEY", key.pkcs8), mode: LAYOUT.key(slot).mode },
+        { file: abs(dir, LAYOUT.key(slot)), data: key.pem, mode: LAYOUT.key(slot).mode },
         {
           file: abs(dir, LAYOUT.cert(slot)),
           data: encodePem("CERTIFICATE", der) + issuer.chainPem,
@@ -88,6 +155,6 @@ export function runJobs(
         mode: LAYOUT.bundle(job.service).mode,
       });
   }
-  writeFilesAtomic(files);
+  writeFilesAtomic(files, { inMemory: (d) => memory.get(d) ?? isInMemory(d) });
   return issued;
 }

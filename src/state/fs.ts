@@ -108,8 +108,8 @@ function syncFileSystems(dirs: readonly string[]): boolean {
   }
 }
 
-/** inMemory says whether `dir` lies on a file system held in memory (MEMORY_FS). */
-function inMemory(dir: string): boolean {
+/** isInMemory says whether `dir` lies on a file system held in memory (MEMORY_FS). */
+export function isInMemory(dir: string): boolean {
   try {
     return MEMORY_FS.has(statfsSync(dir).type);
   } catch {
@@ -129,12 +129,15 @@ function inMemory(dir: string): boolean {
  * while renaming leaves the files before it replaced (each whole) and removes the temp files after.
  * At most one file descriptor is open at a time.
  */
-export function writeFilesAtomic(files: readonly FileWrite[], opts: { syncDirs?: boolean } = {}): void {
+export function writeFilesAtomic(
+  files: readonly FileWrite[],
+  opts: { syncDirs?: boolean; inMemory?: (dir: string) => boolean } = {},
+): void {
   const dirs = [...new Set(files.map((f) => path.dirname(f.file)))];
   // In memory (tmpfs, ramfs) nothing survives a power loss, so there is nothing to fsync: a kill
   // -9 leaves each file whole through the rename alone. On disk: an fsync per file when there is
   // one file, else one syncfs for all.
-  const memory = new Set(dirs.filter(inMemory));
+  const memory = new Set(dirs.filter(opts.inMemory ?? isInMemory));
   const fsyncEach = files.length < 2 || memory.size > 0;
   // One read of the umask per batch saves an fchmod per file (a single file just sets its mode).
   const umask = files.length > 1 ? readUmask() : null;
@@ -204,7 +207,7 @@ export function writeFilesAtomic(files: readonly FileWrite[], opts: { syncDirs?:
  * syncDir fsyncs a directory so renames and creations in it survive a power loss; in memory
  * (`inMemoryFs`, or when the directory lies on tmpfs or ramfs) there is no power loss to survive.
  */
-export function syncDir(dir: string, inMemoryFs = inMemory(dir)): void {
+export function syncDir(dir: string, inMemoryFs = isInMemory(dir)): void {
   if (inMemoryFs) return crashPoint("dirsynced");
   const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
@@ -218,9 +221,11 @@ export function syncDir(dir: string, inMemoryFs = inMemory(dir)): void {
 /**
  * ensureDir creates `dir` with exactly `mode` if it is missing, and reports whether it did.
  * With `parents`, missing parent directories are created first, as `mkdir -p` does (with the
- * umask's modes: they are the user's folders, not the PKI's).
+ * umask's modes: they are the user's folders, not the PKI's). With `umask` (readUmask, read by the
+ * caller once for many folders) the mode is set again only when the umask removed some of its
+ * bits; without it (or null: unknown), always.
  */
-export function ensureDir(dir: string, mode: number, opts: { parents?: boolean } = {}): boolean {
+export function ensureDir(dir: string, mode: number, opts: { parents?: boolean; umask?: number | null } = {}): boolean {
   try {
     if (opts.parents) mkdirSync(path.dirname(dir), { recursive: true });
     mkdirSync(dir, { mode });
@@ -245,6 +250,7 @@ export function ensureDir(dir: string, mode: number, opts: { parents?: boolean }
       );
     throw ioFailure(e, dir) ?? e;
   }
+  if (opts.umask !== undefined && opts.umask !== null && (mode & opts.umask) === 0) return true; // mkdir gave it exactly `mode`
   const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     fchmodSync(fd, mode); // a fresh, empty directory: set exactly what the umask may have narrowed
@@ -259,7 +265,7 @@ export function ensureDir(dir: string, mode: number, opts: { parents?: boolean }
  * process.umask() without an argument); null where it cannot be read. Read afresh by each batch:
  * an application may change the umask between two applies.
  */
-function readUmask(): number | null {
+export function readUmask(): number | null {
   try {
     const m = /^Umask:\s*([0-7]+)$/m.exec(readFileSync("/proc/self/status", "latin1"));
     return m ? Number.parseInt(m[1]!, 8) : null;

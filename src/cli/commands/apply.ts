@@ -4,8 +4,8 @@ import * as path from "node:path";
 import { EXIT, UsageError } from "../../errors.ts";
 import type { HookRecord } from "../../state/record.ts";
 import { loadCaKeyFile } from "../../state/read.ts";
-import { loadManifest, type LoadedManifest } from "../../manifest/index.ts";
-import { apply } from "../../plan/apply.ts";
+import { parseManifest, readManifestText, type LoadedManifest } from "../../manifest/index.ts";
+import { apply, warmApply, type WarmPool } from "../../plan/apply.ts";
 import { checkOutputs, exportOutputs } from "../../export/index.ts";
 import { exportJson, renderExports } from "./export.ts";
 import { parseArgs } from "node:util";
@@ -140,7 +140,34 @@ export function writeOutputs(
 
 /** applyCommand runs `mtlskit apply`. */
 export async function applyCommand(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = flags("apply", () =>
+  const { values, positionals } = applyFlags(args);
+  if (values.help) return (io.out(APPLY_HELP), 0);
+  const reissue = splitNames(values.reissue, positionals);
+  if (positionals.length > 0 && values.reissue === undefined)
+    throw new UsageError(
+      `mtlskit apply: unexpected argument ${JSON.stringify(positionals[0])}; did you mean --reissue ${positionals[0]}?`,
+    );
+  if (values["reissue-all"] && reissue.length > 0)
+    throw new UsageError("mtlskit apply: flag --reissue is incompatible with --reissue-all; use one");
+  const lockWait = Number(values["lock-wait"]);
+  if (!Number.isFinite(lockWait) || lockWait < 0)
+    throw new UsageError(
+      `mtlskit apply: --lock-wait must be a number of seconds; got ${JSON.stringify(values["lock-wait"])}`,
+    );
+  const text = readManifestText(values.file);
+  // A large manifest's worker threads start now: their start-up, and the keys they make ahead, overlap parsing and planning.
+  const pool = warmApply(text, { dir: values.pki });
+  try {
+    return await applyText(io, values, { text, reissue, lockWait, pool });
+  } finally {
+    await pool?.close();
+  }
+}
+
+type ApplyFlags = ReturnType<typeof applyFlags>;
+
+function applyFlags(args: string[]) {
+  return flags("apply", () =>
     parseArgs({
       args,
       options: {
@@ -156,20 +183,16 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
       strict: true,
     }),
   );
-  if (values.help) return (io.out(APPLY_HELP), 0);
-  const reissue = splitNames(values.reissue, positionals);
-  if (positionals.length > 0 && values.reissue === undefined)
-    throw new UsageError(
-      `mtlskit apply: unexpected argument ${JSON.stringify(positionals[0])}; did you mean --reissue ${positionals[0]}?`,
-    );
-  if (values["reissue-all"] && reissue.length > 0)
-    throw new UsageError("mtlskit apply: flag --reissue is incompatible with --reissue-all; use one");
-  const lockWait = Number(values["lock-wait"]);
-  if (!Number.isFinite(lockWait) || lockWait < 0)
-    throw new UsageError(
-      `mtlskit apply: --lock-wait must be a number of seconds; got ${JSON.stringify(values["lock-wait"])}`,
-    );
-  const loaded = loadManifest(values.file);
+}
+
+/** applyText runs apply on the manifest's text, read (and the pool warmed) by applyCommand. */
+async function applyText(
+  io: Io,
+  values: ApplyFlags["values"],
+  run: { text: string; reissue: string[]; lockWait: number; pool: WarmPool | undefined },
+): Promise<number> {
+  const { reissue, lockWait } = run;
+  const loaded = parseManifest(run.text, values.file);
   const caKeyFile = values["ca-key"];
   const caKey = caKeyFile === undefined ? undefined : { key: loadCaKeyFile(caKeyFile), file: caKeyFile };
   if (!values.json) renderWarnings(io, loaded.warnings);
@@ -188,6 +211,7 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
     lockWaitMs: lockWait * 1000,
     breakLock: values["break-lock"] ?? false,
     ...(caKey ? { caKey } : {}),
+    ...(run.pool ? { pool: run.pool } : {}),
     onNote: (text) => io.err(`note: ${text}\n`),
     onProgress: (done, total) => {
       if (!io.errTty || values.json || total < 200) return; // drawn on stderr, so it is stderr that must be a terminal
