@@ -6,6 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Writable } from "node:stream";
+import { openLedger } from "../ledger/index.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import type { LoadedManifest } from "../manifest/index.ts";
 import { parseCertificatesPem } from "../pki/pem.ts";
@@ -28,8 +29,8 @@ export interface ServeOptions {
   pkiDir: string;
   /** listen: the address. Default: 127.0.0.1:8443; port 0 picks a free port. */
   listen?: { host: string; port: number };
-  /** ledger: where certificates and tokens are recorded; the server closes it on close(). */
-  ledger: Ledger;
+  /** ledger: where certificates and tokens are recorded; the server closes it on close(). Default: openLedger(pkiDir), SQLite at DIR/ca/ledger.db. */
+  ledger?: Ledger;
   /** now: the clock. Default: the current time. */
   now?: () => Date;
   /** log: JSON log lines (never a token, key or CSR). Default: none. */
@@ -61,14 +62,32 @@ export interface RunningServer {
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const now = opts.now ?? (() => new Date());
   const listen = opts.listen ?? DEFAULT_LISTEN;
-  let authority: Authority = loadAuthority(opts.manifest, opts.pkiDir);
+  // The CA first: a directory without a usable CA gets no ledger created in it.
+  const authority = loadAuthority(opts.manifest, opts.pkiDir);
+  const ledger = opts.ledger ?? (await openLedger(opts.pkiDir));
+  try {
+    return await listenWith(opts, ledger, now, listen, authority);
+  } catch (e) {
+    if (!opts.ledger) await ledger.close();
+    throw e;
+  }
+}
+
+async function listenWith(
+  opts: ServeOptions,
+  ledger: Ledger,
+  now: () => Date,
+  listen: { host: string; port: number },
+  first: Authority,
+): Promise<RunningServer> {
+  let authority = first;
   let creds = issueServerCredentials(authority.current, listen.host, now());
   const metrics = createMetrics();
   metrics.caNotAfter(authority.current.cert.notAfter);
   const ctx = {
     loaded: opts.manifest,
     dir: opts.pkiDir,
-    ledger: opts.ledger,
+    ledger,
     authority: () => authority,
     revoked: new RevokedSet(opts.pkiDir),
     metrics,
@@ -117,7 +136,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     host: http.host,
     port: http.port,
     rootSha256: createHash("sha256").update(anchor).digest("hex"),
-    ledger: opts.ledger,
+    ledger,
     serverCertificate: () => creds.certPem,
     reload,
     close: () => {
@@ -125,7 +144,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
         clearTimeout(renewTimer);
         clearInterval(caTimer);
         await http.close();
-        await opts.ledger.close();
+        await ledger.close();
       })();
       return closed;
     },
