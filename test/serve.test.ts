@@ -878,3 +878,150 @@ describe("mtlskit serve, the command", () => {
     }
   });
 });
+
+describe("mtlskit serve through a CA rotation, and its own certificate's renewal", () => {
+  let dir: string;
+  let file: string;
+  let pki: string;
+  let loaded: LoadedManifest;
+  let server: RunningServer;
+  let offset = 0;
+  const svc = (name: string) => loaded.manifest.services.find((s) => s.name === name)!;
+
+  /** post sends JSON over a fresh connection that trusts `ca`, with an optional client certificate. */
+  function post(p: string, json: unknown, ca: string, client?: { cert: string; key: string }): Promise<Reply> {
+    return new Promise((resolve, reject) => {
+      const body = JSON.stringify(json);
+      const req = request(
+        `${server.url}${p}`,
+        {
+          method: "POST",
+          ca,
+          agent: false,
+          timeout: 20_000,
+          headers: { "content-type": "application/json" },
+          ...(client ?? {}),
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (d: Buffer) => chunks.push(d));
+          res.on("end", () => {
+            const b = Buffer.concat(chunks);
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b, json: JSON.parse(b.toString()) });
+          });
+        },
+      );
+      req.on("timeout", () => req.destroy(new Error("timed out")));
+      req.on("error", reject);
+      req.end(body);
+    });
+  }
+  /** until polls `f` every 100 ms for at most 10 s. */
+  async function until(what: string, f: () => Promise<boolean> | boolean) {
+    for (let i = 0; i < 100; i++) {
+      if (await f()) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.fail(`not within 10 s: ${what}`);
+  }
+  const bundleNow = async () =>
+    (
+      await new Promise<Reply>((resolve, reject) => {
+        const req = request(
+          `${server.url}/v1/bundle`,
+          { rejectUnauthorized: false, agent: false, timeout: 20_000 },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on("data", (d: Buffer) => chunks.push(d));
+            res.on("end", () => {
+              const b = Buffer.concat(chunks);
+              resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b, json: JSON.parse(b.toString()) });
+            });
+          },
+        );
+        req.on("error", reject);
+        req.end();
+      })
+    ).json;
+  const caOf = (f: string) => readFileSync(path.join(pki, f), "utf8");
+  const enrollWeb = async (ca: string) => {
+    const { csr, keyPem } = newCsr(svc("web"));
+    const t = await server.ledger.createToken("web", "enroll", 15 * 60_000, new Date());
+    const r = await post("/v1/enroll", { service: "web", token: t.token, csr }, ca);
+    assert.equal(r.status, 201, r.body.toString());
+    return { cert: r.json.chain as string, key: keyPem };
+  };
+  const issuedBy = (certPem: string, caFile: string) => {
+    const f = path.join(dir, `c-${randomBytes(4).toString("hex")}.pem`);
+    writeFileSync(f, certPem);
+    return opensslVerify({ caFile: path.join(pki, caFile), certFile: f, purpose: "sslclient" }).ok;
+  };
+
+  before(async () => {
+    dir = tempDir("mtlskit-serve-rotate-");
+    file = writeManifest(dir, MANIFEST);
+    pki = path.join(dir, "pki");
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+    loaded = loadManifest(file);
+    server = await startServer({
+      manifest: loaded,
+      pkiDir: pki,
+      listen: { host: "127.0.0.1", port: 0 },
+      now: () => new Date(Date.now() + offset),
+      checkMs: 100,
+    });
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  it("ok/prepared and active: the bundle holds both CAs, an old CA's certificate renews, activated services are issued by the next CA; retired: the old CA's certificate is untrusted", async () => {
+    const old = caOf("ca/ca.pem");
+    const a = await enrollWeb(old);
+    assert.ok(issuedBy(a.cert, "ca/ca.pem"));
+    const prep = await runCli(["ca", "rotate", "prepare", "-f", file, "--pki", pki]);
+    assert.equal(prep.code, 0, prep.err);
+    await until("phase prepared", async () => (await bundleNow()).phase === "prepared");
+    const both = await bundleNow();
+    assert.equal(both.sha256.length, 2);
+    assert.equal(both.bundle, old + caOf("ca/next/ca.pem"));
+    const act = await runCli(["ca", "rotate", "activate", "-f", file, "--pki", pki]);
+    assert.equal(act.code, 0, act.err);
+    await until("phase active", async () => (await bundleNow()).phase === "active");
+    const req = newCsr(svc("web"));
+    const r = await post("/v1/renew", { csr: req.csr }, both.bundle, a);
+    assert.equal(r.status, 201, r.body.toString());
+    assert.ok(issuedBy(r.json.certificate, "ca/next/ca.pem"), "the renewed certificate is not the next CA's");
+    const b = { cert: r.json.chain as string, key: req.keyPem };
+    const ret = await runCli(["ca", "rotate", "retire", "-f", file, "--pki", pki, "--force"]);
+    assert.equal(ret.code, 0, ret.err);
+    await until("phase retired", async () => (await bundleNow()).phase === "retired");
+    const fresh = caOf("ca/ca.pem");
+    assert.notEqual(fresh, old);
+    // The server now presents a certificate of the new CA: a client trusting only it connects.
+    const c = await enrollWeb(fresh);
+    assert.ok(issuedBy(c.cert, "ca/ca.pem"));
+    const refused = await post("/v1/renew", { csr: newCsr(svc("web")).csr }, fresh, a);
+    assert.equal(refused.status, 401);
+    assert.equal(refused.json.error, "cert-untrusted");
+    // The next CA's certificate, issued while active, keeps renewing under the retired rotation.
+    assert.equal((await post("/v1/renew", { csr: newCsr(svc("web")).csr }, fresh, b)).status, 201);
+  });
+
+  it("ok/the server's own certificate is renewed once 2/3 of its lifetime has passed, and new connections get the new one", async () => {
+    const first = server.serverCertificate();
+    offset = 17 * HOUR;
+    await until("a new server certificate", () => server.serverCertificate() !== first);
+    const x = new X509Certificate(server.serverCertificate());
+    assert.ok(new Date(x.validFrom).getTime() > Date.now() + 16 * HOUR);
+    const seen = await new Promise<string>((resolve, reject) => {
+      const s = tlsConnect({ host: "127.0.0.1", port: server.port, rejectUnauthorized: false }, () => {
+        resolve(s.getPeerX509Certificate()!.serialNumber);
+        s.destroy();
+      });
+      s.on("error", reject);
+    });
+    assert.equal(seen, x.serialNumber);
+    offset = 0;
+  });
+});

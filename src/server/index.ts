@@ -1,8 +1,8 @@
 /**
  * startServer: the online CA (`mtlskit serve`). Reads the CA, issues the server's own
  * certificate in memory, listens, and keeps both current: the server's certificate is renewed at
- * 2/3 of its lifetime and the CA is re-read when its files change (a rotation's bundle reaches
- * new connections through setSecureContext).
+ * 2/3 of its lifetime and the CA is re-read when its files change (a rotation's bundle and
+ * issuer reach new connections through setSecureContext).
  */
 import { createHash } from "node:crypto";
 import type { Writable } from "node:stream";
@@ -35,8 +35,8 @@ export interface ServeOptions {
   now?: () => Date;
   /** log: JSON log lines (never a token, key or CSR). Default: none. */
   log?: { stream: Writable; level?: "info" | "debug" | "warn" | "error" };
-  /** caCheckMs: how often the CA files are looked at for a change. Default: 5000. */
-  caCheckMs?: number;
+  /** checkMs: how often the CA files are looked at for a change, and the server's certificate for its renewal time. Default: 5000. */
+  checkMs?: number;
 }
 
 /** RunningServer is a listening online CA. */
@@ -103,31 +103,26 @@ async function listenWith(
     onProblem: (code) => metrics.refused(code),
   });
 
-  let renewTimer: NodeJS.Timeout | undefined;
   const renewCredentials = () => {
     creds = issueServerCredentials(authority.current, listen.host, now());
     http.setTls({ keyPem: creds.keyPem, certPem: creds.certPem, caPem: authority.bundlePem });
-    schedule();
   };
-  const schedule = () => {
-    clearTimeout(renewTimer);
-    const wait = Math.min(Math.max(creds.renewAt.getTime() - now().getTime(), 1000), 2 ** 31 - 1);
-    renewTimer = setTimeout(renewCredentials, wait).unref();
-  };
-  schedule();
   const reload = () => {
     authority = loadAuthority(opts.manifest, opts.pkiDir);
     metrics.caNotAfter(authority.current.cert.notAfter);
     renewCredentials();
   };
-  const caTimer = setInterval(() => {
-    if (caFilesStamp(opts.pkiDir) === authority.stamp) return;
+  // One tick does both: a change of the CA files re-reads the CA (and re-issues the server's
+  // certificate under it, with the new bundle); else the certificate is renewed once 2/3 of its
+  // lifetime has passed by `now` (a clock the tests can move).
+  const timer = setInterval(() => {
     try {
-      reload();
+      if (caFilesStamp(opts.pkiDir) !== authority.stamp) reload();
+      else if (now() >= creds.renewAt) renewCredentials();
     } catch {
       // A CA caught mid-change (or damaged) is read again at the next tick; the last good one keeps serving.
     }
-  }, opts.caCheckMs ?? 5000).unref();
+  }, opts.checkMs ?? 5000).unref();
 
   const anchor = parseCertificatesPem(authority.root.bundlePem)[0] ?? authority.root.cert.der;
   let closed: Promise<void> | undefined;
@@ -141,8 +136,7 @@ async function listenWith(
     reload,
     close: () => {
       closed ??= (async () => {
-        clearTimeout(renewTimer);
-        clearInterval(caTimer);
+        clearInterval(timer);
         await http.close();
         await ledger.close();
       })();
