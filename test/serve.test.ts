@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { createPrivateKey, randomBytes, X509Certificate, type KeyObject } from "node:crypto";
+import { createHash, createPrivateKey, randomBytes, X509Certificate, type KeyObject } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { request, Agent, type RequestOptions } from "node:https";
 import { connect as netConnect, type Socket } from "node:net";
@@ -218,7 +218,7 @@ describe("mtlskit serve", () => {
     await server?.close();
   });
 
-  it("ok/the server's own certificate: issued by the CA, server profile, SANs 127.0.0.1 and localhost, verified by openssl", () => {
+  it("ok/the server's own certificate: issued by the CA, server profile, SANs 127.0.0.1 and localhost, verified by openssl", async () => {
     const f = path.join(dir, "server.pem");
     writeFileSync(f, server.serverCertificate());
     const v = opensslVerify({
@@ -233,6 +233,22 @@ describe("mtlskit serve", () => {
     assert.ok(new Date(x.validTo).getTime() - Date.now() <= 24 * HOUR + 1000);
     assert.match(server.url, /^https:\/\/127\.0\.0\.1:\d+$/);
     assert.equal(server.rootSha256, new X509Certificate(bundle).fingerprint256.replace(/:/g, "").toLowerCase());
+    // The chain presented on the wire ends with that root, for agents bootstrapping by --fingerprint.
+    const wire = await new Promise<string[]>((resolve, reject) => {
+      const s = tlsConnect({ host: "127.0.0.1", port: server.port, ca: bundle }, () => {
+        const out: string[] = [];
+        for (let c = s.getPeerCertificate(true); c?.raw && !out.includes(c.fingerprint256); c = c.issuerCertificate)
+          out.push(c.fingerprint256);
+        s.destroy();
+        resolve(out.map((f) => f.replace(/:/g, "").toLowerCase()));
+      });
+      s.on("error", reject);
+    });
+    assert.equal(wire.length, 2);
+    assert.equal(wire.at(-1), server.rootSha256);
+    const presented = parsePem(server.serverCertificate());
+    assert.equal(presented.length, 2);
+    assert.equal(createHash("sha256").update(presented[1]!.der).digest("hex"), server.rootSha256);
   });
 
   it("ok/enroll: a token and a CSR -> 201, the manifest's certificate exactly, openssl verifies it, the ledger row was written first", async () => {
