@@ -594,6 +594,11 @@ describe("mtlskit serve", () => {
       if (r instanceof Error) assert.match(r.message, /socket hang up|ECONNRESET|EPIPE/);
       else problem(r, 431, "headers-too-large");
       await stillServes();
+      // Whatever the client saw (the answer, or a reset while it was still writing), the server refused it as such.
+      assert.match(
+        (await call("/metrics")).body.toString(),
+        /^mtlskit_serve_refused_total\{reason="headers-too-large"\} [1-9]/m,
+      );
     });
 
     it("fail/renewal with an expired certificate -> 401 cert-expired", async () => {
@@ -738,6 +743,11 @@ describe("mtlskit serve", () => {
         const all = await Promise.race([Promise.all(closed), bound]);
         assert.notEqual(all, "bound", `still open after 12 s: ${[...open].join(" ")}`);
         await stillServes();
+        // The trickling ones were answered 408 by the header deadline, not merely dropped.
+        const m = /^mtlskit_serve_refused_total\{reason="request-timeout"\} (\d+)/m.exec(
+          (await call("/metrics")).body.toString(),
+        );
+        assert.ok(m && Number(m[1]) >= 50, `request-timeout refusals: ${m?.[1]}`);
       } finally {
         for (const t of timers) clearInterval(t);
         for (const s of sockets) s.destroy();
