@@ -707,7 +707,7 @@ describe("mtlskit serve", () => {
       await stillServes();
     });
 
-    it("fail/slowloris: 50 TLS connections trickling a header byte a second and 10 that never handshake are closed by the deadlines, while the server answers", async () => {
+    it("fail/slowloris: 50 TLS connections trickling a header byte a second, 5 trickling a body and 10 that never handshake are closed by the deadlines, while the server answers", async () => {
       const sockets: Socket[] = [];
       const closed: Promise<number>[] = [];
       const open = new Set<string>();
@@ -728,6 +728,22 @@ describe("mtlskit serve", () => {
             timers.push(t);
           });
         }
+        // Slow bodies: whole headers, then a body byte a second: the 10 s request deadline ends them.
+        for (let i = 0; i < 5; i++) {
+          const s = tlsConnect({ host: "127.0.0.1", port: Number(url.port), ca: bundle });
+          sockets.push(s);
+          open.add(`body${i}`);
+          closed.push(
+            new Promise((resolve) => s.on("close", () => (open.delete(`body${i}`), resolve(Date.now() - started)))),
+          );
+          s.on("error", () => {});
+          s.on("secureConnect", () => {
+            s.write(
+              "POST /v1/enroll HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{",
+            );
+            timers.push(setInterval(() => s.writable && s.write(" "), 1000));
+          });
+        }
         for (let i = 0; i < 10; i++) {
           const s = netConnect({ host: "127.0.0.1", port: Number(url.port) });
           sockets.push(s);
@@ -739,15 +755,15 @@ describe("mtlskit serve", () => {
         }
         await new Promise((r) => setTimeout(r, 1500));
         await stillServes(); // answered while 60 slow connections are open
-        const bound = new Promise<"bound">((r) => setTimeout(() => r("bound"), 12_000).unref());
+        const bound = new Promise<"bound">((r) => setTimeout(() => r("bound"), 16_000).unref());
         const all = await Promise.race([Promise.all(closed), bound]);
-        assert.notEqual(all, "bound", `still open after 12 s: ${[...open].join(" ")}`);
+        assert.notEqual(all, "bound", `still open after 16 s: ${[...open].join(" ")}`);
         await stillServes();
         // The trickling ones were answered 408 by the header deadline, not merely dropped.
         const m = /^mtlskit_serve_refused_total\{reason="request-timeout"\} (\d+)/m.exec(
           (await call("/metrics")).body.toString(),
         );
-        assert.ok(m && Number(m[1]) >= 50, `request-timeout refusals: ${m?.[1]}`);
+        assert.ok(m && Number(m[1]) >= 55, `request-timeout refusals: ${m?.[1]}`);
       } finally {
         for (const t of timers) clearInterval(t);
         for (const s of sockets) s.destroy();
