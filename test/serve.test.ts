@@ -1181,3 +1181,36 @@ describe("the online lifetime", () => {
     );
   });
 });
+
+describe("mtlskit serve on IPv6 loopback", () => {
+  it("ok/[::1]: the URL brackets the address, the server's certificate names IP ::1, a client verifying the name connects", async () => {
+    const dir = tempDir("mtlskit-serve-v6-");
+    const file = writeManifest(dir, MANIFEST);
+    const pki = path.join(dir, "pki");
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+    const server = await startServer({ manifest: loadManifest(file), pkiDir: pki, listen: { host: "::1", port: 0 } });
+    try {
+      assert.match(server.url, /^https:\/\/\[::1\]:\d+$/);
+      assert.equal(
+        new X509Certificate(server.serverCertificate()).subjectAltName,
+        "DNS:localhost, IP Address:0:0:0:0:0:0:0:1",
+      );
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = request(
+          `${server.url}/v1/health`,
+          { ca: readFileSync(path.join(pki, "ca/ca.pem"), "utf8"), agent: false, timeout: 20_000 },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on("timeout", () => req.destroy(new Error("timed out")));
+        req.on("error", reject);
+        req.end();
+      });
+      assert.equal(status, 200);
+    } finally {
+      await server.close();
+    }
+  });
+});
