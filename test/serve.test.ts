@@ -6,7 +6,7 @@
  * still works; slowloris connections; 50 concurrent uses of one token.
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createHash, createPrivateKey, randomBytes, X509Certificate, type KeyObject } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { request, Agent, type RequestOptions } from "node:https";
@@ -862,6 +862,22 @@ describe("mtlskit serve, the command", () => {
     assert.equal(r.code, 3, r.err);
     assert.match(r.err, /ledger/);
     assert.doesNotMatch(r.err, /This is a bug/);
+  });
+
+  it("ok/the CLI loads Fastify and prom-client only when serve runs (they cost every other command ~250 ms)", () => {
+    const probe = `await import(${JSON.stringify(path.join(REPO, "src/cli/main.ts"))});
+const { createRequire } = await import("node:module");
+const loaded = () => Object.keys(createRequire(import.meta.url).cache).filter((k) => /node_modules\\/(fastify|prom-client)\\//.test(k)).length > 0;
+const before = loaded();
+await import(${JSON.stringify(path.join(REPO, "src/server/index.ts"))});
+console.log(JSON.stringify([before, loaded()]));`;
+    const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", probe], {
+      cwd: REPO,
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), [false, true]);
   });
 
   it("fail/bad --listen: exit 2", async () => {
