@@ -1,0 +1,146 @@
+/**
+ * startServer: the online CA (`mtlskit serve`). Reads the CA, issues the server's own
+ * certificate in memory, listens, and keeps both current: the server's certificate is renewed at
+ * 2/3 of its lifetime and the CA is re-read when its files change (a rotation's bundle and
+ * issuer reach new connections through setSecureContext).
+ */
+import type { Writable } from "node:stream";
+import { openLedger } from "../ledger/index.ts";
+import type { Ledger } from "../ledger/ledger.ts";
+import type { LoadedManifest } from "../manifest/index.ts";
+import { caFilesStamp, loadAuthority, RevokedSet, type Authority } from "./authority.ts";
+import { listenHttps, type HttpServer } from "./http.ts";
+import { createMetrics } from "./metrics.ts";
+import { routes } from "./routes.ts";
+import { issueServerCredentials, type ServerCredentials } from "./tls.ts";
+
+export { LIMITS } from "./http.ts";
+export { PROBLEMS, type ProblemCode, type ProblemDoc } from "./problem.ts";
+export type { Issued } from "./issue.ts";
+
+/** DEFAULT_LISTEN: loopback only; serving other hosts is a choice (`--listen 0.0.0.0:8443`). */
+export const DEFAULT_LISTEN = { host: "127.0.0.1", port: 8443 } as const;
+
+/** ServeOptions configure startServer. */
+export interface ServeOptions {
+  manifest: LoadedManifest;
+  pkiDir: string;
+  /** listen: the address. Default: 127.0.0.1:8443; port 0 picks a free port. */
+  listen?: { host: string; port: number };
+  /** ledger: where certificates and tokens are recorded; the server closes it on close(). Default: openLedger(pkiDir), SQLite at DIR/ca/ledger.db. */
+  ledger?: Ledger;
+  /** now: the clock. Default: the current time. */
+  now?: () => Date;
+  /** log: JSON log lines (never a token, key or CSR). Default: none. */
+  log?: { stream: Writable; level?: "info" | "debug" | "warn" | "error" };
+  /** checkMs: how often the CA files are looked at for a change, and the server's certificate for its renewal time. Default: 5000. */
+  checkMs?: number;
+}
+
+/** RunningServer is a listening online CA. */
+export interface RunningServer {
+  url: string;
+  host: string;
+  port: number;
+  /** rootSha256: the SHA-256 of the trust anchor (lowercase hex): what agents pass as --fingerprint (a retired rotation changes it). */
+  readonly rootSha256: string;
+  ledger: Ledger;
+  /** serverCertificate: the server's own current certificate (leaf first). */
+  serverCertificate(): ServerCredentials["certPem"];
+  /** reload re-reads the CA now and issues the server a new certificate. */
+  reload(): void;
+  /** close stops listening, finishes in-flight requests, closes the ledger. */
+  close(): Promise<void>;
+}
+
+/**
+ * startServer starts the online CA. No CA, a damaged one, or an issuing key kept offline is a
+ * FailedError (exit 3) raised before anything listens.
+ */
+export async function startServer(opts: ServeOptions): Promise<RunningServer> {
+  const now = opts.now ?? (() => new Date());
+  const listen = opts.listen ?? DEFAULT_LISTEN;
+  // The CA first: a directory without a usable CA gets no ledger created in it.
+  const authority = loadAuthority(opts.manifest, opts.pkiDir);
+  const ledger = opts.ledger ?? (await openLedger(opts.pkiDir));
+  try {
+    return await listenWith(opts, ledger, now, listen, authority);
+  } catch (e) {
+    if (!opts.ledger) await ledger.close();
+    throw e;
+  }
+}
+
+/** listenWith issues the server's certificate, listens and starts the tick; the ledger is open. */
+async function listenWith(
+  opts: ServeOptions,
+  ledger: Ledger,
+  now: () => Date,
+  listen: { host: string; port: number },
+  first: Authority,
+): Promise<RunningServer> {
+  let authority = first;
+  let creds = issueServerCredentials(authority.current, authority.anchorPem, listen.host, now());
+  const metrics = createMetrics();
+  metrics.caNotAfter(authority.current.cert.notAfter);
+  const ctx = {
+    loaded: opts.manifest,
+    dir: opts.pkiDir,
+    ledger,
+    authority: () => authority,
+    revoked: new RevokedSet(opts.pkiDir),
+    metrics,
+    now,
+  };
+  const http: HttpServer = await listenHttps({
+    host: listen.host,
+    port: listen.port,
+    tls: { keyPem: creds.keyPem, certPem: creds.certPem, caPem: authority.bundlePem },
+    routes: routes(ctx),
+    ...(opts.log ? { log: opts.log } : {}),
+    onResponse: (route, seconds) => metrics.observe(route, seconds),
+    onProblem: (code) => metrics.refused(code),
+  });
+
+  const renewCredentials = () => {
+    creds = issueServerCredentials(authority.current, authority.anchorPem, listen.host, now());
+    http.setTls({ keyPem: creds.keyPem, certPem: creds.certPem, caPem: authority.bundlePem });
+  };
+  const reload = () => {
+    authority = loadAuthority(opts.manifest, opts.pkiDir);
+    metrics.caNotAfter(authority.current.cert.notAfter);
+    renewCredentials();
+  };
+  // One tick does both: a change of the CA files re-reads the CA (and re-issues the server's
+  // certificate under it, with the new bundle); else the certificate is renewed once 2/3 of its
+  // lifetime has passed by `now` (a clock the tests can move).
+  const timer = setInterval(() => {
+    try {
+      if (caFilesStamp(opts.pkiDir) !== authority.stamp) reload();
+      else if (now() >= creds.renewAt) renewCredentials();
+    } catch {
+      // A CA caught mid-change (or damaged) is read again at the next tick; the last good one keeps serving.
+    }
+  }, opts.checkMs ?? 5000).unref();
+
+  let closed: Promise<void> | undefined;
+  return {
+    url: http.url,
+    host: http.host,
+    port: http.port,
+    get rootSha256() {
+      return authority.anchorSha256;
+    },
+    ledger,
+    serverCertificate: () => creds.certPem,
+    reload,
+    close: () => {
+      closed ??= (async () => {
+        clearInterval(timer);
+        await http.close();
+        await ledger.close();
+      })();
+      return closed;
+    },
+  };
+}
