@@ -90,6 +90,21 @@ export function bundleDigests(pem: string): string[] {
     .sort();
 }
 
+/**
+ * newKeyAndCsr generates a key of `keyType` here and a CSR for it, signed by it, asking for CN =
+ * `service` only: the server puts the manifest's SANs, identity and usage in. PEM texts.
+ */
+export function newKeyAndCsr(service: string, keyType: KeyTypeName): { keyPem: string; csrPem: string } {
+  const k = generateKey(keyType);
+  const der = encodeCsr(
+    { subject: { CN: service }, dns: [], ips: [], uris: [] },
+    keyType,
+    k.spki,
+    createPrivateKey({ key: k.pkcs8, format: "der", type: "pkcs8" }),
+  );
+  return { keyPem: encodePem("PRIVATE KEY", k.pkcs8), csrPem: encodePem("CERTIFICATE REQUEST", der) };
+}
+
 /** AgentEvent is what onEvent hears: each step's outcome, for logs and metrics. */
 export type AgentEvent =
   | { kind: "enrolled" | "renewed"; serial: string; notAfter: string; renewAfter: string }
@@ -226,18 +241,6 @@ export function createAgent(opts: AgentOptions): Agent {
     };
   }
 
-  /** newRequest generates a key and a CSR for it: CN = the service (the server puts the manifest's SANs in). */
-  function newRequest(): { keyPem: string; csrPem: string } {
-    const k = generateKey(keyType);
-    const der = encodeCsr(
-      { subject: { CN: opts.service }, dns: [], ips: [], uris: [] },
-      keyType,
-      k.spki,
-      createPrivateKey({ key: k.pkcs8, format: "der", type: "pkcs8" }),
-    );
-    return { keyPem: encodePem("PRIVATE KEY", k.pkcs8), csrPem: encodePem("CERTIFICATE REQUEST", der) };
-  }
-
   async function install(issued: Issued, keyPem: string): Promise<Credentials> {
     // The reply is checked before it replaces anything: the chain parses and is our key's.
     parseCredentials({ cert: issued.chain, key: keyPem, ca: issued.bundle });
@@ -275,7 +278,7 @@ export function createAgent(opts: AgentOptions): Agent {
         ),
         { code: "token-spent" },
       );
-    const { keyPem, csrPem } = newRequest();
+    const { keyPem, csrPem } = newKeyAndCsr(opts.service, keyType);
     const issued = await clientNow().enroll(opts.service, token, csrPem);
     state = { ...state, enrolledWith: id };
     await install(issued, keyPem);
@@ -283,7 +286,7 @@ export function createAgent(opts: AgentOptions): Agent {
   }
 
   async function renew(held: Credentials): Promise<"renewed"> {
-    const { keyPem, csrPem } = newRequest();
+    const { keyPem, csrPem } = newKeyAndCsr(opts.service, keyType);
     const issued = await clientNow().renew({ key: held.key, cert: held.cert }, csrPem);
     await install(issued, keyPem);
     return "renewed";

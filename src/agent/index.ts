@@ -17,6 +17,7 @@ export {
   backoffDelay,
   bundleDigests,
   createAgent,
+  newKeyAndCsr,
   renewAt,
   statusOf,
   tokenId,

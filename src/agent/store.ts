@@ -4,12 +4,16 @@
  * or memory alone (agentSource). Every file is written atomically through state/fs.ts, and a new
  * pair is renamed into place key first, then certificate: a reader may see the new key beside the
  * old certificate for a moment (fileSource takes a mismatch for a rotation in progress and keeps
- * the old pair), never a certificate without its key.
+ * the old pair), never a certificate without its key. A kill between the two renames would leave
+ * a key beside a certificate that is not its own, the token spent and nothing to renew with; so
+ * the new pair is first written whole to OUT/agent-pending.json (0600, atomically), and a restart
+ * that finds it finishes the install before anything else.
  */
+import { rmSync } from "node:fs";
 import * as path from "node:path";
 import { FailedError } from "../errors.ts";
 import { readTextBounded } from "../read-file.ts";
-import { readCredentials, type Credentials } from "../service/source.ts";
+import { parseCredentials, readCredentials, type Credentials } from "../service/source.ts";
 import { ensureDir, ioFailure, syncDir, writeFileAtomic, writeFilesAtomic } from "../state/fs.ts";
 import { MODES } from "../state/layout.ts";
 
@@ -19,6 +23,8 @@ export const AGENT_FILES = {
   cert: { name: "cert.pem", mode: MODES.public },
   ca: { name: "ca.pem", mode: MODES.public },
   state: { name: "agent.json", mode: MODES.public },
+  /** pending: a new pair being installed (key, chain, bundle), removed once in place. */
+  pending: { name: "agent-pending.json", mode: MODES.key },
 } as const;
 
 /** AgentStatus is the agent's health in one word: `--status` exits 0 for healthy only. */
@@ -85,6 +91,29 @@ export function fileStore(out: string): AgentStore {
       throw ioFailure(e, out, "agent") ?? e;
     }
   };
+  /** install renames the bundle, then the key, then the certificate into place, and drops the pending record. */
+  const install = (next: Held) =>
+    write(() => {
+      writeFilesAtomic([
+        { file: file("ca"), data: next.bundle, mode: AGENT_FILES.ca.mode },
+        { file: file("key"), data: next.key, mode: AGENT_FILES.key.mode },
+        { file: file("cert"), data: next.chain, mode: AGENT_FILES.cert.mode },
+      ]);
+      rmSync(file("pending"), { force: true });
+      syncDir(out);
+    });
+  /** finishPending completes an install a kill interrupted; a damaged record (the kill came before its rename) is dropped. */
+  const finishPending = () => {
+    let held: Held;
+    try {
+      held = JSON.parse(readTextBounded(file("pending"), { limit: 1024 * 1024, noFollow: true })) as Held;
+      parseCredentials({ cert: held.chain, key: held.key, ca: held.bundle });
+    } catch (e) {
+      if ((e as { code?: string }).code !== "ENOENT") rmSync(file("pending"), { force: true });
+      return;
+    }
+    install(held);
+  };
   let made = false;
   const ensure = () => {
     if (!made) write(() => ensureDir(out, MODES.privateDir, { parents: true }));
@@ -95,6 +124,7 @@ export function fileStore(out: string): AgentStore {
     load() {
       let creds: Credentials | undefined;
       let state: AgentState | undefined;
+      finishPending();
       try {
         creds = readCredentials(files);
       } catch {
@@ -109,13 +139,11 @@ export function fileStore(out: string): AgentStore {
     },
     saveCredentials(next) {
       ensure();
-      write(() =>
-        writeFilesAtomic([
-          { file: file("ca"), data: next.bundle, mode: AGENT_FILES.ca.mode },
-          { file: file("key"), data: next.key, mode: AGENT_FILES.key.mode },
-          { file: file("cert"), data: next.chain, mode: AGENT_FILES.cert.mode },
-        ]),
-      );
+      write(() => {
+        writeFileAtomic(file("pending"), JSON.stringify(next), AGENT_FILES.pending.mode);
+        syncDir(out);
+      });
+      install(next);
       return readCredentials(files);
     },
     saveBundle(bundle) {
