@@ -98,7 +98,7 @@ describe("online CA end to end: serve + three agents + three services, one-minut
       node.server = createMtlsServer(
         https.createServer,
         node.source,
-        { authorize: authorizeOneOf(SERVICES.filter((s) => s !== name).map(idOf)) },
+        { authorize: authorizeOneOf(...SERVICES.filter((s) => s !== name).map(idOf)) },
         (_req, res) => res.end(name),
       );
       await new Promise<void>((r) => node.server!.listen(0, "127.0.0.1", r));
@@ -178,10 +178,12 @@ describe("online CA end to end: serve + three agents + three services, one-minut
     const seconds = Math.round((Date.now() - started) / 1000);
     const summary = `${seconds} s, ${tally.ok} ok, ${tally.failed} failed, renewals ${nodes.map((n) => `${n.name}=${n.renewals}`).join(" ")}, certificates seen ${[...served].map(([k, v]) => `${k}=${v.size}`).join(" ")}`;
     console.log(`# online e2e: ${summary}`);
-    for (const n of nodes) assert.ok(n.renewals >= RENEWALS, `${n.name} renewed ${n.renewals} times within ${RUN_LIMIT_MS} ms: ${summary}`);
+    for (const n of nodes)
+      assert.ok(n.renewals >= RENEWALS, `${n.name} renewed ${n.renewals} times within ${RUN_LIMIT_MS} ms: ${summary}`);
     assert.equal(tally.failed, 0, `${summary}\n${tally.errors.slice(0, 10).join("\n")}`);
     assert.ok(tally.ok > 1000, summary);
-    for (const [name, serials] of served) assert.ok(serials.size >= RENEWALS + 1, `${name} presented ${serials.size} certificates: ${summary}`);
+    for (const [name, serials] of served)
+      assert.ok(serials.size >= RENEWALS + 1, `${name} presented ${serials.size} certificates: ${summary}`);
     for (const n of nodes) {
       const s = n.agent.state();
       assert.equal(s.status, "healthy", JSON.stringify(s));
