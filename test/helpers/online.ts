@@ -34,7 +34,13 @@ export async function startOnlineCa(manifestText: string): Promise<OnlineCa> {
   assert.equal(r.code, 0, r.err);
   const loaded = loadManifest(manifest);
   const start = async (port: number) =>
-    startServer({ manifest: loaded, pkiDir: pki, listen: { host: "127.0.0.1", port }, ledger: await openLedger(pki) });
+    startServer({
+      manifest: loaded,
+      pkiDir: pki,
+      listen: { host: "127.0.0.1", port },
+      ledger: await openLedger(pki),
+      caCheckMs: 100, // a CA rotation is seen within 100 ms
+    });
   let server = await start(0);
   const port = server.port;
   const ca: OnlineCa = {
