@@ -850,3 +850,60 @@ describe("agent: with the server (startServer on loopback)", () => {
     }
   });
 });
+
+describe("agent: --fingerprint with ca.intermediate (the server sends its root beyond the intermediate)", () => {
+  let ca: OnlineCa;
+  before(async () => {
+    ca = await startOnlineCa(`version: 1
+cluster: inter
+ca:
+  key: ecdsa-p256
+  validity: 2y
+  subject: { CN: Inter Root }
+  intermediate: { key: ecdsa-p256, validity: 1y, renewBefore: 120d }
+defaults: { key: ecdsa-p256, validity: 30d, renewBefore: 10d }
+services:
+  web: { usage: dual, csr: true, ttl: 1m, addresses: [127.0.0.1] }
+`);
+  });
+  after(async () => {
+    await ca?.stop();
+  });
+  it("ok/--once --fingerprint of the root enrolls; cert.pem carries the intermediate, ca.pem the root", async () => {
+    const out = path.join(tempDir(), "tls");
+    const tokenFile = path.join(tempDir(), "token");
+    writeFileSync(tokenFile, await ca.token("web"), { mode: 0o600 });
+    const root = readFileSync(path.join(ca.pki, "ca/ca.pem"), "utf8");
+    const r = await runCli([
+      "agent",
+      "--server",
+      ca.url,
+      "--service",
+      "web",
+      "--token-file",
+      tokenFile,
+      "--out",
+      out,
+      "--fingerprint",
+      fpOf(root),
+      "--once",
+    ]);
+    assert.equal(r.code, 0, r.err);
+    const chain = readFileSync(path.join(out, "cert.pem"), "utf8");
+    assert.equal(bundleDigests(chain).length, 2, "leaf and intermediate");
+    assert.deepEqual(bundleDigests(readFileSync(path.join(out, "ca.pem"), "utf8")), [fpOf(root)]);
+    execFileSync(
+      "openssl",
+      [
+        "verify",
+        "-x509_strict",
+        "-CAfile",
+        path.join(out, "ca.pem"),
+        "-untrusted",
+        path.join(out, "cert.pem"),
+        path.join(out, "cert.pem"),
+      ],
+      { stdio: "pipe" },
+    );
+  });
+});

@@ -9,7 +9,7 @@ import type { Writable } from "node:stream";
 import { openLedger } from "../ledger/index.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import type { LoadedManifest } from "../manifest/index.ts";
-import { parseCertificatesPem } from "../pki/pem.ts";
+import { encodePem, parseCertificatesPem } from "../pki/pem.ts";
 import { caFilesStamp, loadAuthority, RevokedSet, type Authority } from "./authority.ts";
 import { listenHttps, type HttpServer } from "./http.ts";
 import { createMetrics } from "./metrics.ts";
@@ -73,6 +73,14 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   }
 }
 
+/**
+ * presented is the chain the server sends: its certificate, the issuing CA's intermediates, and
+ * the root, so an agent's `--fingerprint` bootstrap finds the root it pins in what was sent
+ * (docs/online-ca.md). OpenSSL adds the root by itself only when no intermediate is configured.
+ */
+const presented = (certPem: string, a: Authority): string =>
+  certPem + encodePem("CERTIFICATE", parseCertificatesPem(a.root.bundlePem)[0] ?? a.root.cert.der);
+
 async function listenWith(
   opts: ServeOptions,
   ledger: Ledger,
@@ -96,7 +104,7 @@ async function listenWith(
   const http: HttpServer = await listenHttps({
     host: listen.host,
     port: listen.port,
-    tls: { keyPem: creds.keyPem, certPem: creds.certPem, caPem: authority.bundlePem },
+    tls: { keyPem: creds.keyPem, certPem: presented(creds.certPem, authority), caPem: authority.bundlePem },
     routes: routes(ctx),
     ...(opts.log ? { log: opts.log } : {}),
     onResponse: (route, seconds) => metrics.observe(route, seconds),
@@ -106,7 +114,7 @@ async function listenWith(
   let renewTimer: NodeJS.Timeout | undefined;
   const renewCredentials = () => {
     creds = issueServerCredentials(authority.current, listen.host, now());
-    http.setTls({ keyPem: creds.keyPem, certPem: creds.certPem, caPem: authority.bundlePem });
+    http.setTls({ keyPem: creds.keyPem, certPem: presented(creds.certPem, authority), caPem: authority.bundlePem });
     schedule();
   };
   const schedule = () => {
