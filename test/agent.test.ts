@@ -7,7 +7,7 @@
  * block below. Loopback only, every wait bounded, everything closed in `after`.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import * as https from "node:https";
@@ -806,6 +806,61 @@ describe("agent: with the server (startServer on loopback)", () => {
     } finally {
       await source.close();
       await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
+  it("ok/the loop as a process: enrolls, logs without the token, stops on SIGTERM with exit 0", async () => {
+    const out = path.join(tempDir(), "tls");
+    const tokenFile = await tokenFileFor("api");
+    const secret = readFileSync(tokenFile, "utf8").trim().slice(22);
+    const argv = [
+      "agent",
+      "--server",
+      ca.url,
+      "--service",
+      "api",
+      "--token-file",
+      tokenFile,
+      "--out",
+      out,
+      "--ca",
+      caFile,
+    ];
+    const child = spawn(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "--input-type=module",
+        "-e",
+        `import { main } from ${JSON.stringify(path.resolve("src/cli/main.ts"))}; process.argv = [process.argv[0], "mtlskit", ...${JSON.stringify(argv)}]; await main();`,
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+    try {
+      const deadline = Date.now() + 20_000;
+      let state: AgentState | undefined;
+      while (Date.now() < deadline) {
+        try {
+          state = JSON.parse(readFileSync(path.join(out, "agent.json"), "utf8")) as AgentState;
+          if (state.status === "healthy") break;
+        } catch {
+          // not written yet
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(state?.status, "healthy", err);
+      child.kill("SIGTERM");
+      const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r("timeout"), 10_000))]);
+      assert.equal(code, 0, err);
+      assert.match(err, /enrolled api: serial [0-9a-f]+, valid until .*; renews after /);
+      assert.match(err, /api: stopped\./);
+      assert.ok(!err.includes(secret), "the token's secret is not logged");
+    } finally {
+      child.kill("SIGKILL");
     }
   });
 
