@@ -1,15 +1,13 @@
 /**
  * startServer: the online CA (`mtlskit serve`). Reads the CA, issues the server's own
  * certificate in memory, listens, and keeps both current: the server's certificate is renewed at
- * 2/3 of its lifetime and the CA is re-read when its files change (a rotation's bundle reaches
- * new connections through setSecureContext).
+ * 2/3 of its lifetime and the CA is re-read when its files change (a rotation's bundle and
+ * issuer reach new connections through setSecureContext).
  */
-import { createHash } from "node:crypto";
 import type { Writable } from "node:stream";
 import { openLedger } from "../ledger/index.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import type { LoadedManifest } from "../manifest/index.ts";
-import { encodePem, parseCertificatesPem } from "../pki/pem.ts";
 import { caFilesStamp, loadAuthority, RevokedSet, type Authority } from "./authority.ts";
 import { listenHttps, type HttpServer } from "./http.ts";
 import { createMetrics } from "./metrics.ts";
@@ -35,8 +33,8 @@ export interface ServeOptions {
   now?: () => Date;
   /** log: JSON log lines (never a token, key or CSR). Default: none. */
   log?: { stream: Writable; level?: "info" | "debug" | "warn" | "error" };
-  /** caCheckMs: how often the CA files are looked at for a change. Default: 5000. */
-  caCheckMs?: number;
+  /** checkMs: how often the CA files are looked at for a change, and the server's certificate for its renewal time. Default: 5000. */
+  checkMs?: number;
 }
 
 /** RunningServer is a listening online CA. */
@@ -44,8 +42,8 @@ export interface RunningServer {
   url: string;
   host: string;
   port: number;
-  /** rootSha256: the SHA-256 of the trust anchor (lowercase hex): what agents pass as --fingerprint. */
-  rootSha256: string;
+  /** rootSha256: the SHA-256 of the trust anchor (lowercase hex): what agents pass as --fingerprint (a retired rotation changes it). */
+  readonly rootSha256: string;
   ledger: Ledger;
   /** serverCertificate: the server's own current certificate (leaf first). */
   serverCertificate(): ServerCredentials["certPem"];
@@ -73,14 +71,6 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   }
 }
 
-/**
- * presented is the chain the server sends: its certificate, the issuing CA's intermediates, and
- * the root, so an agent's `--fingerprint` bootstrap finds the root it pins in what was sent
- * (docs/online-ca.md). OpenSSL adds the root by itself only when no intermediate is configured.
- */
-const presented = (certPem: string, a: Authority): string =>
-  certPem + encodePem("CERTIFICATE", parseCertificatesPem(a.root.bundlePem)[0] ?? a.root.cert.der);
-
 async function listenWith(
   opts: ServeOptions,
   ledger: Ledger,
@@ -89,7 +79,7 @@ async function listenWith(
   first: Authority,
 ): Promise<RunningServer> {
   let authority = first;
-  let creds = issueServerCredentials(authority.current, listen.host, now());
+  let creds = issueServerCredentials(authority.current, authority.anchorPem, listen.host, now());
   const metrics = createMetrics();
   metrics.caNotAfter(authority.current.cert.notAfter);
   const ctx = {
@@ -104,53 +94,48 @@ async function listenWith(
   const http: HttpServer = await listenHttps({
     host: listen.host,
     port: listen.port,
-    tls: { keyPem: creds.keyPem, certPem: presented(creds.certPem, authority), caPem: authority.bundlePem },
+    tls: { keyPem: creds.keyPem, certPem: creds.certPem, caPem: authority.bundlePem },
     routes: routes(ctx),
     ...(opts.log ? { log: opts.log } : {}),
     onResponse: (route, seconds) => metrics.observe(route, seconds),
     onProblem: (code) => metrics.refused(code),
   });
 
-  let renewTimer: NodeJS.Timeout | undefined;
   const renewCredentials = () => {
-    creds = issueServerCredentials(authority.current, listen.host, now());
-    http.setTls({ keyPem: creds.keyPem, certPem: presented(creds.certPem, authority), caPem: authority.bundlePem });
-    schedule();
+    creds = issueServerCredentials(authority.current, authority.anchorPem, listen.host, now());
+    http.setTls({ keyPem: creds.keyPem, certPem: creds.certPem, caPem: authority.bundlePem });
   };
-  const schedule = () => {
-    clearTimeout(renewTimer);
-    const wait = Math.min(Math.max(creds.renewAt.getTime() - now().getTime(), 1000), 2 ** 31 - 1);
-    renewTimer = setTimeout(renewCredentials, wait).unref();
-  };
-  schedule();
   const reload = () => {
     authority = loadAuthority(opts.manifest, opts.pkiDir);
     metrics.caNotAfter(authority.current.cert.notAfter);
     renewCredentials();
   };
-  const caTimer = setInterval(() => {
-    if (caFilesStamp(opts.pkiDir) === authority.stamp) return;
+  // One tick does both: a change of the CA files re-reads the CA (and re-issues the server's
+  // certificate under it, with the new bundle); else the certificate is renewed once 2/3 of its
+  // lifetime has passed by `now` (a clock the tests can move).
+  const timer = setInterval(() => {
     try {
-      reload();
+      if (caFilesStamp(opts.pkiDir) !== authority.stamp) reload();
+      else if (now() >= creds.renewAt) renewCredentials();
     } catch {
       // A CA caught mid-change (or damaged) is read again at the next tick; the last good one keeps serving.
     }
-  }, opts.caCheckMs ?? 5000).unref();
+  }, opts.checkMs ?? 5000).unref();
 
-  const anchor = parseCertificatesPem(authority.root.bundlePem)[0] ?? authority.root.cert.der;
   let closed: Promise<void> | undefined;
   return {
     url: http.url,
     host: http.host,
     port: http.port,
-    rootSha256: createHash("sha256").update(anchor).digest("hex"),
+    get rootSha256() {
+      return authority.anchorSha256;
+    },
     ledger,
     serverCertificate: () => creds.certPem,
     reload,
     close: () => {
       closed ??= (async () => {
-        clearTimeout(renewTimer);
-        clearInterval(caTimer);
+        clearInterval(timer);
         await http.close();
         await ledger.close();
       })();

@@ -39,7 +39,7 @@ export async function startOnlineCa(manifestText: string): Promise<OnlineCa> {
       pkiDir: pki,
       listen: { host: "127.0.0.1", port },
       ledger: await openLedger(pki),
-      caCheckMs: 100, // a CA rotation is seen within 100 ms
+      checkMs: 100, // a CA rotation is seen within 100 ms
     });
   let server = await start(0);
   const port = server.port;
