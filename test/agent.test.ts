@@ -431,6 +431,17 @@ describe("agent: the CLI without a server", () => {
     const ok = await runCli(["agent", "--status", "--out", out, "--json"]);
     assert.equal(ok.code, 0, ok.out);
     assert.equal((JSON.parse(ok.out) as AgentState).status, "healthy");
+    const metrics = await runCli(["agent", "--status", "--out", out, "--metrics"]);
+    assert.equal(metrics.code, 0, metrics.err);
+    assert.match(metrics.out, /^# HELP mtlskit_agent_healthy /m);
+    assert.match(metrics.out, /^mtlskit_agent_healthy\{service="web"\} 1$/m);
+    assert.ok(
+      metrics.out.includes(
+        `mtlskit_agent_certificate_not_after_seconds{service="web"} ${Date.parse(s.notAfter!) / 1000}\n`,
+      ),
+    );
+    assert.match(metrics.out, /^mtlskit_agent_consecutive_failures\{service="web"\} 0$/m);
+    assert.doesNotMatch(metrics.out, /renew_after/, "absent fields are left out, not 0");
     writeFileSync(
       path.join(out, "agent.json"),
       JSON.stringify({ ...s, notAfter: new Date(Date.now() - 1000).toISOString() }),
@@ -438,6 +449,9 @@ describe("agent: the CLI without a server", () => {
     const expired = await runCli(["agent", "--status", "--out", out]);
     assert.equal(expired.code, 1);
     assert.match(expired.out, /web is expired/);
+    const down = await runCli(["agent", "--status", "--out", out, "--metrics"]);
+    assert.equal(down.code, 1);
+    assert.match(down.out, /^mtlskit_agent_healthy\{service="web"\} 0$/m);
   });
   it("fail/--status without agent.json exits 3 naming the file", async () => {
     const r = await runCli(["agent", "--status", "--out", tempDir()]);

@@ -81,6 +81,48 @@ export function statusOf(s: Omit<AgentState, "status">, now: number): AgentStatu
   return "healthy";
 }
 
+/**
+ * agentMetricsText renders a state as Prometheus text (node_exporter's textfile collector, or a
+ * scrape of `mtlskit agent --status --metrics`): health, the certificate's expiry and renewal
+ * time, consecutive failures and the last success, labelled by service.
+ */
+export function agentMetricsText(s: AgentState, now: number): string {
+  const label = `{service=${JSON.stringify(s.service)}}`;
+  const seconds = (iso: string | undefined) => (iso === undefined ? undefined : Date.parse(iso) / 1000);
+  const rows: [string, string, string, number | undefined][] = [
+    [
+      "mtlskit_agent_healthy",
+      "gauge",
+      "1 when the agent holds a valid certificate and its last attempt and reload worked",
+      statusOf(s, now) === "healthy" ? 1 : 0,
+    ],
+    [
+      "mtlskit_agent_certificate_not_after_seconds",
+      "gauge",
+      "notAfter of the certificate held (Unix time)",
+      seconds(s.notAfter),
+    ],
+    ["mtlskit_agent_renew_after_seconds", "gauge", "when the agent renews (Unix time)", seconds(s.renewAfter)],
+    [
+      "mtlskit_agent_next_attempt_seconds",
+      "gauge",
+      "when the agent next talks to the CA (Unix time)",
+      seconds(s.nextAttempt),
+    ],
+    [
+      "mtlskit_agent_last_success_seconds",
+      "gauge",
+      "the last exchange with the CA that worked (Unix time)",
+      seconds(s.lastSuccess),
+    ],
+    ["mtlskit_agent_consecutive_failures", "gauge", "failed attempts since the last success", s.failures],
+  ];
+  return rows
+    .filter((r) => r[3] !== undefined && Number.isFinite(r[3]))
+    .map(([name, type, help, v]) => `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name}${label} ${v}\n`)
+    .join("");
+}
+
 /** tokenId is the non-secret id of a bootstrap token (`mtk_<id>_<secret>`), or a digest prefix for another shape. */
 export function tokenId(token: string): string {
   const m = /^mtk_([0-9a-f]{16})_/.exec(token);
