@@ -442,6 +442,8 @@ describe("agent: the CLI without a server", () => {
     );
     assert.match(metrics.out, /^mtlskit_agent_consecutive_failures\{service="web"\} 0$/m);
     assert.doesNotMatch(metrics.out, /renew_after/, "absent fields are left out, not 0");
+    // promtool, Prometheus' own linter, as the judge of the format.
+    execFileSync("promtool", ["check", "metrics"], { input: metrics.out, stdio: ["pipe", "pipe", "pipe"] });
     writeFileSync(
       path.join(out, "agent.json"),
       JSON.stringify({ ...s, notAfter: new Date(Date.now() - 1000).toISOString() }),
