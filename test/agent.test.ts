@@ -880,6 +880,44 @@ describe("agent: with the server (startServer on loopback)", () => {
     }
   });
 
+  it("fail/a revoked certificate cannot renew: the server's code and fix land in the state; no new certificate", async () => {
+    const out = path.join(tempDir(), "tls");
+    const offset = { ms: 0 };
+    const token = await ca.token("web");
+    const agent = createAgent({
+      server: ca.url,
+      service: "web",
+      token: () => token,
+      ca: readFileSync(caFile, "utf8"),
+      store: fileStore(out),
+      clock: offsetClock(offset),
+    });
+    try {
+      const first = await agent.step();
+      assert.equal(first.did, "enrolled", first.error?.message);
+      const rv = await runCli([
+        "revoke",
+        first.state.serial!,
+        "-f",
+        ca.manifest,
+        "--pki",
+        ca.pki,
+        "--reason",
+        "keyCompromise",
+      ]);
+      assert.equal(rv.code, 0, rv.err);
+      offset.ms = Date.parse(agent.state().renewAfter!) - Date.now() + 10;
+      const r = await agent.step();
+      assert.equal(r.did, "nothing");
+      assert.equal(r.state.lastError?.code, "cert-revoked", r.error?.message);
+      assert.match(r.state.lastError!.message, /the server refused the renewal \(403 cert-revoked\)/);
+      assert.equal(r.state.status, "failing");
+      assert.equal(r.state.serial, first.state.serial, "the revoked certificate is still what it holds");
+    } finally {
+      await agent.stop();
+    }
+  });
+
   // Last: it starts a CA rotation on the shared PKI.
   it("ok/a CA rotation: the polled bundle changes, ca.pem is rewritten with both CAs, the reload hook runs; --status stays healthy", async () => {
     const out = path.join(tempDir(), "tls");
