@@ -918,6 +918,36 @@ describe("agent: with the server (startServer on loopback)", () => {
     }
   });
 
+  it("fail/a failing --reload: --once exits 3 with the files written, --status says failing; the next run retries it", async () => {
+    const out = path.join(tempDir(), "tls");
+    const tokenFile = await tokenFileFor("web");
+    const base = [
+      "agent",
+      "--server",
+      ca.url,
+      "--service",
+      "web",
+      "--token-file",
+      tokenFile,
+      "--out",
+      out,
+      "--ca",
+      caFile,
+      "--once",
+    ];
+    const bad = await runCli([...base, "--reload", "echo cannot reload >&2; exit 7"]);
+    assert.equal(bad.code, 3);
+    assert.match(bad.err, /the reload command failed: exit 7: cannot reload/);
+    assert.ok(statSync(path.join(out, "cert.pem")).isFile());
+    const st = await runCli(["agent", "--status", "--out", out]);
+    assert.equal(st.code, 1);
+    assert.match(st.out, /reload .*FAILED, exit 7/);
+    const good = await runCli([...base, "--reload", `touch ${out}.reloaded`]);
+    assert.equal(good.code, 0, good.err);
+    assert.ok(statSync(`${out}.reloaded`).isFile(), "the reload ran again though nothing was due");
+    assert.equal((await runCli(["agent", "--status", "--out", out])).code, 0);
+  });
+
   // Last: it starts a CA rotation on the shared PKI.
   it("ok/a CA rotation: the polled bundle changes, ca.pem is rewritten with both CAs, the reload hook runs; --status stays healthy", async () => {
     const out = path.join(tempDir(), "tls");

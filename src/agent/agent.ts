@@ -241,6 +241,7 @@ export function createAgent(opts: AgentOptions): Agent {
     failures: kept?.failures ?? 0,
     ...(kept?.enrolledWith ? { enrolledWith: kept.enrolledWith } : {}),
     ...(kept?.lastSuccess ? { lastSuccess: kept.lastSuccess } : {}),
+    ...(kept?.reload ? { reload: kept.reload } : {}),
     updatedAt: iso(clock.now()),
   };
   let renewAtMs: number | undefined;
@@ -378,6 +379,8 @@ export function createAgent(opts: AgentOptions): Agent {
       else if (now >= renewAtMs!) did = await renew(creds);
       if (did === "nothing" && creds && now >= nextBundleAt && (await pollBundle(creds))) did = "bundle";
       else if (did !== "nothing") nextBundleAt = clock.now() + bundlePollMs;
+      // A reload that failed is run again at each step until it works: the files are already new.
+      if (did === "nothing" && creds && state.reload?.ok === false) await runReload(creds);
       const { lastError: _, ...rest } = state;
       state = { ...rest, failures: 0, lastSuccess: iso(clock.now()) };
       if (did === "enrolled" || did === "renewed")

@@ -64,7 +64,8 @@ EXIT CODES
   0  success; --status: healthy
   1  --status: failing (the last attempt failed, or the reload hook did) or expired
   2  invalid input: bad flags; nothing was written
-  3  could not do the job: the server refused or could not be reached (--once), unreadable files
+  3  could not do the job: the server refused or could not be reached (--once), the reload
+     command failed (--once), unreadable files
 `;
 
 /** describeState renders agent.json for people: one line of health, then the fields that matter. */
@@ -224,6 +225,10 @@ export async function agentCommand(args: string[], io: Io): Promise<number> {
       );
     }
     const s = r.state;
+    if (s.reload?.ok === false)
+      throw new FailedError(
+        `mtlskit agent: ${service}'s files are in ${out} (serial ${s.serial}), but the reload command failed: ${s.reload.message}\n    fix: correct --reload (it runs with sh -c); the next run tries it again`,
+      );
     io.out(
       r.did === "nothing"
         ? `mtlskit agent: ${service} holds serial ${s.serial}, valid until ${s.notAfter}; not due (renews after ${s.renewAfter}).\n`
