@@ -164,6 +164,46 @@ describe("agent: the --fingerprint bootstrap against a real TLS server", () => {
   });
 });
 
+describe("agent: a server that is not mtlskit serve", () => {
+  let server: https.Server;
+  let url: string;
+  before(async () => {
+    server = https.createServer({ cert: srvCert, key: srvKey }, (req, res) => {
+      if (req.url === "/v1/bundle") res.writeHead(200, { "content-type": "text/html" }).end("<html>hello</html>");
+      else res.writeHead(200).end("x".repeat(2 * 1024 * 1024));
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  it("fail/a reply that is not JSON is named as such (bad-reply), not a crash", async () => {
+    const client = createCaClient({ server: url, ca: caPem });
+    await assert.rejects(client.bundle(), (e: Error & { code?: string }) => {
+      assert.equal(e.code, "bad-reply");
+      assert.match(e.message, /not JSON \(is --server an mtlskit serve\?\)/);
+      return true;
+    });
+    client.close();
+  });
+  it("fail/a reply over 1 MiB is cut off (bad-reply)", async () => {
+    const client = createCaClient({ server: url, ca: caPem });
+    await assert.rejects(client.enroll("web", "t", "csr"), /replied with more than 1048576 bytes/);
+    client.close();
+  });
+  it("fail/a server whose certificate another CA issued fails the TLS verification (code tls), with the fix", async () => {
+    const client = createCaClient({ server: url, ca: readFileSync(path.join(other, "ca/ca.pem"), "utf8") });
+    await assert.rejects(client.bundle(), (e: Error & { code?: string }) => {
+      assert.equal(e.code, "tls");
+      assert.match(e.message, /fix: give the CA's bundle with --ca/);
+      return true;
+    });
+    client.close();
+  });
+});
+
 describe("agent: judgeBootstrapChain (each rule)", () => {
   const now = Date.now();
   const leaf = () => derOf(srvCert);
