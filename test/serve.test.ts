@@ -932,6 +932,7 @@ console.log(JSON.stringify([before, loaded()]));`;
       child.kill("SIGTERM");
       assert.equal(await exited, 0, err);
       assert.match(out, /stopped on SIGTERM/);
+      assert.equal(err, "", "without --log the server writes no log lines");
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     }
