@@ -454,6 +454,38 @@ describe("agent: the CLI without a server", () => {
     assert.equal(st.code, 1);
     assert.match(st.out, /web is failing/);
   });
+  it("fail/--once holding an expired certificate: exit 3, says it cannot be renewed, state expired; no token, no request", async () => {
+    const out = tempDir();
+    const fca = forge({ ca: true, cn: "Expired Test CA" });
+    const leaf = forge({
+      issuer: fca,
+      cn: "web",
+      notBefore: new Date(Date.now() - 2 * 3_600_000),
+      notAfter: new Date(Date.now() - 3_600_000),
+    });
+    fileStore(out).saveCredentials({ key: leaf.key.pem, chain: leaf.pem, bundle: fca.pem });
+    const r = await runCli([
+      "agent",
+      "--server",
+      "https://127.0.0.1:1",
+      "--service",
+      "web",
+      "--out",
+      out,
+      "--ca",
+      path.join(pki, "ca/ca.pem"),
+      "--once",
+    ]);
+    assert.equal(r.code, 3, r.err);
+    assert.match(r.err, /expired at .* and cannot be renewed, and no bootstrap token was given/);
+    assert.match(r.err, /fix: create one on the CA's host \(mtlskit token create web\)/);
+    const s = JSON.parse(readFileSync(path.join(out, "agent.json"), "utf8")) as AgentState;
+    assert.equal(s.status, "expired");
+    assert.equal(s.lastError?.code, "no-token");
+    const st = await runCli(["agent", "--status", "--out", out]);
+    assert.equal(st.code, 1);
+    assert.match(st.out, /web is expired/);
+  });
   it("ok/--status: healthy exits 0, expired exits 1 (judged now, not by what the file says)", async () => {
     const out = tempDir();
     const s: AgentState = {
@@ -734,7 +766,7 @@ describe("agent: with the server (startServer on loopback)", () => {
     }
   });
 
-  it("fail/an expired certificate cannot renew: the state says expired, --once exits 3", async () => {
+  it("fail/an expired certificate cannot renew (the server up, its token spent): the state says expired", async () => {
     const out = path.join(tempDir(), "tls");
     const offset = { ms: 0 };
     const token = await ca.token("web");
