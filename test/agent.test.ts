@@ -626,9 +626,10 @@ describe("agent: with the server (startServer on loopback)", () => {
       cert.checkPrivateKey(createPrivateKey(readFileSync(path.join(out, "key.pem")))),
       "the certificate is for the key made here",
     );
-    // The manifest's ttl (1m) from issuance (notBefore is backdated; validTo has whole seconds).
+    // The manifest's ttl (1m) is the whole lifetime: notBefore is backdated 6 s, notAfter follows.
     const end = Date.parse(cert.validTo);
-    assert.ok(end >= t0 + 59_000 && end <= t1 + 60_000, `notAfter ${cert.validTo} is one minute after issuance`);
+    assert.equal(end - Date.parse(cert.validFrom), 60_000, `${cert.validFrom} .. ${cert.validTo} is one minute`);
+    assert.ok(end >= t0 + 53_000 && end <= t1 + 54_000, `notAfter ${cert.validTo} is 54 s after issuance`);
     assert.equal(readFileSync(`${out}.reloaded`, "utf8").trim(), s0(cert), "the reload hook ran with MTLSKIT_SERIAL");
     execFileSync(
       "openssl",

@@ -283,14 +283,15 @@ describe("mtlskit serve", () => {
     assert.equal(info.isCA, false);
     assert.deepEqual(info.extKeyUsage, ["serverAuth", "clientAuth"]);
     assert.equal(info.subjectAttributes.CN, "web");
-    // Lifetime: the service's ttl (1h) from issuance; notBefore backdated by 5 minutes.
-    const issuedAt = new Date(info.notAfter.getTime() - HOUR);
+    // Lifetime: exactly the service's ttl (1h), notBefore backdated by 5 minutes (a tenth of 1h
+    // is more): the certificate never outlives its ttl.
+    assert.equal(info.notAfter.getTime() - info.notBefore.getTime(), HOUR);
+    const issuedAt = new Date(info.notBefore.getTime() + 5 * 60_000);
     assert.ok(
       issuedAt.getTime() >= Math.floor(before / 1000) * 1000 && issuedAt.getTime() <= Date.now(),
-      `${info.notAfter.toISOString()}`,
+      `${info.notBefore.toISOString()}`,
     );
-    assert.equal(info.notBefore.getTime(), issuedAt.getTime() - 5 * 60_000);
-    assert.equal(new Date(issued.renewAfter).getTime(), issuedAt.getTime() + (2 * HOUR) / 3);
+    assert.equal(new Date(issued.renewAfter).getTime(), issuedAt.getTime() + Math.floor((2 * (HOUR - 5 * 60_000)) / 3));
     // The ledger's row: the certificate itself, the token consumed by it.
     const row = await ledger.get(issued.serial);
     assert.ok(row);
@@ -338,7 +339,7 @@ describe("mtlskit serve", () => {
     });
     assert.equal(r.status, 201, r.body.toString());
     const info = decodeCertificate(parsePem(r.json.certificate)[0]!.der);
-    assert.equal(info.notAfter.getTime() - info.notBefore.getTime(), 2 * HOUR + 5 * 60_000);
+    assert.equal(info.notAfter.getTime() - info.notBefore.getTime(), 2 * HOUR);
     assert.deepEqual(info.extKeyUsage, ["serverAuth"]);
     const certFile = path.join(dir, "api.pem");
     writeFileSync(certFile, r.json.certificate);
@@ -1188,7 +1189,12 @@ describe("the online lifetime", () => {
     assert.equal(r.spec.notAfter.toISOString(), "2027-01-01T00:30:00.000Z");
     const s = csrPolicy(web, csr, now, { lifetimeMs: 2 * HOUR });
     assert.ok(s.ok);
-    assert.equal(s.spec.notAfter.toISOString(), "2027-01-01T02:00:00.000Z");
+    assert.equal(s.spec.notBefore.toISOString(), "2026-12-31T23:55:00.000Z");
+    assert.equal(s.spec.notAfter.toISOString(), "2027-01-01T01:55:00.000Z", "notAfter - notBefore is the lifetime");
+    const short = csrPolicy(web, csr, now, { lifetimeMs: 60_000 });
+    assert.ok(short.ok);
+    assert.equal(short.spec.notBefore.toISOString(), "2026-12-31T23:59:54.000Z", "a tenth of a minute's backdate");
+    assert.equal(short.spec.notAfter.toISOString(), "2027-01-01T00:00:54.000Z");
     const d = csrPolicy(web, csr, now);
     assert.ok(d.ok);
     assert.equal(

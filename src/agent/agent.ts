@@ -44,8 +44,8 @@ export const RENEW_AT = { earliest: 0.6, latest: 2 / 3 } as const;
 /**
  * renewAt is when a certificate received at `issuedAt` and valid until `notAfter` is renewed (ms);
  * `random` in [0, 1) picks the jitter. The lifetime counts from issuance, not from notBefore: the
- * CA backdates notBefore (5 min, for clocks that run behind), which would put 2/3 of a one-minute
- * certificate's "lifetime" before it was even issued.
+ * CA backdates notBefore (a tenth of the lifetime, at most 5 min, for clocks that run behind), so
+ * counting from notBefore would renew a little early.
  */
 export function renewAt(issuedAt: number, notAfter: number, random: number): number {
   const life = notAfter - issuedAt;

@@ -79,9 +79,20 @@ const sanWord = (s: { type: keyof typeof SAN_PREFIX; value: string }) =>
 /** comparable puts a sanWords word in sanWord's form: DNS names compare without case (RFC 4343). */
 const comparable = (w: string) => (w.startsWith("DNS:") ? `DNS:${w.slice(4).toLowerCase()}` : w);
 
+/**
+ * onlineBackdateMs: how far before issuance a short-lived certificate's notBefore lies: a tenth of
+ * its lifetime, at most BACKDATE_MS (6 s for a one-minute certificate, 5 min from 50 min up).
+ */
+export const onlineBackdateMs = (lifetimeMs: number): number => Math.min(BACKDATE_MS, Math.floor(lifetimeMs / 10));
+
 /** CsrPolicyOptions: what an online signer changes in leafSpec's certificate; nothing else differs. */
 export interface CsrPolicyOptions {
-  /** lifetimeMs: notAfter is issuance plus this (the online CA: the service's ttl, capped by serve.maxTtl). Default: the service's validity. */
+  /**
+   * lifetimeMs: notAfter - notBefore is exactly this (the online CA: the service's ttl, capped by
+   * serve.maxTtl), so a certificate never lives longer than its ttl; notBefore is backdated by
+   * onlineBackdateMs (a tenth of it, at most BACKDATE_MS) and notAfter follows. Default: the
+   * service's validity from issuance, backdated BACKDATE_MS (apply's certificate).
+   */
   lifetimeMs?: number;
   /** notAfterMax: notAfter never passes this (the issuing CA's own notAfter). Default: no cap. */
   notAfterMax?: Date;
@@ -109,7 +120,10 @@ export function csrPolicy(service: Service, csr: CsrFields, now: Date, opts: Csr
     };
   const slot = service.slots[0]!;
   const spec = leafSpec(service, slot, now);
-  if (opts.lifetimeMs !== undefined) spec.notAfter = new Date(now.getTime() + opts.lifetimeMs);
+  if (opts.lifetimeMs !== undefined) {
+    spec.notBefore = new Date(now.getTime() - onlineBackdateMs(opts.lifetimeMs));
+    spec.notAfter = new Date(spec.notBefore.getTime() + opts.lifetimeMs);
+  }
   if (opts.notAfterMax !== undefined && spec.notAfter > opts.notAfterMax) spec.notAfter = new Date(opts.notAfterMax);
   const info = csr.decoded;
 
