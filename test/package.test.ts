@@ -163,14 +163,19 @@ describe("the npm package, installed into an app", () => {
     dir,
     JSON.parse(npm(REPO, ["pack", "--json", "--ignore-scripts", "--pack-destination", dir]))[0].filename as string,
   );
-  const app = (name: string, deps: string[]) => {
+  /**
+   * app installs the tarball into a new app. better-sqlite3 (the online CA's ledger) is a native
+   * addon compiled by node-gyp at install (about a minute on 2 cores): the first app builds it and
+   * uses it; `ignoreScripts` skips that build where the app proves something else (grpc-js).
+   */
+  const app = (name: string, deps: string[], opts: { ignoreScripts?: boolean } = {}) => {
     const cwd = path.join(dir, name);
     execFileSync("mkdir", [cwd]);
     writeFileSync(
       path.join(cwd, "package.json"),
       JSON.stringify({ name, version: "1.0.0", private: true, type: "module" }),
     );
-    npm(cwd, ["install", tarball, ...deps]);
+    npm(cwd, ["install", tarball, ...deps, ...(opts.ignoreScripts ? ["--ignore-scripts"] : [])]);
     return cwd;
   };
 
@@ -196,6 +201,27 @@ describe("the npm package, installed into an app", () => {
       "pki",
     ]);
     assert.equal(applied.code, 0, applied.err);
+    // The ledger's native addon, built by the install, works: a token for a csr service lands in
+    // pki/ca/ledger.db.
+    writeFileSync(
+      path.join(cwd, "online.yaml"),
+      "version: 1\ncluster: online\nca: {}\nservices:\n  web: { usage: dual, csr: true, ttl: 15m }\n",
+    );
+    const online = node(cwd, ["node_modules/mtlskit/bin/mtlskit.js", "apply", "-f", "online.yaml", "--pki", "online"]);
+    assert.equal(online.code, 0, online.err);
+    const token = node(cwd, [
+      "node_modules/mtlskit/bin/mtlskit.js",
+      "token",
+      "create",
+      "web",
+      "-f",
+      "online.yaml",
+      "--pki",
+      "online",
+    ]);
+    assert.equal(token.code, 0, token.err);
+    assert.match(token.out.trim(), /^mtk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/);
+    assert.ok(readFileSync(path.join(cwd, "online/ca/ledger.db")).length > 0, "the SQLite ledger was written");
     const service = node(cwd, [
       "--input-type=module",
       "-e",
@@ -213,7 +239,7 @@ describe("the npm package, installed into an app", () => {
   });
 
   it(`ok/with the app's own @grpc/grpc-js at the declared minimum (${GRPC_JS_MIN}): mtlskit/grpc uses that copy, and a call is served over mTLS`, () => {
-    const cwd = app("grpc-min", [`@grpc/grpc-js@${GRPC_JS_MIN}`]);
+    const cwd = app("grpc-min", [`@grpc/grpc-js@${GRPC_JS_MIN}`], { ignoreScripts: true });
     const pkg = JSON.parse(readFileSync(path.join(cwd, "node_modules/mtlskit/package.json"), "utf8")) as {
       peerDependencies: Record<string, string>;
     };
