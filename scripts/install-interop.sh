@@ -16,6 +16,7 @@
 #   prometheus      promtool: the metrics' exposition format and the example alert rules' unit tests
 #   ca-certificates update-ca-certificates: `mtlskit trust install` into the system store
 #   libnss3-tools   certutil: `mtlskit trust install` into an NSS database (browsers)
+#   golang-cfssl    cfssl serve: not a test, the peer `npm run bench:serve` measures mtlskit serve against
 set -euo pipefail
 
 need=(
@@ -32,6 +33,7 @@ need=(
   systemd-analyze:systemd
   update-ca-certificates:ca-certificates
   certutil:libnss3-tools
+  cfssl:golang-cfssl
 )
 missing=()
 for pair in "${need[@]}"; do
