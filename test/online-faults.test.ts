@@ -1,0 +1,328 @@
+/**
+ * kill -9 of `mtlskit serve` under load (issue 14, Proof: Faults). serve runs from the built
+ * package as a child process (test/helpers/built.ts) on one loopback port; concurrent clients
+ * enroll with many single-use tokens (some sent twice at once, some revoked, expired or for
+ * another service) and renew over mTLS with the certificates they hold, while serve is killed
+ * with SIGKILL KILLS times, each after a delay a seeded PRNG draws (test/helpers/prng.ts), and
+ * started again on the same port. Clients retry a request whose connection failed (with the same
+ * token: it may or may not have been consumed before the kill). At the end, serve stopped, the
+ * ledger (DIR/ca/ledger.db, opened through openLedger; nothing is written to it) and every
+ * certificate a client received must say:
+ *   - no serial twice, in the ledger or among the received certificates;
+ *   - every received certificate has its row, with the same SHA-256 and DER, issued for the
+ *     token or the certificate the client presented, and is signed by the CA;
+ *   - no token paid for two rows; each used token's usedBy is its row; no two successes for one
+ *     token, however many times it was sent;
+ *   - no row for a token that was refused as revoked, expired, unknown or for another service;
+ *   - requests in flight at a kill ended with a connection error or with a certificate that has
+ *     its row (the answer was out before the kill): never a certificate without a row.
+ * Rows no client holds are allowed (committed, then the process died before answering): counted.
+ * MTLSKIT_KILL_SEED replays other kill moments; MTLSKIT_KILLS changes how many.
+ */
+import assert from "node:assert/strict";
+import { createHash, X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
+import type * as https from "node:https";
+import * as path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { openLedger } from "../src/ledger/index.ts";
+import type { IssuedRecord, TokenRecord } from "../src/ledger/ledger.ts";
+import { encodePem, parseCertificatesPem } from "../src/pki/pem.ts";
+import { buildPackage, runBuilt } from "./helpers/built.ts";
+import { tempDir, writeManifest } from "./helpers/cli.ts";
+import {
+  type Csr,
+  makeCsrs,
+  onlineManifest,
+  type Reply,
+  requestJson,
+  type Served,
+  startServe,
+  type Target,
+  trustAgent,
+  within,
+} from "./helpers/online.ts";
+import { prng } from "./helpers/prng.ts";
+
+const KILLS = Number(process.env.MTLSKIT_KILLS ?? 5);
+const SEED = Number(process.env.MTLSKIT_KILL_SEED ?? 20261214);
+const ENROLLERS = 6;
+const RENEWERS = 4;
+const TOKENS = 500;
+const SERVICES = ["a", "b"] as const;
+/** TIMEOUT_MS bounds each request: a kill closes its sockets at once, so only a stalled server reaches it (then the request fails and is retried). */
+const TIMEOUT_MS = 15_000;
+
+/** Sent is one token as the clients use it: its service, and what the test made of it. */
+interface Sent {
+  token: string;
+  id: string;
+  service: (typeof SERVICES)[number];
+  /** sendAs: the service named in the request (another one for wrong-service tokens). */
+  sendAs: string;
+  /** twice: two clients send it at the same moment. */
+  twice: boolean;
+  /** expect: "good" tokens may succeed once; the others must always be refused. */
+  expect: "good" | "revoked" | "expired" | "wrong-service";
+}
+
+/** Received is a certificate a client got (201), with what it presented for it. */
+interface Received {
+  serial: string;
+  der: Buffer;
+  how: "enroll" | "renew";
+  tokenId: string | undefined;
+  renewedFrom: string | undefined;
+  /** duringKill: the request was in flight when serve was killed. */
+  duringKill: boolean;
+}
+
+const serialOf = (der: Buffer) => new X509Certificate(der).serialNumber.toLowerCase().replace(/^(00)+(?=.)/, "");
+
+describe("serve killed with SIGKILL under load", { timeout: 240_000 }, () => {
+  let bin: string;
+  let dir: string;
+  let pki: string;
+  let manifest: string;
+  let caFile: string;
+  let ca: X509Certificate;
+  const csrs = new Map<string, Csr[]>();
+  const sent: Sent[] = [];
+  let served: Served | undefined;
+  const agents: https.Agent[] = [];
+
+  const received: Received[] = [];
+  /** refused: token id -> the error codes it was refused with. */
+  const refused = new Map<string, string[]>();
+  /** successes: token id -> how many 201s its sends got. */
+  const successes = new Map<string, number>();
+  const inFlightAtKill: number[] = [];
+  let connectionErrors = 0;
+  const otherAnswers: string[] = [];
+  let rows: IssuedRecord[] = [];
+  let tokens: TokenRecord[] = [];
+
+  before(async () => {
+    bin = buildPackage();
+    dir = tempDir("mtlskit-online-faults-");
+    pki = path.join(dir, "pki");
+    manifest = writeManifest(dir, onlineManifest({ cluster: "faults", services: [...SERVICES] }));
+    const applied = await runBuilt(bin, ["apply", "-f", manifest, "--pki", pki]);
+    assert.equal(applied.code, 0, applied.err);
+    caFile = path.join(pki, "ca", "ca.pem");
+    ca = new X509Certificate(readFileSync(caFile));
+    for (const s of SERVICES) csrs.set(s, await makeCsrs(manifest, s, 100));
+
+    const ledger = await openLedger(pki);
+    try {
+      const now = new Date();
+      for (let i = 0; i < TOKENS; i++) {
+        const service = SERVICES[i % 2]!;
+        const kind: Sent["expect"] =
+          i % 50 === 7 ? "revoked" : i % 50 === 17 ? "expired" : i % 50 === 27 ? "wrong-service" : "good";
+        const { token, record } = await ledger.createToken(service, "enroll", kind === "expired" ? 1 : 15 * 60_000, now);
+        if (kind === "revoked") assert.equal(await ledger.revokeToken(record.id, now), true);
+        const sendAs = kind === "wrong-service" ? SERVICES[(i + 1) % 2]! : service;
+        sent.push({ token, id: record.id, service, sendAs, twice: i % 10 === 3, expect: kind });
+      }
+    } finally {
+      await ledger.close();
+    }
+  });
+
+  after(async () => {
+    for (const a of agents) a.destroy();
+    await served?.kill9().catch(() => {});
+  });
+
+  it(`keeps serving through ${KILLS} kills (seed ${SEED})`, async () => {
+    served = await startServe(bin, { manifest, pki });
+    const port = served.port;
+    const target: Target = { port, agent: trustAgent(caFile), tls: true, timeoutMs: TIMEOUT_MS };
+    agents.push(target.agent);
+    const random = prng(SEED);
+    let stopping = false;
+    let killing = false;
+    let csrNext = 0;
+    const csrFor = (service: string) => {
+      const pool = csrs.get(service) ?? csrs.get("a")!;
+      return pool[csrNext++ % pool.length]!;
+    };
+    const inFlight = new Set<{ duringKill: boolean }>();
+    /** send makes one request, marking it when a kill lands while it is in flight. */
+    const send = async (t: Target, route: string, body: unknown): Promise<Reply & { duringKill: boolean }> => {
+      const mark = { duringKill: killing };
+      inFlight.add(mark);
+      try {
+        return { ...(await requestJson(t, "POST", route, body)), duringKill: mark.duringKill };
+      } finally {
+        inFlight.delete(mark);
+      }
+    };
+    const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    const certOf = (r: Reply): Buffer | undefined => {
+      const b = r.body as { certificate?: unknown } | undefined;
+      return r.status === 201 && typeof b?.certificate === "string" ? parseCertificatesPem(b.certificate)[0] : undefined;
+    };
+    const codeOf = (r: Reply) => (r.body as { error?: unknown } | undefined)?.error;
+
+    /** enrollOnce sends a token until it gets an answer that is not a connection failure or a 503; the certificate and the CSR it was for. */
+    const enrollOnce = async (s: Sent): Promise<{ der: Buffer; csr: Csr } | undefined> => {
+      for (let attempt = 0; attempt < 200 && !stopping; attempt++) {
+        const csr = csrFor(s.sendAs);
+        const r = await send(target, "/v1/enroll", { service: s.sendAs, token: s.token, csr: csr.pem });
+        const der = certOf(r);
+        if (der !== undefined) {
+          successes.set(s.id, (successes.get(s.id) ?? 0) + 1);
+          received.push({ serial: serialOf(der), der, how: "enroll", tokenId: s.id, renewedFrom: undefined, duringKill: r.duringKill });
+          return { der, csr };
+        }
+        if (r.status === 0 || r.status === 503) {
+          if (r.status === 0) connectionErrors++;
+          await pause(20); // serve is down or starting: the same token again
+          continue;
+        }
+        const code = String(codeOf(r));
+        refused.set(s.id, [...(refused.get(s.id) ?? []), code]);
+        if (r.status !== 401 && r.status !== 403) otherAnswers.push(`${r.status} ${JSON.stringify(r.body)}`);
+        return undefined;
+      }
+      return undefined;
+    };
+
+    // Renewers start from certificates enrolled now (one good token each, taken off the list).
+    const identities: { target: Target; serial: string; service: string }[] = [];
+    for (let k = 0; k < RENEWERS; k++) {
+      const s = sent.find((x) => x.expect === "good" && !x.twice && !successes.has(x.id))!;
+      const got = await enrollOnce(s);
+      assert.ok(got, `renewer ${k}: first enrollment failed: ${JSON.stringify(refused.get(s.id))}`);
+      const agent = trustAgent(caFile, { cert: encodePem("CERTIFICATE", got.der), key: got.csr.keyPem, maxSockets: 1 });
+      agents.push(agent);
+      identities.push({ target: { port, agent, tls: true, timeoutMs: TIMEOUT_MS }, serial: serialOf(got.der), service: s.service });
+    }
+    const queue = sent.filter((s) => !successes.has(s.id));
+
+    const enroller = async () => {
+      while (!stopping) {
+        const s = queue.shift();
+        if (s === undefined) return;
+        if (s.twice) await Promise.all([enrollOnce(s), enrollOnce(s)]);
+        else await enrollOnce(s);
+      }
+    };
+    const renewer = async (k: number) => {
+      const id = identities[k]!;
+      while (!stopping) {
+        const csr = csrFor(id.service);
+        const r = await send(id.target, "/v1/renew", { csr: csr.pem });
+        const der = certOf(r);
+        if (der !== undefined) {
+          received.push({ serial: serialOf(der), der, how: "renew", tokenId: undefined, renewedFrom: id.serial, duringKill: r.duringKill });
+          // Go on with the new certificate, as an agent does: a new identity, a new connection.
+          id.target.agent.destroy();
+          const agent = trustAgent(caFile, { cert: encodePem("CERTIFICATE", der), key: csr.keyPem, maxSockets: 1 });
+          agents.push(agent);
+          id.target = { ...id.target, agent };
+          id.serial = serialOf(der);
+          continue;
+        }
+        if (r.status === 0) connectionErrors++;
+        else if (r.status !== 503) otherAnswers.push(`renew ${r.status} ${JSON.stringify(r.body)}`);
+        await pause(20);
+      }
+    };
+    const loops = [
+      ...Array.from({ length: ENROLLERS }, enroller),
+      ...Array.from({ length: RENEWERS }, (_, k) => renewer(k)),
+    ];
+
+    try {
+      for (let k = 0; k < KILLS; k++) {
+        await pause(300 + Math.floor(random() * 1200));
+        killing = true;
+        for (const m of inFlight) m.duringKill = true;
+        inFlightAtKill.push(inFlight.size);
+        await served.kill9();
+        killing = false;
+        await pause(Math.floor(random() * 300)); // clients meet a closed port for a moment
+        served = await startServe(bin, { manifest, pki, port });
+      }
+      await pause(1_000); // traffic after the last restart
+    } finally {
+      stopping = true;
+      await within(Promise.all(loops), 30_000, "client loops after stop");
+    }
+    await served.stop();
+    served = undefined;
+
+    const ledger = await openLedger(pki, undefined, { create: false });
+    try {
+      rows = await ledger.list();
+      tokens = await ledger.tokens();
+    } finally {
+      await ledger.close();
+    }
+    assert.deepEqual(otherAnswers, [], "answers other than 201, 401/403 refusals, 503 or a failed connection");
+    assert.ok(received.length >= 50, `clients received only ${received.length} certificates`);
+    assert.ok(received.some((r) => r.how === "renew"), "no renewal succeeded");
+    assert.ok(connectionErrors > 0, "no request met a kill: the kills did not land under load");
+    assert.ok(inFlightAtKill.some((n) => n > 0), `no request was in flight at any kill: ${inFlightAtKill}`);
+  });
+
+  it("no serial twice, in the ledger or among the certificates clients hold", () => {
+    assert.equal(new Set(rows.map((r) => r.serial)).size, rows.length);
+    assert.equal(new Set(received.map((r) => r.serial)).size, received.length);
+  });
+
+  it("every certificate a client received has its ledger row: same SHA-256 and DER, what it paid with, signed by the CA", () => {
+    const bySerial = new Map(rows.map((r) => [r.serial, r]));
+    for (const got of received) {
+      const row = bySerial.get(got.serial);
+      assert.ok(row, `serial ${got.serial} (${got.how}${got.duringKill ? ", in flight at a kill" : ""}) has no ledger row`);
+      assert.equal(row.sha256, createHash("sha256").update(got.der).digest("hex"), `serial ${got.serial}: SHA-256`);
+      assert.ok(row.der.equals(got.der), `serial ${got.serial}: DER`);
+      assert.equal(row.how, got.how, `serial ${got.serial}: how`);
+      assert.equal(row.tokenId, got.tokenId, `serial ${got.serial}: token`);
+      assert.equal(row.renewedFrom, got.renewedFrom, `serial ${got.serial}: renewedFrom`);
+      assert.ok(new X509Certificate(got.der).verify(ca.publicKey), `serial ${got.serial}: not signed by the CA`);
+    }
+    for (const row of rows) assert.equal(row.sha256, createHash("sha256").update(row.der).digest("hex"), `row ${row.serial}`);
+  });
+
+  it("no token used twice: one row at most per token, each used token's usedBy is its row, one success at most per token", () => {
+    const rowsByToken = new Map<string, IssuedRecord[]>();
+    for (const r of rows) if (r.tokenId !== undefined) rowsByToken.set(r.tokenId, [...(rowsByToken.get(r.tokenId) ?? []), r]);
+    for (const [id, list] of rowsByToken) assert.equal(list.length, 1, `token ${id} paid for ${list.map((r) => r.serial)}`);
+    const byId = new Map(tokens.map((t) => [t.id, t]));
+    for (const [id, [row]] of rowsByToken) assert.equal(byId.get(id)?.usedBy, row!.serial, `token ${id}: usedBy`);
+    for (const t of tokens) if (t.usedBy !== undefined) assert.equal(rowsByToken.get(t.id)?.[0]?.serial, t.usedBy, `token ${t.id}`);
+    for (const [id, n] of successes) assert.equal(n, 1, `token ${id} succeeded ${n} times`);
+    const twice = sent.filter((s) => s.twice && s.expect === "good");
+    assert.ok(twice.some((s) => successes.get(s.id) === 1 && refused.get(s.id)?.includes("token-used")), "no token sent twice at once saw one success and one token-used");
+  });
+
+  it("no row for a token that was refused as revoked, expired or for another service; each refused with its reason", () => {
+    const tokenIds = new Set(rows.map((r) => r.tokenId));
+    const want = { revoked: "token-revoked", expired: "token-expired", "wrong-service": "token-wrong-service" } as const;
+    for (const s of sent) {
+      if (s.expect === "good") continue;
+      assert.equal(tokenIds.has(s.id), false, `${s.expect} token ${s.id} has a row`);
+      assert.equal(successes.get(s.id), undefined, `${s.expect} token ${s.id} got a certificate`);
+      const codes = refused.get(s.id);
+      if (codes !== undefined) for (const c of codes) assert.equal(c, want[s.expect], `${s.expect} token ${s.id}`);
+    }
+    // Every token refused as used has exactly the one row that used it (maybe one whose answer a kill lost).
+    for (const [id, codes] of refused)
+      if (codes.includes("token-used")) assert.ok(tokenIds.has(id), `token ${id} refused as used, but no row used it`);
+  });
+
+  it("requests in flight at a kill got a connection error or a certificate with its row; rows no client holds are only from the kills", (t) => {
+    const held = new Set(received.map((r) => r.serial));
+    const orphans = rows.filter((r) => !held.has(r.serial));
+    t.diagnostic(
+      `${received.length} certificates received (${received.filter((r) => r.duringKill).length} in flight at a kill), ${rows.length} rows, ${orphans.length} rows no client holds, ${connectionErrors} connection errors, in flight at each kill: ${inFlightAtKill.join(" ")}`,
+    );
+    // An orphan row's answer was lost to a kill: at most the requests in flight at the kills.
+    assert.ok(orphans.length <= inFlightAtKill.reduce((a, b) => a + b, 0), `${orphans.length} rows no client holds`);
+  });
+});
