@@ -7,6 +7,7 @@
  * are unique by constraint; a token is consumed by the same transaction that records the
  * certificate, so of any number of concurrent uses exactly one succeeds.
  */
+import { FailedError } from "../errors.ts";
 
 /** TokenKind: `enroll` tokens are bootstrap tokens for `POST /v1/enroll` (`mtlskit token create`); `acme` are EAB keys (issue 16). */
 export type TokenKind = "enroll" | "acme";
@@ -116,7 +117,10 @@ export interface Ledger {
   close(): Promise<void>;
 }
 
-/** LedgerUnavailableError: the ledger cannot be read or written now (locked, disk full, database down); the server answers 503 and issues nothing. */
-export class LedgerUnavailableError extends Error {
+/**
+ * LedgerUnavailableError: the ledger cannot be read or written now (locked, disk full, database
+ * down, a schema newer than this code); the server answers 503 and issues nothing, the CLI exits 3.
+ */
+export class LedgerUnavailableError extends FailedError {
   override name = "LedgerUnavailableError";
 }

@@ -1,0 +1,550 @@
+/**
+ * The SQLite ledger (the default, DIR/ca/ledger.db): the one door to better-sqlite3.
+ *
+ * Durability: WAL with synchronous=FULL, so a COMMIT has returned only once the WAL is fsynced.
+ * Group commit: `record` queues its row and the queue is written by one transaction on the next
+ * turn of the event loop (setImmediate), each row under its own SAVEPOINT so one refusal
+ * (duplicate serial, lost token race) undoes only that row; every promise resolves after COMMIT
+ * returned. better-sqlite3 is synchronous, so while a commit (and its fsync) runs, requests pile
+ * up in the sockets and the next flush writes them all: the batch grows with the load, and the
+ * fsyncs per second stay bounded instead of one per certificate.
+ *
+ * Files: the database is created 0600 before SQLite opens it; SQLite creates -wal and -shm with
+ * the database's mode (unix VFS robust_open/unixOpenSharedMemory), so they are 0600 too. The SQL
+ * is kept plain (TEXT, BLOB, BIGINT milliseconds since the epoch) so the PostgreSQL ledger can
+ * mirror the schema; SCHEMA_VERSION is in the schema_version table, and a newer one is refused.
+ */
+import {
+  closeSync,
+  constants,
+  existsSync,
+  fchmodSync,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  renameSync,
+  rmSync,
+} from "node:fs";
+import * as path from "node:path";
+import Database from "better-sqlite3";
+import { syncDir } from "../state/fs.ts";
+import { TEMP_MARK } from "../state/layout.ts";
+import {
+  type IssuedRecord,
+  type Ledger,
+  type LedgerStats,
+  LedgerUnavailableError,
+  type ListFilter,
+  type RecordOutcome,
+  type TokenKind,
+  type TokenRecord,
+  type TokenVerdict,
+} from "./ledger.ts";
+import { newToken, parseToken, secretMatches, hashSecret } from "./tokens.ts";
+
+/** SCHEMA_VERSION is the version of the tables below; a ledger written by a newer mtlskit is refused rather than misread. */
+export const SCHEMA_VERSION = 1;
+
+/** SCHEMA: version 1. Times are BIGINT milliseconds since the epoch (UTC); sans is a JSON array of sanWords. */
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS certificates (
+  serial TEXT PRIMARY KEY,
+  service TEXT NOT NULL,
+  sans TEXT NOT NULL,
+  not_before BIGINT NOT NULL,
+  not_after BIGINT NOT NULL,
+  sha256 TEXT NOT NULL,
+  der BLOB NOT NULL,
+  how TEXT NOT NULL,
+  token_id TEXT,
+  renewed_from TEXT,
+  requester TEXT NOT NULL,
+  issued_at BIGINT NOT NULL,
+  revoked_at BIGINT,
+  revoked_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS certificates_issued ON certificates (issued_at);
+CREATE INDEX IF NOT EXISTS certificates_service ON certificates (service, issued_at);
+CREATE TABLE IF NOT EXISTS tokens (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  service TEXT NOT NULL,
+  secret_sha256 BLOB NOT NULL,
+  created_at BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL,
+  used_at BIGINT,
+  used_by TEXT,
+  revoked_at BIGINT
+);
+`;
+
+/** SqliteLedgerOptions: how to open the file. */
+export interface SqliteLedgerOptions {
+  /** create: make the file (0600) when it does not exist; false refuses a missing file. Default: true. */
+  create?: boolean;
+  /** busyTimeoutMs: how long a write waits for another process's lock before the ledger is unavailable. Default: 5000. */
+  busyTimeoutMs?: number;
+}
+
+/** SqliteLedger is the SQLite Ledger plus what its tests observe. */
+export interface SqliteLedger extends Ledger {
+  /** commits counts the group-commit transactions `record` ran (each one COMMIT, one WAL fsync): tests prove batching with it. */
+  readonly commits: number;
+  /** file is the database's path. */
+  readonly file: string;
+}
+
+interface CertRow {
+  serial: string;
+  service: string;
+  sans: string;
+  not_before: number;
+  not_after: number;
+  sha256: string;
+  der: Buffer;
+  how: IssuedRecord["how"];
+  token_id: string | null;
+  renewed_from: string | null;
+  requester: string;
+  issued_at: number;
+  revoked_at: number | null;
+  revoked_reason: string | null;
+}
+
+interface TokenRow {
+  id: string;
+  kind: TokenKind;
+  service: string;
+  secret_sha256: Buffer;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+  used_by: string | null;
+  revoked_at: number | null;
+}
+
+interface Pending {
+  row: IssuedRecord;
+  consume: { tokenId: string; now: Date } | undefined;
+  resolve: (o: RecordOutcome) => void;
+  reject: (e: unknown) => void;
+}
+
+const date = (ms: number | null): Date | undefined => (ms === null ? undefined : new Date(ms));
+
+function toIssued(r: CertRow): IssuedRecord {
+  return {
+    serial: r.serial,
+    service: r.service,
+    sans: JSON.parse(r.sans) as string[],
+    notBefore: new Date(r.not_before),
+    notAfter: new Date(r.not_after),
+    sha256: r.sha256,
+    der: r.der,
+    how: r.how,
+    tokenId: r.token_id ?? undefined,
+    renewedFrom: r.renewed_from ?? undefined,
+    requester: r.requester,
+    issuedAt: new Date(r.issued_at),
+    revokedAt: date(r.revoked_at),
+    revokedReason: r.revoked_reason ?? undefined,
+  };
+}
+
+function toToken(r: TokenRow): TokenRecord {
+  return {
+    id: r.id,
+    kind: r.kind,
+    service: r.service,
+    createdAt: new Date(r.created_at),
+    expiresAt: new Date(r.expires_at),
+    usedAt: date(r.used_at),
+    usedBy: r.used_by ?? undefined,
+    revokedAt: date(r.revoked_at),
+  };
+}
+
+/** sqliteCode is an SQLite error's code (`SQLITE_BUSY`, `SQLITE_CONSTRAINT_PRIMARYKEY`, ...), undefined for any other error. */
+function sqliteCode(e: unknown): string | undefined {
+  return e instanceof Database.SqliteError ? e.code : undefined;
+}
+
+/**
+ * unavailable turns an SQLite (or file system) error into LedgerUnavailableError naming the
+ * file, what was being done, the cause and the fix. Errors that are neither (a bug) are returned
+ * as they are.
+ */
+function unavailable(e: unknown, file: string, doing: string, busyMs: number): unknown {
+  if (e instanceof LedgerUnavailableError) return e;
+  const code = sqliteCode(e) ?? (e as NodeJS.ErrnoException | undefined)?.code;
+  if (code === undefined) return e;
+  const family = code.startsWith("SQLITE_") ? code.split("_").slice(0, 2).join("_") : code;
+  const why: Record<string, string> = {
+    SQLITE_BUSY: `it is locked by another process (waited ${busyMs} ms); retry, or find the process holding it (fuser ${file})`,
+    SQLITE_LOCKED: `it is locked by another process (waited ${busyMs} ms); retry, or find the process holding it (fuser ${file})`,
+    SQLITE_FULL: "the disk is full; free space on its file system",
+    ENOSPC: "the disk is full; free space on its file system",
+    SQLITE_READONLY:
+      "it or its directory is read-only; make it writable by this user (mode 0600, its directory writable)",
+    EROFS: "its file system is read-only; remount it read-write",
+    EACCES: "permission denied; run as the PKI directory's owner",
+    SQLITE_PERM: "permission denied; run as the PKI directory's owner",
+    SQLITE_CANTOPEN: "it cannot be opened; check that its directory exists and is writable by this user",
+    SQLITE_IOERR: "an I/O error occurred; check the disk (dmesg)",
+    SQLITE_CORRUPT: "it is damaged; restore the last `mtlskit ledger backup`",
+    SQLITE_NOTADB: "it is not an SQLite database; move it aside, or restore the last `mtlskit ledger backup`",
+  };
+  const reason = why[family] ?? `SQLite said: ${(e as Error).message}`;
+  return new LedgerUnavailableError(`ledger ${file}: cannot ${doing}: ${reason} (${code})`, { cause: e });
+}
+
+/**
+ * createPrivate makes `file` 0600 (exclusive create) before SQLite opens it, and tightens an
+ * existing file that others could read: the ledger holds token hashes and who got which certificate.
+ */
+function createPrivate(file: string): void {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      if ((fstatSync(fd).mode & 0o077) !== 0) fchmodSync(fd, 0o600);
+    } finally {
+      closeSync(fd);
+    }
+    return;
+  }
+  closeSync(fd);
+}
+
+/** openSqliteLedger opens (creating when allowed) the SQLite ledger at `file`; rejects with LedgerUnavailableError when it cannot. */
+export function openSqliteLedger(file: string, opts: SqliteLedgerOptions = {}): SqliteLedger {
+  const busyMs = opts.busyTimeoutMs ?? 5000;
+  const fail = (doing: string) => (e: unknown) => unavailable(e, file, doing, busyMs);
+  let db: Database.Database;
+  try {
+    if (opts.create === false && !existsSync(file))
+      throw new LedgerUnavailableError(
+        `ledger ${file}: does not exist; \`mtlskit token create\` or \`mtlskit serve\` creates it`,
+      );
+    createPrivate(file);
+    db = new Database(file, { timeout: busyMs });
+  } catch (e) {
+    throw fail("open it")(e);
+  }
+  try {
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = FULL");
+    migrate(db, file);
+  } catch (e) {
+    db.close();
+    throw fail("open it")(e);
+  }
+  return new SqliteLedgerImpl(db, file, busyMs);
+}
+
+/** migrate creates the tables in a fresh file and refuses one written by a newer schema. */
+function migrate(db: Database.Database, file: string): void {
+  const run = db.transaction(() => {
+    const has = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").get();
+    const found = has
+      ? (db.prepare("SELECT max(version) AS v FROM schema_version").get() as { v: number | null }).v
+      : null;
+    if (found !== null && found > SCHEMA_VERSION)
+      throw new LedgerUnavailableError(
+        `ledger ${file}: schema version ${found} is newer than this mtlskit understands (${SCHEMA_VERSION}): a newer mtlskit wrote it; upgrade mtlskit, or restore a backup made by this version`,
+      );
+    if (found === SCHEMA_VERSION) return;
+    db.exec(SCHEMA);
+    db.prepare("DELETE FROM schema_version").run();
+    db.prepare("INSERT INTO schema_version (version) VALUES (?)").run(SCHEMA_VERSION);
+  });
+  run.immediate();
+}
+
+/** prepare compiles the statements `record` and the readers run often. */
+function prepare(db: Database.Database) {
+  return {
+    insertCert: db.prepare(
+      `INSERT INTO certificates (serial, service, sans, not_before, not_after, sha256, der, how, token_id, renewed_from, requester, issued_at, revoked_at, revoked_reason)
+     VALUES (@serial, @service, @sans, @not_before, @not_after, @sha256, @der, @how, @token_id, @renewed_from, @requester, @issued_at, @revoked_at, @revoked_reason)`,
+    ),
+    consume: db.prepare(
+      "UPDATE tokens SET used_at = ?, used_by = ? WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?",
+    ),
+    token: db.prepare<[string], TokenRow>("SELECT * FROM tokens WHERE id = ?"),
+    insertToken: db.prepare(
+      "INSERT INTO tokens (id, kind, service, secret_sha256, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+    ),
+    cert: db.prepare<[string], CertRow>("SELECT * FROM certificates WHERE serial = ?"),
+  };
+}
+type Statements = ReturnType<typeof prepare>;
+
+class SqliteLedgerImpl implements SqliteLedger {
+  readonly kind: string;
+  commits = 0;
+  private queue: Pending[] = [];
+  private scheduled = false;
+  private closed = false;
+  private readonly st: Statements;
+
+  constructor(
+    private readonly db: Database.Database,
+    readonly file: string,
+    private readonly busyMs: number,
+  ) {
+    this.kind = `sqlite:${file}`;
+    this.st = prepare(db);
+  }
+
+  /** guard runs a synchronous read or write, mapping SQLite's errors. */
+  private guard<T>(doing: string, f: () => T): Promise<T> {
+    if (this.closed) return Promise.reject(new LedgerUnavailableError(`ledger ${this.file}: closed`));
+    try {
+      return Promise.resolve(f());
+    } catch (e) {
+      return Promise.reject(unavailable(e, this.file, doing, this.busyMs));
+    }
+  }
+
+  createToken(
+    service: string,
+    kind: TokenKind,
+    ttlMs: number,
+    now: Date,
+  ): Promise<{ token: string; record: TokenRecord }> {
+    return this.guard("store a token", () => {
+      for (;;) {
+        const t = newToken();
+        try {
+          this.st.insertToken.run(t.id, kind, service, hashSecret(t.secret), now.getTime(), now.getTime() + ttlMs);
+        } catch (e) {
+          // 64 random bits: a collision is astronomically rare, but a retry costs nothing.
+          if (sqliteCode(e) === "SQLITE_CONSTRAINT_PRIMARYKEY") continue;
+          throw e;
+        }
+        return { token: t.token, record: toToken(this.st.token.get(t.id)!) };
+      }
+    });
+  }
+
+  checkToken(token: string, service: string, kind: TokenKind, now: Date): Promise<TokenVerdict> {
+    return this.guard("read a token", (): TokenVerdict => {
+      const parsed = parseToken(token);
+      if (!parsed) return { ok: false, reason: "malformed" };
+      const row = this.st.token.get(parsed.id);
+      // Compared even when the id is unknown (against a dummy): the same work either way.
+      if (!secretMatches(parsed.secret, row?.secret_sha256) || !row) return { ok: false, reason: "unknown" };
+      if (row.revoked_at !== null) return { ok: false, reason: "revoked" };
+      if (row.used_at !== null) return { ok: false, reason: "used" };
+      if (row.expires_at <= now.getTime()) return { ok: false, reason: "expired" };
+      if (row.kind !== kind) return { ok: false, reason: "wrong-kind" };
+      if (row.service !== service) return { ok: false, reason: "wrong-service" };
+      return { ok: true, token: toToken(row) };
+    });
+  }
+
+  revokeToken(id: string, now: Date): Promise<boolean> {
+    return this.guard(
+      "revoke a token",
+      () =>
+        this.db.prepare("UPDATE tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?").run(now.getTime(), id)
+          .changes > 0,
+    );
+  }
+
+  tokens(filter: { service?: string } = {}): Promise<TokenRecord[]> {
+    return this.guard("list tokens", () => {
+      const rows =
+        filter.service === undefined
+          ? this.db.prepare<[], TokenRow>("SELECT * FROM tokens ORDER BY created_at DESC, id DESC").all()
+          : this.db
+              .prepare<[string], TokenRow>("SELECT * FROM tokens WHERE service = ? ORDER BY created_at DESC, id DESC")
+              .all(filter.service);
+      return rows.map(toToken);
+    });
+  }
+
+  record(row: IssuedRecord, consume?: { tokenId: string; now: Date }): Promise<RecordOutcome> {
+    if (this.closed) return Promise.reject(new LedgerUnavailableError(`ledger ${this.file}: closed`));
+    return new Promise<RecordOutcome>((resolve, reject) => {
+      this.queue.push({ row, consume, resolve, reject });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** flush writes every queued row in one transaction (group commit), each under a savepoint; settles their promises after COMMIT. */
+  private flush(): void {
+    this.scheduled = false;
+    const batch = this.queue;
+    this.queue = [];
+    if (batch.length === 0) return;
+    const outcomes: RecordOutcome[] = [];
+    try {
+      this.db.exec("BEGIN IMMEDIATE");
+      try {
+        for (const p of batch) outcomes.push(this.writeOne(p));
+        this.db.exec("COMMIT");
+      } catch (e) {
+        if (this.db.inTransaction) this.db.exec("ROLLBACK");
+        throw e;
+      }
+    } catch (e) {
+      const err = unavailable(e, this.file, "record certificates", this.busyMs);
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    this.commits++;
+    batch.forEach((p, i) => p.resolve(outcomes[i]!));
+  }
+
+  /** writeOne consumes the token (conditionally) and inserts the row under a savepoint; a refusal rolls back only this row. */
+  private writeOne(p: Pending): RecordOutcome {
+    const r = p.row;
+    this.db.exec("SAVEPOINT item");
+    let outcome: RecordOutcome = { ok: true };
+    if (p.consume) {
+      const { tokenId, now } = p.consume;
+      const t = now.getTime();
+      if (this.st.consume.run(t, r.serial, tokenId, t).changes !== 1) {
+        const tok = this.st.token.get(tokenId);
+        outcome = {
+          ok: false,
+          reason: !tok
+            ? "token-unknown"
+            : tok.revoked_at !== null
+              ? "token-revoked"
+              : tok.used_at !== null
+                ? "token-used"
+                : "token-expired",
+        };
+      }
+    }
+    if (outcome.ok) {
+      try {
+        this.st.insertCert.run({
+          serial: r.serial,
+          service: r.service,
+          sans: JSON.stringify(r.sans),
+          not_before: r.notBefore.getTime(),
+          not_after: r.notAfter.getTime(),
+          sha256: r.sha256,
+          der: r.der,
+          how: r.how,
+          token_id: r.tokenId ?? null,
+          renewed_from: r.renewedFrom ?? null,
+          requester: r.requester,
+          issued_at: r.issuedAt.getTime(),
+          revoked_at: r.revokedAt?.getTime() ?? null,
+          revoked_reason: r.revokedReason ?? null,
+        });
+      } catch (e) {
+        const code = sqliteCode(e);
+        if (code !== "SQLITE_CONSTRAINT_PRIMARYKEY" && code !== "SQLITE_CONSTRAINT_UNIQUE") throw e;
+        outcome = { ok: false, reason: "duplicate-serial" };
+      }
+    }
+    if (!outcome.ok) this.db.exec("ROLLBACK TO item");
+    this.db.exec("RELEASE item");
+    return outcome;
+  }
+
+  get(serial: string): Promise<IssuedRecord | undefined> {
+    return this.guard("read a certificate", () => {
+      const r = this.st.cert.get(serial);
+      return r ? toIssued(r) : undefined;
+    });
+  }
+
+  list(filter: ListFilter = {}): Promise<IssuedRecord[]> {
+    return this.guard("list certificates", () => {
+      const where: string[] = [];
+      const args: (string | number)[] = [];
+      if (filter.service !== undefined) {
+        where.push("service = ?");
+        args.push(filter.service);
+      }
+      if (filter.validAt !== undefined) {
+        where.push("not_before <= ? AND not_after > ? AND revoked_at IS NULL");
+        args.push(filter.validAt.getTime(), filter.validAt.getTime());
+      }
+      const sql = `SELECT * FROM certificates${where.length ? ` WHERE ${where.join(" AND ")}` : ""} ORDER BY issued_at DESC, serial DESC${filter.limit === undefined ? "" : " LIMIT ?"}`;
+      if (filter.limit !== undefined) args.push(Math.max(0, Math.floor(filter.limit)));
+      return this.db
+        .prepare<(string | number)[], CertRow>(sql)
+        .all(...args)
+        .map(toIssued);
+    });
+  }
+
+  revoke(serial: string, reason: string, at: Date): Promise<boolean> {
+    return this.guard("revoke a certificate", () => {
+      const run = this.db.transaction(() => {
+        if (!this.st.cert.get(serial)) return false;
+        this.db
+          .prepare("UPDATE certificates SET revoked_at = ?, revoked_reason = ? WHERE serial = ? AND revoked_at IS NULL")
+          .run(at.getTime(), reason, serial);
+        return true;
+      });
+      return run.immediate();
+    });
+  }
+
+  stats(now: Date): Promise<LedgerStats> {
+    return this.guard("count rows", () => {
+      const c = this.db
+        .prepare<[], { n: number; r: number | null }>(
+          "SELECT count(*) AS n, sum(CASE WHEN revoked_at IS NULL THEN 0 ELSE 1 END) AS r FROM certificates",
+        )
+        .get()!;
+      const t = this.db
+        .prepare<[number], { n: number }>(
+          "SELECT count(*) AS n FROM tokens WHERE used_at IS NULL AND revoked_at IS NULL AND expires_at > ?",
+        )
+        .get(now.getTime())!;
+      return { certificates: c.n, revoked: c.r ?? 0, tokensOutstanding: t.n };
+    });
+  }
+
+  /**
+   * backup copies the ledger with SQLite's online backup API while it stays in use: into a 0600
+   * temporary file beside `file`, fsynced, then renamed over `file` (so `file` is either absent,
+   * the old copy, or the whole new one) and the directory fsynced.
+   */
+  async backup(file: string): Promise<void> {
+    if (this.closed) throw new LedgerUnavailableError(`ledger ${this.file}: closed`);
+    const dir = path.dirname(path.resolve(file));
+    const tmp = path.join(dir, `.${path.basename(file)}${TEMP_MARK}${process.pid}-${Date.now()}`);
+    try {
+      closeSync(openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600));
+      await this.db.backup(tmp);
+      const fd = openSync(tmp, constants.O_RDWR);
+      try {
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, file);
+      syncDir(dir);
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      for (const side of ["-journal", "-wal", "-shm"]) rmSync(tmp + side, { force: true });
+      throw unavailable(e, this.file, `back it up to ${file}`, this.busyMs);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    // Rows queued in this tick are written first: a caller awaiting them is not left hanging.
+    if (this.queue.length > 0) this.flush();
+    this.closed = true;
+    this.db.close();
+  }
+}
