@@ -22,7 +22,7 @@
 import assert from "node:assert/strict";
 import { createHash, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
-import type * as https from "node:https";
+import type * as http from "node:http";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { openLedger } from "../src/ledger/index.ts";
@@ -89,7 +89,7 @@ describe("serve killed with SIGKILL under load", { timeout: 240_000 }, () => {
   const csrs = new Map<string, Csr[]>();
   const sent: Sent[] = [];
   let served: Served | undefined;
-  const agents: https.Agent[] = [];
+  const agents: http.Agent[] = [];
 
   const received: Received[] = [];
   /** refused: token id -> the error codes it was refused with. */
@@ -120,7 +120,12 @@ describe("serve killed with SIGKILL under load", { timeout: 240_000 }, () => {
         const service = SERVICES[i % 2]!;
         const kind: Sent["expect"] =
           i % 50 === 7 ? "revoked" : i % 50 === 17 ? "expired" : i % 50 === 27 ? "wrong-service" : "good";
-        const { token, record } = await ledger.createToken(service, "enroll", kind === "expired" ? 1 : 15 * 60_000, now);
+        const { token, record } = await ledger.createToken(
+          service,
+          "enroll",
+          kind === "expired" ? 1 : 15 * 60_000,
+          now,
+        );
         if (kind === "revoked") assert.equal(await ledger.revokeToken(record.id, now), true);
         const sendAs = kind === "wrong-service" ? SERVICES[(i + 1) % 2]! : service;
         sent.push({ token, id: record.id, service, sendAs, twice: i % 10 === 3, expect: kind });
@@ -162,7 +167,9 @@ describe("serve killed with SIGKILL under load", { timeout: 240_000 }, () => {
     const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
     const certOf = (r: Reply): Buffer | undefined => {
       const b = r.body as { certificate?: unknown } | undefined;
-      return r.status === 201 && typeof b?.certificate === "string" ? parseCertificatesPem(b.certificate)[0] : undefined;
+      return r.status === 201 && typeof b?.certificate === "string"
+        ? parseCertificatesPem(b.certificate)[0]
+        : undefined;
     };
     const codeOf = (r: Reply) => (r.body as { error?: unknown } | undefined)?.error;
 
@@ -174,7 +181,14 @@ describe("serve killed with SIGKILL under load", { timeout: 240_000 }, () => {
         const der = certOf(r);
         if (der !== undefined) {
           successes.set(s.id, (successes.get(s.id) ?? 0) + 1);
-          received.push({ serial: serialOf(der), der, how: "enroll", tokenId: s.id, renewedFrom: undefined, duringKill: r.duringKill });
+          received.push({
+            serial: serialOf(der),
+            der,
+            how: "enroll",
+            tokenId: s.id,
+            renewedFrom: undefined,
+            duringKill: r.duringKill,
+          });
           return { der, csr };
         }
         if (r.status === 0 || r.status === 503) {
@@ -198,7 +212,11 @@ describe("serve killed with SIGKILL under load", { timeout: 240_000 }, () => {
       assert.ok(got, `renewer ${k}: first enrollment failed: ${JSON.stringify(refused.get(s.id))}`);
       const agent = trustAgent(caFile, { cert: encodePem("CERTIFICATE", got.der), key: got.csr.keyPem, maxSockets: 1 });
       agents.push(agent);
-      identities.push({ target: { port, agent, tls: true, timeoutMs: TIMEOUT_MS }, serial: serialOf(got.der), service: s.service });
+      identities.push({
+        target: { port, agent, tls: true, timeoutMs: TIMEOUT_MS },
+        serial: serialOf(got.der),
+        service: s.service,
+      });
     }
     const queue = sent.filter((s) => !successes.has(s.id));
 
@@ -217,7 +235,14 @@ describe("serve killed with SIGKILL under load", { timeout: 240_000 }, () => {
         const r = await send(id.target, "/v1/renew", { csr: csr.pem });
         const der = certOf(r);
         if (der !== undefined) {
-          received.push({ serial: serialOf(der), der, how: "renew", tokenId: undefined, renewedFrom: id.serial, duringKill: r.duringKill });
+          received.push({
+            serial: serialOf(der),
+            der,
+            how: "renew",
+            tokenId: undefined,
+            renewedFrom: id.serial,
+            duringKill: r.duringKill,
+          });
           // Go on with the new certificate, as an agent does: a new identity, a new connection.
           id.target.agent.destroy();
           const agent = trustAgent(caFile, { cert: encodePem("CERTIFICATE", der), key: csr.keyPem, maxSockets: 1 });
@@ -264,9 +289,15 @@ describe("serve killed with SIGKILL under load", { timeout: 240_000 }, () => {
     }
     assert.deepEqual(otherAnswers, [], "answers other than 201, 401/403 refusals, 503 or a failed connection");
     assert.ok(received.length >= 50, `clients received only ${received.length} certificates`);
-    assert.ok(received.some((r) => r.how === "renew"), "no renewal succeeded");
+    assert.ok(
+      received.some((r) => r.how === "renew"),
+      "no renewal succeeded",
+    );
     assert.ok(connectionErrors > 0, "no request met a kill: the kills did not land under load");
-    assert.ok(inFlightAtKill.some((n) => n > 0), `no request was in flight at any kill: ${inFlightAtKill}`);
+    assert.ok(
+      inFlightAtKill.some((n) => n > 0),
+      `no request was in flight at any kill: ${inFlightAtKill}`,
+    );
   });
 
   it("no serial twice, in the ledger or among the certificates clients hold", () => {
@@ -278,7 +309,10 @@ describe("serve killed with SIGKILL under load", { timeout: 240_000 }, () => {
     const bySerial = new Map(rows.map((r) => [r.serial, r]));
     for (const got of received) {
       const row = bySerial.get(got.serial);
-      assert.ok(row, `serial ${got.serial} (${got.how}${got.duringKill ? ", in flight at a kill" : ""}) has no ledger row`);
+      assert.ok(
+        row,
+        `serial ${got.serial} (${got.how}${got.duringKill ? ", in flight at a kill" : ""}) has no ledger row`,
+      );
       assert.equal(row.sha256, createHash("sha256").update(got.der).digest("hex"), `serial ${got.serial}: SHA-256`);
       assert.ok(row.der.equals(got.der), `serial ${got.serial}: DER`);
       assert.equal(row.how, got.how, `serial ${got.serial}: how`);
@@ -286,24 +320,35 @@ describe("serve killed with SIGKILL under load", { timeout: 240_000 }, () => {
       assert.equal(row.renewedFrom, got.renewedFrom, `serial ${got.serial}: renewedFrom`);
       assert.ok(new X509Certificate(got.der).verify(ca.publicKey), `serial ${got.serial}: not signed by the CA`);
     }
-    for (const row of rows) assert.equal(row.sha256, createHash("sha256").update(row.der).digest("hex"), `row ${row.serial}`);
+    for (const row of rows)
+      assert.equal(row.sha256, createHash("sha256").update(row.der).digest("hex"), `row ${row.serial}`);
   });
 
   it("no token used twice: one row at most per token, each used token's usedBy is its row, one success at most per token", () => {
     const rowsByToken = new Map<string, IssuedRecord[]>();
-    for (const r of rows) if (r.tokenId !== undefined) rowsByToken.set(r.tokenId, [...(rowsByToken.get(r.tokenId) ?? []), r]);
-    for (const [id, list] of rowsByToken) assert.equal(list.length, 1, `token ${id} paid for ${list.map((r) => r.serial)}`);
+    for (const r of rows)
+      if (r.tokenId !== undefined) rowsByToken.set(r.tokenId, [...(rowsByToken.get(r.tokenId) ?? []), r]);
+    for (const [id, list] of rowsByToken)
+      assert.equal(list.length, 1, `token ${id} paid for ${list.map((r) => r.serial)}`);
     const byId = new Map(tokens.map((t) => [t.id, t]));
     for (const [id, [row]] of rowsByToken) assert.equal(byId.get(id)?.usedBy, row!.serial, `token ${id}: usedBy`);
-    for (const t of tokens) if (t.usedBy !== undefined) assert.equal(rowsByToken.get(t.id)?.[0]?.serial, t.usedBy, `token ${t.id}`);
+    for (const t of tokens)
+      if (t.usedBy !== undefined) assert.equal(rowsByToken.get(t.id)?.[0]?.serial, t.usedBy, `token ${t.id}`);
     for (const [id, n] of successes) assert.equal(n, 1, `token ${id} succeeded ${n} times`);
     const twice = sent.filter((s) => s.twice && s.expect === "good");
-    assert.ok(twice.some((s) => successes.get(s.id) === 1 && refused.get(s.id)?.includes("token-used")), "no token sent twice at once saw one success and one token-used");
+    assert.ok(
+      twice.some((s) => successes.get(s.id) === 1 && refused.get(s.id)?.includes("token-used")),
+      "no token sent twice at once saw one success and one token-used",
+    );
   });
 
   it("no row for a token that was refused as revoked, expired or for another service; each refused with its reason", () => {
     const tokenIds = new Set(rows.map((r) => r.tokenId));
-    const want = { revoked: "token-revoked", expired: "token-expired", "wrong-service": "token-wrong-service" } as const;
+    const want = {
+      revoked: "token-revoked",
+      expired: "token-expired",
+      "wrong-service": "token-wrong-service",
+    } as const;
     for (const s of sent) {
       if (s.expect === "good") continue;
       assert.equal(tokenIds.has(s.id), false, `${s.expect} token ${s.id} has a row`);
