@@ -65,7 +65,7 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "2" },
     concurrency: { type: "string", default: "16" },
     csrs: { type: "string", default: "500" },
-    only: { type: "string", default: "cfssl,enroll,renew" },
+    only: { type: "string", default: "cfssl,cfssl-db,enroll,renew" },
     tokens: { type: "string" },
   },
   strict: true,
@@ -177,12 +177,35 @@ async function drive(l: Load, seconds: number, t: Tally): Promise<void> {
   t.load1 = loadavg()[0]!;
 }
 
-/** startCfssl runs `cfssl serve` over TLS with DIR's CA and a 1 h profile; ready once a sign request succeeds (at most 15 s). */
+/** CFSSL_SCHEMA: cfssl 1.2's certdb tables for SQLite (its certdb/sqlite/migrations), which `cfssl serve -db-config` writes each signed certificate to. */
+const CFSSL_SCHEMA = `CREATE TABLE certificates (
+  serial_number blob NOT NULL, authority_key_identifier blob NOT NULL, ca_label blob, status blob NOT NULL,
+  reason int, expiry timestamp, revoked_at timestamp, pem blob NOT NULL,
+  PRIMARY KEY(serial_number, authority_key_identifier));
+CREATE TABLE ocsp_responses (
+  serial_number blob NOT NULL, authority_key_identifier blob NOT NULL, body blob NOT NULL, expiry timestamp,
+  PRIMARY KEY(serial_number, authority_key_identifier));`;
+
+/**
+ * startCfssl runs `cfssl serve` over TLS with DIR's CA and a 1 h profile, with `db` its certdb in
+ * an SQLite file made by the sqlite3 CLI (SQLite's defaults: rollback journal, synchronous=FULL);
+ * ready once a sign request succeeds (at most 15 s).
+ */
 async function startCfssl(
   work: string,
   pki: string,
   csr: Csr,
+  db: boolean,
 ): Promise<{ child: ChildProcess; port: number; target: Target }> {
+  const dbArgs: string[] = [];
+  if (db) {
+    const file = path.join(work, "cfssl-certdb.sqlite");
+    const made = spawnSync("sqlite3", [file], { input: CFSSL_SCHEMA, encoding: "utf8" });
+    if (made.status !== 0)
+      throw new Error(`sqlite3 could not make cfssl's certdb: ${made.error?.message ?? made.stderr}`);
+    writeFileSync(path.join(work, "cfssl-db.json"), JSON.stringify({ driver: "sqlite3", data_source: file }));
+    dbArgs.push("-db-config", path.join(work, "cfssl-db.json"));
+  }
   const config = path.join(work, "cfssl.json");
   writeFileSync(
     config,
@@ -213,6 +236,7 @@ async function startCfssl(
       path.join(pki, "services", "cfssl", "key.pem"),
       "-loglevel",
       "2",
+      ...dbArgs,
     ],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
@@ -313,12 +337,20 @@ async function main(): Promise<number> {
     const csrAt = (i: number) => csrs[i % csrs.length]!;
 
     const loads: Load[] = [];
-    if (ONLY.has("cfssl")) {
-      const cfssl = await startCfssl(work, pki, csrs[0]!);
+    for (const [key, name, db] of [
+      ["cfssl", "cfssl", false],
+      ["cfssl-db", "cfssl+db", true],
+    ] as const) {
+      if (!ONLY.has(key)) continue;
+      if (db && spawnSync("sqlite3", ["-version"]).status !== 0) {
+        console.log("cfssl+db: not measured: the sqlite3 CLI (Debian's sqlite3) is needed to make cfssl's certdb");
+        continue;
+      }
+      const cfssl = await startCfssl(work, pki, csrs[0]!, db);
       children.push(cfssl.child);
       agents.push(cfssl.target.agent);
       loads.push({
-        name: "cfssl",
+        name,
         pid: cfssl.child.pid!,
         send: (i) => requestJson(cfssl.target, "POST", "/api/v1/cfssl/sign", { certificate_request: csrAt(i).pem }),
         certificate: cfsslCertificate,
@@ -408,7 +440,8 @@ async function main(): Promise<number> {
       if (t.exhausted) console.log(`${l.name}: ran out of pre-made tokens (${TOKENS}): raise --tokens`);
     }
     const cfssl = loads.find((l) => l.name === "cfssl");
-    const mine = loads.filter((l) => l.name !== "cfssl");
+    const cfsslDb = loads.find((l) => l.name === "cfssl+db");
+    const mine = loads.filter((l) => !l.name.startsWith("cfssl"));
     if (mine.length > 0) console.log("");
     for (const l of mine) {
       const t = totals.get(l)!;
@@ -417,7 +450,7 @@ async function main(): Promise<number> {
       const vsCfssl =
         cfssl === undefined
           ? "not measured (cfssl not run)"
-          : `${(rate(t) / rate(totals.get(cfssl)!)).toFixed(2)}x cfssl's rate: ${verdict(rate(t) > rate(totals.get(cfssl)!))}`;
+          : `${(rate(t) / rate(totals.get(cfssl)!)).toFixed(2)}x cfssl's rate: ${verdict(rate(t) > rate(totals.get(cfssl)!))}${cfsslDb === undefined ? "" : ` (${(rate(t) / rate(totals.get(cfsslDb)!)).toFixed(2)}x cfssl+db's)`}`;
       console.log(
         `${l.name}: ${rate(t).toFixed(0)}/s >= ${TARGET.rate}/s: ${verdict(rate(t) >= TARGET.rate)}; p99 ${p99.toFixed(1)} ms <= ${TARGET.p99Ms} ms: ${verdict(p99 <= TARGET.p99Ms)}; ${vsCfssl}; errors ${t.errors}: ${verdict(t.errors === 0)}`,
       );
