@@ -1453,6 +1453,275 @@ describe("manifest: split", () => {
   ]);
 });
 
+describe("manifest: serve and ttl (the online CA's policy)", () => {
+  /** online is a manifest whose given lines follow `services:` at line 3 (so they start at line 4). */
+  const TTL_MSG = "must be a duration such as 90s, 15m, 1h or 7d";
+  failCases([
+    {
+      name: "fail/ttl on a service apply issues names csr: true as the fix",
+      text: withServices("  web:", "    usage: server", "    ttl: 2h"),
+      want: [
+        {
+          path: "services.web.ttl",
+          line: 6,
+          message: "only csr: true services are issued online; this service's certificate is issued by apply",
+          fix: "add csr: true",
+        },
+      ],
+    },
+    {
+      name: "fail/ttl on a service with files says its certificate is its files",
+      text: withServices(
+        "  db:",
+        "    usage: server",
+        "    ttl: 2h",
+        "    files: { cert: db.pem, key: db-key.pem, ca: ca.pem }",
+      ),
+      want: [
+        { path: "services.db.ttl", line: 6, message: "this service's certificate is its files", fix: "remove ttl" },
+      ],
+    },
+    {
+      name: "fail/ttl with the validity's unit w is not a ttl",
+      text: withServices("  web:", "    usage: server", "    csr: true", "    ttl: 1w"),
+      want: [
+        {
+          path: "services.web.ttl",
+          line: 7,
+          message: `${TTL_MSG} (a positive whole number and one unit s, m, h, d); got "1w"`,
+        },
+      ],
+    },
+    {
+      name: "fail/ttl as a number",
+      text: withServices("  web:", "    usage: server", "    csr: true", "    ttl: 3600"),
+      want: [{ path: "services.web.ttl", line: 7, message: `${TTL_MSG}; got 3600` }],
+    },
+    {
+      name: "fail/ttl of zero minutes",
+      text: withServices("  web:", "    usage: server", "    csr: true", "    ttl: 0m"),
+      want: [{ path: "services.web.ttl", line: 7, message: `${TTL_MSG} (a positive whole number` }],
+    },
+    {
+      name: "fail/ttl longer than serve.maxTtl is reported at the ttl",
+      text: yaml(
+        "version: 1",
+        "cluster: demo",
+        "serve:",
+        "  maxTtl: 12h",
+        "services:",
+        "  web:",
+        "    usage: server",
+        "    csr: true",
+        "    ttl: 2d",
+      ),
+      want: [
+        {
+          path: "services.web.ttl",
+          line: 9,
+          message: "a ttl of 2d (service web) is longer than serve.maxTtl (12h)",
+          fix: "shorten the ttl to at most 12h, or raise serve.maxTtl to at least 2d",
+        },
+      ],
+    },
+    {
+      name: "fail/ttl longer than the default maxTtl (24h) is reported at the ttl",
+      text: withServices("  web:", "    usage: server", "    csr: true", "    ttl: 25h"),
+      want: [
+        { path: "services.web.ttl", line: 7, message: "a ttl of 25h (service web) is longer than serve.maxTtl (1d)" },
+      ],
+    },
+    {
+      name: "fail/serve.maxTtl shorter than the default ttl (1h) is reported at maxTtl, naming the services",
+      text: yaml(
+        "version: 1",
+        "cluster: demo",
+        "serve:",
+        "  maxTtl: 30m",
+        "services:",
+        "  web: { usage: server, csr: true }",
+        "  api: { usage: server, csr: true }",
+        "  app: { usage: server }",
+      ),
+      want: [
+        {
+          path: "serve.maxTtl",
+          line: 4,
+          message: "a ttl of 1h (service web, api: the default) is longer than serve.maxTtl (30m)",
+          fix: "shorten the ttl to at most 30m, or raise serve.maxTtl to at least 1h",
+        },
+      ],
+    },
+    {
+      name: "fail/ttl not shorter than the intermediate's validity",
+      text: yaml(
+        "version: 1",
+        "cluster: demo",
+        "ca:",
+        "  intermediate:",
+        "    validity: 12h",
+        "defaults: { validity: 2h }",
+        "services:",
+        "  web:",
+        "    usage: server",
+        "    csr: true",
+        "    ttl: 12h",
+      ),
+      want: [
+        {
+          path: "services.web.ttl",
+          line: 11,
+          message: "a ttl of 12h (service web) is not shorter than the intermediate's validity (12h)",
+          fix: "shorten the ttl, or lengthen ca.intermediate.validity",
+        },
+      ],
+    },
+    {
+      name: "fail/a ttl within serve.maxTtl but not shorter than a generated CA",
+      text: yaml(
+        "version: 1",
+        "cluster: demo",
+        "ca: { validity: 2d }",
+        "defaults: { validity: 1d }",
+        "serve: { maxTtl: 7d }",
+        "services:",
+        "  web: { usage: server, csr: true, ttl: 2d }",
+      ),
+      want: [
+        {
+          path: "services.web.ttl",
+          line: 7,
+          message: "a ttl of 2d (service web) is not shorter than the CA's validity (2d)",
+          fix: "lengthen ca.validity",
+        },
+      ],
+    },
+    {
+      name: "fail/serve.admins names an unknown service",
+      text: yaml(
+        "version: 1",
+        "cluster: demo",
+        "serve:",
+        "  admins: [ops, web]",
+        "services:",
+        "  web: { usage: dual }",
+      ),
+      want: [
+        {
+          path: "serve.admins.0",
+          line: 4,
+          message: 'names unknown service "ops"; services are: web',
+          fix: "use one of the service names",
+        },
+      ],
+    },
+    {
+      name: "fail/serve.admins names a server, which cannot authenticate as a client",
+      text: yaml(
+        "version: 1",
+        "cluster: demo",
+        "serve:",
+        "  admins:",
+        "    - web",
+        "services:",
+        "  web: { usage: server }",
+      ),
+      want: [
+        {
+          path: "serve.admins.0",
+          line: 5,
+          message: "service web has usage server, so its certificate cannot authenticate as a client",
+          fix: "set services.web.usage to client or dual",
+        },
+      ],
+    },
+    {
+      name: "fail/serve.admins that is not a list",
+      text: yaml("version: 1", "cluster: demo", "serve: { admins: ops }", "services:", "  ops: { usage: client }"),
+      want: [{ path: "serve.admins", line: 3, message: 'must be a list of service names; got "ops"' }],
+    },
+    {
+      name: "fail/serve.admins with a name that breaks the name rule",
+      text: yaml("version: 1", "cluster: demo", "serve: { admins: [Ops] }", "services:", "  ops: { usage: client }"),
+      want: [{ path: "serve.admins.0", line: 3, message: NAME_MSG }],
+    },
+    {
+      name: "fail/serve.maxTtl that is not a ttl",
+      text: yaml("version: 1", "cluster: demo", "serve:", "  maxTtl: 1y", "services:", "  ops: { usage: client }"),
+      want: [
+        {
+          path: "serve.maxTtl",
+          line: 4,
+          message: `${TTL_MSG} (a positive whole number and one unit s, m, h, d); got "1y"`,
+        },
+      ],
+    },
+    {
+      name: "fail/unknown key in serve lists the allowed keys",
+      text: yaml("version: 1", "cluster: demo", "serve:", "  maxttl: 1h", "services:", "  ops: { usage: client }"),
+      want: [
+        {
+          path: "serve.maxttl",
+          line: 4,
+          message: 'unknown key "maxttl" in serve; allowed keys: maxTtl, admins',
+          fix: "check the spelling",
+        },
+      ],
+    },
+    {
+      name: "fail/serve written as a list",
+      text: yaml("version: 1", "cluster: demo", "serve: [ops]", "services:", "  ops: { usage: client }"),
+      want: [{ path: "serve", line: 3, message: "must be a mapping (serve); got a list" }],
+    },
+  ]);
+  okCases([
+    {
+      name: "ok/defaults: maxTtl 24h, no admins; a csr service's ttl is 1h; others have none",
+      text: withServices("  web: { usage: server, csr: true }", "  app: { usage: client }"),
+      check: (l) => {
+        assert.deepEqual(l.manifest.serve, { maxTtlMs: 24 * HOUR, admins: [] });
+        assert.equal(service(l, "web").ttlMs, HOUR);
+        assert.equal(service(l, "app").ttlMs, undefined);
+      },
+    },
+    {
+      name: "ok/ttl in seconds, minutes and days; maxTtl and admins resolved",
+      text: yaml(
+        "version: 1",
+        "cluster: demo",
+        "serve:",
+        "  maxTtl: 2d",
+        "  admins: [ops]",
+        "services:",
+        "  a: { usage: server, csr: true, ttl: 90s }",
+        "  b: { usage: server, csr: true, ttl: 15m }",
+        "  c: { usage: server, csr: true, ttl: 2d }",
+        "  ops: { usage: client }",
+      ),
+      check: (l) => {
+        assert.deepEqual(l.manifest.serve, { maxTtlMs: 2 * DAY, admins: ["ops"] });
+        assert.deepEqual(
+          ["a", "b", "c"].map((n) => service(l, n).ttlMs),
+          [90_000, 15 * 60_000, 2 * DAY],
+        );
+      },
+    },
+    {
+      name: "ok/a ttl equal to serve.maxTtl and shorter than the intermediate",
+      text: yaml(
+        "version: 1",
+        "cluster: demo",
+        "ca: { intermediate: { validity: 30d } }",
+        "defaults: { validity: 7d }",
+        "serve: { maxTtl: 6h }",
+        "services:",
+        "  web: { usage: dual, csr: true, ttl: 6h }",
+      ),
+      check: (l) => assert.equal(service(l, "web").ttlMs, 6 * HOUR),
+    },
+  ]);
+});
+
 describe("manifest: files (existing certificate files)", () => {
   /** withFiles: service dusk (line 4), usage dual (5), `files:` (6), then the given lines from line 7. */
   const withFiles = (...lines: string[]) => withServices("  dusk:", "    usage: dual", "    files:", ...lines);
@@ -2305,6 +2574,7 @@ describe("manifest: JSON Schema", () => {
       "subject",
       "files",
       "csr",
+      "ttl",
       "reload",
       "clientSans",
     ]);

@@ -11,9 +11,12 @@ export function parseDuration(text: string): number | undefined {
 /** TTL_UNIT_MS: the units of a short lifetime (an online certificate's ttl, a token's --ttl). */
 const TTL_UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
+/** TTL_RULE is a short lifetime's syntax: a positive whole number and a unit s, m, h or d (the manifest's ttl and maxTtl, `--ttl`). */
+export const TTL_RULE = /^([1-9][0-9]{0,5})(s|m|h|d)$/;
+
 /** parseTtl returns the milliseconds of a short lifetime (`90s`, `15m`, `1h`, `7d`), or undefined when `text` is not one. */
 export function parseTtl(text: string): number | undefined {
-  const m = /^([1-9][0-9]{0,5})(s|m|h|d)$/.exec(text);
+  const m = TTL_RULE.exec(text);
   return m ? Number(m[1]) * TTL_UNIT_MS[m[2] as keyof typeof TTL_UNIT_MS] : undefined;
 }
 

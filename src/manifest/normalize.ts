@@ -7,7 +7,7 @@ import * as path from "node:path";
 import { compileTemplate } from "../identity/index.ts";
 import type { Subject } from "../pki/name.ts";
 import { classifyAddress, type Address } from "./address.ts";
-import { parseDuration } from "./duration.ts";
+import { parseDuration, parseTtl } from "./duration.ts";
 import type { CertSlot, Connection, Manifest, Service } from "./model.ts";
 import { normalizeOutputs } from "./outputs.ts";
 import type { Context } from "./rules.ts";
@@ -21,12 +21,15 @@ export const DEFAULTS = {
   key: "ecdsa-p256",
   validity: "90d",
   crlNextUpdate: "7d",
+  ttl: "1h",
+  maxTtl: "24h",
 } as const;
 
 /** normalize resolves a written manifest; `manifestDir` anchors relative paths (ca.import, services.NAME.files). */
 export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string): Manifest {
   const d = w.defaults ?? {};
   const dur = (text: string) => parseDuration(text)!; // the schema has checked the syntax
+  const ttl = (text: string) => parseTtl(text)!; // so it has for ttls
   const resolve = (file: string) => path.resolve(manifestDir, file);
   const resolveOptional = (file: string | undefined) => (file === undefined ? undefined : resolve(file));
   const identityOf = w.identity ? compileTemplate(w.identity.uri) : undefined;
@@ -104,7 +107,8 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
       split,
       clientSans,
       slots,
-      ...(s.csr === true ? { csr: true } : {}),
+      // Only a csr service is issued online; a ttl elsewhere is refused by rules.ts (ttlNeedsCsr).
+      ...(s.csr === true ? { csr: true, ttlMs: ttl(s.ttl ?? DEFAULTS.ttl) } : {}),
       ...(s.reload === undefined
         ? {}
         : {
@@ -183,5 +187,6 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
     connections,
     layoutVersion: w.layoutVersion ?? 1,
     outputs: normalizeOutputs(w, manifestDir),
+    serve: { maxTtlMs: ttl(w.serve?.maxTtl ?? DEFAULTS.maxTtl), admins: [...(w.serve?.admins ?? [])] },
   };
 }

@@ -430,6 +430,94 @@ const intermediateFits: Rule = (m, w, ctx) => {
     );
 };
 
+/**
+ * ttlNeedsCsr: ttl is the lifetime of a certificate the online CA issues, and only csr services
+ * are issued online: their agent holds the key. Any other service's certificate comes from apply
+ * (or its files), whose lifetime is `validity`, so a ttl there would silently mean nothing.
+ */
+const ttlNeedsCsr: Rule = (m, w, ctx) => {
+  for (const s of m.services) {
+    if (s.csr || w.services[s.name]?.ttl === undefined) continue;
+    ctx.error(
+      ["services", s.name, "ttl"],
+      `is the lifetime of a certificate the online CA (\`mtlskit serve\`) issues, but only csr: true services are issued online; ${s.files ? "this service's certificate is its files (services.NAME.files)" : "this service's certificate is issued by apply, for its validity"}`,
+      "add csr: true to have its agent (`mtlskit agent`) enroll and renew it online, or remove ttl (validity sets the lifetime of what apply and `mtlskit sign` issue)",
+    );
+  }
+};
+
+/** ttlPath is where a csr service's ttl was set: its own field, else `fallback` (the bound the default must fit). */
+const ttlPath = (w: WrittenManifest, service: string, fallback: (string | number)[]): (string | number)[] =>
+  w.services[service]?.ttl !== undefined ? ["services", service, "ttl"] : fallback;
+
+/** ttlWithinMaxTtl: serve.maxTtl bounds every online lifetime, so one limit caps what a stolen agent key is worth. */
+const ttlWithinMaxTtl: Rule = (m, w, ctx) => {
+  const max = m.serve?.maxTtlMs;
+  if (max === undefined) return;
+  const bad = m.services.filter((s) => s.csr && s.ttlMs !== undefined && s.ttlMs > max);
+  const maxAt = w.serve?.maxTtl !== undefined ? ["serve", "maxTtl"] : ["serve"];
+  const written = (s: { name: string }) => w.services[s.name]?.ttl !== undefined;
+  for (const group of groupBy(bad, (s) => `${s.ttlMs}/${written(s)}`).values()) {
+    const ttlMs = group[0]!.ttlMs!;
+    reportGrouped(
+      ctx,
+      group.map((s) => ({ path: ttlPath(w, s.name, maxAt), service: s.name })),
+      (names) =>
+        `a ttl of ${formatDuration(ttlMs)} (service ${names}${written(group[0]!) ? "" : ": the default"}) is longer than serve.maxTtl (${formatDuration(max)}), the longest lifetime the online CA issues`,
+      `shorten the ttl to at most ${formatDuration(max)}, or raise serve.maxTtl to at least ${formatDuration(ttlMs)}`,
+    );
+  }
+};
+
+/**
+ * ttlWithinCa: an online certificate is signed by the intermediate when there is one, else by the
+ * CA, and must be shorter than its signer's validity (an imported CA's is read from its
+ * certificate, later). The server also cuts each lifetime to what remains of the signer's.
+ */
+const ttlWithinCa: Rule = (m, w, ctx) => {
+  const inter = m.ca.intermediate;
+  if (!inter && m.ca.import) return;
+  const signerMs = inter ? inter.validityMs : m.ca.validityMs;
+  const who = inter ? "the intermediate's" : "the CA's";
+  const field = inter ? "ca.intermediate.validity" : "ca.validity";
+  const signerAt = (inter ? ["ca", "intermediate"] : ["ca"]) as (string | number)[];
+  const written = inter ? (w.ca?.intermediate as Record<string, unknown> | undefined)?.validity : w.ca?.validity;
+  const fallback = written !== undefined ? [...signerAt, "validity"] : w.ca !== undefined ? signerAt : ["ca"];
+  const bad = m.services.filter((s) => s.csr && s.ttlMs !== undefined && s.ttlMs >= signerMs);
+  for (const [ttlMs, group] of groupBy(bad, (s) => s.ttlMs!)) {
+    reportGrouped(
+      ctx,
+      group.map((s) => ({ path: ttlPath(w, s.name, fallback), service: s.name })),
+      (names) =>
+        `a ttl of ${formatDuration(ttlMs)} (service ${names}) is not shorter than ${who} validity (${formatDuration(signerMs)}); it signs every online certificate and must outlive it`,
+      `shorten the ttl, or lengthen ${field}`,
+    );
+  }
+};
+
+/**
+ * adminsAreClients: serve.admins names the services whose client certificate may revoke, so each
+ * must be a service of this manifest and able to authenticate as a client (clientAuth).
+ */
+const adminsAreClients: Rule = (m, w, ctx) => {
+  const byName = new Map(m.services.map((s) => [s.name, s]));
+  (w.serve?.admins ?? []).forEach((name, i) => {
+    const s = byName.get(name);
+    if (!s)
+      ctx.error(
+        ["serve", "admins", i],
+        `names unknown service ${JSON.stringify(name)}; services are: ${serviceNames(m)}`,
+        "use one of the service names, or declare the admin as a service (usage client) under services:",
+      );
+    else if (!PROFILES[s.usage].canConnect)
+      ctx.error(
+        ["serve", "admins", i],
+        `service ${name} has usage ${s.usage}, so its certificate cannot authenticate as a client (no clientAuth) to call /v1/revoke`,
+        `set services.${name}.usage to client or dual, or name a client service`,
+      );
+  });
+};
+
 /** RULES run in this order; each is independent of the others. */
 export const RULES: readonly Rule[] = [
   identityTemplateKnown,
@@ -439,6 +527,10 @@ export const RULES: readonly Rule[] = [
   externalFilesFollowSplit,
   reloadNeedsManagedFiles,
   csrAlone,
+  ttlNeedsCsr,
+  ttlWithinMaxTtl,
+  ttlWithinCa,
+  adminsAreClients,
   renewBeforeShorterThanValidity,
   leafWithinCa,
   importKeyUnlessIntermediate,

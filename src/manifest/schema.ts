@@ -7,6 +7,7 @@ import * as v from "valibot";
 import { KEY_TYPE_NAMES } from "../pki/keys.ts";
 import { SUBJECT_ATTRIBUTES } from "../pki/name.ts";
 import { USAGES } from "../pki/profiles.ts";
+import { TTL_RULE } from "./duration.ts";
 import { OUTPUT_FORMATS } from "./model.ts";
 
 const got = (input: unknown): string =>
@@ -127,6 +128,18 @@ const duration = (description: string) =>
       DURATION_RULE,
       (i) =>
         `must be a duration such as 90d, 12h, 2w or 10y (a positive whole number and one unit h, d, w, y); got ${got(i.input)}`,
+    ),
+    v.description(description),
+  );
+
+/** ttl is a short lifetime (parseTtl): an online certificate's ttl, serve.maxTtl. */
+const ttl = (description: string) =>
+  v.pipe(
+    v.string((i) => `must be a duration such as 90s, 15m, 1h or 7d; got ${got(i.input)}`),
+    v.regex(
+      TTL_RULE,
+      (i) =>
+        `must be a duration such as 90s, 15m, 1h or 7d (a positive whole number and one unit s, m, h, d); got ${got(i.input)}`,
     ),
     v.description(description),
   );
@@ -406,6 +419,11 @@ const ServiceSchema = strict(
         ),
       ),
     ),
+    ttl: v.optional(
+      ttl(
+        "csr: true only: the lifetime of each certificate the online CA (`mtlskit serve`) issues to this service's agent, which renews at two thirds of it. At most serve.maxTtl, and shorter than the CA's (or ca.intermediate's) validity. `validity` still sets the lifetime of a certificate `mtlskit sign` writes. Default: 1h.",
+      ),
+    ),
     reload: v.optional(ReloadSchema),
     clientSans: v.optional(
       v.pipe(
@@ -568,6 +586,25 @@ const OutputSchema = strict(
   "an output",
 );
 
+const ServeSchema = v.pipe(
+  strict(
+    {
+      maxTtl: v.optional(
+        ttl("The longest ttl any service may declare: a bound on every online-issued certificate. Default: 24h."),
+      ),
+      admins: v.optional(
+        serviceList(
+          "Services whose client certificate (usage client or dual) may revoke online-issued certificates (POST /v1/revoke), matched by identity URI, or by CN without identity.uri. Default: none.",
+        ),
+      ),
+    },
+    "serve",
+  ),
+  v.description(
+    "The online CA's policy (`mtlskit serve`, `mtlskit agent`): csr: true services are issued short-lived certificates by the server, each for exactly what this manifest declares. Default: maxTtl 24h, no admins.",
+  ),
+);
+
 /** MAX_LAYOUT_VERSION bounds layoutVersion: room for a bump a day for 2,700 years, and exact in every number format. */
 export const MAX_LAYOUT_VERSION = 1_000_000;
 
@@ -634,6 +671,7 @@ export const ManifestSchema = v.pipe(
           ),
         ),
       ),
+      serve: v.optional(ServeSchema),
     },
     "the manifest",
   ),

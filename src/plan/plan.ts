@@ -30,6 +30,7 @@ import { decodeCertificate, type CertInfo } from "../pki/x509.ts";
 import { DEFAULT_LAYOUT_VERSION } from "../state/layout-version.ts";
 import type { CaMaterial, IntermediateState, LeafState, State } from "../state/read.ts";
 import type { RotationRecord } from "../state/rotation.ts";
+import type { OnlineFacts, OnlineService } from "../state/online.ts";
 import { issuerOf, PHASES } from "../ca/rotation.ts";
 import { planCrl, revocationOf, revokedReason, type CrlStep } from "./crl.ts";
 
@@ -105,8 +106,8 @@ export interface ExternalStep {
 export interface CsrStep {
   service: string;
   action: "csr";
-  /** awaiting: no certificate yet; signed: it holds a good one; renew: it needs a new one (expiring, spec or CA changed). */
-  state: "awaiting" | "signed" | "renew";
+  /** awaiting: no certificate yet; signed: it holds a good one; renew: it needs a new one (expiring, spec or CA changed); online: the online CA issues to its agent (the ledger has its rows). */
+  state: "awaiting" | "signed" | "renew" | "online";
   /** reason: "awaiting a CSR", "valid until 2027-01-01, renews from ...", "due for renewal: ...". */
   reason: string;
   /** next: the commands that bring it up to date, when it is not signed. */
@@ -150,6 +151,8 @@ export interface PlanOptions {
   reissue?: readonly string[];
   /** reissueAll re-issues every service certificate (not the CA). Default: false. */
   reissueAll?: boolean;
+  /** online: the ledger's facts (check/online.ts readOnline), so a csr service issued online is reported as such. Default: none (no ledger). */
+  online?: OnlineFacts;
 }
 
 const day = (d: Date) => d.toISOString().slice(0, 10);
@@ -475,7 +478,12 @@ export function planApply(loaded: LoadedManifest, state: State, opts: PlanOption
   const csr: CsrStep[] = [];
   for (const s of managed) {
     if (s.csr) {
-      csr.push(csrStep(s, state.leaves.get(s.slots[0]!.id), material, now, m.file));
+      const online = opts.online?.services.get(s.name);
+      csr.push(
+        online
+          ? onlineStep(s, online, now, m.file)
+          : csrStep(s, state.leaves.get(s.slots[0]!.id), material, now, m.file),
+      );
       continue;
     }
     for (const slot of s.slots) {
@@ -611,7 +619,14 @@ function csrStep(
 ): CsrStep {
   const next = `run \`mtlskit csr --service ${s.name} -f ${file} --out DIR\` on ${s.name}'s host, then \`mtlskit sign DIR/${s.name}.csr --service ${s.name} -f ${file} --pki PKI\``;
   const cert = leaf?.cert;
-  if (cert === undefined) return { service: s.name, action: "csr", state: "awaiting", reason: "awaiting a CSR", next };
+  if (cert === undefined)
+    return {
+      service: s.name,
+      action: "csr",
+      state: "awaiting",
+      reason: "awaiting a CSR",
+      next: `${next}; or have its agent enroll with the online CA: \`mtlskit token create ${s.name} -f ${file} --pki PKI\`, then \`mtlskit agent\` there`,
+    };
   if (!material) return { service: s.name, action: "csr", state: "renew", reason: "CA is new", next };
   const verdict = judgeLeaf(
     { ...leaf!, keySpki: "error" in cert ? undefined : cert.spki },
@@ -624,6 +639,35 @@ function csrStep(
   return verdict.action === "keep"
     ? { service: s.name, action: "csr", state: "signed", reason: `signed, ${verdict.reason}`, next: undefined }
     : { service: s.name, action: "csr", state: "renew", reason: verdict.reason, next };
+}
+
+/**
+ * onlineStep reports a csr service the online CA issues to (`mtlskit serve`): its agent holds the
+ * key and the certificate on its own host, so apply has nothing to do, and the ledger says what
+ * was issued. Its newest certificate is judged by `mtlskit check` and `mtlskit status`.
+ */
+function onlineStep(s: Service, online: OnlineService, now: Date, file: string): CsrStep {
+  const newest = online.newest;
+  const again = `enroll its agent again: \`mtlskit token create ${s.name} -f ${file} --pki PKI\`, then \`mtlskit agent --service ${s.name} --token-file FILE ...\` on ${s.name}'s host`;
+  const base = { service: s.name, action: "csr" as const, state: "online" as const };
+  if (!newest)
+    return {
+      ...base,
+      reason: `issued online: every one of its ${online.issued} certificates in the ledger is revoked`,
+      next: again,
+    };
+  const when = newest.notAfter.toISOString().slice(0, 16).replace("T", " ");
+  return newest.notAfter.getTime() <= now.getTime()
+    ? {
+        ...base,
+        reason: `issued online: see the ledger; its newest certificate (serial ${newest.serial}) expired ${when} UTC, so its agent is not renewing`,
+        next: `check the agent (\`mtlskit agent --status\`) on ${s.name}'s host, or ${again}`,
+      }
+    : {
+        ...base,
+        reason: `issued online: see the ledger (serial ${newest.serial}, valid until ${when} UTC)`,
+        next: undefined,
+      };
 }
 
 /** changedServices lists the services whose files a plan rewrites (certificates or bundle). */

@@ -142,7 +142,8 @@ export function renderExternalNote(io: Io, plan: Plan): void {
 
 /** renderCsrNote says, after the plan, which csr services need a request signed (apply cannot: their keys are on their hosts). */
 export function renderCsrNote(io: Io, plan: Plan): void {
-  const due = plan.csr.filter((c) => c.state !== "signed").map((c) => c.service);
+  // An online service's agent renews on its own; one that needs attention says so on its line.
+  const due = plan.csr.filter((c) => c.state !== "signed" && c.state !== "online").map((c) => c.service);
   if (due.length === 0) return;
   io.out(
     `${due.length} csr service${due.length === 1 ? "" : "s"} (${due.join(", ")}) need${due.length === 1 ? "s" : ""} a certificate apply cannot issue (the key is on the service's host): run \`mtlskit csr\` there, then \`mtlskit sign\` here (see each line above).\n`,
