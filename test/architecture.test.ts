@@ -261,6 +261,24 @@ const ENTRIES: { key: string; src: string; loads: string[]; never: string[] }[] 
     loads: ["service/options.ts", "@grpc/grpc-js"],
     never: [...THE_TOOL, "service/index.ts"],
   },
+  {
+    // The agent as a library (agentSource): the service library, certificate requests (pki/csr.ts,
+    // and through it pki/issue.ts's signer) and state/fs.ts's atomic writes; never the manifest,
+    // the server, the ledger or their third-party libraries.
+    key: "./agent",
+    src: "agent/index.ts",
+    loads: ["agent/source.ts", "service/source.ts", "pki/csr.ts", "state/fs.ts"],
+    never: [
+      ...THE_TOOL.filter((t) => t !== "state/" && t !== "pki/issue.ts" && t !== "pki/name.ts"),
+      "server/",
+      "ledger/",
+      "service/grpc.ts",
+      "@grpc/grpc-js",
+      "fastify",
+      "better-sqlite3",
+      "prom-client",
+    ],
+  },
 ];
 
 describe("entry points: what each one loads, transitively", () => {

@@ -31,6 +31,7 @@ Usage:
   mtlskit verify cert.pem --ca root.pem  is it valid (openssl verify -x509_strict, Go)? each reason with its fix
   sudo mtlskit trust install            put the CA into the system trust store (and NSS); uninstall, status
   mtlskit ca offline --to /media/usb/ca-key.pem  move the CA key out; apply --ca-key FILE when it must sign
+  mtlskit agent --server URL --service web --token-file t --fingerprint FP --out DIR  enroll, renew on its own
 
-Commands: init, plan, apply, ca, check, status, export, metrics, config, inspect, explain, probe, verify, trust, csr, sign, revoke, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
+Commands: init, plan, apply, ca, check, status, export, metrics, config, inspect, explain, probe, verify, trust, csr, sign, revoke, agent, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
 `;

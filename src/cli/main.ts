@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { describeProblems, EXIT, InvalidInputError, MtlskitError } from "../errors.ts";
 import { ioFailure } from "../state/fs.ts";
+import { agentCommand } from "./commands/agent.ts";
 import { applyCommand } from "./commands/apply.ts";
 import { caCommand } from "./commands/ca.ts";
 import { checkCommand } from "./commands/check.ts";
@@ -47,6 +48,7 @@ export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number
   csr: csrCommand,
   sign: signCommand,
   revoke: revokeCommand,
+  agent: agentCommand,
 };
 
 function version(): string {
@@ -55,7 +57,7 @@ function version(): string {
 }
 
 /** WRITERS: the commands whose job is writing files; only they say "nothing was written" when the input is refused (status, check, plan and the like never write). */
-const WRITERS = new Set(["init", "apply", "ca", "export", "trust", "csr", "sign", "revoke"]);
+const WRITERS = new Set(["init", "apply", "ca", "export", "trust", "csr", "sign", "revoke", "agent"]);
 
 /** run executes one CLI invocation and returns its exit code; it never calls process.exit. */
 export async function run(argv: string[], io: Io): Promise<number> {

@@ -1,0 +1,441 @@
+/**
+ * The agent (src/agent/): its key and CSR judged by openssl, the --fingerprint bootstrap against a
+ * real node:tls server presenting an apply-issued chain (and refusing a wrong fingerprint, a chain
+ * without the root, a foreign chain, a wrong name, an expired chain, with nothing sent), the layout
+ * writer (modes, fileSource reads it), the schedule as pure functions, the reload hook, and the
+ * CLI's flags and --status. The exchanges with a real `mtlskit serve` are in the "with the server"
+ * block below. Loopback only, every wait bounded, everything closed in `after`.
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createHash, X509Certificate } from "node:crypto";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import * as path from "node:path";
+import { after, before, describe, it } from "node:test";
+import * as tls from "node:tls";
+import {
+  BACKOFF,
+  backoffDelay,
+  bootstrapTrust,
+  createCaClient,
+  fileStore,
+  judgeBootstrapChain,
+  newKeyAndCsr,
+  parseFingerprint,
+  RENEW_AT,
+  renewAt,
+  runReloadCommand,
+  statusOf,
+  tokenId,
+  type AgentState,
+} from "../src/agent/index.ts";
+import { fileSource } from "../src/service/index.ts";
+import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
+import { forge } from "./helpers/forge.ts";
+
+/** A PKI made by apply: `srv` is a server certificate for 127.0.0.1 and localhost; `other` a second CA's. */
+const MANIFEST = `version: 1
+cluster: agenttest
+ca:
+  key: ecdsa-p256
+  validity: 1y
+  subject: { CN: Agent Test CA }
+defaults:
+  key: ecdsa-p256
+  validity: 30d
+  renewBefore: 10d
+services:
+  srv:
+    usage: server
+    addresses: [127.0.0.1, localhost]
+`;
+
+const fpOf = (pem: string) => new X509Certificate(pem).fingerprint256.replace(/:/g, "").toLowerCase();
+const derOf = (pem: string) => new X509Certificate(pem).raw;
+
+let pki: string;
+let other: string;
+let caPem: string;
+let srvCert: string;
+let srvKey: string;
+
+before(async () => {
+  const dir = tempDir("mtlskit-agent-");
+  const file = writeManifest(dir, MANIFEST);
+  pki = path.join(dir, "pki");
+  other = path.join(dir, "other");
+  for (const p of [pki, other]) {
+    const r = await runCli(["apply", "-f", file, "--pki", p]);
+    assert.equal(r.code, 0, r.err);
+  }
+  caPem = readFileSync(path.join(pki, "ca/ca.pem"), "utf8");
+  srvCert = readFileSync(path.join(pki, "services/srv/cert.pem"), "utf8");
+  srvKey = readFileSync(path.join(pki, "services/srv/key.pem"), "utf8");
+});
+
+describe("agent: key and CSR", () => {
+  for (const type of ["ecdsa-p256", "ecdsa-p384", "ed25519", "rsa-2048"] as const) {
+    it(`ok/${type}: openssl req -verify accepts the CSR, CN is the service, the key is the CSR's`, () => {
+      const dir = tempDir();
+      const { keyPem, csrPem } = newKeyAndCsr("web", type);
+      writeFileSync(path.join(dir, "k.pem"), keyPem);
+      writeFileSync(path.join(dir, "r.csr"), csrPem);
+      const text = execFileSync(
+        "openssl",
+        ["req", "-in", path.join(dir, "r.csr"), "-noout", "-verify", "-subject", "-pubkey"],
+        {
+          encoding: "utf8",
+          stdio: ["ignore", "pipe", "pipe"],
+        },
+      );
+      assert.match(text, /subject=CN\s*=\s*web/);
+      const pub = execFileSync("openssl", ["pkey", "-in", path.join(dir, "k.pem"), "-pubout"], { encoding: "utf8" });
+      assert.ok(text.includes(pub.trim()), "the CSR carries the key's public half");
+    });
+  }
+  it("ok/every call makes a new key", () => {
+    assert.notEqual(newKeyAndCsr("web", "ecdsa-p256").keyPem, newKeyAndCsr("web", "ecdsa-p256").keyPem);
+  });
+});
+
+/** A TLS server on 127.0.0.1 presenting `cert` (PEM chain); it records whether any byte of application data arrived. */
+async function tlsServer(cert: string, key: string) {
+  const received: Buffer[] = [];
+  const server = tls.createServer({ cert, key }, (s) => {
+    s.on("data", (d: Buffer) => received.push(d));
+    s.on("error", () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: new URL(`https://127.0.0.1:${port}`),
+    received,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+describe("agent: the --fingerprint bootstrap against a real TLS server", () => {
+  let withRoot: Awaited<ReturnType<typeof tlsServer>>;
+  let withoutRoot: Awaited<ReturnType<typeof tlsServer>>;
+  before(async () => {
+    withRoot = await tlsServer(srvCert + caPem, srvKey);
+    withoutRoot = await tlsServer(srvCert, srvKey);
+  });
+  after(async () => {
+    await withRoot.close();
+    await withoutRoot.close();
+  });
+
+  it("ok/the right fingerprint (colons, upper case) gives the root; nothing was sent on the socket", async () => {
+    const fp = new X509Certificate(caPem).fingerprint256; // AB:CD:... as openssl prints it
+    const root = await bootstrapTrust(withRoot.url, parseFingerprint(fp));
+    assert.equal(fpOf(root), fpOf(caPem));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(Buffer.concat(withRoot.received).length, 0, "no application data on the bootstrap socket");
+  });
+  it("fail/a wrong fingerprint is refused, naming the fix; nothing sent", async () => {
+    const wrong = fpOf(readFileSync(path.join(other, "ca/ca.pem"), "utf8"));
+    await assert.rejects(bootstrapTrust(withRoot.url, wrong), (e: Error & { code?: string }) => {
+      assert.equal(e.code, "tls");
+      assert.match(e.message, /no certificate in it has that SHA-256/);
+      assert.match(e.message, /fix: check --fingerprint/);
+      return true;
+    });
+    assert.equal(Buffer.concat(withRoot.received).length, 0);
+  });
+  it("fail/a server that does not send its root cannot be bootstrapped (says so)", async () => {
+    await assert.rejects(bootstrapTrust(withoutRoot.url, fpOf(caPem)), /the server must send its root in its chain/);
+  });
+  it("fail/a client with the fingerprint makes no request after a refused bootstrap", async () => {
+    const client = createCaClient({ server: withRoot.url.origin, fingerprint: "00".repeat(32) });
+    await assert.rejects(client.bundle(), /not trusted by --fingerprint/);
+    client.close();
+    assert.equal(Buffer.concat(withRoot.received).length, 0);
+  });
+  it("fail/parseFingerprint refuses what is not 64 hex digits", () => {
+    assert.throws(() => parseFingerprint("abc"), /64 hex digits/);
+  });
+});
+
+describe("agent: judgeBootstrapChain (each rule)", () => {
+  const now = Date.now();
+  const leaf = () => derOf(srvCert);
+  const root = () => derOf(caPem);
+  it("ok/leaf + root, pinned root, IP and DNS names", () => {
+    assert.equal(fpOf(judgeBootstrapChain([leaf(), root()], fpOf(caPem), "127.0.0.1", now)), fpOf(caPem));
+    assert.equal(fpOf(judgeBootstrapChain([leaf(), root()], fpOf(caPem), "localhost", now)), fpOf(caPem));
+  });
+  it("fail/a name the leaf does not carry", () => {
+    assert.throws(
+      () => judgeBootstrapChain([leaf(), root()], fpOf(caPem), "ca.example", now),
+      /does not name ca\.example/,
+    );
+  });
+  it("fail/outside the validity", () => {
+    assert.throws(
+      () => judgeBootstrapChain([leaf(), root()], fpOf(caPem), "127.0.0.1", now + 400 * 86_400_000),
+      /is not valid now/,
+    );
+  });
+  it("fail/a leaf of another CA presented beside the pinned root (the link's signature)", () => {
+    const foreign = derOf(readFileSync(path.join(other, "services/srv/cert.pem"), "utf8"));
+    assert.throws(
+      () => judgeBootstrapChain([foreign, root()], fpOf(caPem), "127.0.0.1", now),
+      /is not signed by the next certificate/,
+    );
+  });
+  it("fail/the pinned certificate is not a CA", () => {
+    const l = leaf();
+    const fp = createHash("sha256").update(l).digest("hex");
+    assert.throws(() => judgeBootstrapChain([root(), l], fp, "127.0.0.1", now), /is not a CA/);
+  });
+  it("fail/a forged CA with the same subject (no signature of the pinned key) is refused", () => {
+    const fake = forge({ ca: true, cn: "Agent Test CA" });
+    const fakeLeaf = forge({ issuer: fake, cn: "srv", sans: ["IP:127.0.0.1"], eku: ["serverAuth"] });
+    assert.throws(() => judgeBootstrapChain([fakeLeaf.der, root()], fpOf(caPem), "127.0.0.1", now), /is not signed/);
+  });
+});
+
+describe("agent: the schedule (pure)", () => {
+  it("ok/renewAt falls between 60% and 2/3 of the lifetime, by the jitter", () => {
+    const nb = 1_000_000;
+    const na = nb + 60_000;
+    assert.equal(renewAt(nb, na, 0), nb + 40_000);
+    assert.equal(
+      renewAt(nb, na, 0.999999),
+      Math.round(nb + 60_000 * RENEW_AT.earliest + 60_000 * (RENEW_AT.latest - RENEW_AT.earliest) * 0.000001),
+    );
+    for (let i = 0; i < 1000; i++) {
+      const t = renewAt(nb, na, Math.random());
+      assert.ok(t >= nb + 36_000 && t <= nb + 40_000, String(t));
+    }
+  });
+  it("ok/backoffDelay doubles from the base, with equal jitter, and never exceeds the cap", () => {
+    assert.deepEqual(
+      [1, 2, 3, 4, 5].map((n) => backoffDelay(n, 0)),
+      [500, 1000, 2000, 4000, 8000],
+    );
+    assert.deepEqual(
+      [1, 2, 3].map((n) => backoffDelay(n, 0.999999)),
+      [1000, 2000, 4000],
+    );
+    for (const n of [10, 20, 100, 10_000]) {
+      assert.ok(backoffDelay(n, 0.999999) <= BACKOFF.capMs);
+      assert.ok(backoffDelay(n, 0) >= BACKOFF.capMs / 2);
+    }
+    assert.equal(backoffDelay(3, 0.5, { baseMs: 10, capMs: 25 }), Math.round(25 / 2 + (25 / 2) * 0.5)); // 10 * 2^2 = 40, capped at 25
+  });
+  it("ok/statusOf: enrolling, healthy, failing (error or failed reload), expired", () => {
+    const base = { version: 1 as const, service: "web", server: "https://x", failures: 0, updatedAt: "" };
+    const held = { ...base, notAfter: new Date(2000).toISOString() };
+    assert.equal(statusOf(base, 0), "enrolling");
+    assert.equal(statusOf({ ...base, lastError: { code: "unreachable", message: "", at: "" } }, 0), "failing");
+    assert.equal(statusOf(held, 1000), "healthy");
+    assert.equal(statusOf({ ...held, lastError: { code: "unreachable", message: "", at: "" } }, 1000), "failing");
+    assert.equal(statusOf({ ...held, reload: { at: "", ok: false, message: "exit 1" } }, 1000), "failing");
+    assert.equal(statusOf(held, 2000), "expired");
+  });
+  it("ok/tokenId is the token's public id, never its secret", () => {
+    const token = `mtk_0123456789abcdef_${"s".repeat(43)}`;
+    assert.equal(tokenId(token), "0123456789abcdef");
+    assert.ok(!tokenId("whatever-secret").includes("secret"));
+  });
+});
+
+describe("agent: the layout writer", () => {
+  it("ok/key 0600, cert and ca 0644, OUT 0700; fileSource reads exactly this layout and sees each new pair", async () => {
+    const out = path.join(tempDir(), "deep", "out");
+    const store = fileStore(out);
+    const first = store.saveCredentials({ key: srvKey, chain: srvCert, bundle: caPem });
+    assert.equal(first.leaf.subjectAttributes.CN, "srv");
+    assert.equal(statSync(path.join(out, "key.pem")).mode & 0o777, 0o600);
+    assert.equal(statSync(path.join(out, "cert.pem")).mode & 0o777, 0o644);
+    assert.equal(statSync(path.join(out, "ca.pem")).mode & 0o777, 0o644);
+    assert.equal(statSync(out).mode & 0o777, 0o700);
+    const seen: string[] = [];
+    const source = fileSource(
+      { dir: out },
+      { debounceMs: 10, pollMs: 20, onReload: (e) => seen.push(e.current.leaf.serialHex) },
+    );
+    try {
+      const key2 = readFileSync(path.join(other, "services/srv/key.pem"), "utf8");
+      const cert2 = readFileSync(path.join(other, "services/srv/cert.pem"), "utf8");
+      const second = store.saveCredentials({
+        key: key2,
+        chain: cert2,
+        bundle: readFileSync(path.join(other, "ca/ca.pem"), "utf8"),
+      });
+      const deadline = Date.now() + 5000;
+      while (seen.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(seen, [second.leaf.serialHex]);
+      assert.equal(source.current().leaf.serialHex, second.leaf.serialHex);
+    } finally {
+      source.close();
+    }
+    const state: AgentState = {
+      version: 1,
+      service: "srv",
+      server: "https://127.0.0.1:1",
+      status: "healthy",
+      failures: 0,
+      updatedAt: new Date().toISOString(),
+    };
+    store.saveState(state);
+    assert.deepEqual(store.load().state, state);
+    assert.equal(store.load().creds?.leaf.subjectAttributes.CN, "srv");
+  });
+  it("ok/a kill between the key's rename and the certificate's: a running reader keeps the old pair, a restart finishes the install", () => {
+    const out = path.join(tempDir(), "out");
+    fileStore(out).saveCredentials({ key: srvKey, chain: srvCert, bundle: caPem });
+    const reader = fileSource({ dir: out }, { debounceMs: 10 });
+    const key2 = path.join(other, "services/srv/key.pem");
+    const cert2 = path.join(other, "services/srv/cert.pem");
+    // Renames: agent-pending.json (1), ca.pem (2), key.pem (3), cert.pem (4): killed at the third, the key is new and the certificate old.
+    const script = `import { fileStore } from ${JSON.stringify(path.resolve("src/agent/store.ts"))};
+import { readFileSync } from "node:fs";
+fileStore(${JSON.stringify(out)}).saveCredentials({ key: readFileSync(${JSON.stringify(key2)}, "utf8"), chain: readFileSync(${JSON.stringify(cert2)}, "utf8"), bundle: readFileSync(${JSON.stringify(path.join(other, "ca/ca.pem"))}, "utf8") });`;
+    let signal: string | undefined;
+    try {
+      execFileSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+        env: { ...process.env, MTLSKIT_TEST_CRASH_AT: "renamed:3" },
+        stdio: "pipe",
+        timeout: 30_000,
+      });
+    } catch (e) {
+      signal = (e as { signal?: string }).signal;
+    }
+    assert.equal(signal, "SIGKILL");
+    assert.equal(
+      readFileSync(path.join(out, "key.pem"), "utf8"),
+      readFileSync(key2, "utf8"),
+      "the key was renamed first",
+    );
+    assert.equal(readFileSync(path.join(out, "cert.pem"), "utf8"), srvCert, "the certificate not yet");
+    assert.equal(statSync(path.join(out, "agent-pending.json")).mode & 0o777, 0o600);
+    assert.equal(reader.current().cert, srvCert, "the running reader keeps the old pair");
+    reader.close();
+    const { creds } = fileStore(out).load();
+    assert.equal(creds?.cert, readFileSync(cert2, "utf8"), "the restart finished the install");
+    assert.throws(() => statSync(path.join(out, "agent-pending.json")), /ENOENT/);
+  });
+});
+
+describe("agent: the reload hook", () => {
+  it("ok/exit 0 with the environment given", async () => {
+    const dir = tempDir();
+    const r = await runReloadCommand(`echo "$MTLSKIT_SERVICE" > ${dir}/env`, { MTLSKIT_SERVICE: "web" }, 5000);
+    assert.deepEqual(r, { ok: true, message: "exit 0" });
+    assert.equal(readFileSync(path.join(dir, "env"), "utf8"), "web\n");
+  });
+  it("fail/a non-zero exit, with its stderr", async () => {
+    assert.deepEqual(await runReloadCommand("echo nope >&2; exit 4", {}, 5000), { ok: false, message: "exit 4: nope" });
+  });
+  it("fail/past its deadline it is killed with what it started", async () => {
+    const r = await runReloadCommand("sleep 30 & sleep 30", {}, 200);
+    assert.equal(r.ok, false);
+    assert.match(r.message, /did not finish within 200 ms/);
+  });
+});
+
+describe("agent: the CLI without a server", () => {
+  it("fail/--ca and --fingerprint together exit 2 naming both", async () => {
+    const r = await runCli([
+      "agent",
+      "--server",
+      "https://127.0.0.1:1",
+      "--service",
+      "web",
+      "--out",
+      tempDir(),
+      "--ca",
+      "x",
+      "--fingerprint",
+      "y",
+    ]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /--ca and --fingerprint both/);
+  });
+  it("fail/without --out exits 2", async () => {
+    const r = await runCli(["agent", "--server", "https://127.0.0.1:1", "--service", "web"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /--out DIR is required/);
+  });
+  it("fail/an http:// server is refused (exit 2)", async () => {
+    const r = await runCli([
+      "agent",
+      "--server",
+      "http://127.0.0.1:1",
+      "--service",
+      "web",
+      "--out",
+      tempDir(),
+      "--fingerprint",
+      "00".repeat(32),
+      "--once",
+    ]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /must be an https:\/\/ URL/);
+  });
+  it("fail/--once with the server down: exit 3, the state says failing and when it retries; the token is never printed", async () => {
+    const out = tempDir();
+    const tokenFile = path.join(tempDir(), "token");
+    const token = `mtk_0123456789abcdef_${"S".repeat(43)}`;
+    writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+    const r = await runCli([
+      "agent",
+      "--server",
+      "https://127.0.0.1:1",
+      "--service",
+      "web",
+      "--token-file",
+      tokenFile,
+      "--out",
+      out,
+      "--ca",
+      path.join(pki, "ca/ca.pem"),
+      "--once",
+    ]);
+    assert.equal(r.code, 3, r.err);
+    assert.match(r.err, /cannot reach https:\/\/127\.0\.0\.1:1/);
+    assert.ok(!(r.out + r.err).includes("S".repeat(43)));
+    const s = JSON.parse(readFileSync(path.join(out, "agent.json"), "utf8")) as AgentState;
+    assert.equal(s.status, "failing");
+    assert.equal(s.lastError?.code, "unreachable");
+    assert.equal(s.failures, 1);
+    assert.ok(!JSON.stringify(s).includes("S".repeat(43)));
+    const st = await runCli(["agent", "--status", "--out", out]);
+    assert.equal(st.code, 1);
+    assert.match(st.out, /web is failing/);
+  });
+  it("ok/--status: healthy exits 0, expired exits 1 (judged now, not by what the file says)", async () => {
+    const out = tempDir();
+    const s: AgentState = {
+      version: 1,
+      service: "web",
+      server: "https://127.0.0.1:1",
+      status: "healthy",
+      serial: "01",
+      notBefore: new Date(Date.now() - 60_000).toISOString(),
+      notAfter: new Date(Date.now() + 60_000).toISOString(),
+      failures: 0,
+      updatedAt: new Date().toISOString(),
+    };
+    writeFileSync(path.join(out, "agent.json"), JSON.stringify(s));
+    const ok = await runCli(["agent", "--status", "--out", out, "--json"]);
+    assert.equal(ok.code, 0, ok.out);
+    assert.equal((JSON.parse(ok.out) as AgentState).status, "healthy");
+    writeFileSync(
+      path.join(out, "agent.json"),
+      JSON.stringify({ ...s, notAfter: new Date(Date.now() - 1000).toISOString() }),
+    );
+    const expired = await runCli(["agent", "--status", "--out", out]);
+    assert.equal(expired.code, 1);
+    assert.match(expired.out, /web is expired/);
+  });
+  it("fail/--status without agent.json exits 3 naming the file", async () => {
+    const r = await runCli(["agent", "--status", "--out", tempDir()]);
+    assert.equal(r.code, 3);
+    assert.match(r.err, /agent\.json/);
+  });
+});
