@@ -36,12 +36,11 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type * as http from "node:http";
 import { cpus, loadavg, tmpdir } from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { openLedger } from "../src/ledger/index.ts";
 import { buildPackage, runBuilt } from "../test/helpers/built.ts";
 import {
   type Csr,
@@ -53,6 +52,7 @@ import {
   type Reply,
   requestJson,
   type Served,
+  seedLedger,
   startServe,
   type Target,
   trustAgent,
@@ -285,28 +285,14 @@ function describeSample(pem: string | undefined, ca: X509Certificate): string {
   return `${c.checkIssued(ca) && c.verify(ca.publicKey) ? "signed by the CA" : "NOT signed by the CA"}; SANs ${c.subjectAltName ?? "none"}; ${Math.round((Date.parse(c.validTo) - Date.parse(c.validFrom)) / 60_000)} min`;
 }
 
-/**
- * createTokens makes `n` enroll tokens for `service` and puts them in DIR's ledger before serve
- * starts. Each createToken is its own durable commit (3 ms on this disk), so they are made in a
- * ledger on a tmpfs and copied to DIR/ca/ledger.db with the ledger's online backup (fsynced):
- * making tokens is not what is measured, and serve then writes that file durably as always.
- */
-async function createTokens(pki: string, service: string, n: number): Promise<string[]> {
-  const scratch = mkdtempSync(path.join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), "mtlskit-tokens-"));
-  try {
-    const ledger = await openLedger(scratch);
-    try {
-      const now = new Date();
-      const tokens: string[] = [];
-      for (let i = 0; i < n; i++) tokens.push((await ledger.createToken(service, "enroll", 3_600_000, now)).token);
-      await ledger.backup(path.join(pki, "ca", "ledger.db"));
-      return tokens;
-    } finally {
-      await ledger.close();
-    }
-  } finally {
-    rmSync(scratch, { recursive: true, force: true });
-  }
+/** createTokens makes `n` enroll tokens for `service` in DIR's ledger before serve starts (seedLedger: made on a tmpfs, copied in). */
+function createTokens(pki: string, service: string, n: number): Promise<string[]> {
+  return seedLedger(pki, async (ledger) => {
+    const now = new Date();
+    const tokens: string[] = [];
+    for (let i = 0; i < n; i++) tokens.push((await ledger.createToken(service, "enroll", 3_600_000, now)).token);
+    return tokens;
+  });
 }
 
 async function main(): Promise<number> {

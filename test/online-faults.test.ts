@@ -16,15 +16,21 @@
  *   - no row for a token that was refused as revoked, expired, unknown or for another service;
  *   - requests in flight at a kill ended with a connection error or with a certificate that has
  *     its row (the answer was out before the kill): never a certificate without a row.
- * Rows no client holds are allowed (committed, then the process died before answering): counted.
+ * Rows no client holds are allowed (committed, then the process died before answering): counted,
+ * at most the requests in flight at the kills.
+ * Then one `mtlskit agent` process (a service with a 45 s ttl) enrolls; serve is killed before its
+ * renewal time and kept down past it (the agent fails and backs off), then started again: the
+ * agent renews (a new serial in agent.json and cert.pem, its ledger row renewed from the first).
  * MTLSKIT_KILL_SEED replays other kill moments; MTLSKIT_KILLS changes how many.
  */
 import assert from "node:assert/strict";
 import { createHash, X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
 import type * as http from "node:http";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
+import type { AgentState } from "../src/agent/store.ts";
 import { openLedger } from "../src/ledger/index.ts";
 import type { IssuedRecord, TokenRecord } from "../src/ledger/ledger.ts";
 import { encodePem, parseCertificatesPem } from "../src/pki/pem.ts";
@@ -32,11 +38,13 @@ import { buildPackage, runBuilt } from "./helpers/built.ts";
 import { tempDir, writeManifest } from "./helpers/cli.ts";
 import {
   type Csr,
+  exited,
   makeCsrs,
   onlineManifest,
   type Reply,
   requestJson,
   type Served,
+  seedLedger,
   startServe,
   type Target,
   trustAgent,
@@ -48,8 +56,13 @@ const KILLS = Number(process.env.MTLSKIT_KILLS ?? 5);
 const SEED = Number(process.env.MTLSKIT_KILL_SEED ?? 20261214);
 const ENROLLERS = 6;
 const RENEWERS = 4;
-const TOKENS = 500;
+/** TOKENS: enough that enrollments go on through every kill (ENROLL_PAUSE_MS between a loop's tokens). */
+const TOKENS = 4_000;
+const ENROLL_PAUSE_MS = 5;
 const SERVICES = ["a", "b"] as const;
+/** AGENT_SERVICE is the agent's service; its short ttl has it renew during the test (at 0.6 to 2/3 of AGENT_TTL_S). */
+const AGENT_SERVICE = "c";
+const AGENT_TTL_S = 45;
 /** TIMEOUT_MS bounds each request: a kill closes its sockets at once, so only a stalled server reaches it (then the request fails and is retried). */
 const TIMEOUT_MS = 15_000;
 
@@ -90,6 +103,7 @@ describe("serve killed with SIGKILL under load", { timeout: 240_000 }, () => {
   const sent: Sent[] = [];
   let served: Served | undefined;
   const agents: http.Agent[] = [];
+  const children: ChildProcess[] = [];
 
   const received: Received[] = [];
   /** refused: token id -> the error codes it was refused with. */
@@ -106,15 +120,23 @@ describe("serve killed with SIGKILL under load", { timeout: 240_000 }, () => {
     bin = buildPackage();
     dir = tempDir("mtlskit-online-faults-");
     pki = path.join(dir, "pki");
-    manifest = writeManifest(dir, onlineManifest({ cluster: "faults", services: [...SERVICES] }));
+    manifest = writeManifest(
+      dir,
+      onlineManifest({
+        cluster: "faults",
+        services: [...SERVICES],
+        extra: [
+          `  ${AGENT_SERVICE}: { usage: dual, csr: true, ttl: ${AGENT_TTL_S}s, addresses: [${AGENT_SERVICE}.faults.test] }`,
+        ],
+      }),
+    );
     const applied = await runBuilt(bin, ["apply", "-f", manifest, "--pki", pki]);
     assert.equal(applied.code, 0, applied.err);
     caFile = path.join(pki, "ca", "ca.pem");
     ca = new X509Certificate(readFileSync(caFile));
     for (const s of SERVICES) csrs.set(s, await makeCsrs(manifest, s, 100));
 
-    const ledger = await openLedger(pki);
-    try {
+    await seedLedger(pki, async (ledger) => {
       const now = new Date();
       for (let i = 0; i < TOKENS; i++) {
         const service = SERVICES[i % 2]!;
@@ -130,12 +152,12 @@ describe("serve killed with SIGKILL under load", { timeout: 240_000 }, () => {
         const sendAs = kind === "wrong-service" ? SERVICES[(i + 1) % 2]! : service;
         sent.push({ token, id: record.id, service, sendAs, twice: i % 10 === 3, expect: kind });
       }
-    } finally {
-      await ledger.close();
-    }
+    });
   });
 
   after(async () => {
+    for (const c of children) c.kill("SIGKILL");
+    await Promise.all(children.map((c) => within(exited(c), 10_000, `pid ${c.pid} after SIGKILL`).catch(() => {})));
     for (const a of agents) a.destroy();
     await served?.kill9().catch(() => {});
   });
@@ -226,6 +248,7 @@ describe("serve killed with SIGKILL under load", { timeout: 240_000 }, () => {
         if (s === undefined) return;
         if (s.twice) await Promise.all([enrollOnce(s), enrollOnce(s)]);
         else await enrollOnce(s);
+        await pause(ENROLL_PAUSE_MS);
       }
     };
     const renewer = async (k: number) => {
@@ -369,5 +392,100 @@ describe("serve killed with SIGKILL under load", { timeout: 240_000 }, () => {
     );
     // An orphan row's answer was lost to a kill: at most the requests in flight at the kills.
     assert.ok(orphans.length <= inFlightAtKill.reduce((a, b) => a + b, 0), `${orphans.length} rows no client holds`);
+  });
+
+  it("an agent whose renewal falls while serve is down renews once serve is back", async () => {
+    served = await startServe(bin, { manifest, pki });
+    const port = served.port;
+    const ledger = await openLedger(pki, undefined, { create: false });
+    let token: string;
+    try {
+      token = (await ledger.createToken(AGENT_SERVICE, "enroll", 15 * 60_000, new Date())).token;
+    } finally {
+      await ledger.close();
+    }
+    const tokenFile = path.join(dir, "agent-token");
+    writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+    const out = path.join(dir, "agent-out");
+    const agent = spawn(
+      process.execPath,
+      [
+        bin,
+        "agent",
+        "--server",
+        `https://127.0.0.1:${port}`,
+        "--service",
+        AGENT_SERVICE,
+        "--token-file",
+        tokenFile,
+        "--out",
+        out,
+        "--ca",
+        caFile,
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    children.push(agent);
+    let log = "";
+    const keep = (d: Buffer) => void (log = (log + d.toString()).slice(-8_000));
+    agent.stdout.on("data", keep);
+    agent.stderr.on("data", keep);
+    const state = (): AgentState | undefined => {
+      try {
+        return JSON.parse(readFileSync(path.join(out, "agent.json"), "utf8")) as AgentState;
+      } catch {
+        return undefined; // not written yet
+      }
+    };
+    /** until polls `f` every 100 ms until it is true, for at most `ms`. */
+    const until = async (what: string, ms: number, f: () => boolean) => {
+      const end = performance.now() + ms;
+      while (!f()) {
+        if (agent.exitCode !== null)
+          assert.fail(`the agent exited (${agent.exitCode}) while waiting for ${what}:\n${log}`);
+        if (performance.now() > end)
+          assert.fail(`${what}: not within ${ms} ms; agent.json ${JSON.stringify(state())}\n${log}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    };
+
+    await until("the enrollment", 20_000, () => state()?.serial !== undefined && state()?.status === "healthy");
+    const first = state()!;
+    const renewAfter = Date.parse(first.renewAfter!);
+    assert.ok(renewAfter > Date.now(), `renewAfter ${first.renewAfter} already passed: the test needs a longer ttl`);
+    await served.kill9();
+    served = undefined;
+    // Down across the renewal time: the agent fails at least once and backs off.
+    await until(
+      "a failed renewal while serve is down",
+      renewAfter - Date.now() + 15_000,
+      () => (state()?.failures ?? 0) >= 1,
+    );
+    assert.equal(state()!.serial, first.serial, "renewed without a server");
+    served = await startServe(bin, { manifest, pki, port });
+    const notAfter = Date.parse(first.notAfter!);
+    await until(
+      "the renewal after serve came back",
+      Math.max(5_000, notAfter - Date.now()),
+      () => state()?.serial !== first.serial,
+    );
+    const renewed = state()!;
+    assert.equal(renewed.status, "healthy");
+    assert.equal(renewed.failures, 0);
+    const leaf = new X509Certificate(readFileSync(path.join(out, "cert.pem")));
+    assert.equal(serialOf(leaf.raw), renewed.serial, "cert.pem is the certificate agent.json names");
+    assert.ok(leaf.verify(ca.publicKey), "the renewed certificate is not signed by the CA");
+    await served.stop();
+    served = undefined;
+    const after = await openLedger(pki, undefined, { create: false });
+    try {
+      const row = await after.get(renewed.serial!);
+      assert.ok(row, `no ledger row for the renewed serial ${renewed.serial}`);
+      assert.equal(row.how, "renew");
+      assert.equal(row.renewedFrom, first.serial);
+      assert.equal(row.sha256, createHash("sha256").update(leaf.raw).digest("hex"));
+    } finally {
+      await after.close();
+    }
   });
 });
