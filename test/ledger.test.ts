@@ -6,15 +6,19 @@
  * The sqlite3 program (Debian's) is the independent judge of the files' integrity.
  */
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import crypto from "node:crypto";
-import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, it, mock } from "node:test";
 import { type IssuedRecord, LedgerUnavailableError, openLedger } from "../src/ledger/index.ts";
 import { openSqliteLedger, SCHEMA_VERSION, type SqliteLedger } from "../src/ledger/sqlite.ts";
 import { hashSecret, newToken, parseToken } from "../src/ledger/tokens.ts";
-import { REPO, tempDir } from "./helpers/cli.ts";
+import { readCertFields } from "../src/pki/cert.ts";
+import { serialHex } from "../src/pki/crl.ts";
+import { encodePem, parseCertificatesPem } from "../src/pki/pem.ts";
+import { TEMP_MARK } from "../src/state/layout.ts";
+import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 
 const NOW = new Date("2027-03-01T12:00:00Z");
 const HOUR = 3_600_000;
@@ -208,7 +212,7 @@ describe("ledger: record", () => {
     assert.equal(sqlite(file, "SELECT count(*) FROM tokens WHERE used_at IS NOT NULL"), "0");
   });
 
-  it("ok/group commit: 200 concurrent records share one transaction (ledger.commits), one refusal inside does not abort the others", async () => {
+  it("ok/group commit: 200 concurrent records share one transaction (ledger.commits), one refusal inside does not abort the others; 100 createToken calls, one commit", async () => {
     const { ledger } = fresh();
     const before = ledger.commits;
     const serials = Array.from({ length: 200 }, (_, i) => (0x2000 + i).toString(16));
@@ -219,7 +223,40 @@ describe("ledger: record", () => {
     assert.deepEqual(outcomes[100], { ok: false, reason: "duplicate-serial" });
     assert.ok(ledger.commits - before <= 2, `200 records took ${ledger.commits - before} commits`);
     assert.equal((await ledger.stats(NOW)).certificates, 200);
+    // Tokens made at once share a commit too (a script seeding many pays one fsync).
+    const c = ledger.commits;
+    const made = await Promise.all(Array.from({ length: 100 }, () => ledger.createToken("web", "enroll", HOUR, NOW)));
+    assert.equal(ledger.commits - c, 1);
+    assert.equal(new Set(made.map((m) => m.record.id)).size, 100);
+    assert.equal((await ledger.stats(NOW)).tokensOutstanding, 100);
     await ledger.close();
+  });
+
+  it("ok/a bad row (a caller's bug: an invalid date) is rejected alone; its batch commits; close() writes what is queued", async () => {
+    const { file, ledger } = fresh();
+    const settled = await Promise.allSettled([
+      ledger.record(row("e1")),
+      ledger.record(row("e2", { notAfter: new Date(Number.NaN) })),
+      ledger.record(row("E7")),
+      ledger.record(row("00e7")),
+      ledger.record(row("e8", { sha256: "AB" })),
+      ledger.record(row("e3")),
+    ]);
+    assert.deepEqual(
+      settled.map((s) => s.status),
+      ["fulfilled", "rejected", "rejected", "rejected", "rejected", "fulfilled"],
+    );
+    assert.match(String((settled[2] as PromiseRejectedResult).reason), /serial "E7" is not serialHex's form/);
+    assert.equal(ledger.commits, 1);
+    // Queued in this tick, then closed at once: both rows are written before the file closes.
+    const pending = [ledger.record(row("e4")), ledger.record(row("e5"))];
+    await ledger.close();
+    assert.deepEqual(await Promise.all(pending), [{ ok: true }, { ok: true }]);
+    await assert.rejects(ledger.record(row("e6")), /closed/);
+    assert.equal(
+      sqlite(file, "SELECT group_concat(serial) FROM (SELECT serial FROM certificates ORDER BY serial)"),
+      "e1,e3,e4,e5",
+    );
   });
 
   it("ok/rows read back as written; list filters (service, validAt, limit) newest first; revoke keeps the first revocation", async () => {
@@ -275,7 +312,8 @@ describe("ledger: files", { timeout: 120_000 }, () => {
     let out = "";
     let err = "";
     child.stderr.on("data", (d: Buffer) => void (err += d));
-    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("exit", (_c, s) => resolve(s)));
+    // "close": the process exited and its stdout is read to the end.
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("close", (_c, s) => resolve(s)));
     try {
       // Kill once a few thousand rows are out (or after 20 s, whichever first): mid-stream.
       await new Promise<void>((resolve, reject) => {
@@ -297,7 +335,11 @@ describe("ledger: files", { timeout: 120_000 }, () => {
     } finally {
       child.kill("SIGKILL");
     }
-    const printed = out.split("\n").filter((l) => /^[0-9a-f]+$/.test(l));
+    // Whole lines only: a line cut by the kill was never wholly printed.
+    const printed = out
+      .slice(0, out.lastIndexOf("\n") + 1)
+      .split("\n")
+      .filter((l) => /^c0ffee[0-9a-f]{8}$/.test(l));
     assert.ok(printed.length >= 25, `the child printed ${printed.length} serials: ${err}`);
     const reopened = openSqliteLedger(file);
     const have = new Set((await reopened.list()).map((r) => r.serial));
@@ -311,27 +353,31 @@ describe("ledger: files", { timeout: 120_000 }, () => {
     const { dir, ledger } = fresh();
     const tokens = await Promise.all(Array.from({ length: 600 }, () => ledger.createToken("web", "enroll", HOUR, NOW)));
     let i = 0;
+    let written = 0;
     const writing = (async () => {
       while (i < tokens.length) {
         const chunk = tokens.slice(i, i + 20);
         i += chunk.length;
         await Promise.all(
           chunk.map((t, j) =>
-            ledger.record(row((0x10000 + i + j).toString(16), { tokenId: t.record.id }), {
+            ledger.record(row((0x100000 + i + j).toString(16), { tokenId: t.record.id }), {
               tokenId: t.record.id,
               now: NOW,
             }),
           ),
         );
+        written = i;
       }
     })();
-    await new Promise((r) => setImmediate(r));
+    // Start the backup once 100 rows are durable, while 500 more are still to come (bounded: 600 rows).
+    while (written < 100) await new Promise((r) => setImmediate(r));
     const copy = path.join(dir, "copy.db");
     await ledger.backup(copy);
     await writing;
     assert.equal(mode(copy), 0o600);
     assert.equal(sqlite(copy, "PRAGMA integrity_check"), "ok");
     const certs = Number(sqlite(copy, "SELECT count(*) FROM certificates"));
+    assert.ok(certs >= 100 && certs < 600, `the copy holds ${certs} of 600 rows: taken while they were being written`);
     const used = Number(sqlite(copy, "SELECT count(*) FROM tokens WHERE used_at IS NOT NULL"));
     assert.equal(certs, used, "a certificate row and its token's consumption are in the copy together");
     assert.equal(Number(sqlite(copy, "SELECT count(*) FROM tokens")), 600);
@@ -378,6 +424,14 @@ describe("ledger: files", { timeout: 120_000 }, () => {
         ) &&
         e.message.includes("upgrade mtlskit"),
     );
+    // Another program's SQLite database is not taken for a ledger (no tables are added to it).
+    const foreign = path.join(path.dirname(file), "foreign.db");
+    sqlite(foreign, "CREATE TABLE users (name TEXT)");
+    assert.throws(
+      () => openSqliteLedger(foreign),
+      /it is an SQLite database but not an mtlskit ledger \(it has tables users/,
+    );
+    assert.equal(sqlite(foreign, "SELECT group_concat(name) FROM sqlite_master WHERE type = 'table'"), "users");
     // Reopening the same version is a no-op: the rows stay.
     sqlite(file, `UPDATE schema_version SET version = ${SCHEMA_VERSION}`);
     const again = openSqliteLedger(file);
@@ -405,6 +459,10 @@ describe("ledger: files", { timeout: 120_000 }, () => {
         (e: Error) =>
           e instanceof LedgerUnavailableError && /locked by another process \(waited 200 ms\)/.test(e.message),
       );
+      // A reader (status, metrics) opens and reads meanwhile: opening a ledger takes no write lock.
+      const reader = openSqliteLedger(file, { busyTimeoutMs: 200, create: false });
+      assert.equal((await reader.stats(NOW)).certificates, 0);
+      await reader.close();
       holder.stdin.end("ROLLBACK;\n");
       await new Promise((r) => holder.on("exit", r));
     } finally {
@@ -415,11 +473,296 @@ describe("ledger: files", { timeout: 120_000 }, () => {
     await assert.rejects(ledger.get("01"), LedgerUnavailableError);
   });
 
+  it("fail/a full disk, a read-only file system, a missing directory, a link, a directory: LedgerUnavailableError naming the cause and fix; after space is freed the ledger works", async (t) => {
+    // A tmpfs of our own (the tests run as root, as test/pki-dir.test.ts's), unmounted after.
+    const at = tempDir("mtlskit-ledger-tmpfs-");
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=256k,mode=0755", "tmpfs", at]);
+    t.after(() => execFileSync("umount", ["-l", at]));
+    const file = path.join(at, "ledger.db");
+    const ledger = openSqliteLedger(file);
+    assert.deepEqual(await ledger.record(row("01")), { ok: true });
+    try {
+      execFileSync("dd", ["if=/dev/zero", `of=${path.join(at, "filler")}`, "bs=4k"], { stdio: "ignore" });
+    } catch {
+      // dd stops with ENOSPC: the disk is full
+    }
+    const big = Array.from({ length: 50 }, (_, i) =>
+      ledger.record(row((0xf000 + i).toString(16), { der: Buffer.alloc(8000, i) })),
+    );
+    const settled = await Promise.allSettled(big);
+    for (const s of settled) {
+      assert.equal(s.status, "rejected");
+      const e = (s as PromiseRejectedResult).reason as Error;
+      assert.ok(e instanceof LedgerUnavailableError, String(e));
+      assert.match(
+        e.message,
+        /ledger .*ledger\.db: cannot write 50 rows: the disk is full; free space on its file system \(SQLITE_FULL\)/,
+      );
+    }
+    rmSync(path.join(at, "filler"));
+    assert.deepEqual(await ledger.record(row("02")), { ok: true }, "works again once space is freed");
+    assert.deepEqual(
+      (await ledger.list()).map((r) => r.serial),
+      ["02", "01"],
+      "nothing of the failed batch was written",
+    );
+    await ledger.close();
+    execFileSync("mount", ["-o", "remount,ro", at]);
+    for (const [f, want] of [
+      [file, /cannot open it: its file system is read-only; remount it read-write/],
+      [path.join(at, "new.db"), /cannot open it: its file system is read-only; remount it read-write \(EROFS\)/],
+      [path.join(at, "no/such/dir/ledger.db"), /its directory does not exist/],
+    ] as const)
+      assert.throws(
+        () => openSqliteLedger(f),
+        (e: Error) => e instanceof LedgerUnavailableError && want.test(e.message),
+        f,
+      );
+    const dir = tempDir("mtlskit-ledger-");
+    symlinkSync(path.join(dir, "elsewhere.db"), path.join(dir, "link.db"));
+    assert.throws(
+      () => openSqliteLedger(path.join(dir, "link.db")),
+      /is a symbolic link, which the ledger never follows/,
+    );
+    assert.equal(existsSync(path.join(dir, "elsewhere.db")), false);
+    assert.throws(() => openSqliteLedger(dir), /it is a directory; name a file/);
+  });
+
   it("fail/openLedger: postgres:// is not available yet, a bad spec is refused, create: false does not make a file", async () => {
     const dir = tempDir("mtlskit-ledger-");
     await assert.rejects(openLedger(dir, "postgres://ca@db/ledger"), /PostgreSQL ledger is not available/);
     await assert.rejects(openLedger(dir, "mysql://x"), /is not a ledger; use sqlite:/);
     await assert.rejects(openLedger(dir, undefined, { create: false }), LedgerUnavailableError);
     assert.equal(existsSync(path.join(dir, "ca/ledger.db")), false);
+  });
+});
+
+const CLI_MANIFEST = `version: 1
+cluster: led
+services:
+  api: { usage: server, addresses: [127.0.0.1] }
+  web: { usage: dual, csr: true }
+`;
+
+/** applied: a manifest with web (csr: true) and api, applied into DIR/pki: a PKI directory without a ledger. */
+async function applied() {
+  const dir = tempDir("mtlskit-ledger-cli-");
+  const file = writeManifest(dir, CLI_MANIFEST);
+  const pki = path.join(dir, "pki");
+  const r = await runCli(["apply", "-f", file, "--pki", pki]);
+  assert.equal(r.code, 0, r.err);
+  return { dir, file, pki, db: path.join(pki, "ca/ledger.db") };
+}
+
+describe("cli: mtlskit token, mtlskit ledger", { timeout: 120_000 }, () => {
+  it("ok/without a ledger: token list and ledger list say so (exit 0, JSON []) and create none", async () => {
+    const { pki, db } = await applied();
+    for (const argv of [
+      ["token", "list", "--pki", pki],
+      ["ledger", "list", "--pki", pki],
+    ]) {
+      const r = await runCli(argv);
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.out, new RegExp(`^No ledger at ${db.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: `));
+      const j = await runCli([...argv, "--json"]);
+      assert.equal(j.code, 0, j.err);
+      assert.deepEqual(JSON.parse(j.out), []);
+    }
+    const show = await runCli(["ledger", "show", "0a", "--pki", pki]);
+    assert.equal(show.code, 2);
+    assert.match(show.err, /ledger\.db: does not exist: no certificate was issued online/);
+    const backup = await runCli(["ledger", "backup", path.join(pki, "..", "b.db"), "--pki", pki]);
+    assert.equal(backup.code, 2);
+    assert.match(backup.err, /there is no ledger at .* to back up \(nothing was written\)/);
+    assert.equal(existsSync(db), false);
+  });
+
+  it("fail/token create refuses bad input with exit 2 and writes nothing: unknown service, non-csr service, bad --ttl, missing PKI dir, no service", async () => {
+    const { dir, file, pki, db } = await applied();
+    const cases: [string[], RegExp][] = [
+      [
+        ["token", "create", "nope", "-f", file, "--pki", pki],
+        /services: has no service "nope"; services are: api, web/,
+      ],
+      [
+        ["token", "create", "api", "-f", file, "--pki", pki],
+        /services\.api: api is not declared csr: true: only csr services are issued online[\s\S]*fix: add csr: true to services\.api/,
+      ],
+      [
+        ["token", "create", "web", "-f", file, "--pki", pki, "--ttl", "15"],
+        /--ttl must be a duration such as 90s.*got "15"/,
+      ],
+      [["token", "create", "web", "-f", file, "--pki", pki, "--ttl", "0m"], /--ttl must be a duration/],
+      [["token", "create", "web", "-f", file, "--pki", pki, "--ttl", "8d"], /at most 7d; got "8d"/],
+      [["token", "create", "web", "-f", file, "--pki", pki, "--ttl", "-5m"], /--ttl/],
+      [["token", "create", "web", "-f", file, "--pki", path.join(dir, "typo")], /PKI directory .*typo does not exist/],
+      [["token", "create", "-f", file, "--pki", pki], /name exactly one service; got none/],
+      [["token", "create", "web", "api", "-f", file, "--pki", pki], /name exactly one service; got web api/],
+      [["token", "frobnicate"], /unknown subcommand "frobnicate"; subcommands are: create, list, revoke/],
+      [["ledger", "list", "--pki", pki, "--limit", "0"], /--limit must be a whole number/],
+      [["ledger", "show", "xyz", "--pki", pki], /"xyz" is not a serial/],
+      [["token", "revoke", "XYZ", "--pki", pki], /"XYZ" is not a token id: 16 lower-case hex digits/],
+    ];
+    for (const [argv, want] of cases) {
+      const r = await runCli(argv);
+      assert.equal(r.code, 2, `${argv.join(" ")}: ${r.err}`);
+      assert.match(r.err, want, argv.join(" "));
+      assert.doesNotMatch(r.err, /bug|\n\s+at /, "no stack trace");
+    }
+    assert.equal(existsSync(db), false, "nothing was written");
+    assert.equal(existsSync(path.join(dir, "typo")), false);
+  });
+
+  it("ok/token create prints the token once (stdout alone; --json), list never shows a secret, revoke makes it unusable", async () => {
+    const { file, pki, db } = await applied();
+    const r = await runCli(["token", "create", "web", "-f", file, "--pki", pki]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^mtk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}\n$/);
+    const token = r.out.trim();
+    const { id, secret } = parseToken(token)!;
+    assert.match(r.err, new RegExp(`Token ${id} for web: single use, valid until .* \\(15m\\)`));
+    assert.equal(mode(db), 0o600);
+    const j = await runCli(["token", "create", "web", "-f", file, "--pki", pki, "--ttl", "1h", "--json"]);
+    assert.equal(j.code, 0, j.err);
+    const made = JSON.parse(j.out) as { token: string; id: string; service: string; expiresAt: string };
+    assert.deepEqual(Object.keys(made), ["token", "id", "service", "expiresAt"]);
+    assert.equal(made.service, "web");
+    assert.equal(parseToken(made.token)!.id, made.id);
+    const ledger = await openLedger(pki, undefined, { create: false });
+    try {
+      const v = await ledger.checkToken(token, "web", "enroll", new Date());
+      assert.ok(v.ok && v.token.id === id);
+      const exp =
+        new Date(made.expiresAt).getTime() - (await ledger.tokens()).find((t) => t.id === made.id)!.createdAt.getTime();
+      assert.equal(exp, HOUR);
+    } finally {
+      await ledger.close();
+    }
+    const list = await runCli(["token", "list", "--pki", pki]);
+    assert.equal(list.code, 0, list.err);
+    assert.match(list.out, /^ID\s+SERVICE\s+STATE\s+EXPIRES\s+CREATED\n/);
+    assert.match(list.out, new RegExp(`${id}\\s+web\\s+outstanding`));
+    const listJson = await runCli(["token", "list", "--pki", pki, "--json"]);
+    for (const out of [list.out, listJson.out, list.err, listJson.err]) {
+      assert.equal(out.includes(secret), false, "list never shows a secret");
+      assert.equal(out.includes(parseToken(made.token)!.secret), false);
+    }
+    assert.deepEqual(
+      (JSON.parse(listJson.out) as { id: string; state: string }[]).map((t) => [t.id, t.state]).sort(),
+      [
+        [id, "outstanding"],
+        [made.id, "outstanding"],
+      ].sort(),
+    );
+    const rev = await runCli(["token", "revoke", id, "--pki", pki]);
+    assert.equal(rev.code, 0, rev.err);
+    assert.equal(rev.out, `Revoked token ${id} (web).\n`);
+    const again = await runCli(["token", "revoke", token, "--pki", pki]);
+    assert.equal(again.code, 0, again.err);
+    assert.match(again.out, new RegExp(`Token ${id} \\(web\\) was already revoked at .*; nothing changed`));
+    const unknown = await runCli(["token", "revoke", "0123456789abcdef", "--pki", pki]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.err, /has no token 0123456789abcdef[\s\S]*fix: run `mtlskit token list`/);
+    assert.match(
+      (await runCli(["token", "list", "--pki", pki, "--service", "web"])).out,
+      new RegExp(`${id}\\s+web\\s+revoked`),
+    );
+    const l2 = await openLedger(pki, undefined, { create: false });
+    try {
+      const v = await l2.checkToken(token, "web", "enroll", new Date());
+      assert.deepEqual(v, { ok: false, reason: "revoked" });
+    } finally {
+      await l2.close();
+    }
+  });
+
+  it("ok/ledger list, show (--pem judged by openssl), backup (0600, consistent, refuses an existing FILE unless --force)", async () => {
+    const { dir, pki } = await applied();
+    const der = parseCertificatesPem(readFileSync(path.join(pki, "services/api/cert.pem"), "utf8"))[0]!;
+    const fields = readCertFields(der);
+    const serial = serialHex(fields.serial);
+    const ledger = await openLedger(pki);
+    try {
+      assert.deepEqual(
+        await ledger.record(
+          row(serial, {
+            service: "api",
+            der,
+            notBefore: fields.notBefore,
+            notAfter: fields.notAfter,
+            sha256: crypto.createHash("sha256").update(der).digest("hex"),
+          }),
+        ),
+        { ok: true },
+      );
+      assert.deepEqual(await ledger.record(row("7f01", { service: "web", how: "renew", renewedFrom: serial })), {
+        ok: true,
+      });
+      await ledger.revoke("7f01", "superseded", NOW);
+    } finally {
+      await ledger.close();
+    }
+    const list = await runCli(["ledger", "list", "--pki", pki]);
+    assert.equal(list.code, 0, list.err);
+    assert.match(list.out, /^SERIAL\s+SERVICE\s+STATE\s+NOT AFTER\s+ISSUED\s+HOW\s+REQUESTER\n/);
+    assert.match(list.out, new RegExp(`${serial}\\s+api\\s+valid`));
+    assert.match(list.out, /7f01\s+web\s+revoked \(superseded\)/);
+    const onlyWeb = JSON.parse((await runCli(["ledger", "list", "--pki", pki, "--service", "web", "--json"])).out);
+    assert.deepEqual(
+      onlyWeb.map((r: { serial: string; renewedFrom: string }) => [r.serial, r.renewedFrom]),
+      [["7f01", serial]],
+    );
+    assert.equal(JSON.stringify(onlyWeb).includes("pem"), false, "list carries no certificate bytes");
+    const colons = serial.toUpperCase().replace(/(..)(?=.)/g, "$1:");
+    const show = await runCli(["ledger", "show", colons, "--pki", pki]);
+    assert.equal(show.code, 0, show.err);
+    assert.match(show.out, new RegExp(`^serial ${serial}: api, valid\\n  SANs        DNS:web, IP:127.0.0.1`));
+    const pem = await runCli(["ledger", "show", serial, "--pki", pki, "--pem"]);
+    assert.equal(pem.code, 0, pem.err);
+    assert.equal(pem.out, encodePem("CERTIFICATE", der));
+    const judged = spawnSync("openssl", ["x509", "-noout", "-serial"], {
+      input: pem.out,
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    assert.equal(judged.status, 0, judged.stderr);
+    assert.equal(
+      judged.stdout
+        .trim()
+        .replace(/^serial=/, "")
+        .toLowerCase()
+        .replace(/^0+/, ""),
+      serial.replace(/^0+/, ""),
+    );
+    const showJson = JSON.parse((await runCli(["ledger", "show", "7f01", "--pki", pki, "--json"])).out);
+    assert.equal(showJson.revokedReason, "superseded");
+    const missing = await runCli(["ledger", "show", "7f02", "--pki", pki]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.err, /ledger\.db: has no certificate with serial 7f02/);
+
+    const copy = path.join(dir, "backup.db");
+    const b = await runCli(["ledger", "backup", copy, "--pki", pki]);
+    assert.equal(b.code, 0, b.err);
+    assert.match(b.out, /Backed up .*ledger\.db to .*backup\.db \(mode 0600\): 2 certificates, 0 outstanding tokens/);
+    assert.equal(mode(copy), 0o600);
+    assert.equal(sqlite(copy, "PRAGMA integrity_check"), "ok");
+    assert.equal(
+      sqlite(copy, "SELECT group_concat(serial) FROM (SELECT serial FROM certificates ORDER BY serial)"),
+      [serial, "7f01"].sort().join(","),
+    );
+    writeFileSync(copy, "keep me");
+    const refused = await runCli(["ledger", "backup", copy, "--pki", pki]);
+    assert.equal(refused.code, 2);
+    assert.match(refused.err, /backup\.db exists; choose a new file, or pass --force/);
+    assert.equal(readFileSync(copy, "utf8"), "keep me");
+    const forced = await runCli(["ledger", "backup", copy, "--pki", pki, "--force"]);
+    assert.equal(forced.code, 0, forced.err);
+    assert.equal(sqlite(copy, "SELECT count(*) FROM certificates"), "2");
+    assert.equal(mode(copy), 0o600);
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.includes(TEMP_MARK)),
+      [],
+      "no temporary file left",
+    );
   });
 });

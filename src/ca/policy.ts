@@ -79,11 +79,19 @@ const sanWord = (s: { type: keyof typeof SAN_PREFIX; value: string }) =>
 /** comparable puts a sanWords word in sanWord's form: DNS names compare without case (RFC 4343). */
 const comparable = (w: string) => (w.startsWith("DNS:") ? `DNS:${w.slice(4).toLowerCase()}` : w);
 
+/** CsrPolicyOptions: what an online signer changes in leafSpec's certificate; nothing else differs. */
+export interface CsrPolicyOptions {
+  /** lifetimeMs: notAfter is issuance plus this (the online CA: the service's ttl, capped by serve.maxTtl). Default: the service's validity. */
+  lifetimeMs?: number;
+  /** notAfterMax: notAfter never passes this (the issuing CA's own notAfter). Default: no cap. */
+  notAfterMax?: Date;
+}
+
 /**
  * csrPolicy judges a decoded request for `service` at `now`: the CertSpec to sign its key with
  * (leafSpec of the service's one slot), or refusals naming each field the request got wrong.
  */
-export function csrPolicy(service: Service, csr: CsrFields, now: Date): PolicyResult {
+export function csrPolicy(service: Service, csr: CsrFields, now: Date, opts: CsrPolicyOptions = {}): PolicyResult {
   const refusals: Refusal[] = [];
   const refuse = (field: string, message: string, fix: string) => void refusals.push({ field, message, fix });
   const name = service.name;
@@ -101,6 +109,8 @@ export function csrPolicy(service: Service, csr: CsrFields, now: Date): PolicyRe
     };
   const slot = service.slots[0]!;
   const spec = leafSpec(service, slot, now);
+  if (opts.lifetimeMs !== undefined) spec.notAfter = new Date(now.getTime() + opts.lifetimeMs);
+  if (opts.notAfterMax !== undefined && spec.notAfter > opts.notAfterMax) spec.notAfter = new Date(opts.notAfterMax);
   const info = csr.decoded;
 
   if (csr.version !== 0) refuse("version", `is ${csr.version}; PKCS#10 defines only version 1 (0)`, remake);

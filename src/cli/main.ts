@@ -16,12 +16,14 @@ import { explainCommand } from "./commands/explain.ts";
 import { exportCommand } from "./commands/export.ts";
 import { initCommand } from "./commands/init.ts";
 import { inspectCommand } from "./commands/inspect.ts";
+import { ledgerCommand } from "./commands/ledger.ts";
 import { planCommand } from "./commands/plan.ts";
 import { probeCommand } from "./commands/probe.ts";
 import { revokeCommand } from "./commands/revoke.ts";
 import { schemaCommand } from "./commands/schema.ts";
 import { signCommand } from "./commands/sign.ts";
 import { statusCommand } from "./commands/status.ts";
+import { tokenCommand } from "./commands/token.ts";
 import { metricsCommand } from "./commands/metrics.ts";
 import { trustCommand } from "./commands/trust.ts";
 import { verifyCommand } from "./commands/verify.ts";
@@ -49,6 +51,8 @@ export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number
   sign: signCommand,
   revoke: revokeCommand,
   agent: agentCommand,
+  token: tokenCommand,
+  ledger: ledgerCommand,
 };
 
 function version(): string {
@@ -57,7 +61,7 @@ function version(): string {
 }
 
 /** WRITERS: the commands whose job is writing files; only they say "nothing was written" when the input is refused (status, check, plan and the like never write). */
-const WRITERS = new Set(["init", "apply", "ca", "export", "trust", "csr", "sign", "revoke", "agent"]);
+const WRITERS = new Set(["init", "apply", "ca", "export", "trust", "csr", "sign", "revoke", "agent", "token", "ledger"]);
 
 /** run executes one CLI invocation and returns its exit code; it never calls process.exit. */
 export async function run(argv: string[], io: Io): Promise<number> {

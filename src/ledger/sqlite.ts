@@ -15,6 +15,7 @@
  * mirror the schema; SCHEMA_VERSION is in the schema_version table, and a newer one is refused.
  */
 import {
+  accessSync,
   closeSync,
   constants,
   existsSync,
@@ -89,7 +90,7 @@ export interface SqliteLedgerOptions {
 
 /** SqliteLedger is the SQLite Ledger plus what its tests observe. */
 export interface SqliteLedger extends Ledger {
-  /** commits counts the group-commit transactions `record` ran (each one COMMIT, one WAL fsync): tests prove batching with it. */
+  /** commits counts the group-commit transactions `record` and `createToken` ran (each one COMMIT, one WAL fsync): tests prove batching with it. */
   readonly commits: number;
   /** file is the database's path. */
   readonly file: string;
@@ -124,10 +125,10 @@ interface TokenRow {
   revoked_at: number | null;
 }
 
-interface Pending {
-  row: IssuedRecord;
-  consume: { tokenId: string; now: Date } | undefined;
-  resolve: (o: RecordOutcome) => void;
+/** Job is one queued write of a group commit: `write` runs under the job's savepoint and says whether to undo it (a refusal writes nothing). */
+interface Job {
+  write: () => { value: unknown; undo: boolean };
+  resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
 }
 
@@ -171,6 +172,27 @@ function sqliteCode(e: unknown): string | undefined {
 }
 
 /**
+ * checkRow refuses a row whose serial or SHA-256 is not in the one spelling the contract fixes
+ * (lower-case hex; the serial as pki/crl.ts serialHex writes it: whole octets, no leading zero
+ * octet): uniqueness by constraint holds only if one serial has one spelling. A TypeError: a bug
+ * in the caller, failing that row alone.
+ */
+function checkRow(r: IssuedRecord): void {
+  if (!/^(?:[0-9a-f]{2}){1,20}$/.test(r.serial) || (r.serial.startsWith("00") && r.serial.length > 2))
+    throw new TypeError(
+      `ledger: serial ${JSON.stringify(r.serial)} is not serialHex's form (lower-case hex octets, no leading zero octet)`,
+    );
+  if (!/^[0-9a-f]{64}$/.test(r.sha256))
+    throw new TypeError(`ledger: sha256 ${JSON.stringify(r.sha256)} is not 64 lower-case hex digits`);
+}
+
+/** rowFault tells an error of one row (not a valid row: a caller's bug) from the database failing. */
+function rowFault(e: unknown): boolean {
+  const code = sqliteCode(e);
+  return code === undefined || /^SQLITE_(CONSTRAINT|MISMATCH|TOOBIG|RANGE)/.test(code);
+}
+
+/**
  * unavailable turns an SQLite (or file system) error into LedgerUnavailableError naming the
  * file, what was being done, the cause and the fix. Errors that are neither (a bug) are returned
  * as they are.
@@ -179,7 +201,15 @@ function unavailable(e: unknown, file: string, doing: string, busyMs: number): u
   if (e instanceof LedgerUnavailableError) return e;
   const code = sqliteCode(e) ?? (e as NodeJS.ErrnoException | undefined)?.code;
   if (code === undefined) return e;
-  const family = code.startsWith("SQLITE_") ? code.split("_").slice(0, 2).join("_") : code;
+  let family = code.startsWith("SQLITE_") ? code.split("_").slice(0, 2).join("_") : code;
+  // SQLITE_CANTOPEN says nothing of why: ask the directory (read-only file system, missing, not ours).
+  if (family === "SQLITE_CANTOPEN") {
+    try {
+      accessSync(path.dirname(file), constants.W_OK);
+    } catch (d) {
+      family = (d as NodeJS.ErrnoException).code ?? family;
+    }
+  }
   const why: Record<string, string> = {
     SQLITE_BUSY: `it is locked by another process (waited ${busyMs} ms); retry, or find the process holding it (fuser ${file})`,
     SQLITE_LOCKED: `it is locked by another process (waited ${busyMs} ms); retry, or find the process holding it (fuser ${file})`,
@@ -190,12 +220,17 @@ function unavailable(e: unknown, file: string, doing: string, busyMs: number): u
     EROFS: "its file system is read-only; remount it read-write",
     EACCES: "permission denied; run as the PKI directory's owner",
     SQLITE_PERM: "permission denied; run as the PKI directory's owner",
-    SQLITE_CANTOPEN: "it cannot be opened; check that its directory exists and is writable by this user",
+    SQLITE_CANTOPEN:
+      "SQLite cannot open it (or its -wal and -shm files beside it); check that it is a regular file and its directory is writable by this user",
+    ENOENT: "its directory does not exist; check the path (--pki)",
+    ENOTDIR: "part of its path is a file, not a directory; check the path (--pki)",
+    ELOOP: "it is a symbolic link, which the ledger never follows; replace the link with the file itself",
+    EISDIR: "it is a directory; name a file",
     SQLITE_IOERR: "an I/O error occurred; check the disk (dmesg)",
     SQLITE_CORRUPT: "it is damaged; restore the last `mtlskit ledger backup`",
     SQLITE_NOTADB: "it is not an SQLite database; move it aside, or restore the last `mtlskit ledger backup`",
   };
-  const reason = why[family] ?? `SQLite said: ${(e as Error).message}`;
+  const reason = why[family] ?? (sqliteCode(e) ? `SQLite said: ${(e as Error).message}` : (e as Error).message);
   return new LedgerUnavailableError(`ledger ${file}: cannot ${doing}: ${reason} (${code})`, { cause: e });
 }
 
@@ -211,7 +246,11 @@ function createPrivate(file: string): void {
     if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
     fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
-      if ((fstatSync(fd).mode & 0o077) !== 0) fchmodSync(fd, 0o600);
+      const st = fstatSync(fd);
+      if (st.isDirectory()) throw Object.assign(new Error(`${file} is a directory`), { code: "EISDIR" });
+      if (!st.isFile())
+        throw new LedgerUnavailableError(`ledger ${file}: cannot open it: it is not a regular file; name a file`);
+      if ((st.mode & 0o077) !== 0) fchmodSync(fd, 0o600);
     } finally {
       closeSync(fd);
     }
@@ -248,16 +287,30 @@ export function openSqliteLedger(file: string, opts: SqliteLedgerOptions = {}): 
 
 /** migrate creates the tables in a fresh file and refuses one written by a newer schema. */
 function migrate(db: Database.Database, file: string): void {
-  const run = db.transaction(() => {
-    const has = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").get();
-    const found = has
-      ? (db.prepare("SELECT max(version) AS v FROM schema_version").get() as { v: number | null }).v
-      : null;
+  const version = (): number | null => {
+    const tables = db.prepare<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").all();
+    if (!tables.some((t) => t.name === "schema_version")) {
+      if (tables.length > 0)
+        throw new LedgerUnavailableError(
+          `ledger ${file}: it is an SQLite database but not an mtlskit ledger (it has tables ${tables
+            .map((t) => t.name)
+            .slice(0, 5)
+            .join(", ")} and no schema_version); name another file`,
+        );
+      return null;
+    }
+    const found = db.prepare<[], { v: number | null }>("SELECT max(version) AS v FROM schema_version").get()!.v;
     if (found !== null && found > SCHEMA_VERSION)
       throw new LedgerUnavailableError(
         `ledger ${file}: schema version ${found} is newer than this mtlskit understands (${SCHEMA_VERSION}): a newer mtlskit wrote it; upgrade mtlskit, or restore a backup made by this version`,
       );
-    if (found === SCHEMA_VERSION) return;
+    return found;
+  };
+  // The usual case, a ledger of this version, is settled by a read: read-only commands (status,
+  // metrics on every scrape) never take the write lock serve needs.
+  if (version() === SCHEMA_VERSION) return;
+  const run = db.transaction(() => {
+    if (version() === SCHEMA_VERSION) return;
     db.exec(SCHEMA);
     db.prepare("DELETE FROM schema_version").run();
     db.prepare("INSERT INTO schema_version (version) VALUES (?)").run(SCHEMA_VERSION);
@@ -287,7 +340,7 @@ type Statements = ReturnType<typeof prepare>;
 class SqliteLedgerImpl implements SqliteLedger {
   readonly kind: string;
   commits = 0;
-  private queue: Pending[] = [];
+  private queue: Job[] = [];
   private scheduled = false;
   private closed = false;
   private readonly st: Statements;
@@ -317,7 +370,8 @@ class SqliteLedgerImpl implements SqliteLedger {
     ttlMs: number,
     now: Date,
   ): Promise<{ token: string; record: TokenRecord }> {
-    return this.guard("store a token", () => {
+    // Through the group commit too: a script making many tokens at once pays one fsync.
+    return this.enqueue(() => {
       for (;;) {
         const t = newToken();
         try {
@@ -327,7 +381,7 @@ class SqliteLedgerImpl implements SqliteLedger {
           if (sqliteCode(e) === "SQLITE_CONSTRAINT_PRIMARYKEY") continue;
           throw e;
         }
-        return { token: t.token, record: toToken(this.st.token.get(t.id)!) };
+        return { value: { token: t.token, record: toToken(this.st.token.get(t.id)!) }, undo: false };
       }
     });
   }
@@ -370,9 +424,18 @@ class SqliteLedgerImpl implements SqliteLedger {
   }
 
   record(row: IssuedRecord, consume?: { tokenId: string; now: Date }): Promise<RecordOutcome> {
+    return this.enqueue(() => {
+      checkRow(row);
+      const outcome = this.writeOne(row, consume);
+      return { value: outcome, undo: !outcome.ok };
+    });
+  }
+
+  /** enqueue queues a write for the next group commit; its promise settles after COMMIT returned. */
+  private enqueue<T>(write: () => { value: T; undo: boolean }): Promise<T> {
     if (this.closed) return Promise.reject(new LedgerUnavailableError(`ledger ${this.file}: closed`));
-    return new Promise<RecordOutcome>((resolve, reject) => {
-      this.queue.push({ row, consume, resolve, reject });
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ write, resolve: resolve as (v: unknown) => void, reject });
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => this.flush());
@@ -380,38 +443,59 @@ class SqliteLedgerImpl implements SqliteLedger {
     });
   }
 
-  /** flush writes every queued row in one transaction (group commit), each under a savepoint; settles their promises after COMMIT. */
+  /** flush writes every queued job in one transaction (group commit), each under a savepoint; settles their promises after COMMIT. */
   private flush(): void {
     this.scheduled = false;
     const batch = this.queue;
     this.queue = [];
     if (batch.length === 0) return;
-    const outcomes: RecordOutcome[] = [];
+    const settled: ({ value: unknown } | { error: unknown })[] = [];
     try {
       this.db.exec("BEGIN IMMEDIATE");
       try {
-        for (const p of batch) outcomes.push(this.writeOne(p));
+        for (const job of batch) {
+          this.db.exec("SAVEPOINT item");
+          try {
+            const { value, undo } = job.write();
+            if (undo) this.db.exec("ROLLBACK TO item");
+            this.db.exec("RELEASE item");
+            settled.push({ value });
+          } catch (e) {
+            // The database failing fails the whole batch; a bad row (a caller's bug) fails alone.
+            if (!rowFault(e)) throw e;
+            this.db.exec("ROLLBACK TO item");
+            this.db.exec("RELEASE item");
+            settled.push({ error: e });
+          }
+        }
         this.db.exec("COMMIT");
       } catch (e) {
         if (this.db.inTransaction) this.db.exec("ROLLBACK");
         throw e;
       }
     } catch (e) {
-      const err = unavailable(e, this.file, "record certificates", this.busyMs);
-      for (const p of batch) p.reject(err);
+      const err = unavailable(
+        e,
+        this.file,
+        `write ${batch.length === 1 ? "a row" : `${batch.length} rows`}`,
+        this.busyMs,
+      );
+      for (const job of batch) job.reject(err);
       return;
     }
     this.commits++;
-    batch.forEach((p, i) => p.resolve(outcomes[i]!));
+    batch.forEach((job, i) => {
+      const s = settled[i]!;
+      if ("value" in s) job.resolve(s.value);
+      else job.reject(s.error);
+    });
   }
 
-  /** writeOne consumes the token (conditionally) and inserts the row under a savepoint; a refusal rolls back only this row. */
-  private writeOne(p: Pending): RecordOutcome {
-    const r = p.row;
-    this.db.exec("SAVEPOINT item");
+  /** writeOne consumes the token (conditionally) and inserts the row, inside the caller's savepoint; a refusal is returned, and the caller rolls it back. */
+  private writeOne(r: IssuedRecord, consume: { tokenId: string; now: Date } | undefined): RecordOutcome {
     let outcome: RecordOutcome = { ok: true };
-    if (p.consume) {
-      const { tokenId, now } = p.consume;
+    if (consume) {
+      const { tokenId, now } = consume;
       const t = now.getTime();
       if (this.st.consume.run(t, r.serial, tokenId, t).changes !== 1) {
         const tok = this.st.token.get(tokenId);
@@ -451,8 +535,6 @@ class SqliteLedgerImpl implements SqliteLedger {
         outcome = { ok: false, reason: "duplicate-serial" };
       }
     }
-    if (!outcome.ok) this.db.exec("ROLLBACK TO item");
-    this.db.exec("RELEASE item");
     return outcome;
   }
 

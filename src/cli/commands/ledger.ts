@@ -1,0 +1,362 @@
+/**
+ * `mtlskit ledger list|show|backup`: read the online CA's ledger (DIR/ca/ledger.db): every
+ * certificate `mtlskit serve` issued, and copy it with SQLite's online backup while serve runs.
+ * A PKI directory without a ledger is said so, never given an empty one.
+ */
+import { existsSync, linkSync, renameSync, rmSync } from "node:fs";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import { EXIT, InvalidInputError, UsageError } from "../../errors.ts";
+import { type IssuedRecord, type Ledger, ledgerExists, ledgerPlace, openLedger } from "../../ledger/index.ts";
+import { normalizeSerial } from "../../pki/crl.ts";
+import { encodePem } from "../../pki/pem.ts";
+import { syncDir } from "../../state/fs.ts";
+import { TEMP_MARK } from "../../state/layout.ts";
+import { COMMON_FLAGS, flags } from "../args.ts";
+import { EXIT_CODES_TEXT } from "../help.ts";
+import { paint, type Io } from "../output.ts";
+
+/** LEDGER_FLAGS: where the ledger is (the PKI directory's) and --json. */
+const LEDGER_FLAGS = { pki: { type: "string", default: "./pki" }, json: { type: "boolean" } } as const;
+
+/** ledgerFile names the default ledger of `pki` for messages. */
+export const ledgerFile = (pki: string): string => {
+  const place = ledgerPlace(pki);
+  return place.kind === "sqlite" ? place.file : place.url;
+};
+
+/** withLedger opens the PKI directory's existing ledger, runs `f` and closes it; undefined (nothing opened or made) when there is no ledger yet. */
+export async function withLedger<T>(pki: string, f: (l: Ledger) => Promise<T>): Promise<T | undefined> {
+  if (!ledgerExists(pki)) return undefined;
+  const ledger = await openLedger(pki, undefined, { create: false });
+  try {
+    return await f(ledger);
+  } finally {
+    await ledger.close();
+  }
+}
+
+/** noLedger is what list says for a PKI directory without a ledger. */
+const noLedger = (pki: string, what: string) =>
+  `No ledger at ${ledgerFile(pki)}: ${what}. \`mtlskit token create SERVICE\` or \`mtlskit serve\` creates it.\n`;
+
+/** stateOf says whether a row is valid, expired, not yet valid or revoked at `now`. */
+function stateOf(r: IssuedRecord, now: Date): string {
+  if (r.revokedAt) return `revoked (${r.revokedReason ?? "unspecified"})`;
+  if (now < r.notBefore) return "not yet valid";
+  return now >= r.notAfter ? "expired" : "valid";
+}
+
+/** rowJson is a row's machine form: dates ISO, the DER as PEM only on request. */
+function rowJson(r: IssuedRecord, now: Date, pem: boolean) {
+  return {
+    serial: r.serial,
+    service: r.service,
+    state: stateOf(r, now),
+    sans: r.sans,
+    notBefore: r.notBefore.toISOString(),
+    notAfter: r.notAfter.toISOString(),
+    issuedAt: r.issuedAt.toISOString(),
+    how: r.how,
+    ...(r.tokenId === undefined ? {} : { tokenId: r.tokenId }),
+    ...(r.renewedFrom === undefined ? {} : { renewedFrom: r.renewedFrom }),
+    requester: r.requester,
+    sha256: r.sha256,
+    ...(r.revokedAt === undefined ? {} : { revokedAt: r.revokedAt.toISOString(), revokedReason: r.revokedReason }),
+    ...(pem ? { pem: encodePem("CERTIFICATE", r.der) } : {}),
+  };
+}
+
+/** table renders rows of cells with padded columns. */
+export function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return (
+    [head, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ")).join("\n") +
+    "\n"
+  );
+}
+
+export const LEDGER_LIST_HELP = `mtlskit ledger list: the certificates the online CA issued, newest first.
+
+USAGE
+  mtlskit ledger list [--pki DIR] [--service S] [--valid] [--limit N] [--json]
+
+Reads DIR/ca/ledger.db (the ledger \`mtlskit serve\` writes each certificate's row to before
+returning it). Without a ledger it says so and exits 0.
+
+FLAGS
+      --pki DIR        PKI directory (default ./pki)
+      --service S      only service S
+      --valid          only certificates valid now (not expired, not revoked)
+      --limit N        at most N rows
+      --json           print the rows as JSON (no certificate bytes: \`ledger show --pem\`)
+
+EXAMPLES
+  mtlskit ledger list --service web --valid
+  mtlskit ledger list --json | jq -r '.[].serial'
+
+${EXIT_CODES_TEXT}
+`;
+
+export const LEDGER_SHOW_HELP = `mtlskit ledger show: one certificate's ledger row.
+
+USAGE
+  mtlskit ledger show SERIAL [--pki DIR] [--pem] [--json]
+
+SERIAL is hex as openssl prints it (4A:0B:11 or 4a0b11). --pem prints the certificate itself.
+
+FLAGS
+      --pki DIR        PKI directory (default ./pki)
+      --pem            print the certificate as PEM (alone, or in the JSON as "pem")
+      --json           print the row as JSON
+
+EXAMPLES
+  mtlskit ledger show 4a0b11
+  mtlskit ledger show 4a0b11 --pem | openssl x509 -noout -text
+
+${EXIT_CODES_TEXT}
+  2  also: no certificate with that serial in the ledger
+`;
+
+export const LEDGER_BACKUP_HELP = `mtlskit ledger backup: copy the ledger while the online CA keeps using it.
+
+USAGE
+  mtlskit ledger backup FILE [--pki DIR] [--force]
+
+Copies DIR/ca/ledger.db with SQLite's online backup API: a consistent copy even while
+\`mtlskit serve\` records certificates (each transaction is in the copy whole, or not at all).
+FILE is written 0600 (it holds token hashes and who got which certificate) under a temporary
+name, fsynced and renamed into place. An existing FILE is refused unless --force. Restore by
+stopping serve and copying FILE to DIR/ca/ledger.db.
+
+FLAGS
+      --pki DIR        PKI directory (default ./pki)
+      --force          replace an existing FILE
+
+EXAMPLES
+  mtlskit ledger backup /var/backups/mtlskit-ledger-$(date +%F).db
+
+${EXIT_CODES_TEXT}
+  2  also: FILE exists (without --force), or there is no ledger to back up
+`;
+
+async function listCommand(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = flags("ledger list", () =>
+    parseArgs({
+      args,
+      options: {
+        ...COMMON_FLAGS,
+        ...LEDGER_FLAGS,
+        service: { type: "string" },
+        valid: { type: "boolean" },
+        limit: { type: "string" },
+      },
+      allowPositionals: true,
+      strict: true,
+    }),
+  );
+  if (values.help) return (io.out(LEDGER_LIST_HELP), EXIT.ok);
+  if (positionals.length > 0)
+    throw new UsageError(
+      `mtlskit ledger list: unexpected argument ${JSON.stringify(positionals[0])}; use --service S to choose a service`,
+    );
+  if (values.limit !== undefined && !/^[1-9][0-9]{0,8}$/.test(values.limit))
+    throw new UsageError(
+      `mtlskit ledger list: --limit must be a whole number, 1 or more; got ${JSON.stringify(values.limit)}`,
+    );
+  const now = new Date();
+  const rows = await withLedger(values.pki, (l) =>
+    l.list({
+      ...(values.service === undefined ? {} : { service: values.service }),
+      ...(values.valid ? { validAt: now } : {}),
+      ...(values.limit === undefined ? {} : { limit: Number(values.limit) }),
+    }),
+  );
+  if (values.json)
+    return (
+      io.out(
+        `${JSON.stringify(
+          (rows ?? []).map((r) => rowJson(r, now, false)),
+          null,
+          2,
+        )}\n`,
+      ),
+      EXIT.ok
+    );
+  if (rows === undefined) return (io.out(noLedger(values.pki, "no certificates issued online")), EXIT.ok);
+  if (rows.length === 0)
+    return (
+      io.out(
+        `No certificates${values.service === undefined ? "" : ` for ${values.service}`}${values.valid ? " valid now" : ""} in ${ledgerFile(values.pki)}.\n`,
+      ),
+      EXIT.ok
+    );
+  io.out(
+    table(
+      ["SERIAL", "SERVICE", "STATE", "NOT AFTER", "ISSUED", "HOW", "REQUESTER"],
+      rows.map((r) => [
+        r.serial,
+        r.service,
+        stateOf(r, now),
+        r.notAfter.toISOString(),
+        r.issuedAt.toISOString(),
+        r.how,
+        r.requester,
+      ]),
+    ),
+  );
+  return EXIT.ok;
+}
+
+async function showCommand(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = flags("ledger show", () =>
+    parseArgs({
+      args,
+      options: { ...COMMON_FLAGS, ...LEDGER_FLAGS, pem: { type: "boolean" } },
+      allowPositionals: true,
+      strict: true,
+    }),
+  );
+  if (values.help) return (io.out(LEDGER_SHOW_HELP), EXIT.ok);
+  if (positionals.length !== 1)
+    throw new UsageError(
+      `mtlskit ledger show: name exactly one serial; got ${positionals.length === 0 ? "none" : positionals.join(" ")}. Run \`mtlskit ledger list\` to see them.`,
+    );
+  const serial = normalizeSerial(positionals[0]!);
+  if (serial === undefined)
+    throw new UsageError(
+      `mtlskit ledger show: ${JSON.stringify(positionals[0])} is not a serial: hex digits, colons allowed (4A:0B:11 or 4a0b11)`,
+    );
+  const found = await withLedger(values.pki, async (l) => ({ row: await l.get(serial) }));
+  if (found?.row === undefined)
+    throw new InvalidInputError([
+      {
+        file: ledgerFile(values.pki),
+        path: "",
+        message:
+          found === undefined
+            ? "does not exist: no certificate was issued online from this PKI directory"
+            : `has no certificate with serial ${serial}`,
+        fix: "run `mtlskit ledger list` to see the serials, or pass the right --pki",
+      },
+    ]);
+  const r = found.row;
+  const now = new Date();
+  if (values.json) return (io.out(`${JSON.stringify(rowJson(r, now, values.pem === true), null, 2)}\n`), EXIT.ok);
+  if (values.pem) return (io.out(encodePem("CERTIFICATE", r.der)), EXIT.ok);
+  const j = rowJson(r, now, false);
+  io.out(
+    `${paint(io, "bold", `serial ${r.serial}`)}: ${r.service}, ${j.state}\n` +
+      `  SANs        ${r.sans.join(", ")}\n` +
+      `  valid       ${j.notBefore} to ${j.notAfter}\n` +
+      `  issued      ${j.issuedAt} by ${r.how}${r.tokenId ? ` (token ${r.tokenId})` : ""}${r.renewedFrom ? ` (renewing ${r.renewedFrom})` : ""} to ${r.requester}\n` +
+      `  sha256      ${r.sha256}\n` +
+      (r.revokedAt ? `  revoked     ${j.revokedAt} (${r.revokedReason})\n` : "") +
+      `The certificate: mtlskit ledger show ${r.serial} --pem --pki ${values.pki}\n`,
+  );
+  return EXIT.ok;
+}
+
+async function backupCommand(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = flags("ledger backup", () =>
+    parseArgs({
+      args,
+      options: { ...COMMON_FLAGS, pki: LEDGER_FLAGS.pki, force: { type: "boolean" } },
+      allowPositionals: true,
+      strict: true,
+    }),
+  );
+  if (values.help) return (io.out(LEDGER_BACKUP_HELP), EXIT.ok);
+  if (positionals.length !== 1)
+    throw new UsageError(
+      `mtlskit ledger backup: name exactly one FILE to write the copy to; got ${positionals.length === 0 ? "none" : positionals.join(" ")}`,
+    );
+  const file = positionals[0]!;
+  if (existsSync(file) && !values.force)
+    throw new UsageError(
+      `mtlskit ledger backup: ${file} exists; choose a new file, or pass --force to replace it (nothing was written)`,
+    );
+  if (!ledgerExists(values.pki))
+    throw new UsageError(
+      `mtlskit ledger backup: there is no ledger at ${ledgerFile(values.pki)} to back up (nothing was written)`,
+    );
+  // The copy is made under a temporary name, then linked into place: without --force an existing
+  // FILE is never replaced, even one created meanwhile (link fails with EEXIST); with it, renamed over.
+  const tmp = path.join(path.dirname(path.resolve(file)), `.${path.basename(file)}${TEMP_MARK}${process.pid}`);
+  const stats = await withLedger(values.pki, async (l) => {
+    try {
+      await l.backup(tmp);
+      if (values.force) renameSync(tmp, file);
+      else {
+        try {
+          linkSync(tmp, file);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === "EEXIST")
+            throw new UsageError(
+              `mtlskit ledger backup: ${file} appeared meanwhile; choose a new file, or pass --force to replace it (nothing was written)`,
+            );
+          throw e;
+        }
+      }
+      syncDir(path.dirname(path.resolve(file)));
+    } finally {
+      rmSync(tmp, { force: true });
+    }
+    return l.stats(new Date());
+  });
+  io.out(
+    `Backed up ${ledgerFile(values.pki)} to ${file} (mode 0600): ${stats!.certificates} certificates, ${stats!.tokensOutstanding} outstanding tokens.\n`,
+  );
+  return EXIT.ok;
+}
+
+/** LEDGER_SUBCOMMANDS is the table of `mtlskit ledger` subcommands. */
+export const LEDGER_SUBCOMMANDS: Record<
+  string,
+  { summary: string; example: string; run: (a: string[], io: Io) => Promise<number> }
+> = {
+  list: {
+    summary: "the certificates the online CA issued",
+    example: "mtlskit ledger list --service web",
+    run: listCommand,
+  },
+  show: {
+    summary: "one certificate's row (--pem: the certificate)",
+    example: "mtlskit ledger show 4a0b11 --pem",
+    run: showCommand,
+  },
+  backup: {
+    summary: "a consistent copy while serve runs (0600)",
+    example: "mtlskit ledger backup /var/backups/ledger.db",
+    run: backupCommand,
+  },
+};
+
+const ledgerHelp = () => `mtlskit ledger: the online CA's record of every certificate it issued (DIR/ca/ledger.db).
+
+USAGE
+${Object.entries(LEDGER_SUBCOMMANDS)
+  .map(([name, s]) => `  mtlskit ledger ${name.padEnd(7)} ${s.summary}`)
+  .join("\n")}
+
+Run \`mtlskit ledger SUBCOMMAND --help\` for details.
+
+EXAMPLES
+${Object.values(LEDGER_SUBCOMMANDS)
+  .map((s) => `  ${s.example}`)
+  .join("\n")}
+
+${EXIT_CODES_TEXT}
+`;
+
+/** ledgerCommand runs `mtlskit ledger SUBCOMMAND`. */
+export async function ledgerCommand(args: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === undefined || sub === "--help" || sub === "-h" || sub === "help") return (io.out(ledgerHelp()), EXIT.ok);
+  const command = LEDGER_SUBCOMMANDS[sub];
+  if (!command)
+    throw new UsageError(
+      `mtlskit ledger: unknown subcommand ${JSON.stringify(sub)}; subcommands are: ${Object.keys(LEDGER_SUBCOMMANDS).join(", ")}. Run \`mtlskit ledger --help\`.`,
+    );
+  return command.run(rest, io);
+}

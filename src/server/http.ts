@@ -1,0 +1,295 @@
+/**
+ * The online CA's HTTPS server: the one door to Fastify. Routes (routes.ts) are plain data (a
+ * method, a path, a JSON schema for the body, an async handler) so nothing else knows the
+ * framework. Every answer that is not a route's success is the problem document `{error,
+ * message, fix}`: a route's ServeProblem, Fastify's own refusals (413, 415, 400 for bad JSON or a
+ * schema), Node's (408, 431) and anything unexpected (500, never a stack).
+ *
+ * Limits (docs/online-ca.md): bodies 64 KiB, headers 16 KiB and 5 s, a request 10 s, a TLS
+ * handshake 5 s, idle keep-alive 5 s. Node checks the header and request deadlines every
+ * connectionsCheckingInterval (default 30 s), so it is 1 s here: a slowloris connection trickling
+ * a header byte a second is closed within headersTimeout plus a second.
+ */
+import { STATUS_CODES } from "node:http";
+import { createServer, type Server } from "node:https";
+import type { Duplex, Writable } from "node:stream";
+import type { TLSSocket } from "node:tls";
+import Fastify, { type FastifyError } from "fastify";
+import { PROBLEMS, ServeProblem, type ProblemCode, type ProblemDoc } from "./problem.ts";
+
+/** LIMITS are the server's bounds, as docs/online-ca.md lists them. */
+export const LIMITS = {
+  bodyBytes: 64 * 1024,
+  requestTimeoutMs: 10_000,
+  headersTimeoutMs: 5_000,
+  keepAliveTimeoutMs: 5_000,
+  maxHeaderBytes: 16 * 1024,
+  handshakeTimeoutMs: 5_000,
+  /** idleTimeoutMs: a socket with no traffic at all for this long is closed (a backstop behind the others). */
+  idleTimeoutMs: 30_000,
+  /** maxConnections: further connections are refused by the kernel's backlog, not served. */
+  maxConnections: 4096,
+  checkIntervalMs: 1_000,
+} as const;
+
+/** TlsParts are the server's certificate, key and the bundle client certificates are asked against. */
+export interface TlsParts {
+  keyPem: string;
+  certPem: string;
+  /** caPem: the trust bundle (the CA names a client is told it may present a certificate from). */
+  caPem: string;
+}
+
+/** HttpRequest is what a route handler sees of a request. */
+export interface HttpRequest {
+  /** body: the parsed JSON body, already checked against the route's schema; undefined for GET. */
+  body: unknown;
+  /** remote: `ADDRESS:PORT` of the client. */
+  remote: string;
+  /** peerCertificates: the client's certificate chain as sent (leaf first, DER); empty when it sent none. */
+  peerCertificates(): Buffer[];
+  /** log: a structured log line (nothing secret: no token, key or CSR). */
+  log(fields: Record<string, unknown>, message: string): void;
+}
+
+/** HttpReply is a route's success: JSON, or bytes with their content type. */
+export type HttpReply = { status: number; json: unknown } | { status: number; body: string | Buffer; type: string };
+
+/** JsonSchema: a JSON Schema object (draft 7, as Fastify's Ajv reads it). */
+export type JsonSchema = Record<string, unknown>;
+
+/** Route is one endpoint. */
+export interface Route {
+  method: "GET" | "POST";
+  url: string;
+  /** body: the schema a POST body must satisfy; anything else is 400 bad-request before the handler runs. */
+  body?: JsonSchema;
+  handle(req: HttpRequest): Promise<HttpReply>;
+}
+
+/** HttpOptions configure listenHttps. */
+export interface HttpOptions {
+  host: string;
+  port: number;
+  tls: TlsParts;
+  routes: Route[];
+  /** log: where JSON log lines go (pino). Default: no logging. */
+  log?: { stream: Writable; level?: "info" | "debug" | "warn" | "error" };
+  /** onResponse: each answered request's route pattern (`unmatched` for none), seconds and status. */
+  onResponse?(route: string, seconds: number, status: number): void;
+  /** onProblem: each problem document sent, by code (for mtlskit_serve_refused_total). */
+  onProblem?(code: ProblemCode): void;
+}
+
+/** HttpServer is a listening server. */
+export interface HttpServer {
+  url: string;
+  host: string;
+  port: number;
+  /** setTls swaps the certificate, key and bundle for new connections (server.setSecureContext). */
+  setTls(parts: TlsParts): void;
+  /** close stops accepting, lets in-flight requests finish, closes idle connections. */
+  close(): Promise<void>;
+}
+
+/** REDACT: log paths that could hold a secret; the request serializer logs none of them, this is the second line. */
+const REDACT = [
+  "req.headers.authorization",
+  "req.headers.cookie",
+  "body",
+  "token",
+  "csr",
+  "key",
+  "*.token",
+  "*.csr",
+  "*.key",
+];
+
+/** fastifyProblem maps Fastify's own errors to the contract's codes. */
+function fastifyProblem(err: FastifyError): ServeProblem | undefined {
+  if (err.validation)
+    return new ServeProblem(
+      "bad-request",
+      `the request body ${err.message.replace(/^body\/?/, "").trim() || "does not match the schema"}`,
+      "send the JSON object docs/online-ca.md describes for this route, with no other fields",
+    );
+  switch (err.code) {
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return new ServeProblem(
+        "too-large",
+        `the request body is larger than ${LIMITS.bodyBytes / 1024} KiB`,
+        "send the JSON body alone: a CSR is a few KiB",
+      );
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return new ServeProblem(
+        "unsupported-media",
+        "the request's content-type is not application/json",
+        "send the body as JSON with `content-type: application/json`",
+      );
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+    case "FST_ERR_CTP_INVALID_JSON_BODY":
+    case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
+      return new ServeProblem(
+        "bad-request",
+        "the request body is not valid JSON",
+        "send one JSON object with `content-type: application/json`",
+      );
+  }
+  if (err instanceof SyntaxError || (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500))
+    return new ServeProblem(
+      "bad-request",
+      "the request is malformed",
+      "send one JSON object as docs/online-ca.md describes",
+    );
+  return undefined;
+}
+
+/** rawProblem writes a problem document on a socket Node refused before any request existed (431, 408, 400). */
+function rawProblem(socket: Duplex, status: number, doc: ProblemDoc): void {
+  if (!socket.writable) return void socket.destroy();
+  const body = JSON.stringify(doc);
+  // Written, then the socket destroyed once the bytes are out (end() alone can leave a TLS
+  // socket half-open while the client keeps trickling), and in any case within a second.
+  const bound = setTimeout(() => socket.destroy(), 1000).unref();
+  socket.write(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    () => {
+      clearTimeout(bound);
+      socket.destroy();
+    },
+  );
+}
+
+/** listenHttps starts the HTTPS server on host:port (port 0: the OS picks) with `routes`. */
+export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
+  let server: Server | undefined;
+  const tlsOptions = (t: TlsParts) => ({ key: t.keyPem, cert: t.certPem, ca: t.caPem, minVersion: "TLSv1.2" as const });
+  const app = Fastify({
+    serverFactory: (handler) => {
+      server = createServer(
+        {
+          ...tlsOptions(opts.tls),
+          // Every client is asked for a certificate; each route decides what it needs (enroll: none).
+          requestCert: true,
+          rejectUnauthorized: false,
+          handshakeTimeout: LIMITS.handshakeTimeoutMs,
+          maxHeaderSize: LIMITS.maxHeaderBytes,
+          headersTimeout: LIMITS.headersTimeoutMs,
+          requestTimeout: LIMITS.requestTimeoutMs,
+          keepAliveTimeout: LIMITS.keepAliveTimeoutMs,
+          connectionsCheckingInterval: LIMITS.checkIntervalMs,
+        },
+        handler,
+      );
+      // A handshake that fails or misses handshakeTimeout ends its socket (Node leaves that to the listener).
+      server.on("tlsClientError", (_err, socket) => socket.destroy());
+      server.setTimeout(LIMITS.idleTimeoutMs);
+      server.maxConnections = LIMITS.maxConnections;
+      return server;
+    },
+    bodyLimit: LIMITS.bodyBytes,
+    logger: opts.log
+      ? { level: opts.log.level ?? "info", stream: opts.log.stream, redact: { paths: REDACT, censor: "[redacted]" } }
+      : false,
+    // Types are what the schema says: "5" is not 5, and an unknown field is an error, not dropped.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+    exposeHeadRoutes: false,
+    return503OnClosing: true,
+    clientErrorHandler: (err: NodeJS.ErrnoException, socket: Duplex) => {
+      if (err.code === "ECONNRESET" || socket.destroyed) return;
+      const [code, message, fix]: [ProblemCode, string, string] =
+        err.code === "HPE_HEADER_OVERFLOW"
+          ? [
+              "headers-too-large",
+              `the request's headers are larger than ${LIMITS.maxHeaderBytes / 1024} KiB`,
+              "send only the headers the request needs",
+            ]
+          : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+            ? [
+                "request-timeout",
+                `the request was not received within ${LIMITS.requestTimeoutMs / 1000} s`,
+                "send the whole request at once",
+              ]
+            : ["bad-request", "the request is not valid HTTP/1.1", "send a well-formed HTTP request"];
+      opts.onProblem?.(code);
+      rawProblem(socket, PROBLEMS[code], { error: code, message, fix });
+    },
+  });
+  // Only JSON bodies: a text/plain body is 415, not a string handed to the schema.
+  app.removeContentTypeParser(["text/plain"]);
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    let problem = err instanceof ServeProblem ? err : fastifyProblem(err);
+    if (!problem) {
+      req.log.error({ err: { message: err.message, code: err.code } }, "internal error");
+      problem = new ServeProblem(
+        "internal",
+        "the server failed to answer this request",
+        "retry; if it persists, read the server's log",
+      );
+    }
+    opts.onProblem?.(problem.code);
+    void reply.code(problem.status).type("application/json").send(problem.doc());
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const problem = new ServeProblem(
+      "not-found",
+      `no route ${req.method} ${req.url.slice(0, 200)}`,
+      "the API is POST /v1/enroll, /v1/renew, /v1/revoke and GET /v1/bundle, /v1/crl, /v1/health, /metrics",
+    );
+    opts.onProblem?.(problem.code);
+    void reply.code(problem.status).type("application/json").send(problem.doc());
+  });
+  app.addHook("onResponse", async (req, reply) => {
+    opts.onResponse?.(req.routeOptions.url ?? "unmatched", reply.elapsedTime / 1000, reply.statusCode);
+  });
+
+  for (const route of opts.routes) {
+    app.route({
+      method: route.method,
+      url: route.url,
+      ...(route.body ? { schema: { body: route.body } } : {}),
+      handler: async (req, reply) => {
+        const socket = req.raw.socket as TLSSocket;
+        const r = await route.handle({
+          body: req.body,
+          remote: `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? 0}`,
+          peerCertificates: () => peerChain(socket),
+          log: (fields, message) => req.log.info(fields, message),
+        });
+        reply.code(r.status);
+        if ("json" in r) return reply.type("application/json").send(r.json);
+        return reply.type(r.type).send(r.body);
+      },
+    });
+  }
+
+  await app.listen({ host: opts.host, port: opts.port });
+  const addr = app.server.address();
+  const port = typeof addr === "object" && addr ? addr.port : opts.port;
+  const shown = opts.host.includes(":") ? `[${opts.host}]` : opts.host;
+  return {
+    url: `https://${shown}:${port}`,
+    host: opts.host,
+    port,
+    setTls: (parts) => server?.setSecureContext(tlsOptions(parts)),
+    close: () => app.close(),
+  };
+}
+
+/** peerChain reads the certificates the client presented, leaf first, as DER; none: empty. */
+function peerChain(socket: TLSSocket): Buffer[] {
+  if (typeof socket.getPeerCertificate !== "function") return [];
+  const out: Buffer[] = [];
+  let c = socket.getPeerCertificate(true);
+  const seen = new Set<string>();
+  while (c?.raw && out.length < 8) {
+    const key = c.fingerprint256;
+    if (seen.has(key)) break;
+    seen.add(key);
+    out.push(Buffer.from(c.raw));
+    if (!c.issuerCertificate || c.issuerCertificate === c) break;
+    c = c.issuerCertificate;
+  }
+  return out;
+}

@@ -1,0 +1,772 @@
+/**
+ * The online CA (issue 14, section 1): `startServer` on 127.0.0.1 port 0 with a real PKI made by
+ * `mtlskit apply`, real requests (mtlskit's encodeCsr and `openssl req`), real TLS on loopback.
+ * Issued certificates are judged by `openssl verify -x509_strict -purpose`; the ledger is read
+ * back. Then the bad inputs, each a clear 4xx problem document followed by a good request that
+ * still works; slowloris connections; 50 concurrent uses of one token.
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createPrivateKey, randomBytes, X509Certificate, type KeyObject } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import { request, Agent, type RequestOptions } from "node:https";
+import { connect as netConnect, type Socket } from "node:net";
+import * as path from "node:path";
+import { PassThrough } from "node:stream";
+import { connect as tlsConnect } from "node:tls";
+import { after, before, describe, it } from "node:test";
+import { leafSpec, requestFor } from "../src/ca/policy.ts";
+import { loadManifest, type LoadedManifest, type Service } from "../src/manifest/index.ts";
+import { decodeCrl } from "../src/pki/crl.ts";
+import { encodeCsr } from "../src/pki/csr.ts";
+import { bitString, oid, seq, tlv, TAG, uint } from "../src/pki/der.ts";
+import { encodeTbs, newSerial, signTbs } from "../src/pki/issue.ts";
+import { generateKey, type KeyTypeName } from "../src/pki/keys.ts";
+import { encodePem, parsePem } from "../src/pki/pem.ts";
+import { decodeCertificate } from "../src/pki/x509.ts";
+import { startServer, type RunningServer } from "../src/server/index.ts";
+import { readCa } from "../src/state/read.ts";
+import { readRevocations } from "../src/state/revocations.ts";
+import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
+import { memoryLedger } from "./helpers/memory-ledger.ts";
+import { opensslVerify } from "./helpers/openssl.ts";
+
+const MANIFEST = `version: 1
+cluster: demo
+identity:
+  uri: spiffe://{cluster}/{role}/{name}
+services:
+  web:
+    usage: dual
+    csr: true
+    addresses: [127.0.0.1, web.local]
+  api:
+    usage: server
+    csr: true
+    addresses: [api.local]
+  ops:
+    usage: client
+  worker:
+    usage: client
+`;
+const WEB_SANS = ["DNS:web", "DNS:web.local", "IP:127.0.0.1", "URI:spiffe://demo/dual/web"];
+const HOUR = 3_600_000;
+
+/** Reply is one HTTP exchange's result. */
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  // biome-ignore lint/suspicious/noExplicitAny: a JSON answer, read field by field in assertions
+  json: any;
+}
+
+/** Call: a request to the server; `cert`/`key` make it mTLS. */
+interface Call {
+  method?: "GET" | "POST";
+  json?: unknown;
+  raw?: string | Buffer;
+  type?: string;
+  headers?: Record<string, string>;
+  cert?: string;
+  key?: string;
+  agent?: Agent;
+}
+
+function openssl(args: string[]): string {
+  return execFileSync("openssl", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 60_000 });
+}
+
+/** newCsr makes a key of `keyType` and a request for `service` (its manifest names unless `names` says otherwise). */
+function newCsr(
+  service: Service,
+  keyType: KeyTypeName = service.keyType,
+  names?: Partial<ReturnType<typeof requestFor>>,
+): { csr: string; key: KeyObject; keyPem: string } {
+  const pair = generateKey(keyType);
+  const key = createPrivateKey({ key: pair.pkcs8, format: "der", type: "pkcs8" });
+  const der = encodeCsr({ ...requestFor(service), ...names }, keyType, pair.spki, key);
+  return {
+    csr: encodePem("CERTIFICATE REQUEST", der),
+    key,
+    keyPem: key.export({ type: "pkcs8", format: "pem" }).toString(),
+  };
+}
+
+/** rsa16kCsr is a request holding a 16384-bit RSA public key (a random odd modulus; its signature is never checked, the size is refused first). */
+function rsa16kCsr(): string {
+  const modulus = randomBytes(2048);
+  modulus[0]! |= 0x80;
+  modulus[2047]! |= 1;
+  const spki = seq(
+    seq(oid("1.2.840.113549.1.1.1"), tlv(TAG.null)),
+    bitString(seq(uint(modulus), uint(Buffer.from([1, 0, 1])))),
+  );
+  const info = seq(uint(Buffer.from([0])), seq(), spki, tlv(0xa0));
+  return encodePem(
+    "CERTIFICATE REQUEST",
+    seq(info, seq(oid("1.2.840.113549.1.1.11"), tlv(TAG.null)), bitString(randomBytes(2048))),
+  );
+}
+
+describe("mtlskit serve", () => {
+  let dir: string;
+  let pki: string;
+  let loaded: LoadedManifest;
+  let server: RunningServer;
+  let bundle: string;
+  let url: URL;
+  const ledger = memoryLedger();
+  const logs = new PassThrough();
+  let logText = "";
+  logs.on("data", (d: Buffer) => void (logText += d.toString()));
+  const secrets: string[] = [];
+  const svc = (name: string) => loaded.manifest.services.find((s) => s.name === name)!;
+
+  /** call makes one HTTPS request (its own connection unless an agent is given) and reads the whole answer, bounded by 20 s. */
+  function call(p: string, c: Call = {}): Promise<Reply> {
+    return new Promise((resolve, reject) => {
+      const body = c.raw ?? (c.json === undefined ? undefined : JSON.stringify(c.json));
+      const opts: RequestOptions = {
+        host: "127.0.0.1",
+        port: url.port,
+        path: p,
+        method: c.method ?? (body === undefined ? "GET" : "POST"),
+        ca: bundle,
+        agent: c.agent ?? false,
+        timeout: 20_000,
+        headers: {
+          ...(body === undefined ? {} : { "content-type": c.type ?? "application/json" }),
+          ...c.headers,
+        },
+        ...(c.cert ? { cert: c.cert, key: c.key } : {}),
+      };
+      const req = request(opts, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (d: Buffer) => chunks.push(d));
+        res.on("end", () => {
+          const b = Buffer.concat(chunks);
+          let json: unknown;
+          try {
+            json = JSON.parse(b.toString("utf8"));
+          } catch {}
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b, json });
+        });
+        res.on("error", reject);
+      });
+      req.on("timeout", () => req.destroy(new Error("request timed out")));
+      req.on("error", reject);
+      req.end(body);
+    });
+  }
+
+  const token = async (service = "web", ttlMs = 15 * 60_000, at = new Date()) => {
+    const t = (await ledger.createToken(service, "enroll", ttlMs, at)).token;
+    secrets.push(t.slice("mtk_0123456789abcdef_".length));
+    return t;
+  };
+
+  /** enroll enrolls `service` with a fresh token and key: the 201 body, the key and the files written for openssl. */
+  async function enroll(service = "web") {
+    const { csr, keyPem } = newCsr(svc(service));
+    const r = await call("/v1/enroll", { json: { service, token: await token(service), csr } });
+    assert.equal(r.status, 201, r.body.toString());
+    return { issued: r.json, keyPem };
+  }
+
+  /** problem asserts a problem document: the status, the code, a message and a fix, and no stack. */
+  function problem(r: Reply, status: number, code: string) {
+    assert.equal(r.status, status, r.body.toString());
+    assert.match(String(r.headers["content-type"]), /^application\/json/);
+    assert.equal(r.json?.error, code, r.body.toString());
+    assert.equal(typeof r.json.message, "string");
+    assert.equal(typeof r.json.fix, "string");
+    assert.doesNotMatch(r.body.toString(), /\bat [\w.<>]+ \(|node:internal|\.ts:\d+/, "a stack trace leaked");
+  }
+
+  /** stillServes: a good request right after a bad one. */
+  async function stillServes() {
+    const r = await call("/v1/health");
+    assert.equal(r.status, 200, r.body.toString());
+    assert.equal(r.json.status, "ok");
+  }
+
+  before(async () => {
+    dir = tempDir("mtlskit-serve-");
+    const file = writeManifest(dir, MANIFEST);
+    pki = path.join(dir, "pki");
+    const r = await runCli(["apply", "-f", file, "--pki", pki]);
+    assert.equal(r.code, 0, r.err);
+    loaded = loadManifest(file);
+    // The serve: section and ttl are parsed by the manifest branch; the model fields are set here.
+    loaded.manifest.serve = { maxTtlMs: 24 * HOUR, admins: ["ops"] };
+    svc("web").ttlMs = HOUR;
+    svc("api").ttlMs = 2 * HOUR;
+    server = await startServer({
+      manifest: loaded,
+      pkiDir: pki,
+      listen: { host: "127.0.0.1", port: 0 },
+      ledger,
+      log: { stream: logs },
+    });
+    url = new URL(server.url);
+    bundle = readFileSync(path.join(pki, "ca/ca.pem"), "utf8");
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  it("ok/the server's own certificate: issued by the CA, server profile, SANs 127.0.0.1 and localhost, verified by openssl", () => {
+    const f = path.join(dir, "server.pem");
+    writeFileSync(f, server.serverCertificate());
+    const v = opensslVerify({
+      caFile: path.join(pki, "ca/ca.pem"),
+      certFile: f,
+      purpose: "sslserver",
+      verifyIp: "127.0.0.1",
+    });
+    assert.ok(v.ok, v.output);
+    const x = new X509Certificate(server.serverCertificate());
+    assert.equal(x.subjectAltName, "DNS:localhost, IP Address:127.0.0.1");
+    assert.ok(new Date(x.validTo).getTime() - Date.now() <= 24 * HOUR + 1000);
+    assert.match(server.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+    assert.equal(server.rootSha256, new X509Certificate(bundle).fingerprint256.replace(/:/g, "").toLowerCase());
+  });
+
+  it("ok/enroll: a token and a CSR -> 201, the manifest's certificate exactly, openssl verifies it, the ledger row was written first", async () => {
+    const t = await token();
+    const { csr } = newCsr(svc("web"));
+    const before = Date.now();
+    const r = await call("/v1/enroll", { json: { service: "web", token: t, csr } });
+    assert.equal(r.status, 201, r.body.toString());
+    const issued = r.json;
+    assert.deepEqual(Object.keys(issued).sort(), [
+      "bundle",
+      "certificate",
+      "chain",
+      "notAfter",
+      "notBefore",
+      "renewAfter",
+      "serial",
+    ]);
+    assert.equal(issued.bundle, bundle);
+    const certFile = path.join(dir, "web.pem");
+    writeFileSync(certFile, issued.certificate);
+    for (const purpose of ["sslclient", "sslserver"] as const) {
+      const v = opensslVerify({ caFile: path.join(pki, "ca/ca.pem"), certFile, purpose, verifyIp: "127.0.0.1" });
+      assert.ok(v.ok, v.output);
+    }
+    const info = decodeCertificate(parsePem(issued.certificate)[0]!.der);
+    assert.deepEqual(
+      info.sans.map((s) => `${s.type === "ip" ? "IP" : s.type.toUpperCase()}:${s.value}`),
+      WEB_SANS,
+    );
+    assert.equal(info.isCA, false);
+    assert.deepEqual(info.extKeyUsage, ["serverAuth", "clientAuth"]);
+    assert.equal(info.subjectAttributes.CN, "web");
+    // Lifetime: the service's ttl (1h) from issuance; notBefore backdated by 5 minutes.
+    const issuedAt = new Date(info.notAfter.getTime() - HOUR);
+    assert.ok(
+      issuedAt.getTime() >= Math.floor(before / 1000) * 1000 && issuedAt.getTime() <= Date.now(),
+      `${info.notAfter.toISOString()}`,
+    );
+    assert.equal(info.notBefore.getTime(), issuedAt.getTime() - 5 * 60_000);
+    assert.equal(new Date(issued.renewAfter).getTime(), issuedAt.getTime() + (2 * HOUR) / 3);
+    // The ledger's row: the certificate itself, the token consumed by it.
+    const row = await ledger.get(issued.serial);
+    assert.ok(row);
+    assert.equal(row.service, "web");
+    assert.equal(row.how, "enroll");
+    assert.deepEqual(row.sans, WEB_SANS);
+    assert.ok(row.der.equals(parsePem(issued.certificate)[0]!.der));
+    assert.match(row.requester, /^127\.0\.0\.1:\d+$/);
+    const used = (await ledger.tokens()).find((x) => t.startsWith(`mtk_${x.id}_`))!;
+    assert.equal(used.usedBy, issued.serial);
+    // The same token again: used.
+    problem(await call("/v1/enroll", { json: { service: "web", token: t, csr } }), 401, "token-used");
+    await stillServes();
+  });
+
+  it("ok/enroll with a request made by `openssl req`, and a service's ttl (2h) is its lifetime", async () => {
+    const keyFile = path.join(dir, "api-key.pem");
+    const csrFile = path.join(dir, "api.csr");
+    openssl([
+      "req",
+      "-new",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-keyout",
+      keyFile,
+      "-subj",
+      "/CN=api",
+      "-addext",
+      "subjectAltName=DNS:api.local",
+      "-out",
+      csrFile,
+    ]);
+    const r = await call("/v1/enroll", {
+      json: { service: "api", token: await token("api"), csr: readFileSync(csrFile, "utf8") },
+    });
+    assert.equal(r.status, 201, r.body.toString());
+    const info = decodeCertificate(parsePem(r.json.certificate)[0]!.der);
+    assert.equal(info.notAfter.getTime() - info.notBefore.getTime(), 2 * HOUR + 5 * 60_000);
+    assert.deepEqual(info.extKeyUsage, ["serverAuth"]);
+    const certFile = path.join(dir, "api.pem");
+    writeFileSync(certFile, r.json.certificate);
+    assert.ok(
+      opensslVerify({
+        caFile: path.join(pki, "ca/ca.pem"),
+        certFile,
+        purpose: "sslserver",
+        verifyHostname: "api.local",
+      }).ok,
+    );
+  });
+
+  it("ok/renew: mTLS with the current certificate -> a new certificate for the same service, recorded with renewedFrom", async () => {
+    const first = await enroll();
+    const { csr, keyPem } = newCsr(svc("web"));
+    const r = await call("/v1/renew", { json: { csr }, cert: first.issued.chain, key: first.keyPem });
+    assert.equal(r.status, 201, r.body.toString());
+    assert.notEqual(r.json.serial, first.issued.serial);
+    const row = await ledger.get(r.json.serial);
+    assert.equal(row?.how, "renew");
+    assert.equal(row?.renewedFrom, first.issued.serial);
+    const certFile = path.join(dir, "renewed.pem");
+    writeFileSync(certFile, r.json.certificate);
+    assert.ok(opensslVerify({ caFile: path.join(pki, "ca/ca.pem"), certFile, purpose: "sslclient" }).ok);
+    // The renewed certificate renews in its turn.
+    const again = await call("/v1/renew", { json: { csr: newCsr(svc("web")).csr }, cert: r.json.chain, key: keyPem });
+    assert.equal(again.status, 201, again.body.toString());
+  });
+
+  it("ok/bundle, health, metrics", async () => {
+    const b = await call("/v1/bundle");
+    assert.equal(b.status, 200);
+    assert.equal(b.json.bundle, bundle);
+    assert.equal(b.json.phase, "none");
+    assert.deepEqual(b.json.sha256, [server.rootSha256]);
+    const h = await call("/v1/health");
+    assert.deepEqual(Object.keys(h.json).sort(), ["caNotAfter", "ledger", "status"]);
+    const m = await call("/metrics");
+    assert.equal(m.status, 200);
+    const text = m.body.toString();
+    assert.match(text, /mtlskit_serve_issued_total\{how="enroll"\} [1-9]/);
+    assert.match(text, /mtlskit_serve_issued_total\{how="renew"\} [1-9]/);
+    assert.match(text, /mtlskit_serve_refused_total\{reason="token-used"\} [1-9]/);
+    assert.match(text, /mtlskit_serve_request_duration_seconds_bucket\{le="[\d.]+",route="\/v1\/enroll"\}/);
+    assert.match(text, /mtlskit_serve_ledger_certificates [1-9]/);
+    assert.match(text, /mtlskit_serve_ca_not_after_seconds \d{10}/);
+  });
+
+  describe("bad input: a clear 4xx problem document, and the server still serving", () => {
+    let good: string;
+    before(async () => {
+      good = await token(); // a token survives every refusal below: nothing is recorded
+    });
+    const enrollWith = (body: Record<string, unknown>) =>
+      call("/v1/enroll", { json: { service: "web", token: good, ...body } });
+    const cases: [string, () => Promise<Reply>, number, string][] = [
+      ["csr not PEM", () => enrollWith({ csr: "hello" }), 400, "csr-malformed"],
+      [
+        "csr PEM of garbage",
+        () => enrollWith({ csr: encodePem("CERTIFICATE REQUEST", randomBytes(300)) }),
+        400,
+        "csr-malformed",
+      ],
+      [
+        "csr truncated",
+        () => {
+          const der = parsePem(newCsr(svc("web")).csr)[0]!.der;
+          return enrollWith({ csr: encodePem("CERTIFICATE REQUEST", der.subarray(0, der.length - 20)) });
+        },
+        400,
+        "csr-malformed",
+      ],
+      ["a certificate in place of a CSR", () => enrollWith({ csr: bundle }), 400, "csr-malformed"],
+      ["two CSRs", () => enrollWith({ csr: newCsr(svc("web")).csr + newCsr(svc("web")).csr }), 400, "csr-malformed"],
+      [
+        "csr badly signed",
+        () => {
+          const der = Buffer.from(parsePem(newCsr(svc("web")).csr)[0]!.der);
+          der[der.length - 5]! ^= 0xff;
+          return enrollWith({ csr: encodePem("CERTIFICATE REQUEST", der) });
+        },
+        400,
+        "csr-signature",
+      ],
+      [
+        "csr asks CA:TRUE",
+        () => {
+          const keyFile = path.join(dir, "ca-req-key.pem");
+          const csrFile = path.join(dir, "ca-req.csr");
+          openssl([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            keyFile,
+            "-subj",
+            "/CN=web",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-out",
+            csrFile,
+          ]);
+          return enrollWith({ csr: readFileSync(csrFile, "utf8") });
+        },
+        422,
+        "policy",
+      ],
+      [
+        "csr asks a foreign SAN",
+        () => enrollWith({ csr: newCsr(svc("web"), "ecdsa-p256", { dns: ["web", "evil.example"] }).csr }),
+        422,
+        "policy",
+      ],
+      [
+        "csr asks a foreign identity",
+        () => enrollWith({ csr: newCsr(svc("web"), "ecdsa-p256", { uris: ["spiffe://demo/dual/api"] }).csr }),
+        422,
+        "policy",
+      ],
+      ["csr with RSA 16384", () => enrollWith({ csr: rsa16kCsr() }), 422, "policy"],
+      [
+        "csr with a key type the manifest does not declare",
+        () => enrollWith({ csr: newCsr(svc("web"), "ed25519").csr }),
+        422,
+        "policy",
+      ],
+      [
+        "csr asks another subject",
+        () => enrollWith({ csr: newCsr(svc("web"), "ecdsa-p256", { subject: { CN: "root" } }).csr }),
+        422,
+        "policy",
+      ],
+      [
+        "csr field over its schema's 60,000 characters",
+        () => enrollWith({ csr: "A".repeat(61_000) }),
+        400,
+        "bad-request",
+      ],
+      [
+        "token malformed",
+        () => enrollWith({ token: "not-a-token", csr: newCsr(svc("web")).csr }),
+        401,
+        "token-malformed",
+      ],
+      [
+        "token unknown",
+        () =>
+          enrollWith({
+            token: `mtk_${randomBytes(8).toString("hex")}_${randomBytes(32).toString("base64url")}`,
+            csr: newCsr(svc("web")).csr,
+          }),
+        401,
+        "token-unknown",
+      ],
+      [
+        "token expired",
+        async () =>
+          enrollWith({
+            token: await token("web", 15 * 60_000, new Date(Date.now() - HOUR)),
+            csr: newCsr(svc("web")).csr,
+          }),
+        401,
+        "token-expired",
+      ],
+      [
+        "token revoked",
+        async () => {
+          const t = await token();
+          await ledger.revokeToken(t.split("_")[1]!, new Date());
+          return enrollWith({ token: t, csr: newCsr(svc("web")).csr });
+        },
+        401,
+        "token-revoked",
+      ],
+      [
+        "token of another service",
+        async () => enrollWith({ token: await token("api"), csr: newCsr(svc("web")).csr }),
+        403,
+        "token-wrong-service",
+      ],
+      ["unknown service", () => enrollWith({ service: "nope", csr: newCsr(svc("web")).csr }), 404, "unknown-service"],
+      [
+        "a service that is not csr: true",
+        async () => enrollWith({ service: "worker", token: await token("worker"), csr: newCsr(svc("worker")).csr }),
+        403,
+        "not-online",
+      ],
+      ["field missing", () => call("/v1/enroll", { json: { service: "web", token: good } }), 400, "bad-request"],
+      ["field unknown", () => enrollWith({ csr: newCsr(svc("web")).csr, admin: true }), 400, "bad-request"],
+      ["field of the wrong type", () => enrollWith({ csr: 5 }), 400, "bad-request"],
+      ["body is a JSON array", () => call("/v1/enroll", { json: [1, 2] }), 400, "bad-request"],
+      ["body is bad JSON", () => call("/v1/enroll", { raw: '{"service": "web",' }), 400, "bad-request"],
+      ["body is empty", () => call("/v1/enroll", { raw: "", method: "POST" }), 400, "bad-request"],
+      [
+        "body has __proto__",
+        () => call("/v1/enroll", { raw: `{"service":"web","token":"${good}","csr":"x","__proto__":{"a":1}}` }),
+        400,
+        "bad-request",
+      ],
+      [
+        "content-type text/plain",
+        () => call("/v1/enroll", { raw: "{}", type: "text/plain" }),
+        415,
+        "unsupported-media",
+      ],
+      [
+        "content-type application/octet-stream",
+        () => call("/v1/enroll", { raw: "{}", type: "application/octet-stream" }),
+        415,
+        "unsupported-media",
+      ],
+      ["10 MB body", () => call("/v1/enroll", { raw: Buffer.alloc(10 * 1024 * 1024, 0x20) }), 413, "too-large"],
+      [
+        "renew with no certificate",
+        () => call("/v1/renew", { json: { csr: newCsr(svc("web")).csr } }),
+        401,
+        "cert-required",
+      ],
+      ["revoke with no certificate", () => call("/v1/revoke", { json: { serial: "01" } }), 401, "cert-required"],
+      ["unknown route", () => call("/v1/nothing"), 404, "not-found"],
+      ["GET on a POST route", () => call("/v1/enroll"), 404, "not-found"],
+    ];
+    for (const [name, send, status, code] of cases)
+      it(`fail/${name} -> ${status} ${code}`, async () => {
+        problem(await send(), status, code);
+        await stillServes();
+      });
+
+    it("fail/policy refusals name the CSR's field", async () => {
+      const r = await enrollWith({ csr: newCsr(svc("web"), "ecdsa-p256", { dns: ["web", "evil.example"] }).csr });
+      problem(r, 422, "policy");
+      assert.deepEqual(
+        r.json.refusals.map((x: { field: string }) => x.field),
+        ["extensionRequest.subjectAltName"],
+      );
+      assert.match(r.json.refusals[0].message, /DNS:evil\.example/);
+    });
+
+    it("ok/after every refusal the same token still enrolls (nothing was recorded for a refusal)", async () => {
+      const r = await enrollWith({ csr: newCsr(svc("web")).csr });
+      assert.equal(r.status, 201, r.body.toString());
+    });
+
+    it("fail/10,000 headers -> 431 or the connection closed, and the server survives", async () => {
+      const headers: Record<string, string> = {};
+      for (let i = 0; i < 10_000; i++) headers[`x-h${i}`] = "v";
+      const r = await call("/v1/health", { headers }).catch((e: Error) => e);
+      if (r instanceof Error) assert.match(r.message, /socket hang up|ECONNRESET|EPIPE/);
+      else problem(r, 431, "headers-too-large");
+      await stillServes();
+    });
+
+    it("fail/renewal with an expired certificate -> 401 cert-expired", async () => {
+      // Forged with the CA's own key: the manifest's certificate for web, expired an hour ago.
+      const ca = readCa(pki);
+      assert.equal(ca.status, "ok");
+      const issuerCa = ca.status === "ok" ? ca.ca : undefined;
+      const pair = generateKey("ecdsa-p256");
+      const spec = leafSpec(svc("web"), svc("web").slots[0]!, new Date(Date.now() - 3 * HOUR));
+      spec.notAfter = new Date(Date.now() - HOUR);
+      const issuer = {
+        subject: issuerCa!.cert.subject,
+        keyId: issuerCa!.keyId,
+        keyType: issuerCa!.keyType,
+        privateKey: issuerCa!.privateKey!,
+      };
+      const der = signTbs(encodeTbs(spec, issuer, pair.spki, newSerial()), issuer);
+      const keyPem = createPrivateKey({ key: pair.pkcs8, format: "der", type: "pkcs8" })
+        .export({ type: "pkcs8", format: "pem" })
+        .toString();
+      problem(
+        await call("/v1/renew", {
+          json: { csr: newCsr(svc("web")).csr },
+          cert: encodePem("CERTIFICATE", der),
+          key: keyPem,
+        }),
+        401,
+        "cert-expired",
+      );
+      await stillServes();
+    });
+
+    it("fail/renewal with another CA's certificate -> 401 cert-untrusted", async () => {
+      const other = tempDir("mtlskit-serve-other-");
+      const file = writeManifest(other, MANIFEST);
+      const r = await runCli(["apply", "-f", file, "--pki", path.join(other, "pki")]);
+      assert.equal(r.code, 0, r.err);
+      const cert = readFileSync(path.join(other, "pki/services/ops/cert.pem"), "utf8");
+      const key = readFileSync(path.join(other, "pki/services/ops/key.pem"), "utf8");
+      problem(await call("/v1/renew", { json: { csr: newCsr(svc("web")).csr }, cert, key }), 401, "cert-untrusted");
+      problem(await call("/v1/revoke", { json: { serial: "01" }, cert, key }), 401, "cert-untrusted");
+      await stillServes();
+    });
+
+    it("fail/renewal with the certificate of a service that is not csr: true -> 403 not-online", async () => {
+      const cert = readFileSync(path.join(pki, "services/ops/cert.pem"), "utf8");
+      const key = readFileSync(path.join(pki, "services/ops/key.pem"), "utf8");
+      problem(await call("/v1/renew", { json: { csr: newCsr(svc("web")).csr }, cert, key }), 403, "not-online");
+      await stillServes();
+    });
+
+    it("fail/renewal asking for another service's names with a valid certificate -> 422 policy", async () => {
+      const e = await enroll();
+      const csr = newCsr(svc("api"), "ecdsa-p256").csr;
+      problem(await call("/v1/renew", { json: { csr }, cert: e.issued.chain, key: e.keyPem }), 422, "policy");
+      await stillServes();
+    });
+
+    it("fail/revoke by a non-admin -> 403 not-admin; by the admin -> 200, in the ledger, ca/revoked.json and /v1/crl; renewal with the revoked certificate -> 403 cert-revoked", async () => {
+      const victim = await enroll();
+      problem(
+        await call("/v1/revoke", {
+          json: { serial: victim.issued.serial },
+          cert: victim.issued.chain,
+          key: victim.keyPem,
+        }),
+        403,
+        "not-admin",
+      );
+      const ops = {
+        cert: readFileSync(path.join(pki, "services/ops/cert.pem"), "utf8"),
+        key: readFileSync(path.join(pki, "services/ops/key.pem"), "utf8"),
+      };
+      problem(await call("/v1/revoke", { json: { serial: "xyz" }, ...ops }), 400, "bad-request");
+      problem(
+        await call("/v1/revoke", { json: { serial: victim.issued.serial, reason: "bored" }, ...ops }),
+        400,
+        "bad-request",
+      );
+      const r = await call("/v1/revoke", { json: { serial: victim.issued.serial, reason: "keyCompromise" }, ...ops });
+      assert.equal(r.status, 200, r.body.toString());
+      assert.equal(r.json.serial, victim.issued.serial);
+      assert.equal(r.json.reason, "keyCompromise");
+      assert.equal((await ledger.get(victim.issued.serial))?.revokedReason, "keyCompromise");
+      assert.ok(readRevocations(pki).some((x) => x.serial === victim.issued.serial));
+      const crl = await call("/v1/crl");
+      assert.equal(crl.status, 200);
+      assert.equal(crl.headers["content-type"], "application/pkix-crl");
+      assert.ok(decodeCrl(crl.body).entries.some((e) => e.serial === victim.issued.serial));
+      // openssl reads the CRL too, and finds the serial in it.
+      const crlFile = path.join(dir, "crl.der");
+      writeFileSync(crlFile, crl.body);
+      assert.match(
+        openssl(["crl", "-inform", "DER", "-in", crlFile, "-noout", "-text"]).replace(/\s/g, "").toLowerCase(),
+        new RegExp(`serialnumber:${victim.issued.serial}`),
+      );
+      problem(
+        await call("/v1/renew", {
+          json: { csr: newCsr(svc("web")).csr },
+          cert: victim.issued.chain,
+          key: victim.keyPem,
+        }),
+        403,
+        "cert-revoked",
+      );
+      await stillServes();
+    });
+
+    it("fail/slowloris: 50 TLS connections trickling a header byte a second and 10 that never handshake are closed by the deadlines, while the server answers", async () => {
+      const sockets: Socket[] = [];
+      const closed: Promise<number>[] = [];
+      const open = new Set<string>();
+      const started = Date.now();
+      const timers: NodeJS.Timeout[] = [];
+      try {
+        for (let i = 0; i < 50; i++) {
+          const s = tlsConnect({ host: "127.0.0.1", port: Number(url.port), ca: bundle });
+          sockets.push(s);
+          open.add(`tls${i}`);
+          closed.push(
+            new Promise((resolve) => s.on("close", () => (open.delete(`tls${i}`), resolve(Date.now() - started)))),
+          );
+          s.on("error", () => {});
+          s.on("secureConnect", () => {
+            s.write("GET /v1/health HTTP/1.1\r\nHost: x\r\n");
+            const t = setInterval(() => s.writable && s.write("x"), 1000);
+            timers.push(t);
+          });
+        }
+        for (let i = 0; i < 10; i++) {
+          const s = netConnect({ host: "127.0.0.1", port: Number(url.port) });
+          sockets.push(s);
+          open.add(`tcp${i}`);
+          closed.push(
+            new Promise((resolve) => s.on("close", () => (open.delete(`tcp${i}`), resolve(Date.now() - started)))),
+          );
+          s.on("error", () => {});
+        }
+        await new Promise((r) => setTimeout(r, 1500));
+        await stillServes(); // answered while 60 slow connections are open
+        const bound = new Promise<"bound">((r) => setTimeout(() => r("bound"), 12_000).unref());
+        const all = await Promise.race([Promise.all(closed), bound]);
+        assert.notEqual(all, "bound", `still open after 12 s: ${[...open].join(" ")}`);
+        await stillServes();
+      } finally {
+        for (const t of timers) clearInterval(t);
+        for (const s of sockets) s.destroy();
+      }
+    });
+
+    it("ok/the ledger down: health 503 ledger-unavailable, enroll 503 and nothing issued; back up: serving", async () => {
+      const t = await token();
+      ledger.failing.on = true;
+      try {
+        problem(await call("/v1/health"), 503, "ledger-unavailable");
+        problem(
+          await call("/v1/enroll", { json: { service: "web", token: t, csr: newCsr(svc("web")).csr } }),
+          503,
+          "ledger-unavailable",
+        );
+      } finally {
+        ledger.failing.on = false;
+      }
+      await stillServes();
+      assert.equal(
+        (await call("/v1/enroll", { json: { service: "web", token: t, csr: newCsr(svc("web")).csr } })).status,
+        201,
+      );
+    });
+  });
+
+  it("race/50 concurrent enrollments with one token: exactly 1 success, 49 token-used, 1 ledger row", async () => {
+    const t = await token();
+    const agent = new Agent({ keepAlive: true, maxSockets: 50 });
+    try {
+      const csrs = Array.from({ length: 50 }, () => newCsr(svc("web")).csr);
+      const replies = await Promise.all(
+        csrs.map((csr) => call("/v1/enroll", { json: { service: "web", token: t, csr }, agent })),
+      );
+      const ok = replies.filter((r) => r.status === 201);
+      assert.equal(ok.length, 1, replies.map((r) => r.status).join(","));
+      for (const r of replies.filter((x) => x.status !== 201)) problem(r, 401, "token-used");
+      const id = t.split("_")[1]!;
+      const rows = (await ledger.list()).filter((r) => r.tokenId === id);
+      assert.equal(rows.length, 1);
+      assert.equal(rows[0]!.serial, ok[0]!.json.serial);
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it("ok/the log: structured lines, and never a token's secret, a key or a CSR", () => {
+    assert.ok(logText.length > 0);
+    for (const line of logText.trim().split("\n")) JSON.parse(line);
+    assert.match(logText, /"msg":"issued"/);
+    for (const s of secrets) {
+      const at = logText.indexOf(s);
+      assert.equal(at, -1, `a token secret is in the log: ${logText.slice(Math.max(0, at - 300), at + 100)}`);
+    }
+    assert.doesNotMatch(logText, /CERTIFICATE REQUEST|PRIVATE KEY|mtk_/);
+  });
+});
