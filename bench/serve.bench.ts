@@ -32,6 +32,9 @@
  *   npm run bench:serve [-- --seconds 5] [--rounds 2] [--concurrency 16] [--csrs 500]
  *                       [--only cfssl,cfssl-db,enroll,renew] [--tokens N] [--dir DIR]
  *
+ *   --profile DIR  run serve with --cpu-prof (written to DIR when serve exits on SIGTERM at the end)
+ *           and print the functions that took the most of its CPU (self time; the whole run,
+ *           warm-up and start-up included).
  *   --dir   where the PKI directory and the ledgers go. Default: os.tmpdir(). A tmpfs (/dev/shm)
  *           shows what the server does without fsync cost; the run then says so and judges nothing.
  *
@@ -60,7 +63,7 @@ import {
   type Target,
   trustAgent,
   within,
-} from "../test/helpers/online.ts";
+} from "../test/helpers/serve-load.ts";
 
 const { values } = parseArgs({
   options: {
@@ -71,6 +74,7 @@ const { values } = parseArgs({
     only: { type: "string", default: "cfssl,cfssl-db,enroll,renew" },
     tokens: { type: "string" },
     dir: { type: "string" },
+    profile: { type: "string" },
   },
   strict: true,
 });
@@ -299,6 +303,35 @@ function createTokens(pki: string, service: string, n: number): Promise<string[]
   });
 }
 
+/** printProfile prints the top self-time functions of the .cpuprofile node wrote for `pid` in `dir`. */
+function printProfile(dir: string, pid: number): void {
+  const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile") && f.includes(`.${pid}.`));
+  if (file === undefined) {
+    console.log(
+      `profile: serve (pid ${pid}) wrote no .cpuprofile to ${dir} (it writes one only when it exits on its own)`,
+    );
+    return;
+  }
+  type Node = { id: number; callFrame: { functionName: string; url: string; lineNumber: number } };
+  const p = JSON.parse(readFileSync(path.join(dir, file), "utf8")) as {
+    nodes: Node[];
+    samples: number[];
+    timeDeltas: number[];
+  };
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const self = new Map<string, number>();
+  let total = 0;
+  p.samples.forEach((id, i) => {
+    const f = byId.get(id)!.callFrame;
+    const key = `${f.functionName || "(anonymous)"} ${f.url === "" ? "(native)" : `${path.basename(f.url)}:${f.lineNumber + 1}`}`;
+    self.set(key, (self.get(key) ?? 0) + p.timeDeltas[i]!);
+    total += p.timeDeltas[i]!;
+  });
+  console.log(`\nprofile of serve (${path.join(dir, file)}), self time, top 20 of ${(total / 1e6).toFixed(1)} s:`);
+  for (const [key, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 20))
+    console.log(`  ${((us / total) * 100).toFixed(1).padStart(5)}%  ${key}`);
+}
+
 async function main(): Promise<number> {
   if (spawnSync("cfssl", ["version"]).status !== 0 && ONLY.has("cfssl")) {
     console.error("bench:serve: cfssl is not installed: apt-get install golang-cfssl (or scripts/install-interop.sh)");
@@ -350,7 +383,13 @@ async function main(): Promise<number> {
     }
     if (ONLY.has("enroll") || ONLY.has("renew")) {
       const tokens = await createTokens(pki, "web", ONLY.has("enroll") ? TOKENS : CONCURRENCY);
-      served = await startServe(bin, { manifest, pki });
+      served = await startServe(bin, {
+        manifest,
+        pki,
+        ...(values.profile === undefined
+          ? {}
+          : { env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.resolve(values.profile)}` } }),
+      });
       const caFile = path.join(pki, "ca", "ca.pem");
       const target: Target = { port: served.port, agent: trustAgent(caFile, { maxSockets: CONCURRENCY }), tls: true };
       agents.push(target.agent);
@@ -464,6 +503,8 @@ async function main(): Promise<number> {
       await within(exited(c), 10_000, "cfssl after SIGKILL").catch(() => {});
     }
     await served?.stop().catch(() => {});
+    if (values.profile !== undefined && served !== undefined)
+      printProfile(path.resolve(values.profile), served.child.pid!);
     rmSync(work, { recursive: true, force: true });
   }
 }

@@ -49,7 +49,7 @@ import {
   type Target,
   trustAgent,
   within,
-} from "./helpers/online.ts";
+} from "./helpers/serve-load.ts";
 import { prng } from "./helpers/prng.ts";
 
 const KILLS = Number(process.env.MTLSKIT_KILLS ?? 5);
