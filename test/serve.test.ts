@@ -6,9 +6,9 @@
  * still works; slowloris connections; 50 concurrent uses of one token.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createPrivateKey, randomBytes, X509Certificate, type KeyObject } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { request, Agent, type RequestOptions } from "node:https";
 import { connect as netConnect, type Socket } from "node:net";
 import * as path from "node:path";
@@ -24,11 +24,12 @@ import { encodeTbs, newSerial, signTbs } from "../src/pki/issue.ts";
 import { generateKey, type KeyTypeName } from "../src/pki/keys.ts";
 import { encodePem, parsePem } from "../src/pki/pem.ts";
 import { decodeCertificate } from "../src/pki/x509.ts";
+import { openLedger } from "../src/ledger/index.ts";
 import { startServer, type RunningServer } from "../src/server/index.ts";
 import { readCa } from "../src/state/read.ts";
 import { readRevocations } from "../src/state/revocations.ts";
-import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
-import { memoryLedger } from "./helpers/memory-ledger.ts";
+import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
+import { failingLedger } from "./helpers/failing-ledger.ts";
 import { opensslVerify } from "./helpers/openssl.ts";
 
 const MANIFEST = `version: 1
@@ -116,7 +117,7 @@ describe("mtlskit serve", () => {
   let server: RunningServer;
   let bundle: string;
   let url: URL;
-  const ledger = memoryLedger();
+  let ledger: ReturnType<typeof failingLedger>;
   const logs = new PassThrough();
   let logText = "";
   logs.on("data", (d: Buffer) => void (logText += d.toString()));
@@ -202,6 +203,7 @@ describe("mtlskit serve", () => {
     loaded.manifest.serve = { maxTtlMs: 24 * HOUR, admins: ["ops"] };
     svc("web").ttlMs = HOUR;
     svc("api").ttlMs = 2 * HOUR;
+    ledger = failingLedger(await openLedger(pki));
     server = await startServer({
       manifest: loaded,
       pkiDir: pki,
@@ -279,6 +281,13 @@ describe("mtlskit serve", () => {
     assert.equal(row.how, "enroll");
     assert.deepEqual(row.sans, WEB_SANS);
     assert.ok(row.der.equals(parsePem(issued.certificate)[0]!.der));
+    // Durable before the answer: another connection to the ledger file sees the row.
+    const other = await openLedger(pki, undefined, { create: false });
+    try {
+      assert.equal((await other.get(issued.serial))?.sha256, row.sha256);
+    } finally {
+      await other.close();
+    }
     assert.match(row.requester, /^127\.0\.0\.1:\d+$/);
     const used = (await ledger.tokens()).find((x) => t.startsWith(`mtk_${x.id}_`))!;
     assert.equal(used.usedBy, issued.serial);
@@ -768,5 +777,251 @@ describe("mtlskit serve", () => {
       assert.equal(at, -1, `a token secret is in the log: ${logText.slice(Math.max(0, at - 300), at + 100)}`);
     }
     assert.doesNotMatch(logText, /CERTIFICATE REQUEST|PRIVATE KEY|mtk_/);
+  });
+});
+
+describe("mtlskit serve, the command", () => {
+  let dir: string;
+  let file: string;
+  before(() => {
+    dir = tempDir("mtlskit-serve-cli-");
+    file = writeManifest(dir, MANIFEST);
+  });
+
+  it("fail/no CA in the PKI directory: exit 3 naming the fix, and no ledger made", { timeout: 30_000 }, async () => {
+    const pki = path.join(dir, "empty");
+    const r = await runCli(["serve", "-f", file, "--pki", pki, "--listen", "127.0.0.1:0"]);
+    assert.equal(r.code, 3, r.err);
+    assert.match(r.err, /holds no CA to issue with\n    fix: run `mtlskit apply -f /);
+    assert.ok(!existsSync(path.join(pki, "ca/ledger.db")));
+  });
+
+  it("fail/the issuing CA's key kept offline: exit 3, pointing at ca.intermediate", { timeout: 60_000 }, async () => {
+    const pki = path.join(dir, "offline");
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+    const off = await runCli(["ca", "offline", "--to", path.join(dir, "root-key.pem"), "--pki", pki]);
+    assert.equal(off.code, 0, off.err);
+    const r = await runCli(["serve", "-f", file, "--pki", pki, "--listen", "127.0.0.1:0"]);
+    assert.equal(r.code, 3, r.err);
+    assert.match(
+      r.err,
+      /the issuing CA's key is not in .* \(kept offline by `mtlskit ca offline`\)[\s\S]*fix: declare ca\.intermediate/,
+    );
+  });
+
+  it("fail/a ledger that cannot be opened (a directory where ca/ledger.db belongs): exit 3", {
+    timeout: 60_000,
+  }, async () => {
+    const pki = path.join(dir, "badledger");
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+    mkdirSync(path.join(pki, "ca/ledger.db"));
+    const r = await runCli(["serve", "-f", file, "--pki", pki, "--listen", "127.0.0.1:0"]);
+    assert.equal(r.code, 3, r.err);
+    assert.match(r.err, /ledger/);
+    assert.doesNotMatch(r.err, /This is a bug/);
+  });
+
+  it("fail/bad --listen: exit 2", async () => {
+    const r = await runCli(["serve", "-f", file, "--pki", path.join(dir, "x"), "--listen", ":8443"]);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /--listen must be \[HOST:\]PORT/);
+  });
+
+  it("ok/a process: prints the URL and the root's SHA-256 (openssl's fingerprint), serves, and stops on SIGTERM with exit 0", {
+    timeout: 90_000,
+  }, async () => {
+    const pki = path.join(dir, "live");
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+    const child = spawn(process.execPath, ["--import", "tsx", "test/helpers/cli-on-cue.ts"], {
+      cwd: REPO,
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+    });
+    try {
+      let out = "";
+      let err = "";
+      child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
+      child.stderr!.on("data", (c: Buffer) => (err += c.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+      await new Promise<void>((resolve, reject) => {
+        child.once("message", () => resolve());
+        child.once("exit", () => reject(new Error(`exited before it was ready: ${err}`)));
+      });
+      child.send(["serve", "-f", file, "--pki", pki, "--listen", "127.0.0.1:0"]);
+      const [, url, sha] = await new Promise<string[]>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no URL within 60 s: ${out} ${err}`)), 60_000);
+        const look = () => {
+          const m = /listens on (https:\/\/127\.0\.0\.1:\d+)\n  root SHA-256: ([0-9a-f]{64})/.exec(out);
+          if (m) clearTimeout(timer), resolve([...m]);
+        };
+        child.stdout!.on("data", look);
+        void exited.then(() => (clearTimeout(timer), reject(new Error(`exited: ${out} ${err}`))));
+      });
+      const want = openssl(["x509", "-in", path.join(pki, "ca/ca.pem"), "-noout", "-fingerprint", "-sha256"]);
+      assert.equal(sha, want.trim().replace(/^.*=/, "").replace(/:/g, "").toLowerCase());
+      const ca = readFileSync(path.join(pki, "ca/ca.pem"), "utf8");
+      const health = await new Promise<number>((resolve, reject) => {
+        const req = request(`${url}/v1/health`, { ca, agent: false, timeout: 20_000 }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on("timeout", () => req.destroy(new Error("timed out")));
+        req.on("error", reject);
+        req.end();
+      });
+      assert.equal(health, 200);
+      assert.ok(existsSync(path.join(pki, "ca/ledger.db")));
+      child.kill("SIGTERM");
+      assert.equal(await exited, 0, err);
+      assert.match(out, /stopped on SIGTERM/);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    }
+  });
+});
+
+describe("mtlskit serve through a CA rotation, and its own certificate's renewal", () => {
+  let dir: string;
+  let file: string;
+  let pki: string;
+  let loaded: LoadedManifest;
+  let server: RunningServer;
+  let offset = 0;
+  const svc = (name: string) => loaded.manifest.services.find((s) => s.name === name)!;
+
+  /** post sends JSON over a fresh connection that trusts `ca`, with an optional client certificate. */
+  function post(p: string, json: unknown, ca: string, client?: { cert: string; key: string }): Promise<Reply> {
+    return new Promise((resolve, reject) => {
+      const body = JSON.stringify(json);
+      const req = request(
+        `${server.url}${p}`,
+        {
+          method: "POST",
+          ca,
+          agent: false,
+          timeout: 20_000,
+          headers: { "content-type": "application/json" },
+          ...(client ?? {}),
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (d: Buffer) => chunks.push(d));
+          res.on("end", () => {
+            const b = Buffer.concat(chunks);
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b, json: JSON.parse(b.toString()) });
+          });
+        },
+      );
+      req.on("timeout", () => req.destroy(new Error("timed out")));
+      req.on("error", reject);
+      req.end(body);
+    });
+  }
+  /** until polls `f` every 100 ms for at most 10 s. */
+  async function until(what: string, f: () => Promise<boolean> | boolean) {
+    for (let i = 0; i < 100; i++) {
+      if (await f()) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.fail(`not within 10 s: ${what}`);
+  }
+  const bundleNow = async () =>
+    (
+      await new Promise<Reply>((resolve, reject) => {
+        const req = request(
+          `${server.url}/v1/bundle`,
+          { rejectUnauthorized: false, agent: false, timeout: 20_000 },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on("data", (d: Buffer) => chunks.push(d));
+            res.on("end", () => {
+              const b = Buffer.concat(chunks);
+              resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b, json: JSON.parse(b.toString()) });
+            });
+          },
+        );
+        req.on("error", reject);
+        req.end();
+      })
+    ).json;
+  const caOf = (f: string) => readFileSync(path.join(pki, f), "utf8");
+  const enrollWeb = async (ca: string) => {
+    const { csr, keyPem } = newCsr(svc("web"));
+    const t = await server.ledger.createToken("web", "enroll", 15 * 60_000, new Date());
+    const r = await post("/v1/enroll", { service: "web", token: t.token, csr }, ca);
+    assert.equal(r.status, 201, r.body.toString());
+    return { cert: r.json.chain as string, key: keyPem };
+  };
+  const issuedBy = (certPem: string, caFile: string) => {
+    const f = path.join(dir, `c-${randomBytes(4).toString("hex")}.pem`);
+    writeFileSync(f, certPem);
+    return opensslVerify({ caFile: path.join(pki, caFile), certFile: f, purpose: "sslclient" }).ok;
+  };
+
+  before(async () => {
+    dir = tempDir("mtlskit-serve-rotate-");
+    file = writeManifest(dir, MANIFEST);
+    pki = path.join(dir, "pki");
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+    loaded = loadManifest(file);
+    server = await startServer({
+      manifest: loaded,
+      pkiDir: pki,
+      listen: { host: "127.0.0.1", port: 0 },
+      now: () => new Date(Date.now() + offset),
+      checkMs: 100,
+    });
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  it("ok/prepared and active: the bundle holds both CAs, an old CA's certificate renews, activated services are issued by the next CA; retired: the old CA's certificate is untrusted", async () => {
+    const old = caOf("ca/ca.pem");
+    const a = await enrollWeb(old);
+    assert.ok(issuedBy(a.cert, "ca/ca.pem"));
+    const prep = await runCli(["ca", "rotate", "prepare", "-f", file, "--pki", pki]);
+    assert.equal(prep.code, 0, prep.err);
+    await until("phase prepared", async () => (await bundleNow()).phase === "prepared");
+    const both = await bundleNow();
+    assert.equal(both.sha256.length, 2);
+    assert.equal(both.bundle, old + caOf("ca/next/ca.pem"));
+    const act = await runCli(["ca", "rotate", "activate", "-f", file, "--pki", pki]);
+    assert.equal(act.code, 0, act.err);
+    await until("phase active", async () => (await bundleNow()).phase === "active");
+    const req = newCsr(svc("web"));
+    const r = await post("/v1/renew", { csr: req.csr }, both.bundle, a);
+    assert.equal(r.status, 201, r.body.toString());
+    assert.ok(issuedBy(r.json.certificate, "ca/next/ca.pem"), "the renewed certificate is not the next CA's");
+    const b = { cert: r.json.chain as string, key: req.keyPem };
+    const ret = await runCli(["ca", "rotate", "retire", "-f", file, "--pki", pki, "--force"]);
+    assert.equal(ret.code, 0, ret.err);
+    await until("phase retired", async () => (await bundleNow()).phase === "retired");
+    const fresh = caOf("ca/ca.pem");
+    assert.notEqual(fresh, old);
+    // The server now presents a certificate of the new CA: a client trusting only it connects.
+    const c = await enrollWeb(fresh);
+    assert.ok(issuedBy(c.cert, "ca/ca.pem"));
+    const refused = await post("/v1/renew", { csr: newCsr(svc("web")).csr }, fresh, a);
+    assert.equal(refused.status, 401);
+    assert.equal(refused.json.error, "cert-untrusted");
+    // The next CA's certificate, issued while active, keeps renewing under the retired rotation.
+    assert.equal((await post("/v1/renew", { csr: newCsr(svc("web")).csr }, fresh, b)).status, 201);
+  });
+
+  it("ok/the server's own certificate is renewed once 2/3 of its lifetime has passed, and new connections get the new one", async () => {
+    const first = server.serverCertificate();
+    offset = 17 * HOUR;
+    await until("a new server certificate", () => server.serverCertificate() !== first);
+    const x = new X509Certificate(server.serverCertificate());
+    assert.ok(new Date(x.validFrom).getTime() > Date.now() + 16 * HOUR);
+    const seen = await new Promise<string>((resolve, reject) => {
+      const s = tlsConnect({ host: "127.0.0.1", port: server.port, rejectUnauthorized: false }, () => {
+        resolve(s.getPeerX509Certificate()!.serialNumber);
+        s.destroy();
+      });
+      s.on("error", reject);
+    });
+    assert.equal(seen, x.serialNumber);
+    offset = 0;
   });
 });

@@ -21,6 +21,7 @@ import { planCommand } from "./commands/plan.ts";
 import { probeCommand } from "./commands/probe.ts";
 import { revokeCommand } from "./commands/revoke.ts";
 import { schemaCommand } from "./commands/schema.ts";
+import { serveCommand } from "./commands/serve.ts";
 import { signCommand } from "./commands/sign.ts";
 import { statusCommand } from "./commands/status.ts";
 import { tokenCommand } from "./commands/token.ts";
@@ -53,6 +54,7 @@ export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number
   agent: agentCommand,
   token: tokenCommand,
   ledger: ledgerCommand,
+  serve: serveCommand,
 };
 
 function version(): string {

@@ -1,11 +1,12 @@
 /**
  * startServer: the online CA (`mtlskit serve`). Reads the CA, issues the server's own
  * certificate in memory, listens, and keeps both current: the server's certificate is renewed at
- * 2/3 of its lifetime and the CA is re-read when its files change (a rotation's bundle reaches
- * new connections through setSecureContext).
+ * 2/3 of its lifetime and the CA is re-read when its files change (a rotation's bundle and
+ * issuer reach new connections through setSecureContext).
  */
 import { createHash } from "node:crypto";
 import type { Writable } from "node:stream";
+import { openLedger } from "../ledger/index.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import type { LoadedManifest } from "../manifest/index.ts";
 import { parseCertificatesPem } from "../pki/pem.ts";
@@ -28,14 +29,14 @@ export interface ServeOptions {
   pkiDir: string;
   /** listen: the address. Default: 127.0.0.1:8443; port 0 picks a free port. */
   listen?: { host: string; port: number };
-  /** ledger: where certificates and tokens are recorded; the server closes it on close(). */
-  ledger: Ledger;
+  /** ledger: where certificates and tokens are recorded; the server closes it on close(). Default: openLedger(pkiDir), SQLite at DIR/ca/ledger.db. */
+  ledger?: Ledger;
   /** now: the clock. Default: the current time. */
   now?: () => Date;
   /** log: JSON log lines (never a token, key or CSR). Default: none. */
   log?: { stream: Writable; level?: "info" | "debug" | "warn" | "error" };
-  /** caCheckMs: how often the CA files are looked at for a change. Default: 5000. */
-  caCheckMs?: number;
+  /** checkMs: how often the CA files are looked at for a change, and the server's certificate for its renewal time. Default: 5000. */
+  checkMs?: number;
 }
 
 /** RunningServer is a listening online CA. */
@@ -61,14 +62,32 @@ export interface RunningServer {
 export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const now = opts.now ?? (() => new Date());
   const listen = opts.listen ?? DEFAULT_LISTEN;
-  let authority: Authority = loadAuthority(opts.manifest, opts.pkiDir);
+  // The CA first: a directory without a usable CA gets no ledger created in it.
+  const authority = loadAuthority(opts.manifest, opts.pkiDir);
+  const ledger = opts.ledger ?? (await openLedger(opts.pkiDir));
+  try {
+    return await listenWith(opts, ledger, now, listen, authority);
+  } catch (e) {
+    if (!opts.ledger) await ledger.close();
+    throw e;
+  }
+}
+
+async function listenWith(
+  opts: ServeOptions,
+  ledger: Ledger,
+  now: () => Date,
+  listen: { host: string; port: number },
+  first: Authority,
+): Promise<RunningServer> {
+  let authority = first;
   let creds = issueServerCredentials(authority.current, listen.host, now());
   const metrics = createMetrics();
   metrics.caNotAfter(authority.current.cert.notAfter);
   const ctx = {
     loaded: opts.manifest,
     dir: opts.pkiDir,
-    ledger: opts.ledger,
+    ledger,
     authority: () => authority,
     revoked: new RevokedSet(opts.pkiDir),
     metrics,
@@ -84,31 +103,26 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     onProblem: (code) => metrics.refused(code),
   });
 
-  let renewTimer: NodeJS.Timeout | undefined;
   const renewCredentials = () => {
     creds = issueServerCredentials(authority.current, listen.host, now());
     http.setTls({ keyPem: creds.keyPem, certPem: creds.certPem, caPem: authority.bundlePem });
-    schedule();
   };
-  const schedule = () => {
-    clearTimeout(renewTimer);
-    const wait = Math.min(Math.max(creds.renewAt.getTime() - now().getTime(), 1000), 2 ** 31 - 1);
-    renewTimer = setTimeout(renewCredentials, wait).unref();
-  };
-  schedule();
   const reload = () => {
     authority = loadAuthority(opts.manifest, opts.pkiDir);
     metrics.caNotAfter(authority.current.cert.notAfter);
     renewCredentials();
   };
-  const caTimer = setInterval(() => {
-    if (caFilesStamp(opts.pkiDir) === authority.stamp) return;
+  // One tick does both: a change of the CA files re-reads the CA (and re-issues the server's
+  // certificate under it, with the new bundle); else the certificate is renewed once 2/3 of its
+  // lifetime has passed by `now` (a clock the tests can move).
+  const timer = setInterval(() => {
     try {
-      reload();
+      if (caFilesStamp(opts.pkiDir) !== authority.stamp) reload();
+      else if (now() >= creds.renewAt) renewCredentials();
     } catch {
       // A CA caught mid-change (or damaged) is read again at the next tick; the last good one keeps serving.
     }
-  }, opts.caCheckMs ?? 5000).unref();
+  }, opts.checkMs ?? 5000).unref();
 
   const anchor = parseCertificatesPem(authority.root.bundlePem)[0] ?? authority.root.cert.der;
   let closed: Promise<void> | undefined;
@@ -117,15 +131,14 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
     host: http.host,
     port: http.port,
     rootSha256: createHash("sha256").update(anchor).digest("hex"),
-    ledger: opts.ledger,
+    ledger,
     serverCertificate: () => creds.certPem,
     reload,
     close: () => {
       closed ??= (async () => {
-        clearTimeout(renewTimer);
-        clearInterval(caTimer);
+        clearInterval(timer);
         await http.close();
-        await opts.ledger.close();
+        await ledger.close();
       })();
       return closed;
     },

@@ -1,0 +1,93 @@
+/** `mtlskit serve`: the online CA (src/server/), until SIGTERM or SIGINT. */
+import { parseArgs } from "node:util";
+import { EXIT } from "../../errors.ts";
+import { loadManifest } from "../../manifest/index.ts";
+import { DEFAULT_LISTEN, startServer } from "../../server/index.ts";
+import { COMMON_FLAGS, flags, parseListen } from "../args.ts";
+import { EXIT_CODES_TEXT } from "../help.ts";
+import { paintErr, type Io } from "../output.ts";
+import { PKI_FLAGS } from "./shared.ts";
+
+export const SERVE_HELP = `mtlskit serve: the online CA: agents enroll with a token and renew with their certificate.
+
+USAGE
+  mtlskit serve [-f FILE] [--pki DIR] [--listen 127.0.0.1:8443] [--log]
+
+Issues short-lived certificates over HTTPS to the manifest's csr: true services, whose keys are
+made on their own hosts (\`mtlskit agent\`) and never sent. Every certificate carries exactly the
+service's SANs, identity URI and usage, for its ttl (default 1h, at most serve.maxTtl), and is
+recorded in the ledger (DIR/ca/ledger.db) before it is returned. The server's own TLS certificate
+is issued from the CA in memory (SANs: the listen address and localhost) and renewed by itself.
+
+API (docs/online-ca.md): POST /v1/enroll (token + CSR), POST /v1/renew (mTLS + CSR), POST
+/v1/revoke (mTLS, serve.admins only), GET /v1/bundle, /v1/crl, /v1/health, /metrics.
+
+It prints the URL and the root's SHA-256, which agents pass as --fingerprint on first contact.
+SIGTERM or SIGINT stops it: in-flight requests finish, the ledger is closed.
+
+FLAGS
+  -f, --file FILE      manifest (default mtlskit.yaml)
+      --pki DIR        PKI directory holding the CA (default ./pki; run \`mtlskit apply\` first)
+      --listen ADDR    [HOST:]PORT to listen on (default ${DEFAULT_LISTEN.host}:${DEFAULT_LISTEN.port}, this host only;
+                       0.0.0.0:8443 for every interface)
+      --log            JSON log lines on standard error (never a token, key or CSR)
+
+EXAMPLES
+  mtlskit apply -f mtlskit.yaml --pki ./pki
+  mtlskit serve -f mtlskit.yaml --pki ./pki --listen 127.0.0.1:8443
+  mtlskit token create web > web.token
+
+${EXIT_CODES_TEXT}
+  3  also: no CA in DIR, the issuing CA's key kept offline, a ledger that cannot be opened,
+     or the address cannot be listened on
+`;
+
+/** serveCommand runs `mtlskit serve`; it resolves once a signal stopped the server. */
+export async function serveCommand(args: string[], io: Io): Promise<number> {
+  const { values } = flags("serve", () =>
+    parseArgs({
+      args,
+      options: {
+        ...COMMON_FLAGS,
+        ...PKI_FLAGS,
+        listen: { type: "string", default: `${DEFAULT_LISTEN.host}:${DEFAULT_LISTEN.port}` },
+        log: { type: "boolean" },
+      },
+      allowPositionals: false,
+      strict: true,
+    }),
+  );
+  if (values.help) return (io.out(SERVE_HELP), EXIT.ok);
+  const listen = parseListen("serve", values.listen);
+  const loaded = loadManifest(values.file);
+  const online = loaded.manifest.services.filter((s) => s.csr === true && s.files === undefined);
+  const server = await startServer({
+    manifest: loaded,
+    pkiDir: values.pki,
+    listen,
+    ...(values.log ? { log: { stream: process.stderr } } : {}),
+  });
+  io.out(
+    `mtlskit serve: the online CA listens on ${server.url}\n` +
+      `  root SHA-256: ${server.rootSha256}\n` +
+      `  ledger: ${server.ledger.kind}\n` +
+      `  services issued online: ${online.map((s) => s.name).join(", ") || "none"}\n` +
+      `Next: \`mtlskit token create SERVICE -f ${values.file} --pki ${values.pki}\`, then on the service's host \`mtlskit agent --server ${server.url} --service SERVICE --token-file F --fingerprint ${server.rootSha256} --out DIR\`. Stop with SIGTERM or Ctrl-C.\n`,
+  );
+  if (online.length === 0)
+    io.err(
+      `${paintErr(io, "yellow", "warning:")} ${loaded.manifest.file} declares no csr: true service, so this server issues nothing; add csr: true to the services whose hosts run \`mtlskit agent\`\n`,
+    );
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    const stop = (s: NodeJS.Signals) => {
+      process.off("SIGTERM", stop);
+      process.off("SIGINT", stop);
+      resolve(s);
+    };
+    process.on("SIGTERM", stop);
+    process.on("SIGINT", stop);
+  });
+  await server.close();
+  io.out(`mtlskit serve: stopped on ${signal}; in-flight requests finished, the ledger is closed.\n`);
+  return EXIT.ok;
+}
