@@ -8,15 +8,20 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { createHash, X509Certificate } from "node:crypto";
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
+import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import * as https from "node:https";
 import type { AddressInfo } from "node:net";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import * as tls from "node:tls";
 import {
+  agentSource,
   BACKOFF,
   backoffDelay,
+  bundleDigests,
+  type Clock,
+  createAgent,
   bootstrapTrust,
   createCaClient,
   fileStore,
@@ -30,9 +35,10 @@ import {
   tokenId,
   type AgentState,
 } from "../src/agent/index.ts";
-import { fileSource } from "../src/service/index.ts";
+import { authorizeAny, clientOptions, createMtlsServer, fileSource } from "../src/service/index.ts";
 import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { forge } from "./helpers/forge.ts";
+import { type OnlineCa, startOnlineCa } from "./helpers/online.ts";
 
 /** A PKI made by apply: `srv` is a server certificate for 127.0.0.1 and localhost; `other` a second CA's. */
 const MANIFEST = `version: 1
@@ -437,5 +443,406 @@ describe("agent: the CLI without a server", () => {
     const r = await runCli(["agent", "--status", "--out", tempDir()]);
     assert.equal(r.code, 3);
     assert.match(r.err, /agent\.json/);
+  });
+});
+
+/** ONLINE_MANIFEST: two csr services for the exchanges with a real server; `web` with a one-minute ttl. */
+const ONLINE_MANIFEST = `version: 1
+cluster: agentonline
+identity:
+  uri: "spiffe://{cluster}.local/{name}"
+ca:
+  key: ecdsa-p256
+  validity: 1y
+  subject: { CN: Agent Online CA }
+defaults:
+  key: ecdsa-p256
+  validity: 30d
+  renewBefore: 10d
+serve:
+  maxTtl: 1h
+services:
+  web:
+    usage: dual
+    csr: true
+    ttl: 1m
+    addresses: [127.0.0.1, web.internal]
+  api:
+    usage: dual
+    csr: true
+    ttl: 1m
+    addresses: [127.0.0.1]
+`;
+
+/** s0 is a certificate's serial as the agent writes it: lower-case hex without leading zeros. */
+const s0 = (c: X509Certificate) => c.serialNumber.toLowerCase().replace(/^0+/, "");
+
+/** offsetClock is the wall clock moved by `offset.ms`, with timers of at most 50 ms (a loop then looks again at the moved time). */
+function offsetClock(offset: { ms: number }): Clock {
+  return {
+    now: () => Date.now() + offset.ms,
+    setTimer(fn, ms) {
+      const t = setTimeout(fn, Math.min(ms, 50));
+      return () => clearTimeout(t);
+    },
+  };
+}
+
+describe("agent: with the server (startServer on loopback)", () => {
+  let ca: OnlineCa;
+  let caFile: string;
+  before(async () => {
+    ca = await startOnlineCa(ONLINE_MANIFEST);
+    caFile = path.join(ca.pki, "ca/ca.pem");
+  });
+  after(async () => {
+    await ca?.stop();
+  });
+  const tokenFileFor = async (service: string) => {
+    const f = path.join(tempDir(), "token");
+    writeFileSync(f, `${await ca.token(service)}\n`, { mode: 0o600 });
+    return f;
+  };
+
+  it("ok/--once enrolls: the layout with its modes, the manifest's SANs, a chain openssl verifies, --status 0; a second --once is not due", async () => {
+    const out = path.join(tempDir(), "tls");
+    const tokenFile = await tokenFileFor("web");
+    const token = readFileSync(tokenFile, "utf8").trim();
+    const t0 = Date.now();
+    const r = await runCli([
+      "agent",
+      "--server",
+      ca.url,
+      "--service",
+      "web",
+      "--token-file",
+      tokenFile,
+      "--out",
+      out,
+      "--ca",
+      caFile,
+      "--once",
+      "--reload",
+      `echo "$MTLSKIT_SERIAL" > ${out}.reloaded`,
+    ]);
+    const t1 = Date.now();
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /enrolled web: serial [0-9a-f]+/);
+    assert.ok(!(r.out + r.err).includes(token.slice(22)), "the token's secret is never printed");
+    assert.equal(statSync(path.join(out, "key.pem")).mode & 0o777, 0o600);
+    const cert = new X509Certificate(readFileSync(path.join(out, "cert.pem")));
+    assert.match(cert.subjectAltName ?? "", /URI:spiffe:\/\/agentonline\.local\/web/);
+    assert.match(cert.subjectAltName ?? "", /IP Address:127\.0\.0\.1/);
+    assert.match(cert.subjectAltName ?? "", /DNS:web\.internal/);
+    assert.ok(
+      cert.checkPrivateKey(createPrivateKey(readFileSync(path.join(out, "key.pem")))),
+      "the certificate is for the key made here",
+    );
+    // The manifest's ttl (1m) from issuance (notBefore is backdated; validTo has whole seconds).
+    const end = Date.parse(cert.validTo);
+    assert.ok(end >= t0 + 59_000 && end <= t1 + 60_000, `notAfter ${cert.validTo} is one minute after issuance`);
+    assert.equal(readFileSync(`${out}.reloaded`, "utf8").trim(), s0(cert), "the reload hook ran with MTLSKIT_SERIAL");
+    execFileSync(
+      "openssl",
+      ["verify", "-x509_strict", "-CAfile", path.join(out, "ca.pem"), path.join(out, "cert.pem")],
+      { stdio: "pipe" },
+    );
+    const s = JSON.parse(readFileSync(path.join(out, "agent.json"), "utf8")) as AgentState;
+    assert.equal(s.status, "healthy");
+    assert.equal(s.serial, s0(cert));
+    assert.ok(!readFileSync(path.join(out, "agent.json"), "utf8").includes(token.slice(22)));
+    assert.equal((await runCli(["agent", "--status", "--out", out])).code, 0);
+    const again = await runCli([
+      "agent",
+      "--server",
+      ca.url,
+      "--service",
+      "web",
+      "--token-file",
+      tokenFile,
+      "--out",
+      out,
+      "--once",
+    ]);
+    assert.equal(again.code, 0, again.err);
+    assert.match(again.out, /not due \(renews after /);
+    assert.equal(new X509Certificate(readFileSync(path.join(out, "cert.pem"))).serialNumber, cert.serialNumber);
+  });
+
+  it("ok/renewal over mTLS when due: a new key and serial, the old certificate authenticated it; the token is never sent again", async () => {
+    const out = path.join(tempDir(), "tls");
+    const offset = { ms: 0 };
+    const events: string[] = [];
+    const agent = createAgent({
+      server: ca.url,
+      service: "api",
+      token: () => undefined,
+      ca: readFileSync(caFile, "utf8"),
+      store: fileStore(out),
+      clock: offsetClock(offset),
+      onEvent: (e) => events.push(e.kind),
+    });
+    try {
+      const none = await agent.step();
+      assert.equal(none.error?.message.includes("no bootstrap token was given"), true, none.error?.message);
+      assert.equal(none.state.status, "failing");
+      const token = await ca.token("api");
+      const enrolling = createAgent({
+        server: ca.url,
+        service: "api",
+        token: () => token,
+        ca: readFileSync(caFile, "utf8"),
+        store: fileStore(out),
+        clock: offsetClock(offset),
+      });
+      const first = await enrolling.step();
+      await enrolling.stop();
+      assert.equal(first.did, "enrolled", first.error?.message);
+      const key1 = readFileSync(path.join(out, "key.pem"), "utf8");
+      // A new agent on the same OUT (a restart) renews once the clock passes renewAfter.
+      const again = createAgent({
+        server: ca.url,
+        service: "api",
+        token: () => token,
+        ca: readFileSync(caFile, "utf8"),
+        store: fileStore(out),
+        clock: offsetClock(offset),
+      });
+      assert.equal((await again.step()).did, "nothing");
+      offset.ms = Date.parse(again.state().renewAfter!) - Date.now() + 10;
+      const renewed = await again.step();
+      assert.equal(renewed.did, "renewed", renewed.error?.message);
+      assert.notEqual(renewed.state.serial, first.state.serial);
+      assert.notEqual(readFileSync(path.join(out, "key.pem"), "utf8"), key1, "a new key each renewal");
+      assert.equal(renewed.state.enrolledWith, tokenId(token));
+      // With the certificate gone, the spent token is not sent again: the agent says so.
+      rmSync(path.join(out, "cert.pem"));
+      const lost = createAgent({
+        server: ca.url,
+        service: "api",
+        token: () => token,
+        ca: readFileSync(caFile, "utf8"),
+        store: fileStore(out),
+        clock: offsetClock(offset),
+      });
+      const r = await lost.step();
+      assert.match(r.error?.message ?? "", /already spent by this agent/);
+      await again.stop();
+      await lost.stop();
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  it("ok/the server down: exponential backoff in the state, then recovery when it is back", async () => {
+    const out = path.join(tempDir(), "tls");
+    const offset = { ms: 0 };
+    const token = await ca.token("web");
+    const agent = createAgent({
+      server: ca.url,
+      service: "web",
+      token: () => token,
+      ca: readFileSync(caFile, "utf8"),
+      store: fileStore(out),
+      clock: offsetClock(offset),
+      random: () => 0,
+    });
+    try {
+      assert.equal((await agent.step()).did, "enrolled");
+      offset.ms = Date.parse(agent.state().renewAfter!) - Date.now() + 10;
+      await ca.stop();
+      const delays: number[] = [];
+      for (let i = 1; i <= 3; i++) {
+        const r = await agent.step();
+        assert.equal(r.error && (r.error as { code?: string }).code, "unreachable", r.error?.message);
+        assert.equal(r.state.failures, i);
+        assert.equal(r.state.status, "failing");
+        delays.push(Date.parse(r.state.nextAttempt!) - Date.parse(r.state.lastError!.at));
+      }
+      assert.deepEqual(delays, [500, 1000, 2000], "1 s doubling, equal jitter at random 0");
+      const state = JSON.parse(readFileSync(path.join(out, "agent.json"), "utf8")) as AgentState;
+      assert.equal(state.lastError?.code, "unreachable");
+      assert.equal((await runCli(["agent", "--status", "--out", out])).code, 1);
+      await ca.restart();
+      const back = await agent.step();
+      assert.equal(back.did, "renewed", back.error?.message);
+      assert.equal(back.state.failures, 0);
+      assert.equal(back.state.lastError, undefined);
+      assert.equal(back.state.status, "healthy");
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  it("fail/an expired certificate cannot renew: the state says expired, --once exits 3", async () => {
+    const out = path.join(tempDir(), "tls");
+    const offset = { ms: 0 };
+    const token = await ca.token("web");
+    const agent = createAgent({
+      server: ca.url,
+      service: "web",
+      token: () => token,
+      ca: readFileSync(caFile, "utf8"),
+      store: fileStore(out),
+      clock: offsetClock(offset),
+    });
+    try {
+      assert.equal((await agent.step()).did, "enrolled");
+      offset.ms = 2 * 60_000;
+      const r = await agent.step();
+      assert.equal(r.state.status, "expired");
+      assert.match(r.error?.message ?? "", /expired at .* and cannot be renewed/);
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  it("fail/a wrong --fingerprint: nothing is sent (the token stays unspent), then the right one enrolls with it and keeps the root", async () => {
+    const out = path.join(tempDir(), "tls");
+    const tokenFile = await tokenFileFor("web");
+    const wrong = await runCli([
+      "agent",
+      "--server",
+      ca.url,
+      "--service",
+      "web",
+      "--token-file",
+      tokenFile,
+      "--out",
+      out,
+      "--fingerprint",
+      "ab".repeat(32),
+      "--once",
+    ]);
+    assert.equal(wrong.code, 3);
+    assert.match(wrong.err, /not trusted by --fingerprint abababab/);
+    const fp = new X509Certificate(readFileSync(caFile)).fingerprint256;
+    const right = await runCli([
+      "agent",
+      "--server",
+      ca.url,
+      "--service",
+      "web",
+      "--token-file",
+      tokenFile,
+      "--out",
+      out,
+      "--fingerprint",
+      fp,
+      "--once",
+    ]);
+    assert.equal(right.code, 0, right.err);
+    assert.ok(
+      bundleDigests(readFileSync(path.join(out, "ca.pem"), "utf8")).includes(fpOf(readFileSync(caFile, "utf8"))),
+    );
+    // From then on ca.pem is the trust: a --once without --ca or --fingerprint is verified against it.
+    const later = await runCli(["agent", "--server", ca.url, "--service", "web", "--out", out, "--once"]);
+    assert.equal(later.code, 0, later.err);
+  });
+
+  it("fail/a key type the manifest does not declare is refused by the server, its fix shown (exit 3)", async () => {
+    const out = path.join(tempDir(), "tls");
+    const r = await runCli([
+      "agent",
+      "--server",
+      ca.url,
+      "--service",
+      "web",
+      "--token-file",
+      await tokenFileFor("web"),
+      "--out",
+      out,
+      "--ca",
+      caFile,
+      "--key-type",
+      "ed25519",
+      "--once",
+    ]);
+    assert.equal(r.code, 3);
+    assert.match(r.err, /the server refused the enrollment \(4\d\d [a-z-]+\)/);
+    assert.match(r.err, /fix: /);
+  });
+
+  it("ok/agentSource: an mTLS server on it handshakes, then renews in-process and onReload tells", async () => {
+    const offset = { ms: 0 };
+    const reloads: string[] = [];
+    const source = await agentSource({
+      server: ca.url,
+      service: "api",
+      token: await ca.token("api"),
+      ca: readFileSync(caFile, "utf8"),
+      clock: offsetClock(offset),
+      onReload: (e) => reloads.push(e.current.leaf.serialHex),
+    });
+    const server = createMtlsServer(https.createServer, source, { authorize: authorizeAny() }, (_q, s) => s.end("ok"));
+    try {
+      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+      const port = (server.address() as AddressInfo).port;
+      const get = () =>
+        new Promise<string>((resolve, reject) => {
+          const req = https.request(
+            { ...clientOptions(source, { authorize: authorizeAny() }), host: "127.0.0.1", port, agent: false },
+            (res) => {
+              const serial = (res.socket as tls.TLSSocket).getPeerCertificate().serialNumber;
+              res.resume();
+              res.on("end", () => resolve(serial));
+            },
+          );
+          req.on("error", reject);
+          req.end();
+        });
+      const first = await get();
+      offset.ms = Date.parse(source.state().renewAfter!) - Date.now() + 10;
+      const deadline = Date.now() + 10_000;
+      while (reloads.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(reloads.length, 1);
+      const second = await get();
+      assert.notEqual(second.toLowerCase(), first.toLowerCase());
+      assert.equal(second.toLowerCase().replace(/^0+/, ""), reloads[0]!.toLowerCase().replace(/^0+/, ""));
+    } finally {
+      await source.close();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
+  // Last: it starts a CA rotation on the shared PKI.
+  it("ok/a CA rotation: the polled bundle changes, ca.pem is rewritten with both CAs, the reload hook runs; --status stays healthy", async () => {
+    const out = path.join(tempDir(), "tls");
+    const reloads: string[] = [];
+    const token = await ca.token("web");
+    const agent = createAgent({
+      server: ca.url,
+      service: "web",
+      token: () => token,
+      ca: readFileSync(caFile, "utf8"),
+      store: fileStore(out),
+      bundlePollMs: 1,
+      reload: async (c) => {
+        reloads.push(c.ca);
+        return { ok: true, message: "exit 0" };
+      },
+    });
+    try {
+      assert.equal((await agent.step()).did, "enrolled");
+      assert.equal(bundleDigests(readFileSync(path.join(out, "ca.pem"), "utf8")).length, 1);
+      const rotate = await runCli(["ca", "rotate", "prepare", "-f", ca.manifest, "--pki", ca.pki]);
+      assert.equal(rotate.code, 0, rotate.err);
+      let r = await agent.step();
+      const deadline = Date.now() + 5000;
+      while (r.did !== "bundle" && Date.now() < deadline) {
+        await new Promise((res) => setTimeout(res, 100));
+        r = await agent.step();
+      }
+      assert.equal(r.did, "bundle", r.error?.message);
+      const digests = bundleDigests(readFileSync(path.join(out, "ca.pem"), "utf8"));
+      assert.equal(digests.length, 2, "the old CA and the next one");
+      assert.ok(digests.includes(fpOf(readFileSync(caFile, "utf8"))));
+      assert.equal(reloads.length, 2, "a reload after the enrollment and after the bundle change");
+      assert.deepEqual(r.state.bundleSha256, digests);
+      assert.equal(r.state.status, "healthy");
+      assert.equal((await agent.step()).did, "nothing", "an unchanged bundle is not rewritten");
+    } finally {
+      await agent.stop();
+    }
   });
 });

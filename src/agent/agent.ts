@@ -41,10 +41,15 @@ export const SYSTEM_CLOCK: Clock = {
 /** RENEW_AT: renewal falls between RENEW_AT.earliest and RENEW_AT.latest of the lifetime (2/3, less up to 1/15 of jitter). */
 export const RENEW_AT = { earliest: 0.6, latest: 2 / 3 } as const;
 
-/** renewAt is when a certificate valid from `notBefore` to `notAfter` is renewed (ms); `random` in [0, 1) picks the jitter. */
-export function renewAt(notBefore: number, notAfter: number, random: number): number {
-  const life = notAfter - notBefore;
-  return Math.round(notBefore + life * (RENEW_AT.latest - (RENEW_AT.latest - RENEW_AT.earliest) * random));
+/**
+ * renewAt is when a certificate received at `issuedAt` and valid until `notAfter` is renewed (ms);
+ * `random` in [0, 1) picks the jitter. The lifetime counts from issuance, not from notBefore: the
+ * CA backdates notBefore (5 min, for clocks that run behind), which would put 2/3 of a one-minute
+ * certificate's "lifetime" before it was even issued.
+ */
+export function renewAt(issuedAt: number, notAfter: number, random: number): number {
+  const life = notAfter - issuedAt;
+  return Math.round(issuedAt + life * (RENEW_AT.latest - (RENEW_AT.latest - RENEW_AT.earliest) * random));
 }
 
 /** Backoff tunes backoffDelay. */
@@ -198,7 +203,7 @@ export function createAgent(opts: AgentOptions): Agent {
   };
   let renewAtMs: number | undefined;
   let nextBundleAt = 0;
-  if (creds) describeHeld(creds, kept?.renewAfter);
+  if (creds) describeHeld(creds, kept?.renewAfter === undefined ? {} : { keptRenewAfter: kept.renewAfter });
 
   // Trust: --ca and what the agent keeps in ca.pem (it came over a verified connection, and follows
   // a CA rotation); with neither, the fingerprint's bootstrap. The client is made again when it changes.
@@ -225,12 +230,21 @@ export function createAgent(opts: AgentOptions): Agent {
     );
   clientNow(); // refuses a bad URL or fingerprint now, before any step
 
-  function describeHeld(c: Credentials, keptRenewAfter?: string): void {
+  /**
+   * describeHeld puts a pair's facts into the state and picks its renewal time: from `issuedAt`
+   * (just received), or at a restart the time chosen before (when within this certificate's
+   * validity), else from notBefore (an early renewal at worst).
+   */
+  function describeHeld(c: Credentials, from: { issuedAt?: number; keptRenewAfter?: string }): void {
     const nb = c.leaf.notBefore.getTime();
     const na = c.leaf.notAfter.getTime();
-    const kept = keptRenewAfter === undefined ? Number.NaN : Date.parse(keptRenewAfter);
-    // A restart keeps the jittered time it chose, if it is within this certificate's window.
-    renewAtMs = kept >= nb && kept <= na ? kept : renewAt(nb, na, random());
+    const kept = from.keptRenewAfter === undefined ? Number.NaN : Date.parse(from.keptRenewAfter);
+    renewAtMs =
+      from.issuedAt !== undefined
+        ? renewAt(Math.max(nb, Math.min(from.issuedAt, na)), na, random())
+        : kept >= nb && kept <= na
+          ? kept
+          : renewAt(nb, na, random());
     state = {
       ...state,
       serial: c.leaf.serialHex,
@@ -246,7 +260,7 @@ export function createAgent(opts: AgentOptions): Agent {
     parseCredentials({ cert: issued.chain, key: keyPem, ca: issued.bundle });
     const previous = creds;
     creds = store.saveCredentials({ key: keyPem, chain: issued.chain, bundle: issued.bundle } satisfies Held);
-    describeHeld(creds);
+    describeHeld(creds, { issuedAt: clock.now() });
     opts.onChange?.(previous, creds);
     await runReload(creds);
     return creds;

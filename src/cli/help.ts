@@ -31,10 +31,10 @@ Usage:
   mtlskit verify cert.pem --ca root.pem  is it valid (openssl verify -x509_strict, Go)? each reason with its fix
   sudo mtlskit trust install            put the CA into the system trust store (and NSS); uninstall, status
   mtlskit ca offline --to /media/usb/ca-key.pem  move the CA key out; apply --ca-key FILE when it must sign
-  mtlskit agent --server URL --service web --token-file t --fingerprint FP --out DIR  enroll, renew on its own
   mtlskit token create web --ttl 15m    a single-use enrollment token for web's agent (csr: true), printed once
   mtlskit ledger list --service web     the certificates the online CA issued; ledger show SERIAL, ledger backup FILE
   mtlskit serve --listen 127.0.0.1:8443  the online CA: agents enroll with a token, renew with their certificate
+  mtlskit agent --server URL --service web --token-file t --fingerprint FP --out DIR  enroll, renew on its own
 
 Commands: init, plan, apply, ca, check, status, export, metrics, config, inspect, explain, probe, verify, trust, csr, sign, revoke, token, ledger, serve, agent, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
 `;

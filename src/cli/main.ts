@@ -51,10 +51,10 @@ export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number
   csr: csrCommand,
   sign: signCommand,
   revoke: revokeCommand,
-  agent: agentCommand,
   token: tokenCommand,
   ledger: ledgerCommand,
   serve: serveCommand,
+  agent: agentCommand,
 };
 
 function version(): string {
@@ -63,7 +63,7 @@ function version(): string {
 }
 
 /** WRITERS: the commands whose job is writing files; only they say "nothing was written" when the input is refused (status, check, plan and the like never write). */
-const WRITERS = new Set(["init", "apply", "ca", "export", "trust", "csr", "sign", "revoke", "agent", "token", "ledger"]);
+const WRITERS = new Set(["init", "apply", "ca", "export", "trust", "csr", "sign", "revoke", "token", "ledger", "agent"]);
 
 /** run executes one CLI invocation and returns its exit code; it never calls process.exit. */
 export async function run(argv: string[], io: Io): Promise<number> {

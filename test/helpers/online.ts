@@ -1,0 +1,62 @@
+/**
+ * Test helper: an online CA on loopback. A PKI made by `mtlskit apply` from a manifest, tokens
+ * made through the server's ledger, and `startServer` (src/server/index.ts, what `mtlskit serve` runs)
+ * listening on 127.0.0.1 (port 0 at first; restart() comes back on the same port).
+ */
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import { openLedger } from "../../src/ledger/index.ts";
+import { loadManifest } from "../../src/manifest/index.ts";
+import { startServer } from "../../src/server/index.ts";
+import { runCli, tempDir, writeManifest } from "./cli.ts";
+
+/** OnlineCa is a running online CA and its PKI. */
+export interface OnlineCa {
+  /** url: https://127.0.0.1:PORT */
+  url: string;
+  port: number;
+  pki: string;
+  manifest: string;
+  /** token makes a bootstrap token for `service` (15 min). */
+  token(service: string, ttlMs?: number): Promise<string>;
+  /** stop closes the server (the PKI stays). */
+  stop(): Promise<void>;
+  /** restart starts it again on the same port. */
+  restart(): Promise<void>;
+}
+
+/** startOnlineCa applies `manifestText` into a fresh PKI and serves it. */
+export async function startOnlineCa(manifestText: string): Promise<OnlineCa> {
+  const dir = tempDir("mtlskit-online-");
+  const manifest = writeManifest(dir, manifestText);
+  const pki = path.join(dir, "pki");
+  const r = await runCli(["apply", "-f", manifest, "--pki", pki]);
+  assert.equal(r.code, 0, r.err);
+  const loaded = loadManifest(manifest);
+  const start = async (port: number) =>
+    startServer({
+      manifest: loaded,
+      pkiDir: pki,
+      listen: { host: "127.0.0.1", port },
+      ledger: await openLedger(pki),
+      checkMs: 100, // a CA rotation is seen within 100 ms
+    });
+  let server = await start(0);
+  const port = server.port;
+  const ca: OnlineCa = {
+    url: `https://127.0.0.1:${port}`,
+    port,
+    pki,
+    manifest,
+    async token(service, ttlMs = 15 * 60_000) {
+      return (await server.ledger.createToken(service, "enroll", ttlMs, new Date())).token;
+    },
+    async stop() {
+      await server.close();
+    },
+    async restart() {
+      server = await start(port);
+    },
+  };
+  return ca;
+}
