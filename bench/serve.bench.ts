@@ -388,7 +388,7 @@ async function main(): Promise<number> {
         pki,
         ...(values.profile === undefined
           ? {}
-          : { env: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${path.resolve(values.profile)}` } }),
+          : { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${path.resolve(values.profile)}`] }),
       });
       const caFile = path.join(pki, "ca", "ca.pem");
       const target: Target = { port: served.port, agent: trustAgent(caFile, { maxSockets: CONCURRENCY }), tls: true };

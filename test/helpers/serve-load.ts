@@ -201,12 +201,32 @@ export async function within<T>(p: Promise<T>, ms: number, what: string): Promis
  */
 export async function startServe(
   bin: string,
-  o: { manifest: string; pki: string; port?: number; env?: Record<string, string>; readyMs?: number; args?: string[] },
+  o: {
+    manifest: string;
+    pki: string;
+    port?: number;
+    env?: Record<string, string>;
+    readyMs?: number;
+    args?: string[];
+    /** nodeArgs: flags for node itself, before BIN (`--cpu-prof`, which NODE_OPTIONS refuses). */
+    nodeArgs?: string[];
+  },
 ): Promise<Served> {
   const port = o.port ?? (await freePort());
   const child = spawn(
     process.execPath,
-    [bin, "serve", "-f", o.manifest, "--pki", o.pki, "--listen", `127.0.0.1:${port}`, ...(o.args ?? [])],
+    [
+      ...(o.nodeArgs ?? []),
+      bin,
+      "serve",
+      "-f",
+      o.manifest,
+      "--pki",
+      o.pki,
+      "--listen",
+      `127.0.0.1:${port}`,
+      ...(o.args ?? []),
+    ],
     { env: { ...process.env, ...o.env }, stdio: ["ignore", "pipe", "pipe"] },
   );
   let tail = "";
