@@ -112,6 +112,8 @@ describe("serve killed with SIGKILL under load", { timeout: 400_000 }, () => {
   const successes = new Map<string, number>();
   const inFlightAtKill: number[] = [];
   let connectionErrors = 0;
+  /** cutOff: requests in flight at a kill that ended with a connection error (the rest were answered before it). */
+  let cutOff = 0;
   const otherAnswers: string[] = [];
   let rows: IssuedRecord[] = [];
   let tokens: TokenRecord[] = [];
@@ -215,6 +217,8 @@ describe("serve killed with SIGKILL under load", { timeout: 400_000 }, () => {
         }
         if (r.status === 0 || r.status === 503) {
           if (r.status === 0) connectionErrors++;
+          if (r.status === 0 && r.duringKill) cutOff++;
+          if (r.status === 0 && r.duringKill) cutOff++;
           await pause(20); // serve is down or starting: the same token again
           continue;
         }
@@ -275,6 +279,7 @@ describe("serve killed with SIGKILL under load", { timeout: 400_000 }, () => {
           continue;
         }
         if (r.status === 0) connectionErrors++;
+        if (r.status === 0 && r.duringKill) cutOff++;
         else if (r.status !== 503) otherAnswers.push(`renew ${r.status} ${JSON.stringify(r.body)}`);
         await pause(20);
       }
@@ -317,6 +322,7 @@ describe("serve killed with SIGKILL under load", { timeout: 400_000 }, () => {
       "no renewal succeeded",
     );
     assert.ok(connectionErrors > 0, "no request met a kill: the kills did not land under load");
+    assert.ok(cutOff > 0, "no request in flight at a kill was cut off by it");
     assert.ok(
       inFlightAtKill.some((n) => n > 0),
       `no request was in flight at any kill: ${inFlightAtKill}`,
@@ -388,7 +394,7 @@ describe("serve killed with SIGKILL under load", { timeout: 400_000 }, () => {
     const held = new Set(received.map((r) => r.serial));
     const orphans = rows.filter((r) => !held.has(r.serial));
     t.diagnostic(
-      `${received.length} certificates received (${received.filter((r) => r.duringKill).length} in flight at a kill), ${rows.length} rows, ${orphans.length} rows no client holds, ${connectionErrors} connection errors, in flight at each kill: ${inFlightAtKill.join(" ")}`,
+      `${received.length} certificates received (${received.filter((r) => r.duringKill).length} in flight at a kill), ${rows.length} rows, ${orphans.length} rows no client holds, ${connectionErrors} connection errors (${cutOff} of requests in flight at a kill), in flight at each kill: ${inFlightAtKill.join(" ")}`,
     );
     // An orphan row's answer was lost to a kill: at most the requests in flight at the kills.
     assert.ok(orphans.length <= inFlightAtKill.reduce((a, b) => a + b, 0), `${orphans.length} rows no client holds`);
