@@ -7,7 +7,7 @@
  * block below. Loopback only, every wait bounded, everything closed in `after`.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createHash, createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import * as https from "node:https";
@@ -638,6 +638,7 @@ describe("agent: with the server (startServer on loopback)", () => {
     const out = path.join(tempDir(), "tls");
     const offset = { ms: 0 };
     const token = await ca.token("web");
+    let down = false;
     const agent = createAgent({
       server: ca.url,
       service: "web",
@@ -651,6 +652,7 @@ describe("agent: with the server (startServer on loopback)", () => {
       assert.equal((await agent.step()).did, "enrolled");
       offset.ms = Date.parse(agent.state().renewAfter!) - Date.now() + 10;
       await ca.stop();
+      down = true;
       const delays: number[] = [];
       for (let i = 1; i <= 3; i++) {
         const r = await agent.step();
@@ -664,12 +666,14 @@ describe("agent: with the server (startServer on loopback)", () => {
       assert.equal(state.lastError?.code, "unreachable");
       assert.equal((await runCli(["agent", "--status", "--out", out])).code, 1);
       await ca.restart();
+      down = false;
       const back = await agent.step();
       assert.equal(back.did, "renewed", back.error?.message);
       assert.equal(back.state.failures, 0);
       assert.equal(back.state.lastError, undefined);
       assert.equal(back.state.status, "healthy");
     } finally {
+      if (down) await ca.restart(); // the later tests need it
       await agent.stop();
     }
   });
@@ -805,6 +809,61 @@ describe("agent: with the server (startServer on loopback)", () => {
     }
   });
 
+  it("ok/the loop as a process: enrolls, logs without the token, stops on SIGTERM with exit 0", async () => {
+    const out = path.join(tempDir(), "tls");
+    const tokenFile = await tokenFileFor("api");
+    const secret = readFileSync(tokenFile, "utf8").trim().slice(22);
+    const argv = [
+      "agent",
+      "--server",
+      ca.url,
+      "--service",
+      "api",
+      "--token-file",
+      tokenFile,
+      "--out",
+      out,
+      "--ca",
+      caFile,
+    ];
+    const child = spawn(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "--input-type=module",
+        "-e",
+        `import { main } from ${JSON.stringify(path.resolve("src/cli/main.ts"))}; process.argv = [process.argv[0], "mtlskit", ...${JSON.stringify(argv)}]; await main();`,
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let err = "";
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+    try {
+      const deadline = Date.now() + 20_000;
+      let state: AgentState | undefined;
+      while (Date.now() < deadline) {
+        try {
+          state = JSON.parse(readFileSync(path.join(out, "agent.json"), "utf8")) as AgentState;
+          if (state.status === "healthy") break;
+        } catch {
+          // not written yet
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(state?.status, "healthy", err);
+      child.kill("SIGTERM");
+      const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r("timeout"), 10_000))]);
+      assert.equal(code, 0, err);
+      assert.match(err, /enrolled api: serial [0-9a-f]+, valid until .*; renews after /);
+      assert.match(err, /api: stopped\./);
+      assert.ok(!err.includes(secret), "the token's secret is not logged");
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+
   // Last: it starts a CA rotation on the shared PKI.
   it("ok/a CA rotation: the polled bundle changes, ca.pem is rewritten with both CAs, the reload hook runs; --status stays healthy", async () => {
     const out = path.join(tempDir(), "tls");
@@ -844,5 +903,62 @@ describe("agent: with the server (startServer on loopback)", () => {
     } finally {
       await agent.stop();
     }
+  });
+});
+
+describe("agent: --fingerprint with ca.intermediate (the server sends its root beyond the intermediate)", () => {
+  let ca: OnlineCa;
+  before(async () => {
+    ca = await startOnlineCa(`version: 1
+cluster: inter
+ca:
+  key: ecdsa-p256
+  validity: 2y
+  subject: { CN: Inter Root }
+  intermediate: { key: ecdsa-p256, validity: 1y, renewBefore: 120d }
+defaults: { key: ecdsa-p256, validity: 30d, renewBefore: 10d }
+services:
+  web: { usage: dual, csr: true, ttl: 1m, addresses: [127.0.0.1] }
+`);
+  });
+  after(async () => {
+    await ca?.stop();
+  });
+  it("ok/--once --fingerprint of the root enrolls; cert.pem carries the intermediate, ca.pem the root", async () => {
+    const out = path.join(tempDir(), "tls");
+    const tokenFile = path.join(tempDir(), "token");
+    writeFileSync(tokenFile, await ca.token("web"), { mode: 0o600 });
+    const root = readFileSync(path.join(ca.pki, "ca/ca.pem"), "utf8");
+    const r = await runCli([
+      "agent",
+      "--server",
+      ca.url,
+      "--service",
+      "web",
+      "--token-file",
+      tokenFile,
+      "--out",
+      out,
+      "--fingerprint",
+      fpOf(root),
+      "--once",
+    ]);
+    assert.equal(r.code, 0, r.err);
+    const chain = readFileSync(path.join(out, "cert.pem"), "utf8");
+    assert.equal(bundleDigests(chain).length, 2, "leaf and intermediate");
+    assert.deepEqual(bundleDigests(readFileSync(path.join(out, "ca.pem"), "utf8")), [fpOf(root)]);
+    execFileSync(
+      "openssl",
+      [
+        "verify",
+        "-x509_strict",
+        "-CAfile",
+        path.join(out, "ca.pem"),
+        "-untrusted",
+        path.join(out, "cert.pem"),
+        path.join(out, "cert.pem"),
+      ],
+      { stdio: "pipe" },
+    );
   });
 });

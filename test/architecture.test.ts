@@ -20,7 +20,7 @@ const ALLOWED: Record<string, string[]> = {
   state: ["manifest", "pki", "errors", "read-file"],
   ca: ["manifest", "pki", "state", "errors", "read-file"],
   plan: ["manifest", "pki", "state", "ca", "errors", "read-file"],
-  check: ["manifest", "pki", "state", "ca", "errors", "read-file"],
+  check: ["manifest", "pki", "state", "ca", "ledger", "errors", "read-file"],
   explain: ["check", "errors", "read-file"],
   inspect: ["check", "pki", "errors", "read-file"],
   service: ["identity", "pki", "errors", "read-file"],

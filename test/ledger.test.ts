@@ -8,7 +8,16 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import crypto from "node:crypto";
-import { existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import * as path from "node:path";
 import { describe, it, mock } from "node:test";
 import { type IssuedRecord, LedgerUnavailableError, openLedger } from "../src/ledger/index.ts";
@@ -507,7 +516,14 @@ describe("ledger: files", { timeout: 120_000 }, () => {
       "nothing of the failed batch was written",
     );
     await ledger.close();
+    mkdirSync(path.join(at, "pki"));
     execFileSync("mount", ["-o", "remount,ro", at]);
+    // Through the CLI: exit 3 with the cause and fix, no stack.
+    const manifest = writeManifest(tempDir("mtlskit-ledger-"), CLI_MANIFEST);
+    const cli = await runCli(["token", "create", "web", "-f", manifest, "--pki", path.join(at, "pki")]);
+    assert.equal(cli.code, 3, cli.err);
+    assert.match(cli.err, /^error: pki: cannot create .*pki\/ca: the file system is read-only/);
+    assert.doesNotMatch(cli.err, /bug|\n\s+at /);
     for (const [f, want] of [
       [file, /cannot open it: its file system is read-only; remount it read-write/],
       [path.join(at, "new.db"), /cannot open it: its file system is read-only; remount it read-write \(EROFS\)/],
@@ -526,6 +542,23 @@ describe("ledger: files", { timeout: 120_000 }, () => {
     );
     assert.equal(existsSync(path.join(dir, "elsewhere.db")), false);
     assert.throws(() => openSqliteLedger(dir), /it is a directory; name a file/);
+  });
+
+  it("ok/the CLI loads SQLite's native module only when a command opens a ledger", () => {
+    const probe = `await import(${JSON.stringify(path.join(REPO, "src/cli/main.ts"))});
+const { createRequire } = await import("node:module");
+const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes("better-sqlite3"));
+const before = loaded();
+const { openLedger } = await import(${JSON.stringify(path.join(REPO, "src/ledger/index.ts"))});
+await (await openLedger(process.argv[1])).close();
+console.log(JSON.stringify([before, loaded()]));`;
+    const r = spawnSync(
+      process.execPath,
+      ["--import", "tsx", "--input-type=module", "-e", probe, tempDir("mtlskit-ledger-")],
+      { cwd: REPO, encoding: "utf8", timeout: 60_000 },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), [false, true]);
   });
 
   it("fail/openLedger: postgres:// is not available yet, a bad spec is refused, create: false does not make a file", async () => {

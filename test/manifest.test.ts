@@ -1547,7 +1547,7 @@ describe("manifest: serve and ttl (the online CA's policy)", () => {
         {
           path: "serve.maxTtl",
           line: 4,
-          message: "a ttl of 1h (service web, api: the default) is longer than serve.maxTtl (30m)",
+          message: "the default ttl of 1h (service web, api) is longer than serve.maxTtl (30m)",
           fix: "shorten the ttl to at most 30m, or raise serve.maxTtl to at least 1h",
         },
       ],

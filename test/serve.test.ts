@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
-import { createPrivateKey, randomBytes, X509Certificate, type KeyObject } from "node:crypto";
+import { createHash, createPrivateKey, randomBytes, X509Certificate, type KeyObject } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { request, Agent, type RequestOptions } from "node:https";
 import { connect as netConnect, type Socket } from "node:net";
@@ -15,10 +15,10 @@ import * as path from "node:path";
 import { PassThrough } from "node:stream";
 import { connect as tlsConnect } from "node:tls";
 import { after, before, describe, it } from "node:test";
-import { leafSpec, requestFor } from "../src/ca/policy.ts";
+import { csrPolicy, leafSpec, requestFor } from "../src/ca/policy.ts";
 import { loadManifest, type LoadedManifest, type Service } from "../src/manifest/index.ts";
 import { decodeCrl } from "../src/pki/crl.ts";
-import { encodeCsr } from "../src/pki/csr.ts";
+import { decodeCsr, encodeCsr } from "../src/pki/csr.ts";
 import { bitString, oid, seq, tlv, TAG, uint } from "../src/pki/der.ts";
 import { encodeTbs, newSerial, signTbs } from "../src/pki/issue.ts";
 import { generateKey, type KeyTypeName } from "../src/pki/keys.ts";
@@ -26,6 +26,7 @@ import { encodePem, parsePem } from "../src/pki/pem.ts";
 import { decodeCertificate } from "../src/pki/x509.ts";
 import { openLedger } from "../src/ledger/index.ts";
 import { startServer, type RunningServer } from "../src/server/index.ts";
+import { lifetimeOf } from "../src/server/issue.ts";
 import { readCa } from "../src/state/read.ts";
 import { readRevocations } from "../src/state/revocations.ts";
 import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
@@ -218,7 +219,7 @@ describe("mtlskit serve", () => {
     await server?.close();
   });
 
-  it("ok/the server's own certificate: issued by the CA, server profile, SANs 127.0.0.1 and localhost, verified by openssl", () => {
+  it("ok/the server's own certificate: issued by the CA, server profile, SANs 127.0.0.1 and localhost, verified by openssl", async () => {
     const f = path.join(dir, "server.pem");
     writeFileSync(f, server.serverCertificate());
     const v = opensslVerify({
@@ -233,6 +234,22 @@ describe("mtlskit serve", () => {
     assert.ok(new Date(x.validTo).getTime() - Date.now() <= 24 * HOUR + 1000);
     assert.match(server.url, /^https:\/\/127\.0\.0\.1:\d+$/);
     assert.equal(server.rootSha256, new X509Certificate(bundle).fingerprint256.replace(/:/g, "").toLowerCase());
+    // The chain presented on the wire ends with that root, for agents bootstrapping by --fingerprint.
+    const wire = await new Promise<string[]>((resolve, reject) => {
+      const s = tlsConnect({ host: "127.0.0.1", port: server.port, ca: bundle }, () => {
+        const out: string[] = [];
+        for (let c = s.getPeerCertificate(true); c?.raw && !out.includes(c.fingerprint256); c = c.issuerCertificate)
+          out.push(c.fingerprint256);
+        s.destroy();
+        resolve(out.map((f) => f.replace(/:/g, "").toLowerCase()));
+      });
+      s.on("error", reject);
+    });
+    assert.equal(wire.length, 2);
+    assert.equal(wire.at(-1), server.rootSha256);
+    const presented = parsePem(server.serverCertificate());
+    assert.equal(presented.length, 2);
+    assert.equal(createHash("sha256").update(presented[1]!.der).digest("hex"), server.rootSha256);
   });
 
   it("ok/enroll: a token and a CSR -> 201, the manifest's certificate exactly, openssl verifies it, the ledger row was written first", async () => {
@@ -577,6 +594,11 @@ describe("mtlskit serve", () => {
       if (r instanceof Error) assert.match(r.message, /socket hang up|ECONNRESET|EPIPE/);
       else problem(r, 431, "headers-too-large");
       await stillServes();
+      // Whatever the client saw (the answer, or a reset while it was still writing), the server refused it as such.
+      assert.match(
+        (await call("/metrics")).body.toString(),
+        /^mtlskit_serve_refused_total\{reason="headers-too-large"\} [1-9]/m,
+      );
     });
 
     it("fail/renewal with an expired certificate -> 401 cert-expired", async () => {
@@ -721,6 +743,11 @@ describe("mtlskit serve", () => {
         const all = await Promise.race([Promise.all(closed), bound]);
         assert.notEqual(all, "bound", `still open after 12 s: ${[...open].join(" ")}`);
         await stillServes();
+        // The trickling ones were answered 408 by the header deadline, not merely dropped.
+        const m = /^mtlskit_serve_refused_total\{reason="request-timeout"\} (\d+)/m.exec(
+          (await call("/metrics")).body.toString(),
+        );
+        assert.ok(m && Number(m[1]) >= 50, `request-timeout refusals: ${m?.[1]}`);
       } finally {
         for (const t of timers) clearInterval(t);
         for (const s of sockets) s.destroy();
@@ -1023,5 +1050,118 @@ describe("mtlskit serve through a CA rotation, and its own certificate's renewal
     });
     assert.equal(seen, x.serialNumber);
     offset = 0;
+  });
+});
+
+describe("mtlskit serve with ca.intermediate and the root's key offline", () => {
+  let dir: string;
+  let pki: string;
+  let server: RunningServer;
+  let loaded: LoadedManifest;
+  const svc = (name: string) => loaded.manifest.services.find((s) => s.name === name)!;
+  const post = (p: string, json: unknown, client?: { cert: string; key: string }) =>
+    new Promise<Reply>((resolve, reject) => {
+      const req = request(
+        `${server.url}${p}`,
+        {
+          method: "POST",
+          ca: readFileSync(path.join(pki, "ca/ca.pem"), "utf8"),
+          agent: false,
+          timeout: 20_000,
+          headers: { "content-type": "application/json" },
+          ...(client ?? {}),
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (d: Buffer) => chunks.push(d));
+          res.on("end", () => {
+            const b = Buffer.concat(chunks);
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b, json: JSON.parse(b.toString()) });
+          });
+        },
+      );
+      req.on("timeout", () => req.destroy(new Error("timed out")));
+      req.on("error", reject);
+      req.end(JSON.stringify(json));
+    });
+
+  before(async () => {
+    dir = tempDir("mtlskit-serve-int-");
+    const file = writeManifest(
+      dir,
+      MANIFEST.replace("cluster: demo\n", "cluster: demo\nca:\n  intermediate: { key: ecdsa-p256 }\n"),
+    );
+    pki = path.join(dir, "pki");
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+    const off = await runCli(["ca", "offline", "--to", path.join(dir, "root-key.pem"), "--pki", pki]);
+    assert.equal(off.code, 0, off.err);
+    loaded = loadManifest(file);
+    loaded.manifest.serve = { maxTtlMs: 24 * HOUR, admins: ["ops"] };
+    server = await startServer({ manifest: loaded, pkiDir: pki, listen: { host: "127.0.0.1", port: 0 } });
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  it("ok/the intermediate signs: the chain carries it, openssl verifies through it, the chain renews; the server presents leaf, intermediate, root", async () => {
+    assert.equal(parsePem(server.serverCertificate()).length, 3);
+    const { csr, keyPem } = newCsr(svc("web"));
+    const t = await server.ledger.createToken("web", "enroll", 15 * 60_000, new Date());
+    const r = await post("/v1/enroll", { service: "web", token: t.token, csr });
+    assert.equal(r.status, 201, r.body.toString());
+    const blocks = parsePem(r.json.chain);
+    assert.equal(blocks.length, 2);
+    assert.equal(encodePem("CERTIFICATE", blocks[1]!.der), readFileSync(path.join(pki, "ca/intermediate.pem"), "utf8"));
+    const certFile = path.join(dir, "web.pem");
+    writeFileSync(certFile, r.json.certificate);
+    const v = opensslVerify({
+      caFile: path.join(pki, "ca/ca.pem"),
+      certFile,
+      untrusted: path.join(pki, "ca/intermediate.pem"),
+      purpose: "sslclient",
+    });
+    assert.ok(v.ok, v.output);
+    const again = await post("/v1/renew", { csr: newCsr(svc("web")).csr }, { cert: r.json.chain, key: keyPem });
+    assert.equal(again.status, 201, again.body.toString());
+    // Revocation is recorded at once; the CRL waits for the root's key (the root signs the CRL).
+    const ops = {
+      cert: readFileSync(path.join(pki, "services/ops/cert.pem"), "utf8"),
+      key: readFileSync(path.join(pki, "services/ops/key.pem"), "utf8"),
+    };
+    const rv = await post("/v1/revoke", { serial: r.json.serial }, ops);
+    assert.equal(rv.status, 200, rv.body.toString());
+    assert.match(rv.json.crl, /^pending: the root's key is offline/);
+    assert.ok(readRevocations(pki).some((x) => x.serial === r.json.serial));
+    const refused = await post("/v1/renew", { csr: newCsr(svc("web")).csr }, { cert: r.json.chain, key: keyPem });
+    assert.equal(refused.json.error, "cert-revoked");
+  });
+});
+
+describe("the online lifetime", () => {
+  it("ok/ttl (default 1h), capped by serve.maxTtl (default 24h) and by the issuing CA's notAfter", () => {
+    const dir = tempDir("mtlskit-serve-ttl-");
+    const loaded = loadManifest(writeManifest(dir, MANIFEST));
+    const m = loaded.manifest;
+    const web = m.services.find((s) => s.name === "web")!;
+    assert.equal(lifetimeOf(m, web), HOUR);
+    web.ttlMs = 48 * HOUR;
+    assert.equal(lifetimeOf(m, web), 24 * HOUR);
+    m.serve = { maxTtlMs: 2 * HOUR, admins: [] };
+    assert.equal(lifetimeOf(m, web), 2 * HOUR);
+    const csr = decodeCsr(parsePem(newCsr(web).csr)[0]!.der);
+    const now = new Date("2027-01-01T00:00:00Z");
+    const r = csrPolicy(web, csr, now, { lifetimeMs: 2 * HOUR, notAfterMax: new Date("2027-01-01T00:30:00Z") });
+    assert.ok(r.ok);
+    assert.equal(r.spec.notAfter.toISOString(), "2027-01-01T00:30:00.000Z");
+    const s = csrPolicy(web, csr, now, { lifetimeMs: 2 * HOUR });
+    assert.ok(s.ok);
+    assert.equal(s.spec.notAfter.toISOString(), "2027-01-01T02:00:00.000Z");
+    const d = csrPolicy(web, csr, now);
+    assert.ok(d.ok);
+    assert.equal(
+      d.spec.notAfter.getTime(),
+      now.getTime() + web.validityMs,
+      "without options: the service's validity, as sign issues",
+    );
   });
 });

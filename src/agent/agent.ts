@@ -326,6 +326,7 @@ export function createAgent(opts: AgentOptions): Agent {
     const now = clock.now();
     let did: StepResult["did"] = "nothing";
     let error: Error | undefined;
+    let failedAt = 0;
     try {
       if (!creds) did = await enroll("it holds no certificate yet");
       else if (now >= creds.leaf.notAfter.getTime())
@@ -342,13 +343,15 @@ export function createAgent(opts: AgentOptions): Agent {
     } catch (e) {
       if (!(e instanceof MtlskitError)) throw e; // a bug, not a refusal: it reaches the caller
       error = e;
+      failedAt = clock.now();
       state = {
         ...state,
         failures: state.failures + 1,
-        lastError: { code: codeOf(e), message: e.message, at: iso(clock.now()) },
+        lastError: { code: codeOf(e), message: e.message, at: iso(failedAt) },
       };
     }
-    const after = clock.now();
+    // After a failure the delay counts from the failure's instant (the state's lastError.at).
+    const after = error ? failedAt : clock.now();
     let next: number;
     if (error) {
       let delay = backoffDelay(state.failures, random(), backoff);

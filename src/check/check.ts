@@ -13,6 +13,7 @@ import { isProblem, type CertFile, type Inventory, type ServiceFiles, type SlotF
 import { covers, lintCertificate, sanList, CLOCK_SKEW_MS } from "./lint.ts";
 import type { Cert, Material } from "./material.ts";
 import type { CrlInfo } from "../pki/crl.ts";
+import type { OnlineFacts } from "../state/online.ts";
 import { crlProblems, revocationOf as revokedCert, revokedMessage } from "./revocation.ts";
 
 /** CheckOptions set the time and how fixes are worded. */
@@ -33,6 +34,8 @@ export interface CheckOptions {
    * asking which certificates will be due) would otherwise always find today's CRL stale.
    */
   crlAt?: Date;
+  /** online: the ledger's facts (check/online.ts readOnline): a csr service with rows there is judged by its newest unrevoked online certificate. Default: none (no ledger). */
+  online?: OnlineFacts;
 }
 
 /** CertificateReport is one certificate of the inventory, for outputs such as Prometheus metrics. */
@@ -50,6 +53,8 @@ export interface CertificateReport {
   sha256: string | undefined;
   errors: number;
   warnings: number;
+  /** online: set for a certificate the online CA issued (read from the ledger, not a file): its serial, validity start and the ledger file. */
+  online?: { serial: string; notBefore: Date; ledger: string };
 }
 
 /** ConnectionReport is the verdict on one declared connection. */
@@ -122,12 +127,23 @@ class Ctx {
 
   /** fixFor words the fix of a certificate problem: a command for managed services, the change for external files. */
   fixFor(sf: ServiceFiles, slot: SlotFiles["slot"], change: string): string {
+    if (sf.slots.some((s) => s.slot.id === slot.id && s.online)) return onlineFix(sf.service.name);
     if (sf.service.csr) return csrFix(sf.service.name);
     if (!sf.external) return `run \`${this.apply} --reissue ${sf.service.name}\``;
     const cert = sf.slots.find((s) => s.slot.id === slot.id)!.cert;
     return `${change ? `${change}: ` : ""}re-issue ${cert.path}; or remove services.${sf.service.name}.files and let \`mtlskit apply\` issue it`;
   }
 }
+
+/** onlineFix: an online-issued certificate is renewed by the service's agent, or replaced by enrolling it again. */
+const onlineFix = (name: string) =>
+  `${name}'s agent renews it from the online CA (\`mtlskit serve\`): see \`mtlskit agent --status\` on ${name}'s host; to replace it now, enroll the agent again with a token from \`mtlskit token create ${name}\``;
+
+/**
+ * onlineRenewBeforeMs: an agent renews at two thirds of its certificate's lifetime
+ * (docs/online-ca.md renewAfter), so the last third is its renewal window.
+ */
+const onlineRenewBeforeMs = (c: Cert) => Math.floor((c.fields.notAfter.getTime() - c.fields.notBefore.getTime()) / 3);
 
 /** csrFix: a csr service's certificate is renewed from its host, never by apply (which does not hold its key). */
 const csrFix = (name: string) =>
@@ -197,9 +213,11 @@ function lintCertificates(ctx: Ctx, skewMs: number): void {
           `${slot.cert.path} ${slot.cert.error}`,
           sf.external
             ? `put ${s.name}'s certificate (PEM, leaf first) at ${slot.cert.path}, or correct services.${s.name}.files`
-            : s.csr
-              ? csrFix(s.name)
-              : `run \`${ctx.apply}\` to issue it`,
+            : slot.online
+              ? onlineFix(s.name)
+              : s.csr
+                ? csrFix(s.name)
+                : `run \`${ctx.apply}\` to issue it`,
         );
       }
       if (isProblem(slot.key)) {
@@ -247,7 +265,7 @@ function lintCertificates(ctx: Ctx, skewMs: number): void {
           dns: slot.slot.kind === "client" ? [] : sf.external ? s.dns.filter((d) => d !== s.cn) : s.dns,
           ips: slot.slot.kind === "client" ? [] : s.ips,
           identity: ctx.manifest.identityTemplate === undefined ? null : (s.identity ?? null),
-          renewBeforeMs: s.renewBeforeMs,
+          renewBeforeMs: slot.online ? onlineRenewBeforeMs(leaf) : s.renewBeforeMs,
           skewMs,
         },
         ctx.now,
@@ -509,7 +527,7 @@ function lintDeployment(ctx: Ctx): void {
         `${sf.bundle.path} ${sf.bundle.error}; ${s.name} cannot verify its peers`,
         sf.external ? `put the CA bundle at ${sf.bundle.path}` : `run \`${ctx.apply}\` to write it`,
       );
-    } else if (!isProblem(sf.bundle)) {
+    } else if (!isProblem(sf.bundle) && !sf.bundleOfCa) {
       const key = sf.bundle.certs
         .map((c) => c.sha256)
         .sort()
@@ -724,17 +742,21 @@ export function checkInventory(
     sf.slots.map((s) => {
       const leaf = isProblem(s.cert) ? undefined : s.cert.certs[0];
       const mine = counts.get(s.slot.id);
+      const renewBeforeMs = leaf && s.online ? onlineRenewBeforeMs(leaf) : sf.service.renewBeforeMs;
       return {
         id: s.slot.id,
         service: sf.service.name,
         file: s.cert.path,
         subject: leaf?.info.subject,
         notAfter: leaf?.fields.notAfter,
-        renewAt: leaf && new Date(leaf.fields.notAfter.getTime() - sf.service.renewBeforeMs),
+        renewAt: leaf && new Date(leaf.fields.notAfter.getTime() - renewBeforeMs),
         ca: ctx.caOf.get(s.slot.id),
         sha256: leaf?.sha256,
         errors: mine?.errors ?? 0,
         warnings: mine?.warnings ?? 0,
+        ...(leaf && s.online?.serial !== undefined
+          ? { online: { serial: s.online.serial, notBefore: leaf.fields.notBefore, ledger: s.online.ledger } }
+          : {}),
       };
     }),
   );

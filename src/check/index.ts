@@ -45,6 +45,7 @@ export {
 } from "./lint.ts";
 export { Material, type Cert } from "./material.ts";
 export {
+  certificateLabels,
   JSON_CHUNK_CHARS,
   NAGIOS_MAX_BYTES,
   nagiosStatus,
@@ -74,7 +75,7 @@ export function checkPki(manifest: Manifest, dir: string | undefined, opts: Chec
     );
   }
   const material = new Material();
-  const inv = readInventory(material, manifest, dir);
+  const inv = readInventory(material, manifest, dir, {}, opts.online);
   // The CA's CRL, when apply wrote one: revoked certificates still deployed, a stale or foreign CRL.
   const crl = opts.crl ?? (dir === undefined || managed.length === 0 ? undefined : readCrl(dir));
   const report = checkInventory(material, manifest, inv, { ...opts, ...(crl === undefined ? {} : { crl }) });

@@ -12,6 +12,7 @@ import { parsePrivateKey, spkiOfPkcs8, spkiOfPrivateKey } from "../pki/keys.ts";
 import { encodePem, keyEncryption, parsePem } from "../pki/pem.ts";
 import { judgeDir, ownersOf, type DirProblem } from "../state/dirs.ts";
 import { abs, LAYOUT } from "../state/layout.ts";
+import type { OnlineFacts, OnlineService } from "../state/online.ts";
 import { CertParseError, type Cert, type Material } from "./material.ts";
 
 /** FileProblem is a file that could not be used: missing, unreadable or unparseable. */
@@ -48,6 +49,15 @@ export interface SlotFiles {
   slot: CertSlot;
   cert: CertFile | FileProblem;
   key: KeyFile | FileProblem;
+  /** online: the certificate is the newest unrevoked one the online CA issued (from the ledger, not a file); serial undefined when every one is revoked. */
+  online?: OnlineSlot;
+}
+
+/** OnlineSlot says where an online-issued certificate was read: its serial, its validity start, the ledger file. */
+export interface OnlineSlot {
+  serial: string | undefined;
+  notBefore: Date | undefined;
+  ledger: string;
 }
 
 /** ServiceFiles is everything read for one service. */
@@ -58,6 +68,8 @@ export interface ServiceFiles {
   slots: SlotFiles[];
   /** bundle: the CA certificates this service trusts its peers with (its ca.pem). */
   bundle: CertFile | FileProblem;
+  /** bundleOfCa: the bundle is not a file of this service but the CA's (an online service's agent gets it from the server): not compared with the others. */
+  bundleOfCa?: true;
   /** otherKeys: private keys found in the service's folders besides its own (a copied CA key, say). */
   otherKeys: { path: string; spki: Buffer }[];
   /** ownerUid: the uid the manifest's files.owner names, or why it cannot be resolved. */
@@ -285,17 +297,88 @@ function hostSlot(material: Material, dir: string, slot: CertSlot): SlotFiles {
   return { slot, cert, key };
 }
 
-function managedFiles(material: Material, dir: string, s: Service, hooks: ReadHooks, settle: Settle): ServiceFiles {
+/**
+ * onlineSlot reads a csr service the online CA issues to (the ledger has its rows): its agent holds
+ * the key and the files on its own host, so the certificate judged is its newest unrevoked one in
+ * the ledger, followed by the intermediate (ca.intermediate) as the server sends it.
+ */
+function onlineSlot(
+  material: Material,
+  dir: string,
+  manifest: Manifest,
+  slot: CertSlot,
+  ledger: string,
+  online: OnlineService,
+): SlotFiles {
+  const newest = online.newest;
+  const where = { ledger, serial: newest?.serial, notBefore: newest?.notBefore };
+  const label = newest
+    ? `${slot.service}'s online certificate ${newest.serial} (${ledger})`
+    : `${slot.service}'s online certificate (${ledger})`;
+  let cert: CertFile | FileProblem;
+  if (!newest) cert = { path: label, missing: true, error: "is revoked: every certificate the ledger holds for it is" };
+  else {
+    try {
+      const leaf = material.cert(newest.der);
+      const inter = manifest.ca.intermediate ? readCertFile(material, abs(dir, LAYOUT.caIntermediate)) : undefined;
+      cert = { path: label, certs: [leaf, ...(inter && !isProblem(inter) ? inter.certs : [])] };
+    } catch (e) {
+      cert = { path: label, missing: false, error: `does not parse (${(e as Error).message})` };
+    }
+  }
+  const key: KeyFile = {
+    path: `${slot.service}'s key (held by its agent on its host)`,
+    mode: 0o600,
+    uid: -1,
+    spki: isProblem(cert) ? undefined : cert.certs[0]?.fields.spki,
+    encryption: undefined,
+    onHost: true,
+  };
+  return { slot, cert, key, online: where };
+}
+
+/**
+ * caBundle is what an online service's agent trusts when `mtlskit sign` wrote no ca.pem for it:
+ * the bundle the server hands out, the CA's ca.pem, and during a CA rotation the next CA's too
+ * (the overlap both CAs' certificates verify under).
+ */
+function caBundle(material: Material, dir: string): CertFile | FileProblem {
+  const current = readText(abs(dir, LAYOUT.caCert));
+  if (typeof current !== "string") return current;
+  const next = readText(abs(dir, LAYOUT.nextCa.cert));
+  const text = typeof next === "string" ? `${current}${current.endsWith("\n") ? "" : "\n"}${next}` : current;
+  const certs = material.certsOfPem(text);
+  return certs instanceof CertParseError
+    ? { path: abs(dir, LAYOUT.caCert), missing: false, error: certs.message }
+    : { path: abs(dir, LAYOUT.caCert), certs };
+}
+
+function managedFiles(
+  material: Material,
+  dir: string,
+  manifest: Manifest,
+  s: Service,
+  hooks: ReadHooks,
+  settle: Settle,
+  online: OnlineFacts | undefined,
+): ServiceFiles {
+  const issuedOnline = s.csr ? online?.services.get(s.name) : undefined;
   const slots = s.slots.map((slot) =>
-    s.csr ? hostSlot(material, dir, slot) : managedSlot(material, dir, slot, hooks, settle),
+    issuedOnline
+      ? onlineSlot(material, dir, manifest, slot, online!.ledger, issuedOnline)
+      : s.csr
+        ? hostSlot(material, dir, slot)
+        : managedSlot(material, dir, slot, hooks, settle),
   );
   const folder = abs(dir, LAYOUT.serviceDir(s.name));
   const known = new Set([...MANAGED_NAMES].map((n) => path.join(folder, n)));
+  const own = readCertFile(material, abs(dir, LAYOUT.bundle(s.name)));
+  const bundle = issuedOnline && isProblem(own) && own.missing ? caBundle(material, dir) : undefined;
   return {
     service: s,
     external: false,
     slots,
-    bundle: readCertFile(material, abs(dir, LAYOUT.bundle(s.name))),
+    ...(bundle ? { bundle, bundleOfCa: true as const } : { bundle: own }),
     otherKeys: scanKeys(folder, known, 2),
     ownerUid: undefined,
   };
@@ -339,6 +422,7 @@ export function readInventory(
   manifest: Manifest,
   dir: string | undefined,
   hooks: ReadHooks = {},
+  online?: OnlineFacts,
 ): Inventory {
   let passwdText: string | undefined | null = null;
   const passwd = () => {
@@ -351,7 +435,9 @@ export function readInventory(
   const scanned = new Set<string>();
   const settle: Settle = { until: Date.now() + PAIR_SETTLE_MS };
   const services = manifest.services.map((s) =>
-    s.files ? externalFiles(material, s, s.files, scanned, passwd) : managedFiles(material, dir!, s, hooks, settle),
+    s.files
+      ? externalFiles(material, s, s.files, scanned, passwd)
+      : managedFiles(material, dir!, manifest, s, hooks, settle, online),
   );
   let ca: Inventory["ca"];
   let caKey: Inventory["caKey"];

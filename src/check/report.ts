@@ -94,6 +94,17 @@ export const promLabels = (l: Record<string, string>) =>
         .join(",")}}`;
 
 /**
+ * certificateLabels are a certificate's metric labels: service, certificate (the slot id) and
+ * path. An online-issued one (from the ledger) has the ledger as its path and issued="online": its
+ * serial changes at every renewal, so it is not a label (one series per service, not per renewal).
+ */
+export function certificateLabels(c: CertificateReport): Record<string, string> {
+  return c.online
+    ? { service: c.service, certificate: c.id, path: c.online.ledger, issued: "online" }
+    : { service: c.service, certificate: c.id, path: c.file };
+}
+
+/**
  * prometheusText renders the report in the text exposition format, for node_exporter's textfile
  * collector: certificate and CA not-after timestamps, findings per service and severity, and
  * connection verdicts.
@@ -109,7 +120,7 @@ export function prometheusText(r: CheckReport): string {
     "notAfter of each service certificate, as a Unix timestamp.",
     r.certificates
       .filter((c) => c.notAfter)
-      .map((c) => [{ service: c.service, certificate: c.id, path: c.file }, Math.floor(c.notAfter!.getTime() / 1000)]),
+      .map((c) => [certificateLabels(c), Math.floor(c.notAfter!.getTime() / 1000)]),
   );
   metric(
     "mtlskit_ca_not_after_timestamp_seconds",

@@ -9,7 +9,6 @@ import { EXIT, MtlskitError, UsageError } from "../errors.ts";
 import { ensureDir } from "../state/fs.ts";
 import { abs, LAYOUT } from "../state/layout.ts";
 import type { Ledger } from "./ledger.ts";
-import { openSqliteLedger } from "./sqlite.ts";
 
 export type {
   IssuedRecord,
@@ -66,6 +65,9 @@ export async function openLedger(pkiDir: string, spec?: string, opts: OpenLedger
     );
   if (opts.create !== false && place.file === abs(pkiDir, LAYOUT.ledger))
     ensureDir(abs(pkiDir, LAYOUT.caDir), LAYOUT.caDir.mode, { parents: true });
+  // Loaded on first open: importing this file (types, ledgerExists, the error class) never loads
+  // SQLite's native module, so CLI commands that never open a ledger do not pay for it.
+  const { openSqliteLedger } = await import("./sqlite.ts");
   return openSqliteLedger(place.file, {
     ...(opts.create === undefined ? {} : { create: opts.create }),
     ...(opts.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: opts.busyTimeoutMs }),

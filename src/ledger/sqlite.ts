@@ -2,10 +2,11 @@
  * The SQLite ledger (the default, DIR/ca/ledger.db): the one door to better-sqlite3.
  *
  * Durability: WAL with synchronous=FULL, so a COMMIT has returned only once the WAL is fsynced.
- * Group commit: `record` queues its row and the queue is written by one transaction on the next
- * turn of the event loop (setImmediate), each row under its own SAVEPOINT so one refusal
- * (duplicate serial, lost token race) undoes only that row; every promise resolves after COMMIT
- * returned. better-sqlite3 is synchronous, so while a commit (and its fsync) runs, requests pile
+ * Group commit: `record` (and `createToken`) queue their write and the queue is written by one
+ * transaction on the next turn of the event loop (setImmediate), each write under its own
+ * SAVEPOINT so one refusal (duplicate serial, lost token race) or one malformed row undoes only
+ * itself, while the database failing (busy, disk full) fails the whole batch; every promise
+ * settles after COMMIT returned. better-sqlite3 is synchronous, so while a commit (and its fsync) runs, requests pile
  * up in the sockets and the next flush writes them all: the batch grows with the load, and the
  * fsyncs per second stay bounded instead of one per certificate.
  *

@@ -463,7 +463,7 @@ const ttlWithinMaxTtl: Rule = (m, w, ctx) => {
       ctx,
       group.map((s) => ({ path: ttlPath(w, s.name, maxAt), service: s.name })),
       (names) =>
-        `a ttl of ${formatDuration(ttlMs)} (service ${names}${written(group[0]!) ? "" : ": the default"}) is longer than serve.maxTtl (${formatDuration(max)}), the longest lifetime the online CA issues`,
+        `${written(group[0]!) ? "a" : "the default"} ttl of ${formatDuration(ttlMs)} (service ${names}) is longer than serve.maxTtl (${formatDuration(max)}), the longest lifetime the online CA issues`,
       `shorten the ttl to at most ${formatDuration(max)}, or raise serve.maxTtl to at least ${formatDuration(ttlMs)}`,
     );
   }

@@ -653,7 +653,7 @@ function onlineStep(s: Service, online: OnlineService, now: Date, file: string):
   if (!newest)
     return {
       ...base,
-      reason: `issued online: every one of its ${online.issued} certificates in the ledger is revoked`,
+      reason: "issued online: every certificate the ledger holds for it is revoked",
       next: again,
     };
   const when = newest.notAfter.toISOString().slice(0, 16).replace("T", " ");

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { statSync } from "node:fs";
 import { FailedError } from "../errors.ts";
 import type { LoadedManifest, Service } from "../manifest/index.ts";
-import { parseCertificatesPem } from "../pki/pem.ts";
+import { encodePem, parseCertificatesPem } from "../pki/pem.ts";
 import { issuingCa, trustBundle } from "../plan/plan.ts";
 import { loadCaSource } from "../plan/read.ts";
 import { abs, LAYOUT } from "../state/layout.ts";
@@ -23,6 +23,10 @@ export interface Authority {
   current: CaMaterial;
   /** root: the trust anchor's CA (signs the CRL). */
   root: CaMaterial;
+  /** anchorPem: the root certificate above `current` (PEM), presented last in the server's own chain. */
+  anchorPem: string;
+  /** anchorSha256: its SHA-256, lowercase hex: what agents pass as --fingerprint. */
+  anchorSha256: string;
   /** bundlePem: what every service's ca.pem holds now. */
   bundlePem: string;
   /** bundleSha256: SHA-256 of each certificate of the bundle, lowercase hex. */
@@ -83,10 +87,14 @@ export function loadAuthority(loaded: LoadedManifest, dir: string): Authority {
       `mtlskit serve: the issuing CA's key is not in ${dir} (kept offline by \`mtlskit ca offline\`), and an online CA signs every request with it\n    fix: declare ca.intermediate in ${m.file} and run \`mtlskit apply\` (the intermediate's key stays online while the root's stays offline), or copy the key back to ${abs(dir, LAYOUT.caKey)} (mode 0600)`,
     );
   const bundlePem = trustBundle(root, rotation);
+  // The anchor is the bundle's certificate of the root generation: the first of root.bundlePem.
+  const anchor = parseCertificatesPem(root.bundlePem)[0] ?? root.cert.der;
   return {
     state,
     current,
     root,
+    anchorPem: encodePem("CERTIFICATE", anchor),
+    anchorSha256: sha256(anchor),
     bundlePem,
     bundleSha256: parseCertificatesPem(bundlePem).map(sha256),
     phase: rotation?.record.phase ?? "none",

@@ -264,7 +264,12 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
     });
   }
 
-  await app.listen({ host: opts.host, port: opts.port });
+  await app.listen({
+    host: opts.host,
+    port: opts.port,
+    // Fastify cannot tell a serverFactory's server is HTTPS; the log line would say http://.
+    listenTextResolver: (address) => `mtlskit serve listening at ${address.replace(/^http:/, "https:")}`,
+  });
   const addr = app.server.address();
   const port = typeof addr === "object" && addr ? addr.port : opts.port;
   const shown = opts.host.includes(":") ? `[${opts.host}]` : opts.host;

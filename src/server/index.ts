@@ -4,12 +4,10 @@
  * 2/3 of its lifetime and the CA is re-read when its files change (a rotation's bundle and
  * issuer reach new connections through setSecureContext).
  */
-import { createHash } from "node:crypto";
 import type { Writable } from "node:stream";
 import { openLedger } from "../ledger/index.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import type { LoadedManifest } from "../manifest/index.ts";
-import { parseCertificatesPem } from "../pki/pem.ts";
 import { caFilesStamp, loadAuthority, RevokedSet, type Authority } from "./authority.ts";
 import { listenHttps, type HttpServer } from "./http.ts";
 import { createMetrics } from "./metrics.ts";
@@ -44,8 +42,8 @@ export interface RunningServer {
   url: string;
   host: string;
   port: number;
-  /** rootSha256: the SHA-256 of the trust anchor (lowercase hex): what agents pass as --fingerprint. */
-  rootSha256: string;
+  /** rootSha256: the SHA-256 of the trust anchor (lowercase hex): what agents pass as --fingerprint (a retired rotation changes it). */
+  readonly rootSha256: string;
   ledger: Ledger;
   /** serverCertificate: the server's own current certificate (leaf first). */
   serverCertificate(): ServerCredentials["certPem"];
@@ -81,7 +79,7 @@ async function listenWith(
   first: Authority,
 ): Promise<RunningServer> {
   let authority = first;
-  let creds = issueServerCredentials(authority.current, listen.host, now());
+  let creds = issueServerCredentials(authority.current, authority.anchorPem, listen.host, now());
   const metrics = createMetrics();
   metrics.caNotAfter(authority.current.cert.notAfter);
   const ctx = {
@@ -104,7 +102,7 @@ async function listenWith(
   });
 
   const renewCredentials = () => {
-    creds = issueServerCredentials(authority.current, listen.host, now());
+    creds = issueServerCredentials(authority.current, authority.anchorPem, listen.host, now());
     http.setTls({ keyPem: creds.keyPem, certPem: creds.certPem, caPem: authority.bundlePem });
   };
   const reload = () => {
@@ -124,13 +122,14 @@ async function listenWith(
     }
   }, opts.checkMs ?? 5000).unref();
 
-  const anchor = parseCertificatesPem(authority.root.bundlePem)[0] ?? authority.root.cert.der;
   let closed: Promise<void> | undefined;
   return {
     url: http.url,
     host: http.host,
     port: http.port,
-    rootSha256: createHash("sha256").update(anchor).digest("hex"),
+    get rootSha256() {
+      return authority.anchorSha256;
+    },
     ledger,
     serverCertificate: () => creds.certPem,
     reload,

@@ -21,7 +21,7 @@ export const SERVER_CERT_MS = 24 * 3_600_000;
 export interface ServerCredentials {
   /** keyPem: PKCS#8, in memory only. */
   keyPem: string;
-  /** certPem: the leaf, then the issuing CA's chain (its intermediates). */
+  /** certPem: the leaf, the issuing CA's intermediates, then the root (the --fingerprint anchor). */
   certPem: string;
   notAfter: Date;
   /** renewAt: 2/3 of the lifetime. */
@@ -43,8 +43,12 @@ export function serverNames(host: string): { dns: string[]; ips: Buffer[] } {
   return { dns: [...dns], ips: [...ips.values()] };
 }
 
-/** issueServerCredentials makes a key and signs the server's certificate with `ca` at `now`. */
-export function issueServerCredentials(ca: CaMaterial, host: string, now: Date): ServerCredentials {
+/**
+ * issueServerCredentials makes a key and signs the server's certificate with `ca` at `now`. The
+ * chain presented is the leaf, `ca`'s intermediates and `anchorPem`, the root whose SHA-256 agents
+ * pin with --fingerprint: their first connection finds it in what the server sent.
+ */
+export function issueServerCredentials(ca: CaMaterial, anchorPem: string, host: string, now: Date): ServerCredentials {
   const privateKey = ca.privateKey;
   if (!privateKey) throw new Error("serve: the issuing CA's key is offline; startServer refuses that before this");
   const key = generateKey("ecdsa-p256");
@@ -70,7 +74,7 @@ export function issueServerCredentials(ca: CaMaterial, host: string, now: Date):
   const lifetime = notAfter.getTime() - now.getTime();
   return {
     keyPem,
-    certPem: encodePem("CERTIFICATE", der) + ca.chainPem,
+    certPem: encodePem("CERTIFICATE", der) + ca.chainPem + anchorPem,
     notAfter,
     renewAt: new Date(now.getTime() + Math.max(0, Math.floor((lifetime * 2) / 3))),
   };

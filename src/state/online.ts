@@ -19,9 +19,6 @@ export interface OnlineCert {
 export interface OnlineService {
   /** newest: its newest unrevoked certificate (expired or not); undefined when every one is revoked. */
   newest: OnlineCert | undefined;
-  /** issued and revoked: its rows, and how many of them are revoked. */
-  issued: number;
-  revoked: number;
 }
 
 /** OnlineFacts is the ledger as the read-only commands see it. */

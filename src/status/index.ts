@@ -5,6 +5,7 @@
 import { checkPki, isProblem, Material, readCertFile, type CheckReport } from "../check/index.ts";
 import type { Manifest } from "../manifest/index.ts";
 import { applyRecordFor } from "../state/record.ts";
+import type { OnlineFacts } from "../state/online.ts";
 import { readRotation } from "../state/rotation.ts";
 import { summarize, type RotationSummary } from "../ca/rotation.ts";
 import { metricsText } from "./metrics.ts";
@@ -44,19 +45,21 @@ export function inputsOfReport(r: CheckReport): StatusInput[] {
       renewAt: c.renewAt,
       ca: c.ca,
       ...(why ? { problem: why.message } : {}),
+      ...(c.online ? { online: c.online } : {}),
     };
   });
 }
 
-/** statusOfPki judges a manifest's certificates (managed in `dir`, or external files). */
+/** statusOfPki judges a manifest's certificates (managed in `dir`, or external files, or issued online: `online` from check/online.ts readOnline). */
 export function statusOfPki(
   manifest: Manifest,
   dir: string | undefined,
   now: Date,
   t: Thresholds = {},
   applyCommand = "mtlskit apply",
+  opts: { online?: OnlineFacts | undefined } = {},
 ): { status: Status; report: CheckReport } {
-  const report = checkPki(manifest, dir, { now, applyCommand });
+  const report = checkPki(manifest, dir, { now, applyCommand, ...(opts.online ? { online: opts.online } : {}) });
   const status = expiryStatus(inputsOfReport(report), now, t, applyCommand);
   if (dir === undefined) return { status, report };
   // The record may be another manifest's (two manifests sharing one PKI directory): not judged here.
@@ -130,13 +133,19 @@ export function statusOfFiles(files: readonly string[], now: Date, t: Thresholds
 /** KEY_LABEL: PEM blocks of keys and parameters (PRIVATE KEY, EC PRIVATE KEY, ENCRYPTED PRIVATE KEY, PUBLIC KEY, EC PARAMETERS, DH PARAMETERS). */
 const KEY_LABEL = /(?:PRIVATE KEY|PUBLIC KEY|PARAMETERS)$/;
 
-/** metricsOfPki collects a deployment's metrics: check's, renewal, and the last apply (when `dir` has a record of this manifest's apply). */
-export function metricsOfPki(manifest: Manifest, dir: string | undefined, now = new Date()): string {
-  const report = checkPki(manifest, dir, { now });
+/** metricsOfPki collects a deployment's metrics: check's, renewal, the last apply (when `dir` has a record of this manifest's apply), and the ledger's online certificates (`online`, from check/online.ts readOnline). */
+export function metricsOfPki(
+  manifest: Manifest,
+  dir: string | undefined,
+  now = new Date(),
+  opts: { online?: OnlineFacts | undefined } = {},
+): string {
+  const report = checkPki(manifest, dir, { now, ...(opts.online ? { online: opts.online } : {}) });
   // Another manifest's record (a shared PKI directory) says nothing about this one: no apply gauges.
   return metricsText(
     report,
     dir === undefined ? undefined : applyRecordFor(dir, manifest.file).record,
     dir === undefined ? undefined : rotationOf(manifest, dir, now),
+    opts.online?.stats,
   );
 }

@@ -3,7 +3,7 @@
  * connections) plus renewal and the last apply. Pure: report and record in, exposition text out.
  * examples/prometheus/mtlskit-alerts.yml alerts on these names; promtool tests both.
  */
-import { prometheusText, promLabels, type CheckReport } from "../check/index.ts";
+import { certificateLabels, prometheusText, promLabels, type CheckReport } from "../check/index.ts";
 import type { ApplyRecord } from "../state/record.ts";
 import { ALL_PHASES, type RotationSummary } from "../ca/rotation.ts";
 
@@ -19,6 +19,10 @@ const seconds = (d: Date) => Math.floor(d.getTime() / 1000);
  *   mtlskit_ca_rotation_phase{phase}                    1 for the CA rotation's phase (none, prepared, active, retiring, retired), 0 for the others
  *   mtlskit_ca_rotation_phase_seconds                  how long that phase has lasted (0 for none)
  *   mtlskit_ca_rotation_reload_pending                 services whose reload the last rotate step still owes
+ *   mtlskit_ledger_certificates                        certificates the online CA's ledger holds (when DIR/ca/ledger.db exists)
+ *   mtlskit_ledger_revoked_certificates                of them, the revoked ones
+ * Online-issued certificates (the newest unrevoked one of each csr service in the ledger) carry
+ * the label issued="online" on the certificate metrics, and their ledger as the path.
  * The apply metrics are absent when apply never ran (external files only): absent, not zero, so
  * an alert on failure does not fire for deployments mtlskit does not issue.
  */
@@ -26,6 +30,7 @@ export function metricsText(
   report: CheckReport,
   record: ApplyRecord | undefined,
   rotation?: RotationSummary | undefined,
+  ledger?: { certificates: number; revoked: number } | undefined,
 ): string {
   const out: string[] = [prometheusText(report).trimEnd()];
   const metric = (name: string, help: string, rows: [Record<string, string>, number][]) => {
@@ -33,7 +38,7 @@ export function metricsText(
     for (const [l, v] of rows) out.push(`${name}${promLabels(l)} ${v}`);
   };
   const due = report.certificates.filter((c) => c.renewAt !== undefined);
-  const who = (c: (typeof due)[number]) => ({ service: c.service, certificate: c.id, path: c.file });
+  const who = (c: (typeof due)[number]) => certificateLabels(c);
   metric(
     "mtlskit_certificate_renewal_due_timestamp_seconds",
     "When each certificate enters its renewal window (notAfter - renewBefore), as a Unix timestamp.",
@@ -73,6 +78,16 @@ export function metricsText(
       "Services whose reload hook has not succeeded since the last mtlskit ca rotate step.",
       [[{}, rotation.reloadPending.length]],
     );
+  }
+  if (ledger !== undefined) {
+    metric(
+      "mtlskit_ledger_certificates",
+      "Certificates the online CA's ledger holds (DIR/ca/ledger.db), revoked or not.",
+      [[{}, ledger.certificates]],
+    );
+    metric("mtlskit_ledger_revoked_certificates", "Certificates in the online CA's ledger that are revoked.", [
+      [{}, ledger.revoked],
+    ]);
   }
   return out.join("\n") + "\n";
 }

@@ -25,6 +25,8 @@ export interface StatusInput {
   problem?: string;
   renewAt: Date | undefined;
   ca: { subject: string; notAfter: Date } | undefined;
+  /** online: a certificate the online CA issued (from the ledger), renewed by its agent: its serial, validity start and the ledger file. */
+  online?: { serial: string; notBefore: Date; ledger: string };
 }
 
 /** Level is a row's (and the whole status's) verdict, in Nagios terms. */
@@ -95,7 +97,7 @@ export const DEFAULT_CRITICAL_MS = 7 * DAY;
 export const DEFAULT_WARNING_MS = 30 * DAY;
 
 const RANK: Record<Level, number> = { critical: 0, warning: 1, ok: 2 };
-const date = (d: Date) => d.toISOString().slice(0, 10);
+const day = (d: Date) => d.toISOString().slice(0, 10);
 
 /** inWords says a span such as "in 12 days", "in 5 hours", "3 days ago". */
 export function inWords(ms: number): string {
@@ -110,9 +112,32 @@ export function inWords(ms: number): string {
   return ms >= 0 ? `in ${span}` : `${span} ago`;
 }
 
-function judge(c: StatusInput, now: number, t: Thresholds, apply: string): StatusRow {
+/**
+ * onlineThresholds scales the thresholds to an online certificate's lifetime: a one-hour
+ * certificate is always within a week of expiring, yet fine while its agent renews it. Warning
+ * once its renewal (at two thirds, docs/online-ca.md) is overdue, critical in its last sixth,
+ * or the thresholds given when they are shorter.
+ */
+function onlineThresholds(c: StatusInput & { notAfter: Date }, t: Thresholds): Thresholds {
+  const life = c.notAfter.getTime() - c.online!.notBefore.getTime();
+  return {
+    criticalMs: Math.min(t.criticalMs ?? DEFAULT_CRITICAL_MS, Math.floor(life / 6)),
+    ...(t.warningMs === undefined ? {} : { warningMs: Math.min(t.warningMs, Math.floor(life / 3)) }),
+  };
+}
+
+/** thresholdsOf are the thresholds a row is judged by: the given ones, scaled for an online certificate. */
+const thresholdsOf = (c: StatusInput, t: Thresholds): Thresholds =>
+  c.online && c.notAfter !== undefined ? onlineThresholds({ ...c, notAfter: c.notAfter }, t) : t;
+
+/** minute prints a time to the minute, for online certificates whose lifetimes are hours. */
+const minute = (d: Date) => `${d.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+
+function judge(c: StatusInput, now: number, given: Thresholds, apply: string): StatusRow {
   if (c.notAfter === undefined)
     return { ...c, level: "critical", deadline: undefined, leftMs: undefined, reason: c.problem ?? "cannot be read" };
+  const t = thresholdsOf(c, given);
+  const date = c.online ? minute : day;
   const caFirst = c.ca !== undefined && c.ca.notAfter < c.notAfter;
   const deadline = caFirst ? c.ca!.notAfter : c.notAfter;
   const leftMs = deadline.getTime() - now;
@@ -128,6 +153,13 @@ function judge(c: StatusInput, now: number, t: Thresholds, apply: string): Statu
     );
   if (leftMs <= (t.criticalMs ?? DEFAULT_CRITICAL_MS)) return row("critical", at);
   if (t.warningMs !== undefined) return leftMs <= t.warningMs ? row("warning", at) : row("ok", at);
+  if (c.renewAt !== undefined && c.online)
+    return c.renewAt.getTime() <= now
+      ? row(
+          "warning",
+          `${at}; its agent should have renewed it by ${date(c.renewAt)}: see \`mtlskit agent --status\` on ${c.service}'s host`,
+        )
+      : row("ok", `${at}; issued online (serial ${c.online.serial}), its agent renews it from ${date(c.renewAt)}`);
   if (c.renewAt !== undefined)
     return c.renewAt.getTime() <= now
       ? row("warning", `${at}; renewal was due ${date(c.renewAt)}: run \`${apply}\``)
@@ -160,7 +192,8 @@ export const NAGIOS_CODE: Record<Level, number> = { ok: 0, warning: 1, critical:
 const perfLabel = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
 /** warningSecondsOf is the seconds left at which `judge` turns a row warning: --warning, else its renewal date's distance from the deadline, else 30 days. */
-function warningSecondsOf(r: StatusRow, t: Thresholds): number {
+function warningSecondsOf(r: StatusRow, given: Thresholds): number {
+  const t = thresholdsOf(r, given);
   if (t.warningMs !== undefined) return Math.floor(t.warningMs / 1000);
   if (r.renewAt !== undefined && r.deadline !== undefined)
     return Math.floor((r.deadline.getTime() - r.renewAt.getTime()) / 1000);
@@ -196,10 +229,10 @@ export function nagiosLine(s: Status, t: Thresholds = {}): string {
     ? `; ${s.skipped.length} key or parameter file${s.skipped.length === 1 ? "" : "s"} skipped`
     : "";
   const counts = `${s.counts.critical} critical, ${s.counts.warning} warning, ${s.counts.ok} ok${failed && !rowsOk ? `; ${failed}` : ""}${skipped}`;
-  const crit = `${Math.floor((t.criticalMs ?? DEFAULT_CRITICAL_MS) / 1000)}:`;
+  const crit = (r: StatusRow) => `${Math.floor((thresholdsOf(r, t).criticalMs ?? DEFAULT_CRITICAL_MS) / 1000)}:`;
   const judged = s.rows.filter((r) => r.leftMs !== undefined);
   const perf = judged.map(
-    (r) => `${perfLabel(r.id)}=${Math.floor(r.leftMs! / 1000)}s;${warningSecondsOf(r, t)}:;${crit}`,
+    (r) => `${perfLabel(r.id)}=${Math.floor(r.leftMs! / 1000)}s;${warningSecondsOf(r, t)}:;${crit(r)}`,
   );
   return pluginLine(
     (omitted) =>

@@ -1,4 +1,5 @@
 /** `mtlskit apply`: issue everything the manifest declares into the PKI directory. */
+import { readOnlineOrWarn } from "../../check/online.ts";
 import * as path from "node:path";
 import { EXIT, UsageError } from "../../errors.ts";
 import type { HookRecord } from "../../state/record.ts";
@@ -176,7 +177,10 @@ export async function applyCommand(args: string[], io: Io): Promise<number> {
   const started = performance.now();
   let lastDraw = 0;
   const outputsWriter = writeOutputs(io, loaded, values.pki, values.json === true);
+  // Read only (never created here): csr services issued online are reported as such, not as awaiting a CSR.
+  const online = await readOnlineOrWarn(loaded.manifest, values.pki, (t) => io.err(`warning: ${t}\n`));
   const result = await apply(loaded, values.pki, {
+    ...(online ? { online } : {}),
     afterWrite: outputsWriter.afterWrite,
     hooks: !values["no-reload"],
     reissue,

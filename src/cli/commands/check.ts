@@ -1,4 +1,5 @@
 /** `mtlskit check`: every certificate and every declared connection, judged before deployment. */
+import { readOnline } from "../../check/online.ts";
 import { parseArgs } from "node:util";
 import * as path from "node:path";
 import { EXIT, FailedError, UsageError } from "../../errors.ts";
@@ -25,7 +26,8 @@ USAGE
   mtlskit check [-f FILE] [--pki DIR] [--json | --format human|json|prometheus | --nagios]
 
 Reads every service's certificate, key and trust bundle (the PKI directory for managed services,
-the paths in services.NAME.files for external ones) and reports findings, each with a stable
+the paths in services.NAME.files for external ones, the ledger PKI/ca/ledger.db for a csr service
+issued online by \`mtlskit serve\`: its newest unrevoked certificate) and reports findings, each with a stable
 code (\`mtlskit check --codes\` lists them), a severity, what it concerns, and the fix:
   - each certificate: chain to its bundle, signature, key match, validity and renewal window,
     clock-skew margin, extendedKeyUsage for its usage, keyUsage for its key, SANs for every
@@ -243,8 +245,11 @@ async function runCheck(args: string[], io: Io): Promise<number> {
   const loaded = loadManifest(values.file);
   if (format === "human") renderWarnings(io, loaded.warnings);
   const manifest = selectServices(loaded.manifest, splitList(values.service));
+  // The online CA's ledger, when there is one: csr services issued online are judged by their newest certificate there.
+  const online = await readOnline(manifest, values.pki, now);
   const report = checkPki(manifest, values.pki, {
     ...(now ? { now } : {}),
+    ...(online ? { online } : {}),
     ...(skewMs === undefined ? {} : { skewMs }),
     ignore: ignore as Code[],
     applyCommand: `mtlskit apply -f ${values.file} --pki ${values.pki}`,
@@ -272,10 +277,16 @@ async function runCheck(args: string[], io: Io): Promise<number> {
       `mtlskit check${manifest === loaded.manifest ? "" : ` (services ${manifest.services.map((x) => x.name).join(", ")})`}: ${values.file}, ${loaded.manifest.services.some((s) => !s.files) ? values.pki : "external files only"}${now ? `, at ${now.toISOString()}` : ""}`,
       values.failing ?? false,
     );
-    const onHost = manifest.services.filter((s) => s.csr).map((s) => s.name);
+    const say = values.output ? (t: string) => void chunks.push(t) : io.out;
+    const issuedOnline = manifest.services.filter((s) => s.csr && online?.services.has(s.name)).map((s) => s.name);
+    const onHost = manifest.services.filter((s) => s.csr && !issuedOnline.includes(s.name)).map((s) => s.name);
     if (onHost.length > 0)
-      (values.output ? (t: string) => void chunks.push(t) : io.out)(
+      say(
         `Keys on their own hosts by design (csr: true): ${onHost.join(", ")}; mtlskit holds no key for ${onHost.length === 1 ? "it" : "them"}, and check judged ${onHost.length === 1 ? "its certificate" : "their certificates"} without one.\n`,
+      );
+    if (issuedOnline.length > 0)
+      say(
+        `Issued online (csr: true, by \`mtlskit serve\`): ${issuedOnline.join(", ")}; ${issuedOnline.length === 1 ? "its agent holds" : "their agents hold"} the key and files on ${issuedOnline.length === 1 ? "its host" : "their hosts"}, and check judged the newest unrevoked certificate in ${online!.ledger}.\n`,
       );
     if (!values.output) return code;
     text = chunks.join("");

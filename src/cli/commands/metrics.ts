@@ -1,4 +1,5 @@
 /** `mtlskit metrics`: Prometheus metrics of a deployment, served for scraping or printed once. */
+import { readOnline } from "../../check/online.ts";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { EXIT, FailedError, UsageError } from "../../errors.ts";
@@ -28,6 +29,10 @@ sharing one PKI directory) is ignored. Metrics (gauges):
   mtlskit_last_apply_timestamp_seconds, mtlskit_last_apply_success, mtlskit_last_apply_issued_certificates
                        (from PKI/last-apply.json; absent until this manifest's apply has run)
   mtlskit_check_timestamp_seconds
+  mtlskit_ledger_certificates, mtlskit_ledger_revoked_certificates
+                       (the online CA's ledger, PKI/ca/ledger.db; absent without one)
+A csr service issued online (\`mtlskit serve\`) is its newest unrevoked certificate in the ledger,
+under the certificate metrics with issued="online" and the ledger as path.
 examples/prometheus/mtlskit-alerts.yml holds alert rules for them (expiring soon, expired,
 renewal overdue, apply failed or not run, check errors, CA expiring).
 
@@ -75,8 +80,12 @@ export async function metricsCommand(args: string[], io: Io): Promise<number> {
   const listen = values.listen === undefined ? undefined : parseListen("metrics", values.listen); // a bad address is refused before any work
   const file = values.file;
   const pki = values.pki;
-  const collect = () => metricsOfPki(loadManifest(file).manifest, pki);
-  const first = collect(); // invalid input fails here, before anything listens
+  const collect = async () => {
+    const { manifest } = loadManifest(file);
+    const now = new Date();
+    return metricsOfPki(manifest, pki, now, { online: await readOnline(manifest, pki, now) });
+  };
+  const first = await collect(); // invalid input fails here, before anything listens
   if (listen === undefined) {
     if (values.output === undefined) return (io.out(first), EXIT.ok);
     try {

@@ -1,4 +1,5 @@
 /** `mtlskit plan`: what apply would do to each certificate, and why. Reads only. */
+import { readOnlineOrWarn } from "../../check/online.ts";
 import { loadManifest } from "../../manifest/index.ts";
 import { caKeyRequest } from "../../plan/plan.ts";
 import { readAndPlan } from "../../plan/read.ts";
@@ -66,7 +67,12 @@ export async function planCommand(args: string[], io: Io): Promise<number> {
   if (values["reissue-all"] && reissue.length > 0)
     throw new UsageError("mtlskit plan: flag --reissue is incompatible with --reissue-all; use one");
   const loaded = loadManifest(values.file);
-  const { plan } = readAndPlan(loaded, values.pki, { reissue, reissueAll: values["reissue-all"] ?? false });
+  const online = await readOnlineOrWarn(loaded.manifest, values.pki, (t) => io.err(`warning: ${t}\n`));
+  const { plan } = readAndPlan(loaded, values.pki, {
+    reissue,
+    reissueAll: values["reissue-all"] ?? false,
+    ...(online ? { online } : {}),
+  });
   const rotation = plan.rotation?.record;
   const managed = loaded.manifest.services.filter((s) => !s.files).map((s) => s.name);
   if (values.json) {

@@ -1,4 +1,5 @@
 /** `mtlskit status`: every certificate's expiry, renewal date and CA expiry, most urgent first. */
+import { readOnline } from "../../check/online.ts";
 import { parseArgs } from "node:util";
 import { EXIT, UsageError } from "../../errors.ts";
 import { loadManifest, parseDuration } from "../../manifest/index.ts";
@@ -32,6 +33,10 @@ rows are sorted by that deadline, worst level first:
             already have renewed it), or within 30d for plain files
   ok        otherwise
 A failed last apply (renewal not happening) makes an all-ok status WARNING; the summary says why.
+A csr service issued online (\`mtlskit serve\`: the ledger PKI/ca/ledger.db has its rows) is its
+newest unrevoked certificate there, shown with its serial and times to the minute; its levels
+follow its own lifetime: warning once its agent's renewal (at 2/3) is overdue, critical in its last
+sixth (--warning and --critical apply only when shorter). No ledger: nothing online.
 With files, those holding only keys or parameters (a *.pem glob over a deploy directory) are
 skipped and listed; another file without a certificate is critical.
 
@@ -74,15 +79,17 @@ function duration(flag: string, text: string | undefined): number | undefined {
 
 const LEVEL_COLOR = { critical: "red", warning: "yellow", ok: "green" } as const;
 const day = (d: Date | undefined) => (d ? d.toISOString().slice(0, 10) : "-");
+const minute = (d: Date | undefined) => (d ? d.toISOString().slice(0, 16).replace("T", " ") : "-");
 
 function renderHuman(io: Io, s: Status, head: string): void {
   io.out(`${head}\n\n`);
+  // An online certificate lives hours: its serial (to revoke it) and its times to the minute.
   const rows = s.rows.map((r) => [
     r.level,
-    r.id,
-    day(r.notAfter),
+    r.online ? `${r.id} (online, serial ${r.online.serial})` : r.id,
+    r.online ? minute(r.notAfter) : day(r.notAfter),
     r.leftMs === undefined ? "-" : inWords(r.leftMs),
-    day(r.renewAt),
+    r.online ? minute(r.renewAt) : day(r.renewAt),
     day(r.ca?.notAfter),
   ]);
   const header = ["LEVEL", "CERTIFICATE", "EXPIRES", "LEFT", "RENEW FROM", "CA EXPIRES"];
@@ -151,6 +158,9 @@ function statusJson(s: Status, t: Thresholds) {
       ca: r.ca ? { subject: r.ca.subject, notAfter: r.ca.notAfter.toISOString() } : null,
       deadline: iso(r.deadline) ?? null,
       secondsLeft: r.leftMs === undefined ? null : Math.floor(r.leftMs / 1000),
+      online: r.online
+        ? { serial: r.online.serial, notBefore: r.online.notBefore.toISOString(), ledger: r.online.ledger }
+        : null,
     })),
   };
 }
@@ -215,7 +225,8 @@ async function runStatus(args: string[], io: Io): Promise<number> {
     const pki = values.pki ?? "./pki";
     const loaded = loadManifest(file);
     if (!values.json && !values.nagios) renderWarnings(io, loaded.warnings);
-    status = statusOfPki(loaded.manifest, pki, now, t, `mtlskit apply -f ${file} --pki ${pki}`).status;
+    const online = await readOnline(loaded.manifest, pki, now);
+    status = statusOfPki(loaded.manifest, pki, now, t, `mtlskit apply -f ${file} --pki ${pki}`, { online }).status;
     head = `mtlskit status: ${file}, ${loaded.manifest.services.some((s) => !s.files) ? pki : "external files only"}, at ${now.toISOString().slice(0, 16).replace("T", " ")} UTC`;
   }
   if (values.nagios) {

@@ -168,7 +168,7 @@ async function createCommand(args: string[], io: Io): Promise<number> {
   io.out(`${made.token}\n`);
   io.err(
     `${paintErr(io, "bold", `Token ${made.record.id} for ${name}`)}: single use, valid until ${expiresAt} (${formatDuration(ttlMs)}). It is shown only this once; the ledger keeps its hash.\n` +
-      `Give it to ${name}'s host: mtlskit agent --server URL --service ${name} --token-file FILE (mode 0600). Revoke it with \`mtlskit token revoke ${made.record.id} --pki ${values.pki}\`.\n`,
+      `Give it to ${name}'s host: mtlskit agent --server URL --service ${name} --token-file FILE --out DIR (FILE mode 0600). Revoke it with \`mtlskit token revoke ${made.record.id} --pki ${values.pki}\`.\n`,
   );
   return EXIT.ok;
 }
