@@ -164,6 +164,46 @@ describe("agent: the --fingerprint bootstrap against a real TLS server", () => {
   });
 });
 
+describe("agent: a server that is not mtlskit serve", () => {
+  let server: https.Server;
+  let url: string;
+  before(async () => {
+    server = https.createServer({ cert: srvCert, key: srvKey }, (req, res) => {
+      if (req.url === "/v1/bundle") res.writeHead(200, { "content-type": "text/html" }).end("<html>hello</html>");
+      else res.writeHead(200).end("x".repeat(2 * 1024 * 1024));
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  it("fail/a reply that is not JSON is named as such (bad-reply), not a crash", async () => {
+    const client = createCaClient({ server: url, ca: caPem });
+    await assert.rejects(client.bundle(), (e: Error & { code?: string }) => {
+      assert.equal(e.code, "bad-reply");
+      assert.match(e.message, /not JSON \(is --server an mtlskit serve\?\)/);
+      return true;
+    });
+    client.close();
+  });
+  it("fail/a reply over 1 MiB is cut off (bad-reply)", async () => {
+    const client = createCaClient({ server: url, ca: caPem });
+    await assert.rejects(client.enroll("web", "t", "csr"), /replied with more than 1048576 bytes/);
+    client.close();
+  });
+  it("fail/a server whose certificate another CA issued fails the TLS verification (code tls), with the fix", async () => {
+    const client = createCaClient({ server: url, ca: readFileSync(path.join(other, "ca/ca.pem"), "utf8") });
+    await assert.rejects(client.bundle(), (e: Error & { code?: string }) => {
+      assert.equal(e.code, "tls");
+      assert.match(e.message, /fix: give the CA's bundle with --ca/);
+      return true;
+    });
+    client.close();
+  });
+});
+
 describe("agent: judgeBootstrapChain (each rule)", () => {
   const now = Date.now();
   const leaf = () => derOf(srvCert);
@@ -414,6 +454,38 @@ describe("agent: the CLI without a server", () => {
     assert.equal(st.code, 1);
     assert.match(st.out, /web is failing/);
   });
+  it("fail/--once holding an expired certificate: exit 3, says it cannot be renewed, state expired; no token, no request", async () => {
+    const out = tempDir();
+    const fca = forge({ ca: true, cn: "Expired Test CA" });
+    const leaf = forge({
+      issuer: fca,
+      cn: "web",
+      notBefore: new Date(Date.now() - 2 * 3_600_000),
+      notAfter: new Date(Date.now() - 3_600_000),
+    });
+    fileStore(out).saveCredentials({ key: leaf.key.pem, chain: leaf.pem, bundle: fca.pem });
+    const r = await runCli([
+      "agent",
+      "--server",
+      "https://127.0.0.1:1",
+      "--service",
+      "web",
+      "--out",
+      out,
+      "--ca",
+      path.join(pki, "ca/ca.pem"),
+      "--once",
+    ]);
+    assert.equal(r.code, 3, r.err);
+    assert.match(r.err, /expired at .* and cannot be renewed, and no bootstrap token was given/);
+    assert.match(r.err, /fix: create one on the CA's host \(mtlskit token create web\)/);
+    const s = JSON.parse(readFileSync(path.join(out, "agent.json"), "utf8")) as AgentState;
+    assert.equal(s.status, "expired");
+    assert.equal(s.lastError?.code, "no-token");
+    const st = await runCli(["agent", "--status", "--out", out]);
+    assert.equal(st.code, 1);
+    assert.match(st.out, /web is expired/);
+  });
   it("ok/--status: healthy exits 0, expired exits 1 (judged now, not by what the file says)", async () => {
     const out = tempDir();
     const s: AgentState = {
@@ -431,6 +503,19 @@ describe("agent: the CLI without a server", () => {
     const ok = await runCli(["agent", "--status", "--out", out, "--json"]);
     assert.equal(ok.code, 0, ok.out);
     assert.equal((JSON.parse(ok.out) as AgentState).status, "healthy");
+    const metrics = await runCli(["agent", "--status", "--out", out, "--metrics"]);
+    assert.equal(metrics.code, 0, metrics.err);
+    assert.match(metrics.out, /^# HELP mtlskit_agent_healthy /m);
+    assert.match(metrics.out, /^mtlskit_agent_healthy\{service="web"\} 1$/m);
+    assert.ok(
+      metrics.out.includes(
+        `mtlskit_agent_certificate_not_after_seconds{service="web"} ${Date.parse(s.notAfter!) / 1000}\n`,
+      ),
+    );
+    assert.match(metrics.out, /^mtlskit_agent_consecutive_failures\{service="web"\} 0$/m);
+    assert.doesNotMatch(metrics.out, /renew_after/, "absent fields are left out, not 0");
+    // promtool, Prometheus' own linter, as the judge of the format.
+    execFileSync("promtool", ["check", "metrics"], { input: metrics.out, stdio: ["pipe", "pipe", "pipe"] });
     writeFileSync(
       path.join(out, "agent.json"),
       JSON.stringify({ ...s, notAfter: new Date(Date.now() - 1000).toISOString() }),
@@ -438,6 +523,9 @@ describe("agent: the CLI without a server", () => {
     const expired = await runCli(["agent", "--status", "--out", out]);
     assert.equal(expired.code, 1);
     assert.match(expired.out, /web is expired/);
+    const down = await runCli(["agent", "--status", "--out", out, "--metrics"]);
+    assert.equal(down.code, 1);
+    assert.match(down.out, /^mtlskit_agent_healthy\{service="web"\} 0$/m);
   });
   it("fail/--status without agent.json exits 3 naming the file", async () => {
     const r = await runCli(["agent", "--status", "--out", tempDir()]);
@@ -678,7 +766,7 @@ describe("agent: with the server (startServer on loopback)", () => {
     }
   });
 
-  it("fail/an expired certificate cannot renew: the state says expired, --once exits 3", async () => {
+  it("fail/an expired certificate cannot renew (the server up, its token spent): the state says expired", async () => {
     const out = path.join(tempDir(), "tls");
     const offset = { ms: 0 };
     const token = await ca.token("web");
@@ -862,6 +950,74 @@ describe("agent: with the server (startServer on loopback)", () => {
     } finally {
       child.kill("SIGKILL");
     }
+  });
+
+  it("fail/a revoked certificate cannot renew: the server's code and fix land in the state; no new certificate", async () => {
+    const out = path.join(tempDir(), "tls");
+    const offset = { ms: 0 };
+    const token = await ca.token("web");
+    const agent = createAgent({
+      server: ca.url,
+      service: "web",
+      token: () => token,
+      ca: readFileSync(caFile, "utf8"),
+      store: fileStore(out),
+      clock: offsetClock(offset),
+    });
+    try {
+      const first = await agent.step();
+      assert.equal(first.did, "enrolled", first.error?.message);
+      const rv = await runCli([
+        "revoke",
+        first.state.serial!,
+        "-f",
+        ca.manifest,
+        "--pki",
+        ca.pki,
+        "--reason",
+        "keyCompromise",
+      ]);
+      assert.equal(rv.code, 0, rv.err);
+      offset.ms = Date.parse(agent.state().renewAfter!) - Date.now() + 10;
+      const r = await agent.step();
+      assert.equal(r.did, "nothing");
+      assert.equal(r.state.lastError?.code, "cert-revoked", r.error?.message);
+      assert.match(r.state.lastError!.message, /the server refused the renewal \(403 cert-revoked\)/);
+      assert.equal(r.state.status, "failing");
+      assert.equal(r.state.serial, first.state.serial, "the revoked certificate is still what it holds");
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  it("fail/a failing --reload: --once exits 3 with the files written, --status says failing; the next run retries it", async () => {
+    const out = path.join(tempDir(), "tls");
+    const tokenFile = await tokenFileFor("web");
+    const base = [
+      "agent",
+      "--server",
+      ca.url,
+      "--service",
+      "web",
+      "--token-file",
+      tokenFile,
+      "--out",
+      out,
+      "--ca",
+      caFile,
+      "--once",
+    ];
+    const bad = await runCli([...base, "--reload", "echo cannot reload >&2; exit 7"]);
+    assert.equal(bad.code, 3);
+    assert.match(bad.err, /the reload command failed: exit 7: cannot reload/);
+    assert.ok(statSync(path.join(out, "cert.pem")).isFile());
+    const st = await runCli(["agent", "--status", "--out", out]);
+    assert.equal(st.code, 1);
+    assert.match(st.out, /reload .*FAILED, exit 7/);
+    const good = await runCli([...base, "--reload", `touch ${out}.reloaded`]);
+    assert.equal(good.code, 0, good.err);
+    assert.ok(statSync(`${out}.reloaded`).isFile(), "the reload ran again though nothing was due");
+    assert.equal((await runCli(["agent", "--status", "--out", out])).code, 0);
   });
 
   // Last: it starts a CA rotation on the shared PKI.

@@ -6,7 +6,7 @@
  * still works; slowloris connections; 50 concurrent uses of one token.
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createHash, createPrivateKey, randomBytes, X509Certificate, type KeyObject } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { request, Agent, type RequestOptions } from "node:https";
@@ -707,7 +707,7 @@ describe("mtlskit serve", () => {
       await stillServes();
     });
 
-    it("fail/slowloris: 50 TLS connections trickling a header byte a second and 10 that never handshake are closed by the deadlines, while the server answers", async () => {
+    it("fail/slowloris: 50 TLS connections trickling a header byte a second, 5 trickling a body and 10 that never handshake are closed by the deadlines, while the server answers", async () => {
       const sockets: Socket[] = [];
       const closed: Promise<number>[] = [];
       const open = new Set<string>();
@@ -728,6 +728,22 @@ describe("mtlskit serve", () => {
             timers.push(t);
           });
         }
+        // Slow bodies: whole headers, then a body byte a second: the 10 s request deadline ends them.
+        for (let i = 0; i < 5; i++) {
+          const s = tlsConnect({ host: "127.0.0.1", port: Number(url.port), ca: bundle });
+          sockets.push(s);
+          open.add(`body${i}`);
+          closed.push(
+            new Promise((resolve) => s.on("close", () => (open.delete(`body${i}`), resolve(Date.now() - started)))),
+          );
+          s.on("error", () => {});
+          s.on("secureConnect", () => {
+            s.write(
+              "POST /v1/enroll HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{",
+            );
+            timers.push(setInterval(() => s.writable && s.write(" "), 1000));
+          });
+        }
         for (let i = 0; i < 10; i++) {
           const s = netConnect({ host: "127.0.0.1", port: Number(url.port) });
           sockets.push(s);
@@ -739,15 +755,15 @@ describe("mtlskit serve", () => {
         }
         await new Promise((r) => setTimeout(r, 1500));
         await stillServes(); // answered while 60 slow connections are open
-        const bound = new Promise<"bound">((r) => setTimeout(() => r("bound"), 12_000).unref());
+        const bound = new Promise<"bound">((r) => setTimeout(() => r("bound"), 16_000).unref());
         const all = await Promise.race([Promise.all(closed), bound]);
-        assert.notEqual(all, "bound", `still open after 12 s: ${[...open].join(" ")}`);
+        assert.notEqual(all, "bound", `still open after 16 s: ${[...open].join(" ")}`);
         await stillServes();
         // The trickling ones were answered 408 by the header deadline, not merely dropped.
         const m = /^mtlskit_serve_refused_total\{reason="request-timeout"\} (\d+)/m.exec(
           (await call("/metrics")).body.toString(),
         );
-        assert.ok(m && Number(m[1]) >= 50, `request-timeout refusals: ${m?.[1]}`);
+        assert.ok(m && Number(m[1]) >= 55, `request-timeout refusals: ${m?.[1]}`);
       } finally {
         for (const t of timers) clearInterval(t);
         for (const s of sockets) s.destroy();
@@ -848,6 +864,22 @@ describe("mtlskit serve, the command", () => {
     assert.doesNotMatch(r.err, /This is a bug/);
   });
 
+  it("ok/the CLI loads Fastify and prom-client only when serve runs (they cost every other command ~250 ms)", () => {
+    const probe = `await import(${JSON.stringify(path.join(REPO, "src/cli/main.ts"))});
+const { createRequire } = await import("node:module");
+const loaded = () => Object.keys(createRequire(import.meta.url).cache).filter((k) => /node_modules\\/(fastify|prom-client)\\//.test(k)).length > 0;
+const before = loaded();
+await import(${JSON.stringify(path.join(REPO, "src/server/index.ts"))});
+console.log(JSON.stringify([before, loaded()]));`;
+    const r = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", probe], {
+      cwd: REPO,
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), [false, true]);
+  });
+
   it("fail/bad --listen: exit 2", async () => {
     const r = await runCli(["serve", "-f", file, "--pki", path.join(dir, "x"), "--listen", ":8443"]);
     assert.equal(r.code, 2);
@@ -900,6 +932,7 @@ describe("mtlskit serve, the command", () => {
       child.kill("SIGTERM");
       assert.equal(await exited, 0, err);
       assert.match(out, /stopped on SIGTERM/);
+      assert.equal(err, "", "without --log the server writes no log lines");
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
     }
@@ -1163,5 +1196,38 @@ describe("the online lifetime", () => {
       now.getTime() + web.validityMs,
       "without options: the service's validity, as sign issues",
     );
+  });
+});
+
+describe("mtlskit serve on IPv6 loopback", () => {
+  it("ok/[::1]: the URL brackets the address, the server's certificate names IP ::1, a client verifying the name connects", async () => {
+    const dir = tempDir("mtlskit-serve-v6-");
+    const file = writeManifest(dir, MANIFEST);
+    const pki = path.join(dir, "pki");
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+    const server = await startServer({ manifest: loadManifest(file), pkiDir: pki, listen: { host: "::1", port: 0 } });
+    try {
+      assert.match(server.url, /^https:\/\/\[::1\]:\d+$/);
+      assert.equal(
+        new X509Certificate(server.serverCertificate()).subjectAltName,
+        "DNS:localhost, IP Address:0:0:0:0:0:0:0:1",
+      );
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = request(
+          `${server.url}/v1/health`,
+          { ca: readFileSync(path.join(pki, "ca/ca.pem"), "utf8"), agent: false, timeout: 20_000 },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on("timeout", () => req.destroy(new Error("timed out")));
+        req.on("error", reject);
+        req.end();
+      });
+      assert.equal(status, 200);
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -81,6 +81,48 @@ export function statusOf(s: Omit<AgentState, "status">, now: number): AgentStatu
   return "healthy";
 }
 
+/**
+ * agentMetricsText renders a state as Prometheus text (node_exporter's textfile collector, or a
+ * scrape of `mtlskit agent --status --metrics`): health, the certificate's expiry and renewal
+ * time, consecutive failures and the last success, labelled by service.
+ */
+export function agentMetricsText(s: AgentState, now: number): string {
+  const label = `{service=${JSON.stringify(s.service)}}`;
+  const seconds = (iso: string | undefined) => (iso === undefined ? undefined : Date.parse(iso) / 1000);
+  const rows: [string, string, string, number | undefined][] = [
+    [
+      "mtlskit_agent_healthy",
+      "gauge",
+      "1 when the agent holds a valid certificate and its last attempt and reload worked",
+      statusOf(s, now) === "healthy" ? 1 : 0,
+    ],
+    [
+      "mtlskit_agent_certificate_not_after_seconds",
+      "gauge",
+      "notAfter of the certificate held (Unix time)",
+      seconds(s.notAfter),
+    ],
+    ["mtlskit_agent_renew_after_seconds", "gauge", "when the agent renews (Unix time)", seconds(s.renewAfter)],
+    [
+      "mtlskit_agent_next_attempt_seconds",
+      "gauge",
+      "when the agent next talks to the CA (Unix time)",
+      seconds(s.nextAttempt),
+    ],
+    [
+      "mtlskit_agent_last_success_seconds",
+      "gauge",
+      "the last exchange with the CA that worked (Unix time)",
+      seconds(s.lastSuccess),
+    ],
+    ["mtlskit_agent_consecutive_failures", "gauge", "failed attempts since the last success", s.failures],
+  ];
+  return rows
+    .filter((r) => r[3] !== undefined && Number.isFinite(r[3]))
+    .map(([name, type, help, v]) => `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name}${label} ${v}\n`)
+    .join("");
+}
+
 /** tokenId is the non-secret id of a bootstrap token (`mtk_<id>_<secret>`), or a digest prefix for another shape. */
 export function tokenId(token: string): string {
   const m = /^mtk_([0-9a-f]{16})_/.exec(token);
@@ -199,6 +241,7 @@ export function createAgent(opts: AgentOptions): Agent {
     failures: kept?.failures ?? 0,
     ...(kept?.enrolledWith ? { enrolledWith: kept.enrolledWith } : {}),
     ...(kept?.lastSuccess ? { lastSuccess: kept.lastSuccess } : {}),
+    ...(kept?.reload ? { reload: kept.reload } : {}),
     updatedAt: iso(clock.now()),
   };
   let renewAtMs: number | undefined;
@@ -336,6 +379,8 @@ export function createAgent(opts: AgentOptions): Agent {
       else if (now >= renewAtMs!) did = await renew(creds);
       if (did === "nothing" && creds && now >= nextBundleAt && (await pollBundle(creds))) did = "bundle";
       else if (did !== "nothing") nextBundleAt = clock.now() + bundlePollMs;
+      // A reload that failed is run again at each step until it works: the files are already new.
+      if (did === "nothing" && creds && state.reload?.ok === false) await runReload(creds);
       const { lastError: _, ...rest } = state;
       state = { ...rest, failures: 0, lastSuccess: iso(clock.now()) };
       if (did === "enrolled" || did === "renewed")

@@ -398,7 +398,10 @@ export function createCaClient(opts: CaClientOptions): CaClient {
                 }),
               );
             });
-            res.on("error", (e) => reject(unreachable(url, e)));
+            res.on("error", (e) => {
+              clearTimeout(deadline);
+              reject(e instanceof MtlskitError ? e : unreachable(url, e));
+            });
           },
         );
         // The whole exchange, not only socket idleness, is bounded.

@@ -12,6 +12,7 @@
  */
 export {
   BACKOFF,
+  agentMetricsText,
   RENEW_AT,
   SYSTEM_CLOCK,
   backoffDelay,

@@ -63,7 +63,19 @@ function version(): string {
 }
 
 /** WRITERS: the commands whose job is writing files; only they say "nothing was written" when the input is refused (status, check, plan and the like never write). */
-const WRITERS = new Set(["init", "apply", "ca", "export", "trust", "csr", "sign", "revoke", "token", "ledger", "agent"]);
+const WRITERS = new Set([
+  "init",
+  "apply",
+  "ca",
+  "export",
+  "trust",
+  "csr",
+  "sign",
+  "revoke",
+  "token",
+  "ledger",
+  "agent",
+]);
 
 /** run executes one CLI invocation and returns its exit code; it never calls process.exit. */
 export async function run(argv: string[], io: Io): Promise<number> {

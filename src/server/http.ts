@@ -27,7 +27,7 @@ export const LIMITS = {
   handshakeTimeoutMs: 5_000,
   /** idleTimeoutMs: a socket with no traffic at all for this long is closed (a backstop behind the others). */
   idleTimeoutMs: 30_000,
-  /** maxConnections: further connections are refused by the kernel's backlog, not served. */
+  /** maxConnections: Node closes any further connection as soon as it is accepted. */
   maxConnections: 4096,
   checkIntervalMs: 1_000,
 } as const;
@@ -207,7 +207,7 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
           : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
             ? [
                 "request-timeout",
-                `the request was not received within ${LIMITS.requestTimeoutMs / 1000} s`,
+                `the request was not received in time (its headers within ${LIMITS.headersTimeoutMs / 1000} s, all of it within ${LIMITS.requestTimeoutMs / 1000} s)`,
                 "send the whole request at once",
               ]
             : ["bad-request", "the request is not valid HTTP/1.1", "send a well-formed HTTP request"];

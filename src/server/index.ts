@@ -71,6 +71,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   }
 }
 
+/** listenWith issues the server's certificate, listens and starts the tick; the ledger is open. */
 async function listenWith(
   opts: ServeOptions,
   ledger: Ledger,

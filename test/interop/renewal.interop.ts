@@ -2,7 +2,7 @@
  * Renewal without a person: a real nginx (master and workers, as deployed) serves a mtlskit
  * certificate; `mtlskit apply --reissue` with the service's `reload: { signal: HUP, pidFile }`
  * makes nginx serve the new certificate on new connections, with no restart, and `--no-reload`
- * proves it is the hook that did it. The shipped systemd units pass `systemd-analyze verify`.
+ * proves it is the hook that did it. The shipped systemd units (renew, and the agent's) pass `systemd-analyze verify`.
  */
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
@@ -177,6 +177,19 @@ describe("renewal: the shipped systemd units", { timeout: 60_000 }, () => {
       path.join(dir, "mtlskit-renew.service"),
       path.join(dir, "mtlskit-renew.timer"),
     ]);
+    assert.equal(r.code, 0, r.out);
+    assert.equal(r.out.trim(), "", r.out);
+  });
+  it("ok/systemd-analyze verify accepts mtlskit-agent.service (the online CA's agent), without a warning", () => {
+    const dir = subdir("systemd-agent");
+    const units = path.join(REPO, "examples", "systemd");
+    const text = readFileSync(path.join(units, "mtlskit-agent.service"), "utf8");
+    const service = text.replaceAll("/usr/local/bin/mtlskit", path.join(REPO, "bin", "mtlskit.js"));
+    assert.notEqual(service, text);
+    assert.match(text, /^Restart=on-failure$/m);
+    assert.match(text, /^ProtectSystem=strict$/m);
+    writeFileSync(path.join(dir, "mtlskit-agent.service"), service);
+    const r = exec(need("systemd-analyze"), ["verify", path.join(dir, "mtlskit-agent.service")]);
     assert.equal(r.code, 0, r.out);
     assert.equal(r.out.trim(), "", r.out);
   });

@@ -1,7 +1,7 @@
 /** `mtlskit agent`: hold one service's identity from the online CA: enroll, renew, follow the bundle, reload. */
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { createAgent, statusOf, type AgentEvent } from "../../agent/agent.ts";
+import { agentMetricsText, createAgent, statusOf, type AgentEvent } from "../../agent/agent.ts";
 import { RELOAD_TIMEOUT_MS, runReloadCommand } from "../../agent/hook.ts";
 import { AGENT_FILES, fileStore, readAgentState, type AgentState } from "../../agent/store.ts";
 import { EXIT, FailedError, UsageError } from "../../errors.ts";
@@ -15,7 +15,7 @@ export const AGENT_HELP = `mtlskit agent: hold a service's certificate from the 
 USAGE
   mtlskit agent --server URL --service NAME --token-file FILE --out DIR (--ca FILE | --fingerprint SHA256)
                 [--reload CMD] [--key-type TYPE] [--once]
-  mtlskit agent --status --out DIR [--json]
+  mtlskit agent --status --out DIR [--json | --metrics]
 
 The agent generates the key on this host (it is never sent), enrolls with the single-use bootstrap
 token, and writes the service layout to DIR, each file atomically: key.pem (0600), cert.pem (the
@@ -49,19 +49,23 @@ FLAGS
       --once                enroll or renew if due, fetch the bundle, then exit (for scripts and timers)
       --status              print the state in DIR/agent.json and exit: 0 healthy, 1 failing or expired
       --json                with --status: the state as JSON
+      --metrics             with --status: Prometheus text (health, expiry, renewal, failures) for
+                            node_exporter's textfile collector
 
 EXAMPLES
   mtlskit agent --server https://ca.internal:8443 --service web --token-file /etc/web/token \\
     --fingerprint 3f2a…9c --out /etc/web/tls --reload 'systemctl reload nginx'
   mtlskit agent --server https://127.0.0.1:8443 --service web --token-file t --ca pki/ca/ca.pem --out tls --once
   mtlskit agent --status --out /etc/web/tls
+  mtlskit agent --status --out /etc/web/tls --metrics > /var/lib/node_exporter/textfile_collector/web-agent.prom
   (examples/systemd/mtlskit-agent.service runs it under systemd)
 
 EXIT CODES
   0  success; --status: healthy
   1  --status: failing (the last attempt failed, or the reload hook did) or expired
   2  invalid input: bad flags; nothing was written
-  3  could not do the job: the server refused or could not be reached (--once), unreadable files
+  3  could not do the job: the server refused or could not be reached (--once), the reload
+     command failed (--once), unreadable files
 `;
 
 /** describeState renders agent.json for people: one line of health, then the fields that matter. */
@@ -118,6 +122,7 @@ export async function agentCommand(args: string[], io: Io): Promise<number> {
         once: { type: "boolean" },
         status: { type: "boolean" },
         json: { type: "boolean" },
+        metrics: { type: "boolean" },
       },
       allowPositionals: true,
       strict: true,
@@ -140,13 +145,17 @@ export async function agentCommand(args: string[], io: Io): Promise<number> {
       throw new UsageError(
         `mtlskit agent: --status reads DIR/agent.json only; --${other[0]} has no effect with it (drop one of the two)`,
       );
+    if (values.json && values.metrics)
+      throw new UsageError("mtlskit agent: --json and --metrics are two output formats; give one of the two");
     const s = readAgentState(out);
     const status = statusOf(s, Date.now());
-    if (values.json) io.out(`${JSON.stringify({ ...s, status }, null, 2)}\n`);
+    if (values.metrics) io.out(agentMetricsText(s, Date.now()));
+    else if (values.json) io.out(`${JSON.stringify({ ...s, status }, null, 2)}\n`);
     else io.out(describeState(s, status, out));
     return status === "healthy" ? EXIT.ok : EXIT.findings;
   }
-  if (values.json) throw new UsageError("mtlskit agent: --json goes with --status only");
+  if (values.json || values.metrics)
+    throw new UsageError(`mtlskit agent: --${values.json ? "json" : "metrics"} goes with --status only`);
 
   for (const k of ["server", "service"] as const)
     if (values[k] === undefined) throw new UsageError(`mtlskit agent: --${k} is required (see mtlskit agent --help)`);
@@ -216,6 +225,10 @@ export async function agentCommand(args: string[], io: Io): Promise<number> {
       );
     }
     const s = r.state;
+    if (s.reload?.ok === false)
+      throw new FailedError(
+        `mtlskit agent: ${service}'s files are in ${out} (serial ${s.serial}), but the reload command failed: ${s.reload.message}\n    fix: correct --reload (it runs with sh -c); the next run tries it again`,
+      );
     io.out(
       r.did === "nothing"
         ? `mtlskit agent: ${service} holds serial ${s.serial}, valid until ${s.notAfter}; not due (renews after ${s.renewAfter}).\n`
