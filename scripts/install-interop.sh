@@ -16,6 +16,8 @@
 #   prometheus      promtool: the metrics' exposition format and the example alert rules' unit tests
 #   ca-certificates update-ca-certificates: `mtlskit trust install` into the system store
 #   libnss3-tools   certutil: `mtlskit trust install` into an NSS database (browsers)
+#   golang-cfssl    cfssl serve: not a test, the peer `npm run bench:serve` measures mtlskit serve against
+#   sqlite3         the sqlite3 CLI: makes cfssl's certdb for bench:serve's cfssl+db (cfssl recording what it signs)
 set -euo pipefail
 
 need=(
@@ -32,6 +34,8 @@ need=(
   systemd-analyze:systemd
   update-ca-certificates:ca-certificates
   certutil:libnss3-tools
+  cfssl:golang-cfssl
+  sqlite3:sqlite3
 )
 missing=()
 for pair in "${need[@]}"; do

@@ -1,0 +1,518 @@
+/**
+ * `npm run bench:serve`: the online CA's issuance throughput and latency (`mtlskit serve`: enroll
+ * and renew) against Debian's `cfssl serve` signing the same CSRs, in the same run (issue 14).
+ *
+ * One PKI directory made by `mtlskit apply` (an ECDSA P-256 CA; a csr service `web`, dual; a
+ * server certificate for cfssl's TLS): both CAs sign with the same key. Requests are pre-made:
+ * a pool of P-256 CSRs (what `mtlskit csr --service web` makes), and for enroll one bootstrap
+ * token per request, created in the ledger before serve starts. Both servers are child processes
+ * on 127.0.0.1; the load generator is this process: --concurrency loops, each waiting for its
+ * answer before the next request, over keep-alive HTTPS connections (TLS 1.3, verified against
+ * ca/ca.pem), for --seconds per target and round. The targets, each round in a rotated order so
+ * drift in the machine's speed spreads over all:
+ *
+ *   cfssl    POST /api/v1/cfssl/sign {"certificate_request": CSR}; cfssl 1.2 over TLS
+ *            (-tls-cert/-tls-key), a signing profile with a 1 h expiry, -loglevel 2 (warnings: less
+ *            logging than its default, the stronger baseline). It records nothing (no -db-config),
+ *            and copies the CSR's DNS/IP SANs but not its URI SAN (cfssl 1.2 predates Go's URI SANs):
+ *            it does less per certificate than mtlskit.
+ *   enroll   POST /v1/enroll {"service","token","csr"}: a token checked, the CSR judged by the
+ *            manifest's policy, the certificate signed and its row (consuming the token) committed
+ *            to the SQLite ledger, durable (WAL, synchronous=FULL, group commit) before the answer.
+ *   renew    POST /v1/renew {"csr"} over mTLS with a certificate each loop enrolled beforehand.
+ *
+ * Reported per target: certificates/s, p50 and p99 latency, errors (any answer but the success
+ * status with a certificate; the first is printed), the server's CPU (its process tree, from
+ * /proc, as cores busy) and ms of server CPU per certificate, this process's CPU (the load
+ * generator shares the 2 cores), and the 1-minute load average at the end. Then the ratios
+ * mtlskit/cfssl and the issue's targets (>= 2,000 certificates/s, p99 <= 50 ms, faster than
+ * cfssl), each PASS or FAIL as measured. A benchmark, not a test: it exits 0 whatever the
+ * numbers, 1 only when it could not measure (a server would not start, cfssl is missing).
+ *
+ *   npm run bench:serve [-- --seconds 5] [--rounds 2] [--concurrency 16] [--csrs 500]
+ *                       [--only cfssl,cfssl-db,enroll,renew] [--tokens N] [--dir DIR]
+ *
+ *   --profile DIR  run serve with --cpu-prof (written to DIR when serve exits on SIGTERM at the end)
+ *           and print the functions that took the most of its CPU (self time; the whole run,
+ *           warm-up and start-up included).
+ *   --dir   where the PKI directory and the ledgers go. Default: os.tmpdir(). A tmpfs (/dev/shm)
+ *           shows what the server does without fsync cost; the run then says so and judges nothing.
+ *
+ * cfssl: `apt-get install golang-cfssl` (scripts/install-interop.sh installs it).
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { X509Certificate } from "node:crypto";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import type * as http from "node:http";
+import { cpus, loadavg, tmpdir } from "node:os";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import { buildPackage, runBuilt } from "../test/helpers/built.ts";
+import {
+  type Csr,
+  exited,
+  freePort,
+  makeCsrs,
+  onlineManifest,
+  percentile,
+  type Reply,
+  requestJson,
+  type Served,
+  seedLedger,
+  startServe,
+  type Target,
+  trustAgent,
+  within,
+} from "../test/helpers/serve-load.ts";
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: "string", default: "5" },
+    rounds: { type: "string", default: "2" },
+    concurrency: { type: "string", default: "16" },
+    csrs: { type: "string", default: "500" },
+    only: { type: "string", default: "cfssl,cfssl-db,enroll,renew" },
+    tokens: { type: "string" },
+    dir: { type: "string" },
+    profile: { type: "string" },
+  },
+  strict: true,
+});
+const SECONDS = Number(values.seconds);
+const ROUNDS = Number(values.rounds);
+const CONCURRENCY = Number(values.concurrency);
+const CSRS = Number(values.csrs);
+const ONLY = new Set(values.only.split(","));
+const WARMUP_SECONDS = 1;
+/** TOKENS: one per enroll request; enough for 4,000/s. A loop that finds none left stops, and the run says so. */
+const TOKENS = Number(values.tokens ?? Math.ceil(4_000 * (SECONDS * ROUNDS + WARMUP_SECONDS)) + CONCURRENCY);
+const TARGET = { rate: 2_000, p99Ms: 50 } as const;
+
+const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim() || 100);
+
+/** treeCpuSeconds is the user + system CPU of process `root` and every descendant still running, from /proc. */
+function treeCpuSeconds(root: number): number {
+  const stats = new Map<number, { ppid: number; ticks: number }>();
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${name}/stat`, "utf8");
+    } catch {
+      continue; // gone meanwhile
+    }
+    const f = text.slice(text.lastIndexOf(")") + 2).split(" "); // fields from 3 (state) on
+    stats.set(Number(name), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) }); // utime 14, stime 15
+  }
+  let ticks = 0;
+  const inTree = (pid: number): boolean => {
+    for (let p = pid, hops = 0; p > 1 && hops < 64; hops++) {
+      if (p === root) return true;
+      p = stats.get(p)?.ppid ?? 0;
+    }
+    return false;
+  };
+  for (const [pid, s] of stats) if (inTree(pid)) ticks += s.ticks;
+  return ticks / CLK_TCK;
+}
+
+/** Load is one target's load: how a loop sends request number i, what counts as a certificate, and the server's pid. */
+interface Load {
+  name: string;
+  pid: number;
+  send: (i: number) => Promise<Reply> | undefined;
+  certificate: (r: Reply) => string | undefined;
+}
+
+/** Tally is what a target did over its slices. */
+interface Tally {
+  count: number;
+  errors: number;
+  firstError: string | undefined;
+  seconds: number;
+  serverCpu: number;
+  clientCpu: number;
+  latencies: number[];
+  load1: number;
+  sample: string | undefined;
+  exhausted: boolean;
+}
+
+const tally = (): Tally => ({
+  count: 0,
+  errors: 0,
+  firstError: undefined,
+  seconds: 0,
+  serverCpu: 0,
+  clientCpu: 0,
+  latencies: [],
+  load1: 0,
+  sample: undefined,
+  exhausted: false,
+});
+
+/** drive runs `CONCURRENCY` loops against `l` for `seconds` and adds what they did to `t`. */
+async function drive(l: Load, seconds: number, t: Tally): Promise<void> {
+  let next = 0;
+  const s0 = treeCpuSeconds(l.pid);
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const end = t0 + seconds * 1000;
+  const loop = async () => {
+    while (performance.now() < end) {
+      const pending = l.send(next++);
+      if (pending === undefined) {
+        t.exhausted = true;
+        return;
+      }
+      const r = await pending;
+      const cert = l.certificate(r);
+      if (cert === undefined) {
+        t.errors++;
+        t.firstError ??= `${r.status} ${r.error?.message ?? JSON.stringify(r.body).slice(0, 300)}`;
+        continue;
+      }
+      t.count++;
+      t.latencies.push(r.ms);
+      t.sample ??= cert;
+    }
+  };
+  await Promise.all(Array.from({ length: CONCURRENCY }, loop));
+  t.seconds += (performance.now() - t0) / 1000;
+  const cu = process.cpuUsage(c0);
+  t.clientCpu += (cu.user + cu.system) / 1e6;
+  t.serverCpu += treeCpuSeconds(l.pid) - s0;
+  t.load1 = loadavg()[0]!;
+}
+
+/** CFSSL_SCHEMA: cfssl 1.2's certdb tables for SQLite (its certdb/sqlite/migrations), which `cfssl serve -db-config` writes each signed certificate to. */
+const CFSSL_SCHEMA = `CREATE TABLE certificates (
+  serial_number blob NOT NULL, authority_key_identifier blob NOT NULL, ca_label blob, status blob NOT NULL,
+  reason int, expiry timestamp, revoked_at timestamp, pem blob NOT NULL,
+  PRIMARY KEY(serial_number, authority_key_identifier));
+CREATE TABLE ocsp_responses (
+  serial_number blob NOT NULL, authority_key_identifier blob NOT NULL, body blob NOT NULL, expiry timestamp,
+  PRIMARY KEY(serial_number, authority_key_identifier));`;
+
+/**
+ * startCfssl runs `cfssl serve` over TLS with DIR's CA and a 1 h profile, with `db` its certdb in
+ * an SQLite file made by the sqlite3 CLI (SQLite's defaults: rollback journal, synchronous=FULL);
+ * ready once a sign request succeeds (at most 15 s).
+ */
+async function startCfssl(
+  work: string,
+  pki: string,
+  csr: Csr,
+  db: boolean,
+): Promise<{ child: ChildProcess; port: number; target: Target }> {
+  const dbArgs: string[] = [];
+  if (db) {
+    const file = path.join(work, "cfssl-certdb.sqlite");
+    const made = spawnSync("sqlite3", [file], { input: CFSSL_SCHEMA, encoding: "utf8" });
+    if (made.status !== 0)
+      throw new Error(`sqlite3 could not make cfssl's certdb: ${made.error?.message ?? made.stderr}`);
+    writeFileSync(path.join(work, "cfssl-db.json"), JSON.stringify({ driver: "sqlite3", data_source: file }));
+    dbArgs.push("-db-config", path.join(work, "cfssl-db.json"));
+  }
+  const config = path.join(work, "cfssl.json");
+  writeFileSync(
+    config,
+    JSON.stringify({
+      signing: {
+        default: { expiry: "1h", usages: ["digital signature", "server auth", "client auth"] },
+      },
+    }),
+  );
+  const port = await freePort();
+  const child = spawn(
+    "cfssl",
+    [
+      "serve",
+      "-address",
+      "127.0.0.1",
+      "-port",
+      String(port),
+      "-ca",
+      path.join(pki, "ca", "ca.pem"),
+      "-ca-key",
+      path.join(pki, "ca", "ca-key.pem"),
+      "-config",
+      config,
+      "-tls-cert",
+      path.join(pki, "services", "cfssl", "cert.pem"),
+      "-tls-key",
+      path.join(pki, "services", "cfssl", "key.pem"),
+      "-loglevel",
+      "2",
+      ...dbArgs,
+    ],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  let tail = "";
+  child.stderr?.on("data", (d: Buffer) => void (tail = (tail + d.toString()).slice(-4_000)));
+  child.once("error", (e) => void (tail += `\n${e.message}`));
+  const target: Target = {
+    port,
+    agent: trustAgent(path.join(pki, "ca", "ca.pem"), { maxSockets: CONCURRENCY }),
+    tls: true,
+  };
+  const deadline = performance.now() + 15_000;
+  for (;;) {
+    const r = await requestJson({ ...target, timeoutMs: 2_000 }, "POST", "/api/v1/cfssl/sign", {
+      certificate_request: csr.pem,
+    });
+    if (cfsslCertificate(r) !== undefined) return { child, port, target };
+    if (child.exitCode !== null || performance.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(
+        `cfssl serve did not sign within 15 s (last: ${r.status} ${r.error?.message ?? JSON.stringify(r.body)}):\n${tail}`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** cfsslCertificate is the certificate in a cfssl answer ({"success": true, "result": {"certificate": PEM}}). */
+function cfsslCertificate(r: Reply): string | undefined {
+  const b = r.body as { success?: boolean; result?: { certificate?: unknown } } | undefined;
+  return r.status === 200 && b?.success === true && typeof b.result?.certificate === "string"
+    ? b.result.certificate
+    : undefined;
+}
+
+/** issuedCertificate is the leaf in an mtlskit Issued answer (201), or undefined. */
+function issuedCertificate(r: Reply): string | undefined {
+  const b = r.body as { certificate?: unknown } | undefined;
+  return r.status === 201 && typeof b?.certificate === "string" ? b.certificate : undefined;
+}
+
+/** describeSample is a sample certificate's issuer check and SANs, so the report shows both CAs issued what they claim. */
+function describeSample(pem: string | undefined, ca: X509Certificate): string {
+  if (pem === undefined) return "no certificate";
+  const c = new X509Certificate(pem);
+  return `${c.checkIssued(ca) && c.verify(ca.publicKey) ? "signed by the CA" : "NOT signed by the CA"}; SANs ${c.subjectAltName ?? "none"}; ${Math.round((Date.parse(c.validTo) - Date.parse(c.validFrom)) / 60_000)} min`;
+}
+
+/** createTokens makes `n` enroll tokens for `service` in DIR's ledger before serve starts (seedLedger: made on a tmpfs, copied in). */
+function createTokens(pki: string, service: string, n: number): Promise<string[]> {
+  return seedLedger(pki, async (ledger) => {
+    const now = new Date();
+    const tokens: string[] = [];
+    for (let i = 0; i < n; i++) tokens.push((await ledger.createToken(service, "enroll", 3_600_000, now)).token);
+    return tokens;
+  });
+}
+
+/** printProfile prints the top self-time functions of the .cpuprofile node wrote for `pid` in `dir`. */
+function printProfile(dir: string, pid: number): void {
+  const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile") && f.includes(`.${pid}.`));
+  if (file === undefined) {
+    console.log(
+      `profile: serve (pid ${pid}) wrote no .cpuprofile to ${dir} (it writes one only when it exits on its own)`,
+    );
+    return;
+  }
+  type Node = { id: number; callFrame: { functionName: string; url: string; lineNumber: number } };
+  const p = JSON.parse(readFileSync(path.join(dir, file), "utf8")) as {
+    nodes: Node[];
+    samples: number[];
+    timeDeltas: number[];
+  };
+  const byId = new Map(p.nodes.map((n) => [n.id, n]));
+  const self = new Map<string, number>();
+  let total = 0;
+  p.samples.forEach((id, i) => {
+    const f = byId.get(id)!.callFrame;
+    const key = `${f.functionName || "(anonymous)"} ${f.url === "" ? "(native)" : `${path.basename(f.url)}:${f.lineNumber + 1}`}`;
+    self.set(key, (self.get(key) ?? 0) + p.timeDeltas[i]!);
+    total += p.timeDeltas[i]!;
+  });
+  console.log(`\nprofile of serve (${path.join(dir, file)}), self time, top 20 of ${(total / 1e6).toFixed(1)} s:`);
+  for (const [key, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 20))
+    console.log(`  ${((us / total) * 100).toFixed(1).padStart(5)}%  ${key}`);
+}
+
+async function main(): Promise<number> {
+  if (spawnSync("cfssl", ["version"]).status !== 0 && ONLY.has("cfssl")) {
+    console.error("bench:serve: cfssl is not installed: apt-get install golang-cfssl (or scripts/install-interop.sh)");
+    return 1;
+  }
+  const work = mkdtempSync(path.join(values.dir ?? tmpdir(), "mtlskit-serve-bench-"));
+  const fsType = spawnSync("stat", ["-f", "-c", "%T", work], { encoding: "utf8" }).stdout.trim();
+  const durable = !["tmpfs", "ramfs"].includes(fsType);
+  const children: ChildProcess[] = [];
+  let served: Served | undefined;
+  const agents: http.Agent[] = [];
+  try {
+    const bin = buildPackage();
+    const pki = path.join(work, "pki");
+    const manifest = path.join(work, "mtlskit.yaml");
+    writeFileSync(
+      manifest,
+      onlineManifest({
+        cluster: "bench",
+        services: ["web"],
+        extra: ["  cfssl: { usage: server, addresses: [127.0.0.1, localhost] }"],
+      }),
+    );
+    const applied = await runBuilt(bin, ["apply", "-f", manifest, "--pki", pki]);
+    if (applied.code !== 0) throw new Error(`mtlskit apply failed: ${applied.err}`);
+    const ca = new X509Certificate(readFileSync(path.join(pki, "ca", "ca.pem")));
+    const csrs = await makeCsrs(manifest, "web", CSRS);
+    const csrAt = (i: number) => csrs[i % csrs.length]!;
+
+    const loads: Load[] = [];
+    for (const [key, name, db] of [
+      ["cfssl", "cfssl", false],
+      ["cfssl-db", "cfssl+db", true],
+    ] as const) {
+      if (!ONLY.has(key)) continue;
+      if (db && spawnSync("sqlite3", ["-version"]).status !== 0) {
+        console.log("cfssl+db: not measured: the sqlite3 CLI (Debian's sqlite3) is needed to make cfssl's certdb");
+        continue;
+      }
+      const cfssl = await startCfssl(work, pki, csrs[0]!, db);
+      children.push(cfssl.child);
+      agents.push(cfssl.target.agent);
+      loads.push({
+        name,
+        pid: cfssl.child.pid!,
+        send: (i) => requestJson(cfssl.target, "POST", "/api/v1/cfssl/sign", { certificate_request: csrAt(i).pem }),
+        certificate: cfsslCertificate,
+      });
+    }
+    if (ONLY.has("enroll") || ONLY.has("renew")) {
+      const tokens = await createTokens(pki, "web", ONLY.has("enroll") ? TOKENS : CONCURRENCY);
+      served = await startServe(bin, {
+        manifest,
+        pki,
+        ...(values.profile === undefined
+          ? {}
+          : { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${path.resolve(values.profile)}`] }),
+      });
+      const caFile = path.join(pki, "ca", "ca.pem");
+      const target: Target = { port: served.port, agent: trustAgent(caFile, { maxSockets: CONCURRENCY }), tls: true };
+      agents.push(target.agent);
+      let used = 0;
+      const enroll = (i: number): Promise<Reply> | undefined => {
+        const token = tokens[used++];
+        return token === undefined
+          ? undefined
+          : requestJson(target, "POST", "/v1/enroll", { service: "web", token, csr: csrAt(i).pem });
+      };
+      if (ONLY.has("renew")) {
+        // One identity per loop: loop k renews with the certificate enrolled here with CSR k's key.
+        const renewers: Target[] = [];
+        for (let k = 0; k < CONCURRENCY; k++) {
+          const r = await enroll(k)!;
+          const cert = issuedCertificate(r);
+          if (cert === undefined)
+            throw new Error(`enroll for the renew loops failed: ${r.status} ${JSON.stringify(r.body)}`);
+          const chain = (r.body as { chain: string }).chain;
+          const agent = trustAgent(caFile, { cert: chain, key: csrAt(k).keyPem, maxSockets: 1 });
+          agents.push(agent);
+          renewers.push({ port: served.port, agent, tls: true });
+        }
+        loads.push({
+          name: "mtlskit renew",
+          pid: served.child.pid!,
+          send: (i) => requestJson(renewers[i % CONCURRENCY]!, "POST", "/v1/renew", { csr: csrAt(i).pem }),
+          certificate: issuedCertificate,
+        });
+      }
+      if (ONLY.has("enroll"))
+        loads.push({ name: "mtlskit enroll", pid: served.child.pid!, send: enroll, certificate: issuedCertificate });
+    }
+
+    console.log(
+      `serve bench: ${ROUNDS} rounds x ${SECONDS} s per target, ${CONCURRENCY} concurrent keep-alive HTTPS connections, ${csrs.length} P-256 CSRs; node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), load average ${loadavg()[0]!.toFixed(2)} at start`,
+    );
+    console.log(
+      `ledgers (mtlskit's, cfssl's certdb) in ${work} on ${fsType || "?"}: ${durable ? "durable (fsync reaches the disk)" : "NOT durable: a tmpfs, fsync costs nothing; the targets below are judged only on a disk"}`,
+    );
+    for (const l of loads) await drive(l, WARMUP_SECONDS, tally()); // warm-up: JIT, connections
+    const totals = new Map<Load, Tally>(loads.map((l) => [l, tally()]));
+    for (let r = 0; r < ROUNDS; r++) {
+      const order = loads.map((_, i) => loads[(i + r) % loads.length]!);
+      const line: string[] = [];
+      for (const l of order) {
+        const t = tally();
+        await drive(l, SECONDS, t);
+        const sum = totals.get(l)!;
+        sum.count += t.count;
+        sum.errors += t.errors;
+        sum.firstError ??= t.firstError;
+        sum.seconds += t.seconds;
+        sum.serverCpu += t.serverCpu;
+        sum.clientCpu += t.clientCpu;
+        sum.latencies.push(...t.latencies);
+        sum.load1 = t.load1;
+        sum.sample ??= t.sample;
+        sum.exhausted ||= t.exhausted;
+        line.push(`${l.name} ${(t.count / t.seconds).toFixed(0)}/s`);
+      }
+      console.log(`  round ${r + 1}: ${line.join(", ")}`);
+    }
+
+    const rate = (t: Tally) => t.count / t.seconds;
+    console.log("");
+    console.log(
+      `${"target".padEnd(15)} ${"certs/s".padStart(8)} ${"p50 ms".padStart(7)} ${"p99 ms".padStart(7)} ${"errors".padStart(7)} ${"server CPU".padStart(11)} ${"ms CPU/cert".padStart(11)} ${"client CPU".padStart(11)} ${"load1".padStart(6)}`,
+    );
+    for (const l of loads) {
+      const t = totals.get(l)!;
+      const sorted = Float64Array.from(t.latencies).sort();
+      console.log(
+        `${l.name.padEnd(15)} ${rate(t).toFixed(0).padStart(8)} ${percentile(sorted, 50).toFixed(1).padStart(7)} ${percentile(sorted, 99).toFixed(1).padStart(7)} ${String(t.errors).padStart(7)} ${`${(t.serverCpu / t.seconds).toFixed(2)} cores`.padStart(11)} ${((t.serverCpu / t.count) * 1000).toFixed(3).padStart(11)} ${`${(t.clientCpu / t.seconds).toFixed(2)} cores`.padStart(11)} ${t.load1.toFixed(2).padStart(6)}`,
+      );
+    }
+    console.log("");
+    for (const l of loads) {
+      const t = totals.get(l)!;
+      console.log(`${l.name}: sample certificate ${describeSample(t.sample, ca)}`);
+      if (t.firstError !== undefined) console.log(`${l.name}: first error: ${t.firstError}`);
+      if (t.exhausted) console.log(`${l.name}: ran out of pre-made tokens (${TOKENS}): raise --tokens`);
+    }
+    const cfssl = loads.find((l) => l.name === "cfssl");
+    const cfsslDb = loads.find((l) => l.name === "cfssl+db");
+    const mine = loads.filter((l) => !l.name.startsWith("cfssl"));
+    if (mine.length > 0) console.log("");
+    for (const l of mine) {
+      const t = totals.get(l)!;
+      const p99 = percentile(Float64Array.from(t.latencies).sort(), 99);
+      const verdict = (ok: boolean) => (ok ? "PASS" : "FAIL");
+      const vsCfssl =
+        cfssl === undefined
+          ? "not measured (cfssl not run)"
+          : `${(rate(t) / rate(totals.get(cfssl)!)).toFixed(2)}x cfssl's rate: ${verdict(rate(t) > rate(totals.get(cfssl)!))}${cfsslDb === undefined ? "" : ` (${(rate(t) / rate(totals.get(cfsslDb)!)).toFixed(2)}x cfssl+db's)`}`;
+      if (!durable) {
+        console.log(
+          `${l.name}: ${rate(t).toFixed(0)}/s, p99 ${p99.toFixed(1)} ms: not judged (the ledger is not durable here)`,
+        );
+        continue;
+      }
+      console.log(
+        `${l.name}: ${rate(t).toFixed(0)}/s >= ${TARGET.rate}/s: ${verdict(rate(t) >= TARGET.rate)}; p99 ${p99.toFixed(1)} ms <= ${TARGET.p99Ms} ms: ${verdict(p99 <= TARGET.p99Ms)}; ${vsCfssl}; errors ${t.errors}: ${verdict(t.errors === 0)}`,
+      );
+    }
+    return 0;
+  } finally {
+    for (const a of agents) a.destroy();
+    for (const c of children) {
+      c.kill("SIGKILL");
+      await within(exited(c), 10_000, "cfssl after SIGKILL").catch(() => {});
+    }
+    await served?.stop().catch(() => {});
+    if (values.profile !== undefined && served !== undefined)
+      printProfile(path.resolve(values.profile), served.child.pid!);
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    console.error(`bench:serve could not measure: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(1);
+  },
+);
