@@ -17,7 +17,7 @@
 #   ca-certificates update-ca-certificates: `mtlskit trust install` into the system store
 #   libnss3-tools   certutil: `mtlskit trust install` into an NSS database (browsers)
 #   golang-cfssl    cfssl serve: not a test, the peer `npm run bench:serve` measures mtlskit serve against
-#   sqlite3         the sqlite3 CLI: makes cfssl's certdb for bench:serve's cfssl+db (cfssl recording what it signs)
+#   sqlite3         the sqlite3 CLI: the independent reader of the ledger in test/ledger.test.ts (integrity_check, rows), and cfssl's certdb for bench:serve's cfssl+db
 set -euo pipefail
 
 need=(
