@@ -3,9 +3,9 @@
  *
  * Durability: WAL with synchronous=FULL, so a COMMIT has returned only once the WAL is fsynced.
  * Group commit: `record` (and `createToken`) queue their write and the queue is written by one
- * transaction on the next turn of the event loop (setImmediate), each write under its own
- * SAVEPOINT so one refusal (duplicate serial, lost token race) or one malformed row undoes only
- * itself, while the database failing (busy, disk full) fails the whole batch; every promise
+ * transaction on the next turn of the event loop (setImmediate); one refusal (duplicate serial,
+ * lost token race) or one malformed row undoes only itself (the batch is then written again with
+ * a SAVEPOINT per write: flush), while the database failing (busy, disk full) fails the whole batch; every promise
  * settles after COMMIT returned. better-sqlite3 is synchronous, so while a commit (and its fsync) runs, requests pile
  * up in the sockets and the next flush writes them all: the batch grows with the load, and the
  * fsyncs per second stay bounded instead of one per certificate.
@@ -334,6 +334,9 @@ function prepare(db: Database.Database) {
       "INSERT INTO tokens (id, kind, service, secret_sha256, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
     ),
     cert: db.prepare<[string], CertRow>("SELECT * FROM certificates WHERE serial = ?"),
+    savepoint: db.prepare("SAVEPOINT item"),
+    rollbackTo: db.prepare("ROLLBACK TO item"),
+    release: db.prepare("RELEASE item"),
   };
 }
 type Statements = ReturnType<typeof prepare>;
@@ -444,31 +447,24 @@ class SqliteLedgerImpl implements SqliteLedger {
     });
   }
 
-  /** flush writes every queued job in one transaction (group commit), each under a savepoint; settles their promises after COMMIT. */
+  /**
+   * flush writes every queued job in one transaction (group commit); settles their promises after
+   * COMMIT. First without savepoints (the usual batch, where every job writes its row: a
+   * SAVEPOINT and RELEASE per row cost more than the row); when a job asks to be undone or fails
+   * as a row, the transaction is rolled back and the batch written again with a savepoint per job,
+   * so that job undoes only itself (the database is held BEGIN IMMEDIATE throughout, so the second
+   * pass sees what the first saw).
+   */
   private flush(): void {
     this.scheduled = false;
     const batch = this.queue;
     this.queue = [];
     if (batch.length === 0) return;
-    const settled: ({ value: unknown } | { error: unknown })[] = [];
+    let settled: ({ value: unknown } | { error: unknown })[];
     try {
       this.db.exec("BEGIN IMMEDIATE");
       try {
-        for (const job of batch) {
-          this.db.exec("SAVEPOINT item");
-          try {
-            const { value, undo } = job.write();
-            if (undo) this.db.exec("ROLLBACK TO item");
-            this.db.exec("RELEASE item");
-            settled.push({ value });
-          } catch (e) {
-            // The database failing fails the whole batch; a bad row (a caller's bug) fails alone.
-            if (!rowFault(e)) throw e;
-            this.db.exec("ROLLBACK TO item");
-            this.db.exec("RELEASE item");
-            settled.push({ error: e });
-          }
-        }
+        settled = this.writeAll(batch) ?? this.writeEach(batch);
         this.db.exec("COMMIT");
       } catch (e) {
         if (this.db.inTransaction) this.db.exec("ROLLBACK");
@@ -490,6 +486,54 @@ class SqliteLedgerImpl implements SqliteLedger {
       if ("value" in s) job.resolve(s.value);
       else job.reject(s.error);
     });
+  }
+
+  /**
+   * writeAll runs every job under one savepoint; undefined (and the savepoint rolled back, the
+   * transaction still open) when one asked to be undone or failed as a row. The database failing
+   * is thrown, failing the whole batch.
+   */
+  private writeAll(batch: Job[]): { value: unknown }[] | undefined {
+    this.st.savepoint.run();
+    const values: { value: unknown }[] = [];
+    for (const job of batch) {
+      let written: { value: unknown; undo: boolean };
+      try {
+        written = job.write();
+      } catch (e) {
+        if (!rowFault(e)) throw e;
+        written = { value: undefined, undo: true };
+      }
+      if (written.undo) {
+        this.st.rollbackTo.run();
+        this.st.release.run();
+        return undefined;
+      }
+      values.push({ value: written.value });
+    }
+    this.st.release.run();
+    return values;
+  }
+
+  /** writeEach runs each job under its own savepoint: a refusal or a bad row (a caller's bug) undoes only itself. */
+  private writeEach(batch: Job[]): ({ value: unknown } | { error: unknown })[] {
+    const settled: ({ value: unknown } | { error: unknown })[] = [];
+    for (const job of batch) {
+      this.st.savepoint.run();
+      try {
+        const { value, undo } = job.write();
+        if (undo) this.st.rollbackTo.run();
+        this.st.release.run();
+        settled.push({ value });
+      } catch (e) {
+        // The database failing fails the whole batch; a bad row (a caller's bug) fails alone.
+        if (!rowFault(e)) throw e;
+        this.st.rollbackTo.run();
+        this.st.release.run();
+        settled.push({ error: e });
+      }
+    }
+    return settled;
   }
 
   /** writeOne consumes the token (conditionally) and inserts the row, inside the caller's savepoint; a refusal is returned, and the caller rolls it back. */

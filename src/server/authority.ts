@@ -103,12 +103,34 @@ export function loadAuthority(loaded: LoadedManifest, dir: string): Authority {
   };
 }
 
-/** RevokedSet answers "is this serial in ca/revoked.json", re-reading the file only when it changed. */
+/**
+ * RevokedSet answers "is this serial in ca/revoked.json" from memory. refresh re-reads the file
+ * when it changed (one stat): serve calls it on its tick (every checkMs) and after each
+ * /v1/revoke, never per request. A revocation through the API is in the ledger's row, read per
+ * request; one recorded by `mtlskit revoke` on the CA's host reaches serve within checkMs.
+ */
 export class RevokedSet {
   private stamp = "";
   private serials = new Set<string>();
-  constructor(private readonly dir: string) {}
+  /** broken: why the last refresh could not read the file; has() then throws it (a renewal fails closed, as it did reading per request). */
+  private broken: unknown;
+  constructor(private readonly dir: string) {
+    this.refresh();
+  }
   has(serial: string): boolean {
+    if (this.broken !== undefined) throw this.broken;
+    return this.serials.has(serial);
+  }
+  refresh(): void {
+    try {
+      this.read();
+      this.broken = undefined;
+    } catch (e) {
+      this.stamp = "";
+      this.broken = e;
+    }
+  }
+  private read(): void {
     const file = abs(this.dir, LAYOUT.revoked);
     let stamp = "-";
     try {
@@ -119,6 +141,5 @@ export class RevokedSet {
       this.serials = new Set(readRevocations(this.dir).map((r) => r.serial));
       this.stamp = stamp;
     }
-    return this.serials.has(serial);
   }
 }

@@ -46,8 +46,10 @@ export interface HttpRequest {
   body: unknown;
   /** remote: `ADDRESS:PORT` of the client. */
   remote: string;
-  /** peerCertificates: the client's certificate chain as sent (leaf first, DER); empty when it sent none. */
+  /** peerCertificates: the client's certificate chain as sent (leaf first, DER); empty when it sent none. Read once per TLS connection. */
   peerCertificates(): Buffer[];
+  /** connection: the TLS connection's identity, the same object for each request on it: a WeakMap key for what its peer certificate settles once. */
+  connection: object;
   /** log: a structured log line (nothing secret: no token, key or CSR). */
   log(fields: Record<string, unknown>, message: string): void;
 }
@@ -183,6 +185,8 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
       );
       // A handshake that fails or misses handshakeTimeout ends its socket (Node leaves that to the listener).
       server.on("tlsClientError", (_err, socket) => socket.destroy());
+      // No TLS 1.2 renegotiation: a connection keeps the peer certificate of its handshake (PEER_CHAINS).
+      server.on("secureConnection", (socket: TLSSocket) => socket.disableRenegotiation());
       server.setTimeout(LIMITS.idleTimeoutMs);
       server.maxConnections = LIMITS.maxConnections;
       return server;
@@ -255,6 +259,7 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
           body: req.body,
           remote: `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? 0}`,
           peerCertificates: () => peerChain(socket),
+          connection: socket,
           log: (fields, message) => req.log.info(fields, message),
         });
         reply.code(r.status);
@@ -282,9 +287,27 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
   };
 }
 
+/**
+ * PEER_CHAINS: each connection's peer chain, read once. A TLS connection's peer certificate
+ * cannot change: TLS 1.3 has no renegotiation and the server disables TLS 1.2's on every
+ * connection (secureConnection), so a new certificate means a new handshake on a new socket;
+ * getPeerCertificate(true) builds JavaScript objects for the whole chain each call.
+ */
+const PEER_CHAINS = new WeakMap<TLSSocket, Buffer[]>();
+
 /** peerChain reads the certificates the client presented, leaf first, as DER; none: empty. */
 function peerChain(socket: TLSSocket): Buffer[] {
   if (typeof socket.getPeerCertificate !== "function") return [];
+  let chain = PEER_CHAINS.get(socket);
+  if (!chain) {
+    chain = readPeerChain(socket);
+    PEER_CHAINS.set(socket, chain);
+  }
+  return chain;
+}
+
+/** readPeerChain asks the TLS socket for the peer's chain. */
+function readPeerChain(socket: TLSSocket): Buffer[] {
   const out: Buffer[] = [];
   let c = socket.getPeerCertificate(true);
   const seen = new Set<string>();

@@ -83,12 +83,13 @@ async function listenWith(
   let creds = issueServerCredentials(authority.current, authority.anchorPem, listen.host, now());
   const metrics = createMetrics();
   metrics.caNotAfter(authority.current.cert.notAfter);
+  const revoked = new RevokedSet(opts.pkiDir);
   const ctx = {
     loaded: opts.manifest,
     dir: opts.pkiDir,
     ledger,
     authority: () => authority,
-    revoked: new RevokedSet(opts.pkiDir),
+    revoked,
     metrics,
     now,
   };
@@ -115,6 +116,7 @@ async function listenWith(
   // certificate under it, with the new bundle); else the certificate is renewed once 2/3 of its
   // lifetime has passed by `now` (a clock the tests can move).
   const timer = setInterval(() => {
+    revoked.refresh(); // a damaged ca/revoked.json makes renewals fail (500) until it reads again
     try {
       if (caFilesStamp(opts.pkiDir) !== authority.stamp) reload();
       else if (now() >= creds.renewAt) renewCredentials();

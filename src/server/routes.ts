@@ -99,16 +99,26 @@ interface Client {
   leaf: Cert;
 }
 
-/** authenticate judges the TLS client certificate (see the file's comment). */
-async function authenticate(ctx: ServeContext, req: HttpRequest, now: Date): Promise<Client> {
-  const chain = req.peerCertificates();
-  if (chain.length === 0)
-    throw new ServeProblem(
-      "cert-required",
-      "this route needs the client's current certificate, and the TLS connection presented none",
-      "connect with the certificate the CA issued (cert.pem and key.pem), or enroll with a token",
-    );
-  const authority = ctx.authority();
+/** Chained is a client chain judged against one reading of the CA: its leaf and path to an anchor, its identity URI. */
+interface Chained {
+  authority: Authority;
+  leaf: Cert;
+  path: Cert[];
+  uri: string | undefined;
+}
+
+/**
+ * CHAINS: per TLS connection, its client chain as last judged. A connection's peer certificate
+ * does not change (http.ts), so decoding it and checking its signatures up to the trust bundle
+ * is done once per connection and CA reading (a CA re-read, a rotation, judges it again); what
+ * changes with time (validity, revocation) is asked on every request.
+ */
+const CHAINS = new WeakMap<object, Chained>();
+
+/** chainOf decodes the presented chain and builds its path to the bundle (cached per connection and authority); refusals are ServeProblems. */
+function chainOf(connection: object, chain: Buffer[], authority: Authority): Chained {
+  const cached = CHAINS.get(connection);
+  if (cached?.authority === authority) return cached;
   const material = new Material();
   let leaf: Cert;
   let intermediates: Cert[];
@@ -132,6 +142,23 @@ async function authenticate(ctx: ServeContext, req: HttpRequest, now: Date): Pro
       `the client certificate does not chain to this CA's trust bundle (${built.failure.kind})`,
       "present a certificate this CA issued, or enroll with a token",
     );
+  const judged = { authority, leaf, path: built.path, uri: peerFromDer(leaf.der).identity?.uri };
+  CHAINS.set(connection, judged);
+  return judged;
+}
+
+/** authenticate judges the TLS client certificate (see the file's comment). */
+async function authenticate(ctx: ServeContext, req: HttpRequest, now: Date): Promise<Client> {
+  const chain = req.peerCertificates();
+  if (chain.length === 0)
+    throw new ServeProblem(
+      "cert-required",
+      "this route needs the client's current certificate, and the TLS connection presented none",
+      "connect with the certificate the CA issued (cert.pem and key.pem), or enroll with a token",
+    );
+  const authority = ctx.authority();
+  const built = chainOf(req.connection, chain, authority);
+  const { leaf } = built;
   const invalid = invalidAt(built.path, now);
   if (invalid)
     throw new ServeProblem(
@@ -155,8 +182,7 @@ async function authenticate(ctx: ServeContext, req: HttpRequest, now: Date): Pro
       "a revoked certificate cannot renew: enroll again with a new token (`mtlskit token create`)",
     );
   const services = ctx.loaded.manifest.services;
-  const peer = peerFromDer(leaf.der);
-  const uri = peer.identity?.uri;
+  const uri = built.uri;
   const cn = leaf.info.subjectAttributes.CN;
   const service =
     uri !== undefined
@@ -369,6 +395,7 @@ function recordRevocation(
     throw e;
   }
   const r = recorded.added[0] ?? recorded.already[0]!;
+  ctx.revoked.refresh();
   const root = ctx.authority().root;
   if (!root.privateKey)
     return {
