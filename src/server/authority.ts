@@ -104,10 +104,9 @@ export function loadAuthority(loaded: LoadedManifest, dir: string): Authority {
 }
 
 /**
- * RevokedSet answers "is this serial in ca/revoked.json" from memory. refresh re-reads the file
- * when it changed (one stat): serve calls it on its tick (every checkMs) and after each
- * /v1/revoke, never per request. A revocation through the API is in the ledger's row, read per
- * request; one recorded by `mtlskit revoke` on the CA's host reaches serve within checkMs.
+ * RevokedSet answers "is this serial in ca/revoked.json": each answer first looks at the file (one
+ * stat) and re-reads it only when it changed, so a serial `mtlskit revoke` recorded on the CA's
+ * host is refused by the very next renewal (a keyCompromise revocation cannot wait for a tick).
  */
 export class RevokedSet {
   private stamp = "";
@@ -118,6 +117,7 @@ export class RevokedSet {
     this.refresh();
   }
   has(serial: string): boolean {
+    this.refresh();
     if (this.broken !== undefined) throw this.broken;
     return this.serials.has(serial);
   }

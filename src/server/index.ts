@@ -116,7 +116,6 @@ async function listenWith(
   // certificate under it, with the new bundle); else the certificate is renewed once 2/3 of its
   // lifetime has passed by `now` (a clock the tests can move).
   const timer = setInterval(() => {
-    revoked.refresh(); // a damaged ca/revoked.json makes renewals fail (500) until it reads again
     try {
       if (caFilesStamp(opts.pkiDir) !== authority.stamp) reload();
       else if (now() >= creds.renewAt) renewCredentials();

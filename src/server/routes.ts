@@ -395,7 +395,6 @@ function recordRevocation(
     throw e;
   }
   const r = recorded.added[0] ?? recorded.already[0]!;
-  ctx.revoked.refresh();
   const root = ctx.authority().root;
   if (!root.privateKey)
     return {
