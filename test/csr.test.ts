@@ -7,18 +7,18 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { X509Certificate, createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
+import { X509Certificate, createPrivateKey, createPublicKey } from "node:crypto";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { before, describe, it } from "node:test";
 import { csrPolicy, leafSpec } from "../src/ca/policy.ts";
 import { loadManifest } from "../src/manifest/index.ts";
 import { decodeCsr } from "../src/pki/csr.ts";
-import { bitString, oid, seq, tlv, TAG, uint } from "../src/pki/der.ts";
 import { encodePem, parsePem } from "../src/pki/pem.ts";
 import { readAndPlan } from "../src/plan/read.ts";
 import { signRequest } from "../src/plan/sign.ts";
 import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
+import { rsa16kCsr } from "./helpers/forge.ts";
 import { opensslVerify } from "./helpers/openssl.ts";
 import { assertUntouched, inspectPki } from "./helpers/pki.ts";
 import { handshake } from "./helpers/tls.ts";
@@ -74,19 +74,6 @@ function opensslReq(dir: string, name: string, opts: { newkey?: string[]; subj?:
     out,
   ]);
   return out;
-}
-
-/** rsa16kCsr is a request holding a 16384-bit RSA public key (a random odd modulus; signature unchecked, as the size is refused first). */
-function rsa16kCsr(): Buffer {
-  const modulus = randomBytes(2048);
-  modulus[0]! |= 0x80;
-  modulus[2047]! |= 1;
-  const spki = seq(
-    seq(oid("1.2.840.113549.1.1.1"), tlv(TAG.null)),
-    bitString(seq(uint(modulus), uint(Buffer.from([1, 0, 1])))),
-  );
-  const info = seq(uint(Buffer.from([0])), seq(), spki, tlv(0xa0));
-  return seq(info, seq(oid("1.2.840.113549.1.1.11"), tlv(TAG.null)), bitString(randomBytes(2048)));
 }
 
 describe("csr and sign", () => {

@@ -19,7 +19,6 @@ import { csrPolicy, leafSpec, requestFor } from "../src/ca/policy.ts";
 import { loadManifest, type LoadedManifest, type Service } from "../src/manifest/index.ts";
 import { decodeCrl } from "../src/pki/crl.ts";
 import { decodeCsr, encodeCsr } from "../src/pki/csr.ts";
-import { bitString, oid, seq, tlv, TAG, uint } from "../src/pki/der.ts";
 import { encodeTbs, newSerial, signTbs } from "../src/pki/issue.ts";
 import { generateKey, type KeyTypeName } from "../src/pki/keys.ts";
 import { encodePem, parsePem } from "../src/pki/pem.ts";
@@ -31,6 +30,7 @@ import { readCa } from "../src/state/read.ts";
 import { readRevocations } from "../src/state/revocations.ts";
 import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { failingLedger } from "./helpers/failing-ledger.ts";
+import { rsa16kCsr } from "./helpers/forge.ts";
 import { opensslVerify } from "./helpers/openssl.ts";
 
 const MANIFEST = `version: 1
@@ -73,6 +73,45 @@ interface Call {
   cert?: string;
   key?: string;
   agent?: Agent;
+  /** ca: the bundle the server's certificate must chain to. */
+  ca?: string;
+  /** insecure: read an answer without judging the server's certificate (the rotation's bundle probe only). */
+  insecure?: boolean;
+}
+
+/** httpsCall makes one HTTPS request to `base` + `p` (its own connection unless an agent is given) and reads the whole answer, bounded by 20 s. */
+function httpsCall(base: string | URL, p: string, c: Call = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const body = c.raw ?? (c.json === undefined ? undefined : JSON.stringify(c.json));
+    const opts: RequestOptions = {
+      method: c.method ?? (body === undefined ? "GET" : "POST"),
+      ...(c.ca === undefined ? {} : { ca: c.ca }),
+      ...(c.insecure ? { rejectUnauthorized: false } : {}),
+      agent: c.agent ?? false,
+      timeout: 20_000,
+      headers: {
+        ...(body === undefined ? {} : { "content-type": c.type ?? "application/json" }),
+        ...c.headers,
+      },
+      ...(c.cert ? { cert: c.cert, key: c.key } : {}),
+    };
+    const req = request(new URL(p, base), opts, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (d: Buffer) => chunks.push(d));
+      res.on("end", () => {
+        const b = Buffer.concat(chunks);
+        let json: unknown;
+        try {
+          json = JSON.parse(b.toString("utf8"));
+        } catch {}
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b, json });
+      });
+      res.on("error", reject);
+    });
+    req.on("timeout", () => req.destroy(new Error("request timed out")));
+    req.on("error", reject);
+    req.end(body);
+  });
 }
 
 function openssl(args: string[]): string {
@@ -95,22 +134,6 @@ function newCsr(
   };
 }
 
-/** rsa16kCsr is a request holding a 16384-bit RSA public key (a random odd modulus; its signature is never checked, the size is refused first). */
-function rsa16kCsr(): string {
-  const modulus = randomBytes(2048);
-  modulus[0]! |= 0x80;
-  modulus[2047]! |= 1;
-  const spki = seq(
-    seq(oid("1.2.840.113549.1.1.1"), tlv(TAG.null)),
-    bitString(seq(uint(modulus), uint(Buffer.from([1, 0, 1])))),
-  );
-  const info = seq(uint(Buffer.from([0])), seq(), spki, tlv(0xa0));
-  return encodePem(
-    "CERTIFICATE REQUEST",
-    seq(info, seq(oid("1.2.840.113549.1.1.11"), tlv(TAG.null)), bitString(randomBytes(2048))),
-  );
-}
-
 describe("mtlskit serve", () => {
   let dir: string;
   let pki: string;
@@ -125,42 +148,8 @@ describe("mtlskit serve", () => {
   const secrets: string[] = [];
   const svc = (name: string) => loaded.manifest.services.find((s) => s.name === name)!;
 
-  /** call makes one HTTPS request (its own connection unless an agent is given) and reads the whole answer, bounded by 20 s. */
-  function call(p: string, c: Call = {}): Promise<Reply> {
-    return new Promise((resolve, reject) => {
-      const body = c.raw ?? (c.json === undefined ? undefined : JSON.stringify(c.json));
-      const opts: RequestOptions = {
-        host: "127.0.0.1",
-        port: url.port,
-        path: p,
-        method: c.method ?? (body === undefined ? "GET" : "POST"),
-        ca: bundle,
-        agent: c.agent ?? false,
-        timeout: 20_000,
-        headers: {
-          ...(body === undefined ? {} : { "content-type": c.type ?? "application/json" }),
-          ...c.headers,
-        },
-        ...(c.cert ? { cert: c.cert, key: c.key } : {}),
-      };
-      const req = request(opts, (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (d: Buffer) => chunks.push(d));
-        res.on("end", () => {
-          const b = Buffer.concat(chunks);
-          let json: unknown;
-          try {
-            json = JSON.parse(b.toString("utf8"));
-          } catch {}
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b, json });
-        });
-        res.on("error", reject);
-      });
-      req.on("timeout", () => req.destroy(new Error("request timed out")));
-      req.on("error", reject);
-      req.end(body);
-    });
-  }
+  /** call makes one HTTPS request to the server, trusting its bundle. */
+  const call = (p: string, c: Call = {}): Promise<Reply> => httpsCall(url, p, { ca: bundle, ...c });
 
   const token = async (service = "web", ttlMs = 15 * 60_000, at = new Date()) => {
     const t = (await ledger.createToken(service, "enroll", ttlMs, at)).token;
@@ -464,7 +453,7 @@ describe("mtlskit serve", () => {
         422,
         "policy",
       ],
-      ["csr with RSA 16384", () => enrollWith({ csr: rsa16kCsr() }), 422, "policy"],
+      ["csr with RSA 16384", () => enrollWith({ csr: encodePem("CERTIFICATE REQUEST", rsa16kCsr()) }), 422, "policy"],
       [
         "csr with a key type the manifest does not declare",
         () => enrollWith({ csr: newCsr(svc("web"), "ed25519").csr }),
@@ -919,16 +908,7 @@ console.log(JSON.stringify([before, loaded()]));`;
       const want = openssl(["x509", "-in", path.join(pki, "ca/ca.pem"), "-noout", "-fingerprint", "-sha256"]);
       assert.equal(sha, want.trim().replace(/^.*=/, "").replace(/:/g, "").toLowerCase());
       const ca = readFileSync(path.join(pki, "ca/ca.pem"), "utf8");
-      const health = await new Promise<number>((resolve, reject) => {
-        const req = request(`${url}/v1/health`, { ca, agent: false, timeout: 20_000 }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        });
-        req.on("timeout", () => req.destroy(new Error("timed out")));
-        req.on("error", reject);
-        req.end();
-      });
-      assert.equal(health, 200);
+      assert.equal((await httpsCall(url!, "/v1/health", { ca })).status, 200);
       assert.ok(existsSync(path.join(pki, "ca/ledger.db")));
       child.kill("SIGTERM");
       assert.equal(await exited, 0, err);
@@ -950,33 +930,8 @@ describe("mtlskit serve through a CA rotation, and its own certificate's renewal
   const svc = (name: string) => loaded.manifest.services.find((s) => s.name === name)!;
 
   /** post sends JSON over a fresh connection that trusts `ca`, with an optional client certificate. */
-  function post(p: string, json: unknown, ca: string, client?: { cert: string; key: string }): Promise<Reply> {
-    return new Promise((resolve, reject) => {
-      const body = JSON.stringify(json);
-      const req = request(
-        `${server.url}${p}`,
-        {
-          method: "POST",
-          ca,
-          agent: false,
-          timeout: 20_000,
-          headers: { "content-type": "application/json" },
-          ...(client ?? {}),
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on("data", (d: Buffer) => chunks.push(d));
-          res.on("end", () => {
-            const b = Buffer.concat(chunks);
-            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b, json: JSON.parse(b.toString()) });
-          });
-        },
-      );
-      req.on("timeout", () => req.destroy(new Error("timed out")));
-      req.on("error", reject);
-      req.end(body);
-    });
-  }
+  const post = (p: string, json: unknown, ca: string, client?: { cert: string; key: string }) =>
+    httpsCall(server.url, p, { json, ca, ...client });
   /** until polls `f` every 100 ms for at most 10 s. */
   async function until(what: string, f: () => Promise<boolean> | boolean) {
     for (let i = 0; i < 100; i++) {
@@ -985,25 +940,7 @@ describe("mtlskit serve through a CA rotation, and its own certificate's renewal
     }
     assert.fail(`not within 10 s: ${what}`);
   }
-  const bundleNow = async () =>
-    (
-      await new Promise<Reply>((resolve, reject) => {
-        const req = request(
-          `${server.url}/v1/bundle`,
-          { rejectUnauthorized: false, agent: false, timeout: 20_000 },
-          (res) => {
-            const chunks: Buffer[] = [];
-            res.on("data", (d: Buffer) => chunks.push(d));
-            res.on("end", () => {
-              const b = Buffer.concat(chunks);
-              resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b, json: JSON.parse(b.toString()) });
-            });
-          },
-        );
-        req.on("error", reject);
-        req.end();
-      })
-    ).json;
+  const bundleNow = async () => (await httpsCall(server.url, "/v1/bundle", { insecure: true })).json;
   const caOf = (f: string) => readFileSync(path.join(pki, f), "utf8");
   const enrollWeb = async (ca: string) => {
     const { csr, keyPem } = newCsr(svc("web"));
@@ -1094,30 +1031,7 @@ describe("mtlskit serve with ca.intermediate and the root's key offline", () => 
   let loaded: LoadedManifest;
   const svc = (name: string) => loaded.manifest.services.find((s) => s.name === name)!;
   const post = (p: string, json: unknown, client?: { cert: string; key: string }) =>
-    new Promise<Reply>((resolve, reject) => {
-      const req = request(
-        `${server.url}${p}`,
-        {
-          method: "POST",
-          ca: readFileSync(path.join(pki, "ca/ca.pem"), "utf8"),
-          agent: false,
-          timeout: 20_000,
-          headers: { "content-type": "application/json" },
-          ...(client ?? {}),
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on("data", (d: Buffer) => chunks.push(d));
-          res.on("end", () => {
-            const b = Buffer.concat(chunks);
-            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b, json: JSON.parse(b.toString()) });
-          });
-        },
-      );
-      req.on("timeout", () => req.destroy(new Error("timed out")));
-      req.on("error", reject);
-      req.end(JSON.stringify(json));
-    });
+    httpsCall(server.url, p, { json, ca: readFileSync(path.join(pki, "ca/ca.pem"), "utf8"), ...client });
 
   before(async () => {
     dir = tempDir("mtlskit-serve-int-");
@@ -1218,20 +1132,10 @@ describe("mtlskit serve on IPv6 loopback", () => {
         new X509Certificate(server.serverCertificate()).subjectAltName,
         "DNS:localhost, IP Address:0:0:0:0:0:0:0:1",
       );
-      const status = await new Promise<number>((resolve, reject) => {
-        const req = request(
-          `${server.url}/v1/health`,
-          { ca: readFileSync(path.join(pki, "ca/ca.pem"), "utf8"), agent: false, timeout: 20_000 },
-          (res) => {
-            res.resume();
-            resolve(res.statusCode ?? 0);
-          },
-        );
-        req.on("timeout", () => req.destroy(new Error("timed out")));
-        req.on("error", reject);
-        req.end();
+      const health = await httpsCall(server.url, "/v1/health", {
+        ca: readFileSync(path.join(pki, "ca/ca.pem"), "utf8"),
       });
-      assert.equal(status, 200);
+      assert.equal(health.status, 200);
     } finally {
       await server.close();
     }

@@ -234,3 +234,16 @@ export function keyFromPem(pem: string, type: ForgeKey): ForgedKey {
   const privateKey = createPrivateKey(pem);
   return { type, privateKey, spki: createPublicKey(privateKey).export({ type: "spki", format: "der" }), pem };
 }
+
+/** rsa16kCsr is a PKCS#10 request (DER) holding a 16384-bit RSA public key (a random odd modulus; its signature is never checked: the size is refused first). */
+export function rsa16kCsr(): Buffer {
+  const modulus = randomBytes(2048);
+  modulus[0]! |= 0x80;
+  modulus[2047]! |= 1;
+  const spki = seq(
+    seq(oid("1.2.840.113549.1.1.1"), tlv(TAG.null)),
+    bitString(seq(uint(modulus), uint(Buffer.from([1, 0, 1])))),
+  );
+  const info = seq(uint(Buffer.from([0])), seq(), spki, tlv(0xa0));
+  return seq(info, seq(oid("1.2.840.113549.1.1.11"), tlv(TAG.null)), bitString(randomBytes(2048)));
+}
