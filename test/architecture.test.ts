@@ -90,6 +90,7 @@ const DOORS: Record<string, string> = {
   "@grpc/grpc-js": "service/grpc.ts",
   fastify: "server/http.ts",
   "better-sqlite3": "ledger/sqlite.ts",
+  pg: "ledger/postgres.ts",
   "prom-client": "server/metrics.ts",
   // `yaml` is a test-only judge of the Kubernetes emitter (test/export.test.ts): one YAML library
   // at runtime. @peculiar/asn1-x509 and @peculiar/asn1-schema are test-only judges of
