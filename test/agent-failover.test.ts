@@ -14,8 +14,10 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { X509Certificate } from "node:crypto";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import * as https from "node:https";
+import * as net from "node:net";
 import type { AddressInfo } from "node:net";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -24,6 +26,7 @@ import {
   type AgentEvent,
   type AgentState,
   agentSource,
+  bundleDigests,
   type Clock,
   createAgent,
   failsOver,
@@ -34,7 +37,7 @@ import {
   UnreachableError,
 } from "../src/agent/index.ts";
 import { authorizeAny, clientOptions, createMtlsServer } from "../src/service/index.ts";
-import { runCli, tempDir } from "./helpers/cli.ts";
+import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { metricsOf, type OnlineCa, type Replica, startOnlineCa, startReplica } from "./helpers/online.ts";
 
 const MANIFEST = `version: 1
@@ -440,6 +443,93 @@ describe("agent: two replicas (startServer twice on one PKI and one SQLite ledge
       new RegExp(`mtlskit_agent_server_last_success_seconds\\{service="web",server="${b.url}"\\} \\d`),
     );
     execFileSync("promtool", ["check", "metrics"], { input: m.out, stdio: ["pipe", "pipe", "pipe"] });
+  });
+
+  it("ok/deadlines: a server that accepts TCP but never handshakes, then one that takes the request and never answers, are left for the next (connectTimeoutMs, timeoutMs)", async () => {
+    const held: net.Socket[] = [];
+    const mute = net.createServer((s) => held.push(s));
+    const svc = path.join(a.pki, "services/dropper");
+    const silent = https.createServer(
+      { cert: readFileSync(path.join(svc, "cert.pem")), key: readFileSync(path.join(svc, "key.pem")) },
+      (req) => req.resume(), // reads the request, never answers
+    );
+    await new Promise<void>((r) => mute.listen(0, "127.0.0.1", r));
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    const muteUrl = `https://127.0.0.1:${(mute.address() as AddressInfo).port}`;
+    const silentUrl = `https://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const out = path.join(tempDir(), "tls");
+    const token = await a.token("web");
+    const agent = createAgent({
+      servers: [muteUrl, silentUrl, a.url],
+      service: "web",
+      token: () => token,
+      ca: caPem,
+      store: fileStore(out),
+      connectTimeoutMs: 300,
+      timeoutMs: 800,
+    });
+    try {
+      const r = await agent.step();
+      assert.equal(r.did, "enrolled", r.error?.message);
+      const [m, q, ok] = r.state.servers!;
+      assert.match(m!.lastError!.message, new RegExp(`${muteUrl} did not accept a TLS connection within 300 ms`));
+      assert.match(q!.lastError!.message, /\/v1\/enroll did not answer within 800 ms/);
+      assert.equal(ok!.failures, 0);
+      assert.equal(r.state.server, a.url);
+    } finally {
+      await agent.stop();
+      for (const s of held) s.destroy();
+      silent.closeAllConnections();
+      await new Promise<void>((r) => mute.close(() => r()));
+      await new Promise<void>((r) => silent.close(() => r()));
+    }
+  });
+
+  it("ok/--fingerprint with two servers: a first one presenting another CA's chain is refused with nothing sent, the second is bootstrapped and enrolls", async () => {
+    const dir = tempDir();
+    const otherPki = path.join(dir, "pki");
+    const applied = await runCli(["apply", "-f", writeManifest(dir, MANIFEST), "--pki", otherPki]);
+    assert.equal(applied.code, 0, applied.err);
+    const svc = path.join(otherPki, "services/dropper");
+    let requests = 0;
+    const impostor = https.createServer(
+      { cert: readFileSync(path.join(svc, "cert.pem")), key: readFileSync(path.join(svc, "key.pem")) },
+      (_req, res) => {
+        requests++;
+        res.end();
+      },
+    );
+    await new Promise<void>((r) => impostor.listen(0, "127.0.0.1", r));
+    const impostorUrl = `https://127.0.0.1:${(impostor.address() as AddressInfo).port}`;
+    try {
+      const out = path.join(tempDir(), "tls");
+      const tokenFile = path.join(tempDir(), "token");
+      writeFileSync(tokenFile, `${await a.token("web")}\n`, { mode: 0o600 });
+      const fp = new X509Certificate(caPem).fingerprint256;
+      const r = await runCli([
+        "agent",
+        "--server",
+        `${impostorUrl},${b.url}`,
+        "--service",
+        "web",
+        "--token-file",
+        tokenFile,
+        "--out",
+        out,
+        "--fingerprint",
+        fp,
+        "--once",
+      ]);
+      assert.equal(r.code, 0, r.err);
+      assert.ok(r.err.includes(`${impostorUrl} could not be used (tls); trying ${b.url}`), r.err);
+      assert.equal(requests, 0, "no request reached the server the fingerprint does not trust");
+      assert.deepEqual(bundleDigests(readFileSync(path.join(out, "ca.pem"), "utf8")), bundleDigests(caPem));
+      const s = JSON.parse(readFileSync(path.join(out, "agent.json"), "utf8")) as AgentState;
+      assert.match(s.servers![0]!.lastError!.message, /not trusted by --fingerprint/);
+    } finally {
+      impostor.closeAllConnections();
+      await new Promise<void>((r) => impostor.close(() => r()));
+    }
   });
 
   it("fail/the CLI refuses a server given twice and an empty list entry (exit 2, nothing written)", async () => {
