@@ -6,9 +6,11 @@
  * stopped (fails fast, then works again without reopening), psql as the independent judge.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type Ledger, LedgerUnavailableError, openLedger, SCHEMA_VERSION } from "../src/ledger/index.ts";
-import { tempDir } from "./helpers/cli.ts";
+import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { HOUR, ledgerContract, NOW, row } from "./helpers/ledger-contract.ts";
 import { type Pg, startPostgres } from "./helpers/postgres.ts";
 
@@ -172,5 +174,168 @@ describe("ledger: postgres replicas", { timeout: 120_000 }, () => {
       if (!pg.running) await pg.start();
       await ledger.close();
     }
+  });
+});
+
+const CLI_MANIFEST = `version: 1
+cluster: led
+services:
+  web: { usage: dual, csr: true }
+`;
+
+/** noSecret asserts that a CLI result shows neither the password nor the user@ part of the URL. */
+function noSecret(r: { out: string; err: string }, what: string): void {
+  for (const text of [r.out, r.err]) {
+    assert.equal(text.includes(pg.password), false, `${what}: the password is in the output`);
+    assert.doesNotMatch(text, /mtlskit:[^@\s]*@/, `${what}: the URL's credentials are in the output`);
+  }
+}
+
+describe("cli: --ledger postgres://, ledger migrate", { timeout: 180_000 }, () => {
+  it("ok/ledger migrate --from sqlite --to postgres copies every row, verifies counts and SHA-256, re-run adds nothing; a conflicting row is named; back to sqlite: round trip identical", async () => {
+    const dir = tempDir("mtlskit-pgcli-");
+    const file = writeManifest(dir, CLI_MANIFEST);
+    const pki = path.join(dir, "pki");
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+    // A SQLite ledger with tokens (outstanding, used, revoked) and certificates (one revoked).
+    const src = await openLedger(pki);
+    const made = await Promise.all(Array.from({ length: 30 }, () => src.createToken("web", "enroll", HOUR, NOW)));
+    for (let i = 0; i < 20; i++)
+      await src.record(row((0x5000 + i).toString(16), { tokenId: made[i]!.record.id }), {
+        tokenId: made[i]!.record.id,
+        now: NOW,
+      });
+    for (let i = 0; i < 1100; i++) await src.record(row((0x100000 + i).toString(16), { how: "renew" }));
+    await src.revokeToken(made[25]!.record.id, NOW);
+    await src.revoke("5003", "keyCompromise", NOW);
+    await src.close();
+    const url = freshDb();
+    const db = new URL(url).pathname.slice(1);
+    const sqliteSpec = `sqlite:${path.join(pki, "ca/ledger.db")}`;
+    const first = await runCli(["ledger", "migrate", "--from", sqliteSpec, "--to", url]);
+    assert.equal(first.code, 0, first.err);
+    noSecret(first, "migrate");
+    assert.match(first.out, /: 30 tokens and 1120 certificates added, 0 rows already there unchanged\./);
+    assert.match(
+      first.out,
+      /Verified: all 1150 rows of the source \(30 tokens, 1120 certificates\) are in the target with the same SHA-256/,
+    );
+    // psql, the judge: the rows are there, hashes of the DER equal the recorded sha256 columns' source.
+    assert.equal(pg.adminDb(db, "SELECT count(*) FROM certificates"), "1120");
+    assert.equal(pg.adminDb(db, "SELECT count(*) FROM tokens WHERE used_at IS NOT NULL"), "20");
+    assert.equal(pg.adminDb(db, "SELECT revoked_reason FROM certificates WHERE serial = '5003'"), "keyCompromise");
+    const again = await runCli(["ledger", "migrate", "--from", sqliteSpec, "--to", url, "--json"]);
+    assert.equal(again.code, 0, again.err);
+    const j = JSON.parse(again.out);
+    assert.deepEqual(j.copied, { tokens: { added: 0, same: 30 }, certificates: { added: 0, same: 1120 } });
+    // Back into a new SQLite file: the same rows, hash for hash (the verification ran inside).
+    const back = path.join(dir, "back.db");
+    const round = await runCli(["ledger", "migrate", "--from", url, "--to", `sqlite:${back}`]);
+    assert.equal(round.code, 0, round.err);
+    assert.match(round.out, /30 tokens and 1120 certificates added/);
+    const sq = spawnSync("sqlite3", [back, "SELECT count(*), sum(length(der)) FROM certificates"], {
+      encoding: "utf8",
+    });
+    assert.equal(sq.stdout.trim(), `1120|${1120 * 500}`);
+    // A row changed in the target: the next copy stops, naming it, and writes nothing of its page.
+    pg.adminDb(db, "UPDATE certificates SET requester = '10.9.9.9:1' WHERE serial = '5007'");
+    const conflict = await runCli(["ledger", "migrate", "--from", sqliteSpec, "--to", url]);
+    assert.equal(conflict.code, 3, conflict.err);
+    assert.match(conflict.err, /already holds a row with the same key as .* but other content: certificates\/5007/);
+    noSecret(conflict, "conflict");
+    const usage = await runCli(["ledger", "migrate", "--from", sqliteSpec]);
+    assert.equal(usage.code, 2);
+    assert.match(usage.err, /--from and --to go together/);
+  });
+
+  it("ok/--ledger on token, ledger, serve's neighbours: create, list, revoke, show, migrate, status; the password never printed (from the URL or PGPASSWORD)", async () => {
+    const dir = tempDir("mtlskit-pgcli-");
+    const file = writeManifest(dir, CLI_MANIFEST);
+    const pki = path.join(dir, "pki");
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+    const url = freshDb();
+    const db = new URL(url).pathname.slice(1);
+    const name = `postgres://127.0.0.1:${pg.port}/${db}`;
+    const empty = await runCli(["token", "list", "--pki", pki, "--ledger", url]);
+    assert.equal(empty.code, 3);
+    assert.match(empty.err, /holds no mtlskit ledger yet; run `mtlskit ledger migrate/);
+    noSecret(empty, "token list on an empty database");
+    const mig = await runCli(["ledger", "migrate", "--ledger", url]);
+    assert.equal(mig.code, 0, mig.err);
+    assert.equal(
+      mig.out,
+      `Ledger ${name}: created at schema version ${SCHEMA_VERSION}. This mtlskit reads schema version ${SCHEMA_VERSION}.\n`,
+    );
+    const mig2 = await runCli(["ledger", "migrate", "--ledger", url]);
+    assert.match(mig2.out, /already at schema version \d+; nothing to apply/);
+    // The password through PGPASSWORD: the URL carries none.
+    const bare = url.replace(/:[^:@/]+@/, "@");
+    assert.equal(bare.includes(pg.password), false);
+    const old = process.env.PGPASSWORD;
+    process.env.PGPASSWORD = pg.password;
+    try {
+      const created = await runCli([
+        "token",
+        "create",
+        "web",
+        "-f",
+        file,
+        "--ledger",
+        bare,
+        "--pki",
+        path.join(dir, "none"),
+      ]);
+      assert.equal(created.code, 0, created.err);
+      noSecret(created, "token create");
+      assert.match(created.err, new RegExp(`token revoke [0-9a-f]{16} --ledger ${name.replace(/[./]/g, "\\$&")}`));
+      const id = created.out.trim().split("_")[1]!;
+      const list = await runCli(["token", "list", "--ledger", bare, "--json"]);
+      assert.deepEqual(
+        JSON.parse(list.out).map((t: { id: string; state: string }) => [t.id, t.state]),
+        [[id, "outstanding"]],
+      );
+      const rev = await runCli(["token", "revoke", id, "--ledger", bare]);
+      assert.equal(rev.out, `Revoked token ${id} (web).\n`);
+      assert.equal(pg.adminDb(db, `SELECT revoked_at IS NOT NULL FROM tokens WHERE id = '${id}'`), "t");
+    } finally {
+      if (old === undefined) delete process.env.PGPASSWORD;
+      else process.env.PGPASSWORD = old;
+    }
+    const l = await openLedger(pki, url);
+    await l.record(row("7a01"));
+    await l.close();
+    const cases: string[][] = [
+      ["ledger", "list", "--pki", pki, "--ledger", url],
+      ["ledger", "show", "7a01", "--ledger", url],
+      ["ledger", "show", "7a02", "--ledger", url],
+      ["ledger", "backup", path.join(dir, "b.db"), "--ledger", url],
+      ["status", "-f", file, "--pki", pki, "--ledger", url],
+      ["check", "-f", file, "--pki", pki, "--ledger", url],
+      ["metrics", "-f", file, "--pki", pki, "--ledger", url],
+    ];
+    const results = [];
+    for (const argv of cases) {
+      const r = await runCli(argv);
+      noSecret(r, argv.slice(0, 2).join(" "));
+      results.push(r);
+    }
+    const [list, show, missing, backup, , , metrics] = results;
+    assert.equal(list!.code, 0, list!.err);
+    assert.match(list!.out, /7a01\s+web\s+not yet valid/);
+    assert.match(show!.out, /^serial 7a01: web/);
+    assert.equal(missing!.code, 2);
+    assert.match(missing!.err, new RegExp(`${name.replace(/[./]/g, "\\$&")}.*has no certificate with serial 7a02`));
+    assert.equal(backup!.code, 2);
+    assert.match(
+      backup!.err,
+      /backed up by PostgreSQL's own tool.*pg_dump --format=custom --file FILE 'postgres:\/\/USER@127\.0\.0\.1:\d+\/t\d+_\d+'/s,
+    );
+    assert.match(metrics!.out, /mtlskit_ledger|ledger/);
+    // A wrong password: exit 3, the fix names PGPASSWORD and ~/.pgpass, and the wrong one is not echoed.
+    const wrong = url.replace(`:${pg.password}@`, ":n0tTh3Pw@");
+    const denied = await runCli(["ledger", "list", "--ledger", wrong]);
+    assert.equal(denied.code, 3, denied.err);
+    assert.match(denied.err, /password authentication failed; give the password through PGPASSWORD or ~\/\.pgpass/);
+    assert.equal(denied.err.includes("n0tTh3Pw"), false);
   });
 });

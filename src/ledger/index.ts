@@ -29,6 +29,7 @@ export type {
 } from "./ledger.ts";
 export { LedgerUnavailableError, redactUrl, rowKey, rowSha256, SCHEMA_VERSION } from "./ledger.ts";
 export { isTokenId, parseToken } from "./tokens.ts";
+export { type CopyResult, copyLedger, type VerifyResult, verifyCopy } from "./copy.ts";
 
 /** LedgerPlace is where a spec points: a SQLite file, or a PostgreSQL URL (`name`: the URL without user or password, for messages). */
 export type LedgerPlace = { kind: "sqlite"; file: string } | { kind: "postgres"; url: string; name: string };
