@@ -7,7 +7,7 @@
  * retry with the same key gets the same certificate (200), on SQLite and on PostgreSQL alike.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createPrivateKey } from "node:crypto";
 import { cpSync, readFileSync, writeFileSync } from "node:fs";
 import { request, type RequestOptions } from "node:https";
@@ -21,7 +21,7 @@ import { encodeCsr } from "../src/pki/csr.ts";
 import { generateKey } from "../src/pki/keys.ts";
 import { encodePem } from "../src/pki/pem.ts";
 import { type RunningServer, startServer } from "../src/server/index.ts";
-import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
+import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { type Pg, startPostgres } from "./helpers/postgres.ts";
 
 const MANIFEST = `version: 1
@@ -219,6 +219,73 @@ describe("serve: two replicas on one PostgreSQL ledger", { timeout: 120_000 }, (
       pg.admin("SELECT value FROM counters WHERE name = 'crl_number'"),
       String([...numbers].sort((x, y) => (x < y ? -1 : 1)).at(-1)),
     );
+  });
+
+  it("ok/`mtlskit serve --ledger URL --log` as a process: the ledger named without user or password (stdout, logs, /v1/health); PostgreSQL stopped -> enroll 503 ledger-unavailable, nothing recorded; started -> issues again, no restart", {
+    timeout: 120_000,
+  }, async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", "test/helpers/cli-on-cue.ts"], {
+      cwd: REPO,
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+    });
+    let out = "";
+    let err = "";
+    try {
+      child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
+      child.stderr!.on("data", (c: Buffer) => (err += c.toString()));
+      const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+      await new Promise<void>((resolve, reject) => {
+        child.once("message", () => resolve());
+        child.once("exit", () => reject(new Error(`exited before it was ready: ${err}`)));
+      });
+      const file = path.join(dir, "mtlskit.yaml");
+      child.send(["serve", "-f", file, "--pki", pkiA, "--ledger", pg.url, "--listen", "127.0.0.1:0", "--log"]);
+      const url = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no URL within 60 s: ${out} ${err}`)), 60_000);
+        const look = () => {
+          const m = /listens on (https:\/\/127\.0\.0\.1:\d+)\n/.exec(out);
+          if (m) clearTimeout(timer), resolve(m[1]!);
+        };
+        child.stdout!.on("data", look);
+        void exited.then(() => (clearTimeout(timer), reject(new Error(`exited: ${out} ${err}`))));
+      });
+      assert.match(out, new RegExp(`  ledger: postgres://127\\.0\\.0\\.1:${pg.port}/mtlskit\n`));
+      const health = await call(url, "/v1/health", { ca: bundle });
+      assert.equal(health.json.ledger, `postgres://127.0.0.1:${pg.port}/mtlskit`);
+      const l = await openLedger(pkiA, pg.url);
+      const token = (await l.createToken("web", "enroll", 15 * 60_000, new Date())).token;
+      const count = () => pg.admin("SELECT count(*) FROM certificates");
+      const before = count();
+      await pg.stop();
+      try {
+        const down = await call(url, "/v1/enroll", {
+          json: { service: "web", token, csr: newCsr(svc("web")).csr },
+          ca: bundle,
+        });
+        assert.equal(down.status, 503, down.body.toString());
+        assert.equal(down.json.error, "ledger-unavailable");
+        assert.match(down.json.message, new RegExp(`ledger postgres://127\\.0\\.0\\.1:${pg.port}/mtlskit: cannot`));
+        assert.equal((await call(url, "/v1/health", { ca: bundle })).status, 503);
+      } finally {
+        await pg.start();
+      }
+      assert.equal(count(), before, "nothing recorded while the database was down");
+      const up = await call(url, "/v1/enroll", {
+        json: { service: "web", token, csr: newCsr(svc("web")).csr },
+        ca: bundle,
+      });
+      assert.equal(up.status, 201, up.body.toString());
+      await l.close();
+      child.kill("SIGTERM");
+      assert.equal(await exited, 0, err);
+      for (const text of [out, err]) {
+        assert.equal(text.includes(pg.password), false, "the password is printed");
+        assert.doesNotMatch(text, /mtlskit:[^@\s]*@/);
+      }
+      assert.match(err, /"issued"|issued/, "--log wrote lines");
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    }
   });
 
   for (const backend of ["sqlite", "postgres"] as const)
