@@ -439,24 +439,32 @@ class PostgresLedgerImpl implements PostgresLedger {
 
   async record(row: IssuedRecord, consume?: { tokenId: string; now: Date }): Promise<RecordOutcome> {
     checkRow(row);
+    // A renewal consumes no token: one INSERT in autocommit (durable when it returns), one round
+    // trip instead of BEGIN, INSERT, COMMIT.
+    if (!consume) {
+      const inserted = await this.query(
+        "record a certificate",
+        `INSERT INTO certificates (${CERT_COLUMNS}) VALUES (${params(14)}) ON CONFLICT (serial) DO NOTHING RETURNING serial`,
+        certValues(row),
+      );
+      return inserted.length === 1 ? { ok: true } : { ok: false, reason: "duplicate-serial" };
+    }
+    const { tokenId, now } = consume;
     return this.transaction<RecordOutcome>("record a certificate", async (c) => {
-      if (consume) {
-        const { tokenId, now } = consume;
-        const won = await c.query(
-          "UPDATE tokens SET used_at = $1, used_by = $2 WHERE id = $3 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1",
-          [now, row.serial, tokenId],
-        );
-        if (won.rowCount !== 1) {
-          const tok = (await c.query<TokenRow>("SELECT * FROM tokens WHERE id = $1", [tokenId])).rows[0];
-          const reason = !tok
-            ? "token-unknown"
-            : tok.revoked_at !== null
-              ? "token-revoked"
-              : tok.used_at !== null
-                ? "token-used"
-                : "token-expired";
-          return { value: { ok: false, reason }, rollback: true };
-        }
+      const won = await c.query(
+        "UPDATE tokens SET used_at = $1, used_by = $2 WHERE id = $3 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1",
+        [now, row.serial, tokenId],
+      );
+      if (won.rowCount !== 1) {
+        const tok = (await c.query<TokenRow>("SELECT * FROM tokens WHERE id = $1", [tokenId])).rows[0];
+        const reason = !tok
+          ? "token-unknown"
+          : tok.revoked_at !== null
+            ? "token-revoked"
+            : tok.used_at !== null
+              ? "token-used"
+              : "token-expired";
+        return { value: { ok: false, reason }, rollback: true };
       }
       const inserted = await c.query(
         `INSERT INTO certificates (${CERT_COLUMNS}) VALUES (${params(14)}) ON CONFLICT (serial) DO NOTHING`,
