@@ -130,6 +130,14 @@ describe("ledger: postgres replicas", { timeout: 120_000 }, () => {
       return true;
     });
     assert.equal(pg.adminDb(db, "SELECT version FROM schema_version"), String(SCHEMA_VERSION + 1));
+    // Another program's database (a `tokens` table, no schema_version) is not taken for a ledger.
+    const foreign = freshDb();
+    pg.adminDb(new URL(foreign).pathname.slice(1), "CREATE TABLE tokens (x int); ALTER TABLE tokens OWNER TO mtlskit");
+    await assert.rejects(
+      openLedger(pki, foreign),
+      /has tables tokens but no schema_version: it is not an mtlskit ledger/,
+    );
+    assert.equal(pg.adminDb(new URL(foreign).pathname.slice(1), "SELECT to_regclass('schema_version') IS NULL"), "t");
   });
 
   for (const how of ["stop", "kill"] as const)
