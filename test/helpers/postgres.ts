@@ -36,7 +36,11 @@ export function pgBin(tool: string): string {
 
 /** PgOptions configure startPostgres. */
 export interface PgOptions {
-  /** fsync: keep PostgreSQL's durability on (benchmarks). Default: false: tests survive kill -9 of postgres without it (the OS keeps the pages), and run faster. */
+  /**
+   * fsync: keep PostgreSQL's durability against a power loss on (benchmarks). Default: false:
+   * tests survive kill -9 of postgres without it (synchronous_commit stays on, so a commit has
+   * written its WAL to the OS before it returns, and the OS keeps the pages), and run faster.
+   */
   fsync?: boolean;
   /** maxConnections: postgres's max_connections. Default: 100. */
   maxConnections?: number;
@@ -174,7 +178,7 @@ export async function startPostgres(opts: PgOptions = {}): Promise<Pg> {
         "-c",
         `fsync=${opts.fsync ? "on" : "off"}`,
         "-c",
-        `synchronous_commit=${opts.fsync ? "on" : "off"}`,
+        "synchronous_commit=on",
         "-c",
         `max_connections=${opts.maxConnections ?? 100}`,
         "-c",
