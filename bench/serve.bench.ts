@@ -353,16 +353,15 @@ const PG_TARGETS = [
 
 /**
  * pgTokens inserts `n` enroll tokens for `service` into the PostgreSQL ledger's tokens table with
- * one SQL statement (the schema docs/online-ca.md gives, which the PostgreSQL ledger mirrors) and
+ * one SQL statement (the tokens table src/ledger/postgres.ts creates) and
  * returns their printable forms: ids from `base` on, secrets derived from the id (a benchmark's
  * throw-away database; real tokens come from `mtlskit token create`). createToken would be one
  * durable commit per token with fsync on: minutes for the tens of thousands a run needs.
  */
 function pgTokens(pg: Pg, service: string, base: number, n: number): string[] {
-  const now = Date.now();
   pg.admin(
     `insert into tokens (id, kind, service, secret_sha256, created_at, expires_at)
-     select lpad(to_hex(i), 16, '0'), 'enroll', '${service}', sha256(convert_to(rpad('s' || to_hex(i), 43, 'x'), 'UTF8')), ${now}, ${now + 3_600_000}
+     select lpad(to_hex(i), 16, '0'), 'enroll', '${service}', sha256(convert_to(rpad('s' || to_hex(i), 43, 'x'), 'UTF8')), now(), now() + interval '1 hour'
      from generate_series(${base}, ${base + n - 1}) as i`,
   );
   return Array.from({ length: n }, (_, k) => {
