@@ -126,7 +126,7 @@ export function ledgerDown(e: unknown): ServeProblem {
   return new ServeProblem(
     "ledger-unavailable",
     `the ledger cannot record certificates now${e instanceof LedgerUnavailableError ? `: ${e.message}` : ""}; nothing was issued`,
-    "retry later; the operator should check the ledger (DIR/ca/ledger.db) and the disk",
+    "retry later; the operator should check the ledger (DIR/ca/ledger.db and its disk, or the PostgreSQL database `serve --ledger` names)",
   );
 }
 

@@ -54,6 +54,8 @@ export interface Pg {
   password: string;
   /** admin runs SQL as the superuser over the unix socket and returns psql's unaligned, tuples-only output; throws on error. */
   admin(sql: string): string;
+  /** adminDb is admin in another database of the cluster (one a test created). */
+  adminDb(db: string, sql: string): string;
   /** stop shuts the server down ("fast": sessions rolled back, checkpoint) and waits for it. */
   stop(): Promise<void>;
   /** kill sends SIGKILL and waits for the exit: a crash (restart recovers from the WAL). */
@@ -225,6 +227,11 @@ export async function startPostgres(opts: PgOptions = {}): Promise<Pg> {
     password,
     admin(sql: string) {
       const r = psql(sql, "mtlskit");
+      if (r.status !== 0) throw new Error(`postgres: ${sql}: ${r.stderr}`);
+      return r.stdout.trim();
+    },
+    adminDb(db: string, sql: string) {
+      const r = psql(sql, db);
       if (r.status !== 0) throw new Error(`postgres: ${sql}: ${r.stderr}`);
       return r.stdout.trim();
     },
