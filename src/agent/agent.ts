@@ -7,6 +7,12 @@
  * rotation). After each change the reload hook runs. The state is written to the store after every
  * step (OUT/agent.json), so `mtlskit agent --status` reads it.
  *
+ * Several servers (replicas of one CA) are asked through servers.ts: a server that cannot be used
+ * passes the request to the next within the same step, and the backoff counts attempts of the
+ * whole list. The key and CSR of an enrollment or renewal that failed that way are kept (in the
+ * store's agent-request.json) and sent again unchanged, so a replica that recorded the certificate
+ * but whose reply was lost can answer with it.
+ *
  * The token pays for one enrollment only: once the agent has succeeded it renews, and a token it
  * already spent (by id) is never sent again. An expired certificate cannot renew; the agent says so
  * (status "expired") and enrolls again only with a token it has not spent.
