@@ -369,21 +369,22 @@ describe("ledger: files", { timeout: 120_000 }, () => {
     assert.throws(() => openSqliteLedger(dir), /it is a directory; name a file/);
   });
 
-  it("ok/the CLI loads SQLite's native module only when a command opens a ledger", () => {
+  it("ok/the CLI loads SQLite's native module only when a command opens a ledger, and pg never for a SQLite one", () => {
     const probe = `await import(${JSON.stringify(path.join(REPO, "src/cli/main.ts"))});
 const { createRequire } = await import("node:module");
-const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes("better-sqlite3"));
-const before = loaded();
+const loaded = (m) => Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes(m));
+const before = [loaded("better-sqlite3"), loaded("/node_modules/pg/")];
 const { openLedger } = await import(${JSON.stringify(path.join(REPO, "src/ledger/index.ts"))});
 await (await openLedger(process.argv[1])).close();
-console.log(JSON.stringify([before, loaded()]));`;
+console.log(JSON.stringify([...before, loaded("better-sqlite3"), loaded("/node_modules/pg/")]));`;
     const r = spawnSync(
       process.execPath,
       ["--import", "tsx", "--input-type=module", "-e", probe, tempDir("mtlskit-ledger-")],
       { cwd: REPO, encoding: "utf8", timeout: 60_000 },
     );
     assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), [false, true]);
+    // [SQLite before, pg before, SQLite after opening a SQLite ledger, pg after]: pg loads only for postgres://.
+    assert.deepEqual(JSON.parse(r.stdout), [false, false, true, false]);
   });
 
   it("fail/openLedger: a closed postgres:// port is LedgerUnavailableError naming the redacted URL, a bad spec is refused unechoed, create: false does not make a file", async () => {

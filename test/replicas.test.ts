@@ -708,6 +708,10 @@ describe("CA replicas on one PostgreSQL ledger, under faults", { timeout: 420_00
     t.diagnostic(
       `while postgres was down: ${JSON.stringify(Object.fromEntries(whileDown))}; ${afterBack} certificates once it was back`,
     );
+    for (const n of ["b", "c"]) {
+      const { served } = replicas.get(n)!;
+      assert.equal(served.child.exitCode ?? served.child.signalCode, null, `replica ${n} exited:\n${served.output()}`);
+    }
     assert.ok((whileDown.get("503 ledger-unavailable") ?? 0) > 0, "no request was answered while postgres was down");
     assert.deepEqual([...whileDown.keys()], ["503 ledger-unavailable"], "answers while postgres was down");
     assert.ok(afterBack >= 20, `issuance did not resume within 30 s of postgres's start (${afterBack} certificates)`);

@@ -56,10 +56,15 @@ export interface IssuedRecord {
   revokedReason: string | undefined;
 }
 
-/** TokenVerdict: why a presented token is not good (the server's 401/403 reason), or the token. */
+/**
+ * TokenVerdict: why a presented token is not good (the server's 401/403 reason), or the token.
+ * A used token presented with its right secret also says which serial it paid for (`usedBy`): an
+ * enrollment retried after an ambiguous commit is answered that certificate again (docs/online-ca.md).
+ */
 export type TokenVerdict =
   | { ok: true; token: TokenRecord }
-  | { ok: false; reason: "unknown" | "malformed" | "expired" | "used" | "revoked" | "wrong-service" | "wrong-kind" };
+  | { ok: false; reason: "used"; usedBy: string | undefined }
+  | { ok: false; reason: "unknown" | "malformed" | "expired" | "revoked" | "wrong-service" | "wrong-kind" };
 
 /** RecordOutcome: the row is durable, or why it was not written (nothing was). */
 export type RecordOutcome =

@@ -404,7 +404,7 @@ class SqliteLedgerImpl implements SqliteLedger {
       // Compared even when the id is unknown (against a dummy): the same work either way.
       if (!secretMatches(parsed.secret, row?.secret_sha256) || !row) return { ok: false, reason: "unknown" };
       if (row.revoked_at !== null) return { ok: false, reason: "revoked" };
-      if (row.used_at !== null) return { ok: false, reason: "used" };
+      if (row.used_at !== null) return { ok: false, reason: "used", usedBy: row.used_by ?? undefined };
       if (row.expires_at <= now.getTime()) return { ok: false, reason: "expired" };
       if (row.kind !== kind) return { ok: false, reason: "wrong-kind" };
       if (row.service !== service) return { ok: false, reason: "wrong-service" };

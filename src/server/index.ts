@@ -9,6 +9,7 @@ import { openLedger } from "../ledger/index.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import type { LoadedManifest } from "../manifest/index.ts";
 import { caFilesStamp, loadAuthority, RevokedSet, type Authority } from "./authority.ts";
+import { SharedCrl } from "./crl.ts";
 import { listenHttps, type HttpServer } from "./http.ts";
 import { createMetrics } from "./metrics.ts";
 import { routes } from "./routes.ts";
@@ -92,6 +93,7 @@ async function listenWith(
     ledger,
     authority: () => authority,
     revoked,
+    crl: new SharedCrl({ loaded: opts.manifest, dir: opts.pkiDir, ledger, root: () => authority.root }),
     metrics,
     now,
   };
