@@ -256,14 +256,16 @@ describe("CA replicas on one PostgreSQL ledger, under faults", { timeout: 420_00
       for (let k = start; !stopping; k++) {
         const name = names[k % names.length]!;
         const child = replicas.get(name)?.served.child;
-        if (child === undefined || killed.has(name)) continue; // gone: the next one
-        if (child.exitCode !== null || child.signalCode !== null) {
-          if (!crashed.has(name))
-            unexpected.push(
-              `replica ${name} exited (${child.exitCode ?? child.signalCode}):\n${replicas.get(name)!.served.output()}`,
-            );
+        const gone = child === undefined || killed.has(name) || child.exitCode !== null || child.signalCode !== null;
+        if (gone && child !== undefined && !killed.has(name) && !crashed.has(name)) {
           crashed.add(name);
-          continue;
+          unexpected.push(
+            `replica ${name} exited (${child.exitCode ?? child.signalCode}):\n${replicas.get(name)!.served.output()}`,
+          );
+        }
+        if (gone) {
+          if ((k - start) % names.length === names.length - 1) await sleep(PAUSE_MS); // none left: never spin
+          continue; // the next one
         }
         const sentAt = performance.now();
         const r = await requestJson(target(name, agent), "POST", route, body());
@@ -701,7 +703,8 @@ describe("CA replicas on one PostgreSQL ledger, under faults", { timeout: 420_00
       await pg!.start();
       backAt = performance.now();
       const end = performance.now() + 30_000;
-      while (afterBack < 20 && performance.now() < end) await sleep(100);
+      const alive = () => ["b", "c"].every((n) => replicas.get(n)!.served.child.exitCode === null);
+      while (afterBack < 20 && performance.now() < end && alive()) await sleep(100);
     } finally {
       await load.stop();
     }
