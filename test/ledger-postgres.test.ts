@@ -130,51 +130,65 @@ describe("ledger: postgres replicas", { timeout: 120_000 }, () => {
       return true;
     });
     assert.equal(pg.adminDb(db, "SELECT version FROM schema_version"), String(SCHEMA_VERSION + 1));
+    // Another program's database (a `tokens` table, no schema_version) is not taken for a ledger.
+    const foreign = freshDb();
+    pg.adminDb(new URL(foreign).pathname.slice(1), "CREATE TABLE tokens (x int); ALTER TABLE tokens OWNER TO mtlskit");
+    await assert.rejects(
+      openLedger(pki, foreign),
+      /has tables tokens but no schema_version: it is not an mtlskit ledger/,
+    );
+    assert.equal(pg.adminDb(new URL(foreign).pathname.slice(1), "SELECT to_regclass('schema_version') IS NULL"), "t");
   });
 
-  it("fail/the database stopped: every call is LedgerUnavailableError within the connect timeout (no hang), naming the database and the fix; after start() the same ledger works again", async () => {
-    const url = freshDb();
-    const ledger = await openLedger(pki, url, { connectTimeoutMs: 2000, statementTimeoutMs: 3000 });
-    try {
-      assert.deepEqual(await ledger.record(row("01")), { ok: true });
-      await pg.stop();
-      const calls: [string, () => Promise<unknown>][] = [
-        ["record", () => ledger.record(row("02"))],
-        ["get", () => ledger.get("01")],
-        ["stats", () => ledger.stats(NOW)],
-        ["createToken", () => ledger.createToken("web", "enroll", HOUR, NOW)],
-        ["revoked", () => ledger.revoked(NOW)],
-      ];
-      for (const [name, call] of calls) {
-        // Bounded: the promise must settle before this guard fires (connect timeout 2 s + slack).
-        let guard: NodeJS.Timeout | undefined;
-        const settled = await Promise.race([
-          call().then(
-            () => "resolved",
-            (e: unknown) => e,
-          ),
-          new Promise((r) => {
-            guard = setTimeout(() => r("hung"), 15_000);
-          }),
-        ]);
-        clearTimeout(guard);
-        assert.ok(settled instanceof LedgerUnavailableError, `${name}: ${String(settled)}`);
-        assert.match(settled.message, new RegExp(`^ledger postgres://127\\.0\\.0\\.1:${pg.port}/t\\d+_\\d+: cannot `));
-        assert.match(settled.message, /PostgreSQL is down|shutting down|connection/);
-        assert.doesNotMatch(settled.message, new RegExp(pg.password));
+  for (const how of ["stop", "kill"] as const)
+    it(`fail/the database ${how === "stop" ? "stopped" : "killed (-9)"}: every call is LedgerUnavailableError within the connect timeout (no hang), naming the database and the fix; after start() the same ledger works again`, async () => {
+      const url = freshDb();
+      const ledger = await openLedger(pki, url, { connectTimeoutMs: 2000, statementTimeoutMs: 3000 });
+      try {
+        assert.deepEqual(await ledger.record(row("01")), { ok: true });
+        // Pooled connections held open: the outage cuts live sockets, not only new connections.
+        await Promise.all([ledger.get("01"), ledger.stats(NOW), ledger.revoked(NOW)]);
+        await (how === "stop" ? pg.stop() : pg.kill());
+        const calls: [string, () => Promise<unknown>][] = [
+          ["record", () => ledger.record(row("02"))],
+          ["get", () => ledger.get("01")],
+          ["stats", () => ledger.stats(NOW)],
+          ["createToken", () => ledger.createToken("web", "enroll", HOUR, NOW)],
+          ["revoked", () => ledger.revoked(NOW)],
+        ];
+        for (const [name, call] of calls) {
+          // Bounded: the promise must settle before this guard fires (connect timeout 2 s + slack).
+          let guard: NodeJS.Timeout | undefined;
+          const settled = await Promise.race([
+            call().then(
+              () => "resolved",
+              (e: unknown) => e,
+            ),
+            new Promise((r) => {
+              guard = setTimeout(() => r("hung"), 15_000);
+            }),
+          ]);
+          clearTimeout(guard);
+          assert.ok(settled instanceof LedgerUnavailableError, `${name}: ${String(settled)}`);
+          assert.match(
+            settled.message,
+            new RegExp(`^ledger postgres://127\\.0\\.0\\.1:${pg.port}/t\\d+_\\d+: cannot `),
+          );
+          assert.match(settled.message, /PostgreSQL is down|shutting down|connection/);
+          assert.doesNotMatch(settled.message, new RegExp(pg.password));
+        }
+        await pg.start();
+        assert.deepEqual(await ledger.record(row("03")), { ok: true }, "the pool reconnects by itself");
+        assert.deepEqual(
+          (await ledger.list()).map((r) => r.serial).sort(),
+          ["01", "03"],
+          "nothing of the failed calls was written",
+        );
+      } finally {
+        if (!pg.running) await pg.start();
+        await ledger.close();
       }
-      await pg.start();
-      assert.deepEqual(await ledger.record(row("03")), { ok: true }, "the pool reconnects by itself");
-      assert.deepEqual(
-        (await ledger.list()).map((r) => r.serial).sort(),
-        ["01", "03"],
-        "nothing of the failed calls was written",
-      );
-    } finally {
-      if (!pg.running) await pg.start();
-      await ledger.close();
-    }
-  });
+    });
 });
 
 const CLI_MANIFEST = `version: 1

@@ -244,6 +244,26 @@ describe("ledger: files", { timeout: 120_000 }, () => {
     }
   });
 
+  it("ok/a version-1 ledger (the first release's) is brought to version 2 on open, its rows kept; `ledger migrate` says what it did", async () => {
+    const { dir, file, ledger } = fresh();
+    await ledger.record(row("0b01"));
+    await ledger.close();
+    sqlite(file, "DROP TABLE counters; DROP INDEX certificates_revoked; UPDATE schema_version SET version = 1");
+    const cli = await runCli(["ledger", "migrate", "--ledger", `sqlite:${file}`, "--pki", dir]);
+    assert.equal(cli.code, 0, cli.err);
+    assert.equal(
+      cli.out,
+      `Ledger ${file}: migrated from schema version 1 to ${SCHEMA_VERSION}. This mtlskit reads schema version ${SCHEMA_VERSION}.\n`,
+    );
+    assert.equal(sqlite(file, "SELECT version FROM schema_version"), String(SCHEMA_VERSION));
+    const again = openSqliteLedger(file);
+    assert.deepEqual(again.schema, { version: SCHEMA_VERSION, foundVersion: SCHEMA_VERSION });
+    assert.equal((await again.get("0b01"))?.serial, "0b01");
+    assert.equal(await again.nextCrlNumber(7n), 7n);
+    await again.close();
+    assert.equal(sqlite(file, "PRAGMA integrity_check"), "ok");
+  });
+
   it("fail/a ledger written by a newer schema is refused, naming both versions and the fix", async () => {
     const { file, ledger } = fresh();
     await ledger.close();

@@ -288,6 +288,50 @@ describe("serve: two replicas on one PostgreSQL ledger", { timeout: 120_000 }, (
     }
   });
 
+  it("ok/`mtlskit revoke SERIAL --ledger URL` on A's host marks the ledger row: replica B (its ca/revoked.json untouched) refuses the renewal and lists it", async () => {
+    const b = await startServer({
+      manifest: loaded,
+      pkiDir: pkiB,
+      ledgerSpec: pg.url,
+      listen: { host: "127.0.0.1", port: 0 },
+    });
+    servers.push(b);
+    const token = (await b.ledger.createToken("web", "enroll", 15 * 60_000, new Date())).token;
+    const first = newCsr(svc("web"));
+    const enrolled = await call(b.url, "/v1/enroll", { json: { service: "web", token, csr: first.csr }, ca: bundle });
+    assert.equal(enrolled.status, 201, enrolled.body.toString());
+    const r = await runCli([
+      "revoke",
+      enrolled.json.serial,
+      "--reason",
+      "keyCompromise",
+      "-f",
+      path.join(dir, "mtlskit.yaml"),
+      "--pki",
+      pkiA,
+      "--ledger",
+      pg.url,
+    ]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(
+      r.out,
+      new RegExp(
+        `Marked revoked in the ledger postgres://127\\.0\\.0\\.1:${pg.port}/mtlskit: serial ${enrolled.json.serial}`,
+      ),
+    );
+    assert.equal(r.out.includes(pg.password), false);
+    const refused = await call(b.url, "/v1/renew", {
+      json: { csr: newCsr(svc("web")).csr },
+      cert: enrolled.json.chain,
+      key: first.keyPem,
+      ca: bundle,
+    });
+    assert.equal(refused.status, 403, refused.body.toString());
+    assert.equal(refused.json.error, "cert-revoked");
+    const crl = decodeCrl((await call(b.url, "/v1/crl", { ca: bundle })).body);
+    assert.ok(crl.entries.some((e) => e.serial === enrolled.json.serial && e.reason === "keyCompromise"));
+  });
+
   for (const backend of ["sqlite", "postgres"] as const)
     it(`ok/${backend}: an enrollment retried after an ambiguous commit (row written, 503 answered) gets the same certificate (200); another key gets token-used`, async () => {
       const spec = backend === "postgres" ? pg.url : `sqlite:${path.join(dir, "amb.db")}`;

@@ -228,6 +228,8 @@ const FAILURES: Record<string, string> = {
   "3D000": "the database does not exist; create it (createdb -O USER DB) and run `mtlskit ledger migrate`",
   "42501":
     "permission denied: the user must own the ledger's tables (or the database, to create them); ask the database's administrator",
+  "42P01":
+    "a ledger table is missing: the database is not an mtlskit ledger of this schema; run `mtlskit ledger migrate --ledger URL`, or name the right database",
   "53300": "too many connections; lower the replicas' pools or raise max_connections",
   "57P01": "PostgreSQL is shutting down (admin shutdown); retry once it is back",
   "57P02": "PostgreSQL crashed (crash shutdown); retry once it is back",
@@ -372,7 +374,17 @@ class PostgresLedgerImpl implements PostgresLedger {
       judge(v);
       const from = v ?? 0;
       if (from === SCHEMA_VERSION) return { value: { version: from, foundVersion: v } };
-      if (v === undefined) await c.query("CREATE TABLE schema_version (version integer NOT NULL)");
+      if (v === undefined) {
+        // Another program's tables are not taken for a ledger (nothing is added beside them).
+        const others = await c.query<{ relname: string }>(
+          "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relname IN ('certificates', 'tokens', 'counters') ORDER BY 1",
+        );
+        if (others.rows.length > 0)
+          throw new LedgerUnavailableError(
+            `ledger ${this.kind}: the database has tables ${others.rows.map((r) => r.relname).join(", ")} but no schema_version: it is not an mtlskit ledger; name another database (createdb -O USER mtlskit)`,
+          );
+        await c.query("CREATE TABLE schema_version (version integer NOT NULL)");
+      }
       for (const m of MIGRATIONS) if (m.version > from) await c.query(m.sql);
       await c.query("DELETE FROM schema_version");
       await c.query("INSERT INTO schema_version (version) VALUES ($1)", [SCHEMA_VERSION]);
@@ -439,24 +451,32 @@ class PostgresLedgerImpl implements PostgresLedger {
 
   async record(row: IssuedRecord, consume?: { tokenId: string; now: Date }): Promise<RecordOutcome> {
     checkRow(row);
+    // A renewal consumes no token: one INSERT in autocommit (durable when it returns), one round
+    // trip instead of BEGIN, INSERT, COMMIT.
+    if (!consume) {
+      const inserted = await this.query(
+        "record a certificate",
+        `INSERT INTO certificates (${CERT_COLUMNS}) VALUES (${params(14)}) ON CONFLICT (serial) DO NOTHING RETURNING serial`,
+        certValues(row),
+      );
+      return inserted.length === 1 ? { ok: true } : { ok: false, reason: "duplicate-serial" };
+    }
+    const { tokenId, now } = consume;
     return this.transaction<RecordOutcome>("record a certificate", async (c) => {
-      if (consume) {
-        const { tokenId, now } = consume;
-        const won = await c.query(
-          "UPDATE tokens SET used_at = $1, used_by = $2 WHERE id = $3 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1",
-          [now, row.serial, tokenId],
-        );
-        if (won.rowCount !== 1) {
-          const tok = (await c.query<TokenRow>("SELECT * FROM tokens WHERE id = $1", [tokenId])).rows[0];
-          const reason = !tok
-            ? "token-unknown"
-            : tok.revoked_at !== null
-              ? "token-revoked"
-              : tok.used_at !== null
-                ? "token-used"
-                : "token-expired";
-          return { value: { ok: false, reason }, rollback: true };
-        }
+      const won = await c.query(
+        "UPDATE tokens SET used_at = $1, used_by = $2 WHERE id = $3 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1",
+        [now, row.serial, tokenId],
+      );
+      if (won.rowCount !== 1) {
+        const tok = (await c.query<TokenRow>("SELECT * FROM tokens WHERE id = $1", [tokenId])).rows[0];
+        const reason = !tok
+          ? "token-unknown"
+          : tok.revoked_at !== null
+            ? "token-revoked"
+            : tok.used_at !== null
+              ? "token-used"
+              : "token-expired";
+        return { value: { ok: false, reason }, rollback: true };
       }
       const inserted = await c.query(
         `INSERT INTO certificates (${CERT_COLUMNS}) VALUES (${params(14)}) ON CONFLICT (serial) DO NOTHING`,

@@ -11,12 +11,14 @@
  * and stats two files; a CRL is signed only when that set grew beyond what the served CRL lists,
  * the CA changed, or half of its lifetime passed; concurrent requests share one signing.
  */
+import { statSync } from "node:fs";
 import { BACKDATE_MS } from "../ca/policy.ts";
 import type { Ledger, Revoked } from "../ledger/ledger.ts";
 import type { LoadedManifest } from "../manifest/index.ts";
 import { type CrlInfo, crlSignedBy, decodeCrl, type RevocationReason, signCrl } from "../pki/crl.ts";
 import { crlEntries, DEFAULT_CRL_NEXT_UPDATE_MS } from "../plan/crl.ts";
 import type { CaMaterial } from "../state/read.ts";
+import { abs, LAYOUT } from "../state/layout.ts";
 import { type Revocation, readCrl, readCrlNumber, readRevocations } from "../state/revocations.ts";
 
 /** SharedCrlContext: what the CRL is made of. */
@@ -42,10 +44,30 @@ const toRevocation = (r: Revoked): Revocation => ({
   service: r.service,
 });
 
-/** fresh: signed by `root`, lists every serial of `want`, and less than half of its lifetime old at `now`. */
+/** stampOf is a file's identity (inode, size, mtime), `-` when absent: a changed stamp means read again. */
+function stampOf(file: string): string {
+  try {
+    const st = statSync(file);
+    return `${st.ino}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return "-";
+  }
+}
+
+/** signedBy: the CRL is `root`'s (issuer and signature); asked once per CRL and root (a WeakMap), not per request. */
+const SIGNED = new WeakMap<CrlInfo, WeakMap<CaMaterial, boolean>>();
+function signedBy(crl: CrlInfo, root: CaMaterial): boolean {
+  let byRoot = SIGNED.get(crl);
+  if (!byRoot) SIGNED.set(crl, (byRoot = new WeakMap()));
+  let ok = byRoot.get(root);
+  if (ok === undefined)
+    byRoot.set(root, (ok = crl.issuer.equals(root.cert.subject) && crlSignedBy(crl, root.publicKey)));
+  return ok;
+}
+
+/** covers: signed by `root`, lists every serial of `want`, and less than half of its lifetime old at `now`. */
 function covers(crl: CrlInfo, root: CaMaterial, want: readonly string[], now: Date): boolean {
-  if (!crl.issuer.equals(root.cert.subject) || !crlSignedBy(crl, root.publicKey)) return false;
-  if (crl.nextUpdate === undefined) return false;
+  if (crl.nextUpdate === undefined || !signedBy(crl, root)) return false;
   const half = crl.thisUpdate.getTime() + (crl.nextUpdate.getTime() - crl.thisUpdate.getTime()) / 2;
   if (now.getTime() >= half) return false;
   const listed = new Set(crl.entries.map((e) => e.serial));
@@ -56,6 +78,10 @@ function covers(crl: CrlInfo, root: CaMaterial, want: readonly string[], now: Da
 export class SharedCrl {
   private signed: CrlInfo | undefined;
   private signing: Promise<CrlInfo> | undefined;
+  /** disk: ca/crl.pem as last read, re-read only when its stat (inode, size, mtime) changes. */
+  private disk: { stamp: string; crl: CrlInfo | undefined } = { stamp: "", crl: undefined };
+  /** local: ca/revoked.json as last read, likewise. */
+  private local: { stamp: string; list: Revocation[] } = { stamp: "", list: [] };
 
   constructor(private readonly ctx: SharedCrlContext) {}
 
@@ -65,17 +91,16 @@ export class SharedCrl {
    * ca/crl.pem as it is (a CRL a little behind beats none); revocations are never dropped.
    */
   async current(now: Date): Promise<ServedCrl | undefined> {
-    const { dir, ledger } = this.ctx;
+    const { ledger } = this.ctx;
     const root = this.ctx.root();
-    const disk = readCrl(dir);
-    const onDisk = disk !== undefined && !("error" in disk) ? disk : undefined;
+    const onDisk = this.readDisk();
     let shared: Revoked[];
     try {
       shared = await ledger.revoked(now);
     } catch {
       return onDisk && { der: onDisk.der, source: "disk", number: onDisk.number };
     }
-    const local = readRevocations(dir);
+    const local = this.readLocal();
     const want = [...new Set([...local.map((r) => r.serial), ...shared.map((r) => r.serial)])];
     if (onDisk && covers(onDisk, root, want, now)) return { der: onDisk.der, source: "disk", number: onDisk.number };
     if (this.signed && covers(this.signed, root, want, now))
@@ -86,6 +111,23 @@ export class SharedCrl {
     });
     const made = await this.signing;
     return { der: made.der, source: "signed", number: made.number };
+  }
+
+  /** readLocal reads ca/revoked.json when it changed (a damaged file throws, as everywhere). */
+  private readLocal(): Revocation[] {
+    const stamp = stampOf(abs(this.ctx.dir, LAYOUT.revoked));
+    if (stamp !== this.local.stamp) this.local = { stamp, list: readRevocations(this.ctx.dir) };
+    return this.local.list;
+  }
+
+  /** readDisk reads ca/crl.pem when it changed (undefined: missing or damaged). */
+  private readDisk(): CrlInfo | undefined {
+    const stamp = stampOf(abs(this.ctx.dir, LAYOUT.crl));
+    if (stamp !== this.disk.stamp) {
+      const read = readCrl(this.ctx.dir);
+      this.disk = { stamp, crl: read !== undefined && !("error" in read) ? read : undefined };
+    }
+    return this.disk.crl;
   }
 
   /** sign makes a CRL of `revocations` (and what ca/crl.pem lists) numbered by the shared counter. */

@@ -36,11 +36,7 @@ export function pgBin(tool: string): string {
 
 /** PgOptions configure startPostgres. */
 export interface PgOptions {
-  /**
-   * fsync: keep PostgreSQL's durability against a power loss on (benchmarks). Default: false:
-   * tests survive kill -9 of postgres without it (synchronous_commit stays on, so a commit has
-   * written its WAL to the OS before it returns, and the OS keeps the pages), and run faster.
-   */
+  /** fsync: keep PostgreSQL's fsync on (benchmarks). Default: false: tests survive kill -9 of postgres without it (synchronous_commit stays on, so a COMMIT's WAL is in the OS, which keeps the pages), and run faster. */
   fsync?: boolean;
   /** maxConnections: postgres's max_connections. Default: 100. */
   maxConnections?: number;
@@ -181,6 +177,9 @@ export async function startPostgres(opts: PgOptions = {}): Promise<Pg> {
         "listen_addresses=127.0.0.1",
         "-c",
         `fsync=${opts.fsync ? "on" : "off"}`,
+        // Always on: a COMMIT returns once its WAL is written to the OS, which keeps it across a
+        // kill -9 of postgres even with fsync off (off, the last commits are lost on a kill: a
+        // migration's tables vanished in the kill test).
         "-c",
         "synchronous_commit=on",
         "-c",
