@@ -156,7 +156,7 @@ export async function startPostgres(opts: PgOptions = {}): Promise<Pg> {
         "-c",
         sql,
       ],
-      { ...asPg, encoding: "utf8", timeout: 30_000 },
+      { ...asPg, encoding: "utf8", timeout: 30_000, maxBuffer: 256 * 1024 * 1024 },
     );
     return r;
   };
