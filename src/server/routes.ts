@@ -224,15 +224,22 @@ export function routes(ctx: ServeContext): Route[] {
         }
         const issue = { manifest: ctx.loaded.manifest, authority: ctx.authority(), ledger: ctx.ledger, now: t };
         // A retry of an enrollment whose answer was lost (the token paid for a certificate of this
-        // very key): that certificate again, 200, rather than 403 token-used.
-        const again = async (serial: string | undefined) =>
-          reissued(issue, { service, csr: parseCsrText(body.csr), tokenId: parseToken(body.token)!.id, serial });
+        // very key): that certificate again, 200, rather than 401 token-used. A request that cannot
+        // be read is not a retry: the token's refusal stands.
+        const again = async (serial: string | undefined) => {
+          let csr: ReturnType<typeof parseCsrText>;
+          try {
+            csr = parseCsrText(body.csr);
+          } catch {
+            return undefined;
+          }
+          const replay = await reissued(issue, { service, csr, tokenId: parseToken(body.token)!.id, serial });
+          if (replay) req.log({ service: service.name, serial: replay.serial, how: "enroll" }, "answered again");
+          return replay;
+        };
         if (!verdict.ok) {
           const replay = verdict.reason === "used" ? await again(verdict.usedBy) : undefined;
-          if (replay) {
-            req.log({ service: service.name, serial: replay.serial, how: "enroll" }, "answered again");
-            return { status: 200, json: replay };
-          }
+          if (replay) return { status: 200, json: replay };
           const [code, message, fix] = TOKEN_PROBLEMS[verdict.reason]!;
           throw new ServeProblem(code, message, fix);
         }
