@@ -14,15 +14,17 @@
  *      cert-revoked) and listed in C's /v1/crl (openssl reads the CRL);
  *   c. 50 concurrent uses of one token (50 keys), 25 on each of two replicas: exactly one 201,
  *      49 token-used; three tokens;
- *   b. PostgreSQL killed with SIGKILL mid-issuance and started again: every request answered
- *      while it is down is a 503 ledger-unavailable (never a certificate), and issuance resumes
- *      without restarting a replica;
+ *   b. PostgreSQL killed with SIGKILL mid-issuance and started again, twice (MTLSKIT_PG_KILLS):
+ *      every request answered while it is down is a 503 ledger-unavailable (never a certificate),
+ *      no replica exits, and issuance resumes without restarting one;
  *   d. a replica whose --ledger goes through a TCP proxy the test cuts (test/helpers/tcp-proxy.ts:
- *      refuse, blackhole, freeze) answers 503 and issues nothing while the other replica goes on;
- *      after restore() the very token it refused succeeds on it (nothing was recorded).
+ *      refuse, blackhole, freeze) answers 503 (enroll, renew, health) and issues nothing while the
+ *      other replica goes on; after restore() the very token it refused succeeds on it (nothing
+ *      was recorded), and so does the renewal.
  * After each phase the database (read with psql, not through mtlskit's ledger code) and every
  * certificate a client or agent received must agree: no serial twice; every certificate held has
- * its row (same SHA-256 and DER, what it paid with, signed by the CA); no token paid for two rows;
+ * its row (its sha256 column and PostgreSQL's sha256(der) equal the certificate's, what it paid
+ * with, signed by the CA); no token paid for two rows;
  * rows no client holds only from requests a kill cut off.
  */
 import assert from "node:assert/strict";
@@ -738,7 +740,7 @@ describe("CA replicas on one PostgreSQL ledger, under faults", { timeout: 420_00
     audit(t, "after the postgres restart");
   });
 
-  it("d. a replica cut off from PostgreSQL by a proxy (refuse, blackhole, freeze) answers 503 and issues nothing; the other goes on; after restore it issues the very token it refused", async (t) => {
+  it("d. a replica cut off from PostgreSQL by a proxy (refuse, blackhole, freeze) answers 503 to enroll, renew and health and issues nothing; the other goes on; after restore it issues the very token it refused", async (t) => {
     proxy = await startTcpProxy(pg!.port);
     const url = new URL(pg!.url);
     url.port = String(proxy.port);
@@ -756,8 +758,28 @@ describe("CA replicas on one PostgreSQL ledger, under faults", { timeout: 420_00
       }
       return r;
     };
-    const [first, ...rest] = await newTokens(1 + 3 * 2);
+    const [first, held, ...rest] = await newTokens(2 + 3 * 2);
     assert.equal((await enrollAt("d", first!)).status, 201, "D through the proxy before any cut");
+    // A certificate enrolled at B renews at D: refused while D is cut off, issued once it is back.
+    const heldCsr = csr();
+    const enrolled = await requestJson(target("b"), "POST", "/v1/enroll", {
+      service: "web",
+      token: held!.token,
+      csr: heldCsr.pem,
+    });
+    const heldDer = certOf(enrolled);
+    assert.ok(heldDer, `enroll at B: ${enrolled.status} ${JSON.stringify(enrolled.body)}`);
+    received.push({
+      serial: serialOf(heldDer),
+      der: heldDer,
+      how: "enroll",
+      tokenId: held!.id,
+      renewedFrom: undefined,
+      by: "b",
+    });
+    successes.set(held!.id, 1);
+    const holder = trustAgent(caFile, { cert: encodePem("CERTIFICATE", heldDer), key: heldCsr.keyPem });
+    httpAgents.push(holder);
     for (const mode of ["refuse", "blackhole", "freeze"] as const) {
       const refused = rest.shift()!;
       const other = rest.shift()!;
@@ -772,6 +794,10 @@ describe("CA replicas on one PostgreSQL ledger, under faults", { timeout: 420_00
       );
       const health = await requestJson(target("d"), "GET", "/v1/health");
       assert.equal(health.status, 503, `${mode}: D's health: ${JSON.stringify(health.body)}`);
+      if (mode === "refuse") {
+        const renew = await requestJson(target("d", holder), "POST", "/v1/renew", { csr: csr().pem });
+        assert.equal(`${renew.status} ${codeOf(renew)}`, "503 ledger-unavailable", "a renewal at D while cut off");
+      }
       assert.equal((await enrollAt("b", other)).status, 201, `${mode}: B while D is cut off`);
       assert.equal(
         readRows().filter((row) => row.tokenId === refused.id).length,
@@ -788,6 +814,19 @@ describe("CA replicas on one PostgreSQL ledger, under faults", { timeout: 420_00
         await sleep(200);
       }
       assert.equal(again.status, 201, `${mode}: D after restore: ${JSON.stringify(again.body)}`);
+      if (mode === "refuse") {
+        const renew = await requestJson(target("d", holder), "POST", "/v1/renew", { csr: csr().pem });
+        const der = certOf(renew);
+        assert.ok(der, `a renewal at D after restore: ${renew.status} ${JSON.stringify(renew.body)}`);
+        received.push({
+          serial: serialOf(der),
+          der,
+          how: "renew",
+          tokenId: undefined,
+          renewedFrom: serialOf(heldDer),
+          by: "d",
+        });
+      }
     }
     audit(t, "after the cuts");
   });
