@@ -581,7 +581,7 @@ describe("CA replicas on one PostgreSQL ledger, under faults", { timeout: 420_00
     audit(t, "after the kill");
   });
 
-  it("e. a certificate revoked through replica B is refused at renewal by replica C and listed in C's /v1/crl", async () => {
+  it("e. a certificate revoked through replica B is refused at renewal by replica C and listed in C's /v1/crl (openssl crl -verify)", async () => {
     const [tok] = await newTokens(1);
     const c = csr();
     const enrolled = await requestJson(target("c"), "POST", "/v1/enroll", {
@@ -625,8 +625,13 @@ describe("CA replicas on one PostgreSQL ledger, under faults", { timeout: 420_00
         req.setTimeout(TIMEOUT_MS, () => req.destroy(new Error("timed out")));
         req.on("error", reject);
       });
-      const o = spawnSync("openssl", ["crl", "-inform", "DER", "-noout", "-text"], { input: r, encoding: "utf8" });
-      assert.equal(o.status, 0, o.stderr);
+      // openssl judges the CRL: signed by the CA (-verify against ca.pem), and prints its entries.
+      const o = spawnSync("openssl", ["crl", "-inform", "DER", "-noout", "-text", "-verify", "-CAfile", caFile], {
+        input: r,
+        encoding: "utf8",
+      });
+      assert.equal(o.status, 0, `${name}'s CRL: ${o.stderr}`);
+      assert.match(o.stderr, /verify OK/, `${name}'s CRL is not signed by the CA`);
       return o.stdout;
     };
     /** listed: whether openssl's text of a CRL names the serial (upper-case hex, maybe a leading 00). */
@@ -637,6 +642,7 @@ describe("CA replicas on one PostgreSQL ledger, under faults", { timeout: 420_00
     assert.ok(listed(await crlText("b")), "B's CRL does not list the serial revoked through B");
     assert.ok(listed(await crlText("c")), "C's CRL does not list the serial revoked through B");
   });
+
   it("c. 50 concurrent uses of one token, 25 on each of two replicas, 50 keys: exactly one certificate, 49 token-used (three tokens)", async () => {
     for (const tok of await newTokens(3)) {
       const targets = ["b", "c"].map((n) => target(n));
