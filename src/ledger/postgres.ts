@@ -660,6 +660,12 @@ export async function openPostgresLedger(url: string, opts: PostgresLedgerOption
   // An idle connection the server drops (a restart, admin shutdown) errors here; the pool discards
   // it and the next query connects again. Without a listener, Node would crash on the event.
   pool.on("error", () => {});
+  // A connection checked out of the pool (a transaction's) has no pool listener: when the server
+  // ends it meanwhile (postgres killed: 57P01 "terminating connection due to unexpected postmaster
+  // exit", found by test/replicas.test.ts), the client emits 'error' and without a listener Node
+  // ended serve. The statement in flight rejects on its own (LedgerUnavailableError, 503), and the
+  // pool drops a client that is no longer queryable when it is released.
+  pool.on("connect", (client) => client.on("error", () => {}));
   const ledger = new PostgresLedgerImpl(pool, kind, secret);
   try {
     await ledger.migrate(opts.migrate !== false);

@@ -60,6 +60,8 @@ export interface Pg {
   start(): Promise<void>;
   /** running: whether the server process is alive. */
   readonly running: boolean;
+  /** pid: the postmaster's process id while it runs (its backends are its children: a benchmark counts their CPU). */
+  readonly pid: number | undefined;
   /** destroy stops the server (if running) and removes the cluster's directory. */
   destroy(): Promise<void>;
 }
@@ -154,7 +156,7 @@ export async function startPostgres(opts: PgOptions = {}): Promise<Pg> {
         "-c",
         sql,
       ],
-      { ...asPg, encoding: "utf8", timeout: 30_000 },
+      { ...asPg, encoding: "utf8", timeout: 30_000, maxBuffer: 256 * 1024 * 1024 },
     );
     return r;
   };
@@ -237,6 +239,9 @@ export async function startPostgres(opts: PgOptions = {}): Promise<Pg> {
     start,
     get running() {
       return child !== undefined && child.exitCode === null && child.signalCode === null;
+    },
+    get pid() {
+      return child !== undefined && child.exitCode === null && child.signalCode === null ? child.pid : undefined;
     },
     async destroy() {
       await waitExit("SIGINT");
