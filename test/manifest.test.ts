@@ -19,6 +19,7 @@ import {
   type LoadedManifest,
   type Service,
 } from "../src/manifest/index.ts";
+import { fastService, serviceSchemaRun } from "../src/manifest/schema.ts";
 import { time } from "../src/pki/der.ts";
 import { apply } from "../src/plan/apply.ts";
 import { checkReissueNames, planApply } from "../src/plan/plan.ts";
@@ -3337,5 +3338,75 @@ describe("manifest: validation work grows linearly with the services (issue 12)"
     assert.throws(reissue(small, N), (e: InvalidInputError) => e.problems.length === N);
     const g = workOf(reissue(large, 4 * N)) / workOf(reissue(small, N));
     assert.ok(g < LINEAR, `4x the services took ${g.toFixed(1)}x the work`);
+  });
+});
+
+describe("manifest: the schema's fast path for plain services (issue 12)", () => {
+  // fastService must output exactly what valibot does for what it accepts, and accept nothing
+  // valibot refuses (so every message stays valibot's).
+  const cases: [string, unknown][] = [
+    ["ok/usage alone", { usage: "dual" }],
+    [
+      "ok/every plain field",
+      {
+        usage: "server",
+        cn: "web.example",
+        role: "frontend",
+        addresses: ["10.0.0.1", "web.internal"],
+        split: false,
+        key: "ecdsa-p384",
+        validity: "30d",
+        renewBefore: "10d",
+        csr: true,
+        ttl: "15m",
+        clientSans: "all",
+      },
+    ],
+    ["ok/empty addresses", { usage: "client", addresses: [] }],
+    ["fast-path-declines/a numeric address (valibot turns it into a string)", { usage: "dual", addresses: [1234] }],
+    ["fast-path-declines/a subject", { usage: "dual", subject: { O: "acme" } }],
+    ["fast-path-declines/a reload hook", { usage: "dual", reload: "systemctl reload web" }],
+    ["fail/no usage", { cn: "web" }],
+    ["fail/unknown usage", { usage: "sever" }],
+    ["fail/unknown key", { usage: "dual", adresses: ["x"] }],
+    ["fail/cn too long", { usage: "dual", cn: "x".repeat(65) }],
+    ["fail/cn null", { usage: "dual", cn: null }],
+    ["fail/bad role", { usage: "dual", role: "Front" }],
+    ["fail/addresses not a list", { usage: "dual", addresses: "10.0.0.1" }],
+    ["fail/an address null", { usage: "dual", addresses: [null] }],
+    ["fail/split as text", { usage: "dual", split: "yes" }],
+    ["fail/unknown key type", { usage: "dual", key: "rsa-1024" }],
+    ["fail/bad validity", { usage: "dual", validity: "90 days" }],
+    ["fail/bad renewBefore", { usage: "dual", renewBefore: "0d" }],
+    ["fail/bad ttl", { usage: "dual", ttl: "1y" }],
+    ["fail/bad clientSans", { usage: "dual", clientSans: "none" }],
+    ["fail/a list, not a mapping", [{ usage: "dual" }]],
+    ["fail/null", null],
+  ];
+  for (const [name, input] of cases)
+    it(name, () => {
+      const judged = serviceSchemaRun(input);
+      const fast = fastService(input);
+      if (name.startsWith("ok/")) {
+        assert.ok(judged.success, "valibot accepts it");
+        assert.deepEqual(fast, judged.output);
+        assert.deepEqual(Object.keys(fast!), Object.keys(judged.output as object), "the same keys in the same order");
+      } else {
+        assert.equal(fast, undefined, "the fast path leaves it to valibot");
+        if (name.startsWith("fail/")) assert.equal(judged.success, false);
+        else assert.ok(judged.success);
+      }
+    });
+
+  it("ok/parseManifest gives the same resolved services through the fast path and through valibot", () => {
+    const text = withServices(
+      "  a: { usage: dual, addresses: [10.0.0.1, a.internal], validity: 30d }",
+      "  b: { usage: dual, addresses: [10.0.0.2, b.internal], subject: { O: acme } }",
+    );
+    const [a, b] = parseManifest(text, FILE).manifest.services;
+    assert.deepEqual(a!.dns, ["a", "a.internal"]);
+    assert.deepEqual(b!.dns, ["b", "b.internal"]);
+    assert.equal(a!.validityMs, 30 * 86_400_000);
+    assert.equal(b!.subject.O, "acme");
   });
 });

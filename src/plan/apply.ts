@@ -22,6 +22,7 @@ import {
   acquireLock,
   ensureDir,
   ioFailure,
+  readUmask,
   removeTempFiles,
   syncDir,
   writeFileAtomic,
@@ -320,6 +321,7 @@ async function runInWorkers(
   issuer: IssuerData,
   n: number,
   progress: (k: number, ahead: number) => void,
+  umask: number | null,
 ): Promise<void> {
   const active = pool.workers.slice(0, n);
   for (const idle of pool.workers.slice(n)) void idle.worker.terminate();
@@ -352,7 +354,7 @@ async function runInWorkers(
     void w.exited.then((code) => {
       if (code !== 0 && w.error === undefined) stopAll();
     });
-    const start: ToWorker = { start: { dir, issuer } };
+    const start: ToWorker = { start: { dir, issuer, umask } };
     w.worker.postMessage(start);
     feed(w);
   }
@@ -635,6 +637,7 @@ async function applyLocked(
   };
   if (jobs.length > 0) ensureDir(abs(dir, LAYOUT.servicesDir), LAYOUT.servicesDir.mode);
   let spare = pool;
+  const umask = readUmask(); // once for every chunk of this apply (RunOptions.umask)
   for (const [issuing, group] of [
     [ca, jobs.filter((j) => !fromNext.has(j.service))],
     [next, jobs.filter((j) => fromNext.has(j.service))],
@@ -658,7 +661,7 @@ async function applyLocked(
       const threads = spare ?? startPool(workers);
       spare = undefined;
       try {
-        await runInWorkers(threads, dir, group, issuerData, workers, progress);
+        await runInWorkers(threads, dir, group, issuerData, workers, progress, umask);
       } finally {
         if (threads !== pool) await threads.close();
       }
@@ -666,7 +669,7 @@ async function applyLocked(
       const issuer = due === 0 ? OFFLINE_ISSUER : toIssuer(issuerData);
       for (let i = 0; i < group.length; ) {
         const chunk = group.slice(i, (i += CHUNK_MAX));
-        progress(runJobs(dir, chunk, issuer));
+        progress(runJobs(dir, chunk, issuer, { umask }));
       }
     }
   }

@@ -131,7 +131,7 @@ export function isInMemory(dir: string): boolean {
  */
 export function writeFilesAtomic(
   files: readonly FileWrite[],
-  opts: { syncDirs?: boolean; inMemory?: (dir: string) => boolean } = {},
+  opts: { syncDirs?: boolean; inMemory?: (dir: string) => boolean; umask?: number | null } = {},
 ): void {
   const dirs = [...new Set(files.map((f) => path.dirname(f.file)))];
   // In memory (tmpfs, ramfs) nothing survives a power loss, so there is nothing to fsync: a kill
@@ -139,8 +139,8 @@ export function writeFilesAtomic(
   // one file, else one syncfs for all.
   const memory = new Set(dirs.filter(opts.inMemory ?? isInMemory));
   const fsyncEach = files.length < 2 || memory.size > 0;
-  // One read of the umask per batch saves an fchmod per file (a single file just sets its mode).
-  const umask = files.length > 1 ? readUmask() : null;
+  // One read of the umask per batch (or per apply: opts.umask) saves an fchmod per file (a single file just sets its mode).
+  const umask = files.length > 1 ? (opts.umask === undefined ? readUmask() : opts.umask) : null;
   const temps: { tmp: string; file: string }[] = [];
   let renamed = 0;
   let doing: string | undefined; // the file being replaced when a step fails
