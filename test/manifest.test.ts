@@ -19,6 +19,7 @@ import {
   type LoadedManifest,
   type Service,
 } from "../src/manifest/index.ts";
+import { classifyAddress, classifyAddressFully } from "../src/manifest/address.ts";
 import { fastService, serviceSchemaRun } from "../src/manifest/schema.ts";
 import { time } from "../src/pki/der.ts";
 import { apply } from "../src/plan/apply.ts";
@@ -3408,5 +3409,65 @@ describe("manifest: the schema's fast path for plain services (issue 12)", () =>
     assert.deepEqual(b!.dns, ["b", "b.internal"]);
     assert.equal(a!.validityMs, 30 * 86_400_000);
     assert.equal(b!.subject.O, "acme");
+  });
+});
+
+describe("manifest: classifyAddress's shortcut for plain IPv4 addresses and DNS names (issue 12)", () => {
+  const table = [
+    "10.0.0.1",
+    "1.0.0.0",
+    "223.255.255.255",
+    "224.0.0.1",
+    "239.1.2.3",
+    "255.255.255.255",
+    "0.0.0.0",
+    "0.1.2.3",
+    "10.0.0.256",
+    "10.0.0.01",
+    "010.0.0.1",
+    "10.0.0",
+    "10.0.0.1.",
+    "10..0.1",
+    ".10.0.0.1",
+    "1.2.3.4.5",
+    "127.0.0.1",
+    " 10.0.0.1",
+    "10.0.0.1 ",
+    "web",
+    "web.internal",
+    "Web.Internal",
+    "web.internal.",
+    "*.internal",
+    "web_1.internal",
+    "-web.internal",
+    "web-.internal",
+    "a.1",
+    "1.a",
+    "123",
+    "web.123",
+    `${"a".repeat(63)}.internal`,
+    `${"a".repeat(64)}.internal`,
+    `${"a.".repeat(126)}a`,
+    `${"a.".repeat(127)}a`,
+    "::1",
+    "[::1]",
+    "fe80::1%eth0",
+    "",
+    "  ",
+    "xn--bcher-kva.example",
+  ];
+  it("ok/the same answer as the full classification, for a table and 20,000 generated addresses", () => {
+    const generated: string[] = [];
+    const chars = "0123456789.a-Z: ";
+    let seed = 12;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (let i = 0; i < 20_000; i++) {
+      const n = 1 + Math.floor(random() * 16);
+      let s = "";
+      for (let j = 0; j < n; j++) s += chars[Math.floor(random() * chars.length)];
+      generated.push(s);
+      generated.push([0, 1, 2, 3].map(() => Math.floor(random() * 300)).join("."));
+    }
+    for (const a of [...table, ...generated]) assert.deepEqual(classifyAddress(a), classifyAddressFully(a), a);
   });
 });

@@ -437,7 +437,12 @@ async function applyWith(
     const result = await applyLocked(loaded, dir, imported, opts, pool);
     written = result;
     await opts.afterWrite?.(result);
-    const due = hookJobs(loaded, dir, [...new Set([...result.changed, ...owed, ...also])].sort());
+    // result.changed is sorted and unique: most runs owe nothing more, and 10,000 names need no second sort.
+    const due = hookJobs(
+      loaded,
+      dir,
+      owed.length + also.length === 0 ? result.changed : [...new Set([...result.changed, ...owed, ...also])].sort(),
+    );
     result.hooks = await runHooks(opts.hooks === false ? [] : due, opts.hookTimeoutMs);
     opts.afterHooks?.(result);
     const reloaded = new Set(result.hooks.filter((h) => h.ok).map((h) => h.service)); // not a search per service
@@ -519,6 +524,7 @@ function recordFailure(dir: string, e: unknown, record: Omit<ApplyRecord, "error
 
 /** hookJobs are the reload hooks of the named services that have one (and still exist, managed). */
 function hookJobs(loaded: LoadedManifest, dir: string, names: readonly string[]): HookJob[] {
+  if (names.length === 0 || !loaded.manifest.services.some((s) => s.reload !== undefined)) return [];
   const byName = new Map(managedServices(loaded.manifest).map((s) => [s.name, s]));
   return names.flatMap((name) => {
     const s = byName.get(name);
@@ -636,6 +642,11 @@ async function applyLocked(
     opts.onProgress?.(done, total);
   };
   if (jobs.length > 0) ensureDir(abs(dir, LAYOUT.servicesDir), LAYOUT.servicesDir.mode);
+  // The result's lists are worked out while the worker threads issue (this thread waits for them
+  // anyway); after them, this thread alone would hold up the end of the run.
+  let outcome: { kept: number; changed: string[] } | undefined;
+  const workOutResult = () =>
+    (outcome ??= { kept: plan.certs.filter((c) => c.action === "keep").length, changed: changedServices(plan) });
   let spare = pool;
   const umask = readUmask(); // once for every chunk of this apply (RunOptions.umask)
   for (const [issuing, group] of [
@@ -661,7 +672,9 @@ async function applyLocked(
       const threads = spare ?? startPool(workers);
       spare = undefined;
       try {
-        await runInWorkers(threads, dir, group, issuerData, workers, progress, umask);
+        const writing = runInWorkers(threads, dir, group, issuerData, workers, progress, umask);
+        workOutResult();
+        await writing;
       } finally {
         if (threads !== pool) await threads.close();
       }
@@ -681,9 +694,8 @@ async function applyLocked(
   return {
     plan,
     issued: total,
-    kept: plan.certs.filter((c) => c.action === "keep").length,
+    ...workOutResult(),
     caCreated: plan.ca.action === "create",
-    changed: changedServices(plan),
     hooks: [],
     keysAhead: ahead,
   };
