@@ -20,6 +20,7 @@ import {
   type Service,
 } from "../src/manifest/index.ts";
 import { classifyAddress, classifyAddressFully } from "../src/manifest/address.ts";
+import { loadFully, loadPlainServices } from "../src/manifest/parse.ts";
 import { fastService, serviceSchemaRun } from "../src/manifest/schema.ts";
 import { time } from "../src/pki/der.ts";
 import { apply } from "../src/plan/apply.ts";
@@ -3469,5 +3470,120 @@ describe("manifest: classifyAddress's shortcut for plain IPv4 addresses and DNS 
       generated.push([0, 1, 2, 3].map(() => Math.floor(random() * 300)).join("."));
     }
     for (const a of [...table, ...generated]) assert.deepEqual(classifyAddress(a), classifyAddressFully(a), a);
+  });
+});
+
+describe("manifest: the YAML shortcut for a services: block of one-line services (issue 12)", () => {
+  const header = [
+    "version: 1",
+    "cluster: bench",
+    'identity: { uri: "spiffe://bench.local/{role}/{name}" }',
+    "ca: { key: ecdsa-p256 }",
+  ];
+  const many = (line: (i: number) => string, n = 200) => range(n).map(line);
+  const plain = (i: number) => `  s${i}: { usage: dual, addresses: [10.0.${i >> 8}.${i & 255}, s${i}.bench.internal] }`;
+  const doc = (...lines: string[]) => `${lines.join("\n")}\n`;
+  const taken: [string, string][] = [
+    ["ok/the bench's shape", doc(...header, "services:", ...many(plain))],
+    ["ok/services first, then more keys", doc("services:", ...many(plain), ...header)],
+    [
+      "ok/every plain field, booleans, an empty list, an empty mapping",
+      doc(
+        ...header,
+        "services:",
+        ...many((i) => `  s${i}: { usage: server, cn: c${i}.x, role: r-1, split: false, csr: true, addresses: [] }`),
+        "  last: { }",
+        "defaults: { validity: 30d }",
+      ),
+    ],
+    [
+      "ok/spaces inside a list",
+      doc(...header, "services:", ...many((i) => `  s${i}: {usage: dual, addresses: [ a${i} ,b.c ]}`)),
+    ],
+  ];
+  const declined: [string, string][] = [
+    ["a comment on a line", doc(...header, "services:", ...many(plain), "  z: { usage: dual } # web")],
+    ["an anchor and an alias", doc(...header, "services:", "  a: &x { usage: dual }", ...many(plain), "  b: *x")],
+    ["a quoted value", doc(...header, "services:", ...many(plain), '  z: { usage: "dual" }')],
+    ["a number", doc(...header, "services:", ...many(plain), "  z: { usage: dual, addresses: [1234] }")],
+    ["a float-like address", doc(...header, "services:", ...many(plain), "  z: { usage: dual, addresses: [10.5] }")],
+    ["null", doc(...header, "services:", ...many(plain), "  z: { usage: null }")],
+    ["a duplicate service", doc(...header, "services:", ...many(plain), plain(3))],
+    ["a duplicate key", doc(...header, "services:", ...many(plain), "  z: { usage: dual, usage: server }")],
+    ["a service named constructor", doc(...header, "services:", ...many(plain), "  constructor: { usage: dual }")],
+    ["a block service", doc(...header, "services:", ...many(plain), "  z:", "    usage: dual")],
+    ["CRLF", doc(...header, "services:", ...many(plain)).replaceAll("\n", "\r\n")],
+    ["two services: keys", doc(...header, "services:", ...many(plain), "services:", "  z: { usage: dual }")],
+    ["a syntax error elsewhere", doc(...header, "defaults: { key: [ }", "services:", ...many(plain))],
+    ["an upper-case value", doc(...header, "services:", ...many(plain), "  z: { usage: True }")],
+    ["a trailing comma", doc(...header, "services:", ...many(plain), "  z: { usage: dual, addresses: [a, ] }")],
+    ["a list of services", doc(...header, "services:", "- a", "- b", ...many(() => "# filler"))],
+  ];
+  for (const [name, text] of taken)
+    it(name, () => {
+      const fast = loadPlainServices(text);
+      assert.notEqual(fast, undefined, "the shortcut reads it");
+      assert.deepEqual(fast, loadFully(text));
+      assert.deepEqual(Object.keys(fast as object), Object.keys(loadFully(text) as object), "keys in order");
+    });
+  for (const [name, text] of declined)
+    it(`ok/declined, js-yaml reads it: ${name}`, () => {
+      assert.equal(loadPlainServices(text), undefined);
+    });
+  it("fail/a syntax error beside a plain services: block is js-yaml's, at the whole document's line", () => {
+    const text = doc(...header, "services:", ...many(plain), "defaults: { key: [ }");
+    assert.throws(
+      () => parseManifest(text, FILE),
+      (e: InvalidInputError) => e.problems.length === 1 && e.problems[0]!.line === header.length + 202,
+    );
+  });
+  it("ok/random one-line services read as js-yaml reads them, or declined", () => {
+    const words = [
+      "dual",
+      "server",
+      "true",
+      "false",
+      "null",
+      "10.0.0.1",
+      "1.2",
+      "a.b",
+      "A",
+      "x-y",
+      "0x1f",
+      "1e3",
+      ".inf",
+      "~",
+      "",
+    ];
+    let seed = 7;
+    const pick = <T>(xs: T[]) => xs[(seed = (seed * 1103515245 + 12345) % 2 ** 31) % xs.length]!;
+    let read = 0;
+    for (let t = 0; t < 300; t++) {
+      const lines = many(plain, 70);
+      lines.splice(
+        pick(range(70)),
+        0,
+        `  r${t}x: { ${pick(["usage", "cn", "key"])}: ${pick(words)}, addresses: [${pick(words)}, ${pick(words)}] }`,
+      );
+      const text = doc(...header, "services:", ...lines);
+      const fast = loadPlainServices(text);
+      let full: unknown;
+      try {
+        full = loadFully(text);
+      } catch {
+        full = "error";
+      }
+      if (fast === undefined) continue;
+      read++;
+      assert.deepEqual(
+        fast,
+        full,
+        text
+          .split("\n")
+          .filter((l) => l.includes(`r${t}x`))
+          .join("\n"),
+      );
+    }
+    assert.ok(read > 10, `the shortcut read ${read} of 300`);
   });
 });
