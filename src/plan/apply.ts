@@ -307,9 +307,9 @@ const CHUNK_MAX = 64;
 const chunkSize = (remaining: number, n: number) => Math.max(1, Math.min(CHUNK_MAX, Math.ceil(remaining / (2 * n))));
 
 /**
- * runInWorkers feeds `jobs` to `n` of the pool's workers in chunks: each worker gets one chunk at a
- * time and asks for the next by reporting the one it wrote (work stealing: a slow worker does not
- * hold the tail). This returns once every chunk is written, each worker told to end (apply awaits
+ * runInWorkers feeds `jobs` to `n` of the pool's workers in chunks: each worker holds up to two
+ * chunks (the one it writes, the next queued) and asks for another by reporting one written (work
+ * stealing: a slow worker does not hold the tail). This returns once every chunk is written, each worker told to end (apply awaits
  * their exit, pool.close, while it finishes: a worker that wrote its last chunk writes nothing
  * more). After a failure the others are terminated and awaited before this throws, so nothing is
  * written once apply has released the lock.
@@ -356,6 +356,9 @@ async function runInWorkers(
     });
     const start: ToWorker = { start: { dir, issuer, umask } };
     w.worker.postMessage(start);
+    // Two chunks ahead: the next is already queued when a worker reports one written, so it never
+    // waits for this thread (which, with every core busy issuing, the OS may not run at once).
+    feed(w);
     feed(w);
   }
   const exited = Promise.all(active.map((w) => w.exited));
