@@ -8,6 +8,7 @@
  * certificate, so of any number of concurrent uses exactly one succeeds.
  */
 import { FailedError } from "../errors.ts";
+import type { AcmeStore } from "./acme.ts";
 
 /** TokenKind: `enroll` tokens are bootstrap tokens for `POST /v1/enroll` (`mtlskit token create`); `acme` are EAB keys (issue 16). */
 export type TokenKind = "enroll" | "acme";
@@ -85,7 +86,12 @@ export interface LedgerStats {
 export interface Ledger {
   /** kind names the door, for logs and status: `sqlite:PATH` or `postgres://HOST/DB` (no password). */
   readonly kind: string;
-  /** createToken stores a new token for `service` and returns its one printable form (`mtk_ID_SECRET`); only the secret's hash is kept. */
+  /**
+   * createToken stores a new token for `service` and returns its one printable form
+   * (`mtk_ID_SECRET`); only the secret's hash is kept. An `acme` token is an EAB key (RFC 8555
+   * §7.3.4): its id is the key id and its secret's 32 bytes the HMAC key, which the server must
+   * read back to verify a binding, so the ledger also keeps those bytes (AcmeStore.eabKey).
+   */
   createToken(
     service: string,
     kind: TokenKind,
@@ -114,6 +120,8 @@ export interface Ledger {
   stats(now: Date): Promise<LedgerStats>;
   /** backup writes a consistent copy to `file` while the ledger stays in use (SQLite's online backup). */
   backup(file: string): Promise<void>;
+  /** acme: the ACME server's state (src/ledger/acme.ts); undefined when this door keeps none (serve then has no ACME directory). */
+  readonly acme?: AcmeStore;
   close(): Promise<void>;
 }
 

@@ -43,11 +43,14 @@ import {
   type TokenVerdict,
 } from "./ledger.ts";
 import { newToken, parseToken, secretMatches, hashSecret } from "./tokens.ts";
+import type { AcmeKind, AcmeRow, AcmeStore, AcmeWriteOutcome, EabVerdict } from "./acme.ts";
 
 /** SCHEMA_VERSION is the version of the tables below; a ledger written by a newer mtlskit is refused rather than misread. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
-/** SCHEMA: version 1. Times are BIGINT milliseconds since the epoch (UTC); sans is a JSON array of sanWords. */
+/**
+ * SCHEMA: version 2 (version 1 plus the three acme_ tables; every statement is IF NOT EXISTS, so
+ * a version 1 ledger is brought up by running it). Times are BIGINT milliseconds since the epoch (UTC); sans is a JSON array of sanWords. */
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS certificates (
@@ -78,6 +81,23 @@ CREATE TABLE IF NOT EXISTS tokens (
   used_at BIGINT,
   used_by TEXT,
   revoked_at BIGINT
+);
+CREATE TABLE IF NOT EXISTS acme_eab (
+  token_id TEXT PRIMARY KEY,
+  hmac_key BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS acme_objects (
+  kind TEXT NOT NULL,
+  id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  lookup TEXT,
+  doc TEXT NOT NULL,
+  PRIMARY KEY (kind, id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS acme_objects_lookup ON acme_objects (kind, lookup);
+CREATE TABLE IF NOT EXISTS acme_nonces (
+  nonce TEXT PRIMARY KEY,
+  expires_at BIGINT NOT NULL
 );
 `;
 
@@ -113,6 +133,22 @@ interface CertRow {
   revoked_at: number | null;
   revoked_reason: string | null;
 }
+
+interface AcmeDbRow {
+  kind: AcmeKind;
+  id: string;
+  version: number;
+  lookup: string | null;
+  doc: string;
+}
+
+const toAcme = (r: AcmeDbRow): AcmeRow => ({
+  kind: r.kind,
+  id: r.id,
+  version: r.version,
+  lookup: r.lookup ?? undefined,
+  doc: r.doc,
+});
 
 interface TokenRow {
   id: string;
@@ -334,6 +370,17 @@ function prepare(db: Database.Database) {
       "INSERT INTO tokens (id, kind, service, secret_sha256, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
     ),
     cert: db.prepare<[string], CertRow>("SELECT * FROM certificates WHERE serial = ?"),
+    insertEab: db.prepare("INSERT INTO acme_eab (token_id, hmac_key) VALUES (?, ?)"),
+    eab: db.prepare<[string], { hmac_key: Buffer }>("SELECT hmac_key FROM acme_eab WHERE token_id = ?"),
+    acmeGet: db.prepare<[string, string], AcmeDbRow>("SELECT * FROM acme_objects WHERE kind = ? AND id = ?"),
+    acmeFind: db.prepare<[string, string], AcmeDbRow>("SELECT * FROM acme_objects WHERE kind = ? AND lookup = ?"),
+    acmeInsert: db.prepare("INSERT INTO acme_objects (kind, id, version, lookup, doc) VALUES (?, ?, ?, ?, ?)"),
+    acmeUpdate: db.prepare(
+      "UPDATE acme_objects SET version = ?, lookup = ?, doc = ? WHERE kind = ? AND id = ? AND version = ?",
+    ),
+    nonceAdd: db.prepare("INSERT OR IGNORE INTO acme_nonces (nonce, expires_at) VALUES (?, ?)"),
+    nonceUse: db.prepare("DELETE FROM acme_nonces WHERE nonce = ? AND expires_at > ?"),
+    noncePrune: db.prepare("DELETE FROM acme_nonces WHERE expires_at <= ?"),
     savepoint: db.prepare("SAVEPOINT item"),
     rollbackTo: db.prepare("ROLLBACK TO item"),
     release: db.prepare("RELEASE item"),
@@ -348,6 +395,8 @@ class SqliteLedgerImpl implements SqliteLedger {
   private scheduled = false;
   private closed = false;
   private readonly st: Statements;
+  readonly acme: AcmeStore;
+  private noncesAdded = 0;
 
   constructor(
     private readonly db: Database.Database,
@@ -356,6 +405,91 @@ class SqliteLedgerImpl implements SqliteLedger {
   ) {
     this.kind = `sqlite:${file}`;
     this.st = prepare(db);
+    this.acme = {
+      eabKey: (id, now) => this.eabKey(id, now),
+      get: (kind, id) =>
+        this.guard("read an ACME object", () => {
+          const r = this.st.acmeGet.get(kind, id);
+          return r ? toAcme(r) : undefined;
+        }),
+      find: (kind, lookup) =>
+        this.guard("read an ACME object", () => {
+          const r = this.st.acmeFind.get(kind, lookup);
+          return r ? toAcme(r) : undefined;
+        }),
+      write: (rows, bind) => this.enqueue(() => this.acmeWrite(rows, bind)),
+      // Nonces ride the group commit with everything else: a burst of requests pays one fsync.
+      addNonce: (nonce, expiresAt) =>
+        this.enqueue(() => {
+          this.st.nonceAdd.run(nonce, expiresAt.getTime());
+          // Expired nonces are swept now and then, by the writer, not on every request.
+          if (++this.noncesAdded % 1000 === 0) this.st.noncePrune.run(Date.now());
+          return { value: undefined, undo: false };
+        }),
+      useNonce: (nonce, now) =>
+        this.enqueue(() => ({ value: this.st.nonceUse.run(nonce, now.getTime()).changes === 1, undo: false })),
+    };
+  }
+
+  /** eabKey: the HMAC key of a usable `acme` token (AcmeStore.eabKey). */
+  private eabKey(id: string, now: Date): Promise<EabVerdict> {
+    return this.guard("read an EAB key", (): EabVerdict => {
+      const row = this.st.token.get(id);
+      const key = row ? this.st.eab.get(id) : undefined;
+      if (!row) return { ok: false, reason: "unknown" };
+      if (row.kind !== "acme" || !key) return { ok: false, reason: "wrong-kind" };
+      if (row.revoked_at !== null) return { ok: false, reason: "revoked" };
+      if (row.used_at !== null) return { ok: false, reason: "used" };
+      if (row.expires_at <= now.getTime()) return { ok: false, reason: "expired" };
+      return { ok: true, token: toToken(row), hmacKey: key.hmac_key };
+    });
+  }
+
+  /** acmeWrite writes ACME rows (and binds an EAB token) inside the group commit's savepoint; a refusal is undone. */
+  private acmeWrite(
+    rows: AcmeRow[],
+    bind: { tokenId: string; account: string; now: Date } | undefined,
+  ): { value: AcmeWriteOutcome; undo: boolean } {
+    const refuse = (reason: Exclude<AcmeWriteOutcome, { ok: true }>["reason"]) => ({
+      value: { ok: false as const, reason },
+      undo: true,
+    });
+    if (bind) {
+      const t = bind.now.getTime();
+      if (this.st.consume.run(t, `acme:${bind.account}`, bind.tokenId, t).changes !== 1) {
+        const tok = this.st.token.get(bind.tokenId);
+        return refuse(
+          !tok
+            ? "token-unknown"
+            : tok.revoked_at !== null
+              ? "token-revoked"
+              : tok.used_at !== null
+                ? "token-used"
+                : "token-expired",
+        );
+      }
+    }
+    for (const r of rows) {
+      if (r.version === 1) {
+        try {
+          this.st.acmeInsert.run(r.kind, r.id, 1, r.lookup ?? null, r.doc);
+        } catch (e) {
+          const code = sqliteCode(e);
+          if (code !== "SQLITE_CONSTRAINT_PRIMARYKEY" && code !== "SQLITE_CONSTRAINT_UNIQUE") throw e;
+          return refuse(this.st.acmeGet.get(r.kind, r.id) ? "conflict" : "lookup-taken");
+        }
+      } else {
+        let changed: number;
+        try {
+          changed = this.st.acmeUpdate.run(r.version, r.lookup ?? null, r.doc, r.kind, r.id, r.version - 1).changes;
+        } catch (e) {
+          if (sqliteCode(e) !== "SQLITE_CONSTRAINT_UNIQUE") throw e;
+          return refuse("lookup-taken");
+        }
+        if (changed !== 1) return refuse("conflict");
+      }
+    }
+    return { value: { ok: true }, undo: false };
   }
 
   /** guard runs a synchronous read or write, mapping SQLite's errors. */
@@ -380,6 +514,9 @@ class SqliteLedgerImpl implements SqliteLedger {
         const t = newToken();
         try {
           this.st.insertToken.run(t.id, kind, service, hashSecret(t.secret), now.getTime(), now.getTime() + ttlMs);
+          // An EAB key's HMAC key must be read back to verify a binding: kept as its 32 bytes, in
+          // this 0600 file beside the CA's own key (src/ledger/acme.ts).
+          if (kind === "acme") this.st.insertEab.run(t.id, Buffer.from(t.secret, "base64url"));
         } catch (e) {
           // 64 random bits: a collision is astronomically rare, but a retry costs nothing.
           if (sqliteCode(e) === "SQLITE_CONSTRAINT_PRIMARYKEY") continue;
