@@ -150,6 +150,7 @@ describe("acme: RFC 8555 on mtlskit serve, with a hand-written client", { timeou
     const x = new X509Certificate(leafPem);
     assert.equal(x.subjectAltName, "DNS:web.localhost, IP Address:127.0.0.1, URI:spiffe://demo/dual/web");
     assert.equal(new Date(x.validTo).getTime() - new Date(x.validFrom).getTime(), 2 * 3_600_000, "the service's ttl");
+    assert.equal(x.subject, "CN=web.localhost", "the CN is the order's first DNS name (ACME clients renew the CN)");
     assert.ok(x.publicKey.equals(createPublicKey(keyPem)));
     const dir = tempDir("mtlskit-acme-");
     const files = { cert: path.join(dir, "cert.pem"), key: path.join(dir, "key.pem"), ca: path.join(dir, "ca.pem") };

@@ -353,6 +353,14 @@ export function acmeRoutes(
     ...(o.doc.error ? { error: o.doc.error } : {}),
   });
 
+  /**
+   * downloadChain: the leaf and its chain; a leaf signed by the root directly gets the root
+   * appended, since certbot refuses a chain of one certificate ("less than 2 certificates in
+   * chain") and a peer holding the bundle ignores the extra copy.
+   */
+  const downloadChain = (chain: string) =>
+    (chain.match(/-----BEGIN CERTIFICATE-----/g) ?? []).length >= 2 ? chain : chain + ctx.authority().anchorPem;
+
   const indexLink = (b: string) => `<${b}${ACME_PATHS.directory}>;rel="index"`;
 
   // --- the resources ---
@@ -813,6 +821,7 @@ export function acmeRoutes(
           `the CSR asks for ${asked.join(", ") || "no names"}, but the order is for ${wanted.join(", ")}`,
           { fix: "make the CSR for exactly the order's identifiers" },
         );
+      const firstDns = o.doc.identifiers.find((i) => i.type === "dns");
       const processing = { ...o, version: o.version + 1, doc: { ...o.doc, status: "processing" as const } };
       if (!(await write([{ kind: "order", obj: processing }])).ok)
         throw new AcmeProblem("orderNotReady", "the order is being finalized by another request", { status: 403 });
@@ -830,7 +839,12 @@ export function acmeRoutes(
             csr,
             how: "acme",
             requester: req.remote,
-            policy: { names: wanted, cnMayBeASan: true },
+            policy: {
+              names: wanted,
+              cnMayBeASan: true,
+              // The CN is the first DNS name ordered, as ACME clients expect (lego renews CN + SANs).
+              ...(firstDns ? { cn: firstDns.value } : {}),
+            },
           },
         );
       } catch (e) {
@@ -841,7 +855,7 @@ export function acmeRoutes(
       const valid = {
         ...processing,
         version: processing.version + 1,
-        doc: { ...processing.doc, status: "valid" as const, serial: issued.serial, chain: issued.chain },
+        doc: { ...processing.doc, status: "valid" as const, serial: issued.serial, chain: downloadChain(issued.chain) },
       };
       if (!(await write([{ kind: "order", obj: valid }])).ok)
         throw new AcmeProblem("serverInternal", "the order changed while its certificate was issued");

@@ -108,6 +108,12 @@ export interface CsrPolicyOptions {
    * the manifest's subject. Default: false.
    */
   cnMayBeASan?: boolean;
+  /**
+   * cn: the subject CN instead of the manifest's (an ACME order's first DNS name: ACME clients
+   * read the CN as a name to renew, lego's ExtractDomains); the other attributes stay the
+   * manifest's. Default: the manifest's subject.
+   */
+  cn?: string;
 }
 
 /**
@@ -137,6 +143,7 @@ export function csrPolicy(service: Service, csr: CsrFields, now: Date, opts: Csr
     spec.notAfter = new Date(spec.notBefore.getTime() + opts.lifetimeMs);
   }
   if (opts.notAfterMax !== undefined && spec.notAfter > opts.notAfterMax) spec.notAfter = new Date(opts.notAfterMax);
+  if (opts.cn !== undefined) spec.subject = { ...spec.subject, CN: opts.cn };
   if (opts.names !== undefined) {
     const only = new Set(opts.names.map(comparable));
     spec.dns = spec.dns.filter((d) => only.has(comparable(`DNS:${d}`)));

@@ -74,7 +74,7 @@ export interface IssueRequest {
   csr: CsrFields;
   how: "enroll" | "renew" | "acme";
   /** policy: what an ACME order narrows (csrPolicy's names and cnMayBeASan). Default: none. */
-  policy?: Pick<CsrPolicyOptions, "names" | "cnMayBeASan">;
+  policy?: Pick<CsrPolicyOptions, "names" | "cnMayBeASan" | "cn">;
   /** tokenId: the enrollment's token, consumed with the row. */
   tokenId?: string;
   /** renewedFrom: the serial the renewal authenticated with. */
