@@ -282,6 +282,8 @@ const ENTRIES: { key: string; src: string; loads: string[]; never: string[] }[] 
       "fastify",
       "better-sqlite3",
       "prom-client",
+      "acme/",
+      "jose",
     ],
   },
 ];
