@@ -16,7 +16,7 @@ import { encodeCsr } from "../src/pki/csr.ts";
 import { generateKey } from "../src/pki/keys.ts";
 import { ipBytes } from "../src/pki/ip.ts";
 import { AcmeClient, type AcmeAnswer, b64, https, newAccountKey, startHttp01 } from "./helpers/acme-client.ts";
-import { tempDir } from "./helpers/cli.ts";
+import { runCli, tempDir } from "./helpers/cli.ts";
 import { type OnlineCa, startOnlineCa } from "./helpers/online.ts";
 import { opensslVerify } from "./helpers/openssl.ts";
 import { handshake } from "./helpers/tls.ts";
@@ -68,6 +68,20 @@ function csrFor(names: string[], cn?: string): { der: Buffer; keyPem: string } {
   );
   return { der, keyPem: key.export({ type: "pkcs8", format: "pem" }) as string };
 }
+
+describe("acme: serve's test-only validator port flags", () => {
+  it("fail/--acme-http-port and --acme-tls-port take a port number 1..65535 (exit 2, nothing started)", async () => {
+    for (const [flag, v] of [
+      ["--acme-http-port", "0"],
+      ["--acme-tls-port", "70000"],
+      ["--acme-http-port", "80x"],
+    ] as const) {
+      const r = await runCli(["serve", flag, v]);
+      assert.equal(r.code, 2, r.err);
+      assert.match(r.err, new RegExp(`${flag} must be a port number 1\\.\\.65535; got "${v}"`));
+    }
+  });
+});
 
 describe("acme: RFC 8555 on mtlskit serve, with a hand-written client", { timeout: 180_000 }, () => {
   let ca: OnlineCa;
