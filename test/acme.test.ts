@@ -140,6 +140,23 @@ describe("acme: RFC 8555 on mtlskit serve, with a hand-written client", { timeou
       assert.equal(r.headers["cache-control"], "no-store");
     }
     assert.notEqual(head.headers["replay-nonce"], get.headers["replay-nonce"]);
+    // Unknown paths under /acme/, a body too large, bad JSON: problem documents too.
+    problem(await https(`${ca.url}/acme/nope`, { ca: bundle }), "malformed", 404, /no route GET \/acme\/nope/);
+    problem(
+      await https(String(d.json.newAccount), { method: "POST", body: "{not json", ca: bundle }),
+      "malformed",
+      400,
+      /not valid JSON/,
+    );
+    problem(
+      await https(String(d.json.newAccount), {
+        method: "POST",
+        body: JSON.stringify({ x: "a".repeat(70_000) }),
+        ca: bundle,
+      }),
+      "malformed",
+      413,
+    );
   });
 
   it("ok/EAB account, order (dns + ip), http-01 validated by the server, finalize, download: the certificate is the manifest's (dual, identity, ttl), judged by openssl, used in mTLS, in the ledger as acme", async () => {

@@ -1032,7 +1032,10 @@ export function acmeRoutes(
       return problemReply(
         undefined,
         new AcmeProblem(p.code === "internal" ? "serverInternal" : "malformed", p.message, {
-          fix: p.fix,
+          fix:
+            p.code === "not-found"
+              ? "use the URLs the directory (GET /acme/directory) and the server's answers give"
+              : p.fix,
           status: p.status,
         }),
       );

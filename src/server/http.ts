@@ -275,14 +275,16 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
     if (other) return send(reply, other);
     return reply.code(problem.status).type("application/json").send(problem.doc());
   });
-  app.setNotFoundHandler((req, reply) => {
+  app.setNotFoundHandler(async (req, reply) => {
     const problem = new ServeProblem(
       "not-found",
       `no route ${req.method} ${req.url.slice(0, 200)}`,
       "the API is POST /v1/enroll, /v1/renew, /v1/revoke and GET /v1/bundle, /v1/crl, /v1/health, /metrics",
     );
     opts.onProblem?.(problem.code);
-    void reply.code(problem.status).type("application/json").send(problem.doc());
+    const other = await opts.renderProblem?.(req.url.split("?")[0]!, problem);
+    if (other) return send(reply, other);
+    return reply.code(problem.status).type("application/json").send(problem.doc());
   });
   app.addHook("onResponse", async (req, reply) => {
     opts.onResponse?.(req.routeOptions.url ?? "unmatched", reply.elapsedTime / 1000, reply.statusCode);
