@@ -11,6 +11,15 @@ import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { exportJWK, FlattenedSign, importPKCS8 } from "jose";
 import { after, before, describe, it } from "node:test";
+import {
+  type AcmeProblem,
+  type AuthzDoc,
+  authzStatus,
+  normalizeIdentifier,
+  type OrderDoc,
+  orderStatus,
+} from "../src/acme/protocol.ts";
+import { reverseName } from "../src/acme/validate.ts";
 import { parseToken } from "../src/ledger/index.ts";
 import { encodeCsr } from "../src/pki/csr.ts";
 import { generateKey } from "../src/pki/keys.ts";
@@ -68,6 +77,77 @@ function csrFor(names: string[], cn?: string): { der: Buffer; keyPem: string } {
   );
   return { der, keyPem: key.export({ type: "pkcs8", format: "pem" }) as string };
 }
+
+describe("acme: protocol (pure)", () => {
+  it("ok and fail/normalizeIdentifier: case and trailing dot, canonical IPs; IPs as dns, bad names, unknown types refused by type", () => {
+    const ok: [unknown, string][] = [
+      [{ type: "dns", value: "Web.Localhost." }, "dns:web.localhost"],
+      [{ type: "ip", value: "127.0.0.1" }, "ip:127.0.0.1"],
+      [{ type: "ip", value: "2001:DB8:0:0:0:0:0:1" }, "ip:2001:db8::1"],
+      [{ type: "dns", value: "*.web.localhost" }, "dns:*.web.localhost"],
+    ];
+    for (const [raw, want] of ok) {
+      const id = normalizeIdentifier(raw);
+      assert.equal(`${id.type}:${id.value}`, want);
+    }
+    const fail: [unknown, string][] = [
+      [{ type: "dns", value: "10.0.0.1" }, "rejectedIdentifier"],
+      [{ type: "dns", value: "a..b" }, "rejectedIdentifier"],
+      [{ type: "dns", value: "-a.b" }, "rejectedIdentifier"],
+      [{ type: "ip", value: "10.0.0.256" }, "malformed"],
+      [{ type: "ip", value: "web" }, "malformed"],
+      [{ type: "ip", value: "fe80::1%eth0" }, "malformed"],
+      [{ type: "email", value: "a@b" }, "unsupportedIdentifier"],
+      [{ type: "dns" }, "malformed"],
+      ["dns:web", "malformed"],
+    ];
+    for (const [raw, want] of fail)
+      assert.throws(
+        () => normalizeIdentifier(raw),
+        (e: AcmeProblem) => e.type === want,
+        JSON.stringify(raw),
+      );
+  });
+
+  it("ok/orderStatus follows RFC 8555 §7.1.6 from the authorizations; an expired authorization is expired", () => {
+    const now = new Date("2027-01-01T00:00:00Z");
+    const later = "2027-01-01T01:00:00Z";
+    const z = (status: AuthzDoc["status"], expires = later): AuthzDoc => ({
+      account: "a",
+      identifier: { type: "dns", value: "web.localhost" },
+      status,
+      expires,
+      challenges: [],
+    });
+    const o = (status: OrderDoc["status"] = "pending", expires = later): OrderDoc => ({
+      account: "a",
+      status,
+      identifiers: [],
+      authorizations: [],
+      expires,
+    });
+    const cases: [OrderDoc, AuthzDoc[], string][] = [
+      [o(), [z("pending"), z("valid")], "pending"],
+      [o(), [z("valid"), z("valid")], "ready"],
+      [o(), [z("valid"), z("invalid")], "invalid"],
+      [o(), [z("valid"), z("deactivated")], "invalid"],
+      [o(), [z("valid", "2026-12-31T00:00:00Z")], "invalid"],
+      [o("pending", "2026-12-31T00:00:00Z"), [z("valid")], "invalid"],
+      [o("processing"), [z("valid")], "processing"],
+      [o("valid"), [z("valid", "2026-12-31T00:00:00Z")], "valid"],
+    ];
+    for (const [order, authzs, want] of cases) assert.equal(orderStatus(order, authzs, now), want);
+    assert.equal(authzStatus(z("valid", "2026-12-31T00:00:00Z"), now), "expired");
+  });
+
+  it("ok/reverseName: the SNI of tls-alpn-01 for IP identifiers (RFC 8738 §6)", () => {
+    assert.equal(reverseName("192.0.2.5"), "5.2.0.192.in-addr.arpa");
+    assert.equal(
+      reverseName("2001:db8::1"),
+      "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa",
+    );
+  });
+});
 
 describe("acme: serve's test-only validator port flags", () => {
   it("fail/--acme-http-port and --acme-tls-port take a port number 1..65535 (exit 2, nothing started)", async () => {
@@ -200,6 +280,13 @@ describe("acme: RFC 8555 on mtlskit serve, with a hand-written client", { timeou
     assert.ok(row, "the certificate has its ledger row");
     assert.equal(row.how, "acme");
     assert.equal(row.service, "web");
+    // plan (what check and status read too) sees it as web's online certificate.
+    const plan = await runCli(["plan", "-f", ca.manifest, "--pki", ca.pki]);
+    assert.match(
+      plan.out,
+      new RegExp(`web\\s+csr\\s+issued online: see the ledger \\(serial ${row.serial}, `),
+      plan.out,
+    );
     // A second finalize of a valid order is refused: one certificate per order.
     problem(await c.post(String(ready.json.finalize), { csr: b64(der) }), "orderNotReady", 403, /is valid, not ready/);
   });

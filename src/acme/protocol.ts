@@ -174,9 +174,9 @@ export function normalizeIdentifier(raw: unknown): Identifier {
   if (type === "ip") {
     let canonical: string;
     try {
-      if (!/^[0-9a-fA-F:.]+$/.test(value)) throw new Error("no");
+      // node:net decides what an address is (no zone ids, no leading zeros in IPv4); then RFC 5952's spelling.
+      if (isIP(value) === 0 || value.includes("%")) throw new Error("not an address");
       canonical = formatIp(ipBytes(value));
-      if (ipBytes(canonical).length !== ipBytes(value).length) throw new Error("no");
     } catch {
       throw new AcmeProblem("malformed", `${JSON.stringify(value)} is not an IP address`, {
         extra: { identifier: { type: "ip", value } },
