@@ -98,7 +98,7 @@ export interface HttpOptions {
    * under /acme/, src/acme/routes.ts); undefined keeps `{error, message, fix}`.
    */
   renderProblem?(path: string, problem: ServeProblem): Promise<HttpReply | undefined>;
-  /** joseJson: paths under this prefix also take `application/jose+json` bodies (JSON, ACME's JWS, RFC 8555 §6.2). Default: none. */
+  /** joseJsonPrefix: paths under this prefix also take `application/jose+json` bodies (JSON, ACME's JWS, RFC 8555 §6.2). Default: none. */
   joseJsonPrefix?: string;
 }
 
