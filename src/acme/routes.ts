@@ -1004,7 +1004,7 @@ export function acmeRoutes(
       } catch (e) {
         throw ledgerDown(e);
       }
-      recordRevocation(ctx, serial, reason, at);
+      await recordRevocation(ctx, serial, reason, at);
       req.log({ serial, reason, by: a.account ? `acme:${a.account.id}` : "certificate key" }, "revoked");
       return { status: 200, empty: true, headers: { link: indexLink(base(req)) } };
     }),

@@ -5,7 +5,7 @@ import { loadManifest } from "../../manifest/index.ts";
 import { COMMON_FLAGS, flags, parseListen } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
 import { paintErr, type Io } from "../output.ts";
-import { PKI_FLAGS } from "./shared.ts";
+import { LEDGER_FLAG, LEDGER_FLAG_HELP, PKI_FLAGS } from "./shared.ts";
 
 /**
  * LISTEN: the default address, startServer's DEFAULT_LISTEN (loopback). Spelled here because the
@@ -17,7 +17,7 @@ const LISTEN = "127.0.0.1:8443";
 export const SERVE_HELP = `mtlskit serve: the online CA: agents enroll with a token and renew with their certificate.
 
 USAGE
-  mtlskit serve [-f FILE] [--pki DIR] [--listen 127.0.0.1:8443] [--log]
+  mtlskit serve [-f FILE] [--pki DIR] [--ledger SPEC] [--listen 127.0.0.1:8443] [--log]
 
 Issues short-lived certificates over HTTPS to the manifest's csr: true services, whose keys are
 made on their own hosts (\`mtlskit agent\`) and never sent. Every certificate carries exactly the
@@ -30,12 +30,18 @@ API (docs/online-ca.md): POST /v1/enroll (token + CSR), POST /v1/renew (mTLS + C
 ACME (RFC 8555, README "ACME"): https://HOST:PORT/acme/directory, for certbot, lego and
 cert-manager, with External Account Binding keys from \`mtlskit token create SERVICE --acme\`.
 
+Several replicas (docs/online-ca.md, "Running several CA replicas"): each runs serve with its own
+copy of DIR/ca (the CA key is never put in the database) and the same --ledger
+postgres://USER@HOST:PORT/DB (password from PGPASSWORD or ~/.pgpass). Schema migrations are applied
+on start. While PostgreSQL is down every issuance answers 503 and nothing is issued unrecorded.
+
 It prints the URL and the root's SHA-256, which agents pass as --fingerprint on first contact.
 SIGTERM or SIGINT stops it: in-flight requests finish, the ledger is closed.
 
 FLAGS
   -f, --file FILE      manifest (default mtlskit.yaml)
       --pki DIR        PKI directory holding the CA (default ./pki; run \`mtlskit apply\` first)
+${LEDGER_FLAG_HELP}
       --listen ADDR    [HOST:]PORT to listen on (default ${LISTEN}, this host only;
                        0.0.0.0:8443 for every interface)
       --log            JSON log lines on standard error (never a token, key or CSR)
@@ -62,6 +68,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
       options: {
         ...COMMON_FLAGS,
         ...PKI_FLAGS,
+        ...LEDGER_FLAG,
         listen: { type: "string", default: LISTEN },
         log: { type: "boolean" },
         "acme-http-port": { type: "string" },
@@ -88,6 +95,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   const server = await startServer({
     manifest: loaded,
     pkiDir: values.pki,
+    ...(values.ledger === undefined ? {} : { ledgerSpec: values.ledger }),
     listen,
     ...(values.log ? { log: { stream: process.stderr } } : {}),
     ...(httpPort || tlsPort
