@@ -25,6 +25,7 @@ function freshDb(): string {
   return pg.url.replace(/\/mtlskit$/, `/${name}`);
 }
 const dbOf = new WeakMap<Ledger, string>();
+const urlOf = new WeakMap<Ledger, string>();
 
 /** judge counts in the ledger's database with psql, as the superuser. */
 const judge = (l: Ledger, sql: string): string => pg.adminDb(dbOf.get(l)!, sql);
@@ -42,9 +43,15 @@ ledgerContract(
     const url = freshDb();
     const l = await openLedger(pki, url);
     dbOf.set(l, new URL(url).pathname.slice(1));
+    urlOf.set(l, url);
     return l;
   },
   judge,
+  async (l) => {
+    const twin = await openLedger(pki, urlOf.get(l)!);
+    dbOf.set(twin, dbOf.get(l)!);
+    return twin;
+  },
 );
 
 describe("ledger: postgres replicas", { timeout: 120_000 }, () => {

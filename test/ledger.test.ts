@@ -49,6 +49,7 @@ ledgerContract(
   "sqlite",
   async () => fresh().ledger,
   (l, sql) => sqlite((l as SqliteLedger).file, sql),
+  async (l) => openSqliteLedger((l as SqliteLedger).file),
 );
 
 describe("ledger: tokens", () => {
@@ -83,85 +84,6 @@ describe("ledger: tokens", () => {
     assert.equal(all.includes(hashSecret(secret)), true);
     await ledger.close();
     assert.equal(readFileSync(file).includes(Buffer.from(secret)), false);
-  });
-});
-
-describe("ledger: acme store", () => {
-  it("ok/an acme token's HMAC key is read back while usable; binding an account consumes it once; every EabVerdict", async () => {
-    const { ledger } = fresh();
-    const acme = ledger.acme!;
-    const eab = await ledger.createToken("web", "acme", HOUR, NOW);
-    const { id, secret } = parseToken(eab.token)!;
-    const v = await acme.eabKey(id, NOW);
-    assert.ok(v.ok);
-    assert.deepEqual(v.hmacKey, Buffer.from(secret, "base64url"));
-    assert.equal(v.hmacKey.length, 32);
-    assert.equal(v.token.service, "web");
-    const enroll = await ledger.createToken("web", "enroll", HOUR, NOW);
-    const reason = async (tid: string, at = NOW) => {
-      const r = await acme.eabKey(tid, at);
-      return r.ok ? "ok" : r.reason;
-    };
-    assert.equal(await reason(enroll.record.id), "wrong-kind");
-    assert.equal(await reason("0123456789abcdef"), "unknown");
-    assert.equal(await reason(id, new Date(NOW.getTime() + HOUR)), "expired");
-    const account = (n: string) => ({ kind: "account" as const, id: n, version: 1, lookup: `thumb-${n}`, doc: "{}" });
-    assert.deepEqual(await acme.write([account("a1")], { tokenId: id, account: "a1", now: NOW }), { ok: true });
-    assert.equal(await reason(id), "used");
-    assert.equal((await ledger.tokens()).find((t) => t.id === id)!.usedBy, "acme:a1");
-    // The second binding of one key writes nothing.
-    assert.deepEqual(await acme.write([account("a2")], { tokenId: id, account: "a2", now: NOW }), {
-      ok: false,
-      reason: "token-used",
-    });
-    assert.equal(await acme.get("account", "a2"), undefined);
-    const other = await ledger.createToken("web", "acme", HOUR, NOW);
-    assert.equal(await ledger.revokeToken(other.record.id, NOW), true);
-    assert.equal(await reason(other.record.id), "revoked");
-    await ledger.close();
-  });
-
-  it("ok/objects: created once, replaced by version (compare and swap), found by lookup; a failed write of several rows writes none", async () => {
-    const { ledger } = fresh();
-    const acme = ledger.acme!;
-    const row = (id: string, version: number, doc: string, lookup?: string) => ({
-      kind: "order" as const,
-      id,
-      version,
-      lookup,
-      doc,
-    });
-    assert.deepEqual(await acme.write([row("o1", 1, '{"s":1}', "k1")]), { ok: true });
-    assert.deepEqual(await acme.write([row("o1", 1, '{"s":9}')]), { ok: false, reason: "conflict" });
-    assert.deepEqual(await acme.write([row("o2", 1, "{}", "k1")]), { ok: false, reason: "lookup-taken" });
-    // Two writers of version 2: one wins.
-    const both = await Promise.all([
-      acme.write([row("o1", 2, '{"s":2}', "k1")]),
-      acme.write([row("o1", 2, '{"s":3}', "k1")]),
-    ]);
-    assert.deepEqual(
-      both.map((b) => b.ok),
-      [true, false],
-    );
-    assert.equal((await acme.get("order", "o1"))!.doc, '{"s":2}');
-    assert.equal((await acme.find("order", "k1"))!.id, "o1");
-    // o3 is new but o1's version 2 is stale: neither is written.
-    assert.deepEqual(await acme.write([row("o3", 1, "{}"), row("o1", 2, "{}")]), { ok: false, reason: "conflict" });
-    assert.equal(await acme.get("order", "o3"), undefined);
-    assert.equal(await acme.get("account", "o1"), undefined, "kinds are apart");
-    await ledger.close();
-  });
-
-  it("ok/a nonce is used once, never after it expires, never if unknown", async () => {
-    const { ledger } = fresh();
-    const acme = ledger.acme!;
-    await acme.addNonce("n1", new Date(NOW.getTime() + 60_000));
-    await acme.addNonce("n2", new Date(NOW.getTime() + 60_000));
-    const uses = await Promise.all([acme.useNonce("n1", NOW), acme.useNonce("n1", NOW)]);
-    assert.deepEqual(uses.sort(), [false, true]);
-    assert.equal(await acme.useNonce("n2", new Date(NOW.getTime() + 60_000)), false, "expired");
-    assert.equal(await acme.useNonce("nope", NOW), false);
-    await ledger.close();
   });
 });
 

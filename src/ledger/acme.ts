@@ -2,8 +2,10 @@
  * AcmeStore: the ACME server's state (src/acme/), kept by the ledger beside certificates and
  * tokens: EAB keys' HMAC keys, accounts, orders, authorizations (their challenges inside) and
  * nonces. A ledger exposes it as `Ledger.acme`; a ledger without it (a door that does not keep
- * ACME state yet) serves no ACME directory. The SQLite ledger implements it (sqlite.ts); the
- * PostgreSQL ledger can mirror its three tables (acme_eab, acme_objects, acme_nonces).
+ * ACME state yet) serves no ACME directory. Both doors implement it on the same three tables
+ * (schema 3: acme_eab, acme_objects, acme_nonces): sqlite.ts through its group commit, postgres.ts
+ * with conditional statements that hold across replicas (a nonce is a DELETE ... RETURNING, a
+ * binding the token's conditional UPDATE, a replacement UPDATE ... WHERE version = n-1).
  *
  * Objects are JSON documents with a version: a write names the version it replaces, so two
  * concurrent finalizations of one order cannot both win (compare and swap, in one transaction

@@ -17,12 +17,12 @@
  */
 import {
   accessSync,
+  chmodSync,
   closeSync,
   constants,
   existsSync,
-  fchmodSync,
-  fstatSync,
   fsyncSync,
+  lstatSync,
   openSync,
   renameSync,
   rmSync,
@@ -280,16 +280,17 @@ function createPrivate(file: string): void {
     fd = openSync(file, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
-    try {
-      const st = fstatSync(fd);
-      if (st.isDirectory()) throw Object.assign(new Error(`${file} is a directory`), { code: "EISDIR" });
-      if (!st.isFile())
-        throw new LedgerUnavailableError(`ledger ${file}: cannot open it: it is not a regular file; name a file`);
-      if ((st.mode & 0o077) !== 0) fchmodSync(fd, 0o600);
-    } finally {
-      closeSync(fd);
-    }
+    // Never open and close a descriptor of an existing ledger: closing any descriptor of a file
+    // drops every POSIX lock this process holds on it, so a second open in one process (two
+    // replicas in a test, a CLI command beside serve's library) would take away the first
+    // connection's locks; another process's sqlite3 then took itself for the last user and
+    // removed the WAL those connections were still writing (found by the ACME store's race test).
+    const st = lstatSync(file);
+    if (st.isSymbolicLink()) throw Object.assign(new Error(`${file} is a symbolic link`), { code: "ELOOP" });
+    if (st.isDirectory()) throw Object.assign(new Error(`${file} is a directory`), { code: "EISDIR" });
+    if (!st.isFile())
+      throw new LedgerUnavailableError(`ledger ${file}: cannot open it: it is not a regular file; name a file`);
+    if ((st.mode & 0o077) !== 0) chmodSync(file, 0o600);
     return;
   }
   closeSync(fd);
