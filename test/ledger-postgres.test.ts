@@ -124,6 +124,30 @@ describe("ledger: postgres replicas", { timeout: 120_000 }, () => {
     await v3.close();
   });
 
+  it("ok/read-only opens (create: false: status, check, metrics, ledger list/show) read an older database (schema 2) as it is and migrate nothing; serve's open migrates it", async () => {
+    const url = freshDb();
+    const db = new URL(url).pathname.slice(1);
+    const l = await openLedger(pki, url);
+    await l.record(row("c2"));
+    await l.close();
+    pg.adminDb(db, "DROP TABLE acme_eab, acme_objects, acme_nonces; UPDATE schema_version SET version = 2");
+    const ro = await openLedger(pki, url, { create: false });
+    assert.deepEqual(ro.schema, { version: 2, foundVersion: 2 });
+    assert.equal(ro.acme, undefined, "no ACME store without its tables");
+    assert.equal((await ro.get("c2"))?.serial, "c2");
+    assert.equal((await ro.stats(NOW)).certificates, 1);
+    await ro.close();
+    const list = await runCli(["ledger", "list", "--pki", pki, "--ledger", url]);
+    assert.equal(list.code, 0, list.err);
+    assert.match(list.out, /\bc2\b/);
+    assert.equal(pg.adminDb(db, "SELECT version FROM schema_version"), "2", "nothing migrated");
+    assert.equal(pg.adminDb(db, "SELECT to_regclass('acme_objects') IS NULL"), "t");
+    const rw = await openLedger(pki, url);
+    assert.deepEqual(rw.schema, { version: SCHEMA_VERSION, foundVersion: 2 });
+    assert.ok(rw.acme);
+    await rw.close();
+  });
+
   it("fail/a newer schema is refused naming both versions (nothing changed); create: false refuses an empty database naming `mtlskit ledger migrate`", async () => {
     const url = freshDb();
     const db = new URL(url).pathname.slice(1);

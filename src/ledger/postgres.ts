@@ -116,7 +116,7 @@ const MIGRATION_LOCK = "30808781603170676";
 
 /** PostgresLedgerOptions: the pool and its timeouts. */
 export interface PostgresLedgerOptions {
-  /** migrate: apply pending migrations on open (false: refuse a database without this schema version, naming `mtlskit ledger migrate`). Default: true. */
+  /** migrate: apply pending migrations on open (false: read-only: an older schema is read at its own version, writing nothing; a database without a ledger is refused naming `mtlskit ledger migrate`). Default: true. */
   migrate?: boolean;
   /** poolMax: at most this many connections per process. Default: 10. */
   poolMax?: number;
@@ -288,7 +288,8 @@ class PostgresLedgerImpl implements PostgresLedger {
   readonly kind: string;
   schema: SchemaState = { version: SCHEMA_VERSION, foundVersion: undefined };
   private closed = false;
-  readonly acme: AcmeStore;
+  /** acme: undefined when a read-only open found a schema older than 3 (no ACME tables). */
+  acme: AcmeStore | undefined;
   private noncesAdded = 0;
 
   constructor(
@@ -519,12 +520,16 @@ class PostgresLedgerImpl implements PostgresLedger {
     judge(now);
     this.schema = { version: now ?? 0, foundVersion: now };
     if (now === SCHEMA_VERSION) return;
-    if (!apply)
-      throw new LedgerUnavailableError(
-        now === undefined
-          ? `ledger ${this.kind}: holds no mtlskit ledger yet; run \`mtlskit ledger migrate --ledger postgres://...\` (or start \`mtlskit serve --ledger ...\`, which creates it)`
-          : `ledger ${this.kind}: schema version ${now} is older than this mtlskit's (${SCHEMA_VERSION}); run \`mtlskit ledger migrate --ledger postgres://...\``,
-      );
+    if (!apply) {
+      if (now === undefined)
+        throw new LedgerUnavailableError(
+          `ledger ${this.kind}: holds no mtlskit ledger yet; run \`mtlskit ledger migrate --ledger postgres://...\` (or start \`mtlskit serve --ledger ...\`, which creates it)`,
+        );
+      // Read-only commands read an older ledger at its own version (every version has tokens and
+      // certificates) and write nothing; serve, token create and `ledger migrate` migrate it.
+      if (now < 3) this.acme = undefined;
+      return;
+    }
     this.schema = await this.transaction(doing, async (c) => {
       // Replicas starting together queue here; each re-reads the version under the lock, so the
       // migrations run once and the others find them done.

@@ -119,6 +119,8 @@ CREATE TABLE IF NOT EXISTS acme_nonces (
 export interface SqliteLedgerOptions {
   /** create: make the file (0600) when it does not exist; false refuses a missing file. Default: true. */
   create?: boolean;
+  /** migrate: bring an older schema to SCHEMA_VERSION on open (false: read it at its own version, write nothing; read-only commands). Default: true. */
+  migrate?: boolean;
   /** busyTimeoutMs: how long a write waits for another process's lock before the ledger is unavailable. Default: 5000. */
   busyTimeoutMs?: number;
 }
@@ -315,18 +317,23 @@ export function openSqliteLedger(file: string, opts: SqliteLedgerOptions = {}): 
   try {
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = FULL");
-    found = migrate(db, file);
+    found = migrate(db, file, opts.migrate !== false);
   } catch (e) {
     db.close();
     throw fail("open it")(e);
   }
-  const ledger = new SqliteLedgerImpl(db, file, busyMs);
+  const ledger = new SqliteLedgerImpl(db, file, busyMs, found.version);
   ledger.schema = found;
   return ledger;
 }
 
-/** migrate creates the tables in a fresh file, brings an older one to SCHEMA_VERSION, and refuses one written by a newer schema. */
-function migrate(db: Database.Database, file: string): SchemaState {
+/**
+ * migrate creates the tables in a fresh file, brings an older one to SCHEMA_VERSION, and refuses
+ * one written by a newer schema. `apply` false (read-only commands: status, check, metrics, ledger
+ * list/show): nothing is written; an older ledger is read at its own version (every version has
+ * tokens and certificates), a file with no ledger in it is refused naming `mtlskit ledger migrate`.
+ */
+function migrate(db: Database.Database, file: string, apply: boolean): SchemaState {
   const version = (): number | null => {
     const tables = db.prepare<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").all();
     if (!tables.some((t) => t.name === "schema_version")) {
@@ -350,6 +357,13 @@ function migrate(db: Database.Database, file: string): SchemaState {
   // metrics on every scrape) never take the write lock serve needs.
   const first = version();
   if (first === SCHEMA_VERSION) return { version: SCHEMA_VERSION, foundVersion: first };
+  if (!apply) {
+    if (first === null)
+      throw new LedgerUnavailableError(
+        `ledger ${file}: holds no mtlskit ledger yet; run \`mtlskit ledger migrate --ledger sqlite:${file}\` (or start \`mtlskit serve\`, which creates it)`,
+      );
+    return { version: first, foundVersion: first };
+  }
   const run = db.transaction((): SchemaState => {
     const v = version() ?? undefined;
     if (v === SCHEMA_VERSION) return { version: SCHEMA_VERSION, foundVersion: v };
@@ -376,6 +390,16 @@ function prepare(db: Database.Database) {
       "INSERT INTO tokens (id, kind, service, secret_sha256, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
     ),
     cert: db.prepare<[string], CertRow>("SELECT * FROM certificates WHERE serial = ?"),
+    savepoint: db.prepare("SAVEPOINT item"),
+    rollbackTo: db.prepare("ROLLBACK TO item"),
+    release: db.prepare("RELEASE item"),
+  };
+}
+type Statements = ReturnType<typeof prepare>;
+
+/** prepareAcme compiles the AcmeStore's statements (schema 3's tables: a ledger read at an older version has none). */
+function prepareAcme(db: Database.Database) {
+  return {
     insertEab: db.prepare("INSERT INTO acme_eab (token_id, hmac_key) VALUES (?, ?)"),
     eab: db.prepare<[string], { hmac_key: Buffer }>("SELECT hmac_key FROM acme_eab WHERE token_id = ?"),
     acmeGet: db.prepare<[string, string], AcmeDbRow>("SELECT * FROM acme_objects WHERE kind = ? AND id = ?"),
@@ -387,12 +411,9 @@ function prepare(db: Database.Database) {
     nonceAdd: db.prepare("INSERT OR IGNORE INTO acme_nonces (nonce, expires_at) VALUES (?, ?)"),
     nonceUse: db.prepare("DELETE FROM acme_nonces WHERE nonce = ? AND expires_at > ?"),
     noncePrune: db.prepare("DELETE FROM acme_nonces WHERE expires_at <= ?"),
-    savepoint: db.prepare("SAVEPOINT item"),
-    rollbackTo: db.prepare("ROLLBACK TO item"),
-    release: db.prepare("RELEASE item"),
   };
 }
-type Statements = ReturnType<typeof prepare>;
+type AcmeStatements = ReturnType<typeof prepareAcme>;
 
 class SqliteLedgerImpl implements SqliteLedger {
   readonly kind: string;
@@ -402,39 +423,43 @@ class SqliteLedgerImpl implements SqliteLedger {
   private scheduled = false;
   private closed = false;
   private readonly st: Statements;
-  readonly acme: AcmeStore;
+  private readonly sa: AcmeStatements | undefined;
+  readonly acme: AcmeStore | undefined;
   private noncesAdded = 0;
 
   constructor(
     private readonly db: Database.Database,
     readonly file: string,
     private readonly busyMs: number,
+    version: number,
   ) {
     this.kind = `sqlite:${file}`;
     this.st = prepare(db);
-    this.acme = {
+    // A ledger opened read-only at an older schema (status, check: never migrated) has no ACME tables.
+    this.sa = version >= 3 ? prepareAcme(db) : undefined;
+    this.acme = this.sa && {
       eabKey: (id, now) => this.eabKey(id, now),
       get: (kind, id) =>
         this.guard("read an ACME object", () => {
-          const r = this.st.acmeGet.get(kind, id);
+          const r = this.sa!.acmeGet.get(kind, id);
           return r ? toAcme(r) : undefined;
         }),
       find: (kind, lookup) =>
         this.guard("read an ACME object", () => {
-          const r = this.st.acmeFind.get(kind, lookup);
+          const r = this.sa!.acmeFind.get(kind, lookup);
           return r ? toAcme(r) : undefined;
         }),
       write: (rows, bind) => this.enqueue(() => this.acmeWrite(rows, bind)),
       // Nonces ride the group commit with everything else: a burst of requests pays one fsync.
       addNonce: (nonce, expiresAt) =>
         this.enqueue(() => {
-          this.st.nonceAdd.run(nonce, expiresAt.getTime());
+          this.sa!.nonceAdd.run(nonce, expiresAt.getTime());
           // Expired nonces are swept now and then, by the writer, not on every request.
-          if (++this.noncesAdded % 1000 === 0) this.st.noncePrune.run(Date.now());
+          if (++this.noncesAdded % 1000 === 0) this.sa!.noncePrune.run(Date.now());
           return { value: undefined, undo: false };
         }),
       useNonce: (nonce, now) =>
-        this.enqueue(() => ({ value: this.st.nonceUse.run(nonce, now.getTime()).changes === 1, undo: false })),
+        this.enqueue(() => ({ value: this.sa!.nonceUse.run(nonce, now.getTime()).changes === 1, undo: false })),
     };
   }
 
@@ -442,7 +467,7 @@ class SqliteLedgerImpl implements SqliteLedger {
   private eabKey(id: string, now: Date): Promise<EabVerdict> {
     return this.guard("read an EAB key", (): EabVerdict => {
       const row = this.st.token.get(id);
-      const key = row ? this.st.eab.get(id) : undefined;
+      const key = row ? this.sa!.eab.get(id) : undefined;
       if (!row) return { ok: false, reason: "unknown" };
       if (row.kind !== "acme" || !key) return { ok: false, reason: "wrong-kind" };
       if (row.revoked_at !== null) return { ok: false, reason: "revoked" };
@@ -479,16 +504,16 @@ class SqliteLedgerImpl implements SqliteLedger {
     for (const r of rows) {
       if (r.version === 1) {
         try {
-          this.st.acmeInsert.run(r.kind, r.id, 1, r.lookup ?? null, r.doc);
+          this.sa!.acmeInsert.run(r.kind, r.id, 1, r.lookup ?? null, r.doc);
         } catch (e) {
           const code = sqliteCode(e);
           if (code !== "SQLITE_CONSTRAINT_PRIMARYKEY" && code !== "SQLITE_CONSTRAINT_UNIQUE") throw e;
-          return refuse(this.st.acmeGet.get(r.kind, r.id) ? "conflict" : "lookup-taken");
+          return refuse(this.sa!.acmeGet.get(r.kind, r.id) ? "conflict" : "lookup-taken");
         }
       } else {
         let changed: number;
         try {
-          changed = this.st.acmeUpdate.run(r.version, r.lookup ?? null, r.doc, r.kind, r.id, r.version - 1).changes;
+          changed = this.sa!.acmeUpdate.run(r.version, r.lookup ?? null, r.doc, r.kind, r.id, r.version - 1).changes;
         } catch (e) {
           if (sqliteCode(e) !== "SQLITE_CONSTRAINT_UNIQUE") throw e;
           return refuse("lookup-taken");
@@ -523,7 +548,13 @@ class SqliteLedgerImpl implements SqliteLedger {
           this.st.insertToken.run(t.id, kind, service, hashSecret(t.secret), now.getTime(), now.getTime() + ttlMs);
           // An EAB key's HMAC key must be read back to verify a binding: kept as its 32 bytes, in
           // this 0600 file beside the CA's own key (src/ledger/acme.ts).
-          if (kind === "acme") this.st.insertEab.run(t.id, Buffer.from(t.secret, "base64url"));
+          if (kind === "acme") {
+            if (!this.sa)
+              throw new LedgerUnavailableError(
+                `ledger ${this.file}: schema version ${this.schema.version} keeps no ACME keys; run \`mtlskit ledger migrate --ledger sqlite:${this.file}\``,
+              );
+            this.sa.insertEab.run(t.id, Buffer.from(t.secret, "base64url"));
+          }
         } catch (e) {
           // 64 random bits: a collision is astronomically rare, but a retry costs nothing.
           if (sqliteCode(e) === "SQLITE_CONSTRAINT_PRIMARYKEY") continue;
