@@ -124,6 +124,23 @@ describe("ledger: postgres replicas", { timeout: 120_000 }, () => {
     await v3.close();
   });
 
+  it("ok/`ledger migrate` copies an acme token but not its HMAC key (ACME state is not copied yet): at the target it binds nothing (wrong-kind), at the source it still does", async () => {
+    const file = path.join(tempDir("mtlskit-pg-acme-copy-"), "ledger.db");
+    const src = await openLedger(pki, `sqlite:${file}`);
+    const eab = await src.createToken("web", "acme", HOUR, new Date());
+    await src.close();
+    const url = freshDb();
+    const r = await runCli(["ledger", "migrate", "--from", `sqlite:${file}`, "--to", url]);
+    assert.equal(r.code, 0, r.err);
+    const [from, to] = [await openLedger(pki, `sqlite:${file}`), await openLedger(pki, url)];
+    try {
+      assert.equal((await from.acme!.eabKey(eab.record.id, new Date())).ok, true);
+      assert.deepEqual(await to.acme!.eabKey(eab.record.id, new Date()), { ok: false, reason: "wrong-kind" });
+    } finally {
+      await Promise.all([from.close(), to.close()]);
+    }
+  });
+
   it("ok/read-only opens (create: false: status, check, metrics, ledger list/show) read an older database (schema 2) as it is and migrate nothing; serve's open migrates it", async () => {
     const url = freshDb();
     const db = new URL(url).pathname.slice(1);
