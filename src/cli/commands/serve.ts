@@ -1,6 +1,6 @@
 /** `mtlskit serve`: the online CA (src/server/), until SIGTERM or SIGINT. */
 import { parseArgs } from "node:util";
-import { EXIT } from "../../errors.ts";
+import { EXIT, UsageError } from "../../errors.ts";
 import { loadManifest } from "../../manifest/index.ts";
 import { COMMON_FLAGS, flags, parseListen } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
@@ -27,6 +27,8 @@ is issued from the CA in memory (SANs: the listen address and localhost) and ren
 
 API (docs/online-ca.md): POST /v1/enroll (token + CSR), POST /v1/renew (mTLS + CSR), POST
 /v1/revoke (mTLS, serve.admins only), GET /v1/bundle, /v1/crl, /v1/health, /metrics.
+ACME (RFC 8555, README "ACME"): https://HOST:PORT/acme/directory, for certbot, lego and
+cert-manager, with External Account Binding keys from \`mtlskit token create SERVICE --acme\`.
 
 Several replicas (docs/online-ca.md, "Running several CA replicas"): each runs serve with its own
 copy of DIR/ca (the CA key is never put in the database) and the same --ledger
@@ -43,6 +45,10 @@ ${LEDGER_FLAG_HELP}
       --listen ADDR    [HOST:]PORT to listen on (default ${LISTEN}, this host only;
                        0.0.0.0:8443 for every interface)
       --log            JSON log lines on standard error (never a token, key or CSR)
+      --acme-http-port P, --acme-tls-port P
+                       for tests only: the port the ACME validator dials for http-01 (RFC
+                       8555: 80) and tls-alpn-01 (RFC 8737: 443), where a test's ACME client
+                       listens; a real deployment never sets them
 
 EXAMPLES
   mtlskit apply -f mtlskit.yaml --pki ./pki
@@ -65,6 +71,8 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
         ...LEDGER_FLAG,
         listen: { type: "string", default: LISTEN },
         log: { type: "boolean" },
+        "acme-http-port": { type: "string" },
+        "acme-tls-port": { type: "string" },
       },
       allowPositionals: false,
       strict: true,
@@ -72,6 +80,15 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   );
   if (values.help) return (io.out(SERVE_HELP), EXIT.ok);
   const listen = parseListen("serve", values.listen);
+  const port = (flag: string, v: string | undefined) => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!/^\d{1,5}$/.test(v) || n < 1 || n > 65535)
+      throw new UsageError(`mtlskit serve: --${flag} must be a port number 1..65535; got ${JSON.stringify(v)}`);
+    return n;
+  };
+  const httpPort = port("acme-http-port", values["acme-http-port"]);
+  const tlsPort = port("acme-tls-port", values["acme-tls-port"]);
   const loaded = loadManifest(values.file);
   const online = loaded.manifest.services.filter((s) => s.csr === true && s.files === undefined);
   const { startServer } = await import("../../server/index.ts");
@@ -81,11 +98,21 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
     ...(values.ledger === undefined ? {} : { ledgerSpec: values.ledger }),
     listen,
     ...(values.log ? { log: { stream: process.stderr } } : {}),
+    ...(httpPort || tlsPort
+      ? {
+          acme: {
+            validator: { ports: { ...(httpPort ? { http: httpPort } : {}), ...(tlsPort ? { tls: tlsPort } : {}) } },
+          },
+        }
+      : {}),
   });
   io.out(
     `mtlskit serve: the online CA listens on ${server.url}\n` +
       `  root SHA-256: ${server.rootSha256}\n` +
       `  ledger: ${server.ledger.kind}\n` +
+      (server.ledger.acme
+        ? `  ACME directory: ${server.url}/acme/directory (EAB keys: mtlskit token create SERVICE --acme)\n`
+        : "") +
       `  services issued online: ${online.map((s) => s.name).join(", ") || "none"}\n` +
       `Next: \`mtlskit token create SERVICE -f ${values.file} --pki ${values.pki}\`, then on the service's host \`mtlskit agent --server ${server.url} --service SERVICE --token-file F --fingerprint ${server.rootSha256} --out DIR\`. Stop with SIGTERM or Ctrl-C.\n`,
   );
