@@ -87,18 +87,30 @@ function newCsr(service: Service): { csr: string; keyPem: string } {
 
 /** ambiguous wraps a ledger whose next `record` commits, then fails as if the answer were lost (the database died after COMMIT was sent). */
 function ambiguous(inner: Ledger): Ledger & { armed: boolean } {
-  const l = Object.create(inner) as Ledger & { armed: boolean };
-  l.armed = false;
-  l.record = async (...a) => {
+  const state = { armed: false };
+  const record: Ledger["record"] = async (...a) => {
     const out = await inner.record(...a);
-    if (l.armed) {
-      l.armed = false;
+    if (state.armed) {
+      state.armed = false;
       throw new LedgerUnavailableError("ledger: the connection was lost after COMMIT was sent (test)");
     }
     return out;
   };
-  l.close = () => inner.close();
-  return l;
+  // Every other member is the ledger's own, called on the ledger itself (not on a prototype
+  // child, whose writes to `this` would land beside the ledger's state instead of in it).
+  return new Proxy(inner as Ledger & { armed: boolean }, {
+    get(target, p) {
+      if (p === "armed") return state.armed;
+      if (p === "record") return record;
+      const v = Reflect.get(target, p, target);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+    set(_target, p, v) {
+      if (p !== "armed") return false;
+      state.armed = v as boolean;
+      return true;
+    },
+  });
 }
 
 let pg: Pg;
