@@ -997,27 +997,37 @@ describe("explain: messages from real handshakes", () => {
     });
     // The review's cases, made for real: Node 20 / OpenSSL 3 reports an encrypted key without its
     // passphrase as bad decrypt, and a certificate given as the key as DECODER unsupported.
-    openssl(dir, [
-      "pkcs8",
-      "-topk8",
-      "-v2",
-      "aes-256-cbc",
-      "-in",
-      "srv.key",
-      "-passout",
-      "pass:secret",
-      "-out",
-      "srv-enc.key",
-    ]);
+    // Decrypting with the wrong passphrase ends in bad decrypt unless the garbage happens to carry
+    // valid CBC padding (about 1 salt and IV in 256), when OpenSSL reports DECODER unsupported
+    // instead (the key-unsupported entry covers that text). The key is encrypted again, at most
+    // 8 times, until both attempts fail at the padding, as nearly every key does.
+    let noPassphrase = "";
+    let wrongPassphrase = "";
+    for (let i = 0; i < 8 && !(/bad decrypt/.test(noPassphrase) && /bad decrypt/.test(wrongPassphrase)); i++) {
+      openssl(dir, [
+        "pkcs8",
+        "-topk8",
+        "-v2",
+        "aes-256-cbc",
+        "-in",
+        "srv.key",
+        "-passout",
+        "pass:secret",
+        "-out",
+        "srv-enc.key",
+      ]);
+      noPassphrase = thrown({ cert: f("server.pem"), key: f("srv-enc.key") });
+      wrongPassphrase = thrown({ cert: f("server.pem"), key: f("srv-enc.key"), passphrase: "nope" });
+    }
     checkCase({
       name: "encrypted key, no passphrase",
-      text: thrown({ cert: f("server.pem"), key: f("srv-enc.key") }),
+      text: noPassphrase,
       id: "key-encrypted",
       side: "startup",
     });
     checkCase({
       name: "encrypted key, wrong passphrase",
-      text: thrown({ cert: f("server.pem"), key: f("srv-enc.key"), passphrase: "nope" }),
+      text: wrongPassphrase,
       id: "key-encrypted",
     });
     checkCase({
