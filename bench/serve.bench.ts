@@ -30,8 +30,10 @@
  * numbers, 1 only when it could not measure (a server would not start, cfssl is missing).
  *
  *   npm run bench:serve [-- --seconds 5] [--rounds 2] [--concurrency 16] [--csrs 500]
- *                       [--only cfssl,cfssl-db,enroll,renew] [--tokens N] [--dir DIR]
+ *                       [--only cfssl,cfssl-db,enroll,renew] [--tokens N] [--dir DIR] [--workers N]
  *
+ *   --workers N  serve's --workers (HTTP worker processes; default: serve's own default). The
+ *           server CPU counted is the whole process tree: the primary (the ledger) and its workers.
  *   --profile DIR  run serve with --cpu-prof (written to DIR when serve exits on SIGTERM at the end)
  *           and print the functions that took the most of its CPU (self time; the whole run,
  *           warm-up and start-up included).
@@ -42,9 +44,9 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import type * as http from "node:http";
-import { cpus, loadavg, tmpdir } from "node:os";
+import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { buildPackage, runBuilt } from "../test/helpers/built.ts";
@@ -75,6 +77,7 @@ const { values } = parseArgs({
     tokens: { type: "string" },
     dir: { type: "string" },
     profile: { type: "string" },
+    workers: { type: "string" },
   },
   strict: true,
 });
@@ -303,6 +306,15 @@ function createTokens(pki: string, service: string, n: number): Promise<string[]
   });
 }
 
+/** printProfiles prints printProfile for serve (`pid`) and for every other process that wrote a profile to `dir` during the run (its workers). */
+function printProfiles(dir: string, pid: number, since: number): void {
+  printProfile(dir, pid);
+  for (const f of readdirSync(dir)) {
+    const m = /\.(\d+)\.\d+\.\d+\.cpuprofile$/.exec(f);
+    if (m && Number(m[1]) !== pid && statSync(path.join(dir, f)).mtimeMs >= since) printProfile(dir, Number(m[1]));
+  }
+}
+
 /** printProfile prints the top self-time functions of the .cpuprofile node wrote for `pid` in `dir`. */
 function printProfile(dir: string, pid: number): void {
   const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile") && f.includes(`.${pid}.`));
@@ -327,12 +339,15 @@ function printProfile(dir: string, pid: number): void {
     self.set(key, (self.get(key) ?? 0) + p.timeDeltas[i]!);
     total += p.timeDeltas[i]!;
   });
-  console.log(`\nprofile of serve (${path.join(dir, file)}), self time, top 20 of ${(total / 1e6).toFixed(1)} s:`);
+  console.log(
+    `\nprofile of process ${pid} (${path.join(dir, file)}), self time, top 20 of ${(total / 1e6).toFixed(1)} s:`,
+  );
   for (const [key, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 20))
     console.log(`  ${((us / total) * 100).toFixed(1).padStart(5)}%  ${key}`);
 }
 
 async function main(): Promise<number> {
+  const started = Date.now();
   if (spawnSync("cfssl", ["version"]).status !== 0 && ONLY.has("cfssl")) {
     console.error("bench:serve: cfssl is not installed: apt-get install golang-cfssl (or scripts/install-interop.sh)");
     return 1;
@@ -386,6 +401,7 @@ async function main(): Promise<number> {
       served = await startServe(bin, {
         manifest,
         pki,
+        ...(values.workers === undefined ? {} : { args: ["--workers", values.workers] }),
         ...(values.profile === undefined
           ? {}
           : { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${path.resolve(values.profile)}`] }),
@@ -425,7 +441,7 @@ async function main(): Promise<number> {
     }
 
     console.log(
-      `serve bench: ${ROUNDS} rounds x ${SECONDS} s per target, ${CONCURRENCY} concurrent keep-alive HTTPS connections, ${csrs.length} P-256 CSRs; node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), load average ${loadavg()[0]!.toFixed(2)} at start`,
+      `serve bench: ${ROUNDS} rounds x ${SECONDS} s per target, ${CONCURRENCY} concurrent keep-alive HTTPS connections, ${csrs.length} P-256 CSRs; mtlskit serve with ${values.workers ?? `${Math.min(availableParallelism(), 2)} (its default)`} worker process(es); node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), load average ${loadavg()[0]!.toFixed(2)} at start`,
     );
     console.log(
       `ledgers (mtlskit's, cfssl's certdb) in ${work} on ${fsType || "?"}: ${durable ? "durable (fsync reaches the disk)" : "NOT durable: a tmpfs, fsync costs nothing; the targets below are judged only on a disk"}`,
@@ -504,7 +520,7 @@ async function main(): Promise<number> {
     }
     await served?.stop().catch(() => {});
     if (values.profile !== undefined && served !== undefined)
-      printProfile(path.resolve(values.profile), served.child.pid!);
+      printProfiles(path.resolve(values.profile), served.child.pid!, started);
     rmSync(work, { recursive: true, force: true });
   }
 }

@@ -10,11 +10,12 @@ import type { Ledger } from "../ledger/ledger.ts";
 import type { LoadedManifest } from "../manifest/index.ts";
 import { caFilesStamp, loadAuthority, RevokedSet, type Authority } from "./authority.ts";
 import { listenHttps, type HttpServer } from "./http.ts";
-import { createMetrics } from "./metrics.ts";
+import { createMetrics, type ServeMetrics } from "./metrics.ts";
 import { routes } from "./routes.ts";
 import { issueServerCredentials, type ServerCredentials } from "./tls.ts";
 
 export { LIMITS } from "./http.ts";
+export { type ClusterOptions, type ClusterServer, startCluster } from "./cluster.ts";
 export { PROBLEMS, type ProblemCode, type ProblemDoc } from "./problem.ts";
 export type { Issued } from "./issue.ts";
 
@@ -71,17 +72,28 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   }
 }
 
+/** ListenHooks let a `serve --workers` worker (worker.ts) join its primary: /metrics across workers, its certificate reported. */
+export interface ListenHooks {
+  /** metrics: the registry to count in. Default: a new one. */
+  metrics?: ServeMetrics;
+  /** exposition renders /metrics from this server's registry (a worker: every worker's, through the primary). */
+  exposition?(metrics: ServeMetrics): Promise<string>;
+  /** onCredentials: the server's certificate was issued anew (leaf first, PEM). */
+  onCredentials?(certPem: string): void;
+}
+
 /** listenWith issues the server's certificate, listens and starts the tick; the ledger is open. */
-async function listenWith(
+export async function listenWith(
   opts: ServeOptions,
   ledger: Ledger,
   now: () => Date,
   listen: { host: string; port: number },
   first: Authority,
+  hooks: ListenHooks = {},
 ): Promise<RunningServer> {
   let authority = first;
   let creds = issueServerCredentials(authority.current, authority.anchorPem, listen.host, now());
-  const metrics = createMetrics();
+  const metrics = hooks.metrics ?? createMetrics();
   metrics.caNotAfter(authority.current.cert.notAfter);
   const revoked = new RevokedSet(opts.pkiDir);
   const ctx = {
@@ -92,6 +104,7 @@ async function listenWith(
     revoked,
     metrics,
     now,
+    ...(hooks.exposition ? { exposition: () => hooks.exposition!(metrics) } : {}),
   };
   const http: HttpServer = await listenHttps({
     host: listen.host,
@@ -106,6 +119,7 @@ async function listenWith(
   const renewCredentials = () => {
     creds = issueServerCredentials(authority.current, authority.anchorPem, listen.host, now());
     http.setTls({ keyPem: creds.keyPem, certPem: creds.certPem, caPem: authority.bundlePem });
+    hooks.onCredentials?.(creds.certPem);
   };
   const reload = () => {
     authority = loadAuthority(opts.manifest, opts.pkiDir);

@@ -1,7 +1,8 @@
 /** `mtlskit serve`: the online CA (src/server/), until SIGTERM or SIGINT. */
 import { parseArgs } from "node:util";
-import { EXIT } from "../../errors.ts";
-import { loadManifest } from "../../manifest/index.ts";
+import { availableParallelism } from "node:os";
+import { EXIT, UsageError } from "../../errors.ts";
+import { parseManifest, readManifestText } from "../../manifest/index.ts";
 import { COMMON_FLAGS, flags, parseListen } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
 import { paintErr, type Io } from "../output.ts";
@@ -14,10 +15,33 @@ import { PKI_FLAGS } from "./shared.ts";
  */
 const LISTEN = "127.0.0.1:8443";
 
+/** MAX_WORKERS bounds --workers: more processes than this only add memory and context switches. */
+const MAX_WORKERS = 64;
+
+/**
+ * defaultWorkers: HTTP worker processes when --workers is not given: two on a machine with two
+ * cores or more, else one (a single process, no primary). Measured by bench/serve.bench.ts on 2
+ * cores shared with the load generator: see docs/online-ca.md "Workers".
+ */
+export function defaultWorkers(): number {
+  return Math.min(availableParallelism(), 2);
+}
+
+/** parseWorkers reads --workers: an integer from 1 to MAX_WORKERS. */
+function parseWorkers(text: string | undefined): number {
+  if (text === undefined) return defaultWorkers();
+  const n = /^\d{1,3}$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 1 && n <= MAX_WORKERS))
+    throw new UsageError(
+      `mtlskit serve: --workers must be a whole number from 1 (one process) to ${MAX_WORKERS}; got ${JSON.stringify(text)}`,
+    );
+  return n;
+}
+
 export const SERVE_HELP = `mtlskit serve: the online CA: agents enroll with a token and renew with their certificate.
 
 USAGE
-  mtlskit serve [-f FILE] [--pki DIR] [--listen 127.0.0.1:8443] [--log]
+  mtlskit serve [-f FILE] [--pki DIR] [--listen 127.0.0.1:8443] [--workers N] [--log]
 
 Issues short-lived certificates over HTTPS to the manifest's csr: true services, whose keys are
 made on their own hosts (\`mtlskit agent\`) and never sent. Every certificate carries exactly the
@@ -36,6 +60,9 @@ FLAGS
       --pki DIR        PKI directory holding the CA (default ./pki; run \`mtlskit apply\` first)
       --listen ADDR    [HOST:]PORT to listen on (default ${LISTEN}, this host only;
                        0.0.0.0:8443 for every interface)
+      --workers N      HTTP worker processes sharing the port (default: 2 with two cores or
+                       more, else 1); the main process alone writes the ledger, so its group
+                       commit covers them all. 1: one process serves everything
       --log            JSON log lines on standard error (never a token, key or CSR)
 
 EXAMPLES
@@ -58,6 +85,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
         ...PKI_FLAGS,
         listen: { type: "string", default: LISTEN },
         log: { type: "boolean" },
+        workers: { type: "string" },
       },
       allowPositionals: false,
       strict: true,
@@ -65,17 +93,26 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   );
   if (values.help) return (io.out(SERVE_HELP), EXIT.ok);
   const listen = parseListen("serve", values.listen);
-  const loaded = loadManifest(values.file);
+  const workers = parseWorkers(values.workers);
+  const manifestText = readManifestText(values.file);
+  const loaded = parseManifest(manifestText, values.file);
   const online = loaded.manifest.services.filter((s) => s.csr === true && s.files === undefined);
-  const { startServer } = await import("../../server/index.ts");
-  const server = await startServer({
-    manifest: loaded,
-    pkiDir: values.pki,
-    listen,
-    ...(values.log ? { log: { stream: process.stderr } } : {}),
-  });
+  const { startServer, startCluster } = await import("../../server/index.ts");
+  const log = values.log ? { log: { stream: process.stderr } } : {};
+  const server =
+    workers === 1
+      ? await startServer({ manifest: loaded, pkiDir: values.pki, listen, ...log })
+      : await startCluster({
+          manifestText,
+          manifestFile: values.file,
+          loaded,
+          pkiDir: values.pki,
+          listen,
+          workers,
+          ...log,
+        });
   io.out(
-    `mtlskit serve: the online CA listens on ${server.url}\n` +
+    `mtlskit serve: the online CA listens on ${server.url}${workers === 1 ? "" : ` (${workers} worker processes)`}\n` +
       `  root SHA-256: ${server.rootSha256}\n` +
       `  ledger: ${server.ledger.kind}\n` +
       `  services issued online: ${online.map((s) => s.name).join(", ") || "none"}\n` +
