@@ -21,7 +21,7 @@ import {
 import * as path from "node:path";
 import { describe, it, mock } from "node:test";
 import { type IssuedRecord, LedgerUnavailableError, openLedger } from "../src/ledger/index.ts";
-import { openSqliteLedger, SCHEMA_VERSION, type SqliteLedger } from "../src/ledger/sqlite.ts";
+import { openSqliteLedger, openSqliteLedgerThreaded, SCHEMA_VERSION, type SqliteLedger } from "../src/ledger/sqlite.ts";
 import { hashSecret, newToken, parseToken } from "../src/ledger/tokens.ts";
 import { readCertFields } from "../src/pki/cert.ts";
 import { serialHex } from "../src/pki/crl.ts";
@@ -36,6 +36,13 @@ function fresh(): { dir: string; file: string; ledger: SqliteLedger } {
   const dir = tempDir("mtlskit-ledger-");
   const file = path.join(dir, "ledger.db");
   return { dir, file, ledger: openSqliteLedger(file) };
+}
+
+/** freshThreaded is fresh() with the group commit in its committer thread (what `mtlskit serve` opens). */
+async function freshThreaded(): Promise<{ dir: string; file: string; ledger: SqliteLedger }> {
+  const dir = tempDir("mtlskit-ledger-");
+  const file = path.join(dir, "ledger.db");
+  return { dir, file, ledger: await openSqliteLedgerThreaded(file) };
 }
 
 function row(serial: string, over: Partial<IssuedRecord> = {}): IssuedRecord {
@@ -165,6 +172,107 @@ describe("ledger: tokens", () => {
     );
     assert.equal((await ledger.stats(NOW)).tokensOutstanding, 4);
     await ledger.close();
+  });
+});
+
+describe("ledger: record, the group commit in its committer thread (serve's)", () => {
+  it("ok/50 concurrent records paying with ONE token: exactly 1 ok, 49 token-used, 49 rows absent", async () => {
+    const { ledger } = await freshThreaded();
+    const { record } = await ledger.createToken("web", "enroll", HOUR, NOW);
+    const serials = Array.from({ length: 50 }, (_, i) => (0x1000 + i).toString(16));
+    const outcomes = await Promise.all(
+      serials.map((s) => ledger.record(row(s, { tokenId: record.id }), { tokenId: record.id, now: NOW })),
+    );
+    const winners = serials.filter((_, i) => outcomes[i]!.ok);
+    assert.equal(winners.length, 1);
+    assert.deepEqual(
+      outcomes.filter((o) => !o.ok),
+      Array.from({ length: 49 }, () => ({ ok: false, reason: "token-used" })),
+    );
+    const rows = await ledger.list();
+    assert.deepEqual(
+      rows.map((r) => r.serial),
+      winners,
+    );
+    assert.equal((await ledger.tokens())[0]!.usedBy, winners[0]);
+    await ledger.close();
+  });
+
+  it("ok/every RecordOutcome refusal writes nothing: duplicate-serial (its token stays unused), token-unknown, -expired, -revoked", async () => {
+    const { file, ledger } = await freshThreaded();
+    const first = row("0a");
+    assert.deepEqual(await ledger.record(first), { ok: true });
+    const t = await ledger.createToken("web", "enroll", HOUR, NOW);
+    assert.deepEqual(await ledger.record(row("0a"), { tokenId: t.record.id, now: NOW }), {
+      ok: false,
+      reason: "duplicate-serial",
+    });
+    assert.equal((await ledger.tokens())[0]!.usedAt, undefined, "the token of a refused row is not consumed");
+    assert.deepEqual((await ledger.get("0a"))!.der, first.der, "the first row is kept");
+    const revoked = await ledger.createToken("web", "enroll", HOUR, NOW);
+    await ledger.revokeToken(revoked.record.id, NOW);
+    const short = await ledger.createToken("web", "enroll", 1000, NOW);
+    const later = new Date(NOW.getTime() + 1000);
+    for (const [serial, tokenId, now, reason] of [
+      ["0b", "00000000000000ff", NOW, "token-unknown"],
+      ["0c", short.record.id, later, "token-expired"],
+      ["0d", revoked.record.id, NOW, "token-revoked"],
+    ] as const)
+      assert.deepEqual(await ledger.record(row(serial), { tokenId, now }), { ok: false, reason }, reason);
+    assert.deepEqual(
+      (await ledger.list()).map((r) => r.serial),
+      ["0a"],
+    );
+    await ledger.close();
+    assert.equal(sqlite(file, "SELECT count(*) FROM certificates"), "1");
+    assert.equal(sqlite(file, "SELECT count(*) FROM tokens WHERE used_at IS NOT NULL"), "0");
+  });
+
+  it("ok/group commit: 200 concurrent records share one transaction (ledger.commits), one refusal inside does not abort the others; 100 createToken calls, one commit", async () => {
+    const { ledger } = await freshThreaded();
+    const before = ledger.commits;
+    const serials = Array.from({ length: 200 }, (_, i) => (0x2000 + i).toString(16));
+    // One duplicate in the middle of the batch: its savepoint rolls back, the other 200 commit.
+    serials.splice(100, 0, serials[3]!);
+    const outcomes = await Promise.all(serials.map((s) => ledger.record(row(s))));
+    assert.equal(outcomes.filter((o) => o.ok).length, 200);
+    assert.deepEqual(outcomes[100], { ok: false, reason: "duplicate-serial" });
+    assert.ok(ledger.commits - before <= 2, `200 records took ${ledger.commits - before} commits`);
+    assert.equal((await ledger.stats(NOW)).certificates, 200);
+    // Tokens made at once share a commit too (a script seeding many pays one fsync).
+    const c = ledger.commits;
+    const made = await Promise.all(Array.from({ length: 100 }, () => ledger.createToken("web", "enroll", HOUR, NOW)));
+    assert.equal(ledger.commits - c, 1);
+    assert.equal(new Set(made.map((m) => m.record.id)).size, 100);
+    assert.equal((await ledger.stats(NOW)).tokensOutstanding, 100);
+    await ledger.close();
+  });
+
+  it("ok/a bad row (a caller's bug: an invalid date) is rejected alone; its batch commits; close() writes what is queued", async () => {
+    const { file, ledger } = await freshThreaded();
+    const settled = await Promise.allSettled([
+      ledger.record(row("e1")),
+      ledger.record(row("e2", { notAfter: new Date(Number.NaN) })),
+      ledger.record(row("E7")),
+      ledger.record(row("00e7")),
+      ledger.record(row("e8", { sha256: "AB" })),
+      ledger.record(row("e3")),
+    ]);
+    assert.deepEqual(
+      settled.map((s) => s.status),
+      ["fulfilled", "rejected", "rejected", "rejected", "rejected", "fulfilled"],
+    );
+    assert.match(String((settled[2] as PromiseRejectedResult).reason), /serial "E7" is not serialHex's form/);
+    assert.equal(ledger.commits, 1);
+    // Queued in this tick, then closed at once: both rows are written before the file closes.
+    const pending = [ledger.record(row("e4")), ledger.record(row("e5"))];
+    await ledger.close();
+    assert.deepEqual(await Promise.all(pending), [{ ok: true }, { ok: true }]);
+    await assert.rejects(ledger.record(row("e6")), /closed/);
+    assert.equal(
+      sqlite(file, "SELECT group_concat(serial) FROM (SELECT serial FROM certificates ORDER BY serial)"),
+      "e1,e3,e4,e5",
+    );
   });
 });
 

@@ -32,6 +32,8 @@ export interface OpenLedgerOptions {
   create?: boolean;
   /** busyTimeoutMs: how long a write waits for another process's lock. Default: 5000. */
   busyTimeoutMs?: number;
+  /** committerThread: SQLite's group commit runs in a thread of its own (its COMMIT's fsync never stalls the caller's event loop: `mtlskit serve`). Default: false. */
+  committerThread?: boolean;
 }
 
 /**
@@ -67,9 +69,12 @@ export async function openLedger(pkiDir: string, spec?: string, opts: OpenLedger
     ensureDir(abs(pkiDir, LAYOUT.caDir), LAYOUT.caDir.mode, { parents: true });
   // Loaded on first open: importing this file (types, ledgerExists, the error class) never loads
   // SQLite's native module, so CLI commands that never open a ledger do not pay for it.
-  const { openSqliteLedger } = await import("./sqlite.ts");
-  return openSqliteLedger(place.file, {
+  const { openSqliteLedger, openSqliteLedgerThreaded } = await import("./sqlite.ts");
+  const sqliteOpts = {
     ...(opts.create === undefined ? {} : { create: opts.create }),
     ...(opts.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: opts.busyTimeoutMs }),
-  });
+  };
+  return opts.committerThread
+    ? openSqliteLedgerThreaded(place.file, sqliteOpts)
+    : openSqliteLedger(place.file, sqliteOpts);
 }

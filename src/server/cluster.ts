@@ -102,7 +102,7 @@ const METRICS_WAIT_MS = 2_000;
 /** startCluster starts the primary and its workers; resolves once every worker listens. */
 export async function startCluster(opts: ClusterOptions): Promise<ClusterServer> {
   let authority: Authority = loadAuthority(opts.loaded, opts.pkiDir);
-  const ledger = opts.ledger ?? (await openLedger(opts.pkiDir));
+  const ledger = opts.ledger ?? (await openLedger(opts.pkiDir, undefined, { committerThread: true }));
   const config: WorkerConfig = {
     manifestText: opts.manifestText,
     manifestFile: opts.manifestFile,

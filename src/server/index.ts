@@ -63,7 +63,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const listen = opts.listen ?? DEFAULT_LISTEN;
   // The CA first: a directory without a usable CA gets no ledger created in it.
   const authority = loadAuthority(opts.manifest, opts.pkiDir);
-  const ledger = opts.ledger ?? (await openLedger(opts.pkiDir));
+  const ledger = opts.ledger ?? (await openLedger(opts.pkiDir, undefined, { committerThread: true }));
   try {
     return await listenWith(opts, ledger, now, listen, authority);
   } catch (e) {

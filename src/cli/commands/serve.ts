@@ -112,9 +112,10 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
           ...log,
         });
   io.out(
-    `mtlskit serve: the online CA listens on ${server.url}${workers === 1 ? "" : ` (${workers} worker processes)`}\n` +
+    `mtlskit serve: the online CA listens on ${server.url}\n` +
       `  root SHA-256: ${server.rootSha256}\n` +
       `  ledger: ${server.ledger.kind}\n` +
+      `  workers: ${workers === 1 ? "1 (this process serves everything)" : `${workers} HTTP processes; this one holds the ledger`}\n` +
       `  services issued online: ${online.map((s) => s.name).join(", ") || "none"}\n` +
       `Next: \`mtlskit token create SERVICE -f ${values.file} --pki ${values.pki}\`, then on the service's host \`mtlskit agent --server ${server.url} --service SERVICE --token-file F --fingerprint ${server.rootSha256} --out DIR\`. Stop with SIGTERM or Ctrl-C.\n`,
   );
