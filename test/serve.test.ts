@@ -870,6 +870,16 @@ console.log(JSON.stringify([before, loaded()]));`;
     assert.deepEqual(JSON.parse(r.stdout), [false, true]);
   });
 
+  it("fail/bad --workers (0, 65, not a number): exit 2 naming the range", async () => {
+    for (const bad of ["0", "65", "two", "1.5"]) {
+      const r = await runCli(["serve", "-f", file, "--pki", path.join(dir, "x"), "--workers", bad]);
+      assert.equal(r.code, 2, bad);
+      assert.match(r.err, /--workers must be a whole number from 1 \(one process\) to 64; got "/);
+    }
+    const help = await runCli(["serve", "--help"]);
+    assert.match(help.out, /--workers N {6}HTTP worker processes sharing the port/);
+  });
+
   it("fail/bad --listen: exit 2", async () => {
     const r = await runCli(["serve", "-f", file, "--pki", path.join(dir, "x"), "--listen", ":8443"]);
     assert.equal(r.code, 2);
