@@ -30,10 +30,12 @@
  * numbers, 1 only when it could not measure (a server would not start, cfssl is missing).
  *
  *   npm run bench:serve [-- --seconds 5] [--rounds 2] [--concurrency 16] [--csrs 500]
- *                       [--only cfssl,cfssl-db,enroll,renew] [--tokens N] [--dir DIR] [--workers N]
+ *                       [--only cfssl,cfssl-db,enroll,renew] [--tokens N] [--dir DIR] [--workers N[,M]]
  *
- *   --workers N  serve's --workers (HTTP worker processes; default: serve's own default). The
- *           server CPU counted is the whole process tree: the primary (the ledger) and its workers.
+ *   --workers N[,M...]  serve's --workers (HTTP worker processes; default: serve's own default).
+ *           Several values: one serve each (own PKI copy and ledger), each a target of this run
+ *           (`mtlskit enroll w1`, `... w2`). The server CPU counted is the whole process tree:
+ *           the primary (the ledger) and its workers.
  *   --profile DIR  run serve with --cpu-prof (written to DIR when serve exits on SIGTERM at the end)
  *           and print the functions that took the most of its CPU (self time; the whole run,
  *           warm-up and start-up included).
@@ -44,9 +46,9 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import type * as http from "node:http";
-import { availableParallelism, cpus, loadavg, tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { buildPackage, runBuilt } from "../test/helpers/built.ts";
@@ -306,12 +308,13 @@ function createTokens(pki: string, service: string, n: number): Promise<string[]
   });
 }
 
-/** printProfiles prints printProfile for serve (`pid`) and for every other process that wrote a profile to `dir` during the run (its workers). */
-function printProfiles(dir: string, pid: number, since: number): void {
-  printProfile(dir, pid);
+/** printProfiles prints printProfile for each serve (`pids`) and for every other process that wrote a profile to `dir` during the run (their workers). */
+function printProfiles(dir: string, pids: number[], since: number): void {
+  for (const pid of pids) printProfile(dir, pid);
   for (const f of readdirSync(dir)) {
     const m = /\.(\d+)\.\d+\.\d+\.cpuprofile$/.exec(f);
-    if (m && Number(m[1]) !== pid && statSync(path.join(dir, f)).mtimeMs >= since) printProfile(dir, Number(m[1]));
+    if (m && !pids.includes(Number(m[1])) && statSync(path.join(dir, f)).mtimeMs >= since)
+      printProfile(dir, Number(m[1]));
   }
 }
 
@@ -356,7 +359,7 @@ async function main(): Promise<number> {
   const fsType = spawnSync("stat", ["-f", "-c", "%T", work], { encoding: "utf8" }).stdout.trim();
   const durable = !["tmpfs", "ramfs"].includes(fsType);
   const children: ChildProcess[] = [];
-  let served: Served | undefined;
+  const servedAll: Served[] = [];
   const agents: http.Agent[] = [];
   try {
     const bin = buildPackage();
@@ -396,18 +399,31 @@ async function main(): Promise<number> {
         certificate: cfsslCertificate,
       });
     }
-    if (ONLY.has("enroll") || ONLY.has("renew")) {
-      const tokens = await createTokens(pki, "web", ONLY.has("enroll") ? TOKENS : CONCURRENCY);
-      served = await startServe(bin, {
+    // One serve per --workers value (`--workers 1,2`: both measured in this run, each a target),
+    // each on its own copy of the PKI directory (its own ledger: two servers on one SQLite file
+    // would measure its write lock), the tokens made once and copied.
+    const workerCounts = (values.workers ?? "").split(",").filter((w) => w !== "");
+    const suffix = (w: string | undefined) => (workerCounts.length > 1 ? ` w${w}` : "");
+    const tokens =
+      ONLY.has("enroll") || ONLY.has("renew")
+        ? await createTokens(pki, "web", ONLY.has("enroll") ? TOKENS : CONCURRENCY)
+        : [];
+    const copyOf = (n: number) => (n === 0 ? pki : path.join(work, `pki-${n}`));
+    for (let n = 1; n < workerCounts.length; n++) cpSync(pki, copyOf(n), { recursive: true }); // before any serve uses a token
+    for (const [n, w] of (workerCounts.length === 0 ? [undefined] : workerCounts).entries()) {
+      if (!ONLY.has("enroll") && !ONLY.has("renew")) break;
+      const dir = copyOf(n);
+      const one = await startServe(bin, {
         manifest,
-        pki,
-        ...(values.workers === undefined ? {} : { args: ["--workers", values.workers] }),
+        pki: dir,
+        ...(w === undefined ? {} : { args: ["--workers", w] }),
         ...(values.profile === undefined
           ? {}
           : { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${path.resolve(values.profile)}`] }),
       });
-      const caFile = path.join(pki, "ca", "ca.pem");
-      const target: Target = { port: served.port, agent: trustAgent(caFile, { maxSockets: CONCURRENCY }), tls: true };
+      servedAll.push(one);
+      const caFile = path.join(dir, "ca", "ca.pem");
+      const target: Target = { port: one.port, agent: trustAgent(caFile, { maxSockets: CONCURRENCY }), tls: true };
       agents.push(target.agent);
       let used = 0;
       const enroll = (i: number): Promise<Reply> | undefined => {
@@ -427,21 +443,26 @@ async function main(): Promise<number> {
           const chain = (r.body as { chain: string }).chain;
           const agent = trustAgent(caFile, { cert: chain, key: csrAt(k).keyPem, maxSockets: 1 });
           agents.push(agent);
-          renewers.push({ port: served.port, agent, tls: true });
+          renewers.push({ port: one.port, agent, tls: true });
         }
         loads.push({
-          name: "mtlskit renew",
-          pid: served.child.pid!,
+          name: `mtlskit renew${suffix(w)}`,
+          pid: one.child.pid!,
           send: (i) => requestJson(renewers[i % CONCURRENCY]!, "POST", "/v1/renew", { csr: csrAt(i).pem }),
           certificate: issuedCertificate,
         });
       }
       if (ONLY.has("enroll"))
-        loads.push({ name: "mtlskit enroll", pid: served.child.pid!, send: enroll, certificate: issuedCertificate });
+        loads.push({
+          name: `mtlskit enroll${suffix(w)}`,
+          pid: one.child.pid!,
+          send: enroll,
+          certificate: issuedCertificate,
+        });
     }
 
     console.log(
-      `serve bench: ${ROUNDS} rounds x ${SECONDS} s per target, ${CONCURRENCY} concurrent keep-alive HTTPS connections, ${csrs.length} P-256 CSRs; mtlskit serve with ${values.workers ?? `${Math.min(availableParallelism(), 2)} (its default)`} worker process(es); node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), load average ${loadavg()[0]!.toFixed(2)} at start`,
+      `serve bench: ${ROUNDS} rounds x ${SECONDS} s per target, ${CONCURRENCY} concurrent keep-alive HTTPS connections, ${csrs.length} P-256 CSRs; mtlskit serve --workers ${values.workers ?? "not given (its default: 1)"}; node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), load average ${loadavg()[0]!.toFixed(2)} at start`,
     );
     console.log(
       `ledgers (mtlskit's, cfssl's certdb) in ${work} on ${fsType || "?"}: ${durable ? "durable (fsync reaches the disk)" : "NOT durable: a tmpfs, fsync costs nothing; the targets below are judged only on a disk"}`,
@@ -518,9 +539,13 @@ async function main(): Promise<number> {
       c.kill("SIGKILL");
       await within(exited(c), 10_000, "cfssl after SIGKILL").catch(() => {});
     }
-    await served?.stop().catch(() => {});
-    if (values.profile !== undefined && served !== undefined)
-      printProfiles(path.resolve(values.profile), served.child.pid!, started);
+    for (const one of servedAll) await one.stop().catch(() => {});
+    if (values.profile !== undefined)
+      printProfiles(
+        path.resolve(values.profile),
+        servedAll.map((one) => one.child.pid!),
+        started,
+      );
     rmSync(work, { recursive: true, force: true });
   }
 }

@@ -13,6 +13,7 @@ import { createHash, X509Certificate } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import * as https from "node:https";
 import * as path from "node:path";
+import * as tls from "node:tls";
 import { after, before, describe, it } from "node:test";
 import { openLedger } from "../src/ledger/index.ts";
 import { parseCertificatesPem } from "../src/pki/pem.ts";
@@ -137,6 +138,19 @@ describe("mtlskit serve --workers 2", { timeout: 240_000 }, () => {
 
   it("ok/two worker processes serve one port; enroll, renew and bundle work through both", async () => {
     assert.equal(childrenOf(served!.child.pid!).length, 2, served!.output());
+    // Each worker presents a server certificate of its own: new connections meet both.
+    const seen = new Set<string>();
+    for (let i = 0; i < 8; i++)
+      seen.add(
+        await new Promise<string>((resolve, reject) => {
+          const s = tls.connect({ host: "127.0.0.1", port: served!.port, ca, servername: "localhost" }, () => {
+            resolve(s.getPeerCertificate().serialNumber);
+            s.destroy();
+          });
+          s.once("error", reject);
+        }),
+      );
+    assert.equal(seen.size, 2, "connections reach both workers");
     const got = [];
     for (let i = 0; i < 6; i++) got.push(await enroll());
     const renewed = issued(

@@ -877,7 +877,7 @@ console.log(JSON.stringify([before, loaded()]));`;
       assert.match(r.err, /--workers must be a whole number from 1 \(one process\) to 64; got "/);
     }
     const help = await runCli(["serve", "--help"]);
-    assert.match(help.out, /--workers N {6}HTTP worker processes sharing the port/);
+    assert.match(help.out, /--workers N {6}HTTP worker processes sharing the port \(default 1/);
   });
 
   it("fail/bad --listen: exit 2", async () => {

@@ -1,6 +1,5 @@
 /** `mtlskit serve`: the online CA (src/server/), until SIGTERM or SIGINT. */
 import { parseArgs } from "node:util";
-import { availableParallelism } from "node:os";
 import { EXIT, UsageError } from "../../errors.ts";
 import { parseManifest, readManifestText } from "../../manifest/index.ts";
 import { COMMON_FLAGS, flags, parseListen } from "../args.ts";
@@ -19,17 +18,16 @@ const LISTEN = "127.0.0.1:8443";
 const MAX_WORKERS = 64;
 
 /**
- * defaultWorkers: HTTP worker processes when --workers is not given: two on a machine with two
- * cores or more, else one (a single process, no primary). Measured by bench/serve.bench.ts on 2
- * cores shared with the load generator: see docs/online-ca.md "Workers".
+ * DEFAULT_WORKERS: one process unless --workers says more. Measured (bench/serve.bench.ts
+ * --workers 1,2, same run, 2 cores shared with the load generator): two workers cost 1.5-2x the
+ * server CPU per certificate (IPC to the primary's ledger) and were not faster; see
+ * docs/online-ca.md "Workers". Re-measure on the target machine before raising it.
  */
-export function defaultWorkers(): number {
-  return Math.min(availableParallelism(), 2);
-}
+export const DEFAULT_WORKERS = 1;
 
 /** parseWorkers reads --workers: an integer from 1 to MAX_WORKERS. */
 function parseWorkers(text: string | undefined): number {
-  if (text === undefined) return defaultWorkers();
+  if (text === undefined) return DEFAULT_WORKERS;
   const n = /^\d{1,3}$/.test(text) ? Number(text) : NaN;
   if (!(n >= 1 && n <= MAX_WORKERS))
     throw new UsageError(
@@ -60,9 +58,9 @@ FLAGS
       --pki DIR        PKI directory holding the CA (default ./pki; run \`mtlskit apply\` first)
       --listen ADDR    [HOST:]PORT to listen on (default ${LISTEN}, this host only;
                        0.0.0.0:8443 for every interface)
-      --workers N      HTTP worker processes sharing the port (default: 2 with two cores or
-                       more, else 1); the main process alone writes the ledger, so its group
-                       commit covers them all. 1: one process serves everything
+      --workers N      HTTP worker processes sharing the port (default 1: this process serves
+                       everything); with N > 1 this process alone writes the ledger, so its
+                       group commit covers every worker
       --log            JSON log lines on standard error (never a token, key or CSR)
 
 EXAMPLES
