@@ -6,7 +6,8 @@
  * lock (measured: half the rate of one process).
  *
  * The channel is node's IPC with `serialization: "advanced"` (the structured clone: Dates and
- * Buffers arrive as themselves). The guarantee is the wrapped ledger's: `record` resolves only
+ * Buffers arrive as themselves); the calls (and the answers) of one event-loop turn travel as one
+ * message, one pipe write. The guarantee is the wrapped ledger's: `record` resolves only
  * once the primary's ledger resolved it, that is once the row is durable. Requests carry ids; at
  * most `maxPending` wait at once and each at most `timeoutMs`; a channel that closed (the primary
  * is gone) rejects every waiting and later call with LedgerUnavailableError (the server's 503).
@@ -25,7 +26,7 @@ import {
 
 /** LedgerChannel is one end of a message pipe (a cluster worker's `process`, the primary's `Worker`). */
 export interface LedgerChannel {
-  /** send posts a message; false or a throw when the other end is gone. */
+  /** send posts a message (queued when the pipe is full); throws when the other end is gone. */
   send(message: unknown): unknown;
   on(event: "message", listener: (message: unknown) => void): unknown;
 }
@@ -46,31 +47,56 @@ const REMOTE_METHODS = [
 type RemoteMethod = (typeof REMOTE_METHODS)[number];
 const IS_METHOD = new Set<string>(REMOTE_METHODS);
 
-/** LedgerCall is a request on the channel; LedgerReply its answer. */
+/** LedgerCall is a request; LedgerReply its answer. Each message carries every call (or answer) of one event-loop turn: one pipe write, not one per call. */
 interface LedgerCall {
-  mtlskit: "ledger-call";
   id: number;
   method: RemoteMethod;
   args: unknown[];
 }
 interface LedgerReply {
-  mtlskit: "ledger-reply";
   id: number;
   value?: unknown;
   /** error: the ledger's rejection; `unavailable` when it was a LedgerUnavailableError. */
   error?: { message: string; unavailable: boolean };
 }
+interface CallsMessage {
+  mtlskit: "ledger-calls";
+  calls: LedgerCall[];
+}
+interface RepliesMessage {
+  mtlskit: "ledger-replies";
+  replies: LedgerReply[];
+}
 
-const isCall = (m: unknown): m is LedgerCall =>
+const isCall = (c: LedgerCall): boolean =>
+  typeof c === "object" && c !== null && typeof c.id === "number" && IS_METHOD.has(c.method) && Array.isArray(c.args);
+
+const isCalls = (m: unknown): m is CallsMessage =>
   typeof m === "object" &&
   m !== null &&
-  (m as LedgerCall).mtlskit === "ledger-call" &&
-  typeof (m as LedgerCall).id === "number" &&
-  IS_METHOD.has((m as LedgerCall).method) &&
-  Array.isArray((m as LedgerCall).args);
+  (m as CallsMessage).mtlskit === "ledger-calls" &&
+  Array.isArray((m as CallsMessage).calls);
 
-const isReply = (m: unknown): m is LedgerReply =>
-  typeof m === "object" && m !== null && (m as LedgerReply).mtlskit === "ledger-reply";
+const isReplies = (m: unknown): m is RepliesMessage =>
+  typeof m === "object" &&
+  m !== null &&
+  (m as RepliesMessage).mtlskit === "ledger-replies" &&
+  Array.isArray((m as RepliesMessage).replies);
+
+/** Outbox gathers what one event-loop turn sends and sends it as one message. */
+class Outbox<T> {
+  private items: T[] = [];
+  constructor(private readonly flush: (items: T[]) => void) {}
+  push(item: T): void {
+    if (this.items.length === 0) setImmediate(() => this.send());
+    this.items.push(item);
+  }
+  private send(): void {
+    const items = this.items;
+    this.items = [];
+    if (items.length > 0) this.flush(items);
+  }
+}
 
 /**
  * serveLedger answers a channel's ledger calls with `ledger` (the primary's side). Each call is
@@ -78,32 +104,36 @@ const isReply = (m: unknown): m is LedgerReply =>
  * else's. Returns the listener, for `off`.
  */
 export function serveLedger(ledger: Ledger, channel: LedgerChannel): (message: unknown) => void {
-  const listener = (message: unknown) => {
-    if (!isCall(message)) return;
-    const reply = (r: Omit<LedgerReply, "mtlskit" | "id">) => {
-      try {
-        channel.send({ mtlskit: "ledger-reply", id: message.id, ...r });
-      } catch {
-        // The worker is gone; its pending calls died with it.
-      }
-    };
-    const method = ledger[message.method] as (...args: unknown[]) => Promise<unknown>;
+  const outbox = new Outbox<LedgerReply>((replies) => {
+    try {
+      channel.send({ mtlskit: "ledger-replies", replies } satisfies RepliesMessage);
+    } catch {
+      // The worker is gone; its pending calls died with it.
+    }
+  });
+  const answer = (call: LedgerCall) => {
+    const method = ledger[call.method] as (...args: unknown[]) => Promise<unknown>;
     let pending: Promise<unknown>;
     try {
-      pending = method.apply(ledger, message.args);
+      pending = method.apply(ledger, call.args);
     } catch (e) {
       pending = Promise.reject(e);
     }
     pending.then(
-      (value) => reply({ value }),
+      (value) => outbox.push({ id: call.id, value }),
       (e: unknown) =>
-        reply({
+        outbox.push({
+          id: call.id,
           error: {
             message: e instanceof Error ? e.message : String(e),
             unavailable: e instanceof LedgerUnavailableError,
           },
         }),
     );
+  };
+  const listener = (message: unknown) => {
+    if (!isCalls(message)) return;
+    for (const call of message.calls) if (isCall(call)) answer(call);
   };
   channel.on("message", listener);
   return listener;
@@ -131,6 +161,7 @@ export class RemoteLedger implements Ledger {
   private readonly maxPending: number;
   private readonly timeoutMs: number;
   private readonly sweep: NodeJS.Timeout;
+  private readonly outbox: Outbox<LedgerCall>;
 
   /** `kind` is the primary's ledger's (for /v1/health and logs). */
   constructor(
@@ -140,16 +171,30 @@ export class RemoteLedger implements Ledger {
   ) {
     this.maxPending = opts.maxPending ?? 8192;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.outbox = new Outbox<LedgerCall>((calls) => {
+      // send returning false only means the pipe is backed up (node queues the message); a throw is a channel gone.
+      try {
+        this.channel.send({ mtlskit: "ledger-calls", calls } satisfies CallsMessage);
+      } catch {
+        for (const c of calls) {
+          const p = this.pending.get(c.id);
+          this.pending.delete(c.id);
+          p?.reject(new LedgerUnavailableError(`ledger ${kind}: the primary process cannot be reached`));
+        }
+      }
+    });
     channel.on("message", (m) => {
-      if (!isReply(m)) return;
-      const p = this.pending.get(m.id);
-      if (!p) return; // timed out meanwhile
-      this.pending.delete(m.id);
-      if (m.error === undefined) p.resolve(m.value);
-      else
-        p.reject(
-          m.error.unavailable ? new LedgerUnavailableError(m.error.message) : new Error(`ledger: ${m.error.message}`),
-        );
+      if (!isReplies(m)) return;
+      for (const r of m.replies) {
+        const p = this.pending.get(r.id);
+        if (!p) continue; // timed out meanwhile
+        this.pending.delete(r.id);
+        if (r.error === undefined) p.resolve(r.value);
+        else
+          p.reject(
+            r.error.unavailable ? new LedgerUnavailableError(r.error.message) : new Error(`ledger: ${r.error.message}`),
+          );
+      }
     });
     // One timer for every call: the map is in sending order, so the oldest are first.
     this.sweep = setInterval(
@@ -187,16 +232,7 @@ export class RemoteLedger implements Ledger {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, at: performance.now() });
-      let sent: unknown;
-      try {
-        sent = this.channel.send({ mtlskit: "ledger-call", id, method, args } satisfies LedgerCall);
-      } catch {
-        sent = false;
-      }
-      if (sent === false) {
-        this.pending.delete(id);
-        reject(new LedgerUnavailableError(`ledger ${this.kind}: the primary process cannot be reached`));
-      }
+      this.outbox.push({ id, method, args });
     });
   }
 
