@@ -19,9 +19,9 @@ const MAX_WORKERS = 64;
 
 /**
  * DEFAULT_WORKERS: one process unless --workers says more. Measured (bench/serve.bench.ts
- * --workers 1,2, same run, 2 cores shared with the load generator): two workers cost 1.5-2x the
- * server CPU per certificate (IPC to the primary's ledger) and were not faster; see
- * docs/online-ca.md "Workers". Re-measure on the target machine before raising it.
+ * --workers 1,2, same run, 2 vCPUs shared with the load generator): two workers cost about twice
+ * the server CPU per certificate and ran at about half the rate; see docs/online-ca.md (Workers).
+ * Re-measure on the target machine before raising it.
  */
 export const DEFAULT_WORKERS = 1;
 
