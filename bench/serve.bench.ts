@@ -36,6 +36,16 @@
  *           Several values: one serve each (own PKI copy and ledger), each a target of this run
  *           (`mtlskit enroll w1`, `... w2`). The server CPU counted is the whole process tree:
  *           the primary (the ledger) and its workers.
+ *
+ *   --only pg,pg-2 (not in the default list: they need PostgreSQL, apt-get install postgresql)
+ *           serve with a PostgreSQL ledger (issue 15): a throw-away cluster on loopback with fsync
+ *           and synchronous_commit on (test/helpers/postgres.ts, its data in os.tmpdir()), the
+ *           enroll load of `enroll` above. `pg`: one replica; `pg-2`: two replicas (the PKI
+ *           directory copied, as operators distribute it) on the same database, request i to
+ *           replica i % 2. Their server CPU counts every serve process and PostgreSQL's (the
+ *           postmaster and its backends): the whole server side on this machine. Run with
+ *           `--only enroll,pg,pg-2` to compare SQLite and PostgreSQL in the same run.
+ *
  *   --profile DIR  run serve with --cpu-prof (written to DIR when serve exits on SIGTERM at the end)
  *           and print the functions that took the most of its CPU (self time; the whole run,
  *           warm-up and start-up included).
@@ -52,6 +62,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { buildPackage, runBuilt } from "../test/helpers/built.ts";
+import { type Pg, startPostgres } from "../test/helpers/postgres.ts";
 import {
   type Csr,
   exited,
@@ -125,6 +136,8 @@ function treeCpuSeconds(root: number): number {
 interface Load {
   name: string;
   pid: number;
+  /** morePids: other processes (with their descendants) whose CPU is the server's too: replicas, PostgreSQL. */
+  morePids?: number[];
   send: (i: number) => Promise<Reply> | undefined;
   certificate: (r: Reply) => string | undefined;
 }
@@ -159,7 +172,8 @@ const tally = (): Tally => ({
 /** drive runs `CONCURRENCY` loops against `l` for `seconds` and adds what they did to `t`. */
 async function drive(l: Load, seconds: number, t: Tally): Promise<void> {
   let next = 0;
-  const s0 = treeCpuSeconds(l.pid);
+  const serverCpu = () => [l.pid, ...(l.morePids ?? [])].reduce((sum, pid) => sum + treeCpuSeconds(pid), 0);
+  const s0 = serverCpu();
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   const end = t0 + seconds * 1000;
@@ -186,7 +200,7 @@ async function drive(l: Load, seconds: number, t: Tally): Promise<void> {
   t.seconds += (performance.now() - t0) / 1000;
   const cu = process.cpuUsage(c0);
   t.clientCpu += (cu.user + cu.system) / 1e6;
-  t.serverCpu += treeCpuSeconds(l.pid) - s0;
+  t.serverCpu += serverCpu() - s0;
   t.load1 = loadavg()[0]!;
 }
 
@@ -349,6 +363,120 @@ function printProfile(dir: string, pid: number): void {
     console.log(`  ${((us / total) * 100).toFixed(1).padStart(5)}%  ${key}`);
 }
 
+/** PG_TARGETS: the PostgreSQL targets (--only pg,pg-2) and how many replicas each spreads its load over. */
+const PG_TARGETS = [
+  ["pg", "enroll pg", 1],
+  ["pg-2", "enroll pg x2", 2],
+] as const;
+
+/**
+ * pgTokens inserts `n` enroll tokens for `service` into the PostgreSQL ledger's tokens table with
+ * one SQL statement (the tokens table src/ledger/postgres.ts creates) and
+ * returns their printable forms: ids from `base` on, secrets derived from the id (a benchmark's
+ * throw-away database; real tokens come from `mtlskit token create`). createToken would be one
+ * durable commit per token with fsync on: minutes for the tens of thousands a run needs.
+ */
+function pgTokens(pg: Pg, service: string, base: number, n: number): string[] {
+  pg.admin(
+    `insert into tokens (id, kind, service, secret_sha256, created_at, expires_at)
+     select lpad(to_hex(i), 16, '0'), 'enroll', '${service}', sha256(convert_to(rpad('s' || to_hex(i), 43, 'x'), 'UTF8')), now(), now() + interval '1 hour'
+     from generate_series(${base}, ${base + n - 1}) as i`,
+  );
+  return Array.from({ length: n }, (_, k) => {
+    const hex = (base + k).toString(16);
+    return `mtk_${hex.padStart(16, "0")}_${`s${hex}`.padEnd(43, "x")}`;
+  });
+}
+
+/**
+ * startPgLoads starts PostgreSQL (fsync on), the replicas the `wanted` PG_TARGETS need on it (each
+ * on its own copy of the PKI directory), and returns their loads; `stop` ends all of it.
+ */
+async function startPgLoads(o: {
+  bin: string;
+  manifest: string;
+  pki: string;
+  wanted: (typeof PG_TARGETS)[number][];
+  csrAt: (i: number) => Csr;
+  agents: http.Agent[];
+}): Promise<{ loads: Load[]; pg: Pg; stop: () => Promise<void> }> {
+  const pg = await startPostgres({ fsync: true });
+  const replicas: Served[] = [];
+  const stop = async () => {
+    await Promise.all(replicas.map((r) => r.stop().catch(() => {})));
+    await pg.destroy();
+  };
+  try {
+    const most = Math.max(...o.wanted.map(([, , n]) => n));
+    for (let k = 0; k < most; k++) {
+      const pki = k === 0 ? o.pki : `${o.pki}-replica${k + 1}`;
+      if (k > 0) cpSync(o.pki, pki, { recursive: true });
+      // serve applies the schema on start; the first replica makes it before the others start.
+      replicas.push(
+        await startServe(o.bin, { manifest: o.manifest, pki, args: ["--ledger", pg.url], readyMs: 60_000 }),
+      );
+    }
+    const caFile = path.join(o.pki, "ca", "ca.pem");
+    const targets = replicas.map((r) => {
+      const target: Target = { port: r.port, agent: trustAgent(caFile, { maxSockets: CONCURRENCY }), tls: true };
+      o.agents.push(target.agent);
+      return target;
+    });
+    const perTarget = Math.ceil(2_500 * (SECONDS * ROUNDS + WARMUP_SECONDS)) + CONCURRENCY;
+    const loads = o.wanted.map(([, name, n], w): Load => {
+      const tokens = pgTokens(pg, "web", 1 + w * perTarget, perTarget);
+      let used = 0;
+      return {
+        name,
+        pid: replicas[0]!.child.pid!,
+        morePids: [...replicas.slice(1, n).map((r) => r.child.pid!), pg.pid!],
+        send: (i) => {
+          const token = tokens[used++];
+          return token === undefined
+            ? undefined
+            : requestJson(targets[i % n]!, "POST", "/v1/enroll", { service: "web", token, csr: o.csrAt(i).pem });
+        },
+        certificate: issuedCertificate,
+      };
+    });
+    return { loads, pg, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/** printPgComparison sets the PostgreSQL targets against the SQLite ledger's enroll and one replica against two, measured in this run. */
+function printPgComparison(loads: Load[], totals: Map<Load, Tally>): void {
+  const byName = (name: string) => {
+    const l = loads.find((x) => x.name === name);
+    return l === undefined ? undefined : totals.get(l);
+  };
+  const rate = (t: Tally) => t.count / t.seconds;
+  const p99 = (t: Tally) => percentile(Float64Array.from(t.latencies).sort(), 99);
+  const sqlite = byName("mtlskit enroll");
+  const one = byName("enroll pg");
+  const two = byName("enroll pg x2");
+  const pairs: [string, Tally | undefined, string, Tally | undefined][] = [
+    ["enroll pg", one, "SQLite enroll", sqlite],
+    ["enroll pg x2", two, "SQLite enroll", sqlite],
+    ["enroll pg x2", two, "enroll pg", one],
+  ];
+  const lines = pairs
+    .filter(([, a, , b]) => a !== undefined && b !== undefined && a.count > 0 && b.count > 0)
+    .map(
+      ([an, a, bn, b]) =>
+        `${an} vs ${bn}: ${(rate(a!) / rate(b!)).toFixed(2)}x the rate, p99 ${p99(a!).toFixed(1)} vs ${p99(b!).toFixed(1)} ms, ${((a!.serverCpu / a!.count) * 1000).toFixed(3)} vs ${((b!.serverCpu / b!.count) * 1000).toFixed(3)} ms server CPU per certificate`,
+    );
+  if (lines.length === 0) return;
+  console.log(`\n${lines.join("\n")}`);
+  console.log(
+    `(${cpus().length} CPUs shared by the load generator, every serve and PostgreSQL: two replicas on one machine add no cores; load average ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(" ")} at the end)`,
+  );
+}
+
 async function main(): Promise<number> {
   const started = Date.now();
   if (spawnSync("cfssl", ["version"]).status !== 0 && ONLY.has("cfssl")) {
@@ -360,6 +488,7 @@ async function main(): Promise<number> {
   const durable = !["tmpfs", "ramfs"].includes(fsType);
   const children: ChildProcess[] = [];
   const servedAll: Served[] = [];
+  let stopPg: (() => Promise<void>) | undefined;
   const agents: http.Agent[] = [];
   try {
     const bin = buildPackage();
@@ -461,6 +590,17 @@ async function main(): Promise<number> {
         });
     }
 
+    const pgWanted = PG_TARGETS.filter(([key]) => ONLY.has(key));
+    if (pgWanted.length > 0) {
+      const pgStarted = await startPgLoads({ bin, manifest, pki, wanted: pgWanted, csrAt, agents });
+      stopPg = pgStarted.stop;
+      loads.push(...pgStarted.loads);
+      const pgFs = spawnSync("stat", ["-f", "-c", "%T", tmpdir()], { encoding: "utf8" }).stdout.trim();
+      console.log(
+        `PostgreSQL ledger: a throw-away cluster on 127.0.0.1, fsync=on, synchronous_commit=on, data in ${tmpdir()} on ${pgFs || "?"}; server CPU of its targets counts serve and postgres`,
+      );
+    }
+
     console.log(
       `serve bench: ${ROUNDS} rounds x ${SECONDS} s per target, ${CONCURRENCY} concurrent keep-alive HTTPS connections, ${csrs.length} P-256 CSRs; mtlskit serve --workers ${values.workers ?? "not given (its default: 1)"}; node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), load average ${loadavg()[0]!.toFixed(2)} at start`,
     );
@@ -532,6 +672,7 @@ async function main(): Promise<number> {
         `${l.name}: ${rate(t).toFixed(0)}/s >= ${TARGET.rate}/s: ${verdict(rate(t) >= TARGET.rate)}; p99 ${p99.toFixed(1)} ms <= ${TARGET.p99Ms} ms: ${verdict(p99 <= TARGET.p99Ms)}; ${vsCfssl}; errors ${t.errors}: ${verdict(t.errors === 0)}`,
       );
     }
+    printPgComparison(loads, totals);
     return 0;
   } finally {
     for (const a of agents) a.destroy();
@@ -540,6 +681,7 @@ async function main(): Promise<number> {
       await within(exited(c), 10_000, "cfssl after SIGKILL").catch(() => {});
     }
     for (const one of servedAll) await one.stop().catch(() => {});
+    await stopPg?.().catch(() => {});
     if (values.profile !== undefined)
       printProfiles(
         path.resolve(values.profile),

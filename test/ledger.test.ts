@@ -19,8 +19,10 @@ import {
   writeFileSync,
 } from "node:fs";
 import * as path from "node:path";
-import { describe, it, mock } from "node:test";
-import { type IssuedRecord, LedgerUnavailableError, openLedger } from "../src/ledger/index.ts";
+import { describe, it } from "node:test";
+import * as v8 from "node:v8";
+import { type Ledger, LedgerUnavailableError, openLedger } from "../src/ledger/index.ts";
+import { type LedgerChannel, RemoteLedger, serveLedger } from "../src/ledger/remote.ts";
 import { openSqliteLedger, openSqliteLedgerThreaded, SCHEMA_VERSION, type SqliteLedger } from "../src/ledger/sqlite.ts";
 import { hashSecret, newToken, parseToken } from "../src/ledger/tokens.ts";
 import { readCertFields } from "../src/pki/cert.ts";
@@ -28,41 +30,12 @@ import { serialHex } from "../src/pki/crl.ts";
 import { encodePem, parseCertificatesPem } from "../src/pki/pem.ts";
 import { TEMP_MARK } from "../src/state/layout.ts";
 import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
-
-const NOW = new Date("2027-03-01T12:00:00Z");
-const HOUR = 3_600_000;
+import { HOUR, ledgerContract, NOW, row } from "./helpers/ledger-contract.ts";
 
 function fresh(): { dir: string; file: string; ledger: SqliteLedger } {
   const dir = tempDir("mtlskit-ledger-");
   const file = path.join(dir, "ledger.db");
   return { dir, file, ledger: openSqliteLedger(file) };
-}
-
-/** freshThreaded is fresh() with the group commit in its committer thread (what `mtlskit serve` opens). */
-async function freshThreaded(): Promise<{ dir: string; file: string; ledger: SqliteLedger }> {
-  const dir = tempDir("mtlskit-ledger-");
-  const file = path.join(dir, "ledger.db");
-  return { dir, file, ledger: await openSqliteLedgerThreaded(file) };
-}
-
-function row(serial: string, over: Partial<IssuedRecord> = {}): IssuedRecord {
-  return {
-    serial,
-    service: "web",
-    sans: ["DNS:web", "IP:127.0.0.1", "URI:spiffe://t/web"],
-    notBefore: NOW,
-    notAfter: new Date(NOW.getTime() + HOUR),
-    sha256: crypto.createHash("sha256").update(serial).digest("hex"),
-    der: crypto.randomBytes(500),
-    how: "enroll",
-    tokenId: undefined,
-    renewedFrom: undefined,
-    requester: "127.0.0.1:40000",
-    issuedAt: NOW,
-    revokedAt: undefined,
-    revokedReason: undefined,
-    ...over,
-  };
 }
 
 /** sqlite runs Debian's sqlite3 on `file` (the independent judge). */
@@ -73,6 +46,116 @@ function sqlite(file: string, sql: string): string {
 }
 
 const mode = (f: string) => statSync(f).mode & 0o777;
+
+ledgerContract(
+  "sqlite",
+  async () => fresh().ledger,
+  (l, sql) => sqlite((l as SqliteLedger).file, sql),
+);
+
+/** freshThreaded is fresh() with the group commit in its committer thread (what `mtlskit serve` opens). */
+async function freshThreaded(): Promise<{ dir: string; file: string; ledger: SqliteLedger }> {
+  const dir = tempDir("mtlskit-ledger-");
+  const file = path.join(dir, "ledger.db");
+  return { dir, file, ledger: await openSqliteLedgerThreaded(file) };
+}
+
+/**
+ * channelPair: two ends of an in-process message pipe that copy each message as node's IPC with
+ * `serialization: "advanced"` does (v8.serialize), a turn later: what a serve --workers worker
+ * and its primary exchange.
+ */
+function channelPair(): [LedgerChannel, LedgerChannel] {
+  const listeners: ((m: unknown) => void)[][] = [[], []];
+  const end = (me: number): LedgerChannel => ({
+    send: (m) => {
+      const copy = v8.serialize(m);
+      setImmediate(() => {
+        for (const f of listeners[1 - me]!) f(v8.deserialize(copy));
+      });
+      return true;
+    },
+    on: (_event, f) => listeners[me]!.push(f),
+  });
+  return [end(0), end(1)];
+}
+
+/** remoteFiles: each RemoteLedger's SQLite file, for the judge. */
+const remoteFiles = new WeakMap<Ledger, string>();
+
+/** freshRemote: a RemoteLedger (a worker's) over a channel to a threaded SQLite ledger (its primary's); closing it closes both. */
+async function freshRemote(): Promise<Ledger> {
+  const { file, ledger: inner } = await freshThreaded();
+  const [worker, primary] = channelPair();
+  serveLedger(inner, primary);
+  const remote = new RemoteLedger(inner.kind, inner.schema, worker);
+  const closeRemote = remote.close.bind(remote);
+  remote.close = async () => {
+    await closeRemote();
+    await inner.close();
+  };
+  remoteFiles.set(remote, file);
+  return remote;
+}
+
+ledgerContract(
+  "sqlite, committer thread (serve's)",
+  async () => (await freshThreaded()).ledger,
+  (l, sql) => sqlite((l as SqliteLedger).file, sql),
+);
+
+ledgerContract("remote: serve --workers' RemoteLedger over IPC to a threaded SQLite ledger", freshRemote, (l, sql) =>
+  sqlite(remoteFiles.get(l)!, sql),
+);
+
+describe("ledger: record, the group commit in its committer thread (serve's)", () => {
+  it("ok/group commit: 200 concurrent records share one transaction (ledger.commits), one refusal inside does not abort the others; 100 createToken calls, one commit", async () => {
+    const { ledger } = await freshThreaded();
+    const before = ledger.commits;
+    const serials = Array.from({ length: 200 }, (_, i) => (0x2000 + i).toString(16));
+    // One duplicate in the middle of the batch: its savepoint rolls back, the other 200 commit.
+    serials.splice(100, 0, serials[3]!);
+    const outcomes = await Promise.all(serials.map((s) => ledger.record(row(s))));
+    assert.equal(outcomes.filter((o) => o.ok).length, 200);
+    assert.deepEqual(outcomes[100], { ok: false, reason: "duplicate-serial" });
+    assert.ok(ledger.commits - before <= 2, `200 records took ${ledger.commits - before} commits`);
+    assert.equal((await ledger.stats(NOW)).certificates, 200);
+    // Tokens made at once share a commit too (a script seeding many pays one fsync).
+    const c = ledger.commits;
+    const made = await Promise.all(Array.from({ length: 100 }, () => ledger.createToken("web", "enroll", HOUR, NOW)));
+    assert.equal(ledger.commits - c, 1);
+    assert.equal(new Set(made.map((m) => m.record.id)).size, 100);
+    assert.equal((await ledger.stats(NOW)).tokensOutstanding, 100);
+    await ledger.close();
+  });
+
+  it("ok/a bad row (a caller's bug: an invalid date) is rejected alone; its batch commits; close() writes what is queued", async () => {
+    const { file, ledger } = await freshThreaded();
+    const settled = await Promise.allSettled([
+      ledger.record(row("e1")),
+      ledger.record(row("e2", { notAfter: new Date(Number.NaN) })),
+      ledger.record(row("E7")),
+      ledger.record(row("00e7")),
+      ledger.record(row("e8", { sha256: "AB" })),
+      ledger.record(row("e3")),
+    ]);
+    assert.deepEqual(
+      settled.map((s) => s.status),
+      ["fulfilled", "rejected", "rejected", "rejected", "rejected", "fulfilled"],
+    );
+    assert.match(String((settled[2] as PromiseRejectedResult).reason), /serial "E7" is not serialHex's form/);
+    assert.equal(ledger.commits, 1);
+    // Queued in this tick, then closed at once: both rows are written before the file closes.
+    const pending = [ledger.record(row("e4")), ledger.record(row("e5"))];
+    await ledger.close();
+    assert.deepEqual(await Promise.all(pending), [{ ok: true }, { ok: true }]);
+    await assert.rejects(ledger.record(row("e6")), /closed/);
+    assert.equal(
+      sqlite(file, "SELECT group_concat(serial) FROM (SELECT serial FROM certificates ORDER BY serial)"),
+      "e1,e3,e4,e5",
+    );
+  });
+});
 
 describe("ledger: tokens", () => {
   it("ok/format: mtk_ + 16 hex + _ + 43 base64url, parsed back; fail/every malformed spelling is undefined", () => {
@@ -107,228 +190,9 @@ describe("ledger: tokens", () => {
     await ledger.close();
     assert.equal(readFileSync(file).includes(Buffer.from(secret)), false);
   });
-
-  it("ok/checkToken compares with crypto.timingSafeEqual, for a known id, a wrong secret and an unknown id alike", async (t) => {
-    const { ledger } = fresh();
-    const { token, record } = await ledger.createToken("web", "enroll", HOUR, NOW);
-    const spy = mock.method(crypto, "timingSafeEqual");
-    t.after(() => spy.mock.restore());
-    const wrong = `mtk_${record.id}_${newToken().secret}`;
-    const unknown = newToken().token;
-    for (const [tok, ok] of [
-      [token, true],
-      [wrong, false],
-      [unknown, false],
-    ] as const) {
-      const before = spy.mock.callCount();
-      const v = await ledger.checkToken(tok, "web", "enroll", NOW);
-      assert.equal(v.ok, ok);
-      assert.equal(spy.mock.callCount(), before + 1, "one constant-time comparison per check");
-      const args = spy.mock.calls.at(-1)!.arguments as [Buffer, Buffer];
-      assert.equal(args[0].length, 32);
-      assert.equal(args[1].length, 32);
-    }
-    await ledger.close();
-  });
-
-  it("ok/every TokenVerdict: ok, malformed, unknown (id or secret), expired, used, revoked, wrong-service, wrong-kind", async () => {
-    const { ledger } = fresh();
-    const mk = (service = "web", ttl = HOUR, kind: "enroll" | "acme" = "enroll") =>
-      ledger.createToken(service, kind, ttl, NOW);
-    const good = await mk();
-    const used = await mk();
-    assert.deepEqual(await ledger.record(row("01"), { tokenId: used.record.id, now: NOW }), { ok: true });
-    const revoked = await mk();
-    assert.equal(await ledger.revokeToken(revoked.record.id, NOW), true);
-    assert.equal(await ledger.revokeToken("0123456789abcdef", NOW), false);
-    const short = await mk("web", 60_000);
-    const acme = await mk("web", HOUR, "acme");
-    const other = await mk("db");
-    const cases: [string, string, "enroll" | "acme", Date, string][] = [
-      ["ok", good.token, "enroll", NOW, "ok"],
-      ["malformed", "mtk_nope", "enroll", NOW, "malformed"],
-      ["unknown id", newToken().token, "enroll", NOW, "unknown"],
-      ["wrong secret", `mtk_${good.record.id}_${newToken().secret}`, "enroll", NOW, "unknown"],
-      ["expired (at expiresAt exactly)", short.token, "enroll", new Date(NOW.getTime() + 60_000), "expired"],
-      ["used", used.token, "enroll", NOW, "used"],
-      ["revoked", revoked.token, "enroll", NOW, "revoked"],
-      ["wrong-service", other.token, "enroll", NOW, "wrong-service"],
-      ["wrong-kind", acme.token, "enroll", NOW, "wrong-kind"],
-    ];
-    for (const [name, tok, kind, at, want] of cases) {
-      const v = await ledger.checkToken(tok, "web", kind, at);
-      assert.equal(v.ok ? "ok" : v.reason, want, name);
-    }
-    const ok = await ledger.checkToken(good.token, "web", "enroll", NOW);
-    assert.ok(ok.ok && ok.token.id === good.record.id && ok.token.usedAt === undefined);
-    // checkToken never consumes: the good token is still good.
-    assert.equal((await ledger.checkToken(good.token, "web", "enroll", NOW)).ok, true);
-    const listed = await ledger.tokens();
-    assert.equal(listed.length, 6);
-    assert.equal(listed.find((t) => t.id === used.record.id)!.usedBy, "01");
-    assert.deepEqual(
-      (await ledger.tokens({ service: "db" })).map((t) => t.id),
-      [other.record.id],
-    );
-    assert.equal((await ledger.stats(NOW)).tokensOutstanding, 4);
-    await ledger.close();
-  });
-});
-
-describe("ledger: record, the group commit in its committer thread (serve's)", () => {
-  it("ok/50 concurrent records paying with ONE token: exactly 1 ok, 49 token-used, 49 rows absent", async () => {
-    const { ledger } = await freshThreaded();
-    const { record } = await ledger.createToken("web", "enroll", HOUR, NOW);
-    const serials = Array.from({ length: 50 }, (_, i) => (0x1000 + i).toString(16));
-    const outcomes = await Promise.all(
-      serials.map((s) => ledger.record(row(s, { tokenId: record.id }), { tokenId: record.id, now: NOW })),
-    );
-    const winners = serials.filter((_, i) => outcomes[i]!.ok);
-    assert.equal(winners.length, 1);
-    assert.deepEqual(
-      outcomes.filter((o) => !o.ok),
-      Array.from({ length: 49 }, () => ({ ok: false, reason: "token-used" })),
-    );
-    const rows = await ledger.list();
-    assert.deepEqual(
-      rows.map((r) => r.serial),
-      winners,
-    );
-    assert.equal((await ledger.tokens())[0]!.usedBy, winners[0]);
-    await ledger.close();
-  });
-
-  it("ok/every RecordOutcome refusal writes nothing: duplicate-serial (its token stays unused), token-unknown, -expired, -revoked", async () => {
-    const { file, ledger } = await freshThreaded();
-    const first = row("0a");
-    assert.deepEqual(await ledger.record(first), { ok: true });
-    const t = await ledger.createToken("web", "enroll", HOUR, NOW);
-    assert.deepEqual(await ledger.record(row("0a"), { tokenId: t.record.id, now: NOW }), {
-      ok: false,
-      reason: "duplicate-serial",
-    });
-    assert.equal((await ledger.tokens())[0]!.usedAt, undefined, "the token of a refused row is not consumed");
-    assert.deepEqual((await ledger.get("0a"))!.der, first.der, "the first row is kept");
-    const revoked = await ledger.createToken("web", "enroll", HOUR, NOW);
-    await ledger.revokeToken(revoked.record.id, NOW);
-    const short = await ledger.createToken("web", "enroll", 1000, NOW);
-    const later = new Date(NOW.getTime() + 1000);
-    for (const [serial, tokenId, now, reason] of [
-      ["0b", "00000000000000ff", NOW, "token-unknown"],
-      ["0c", short.record.id, later, "token-expired"],
-      ["0d", revoked.record.id, NOW, "token-revoked"],
-    ] as const)
-      assert.deepEqual(await ledger.record(row(serial), { tokenId, now }), { ok: false, reason }, reason);
-    assert.deepEqual(
-      (await ledger.list()).map((r) => r.serial),
-      ["0a"],
-    );
-    await ledger.close();
-    assert.equal(sqlite(file, "SELECT count(*) FROM certificates"), "1");
-    assert.equal(sqlite(file, "SELECT count(*) FROM tokens WHERE used_at IS NOT NULL"), "0");
-  });
-
-  it("ok/group commit: 200 concurrent records share one transaction (ledger.commits), one refusal inside does not abort the others; 100 createToken calls, one commit", async () => {
-    const { ledger } = await freshThreaded();
-    const before = ledger.commits;
-    const serials = Array.from({ length: 200 }, (_, i) => (0x2000 + i).toString(16));
-    // One duplicate in the middle of the batch: its savepoint rolls back, the other 200 commit.
-    serials.splice(100, 0, serials[3]!);
-    const outcomes = await Promise.all(serials.map((s) => ledger.record(row(s))));
-    assert.equal(outcomes.filter((o) => o.ok).length, 200);
-    assert.deepEqual(outcomes[100], { ok: false, reason: "duplicate-serial" });
-    assert.ok(ledger.commits - before <= 2, `200 records took ${ledger.commits - before} commits`);
-    assert.equal((await ledger.stats(NOW)).certificates, 200);
-    // Tokens made at once share a commit too (a script seeding many pays one fsync).
-    const c = ledger.commits;
-    const made = await Promise.all(Array.from({ length: 100 }, () => ledger.createToken("web", "enroll", HOUR, NOW)));
-    assert.equal(ledger.commits - c, 1);
-    assert.equal(new Set(made.map((m) => m.record.id)).size, 100);
-    assert.equal((await ledger.stats(NOW)).tokensOutstanding, 100);
-    await ledger.close();
-  });
-
-  it("ok/a bad row (a caller's bug: an invalid date) is rejected alone; its batch commits; close() writes what is queued", async () => {
-    const { file, ledger } = await freshThreaded();
-    const settled = await Promise.allSettled([
-      ledger.record(row("e1")),
-      ledger.record(row("e2", { notAfter: new Date(Number.NaN) })),
-      ledger.record(row("E7")),
-      ledger.record(row("00e7")),
-      ledger.record(row("e8", { sha256: "AB" })),
-      ledger.record(row("e3")),
-    ]);
-    assert.deepEqual(
-      settled.map((s) => s.status),
-      ["fulfilled", "rejected", "rejected", "rejected", "rejected", "fulfilled"],
-    );
-    assert.match(String((settled[2] as PromiseRejectedResult).reason), /serial "E7" is not serialHex's form/);
-    assert.equal(ledger.commits, 1);
-    // Queued in this tick, then closed at once: both rows are written before the file closes.
-    const pending = [ledger.record(row("e4")), ledger.record(row("e5"))];
-    await ledger.close();
-    assert.deepEqual(await Promise.all(pending), [{ ok: true }, { ok: true }]);
-    await assert.rejects(ledger.record(row("e6")), /closed/);
-    assert.equal(
-      sqlite(file, "SELECT group_concat(serial) FROM (SELECT serial FROM certificates ORDER BY serial)"),
-      "e1,e3,e4,e5",
-    );
-  });
 });
 
 describe("ledger: record", () => {
-  it("ok/50 concurrent records paying with ONE token: exactly 1 ok, 49 token-used, 49 rows absent", async () => {
-    const { ledger } = fresh();
-    const { record } = await ledger.createToken("web", "enroll", HOUR, NOW);
-    const serials = Array.from({ length: 50 }, (_, i) => (0x1000 + i).toString(16));
-    const outcomes = await Promise.all(
-      serials.map((s) => ledger.record(row(s, { tokenId: record.id }), { tokenId: record.id, now: NOW })),
-    );
-    const winners = serials.filter((_, i) => outcomes[i]!.ok);
-    assert.equal(winners.length, 1);
-    assert.deepEqual(
-      outcomes.filter((o) => !o.ok),
-      Array.from({ length: 49 }, () => ({ ok: false, reason: "token-used" })),
-    );
-    const rows = await ledger.list();
-    assert.deepEqual(
-      rows.map((r) => r.serial),
-      winners,
-    );
-    assert.equal((await ledger.tokens())[0]!.usedBy, winners[0]);
-    await ledger.close();
-  });
-
-  it("ok/every RecordOutcome refusal writes nothing: duplicate-serial (its token stays unused), token-unknown, -expired, -revoked", async () => {
-    const { file, ledger } = fresh();
-    const first = row("0a");
-    assert.deepEqual(await ledger.record(first), { ok: true });
-    const t = await ledger.createToken("web", "enroll", HOUR, NOW);
-    assert.deepEqual(await ledger.record(row("0a"), { tokenId: t.record.id, now: NOW }), {
-      ok: false,
-      reason: "duplicate-serial",
-    });
-    assert.equal((await ledger.tokens())[0]!.usedAt, undefined, "the token of a refused row is not consumed");
-    assert.deepEqual((await ledger.get("0a"))!.der, first.der, "the first row is kept");
-    const revoked = await ledger.createToken("web", "enroll", HOUR, NOW);
-    await ledger.revokeToken(revoked.record.id, NOW);
-    const short = await ledger.createToken("web", "enroll", 1000, NOW);
-    const later = new Date(NOW.getTime() + 1000);
-    for (const [serial, tokenId, now, reason] of [
-      ["0b", "00000000000000ff", NOW, "token-unknown"],
-      ["0c", short.record.id, later, "token-expired"],
-      ["0d", revoked.record.id, NOW, "token-revoked"],
-    ] as const)
-      assert.deepEqual(await ledger.record(row(serial), { tokenId, now }), { ok: false, reason }, reason);
-    assert.deepEqual(
-      (await ledger.list()).map((r) => r.serial),
-      ["0a"],
-    );
-    await ledger.close();
-    assert.equal(sqlite(file, "SELECT count(*) FROM certificates"), "1");
-    assert.equal(sqlite(file, "SELECT count(*) FROM tokens WHERE used_at IS NOT NULL"), "0");
-  });
-
   it("ok/group commit: 200 concurrent records share one transaction (ledger.commits), one refusal inside does not abort the others; 100 createToken calls, one commit", async () => {
     const { ledger } = fresh();
     const before = ledger.commits;
@@ -374,47 +238,6 @@ describe("ledger: record", () => {
       sqlite(file, "SELECT group_concat(serial) FROM (SELECT serial FROM certificates ORDER BY serial)"),
       "e1,e3,e4,e5",
     );
-  });
-
-  it("ok/rows read back as written; list filters (service, validAt, limit) newest first; revoke keeps the first revocation", async () => {
-    const { ledger } = fresh();
-    const a = row("aa", { service: "web", issuedAt: new Date(NOW.getTime() - 2 * HOUR) });
-    const b = row("bb", {
-      service: "db",
-      how: "renew",
-      renewedFrom: "aa",
-      issuedAt: new Date(NOW.getTime() - HOUR),
-      notBefore: new Date(NOW.getTime() - HOUR),
-      notAfter: new Date(NOW.getTime() - 1),
-    });
-    const c = row("cc", { service: "web", tokenId: "0123456789abcdef" });
-    for (const r of [a, b, c]) assert.deepEqual(await ledger.record(r), { ok: true });
-    assert.deepEqual(await ledger.get("bb"), b);
-    assert.equal(await ledger.get("dd"), undefined);
-    assert.deepEqual(
-      (await ledger.list()).map((r) => r.serial),
-      ["cc", "bb", "aa"],
-    );
-    assert.deepEqual(
-      (await ledger.list({ service: "web" })).map((r) => r.serial),
-      ["cc", "aa"],
-    );
-    assert.deepEqual(
-      (await ledger.list({ limit: 1 })).map((r) => r.serial),
-      ["cc"],
-    );
-    assert.equal(await ledger.revoke("aa", "keyCompromise", NOW), true);
-    assert.equal(await ledger.revoke("aa", "superseded", new Date(NOW.getTime() + 1)), true);
-    assert.equal(await ledger.revoke("dd", "superseded", NOW), false);
-    const got = (await ledger.get("aa"))!;
-    assert.equal(got.revokedReason, "keyCompromise");
-    assert.deepEqual(got.revokedAt, NOW);
-    assert.deepEqual(
-      (await ledger.list({ validAt: NOW })).map((r) => r.serial),
-      ["cc"],
-    );
-    assert.deepEqual(await ledger.stats(NOW), { certificates: 3, revoked: 1, tokensOutstanding: 0 });
-    await ledger.close();
   });
 });
 
@@ -525,6 +348,26 @@ describe("ledger: files", { timeout: 120_000 }, () => {
     } finally {
       process.umask(old);
     }
+  });
+
+  it("ok/a version-1 ledger (the first release's) is brought to version 2 on open, its rows kept; `ledger migrate` says what it did", async () => {
+    const { dir, file, ledger } = fresh();
+    await ledger.record(row("0b01"));
+    await ledger.close();
+    sqlite(file, "DROP TABLE counters; DROP INDEX certificates_revoked; UPDATE schema_version SET version = 1");
+    const cli = await runCli(["ledger", "migrate", "--ledger", `sqlite:${file}`, "--pki", dir]);
+    assert.equal(cli.code, 0, cli.err);
+    assert.equal(
+      cli.out,
+      `Ledger ${file}: migrated from schema version 1 to ${SCHEMA_VERSION}. This mtlskit reads schema version ${SCHEMA_VERSION}.\n`,
+    );
+    assert.equal(sqlite(file, "SELECT version FROM schema_version"), String(SCHEMA_VERSION));
+    const again = openSqliteLedger(file);
+    assert.deepEqual(again.schema, { version: SCHEMA_VERSION, foundVersion: SCHEMA_VERSION });
+    assert.equal((await again.get("0b01"))?.serial, "0b01");
+    assert.equal(await again.nextCrlNumber(7n), 7n);
+    await again.close();
+    assert.equal(sqlite(file, "PRAGMA integrity_check"), "ok");
   });
 
   it("fail/a ledger written by a newer schema is refused, naming both versions and the fix", async () => {
@@ -652,27 +495,37 @@ describe("ledger: files", { timeout: 120_000 }, () => {
     assert.throws(() => openSqliteLedger(dir), /it is a directory; name a file/);
   });
 
-  it("ok/the CLI loads SQLite's native module only when a command opens a ledger", () => {
+  it("ok/the CLI loads SQLite's native module only when a command opens a ledger, and pg never for a SQLite one", () => {
     const probe = `await import(${JSON.stringify(path.join(REPO, "src/cli/main.ts"))});
 const { createRequire } = await import("node:module");
-const loaded = () => Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes("better-sqlite3"));
-const before = loaded();
+const loaded = (m) => Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes(m));
+const before = [loaded("better-sqlite3"), loaded("/node_modules/pg/")];
 const { openLedger } = await import(${JSON.stringify(path.join(REPO, "src/ledger/index.ts"))});
 await (await openLedger(process.argv[1])).close();
-console.log(JSON.stringify([before, loaded()]));`;
+console.log(JSON.stringify([...before, loaded("better-sqlite3"), loaded("/node_modules/pg/")]));`;
     const r = spawnSync(
       process.execPath,
       ["--import", "tsx", "--input-type=module", "-e", probe, tempDir("mtlskit-ledger-")],
       { cwd: REPO, encoding: "utf8", timeout: 60_000 },
     );
     assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), [false, true]);
+    // [SQLite before, pg before, SQLite after opening a SQLite ledger, pg after]: pg loads only for postgres://.
+    assert.deepEqual(JSON.parse(r.stdout), [false, false, true, false]);
   });
 
-  it("fail/openLedger: postgres:// is not available yet, a bad spec is refused, create: false does not make a file", async () => {
+  it("fail/openLedger: a closed postgres:// port is LedgerUnavailableError naming the redacted URL, a bad spec is refused unechoed, create: false does not make a file", async () => {
     const dir = tempDir("mtlskit-ledger-");
-    await assert.rejects(openLedger(dir, "postgres://ca@db/ledger"), /PostgreSQL ledger is not available/);
-    await assert.rejects(openLedger(dir, "mysql://x"), /is not a ledger; use sqlite:/);
+    await assert.rejects(openLedger(dir, "postgres://ca:s3cr3tpw@127.0.0.1:1/ledger"), (e: Error) => {
+      assert.ok(e instanceof LedgerUnavailableError, String(e));
+      assert.match(e.message, /^ledger postgres:\/\/127\.0\.0\.1:1\/ledger: cannot .*PostgreSQL is down/);
+      assert.doesNotMatch(e.message, /s3cr3tpw|ca@/);
+      return true;
+    });
+    await assert.rejects(openLedger(dir, "mysql://u:s3cr3tpw@x"), (e: Error) => {
+      assert.match(e.message, /"mysql:\/\/\.\.\." is not a ledger; use sqlite:/);
+      assert.doesNotMatch(e.message, /s3cr3tpw/);
+      return true;
+    });
     await assert.rejects(openLedger(dir, undefined, { create: false }), LedgerUnavailableError);
     assert.equal(existsSync(path.join(dir, "ca/ledger.db")), false);
   });

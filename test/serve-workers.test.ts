@@ -6,11 +6,12 @@
  * every worker), bundle, /metrics counting both workers' certificates; 50 concurrent uses of one
  * token -> exactly one certificate; a worker killed with SIGKILL is replaced and the server keeps
  * answering; SIGTERM stops the primary and its workers with exit 0; no serial twice in the
- * ledger, and every received certificate has its row (same SHA-256).
+ * ledger, and every received certificate has its row (same SHA-256). Then the same on a
+ * PostgreSQL ledger, where each worker opens its own pool.
  */
 import assert from "node:assert/strict";
 import { createHash, X509Certificate } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as https from "node:https";
 import * as path from "node:path";
 import * as tls from "node:tls";
@@ -19,6 +20,7 @@ import { openLedger } from "../src/ledger/index.ts";
 import { parseCertificatesPem } from "../src/pki/pem.ts";
 import { buildPackage, runBuilt } from "./helpers/built.ts";
 import { tempDir } from "./helpers/cli.ts";
+import { type Pg, startPostgres } from "./helpers/postgres.ts";
 import {
   type Csr,
   exited,
@@ -103,7 +105,6 @@ describe("mtlskit serve --workers 2", { timeout: 240_000 }, () => {
     dir = tempDir("mtlskit-serve-workers-");
     pki = path.join(dir, "pki");
     manifest = path.join(dir, "mtlskit.yaml");
-    const { writeFileSync } = await import("node:fs");
     writeFileSync(
       manifest,
       onlineManifest({
@@ -117,7 +118,7 @@ describe("mtlskit serve --workers 2", { timeout: 240_000 }, () => {
     const applied = await runBuilt(bin, ["apply", "-f", manifest, "--pki", pki]);
     assert.equal(applied.code, 0, applied.err);
     ca = readFileSync(path.join(pki, "ca/ca.pem"), "utf8");
-    csrs = await makeCsrs(manifest, "web", 40);
+    csrs = await makeCsrs(manifest, "web", 50);
     [tokens, shared] = await seedLedger(pki, async (ledger) => {
       const now = new Date();
       const made: string[] = [];
@@ -150,7 +151,7 @@ describe("mtlskit serve --workers 2", { timeout: 240_000 }, () => {
           s.once("error", reject);
         }),
       );
-    assert.equal(seen.size, 2, "connections reach both workers");
+    assert.equal(seen.size, 2, `connections reach both workers\n${served!.output()}`);
     const got = [];
     for (let i = 0; i < 6; i++) got.push(await enroll());
     const renewed = issued(
@@ -201,10 +202,11 @@ describe("mtlskit serve --workers 2", { timeout: 240_000 }, () => {
     }
   });
 
-  it("ok/50 concurrent uses of one token across the workers: exactly one certificate", async () => {
+  it("ok/50 concurrent uses of one token across the workers (50 keys): exactly one certificate", async () => {
+    // Each with a key of its own: a retry with the winner's key would get its certificate again (200).
     const replies = await Promise.all(
       Array.from({ length: 50 }, (_, i) =>
-        call("POST", "/v1/enroll", { service: "web", token: shared, csr: csrs[i % csrs.length]!.pem }),
+        call("POST", "/v1/enroll", { service: "web", token: shared, csr: csrs[i]!.pem }),
       ),
     );
     const ok = replies.filter((r) => r.status === 201);
@@ -258,6 +260,115 @@ describe("mtlskit serve --workers 2", { timeout: 240_000 }, () => {
       }
       const used = (await ledger.tokens()).filter((t) => t.usedAt !== undefined);
       assert.equal(used.length, next + 1, "each used token paid for one row (the shared one once)");
+    } finally {
+      await ledger.close();
+    }
+  });
+});
+
+/**
+ * `serve --workers 2 --ledger postgres://...`: each worker opens its own pool (cluster.ts), so
+ * more connections than the primary's two reach the database; the guarantees hold across both
+ * workers' pools: one token, one certificate; every certificate has its row; no password printed.
+ */
+describe("mtlskit serve --workers 2 --ledger postgres://", { timeout: 240_000 }, () => {
+  let pg: Pg | undefined;
+  let pki: string;
+  let served: Served | undefined;
+  let ca: string;
+  let csrs: Csr[];
+  let tokens: string[];
+  let shared: string;
+  const received: string[] = [];
+  const agents: https.Agent[] = [];
+  const call = (method: "GET" | "POST", route: string, body?: unknown, client?: { cert: string; key: string }) => {
+    const agent = new https.Agent({ keepAlive: false, ca, ...(client ?? {}) });
+    agents.push(agent);
+    return requestJson({ port: served!.port, agent, tls: true }, method, route, body);
+  };
+
+  before(async () => {
+    pg = await startPostgres();
+    const dir = tempDir("mtlskit-serve-workers-pg-");
+    pki = path.join(dir, "pki");
+    const manifest = path.join(dir, "mtlskit.yaml");
+    writeFileSync(manifest, onlineManifest({ cluster: "workers-pg", services: ["web"] }));
+    const bin = buildPackage();
+    const applied = await runBuilt(bin, ["apply", "-f", manifest, "--pki", pki]);
+    assert.equal(applied.code, 0, applied.err);
+    ca = readFileSync(path.join(pki, "ca/ca.pem"), "utf8");
+    csrs = await makeCsrs(manifest, "web", 30);
+    const ledger = await openLedger(pki, pg.url);
+    try {
+      const now = new Date();
+      tokens = [];
+      for (let i = 0; i < 8; i++) tokens.push((await ledger.createToken("web", "enroll", 3_600_000, now)).token);
+      shared = (await ledger.createToken("web", "enroll", 3_600_000, now)).token;
+    } finally {
+      await ledger.close();
+    }
+    served = await startServe(bin, { manifest, pki, args: ["--workers", "2", "--ledger", pg.url] });
+  });
+
+  after(async () => {
+    for (const a of agents) a.destroy();
+    if (served) {
+      const workers = childrenOf(served.child.pid!);
+      await served.kill9().catch(() => {});
+      for (const w of workers) if (alive(w)) process.kill(w, "SIGKILL");
+    }
+    await pg?.destroy();
+  });
+
+  it("ok/enroll and renew through both workers, 30 concurrent uses of one token -> one certificate, the workers' own connections; SIGTERM exit 0, a row per certificate, no password printed", async () => {
+    assert.equal(childrenOf(served!.child.pid!).length, 2, served!.output());
+    const got: { serial: string; chain: string; key: string }[] = [];
+    for (let i = 0; i < 8; i++) {
+      const r = await call("POST", "/v1/enroll", { service: "web", token: tokens[i], csr: csrs[i]!.pem });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      const b = r.body as { certificate: string; chain: string; serial: string };
+      received.push(b.certificate);
+      got.push({ serial: b.serial, chain: b.chain, key: csrs[i]!.keyPem });
+    }
+    for (let i = 0; i < 4; i++) {
+      const r = await call("POST", "/v1/renew", { csr: csrs[i]!.pem }, { cert: got[i]!.chain, key: got[i]!.key });
+      assert.equal(r.status, 201, JSON.stringify(r.body));
+      received.push((r.body as { certificate: string }).certificate);
+    }
+    const replies = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        call("POST", "/v1/enroll", { service: "web", token: shared, csr: csrs[i]!.pem }),
+      ),
+    );
+    const ok = replies.filter((r) => r.status === 201);
+    assert.equal(ok.length, 1, replies.map((r) => r.status).join(","));
+    received.push((ok[0]!.body as { certificate: string }).certificate);
+    for (const r of replies.filter((x) => x.status !== 201))
+      assert.equal((r.body as { error: string }).error, "token-used", JSON.stringify(r.body));
+    // The primary's pool holds at most 2 connections: more means the workers opened their own (at most 4 each).
+    const conns = Number(pg!.admin("select count(*) from pg_stat_activity where application_name = 'mtlskit'"));
+    assert.ok(conns >= 3 && conns <= 10, `${conns} connections`);
+
+    const child = served!.child;
+    const workers = childrenOf(child.pid!);
+    const code = new Promise<number | null>((resolve) => child.once("exit", (c) => resolve(c)));
+    child.kill("SIGTERM");
+    await within(exited(child), 20_000, "serve after SIGTERM");
+    assert.equal(await code, 0, served!.output());
+    await until("the workers are gone", () => workers.every((w) => !alive(w)), 5_000);
+    assert.equal(served!.output().includes(pg!.password), false, "the password is never printed");
+    served = undefined;
+    const ledger = await openLedger(pki, pg!.url, { create: false });
+    try {
+      const rows = await ledger.list();
+      assert.equal(rows.length, received.length, "a row for each certificate, none else");
+      const bySerial = new Map(rows.map((r) => [r.serial, r]));
+      for (const pem of received) {
+        const der = parseCertificatesPem(pem)[0]!;
+        const serial = new X509Certificate(der).serialNumber.toLowerCase().replace(/^(00)+/, "");
+        assert.equal(bySerial.get(serial)?.sha256, createHash("sha256").update(der).digest("hex"), serial);
+      }
+      assert.equal((await ledger.tokens()).filter((t) => t.usedAt !== undefined).length, 9);
     } finally {
       await ledger.close();
     }

@@ -298,8 +298,19 @@ describe("mtlskit serve", () => {
     assert.match(row.requester, /^127\.0\.0\.1:\d+$/);
     const used = (await ledger.tokens()).find((x) => t.startsWith(`mtk_${x.id}_`))!;
     assert.equal(used.usedBy, issued.serial);
-    // The same token again: used.
-    problem(await call("/v1/enroll", { json: { service: "web", token: t, csr } }), 401, "token-used");
+    // The same token and the same key again (an enrollment retried after its answer was lost, as
+    // after an ambiguous commit): that certificate again, 200, nothing new in the ledger.
+    const rows = (await ledger.list()).length;
+    const again = await call("/v1/enroll", { json: { service: "web", token: t, csr } });
+    assert.equal(again.status, 200, again.body.toString());
+    assert.deepEqual(again.json, issued);
+    assert.equal((await ledger.list()).length, rows);
+    // The same token with another key: used.
+    problem(
+      await call("/v1/enroll", { json: { service: "web", token: t, csr: newCsr(svc("web")).csr } }),
+      401,
+      "token-used",
+    );
     await stillServes();
   });
 

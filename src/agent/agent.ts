@@ -7,6 +7,12 @@
  * rotation). After each change the reload hook runs. The state is written to the store after every
  * step (OUT/agent.json), so `mtlskit agent --status` reads it.
  *
+ * Several servers (replicas of one CA) are asked through servers.ts: a server that cannot be used
+ * passes the request to the next within the same step, and the backoff counts attempts of the
+ * whole list. The key and CSR of an enrollment or renewal that failed that way are kept (in the
+ * store's agent-request.json) and sent again unchanged, so a replica that recorded the certificate
+ * but whose reply was lost can answer with it.
+ *
  * The token pays for one enrollment only: once the agent has succeeded it renews, and a token it
  * already spent (by id) is never sent again. An expired certificate cannot renew; the agent says so
  * (status "expired") and enrolls again only with a token it has not spent.
@@ -20,8 +26,10 @@ import { encodeCsr } from "../pki/csr.ts";
 import { generateKey, type KeyTypeName } from "../pki/keys.ts";
 import { encodePem, parsePem } from "../pki/pem.ts";
 import { parseCredentials, type Credentials } from "../service/source.ts";
-import { createCaClient, ServerError, UnreachableError, type CaClient, type Issued } from "./client.ts";
-import type { AgentState, AgentStatus, AgentStore, Held } from "./store.ts";
+import { type CaClient, ServerError, UnreachableError, type Issued } from "./client.ts";
+import { createServerSet, failsOver, type ServerSet, ServersFailedError } from "./servers.ts";
+import type { ServerState } from "./servers.ts";
+import type { AgentState, AgentStatus, AgentStore, Held, PendingRequest } from "./store.ts";
 
 /** Clock is the agent's time: now, and a timer that can be cancelled. */
 export interface Clock {
@@ -117,10 +125,44 @@ export function agentMetricsText(s: AgentState, now: number): string {
     ],
     ["mtlskit_agent_consecutive_failures", "gauge", "failed attempts since the last success", s.failures],
   ];
-  return rows
+  const text = rows
     .filter((r) => r[3] !== undefined && Number.isFinite(r[3]))
     .map(([name, type, help, v]) => `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${name}${label} ${v}\n`)
     .join("");
+  // One series per listed server (the list is bounded: MAX_SERVERS), labelled by its URL.
+  const servers = s.servers ?? [];
+  const perServer: [string, string, (x: ServerState) => number | undefined][] = [
+    [
+      "mtlskit_agent_server_current",
+      "1 for the server the agent asks first (the last one that worked), 0 for the others",
+      (x) => (x.url === s.server ? 1 : 0),
+    ],
+    [
+      "mtlskit_agent_server_consecutive_failures",
+      "requests in a row this server could not serve (each went on to the next server)",
+      (x) => x.failures,
+    ],
+    [
+      "mtlskit_agent_server_last_success_seconds",
+      "the last request this server answered with success (Unix time)",
+      (x) => seconds(x.lastSuccess),
+    ],
+    [
+      "mtlskit_agent_server_last_error_seconds",
+      "the last request this server failed or refused (Unix time)",
+      (x) => seconds(x.lastError?.at),
+    ],
+  ];
+  const serverText = perServer
+    .map(([name, help, value]) => {
+      const samples = servers
+        .map((x) => [x, value(x)] as const)
+        .filter(([, v]) => v !== undefined && Number.isFinite(v))
+        .map(([x, v]) => `${name}{service=${JSON.stringify(s.service)},server=${JSON.stringify(x.url)}} ${v}\n`);
+      return samples.length === 0 ? "" : `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${samples.join("")}`;
+    })
+    .join("");
+  return text + serverText;
 }
 
 /** tokenId is the non-secret id of a bootstrap token (`mtk_<id>_<secret>`), or a digest prefix for another shape. */
@@ -157,12 +199,15 @@ export type AgentEvent =
   | { kind: "enrolled" | "renewed"; serial: string; notAfter: string; renewAfter: string }
   | { kind: "bundle"; sha256: string[] }
   | { kind: "reload"; ok: boolean; message: string }
+  | { kind: "failover"; server: string; next: string; code: string; message: string }
   | { kind: "error"; code: string; message: string; retryInMs: number };
 
 /** AgentOptions configure createAgent. */
 export interface AgentOptions {
-  /** server: the CA's base URL. */
-  server: string;
+  /** servers: the CA's replicas, base URLs tried in this order from the last one that worked (servers.ts); or `server` for one. */
+  servers?: readonly string[];
+  /** server: the CA's base URL, when there is one. */
+  server?: string;
   /** service: the manifest's service this agent holds the identity of (csr: true). */
   service: string;
   /** token returns the bootstrap token when an enrollment needs one (read late: the CLI reads its file then); undefined when there is none. */
@@ -191,6 +236,21 @@ export interface AgentOptions {
   bundlePollMs?: number;
   /** timeoutMs: each request's deadline; default 10 000. */
   timeoutMs?: number;
+  /** connectTimeoutMs: each new connection's handshake deadline; default 5 000. */
+  connectTimeoutMs?: number;
+}
+
+/** serversOf reads AgentOptions' `servers` or `server` (exactly one of the two). */
+export function serversOf(opts: { server?: string; servers?: readonly string[] }): readonly string[] {
+  if (opts.server !== undefined && opts.servers !== undefined)
+    throw new MtlskitError("agent: give `server` (one URL) or `servers` (a list), not both", EXIT.invalid);
+  const list = opts.servers ?? (opts.server !== undefined ? [opts.server] : []);
+  if (list.length === 0)
+    throw new MtlskitError(
+      "agent: give the CA's URL: `server`, or `servers` for replicas (--server URL)",
+      EXIT.invalid,
+    );
+  return list;
 }
 
 /** StepResult is what one step did. */
@@ -217,7 +277,12 @@ export interface Agent {
 
 /** codeOf names an error for the state: the server's code, unreachable/tls/bad-reply, or `error`. */
 const codeOf = (e: unknown) =>
-  e instanceof ServerError || e instanceof UnreachableError ? e.code : ((e as { code?: string })?.code ?? "error");
+  e instanceof ServerError || e instanceof UnreachableError || e instanceof ServersFailedError
+    ? e.code
+    : ((e as { code?: string })?.code ?? "error");
+
+/** ambiguous: a failure after which the server may have issued (the request may have arrived): the key and CSR are kept for the retry. */
+const ambiguous = (e: unknown) => e instanceof ServersFailedError || failsOver(e);
 
 /** createAgent makes an agent over a store; nothing happens until step() or start(). */
 export function createAgent(opts: AgentOptions): Agent {
@@ -229,6 +294,7 @@ export function createAgent(opts: AgentOptions): Agent {
   const store = opts.store;
   const iso = (ms: number) => new Date(ms).toISOString();
 
+  const serverList = serversOf(opts);
   const loaded = store.load();
   let creds = loaded.creds;
   // A kept state is trusted for what the agent spent and how often it failed; the pair read from the files wins over its fields.
@@ -236,7 +302,7 @@ export function createAgent(opts: AgentOptions): Agent {
   let state: AgentState = {
     version: 1,
     service: opts.service,
-    server: opts.server,
+    server: serverList[0]!,
     status: "enrolling",
     failures: kept?.failures ?? 0,
     ...(kept?.enrolledWith ? { enrolledWith: kept.enrolledWith } : {}),
@@ -249,29 +315,66 @@ export function createAgent(opts: AgentOptions): Agent {
   if (creds) describeHeld(creds, kept?.renewAfter === undefined ? {} : { keptRenewAfter: kept.renewAfter });
 
   // Trust: --ca and what the agent keeps in ca.pem (it came over a verified connection, and follows
-  // a CA rotation); with neither, the fingerprint's bootstrap. The client is made again when it changes.
+  // a CA rotation); with neither, the fingerprint's bootstrap. Every server's client is made again when it changes.
   const trustNow = () => [opts.ca, creds?.ca].filter((x): x is string => x !== undefined).join("\n") || undefined;
-  let client: CaClient | undefined;
-  let clientTrust: string | undefined;
-  const clientNow = (): CaClient => {
-    const trust = trustNow();
-    if (client && trust === clientTrust) return client;
-    client?.close();
-    clientTrust = trust;
-    client = createCaClient({
-      server: opts.server,
-      ...(trust !== undefined ? { ca: trust } : { fingerprint: opts.fingerprint ?? "" }),
-      ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
-      now: clock.now,
-    });
-    return client;
-  };
   if (trustNow() === undefined && opts.fingerprint === undefined)
     throw new MtlskitError(
       "agent: give --ca FILE (the CA's bundle) or --fingerprint SHA256 (its root's) to trust the server by",
       EXIT.invalid,
     );
-  clientNow(); // refuses a bad URL or fingerprint now, before any step
+  const trust0 = trustNow();
+  // Refuses a bad URL or fingerprint now, before any step.
+  const servers: ServerSet = createServerSet({
+    servers: serverList,
+    ...(trust0 !== undefined ? { ca: trust0 } : {}),
+    ...(opts.fingerprint !== undefined ? { fingerprint: opts.fingerprint } : {}),
+    ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+    ...(opts.connectTimeoutMs ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
+    now: clock.now,
+    ...(kept ? { kept: { ...(kept.servers ? { servers: kept.servers } : {}), current: kept.server } } : {}),
+    onFailover: (e) => opts.onEvent?.({ kind: "failover", ...e }),
+  });
+  const ask = <T>(call: (c: CaClient) => Promise<T>): Promise<T> => {
+    servers.setTrust(trustNow());
+    return servers.request(call);
+  };
+  const describeServers = () => {
+    state = { ...state, server: servers.current(), servers: servers.states() };
+  };
+  describeServers();
+
+  // The key and CSR of a request that may have reached a server: sent again, unchanged, until a
+  // certificate for them is installed (a server that recorded the first answers the same; docs/online-ca.md).
+  let pending: PendingRequest | undefined = store.loadRequest?.();
+  const requestFor = (kind: PendingRequest["kind"], bound: string): PendingRequest => {
+    if (
+      pending &&
+      pending.kind === kind &&
+      pending.bound === bound &&
+      pending.keyType === keyType &&
+      pending.service === opts.service
+    )
+      return pending;
+    const { keyPem, csrPem } = newKeyAndCsr(opts.service, keyType);
+    pending = {
+      version: 1,
+      kind,
+      bound,
+      service: opts.service,
+      keyType,
+      key: keyPem,
+      csr: csrPem,
+      createdAt: iso(clock.now()),
+    };
+    store.saveRequest?.(pending); // before it is sent: a restart after the request left sends the same
+    return pending;
+  };
+  const settle = (e?: unknown) => {
+    // Kept after an ambiguous failure; dropped after a success or a definitive refusal (the next attempt makes a new key).
+    if (e !== undefined && ambiguous(e)) return;
+    pending = undefined;
+    store.dropRequest?.();
+  };
 
   /**
    * describeHeld puts a pair's facts into the state and picks its renewal time: from `issuedAt`
@@ -335,22 +438,36 @@ export function createAgent(opts: AgentOptions): Agent {
         ),
         { code: "token-spent" },
       );
-    const { keyPem, csrPem } = newKeyAndCsr(opts.service, keyType);
-    const issued = await clientNow().enroll(opts.service, token, csrPem);
+    const req = requestFor("enroll", `token:${id}`);
+    let issued: Issued;
+    try {
+      issued = await ask((c) => c.enroll(opts.service, token, req.csr));
+    } catch (e) {
+      settle(e);
+      throw e;
+    }
     state = { ...state, enrolledWith: id };
-    await install(issued, keyPem);
+    await install(issued, req.key);
+    settle();
     return "enrolled";
   }
 
   async function renew(held: Credentials): Promise<"renewed"> {
-    const { keyPem, csrPem } = newKeyAndCsr(opts.service, keyType);
-    const issued = await clientNow().renew({ key: held.key, cert: held.cert }, csrPem);
-    await install(issued, keyPem);
+    const req = requestFor("renew", `serial:${held.leaf.serialHex}`);
+    let issued: Issued;
+    try {
+      issued = await ask((c) => c.renew({ key: held.key, cert: held.cert }, req.csr));
+    } catch (e) {
+      settle(e);
+      throw e;
+    }
+    await install(issued, req.key);
+    settle();
     return "renewed";
   }
 
   async function pollBundle(held: Credentials): Promise<boolean> {
-    const b = await clientNow().bundle();
+    const b = await ask((c) => c.bundle());
     nextBundleAt = clock.now() + bundlePollMs;
     const digests = bundleDigests(b.bundle);
     if (digests.length === 0) throw new UnreachableError("agent: /v1/bundle answered an empty bundle", "bad-reply");
@@ -395,6 +512,7 @@ export function createAgent(opts: AgentOptions): Agent {
         lastError: { code: codeOf(e), message: e.message, at: iso(failedAt) },
       };
     }
+    describeServers();
     // After a failure the delay counts from the failure's instant (the state's lastError.at).
     const after = error ? failedAt : clock.now();
     let next: number;
@@ -455,7 +573,7 @@ export function createAgent(opts: AgentOptions): Agent {
       running = false;
       cancel?.();
       await stepping?.catch(() => undefined);
-      client?.close();
+      servers.close();
     },
     state: () => state,
     current: () => creds,

@@ -98,6 +98,8 @@ export interface CaClientOptions {
   fingerprint?: string;
   /** timeoutMs: each request's deadline, from connecting to the whole reply; default 10 000. */
   timeoutMs?: number;
+  /** connectTimeoutMs: the deadline of a new connection's TCP and TLS handshakes (at most timeoutMs); default 5 000, so a silent server is left for the next one soon. */
+  connectTimeoutMs?: number;
   /** now: the clock the bootstrap judges validity by; default Date.now. */
   now?: () => number;
 }
@@ -230,6 +232,7 @@ export function bootstrapTrust(
   fingerprint: string,
   opts: { timeoutMs?: number; now?: () => number } = {},
 ): Promise<string> {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
   const host = hostOf(url);
   const port = Number(url.port || 443);
   return new Promise((resolve, reject) => {
@@ -245,11 +248,11 @@ export function bootstrapTrust(
       socket.destroy();
       reject(
         new UnreachableError(
-          `agent: ${url.origin} did not finish a TLS handshake within ${opts.timeoutMs ?? 10_000} ms`,
+          `agent: ${url.origin} did not finish a TLS handshake within ${timeoutMs} ms`,
           "unreachable",
         ),
       );
-    }, opts.timeoutMs ?? 10_000);
+    }, timeoutMs);
     socket.once("secureConnect", () => {
       clearTimeout(timer);
       let chain: Buffer[];
@@ -302,12 +305,16 @@ export function createCaClient(opts: CaClientOptions): CaClient {
   if (opts.ca !== undefined && !parsePem(opts.ca).some((b) => b.label === "CERTIFICATE"))
     throw invalid("the ca bundle holds no PEM CERTIFICATE block");
   const timeoutMs = opts.timeoutMs ?? 10_000;
+  const connectTimeoutMs = Math.min(timeoutMs, opts.connectTimeoutMs ?? 5_000);
   const host = hostOf(url);
   let trusted: Promise<string> | undefined = opts.ca === undefined ? undefined : Promise.resolve(opts.ca);
   let pool: https.Agent | undefined;
 
   const trust = () => {
-    trusted ??= bootstrapTrust(url, fingerprint!, { timeoutMs, ...(opts.now ? { now: opts.now } : {}) }).catch((e) => {
+    trusted ??= bootstrapTrust(url, fingerprint!, {
+      timeoutMs: connectTimeoutMs,
+      ...(opts.now ? { now: opts.now } : {}),
+    }).catch((e) => {
       trusted = undefined; // a failed bootstrap is tried again at the next request
       throw e;
     });
@@ -412,6 +419,22 @@ export function createCaClient(opts: CaClientOptions): CaClient {
             ),
           timeoutMs,
         );
+        // A new connection has a shorter deadline of its own: a server that does not even handshake is left soon.
+        req.on("socket", (socket) => {
+          if (req.reusedSocket) return;
+          const connecting = setTimeout(
+            () =>
+              req.destroy(
+                new UnreachableError(
+                  `agent: ${url.origin} did not accept a TLS connection within ${connectTimeoutMs} ms`,
+                  "unreachable",
+                ),
+              ),
+            connectTimeoutMs,
+          );
+          socket.once("secureConnect", () => clearTimeout(connecting));
+          socket.once("close", () => clearTimeout(connecting));
+        });
         req.on("timeout", () =>
           req.destroy(
             new UnreachableError(`agent: ${url.origin}${path} did not answer within ${timeoutMs} ms`, "unreachable"),

@@ -7,7 +7,7 @@
  * import https from "node:https";
  * import { agentSource } from "mtlskit/agent";
  * import { createMtlsServer, authorizeAny } from "mtlskit/service";
- * const source = await agentSource({ server: "https://ca.internal:8443", service: "web", token, fingerprint });
+ * const source = await agentSource({ servers: ["https://ca1.internal:8443", "https://ca2.internal:8443"], service: "web", token, fingerprint });
  * createMtlsServer(https.createServer, source, { authorize: authorizeAny() }, app).listen(8443);
  */
 export {
@@ -20,6 +20,7 @@ export {
   createAgent,
   newKeyAndCsr,
   renewAt,
+  serversOf,
   statusOf,
   tokenId,
   type Agent,
@@ -43,6 +44,16 @@ export {
   type Issued,
   type Refusal,
 } from "./client.ts";
+export {
+  createServerSet,
+  failsOver,
+  MAX_SERVERS,
+  parseServerList,
+  ServersFailedError,
+  type ServerSet,
+  type ServerSetOptions,
+  type ServerState,
+} from "./servers.ts";
 export { RELOAD_TIMEOUT_MS, runReloadCommand, type ReloadResult } from "./hook.ts";
 export { agentSource, type AgentCredentialSource, type AgentSourceOptions } from "./source.ts";
 export {
@@ -53,4 +64,5 @@ export {
   type AgentStatus,
   type AgentStore,
   type Held,
+  type PendingRequest,
 } from "./store.ts";

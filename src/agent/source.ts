@@ -8,13 +8,15 @@
  */
 import type { KeyTypeName } from "../pki/keys.ts";
 import { parseCredentials, type CredentialSource, type Credentials } from "../service/source.ts";
-import { type AgentEvent, type Backoff, type Clock, createAgent } from "./agent.ts";
+import { type AgentEvent, type Backoff, type Clock, createAgent, serversOf } from "./agent.ts";
 import { type AgentState, type AgentStore, fileStore, type Held } from "./store.ts";
 
 /** AgentSourceOptions configure agentSource. One of `ca` and `fingerprint` is required. */
 export interface AgentSourceOptions {
-  /** server: the CA's base URL, https://HOST:PORT. */
-  server: string;
+  /** servers: the CA's replicas, https://HOST:PORT each, asked in this order from the last one that worked; or `server` for one. */
+  servers?: readonly string[];
+  /** server: the CA's base URL, https://HOST:PORT, when there is one. */
+  server?: string;
   /** service: the csr: true service whose identity this process holds. */
   service: string;
   /** token: the bootstrap token (`mtlskit token create SERVICE`), spent on the first enrollment. */
@@ -33,12 +35,13 @@ export interface AgentSourceOptions {
   onError?: (error: Error) => void;
   /** onEvent: every step's outcome (enrolled, renewed, bundle, error). */
   onEvent?: (e: AgentEvent) => void;
-  /** clock, random, backoff, bundlePollMs, timeoutMs: as createAgent's (agent.ts). */
+  /** clock, random, backoff, bundlePollMs, timeoutMs, connectTimeoutMs: as createAgent's (agent.ts). */
   clock?: Clock;
   random?: () => number;
   backoff?: Backoff;
   bundlePollMs?: number;
   timeoutMs?: number;
+  connectTimeoutMs?: number;
 }
 
 /** AgentCredentialSource is a CredentialSource that renews itself until close(). */
@@ -77,14 +80,14 @@ function notify<T>(name: string, callback: ((arg: T) => void) | undefined, arg: 
  * server's refusal and its fix) and then renews in the background until close().
  *
  * @example
- * const source = await agentSource({ server: "https://ca.internal:8443", service: "web", token, fingerprint: "3f2a..." });
+ * const source = await agentSource({ servers: ["https://ca1.internal:8443", "https://ca2.internal:8443"], service: "web", token, fingerprint: "3f2a..." });
  * const server = createMtlsServer(https.createServer, source, { authorize: authorizeAny() }, app);
  * server.on("close", () => void source.close());
  */
 export async function agentSource(opts: AgentSourceOptions): Promise<AgentCredentialSource> {
   let token: string | undefined = opts.token;
   const agent = createAgent({
-    server: opts.server,
+    servers: serversOf(opts),
     service: opts.service,
     token: () => token,
     ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
@@ -104,6 +107,7 @@ export async function agentSource(opts: AgentSourceOptions): Promise<AgentCreden
     ...(opts.backoff ? { backoff: opts.backoff } : {}),
     ...(opts.bundlePollMs ? { bundlePollMs: opts.bundlePollMs } : {}),
     ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+    ...(opts.connectTimeoutMs ? { connectTimeoutMs: opts.connectTimeoutMs } : {}),
   });
   if (!agent.current()) {
     const first = await agent.step();

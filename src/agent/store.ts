@@ -8,14 +8,21 @@
  * a key beside a certificate that is not its own, the token spent and nothing to renew with; so
  * the new pair is first written whole to OUT/agent-pending.json (0600, atomically), and a restart
  * that finds it finishes the install before anything else.
+ *
+ * A request that may have reached a server keeps its key and CSR in OUT/agent-request.json (0600,
+ * written atomically before the request is sent): a retry, even after a restart, sends the same
+ * CSR, so a replica that recorded the certificate but could not answer can hand it back. It is
+ * removed once a certificate for it is installed, or after a definitive refusal.
  */
 import { rmSync } from "node:fs";
 import * as path from "node:path";
 import { FailedError } from "../errors.ts";
+import type { KeyTypeName } from "../pki/keys.ts";
 import { readTextBounded } from "../read-file.ts";
 import { parseCredentials, readCredentials, type Credentials } from "../service/source.ts";
 import { ensureDir, ioFailure, syncDir, writeFileAtomic, writeFilesAtomic } from "../state/fs.ts";
 import { MODES } from "../state/layout.ts";
+import type { ServerState } from "./servers.ts";
 
 /** AGENT_FILES names the agent's output files in OUT, and their modes. */
 export const AGENT_FILES = {
@@ -25,6 +32,8 @@ export const AGENT_FILES = {
   state: { name: "agent.json", mode: MODES.public },
   /** pending: a new pair being installed (key, chain, bundle), removed once in place. */
   pending: { name: "agent-pending.json", mode: MODES.key },
+  /** request: the key and CSR of a request that may have reached a server, sent again on a retry. */
+  request: { name: "agent-request.json", mode: MODES.key },
 } as const;
 
 /** AgentStatus is the agent's health in one word: `--status` exits 0 for healthy only. */
@@ -34,7 +43,10 @@ export type AgentStatus = "enrolling" | "healthy" | "failing" | "expired";
 export interface AgentState {
   version: 1;
   service: string;
+  /** server: the server asked first (the last one that worked; the first listed until one did). */
   server: string;
+  /** servers: each listed server's state (last success, last error, failures in a row), in the list's order. */
+  servers?: ServerState[];
   status: AgentStatus;
   /** serial, notBefore, notAfter: the certificate held (absent before the first enrollment). */
   serial?: string;
@@ -59,6 +71,24 @@ export interface AgentState {
   updatedAt: string;
 }
 
+/**
+ * PendingRequest is a request's key and CSR, kept until a certificate for them is installed:
+ * `kind` and `bound` (`token:ID` for an enrollment, `serial:HEX` for the renewal of that
+ * certificate) say which attempt it belongs to; another attempt makes a new key.
+ */
+export interface PendingRequest {
+  version: 1;
+  kind: "enroll" | "renew";
+  bound: string;
+  service: string;
+  keyType: KeyTypeName;
+  /** key: the PEM private key (this file is 0600). */
+  key: string;
+  /** csr: the PEM CSR sent. */
+  csr: string;
+  createdAt: string;
+}
+
 /** Held is one issued pair and its bundle, as PEM texts. */
 export interface Held {
   key: string;
@@ -76,6 +106,12 @@ export interface AgentStore {
   saveBundle(bundle: string, current: Credentials): Credentials;
   /** saveState stores the state. */
   saveState(state: AgentState): void;
+  /** loadRequest returns the pending request kept from an earlier run (undefined when none or damaged). Optional: without it a pending request lives in memory only. */
+  loadRequest?(): PendingRequest | undefined;
+  /** saveRequest stores a pending request (before it is sent). */
+  saveRequest?(request: PendingRequest): void;
+  /** dropRequest removes the pending request. */
+  dropRequest?(): void;
   /** where: how messages name the store (OUT's path, or "memory"). */
   readonly where: string;
 }
@@ -161,7 +197,41 @@ export function fileStore(out: string): AgentStore {
         syncDir(out);
       });
     },
+    loadRequest() {
+      try {
+        return parseRequest(readTextBounded(file("request"), { limit: 1024 * 1024, noFollow: true }));
+      } catch {
+        return undefined; // none, or damaged: the next attempt makes a new key
+      }
+    },
+    saveRequest(request) {
+      ensure();
+      write(() => {
+        writeFileAtomic(file("request"), JSON.stringify(request), AGENT_FILES.request.mode);
+        syncDir(out);
+      });
+    },
+    dropRequest() {
+      write(() => {
+        rmSync(file("request"), { force: true });
+        syncDir(out);
+      });
+    },
   };
+}
+
+/** parseRequest checks agent-request.json's shape. */
+function parseRequest(text: string): PendingRequest {
+  const r = JSON.parse(text) as PendingRequest;
+  if (
+    r === null ||
+    typeof r !== "object" ||
+    r.version !== 1 ||
+    (r.kind !== "enroll" && r.kind !== "renew") ||
+    [r.bound, r.service, r.keyType, r.key, r.csr].some((x) => typeof x !== "string")
+  )
+    throw new Error("not a pending request (version 1)");
+  return r;
 }
 
 /** readAgentState reads OUT/agent.json; a FailedError naming the file when it is missing or damaged. */

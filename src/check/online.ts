@@ -5,8 +5,14 @@
  * re-exported by check/index.ts, so commands that never read a ledger never load SQLite.
  */
 import type { Manifest } from "../manifest/index.ts";
-import { ledgerExists, LedgerUnavailableError, openLedger, type IssuedRecord, type Ledger } from "../ledger/index.ts";
-import { abs, LAYOUT } from "../state/layout.ts";
+import {
+  type IssuedRecord,
+  type Ledger,
+  ledgerExists,
+  ledgerName,
+  LedgerUnavailableError,
+  openLedger,
+} from "../ledger/index.ts";
 import type { OnlineCert, OnlineFacts, OnlineService } from "../state/online.ts";
 
 /** RECENT: how many of a service's newest rows are read to find its newest unrevoked one (all of them only when these are all revoked). */
@@ -39,9 +45,10 @@ export async function readOnlineOrWarn(
   manifest: Manifest,
   dir: string,
   warn: (text: string) => void,
+  ledgerSpec?: string,
 ): Promise<OnlineFacts | undefined> {
   try {
-    return await readOnline(manifest, dir);
+    return await readOnline(manifest, dir, new Date(), ledgerSpec);
   } catch (e) {
     if (!(e instanceof LedgerUnavailableError)) throw e;
     warn(
@@ -51,14 +58,15 @@ export async function readOnlineOrWarn(
   }
 }
 
-/** readOnline reads what the ledger of the PKI directory `dir` says of `manifest`'s csr services; undefined without a ledger file. */
+/** readOnline reads what the ledger of the PKI directory `dir` (or `ledgerSpec`: `--ledger`) says of `manifest`'s csr services; undefined without a ledger file. */
 export async function readOnline(
   manifest: Manifest,
   dir: string | undefined,
   now = new Date(),
+  ledgerSpec?: string,
 ): Promise<OnlineFacts | undefined> {
-  if (dir === undefined || !ledgerExists(dir)) return undefined;
-  const ledger = await openLedger(dir, undefined, { create: false });
+  if (dir === undefined || !ledgerExists(dir, ledgerSpec)) return undefined;
+  const ledger = await openLedger(dir, ledgerSpec, { create: false });
   try {
     const services = new Map<string, OnlineService>();
     for (const s of manifest.services) {
@@ -67,7 +75,7 @@ export async function readOnline(
       if (found) services.set(s.name, found);
     }
     const stats = await ledger.stats(now);
-    return { ledger: abs(dir, LAYOUT.ledger), services, stats };
+    return { ledger: ledgerName(dir, ledgerSpec), services, stats };
   } finally {
     await ledger.close();
   }

@@ -7,6 +7,7 @@
  * are unique by constraint; a token is consumed by the same transaction that records the
  * certificate, so of any number of concurrent uses exactly one succeeds.
  */
+import { createHash } from "node:crypto";
 import { FailedError } from "../errors.ts";
 
 /** TokenKind: `enroll` tokens are bootstrap tokens for `POST /v1/enroll` (`mtlskit token create`); `acme` are EAB keys (issue 16). */
@@ -55,10 +56,15 @@ export interface IssuedRecord {
   revokedReason: string | undefined;
 }
 
-/** TokenVerdict: why a presented token is not good (the server's 401/403 reason), or the token. */
+/**
+ * TokenVerdict: why a presented token is not good (the server's 401/403 reason), or the token.
+ * A used token presented with its right secret also says which serial it paid for (`usedBy`): an
+ * enrollment retried after an ambiguous commit is answered that certificate again (docs/online-ca.md).
+ */
 export type TokenVerdict =
   | { ok: true; token: TokenRecord }
-  | { ok: false; reason: "unknown" | "malformed" | "expired" | "used" | "revoked" | "wrong-service" | "wrong-kind" };
+  | { ok: false; reason: "used"; usedBy: string | undefined }
+  | { ok: false; reason: "unknown" | "malformed" | "expired" | "revoked" | "wrong-service" | "wrong-kind" };
 
 /** RecordOutcome: the row is durable, or why it was not written (nothing was). */
 export type RecordOutcome =
@@ -81,9 +87,40 @@ export interface LedgerStats {
   tokensOutstanding: number;
 }
 
+/** Revoked is one revoked certificate as the ledger holds it: what a CRL entry needs. */
+export interface Revoked {
+  serial: string;
+  service: string;
+  /** reason: an RFC 5280 reason name. */
+  reason: string;
+  revokedAt: Date;
+  notAfter: Date;
+}
+
+/** StoredToken is a token row whole (with its secret's SHA-256): what `ledger migrate` copies. */
+export interface StoredToken extends TokenRecord {
+  secretSha256: Buffer;
+}
+
+/** LedgerRow is one row of either table, as `readRows` pages them and `writeRows` copies them. */
+export type LedgerRow = { table: "tokens"; row: StoredToken } | { table: "certificates"; row: IssuedRecord };
+
+/** WriteRowsResult: how many rows were added, how many were there already with the same content, and the keys there with other content (then nothing was written). */
+export interface WriteRowsResult {
+  added: number;
+  same: number;
+  conflicts: string[];
+}
+
+/** SchemaState: the schema version the ledger is at, and the one it was found at when opened (undefined: created now; equal: nothing applied). */
+export interface SchemaState {
+  version: number;
+  foundVersion: number | undefined;
+}
+
 /** Ledger is the online CA's record. Every method may reject with LedgerUnavailableError (the server answers 503). */
 export interface Ledger {
-  /** kind names the door, for logs and status: `sqlite:PATH` or `postgres://HOST/DB` (no password). */
+  /** kind names the door, for logs and status: `sqlite:PATH` or `postgres://HOST:PORT/DB` (never a user or password). */
   readonly kind: string;
   /** createToken stores a new token for `service` and returns its one printable form (`mtk_ID_SECRET`); only the secret's hash is kept. */
   createToken(
@@ -112,9 +149,123 @@ export interface Ledger {
   revoke(serial: string, reason: string, at: Date): Promise<boolean>;
   /** stats counts rows for /metrics and status. */
   stats(now: Date): Promise<LedgerStats>;
-  /** backup writes a consistent copy to `file` while the ledger stays in use (SQLite's online backup). */
+  /**
+   * revoked lists the revoked certificates not expired at `now`, oldest revocation first: the
+   * CRL's entries every replica shares. Cheap (a partial index over revoked rows only), so the
+   * server asks it on each /v1/crl.
+   */
+  revoked(now: Date): Promise<Revoked[]>;
+  /**
+   * nextCrlNumber takes the next number of the shared cRLNumber counter atomically (no two callers,
+   * on any replica, get the same one): max(last + 1, atLeast), so a number already used by a
+   * CRL on disk (ca/crl-number) is never reused.
+   */
+  nextCrlNumber(atLeast: bigint): Promise<bigint>;
+  /** readRows pages one table in key order (id, serial): at most `limit` rows whose key is after `after`. */
+  readRows(table: LedgerRow["table"], after: string | undefined, limit: number): Promise<LedgerRow[]>;
+  /**
+   * writeRows copies rows from another ledger in one transaction: a row whose key is absent is
+   * added, one present with the same content (rowSha256) counted as same; when any key is present
+   * with other content nothing is written and those keys are returned.
+   */
+  writeRows(rows: LedgerRow[]): Promise<WriteRowsResult>;
+  /** schema: the schema version (after the migrations applied on open). */
+  readonly schema: SchemaState;
+  /**
+   * backup writes a consistent copy to `file` while the ledger stays in use (SQLite's online
+   * backup). PostgreSQL refuses with a UsageError naming the pg_dump command (a database's
+   * backup is its own tool's job; `mtlskit ledger migrate --to sqlite:FILE` makes a SQLite copy).
+   */
   backup(file: string): Promise<void>;
   close(): Promise<void>;
+}
+
+/** SCHEMA_VERSION is the ledger schema this code reads and writes, the same number for SQLite and PostgreSQL (1: tokens and certificates; 2: the shared counters and the revoked-rows index). A newer one is refused, never downgraded. */
+export const SCHEMA_VERSION = 2;
+
+/**
+ * checkRow refuses a row whose serial or SHA-256 is not in the one spelling the contract fixes
+ * (lower-case hex; the serial as pki/crl.ts serialHex writes it: whole octets, no leading zero
+ * octet), or whose dates are not dates: uniqueness by constraint holds only if one serial has one
+ * spelling. A TypeError: a bug in the caller, failing that row alone.
+ */
+export function checkRow(r: IssuedRecord): void {
+  if (!/^(?:[0-9a-f]{2}){1,20}$/.test(r.serial) || (r.serial.startsWith("00") && r.serial.length > 2))
+    throw new TypeError(
+      `ledger: serial ${JSON.stringify(r.serial)} is not serialHex's form (lower-case hex octets, no leading zero octet)`,
+    );
+  if (!/^[0-9a-f]{64}$/.test(r.sha256))
+    throw new TypeError(`ledger: sha256 ${JSON.stringify(r.sha256)} is not 64 lower-case hex digits`);
+  for (const [name, d] of [
+    ["notBefore", r.notBefore],
+    ["notAfter", r.notAfter],
+    ["issuedAt", r.issuedAt],
+    ["revokedAt", r.revokedAt],
+  ] as const)
+    if (d !== undefined && !(d instanceof Date && Number.isFinite(d.getTime())))
+      throw new TypeError(`ledger: ${name} of serial ${r.serial} is not a valid date`);
+}
+
+/**
+ * redactUrl names a postgres:// URL without user, password or parameters (postgres://HOST:PORT/DB),
+ * as every message and log line must; other text is returned as it is.
+ */
+export function redactUrl(spec: string): string {
+  if (!/^postgres(ql)?:\/\//.test(spec)) return spec;
+  let u: URL;
+  try {
+    u = new URL(spec);
+  } catch {
+    return "postgres://(unreadable URL)";
+  }
+  const host = u.hostname || u.searchParams.get("host") || "localhost";
+  const port = u.port || u.searchParams.get("port") || "5432";
+  const db = decodeURIComponent(u.pathname.replace(/^\//, "")) || decodeURIComponent(u.username) || "postgres";
+  return `postgres://${host}:${port}/${db}`;
+}
+
+/** rowKey is a row's key in its table: `tokens/ID` or `certificates/SERIAL`, as messages name it. */
+export const rowKey = (r: LedgerRow): string => `${r.table}/${r.table === "tokens" ? r.row.id : r.row.serial}`;
+
+/**
+ * rowSha256 is a row's content as a SHA-256 (lower-case hex) over a canonical JSON of every
+ * field (dates as milliseconds, bytes as hex), the same on both doors: `ledger migrate` compares
+ * source and copy with it.
+ */
+export function rowSha256(r: LedgerRow): string {
+  const ms = (d: Date | undefined) => (d === undefined ? null : d.getTime());
+  const v =
+    r.table === "tokens"
+      ? [
+          r.row.id,
+          r.row.kind,
+          r.row.service,
+          r.row.secretSha256.toString("hex"),
+          ms(r.row.createdAt),
+          ms(r.row.expiresAt),
+          ms(r.row.usedAt),
+          r.row.usedBy ?? null,
+          ms(r.row.revokedAt),
+        ]
+      : [
+          r.row.serial,
+          r.row.service,
+          r.row.sans,
+          ms(r.row.notBefore),
+          ms(r.row.notAfter),
+          r.row.sha256,
+          r.row.der.toString("hex"),
+          r.row.how,
+          r.row.tokenId ?? null,
+          r.row.renewedFrom ?? null,
+          r.row.requester,
+          ms(r.row.issuedAt),
+          ms(r.row.revokedAt),
+          r.row.revokedReason ?? null,
+        ];
+  return createHash("sha256")
+    .update(JSON.stringify([r.table, ...v]))
+    .digest("hex");
 }
 
 /**

@@ -11,17 +11,25 @@
  * once the primary's ledger resolved it, that is once the row is durable. Requests carry ids; at
  * most `maxPending` wait at once and each at most `timeoutMs`; a channel that closed (the primary
  * is gone) rejects every waiting and later call with LedgerUnavailableError (the server's 503).
+ *
+ * Every member of Ledger is forwarded (FORWARDED's type makes tsc say so when Ledger gains one).
+ * An optional member added later (the acme branch's `acme` store) is absent from a RemoteLedger
+ * until it is forwarded here: until then `serve --workers N` (N > 1) on SQLite serves no ACME.
  */
 import {
   type IssuedRecord,
   type Ledger,
+  type LedgerRow,
   type LedgerStats,
   LedgerUnavailableError,
   type ListFilter,
   type RecordOutcome,
+  type Revoked,
+  type SchemaState,
   type TokenKind,
   type TokenRecord,
   type TokenVerdict,
+  type WriteRowsResult,
 } from "./ledger.ts";
 
 /** LedgerChannel is one end of a message pipe (a cluster worker's `process`, the primary's `Worker`). */
@@ -31,21 +39,30 @@ export interface LedgerChannel {
   on(event: "message", listener: (message: unknown) => void): unknown;
 }
 
-/** REMOTE_METHODS: what a RemoteLedger may ask of the primary's ledger (never `close`: the primary owns it). */
-const REMOTE_METHODS = [
-  "createToken",
-  "checkToken",
-  "revokeToken",
-  "tokens",
-  "record",
-  "get",
-  "list",
-  "revoke",
-  "stats",
-  "backup",
-] as const;
-type RemoteMethod = (typeof REMOTE_METHODS)[number];
-const IS_METHOD = new Set<string>(REMOTE_METHODS);
+/**
+ * FORWARDED: what a RemoteLedger may ask of the primary's ledger: every member of Ledger but
+ * `kind` and `schema` (data, sent in the worker's config) and `close` (the primary owns the
+ * ledger). Typed against Ledger: a member Ledger gains is a compile error here until it is
+ * forwarded or its absence is decided (see the file's comment).
+ */
+const FORWARDED = {
+  createToken: true,
+  checkToken: true,
+  revokeToken: true,
+  tokens: true,
+  record: true,
+  get: true,
+  list: true,
+  revoke: true,
+  stats: true,
+  revoked: true,
+  nextCrlNumber: true,
+  readRows: true,
+  writeRows: true,
+  backup: true,
+} as const satisfies Record<Exclude<keyof Ledger, "kind" | "schema" | "close">, true>;
+type RemoteMethod = keyof typeof FORWARDED;
+const IS_METHOD = new Set<string>(Object.keys(FORWARDED));
 
 /** LedgerCall is a request; LedgerReply its answer. Each message carries every call (or answer) of one event-loop turn: one pipe write, not one per call. */
 interface LedgerCall {
@@ -163,9 +180,10 @@ export class RemoteLedger implements Ledger {
   private readonly sweep: NodeJS.Timeout;
   private readonly outbox: Outbox<LedgerCall>;
 
-  /** `kind` is the primary's ledger's (for /v1/health and logs). */
+  /** `kind` and `schema` are the primary's ledger's (for /v1/health, logs and status). */
   constructor(
     readonly kind: string,
+    readonly schema: SchemaState,
     private readonly channel: LedgerChannel,
     opts: RemoteLedgerOptions = {},
   ) {
@@ -267,6 +285,18 @@ export class RemoteLedger implements Ledger {
   }
   stats(now: Date): Promise<LedgerStats> {
     return this.call("stats", [now]);
+  }
+  revoked(now: Date): Promise<Revoked[]> {
+    return this.call("revoked", [now]);
+  }
+  nextCrlNumber(atLeast: bigint): Promise<bigint> {
+    return this.call("nextCrlNumber", [atLeast]);
+  }
+  readRows(table: LedgerRow["table"], after: string | undefined, limit: number): Promise<LedgerRow[]> {
+    return this.call("readRows", [table, after, limit]);
+  }
+  writeRows(rows: LedgerRow[]): Promise<WriteRowsResult> {
+    return this.call("writeRows", [rows]);
   }
   backup(file: string): Promise<void> {
     return this.call("backup", [file]);

@@ -33,22 +33,34 @@ import Database from "better-sqlite3";
 import { syncDir } from "../state/fs.ts";
 import { TEMP_MARK } from "../state/layout.ts";
 import {
+  checkRow,
   type IssuedRecord,
   type Ledger,
+  type LedgerRow,
   type LedgerStats,
   LedgerUnavailableError,
   type ListFilter,
   type RecordOutcome,
+  type Revoked,
+  rowKey,
+  rowSha256,
+  SCHEMA_VERSION,
+  type SchemaState,
   type TokenKind,
   type TokenRecord,
   type TokenVerdict,
+  type WriteRowsResult,
 } from "./ledger.ts";
 import { newToken, parseToken, secretMatches, hashSecret } from "./tokens.ts";
 
-/** SCHEMA_VERSION is the version of the tables below; a ledger written by a newer mtlskit is refused rather than misread. */
-export const SCHEMA_VERSION = 1;
+/** SCHEMA_VERSION is the version of the tables below (ledger.ts: the same numbers as postgres.ts's MIGRATIONS); a ledger written by a newer mtlskit is refused rather than misread. */
+export { SCHEMA_VERSION };
 
-/** SCHEMA: version 1. Times are BIGINT milliseconds since the epoch (UTC); sans is a JSON array of sanWords. */
+/**
+ * SCHEMA: every version at once, each statement IF NOT EXISTS, so a version-1 file gets what
+ * version 2 added (the counters table: the CRL number; the index of revoked rows) and a fresh file
+ * everything. Times are BIGINT milliseconds since the epoch (UTC); sans is a JSON array of sanWords.
+ */
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS certificates (
@@ -80,6 +92,8 @@ CREATE TABLE IF NOT EXISTS tokens (
   used_by TEXT,
   revoked_at BIGINT
 );
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS certificates_revoked ON certificates (revoked_at) WHERE revoked_at IS NOT NULL;
 `;
 
 /** SqliteLedgerOptions: how to open the file. */
@@ -296,21 +310,6 @@ function sqliteCode(e: unknown): string | undefined {
   return e instanceof Database.SqliteError ? e.code : undefined;
 }
 
-/**
- * checkRow refuses a row whose serial or SHA-256 is not in the one spelling the contract fixes
- * (lower-case hex; the serial as pki/crl.ts serialHex writes it: whole octets, no leading zero
- * octet): uniqueness by constraint holds only if one serial has one spelling. A TypeError: a bug
- * in the caller, failing that row alone.
- */
-function checkRow(r: IssuedRecord): void {
-  if (!/^(?:[0-9a-f]{2}){1,20}$/.test(r.serial) || (r.serial.startsWith("00") && r.serial.length > 2))
-    throw new TypeError(
-      `ledger: serial ${JSON.stringify(r.serial)} is not serialHex's form (lower-case hex octets, no leading zero octet)`,
-    );
-  if (!/^[0-9a-f]{64}$/.test(r.sha256))
-    throw new TypeError(`ledger: sha256 ${JSON.stringify(r.sha256)} is not 64 lower-case hex digits`);
-}
-
 /** rowFault tells an error of one row (not a valid row: a caller's bug) from the database failing. */
 function rowFault(e: unknown): boolean {
   const code = sqliteCode(e);
@@ -389,6 +388,7 @@ export function openSqliteLedger(file: string, opts: SqliteLedgerOptions = {}): 
   const busyMs = opts.busyTimeoutMs ?? 5000;
   const fail = (doing: string) => (e: unknown) => unavailable(e, file, doing, busyMs);
   let db: Database.Database;
+  let found: SchemaState;
   try {
     if (opts.create === false && !existsSync(file))
       throw new LedgerUnavailableError(
@@ -402,16 +402,18 @@ export function openSqliteLedger(file: string, opts: SqliteLedgerOptions = {}): 
   try {
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = FULL");
-    migrate(db, file);
+    found = migrate(db, file);
   } catch (e) {
     db.close();
     throw fail("open it")(e);
   }
-  return new SqliteLedgerImpl(db, file, busyMs);
+  const ledger = new SqliteLedgerImpl(db, file, busyMs);
+  ledger.schema = found;
+  return ledger;
 }
 
-/** migrate creates the tables in a fresh file and refuses one written by a newer schema. */
-function migrate(db: Database.Database, file: string): void {
+/** migrate creates the tables in a fresh file, brings an older one to SCHEMA_VERSION, and refuses one written by a newer schema. */
+function migrate(db: Database.Database, file: string): SchemaState {
   const version = (): number | null => {
     const tables = db.prepare<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").all();
     if (!tables.some((t) => t.name === "schema_version")) {
@@ -433,14 +435,17 @@ function migrate(db: Database.Database, file: string): void {
   };
   // The usual case, a ledger of this version, is settled by a read: read-only commands (status,
   // metrics on every scrape) never take the write lock serve needs.
-  if (version() === SCHEMA_VERSION) return;
-  const run = db.transaction(() => {
-    if (version() === SCHEMA_VERSION) return;
+  const first = version();
+  if (first === SCHEMA_VERSION) return { version: SCHEMA_VERSION, foundVersion: first };
+  const run = db.transaction((): SchemaState => {
+    const v = version() ?? undefined;
+    if (v === SCHEMA_VERSION) return { version: SCHEMA_VERSION, foundVersion: v };
     db.exec(SCHEMA);
     db.prepare("DELETE FROM schema_version").run();
     db.prepare("INSERT INTO schema_version (version) VALUES (?)").run(SCHEMA_VERSION);
+    return { version: SCHEMA_VERSION, foundVersion: v };
   });
-  run.immediate();
+  return run.immediate();
 }
 
 /** prepare compiles the statements `record` and the readers run often. */
@@ -631,6 +636,7 @@ class Committer {
 
 class SqliteLedgerImpl implements SqliteLedger {
   readonly kind: string;
+  schema: SchemaState = { version: SCHEMA_VERSION, foundVersion: SCHEMA_VERSION };
   commits = 0;
   private queue: QueuedWrite[] = [];
   private scheduled = false;
@@ -704,7 +710,7 @@ class SqliteLedgerImpl implements SqliteLedger {
       // Compared even when the id is unknown (against a dummy): the same work either way.
       if (!secretMatches(parsed.secret, row?.secret_sha256) || !row) return { ok: false, reason: "unknown" };
       if (row.revoked_at !== null) return { ok: false, reason: "revoked" };
-      if (row.used_at !== null) return { ok: false, reason: "used" };
+      if (row.used_at !== null) return { ok: false, reason: "used", usedBy: row.used_by ?? undefined };
       if (row.expires_at <= now.getTime()) return { ok: false, reason: "expired" };
       if (row.kind !== kind) return { ok: false, reason: "wrong-kind" };
       if (row.service !== service) return { ok: false, reason: "wrong-service" };
@@ -855,6 +861,125 @@ class SqliteLedgerImpl implements SqliteLedger {
         )
         .get(now.getTime())!;
       return { certificates: c.n, revoked: c.r ?? 0, tokensOutstanding: t.n };
+    });
+  }
+
+  revoked(now: Date): Promise<Revoked[]> {
+    return this.guard("list revocations", () =>
+      this.db
+        .prepare<
+          [number],
+          { serial: string; service: string; revoked_reason: string | null; revoked_at: number; not_after: number }
+        >(
+          "SELECT serial, service, revoked_reason, revoked_at, not_after FROM certificates WHERE revoked_at IS NOT NULL AND not_after > ? ORDER BY revoked_at, serial",
+        )
+        .all(now.getTime())
+        .map((r) => ({
+          serial: r.serial,
+          service: r.service,
+          reason: r.revoked_reason ?? "unspecified",
+          revokedAt: new Date(r.revoked_at),
+          notAfter: new Date(r.not_after),
+        })),
+    );
+  }
+
+  nextCrlNumber(atLeast: bigint): Promise<bigint> {
+    return this.guard("take a CRL number", () => {
+      const st = this.db
+        .prepare<[bigint], { value: bigint }>(
+          "INSERT INTO counters (name, value) VALUES ('crl_number', ?) ON CONFLICT (name) DO UPDATE SET value = max(value + 1, excluded.value) RETURNING value",
+        )
+        .safeIntegers(true);
+      return st.get(atLeast)!.value;
+    });
+  }
+
+  readRows(table: LedgerRow["table"], after: string | undefined, limit: number): Promise<LedgerRow[]> {
+    return this.guard(`read ${table}`, () => {
+      const key = table === "tokens" ? "id" : "serial";
+      const rows = this.db
+        .prepare<[string | null, string | null, number], TokenRow & CertRow>(
+          `SELECT * FROM ${table} WHERE ? IS NULL OR ${key} > ? ORDER BY ${key} LIMIT ?`,
+        )
+        .all(after ?? null, after ?? null, limit);
+      return rows.map(
+        (r): LedgerRow =>
+          table === "tokens"
+            ? { table, row: { ...toToken(r), secretSha256: r.secret_sha256 } }
+            : { table: "certificates", row: toIssued(r) },
+      );
+    });
+  }
+
+  writeRows(rows: LedgerRow[]): Promise<WriteRowsResult> {
+    return this.guard(`copy ${rows.length} rows`, () => {
+      for (const r of rows) if (r.table === "certificates") checkRow(r.row);
+      const insertToken = this.db.prepare(
+        "INSERT OR IGNORE INTO tokens (id, kind, service, secret_sha256, created_at, expires_at, used_at, used_by, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      );
+      const insertCert = this.db.prepare(
+        `INSERT OR IGNORE INTO certificates (serial, service, sans, not_before, not_after, sha256, der, how, token_id, renewed_from, requester, issued_at, revoked_at, revoked_reason)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      );
+      const ms = (d: Date | undefined) => d?.getTime() ?? null;
+      const run = this.db.transaction((): WriteRowsResult => {
+        const out: WriteRowsResult = { added: 0, same: 0, conflicts: [] };
+        for (const r of rows) {
+          const added =
+            r.table === "tokens"
+              ? insertToken.run(
+                  r.row.id,
+                  r.row.kind,
+                  r.row.service,
+                  r.row.secretSha256,
+                  r.row.createdAt.getTime(),
+                  r.row.expiresAt.getTime(),
+                  ms(r.row.usedAt),
+                  r.row.usedBy ?? null,
+                  ms(r.row.revokedAt),
+                ).changes
+              : insertCert.run(
+                  r.row.serial,
+                  r.row.service,
+                  JSON.stringify(r.row.sans),
+                  r.row.notBefore.getTime(),
+                  r.row.notAfter.getTime(),
+                  r.row.sha256,
+                  r.row.der,
+                  r.row.how,
+                  r.row.tokenId ?? null,
+                  r.row.renewedFrom ?? null,
+                  r.row.requester,
+                  r.row.issuedAt.getTime(),
+                  ms(r.row.revokedAt),
+                  r.row.revokedReason ?? null,
+                ).changes;
+          if (added === 1) {
+            out.added++;
+            continue;
+          }
+          const there: LedgerRow =
+            r.table === "tokens"
+              ? (() => {
+                  const t = this.st.token.get(r.row.id)!;
+                  return { table: "tokens", row: { ...toToken(t), secretSha256: t.secret_sha256 } };
+                })()
+              : { table: "certificates", row: toIssued(this.st.cert.get(r.row.serial)!) };
+          if (rowSha256(there) === rowSha256(r)) out.same++;
+          else out.conflicts.push(rowKey(r));
+        }
+        // A conflict writes nothing: the whole copy is undone (throwing rolls the transaction back).
+        if (out.conflicts.length > 0) throw Object.assign(new Error("conflicts"), { conflictResult: out });
+        return out;
+      });
+      try {
+        return run.immediate();
+      } catch (e) {
+        const c = (e as { conflictResult?: WriteRowsResult }).conflictResult;
+        if (c) return { added: 0, same: c.same, conflicts: c.conflicts };
+        throw e;
+      }
     });
   }
 

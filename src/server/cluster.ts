@@ -14,13 +14,21 @@
  * start); close() tells every worker to stop listening and finish in-flight requests, waits for
  * them (at most 15 s, then SIGKILL), and only then closes the ledger they were writing through.
  * A worker whose primary is gone (kill -9) exits at once: its ledger calls cannot be answered.
+ *
+ * With a PostgreSQL ledger (`--ledger postgres://...`) each worker opens its own pool instead:
+ * the database batches concurrent commits itself (backends waiting on one WAL flush share it),
+ * several processes on one database is what replicas already do (test/replicas.test.ts), and the
+ * IPC hop would cost both processes a serialization per call and funnel every worker's queries
+ * through the primary's one event loop. The primary opens the database first (migrations, and a
+ * database that is down fails before anything is forked); the pools share the single server's
+ * budget (POSTGRES_CONNECTIONS).
  */
 import cluster, { type Worker } from "node:cluster";
 import * as path from "node:path";
 import type { Writable } from "node:stream";
 import { type ExitCode, MtlskitError } from "../errors.ts";
-import { openLedger } from "../ledger/index.ts";
-import type { Ledger } from "../ledger/ledger.ts";
+import { ledgerPlace, openLedger } from "../ledger/index.ts";
+import type { Ledger, SchemaState } from "../ledger/ledger.ts";
 import { serveLedger } from "../ledger/remote.ts";
 import { caFilesStamp, loadAuthority, type Authority } from "./authority.ts";
 import { aggregateMetrics, type MetricsJson } from "./metrics.ts";
@@ -34,8 +42,14 @@ export interface WorkerConfig {
   listen: { host: string; port: number };
   log: { level: "info" | "debug" | "warn" | "error" } | undefined;
   ledgerKind: string;
+  ledgerSchema: SchemaState;
+  /** postgres: the worker opens its own pool on this spec (a postgres:// URL) with at most `poolMax` connections; absent: the primary's ledger over IPC. */
+  postgres: { spec: string; poolMax: number } | undefined;
   checkMs: number | undefined;
 }
+
+/** POSTGRES_CONNECTIONS: the connections a cluster's PostgreSQL pools hold together at most, as one serve process's pool (openPostgresLedger's default). */
+const POSTGRES_CONNECTIONS = 10;
 
 /** ToWorker: the primary's messages to a worker (besides ledger replies). */
 export type ToWorker =
@@ -65,8 +79,10 @@ export interface ClusterOptions {
   listen: { host: string; port: number };
   /** workers: how many HTTP worker processes (at least 2; one is startServer). */
   workers: number;
-  /** ledger: default openLedger(pkiDir). Any Ledger: the workers see only its interface. */
+  /** ledger: default openLedger(pkiDir, ledgerSpec). Any Ledger: the workers see only its interface. */
   ledger?: Ledger;
+  /** ledgerSpec: `--ledger` (sqlite:PATH, postgres://...). A postgres:// spec: each worker opens its own pool. Default: SQLite at DIR/ca/ledger.db. */
+  ledgerSpec?: string;
   /** log: JSON log lines; each worker writes its own (on its standard error, inherited). */
   log?: { stream: Writable; level?: "info" | "debug" | "warn" | "error" };
   checkMs?: number;
@@ -102,7 +118,16 @@ const METRICS_WAIT_MS = 2_000;
 /** startCluster starts the primary and its workers; resolves once every worker listens. */
 export async function startCluster(opts: ClusterOptions): Promise<ClusterServer> {
   let authority: Authority = loadAuthority(opts.loaded, opts.pkiDir);
-  const ledger = opts.ledger ?? (await openLedger(opts.pkiDir, undefined, { committerThread: true }));
+  const postgres =
+    opts.ledger === undefined &&
+    opts.ledgerSpec !== undefined &&
+    ledgerPlace(opts.pkiDir, opts.ledgerSpec).kind === "postgres"
+      ? { spec: opts.ledgerSpec, poolMax: Math.max(2, Math.ceil((POSTGRES_CONNECTIONS - 2) / opts.workers)) }
+      : undefined;
+  // With PostgreSQL the primary's pool only migrates, answers `ledger` and the CRL number: two connections.
+  const ledger =
+    opts.ledger ??
+    (await openLedger(opts.pkiDir, opts.ledgerSpec, postgres ? { poolMax: 2 } : { committerThread: true }));
   const config: WorkerConfig = {
     manifestText: opts.manifestText,
     manifestFile: opts.manifestFile,
@@ -111,6 +136,8 @@ export async function startCluster(opts: ClusterOptions): Promise<ClusterServer>
     listen: opts.listen,
     log: opts.log ? { level: opts.log.level ?? "info" } : undefined,
     ledgerKind: ledger.kind,
+    ledgerSchema: ledger.schema,
+    postgres,
     checkMs: opts.checkMs,
   };
   const entry = workerEntry();
@@ -160,7 +187,7 @@ export async function startCluster(opts: ClusterOptions): Promise<ClusterServer>
     const born = performance.now();
     live.add(worker);
     phase.set(worker, "forked");
-    serveLedger(ledger, worker);
+    if (!postgres) serveLedger(ledger, worker);
     let settle: { resolve(): void; reject(e: Error): void } | undefined;
     const ready = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
     worker.on("message", (m: FromWorker) => {

@@ -9,6 +9,7 @@ import { openLedger } from "../ledger/index.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import type { LoadedManifest } from "../manifest/index.ts";
 import { caFilesStamp, loadAuthority, RevokedSet, type Authority } from "./authority.ts";
+import { SharedCrl } from "./crl.ts";
 import { listenHttps, type HttpServer } from "./http.ts";
 import { createMetrics, type ServeMetrics } from "./metrics.ts";
 import { routes } from "./routes.ts";
@@ -28,8 +29,10 @@ export interface ServeOptions {
   pkiDir: string;
   /** listen: the address. Default: 127.0.0.1:8443; port 0 picks a free port. */
   listen?: { host: string; port: number };
-  /** ledger: where certificates and tokens are recorded; the server closes it on close(). Default: openLedger(pkiDir), SQLite at DIR/ca/ledger.db. */
+  /** ledger: where certificates and tokens are recorded; the server closes it on close(). Default: openLedger(pkiDir, ledgerSpec). */
   ledger?: Ledger;
+  /** ledgerSpec: the ledger to open when `ledger` is not given (`--ledger`): sqlite:PATH or postgres://... Default: SQLite at DIR/ca/ledger.db. */
+  ledgerSpec?: string;
   /** now: the clock. Default: the current time. */
   now?: () => Date;
   /** log: JSON log lines (never a token, key or CSR). Default: none. */
@@ -63,7 +66,7 @@ export async function startServer(opts: ServeOptions): Promise<RunningServer> {
   const listen = opts.listen ?? DEFAULT_LISTEN;
   // The CA first: a directory without a usable CA gets no ledger created in it.
   const authority = loadAuthority(opts.manifest, opts.pkiDir);
-  const ledger = opts.ledger ?? (await openLedger(opts.pkiDir, undefined, { committerThread: true }));
+  const ledger = opts.ledger ?? (await openLedger(opts.pkiDir, opts.ledgerSpec, { committerThread: true }));
   try {
     return await listenWith(opts, ledger, now, listen, authority);
   } catch (e) {
@@ -102,6 +105,7 @@ export async function listenWith(
     ledger,
     authority: () => authority,
     revoked,
+    crl: new SharedCrl({ loaded: opts.manifest, dir: opts.pkiDir, ledger, root: () => authority.root }),
     metrics,
     now,
     ...(hooks.exposition ? { exposition: () => hooks.exposition!(metrics) } : {}),

@@ -12,7 +12,8 @@ import { DecodeError } from "../errors.ts";
 import { LedgerUnavailableError, type IssuedRecord, type Ledger, type RecordOutcome } from "../ledger/ledger.ts";
 import type { Manifest, Service } from "../manifest/index.ts";
 import { serialHex } from "../pki/crl.ts";
-import { decodeCsr, type CsrFields } from "../pki/csr.ts";
+import { readCertFields } from "../pki/cert.ts";
+import { csrSignature, decodeCsr, type CsrFields } from "../pki/csr.ts";
 import { encodeTbs, newSerial, signTbs } from "../pki/issue.ts";
 import { encodePem, parsePem } from "../pki/pem.ts";
 import type { Authority } from "./authority.ts";
@@ -126,8 +127,50 @@ export function ledgerDown(e: unknown): ServeProblem {
   return new ServeProblem(
     "ledger-unavailable",
     `the ledger cannot record certificates now${e instanceof LedgerUnavailableError ? `: ${e.message}` : ""}; nothing was issued`,
-    "retry later; the operator should check the ledger (DIR/ca/ledger.db) and the disk",
+    "retry later; the operator should check the ledger (DIR/ca/ledger.db and its disk, or the PostgreSQL database `serve --ledger` names)",
   );
+}
+
+/**
+ * reissued answers an enrollment retried after an ambiguous commit (the ledger committed the row
+ * and consumed the token, but the answer was lost: a 503, a dropped connection): when the token
+ * `tokenId` paid for `serial`, that row is this service's enrollment, still valid and unrevoked,
+ * and its public key is the request's (whose self-signature verifies: the presenter holds the
+ * key), the same certificate is the answer. Anything else: undefined, and the caller refuses the
+ * used token as before. Nothing is signed or written.
+ */
+export async function reissued(
+  ctx: Omit<IssueContext, "serial">,
+  req: { service: Service; csr: CsrFields; tokenId: string; serial: string | undefined },
+): Promise<Issued | undefined> {
+  if (req.serial === undefined || csrSignature(req.csr) !== "valid") return undefined;
+  let row: IssuedRecord | undefined;
+  try {
+    row = await ctx.ledger.get(req.serial);
+  } catch (e) {
+    throw ledgerDown(e);
+  }
+  if (
+    row === undefined ||
+    row.how !== "enroll" ||
+    row.tokenId !== req.tokenId ||
+    row.service !== req.service.name ||
+    row.revokedAt !== undefined ||
+    row.notAfter <= ctx.now
+  )
+    return undefined;
+  if (!readCertFields(row.der).spki.equals(req.csr.spki)) return undefined;
+  const certificate = encodePem("CERTIFICATE", row.der);
+  const lifetime = row.notAfter.getTime() - row.issuedAt.getTime();
+  return {
+    serial: row.serial,
+    certificate,
+    chain: certificate + ctx.authority.issuerFor(req.service.name).chainPem,
+    bundle: ctx.authority.bundlePem,
+    notBefore: row.notBefore.toISOString(),
+    notAfter: row.notAfter.toISOString(),
+    renewAfter: new Date(row.issuedAt.getTime() + Math.floor((lifetime * 2) / 3)).toISOString(),
+  };
 }
 
 /**

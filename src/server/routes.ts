@@ -13,19 +13,19 @@ import { buildChain, invalidAt } from "../check/chain.ts";
 import { Material, type Cert } from "../check/material.ts";
 import { MtlskitError } from "../errors.ts";
 import type { Ledger } from "../ledger/ledger.ts";
+import { parseToken } from "../ledger/tokens.ts";
 import type { LoadedManifest, Service } from "../manifest/index.ts";
 import { normalizeSerial, serialHex } from "../pki/crl.ts";
-import { parsePem } from "../pki/pem.ts";
 import { planCrl, writeCrl } from "../plan/crl.ts";
 import { parseReason, revoke } from "../plan/revoke.ts";
-import { readTextBounded } from "../read-file.ts";
 import { peerFromDer } from "../service/peer.ts";
 import { acquireLock } from "../state/fs.ts";
 import { abs, LAYOUT } from "../state/layout.ts";
 import { readCrl, readCrlNumber, readRevocations } from "../state/revocations.ts";
 import type { Authority, RevokedSet } from "./authority.ts";
+import type { SharedCrl } from "./crl.ts";
 import type { HttpRequest, Route } from "./http.ts";
-import { issueOnline, ledgerDown, parseCsrText } from "./issue.ts";
+import { issueOnline, ledgerDown, parseCsrText, reissued } from "./issue.ts";
 import type { ServeMetrics } from "./metrics.ts";
 import { ServeProblem, type ProblemCode } from "./problem.ts";
 
@@ -37,6 +37,8 @@ export interface ServeContext {
   /** authority: the CA as last read (it changes when the CA files do). */
   authority(): Authority;
   revoked: RevokedSet;
+  /** crl: what /v1/crl serves: ca/crl.pem, or one signed here listing every replica's revocations too. */
+  crl: SharedCrl;
   metrics: ServeMetrics;
   /** now: the clock. */
   now(): Date;
@@ -222,15 +224,47 @@ export function routes(ctx: ServeContext): Route[] {
         } catch (e) {
           throw ledgerDown(e);
         }
+        const issue = { manifest: ctx.loaded.manifest, authority: ctx.authority(), ledger: ctx.ledger, now: t };
+        // A retry of an enrollment whose answer was lost (the token paid for a certificate of this
+        // very key): that certificate again, 200, rather than 401 token-used. A request that cannot
+        // be read is not a retry: the token's refusal stands.
+        const again = async (serial: string | undefined) => {
+          let csr: ReturnType<typeof parseCsrText>;
+          try {
+            csr = parseCsrText(body.csr);
+          } catch {
+            return undefined;
+          }
+          const replay = await reissued(issue, { service, csr, tokenId: parseToken(body.token)!.id, serial });
+          if (replay) req.log({ service: service.name, serial: replay.serial, how: "enroll" }, "answered again");
+          return replay;
+        };
         if (!verdict.ok) {
+          const replay = verdict.reason === "used" ? await again(verdict.usedBy) : undefined;
+          if (replay) return { status: 200, json: replay };
           const [code, message, fix] = TOKEN_PROBLEMS[verdict.reason]!;
           throw new ServeProblem(code, message, fix);
         }
         const csr = parseCsrText(body.csr);
-        const issued = await issueOnline(
-          { manifest: ctx.loaded.manifest, authority: ctx.authority(), ledger: ctx.ledger, now: t },
-          { service, csr, how: "enroll", tokenId: verdict.token.id, requester: req.remote },
-        );
+        let issued: Awaited<ReturnType<typeof issueOnline>>;
+        try {
+          issued = await issueOnline(issue, {
+            service,
+            csr,
+            how: "enroll",
+            tokenId: verdict.token.id,
+            requester: req.remote,
+          });
+        } catch (e) {
+          // Two requests with one token and one key at once: the loser is answered the winner's certificate.
+          if (!(e instanceof ServeProblem && e.code === "token-used")) throw e;
+          const used = await ctx.ledger.checkToken(body.token, service.name, "enroll", t).catch((d) => {
+            throw ledgerDown(d);
+          });
+          const replay = !used.ok && used.reason === "used" ? await again(used.usedBy) : undefined;
+          if (!replay) throw e;
+          return { status: 200, json: replay };
+        }
         ctx.metrics.issued("enroll");
         req.log({ service: service.name, serial: issued.serial, how: "enroll", tokenId: verdict.token.id }, "issued");
         return { status: 201, json: issued };
@@ -302,7 +336,7 @@ export function routes(ctx: ServeContext): Route[] {
         } catch (e) {
           throw ledgerDown(e);
         }
-        const crl = recordRevocation(ctx, serial, reason, t);
+        const crl = await recordRevocation(ctx, serial, reason, t);
         req.log({ serial, reason, by: client.service.name }, "revoked");
         return { status: 200, json: { serial, revokedAt: crl.revokedAt, reason: crl.reason, crl: crl.crl } };
       },
@@ -319,19 +353,25 @@ export function routes(ctx: ServeContext): Route[] {
       method: "GET",
       url: "/v1/crl",
       handle: async () => {
-        let text: string;
+        let served: Awaited<ReturnType<SharedCrl["current"]>>;
         try {
-          text = readTextBounded(abs(ctx.dir, LAYOUT.crl), { noFollow: true });
-        } catch {
+          served = await ctx.crl.current(now());
+        } catch (e) {
+          if (e instanceof MtlskitError)
+            throw new ServeProblem(
+              "internal",
+              `the CRL cannot be made: ${e.message}`,
+              "the operator runs `mtlskit check`",
+            );
+          throw e;
+        }
+        if (!served)
           throw new ServeProblem(
             "no-crl",
             "this CA has no CRL yet",
             "the operator runs `mtlskit apply` (it signs ca/crl.pem)",
           );
-        }
-        const block = parsePem(text).find((b) => b.label === "X509 CRL");
-        if (!block) throw new ServeProblem("no-crl", "ca/crl.pem holds no CRL", "the operator runs `mtlskit apply`");
-        return { status: 200, body: block.der, type: "application/pkix-crl" };
+        return { status: 200, body: served.der, type: "application/pkix-crl" };
       },
     },
     {
@@ -382,12 +422,12 @@ export function routes(ctx: ServeContext): Route[] {
  * /v1/crl lists the serial at once. The CRL is signed by the root (as apply signs it); when the
  * root's key is offline the next `apply --ca-key` signs it, and the answer says so.
  */
-function recordRevocation(
+async function recordRevocation(
   ctx: ServeContext,
   serial: string,
   reason: string,
   at: Date,
-): { revokedAt: string; reason: string; crl: string } {
+): Promise<{ revokedAt: string; reason: string; crl: string }> {
   let recorded;
   try {
     recorded = revoke(ctx.loaded, ctx.dir, serial, { reason, now: at, lockWaitMs: 2000 });
@@ -418,7 +458,14 @@ function recordRevocation(
       crlNumber: readCrlNumber(dir),
     };
     const step = planCrl(ctx.loaded.manifest, state, root, at, BACKDATE_MS);
-    if (step.action === "write") writeCrl(dir, step, root, state, at);
+    if (step.action === "write") {
+      // The number from the ledger's shared counter (one past what this directory used): replicas
+      // never sign two CRLs with one number. A ledger down now falls back to the local number.
+      const current = state.crl !== undefined && !("error" in state.crl) ? (state.crl.number ?? 0n) : 0n;
+      const local = state.crlNumber ?? 0n;
+      const shared = await ctx.ledger.nextCrlNumber((local > current ? local : current) + 1n).catch(() => undefined);
+      writeCrl(dir, step, root, shared === undefined ? state : { ...state, crlNumber: shared - 1n }, at);
+    }
   } finally {
     lock.release();
   }

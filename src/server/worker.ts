@@ -1,7 +1,8 @@
 /**
  * A `mtlskit serve --workers N` HTTP worker (a node:cluster worker forked by cluster.ts): the
  * same server as startServer (routes, TLS, its own certificate, the CA re-read when its files
- * change) over a RemoteLedger, the primary's ledger reached by IPC. It waits for its config (the
+ * change) over a RemoteLedger, the primary's ledger reached by IPC (with PostgreSQL: a pool of
+ * its own, see cluster.ts). It waits for its config (the
  * primary's first message), listens on the shared port, says `ready`, and then obeys the primary:
  * `close` (stop listening, finish in-flight requests, exit 0), `reload`, metrics requests. Signals
  * are the primary's to handle (SIGINT from a terminal reaches the whole group: the primary then
@@ -9,6 +10,8 @@
  */
 import cluster from "node:cluster";
 import { EXIT, MtlskitError } from "../errors.ts";
+import { openLedger } from "../ledger/index.ts";
+import type { Ledger } from "../ledger/ledger.ts";
 import { RemoteLedger } from "../ledger/remote.ts";
 import { parseManifest } from "../manifest/index.ts";
 import { loadAuthority } from "./authority.ts";
@@ -30,12 +33,12 @@ const tell = (m: FromWorker) => {
 async function runWorker(): Promise<void> {
   let closing = false;
   let server: RunningServer | undefined;
-  let ledger: RemoteLedger | undefined;
+  let ledger: Ledger | undefined;
   process.on("SIGINT", () => {});
   process.on("SIGTERM", () => {});
   process.on("disconnect", () => {
     if (closing) return;
-    ledger?.disconnected();
+    if (ledger instanceof RemoteLedger) ledger.disconnected();
     process.exit(EXIT.failed);
   });
   const metrics = createMetrics();
@@ -74,7 +77,14 @@ async function runWorker(): Promise<void> {
 
   try {
     const loaded = parseManifest(config.manifestText, config.manifestFile, config.manifestDir);
-    ledger = new RemoteLedger(config.ledgerKind, process as unknown as ConstructorParameters<typeof RemoteLedger>[1]);
+    // PostgreSQL: a pool of its own (the primary migrated the schema already); else the primary's ledger over IPC.
+    ledger = config.postgres
+      ? await openLedger(config.pkiDir, config.postgres.spec, { create: false, poolMax: config.postgres.poolMax })
+      : new RemoteLedger(
+          config.ledgerKind,
+          config.ledgerSchema,
+          process as unknown as ConstructorParameters<typeof RemoteLedger>[2],
+        );
     const opts = {
       manifest: loaded,
       pkiDir: config.pkiDir,
@@ -103,6 +113,7 @@ async function runWorker(): Promise<void> {
       exitCode: e instanceof MtlskitError ? e.exitCode : EXIT.failed,
     });
     closing = true;
+    if (ledger && !(ledger instanceof RemoteLedger)) await ledger.close().catch(() => {});
     process.disconnect();
     return;
   }

@@ -23,7 +23,7 @@ export interface OnlineService {
 
 /** OnlineFacts is the ledger as the read-only commands see it. */
 export interface OnlineFacts {
-  /** ledger: the file read (DIR/ca/ledger.db). */
+  /** ledger: the file read (DIR/ca/ledger.db), or the database (postgres://HOST:PORT/DB, redacted). */
   ledger: string;
   /** services: the csr services with at least one row, by name. */
   services: ReadonlyMap<string, OnlineService>;

@@ -22,6 +22,11 @@ export function failingLedger(inner: Ledger): Ledger & { failing: { on: boolean 
     list: (...a) => guard(() => inner.list(...a)),
     revoke: (...a) => guard(() => inner.revoke(...a)),
     stats: (...a) => guard(() => inner.stats(...a)),
+    revoked: (...a) => guard(() => inner.revoked(...a)),
+    nextCrlNumber: (...a) => guard(() => inner.nextCrlNumber(...a)),
+    readRows: (...a) => guard(() => inner.readRows(...a)),
+    writeRows: (...a) => guard(() => inner.writeRows(...a)),
+    schema: inner.schema,
     backup: (...a) => guard(() => inner.backup(...a)),
     close: () => inner.close(),
   };

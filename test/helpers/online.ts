@@ -4,6 +4,8 @@
  * listening on 127.0.0.1 (port 0 at first; restart() comes back on the same port).
  */
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import * as https from "node:https";
 import * as path from "node:path";
 import { openLedger } from "../../src/ledger/index.ts";
 import { loadManifest } from "../../src/manifest/index.ts";
@@ -59,4 +61,60 @@ export async function startOnlineCa(manifestText: string): Promise<OnlineCa> {
     },
   };
   return ca;
+}
+
+/** Replica is a second server on an OnlineCa's PKI directory and ledger file (a CA replica as agents see it). */
+export interface Replica {
+  url: string;
+  port: number;
+  /** metrics returns its /metrics text. */
+  metrics(): Promise<string>;
+  stop(): Promise<void>;
+  /** restart starts it again on the same port. */
+  restart(): Promise<void>;
+}
+
+/** startReplica serves `ca`'s PKI again on another loopback port, with its own connection to the same SQLite ledger file. */
+export async function startReplica(ca: OnlineCa): Promise<Replica> {
+  const loaded = loadManifest(ca.manifest);
+  const start = async (port: number) =>
+    startServer({
+      manifest: loaded,
+      pkiDir: ca.pki,
+      listen: { host: "127.0.0.1", port },
+      ledger: await openLedger(ca.pki),
+      checkMs: 100,
+    });
+  let server = await start(0);
+  const port = server.port;
+  return {
+    url: `https://127.0.0.1:${port}`,
+    port,
+    metrics: () => metricsOf(`https://127.0.0.1:${port}`, path.join(ca.pki, "ca/ca.pem")),
+    async stop() {
+      await server.close();
+    },
+    async restart() {
+      server = await start(port);
+    },
+  };
+}
+
+/** metricsOf GETs /metrics from a server trusted by the PEM bundle in `caFile` (5 s deadline). */
+export function metricsOf(url: string, caFile: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = https.get(
+      `${url}/metrics`,
+      { ca: readFileSync(caFile, "utf8"), agent: false, timeout: 5000 },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (d: string) => (text += d));
+        res.on("end", () => resolve(text));
+        res.on("error", reject);
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error(`${url}/metrics did not answer within 5 s`)));
+    req.on("error", reject);
+  });
 }

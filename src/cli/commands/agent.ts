@@ -13,8 +13,8 @@ import type { Io } from "../output.ts";
 export const AGENT_HELP = `mtlskit agent: hold a service's certificate from the online CA (mtlskit serve), renewed on its own.
 
 USAGE
-  mtlskit agent --server URL --service NAME --token-file FILE --out DIR (--ca FILE | --fingerprint SHA256)
-                [--reload CMD] [--key-type TYPE] [--once]
+  mtlskit agent --server URL [--server URL ...] --service NAME --token-file FILE --out DIR
+                (--ca FILE | --fingerprint SHA256) [--reload CMD] [--key-type TYPE] [--once]
   mtlskit agent --status --out DIR [--json | --metrics]
 
 The agent generates the key on this host (it is never sent), enrolls with the single-use bootstrap
@@ -32,13 +32,24 @@ The token is spent by the first enrollment; it is read from its file only when a
 it and never logged. An expired certificate cannot renew: the agent says so (--status: expired)
 and enrolls again only with a new token written to --token-file.
 
+Several servers (replicas of one CA sharing its ledger; docs/online-ca.md, "Agent: several
+servers"): give --server once per replica, or one comma-separated list. Every request goes to the
+server that worked last, and at once to the next one when that server cannot be used (no
+connection, no handshake within 5 s, no answer within 10 s, a TLS failure, 5xx, 429, 408). A
+refusal (another 4xx: a used token, a revoked certificate, the policy) is the CA's answer and is
+not asked of another replica. When every server failed, the backoff above applies to the whole
+list. An enrollment or renewal that failed that way keeps its key and CSR (OUT/agent-request.json,
+0600) and sends the same again, so a replica that recorded the certificate but could not answer
+can hand it back.
+
 Trust in the server: --ca FILE (the CA's bundle, PKI/ca/ca.pem), or --fingerprint SHA256 (of the
 CA's root: openssl x509 -noout -fingerprint -sha256 -in PKI/ca/ca.pem): the first connection
 verifies the presented chain up to that root and the server's name, then the root is kept in
 DIR/ca.pem and the server is verified against it as usual. Verification is never skipped.
 
 FLAGS
-      --server URL          the CA, https://HOST:PORT (required)
+      --server URL          the CA, https://HOST:PORT (required); repeat it, or give a comma-separated
+                            list, for replicas (at most 16), asked in that order
       --service NAME        the service, declared csr: true in the CA's manifest (required)
       --token-file FILE     the bootstrap token (mtlskit token create NAME); needed to enroll
       --out DIR             where the files are written (required; created 0700)
@@ -47,14 +58,19 @@ FLAGS
       --reload CMD          run after each change of the files (sh -c)
       --key-type TYPE       ${KEY_TYPE_NAMES.join(", ")} (default ecdsa-p256; the manifest's key type)
       --once                enroll or renew if due, fetch the bundle, then exit (for scripts and timers)
-      --status              print the state in DIR/agent.json and exit: 0 healthy, 1 failing or expired
+      --status              print the state in DIR/agent.json (with each server's last success, last
+                            error, failures in a row, and which is current) and exit: 0 healthy,
+                            1 failing or expired
       --json                with --status: the state as JSON
-      --metrics             with --status: Prometheus text (health, expiry, renewal, failures) for
+      --metrics             with --status: Prometheus text (health, expiry, renewal, failures, and
+                            per server: current, failures in a row, last success, last error) for
                             node_exporter's textfile collector
 
 EXAMPLES
   mtlskit agent --server https://ca.internal:8443 --service web --token-file /etc/web/token \\
     --fingerprint 3f2a…9c --out /etc/web/tls --reload 'systemctl reload nginx'
+  mtlskit agent --server https://ca1.internal:8443 --server https://ca2.internal:8443 --service web \\
+    --token-file /etc/web/token --fingerprint 3f2a…9c --out /etc/web/tls
   mtlskit agent --server https://127.0.0.1:8443 --service web --token-file t --ca pki/ca/ca.pem --out tls --once
   mtlskit agent --status --out /etc/web/tls
   mtlskit agent --status --out /etc/web/tls --metrics > /var/lib/node_exporter/textfile_collector/web-agent.prom
@@ -70,7 +86,9 @@ EXIT CODES
 
 /** describeState renders agent.json for people: one line of health, then the fields that matter. */
 function describeState(s: AgentState, status: string, out: string): string {
-  const lines = [`mtlskit agent: ${s.service} is ${status}${s.server ? ` (server ${s.server})` : ""}`];
+  const lines = [
+    `mtlskit agent: ${s.service} is ${status}${s.server ? ` (server ${s.server}${(s.servers?.length ?? 0) > 1 ? `, first of ${s.servers!.length}` : ""})` : ""}`,
+  ];
   if (s.serial) lines.push(`  certificate  serial ${s.serial}, valid ${s.notBefore} to ${s.notAfter}`);
   if (s.renewAfter) lines.push(`  renewal      after ${s.renewAfter}`);
   if (s.nextAttempt) lines.push(`  next attempt ${s.nextAttempt}`);
@@ -79,6 +97,18 @@ function describeState(s: AgentState, status: string, out: string): string {
     lines.push(
       `  last error   ${s.lastError.at} (${s.lastError.code}, ${s.failures} in a row): ${s.lastError.message}`,
     );
+  for (const x of s.servers ?? []) {
+    const facts = [
+      x.url === s.server ? "current" : undefined,
+      x.failures > 0 ? `${x.failures} failure${x.failures === 1 ? "" : "s"} in a row` : undefined,
+      x.lastSuccess ? `last success ${x.lastSuccess}` : "no success yet",
+    ].filter((f) => f !== undefined);
+    lines.push(`  server       ${x.url}: ${facts.join(", ")}`);
+    if (x.lastError)
+      lines.push(
+        `               last error ${x.lastError.at} (${x.lastError.code}): ${x.lastError.message.replace(/^agent: /, "").split("\n")[0]}`,
+      );
+  }
   if (s.reload) lines.push(`  reload       ${s.reload.at}: ${s.reload.ok ? "ok" : "FAILED"}, ${s.reload.message}`);
   lines.push(
     `  files        ${path.join(out, AGENT_FILES.cert.name)}, ${AGENT_FILES.key.name}, ${AGENT_FILES.ca.name}`,
@@ -99,6 +129,8 @@ function eventLine(service: string, e: AgentEvent): string {
       return `mtlskit agent: ${service}: the trust bundle changed (${e.sha256.length} CA${e.sha256.length === 1 ? "" : "s"}); ca.pem rewritten`;
     case "reload":
       return `mtlskit agent: ${service}: reload ${e.ok ? "ran" : "FAILED"}: ${e.message}`;
+    case "failover":
+      return `mtlskit agent: ${service}: ${e.server} could not be used (${e.code}); trying ${e.next}`;
     case "error":
       return `mtlskit agent: ${service}: ${e.message.replace(/^agent: /, "")}\n  retrying in ${Math.round(e.retryInMs / 100) / 10} s`;
   }
@@ -111,7 +143,7 @@ export async function agentCommand(args: string[], io: Io): Promise<number> {
       args,
       options: {
         ...COMMON_FLAGS,
-        server: { type: "string" },
+        server: { type: "string", multiple: true },
         service: { type: "string" },
         "token-file": { type: "string" },
         out: { type: "string" },
@@ -159,6 +191,12 @@ export async function agentCommand(args: string[], io: Io): Promise<number> {
 
   for (const k of ["server", "service"] as const)
     if (values[k] === undefined) throw new UsageError(`mtlskit agent: --${k} is required (see mtlskit agent --help)`);
+  // --server repeats, and each may be a comma-separated list: https://a:8443,https://b:8443.
+  const servers = values.server!.flatMap((v) => v.split(",")).map((v) => v.trim());
+  if (servers.some((v) => v === ""))
+    throw new UsageError(
+      `mtlskit agent: --server ${JSON.stringify(values.server!.join(","))} has an empty entry; give URLs separated by commas, or --server once per URL`,
+    );
   if (values.ca !== undefined && values.fingerprint !== undefined)
     throw new UsageError("mtlskit agent: --ca and --fingerprint both say how to trust the server; give one of the two");
   const keyType = values["key-type"] ?? "ecdsa-p256";
@@ -185,7 +223,7 @@ export async function agentCommand(args: string[], io: Io): Promise<number> {
   const service = values.service!;
 
   const agent = createAgent({
-    server: values.server!,
+    servers,
     service,
     token,
     ...(ca !== undefined ? { ca } : {}),

@@ -15,6 +15,8 @@ import { paint, paintErr, progressLine, type Io } from "../output.ts";
 import {
   crlRewritten,
   MANIFEST_FLAGS,
+  LEDGER_FLAG,
+  LEDGER_FLAG_HELP,
   planJson,
   REISSUE_FLAGS,
   renderExternalNote,
@@ -79,6 +81,7 @@ the next apply; every run is recorded in DIR/last-apply.json (read by status and
 FLAGS
   -f, --file FILE      manifest (default mtlskit.yaml)
       --pki DIR        PKI directory (default ./pki)
+${LEDGER_FLAG_HELP}
       --reissue NAME   re-issue these services' certificates with new keys (repeat, or a,b)
       --reissue-all    re-issue every service certificate (the CA is kept)
       --ca-key FILE    the CA's private key kept offline (see above); only needed when apply
@@ -173,6 +176,7 @@ function applyFlags(args: string[]) {
       options: {
         ...COMMON_FLAGS,
         ...MANIFEST_FLAGS,
+        ...LEDGER_FLAG,
         ...REISSUE_FLAGS,
         "lock-wait": { type: "string", default: "5" },
         "no-reload": { type: "boolean" },
@@ -201,7 +205,7 @@ async function applyText(
   let lastDraw = 0;
   const outputsWriter = writeOutputs(io, loaded, values.pki, values.json === true);
   // Read only (never created here): csr services issued online are reported as such, not as awaiting a CSR.
-  const online = await readOnlineOrWarn(loaded.manifest, values.pki, (t) => io.err(`warning: ${t}\n`));
+  const online = await readOnlineOrWarn(loaded.manifest, values.pki, (t) => io.err(`warning: ${t}\n`), values.ledger);
   const result = await apply(loaded, values.pki, {
     ...(online ? { online } : {}),
     afterWrite: outputsWriter.afterWrite,

@@ -18,7 +18,7 @@ import { loadManifest, parseDuration, type Manifest } from "../../manifest/index
 import { writeFileAtomic } from "../../state/fs.ts";
 import { COMMON_FLAGS, flags, parseTimeFlag } from "../args.ts";
 import { paint, type Io } from "../output.ts";
-import { asPlugin, MANIFEST_FLAGS, renderWarnings } from "./shared.ts";
+import { asPlugin, LEDGER_FLAG, LEDGER_FLAG_HELP, MANIFEST_FLAGS, renderWarnings } from "./shared.ts";
 
 export const CHECK_HELP = `mtlskit check: prove every declared connection will handshake, and say exactly what to fix.
 
@@ -45,6 +45,7 @@ code (\`mtlskit check --codes\` lists them), a severity, what it concerns, and t
 FLAGS
   -f, --file FILE      manifest (default mtlskit.yaml)
       --pki DIR        PKI directory of managed services (default ./pki)
+${LEDGER_FLAG_HELP}
       --json           the report as JSON (same as --format json)
       --format F       human (default), json, or prometheus (textfile-collector format)
       --nagios         one status line (under 8 KB) with perfdata errors=N;;0 warnings=N;0 ...
@@ -195,6 +196,7 @@ async function runCheck(args: string[], io: Io): Promise<number> {
       options: {
         ...COMMON_FLAGS,
         ...MANIFEST_FLAGS,
+        ...LEDGER_FLAG,
         format: { type: "string" },
         nagios: { type: "boolean" },
         output: { type: "string", short: "o" },
@@ -246,7 +248,7 @@ async function runCheck(args: string[], io: Io): Promise<number> {
   if (format === "human") renderWarnings(io, loaded.warnings);
   const manifest = selectServices(loaded.manifest, splitList(values.service));
   // The online CA's ledger, when there is one: csr services issued online are judged by their newest certificate there.
-  const online = await readOnline(manifest, values.pki, now);
+  const online = await readOnline(manifest, values.pki, now, values.ledger);
   const report = checkPki(manifest, values.pki, {
     ...(now ? { now } : {}),
     ...(online ? { online } : {}),

@@ -8,7 +8,7 @@ import { writeFileAtomic } from "../../state/fs.ts";
 import { metricsOfPki, serveMetrics } from "../../status/index.ts";
 import { COMMON_FLAGS, flags, parseListen } from "../args.ts";
 import type { Io } from "../output.ts";
-import { PKI_FLAGS } from "./shared.ts";
+import { LEDGER_FLAG, LEDGER_FLAG_HELP, PKI_FLAGS } from "./shared.ts";
 
 export const METRICS_HELP = `mtlskit metrics: Prometheus metrics of a deployment: expiry, renewal, findings, the last apply.
 
@@ -39,6 +39,7 @@ renewal overdue, apply failed or not run, check errors, CA expiring).
 FLAGS
   -f, --file FILE      manifest (default mtlskit.yaml)
       --pki DIR        PKI directory of managed services (default ./pki)
+${LEDGER_FLAG_HELP}
       --listen ADDR    serve on ADDR: 9469 (127.0.0.1:9469, this host only), [::1]:9469, or
                        0.0.0.0:9469 for every interface (as probe --listen reads it)
   -o, --output FILE    print-once mode: write FILE atomically (node_exporter's textfile collector)
@@ -63,6 +64,7 @@ export async function metricsCommand(args: string[], io: Io): Promise<number> {
       options: {
         ...COMMON_FLAGS,
         ...PKI_FLAGS,
+        ...LEDGER_FLAG,
         listen: { type: "string" },
         output: { type: "string", short: "o" },
       },
@@ -83,7 +85,7 @@ export async function metricsCommand(args: string[], io: Io): Promise<number> {
   const collect = async () => {
     const { manifest } = loadManifest(file);
     const now = new Date();
-    return metricsOfPki(manifest, pki, now, { online: await readOnline(manifest, pki, now) });
+    return metricsOfPki(manifest, pki, now, { online: await readOnline(manifest, pki, now, values.ledger) });
   };
   const first = await collect(); // invalid input fails here, before anything listens
   if (listen === undefined) {

@@ -9,6 +9,8 @@ import { EXIT_CODES_TEXT } from "../help.ts";
 import type { Io } from "../output.ts";
 import {
   MANIFEST_FLAGS,
+  LEDGER_FLAG,
+  LEDGER_FLAG_HELP,
   planJson,
   REISSUE_FLAGS,
   renderCsrNote,
@@ -39,6 +41,7 @@ awaiting a CSR, signed, or due for renewal, with the \`mtlskit csr\` and \`mtlsk
 FLAGS
   -f, --file FILE      manifest (default mtlskit.yaml)
       --pki DIR        PKI directory (default ./pki)
+${LEDGER_FLAG_HELP}
       --reissue NAME   plan re-issuing these services (repeat, or a,b)
       --reissue-all    plan re-issuing every service certificate
       --json           print the plan as JSON
@@ -55,7 +58,7 @@ export async function planCommand(args: string[], io: Io): Promise<number> {
   const { values, positionals } = flags("plan", () =>
     parseArgs({
       args,
-      options: { ...COMMON_FLAGS, ...MANIFEST_FLAGS, ...REISSUE_FLAGS },
+      options: { ...COMMON_FLAGS, ...MANIFEST_FLAGS, ...LEDGER_FLAG, ...REISSUE_FLAGS },
       allowPositionals: true,
       strict: true,
     }),
@@ -67,7 +70,7 @@ export async function planCommand(args: string[], io: Io): Promise<number> {
   if (values["reissue-all"] && reissue.length > 0)
     throw new UsageError("mtlskit plan: flag --reissue is incompatible with --reissue-all; use one");
   const loaded = loadManifest(values.file);
-  const online = await readOnlineOrWarn(loaded.manifest, values.pki, (t) => io.err(`warning: ${t}\n`));
+  const online = await readOnlineOrWarn(loaded.manifest, values.pki, (t) => io.err(`warning: ${t}\n`), values.ledger);
   const { plan } = readAndPlan(loaded, values.pki, {
     reissue,
     reissueAll: values["reissue-all"] ?? false,

@@ -5,7 +5,7 @@ import { parseManifest, readManifestText } from "../../manifest/index.ts";
 import { COMMON_FLAGS, flags, parseListen } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
 import { paintErr, type Io } from "../output.ts";
-import { PKI_FLAGS } from "./shared.ts";
+import { LEDGER_FLAG, LEDGER_FLAG_HELP, PKI_FLAGS } from "./shared.ts";
 
 /**
  * LISTEN: the default address, startServer's DEFAULT_LISTEN (loopback). Spelled here because the
@@ -39,7 +39,7 @@ function parseWorkers(text: string | undefined): number {
 export const SERVE_HELP = `mtlskit serve: the online CA: agents enroll with a token and renew with their certificate.
 
 USAGE
-  mtlskit serve [-f FILE] [--pki DIR] [--listen 127.0.0.1:8443] [--workers N] [--log]
+  mtlskit serve [-f FILE] [--pki DIR] [--ledger SPEC] [--listen 127.0.0.1:8443] [--workers N] [--log]
 
 Issues short-lived certificates over HTTPS to the manifest's csr: true services, whose keys are
 made on their own hosts (\`mtlskit agent\`) and never sent. Every certificate carries exactly the
@@ -50,17 +50,24 @@ is issued from the CA in memory (SANs: the listen address and localhost) and ren
 API (docs/online-ca.md): POST /v1/enroll (token + CSR), POST /v1/renew (mTLS + CSR), POST
 /v1/revoke (mTLS, serve.admins only), GET /v1/bundle, /v1/crl, /v1/health, /metrics.
 
+Several replicas (docs/online-ca.md, "Running several CA replicas"): each runs serve with its own
+copy of DIR/ca (the CA key is never put in the database) and the same --ledger
+postgres://USER@HOST:PORT/DB (password from PGPASSWORD or ~/.pgpass). Schema migrations are applied
+on start. While PostgreSQL is down every issuance answers 503 and nothing is issued unrecorded.
+
 It prints the URL and the root's SHA-256, which agents pass as --fingerprint on first contact.
 SIGTERM or SIGINT stops it: in-flight requests finish, the ledger is closed.
 
 FLAGS
   -f, --file FILE      manifest (default mtlskit.yaml)
       --pki DIR        PKI directory holding the CA (default ./pki; run \`mtlskit apply\` first)
+${LEDGER_FLAG_HELP}
       --listen ADDR    [HOST:]PORT to listen on (default ${LISTEN}, this host only;
                        0.0.0.0:8443 for every interface)
       --workers N      HTTP worker processes sharing the port (default 1: this process serves
-                       everything); with N > 1 this process alone writes the ledger, so its
-                       group commit covers every worker
+                       everything); with N > 1 and SQLite this process alone writes the ledger,
+                       so its group commit covers every worker; with PostgreSQL each worker
+                       opens its own connections (together at most 10)
       --log            JSON log lines on standard error (never a token, key or CSR)
 
 EXAMPLES
@@ -81,6 +88,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
       options: {
         ...COMMON_FLAGS,
         ...PKI_FLAGS,
+        ...LEDGER_FLAG,
         listen: { type: "string", default: LISTEN },
         log: { type: "boolean" },
         workers: { type: "string" },
@@ -97,14 +105,16 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   const online = loaded.manifest.services.filter((s) => s.csr === true && s.files === undefined);
   const { startServer, startCluster } = await import("../../server/index.ts");
   const log = values.log ? { log: { stream: process.stderr } } : {};
+  const ledgerSpec = values.ledger === undefined ? {} : { ledgerSpec: values.ledger };
   const server =
     workers === 1
-      ? await startServer({ manifest: loaded, pkiDir: values.pki, listen, ...log })
+      ? await startServer({ manifest: loaded, pkiDir: values.pki, ...ledgerSpec, listen, ...log })
       : await startCluster({
           manifestText,
           manifestFile: values.file,
           loaded,
           pkiDir: values.pki,
+          ...ledgerSpec,
           listen,
           workers,
           ...log,

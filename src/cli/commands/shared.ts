@@ -10,6 +10,17 @@ export const PKI_FLAGS = {
   pki: { type: "string", default: "./pki" },
 } as const;
 
+/**
+ * LEDGER_FLAG: --ledger SPEC, the online CA's ledger when it is not DIR/ca/ledger.db: sqlite:PATH,
+ * or postgres://USER@HOST:PORT/DB (several serve replicas; the password from PGPASSWORD or
+ * ~/.pgpass, never in argv). Every message names it redacted.
+ */
+export const LEDGER_FLAG = { ledger: { type: "string" } } as const;
+
+/** LEDGER_FLAG_HELP: the help line of --ledger. */
+export const LEDGER_FLAG_HELP = `      --ledger SPEC    the online CA's ledger: sqlite:PATH, or postgres://USER@HOST:PORT/DB
+                       (password from PGPASSWORD or ~/.pgpass; default DIR/ca/ledger.db)`;
+
 /** MANIFEST_FLAGS: PKI_FLAGS and --json, as most commands take them. */
 export const MANIFEST_FLAGS = { ...PKI_FLAGS, json: { type: "boolean" } } as const;
 

@@ -16,7 +16,7 @@ import {
 } from "../../status/index.ts";
 import { COMMON_FLAGS, flags, parseTimeFlag } from "../args.ts";
 import { paint, type Io } from "../output.ts";
-import { asPlugin, renderWarnings } from "./shared.ts";
+import { asPlugin, LEDGER_FLAG, LEDGER_FLAG_HELP, renderWarnings } from "./shared.ts";
 
 export const STATUS_HELP = `mtlskit status: every certificate's expiry, renewal date and CA expiry, most urgent first.
 
@@ -43,6 +43,7 @@ skipped and listed; another file without a certificate is critical.
 FLAGS
   -f, --file FILE      manifest (default mtlskit.yaml)
       --pki DIR        PKI directory of managed services (default ./pki)
+${LEDGER_FLAG_HELP}
       --json           the rows as JSON
       --nagios         one status line with perfdata (seconds left per certificate, thresholds as
                        ranges: 'api'=5184000s;2592000:;604800: alerts below them), under
@@ -178,6 +179,7 @@ async function runStatus(args: string[], io: Io): Promise<number> {
         ...COMMON_FLAGS,
         file: { type: "string", short: "f" },
         pki: { type: "string" },
+        ...LEDGER_FLAG,
         json: { type: "boolean" },
         nagios: { type: "boolean" },
         warning: { type: "string" },
@@ -225,7 +227,7 @@ async function runStatus(args: string[], io: Io): Promise<number> {
     const pki = values.pki ?? "./pki";
     const loaded = loadManifest(file);
     if (!values.json && !values.nagios) renderWarnings(io, loaded.warnings);
-    const online = await readOnline(loaded.manifest, pki, now);
+    const online = await readOnline(loaded.manifest, pki, now, values.ledger);
     status = statusOfPki(loaded.manifest, pki, now, t, `mtlskit apply -f ${file} --pki ${pki}`, { online }).status;
     head = `mtlskit status: ${file}, ${loaded.manifest.services.some((s) => !s.files) ? pki : "external files only"}, at ${now.toISOString().slice(0, 16).replace("T", " ")} UTC`;
   }

@@ -6,24 +6,24 @@
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { EXIT, InvalidInputError, UsageError } from "../../errors.ts";
-import { isTokenId, openLedger, type TokenRecord } from "../../ledger/index.ts";
+import { isTokenId, openLedger, redactUrl, type TokenRecord } from "../../ledger/index.ts";
 import { formatDuration, loadManifest, parseTtl, problemAt } from "../../manifest/index.ts";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
 import { paintErr, type Io } from "../output.ts";
 import { ledgerFile, table, withLedger } from "./ledger.ts";
-import { PKI_FLAGS } from "./shared.ts";
+import { LEDGER_FLAG, LEDGER_FLAG_HELP, PKI_FLAGS } from "./shared.ts";
 
 /** TOKEN_TTL: a token's lifetime unless --ttl says otherwise; TOKEN_MAX_TTL bounds --ttl (a bootstrap token is for the next deployment, not a standing credential). */
 export const TOKEN_TTL = "15m";
 export const TOKEN_MAX_TTL_MS = 7 * 86_400_000;
 
-const PKI_ONLY = { pki: PKI_FLAGS.pki, json: { type: "boolean" } } as const;
+const PKI_ONLY = { pki: PKI_FLAGS.pki, ...LEDGER_FLAG, json: { type: "boolean" } } as const;
 
 export const TOKEN_CREATE_HELP = `mtlskit token create: a single-use bootstrap token for one service's agent.
 
 USAGE
-  mtlskit token create SERVICE [-f FILE] [--pki DIR] [--ttl 15m] [--json]
+  mtlskit token create SERVICE [-f FILE] [--pki DIR] [--ledger SPEC] [--ttl 15m] [--json]
 
 Prints mtk_ID_SECRET once: the agent on SERVICE's host presents it to \`mtlskit serve\`
 (POST /v1/enroll) with its CSR, and the certificate it gets pays for it: the token is consumed
@@ -33,7 +33,8 @@ SERVICE must be in the manifest with csr: true (its key is made on its host and 
 
 FLAGS
   -f, --file FILE      manifest (default mtlskit.yaml)
-      --pki DIR        PKI directory (default ./pki); it must exist
+      --pki DIR        PKI directory (default ./pki); it must exist (unless --ledger names a database)
+${LEDGER_FLAG_HELP}
       --ttl D          how long the token may be used: 90s, 15m, 1h, 7d at most (default ${TOKEN_TTL})
       --json           print {"token","id","service","expiresAt"}
 
@@ -47,12 +48,13 @@ ${EXIT_CODES_TEXT}
 export const TOKEN_LIST_HELP = `mtlskit token list: the bootstrap tokens in the ledger (ids, never secrets), newest first.
 
 USAGE
-  mtlskit token list [--pki DIR] [--service S] [--json]
+  mtlskit token list [--pki DIR] [--ledger SPEC] [--service S] [--json]
 
 STATE is outstanding, used (by SERIAL), revoked or expired. Without a ledger it says so and exits 0.
 
 FLAGS
       --pki DIR        PKI directory (default ./pki)
+${LEDGER_FLAG_HELP}
       --service S      only the tokens of service S
       --json           print the tokens as JSON
 
@@ -65,13 +67,14 @@ ${EXIT_CODES_TEXT}
 export const TOKEN_REVOKE_HELP = `mtlskit token revoke: make a token unusable before it expires.
 
 USAGE
-  mtlskit token revoke ID [--pki DIR] [--json]
+  mtlskit token revoke ID [--pki DIR] [--ledger SPEC] [--json]
 
 ID is the 16 hex digits after mtk_ (\`mtlskit token list\` shows them). An enrollment that presents
 it afterwards is refused (401 token-revoked). Revoking again keeps the first time.
 
 FLAGS
       --pki DIR        PKI directory (default ./pki)
+${LEDGER_FLAG_HELP}
       --json           print the token as JSON
 
 EXAMPLES
@@ -108,6 +111,7 @@ async function createCommand(args: string[], io: Io): Promise<number> {
       options: {
         ...COMMON_FLAGS,
         ...PKI_FLAGS,
+        ...LEDGER_FLAG,
         ttl: { type: "string", default: TOKEN_TTL },
         json: { type: "boolean" },
       },
@@ -147,12 +151,12 @@ async function createCommand(args: string[], io: Io): Promise<number> {
         `add csr: true to services.${name} (its host then runs \`mtlskit agent\`), or let \`mtlskit apply\` issue it`,
       ),
     ]);
-  if (!existsSync(values.pki))
+  if (values.ledger === undefined && !existsSync(values.pki))
     throw new UsageError(
       `mtlskit token create: the PKI directory ${values.pki} does not exist; run \`mtlskit apply -f ${values.file} --pki ${values.pki}\` first, or pass the right --pki (nothing was written)`,
     );
   const now = new Date();
-  const ledger = await openLedger(values.pki);
+  const ledger = await openLedger(values.pki, values.ledger);
   let made: Awaited<ReturnType<typeof ledger.createToken>>;
   try {
     made = await ledger.createToken(name, "enroll", ttlMs, now);
@@ -168,7 +172,7 @@ async function createCommand(args: string[], io: Io): Promise<number> {
   io.out(`${made.token}\n`);
   io.err(
     `${paintErr(io, "bold", `Token ${made.record.id} for ${name}`)}: single use, valid until ${expiresAt} (${formatDuration(ttlMs)}). It is shown only this once; the ledger keeps its hash.\n` +
-      `Give it to ${name}'s host: mtlskit agent --server URL --service ${name} --token-file FILE --out DIR (FILE mode 0600). Revoke it with \`mtlskit token revoke ${made.record.id} --pki ${values.pki}\`.\n`,
+      `Give it to ${name}'s host: mtlskit agent --server URL --service ${name} --token-file FILE --out DIR (FILE mode 0600). Revoke it with \`mtlskit token revoke ${made.record.id} ${values.ledger === undefined ? `--pki ${values.pki}` : `--ledger ${redactUrl(values.ledger)}`}\`.\n`,
   );
   return EXIT.ok;
 }
@@ -186,7 +190,7 @@ async function listCommand(args: string[], io: Io): Promise<number> {
   if (positionals.length > 0)
     throw new UsageError(`mtlskit token list: unexpected argument ${JSON.stringify(positionals[0])}; use --service S`);
   const now = new Date();
-  const tokens = await withLedger(values.pki, (l) =>
+  const tokens = await withLedger(values.pki, values.ledger, (l) =>
     l.tokens(values.service === undefined ? {} : { service: values.service }),
   );
   if (values.json)
@@ -203,14 +207,14 @@ async function listCommand(args: string[], io: Io): Promise<number> {
   if (tokens === undefined)
     return (
       io.out(
-        `No ledger at ${ledgerFile(values.pki)}: no tokens. \`mtlskit token create SERVICE\` makes one (and the ledger).\n`,
+        `No ledger at ${ledgerFile(values.pki, values.ledger)}: no tokens. \`mtlskit token create SERVICE\` makes one (and the ledger).\n`,
       ),
       EXIT.ok
     );
   if (tokens.length === 0)
     return (
       io.out(
-        `No tokens${values.service === undefined ? "" : ` for ${values.service}`} in ${ledgerFile(values.pki)}.\n`,
+        `No tokens${values.service === undefined ? "" : ` for ${values.service}`} in ${ledgerFile(values.pki, values.ledger)}.\n`,
       ),
       EXIT.ok
     );
@@ -239,7 +243,7 @@ async function revokeCommand(args: string[], io: Io): Promise<number> {
       `mtlskit token revoke: ${JSON.stringify(positionals[0])} is not a token id: 16 lower-case hex digits (the part after mtk_); \`mtlskit token list\` shows them`,
     );
   const now = new Date();
-  const done = await withLedger(values.pki, async (l) => {
+  const done = await withLedger(values.pki, values.ledger, async (l) => {
     const before = (await l.tokens()).find((t) => t.id === id);
     if (!before) return undefined;
     await l.revokeToken(id, now);
@@ -248,7 +252,7 @@ async function revokeCommand(args: string[], io: Io): Promise<number> {
   if (done === undefined)
     throw new InvalidInputError([
       {
-        file: ledgerFile(values.pki),
+        file: ledgerFile(values.pki, values.ledger),
         path: "",
         message: `has no token ${id}`,
         fix: "run `mtlskit token list` to see the ids, or pass the right --pki",

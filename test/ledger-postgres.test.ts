@@ -1,0 +1,355 @@
+/**
+ * The PostgreSQL ledger against a real throw-away cluster on loopback (test/helpers/postgres.ts):
+ * the Ledger contract (test/helpers/ledger-contract.ts, the same tests SQLite passes), then what
+ * only several replicas on one database show: two pools (two replicas) racing for one token and
+ * one serial, migrations applied once under concurrent opens, a newer schema refused, the database
+ * stopped (fails fast, then works again without reopening), psql as the independent judge.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { type Ledger, LedgerUnavailableError, openLedger, SCHEMA_VERSION } from "../src/ledger/index.ts";
+import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
+import { HOUR, ledgerContract, NOW, row } from "./helpers/ledger-contract.ts";
+import { type Pg, startPostgres } from "./helpers/postgres.ts";
+
+let pg: Pg;
+let n = 0;
+const pki = tempDir("mtlskit-pgledger-");
+
+/** freshDb makes an empty database owned by mtlskit and returns its URL. */
+function freshDb(): string {
+  const name = `t${process.pid}_${++n}`;
+  pg.admin(`create database ${name} owner mtlskit`);
+  return pg.url.replace(/\/mtlskit$/, `/${name}`);
+}
+const dbOf = new WeakMap<Ledger, string>();
+
+/** judge counts in the ledger's database with psql, as the superuser. */
+const judge = (l: Ledger, sql: string): string => pg.adminDb(dbOf.get(l)!, sql);
+
+before(async () => {
+  pg = await startPostgres();
+});
+after(async () => {
+  await pg?.destroy();
+});
+
+ledgerContract(
+  "postgres",
+  async () => {
+    const url = freshDb();
+    const l = await openLedger(pki, url);
+    dbOf.set(l, new URL(url).pathname.slice(1));
+    return l;
+  },
+  judge,
+);
+
+describe("ledger: postgres replicas", { timeout: 120_000 }, () => {
+  it("ok/two replicas (two pools) record with ONE token 50 times: exactly 1 ok, 49 token-used, one row; a serial taken by A is duplicate-serial on B", async () => {
+    const url = freshDb();
+    const [a, b] = await Promise.all([openLedger(pki, url), openLedger(pki, url)]);
+    try {
+      const { record } = await a.createToken("web", "enroll", HOUR, NOW);
+      const serials = Array.from({ length: 50 }, (_, i) => (0x1000 + i).toString(16));
+      const outcomes = await Promise.all(
+        serials.map((s, i) => (i % 2 ? b : a).record(row(s, { tokenId: record.id }), { tokenId: record.id, now: NOW })),
+      );
+      assert.equal(outcomes.filter((o) => o.ok).length, 1);
+      assert.equal(outcomes.filter((o) => !o.ok && o.reason === "token-used").length, 49);
+      const db = new URL(url).pathname.slice(1);
+      assert.equal(pg.adminDb(db, "SELECT count(*) FROM certificates"), "1");
+      const winner = serials[outcomes.findIndex((o) => o.ok)]!;
+      assert.equal(pg.adminDb(db, `SELECT used_by FROM tokens WHERE id = '${record.id}'`), winner);
+      // The same serial from both replicas at once: one row, one duplicate-serial.
+      const both = await Promise.all([a.record(row("77")), b.record(row("77"))]);
+      assert.deepEqual(both.map((o) => (o.ok ? "ok" : o.reason)).sort(), ["duplicate-serial", "ok"]);
+      assert.deepEqual(await b.record(row(winner)), { ok: false, reason: "duplicate-serial" });
+      // A revocation made through A is seen by B (what B's renewals and CRL read).
+      await a.revoke("77", "keyCompromise", NOW);
+      assert.equal((await b.get("77"))!.revokedReason, "keyCompromise");
+      assert.deepEqual(
+        (await b.revoked(NOW)).map((r) => r.serial),
+        ["77"],
+      );
+      assert.equal(await a.nextCrlNumber(5n), 5n);
+      assert.equal(await b.nextCrlNumber(5n), 6n, "one counter for every replica");
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it("ok/migrations: 6 concurrent opens of an empty database apply them once (advisory lock); reopening applies nothing; kind has no user or password", async () => {
+    const url = freshDb();
+    const db = new URL(url).pathname.slice(1);
+    const opened = await Promise.all(Array.from({ length: 6 }, () => openLedger(pki, url, { poolMax: 2 })));
+    try {
+      assert.equal(pg.adminDb(db, "SELECT string_agg(version::text, ',') FROM schema_version"), String(SCHEMA_VERSION));
+      const created = opened.filter((l) => l.schema.foundVersion === undefined).length;
+      assert.equal(created, 1, "one replica created the schema, the others found it");
+      for (const l of opened) assert.equal(l.schema.version, SCHEMA_VERSION);
+      assert.equal(opened[0]!.kind, `postgres://127.0.0.1:${pg.port}/${db}`);
+      assert.doesNotMatch(opened[0]!.kind, new RegExp(`mtlskit@|${pg.password}`));
+    } finally {
+      await Promise.all(opened.map((l) => l.close()));
+    }
+    const again = await openLedger(pki, url);
+    assert.deepEqual(again.schema, { version: SCHEMA_VERSION, foundVersion: SCHEMA_VERSION });
+    await again.close();
+    // A version-1 database (as the first release made it) is brought to the current version.
+    pg.adminDb(db, "DROP TABLE counters; DROP INDEX certificates_revoked; UPDATE schema_version SET version = 1");
+    const upgraded = await openLedger(pki, url);
+    assert.deepEqual(upgraded.schema, { version: SCHEMA_VERSION, foundVersion: 1 });
+    assert.equal(await upgraded.nextCrlNumber(1n), 1n);
+    await upgraded.close();
+  });
+
+  it("fail/a newer schema is refused naming both versions (nothing changed); create: false refuses an empty database naming `mtlskit ledger migrate`", async () => {
+    const url = freshDb();
+    const db = new URL(url).pathname.slice(1);
+    await assert.rejects(openLedger(pki, url, { create: false }), (e: Error) => {
+      assert.ok(e instanceof LedgerUnavailableError);
+      assert.match(e.message, /holds no mtlskit ledger yet; run `mtlskit ledger migrate --ledger postgres:\/\/\.\.\.`/);
+      return true;
+    });
+    assert.equal(pg.adminDb(db, "SELECT to_regclass('schema_version') IS NULL"), "t", "create: false made nothing");
+    await (await openLedger(pki, url)).close();
+    pg.adminDb(db, `UPDATE schema_version SET version = ${SCHEMA_VERSION + 1}`);
+    await assert.rejects(openLedger(pki, url), (e: Error) => {
+      assert.ok(e instanceof LedgerUnavailableError);
+      assert.match(
+        e.message,
+        new RegExp(
+          `schema version ${SCHEMA_VERSION + 1} is newer than this mtlskit understands \\(${SCHEMA_VERSION}\\).*upgrade mtlskit on every replica`,
+        ),
+      );
+      assert.doesNotMatch(e.message, new RegExp(pg.password));
+      return true;
+    });
+    assert.equal(pg.adminDb(db, "SELECT version FROM schema_version"), String(SCHEMA_VERSION + 1));
+    // Another program's database (a `tokens` table, no schema_version) is not taken for a ledger.
+    const foreign = freshDb();
+    pg.adminDb(new URL(foreign).pathname.slice(1), "CREATE TABLE tokens (x int); ALTER TABLE tokens OWNER TO mtlskit");
+    await assert.rejects(
+      openLedger(pki, foreign),
+      /has tables tokens but no schema_version: it is not an mtlskit ledger/,
+    );
+    assert.equal(pg.adminDb(new URL(foreign).pathname.slice(1), "SELECT to_regclass('schema_version') IS NULL"), "t");
+  });
+
+  for (const how of ["stop", "kill"] as const)
+    it(`fail/the database ${how === "stop" ? "stopped" : "killed (-9)"}: every call is LedgerUnavailableError within the connect timeout (no hang), naming the database and the fix; after start() the same ledger works again`, async () => {
+      const url = freshDb();
+      const ledger = await openLedger(pki, url, { connectTimeoutMs: 2000, statementTimeoutMs: 3000 });
+      try {
+        assert.deepEqual(await ledger.record(row("01")), { ok: true });
+        // Pooled connections held open: the outage cuts live sockets, not only new connections.
+        await Promise.all([ledger.get("01"), ledger.stats(NOW), ledger.revoked(NOW)]);
+        await (how === "stop" ? pg.stop() : pg.kill());
+        const calls: [string, () => Promise<unknown>][] = [
+          ["record", () => ledger.record(row("02"))],
+          ["get", () => ledger.get("01")],
+          ["stats", () => ledger.stats(NOW)],
+          ["createToken", () => ledger.createToken("web", "enroll", HOUR, NOW)],
+          ["revoked", () => ledger.revoked(NOW)],
+        ];
+        for (const [name, call] of calls) {
+          // Bounded: the promise must settle before this guard fires (connect timeout 2 s + slack).
+          let guard: NodeJS.Timeout | undefined;
+          const settled = await Promise.race([
+            call().then(
+              () => "resolved",
+              (e: unknown) => e,
+            ),
+            new Promise((r) => {
+              guard = setTimeout(() => r("hung"), 15_000);
+            }),
+          ]);
+          clearTimeout(guard);
+          assert.ok(settled instanceof LedgerUnavailableError, `${name}: ${String(settled)}`);
+          assert.match(
+            settled.message,
+            new RegExp(`^ledger postgres://127\\.0\\.0\\.1:${pg.port}/t\\d+_\\d+: cannot `),
+          );
+          assert.match(settled.message, /PostgreSQL is down|shutting down|connection/);
+          assert.doesNotMatch(settled.message, new RegExp(pg.password));
+        }
+        await pg.start();
+        assert.deepEqual(await ledger.record(row("03")), { ok: true }, "the pool reconnects by itself");
+        assert.deepEqual(
+          (await ledger.list()).map((r) => r.serial).sort(),
+          ["01", "03"],
+          "nothing of the failed calls was written",
+        );
+      } finally {
+        if (!pg.running) await pg.start();
+        await ledger.close();
+      }
+    });
+});
+
+const CLI_MANIFEST = `version: 1
+cluster: led
+services:
+  web: { usage: dual, csr: true }
+`;
+
+/** noSecret asserts that a CLI result shows neither the password nor the user@ part of the URL. */
+function noSecret(r: { out: string; err: string }, what: string): void {
+  for (const text of [r.out, r.err]) {
+    assert.equal(text.includes(pg.password), false, `${what}: the password is in the output`);
+    assert.doesNotMatch(text, /mtlskit:[^@\s]*@/, `${what}: the URL's credentials are in the output`);
+  }
+}
+
+describe("cli: --ledger postgres://, ledger migrate", { timeout: 180_000 }, () => {
+  it("ok/ledger migrate --from sqlite --to postgres copies every row, verifies counts and SHA-256, re-run adds nothing; a conflicting row is named; back to sqlite: round trip identical", async () => {
+    const dir = tempDir("mtlskit-pgcli-");
+    const file = writeManifest(dir, CLI_MANIFEST);
+    const pki = path.join(dir, "pki");
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+    // A SQLite ledger with tokens (outstanding, used, revoked) and certificates (one revoked).
+    const src = await openLedger(pki);
+    const made = await Promise.all(Array.from({ length: 30 }, () => src.createToken("web", "enroll", HOUR, NOW)));
+    for (let i = 0; i < 20; i++)
+      await src.record(row((0x5000 + i).toString(16), { tokenId: made[i]!.record.id }), {
+        tokenId: made[i]!.record.id,
+        now: NOW,
+      });
+    for (let i = 0; i < 1100; i++) await src.record(row((0x100000 + i).toString(16), { how: "renew" }));
+    await src.revokeToken(made[25]!.record.id, NOW);
+    await src.revoke("5003", "keyCompromise", NOW);
+    await src.close();
+    const url = freshDb();
+    const db = new URL(url).pathname.slice(1);
+    const sqliteSpec = `sqlite:${path.join(pki, "ca/ledger.db")}`;
+    const first = await runCli(["ledger", "migrate", "--from", sqliteSpec, "--to", url]);
+    assert.equal(first.code, 0, first.err);
+    noSecret(first, "migrate");
+    assert.match(first.out, /: 30 tokens and 1120 certificates added, 0 rows already there unchanged\./);
+    assert.match(
+      first.out,
+      /Verified: all 1150 rows of the source \(30 tokens, 1120 certificates\) are in the target with the same SHA-256/,
+    );
+    // psql, the judge: the rows are there, hashes of the DER equal the recorded sha256 columns' source.
+    assert.equal(pg.adminDb(db, "SELECT count(*) FROM certificates"), "1120");
+    assert.equal(pg.adminDb(db, "SELECT count(*) FROM tokens WHERE used_at IS NOT NULL"), "20");
+    assert.equal(pg.adminDb(db, "SELECT revoked_reason FROM certificates WHERE serial = '5003'"), "keyCompromise");
+    const again = await runCli(["ledger", "migrate", "--from", sqliteSpec, "--to", url, "--json"]);
+    assert.equal(again.code, 0, again.err);
+    const j = JSON.parse(again.out);
+    assert.deepEqual(j.copied, { tokens: { added: 0, same: 30 }, certificates: { added: 0, same: 1120 } });
+    // Back into a new SQLite file: the same rows, hash for hash (the verification ran inside).
+    const back = path.join(dir, "back.db");
+    const round = await runCli(["ledger", "migrate", "--from", url, "--to", `sqlite:${back}`]);
+    assert.equal(round.code, 0, round.err);
+    assert.match(round.out, /30 tokens and 1120 certificates added/);
+    const sq = spawnSync("sqlite3", [back, "SELECT count(*), sum(length(der)) FROM certificates"], {
+      encoding: "utf8",
+    });
+    assert.equal(sq.stdout.trim(), `1120|${1120 * 500}`);
+    // A row changed in the target: the next copy stops, naming it, and writes nothing of its page.
+    pg.adminDb(db, "UPDATE certificates SET requester = '10.9.9.9:1' WHERE serial = '5007'");
+    const conflict = await runCli(["ledger", "migrate", "--from", sqliteSpec, "--to", url]);
+    assert.equal(conflict.code, 3, conflict.err);
+    assert.match(conflict.err, /already holds a row with the same key as .* but other content: certificates\/5007/);
+    noSecret(conflict, "conflict");
+    const usage = await runCli(["ledger", "migrate", "--from", sqliteSpec]);
+    assert.equal(usage.code, 2);
+    assert.match(usage.err, /--from and --to go together/);
+  });
+
+  it("ok/--ledger on token, ledger, serve's neighbours: create, list, revoke, show, migrate, status; the password never printed (from the URL or PGPASSWORD)", async () => {
+    const dir = tempDir("mtlskit-pgcli-");
+    const file = writeManifest(dir, CLI_MANIFEST);
+    const pki = path.join(dir, "pki");
+    assert.equal((await runCli(["apply", "-f", file, "--pki", pki])).code, 0);
+    const url = freshDb();
+    const db = new URL(url).pathname.slice(1);
+    const name = `postgres://127.0.0.1:${pg.port}/${db}`;
+    const empty = await runCli(["token", "list", "--pki", pki, "--ledger", url]);
+    assert.equal(empty.code, 3);
+    assert.match(empty.err, /holds no mtlskit ledger yet; run `mtlskit ledger migrate/);
+    noSecret(empty, "token list on an empty database");
+    const mig = await runCli(["ledger", "migrate", "--ledger", url]);
+    assert.equal(mig.code, 0, mig.err);
+    assert.equal(
+      mig.out,
+      `Ledger ${name}: created at schema version ${SCHEMA_VERSION}. This mtlskit reads schema version ${SCHEMA_VERSION}.\n`,
+    );
+    const mig2 = await runCli(["ledger", "migrate", "--ledger", url]);
+    assert.match(mig2.out, /already at schema version \d+; nothing to apply/);
+    // The password through PGPASSWORD: the URL carries none.
+    const bare = url.replace(/:[^:@/]+@/, "@");
+    assert.equal(bare.includes(pg.password), false);
+    const old = process.env.PGPASSWORD;
+    process.env.PGPASSWORD = pg.password;
+    try {
+      const created = await runCli([
+        "token",
+        "create",
+        "web",
+        "-f",
+        file,
+        "--ledger",
+        bare,
+        "--pki",
+        path.join(dir, "none"),
+      ]);
+      assert.equal(created.code, 0, created.err);
+      noSecret(created, "token create");
+      assert.match(created.err, new RegExp(`token revoke [0-9a-f]{16} --ledger ${name.replace(/[./]/g, "\\$&")}`));
+      const id = created.out.trim().split("_")[1]!;
+      const list = await runCli(["token", "list", "--ledger", bare, "--json"]);
+      assert.deepEqual(
+        JSON.parse(list.out).map((t: { id: string; state: string }) => [t.id, t.state]),
+        [[id, "outstanding"]],
+      );
+      const rev = await runCli(["token", "revoke", id, "--ledger", bare]);
+      assert.equal(rev.out, `Revoked token ${id} (web).\n`);
+      assert.equal(pg.adminDb(db, `SELECT revoked_at IS NOT NULL FROM tokens WHERE id = '${id}'`), "t");
+    } finally {
+      if (old === undefined) delete process.env.PGPASSWORD;
+      else process.env.PGPASSWORD = old;
+    }
+    const l = await openLedger(pki, url);
+    await l.record(row("7a01"));
+    await l.close();
+    const cases: string[][] = [
+      ["ledger", "list", "--pki", pki, "--ledger", url],
+      ["ledger", "show", "7a01", "--ledger", url],
+      ["ledger", "show", "7a02", "--ledger", url],
+      ["ledger", "backup", path.join(dir, "b.db"), "--ledger", url],
+      ["status", "-f", file, "--pki", pki, "--ledger", url],
+      ["check", "-f", file, "--pki", pki, "--ledger", url],
+      ["metrics", "-f", file, "--pki", pki, "--ledger", url],
+    ];
+    const results = [];
+    for (const argv of cases) {
+      const r = await runCli(argv);
+      noSecret(r, argv.slice(0, 2).join(" "));
+      results.push(r);
+    }
+    const [list, show, missing, backup, , , metrics] = results;
+    assert.equal(list!.code, 0, list!.err);
+    assert.match(list!.out, /7a01\s+web\s+not yet valid/);
+    assert.match(show!.out, /^serial 7a01: web/);
+    assert.equal(missing!.code, 2);
+    assert.match(missing!.err, new RegExp(`${name.replace(/[./]/g, "\\$&")}.*has no certificate with serial 7a02`));
+    assert.equal(backup!.code, 2);
+    assert.match(
+      backup!.err,
+      /backed up by PostgreSQL's own tool.*pg_dump --format=custom --file FILE 'postgres:\/\/USER@127\.0\.0\.1:\d+\/t\d+_\d+'/s,
+    );
+    assert.match(metrics!.out, /mtlskit_ledger|ledger/);
+    // A wrong password: exit 3, the fix names PGPASSWORD and ~/.pgpass, and the wrong one is not echoed.
+    const wrong = url.replace(`:${pg.password}@`, ":n0tTh3Pw@");
+    const denied = await runCli(["ledger", "list", "--ledger", wrong]);
+    assert.equal(denied.code, 3, denied.err);
+    assert.match(denied.err, /password authentication failed; give the password through PGPASSWORD or ~\/\.pgpass/);
+    assert.equal(denied.err.includes("n0tTh3Pw"), false);
+  });
+});
