@@ -46,6 +46,10 @@
  *           postmaster and its backends): the whole server side on this machine. Run with
  *           `--only enroll,pg,pg-2` to compare SQLite and PostgreSQL in the same run.
  *
+ *   --base BIN  also run each serve from another build's bin/mtlskit.js (e.g. the previous commit's,
+ *           built with tsconfig.build.json): targets `... base`, measured in the same rounds, so a
+ *           change's CPU per certificate is compared on the same machine load.
+ *
  *   --profile DIR  run serve with --cpu-prof (written to DIR when serve exits on SIGTERM at the end)
  *           and print the functions that took the most of its CPU (self time; the whole run,
  *           warm-up and start-up included).
@@ -91,6 +95,7 @@ const { values } = parseArgs({
     dir: { type: "string" },
     profile: { type: "string" },
     workers: { type: "string" },
+    base: { type: "string" },
   },
   strict: true,
 });
@@ -532,17 +537,25 @@ async function main(): Promise<number> {
     // each on its own copy of the PKI directory (its own ledger: two servers on one SQLite file
     // would measure its write lock), the tokens made once and copied.
     const workerCounts = (values.workers ?? "").split(",").filter((w) => w !== "");
-    const suffix = (w: string | undefined) => (workerCounts.length > 1 ? ` w${w}` : "");
+    // --base BIN: each serve again from another build (an A/B of two commits in one run, rounds interleaved).
+    const variants: { w: string | undefined; bin: string; tag: string }[] = (
+      workerCounts.length === 0 ? [undefined] : workerCounts
+    ).flatMap((w) => [
+      { w, bin, tag: "" },
+      ...(values.base === undefined ? [] : [{ w, bin: path.resolve(values.base), tag: " base" }]),
+    ]);
+    const suffix = (v: { w: string | undefined; tag: string }) => (workerCounts.length > 1 ? ` w${v.w}` : "") + v.tag;
     const tokens =
       ONLY.has("enroll") || ONLY.has("renew")
         ? await createTokens(pki, "web", ONLY.has("enroll") ? TOKENS : CONCURRENCY)
         : [];
     const copyOf = (n: number) => (n === 0 ? pki : path.join(work, `pki-${n}`));
-    for (let n = 1; n < workerCounts.length; n++) cpSync(pki, copyOf(n), { recursive: true }); // before any serve uses a token
-    for (const [n, w] of (workerCounts.length === 0 ? [undefined] : workerCounts).entries()) {
+    for (let n = 1; n < variants.length; n++) cpSync(pki, copyOf(n), { recursive: true }); // before any serve uses a token
+    for (const [n, variant] of variants.entries()) {
       if (!ONLY.has("enroll") && !ONLY.has("renew")) break;
+      const { w } = variant;
       const dir = copyOf(n);
-      const one = await startServe(bin, {
+      const one = await startServe(variant.bin, {
         manifest,
         pki: dir,
         ...(w === undefined ? {} : { args: ["--workers", w] }),
@@ -575,7 +588,7 @@ async function main(): Promise<number> {
           renewers.push({ port: one.port, agent, tls: true });
         }
         loads.push({
-          name: `mtlskit renew${suffix(w)}`,
+          name: `mtlskit renew${suffix(variant)}`,
           pid: one.child.pid!,
           send: (i) => requestJson(renewers[i % CONCURRENCY]!, "POST", "/v1/renew", { csr: csrAt(i).pem }),
           certificate: issuedCertificate,
@@ -583,7 +596,7 @@ async function main(): Promise<number> {
       }
       if (ONLY.has("enroll"))
         loads.push({
-          name: `mtlskit enroll${suffix(w)}`,
+          name: `mtlskit enroll${suffix(variant)}`,
           pid: one.child.pid!,
           send: enroll,
           certificate: issuedCertificate,
