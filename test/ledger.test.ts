@@ -53,7 +53,7 @@ ledgerContract(
   (l, sql) => sqlite((l as SqliteLedger).file, sql),
 );
 
-/** freshThreaded is fresh() with the group commit in its committer thread (what `mtlskit serve` opens). */
+/** freshThreaded is fresh() with the group commit in its committer thread (what `serve --workers N`'s primary opens). */
 async function freshThreaded(): Promise<{ dir: string; file: string; ledger: SqliteLedger }> {
   const dir = tempDir("mtlskit-ledger-");
   const file = path.join(dir, "ledger.db");
@@ -99,7 +99,7 @@ async function freshRemote(): Promise<Ledger> {
 }
 
 ledgerContract(
-  "sqlite, committer thread (serve's)",
+  "sqlite, committer thread (serve --workers' primary's)",
   async () => (await freshThreaded()).ledger,
   (l, sql) => sqlite((l as SqliteLedger).file, sql),
 );
@@ -108,7 +108,7 @@ ledgerContract("remote: serve --workers' RemoteLedger over IPC to a threaded SQL
   sqlite(remoteFiles.get(l)!, sql),
 );
 
-describe("ledger: record, the group commit in its committer thread (serve's)", () => {
+describe("ledger: record, the group commit in its committer thread (serve --workers' primary's)", () => {
   it("ok/group commit: 200 concurrent records share one transaction (ledger.commits), one refusal inside does not abort the others; 100 createToken calls, one commit", async () => {
     const { ledger } = await freshThreaded();
     const before = ledger.commits;

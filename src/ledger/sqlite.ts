@@ -111,7 +111,7 @@ interface CommitterData {
 
 /**
  * openSqliteLedgerThreaded opens the ledger with its group commit in a committer thread (its own
- * connection, same pragmas): `mtlskit serve`'s, where the COMMIT's fsync (milliseconds) would
+ * connection, same pragmas): `serve --workers N`'s primary's (a single serve measured less CPU without it: docs/online-ca.md), where the COMMIT's fsync (milliseconds) would
  * otherwise stop the event loop answering every request, reads of the ledger included. Same
  * guarantees: a write's promise settles after its COMMIT returned; one batch at a time.
  */
@@ -471,7 +471,7 @@ function prepare(db: Database.Database) {
 type Statements = ReturnType<typeof prepare>;
 
 /**
- * Committer writes group-commit batches on its connection: in the ledger's own thread, or (serve)
+ * Committer writes group-commit batches on its connection: in the ledger's own thread, or (serve --workers' primary)
  * in the committer thread, so the COMMIT's fsync never stalls the thread answering reads.
  */
 class Committer {
