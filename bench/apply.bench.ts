@@ -694,14 +694,31 @@ process.on("SIGINT", () => {
 
 type Outcome<T> = { ok: T } | { hung: string } | { error: string };
 
-/** The -r preload that counts fsyncs in a child's threads, written once per run. */
+/**
+ * CHILD_LAUNCHER starts a child: it registers tsx through its API, in the main thread only, then
+ * imports this file (the argument after it). A child started with `--import tsx` instead hands that flag to every
+ * worker thread apply starts (execArgv is inherited), and each then loads tsx (measured: ~130 ms
+ * of CPU per worker), which `mtlskit apply` (plain JavaScript) never pays. The -r preload that
+ * counts fsyncs is still inherited, as it must be.
+ */
+const CHILD_LAUNCHER = `import { register } from ${JSON.stringify(import.meta.resolve("tsx/esm/api"))};
+import { pathToFileURL } from "node:url";
+register();
+process.argv.splice(1, 1); // argv[1] is this file's as a direct start's would be
+await import(pathToFileURL(process.argv[1]).href);
+`;
+
+/** The -r preload that counts fsyncs in a child's threads, and the child launcher, written once per run. */
 let preloadFile: string | undefined;
+let launcherFile: string | undefined;
 function preload(): string {
   if (preloadFile === undefined) {
     const d = mkdtempSync(path.join(tmpdir(), "mtlskit-bench-preload-"));
     made.add(d);
     preloadFile = path.join(d, "count-fsyncs.cjs");
     writeFileSync(preloadFile, FSYNC_PRELOAD);
+    launcherFile = path.join(d, "launch-child.mjs");
+    writeFileSync(launcherFile, CHILD_LAUNCHER);
   }
   return preloadFile;
 }
@@ -717,20 +734,7 @@ function runChild<T>(args: string[], base: string, stallS: number): Promise<Outc
   return new Promise<Outcome<T>>((resolve) => {
     const c = spawn(
       process.execPath,
-      [
-        "-r",
-        preload(),
-        "--import",
-        "tsx",
-        SELF,
-        ...args,
-        "--child-dir",
-        dir,
-        "--mix",
-        values.mix,
-        "--from",
-        values.from,
-      ],
+      ["-r", preload(), launcherFile!, SELF, ...args, "--child-dir", dir, "--mix", values.mix, "--from", values.from],
       { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, BENCH_FSYNC_LOG: path.join(dir, "fsyncs.log") } },
     );
     let out = "";

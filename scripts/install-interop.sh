@@ -17,6 +17,8 @@
 #   ca-certificates update-ca-certificates: `mtlskit trust install` into the system store
 #   libnss3-tools   certutil: `mtlskit trust install` into an NSS database (browsers)
 #   golang-cfssl    cfssl serve: not a test, the peer `npm run bench:serve` measures mtlskit serve against
+#   lego            an ACME client (issue 16): EAB registration, http-01 and tls-alpn-01 against mtlskit serve's /acme/
+#   certbot         the other ACME client (issue 16): standalone http-01, renew, revoke
 #   sqlite3         the sqlite3 CLI: the independent reader of the ledger in test/ledger.test.ts (integrity_check, rows), and cfssl's certdb for bench:serve's cfssl+db
 set -euo pipefail
 
@@ -36,6 +38,8 @@ need=(
   certutil:libnss3-tools
   cfssl:golang-cfssl
   sqlite3:sqlite3
+  lego:lego
+  certbot:certbot
 )
 missing=()
 for pair in "${need[@]}"; do

@@ -31,7 +31,8 @@ const ALLOWED: Record<string, string[]> = {
   trust: ["pki", "state", "errors", "read-file"],
   verify: ["check", "pki", "errors", "read-file"],
   ledger: ["state", "errors", "read-file"],
-  server: ["ledger", "ca", "plan", "check", "state", "manifest", "pki", "service", "errors", "read-file"],
+  server: ["ledger", "ca", "plan", "check", "state", "manifest", "pki", "service", "acme", "errors", "read-file"],
+  acme: ["server", "ledger", "manifest", "pki", "errors", "read-file"],
   agent: ["service", "pki", "state", "errors", "read-file"],
   cli: [
     "errors",
@@ -55,6 +56,7 @@ const ALLOWED: Record<string, string[]> = {
     "read-file",
     "ledger",
     "server",
+    "acme",
     "agent",
   ],
   index: [
@@ -78,6 +80,7 @@ const ALLOWED: Record<string, string[]> = {
     "read-file",
     "ledger",
     "server",
+    "acme",
     "agent",
   ],
 };
@@ -92,6 +95,7 @@ const DOORS: Record<string, string> = {
   "better-sqlite3": "ledger/sqlite.ts",
   pg: "ledger/postgres.ts",
   "prom-client": "server/metrics.ts",
+  jose: "acme/jws.ts",
   // `yaml` is a test-only judge of the Kubernetes emitter (test/export.test.ts): one YAML library
   // at runtime. @peculiar/asn1-x509 and @peculiar/asn1-schema are test-only judges of
   // pki/x509.ts: no file under src/ may import them; test/helpers/peculiar.ts is the only one
@@ -278,6 +282,8 @@ const ENTRIES: { key: string; src: string; loads: string[]; never: string[] }[] 
       "fastify",
       "better-sqlite3",
       "prom-client",
+      "acme/",
+      "jose",
     ],
   },
 ];

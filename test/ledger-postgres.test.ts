@@ -25,6 +25,7 @@ function freshDb(): string {
   return pg.url.replace(/\/mtlskit$/, `/${name}`);
 }
 const dbOf = new WeakMap<Ledger, string>();
+const urlOf = new WeakMap<Ledger, string>();
 
 /** judge counts in the ledger's database with psql, as the superuser. */
 const judge = (l: Ledger, sql: string): string => pg.adminDb(dbOf.get(l)!, sql);
@@ -42,9 +43,15 @@ ledgerContract(
     const url = freshDb();
     const l = await openLedger(pki, url);
     dbOf.set(l, new URL(url).pathname.slice(1));
+    urlOf.set(l, url);
     return l;
   },
   judge,
+  async (l) => {
+    const twin = await openLedger(pki, urlOf.get(l)!);
+    dbOf.set(twin, dbOf.get(l)!);
+    return twin;
+  },
 );
 
 describe("ledger: postgres replicas", { timeout: 120_000 }, () => {
@@ -100,11 +107,62 @@ describe("ledger: postgres replicas", { timeout: 120_000 }, () => {
     assert.deepEqual(again.schema, { version: SCHEMA_VERSION, foundVersion: SCHEMA_VERSION });
     await again.close();
     // A version-1 database (as the first release made it) is brought to the current version.
-    pg.adminDb(db, "DROP TABLE counters; DROP INDEX certificates_revoked; UPDATE schema_version SET version = 1");
+    pg.adminDb(
+      db,
+      "DROP TABLE counters; DROP INDEX certificates_revoked; DROP TABLE acme_eab, acme_objects, acme_nonces; UPDATE schema_version SET version = 1",
+    );
     const upgraded = await openLedger(pki, url);
     assert.deepEqual(upgraded.schema, { version: SCHEMA_VERSION, foundVersion: 1 });
     assert.equal(await upgraded.nextCrlNumber(1n), 1n);
     await upgraded.close();
+    // A version-2 database (before ACME) gains the acme_ tables and keeps its CRL counter.
+    pg.adminDb(db, "DROP TABLE acme_eab, acme_objects, acme_nonces; UPDATE schema_version SET version = 2");
+    const v3 = await openLedger(pki, url);
+    assert.deepEqual(v3.schema, { version: 3, foundVersion: 2 });
+    assert.equal(await v3.nextCrlNumber(1n), 2n);
+    assert.equal(pg.adminDb(db, "SELECT count(*) FROM acme_objects"), "0");
+    await v3.close();
+  });
+
+  it("ok/`ledger migrate` copies an acme token but not its HMAC key (ACME state is not copied yet): at the target it binds nothing (wrong-kind), at the source it still does", async () => {
+    const file = path.join(tempDir("mtlskit-pg-acme-copy-"), "ledger.db");
+    const src = await openLedger(pki, `sqlite:${file}`);
+    const eab = await src.createToken("web", "acme", HOUR, new Date());
+    await src.close();
+    const url = freshDb();
+    const r = await runCli(["ledger", "migrate", "--from", `sqlite:${file}`, "--to", url]);
+    assert.equal(r.code, 0, r.err);
+    const [from, to] = [await openLedger(pki, `sqlite:${file}`), await openLedger(pki, url)];
+    try {
+      assert.equal((await from.acme!.eabKey(eab.record.id, new Date())).ok, true);
+      assert.deepEqual(await to.acme!.eabKey(eab.record.id, new Date()), { ok: false, reason: "wrong-kind" });
+    } finally {
+      await Promise.all([from.close(), to.close()]);
+    }
+  });
+
+  it("ok/read-only opens (create: false: status, check, metrics, ledger list/show) read an older database (schema 2) as it is and migrate nothing; serve's open migrates it", async () => {
+    const url = freshDb();
+    const db = new URL(url).pathname.slice(1);
+    const l = await openLedger(pki, url);
+    await l.record(row("c2"));
+    await l.close();
+    pg.adminDb(db, "DROP TABLE acme_eab, acme_objects, acme_nonces; UPDATE schema_version SET version = 2");
+    const ro = await openLedger(pki, url, { create: false });
+    assert.deepEqual(ro.schema, { version: 2, foundVersion: 2 });
+    assert.equal(ro.acme, undefined, "no ACME store without its tables");
+    assert.equal((await ro.get("c2"))?.serial, "c2");
+    assert.equal((await ro.stats(NOW)).certificates, 1);
+    await ro.close();
+    const list = await runCli(["ledger", "list", "--pki", pki, "--ledger", url]);
+    assert.equal(list.code, 0, list.err);
+    assert.match(list.out, /\bc2\b/);
+    assert.equal(pg.adminDb(db, "SELECT version FROM schema_version"), "2", "nothing migrated");
+    assert.equal(pg.adminDb(db, "SELECT to_regclass('acme_objects') IS NULL"), "t");
+    const rw = await openLedger(pki, url);
+    assert.deepEqual(rw.schema, { version: SCHEMA_VERSION, foundVersion: 2 });
+    assert.ok(rw.acme);
+    await rw.close();
   });
 
   it("fail/a newer schema is refused naming both versions (nothing changed); create: false refuses an empty database naming `mtlskit ledger migrate`", async () => {

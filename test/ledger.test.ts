@@ -51,6 +51,7 @@ ledgerContract(
   "sqlite",
   async () => fresh().ledger,
   (l, sql) => sqlite((l as SqliteLedger).file, sql),
+  async (l) => openSqliteLedger((l as SqliteLedger).file),
 );
 
 /** freshThreaded is fresh() with the group commit in its committer thread (what `serve --workers N`'s primary opens). */
@@ -82,30 +83,47 @@ function channelPair(): [LedgerChannel, LedgerChannel] {
 
 /** remoteFiles: each RemoteLedger's SQLite file, for the judge. */
 const remoteFiles = new WeakMap<Ledger, string>();
+/** remoteInner: a RemoteLedger's primary ledger, for its twin (another worker of the same primary). */
+const remoteInner = new WeakMap<Ledger, Ledger>();
 
 /** freshRemote: a RemoteLedger (a worker's) over a channel to a threaded SQLite ledger (its primary's); closing it closes both. */
 async function freshRemote(): Promise<Ledger> {
   const { file, ledger: inner } = await freshThreaded();
   const [worker, primary] = channelPair();
   serveLedger(inner, primary);
-  const remote = new RemoteLedger(inner.kind, inner.schema, worker);
+  const remote = new RemoteLedger(inner.kind, inner.schema, worker, { acme: inner.acme !== undefined });
   const closeRemote = remote.close.bind(remote);
   remote.close = async () => {
     await closeRemote();
     await inner.close();
   };
   remoteFiles.set(remote, file);
+  remoteInner.set(remote, inner);
   return remote;
+}
+
+/** twinRemote: another worker's RemoteLedger to the same primary (closing it closes only itself). */
+async function twinRemote(l: Ledger): Promise<Ledger> {
+  const inner = remoteInner.get(l)!;
+  const [worker, primary] = channelPair();
+  serveLedger(inner, primary);
+  const twin = new RemoteLedger(inner.kind, inner.schema, worker, { acme: inner.acme !== undefined });
+  remoteFiles.set(twin, remoteFiles.get(l)!);
+  return twin;
 }
 
 ledgerContract(
   "sqlite, committer thread (serve --workers' primary's)",
   async () => (await freshThreaded()).ledger,
   (l, sql) => sqlite((l as SqliteLedger).file, sql),
+  async (l) => openSqliteLedger((l as SqliteLedger).file),
 );
 
-ledgerContract("remote: serve --workers' RemoteLedger over IPC to a threaded SQLite ledger", freshRemote, (l, sql) =>
-  sqlite(remoteFiles.get(l)!, sql),
+ledgerContract(
+  "remote: serve --workers' RemoteLedger over IPC to a threaded SQLite ledger",
+  freshRemote,
+  (l, sql) => sqlite(remoteFiles.get(l)!, sql),
+  twinRemote,
 );
 
 describe("ledger: record, the group commit in its committer thread (serve --workers' primary's)", () => {
@@ -350,11 +368,39 @@ describe("ledger: files", { timeout: 120_000 }, () => {
     }
   });
 
-  it("ok/a version-1 ledger (the first release's) is brought to version 2 on open, its rows kept; `ledger migrate` says what it did", async () => {
+  it("ok/a version-2 ledger (before ACME) is brought to version 3 on open: the acme_ tables added, its rows and CRL counter kept", async () => {
+    const { dir, file, ledger } = fresh();
+    await ledger.record(row("0b02"));
+    assert.equal(await ledger.nextCrlNumber(5n), 5n);
+    await ledger.close();
+    sqlite(
+      file,
+      "DROP TABLE acme_eab; DROP TABLE acme_objects; DROP TABLE acme_nonces; UPDATE schema_version SET version = 2",
+    );
+    const cli = await runCli(["ledger", "migrate", "--ledger", `sqlite:${file}`, "--pki", dir]);
+    assert.equal(cli.code, 0, cli.err);
+    assert.equal(
+      cli.out,
+      `Ledger ${file}: migrated from schema version 2 to 3. This mtlskit reads schema version 3.\n`,
+    );
+    assert.equal(sqlite(file, "SELECT version FROM schema_version"), "3");
+    const again = openSqliteLedger(file);
+    assert.equal((await again.get("0b02"))?.serial, "0b02");
+    assert.equal(await again.nextCrlNumber(1n), 6n);
+    const eab = await again.createToken("web", "acme", 60_000, new Date());
+    assert.equal((await again.acme!.eabKey(eab.record.id, new Date())).ok, true);
+    await again.close();
+    assert.equal(sqlite(file, "PRAGMA integrity_check"), "ok");
+  });
+
+  it("ok/a version-1 ledger (the first release's) is brought to version 3 on open, its rows kept; `ledger migrate` says what it did", async () => {
     const { dir, file, ledger } = fresh();
     await ledger.record(row("0b01"));
     await ledger.close();
-    sqlite(file, "DROP TABLE counters; DROP INDEX certificates_revoked; UPDATE schema_version SET version = 1");
+    sqlite(
+      file,
+      "DROP TABLE counters; DROP INDEX certificates_revoked; DROP TABLE acme_eab; DROP TABLE acme_objects; DROP TABLE acme_nonces; UPDATE schema_version SET version = 1",
+    );
     const cli = await runCli(["ledger", "migrate", "--ledger", `sqlite:${file}`, "--pki", dir]);
     assert.equal(cli.code, 0, cli.err);
     assert.equal(
@@ -605,6 +651,38 @@ describe("cli: mtlskit token, mtlskit ledger", { timeout: 120_000 }, () => {
     }
     assert.equal(existsSync(db), false, "nothing was written");
     assert.equal(existsSync(path.join(dir, "typo")), false);
+  });
+
+  it("ok/token create --acme prints an EAB key id and HMAC key (base64url, 32 bytes) the ledger verifies with; --json; default ttl 1d", async () => {
+    const { file, pki } = await applied();
+    const r = await runCli(["token", "create", "web", "--acme", "-f", file, "--pki", pki]);
+    assert.equal(r.code, 0, r.err);
+    const m = /^kid: ([0-9a-f]{16})\nhmac: ([A-Za-z0-9_-]{43})\n$/.exec(r.out);
+    assert.ok(m, r.out);
+    assert.match(r.err, /ACME EAB key [0-9a-f]{16} for web: binds one account, valid until .* \(1d\)/);
+    assert.match(r.err, /--eab-kid [0-9a-f]{16} --eab-hmac-key HMAC/);
+    const j = await runCli(["token", "create", "web", "--acme", "--ttl", "2h", "--json", "-f", file, "--pki", pki]);
+    assert.equal(j.code, 0, j.err);
+    const made = JSON.parse(j.out) as { kid: string; hmacKey: string; service: string; expiresAt: string };
+    assert.deepEqual(Object.keys(made), ["kid", "hmacKey", "service", "expiresAt", "directory"]);
+    const ledger = await openLedger(pki, undefined, { create: false });
+    try {
+      for (const [kid, hmac] of [
+        [m[1]!, m[2]!],
+        [made.kid, made.hmacKey],
+      ]) {
+        const v = await ledger.acme!.eabKey(kid!, new Date());
+        assert.ok(v.ok && v.hmacKey.equals(Buffer.from(hmac!, "base64url")) && v.token.service === "web");
+      }
+      const listed = await ledger.tokens();
+      assert.deepEqual(listed.map((t) => t.kind).sort(), ["acme", "acme"]);
+      const two = listed.find((t) => t.id === made.kid)!;
+      assert.equal(two.expiresAt.getTime() - two.createdAt.getTime(), 2 * HOUR);
+      // An EAB key is no agent token.
+      assert.equal((await ledger.checkToken(`mtk_${m[1]}_${m[2]}`, "web", "enroll", new Date())).ok, false);
+    } finally {
+      await ledger.close();
+    }
   });
 
   it("ok/token create prints the token once (stdout alone; --json), list never shows a secret, revoke makes it unusable", async () => {

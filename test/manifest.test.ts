@@ -19,6 +19,9 @@ import {
   type LoadedManifest,
   type Service,
 } from "../src/manifest/index.ts";
+import { classifyAddress, classifyAddressFully } from "../src/manifest/address.ts";
+import { loadFully, loadPlainServices } from "../src/manifest/parse.ts";
+import { fastService, serviceSchemaRun } from "../src/manifest/schema.ts";
 import { time } from "../src/pki/der.ts";
 import { apply } from "../src/plan/apply.ts";
 import { checkReissueNames, planApply } from "../src/plan/plan.ts";
@@ -3337,5 +3340,250 @@ describe("manifest: validation work grows linearly with the services (issue 12)"
     assert.throws(reissue(small, N), (e: InvalidInputError) => e.problems.length === N);
     const g = workOf(reissue(large, 4 * N)) / workOf(reissue(small, N));
     assert.ok(g < LINEAR, `4x the services took ${g.toFixed(1)}x the work`);
+  });
+});
+
+describe("manifest: the schema's fast path for plain services (issue 12)", () => {
+  // fastService must output exactly what valibot does for what it accepts, and accept nothing
+  // valibot refuses (so every message stays valibot's).
+  const cases: [string, unknown][] = [
+    ["ok/usage alone", { usage: "dual" }],
+    [
+      "ok/every plain field",
+      {
+        usage: "server",
+        cn: "web.example",
+        role: "frontend",
+        addresses: ["10.0.0.1", "web.internal"],
+        split: false,
+        key: "ecdsa-p384",
+        validity: "30d",
+        renewBefore: "10d",
+        csr: true,
+        ttl: "15m",
+        clientSans: "all",
+      },
+    ],
+    ["ok/empty addresses", { usage: "client", addresses: [] }],
+    ["fast-path-declines/a numeric address (valibot turns it into a string)", { usage: "dual", addresses: [1234] }],
+    ["fast-path-declines/a subject", { usage: "dual", subject: { O: "acme" } }],
+    ["fast-path-declines/a reload hook", { usage: "dual", reload: "systemctl reload web" }],
+    ["fail/no usage", { cn: "web" }],
+    ["fail/unknown usage", { usage: "sever" }],
+    ["fail/unknown key", { usage: "dual", adresses: ["x"] }],
+    ["fail/cn too long", { usage: "dual", cn: "x".repeat(65) }],
+    ["fail/cn null", { usage: "dual", cn: null }],
+    ["fail/bad role", { usage: "dual", role: "Front" }],
+    ["fail/addresses not a list", { usage: "dual", addresses: "10.0.0.1" }],
+    ["fail/an address null", { usage: "dual", addresses: [null] }],
+    ["fail/split as text", { usage: "dual", split: "yes" }],
+    ["fail/unknown key type", { usage: "dual", key: "rsa-1024" }],
+    ["fail/bad validity", { usage: "dual", validity: "90 days" }],
+    ["fail/bad renewBefore", { usage: "dual", renewBefore: "0d" }],
+    ["fail/bad ttl", { usage: "dual", ttl: "1y" }],
+    ["fail/bad clientSans", { usage: "dual", clientSans: "none" }],
+    ["fail/a list, not a mapping", [{ usage: "dual" }]],
+    ["fail/null", null],
+  ];
+  for (const [name, input] of cases)
+    it(name, () => {
+      const judged = serviceSchemaRun(input);
+      const fast = fastService(input);
+      if (name.startsWith("ok/")) {
+        assert.ok(judged.success, "valibot accepts it");
+        assert.deepEqual(fast, judged.output);
+        assert.deepEqual(Object.keys(fast!), Object.keys(judged.output as object), "the same keys in the same order");
+      } else {
+        assert.equal(fast, undefined, "the fast path leaves it to valibot");
+        if (name.startsWith("fail/")) assert.equal(judged.success, false);
+        else assert.ok(judged.success);
+      }
+    });
+
+  it("ok/parseManifest gives the same resolved services through the fast path and through valibot", () => {
+    const text = withServices(
+      "  a: { usage: dual, addresses: [10.0.0.1, a.internal], validity: 30d }",
+      "  b: { usage: dual, addresses: [10.0.0.2, b.internal], subject: { O: acme } }",
+    );
+    const [a, b] = parseManifest(text, FILE).manifest.services;
+    assert.deepEqual(a!.dns, ["a", "a.internal"]);
+    assert.deepEqual(b!.dns, ["b", "b.internal"]);
+    assert.equal(a!.validityMs, 30 * 86_400_000);
+    assert.equal(b!.subject.O, "acme");
+  });
+});
+
+describe("manifest: classifyAddress's shortcut for plain IPv4 addresses and DNS names (issue 12)", () => {
+  const table = [
+    "10.0.0.1",
+    "1.0.0.0",
+    "223.255.255.255",
+    "224.0.0.1",
+    "239.1.2.3",
+    "255.255.255.255",
+    "0.0.0.0",
+    "0.1.2.3",
+    "10.0.0.256",
+    "10.0.0.01",
+    "010.0.0.1",
+    "10.0.0",
+    "10.0.0.1.",
+    "10..0.1",
+    ".10.0.0.1",
+    "1.2.3.4.5",
+    "127.0.0.1",
+    " 10.0.0.1",
+    "10.0.0.1 ",
+    "web",
+    "web.internal",
+    "Web.Internal",
+    "web.internal.",
+    "*.internal",
+    "web_1.internal",
+    "-web.internal",
+    "web-.internal",
+    "a.1",
+    "1.a",
+    "123",
+    "web.123",
+    `${"a".repeat(63)}.internal`,
+    `${"a".repeat(64)}.internal`,
+    `${"a.".repeat(126)}a`,
+    `${"a.".repeat(127)}a`,
+    "::1",
+    "[::1]",
+    "fe80::1%eth0",
+    "",
+    "  ",
+    "xn--bcher-kva.example",
+  ];
+  it("ok/the same answer as the full classification, for a table and 20,000 generated addresses", () => {
+    const generated: string[] = [];
+    const chars = "0123456789.a-Z: ";
+    let seed = 12;
+    const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (let i = 0; i < 20_000; i++) {
+      const n = 1 + Math.floor(random() * 16);
+      let s = "";
+      for (let j = 0; j < n; j++) s += chars[Math.floor(random() * chars.length)];
+      generated.push(s);
+      generated.push([0, 1, 2, 3].map(() => Math.floor(random() * 300)).join("."));
+    }
+    for (const a of [...table, ...generated]) assert.deepEqual(classifyAddress(a), classifyAddressFully(a), a);
+  });
+});
+
+describe("manifest: the YAML shortcut for a services: block of one-line services (issue 12)", () => {
+  const header = [
+    "version: 1",
+    "cluster: bench",
+    'identity: { uri: "spiffe://bench.local/{role}/{name}" }',
+    "ca: { key: ecdsa-p256 }",
+  ];
+  const many = (line: (i: number) => string, n = 200) => range(n).map(line);
+  const plain = (i: number) => `  s${i}: { usage: dual, addresses: [10.0.${i >> 8}.${i & 255}, s${i}.bench.internal] }`;
+  const doc = (...lines: string[]) => `${lines.join("\n")}\n`;
+  const taken: [string, string][] = [
+    ["ok/the bench's shape", doc(...header, "services:", ...many(plain))],
+    ["ok/services first, then more keys", doc("services:", ...many(plain), ...header)],
+    [
+      "ok/every plain field, booleans, an empty list, an empty mapping",
+      doc(
+        ...header,
+        "services:",
+        ...many((i) => `  s${i}: { usage: server, cn: c${i}.x, role: r-1, split: false, csr: true, addresses: [] }`),
+        "  last: { }",
+        "defaults: { validity: 30d }",
+      ),
+    ],
+    [
+      "ok/spaces inside a list",
+      doc(...header, "services:", ...many((i) => `  s${i}: {usage: dual, addresses: [ a${i} ,b.c ]}`)),
+    ],
+  ];
+  const declined: [string, string][] = [
+    ["a comment on a line", doc(...header, "services:", ...many(plain), "  z: { usage: dual } # web")],
+    ["an anchor and an alias", doc(...header, "services:", "  a: &x { usage: dual }", ...many(plain), "  b: *x")],
+    ["a quoted value", doc(...header, "services:", ...many(plain), '  z: { usage: "dual" }')],
+    ["a number", doc(...header, "services:", ...many(plain), "  z: { usage: dual, addresses: [1234] }")],
+    ["a float-like address", doc(...header, "services:", ...many(plain), "  z: { usage: dual, addresses: [10.5] }")],
+    ["null", doc(...header, "services:", ...many(plain), "  z: { usage: null }")],
+    ["a duplicate service", doc(...header, "services:", ...many(plain), plain(3))],
+    ["a duplicate key", doc(...header, "services:", ...many(plain), "  z: { usage: dual, usage: server }")],
+    ["a service named constructor", doc(...header, "services:", ...many(plain), "  constructor: { usage: dual }")],
+    ["a block service", doc(...header, "services:", ...many(plain), "  z:", "    usage: dual")],
+    ["CRLF", doc(...header, "services:", ...many(plain)).replaceAll("\n", "\r\n")],
+    ["two services: keys", doc(...header, "services:", ...many(plain), "services:", "  z: { usage: dual }")],
+    ["a syntax error elsewhere", doc(...header, "defaults: { key: [ }", "services:", ...many(plain))],
+    ["an upper-case value", doc(...header, "services:", ...many(plain), "  z: { usage: True }")],
+    ["a trailing comma", doc(...header, "services:", ...many(plain), "  z: { usage: dual, addresses: [a, ] }")],
+    ["a list of services", doc(...header, "services:", "- a", "- b", ...many(() => "# filler"))],
+  ];
+  for (const [name, text] of taken)
+    it(name, () => {
+      const fast = loadPlainServices(text);
+      assert.notEqual(fast, undefined, "the shortcut reads it");
+      assert.deepEqual(fast, loadFully(text));
+      assert.deepEqual(Object.keys(fast as object), Object.keys(loadFully(text) as object), "keys in order");
+    });
+  for (const [name, text] of declined)
+    it(`ok/declined, js-yaml reads it: ${name}`, () => {
+      assert.equal(loadPlainServices(text), undefined);
+    });
+  it("fail/a syntax error beside a plain services: block is js-yaml's, at the whole document's line", () => {
+    const text = doc(...header, "services:", ...many(plain), "defaults: { key: [ }");
+    assert.throws(
+      () => parseManifest(text, FILE),
+      (e: InvalidInputError) => e.problems.length === 1 && e.problems[0]!.line === header.length + 202,
+    );
+  });
+  it("ok/random one-line services read as js-yaml reads them, or declined", () => {
+    const words = [
+      "dual",
+      "server",
+      "true",
+      "false",
+      "null",
+      "10.0.0.1",
+      "1.2",
+      "a.b",
+      "A",
+      "x-y",
+      "0x1f",
+      "1e3",
+      ".inf",
+      "~",
+      "",
+    ];
+    let seed = 7;
+    const pick = <T>(xs: T[]) => xs[(seed = (seed * 1103515245 + 12345) % 2 ** 31) % xs.length]!;
+    let read = 0;
+    for (let t = 0; t < 300; t++) {
+      const lines = many(plain, 70);
+      lines.splice(
+        pick(range(70)),
+        0,
+        `  r${t}x: { ${pick(["usage", "cn", "key"])}: ${pick(words)}, addresses: [${pick(words)}, ${pick(words)}] }`,
+      );
+      const text = doc(...header, "services:", ...lines);
+      const fast = loadPlainServices(text);
+      let full: unknown;
+      try {
+        full = loadFully(text);
+      } catch {
+        full = "error";
+      }
+      if (fast === undefined) continue;
+      read++;
+      assert.deepEqual(
+        fast,
+        full,
+        text
+          .split("\n")
+          .filter((l) => l.includes(`r${t}x`))
+          .join("\n"),
+      );
+    }
+    assert.ok(read > 10, `the shortcut read ${read} of 300`);
   });
 });

@@ -104,6 +104,7 @@ describe("metrics: the HTTP endpoint", { timeout: 30_000 }, () => {
   let served: MetricsServer;
   let collections = 0;
   let fail = false;
+  let gate: { promise: Promise<void> } | undefined;
   before(async () => {
     served = await serveMetrics({
       host: "127.0.0.1",
@@ -111,7 +112,8 @@ describe("metrics: the HTTP endpoint", { timeout: 30_000 }, () => {
       collect: async () => {
         collections++;
         if (fail) throw new Error("the manifest became invalid");
-        await new Promise((r) => setTimeout(r, 50));
+        // Held open until the test has seen every concurrent scrape arrive (no timing involved).
+        await (gate?.promise ?? new Promise((r) => setTimeout(r, 50)));
         return "# TYPE x gauge\nx 1\n";
       },
       maxAgeMs: 0,
@@ -128,9 +130,23 @@ describe("metrics: the HTTP endpoint", { timeout: 30_000 }, () => {
   });
   it("ok/concurrent scrapes share one collection; the next scrape collects afresh", async () => {
     const before = collections;
-    const texts = await Promise.all([1, 2, 3, 4].map(() => fetch(served.url).then((r) => r.text())));
-    assert.ok(texts.every((t) => t === "# TYPE x gauge\nx 1\n"));
-    assert.equal(collections - before, 1);
+    // The collection stays open until the server has taken all four scrapes (its request handler
+    // runs before this listener), so they overlap however slowly a loaded machine delivers them.
+    let release = () => {};
+    gate = { promise: new Promise<void>((r) => (release = r)) };
+    let arrived = 0;
+    const seen = () => {
+      if (++arrived === 4) release();
+    };
+    served.server.on("request", seen);
+    try {
+      const texts = await Promise.all([1, 2, 3, 4].map(() => fetch(served.url).then((r) => r.text())));
+      assert.ok(texts.every((t) => t === "# TYPE x gauge\nx 1\n"));
+      assert.equal(collections - before, 1);
+    } finally {
+      served.server.off("request", seen);
+      gate = undefined;
+    }
     await fetch(served.url).then((r) => r.text());
     assert.equal(collections - before, 2);
   });

@@ -9,7 +9,8 @@
  */
 import assert from "node:assert/strict";
 import { X509Certificate } from "node:crypto";
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { cpSync, existsSync, readdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { leafSpec } from "../src/ca/policy.ts";
@@ -300,6 +301,61 @@ describe("online certificates in status, check, metrics and plan", { timeout: 12
       );
       assert.doesNotMatch(r.out, /awaiting a CSR/);
       assert.doesNotMatch(r.out, /need.* a certificate apply cannot issue/);
+    });
+
+    it("ok/an OLDER ledger (schema 1, 2) is read as it is by status, check, metrics, ledger list and show: the same answers, the file never migrated; token create migrates it", async () => {
+      const sqlite = (f: string, sql: string) => {
+        const r = spawnSync("sqlite3", [f, sql], { encoding: "utf8", timeout: 30_000 });
+        assert.equal(r.status, 0, r.stderr);
+        return r.stdout.trim();
+      };
+      const tables = (f: string) =>
+        sqlite(
+          f,
+          "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name)",
+        );
+      const same = await Promise.all(["status", "check", "metrics"].map((c) => cli(c, "--json")));
+      for (const [version, drop] of [
+        [2, "DROP TABLE acme_eab; DROP TABLE acme_objects; DROP TABLE acme_nonces"],
+        [
+          1,
+          "DROP TABLE acme_eab; DROP TABLE acme_objects; DROP TABLE acme_nonces; DROP TABLE counters; DROP INDEX certificates_revoked",
+        ],
+      ] as const) {
+        const copy = path.join(tempDir("mtlskit-online-old-"), "pki");
+        cpSync(pki, copy, { recursive: true });
+        const f = path.join(copy, "ca", "ledger.db");
+        sqlite(f, `${drop}; UPDATE schema_version SET version = ${version}`);
+        const before = tables(f);
+        const run = (cmd: string[]) => runCli([...cmd, "-f", file, "--pki", copy]);
+        for (const [i, cmd] of ["status", "check", "metrics"].entries()) {
+          const r = await run([cmd, "--json"]);
+          assert.equal(r.code, same[i]!.code, `${cmd} at schema ${version}: ${r.err}`);
+          // The same answer but for the clock: "now" and the seconds left, read a moment later.
+          const timeless = (out: string) =>
+            out
+              .split(copy)
+              .join(pki)
+              .replace(/"now": "[^"]*"/g, "")
+              .replace(/("(?:secondsLeft|remainingSeconds|expiresInSeconds)": )-?[0-9.]+/g, "$1");
+          assert.equal(timeless(r.out), timeless(same[i]!.out), `${cmd} at schema ${version} answers as at schema 3`);
+        }
+        const list = await runCli(["ledger", "list", "--json", "--pki", copy]);
+        assert.equal(list.code, 0, list.err);
+        assert.ok(list.out.includes(serials.web!), "ledger list reads the rows");
+        const show = await runCli(["ledger", "show", serials.web!, "--pki", copy]);
+        assert.equal(show.code, 0, show.err);
+        assert.equal(
+          sqlite(f, "SELECT version FROM schema_version"),
+          String(version),
+          "no read-only command migrated it",
+        );
+        assert.equal(tables(f), before, "no table was added");
+        const made = await run(["token", "create", "web", "--acme"]);
+        assert.equal(made.code, 0, made.err);
+        assert.equal(sqlite(f, "SELECT version FROM schema_version"), "3", "token create migrates it");
+        assert.equal(sqlite(f, "SELECT count(*) FROM acme_eab"), "1");
+      }
     });
   });
 });

@@ -14,13 +14,14 @@ import { request, type RequestOptions } from "node:https";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { requestFor } from "../src/ca/policy.ts";
-import { type Ledger, LedgerUnavailableError, openLedger } from "../src/ledger/index.ts";
+import { type Ledger, LedgerUnavailableError, openLedger, parseToken } from "../src/ledger/index.ts";
 import { type LoadedManifest, loadManifest, type Service } from "../src/manifest/index.ts";
 import { decodeCrl } from "../src/pki/crl.ts";
 import { encodeCsr } from "../src/pki/csr.ts";
 import { generateKey } from "../src/pki/keys.ts";
 import { encodePem } from "../src/pki/pem.ts";
 import { type RunningServer, startServer } from "../src/server/index.ts";
+import { AcmeClient } from "./helpers/acme-client.ts";
 import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { type Pg, startPostgres } from "./helpers/postgres.ts";
 
@@ -359,4 +360,54 @@ describe("serve: two replicas on one PostgreSQL ledger", { timeout: 120_000 }, (
       assert.equal(other.status, 401, other.body.toString());
       assert.equal(other.json.error, "token-used");
     });
+});
+
+describe("serve: ACME on a PostgreSQL ledger, two replicas", { timeout: 120_000 }, () => {
+  it("ok/both replicas serve the ACME directory; a nonce from A is used once at B (then badNonce at A); one EAB key binds one account though offered to both replicas at once", async () => {
+    const [a, b] = await Promise.all(
+      [pkiA, pkiB].map((pki) =>
+        startServer({ manifest: loaded, pkiDir: pki, ledgerSpec: pg.url, listen: { host: "127.0.0.1", port: 0 } }),
+      ),
+    );
+    servers.push(a!, b!);
+    assert.ok(a!.ledger.acme, "the PostgreSQL ledger keeps ACME state");
+    const [ca, cb] = await Promise.all([a!, b!].map((s) => AcmeClient.create(`${s.url}/acme/directory`, bundle)));
+    assert.ok(ca!.dir.newNonce && cb!.dir.newAccount, JSON.stringify(cb!.dir));
+    const eabOf = async () => {
+      const t = parseToken((await a!.ledger.createToken("web", "acme", 15 * 60_000, new Date())).token)!;
+      return { kid: t.id, hmac: t.secret };
+    };
+    const accounts = () => Number(pg.adminDb("mtlskit", "SELECT count(*) FROM acme_objects WHERE kind = 'account'"));
+    const before = accounts();
+    // A nonce handed out by A is good at B, once.
+    const nonce = await ca!.nonce();
+    const e1 = await eabOf();
+    const atB = await cb!.post(
+      cb!.dir.newAccount!,
+      { termsOfServiceAgreed: true, externalAccountBinding: await cb!.eab(e1.kid, e1.hmac) },
+      { useJwk: true, nonce },
+    );
+    assert.equal(atB.status, 201, atB.text);
+    const c2 = await AcmeClient.create(`${a!.url}/acme/directory`, bundle);
+    const e2 = await eabOf();
+    const replay = await c2.post(
+      c2.dir.newAccount!,
+      { termsOfServiceAgreed: true, externalAccountBinding: await c2.eab(e2.kid, e2.hmac) },
+      { useJwk: true, nonce },
+    );
+    assert.equal(replay.status, 400, replay.text);
+    assert.equal(replay.json.type, "urn:ietf:params:acme:error:badNonce");
+    // One EAB key offered by 6 new account keys to both replicas at once: one account.
+    const e3 = await eabOf();
+    const racers = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => AcmeClient.create(`${(i % 2 ? a : b)!.url}/acme/directory`, bundle)),
+    );
+    const answers = await Promise.all(racers.map((c) => c.register(e3)));
+    assert.deepEqual(
+      answers.map((r) => r.status).filter((st) => st === 201),
+      [201],
+      answers.map((r) => `${r.status} ${r.text}`).join("\n"),
+    );
+    assert.equal(accounts(), before + 2, "one account for e1, one for e3, none for the replay");
+  });
 });

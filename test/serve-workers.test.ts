@@ -17,7 +17,9 @@ import * as path from "node:path";
 import * as tls from "node:tls";
 import { after, before, describe, it } from "node:test";
 import { openLedger } from "../src/ledger/index.ts";
+import { parseToken } from "../src/ledger/tokens.ts";
 import { parseCertificatesPem } from "../src/pki/pem.ts";
+import { AcmeClient } from "./helpers/acme-client.ts";
 import { buildPackage, runBuilt } from "./helpers/built.ts";
 import { tempDir } from "./helpers/cli.ts";
 import { type Pg, startPostgres } from "./helpers/postgres.ts";
@@ -173,6 +175,34 @@ describe("mtlskit serve --workers 2", { timeout: 240_000 }, () => {
     }
   });
 
+  it("ok/ACME through the workers (the primary's ACME store over IPC): the banner names the directory; an EAB key binds one account only; a nonce is good once across the workers", async () => {
+    assert.match(served!.output(), /ACME directory: https:\/\/\S+\/acme\/directory/);
+    const ledger = await openLedger(pki, undefined, { create: false });
+    let eab: { kid: string; hmac: string };
+    try {
+      const made = await ledger.createToken("web", "acme", 3_600_000, new Date());
+      eab = { kid: made.record.id, hmac: parseToken(made.token)!.secret };
+    } finally {
+      await ledger.close();
+    }
+    // Every request of the client opens its own connection: the primary's round robin spreads them over both workers.
+    const directory = `https://127.0.0.1:${served!.port}/acme/directory`;
+    const a = await AcmeClient.create(directory, ca);
+    const bound = await a.register(eab);
+    assert.equal(bound.status, 201, bound.text);
+    for (let i = 0; i < 4; i++) {
+      const used = await a.nonce();
+      assert.equal((await a.post(a.kid!, "", { nonce: used })).status, 200);
+      const again = await a.post(a.kid!, "", { nonce: used });
+      assert.equal(again.status, 400, again.text);
+      assert.match(again.text, /badNonce/);
+    }
+    const b = await AcmeClient.create(directory, ca);
+    const twice = await b.register(eab);
+    assert.equal(twice.status, 403, twice.text);
+    assert.match(twice.text, /has bound an account already/);
+  });
+
   it("ok//metrics adds up both workers' certificates", async () => {
     // Each enroll on its own connection: round robin gives each worker some.
     for (let i = 0; i < 4; i++) await enroll();
@@ -258,7 +288,8 @@ describe("mtlskit serve --workers 2", { timeout: 240_000 }, () => {
         assert.ok(row, `row for ${serial}`);
         assert.equal(row.sha256, createHash("sha256").update(der).digest("hex"));
       }
-      const used = (await ledger.tokens()).filter((t) => t.usedAt !== undefined);
+      // The ACME case's EAB key is used too (by its account), for no row.
+      const used = (await ledger.tokens()).filter((t) => t.usedAt !== undefined && t.kind === "enroll");
       assert.equal(used.length, next + 1, "each used token paid for one row (the shared one once)");
     } finally {
       await ledger.close();

@@ -96,6 +96,24 @@ export interface CsrPolicyOptions {
   lifetimeMs?: number;
   /** notAfterMax: notAfter never passes this (the issuing CA's own notAfter). Default: no cap. */
   notAfterMax?: Date;
+  /**
+   * names: the DNS and IP SANs (sanWords form) the certificate carries instead of all the
+   * service declares: an ACME order's identifiers, each one the service declares (the identity
+   * URI is always carried). A request asking for any other name is refused. Default: all declared.
+   */
+  names?: string[];
+  /**
+   * cnMayBeASan: a subject CN equal to one of the request's DNS or IP SANs is not refused (ACME
+   * clients such as lego put the first name in the CN, RFC 8555 §7.4); the certificate still gets
+   * the manifest's subject. Default: false.
+   */
+  cnMayBeASan?: boolean;
+  /**
+   * cn: the subject CN instead of the manifest's (an ACME order's first DNS name: ACME clients
+   * read the CN as a name to renew, lego's ExtractDomains); the other attributes stay the
+   * manifest's. Default: the manifest's subject.
+   */
+  cn?: string;
 }
 
 /**
@@ -125,6 +143,12 @@ export function csrPolicy(service: Service, csr: CsrFields, now: Date, opts: Csr
     spec.notAfter = new Date(spec.notBefore.getTime() + opts.lifetimeMs);
   }
   if (opts.notAfterMax !== undefined && spec.notAfter > opts.notAfterMax) spec.notAfter = new Date(opts.notAfterMax);
+  if (opts.cn !== undefined) spec.subject = { ...spec.subject, CN: opts.cn };
+  if (opts.names !== undefined) {
+    const only = new Set(opts.names.map(comparable));
+    spec.dns = spec.dns.filter((d) => only.has(comparable(`DNS:${d}`)));
+    spec.ips = spec.ips.filter((b) => only.has(`IP:${formatIp(b)}`));
+  }
   const info = csr.decoded;
 
   if (csr.version !== 0) refuse("version", `is ${csr.version}; PKCS#10 defines only version 1 (0)`, remake);
@@ -171,7 +195,11 @@ export function csrPolicy(service: Service, csr: CsrFields, now: Date, opts: Csr
 
   // The subject: every attribute the request names must be the manifest's (an empty subject is fine).
   const wantSubject = decodeParts({ spki: csr.spki, subject: encodeName(spec.subject) }).subjectAttributes;
+  const sanValues = new Set(
+    info.sans.filter((x) => x.type === "dns" || x.type === "ip").map((x) => x.value.toLowerCase()),
+  );
   for (const [attr, value] of Object.entries(info.subjectAttributes)) {
+    if (opts.cnMayBeASan && attr === "CN" && sanValues.has(value.toLowerCase())) continue;
     if (wantSubject[attr] !== value)
       refuse(
         `subject.${attr}`,

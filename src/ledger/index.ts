@@ -36,7 +36,12 @@ export type LedgerPlace = { kind: "sqlite"; file: string } | { kind: "postgres";
 
 /** OpenLedgerOptions: whether a missing ledger is made. */
 export interface OpenLedgerOptions {
-  /** create: make a missing SQLite ledger (and DIR/ca, 0700). Default: true. False: a missing one is LedgerUnavailableError; check ledgerExists first. */
+  /**
+   * create: make a missing SQLite ledger (and DIR/ca, 0700) and migrate an older schema (serve,
+   * token create, `ledger migrate`). Default: true. False (read-only commands): a missing one is
+   * LedgerUnavailableError (check ledgerExists first), and an older schema is read at its own
+   * version, never written (`Ledger.acme` is undefined below version 3).
+   */
   create?: boolean;
   /** busyTimeoutMs: how long a write waits for another process's lock. Default: 5000. */
   busyTimeoutMs?: number;
@@ -96,6 +101,7 @@ export async function openLedger(pkiDir: string, spec?: string, opts: OpenLedger
   // SQLite's native module, so CLI commands that never open a ledger do not pay for it.
   const { openSqliteLedger, openSqliteLedgerThreaded } = await import("./sqlite.ts");
   const sqliteOpts = {
+    migrate: opts.create !== false,
     ...(opts.create === undefined ? {} : { create: opts.create }),
     ...(opts.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: opts.busyTimeoutMs }),
   };

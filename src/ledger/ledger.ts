@@ -9,6 +9,7 @@
  */
 import { createHash } from "node:crypto";
 import { FailedError } from "../errors.ts";
+import type { AcmeStore } from "./acme.ts";
 
 /** TokenKind: `enroll` tokens are bootstrap tokens for `POST /v1/enroll` (`mtlskit token create`); `acme` are EAB keys (issue 16). */
 export type TokenKind = "enroll" | "acme";
@@ -122,7 +123,12 @@ export interface SchemaState {
 export interface Ledger {
   /** kind names the door, for logs and status: `sqlite:PATH` or `postgres://HOST:PORT/DB` (never a user or password). */
   readonly kind: string;
-  /** createToken stores a new token for `service` and returns its one printable form (`mtk_ID_SECRET`); only the secret's hash is kept. */
+  /**
+   * createToken stores a new token for `service` and returns its one printable form
+   * (`mtk_ID_SECRET`); only the secret's hash is kept. An `acme` token is an EAB key (RFC 8555
+   * §7.3.4): its id is the key id and its secret's 32 bytes the HMAC key, which the server must
+   * read back to verify a binding, so the ledger also keeps those bytes (AcmeStore.eabKey).
+   */
   createToken(
     service: string,
     kind: TokenKind,
@@ -177,11 +183,13 @@ export interface Ledger {
    * backup is its own tool's job; `mtlskit ledger migrate --to sqlite:FILE` makes a SQLite copy).
    */
   backup(file: string): Promise<void>;
+  /** acme: the ACME server's state (src/ledger/acme.ts); undefined when this door keeps none (serve then has no ACME directory). */
+  readonly acme?: AcmeStore;
   close(): Promise<void>;
 }
 
-/** SCHEMA_VERSION is the ledger schema this code reads and writes, the same number for SQLite and PostgreSQL (1: tokens and certificates; 2: the shared counters and the revoked-rows index). A newer one is refused, never downgraded. */
-export const SCHEMA_VERSION = 2;
+/** SCHEMA_VERSION is the ledger schema this code reads and writes, the same number for SQLite and PostgreSQL (1: tokens and certificates; 2: the shared counters and the revoked-rows index; 3: the ACME tables acme_eab, acme_objects, acme_nonces). A newer one is refused, never downgraded. */
+export const SCHEMA_VERSION = 3;
 
 /**
  * checkRow refuses a row whose serial or SHA-256 is not in the one spelling the contract fixes

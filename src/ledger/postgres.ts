@@ -47,11 +47,12 @@ import {
   type WriteRowsResult,
 } from "./ledger.ts";
 import { hashSecret, newToken, parseToken, secretMatches } from "./tokens.ts";
+import type { AcmeKind, AcmeRow, AcmeStore, AcmeWriteOutcome, EabVerdict } from "./acme.ts";
 
 /**
  * MIGRATIONS: each schema version's SQL, applied in order from the version found. Version 1 is
  * SQLite's version 1 (tokens, certificates); version 2 adds the shared counters (the CRL number)
- * and the index of revoked rows (Ledger.revoked).
+ * and the index of revoked rows (Ledger.revoked); version 3 the ACME tables (Ledger.acme, acme.ts).
  */
 export const MIGRATIONS: readonly { version: number; sql: string }[] = [
   {
@@ -93,6 +94,21 @@ CREATE TABLE tokens (
 CREATE TABLE counters (name text PRIMARY KEY, value bigint NOT NULL);
 CREATE INDEX certificates_revoked ON certificates (revoked_at) WHERE revoked_at IS NOT NULL;`,
   },
+  {
+    version: 3,
+    sql: `
+CREATE TABLE acme_eab (token_id text PRIMARY KEY, hmac_key bytea NOT NULL);
+CREATE TABLE acme_objects (
+  kind text NOT NULL,
+  id text NOT NULL,
+  version integer NOT NULL,
+  lookup text,
+  doc text NOT NULL,
+  PRIMARY KEY (kind, id)
+);
+CREATE UNIQUE INDEX acme_objects_lookup ON acme_objects (kind, lookup);
+CREATE TABLE acme_nonces (nonce text PRIMARY KEY, expires_at timestamptz NOT NULL);`,
+  },
 ];
 
 /** MIGRATION_LOCK: the pg_advisory_xact_lock key migrations run under (any constant both replicas agree on: "mtlskit" in ASCII). */
@@ -100,7 +116,7 @@ const MIGRATION_LOCK = "30808781603170676";
 
 /** PostgresLedgerOptions: the pool and its timeouts. */
 export interface PostgresLedgerOptions {
-  /** migrate: apply pending migrations on open (false: refuse a database without this schema version, naming `mtlskit ledger migrate`). Default: true. */
+  /** migrate: apply pending migrations on open (false: read-only: an older schema is read at its own version, writing nothing; a database without a ledger is refused naming `mtlskit ledger migrate`). Default: true. */
   migrate?: boolean;
   /** poolMax: at most this many connections per process. Default: 10. */
   poolMax?: number;
@@ -145,7 +161,23 @@ interface TokenRow {
   revoked_at: Date | null;
 }
 
+interface AcmeDbRow {
+  kind: AcmeKind;
+  id: string;
+  version: number;
+  lookup: string | null;
+  doc: string;
+}
+
 const opt = <T>(v: T | null): T | undefined => (v === null ? undefined : v);
+
+const toAcme = (r: AcmeDbRow): AcmeRow => ({
+  kind: r.kind,
+  id: r.id,
+  version: r.version,
+  lookup: opt(r.lookup),
+  doc: r.doc,
+});
 
 function toIssued(r: CertRow): IssuedRecord {
   return {
@@ -256,6 +288,9 @@ class PostgresLedgerImpl implements PostgresLedger {
   readonly kind: string;
   schema: SchemaState = { version: SCHEMA_VERSION, foundVersion: undefined };
   private closed = false;
+  /** acme: undefined when a read-only open found a schema older than 3 (no ACME tables). */
+  acme: AcmeStore | undefined;
+  private noncesAdded = 0;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -263,6 +298,131 @@ class PostgresLedgerImpl implements PostgresLedger {
     private readonly secret: string | undefined,
   ) {
     this.kind = kind;
+    this.acme = {
+      eabKey: (id, now) => this.eabKey(id, now),
+      get: async (kind, id) => {
+        const r = (
+          await this.query<AcmeDbRow>("read an ACME object", "SELECT * FROM acme_objects WHERE kind = $1 AND id = $2", [
+            kind,
+            id,
+          ])
+        )[0];
+        return r ? toAcme(r) : undefined;
+      },
+      find: async (kind, lookup) => {
+        const r = (
+          await this.query<AcmeDbRow>(
+            "read an ACME object",
+            "SELECT * FROM acme_objects WHERE kind = $1 AND lookup = $2",
+            [kind, lookup],
+          )
+        )[0];
+        return r ? toAcme(r) : undefined;
+      },
+      write: (rows, bind) => this.acmeWrite(rows, bind),
+      addNonce: async (nonce, expiresAt) => {
+        await this.query(
+          "add a nonce",
+          "INSERT INTO acme_nonces (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
+          [nonce, expiresAt],
+        );
+        // Expired nonces are swept now and then (by whichever replica adds the 1000th), not on every request.
+        if (++this.noncesAdded % 1000 === 0)
+          await this.query("sweep nonces", "DELETE FROM acme_nonces WHERE expires_at <= $1", [new Date()]);
+      },
+      // One statement: of concurrent uses of one nonce, on any replicas, exactly one deletes the row
+      // (the others wait for its row lock, then find it gone under READ COMMITTED).
+      useNonce: async (nonce, now) =>
+        (
+          await this.query(
+            "use a nonce",
+            "DELETE FROM acme_nonces WHERE nonce = $1 AND expires_at > $2 RETURNING nonce",
+            [nonce, now],
+          )
+        ).length === 1,
+    };
+  }
+
+  /** eabKey: the HMAC key of a usable `acme` token (AcmeStore.eabKey). */
+  private async eabKey(id: string, now: Date): Promise<EabVerdict> {
+    const row = (
+      await this.query<TokenRow & { hmac_key: Buffer | null }>(
+        "read an EAB key",
+        "SELECT t.*, e.hmac_key FROM tokens t LEFT JOIN acme_eab e ON e.token_id = t.id WHERE t.id = $1",
+        [id],
+      )
+    )[0];
+    if (!row) return { ok: false, reason: "unknown" };
+    if (row.kind !== "acme" || !row.hmac_key) return { ok: false, reason: "wrong-kind" };
+    if (row.revoked_at !== null) return { ok: false, reason: "revoked" };
+    if (row.used_at !== null) return { ok: false, reason: "used" };
+    if (row.expires_at.getTime() <= now.getTime()) return { ok: false, reason: "expired" };
+    return { ok: true, token: toToken(row), hmacKey: row.hmac_key };
+  }
+
+  /**
+   * acmeWrite writes ACME rows (and binds an EAB token) in one transaction; a refusal rolls it
+   * back. The bind is the token's conditional UPDATE (as `record`'s): two replicas binding one EAB
+   * key, one wins and the other finds it used. A version n row replaces n-1 by `WHERE version =
+   * n-1`: a concurrent writer waits for the row lock and then matches nothing (`conflict`).
+   */
+  private acmeWrite(
+    rows: AcmeRow[],
+    bind: { tokenId: string; account: string; now: Date } | undefined,
+  ): Promise<AcmeWriteOutcome> {
+    return this.transaction<AcmeWriteOutcome>("write ACME objects", async (c) => {
+      const refuse = (reason: Exclude<AcmeWriteOutcome, { ok: true }>["reason"]) => ({
+        value: { ok: false as const, reason },
+        rollback: true,
+      });
+      if (bind) {
+        const won = await c.query(
+          "UPDATE tokens SET used_at = $1, used_by = $2 WHERE id = $3 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1",
+          [bind.now, `acme:${bind.account}`, bind.tokenId],
+        );
+        if (won.rowCount !== 1) {
+          const tok = (await c.query<TokenRow>("SELECT * FROM tokens WHERE id = $1", [bind.tokenId])).rows[0];
+          return refuse(
+            !tok
+              ? "token-unknown"
+              : tok.revoked_at !== null
+                ? "token-revoked"
+                : tok.used_at !== null
+                  ? "token-used"
+                  : "token-expired",
+          );
+        }
+      }
+      for (const r of rows) {
+        if (r.version === 1) {
+          // No conflict target: a taken id and a taken lookup both insert nothing.
+          const ins = await c.query(
+            "INSERT INTO acme_objects (kind, id, version, lookup, doc) VALUES ($1, $2, 1, $3, $4) ON CONFLICT DO NOTHING",
+            [r.kind, r.id, r.lookup ?? null, r.doc],
+          );
+          if (ins.rowCount !== 1) {
+            const there = await c.query("SELECT 1 FROM acme_objects WHERE kind = $1 AND id = $2", [r.kind, r.id]);
+            return refuse(there.rowCount === 1 ? "conflict" : "lookup-taken");
+          }
+          continue;
+        }
+        let changed: number | null;
+        try {
+          changed = (
+            await c.query(
+              "UPDATE acme_objects SET version = $1, lookup = $2, doc = $3 WHERE kind = $4 AND id = $5 AND version = $6",
+              [r.version, r.lookup ?? null, r.doc, r.kind, r.id, r.version - 1],
+            )
+          ).rowCount;
+        } catch (e) {
+          // unique_violation: the new lookup (a rolled-over account key) is another account's.
+          if ((e as { code?: unknown }).code !== "23505") throw e;
+          return refuse("lookup-taken");
+        }
+        if (changed !== 1) return refuse("conflict");
+      }
+      return { value: { ok: true } };
+    });
   }
 
   poolStats() {
@@ -360,12 +520,16 @@ class PostgresLedgerImpl implements PostgresLedger {
     judge(now);
     this.schema = { version: now ?? 0, foundVersion: now };
     if (now === SCHEMA_VERSION) return;
-    if (!apply)
-      throw new LedgerUnavailableError(
-        now === undefined
-          ? `ledger ${this.kind}: holds no mtlskit ledger yet; run \`mtlskit ledger migrate --ledger postgres://...\` (or start \`mtlskit serve --ledger ...\`, which creates it)`
-          : `ledger ${this.kind}: schema version ${now} is older than this mtlskit's (${SCHEMA_VERSION}); run \`mtlskit ledger migrate --ledger postgres://...\``,
-      );
+    if (!apply) {
+      if (now === undefined)
+        throw new LedgerUnavailableError(
+          `ledger ${this.kind}: holds no mtlskit ledger yet; run \`mtlskit ledger migrate --ledger postgres://...\` (or start \`mtlskit serve --ledger ...\`, which creates it)`,
+        );
+      // Read-only commands read an older ledger at its own version (every version has tokens and
+      // certificates) and write nothing; serve, token create and `ledger migrate` migrate it.
+      if (now < 3) this.acme = undefined;
+      return;
+    }
     this.schema = await this.transaction(doing, async (c) => {
       // Replicas starting together queue here; each re-reads the version under the lock, so the
       // migrations run once and the others find them done.
@@ -400,11 +564,23 @@ class PostgresLedgerImpl implements PostgresLedger {
   ): Promise<{ token: string; record: TokenRecord }> {
     for (;;) {
       const t = newToken();
+      // An EAB key's HMAC key must be read back to verify a binding: kept as its 32 bytes beside
+      // the token, in the same statement (src/ledger/acme.ts).
       const rows = await this.query<TokenRow>(
         "create a token",
-        `INSERT INTO tokens (id, kind, service, secret_sha256, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (id) DO NOTHING RETURNING *`,
-        [t.id, kind, service, hashSecret(t.secret), now, new Date(now.getTime() + ttlMs)],
+        `WITH t AS (INSERT INTO tokens (id, kind, service, secret_sha256, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)
+           ON CONFLICT (id) DO NOTHING RETURNING *),
+         e AS (INSERT INTO acme_eab (token_id, hmac_key) SELECT id, $7 FROM t WHERE $2 = 'acme')
+         SELECT * FROM t`,
+        [
+          t.id,
+          kind,
+          service,
+          hashSecret(t.secret),
+          now,
+          new Date(now.getTime() + ttlMs),
+          Buffer.from(t.secret, "base64url"),
+        ],
       );
       // 64 random bits: a collision is astronomically rare, but a retry costs nothing.
       if (rows.length === 1) return { token: t.token, record: toToken(rows[0]!) };

@@ -12,9 +12,9 @@
  * most `maxPending` wait at once and each at most `timeoutMs`; a channel that closed (the primary
  * is gone) rejects every waiting and later call with LedgerUnavailableError (the server's 503).
  *
- * Every member of Ledger is forwarded (FORWARDED's type makes tsc say so when Ledger gains one).
- * An optional member added later (the acme branch's `acme` store) is absent from a RemoteLedger
- * until it is forwarded here: until then `serve --workers N` (N > 1) on SQLite serves no ACME.
+ * Every member of Ledger is forwarded (FORWARDED's type makes tsc say so when Ledger gains one),
+ * the ACME store's methods too (ACME_FORWARDED: `acme.eabKey` ...) when the primary's ledger has
+ * one (RemoteLedgerOptions.acme), so `serve --workers N` on SQLite serves ACME like one process.
  */
 import {
   type IssuedRecord,
@@ -31,6 +31,7 @@ import {
   type TokenVerdict,
   type WriteRowsResult,
 } from "./ledger.ts";
+import type { AcmeStore } from "./acme.ts";
 
 /** LedgerChannel is one end of a message pipe (a cluster worker's `process`, the primary's `Worker`). */
 export interface LedgerChannel {
@@ -41,9 +42,10 @@ export interface LedgerChannel {
 
 /**
  * FORWARDED: what a RemoteLedger may ask of the primary's ledger: every member of Ledger but
- * `kind` and `schema` (data, sent in the worker's config) and `close` (the primary owns the
- * ledger). Typed against Ledger: a member Ledger gains is a compile error here until it is
- * forwarded or its absence is decided (see the file's comment).
+ * `kind` and `schema` (data, sent in the worker's config), `close` (the primary owns the
+ * ledger) and `acme` (an object: its methods are ACME_FORWARDED). Typed against Ledger: a member
+ * Ledger gains is a compile error here until it is forwarded or its absence is decided (see the
+ * file's comment).
  */
 const FORWARDED = {
   createToken: true,
@@ -60,9 +62,19 @@ const FORWARDED = {
   readRows: true,
   writeRows: true,
   backup: true,
-} as const satisfies Record<Exclude<keyof Ledger, "kind" | "schema" | "close">, true>;
-type RemoteMethod = keyof typeof FORWARDED;
-const IS_METHOD = new Set<string>(Object.keys(FORWARDED));
+} as const satisfies Record<Exclude<keyof Ledger, "kind" | "schema" | "close" | "acme">, true>;
+/** ACME_FORWARDED: every AcmeStore method, asked of the primary's `ledger.acme` as `acme.NAME`. */
+const ACME_FORWARDED = {
+  eabKey: true,
+  get: true,
+  find: true,
+  write: true,
+  addNonce: true,
+  useNonce: true,
+} as const satisfies Record<keyof AcmeStore, true>;
+type AcmeMethod = `acme.${keyof typeof ACME_FORWARDED}`;
+type RemoteMethod = keyof typeof FORWARDED | AcmeMethod;
+const IS_METHOD = new Set<string>([...Object.keys(FORWARDED), ...Object.keys(ACME_FORWARDED).map((m) => `acme.${m}`)]);
 
 /** LedgerCall is a request; LedgerReply its answer. Each message carries every call (or answer) of one event-loop turn: one pipe write, not one per call. */
 interface LedgerCall {
@@ -129,10 +141,14 @@ export function serveLedger(ledger: Ledger, channel: LedgerChannel): (message: u
     }
   });
   const answer = (call: LedgerCall) => {
-    const method = ledger[call.method] as (...args: unknown[]) => Promise<unknown>;
+    const acme = call.method.startsWith("acme.");
+    const target: object | undefined = acme ? ledger.acme : ledger;
     let pending: Promise<unknown>;
     try {
-      pending = method.apply(ledger, call.args);
+      if (target === undefined) throw new LedgerUnavailableError(`ledger ${ledger.kind}: keeps no ACME state`);
+      const name = acme ? call.method.slice("acme.".length) : call.method;
+      const method = (target as Record<string, (...args: unknown[]) => Promise<unknown>>)[name]!;
+      pending = method.apply(target, call.args);
     } catch (e) {
       pending = Promise.reject(e);
     }
@@ -162,6 +178,8 @@ export interface RemoteLedgerOptions {
   maxPending?: number;
   /** timeoutMs: how long a call waits for its answer. Default: 30,000 (the SQLite ledger's busy wait is 5 s). */
   timeoutMs?: number;
+  /** acme: the primary's ledger has an ACME store (Ledger.acme): forward it. Default: false (no `acme`). */
+  acme?: boolean;
 }
 
 interface Pending {
@@ -179,6 +197,8 @@ export class RemoteLedger implements Ledger {
   private readonly timeoutMs: number;
   private readonly sweep: NodeJS.Timeout;
   private readonly outbox: Outbox<LedgerCall>;
+  /** acme: the primary's ACME store, each method a call (present when RemoteLedgerOptions.acme). */
+  readonly acme: AcmeStore | undefined;
 
   /** `kind` and `schema` are the primary's ledger's (for /v1/health, logs and status). */
   constructor(
@@ -189,6 +209,16 @@ export class RemoteLedger implements Ledger {
   ) {
     this.maxPending = opts.maxPending ?? 8192;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.acme = opts.acme
+      ? {
+          eabKey: (id, now) => this.call("acme.eabKey", [id, now]),
+          get: (kind, id) => this.call("acme.get", [kind, id]),
+          find: (kind, lookup) => this.call("acme.find", [kind, lookup]),
+          write: (rows, bind) => this.call("acme.write", bind === undefined ? [rows] : [rows, bind]),
+          addNonce: (nonce, expiresAt) => this.call("acme.addNonce", [nonce, expiresAt]),
+          useNonce: (nonce, now) => this.call("acme.useNonce", [nonce, now]),
+        }
+      : undefined;
     this.outbox = new Outbox<LedgerCall>((calls) => {
       // send returning false only means the pipe is backed up (node queues the message); a throw is a channel gone.
       try {

@@ -17,12 +17,12 @@
  */
 import {
   accessSync,
+  chmodSync,
   closeSync,
   constants,
   existsSync,
-  fchmodSync,
-  fstatSync,
   fsyncSync,
+  lstatSync,
   openSync,
   renameSync,
   rmSync,
@@ -52,14 +52,17 @@ import {
   type WriteRowsResult,
 } from "./ledger.ts";
 import { newToken, parseToken, secretMatches, hashSecret } from "./tokens.ts";
+import type { AcmeKind, AcmeRow, AcmeStore, AcmeWriteOutcome, EabVerdict } from "./acme.ts";
 
 /** SCHEMA_VERSION is the version of the tables below (ledger.ts: the same numbers as postgres.ts's MIGRATIONS); a ledger written by a newer mtlskit is refused rather than misread. */
 export { SCHEMA_VERSION };
 
 /**
  * SCHEMA: every version at once, each statement IF NOT EXISTS, so a version-1 file gets what
- * version 2 added (the counters table: the CRL number; the index of revoked rows) and a fresh file
- * everything. Times are BIGINT milliseconds since the epoch (UTC); sans is a JSON array of sanWords.
+ * versions 2 and 3 added, a version-2 file what version 3 added, and a fresh file everything.
+ * Version 2: the counters table (the CRL number) and the index of revoked rows; version 3: the
+ * three acme_ tables (Ledger.acme). Times are BIGINT milliseconds since the epoch (UTC); sans is a
+ * JSON array of sanWords.
  */
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -94,19 +97,38 @@ CREATE TABLE IF NOT EXISTS tokens (
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS certificates_revoked ON certificates (revoked_at) WHERE revoked_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS acme_eab (
+  token_id TEXT PRIMARY KEY,
+  hmac_key BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS acme_objects (
+  kind TEXT NOT NULL,
+  id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  lookup TEXT,
+  doc TEXT NOT NULL,
+  PRIMARY KEY (kind, id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS acme_objects_lookup ON acme_objects (kind, lookup);
+CREATE TABLE IF NOT EXISTS acme_nonces (
+  nonce TEXT PRIMARY KEY,
+  expires_at BIGINT NOT NULL
+);
 `;
 
 /** SqliteLedgerOptions: how to open the file. */
 export interface SqliteLedgerOptions {
   /** create: make the file (0600) when it does not exist; false refuses a missing file. Default: true. */
   create?: boolean;
+  /** migrate: bring an older schema to SCHEMA_VERSION on open (false: read it at its own version, write nothing; read-only commands). Default: true. */
+  migrate?: boolean;
   /** busyTimeoutMs: how long a write waits for another process's lock before the ledger is unavailable. Default: 5000. */
   busyTimeoutMs?: number;
 }
 
 /** CommitterData is the committer thread's workerData. */
 interface CommitterData {
-  mtlskitCommitter: { file: string; busyMs: number };
+  mtlskitCommitter: { file: string; busyMs: number; version: number };
 }
 
 /**
@@ -118,7 +140,7 @@ interface CommitterData {
 export async function openSqliteLedgerThreaded(file: string, opts: SqliteLedgerOptions = {}): Promise<SqliteLedger> {
   const main = openSqliteLedger(file, opts) as SqliteLedgerImpl; // creates and migrates the file first
   const busyMs = opts.busyTimeoutMs ?? 5000;
-  const data: CommitterData = { mtlskitCommitter: { file, busyMs } };
+  const data: CommitterData = { mtlskitCommitter: { file, busyMs, version: main.schema.version } };
   let thread: Worker;
   if (import.meta.url.endsWith(".ts")) {
     // Under tsx (tests): the worker registers the loader itself before loading this file.
@@ -158,7 +180,7 @@ export async function openSqliteLedgerThreaded(file: string, opts: SqliteLedgerO
 }
 
 /** runCommitter is the committer thread: batches in, each one transaction (Committer.commit), results out. */
-function runCommitter({ file, busyMs }: CommitterData["mtlskitCommitter"]): void {
+function runCommitter({ file, busyMs, version }: CommitterData["mtlskitCommitter"]): void {
   const port = parentPort!;
   let db: Database.Database;
   try {
@@ -169,7 +191,7 @@ function runCommitter({ file, busyMs }: CommitterData["mtlskitCommitter"]): void
     port.postMessage({ ready: false, error: toWire(unavailable(e, file, "open it", busyMs)) });
     return;
   }
-  const committer = new Committer(db, file, busyMs);
+  const committer = new Committer(db, file, busyMs, version);
   port.on("message", (m: "close" | { id: number; ops: WriteOp[] }) => {
     if (m === "close") {
       db.close();
@@ -219,6 +241,22 @@ interface CertRow {
   revoked_reason: string | null;
 }
 
+interface AcmeDbRow {
+  kind: AcmeKind;
+  id: string;
+  version: number;
+  lookup: string | null;
+  doc: string;
+}
+
+const toAcme = (r: AcmeDbRow): AcmeRow => ({
+  kind: r.kind,
+  id: r.id,
+  version: r.version,
+  lookup: r.lookup ?? undefined,
+  doc: r.doc,
+});
+
 interface TokenRow {
   id: string;
   kind: TokenKind;
@@ -234,7 +272,10 @@ interface TokenRow {
 /** WriteOp is one write of a group commit, as data (it may cross to the committer thread). */
 type WriteOp =
   | { op: "record"; row: IssuedRecord; consume?: { tokenId: string; now: Date } }
-  | { op: "createToken"; service: string; kind: TokenKind; ttlMs: number; now: Date };
+  | { op: "createToken"; service: string; kind: TokenKind; ttlMs: number; now: Date }
+  | { op: "acmeWrite"; rows: AcmeRow[]; bind?: { tokenId: string; account: string; now: Date } }
+  | { op: "addNonce"; nonce: string; expiresAt: number }
+  | { op: "useNonce"; nonce: string; now: number };
 
 /** QueuedWrite is a WriteOp waiting for its commit, with its promise. */
 interface QueuedWrite {
@@ -368,16 +409,17 @@ function createPrivate(file: string): void {
     fd = openSync(file, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
-    try {
-      const st = fstatSync(fd);
-      if (st.isDirectory()) throw Object.assign(new Error(`${file} is a directory`), { code: "EISDIR" });
-      if (!st.isFile())
-        throw new LedgerUnavailableError(`ledger ${file}: cannot open it: it is not a regular file; name a file`);
-      if ((st.mode & 0o077) !== 0) fchmodSync(fd, 0o600);
-    } finally {
-      closeSync(fd);
-    }
+    // Never open and close a descriptor of an existing ledger: closing any descriptor of a file
+    // drops every POSIX lock this process holds on it, so a second open in one process (two
+    // replicas in a test, a CLI command beside serve's library) would take away the first
+    // connection's locks; another process's sqlite3 then took itself for the last user and
+    // removed the WAL those connections were still writing (found by the ACME store's race test).
+    const st = lstatSync(file);
+    if (st.isSymbolicLink()) throw Object.assign(new Error(`${file} is a symbolic link`), { code: "ELOOP" });
+    if (st.isDirectory()) throw Object.assign(new Error(`${file} is a directory`), { code: "EISDIR" });
+    if (!st.isFile())
+      throw new LedgerUnavailableError(`ledger ${file}: cannot open it: it is not a regular file; name a file`);
+    if ((st.mode & 0o077) !== 0) chmodSync(file, 0o600);
     return;
   }
   closeSync(fd);
@@ -402,18 +444,23 @@ export function openSqliteLedger(file: string, opts: SqliteLedgerOptions = {}): 
   try {
     db.pragma("journal_mode = WAL");
     db.pragma("synchronous = FULL");
-    found = migrate(db, file);
+    found = migrate(db, file, opts.migrate !== false);
   } catch (e) {
     db.close();
     throw fail("open it")(e);
   }
-  const ledger = new SqliteLedgerImpl(db, file, busyMs);
+  const ledger = new SqliteLedgerImpl(db, file, busyMs, found.version);
   ledger.schema = found;
   return ledger;
 }
 
-/** migrate creates the tables in a fresh file, brings an older one to SCHEMA_VERSION, and refuses one written by a newer schema. */
-function migrate(db: Database.Database, file: string): SchemaState {
+/**
+ * migrate creates the tables in a fresh file, brings an older one to SCHEMA_VERSION, and refuses
+ * one written by a newer schema. `apply` false (read-only commands: status, check, metrics, ledger
+ * list/show): nothing is written; an older ledger is read at its own version (every version has
+ * tokens and certificates), a file with no ledger in it is refused naming `mtlskit ledger migrate`.
+ */
+function migrate(db: Database.Database, file: string, apply: boolean): SchemaState {
   const version = (): number | null => {
     const tables = db.prepare<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").all();
     if (!tables.some((t) => t.name === "schema_version")) {
@@ -437,6 +484,13 @@ function migrate(db: Database.Database, file: string): SchemaState {
   // metrics on every scrape) never take the write lock serve needs.
   const first = version();
   if (first === SCHEMA_VERSION) return { version: SCHEMA_VERSION, foundVersion: first };
+  if (!apply) {
+    if (first === null)
+      throw new LedgerUnavailableError(
+        `ledger ${file}: holds no mtlskit ledger yet; run \`mtlskit ledger migrate --ledger sqlite:${file}\` (or start \`mtlskit serve\`, which creates it)`,
+      );
+    return { version: first, foundVersion: first };
+  }
   const run = db.transaction((): SchemaState => {
     const v = version() ?? undefined;
     if (v === SCHEMA_VERSION) return { version: SCHEMA_VERSION, foundVersion: v };
@@ -470,18 +524,42 @@ function prepare(db: Database.Database) {
 }
 type Statements = ReturnType<typeof prepare>;
 
+/** prepareAcme compiles the AcmeStore's statements (schema 3's tables: a ledger read at an older version has none). */
+function prepareAcme(db: Database.Database) {
+  return {
+    insertEab: db.prepare("INSERT INTO acme_eab (token_id, hmac_key) VALUES (?, ?)"),
+    eab: db.prepare<[string], { hmac_key: Buffer }>("SELECT hmac_key FROM acme_eab WHERE token_id = ?"),
+    acmeGet: db.prepare<[string, string], AcmeDbRow>("SELECT * FROM acme_objects WHERE kind = ? AND id = ?"),
+    acmeFind: db.prepare<[string, string], AcmeDbRow>("SELECT * FROM acme_objects WHERE kind = ? AND lookup = ?"),
+    acmeInsert: db.prepare("INSERT INTO acme_objects (kind, id, version, lookup, doc) VALUES (?, ?, ?, ?, ?)"),
+    acmeUpdate: db.prepare(
+      "UPDATE acme_objects SET version = ?, lookup = ?, doc = ? WHERE kind = ? AND id = ? AND version = ?",
+    ),
+    nonceAdd: db.prepare("INSERT OR IGNORE INTO acme_nonces (nonce, expires_at) VALUES (?, ?)"),
+    nonceUse: db.prepare("DELETE FROM acme_nonces WHERE nonce = ? AND expires_at > ?"),
+    noncePrune: db.prepare("DELETE FROM acme_nonces WHERE expires_at <= ?"),
+  };
+}
+type AcmeStatements = ReturnType<typeof prepareAcme>;
+
 /**
  * Committer writes group-commit batches on its connection: in the ledger's own thread, or (serve --workers' primary)
  * in the committer thread, so the COMMIT's fsync never stalls the thread answering reads.
  */
 class Committer {
   private readonly st: Statements;
+  /** sa: schema 3's ACME statements; undefined for a ledger read at an older version (never migrated: no ACME tables). */
+  private readonly sa: AcmeStatements | undefined;
+  private noncesAdded = 0;
+
   constructor(
     private readonly db: Database.Database,
     private readonly file: string,
     private readonly busyMs: number,
+    private readonly version: number,
   ) {
     this.st = prepare(db);
+    this.sa = version >= 3 ? prepareAcme(db) : undefined;
   }
 
   /**
@@ -513,11 +591,36 @@ class Committer {
 
   /** write runs one op; `undo` when it was refused (nothing of it may stay). */
   private write(op: WriteOp): { value: unknown; undo: boolean } {
-    if (op.op === "record") {
-      checkRow(op.row);
-      const outcome = this.writeOne(op.row, op.consume);
-      return { value: outcome, undo: !outcome.ok };
+    switch (op.op) {
+      case "record": {
+        checkRow(op.row);
+        const outcome = this.writeOne(op.row, op.consume);
+        return { value: outcome, undo: !outcome.ok };
+      }
+      case "createToken":
+        return { value: this.createToken(op), undo: false };
+      case "acmeWrite":
+        return this.acmeWrite(op.rows, op.bind);
+      case "addNonce":
+        this.acmeStatements().nonceAdd.run(op.nonce, op.expiresAt);
+        // Expired nonces are swept now and then, by the writer, not on every request.
+        if (++this.noncesAdded % 1000 === 0) this.acmeStatements().noncePrune.run(Date.now());
+        return { value: undefined, undo: false };
+      case "useNonce":
+        return { value: this.acmeStatements().nonceUse.run(op.nonce, op.now).changes === 1, undo: false };
     }
+  }
+
+  /** acmeStatements: schema 3's statements, or the ledger's refusal naming `ledger migrate` when it was read at an older version. */
+  private acmeStatements(): AcmeStatements {
+    if (this.sa) return this.sa;
+    throw new LedgerUnavailableError(
+      `ledger ${this.file}: schema version ${this.version} keeps no ACME keys; run \`mtlskit ledger migrate --ledger sqlite:${this.file}\``,
+    );
+  }
+
+  private createToken(op: Extract<WriteOp, { op: "createToken" }>): { token: string; record: TokenRecord } {
+    const sa = op.kind === "acme" ? this.acmeStatements() : undefined;
     for (;;) {
       const t = newToken();
       try {
@@ -529,13 +632,64 @@ class Committer {
           op.now.getTime(),
           op.now.getTime() + op.ttlMs,
         );
+        // An EAB key's HMAC key must be read back to verify a binding: kept as its 32 bytes, in
+        // this 0600 file beside the CA's own key (src/ledger/acme.ts).
+        sa?.insertEab.run(t.id, Buffer.from(t.secret, "base64url"));
       } catch (e) {
         // 64 random bits: a collision is astronomically rare, but a retry costs nothing.
         if (sqliteCode(e) === "SQLITE_CONSTRAINT_PRIMARYKEY") continue;
         throw e;
       }
-      return { value: { token: t.token, record: toToken(this.st.token.get(t.id)!) }, undo: false };
+      return { token: t.token, record: toToken(this.st.token.get(t.id)!) };
     }
+  }
+
+  /** acmeWrite writes ACME rows (and binds an EAB token) inside the group commit's savepoint; a refusal is undone. */
+  private acmeWrite(
+    rows: AcmeRow[],
+    bind: { tokenId: string; account: string; now: Date } | undefined,
+  ): { value: AcmeWriteOutcome; undo: boolean } {
+    const sa = this.acmeStatements();
+    const refuse = (reason: Exclude<AcmeWriteOutcome, { ok: true }>["reason"]) => ({
+      value: { ok: false as const, reason },
+      undo: true,
+    });
+    if (bind) {
+      const t = bind.now.getTime();
+      if (this.st.consume.run(t, `acme:${bind.account}`, bind.tokenId, t).changes !== 1) {
+        const tok = this.st.token.get(bind.tokenId);
+        return refuse(
+          !tok
+            ? "token-unknown"
+            : tok.revoked_at !== null
+              ? "token-revoked"
+              : tok.used_at !== null
+                ? "token-used"
+                : "token-expired",
+        );
+      }
+    }
+    for (const r of rows) {
+      if (r.version === 1) {
+        try {
+          sa.acmeInsert.run(r.kind, r.id, 1, r.lookup ?? null, r.doc);
+        } catch (e) {
+          const code = sqliteCode(e);
+          if (code !== "SQLITE_CONSTRAINT_PRIMARYKEY" && code !== "SQLITE_CONSTRAINT_UNIQUE") throw e;
+          return refuse(sa.acmeGet.get(r.kind, r.id) ? "conflict" : "lookup-taken");
+        }
+      } else {
+        let changed: number;
+        try {
+          changed = sa.acmeUpdate.run(r.version, r.lookup ?? null, r.doc, r.kind, r.id, r.version - 1).changes;
+        } catch (e) {
+          if (sqliteCode(e) !== "SQLITE_CONSTRAINT_UNIQUE") throw e;
+          return refuse("lookup-taken");
+        }
+        if (changed !== 1) return refuse("conflict");
+      }
+    }
+    return { value: { ok: true }, undo: false };
   }
 
   /**
@@ -651,15 +805,52 @@ class SqliteLedgerImpl implements SqliteLedger {
   private readonly waiting = new Map<number, QueuedWrite[]>();
   /** idle: called when the queue is empty and nothing is in flight (close waits for it). */
   private idle: (() => void) | undefined;
+  private readonly sa: AcmeStatements | undefined;
+  readonly acme: AcmeStore | undefined;
 
   constructor(
     private readonly db: Database.Database,
     readonly file: string,
     private readonly busyMs: number,
+    version: number,
   ) {
     this.kind = `sqlite:${file}`;
     this.st = prepare(db);
-    this.committer = new Committer(db, file, busyMs);
+    this.committer = new Committer(db, file, busyMs, version);
+    // A ledger opened read-only at an older schema (status, check: never migrated) has no ACME tables.
+    this.sa = version >= 3 ? prepareAcme(db) : undefined;
+    this.acme = this.sa && {
+      eabKey: (id, now) => this.eabKey(id, now),
+      get: (kind, id) =>
+        this.guard("read an ACME object", () => {
+          const r = this.sa!.acmeGet.get(kind, id);
+          return r ? toAcme(r) : undefined;
+        }),
+      find: (kind, lookup) =>
+        this.guard("read an ACME object", () => {
+          const r = this.sa!.acmeFind.get(kind, lookup);
+          return r ? toAcme(r) : undefined;
+        }),
+      write: (rows, bind) =>
+        this.enqueue(bind === undefined ? { op: "acmeWrite", rows } : { op: "acmeWrite", rows, bind }),
+      // Nonces ride the group commit with everything else: a burst of requests pays one fsync.
+      addNonce: (nonce, expiresAt) => this.enqueue({ op: "addNonce", nonce, expiresAt: expiresAt.getTime() }),
+      useNonce: (nonce, now) => this.enqueue({ op: "useNonce", nonce, now: now.getTime() }),
+    };
+  }
+
+  /** eabKey: the HMAC key of a usable `acme` token (AcmeStore.eabKey). */
+  private eabKey(id: string, now: Date): Promise<EabVerdict> {
+    return this.guard("read an EAB key", (): EabVerdict => {
+      const row = this.st.token.get(id);
+      const key = row ? this.sa!.eab.get(id) : undefined;
+      if (!row) return { ok: false, reason: "unknown" };
+      if (row.kind !== "acme" || !key) return { ok: false, reason: "wrong-kind" };
+      if (row.revoked_at !== null) return { ok: false, reason: "revoked" };
+      if (row.used_at !== null) return { ok: false, reason: "used" };
+      if (row.expires_at <= now.getTime()) return { ok: false, reason: "expired" };
+      return { ok: true, token: toToken(row), hmacKey: key.hmac_key };
+    });
   }
 
   /** withThread hands the group commit to `thread` (runCommitter, its own connection). */

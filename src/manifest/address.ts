@@ -45,12 +45,58 @@ function undialable(written: string, bytes: Buffer): { error: string; fix: strin
   return undefined;
 }
 
+/** PLAIN_DNS is a DNS name classifyAddress accepts as written: lower case, valid labels, at most 253 characters. */
+const PLAIN_DNS = /^(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/**
+ * plainAddress is classifyAddress's answer for the addresses most manifests hold, found with one
+ * pass over the text: a unicast IPv4 address in canonical form (1.0.0.0 to 223.255.255.255) or a
+ * lower-case DNS name whose last label is not numeric. Anything else (upper case, white space,
+ * IPv6, every error): undefined, and classifyAddress takes its full path. Measured on a
+ * 10,000-service manifest (issue 12): the full path cost ~12 µs per address in a fresh process.
+ */
+function plainAddress(written: string): Address | undefined {
+  const octets = [0, 0, 0, 0];
+  let part = 0;
+  let digits = 0;
+  let ipv4 = written.length <= 15;
+  for (let i = 0; ipv4 && i < written.length; i++) {
+    const c = written.charCodeAt(i);
+    if (c === 46 /* . */) {
+      ipv4 = digits > 0 && part < 3;
+      part++;
+      digits = 0;
+    } else if (c >= 48 && c <= 57) {
+      // No leading zero (010 is not canonical), at most 255.
+      ipv4 = !(digits === 1 && octets[part] === 0);
+      octets[part] = octets[part]! * 10 + (c - 48);
+      digits++;
+      ipv4 &&= octets[part]! <= 255;
+    } else ipv4 = false;
+  }
+  if (ipv4 && part === 3 && digits > 0) {
+    // 0.0.0.0/8, multicast and broadcast: classifyAddress words why no peer can dial them.
+    if (octets[0]! === 0 || octets[0]! >= 224) return undefined;
+    const bytes = Buffer.allocUnsafe(4); // from the pool, as Buffer.from(array) but without reading an array
+    for (let i = 0; i < 4; i++) bytes[i] = octets[i]!;
+    return { kind: "ip", text: written, bytes };
+  }
+  if (!PLAIN_DNS.test(written)) return undefined;
+  const last = written.slice(written.lastIndexOf(".") + 1);
+  return /^[0-9]+$/.test(last) ? undefined : { kind: "dns", text: written };
+}
+
 /**
  * classifyAddress turns written text into an Address, or returns the rule it breaks and the fix.
  * DNS names follow RFC 1034/5280 preferred syntax: labels of letters, digits and inner hyphens,
  * at most 63 characters each and 253 in all; compared in lower case.
  */
 export function classifyAddress(written: string): Address | { error: string; fix: string } {
+  return plainAddress(written) ?? classifyAddressFully(written);
+}
+
+/** classifyAddressFully is classifyAddress without plainAddress's shortcut (test/address.test.ts compares the two). */
+export function classifyAddressFully(written: string): Address | { error: string; fix: string } {
   const text = written.trim();
   if (text === "") return { error: "is empty", fix: "write an IP address or a DNS name" };
   if (isIPv4(text)) {

@@ -25,10 +25,19 @@ export const DEFAULTS = {
   maxTtl: "24h",
 } as const;
 
+/** FEW_ADDRESSES: from this many written addresses on, a service's are de-duplicated through a Set. */
+const FEW_ADDRESSES = 16;
+
 /** normalize resolves a written manifest; `manifestDir` anchors relative paths (ca.import, services.NAME.files). */
 export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string): Manifest {
   const d = w.defaults ?? {};
-  const dur = (text: string) => parseDuration(text)!; // the schema has checked the syntax
+  // The schema has checked the syntax. Most services share a few durations: each is parsed once.
+  const durations = new Map<string, number>();
+  const dur = (text: string) => {
+    let ms = durations.get(text);
+    if (ms === undefined) durations.set(text, (ms = parseDuration(text)!));
+    return ms;
+  };
   const ttl = (text: string) => parseTtl(text)!; // so it has for ttls
   const resolve = (file: string) => path.resolve(manifestDir, file);
   const resolveOptional = (file: string | undefined) => (file === undefined ? undefined : resolve(file));
@@ -38,13 +47,17 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
     const cn = s.cn ?? name;
     const dns: string[] = [];
     const ips: Extract<Address, { kind: "ip" }>[] = [];
-    // Sets, not searches of the lists: 50,000 addresses took 20 s de-duplicated by search (issue 11).
-    const seen = new Set<string>();
+    const written = s.addresses ?? [];
+    // A Set, not searches of the lists, for many addresses: 50,000 took 20 s de-duplicated by
+    // search (issue 11); for the few most services have, a search costs less than a Set (issue 12).
+    const seen = written.length >= FEW_ADDRESSES ? new Set<string>() : undefined;
     const add = (a: Address) => {
       // An IP's text is canonical (IPv4 without leading zeros, IPv6 as formatIp writes it): one text per address.
-      const key = a.kind === "dns" ? `dns:${a.text}` : `ip:${a.text}`;
-      if (seen.has(key)) return;
-      seen.add(key);
+      if (seen) {
+        const key = a.kind === "dns" ? `dns:${a.text}` : `ip:${a.text}`;
+        if (seen.has(key)) return;
+        seen.add(key);
+      } else if (a.kind === "dns" ? dns.includes(a.text) : ips.some((x) => x.text === a.text)) return;
       if (a.kind === "dns") dns.push(a.text);
       else ips.push(a);
     };
@@ -52,11 +65,11 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
     if ("error" in cnAddress)
       ctx.error([...at, "cn"], `must also be a valid SAN, but ${cnAddress.error}`, cnAddress.fix);
     else add(cnAddress);
-    (s.addresses ?? []).forEach((text, i) => {
-      const a = classifyAddress(text);
+    for (let i = 0; i < written.length; i++) {
+      const a = classifyAddress(written[i]!);
       if ("error" in a) ctx.error([...at, "addresses", i], a.error, a.fix);
       else add(a);
-    });
+    }
     const validityMs = dur(s.validity ?? d.validity ?? DEFAULTS.validity);
     const renew = s.renewBefore ?? d.renewBefore;
     const role = s.role ?? s.usage;
@@ -92,7 +105,9 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
     }
     const subject: Subject = { ...d.subject, ...s.subject, CN: cn };
     const f = s.files;
-    return {
+    // The optional fields are set after the literal: a spread inside an object literal takes V8's
+    // slow path, which for 10,000 services cost more than the fields themselves (issue 12).
+    const service: Service = {
       name,
       usage: s.usage,
       role,
@@ -107,16 +122,6 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
       split,
       clientSans,
       slots,
-      // Only a csr service is issued online; a ttl elsewhere is refused by rules.ts (ttlNeedsCsr).
-      ...(s.csr === true ? { csr: true, ttlMs: ttl(s.ttl ?? DEFAULTS.ttl) } : {}),
-      ...(s.reload === undefined
-        ? {}
-        : {
-            reload:
-              typeof s.reload === "string"
-                ? { command: s.reload }
-                : { signal: s.reload.signal, pidFile: resolve(s.reload.pidFile) },
-          }),
       files: f
         ? {
             cert: resolve(f.cert),
@@ -128,6 +133,17 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
           }
         : undefined,
     };
+    // Only a csr service is issued online; a ttl elsewhere is refused by rules.ts (ttlNeedsCsr).
+    if (s.csr === true) {
+      service.csr = true;
+      service.ttlMs = ttl(s.ttl ?? DEFAULTS.ttl);
+    }
+    if (s.reload !== undefined)
+      service.reload =
+        typeof s.reload === "string"
+          ? { command: s.reload }
+          : { signal: s.reload.signal, pidFile: resolve(s.reload.pidFile) };
+    return service;
   });
 
   const connections: Connection[] = [];

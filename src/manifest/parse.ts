@@ -122,7 +122,7 @@ export function parseYaml(text: string, file: string): { yaml: ParsedYaml; probl
   };
   try {
     // maxTotalMergeKeys bounds the copying merges do while loading; the tree walk below bounds the rest.
-    value = load(text, { schema: SCHEMA, maxTotalMergeKeys: budget });
+    value = loadPlainServices(text) ?? load(text, { schema: SCHEMA, maxTotalMergeKeys: budget });
   } catch (e) {
     if (/maxTotalMergeKeys/.test((e as Error).message)) return tooLarge();
     return { yaml: { value: undefined, lineOf: () => undefined }, problems: [syntaxProblem(e as Error, text, file)] };
@@ -141,6 +141,111 @@ export function parseYaml(text: string, file: string): { yaml: ParsedYaml; probl
     problems: [],
   };
 }
+
+/**
+ * PLAIN_SERVICE is one line of a `services:` block as large manifests write it: an indented name
+ * and a flow mapping on one line, `  web: { usage: dual, addresses: [10.0.0.1, web.internal] }`.
+ */
+const PLAIN_SERVICE = /^ {2}([a-z][a-z0-9-]*): \{ ?([^{}#"'&*!|>%@`\t]*?) ?\}$/;
+/** PLAIN_KEY is a mapping key read as a string whatever the schema. */
+const PLAIN_KEY = /^[a-z][A-Za-z0-9-]*$/;
+/** PLAIN_TEXT is a plain scalar the core schema reads as a string (a dotted quad, or text starting with a lower-case letter; null, true and false aside). */
+const PLAIN_TEXT = /^(?:[a-z][a-z0-9._-]*|[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})$/;
+/** ANY_SPECIAL: text that may hold an anchor, alias, tag, directive, tab, CR or a document marker: js-yaml reads all of it. */
+const ANY_SPECIAL = /[&*!%\t\r]|^(?:---|\.\.\.)/m;
+
+/** plainScalar is a plain scalar's value (string or boolean), or undefined when js-yaml must read it. */
+function plainScalar(token: string): string | boolean | undefined {
+  if (!PLAIN_TEXT.test(token)) return undefined;
+  return token === "true" ? true : token === "false" ? false : token === "null" ? undefined : token;
+}
+
+/** plainService reads the flow mapping between the braces of a PLAIN_SERVICE line, or undefined when js-yaml must. */
+function plainService(inner: string): Record<string, unknown> | undefined {
+  const out: Record<string, unknown> = {};
+  if (inner === "") return out;
+  let i = 0;
+  while (i < inner.length) {
+    const colon = inner.indexOf(": ", i);
+    if (colon < 0) return undefined;
+    const key = inner.slice(i, colon);
+    if (!PLAIN_KEY.test(key) || key === "true" || key === "false" || key === "null" || key in out) return undefined;
+    i = colon + 2;
+    if (inner[i] === "[") {
+      const close = inner.indexOf("]", i);
+      if (close < 0) return undefined;
+      const body = inner.slice(i + 1, close);
+      const items: unknown[] = [];
+      if (body.trim() !== "")
+        for (const part of body.split(",")) {
+          const item = plainScalar(part.trim());
+          if (item === undefined) return undefined;
+          items.push(item);
+        }
+      out[key] = items;
+      i = close + 1;
+    } else {
+      const comma = inner.indexOf(",", i);
+      const end = comma < 0 ? inner.length : comma;
+      const value = plainScalar(inner.slice(i, end));
+      if (value === undefined) return undefined;
+      out[key] = value;
+      i = end;
+    }
+    if (i === inner.length) break;
+    if (inner.slice(i, i + 2) !== ", ") return undefined;
+    i += 2;
+  }
+  return out;
+}
+
+/**
+ * loadPlainServices is js-yaml's value for a manifest whose `services:` block holds only
+ * PLAIN_SERVICE lines, read line by line, the rest of the document by js-yaml; undefined for any
+ * other document (js-yaml then reads all of it, and words every error). Measured on a
+ * 10,000-service manifest in a fresh process (issue 12): js-yaml took ~330 ms of CPU and its event
+ * list most of the main thread's garbage collections, while the worker threads waited for the
+ * plan; this reads the same lines in a tenth of that. test/manifest.test.ts compares the two.
+ */
+export function loadPlainServices(text: string): unknown {
+  if (text.length < 4096 || ANY_SPECIAL.test(text)) return undefined; // small manifests: js-yaml is quick enough
+  const start = text.startsWith("services:\n") ? 0 : text.indexOf("\nservices:\n") + 1;
+  if (start <= 0 && !text.startsWith("services:\n")) return undefined;
+  const bodyStart = start + "services:\n".length;
+  const services: Record<string, unknown> = {};
+  let at = bodyStart;
+  let count = 0;
+  while (at < text.length && text.startsWith("  ", at)) {
+    let nl = text.indexOf("\n", at);
+    if (nl < 0) nl = text.length;
+    const m = PLAIN_SERVICE.exec(text.slice(at, nl));
+    if (!m || m[1]! in services || m[1] === "true" || m[1] === "false" || m[1] === "null") return undefined;
+    const service = plainService(m[2]!);
+    if (!service) return undefined;
+    services[m[1]!] = service;
+    count++;
+    at = nl + 1;
+  }
+  if (count === 0 || (at < text.length && text[at] === " ")) return undefined;
+  // The rest, with an empty services: block in its place (null), read by js-yaml; any error in it
+  // is js-yaml's to word with the whole document's lines.
+  let rest: unknown;
+  try {
+    rest = load(text.slice(0, bodyStart) + text.slice(Math.min(at, text.length)), { schema: SCHEMA });
+  } catch {
+    return undefined;
+  }
+  if (!isPlainObject(rest) || rest.services !== null || Object.getPrototypeOf(rest) !== Object.prototype)
+    return undefined;
+  rest.services = services;
+  return rest;
+}
+
+/** loadFully is js-yaml's value for `text`, without loadPlainServices (tests compare the two). */
+export const loadFully = (text: string): unknown => load(text, { schema: SCHEMA });
+
+const isPlainObject = (x: unknown): x is Record<string, unknown> =>
+  typeof x === "object" && x !== null && !Array.isArray(x);
 
 /** syntaxProblem words a js-yaml exception as a problem at its line. */
 function syntaxProblem(e: Error, text: string, file: string): Problem {

@@ -8,7 +8,7 @@ import { bytesOf, children, oid, readTlv } from "./der.ts";
 
 /** encodePem wraps DER in a PEM block with 64-character lines. */
 export function encodePem(label: string, der: Uint8Array): string {
-  const b64 = Buffer.from(der).toString("base64");
+  const b64 = (Buffer.isBuffer(der) ? der : Buffer.from(der.buffer, der.byteOffset, der.byteLength)).toString("base64"); // no copy
   let body = "";
   for (let i = 0; i < b64.length; i += 64) body += b64.slice(i, i + 64) + "\n";
   return `-----BEGIN ${label}-----\n${body}-----END ${label}-----\n`;

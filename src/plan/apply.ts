@@ -22,6 +22,7 @@ import {
   acquireLock,
   ensureDir,
   ioFailure,
+  readUmask,
   removeTempFiles,
   syncDir,
   writeFileAtomic,
@@ -306,9 +307,9 @@ const CHUNK_MAX = 64;
 const chunkSize = (remaining: number, n: number) => Math.max(1, Math.min(CHUNK_MAX, Math.ceil(remaining / (2 * n))));
 
 /**
- * runInWorkers feeds `jobs` to `n` of the pool's workers in chunks: each worker gets one chunk at a
- * time and asks for the next by reporting the one it wrote (work stealing: a slow worker does not
- * hold the tail). This returns once every chunk is written, each worker told to end (apply awaits
+ * runInWorkers feeds `jobs` to `n` of the pool's workers in chunks: each worker holds up to two
+ * chunks (the one it writes, the next queued) and asks for another by reporting one written (work
+ * stealing: a slow worker does not hold the tail). This returns once every chunk is written, each worker told to end (apply awaits
  * their exit, pool.close, while it finishes: a worker that wrote its last chunk writes nothing
  * more). After a failure the others are terminated and awaited before this throws, so nothing is
  * written once apply has released the lock.
@@ -320,6 +321,7 @@ async function runInWorkers(
   issuer: IssuerData,
   n: number,
   progress: (k: number, ahead: number) => void,
+  umask: number | null,
 ): Promise<void> {
   const active = pool.workers.slice(0, n);
   for (const idle of pool.workers.slice(n)) void idle.worker.terminate();
@@ -352,8 +354,11 @@ async function runInWorkers(
     void w.exited.then((code) => {
       if (code !== 0 && w.error === undefined) stopAll();
     });
-    const start: ToWorker = { start: { dir, issuer } };
+    const start: ToWorker = { start: { dir, issuer, umask } };
     w.worker.postMessage(start);
+    // Two chunks ahead: the next is already queued when a worker reports one written, so it never
+    // waits for this thread (which, with every core busy issuing, the OS may not run at once).
+    feed(w);
     feed(w);
   }
   const exited = Promise.all(active.map((w) => w.exited));
@@ -435,7 +440,12 @@ async function applyWith(
     const result = await applyLocked(loaded, dir, imported, opts, pool);
     written = result;
     await opts.afterWrite?.(result);
-    const due = hookJobs(loaded, dir, [...new Set([...result.changed, ...owed, ...also])].sort());
+    // result.changed is sorted and unique: most runs owe nothing more, and 10,000 names need no second sort.
+    const due = hookJobs(
+      loaded,
+      dir,
+      owed.length + also.length === 0 ? result.changed : [...new Set([...result.changed, ...owed, ...also])].sort(),
+    );
     result.hooks = await runHooks(opts.hooks === false ? [] : due, opts.hookTimeoutMs);
     opts.afterHooks?.(result);
     const reloaded = new Set(result.hooks.filter((h) => h.ok).map((h) => h.service)); // not a search per service
@@ -517,6 +527,7 @@ function recordFailure(dir: string, e: unknown, record: Omit<ApplyRecord, "error
 
 /** hookJobs are the reload hooks of the named services that have one (and still exist, managed). */
 function hookJobs(loaded: LoadedManifest, dir: string, names: readonly string[]): HookJob[] {
+  if (names.length === 0 || !loaded.manifest.services.some((s) => s.reload !== undefined)) return [];
   const byName = new Map(managedServices(loaded.manifest).map((s) => [s.name, s]));
   return names.flatMap((name) => {
     const s = byName.get(name);
@@ -634,7 +645,13 @@ async function applyLocked(
     opts.onProgress?.(done, total);
   };
   if (jobs.length > 0) ensureDir(abs(dir, LAYOUT.servicesDir), LAYOUT.servicesDir.mode);
+  // The result's lists are worked out while the worker threads issue (this thread waits for them
+  // anyway); after them, this thread alone would hold up the end of the run.
+  let outcome: { kept: number; changed: string[] } | undefined;
+  const workOutResult = () =>
+    (outcome ??= { kept: plan.certs.filter((c) => c.action === "keep").length, changed: changedServices(plan) });
   let spare = pool;
+  const umask = readUmask(); // once for every chunk of this apply (RunOptions.umask)
   for (const [issuing, group] of [
     [ca, jobs.filter((j) => !fromNext.has(j.service))],
     [next, jobs.filter((j) => fromNext.has(j.service))],
@@ -658,7 +675,9 @@ async function applyLocked(
       const threads = spare ?? startPool(workers);
       spare = undefined;
       try {
-        await runInWorkers(threads, dir, group, issuerData, workers, progress);
+        const writing = runInWorkers(threads, dir, group, issuerData, workers, progress, umask);
+        workOutResult();
+        await writing;
       } finally {
         if (threads !== pool) await threads.close();
       }
@@ -666,7 +685,7 @@ async function applyLocked(
       const issuer = due === 0 ? OFFLINE_ISSUER : toIssuer(issuerData);
       for (let i = 0; i < group.length; ) {
         const chunk = group.slice(i, (i += CHUNK_MAX));
-        progress(runJobs(dir, chunk, issuer));
+        progress(runJobs(dir, chunk, issuer, { umask }));
       }
     }
   }
@@ -678,9 +697,8 @@ async function applyLocked(
   return {
     plan,
     issued: total,
-    kept: plan.certs.filter((c) => c.action === "keep").length,
+    ...workOutResult(),
     caCreated: plan.ca.action === "create",
-    changed: changedServices(plan),
     hooks: [],
     keysAhead: ahead,
   };

@@ -30,6 +30,7 @@ const AHEAD_SLICE_MS = 4;
 const port = parentPort!;
 let dir = "";
 let signer: ReturnType<typeof toIssuer> | undefined;
+let umask: number | null = null;
 let peers: MessagePort[] = [];
 const ready: ReadyKey[] = [];
 let readyType: KeyTypeName | undefined;
@@ -85,10 +86,11 @@ port.on("message", (m: ToWorker) => {
   } else if ("start" in m) {
     dir = m.start.dir;
     signer = toIssuer(m.start.issuer);
+    umask = m.start.umask;
     shareKeys();
   } else if ("jobs" in m) {
     taken = 0;
-    const done: FromWorker = { done: runJobs(dir, m.jobs, signer!, { takeKey }), ahead: taken };
+    const done: FromWorker = { done: runJobs(dir, m.jobs, signer!, { takeKey, umask }), ahead: taken };
     port.postMessage(done);
   } else {
     ready.length = 0;

@@ -26,6 +26,8 @@
 import cluster, { type Worker } from "node:cluster";
 import * as path from "node:path";
 import type { Writable } from "node:stream";
+import type { AcmeOptions } from "../acme/routes.ts";
+import type { ValidatorOptions } from "../acme/validate.ts";
 import { type ExitCode, MtlskitError } from "../errors.ts";
 import { ledgerPlace, openLedger } from "../ledger/index.ts";
 import type { Ledger, SchemaState } from "../ledger/ledger.ts";
@@ -46,7 +48,14 @@ export interface WorkerConfig {
   /** postgres: the worker opens its own pool on this spec (a postgres:// URL) with at most `poolMax` connections; absent: the primary's ledger over IPC. */
   postgres: { spec: string; poolMax: number } | undefined;
   checkMs: number | undefined;
+  /** ledgerAcme: the primary's ledger keeps ACME state (its RemoteLedger forwards `acme`). */
+  ledgerAcme: boolean;
+  /** acme: startServer's `acme` option, as data. */
+  acme: ClusterAcmeOptions | false | undefined;
 }
+
+/** ClusterAcmeOptions: AcmeOptions that cross to a worker (no `resolve` function). */
+export type ClusterAcmeOptions = Omit<AcmeOptions, "validator"> & { validator?: Omit<ValidatorOptions, "resolve"> };
 
 /** POSTGRES_CONNECTIONS: the connections a cluster's PostgreSQL pools hold together at most, as one serve process's pool (openPostgresLedger's default). */
 const POSTGRES_CONNECTIONS = 10;
@@ -86,6 +95,8 @@ export interface ClusterOptions {
   /** log: JSON log lines; each worker writes its own (on its standard error, inherited). */
   log?: { stream: Writable; level?: "info" | "debug" | "warn" | "error" };
   checkMs?: number;
+  /** acme: each worker's ACME server (startServer's option; false: none). Default: on when the ledger keeps ACME state. */
+  acme?: ClusterAcmeOptions | false;
 }
 
 /** ClusterServer is a listening cluster: what RunningServer offers, plus the workers' process ids. */
@@ -137,6 +148,8 @@ export async function startCluster(opts: ClusterOptions): Promise<ClusterServer>
     log: opts.log ? { level: opts.log.level ?? "info" } : undefined,
     ledgerKind: ledger.kind,
     ledgerSchema: ledger.schema,
+    ledgerAcme: ledger.acme !== undefined,
+    acme: opts.acme,
     postgres,
     checkMs: opts.checkMs,
   };

@@ -14,7 +14,7 @@ import { STATUS_CODES } from "node:http";
 import { createServer, type Server } from "node:https";
 import type { Duplex, Writable } from "node:stream";
 import type { TLSSocket } from "node:tls";
-import Fastify, { type FastifyError } from "fastify";
+import Fastify, { type FastifyError, type FastifyReply } from "fastify";
 import { PROBLEMS, ServeProblem, type ProblemCode, type ProblemDoc } from "./problem.ts";
 
 /** LIMITS are the server's bounds, as docs/online-ca.md lists them. */
@@ -44,6 +44,14 @@ export interface TlsParts {
 export interface HttpRequest {
   /** body: the parsed JSON body, already checked against the route's schema; undefined for GET. */
   body: unknown;
+  /** contentType: the request's content-type, lower case, without parameters; undefined when absent. */
+  contentType: string | undefined;
+  /** host: the Host header as sent (`127.0.0.1:8443`); undefined when absent. */
+  host: string | undefined;
+  /** path: the request's path as sent, without its query. */
+  path: string;
+  /** params: the route's `:name` path parameters. */
+  params: Record<string, string>;
   /** remote: `ADDRESS:PORT` of the client. */
   remote: string;
   /** peerCertificates: the client's certificate chain as sent (leaf first, DER); empty when it sent none. Read once per TLS connection. */
@@ -54,15 +62,19 @@ export interface HttpRequest {
   log(fields: Record<string, unknown>, message: string): void;
 }
 
-/** HttpReply is a route's success: JSON, or bytes with their content type. */
-export type HttpReply = { status: number; json: unknown } | { status: number; body: string | Buffer; type: string };
+/** HttpReply is a route's answer: JSON, bytes with their content type, or nothing (204, HEAD); with extra headers (ACME's Replay-Nonce, Location, Link). */
+export type HttpReply = (
+  | { status: number; json: unknown }
+  | { status: number; body: string | Buffer; type: string }
+  | { status: number; empty: true }
+) & { headers?: Record<string, string | string[]>; type?: string };
 
 /** JsonSchema: a JSON Schema object (draft 7, as Fastify's Ajv reads it). */
 export type JsonSchema = Record<string, unknown>;
 
 /** Route is one endpoint. */
 export interface Route {
-  method: "GET" | "POST";
+  method: "GET" | "POST" | "HEAD";
   url: string;
   /** body: the schema a POST body must satisfy; anything else is 400 bad-request before the handler runs. */
   body?: JsonSchema;
@@ -81,6 +93,13 @@ export interface HttpOptions {
   onResponse?(route: string, seconds: number, status: number): void;
   /** onProblem: each problem document sent, by code (for mtlskit_serve_refused_total). */
   onProblem?(code: ProblemCode): void;
+  /**
+   * renderProblem: another rendering of a refusal for some paths (ACME's RFC 7807 documents
+   * under /acme/, src/acme/routes.ts); undefined keeps `{error, message, fix}`.
+   */
+  renderProblem?(path: string, problem: ServeProblem): Promise<HttpReply | undefined>;
+  /** joseJsonPrefix: paths under this prefix also take `application/jose+json` bodies (JSON, ACME's JWS, RFC 8555 §6.2). Default: none. */
+  joseJsonPrefix?: string;
 }
 
 /** HttpServer is a listening server. */
@@ -221,8 +240,26 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
   });
   // Only JSON bodies: a text/plain body is 415, not a string handed to the schema.
   app.removeContentTypeParser(["text/plain"]);
+  // ACME's JWS bodies are JSON under their own type, and only where ACME is (RFC 8555 §6.2).
+  app.addContentTypeParser("application/jose+json", { parseAs: "string" }, (req, body, done) => {
+    if (!opts.joseJsonPrefix || !req.url.startsWith(opts.joseJsonPrefix))
+      return done(Object.assign(new Error("unsupported media type"), { code: "FST_ERR_CTP_INVALID_MEDIA_TYPE" }));
+    try {
+      done(null, JSON.parse(body as string));
+    } catch {
+      done(Object.assign(new Error("invalid JSON"), { code: "FST_ERR_CTP_INVALID_JSON_BODY" }));
+    }
+  });
 
-  app.setErrorHandler((err: FastifyError, req, reply) => {
+  const send = (reply: FastifyReply, r: HttpReply) => {
+    reply.code(r.status);
+    for (const [name, value] of Object.entries(r.headers ?? {})) reply.header(name, value);
+    if ("json" in r) return reply.type(r.type ?? "application/json").send(JSON.stringify(r.json));
+    if ("empty" in r) return reply.send();
+    return reply.type(r.type).send(r.body);
+  };
+
+  app.setErrorHandler(async (err: FastifyError, req, reply) => {
     let problem = err instanceof ServeProblem ? err : fastifyProblem(err);
     if (!problem) {
       req.log.error({ err: { message: err.message, code: err.code } }, "internal error");
@@ -233,16 +270,21 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
       );
     }
     opts.onProblem?.(problem.code);
-    void reply.code(problem.status).type("application/json").send(problem.doc());
+    const path = req.url.split("?")[0]!;
+    const other = await opts.renderProblem?.(path, problem);
+    if (other) return send(reply, other);
+    return reply.code(problem.status).type("application/json").send(problem.doc());
   });
-  app.setNotFoundHandler((req, reply) => {
+  app.setNotFoundHandler(async (req, reply) => {
     const problem = new ServeProblem(
       "not-found",
       `no route ${req.method} ${req.url.slice(0, 200)}`,
       "the API is POST /v1/enroll, /v1/renew, /v1/revoke and GET /v1/bundle, /v1/crl, /v1/health, /metrics",
     );
     opts.onProblem?.(problem.code);
-    void reply.code(problem.status).type("application/json").send(problem.doc());
+    const other = await opts.renderProblem?.(req.url.split("?")[0]!, problem);
+    if (other) return send(reply, other);
+    return reply.code(problem.status).type("application/json").send(problem.doc());
   });
   app.addHook("onResponse", async (req, reply) => {
     opts.onResponse?.(req.routeOptions.url ?? "unmatched", reply.elapsedTime / 1000, reply.statusCode);
@@ -257,14 +299,16 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
         const socket = req.raw.socket as TLSSocket;
         const r = await route.handle({
           body: req.body,
+          contentType: req.headers["content-type"]?.split(";")[0]?.trim().toLowerCase(),
+          host: req.headers.host,
+          path: req.url.split("?")[0]!,
+          params: (req.params ?? {}) as Record<string, string>,
           remote: `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? 0}`,
           peerCertificates: () => peerChain(socket),
           connection: socket,
           log: (fields, message) => req.log.info(fields, message),
         });
-        reply.code(r.status);
-        if ("json" in r) return reply.type("application/json").send(r.json);
-        return reply.type(r.type).send(r.body);
+        return send(reply, r);
       },
     });
   }

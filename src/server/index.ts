@@ -5,6 +5,7 @@
  * issuer reach new connections through setSecureContext).
  */
 import type { Writable } from "node:stream";
+import { acmeRoutes, type AcmeOptions } from "../acme/routes.ts";
 import { openLedger } from "../ledger/index.ts";
 import type { Ledger } from "../ledger/ledger.ts";
 import type { LoadedManifest } from "../manifest/index.ts";
@@ -39,6 +40,8 @@ export interface ServeOptions {
   log?: { stream: Writable; level?: "info" | "debug" | "warn" | "error" };
   /** checkMs: how often the CA files are looked at for a change, and the server's certificate for its renewal time. Default: 5000. */
   checkMs?: number;
+  /** acme: the ACME server under /acme/ (src/acme/), on when the ledger keeps ACME state (Ledger.acme); false turns it off. Default: on, default options. */
+  acme?: AcmeOptions | false;
 }
 
 /** RunningServer is a listening online CA. */
@@ -112,11 +115,14 @@ export async function listenWith(
     now,
     ...(hooks.exposition ? { exposition: () => hooks.exposition!(metrics) } : {}),
   };
+  // ACME (issue 16) mounts beside the API when the ledger keeps its state.
+  const acme = opts.acme !== false && ledger.acme ? acmeRoutes(ctx, ledger.acme, opts.acme || {}) : undefined;
   const http: HttpServer = await listenHttps({
     host: listen.host,
     port: listen.port,
     tls: { keyPem: creds.keyPem, certPem: creds.certPem, caPem: authority.bundlePem },
-    routes: routes(ctx),
+    routes: [...routes(ctx), ...(acme?.routes ?? [])],
+    ...(acme ? { renderProblem: acme.renderProblem, joseJsonPrefix: "/acme/" } : {}),
     ...(opts.log ? { log: opts.log } : {}),
     onResponse: (route, seconds) => metrics.observe(route, seconds),
     onProblem: (code) => metrics.refused(code),

@@ -7,7 +7,7 @@
  * before that loses a certificate nobody holds, never a row.
  */
 import { createHash } from "node:crypto";
-import { csrPolicy, sanWords } from "../ca/policy.ts";
+import { csrPolicy, sanWords, type CsrPolicyOptions } from "../ca/policy.ts";
 import { DecodeError } from "../errors.ts";
 import { LedgerUnavailableError, type IssuedRecord, type Ledger, type RecordOutcome } from "../ledger/ledger.ts";
 import type { Manifest, Service } from "../manifest/index.ts";
@@ -95,7 +95,9 @@ function decodeCsrOrRefuse(der: Buffer): CsrFields {
 export interface IssueRequest {
   service: Service;
   csr: CsrFields;
-  how: "enroll" | "renew";
+  how: "enroll" | "renew" | "acme";
+  /** policy: what an ACME order narrows (csrPolicy's names and cnMayBeASan). Default: none. */
+  policy?: Pick<CsrPolicyOptions, "names" | "cnMayBeASan" | "cn">;
   /** tokenId: the enrollment's token, consumed with the row. */
   tokenId?: string;
   /** renewedFrom: the serial the renewal authenticated with. */
@@ -204,6 +206,7 @@ export async function issueOnline(ctx: IssueContext, req: IssueRequest): Promise
   const ca = ctx.authority.issuerFor(service.name);
   const now = ctx.now;
   const judged = csrPolicy(service, csr, now, {
+    ...req.policy,
     lifetimeMs: lifetimeOf(ctx.manifest, service),
     notAfterMax: ca.cert.notAfter,
   });

@@ -422,7 +422,7 @@ export function routes(ctx: ServeContext): Route[] {
  * /v1/crl lists the serial at once. The CRL is signed by the root (as apply signs it); when the
  * root's key is offline the next `apply --ca-key` signs it, and the answer says so.
  */
-async function recordRevocation(
+export async function recordRevocation(
   ctx: ServeContext,
   serial: string,
   reason: string,

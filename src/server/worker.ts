@@ -84,6 +84,7 @@ async function runWorker(): Promise<void> {
           config.ledgerKind,
           config.ledgerSchema,
           process as unknown as ConstructorParameters<typeof RemoteLedger>[2],
+          { acme: config.ledgerAcme },
         );
     const opts = {
       manifest: loaded,
@@ -91,6 +92,7 @@ async function runWorker(): Promise<void> {
       listen: config.listen,
       ...(config.log ? { log: { stream: process.stderr, level: config.log.level } } : {}),
       ...(config.checkMs === undefined ? {} : { checkMs: config.checkMs }),
+      ...(config.acme === undefined ? {} : { acme: config.acme }),
     };
     server = await listenWith(opts, ledger, () => new Date(), config.listen, loadAuthority(loaded, config.pkiDir), {
       metrics,

@@ -131,16 +131,17 @@ export function isInMemory(dir: string): boolean {
  */
 export function writeFilesAtomic(
   files: readonly FileWrite[],
-  opts: { syncDirs?: boolean; inMemory?: (dir: string) => boolean } = {},
+  opts: { syncDirs?: boolean; inMemory?: (dir: string) => boolean; umask?: number | null } = {},
 ): void {
-  const dirs = [...new Set(files.map((f) => path.dirname(f.file)))];
+  const dirOf = files.map((f) => splitPath(f.file));
+  const dirs = [...new Set(dirOf.map(([d]) => d))];
   // In memory (tmpfs, ramfs) nothing survives a power loss, so there is nothing to fsync: a kill
   // -9 leaves each file whole through the rename alone. On disk: an fsync per file when there is
   // one file, else one syncfs for all.
   const memory = new Set(dirs.filter(opts.inMemory ?? isInMemory));
   const fsyncEach = files.length < 2 || memory.size > 0;
-  // One read of the umask per batch saves an fchmod per file (a single file just sets its mode).
-  const umask = files.length > 1 ? readUmask() : null;
+  // One read of the umask per batch (or per apply: opts.umask) saves an fchmod per file (a single file just sets its mode).
+  const umask = files.length > 1 ? (opts.umask === undefined ? readUmask() : opts.umask) : null;
   const temps: { tmp: string; file: string }[] = [];
   let renamed = 0;
   let doing: string | undefined; // the file being replaced when a step fails
@@ -154,9 +155,11 @@ export function writeFilesAtomic(
     crashPoint("synced");
   };
   try {
-    for (const f of files) {
+    for (let i = 0; i < files.length; i++) {
+      const f = files[i]!;
+      const [dir, base] = dirOf[i]!;
       doing = f.file;
-      const tmp = path.join(path.dirname(f.file), `${TEMP_MARK}${process.pid}-${counter++}-${path.basename(f.file)}`);
+      const tmp = path.join(dir, `${TEMP_MARK}${process.pid}-${counter++}-${base}`);
       const fd = openSync(
         tmp,
         constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
@@ -170,7 +173,7 @@ export function writeFilesAtomic(
         writeSync(fd, typeof f.data === "string" ? Buffer.from(f.data) : f.data);
         crashPoint("written");
         if (fsyncEach) {
-          if (memory.has(path.dirname(f.file))) crashPoint("synced");
+          if (memory.has(dir)) crashPoint("synced");
           else fsyncFile(tmp, fd);
         }
       } finally {
@@ -201,6 +204,17 @@ export function writeFilesAtomic(
     throw e;
   }
   if (opts.syncDirs !== false) for (const d of dirs) syncDir(d, memory.has(d));
+}
+
+/**
+ * splitPath is [path.dirname(file), path.basename(file)] for the file paths apply writes (absolute,
+ * or below a directory), by one search for the last separator: path's own pair cost ~60 ms of
+ * CPU per worker thread at 10,000 services (issue 12). Anything else goes through path.
+ */
+function splitPath(file: string): [string, string] {
+  const i = path.sep === "/" ? file.lastIndexOf("/") : -1;
+  if (i <= 0 || i === file.length - 1) return [path.dirname(file), path.basename(file)];
+  return [file.slice(0, i), file.slice(i + 1)];
 }
 
 /**

@@ -34,11 +34,16 @@ export function row(serial: string, over: Partial<IssuedRecord> = {}): IssuedRec
   };
 }
 
-/** ledgerContract defines the contract's tests for one door: `open` makes a fresh empty ledger, `judge` runs a count query with the database's own client. */
+/**
+ * ledgerContract defines the contract's tests for one door: `open` makes a fresh empty ledger,
+ * `judge` runs a count query with the database's own client, `twin` opens a second Ledger on the
+ * same store (another connection or pool: what a second replica holds) for the races.
+ */
 export function ledgerContract(
   name: string,
   open: () => Promise<Ledger>,
   judge: (l: Ledger, sql: string) => string,
+  twin: (l: Ledger) => Promise<Ledger>,
 ): void {
   describe(`ledger contract (${name}): tokens`, () => {
     it("ok/checkToken compares with crypto.timingSafeEqual, for a known id, a wrong secret and an unknown id alike", async (t) => {
@@ -261,6 +266,154 @@ export function ledgerContract(
       assert.equal(await dst.get("b4"), undefined, "a conflict writes nothing of its batch");
       await src.close();
       await dst.close();
+    });
+  });
+
+  describe(`ledger contract (${name}): acme store`, () => {
+    it("ok/an acme token's HMAC key is read back while usable; binding an account consumes it once; every EabVerdict", async () => {
+      const ledger = await open();
+      const acme = ledger.acme!;
+      const eab = await ledger.createToken("web", "acme", HOUR, NOW);
+      const [, id, secret] = /^mtk_([0-9a-f]{16})_(.+)$/.exec(eab.token)!;
+      const v = await acme.eabKey(id!, NOW);
+      assert.ok(v.ok);
+      assert.deepEqual(v.hmacKey, Buffer.from(secret!, "base64url"));
+      assert.equal(v.hmacKey.length, 32);
+      assert.equal(v.token.service, "web");
+      assert.equal(judge(ledger, `SELECT count(*) FROM acme_eab WHERE token_id = '${id}'`), "1");
+      const enroll = await ledger.createToken("web", "enroll", HOUR, NOW);
+      assert.equal(judge(ledger, "SELECT count(*) FROM acme_eab"), "1", "an agent token keeps no HMAC key");
+      const reason = async (tid: string, at = NOW) => {
+        const r = await acme.eabKey(tid, at);
+        return r.ok ? "ok" : r.reason;
+      };
+      assert.equal(await reason(enroll.record.id), "wrong-kind");
+      assert.equal(await reason("0123456789abcdef"), "unknown");
+      assert.equal(await reason(id!, new Date(NOW.getTime() + HOUR)), "expired");
+      const account = (n: string) => ({ kind: "account" as const, id: n, version: 1, lookup: `thumb-${n}`, doc: "{}" });
+      assert.deepEqual(await acme.write([account("a1")], { tokenId: id!, account: "a1", now: NOW }), { ok: true });
+      assert.equal(await reason(id!), "used");
+      assert.equal((await ledger.tokens()).find((t) => t.id === id)!.usedBy, "acme:a1");
+      // The second binding of one key writes nothing.
+      assert.deepEqual(await acme.write([account("a2")], { tokenId: id!, account: "a2", now: NOW }), {
+        ok: false,
+        reason: "token-used",
+      });
+      assert.equal(await acme.get("account", "a2"), undefined);
+      assert.deepEqual(await acme.write([account("a3")], { tokenId: "0123456789abcdef", account: "a3", now: NOW }), {
+        ok: false,
+        reason: "token-unknown",
+      });
+      const other = await ledger.createToken("web", "acme", HOUR, NOW);
+      assert.equal(await ledger.revokeToken(other.record.id, NOW), true);
+      assert.equal(await reason(other.record.id), "revoked");
+      assert.deepEqual(await acme.write([account("a4")], { tokenId: other.record.id, account: "a4", now: NOW }), {
+        ok: false,
+        reason: "token-revoked",
+      });
+      assert.equal(judge(ledger, "SELECT count(*) FROM acme_objects"), "1");
+      await ledger.close();
+    });
+
+    it("ok/objects: created once, replaced by version (compare and swap), found by lookup; a failed write of several rows writes none", async () => {
+      const ledger = await open();
+      const acme = ledger.acme!;
+      const obj = (id: string, version: number, doc: string, lookup?: string) => ({
+        kind: "order" as const,
+        id,
+        version,
+        lookup,
+        doc,
+      });
+      assert.deepEqual(await acme.write([obj("o1", 1, '{"s":1}', "k1")]), { ok: true });
+      assert.deepEqual(await acme.write([obj("o1", 1, '{"s":9}')]), { ok: false, reason: "conflict" });
+      assert.deepEqual(await acme.write([obj("o2", 1, "{}", "k1")]), { ok: false, reason: "lookup-taken" });
+      assert.deepEqual(await acme.write([obj("o2", 1, "{}", "k2")]), { ok: true });
+      // A replacement taking another object's lookup (a key rolled over to one in use).
+      assert.deepEqual(await acme.write([obj("o2", 2, "{}", "k1")]), { ok: false, reason: "lookup-taken" });
+      // Two writers of version 2: one wins.
+      const both = await Promise.all([
+        acme.write([obj("o1", 2, '{"s":2}', "k1")]),
+        acme.write([obj("o1", 2, '{"s":3}', "k1")]),
+      ]);
+      assert.deepEqual(both.map((b) => (b.ok ? "ok" : b.reason)).sort(), ["conflict", "ok"]);
+      const won = (await acme.get("order", "o1"))!;
+      assert.equal(won.version, 2);
+      assert.ok(won.doc === '{"s":2}' || won.doc === '{"s":3}');
+      assert.equal((await acme.find("order", "k1"))!.id, "o1");
+      assert.equal((await acme.find("order", "k2"))!.version, 1);
+      // o3 is new but o1's version 2 is stale: neither is written.
+      assert.deepEqual(await acme.write([obj("o3", 1, "{}"), obj("o1", 2, "{}")]), { ok: false, reason: "conflict" });
+      assert.equal(await acme.get("order", "o3"), undefined);
+      assert.equal(await acme.get("account", "o1"), undefined, "kinds are apart");
+      assert.equal(judge(ledger, "SELECT count(*) FROM acme_objects"), "2");
+      await ledger.close();
+    });
+
+    it("ok/a nonce is used once, never after it expires, never if unknown", async () => {
+      const ledger = await open();
+      const acme = ledger.acme!;
+      await acme.addNonce("n1", new Date(NOW.getTime() + 60_000));
+      await acme.addNonce("n2", new Date(NOW.getTime() + 60_000));
+      const uses = await Promise.all([acme.useNonce("n1", NOW), acme.useNonce("n1", NOW)]);
+      assert.deepEqual(uses.sort(), [false, true]);
+      assert.equal(await acme.useNonce("n2", new Date(NOW.getTime() + 60_000)), false, "expired");
+      assert.equal(await acme.useNonce("nope", NOW), false);
+      await ledger.close();
+    });
+
+    it("ok/two Ledger instances (two replicas) race: 20 nonces each used 10 times over both, exactly one use wins each; one EAB key bound by 10 accounts over both, exactly one account exists", async () => {
+      const a = await open();
+      const b = await twin(a);
+      try {
+        const exp = new Date(NOW.getTime() + 60_000);
+        const nonces = Array.from({ length: 20 }, (_, i) => `race-${i}`);
+        await Promise.all(nonces.map((n, i) => (i % 2 ? a : b).acme!.addNonce(n, exp)));
+        const uses = await Promise.all(
+          nonces.flatMap((n) => Array.from({ length: 10 }, (_, j) => (j % 2 ? a : b).acme!.useNonce(n, NOW))),
+        );
+        assert.equal(uses.filter(Boolean).length, 20, "one winner per nonce");
+        for (let i = 0; i < 20; i++) assert.equal(uses.slice(i * 10, i * 10 + 10).filter(Boolean).length, 1);
+        assert.equal(judge(a, "SELECT count(*) FROM acme_nonces WHERE nonce LIKE 'race-%'"), "0");
+
+        const eab = await a.createToken("web", "acme", HOUR, NOW);
+        const tokenId = eab.record.id;
+        const outcomes = await Promise.all(
+          Array.from({ length: 10 }, (_, i) =>
+            (i % 2 ? a : b).acme!.write(
+              [{ kind: "account", id: `acct${i}`, version: 1, lookup: `thumb${i}`, doc: "{}" }],
+              {
+                tokenId,
+                account: `acct${i}`,
+                now: NOW,
+              },
+            ),
+          ),
+        );
+        const winners = outcomes.flatMap((o, i) => (o.ok ? [i] : []));
+        assert.equal(winners.length, 1, JSON.stringify(outcomes));
+        for (const o of outcomes) if (!o.ok) assert.equal(o.reason, "token-used");
+        assert.equal(judge(a, "SELECT count(*) FROM acme_objects WHERE kind = 'account'"), "1");
+        assert.equal(
+          judge(a, `SELECT used_by FROM tokens WHERE id = '${tokenId}'`),
+          `acme:acct${winners[0]}`,
+          "the token names the one account it bound",
+        );
+        // One order moved on by both replicas from version 1: one version 2.
+        assert.deepEqual(await a.acme!.write([{ kind: "order", id: "o", version: 1, lookup: undefined, doc: "1" }]), {
+          ok: true,
+        });
+        const cas = await Promise.all(
+          Array.from({ length: 10 }, (_, i) =>
+            (i % 2 ? a : b).acme!.write([{ kind: "order", id: "o", version: 2, lookup: undefined, doc: `v${i}` }]),
+          ),
+        );
+        assert.equal(cas.filter((o) => o.ok).length, 1);
+        assert.equal((await b.acme!.get("order", "o"))!.version, 2);
+      } finally {
+        await b.close();
+        await a.close();
+      }
     });
   });
 }

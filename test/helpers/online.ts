@@ -7,8 +7,9 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import * as https from "node:https";
 import * as path from "node:path";
-import { openLedger } from "../../src/ledger/index.ts";
+import { type IssuedRecord, openLedger, parseToken } from "../../src/ledger/index.ts";
 import { loadManifest } from "../../src/manifest/index.ts";
+import type { AcmeOptions } from "../../src/acme/routes.ts";
 import { startServer } from "../../src/server/index.ts";
 import { runCli, tempDir, writeManifest } from "./cli.ts";
 
@@ -25,10 +26,20 @@ export interface OnlineCa {
   stop(): Promise<void>;
   /** restart starts it again on the same port. */
   restart(): Promise<void>;
+  /** ledgerRows reads every certificate row of the server's ledger. */
+  ledgerRows(): Promise<IssuedRecord[]>;
+  /** eab makes an ACME EAB key for `service` (`mtlskit token create SERVICE --acme`): its kid and base64url HMAC key. */
+  eab(service: string, ttlMs?: number): Promise<{ kid: string; hmac: string }>;
+}
+
+/** OnlineCaOptions: what a test changes in the server. */
+export interface OnlineCaOptions {
+  /** acme: the ACME server's options (the validator's ports: where the test's ACME client listens). */
+  acme?: AcmeOptions;
 }
 
 /** startOnlineCa applies `manifestText` into a fresh PKI and serves it. */
-export async function startOnlineCa(manifestText: string): Promise<OnlineCa> {
+export async function startOnlineCa(manifestText: string, opts: OnlineCaOptions = {}): Promise<OnlineCa> {
   const dir = tempDir("mtlskit-online-");
   const manifest = writeManifest(dir, manifestText);
   const pki = path.join(dir, "pki");
@@ -42,6 +53,7 @@ export async function startOnlineCa(manifestText: string): Promise<OnlineCa> {
       listen: { host: "127.0.0.1", port },
       ledger: await openLedger(pki),
       checkMs: 100, // a CA rotation is seen within 100 ms
+      ...(opts.acme ? { acme: opts.acme } : {}),
     });
   let server = await start(0);
   const port = server.port;
@@ -52,6 +64,11 @@ export async function startOnlineCa(manifestText: string): Promise<OnlineCa> {
     manifest,
     async token(service, ttlMs = 15 * 60_000) {
       return (await server.ledger.createToken(service, "enroll", ttlMs, new Date())).token;
+    },
+    ledgerRows: () => server.ledger.list(),
+    async eab(service, ttlMs = 15 * 60_000) {
+      const made = await server.ledger.createToken(service, "acme", ttlMs, new Date());
+      return { kid: made.record.id, hmac: parseToken(made.token)!.secret };
     },
     async stop() {
       await server.close();

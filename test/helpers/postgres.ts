@@ -12,7 +12,17 @@
  * data (a restart mid-issuance), and run SQL as the superuser over the unix socket (psql).
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
@@ -54,7 +64,7 @@ export interface Pg {
   adminDb(db: string, sql: string): string;
   /** stop shuts the server down ("fast": sessions rolled back, checkpoint) and waits for it. */
   stop(): Promise<void>;
-  /** kill sends SIGKILL and waits for the exit: a crash (restart recovers from the WAL). */
+  /** kill sends SIGKILL to the backends and the postmaster and waits for them: a crash (restart recovers from the WAL). */
   kill(): Promise<void>;
   /** start starts it again on the same port and data (after stop or kill). */
   start(): Promise<void>;
@@ -89,6 +99,41 @@ function postgresUser(): { uid: number; gid: number } | undefined {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** childrenOf lists the pids whose parent is `pid` (from /proc: the postmaster's backends and workers). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      // /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces and parentheses.
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === pid) out.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // already gone
+  }
+}
+
+/** alive: the process exists and is not a zombie. */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
 
 /** startPostgres makes and starts a throw-away cluster; call destroy() when done (an `after` hook). */
 export async function startPostgres(opts: PgOptions = {}): Promise<Pg> {
@@ -208,10 +253,17 @@ export async function startPostgres(opts: PgOptions = {}): Promise<Pg> {
   const waitExit = async (signal: NodeJS.Signals) => {
     const c = child;
     if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    // A crash takes the backends with it: after SIGKILL of the postmaster alone, a backend still
+    // holding a client's connection could answer one more statement before it noticed (a test saw a
+    // record() succeed "after the kill"). Its children are killed first, then the postmaster.
+    const backends = signal === "SIGKILL" && c.pid !== undefined ? childrenOf(c.pid) : [];
+    for (const pid of backends) killQuietly(pid);
     c.kill(signal);
     const timer = setTimeout(() => c.kill("SIGKILL"), 30_000);
     await exited;
     clearTimeout(timer);
+    // Bounded: the killed backends are gone before the caller goes on (start() reuses the port).
+    for (let i = 0; i < 100 && backends.some(alive); i++) await sleep(50);
   };
 
   await start();

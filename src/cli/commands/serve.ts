@@ -49,6 +49,8 @@ is issued from the CA in memory (SANs: the listen address and localhost) and ren
 
 API (docs/online-ca.md): POST /v1/enroll (token + CSR), POST /v1/renew (mTLS + CSR), POST
 /v1/revoke (mTLS, serve.admins only), GET /v1/bundle, /v1/crl, /v1/health, /metrics.
+ACME (RFC 8555, README "ACME"): https://HOST:PORT/acme/directory, for certbot, lego and
+cert-manager, with External Account Binding keys from \`mtlskit token create SERVICE --acme\`.
 
 Several replicas (docs/online-ca.md, "Running several CA replicas"): each runs serve with its own
 copy of DIR/ca (the CA key is never put in the database) and the same --ledger
@@ -69,6 +71,10 @@ ${LEDGER_FLAG_HELP}
                        so its group commit covers every worker; with PostgreSQL each worker
                        opens its own connections (together at most 10)
       --log            JSON log lines on standard error (never a token, key or CSR)
+      --acme-http-port P, --acme-tls-port P
+                       for tests only: the port the ACME validator dials for http-01 (RFC
+                       8555: 80) and tls-alpn-01 (RFC 8737: 443), where a test's ACME client
+                       listens; a real deployment never sets them
 
 EXAMPLES
   mtlskit apply -f mtlskit.yaml --pki ./pki
@@ -92,6 +98,8 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
         listen: { type: "string", default: LISTEN },
         log: { type: "boolean" },
         workers: { type: "string" },
+        "acme-http-port": { type: "string" },
+        "acme-tls-port": { type: "string" },
       },
       allowPositionals: false,
       strict: true,
@@ -100,15 +108,32 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   if (values.help) return (io.out(SERVE_HELP), EXIT.ok);
   const listen = parseListen("serve", values.listen);
   const workers = parseWorkers(values.workers);
+  const port = (flag: string, v: string | undefined) => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!/^\d{1,5}$/.test(v) || n < 1 || n > 65535)
+      throw new UsageError(`mtlskit serve: --${flag} must be a port number 1..65535; got ${JSON.stringify(v)}`);
+    return n;
+  };
+  const httpPort = port("acme-http-port", values["acme-http-port"]);
+  const tlsPort = port("acme-tls-port", values["acme-tls-port"]);
   const manifestText = readManifestText(values.file);
   const loaded = parseManifest(manifestText, values.file);
   const online = loaded.manifest.services.filter((s) => s.csr === true && s.files === undefined);
   const { startServer, startCluster } = await import("../../server/index.ts");
   const log = values.log ? { log: { stream: process.stderr } } : {};
   const ledgerSpec = values.ledger === undefined ? {} : { ledgerSpec: values.ledger };
+  const acme =
+    httpPort || tlsPort
+      ? {
+          acme: {
+            validator: { ports: { ...(httpPort ? { http: httpPort } : {}), ...(tlsPort ? { tls: tlsPort } : {}) } },
+          },
+        }
+      : {};
   const server =
     workers === 1
-      ? await startServer({ manifest: loaded, pkiDir: values.pki, ...ledgerSpec, listen, ...log })
+      ? await startServer({ manifest: loaded, pkiDir: values.pki, ...ledgerSpec, listen, ...log, ...acme })
       : await startCluster({
           manifestText,
           manifestFile: values.file,
@@ -118,12 +143,16 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
           listen,
           workers,
           ...log,
+          ...acme,
         });
   io.out(
     `mtlskit serve: the online CA listens on ${server.url}\n` +
       `  root SHA-256: ${server.rootSha256}\n` +
       `  ledger: ${server.ledger.kind}\n` +
       `  workers: ${workers === 1 ? "1 (this process serves everything)" : `${workers} HTTP processes; this one holds the ledger`}\n` +
+      (server.ledger.acme
+        ? `  ACME directory: ${server.url}/acme/directory (EAB keys: mtlskit token create SERVICE --acme)\n`
+        : "") +
       `  services issued online: ${online.map((s) => s.name).join(", ") || "none"}\n` +
       `Next: \`mtlskit token create SERVICE -f ${values.file} --pki ${values.pki}\`, then on the service's host \`mtlskit agent --server ${server.url} --service SERVICE --token-file F --fingerprint ${server.rootSha256} --out DIR\`. Stop with SIGTERM or Ctrl-C.\n`,
   );

@@ -6,7 +6,7 @@
 import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { EXIT, InvalidInputError, UsageError } from "../../errors.ts";
-import { isTokenId, openLedger, redactUrl, type TokenRecord } from "../../ledger/index.ts";
+import { isTokenId, openLedger, parseToken, redactUrl, type TokenRecord } from "../../ledger/index.ts";
 import { formatDuration, loadManifest, parseTtl, problemAt } from "../../manifest/index.ts";
 import { COMMON_FLAGS, flags } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
@@ -17,6 +17,8 @@ import { LEDGER_FLAG, LEDGER_FLAG_HELP, PKI_FLAGS } from "./shared.ts";
 /** TOKEN_TTL: a token's lifetime unless --ttl says otherwise; TOKEN_MAX_TTL bounds --ttl (a bootstrap token is for the next deployment, not a standing credential). */
 export const TOKEN_TTL = "15m";
 export const TOKEN_MAX_TTL_MS = 7 * 86_400_000;
+/** ACME_TOKEN_TTL: an EAB key's lifetime unless --ttl says otherwise (configuring an ACME client, cert-manager's Secret, takes longer than starting an agent). */
+export const ACME_TOKEN_TTL = "1d";
 
 const PKI_ONLY = { pki: PKI_FLAGS.pki, ...LEDGER_FLAG, json: { type: "boolean" } } as const;
 
@@ -24,6 +26,7 @@ export const TOKEN_CREATE_HELP = `mtlskit token create: a single-use bootstrap t
 
 USAGE
   mtlskit token create SERVICE [-f FILE] [--pki DIR] [--ledger SPEC] [--ttl 15m] [--json]
+  mtlskit token create SERVICE --acme [-f FILE] [--pki DIR] [--ledger SPEC] [--ttl 1d] [--json]
 
 Prints mtk_ID_SECRET once: the agent on SERVICE's host presents it to \`mtlskit serve\`
 (POST /v1/enroll) with its CSR, and the certificate it gets pays for it: the token is consumed
@@ -31,16 +34,25 @@ in the same transaction that records the certificate, so it works exactly once. 
 (DIR/ca/ledger.db, created 0600 if missing) keeps only the id and the SHA-256 of the secret.
 SERVICE must be in the manifest with csr: true (its key is made on its host and never sent).
 
+With --acme it makes an ACME External Account Binding key instead (RFC 8555 §7.3.4): a key id
+(KID) and an HMAC key (base64url, 32 bytes), as certbot (--eab-kid, --eab-hmac-key), lego (--kid,
+--hmac) and cert-manager (externalAccountBinding) take them. The ACME client registers one
+account with it at https://HOST:PORT/acme/directory; the key then is used, and the account may
+order certificates for SERVICE's declared names only. The ledger keeps the HMAC key itself (it
+must verify the binding) in its 0600 file beside the CA key.
+
 FLAGS
   -f, --file FILE      manifest (default mtlskit.yaml)
       --pki DIR        PKI directory (default ./pki); it must exist (unless --ledger names a database)
 ${LEDGER_FLAG_HELP}
       --ttl D          how long the token may be used: 90s, 15m, 1h, 7d at most (default ${TOKEN_TTL})
-      --json           print {"token","id","service","expiresAt"}
+      --acme           an ACME EAB key (KID and HMAC key) instead of an agent token (default --ttl 1d)
+      --json           print {"token","id","service","expiresAt"}; with --acme {"kid","hmacKey","service","expiresAt","directory"}
 
 EXAMPLES
   mtlskit token create web > /run/web.token && chmod 600 /run/web.token
   mtlskit token create web --ttl 1h --json | jq -r .token
+  mtlskit token create web --acme --json
 
 ${EXIT_CODES_TEXT}
 `;
@@ -112,7 +124,8 @@ async function createCommand(args: string[], io: Io): Promise<number> {
         ...COMMON_FLAGS,
         ...PKI_FLAGS,
         ...LEDGER_FLAG,
-        ttl: { type: "string", default: TOKEN_TTL },
+        ttl: { type: "string" },
+        acme: { type: "boolean" },
         json: { type: "boolean" },
       },
       allowPositionals: true,
@@ -124,10 +137,11 @@ async function createCommand(args: string[], io: Io): Promise<number> {
     throw new UsageError(
       `mtlskit token create: name exactly one service; got ${positionals.length === 0 ? "none" : positionals.join(" ")}. Run \`mtlskit token create --help\` for usage.`,
     );
-  const ttlMs = parseTtl(values.ttl);
+  const ttl = values.ttl ?? (values.acme ? ACME_TOKEN_TTL : TOKEN_TTL);
+  const ttlMs = parseTtl(ttl);
   if (ttlMs === undefined || ttlMs > TOKEN_MAX_TTL_MS)
     throw new UsageError(
-      `mtlskit token create: --ttl must be a duration such as 90s, 15m, 1h or 2d, at most 7d; got ${JSON.stringify(values.ttl)} (nothing was written)`,
+      `mtlskit token create: --ttl must be a duration such as 90s, 15m, 1h or 2d, at most 7d; got ${JSON.stringify(ttl)} (nothing was written)`,
     );
   const loaded = loadManifest(values.file);
   const m = loaded.manifest;
@@ -159,11 +173,25 @@ async function createCommand(args: string[], io: Io): Promise<number> {
   const ledger = await openLedger(values.pki, values.ledger);
   let made: Awaited<ReturnType<typeof ledger.createToken>>;
   try {
-    made = await ledger.createToken(name, "enroll", ttlMs, now);
+    made = await ledger.createToken(name, values.acme ? "acme" : "enroll", ttlMs, now);
   } finally {
     await ledger.close();
   }
   const expiresAt = made.record.expiresAt.toISOString();
+  if (values.acme) {
+    const hmacKey = parseToken(made.token)!.secret;
+    const directory = "https://HOST:PORT/acme/directory";
+    if (values.json) {
+      io.out(`${JSON.stringify({ kid: made.record.id, hmacKey, service: name, expiresAt, directory }, null, 2)}\n`);
+      return EXIT.ok;
+    }
+    io.out(`kid: ${made.record.id}\nhmac: ${hmacKey}\n`);
+    io.err(
+      `${paintErr(io, "bold", `ACME EAB key ${made.record.id} for ${name}`)}: binds one account, valid until ${expiresAt} (${formatDuration(ttlMs)}). The HMAC key is shown only this once.\n` +
+        `Register with it: certbot register --server ${directory} --eab-kid ${made.record.id} --eab-hmac-key HMAC, or lego --server ${directory} --eab --kid ${made.record.id} --hmac HMAC. Revoke it with \`mtlskit token revoke ${made.record.id} ${values.ledger === undefined ? `--pki ${values.pki}` : `--ledger ${redactUrl(values.ledger)}`}\`.\n`,
+    );
+    return EXIT.ok;
+  }
   if (values.json) {
     io.out(`${JSON.stringify({ token: made.token, id: made.record.id, service: name, expiresAt }, null, 2)}\n`);
     return EXIT.ok;
