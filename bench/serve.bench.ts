@@ -30,7 +30,12 @@
  * numbers, 1 only when it could not measure (a server would not start, cfssl is missing).
  *
  *   npm run bench:serve [-- --seconds 5] [--rounds 2] [--concurrency 16] [--csrs 500]
- *                       [--only cfssl,cfssl-db,enroll,renew] [--tokens N] [--dir DIR]
+ *                       [--only cfssl,cfssl-db,enroll,renew] [--tokens N] [--dir DIR] [--workers N[,M]]
+ *
+ *   --workers N[,M...]  serve's --workers (HTTP worker processes; default: serve's own default).
+ *           Several values: one serve each (own PKI copy and ledger), each a target of this run
+ *           (`mtlskit enroll w1`, `... w2`). The server CPU counted is the whole process tree:
+ *           the primary (the ledger) and its workers.
  *
  *   --only pg,pg-2 (not in the default list: they need PostgreSQL, apt-get install postgresql)
  *           serve with a PostgreSQL ledger (issue 15): a throw-away cluster on loopback with fsync
@@ -40,6 +45,10 @@
  *           replica i % 2. Their server CPU counts every serve process and PostgreSQL's (the
  *           postmaster and its backends): the whole server side on this machine. Run with
  *           `--only enroll,pg,pg-2` to compare SQLite and PostgreSQL in the same run.
+ *
+ *   --base BIN  also run each serve from another build's bin/mtlskit.js (e.g. the previous commit's,
+ *           built with tsconfig.build.json): targets `... base`, measured in the same rounds, so a
+ *           change's CPU per certificate is compared on the same machine load.
  *
  *   --profile DIR  run serve with --cpu-prof (written to DIR when serve exits on SIGTERM at the end)
  *           and print the functions that took the most of its CPU (self time; the whole run,
@@ -51,7 +60,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import type * as http from "node:http";
 import { cpus, loadavg, tmpdir } from "node:os";
 import * as path from "node:path";
@@ -85,6 +94,8 @@ const { values } = parseArgs({
     tokens: { type: "string" },
     dir: { type: "string" },
     profile: { type: "string" },
+    workers: { type: "string" },
+    base: { type: "string" },
   },
   strict: true,
 });
@@ -316,6 +327,16 @@ function createTokens(pki: string, service: string, n: number): Promise<string[]
   });
 }
 
+/** printProfiles prints printProfile for each serve (`pids`) and for every other process that wrote a profile to `dir` during the run (their workers). */
+function printProfiles(dir: string, pids: number[], since: number): void {
+  for (const pid of pids) printProfile(dir, pid);
+  for (const f of readdirSync(dir)) {
+    const m = /\.(\d+)\.\d+\.\d+\.cpuprofile$/.exec(f);
+    if (m && !pids.includes(Number(m[1])) && statSync(path.join(dir, f)).mtimeMs >= since)
+      printProfile(dir, Number(m[1]));
+  }
+}
+
 /** printProfile prints the top self-time functions of the .cpuprofile node wrote for `pid` in `dir`. */
 function printProfile(dir: string, pid: number): void {
   const file = readdirSync(dir).find((f) => f.endsWith(".cpuprofile") && f.includes(`.${pid}.`));
@@ -340,7 +361,9 @@ function printProfile(dir: string, pid: number): void {
     self.set(key, (self.get(key) ?? 0) + p.timeDeltas[i]!);
     total += p.timeDeltas[i]!;
   });
-  console.log(`\nprofile of serve (${path.join(dir, file)}), self time, top 20 of ${(total / 1e6).toFixed(1)} s:`);
+  console.log(
+    `\nprofile of process ${pid} (${path.join(dir, file)}), self time, top 20 of ${(total / 1e6).toFixed(1)} s:`,
+  );
   for (const [key, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 20))
     console.log(`  ${((us / total) * 100).toFixed(1).padStart(5)}%  ${key}`);
 }
@@ -460,6 +483,7 @@ function printPgComparison(loads: Load[], totals: Map<Load, Tally>): void {
 }
 
 async function main(): Promise<number> {
+  const started = Date.now();
   if (spawnSync("cfssl", ["version"]).status !== 0 && ONLY.has("cfssl")) {
     console.error("bench:serve: cfssl is not installed: apt-get install golang-cfssl (or scripts/install-interop.sh)");
     return 1;
@@ -468,7 +492,7 @@ async function main(): Promise<number> {
   const fsType = spawnSync("stat", ["-f", "-c", "%T", work], { encoding: "utf8" }).stdout.trim();
   const durable = !["tmpfs", "ramfs"].includes(fsType);
   const children: ChildProcess[] = [];
-  let served: Served | undefined;
+  const servedAll: Served[] = [];
   let stopPg: (() => Promise<void>) | undefined;
   const agents: http.Agent[] = [];
   try {
@@ -509,17 +533,39 @@ async function main(): Promise<number> {
         certificate: cfsslCertificate,
       });
     }
-    if (ONLY.has("enroll") || ONLY.has("renew")) {
-      const tokens = await createTokens(pki, "web", ONLY.has("enroll") ? TOKENS : CONCURRENCY);
-      served = await startServe(bin, {
+    // One serve per --workers value (`--workers 1,2`: both measured in this run, each a target),
+    // each on its own copy of the PKI directory (its own ledger: two servers on one SQLite file
+    // would measure its write lock), the tokens made once and copied.
+    const workerCounts = (values.workers ?? "").split(",").filter((w) => w !== "");
+    // --base BIN: each serve again from another build (an A/B of two commits in one run, rounds interleaved).
+    const variants: { w: string | undefined; bin: string; tag: string }[] = (
+      workerCounts.length === 0 ? [undefined] : workerCounts
+    ).flatMap((w) => [
+      { w, bin, tag: "" },
+      ...(values.base === undefined ? [] : [{ w, bin: path.resolve(values.base), tag: " base" }]),
+    ]);
+    const suffix = (v: { w: string | undefined; tag: string }) => (workerCounts.length > 1 ? ` w${v.w}` : "") + v.tag;
+    const tokens =
+      ONLY.has("enroll") || ONLY.has("renew")
+        ? await createTokens(pki, "web", ONLY.has("enroll") ? TOKENS : CONCURRENCY)
+        : [];
+    const copyOf = (n: number) => (n === 0 ? pki : path.join(work, `pki-${n}`));
+    for (let n = 1; n < variants.length; n++) cpSync(pki, copyOf(n), { recursive: true }); // before any serve uses a token
+    for (const [n, variant] of variants.entries()) {
+      if (!ONLY.has("enroll") && !ONLY.has("renew")) break;
+      const { w } = variant;
+      const dir = copyOf(n);
+      const one = await startServe(variant.bin, {
         manifest,
-        pki,
+        pki: dir,
+        ...(w === undefined ? {} : { args: ["--workers", w] }),
         ...(values.profile === undefined
           ? {}
           : { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${path.resolve(values.profile)}`] }),
       });
-      const caFile = path.join(pki, "ca", "ca.pem");
-      const target: Target = { port: served.port, agent: trustAgent(caFile, { maxSockets: CONCURRENCY }), tls: true };
+      servedAll.push(one);
+      const caFile = path.join(dir, "ca", "ca.pem");
+      const target: Target = { port: one.port, agent: trustAgent(caFile, { maxSockets: CONCURRENCY }), tls: true };
       agents.push(target.agent);
       let used = 0;
       const enroll = (i: number): Promise<Reply> | undefined => {
@@ -539,24 +585,29 @@ async function main(): Promise<number> {
           const chain = (r.body as { chain: string }).chain;
           const agent = trustAgent(caFile, { cert: chain, key: csrAt(k).keyPem, maxSockets: 1 });
           agents.push(agent);
-          renewers.push({ port: served.port, agent, tls: true });
+          renewers.push({ port: one.port, agent, tls: true });
         }
         loads.push({
-          name: "mtlskit renew",
-          pid: served.child.pid!,
+          name: `mtlskit renew${suffix(variant)}`,
+          pid: one.child.pid!,
           send: (i) => requestJson(renewers[i % CONCURRENCY]!, "POST", "/v1/renew", { csr: csrAt(i).pem }),
           certificate: issuedCertificate,
         });
       }
       if (ONLY.has("enroll"))
-        loads.push({ name: "mtlskit enroll", pid: served.child.pid!, send: enroll, certificate: issuedCertificate });
+        loads.push({
+          name: `mtlskit enroll${suffix(variant)}`,
+          pid: one.child.pid!,
+          send: enroll,
+          certificate: issuedCertificate,
+        });
     }
 
     const pgWanted = PG_TARGETS.filter(([key]) => ONLY.has(key));
     if (pgWanted.length > 0) {
-      const started = await startPgLoads({ bin, manifest, pki, wanted: pgWanted, csrAt, agents });
-      stopPg = started.stop;
-      loads.push(...started.loads);
+      const pgStarted = await startPgLoads({ bin, manifest, pki, wanted: pgWanted, csrAt, agents });
+      stopPg = pgStarted.stop;
+      loads.push(...pgStarted.loads);
       const pgFs = spawnSync("stat", ["-f", "-c", "%T", tmpdir()], { encoding: "utf8" }).stdout.trim();
       console.log(
         `PostgreSQL ledger: a throw-away cluster on 127.0.0.1, fsync=on, synchronous_commit=on, data in ${tmpdir()} on ${pgFs || "?"}; server CPU of its targets counts serve and postgres`,
@@ -564,7 +615,7 @@ async function main(): Promise<number> {
     }
 
     console.log(
-      `serve bench: ${ROUNDS} rounds x ${SECONDS} s per target, ${CONCURRENCY} concurrent keep-alive HTTPS connections, ${csrs.length} P-256 CSRs; node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), load average ${loadavg()[0]!.toFixed(2)} at start`,
+      `serve bench: ${ROUNDS} rounds x ${SECONDS} s per target, ${CONCURRENCY} concurrent keep-alive HTTPS connections, ${csrs.length} P-256 CSRs; mtlskit serve --workers ${values.workers ?? "not given (its default: 1)"}; node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), load average ${loadavg()[0]!.toFixed(2)} at start`,
     );
     console.log(
       `ledgers (mtlskit's, cfssl's certdb) in ${work} on ${fsType || "?"}: ${durable ? "durable (fsync reaches the disk)" : "NOT durable: a tmpfs, fsync costs nothing; the targets below are judged only on a disk"}`,
@@ -642,10 +693,14 @@ async function main(): Promise<number> {
       c.kill("SIGKILL");
       await within(exited(c), 10_000, "cfssl after SIGKILL").catch(() => {});
     }
-    await served?.stop().catch(() => {});
+    for (const one of servedAll) await one.stop().catch(() => {});
     await stopPg?.().catch(() => {});
-    if (values.profile !== undefined && served !== undefined)
-      printProfile(path.resolve(values.profile), served.child.pid!);
+    if (values.profile !== undefined)
+      printProfiles(
+        path.resolve(values.profile),
+        servedAll.map((one) => one.child.pid!),
+        started,
+      );
     rmSync(work, { recursive: true, force: true });
   }
 }

@@ -20,8 +20,10 @@ import {
 } from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
-import { LedgerUnavailableError, openLedger } from "../src/ledger/index.ts";
-import { openSqliteLedger, SCHEMA_VERSION, type SqliteLedger } from "../src/ledger/sqlite.ts";
+import * as v8 from "node:v8";
+import { type Ledger, LedgerUnavailableError, openLedger } from "../src/ledger/index.ts";
+import { type LedgerChannel, RemoteLedger, serveLedger } from "../src/ledger/remote.ts";
+import { openSqliteLedger, openSqliteLedgerThreaded, SCHEMA_VERSION, type SqliteLedger } from "../src/ledger/sqlite.ts";
 import { hashSecret, newToken, parseToken } from "../src/ledger/tokens.ts";
 import { readCertFields } from "../src/pki/cert.ts";
 import { serialHex } from "../src/pki/crl.ts";
@@ -51,6 +53,127 @@ ledgerContract(
   (l, sql) => sqlite((l as SqliteLedger).file, sql),
   async (l) => openSqliteLedger((l as SqliteLedger).file),
 );
+
+/** freshThreaded is fresh() with the group commit in its committer thread (what `serve --workers N`'s primary opens). */
+async function freshThreaded(): Promise<{ dir: string; file: string; ledger: SqliteLedger }> {
+  const dir = tempDir("mtlskit-ledger-");
+  const file = path.join(dir, "ledger.db");
+  return { dir, file, ledger: await openSqliteLedgerThreaded(file) };
+}
+
+/**
+ * channelPair: two ends of an in-process message pipe that copy each message as node's IPC with
+ * `serialization: "advanced"` does (v8.serialize), a turn later: what a serve --workers worker
+ * and its primary exchange.
+ */
+function channelPair(): [LedgerChannel, LedgerChannel] {
+  const listeners: ((m: unknown) => void)[][] = [[], []];
+  const end = (me: number): LedgerChannel => ({
+    send: (m) => {
+      const copy = v8.serialize(m);
+      setImmediate(() => {
+        for (const f of listeners[1 - me]!) f(v8.deserialize(copy));
+      });
+      return true;
+    },
+    on: (_event, f) => listeners[me]!.push(f),
+  });
+  return [end(0), end(1)];
+}
+
+/** remoteFiles: each RemoteLedger's SQLite file, for the judge. */
+const remoteFiles = new WeakMap<Ledger, string>();
+/** remoteInner: a RemoteLedger's primary ledger, for its twin (another worker of the same primary). */
+const remoteInner = new WeakMap<Ledger, Ledger>();
+
+/** freshRemote: a RemoteLedger (a worker's) over a channel to a threaded SQLite ledger (its primary's); closing it closes both. */
+async function freshRemote(): Promise<Ledger> {
+  const { file, ledger: inner } = await freshThreaded();
+  const [worker, primary] = channelPair();
+  serveLedger(inner, primary);
+  const remote = new RemoteLedger(inner.kind, inner.schema, worker, { acme: inner.acme !== undefined });
+  const closeRemote = remote.close.bind(remote);
+  remote.close = async () => {
+    await closeRemote();
+    await inner.close();
+  };
+  remoteFiles.set(remote, file);
+  remoteInner.set(remote, inner);
+  return remote;
+}
+
+/** twinRemote: another worker's RemoteLedger to the same primary (closing it closes only itself). */
+async function twinRemote(l: Ledger): Promise<Ledger> {
+  const inner = remoteInner.get(l)!;
+  const [worker, primary] = channelPair();
+  serveLedger(inner, primary);
+  const twin = new RemoteLedger(inner.kind, inner.schema, worker, { acme: inner.acme !== undefined });
+  remoteFiles.set(twin, remoteFiles.get(l)!);
+  return twin;
+}
+
+ledgerContract(
+  "sqlite, committer thread (serve --workers' primary's)",
+  async () => (await freshThreaded()).ledger,
+  (l, sql) => sqlite((l as SqliteLedger).file, sql),
+  async (l) => openSqliteLedger((l as SqliteLedger).file),
+);
+
+ledgerContract(
+  "remote: serve --workers' RemoteLedger over IPC to a threaded SQLite ledger",
+  freshRemote,
+  (l, sql) => sqlite(remoteFiles.get(l)!, sql),
+  twinRemote,
+);
+
+describe("ledger: record, the group commit in its committer thread (serve --workers' primary's)", () => {
+  it("ok/group commit: 200 concurrent records share one transaction (ledger.commits), one refusal inside does not abort the others; 100 createToken calls, one commit", async () => {
+    const { ledger } = await freshThreaded();
+    const before = ledger.commits;
+    const serials = Array.from({ length: 200 }, (_, i) => (0x2000 + i).toString(16));
+    // One duplicate in the middle of the batch: its savepoint rolls back, the other 200 commit.
+    serials.splice(100, 0, serials[3]!);
+    const outcomes = await Promise.all(serials.map((s) => ledger.record(row(s))));
+    assert.equal(outcomes.filter((o) => o.ok).length, 200);
+    assert.deepEqual(outcomes[100], { ok: false, reason: "duplicate-serial" });
+    assert.ok(ledger.commits - before <= 2, `200 records took ${ledger.commits - before} commits`);
+    assert.equal((await ledger.stats(NOW)).certificates, 200);
+    // Tokens made at once share a commit too (a script seeding many pays one fsync).
+    const c = ledger.commits;
+    const made = await Promise.all(Array.from({ length: 100 }, () => ledger.createToken("web", "enroll", HOUR, NOW)));
+    assert.equal(ledger.commits - c, 1);
+    assert.equal(new Set(made.map((m) => m.record.id)).size, 100);
+    assert.equal((await ledger.stats(NOW)).tokensOutstanding, 100);
+    await ledger.close();
+  });
+
+  it("ok/a bad row (a caller's bug: an invalid date) is rejected alone; its batch commits; close() writes what is queued", async () => {
+    const { file, ledger } = await freshThreaded();
+    const settled = await Promise.allSettled([
+      ledger.record(row("e1")),
+      ledger.record(row("e2", { notAfter: new Date(Number.NaN) })),
+      ledger.record(row("E7")),
+      ledger.record(row("00e7")),
+      ledger.record(row("e8", { sha256: "AB" })),
+      ledger.record(row("e3")),
+    ]);
+    assert.deepEqual(
+      settled.map((s) => s.status),
+      ["fulfilled", "rejected", "rejected", "rejected", "rejected", "fulfilled"],
+    );
+    assert.match(String((settled[2] as PromiseRejectedResult).reason), /serial "E7" is not serialHex's form/);
+    assert.equal(ledger.commits, 1);
+    // Queued in this tick, then closed at once: both rows are written before the file closes.
+    const pending = [ledger.record(row("e4")), ledger.record(row("e5"))];
+    await ledger.close();
+    assert.deepEqual(await Promise.all(pending), [{ ok: true }, { ok: true }]);
+    await assert.rejects(ledger.record(row("e6")), /closed/);
+    assert.equal(
+      sqlite(file, "SELECT group_concat(serial) FROM (SELECT serial FROM certificates ORDER BY serial)"),
+      "e1,e3,e4,e5",
+    );
+  });
+});
 
 describe("ledger: tokens", () => {
   it("ok/format: mtk_ + 16 hex + _ + 43 base64url, parsed back; fail/every malformed spelling is undefined", () => {

@@ -25,7 +25,8 @@ import { encodePem, parsePem } from "../src/pki/pem.ts";
 import { decodeCertificate } from "../src/pki/x509.ts";
 import { openLedger } from "../src/ledger/index.ts";
 import { startServer, type RunningServer } from "../src/server/index.ts";
-import { lifetimeOf } from "../src/server/issue.ts";
+import { lifetimeOf, parseCsrText } from "../src/server/issue.ts";
+import { newKeyAndCsr } from "../src/agent/agent.ts";
 import { readCa } from "../src/state/read.ts";
 import { readRevocations } from "../src/state/revocations.ts";
 import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
@@ -881,6 +882,16 @@ console.log(JSON.stringify([before, loaded()]));`;
     assert.deepEqual(JSON.parse(r.stdout), [false, true]);
   });
 
+  it("fail/bad --workers (0, 65, not a number): exit 2 naming the range", async () => {
+    for (const bad of ["0", "65", "two", "1.5"]) {
+      const r = await runCli(["serve", "-f", file, "--pki", path.join(dir, "x"), "--workers", bad]);
+      assert.equal(r.code, 2, bad);
+      assert.match(r.err, /--workers must be a whole number from 1 \(one process\) to 64; got "/);
+    }
+    const help = await runCli(["serve", "--help"]);
+    assert.match(help.out, /--workers N {6}HTTP worker processes sharing the port \(default 1/);
+  });
+
   it("fail/bad --listen: exit 2", async () => {
     const r = await runCli(["serve", "-f", file, "--pki", path.join(dir, "x"), "--listen", ":8443"]);
     assert.equal(r.code, 2);
@@ -1150,5 +1161,32 @@ describe("mtlskit serve on IPv6 loopback", () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe("parseCsrText: a plain PEM request (the fast path) and every other spelling (parsePem's pass) agree", () => {
+  it("ok/LF, CRLF, leading text, a trailing newline: the same request; fail/bad base64, a padding inside, a short body, a CERTIFICATE: csr-malformed", () => {
+    const { csrPem } = newKeyAndCsr("web", "ecdsa-p256");
+    const der = parsePem(csrPem)[0]!.der;
+    for (const [name, text] of [
+      ["LF", csrPem],
+      ["CRLF", csrPem.replace(/\n/g, "\r\n")],
+      ["no final newline", csrPem.trimEnd()],
+      ["text before the block", `a request:\n${csrPem}`],
+      ["an RFC 1421 header", csrPem.replace("-----\n", "-----\nComment: x\n\n")],
+    ] as const)
+      assert.deepEqual(parseCsrText(text).der, der, name);
+    const body = csrPem.split("\n")[1]!;
+    for (const [name, text] of [
+      ["a character outside base64", csrPem.replace(body, `*${body.slice(1)}`)],
+      ["padding inside", csrPem.replace(body, `${body.slice(0, 8)}=${body.slice(9)}`)],
+      ["a body not a multiple of 4", csrPem.replace(body, body.slice(1))],
+      ["a CERTIFICATE block", csrPem.replace(/CERTIFICATE REQUEST/g, "CERTIFICATE")],
+    ] as const)
+      assert.throws(
+        () => parseCsrText(text),
+        (e: Error & { code?: string }) => e.code === "csr-malformed",
+        name,
+      );
   });
 });

@@ -45,6 +45,8 @@ export interface OpenLedgerOptions {
   create?: boolean;
   /** busyTimeoutMs: how long a write waits for another process's lock. Default: 5000. */
   busyTimeoutMs?: number;
+  /** committerThread: SQLite's group commit runs in a thread of its own (its COMMIT's fsync never stalls the caller's event loop: `serve --workers N`'s primary; a single serve measured less CPU per certificate without it, docs/online-ca.md). Default: false. PostgreSQL: ignored. */
+  committerThread?: boolean;
   /** connectTimeoutMs: PostgreSQL: how long a connection may take. Default: 5000. */
   connectTimeoutMs?: number;
   /** statementTimeoutMs: PostgreSQL: the longest a statement may run. Default: 10000. */
@@ -97,10 +99,13 @@ export async function openLedger(pkiDir: string, spec?: string, opts: OpenLedger
     ensureDir(abs(pkiDir, LAYOUT.caDir), LAYOUT.caDir.mode, { parents: true });
   // Loaded on first open: importing this file (types, ledgerExists, the error class) never loads
   // SQLite's native module, so CLI commands that never open a ledger do not pay for it.
-  const { openSqliteLedger } = await import("./sqlite.ts");
-  return openSqliteLedger(place.file, {
+  const { openSqliteLedger, openSqliteLedgerThreaded } = await import("./sqlite.ts");
+  const sqliteOpts = {
     migrate: opts.create !== false,
     ...(opts.create === undefined ? {} : { create: opts.create }),
     ...(opts.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: opts.busyTimeoutMs }),
-  });
+  };
+  return opts.committerThread
+    ? openSqliteLedgerThreaded(place.file, sqliteOpts)
+    : openSqliteLedger(place.file, sqliteOpts);
 }

@@ -28,6 +28,7 @@ import {
   rmSync,
 } from "node:fs";
 import * as path from "node:path";
+import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
 import { syncDir } from "../state/fs.ts";
 import { TEMP_MARK } from "../state/layout.ts";
@@ -125,6 +126,96 @@ export interface SqliteLedgerOptions {
   busyTimeoutMs?: number;
 }
 
+/** CommitterData is the committer thread's workerData. */
+interface CommitterData {
+  mtlskitCommitter: { file: string; busyMs: number; version: number };
+}
+
+/**
+ * openSqliteLedgerThreaded opens the ledger with its group commit in a committer thread (its own
+ * connection, same pragmas): `serve --workers N`'s primary's (a single serve measured less CPU without it: docs/online-ca.md), where the COMMIT's fsync (milliseconds) would
+ * otherwise stop the event loop answering every request, reads of the ledger included. Same
+ * guarantees: a write's promise settles after its COMMIT returned; one batch at a time.
+ */
+export async function openSqliteLedgerThreaded(file: string, opts: SqliteLedgerOptions = {}): Promise<SqliteLedger> {
+  const main = openSqliteLedger(file, opts) as SqliteLedgerImpl; // creates and migrates the file first
+  const busyMs = opts.busyTimeoutMs ?? 5000;
+  const data: CommitterData = { mtlskitCommitter: { file, busyMs, version: main.schema.version } };
+  let thread: Worker;
+  if (import.meta.url.endsWith(".ts")) {
+    // Under tsx (tests): the worker registers the loader itself before loading this file.
+    const src = `import { register } from ${JSON.stringify(import.meta.resolve("tsx/esm/api"))}; register(); await import(${JSON.stringify(import.meta.url)});`;
+    thread = new Worker(new URL(`data:text/javascript,${encodeURIComponent(src)}`), { workerData: data });
+  } else thread = new Worker(new URL(import.meta.url), { workerData: data });
+  const waits: [string, (x: unknown) => void][] = [];
+  try {
+    await new Promise<void>((resolve, reject) => {
+      waits.push(
+        [
+          "message",
+          (m) => {
+            const r = m as { ready: boolean; error?: WireError };
+            if (r.ready) resolve();
+            else reject(revive(r.error!));
+          },
+        ],
+        [
+          "error",
+          (e) =>
+            reject(new LedgerUnavailableError(`ledger ${file}: its committer thread failed: ${(e as Error).message}`)),
+        ],
+        ["exit", () => reject(new LedgerUnavailableError(`ledger ${file}: its committer thread stopped`))],
+      );
+      for (const [event, f] of waits) thread.on(event, f);
+    });
+  } catch (e) {
+    await thread.terminate();
+    await main.close();
+    throw e;
+  } finally {
+    // Only these: removeAllListeners would take the Worker's own.
+    for (const [event, f] of waits) thread.off(event, f);
+  }
+  return main.withThread(thread);
+}
+
+/** runCommitter is the committer thread: batches in, each one transaction (Committer.commit), results out. */
+function runCommitter({ file, busyMs, version }: CommitterData["mtlskitCommitter"]): void {
+  const port = parentPort!;
+  let db: Database.Database;
+  try {
+    db = new Database(file, { timeout: busyMs });
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = FULL");
+  } catch (e) {
+    port.postMessage({ ready: false, error: toWire(unavailable(e, file, "open it", busyMs)) });
+    return;
+  }
+  const committer = new Committer(db, file, busyMs, version);
+  port.on("message", (m: "close" | { id: number; ops: WriteOp[] }) => {
+    if (m === "close") {
+      db.close();
+      port.close();
+      return;
+    }
+    // Buffers cross a thread as Uint8Arrays; SQLite binds Buffers as BLOBs.
+    for (const op of m.ops)
+      if (op.op === "record" && !Buffer.isBuffer(op.row.der)) {
+        const der = op.row.der as Uint8Array;
+        op.row.der = Buffer.from(der.buffer, der.byteOffset, der.byteLength);
+      }
+    const r = committer.commit(m.ops);
+    const reply: ThreadReply = {
+      id: m.id,
+      result: r.ok
+        ? { ok: true, settled: r.settled.map((x) => ("value" in x ? x : { error: toWire(x.error) })) }
+        : { ok: false, error: toWire(r.error) },
+    };
+    port.postMessage(reply);
+  });
+  port.postMessage({ ready: true });
+}
+
 /** SqliteLedger is the SQLite Ledger plus what its tests observe. */
 export interface SqliteLedger extends Ledger {
   /** commits counts the group-commit transactions `record` and `createToken` ran (each one COMMIT, one WAL fsync): tests prove batching with it. */
@@ -178,11 +269,47 @@ interface TokenRow {
   revoked_at: number | null;
 }
 
-/** Job is one queued write of a group commit: `write` runs under the job's savepoint and says whether to undo it (a refusal writes nothing). */
-interface Job {
-  write: () => { value: unknown; undo: boolean };
+/** WriteOp is one write of a group commit, as data (it may cross to the committer thread). */
+type WriteOp =
+  | { op: "record"; row: IssuedRecord; consume?: { tokenId: string; now: Date } }
+  | { op: "createToken"; service: string; kind: TokenKind; ttlMs: number; now: Date }
+  | { op: "acmeWrite"; rows: AcmeRow[]; bind?: { tokenId: string; account: string; now: Date } }
+  | { op: "addNonce"; nonce: string; expiresAt: number }
+  | { op: "useNonce"; nonce: string; now: number };
+
+/** QueuedWrite is a WriteOp waiting for its commit, with its promise. */
+interface QueuedWrite {
+  op: WriteOp;
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
+}
+
+/** BatchResult: each write's value or error after COMMIT, or the error that failed the whole batch (nothing written). */
+type BatchResult = { ok: true; settled: ({ value: unknown } | { error: unknown })[] } | { ok: false; error: unknown };
+
+/** WireError is an error as it crosses from the committer thread (its class is not cloned). */
+interface WireError {
+  name: string;
+  message: string;
+  unavailable: boolean;
+}
+
+/** ThreadReply is the committer thread's answer to batch `id`. */
+interface ThreadReply {
+  id: number;
+  result: { ok: true; settled: ({ value: unknown } | { error: WireError })[] } | { ok: false; error: WireError };
+}
+
+const toWire = (e: unknown): WireError => ({
+  name: e instanceof Error ? e.name : "Error",
+  message: e instanceof Error ? e.message : String(e),
+  unavailable: e instanceof LedgerUnavailableError,
+});
+
+/** revive makes a WireError an error again: LedgerUnavailableError (503, exit 3), a TypeError (a caller's bad row), or an Error. */
+function revive(w: WireError): Error {
+  if (w.unavailable) return new LedgerUnavailableError(w.message);
+  return w.name === "TypeError" ? new TypeError(w.message) : new Error(w.message);
 }
 
 const date = (ms: number | null): Date | undefined => (ms === null ? undefined : new Date(ms));
@@ -415,66 +542,106 @@ function prepareAcme(db: Database.Database) {
 }
 type AcmeStatements = ReturnType<typeof prepareAcme>;
 
-class SqliteLedgerImpl implements SqliteLedger {
-  readonly kind: string;
-  schema: SchemaState = { version: SCHEMA_VERSION, foundVersion: SCHEMA_VERSION };
-  commits = 0;
-  private queue: Job[] = [];
-  private scheduled = false;
-  private closed = false;
+/**
+ * Committer writes group-commit batches on its connection: in the ledger's own thread, or (serve --workers' primary)
+ * in the committer thread, so the COMMIT's fsync never stalls the thread answering reads.
+ */
+class Committer {
   private readonly st: Statements;
+  /** sa: schema 3's ACME statements; undefined for a ledger read at an older version (never migrated: no ACME tables). */
   private readonly sa: AcmeStatements | undefined;
-  readonly acme: AcmeStore | undefined;
   private noncesAdded = 0;
 
   constructor(
     private readonly db: Database.Database,
-    readonly file: string,
+    private readonly file: string,
     private readonly busyMs: number,
-    version: number,
+    private readonly version: number,
   ) {
-    this.kind = `sqlite:${file}`;
     this.st = prepare(db);
-    // A ledger opened read-only at an older schema (status, check: never migrated) has no ACME tables.
     this.sa = version >= 3 ? prepareAcme(db) : undefined;
-    this.acme = this.sa && {
-      eabKey: (id, now) => this.eabKey(id, now),
-      get: (kind, id) =>
-        this.guard("read an ACME object", () => {
-          const r = this.sa!.acmeGet.get(kind, id);
-          return r ? toAcme(r) : undefined;
-        }),
-      find: (kind, lookup) =>
-        this.guard("read an ACME object", () => {
-          const r = this.sa!.acmeFind.get(kind, lookup);
-          return r ? toAcme(r) : undefined;
-        }),
-      write: (rows, bind) => this.enqueue(() => this.acmeWrite(rows, bind)),
-      // Nonces ride the group commit with everything else: a burst of requests pays one fsync.
-      addNonce: (nonce, expiresAt) =>
-        this.enqueue(() => {
-          this.sa!.nonceAdd.run(nonce, expiresAt.getTime());
-          // Expired nonces are swept now and then, by the writer, not on every request.
-          if (++this.noncesAdded % 1000 === 0) this.sa!.noncePrune.run(Date.now());
-          return { value: undefined, undo: false };
-        }),
-      useNonce: (nonce, now) =>
-        this.enqueue(() => ({ value: this.sa!.nonceUse.run(nonce, now.getTime()).changes === 1, undo: false })),
-    };
   }
 
-  /** eabKey: the HMAC key of a usable `acme` token (AcmeStore.eabKey). */
-  private eabKey(id: string, now: Date): Promise<EabVerdict> {
-    return this.guard("read an EAB key", (): EabVerdict => {
-      const row = this.st.token.get(id);
-      const key = row ? this.sa!.eab.get(id) : undefined;
-      if (!row) return { ok: false, reason: "unknown" };
-      if (row.kind !== "acme" || !key) return { ok: false, reason: "wrong-kind" };
-      if (row.revoked_at !== null) return { ok: false, reason: "revoked" };
-      if (row.used_at !== null) return { ok: false, reason: "used" };
-      if (row.expires_at <= now.getTime()) return { ok: false, reason: "expired" };
-      return { ok: true, token: toToken(row), hmacKey: key.hmac_key };
-    });
+  /**
+   * commit writes every op in one transaction (group commit). First without savepoints (the
+   * usual batch, where every job writes its row: a SAVEPOINT and RELEASE per row cost more than
+   * the row); when a job asks to be undone or fails as a row, the transaction is rolled back and
+   * the batch written again with a savepoint per job, so that job undoes only itself (the
+   * database is held BEGIN IMMEDIATE throughout, so the second pass sees what the first saw).
+   */
+  commit(batch: WriteOp[]): BatchResult {
+    let settled: ({ value: unknown } | { error: unknown })[];
+    try {
+      this.db.exec("BEGIN IMMEDIATE");
+      try {
+        settled = this.writeAll(batch) ?? this.writeEach(batch);
+        this.db.exec("COMMIT");
+      } catch (e) {
+        if (this.db.inTransaction) this.db.exec("ROLLBACK");
+        throw e;
+      }
+    } catch (e) {
+      return {
+        ok: false,
+        error: unavailable(e, this.file, `write ${batch.length === 1 ? "a row" : `${batch.length} rows`}`, this.busyMs),
+      };
+    }
+    return { ok: true, settled };
+  }
+
+  /** write runs one op; `undo` when it was refused (nothing of it may stay). */
+  private write(op: WriteOp): { value: unknown; undo: boolean } {
+    switch (op.op) {
+      case "record": {
+        checkRow(op.row);
+        const outcome = this.writeOne(op.row, op.consume);
+        return { value: outcome, undo: !outcome.ok };
+      }
+      case "createToken":
+        return { value: this.createToken(op), undo: false };
+      case "acmeWrite":
+        return this.acmeWrite(op.rows, op.bind);
+      case "addNonce":
+        this.acmeStatements().nonceAdd.run(op.nonce, op.expiresAt);
+        // Expired nonces are swept now and then, by the writer, not on every request.
+        if (++this.noncesAdded % 1000 === 0) this.acmeStatements().noncePrune.run(Date.now());
+        return { value: undefined, undo: false };
+      case "useNonce":
+        return { value: this.acmeStatements().nonceUse.run(op.nonce, op.now).changes === 1, undo: false };
+    }
+  }
+
+  /** acmeStatements: schema 3's statements, or the ledger's refusal naming `ledger migrate` when it was read at an older version. */
+  private acmeStatements(): AcmeStatements {
+    if (this.sa) return this.sa;
+    throw new LedgerUnavailableError(
+      `ledger ${this.file}: schema version ${this.version} keeps no ACME keys; run \`mtlskit ledger migrate --ledger sqlite:${this.file}\``,
+    );
+  }
+
+  private createToken(op: Extract<WriteOp, { op: "createToken" }>): { token: string; record: TokenRecord } {
+    const sa = op.kind === "acme" ? this.acmeStatements() : undefined;
+    for (;;) {
+      const t = newToken();
+      try {
+        this.st.insertToken.run(
+          t.id,
+          op.kind,
+          op.service,
+          hashSecret(t.secret),
+          op.now.getTime(),
+          op.now.getTime() + op.ttlMs,
+        );
+        // An EAB key's HMAC key must be read back to verify a binding: kept as its 32 bytes, in
+        // this 0600 file beside the CA's own key (src/ledger/acme.ts).
+        sa?.insertEab.run(t.id, Buffer.from(t.secret, "base64url"));
+      } catch (e) {
+        // 64 random bits: a collision is astronomically rare, but a retry costs nothing.
+        if (sqliteCode(e) === "SQLITE_CONSTRAINT_PRIMARYKEY") continue;
+        throw e;
+      }
+      return { token: t.token, record: toToken(this.st.token.get(t.id)!) };
+    }
   }
 
   /** acmeWrite writes ACME rows (and binds an EAB token) inside the group commit's savepoint; a refusal is undone. */
@@ -482,6 +649,7 @@ class SqliteLedgerImpl implements SqliteLedger {
     rows: AcmeRow[],
     bind: { tokenId: string; account: string; now: Date } | undefined,
   ): { value: AcmeWriteOutcome; undo: boolean } {
+    const sa = this.acmeStatements();
     const refuse = (reason: Exclude<AcmeWriteOutcome, { ok: true }>["reason"]) => ({
       value: { ok: false as const, reason },
       undo: true,
@@ -504,16 +672,16 @@ class SqliteLedgerImpl implements SqliteLedger {
     for (const r of rows) {
       if (r.version === 1) {
         try {
-          this.sa!.acmeInsert.run(r.kind, r.id, 1, r.lookup ?? null, r.doc);
+          sa.acmeInsert.run(r.kind, r.id, 1, r.lookup ?? null, r.doc);
         } catch (e) {
           const code = sqliteCode(e);
           if (code !== "SQLITE_CONSTRAINT_PRIMARYKEY" && code !== "SQLITE_CONSTRAINT_UNIQUE") throw e;
-          return refuse(this.sa!.acmeGet.get(r.kind, r.id) ? "conflict" : "lookup-taken");
+          return refuse(sa.acmeGet.get(r.kind, r.id) ? "conflict" : "lookup-taken");
         }
       } else {
         let changed: number;
         try {
-          changed = this.sa!.acmeUpdate.run(r.version, r.lookup ?? null, r.doc, r.kind, r.id, r.version - 1).changes;
+          changed = sa.acmeUpdate.run(r.version, r.lookup ?? null, r.doc, r.kind, r.id, r.version - 1).changes;
         } catch (e) {
           if (sqliteCode(e) !== "SQLITE_CONSTRAINT_UNIQUE") throw e;
           return refuse("lookup-taken");
@@ -524,157 +692,18 @@ class SqliteLedgerImpl implements SqliteLedger {
     return { value: { ok: true }, undo: false };
   }
 
-  /** guard runs a synchronous read or write, mapping SQLite's errors. */
-  private guard<T>(doing: string, f: () => T): Promise<T> {
-    if (this.closed) return Promise.reject(new LedgerUnavailableError(`ledger ${this.file}: closed`));
-    try {
-      return Promise.resolve(f());
-    } catch (e) {
-      return Promise.reject(unavailable(e, this.file, doing, this.busyMs));
-    }
-  }
-
-  createToken(
-    service: string,
-    kind: TokenKind,
-    ttlMs: number,
-    now: Date,
-  ): Promise<{ token: string; record: TokenRecord }> {
-    // Through the group commit too: a script making many tokens at once pays one fsync.
-    return this.enqueue(() => {
-      for (;;) {
-        const t = newToken();
-        try {
-          this.st.insertToken.run(t.id, kind, service, hashSecret(t.secret), now.getTime(), now.getTime() + ttlMs);
-          // An EAB key's HMAC key must be read back to verify a binding: kept as its 32 bytes, in
-          // this 0600 file beside the CA's own key (src/ledger/acme.ts).
-          if (kind === "acme") {
-            if (!this.sa)
-              throw new LedgerUnavailableError(
-                `ledger ${this.file}: schema version ${this.schema.version} keeps no ACME keys; run \`mtlskit ledger migrate --ledger sqlite:${this.file}\``,
-              );
-            this.sa.insertEab.run(t.id, Buffer.from(t.secret, "base64url"));
-          }
-        } catch (e) {
-          // 64 random bits: a collision is astronomically rare, but a retry costs nothing.
-          if (sqliteCode(e) === "SQLITE_CONSTRAINT_PRIMARYKEY") continue;
-          throw e;
-        }
-        return { value: { token: t.token, record: toToken(this.st.token.get(t.id)!) }, undo: false };
-      }
-    });
-  }
-
-  checkToken(token: string, service: string, kind: TokenKind, now: Date): Promise<TokenVerdict> {
-    return this.guard("read a token", (): TokenVerdict => {
-      const parsed = parseToken(token);
-      if (!parsed) return { ok: false, reason: "malformed" };
-      const row = this.st.token.get(parsed.id);
-      // Compared even when the id is unknown (against a dummy): the same work either way.
-      if (!secretMatches(parsed.secret, row?.secret_sha256) || !row) return { ok: false, reason: "unknown" };
-      if (row.revoked_at !== null) return { ok: false, reason: "revoked" };
-      if (row.used_at !== null) return { ok: false, reason: "used", usedBy: row.used_by ?? undefined };
-      if (row.expires_at <= now.getTime()) return { ok: false, reason: "expired" };
-      if (row.kind !== kind) return { ok: false, reason: "wrong-kind" };
-      if (row.service !== service) return { ok: false, reason: "wrong-service" };
-      return { ok: true, token: toToken(row) };
-    });
-  }
-
-  revokeToken(id: string, now: Date): Promise<boolean> {
-    return this.guard(
-      "revoke a token",
-      () =>
-        this.db.prepare("UPDATE tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?").run(now.getTime(), id)
-          .changes > 0,
-    );
-  }
-
-  tokens(filter: { service?: string } = {}): Promise<TokenRecord[]> {
-    return this.guard("list tokens", () => {
-      const rows =
-        filter.service === undefined
-          ? this.db.prepare<[], TokenRow>("SELECT * FROM tokens ORDER BY created_at DESC, id DESC").all()
-          : this.db
-              .prepare<[string], TokenRow>("SELECT * FROM tokens WHERE service = ? ORDER BY created_at DESC, id DESC")
-              .all(filter.service);
-      return rows.map(toToken);
-    });
-  }
-
-  record(row: IssuedRecord, consume?: { tokenId: string; now: Date }): Promise<RecordOutcome> {
-    return this.enqueue(() => {
-      checkRow(row);
-      const outcome = this.writeOne(row, consume);
-      return { value: outcome, undo: !outcome.ok };
-    });
-  }
-
-  /** enqueue queues a write for the next group commit; its promise settles after COMMIT returned. */
-  private enqueue<T>(write: () => { value: T; undo: boolean }): Promise<T> {
-    if (this.closed) return Promise.reject(new LedgerUnavailableError(`ledger ${this.file}: closed`));
-    return new Promise<T>((resolve, reject) => {
-      this.queue.push({ write, resolve: resolve as (v: unknown) => void, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
-    });
-  }
-
-  /**
-   * flush writes every queued job in one transaction (group commit); settles their promises after
-   * COMMIT. First without savepoints (the usual batch, where every job writes its row: a
-   * SAVEPOINT and RELEASE per row cost more than the row); when a job asks to be undone or fails
-   * as a row, the transaction is rolled back and the batch written again with a savepoint per job,
-   * so that job undoes only itself (the database is held BEGIN IMMEDIATE throughout, so the second
-   * pass sees what the first saw).
-   */
-  private flush(): void {
-    this.scheduled = false;
-    const batch = this.queue;
-    this.queue = [];
-    if (batch.length === 0) return;
-    let settled: ({ value: unknown } | { error: unknown })[];
-    try {
-      this.db.exec("BEGIN IMMEDIATE");
-      try {
-        settled = this.writeAll(batch) ?? this.writeEach(batch);
-        this.db.exec("COMMIT");
-      } catch (e) {
-        if (this.db.inTransaction) this.db.exec("ROLLBACK");
-        throw e;
-      }
-    } catch (e) {
-      const err = unavailable(
-        e,
-        this.file,
-        `write ${batch.length === 1 ? "a row" : `${batch.length} rows`}`,
-        this.busyMs,
-      );
-      for (const job of batch) job.reject(err);
-      return;
-    }
-    this.commits++;
-    batch.forEach((job, i) => {
-      const s = settled[i]!;
-      if ("value" in s) job.resolve(s.value);
-      else job.reject(s.error);
-    });
-  }
-
   /**
    * writeAll runs every job under one savepoint; undefined (and the savepoint rolled back, the
    * transaction still open) when one asked to be undone or failed as a row. The database failing
    * is thrown, failing the whole batch.
    */
-  private writeAll(batch: Job[]): { value: unknown }[] | undefined {
+  private writeAll(batch: WriteOp[]): { value: unknown }[] | undefined {
     this.st.savepoint.run();
     const values: { value: unknown }[] = [];
     for (const job of batch) {
       let written: { value: unknown; undo: boolean };
       try {
-        written = job.write();
+        written = this.write(job);
       } catch (e) {
         if (!rowFault(e)) throw e;
         written = { value: undefined, undo: true };
@@ -691,12 +720,12 @@ class SqliteLedgerImpl implements SqliteLedger {
   }
 
   /** writeEach runs each job under its own savepoint: a refusal or a bad row (a caller's bug) undoes only itself. */
-  private writeEach(batch: Job[]): ({ value: unknown } | { error: unknown })[] {
+  private writeEach(batch: WriteOp[]): ({ value: unknown } | { error: unknown })[] {
     const settled: ({ value: unknown } | { error: unknown })[] = [];
     for (const job of batch) {
       this.st.savepoint.run();
       try {
-        const { value, undo } = job.write();
+        const { value, undo } = this.write(job);
         if (undo) this.st.rollbackTo.run();
         this.st.release.run();
         settled.push({ value });
@@ -712,7 +741,7 @@ class SqliteLedgerImpl implements SqliteLedger {
   }
 
   /** writeOne consumes the token (conditionally) and inserts the row, inside the caller's savepoint; a refusal is returned, and the caller rolls it back. */
-  private writeOne(r: IssuedRecord, consume: { tokenId: string; now: Date } | undefined): RecordOutcome {
+  writeOne(r: IssuedRecord, consume: { tokenId: string; now: Date } | undefined): RecordOutcome {
     let outcome: RecordOutcome = { ok: true };
     if (consume) {
       const { tokenId, now } = consume;
@@ -756,6 +785,217 @@ class SqliteLedgerImpl implements SqliteLedger {
       }
     }
     return outcome;
+  }
+}
+
+class SqliteLedgerImpl implements SqliteLedger {
+  readonly kind: string;
+  schema: SchemaState = { version: SCHEMA_VERSION, foundVersion: SCHEMA_VERSION };
+  commits = 0;
+  private queue: QueuedWrite[] = [];
+  private scheduled = false;
+  private closed = false;
+  private readonly st: Statements;
+  /** committer: the group commit on this thread's connection; undefined when the committer thread writes. */
+  private committer: Committer | undefined;
+  private thread: Worker | undefined;
+  /** inflight: a batch is with the committer thread; waiting: its promises, by batch id. */
+  private inflight = false;
+  private batchId = 0;
+  private readonly waiting = new Map<number, QueuedWrite[]>();
+  /** idle: called when the queue is empty and nothing is in flight (close waits for it). */
+  private idle: (() => void) | undefined;
+  private readonly sa: AcmeStatements | undefined;
+  readonly acme: AcmeStore | undefined;
+
+  constructor(
+    private readonly db: Database.Database,
+    readonly file: string,
+    private readonly busyMs: number,
+    version: number,
+  ) {
+    this.kind = `sqlite:${file}`;
+    this.st = prepare(db);
+    this.committer = new Committer(db, file, busyMs, version);
+    // A ledger opened read-only at an older schema (status, check: never migrated) has no ACME tables.
+    this.sa = version >= 3 ? prepareAcme(db) : undefined;
+    this.acme = this.sa && {
+      eabKey: (id, now) => this.eabKey(id, now),
+      get: (kind, id) =>
+        this.guard("read an ACME object", () => {
+          const r = this.sa!.acmeGet.get(kind, id);
+          return r ? toAcme(r) : undefined;
+        }),
+      find: (kind, lookup) =>
+        this.guard("read an ACME object", () => {
+          const r = this.sa!.acmeFind.get(kind, lookup);
+          return r ? toAcme(r) : undefined;
+        }),
+      write: (rows, bind) =>
+        this.enqueue(bind === undefined ? { op: "acmeWrite", rows } : { op: "acmeWrite", rows, bind }),
+      // Nonces ride the group commit with everything else: a burst of requests pays one fsync.
+      addNonce: (nonce, expiresAt) => this.enqueue({ op: "addNonce", nonce, expiresAt: expiresAt.getTime() }),
+      useNonce: (nonce, now) => this.enqueue({ op: "useNonce", nonce, now: now.getTime() }),
+    };
+  }
+
+  /** eabKey: the HMAC key of a usable `acme` token (AcmeStore.eabKey). */
+  private eabKey(id: string, now: Date): Promise<EabVerdict> {
+    return this.guard("read an EAB key", (): EabVerdict => {
+      const row = this.st.token.get(id);
+      const key = row ? this.sa!.eab.get(id) : undefined;
+      if (!row) return { ok: false, reason: "unknown" };
+      if (row.kind !== "acme" || !key) return { ok: false, reason: "wrong-kind" };
+      if (row.revoked_at !== null) return { ok: false, reason: "revoked" };
+      if (row.used_at !== null) return { ok: false, reason: "used" };
+      if (row.expires_at <= now.getTime()) return { ok: false, reason: "expired" };
+      return { ok: true, token: toToken(row), hmacKey: key.hmac_key };
+    });
+  }
+
+  /** withThread hands the group commit to `thread` (runCommitter, its own connection). */
+  withThread(thread: Worker): this {
+    this.thread = thread;
+    this.committer = undefined;
+    thread.on("message", (m: ThreadReply) => this.fromThread(m));
+    // A committer thread that dies fails what it held and everything after: the ledger is unavailable.
+    thread.once("exit", () => {
+      const err = new LedgerUnavailableError(`ledger ${this.file}: its committer thread stopped`);
+      for (const batch of this.waiting.values()) for (const job of batch) job.reject(err);
+      this.waiting.clear();
+      for (const job of this.queue) job.reject(err);
+      this.queue = [];
+      this.inflight = false;
+      this.closed = true;
+      this.idle?.();
+    });
+    thread.on("error", () => {}); // its exit follows
+    return this;
+  }
+
+  /** guard runs a synchronous read or write, mapping SQLite's errors. */
+  private guard<T>(doing: string, f: () => T): Promise<T> {
+    if (this.closed) return Promise.reject(new LedgerUnavailableError(`ledger ${this.file}: closed`));
+    try {
+      return Promise.resolve(f());
+    } catch (e) {
+      return Promise.reject(unavailable(e, this.file, doing, this.busyMs));
+    }
+  }
+
+  createToken(
+    service: string,
+    kind: TokenKind,
+    ttlMs: number,
+    now: Date,
+  ): Promise<{ token: string; record: TokenRecord }> {
+    // Through the group commit too: a script making many tokens at once pays one fsync.
+    return this.enqueue({ op: "createToken", service, kind, ttlMs, now });
+  }
+
+  checkToken(token: string, service: string, kind: TokenKind, now: Date): Promise<TokenVerdict> {
+    return this.guard("read a token", (): TokenVerdict => {
+      const parsed = parseToken(token);
+      if (!parsed) return { ok: false, reason: "malformed" };
+      const row = this.st.token.get(parsed.id);
+      // Compared even when the id is unknown (against a dummy): the same work either way.
+      if (!secretMatches(parsed.secret, row?.secret_sha256) || !row) return { ok: false, reason: "unknown" };
+      if (row.revoked_at !== null) return { ok: false, reason: "revoked" };
+      if (row.used_at !== null) return { ok: false, reason: "used", usedBy: row.used_by ?? undefined };
+      if (row.expires_at <= now.getTime()) return { ok: false, reason: "expired" };
+      if (row.kind !== kind) return { ok: false, reason: "wrong-kind" };
+      if (row.service !== service) return { ok: false, reason: "wrong-service" };
+      return { ok: true, token: toToken(row) };
+    });
+  }
+
+  revokeToken(id: string, now: Date): Promise<boolean> {
+    return this.guard(
+      "revoke a token",
+      () =>
+        this.db.prepare("UPDATE tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?").run(now.getTime(), id)
+          .changes > 0,
+    );
+  }
+
+  tokens(filter: { service?: string } = {}): Promise<TokenRecord[]> {
+    return this.guard("list tokens", () => {
+      const rows =
+        filter.service === undefined
+          ? this.db.prepare<[], TokenRow>("SELECT * FROM tokens ORDER BY created_at DESC, id DESC").all()
+          : this.db
+              .prepare<[string], TokenRow>("SELECT * FROM tokens WHERE service = ? ORDER BY created_at DESC, id DESC")
+              .all(filter.service);
+      return rows.map(toToken);
+    });
+  }
+
+  record(row: IssuedRecord, consume?: { tokenId: string; now: Date }): Promise<RecordOutcome> {
+    return this.enqueue(consume === undefined ? { op: "record", row } : { op: "record", row, consume });
+  }
+
+  /** enqueue queues a write for the next group commit; its promise settles after COMMIT returned. */
+  private enqueue<T>(op: WriteOp): Promise<T> {
+    if (this.closed) return Promise.reject(new LedgerUnavailableError(`ledger ${this.file}: closed`));
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ op, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.scheduled && !this.inflight) {
+        this.scheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /**
+   * flush writes every queued job in one transaction (group commit, Committer.commit) and settles
+   * their promises after COMMIT. With the committer thread the batch is posted to it and this
+   * thread goes on answering reads; the jobs queued meanwhile are the next batch, posted when
+   * this one's answer comes.
+   */
+  private flush(): void {
+    this.scheduled = false;
+    if (this.inflight) return;
+    const batch = this.queue;
+    this.queue = [];
+    if (batch.length === 0) return void this.idle?.();
+    const ops = batch.map((j) => j.op);
+    if (!this.thread) {
+      this.settle(batch, this.committer!.commit(ops));
+      return void (this.queue.length === 0 && this.idle?.());
+    }
+    this.inflight = true;
+    const id = ++this.batchId;
+    this.waiting.set(id, batch);
+    this.thread.postMessage({ id, ops });
+  }
+
+  /** settle resolves or rejects a batch's promises from its commit's outcome. */
+  private settle(batch: QueuedWrite[], result: BatchResult): void {
+    if (!result.ok) {
+      for (const job of batch) job.reject(result.error);
+      return;
+    }
+    this.commits++;
+    batch.forEach((job, i) => {
+      const s = result.settled[i]!;
+      if ("value" in s) job.resolve(s.value);
+      else job.reject(s.error);
+    });
+  }
+
+  /** fromThread settles a batch the committer thread wrote; errors cross as plain data and are made again. */
+  private fromThread(m: ThreadReply): void {
+    const batch = this.waiting.get(m.id);
+    if (!batch) return;
+    this.waiting.delete(m.id);
+    this.inflight = false;
+    this.settle(
+      batch,
+      m.result.ok
+        ? { ok: true, settled: m.result.settled.map((x) => ("value" in x ? x : { error: revive(x.error) })) }
+        : { ok: false, error: revive(m.result.error) },
+    );
+    this.flush();
   }
 
   get(serial: string): Promise<IssuedRecord | undefined> {
@@ -963,9 +1203,22 @@ class SqliteLedgerImpl implements SqliteLedger {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    // Rows queued in this tick are written first: a caller awaiting them is not left hanging.
-    if (this.queue.length > 0) this.flush();
+    // Rows queued are written first: a caller awaiting them is not left hanging.
+    if (this.queue.length > 0 || this.inflight) {
+      const drained = new Promise<void>((resolve) => (this.idle = resolve));
+      if (!this.inflight) this.flush();
+      await drained;
+    }
     this.closed = true;
+    if (this.thread) {
+      const gone = new Promise<void>((resolve) => this.thread!.once("exit", () => resolve()));
+      this.thread.postMessage("close");
+      await gone;
+    }
     this.db.close();
   }
 }
+
+// The committer thread starts here, once every class above is defined.
+if (!isMainThread && (workerData as CommitterData | undefined)?.mtlskitCommitter)
+  runCommitter((workerData as CommitterData).mtlskitCommitter);

@@ -113,7 +113,9 @@ export class RevokedSet {
   private serials = new Set<string>();
   /** broken: why the last refresh could not read the file; has() then throws it (a renewal fails closed, as it did reading per request). */
   private broken: unknown;
+  private readonly file: string;
   constructor(private readonly dir: string) {
+    this.file = abs(dir, LAYOUT.revoked);
     this.refresh();
   }
   has(serial: string): boolean {
@@ -131,11 +133,12 @@ export class RevokedSet {
     }
   }
   private read(): void {
-    const file = abs(this.dir, LAYOUT.revoked);
     let stamp = "-";
     try {
-      const s = statSync(file);
-      stamp = `${s.ino}:${s.size}:${s.mtimeMs}`;
+      // No file (no revocation yet: the usual case) is an answer, not an exception: building an
+      // ENOENT error with its stack on every renewal cost more than the stat itself.
+      const s = statSync(this.file, { throwIfNoEntry: false });
+      if (s !== undefined) stamp = `${s.ino}:${s.size}:${s.mtimeMs}`;
     } catch {}
     if (stamp !== this.stamp) {
       this.serials = new Set(readRevocations(this.dir).map((r) => r.serial));

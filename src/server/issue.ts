@@ -42,8 +42,25 @@ export interface Issued {
 
 const REMAKE = "send the PEM request `mtlskit agent` or `mtlskit csr` makes (-----BEGIN CERTIFICATE REQUEST-----)";
 
+/**
+ * CSR_PEM: the text `mtlskit agent` and openssl send, exactly one CERTIFICATE REQUEST block and
+ * nothing else (no RFC 1421 headers). It is decoded without parsePem's general pass over lines
+ * (split, join, header scan); any other text takes that pass and gets its precise refusal.
+ */
+const CSR_PEM = /^-----BEGIN CERTIFICATE REQUEST-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END CERTIFICATE REQUEST-----\s*$/;
+
+/** csrDer is the DER of a CSR_PEM text whose body is canonical base64, else undefined. */
+function csrDer(text: string): Buffer | undefined {
+  const m = CSR_PEM.exec(text);
+  if (!m) return undefined;
+  const body = m[1]!.replace(/\r?\n/g, "");
+  return /^[A-Za-z0-9+/]*={0,2}$/.test(body) && body.length % 4 === 0 ? Buffer.from(body, "base64") : undefined;
+}
+
 /** parseCsrText reads the body's `csr`: exactly one PEM CERTIFICATE REQUEST, decoded; anything else is csr-malformed. */
 export function parseCsrText(text: string): CsrFields {
+  const fast = csrDer(text);
+  if (fast !== undefined) return decodeCsrOrRefuse(fast);
   let blocks: ReturnType<typeof parsePem>;
   try {
     blocks = parsePem(text);
@@ -61,8 +78,13 @@ export function parseCsrText(text: string): CsrFields {
           : `csr holds ${blocks.map((b) => b.label).join(", ")}; exactly one CERTIFICATE REQUEST is expected`,
       REMAKE,
     );
+  return decodeCsrOrRefuse(reqs[0]!.der);
+}
+
+/** decodeCsrOrRefuse decodes a request's DER; a damaged one is csr-malformed. */
+function decodeCsrOrRefuse(der: Buffer): CsrFields {
   try {
-    return decodeCsr(reqs[0]!.der);
+    return decodeCsr(der);
   } catch (e) {
     if (e instanceof DecodeError) throw new ServeProblem("csr-malformed", `csr is damaged: ${e.message}`, REMAKE);
     throw new ServeProblem("csr-malformed", "csr is not a PKCS#10 request", REMAKE);

@@ -3,7 +3,7 @@
  * registry (never prom-client's global one), so two servers in one process, as tests start them,
  * count apart.
  */
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry } from "prom-client";
 
 /** ServeMetrics is what the server records and what /metrics prints. */
 export interface ServeMetrics {
@@ -19,7 +19,21 @@ export interface ServeMetrics {
   caNotAfter(at: Date): void;
   /** text renders the exposition format. */
   text(): Promise<string>;
+  /** json is this registry's metrics as data, for aggregateMetrics (a `serve --workers` worker's share). */
+  json(): Promise<MetricsJson>;
   contentType: string;
+}
+
+/** MetricsJson: one registry's metrics as plain data (structured-clone safe). */
+export type MetricsJson = object[];
+
+/**
+ * aggregateMetrics renders the metrics of several registries (one per `serve --workers` worker) as
+ * one exposition: counters and the latency histogram summed, gauges (ledger size, CA expiry) taken
+ * from the first registry (the worker answering /metrics, which has just set them).
+ */
+export function aggregateMetrics(registries: MetricsJson[]): Promise<string> {
+  return AggregatorRegistry.aggregate(registries).metrics();
 }
 
 /** LATENCY_BUCKETS in seconds: issuance takes a millisecond or two; the tail is what matters. */
@@ -51,11 +65,13 @@ export function createMetrics(): ServeMetrics {
     name: "mtlskit_serve_ledger_certificates",
     help: "Certificates recorded in the ledger.",
     registers: [registry],
+    aggregator: "first",
   });
   const caNotAfter = new Gauge({
     name: "mtlskit_serve_ca_not_after_seconds",
     help: "The issuing CA's notAfter, as a Unix time in seconds.",
     registers: [registry],
+    aggregator: "first",
   });
   return {
     issued: (how) => issued.inc({ how }),
@@ -64,6 +80,7 @@ export function createMetrics(): ServeMetrics {
     ledgerCertificates: (n) => ledger.set(n),
     caNotAfter: (at) => caNotAfter.set(Math.floor(at.getTime() / 1000)),
     text: () => registry.metrics(),
+    json: () => registry.getMetricsAsJSON(),
     contentType: registry.contentType,
   };
 }

@@ -42,6 +42,8 @@ export interface ServeContext {
   metrics: ServeMetrics;
   /** now: the clock. */
   now(): Date;
+  /** exposition renders /metrics; default metrics.text() (a `serve --workers` worker: every worker's, aggregated). */
+  exposition?(): Promise<string>;
 }
 
 const NEW_TOKEN = "ask the operator for a new token: `mtlskit token create SERVICE`";
@@ -404,7 +406,11 @@ export function routes(ctx: ServeContext): Route[] {
           // The gauge keeps its last value; /v1/health answers 503 for a ledger that is down.
         }
         ctx.metrics.caNotAfter(ctx.authority().current.cert.notAfter);
-        return { status: 200, body: await ctx.metrics.text(), type: ctx.metrics.contentType };
+        return {
+          status: 200,
+          body: await (ctx.exposition ? ctx.exposition() : ctx.metrics.text()),
+          type: ctx.metrics.contentType,
+        };
       },
     },
   ];

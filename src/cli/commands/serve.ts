@@ -1,7 +1,7 @@
 /** `mtlskit serve`: the online CA (src/server/), until SIGTERM or SIGINT. */
 import { parseArgs } from "node:util";
 import { EXIT, UsageError } from "../../errors.ts";
-import { loadManifest } from "../../manifest/index.ts";
+import { parseManifest, readManifestText } from "../../manifest/index.ts";
 import { COMMON_FLAGS, flags, parseListen } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
 import { paintErr, type Io } from "../output.ts";
@@ -14,10 +14,32 @@ import { LEDGER_FLAG, LEDGER_FLAG_HELP, PKI_FLAGS } from "./shared.ts";
  */
 const LISTEN = "127.0.0.1:8443";
 
+/** MAX_WORKERS bounds --workers: more processes than this only add memory and context switches. */
+const MAX_WORKERS = 64;
+
+/**
+ * DEFAULT_WORKERS: one process unless --workers says more. Measured (bench/serve.bench.ts
+ * --workers 1,2, same run, 2 vCPUs shared with the load generator): two workers cost about twice
+ * the server CPU per certificate and ran at about half the rate; see docs/online-ca.md (Workers).
+ * Re-measure on the target machine before raising it.
+ */
+export const DEFAULT_WORKERS = 1;
+
+/** parseWorkers reads --workers: an integer from 1 to MAX_WORKERS. */
+function parseWorkers(text: string | undefined): number {
+  if (text === undefined) return DEFAULT_WORKERS;
+  const n = /^\d{1,3}$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 1 && n <= MAX_WORKERS))
+    throw new UsageError(
+      `mtlskit serve: --workers must be a whole number from 1 (one process) to ${MAX_WORKERS}; got ${JSON.stringify(text)}`,
+    );
+  return n;
+}
+
 export const SERVE_HELP = `mtlskit serve: the online CA: agents enroll with a token and renew with their certificate.
 
 USAGE
-  mtlskit serve [-f FILE] [--pki DIR] [--ledger SPEC] [--listen 127.0.0.1:8443] [--log]
+  mtlskit serve [-f FILE] [--pki DIR] [--ledger SPEC] [--listen 127.0.0.1:8443] [--workers N] [--log]
 
 Issues short-lived certificates over HTTPS to the manifest's csr: true services, whose keys are
 made on their own hosts (\`mtlskit agent\`) and never sent. Every certificate carries exactly the
@@ -44,6 +66,10 @@ FLAGS
 ${LEDGER_FLAG_HELP}
       --listen ADDR    [HOST:]PORT to listen on (default ${LISTEN}, this host only;
                        0.0.0.0:8443 for every interface)
+      --workers N      HTTP worker processes sharing the port (default 1: this process serves
+                       everything); with N > 1 and SQLite this process alone writes the ledger,
+                       so its group commit covers every worker; with PostgreSQL each worker
+                       opens its own connections (together at most 10)
       --log            JSON log lines on standard error (never a token, key or CSR)
       --acme-http-port P, --acme-tls-port P
                        for tests only: the port the ACME validator dials for http-01 (RFC
@@ -71,6 +97,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
         ...LEDGER_FLAG,
         listen: { type: "string", default: LISTEN },
         log: { type: "boolean" },
+        workers: { type: "string" },
         "acme-http-port": { type: "string" },
         "acme-tls-port": { type: "string" },
       },
@@ -80,6 +107,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   );
   if (values.help) return (io.out(SERVE_HELP), EXIT.ok);
   const listen = parseListen("serve", values.listen);
+  const workers = parseWorkers(values.workers);
   const port = (flag: string, v: string | undefined) => {
     if (v === undefined) return undefined;
     const n = Number(v);
@@ -89,27 +117,39 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   };
   const httpPort = port("acme-http-port", values["acme-http-port"]);
   const tlsPort = port("acme-tls-port", values["acme-tls-port"]);
-  const loaded = loadManifest(values.file);
+  const manifestText = readManifestText(values.file);
+  const loaded = parseManifest(manifestText, values.file);
   const online = loaded.manifest.services.filter((s) => s.csr === true && s.files === undefined);
-  const { startServer } = await import("../../server/index.ts");
-  const server = await startServer({
-    manifest: loaded,
-    pkiDir: values.pki,
-    ...(values.ledger === undefined ? {} : { ledgerSpec: values.ledger }),
-    listen,
-    ...(values.log ? { log: { stream: process.stderr } } : {}),
-    ...(httpPort || tlsPort
+  const { startServer, startCluster } = await import("../../server/index.ts");
+  const log = values.log ? { log: { stream: process.stderr } } : {};
+  const ledgerSpec = values.ledger === undefined ? {} : { ledgerSpec: values.ledger };
+  const acme =
+    httpPort || tlsPort
       ? {
           acme: {
             validator: { ports: { ...(httpPort ? { http: httpPort } : {}), ...(tlsPort ? { tls: tlsPort } : {}) } },
           },
         }
-      : {}),
-  });
+      : {};
+  const server =
+    workers === 1
+      ? await startServer({ manifest: loaded, pkiDir: values.pki, ...ledgerSpec, listen, ...log, ...acme })
+      : await startCluster({
+          manifestText,
+          manifestFile: values.file,
+          loaded,
+          pkiDir: values.pki,
+          ...ledgerSpec,
+          listen,
+          workers,
+          ...log,
+          ...acme,
+        });
   io.out(
     `mtlskit serve: the online CA listens on ${server.url}\n` +
       `  root SHA-256: ${server.rootSha256}\n` +
       `  ledger: ${server.ledger.kind}\n` +
+      `  workers: ${workers === 1 ? "1 (this process serves everything)" : `${workers} HTTP processes; this one holds the ledger`}\n` +
       (server.ledger.acme
         ? `  ACME directory: ${server.url}/acme/directory (EAB keys: mtlskit token create SERVICE --acme)\n`
         : "") +
