@@ -192,6 +192,19 @@ export interface Ledger {
 export const SCHEMA_VERSION = 3;
 
 /**
+ * tokenRefusal names why a token could not be consumed, from its row as read after the conditional
+ * update lost (undefined: no such token). Shared by both doors so their outcomes are the same.
+ */
+export function tokenRefusal(
+  tok: { revoked_at: unknown; used_at: unknown } | undefined,
+): "token-unknown" | "token-revoked" | "token-used" | "token-expired" {
+  if (!tok) return "token-unknown";
+  if (tok.revoked_at !== null) return "token-revoked";
+  if (tok.used_at !== null) return "token-used";
+  return "token-expired";
+}
+
+/**
  * checkRow refuses a row whose serial or SHA-256 is not in the one spelling the contract fixes
  * (lower-case hex; the serial as pki/crl.ts serialHex writes it: whole octets, no leading zero
  * octet), or whose dates are not dates: uniqueness by constraint holds only if one serial has one

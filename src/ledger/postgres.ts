@@ -43,6 +43,7 @@ import {
   type StoredToken,
   type TokenKind,
   type TokenRecord,
+  tokenRefusal,
   type TokenVerdict,
   type WriteRowsResult,
 } from "./ledger.ts";
@@ -382,15 +383,7 @@ class PostgresLedgerImpl implements PostgresLedger {
         );
         if (won.rowCount !== 1) {
           const tok = (await c.query<TokenRow>("SELECT * FROM tokens WHERE id = $1", [bind.tokenId])).rows[0];
-          return refuse(
-            !tok
-              ? "token-unknown"
-              : tok.revoked_at !== null
-                ? "token-revoked"
-                : tok.used_at !== null
-                  ? "token-used"
-                  : "token-expired",
-          );
+          return refuse(tokenRefusal(tok));
         }
       }
       for (const r of rows) {
@@ -645,13 +638,7 @@ class PostgresLedgerImpl implements PostgresLedger {
       );
       if (won.rowCount !== 1) {
         const tok = (await c.query<TokenRow>("SELECT * FROM tokens WHERE id = $1", [tokenId])).rows[0];
-        const reason = !tok
-          ? "token-unknown"
-          : tok.revoked_at !== null
-            ? "token-revoked"
-            : tok.used_at !== null
-              ? "token-used"
-              : "token-expired";
+        const reason = tokenRefusal(tok);
         return { value: { ok: false, reason }, rollback: true };
       }
       const inserted = await c.query(

@@ -48,6 +48,7 @@ import {
   type SchemaState,
   type TokenKind,
   type TokenRecord,
+  tokenRefusal,
   type TokenVerdict,
   type WriteRowsResult,
 } from "./ledger.ts";
@@ -658,15 +659,7 @@ class Committer {
       const t = bind.now.getTime();
       if (this.st.consume.run(t, `acme:${bind.account}`, bind.tokenId, t).changes !== 1) {
         const tok = this.st.token.get(bind.tokenId);
-        return refuse(
-          !tok
-            ? "token-unknown"
-            : tok.revoked_at !== null
-              ? "token-revoked"
-              : tok.used_at !== null
-                ? "token-used"
-                : "token-expired",
-        );
+        return refuse(tokenRefusal(tok));
       }
     }
     for (const r of rows) {
@@ -750,13 +743,7 @@ class Committer {
         const tok = this.st.token.get(tokenId);
         outcome = {
           ok: false,
-          reason: !tok
-            ? "token-unknown"
-            : tok.revoked_at !== null
-              ? "token-revoked"
-              : tok.used_at !== null
-                ? "token-used"
-                : "token-expired",
+          reason: tokenRefusal(tok),
         };
       }
     }
