@@ -126,55 +126,6 @@ ledgerContract(
   twinRemote,
 );
 
-describe("ledger: record, the group commit in its committer thread (serve --workers' primary's)", () => {
-  it("ok/group commit: 200 concurrent records share one transaction (ledger.commits), one refusal inside does not abort the others; 100 createToken calls, one commit", async () => {
-    const { ledger } = await freshThreaded();
-    const before = ledger.commits;
-    const serials = Array.from({ length: 200 }, (_, i) => (0x2000 + i).toString(16));
-    // One duplicate in the middle of the batch: its savepoint rolls back, the other 200 commit.
-    serials.splice(100, 0, serials[3]!);
-    const outcomes = await Promise.all(serials.map((s) => ledger.record(row(s))));
-    assert.equal(outcomes.filter((o) => o.ok).length, 200);
-    assert.deepEqual(outcomes[100], { ok: false, reason: "duplicate-serial" });
-    assert.ok(ledger.commits - before <= 2, `200 records took ${ledger.commits - before} commits`);
-    assert.equal((await ledger.stats(NOW)).certificates, 200);
-    // Tokens made at once share a commit too (a script seeding many pays one fsync).
-    const c = ledger.commits;
-    const made = await Promise.all(Array.from({ length: 100 }, () => ledger.createToken("web", "enroll", HOUR, NOW)));
-    assert.equal(ledger.commits - c, 1);
-    assert.equal(new Set(made.map((m) => m.record.id)).size, 100);
-    assert.equal((await ledger.stats(NOW)).tokensOutstanding, 100);
-    await ledger.close();
-  });
-
-  it("ok/a bad row (a caller's bug: an invalid date) is rejected alone; its batch commits; close() writes what is queued", async () => {
-    const { file, ledger } = await freshThreaded();
-    const settled = await Promise.allSettled([
-      ledger.record(row("e1")),
-      ledger.record(row("e2", { notAfter: new Date(Number.NaN) })),
-      ledger.record(row("E7")),
-      ledger.record(row("00e7")),
-      ledger.record(row("e8", { sha256: "AB" })),
-      ledger.record(row("e3")),
-    ]);
-    assert.deepEqual(
-      settled.map((s) => s.status),
-      ["fulfilled", "rejected", "rejected", "rejected", "rejected", "fulfilled"],
-    );
-    assert.match(String((settled[2] as PromiseRejectedResult).reason), /serial "E7" is not serialHex's form/);
-    assert.equal(ledger.commits, 1);
-    // Queued in this tick, then closed at once: both rows are written before the file closes.
-    const pending = [ledger.record(row("e4")), ledger.record(row("e5"))];
-    await ledger.close();
-    assert.deepEqual(await Promise.all(pending), [{ ok: true }, { ok: true }]);
-    await assert.rejects(ledger.record(row("e6")), /closed/);
-    assert.equal(
-      sqlite(file, "SELECT group_concat(serial) FROM (SELECT serial FROM certificates ORDER BY serial)"),
-      "e1,e3,e4,e5",
-    );
-  });
-});
-
 describe("ledger: tokens", () => {
   it("ok/format: mtk_ + 16 hex + _ + 43 base64url, parsed back; fail/every malformed spelling is undefined", () => {
     const t = newToken();
@@ -210,54 +161,60 @@ describe("ledger: tokens", () => {
   });
 });
 
-describe("ledger: record", () => {
-  it("ok/group commit: 200 concurrent records share one transaction (ledger.commits), one refusal inside does not abort the others; 100 createToken calls, one commit", async () => {
-    const { ledger } = fresh();
-    const before = ledger.commits;
-    const serials = Array.from({ length: 200 }, (_, i) => (0x2000 + i).toString(16));
-    // One duplicate in the middle of the batch: its savepoint rolls back, the other 200 commit.
-    serials.splice(100, 0, serials[3]!);
-    const outcomes = await Promise.all(serials.map((s) => ledger.record(row(s))));
-    assert.equal(outcomes.filter((o) => o.ok).length, 200);
-    assert.deepEqual(outcomes[100], { ok: false, reason: "duplicate-serial" });
-    assert.ok(ledger.commits - before <= 2, `200 records took ${ledger.commits - before} commits`);
-    assert.equal((await ledger.stats(NOW)).certificates, 200);
-    // Tokens made at once share a commit too (a script seeding many pays one fsync).
-    const c = ledger.commits;
-    const made = await Promise.all(Array.from({ length: 100 }, () => ledger.createToken("web", "enroll", HOUR, NOW)));
-    assert.equal(ledger.commits - c, 1);
-    assert.equal(new Set(made.map((m) => m.record.id)).size, 100);
-    assert.equal((await ledger.stats(NOW)).tokensOutstanding, 100);
-    await ledger.close();
-  });
+// The same group-commit behaviour whichever thread commits: in the ledger's own (every command,
+// and serve) or in its committer thread (what `serve --workers N`'s primary opens).
+for (const [where, open] of [
+  ["in the ledger's thread", async () => fresh()],
+  ["in its committer thread (serve --workers' primary's)", freshThreaded],
+] as const)
+  describe(`ledger: record, the group commit ${where}`, () => {
+    it("ok/group commit: 200 concurrent records share one transaction (ledger.commits), one refusal inside does not abort the others; 100 createToken calls, one commit", async () => {
+      const { ledger } = await open();
+      const before = ledger.commits;
+      const serials = Array.from({ length: 200 }, (_, i) => (0x2000 + i).toString(16));
+      // One duplicate in the middle of the batch: its savepoint rolls back, the other 200 commit.
+      serials.splice(100, 0, serials[3]!);
+      const outcomes = await Promise.all(serials.map((s) => ledger.record(row(s))));
+      assert.equal(outcomes.filter((o) => o.ok).length, 200);
+      assert.deepEqual(outcomes[100], { ok: false, reason: "duplicate-serial" });
+      assert.ok(ledger.commits - before <= 2, `200 records took ${ledger.commits - before} commits`);
+      assert.equal((await ledger.stats(NOW)).certificates, 200);
+      // Tokens made at once share a commit too (a script seeding many pays one fsync).
+      const c = ledger.commits;
+      const made = await Promise.all(Array.from({ length: 100 }, () => ledger.createToken("web", "enroll", HOUR, NOW)));
+      assert.equal(ledger.commits - c, 1);
+      assert.equal(new Set(made.map((m) => m.record.id)).size, 100);
+      assert.equal((await ledger.stats(NOW)).tokensOutstanding, 100);
+      await ledger.close();
+    });
 
-  it("ok/a bad row (a caller's bug: an invalid date) is rejected alone; its batch commits; close() writes what is queued", async () => {
-    const { file, ledger } = fresh();
-    const settled = await Promise.allSettled([
-      ledger.record(row("e1")),
-      ledger.record(row("e2", { notAfter: new Date(Number.NaN) })),
-      ledger.record(row("E7")),
-      ledger.record(row("00e7")),
-      ledger.record(row("e8", { sha256: "AB" })),
-      ledger.record(row("e3")),
-    ]);
-    assert.deepEqual(
-      settled.map((s) => s.status),
-      ["fulfilled", "rejected", "rejected", "rejected", "rejected", "fulfilled"],
-    );
-    assert.match(String((settled[2] as PromiseRejectedResult).reason), /serial "E7" is not serialHex's form/);
-    assert.equal(ledger.commits, 1);
-    // Queued in this tick, then closed at once: both rows are written before the file closes.
-    const pending = [ledger.record(row("e4")), ledger.record(row("e5"))];
-    await ledger.close();
-    assert.deepEqual(await Promise.all(pending), [{ ok: true }, { ok: true }]);
-    await assert.rejects(ledger.record(row("e6")), /closed/);
-    assert.equal(
-      sqlite(file, "SELECT group_concat(serial) FROM (SELECT serial FROM certificates ORDER BY serial)"),
-      "e1,e3,e4,e5",
-    );
+    it("ok/a bad row (a caller's bug: an invalid date) is rejected alone; its batch commits; close() writes what is queued", async () => {
+      const { file, ledger } = await open();
+      const settled = await Promise.allSettled([
+        ledger.record(row("e1")),
+        ledger.record(row("e2", { notAfter: new Date(Number.NaN) })),
+        ledger.record(row("E7")),
+        ledger.record(row("00e7")),
+        ledger.record(row("e8", { sha256: "AB" })),
+        ledger.record(row("e3")),
+      ]);
+      assert.deepEqual(
+        settled.map((s) => s.status),
+        ["fulfilled", "rejected", "rejected", "rejected", "rejected", "fulfilled"],
+      );
+      assert.match(String((settled[2] as PromiseRejectedResult).reason), /serial "E7" is not serialHex's form/);
+      assert.equal(ledger.commits, 1);
+      // Queued in this tick, then closed at once: both rows are written before the file closes.
+      const pending = [ledger.record(row("e4")), ledger.record(row("e5"))];
+      await ledger.close();
+      assert.deepEqual(await Promise.all(pending), [{ ok: true }, { ok: true }]);
+      await assert.rejects(ledger.record(row("e6")), /closed/);
+      assert.equal(
+        sqlite(file, "SELECT group_concat(serial) FROM (SELECT serial FROM certificates ORDER BY serial)"),
+        "e1,e3,e4,e5",
+      );
+    });
   });
-});
 
 describe("ledger: files", { timeout: 120_000 }, () => {
   it("ok/kill -9 mid-stream: every serial the child printed (its record resolved) is in the reopened ledger", async () => {
