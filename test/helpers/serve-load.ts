@@ -251,7 +251,9 @@ export async function startServe(
       if (child.exitCode !== null || child.signalCode !== null)
         throw new Error(`serve exited (${child.exitCode ?? child.signalCode}) before it was ready:\n${tail}`);
       const r = await requestJson({ port, agent, tls: true, timeoutMs: 2_000 }, "GET", "/v1/health");
-      if (r.status === 200) break;
+      // Healthy and started: the banner comes once startServer (or, with --workers, every worker)
+      // is listening; the port answers as soon as the first worker does.
+      if (r.status === 200 && tail.includes("the online CA listens on")) break;
       if (performance.now() > deadline)
         throw new Error(
           `serve not healthy within ${o.readyMs ?? 20_000} ms (last: ${r.status} ${r.error?.message ?? JSON.stringify(r.body)}):\n${tail}`,
