@@ -497,13 +497,22 @@ const ttlWithinCa: Rule = (m, w, ctx) => {
 
 /**
  * adminsAreClients: serve.admins names the services whose client certificate may revoke, so each
- * must be a service of this manifest and able to authenticate as a client (clientAuth).
+ * must be a service of this manifest and able to authenticate as a client (clientAuth), named once.
  */
 const adminsAreClients: Rule = (m, w, ctx) => {
   const byName = new Map(m.services.map((s) => [s.name, s]));
+  const seen = new Map<string, number>();
   (w.serve?.admins ?? []).forEach((name, i) => {
     const s = byName.get(name);
-    if (!s)
+    const first = seen.get(name);
+    if (first === undefined) seen.set(name, i);
+    if (first !== undefined)
+      ctx.error(
+        ["serve", "admins", i],
+        `names ${name} again (already serve.admins[${first}]); a repeated admin is most often a typo for another service`,
+        `remove the repeated ${name}, or write the service you meant`,
+      );
+    else if (!s)
       ctx.error(
         ["serve", "admins", i],
         `names unknown service ${JSON.stringify(name)}; services are: ${serviceNames(m)}`,
