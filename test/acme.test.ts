@@ -47,6 +47,11 @@ services:
     addresses: [api.localhost]
   batch:
     usage: client
+  edge:
+    usage: server
+    csr: true
+    acmeTrustBinding: true
+    addresses: [edge.localhost]
 `;
 
 const URN = "urn:ietf:params:acme:error:";
@@ -499,6 +504,39 @@ describe("acme: RFC 8555 on mtlskit serve, with a hand-written client", { timeou
     const fin = await a.post(String(order.json.finalize), { csr: b64(csrFor(["web.localhost"]).der) });
     assert.equal(fin.json.status, "valid", fin.text);
     problem(await b.post(String(fin.json.certificate), ""), "unauthorized", 403);
+  });
+
+  it("ok/acmeTrustBinding: the service's authorizations are born valid (no challenge), the order is ready at once and finalizes; other services still need a challenge", async () => {
+    const c = await registered("edge");
+    const o = await c.order("dns:edge.localhost");
+    assert.equal(o.status, 201, o.text);
+    assert.equal(o.json.status, "ready", o.text);
+    const z = await c.post((o.json.authorizations as string[])[0]!, "");
+    assert.equal(z.json.status, "valid", z.text);
+    assert.deepEqual(z.json.challenges, []);
+    const fin = await c.post(String(o.json.finalize), { csr: b64(csrFor(["edge.localhost"]).der) });
+    assert.equal(fin.json.status, "valid", fin.text);
+    const pem = (await c.post(String(fin.json.certificate), "")).text;
+    assert.equal(new X509Certificate(pem).subjectAltName, "DNS:edge.localhost, URI:spiffe://demo/server/edge");
+    // Trust is the service's, not the server's: web's orders still wait for a challenge.
+    const w = await (await registered("web")).order("dns:web.localhost");
+    assert.equal(w.json.status, "pending", w.text);
+  });
+
+  it("fail/acmeTrustBinding on a service that is not csr: true is a manifest error naming the field (exit 2)", async () => {
+    const dir = tempDir("mtlskit-acme-trust-");
+    const file = path.join(dir, "mtlskit.yaml");
+    writeFileSync(
+      file,
+      "version: 1\ncluster: demo\nservices:\n  web:\n    usage: server\n    acmeTrustBinding: true\n",
+    );
+    const r = await runCli(["plan", "-f", file, "--pki", path.join(dir, "pki")]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(
+      r.err,
+      /mtlskit\.yaml:6 services\.web\.acmeTrustBinding: trusts ACME accounts of this service without a challenge, but only csr: true services/,
+    );
+    assert.match(r.err, /add csr: true, or remove acmeTrustBinding/);
   });
 
   it("ok/key rollover: the new key signs, the old one no longer does, the account is found by the new key; a key in use by another account is 409", async () => {

@@ -2578,6 +2578,7 @@ describe("manifest: JSON Schema", () => {
       "files",
       "csr",
       "ttl",
+      "acmeTrustBinding",
       "reload",
       "clientSans",
     ]);

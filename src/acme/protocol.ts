@@ -143,6 +143,8 @@ export interface AuthzDoc {
   identifier: Identifier;
   status: "pending" | "valid" | "invalid" | "deactivated";
   expires: string;
+  /** prevalidated: created valid, trusting the account's EAB binding (services.NAME.acmeTrustBinding); challenges is then empty. */
+  prevalidated?: boolean;
   challenges: ChallengeDoc[];
 }
 

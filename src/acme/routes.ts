@@ -652,6 +652,8 @@ export function acmeRoutes(
       }
       const now = ctx.now();
       const expires = new Date(now.getTime() + orderLifetimeMs).toISOString();
+      // services.NAME.acmeTrustBinding: the EAB binding is the proof; authorizations are born valid (README "ACME": the risk).
+      const trusted = service.acmeTrustBinding === true;
       const authzs: Versioned<AuthzDoc>[] = ids.map((identifier) => ({
         id: newId(),
         version: 1,
@@ -659,9 +661,10 @@ export function acmeRoutes(
         doc: {
           account: acc.id,
           identifier,
-          status: "pending",
+          status: trusted ? "valid" : "pending",
           expires,
-          challenges: challengesFor(identifier, { dns: dnsOffered }).map((type) => ({
+          ...(trusted ? { prevalidated: true } : {}),
+          challenges: (trusted ? [] : challengesFor(identifier, { dns: dnsOffered })).map((type) => ({
             type,
             token: randomBytes(32).toString("base64url"),
             status: "pending" as const,
@@ -679,6 +682,11 @@ export function acmeRoutes(
         { kind: "order", obj: order },
       ]);
       if (!out.ok) throw new AcmeProblem("serverInternal", "the order could not be stored; retry");
+      if (trusted)
+        req.log(
+          { account: acc.id, service: service.name, identifiers: ids.map(identifierWord) },
+          "acme: authorizations pre-validated (acmeTrustBinding)",
+        );
       return {
         status: 201,
         json: orderJson(b, order, authzs),

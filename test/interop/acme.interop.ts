@@ -47,6 +47,11 @@ services:
     usage: server
     csr: true
     addresses: [api.localhost]
+  edge:
+    usage: server
+    csr: true
+    acmeTrustBinding: true
+    addresses: [edge.localhost]
 `;
 
 let pki: Pki;
@@ -293,6 +298,34 @@ describe("acme: lego and certbot against mtlskit serve", { timeout: 300_000 }, (
     const revoke = lego(dir, [...dns, "revoke"], env);
     assert.equal(revoke.code, 0, revoke.out);
     assert.equal(ledgerRow(serial).revokedReason, "unspecified");
+  });
+
+  it("ok/lego against an acmeTrustBinding service: the authorization is already valid, lego solves no challenge, the certificate is issued", async () => {
+    const dir = subdir("acme-lego-trusted");
+    const key = eab("edge");
+    // The http-01 port given to lego is never dialed: nothing listens there unless lego must solve.
+    const run = lego(dir, [
+      "--eab",
+      "--kid",
+      key.kid,
+      "--hmac",
+      key.hmacKey,
+      "--http",
+      "--http.port",
+      `127.0.0.1:${httpPort}`,
+      "--domains",
+      "edge.localhost",
+      "run",
+    ]);
+    assert.equal(run.code, 0, run.out);
+    assert.match(run.out, /authorization already valid; skipping challenge/);
+    assert.doesNotMatch(run.out, /use http-01 solver|Served key authentication/);
+    const crt = path.join(dir, "certificates/edge.localhost.crt");
+    assert.equal(
+      new X509Certificate(readFileSync(crt)).subjectAltName,
+      "DNS:edge.localhost, URI:spiffe://acme/server/edge",
+    );
+    assert.equal(verify(crt, "sslserver").code, 0);
   });
 
   it("fail/lego refusals: a name the service does not declare (rejectedIdentifier), a used EAB key, no EAB", async () => {
