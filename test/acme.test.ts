@@ -6,7 +6,7 @@
  * certbot) are in test/interop/acme.interop.ts.
  */
 import assert from "node:assert/strict";
-import { createPrivateKey, createPublicKey, X509Certificate } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, X509Certificate } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { exportJWK, FlattenedSign, importPKCS8 } from "jose";
@@ -19,7 +19,7 @@ import {
   type OrderDoc,
   orderStatus,
 } from "../src/acme/protocol.ts";
-import { dns01Value, parseDnsResolver, reverseName } from "../src/acme/validate.ts";
+import { dns01Value, parseDnsResolver, reverseName, validateDns01 } from "../src/acme/validate.ts";
 import { parseToken } from "../src/ledger/index.ts";
 import { encodeCsr } from "../src/pki/csr.ts";
 import { generateKey } from "../src/pki/keys.ts";
@@ -144,6 +144,28 @@ describe("acme: protocol (pure)", () => {
     ];
     for (const [order, authzs, want] of cases) assert.equal(orderStatus(order, authzs, now), want);
     assert.equal(authzStatus(z("valid", "2026-12-31T00:00:00Z"), now), "expired");
+  });
+
+  it("fail/validateDns01 without a resolver (an authorization made before a restart without --acme-dns-resolver) is `dns`, naming the flag; an IP identifier is never validated by dns-01 (RFC 8738 §7)", async () => {
+    await assert.rejects(
+      validateDns01({ type: "dns", value: "web.localhost" }, "token.thumb", {}),
+      (e: AcmeProblem) =>
+        e.type === "dns" && /none is configured/.test(e.message) && /--acme-dns-resolver/.test(e.fix!),
+    );
+    await assert.rejects(
+      validateDns01({ type: "ip", value: "127.0.0.1" }, "token.thumb", { dnsResolvers: ["127.0.0.1:9"] }),
+      (e: AcmeProblem) => e.type === "malformed" && /never IP identifiers/.test(e.message),
+    );
+    // RFC 8555 §8.4's example arithmetic: base64url, no padding, of SHA-256 of the key authorization.
+    assert.equal(
+      dns01Value("token.thumb"),
+      createHash("sha256")
+        .update("token.thumb")
+        .digest("base64")
+        .replace(/\+/g, "-")
+        .replace(/\//g, "_")
+        .replace(/=+$/, ""),
+    );
   });
 
   it("ok/reverseName: the SNI of tls-alpn-01 for IP identifiers (RFC 8738 §6)", () => {

@@ -278,6 +278,11 @@ describe("acme: lego and certbot against mtlskit serve", { timeout: 300_000 }, (
       RFC2136_POLLING_INTERVAL: "1",
       RFC2136_TTL: "5",
     };
+    // The banner says what is offered and where TXT records are looked up.
+    assert.match(
+      await waitForLog(serve, 0, /ACME challenges:/),
+      new RegExp(`ACME challenges: http-01, tls-alpn-01, dns-01 \\(TXT asked of 127\\.0\\.0\\.1:${dnsPort} only\\)`),
+    );
     const mark = logMark(serve);
     const run = lego(dir, [...dns, "run"], env);
     assert.equal(run.code, 0, run.out);
