@@ -5,7 +5,6 @@ import { parseManifest, readManifestText } from "../../manifest/index.ts";
 import { COMMON_FLAGS, flags, parseListen } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
 import { paintErr, type Io } from "../output.ts";
-import { parseDnsResolver } from "../../acme/validate.ts";
 import { LEDGER_FLAG, LEDGER_FLAG_HELP, PKI_FLAGS } from "./shared.ts";
 
 /**
@@ -29,8 +28,14 @@ export const DEFAULT_WORKERS = 1;
 /** MAX_DNS_RESOLVERS bounds --acme-dns-resolver (node:dns asks them in turn; more only lengthen a failing validation). */
 const MAX_DNS_RESOLVERS = 4;
 
-/** parseResolvers reads every --acme-dns-resolver: IP[:PORT], at most MAX_DNS_RESOLVERS. */
-function parseResolvers(texts: string[]): string[] {
+/**
+ * parseResolvers reads every --acme-dns-resolver: IP[:PORT], at most MAX_DNS_RESOLVERS. The
+ * validator's module (node:tls, node:http, node:dns) is imported only when the flag is given,
+ * like the server: every other command starts without it.
+ */
+async function parseResolvers(texts: string[]): Promise<string[]> {
+  if (texts.length === 0) return [];
+  const { parseDnsResolver } = await import("../../acme/validate.ts");
   if (texts.length > MAX_DNS_RESOLVERS)
     throw new UsageError(
       `mtlskit serve: --acme-dns-resolver is given ${texts.length} times; at most ${MAX_DNS_RESOLVERS} resolvers are asked`,
@@ -143,7 +148,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   };
   const httpPort = port("acme-http-port", values["acme-http-port"]);
   const tlsPort = port("acme-tls-port", values["acme-tls-port"]);
-  const dnsResolvers = parseResolvers(values["acme-dns-resolver"] ?? []);
+  const dnsResolvers = await parseResolvers(values["acme-dns-resolver"] ?? []);
   const manifestText = readManifestText(values.file);
   const loaded = parseManifest(manifestText, values.file);
   const online = loaded.manifest.services.filter((s) => s.csr === true && s.files === undefined);
