@@ -2598,6 +2598,7 @@ describe("manifest: JSON Schema", () => {
       "files",
       "csr",
       "ttl",
+      "acmeTrustBinding",
       "reload",
       "clientSans",
     ]);

@@ -446,6 +446,21 @@ const ttlNeedsCsr: Rule = (m, w, ctx) => {
   }
 };
 
+/**
+ * acmeTrustNeedsCsr: acmeTrustBinding lets the online CA's ACME server skip challenges for a
+ * service's accounts, and only csr services are issued online; elsewhere it would mean nothing.
+ */
+const acmeTrustNeedsCsr: Rule = (m, w, ctx) => {
+  for (const s of m.services) {
+    if (s.csr || w.services[s.name]?.acmeTrustBinding === undefined) continue;
+    ctx.error(
+      ["services", s.name, "acmeTrustBinding"],
+      "trusts ACME accounts of this service without a challenge, but only csr: true services are issued online (and by ACME)",
+      "add csr: true, or remove acmeTrustBinding",
+    );
+  }
+};
+
 /** ttlPath is where a csr service's ttl was set: its own field, else `fallback` (the bound the default must fit). */
 const ttlPath = (w: WrittenManifest, service: string, fallback: (string | number)[]): (string | number)[] =>
   w.services[service]?.ttl !== undefined ? ["services", service, "ttl"] : fallback;
@@ -536,6 +551,7 @@ export const RULES: readonly Rule[] = [
   externalFilesFollowSplit,
   reloadNeedsManagedFiles,
   csrAlone,
+  acmeTrustNeedsCsr,
   ttlNeedsCsr,
   ttlWithinMaxTtl,
   ttlWithinCa,
