@@ -139,12 +139,25 @@ function treeCpuSeconds(root: number): number {
   return ticks / CLK_TCK;
 }
 
+/** threadCpuSeconds is the user + system CPU of thread `tid` of process `pid` (its main thread: tid = pid), from /proc; 0 once gone. */
+function threadCpuSeconds(pid: number, tid: number): number {
+  try {
+    const text = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+    const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  } catch {
+    return 0;
+  }
+}
+
 /** Load is one target's load: how a loop sends request number i, what counts as a certificate, and the server's pid. */
 interface Load {
   name: string;
   pid: number;
   /** morePids: other processes (with their descendants) whose CPU is the server's too: replicas, PostgreSQL. */
   morePids?: number[];
+  /** mainThread: `pid` is a single serve, whose main thread (the event loop) is measured apart: one core is its ceiling. */
+  mainThread?: boolean;
   send: (i: number) => Promise<Reply> | undefined;
   certificate: (r: Reply) => string | undefined;
 }
@@ -156,6 +169,8 @@ interface Tally {
   firstError: string | undefined;
   seconds: number;
   serverCpu: number;
+  /** mainCpu: the CPU of the server's main thread (Load.mainThread), else 0. */
+  mainCpu: number;
   clientCpu: number;
   latencies: number[];
   load1: number;
@@ -169,6 +184,7 @@ const tally = (): Tally => ({
   firstError: undefined,
   seconds: 0,
   serverCpu: 0,
+  mainCpu: 0,
   clientCpu: 0,
   latencies: [],
   load1: 0,
@@ -180,7 +196,9 @@ const tally = (): Tally => ({
 async function drive(l: Load, seconds: number, t: Tally): Promise<void> {
   let next = 0;
   const serverCpu = () => [l.pid, ...(l.morePids ?? [])].reduce((sum, pid) => sum + treeCpuSeconds(pid), 0);
+  const mainCpu = () => (l.mainThread ? threadCpuSeconds(l.pid, l.pid) : 0);
   const s0 = serverCpu();
+  const m0 = mainCpu();
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   const end = t0 + seconds * 1000;
@@ -208,6 +226,7 @@ async function drive(l: Load, seconds: number, t: Tally): Promise<void> {
   const cu = process.cpuUsage(c0);
   t.clientCpu += (cu.user + cu.system) / 1e6;
   t.serverCpu += serverCpu() - s0;
+  t.mainCpu += mainCpu() - m0;
   t.load1 = loadavg()[0]!;
 }
 
@@ -556,6 +575,8 @@ async function main(): Promise<number> {
     for (const [n, variant] of variants.entries()) {
       if (!ONLY.has("enroll") && !ONLY.has("renew")) break;
       const { w } = variant;
+      // One process (no --workers, or 1): its main thread answers every request; with more, the workers do.
+      const single = w === undefined || w === "1";
       const dir = copyOf(n);
       const one = await startServe(variant.bin, {
         manifest,
@@ -592,6 +613,7 @@ async function main(): Promise<number> {
         loads.push({
           name: `mtlskit renew${suffix(variant)}`,
           pid: one.child.pid!,
+          mainThread: single,
           send: (i) => requestJson(renewers[i % CONCURRENCY]!, "POST", "/v1/renew", { csr: csrAt(i).pem }),
           certificate: issuedCertificate,
         });
@@ -600,6 +622,7 @@ async function main(): Promise<number> {
         loads.push({
           name: `mtlskit enroll${suffix(variant)}`,
           pid: one.child.pid!,
+          mainThread: single,
           send: enroll,
           certificate: issuedCertificate,
         });
@@ -636,6 +659,7 @@ async function main(): Promise<number> {
         sum.firstError ??= t.firstError;
         sum.seconds += t.seconds;
         sum.serverCpu += t.serverCpu;
+        sum.mainCpu += t.mainCpu;
         sum.clientCpu += t.clientCpu;
         sum.latencies.push(...t.latencies);
         sum.load1 = t.load1;
@@ -649,13 +673,13 @@ async function main(): Promise<number> {
     const rate = (t: Tally) => t.count / t.seconds;
     console.log("");
     console.log(
-      `${"target".padEnd(15)} ${"certs/s".padStart(8)} ${"p50 ms".padStart(7)} ${"p99 ms".padStart(7)} ${"errors".padStart(7)} ${"server CPU".padStart(11)} ${"ms CPU/cert".padStart(11)} ${"client CPU".padStart(11)} ${"load1".padStart(6)}`,
+      `${"target".padEnd(15)} ${"certs/s".padStart(8)} ${"p50 ms".padStart(7)} ${"p99 ms".padStart(7)} ${"errors".padStart(7)} ${"server CPU".padStart(11)} ${"ms CPU/cert".padStart(11)} ${"main ms/cert".padStart(12)} ${"client CPU".padStart(11)} ${"load1".padStart(6)}`,
     );
     for (const l of loads) {
       const t = totals.get(l)!;
       const sorted = Float64Array.from(t.latencies).sort();
       console.log(
-        `${l.name.padEnd(15)} ${rate(t).toFixed(0).padStart(8)} ${percentile(sorted, 50).toFixed(1).padStart(7)} ${percentile(sorted, 99).toFixed(1).padStart(7)} ${String(t.errors).padStart(7)} ${`${(t.serverCpu / t.seconds).toFixed(2)} cores`.padStart(11)} ${((t.serverCpu / t.count) * 1000).toFixed(3).padStart(11)} ${`${(t.clientCpu / t.seconds).toFixed(2)} cores`.padStart(11)} ${t.load1.toFixed(2).padStart(6)}`,
+        `${l.name.padEnd(15)} ${rate(t).toFixed(0).padStart(8)} ${percentile(sorted, 50).toFixed(1).padStart(7)} ${percentile(sorted, 99).toFixed(1).padStart(7)} ${String(t.errors).padStart(7)} ${`${(t.serverCpu / t.seconds).toFixed(2)} cores`.padStart(11)} ${((t.serverCpu / t.count) * 1000).toFixed(3).padStart(11)} ${(l.mainThread ? ((t.mainCpu / t.count) * 1000).toFixed(3) : "-").padStart(12)} ${`${(t.clientCpu / t.seconds).toFixed(2)} cores`.padStart(11)} ${t.load1.toFixed(2).padStart(6)}`,
       );
     }
     console.log("");
