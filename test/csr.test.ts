@@ -11,7 +11,7 @@ import { X509Certificate, createPrivateKey, createPublicKey } from "node:crypto"
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { before, describe, it } from "node:test";
-import { csrPolicy, leafSpec } from "../src/ca/policy.ts";
+import { csrPolicy, csrPolicyAsync, leafSpec } from "../src/ca/policy.ts";
 import { loadManifest } from "../src/manifest/index.ts";
 import { decodeCsr } from "../src/pki/csr.ts";
 import { encodePem, parsePem } from "../src/pki/pem.ts";
@@ -541,6 +541,47 @@ describe("csr and sign", () => {
         "subject.CN",
       ].sort(),
     );
+  });
+
+  it("ok/csrPolicyAsync (serve's path, signatures off the event loop) answers exactly as csrPolicy, refusals in the same order", async () => {
+    const web = loadManifest(file).manifest.services.find((s) => s.name === "web")!;
+    const d = tempDir("mtlskit-csr-policy-async-");
+    const read = (f: string) => Buffer.from(parsePem(readFileSync(f, "utf8"))[0]!.der);
+    const tamper = (der: Buffer) => {
+      const t = Buffer.from(der);
+      t[t.length - 3]! ^= 0x01; // in the signature
+      return t;
+    };
+    const good = read(path.join(host, "web.csr"));
+    const many = read(
+      opensslReq(d, "many-async", {
+        subj: "/CN=other",
+        addext: ["subjectAltName=DNS:x.example", "basicConstraints=critical,CA:TRUE"],
+      }),
+    );
+    const rsa = read(
+      opensslReq(d, "rsa-async", { newkey: ["-newkey", "rsa:2048"], addext: [`subjectAltName=${WEB_SANS}`] }),
+    );
+    const now = new Date();
+    const cases: [string, Buffer, string[]][] = [
+      ["valid", good, []],
+      ["tampered", tamper(good), ["signature"]],
+      // The signature refusal sits between the key's and the subject's, as csrPolicy lists them.
+      [
+        "tampered, asking too much",
+        tamper(many),
+        ["signature", "subject.CN", "extensionRequest.subjectAltName", "extensionRequest.basicConstraints"],
+      ],
+      // A key of the wrong type is refused before any signature is checked: no signature refusal.
+      ["wrong key type, tampered", tamper(rsa), ["subjectPKInfo"]],
+    ];
+    for (const [name, der, fields] of cases) {
+      const csr = decodeCsr(der);
+      const sync = csrPolicy(web, csr, now, { lifetimeMs: 3_600_000 });
+      const async = await csrPolicyAsync(web, csr, now, { lifetimeMs: 3_600_000 });
+      assert.deepEqual(async, sync, name);
+      assert.deepEqual(sync.ok ? [] : sync.refusals.map((r) => r.field), fields, name);
+    }
   });
 });
 

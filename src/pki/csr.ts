@@ -147,6 +147,25 @@ export function csrSignature(csr: CsrFields): "valid" | "invalid" | `not checked
   }
 }
 
+/**
+ * csrSignatureAsync is csrSignature with the verification in libuv's thread pool (crypto.verify's
+ * callback form): the key is imported here, the signature checked off the event loop. The online
+ * CA verifies one request per certificate, and its event loop is what bounds its rate.
+ */
+export function csrSignatureAsync(csr: CsrFields): Promise<ReturnType<typeof csrSignature>> {
+  const hash = csr.decoded.signatureAlgorithm.hash;
+  if (hash === undefined) return Promise.resolve(`not checked (${csr.decoded.signatureAlgorithm.name})` as const);
+  return new Promise<ReturnType<typeof csrSignature>>((resolve) => {
+    try {
+      verify(hash, csr.info, publicKeyOf(csr.spki), csr.signature, (err, ok) =>
+        resolve(!err && ok ? "valid" : "invalid"),
+      );
+    } catch {
+      resolve("invalid");
+    }
+  });
+}
+
 /** JWK_CURVES: the named curves (by OID) whose keys publicKeyOf imports as JWK, and their coordinate size. */
 const JWK_CURVES: Readonly<Record<string, { crv: string; size: number }>> = {
   "1.2.840.10045.3.1.7": { crv: "P-256", size: 32 },

@@ -200,3 +200,13 @@ export function signTbs(tbs: Buffer, issuer: Pick<Issuer, "keyType" | "privateKe
   const signature = sign(kt.hash ?? null, tbs, issuer.privateKey);
   return seq(tbs, kt.signatureAlgorithm, bitString(signature));
 }
+
+/** signTbsAsync is signTbs with the signature computed in libuv's thread pool (crypto.sign's callback form), off the event loop. */
+export function signTbsAsync(tbs: Buffer, issuer: Pick<Issuer, "keyType" | "privateKey">): Promise<Buffer> {
+  const kt = KEY_TYPES[issuer.keyType];
+  return new Promise((resolve, reject) =>
+    sign(kt.hash ?? null, tbs, issuer.privateKey, (err, signature) =>
+      err ? reject(err) : resolve(seq(tbs, kt.signatureAlgorithm, bitString(signature))),
+    ),
+  );
+}

@@ -7,14 +7,14 @@
  * before that loses a certificate nobody holds, never a row.
  */
 import { createHash } from "node:crypto";
-import { csrPolicy, sanWords, type CsrPolicyOptions } from "../ca/policy.ts";
+import { csrPolicyAsync, sanWords, type CsrPolicyOptions } from "../ca/policy.ts";
 import { DecodeError } from "../errors.ts";
 import { LedgerUnavailableError, type IssuedRecord, type Ledger, type RecordOutcome } from "../ledger/ledger.ts";
 import type { Manifest, Service } from "../manifest/index.ts";
 import { serialHex } from "../pki/crl.ts";
 import { readCertFields } from "../pki/cert.ts";
 import { csrSignature, decodeCsr, type CsrFields } from "../pki/csr.ts";
-import { encodeTbs, newSerial, signTbs } from "../pki/issue.ts";
+import { encodeTbs, newSerial, signTbsAsync } from "../pki/issue.ts";
 import { encodePem, parsePem } from "../pki/pem.ts";
 import type { Authority } from "./authority.ts";
 import { ServeProblem } from "./problem.ts";
@@ -205,7 +205,9 @@ export async function issueOnline(ctx: IssueContext, req: IssueRequest): Promise
   const { service, csr } = req;
   const ca = ctx.authority.issuerFor(service.name);
   const now = ctx.now;
-  const judged = csrPolicy(service, csr, now, {
+  // The signature checks (the request's, then the CA's own) run in libuv's thread pool: the
+  // event loop, which bounds serve's rate, only imports the key and encodes (docs/online-ca.md).
+  const judged = await csrPolicyAsync(service, csr, now, {
     ...req.policy,
     lifetimeMs: lifetimeOf(ctx.manifest, service),
     notAfterMax: ca.cert.notAfter,
@@ -232,7 +234,7 @@ export async function issueOnline(ctx: IssueContext, req: IssueRequest): Promise
     throw new ServeProblem("ca-offline", "the issuing CA has expired", "the operator must renew or rotate the CA");
   const issuer = { subject: ca.cert.subject, keyId: ca.keyId, keyType: ca.keyType, privateKey };
   const serialBytes = (ctx.serial ?? newSerial)();
-  const der = signTbs(encodeTbs(judged.spec, issuer, judged.spki, serialBytes), issuer);
+  const der = await signTbsAsync(encodeTbs(judged.spec, issuer, judged.spki, serialBytes), issuer);
   const serial = serialHex(serialBytes);
   const row: IssuedRecord = {
     serial,
