@@ -201,6 +201,10 @@ export async function startCluster(opts: ClusterOptions): Promise<ClusterServer>
     live.add(worker);
     phase.set(worker, "forked");
     if (!postgres) serveLedger(ledger, worker);
+    // A message to a worker whose channel just closed (it is starting up, or dying) fails with
+    // EPIPE as an 'error' event on the worker, node:cluster's own messages included; without a
+    // listener that event would end the primary. The worker's exit handler does what is needed.
+    worker.on("error", (e: Error) => logLine(`mtlskit serve: worker ${worker.process.pid}: ${e.message}`));
     let settle: { resolve(): void; reject(e: Error): void } | undefined;
     const ready = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
     worker.on("message", (m: FromWorker) => {

@@ -36,6 +36,9 @@ async function runWorker(): Promise<void> {
   let ledger: Ledger | undefined;
   process.on("SIGINT", () => {});
   process.on("SIGTERM", () => {});
+  // A message to a primary whose channel just closed fails with EPIPE as an 'error' event on
+  // process; `disconnect` (below) is what ends this worker then, not an unhandled event.
+  process.on("error", () => {});
   process.on("disconnect", () => {
     if (closing) return;
     if (ledger instanceof RemoteLedger) ledger.disconnected();
