@@ -15,7 +15,8 @@ import { checkPki, type CheckReport } from "../src/check/index.ts";
 import { loadManifest } from "../src/manifest/index.ts";
 import { parsePem } from "../src/pki/pem.ts";
 import { contentHash, snapshotOf, Versions, type Facts } from "../src/ui/model.ts";
-import { CSP, isLoopback, startUi } from "../src/ui/server.ts";
+import { startServer } from "../src/server/index.ts";
+import { CSP, isLoopback, serveMount, startUi } from "../src/ui/server.ts";
 import type { Snapshot } from "../src/ui/snapshot.ts";
 import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { fixtureManifest, startUiFixture, type UiFixture } from "./helpers/ui.ts";
@@ -487,6 +488,103 @@ describe("ui: admin mTLS", { timeout: 120_000 }, () => {
     } finally {
       renameSync(`${key}.away`, key);
     }
+  });
+});
+
+describe("ui: mounted inside serve (serve --ui)", { timeout: 120_000 }, () => {
+  let f: UiFixture;
+  let server: Awaited<ReturnType<typeof startServer>>;
+  let base: string;
+  before(async () => {
+    f = await startUiFixture({ services: 6, online: true, assetsDir: assets() });
+    await f.stop();
+    server = await startServer({
+      manifest: loadManifest(f.manifestFile),
+      pkiDir: f.pkiDir,
+      listen: { host: "127.0.0.1", port: 0 },
+      mount: serveMount({ assetsDir: assets(), pollMs: 100 }),
+    });
+    base = server.url;
+  });
+  after(() => server?.close());
+  const tlsAs = (service?: string): https.RequestOptions => ({
+    ca: readFileSync(path.join(f.pkiDir, "ca", "ca.pem")),
+    ...(service
+      ? {
+          cert: readFileSync(path.join(f.pkiDir, "services", service, "cert.pem")),
+          key: readFileSync(path.join(f.pkiDir, "services", service, "key.pem")),
+        }
+      : {}),
+  });
+
+  it("ok/the admin sees the dashboard under /ui/ with the headers; /ui redirects; serve's API keeps its own headers", async () => {
+    for (const t of ["/ui/", "/ui/assets/app.js", "/ui/api/snapshot"]) {
+      const a = await get(base, t, { tls: tlsAs("s000") });
+      assert.equal(a.status, 200, t);
+      assertSecurityHeaders(a, t);
+    }
+    const r = await get(base, "/ui", { tls: tlsAs("s000") });
+    assert.equal(r.status, 308);
+    assert.equal(r.headers.location, "/ui/");
+    const health = await get(base, "/v1/health", { tls: tlsAs() });
+    assert.equal(health.status, 200);
+    assert.equal(health.headers["content-security-policy"], undefined, "serve's API is not the dashboard");
+  });
+  it("fail/no certificate: 401; a service that is not an admin: 403", async () => {
+    assert.equal((await get(base, "/ui/api/snapshot", { tls: tlsAs() })).status, 401);
+    const a = await get(base, "/ui/api/snapshot", { tls: tlsAs("s002") });
+    assert.equal(a.status, 403);
+    assert.equal(json<{ error: string }>(a).error, "not-admin");
+    assertSecurityHeaders(a, "403 under /ui");
+  });
+  it("ok/serve's refusals by reason reach the snapshot", async () => {
+    const bad = await new Promise<number>((resolve, reject) => {
+      const u = new URL(base);
+      const req = https.request(
+        {
+          host: u.hostname,
+          port: u.port,
+          path: "/v1/enroll",
+          method: "POST",
+          agent: false,
+          timeout: 5000,
+          headers: { "content-type": "application/json" },
+          ...tlsAs(),
+        },
+        (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode!));
+        },
+      );
+      req.on("error", reject);
+      req.end(JSON.stringify({ service: "s004", token: "mtk_0000000000000000_nope", csr: "x" }));
+    });
+    assert.equal(bad, 401);
+    let refusals: { reason: string; count: number }[] | undefined;
+    for (let i = 0; i < 100; i++) {
+      const s = json<Snapshot>(await get(base, "/ui/api/snapshot", { tls: tlsAs("s000") }));
+      refusals = s.online?.refusals;
+      if (refusals?.some((r) => r.reason === "token-malformed" || r.reason === "token-unknown")) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(
+      refusals?.some((r) => (r.reason === "token-malformed" || r.reason === "token-unknown") && r.count >= 1),
+      JSON.stringify(refusals),
+    );
+    assert.ok(
+      refusals?.some((r) => r.reason === "cert-required"),
+      "the dashboard's own 401s are counted too",
+    );
+  });
+  it("fail/serve --ui without serve.admins, or with --workers, is refused before listening (exit 2)", async () => {
+    const dir = tempDir();
+    const file = writeManifest(dir, fixtureManifest(3).replace("serve:\n  admins: [s000]\n", ""));
+    const r = await runCli(["serve", "-f", file, "--pki", f.pkiDir, "--listen", "127.0.0.1:0", "--ui"]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /--ui .* declares no serve\.admins/);
+    const w = await runCli(["serve", "-f", f.manifestFile, "--pki", f.pkiDir, "--ui", "--workers", "2"]);
+    assert.equal(w.code, 2, w.err);
+    assert.match(w.err, /--ui and --workers/);
   });
 });
 

@@ -22,6 +22,7 @@ import { caFilesStamp, loadAuthority, RevokedSet, type Authority } from "../serv
 import { listenHttps, type HttpReply, type HttpRequest, type Route } from "../server/http.ts";
 import { ServeProblem } from "../server/problem.ts";
 import { authenticateAdmin } from "../server/routes.ts";
+import type { MountContext, Mounted, ServeOptions } from "../server/index.ts";
 import { issueServerCredentials } from "../server/tls.ts";
 import { buildSnapshot, stampFiles, Versions } from "./model.ts";
 import type { Snapshot } from "./snapshot.ts";
@@ -506,5 +507,48 @@ export async function startUi(opts: UiOptions): Promise<RunningUi> {
       })();
       return closed;
     },
+  };
+}
+
+/** ServeMountOptions configure the dashboard inside serve. */
+export interface ServeMountOptions {
+  /** assetsDir: the front end's files. Default: dist/ui/web/ of the package. */
+  assetsDir?: string;
+  /** pollMs: how often the PKI directory is looked at. Default: DEFAULT_POLL_MS. */
+  pollMs?: number;
+}
+
+/** UI_PREFIX: where `serve --ui` mounts the dashboard. */
+export const UI_PREFIX = "/ui";
+
+/**
+ * serveMount is `serve --ui`: the dashboard's routes under /ui/ on serve's HTTPS listener, every
+ * one for serve.admins' client certificates only, reading serve's own ledger, with serve's
+ * refusals by reason in Snapshot.online.refusals.
+ */
+export function serveMount(o: ServeMountOptions = {}): NonNullable<ServeOptions["mount"]> {
+  return async (ctx: MountContext): Promise<Mounted> => {
+    const live = new LiveSnapshot({
+      manifest: ctx.loaded.manifest,
+      pkiDir: ctx.pkiDir,
+      ledger: ctx.ledger,
+      refusals: ctx.refusals,
+      ...(o.pollMs === undefined ? {} : { pollMs: o.pollMs }),
+    });
+    await live.start();
+    const ui = uiRoutes({
+      live,
+      prefix: UI_PREFIX,
+      ...(o.assetsDir ? { assetsDir: o.assetsDir } : {}),
+      guard: ctx.requireAdmin,
+    });
+    return {
+      routes: ui.routes,
+      headersFor: ui.headersFor,
+      close: async () => {
+        ui.closeStreams();
+        await live.close();
+      },
+    };
   };
 }
