@@ -6,6 +6,7 @@
  * and the CLI's refusal of a non-loopback bind without admins.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
 import * as http from "node:http";
 import * as https from "node:https";
@@ -18,7 +19,7 @@ import { contentHash, snapshotOf, Versions, type Facts } from "../src/ui/model.t
 import { startServer } from "../src/server/index.ts";
 import { CSP, isLoopback, serveMount, startUi } from "../src/ui/server.ts";
 import type { Snapshot } from "../src/ui/snapshot.ts";
-import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
+import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { fixtureManifest, startUiFixture, type UiFixture } from "./helpers/ui.ts";
 
 /** Answer is one HTTP answer as bytes. */
@@ -602,6 +603,51 @@ describe("ui: the CLI", () => {
     const m = await runCli(["ui", "-f", file, "--pki", path.join(dir, "pki"), "--listen", "127.0.0.1:0", "--mtls"]);
     assert.equal(m.code, 2);
     assert.match(m.err, /--mtls was given/);
+  });
+  it("ok/as a process: prints the URL, serves, and exits 0 on SIGTERM", async () => {
+    const f = await startUiFixture({ services: 3 });
+    await f.stop();
+    const script = `process.argv.splice(1, 0, "mtlskit"); const { main } = await import(${JSON.stringify(path.join(REPO, "src/cli/main.ts"))}); await main();`;
+    const child = spawn(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "--input-type=module",
+        "-e",
+        script,
+        "ui",
+        "-f",
+        f.manifestFile,
+        "--pki",
+        f.pkiDir,
+        "--listen",
+        "127.0.0.1:0",
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    let out = "";
+    let err = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
+    try {
+      for (let i = 0; i < 300 && !/Stop with SIGTERM/.test(out) && child.exitCode === null; i++)
+        await new Promise((r) => setTimeout(r, 100));
+      const url = /is at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out)?.[1];
+      assert.ok(url, `the URL is printed: ${out}${err}`);
+      assert.match(out, /3 services, 3 certificates, 0 errors/);
+      const a = await get(url, "/api/snapshot");
+      assert.equal(a.status, 200);
+      assert.equal(json<Snapshot>(a).counts.services, 3);
+    } finally {
+      child.kill("SIGTERM");
+    }
+    const bound = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    const code = await exited;
+    clearTimeout(bound);
+    assert.equal(code, 0, err);
+    assert.match(out, /stopped on SIGTERM/);
   });
   it("fail/bad flags and a missing PKI directory: documented exit codes", async () => {
     const dir = tempDir();

@@ -115,10 +115,11 @@ export function snapshotOf(f: Facts): SnapshotContent {
     else if (a.kind === "connection") push(byConnection, a.index, i);
   });
 
+  const servicesByName = new Map(manifest.services.map((s) => [s.name, s]));
   const certsOf = new Map<string, string[]>();
   const certificates: UiCertificate[] = report.certificates.map((c) => {
     const leaf = f.leaves.get(c.id);
-    const service = manifest.services.find((s) => s.name === c.service);
+    const service = servicesByName.get(c.service);
     const list = certsOf.get(c.service);
     if (list) list.push(c.id);
     else certsOf.set(c.service, [c.id]);
