@@ -15,6 +15,7 @@ import { after, before, describe, it } from "node:test";
 import { checkPki, type CheckReport } from "../src/check/index.ts";
 import { loadManifest } from "../src/manifest/index.ts";
 import { parsePem } from "../src/pki/pem.ts";
+import { inThreadBuilder, workerBuilder } from "../src/ui/builder.ts";
 import { contentHash, snapshotOf, Versions, type Facts } from "../src/ui/model.ts";
 import { startServer } from "../src/server/index.ts";
 import { CSP, isLoopback, serveMount, startUi } from "../src/ui/server.ts";
@@ -299,6 +300,21 @@ describe("ui: the Snapshot of a 50-service PKI, live", { timeout: 180_000 }, () 
       assert.notEqual(after.certificates.find((c) => c.id === "s003")!.sha256, old, "the new certificate is shown");
     } finally {
       ev.close();
+    }
+  });
+
+  it("ok/the worker thread and this thread build the same snapshot", async () => {
+    const manifest = loadManifest(f.manifestFile).manifest;
+    const at = new Date();
+    const here = await inThreadBuilder(manifest, f.pkiDir).build(at, undefined);
+    const worker = workerBuilder(manifest, f.pkiDir);
+    try {
+      const there = await worker.build(at, undefined);
+      assert.equal(there.hash, here.hash);
+      assert.equal(there.json, here.json);
+      assert.equal((JSON.parse(there.json) as Snapshot).counts.services, 50);
+    } finally {
+      await worker.close();
     }
   });
 
