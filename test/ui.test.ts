@@ -18,7 +18,7 @@ import { parsePem } from "../src/pki/pem.ts";
 import { inThreadBuilder, workerBuilder } from "../src/ui/builder.ts";
 import { contentHash, snapshotOf, Versions, type Facts } from "../src/ui/model.ts";
 import { startServer } from "../src/server/index.ts";
-import { CSP, isLoopback, serveMount, startUi } from "../src/ui/server.ts";
+import { CSP, defaultAssetsDir, isLoopback, serveMount, startUi } from "../src/ui/server.ts";
 import type { Snapshot } from "../src/ui/snapshot.ts";
 import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { fixtureManifest, startUiFixture, type UiFixture } from "./helpers/ui.ts";
@@ -830,6 +830,10 @@ describe("ui: the model, pure", () => {
     const d = v.next(snapshotOf(facts(false)));
     assert.equal(d.version, 3, "back to the first content is still a change");
     assert.equal(contentHash(a), contentHash(b));
+  });
+
+  it("ok/the default assets are the package's dist/ui/web/ (the front end's build output), from src/ and dist/ alike", () => {
+    assert.equal(defaultAssetsDir(), path.join(REPO, "dist", "ui", "web") + path.sep);
   });
 
   it("ok/loopback addresses", () => {
