@@ -421,6 +421,38 @@ describe("ui: the Snapshot of a 50-service PKI, live", { timeout: 180_000 }, () 
   });
 });
 
+describe("ui: a CA rotation", { timeout: 120_000 }, () => {
+  it("ok/each `ca rotate` step appears as the rotation's phase, with the next CA beside the root", async () => {
+    const f = await startUiFixture({ services: 4 });
+    const ev = await events(f.url);
+    try {
+      const first = await ev.waitFor(() => true, 5000);
+      const step = async (cmd: string, phase: string, after: number) => {
+        const r = await runCli(["ca", "rotate", cmd, "-f", f.appliedFile, "--pki", f.pkiDir]);
+        assert.equal(r.code, 0, r.err);
+        let s: Snapshot | undefined;
+        // The stream tells of each change; the phase is read from the snapshot (bounded: 100 polls).
+        await ev.waitFor((v) => v > after, 20_000);
+        for (let i = 0; i < 100 && s?.rotation?.phase !== phase; i++) {
+          s = json<Snapshot>(await get(f.url, "/api/snapshot"));
+          if (s.rotation?.phase !== phase) await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.equal(s?.rotation?.phase, phase);
+        return s!;
+      };
+      const prepared = await step("prepare", "prepared", first);
+      assert.match(prepared.rotation!.next!, /mtlskit ca rotate activate/);
+      assert.deepEqual(prepared.cas.map((c) => c.role).sort(), ["next", "root"]);
+      const active = await step("activate", "active", prepared.version);
+      assert.match(active.rotation!.next!, /mtlskit ca rotate retire/);
+      assert.equal(active.counts.errors, 0);
+    } finally {
+      ev.close();
+      await f.stop();
+    }
+  });
+});
+
 describe("ui: no front end built", () => {
   it("ok/the page says to run npm run build; the API answers", async () => {
     const f = await startUiFixture({ services: 3, assetsDir: tempDir("mtlskit-ui-empty-") });
