@@ -33,10 +33,10 @@ declare global {
   }
 }
 
-function fit(layout: Layout, w: number, h: number): View {
+function fit(layout: Layout, w: number, height: number): View {
   const pad = 40;
-  const s = Math.min(2, (w - 2 * pad) / Math.max(1, layout.width), (h - 2 * pad) / Math.max(1, layout.height));
-  return { s, tx: (w - layout.width * s) / 2, ty: (h - layout.height * s) / 2 };
+  const s = Math.min(2, (w - 2 * pad) / Math.max(1, layout.width), (height - 2 * pad) / Math.max(1, layout.height));
+  return { s, tx: (w - layout.width * s) / 2, ty: (height - layout.height * s) / 2 };
 }
 
 function draw(canvas: HTMLCanvasElement, snap: Snapshot, layout: Layout, view: View, selected: number | undefined) {

@@ -132,4 +132,6 @@ function skipToMain() {
   document.getElementById("main")?.focus();
 }
 
-render(<App />, document.getElementById("app")!);
+const root = document.getElementById("app")!;
+root.textContent = "";
+render(<App />, root);

@@ -15,9 +15,9 @@ function Table(props: { caption: string; heads: string[]; rows: ComponentChildre
           <table class="plain" data-table={props.id}>
             <thead>
               <tr>
-                {props.heads.map((h) => (
-                  <th key={h} scope="col">
-                    {h}
+                {props.heads.map((head) => (
+                  <th key={head} scope="col">
+                    {head}
                   </th>
                 ))}
               </tr>

@@ -1,0 +1,220 @@
+/**
+ * The dashboard's front end in a real browser (issue 17): Debian's chromium driven by
+ * playwright-core (test/helpers/browser.ts) against the page as built from this run's sources
+ * (scripts/build-web.ts into a private folder). Each page loads and shows the counts /api/snapshot
+ * gives; the broken fixture's failing connection is drawn in the error colour and a click on it
+ * shows check's fix; a change appears without a reload; axe-core finds no serious or critical
+ * violation; no page breaks the Content-Security-Policy or overflows a 375-px screen. Screenshots
+ * go to test-artifacts/ui/ (gitignored).
+ */
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import * as path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { buildWeb } from "../scripts/build-web.ts";
+import type { Snapshot } from "../src/ui/snapshot.ts";
+import { axe, type Browser, launchBrowser, type Page } from "./helpers/browser.ts";
+import { tempDir } from "./helpers/cli.ts";
+import { fakeSnapshot } from "./helpers/ui-snapshot.ts";
+import { startStaticUi, type StaticUi } from "./helpers/ui-static.ts";
+
+const REPO = path.resolve(import.meta.dirname, "..");
+const ARTIFACTS = path.join(REPO, "test-artifacts", "ui");
+const WAIT = 15_000;
+const PAGES = ["inventory", "timeline", "graph", "rotation", "online"] as const;
+
+/** snapshotOf reads /api/snapshot as the page does. */
+async function snapshotOf(url: string): Promise<Snapshot> {
+  const res = await fetch(new URL("/api/snapshot", url));
+  assert.equal(res.status, 200);
+  return (await res.json()) as Snapshot;
+}
+
+/** open goes to a page and waits (bounded) until it has rendered its data. */
+async function open(page: Page, url: string, name: string): Promise<void> {
+  await page.goto(`${url}#/${name}`, { waitUntil: "load" });
+  await page.waitForFunction((n) => performance.getEntriesByName(`mtlskit:rendered:${n}`).length > 0, name, {
+    timeout: WAIT,
+  });
+}
+
+const text = async (page: Page, selector: string) =>
+  ((await page.locator(selector).first().textContent({ timeout: WAIT })) ?? "").trim();
+const attr = async (page: Page, selector: string, name: string) =>
+  (await page.locator(selector).first().getAttribute(name, { timeout: WAIT })) ?? "";
+
+describe("dashboard in chromium", { timeout: 240_000 }, () => {
+  let browser: Browser;
+  let assets: string;
+  let ui: StaticUi;
+  let broken: StaticUi;
+  before(async () => {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    assets = tempDir("mtlskit-web-");
+    await buildWeb(assets);
+    ui = await startStaticUi(assets, fakeSnapshot(50, { online: true }));
+    broken = await startStaticUi(assets, fakeSnapshot(50, { broken: true }));
+    browser = await launchBrowser(WAIT);
+  });
+  after(async () => {
+    await browser?.close();
+    await ui?.stop();
+    await broken?.stop();
+  });
+
+  for (const width of [1280, 375]) {
+    it(`ok/each page loads at ${width} px with the counts of /api/snapshot, no serious axe violation, no overflow`, async () => {
+      const snap = await snapshotOf(ui.url);
+      const page = await browser.newPage({ width, height: 900 });
+      try {
+        for (const name of PAGES) {
+          await open(page, ui.url, name);
+          for (const [key, n] of Object.entries(snap.counts))
+            assert.equal(
+              await text(page, `[data-count="${key}"]`),
+              n.toLocaleString("en-US"),
+              `${name}: header ${key}`,
+            );
+          if (name === "inventory") {
+            assert.equal(await attr(page, "[data-services]", "data-services"), String(snap.services.length));
+            assert.match(await text(page, ".pager .pos"), new RegExp(`of ${snap.services.length}$`));
+            assert.equal(await page.locator("tr.row").count(), Math.min(50, snap.services.length));
+          } else if (name === "timeline") {
+            assert.equal(
+              await attr(page, "[data-certificates]", "data-certificates"),
+              String(snap.certificates.length),
+            );
+            assert.equal(await attr(page, "[data-cas]", "data-cas"), String(snap.cas.length));
+            assert.equal(
+              await page.locator(".bar-row").count(),
+              snap.cas.length + Math.min(50, snap.certificates.length),
+            );
+          } else if (name === "graph") {
+            assert.equal(await attr(page, "[data-nodes]", "data-nodes"), String(snap.services.length));
+            assert.equal(await attr(page, "[data-edges]", "data-edges"), String(snap.connections.length));
+            assert.match(await text(page, ".pager .pos"), new RegExp(`of ${snap.connections.length}$`));
+          } else if (name === "rotation") {
+            assert.equal(await attr(page, "[data-phase]", "data-phase"), snap.rotation?.phase ?? "none");
+            assert.equal(await page.locator("tbody tr").count(), snap.cas.length);
+          } else {
+            assert.ok(snap.online, "the fixture has an online CA");
+            assert.equal(await attr(page, "[data-issued]", "data-issued"), String(snap.online.issued));
+            assert.equal(await attr(page, "[data-revoked]", "data-revoked"), String(snap.online.revoked));
+            assert.equal(await page.locator('[data-table="recent"] tbody tr').count(), snap.online.recent.length);
+            assert.equal(await page.locator('[data-table="tokens"] tbody tr').count(), snap.online.tokens.length);
+          }
+          await page.screenshot({ path: path.join(ARTIFACTS, `${name}-${width}.png`), fullPage: width > 400 });
+          const serious = (await axe(page)).filter((v) => v.impact === "serious" || v.impact === "critical");
+          assert.deepEqual(serious, [], `${name} at ${width} px: axe`);
+          const overflow = await page.evaluate(() => {
+            const d = (
+              globalThis as unknown as { document: { documentElement: { scrollWidth: number; clientWidth: number } } }
+            ).document.documentElement;
+            return d.scrollWidth - d.clientWidth;
+          });
+          assert.ok(overflow <= 1, `${name} at ${width} px is ${overflow} px wider than the screen`);
+        }
+      } finally {
+        await page.close();
+      }
+      assert.deepEqual(browser.problems, [], "console errors, page errors or CSP violations");
+    });
+  }
+
+  it("ok/the broken fixture's failing connection is drawn in the error colour; a click on it, or its row by keyboard, shows check's fix", async () => {
+    const snap = await snapshotOf(broken.url);
+    const k = snap.connections.findIndex((c) => c.verdict === "error");
+    assert.ok(k >= 0, "the broken fixture has a failing connection");
+    const fixes = snap.connections[k]!.findings.map((i) => snap.findings[i]!.fix);
+    assert.ok(fixes.length > 0);
+    const page = await browser.newPage({ width: 1280, height: 900 });
+    try {
+      await open(page, broken.url, "graph");
+      const point = await page.evaluate(
+        (edge) =>
+          (
+            globalThis as unknown as { mtlskitGraph: { edgePoint(k: number, t: number): { x: number; y: number } } }
+          ).mtlskitGraph.edgePoint(edge, 0.3),
+        k,
+      );
+      assert.ok(point, "the failing connection is on the canvas");
+      const rgb = await page.evaluate(({ x, y }) => {
+        const g = globalThis as unknown as {
+          devicePixelRatio: number;
+          document: {
+            querySelector(s: string): {
+              getBoundingClientRect(): { left: number; top: number };
+              getContext(c: string): { getImageData(x: number, y: number, w: number, h: number): { data: number[] } };
+            };
+          };
+        };
+        const canvas = g.document.querySelector(".graph-box canvas");
+        const r = canvas.getBoundingClientRect();
+        const d = g.devicePixelRatio;
+        return [
+          ...canvas.getContext("2d").getImageData(Math.round((x - r.left) * d), Math.round((y - r.top) * d), 1, 1).data,
+        ].slice(0, 3);
+      }, point);
+      // The error colour, #b91c1c (185, 28, 28), within anti-aliasing.
+      assert.ok(rgb[0]! > 150 && rgb[1]! < 90 && rgb[2]! < 90, `pixel on the failing edge is rgb(${rgb.join(", ")})`);
+      await page.mouse.click(point.x, point.y);
+      await page.locator(`[data-selected-edge="${k}"]`).waitFor({ timeout: WAIT });
+      const detail = await text(page, ".edge-detail");
+      for (const fix of fixes)
+        assert.ok(detail.includes(fix), `the detail shows the fix ${JSON.stringify(fix)}: ${detail}`);
+      await page.screenshot({ path: path.join(ARTIFACTS, "graph-broken-selected.png") });
+
+      // The keyboard's way: Escape clears, then Tab to the connection's row and Enter.
+      await page.locator(".graph-box canvas").focus();
+      await page.keyboard.press("Escape");
+      await page.locator("[data-selected-edge]").waitFor({ state: "detached", timeout: WAIT });
+      const row = page.locator(`button.edge[data-edge="${k}"]`);
+      for (let i = 0; i < 40 && !(await row.evaluate((el) => el === (el.ownerDocument.activeElement as unknown))); i++)
+        await page.keyboard.press("Tab");
+      await page.keyboard.press("Enter");
+      await page.locator(`[data-selected-edge="${k}"]`).waitFor({ timeout: WAIT });
+      assert.ok((await text(page, ".edge-detail")).includes(fixes[0]!));
+    } finally {
+      await page.close();
+    }
+    assert.deepEqual(browser.problems, []);
+  });
+
+  it("ok/a change of the snapshot appears without a reload", async () => {
+    const page = await browser.newPage({ width: 1280, height: 900 });
+    try {
+      await open(page, ui.url, "inventory");
+      const before = await snapshotOf(ui.url);
+      const name = before.services[0]!.name;
+      await page.evaluate(() => {
+        (globalThis as unknown as { notReloaded: boolean }).notReloaded = true;
+      });
+      await page.locator(`tr[data-service="${name}"] button.disclose`).click();
+      const oldAfter = await attr(page, `#svc-${name} [data-not-after]`, "data-not-after");
+      assert.equal(oldAfter, before.certificates.find((c) => c.service === name)!.notAfter);
+      // A renewal: the certificate's notAfter moves 30 days on.
+      const next = structuredClone(before);
+      const cert = next.certificates.find((c) => c.service === name)!;
+      cert.notAfter = new Date(Date.parse(cert.notAfter!) + 30 * 86_400_000).toISOString();
+      ui.publish(next);
+      await page.waitForFunction(
+        ([sel, old]) =>
+          (
+            globalThis as unknown as {
+              document: { querySelector(s: string): { getAttribute(a: string): string } | null };
+            }
+          ).document
+            .querySelector(sel!)
+            ?.getAttribute("data-not-after") !== old,
+        [`#svc-${name} [data-not-after]`, oldAfter],
+        { timeout: WAIT },
+      );
+      assert.equal(await attr(page, `#svc-${name} [data-not-after]`, "data-not-after"), cert.notAfter);
+      assert.equal(await attr(page, "[data-version]", "data-version"), String(before.version + 1));
+      assert.equal(await page.evaluate(() => (globalThis as unknown as { notReloaded?: boolean }).notReloaded), true);
+    } finally {
+      await page.close();
+    }
+    assert.deepEqual(browser.problems, []);
+  });
+});
