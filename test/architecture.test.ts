@@ -34,6 +34,7 @@ const ALLOWED: Record<string, string[]> = {
   server: ["ledger", "ca", "plan", "check", "state", "manifest", "pki", "service", "acme", "errors", "read-file"],
   acme: ["server", "ledger", "manifest", "pki", "errors", "read-file"],
   agent: ["service", "pki", "state", "errors", "read-file"],
+  ui: ["check", "status", "state", "ledger", "manifest", "server", "pki", "errors", "read-file"],
   cli: [
     "errors",
     "identity",
@@ -58,6 +59,7 @@ const ALLOWED: Record<string, string[]> = {
     "server",
     "acme",
     "agent",
+    "ui",
   ],
   index: [
     "errors",

@@ -10,7 +10,7 @@ import { existsSync } from "node:fs";
 import { FailedError } from "../errors.ts";
 import type { Manifest } from "../manifest/index.ts";
 import { checkInventory, type CheckOptions, type CheckReport } from "./check.ts";
-import { readInventory } from "./inventory.ts";
+import { readInventory, type Inventory } from "./inventory.ts";
 import { Material } from "./material.ts";
 import type { Finding } from "./finding.ts";
 import { judgeRotation, readRotationFacts } from "./rotation.ts";
@@ -58,6 +58,15 @@ export {
 
 /** checkPki reads the files of every service of `manifest` (managed ones under `dir`) and judges them. */
 export function checkPki(manifest: Manifest, dir: string | undefined, opts: CheckOptions = {}): CheckReport {
+  return checkPkiRead(manifest, dir, opts).report;
+}
+
+/** checkPkiRead is checkPki with what it read: the inventory (the dashboard shows each certificate's SANs and usages from it). */
+export function checkPkiRead(
+  manifest: Manifest,
+  dir: string | undefined,
+  opts: CheckOptions = {},
+): { report: CheckReport; inventory: Inventory } {
   const managed = manifest.services.filter((s) => !s.files);
   if (dir === undefined && managed.length > 0) {
     throw new FailedError(
@@ -80,7 +89,10 @@ export function checkPki(manifest: Manifest, dir: string | undefined, opts: Chec
   const crl = opts.crl ?? (dir === undefined || managed.length === 0 ? undefined : readCrl(dir));
   const report = checkInventory(material, manifest, inv, { ...opts, ...(crl === undefined ? {} : { crl }) });
   const facts = dir === undefined ? undefined : readRotationFacts(material, dir);
-  return facts ? withFindings(report, judgeRotation(material, manifest, inv, facts), opts) : report;
+  return {
+    report: facts ? withFindings(report, judgeRotation(material, manifest, inv, facts), opts) : report,
+    inventory: inv,
+  };
 }
 
 /** withFindings adds findings judged outside checkInventory (a CA rotation's) to a report: counts, and the connections they fail. */

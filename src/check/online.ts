@@ -68,15 +68,20 @@ export async function readOnline(
   if (dir === undefined || !ledgerExists(dir, ledgerSpec)) return undefined;
   const ledger = await openLedger(dir, ledgerSpec, { create: false });
   try {
-    const services = new Map<string, OnlineService>();
-    for (const s of manifest.services) {
-      if (!s.csr) continue;
-      const found = await newestOf(ledger, s.name);
-      if (found) services.set(s.name, found);
-    }
-    const stats = await ledger.stats(now);
-    return { ledger: ledgerName(dir, ledgerSpec), services, stats };
+    return await onlineFactsOf(ledger, manifest, ledgerName(dir, ledgerSpec), now);
   } finally {
     await ledger.close();
   }
+}
+
+/** onlineFactsOf reads the facts from a ledger already open (the dashboard keeps one open); `name` is how it is shown (ledgerName). */
+export async function onlineFactsOf(ledger: Ledger, manifest: Manifest, name: string, now: Date): Promise<OnlineFacts> {
+  const services = new Map<string, OnlineService>();
+  for (const s of manifest.services) {
+    if (!s.csr) continue;
+    const found = await newestOf(ledger, s.name);
+    if (found) services.set(s.name, found);
+  }
+  const stats = await ledger.stats(now);
+  return { ledger: name, services, stats };
 }

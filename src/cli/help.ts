@@ -34,7 +34,8 @@ Usage:
   mtlskit token create web --ttl 15m    a single-use enrollment token for web's agent (csr: true), printed once
   mtlskit ledger list --service web     the certificates the online CA issued; ledger show SERIAL, ledger backup FILE
   mtlskit serve --listen 127.0.0.1:8443  the online CA: agents enroll with a token, renew with their certificate
+  mtlskit ui --listen 127.0.0.1:8080     a live web dashboard: inventory, expiry timeline, connection graph, rotation, online CA
   mtlskit agent --server URL --service web --token-file t --fingerprint FP --out DIR  enroll, renew on its own
 
-Commands: init, plan, apply, ca, check, status, export, metrics, config, inspect, explain, probe, verify, trust, csr, sign, revoke, token, ledger, serve, agent, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
+Commands: init, plan, apply, ca, check, status, export, metrics, config, inspect, explain, probe, verify, trust, csr, sign, revoke, token, ledger, serve, ui, agent, schema. Run \`mtlskit COMMAND --help\` for details, \`mtlskit --version\` for the version.
 `;

@@ -25,6 +25,7 @@ import { serveCommand } from "./commands/serve.ts";
 import { signCommand } from "./commands/sign.ts";
 import { statusCommand } from "./commands/status.ts";
 import { tokenCommand } from "./commands/token.ts";
+import { uiCommand } from "./commands/ui.ts";
 import { metricsCommand } from "./commands/metrics.ts";
 import { trustCommand } from "./commands/trust.ts";
 import { verifyCommand } from "./commands/verify.ts";
@@ -54,6 +55,7 @@ export const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number
   token: tokenCommand,
   ledger: ledgerCommand,
   serve: serveCommand,
+  ui: uiCommand,
   agent: agentCommand,
 };
 

@@ -68,13 +68,13 @@ const sha256 = (der: Buffer) => createHash("sha256").update(der).digest("hex");
  * loadAuthority reads the CA of `dir` for the manifest's csr services. No CA, a damaged one or an
  * issuing key kept offline is FailedError (exit 3) with the fix: an online CA needs its key online.
  */
-export function loadAuthority(loaded: LoadedManifest, dir: string): Authority {
+export function loadAuthority(loaded: LoadedManifest, dir: string, command = "mtlskit serve"): Authority {
   const stamp = caFilesStamp(dir);
   const state = readState(dir, loaded.manifest, loadCaSource(loaded));
   const m = loaded.manifest;
   if (!state.exists || state.ca.status === "missing")
     throw new FailedError(
-      `mtlskit serve: ${dir} holds no CA to issue with\n    fix: run \`mtlskit apply -f ${m.file} --pki ${dir}\` first (it creates the CA), or name the right --pki`,
+      `${command}: ${dir} holds no CA to issue with\n    fix: run \`mtlskit apply -f ${m.file} --pki ${dir}\` first (it creates the CA), or name the right --pki`,
     );
   if (state.ca.status === "broken") throw new FailedError(`pki: ${state.ca.reason}\n    fix: ${state.ca.fix}`);
   const current = state.ca.ca;
@@ -84,7 +84,7 @@ export function loadAuthority(loaded: LoadedManifest, dir: string): Authority {
   const offline = [current, ...online.map((s) => issuingCa(current, rotation, s.name))].find((ca) => !ca.privateKey);
   if (offline)
     throw new FailedError(
-      `mtlskit serve: the issuing CA's key is not in ${dir} (kept offline by \`mtlskit ca offline\`), and an online CA signs every request with it\n    fix: declare ca.intermediate in ${m.file} and run \`mtlskit apply\` (the intermediate's key stays online while the root's stays offline), or copy the key back to ${abs(dir, LAYOUT.caKey)} (mode 0600)`,
+      `${command}: the issuing CA's key is not in ${dir} (kept offline by \`mtlskit ca offline\`), and an online CA signs every request with it\n    fix: declare ca.intermediate in ${m.file} and run \`mtlskit apply\` (the intermediate's key stays online while the root's stays offline), or copy the key back to ${abs(dir, LAYOUT.caKey)} (mode 0600)`,
     );
   const bundlePem = trustBundle(root, rotation);
   // The anchor is the bundle's certificate of the root generation: the first of root.bundlePem.

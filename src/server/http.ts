@@ -10,9 +10,9 @@
  * connectionsCheckingInterval (default 30 s), so it is 1 s here: a slowloris connection trickling
  * a header byte a second is closed within headersTimeout plus a second.
  */
-import { STATUS_CODES } from "node:http";
+import { createServer as createHttpServer, STATUS_CODES } from "node:http";
 import { createServer, type Server } from "node:https";
-import type { Duplex, Writable } from "node:stream";
+import type { Duplex, Readable, Writable } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import Fastify, { type FastifyError, type FastifyReply } from "fastify";
 import { PROBLEMS, ServeProblem, type ProblemCode, type ProblemDoc } from "./problem.ts";
@@ -62,11 +62,16 @@ export interface HttpRequest {
   log(fields: Record<string, unknown>, message: string): void;
 }
 
-/** HttpReply is a route's answer: JSON, bytes with their content type, or nothing (204, HEAD); with extra headers (ACME's Replay-Nonce, Location, Link). */
+/**
+ * HttpReply is a route's answer: JSON, bytes with their content type, nothing (204, HEAD), or a
+ * stream (the dashboard's server-sent events: written as it produces, ended by the route or by
+ * close(), destroyed when the client goes); with extra headers (ACME's Replay-Nonce, Location, Link).
+ */
 export type HttpReply = (
   | { status: number; json: unknown }
   | { status: number; body: string | Buffer; type: string }
   | { status: number; empty: true }
+  | { status: number; stream: Readable; type: string }
 ) & { headers?: Record<string, string | string[]>; type?: string };
 
 /** JsonSchema: a JSON Schema object (draft 7, as Fastify's Ajv reads it). */
@@ -85,7 +90,8 @@ export interface Route {
 export interface HttpOptions {
   host: string;
   port: number;
-  tls: TlsParts;
+  /** tls: the server's certificate; undefined serves plain HTTP (the dashboard bound to loopback only: `mtlskit ui`). */
+  tls?: TlsParts;
   routes: Route[];
   /** log: where JSON log lines go (pino). Default: no logging. */
   log?: { stream: Writable; level?: "info" | "debug" | "warn" | "error" };
@@ -100,6 +106,10 @@ export interface HttpOptions {
   renderProblem?(path: string, problem: ServeProblem): Promise<HttpReply | undefined>;
   /** joseJsonPrefix: paths under this prefix also take `application/jose+json` bodies (JSON, ACME's JWS, RFC 8555 §6.2). Default: none. */
   joseJsonPrefix?: string;
+  /** headersFor: headers every answer to `path` carries, refusals included (the dashboard's Content-Security-Policy). Default: none. */
+  headersFor?(path: string): Record<string, string> | undefined;
+  /** notFoundFix: the fix a 404 names. Default: the online CA's API. */
+  notFoundFix?: string;
 }
 
 /** HttpServer is a listening server. */
@@ -185,8 +195,24 @@ function rawProblem(socket: Duplex, status: number, doc: ProblemDoc): void {
 export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
   let server: Server | undefined;
   const tlsOptions = (t: TlsParts) => ({ key: t.keyPem, cert: t.certPem, ca: t.caPem, minVersion: "TLSv1.2" as const });
+  const limits = {
+    maxHeaderSize: LIMITS.maxHeaderBytes,
+    headersTimeout: LIMITS.headersTimeoutMs,
+    requestTimeout: LIMITS.requestTimeoutMs,
+    keepAliveTimeout: LIMITS.keepAliveTimeoutMs,
+    connectionsCheckingInterval: LIMITS.checkIntervalMs,
+  };
+  /** streams: the streaming replies in flight, ended by close() (Fastify's close waits for every response). */
+  const streams = new Set<Readable>();
   const app = Fastify({
     serverFactory: (handler) => {
+      if (!opts.tls) {
+        // Plain HTTP: only the dashboard on a loopback address asks for it (src/ui/server.ts).
+        const plain = createHttpServer(limits, handler);
+        plain.setTimeout(LIMITS.idleTimeoutMs);
+        plain.maxConnections = LIMITS.maxConnections;
+        return plain;
+      }
       server = createServer(
         {
           ...tlsOptions(opts.tls),
@@ -194,11 +220,7 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
           requestCert: true,
           rejectUnauthorized: false,
           handshakeTimeout: LIMITS.handshakeTimeoutMs,
-          maxHeaderSize: LIMITS.maxHeaderBytes,
-          headersTimeout: LIMITS.headersTimeoutMs,
-          requestTimeout: LIMITS.requestTimeoutMs,
-          keepAliveTimeout: LIMITS.keepAliveTimeoutMs,
-          connectionsCheckingInterval: LIMITS.checkIntervalMs,
+          ...limits,
         },
         handler,
       );
@@ -256,8 +278,18 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
     for (const [name, value] of Object.entries(r.headers ?? {})) reply.header(name, value);
     if ("json" in r) return reply.type(r.type ?? "application/json").send(JSON.stringify(r.json));
     if ("empty" in r) return reply.send();
+    if ("stream" in r) {
+      streams.add(r.stream);
+      r.stream.once("close", () => streams.delete(r.stream));
+      return reply.type(r.type).send(r.stream);
+    }
     return reply.type(r.type).send(r.body);
   };
+  if (opts.headersFor)
+    app.addHook("onRequest", async (req, reply) => {
+      const headers = opts.headersFor!(req.url.split("?")[0]!);
+      if (headers) reply.headers(headers);
+    });
 
   app.setErrorHandler(async (err: FastifyError, req, reply) => {
     let problem = err instanceof ServeProblem ? err : fastifyProblem(err);
@@ -279,7 +311,8 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
     const problem = new ServeProblem(
       "not-found",
       `no route ${req.method} ${req.url.slice(0, 200)}`,
-      "the API is POST /v1/enroll, /v1/renew, /v1/revoke and GET /v1/bundle, /v1/crl, /v1/health, /metrics",
+      opts.notFoundFix ??
+        "the API is POST /v1/enroll, /v1/renew, /v1/revoke and GET /v1/bundle, /v1/crl, /v1/health, /metrics",
     );
     opts.onProblem?.(problem.code);
     const other = await opts.renderProblem?.(req.url.split("?")[0]!, problem);
@@ -317,17 +350,22 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
     host: opts.host,
     port: opts.port,
     // Fastify cannot tell a serverFactory's server is HTTPS; the log line would say http://.
-    listenTextResolver: (address) => `mtlskit serve listening at ${address.replace(/^http:/, "https:")}`,
+    listenTextResolver: (address) =>
+      `mtlskit serve listening at ${opts.tls ? address.replace(/^http:/, "https:") : address}`,
   });
   const addr = app.server.address();
   const port = typeof addr === "object" && addr ? addr.port : opts.port;
   const shown = opts.host.includes(":") ? `[${opts.host}]` : opts.host;
   return {
-    url: `https://${shown}:${port}`,
+    url: `${opts.tls ? "https" : "http"}://${shown}:${port}`,
     host: opts.host,
     port,
     setTls: (parts) => server?.setSecureContext(tlsOptions(parts)),
-    close: () => app.close(),
+    close: () => {
+      // A stream that is also writable (a PassThrough) is ended from its writing side.
+      for (const s of streams) "end" in s ? (s as Duplex).end() : s.push(null);
+      return app.close();
+    },
   };
 }
 

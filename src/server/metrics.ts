@@ -17,6 +17,8 @@ export interface ServeMetrics {
   ledgerCertificates(n: number): void;
   /** caNotAfter sets the issuing CA's expiry. */
   caNotAfter(at: Date): void;
+  /** refusals: the refusals counted so far, by reason (the dashboard mounted inside serve shows them). */
+  refusals(): Promise<{ reason: string; count: number }[]>;
   /** text renders the exposition format. */
   text(): Promise<string>;
   /** json is this registry's metrics as data, for aggregateMetrics (a `serve --workers` worker's share). */
@@ -79,6 +81,10 @@ export function createMetrics(): ServeMetrics {
     observe: (route, seconds) => duration.observe({ route }, seconds),
     ledgerCertificates: (n) => ledger.set(n),
     caNotAfter: (at) => caNotAfter.set(Math.floor(at.getTime() / 1000)),
+    refusals: async () =>
+      (await refused.get()).values
+        .map((v) => ({ reason: String(v.labels.reason), count: v.value }))
+        .sort((a, b) => b.count - a.count || (a.reason < b.reason ? -1 : 1)),
     text: () => registry.metrics(),
     json: () => registry.getMetricsAsJSON(),
     contentType: registry.contentType,

@@ -31,6 +31,7 @@ export const PROBLEMS = {
   "headers-too-large": 431,
   internal: 500,
   "ledger-unavailable": 503,
+  busy: 503,
   "ca-offline": 503,
 } as const;
 

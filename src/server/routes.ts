@@ -151,8 +151,17 @@ function chainOf(connection: object, chain: Buffer[], authority: Authority): Cha
   return judged;
 }
 
+/** AuthContext is what judging a client certificate needs: serve's context, or the dashboard's (`mtlskit ui`, which may have no ledger). */
+export interface AuthContext {
+  loaded: LoadedManifest;
+  authority(): Authority;
+  revoked: RevokedSet;
+  /** ledger: where online certificates' revocations are; undefined: none (ca/revoked.json only). */
+  ledger: Pick<Ledger, "get"> | undefined;
+}
+
 /** authenticate judges the TLS client certificate (see the file's comment). */
-async function authenticate(ctx: ServeContext, req: HttpRequest, now: Date): Promise<Client> {
+async function authenticate(ctx: AuthContext, req: HttpRequest, now: Date): Promise<Client> {
   const chain = req.peerCertificates();
   if (chain.length === 0)
     throw new ServeProblem(
@@ -175,7 +184,7 @@ async function authenticate(ctx: ServeContext, req: HttpRequest, now: Date): Pro
   const serial = serialHex(leaf.fields.serial);
   let row: Awaited<ReturnType<Ledger["get"]>>;
   try {
-    row = await ctx.ledger.get(serial);
+    row = await ctx.ledger?.get(serial);
   } catch (e) {
     throw ledgerDown(e);
   }
@@ -199,6 +208,23 @@ async function authenticate(ctx: ServeContext, req: HttpRequest, now: Date): Pro
       "present the certificate of a service the manifest declares",
     );
   return { service, serial, leaf };
+}
+
+/**
+ * authenticateAdmin judges the client certificate and requires its service to be one of the
+ * manifest's serve.admins (/v1/revoke, the dashboard): 401 without a good certificate, 403
+ * not-admin for another service's. `fix` words what to do instead.
+ */
+export async function authenticateAdmin(ctx: AuthContext, req: HttpRequest, now: Date, fix: string): Promise<Client> {
+  const client = await authenticate(ctx, req, now);
+  const admins = ctx.loaded.manifest.serve?.admins ?? [];
+  if (!admins.includes(client.service.name))
+    throw new ServeProblem(
+      "not-admin",
+      `${client.service.name} is not an admin of this CA (serve.admins: ${admins.join(", ") || "none"})`,
+      fix,
+    );
+  return client;
 }
 
 /** routes are the API's endpoints over `ctx`. */
@@ -306,14 +332,12 @@ export function routes(ctx: ServeContext): Route[] {
       handle: async (req) => {
         const body = req.body as { serial: string; reason?: string };
         const t = now();
-        const client = await authenticate(ctx, req, t);
-        const admins = ctx.loaded.manifest.serve?.admins ?? [];
-        if (!admins.includes(client.service.name))
-          throw new ServeProblem(
-            "not-admin",
-            `${client.service.name} is not an admin of this CA (serve.admins: ${admins.join(", ") || "none"})`,
-            "revoke with an admin service's certificate, or run `mtlskit revoke SERIAL` on the CA's host",
-          );
+        const client = await authenticateAdmin(
+          ctx,
+          req,
+          t,
+          "revoke with an admin service's certificate, or run `mtlskit revoke SERIAL` on the CA's host",
+        );
         const serial = normalizeSerial(body.serial);
         if (serial === undefined)
           throw new ServeProblem(
