@@ -1,11 +1,12 @@
 /**
- * The dashboard's front end in a real browser (issue 17): Debian's chromium driven by
- * playwright-core (test/helpers/browser.ts) against the page as built from this run's sources
+ * The dashboard in a real browser (issue 17): Debian's chromium driven by playwright-core
+ * (test/helpers/browser.ts) against the real `mtlskit ui` (test/helpers/ui.ts: a 50-service PKI
+ * applied by the CLI, in-process on 127.0.0.1) serving the page as built from this run's sources
  * (scripts/build-web.ts into a private folder). Each page loads and shows the counts /api/snapshot
  * gives; the broken fixture's failing connection is drawn in the error colour and a click on it
- * shows check's fix; a change appears without a reload; axe-core finds no serious or critical
- * violation; no page breaks the Content-Security-Policy or overflows a 375-px screen. Screenshots
- * go to test-artifacts/ui/ (gitignored).
+ * (or its row, by keyboard) shows check's fix; a renewal by apply appears without a reload;
+ * axe-core finds no serious or critical violation; no page breaks the Content-Security-Policy (a
+ * console error) or overflows a 375-px screen. Screenshots go to test-artifacts/ui/ (gitignored).
  */
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
@@ -15,8 +16,7 @@ import { buildWeb } from "../scripts/build-web.ts";
 import type { Snapshot } from "../src/ui/snapshot.ts";
 import { axe, type Browser, launchBrowser, type Page } from "./helpers/browser.ts";
 import { tempDir } from "./helpers/cli.ts";
-import { fakeSnapshot } from "./helpers/ui-snapshot.ts";
-import { startStaticUi, type StaticUi } from "./helpers/ui-static.ts";
+import { startUiFixture, type UiFixture } from "./helpers/ui.ts";
 
 const REPO = path.resolve(import.meta.dirname, "..");
 const ARTIFACTS = path.join(REPO, "test-artifacts", "ui");
@@ -46,14 +46,14 @@ const attr = async (page: Page, selector: string, name: string) =>
 describe("dashboard in chromium", { timeout: 240_000 }, () => {
   let browser: Browser;
   let assets: string;
-  let ui: StaticUi;
-  let broken: StaticUi;
+  let ui: UiFixture;
+  let broken: UiFixture;
   before(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     assets = tempDir("mtlskit-web-");
     await buildWeb(assets);
-    ui = await startStaticUi(assets, fakeSnapshot(50, { online: true }));
-    broken = await startStaticUi(assets, fakeSnapshot(50, { broken: true }));
+    ui = await startUiFixture({ services: 50, online: true, assetsDir: assets });
+    broken = await startUiFixture({ services: 50, broken: true, assetsDir: assets });
     browser = await launchBrowser(WAIT);
   });
   after(async () => {
@@ -180,23 +180,20 @@ describe("dashboard in chromium", { timeout: 240_000 }, () => {
     assert.deepEqual(browser.problems, []);
   });
 
-  it("ok/a change of the snapshot appears without a reload", async () => {
+  it("ok/a renewal by apply appears without a reload", async () => {
     const page = await browser.newPage({ width: 1280, height: 900 });
     try {
       await open(page, ui.url, "inventory");
       const before = await snapshotOf(ui.url);
-      const name = before.services[0]!.name;
+      const name = before.services.find((s) => s.issuance === "apply" && s.usage === "server")!.name;
       await page.evaluate(() => {
         (globalThis as unknown as { notReloaded: boolean }).notReloaded = true;
       });
       await page.locator(`tr[data-service="${name}"] button.disclose`).click();
       const oldAfter = await attr(page, `#svc-${name} [data-not-after]`, "data-not-after");
       assert.equal(oldAfter, before.certificates.find((c) => c.service === name)!.notAfter);
-      // A renewal: the certificate's notAfter moves 30 days on.
-      const next = structuredClone(before);
-      const cert = next.certificates.find((c) => c.service === name)!;
-      cert.notAfter = new Date(Date.parse(cert.notAfter!) + 30 * 86_400_000).toISOString();
-      ui.publish(next);
+      // A renewal: apply --reissue writes a new certificate; the dashboard's poll sees it, the page follows.
+      await ui.renew(name);
       await page.waitForFunction(
         ([sel, old]) =>
           (
@@ -209,8 +206,12 @@ describe("dashboard in chromium", { timeout: 240_000 }, () => {
         [`#svc-${name} [data-not-after]`, oldAfter],
         { timeout: WAIT },
       );
+      const after = await snapshotOf(ui.url);
+      const cert = after.certificates.find((c) => c.service === name)!;
+      assert.notEqual(cert.serial, before.certificates.find((c) => c.service === name)!.serial, "a new certificate");
       assert.equal(await attr(page, `#svc-${name} [data-not-after]`, "data-not-after"), cert.notAfter);
-      assert.equal(await attr(page, "[data-version]", "data-version"), String(before.version + 1));
+      assert.equal(await attr(page, "[data-version]", "data-version"), String(after.version));
+      assert.ok(after.version > before.version);
       assert.equal(await page.evaluate(() => (globalThis as unknown as { notReloaded?: boolean }).notReloaded), true);
     } finally {
       await page.close();

@@ -1,6 +1,7 @@
 /**
- * Live data: the Snapshot from /api/snapshot, fetched again whenever /api/events announces a newer
+ * Live data: the Snapshot from api/snapshot, fetched again whenever api/events announces a newer
  * version (server-sent events; EventSource reconnects by itself). No reload: the page re-renders.
+ * Paths are relative to the page, so the dashboard works mounted under a prefix (serve --ui: /ui/).
  */
 import type { Snapshot } from "../snapshot.ts";
 
@@ -19,8 +20,8 @@ export function startLive(onSnapshot: (s: Snapshot) => void, onState: (state: Li
     try {
       // Each fetch returns the newest snapshot; a version announced meanwhile is fetched next.
       for (let tries = 0; wanted > current && tries < 5 && !stopped; tries++) {
-        const res = await fetch("/api/snapshot", { cache: "no-store", headers: { accept: "application/json" } });
-        if (!res.ok) throw new Error(`/api/snapshot answered ${res.status}`);
+        const res = await fetch("api/snapshot", { cache: "no-store", headers: { accept: "application/json" } });
+        if (!res.ok) throw new Error(`api/snapshot answered ${res.status}`);
         const snap = (await res.json()) as Snapshot;
         if (snap.version <= current) break;
         current = snap.version;
@@ -33,7 +34,7 @@ export function startLive(onSnapshot: (s: Snapshot) => void, onState: (state: Li
     }
   }
 
-  const events = new EventSource("/api/events");
+  const events = new EventSource("api/events");
   events.addEventListener("open", () => onState("live"));
   events.addEventListener("error", () =>
     onState(events.readyState === EventSource.CLOSED ? "reconnecting" : "connecting"),
