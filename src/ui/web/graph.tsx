@@ -11,14 +11,23 @@ import { type Layout, layoutGraph, segmentDistance } from "./layout.ts";
 import { Badge, Findings, markRendered, PAGE_SIZE, Pager } from "./parts.tsx";
 import { h, useEffect, useMemo, useRef, useState } from "./view.ts";
 
-/** EDGE_STYLE: each verdict's colour (AA against white: 3:1 or more for lines), width and dashes. */
+/**
+ * EDGE_STYLE: each verdict's colour (against white: 5:1 and more, over the 3:1 graphics need), width
+ * (CSS px) and dashes. ok edges are 1 px: the rasterizer draws a line of one device pixel as a
+ * hairline, which at 10,000 services made the first render twice as fast as 1.25 px (measured,
+ * ARCHITECTURE.md "The dashboard's front end").
+ */
 export const EDGE_STYLE: Record<Verdict, { color: string; width: number; dash: number[] }> = {
-  ok: { color: "#15803d", width: 1.25, dash: [] },
+  ok: { color: "#15803d", width: 1, dash: [] },
   warning: { color: "#b45309", width: 2.5, dash: [7, 4] },
   error: { color: "#b91c1c", width: 3.5, dash: [] },
 };
 const NODE_COLOR = "#1e293b";
 const NODE_RADIUS = 5;
+/** CHUNK: segments or nodes per path before it is stroked or filled. */
+const CHUNK = 500;
+/** SETTLE_MS: how long the view stays still before the full draw replaces the scaled bitmap. */
+const SETTLE_MS = 150;
 
 interface View {
   s: number;
@@ -62,14 +71,26 @@ function draw(canvas: HTMLCanvasElement, snap: Snapshot, layout: Layout, view: V
     ctx.strokeStyle = st.color;
     ctx.lineWidth = st.width / view.s;
     ctx.setLineDash(st.dash.map((d) => d / view.s));
+    // Stroked in chunks: one huge path costs the software rasterizer far more than several small ones.
+    let inPath = 0;
     ctx.beginPath();
     for (let k = 0; k < conns.length; k++) {
       if (conns[k]!.verdict !== verdict) continue;
       const a = from[k]!;
       const b = to[k]!;
       if (a < 0 || b < 0) continue;
-      ctx.moveTo(x[a]!, y[a]!);
-      ctx.lineTo(x[b]!, y[b]!);
+      const ax = x[a]!;
+      const ay = y[a]!;
+      const bx = x[b]!;
+      const by = y[b]!;
+      if ((ax < x0 && bx < x0) || (ax > x1 && bx > x1) || (ay < y0 && by < y0) || (ay > y1 && by > y1)) continue;
+      ctx.moveTo(ax, ay);
+      ctx.lineTo(bx, by);
+      if (++inPath === CHUNK) {
+        ctx.stroke();
+        ctx.beginPath();
+        inPath = 0;
+      }
     }
     ctx.stroke();
   }
@@ -134,14 +155,26 @@ function draw(canvas: HTMLCanvasElement, snap: Snapshot, layout: Layout, view: V
   }
   // Nodes: one path; labels only when readable.
   ctx.fillStyle = NODE_COLOR;
-  ctx.beginPath();
   const r = Math.max(NODE_RADIUS, 1.5 / view.s);
+  const dots = r * view.s < 3;
+  let inPath = 0;
+  ctx.beginPath();
   for (let i = 0; i < x.length; i++) {
     const nx = x[i]!;
     const ny = y[i]!;
     if (nx < x0 || nx > x1 || ny < y0 || ny > y1) continue;
+    if (dots) {
+      // A node a few pixels wide: a square reads the same and costs a fraction of an arc.
+      ctx.fillRect(nx - r, ny - r, 2 * r, 2 * r);
+      continue;
+    }
     ctx.moveTo(nx + r, ny);
     ctx.arc(nx, ny, r, 0, 2 * Math.PI);
+    if (++inPath === CHUNK) {
+      ctx.fill();
+      ctx.beginPath();
+      inPath = 0;
+    }
   }
   ctx.fill();
   if (view.s >= 0.6) {
@@ -215,11 +248,45 @@ export function GraphPage({ snap }: { snap: Snapshot }) {
     lastLayout.current = { layout, n: snap.services.length };
   }, [layout, size.w, size.h]);
 
+  // A full draw is kept as a bitmap: while the view moves (wheel, drag, keys) that bitmap is drawn
+  // scaled and shifted, one drawImage, and the full draw follows once the view has been still for
+  // SETTLE_MS. Rasterizing 10,000 nodes and their edges in software takes hundreds of milliseconds.
+  // The bitmap is copied from the canvas when the view first moves after a full draw (copied: false),
+  // so a full draw that is never moved costs no copy.
+  const cacheRef = useRef<{ bitmap: HTMLCanvasElement; view: View; copied: boolean } | undefined>(undefined);
+  const settleRef = useRef<number | undefined>(undefined);
   const redraw = () => {
     const canvas = canvasRef.current;
-    if (!canvas || size.w === 0 || !viewRef.current) return;
-    draw(canvas, snap, layout, viewRef.current, selectedRef.current);
+    const v = viewRef.current;
+    if (!canvas || size.w === 0 || !v) return;
+    window.clearTimeout(settleRef.current);
+    draw(canvas, snap, layout, v, selectedRef.current);
+    cacheRef.current = { bitmap: cacheRef.current?.bitmap ?? document.createElement("canvas"), view: v, copied: false };
   };
+  const moved = () => {
+    const canvas = canvasRef.current;
+    const v = viewRef.current;
+    const cache = cacheRef.current;
+    const ctx = canvas?.getContext("2d");
+    if (!canvas || !v || !ctx || !cache) return redraw();
+    if (!cache.copied) {
+      cache.bitmap.width = canvas.width;
+      cache.bitmap.height = canvas.height;
+      cache.bitmap.getContext("2d")?.drawImage(canvas, 0, 0);
+      cache.copied = true;
+    }
+    if (cache.bitmap.width !== canvas.width || cache.bitmap.height !== canvas.height) return redraw();
+    const dpr = window.devicePixelRatio || 1;
+    const k = v.s / cache.view.s;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.fillStyle = "#ffffff";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.setTransform(k, 0, 0, k, dpr * (v.tx - cache.view.tx * k), dpr * (v.ty - cache.view.ty * k));
+    ctx.drawImage(cache.bitmap, 0, 0);
+    window.clearTimeout(settleRef.current);
+    settleRef.current = window.setTimeout(redraw, SETTLE_MS);
+  };
+  useEffect(() => () => window.clearTimeout(settleRef.current), []);
   useEffect(() => {
     const canvas = canvasRef.current;
     if (!canvas || size.w === 0) return;
@@ -255,13 +322,13 @@ export function GraphPage({ snap }: { snap: Snapshot }) {
     if (!v) return;
     const s = Math.min(8, Math.max(0.005, v.s * factor));
     viewRef.current = { s, tx: cx - ((cx - v.tx) * s) / v.s, ty: cy - ((cy - v.ty) * s) / v.s };
-    redraw();
+    moved();
   };
   const pan = (dx: number, dy: number) => {
     const v = viewRef.current;
     if (!v) return;
     viewRef.current = { ...v, tx: v.tx + dx, ty: v.ty + dy };
-    redraw();
+    moved();
   };
   const refit = () => {
     viewRef.current = fit(layout, size.w, size.h);

@@ -73,11 +73,16 @@ export function Pager(props: { label: string; page: number; total: number; onPag
 
 /**
  * markRendered records `mtlskit:rendered:PAGE` (a performance mark, once per page load) when a
- * page first shows its data: `npm run bench:ui` reads it (time from navigation to rendered).
+ * page first shows its data on screen: `npm run bench:ui` reads it (time from navigation to rendered).
  */
 export function markRendered(page: string): void {
   const name = `mtlskit:rendered:${page}`;
-  if (performance.getEntriesByName(name).length === 0) performance.mark(name);
+  // Two animation frames on: the frame holding the change has been produced (painted, canvas rasterized).
+  requestAnimationFrame(() =>
+    requestAnimationFrame(() => {
+      if (performance.getEntriesByName(name).length === 0) performance.mark(name);
+    }),
+  );
 }
 
 /** useRenderedMark marks the page rendered after its first commit to the DOM. */
