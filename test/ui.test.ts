@@ -6,6 +6,7 @@
  * and the CLI's refusal of a non-loopback bind without admins.
  */
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
 import * as http from "node:http";
 import * as https from "node:https";
@@ -14,10 +15,12 @@ import { after, before, describe, it } from "node:test";
 import { checkPki, type CheckReport } from "../src/check/index.ts";
 import { loadManifest } from "../src/manifest/index.ts";
 import { parsePem } from "../src/pki/pem.ts";
+import { inThreadBuilder, workerBuilder } from "../src/ui/builder.ts";
 import { contentHash, snapshotOf, Versions, type Facts } from "../src/ui/model.ts";
-import { CSP, isLoopback, startUi } from "../src/ui/server.ts";
+import { startServer } from "../src/server/index.ts";
+import { CSP, defaultAssetsDir, isLoopback, serveMount, startUi } from "../src/ui/server.ts";
 import type { Snapshot } from "../src/ui/snapshot.ts";
-import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
+import { REPO, runCli, tempDir, writeManifest } from "./helpers/cli.ts";
 import { fixtureManifest, startUiFixture, type UiFixture } from "./helpers/ui.ts";
 
 /** Answer is one HTTP answer as bytes. */
@@ -300,6 +303,21 @@ describe("ui: the Snapshot of a 50-service PKI, live", { timeout: 180_000 }, () 
     }
   });
 
+  it("ok/the worker thread and this thread build the same snapshot", async () => {
+    const manifest = loadManifest(f.manifestFile).manifest;
+    const at = new Date();
+    const here = await inThreadBuilder(manifest, f.pkiDir).build(at, undefined);
+    const worker = workerBuilder(manifest, f.pkiDir);
+    try {
+      const there = await worker.build(at, undefined);
+      assert.equal(there.hash, here.hash);
+      assert.equal(there.json, here.json);
+      assert.equal((JSON.parse(there.json) as Snapshot).counts.services, 50);
+    } finally {
+      await worker.close();
+    }
+  });
+
   it("ok/polls without a change rebuild nothing", async () => {
     const built = f.ui.live.builds;
     await new Promise((r) => setTimeout(r, 600)); // about 6 polls at 100 ms
@@ -403,6 +421,38 @@ describe("ui: the Snapshot of a 50-service PKI, live", { timeout: 180_000 }, () 
   });
 });
 
+describe("ui: a CA rotation", { timeout: 120_000 }, () => {
+  it("ok/each `ca rotate` step appears as the rotation's phase, with the next CA beside the root", async () => {
+    const f = await startUiFixture({ services: 4 });
+    const ev = await events(f.url);
+    try {
+      const first = await ev.waitFor(() => true, 5000);
+      const step = async (cmd: string, phase: string, after: number) => {
+        const r = await runCli(["ca", "rotate", cmd, "-f", f.appliedFile, "--pki", f.pkiDir]);
+        assert.equal(r.code, 0, r.err);
+        let s: Snapshot | undefined;
+        // The stream tells of each change; the phase is read from the snapshot (bounded: 100 polls).
+        await ev.waitFor((v) => v > after, 20_000);
+        for (let i = 0; i < 100 && s?.rotation?.phase !== phase; i++) {
+          s = json<Snapshot>(await get(f.url, "/api/snapshot"));
+          if (s.rotation?.phase !== phase) await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.equal(s?.rotation?.phase, phase);
+        return s!;
+      };
+      const prepared = await step("prepare", "prepared", first);
+      assert.match(prepared.rotation!.next!, /mtlskit ca rotate activate/);
+      assert.deepEqual(prepared.cas.map((c) => c.role).sort(), ["next", "root"]);
+      const active = await step("activate", "active", prepared.version);
+      assert.match(active.rotation!.next!, /mtlskit ca rotate retire/);
+      assert.equal(active.counts.errors, 0);
+    } finally {
+      ev.close();
+      await f.stop();
+    }
+  });
+});
+
 describe("ui: no front end built", () => {
   it("ok/the page says to run npm run build; the API answers", async () => {
     const f = await startUiFixture({ services: 3, assetsDir: tempDir("mtlskit-ui-empty-") });
@@ -490,6 +540,103 @@ describe("ui: admin mTLS", { timeout: 120_000 }, () => {
   });
 });
 
+describe("ui: mounted inside serve (serve --ui)", { timeout: 120_000 }, () => {
+  let f: UiFixture;
+  let server: Awaited<ReturnType<typeof startServer>>;
+  let base: string;
+  before(async () => {
+    f = await startUiFixture({ services: 6, online: true, assetsDir: assets() });
+    await f.stop();
+    server = await startServer({
+      manifest: loadManifest(f.manifestFile),
+      pkiDir: f.pkiDir,
+      listen: { host: "127.0.0.1", port: 0 },
+      mount: serveMount({ assetsDir: assets(), pollMs: 100 }),
+    });
+    base = server.url;
+  });
+  after(() => server?.close());
+  const tlsAs = (service?: string): https.RequestOptions => ({
+    ca: readFileSync(path.join(f.pkiDir, "ca", "ca.pem")),
+    ...(service
+      ? {
+          cert: readFileSync(path.join(f.pkiDir, "services", service, "cert.pem")),
+          key: readFileSync(path.join(f.pkiDir, "services", service, "key.pem")),
+        }
+      : {}),
+  });
+
+  it("ok/the admin sees the dashboard under /ui/ with the headers; /ui redirects; serve's API keeps its own headers", async () => {
+    for (const t of ["/ui/", "/ui/assets/app.js", "/ui/api/snapshot"]) {
+      const a = await get(base, t, { tls: tlsAs("s000") });
+      assert.equal(a.status, 200, t);
+      assertSecurityHeaders(a, t);
+    }
+    const r = await get(base, "/ui", { tls: tlsAs("s000") });
+    assert.equal(r.status, 308);
+    assert.equal(r.headers.location, "/ui/");
+    const health = await get(base, "/v1/health", { tls: tlsAs() });
+    assert.equal(health.status, 200);
+    assert.equal(health.headers["content-security-policy"], undefined, "serve's API is not the dashboard");
+  });
+  it("fail/no certificate: 401; a service that is not an admin: 403", async () => {
+    assert.equal((await get(base, "/ui/api/snapshot", { tls: tlsAs() })).status, 401);
+    const a = await get(base, "/ui/api/snapshot", { tls: tlsAs("s002") });
+    assert.equal(a.status, 403);
+    assert.equal(json<{ error: string }>(a).error, "not-admin");
+    assertSecurityHeaders(a, "403 under /ui");
+  });
+  it("ok/serve's refusals by reason reach the snapshot", async () => {
+    const bad = await new Promise<number>((resolve, reject) => {
+      const u = new URL(base);
+      const req = https.request(
+        {
+          host: u.hostname,
+          port: u.port,
+          path: "/v1/enroll",
+          method: "POST",
+          agent: false,
+          timeout: 5000,
+          headers: { "content-type": "application/json" },
+          ...tlsAs(),
+        },
+        (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode!));
+        },
+      );
+      req.on("error", reject);
+      req.end(JSON.stringify({ service: "s004", token: "mtk_0000000000000000_nope", csr: "x" }));
+    });
+    assert.equal(bad, 401);
+    let refusals: { reason: string; count: number }[] | undefined;
+    for (let i = 0; i < 100; i++) {
+      const s = json<Snapshot>(await get(base, "/ui/api/snapshot", { tls: tlsAs("s000") }));
+      refusals = s.online?.refusals;
+      if (refusals?.some((r) => r.reason === "token-malformed" || r.reason === "token-unknown")) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(
+      refusals?.some((r) => (r.reason === "token-malformed" || r.reason === "token-unknown") && r.count >= 1),
+      JSON.stringify(refusals),
+    );
+    assert.ok(
+      refusals?.some((r) => r.reason === "cert-required"),
+      "the dashboard's own 401s are counted too",
+    );
+  });
+  it("fail/serve --ui without serve.admins, or with --workers, is refused before listening (exit 2)", async () => {
+    const dir = tempDir();
+    const file = writeManifest(dir, fixtureManifest(3).replace("serve:\n  admins: [s000]\n", ""));
+    const r = await runCli(["serve", "-f", file, "--pki", f.pkiDir, "--listen", "127.0.0.1:0", "--ui"]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /--ui .* declares no serve\.admins/);
+    const w = await runCli(["serve", "-f", f.manifestFile, "--pki", f.pkiDir, "--ui", "--workers", "2"]);
+    assert.equal(w.code, 2, w.err);
+    assert.match(w.err, /--ui and --workers/);
+  });
+});
+
 describe("ui: the CLI", () => {
   it("fail/a non-loopback --listen without serve.admins is refused before binding (exit 2)", async () => {
     const dir = tempDir();
@@ -504,6 +651,51 @@ describe("ui: the CLI", () => {
     const m = await runCli(["ui", "-f", file, "--pki", path.join(dir, "pki"), "--listen", "127.0.0.1:0", "--mtls"]);
     assert.equal(m.code, 2);
     assert.match(m.err, /--mtls was given/);
+  });
+  it("ok/as a process: prints the URL, serves, and exits 0 on SIGTERM", async () => {
+    const f = await startUiFixture({ services: 3 });
+    await f.stop();
+    const script = `process.argv.splice(1, 0, "mtlskit"); const { main } = await import(${JSON.stringify(path.join(REPO, "src/cli/main.ts"))}); await main();`;
+    const child = spawn(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "--input-type=module",
+        "-e",
+        script,
+        "ui",
+        "-f",
+        f.manifestFile,
+        "--pki",
+        f.pkiDir,
+        "--listen",
+        "127.0.0.1:0",
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    let out = "";
+    let err = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (out += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (err += d));
+    try {
+      for (let i = 0; i < 300 && !/Stop with SIGTERM/.test(out) && child.exitCode === null; i++)
+        await new Promise((r) => setTimeout(r, 100));
+      const url = /is at (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out)?.[1];
+      assert.ok(url, `the URL is printed: ${out}${err}`);
+      assert.match(out, /3 services, 3 certificates, 0 errors/);
+      const a = await get(url, "/api/snapshot");
+      assert.equal(a.status, 200);
+      assert.equal(json<Snapshot>(a).counts.services, 3);
+    } finally {
+      child.kill("SIGTERM");
+    }
+    const bound = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    const code = await exited;
+    clearTimeout(bound);
+    assert.equal(code, 0, err);
+    assert.match(out, /stopped on SIGTERM/);
   });
   it("fail/bad flags and a missing PKI directory: documented exit codes", async () => {
     const dir = tempDir();
@@ -670,6 +862,10 @@ describe("ui: the model, pure", () => {
     const d = v.next(snapshotOf(facts(false)));
     assert.equal(d.version, 3, "back to the first content is still a change");
     assert.equal(contentHash(a), contentHash(b));
+  });
+
+  it("ok/the default assets are the package's dist/ui/web/ (the front end's build output), from src/ and dist/ alike", () => {
+    assert.equal(defaultAssetsDir(), path.join(REPO, "dist", "ui", "web") + path.sep);
   });
 
   it("ok/loopback addresses", () => {

@@ -11,9 +11,9 @@ import type { Ledger } from "../ledger/ledger.ts";
 import type { LoadedManifest } from "../manifest/index.ts";
 import { caFilesStamp, loadAuthority, RevokedSet, type Authority } from "./authority.ts";
 import { SharedCrl } from "./crl.ts";
-import { listenHttps, type HttpServer } from "./http.ts";
+import { listenHttps, type HttpRequest, type HttpServer, type Route } from "./http.ts";
 import { createMetrics, type ServeMetrics } from "./metrics.ts";
-import { routes } from "./routes.ts";
+import { authenticateAdmin, routes } from "./routes.ts";
 import { issueServerCredentials, type ServerCredentials } from "./tls.ts";
 
 export { LIMITS } from "./http.ts";
@@ -42,6 +42,26 @@ export interface ServeOptions {
   checkMs?: number;
   /** acme: the ACME server under /acme/ (src/acme/), on when the ledger keeps ACME state (Ledger.acme); false turns it off. Default: on, default options. */
   acme?: AcmeOptions | false;
+  /** mount: more routes on the same listener (`serve --ui`: the dashboard under /ui/, src/ui/server.ts serveMount). Default: none. */
+  mount?(ctx: MountContext): Promise<Mounted>;
+}
+
+/** MountContext is what a mounted part of serve gets: the manifest, the PKI directory, the ledger, serve's refusals, and the admin check. */
+export interface MountContext {
+  loaded: LoadedManifest;
+  pkiDir: string;
+  ledger: Ledger;
+  /** refusals: serve's refusals so far, by reason (its metrics). */
+  refusals(): Promise<{ reason: string; count: number }[]>;
+  /** requireAdmin refuses a request without the client certificate of one of serve.admins (401, 403 not-admin). */
+  requireAdmin(req: HttpRequest): Promise<void>;
+}
+
+/** Mounted is a mounted part: its routes, the headers for its paths, and its close (before the listener's). */
+export interface Mounted {
+  routes: Route[];
+  headersFor?(path: string): Record<string, string> | undefined;
+  close(): Promise<void>;
 }
 
 /** RunningServer is a listening online CA. */
@@ -117,16 +137,37 @@ export async function listenWith(
   };
   // ACME (issue 16) mounts beside the API when the ledger keeps its state.
   const acme = opts.acme !== false && ledger.acme ? acmeRoutes(ctx, ledger.acme, opts.acme || {}) : undefined;
-  const http: HttpServer = await listenHttps({
-    host: listen.host,
-    port: listen.port,
-    tls: { keyPem: creds.keyPem, certPem: creds.certPem, caPem: authority.bundlePem },
-    routes: [...routes(ctx), ...(acme?.routes ?? [])],
-    ...(acme ? { renderProblem: acme.renderProblem, joseJsonPrefix: "/acme/" } : {}),
-    ...(opts.log ? { log: opts.log } : {}),
-    onResponse: (route, seconds) => metrics.observe(route, seconds),
-    onProblem: (code) => metrics.refused(code),
+  const mounted = await opts.mount?.({
+    loaded: opts.manifest,
+    pkiDir: opts.pkiDir,
+    ledger,
+    refusals: () => metrics.refusals(),
+    requireAdmin: async (req) => {
+      await authenticateAdmin(
+        ctx,
+        req,
+        new Date(Math.floor(now().getTime() / 1000) * 1000),
+        "open it with the client certificate of a service listed in serve.admins",
+      );
+    },
   });
+  let http: HttpServer;
+  try {
+    http = await listenHttps({
+      host: listen.host,
+      port: listen.port,
+      tls: { keyPem: creds.keyPem, certPem: creds.certPem, caPem: authority.bundlePem },
+      routes: [...routes(ctx), ...(acme?.routes ?? []), ...(mounted?.routes ?? [])],
+      ...(mounted?.headersFor ? { headersFor: mounted.headersFor } : {}),
+      ...(acme ? { renderProblem: acme.renderProblem, joseJsonPrefix: "/acme/" } : {}),
+      ...(opts.log ? { log: opts.log } : {}),
+      onResponse: (route, seconds) => metrics.observe(route, seconds),
+      onProblem: (code) => metrics.refused(code),
+    });
+  } catch (e) {
+    await mounted?.close();
+    throw e;
+  }
 
   const renewCredentials = () => {
     creds = issueServerCredentials(authority.current, authority.anchorPem, listen.host, now());
@@ -164,6 +205,7 @@ export async function listenWith(
     close: () => {
       closed ??= (async () => {
         clearInterval(timer);
+        await mounted?.close();
         await http.close();
         await ledger.close();
       })();

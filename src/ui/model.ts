@@ -13,6 +13,7 @@ import { createHash } from "node:crypto";
 import { aboutLabel, checkPkiRead, isProblem, type Cert, type CheckReport, type Finding } from "../check/index.ts";
 import type { Inventory } from "../check/inventory.ts";
 import { onlineFactsOf } from "../check/online.ts";
+import type { OnlineFacts } from "../state/online.ts";
 import type { IssuedRecord, Ledger, TokenRecord } from "../ledger/index.ts";
 import type { Manifest } from "../manifest/index.ts";
 import { serialHex } from "../pki/crl.ts";
@@ -115,10 +116,11 @@ export function snapshotOf(f: Facts): SnapshotContent {
     else if (a.kind === "connection") push(byConnection, a.index, i);
   });
 
+  const servicesByName = new Map(manifest.services.map((s) => [s.name, s]));
   const certsOf = new Map<string, string[]>();
   const certificates: UiCertificate[] = report.certificates.map((c) => {
     const leaf = f.leaves.get(c.id);
-    const service = manifest.services.find((s) => s.name === c.service);
+    const service = servicesByName.get(c.service);
     const list = certsOf.get(c.service);
     if (list) list.push(c.id);
     else certsOf.set(c.service, [c.id]);
@@ -322,12 +324,54 @@ export interface BuildOptions {
   now: Date;
 }
 
-/** readFacts is the I/O edge: check (with the ledger's facts), the rotation record, the revocations, the ledger's lists. */
-export async function readFacts(manifest: Manifest, pkiDir: string, opts: BuildOptions): Promise<Facts> {
-  const { now, ledger } = opts;
-  const name = opts.ledgerName ?? ledger?.kind ?? "";
-  const facts = ledger ? await onlineFactsOf(ledger, manifest, name, now) : undefined;
-  const { report, inventory } = checkPkiRead(manifest, pkiDir, { now, ...(facts ? { online: facts } : {}) });
+/** LedgerPart is what the ledger says, read on the thread that holds the ledger: check's online facts and the dashboard's lists. */
+export interface LedgerPart {
+  facts: OnlineFacts;
+  online: OnlineInput;
+}
+
+/** readLedgerPart reads the ledger's part of a snapshot (async: the ledger's own calls). */
+export async function readLedgerPart(
+  ledger: Ledger,
+  manifest: Manifest,
+  opts: { name: string; now: Date; refusals?: { reason: string; count: number }[] | undefined },
+): Promise<LedgerPart> {
+  const facts = await onlineFactsOf(ledger, manifest, opts.name, opts.now);
+  const [recent, tokens, revoked] = await Promise.all([
+    ledger.list({ limit: RECENT }),
+    ledger.tokens(),
+    ledger.revoked(new Date(0)),
+  ]);
+  return {
+    facts,
+    online: {
+      ledger: opts.name,
+      stats: facts.stats,
+      recent: recent.map((r) => ({
+        serial: r.serial,
+        service: r.service,
+        issuedAt: r.issuedAt,
+        notAfter: r.notAfter,
+        requester: r.requester,
+        how: r.how,
+      })),
+      tokens: tokens.map((t) => ({
+        id: t.id,
+        kind: t.kind,
+        service: t.service,
+        expiresAt: t.expiresAt,
+        usedAt: t.usedAt,
+        revokedAt: t.revokedAt,
+      })),
+      revocations: revoked.map((r) => ({ serial: r.serial, service: r.service, reason: r.reason, at: r.revokedAt })),
+      ...(opts.refusals ? { refusals: opts.refusals } : {}),
+    },
+  };
+}
+
+/** readPkiFacts is the PKI directory's part of the I/O edge (synchronous: check, the rotation record, the revocations), with the ledger's part already read. */
+export function readPkiFacts(manifest: Manifest, pkiDir: string, now: Date, ledger: LedgerPart | undefined): Facts {
+  const { report, inventory } = checkPkiRead(manifest, pkiDir, { now, ...(ledger ? { online: ledger.facts } : {}) });
   const read = readRotation(pkiDir);
   const { leaves, cas } = inventoryFacts(inventory, read.status === "ok" ? read.record : undefined);
   let fileRevocations: Revocation[] = [];
@@ -336,22 +380,7 @@ export async function readFacts(manifest: Manifest, pkiDir: string, opts: BuildO
   } catch {
     // A damaged ca/revoked.json is check's finding (in the report); nothing is shown as revoked from it.
   }
-  let online: OnlineInput | undefined;
-  if (ledger && facts) {
-    const [recent, tokens, revoked] = await Promise.all([
-      ledger.list({ limit: RECENT }),
-      ledger.tokens(),
-      ledger.revoked(new Date(0)),
-    ]);
-    online = {
-      ledger: name,
-      stats: facts.stats,
-      recent,
-      tokens,
-      revocations: revoked.map((r) => ({ serial: r.serial, service: r.service, reason: r.reason, at: r.revokedAt })),
-      ...(opts.refusals ? { refusals: opts.refusals } : {}),
-    };
-  }
+  const online = ledger?.online;
   const revokedSerials = new Set([
     ...fileRevocations.map((r) => r.serial),
     ...(online?.revocations.map((r) => r.serial) ?? []),
@@ -370,34 +399,66 @@ export async function readFacts(manifest: Manifest, pkiDir: string, opts: BuildO
   };
 }
 
+/** readFacts is the I/O edge: the ledger's part, then the PKI directory's. */
+export async function readFacts(manifest: Manifest, pkiDir: string, opts: BuildOptions): Promise<Facts> {
+  const { now, ledger } = opts;
+  const part = ledger
+    ? await readLedgerPart(ledger, manifest, { name: opts.ledgerName ?? ledger.kind, now, refusals: opts.refusals })
+    : undefined;
+  return readPkiFacts(manifest, pkiDir, now, part);
+}
+
 /** buildSnapshot reads the PKI directory (and the ledger) and returns the Snapshot's content; number it with Versions. */
 export async function buildSnapshot(manifest: Manifest, pkiDir: string, opts: BuildOptions): Promise<SnapshotContent> {
   return snapshotOf(await readFacts(manifest, pkiDir, opts));
 }
 
+/** SnapshotText is a snapshot's content as served: its JSON (generatedAt first) and its content hash (all but generatedAt). */
+export interface SnapshotText {
+  content: SnapshotContent;
+  /** json: JSON.stringify(content), generatedAt its first member. */
+  json: string;
+  hash: string;
+}
+
+/** snapshotText serializes content once: the hash is over the JSON after generatedAt, so nothing is stringified twice. */
+export function snapshotText(content: SnapshotContent): SnapshotText {
+  const { generatedAt, ...rest } = content;
+  const body = JSON.stringify(rest);
+  const hash = createHash("sha256").update(body).digest("hex");
+  const json =
+    body === "{}"
+      ? `{"generatedAt":${JSON.stringify(generatedAt)}}`
+      : `{"generatedAt":${JSON.stringify(generatedAt)},${body.slice(1)}`;
+  return { content, json, hash };
+}
+
 /** contentHash is a snapshot's SHA-256 over everything but generatedAt (and version). */
 export function contentHash(s: SnapshotContent | Snapshot): string {
-  const { generatedAt: _g, ...rest } = s;
-  if ("version" in rest) delete (rest as Partial<Snapshot>).version;
-  return createHash("sha256").update(JSON.stringify(rest)).digest("hex");
+  const { version: _v, ...content } = s as Snapshot;
+  return snapshotText(content).hash;
 }
 
 /** Versions numbers snapshots: the version goes up by one only when the content (all but generatedAt) changes. */
 export class Versions {
   private version = 0;
   private hash = "";
-  private current: Snapshot | undefined;
-  /** next numbers `content`: the same version as the last one when only generatedAt differs. */
-  next(content: SnapshotContent): Snapshot {
-    const h = contentHash(content);
-    if (h !== this.hash || this.current === undefined) {
-      this.hash = h;
+  /** number gives the version of a content hash (snapshotText's): the last one again when the content did not change. */
+  number(hash: string): number {
+    if (hash !== this.hash || this.version === 0) {
+      this.hash = hash;
       this.version += 1;
     }
-    this.current = { version: this.version, ...content };
-    return this.current;
+    return this.version;
+  }
+  /** next numbers `content`. */
+  next(content: SnapshotContent): Snapshot {
+    return { version: this.number(snapshotText(content).hash), ...content };
   }
 }
+
+/** servedJson is a snapshot's JSON as served: the version first, then snapshotText's JSON. */
+export const servedJson = (version: number, json: string): string => `{"version":${version},${json.slice(1)}`;
 
 /** stampFiles: the files whose stat says a snapshot may have changed (apply, rotate, revoke, a renewal). */
 export function stampFiles(manifest: Manifest, pkiDir: string): string[] {

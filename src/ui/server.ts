@@ -9,8 +9,7 @@
  * not revoked, one of serve.admins), the server's own certificate issued in memory from the CA as
  * serve's is (src/server/tls.ts). Every answer carries a strict Content-Security-Policy.
  */
-import { createHash } from "node:crypto";
-import { existsSync, lstatSync, statSync } from "node:fs";
+import { existsSync, lstatSync } from "node:fs";
 import * as path from "node:path";
 import { PassThrough, type Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
@@ -22,8 +21,10 @@ import { caFilesStamp, loadAuthority, RevokedSet, type Authority } from "../serv
 import { listenHttps, type HttpReply, type HttpRequest, type Route } from "../server/http.ts";
 import { ServeProblem } from "../server/problem.ts";
 import { authenticateAdmin } from "../server/routes.ts";
+import type { MountContext, Mounted, ServeOptions } from "../server/index.ts";
 import { issueServerCredentials } from "../server/tls.ts";
-import { buildSnapshot, stampFiles, Versions } from "./model.ts";
+import { inThreadBuilder, type SnapshotBuilder, workerBuilder } from "./builder.ts";
+import { readLedgerPart, servedJson, Versions } from "./model.ts";
 import type { Snapshot } from "./snapshot.ts";
 
 /** CSP: the page loads its own scripts, styles and images only, talks only to its own origin, and is framed by nothing. */
@@ -110,6 +111,8 @@ export interface LiveOptions {
   refusals?(): Promise<{ reason: string; count: number }[]>;
   /** now: the clock. Default: the current time. */
   now?(): Date;
+  /** thread: judge the PKI in a worker thread (check takes seconds of CPU at 10,000 services); false: on this thread. Default: true. */
+  thread?: boolean;
 }
 
 /**
@@ -120,13 +123,15 @@ export interface LiveOptions {
 export class LiveSnapshot {
   private readonly versions = new Versions();
   private current: Snapshot | undefined;
+  private json = "";
+  private version = 0;
+  private readonly builder: SnapshotBuilder;
   private stamp = "";
   private builtAt = 0;
   private timer: NodeJS.Timeout | undefined;
   private ledger: Ledger | undefined;
   private readonly ownLedger: boolean;
   private readonly listeners = new Set<(version: number) => void>();
-  private readonly files: string[];
   private closed = false;
   private running: Promise<void> | undefined;
   /** builds: how many times the snapshot was rebuilt (tests: polls without a change rebuild nothing). */
@@ -135,7 +140,8 @@ export class LiveSnapshot {
   constructor(private readonly opts: LiveOptions) {
     this.ledger = opts.ledger;
     this.ownLedger = opts.ledger === undefined;
-    this.files = stampFiles(opts.manifest, opts.pkiDir);
+    this.builder =
+      opts.thread === false ? inThreadBuilder(opts.manifest, opts.pkiDir) : workerBuilder(opts.manifest, opts.pkiDir);
   }
 
   private now(): Date {
@@ -171,41 +177,47 @@ export class LiveSnapshot {
     return this.ledger;
   }
 
-  /** fileStamp hashes the stat of every watched file (inode, size, mtime): ~10,000 stats for 10,000 services. */
-  private fileStamp(): string {
-    const h = createHash("sha256");
-    for (const f of this.files) {
-      const s = statSync(f, { throwIfNoEntry: false });
-      h.update(s ? `${f}\0${s.ino}:${s.size}:${s.mtimeMs}\n` : `${f}\0-\n`);
-    }
-    return h.digest("hex");
-  }
-
   private async tick(first: boolean): Promise<void> {
     const now = this.now();
     const ledger = await this.openLedger();
     const counts = ledger ? JSON.stringify(await ledger.stats(now)) : "-";
     const refusals = this.opts.refusals ? await this.opts.refusals() : undefined;
-    const stamp = `${this.fileStamp()}/${counts}/${JSON.stringify(refusals ?? null)}`;
+    const stamp = `${await this.builder.stamp()}/${counts}/${JSON.stringify(refusals ?? null)}`;
     if (!first && stamp === this.stamp && Date.now() - this.builtAt < UI_LIMITS.refreshMs) return;
-    const content = await buildSnapshot(this.opts.manifest, this.opts.pkiDir, {
-      ledger,
-      ledgerName: ledger ? (this.ownLedger ? ledgerName(this.opts.pkiDir, this.opts.ledgerSpec) : ledger.kind) : "",
-      ...(refusals ? { refusals } : {}),
-      now,
-    });
+    const part = ledger
+      ? await readLedgerPart(ledger, this.opts.manifest, {
+          name: this.ownLedger ? ledgerName(this.opts.pkiDir, this.opts.ledgerSpec) : ledger.kind,
+          now,
+          refusals,
+        })
+      : undefined;
+    const built = await this.builder.build(now, part);
     this.builds += 1;
     this.stamp = stamp;
     this.builtAt = Date.now();
-    const before = this.current?.version;
-    this.current = this.versions.next(content);
-    if (this.current.version !== before) for (const l of this.listeners) l(this.current.version);
+    const before = this.version;
+    this.version = this.versions.number(built.hash);
+    this.json = servedJson(this.version, built.json);
+    this.current = undefined;
+    if (this.version !== before) for (const l of this.listeners) l(this.version);
   }
 
-  /** snapshot is the current Snapshot. */
+  /** currentVersion is the current snapshot's version. */
+  currentVersion(): number {
+    return this.version;
+  }
+
+  /** snapshot is the current Snapshot (parsed from its JSON on first use: requests are answered with the text). */
   snapshot(): Snapshot {
-    if (!this.current) throw new Error("ui: LiveSnapshot.start() was not awaited");
+    if (this.version === 0) throw new Error("ui: LiveSnapshot.start() was not awaited");
+    this.current ??= JSON.parse(this.json) as Snapshot;
     return this.current;
+  }
+
+  /** snapshotJson is the current Snapshot as served (serialized once per build). */
+  snapshotJson(): string {
+    if (this.version === 0) throw new Error("ui: LiveSnapshot.start() was not awaited");
+    return this.json;
   }
 
   /** subscribe calls `fn` with each new version; the returned function unsubscribes. */
@@ -219,6 +231,7 @@ export class LiveSnapshot {
     this.closed = true;
     clearTimeout(this.timer);
     await this.running;
+    await this.builder.close();
     if (this.ownLedger) await this.ledger?.close();
   }
 }
@@ -304,7 +317,8 @@ export function uiRoutes(opts: UiRoutesOptions): UiRoutes {
       url: `${prefix}/api/snapshot`,
       handle: guarded(async () => ({
         status: 200,
-        json: live.snapshot(),
+        body: live.snapshotJson(),
+        type: "application/json",
         headers: { "cache-control": "no-store" },
       })),
     },
@@ -329,7 +343,7 @@ export function uiRoutes(opts: UiRoutesOptions): UiRoutes {
           unsubscribe();
           streams.delete(stream);
         });
-        send(live.snapshot().version);
+        send(live.currentVersion());
         return {
           status: 200,
           stream,
@@ -427,7 +441,12 @@ export async function startUi(opts: UiOptions): Promise<RunningUi> {
     ...(opts.pollMs === undefined ? {} : { pollMs: opts.pollMs }),
     ...(opts.now ? { now: opts.now } : {}),
   });
-  await live.start();
+  try {
+    await live.start();
+  } catch (e) {
+    await live.close();
+    throw e;
+  }
   let ledgerForAuth: Ledger | undefined;
   const revoked = mtls ? new RevokedSet(opts.pkiDir) : undefined;
   const guard = async (req: HttpRequest) => {
@@ -506,5 +525,53 @@ export async function startUi(opts: UiOptions): Promise<RunningUi> {
       })();
       return closed;
     },
+  };
+}
+
+/** ServeMountOptions configure the dashboard inside serve. */
+export interface ServeMountOptions {
+  /** assetsDir: the front end's files. Default: dist/ui/web/ of the package. */
+  assetsDir?: string;
+  /** pollMs: how often the PKI directory is looked at. Default: DEFAULT_POLL_MS. */
+  pollMs?: number;
+}
+
+/** UI_PREFIX: where `serve --ui` mounts the dashboard. */
+export const UI_PREFIX = "/ui";
+
+/**
+ * serveMount is `serve --ui`: the dashboard's routes under /ui/ on serve's HTTPS listener, every
+ * one for serve.admins' client certificates only, reading serve's own ledger, with serve's
+ * refusals by reason in Snapshot.online.refusals.
+ */
+export function serveMount(o: ServeMountOptions = {}): NonNullable<ServeOptions["mount"]> {
+  return async (ctx: MountContext): Promise<Mounted> => {
+    const live = new LiveSnapshot({
+      manifest: ctx.loaded.manifest,
+      pkiDir: ctx.pkiDir,
+      ledger: ctx.ledger,
+      refusals: ctx.refusals,
+      ...(o.pollMs === undefined ? {} : { pollMs: o.pollMs }),
+    });
+    try {
+      await live.start();
+    } catch (e) {
+      await live.close();
+      throw e;
+    }
+    const ui = uiRoutes({
+      live,
+      prefix: UI_PREFIX,
+      ...(o.assetsDir ? { assetsDir: o.assetsDir } : {}),
+      guard: ctx.requireAdmin,
+    });
+    return {
+      routes: ui.routes,
+      headersFor: ui.headersFor,
+      close: async () => {
+        ui.closeStreams();
+        await live.close();
+      },
+    };
   };
 }

@@ -10,6 +10,9 @@
  * - `/api/events`        server-sent events: `event: snapshot` with `data: {"version": N}` whenever
  *                        the snapshot's version changes (and once on connect), a comment every 15 s
  *
+ * `mtlskit serve --ui` mounts the same paths under `/ui/` (`/ui/`, `/ui/assets/*`, ...): the page
+ * must name its assets and the API by relative URLs (`assets/app.js`, `api/snapshot`), never `/...`.
+ *
  * Never in a Snapshot: a private key, a token's secret, a ledger password. Dates are ISO 8601
  * strings (UTC); SHA-256s are lower-case hex of the DER.
  */

@@ -25,7 +25,7 @@ export interface UiFixtureOptions {
   /**
    * broken: one declared connection fails check: after apply, the manifest gains an address of
    * s001 that s000 dials (`extra.mesh.local`), which s001's certificate does not carry (check:
-   * connection-san-missing, fixed by `mtlskit apply`). Default: false.
+   * san-missing and conn-address, fixed by `mtlskit apply --reissue s001`). Default: false.
    */
   broken?: boolean;
   /** assetsDir: the front end's files. Default: the package's dist/ui/web/. */

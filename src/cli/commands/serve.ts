@@ -39,7 +39,7 @@ function parseWorkers(text: string | undefined): number {
 export const SERVE_HELP = `mtlskit serve: the online CA: agents enroll with a token and renew with their certificate.
 
 USAGE
-  mtlskit serve [-f FILE] [--pki DIR] [--ledger SPEC] [--listen 127.0.0.1:8443] [--workers N] [--log]
+  mtlskit serve [-f FILE] [--pki DIR] [--ledger SPEC] [--listen 127.0.0.1:8443] [--workers N] [--ui] [--log]
 
 Issues short-lived certificates over HTTPS to the manifest's csr: true services, whose keys are
 made on their own hosts (\`mtlskit agent\`) and never sent. Every certificate carries exactly the
@@ -70,6 +70,9 @@ ${LEDGER_FLAG_HELP}
                        everything); with N > 1 and SQLite this process alone writes the ledger,
                        so its group commit covers every worker; with PostgreSQL each worker
                        opens its own connections (together at most 10)
+      --ui             also serve the dashboard (\`mtlskit ui\`, README "Dashboard") under
+                       https://HOST:PORT/ui/, for serve.admins' client certificates only, with
+                       serve's refusals by reason; one process only (not with --workers)
       --log            JSON log lines on standard error (never a token, key or CSR)
       --acme-http-port P, --acme-tls-port P
                        for tests only: the port the ACME validator dials for http-01 (RFC
@@ -97,6 +100,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
         ...LEDGER_FLAG,
         listen: { type: "string", default: LISTEN },
         log: { type: "boolean" },
+        ui: { type: "boolean" },
         workers: { type: "string" },
         "acme-http-port": { type: "string" },
         "acme-tls-port": { type: "string" },
@@ -108,6 +112,10 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   if (values.help) return (io.out(SERVE_HELP), EXIT.ok);
   const listen = parseListen("serve", values.listen);
   const workers = parseWorkers(values.workers);
+  if (values.ui && workers > 1)
+    throw new UsageError(
+      "mtlskit serve: --ui and --workers N > 1 cannot be combined: the dashboard runs in one process; drop --workers, or run `mtlskit ui` beside the workers",
+    );
   const port = (flag: string, v: string | undefined) => {
     if (v === undefined) return undefined;
     const n = Number(v);
@@ -119,6 +127,10 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   const tlsPort = port("acme-tls-port", values["acme-tls-port"]);
   const manifestText = readManifestText(values.file);
   const loaded = parseManifest(manifestText, values.file);
+  if (values.ui && (loaded.manifest.serve?.admins ?? []).length === 0)
+    throw new UsageError(
+      `mtlskit serve: --ui shows the dashboard to serve.admins' client certificates only, and ${loaded.manifest.file} declares no serve.admins\n    fix: list the client service whose certificate the operator's browser presents in serve.admins (serve: { admins: [ops] }), or run \`mtlskit ui\` on the CA's host (loopback)`,
+    );
   const online = loaded.manifest.services.filter((s) => s.csr === true && s.files === undefined);
   const { startServer, startCluster } = await import("../../server/index.ts");
   const log = values.log ? { log: { stream: process.stderr } } : {};
@@ -131,9 +143,10 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
           },
         }
       : {};
+  const mount = values.ui ? { mount: (await import("../../ui/server.ts")).serveMount() } : {};
   const server =
     workers === 1
-      ? await startServer({ manifest: loaded, pkiDir: values.pki, ...ledgerSpec, listen, ...log, ...acme })
+      ? await startServer({ manifest: loaded, pkiDir: values.pki, ...ledgerSpec, listen, ...log, ...acme, ...mount })
       : await startCluster({
           manifestText,
           manifestFile: values.file,
@@ -153,6 +166,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
       (server.ledger.acme
         ? `  ACME directory: ${server.url}/acme/directory (EAB keys: mtlskit token create SERVICE --acme)\n`
         : "") +
+      (values.ui ? `  dashboard: ${server.url}/ui/ (serve.admins' client certificates only)\n` : "") +
       `  services issued online: ${online.map((s) => s.name).join(", ") || "none"}\n` +
       `Next: \`mtlskit token create SERVICE -f ${values.file} --pki ${values.pki}\`, then on the service's host \`mtlskit agent --server ${server.url} --service SERVICE --token-file F --fingerprint ${server.rootSha256} --out DIR\`. Stop with SIGTERM or Ctrl-C.\n`,
   );
