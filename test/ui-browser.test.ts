@@ -163,6 +163,10 @@ describe("dashboard in chromium", { timeout: 240_000 }, () => {
       for (const fix of fixes)
         assert.ok(detail.includes(fix), `the detail shows the fix ${JSON.stringify(fix)}: ${detail}`);
       await page.screenshot({ path: path.join(ARTIFACTS, "graph-broken-selected.png") });
+      // README's pictures (docs/ui-*.png are copies of these): the graph with the failing edge chosen,
+      // and the inventory with the failing service opened on its finding and fix.
+      await page.locator(".edge-detail").scrollIntoViewIfNeeded();
+      await page.screenshot({ path: path.join(ARTIFACTS, "readme-graph.png") });
 
       // The keyboard's way: Escape clears, then Tab to the connection's row and Enter.
       await page.locator(".graph-box canvas").focus();
@@ -174,6 +178,17 @@ describe("dashboard in chromium", { timeout: 240_000 }, () => {
       await page.keyboard.press("Enter");
       await page.locator(`[data-selected-edge="${k}"]`).waitFor({ timeout: WAIT });
       assert.ok((await text(page, ".edge-detail")).includes(fixes[0]!));
+
+      await open(page, broken.url, "inventory");
+      const conn = snap.connections[k]!;
+      const failing =
+        snap.services.find((sv) => sv.findings.some((i) => conn.findings.includes(i))) ??
+        snap.services.find((sv) => sv.verdict === "error" && sv.findings.length > 0);
+      assert.ok(failing, "a service carries the broken connection's finding");
+      await page.locator(`tr[data-service="${failing.name}"] button.disclose`).click();
+      await page.locator(`#svc-${failing.name} [data-fix]`).first().waitFor({ timeout: WAIT });
+      await page.evaluate(() => (globalThis as unknown as { scrollTo(x: number, y: number): void }).scrollTo(0, 0));
+      await page.screenshot({ path: path.join(ARTIFACTS, "readme-inventory.png") });
     } finally {
       await page.close();
     }

@@ -115,27 +115,6 @@ function draw(canvas: HTMLCanvasElement, snap: Snapshot, layout: Layout, view: V
       ctx.lineTo(tipx - size * Math.cos(ang + 0.4), tipy - size * Math.sin(ang + 0.4));
       ctx.fill();
     }
-    for (let k = 0; k < conns.length; k++) {
-      if (conns[k]!.verdict !== "error" || from[k]! < 0 || to[k]! < 0) continue;
-      const mx = (x[from[k]!]! + x[to[k]!]!) / 2;
-      const my = (y[from[k]!]! + y[to[k]!]!) / 2;
-      if (mx < x0 || mx > x1 || my < y0 || my > y1) continue;
-      const r = 7 / view.s;
-      ctx.fillStyle = "#ffffff";
-      ctx.strokeStyle = EDGE_STYLE.error.color;
-      ctx.lineWidth = 2 / view.s;
-      ctx.beginPath();
-      ctx.arc(mx, my, r, 0, 2 * Math.PI);
-      ctx.fill();
-      ctx.stroke();
-      ctx.beginPath();
-      const d = r * 0.45;
-      ctx.moveTo(mx - d, my - d);
-      ctx.lineTo(mx + d, my + d);
-      ctx.moveTo(mx + d, my - d);
-      ctx.lineTo(mx - d, my + d);
-      ctx.stroke();
-    }
   }
   if (selected !== undefined && from[selected]! >= 0 && to[selected]! >= 0) {
     const a = from[selected]!;
@@ -191,6 +170,30 @@ function draw(canvas: HTMLCanvasElement, snap: Snapshot, layout: Layout, view: V
       const name = snap.services[i]!.name;
       ctx.strokeText(name, nx + NODE_RADIUS + 3 / view.s, ny - 9 / view.s);
       ctx.fillText(name, nx + NODE_RADIUS + 3 / view.s, ny - 9 / view.s);
+    }
+  }
+  // Error marks last, over nodes and labels: the ✕ must never be hidden.
+  if (view.s >= 0.35) {
+    for (let k = 0; k < conns.length; k++) {
+      if (conns[k]!.verdict !== "error" || from[k]! < 0 || to[k]! < 0) continue;
+      const mx = (x[from[k]!]! + x[to[k]!]!) / 2;
+      const my = (y[from[k]!]! + y[to[k]!]!) / 2;
+      if (mx < x0 || mx > x1 || my < y0 || my > y1) continue;
+      const r = 7 / view.s;
+      ctx.fillStyle = "#ffffff";
+      ctx.strokeStyle = EDGE_STYLE.error.color;
+      ctx.lineWidth = 2 / view.s;
+      ctx.beginPath();
+      ctx.arc(mx, my, r, 0, 2 * Math.PI);
+      ctx.fill();
+      ctx.stroke();
+      ctx.beginPath();
+      const d = r * 0.45;
+      ctx.moveTo(mx - d, my - d);
+      ctx.lineTo(mx + d, my + d);
+      ctx.moveTo(mx + d, my - d);
+      ctx.lineTo(mx - d, my + d);
+      ctx.stroke();
     }
   }
 }

@@ -181,6 +181,9 @@ export function InventoryPage({ snap }: { snap: Snapshot }) {
 function ServiceRow(props: { snap: Snapshot; row: Row; open: boolean; onToggle: (name: string) => void }) {
   const { service, certs, sans, daysLeft } = props.row;
   const detailId = `svc-${service.name}`;
+  // The certificates' cards show their own findings; the rest (connections, files) are listed after them.
+  const onCerts = new Set(certs.flatMap((c) => c.findings));
+  const other = service.findings.filter((i) => !onCerts.has(i));
   return (
     <Fragment>
       <tr class={`row ${service.verdict}`} data-service={service.name}>
@@ -226,8 +229,12 @@ function ServiceRow(props: { snap: Snapshot; row: Row; open: boolean; onToggle: 
                 <CertCard key={c.id} snap={props.snap} cert={c} />
               ))}
             </div>
-            <h3>Findings about {service.name}</h3>
-            <Findings snap={props.snap} indexes={service.findings} />
+            {other.length > 0 || certs.length === 0 ? (
+              <Fragment>
+                <h3>{certs.length > 0 ? `Other findings about ${service.name}` : `Findings about ${service.name}`}</h3>
+                <Findings snap={props.snap} indexes={other} />
+              </Fragment>
+            ) : null}
           </td>
         </tr>
       ) : null}

@@ -117,12 +117,13 @@ export function layoutGraph(services: UiService[], connections: UiConnection[]):
       const r = i % rows;
       rowOf[v] = list.length <= 1 ? 0 : (i / (list.length - 1)) * 1000;
       x[v] = (column + c) * COLUMN_GAP;
-      y[v] = r * ROW_GAP;
+      // Odd columns sit half a row lower: an edge that skips a column passes between its nodes, not through one.
+      y[v] = r * ROW_GAP + ((column + c) % 2) * (ROW_GAP / 2);
     });
     column += cols;
   }
   // Centre each column vertically on the tallest one.
-  const height = Math.max(0, (maxRows - 1) * ROW_GAP);
+  const height = Math.max(0, (maxRows - 1) * ROW_GAP + ROW_GAP / 2);
   const colHeight = new Map<number, number>();
   for (let i = 0; i < n; i++) colHeight.set(x[i]!, Math.max(colHeight.get(x[i]!) ?? 0, y[i]!));
   for (let i = 0; i < n; i++) y[i] = y[i]! + (height - colHeight.get(x[i]!)!) / 2;
