@@ -8,7 +8,7 @@
 import type { Snapshot, UiConnection, Verdict } from "../snapshot.ts";
 import { plural, VERDICT_ORDER } from "./format.ts";
 import { type Layout, layoutGraph, segmentDistance } from "./layout.ts";
-import { Badge, Findings, markRendered, PAGE_SIZE, Pager } from "./parts.tsx";
+import { Badge, Choice, Findings, markRendered, PAGE_SIZE, Pager, VERDICT_CHOICES } from "./parts.tsx";
 import { h, useEffect, useMemo, useRef, useState } from "./view.ts";
 
 /**
@@ -487,21 +487,16 @@ export function GraphPage({ snap }: { snap: Snapshot }) {
       </section>
       <section aria-labelledby="edge-list-title">
         <h2 id="edge-list-title">Connections</h2>
-        <label class="inline">
-          Verdict{" "}
-          <select
-            value={filter}
-            onChange={(e) => {
-              setFilter((e.target as HTMLSelectElement).value as Verdict | "all");
-              setPage(0);
-            }}
-          >
-            <option value="all">all</option>
-            <option value="error">error</option>
-            <option value="warning">warning</option>
-            <option value="ok">ok</option>
-          </select>
-        </label>
+        <Choice
+          label="Verdict"
+          inline
+          value={filter}
+          options={VERDICT_CHOICES}
+          onChange={(v) => {
+            setFilter(v);
+            setPage(0);
+          }}
+        />
         <ul class="edges">
           {listed.slice(at * PAGE_SIZE, (at + 1) * PAGE_SIZE).map((k) => {
             const c = snap.connections[k]!;

@@ -4,7 +4,7 @@
  */
 import type { Snapshot, UiCertificate, UiService, Verdict } from "../snapshot.ts";
 import { dateTime, daysText, plural, VERDICT_ORDER } from "./format.ts";
-import { Badge, Findings, PAGE_SIZE, Pager, useRenderedMark } from "./parts.tsx";
+import { Badge, Choice, Findings, PAGE_SIZE, Pager, useRenderedMark, VERDICT_CHOICES } from "./parts.tsx";
 import { Fragment, h, useMemo, useState } from "./view.ts";
 
 /** Row is a service with what the table sorts and searches by, computed once per snapshot. */
@@ -15,6 +15,8 @@ interface Row {
   daysLeft: number | undefined;
   search: string;
 }
+
+const USAGE_CHOICES = ["all", "server", "client", "dual"] as const;
 
 type SortKey = "name" | "usage" | "daysLeft" | "verdict" | "findings";
 const COLUMNS: { key: SortKey | undefined; label: string }[] = [
@@ -109,30 +111,8 @@ export function InventoryPage({ snap }: { snap: Snapshot }) {
               onInput={(e) => reset(setQuery)((e.target as HTMLInputElement).value)}
             />
           </label>
-          <label>
-            Verdict
-            <select
-              value={verdict}
-              onChange={(e) => reset(setVerdict)((e.target as HTMLSelectElement).value as Verdict | "all")}
-            >
-              <option value="all">all</option>
-              <option value="error">error</option>
-              <option value="warning">warning</option>
-              <option value="ok">ok</option>
-            </select>
-          </label>
-          <label>
-            Usage
-            <select
-              value={usage}
-              onChange={(e) => reset(setUsage)((e.target as HTMLSelectElement).value as UiService["usage"] | "all")}
-            >
-              <option value="all">all</option>
-              <option value="server">server</option>
-              <option value="client">client</option>
-              <option value="dual">dual</option>
-            </select>
-          </label>
+          <Choice label="Verdict" value={verdict} options={VERDICT_CHOICES} onChange={reset(setVerdict)} />
+          <Choice label="Usage" value={usage} options={USAGE_CHOICES} onChange={reset(setUsage)} />
         </form>
       </search>
       <div class="table-wrap">

@@ -1,44 +1,8 @@
 /** Online CA: what the ledger says: recent issuances, refusals by reason, outstanding tokens, revocations. */
 import type { Snapshot } from "../snapshot.ts";
 import { dateTime, plural } from "./format.ts";
-import { useRenderedMark } from "./parts.tsx";
-import { type ComponentChildren, h } from "./view.ts";
-
-function Table(props: { caption: string; heads: string[]; rows: ComponentChildren[][]; empty: string; id: string }) {
-  return (
-    <section aria-labelledby={`${props.id}-title`}>
-      <h2 id={`${props.id}-title`}>{props.caption}</h2>
-      {props.rows.length === 0 ? (
-        <p class="muted">{props.empty}</p>
-      ) : (
-        <div class="table-wrap">
-          <table class="plain" data-table={props.id}>
-            <thead>
-              <tr>
-                {props.heads.map((head) => (
-                  <th key={head} scope="col">
-                    {head}
-                  </th>
-                ))}
-              </tr>
-            </thead>
-            <tbody data-rows={props.rows.length}>
-              {props.rows.map((r, i) => (
-                <tr key={i}>
-                  {r.map((cell, j) => (
-                    <td key={props.heads[j]} data-label={props.heads[j]}>
-                      {cell}
-                    </td>
-                  ))}
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
-      )}
-    </section>
-  );
-}
+import { DataTable, useRenderedMark } from "./parts.tsx";
+import { h } from "./view.ts";
 
 export function OnlinePage({ snap }: { snap: Snapshot }) {
   useRenderedMark("online");
@@ -56,7 +20,7 @@ export function OnlinePage({ snap }: { snap: Snapshot }) {
         Ledger <code>{o.ledger}</code>: {plural(o.issued, "certificate")} issued, {o.revoked} revoked,{" "}
         {plural(o.tokens.length, "outstanding token")}.
       </p>
-      <Table
+      <DataTable
         id="recent"
         caption="Recent issuances"
         heads={["Serial", "Service", "Issued", "Valid until", "Requester", "How"]}
@@ -71,7 +35,7 @@ export function OnlinePage({ snap }: { snap: Snapshot }) {
         empty="Nothing issued yet."
       />
       {o.refusals ? (
-        <Table
+        <DataTable
           id="refusals"
           caption="Refusals by reason"
           heads={["Reason", "Count"]}
@@ -84,14 +48,14 @@ export function OnlinePage({ snap }: { snap: Snapshot }) {
           them.
         </p>
       )}
-      <Table
+      <DataTable
         id="tokens"
         caption="Outstanding bootstrap tokens"
         heads={["Token id", "Service", "Expires", "ACME"]}
         rows={o.tokens.map((t) => [mono(t.id), t.service, dateTime(t.expiresAt), t.acme ? "yes" : "no"])}
         empty="No outstanding token."
       />
-      <Table
+      <DataTable
         id="revocations"
         caption="Revocations"
         heads={["Serial", "Service", "Reason", "When"]}

@@ -1,7 +1,7 @@
 /** Small pieces the pages share: the verdict badge, findings with their fixes, the pager, the rendered mark. */
 import type { Snapshot, UiFinding, Verdict } from "../snapshot.ts";
 import { VERDICT_MARK, VERDICT_WORD } from "./format.ts";
-import { h, useEffect } from "./view.ts";
+import { type ComponentChildren, h, useEffect } from "./view.ts";
 
 /** Badge is a verdict as colour, symbol and word. */
 export function Badge({ verdict }: { verdict: Verdict }) {
@@ -40,6 +40,74 @@ export function Findings({ snap, indexes }: { snap: Snapshot; indexes: number[] 
     </ul>
   );
 }
+
+/** DataTable is a titled table of rows of cells (a card per row on narrow screens); `empty` when there is none. */
+export function DataTable(props: {
+  caption: string;
+  heads: string[];
+  rows: ComponentChildren[][];
+  empty: string;
+  id: string;
+}) {
+  return (
+    <section aria-labelledby={`${props.id}-title`}>
+      <h2 id={`${props.id}-title`}>{props.caption}</h2>
+      {props.rows.length === 0 ? (
+        <p class="muted">{props.empty}</p>
+      ) : (
+        <div class="table-wrap">
+          <table class="plain" data-table={props.id}>
+            <thead>
+              <tr>
+                {props.heads.map((head) => (
+                  <th key={head} scope="col">
+                    {head}
+                  </th>
+                ))}
+              </tr>
+            </thead>
+            <tbody data-rows={props.rows.length}>
+              {props.rows.map((r, i) => (
+                <tr key={i}>
+                  {r.map((cell, j) => (
+                    <td key={props.heads[j]} data-label={props.heads[j]}>
+                      {cell}
+                    </td>
+                  ))}
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </section>
+  );
+}
+
+/** Choice is a labelled select among `options` (the first is usually "all"). */
+export function Choice<T extends string>(props: {
+  label: string;
+  value: T;
+  options: readonly T[];
+  onChange: (v: T) => void;
+  inline?: boolean;
+}) {
+  return (
+    <label class={props.inline ? "inline" : undefined}>
+      {props.label}{" "}
+      <select value={props.value} onChange={(e) => props.onChange((e.target as HTMLSelectElement).value as T)}>
+        {props.options.map((o) => (
+          <option key={o} value={o}>
+            {o}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
+/** VERDICT_CHOICES: a verdict filter's options. */
+export const VERDICT_CHOICES = ["all", "error", "warning", "ok"] as const;
 
 /** PAGE_SIZE is how many rows a table shows at once: 10,000 rows stay usable by paging. */
 export const PAGE_SIZE = 50;

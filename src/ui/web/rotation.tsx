@@ -1,7 +1,7 @@
 /** CA rotation: the phase (prepare, activate, retire), since when, the next step, and the CAs. */
 import type { Snapshot } from "../snapshot.ts";
 import { dateTime, daysText } from "./format.ts";
-import { useRenderedMark } from "./parts.tsx";
+import { DataTable, useRenderedMark } from "./parts.tsx";
 import { h } from "./view.ts";
 
 /** STEPS: the rotation's phases in order (src/ca/rotation.ts PHASES), each with what it means. */
@@ -39,35 +39,19 @@ export function RotationPage({ snap }: { snap: Snapshot }) {
           </li>
         ))}
       </ol>
-      <h2>Certificate authorities</h2>
-      <div class="table-wrap">
-        <table class="plain">
-          <thead>
-            <tr>
-              <th scope="col">Role</th>
-              <th scope="col">Subject</th>
-              <th scope="col">Valid until</th>
-              <th scope="col">Days left</th>
-              <th scope="col">SHA-256</th>
-            </tr>
-          </thead>
-          <tbody data-rows={snap.cas.length}>
-            {snap.cas.map((c) => (
-              <tr key={c.sha256 + c.role}>
-                <td data-label="Role">{c.role}</td>
-                <td data-label="Subject" class="mono wrap">
-                  {c.subject}
-                </td>
-                <td data-label="Valid until">{dateTime(c.notAfter)}</td>
-                <td data-label="Days left">{daysText(c.daysLeft)}</td>
-                <td data-label="SHA-256" class="mono wrap">
-                  {c.sha256}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <DataTable
+        id="cas"
+        caption="Certificate authorities"
+        heads={["Role", "Subject", "Valid until", "Days left", "SHA-256"]}
+        rows={snap.cas.map((c) => [
+          c.role,
+          <span class="mono wrap">{c.subject}</span>,
+          dateTime(c.notAfter),
+          daysText(c.daysLeft),
+          <span class="mono wrap">{c.sha256}</span>,
+        ])}
+        empty="No CA certificate found."
+      />
     </section>
   );
 }
