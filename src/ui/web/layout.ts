@@ -1,8 +1,8 @@
 /**
  * The connection graph's layout: layered, deterministic and linear in services + connections, so
  * 10,000 services are placed in milliseconds (a force-directed layout is quadratic per iteration
- * and different on every run). A service's layer is its breadth-first depth from the services
- * nothing dials (the callers on the left, what they dial to the right); within a layer services are
+ * and different on every run). A service's layer is its longest path from the services nothing
+ * dials (the callers on the left, what they dial to the right; cycles broken breadth-first); within a layer services are
  * ordered by the mean row of their callers (one barycentre sweep), then by role and name; a layer
  * taller than COLUMN_ROWS wraps into several columns. Pure: the same snapshot, the same picture.
  */
@@ -46,29 +46,37 @@ export function layoutGraph(services: UiService[], connections: UiConnection[]):
     }
   }
 
-  // Layers: BFS depth from the services nothing dials; services only in cycles start a BFS of their own.
+  // Layers: the longest path from the services nothing dials (Kahn's order), so every connection of
+  // an acyclic part points right; what a cycle holds up is placed breadth-first after its callers.
   const layer = new Int32Array(n).fill(-1);
+  const depth = new Int32Array(n);
+  const waiting = Int32Array.from(indegree);
   const queue = new Int32Array(n);
   let head = 0;
   let tail = 0;
-  const bfs = () => {
+  for (let i = 0; i < n; i++) if (waiting[i] === 0) queue[tail++] = i;
+  while (head < tail) {
+    const v = queue[head++]!;
+    layer[v] = depth[v]!;
+    for (const w of outs[v]!) {
+      depth[w] = Math.max(depth[w]!, depth[v]! + 1);
+      waiting[w] = waiting[w]! - 1;
+      if (waiting[w] === 0) queue[tail++] = w;
+    }
+  }
+  for (let i = 0; i < n; i++) {
+    if (layer[i] !== -1) continue;
+    layer[i] = depth[i]!;
+    head = tail = 0;
+    queue[tail++] = i;
     while (head < tail) {
       const v = queue[head++]!;
       for (const w of outs[v]!) {
         if (layer[w] === -1) {
-          layer[w] = layer[v]! + 1;
+          layer[w] = Math.max(depth[w]!, layer[v]! + 1);
           queue[tail++] = w;
         }
       }
-    }
-  };
-  for (let i = 0; i < n; i++) if (indegree[i] === 0) (layer[i] = 0), (queue[tail++] = i);
-  bfs();
-  for (let i = 0; i < n; i++) {
-    if (layer[i] === -1) {
-      layer[i] = 0;
-      queue[tail++] = i;
-      bfs();
     }
   }
 
