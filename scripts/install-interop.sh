@@ -19,6 +19,7 @@
 #   golang-cfssl    cfssl serve: not a test, the peer `npm run bench:serve` measures mtlskit serve against
 #   lego            an ACME client (issue 16): EAB registration, http-01 and tls-alpn-01 against mtlskit serve's /acme/
 #   certbot         the other ACME client (issue 16): standalone http-01, renew, revoke
+#   bind9           named: the DNS server lego's rfc2136 provider updates and mtlskit serve's dns-01 validator asks (issue 16)
 #   sqlite3         the sqlite3 CLI: the independent reader of the ledger in test/ledger.test.ts (integrity_check, rows), and cfssl's certdb for bench:serve's cfssl+db
 set -euo pipefail
 
@@ -40,6 +41,7 @@ need=(
   sqlite3:sqlite3
   lego:lego
   certbot:certbot
+  named:bind9
 )
 missing=()
 for pair in "${need[@]}"; do

@@ -6,7 +6,7 @@
  * certbot) are in test/interop/acme.interop.ts.
  */
 import assert from "node:assert/strict";
-import { createPrivateKey, createPublicKey, X509Certificate } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, X509Certificate } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { exportJWK, FlattenedSign, importPKCS8 } from "jose";
@@ -19,13 +19,14 @@ import {
   type OrderDoc,
   orderStatus,
 } from "../src/acme/protocol.ts";
-import { reverseName } from "../src/acme/validate.ts";
+import { dns01Value, parseDnsResolver, reverseName, validateDns01 } from "../src/acme/validate.ts";
 import { parseToken } from "../src/ledger/index.ts";
 import { encodeCsr } from "../src/pki/csr.ts";
 import { generateKey } from "../src/pki/keys.ts";
 import { ipBytes } from "../src/pki/ip.ts";
 import { AcmeClient, type AcmeAnswer, b64, https, newAccountKey, startHttp01 } from "./helpers/acme-client.ts";
 import { runCli, tempDir } from "./helpers/cli.ts";
+import { type DnsServer, startDnsServer } from "./helpers/dns-server.ts";
 import { type OnlineCa, startOnlineCa } from "./helpers/online.ts";
 import { opensslVerify } from "./helpers/openssl.ts";
 import { handshake } from "./helpers/tls.ts";
@@ -46,6 +47,11 @@ services:
     addresses: [api.localhost]
   batch:
     usage: client
+  edge:
+    usage: server
+    csr: true
+    acmeTrustBinding: true
+    addresses: [edge.localhost]
 `;
 
 const URN = "urn:ietf:params:acme:error:";
@@ -140,6 +146,28 @@ describe("acme: protocol (pure)", () => {
     assert.equal(authzStatus(z("valid", "2026-12-31T00:00:00Z"), now), "expired");
   });
 
+  it("fail/validateDns01 without a resolver (an authorization made before a restart without --acme-dns-resolver) is `dns`, naming the flag; an IP identifier is never validated by dns-01 (RFC 8738 §7)", async () => {
+    await assert.rejects(
+      validateDns01({ type: "dns", value: "web.localhost" }, "token.thumb", {}),
+      (e: AcmeProblem) =>
+        e.type === "dns" && /none is configured/.test(e.message) && /--acme-dns-resolver/.test(e.fix!),
+    );
+    await assert.rejects(
+      validateDns01({ type: "ip", value: "127.0.0.1" }, "token.thumb", { dnsResolvers: ["127.0.0.1:9"] }),
+      (e: AcmeProblem) => e.type === "malformed" && /never IP identifiers/.test(e.message),
+    );
+    // RFC 8555 §8.4's example arithmetic: base64url, no padding, of SHA-256 of the key authorization.
+    assert.equal(
+      dns01Value("token.thumb"),
+      createHash("sha256")
+        .update("token.thumb")
+        .digest("base64")
+        .replace(/\+/g, "-")
+        .replace(/\//g, "_")
+        .replace(/=+$/, ""),
+    );
+  });
+
   it("ok/reverseName: the SNI of tls-alpn-01 for IP identifiers (RFC 8738 §6)", () => {
     assert.equal(reverseName("192.0.2.5"), "5.2.0.192.in-addr.arpa");
     assert.equal(
@@ -160,6 +188,31 @@ describe("acme: serve's test-only validator port flags", () => {
       assert.equal(r.code, 2, r.err);
       assert.match(r.err, new RegExp(`${flag} must be a port number 1\\.\\.65535; got "${v}"`));
     }
+  });
+
+  it("ok and fail/--acme-dns-resolver: IP[:PORT] (IPv6 with a port in brackets), canonical; names, bad ports and a fifth resolver refused (exit 2)", async () => {
+    const ok: [string, string][] = [
+      ["127.0.0.1", "127.0.0.1"],
+      ["127.0.0.1:53", "127.0.0.1"],
+      ["127.0.0.1:5353", "127.0.0.1:5353"],
+      ["::1", "::1"],
+      ["[::1]:5353", "[::1]:5353"],
+      ["[2001:DB8:0:0:0:0:0:1]:53", "2001:db8::1"],
+      // An IPv6 address, not ::1 port 53: a port after IPv6 needs the brackets.
+      ["::1:53", "::1:53"],
+    ];
+    for (const [text, want] of ok) assert.equal(parseDnsResolver(text), want, text);
+    for (const bad of ["dns.example", "127.0.0.1:0", "127.0.0.1:70000", "[127.0.0.1]:53x", "1.2.3", ""])
+      assert.equal(parseDnsResolver(bad), undefined, bad);
+    const r = await runCli(["serve", "--acme-dns-resolver", "ns.example:53"]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, /--acme-dns-resolver takes IP\[:PORT\] .*; got "ns\.example:53"/);
+    const five = await runCli([
+      "serve",
+      ...Array.from({ length: 5 }, () => ["--acme-dns-resolver", "127.0.0.1"]).flat(),
+    ]);
+    assert.equal(five.code, 2, five.err);
+    assert.match(five.err, /given 5 times; at most 4/);
   });
 });
 
@@ -396,7 +449,12 @@ describe("acme: RFC 8555 on mtlskit serve, with a hand-written client", { timeou
         [`${URN}rejectedIdentifier`, "10.9.9.9"],
       ],
     );
-    problem(await c.order("dns:*.localhost"), "rejectedIdentifier", 400, /wildcards need dns-01/);
+    problem(
+      await c.order("dns:*.localhost"),
+      "rejectedIdentifier",
+      400,
+      /a wildcard; the manifest declares exact names only/,
+    );
     problem(await c.order("dns:127.0.0.1"), "rejectedIdentifier", 400, /order it as type ip \(RFC 8738\)/);
     problem(await c.order("email:ops@example.test"), "unsupportedIdentifier", 400);
   });
@@ -427,6 +485,24 @@ describe("acme: RFC 8555 on mtlskit serve, with a hand-written client", { timeou
     assert.equal((t.json.error as { type: string }).type, `${URN}connection`);
   });
 
+  it("ok/no resolver configured: dns-01 is not offered; asking for a challenge the authorization lacks is a 404 problem naming what it offers and the flag", async () => {
+    const c = await registered("web");
+    const o = await c.order("dns:web.localhost", "ip:127.0.0.1");
+    for (const url of o.json.authorizations as string[]) {
+      const z = await c.post(url, "");
+      const types = (z.json.challenges as { type: string }[]).map((x) => x.type);
+      assert.deepEqual(types, ["http-01", "tls-alpn-01"], z.text);
+    }
+    const z = await c.post((o.json.authorizations as string[])[0]!, "");
+    const first = (z.json.challenges as { url: string }[])[0]!.url;
+    problem(
+      await c.post(first.replace(/\/0$/, "/2"), {}),
+      "malformed",
+      404,
+      /offers http-01, tls-alpn-01 \(dns-01 only where the operator configured a resolver: `mtlskit serve --acme-dns-resolver`\)/,
+    );
+  });
+
   it("fail/another account's order, authorization, certificate: unauthorized; finalize with a CSR naming other names: badCSR", async () => {
     const a = await registered("web");
     const b = await registered("web");
@@ -450,6 +526,39 @@ describe("acme: RFC 8555 on mtlskit serve, with a hand-written client", { timeou
     const fin = await a.post(String(order.json.finalize), { csr: b64(csrFor(["web.localhost"]).der) });
     assert.equal(fin.json.status, "valid", fin.text);
     problem(await b.post(String(fin.json.certificate), ""), "unauthorized", 403);
+  });
+
+  it("ok/acmeTrustBinding: the service's authorizations are born valid (no challenge), the order is ready at once and finalizes; other services still need a challenge", async () => {
+    const c = await registered("edge");
+    const o = await c.order("dns:edge.localhost");
+    assert.equal(o.status, 201, o.text);
+    assert.equal(o.json.status, "ready", o.text);
+    const z = await c.post((o.json.authorizations as string[])[0]!, "");
+    assert.equal(z.json.status, "valid", z.text);
+    assert.deepEqual(z.json.challenges, []);
+    const fin = await c.post(String(o.json.finalize), { csr: b64(csrFor(["edge.localhost"]).der) });
+    assert.equal(fin.json.status, "valid", fin.text);
+    const pem = (await c.post(String(fin.json.certificate), "")).text;
+    assert.equal(new X509Certificate(pem).subjectAltName, "DNS:edge.localhost, URI:spiffe://demo/server/edge");
+    // Trust is the service's, not the server's: web's orders still wait for a challenge.
+    const w = await (await registered("web")).order("dns:web.localhost");
+    assert.equal(w.json.status, "pending", w.text);
+  });
+
+  it("fail/acmeTrustBinding on a service that is not csr: true is a manifest error naming the field (exit 2)", async () => {
+    const dir = tempDir("mtlskit-acme-trust-");
+    const file = path.join(dir, "mtlskit.yaml");
+    writeFileSync(
+      file,
+      "version: 1\ncluster: demo\nservices:\n  web:\n    usage: server\n    acmeTrustBinding: true\n",
+    );
+    const r = await runCli(["plan", "-f", file, "--pki", path.join(dir, "pki")]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(
+      r.err,
+      /mtlskit\.yaml:6 services\.web\.acmeTrustBinding: trusts ACME accounts of this service without a challenge, but only csr: true services/,
+    );
+    assert.match(r.err, /add csr: true, or remove acmeTrustBinding/);
   });
 
   it("ok/key rollover: the new key signs, the old one no longer does, the account is found by the new key; a key in use by another account is 409", async () => {
@@ -552,5 +661,115 @@ describe("acme: RFC 8555 on mtlskit serve, with a hand-written client", { timeou
     assert.equal(new Set(serials).size, 200, "no duplicate serial");
     const rows = new Set((await ca.ledgerRows()).map((r) => r.serial));
     for (const s of serials) assert.ok(rows.has(s), s);
+  });
+});
+
+describe("acme: dns-01 through the configured resolver only (a real DNS server on loopback)", {
+  timeout: 120_000,
+}, () => {
+  let ca: OnlineCa;
+  let dns: DnsServer;
+  let bundle: string;
+  let directory: string;
+
+  before(async () => {
+    dns = await startDnsServer();
+    // The http-01 port points at nothing: only dns-01 can succeed here.
+    ca = await startOnlineCa(MANIFEST, {
+      acme: { validator: { dnsResolvers: [dns.address], ports: { http: 9, tls: 9 }, timeoutMs: 1500 } },
+    });
+    bundle = readFileSync(path.join(ca.pki, "ca/ca.pem"), "utf8");
+    directory = `${ca.url}/acme/directory`;
+  });
+  after(async () => {
+    await ca?.stop();
+    await dns?.close();
+  });
+
+  /** dnsChallenge: a fresh account's order for `name` and its dns-01 challenge. */
+  const dnsChallenge = async (name = "web.localhost") => {
+    const c = await AcmeClient.create(directory, bundle);
+    assert.equal((await c.register(await ca.eab("web"))).status, 201);
+    const o = await c.order(`dns:${name}`);
+    assert.equal(o.status, 201, o.text);
+    const z = await c.post((o.json.authorizations as string[])[0]!, "");
+    const ch = (z.json.challenges as { type: string; url: string; token: string }[]).find((x) => x.type === "dns-01");
+    assert.ok(ch, z.text);
+    return { c, o, ch, value: dns01Value(await c.keyAuth(ch.token)) };
+  };
+
+  it("ok/dns-01 offered beside http-01 and tls-alpn-01 for DNS names, never for IPs; the right TXT validates; the certificate is issued", async () => {
+    const c = await AcmeClient.create(directory, bundle);
+    assert.equal((await c.register(await ca.eab("web"))).status, 201);
+    const o = await c.order("dns:web.localhost", "ip:127.0.0.1");
+    const [dnsZ, ipZ] = await Promise.all((o.json.authorizations as string[]).map((u) => c.post(u, "")));
+    const types = (z: AcmeAnswer) => (z.json.challenges as { type: string }[]).map((x) => x.type);
+    assert.deepEqual(types(dnsZ!), ["http-01", "tls-alpn-01", "dns-01"]);
+    assert.deepEqual(types(ipZ!), ["http-01", "tls-alpn-01"], "RFC 8738 §7: no dns-01 for IP identifiers");
+    const { c: d, o: o2, ch, value } = await dnsChallenge();
+    // RFC 8555 §8.4: base64url of SHA-256 of the key authorization, 43 characters.
+    assert.match(value, /^[A-Za-z0-9_-]{43}$/);
+    dns.txt.set("_acme-challenge.web.localhost", ["unrelated", value]);
+    const v = await d.post(ch.url, {});
+    assert.equal(v.json.status, "valid", v.text);
+    assert.ok(dns.queries.includes("TXT _acme-challenge.web.localhost"), dns.queries.join("\n"));
+    const ready = await d.post(o2.headers.location as string, "");
+    assert.equal(ready.json.status, "ready", ready.text);
+    const fin = await d.post(String(ready.json.finalize), { csr: b64(csrFor(["web.localhost"]).der) });
+    assert.equal(fin.json.status, "valid", fin.text);
+    const pem = (await d.post(String(fin.json.certificate), "")).text;
+    assert.equal(new X509Certificate(pem).subjectAltName, "DNS:web.localhost, URI:spiffe://demo/dual/web");
+    dns.txt.delete("_acme-challenge.web.localhost");
+  });
+
+  it("ok/a CNAME is followed: as the resolver answers the chain, and hop by hop when it answers the CNAME alone", async () => {
+    for (const cnameOnly of [false, true]) {
+      const { c, ch, value } = await dnsChallenge("www.localhost");
+      dns.cname.set("_acme-challenge.www.localhost", "www.acme-delegated.localhost");
+      if (cnameOnly) dns.cnameOnly.add("_acme-challenge.www.localhost");
+      dns.txt.set("www.acme-delegated.localhost", [value]);
+      const v = await c.post(ch.url, {});
+      assert.equal(v.json.status, "valid", `cnameOnly ${cnameOnly}: ${v.text}`);
+      dns.cnameOnly.clear();
+    }
+    dns.cname.clear();
+    dns.txt.clear();
+  });
+
+  it("fail/a wrong TXT record: incorrectResponse naming what was found; the authorization and order are invalid", async () => {
+    const { c, o, ch } = await dnsChallenge();
+    dns.txt.set("_acme-challenge.web.localhost", ["stale-value-of-another-order"]);
+    const v = await c.post(ch.url, {});
+    assert.equal(v.json.status, "invalid", v.text);
+    const err = v.json.error as { type: string; detail: string };
+    assert.equal(err.type, `${URN}incorrectResponse`);
+    assert.match(
+      err.detail,
+      /_acme-challenge\.web\.localhost has a TXT record \("stale-value-of-another-order"\) but none is/,
+    );
+    assert.match(err.detail, new RegExp(`asked of ${dns.address.replace(/\./g, "\\.")}`));
+    assert.equal((await c.post(o.headers.location as string, "")).json.status, "invalid");
+    dns.txt.clear();
+  });
+
+  it("fail/NXDOMAIN, a name without TXT, and a resolver that never answers: each a `dns` problem; the wait is bounded by the validator's timeout", async () => {
+    const cases: [() => void, RegExp][] = [
+      [() => {}, /_acme-challenge\.web\.localhost does not exist \(NXDOMAIN\), asked of 127\.0\.0\.1:\d+/],
+      [() => dns.txt.set("_acme-challenge.web.localhost", []), /has no TXT record/],
+      [() => dns.silent.add("_acme-challenge.web.localhost"), /got no answer within 1500 ms/],
+    ];
+    for (const [arrange, detail] of cases) {
+      dns.txt.clear();
+      dns.silent.clear();
+      arrange();
+      const { c, ch } = await dnsChallenge();
+      const v = await c.post(ch.url, {});
+      assert.equal(v.json.status, "invalid", v.text);
+      const err = v.json.error as { type: string; detail: string };
+      assert.equal(err.type, `${URN}dns`, v.text);
+      assert.match(err.detail, detail);
+    }
+    dns.silent.clear();
+    dns.txt.clear();
   });
 });

@@ -104,7 +104,8 @@ const DOORS: Record<string, string> = {
   // `yaml` is a test-only judge of the Kubernetes emitter (test/export.test.ts): one YAML library
   // at runtime. @peculiar/asn1-x509 and @peculiar/asn1-schema are test-only judges of
   // pki/x509.ts: no file under src/ may import them; test/helpers/peculiar.ts is the only one
-  // that does.
+  // that does. `dns-packet` is test-only too: test/helpers/dns-server.ts, the dns-01 tests' DNS
+  // server, is the only file that imports it.
 };
 
 /**

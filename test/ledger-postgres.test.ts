@@ -10,7 +10,13 @@ import { spawnSync } from "node:child_process";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type Ledger, LedgerUnavailableError, openLedger, SCHEMA_VERSION } from "../src/ledger/index.ts";
+import { createPrivateKey, X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { encodeCsr } from "../src/pki/csr.ts";
+import { generateKey } from "../src/pki/keys.ts";
+import { AcmeClient, b64, startHttp01 } from "./helpers/acme-client.ts";
 import { runCli, tempDir, writeManifest } from "./helpers/cli.ts";
+import { startOnlineCa } from "./helpers/online.ts";
 import { HOUR, ledgerContract, NOW, row } from "./helpers/ledger-contract.ts";
 import { type Pg, startPostgres } from "./helpers/postgres.ts";
 
@@ -122,23 +128,6 @@ describe("ledger: postgres replicas", { timeout: 120_000 }, () => {
     assert.equal(await v3.nextCrlNumber(1n), 2n);
     assert.equal(pg.adminDb(db, "SELECT count(*) FROM acme_objects"), "0");
     await v3.close();
-  });
-
-  it("ok/`ledger migrate` copies an acme token but not its HMAC key (ACME state is not copied yet): at the target it binds nothing (wrong-kind), at the source it still does", async () => {
-    const file = path.join(tempDir("mtlskit-pg-acme-copy-"), "ledger.db");
-    const src = await openLedger(pki, `sqlite:${file}`);
-    const eab = await src.createToken("web", "acme", HOUR, new Date());
-    await src.close();
-    const url = freshDb();
-    const r = await runCli(["ledger", "migrate", "--from", `sqlite:${file}`, "--to", url]);
-    assert.equal(r.code, 0, r.err);
-    const [from, to] = [await openLedger(pki, `sqlite:${file}`), await openLedger(pki, url)];
-    try {
-      assert.equal((await from.acme!.eabKey(eab.record.id, new Date())).ok, true);
-      assert.deepEqual(await to.acme!.eabKey(eab.record.id, new Date()), { ok: false, reason: "wrong-kind" });
-    } finally {
-      await Promise.all([from.close(), to.close()]);
-    }
   });
 
   it("ok/read-only opens (create: false: status, check, metrics, ledger list/show) read an older database (schema 2) as it is and migrate nothing; serve's open migrates it", async () => {
@@ -287,10 +276,13 @@ describe("cli: --ledger postgres://, ledger migrate", { timeout: 180_000 }, () =
     const first = await runCli(["ledger", "migrate", "--from", sqliteSpec, "--to", url]);
     assert.equal(first.code, 0, first.err);
     noSecret(first, "migrate");
-    assert.match(first.out, /: 30 tokens and 1120 certificates added, 0 rows already there unchanged\./);
     assert.match(
       first.out,
-      /Verified: all 1150 rows of the source \(30 tokens, 1120 certificates\) are in the target with the same SHA-256/,
+      /: 30 tokens and 1120 certificates added, and of the ACME state 0 EAB keys and 0 accounts, orders and authorizations; 0 rows already there unchanged\. ACME nonces are not copied/,
+    );
+    assert.match(
+      first.out,
+      /Verified: all 1150 rows of the source \(30 tokens, 1120 certificates, 0 EAB keys, 0 ACME objects\) are in the target with the same SHA-256/,
     );
     // psql, the judge: the rows are there, hashes of the DER equal the recorded sha256 columns' source.
     assert.equal(pg.adminDb(db, "SELECT count(*) FROM certificates"), "1120");
@@ -299,7 +291,12 @@ describe("cli: --ledger postgres://, ledger migrate", { timeout: 180_000 }, () =
     const again = await runCli(["ledger", "migrate", "--from", sqliteSpec, "--to", url, "--json"]);
     assert.equal(again.code, 0, again.err);
     const j = JSON.parse(again.out);
-    assert.deepEqual(j.copied, { tokens: { added: 0, same: 30 }, certificates: { added: 0, same: 1120 } });
+    assert.deepEqual(j.copied, {
+      tokens: { added: 0, same: 30 },
+      certificates: { added: 0, same: 1120 },
+      acme_eab: { added: 0, same: 0 },
+      acme_objects: { added: 0, same: 0 },
+    });
     // Back into a new SQLite file: the same rows, hash for hash (the verification ran inside).
     const back = path.join(dir, "back.db");
     const round = await runCli(["ledger", "migrate", "--from", url, "--to", `sqlite:${back}`]);
@@ -409,5 +406,118 @@ describe("cli: --ledger postgres://, ledger migrate", { timeout: 180_000 }, () =
     assert.equal(denied.code, 3, denied.err);
     assert.match(denied.err, /password authentication failed; give the password through PGPASSWORD or ~\/\.pgpass/);
     assert.equal(denied.err.includes("n0tTh3Pw"), false);
+  });
+});
+
+const ACME_MANIFEST = `version: 1
+cluster: led
+identity:
+  uri: spiffe://{cluster}/{role}/{name}
+services:
+  web: { usage: dual, csr: true, addresses: [web.localhost] }
+`;
+
+describe("cli: ledger migrate carries the ACME state", { timeout: 180_000 }, () => {
+  it("ok/SQLite -> PostgreSQL -> SQLite: EAB keys, accounts, orders, authorizations copied and verified (counts + SHA-256), re-runs add nothing; an account registered before keeps working on each new ledger, a used EAB key stays used, an unused one still binds", async () => {
+    const responder = await startHttp01();
+    const ca = await startOnlineCa(ACME_MANIFEST, {
+      acme: { validator: { ports: { http: responder.port }, timeoutMs: 3000 } },
+    });
+    try {
+      const bundle = readFileSync(path.join(ca.pki, "ca/ca.pem"), "utf8");
+      const directory = `${ca.url}/acme/directory`;
+      /** issue: an order for web.localhost through http-01 and finalize; its order URL and certificate. */
+      const issue = async (c: AcmeClient) => {
+        const o = await c.order("dns:web.localhost");
+        assert.equal(o.status, 201, o.text);
+        for (const url of o.json.authorizations as string[]) {
+          const z = await c.post(url, "");
+          const ch = (z.json.challenges as { type: string; url: string; token: string }[]).find(
+            (x) => x.type === "http-01",
+          )!;
+          responder.answers.set(ch.token, await c.keyAuth(ch.token));
+          assert.equal((await c.post(ch.url, {})).json.status, "valid");
+        }
+        const ready = await c.post(o.headers.location as string, "");
+        const k = generateKey("ecdsa-p256");
+        const csr = encodeCsr(
+          { subject: {}, dns: ["web.localhost"], ips: [], uris: [] },
+          "ecdsa-p256",
+          k.spki,
+          createPrivateKey({ key: k.pkcs8, format: "der", type: "pkcs8" }),
+        );
+        const fin = await c.post(String(ready.json.finalize), { csr: b64(csr) });
+        assert.equal(fin.json.status, "valid", fin.text);
+        const pem = (await c.post(String(fin.json.certificate), "")).text;
+        return { order: o.headers.location as string, pem };
+      };
+      const alice = await AcmeClient.create(directory, bundle);
+      const usedEab = await ca.eab("web", 24 * HOUR);
+      assert.equal((await alice.register(usedEab)).status, 201);
+      const before = await issue(alice);
+      const spareEab = await ca.eab("web", 24 * HOUR);
+      await ca.stop();
+
+      const sqliteSpec = `sqlite:${path.join(ca.pki, "ca/ledger.db")}`;
+      const url = freshDb();
+      const db = new URL(url).pathname.slice(1);
+      const first = await runCli(["ledger", "migrate", "--from", sqliteSpec, "--to", url, "--json"]);
+      assert.equal(first.code, 0, first.err);
+      const j = JSON.parse(first.out);
+      // 2 EAB keys; 1 account, 1 order, 1 authorization.
+      assert.deepEqual(j.copied.acme_eab, { added: 2, same: 0 });
+      assert.deepEqual(j.copied.acme_objects, { added: 3, same: 0 });
+      assert.deepEqual(j.verified.source, j.verified.target);
+      assert.equal(
+        pg.adminDb(db, "SELECT string_agg(kind, ',' ORDER BY kind) FROM acme_objects"),
+        "account,authz,order",
+      );
+      assert.equal(pg.adminDb(db, "SELECT count(*) FROM acme_nonces"), "0", "nonces are not copied");
+      const again = await runCli(["ledger", "migrate", "--from", sqliteSpec, "--to", url, "--json"]);
+      assert.equal(again.code, 0, again.err);
+      assert.deepEqual(JSON.parse(again.out).copied.acme_objects, { added: 0, same: 3 }, "idempotent");
+
+      /** proves: on the ledger now served, alice's account, order and certificate are hers, she orders anew, the used EAB key binds nothing. */
+      const proves = async (where: string) => {
+        const acc = await alice.post(alice.kid!, "");
+        assert.equal(acc.status, 200, `${where}: ${acc.text}`);
+        assert.equal(acc.json.status, "valid");
+        const old = await alice.post(before.order, "");
+        assert.equal(old.json.status, "valid", `${where}: ${old.text}`);
+        assert.equal((await alice.post(String(old.json.certificate), "")).text, before.pem);
+        const next = await issue(alice);
+        assert.notEqual(next.pem, before.pem);
+        const serial = new X509Certificate(next.pem).serialNumber.toLowerCase().replace(/^(00)+/, "");
+        assert.equal(
+          (await ca.ledgerRows()).find((r) => r.serial === serial)?.how,
+          "acme",
+          `${where}: the new ledger records it`,
+        );
+        const mallory = await AcmeClient.create(directory, bundle);
+        const reused = await mallory.register(usedEab);
+        assert.equal(reused.status, 403, reused.text);
+        assert.match(String(reused.json.detail), /has bound an account already/);
+      };
+      await ca.restart(url);
+      await proves("postgres");
+      // The spare EAB key, made before the move, binds an account on the new ledger.
+      const bob = await AcmeClient.create(directory, bundle);
+      assert.equal((await bob.register(spareEab)).status, 201, "an unused EAB key still binds");
+      await ca.stop();
+
+      // Back into a new SQLite file: everything (the PostgreSQL-era objects too), and alice still works.
+      const back = `sqlite:${path.join(tempDir("mtlskit-acme-back-"), "ledger.db")}`;
+      const round = await runCli(["ledger", "migrate", "--from", url, "--to", back, "--json"]);
+      assert.equal(round.code, 0, round.err);
+      const r = JSON.parse(round.out);
+      assert.deepEqual(r.copied.acme_eab, { added: 2, same: 0 });
+      // + bob's account; alice's second order and its authorization.
+      assert.deepEqual(r.copied.acme_objects, { added: 6, same: 0 });
+      await ca.restart(back);
+      await proves("sqlite copy");
+    } finally {
+      await ca.stop().catch(() => {});
+      await responder.close();
+    }
   });
 });

@@ -1639,6 +1639,26 @@ describe("manifest: serve and ttl (the online CA's policy)", () => {
       ],
     },
     {
+      name: "fail/serve.admins names a service twice",
+      text: yaml(
+        "version: 1",
+        "cluster: demo",
+        "serve:",
+        "  admins: [ops, web, ops]",
+        "services:",
+        "  ops: { usage: client }",
+        "  web: { usage: dual }",
+      ),
+      want: [
+        {
+          path: "serve.admins.2",
+          line: 4,
+          message: "names ops again (already serve.admins[0])",
+          fix: "remove the repeated ops",
+        },
+      ],
+    },
+    {
       name: "fail/serve.admins that is not a list",
       text: yaml("version: 1", "cluster: demo", "serve: { admins: ops }", "services:", "  ops: { usage: client }"),
       want: [{ path: "serve.admins", line: 3, message: 'must be a list of service names; got "ops"' }],
@@ -2578,6 +2598,7 @@ describe("manifest: JSON Schema", () => {
       "files",
       "csr",
       "ttl",
+      "acmeTrustBinding",
       "reload",
       "clientSans",
     ]);

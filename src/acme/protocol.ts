@@ -91,10 +91,26 @@ export interface Identifier {
   value: string;
 }
 
-/** ChallengeType: the challenges this server validates itself (dns-01 is not offered: it needs a resolver the CA trusts). */
-export type ChallengeType = "http-01" | "tls-alpn-01";
-/** CHALLENGE_TYPES: offered for every identifier, in this order. */
-export const CHALLENGE_TYPES: readonly ChallengeType[] = ["http-01", "tls-alpn-01"];
+/** ChallengeType: the challenges this server validates itself. */
+export type ChallengeType = "http-01" | "tls-alpn-01" | "dns-01";
+/** CHALLENGE_TYPES: every challenge this server knows, in the order an authorization lists them. */
+export const CHALLENGE_TYPES: readonly ChallengeType[] = ["http-01", "tls-alpn-01", "dns-01"];
+
+/**
+ * challengesFor lists the challenges offered for an identifier: http-01 always; tls-alpn-01 but
+ * for IPv6 addresses (their reverse name is longer than an SNI may be); dns-01 only for DNS
+ * names (RFC 8738 §7) and only with a resolver the CA trusts (`--acme-dns-resolver`): the system
+ * resolver may be one the client's network controls.
+ */
+export function challengesFor(id: Identifier, opts: { dns: boolean }): ChallengeType[] {
+  return CHALLENGE_TYPES.filter((t) =>
+    t === "tls-alpn-01"
+      ? !(id.type === "ip" && id.value.includes(":"))
+      : t === "dns-01"
+        ? opts.dns && id.type === "dns"
+        : true,
+  );
+}
 
 /** Status of an ACME object (RFC 8555 §7.1.6). */
 export type Status = "pending" | "processing" | "valid" | "invalid" | "ready" | "deactivated" | "expired" | "revoked";
@@ -127,6 +143,8 @@ export interface AuthzDoc {
   identifier: Identifier;
   status: "pending" | "valid" | "invalid" | "deactivated";
   expires: string;
+  /** prevalidated: created valid, trusting the account's EAB binding (services.NAME.acmeTrustBinding); challenges is then empty. */
+  prevalidated?: boolean;
   challenges: ChallengeDoc[];
 }
 

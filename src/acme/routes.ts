@@ -7,8 +7,8 @@
  *
  * Accounts need External Account Binding (§7.3.4): an `acme` token of the ledger, bound to one
  * manifest service; the account may order only identifiers that service declares (dns, and ip
- * per RFC 8738). The server validates http-01 and tls-alpn-01 itself, synchronously, while the
- * client waits for the challenge's answer. Certificates come from issueOnline with the service's
+ * per RFC 8738). The server validates http-01, tls-alpn-01 and (with a resolver configured)
+ * dns-01 itself, synchronously, while the client waits for the challenge's answer. Certificates come from issueOnline with the service's
  * policy (usage, identity URI, ttl), recorded in the ledger as `acme`. Every response carries a
  * fresh Replay-Nonce; every refusal is an RFC 7807 problem document with an ACME error type.
  * State lives in the ledger's AcmeStore (src/ledger/acme.ts).
@@ -42,8 +42,8 @@ import {
   type AccountDoc,
   type AuthzDoc,
   authzStatus,
-  CHALLENGE_TYPES,
   type ChallengeDoc,
+  challengesFor,
   declaredBy,
   type Identifier,
   identifierWord,
@@ -53,7 +53,7 @@ import {
   orderStatus,
   sameNames,
 } from "./protocol.ts";
-import { validateHttp01, validateTlsAlpn01, type ValidatorOptions } from "./validate.ts";
+import { validateDns01, validateHttp01, validateTlsAlpn01, type ValidatorOptions } from "./validate.ts";
 
 /** AcmeOptions configure the ACME server. */
 export interface AcmeOptions {
@@ -102,6 +102,8 @@ export function acmeRoutes(
 ): { routes: Route[]; renderProblem: (path: string, p: ServeProblem) => Promise<HttpReply | undefined> } {
   const orderLifetimeMs = opts.orderLifetimeMs ?? 3_600_000;
   const nonceLifetimeMs = opts.nonceLifetimeMs ?? 3_600_000;
+  /** dnsOffered: dns-01 is offered only with a resolver configured (validate.ts's dnsResolvers). */
+  const dnsOffered = (opts.validator?.dnsResolvers?.length ?? 0) > 0;
 
   /** base: the URL the client reached us at (https://HOST[:PORT]), from its Host header. */
   const base = (req: HttpRequest) => {
@@ -619,9 +621,11 @@ export function acmeRoutes(
         }
         if (id.type === "dns" && id.value.startsWith("*."))
           sub.push(
-            new AcmeProblem("rejectedIdentifier", `${id.value}: wildcards need dns-01, which this CA does not offer`, {
-              extra: { identifier: id },
-            }),
+            new AcmeProblem(
+              "rejectedIdentifier",
+              `${id.value}: a wildcard; the manifest declares exact names only (service certificates name exact hosts)`,
+              { extra: { identifier: id }, fix: "order the exact names the service declares" },
+            ),
           );
         else if (!declaredBy(service, id))
           sub.push(
@@ -648,6 +652,8 @@ export function acmeRoutes(
       }
       const now = ctx.now();
       const expires = new Date(now.getTime() + orderLifetimeMs).toISOString();
+      // services.NAME.acmeTrustBinding: the EAB binding is the proof; authorizations are born valid (README "ACME": the risk).
+      const trusted = service.acmeTrustBinding === true;
       const authzs: Versioned<AuthzDoc>[] = ids.map((identifier) => ({
         id: newId(),
         version: 1,
@@ -655,11 +661,14 @@ export function acmeRoutes(
         doc: {
           account: acc.id,
           identifier,
-          status: "pending",
+          status: trusted ? "valid" : "pending",
           expires,
-          challenges: CHALLENGE_TYPES.filter(
-            (t) => !(t === "tls-alpn-01" && identifier.type === "ip" && identifier.value.includes(":")),
-          ).map((type) => ({ type, token: randomBytes(32).toString("base64url"), status: "pending" as const })),
+          ...(trusted ? { prevalidated: true } : {}),
+          challenges: (trusted ? [] : challengesFor(identifier, { dns: dnsOffered })).map((type) => ({
+            type,
+            token: randomBytes(32).toString("base64url"),
+            status: "pending" as const,
+          })),
         },
       }));
       const order: Versioned<OrderDoc> = {
@@ -673,6 +682,11 @@ export function acmeRoutes(
         { kind: "order", obj: order },
       ]);
       if (!out.ok) throw new AcmeProblem("serverInternal", "the order could not be stored; retry");
+      if (trusted)
+        req.log(
+          { account: acc.id, service: service.name, identifiers: ids.map(identifierWord) },
+          "acme: authorizations pre-validated (acmeTrustBinding)",
+        );
       return {
         status: 201,
         json: orderJson(b, order, authzs),
@@ -727,7 +741,14 @@ export function acmeRoutes(
       const z = await get<AuthzDoc>("authz", req.params.authz!);
       const index = Number(req.params.index);
       const c = z && Number.isInteger(index) ? z.doc.challenges[index] : undefined;
-      if (!z || !c) throw new AcmeProblem("malformed", "no such challenge", { status: 404 });
+      if (!z || !c)
+        throw new AcmeProblem(
+          "malformed",
+          z
+            ? `no such challenge: this authorization offers ${z.doc.challenges.map((x) => x.type).join(", ")}${dnsOffered ? "" : " (dns-01 only where the operator configured a resolver: `mtlskit serve --acme-dns-resolver`)"}`
+            : "no such challenge",
+          { status: 404, fix: "use a challenge URL the authorization lists" },
+        );
       const acc = mine(a, z.doc.account, "challenge");
       const up = `<${b}${ACME_PATHS.authz(z.id)}>;rel="up"`;
       const answer = (doc: AuthzDoc) => ({
@@ -742,6 +763,7 @@ export function acmeRoutes(
       let error: AcmeProblem | undefined;
       try {
         if (c.type === "http-01") await validateHttp01(z.doc.identifier, c.token, keyAuth, opts.validator);
+        else if (c.type === "dns-01") await validateDns01(z.doc.identifier, keyAuth, opts.validator);
         else await validateTlsAlpn01(z.doc.identifier, keyAuth, opts.validator);
       } catch (e) {
         error =

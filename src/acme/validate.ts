@@ -1,20 +1,21 @@
 /**
- * The server's side of http-01 (RFC 8555 §8.3) and tls-alpn-01 (RFC 8737): it dials the
- * identifier and checks the key authorization. Names under `.localhost` (and `localhost`)
+ * The server's side of http-01 (RFC 8555 §8.3), tls-alpn-01 (RFC 8737) and dns-01 (RFC 8555
+ * §8.4): it dials the identifier (or asks the configured DNS resolver) and checks the key
+ * authorization. Names under `.localhost` (and `localhost`)
  * resolve to 127.0.0.1 here, in the validator itself (RFC 6761 §6.3: they are loopback; this
  * machine's resolver may not say so); IP identifiers (RFC 8738) are dialed as they are; other
  * names go through the system resolver. Every step is bounded: connect and answer within
  * `timeoutMs`, an http-01 body of at most 1 KiB, no redirects followed.
  */
 import { createHash } from "node:crypto";
-import { lookup } from "node:dns/promises";
+import { lookup, Resolver } from "node:dns/promises";
 import { request } from "node:http";
 import { isIP } from "node:net";
 import { connect } from "node:tls";
 import { readCertFields } from "../pki/cert.ts";
 import { children, contentsOf, readTlv, TAG } from "../pki/der.ts";
 import { decodeCertificate, decodeOid } from "../pki/x509.ts";
-import { ipBytes } from "../pki/ip.ts";
+import { formatIp, ipBytes } from "../pki/ip.ts";
 import { AcmeProblem, type Identifier } from "./protocol.ts";
 
 /** ACME_IDENTIFIER_OID: the tls-alpn-01 certificate's acmeIdentifier extension (RFC 8737 §3). */
@@ -32,6 +33,110 @@ export interface ValidatorOptions {
   timeoutMs?: number;
   /** resolve: a DNS name to the address dialed. Default: `.localhost` to 127.0.0.1, others through the system resolver. */
   resolve?: (name: string) => Promise<string>;
+  /**
+   * dnsResolvers: the DNS servers dns-01 asks for `_acme-challenge.NAME` TXT records, and only
+   * them (`mtlskit serve --acme-dns-resolver IP[:PORT]`, as parseDnsResolver spells them).
+   * Default: none, and then dns-01 is not offered: the system resolver may be one the clients'
+   * network controls, or cache an answer from before the record was set.
+   */
+  dnsResolvers?: string[];
+}
+
+/**
+ * parseDnsResolver reads one `--acme-dns-resolver`: an IP address with an optional port (IPv6
+ * with a port in brackets), spelled as node:dns's setServers takes it; undefined when it is not one.
+ */
+export function parseDnsResolver(text: string): string | undefined {
+  const m = /^\[([0-9A-Fa-f:.]+)\]:(\d{1,5})$/.exec(text) ?? /^([0-9.]+)(?::(\d{1,5}))?$/.exec(text);
+  const [host, port] = m ? [m[1]!, m[2]] : isIP(text) === 6 ? [text, undefined] : [undefined, undefined];
+  if (host === undefined || isIP(host) === 0) return undefined;
+  if (port !== undefined && (Number(port) < 1 || Number(port) > 65535)) return undefined;
+  const v6 = isIP(host) === 6;
+  const canonical = formatIp(ipBytes(host));
+  if (port === undefined || port === "53") return canonical;
+  return v6 ? `[${canonical}]:${Number(port)}` : `${canonical}:${Number(port)}`;
+}
+
+/** MAX_CNAME_HOPS bounds the CNAME chain dns-01 follows itself when the resolver answers a CNAME without its target's TXT. */
+const MAX_CNAME_HOPS = 8;
+
+/** dns01Value is what the `_acme-challenge` TXT record holds: base64url(SHA-256(key authorization)) (RFC 8555 §8.4). */
+export const dns01Value = (keyAuth: string): string => createHash("sha256").update(keyAuth).digest("base64url");
+
+/**
+ * validateDns01 asks only the configured resolvers for the TXT records of `_acme-challenge.NAME`
+ * and looks for base64url(SHA-256(key authorization)) among them (RFC 8555 §8.4). A CNAME is
+ * followed as the resolver follows it (its answer holds the chain), or here, hop by hop, when it
+ * answers the CNAME alone (at most MAX_CNAME_HOPS). Bounded: each query `timeoutMs / 3` (at
+ * least 250 ms) and 2 tries per server, the whole validation `timeoutMs`.
+ */
+export async function validateDns01(id: Identifier, keyAuth: string, opts: ValidatorOptions = {}): Promise<void> {
+  const servers = opts.dnsResolvers ?? [];
+  if (id.type !== "dns")
+    throw new AcmeProblem("malformed", "dns-01 validates DNS names only (RFC 8738 §7: never IP identifiers)");
+  if (servers.length === 0)
+    throw new AcmeProblem("dns", "this server validates dns-01 through no resolver: none is configured", {
+      fix: "use http-01 or tls-alpn-01, or the operator starts `mtlskit serve --acme-dns-resolver IP[:PORT]`",
+    });
+  const timeoutMs = opts.timeoutMs ?? 5000;
+  const resolver = new Resolver({ timeout: Math.max(250, Math.floor(timeoutMs / 3)), tries: 2 });
+  resolver.setServers(servers);
+  const name = `_acme-challenge.${id.value.replace(/^\*\./, "")}`;
+  const via = servers.join(", ");
+  const bound = setTimeout(() => resolver.cancel(), timeoutMs).unref();
+  let records: string[];
+  let asked = name;
+  try {
+    for (let hop = 0; ; hop++) {
+      records = await resolver.resolveTxt(asked).then(
+        (txt) => txt.map((chunks) => chunks.join("")),
+        (e: NodeJS.ErrnoException) => {
+          if (e.code === "ENODATA") return [];
+          throw e;
+        },
+      );
+      if (records.length > 0 || hop >= MAX_CNAME_HOPS) break;
+      // No TXT: an answer holding only a CNAME (an authoritative server for another zone) is followed here.
+      const target = await resolver.resolveCname(asked).catch(() => [] as string[]);
+      if (target.length === 0 || target[0] === asked) break;
+      asked = target[0]!;
+    }
+    if (records.length === 0) throw Object.assign(new Error("no TXT"), { code: "ENODATA" });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? "no answer";
+    const what =
+      code === "ENOTFOUND"
+        ? "does not exist (NXDOMAIN)"
+        : code === "ENODATA"
+          ? "has no TXT record"
+          : code === "ETIMEOUT" || code === "ECANCELLED"
+            ? `got no answer within ${timeoutMs} ms`
+            : code === "ECONNREFUSED"
+              ? "could not be asked: the resolver refused the connection"
+              : `could not be resolved (${code})`;
+    throw new AcmeProblem(
+      "dns",
+      `${asked}${asked === name ? "" : ` (the CNAME of ${name})`} ${what}, asked of ${via}`,
+      {
+        fix: `publish TXT ${name} with the challenge's value where ${via} sees it (lego --dns, certbot --manual-auth-hook), then retry with a new order`,
+      },
+    );
+  } finally {
+    clearTimeout(bound);
+  }
+  const want = dns01Value(keyAuth);
+  if (records.includes(want)) return;
+  const shown = records
+    .slice(0, 5)
+    .map((r) => JSON.stringify(r.length > 64 ? `${r.slice(0, 64)}...` : r))
+    .join(", ");
+  throw new AcmeProblem(
+    "incorrectResponse",
+    `${name} has ${records.length === 1 ? "a TXT record" : `${records.length} TXT records`} (${shown}${records.length > 5 ? ", ..." : ""}) but none is base64url(SHA-256(key authorization)) of this challenge, asked of ${via}`,
+    {
+      fix: "publish this challenge's value (a stale record of an earlier order does not count), then retry with a new order",
+    },
+  );
 }
 
 /** resolveName: RFC 6761 loopback for localhost and names under it; the system resolver for the rest. */

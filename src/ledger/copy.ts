@@ -1,17 +1,18 @@
 /**
- * copyLedger / verifyCopy: every row of one ledger into another, through the Ledger interface only
+ * copyLedger / verifyCopy: every row of one ledger into another (tokens, certificates, and the
+ * ACME state: EAB keys' HMAC keys, accounts, orders, authorizations; not nonces, which live an
+ * hour and whose loss costs a client one badNonce retry), through the Ledger interface only
  * (so any door to any door: SQLite to PostgreSQL when a deployment grows replicas, PostgreSQL to a
  * SQLite file for a portable copy). Idempotent: a row already there with the same content is
  * skipped; one there with other content stops the copy (nothing of its page is written) naming it.
  * Bounded memory: pages of `pageSize` rows, in key order.
  */
 import { FailedError } from "../errors.ts";
-import { type Ledger, type LedgerRow, rowKey, rowSha256 } from "./ledger.ts";
+import { LEDGER_TABLES as TABLES, type Ledger, type LedgerRow, rowId as keyOf, rowKey, rowSha256 } from "./ledger.ts";
 
-/** TABLES: what is copied, tokens first (a certificate's token_id names one). */
-const TABLES: readonly LedgerRow["table"][] = ["tokens", "certificates"];
-
-const keyOf = (r: LedgerRow): string => (r.table === "tokens" ? r.row.id : r.row.serial);
+/** perTable: a record with one entry per copied table. */
+const perTable = <T>(f: () => T): Record<LedgerRow["table"], T> =>
+  Object.fromEntries(TABLES.map((t) => [t, f()])) as Record<LedgerRow["table"], T>;
 
 /** CopyResult counts, per table, the rows added and the rows found already there, identical. */
 export type CopyResult = Record<LedgerRow["table"], { added: number; same: number }>;
@@ -26,7 +27,7 @@ export interface VerifyResult {
 
 /** copyLedger copies every row of `from` into `to`; a conflicting row is a FailedError naming it (and the first 10 others of its page). */
 export async function copyLedger(from: Ledger, to: Ledger, pageSize = 500): Promise<CopyResult> {
-  const out: CopyResult = { tokens: { added: 0, same: 0 }, certificates: { added: 0, same: 0 } };
+  const out: CopyResult = perTable(() => ({ added: 0, same: 0 }));
   for (const table of TABLES) {
     let after: string | undefined;
     for (;;) {
@@ -35,7 +36,7 @@ export async function copyLedger(from: Ledger, to: Ledger, pageSize = 500): Prom
       const written = await to.writeRows(page);
       if (written.conflicts.length > 0)
         throw new FailedError(
-          `ledger migrate: ${to.kind} already holds ${written.conflicts.length === 1 ? "a row" : `${written.conflicts.length} rows`} with the same key as ${from.kind} but other content: ${written.conflicts.slice(0, 10).join(", ")}${written.conflicts.length > 10 ? ", ..." : ""}; nothing of that page was written (${out.tokens.added + out.certificates.added} rows before it were)\n    fix: the target is not a copy of this ledger: migrate into an empty database, or compare the rows (\`mtlskit ledger show SERIAL --ledger ...\`) and remove the wrong ones`,
+          `ledger migrate: ${to.kind} already holds ${written.conflicts.length === 1 ? "a row" : `${written.conflicts.length} rows`} with the same key as ${from.kind} but other content: ${written.conflicts.slice(0, 10).join(", ")}${written.conflicts.length > 10 ? ", ..." : ""}; nothing of that page was written (${TABLES.reduce((n, t) => n + out[t].added, 0)} rows before it were)\n    fix: the target is not a copy of this ledger: migrate into an empty database, or compare the rows (\`mtlskit ledger show SERIAL --ledger ...\`) and remove the wrong ones`,
         );
       out[table].added += written.added;
       out[table].same += written.same;
@@ -48,12 +49,7 @@ export async function copyLedger(from: Ledger, to: Ledger, pageSize = 500): Prom
 
 /** verifyCopy compares every row of `from` with the row of the same key in `to` by rowSha256 (a merge of both in key order); the target may hold more rows. */
 export async function verifyCopy(from: Ledger, to: Ledger, pageSize = 500): Promise<VerifyResult> {
-  const out: VerifyResult = {
-    source: { tokens: 0, certificates: 0 },
-    target: { tokens: 0, certificates: 0 },
-    missing: [],
-    different: [],
-  };
+  const out: VerifyResult = { source: perTable(() => 0), target: perTable(() => 0), missing: [], different: [] };
   for (const table of TABLES) {
     /** pages yields one ledger's rows of `table` in key order. */
     async function* rows(l: Ledger): AsyncGenerator<LedgerRow> {

@@ -27,7 +27,15 @@ export type {
   TokenVerdict,
   WriteRowsResult,
 } from "./ledger.ts";
-export { LedgerUnavailableError, redactUrl, rowKey, rowSha256, SCHEMA_VERSION } from "./ledger.ts";
+export {
+  LEDGER_TABLES,
+  LedgerUnavailableError,
+  redactUrl,
+  rowId,
+  rowKey,
+  rowSha256,
+  SCHEMA_VERSION,
+} from "./ledger.ts";
 export { isTokenId, parseToken } from "./tokens.ts";
 export { type CopyResult, copyLedger, type VerifyResult, verifyCopy } from "./copy.ts";
 

@@ -9,7 +9,7 @@
  */
 import { createHash } from "node:crypto";
 import { FailedError } from "../errors.ts";
-import type { AcmeStore } from "./acme.ts";
+import type { AcmeRow, AcmeStore } from "./acme.ts";
 
 /** TokenKind: `enroll` tokens are bootstrap tokens for `POST /v1/enroll` (`mtlskit token create`); `acme` are EAB keys (issue 16). */
 export type TokenKind = "enroll" | "acme";
@@ -103,8 +103,39 @@ export interface StoredToken extends TokenRecord {
   secretSha256: Buffer;
 }
 
-/** LedgerRow is one row of either table, as `readRows` pages them and `writeRows` copies them. */
-export type LedgerRow = { table: "tokens"; row: StoredToken } | { table: "certificates"; row: IssuedRecord };
+/** EabRow: an EAB key's HMAC key (acme_eab), beside its `acme` token's row. */
+export interface EabRow {
+  tokenId: string;
+  hmacKey: Buffer;
+}
+
+/**
+ * LedgerRow is one row of a copied table, as `readRows` pages them and `writeRows` copies them:
+ * tokens, certificates, and the ACME state (EAB keys' HMAC keys, accounts/orders/authorizations).
+ * Nonces are not copied: each lives an hour at most, and a client answered badNonce retries.
+ */
+export type LedgerRow =
+  | { table: "tokens"; row: StoredToken }
+  | { table: "certificates"; row: IssuedRecord }
+  | { table: "acme_eab"; row: EabRow }
+  | { table: "acme_objects"; row: AcmeRow };
+
+/** LEDGER_TABLES: the tables `ledger migrate` copies, in copy order (a certificate names a token; an EAB key is a token's). */
+export const LEDGER_TABLES: readonly LedgerRow["table"][] = ["tokens", "certificates", "acme_eab", "acme_objects"];
+
+/**
+ * rowId is a row's key within its table, in the order readRows pages it: a token's id, a
+ * certificate's serial, an EAB key's token id, an ACME object's `KIND/ID` (kinds are fixed words,
+ * none a prefix of another, and ids base64url: the string order is the (kind, id) order).
+ */
+export const rowId = (r: LedgerRow): string =>
+  r.table === "tokens"
+    ? r.row.id
+    : r.table === "certificates"
+      ? r.row.serial
+      : r.table === "acme_eab"
+        ? r.row.tokenId
+        : `${r.row.kind}/${r.row.id}`;
 
 /** WriteRowsResult: how many rows were added, how many were there already with the same content, and the keys there with other content (then nothing was written). */
 export interface WriteRowsResult {
@@ -167,7 +198,7 @@ export interface Ledger {
    * CRL on disk (ca/crl-number) is never reused.
    */
   nextCrlNumber(atLeast: bigint): Promise<bigint>;
-  /** readRows pages one table in key order (id, serial): at most `limit` rows whose key is after `after`. */
+  /** readRows pages one table in rowId order (byte order): at most `limit` rows whose rowId is after `after`. */
   readRows(table: LedgerRow["table"], after: string | undefined, limit: number): Promise<LedgerRow[]>;
   /**
    * writeRows copies rows from another ledger in one transaction: a row whose key is absent is
@@ -245,8 +276,8 @@ export function redactUrl(spec: string): string {
   return `postgres://${host}:${port}/${db}`;
 }
 
-/** rowKey is a row's key in its table: `tokens/ID` or `certificates/SERIAL`, as messages name it. */
-export const rowKey = (r: LedgerRow): string => `${r.table}/${r.table === "tokens" ? r.row.id : r.row.serial}`;
+/** rowKey is a row's key with its table: `tokens/ID`, `certificates/SERIAL`, `acme_eab/ID`, `acme_objects/KIND/ID`, as messages name it. */
+export const rowKey = (r: LedgerRow): string => `${r.table}/${rowId(r)}`;
 
 /**
  * rowSha256 is a row's content as a SHA-256 (lower-case hex) over a canonical JSON of every
@@ -256,34 +287,38 @@ export const rowKey = (r: LedgerRow): string => `${r.table}/${r.table === "token
 export function rowSha256(r: LedgerRow): string {
   const ms = (d: Date | undefined) => (d === undefined ? null : d.getTime());
   const v =
-    r.table === "tokens"
-      ? [
-          r.row.id,
-          r.row.kind,
-          r.row.service,
-          r.row.secretSha256.toString("hex"),
-          ms(r.row.createdAt),
-          ms(r.row.expiresAt),
-          ms(r.row.usedAt),
-          r.row.usedBy ?? null,
-          ms(r.row.revokedAt),
-        ]
-      : [
-          r.row.serial,
-          r.row.service,
-          r.row.sans,
-          ms(r.row.notBefore),
-          ms(r.row.notAfter),
-          r.row.sha256,
-          r.row.der.toString("hex"),
-          r.row.how,
-          r.row.tokenId ?? null,
-          r.row.renewedFrom ?? null,
-          r.row.requester,
-          ms(r.row.issuedAt),
-          ms(r.row.revokedAt),
-          r.row.revokedReason ?? null,
-        ];
+    r.table === "acme_eab"
+      ? [r.row.tokenId, r.row.hmacKey.toString("hex")]
+      : r.table === "acme_objects"
+        ? [r.row.kind, r.row.id, r.row.version, r.row.lookup ?? null, r.row.doc]
+        : r.table === "tokens"
+          ? [
+              r.row.id,
+              r.row.kind,
+              r.row.service,
+              r.row.secretSha256.toString("hex"),
+              ms(r.row.createdAt),
+              ms(r.row.expiresAt),
+              ms(r.row.usedAt),
+              r.row.usedBy ?? null,
+              ms(r.row.revokedAt),
+            ]
+          : [
+              r.row.serial,
+              r.row.service,
+              r.row.sans,
+              ms(r.row.notBefore),
+              ms(r.row.notAfter),
+              r.row.sha256,
+              r.row.der.toString("hex"),
+              r.row.how,
+              r.row.tokenId ?? null,
+              r.row.renewedFrom ?? null,
+              r.row.requester,
+              ms(r.row.issuedAt),
+              ms(r.row.revokedAt),
+              r.row.revokedReason ?? null,
+            ];
   return createHash("sha256")
     .update(JSON.stringify([r.table, ...v]))
     .digest("hex");

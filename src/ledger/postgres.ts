@@ -732,6 +732,26 @@ class PostgresLedgerImpl implements PostgresLedger {
   }
 
   async readRows(table: LedgerRow["table"], after: string | undefined, limit: number): Promise<LedgerRow[]> {
+    if (table === "acme_eab")
+      return (
+        await this.query<{ token_id: string; hmac_key: Buffer }>(
+          `read ${table}`,
+          `SELECT * FROM acme_eab WHERE $1::text IS NULL OR token_id COLLATE "C" > $1 ORDER BY token_id COLLATE "C" LIMIT $2`,
+          [after ?? null, limit],
+        )
+      ).map((r): LedgerRow => ({ table, row: { tokenId: r.token_id, hmacKey: r.hmac_key } }));
+    if (table === "acme_objects") {
+      // Byte order on (kind, id): rowId's (`KIND/ID`) order, as SQLite and copy.ts's merge compare.
+      const cut = after?.indexOf("/") ?? -1;
+      const [kind, id] = after === undefined ? ["", ""] : [after.slice(0, cut), after.slice(cut + 1)];
+      return (
+        await this.query<AcmeDbRow>(
+          `read ${table}`,
+          `SELECT * FROM acme_objects WHERE (kind COLLATE "C", id COLLATE "C") > ($1::text, $2::text) ORDER BY kind COLLATE "C", id COLLATE "C" LIMIT $3`,
+          [kind, id, limit],
+        )
+      ).map((r): LedgerRow => ({ table, row: toAcme(r) }));
+    }
     const key = table === "tokens" ? "id" : "serial";
     const rows = await this.query<TokenRow & CertRow>(
       `read ${table}`,
@@ -748,6 +768,41 @@ class PostgresLedgerImpl implements PostgresLedger {
     return this.transaction<WriteRowsResult>(`copy ${rows.length} rows`, async (c) => {
       const out: WriteRowsResult = { added: 0, same: 0, conflicts: [] };
       for (const r of rows) {
+        if (r.table === "acme_eab" || r.table === "acme_objects") {
+          const ins =
+            r.table === "acme_eab"
+              ? await c.query("INSERT INTO acme_eab (token_id, hmac_key) VALUES ($1, $2) ON CONFLICT DO NOTHING", [
+                  r.row.tokenId,
+                  r.row.hmacKey,
+                ])
+              : await c.query(
+                  "INSERT INTO acme_objects (kind, id, version, lookup, doc) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                  [r.row.kind, r.row.id, r.row.version, r.row.lookup ?? null, r.row.doc],
+                );
+          if (ins.rowCount === 1) {
+            out.added++;
+            continue;
+          }
+          const there: LedgerRow | undefined =
+            r.table === "acme_eab"
+              ? (
+                  await c.query<{ hmac_key: Buffer }>("SELECT hmac_key FROM acme_eab WHERE token_id = $1", [
+                    r.row.tokenId,
+                  ])
+                ).rows.map(
+                  (e): LedgerRow => ({ table: "acme_eab", row: { tokenId: r.row.tokenId, hmacKey: e.hmac_key } }),
+                )[0]
+              : // Absent: the insert was skipped for another object holding its lookup key.
+                (
+                  await c.query<AcmeDbRow>("SELECT * FROM acme_objects WHERE kind = $1 AND id = $2", [
+                    r.row.kind,
+                    r.row.id,
+                  ])
+                ).rows.map((o): LedgerRow => ({ table: "acme_objects", row: toAcme(o) }))[0];
+          if (there && rowSha256(there) === rowSha256(r)) out.same++;
+          else out.conflicts.push(rowKey(r));
+          continue;
+        }
         const ins =
           r.table === "tokens"
             ? await c.query(

@@ -1075,6 +1075,26 @@ class SqliteLedgerImpl implements SqliteLedger {
 
   readRows(table: LedgerRow["table"], after: string | undefined, limit: number): Promise<LedgerRow[]> {
     return this.guard(`read ${table}`, () => {
+      // A ledger read at an older schema (never migrated) keeps no ACME state.
+      if ((table === "acme_eab" || table === "acme_objects") && !this.sa) return [];
+      if (table === "acme_eab")
+        return this.db
+          .prepare<[string | null, string | null, number], { token_id: string; hmac_key: Buffer }>(
+            "SELECT * FROM acme_eab WHERE ? IS NULL OR token_id > ? ORDER BY token_id LIMIT ?",
+          )
+          .all(after ?? null, after ?? null, limit)
+          .map((r): LedgerRow => ({ table, row: { tokenId: r.token_id, hmacKey: r.hmac_key } }));
+      if (table === "acme_objects") {
+        // The (kind, id) primary key's order is rowId's (`KIND/ID`) order: see ledger.ts.
+        const [kind, id] =
+          after === undefined ? ["", ""] : [after.slice(0, after.indexOf("/")), after.slice(after.indexOf("/") + 1)];
+        return this.db
+          .prepare<[string, string, number], AcmeDbRow>(
+            "SELECT * FROM acme_objects WHERE (kind, id) > (?, ?) ORDER BY kind, id LIMIT ?",
+          )
+          .all(kind, id, limit)
+          .map((r): LedgerRow => ({ table, row: toAcme(r) }));
+      }
       const key = table === "tokens" ? "id" : "serial";
       const rows = this.db
         .prepare<[string | null, string | null, number], TokenRow & CertRow>(
@@ -1100,51 +1120,70 @@ class SqliteLedgerImpl implements SqliteLedger {
         `INSERT OR IGNORE INTO certificates (serial, service, sans, not_before, not_after, sha256, der, how, token_id, renewed_from, requester, issued_at, revoked_at, revoked_reason)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       );
+      const insertEab = this.db.prepare("INSERT OR IGNORE INTO acme_eab (token_id, hmac_key) VALUES (?, ?)");
+      const insertAcme = this.db.prepare(
+        "INSERT OR IGNORE INTO acme_objects (kind, id, version, lookup, doc) VALUES (?, ?, ?, ?, ?)",
+      );
       const ms = (d: Date | undefined) => d?.getTime() ?? null;
       const run = this.db.transaction((): WriteRowsResult => {
         const out: WriteRowsResult = { added: 0, same: 0, conflicts: [] };
         for (const r of rows) {
           const added =
-            r.table === "tokens"
-              ? insertToken.run(
-                  r.row.id,
-                  r.row.kind,
-                  r.row.service,
-                  r.row.secretSha256,
-                  r.row.createdAt.getTime(),
-                  r.row.expiresAt.getTime(),
-                  ms(r.row.usedAt),
-                  r.row.usedBy ?? null,
-                  ms(r.row.revokedAt),
-                ).changes
-              : insertCert.run(
-                  r.row.serial,
-                  r.row.service,
-                  JSON.stringify(r.row.sans),
-                  r.row.notBefore.getTime(),
-                  r.row.notAfter.getTime(),
-                  r.row.sha256,
-                  r.row.der,
-                  r.row.how,
-                  r.row.tokenId ?? null,
-                  r.row.renewedFrom ?? null,
-                  r.row.requester,
-                  r.row.issuedAt.getTime(),
-                  ms(r.row.revokedAt),
-                  r.row.revokedReason ?? null,
-                ).changes;
+            r.table === "acme_eab"
+              ? insertEab.run(r.row.tokenId, r.row.hmacKey).changes
+              : r.table === "acme_objects"
+                ? insertAcme.run(r.row.kind, r.row.id, r.row.version, r.row.lookup ?? null, r.row.doc).changes
+                : r.table === "tokens"
+                  ? insertToken.run(
+                      r.row.id,
+                      r.row.kind,
+                      r.row.service,
+                      r.row.secretSha256,
+                      r.row.createdAt.getTime(),
+                      r.row.expiresAt.getTime(),
+                      ms(r.row.usedAt),
+                      r.row.usedBy ?? null,
+                      ms(r.row.revokedAt),
+                    ).changes
+                  : insertCert.run(
+                      r.row.serial,
+                      r.row.service,
+                      JSON.stringify(r.row.sans),
+                      r.row.notBefore.getTime(),
+                      r.row.notAfter.getTime(),
+                      r.row.sha256,
+                      r.row.der,
+                      r.row.how,
+                      r.row.tokenId ?? null,
+                      r.row.renewedFrom ?? null,
+                      r.row.requester,
+                      r.row.issuedAt.getTime(),
+                      ms(r.row.revokedAt),
+                      r.row.revokedReason ?? null,
+                    ).changes;
           if (added === 1) {
             out.added++;
             continue;
           }
-          const there: LedgerRow =
+          const there: LedgerRow | undefined =
             r.table === "tokens"
               ? (() => {
                   const t = this.st.token.get(r.row.id)!;
                   return { table: "tokens", row: { ...toToken(t), secretSha256: t.secret_sha256 } };
                 })()
-              : { table: "certificates", row: toIssued(this.st.cert.get(r.row.serial)!) };
-          if (rowSha256(there) === rowSha256(r)) out.same++;
+              : r.table === "certificates"
+                ? { table: "certificates", row: toIssued(this.st.cert.get(r.row.serial)!) }
+                : r.table === "acme_eab"
+                  ? (() => {
+                      const e = this.sa!.eab.get(r.row.tokenId)!;
+                      return { table: "acme_eab", row: { tokenId: r.row.tokenId, hmacKey: e.hmac_key } };
+                    })()
+                  : (() => {
+                      // Absent: the insert was ignored for another object holding its lookup key.
+                      const o = this.sa!.acmeGet.get(r.row.kind, r.row.id);
+                      return o ? { table: "acme_objects", row: toAcme(o) } : undefined;
+                    })();
+          if (there && rowSha256(there) === rowSha256(r)) out.same++;
           else out.conflicts.push(rowKey(r));
         }
         // A conflict writes nothing: the whole copy is undone (throwing rolls the transaction back).

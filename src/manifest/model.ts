@@ -61,6 +61,8 @@ export interface Service {
   reload?: Reload;
   /** ttlMs: the lifetime of a certificate the online CA (`mtlskit serve`) issues to this service (csr: true only); at most serve.maxTtlMs. Default: 1h. */
   ttlMs?: number;
+  /** acmeTrustBinding: csr: true only: ACME authorizations of this service's accounts are created valid, trusting the EAB binding (no challenge). Default: false. */
+  acmeTrustBinding?: boolean;
 }
 
 /** ServeSpec is the resolved `serve:` section: the online CA's policy (`mtlskit serve`, `mtlskit agent`). */

@@ -137,6 +137,7 @@ export function normalize(w: WrittenManifest, ctx: Context, manifestDir: string)
     if (s.csr === true) {
       service.csr = true;
       service.ttlMs = ttl(s.ttl ?? DEFAULTS.ttl);
+      if (s.acmeTrustBinding === true) service.acmeTrustBinding = true;
     }
     if (s.reload !== undefined)
       service.reload =

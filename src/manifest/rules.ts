@@ -446,6 +446,21 @@ const ttlNeedsCsr: Rule = (m, w, ctx) => {
   }
 };
 
+/**
+ * acmeTrustNeedsCsr: acmeTrustBinding lets the online CA's ACME server skip challenges for a
+ * service's accounts, and only csr services are issued online; elsewhere it would mean nothing.
+ */
+const acmeTrustNeedsCsr: Rule = (m, w, ctx) => {
+  for (const s of m.services) {
+    if (s.csr || w.services[s.name]?.acmeTrustBinding === undefined) continue;
+    ctx.error(
+      ["services", s.name, "acmeTrustBinding"],
+      "trusts ACME accounts of this service without a challenge, but only csr: true services are issued online (and by ACME)",
+      "add csr: true, or remove acmeTrustBinding",
+    );
+  }
+};
+
 /** ttlPath is where a csr service's ttl was set: its own field, else `fallback` (the bound the default must fit). */
 const ttlPath = (w: WrittenManifest, service: string, fallback: (string | number)[]): (string | number)[] =>
   w.services[service]?.ttl !== undefined ? ["services", service, "ttl"] : fallback;
@@ -497,13 +512,22 @@ const ttlWithinCa: Rule = (m, w, ctx) => {
 
 /**
  * adminsAreClients: serve.admins names the services whose client certificate may revoke, so each
- * must be a service of this manifest and able to authenticate as a client (clientAuth).
+ * must be a service of this manifest and able to authenticate as a client (clientAuth), named once.
  */
 const adminsAreClients: Rule = (m, w, ctx) => {
   const byName = new Map(m.services.map((s) => [s.name, s]));
+  const seen = new Map<string, number>();
   (w.serve?.admins ?? []).forEach((name, i) => {
     const s = byName.get(name);
-    if (!s)
+    const first = seen.get(name);
+    if (first === undefined) seen.set(name, i);
+    if (first !== undefined)
+      ctx.error(
+        ["serve", "admins", i],
+        `names ${name} again (already serve.admins[${first}]); a repeated admin is most often a typo for another service`,
+        `remove the repeated ${name}, or write the service you meant`,
+      );
+    else if (!s)
       ctx.error(
         ["serve", "admins", i],
         `names unknown service ${JSON.stringify(name)}; services are: ${serviceNames(m)}`,
@@ -527,6 +551,7 @@ export const RULES: readonly Rule[] = [
   externalFilesFollowSplit,
   reloadNeedsManagedFiles,
   csrAlone,
+  acmeTrustNeedsCsr,
   ttlNeedsCsr,
   ttlWithinMaxTtl,
   ttlWithinCa,

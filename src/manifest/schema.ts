@@ -426,6 +426,14 @@ const ServiceSchema = strict(
         "csr: true only: the lifetime of each certificate the online CA (`mtlskit serve`) issues to this service's agent, which renews at two thirds of it. At most serve.maxTtl, and shorter than the CA's (or ca.intermediate's) validity. `validity` still sets the lifetime of a certificate `mtlskit sign` writes. Default: 1h.",
       ),
     ),
+    acmeTrustBinding: v.optional(
+      v.pipe(
+        v.boolean((i) => `must be true or false; got ${got(i.input)}`),
+        v.description(
+          "csr: true only: ACME orders by this service's accounts are authorized by their External Account Binding alone: authorizations are created valid and no challenge is validated. Risk: whoever holds one of its EAB keys (or the account key it bound) obtains certificates for every name the service declares, from any host, without proving control of them. For names no validator can reach (no DNS, closed networks). Default: false (http-01, tls-alpn-01 or dns-01 must be met).",
+        ),
+      ),
+    ),
     reload: v.optional(ReloadSchema),
     clientSans: v.optional(
       v.pipe(

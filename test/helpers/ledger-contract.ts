@@ -7,7 +7,15 @@
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import { describe, it, mock } from "node:test";
-import { type IssuedRecord, type Ledger, type LedgerRow, rowSha256, SCHEMA_VERSION } from "../../src/ledger/index.ts";
+import type { AcmeKind, AcmeRow } from "../../src/ledger/acme.ts";
+import {
+  type IssuedRecord,
+  type Ledger,
+  type LedgerRow,
+  rowId,
+  rowSha256,
+  SCHEMA_VERSION,
+} from "../../src/ledger/index.ts";
 import { newToken } from "../../src/ledger/tokens.ts";
 
 export const NOW = new Date("2027-03-01T12:00:00Z");
@@ -270,6 +278,51 @@ export function ledgerContract(
   });
 
   describe(`ledger contract (${name}): acme store`, () => {
+    it("ok/readRows pages the ACME tables in (kind, id) byte order; writeRows copies EAB keys and objects, counts same, and refuses another version or a taken lookup key writing nothing", async () => {
+      const src = await open();
+      const eab = await src.createToken("web", "acme", HOUR, NOW);
+      const obj = (kind: AcmeKind, id: string, lookup?: string): AcmeRow => ({
+        kind,
+        id,
+        version: 1,
+        lookup,
+        doc: JSON.stringify({ kind, id }),
+      });
+      // Upper case sorts before lower case and `-` before `_` in byte order (base64url ids).
+      const made = [obj("order", "b_1"), obj("account", "a-2", "thumb-a"), obj("authz", "Z"), obj("order", "B-1")];
+      assert.deepEqual(await src.acme!.write(made), { ok: true });
+      const page1 = await src.readRows("acme_objects", undefined, 2);
+      const page2 = await src.readRows("acme_objects", rowId(page1.at(-1)!), 2);
+      const page3 = await src.readRows("acme_objects", rowId(page2.at(-1)!), 2);
+      assert.deepEqual([...page1, ...page2, ...page3].map(rowId), ["account/a-2", "authz/Z", "order/B-1", "order/b_1"]);
+      const eabs = await src.readRows("acme_eab", undefined, 10);
+      assert.deepEqual(eabs.map(rowId), [eab.record.id]);
+      const all: LedgerRow[] = [...(await src.readRows("tokens", undefined, 10)), ...eabs, ...page1, ...page2];
+      const dst = await open();
+      assert.deepEqual(await dst.writeRows(all), { added: 6, same: 0, conflicts: [] });
+      assert.deepEqual(await dst.writeRows(all), { added: 0, same: 6, conflicts: [] });
+      const back = [
+        ...(await dst.readRows("tokens", undefined, 10)),
+        ...(await dst.readRows("acme_eab", undefined, 10)),
+        ...(await dst.readRows("acme_objects", undefined, 10)),
+      ];
+      assert.deepEqual(back.map(rowSha256), all.map(rowSha256), "every row copied whole");
+      assert.equal((await dst.acme!.eabKey(eab.record.id, NOW)).ok, true, "the copied EAB key binds");
+      assert.equal((await dst.acme!.find("account", "thumb-a"))?.id, "a-2");
+      // Another version of an object, and a new object holding a taken lookup key: conflicts, nothing written.
+      const moved: LedgerRow = { table: "acme_objects", row: { ...obj("authz", "Z"), version: 2 } };
+      const thief: LedgerRow = { table: "acme_objects", row: obj("account", "a-3", "thumb-a") };
+      const fresh: LedgerRow = { table: "acme_objects", row: obj("order", "c") };
+      assert.deepEqual(await dst.writeRows([fresh, moved, thief]), {
+        added: 0,
+        same: 0,
+        conflicts: ["acme_objects/authz/Z", "acme_objects/account/a-3"],
+      });
+      assert.equal(await dst.acme!.get("order", "c"), undefined, "a conflict writes nothing of its batch");
+      await src.close();
+      await dst.close();
+    });
+
     it("ok/an acme token's HMAC key is read back while usable; binding an account consumes it once; every EabVerdict", async () => {
       const ledger = await open();
       const acme = ledger.acme!;

@@ -24,8 +24,8 @@ export interface OnlineCa {
   token(service: string, ttlMs?: number): Promise<string>;
   /** stop closes the server (the PKI stays). */
   stop(): Promise<void>;
-  /** restart starts it again on the same port. */
-  restart(): Promise<void>;
+  /** restart starts it again on the same port; `ledger` (a --ledger spec): on another ledger from then on (the one `ledger migrate` copied into). */
+  restart(ledger?: string): Promise<void>;
   /** ledgerRows reads every certificate row of the server's ledger. */
   ledgerRows(): Promise<IssuedRecord[]>;
   /** eab makes an ACME EAB key for `service` (`mtlskit token create SERVICE --acme`): its kid and base64url HMAC key. */
@@ -46,12 +46,13 @@ export async function startOnlineCa(manifestText: string, opts: OnlineCaOptions 
   const r = await runCli(["apply", "-f", manifest, "--pki", pki]);
   assert.equal(r.code, 0, r.err);
   const loaded = loadManifest(manifest);
+  let ledgerSpec: string | undefined;
   const start = async (port: number) =>
     startServer({
       manifest: loaded,
       pkiDir: pki,
       listen: { host: "127.0.0.1", port },
-      ledger: await openLedger(pki),
+      ledger: await openLedger(pki, ledgerSpec),
       checkMs: 100, // a CA rotation is seen within 100 ms
       ...(opts.acme ? { acme: opts.acme } : {}),
     });
@@ -73,7 +74,8 @@ export async function startOnlineCa(manifestText: string, opts: OnlineCaOptions 
     async stop() {
       await server.close();
     },
-    async restart() {
+    async restart(ledger) {
+      if (ledger !== undefined) ledgerSpec = ledger;
       server = await start(port);
     },
   };

@@ -1,21 +1,25 @@
 /**
- * ACME with real clients from Debian (issue 16): lego (http-01 and tls-alpn-01) and certbot
+ * ACME with real clients from Debian (issue 16): lego (http-01, tls-alpn-01, and dns-01 through
+ * Debian's BIND, which lego's rfc2136 provider updates with a TSIG key) and certbot
  * (standalone http-01) register with External Account Binding keys from `mtlskit token create
  * --acme`, obtain, renew and revoke certificates from `mtlskit serve` running as a process. The
  * validator dials the clients' challenge ports on 127.0.0.1 (`--acme-http-port`/`--acme-tls-port`,
  * the test-only flags; names under .localhost resolve to loopback in the validator itself). Each
  * certificate is judged by `openssl verify -x509_strict -purpose` for the service's usage and
- * used in a real mutual-TLS handshake against the CA's bundle.
+ * used in a real mutual-TLS handshake against the CA's bundle. The dns-01 validator asks only
+ * that BIND (`--acme-dns-resolver 127.0.0.1:PORT`), authoritative for the zone `localhost` in a
+ * temporary folder on a free loopback port.
  */
 import assert from "node:assert/strict";
-import { X509Certificate } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { randomBytes, X509Certificate } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { handshake } from "../helpers/tls.ts";
 import {
   exec,
   freePort,
+  logMark,
   makePki,
   mtlskit,
   need,
@@ -25,6 +29,7 @@ import {
   startServer,
   stopAll,
   subdir,
+  waitForLog,
   waitForPort,
 } from "./harness.ts";
 
@@ -42,6 +47,11 @@ services:
     usage: server
     csr: true
     addresses: [api.localhost]
+  edge:
+    usage: server
+    csr: true
+    acmeTrustBinding: true
+    addresses: [edge.localhost]
 `;
 
 let pki: Pki;
@@ -50,6 +60,44 @@ let url: string;
 let bundle: string;
 let httpPort: number;
 let tlsPort: number;
+let dnsPort: number;
+/** TSIG: the key lego's rfc2136 provider signs its updates of the zone with (named.conf allows only it). */
+const TSIG = { name: "mtlskit-acme.", algorithm: "hmac-sha256.", secret: randomBytes(32).toString("base64") };
+
+/**
+ * startBind starts Debian's named in the foreground, authoritative for `localhost` only (no
+ * recursion, no rndc), on 127.0.0.1:PORT (UDP and TCP), its zone updatable with the TSIG key.
+ */
+async function startBind(port: number): Promise<Server> {
+  const dir = subdir("acme-bind");
+  writeFileSync(
+    path.join(dir, "named.conf"),
+    `options {
+  directory "${dir}";
+  pid-file "${dir}/named.pid";
+  session-keyfile "${dir}/session.key";
+  listen-on port ${port} { 127.0.0.1; };
+  listen-on-v6 { none; };
+  recursion no;
+  dnssec-validation no;
+};
+controls { };
+key "${TSIG.name}" { algorithm ${TSIG.algorithm.replace(/\.$/, "")}; secret "${TSIG.secret}"; };
+zone "localhost" { type primary; file "${dir}/db.localhost"; allow-update { key "${TSIG.name}"; }; };
+`,
+  );
+  writeFileSync(
+    path.join(dir, "db.localhost"),
+    `$TTL 5
+@ IN SOA ns.localhost. hostmaster.localhost. 1 60 60 3600 5
+@ IN NS ns.localhost.
+ns IN A 127.0.0.1
+`,
+  );
+  const named = startServer("acme-named", need("named"), ["-g", "-c", path.join(dir, "named.conf")]);
+  await waitForPort(port, named, 30_000);
+  return named;
+}
 
 /** cli runs the mtlskit CLI as a process. */
 const cli = (...args: string[]) => exec(process.execPath, mtlskit(args), { cwd: REPO, timeoutMs: 60_000 });
@@ -81,11 +129,14 @@ describe("acme: lego and certbot against mtlskit serve", { timeout: 300_000 }, (
     need("lego");
     need("certbot");
     need("openssl");
+    need("named");
     pki = await makePki("acme", MANIFEST);
     bundle = path.join(pki.pki, "ca/ca.pem");
     const port = await freePort();
     httpPort = await freePort();
     tlsPort = await freePort();
+    dnsPort = await freePort();
+    await startBind(dnsPort);
     serve = startServer(
       "acme-serve",
       process.execPath,
@@ -101,6 +152,8 @@ describe("acme: lego and certbot against mtlskit serve", { timeout: 300_000 }, (
         String(httpPort),
         "--acme-tls-port",
         String(tlsPort),
+        "--acme-dns-resolver",
+        `127.0.0.1:${dnsPort}`,
         "--log",
       ]),
       { cwd: REPO },
@@ -113,9 +166,9 @@ describe("acme: lego and certbot against mtlskit serve", { timeout: 300_000 }, (
   });
 
   /** lego runs lego against the server with `args` (bounded), trusting only the CA's bundle. */
-  const lego = (dir: string, args: string[]) =>
+  const lego = (dir: string, args: string[], env: Record<string, string> = {}) =>
     exec("lego", ["--server", url, "--path", dir, "--email", "ops@example.test", "--accept-tos", ...args], {
-      env: { LEGO_CA_CERTIFICATES: bundle },
+      env: { LEGO_CA_CERTIFICATES: bundle, ...env },
       timeoutMs: 90_000,
     });
 
@@ -196,6 +249,88 @@ describe("acme: lego and certbot against mtlskit serve", { timeout: 300_000 }, (
     const client = verify(crt, "sslclient");
     assert.notEqual(client.code, 0, "usage: server is not a client certificate");
     assert.match(client.out, /unsuitable certificate purpose/);
+  });
+
+  it("ok/lego dns-01 through BIND (rfc2136 with TSIG): the validator finds the TXT record through the configured BIND (the system resolver has never heard of it); the certificate is issued, verified and revoked", async () => {
+    const dir = subdir("acme-lego-dns");
+    const key = eab("web");
+    const dns = [
+      "--eab",
+      "--kid",
+      key.kid,
+      "--hmac",
+      key.hmacKey,
+      "--dns",
+      "rfc2136",
+      "--dns.resolvers",
+      `127.0.0.1:${dnsPort}`,
+      // lego's propagation check also asks the zone's NS on port 53; this BIND listens on a free port.
+      "--dns.disable-cp",
+      "--domains",
+      "web.localhost",
+    ];
+    const env = {
+      RFC2136_NAMESERVER: `127.0.0.1:${dnsPort}`,
+      RFC2136_TSIG_KEY: TSIG.name,
+      RFC2136_TSIG_ALGORITHM: TSIG.algorithm,
+      RFC2136_TSIG_SECRET: TSIG.secret,
+      RFC2136_PROPAGATION_TIMEOUT: "30",
+      RFC2136_POLLING_INTERVAL: "1",
+      RFC2136_TTL: "5",
+    };
+    // The banner says what is offered and where TXT records are looked up.
+    assert.match(
+      await waitForLog(serve, 0, /ACME challenges:/),
+      new RegExp(`ACME challenges: http-01, tls-alpn-01, dns-01 \\(TXT asked of 127\\.0\\.0\\.1:${dnsPort} only\\)`),
+    );
+    const mark = logMark(serve);
+    const run = lego(dir, [...dns, "run"], env);
+    assert.equal(run.code, 0, run.out);
+    assert.match(run.out, /dns-01/i);
+    assert.match(
+      await waitForLog(serve, mark, /"challenge":"dns-01","valid":true/),
+      /"identifier":"DNS:web.localhost"/,
+    );
+    const crt = path.join(dir, "certificates/web.localhost.crt");
+    const x = new X509Certificate(readFileSync(crt));
+    assert.equal(x.subjectAltName, "DNS:web.localhost, URI:spiffe://acme/dual/web");
+    for (const purpose of ["sslserver", "sslclient"] as const) {
+      const v = verify(crt, purpose);
+      assert.equal(v.code, 0, `${purpose}: ${v.out}`);
+    }
+    const serial = serialOf(crt);
+    assert.equal(ledgerRow(serial).how, "acme");
+    const revoke = lego(dir, [...dns, "revoke"], env);
+    assert.equal(revoke.code, 0, revoke.out);
+    assert.equal(ledgerRow(serial).revokedReason, "unspecified");
+  });
+
+  it("ok/lego against an acmeTrustBinding service: the authorization is already valid, lego solves no challenge, the certificate is issued", async () => {
+    const dir = subdir("acme-lego-trusted");
+    const key = eab("edge");
+    // The http-01 port given to lego is never dialed: nothing listens there unless lego must solve.
+    const run = lego(dir, [
+      "--eab",
+      "--kid",
+      key.kid,
+      "--hmac",
+      key.hmacKey,
+      "--http",
+      "--http.port",
+      `127.0.0.1:${httpPort}`,
+      "--domains",
+      "edge.localhost",
+      "run",
+    ]);
+    assert.equal(run.code, 0, run.out);
+    assert.match(run.out, /authorization already valid; skipping challenge/);
+    assert.doesNotMatch(run.out, /use http-01 solver|Served key authentication/);
+    const crt = path.join(dir, "certificates/edge.localhost.crt");
+    assert.equal(
+      new X509Certificate(readFileSync(crt)).subjectAltName,
+      "DNS:edge.localhost, URI:spiffe://acme/server/edge",
+    );
+    assert.equal(verify(crt, "sslserver").code, 0);
   });
 
   it("fail/lego refusals: a name the service does not declare (rejectedIdentifier), a used EAB key, no EAB", async () => {

@@ -338,8 +338,11 @@ on PostgreSQL under an advisory lock, so replicas starting at once apply them on
 version. \`mtlskit serve\` applies them on start too; this is for doing it first, deliberately.
 A schema newer than this mtlskit is refused: migrations never go down (upgrade mtlskit instead).
 
-With --from and --to: copies every token and certificate row of one ledger into the other (pages
-of 500, key order), then reads both back and compares the counts and each row's SHA-256. Re-running
+With --from and --to: copies every row of one ledger into the other: tokens, certificates and the
+ACME state (EAB keys, accounts, orders, authorizations; not nonces, which live an hour: a client
+retries on badNonce), in pages of 500 in key order, then reads both back and compares the counts
+and each row's SHA-256. ACME clients keep their accounts when serve comes back at the same URL on
+the new ledger (account URLs name the host and port). Re-running
 copies nothing new; a row already in the target with the same key and other content stops the copy
 and is named. The usual move, once, with serve stopped:
   mtlskit ledger migrate --from sqlite:./pki/ca/ledger.db --to postgres://mtlskit@db:5432/mtlskit
@@ -429,15 +432,16 @@ async function migrateCommand(args: string[], io: Io): Promise<number> {
         throw new FailedError(
           `ledger migrate: the copy in ${toName} does not match ${fromName}: ${check.missing.length} missing, ${check.different.length} different (${bad.slice(0, 10).join(", ")}${bad.length > 10 ? ", ..." : ""})\n    fix: was a ledger written during the copy? Stop every \`mtlskit serve\` using ${fromName} and run the same command again`,
         );
-      const rows = check.source.tokens + check.source.certificates;
+      const rows = Object.values(check.source).reduce((a, b) => a + b, 0);
+      const same = Object.values(copied).reduce((a, b) => a + b.same, 0);
       if (values.json)
         io.out(
           `${JSON.stringify({ from: fromName, to: toName, copied, verified: { source: check.source, target: check.target } }, null, 2)}\n`,
         );
       else
         io.out(
-          `Copied ${fromName} to ${toName}: ${copied.tokens.added} tokens and ${copied.certificates.added} certificates added, ${copied.tokens.same + copied.certificates.same} rows already there unchanged.\n` +
-            `Verified: all ${rows} rows of the source (${check.source.tokens} tokens, ${check.source.certificates} certificates) are in the target with the same SHA-256; the target holds ${check.target.tokens} tokens and ${check.target.certificates} certificates.\n` +
+          `Copied ${fromName} to ${toName}: ${copied.tokens.added} tokens and ${copied.certificates.added} certificates added, and of the ACME state ${copied.acme_eab.added} EAB keys and ${copied.acme_objects.added} accounts, orders and authorizations; ${same} rows already there unchanged. ACME nonces are not copied (each lives an hour; a client retries on badNonce).\n` +
+            `Verified: all ${rows} rows of the source (${check.source.tokens} tokens, ${check.source.certificates} certificates, ${check.source.acme_eab} EAB keys, ${check.source.acme_objects} ACME objects) are in the target with the same SHA-256; the target holds ${check.target.tokens} tokens, ${check.target.certificates} certificates, ${check.target.acme_eab} EAB keys and ${check.target.acme_objects} ACME objects.\n` +
             `Next: start \`mtlskit serve --ledger ...\` on each replica with the new ledger; the old one is left as it was.\n`,
         );
       return EXIT.ok;

@@ -25,6 +25,31 @@ const MAX_WORKERS = 64;
  */
 export const DEFAULT_WORKERS = 1;
 
+/** MAX_DNS_RESOLVERS bounds --acme-dns-resolver (node:dns asks them in turn; more only lengthen a failing validation). */
+const MAX_DNS_RESOLVERS = 4;
+
+/**
+ * parseResolvers reads every --acme-dns-resolver: IP[:PORT], at most MAX_DNS_RESOLVERS. The
+ * validator's module (node:tls, node:http, node:dns) is imported only when the flag is given,
+ * like the server: every other command starts without it.
+ */
+async function parseResolvers(texts: string[]): Promise<string[]> {
+  if (texts.length === 0) return [];
+  const { parseDnsResolver } = await import("../../acme/validate.ts");
+  if (texts.length > MAX_DNS_RESOLVERS)
+    throw new UsageError(
+      `mtlskit serve: --acme-dns-resolver is given ${texts.length} times; at most ${MAX_DNS_RESOLVERS} resolvers are asked`,
+    );
+  return texts.map((t) => {
+    const r = parseDnsResolver(t);
+    if (r === undefined)
+      throw new UsageError(
+        `mtlskit serve: --acme-dns-resolver takes IP[:PORT] (an IPv6 address with a port in brackets: [::1]:5353); got ${JSON.stringify(t)}\n    fix: name the DNS server dns-01 validation asks, by address (a name would itself need a resolver)`,
+      );
+    return r;
+  });
+}
+
 /** parseWorkers reads --workers: an integer from 1 to MAX_WORKERS. */
 function parseWorkers(text: string | undefined): number {
   if (text === undefined) return DEFAULT_WORKERS;
@@ -40,6 +65,7 @@ export const SERVE_HELP = `mtlskit serve: the online CA: agents enroll with a to
 
 USAGE
   mtlskit serve [-f FILE] [--pki DIR] [--ledger SPEC] [--listen 127.0.0.1:8443] [--workers N] [--ui] [--log]
+                [--acme-dns-resolver IP[:PORT] ...]
 
 Issues short-lived certificates over HTTPS to the manifest's csr: true services, whose keys are
 made on their own hosts (\`mtlskit agent\`) and never sent. Every certificate carries exactly the
@@ -78,6 +104,10 @@ ${LEDGER_FLAG_HELP}
                        for tests only: the port the ACME validator dials for http-01 (RFC
                        8555: 80) and tls-alpn-01 (RFC 8737: 443), where a test's ACME client
                        listens; a real deployment never sets them
+      --acme-dns-resolver IP[:PORT]
+                       offer dns-01 (RFC 8555 §8.4) and look up its _acme-challenge TXT
+                       records through this DNS server only (repeatable, at most 4; port 53
+                       by default). Without it no dns-01 challenge is offered
 
 EXAMPLES
   mtlskit apply -f mtlskit.yaml --pki ./pki
@@ -104,6 +134,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
         workers: { type: "string" },
         "acme-http-port": { type: "string" },
         "acme-tls-port": { type: "string" },
+        "acme-dns-resolver": { type: "string", multiple: true },
       },
       allowPositionals: false,
       strict: true,
@@ -125,6 +156,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   };
   const httpPort = port("acme-http-port", values["acme-http-port"]);
   const tlsPort = port("acme-tls-port", values["acme-tls-port"]);
+  const dnsResolvers = await parseResolvers(values["acme-dns-resolver"] ?? []);
   const manifestText = readManifestText(values.file);
   const loaded = parseManifest(manifestText, values.file);
   if (values.ui && (loaded.manifest.serve?.admins ?? []).length === 0)
@@ -136,10 +168,15 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   const log = values.log ? { log: { stream: process.stderr } } : {};
   const ledgerSpec = values.ledger === undefined ? {} : { ledgerSpec: values.ledger };
   const acme =
-    httpPort || tlsPort
+    httpPort || tlsPort || dnsResolvers.length > 0
       ? {
           acme: {
-            validator: { ports: { ...(httpPort ? { http: httpPort } : {}), ...(tlsPort ? { tls: tlsPort } : {}) } },
+            validator: {
+              ...(httpPort || tlsPort
+                ? { ports: { ...(httpPort ? { http: httpPort } : {}), ...(tlsPort ? { tls: tlsPort } : {}) } }
+                : {}),
+              ...(dnsResolvers.length > 0 ? { dnsResolvers } : {}),
+            },
           },
         }
       : {};
@@ -164,7 +201,8 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
       `  ledger: ${server.ledger.kind}\n` +
       `  workers: ${workers === 1 ? "1 (this process serves everything)" : `${workers} HTTP processes; this one holds the ledger`}\n` +
       (server.ledger.acme
-        ? `  ACME directory: ${server.url}/acme/directory (EAB keys: mtlskit token create SERVICE --acme)\n`
+        ? `  ACME directory: ${server.url}/acme/directory (EAB keys: mtlskit token create SERVICE --acme)\n` +
+          `  ACME challenges: http-01, tls-alpn-01, ${dnsResolvers.length > 0 ? `dns-01 (TXT asked of ${dnsResolvers.join(", ")} only)` : "no dns-01 (no --acme-dns-resolver)"}\n`
         : "") +
       (values.ui ? `  dashboard: ${server.url}/ui/ (serve.admins' client certificates only)\n` : "") +
       `  services issued online: ${online.map((s) => s.name).join(", ") || "none"}\n` +
