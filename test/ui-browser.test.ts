@@ -9,10 +9,14 @@
  * console error) or overflows a 375-px screen. Screenshots go to test-artifacts/ui/ (gitignored).
  */
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
+import * as https from "node:https";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { buildWeb } from "../scripts/build-web.ts";
+import { loadManifest } from "../src/manifest/index.ts";
+import { startServer } from "../src/server/index.ts";
+import { serveMount } from "../src/ui/server.ts";
 import type { Snapshot } from "../src/ui/snapshot.ts";
 import { axe, type Browser, launchBrowser, type Page } from "./helpers/browser.ts";
 import { tempDir } from "./helpers/cli.ts";
@@ -228,6 +232,69 @@ describe("dashboard in chromium", { timeout: 240_000 }, () => {
       assert.equal(await attr(page, "[data-version]", "data-version"), String(after.version));
       assert.ok(after.version > before.version);
       assert.equal(await page.evaluate(() => (globalThis as unknown as { notReloaded?: boolean }).notReloaded), true);
+    } finally {
+      await page.close();
+    }
+    assert.deepEqual(browser.problems, []);
+  });
+});
+
+describe("dashboard under serve --ui in chromium, as an admin over mTLS", { timeout: 180_000 }, () => {
+  let browser: Browser;
+  let fixture: UiFixture;
+  let server: Awaited<ReturnType<typeof startServer>>;
+  let cert: { ca: Buffer; cert: Buffer; key: Buffer };
+  before(async () => {
+    const assets = tempDir("mtlskit-web-");
+    await buildWeb(assets);
+    fixture = await startUiFixture({ services: 12, online: true, assetsDir: assets });
+    await fixture.stop();
+    server = await startServer({
+      manifest: loadManifest(fixture.manifestFile),
+      pkiDir: fixture.pkiDir,
+      listen: { host: "127.0.0.1", port: 0 },
+      mount: serveMount({ assetsDir: assets, pollMs: 100 }),
+    });
+    // s000 is the fixture's serve.admins.
+    const dir = path.join(fixture.pkiDir, "services", "s000");
+    cert = {
+      ca: readFileSync(path.join(fixture.pkiDir, "ca", "ca.pem")),
+      cert: readFileSync(path.join(dir, "cert.pem")),
+      key: readFileSync(path.join(dir, "key.pem")),
+    };
+    browser = await launchBrowser(WAIT, [
+      { origin: new URL(server.url).origin, certPath: path.join(dir, "cert.pem"), keyPath: path.join(dir, "key.pem") },
+    ]);
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it("ok/the page at /ui/ loads its assets and data by relative paths, shows the counts, and passes axe", async () => {
+    const snap = await new Promise<Snapshot>((resolve, reject) => {
+      https
+        .get(new URL("/ui/api/snapshot", server.url), { ...cert, timeout: WAIT }, (res) => {
+          let body = "";
+          res.setEncoding("utf8");
+          res.on("data", (d: string) => (body += d));
+          res.on("end", () =>
+            res.statusCode === 200 ? resolve(JSON.parse(body) as Snapshot) : reject(new Error(`${res.statusCode}`)),
+          );
+        })
+        .on("error", reject);
+    });
+    const page = await browser.newPage({ width: 1280, height: 900 });
+    try {
+      await open(page, new URL("/ui/", server.url).href, "inventory");
+      for (const [key, n] of Object.entries(snap.counts))
+        assert.equal(await text(page, `[data-count="${key}"]`), n.toLocaleString("en-US"), `header ${key}`);
+      assert.equal(await page.locator("tr.row").count(), snap.services.length);
+      await open(page, new URL("/ui/", server.url).href, "online");
+      assert.equal(await attr(page, "[data-issued]", "data-issued"), String(snap.online?.issued));
+      const serious = (await axe(page)).filter((v) => v.impact === "serious" || v.impact === "critical");
+      assert.deepEqual(serious, []);
+      await page.screenshot({ path: path.join(ARTIFACTS, "serve-ui-online.png") });
     } finally {
       await page.close();
     }

@@ -33,8 +33,19 @@ export interface Browser {
   close(): Promise<void>;
 }
 
-/** launchBrowser starts chromium; every wait of its pages is bounded by `timeoutMs`. */
-export async function launchBrowser(timeoutMs = 20_000): Promise<Browser> {
+/** ClientCertificate: a certificate and key (PEM files) the browser presents to `origin`. */
+export interface ClientCertificate {
+  origin: string;
+  certPath: string;
+  keyPath: string;
+}
+
+/**
+ * launchBrowser starts chromium; every wait of its pages is bounded by `timeoutMs`. With
+ * `clientCertificates`, the browser presents them in TLS handshakes (and accepts the servers'
+ * certificates from the test's private CA).
+ */
+export async function launchBrowser(timeoutMs = 20_000, clientCertificates?: ClientCertificate[]): Promise<Browser> {
   const profile = mkdtempSync(path.join(tmpdir(), "mtlskit-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -42,6 +53,7 @@ export async function launchBrowser(timeoutMs = 20_000): Promise<Browser> {
     args: ARGS,
     timeout: 60_000,
     viewport: { width: 1280, height: 900 },
+    ...(clientCertificates ? { clientCertificates, ignoreHTTPSErrors: true } : {}),
   });
   context.setDefaultTimeout(timeoutMs);
   const problems: string[] = [];
