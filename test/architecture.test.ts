@@ -98,6 +98,9 @@ const DOORS: Record<string, string> = {
   pg: "ledger/postgres.ts",
   "prom-client": "server/metrics.ts",
   jose: "acme/jws.ts",
+  // The dashboard's front end (src/ui/web/, bundled for the browser by scripts/build-web.ts, the
+  // one file that imports esbuild): Preact through view.ts only (JSX compiles to its h()).
+  preact: "ui/web/view.ts",
   // `yaml` is a test-only judge of the Kubernetes emitter (test/export.test.ts): one YAML library
   // at runtime. @peculiar/asn1-x509 and @peculiar/asn1-schema are test-only judges of
   // pki/x509.ts: no file under src/ may import them; test/helpers/peculiar.ts is the only one
@@ -123,11 +126,19 @@ const SERVICE_NEVER = ["pki/issue.ts", "pki/name.ts"];
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? sources(path.join(dir, e.name)) : e.name.endsWith(".ts") ? [path.join(dir, e.name)] : [],
+    e.isDirectory()
+      ? sources(path.join(dir, e.name))
+      : e.name.endsWith(".ts") || e.name.endsWith(".tsx")
+        ? [path.join(dir, e.name)]
+        : [],
   );
 }
 
-const layerOf = (file: string) => path.relative(SRC, file).split(path.sep)[0]!.replace(/\.ts$/, "");
+const layerOf = (file: string) =>
+  path
+    .relative(SRC, file)
+    .split(path.sep)[0]!
+    .replace(/\.tsx?$/, "");
 
 function imports(file: string): string[] {
   const text = readFileSync(file, "utf8");
@@ -159,6 +170,28 @@ describe("architecture", () => {
       }
     });
   }
+
+  it("ui/web/ (the browser bundle) imports only itself, ui/snapshot.ts (types) and Preact through view.ts", () => {
+    const web = files.filter((f) => path.relative(SRC, f).startsWith(`ui${path.sep}web${path.sep}`));
+    assert.ok(web.length >= 5, "src/ui/web exists");
+    for (const f of web) {
+      for (const spec of imports(f)) {
+        const rel = path.relative(SRC, f);
+        if (!spec.startsWith(".")) {
+          assert.equal(rel, path.join("ui", "web", "view.ts"), `${rel} imports ${spec}: only view.ts imports packages`);
+          continue;
+        }
+        const to = path
+          .relative(SRC, path.resolve(path.dirname(f), spec))
+          .split(path.sep)
+          .join("/");
+        assert.ok(
+          to.startsWith("ui/web/") || to === "ui/snapshot.ts",
+          `${rel} imports ${to}: the page runs in a browser`,
+        );
+      }
+    }
+  });
 
   it("service/ imports only the decoding side of pki/, and never loads certificate building, even indirectly", () => {
     const rel = (f: string) => path.relative(SRC, f).split(path.sep).join("/");

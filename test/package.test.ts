@@ -34,14 +34,20 @@ interface PackageJson {
   exports: Record<string, { types: string; default: string } | string>;
 }
 
-/** sources lists src/'s .ts files relative to src/, "/" as the separator. */
+/**
+ * sources lists src/'s .ts files relative to src/, "/" as the separator; not src/ui/web/, the
+ * dashboard's browser code, which ships bundled (dist/ui/web/, scripts/build-web.ts), not compiled
+ * file by file.
+ */
 function sources(dir = path.join(REPO, "src")): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory()
-      ? sources(path.join(dir, e.name))
-      : e.name.endsWith(".ts")
-        ? [path.relative(path.join(REPO, "src"), path.join(dir, e.name)).split(path.sep).join("/")]
-        : [],
+    e.isDirectory() && path.join(dir, e.name) === path.join(REPO, "src", "ui", "web")
+      ? []
+      : e.isDirectory()
+        ? sources(path.join(dir, e.name))
+        : e.name.endsWith(".ts")
+          ? [path.relative(path.join(REPO, "src"), path.join(dir, e.name)).split(path.sep).join("/")]
+          : [],
   );
 }
 
@@ -99,6 +105,11 @@ describe("the npm package", () => {
         assert.ok(files.has(built), `the package lacks ${built} (built from src/${src}; run npm run build)`);
       }
     }
+  });
+
+  it("ok/holds the dashboard's page, bundled (dist/ui/web: index.html, app.js, app.css)", () => {
+    for (const f of ["index.html", "app.js", "app.css"])
+      assert.ok(files.has(`dist/ui/web/${f}`), `the package lacks dist/ui/web/${f} (run npm run build)`);
   });
 
   it("ok/holds the examples `mtlskit init --example` writes", () => {
