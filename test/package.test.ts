@@ -62,6 +62,7 @@ const FORBIDDEN: [RegExp, string][] = [
   [/^node_modules\//, "dependencies"],
   [/^pki\//, "a PKI made by `npm start`"],
   [/(^|\/)tsconfig[^/]*\.json$/, "build configuration"],
+  [/^docs\/.*\.png$/, "the README's screenshots (168 KB; npm and GitHub show them from the repository)"],
 ];
 
 describe("the npm package", () => {
