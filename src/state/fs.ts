@@ -159,7 +159,7 @@ export function writeFilesAtomic(
       const f = files[i]!;
       const [dir, base] = dirOf[i]!;
       doing = f.file;
-      const tmp = path.join(dir, `${TEMP_MARK}${process.pid}-${counter++}-${base}`);
+      const tmp = tempPath(f.file, dir, base);
       const fd = openSync(
         tmp,
         constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
@@ -170,7 +170,9 @@ export function writeFilesAtomic(
         // Set exactly what the umask removed, before any byte is written (nothing to set when it removed nothing).
         if (umask === null || (f.mode & umask) !== 0) fchmodSync(fd, f.mode);
         crashPoint("created");
-        writeSync(fd, typeof f.data === "string" ? Buffer.from(f.data) : f.data);
+        // A string is written as UTF-8 straight from the string (no Buffer made for it).
+        if (typeof f.data === "string") writeSync(fd, f.data);
+        else writeSync(fd, f.data);
         crashPoint("written");
         if (fsyncEach) {
           if (memory.has(dir)) crashPoint("synced");
@@ -215,6 +217,19 @@ function splitPath(file: string): [string, string] {
   const i = path.sep === "/" ? file.lastIndexOf("/") : -1;
   if (i <= 0 || i === file.length - 1) return [path.dirname(file), path.basename(file)];
   return [file.slice(0, i), file.slice(i + 1)];
+}
+
+/**
+ * tempPath names the temp file written for `file` (in `dir`, as `base`) before its rename: in the
+ * same folder, marked with TEMP_MARK, unique in this process. When `file` is `dir/base` (what
+ * splitPath's fast path found) the name is put together from it; path.join cost ~30 ms of CPU
+ * per worker thread at 10,000 services (issue 12).
+ */
+function tempPath(file: string, dir: string, base: string): string {
+  const name = `${TEMP_MARK}${process.pid}-${counter++}-${base}`;
+  return path.sep === "/" && file.length === dir.length + 1 + base.length
+    ? file.slice(0, dir.length + 1) + name
+    : path.join(dir, name);
 }
 
 /**
