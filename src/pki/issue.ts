@@ -214,7 +214,12 @@ export function encodeTbs(
   const constant = constantExtensions(spec.profile, KEY_TYPES[spec.keyType].family === "rsa");
   // Every certificate names its issuer's key, except a self-signed root (RFC 5280 4.2.1.1).
   const aki = issuer.keyId.equals(ski) ? NO_BYTES : authorityKeyIdOf(issuer.keyId);
-  const serialDer = uint(serial);
+  // The serial as a minimal INTEGER (uint's encoding), written in place: leading zero octets
+  // dropped, one 0x00 put back when the first remaining octet has its top bit set.
+  let serialAt = 0;
+  while (serialAt < serial.length - 1 && serial[serialAt] === 0) serialAt++;
+  const serialPad = serial[serialAt]! & 0x80 ? 1 : 0;
+  const serialLength = serialPad + serial.length - serialAt;
   const validity = validityOf(spec.notBefore, spec.notAfter);
   const subject = encodeName(spec.subject);
   const algorithm = KEY_TYPES[issuer.keyType].signatureAlgorithm;
@@ -234,7 +239,7 @@ export function encodeTbs(
   const extensions = constant.length + sized(skiExtension) + aki.length + (hasSan ? sized(sanExtension) : 0);
   const body =
     V3.length +
-    serialDer.length +
+    sized(serialLength) +
     algorithm.length +
     issuer.subject.length +
     validity.length +
@@ -244,7 +249,9 @@ export function encodeTbs(
   const out = Buffer.allocUnsafe(sized(body));
   let p = writeHeader(out, 0, TAG.sequence, body);
   p = put(out, p, V3);
-  p = put(out, p, serialDer);
+  p = writeHeader(out, p, TAG.integer, serialLength);
+  if (serialPad) out[p++] = 0;
+  p = put(out, p, serial.subarray(serialAt));
   p = put(out, p, algorithm);
   p = put(out, p, issuer.subject);
   p = put(out, p, validity);

@@ -31,6 +31,8 @@ import { readTextBounded } from "../read-file.ts";
 import { TEMP_MARK } from "./layout.ts";
 
 let counter = 0;
+/** TEMP_PREFIX starts the name of every temp file this process writes (TEMP_MARK and the pid). */
+const TEMP_PREFIX = `${TEMP_MARK}${process.pid}-`;
 
 /**
  * CrashStage is a moment of a durable write: a temp file created (empty), written (not yet
@@ -226,7 +228,7 @@ function splitPath(file: string): [string, string] {
  * per worker thread at 10,000 services (issue 12).
  */
 function tempPath(file: string, dir: string, base: string): string {
-  const name = `${TEMP_MARK}${process.pid}-${counter++}-${base}`;
+  const name = `${TEMP_PREFIX}${counter++}-${base}`;
   return path.sep === "/" && file.length === dir.length + 1 + base.length
     ? file.slice(0, dir.length + 1) + name
     : path.join(dir, name);
