@@ -23,8 +23,9 @@ const PAD = 0x3d;
  * buffer written from them were most of a worker thread's young-generation garbage (issue 12).
  */
 export function encodePemBytes(label: string, der: Uint8Array, trailer?: Uint8Array): Buffer {
-  const chars = Math.ceil(der.length / 3) * 4;
-  const lines = Math.ceil(chars / 64);
+  // Integer arithmetic (|0): Math.ceil's double made the optimised code bail out ("lost precision").
+  const chars = (((der.length + 2) / 3) | 0) * 4;
+  const lines = ((chars + 63) / 64) | 0;
   // "-----BEGIN " label "-----\n" (17 + label) and "-----END " label "-----\n" (15 + label).
   const size = 32 + 2 * label.length + chars + lines + (trailer?.length ?? 0);
   const out = Buffer.allocUnsafe(size);

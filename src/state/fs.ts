@@ -135,12 +135,25 @@ export function writeFilesAtomic(
   files: readonly FileWrite[],
   opts: { syncDirs?: boolean; inMemory?: (dir: string) => boolean; umask?: number | null } = {},
 ): void {
-  const dirOf = files.map((f) => splitPath(f.file));
-  const dirs = [...new Set(dirOf.map(([d]) => d))];
+  // Plain loops rather than map/filter/spread over a Set: those, inlined, were re-optimised after
+  // "wrong map" bailouts in every worker thread (issue 12).
+  const dirOf: [string, string][] = [];
+  const dirs: string[] = []; // each folder once, in the order first seen
+  const seen = new Set<string>();
+  for (let i = 0; i < files.length; i++) {
+    const pair = splitPath(files[i]!.file);
+    dirOf.push(pair);
+    if (!seen.has(pair[0])) {
+      seen.add(pair[0]);
+      dirs.push(pair[0]);
+    }
+  }
   // In memory (tmpfs, ramfs) nothing survives a power loss, so there is nothing to fsync: a kill
   // -9 leaves each file whole through the rename alone. On disk: an fsync per file when there is
   // one file, else one syncfs for all.
-  const memory = new Set(dirs.filter(opts.inMemory ?? isInMemory));
+  const inMemory = opts.inMemory ?? isInMemory;
+  const memory = new Set<string>();
+  for (const d of dirs) if (inMemory(d)) memory.add(d);
   const fsyncEach = files.length < 2 || memory.size > 0;
   // One read of the umask per batch (or per apply: opts.umask) saves an fchmod per file (a single file just sets its mode).
   const umask = files.length > 1 ? (opts.umask === undefined ? readUmask() : opts.umask) : null;
