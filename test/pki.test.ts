@@ -27,7 +27,7 @@ import {
 } from "../src/pki/issue.ts";
 import { generateKey, KEY_TYPE_NAMES, KEY_TYPES, keyTypeOf, type KeyPair, type KeyTypeName } from "../src/pki/keys.ts";
 import { encodeName, type Subject } from "../src/pki/name.ts";
-import { encodePem, keyEncryption, parsePem } from "../src/pki/pem.ts";
+import { encodePem, encodePemBytes, keyEncryption, parsePem } from "../src/pki/pem.ts";
 import { USAGES, type Usage } from "../src/pki/profiles.ts";
 import { decodeCertificate } from "../src/pki/x509.ts";
 import { BACKDATE_MS, caSpec, leafSpec } from "../src/plan/plan.ts";
@@ -556,6 +556,73 @@ describe("pki/issue: encodeKeyUsage", () => {
     assert.equal(encodeKeyUsage(["keyCertSign", "cRLSign"]).toString("hex"), "03020106"));
   it("ok/bit order in the argument does not matter", () =>
     assert.equal(encodeKeyUsage(["cRLSign", "keyCertSign"]).toString("hex"), "03020106"));
+});
+
+describe("pki/issue: encodeTbs, signTbs and encodePemBytes write into one buffer", () => {
+  /** strictTree walks every element with readTlv (minimal lengths only) and checks each constructed one is filled exactly by its children. */
+  const strictTree = (der: Buffer, at = 0, end = der.length): number => {
+    const t = readTlv(der, at, end);
+    if (t.tag & 0x20) {
+      let p = t.contentStart;
+      while (p < t.end) p = strictTree(der, p, t.end);
+      assert.equal(p, t.end, `element at ${t.start} is not filled by its children`);
+    }
+    return t.end;
+  };
+  // A seeded generator: the same specs every run, long enough names for 1-, 2- and 3-octet lengths.
+  let seed = 12;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  const word = (n: number) =>
+    Array.from({ length: n }, () => "abcdefghijklmnopqrstuvwxyz0123456789-"[rnd(37)]).join("");
+  it("ok/200 specs (0-40 names, names of 1-300 characters, self-signed or not): strict DER, every field as specified", () => {
+    const ca = newTestCa("ecdsa-p256", { name: "one-buffer-ca" });
+    const key = keyOf("leaf", "ecdsa-p256");
+    for (let i = 0; i < 200; i++) {
+      const long = rnd(5) === 0;
+      const spec: CertSpec = {
+        profile: (["ca", "server", "client", "dual"] as const)[rnd(4)]!,
+        subject: { O: word(1 + rnd(long ? 60 : 10)), CN: word(1 + rnd(long ? 60 : 20)) },
+        dns: Array.from({ length: rnd(long ? 40 : 3) }, () => word(1 + rnd(long ? 250 : 30))),
+        ips: Array.from({ length: rnd(3) }, () => (rnd(2) ? IPV4 : new Uint8Array(IPV6))),
+        uris: Array.from({ length: rnd(2) }, () => `spiffe://x/${word(rnd(long ? 300 : 30))}`),
+        keyType: (["ecdsa-p256", "rsa-2048"] as const)[rnd(2)]!,
+        notBefore: NOW,
+        notAfter: new Date(NOW.getTime() + (1 + rnd(4000)) * DAY),
+      };
+      const self = rnd(8) === 0;
+      const issuer = self ? { ...ca.issuer, keyId: keyIdOf(key.spki) } : ca.issuer;
+      const tbs = encodeTbs(spec, issuer, key.spki, newSerial());
+      assert.equal(strictTree(tbs), tbs.length);
+      const der = signTbs(tbs, issuer);
+      assert.equal(strictTree(der), der.length);
+      const info = decodeCertificate(der);
+      const sans = [
+        ...spec.dns.map((d) => `dns:${d}`),
+        ...spec.ips.map((b) => `ip:${Buffer.from(b).toString("hex")}`),
+        ...spec.uris.map((u) => `uri:${u}`),
+      ];
+      assert.deepEqual(
+        info.sans.map((n) => `${n.type}:${n.type === "ip" ? n.bytes.toString("hex") : n.value}`),
+        sans,
+      );
+      assert.equal(info.subjectAttributes.CN, spec.subject.CN);
+      assert.equal(info.notAfter.getTime(), spec.notAfter.getTime());
+      assert.equal(info.authorityKeyId === undefined, self, `spec ${i}: an authority key id unless self-signed`);
+    }
+  });
+  it("ok/encodePemBytes is encodePem's text followed by the trailer; encodePem has 64-character base64 lines", () => {
+    for (let n = 0; n < 200; n++) {
+      const der = Buffer.from(Array.from({ length: n }, () => rnd(256)));
+      const trailer = Buffer.from(word(rnd(40)));
+      const lines = der.toString("base64").match(/.{1,64}/g) ?? [];
+      const text = `-----BEGIN CERTIFICATE-----\n${lines.map((l) => `${l}\n`).join("")}-----END CERTIFICATE-----\n`;
+      assert.equal(encodePem("CERTIFICATE", der), text, `${n} octets`);
+      assert.deepEqual(encodePemBytes("CERTIFICATE", der, trailer), Buffer.concat([Buffer.from(text), trailer]));
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -27,6 +27,22 @@ export const TAG = {
   set: 0x31,
 } as const;
 
+/** headerLength: the octets of an element's tag and definite length (X.690 8.1.3) for `length` content octets. */
+export const headerLength = (length: number): number =>
+  length < 0x80 ? 2 : length < 0x100 ? 3 : length < 0x10000 ? 4 : length < 0x1000000 ? 5 : 6;
+
+/**
+ * writeHeader writes an element's tag and definite length (short form below 128, else 0x80 |
+ * count, then the count big-endian) into `out` at `at`, and returns the offset of its contents.
+ */
+export function writeHeader(out: Uint8Array, at: number, tag: number, length: number): number {
+  const count = headerLength(length) - 2;
+  out[at] = tag;
+  out[at + 1] = count === 0 ? length : 0x80 | count;
+  for (let i = count, v = length; i >= 1; i--, v = Math.floor(v / 256)) out[at + 1 + i] = v & 0xff;
+  return at + 2 + count;
+}
+
 /**
  * tlv encodes one element: tag, definite length, then the concatenated contents. One allocation
  * per element (not three plus a concatenation): a TBSCertificate is about 35 elements, and this
@@ -35,13 +51,8 @@ export const TAG = {
 export function tlv(tag: number, ...contents: Uint8Array[]): Buffer {
   let length = 0;
   for (const c of contents) length += c.length;
-  // Length octets: short form below 128, else 0x80 | count, then the count big-endian (X.690 8.1.3).
-  const count = length < 0x80 ? 0 : length < 0x100 ? 1 : length < 0x10000 ? 2 : length < 0x1000000 ? 3 : 4;
-  const out = Buffer.allocUnsafe(2 + count + length);
-  out[0] = tag;
-  out[1] = count === 0 ? length : 0x80 | count;
-  for (let i = count, v = length; i >= 1; i--, v = Math.floor(v / 256)) out[1 + i] = v & 0xff;
-  let p = 2 + count;
+  const out = Buffer.allocUnsafe(headerLength(length) + length);
+  let p = writeHeader(out, 0, tag, length);
   for (const c of contents) {
     out.set(c, p);
     p += c.length;

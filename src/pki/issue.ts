@@ -4,11 +4,11 @@
  */
 import { createHash, randomBytes, sign, type KeyObject } from "node:crypto";
 import {
-  bitString,
   bool,
   children,
   contentsOf,
   explicit,
+  headerLength,
   implicit,
   octetString,
   oid,
@@ -18,6 +18,7 @@ import {
   tlv,
   TAG,
   uint,
+  writeHeader,
 } from "./der.ts";
 import { KEY_TYPES, type KeyTypeName } from "./keys.ts";
 import { encodeName, type Subject } from "./name.ts";
@@ -156,10 +157,52 @@ function timeOf(d: Date): Buffer {
   return der;
 }
 
+/** lastValidity: the last Validity encoded (most certificates of a plan share one). */
+let lastValidity: { from: number; to: number; der: Buffer } = {
+  from: Number.NaN,
+  to: Number.NaN,
+  der: Buffer.alloc(0),
+};
+function validityOf(notBefore: Date, notAfter: Date): Buffer {
+  const from = notBefore.getTime();
+  const to = notAfter.getTime();
+  if (from !== lastValidity.from || to !== lastValidity.to)
+    lastValidity = { from, to, der: seq(timeOf(notBefore), timeOf(notAfter)) };
+  return lastValidity.der;
+}
+
+/** lastAki: the last authorityKeyIdentifier extension encoded (one per issuer). */
+let lastAki: { keyId: Buffer; der: Buffer } = { keyId: Buffer.alloc(0), der: Buffer.alloc(0) };
+function authorityKeyIdOf(keyId: Buffer): Buffer {
+  if (!lastAki.keyId.equals(keyId))
+    lastAki = { keyId: Buffer.from(keyId), der: extension(EXT.authorityKeyId, false, seq(implicit(0, keyId))) };
+  return lastAki.der;
+}
+
+const NO_BYTES = Buffer.alloc(0);
+
+/** sized: an element's whole length (header and contents) for `length` content octets. */
+const sized = (length: number): number => headerLength(length) + length;
+
+/** put copies `bytes` into `out` at `at` and returns the offset after them. */
+function put(out: Buffer, at: number, bytes: Uint8Array): number {
+  out.set(bytes, at);
+  return at + bytes.length;
+}
+
+/** GENERAL_NAME_TAG: the GeneralName choices mtlskit writes, as implicit context tags (RFC 5280 4.2.1.6). */
+const GENERAL_NAME_TAG = { dns: 0x82, uri: 0x86, ip: 0x87 } as const;
+
 /**
  * encodeTbs builds the TBSCertificate DER. For a self-signed CA pass the CA's own subject and
  * key id as the issuer. The extensions follow PROFILES[spec.profile] and nothing else. `ski` is
  * keyIdOf(spki), passed when the caller computed it already.
+ *
+ * The lengths are added up first and the whole structure is written into one buffer (parts the
+ * same for many certificates, the validity, the issuer's key id and the profile's extensions,
+ * encoded once): apply issues thousands, and an element per allocation (about 35 of them), with
+ * arrays spread into variadic calls, cost each worker thread ~30 young-generation collections and
+ * several re-optimisations of this function at 10,000 services (issue 12).
  */
 export function encodeTbs(
   spec: CertSpec,
@@ -168,27 +211,81 @@ export function encodeTbs(
   serial: Buffer,
   ski: Buffer = keyIdOf(spki),
 ): Buffer {
-  const exts: Buffer[] = [constantExtensions(spec.profile, KEY_TYPES[spec.keyType].family === "rsa")];
-  exts.push(extension(EXT.subjectKeyId, false, octetString(ski)));
+  const constant = constantExtensions(spec.profile, KEY_TYPES[spec.keyType].family === "rsa");
   // Every certificate names its issuer's key, except a self-signed root (RFC 5280 4.2.1.1).
-  if (!issuer.keyId.equals(ski)) exts.push(extension(EXT.authorityKeyId, false, seq(implicit(0, issuer.keyId))));
-  const names = [
-    ...spec.dns.map((d) => implicit(2, Buffer.from(d, "ascii"))),
-    ...spec.ips.map((ip) => implicit(7, ip)),
-    ...spec.uris.map((u) => implicit(6, Buffer.from(u, "ascii"))),
-  ];
-  // The subject always has a CN, so the SAN extension is not critical (RFC 5280 4.2.1.6).
-  if (names.length > 0) exts.push(extension(EXT.subjectAltName, false, seq(...names)));
-  return seq(
-    V3,
-    uint(serial),
-    KEY_TYPES[issuer.keyType].signatureAlgorithm,
-    issuer.subject,
-    seq(timeOf(spec.notBefore), timeOf(spec.notAfter)),
-    encodeName(spec.subject),
-    spki,
-    explicit(3, seq(...exts)),
-  );
+  const aki = issuer.keyId.equals(ski) ? NO_BYTES : authorityKeyIdOf(issuer.keyId);
+  // The serial as a minimal INTEGER (uint's encoding), written in place: leading zero octets
+  // dropped, one 0x00 put back when the first remaining octet has its top bit set.
+  let serialAt = 0;
+  while (serialAt < serial.length - 1 && serial[serialAt] === 0) serialAt++;
+  const serialPad = serial[serialAt]! & 0x80 ? 1 : 0;
+  const serialLength = serialPad + serial.length - serialAt;
+  const validity = validityOf(spec.notBefore, spec.notAfter);
+  const subject = encodeName(spec.subject);
+  const algorithm = KEY_TYPES[issuer.keyType].signatureAlgorithm;
+  const { dns, ips, uris } = spec;
+  // subjectKeyIdentifier: SEQUENCE { OID, OCTET STRING { OCTET STRING ski } }
+  const skiValue = sized(ski.length);
+  const skiExtension = EXT.subjectKeyId.length + sized(skiValue);
+  // subjectAltName: SEQUENCE { OID, OCTET STRING { SEQUENCE OF GeneralName } }; the subject
+  // always has a CN, so it is not critical (RFC 5280 4.2.1.6). Names are ASCII (the manifest's rules).
+  let names = 0;
+  for (let i = 0; i < dns.length; i++) names += sized(dns[i]!.length);
+  for (let i = 0; i < ips.length; i++) names += sized(ips[i]!.length);
+  for (let i = 0; i < uris.length; i++) names += sized(uris[i]!.length);
+  const hasSan = dns.length + ips.length + uris.length > 0;
+  const sanValue = sized(names);
+  const sanExtension = EXT.subjectAltName.length + sized(sanValue);
+  const extensions = constant.length + sized(skiExtension) + aki.length + (hasSan ? sized(sanExtension) : 0);
+  const body =
+    V3.length +
+    sized(serialLength) +
+    algorithm.length +
+    issuer.subject.length +
+    validity.length +
+    subject.length +
+    spki.length +
+    sized(sized(extensions));
+  const out = Buffer.allocUnsafe(sized(body));
+  let p = writeHeader(out, 0, TAG.sequence, body);
+  p = put(out, p, V3);
+  p = writeHeader(out, p, TAG.integer, serialLength);
+  if (serialPad) out[p++] = 0;
+  p = put(out, p, serial.subarray(serialAt));
+  p = put(out, p, algorithm);
+  p = put(out, p, issuer.subject);
+  p = put(out, p, validity);
+  p = put(out, p, subject);
+  p = put(out, p, spki);
+  p = writeHeader(out, p, 0xa3, sized(extensions));
+  p = writeHeader(out, p, TAG.sequence, extensions);
+  p = put(out, p, constant);
+  p = writeHeader(out, p, TAG.sequence, skiExtension);
+  p = put(out, p, EXT.subjectKeyId);
+  p = writeHeader(out, p, TAG.octetString, skiValue);
+  p = writeHeader(out, p, TAG.octetString, ski.length);
+  p = put(out, p, ski);
+  p = put(out, p, aki);
+  if (hasSan) {
+    p = writeHeader(out, p, TAG.sequence, sanExtension);
+    p = put(out, p, EXT.subjectAltName);
+    p = writeHeader(out, p, TAG.octetString, sanValue);
+    p = writeHeader(out, p, TAG.sequence, names);
+    for (let i = 0; i < dns.length; i++) {
+      p = writeHeader(out, p, GENERAL_NAME_TAG.dns, dns[i]!.length);
+      p += out.write(dns[i]!, p, "latin1");
+    }
+    for (let i = 0; i < ips.length; i++) {
+      p = writeHeader(out, p, GENERAL_NAME_TAG.ip, ips[i]!.length);
+      p = put(out, p, ips[i]!);
+    }
+    for (let i = 0; i < uris.length; i++) {
+      p = writeHeader(out, p, GENERAL_NAME_TAG.uri, uris[i]!.length);
+      p += out.write(uris[i]!, p, "latin1");
+    }
+  }
+  if (p !== out.length) throw new Error(`pki: encodeTbs wrote ${p} of ${out.length} octets; this is a bug`);
+  return out;
 }
 
 /**
@@ -197,8 +294,21 @@ export function encodeTbs(
  */
 export function signTbs(tbs: Buffer, issuer: Pick<Issuer, "keyType" | "privateKey">): Buffer {
   const kt = KEY_TYPES[issuer.keyType];
-  const signature = sign(kt.hash ?? null, tbs, issuer.privateKey);
-  return seq(tbs, kt.signatureAlgorithm, bitString(signature));
+  return signed(tbs, kt.signatureAlgorithm, sign(kt.hash ?? null, tbs, issuer.privateKey));
+}
+
+/** signed writes SEQUENCE { tbs, algorithm, BIT STRING { 0 unused bits, signature } } into one buffer. */
+function signed(tbs: Buffer, algorithm: Buffer, signature: Buffer): Buffer {
+  const bits = signature.length + 1;
+  const body = tbs.length + algorithm.length + sized(bits);
+  const out = Buffer.allocUnsafe(sized(body));
+  let p = writeHeader(out, 0, TAG.sequence, body);
+  p = put(out, p, tbs);
+  p = put(out, p, algorithm);
+  p = writeHeader(out, p, TAG.bitString, bits);
+  out[p] = 0;
+  put(out, p + 1, signature);
+  return out;
 }
 
 /** signTbsAsync is signTbs with the signature computed in libuv's thread pool (crypto.sign's callback form), off the event loop. */
@@ -206,7 +316,7 @@ export function signTbsAsync(tbs: Buffer, issuer: Pick<Issuer, "keyType" | "priv
   const kt = KEY_TYPES[issuer.keyType];
   return new Promise((resolve, reject) =>
     sign(kt.hash ?? null, tbs, issuer.privateKey, (err, signature) =>
-      err ? reject(err) : resolve(seq(tbs, kt.signatureAlgorithm, bitString(signature))),
+      err ? reject(err) : resolve(signed(tbs, kt.signatureAlgorithm, signature)),
     ),
   );
 }

@@ -8,10 +8,53 @@ import { bytesOf, children, oid, readTlv } from "./der.ts";
 
 /** encodePem wraps DER in a PEM block with 64-character lines. */
 export function encodePem(label: string, der: Uint8Array): string {
-  const b64 = (Buffer.isBuffer(der) ? der : Buffer.from(der.buffer, der.byteOffset, der.byteLength)).toString("base64"); // no copy
-  let body = "";
-  for (let i = 0; i < b64.length; i += 64) body += b64.slice(i, i + 64) + "\n";
-  return `-----BEGIN ${label}-----\n${body}-----END ${label}-----\n`;
+  return encodePemBytes(label, der).toString("latin1");
+}
+
+/** BASE64: the alphabet of RFC 4648 section 4, as character codes. */
+const BASE64 = Buffer.from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", "latin1");
+const NEWLINE = 0x0a;
+const PAD = 0x3d;
+
+/**
+ * encodePemBytes is encodePem's text as bytes, followed by `trailer` (a chain's PEM, already
+ * bytes), in one buffer: the base64 is written straight into it, 64 characters a line. Apply
+ * writes thousands of certificates; a base64 string, its line slices, their concatenation and the
+ * buffer written from them were most of a worker thread's young-generation garbage (issue 12).
+ */
+export function encodePemBytes(label: string, der: Uint8Array, trailer?: Uint8Array): Buffer {
+  // Integer arithmetic (|0): Math.ceil's double made the optimised code bail out ("lost precision").
+  const chars = (((der.length + 2) / 3) | 0) * 4;
+  const lines = ((chars + 63) / 64) | 0;
+  // "-----BEGIN " label "-----\n" (17 + label) and "-----END " label "-----\n" (15 + label).
+  const size = 32 + 2 * label.length + chars + lines + (trailer?.length ?? 0);
+  const out = Buffer.allocUnsafe(size);
+  let p = out.write(`-----BEGIN ${label}-----\n`, 0, "latin1");
+  let column = 0;
+  const whole = der.length - (der.length % 3);
+  for (let i = 0; i < der.length; i += 3) {
+    const b0 = der[i]!;
+    const b1 = i + 1 < der.length ? der[i + 1]! : 0;
+    const b2 = i + 2 < der.length ? der[i + 2]! : 0;
+    out[p] = BASE64[b0 >> 2]!;
+    out[p + 1] = BASE64[((b0 & 0x03) << 4) | (b1 >> 4)]!;
+    out[p + 2] = i + 1 < der.length ? BASE64[((b1 & 0x0f) << 2) | (b2 >> 6)]! : PAD;
+    out[p + 3] = i < whole ? BASE64[b2 & 0x3f]! : PAD;
+    p += 4;
+    column += 4;
+    if (column === 64) {
+      out[p++] = NEWLINE;
+      column = 0;
+    }
+  }
+  if (column > 0) out[p++] = NEWLINE;
+  p += out.write(`-----END ${label}-----\n`, p, "latin1");
+  if (trailer) {
+    out.set(trailer, p);
+    p += trailer.length;
+  }
+  if (p !== size) throw new Error(`pem: wrote ${p} of ${size} octets; this is a bug`);
+  return out;
 }
 
 /** PemBlock is one decoded PEM block. */

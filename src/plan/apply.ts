@@ -13,7 +13,7 @@ import { readTextBounded } from "../read-file.ts";
 import { keyedServices, managedServices, type LoadedManifest } from "../manifest/index.ts";
 import { DEFAULTS } from "../manifest/normalize.ts";
 import { readCertFields } from "../pki/cert.ts";
-import { keyIdOf, newSerial, encodeTbs, signTbs, type CertSpec, type Issuer } from "../pki/issue.ts";
+import { keyIdOf, newSerial, encodeTbs, signTbs, type CertSpec } from "../pki/issue.ts";
 import { generateKey, type KeyTypeName } from "../pki/keys.ts";
 import { encodeName } from "../pki/name.ts";
 import { encodePem } from "../pki/pem.ts";
@@ -33,7 +33,15 @@ import { writeLayoutVersion } from "../state/layout-version.ts";
 import { readState, serviceDirsIn, withCaKey, type CaMaterial, type State } from "../state/read.ts";
 import { applyRecordFor, manifestId, writeApplyRecord, type ApplyRecord, type HookRecord } from "../state/record.ts";
 import { runHooks, type HookJob } from "./hooks.ts";
-import { runJobs, toIssuer, type FromWorker, type IssuerData, type ServiceJob, type ToWorker } from "./jobs.ts";
+import {
+  runJobs,
+  toIssuer,
+  type FromWorker,
+  type IssuerData,
+  type ServiceJob,
+  type Signer,
+  type ToWorker,
+} from "./jobs.ts";
 import {
   bundleOf,
   caKeyRequest,
@@ -319,6 +327,7 @@ async function runInWorkers(
   dir: string,
   jobs: readonly ServiceJob[],
   issuer: IssuerData,
+  bundlePem: string,
   n: number,
   progress: (k: number, ahead: number) => void,
   umask: number | null,
@@ -354,7 +363,7 @@ async function runInWorkers(
     void w.exited.then((code) => {
       if (code !== 0 && w.error === undefined) stopAll();
     });
-    const start: ToWorker = { start: { dir, issuer, umask } };
+    const start: ToWorker = { start: { dir, issuer, bundlePem, umask } };
     w.worker.postMessage(start);
     // Two chunks ahead: the next is already queued when a worker reports one written, so it never
     // waits for this thread (which, with every core busy issuing, the OS may not run at once).
@@ -576,7 +585,7 @@ function planWithKey(loaded: LoadedManifest, state: State, opts: ApplyOptions): 
 }
 
 /** OFFLINE_ISSUER stands for an issuing CA whose key is offline in a run that only writes bundles: signing with it is a bug. */
-const OFFLINE_ISSUER = new Proxy({} as Issuer & { chainPem: string }, {
+const OFFLINE_ISSUER = new Proxy({} as Signer, {
   get: () => {
     throw new FailedError("apply: tried to sign with an offline CA key; this is a bug");
   },
@@ -626,7 +635,7 @@ async function applyLocked(
     ca = createIntermediate(dir, plan.intermediate.spec, ca);
   else if (plan.intermediate && state.ca.status === "ok") ca = state.ca.ca;
   const byService = new Map<string, ServiceJob>(
-    managed.map((s) => [s.name, { service: s.name, certs: [], bundlePem: undefined }]),
+    managed.map((s) => [s.name, { service: s.name, certs: [], bundle: false }]),
   );
   const fromNext = new Set<string>();
   for (const c of plan.certs) {
@@ -634,8 +643,8 @@ async function applyLocked(
     if (c.issuer === "next") fromNext.add(c.slot.service);
   }
   for (const b of plan.bundles)
-    if (b.action === "write" || plan.ca.action === "create") byService.get(b.service)!.bundlePem = bundle;
-  const jobs = [...byService.values()].filter((j) => j.certs.length > 0 || j.bundlePem !== undefined);
+    if (b.action === "write" || plan.ca.action === "create") byService.get(b.service)!.bundle = true;
+  const jobs = [...byService.values()].filter((j) => j.certs.length > 0 || j.bundle);
   const total = jobs.reduce((n, j) => n + j.certs.length, 0);
   let done = 0;
   let ahead = 0;
@@ -675,7 +684,7 @@ async function applyLocked(
       const threads = spare ?? startPool(workers);
       spare = undefined;
       try {
-        const writing = runInWorkers(threads, dir, group, issuerData, workers, progress, umask);
+        const writing = runInWorkers(threads, dir, group, issuerData, bundle, workers, progress, umask);
         workOutResult();
         await writing;
       } finally {
@@ -685,7 +694,7 @@ async function applyLocked(
       const issuer = due === 0 ? OFFLINE_ISSUER : toIssuer(issuerData);
       for (let i = 0; i < group.length; ) {
         const chunk = group.slice(i, (i += CHUNK_MAX));
-        progress(runJobs(dir, chunk, issuer, { umask }));
+        progress(runJobs(dir, chunk, issuer, bundle, { umask }));
       }
     }
   }

@@ -10,7 +10,7 @@ import * as path from "node:path";
 import type { MessagePort } from "node:worker_threads";
 import { encodeTbs, keyIdOf, newSerial, signTbs, type CertSpec, type Issuer } from "../pki/issue.ts";
 import { generateKey, type KeyTypeName } from "../pki/keys.ts";
-import { encodePem } from "../pki/pem.ts";
+import { encodePem, encodePemBytes } from "../pki/pem.ts";
 import { ensureDir, isInMemory, readUmask, writeFilesAtomic, type FileWrite } from "../state/fs.ts";
 import { abs, LAYOUT, MODES, type FileSpec } from "../state/layout.ts";
 
@@ -19,8 +19,8 @@ export interface ServiceJob {
   service: string;
   /** certs to issue, each with its file names. */
   certs: { spec: CertSpec; kind: "main" | "client" }[];
-  /** bundlePem is written to ca.pem when set. */
-  bundlePem: string | undefined;
+  /** bundle: ca.pem is written (with the chunk's bundle, runJobs' `bundle`: one for every service of an apply's group). */
+  bundle: boolean;
 }
 
 /** IssuerData is an Issuer in a form that crosses a worker boundary (the key as PKCS#8 DER). */
@@ -41,7 +41,7 @@ export interface IssuerData {
 export type ToWorker =
   | { peers: MessagePort[] }
   | { keysAhead: KeysAhead }
-  | { start: { dir: string; issuer: IssuerData; umask: number | null } }
+  | { start: { dir: string; issuer: IssuerData; bundlePem: string; umask: number | null } }
   | { jobs: ServiceJob[] }
   | { end: true };
 
@@ -104,25 +104,30 @@ export interface RunOptions {
 /** FromWorker is a worker's answer after each chunk is written: the certificates done, how many of them took a key made ahead (and a request for more). */
 export type FromWorker = { done: number; ahead: number };
 
-/** toIssuer rebuilds a signing Issuer from IssuerData. */
-export function toIssuer(d: IssuerData): Issuer & { chainPem: string } {
+/** Signer is a signing Issuer with the chain its leaves' certificate files end with, as bytes. */
+export type Signer = Issuer & { chain: Buffer };
+
+/** toIssuer rebuilds a Signer from IssuerData. */
+export function toIssuer(d: IssuerData): Signer {
   return {
     subject: Buffer.from(d.subject),
     keyId: Buffer.from(d.keyId),
     keyType: d.keyType,
     privateKey: createPrivateKey({ key: Buffer.from(d.pkcs8), format: "der", type: "pkcs8" }),
-    chainPem: d.chainPem,
+    chain: Buffer.from(d.chainPem),
   };
 }
 
 /**
  * runJobs issues every certificate of `jobs` and durably writes their files under `dir` as one
- * batch (each service directory fsynced once); returns the number of certificates issued.
+ * batch (each service directory fsynced once), `bundle` as the ca.pem of each job that asks for
+ * it; returns the number of certificates issued.
  */
 export function runJobs(
   dir: string,
   jobs: readonly ServiceJob[],
-  issuer: Issuer & { chainPem: string },
+  issuer: Signer,
+  bundle: string | Uint8Array,
   opts: RunOptions = {},
 ): number {
   const serial = opts.serial ?? newSerial;
@@ -142,30 +147,33 @@ export function runJobs(
       SEP_IS_SLASH && f.rel.startsWith(`${folder.rel}/`) ? serviceDir + f.rel.slice(folder.rel.length) : abs(dir, f);
     if (ensureDir(serviceDir, MODES.privateDir, { umask })) memory.set(serviceDir, memory.get(servicesDir)!); // apply fsyncs services/ once at the end
     for (const c of job.certs) {
-      const spec: CertSpec = {
-        ...c.spec,
-        notBefore: new Date(c.spec.notBefore),
-        notAfter: new Date(c.spec.notAfter),
-        ips: c.spec.ips.map((b) => Buffer.from(b)),
-      };
-      const key = opts.takeKey?.(spec.keyType) ?? makeReadyKey(spec.keyType);
-      const pub = Buffer.from(key.pub, "latin1");
-      const spki = pub.subarray(0, pub.length - KEY_ID_LENGTH);
-      const der = signTbs(encodeTbs(spec, issuer, spki, serial(), pub.subarray(spki.length)), issuer);
+      const key = opts.takeKey?.(c.spec.keyType) ?? makeReadyKey(c.spec.keyType);
       const slot = { service: job.service, kind: c.kind };
       const keyFile = LAYOUT.key(slot);
       const certFile = LAYOUT.cert(slot);
       files.push(
         { file: under(keyFile), data: key.pem, mode: keyFile.mode },
-        { file: under(certFile), data: encodePem("CERTIFICATE", der) + issuer.chainPem, mode: certFile.mode },
+        { file: under(certFile), data: issueLeaf(c.spec, key, issuer, serial), mode: certFile.mode },
       );
       issued++;
     }
-    if (job.bundlePem !== undefined) {
+    if (job.bundle) {
       const bundleFile = LAYOUT.bundle(job.service);
-      files.push({ file: under(bundleFile), data: job.bundlePem, mode: bundleFile.mode });
+      files.push({ file: under(bundleFile), data: bundle, mode: bundleFile.mode });
     }
   }
   writeFilesAtomic(files, { inMemory: (d) => memory.get(d) ?? isInMemory(d), umask });
   return issued;
+}
+
+/**
+ * issueLeaf signs `spec` for `key` and returns the certificate file: its PEM, then the issuer's
+ * chain. The spec is used as it came (a job that crossed to a worker thread holds its dates as
+ * Dates and its IP addresses as Uint8Arrays, which encodeTbs takes).
+ */
+function issueLeaf(spec: CertSpec, key: ReadyKey, issuer: Signer, serial: () => Buffer): Buffer {
+  const pub = Buffer.from(key.pub, "latin1");
+  const spki = pub.subarray(0, pub.length - KEY_ID_LENGTH);
+  const der = signTbs(encodeTbs(spec, issuer, spki, serial(), pub.subarray(spki.length)), issuer);
+  return encodePemBytes("CERTIFICATE", der, issuer.chain);
 }

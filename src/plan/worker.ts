@@ -31,6 +31,7 @@ const port = parentPort!;
 let dir = "";
 let signer: ReturnType<typeof toIssuer> | undefined;
 let umask: number | null = null;
+let bundle: Buffer = Buffer.alloc(0);
 let peers: MessagePort[] = [];
 const ready: ReadyKey[] = [];
 let readyType: KeyTypeName | undefined;
@@ -87,10 +88,11 @@ port.on("message", (m: ToWorker) => {
     dir = m.start.dir;
     signer = toIssuer(m.start.issuer);
     umask = m.start.umask;
+    bundle = Buffer.from(m.start.bundlePem); // written as bytes into every ca.pem of this worker's chunks
     shareKeys();
   } else if ("jobs" in m) {
     taken = 0;
-    const done: FromWorker = { done: runJobs(dir, m.jobs, signer!, { takeKey, umask }), ahead: taken };
+    const done: FromWorker = { done: runJobs(dir, m.jobs, signer!, bundle, { takeKey, umask }), ahead: taken };
     port.postMessage(done);
   } else {
     ready.length = 0;
