@@ -153,12 +153,16 @@ console.log("echo " + reply + " over grpc-js " + version);
 client.close(); server.forceShutdown(); api.close(); worker.close();
 `;
 
-/** npm runs npm in `cwd`, bounded; --prefer-offline: packages npm ci already fetched come from its cache. */
+/**
+ * npm runs npm in `cwd`, bounded; --prefer-offline: packages npm ci already fetched come from its
+ * cache. The bound is generous: the first app compiles better-sqlite3 with node-gyp, about a minute
+ * on a quiet 2-core machine and past three minutes on a loaded one (a 180 s bound failed there).
+ */
 function npm(cwd: string, args: string[]): string {
   return execFileSync("npm", [...args, "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"], {
     cwd,
     encoding: "utf8",
-    timeout: 180_000,
+    timeout: 600_000,
     stdio: ["ignore", "pipe", "pipe"],
   });
 }
