@@ -51,3 +51,16 @@ export function parseListen(command: string, text: string): { host: string; port
   }
   return m.length === 2 ? { host: "127.0.0.1", port } : { host: m[1] ?? m[2]!, port };
 }
+
+/** untilSignal resolves with the first SIGTERM or SIGINT, then stops listening: the long-running commands' (serve, ui, metrics, agent) wait for the end. */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      process.off("SIGTERM", stop);
+      process.off("SIGINT", stop);
+      resolve(signal);
+    };
+    process.on("SIGTERM", stop);
+    process.on("SIGINT", stop);
+  });
+}

@@ -7,7 +7,7 @@ import { AGENT_FILES, fileStore, readAgentState, type AgentState } from "../../a
 import { EXIT, FailedError, UsageError } from "../../errors.ts";
 import { KEY_TYPE_NAMES, type KeyTypeName } from "../../pki/keys.ts";
 import { readTextBounded } from "../../read-file.ts";
-import { COMMON_FLAGS, flags } from "../args.ts";
+import { COMMON_FLAGS, flags, untilSignal } from "../args.ts";
 import type { Io } from "../output.ts";
 
 export const AGENT_HELP = `mtlskit agent: hold a service's certificate from the online CA (mtlskit serve), renewed on its own.
@@ -276,16 +276,9 @@ export async function agentCommand(args: string[], io: Io): Promise<number> {
   }
 
   // The loop: until SIGTERM or SIGINT.
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off("SIGTERM", stop);
-      process.off("SIGINT", stop);
-      void agent.stop().then(resolve);
-    };
-    process.on("SIGTERM", stop);
-    process.on("SIGINT", stop);
-    agent.start();
-  });
+  agent.start();
+  await untilSignal();
+  await agent.stop();
   io.err(`mtlskit agent: ${service}: stopped.\n`);
   return EXIT.ok;
 }

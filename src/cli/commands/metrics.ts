@@ -6,7 +6,7 @@ import { EXIT, FailedError, UsageError } from "../../errors.ts";
 import { loadManifest } from "../../manifest/index.ts";
 import { writeFileAtomic } from "../../state/fs.ts";
 import { metricsOfPki, serveMetrics } from "../../status/index.ts";
-import { COMMON_FLAGS, flags, parseListen } from "../args.ts";
+import { COMMON_FLAGS, flags, parseListen, untilSignal } from "../args.ts";
 import type { Io } from "../output.ts";
 import { LEDGER_FLAG, LEDGER_FLAG_HELP, PKI_FLAGS } from "./shared.ts";
 
@@ -118,15 +118,7 @@ export async function metricsCommand(args: string[], io: Io): Promise<number> {
     );
   }
   io.err(`mtlskit metrics: serving ${served.url} (${file}, ${pki}); stop with Ctrl-C\n`);
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      process.off("SIGINT", stop);
-      process.off("SIGTERM", stop);
-      resolve();
-    };
-    process.on("SIGINT", stop);
-    process.on("SIGTERM", stop);
-  });
+  await untilSignal();
   await served.close();
   return EXIT.ok;
 }

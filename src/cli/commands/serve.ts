@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { EXIT, UsageError } from "../../errors.ts";
 import { parseManifest, readManifestText } from "../../manifest/index.ts";
-import { COMMON_FLAGS, flags, parseListen } from "../args.ts";
+import { COMMON_FLAGS, flags, parseListen, untilSignal } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
 import { paintErr, type Io } from "../output.ts";
 import { LEDGER_FLAG, LEDGER_FLAG_HELP, PKI_FLAGS } from "./shared.ts";
@@ -212,15 +212,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
     io.err(
       `${paintErr(io, "yellow", "warning:")} ${loaded.manifest.file} declares no csr: true service, so this server issues nothing; add csr: true to the services whose hosts run \`mtlskit agent\`\n`,
     );
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    const stop = (s: NodeJS.Signals) => {
-      process.off("SIGTERM", stop);
-      process.off("SIGINT", stop);
-      resolve(s);
-    };
-    process.on("SIGTERM", stop);
-    process.on("SIGINT", stop);
-  });
+  const signal = await untilSignal();
   await server.close();
   io.out(`mtlskit serve: stopped on ${signal}; in-flight requests finished, the ledger is closed.\n`);
   return EXIT.ok;

@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { EXIT, UsageError } from "../../errors.ts";
 import { parseManifest, readManifestText } from "../../manifest/index.ts";
-import { COMMON_FLAGS, flags, parseListen } from "../args.ts";
+import { COMMON_FLAGS, flags, parseListen, untilSignal } from "../args.ts";
 import { EXIT_CODES_TEXT } from "../help.ts";
 import type { Io } from "../output.ts";
 import { LEDGER_FLAG, LEDGER_FLAG_HELP, PKI_FLAGS } from "./shared.ts";
@@ -96,15 +96,7 @@ export async function uiCommand(args: string[], io: Io): Promise<number> {
         : "  loopback only, no authentication: reach it from elsewhere through an SSH tunnel\n") +
       "Stop with SIGTERM or Ctrl-C.\n",
   );
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    const stop = (sig: NodeJS.Signals) => {
-      process.off("SIGTERM", stop);
-      process.off("SIGINT", stop);
-      resolve(sig);
-    };
-    process.on("SIGTERM", stop);
-    process.on("SIGINT", stop);
-  });
+  const signal = await untilSignal();
   await ui.close();
   io.out(`mtlskit ui: stopped on ${signal}.\n`);
   return EXIT.ok;
