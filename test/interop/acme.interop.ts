@@ -109,6 +109,9 @@ function eab(service: string): { kid: string; hmacKey: string } {
   return JSON.parse(r.stdout) as { kid: string; hmacKey: string };
 }
 
+/** eabFlags are lego's flags registering with the EAB key `key` (from eab()). */
+const eabFlags = (key: { kid: string; hmacKey: string }) => ["--eab", "--kid", key.kid, "--hmac", key.hmacKey];
+
 /** verify runs `openssl verify -x509_strict -purpose P` on the first certificate of `certFile` (the rest: untrusted intermediates). */
 function verify(certFile: string, purpose: "sslserver" | "sslclient") {
   return exec("openssl", ["verify", "-x509_strict", "-purpose", purpose, "-CAfile", bundle, certFile]);
@@ -177,18 +180,7 @@ describe("acme: lego and certbot against mtlskit serve", { timeout: 300_000 }, (
     const key = eab("web");
     // lego wants the EAB flags on every command once the directory says externalAccountRequired
     // (it checks before it reads the saved account); the key binds the account once.
-    const http = [
-      "--eab",
-      "--kid",
-      key.kid,
-      "--hmac",
-      key.hmacKey,
-      "--http",
-      "--http.port",
-      `127.0.0.1:${httpPort}`,
-      "--domains",
-      "web.localhost",
-    ];
+    const http = [...eabFlags(key), "--http", "--http.port", `127.0.0.1:${httpPort}`, "--domains", "web.localhost"];
     const run = lego(dir, [...http, "run"]);
     assert.equal(run.code, 0, run.out);
     const crt = path.join(dir, "certificates/web.localhost.crt");
@@ -226,11 +218,7 @@ describe("acme: lego and certbot against mtlskit serve", { timeout: 300_000 }, (
     const dir = subdir("acme-lego-tls");
     const key = eab("api");
     const run = lego(dir, [
-      "--eab",
-      "--kid",
-      key.kid,
-      "--hmac",
-      key.hmacKey,
+      ...eabFlags(key),
       "--tls",
       "--tls.port",
       `127.0.0.1:${tlsPort}`,
@@ -255,11 +243,7 @@ describe("acme: lego and certbot against mtlskit serve", { timeout: 300_000 }, (
     const dir = subdir("acme-lego-dns");
     const key = eab("web");
     const dns = [
-      "--eab",
-      "--kid",
-      key.kid,
-      "--hmac",
-      key.hmacKey,
+      ...eabFlags(key),
       "--dns",
       "rfc2136",
       "--dns.resolvers",
@@ -310,11 +294,7 @@ describe("acme: lego and certbot against mtlskit serve", { timeout: 300_000 }, (
     const key = eab("edge");
     // The http-01 port given to lego is never dialed: nothing listens there unless lego must solve.
     const run = lego(dir, [
-      "--eab",
-      "--kid",
-      key.kid,
-      "--hmac",
-      key.hmacKey,
+      ...eabFlags(key),
       "--http",
       "--http.port",
       `127.0.0.1:${httpPort}`,
@@ -337,11 +317,7 @@ describe("acme: lego and certbot against mtlskit serve", { timeout: 300_000 }, (
     const dir = subdir("acme-lego-refused");
     const key = eab("web");
     const bad = lego(dir, [
-      "--eab",
-      "--kid",
-      key.kid,
-      "--hmac",
-      key.hmacKey,
+      ...eabFlags(key),
       "--http",
       "--http.port",
       `127.0.0.1:${httpPort}`,
@@ -356,11 +332,7 @@ describe("acme: lego and certbot against mtlskit serve", { timeout: 300_000 }, (
     );
     // The key bound the account above; another account may not use it.
     const again = lego(subdir("acme-lego-refused-2"), [
-      "--eab",
-      "--kid",
-      key.kid,
-      "--hmac",
-      key.hmacKey,
+      ...eabFlags(key),
       "--http",
       "--http.port",
       `127.0.0.1:${httpPort}`,
