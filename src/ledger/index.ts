@@ -53,7 +53,7 @@ export interface OpenLedgerOptions {
   create?: boolean;
   /** busyTimeoutMs: how long a write waits for another process's lock. Default: 5000. */
   busyTimeoutMs?: number;
-  /** committerThread: SQLite's group commit runs in a thread of its own (its COMMIT's fsync never stalls the caller's event loop: `serve --workers N`'s primary; a single serve measured less CPU per certificate without it, docs/online-ca.md). Default: false. PostgreSQL: ignored. */
+  /** committerThread: SQLite's group commit runs in a thread of its own (its COMMIT's fsync never stalls the caller's event loop: `mtlskit serve`, and `serve --workers N`'s primary; 11-17% more certificates/s for 4-7% more CPU per certificate, docs/online-ca.md). Default: false. PostgreSQL: ignored. */
   committerThread?: boolean;
   /** connectTimeoutMs: PostgreSQL: how long a connection may take. Default: 5000. */
   connectTimeoutMs?: number;

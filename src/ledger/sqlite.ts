@@ -134,7 +134,7 @@ interface CommitterData {
 
 /**
  * openSqliteLedgerThreaded opens the ledger with its group commit in a committer thread (its own
- * connection, same pragmas): `serve --workers N`'s primary's (a single serve measured less CPU without it: docs/online-ca.md), where the COMMIT's fsync (milliseconds) would
+ * connection, same pragmas): `mtlskit serve`'s (and `serve --workers N`'s primary's; measured: docs/online-ca.md), where the COMMIT's fsync (milliseconds) would
  * otherwise stop the event loop answering every request, reads of the ledger included. Same
  * guarantees: a write's promise settles after its COMMIT returned; one batch at a time.
  */
