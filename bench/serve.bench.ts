@@ -1,38 +1,63 @@
 /**
  * `npm run bench:serve`: the online CA's issuance throughput and latency (`mtlskit serve`: enroll
- * and renew) against Debian's `cfssl serve` signing the same CSRs, in the same run (issue 14).
+ * and renew) against Debian's `cfssl serve` signing the same CSRs, and against a floor (a bare
+ * Node CA), in the same run (issue 14).
  *
  * One PKI directory made by `mtlskit apply` (an ECDSA P-256 CA; a csr service `web`, dual; a
- * server certificate for cfssl's TLS): both CAs sign with the same key. Requests are pre-made:
+ * server certificate for cfssl's TLS): every CA signs with the same key. Requests are pre-made:
  * a pool of P-256 CSRs (what `mtlskit csr --service web` makes), and for enroll one bootstrap
- * token per request, created in the ledger before serve starts. Both servers are child processes
- * on 127.0.0.1; the load generator is this process: --concurrency loops, each waiting for its
- * answer before the next request, over keep-alive HTTPS connections (TLS 1.3, verified against
- * ca/ca.pem), for --seconds per target and round. The targets, each round in a rotated order so
- * drift in the machine's speed spreads over all:
+ * token per request, created in the ledger before serve starts. Every server is a child process
+ * on 127.0.0.1; the load generator is this process, the same client for every target
+ * (bench/serve-client.ts): --concurrency loops, each with its own keep-alive TLS 1.3 connection
+ * (node:tls, verified against ca/ca.pem; renew's presenting the loop's certificate), each waiting
+ * for its answer before the next request, the requests pre-built HTTP/1.1 bytes (the JSON body a
+ * prepared CSR string plus the token), the answers read by a minimal parser. An answer counts as
+ * a certificate by its status and a PEM certificate in its body; each slice's first answer and
+ * one in 64 are checked in full (JSON parsed, the certificate decoded, signed by the CA, for the
+ * CSR's key), so a wrong answer still counts as an error. --seconds per target and round; the
+ * targets, each round in a rotated order so drift in the machine's speed spreads over all:
  *
  *   cfssl    POST /api/v1/cfssl/sign {"certificate_request": CSR}; cfssl 1.2 over TLS
  *            (-tls-cert/-tls-key), a signing profile with a 1 h expiry, -loglevel 2 (warnings: less
  *            logging than its default, the stronger baseline). It records nothing (no -db-config),
  *            and copies the CSR's DNS/IP SANs but not its URI SAN (cfssl 1.2 predates Go's URI SANs):
  *            it does less per certificate than mtlskit.
+ *   cfssl-db the same writing each certificate to its SQLite certdb (`cfssl+db`).
+ *   floor    bench/serve-floor.ts: a bare node:https server doing only what any online CA must per
+ *            certificate (JSON body, the CSR's PEM decoded, its key imported as a JWK, its signature
+ *            verified, a certificate signed from a fixed template, JSON answered): no policy, no
+ *            ledger, no framework. One process, its crypto in libuv's thread pool (its faster form
+ *            for one process). `floor-2`: two processes on one port (node:cluster), crypto on their
+ *            event loops (their faster form). The best of them is the ceiling any Node online CA
+ *            reaches on this machine with this client; opt-in `floor-sync` and `floor-2-async` are
+ *            the other forms.
  *   enroll   POST /v1/enroll {"service","token","csr"}: a token checked, the CSR judged by the
  *            manifest's policy, the certificate signed and its row (consuming the token) committed
  *            to the SQLite ledger, durable (WAL, synchronous=FULL, group commit) before the answer.
  *   renew    POST /v1/renew {"csr"} over mTLS with a certificate each loop enrolled beforehand.
  *
  * Reported per target: certificates/s, p50 and p99 latency, errors (any answer but the success
- * status with a certificate; the first is printed), the server's CPU (its process tree, from
- * /proc, as cores busy) and ms of server CPU per certificate, this process's CPU (the load
- * generator shares the 2 cores), and the 1-minute load average at the end. Then each target's
- * bill on the machine (server cores + load generator cores, of how many), and for each mtlskit
- * target the issue's targets (>= 2,000 certificates/s, p99 <= 50 ms, faster than cfssl) and the
- * rate ratio against cfssl+db (the durable like-for-like peer) with both CPU costs per
- * certificate, each PASS or FAIL as measured. A benchmark, not a test: it exits 0 whatever the
- * numbers, 1 only when it could not measure (a server would not start, cfssl is missing).
+ * status with a certificate, or a sampled one that fails the full check; the first is printed),
+ * the server's CPU (its process tree, from /proc, as cores busy) and ms of server CPU per
+ * certificate, this process's CPU (the load generator shares the 2 cores) as cores and ms per
+ * certificate, and the 1-minute load average at the end; how many answers were checked in full,
+ * how many TLS connections were made (--concurrency while keep-alive holds) and whether any answer
+ * came chunked. Then each target's bill on the machine (server cores + load generator cores, of
+ * how many); whether each floor reaches 2,000/s and beats cfssl; and for each mtlskit target the
+ * issue's targets (>= 2,000 certificates/s, p99 <= 50 ms, faster than cfssl) and the rate ratio
+ * against cfssl+db (the durable like-for-like peer) with both CPU costs per certificate, each PASS
+ * or FAIL as measured, and its rate as a fraction of the best floor's. A benchmark, not a test: it
+ * exits 0 whatever the numbers, 1 only when it could not measure (a server would not start, cfssl
+ * is missing).
  *
  *   npm run bench:serve [-- --seconds 5] [--rounds 2] [--concurrency 16] [--csrs 500]
- *                       [--only cfssl,cfssl-db,enroll,renew] [--tokens N] [--dir DIR] [--workers N[,M]]
+ *                       [--only cfssl,cfssl-db,floor,floor-2,enroll,renew] [--tokens N] [--dir DIR]
+ *                       [--workers N[,M]] [--client-ab]
+ *
+ *   --client-ab  every target also driven by the node:https client the bench used before
+ *           serve-client.ts (test/helpers/serve-load.ts's requestJson over keep-alive https.Agents,
+ *           every answer parsed), as `NAME/https`, in the same rounds: the two clients' CPU per
+ *           certificate, rate and p99 side by side, target by target.
  *
  *   --workers N[,M...]  serve's --workers (HTTP worker processes; default: serve's own default).
  *           Several values: one serve each (own PKI copy and ledger), each a target of this run
@@ -43,8 +68,8 @@
  *           serve with a PostgreSQL ledger (issue 15): a throw-away cluster on loopback with fsync
  *           and synchronous_commit on (test/helpers/postgres.ts, its data in os.tmpdir()), the
  *           enroll load of `enroll` above. `pg`: one replica; `pg-2`: two replicas (the PKI
- *           directory copied, as operators distribute it) on the same database, request i to
- *           replica i % 2. Their server CPU counts every serve process and PostgreSQL's (the
+ *           directory copied, as operators distribute it) on the same database, loop k's connection
+ *           to replica k % 2. Their server CPU counts every serve process and PostgreSQL's (the
  *           postmaster and its backends): the whole server side on this machine. Run with
  *           `--only enroll,pg,pg-2` to compare SQLite and PostgreSQL in the same run.
  *
@@ -61,7 +86,7 @@
  * cfssl: `apt-get install golang-cfssl` (scripts/install-interop.sh installs it).
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { X509Certificate } from "node:crypto";
+import { createPublicKey, X509Certificate } from "node:crypto";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import type * as http from "node:http";
 import { cpus, loadavg, tmpdir } from "node:os";
@@ -76,7 +101,6 @@ import {
   makeCsrs,
   onlineManifest,
   percentile,
-  type Reply,
   requestJson,
   type Served,
   seedLedger,
@@ -85,6 +109,7 @@ import {
   trustAgent,
   within,
 } from "../test/helpers/serve-load.ts";
+import { type Answer, LeanConnection } from "./serve-client.ts";
 
 const { values } = parseArgs({
   options: {
@@ -92,7 +117,8 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "2" },
     concurrency: { type: "string", default: "16" },
     csrs: { type: "string", default: "500" },
-    only: { type: "string", default: "cfssl,cfssl-db,enroll,renew" },
+    only: { type: "string", default: "cfssl,cfssl-db,floor,floor-2,enroll,renew" },
+    "client-ab": { type: "boolean", default: false },
     tokens: { type: "string" },
     dir: { type: "string" },
     profile: { type: "string" },
@@ -108,7 +134,9 @@ const CSRS = Number(values.csrs);
 const ONLY = new Set(values.only.split(","));
 const WARMUP_SECONDS = 1;
 /** TOKENS: one per enroll request; enough for 4,000/s. A loop that finds none left stops, and the run says so. */
-const TOKENS = Number(values.tokens ?? Math.ceil(4_000 * (SECONDS * ROUNDS + WARMUP_SECONDS)) + CONCURRENCY);
+/** CLIENTS: how many clients drive each target (2 with --client-ab: lean and node:https). */
+const CLIENTS = values["client-ab"] ? 2 : 1;
+const TOKENS = Number(values.tokens ?? Math.ceil(4_000 * (SECONDS * ROUNDS + WARMUP_SECONDS) * CLIENTS) + CONCURRENCY);
 const TARGET = { rate: 2_000, p99Ms: 50 } as const;
 
 const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim() || 100);
@@ -150,7 +178,7 @@ function threadCpuSeconds(pid: number, tid: number): number {
   }
 }
 
-/** Load is one target's load: how a loop sends request number i, what counts as a certificate, and the server's pid. */
+/** Load is one target's load: what request number i is, what counts as a certificate, where each loop connects, and the server's pid. */
 interface Load {
   name: string;
   pid: number;
@@ -158,8 +186,19 @@ interface Load {
   morePids?: number[];
   /** mainThread: `pid` is a single serve, whose main thread (the event loop) is measured apart: one core is its ceiling. */
   mainThread?: boolean;
-  send: (i: number) => Promise<Reply> | undefined;
-  certificate: (r: Reply) => string | undefined;
+  route: string;
+  /** body: request i's JSON text (ASCII), built from prepared pieces; undefined when no token is left. */
+  body: (i: number) => string | undefined;
+  /** status: the success status (201 mtlskit and the floor, 200 cfssl). */
+  status: number;
+  /** extract: the certificate's PEM in a parsed answer (the sample check), or undefined. */
+  extract: (json: unknown) => string | undefined;
+  /** connection: loop k's connection (lean client), made once. */
+  connection: (k: number) => LeanConnection;
+  /** target: loop k's keep-alive https.Agent target (the node:https client: --client-ab). */
+  target: (k: number) => Target;
+  /** client: which client drives this load: `lean` (serve-client.ts) or `https` (serve-load.ts's requestJson). */
+  client: "lean" | "https";
 }
 
 /** Tally is what a target did over its slices. */
@@ -175,6 +214,12 @@ interface Tally {
   latencies: number[];
   load1: number;
   sample: string | undefined;
+  /** checked: answers fully checked (JSON parsed, the certificate decoded and verified): the first and one in SAMPLE_EVERY. */
+  checked: number;
+  /** connections: TLS connections the lean client made for this target so far (CONCURRENCY while keep-alive holds). */
+  connections: number;
+  /** chunked: answers that came with chunked encoding so far (the others had a Content-Length). */
+  chunked: number;
   exhausted: boolean;
 }
 
@@ -189,12 +234,56 @@ const tally = (): Tally => ({
   latencies: [],
   load1: 0,
   sample: undefined,
+  checked: 0,
+  connections: 0,
+  chunked: 0,
   exhausted: false,
 });
 
-/** drive runs `CONCURRENCY` loops against `l` for `seconds` and adds what they did to `t`. */
-async function drive(l: Load, seconds: number, t: Tally): Promise<void> {
+/** SAMPLE_EVERY: one answer in this many (and each slice's first) is checked in full; the others by status and a PEM in the body. */
+const SAMPLE_EVERY = 64;
+const PEM_BEGIN = Buffer.from("-----BEGIN CERTIFICATE-----");
+
+/** Sampling is what a full check of an answer needs: the CA, and the SubjectPublicKeyInfo of request i's key. */
+interface Sampling {
+  ca: X509Certificate;
+  spkiOf: (i: number) => Buffer;
+}
+
+/**
+ * fullCheck is the sample check: the body parsed as JSON, the certificate taken from it, decoded,
+ * signed by the CA and for the key of the CSR sent; its PEM, or why not (a wrong answer is caught
+ * even though most answers are judged by their status and a PEM in the body).
+ */
+function fullCheck(l: Load, a: Answer, i: number, s: Sampling): { pem: string } | { error: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(a.body.toString());
+  } catch {
+    return { error: `${a.status} not JSON: ${a.body.toString().slice(0, 300)}` };
+  }
+  const pem = l.extract(json);
+  if (pem === undefined) return { error: `${a.status} no certificate in ${a.body.toString().slice(0, 300)}` };
+  let c: X509Certificate;
+  try {
+    c = new X509Certificate(pem);
+  } catch (e) {
+    return { error: `${a.status} a certificate that does not decode: ${(e as Error).message}` };
+  }
+  if (!c.checkIssued(s.ca) || !c.verify(s.ca.publicKey)) return { error: "a certificate not signed by the CA" };
+  if (!c.publicKey.export({ type: "spki", format: "der" }).equals(s.spkiOf(i)))
+    return { error: "a certificate for another key than the CSR's" };
+  return { pem };
+}
+
+/**
+ * drive runs `CONCURRENCY` loops against `l` for `seconds` and adds what they did to `t`. Loop k
+ * sends over its own connection (l.connection(k), or l.target(k) for the https client), waiting
+ * for each answer before the next request; request numbers are shared by all loops.
+ */
+async function drive(l: Load, seconds: number, t: Tally, s: Sampling): Promise<void> {
   let next = 0;
+  let first = true;
   const serverCpu = () => [l.pid, ...(l.morePids ?? [])].reduce((sum, pid) => sum + treeCpuSeconds(pid), 0);
   const mainCpu = () => (l.mainThread ? threadCpuSeconds(l.pid, l.pid) : 0);
   const s0 = serverCpu();
@@ -202,32 +291,143 @@ async function drive(l: Load, seconds: number, t: Tally): Promise<void> {
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   const end = t0 + seconds * 1000;
-  const loop = async () => {
+  const error = (why: string) => {
+    t.errors++;
+    t.firstError ??= why;
+  };
+  const lean = async (k: number) => {
+    const connection = l.connection(k);
     while (performance.now() < end) {
-      const pending = l.send(next++);
-      if (pending === undefined) {
+      const i = next++;
+      const body = l.body(i);
+      if (body === undefined) {
         t.exhausted = true;
         return;
       }
-      const r = await pending;
-      const cert = l.certificate(r);
-      if (cert === undefined) {
-        t.errors++;
-        t.firstError ??= `${r.status} ${r.error?.message ?? JSON.stringify(r.body).slice(0, 300)}`;
+      const a = await connection.post(l.route, body);
+      if (a.status !== l.status || a.body.indexOf(PEM_BEGIN) === -1) {
+        error(`${a.status} ${a.error?.message ?? a.body.toString().slice(0, 300)}`);
+        continue;
+      }
+      if (first || i % SAMPLE_EVERY === 0) {
+        first = false;
+        t.checked++;
+        const c = fullCheck(l, a, i, s);
+        if ("error" in c) {
+          error(c.error);
+          continue;
+        }
+        t.sample ??= c.pem;
+      }
+      t.count++;
+      t.latencies.push(a.ms);
+    }
+  };
+  // The node:https client as before this file had serve-client.ts: requestJson, every answer parsed and its certificate taken.
+  const https = async (k: number) => {
+    const target = l.target(k);
+    while (performance.now() < end) {
+      const i = next++;
+      const body = l.body(i);
+      if (body === undefined) {
+        t.exhausted = true;
+        return;
+      }
+      const r = await requestJson(target, "POST", l.route, JSON.parse(body));
+      const pem = r.status === l.status ? l.extract(r.body) : undefined;
+      if (pem === undefined) {
+        error(`${r.status} ${r.error?.message ?? JSON.stringify(r.body).slice(0, 300)}`);
         continue;
       }
       t.count++;
       t.latencies.push(r.ms);
-      t.sample ??= cert;
+      t.sample ??= pem;
     }
   };
-  await Promise.all(Array.from({ length: CONCURRENCY }, loop));
+  await Promise.all(Array.from({ length: CONCURRENCY }, (_, k) => (l.client === "lean" ? lean(k) : https(k))));
   t.seconds += (performance.now() - t0) / 1000;
   const cu = process.cpuUsage(c0);
   t.clientCpu += (cu.user + cu.system) / 1e6;
   t.serverCpu += serverCpu() - s0;
   t.mainCpu += mainCpu() - m0;
   t.load1 = loadavg()[0]!;
+  if (l.client === "lean")
+    for (let k = 0; k < CONCURRENCY; k++) {
+      t.connections += l.connection(k).connects;
+      t.chunked += l.connection(k).chunked;
+    }
+}
+
+/** Identity is a client certificate (PEM chain) and its key, for loops that renew over mTLS. */
+type Identity = { cert: string; key: string };
+
+/**
+ * Pools makes each load's per-loop connections, trusting the CA (every PKI copy in a run holds
+ * the same CA), each made on its first use (in the warm-up), and closes them all at the end:
+ * lean connections (serve-client.ts) and, for --client-ab, node:https agents as serve-load.ts's
+ * trustAgent makes them (one per target with CONCURRENCY sockets, or one per loop with an identity).
+ */
+class Pools {
+  private readonly ca: Buffer;
+  private readonly leans: LeanConnection[] = [];
+  private readonly agents: http.Agent[] = [];
+  constructor(private readonly caFile: string) {
+    this.ca = readFileSync(caFile);
+  }
+  lean(port: number, identity?: (k: number) => Identity): (k: number) => LeanConnection {
+    const made: LeanConnection[] = [];
+    return (k) => {
+      let c = made[k];
+      if (c === undefined) {
+        c = new LeanConnection({ port, ca: this.ca, ...identity?.(k) });
+        made[k] = c;
+        this.leans.push(c);
+      }
+      return c;
+    };
+  }
+  https(port: number, identity?: (k: number) => Identity): (k: number) => Target {
+    const made: Target[] = [];
+    return (k) => {
+      const at = identity === undefined ? 0 : k;
+      let t = made[at];
+      if (t === undefined) {
+        const agent = trustAgent(
+          this.caFile,
+          identity === undefined ? { maxSockets: CONCURRENCY } : { ...identity(k), maxSockets: 1 },
+        );
+        t = { port, agent, tls: true };
+        made[at] = t;
+        this.agents.push(agent);
+      }
+      return t;
+    };
+  }
+  close(): void {
+    for (const c of this.leans) c.close();
+    for (const a of this.agents) a.destroy();
+  }
+}
+
+/** Bodies builds requests' JSON text from prepared pieces: each CSR's PEM as a JSON string, made once. */
+class Bodies {
+  private readonly csrJson: string[];
+  constructor(csrs: Csr[]) {
+    this.csrJson = csrs.map((c) => JSON.stringify(c.pem));
+  }
+  private csr(i: number): string {
+    return this.csrJson[i % this.csrJson.length]!;
+  }
+  cfssl = (i: number): string => `{"certificate_request":${this.csr(i)}}`;
+  csrOnly = (i: number): string => `{"csr":${this.csr(i)}}`;
+  /** enroll takes the next of `tokens` (undefined when none is left): one per request. */
+  enroll(tokens: string[]): (i: number) => string | undefined {
+    let used = 0;
+    return (i) => {
+      const token = tokens[used++];
+      return token === undefined ? undefined : `{"service":"web","token":"${token}","csr":${this.csr(i)}}`;
+    };
+  }
 }
 
 /** CFSSL_SCHEMA: cfssl 1.2's certdb tables for SQLite (its certdb/sqlite/migrations), which `cfssl serve -db-config` writes each signed certificate to. */
@@ -306,7 +506,7 @@ async function startCfssl(
     const r = await requestJson({ ...target, timeoutMs: 2_000 }, "POST", "/api/v1/cfssl/sign", {
       certificate_request: csr.pem,
     });
-    if (cfsslCertificate(r) !== undefined) return { child, port, target };
+    if (r.status === 200 && cfsslCertificate(r.body) !== undefined) return { child, port, target };
     if (child.exitCode !== null || performance.now() > deadline) {
       child.kill("SIGKILL");
       throw new Error(
@@ -317,18 +517,16 @@ async function startCfssl(
   }
 }
 
-/** cfsslCertificate is the certificate in a cfssl answer ({"success": true, "result": {"certificate": PEM}}). */
-function cfsslCertificate(r: Reply): string | undefined {
-  const b = r.body as { success?: boolean; result?: { certificate?: unknown } } | undefined;
-  return r.status === 200 && b?.success === true && typeof b.result?.certificate === "string"
-    ? b.result.certificate
-    : undefined;
+/** cfsslCertificate is the certificate in a parsed cfssl answer ({"success": true, "result": {"certificate": PEM}}). */
+function cfsslCertificate(json: unknown): string | undefined {
+  const b = json as { success?: boolean; result?: { certificate?: unknown } } | undefined;
+  return b?.success === true && typeof b.result?.certificate === "string" ? b.result.certificate : undefined;
 }
 
-/** issuedCertificate is the leaf in an mtlskit Issued answer (201), or undefined. */
-function issuedCertificate(r: Reply): string | undefined {
-  const b = r.body as { certificate?: unknown } | undefined;
-  return r.status === 201 && typeof b?.certificate === "string" ? b.certificate : undefined;
+/** issuedCertificate is the leaf in a parsed mtlskit Issued answer (and the floor's), or undefined. */
+function issuedCertificate(json: unknown): string | undefined {
+  const b = json as { certificate?: unknown } | undefined;
+  return typeof b?.certificate === "string" ? b.certificate : undefined;
 }
 
 /** describeSample is a sample certificate's issuer check and SANs, so the report shows both CAs issued what they claim. */
@@ -389,6 +587,63 @@ function printProfile(dir: string, pid: number): void {
     console.log(`  ${((us / total) * 100).toFixed(1).padStart(5)}%  ${key}`);
 }
 
+/**
+ * FLOOR_TARGETS: the floor (bench/serve-floor.ts), each in its faster crypto form (measured in one
+ * run, 3 rounds: one process 1,970/s async against 1,311/s sync, its event loop then the bound and
+ * the thread pool a second core's worth; two 2,517/s sync against 2,304/s async, the two processes
+ * already filling both cores and the thread pool's hand-offs costing 0.1 ms a certificate):
+ * `floor` one process, the verification and signature in libuv's thread pool; `floor-2` two
+ * processes on one port (node:cluster), on their event loops. Opt-in: `floor-sync`, `floor-2-async`.
+ */
+const FLOOR_TARGETS = [
+  ["floor", 1, "async"],
+  ["floor-2", 2, "sync"],
+  ["floor-sync", 1, "sync"],
+  ["floor-2-async", 2, "async"],
+] as const;
+
+/**
+ * startFloor runs bench/serve-floor.ts (`processes` of it on one port, `crypto` sync or async) with DIR's
+ * CA and cfssl's TLS certificate; ready once it says every process listens (at most 20 s).
+ */
+async function startFloor(
+  pki: string,
+  processes: number,
+  crypto: "sync" | "async",
+): Promise<{ child: ChildProcess; port: number }> {
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      path.join(import.meta.dirname, "serve-floor.ts"),
+      "--port",
+      String(port),
+      "--pki",
+      pki,
+      "--processes",
+      String(processes),
+      "--crypto",
+      crypto,
+    ],
+    { cwd: path.join(import.meta.dirname, ".."), stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let tail = "";
+  const keep = (d: Buffer) => void (tail = (tail + d.toString()).slice(-4_000));
+  child.stdout?.on("data", keep);
+  child.stderr?.on("data", keep);
+  const deadline = performance.now() + 20_000;
+  while (!tail.includes("floor listening")) {
+    if (child.exitCode !== null || performance.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`the floor server did not listen within 20 s:\n${tail}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { child, port };
+}
+
 /** PG_TARGETS: the PostgreSQL targets (--only pg,pg-2) and how many replicas each spreads its load over. */
 const PG_TARGETS = [
   ["pg", "enroll pg", 1],
@@ -423,8 +678,8 @@ async function startPgLoads(o: {
   manifest: string;
   pki: string;
   wanted: (typeof PG_TARGETS)[number][];
-  csrAt: (i: number) => Csr;
-  agents: http.Agent[];
+  pools: Pools;
+  bodies: Bodies;
 }): Promise<{ loads: Load[]; pg: Pg; stop: () => Promise<void> }> {
   const pg = await startPostgres({ fsync: true });
   const replicas: Served[] = [];
@@ -442,29 +697,24 @@ async function startPgLoads(o: {
         await startServe(o.bin, { manifest: o.manifest, pki, args: ["--ledger", pg.url], readyMs: 60_000 }),
       );
     }
-    const caFile = path.join(o.pki, "ca", "ca.pem");
-    const targets = replicas.map((r) => {
-      const target: Target = { port: r.port, agent: trustAgent(caFile, { maxSockets: CONCURRENCY }), tls: true };
-      o.agents.push(target.agent);
-      return target;
-    });
-    const perTarget = Math.ceil(2_500 * (SECONDS * ROUNDS + WARMUP_SECONDS)) + CONCURRENCY;
-    const loads = o.wanted.map(([, name, n], w): Load => {
-      const tokens = pgTokens(pg, "web", 1 + w * perTarget, perTarget);
-      let used = 0;
-      return {
+    // Loop k connects to replica k % n: the load spread evenly, each loop on one keep-alive connection.
+    const leans = replicas.map((r) => o.pools.lean(r.port));
+    const targets = replicas.map((r) => o.pools.https(r.port));
+    const perTarget = Math.ceil(2_500 * (SECONDS * ROUNDS + WARMUP_SECONDS) * CLIENTS) + CONCURRENCY;
+    const loads = o.wanted.map(
+      ([, name, n], w): Load => ({
         name,
         pid: replicas[0]!.child.pid!,
         morePids: [...replicas.slice(1, n).map((r) => r.child.pid!), pg.pid!],
-        send: (i) => {
-          const token = tokens[used++];
-          return token === undefined
-            ? undefined
-            : requestJson(targets[i % n]!, "POST", "/v1/enroll", { service: "web", token, csr: o.csrAt(i).pem });
-        },
-        certificate: issuedCertificate,
-      };
-    });
+        route: "/v1/enroll",
+        body: o.bodies.enroll(pgTokens(pg, "web", 1 + w * perTarget, perTarget)),
+        status: 201,
+        extract: issuedCertificate,
+        connection: (k) => leans[k % n]!(k),
+        target: (k) => targets[k % n]!(k),
+        client: "lean",
+      }),
+    );
     return { loads, pg, stop };
   } catch (e) {
     await stop();
@@ -516,6 +766,7 @@ async function main(): Promise<number> {
   const servedAll: Served[] = [];
   let stopPg: (() => Promise<void>) | undefined;
   const agents: http.Agent[] = [];
+  let closePools = () => {};
   try {
     const bin = buildPackage();
     const pki = path.join(work, "pki");
@@ -534,6 +785,23 @@ async function main(): Promise<number> {
     const csrs = await makeCsrs(manifest, "web", CSRS);
     const csrAt = (i: number) => csrs[i % csrs.length]!;
 
+    const pools = new Pools(path.join(pki, "ca", "ca.pem"));
+    closePools = () => pools.close();
+    const bodies = new Bodies(csrs);
+    const spkis = new Map<number, Buffer>();
+    const sampling: Sampling = {
+      ca,
+      spkiOf: (i) => {
+        const at = i % csrs.length;
+        let spki = spkis.get(at);
+        if (spki === undefined) {
+          spki = createPublicKey(csrAt(at).keyPem).export({ type: "spki", format: "der" });
+          spkis.set(at, spki);
+        }
+        return spki;
+      },
+    };
+
     const loads: Load[] = [];
     for (const [key, name, db] of [
       ["cfssl", "cfssl", false],
@@ -550,8 +818,29 @@ async function main(): Promise<number> {
       loads.push({
         name,
         pid: cfssl.child.pid!,
-        send: (i) => requestJson(cfssl.target, "POST", "/api/v1/cfssl/sign", { certificate_request: csrAt(i).pem }),
-        certificate: cfsslCertificate,
+        route: "/api/v1/cfssl/sign",
+        body: bodies.cfssl,
+        status: 200,
+        extract: cfsslCertificate,
+        connection: pools.lean(cfssl.port),
+        target: pools.https(cfssl.port),
+        client: "lean",
+      });
+    }
+    for (const [name, processes, crypto] of FLOOR_TARGETS) {
+      if (!ONLY.has(name)) continue;
+      const floor = await startFloor(pki, processes, crypto);
+      children.push(floor.child);
+      loads.push({
+        name,
+        pid: floor.child.pid!,
+        route: "/v1/floor",
+        body: bodies.csrOnly,
+        status: 201,
+        extract: issuedCertificate,
+        connection: pools.lean(floor.port),
+        target: pools.https(floor.port),
+        client: "lean",
       });
     }
     // One serve per --workers value (`--workers 1,2`: both measured in this run, each a target),
@@ -587,35 +876,28 @@ async function main(): Promise<number> {
           : { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${path.resolve(values.profile)}`] }),
       });
       servedAll.push(one);
-      const caFile = path.join(dir, "ca", "ca.pem");
-      const target: Target = { port: one.port, agent: trustAgent(caFile, { maxSockets: CONCURRENCY }), tls: true };
-      agents.push(target.agent);
-      let used = 0;
-      const enroll = (i: number): Promise<Reply> | undefined => {
-        const token = tokens[used++];
-        return token === undefined
-          ? undefined
-          : requestJson(target, "POST", "/v1/enroll", { service: "web", token, csr: csrAt(i).pem });
-      };
+      const enrollBody = bodies.enroll(tokens);
       if (ONLY.has("renew")) {
         // One identity per loop: loop k renews with the certificate enrolled here with CSR k's key.
-        const renewers: Target[] = [];
+        const setup = pools.https(one.port);
+        const identities: Identity[] = [];
         for (let k = 0; k < CONCURRENCY; k++) {
-          const r = await enroll(k)!;
-          const cert = issuedCertificate(r);
-          if (cert === undefined)
+          const r = await requestJson(setup(0), "POST", "/v1/enroll", JSON.parse(enrollBody(k)!));
+          if (r.status !== 201 || issuedCertificate(r.body) === undefined)
             throw new Error(`enroll for the renew loops failed: ${r.status} ${JSON.stringify(r.body)}`);
-          const chain = (r.body as { chain: string }).chain;
-          const agent = trustAgent(caFile, { cert: chain, key: csrAt(k).keyPem, maxSockets: 1 });
-          agents.push(agent);
-          renewers.push({ port: one.port, agent, tls: true });
+          identities.push({ cert: (r.body as { chain: string }).chain, key: csrAt(k).keyPem });
         }
         loads.push({
           name: `mtlskit renew${suffix(variant)}`,
           pid: one.child.pid!,
           mainThread: single,
-          send: (i) => requestJson(renewers[i % CONCURRENCY]!, "POST", "/v1/renew", { csr: csrAt(i).pem }),
-          certificate: issuedCertificate,
+          route: "/v1/renew",
+          body: bodies.csrOnly,
+          status: 201,
+          extract: issuedCertificate,
+          connection: pools.lean(one.port, (k) => identities[k]!),
+          target: pools.https(one.port, (k) => identities[k]!),
+          client: "lean",
         });
       }
       if (ONLY.has("enroll"))
@@ -623,14 +905,19 @@ async function main(): Promise<number> {
           name: `mtlskit enroll${suffix(variant)}`,
           pid: one.child.pid!,
           mainThread: single,
-          send: enroll,
-          certificate: issuedCertificate,
+          route: "/v1/enroll",
+          body: enrollBody,
+          status: 201,
+          extract: issuedCertificate,
+          connection: pools.lean(one.port),
+          target: pools.https(one.port),
+          client: "lean",
         });
     }
 
     const pgWanted = PG_TARGETS.filter(([key]) => ONLY.has(key));
     if (pgWanted.length > 0) {
-      const pgStarted = await startPgLoads({ bin, manifest, pki, wanted: pgWanted, csrAt, agents });
+      const pgStarted = await startPgLoads({ bin, manifest, pki, wanted: pgWanted, pools, bodies });
       stopPg = pgStarted.stop;
       loads.push(...pgStarted.loads);
       const pgFs = spawnSync("stat", ["-f", "-c", "%T", tmpdir()], { encoding: "utf8" }).stdout.trim();
@@ -638,21 +925,24 @@ async function main(): Promise<number> {
         `PostgreSQL ledger: a throw-away cluster on 127.0.0.1, fsync=on, synchronous_commit=on, data in ${tmpdir()} on ${pgFs || "?"}; server CPU of its targets counts serve and postgres`,
       );
     }
+    // --client-ab: every target also driven by node:https (serve-load.ts's requestJson), as NAME/https, in the same rounds.
+    if (values["client-ab"])
+      loads.push(...loads.map((l): Load => ({ ...l, name: `${l.name}/https`, client: "https" })));
 
     console.log(
-      `serve bench: ${ROUNDS} rounds x ${SECONDS} s per target, ${CONCURRENCY} concurrent keep-alive HTTPS connections, ${csrs.length} P-256 CSRs; mtlskit serve --workers ${values.workers ?? "not given (its default: 1)"}; node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), load average ${loadavg()[0]!.toFixed(2)} at start`,
+      `serve bench: ${ROUNDS} rounds x ${SECONDS} s per target, ${CONCURRENCY} loops, each on its own keep-alive TLS 1.3 connection (bench/serve-client.ts${values["client-ab"] ? "; and node:https: --client-ab" : ""}), ${csrs.length} P-256 CSRs; mtlskit serve --workers ${values.workers ?? "not given (its default: 1)"}; node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), load average ${loadavg()[0]!.toFixed(2)} at start`,
     );
     console.log(
       `ledgers (mtlskit's, cfssl's certdb) in ${work} on ${fsType || "?"}: ${durable ? "durable (fsync reaches the disk)" : "NOT durable: a tmpfs, fsync costs nothing; the targets below are judged only on a disk"}`,
     );
-    for (const l of loads) await drive(l, WARMUP_SECONDS, tally()); // warm-up: JIT, connections
+    for (const l of loads) await drive(l, WARMUP_SECONDS, tally(), sampling); // warm-up: JIT, connections
     const totals = new Map<Load, Tally>(loads.map((l) => [l, tally()]));
     for (let r = 0; r < ROUNDS; r++) {
       const order = loads.map((_, i) => loads[(i + r) % loads.length]!);
       const line: string[] = [];
       for (const l of order) {
         const t = tally();
-        await drive(l, SECONDS, t);
+        await drive(l, SECONDS, t, sampling);
         const sum = totals.get(l)!;
         sum.count += t.count;
         sum.errors += t.errors;
@@ -664,6 +954,9 @@ async function main(): Promise<number> {
         sum.latencies.push(...t.latencies);
         sum.load1 = t.load1;
         sum.sample ??= t.sample;
+        sum.checked += t.checked;
+        sum.connections = t.connections;
+        sum.chunked = t.chunked;
         sum.exhausted ||= t.exhausted;
         line.push(`${l.name} ${(t.count / t.seconds).toFixed(0)}/s`);
       }
@@ -671,27 +964,36 @@ async function main(): Promise<number> {
     }
 
     const rate = (t: Tally) => t.count / t.seconds;
+    const NAME_WIDTH = Math.max(15, ...loads.map((l) => l.name.length));
     console.log("");
     console.log(
-      `${"target".padEnd(15)} ${"certs/s".padStart(8)} ${"p50 ms".padStart(7)} ${"p99 ms".padStart(7)} ${"errors".padStart(7)} ${"server CPU".padStart(11)} ${"ms CPU/cert".padStart(11)} ${"main ms/cert".padStart(12)} ${"client CPU".padStart(11)} ${"load1".padStart(6)}`,
+      `${"target".padEnd(NAME_WIDTH)} ${"certs/s".padStart(8)} ${"p50 ms".padStart(7)} ${"p99 ms".padStart(7)} ${"errors".padStart(7)} ${"server CPU".padStart(11)} ${"ms CPU/cert".padStart(11)} ${"main ms/cert".padStart(12)} ${"client CPU".padStart(11)} ${"client ms/cert".padStart(14)} ${"load1".padStart(6)}`,
     );
     for (const l of loads) {
       const t = totals.get(l)!;
       const sorted = Float64Array.from(t.latencies).sort();
       console.log(
-        `${l.name.padEnd(15)} ${rate(t).toFixed(0).padStart(8)} ${percentile(sorted, 50).toFixed(1).padStart(7)} ${percentile(sorted, 99).toFixed(1).padStart(7)} ${String(t.errors).padStart(7)} ${`${(t.serverCpu / t.seconds).toFixed(2)} cores`.padStart(11)} ${((t.serverCpu / t.count) * 1000).toFixed(3).padStart(11)} ${(l.mainThread ? ((t.mainCpu / t.count) * 1000).toFixed(3) : "-").padStart(12)} ${`${(t.clientCpu / t.seconds).toFixed(2)} cores`.padStart(11)} ${t.load1.toFixed(2).padStart(6)}`,
+        `${l.name.padEnd(NAME_WIDTH)} ${rate(t).toFixed(0).padStart(8)} ${percentile(sorted, 50).toFixed(1).padStart(7)} ${percentile(sorted, 99).toFixed(1).padStart(7)} ${String(t.errors).padStart(7)} ${`${(t.serverCpu / t.seconds).toFixed(2)} cores`.padStart(11)} ${((t.serverCpu / t.count) * 1000).toFixed(3).padStart(11)} ${(l.mainThread ? ((t.mainCpu / t.count) * 1000).toFixed(3) : "-").padStart(12)} ${`${(t.clientCpu / t.seconds).toFixed(2)} cores`.padStart(11)} ${((t.clientCpu / t.count) * 1000).toFixed(3).padStart(14)} ${t.load1.toFixed(2).padStart(6)}`,
       );
     }
     console.log("");
     for (const l of loads) {
       const t = totals.get(l)!;
-      console.log(`${l.name}: sample certificate ${describeSample(t.sample, ca)}`);
+      console.log(
+        `${l.name}: sample certificate ${describeSample(t.sample, ca)}${l.client === "lean" ? `; ${t.checked} answers checked in full (JSON, decoded, signed by the CA, the CSR's key), the other ${t.count + t.errors - t.checked} by status and PEM; ${t.connections} TLS connections made; ${t.chunked === 0 ? "every answer framed by Content-Length" : `${t.chunked} answers chunked`}` : ""}`,
+      );
       if (t.firstError !== undefined) console.log(`${l.name}: first error: ${t.firstError}`);
       if (t.exhausted) console.log(`${l.name}: ran out of pre-made tokens (${TOKENS}): raise --tokens`);
     }
     const cfssl = loads.find((l) => l.name === "cfssl");
     const cfsslDb = loads.find((l) => l.name === "cfssl+db");
-    const mine = loads.filter((l) => !l.name.startsWith("cfssl"));
+    const lean = loads.filter((l) => l.client === "lean");
+    const floors = lean.filter((l) => l.name.startsWith("floor"));
+    const mine = lean.filter((l) => !l.name.startsWith("cfssl") && !floors.includes(l));
+    const bestFloor = floors.reduce<Load | undefined>(
+      (best, l) => (best === undefined || rate(totals.get(l)!) > rate(totals.get(best)!) ? l : best),
+      undefined,
+    );
     const cpuPerCert = (t: Tally) => `${((t.serverCpu / t.count) * 1000).toFixed(3)} ms`;
     const verdict = (ok: boolean) => (ok ? "PASS" : "FAIL");
     // Each target's whole bill on this machine: the server's cores and the load generator's, of cpus().length.
@@ -702,24 +1004,51 @@ async function main(): Promise<number> {
         `${l.name}: server ${(t.serverCpu / t.seconds).toFixed(2)} + load generator ${(t.clientCpu / t.seconds).toFixed(2)} = ${((t.serverCpu + t.clientCpu) / t.seconds).toFixed(2)} of ${cpus().length} cores; server CPU per certificate ${t.count > 0 ? cpuPerCert(t) : "n/a"}, load generator's ${t.count > 0 ? `${((t.clientCpu / t.count) * 1000).toFixed(3)} ms` : "n/a"}`,
       );
     }
+    // --client-ab: the load generator's CPU per certificate, lean against node:https, target by target.
+    const clientLines = loads
+      .filter((l) => l.client === "https")
+      .flatMap((h) => {
+        const l = lean.find((x) => `${x.name}/https` === h.name);
+        const a = l && totals.get(l)!;
+        const b = totals.get(h)!;
+        if (a === undefined || a.count === 0 || b.count === 0) return [];
+        const ms = (t: Tally) => (t.clientCpu / t.count) * 1000;
+        return [
+          `${l!.name}: load generator CPU per certificate ${ms(a).toFixed(3)} ms (lean) vs ${ms(b).toFixed(3)} ms (node:https): ${(ms(b) / ms(a)).toFixed(2)}x less; rate ${rate(a).toFixed(0)} vs ${rate(b).toFixed(0)}/s, p99 ${percentile(Float64Array.from(a.latencies).sort(), 99).toFixed(1)} vs ${percentile(Float64Array.from(b.latencies).sort(), 99).toFixed(1)} ms`,
+        ];
+      });
+    if (clientLines.length > 0) console.log(`\n${clientLines.join("\n")}`);
+    // Against each cfssl measured: the rate ratio (the issue's "faster than cfssl": PASS when > 1) and both CPU costs.
+    const vs = (t: Tally, peer: Load | undefined, label: string) => {
+      if (peer === undefined) return `${label}: not measured`;
+      const p = totals.get(peer)!;
+      return `${(rate(t) / rate(p)).toFixed(2)}x ${label}'s rate (${rate(p).toFixed(0)}/s): ${verdict(rate(t) > rate(p))}, CPU per certificate ${cpuPerCert(t)} vs ${cpuPerCert(p)}`;
+    };
+    // The floor: what a bare Node server reaches with this client, the ceiling of any Node online CA here.
+    const ofFloor = (t: Tally) =>
+      bestFloor === undefined
+        ? "the floor: not measured"
+        : `${(rate(t) / rate(totals.get(bestFloor)!)).toFixed(2)} of the best floor's rate (${bestFloor.name}, ${rate(totals.get(bestFloor)!).toFixed(0)}/s)`;
+    if (floors.length > 0) console.log("");
+    for (const l of floors) {
+      const t = totals.get(l)!;
+      const p99 = percentile(Float64Array.from(t.latencies).sort(), 99);
+      console.log(
+        `${l.name} (a bare node:https CA): ${rate(t).toFixed(0)}/s reaches ${TARGET.rate}/s: ${rate(t) >= TARGET.rate ? "yes" : "no"}; p99 ${p99.toFixed(1)} ms; beats cfssl: ${cfssl === undefined ? "not measured" : rate(t) > rate(totals.get(cfssl)!) ? "yes" : "no"} (${vs(t, cfssl, "cfssl")}); ${vs(t, cfsslDb, "cfssl+db")}`,
+      );
+    }
     if (mine.length > 0) console.log("");
     for (const l of mine) {
       const t = totals.get(l)!;
       const p99 = percentile(Float64Array.from(t.latencies).sort(), 99);
-      // Against each cfssl measured: the rate ratio (the issue's "faster than cfssl": PASS when > 1) and both CPU costs.
-      const vs = (peer: Load | undefined, label: string) => {
-        if (peer === undefined) return `${label}: not measured`;
-        const p = totals.get(peer)!;
-        return `${(rate(t) / rate(p)).toFixed(2)}x ${label}'s rate (${rate(p).toFixed(0)}/s): ${verdict(rate(t) > rate(p))}, CPU per certificate ${cpuPerCert(t)} vs ${cpuPerCert(p)}`;
-      };
       if (!durable) {
         console.log(
-          `${l.name}: ${rate(t).toFixed(0)}/s, p99 ${p99.toFixed(1)} ms: not judged (the ledger is not durable here); ${vs(cfssl, "cfssl")}; ${vs(cfsslDb, "cfssl+db")}`,
+          `${l.name}: ${rate(t).toFixed(0)}/s, p99 ${p99.toFixed(1)} ms: not judged (the ledger is not durable here); ${vs(t, cfssl, "cfssl")}; ${vs(t, cfsslDb, "cfssl+db")}; ${ofFloor(t)}`,
         );
         continue;
       }
       console.log(
-        `${l.name}: ${rate(t).toFixed(0)}/s >= ${TARGET.rate}/s: ${verdict(rate(t) >= TARGET.rate)}; p99 ${p99.toFixed(1)} ms <= ${TARGET.p99Ms} ms: ${verdict(p99 <= TARGET.p99Ms)}; errors ${t.errors}: ${verdict(t.errors === 0)}; ${vs(cfssl, "cfssl")}; ${vs(cfsslDb, "cfssl+db")}`,
+        `${l.name}: ${rate(t).toFixed(0)}/s >= ${TARGET.rate}/s: ${verdict(rate(t) >= TARGET.rate)}; p99 ${p99.toFixed(1)} ms <= ${TARGET.p99Ms} ms: ${verdict(p99 <= TARGET.p99Ms)}; errors ${t.errors}: ${verdict(t.errors === 0)}; ${vs(t, cfssl, "cfssl")}; ${vs(t, cfsslDb, "cfssl+db")}; ${ofFloor(t)}`,
       );
     }
     console.log(
@@ -733,6 +1062,7 @@ async function main(): Promise<number> {
     return 0;
   } finally {
     for (const a of agents) a.destroy();
+    closePools();
     for (const c of children) {
       c.kill("SIGKILL");
       await within(exited(c), 10_000, "cfssl after SIGKILL").catch(() => {});
