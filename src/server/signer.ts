@@ -32,6 +32,10 @@ export const MAX_SIGNER_THREADS = 16;
 const MAX_PENDING = 8192;
 /** MAX_ISSUERS: the issuing CAs a thread keeps (a rotation has two; each re-read of the CA files adds its own). */
 const MAX_ISSUERS = 8;
+/** MAX_BATCH: requests in one message to a thread at most (about 0.4 ms of its CPU each). */
+const MAX_BATCH = 256;
+/** BATCH_DEADLINE_MS: a thread that holds a batch this long is stopped (its requests refused busy) and started again. */
+const BATCH_DEADLINE_MS = 30_000;
 const RESTART_QUICK_MS = 5_000;
 const RESTART_DELAY_MS = 1_000;
 
@@ -95,6 +99,8 @@ interface Slot {
   /** held: the requests posted to this thread and not answered. */
   held: Map<number, Waiting>;
   restart: NodeJS.Timeout | undefined;
+  /** deadline: the held batch's; the thread is stopped when it passes. */
+  deadline: NodeJS.Timeout | undefined;
 }
 
 const busy = (why: string) => new ServeProblem("busy", `${why}; nothing was issued`, "retry the request");
@@ -129,6 +135,7 @@ export class SignerPool {
       startedAt: 0,
       held: new Map(),
       restart: undefined,
+      deadline: undefined,
     }));
     for (const slot of this.slots) this.start(slot);
   }
@@ -217,60 +224,75 @@ export class SignerPool {
     worker.on("message", (m: { replies: Reply[]; der: ArrayBuffer }) => this.answer(slot, m));
     worker.on("exit", () => this.exited(slot, worker));
     for (const m of this.issuers) worker.postMessage(m);
+    this.flush();
   }
 
   /** exited refuses what a thread held and starts another, unless the pool is closing. */
   private exited(slot: Slot, worker: Worker): void {
     if (slot.worker !== worker) return;
     slot.worker = undefined;
+    clearTimeout(slot.deadline);
     const held = [...slot.held.values()];
-    slot.held.clear();
+    slot.held = new Map();
     this.pending -= held.length;
     const e = busy("the signer thread holding the request stopped");
     for (const w of held) w.reject(e);
     if (this.closed) return;
     this.exitAt = undefined; // the test seam ends with the first generation
-    const quick = Date.now() - slot.startedAt < RESTART_QUICK_MS;
-    if (quick) slot.restart = setTimeout(() => this.start(slot), RESTART_DELAY_MS).unref();
-    else this.start(slot);
+    if (Date.now() - slot.startedAt < RESTART_QUICK_MS) {
+      slot.restart = setTimeout(() => this.start(slot), RESTART_DELAY_MS).unref();
+      this.flush(); // what waited for this thread: to another one, or refused while none runs
+    } else this.start(slot); // which flushes
   }
 
-  /** flush posts the turn's requests: one message per thread, each thread given as many as keep the held counts level. */
+  /**
+   * flush posts what is queued to the idle threads, one message each, shared evenly. A thread
+   * holds one batch at a time: what arrives while it works waits here and leaves as the next
+   * batch the moment it answers (answer calls flush), so batches grow with the load, and a
+   * request waits no longer than it would in the thread's own queue.
+   */
   private flush(): void {
     this.scheduled = false;
-    const queue = this.queue;
-    this.queue = [];
+    if (this.queue.length === 0) return;
     const live = this.slots.filter((s) => s.worker !== undefined);
     if (this.closed || live.length === 0) {
+      const queue = this.queue;
+      this.queue = [];
       this.pending -= queue.length;
       const e = busy(this.closed ? "the CA is shutting down" : "no signer thread is running (one is being restarted)");
       for (const q of queue) q.waiting.reject(e);
       return;
     }
-    const batches = new Map<Slot, Job[]>();
-    const load = new Map(live.map((s) => [s, s.held.size]));
-    for (const q of queue) {
-      let slot = live[0]!;
-      for (const s of live) if (load.get(s)! < load.get(slot)!) slot = s;
-      load.set(slot, load.get(slot)! + 1);
-      slot.held.set(q.job.id, q.waiting);
-      let batch = batches.get(slot);
-      if (!batch) batches.set(slot, (batch = []));
-      batch.push(q.job);
-    }
-    for (const [slot, jobs] of batches) {
-      slot.worker!.ref(); // while it holds requests the process waits for it
-      slot.worker!.postMessage({ jobs });
+    const idle = live.filter((s) => s.held.size === 0);
+    for (let k = 0; k < idle.length && this.queue.length > 0; k++) {
+      const slot = idle[k]!;
+      const take = Math.min(MAX_BATCH, Math.ceil(this.queue.length / (idle.length - k)));
+      const queue = this.queue.splice(0, take);
+      const jobs: Job[] = [];
+      for (const q of queue) {
+        slot.held.set(q.job.id, q.waiting);
+        jobs.push(q.job);
+      }
+      const worker = slot.worker!;
+      worker.ref(); // while it holds requests the process waits for it
+      worker.postMessage({ jobs });
+      // A thread that does not answer (stuck) is stopped: its requests are refused, another starts.
+      slot.deadline = setTimeout(() => void worker.terminate(), BATCH_DEADLINE_MS);
     }
   }
 
-  /** answer settles a batch's requests from a thread's reply. */
+  /** answer settles a batch's requests from a thread's reply, after posting it the next batch. */
   private answer(slot: Slot, m: { replies: Reply[]; der: ArrayBuffer }): void {
+    clearTimeout(slot.deadline);
+    const held = slot.held;
+    slot.held = new Map();
+    this.pending -= held.size;
+    if (this.queue.length > 0) this.flush();
+    if (slot.held.size === 0) slot.worker?.unref();
     for (const r of m.replies) {
-      const w = slot.held.get(r.id);
+      const w = held.get(r.id);
       if (!w) continue;
-      slot.held.delete(r.id);
-      this.pending--;
+      held.delete(r.id);
       if ("problem" in r)
         w.reject(new ServeProblem(r.problem.error, r.problem.message, r.problem.fix, r.problem.refusals));
       else
@@ -284,7 +306,15 @@ export class SignerPool {
           certificate: r.pem,
         });
     }
-    if (slot.held.size === 0) slot.worker?.unref();
+    // Never left waiting: a reply without one of the batch's requests (a bug) refuses it.
+    for (const w of held.values())
+      w.reject(
+        new ServeProblem(
+          "internal",
+          "the signer thread did not answer the request; this is a bug",
+          "retry the request",
+        ),
+      );
   }
 }
 
