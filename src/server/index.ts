@@ -132,7 +132,9 @@ export async function listenWith(
   metrics.caNotAfter(authority.current.cert.notAfter);
   const revoked = new RevokedSet(opts.pkiDir);
   const threads = opts.signerThreads ?? DEFAULT_SIGNER_THREADS;
-  const signer = threads > 0 ? startSigner({ manifest: opts.manifest.manifest, threads }) : undefined;
+  // No csr service, nothing to sign online: no thread.
+  const online = opts.manifest.manifest.services.some((s) => s.csr === true && s.files === undefined);
+  const signer = threads > 0 && online ? startSigner({ manifest: opts.manifest.manifest, threads }) : undefined;
   const ctx = {
     loaded: opts.manifest,
     dir: opts.pkiDir,
