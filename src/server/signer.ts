@@ -65,10 +65,10 @@ interface Job {
   n: Uint8Array | undefined;
 }
 
-/** IssuerMessage sends one issuing CA to the threads. */
+/** IssuerMessage sends one issuing CA to the threads (its key a KeyObject: structured-cloned, never exported). */
 interface IssuerMessage {
   issuer: number;
-  ca: SigningCa;
+  ca: Omit<SigningCa, "subject" | "keyId"> & { subject: Uint8Array; keyId: Uint8Array };
 }
 
 /** Reply is one answer on the wire: the signed certificate (its DER at `at`, `len` octets of the batch's buffer) or the problem. */
@@ -204,7 +204,10 @@ export class SignerPool {
     id = ++this.nextIssuer;
     this.issuerIds.set(ca, id);
     const c = signingCa(ca);
-    const m: IssuerMessage = { issuer: id, ca: { ...c, subject: Buffer.from(c.subject), keyId: Buffer.from(c.keyId) } };
+    const m: IssuerMessage = {
+      issuer: id,
+      ca: { ...c, subject: new Uint8Array(c.subject), keyId: new Uint8Array(c.keyId) },
+    };
     this.issuers.push(m);
     if (this.issuers.length > MAX_ISSUERS) this.issuers.shift();
     for (const slot of this.slots) slot.worker?.postMessage(m);
