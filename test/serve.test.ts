@@ -892,6 +892,32 @@ console.log(JSON.stringify([before, loaded()]));`;
     assert.match(help.out, /--workers N {6}HTTP worker processes sharing the port \(default 1/);
   });
 
+  it("fail/bad --signer-threads (17, not a number) and --signer-threads with --workers 2: exit 2 naming the fix", async () => {
+    for (const bad of ["17", "one", "-1"]) {
+      const r = await runCli(["serve", "-f", file, "--pki", path.join(dir, "x"), `--signer-threads=${bad}`]);
+      assert.equal(r.code, 2, bad);
+      assert.match(r.err, /--signer-threads must be a whole number from 0 \(sign on the event loop\) to 16; got "/);
+    }
+    const both = await runCli([
+      "serve",
+      "-f",
+      file,
+      "--pki",
+      path.join(dir, "x"),
+      "--signer-threads",
+      "2",
+      "--workers",
+      "2",
+    ]);
+    assert.equal(both.code, 2);
+    assert.match(both.err, /--signer-threads and --workers N > 1 cannot be combined/);
+    const help = await runCli(["serve", "--help"]);
+    assert.match(
+      help.out,
+      /--signer-threads N\n\s+threads that decode, judge and sign each request off the event loop/,
+    );
+  });
+
   it("fail/bad --listen: exit 2", async () => {
     const r = await runCli(["serve", "-f", file, "--pki", path.join(dir, "x"), "--listen", ":8443"]);
     assert.equal(r.code, 2);

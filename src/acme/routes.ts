@@ -855,6 +855,7 @@ export function acmeRoutes(
             authority: ctx.authority(),
             ledger: ctx.ledger,
             now: new Date(Math.floor(ctx.now().getTime() / 1000) * 1000),
+            signer: ctx.signer,
           },
           {
             service,

@@ -28,10 +28,11 @@ import {
   rmSync,
 } from "node:fs";
 import * as path from "node:path";
-import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import { isMainThread, parentPort, type Worker, workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
 import { syncDir } from "../state/fs.ts";
 import { TEMP_MARK } from "../state/layout.ts";
+import { startThread } from "../thread.ts";
 import {
   checkRow,
   type IssuedRecord,
@@ -142,12 +143,7 @@ export async function openSqliteLedgerThreaded(file: string, opts: SqliteLedgerO
   const main = openSqliteLedger(file, opts) as SqliteLedgerImpl; // creates and migrates the file first
   const busyMs = opts.busyTimeoutMs ?? 5000;
   const data: CommitterData = { mtlskitCommitter: { file, busyMs, version: main.schema.version } };
-  let thread: Worker;
-  if (import.meta.url.endsWith(".ts")) {
-    // Under tsx (tests): the worker registers the loader itself before loading this file.
-    const src = `import { register } from ${JSON.stringify(import.meta.resolve("tsx/esm/api"))}; register(); await import(${JSON.stringify(import.meta.url)});`;
-    thread = new Worker(new URL(`data:text/javascript,${encodeURIComponent(src)}`), { workerData: data });
-  } else thread = new Worker(new URL(import.meta.url), { workerData: data });
+  const thread = startThread(new URL(import.meta.url), { workerData: data });
   const waits: [string, (x: unknown) => void][] = [];
   try {
     await new Promise<void>((resolve, reject) => {

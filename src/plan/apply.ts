@@ -7,7 +7,7 @@ import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { existsSync, rmSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as path from "node:path";
-import { MessageChannel, Worker } from "node:worker_threads";
+import { MessageChannel, type Worker } from "node:worker_threads";
 import { FailedError, MtlskitError, UsageError } from "../errors.ts";
 import { readTextBounded } from "../read-file.ts";
 import { keyedServices, managedServices, type LoadedManifest } from "../manifest/index.ts";
@@ -53,6 +53,7 @@ import {
 } from "./plan.ts";
 import { writeCrl } from "./crl.ts";
 import { loadCaSource } from "./read.ts";
+import { startThread, threadEntry } from "../thread.ts";
 
 /** ApplyOptions tune how apply runs. */
 export interface ApplyOptions extends PlanOptions {
@@ -173,13 +174,7 @@ function readTextOrUndefined(file: string): string | undefined {
 }
 
 function spawnWorker(): Worker {
-  if (import.meta.url.endsWith(".ts")) {
-    // Running from TypeScript sources (tests, bench): Node 20 does not hand the parent's
-    // --import loader to workers, so the worker registers tsx itself before loading worker.ts.
-    const src = `import { register } from ${JSON.stringify(import.meta.resolve("tsx/esm/api"))}; register(); await import(${JSON.stringify(new URL("./worker.ts", import.meta.url).href)});`;
-    return new Worker(new URL(`data:text/javascript,${encodeURIComponent(src)}`));
-  }
-  return new Worker(new URL("./worker.js", import.meta.url));
+  return startThread(threadEntry(import.meta.url, "./worker")); // src/thread.ts: registers tsx under sources
 }
 
 /** workerCount: threads issuing `n` services. Default: up to 4 (the machine's cores) for 64 or more, else none (0 or 1: in-process). */

@@ -13,6 +13,7 @@ import { caFilesStamp, loadAuthority, RevokedSet, type Authority } from "./autho
 import { SharedCrl } from "./crl.ts";
 import { listenHttps, type HttpRequest, type HttpServer, type Route } from "./http.ts";
 import { createMetrics, type ServeMetrics } from "./metrics.ts";
+import { DEFAULT_SIGNER_THREADS, startSigner } from "./signer.ts";
 import { authenticateAdmin, routes } from "./routes.ts";
 import { issueServerCredentials, type ServerCredentials } from "./tls.ts";
 
@@ -42,6 +43,12 @@ export interface ServeOptions {
   checkMs?: number;
   /** acme: the ACME server under /acme/ (src/acme/), on when the ledger keeps ACME state (Ledger.acme); false turns it off. Default: on, default options. */
   acme?: AcmeOptions | false;
+  /**
+   * signerThreads: worker threads that decode, judge and sign each request off the event loop
+   * (signer.ts); 0 signs on the event loop (the CSR's and the CA's signatures in libuv's pool).
+   * Default: DEFAULT_SIGNER_THREADS (1).
+   */
+  signerThreads?: number;
   /** mount: more routes on the same listener (`serve --ui`: the dashboard under /ui/, src/ui/server.ts serveMount). Default: none. */
   mount?(ctx: MountContext): Promise<Mounted>;
 }
@@ -124,6 +131,10 @@ export async function listenWith(
   const metrics = hooks.metrics ?? createMetrics();
   metrics.caNotAfter(authority.current.cert.notAfter);
   const revoked = new RevokedSet(opts.pkiDir);
+  const threads = opts.signerThreads ?? DEFAULT_SIGNER_THREADS;
+  // No csr service, nothing to sign online: no thread.
+  const online = opts.manifest.manifest.services.some((s) => s.csr === true && s.files === undefined);
+  const signer = threads > 0 && online ? startSigner({ manifest: opts.manifest.manifest, threads }) : undefined;
   const ctx = {
     loaded: opts.manifest,
     dir: opts.pkiDir,
@@ -134,25 +145,27 @@ export async function listenWith(
     metrics,
     now,
     ...(hooks.exposition ? { exposition: () => hooks.exposition!(metrics) } : {}),
+    ...(signer ? { signer } : {}),
   };
   // ACME (issue 16) mounts beside the API when the ledger keeps its state.
   const acme = opts.acme !== false && ledger.acme ? acmeRoutes(ctx, ledger.acme, opts.acme || {}) : undefined;
-  const mounted = await opts.mount?.({
-    loaded: opts.manifest,
-    pkiDir: opts.pkiDir,
-    ledger,
-    refusals: () => metrics.refusals(),
-    requireAdmin: async (req) => {
-      await authenticateAdmin(
-        ctx,
-        req,
-        new Date(Math.floor(now().getTime() / 1000) * 1000),
-        "open it with the client certificate of a service listed in serve.admins",
-      );
-    },
-  });
+  let mounted: Mounted | undefined;
   let http: HttpServer;
   try {
+    mounted = await opts.mount?.({
+      loaded: opts.manifest,
+      pkiDir: opts.pkiDir,
+      ledger,
+      refusals: () => metrics.refusals(),
+      requireAdmin: async (req) => {
+        await authenticateAdmin(
+          ctx,
+          req,
+          new Date(Math.floor(now().getTime() / 1000) * 1000),
+          "open it with the client certificate of a service listed in serve.admins",
+        );
+      },
+    });
     http = await listenHttps({
       host: listen.host,
       port: listen.port,
@@ -166,6 +179,7 @@ export async function listenWith(
     });
   } catch (e) {
     await mounted?.close();
+    await signer?.close();
     throw e;
   }
 
@@ -207,6 +221,7 @@ export async function listenWith(
         clearInterval(timer);
         await mounted?.close();
         await http.close();
+        await signer?.close();
         await ledger.close();
       })();
       return closed;

@@ -6,18 +6,21 @@
  * consumes. Only once the ledger says the row is durable does the certificate leave: a crash
  * before that loses a certificate nobody holds, never a row.
  */
-import { createHash } from "node:crypto";
-import { csrPolicyAsync, sanWords, type CsrPolicyOptions } from "../ca/policy.ts";
+import { createHash, type KeyObject } from "node:crypto";
+import { csrPolicy, csrPolicyAsync, sanWords, type CsrPolicyOptions, type Refusal } from "../ca/policy.ts";
 import { DecodeError } from "../errors.ts";
 import { LedgerUnavailableError, type IssuedRecord, type Ledger, type RecordOutcome } from "../ledger/ledger.ts";
 import type { Manifest, Service } from "../manifest/index.ts";
 import { serialHex } from "../pki/crl.ts";
 import { readCertFields } from "../pki/cert.ts";
 import { csrSignature, decodeCsr, type CsrFields } from "../pki/csr.ts";
-import { encodeTbs, newSerial, signTbsAsync } from "../pki/issue.ts";
+import { encodeTbs, newSerial, signTbs, signTbsAsync, type CertSpec, type Issuer } from "../pki/issue.ts";
+import type { KeyTypeName } from "../pki/keys.ts";
 import { encodePem, parsePem } from "../pki/pem.ts";
+import type { CaMaterial } from "../state/read.ts";
 import type { Authority } from "./authority.ts";
 import { ServeProblem } from "./problem.ts";
+import type { SignerPool } from "./signer.ts";
 
 /** DEFAULT_TTL_MS: an online certificate's lifetime when the service declares no ttl. */
 export const DEFAULT_TTL_MS = 3_600_000;
@@ -60,7 +63,7 @@ function csrDer(text: string): Buffer | undefined {
 /** parseCsrText reads the body's `csr`: exactly one PEM CERTIFICATE REQUEST, decoded; anything else is csr-malformed. */
 export function parseCsrText(text: string): CsrFields {
   const fast = csrDer(text);
-  if (fast !== undefined) return decodeCsrOrRefuse(fast);
+  if (fast !== undefined) return parseCsrDer(fast);
   let blocks: ReturnType<typeof parsePem>;
   try {
     blocks = parsePem(text);
@@ -78,11 +81,11 @@ export function parseCsrText(text: string): CsrFields {
           : `csr holds ${blocks.map((b) => b.label).join(", ")}; exactly one CERTIFICATE REQUEST is expected`,
       REMAKE,
     );
-  return decodeCsrOrRefuse(reqs[0]!.der);
+  return parseCsrDer(reqs[0]!.der);
 }
 
-/** decodeCsrOrRefuse decodes a request's DER; a damaged one is csr-malformed. */
-function decodeCsrOrRefuse(der: Buffer): CsrFields {
+/** parseCsrDer decodes a request's DER; a damaged one is csr-malformed. */
+export function parseCsrDer(der: Buffer): CsrFields {
   try {
     return decodeCsr(der);
   } catch (e) {
@@ -91,10 +94,14 @@ function decodeCsrOrRefuse(der: Buffer): CsrFields {
   }
 }
 
+/** CsrInput is a request as issueOnline takes it: decoded, or the body's text (decoded where it is judged: a signer thread when there is one). */
+export type CsrInput = CsrFields | { pem: string };
+
 /** IssueRequest is one online issuance: for whom, with what, paid by what. */
 export interface IssueRequest {
   service: Service;
-  csr: CsrFields;
+  /** csr: the request; as `{pem}` it is read as parseCsrText reads it (csr-malformed refusals the same). */
+  csr: CsrInput;
   how: "enroll" | "renew" | "acme";
   /** policy: what an ACME order narrows (csrPolicy's names and cnMayBeASan). Default: none. */
   policy?: Pick<CsrPolicyOptions, "names" | "cnMayBeASan" | "cn">;
@@ -114,7 +121,105 @@ export interface IssueContext {
   now: Date;
   /** serial makes serials. Default: newSerial. */
   serial?: () => Buffer;
+  /** signer: the signer threads (signer.ts) that judge and sign off the event loop. Default: none, in this thread (csrPolicyAsync, signTbsAsync). */
+  signer?: SignerPool;
 }
+
+/** Signed is a judged and signed request: what the ledger row and the answer need, before the row is recorded. */
+export interface Signed {
+  serial: string;
+  der: Buffer;
+  /** sha256 of der, lowercase hex. */
+  sha256: string;
+  /** sans: sanWords of the certificate. */
+  sans: string[];
+  notBefore: Date;
+  notAfter: Date;
+  /** certificate: der as PEM. */
+  certificate: string;
+}
+
+/** SigningCa is what signing needs of the issuing CA (a CaMaterial, or its copy in a signer thread). */
+export interface SigningCa {
+  subject: Buffer;
+  keyId: Buffer;
+  keyType: KeyTypeName;
+  /** privateKey: undefined when kept offline (ca-offline). */
+  privateKey: KeyObject | undefined;
+  notAfter: Date;
+}
+
+/** refusalOf words csrPolicy's refusals: csr-signature when the self-signature alone failed, else policy (422) with every refusal. */
+export function refusalOf(service: string, refusals: Refusal[]): ServeProblem {
+  const sig = refusals.find((r) => r.field === "signature");
+  if (sig && refusals.length === 1)
+    return new ServeProblem("csr-signature", `csr signature ${sig.message}`, sig.fix, refusals);
+  return new ServeProblem(
+    "policy",
+    `the request asks for what the manifest does not declare for ${service}: ${refusals.map((r) => `${r.field} ${r.message}`).join("; ")}`,
+    refusals[0]!.fix,
+    refusals,
+  );
+}
+
+/** signerOf is the CA as a signer for a judged spec; an offline key or an expired CA is ca-offline. */
+function signerOf(ca: SigningCa, spec: CertSpec, now: Date): Issuer {
+  const privateKey = ca.privateKey;
+  if (!privateKey)
+    throw new ServeProblem(
+      "ca-offline",
+      "the issuing CA's key is not in the PKI directory",
+      "the operator must put the issuing key back, or declare ca.intermediate",
+    );
+  if (spec.notAfter <= now)
+    throw new ServeProblem("ca-offline", "the issuing CA has expired", "the operator must renew or rotate the CA");
+  return { subject: ca.subject, keyId: ca.keyId, keyType: ca.keyType, privateKey };
+}
+
+/** signedOf is the signed certificate's facts. */
+function signedOf(der: Buffer, serialBytes: Buffer, spec: CertSpec): Signed {
+  return {
+    serial: serialHex(serialBytes),
+    der,
+    sha256: createHash("sha256").update(der).digest("hex"),
+    sans: sanWords(spec),
+    notBefore: spec.notBefore,
+    notAfter: spec.notAfter,
+    certificate: encodePem("CERTIFICATE", der),
+  };
+}
+
+/** SignOptions: csrPolicy's options of one request (the lifetime, an ACME order's narrowing). */
+export type SignOptions = Pick<CsrPolicyOptions, "names" | "cnMayBeASan" | "cn" | "lifetimeMs">;
+
+/**
+ * judgeAndSign is issueOnline's judging and signing, synchronously (a signer thread's work): the
+ * request decoded (text as parseCsrText, bytes as parseCsrDer), csrPolicy (its self-signature
+ * checked here), the CA's checks, encodeTbs and signTbs. Refusals are thrown as ServeProblems.
+ */
+export function judgeAndSign(
+  service: Service,
+  input: string | Buffer,
+  now: Date,
+  opts: SignOptions,
+  ca: SigningCa,
+  serialBytes: Buffer,
+): Signed {
+  const csr = typeof input === "string" ? parseCsrText(input) : parseCsrDer(input);
+  const judged = csrPolicy(service, csr, now, { ...opts, notAfterMax: ca.notAfter });
+  if (!judged.ok) throw refusalOf(service.name, judged.refusals);
+  const issuer = signerOf(ca, judged.spec, now);
+  return signedOf(signTbs(encodeTbs(judged.spec, issuer, judged.spki, serialBytes), issuer), serialBytes, judged.spec);
+}
+
+/** signingCa is a CaMaterial as signing reads it. */
+export const signingCa = (ca: CaMaterial): SigningCa => ({
+  subject: ca.cert.subject,
+  keyId: ca.keyId,
+  keyType: ca.keyType,
+  privateKey: ca.privateKey,
+  notAfter: ca.cert.notAfter,
+});
 
 /** OUTCOME_PROBLEM words a ledger refusal; nothing was written. */
 const OUTCOME_PROBLEM: Record<Exclude<RecordOutcome, { ok: true }>["reason"], () => ServeProblem> = {
@@ -202,48 +307,22 @@ export async function reissued(
  * ledger holds the row (and consumed the token). Refusals are ServeProblems; nothing is recorded.
  */
 export async function issueOnline(ctx: IssueContext, req: IssueRequest): Promise<Issued> {
-  const { service, csr } = req;
+  const { service } = req;
   const ca = ctx.authority.issuerFor(service.name);
   const now = ctx.now;
-  // The signature checks (the request's, then the CA's own) run in libuv's thread pool: the
-  // event loop, which bounds serve's rate, only imports the key and encodes (docs/online-ca.md).
-  const judged = await csrPolicyAsync(service, csr, now, {
-    ...req.policy,
-    lifetimeMs: lifetimeOf(ctx.manifest, service),
-    notAfterMax: ca.cert.notAfter,
-  });
-  if (!judged.ok) {
-    const sig = judged.refusals.find((r) => r.field === "signature");
-    if (sig && judged.refusals.length === 1)
-      throw new ServeProblem("csr-signature", `csr signature ${sig.message}`, sig.fix, judged.refusals);
-    throw new ServeProblem(
-      "policy",
-      `the request asks for what the manifest does not declare for ${service.name}: ${judged.refusals.map((r) => `${r.field} ${r.message}`).join("; ")}`,
-      judged.refusals[0]!.fix,
-      judged.refusals,
-    );
-  }
-  const privateKey = ca.privateKey;
-  if (!privateKey)
-    throw new ServeProblem(
-      "ca-offline",
-      "the issuing CA's key is not in the PKI directory",
-      "the operator must put the issuing key back, or declare ca.intermediate",
-    );
-  if (judged.spec.notAfter <= now)
-    throw new ServeProblem("ca-offline", "the issuing CA has expired", "the operator must renew or rotate the CA");
-  const issuer = { subject: ca.cert.subject, keyId: ca.keyId, keyType: ca.keyType, privateKey };
-  const serialBytes = (ctx.serial ?? newSerial)();
-  const der = await signTbsAsync(encodeTbs(judged.spec, issuer, judged.spki, serialBytes), issuer);
-  const serial = serialHex(serialBytes);
+  const opts: SignOptions = { ...req.policy, lifetimeMs: lifetimeOf(ctx.manifest, service) };
+  // With signer threads the request is decoded, judged and signed there (signer.ts): the event
+  // loop, which bounds serve's rate, keeps HTTP, the token, the ledger and the answer.
+  const threaded = ctx.signer?.sign(service, "pem" in req.csr ? req.csr.pem : req.csr.der, now, opts, ca, ctx.serial);
+  const s = await (threaded ?? signHere(service, req.csr, now, opts, ca, ctx.serial ?? newSerial));
   const row: IssuedRecord = {
-    serial,
+    serial: s.serial,
     service: service.name,
-    sans: sanWords(judged.spec),
-    notBefore: judged.spec.notBefore,
-    notAfter: judged.spec.notAfter,
-    sha256: createHash("sha256").update(der).digest("hex"),
-    der,
+    sans: s.sans,
+    notBefore: s.notBefore,
+    notAfter: s.notAfter,
+    sha256: s.sha256,
+    der: s.der,
     how: req.how,
     tokenId: req.tokenId,
     renewedFrom: req.renewedFrom,
@@ -259,15 +338,35 @@ export async function issueOnline(ctx: IssueContext, req: IssueRequest): Promise
     throw ledgerDown(e);
   }
   if (!outcome.ok) throw OUTCOME_PROBLEM[outcome.reason]();
-  const certificate = encodePem("CERTIFICATE", der);
-  const lifetime = judged.spec.notAfter.getTime() - now.getTime();
+  const lifetime = s.notAfter.getTime() - now.getTime();
   return {
-    serial,
-    certificate,
-    chain: certificate + ca.chainPem,
+    serial: s.serial,
+    certificate: s.certificate,
+    chain: s.certificate + ca.chainPem,
     bundle: ctx.authority.bundlePem,
-    notBefore: judged.spec.notBefore.toISOString(),
-    notAfter: judged.spec.notAfter.toISOString(),
+    notBefore: s.notBefore.toISOString(),
+    notAfter: s.notAfter.toISOString(),
     renewAfter: new Date(now.getTime() + Math.floor((lifetime * 2) / 3)).toISOString(),
   };
+}
+
+/**
+ * signHere judges and signs on this thread, with the signature checks (the request's, then the
+ * CA's own) in libuv's thread pool: the event loop only imports the key and encodes.
+ */
+async function signHere(
+  service: Service,
+  input: CsrInput,
+  now: Date,
+  opts: SignOptions,
+  ca: CaMaterial,
+  serial: () => Buffer,
+): Promise<Signed> {
+  const csr = "pem" in input ? parseCsrText(input.pem) : input;
+  const judged = await csrPolicyAsync(service, csr, now, { ...opts, notAfterMax: ca.cert.notAfter });
+  if (!judged.ok) throw refusalOf(service.name, judged.refusals);
+  const issuer = signerOf(signingCa(ca), judged.spec, now);
+  const serialBytes = serial();
+  const der = await signTbsAsync(encodeTbs(judged.spec, issuer, judged.spki, serialBytes), issuer);
+  return signedOf(der, serialBytes, judged.spec);
 }

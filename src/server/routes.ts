@@ -28,6 +28,7 @@ import type { HttpRequest, Route } from "./http.ts";
 import { issueOnline, ledgerDown, parseCsrText, reissued } from "./issue.ts";
 import type { ServeMetrics } from "./metrics.ts";
 import { ServeProblem, type ProblemCode } from "./problem.ts";
+import type { SignerPool } from "./signer.ts";
 
 /** ServeContext is what the routes share: the manifest, the PKI directory, the CA, the ledger, the clock. */
 export interface ServeContext {
@@ -44,6 +45,8 @@ export interface ServeContext {
   now(): Date;
   /** exposition renders /metrics; default metrics.text() (a `serve --workers` worker: every worker's, aggregated). */
   exposition?(): Promise<string>;
+  /** signer: the signer threads issuance runs on (signer.ts). Default: none, on the event loop. */
+  signer?: SignerPool;
 }
 
 const NEW_TOKEN = "ask the operator for a new token: `mtlskit token create SERVICE`";
@@ -250,7 +253,13 @@ export function routes(ctx: ServeContext): Route[] {
         } catch (e) {
           throw ledgerDown(e);
         }
-        const issue = { manifest: ctx.loaded.manifest, authority: ctx.authority(), ledger: ctx.ledger, now: t };
+        const issue = {
+          manifest: ctx.loaded.manifest,
+          authority: ctx.authority(),
+          ledger: ctx.ledger,
+          now: t,
+          signer: ctx.signer,
+        };
         // A retry of an enrollment whose answer was lost (the token paid for a certificate of this
         // very key): that certificate again, 200, rather than 401 token-used. A request that cannot
         // be read is not a retry: the token's refusal stands.
@@ -271,12 +280,11 @@ export function routes(ctx: ServeContext): Route[] {
           const [code, message, fix] = TOKEN_PROBLEMS[verdict.reason]!;
           throw new ServeProblem(code, message, fix);
         }
-        const csr = parseCsrText(body.csr);
         let issued: Awaited<ReturnType<typeof issueOnline>>;
         try {
           issued = await issueOnline(issue, {
             service,
-            csr,
+            csr: { pem: body.csr },
             how: "enroll",
             tokenId: verdict.token.id,
             requester: req.remote,
@@ -310,10 +318,9 @@ export function routes(ctx: ServeContext): Route[] {
         const t = now();
         const client = await authenticate(ctx, req, t);
         const service = requireOnline(client.service);
-        const csr = parseCsrText(body.csr);
         const issued = await issueOnline(
-          { manifest: ctx.loaded.manifest, authority: ctx.authority(), ledger: ctx.ledger, now: t },
-          { service, csr, how: "renew", renewedFrom: client.serial, requester: req.remote },
+          { manifest: ctx.loaded.manifest, authority: ctx.authority(), ledger: ctx.ledger, now: t, signer: ctx.signer },
+          { service, csr: { pem: body.csr }, how: "renew", renewedFrom: client.serial, requester: req.remote },
         );
         ctx.metrics.issued("renew");
         req.log({ service: service.name, serial: issued.serial, how: "renew", renewedFrom: client.serial }, "issued");

@@ -93,6 +93,8 @@ async function runWorker(): Promise<void> {
       manifest: loaded,
       pkiDir: config.pkiDir,
       listen: config.listen,
+      // Each worker is a process of its own already (the cores are the workers'): it signs on its event loop.
+      signerThreads: 0,
       ...(config.log ? { log: { stream: process.stderr, level: config.log.level } } : {}),
       ...(config.checkMs === undefined ? {} : { checkMs: config.checkMs }),
       ...(config.acme === undefined ? {} : { acme: config.acme }),

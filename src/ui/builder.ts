@@ -5,8 +5,9 @@
  */
 import { createHash } from "node:crypto";
 import { statSync } from "node:fs";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import type { Manifest } from "../manifest/index.ts";
+import { startThread, threadEntry } from "../thread.ts";
 import { type LedgerPart, readPkiFacts, snapshotOf, snapshotText, stampFiles } from "./model.ts";
 
 /** Built is a snapshot's content as served (its JSON, generatedAt first) and its content hash (all but generatedAt). */
@@ -71,14 +72,9 @@ export function inThreadBuilder(manifest: Manifest, pkiDir: string): SnapshotBui
   };
 }
 
-/** spawn starts build-worker.ts (from TypeScript sources, registering tsx first, as plan/apply.ts does). */
+/** spawn starts build-worker.ts (src/thread.ts: under tsx it registers tsx first). */
 function spawn(data: unknown): Worker {
-  if (import.meta.url.endsWith(".ts")) {
-    // Node 20 does not hand the parent's --import loader to workers.
-    const src = `import { register } from ${JSON.stringify(import.meta.resolve("tsx/esm/api"))}; register(); await import(${JSON.stringify(new URL("./build-worker.ts", import.meta.url).href)});`;
-    return new Worker(new URL(`data:text/javascript,${encodeURIComponent(src)}`), { workerData: data });
-  }
-  return new Worker(new URL("./build-worker.js", import.meta.url), { workerData: data });
+  return startThread(threadEntry(import.meta.url, "./build-worker"), { workerData: data });
 }
 
 /** WorkerAnswer is what build-worker.ts posts back. */

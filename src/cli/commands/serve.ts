@@ -61,10 +61,24 @@ function parseWorkers(text: string | undefined): number {
   return n;
 }
 
+/** MAX_SIGNER_THREADS_FLAG bounds --signer-threads (server/signer.ts MAX_SIGNER_THREADS). */
+const MAX_SIGNER_THREADS_FLAG = 16;
+
+/** parseSignerThreads reads --signer-threads: an integer from 0 (sign on the event loop) to MAX_SIGNER_THREADS_FLAG. */
+function parseSignerThreads(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = /^\d{1,2}$/.test(text) ? Number(text) : NaN;
+  if (!(n >= 0 && n <= MAX_SIGNER_THREADS_FLAG))
+    throw new UsageError(
+      `mtlskit serve: --signer-threads must be a whole number from 0 (sign on the event loop) to ${MAX_SIGNER_THREADS_FLAG}; got ${JSON.stringify(text)}`,
+    );
+  return n;
+}
+
 export const SERVE_HELP = `mtlskit serve: the online CA: agents enroll with a token and renew with their certificate.
 
 USAGE
-  mtlskit serve [-f FILE] [--pki DIR] [--ledger SPEC] [--listen 127.0.0.1:8443] [--workers N] [--ui] [--log]
+  mtlskit serve [-f FILE] [--pki DIR] [--ledger SPEC] [--listen 127.0.0.1:8443] [--workers N] [--signer-threads N] [--ui] [--log]
                 [--acme-dns-resolver IP[:PORT] ...]
 
 Issues short-lived certificates over HTTPS to the manifest's csr: true services, whose keys are
@@ -96,6 +110,9 @@ ${LEDGER_FLAG_HELP}
                        everything); with N > 1 and SQLite this process alone writes the ledger,
                        so its group commit covers every worker; with PostgreSQL each worker
                        opens its own connections (together at most 10)
+      --signer-threads N
+                       threads that decode, judge and sign each request off the event loop
+                       (default 1; 0: on the event loop); one process only (not with --workers)
       --ui             also serve the dashboard (\`mtlskit ui\`, README "Dashboard") under
                        https://HOST:PORT/ui/, for serve.admins' client certificates only, with
                        serve's refusals by reason; one process only (not with --workers)
@@ -132,6 +149,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
         log: { type: "boolean" },
         ui: { type: "boolean" },
         workers: { type: "string" },
+        "signer-threads": { type: "string" },
         "acme-http-port": { type: "string" },
         "acme-tls-port": { type: "string" },
         "acme-dns-resolver": { type: "string", multiple: true },
@@ -146,6 +164,11 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   if (values.ui && workers > 1)
     throw new UsageError(
       "mtlskit serve: --ui and --workers N > 1 cannot be combined: the dashboard runs in one process; drop --workers, or run `mtlskit ui` beside the workers",
+    );
+  const signerThreads = parseSignerThreads(values["signer-threads"]);
+  if (signerThreads !== undefined && workers > 1)
+    throw new UsageError(
+      "mtlskit serve: --signer-threads and --workers N > 1 cannot be combined: each worker process signs on its own event loop; drop one of them",
     );
   const port = (flag: string, v: string | undefined) => {
     if (v === undefined) return undefined;
@@ -183,7 +206,16 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   const mount = values.ui ? { mount: (await import("../../ui/server.ts")).serveMount() } : {};
   const server =
     workers === 1
-      ? await startServer({ manifest: loaded, pkiDir: values.pki, ...ledgerSpec, listen, ...log, ...acme, ...mount })
+      ? await startServer({
+          manifest: loaded,
+          pkiDir: values.pki,
+          ...ledgerSpec,
+          listen,
+          ...log,
+          ...acme,
+          ...mount,
+          ...(signerThreads === undefined ? {} : { signerThreads }),
+        })
       : await startCluster({
           manifestText,
           manifestFile: values.file,
