@@ -275,7 +275,7 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
 
   const send = (reply: FastifyReply, r: HttpReply) => {
     reply.code(r.status);
-    for (const [name, value] of Object.entries(r.headers ?? {})) reply.header(name, value);
+    if (r.headers) for (const [name, value] of Object.entries(r.headers)) reply.header(name, value);
     if ("json" in r) return reply.type(r.type ?? "application/json").send(JSON.stringify(r.json));
     if ("empty" in r) return reply.send();
     if ("stream" in r) {
