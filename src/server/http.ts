@@ -324,12 +324,19 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
     if (other) return send(reply, other);
     return reply.code(problem.status).type("application/json").send(problem.doc());
   });
-  // A callback hook, not an async one: no promise per request; none at all without onResponse.
+  // Callback hooks, not async ones: no promise per request; none at all without onResponse. Each
+  // route has its own, which knows its pattern (req.routeOptions builds a 13-field object per
+  // read); the instance's hook answers for requests no route matched (is404) only.
   const onResponse = opts.onResponse;
+  const responded = (route: string) => (_req: FastifyRequest, reply: FastifyReply, done: () => void) => {
+    onResponse!(route, reply.elapsedTime / 1000, reply.statusCode);
+    done();
+  };
+  const unmatched = responded("unmatched");
   if (onResponse)
     app.addHook("onResponse", (req, reply, done) => {
-      onResponse(req.routeOptions.url ?? "unmatched", reply.elapsedTime / 1000, reply.statusCode);
-      done();
+      if (req.is404) unmatched(req, reply, done);
+      else done();
     });
 
   for (const route of opts.routes) {
@@ -337,6 +344,7 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
       method: route.method,
       url: route.url,
       ...(route.body ? { schema: { body: route.body } } : {}),
+      ...(onResponse ? { onResponse: responded(route.url) } : {}),
       // Not async: the route's promise is the only one, its answer sent from its settling.
       handler: (req, reply) => {
         route.handle(new Request(req)).then(
