@@ -390,6 +390,19 @@ describe("mtlskit serve", () => {
     assert.match(text, /mtlskit_serve_ca_not_after_seconds \d{10}/);
   });
 
+  it("metrics: a refusal before the handler counts under its route, a request no route matches under `unmatched`", async () => {
+    const count = async (route: string) => {
+      const text = (await call("/metrics")).body.toString();
+      const m = new RegExp(`mtlskit_serve_request_duration_seconds_count\\{route="${route}"\\} (\\d+)`).exec(text);
+      return m ? Number(m[1]) : 0;
+    };
+    const [renew, unmatched] = [await count("/v1/renew"), await count("unmatched")];
+    assert.equal((await call("/v1/renew", { json: { csr: 5 } })).status, 400); // the body schema's refusal
+    assert.equal((await call("/v1/nowhere")).status, 404);
+    assert.equal(await count("/v1/renew"), renew + 1);
+    assert.equal(await count("unmatched"), unmatched + 1);
+  });
+
   describe("bad input: a clear 4xx problem document, and the server still serving", () => {
     let good: string;
     before(async () => {

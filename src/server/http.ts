@@ -14,7 +14,7 @@ import { createServer as createHttpServer, STATUS_CODES } from "node:http";
 import { createServer, type Server } from "node:https";
 import type { Duplex, Readable, Writable } from "node:stream";
 import type { TLSSocket } from "node:tls";
-import Fastify, { type FastifyError, type FastifyReply } from "fastify";
+import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from "fastify";
 import { PROBLEMS, ServeProblem, type ProblemCode, type ProblemDoc } from "./problem.ts";
 
 /** LIMITS are the server's bounds, as docs/online-ca.md lists them. */
@@ -275,7 +275,7 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
 
   const send = (reply: FastifyReply, r: HttpReply) => {
     reply.code(r.status);
-    for (const [name, value] of Object.entries(r.headers ?? {})) reply.header(name, value);
+    if (r.headers) for (const [name, value] of Object.entries(r.headers)) reply.header(name, value);
     if ("json" in r) return reply.type(r.type ?? "application/json").send(JSON.stringify(r.json));
     if ("empty" in r) return reply.send();
     if ("stream" in r) {
@@ -284,6 +284,11 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
       return reply.type(r.type).send(r.stream);
     }
     return reply.type(r.type).send(r.body);
+  };
+  /** failed hands a route's error to the error handler (as Fastify does for an async handler's rejection). */
+  const failed = (reply: FastifyReply, e: unknown) => {
+    if (!reply.sent) reply.send(e instanceof Error ? e : new Error(String(e)));
+    else reply.log.error({ err: { message: (e as Error)?.message } }, "error after the answer was sent");
   };
   if (opts.headersFor)
     app.addHook("onRequest", async (req, reply) => {
@@ -319,29 +324,39 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
     if (other) return send(reply, other);
     return reply.code(problem.status).type("application/json").send(problem.doc());
   });
-  app.addHook("onResponse", async (req, reply) => {
-    opts.onResponse?.(req.routeOptions.url ?? "unmatched", reply.elapsedTime / 1000, reply.statusCode);
-  });
+  // Callback hooks, not async ones: no promise per request; none at all without onResponse. Each
+  // route has its own, which knows its pattern (req.routeOptions builds a 13-field object per
+  // read); the instance's hook answers for requests no route matched (is404) only.
+  const onResponse = opts.onResponse;
+  const responded = (route: string) => (_req: FastifyRequest, reply: FastifyReply, done: () => void) => {
+    onResponse!(route, reply.elapsedTime / 1000, reply.statusCode);
+    done();
+  };
+  const unmatched = responded("unmatched");
+  if (onResponse)
+    app.addHook("onResponse", (req, reply, done) => {
+      if (req.is404) unmatched(req, reply, done);
+      else done();
+    });
 
   for (const route of opts.routes) {
     app.route({
       method: route.method,
       url: route.url,
       ...(route.body ? { schema: { body: route.body } } : {}),
-      handler: async (req, reply) => {
-        const socket = req.raw.socket as TLSSocket;
-        const r = await route.handle({
-          body: req.body,
-          contentType: req.headers["content-type"]?.split(";")[0]?.trim().toLowerCase(),
-          host: req.headers.host,
-          path: req.url.split("?")[0]!,
-          params: (req.params ?? {}) as Record<string, string>,
-          remote: `${req.socket.remoteAddress ?? "?"}:${req.socket.remotePort ?? 0}`,
-          peerCertificates: () => peerChain(socket),
-          connection: socket,
-          log: (fields, message) => req.log.info(fields, message),
-        });
-        return send(reply, r);
+      ...(onResponse ? { onResponse: responded(route.url) } : {}),
+      // Not async: the route's promise is the only one, its answer sent from its settling.
+      handler: (req, reply) => {
+        route.handle(new Request(req)).then(
+          (r) => {
+            try {
+              send(reply, r);
+            } catch (e) {
+              failed(reply, e);
+            }
+          },
+          (e: unknown) => failed(reply, e),
+        );
       },
     });
   }
@@ -367,6 +382,44 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
       return app.close();
     },
   };
+}
+
+/**
+ * Request is a route's view of a Fastify request: each field read from it when the route asks
+ * (enroll reads the body and the address; renew the peer certificate), one object per request.
+ */
+class Request implements HttpRequest {
+  constructor(private readonly req: FastifyRequest) {}
+  get body(): unknown {
+    return this.req.body;
+  }
+  get contentType(): string | undefined {
+    return this.req.headers["content-type"]?.split(";")[0]?.trim().toLowerCase();
+  }
+  get host(): string | undefined {
+    return this.req.headers.host;
+  }
+  get path(): string {
+    const url = this.req.url;
+    const q = url.indexOf("?");
+    return q < 0 ? url : url.slice(0, q);
+  }
+  get params(): Record<string, string> {
+    return (this.req.params ?? {}) as Record<string, string>;
+  }
+  get remote(): string {
+    const s = this.req.socket;
+    return `${s.remoteAddress ?? "?"}:${s.remotePort ?? 0}`;
+  }
+  get connection(): object {
+    return this.req.raw.socket;
+  }
+  peerCertificates(): Buffer[] {
+    return peerChain(this.req.raw.socket as TLSSocket);
+  }
+  log(fields: Record<string, unknown>, message: string): void {
+    this.req.log.info(fields, message);
+  }
 }
 
 /**
