@@ -52,7 +52,7 @@
  *
  *   npm run bench:serve [-- --seconds 5] [--rounds 2] [--concurrency 16] [--csrs 500]
  *                       [--only cfssl,cfssl-db,floor,floor-2,enroll,renew] [--tokens N] [--dir DIR]
- *                       [--workers N[,M]] [--client-ab]
+ *                       [--workers N[,M]] [--signer-threads N[,M]] [--client-ab]
  *
  *   --client-ab  every target also driven by the node:https client the bench used before
  *           serve-client.ts (test/helpers/serve-load.ts's requestJson over keep-alive https.Agents,
@@ -63,6 +63,9 @@
  *           Several values: one serve each (own PKI copy and ledger), each a target of this run
  *           (`mtlskit enroll w1`, `... w2`). The server CPU counted is the whole process tree:
  *           the primary (the ledger) and its workers.
+ *
+ *   --signer-threads N[,M...]  serve's --signer-threads (0: sign on the event loop; default: serve's
+ *           own default). Several values: one serve each, as --workers (`mtlskit enroll s1`, `... s2`).
  *
  *   --only pg,pg-2 (not in the default list: they need PostgreSQL, apt-get install postgresql)
  *           serve with a PostgreSQL ledger (issue 15): a throw-away cluster on loopback with fsync
@@ -123,6 +126,7 @@ const { values } = parseArgs({
     dir: { type: "string" },
     profile: { type: "string" },
     workers: { type: "string" },
+    "signer-threads": { type: "string" },
     base: { type: "string" },
   },
   strict: true,
@@ -849,13 +853,18 @@ async function main(): Promise<number> {
     // would measure its write lock), the tokens made once and copied.
     const workerCounts = (values.workers ?? "").split(",").filter((w) => w !== "");
     // --base BIN: each serve again from another build (an A/B of two commits in one run, rounds interleaved).
-    const variants: { w: string | undefined; bin: string; tag: string }[] = (
+    // --signer-threads N[,M]: serve's signer threads, each value a serve of its own (as --workers).
+    const signerCounts = (values["signer-threads"] ?? "").split(",").filter((s) => s !== "");
+    const variants: { w: string | undefined; s: string | undefined; bin: string; tag: string }[] = (
       workerCounts.length === 0 ? [undefined] : workerCounts
-    ).flatMap((w) => [
-      { w, bin, tag: "" },
-      ...(values.base === undefined ? [] : [{ w, bin: path.resolve(values.base), tag: " base" }]),
-    ]);
-    const suffix = (v: { w: string | undefined; tag: string }) => (workerCounts.length > 1 ? ` w${v.w}` : "") + v.tag;
+    ).flatMap((w) =>
+      (signerCounts.length === 0 ? [undefined] : signerCounts).flatMap((s) => [
+        { w, s, bin, tag: "" },
+        ...(values.base === undefined ? [] : [{ w, s, bin: path.resolve(values.base), tag: " base" }]),
+      ]),
+    );
+    const suffix = (v: { w: string | undefined; s: string | undefined; tag: string }) =>
+      (workerCounts.length > 1 ? ` w${v.w}` : "") + (signerCounts.length > 1 ? ` s${v.s}` : "") + v.tag;
     const tokens =
       ONLY.has("enroll") || ONLY.has("renew")
         ? await createTokens(pki, "web", ONLY.has("enroll") ? TOKENS : CONCURRENCY)
@@ -871,7 +880,10 @@ async function main(): Promise<number> {
       const one = await startServe(variant.bin, {
         manifest,
         pki: dir,
-        ...(w === undefined ? {} : { args: ["--workers", w] }),
+        args: [
+          ...(w === undefined ? [] : ["--workers", w]),
+          ...(variant.s === undefined ? [] : ["--signer-threads", variant.s]),
+        ],
         ...(values.profile === undefined
           ? {}
           : { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${path.resolve(values.profile)}`] }),
@@ -931,7 +943,7 @@ async function main(): Promise<number> {
       loads.push(...loads.map((l): Load => ({ ...l, name: `${l.name}/https`, client: "https" })));
 
     console.log(
-      `serve bench: ${ROUNDS} rounds x ${SECONDS} s per target, ${CONCURRENCY} loops, each on its own keep-alive TLS 1.3 connection (bench/serve-client.ts${values["client-ab"] ? "; and node:https: --client-ab" : ""}), ${csrs.length} P-256 CSRs; mtlskit serve --workers ${values.workers ?? "not given (its default: 1)"}; node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), load average ${loadavg()[0]!.toFixed(2)} at start`,
+      `serve bench: ${ROUNDS} rounds x ${SECONDS} s per target, ${CONCURRENCY} loops, each on its own keep-alive TLS 1.3 connection (bench/serve-client.ts${values["client-ab"] ? "; and node:https: --client-ab" : ""}), ${csrs.length} P-256 CSRs; mtlskit serve --workers ${values.workers ?? "not given (its default: 1)"}, --signer-threads ${values["signer-threads"] ?? "not given (its default)"}; node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? "?"}), load average ${loadavg()[0]!.toFixed(2)} at start`,
     );
     console.log(
       `ledgers (mtlskit's, cfssl's certdb) in ${work} on ${fsType || "?"}: ${durable ? "durable (fsync reaches the disk)" : "NOT durable: a tmpfs, fsync costs nothing; the targets below are judged only on a disk"}`,
