@@ -386,10 +386,17 @@ export async function listenHttps(opts: HttpOptions): Promise<HttpServer> {
 
 /**
  * Request is a route's view of a Fastify request: each field read from it when the route asks
- * (enroll reads the body and the address; renew the peer certificate), one object per request.
+ * (enroll reads the body; renew the peer certificate), one object per request; the peer's
+ * address is taken at once.
  */
 class Request implements HttpRequest {
-  constructor(private readonly req: FastifyRequest) {}
+  /** The peer's address, read when the request arrives: once the connection is gone Node no longer knows it, and the ledger records it as the requester. */
+  private readonly address: string | undefined;
+  private readonly port: number | undefined;
+  constructor(private readonly req: FastifyRequest) {
+    this.address = req.socket.remoteAddress;
+    this.port = req.socket.remotePort;
+  }
   get body(): unknown {
     return this.req.body;
   }
@@ -408,8 +415,7 @@ class Request implements HttpRequest {
     return (this.req.params ?? {}) as Record<string, string>;
   }
   get remote(): string {
-    const s = this.req.socket;
-    return `${s.remoteAddress ?? "?"}:${s.remotePort ?? 0}`;
+    return `${this.address ?? "?"}:${this.port ?? 0}`;
   }
   get connection(): object {
     return this.req.raw.socket;
