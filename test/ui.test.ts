@@ -120,6 +120,19 @@ function events(base: string, target = "/api/events"): Promise<Events> {
   });
 }
 
+/** tlsOf trusts DIR's CA and, given a service, presents its certificate and key. */
+function tlsOf(pkiDir: string, service?: string): https.RequestOptions {
+  return {
+    ca: readFileSync(path.join(pkiDir, "ca", "ca.pem")),
+    ...(service
+      ? {
+          cert: readFileSync(path.join(pkiDir, "services", service, "cert.pem")),
+          key: readFileSync(path.join(pkiDir, "services", service, "key.pem")),
+        }
+      : {}),
+  };
+}
+
 const json = <T>(a: Answer) => JSON.parse(a.body.toString("utf8")) as T;
 
 /** assertSecurityHeaders: the dashboard's headers on one answer. */
@@ -474,15 +487,7 @@ describe("ui: admin mTLS", { timeout: 120_000 }, () => {
     f = await startUiFixture({ services: 6, requireMtls: true });
   });
   after(() => f?.stop());
-  const tlsAs = (service?: string): https.RequestOptions => ({
-    ca: readFileSync(path.join(f.pkiDir, "ca", "ca.pem")),
-    ...(service
-      ? {
-          cert: readFileSync(path.join(f.pkiDir, "services", service, "cert.pem")),
-          key: readFileSync(path.join(f.pkiDir, "services", service, "key.pem")),
-        }
-      : {}),
-  });
+  const tlsAs = (service?: string) => tlsOf(f.pkiDir, service);
 
   it("ok/https, with the server's certificate from the CA", () => {
     assert.match(f.url, /^https:\/\/127\.0\.0\.1:\d+\/$/);
@@ -556,15 +561,7 @@ describe("ui: mounted inside serve (serve --ui)", { timeout: 120_000 }, () => {
     base = server.url;
   });
   after(() => server?.close());
-  const tlsAs = (service?: string): https.RequestOptions => ({
-    ca: readFileSync(path.join(f.pkiDir, "ca", "ca.pem")),
-    ...(service
-      ? {
-          cert: readFileSync(path.join(f.pkiDir, "services", service, "cert.pem")),
-          key: readFileSync(path.join(f.pkiDir, "services", service, "key.pem")),
-        }
-      : {}),
-  });
+  const tlsAs = (service?: string) => tlsOf(f.pkiDir, service);
 
   it("ok/the admin sees the dashboard under /ui/ with the headers; /ui redirects; serve's API keeps its own headers", async () => {
     for (const t of ["/ui/", "/ui/assets/app.js", "/ui/api/snapshot"]) {
