@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 import { REPO, tempDir } from "./helpers/cli.ts";
@@ -56,7 +56,8 @@ const FORBIDDEN: [RegExp, string][] = [
   [/^test\//, "the tests"],
   [/^bench\//, "the benchmarks"],
   [/^\.ci\//, "CI"],
-  [/^scripts\//, "the interop installer"],
+  [/^scripts\/(?!build-native\.mjs$)/, "the repository's scripts other than the install step (build-native.mjs)"],
+  [/^build\//, "a compiled addon (each install builds its own from native/)"],
   [/^src\//, "TypeScript sources (dist/ holds the build)"],
   [/(?<!\.d)\.ts$/, "TypeScript sources (only .d.ts declarations belong in the package)"],
   [/^node_modules\//, "dependencies"],
@@ -111,6 +112,11 @@ describe("the npm package", () => {
   it("ok/holds the dashboard's page, bundled (dist/ui/web: index.html, app.js, app.css)", () => {
     for (const f of ["index.html", "app.js", "app.css"])
       assert.ok(files.has(`dist/ui/web/${f}`), `the package lacks dist/ui/web/${f} (run npm run build)`);
+  });
+
+  it("ok/holds what the install step builds the native verifier from", () => {
+    for (const f of ["binding.gyp", "native/p256.cc", "scripts/build-native.mjs"])
+      assert.ok(files.has(f), `the package lacks ${f}: its install step could not build the native P-256 verifier`);
   });
 
   it("ok/holds the examples `mtlskit init --example` writes", () => {
@@ -197,6 +203,10 @@ describe("the npm package, installed into an app", () => {
 
   it("ok/without @grpc/grpc-js: the CLI and mtlskit/service work, neither grpc-js nor a second YAML library is installed, and mtlskit/grpc says what to install", () => {
     const cwd = app("cli-only", []);
+    assert.ok(
+      existsSync(path.join(cwd, "node_modules/mtlskit/build/Release/p256.node")),
+      "the package's install step (scripts/build-native.mjs) built the native P-256 verifier",
+    );
     assert.throws(
       () => readFileSync(path.join(cwd, "node_modules/@grpc/grpc-js/package.json")),
       /ENOENT/,

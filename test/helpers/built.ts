@@ -8,7 +8,7 @@
  * node_modules/.cache, so the package's dependencies resolve from node_modules as they do for dist/.
  */
 import { execFileSync, spawn } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import * as path from "node:path";
 
 const REPO = path.resolve(import.meta.dirname, "../..");
@@ -33,6 +33,12 @@ export function buildPackage(): string {
   mkdirSync(path.join(root, "bin"));
   copyFileSync(path.join(REPO, "bin", "mtlskit.js"), path.join(root, "bin", "mtlskit.js"));
   copyFileSync(path.join(REPO, "package.json"), path.join(root, "package.json")); // "type": "module", and the version
+  // The native P-256 verifier (src/pki/native.ts), where `npm ci` built it: at the same place under the root.
+  const addon = path.join("build", "Release", "p256.node");
+  if (existsSync(path.join(REPO, addon))) {
+    mkdirSync(path.join(root, "build", "Release"), { recursive: true });
+    copyFileSync(path.join(REPO, addon), path.join(root, addon));
+  }
   return path.join(root, "bin", "mtlskit.js");
 }
 
