@@ -36,12 +36,15 @@ struct Verifier {
     EC_KEY_free(key);
     BN_CTX_free(ctx);
   }
+  // ready makes the key, its point and a BN_CTX on first use; a part OpenSSL could not make stays
+  // missing, and every later check then fails the same way (never a null pointer used).
   bool ready() {
-    if (key != nullptr) return true;
-    key = EC_KEY_new_by_curve_name(NID_X9_62_prime256v1);
-    if (key == nullptr) return false;
-    point = EC_POINT_new(EC_KEY_get0_group(key));
-    ctx = BN_CTX_new();
+    if (key == nullptr) {
+      key = EC_KEY_new_by_curve_name(NID_X9_62_prime256v1);
+      if (key == nullptr) return false;
+      point = EC_POINT_new(EC_KEY_get0_group(key));
+      ctx = BN_CTX_new();
+    }
     return point != nullptr && ctx != nullptr;
   }
 };
