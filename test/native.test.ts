@@ -15,7 +15,7 @@ import { pathToFileURL } from "node:url";
 import { describe, it } from "node:test";
 import { csrSignature, decodeCsr, encodeCsr } from "../src/pki/csr.ts";
 import { generateKey } from "../src/pki/keys.ts";
-import { p256Verify } from "../src/pki/native.ts";
+import { nativeP256, type P256Verify } from "../src/pki/native.ts";
 import { tempDir } from "./helpers/cli.ts";
 
 const REPO = path.resolve(import.meta.dirname, "..");
@@ -25,9 +25,10 @@ const N = BigInt("0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc63
 const P = BigInt("0xffffffff00000001000000000000000000000000ffffffffffffffffffffffff");
 
 /** native is the addon's check; `npm ci` builds it on every machine the tests run on (.ci/run requires it). */
-function native(): NonNullable<typeof p256Verify> {
-  assert.ok(p256Verify, "the native verifier is not built: run `npm rebuild` (python3, make and g++ needed)");
-  return p256Verify;
+function native(): P256Verify {
+  const verifyNative = nativeP256();
+  assert.ok(verifyNative, "the native verifier is not built: run `npm rebuild` (python3, make and g++ needed)");
+  return verifyNative;
 }
 
 /** viaNode is the same check through node:crypto, as csrSignature makes it without the addon (a key that does not import: false). */
@@ -206,9 +207,9 @@ describe("native P-256 verifier", () => {
       script,
       [
         `import { csrSignature, decodeCsr } from ${JSON.stringify(pathToFileURL(path.join(REPO, "src/pki/csr.ts")).href)};`,
-        `import { p256Verify } from ${JSON.stringify(pathToFileURL(path.join(REPO, "src/pki/native.ts")).href)};`,
+        `import { nativeP256 } from ${JSON.stringify(pathToFileURL(path.join(REPO, "src/pki/native.ts")).href)};`,
         `const requests: string[] = ${JSON.stringify(requests)};`,
-        "console.log(JSON.stringify({ native: p256Verify !== undefined, verdicts: requests.map((h) => csrSignature(decodeCsr(Buffer.from(h, 'hex')))) }));",
+        "console.log(JSON.stringify({ native: nativeP256() !== undefined, verdicts: requests.map((h) => csrSignature(decodeCsr(Buffer.from(h, 'hex')))) }));",
       ].join("\n"),
     );
     const run = spawnSync(process.execPath, ["--import", "tsx", script], {

@@ -23,7 +23,7 @@ import {
   uint,
 } from "./der.ts";
 import { signTbs } from "./issue.ts";
-import { p256Verify } from "./native.ts";
+import { nativeP256 } from "./native.ts";
 import type { KeyTypeName } from "./keys.ts";
 import { encodeName, type Subject } from "./name.ts";
 import { EXTENSION_OID } from "./oids.ts";
@@ -144,8 +144,8 @@ export function csrSignature(csr: CsrFields): "valid" | "invalid" | `not checked
   try {
     const ec = ecPointOf(csr.spki);
     // An ECDSA P-256/SHA-256 request, the online CA's usual one, through the native check (native.ts).
-    if (p256Verify && ec?.crv === "P-256" && name === "ecdsa-with-SHA256")
-      return p256Verify(ec.point, csr.info, csr.signature) ? "valid" : "invalid";
+    const native = ec?.crv === "P-256" && name === "ecdsa-with-SHA256" ? nativeP256() : undefined;
+    if (native && ec) return native(ec.point, csr.info, csr.signature) ? "valid" : "invalid";
     return verify(hash, csr.info, publicKeyOf(csr.spki, ec), csr.signature) ? "valid" : "invalid";
   } catch {
     return "invalid";

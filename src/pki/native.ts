@@ -3,7 +3,8 @@
  * ECDSA/SHA-256 signature check through Node's own OpenSSL without node:crypto's per-call key
  * import, for the request's self-signature the online CA checks once per certificate (a third of
  * node:crypto's cost: ARCHITECTURE.md). Optional: where the addon was not built, or
- * MTLSKIT_NATIVE=0, p256Verify is undefined and callers use node:crypto.
+ * MTLSKIT_NATIVE=0, nativeP256() is undefined and callers use node:crypto. Loaded on first use, so
+ * the entries that never check a request (the agent, the service library) never load it.
  */
 import { createRequire } from "node:module";
 
@@ -23,5 +24,10 @@ function load(): P256Verify | undefined {
   }
 }
 
-/** p256Verify: the native check, or undefined when it is not available (see the file's comment). */
-export const p256Verify: P256Verify | undefined = load();
+let loaded: { verify: P256Verify | undefined } | undefined;
+
+/** nativeP256: the native check, or undefined when it is not available (see the file's comment). */
+export function nativeP256(): P256Verify | undefined {
+  loaded ??= { verify: load() };
+  return loaded.verify;
+}

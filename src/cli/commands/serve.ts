@@ -188,7 +188,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
     );
   const online = loaded.manifest.services.filter((s) => s.csr === true && s.files === undefined);
   const { startServer, startCluster } = await import("../../server/index.ts");
-  const { p256Verify } = await import("../../pki/native.ts");
+  const { nativeP256 } = await import("../../pki/native.ts");
   const log = values.log ? { log: { stream: process.stderr } } : {};
   const ledgerSpec = values.ledger === undefined ? {} : { ledgerSpec: values.ledger };
   const acme =
@@ -233,7 +233,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
       `  root SHA-256: ${server.rootSha256}\n` +
       `  ledger: ${server.ledger.kind}\n` +
       `  workers: ${workers === 1 ? "1 (this process serves everything)" : `${workers} HTTP processes; this one holds the ledger`}\n` +
-      `  P-256 request signatures: ${p256Verify ? "the native verifier (build/Release/p256.node)" : "node:crypto (the native verifier is not built or MTLSKIT_NATIVE=0; `npm rebuild mtlskit` builds it)"}\n` +
+      `  P-256 request signatures: ${nativeP256() ? "the native verifier (build/Release/p256.node)" : "node:crypto (the native verifier is not built or MTLSKIT_NATIVE=0; `npm rebuild mtlskit` builds it)"}\n` +
       (server.ledger.acme
         ? `  ACME directory: ${server.url}/acme/directory (EAB keys: mtlskit token create SERVICE --acme)\n` +
           `  ACME challenges: http-01, tls-alpn-01, ${dnsResolvers.length > 0 ? `dns-01 (TXT asked of ${dnsResolvers.join(", ")} only)` : "no dns-01 (no --acme-dns-resolver)"}\n`
