@@ -14,11 +14,10 @@ import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { describe, it } from "node:test";
 import { csrSignature, decodeCsr, encodeCsr } from "../src/pki/csr.ts";
+import { seq, TAG, tlv, uint } from "../src/pki/der.ts";
 import { generateKey } from "../src/pki/keys.ts";
 import { nativeP256, type P256Verify } from "../src/pki/native.ts";
-import { tempDir } from "./helpers/cli.ts";
-
-const REPO = path.resolve(import.meta.dirname, "..");
+import { REPO, tempDir } from "./helpers/cli.ts";
 
 /** N and P: P-256's group order and field prime. */
 const N = BigInt("0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551");
@@ -49,15 +48,13 @@ function viaNode(point: Buffer, message: Buffer, signature: Buffer): boolean {
   }
 }
 
-const int = (n: bigint): Buffer => {
-  let hex = n.toString(16);
-  if (hex.length % 2) hex = `0${hex}`;
-  const b = Buffer.from(hex, "hex");
-  return b[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), b]) : b;
-};
-const tlv = (tag: number, body: Buffer) => Buffer.concat([Buffer.from([tag, body.length]), body]);
-/** sigOf encodes r and s as an ECDSA-Sig-Value (DER). */
-const sigOf = (r: bigint, s: bigint) => tlv(0x30, Buffer.concat([tlv(0x02, int(r)), tlv(0x02, int(s))]));
+/** magnitude is n's big-endian octets, at least one. */
+function magnitude(n: bigint): Buffer {
+  const hex = n.toString(16);
+  return Buffer.from(hex.length % 2 ? `0${hex}` : hex, "hex");
+}
+/** sigOf encodes r and s as an ECDSA-Sig-Value (DER, through pki/der.ts). */
+const sigOf = (r: bigint, s: bigint) => seq(uint(magnitude(r)), uint(magnitude(s)));
 /** rsOf decodes a DER ECDSA-Sig-Value made by OpenSSL (short lengths). */
 function rsOf(sig: Buffer): { r: bigint; s: bigint } {
   const rLen = sig[3]!;
@@ -108,10 +105,10 @@ function cases(): Case[] {
     { name: "another message", point, message: flip(message, 0), signature, expected: false },
     { name: "another key", point: other, message, signature, expected: false },
     {
-      name: "r with a superfluous leading zero (BER, not DER)",
+      name: "r with superfluous leading zeros (BER, not DER)",
       point,
       message,
-      signature: tlv(0x30, Buffer.concat([tlv(0x02, Buffer.concat([Buffer.from([0]), int(r)])), tlv(0x02, int(s))])),
+      signature: seq(tlv(TAG.integer, Buffer.from([0, 0]), magnitude(r)), uint(magnitude(s))),
       expected: false,
     },
     {
